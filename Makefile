@@ -1,0 +1,168 @@
+# Ridgeline: GNU Make build. `make help` lists the targets.
+#
+# Layout of outputs (all under build/, ignored by git):
+#   build/ridgeline            the program
+#   build/obj/...              objects and their .d header dependencies
+#   build/tests/...            test programs
+#   build/asan/...             the same tree built with ASan+UBSan (make test builds both)
+
+.DEFAULT_GOAL := all
+SHELL := /bin/bash
+
+BUILD   ?= build
+SAN     ?= 0
+PREFIX  ?= /usr/local
+BINDIR  ?= $(PREFIX)/bin
+SYSCONFDIR ?= $(if $(filter /usr,$(PREFIX)),/etc,$(PREFIX)/etc)
+UNITDIR ?= $(PREFIX)/lib/systemd/system
+DATADIR ?= /var/lib/ridgeline
+DESTDIR ?=
+
+VERSION := $(shell cat VERSION)
+GIT_REV := $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
+
+# `make V=1` shows full command lines.
+V ?= 0
+Q := $(if $(filter 1,$(V)),,@)
+
+CONFIG_MK := build/config.mk
+# Linked into the program; the other packages the product needs are checked by scripts/deps.sh.
+PKGS      := rocksdb libmicrohttpd jansson libsodium
+TEST_PKGS := cmocka libcurl
+
+CC      ?= cc
+CSTD    := -std=c11 -D_GNU_SOURCE
+WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wno-unused-parameter
+OPT     := -O2 -g
+SANFLAGS :=
+ifeq ($(SAN),1)
+SANFLAGS := -fsanitize=address,undefined -fno-sanitize-recover=all
+OPT     := -O1 -g -fno-omit-frame-pointer $(SANFLAGS)
+endif
+CPPFLAGS += -I. -MMD -MP
+CFLAGS  += $(CSTD) $(WARN) $(OPT) -pthread
+LDFLAGS += $(SANFLAGS) -pthread
+
+ifeq ($(filter clean help,$(MAKECMDGOALS)),)
+include $(CONFIG_MK)
+endif
+
+# A failed pkg-config check forces the configuration (and so scripts/deps.sh) to run again.
+PKG_OK := $(shell pkg-config --exists $(PKGS) $(TEST_PKGS) 2>/dev/null && echo yes)
+ifneq ($(PKG_OK),yes)
+$(CONFIG_MK): FORCE
+endif
+$(CONFIG_MK): scripts/deps.sh Makefile
+	@scripts/deps.sh
+	@mkdir -p $(@D)
+	@{ echo "PKG_CFLAGS := $$(pkg-config --cflags $(PKGS))"; \
+	   echo "PKG_LIBS := $$(pkg-config --libs $(PKGS)) -lm"; \
+	   echo "ROCKSDB_VERSION := $$(pkg-config --modversion rocksdb)"; \
+	   echo "TEST_CFLAGS := $$(pkg-config --cflags $(TEST_PKGS))"; \
+	   echo "TEST_LIBS := $$(pkg-config --libs $(TEST_PKGS))"; } > $@.tmp && mv $@.tmp $@
+
+# Layers, lowest first. Each folder's README says what it may include.
+LIB_DIRS := common store registry api
+LIB_SRCS := $(sort $(wildcard $(addsuffix /*.c,$(LIB_DIRS))))
+CMD_SRCS := $(sort $(wildcard cmd/*.c))
+UNIT_SRCS  := $(sort $(wildcard tests/unit/test_*.c))
+INTEG_SRCS := $(sort $(wildcard tests/integration/test_*.c))
+HARNESS_SRCS := tests/harness.c
+
+OBJ := $(BUILD)/obj
+LIB := $(BUILD)/libridgeline.a
+BIN := $(BUILD)/ridgeline
+LIB_OBJS := $(LIB_SRCS:%.c=$(OBJ)/%.o)
+CMD_OBJS := $(CMD_SRCS:%.c=$(OBJ)/%.o)
+HARNESS_OBJS := $(HARNESS_SRCS:%.c=$(OBJ)/%.o)
+UNIT_BINS  := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
+INTEG_BINS := $(INTEG_SRCS:tests/integration/%.c=$(BUILD)/tests/%)
+
+# Keep objects that pattern chains would otherwise delete as intermediates.
+.SECONDARY:
+
+.PHONY: all deps run test tests test-fast check-layers install uninstall clean help bench FORCE
+FORCE:
+
+all: $(BIN)
+
+deps:
+	@scripts/deps.sh
+
+$(OBJ)/%.o: %.c $(CONFIG_MK)
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  CC      $<")
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) $(PKG_CFLAGS) $(if $(findstring tests/,$<),$(TEST_CFLAGS)) -c $< -o $@
+
+# Only this object knows the version, so a new commit relinks instead of rebuilding everything.
+$(OBJ)/common/rl_version.o: CPPFLAGS += -DRL_VERSION='"$(VERSION)"' -DRL_GIT_REV='"$(GIT_REV)"'
+$(OBJ)/common/rl_version.o: VERSION
+$(OBJ)/cmd/cmd_version.o: CPPFLAGS += -DRL_ROCKSDB_VERSION='"$(ROCKSDB_VERSION)"'
+
+$(LIB): $(LIB_OBJS)
+	@mkdir -p $(@D)
+	@rm -f $@
+	@$(if $(Q),echo "  AR      $@")
+	$(Q)$(AR) rcs $@ $^
+
+$(BIN): $(CMD_OBJS) $(LIB)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(LDFLAGS) -o $@ $(CMD_OBJS) $(LIB) $(PKG_LIBS)
+
+$(BUILD)/tests/%: $(OBJ)/tests/unit/%.o $(HARNESS_OBJS) $(LIB)
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(LDFLAGS) -o $@ $< $(HARNESS_OBJS) $(LIB) $(PKG_LIBS) $(TEST_LIBS)
+
+$(BUILD)/tests/%: $(OBJ)/tests/integration/%.o $(HARNESS_OBJS) $(LIB)
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(LDFLAGS) -o $@ $< $(HARNESS_OBJS) $(LIB) $(PKG_LIBS) $(TEST_LIBS)
+
+tests: $(BIN) $(UNIT_BINS) $(INTEG_BINS)
+
+# The appliance on its embedded defaults: ./data on 127.0.0.1:8080.
+run: deps $(BIN)
+	$(BIN) serve --listen 127.0.0.1:8080 --data ./data
+
+# Every test, on the normal build and on the ASan+UBSan build.
+test: deps check-layers
+	@$(MAKE) --no-print-directory tests
+	@$(MAKE) --no-print-directory BUILD=build/asan SAN=1 tests
+	@scripts/run-tests.sh build build/asan
+
+# Only the normal build: quicker while working.
+test-fast: deps check-layers tests
+	@scripts/run-tests.sh build
+
+check-layers:
+	@scripts/check-layers.sh
+
+bench: $(BIN)
+	@echo "bench: no benchmarks yet; they arrive with the registry, matching and kernel work"
+
+install: $(BIN)
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(SYSCONFDIR)/ridgeline $(DESTDIR)$(UNITDIR)
+	install -m 0755 $(BIN) $(DESTDIR)$(BINDIR)/ridgeline
+	install -m 0644 etc/ridgeline.json $(DESTDIR)$(SYSCONFDIR)/ridgeline/ridgeline.json
+	sed -e 's|@BINDIR@|$(BINDIR)|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' -e 's|@DATADIR@|$(DATADIR)|g' \
+	    etc/ridgeline.service.in > $(DESTDIR)$(UNITDIR)/ridgeline.service
+	chmod 0644 $(DESTDIR)$(UNITDIR)/ridgeline.service
+
+uninstall:
+	rm -f $(DESTDIR)$(BINDIR)/ridgeline $(DESTDIR)$(UNITDIR)/ridgeline.service
+	@echo "kept $(DESTDIR)$(SYSCONFDIR)/ridgeline and $(DATADIR): they hold your configuration and patient data"
+
+clean:
+	rm -rf build
+
+help:
+	@echo "make run        install dependencies, build, serve ./data on 127.0.0.1:8080"
+	@echo "make test       install dependencies, build normal + ASan/UBSan, run every test"
+	@echo "make test-fast  normal build only"
+	@echo "make bench      benchmarks"
+	@echo "make install    PREFIX=/usr/local DESTDIR= : program, /etc config, systemd unit"
+	@echo "make clean      remove build/"
+
+-include $(LIB_OBJS:.o=.d) $(CMD_OBJS:.o=.d) $(HARNESS_OBJS:.o=.d) \
+         $(UNIT_SRCS:tests/unit/%.c=$(OBJ)/tests/unit/%.d) $(INTEG_SRCS:tests/integration/%.c=$(OBJ)/tests/integration/%.d)

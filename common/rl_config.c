@@ -1,0 +1,262 @@
+#include "common/rl_config.h"
+
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+typedef enum rl_opt_kind {
+    RL_OPT_LISTEN,
+    RL_OPT_PATH,
+    RL_OPT_INT,
+    RL_OPT_BIGINT,
+    RL_OPT_LOG_LEVEL,
+    RL_OPT_SYNC,
+} rl_opt_kind;
+
+typedef struct rl_opt {
+    const char *section; /* NULL: top level */
+    const char *key;
+    rl_opt_kind kind;
+    size_t offset;
+    long long min, max;
+} rl_opt;
+
+#define RL_OFF(field) offsetof(rl_config, field)
+
+/* The one list of settings. Defaults live in rl_config_defaults(); the README
+ * and etc/ridgeline.json document them and a test checks they agree. */
+static const rl_opt rl_opts[] = {
+    {NULL, "listen", RL_OPT_LISTEN, 0, 0, 0},
+    {NULL, "data_dir", RL_OPT_PATH, RL_OFF(data_dir), 0, 0},
+    {NULL, "log_level", RL_OPT_LOG_LEVEL, RL_OFF(log_level), 0, 0},
+    {"http", "threads", RL_OPT_INT, RL_OFF(http_threads), 0, 256},
+    {"http", "max_body_bytes", RL_OPT_BIGINT, RL_OFF(http_max_body_bytes), 1024, 1LL << 30},
+    {"http", "max_json_depth", RL_OPT_INT, RL_OFF(http_max_json_depth), 4, 1000},
+    {"http", "max_string_bytes", RL_OPT_BIGINT, RL_OFF(http_max_string_bytes), 64, 1LL << 30},
+    {"http", "connection_timeout_s", RL_OPT_INT, RL_OFF(http_connection_timeout_s), 1, 3600},
+    {"http", "max_connections", RL_OPT_INT, RL_OFF(http_max_connections), 1, 65536},
+    {"store", "sync", RL_OPT_SYNC, RL_OFF(store_sync), 0, 0},
+};
+
+static const char *const rl_sync_names[] = {"always", "off"};
+
+void rl_config_defaults(rl_config *cfg)
+{
+    memset(cfg, 0, sizeof *cfg);
+    snprintf(cfg->listen_host, sizeof cfg->listen_host, "127.0.0.1");
+    cfg->listen_port = 8080;
+    snprintf(cfg->data_dir, sizeof cfg->data_dir, "./data");
+    cfg->log_level = RL_LOG_INFO;
+    cfg->http_threads = 0;
+    cfg->http_max_body_bytes = 4LL << 20;
+    cfg->http_max_json_depth = 32;
+    cfg->http_max_string_bytes = 1LL << 20;
+    cfg->http_connection_timeout_s = 30;
+    cfg->http_max_connections = 512;
+    cfg->store_sync = RL_SYNC_ALWAYS;
+}
+
+rl_error *rl_config_set_listen(rl_config *cfg, const char *hostport)
+{
+    rl_error *err = NULL;
+    const char *colon = strrchr(hostport, ':');
+    if (!colon)
+        RL_FAIL(RL_EINVAL, "listen: expected HOST:PORT, e.g. 127.0.0.1:8080");
+    const char *host = hostport;
+    size_t host_len = (size_t)(colon - hostport);
+    if (host_len >= 2 && host[0] == '[' && host[host_len - 1] == ']') {
+        host++;
+        host_len -= 2;
+    } else if (memchr(host, ':', host_len)) {
+        RL_FAIL(RL_EINVAL, "listen: write IPv6 addresses in brackets, e.g. [::1]:8080");
+    }
+    if (host_len >= sizeof cfg->listen_host)
+        RL_FAIL(RL_EINVAL, "listen: host name too long");
+    char *end = NULL;
+    long port = strtol(colon + 1, &end, 10);
+    if (colon[1] == '\0' || *end != '\0' || port < 0 || port > 65535)
+        RL_FAIL(RL_EINVAL, "listen: port must be a number from 0 to 65535 (0 picks a free port)");
+    memcpy(cfg->listen_host, host, host_len);
+    cfg->listen_host[host_len] = '\0';
+    if (host_len == 0)
+        snprintf(cfg->listen_host, sizeof cfg->listen_host, "0.0.0.0");
+    cfg->listen_port = (int)port;
+cleanup:
+    return err;
+}
+
+rl_error *rl_config_set_data_dir(rl_config *cfg, const char *path)
+{
+    if (!path[0])
+        return RL_ERR(RL_EINVAL, "data_dir: must not be empty");
+    if (strlen(path) >= sizeof cfg->data_dir)
+        return RL_ERR(RL_EINVAL, "data_dir: path longer than %zu bytes", sizeof cfg->data_dir - 1);
+    snprintf(cfg->data_dir, sizeof cfg->data_dir, "%s", path);
+    return NULL;
+}
+
+static rl_error *rl_config_apply_opt(rl_config *cfg, const rl_opt *opt, const json_t *value,
+                                     const char *name)
+{
+    rl_error *err = NULL;
+    char *base = (char *)cfg;
+    switch (opt->kind) {
+    case RL_OPT_LISTEN:
+        if (!json_is_string(value))
+            RL_FAIL(RL_EINVAL, "%s: expected a string \"HOST:PORT\"", name);
+        RL_TRY(rl_config_set_listen(cfg, json_string_value(value)));
+        break;
+    case RL_OPT_PATH:
+        if (!json_is_string(value))
+            RL_FAIL(RL_EINVAL, "%s: expected a string (a folder path)", name);
+        RL_TRY(rl_config_set_data_dir(cfg, json_string_value(value)));
+        break;
+    case RL_OPT_INT:
+    case RL_OPT_BIGINT: {
+        if (!json_is_integer(value))
+            RL_FAIL(RL_EINVAL, "%s: expected an integer", name);
+        long long v = json_integer_value(value);
+        if (v < opt->min || v > opt->max)
+            RL_FAIL(RL_EINVAL, "%s: must be between %lld and %lld", name, opt->min, opt->max);
+        if (opt->kind == RL_OPT_INT)
+            *(int *)(base + opt->offset) = (int)v;
+        else
+            *(long long *)(base + opt->offset) = v;
+        break;
+    }
+    case RL_OPT_LOG_LEVEL:
+        if (!json_is_string(value))
+            RL_FAIL(RL_EINVAL, "%s: expected one of \"debug\", \"info\", \"warn\", \"error\"", name);
+        RL_TRY(rl_log_level_parse(json_string_value(value), (rl_log_level *)(base + opt->offset)));
+        break;
+    case RL_OPT_SYNC: {
+        const char *s = json_is_string(value) ? json_string_value(value) : "";
+        size_t i = 0;
+        while (i < sizeof rl_sync_names / sizeof *rl_sync_names && strcmp(s, rl_sync_names[i]) != 0)
+            i++;
+        if (i == sizeof rl_sync_names / sizeof *rl_sync_names)
+            RL_FAIL(RL_EINVAL, "%s: expected \"always\" or \"off\"", name);
+        *(rl_sync_policy *)(base + opt->offset) = (rl_sync_policy)i;
+        break;
+    }
+    }
+cleanup:
+    if (err)
+        err = rl_error_wrap(err, "config");
+    return err;
+}
+
+static const rl_opt *rl_config_find(const char *section, const char *key)
+{
+    for (size_t i = 0; i < sizeof rl_opts / sizeof *rl_opts; i++) {
+        const rl_opt *o = &rl_opts[i];
+        bool same_section = section ? (o->section && strcmp(o->section, section) == 0) : !o->section;
+        if (same_section && strcmp(o->key, key) == 0)
+            return o;
+    }
+    return NULL;
+}
+
+static bool rl_config_is_section(const char *key)
+{
+    for (size_t i = 0; i < sizeof rl_opts / sizeof *rl_opts; i++)
+        if (rl_opts[i].section && strcmp(rl_opts[i].section, key) == 0)
+            return true;
+    return false;
+}
+
+rl_error *rl_config_apply_json(rl_config *cfg, const json_t *root)
+{
+    rl_error *err = NULL;
+    rl_config next = *cfg; /* all or nothing: a bad key leaves cfg untouched */
+    if (!json_is_object(root))
+        RL_FAIL(RL_EINVAL, "config: the top level must be a JSON object");
+    const char *key;
+    const json_t *value;
+    json_object_foreach((json_t *)root, key, value) {
+        if (rl_config_is_section(key)) {
+            if (!json_is_object(value))
+                RL_FAIL(RL_EINVAL, "config: %s: expected an object", key);
+            const char *sub;
+            const json_t *subval;
+            json_object_foreach((json_t *)value, sub, subval) {
+                const rl_opt *opt = rl_config_find(key, sub);
+                char name[128];
+                snprintf(name, sizeof name, "%s.%s", key, sub);
+                if (!opt)
+                    RL_FAIL(RL_EINVAL, "config: unknown setting \"%s\"", name);
+                RL_TRY(rl_config_apply_opt(&next, opt, subval, name));
+            }
+            continue;
+        }
+        const rl_opt *opt = rl_config_find(NULL, key);
+        if (!opt)
+            RL_FAIL(RL_EINVAL, "config: unknown setting \"%s\"", key);
+        RL_TRY(rl_config_apply_opt(&next, opt, value, key));
+    }
+    *cfg = next;
+cleanup:
+    return err;
+}
+
+rl_error *rl_config_load_file(rl_config *cfg, const char *path)
+{
+    rl_error *err = NULL;
+    json_error_t jerr;
+    json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
+    if (!root)
+        RL_FAIL(RL_EINVAL, "config file %s: line %d column %d: %s", path, jerr.line, jerr.column,
+                jerr.text);
+    RL_TRY(rl_config_apply_json(cfg, root));
+cleanup:
+    if (err && root)
+        err = rl_error_wrap(err, "config file %s", path);
+    json_decref(root);
+    return err;
+}
+
+json_t *rl_config_to_json(const rl_config *cfg)
+{
+    const char *base = (const char *)cfg;
+    json_t *root = json_object();
+    for (size_t i = 0; i < sizeof rl_opts / sizeof *rl_opts; i++) {
+        const rl_opt *o = &rl_opts[i];
+        json_t *v = NULL;
+        switch (o->kind) {
+        case RL_OPT_LISTEN: {
+            char hp[RL_CONFIG_HOST_MAX + 16];
+            bool v6 = strchr(cfg->listen_host, ':') != NULL;
+            snprintf(hp, sizeof hp, v6 ? "[%s]:%d" : "%s:%d", cfg->listen_host, cfg->listen_port);
+            v = json_string(hp);
+            break;
+        }
+        case RL_OPT_PATH: v = json_string(base + o->offset); break;
+        case RL_OPT_INT: v = json_integer(*(const int *)(base + o->offset)); break;
+        case RL_OPT_BIGINT: v = json_integer(*(const long long *)(base + o->offset)); break;
+        case RL_OPT_LOG_LEVEL:
+            v = json_string(rl_log_level_name(*(const rl_log_level *)(base + o->offset)));
+            break;
+        case RL_OPT_SYNC: v = json_string(rl_sync_names[*(const rl_sync_policy *)(base + o->offset)]); break;
+        }
+        json_t *parent = root;
+        if (o->section) {
+            parent = json_object_get(root, o->section);
+            if (!parent) {
+                parent = json_object();
+                json_object_set_new(root, o->section, parent);
+            }
+        }
+        json_object_set_new(parent, o->key, v);
+    }
+    return root;
+}
+
+int rl_config_http_threads(const rl_config *cfg)
+{
+    if (cfg->http_threads > 0)
+        return cfg->http_threads;
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (int)n : 1;
+}

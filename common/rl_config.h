@@ -1,0 +1,66 @@
+/*
+ * rl_config: the appliance's settings, with documented defaults.
+ *
+ * Effective values come from three layers, later ones winning: built-in
+ * defaults, a JSON file (--config FILE), then command-line flags. Every
+ * setting is described once, in the table in rl_config.c, which drives the
+ * file loader, the validation and `ridgeline serve --print-config`, so the
+ * three cannot drift apart. Unknown keys in a file are errors (a typo must not
+ * silently fall back to a default), and so are values of the wrong type or
+ * out of range; each error names the key.
+ *
+ * rl_config is a plain value: copy it freely; it owns no heap memory.
+ */
+#ifndef RL_CONFIG_H
+#define RL_CONFIG_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "common/rl_error.h"
+#include "common/rl_log.h"
+
+enum { RL_CONFIG_HOST_MAX = 256, RL_CONFIG_PATH_MAX = 1024 };
+
+typedef enum rl_sync_policy {
+    /* fsync the write-ahead log before a write is acknowledged (concurrent
+     * writers share one fsync: RocksDB groups them). */
+    RL_SYNC_ALWAYS = 0,
+    /* Leave flushing to the OS: faster, loses the last writes on power loss
+     * (not on a process crash). For bulk loads and benchmarks only. */
+    RL_SYNC_OFF,
+} rl_sync_policy;
+
+typedef struct rl_config {
+    char listen_host[RL_CONFIG_HOST_MAX];
+    int listen_port;
+    char data_dir[RL_CONFIG_PATH_MAX];
+    rl_log_level log_level;
+    int http_threads; /* 0: one per online core */
+    long long http_max_body_bytes;
+    int http_max_json_depth;
+    long long http_max_string_bytes;
+    int http_connection_timeout_s;
+    int http_max_connections;
+    rl_sync_policy store_sync;
+} rl_config;
+
+void rl_config_defaults(rl_config *cfg);
+
+/* Overlays the settings found in a JSON file onto cfg (absent keys keep their value). */
+rl_error *rl_config_load_file(rl_config *cfg, const char *path);
+/* Same, from an already parsed JSON object (used by the file loader and tests). */
+rl_error *rl_config_apply_json(rl_config *cfg, const json_t *root);
+
+/* Parses "HOST:PORT", "[v6]:PORT" or ":PORT" into cfg's listen fields. */
+rl_error *rl_config_set_listen(rl_config *cfg, const char *hostport);
+rl_error *rl_config_set_data_dir(rl_config *cfg, const char *path);
+
+/* The effective configuration as the same JSON shape the file takes (new reference). */
+json_t *rl_config_to_json(const rl_config *cfg);
+
+/* Threads actually used for HTTP (resolves 0 to the core count). */
+int rl_config_http_threads(const rl_config *cfg);
+
+#endif

@@ -1,0 +1,32 @@
+/*
+ * rl_json: JSON text in and out, through jansson, with limits.
+ *
+ * jansson parses whatever it is given; outside input must first pass the
+ * limits here (nesting depth, length of any single string or key), checked by
+ * a linear pre-scan before jansson allocates anything, so a hostile body
+ * cannot make the parser recurse deeply or build huge strings.
+ *
+ * Ownership: rl_json_parse() gives the caller a new reference (json_decref
+ * it); rl_json_dump() gives a malloc'd string (free it).
+ */
+#ifndef RL_JSON_H
+#define RL_JSON_H
+
+#include <jansson.h>
+#include <stddef.h>
+
+#include "common/rl_error.h"
+
+typedef struct rl_json_limits {
+    int max_depth;           /* arrays/objects nested deeper fail */
+    size_t max_string_bytes; /* any string or key longer fails */
+} rl_json_limits;
+
+/* Parses exactly one JSON value from text[0..len). Errors: RL_EINVAL for
+ * syntax (with line and column), RL_ETOOBIG for a limit. */
+rl_error *rl_json_parse(const char *text, size_t len, const rl_json_limits *limits, json_t **out);
+
+/* Compact, key order preserved. */
+rl_error *rl_json_dump(const json_t *value, char **out);
+
+#endif
