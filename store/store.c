@@ -1,0 +1,295 @@
+#include "store/store.h"
+
+#include <errno.h>
+#include <rocksdb/c.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+static const char *const rl_cf_names[RL_CF_COUNT] = {
+    [RL_CF_META] = "default", /* RocksDB's own default family doubles as meta */
+    [RL_CF_RECORDS] = "records",
+};
+
+static const char rl_schema_key[] = "schema_version";
+
+struct rl_store {
+    rocksdb_t *db;
+    rocksdb_options_t *options;
+    rocksdb_writeoptions_t *write_options;
+    rocksdb_readoptions_t *read_options;
+    rocksdb_column_family_handle_t *cf[RL_CF_COUNT];
+    char *path;
+    int schema_version;
+};
+
+struct rl_store_batch {
+    rl_store *store;
+    rocksdb_writebatch_t *wb;
+};
+
+/* RocksDB reports errors as malloc'd strings; turn one into an rl_error and free it. */
+static rl_error *rl_store_error(char *rocks_err, const char *file, int line, const char *doing)
+{
+    rl_code code = RL_ESTORE;
+    if (strstr(rocks_err, "lock") || strstr(rocks_err, "LOCK"))
+        code = RL_ECONFLICT;
+    else if (strncmp(rocks_err, "IO error", 8) == 0)
+        code = RL_EIO;
+    rl_error *err = rl_error_new(code, file, line, "%s: %s%s", doing, rocks_err,
+                                 code == RL_ECONFLICT ? " (is another ridgeline using this folder?)" : "");
+    rocksdb_free(rocks_err);
+    return err;
+}
+#define RL_STORE_CHECK(rocks_err, doing)                                          \
+    do {                                                                          \
+        if (rocks_err) {                                                          \
+            err = rl_store_error((rocks_err), __FILE__, __LINE__, (doing));       \
+            goto cleanup;                                                         \
+        }                                                                         \
+    } while (0)
+
+static rl_error *rl_store_mkdirs(const char *dir)
+{
+    rl_error *err = NULL;
+    char *path = strdup(dir);
+    if (!path)
+        RL_FAIL(RL_ENOMEM, "out of memory");
+    for (char *p = path + 1;; p++) {
+        if (*p == '/' || *p == '\0') {
+            char saved = *p;
+            *p = '\0';
+            /* 0700: the folder will hold patient data. */
+            if (mkdir(path, 0700) != 0 && errno != EEXIST)
+                RL_FAIL(RL_EIO, "cannot create folder %s: %s", path, strerror(errno));
+            *p = saved;
+            if (saved == '\0')
+                break;
+        }
+    }
+    struct stat st;
+    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
+        RL_FAIL(RL_EIO, "%s is not a folder", dir);
+cleanup:
+    free(path);
+    return err;
+}
+
+/* Refuses stores holding column families this version does not know: they
+ * were made by a newer Ridgeline, and opening them would hide its data. */
+static rl_error *rl_store_check_families(rocksdb_options_t *options, const char *dir)
+{
+    rl_error *err = NULL;
+    char *rocks_err = NULL;
+    size_t n = 0;
+    char **names = rocksdb_list_column_families(options, dir, &n, &rocks_err);
+    if (rocks_err) {
+        /* A brand new folder has no database yet; that is fine. */
+        rocksdb_free(rocks_err);
+        goto cleanup;
+    }
+    for (size_t i = 0; i < n; i++) {
+        bool known = false;
+        for (int c = 0; c < RL_CF_COUNT; c++)
+            known = known || strcmp(names[i], rl_cf_names[c]) == 0;
+        if (!known)
+            RL_FAIL(RL_EUNSUPPORTED,
+                    "store %s has a column family \"%s\" unknown to this version: "
+                    "it was written by a newer Ridgeline",
+                    dir, names[i]);
+    }
+cleanup:
+    if (names)
+        rocksdb_list_column_families_destroy(names, n);
+    return err;
+}
+
+static rl_error *rl_store_check_schema(rl_store *s)
+{
+    rl_error *err = NULL;
+    char *value = NULL;
+    size_t len = 0;
+    bool found = false;
+    rl_store_batch *batch = NULL;
+    RL_TRY(rl_store_get(s, RL_CF_META, rl_schema_key, sizeof rl_schema_key - 1, &value, &len, &found));
+    if (!found) {
+        char text[16];
+        int n = snprintf(text, sizeof text, "%d", RL_STORE_SCHEMA_VERSION);
+        RL_TRY(rl_store_batch_new(s, &batch));
+        rl_store_batch_put(batch, RL_CF_META, rl_schema_key, sizeof rl_schema_key - 1, text, (size_t)n);
+        RL_TRY(rl_store_write(s, batch));
+        s->schema_version = RL_STORE_SCHEMA_VERSION;
+    } else {
+        char *end = NULL;
+        long v = strtol(value, &end, 10);
+        if (end == value || *end != '\0' || v <= 0)
+            RL_FAIL(RL_ESTORE, "store %s: unreadable schema version", s->path);
+        if (v > RL_STORE_SCHEMA_VERSION)
+            RL_FAIL(RL_EUNSUPPORTED,
+                    "store %s has schema version %ld, newer than this Ridgeline's %d: upgrade Ridgeline",
+                    s->path, v, RL_STORE_SCHEMA_VERSION);
+        /* Older schemas are migrated here, one version step per batch, once
+         * there is an older schema to migrate from (version 1 is the first). */
+        s->schema_version = (int)v;
+    }
+cleanup:
+    free(value);
+    rl_store_batch_destroy(batch);
+    return err;
+}
+
+rl_error *rl_store_open(const char *dir, const rl_store_options *opts, rl_store **out)
+{
+    rl_error *err = NULL;
+    char *rocks_err = NULL;
+    rocksdb_options_t *cf_options[RL_CF_COUNT] = {0};
+    *out = NULL;
+    rl_store *s = calloc(1, sizeof *s);
+    if (!s)
+        RL_FAIL(RL_ENOMEM, "out of memory");
+    s->path = strdup(dir);
+    if (!s->path)
+        RL_FAIL(RL_ENOMEM, "out of memory");
+    RL_TRY(rl_store_mkdirs(dir));
+
+    s->options = rocksdb_options_create();
+    rocksdb_options_set_create_if_missing(s->options, 1);
+    rocksdb_options_set_create_missing_column_families(s->options, 1);
+    rocksdb_options_set_paranoid_checks(s->options, 1);
+    rocksdb_options_increase_parallelism(s->options, 2);
+    /* Keep RocksDB's own info log small; it holds no record contents. */
+    rocksdb_options_set_max_log_file_size(s->options, 4 << 20);
+    rocksdb_options_set_keep_log_file_num(s->options, 4);
+    RL_TRY(rl_store_check_families(s->options, dir));
+
+    const char *names[RL_CF_COUNT];
+    for (int c = 0; c < RL_CF_COUNT; c++) {
+        names[c] = rl_cf_names[c];
+        cf_options[c] = s->options;
+    }
+    s->db = rocksdb_open_column_families(s->options, dir, RL_CF_COUNT, names,
+                                         (const rocksdb_options_t *const *)cf_options, s->cf,
+                                         &rocks_err);
+    RL_STORE_CHECK(rocks_err, "opening store");
+
+    s->write_options = rocksdb_writeoptions_create();
+    rocksdb_writeoptions_set_sync(s->write_options, opts && opts->sync ? 1 : 0);
+    s->read_options = rocksdb_readoptions_create();
+    rocksdb_readoptions_set_verify_checksums(s->read_options, 1);
+
+    RL_TRY(rl_store_check_schema(s));
+    *out = s;
+    s = NULL;
+cleanup:
+    if (err)
+        err = rl_error_wrap(err, "store %s", dir);
+    rl_store_close(s);
+    return err;
+}
+
+void rl_store_close(rl_store *s)
+{
+    if (!s)
+        return;
+    if (s->db) {
+        /* Flush memtables so the next open does not replay the whole WAL. */
+        char *rocks_err = NULL;
+        rocksdb_flushoptions_t *fo = rocksdb_flushoptions_create();
+        rocksdb_flushoptions_set_wait(fo, 1);
+        for (int c = 0; c < RL_CF_COUNT; c++) {
+            rocksdb_flush_cf(s->db, fo, s->cf[c], &rocks_err);
+            if (rocks_err) {
+                rocksdb_free(rocks_err); /* the WAL still has it; replayed at next open */
+                rocks_err = NULL;
+            }
+        }
+        rocksdb_flushoptions_destroy(fo);
+        for (int c = 0; c < RL_CF_COUNT; c++)
+            if (s->cf[c])
+                rocksdb_column_family_handle_destroy(s->cf[c]);
+        rocksdb_close(s->db);
+    }
+    if (s->write_options)
+        rocksdb_writeoptions_destroy(s->write_options);
+    if (s->read_options)
+        rocksdb_readoptions_destroy(s->read_options);
+    if (s->options)
+        rocksdb_options_destroy(s->options);
+    free(s->path);
+    free(s);
+}
+
+const char *rl_store_path(const rl_store *s) { return s->path; }
+
+int rl_store_schema_version(const rl_store *s) { return s->schema_version; }
+
+rl_error *rl_store_get(rl_store *s, rl_cf cf, const void *key, size_t key_len, char **value,
+                       size_t *value_len, bool *found)
+{
+    rl_error *err = NULL;
+    char *rocks_err = NULL;
+    *value = NULL;
+    *value_len = 0;
+    *found = false;
+    size_t len = 0;
+    char *raw = rocksdb_get_cf(s->db, s->read_options, s->cf[cf], key, key_len, &len, &rocks_err);
+    RL_STORE_CHECK(rocks_err, "reading store");
+    if (!raw)
+        goto cleanup;
+    /* Copy into our allocator with a NUL so callers can parse text directly. */
+    char *copy = malloc(len + 1);
+    if (!copy) {
+        rocksdb_free(raw);
+        RL_FAIL(RL_ENOMEM, "out of memory reading %zu bytes", len);
+    }
+    memcpy(copy, raw, len);
+    copy[len] = '\0';
+    rocksdb_free(raw);
+    *value = copy;
+    *value_len = len;
+    *found = true;
+cleanup:
+    return err;
+}
+
+rl_error *rl_store_batch_new(rl_store *s, rl_store_batch **out)
+{
+    *out = NULL;
+    rl_store_batch *b = calloc(1, sizeof *b);
+    if (!b)
+        return RL_ERR(RL_ENOMEM, "out of memory");
+    b->store = s;
+    b->wb = rocksdb_writebatch_create();
+    *out = b;
+    return NULL;
+}
+
+void rl_store_batch_put(rl_store_batch *b, rl_cf cf, const void *key, size_t key_len,
+                        const void *value, size_t value_len)
+{
+    rocksdb_writebatch_put_cf(b->wb, b->store->cf[cf], key, key_len, value, value_len);
+}
+
+void rl_store_batch_delete(rl_store_batch *b, rl_cf cf, const void *key, size_t key_len)
+{
+    rocksdb_writebatch_delete_cf(b->wb, b->store->cf[cf], key, key_len);
+}
+
+void rl_store_batch_destroy(rl_store_batch *b)
+{
+    if (!b)
+        return;
+    rocksdb_writebatch_destroy(b->wb);
+    free(b);
+}
+
+rl_error *rl_store_write(rl_store *s, rl_store_batch *b)
+{
+    rl_error *err = NULL;
+    char *rocks_err = NULL;
+    rocksdb_write(s->db, s->write_options, b->wb, &rocks_err);
+    RL_STORE_CHECK(rocks_err, "writing store");
+cleanup:
+    return err;
+}
