@@ -1,0 +1,65 @@
+#include "api/api_http.h"
+
+const char *api_request_header(const api_request *req, const char *name)
+{
+    return req->header_fn ? req->header_fn(req->conn, name) : NULL;
+}
+
+void api_response_json(api_response *resp, unsigned status, json_t *body)
+{
+    json_decref(resp->body);
+    resp->status = status;
+    resp->body = body;
+}
+
+unsigned api_status_for(rl_code code)
+{
+    switch (code) {
+    case RL_OK: return 200;
+    case RL_EINVAL: return 400;
+    case RL_EDENIED: return 403;
+    case RL_ENOTFOUND: return 404;
+    case RL_ECONFLICT: return 409;
+    case RL_ETOOBIG: return 413;
+    case RL_EUNSUPPORTED: return 415;
+    /* A retry is the caller's to make (for example a new finger capture). */
+    case RL_ERETRY: return 422;
+    case RL_ENOMEM: return 503;
+    case RL_EIO:
+    case RL_ESTORE:
+    case RL_EINTERNAL: return 500;
+    }
+    return 500;
+}
+
+/* FHIR IssueType codes (http://hl7.org/fhir/issue-type). */
+static const char *api_issue_type(rl_code code)
+{
+    switch (code) {
+    case RL_EINVAL: return "invalid";
+    case RL_ENOTFOUND: return "not-found";
+    case RL_ECONFLICT: return "conflict";
+    case RL_ETOOBIG: return "too-long";
+    case RL_EUNSUPPORTED: return "not-supported";
+    case RL_ERETRY: return "transient";
+    case RL_EDENIED: return "forbidden";
+    case RL_ENOMEM: return "transient";
+    default: return "exception";
+    }
+}
+
+json_t *api_operation_outcome(rl_code code, const char *diagnostics)
+{
+    return json_pack("{s:s, s:[{s:s, s:s, s:s}]}", "resourceType", "OperationOutcome", "issue",
+                     "severity", rl_code_is_client(code) ? "error" : "fatal", "code",
+                     api_issue_type(code), "diagnostics", diagnostics);
+}
+
+rl_json_limits api_json_limits(const rl_config *cfg)
+{
+    rl_json_limits limits = {
+        .max_depth = cfg->http_max_json_depth,
+        .max_string_bytes = (size_t)cfg->http_max_string_bytes,
+    };
+    return limits;
+}

@@ -1,0 +1,67 @@
+#include "api/api_router.h"
+
+#include <string.h>
+
+/* Matches one pattern; on success fills params (pointing into scratch). */
+static bool api_pattern_match(const char *pattern, char *scratch, const char **params, int *nparams)
+{
+    int n = 0;
+    const char *p = pattern;
+    char *s = scratch;
+    while (*p && *s) {
+        if (*p != '/' || *s != '/')
+            return false;
+        p++;
+        s++;
+        const char *p_end = strchr(p, '/');
+        size_t p_len = p_end ? (size_t)(p_end - p) : strlen(p);
+        char *s_end = strchr(s, '/');
+        size_t s_len = s_end ? (size_t)(s_end - s) : strlen(s);
+        if (p_len >= 2 && p[0] == '{' && p[p_len - 1] == '}') {
+            if (s_len == 0 || n == API_MAX_PARAMS)
+                return false;
+            params[n++] = s;
+        } else if (p_len != s_len || memcmp(p, s, p_len) != 0) {
+            return false;
+        }
+        p += p_len;
+        s += s_len;
+    }
+    if (*p || *s)
+        return false;
+    /* Terminate captured segments only once the whole pattern matched. */
+    for (int i = 0; i < n; i++) {
+        char *end = strchr(params[i], '/');
+        if (end)
+            *end = '\0';
+    }
+    *nparams = n;
+    return true;
+}
+
+api_match api_route_find(const api_route *routes, size_t nroutes, const char *method,
+                         const char *path, char *scratch, size_t scratch_size,
+                         const api_route **route, const char **params, int *nparams)
+{
+    size_t len = strlen(path);
+    /* A trailing slash names the same resource: "/health/" is "/health". */
+    while (len > 1 && path[len - 1] == '/')
+        len--;
+    if (len + 1 > scratch_size)
+        return API_MATCH_NO_PATH;
+    bool path_seen = false;
+    for (size_t i = 0; i < nroutes; i++) {
+        memcpy(scratch, path, len);
+        scratch[len] = '\0';
+        int n = 0;
+        if (!api_pattern_match(routes[i].pattern, scratch, params, &n))
+            continue;
+        path_seen = true;
+        if (strcmp(routes[i].method, method) == 0) {
+            *route = &routes[i];
+            *nparams = n;
+            return API_MATCH_OK;
+        }
+    }
+    return path_seen ? API_MATCH_NO_METHOD : API_MATCH_NO_PATH;
+}

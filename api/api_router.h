@@ -1,0 +1,42 @@
+/*
+ * api_router: maps a method and path to a route of a static table.
+ *
+ * Patterns are slash-separated segments; "{name}" matches one non-empty
+ * segment and is captured in order. Matching is pure (no allocation, no
+ * state): captured parameters point into a copy of the path the caller
+ * provides. It tells "no such path" (404) apart from "path exists, other
+ * method" (405).
+ */
+#ifndef RL_API_ROUTER_H
+#define RL_API_ROUTER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "api/api_http.h"
+
+typedef rl_error *(*api_handler)(api_ctx *ctx, const api_request *req, api_response *resp);
+
+typedef struct api_route {
+    const char *method;
+    const char *pattern;
+    api_handler handler;
+    bool fhir;      /* answers application/fhir+json */
+    bool json_body; /* requires a JSON request body */
+} api_route;
+
+typedef enum api_match {
+    API_MATCH_OK,
+    API_MATCH_NO_PATH,
+    API_MATCH_NO_METHOD,
+} api_match;
+
+/*
+ * Finds the route for method + path. `scratch` (size >= strlen(path) + 1)
+ * receives a copy of path that the captured params point into.
+ */
+api_match api_route_find(const api_route *routes, size_t nroutes, const char *method,
+                         const char *path, char *scratch, size_t scratch_size,
+                         const api_route **route, const char **params, int *nparams);
+
+#endif

@@ -1,0 +1,29 @@
+/*
+ * api_server: the HTTP front of the appliance, on libmicrohttpd.
+ *
+ * It owns the listening socket and a pool of worker threads (one per core
+ * unless configured), reads request bodies into capped buffers, routes, checks
+ * content negotiation (406, 415), calls the handler, and writes the response.
+ * Every request is logged as method, route template, status and duration:
+ * never the query string, a path parameter's meaning or a body.
+ *
+ * Ownership: rl_api_start() borrows cfg and registry, which must outlive the
+ * server. rl_api_stop() (NULL allowed) stops accepting, lets requests in
+ * flight finish, joins the workers and frees the server.
+ */
+#ifndef RL_API_SERVER_H
+#define RL_API_SERVER_H
+
+#include "common/rl_config.h"
+#include "common/rl_error.h"
+#include "registry/registry.h"
+
+typedef struct rl_api rl_api;
+
+rl_error *rl_api_start(const rl_config *cfg, rl_registry *registry, const char *store_path,
+                       int store_schema_version, rl_api **out);
+/* The port actually bound (useful when the configuration asked for port 0). */
+int rl_api_port(const rl_api *api);
+void rl_api_stop(rl_api *api);
+
+#endif

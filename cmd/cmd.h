@@ -1,0 +1,28 @@
+/*
+ * cmd: the `ridgeline` program's subcommands. Each command is a function
+ * taking its own argv (argv[0] is the command name) and returning the process
+ * exit status: 0 success, 1 failure while running, 2 bad usage or
+ * configuration (the message says what to change).
+ */
+#ifndef RL_CMD_H
+#define RL_CMD_H
+
+enum { CMD_OK = 0, CMD_FAILED = 1, CMD_USAGE = 2 };
+
+typedef struct cmd_command {
+    const char *name;
+    const char *summary;
+    int (*run)(int argc, char **argv);
+    void (*help)(void);
+} cmd_command;
+
+int cmd_serve(int argc, char **argv);
+void cmd_serve_help(void);
+int cmd_version(int argc, char **argv);
+void cmd_version_help(void);
+
+/* Prints an error (message and file:line trace) to stderr and frees it. */
+struct rl_error;
+int cmd_report(struct rl_error *err);
+
+#endif

@@ -1,0 +1,62 @@
+/* ridgeline: entry point; finds the subcommand and hands it its arguments. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cmd/cmd.h"
+#include "common/rl_error.h"
+
+static const cmd_command cmd_commands[] = {
+    {"serve", "run the appliance: HTTP API over a RocksDB store", cmd_serve, cmd_serve_help},
+    {"version", "print the version and the libraries it was built with", cmd_version, cmd_version_help},
+};
+enum { CMD_COUNT = sizeof cmd_commands / sizeof *cmd_commands };
+
+static void cmd_main_help(FILE *out)
+{
+    fprintf(out,
+            "ridgeline: patient identity appliance (client registry / EMPI)\n"
+            "\n"
+            "usage: ridgeline COMMAND [OPTIONS]\n"
+            "       ridgeline COMMAND --help\n"
+            "\n"
+            "commands:\n");
+    for (int i = 0; i < CMD_COUNT; i++)
+        fprintf(out, "  %-10s %s\n", cmd_commands[i].name, cmd_commands[i].summary);
+    fprintf(out, "\nexit status: 0 success, 1 failure, 2 bad usage or configuration\n");
+}
+
+int cmd_report(rl_error *err)
+{
+    char text[1024];
+    fprintf(stderr, "ridgeline: error: %s\n", rl_error_describe(err, text, sizeof text));
+    int status = rl_code_is_client(rl_error_code(err)) ? CMD_USAGE : CMD_FAILED;
+    rl_error_free(err);
+    return status;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        cmd_main_help(stderr);
+        return CMD_USAGE;
+    }
+    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "help") == 0) {
+        if (argc >= 3) {
+            for (int i = 0; i < CMD_COUNT; i++)
+                if (strcmp(argv[2], cmd_commands[i].name) == 0) {
+                    cmd_commands[i].help();
+                    return CMD_OK;
+                }
+        }
+        cmd_main_help(stdout);
+        return CMD_OK;
+    }
+    if (strcmp(argv[1], "--version") == 0)
+        return cmd_version(1, argv + 1);
+    for (int i = 0; i < CMD_COUNT; i++)
+        if (strcmp(argv[1], cmd_commands[i].name) == 0)
+            return cmd_commands[i].run(argc - 1, argv + 1);
+    fprintf(stderr, "ridgeline: unknown command \"%s\"\n\n", argv[1]);
+    cmd_main_help(stderr);
+    return CMD_USAGE;
+}

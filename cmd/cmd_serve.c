@@ -1,0 +1,184 @@
+/* ridgeline serve: open the store, start the HTTP API, serve until SIGINT/SIGTERM. */
+#include <getopt.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "api/api_server.h"
+#include "cmd/cmd.h"
+#include "common/rl_config.h"
+#include "common/rl_log.h"
+#include "common/rl_version.h"
+#include "registry/registry.h"
+#include "store/store.h"
+
+void cmd_serve_help(void)
+{
+    printf("usage: ridgeline serve [OPTIONS]\n"
+           "\n"
+           "Runs the appliance: opens (or creates) the RocksDB store and serves the HTTP API\n"
+           "until SIGINT or SIGTERM, then finishes the requests in flight and closes the\n"
+           "store cleanly. Settings come from built-in defaults, then --config FILE, then\n"
+           "the flags below (later wins).\n"
+           "\n"
+           "options:\n"
+           "  --listen HOST:PORT   address to serve on (default 127.0.0.1:8080; port 0 picks a free one;\n"
+           "                       IPv6 as [::1]:8080)\n"
+           "  --data DIR           store folder, created with mode 0700 if missing (default ./data)\n"
+           "  --config FILE        JSON settings file (see etc/ridgeline.json; unknown keys are errors)\n"
+           "  --log-level LEVEL    debug, info, warn or error (default info)\n"
+           "  --threads N          HTTP worker threads (default 0: one per core)\n"
+           "  --port-file FILE     once listening, write the bound port to FILE (for scripts, tests)\n"
+           "  --print-config       print the effective settings as JSON and exit\n"
+           "  -h, --help           this help\n");
+}
+
+typedef struct serve_flags {
+    const char *listen, *data, *config, *log_level, *threads, *port_file;
+    bool print_config;
+} serve_flags;
+
+static int serve_parse_flags(int argc, char **argv, serve_flags *f)
+{
+    enum { OPT_LISTEN = 1000, OPT_DATA, OPT_CONFIG, OPT_LOG_LEVEL, OPT_THREADS, OPT_PORT_FILE, OPT_PRINT };
+    static const struct option longopts[] = {
+        {"listen", required_argument, NULL, OPT_LISTEN},
+        {"data", required_argument, NULL, OPT_DATA},
+        {"config", required_argument, NULL, OPT_CONFIG},
+        {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
+        {"threads", required_argument, NULL, OPT_THREADS},
+        {"port-file", required_argument, NULL, OPT_PORT_FILE},
+        {"print-config", no_argument, NULL, OPT_PRINT},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    optind = 1;
+    opterr = 1;
+    int c;
+    while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+        switch (c) {
+        case OPT_LISTEN: f->listen = optarg; break;
+        case OPT_DATA: f->data = optarg; break;
+        case OPT_CONFIG: f->config = optarg; break;
+        case OPT_LOG_LEVEL: f->log_level = optarg; break;
+        case OPT_THREADS: f->threads = optarg; break;
+        case OPT_PORT_FILE: f->port_file = optarg; break;
+        case OPT_PRINT: f->print_config = true; break;
+        case 'h': cmd_serve_help(); return -1;
+        default: fprintf(stderr, "try: ridgeline serve --help\n"); return CMD_USAGE;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "ridgeline serve: unexpected argument \"%s\"\n", argv[optind]);
+        return CMD_USAGE;
+    }
+    return CMD_OK;
+}
+
+/* defaults < config file < flags */
+static rl_error *serve_build_config(const serve_flags *f, rl_config *cfg)
+{
+    rl_error *err = NULL;
+    rl_config_defaults(cfg);
+    if (f->config)
+        RL_TRY(rl_config_load_file(cfg, f->config));
+    if (f->listen)
+        RL_TRY(rl_config_set_listen(cfg, f->listen));
+    if (f->data)
+        RL_TRY(rl_config_set_data_dir(cfg, f->data));
+    if (f->log_level)
+        RL_TRY(rl_log_level_parse(f->log_level, &cfg->log_level));
+    if (f->threads) {
+        char *end = NULL;
+        long n = strtol(f->threads, &end, 10);
+        if (*f->threads == '\0' || *end != '\0' || n < 0 || n > 256)
+            RL_FAIL(RL_EINVAL, "--threads: expected a number from 0 to 256");
+        cfg->http_threads = (int)n;
+    }
+cleanup:
+    return err;
+}
+
+/* Written to a temporary name then renamed, so a reader never sees half a port. */
+static rl_error *serve_write_port_file(const char *path, int port)
+{
+    rl_error *err = NULL;
+    char tmp[RL_CONFIG_PATH_MAX + 8];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    FILE *f = fopen(tmp, "w");
+    if (!f)
+        RL_FAIL(RL_EIO, "cannot write port file %s", tmp);
+    fprintf(f, "%d\n", port);
+    if (fclose(f) != 0 || rename(tmp, path) != 0)
+        RL_FAIL(RL_EIO, "cannot write port file %s", path);
+cleanup:
+    return err;
+}
+
+int cmd_serve(int argc, char **argv)
+{
+    serve_flags flags = {0};
+    int status = serve_parse_flags(argc, argv, &flags);
+    if (status != CMD_OK)
+        return status < 0 ? CMD_OK : status;
+
+    rl_config cfg;
+    rl_error *err = serve_build_config(&flags, &cfg);
+    if (err)
+        return cmd_report(err);
+    if (flags.print_config) {
+        json_t *j = rl_config_to_json(&cfg);
+        char *text = json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+        printf("%s\n", text ? text : "{}");
+        free(text);
+        json_decref(j);
+        return CMD_OK;
+    }
+    rl_log_setup(cfg.log_level, STDERR_FILENO);
+
+    /* Signals are taken synchronously by this thread alone (sigwait below);
+     * the mask is inherited by every thread started after this point. */
+    sigset_t stop_signals;
+    sigemptyset(&stop_signals);
+    sigaddset(&stop_signals, SIGINT);
+    sigaddset(&stop_signals, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    rl_store *store = NULL;
+    rl_registry *registry = NULL;
+    rl_api *api = NULL;
+    rl_store_options store_opts = {.sync = cfg.store_sync == RL_SYNC_ALWAYS};
+    status = CMD_FAILED;
+    if ((err = rl_store_open(cfg.data_dir, &store_opts, &store)) != NULL)
+        goto cleanup;
+    if ((err = rl_registry_open(store, &registry)) != NULL)
+        goto cleanup;
+    if ((err = rl_api_start(&cfg, registry, rl_store_path(store), rl_store_schema_version(store), &api)) != NULL)
+        goto cleanup;
+    if (flags.port_file && (err = serve_write_port_file(flags.port_file, rl_api_port(api))) != NULL)
+        goto cleanup;
+    rl_log(RL_LOG_INFO, "serve", "ready", "version=%s data=\"%s\" sync=%s", rl_version(), cfg.data_dir,
+           cfg.store_sync == RL_SYNC_ALWAYS ? "always" : "off");
+
+    int sig = 0;
+    sigwait(&stop_signals, &sig);
+    rl_log(RL_LOG_INFO, "serve", "stopping", "signal=%s", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    status = CMD_OK;
+cleanup:
+    /* Order matters: no request may run once the registry and store are gone. */
+    rl_api_stop(api);
+    rl_registry_close(registry);
+    rl_store_close(store);
+    if (flags.port_file && api)
+        unlink(flags.port_file);
+    if (err) {
+        status = cmd_report(err);
+    } else {
+        rl_log(RL_LOG_INFO, "serve", "stopped", NULL);
+    }
+    return status;
+}
