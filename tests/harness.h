@@ -1,0 +1,73 @@
+/*
+ * harness: what the tests share. Temporary folders, the shared test data
+ * location, and for integration tests a real `ridgeline serve` started on a
+ * free loopback port over a temporary store, spoken to over HTTP (libcurl).
+ *
+ * Settings (environment):
+ *   RIDGELINE_BIN       the program to start (default build/ridgeline)
+ *   RIDGELINE_TESTDATA  the shared data sets (default ../shared/data)
+ * Tests run from the repository root.
+ */
+#ifndef RL_TEST_HARNESS_H
+#define RL_TEST_HARNESS_H
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <cmocka.h>
+
+/* A new empty folder under $TMPDIR (or /tmp); the caller removes it with rl_test_rmtree. */
+char *rl_test_tmpdir(const char *tag);
+void rl_test_rmtree(const char *path);
+
+/* The shared data folder, or NULL (after a loud SKIPPED line on stderr) when absent. */
+const char *rl_test_data_dir(const char *what);
+
+/* Reads a whole file (NUL-terminated); NULL when it cannot be read. */
+char *rl_test_read_file(const char *path, size_t *len);
+
+typedef struct rl_test_server {
+    pid_t pid;
+    int port;
+    char dir[512];  /* the temporary folder: data/, server.log, port */
+    char data[600]; /* the store folder */
+    char log[600];  /* the server's stderr */
+} rl_test_server;
+
+/* Starts the server over dir/data (dir is created when NULL/empty). extra: more
+ * flags, NULL-terminated. Returns false (and prints why) when it did not come up. */
+bool rl_test_server_start(rl_test_server *srv, const char *dir, const char *const *extra);
+/* SIGTERM, wait; returns the exit status (or 128+signal). */
+int rl_test_server_stop(rl_test_server *srv);
+/* SIGKILL, wait: a crash. */
+void rl_test_server_kill9(rl_test_server *srv);
+/* Stops (if running) and removes the folder. */
+void rl_test_server_cleanup(rl_test_server *srv);
+
+typedef struct rl_test_response {
+    long status;
+    char *body;
+    size_t body_len;
+    char content_type[128];
+    char location[256];
+    char etag[64];
+} rl_test_response;
+
+/* One HTTP request to 127.0.0.1:port. headers: NULL-terminated "Name: value"
+ * list or NULL. Returns false on transport failure. */
+bool rl_test_http(int port, const char *method, const char *path, const char *const *headers,
+                  const char *body, size_t body_len, rl_test_response *resp);
+void rl_test_response_free(rl_test_response *resp);
+
+/* Runs a command line through /bin/sh; returns its exit status; output (stdout
+ * and stderr together) goes to *output when non-NULL (caller frees). */
+int rl_test_run(const char *cmdline, char **output);
+
+/* The program under test. */
+const char *rl_test_bin(void);
+
+#endif

@@ -1,0 +1,155 @@
+/* Integration: the `ridgeline` command line, as an operator meets it. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <jansson.h>
+
+#include "tests/harness.h"
+
+static char *run(const char *args, int *status)
+{
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, "%s %s", rl_test_bin(), args);
+    char *out = NULL;
+    *status = rl_test_run(cmd, &out);
+    return out;
+}
+
+static void expect_output(const char *args, int want_status, const char *const *fragments)
+{
+    int status;
+    char *out = run(args, &status);
+    if (status != want_status)
+        fail_msg("ridgeline %s: exit %d, expected %d; output:\n%s", args, status, want_status, out);
+    for (int i = 0; fragments && fragments[i]; i++)
+        if (!strstr(out, fragments[i]))
+            fail_msg("ridgeline %s: output lacks \"%s\":\n%s", args, fragments[i], out);
+    free(out);
+}
+
+static void test_help(void **state)
+{
+    const char *const main_help[] = {"usage: ridgeline COMMAND", "serve", "version", NULL};
+    expect_output("--help", 0, main_help);
+    expect_output("", 2, main_help);
+    const char *const serve_help[] = {"--listen HOST:PORT", "127.0.0.1:8080", "--data DIR", "./data",
+                                      "--config FILE", "--print-config", NULL};
+    expect_output("serve --help", 0, serve_help);
+    expect_output("help serve", 0, serve_help);
+    const char *const version_help[] = {"usage: ridgeline version", NULL};
+    expect_output("version --help", 0, version_help);
+    const char *const unknown[] = {"unknown command \"frobnicate\"", NULL};
+    expect_output("frobnicate", 2, unknown);
+    const char *const bad_flag[] = {"ridgeline serve --help", NULL};
+    expect_output("serve --no-such-flag", 2, bad_flag);
+}
+
+static void test_version(void **state)
+{
+    const char *const want[] = {"ridgeline ", "rocksdb ", "libmicrohttpd ", "jansson ", "libsodium ", NULL};
+    expect_output("version", 0, want);
+}
+
+static void test_config_layers_and_errors(void **state)
+{
+    char *dir = rl_test_tmpdir("cli");
+    char path[600];
+    snprintf(path, sizeof path, "%s/ridgeline.json", dir);
+    FILE *f = fopen(path, "w");
+    fputs("{\"listen\":\"127.0.0.1:9999\",\"log_level\":\"warn\",\"http\":{\"threads\":3}}", f);
+    fclose(f);
+    char args[1024];
+    /* file overrides defaults; flags override the file */
+    snprintf(args, sizeof args, "serve --config %s --threads 5 --print-config", path);
+    int status;
+    char *out = run(args, &status);
+    assert_int_equal(status, 0);
+    json_t *cfg = json_loads(out, 0, NULL);
+    assert_non_null(cfg);
+    assert_string_equal(json_string_value(json_object_get(cfg, "listen")), "127.0.0.1:9999");
+    assert_string_equal(json_string_value(json_object_get(cfg, "log_level")), "warn");
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(cfg, "http"), "threads")), 5);
+    assert_string_equal(json_string_value(json_object_get(cfg, "data_dir")), "./data");
+    json_decref(cfg);
+    free(out);
+
+    f = fopen(path, "w");
+    fputs("{\"http\":{\"max_body_byte\":10}}", f);
+    fclose(f);
+    snprintf(args, sizeof args, "serve --config %s --print-config", path);
+    const char *const unknown_key[] = {"unknown setting \"http.max_body_byte\"", NULL};
+    expect_output(args, 2, unknown_key);
+
+    f = fopen(path, "w");
+    fputs("{\"listen\": ", f);
+    fclose(f);
+    const char *const broken[] = {"ridgeline.json", "line 1", NULL};
+    expect_output(args, 2, broken);
+
+    const char *const bad_listen[] = {"listen: port must be", NULL};
+    expect_output("serve --listen 127.0.0.1:http --print-config", 2, bad_listen);
+    const char *const bad_threads[] = {"--threads", NULL};
+    expect_output("serve --threads many --print-config", 2, bad_threads);
+    const char *const missing[] = {"/nonexistent/x.json", NULL};
+    expect_output("serve --config /nonexistent/x.json", 2, missing);
+    rl_test_rmtree(dir);
+    free(dir);
+}
+
+static void test_serve_reports_unusable_store(void **state)
+{
+    char *dir = rl_test_tmpdir("cli");
+    char file[600];
+    snprintf(file, sizeof file, "%s/not-a-folder", dir);
+    FILE *f = fopen(file, "w");
+    fclose(f);
+    char args[1024];
+    snprintf(args, sizeof args, "serve --listen 127.0.0.1:0 --data %s/store", file);
+    const char *const want[] = {"ridgeline: error:", "cannot create folder", NULL};
+    expect_output(args, 1, want);
+    rl_test_rmtree(dir);
+    free(dir);
+}
+
+static void test_make_install_layout(void **state)
+{
+    char *dest = rl_test_tmpdir("install");
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "make -s --no-print-directory install DESTDIR=%s PREFIX=/usr", dest);
+    char *out = NULL;
+    int status = rl_test_run(cmd, &out);
+    if (status != 0)
+        fail_msg("make install failed:\n%s", out);
+    free(out);
+    const char *files[] = {"/usr/bin/ridgeline", "/etc/ridgeline/ridgeline.json",
+                           "/usr/lib/systemd/system/ridgeline.service"};
+    for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
+        char path[1024];
+        snprintf(path, sizeof path, "%s%s", dest, files[i]);
+        struct stat st;
+        if (stat(path, &st) != 0)
+            fail_msg("make install did not create %s", files[i]);
+    }
+    char unit[1024];
+    snprintf(unit, sizeof unit, "%s/usr/lib/systemd/system/ridgeline.service", dest);
+    char *text = rl_test_read_file(unit, NULL);
+    assert_non_null(strstr(text, "ExecStart=/usr/bin/ridgeline serve --config /etc/ridgeline/ridgeline.json"));
+    assert_null(strstr(text, "@")); /* every placeholder filled */
+    free(text);
+    rl_test_rmtree(dest);
+    free(dest);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_help),
+        cmocka_unit_test(test_version),
+        cmocka_unit_test(test_config_layers_and_errors),
+        cmocka_unit_test(test_serve_reports_unusable_store),
+        cmocka_unit_test(test_make_install_layout),
+    };
+    return cmocka_run_group_tests_name("cli", tests, NULL, NULL);
+}

@@ -1,0 +1,90 @@
+/* Unit tests of api/api_router and the HTTP status mapping. */
+#include <string.h>
+
+#include "api/api_router.h"
+#include "tests/harness.h"
+
+static rl_error *h1(api_ctx *c, const api_request *r, api_response *p) { return NULL; }
+static rl_error *h2(api_ctx *c, const api_request *r, api_response *p) { return NULL; }
+static rl_error *h3(api_ctx *c, const api_request *r, api_response *p) { return NULL; }
+
+static const api_route routes[] = {
+    {"GET", "/health", h1, false, false},
+    {"POST", "/fhir/Patient", h2, true, true},
+    {"GET", "/fhir/Patient/{id}", h3, true, false},
+    {"GET", "/fhir/Patient/{id}/_history/{vid}", h3, true, false},
+};
+
+static api_match find(const char *method, const char *path, const api_route **route,
+                      const char **params, int *n, char *scratch)
+{
+    return api_route_find(routes, sizeof routes / sizeof *routes, method, path, scratch, 256, route,
+                          params, n);
+}
+
+static void test_matches_and_captures(void **state)
+{
+    const api_route *r = NULL;
+    const char *params[API_MAX_PARAMS];
+    int n = -1;
+    char scratch[256];
+    assert_int_equal(find("GET", "/health", &r, params, &n, scratch), API_MATCH_OK);
+    assert_ptr_equal(r->handler, h1);
+    assert_int_equal(n, 0);
+    assert_int_equal(find("GET", "/health/", &r, params, &n, scratch), API_MATCH_OK);
+    assert_int_equal(find("GET", "/fhir/Patient/abc-1.2", &r, params, &n, scratch), API_MATCH_OK);
+    assert_ptr_equal(r, &routes[2]);
+    assert_int_equal(n, 1);
+    assert_string_equal(params[0], "abc-1.2");
+    assert_int_equal(find("GET", "/fhir/Patient/p9/_history/3", &r, params, &n, scratch), API_MATCH_OK);
+    assert_ptr_equal(r, &routes[3]);
+    assert_int_equal(n, 2);
+    assert_string_equal(params[0], "p9");
+    assert_string_equal(params[1], "3");
+}
+
+static void test_404_and_405(void **state)
+{
+    const api_route *r = NULL;
+    const char *params[API_MAX_PARAMS];
+    int n;
+    char scratch[256];
+    assert_int_equal(find("GET", "/nothing", &r, params, &n, scratch), API_MATCH_NO_PATH);
+    assert_int_equal(find("GET", "/fhir/Patient//", &r, params, &n, scratch), API_MATCH_NO_METHOD);
+    assert_int_equal(find("GET", "/fhir/Patient/a/b", &r, params, &n, scratch), API_MATCH_NO_PATH);
+    assert_int_equal(find("GET", "/healthz", &r, params, &n, scratch), API_MATCH_NO_PATH);
+    assert_int_equal(find("GET", "", &r, params, &n, scratch), API_MATCH_NO_PATH);
+    assert_int_equal(find("DELETE", "/health", &r, params, &n, scratch), API_MATCH_NO_METHOD);
+    assert_int_equal(find("PUT", "/fhir/Patient", &r, params, &n, scratch), API_MATCH_NO_METHOD);
+    char longpath[400];
+    memset(longpath, 'a', sizeof longpath - 1);
+    longpath[0] = '/';
+    longpath[sizeof longpath - 1] = '\0';
+    assert_int_equal(find("GET", longpath, &r, params, &n, scratch), API_MATCH_NO_PATH);
+}
+
+static void test_status_mapping(void **state)
+{
+    assert_int_equal(api_status_for(RL_EINVAL), 400);
+    assert_int_equal(api_status_for(RL_ENOTFOUND), 404);
+    assert_int_equal(api_status_for(RL_ETOOBIG), 413);
+    assert_int_equal(api_status_for(RL_EUNSUPPORTED), 415);
+    assert_int_equal(api_status_for(RL_EDENIED), 403);
+    assert_int_equal(api_status_for(RL_ESTORE), 500);
+    json_t *oo = api_operation_outcome(RL_ENOTFOUND, "no Patient with this id");
+    assert_string_equal(json_string_value(json_object_get(oo, "resourceType")), "OperationOutcome");
+    json_t *issue = json_array_get(json_object_get(oo, "issue"), 0);
+    assert_string_equal(json_string_value(json_object_get(issue, "code")), "not-found");
+    assert_string_equal(json_string_value(json_object_get(issue, "severity")), "error");
+    json_decref(oo);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_matches_and_captures),
+        cmocka_unit_test(test_404_and_405),
+        cmocka_unit_test(test_status_mapping),
+    };
+    return cmocka_run_group_tests_name("api_router", tests, NULL, NULL);
+}

@@ -1,0 +1,207 @@
+/* Unit tests of common/: errors, capped buffers, JSON limits, time formats, logging. */
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/rl_buf.h"
+#include "common/rl_error.h"
+#include "common/rl_json.h"
+#include "common/rl_log.h"
+#include "common/rl_time.h"
+#include "tests/harness.h"
+
+static rl_error *fails_inner(void) { return RL_ERR(RL_EINVAL, "field %s: bad", "gender"); }
+
+static rl_error *fails_outer(int *cleaned)
+{
+    rl_error *err = NULL;
+    RL_TRY(fails_inner());
+    *cleaned = -1; /* never reached */
+cleanup:
+    (*cleaned)++;
+    return err;
+}
+
+static void test_error_propagates_with_trace(void **state)
+{
+    int cleaned = 0;
+    rl_error *err = fails_outer(&cleaned);
+    assert_non_null(err);
+    assert_int_equal(cleaned, 1);
+    assert_int_equal(rl_error_code(err), RL_EINVAL);
+    assert_string_equal(rl_error_message(err), "field gender: bad");
+    assert_string_equal(rl_error_file(err), "tests/unit/test_common.c");
+    char text[512];
+    rl_error_describe(err, text, sizeof text);
+    /* raised in fails_inner, passed through fails_outer: two frames */
+    assert_non_null(strstr(text, "(at unit/test_common.c:"));
+    assert_non_null(strstr(text, " <- unit/test_common.c:"));
+    err = rl_error_wrap(err, "reading %s", "Patient");
+    assert_string_equal(rl_error_message(err), "reading Patient: field gender: bad");
+    rl_error_free(err);
+    rl_error_free(NULL);
+}
+
+static void test_error_codes_split_client_and_server(void **state)
+{
+    assert_true(rl_code_is_client(RL_EINVAL));
+    assert_true(rl_code_is_client(RL_ENOTFOUND));
+    assert_true(rl_code_is_client(RL_ERETRY));
+    assert_true(rl_code_is_client(RL_ETOOBIG));
+    assert_false(rl_code_is_client(RL_ESTORE));
+    assert_false(rl_code_is_client(RL_EIO));
+    assert_false(rl_code_is_client(RL_EINTERNAL));
+    assert_string_equal(rl_code_name(RL_ENOTFOUND), "not-found");
+    assert_string_equal(rl_code_name(RL_ERETRY), "retry");
+    /* RL_OK is not an error: building one with it still yields a failure code. */
+    rl_error *err = RL_ERR(RL_OK, "x");
+    assert_int_equal(rl_error_code(err), RL_EINTERNAL);
+    rl_error_free(err);
+}
+
+static void test_buf_grows_until_cap(void **state)
+{
+    rl_buf b;
+    rl_buf_init(&b, 10);
+    assert_null(rl_buf_append(&b, "hello", 5));
+    assert_null(rl_buf_appendf(&b, "%d", 1234));
+    assert_int_equal(b.len, 9);
+    assert_string_equal(b.data, "hello1234");
+    rl_error *err = rl_buf_append(&b, "xy", 2);
+    assert_non_null(err);
+    assert_int_equal(rl_error_code(err), RL_ETOOBIG);
+    rl_error_free(err);
+    /* A refused append leaves the buffer as it was. */
+    assert_int_equal(b.len, 9);
+    assert_string_equal(b.data, "hello1234");
+    err = rl_buf_appendf(&b, "%s", "toolong");
+    assert_int_equal(rl_error_code(err), RL_ETOOBIG);
+    rl_error_free(err);
+    assert_null(rl_buf_append(&b, "!", 1));
+    assert_int_equal(b.len, 10);
+    assert_true(b.alloc <= 11); /* never allocates beyond cap + NUL */
+    rl_buf_reset(&b);
+    assert_int_equal(b.len, 0);
+    assert_string_equal(b.data, "");
+    assert_null(rl_buf_append(&b, "ab", 2));
+    char *s = rl_buf_steal(&b);
+    assert_string_equal(s, "ab");
+    assert_null(b.data);
+    free(s);
+    rl_buf_free(&b);
+    rl_buf_free(NULL);
+}
+
+static void test_buf_steal_empty_gives_empty_string(void **state)
+{
+    rl_buf b;
+    rl_buf_init(&b, 100);
+    char *s = rl_buf_steal(&b);
+    assert_non_null(s);
+    assert_string_equal(s, "");
+    free(s);
+}
+
+static const rl_json_limits limits = {.max_depth = 4, .max_string_bytes = 16};
+
+static rl_code parse_code(const char *text)
+{
+    json_t *v = NULL;
+    rl_error *err = rl_json_parse(text, strlen(text), &limits, &v);
+    rl_code code = rl_error_code(err);
+    rl_error_free(err);
+    json_decref(v);
+    return code;
+}
+
+static void test_json_limits(void **state)
+{
+    assert_int_equal(parse_code("{\"a\":[1,{\"b\":[2]}]}"), RL_OK);     /* depth 4 */
+    assert_int_equal(parse_code("{\"a\":[1,{\"b\":[[2]]}]}"), RL_ETOOBIG); /* depth 5 */
+    assert_int_equal(parse_code("[[[[[[[[[[[[[[[[[[[[[[[[[["), RL_ETOOBIG);
+    assert_int_equal(parse_code("{\"k\":\"0123456789abcdef\"}"), RL_OK);
+    assert_int_equal(parse_code("{\"k\":\"0123456789abcdefg\"}"), RL_ETOOBIG);
+    assert_int_equal(parse_code("{\"0123456789abcdefg\":1}"), RL_ETOOBIG);
+    /* brackets inside strings do not count as depth; escaped quotes do not end strings */
+    assert_int_equal(parse_code("{\"k\":\"[[[[[[\\\"[[\"}"), RL_OK);
+    assert_int_equal(parse_code("{\"a\":1,\"a\":2}"), RL_EINVAL);
+    assert_int_equal(parse_code(""), RL_EINVAL);
+    assert_int_equal(parse_code("{} {}"), RL_EINVAL);
+}
+
+static void test_json_error_never_quotes_input(void **state)
+{
+    const char *text = "{\"name\": Okonkwo}";
+    json_t *v = NULL;
+    rl_error *err = rl_json_parse(text, strlen(text), &limits, &v);
+    assert_non_null(err);
+    assert_int_equal(rl_error_code(err), RL_EINVAL);
+    assert_non_null(strstr(rl_error_message(err), "line 1 column"));
+    assert_null(strstr(rl_error_message(err), "Okonkwo"));
+    assert_null(v);
+    rl_error_free(err);
+}
+
+static void test_time_formats(void **state)
+{
+    char text[40];
+    rl_time_format_instant(1795952670123LL, text, sizeof text);
+    assert_string_equal(text, "2026-11-29T11:44:30.123Z");
+    int64_t ms = 0;
+    assert_true(rl_time_parse_instant(text, &ms));
+    assert_int_equal(ms, 1795952670123LL);
+    assert_true(rl_time_parse_instant("2026-11-29T11:44:30Z", &ms));
+    assert_int_equal(ms, 1795952670000LL);
+    assert_false(rl_time_parse_instant("2026-11-29", &ms));
+    assert_false(rl_time_parse_instant("2026-11-29T11:44:30.Z", &ms));
+    rl_time_format_http(1795952670123LL, text, sizeof text);
+    assert_string_equal(text, "Sun, 29 Nov 2026 11:44:30 GMT");
+    uint64_t a = rl_time_mono_ns(), b = rl_time_mono_ns();
+    assert_true(b >= a);
+}
+
+static void test_log_lines_are_logfmt_and_filtered(void **state)
+{
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    rl_log_setup(RL_LOG_WARN, fds[1]);
+    rl_log(RL_LOG_INFO, "test", "dropped", "n=%d", 1);
+    rl_log(RL_LOG_WARN, "test", "kept", "n=%d", 2);
+    rl_error *err = RL_ERR(RL_ESTORE, "disk said \"no\"");
+    rl_log_error(RL_LOG_ERROR, "test", "failed", err);
+    rl_error_free(err);
+    close(fds[1]);
+    char buf[2048] = {0};
+    ssize_t n = read(fds[0], buf, sizeof buf - 1);
+    close(fds[0]);
+    rl_log_setup(RL_LOG_INFO, STDERR_FILENO);
+    assert_true(n > 0);
+    assert_null(strstr(buf, "dropped"));
+    char *first = strstr(buf, "level=warn comp=test msg=\"kept\" n=2\n");
+    assert_non_null(first);
+    assert_true(strncmp(buf, "ts=", 3) == 0);
+    assert_non_null(strstr(buf, "level=error comp=test msg=\"failed\" code=store error=\"disk said 'no' (at "));
+    rl_log_level lvl;
+    assert_null(rl_log_level_parse("debug", &lvl));
+    assert_int_equal(lvl, RL_LOG_DEBUG);
+    err = rl_log_level_parse("loud", &lvl);
+    assert_int_equal(rl_error_code(err), RL_EINVAL);
+    rl_error_free(err);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_error_propagates_with_trace),
+        cmocka_unit_test(test_error_codes_split_client_and_server),
+        cmocka_unit_test(test_buf_grows_until_cap),
+        cmocka_unit_test(test_buf_steal_empty_gives_empty_string),
+        cmocka_unit_test(test_json_limits),
+        cmocka_unit_test(test_json_error_never_quotes_input),
+        cmocka_unit_test(test_time_formats),
+        cmocka_unit_test(test_log_lines_are_logfmt_and_filtered),
+    };
+    return cmocka_run_group_tests_name("common", tests, NULL, NULL);
+}

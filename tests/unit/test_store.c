@@ -1,0 +1,206 @@
+/* Unit tests of store/: open, atomic batches, persistence, schema and lock checks. */
+#include <rocksdb/c.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "store/store.h"
+#include "tests/harness.h"
+
+static const rl_store_options sync_on = {.sync = true};
+
+static int setup(void **state)
+{
+    *state = rl_test_tmpdir("store");
+    return *state ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+    rl_test_rmtree(*state);
+    free(*state);
+    return 0;
+}
+
+static char *sub(const char *dir, const char *name)
+{
+    char *p = NULL;
+    assert_true(asprintf(&p, "%s/%s", dir, name) > 0);
+    return p;
+}
+
+static void put(rl_store *s, const char *k, const char *v)
+{
+    rl_store_batch *b = NULL;
+    assert_null(rl_store_batch_new(s, &b));
+    rl_store_batch_put(b, RL_CF_RECORDS, k, strlen(k), v, strlen(v));
+    assert_null(rl_store_write(s, b));
+    rl_store_batch_destroy(b);
+}
+
+static void check_value(rl_store *s, const char *k, const char *want)
+{
+    char *v = NULL;
+    size_t len = 0;
+    bool found = false;
+    assert_null(rl_store_get(s, RL_CF_RECORDS, k, strlen(k), &v, &len, &found));
+    if (!want) {
+        assert_false(found);
+        assert_null(v);
+        return;
+    }
+    assert_true(found);
+    assert_int_equal(len, strlen(want));
+    assert_string_equal(v, want);
+    free(v);
+}
+
+static void test_create_put_get_reopen(void **state)
+{
+    char *dir = sub(*state, "nested/store"); /* parents are created too */
+    rl_store *s = NULL;
+    assert_null(rl_store_open(dir, &sync_on, &s));
+    assert_int_equal(rl_store_schema_version(s), RL_STORE_SCHEMA_VERSION);
+    assert_string_equal(rl_store_path(s), dir);
+    struct stat st;
+    assert_int_equal(stat(dir, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0700);
+    put(s, "a", "{\"x\":1}");
+    check_value(s, "a", "{\"x\":1}");
+    check_value(s, "missing", NULL);
+    rl_store_close(s);
+    s = NULL;
+    assert_null(rl_store_open(dir, &sync_on, &s));
+    check_value(s, "a", "{\"x\":1}");
+    rl_store_close(s);
+    rl_store_close(NULL);
+    free(dir);
+}
+
+static void test_batch_is_atomic_and_ordered(void **state)
+{
+    char *dir = sub(*state, "batch");
+    rl_store *s = NULL;
+    assert_null(rl_store_open(dir, &sync_on, &s));
+    put(s, "gone", "1");
+    rl_store_batch *b = NULL;
+    assert_null(rl_store_batch_new(s, &b));
+    rl_store_batch_put(b, RL_CF_RECORDS, "k1", 2, "v1", 2);
+    rl_store_batch_put(b, RL_CF_RECORDS, "k2", 2, "v2", 2);
+    rl_store_batch_put(b, RL_CF_RECORDS, "k1", 2, "v1b", 3); /* later op in a batch wins */
+    rl_store_batch_delete(b, RL_CF_RECORDS, "gone", 4);
+    /* nothing is visible before the write */
+    check_value(s, "k1", NULL);
+    check_value(s, "gone", "1");
+    assert_null(rl_store_write(s, b));
+    rl_store_batch_destroy(b);
+    rl_store_batch_destroy(NULL);
+    check_value(s, "k1", "v1b");
+    check_value(s, "k2", "v2");
+    check_value(s, "gone", NULL);
+    rl_store_close(s);
+    free(dir);
+}
+
+static void test_second_open_conflicts(void **state)
+{
+    char *dir = sub(*state, "locked");
+    rl_store *a = NULL, *b = NULL;
+    assert_null(rl_store_open(dir, &sync_on, &a));
+    rl_error *err = rl_store_open(dir, &sync_on, &b);
+    assert_non_null(err);
+    assert_null(b);
+    assert_int_equal(rl_error_code(err), RL_ECONFLICT);
+    assert_non_null(strstr(rl_error_message(err), "another ridgeline"));
+    rl_error_free(err);
+    rl_store_close(a);
+    free(dir);
+}
+
+static void test_newer_schema_is_refused(void **state)
+{
+    char *dir = sub(*state, "newer");
+    rl_store *s = NULL;
+    assert_null(rl_store_open(dir, &sync_on, &s));
+    rl_store_batch *b = NULL;
+    assert_null(rl_store_batch_new(s, &b));
+    rl_store_batch_put(b, RL_CF_META, "schema_version", 14, "99", 2);
+    assert_null(rl_store_write(s, b));
+    rl_store_batch_destroy(b);
+    rl_store_close(s);
+    s = NULL;
+    rl_error *err = rl_store_open(dir, &sync_on, &s);
+    assert_non_null(err);
+    assert_int_equal(rl_error_code(err), RL_EUNSUPPORTED);
+    assert_non_null(strstr(rl_error_message(err), "schema version 99"));
+    assert_null(s);
+    rl_error_free(err);
+    free(dir);
+}
+
+static void test_unknown_column_family_is_refused(void **state)
+{
+    char *dir = sub(*state, "future");
+    rl_store *s = NULL;
+    assert_null(rl_store_open(dir, &sync_on, &s));
+    rl_store_close(s);
+    s = NULL;
+    /* Simulate a newer Ridgeline that added a column family. */
+    char *rerr = NULL;
+    rocksdb_options_t *o = rocksdb_options_create();
+    size_t n = 0;
+    char **names = rocksdb_list_column_families(o, dir, &n, &rerr);
+    assert_null(rerr);
+    const rocksdb_options_t *opts[8];
+    rocksdb_column_family_handle_t *handles[8];
+    for (size_t i = 0; i < n; i++)
+        opts[i] = o;
+    rocksdb_t *db = rocksdb_open_column_families(o, dir, (int)n, (const char *const *)names, opts,
+                                                 handles, &rerr);
+    assert_null(rerr);
+    rocksdb_column_family_handle_t *extra = rocksdb_create_column_family(db, o, "fingerprints_v9", &rerr);
+    assert_null(rerr);
+    rocksdb_column_family_handle_destroy(extra);
+    for (size_t i = 0; i < n; i++)
+        rocksdb_column_family_handle_destroy(handles[i]);
+    rocksdb_close(db);
+    rocksdb_list_column_families_destroy(names, n);
+    rocksdb_options_destroy(o);
+
+    rl_error *err = rl_store_open(dir, &sync_on, &s);
+    assert_non_null(err);
+    assert_int_equal(rl_error_code(err), RL_EUNSUPPORTED);
+    assert_non_null(strstr(rl_error_message(err), "fingerprints_v9"));
+    rl_error_free(err);
+    free(dir);
+}
+
+static void test_unusable_path(void **state)
+{
+    char *file = sub(*state, "plainfile");
+    FILE *f = fopen(file, "w");
+    assert_non_null(f);
+    fclose(f);
+    char *dir = sub(file, "store"); /* a folder under a regular file */
+    rl_store *s = NULL;
+    rl_error *err = rl_store_open(dir, &sync_on, &s);
+    assert_non_null(err);
+    assert_int_equal(rl_error_code(err), RL_EIO);
+    rl_error_free(err);
+    free(dir);
+    free(file);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_create_put_get_reopen),
+        cmocka_unit_test(test_batch_is_atomic_and_ordered),
+        cmocka_unit_test(test_second_open_conflicts),
+        cmocka_unit_test(test_newer_schema_is_refused),
+        cmocka_unit_test(test_unknown_column_family_is_refused),
+        cmocka_unit_test(test_unusable_path),
+    };
+    return cmocka_run_group_tests_name("store", tests, setup, teardown);
+}
