@@ -27,8 +27,8 @@ Q := $(if $(filter 1,$(V)),,@)
 
 CONFIG_MK := build/config.mk
 # Linked into the program; the other packages the product needs are checked by scripts/deps.sh.
-PKGS      := rocksdb libmicrohttpd jansson libsodium
-TEST_PKGS := cmocka libcurl
+PKGS      := rocksdb libmicrohttpd jansson libsodium libcurl
+TEST_PKGS := cmocka
 
 CC      ?= cc
 CSTD    := -std=c11 -D_GNU_SOURCE

@@ -23,19 +23,20 @@ rl_error *api_fhir_patient_create(api_ctx *ctx, const api_request *req, api_resp
 {
     rl_error *err = NULL;
     json_t *patient = NULL;
-    json_t *stored = NULL;
+    rl_submit_result result = {0};
     rl_json_limits limits = api_json_limits(ctx->cfg);
     RL_TRY(rl_json_parse(req->body, req->body_len, &limits, &patient));
-    RL_TRY(rl_registry_patient_create(ctx->registry, patient, &stored));
-    const char *id = json_string_value(json_object_get(stored, "id"));
-    const char *version = json_string_value(json_object_get(json_object_get(stored, "meta"), "versionId"));
-    snprintf(resp->location, sizeof resp->location, "/fhir/Patient/%s/_history/%s", id, version);
-    api_fhir_version_headers(stored, resp);
-    api_response_json(resp, 201, stored);
-    stored = NULL;
+    rl_actor actor = api_request_actor(req);
+    RL_TRY(rl_registry_submit(ctx->registry, &actor, patient, &result));
+    const char *version = json_string_value(json_object_get(json_object_get(result.record, "meta"), "versionId"));
+    snprintf(resp->location, sizeof resp->location, "/fhir/Patient/%s/_history/%s", result.record_id, version);
+    api_fhir_version_headers(result.record, resp);
+    /* A known source key updates its record: 200, not a second 201. */
+    api_response_json(resp, result.created ? 201 : 200, result.record);
+    result.record = NULL;
 cleanup:
     json_decref(patient);
-    json_decref(stored);
+    rl_submit_result_clear(&result);
     return err;
 }
 
@@ -43,7 +44,8 @@ rl_error *api_fhir_patient_read(api_ctx *ctx, const api_request *req, api_respon
 {
     rl_error *err = NULL;
     json_t *record = NULL;
-    RL_TRY(rl_registry_patient_read(ctx->registry, req->params[0], &record));
+    rl_actor actor = api_request_actor(req);
+    RL_TRY(rl_registry_patient_read(ctx->registry, &actor, req->params[0], &record));
     api_fhir_version_headers(record, resp);
     api_response_json(resp, 200, record);
 cleanup:

@@ -5,6 +5,31 @@ const char *api_request_header(const api_request *req, const char *name)
     return req->header_fn ? req->header_fn(req->conn, name) : NULL;
 }
 
+const char *api_request_query(const api_request *req, const char *name)
+{
+    return req->query_fn ? req->query_fn(req->conn, name) : NULL;
+}
+
+rl_actor api_request_actor(const api_request *req)
+{
+    rl_actor actor = {.who = req->actor ? req->actor : "api", .bound_system = NULL};
+    return actor;
+}
+
+rl_error *api_request_json(const api_ctx *ctx, const api_request *req, json_t **out)
+{
+    rl_error *err = NULL;
+    rl_json_limits limits = api_json_limits(ctx->cfg);
+    RL_TRY(rl_json_parse(req->body, req->body_len, &limits, out));
+    if (!json_is_object(*out)) {
+        json_decref(*out);
+        *out = NULL;
+        RL_FAIL(RL_EINVAL, "expected a JSON object");
+    }
+cleanup:
+    return err;
+}
+
 void api_response_json(api_response *resp, unsigned status, json_t *body)
 {
     json_decref(resp->body);

@@ -29,12 +29,14 @@ enum { API_MAX_PARAMS = 4 };
 typedef struct api_ctx {
     const rl_config *cfg;
     rl_registry *registry;
+    rl_store *store;
     const char *store_path;
     int store_schema_version;
     uint64_t started_ns;
 } api_ctx;
 
 typedef const char *(*api_header_fn)(void *conn, const char *name);
+typedef const char *(*api_query_fn)(void *conn, const char *name);
 
 typedef struct api_request {
     const char *method;
@@ -44,7 +46,9 @@ typedef struct api_request {
     const char *body; /* NUL-terminated; body_len excludes the NUL */
     size_t body_len;
     api_header_fn header_fn;
+    api_query_fn query_fn;
     void *conn;
+    const char *actor; /* set for in-process calls (the CLI); NULL over HTTP */
 } api_request;
 
 typedef struct api_response {
@@ -58,6 +62,12 @@ typedef struct api_response {
 
 /* A request header by name (case-insensitive), or NULL. */
 const char *api_request_header(const api_request *req, const char *name);
+/* A query-string argument by name, or NULL. */
+const char *api_request_query(const api_request *req, const char *name);
+/* Who is calling. Until bearer tokens arrive, every HTTP client is "api". */
+rl_actor api_request_actor(const api_request *req);
+/* Parses the body as a JSON object under the configured limits (new reference). */
+rl_error *api_request_json(const api_ctx *ctx, const api_request *req, json_t **out);
 
 /* Sets status and body; steals the reference to body. */
 void api_response_json(api_response *resp, unsigned status, json_t *body);

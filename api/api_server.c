@@ -8,6 +8,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "api/api_admin.h"
 #include "api/api_fhir.h"
 #include "api/api_http.h"
 #include "api/api_router.h"
@@ -40,14 +41,31 @@ static const api_route api_routes[] = {
     {"GET", "/health", api_health, false, false},
     {"POST", "/fhir/Patient", api_fhir_patient_create, true, true},
     {"GET", "/fhir/Patient/{id}", api_fhir_patient_read, true, false},
+    {"GET", "/admin/records/{id}", api_admin_record, false, false},
+    {"GET", "/admin/golden/{id}", api_admin_golden, false, false},
+    {"GET", "/admin/review", api_admin_review_list, false, false},
+    {"GET", "/admin/review/{id}", api_admin_review_show, false, false},
+    {"POST", "/admin/review/{id}/resolve", api_admin_review_resolve, false, true},
+    {"POST", "/admin/link", api_admin_link, false, true},
+    {"POST", "/admin/unlink", api_admin_unlink, false, true},
+    {"POST", "/admin/merge", api_admin_merge, false, true},
+    {"POST", "/admin/unmerge", api_admin_unmerge, false, true},
+    {"POST", "/admin/undo", api_admin_undo, false, true},
+    {"GET", "/admin/audit", api_admin_audit, false, false},
+    {"POST", "/admin/backup", api_admin_backup, false, true},
+    {"GET", "/admin/check", api_admin_check, false, false},
 };
 
 static rl_error *api_health(api_ctx *ctx, const api_request *req, api_response *resp)
 {
     json_int_t uptime = (json_int_t)((rl_time_mono_ns() - ctx->started_ns) / 1000000000ull);
-    json_t *body = json_pack("{s:s, s:s, s:s, s:I, s:{s:s, s:i}}", "status", "ok", "version",
-                             rl_version(), "revision", rl_git_rev(), "uptime_s", uptime, "store",
-                             "path", ctx->store_path, "schema_version", ctx->store_schema_version);
+    rl_registry_stats st;
+    rl_registry_stats_get(ctx->registry, &st);
+    json_t *body = json_pack("{s:s, s:s, s:s, s:I, s:{s:s, s:i}, s:{s:I, s:I, s:I}}", "status", "ok",
+                             "version", rl_version(), "revision", rl_git_rev(), "uptime_s", uptime, "store",
+                             "path", ctx->store_path, "schema_version", ctx->store_schema_version,
+                             "registry", "records", (json_int_t)st.records, "golden_records",
+                             (json_int_t)st.goldens, "open_reviews", (json_int_t)st.open_reviews);
     if (!body)
         return RL_ERR(RL_ENOMEM, "out of memory");
     api_response_json(resp, 200, body);
@@ -57,6 +75,11 @@ static rl_error *api_health(api_ctx *ctx, const api_request *req, api_response *
 static const char *api_header_lookup(void *conn, const char *name)
 {
     return MHD_lookup_connection_value((struct MHD_Connection *)conn, MHD_HEADER_KIND, name);
+}
+
+static const char *api_query_lookup(void *conn, const char *name)
+{
+    return MHD_lookup_connection_value((struct MHD_Connection *)conn, MHD_GET_ARGUMENT_KIND, name);
 }
 
 /* True when an Accept header admits JSON (absent counts as yes). */
@@ -167,7 +190,8 @@ static enum MHD_Result api_dispatch(rl_api *api, struct MHD_Connection *conn, ap
     }
     char scratch[2048];
     const api_route *route = NULL;
-    api_request req = {.method = method, .path = url, .header_fn = api_header_lookup, .conn = conn};
+    api_request req = {
+        .method = method, .path = url, .header_fn = api_header_lookup, .query_fn = api_query_lookup, .conn = conn};
     api_match m = api_route_find(api_routes, sizeof api_routes / sizeof *api_routes, method, url,
                                  scratch, sizeof scratch, &route, req.params, &req.nparams);
     if (m == API_MATCH_NO_PATH)
@@ -277,8 +301,7 @@ static rl_error *api_resolve(const rl_config *cfg, struct sockaddr_storage *addr
     return NULL;
 }
 
-rl_error *rl_api_start(const rl_config *cfg, rl_registry *registry, const char *store_path,
-                       int store_schema_version, rl_api **out)
+rl_error *rl_api_start(const rl_config *cfg, rl_registry *registry, rl_store *store, rl_api **out)
 {
     rl_error *err = NULL;
     *out = NULL;
@@ -287,8 +310,9 @@ rl_error *rl_api_start(const rl_config *cfg, rl_registry *registry, const char *
         RL_FAIL(RL_ENOMEM, "out of memory");
     api->ctx.cfg = cfg;
     api->ctx.registry = registry;
-    api->ctx.store_path = store_path;
-    api->ctx.store_schema_version = store_schema_version;
+    api->ctx.store = store;
+    api->ctx.store_path = rl_store_path(store);
+    api->ctx.store_schema_version = rl_store_schema_version(store);
     api->ctx.started_ns = rl_time_mono_ns();
 
     struct sockaddr_storage addr;
@@ -331,4 +355,108 @@ void rl_api_stop(rl_api *api)
     if (api->daemon)
         MHD_stop_daemon(api->daemon);
     free(api);
+}
+
+/* Query arguments of an in-process call: "a=1&b=2", split in place. */
+typedef struct api_local_query {
+    char *names[16];
+    char *values[16];
+    int n;
+} api_local_query;
+
+static int api_hex(char c)
+{
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+}
+
+/* Decodes %XX and '+' in place, as libmicrohttpd does for real requests. */
+static void api_unescape(char *s)
+{
+    char *out = s;
+    for (; *s; s++) {
+        if (*s == '+') {
+            *out++ = ' ';
+        } else if (*s == '%' && api_hex(s[1]) >= 0 && api_hex(s[2]) >= 0) {
+            *out++ = (char)(api_hex(s[1]) * 16 + api_hex(s[2]));
+            s += 2;
+        } else {
+            *out++ = *s;
+        }
+    }
+    *out = '\0';
+}
+
+static const char *api_local_query_lookup(void *conn, const char *name)
+{
+    api_local_query *q = conn;
+    for (int i = 0; i < q->n; i++)
+        if (strcmp(q->names[i], name) == 0)
+            return q->values[i];
+    return NULL;
+}
+
+rl_error *rl_api_invoke(const rl_config *cfg, rl_registry *registry, rl_store *store, const char *actor,
+                        const char *method, const char *path, const char *body, long *status,
+                        json_t **response)
+{
+    rl_error *err = NULL;
+    char *copy = strdup(path);
+    *response = NULL;
+    *status = 0;
+    if (!copy)
+        RL_FAIL(RL_ENOMEM, "out of memory");
+    api_local_query query = {0};
+    char *qs = strchr(copy, '?');
+    if (qs) {
+        *qs++ = '\0';
+        for (char *save = NULL, *pair = strtok_r(qs, "&", &save); pair && query.n < 16;
+             pair = strtok_r(NULL, "&", &save)) {
+            char *eq = strchr(pair, '=');
+            if (eq)
+                *eq++ = '\0';
+            api_unescape(pair);
+            if (eq)
+                api_unescape(eq);
+            query.names[query.n] = pair;
+            query.values[query.n++] = eq ? eq : (char *)"";
+        }
+    }
+    api_ctx ctx = {
+        .cfg = cfg,
+        .registry = registry,
+        .store = store,
+        .store_path = rl_store_path(store),
+        .store_schema_version = rl_store_schema_version(store),
+        .started_ns = rl_time_mono_ns(),
+    };
+    api_request req = {.method = method, .path = copy, .query_fn = api_local_query_lookup, .conn = &query,
+                       .actor = actor, .body = body ? body : "", .body_len = body ? strlen(body) : 0};
+    char scratch[2048];
+    const api_route *route = NULL;
+    api_match m = api_route_find(api_routes, sizeof api_routes / sizeof *api_routes, method, copy, scratch,
+                                 sizeof scratch, &route, req.params, &req.nparams);
+    if (m != API_MATCH_OK)
+        RL_FAIL(RL_EINTERNAL, "no route for %s %s", method, copy);
+    api_response resp = {0};
+    rl_error *herr = route->handler(&ctx, &req, &resp);
+    if (herr) {
+        rl_code code = rl_error_code(herr);
+        *status = api_status_for(code);
+        *response = api_operation_outcome(code, rl_error_message(herr));
+        if (!rl_code_is_client(code)) {
+            /* Our own failure: hand it up whole, with its trace. */
+            json_decref(*response);
+            *response = NULL;
+            err = herr;
+            goto cleanup;
+        }
+        rl_error_free(herr);
+        json_decref(resp.body);
+    } else {
+        *status = resp.status;
+        *response = resp.body;
+    }
+cleanup:
+    free(copy);
+    return err;
 }

@@ -7,7 +7,7 @@
  * Every request is logged as method, route template, status and duration:
  * never the query string, a path parameter's meaning or a body.
  *
- * Ownership: rl_api_start() borrows cfg and registry, which must outlive the
+ * Ownership: rl_api_start() borrows cfg, registry and store, which must outlive the
  * server. rl_api_stop() (NULL allowed) stops accepting, lets requests in
  * flight finish, joins the workers and frees the server.
  */
@@ -17,13 +17,25 @@
 #include "common/rl_config.h"
 #include "common/rl_error.h"
 #include "registry/registry.h"
+#include "store/store.h"
 
 typedef struct rl_api rl_api;
 
-rl_error *rl_api_start(const rl_config *cfg, rl_registry *registry, const char *store_path,
-                       int store_schema_version, rl_api **out);
+rl_error *rl_api_start(const rl_config *cfg, rl_registry *registry, rl_store *store, rl_api **out);
 /* The port actually bound (useful when the configuration asked for port 0). */
 int rl_api_port(const rl_api *api);
 void rl_api_stop(rl_api *api);
+
+/*
+ * Runs one request through the same routes and handlers in-process, with no
+ * socket: the CLI uses it on a stopped store so that it answers exactly as the
+ * server would. path may carry a query string ("/admin/audit?limit=5"). body
+ * may be NULL. actor names who acts (audit). *status and *response (new
+ * reference: the handler's JSON or an OperationOutcome) are set whenever the
+ * request was handled; an rl_error comes back only when it could not be.
+ */
+rl_error *rl_api_invoke(const rl_config *cfg, rl_registry *registry, rl_store *store, const char *actor,
+                        const char *method, const char *path, const char *body, long *status,
+                        json_t **response);
 
 #endif

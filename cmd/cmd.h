@@ -21,6 +21,12 @@ void cmd_serve_help(void);
 int cmd_version(int argc, char **argv);
 void cmd_version_help(void);
 
+/* The operator commands (record, golden, review, link, ..., backup); argv[0] names which. */
+int cmd_admin(int argc, char **argv);
+void cmd_admin_help(const char *name);
+int cmd_restore(int argc, char **argv);
+void cmd_restore_help(void);
+
 /* Prints an error (message and file:line trace) to stderr and frees it. */
 struct rl_error;
 int cmd_report(struct rl_error *err);

@@ -5,8 +5,34 @@
 #include "cmd/cmd.h"
 #include "common/rl_error.h"
 
+#define CMD_ADMIN_HELP(name) \
+    static void cmd_help_##name(void) { cmd_admin_help(#name); }
+CMD_ADMIN_HELP(record)
+CMD_ADMIN_HELP(golden)
+CMD_ADMIN_HELP(review)
+CMD_ADMIN_HELP(link)
+CMD_ADMIN_HELP(unlink)
+CMD_ADMIN_HELP(merge)
+CMD_ADMIN_HELP(unmerge)
+CMD_ADMIN_HELP(undo)
+CMD_ADMIN_HELP(audit)
+CMD_ADMIN_HELP(check)
+CMD_ADMIN_HELP(backup)
+
 static const cmd_command cmd_commands[] = {
     {"serve", "run the appliance: HTTP API over a RocksDB store", cmd_serve, cmd_serve_help},
+    {"record", "show a source record (record show ID)", cmd_admin, cmd_help_record},
+    {"golden", "show a golden record (golden show ID)", cmd_admin, cmd_help_golden},
+    {"review", "the review queue: list, show ID, resolve ID link|not-a-match", cmd_admin, cmd_help_review},
+    {"link", "move a source record to a golden record", cmd_admin, cmd_help_link},
+    {"unlink", "move a source record to a golden record of its own", cmd_admin, cmd_help_unlink},
+    {"merge", "merge two golden records", cmd_admin, cmd_help_merge},
+    {"unmerge", "undo a merge", cmd_admin, cmd_help_unmerge},
+    {"undo", "undo a history event", cmd_admin, cmd_help_undo},
+    {"audit", "query the audit trail (--since, --until, --record)", cmd_admin, cmd_help_audit},
+    {"check", "verify the store's invariants without changing anything", cmd_admin, cmd_help_check},
+    {"backup", "consistent copy of the store, also while the server runs", cmd_admin, cmd_help_backup},
+    {"restore", "replace the (stopped) store with a backup", cmd_restore, cmd_restore_help},
     {"version", "print the version and the libraries it was built with", cmd_version, cmd_version_help},
 };
 enum { CMD_COUNT = sizeof cmd_commands / sizeof *cmd_commands };

@@ -9,6 +9,7 @@
 
 #include "api/api_server.h"
 #include "cmd/cmd.h"
+#include "cmd/cmd_session.h"
 #include "common/rl_config.h"
 #include "common/rl_log.h"
 #include "common/rl_version.h"
@@ -82,13 +83,9 @@ static int serve_parse_flags(int argc, char **argv, serve_flags *f)
 static rl_error *serve_build_config(const serve_flags *f, rl_config *cfg)
 {
     rl_error *err = NULL;
-    rl_config_defaults(cfg);
-    if (f->config)
-        RL_TRY(rl_config_load_file(cfg, f->config));
+    RL_TRY(cmd_config_build(f->config, f->data, cfg));
     if (f->listen)
         RL_TRY(rl_config_set_listen(cfg, f->listen));
-    if (f->data)
-        RL_TRY(rl_config_set_data_dir(cfg, f->data));
     if (f->log_level)
         RL_TRY(rl_log_level_parse(f->log_level, &cfg->log_level));
     if (f->threads) {
@@ -131,7 +128,7 @@ int cmd_serve(int argc, char **argv)
         return cmd_report(err);
     if (flags.print_config) {
         json_t *j = rl_config_to_json(&cfg);
-        char *text = json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+        char *text = json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(12));
         printf("%s\n", text ? text : "{}");
         free(text);
         json_decref(j);
@@ -155,9 +152,11 @@ int cmd_serve(int argc, char **argv)
     status = CMD_FAILED;
     if ((err = rl_store_open(cfg.data_dir, &store_opts, &store)) != NULL)
         goto cleanup;
-    if ((err = rl_registry_open(store, &registry)) != NULL)
+    rl_registry_options reg_opts;
+    cmd_registry_options(&cfg, &reg_opts);
+    if ((err = rl_registry_open(store, &reg_opts, &registry)) != NULL)
         goto cleanup;
-    if ((err = rl_api_start(&cfg, registry, rl_store_path(store), rl_store_schema_version(store), &api)) != NULL)
+    if ((err = rl_api_start(&cfg, registry, store, &api)) != NULL)
         goto cleanup;
     if (flags.port_file && (err = serve_write_port_file(flags.port_file, rl_api_port(api))) != NULL)
         goto cleanup;

@@ -12,7 +12,9 @@ typedef enum rl_opt_kind {
     RL_OPT_INT,
     RL_OPT_BIGINT,
     RL_OPT_LOG_LEVEL,
-    RL_OPT_SYNC,
+    RL_OPT_ENUM,   /* int index into `names` */
+    RL_OPT_DOUBLE, /* min/max are hundredths */
+    RL_OPT_STRLIST,
 } rl_opt_kind;
 
 typedef struct rl_opt {
@@ -21,26 +23,40 @@ typedef struct rl_opt {
     rl_opt_kind kind;
     size_t offset;
     long long min, max;
+    const char *const *names; /* RL_OPT_ENUM: the accepted words, NULL-terminated */
+    size_t count_offset;      /* RL_OPT_STRLIST: where the number of items lives */
 } rl_opt;
 
 #define RL_OFF(field) offsetof(rl_config, field)
 
 /* The one list of settings. Defaults live in rl_config_defaults(); the README
  * and etc/ridgeline.json document them and a test checks they agree. */
-static const rl_opt rl_opts[] = {
-    {NULL, "listen", RL_OPT_LISTEN, 0, 0, 0},
-    {NULL, "data_dir", RL_OPT_PATH, RL_OFF(data_dir), 0, 0},
-    {NULL, "log_level", RL_OPT_LOG_LEVEL, RL_OFF(log_level), 0, 0},
-    {"http", "threads", RL_OPT_INT, RL_OFF(http_threads), 0, 256},
-    {"http", "max_body_bytes", RL_OPT_BIGINT, RL_OFF(http_max_body_bytes), 1024, 1LL << 30},
-    {"http", "max_json_depth", RL_OPT_INT, RL_OFF(http_max_json_depth), 4, 1000},
-    {"http", "max_string_bytes", RL_OPT_BIGINT, RL_OFF(http_max_string_bytes), 64, 1LL << 30},
-    {"http", "connection_timeout_s", RL_OPT_INT, RL_OFF(http_connection_timeout_s), 1, 3600},
-    {"http", "max_connections", RL_OPT_INT, RL_OFF(http_max_connections), 1, 65536},
-    {"store", "sync", RL_OPT_SYNC, RL_OFF(store_sync), 0, 0},
-};
+static const char *const rl_sync_names[] = {"always", "off", NULL};
+static const char *const rl_survivorship_names[] = {"most_recent", "most_complete", NULL};
 
-static const char *const rl_sync_names[] = {"always", "off"};
+#define RL_OPTION(sec, name, k, field, lo, hi) \
+    {.section = (sec), .key = (name), .kind = (k), .offset = RL_OFF(field), .min = (lo), .max = (hi)}
+
+static const rl_opt rl_opts[] = {
+    {.section = NULL, .key = "listen", .kind = RL_OPT_LISTEN},
+    RL_OPTION(NULL, "data_dir", RL_OPT_PATH, data_dir, 0, 0),
+    RL_OPTION(NULL, "log_level", RL_OPT_LOG_LEVEL, log_level, 0, 0),
+    RL_OPTION("http", "threads", RL_OPT_INT, http_threads, 0, 256),
+    RL_OPTION("http", "max_body_bytes", RL_OPT_BIGINT, http_max_body_bytes, 1024, 1LL << 30),
+    RL_OPTION("http", "max_json_depth", RL_OPT_INT, http_max_json_depth, 4, 1000),
+    RL_OPTION("http", "max_string_bytes", RL_OPT_BIGINT, http_max_string_bytes, 64, 1LL << 30),
+    RL_OPTION("http", "connection_timeout_s", RL_OPT_INT, http_connection_timeout_s, 1, 3600),
+    RL_OPTION("http", "max_connections", RL_OPT_INT, http_max_connections, 1, 65536),
+    {.section = "store", .key = "sync", .kind = RL_OPT_ENUM, .offset = RL_OFF(store_sync), .names = rl_sync_names},
+    RL_OPTION("registry", "auto_link_threshold", RL_OPT_DOUBLE, registry_auto_link_threshold, 0, 100),
+    RL_OPTION("registry", "review_threshold", RL_OPT_DOUBLE, registry_review_threshold, 0, 100),
+    RL_OPTION("registry", "max_candidates_per_key", RL_OPT_INT, registry_max_candidates_per_key, 1, 1000000),
+    {.section = "registry", .key = "survivorship", .kind = RL_OPT_ENUM, .offset = RL_OFF(registry_survivorship),
+     .names = rl_survivorship_names},
+    {.section = "registry", .key = "trusted_systems", .kind = RL_OPT_STRLIST,
+     .offset = RL_OFF(registry_trusted_systems), .max = RL_CONFIG_LIST_MAX,
+     .count_offset = RL_OFF(registry_ntrusted)},
+};
 
 void rl_config_defaults(rl_config *cfg)
 {
@@ -56,6 +72,11 @@ void rl_config_defaults(rl_config *cfg)
     cfg->http_connection_timeout_s = 30;
     cfg->http_max_connections = 512;
     cfg->store_sync = RL_SYNC_ALWAYS;
+    cfg->registry_auto_link_threshold = 0.9;
+    cfg->registry_review_threshold = 0.6;
+    cfg->registry_max_candidates_per_key = 1000;
+    cfg->registry_survivorship = 0;
+    cfg->registry_ntrusted = 0;
 }
 
 rl_error *rl_config_set_listen(rl_config *cfg, const char *hostport)
@@ -131,14 +152,44 @@ static rl_error *rl_config_apply_opt(rl_config *cfg, const rl_opt *opt, const js
             RL_FAIL(RL_EINVAL, "%s: expected one of \"debug\", \"info\", \"warn\", \"error\"", name);
         RL_TRY(rl_log_level_parse(json_string_value(value), (rl_log_level *)(base + opt->offset)));
         break;
-    case RL_OPT_SYNC: {
-        const char *s = json_is_string(value) ? json_string_value(value) : "";
-        size_t i = 0;
-        while (i < sizeof rl_sync_names / sizeof *rl_sync_names && strcmp(s, rl_sync_names[i]) != 0)
+    case RL_OPT_ENUM: {
+        const char *word = json_is_string(value) ? json_string_value(value) : "";
+        int i = 0;
+        while (opt->names[i] && strcmp(word, opt->names[i]) != 0)
             i++;
-        if (i == sizeof rl_sync_names / sizeof *rl_sync_names)
-            RL_FAIL(RL_EINVAL, "%s: expected \"always\" or \"off\"", name);
-        *(rl_sync_policy *)(base + opt->offset) = (rl_sync_policy)i;
+        if (!opt->names[i]) {
+            char choices[256] = "";
+            for (int j = 0; opt->names[j]; j++)
+                snprintf(choices + strlen(choices), sizeof choices - strlen(choices), "%s\"%s\"",
+                         j ? ", " : "", opt->names[j]);
+            RL_FAIL(RL_EINVAL, "%s: expected one of %s", name, choices);
+        }
+        *(int *)(base + opt->offset) = i;
+        break;
+    }
+    case RL_OPT_DOUBLE: {
+        if (!json_is_number(value))
+            RL_FAIL(RL_EINVAL, "%s: expected a number", name);
+        double v = json_number_value(value);
+        if (v < opt->min / 100.0 || v > opt->max / 100.0)
+            RL_FAIL(RL_EINVAL, "%s: must be between %g and %g", name, opt->min / 100.0, opt->max / 100.0);
+        *(double *)(base + opt->offset) = v;
+        break;
+    }
+    case RL_OPT_STRLIST: {
+        if (!json_is_array(value) || json_array_size(value) > (size_t)opt->max)
+            RL_FAIL(RL_EINVAL, "%s: expected an array of at most %lld strings", name, opt->max);
+        char (*items)[RL_CONFIG_ITEM_MAX] = (char (*)[RL_CONFIG_ITEM_MAX])(base + opt->offset);
+        size_t i;
+        json_t *item;
+        json_array_foreach(value, i, item) {
+            if (!json_is_string(item) || json_string_length(item) == 0 ||
+                json_string_length(item) >= RL_CONFIG_ITEM_MAX)
+                RL_FAIL(RL_EINVAL, "%s[%zu]: expected a non-empty string under %d bytes", name, i,
+                        RL_CONFIG_ITEM_MAX);
+            snprintf(items[i], RL_CONFIG_ITEM_MAX, "%s", json_string_value(item));
+        }
+        *(int *)(base + opt->count_offset) = (int)json_array_size(value);
         break;
     }
     }
@@ -238,7 +289,16 @@ json_t *rl_config_to_json(const rl_config *cfg)
         case RL_OPT_LOG_LEVEL:
             v = json_string(rl_log_level_name(*(const rl_log_level *)(base + o->offset)));
             break;
-        case RL_OPT_SYNC: v = json_string(rl_sync_names[*(const rl_sync_policy *)(base + o->offset)]); break;
+        case RL_OPT_ENUM: v = json_string(o->names[*(const int *)(base + o->offset)]); break;
+        case RL_OPT_DOUBLE: v = json_real(*(const double *)(base + o->offset)); break;
+        case RL_OPT_STRLIST: {
+            const char (*items)[RL_CONFIG_ITEM_MAX] = (const char (*)[RL_CONFIG_ITEM_MAX])(base + o->offset);
+            int count = *(const int *)(base + o->count_offset);
+            v = json_array();
+            for (int j = 0; j < count; j++)
+                json_array_append_new(v, json_string(items[j]));
+            break;
+        }
         }
         json_t *parent = root;
         if (o->section) {

@@ -21,7 +21,12 @@
 #include "common/rl_error.h"
 #include "common/rl_log.h"
 
-enum { RL_CONFIG_HOST_MAX = 256, RL_CONFIG_PATH_MAX = 1024 };
+enum {
+    RL_CONFIG_HOST_MAX = 256,
+    RL_CONFIG_PATH_MAX = 1024,
+    RL_CONFIG_LIST_MAX = 16,
+    RL_CONFIG_ITEM_MAX = 256,
+};
 
 typedef enum rl_sync_policy {
     /* fsync the write-ahead log before a write is acknowledged (concurrent
@@ -44,6 +49,12 @@ typedef struct rl_config {
     int http_connection_timeout_s;
     int http_max_connections;
     rl_sync_policy store_sync;
+    double registry_auto_link_threshold;
+    double registry_review_threshold;
+    int registry_max_candidates_per_key;
+    int registry_survivorship; /* 0 most_recent, 1 most_complete */
+    int registry_ntrusted;
+    char registry_trusted_systems[RL_CONFIG_LIST_MAX][RL_CONFIG_ITEM_MAX];
 } rl_config;
 
 void rl_config_defaults(rl_config *cfg);

@@ -63,3 +63,15 @@ bool rl_time_parse_instant(const char *text, int64_t *wall_ms)
     *wall_ms = (int64_t)timegm(&tm) * 1000 + ms;
     return true;
 }
+
+bool rl_time_parse_instant_or_date(const char *text, int64_t *wall_ms)
+{
+    if (rl_time_parse_instant(text, wall_ms))
+        return true;
+    struct tm tm = {0};
+    const char *rest = strptime(text, "%Y-%m-%d", &tm);
+    if (!rest || *rest != '\0' || strlen(text) != 10)
+        return false;
+    *wall_ms = (int64_t)timegm(&tm) * 1000;
+    return true;
+}

@@ -1,38 +1,94 @@
+/* The registry's foundations: open/close, transactions, ids, counters. */
 #include "registry/registry.h"
 
 #include <sodium.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "common/rl_json.h"
 #include "common/rl_time.h"
+#include "registry/registry_internal.h"
 
-struct rl_registry {
-    rl_store *store;
-};
+static const char *const reg_counter_keys[3] = {"count:records", "count:goldens", "count:open_reviews"};
 
-enum { RL_ID_BYTES = 16, RL_ID_MAX = 64 };
-
-rl_error *rl_registry_open(rl_store *store, rl_registry **out)
+void rl_registry_options_defaults(rl_registry_options *opts)
 {
+    memset(opts, 0, sizeof *opts);
+    opts->auto_link_threshold = 0.9;
+    opts->review_threshold = 0.6;
+    opts->max_candidates_per_key = 1000;
+    opts->survivorship = RL_SURVIVE_MOST_RECENT;
+}
+
+static rl_error *reg_load_counter(rl_registry *reg, int which, uint64_t *value)
+{
+    rl_error *err = NULL;
+    char *text = NULL;
+    size_t len = 0;
+    bool found = false;
+    *value = 0;
+    RL_TRY(rl_store_get(reg->store, RL_CF_META, reg_counter_keys[which], strlen(reg_counter_keys[which]),
+                        &text, &len, &found));
+    if (found)
+        *value = strtoull(text, NULL, 10);
+cleanup:
+    free(text);
+    return err;
+}
+
+rl_error *rl_registry_open(rl_store *store, const rl_registry_options *opts, rl_registry **out)
+{
+    rl_error *err = NULL;
     *out = NULL;
     /* Ids come from libsodium's CSPRNG; sodium_init is idempotent and thread-safe. */
     if (sodium_init() < 0)
         return RL_ERR(RL_EINTERNAL, "libsodium failed to initialise");
+    if (opts && (opts->review_threshold < 0 || opts->auto_link_threshold > 1 ||
+                 opts->review_threshold > opts->auto_link_threshold))
+        return RL_ERR(RL_EINVAL, "registry thresholds must satisfy 0 <= review <= auto-link <= 1");
     rl_registry *reg = calloc(1, sizeof *reg);
     if (!reg)
         return RL_ERR(RL_ENOMEM, "out of memory");
     reg->store = store;
+    if (opts)
+        reg->opts = *opts;
+    else
+        rl_registry_options_defaults(&reg->opts);
+    reg->matcher = rl_matcher_deterministic();
+    pthread_mutex_init(&reg->write_lock, NULL);
+    atomic_init(&reg->seq, randombytes_random());
+    RL_TRY(reg_load_counter(reg, 0, &reg->n_records));
+    RL_TRY(reg_load_counter(reg, 1, &reg->n_goldens));
+    RL_TRY(reg_load_counter(reg, 2, &reg->n_open_reviews));
     *out = reg;
-    return NULL;
+    reg = NULL;
+cleanup:
+    rl_registry_close(reg);
+    return err;
 }
 
-void rl_registry_close(rl_registry *reg) { free(reg); }
+void rl_registry_close(rl_registry *reg)
+{
+    if (!reg)
+        return;
+    pthread_mutex_destroy(&reg->write_lock);
+    free(reg);
+}
+
+void rl_registry_stats_get(rl_registry *reg, rl_registry_stats *stats)
+{
+    pthread_mutex_lock(&reg->write_lock);
+    stats->records = reg->n_records;
+    stats->goldens = reg->n_goldens;
+    stats->open_reviews = reg->n_open_reviews;
+    pthread_mutex_unlock(&reg->write_lock);
+}
 
 bool rl_registry_id_valid(const char *id)
 {
     size_t n = strlen(id);
-    if (n == 0 || n > RL_ID_MAX)
+    if (n == 0 || n > 64)
         return false;
     for (size_t i = 0; i < n; i++) {
         char c = id[i];
@@ -44,72 +100,347 @@ bool rl_registry_id_valid(const char *id)
     return true;
 }
 
-static void rl_registry_new_id(char out[2 * RL_ID_BYTES + 1])
+void reg_new_id(char out[REG_ID_LEN + 1])
 {
-    unsigned char raw[RL_ID_BYTES];
+    unsigned char raw[REG_ID_LEN / 2];
     randombytes_buf(raw, sizeof raw);
-    sodium_bin2hex(out, 2 * RL_ID_BYTES + 1, raw, sizeof raw);
+    sodium_bin2hex(out, REG_ID_LEN + 1, raw, sizeof raw);
 }
 
-rl_error *rl_registry_patient_create(rl_registry *reg, const json_t *patient, json_t **stored)
+void reg_time_key(rl_registry *reg, int64_t ms, char out[REG_TIMEKEY_LEN + 1])
+{
+    uint32_t seq = (uint32_t)atomic_fetch_add(&reg->seq, 1);
+    snprintf(out, REG_TIMEKEY_LEN + 1, "%016llx%08x", (unsigned long long)ms, seq);
+}
+
+void reg_now(char out[32]) { rl_time_format_instant(rl_time_wall_ms(), out, 32); }
+
+const char *reg_actor_who(const rl_actor *actor)
+{
+    return actor && actor->who && *actor->who ? actor->who : "unknown";
+}
+
+const char *reg_grade(const rl_registry *reg, double score)
+{
+    if (score >= reg->opts.auto_link_threshold)
+        return "certain";
+    double mid = (reg->opts.auto_link_threshold + reg->opts.review_threshold) / 2;
+    if (score >= mid)
+        return "probable";
+    if (score >= reg->opts.review_threshold)
+        return "possible";
+    return "certainly-not";
+}
+
+rl_error *reg_get_json(rl_registry *reg, rl_cf cf, const char *key, size_t key_len, json_t **out)
 {
     rl_error *err = NULL;
-    json_t *record = NULL;
     char *text = NULL;
-    rl_store_batch *batch = NULL;
-    *stored = NULL;
-
-    RL_TRY(rl_registry_patient_validate(patient));
-    char id[2 * RL_ID_BYTES + 1];
-    rl_registry_new_id(id);
-    char updated[32];
-    rl_time_format_instant(rl_time_wall_ms(), updated, sizeof updated);
-    /* The server owns id and meta on create (FHIR create semantics); they go
-     * first, as FHIR servers conventionally write them. */
-    record = json_pack("{s:s, s:s, s:{s:s, s:s}}", "resourceType", "Patient", "id", id, "meta",
-                       "versionId", "1", "lastUpdated", updated);
-    if (!record)
-        RL_FAIL(RL_ENOMEM, "out of memory building the record");
-    const char *key;
-    json_t *value;
-    json_object_foreach((json_t *)patient, key, value) {
-        if (strcmp(key, "id") == 0 || strcmp(key, "meta") == 0 || strcmp(key, "resourceType") == 0)
-            continue;
-        if (json_object_set(record, key, value) != 0)
-            RL_FAIL(RL_ENOMEM, "out of memory building the record");
-    }
-
-    RL_TRY(rl_json_dump(record, &text));
-    RL_TRY(rl_store_batch_new(reg->store, &batch));
-    rl_store_batch_put(batch, RL_CF_RECORDS, id, strlen(id), text, strlen(text));
-    RL_TRY(rl_store_write(reg->store, batch));
-    *stored = record;
-    record = NULL;
+    size_t len = 0;
+    bool found = false;
+    *out = NULL;
+    RL_TRY(rl_store_get(reg->store, cf, key, key_len, &text, &len, &found));
+    if (!found)
+        goto cleanup;
+    json_error_t jerr;
+    *out = json_loadb(text, len, 0, &jerr);
+    if (!*out)
+        RL_FAIL(RL_ESTORE, "stored value is not JSON (line %d): the store is damaged", jerr.line);
 cleanup:
-    json_decref(record);
     free(text);
+    return err;
+}
+
+void reg_put_json(rl_store_batch *batch, rl_cf cf, const char *key, size_t key_len, const json_t *value,
+                  rl_error **err)
+{
+    if (*err)
+        return;
+    char *text = NULL;
+    *err = rl_json_dump(value, &text);
+    if (*err)
+        return;
+    rl_store_batch_put(batch, cf, key, key_len, text, strlen(text));
+    free(text);
+}
+
+/* ---- golden records and links ---- */
+
+json_t *reg_golden_new(const char *id, const char *first_member)
+{
+    char now[32];
+    reg_now(now);
+    return json_pack("{s:s, s:s, s:[s], s:i, s:s, s:s}", "id", id, "status", "active", "members",
+                     first_member, "version", 1, "created", now, "updated", now);
+}
+
+static void reg_golden_touch(json_t *golden)
+{
+    char now[32];
+    reg_now(now);
+    json_object_set_new(golden, "updated", json_string(now));
+    json_object_set_new(golden, "version", json_integer(json_integer_value(json_object_get(golden, "version")) + 1));
+}
+
+rl_error *reg_golden_add_member(json_t *golden, const char *record_id)
+{
+    json_t *members = json_object_get(golden, "members");
+    if (!members || json_array_append_new(members, json_string(record_id)) != 0)
+        return RL_ERR(RL_ENOMEM, "out of memory");
+    json_object_set_new(golden, "status", json_string("active"));
+    reg_golden_touch(golden);
+    return NULL;
+}
+
+bool reg_golden_remove_member(json_t *golden, const char *record_id)
+{
+    json_t *members = json_object_get(golden, "members");
+    size_t i;
+    json_t *m;
+    json_array_foreach(members, i, m) {
+        if (strcmp(json_string_value(m), record_id) == 0) {
+            json_array_remove(members, i);
+            if (json_array_size(members) == 0)
+                json_object_set_new(golden, "status", json_string("retired"));
+            reg_golden_touch(golden);
+            return true;
+        }
+    }
+    return false;
+}
+
+bool reg_golden_active(const json_t *golden)
+{
+    const char *status = json_string_value(json_object_get(golden, "status"));
+    return status && strcmp(status, "active") == 0;
+}
+
+json_t *reg_link_new(const char *golden_id, const char *grade, double score, const char *method,
+                     const rl_actor *actor, json_t *index)
+{
+    char now[32];
+    reg_now(now);
+    json_t *link = json_pack("{s:s, s:s, s:f, s:s, s:s, s:s}", "golden", golden_id, "grade", grade,
+                             "score", score, "method", method, "who", reg_actor_who(actor), "when", now);
+    if (link && index)
+        json_object_set(link, "index", index);
+    return link;
+}
+
+/* ---- transactions ---- */
+
+rl_error *reg_txn_begin(rl_registry *reg, reg_txn *txn)
+{
+    rl_error *err = NULL;
+    memset(txn, 0, sizeof *txn);
+    txn->reg = reg;
+    txn->goldens = json_object();
+    txn->links = json_object();
+    if (!txn->goldens || !txn->links)
+        RL_FAIL(RL_ENOMEM, "out of memory");
+    RL_TRY(rl_store_batch_new(reg->store, &txn->batch));
+cleanup:
+    return err;
+}
+
+void reg_txn_end(reg_txn *txn)
+{
+    rl_store_batch_destroy(txn->batch);
+    json_decref(txn->goldens);
+    json_decref(txn->links);
+    memset(txn, 0, sizeof *txn);
+}
+
+static rl_error *reg_txn_read(reg_txn *txn, json_t *touched, rl_cf cf, const char *id, json_t **out)
+{
+    *out = NULL;
+    json_t *entry = json_object_get(touched, id);
+    if (entry) {
+        json_t *after = json_object_get(entry, "after");
+        *out = json_is_null(after) ? NULL : json_deep_copy(after);
+        return NULL;
+    }
+    return reg_get_json(txn->reg, cf, id, strlen(id), out);
+}
+
+rl_error *reg_txn_golden(reg_txn *txn, const char *id, json_t **out)
+{
+    return reg_txn_read(txn, txn->goldens, RL_CF_GOLDEN, id, out);
+}
+
+rl_error *reg_txn_link(reg_txn *txn, const char *record_id, json_t **out)
+{
+    return reg_txn_read(txn, txn->links, RL_CF_LINKS, record_id, out);
+}
+
+static rl_error *reg_txn_put(reg_txn *txn, json_t *touched, rl_cf cf, const char *id, json_t *value)
+{
+    rl_error *err = NULL;
+    json_t *entry = json_object_get(touched, id);
+    if (!entry) {
+        json_t *before = NULL;
+        RL_TRY(reg_get_json(txn->reg, cf, id, strlen(id), &before));
+        entry = json_pack("{s:o}", "before", before ? before : json_null());
+        if (!entry || json_object_set_new(touched, id, entry) != 0)
+            RL_FAIL(RL_ENOMEM, "out of memory");
+    }
+    if (cf == RL_CF_GOLDEN) {
+        /* Count active golden records as they come and go. */
+        json_t *prev = json_object_get(entry, "after");
+        if (!prev)
+            prev = json_object_get(entry, "before");
+        int was = prev && !json_is_null(prev) && reg_golden_active(prev);
+        int is = value && reg_golden_active(value);
+        txn->d_goldens += is - was;
+    }
+    if (value)
+        reg_put_json(txn->batch, cf, id, strlen(id), value, &err);
+    else
+        rl_store_batch_delete(txn->batch, cf, id, strlen(id));
+    if (err)
+        goto cleanup;
+    json_object_set(entry, "after", value ? value : json_null());
+cleanup:
+    json_decref(value);
+    return err;
+}
+
+rl_error *reg_txn_put_golden(reg_txn *txn, const char *id, json_t *value)
+{
+    return reg_txn_put(txn, txn->goldens, RL_CF_GOLDEN, id, value);
+}
+
+rl_error *reg_txn_put_link(reg_txn *txn, const char *record_id, json_t *value)
+{
+    return reg_txn_put(txn, txn->links, RL_CF_LINKS, record_id, value);
+}
+
+/* Splits {id: {before, after}} into {"before": {id: ...}, "after": {id: ...}}. */
+static void reg_txn_states(json_t *touched, json_t *before, json_t *after)
+{
+    const char *id;
+    json_t *entry;
+    json_object_foreach(touched, id, entry) {
+        json_object_set(before, id, json_object_get(entry, "before"));
+        json_object_set(after, id, json_object_get(entry, "after"));
+    }
+}
+
+rl_error *reg_txn_event(reg_txn *txn, const rl_actor *actor, const char *op, json_t *detail,
+                        char event_id[REG_TIMEKEY_LEN + 1], json_t **event_out)
+{
+    rl_error *err = NULL;
+    char now[32];
+    reg_now(now);
+    reg_time_key(txn->reg, rl_time_wall_ms(), event_id);
+    json_t *event = json_pack("{s:s, s:s, s:s, s:s, s:{s:{}, s:{}}, s:{s:{}, s:{}}}", "id", event_id, "op",
+                              op, "who", reg_actor_who(actor), "when", now, "before", "goldens", "links",
+                              "after", "goldens", "links");
+    if (!event)
+        RL_FAIL(RL_ENOMEM, "out of memory");
+    reg_txn_states(txn->goldens, json_object_get(json_object_get(event, "before"), "goldens"),
+                   json_object_get(json_object_get(event, "after"), "goldens"));
+    reg_txn_states(txn->links, json_object_get(json_object_get(event, "before"), "links"),
+                   json_object_get(json_object_get(event, "after"), "links"));
+    if (detail)
+        json_object_set(event, "detail", detail);
+    reg_put_json(txn->batch, RL_CF_HISTORY, event_id, REG_TIMEKEY_LEN, event, &err);
+    if (err)
+        goto cleanup;
+    if (event_out) {
+        *event_out = event;
+        event = NULL;
+    }
+cleanup:
+    json_decref(event);
+    return err;
+}
+
+static void reg_audit_entry(rl_registry *reg, rl_store_batch *batch, const rl_actor *actor,
+                            const char *action, const char *const *subjects, int nsubjects,
+                            const char *outcome, json_t *detail, rl_error **err)
+{
+    char key[REG_TIMEKEY_LEN + 1];
+    int64_t ms = rl_time_wall_ms();
+    reg_time_key(reg, ms, key);
+    char when[32];
+    rl_time_format_instant(ms, when, sizeof when);
+    json_t *subj = json_array();
+    for (int i = 0; i < nsubjects; i++)
+        if (subjects[i] && *subjects[i])
+            json_array_append_new(subj, json_string(subjects[i]));
+    json_t *entry = json_pack("{s:s, s:s, s:s, s:s, s:o, s:s}", "id", key, "when", when, "who",
+                              reg_actor_who(actor), "action", action, "subjects", subj, "outcome",
+                              outcome ? outcome : "ok");
+    if (!entry) {
+        *err = RL_ERR(RL_ENOMEM, "out of memory");
+        return;
+    }
+    if (detail)
+        json_object_set(entry, "detail", detail);
+    reg_put_json(batch, RL_CF_AUDIT, key, REG_TIMEKEY_LEN, entry, err);
+    for (int i = 0; i < nsubjects && !*err; i++) {
+        if (!subjects[i] || !*subjects[i])
+            continue;
+        char skey[REG_KEY_MAX];
+        int n = snprintf(skey, sizeof skey, "%s%c%s", subjects[i], '\0', key);
+        if (n > 0 && (size_t)n < sizeof skey)
+            rl_store_batch_put(batch, RL_CF_AUDIT_SUBJECT, skey, (size_t)n, "", 0);
+    }
+    json_decref(entry);
+}
+
+rl_error *reg_txn_audit(reg_txn *txn, const rl_actor *actor, const char *action,
+                        const char *const *subjects, int nsubjects, const char *outcome, json_t *detail)
+{
+    rl_error *err = NULL;
+    reg_audit_entry(txn->reg, txn->batch, actor, action, subjects, nsubjects, outcome, detail, &err);
+    return err;
+}
+
+rl_error *reg_audit_now(rl_registry *reg, const rl_actor *actor, const char *action,
+                        const char *const *subjects, int nsubjects, const char *outcome, json_t *detail)
+{
+    rl_error *err = NULL;
+    rl_store_batch *batch = NULL;
+    uint64_t ticket;
+    RL_TRY(rl_store_batch_new(reg->store, &batch));
+    reg_audit_entry(reg, batch, actor, action, subjects, nsubjects, outcome, detail, &err);
+    if (err)
+        goto cleanup;
+    /* Reads are audited without waiting for an fsync: the entry is in the WAL
+     * (it survives a crash of the process, not a power cut). */
+    RL_TRY(rl_store_apply(reg->store, batch, &ticket));
+cleanup:
     rl_store_batch_destroy(batch);
     return err;
 }
 
-rl_error *rl_registry_patient_read(rl_registry *reg, const char *id, json_t **out)
+rl_error *rl_registry_audit(rl_registry *reg, const rl_actor *actor, const char *action,
+                            const char *const *subjects, int nsubjects, const char *outcome, json_t *detail)
+{
+    return reg_audit_now(reg, actor, action, subjects, nsubjects, outcome, detail);
+}
+
+rl_error *reg_txn_apply(reg_txn *txn, uint64_t *ticket)
 {
     rl_error *err = NULL;
-    char *value = NULL;
-    size_t len = 0;
-    bool found = false;
-    *out = NULL;
-    if (!rl_registry_id_valid(id))
-        RL_FAIL(RL_EINVAL, "a Patient id is 1 to 64 letters, digits, '-' or '.'");
-    RL_TRY(rl_store_get(reg->store, RL_CF_RECORDS, id, strlen(id), &value, &len, &found));
-    if (!found)
-        RL_FAIL(RL_ENOTFOUND, "no Patient with this id");
-    json_error_t jerr;
-    *out = json_loadb(value, len, 0, &jerr);
-    if (!*out)
-        RL_FAIL(RL_ESTORE, "stored record is not valid JSON (line %d): the store is damaged",
-                jerr.line);
+    rl_registry *reg = txn->reg;
+    int64_t deltas[3] = {txn->d_records, txn->d_goldens, txn->d_open_reviews};
+    uint64_t *counters[3] = {&reg->n_records, &reg->n_goldens, &reg->n_open_reviews};
+    uint64_t next[3];
+    for (int i = 0; i < 3; i++) {
+        next[i] = (uint64_t)((int64_t)*counters[i] + deltas[i]);
+        if (deltas[i] == 0)
+            continue;
+        char text[24];
+        int n = snprintf(text, sizeof text, "%llu", (unsigned long long)next[i]);
+        rl_store_batch_put(txn->batch, RL_CF_META, reg_counter_keys[i], strlen(reg_counter_keys[i]), text,
+                           (size_t)n);
+    }
+    RL_TRY(rl_store_apply(reg->store, txn->batch, ticket));
+    for (int i = 0; i < 3; i++)
+        *counters[i] = next[i];
 cleanup:
-    free(value);
     return err;
 }

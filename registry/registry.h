@@ -1,42 +1,153 @@
 /*
- * registry: the identity layer. It decides what a submitted Patient is (a
- * new source record, an update) and keeps records in the store.
+ * registry: the identity layer of the client registry.
  *
- * Today it stores and reads source records as FHIR R4 Patient JSON; the
- * golden records, links, matching, review queue and audit of the registry
- * core build on these entry points without changing their callers.
+ * Model (ARCHITECTURE.md has the picture):
+ *  - a source record is a FHIR Patient as a source system sent it, keyed by
+ *    its identifier in that system's namespace (`system|value`); sending the
+ *    same key again updates the record (upsert), never a second one;
+ *  - a golden record is the person: every source record links to exactly one;
+ *    golden ids are opaque and never reused; its demographic view is computed
+ *    from its members by the survivorship rule;
+ *  - a link carries grade, score, method (auto/manual), who and when;
+ *  - possible matches wait in a review queue; a reviewer's "not the same
+ *    person" is remembered and automatic matching never links the pair again;
+ *  - link, unlink, merge, unmerge and review decisions are history events
+ *    holding the state before and after, so each can be undone exactly;
+ *  - every create, update, read, search, link, unlink, merge, unmerge, review
+ *    decision and identification is in the append-only audit trail.
  *
- * Invariants: record ids are opaque, random, never reused, and valid FHIR ids
- * ([A-Za-z0-9-.]{1,64}); every stored record carries id, meta.versionId and
- * meta.lastUpdated; every change is one atomic, durable store write.
+ * Invariants (checked by rl_registry_check): every record has one link; the
+ * link's golden exists, is active and lists the record; every index entry
+ * points at a record that carries it. Each operation is one atomic store
+ * batch, acknowledged only once durable.
  *
- * Threads: one rl_registry serves all HTTP workers; its functions are
- * thread-safe. Ownership: the registry borrows the store (which must outlive
- * it); JSON passed in stays the caller's; JSON handed out is a new reference
- * the caller json_decref()s.
+ * Threads: one rl_registry serves every thread. Writers are serialised by an
+ * internal lock for their read-modify-write, then share fsyncs (group commit).
+ * Ownership: the registry borrows the store (which must outlive it). JSON
+ * passed in stays the caller's; JSON handed out is a new reference.
  */
 #ifndef RL_REGISTRY_H
 #define RL_REGISTRY_H
 
 #include <jansson.h>
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "common/rl_error.h"
 #include "store/store.h"
 
 typedef struct rl_registry rl_registry;
 
-rl_error *rl_registry_open(rl_store *store, rl_registry **out);
+enum { RL_REGISTRY_MAX_TRUSTED = 16, RL_REGISTRY_SYSTEM_MAX = 256 };
+
+typedef enum rl_survivorship {
+    RL_SURVIVE_MOST_RECENT = 0, /* each element from the most recently updated member having it */
+    RL_SURVIVE_MOST_COMPLETE,   /* each element from the member with the most elements */
+} rl_survivorship;
+
+typedef struct rl_registry_options {
+    double auto_link_threshold; /* score >= this links automatically */
+    double review_threshold;    /* score >= this (and below auto) is queued for review */
+    int max_candidates_per_key; /* a blocking key with more postings is cut and reported */
+    rl_survivorship survivorship;
+    int ntrusted;
+    char trusted_systems[RL_REGISTRY_MAX_TRUSTED][RL_REGISTRY_SYSTEM_MAX];
+} rl_registry_options;
+
+void rl_registry_options_defaults(rl_registry_options *opts);
+
+/* Who is acting: recorded in links, history and audit. */
+typedef struct rl_actor {
+    const char *who;          /* "cli:alice", "token:desk-3", "api" */
+    const char *bound_system; /* the source system this client writes for, or NULL */
+} rl_actor;
+
+rl_error *rl_registry_open(rl_store *store, const rl_registry_options *opts, rl_registry **out);
 void rl_registry_close(rl_registry *reg);
 
-/* Validates and stores a new Patient (any id in it is replaced by a new one).
- * Errors: RL_EINVAL naming the offending element. *stored: the record as kept. */
-rl_error *rl_registry_patient_create(rl_registry *reg, const json_t *patient, json_t **stored);
+/* ---- registration ---- */
 
-/* Reads a record. Errors: RL_EINVAL for an id that cannot exist, RL_ENOTFOUND. */
-rl_error *rl_registry_patient_read(rl_registry *reg, const char *id, json_t **out);
+typedef struct rl_submit_result {
+    json_t *record;     /* the stored source record, with its link (new reference) */
+    bool created;       /* false: an existing record (same source key) was updated */
+    char record_id[65];
+    char golden_id[65];
+    const char *grade;  /* link grade: certain, probable, possible */
+    double score;       /* of the link (1 for a new golden record of its own) */
+    int reviews_queued; /* possible matches sent to the review queue */
+} rl_submit_result;
 
-/* True when id has the FHIR id syntax. */
+/* Validates, stores and matches a Patient. Errors: RL_EINVAL naming the
+ * offending element. The result's record is the caller's to json_decref. */
+rl_error *rl_registry_submit(rl_registry *reg, const rl_actor *actor, const json_t *patient,
+                             rl_submit_result *result);
+void rl_submit_result_clear(rl_submit_result *result);
+
+/* ---- reading ---- */
+
+/* A Patient by id: a source record (with link refer -> golden) or a golden
+ * record's computed view (link seealso -> members; replaced-by when merged).
+ * Audited as a read. Errors: RL_EINVAL bad id syntax, RL_ENOTFOUND. */
+rl_error *rl_registry_patient_read(rl_registry *reg, const rl_actor *actor, const char *id, json_t **out);
+
+/* Operator views (JSON objects with registry bookkeeping, not FHIR). */
+rl_error *rl_registry_record_show(rl_registry *reg, const rl_actor *actor, const char *record_id, json_t **out);
+rl_error *rl_registry_golden_show(rl_registry *reg, const rl_actor *actor, const char *golden_id, json_t **out);
+
+/* ---- identity operations (each a history event; undoable) ---- */
+
+/* Moves a record to another golden record (manual link, grade certain). */
+rl_error *rl_registry_link(rl_registry *reg, const rl_actor *actor, const char *record_id,
+                           const char *golden_id, json_t **event);
+/* Moves a record to a new golden record of its own. */
+rl_error *rl_registry_unlink(rl_registry *reg, const rl_actor *actor, const char *record_id, json_t **event);
+/* All members of `from` join `into`; `from` is kept as merged (replaced-by). */
+rl_error *rl_registry_merge(rl_registry *reg, const rl_actor *actor, const char *from_golden,
+                            const char *into_golden, json_t **event);
+/* Undoes the merge that retired golden_id, restoring the exact prior state. */
+rl_error *rl_registry_unmerge(rl_registry *reg, const rl_actor *actor, const char *golden_id, json_t **event);
+/* Undoes any event, if what it changed is still as it left it (else RL_ECONFLICT). */
+rl_error *rl_registry_undo(rl_registry *reg, const rl_actor *actor, const char *event_id, json_t **event);
+
+/* ---- review queue ---- */
+
+/* Items with status "open" (or all when all is true), oldest first, at most limit. */
+rl_error *rl_registry_review_list(rl_registry *reg, bool all, int limit, json_t **out);
+/* One item, with both records side by side and the per-field scores. */
+rl_error *rl_registry_review_show(rl_registry *reg, const rl_actor *actor, const char *review_id, json_t **out);
+/* decision: "link" (same person: the record joins the candidate's golden
+ * record) or "not-a-match" (remembered for every pair of records involved). */
+rl_error *rl_registry_review_resolve(rl_registry *reg, const rl_actor *actor, const char *review_id,
+                                     const char *decision, json_t **out);
+
+/* ---- audit ---- */
+
+typedef struct rl_audit_query {
+    int64_t since_ms; /* 0: from the start */
+    int64_t until_ms; /* 0: to now */
+    const char *subject; /* record or golden id, or NULL */
+    int limit;
+} rl_audit_query;
+
+/* Appends an entry (for actions taken outside the registry, e.g. a search). */
+rl_error *rl_registry_audit(rl_registry *reg, const rl_actor *actor, const char *action,
+                            const char *const *subjects, int nsubjects, const char *outcome, json_t *detail);
+rl_error *rl_registry_audit_query(rl_registry *reg, const rl_audit_query *q, json_t **out);
+
+/* ---- maintenance ---- */
+
+/* Verifies every invariant; changes nothing. *report: {"ok":bool, "problems":[...], counts}. */
+rl_error *rl_registry_check(rl_registry *reg, json_t **report);
+
+/* Counts for /health and benchmarks. */
+typedef struct rl_registry_stats {
+    uint64_t records, goldens, open_reviews;
+} rl_registry_stats;
+void rl_registry_stats_get(rl_registry *reg, rl_registry_stats *stats);
+
+/* ---- helpers ---- */
+
+/* True when id has the FHIR id syntax ([A-Za-z0-9-.]{1,64}). */
 bool rl_registry_id_valid(const char *id);
 
 /* Checks a Patient resource's structure: resourceType, known elements and

@@ -1,6 +1,8 @@
 #include "store/store.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <pthread.h>
 #include <rocksdb/c.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,12 +12,33 @@
 static const char *const rl_cf_names[RL_CF_COUNT] = {
     [RL_CF_META] = "default", /* RocksDB's own default family doubles as meta */
     [RL_CF_RECORDS] = "records",
+    [RL_CF_VERSIONS] = "versions",
+    [RL_CF_SRCKEY] = "srckey",
+    [RL_CF_IDENT] = "ident",
+    [RL_CF_GOLDEN] = "golden",
+    [RL_CF_LINKS] = "links",
+    [RL_CF_BLOCKING] = "blocking",
+    [RL_CF_NOMATCH] = "nomatch",
+    [RL_CF_REVIEW] = "review",
+    [RL_CF_REVIEW_OPEN] = "review_open",
+    [RL_CF_HISTORY] = "history",
+    [RL_CF_AUDIT] = "audit",
+    [RL_CF_AUDIT_SUBJECT] = "audit_subject",
+    [RL_CF_TEMPLATES] = "templates",
 };
 
 static const char rl_schema_key[] = "schema_version";
 
+enum { RL_STORE_PATH_MAX = 4096 };
+
 struct rl_store {
     rocksdb_t *db;
+    bool sync;
+    /* group commit: one thread at a time syncs the WAL for everyone waiting */
+    pthread_mutex_t sync_lock;
+    pthread_cond_t synced;
+    bool syncing;
+    uint64_t durable_seq;
     rocksdb_options_t *options;
     rocksdb_writeoptions_t *write_options;
     rocksdb_readoptions_t *read_options;
@@ -151,6 +174,9 @@ rl_error *rl_store_open(const char *dir, const rl_store_options *opts, rl_store 
     s->path = strdup(dir);
     if (!s->path)
         RL_FAIL(RL_ENOMEM, "out of memory");
+    pthread_mutex_init(&s->sync_lock, NULL);
+    pthread_cond_init(&s->synced, NULL);
+    s->sync = opts && opts->sync;
     RL_TRY(rl_store_mkdirs(dir));
 
     s->options = rocksdb_options_create();
@@ -173,8 +199,9 @@ rl_error *rl_store_open(const char *dir, const rl_store_options *opts, rl_store 
                                          &rocks_err);
     RL_STORE_CHECK(rocks_err, "opening store");
 
+    /* Writes go to the WAL unsynced; rl_store_sync() makes them durable in groups. */
     s->write_options = rocksdb_writeoptions_create();
-    rocksdb_writeoptions_set_sync(s->write_options, opts && opts->sync ? 1 : 0);
+    rocksdb_writeoptions_set_sync(s->write_options, 0);
     s->read_options = rocksdb_readoptions_create();
     rocksdb_readoptions_set_verify_checksums(s->read_options, 1);
 
@@ -216,6 +243,8 @@ void rl_store_close(rl_store *s)
         rocksdb_readoptions_destroy(s->read_options);
     if (s->options)
         rocksdb_options_destroy(s->options);
+    pthread_mutex_destroy(&s->sync_lock);
+    pthread_cond_destroy(&s->synced);
     free(s->path);
     free(s);
 }
@@ -284,12 +313,192 @@ void rl_store_batch_destroy(rl_store_batch *b)
     free(b);
 }
 
-rl_error *rl_store_write(rl_store *s, rl_store_batch *b)
+rl_error *rl_store_apply(rl_store *s, rl_store_batch *b, uint64_t *ticket)
 {
     rl_error *err = NULL;
     char *rocks_err = NULL;
     rocksdb_write(s->db, s->write_options, b->wb, &rocks_err);
     RL_STORE_CHECK(rocks_err, "writing store");
+    /* Every write up to this sequence number, ours included, is in the WAL. */
+    *ticket = rocksdb_get_latest_sequence_number(s->db);
+cleanup:
+    return err;
+}
+
+rl_error *rl_store_sync(rl_store *s, uint64_t ticket)
+{
+    rl_error *err = NULL;
+    if (!s->sync)
+        return NULL;
+    pthread_mutex_lock(&s->sync_lock);
+    while (s->durable_seq < ticket && !err) {
+        if (s->syncing) {
+            /* Someone is syncing; their fsync may or may not cover us: re-check after. */
+            pthread_cond_wait(&s->synced, &s->sync_lock);
+            continue;
+        }
+        s->syncing = true;
+        uint64_t target = rocksdb_get_latest_sequence_number(s->db);
+        pthread_mutex_unlock(&s->sync_lock);
+        char *rocks_err = NULL;
+        rocksdb_flush_wal(s->db, 1, &rocks_err);
+        if (rocks_err)
+            err = rl_store_error(rocks_err, __FILE__, __LINE__, "syncing the write-ahead log");
+        pthread_mutex_lock(&s->sync_lock);
+        s->syncing = false;
+        if (!err && target > s->durable_seq)
+            s->durable_seq = target;
+        pthread_cond_broadcast(&s->synced);
+    }
+    pthread_mutex_unlock(&s->sync_lock);
+    return err;
+}
+
+rl_error *rl_store_write(rl_store *s, rl_store_batch *b)
+{
+    rl_error *err = NULL;
+    uint64_t ticket = 0;
+    RL_TRY(rl_store_apply(s, b, &ticket));
+    RL_TRY(rl_store_sync(s, ticket));
+cleanup:
+    return err;
+}
+
+struct rl_store_iter {
+    rocksdb_iterator_t *it;
+    rocksdb_readoptions_t *ro;
+    char *lower, *upper; /* bounds must outlive the iterator */
+};
+
+rl_error *rl_store_iter_new(rl_store *s, rl_cf cf, const void *lower, size_t lower_len,
+                            const void *upper, size_t upper_len, rl_store_iter **out)
+{
+    rl_error *err = NULL;
+    *out = NULL;
+    rl_store_iter *it = calloc(1, sizeof *it);
+    if (!it)
+        RL_FAIL(RL_ENOMEM, "out of memory");
+    it->ro = rocksdb_readoptions_create();
+    rocksdb_readoptions_set_verify_checksums(it->ro, 1);
+    if (lower) {
+        it->lower = malloc(lower_len ? lower_len : 1);
+        if (!it->lower)
+            RL_FAIL(RL_ENOMEM, "out of memory");
+        memcpy(it->lower, lower, lower_len);
+        rocksdb_readoptions_set_iterate_lower_bound(it->ro, it->lower, lower_len);
+    }
+    if (upper) {
+        it->upper = malloc(upper_len ? upper_len : 1);
+        if (!it->upper)
+            RL_FAIL(RL_ENOMEM, "out of memory");
+        memcpy(it->upper, upper, upper_len);
+        rocksdb_readoptions_set_iterate_upper_bound(it->ro, it->upper, upper_len);
+    }
+    it->it = rocksdb_create_iterator_cf(s->db, it->ro, s->cf[cf]);
+    if (lower)
+        rocksdb_iter_seek(it->it, it->lower, lower_len);
+    else
+        rocksdb_iter_seek_to_first(it->it);
+    *out = it;
+    it = NULL;
+cleanup:
+    rl_store_iter_destroy(it);
+    return err;
+}
+
+rl_error *rl_store_iter_prefix(rl_store *s, rl_cf cf, const void *prefix, size_t prefix_len,
+                               rl_store_iter **out)
+{
+    rl_error *err = NULL;
+    /* Upper bound: the prefix with its last byte below 0xff incremented, the rest cut. */
+    unsigned char *upper = malloc(prefix_len ? prefix_len : 1);
+    if (!upper)
+        RL_FAIL(RL_ENOMEM, "out of memory");
+    memcpy(upper, prefix, prefix_len);
+    size_t n = prefix_len;
+    while (n > 0 && upper[n - 1] == 0xff)
+        n--;
+    if (n > 0)
+        upper[n - 1]++;
+    RL_TRY(rl_store_iter_new(s, cf, prefix, prefix_len, n > 0 ? upper : NULL, n, out));
+cleanup:
+    free(upper);
+    return err;
+}
+
+bool rl_store_iter_valid(const rl_store_iter *it) { return rocksdb_iter_valid(it->it) != 0; }
+
+void rl_store_iter_next(rl_store_iter *it) { rocksdb_iter_next(it->it); }
+
+const char *rl_store_iter_key(const rl_store_iter *it, size_t *len)
+{
+    return rocksdb_iter_key(it->it, len);
+}
+
+const char *rl_store_iter_value(const rl_store_iter *it, size_t *len)
+{
+    return rocksdb_iter_value(it->it, len);
+}
+
+rl_error *rl_store_iter_status(const rl_store_iter *it)
+{
+    rl_error *err = NULL;
+    char *rocks_err = NULL;
+    rocksdb_iter_get_error(it->it, &rocks_err);
+    RL_STORE_CHECK(rocks_err, "iterating store");
+cleanup:
+    return err;
+}
+
+void rl_store_iter_destroy(rl_store_iter *it)
+{
+    if (!it)
+        return;
+    if (it->it)
+        rocksdb_iter_destroy(it->it);
+    if (it->ro)
+        rocksdb_readoptions_destroy(it->ro);
+    free(it->lower);
+    free(it->upper);
+    free(it);
+}
+
+rl_error *rl_store_checkpoint(rl_store *s, const char *dir)
+{
+    rl_error *err = NULL;
+    char *rocks_err = NULL;
+    rocksdb_checkpoint_t *cp = NULL;
+    struct stat st;
+    if (stat(dir, &st) == 0)
+        RL_FAIL(RL_ECONFLICT, "backup folder %s already exists; name a new one", dir);
+    cp = rocksdb_checkpoint_object_create(s->db, &rocks_err);
+    RL_STORE_CHECK(rocks_err, "starting checkpoint");
+    /* log_size_for_flush 0: flush memtables so the copy needs no WAL replay. */
+    rocksdb_checkpoint_create(cp, dir, 0, &rocks_err);
+    RL_STORE_CHECK(rocks_err, "writing checkpoint");
+cleanup:
+    if (cp)
+        rocksdb_checkpoint_object_destroy(cp);
+    return err;
+}
+
+rl_error *rl_store_disk_bytes(rl_store *s, uint64_t *bytes)
+{
+    rl_error *err = NULL;
+    *bytes = 0;
+    DIR *d = opendir(s->path);
+    if (!d)
+        RL_FAIL(RL_EIO, "cannot list %s: %s", s->path, strerror(errno));
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        char path[RL_STORE_PATH_MAX];
+        if (snprintf(path, sizeof path, "%s/%s", s->path, e->d_name) >= (int)sizeof path)
+            continue;
+        struct stat st;
+        if (stat(path, &st) == 0 && S_ISREG(st.st_mode))
+            *bytes += (uint64_t)st.st_size;
+    }
+    closedir(d);
 cleanup:
     return err;
 }

@@ -21,13 +21,28 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "common/rl_error.h"
 
-/* Column families. The names on disk are in store.c; append, never renumber. */
+/* Column families. The names on disk are in store.c; append, never renumber.
+ * What each key and value holds is the registry's business (registry_keys.h). */
 typedef enum rl_cf {
-    RL_CF_META = 0, /* schema version and store-wide settings */
-    RL_CF_RECORDS,  /* source records, by record id */
+    RL_CF_META = 0,     /* schema version and store-wide settings */
+    RL_CF_RECORDS,      /* source records (FHIR Patient JSON), by record id */
+    RL_CF_VERSIONS,     /* earlier versions of source records */
+    RL_CF_SRCKEY,       /* source key (system|value) -> record id, unique */
+    RL_CF_IDENT,        /* every identifier -> records carrying it */
+    RL_CF_GOLDEN,       /* golden records (the persons), by golden id */
+    RL_CF_LINKS,        /* record id -> its link to a golden record */
+    RL_CF_BLOCKING,     /* blocking key -> candidate records */
+    RL_CF_NOMATCH,      /* record pairs a reviewer declared different people */
+    RL_CF_REVIEW,       /* review queue items */
+    RL_CF_REVIEW_OPEN,  /* open items by (record, candidate golden) */
+    RL_CF_HISTORY,      /* change events with before/after state, for undo */
+    RL_CF_AUDIT,        /* append-only audit trail, by time */
+    RL_CF_AUDIT_SUBJECT,/* audit entries by record or golden id */
+    RL_CF_TEMPLATES,    /* biometric templates (fingerprint engine) */
     RL_CF_COUNT,
 } rl_cf;
 
@@ -63,5 +78,38 @@ void rl_store_batch_destroy(rl_store_batch *batch);
 
 /* Applies the batch atomically (durably when the store syncs). The batch stays the caller's. */
 rl_error *rl_store_write(rl_store *store, rl_store_batch *batch);
+
+/*
+ * Group commit, in two steps, for callers that serialise their
+ * read-modify-write under a lock of their own: rl_store_apply() makes the
+ * batch visible (not yet durable) and returns a ticket; after releasing the
+ * lock, rl_store_sync() blocks until that ticket is on disk. Threads waiting
+ * at once share one fsync. With sync off, rl_store_sync() returns at once.
+ */
+rl_error *rl_store_apply(rl_store *store, rl_store_batch *batch, uint64_t *ticket);
+rl_error *rl_store_sync(rl_store *store, uint64_t ticket);
+
+/* Iterates the keys of a family in order, within [lower, upper) (either may be
+ * NULL: unbounded). Key and value pointers stay valid until the next move. */
+typedef struct rl_store_iter rl_store_iter;
+rl_error *rl_store_iter_new(rl_store *store, rl_cf cf, const void *lower, size_t lower_len,
+                            const void *upper, size_t upper_len, rl_store_iter **out);
+/* All keys starting with prefix. */
+rl_error *rl_store_iter_prefix(rl_store *store, rl_cf cf, const void *prefix, size_t prefix_len,
+                               rl_store_iter **out);
+bool rl_store_iter_valid(const rl_store_iter *it);
+void rl_store_iter_next(rl_store_iter *it);
+const char *rl_store_iter_key(const rl_store_iter *it, size_t *len);
+const char *rl_store_iter_value(const rl_store_iter *it, size_t *len);
+/* An I/O or corruption error met while iterating (check once iteration stops). */
+rl_error *rl_store_iter_status(const rl_store_iter *it);
+void rl_store_iter_destroy(rl_store_iter *it);
+
+/* A consistent copy of the live store into dir (which must not exist), taken
+ * while the store keeps serving: RocksDB checkpoint, hard links where possible. */
+rl_error *rl_store_checkpoint(rl_store *store, const char *dir);
+
+/* Total size on disk of the store's files, in bytes. */
+rl_error *rl_store_disk_bytes(rl_store *store, uint64_t *bytes);
 
 #endif

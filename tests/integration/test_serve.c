@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <jansson.h>
 
@@ -72,8 +73,15 @@ static void expect_outcome(const rl_test_response *r, long status, const char *c
     json_decref(oo);
 }
 
-static char *create_patient(int port, const char *body)
+/* A patient of its own: a fresh source identifier each call (same key = same record). */
+static char *create_unique_patient(int port)
 {
+    static int serial;
+    char body[512];
+    snprintf(body, sizeof body,
+             "{\"resourceType\":\"Patient\",\"identifier\":[{\"system\":\"urn:test:serial\",\"value\":\"%d-%d\"}],"
+             "\"name\":[{\"family\":\"Quaresmaxyz\",\"given\":[\"Belmiroqj\"]}],\"birthDate\":\"1931-07-23\"}",
+             (int)getpid(), ++serial);
     rl_test_response r;
     assert_true(rl_test_http(port, "POST", "/fhir/Patient", fhir_json, body, strlen(body), &r));
     if (r.status != 201)
@@ -224,7 +232,9 @@ static void *writer(void *p)
     for (int i = 0; i < a->count; i++) {
         char body[256];
         snprintf(body, sizeof body,
-                 "{\"resourceType\":\"Patient\",\"name\":[{\"family\":\"Writer\",\"given\":[\"N%d\"]}]}", i);
+                 "{\"resourceType\":\"Patient\",\"identifier\":[{\"system\":\"urn:test:writer\",\"value\":\"%p-%d\"}],"
+                 "\"name\":[{\"family\":\"Writer\",\"given\":[\"N%d\"]}]}",
+                 (void *)a, i, i);
         rl_test_response r;
         if (rl_test_http(a->port, "POST", "/fhir/Patient", fhir_json, body, strlen(body), &r) && r.status == 201) {
             json_t *j = json_loadb(r.body, r.body_len, 0, NULL);
@@ -282,7 +292,7 @@ static void test_acknowledged_writes_survive_kill9(void **state)
     enum { N = 60 };
     char *ids[N];
     for (int i = 0; i < N; i++)
-        ids[i] = create_patient(srv->port, patient_body);
+        ids[i] = create_unique_patient(srv->port);
     rl_test_server_kill9(srv);
     assert_true(rl_test_server_start(srv, srv->dir, NULL));
     expect_readable(srv->port, ids, N);
@@ -306,7 +316,7 @@ static void test_second_server_on_same_store_refused(void **state)
 static void test_patient_data_never_logged(void **state)
 {
     rl_test_server *srv = *state;
-    char *id = create_patient(srv->port, patient_body);
+    char *id = create_unique_patient(srv->port);
     char path[128];
     snprintf(path, sizeof path, "/fhir/Patient/%s", id);
     rl_test_response r;

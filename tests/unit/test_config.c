@@ -88,7 +88,18 @@ static void test_round_trip_and_shipped_file(void **state)
     json_decref(j);
     assert_memory_equal(&cfg, &back, sizeof cfg);
 
-    /* etc/ridgeline.json documents the defaults: it must equal them. */
+    /* etc/ridgeline.json documents every setting with its default: the same JSON, key for key. */
+    json_t *file = json_load_file("etc/ridgeline.json", 0, NULL);
+    assert_non_null(file);
+    rl_config fresh;
+    rl_config_defaults(&fresh);
+    json_t *want = rl_config_to_json(&fresh);
+    if (!json_equal(file, want)) {
+        char *text = json_dumps(want, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+        fail_msg("etc/ridgeline.json differs from the defaults; they are:\n%s", text);
+    }
+    json_decref(want);
+    json_decref(file);
     rl_config shipped;
     rl_config_defaults(&shipped);
     err = rl_config_load_file(&shipped, "etc/ridgeline.json");

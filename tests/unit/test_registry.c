@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/rl_time.h"
 #include "registry/registry.h"
 #include "tests/harness.h"
 
@@ -10,14 +11,36 @@ typedef struct fixture {
     char *dir;
     rl_store *store;
     rl_registry *reg;
+    rl_registry_options opts;
 } fixture;
+
+static const rl_actor clerk = {.who = "test:clerk", .bound_system = NULL};
+static const rl_actor reviewer = {.who = "test:reviewer", .bound_system = NULL};
+
+static int open_registry(fixture *f)
+{
+    rl_store_options o = {.sync = false};
+    if (rl_store_open(f->dir, &o, &f->store) || rl_registry_open(f->store, &f->opts, &f->reg))
+        return -1;
+    return 0;
+}
+
+static void close_registry(fixture *f)
+{
+    rl_registry_close(f->reg);
+    rl_store_close(f->store);
+    f->reg = NULL;
+    f->store = NULL;
+}
 
 static int setup(void **state)
 {
     fixture *f = calloc(1, sizeof *f);
     f->dir = rl_test_tmpdir("registry");
-    rl_store_options o = {.sync = false};
-    if (!f->dir || rl_store_open(f->dir, &o, &f->store) || rl_registry_open(f->store, &f->reg))
+    rl_registry_options_defaults(&f->opts);
+    snprintf(f->opts.trusted_systems[0], sizeof f->opts.trusted_systems[0], "urn:national-id");
+    f->opts.ntrusted = 1;
+    if (!f->dir || open_registry(f))
         return -1;
     *state = f;
     return 0;
@@ -26,8 +49,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     fixture *f = *state;
-    rl_registry_close(f->reg);
-    rl_store_close(f->store);
+    close_registry(f);
     rl_test_rmtree(f->dir);
     free(f->dir);
     free(f);
@@ -43,45 +65,129 @@ static json_t *parse(const char *text)
     return v;
 }
 
-static void test_create_then_read(void **state)
+/* Submits a patient built from a few fields; returns the result (caller clears). */
+static rl_submit_result submit(fixture *f, const char *system, const char *value, const char *family,
+                               const char *given, const char *gender, const char *birth)
+{
+    json_t *p = json_pack("{s:s, s:[{s:s, s:s}], s:[{s:s, s:[s]}], s:s}", "resourceType", "Patient", "identifier",
+                          "system", system, "value", value, "name", "family", family, "given", given, "birthDate",
+                          birth);
+    if (gender)
+        json_object_set_new(p, "gender", json_string(gender));
+    rl_submit_result r;
+    rl_error *err = rl_registry_submit(f->reg, &clerk, p, &r);
+    if (err)
+        fail_msg("submit failed: %s", rl_error_message(err));
+    json_decref(p);
+    return r;
+}
+
+static json_t *check_report(fixture *f)
+{
+    json_t *report = NULL;
+    assert_null(rl_registry_check(f->reg, &report));
+    if (!json_is_true(json_object_get(report, "ok"))) {
+        char *text = json_dumps(report, JSON_INDENT(1));
+        fail_msg("check found problems: %s", text);
+    }
+    return report;
+}
+
+static void expect_clean(fixture *f) { json_decref(check_report(f)); }
+
+/* Every golden record and link, for exact before/after comparisons. */
+static json_t *snapshot(fixture *f)
+{
+    json_t *snap = json_object();
+    const rl_cf cfs[2] = {RL_CF_GOLDEN, RL_CF_LINKS};
+    const char *names[2] = {"golden", "links"};
+    for (int c = 0; c < 2; c++) {
+        json_t *part = json_object();
+        rl_store_iter *it = NULL;
+        assert_null(rl_store_iter_new(f->store, cfs[c], NULL, 0, NULL, 0, &it));
+        for (; rl_store_iter_valid(it); rl_store_iter_next(it)) {
+            size_t kl, vl;
+            const char *k = rl_store_iter_key(it, &kl);
+            const char *v = rl_store_iter_value(it, &vl);
+            char key[128];
+            snprintf(key, sizeof key, "%.*s", (int)kl, k);
+            json_object_set_new(part, key, json_loadb(v, vl, 0, NULL));
+        }
+        rl_store_iter_destroy(it);
+        json_object_set_new(snap, names[c], part);
+    }
+    return snap;
+}
+
+static const char *golden_of(fixture *f, const char *rid, char *out)
+{
+    json_t *shown = NULL;
+    assert_null(rl_registry_record_show(f->reg, &clerk, rid, &shown));
+    snprintf(out, 65, "%s", json_string_value(json_object_get(json_object_get(shown, "link"), "golden")));
+    json_decref(shown);
+    return out;
+}
+
+static void test_submit_upsert_and_read(void **state)
 {
     fixture *f = *state;
     json_t *in = parse("{\"resourceType\":\"Patient\",\"id\":\"client-chosen\",\"meta\":{\"versionId\":\"7\"},"
                        "\"name\":[{\"family\":\"Mensah\",\"given\":[\"Kofi\",\"Ama\"]}],"
                        "\"gender\":\"male\",\"birthDate\":\"1984-02-29\","
                        "\"identifier\":[{\"system\":\"urn:clinic:a\",\"value\":\"123\"}]}");
-    json_t *stored = NULL;
-    assert_null(rl_registry_patient_create(f->reg, in, &stored));
-    const char *id = json_string_value(json_object_get(stored, "id"));
-    assert_non_null(id);
-    assert_string_not_equal(id, "client-chosen"); /* the server assigns ids */
-    assert_true(rl_registry_id_valid(id));
-    assert_string_equal(json_string_value(json_object_get(json_object_get(stored, "meta"), "versionId")), "1");
-    assert_non_null(json_object_get(json_object_get(stored, "meta"), "lastUpdated"));
-    assert_true(json_equal(json_object_get(stored, "name"), json_object_get(in, "name")));
+    rl_submit_result r;
+    assert_null(rl_registry_submit(f->reg, &clerk, in, &r));
+    assert_true(r.created);
+    assert_string_not_equal(r.record_id, "client-chosen"); /* the server assigns ids */
+    assert_true(rl_registry_id_valid(r.record_id));
+    assert_string_equal(r.grade, "certain");
+    json_t *link = json_array_get(json_object_get(r.record, "link"), 0);
+    char ref[96];
+    snprintf(ref, sizeof ref, "Patient/%s", r.golden_id);
+    assert_string_equal(json_string_value(json_object_get(json_object_get(link, "other"), "reference")), ref);
+    assert_string_equal(json_string_value(json_object_get(link, "type")), "refer");
+    assert_true(json_equal(json_object_get(r.record, "name"), json_object_get(in, "name")));
+
+    /* Same source key: the same record, version 2, never a second record. */
+    json_object_set_new(in, "gender", json_string("other"));
+    rl_submit_result again;
+    assert_null(rl_registry_submit(f->reg, &clerk, in, &again));
+    assert_false(again.created);
+    assert_string_equal(again.record_id, r.record_id);
+    assert_string_equal(again.golden_id, r.golden_id);
+    assert_string_equal(json_string_value(json_object_get(json_object_get(again.record, "meta"), "versionId")), "2");
 
     json_t *read = NULL;
-    assert_null(rl_registry_patient_read(f->reg, id, &read));
-    assert_true(json_equal(read, stored));
-
-    /* a second create is a second record with another id */
-    json_t *stored2 = NULL;
-    assert_null(rl_registry_patient_create(f->reg, in, &stored2));
-    assert_string_not_equal(json_string_value(json_object_get(stored2, "id")), id);
-    json_decref(stored2);
+    assert_null(rl_registry_patient_read(f->reg, &clerk, r.record_id, &read));
+    assert_string_equal(json_string_value(json_object_get(read, "gender")), "other");
     json_decref(read);
-    json_decref(stored);
+
+    /* The golden record reads as a FHIR Patient pointing at its member. */
+    assert_null(rl_registry_patient_read(f->reg, &clerk, r.golden_id, &read));
+    assert_string_equal(json_string_value(json_object_get(read, "id")), r.golden_id);
+    json_t *gl = json_array_get(json_object_get(read, "link"), 0);
+    assert_string_equal(json_string_value(json_object_get(gl, "type")), "seealso");
+    assert_string_equal(json_string_value(json_object_get(read, "gender")), "other");
+    json_decref(read);
+
+    rl_registry_stats st;
+    rl_registry_stats_get(f->reg, &st);
+    assert_int_equal(st.records, 1);
+    assert_int_equal(st.goldens, 1);
+    rl_submit_result_clear(&r);
+    rl_submit_result_clear(&again);
     json_decref(in);
+    expect_clean(f);
 }
 
 static void test_read_errors(void **state)
 {
     fixture *f = *state;
     json_t *out = NULL;
-    rl_error *err = rl_registry_patient_read(f->reg, "0123456789abcdef0123456789abcdef", &out);
+    rl_error *err = rl_registry_patient_read(f->reg, &clerk, "0123456789abcdef0123456789abcdef", &out);
     assert_int_equal(rl_error_code(err), RL_ENOTFOUND);
     rl_error_free(err);
-    err = rl_registry_patient_read(f->reg, "../etc/passwd", &out);
+    err = rl_registry_patient_read(f->reg, &clerk, "../etc/passwd", &out);
     assert_int_equal(rl_error_code(err), RL_EINVAL);
     rl_error_free(err);
     assert_null(out);
@@ -93,6 +199,333 @@ static void test_read_errors(void **state)
     assert_false(rl_registry_id_valid(long_id));
     long_id[64] = '\0';
     assert_true(rl_registry_id_valid(long_id));
+}
+
+static void test_deterministic_matching(void **state)
+{
+    fixture *f = *state;
+    rl_submit_result a = submit(f, "urn:clinic:a", "1", "Okafor", "Ada", "female", "1990-04-12");
+    /* Same person at another clinic, case and punctuation aside: linked automatically. */
+    rl_submit_result b = submit(f, "urn:clinic:b", "77", "O'KAFOR", "ada", NULL, "1990-04-12");
+    assert_string_equal(b.golden_id, a.golden_id);
+    assert_string_equal(b.grade, "certain");
+    /* Same name and birth date, other sex: a twin? A human decides. */
+    rl_submit_result c = submit(f, "urn:clinic:c", "9", "Okafor", "Ada", "male", "1990-04-12");
+    assert_string_not_equal(c.golden_id, a.golden_id);
+    assert_int_equal(c.reviews_queued, 1);
+    /* Someone else entirely. */
+    rl_submit_result d = submit(f, "urn:clinic:a", "2", "Okafor", "Chidi", "male", "1990-04-12");
+    assert_string_not_equal(d.golden_id, a.golden_id);
+    assert_string_not_equal(d.golden_id, c.golden_id);
+    assert_int_equal(d.reviews_queued, 0);
+    rl_registry_stats st;
+    rl_registry_stats_get(f->reg, &st);
+    assert_int_equal(st.records, 4);
+    assert_int_equal(st.goldens, 3);
+    assert_int_equal(st.open_reviews, 1);
+    expect_clean(f);
+    rl_submit_result_clear(&a);
+    rl_submit_result_clear(&b);
+    rl_submit_result_clear(&c);
+    rl_submit_result_clear(&d);
+}
+
+static void test_trusted_identifier(void **state)
+{
+    fixture *f = *state;
+    json_t *p1 = parse("{\"resourceType\":\"Patient\",\"identifier\":[{\"system\":\"urn:clinic:a\",\"value\":\"5\"},"
+                       "{\"system\":\"urn:national-id\",\"value\":\"NID-1\"}],\"name\":[{\"family\":\"Diallo\"}]}");
+    json_t *p2 = parse("{\"resourceType\":\"Patient\",\"identifier\":[{\"system\":\"urn:clinic:b\",\"value\":\"8\"},"
+                       "{\"system\":\"urn:national-id\",\"value\":\"NID-1\"}],\"name\":[{\"family\":\"Dialo\"}]}");
+    rl_submit_result r1, r2;
+    assert_null(rl_registry_submit(f->reg, &clerk, p1, &r1));
+    assert_null(rl_registry_submit(f->reg, &clerk, p2, &r2));
+    /* Agreement on a trusted system links despite the spelling. */
+    assert_string_equal(r2.golden_id, r1.golden_id);
+    /* The same untrusted identifier would not have: shown by a third record. */
+    json_t *p3 = parse("{\"resourceType\":\"Patient\",\"identifier\":[{\"system\":\"urn:clinic:c\",\"value\":\"5\"}],"
+                       "\"name\":[{\"family\":\"Diallo\"}]}");
+    rl_submit_result r3;
+    assert_null(rl_registry_submit(f->reg, &clerk, p3, &r3));
+    assert_string_not_equal(r3.golden_id, r1.golden_id);
+    rl_submit_result_clear(&r1);
+    rl_submit_result_clear(&r2);
+    rl_submit_result_clear(&r3);
+    json_decref(p1);
+    json_decref(p2);
+    json_decref(p3);
+    expect_clean(f);
+}
+
+static void test_review_link_and_not_a_match_memory(void **state)
+{
+    fixture *f = *state;
+    rl_submit_result a = submit(f, "urn:a", "1", "Banda", "Grace", "female", "2001-01-01");
+    rl_submit_result b = submit(f, "urn:b", "1", "Banda", "Grace", "male", "2001-01-01");
+    assert_int_equal(b.reviews_queued, 1);
+    json_t *list = NULL;
+    assert_null(rl_registry_review_list(f->reg, false, 10, &list));
+    json_t *item = json_array_get(json_object_get(list, "items"), 0);
+    char rid[32];
+    snprintf(rid, sizeof rid, "%s", json_string_value(json_object_get(item, "id")));
+    assert_string_equal(json_string_value(json_object_get(item, "record")), b.record_id);
+    assert_string_equal(json_string_value(json_object_get(item, "candidate_golden")), a.golden_id);
+    assert_string_equal(json_string_value(json_object_get(json_object_get(item, "fields"), "gender")), "disagree");
+    json_decref(list);
+
+    json_t *shown = NULL;
+    assert_null(rl_registry_review_show(f->reg, &reviewer, rid, &shown));
+    assert_non_null(json_object_get(shown, "record"));
+    assert_non_null(json_object_get(shown, "candidate"));
+    json_decref(shown);
+
+    rl_error *err = rl_registry_review_resolve(f->reg, &reviewer, rid, "maybe", &shown);
+    assert_int_equal(rl_error_code(err), RL_EINVAL);
+    rl_error_free(err);
+
+    json_t *out = NULL;
+    assert_null(rl_registry_review_resolve(f->reg, &reviewer, rid, "not-a-match", &out));
+    assert_string_equal(json_string_value(json_object_get(json_object_get(out, "item"), "status")), "resolved");
+    json_decref(out);
+    err = rl_registry_review_resolve(f->reg, &reviewer, rid, "link", &out);
+    assert_int_equal(rl_error_code(err), RL_ECONFLICT);
+    rl_error_free(err);
+
+    /* Update b so that it now fully agrees with a: the reviewer's verdict still holds. */
+    rl_submit_result b2 = submit(f, "urn:b", "1", "Banda", "Grace", "female", "2001-01-01");
+    assert_false(b2.created);
+    assert_string_not_equal(b2.golden_id, a.golden_id);
+    assert_int_equal(b2.reviews_queued, 0);
+    /* A third record agreeing with both a and b, who are known to differ: ambiguous,
+     * so it is linked to neither and both pairs go to a reviewer. */
+    rl_submit_result c = submit(f, "urn:c", "1", "Banda", "Grace", "female", "2001-01-01");
+    assert_string_not_equal(c.golden_id, a.golden_id);
+    assert_string_not_equal(c.golden_id, b2.golden_id);
+    assert_int_equal(c.reviews_queued, 2);
+    rl_registry_stats st;
+    rl_registry_stats_get(f->reg, &st);
+    assert_int_equal(st.open_reviews, 2);
+    expect_clean(f);
+    rl_submit_result_clear(&a);
+    rl_submit_result_clear(&b);
+    rl_submit_result_clear(&b2);
+    rl_submit_result_clear(&c);
+}
+
+static void test_review_link_decision(void **state)
+{
+    fixture *f = *state;
+    rl_submit_result a = submit(f, "urn:a", "1", "Phiri", "Joseph", "male", "1970-05-05");
+    rl_submit_result b = submit(f, "urn:b", "1", "Phiri", "Joseph", "female", "1970-05-05");
+    json_t *list = NULL, *out = NULL;
+    assert_null(rl_registry_review_list(f->reg, false, 10, &list));
+    const char *rid = json_string_value(json_object_get(json_array_get(json_object_get(list, "items"), 0), "id"));
+    assert_null(rl_registry_review_resolve(f->reg, &reviewer, rid, "link", &out));
+    char g[65];
+    assert_string_equal(golden_of(f, b.record_id, g), a.golden_id);
+    /* b's former golden record is retired, not deleted, and reads as inactive. */
+    json_t *old = NULL;
+    assert_null(rl_registry_golden_show(f->reg, &clerk, b.golden_id, &old));
+    assert_string_equal(json_string_value(json_object_get(json_object_get(old, "golden"), "status")), "retired");
+    json_decref(old);
+    /* The decision is an event: undo puts b back. */
+    const char *event = json_string_value(json_object_get(json_object_get(out, "event"), "id"));
+    json_t *undone = NULL;
+    assert_null(rl_registry_undo(f->reg, &reviewer, event, &undone));
+    assert_string_equal(golden_of(f, b.record_id, g), b.golden_id);
+    json_decref(undone);
+    json_decref(out);
+    json_decref(list);
+    expect_clean(f);
+    rl_submit_result_clear(&a);
+    rl_submit_result_clear(&b);
+}
+
+static void test_link_unlink_undo(void **state)
+{
+    fixture *f = *state;
+    rl_submit_result a = submit(f, "urn:a", "1", "Moyo", "Tendai", "male", "1999-09-09");
+    rl_submit_result b = submit(f, "urn:b", "1", "Moyo", "Tendai", NULL, "1999-09-09");
+    rl_submit_result c = submit(f, "urn:c", "1", "Ncube", "Rudo", "female", "1985-03-03");
+    assert_string_equal(b.golden_id, a.golden_id);
+    json_t *before = snapshot(f);
+
+    json_t *ev = NULL;
+    assert_null(rl_registry_unlink(f->reg, &clerk, b.record_id, &ev));
+    char g[65], fresh[65];
+    golden_of(f, b.record_id, fresh);
+    assert_string_not_equal(fresh, a.golden_id);
+    expect_clean(f);
+    rl_error *err = rl_registry_unlink(f->reg, &clerk, b.record_id, NULL);
+    assert_int_equal(rl_error_code(err), RL_ECONFLICT); /* alone already */
+    rl_error_free(err);
+
+    json_t *ev2 = NULL;
+    assert_null(rl_registry_link(f->reg, &clerk, b.record_id, c.golden_id, &ev2));
+    assert_string_equal(golden_of(f, b.record_id, g), c.golden_id);
+    expect_clean(f);
+
+    /* Undo out of order is refused: the link changed what the unlink left. */
+    err = rl_registry_undo(f->reg, &clerk, json_string_value(json_object_get(ev, "id")), NULL);
+    assert_int_equal(rl_error_code(err), RL_ECONFLICT);
+    rl_error_free(err);
+    /* Undo in reverse order restores the exact prior state (the unlink's new golden record stays retired). */
+    assert_null(rl_registry_undo(f->reg, &clerk, json_string_value(json_object_get(ev2, "id")), NULL));
+    assert_null(rl_registry_undo(f->reg, &clerk, json_string_value(json_object_get(ev, "id")), NULL));
+    json_t *after = snapshot(f);
+    json_t *created = json_object_get(json_object_get(after, "golden"), fresh);
+    assert_non_null(created);
+    assert_string_equal(json_string_value(json_object_get(created, "status")), "retired");
+    json_object_del(json_object_get(after, "golden"), fresh);
+    assert_true(json_equal(before, after));
+    err = rl_registry_undo(f->reg, &clerk, json_string_value(json_object_get(ev, "id")), NULL);
+    assert_int_equal(rl_error_code(err), RL_ECONFLICT); /* undone already */
+    rl_error_free(err);
+    expect_clean(f);
+    json_decref(before);
+    json_decref(after);
+    json_decref(ev);
+    json_decref(ev2);
+    rl_submit_result_clear(&a);
+    rl_submit_result_clear(&b);
+    rl_submit_result_clear(&c);
+}
+
+static void test_merge_unmerge_restores_exactly(void **state)
+{
+    fixture *f = *state;
+    rl_submit_result a = submit(f, "urn:a", "1", "Kamau", "Wanjiru", "female", "1960-06-06");
+    rl_submit_result b = submit(f, "urn:b", "1", "Kamau", "Wanjiru", NULL, "1960-06-06");
+    rl_submit_result c = submit(f, "urn:c", "1", "Kamau", "Wanjeri", "female", "1960-06-06");
+    assert_string_equal(b.golden_id, a.golden_id);
+    assert_string_not_equal(c.golden_id, a.golden_id);
+    json_t *before = snapshot(f);
+    rl_registry_stats st0;
+    rl_registry_stats_get(f->reg, &st0);
+
+    json_t *ev = NULL;
+    assert_null(rl_registry_merge(f->reg, &reviewer, c.golden_id, a.golden_id, &ev));
+    char g[65];
+    assert_string_equal(golden_of(f, c.record_id, g), a.golden_id);
+    json_t *view = NULL;
+    assert_null(rl_registry_patient_read(f->reg, &clerk, c.golden_id, &view));
+    assert_false(json_is_true(json_object_get(view, "active")));
+    json_t *links = json_object_get(view, "link");
+    assert_string_equal(json_string_value(json_object_get(json_array_get(links, json_array_size(links) - 1), "type")),
+                        "replaced-by");
+    json_decref(view);
+    assert_null(rl_registry_patient_read(f->reg, &clerk, a.golden_id, &view));
+    assert_int_equal(json_array_size(json_object_get(view, "link")), 3);
+    json_decref(view);
+    expect_clean(f);
+    rl_error *err = rl_registry_merge(f->reg, &reviewer, c.golden_id, a.golden_id, NULL);
+    assert_int_equal(rl_error_code(err), RL_ECONFLICT); /* merged already */
+    rl_error_free(err);
+
+    assert_null(rl_registry_unmerge(f->reg, &reviewer, c.golden_id, NULL));
+    json_t *after = snapshot(f);
+    assert_true(json_equal(before, after));
+    rl_registry_stats st1;
+    rl_registry_stats_get(f->reg, &st1);
+    assert_int_equal(st1.goldens, st0.goldens);
+    err = rl_registry_unmerge(f->reg, &reviewer, c.golden_id, NULL);
+    assert_int_equal(rl_error_code(err), RL_ECONFLICT);
+    rl_error_free(err);
+    expect_clean(f);
+    json_decref(before);
+    json_decref(after);
+    json_decref(ev);
+    rl_submit_result_clear(&a);
+    rl_submit_result_clear(&b);
+    rl_submit_result_clear(&c);
+}
+
+static void test_audit_trail(void **state)
+{
+    fixture *f = *state;
+    int64_t t0 = rl_time_wall_ms();
+    rl_submit_result a = submit(f, "urn:a", "1", "Tembo", "Esther", "female", "1950-01-01");
+    rl_submit_result b = submit(f, "urn:b", "1", "Zulu", "Sipho", "male", "1951-01-01");
+    json_t *read = NULL;
+    assert_null(rl_registry_patient_read(f->reg, &reviewer, a.record_id, &read));
+    json_decref(read);
+    assert_null(rl_registry_merge(f->reg, &reviewer, b.golden_id, a.golden_id, NULL));
+
+    rl_audit_query q = {.subject = a.record_id};
+    json_t *out = NULL;
+    assert_null(rl_registry_audit_query(f->reg, &q, &out));
+    json_t *entries = json_object_get(out, "entries");
+    assert_int_equal(json_array_size(entries), 2); /* create, read */
+    assert_string_equal(json_string_value(json_object_get(json_array_get(entries, 0), "action")), "create");
+    assert_string_equal(json_string_value(json_object_get(json_array_get(entries, 0), "who")), "test:clerk");
+    assert_string_equal(json_string_value(json_object_get(json_array_get(entries, 1), "action")), "read");
+    assert_string_equal(json_string_value(json_object_get(json_array_get(entries, 1), "who")), "test:reviewer");
+    json_decref(out);
+
+    q = (rl_audit_query){.subject = a.golden_id};
+    assert_null(rl_registry_audit_query(f->reg, &q, &out));
+    entries = json_object_get(out, "entries");
+    json_t *last = json_array_get(entries, json_array_size(entries) - 1);
+    assert_string_equal(json_string_value(json_object_get(last, "action")), "merge");
+    assert_non_null(json_object_get(json_object_get(last, "detail"), "event"));
+    json_decref(out);
+
+    q = (rl_audit_query){.since_ms = t0};
+    assert_null(rl_registry_audit_query(f->reg, &q, &out));
+    assert_int_equal(json_array_size(json_object_get(out, "entries")), 4);
+    json_decref(out);
+    q = (rl_audit_query){.since_ms = rl_time_wall_ms() + 60000};
+    assert_null(rl_registry_audit_query(f->reg, &q, &out));
+    assert_int_equal(json_array_size(json_object_get(out, "entries")), 0);
+    json_decref(out);
+    q = (rl_audit_query){.since_ms = t0, .limit = 1};
+    assert_null(rl_registry_audit_query(f->reg, &q, &out));
+    assert_int_equal(json_array_size(json_object_get(out, "entries")), 1);
+    json_decref(out);
+    rl_submit_result_clear(&a);
+    rl_submit_result_clear(&b);
+}
+
+static void test_check_finds_damage(void **state)
+{
+    fixture *f = *state;
+    rl_submit_result a = submit(f, "urn:a", "1", "Sow", "Awa", "female", "1980-08-08");
+    expect_clean(f);
+    /* Damage the store behind the registry's back: a link to nowhere, an orphan index entry. */
+    rl_store_batch *b = NULL;
+    assert_null(rl_store_batch_new(f->store, &b));
+    const char *bad_link = "{\"golden\":\"ffffffffffffffffffffffffffffffff\",\"grade\":\"certain\"}";
+    rl_store_batch_put(b, RL_CF_LINKS, a.record_id, strlen(a.record_id), bad_link, strlen(bad_link));
+    rl_store_batch_put(b, RL_CF_SRCKEY, "urn:x|1", 7, "0000", 4);
+    assert_null(rl_store_write(f->store, b));
+    rl_store_batch_destroy(b);
+    json_t *report = NULL;
+    assert_null(rl_registry_check(f->reg, &report));
+    assert_false(json_is_true(json_object_get(report, "ok")));
+    assert_true(json_integer_value(json_object_get(report, "problem_count")) >= 3);
+    char *text = json_dumps(report, 0);
+    assert_non_null(strstr(text, "does not exist"));
+    assert_non_null(strstr(text, "links elsewhere"));
+    free(text);
+    json_decref(report);
+    rl_submit_result_clear(&a);
+}
+
+static void test_counters_survive_reopen(void **state)
+{
+    fixture *f = *state;
+    rl_submit_result a = submit(f, "urn:a", "1", "Lungu", "Mary", "female", "1966-06-16");
+    rl_submit_result b = submit(f, "urn:b", "2", "Lungu", "Mary", "male", "1966-06-16");
+    close_registry(f);
+    assert_int_equal(open_registry(f), 0);
+    rl_registry_stats st;
+    rl_registry_stats_get(f->reg, &st);
+    assert_int_equal(st.records, 2);
+    assert_int_equal(st.goldens, 2);
+    assert_int_equal(st.open_reviews, 1);
+    expect_clean(f);
+    rl_submit_result_clear(&a);
+    rl_submit_result_clear(&b);
 }
 
 static const struct {
@@ -124,15 +557,15 @@ static void test_validation_names_the_element(void **state)
     fixture *f = *state;
     for (size_t i = 0; i < sizeof bad_patients / sizeof *bad_patients; i++) {
         json_t *p = parse(bad_patients[i].json);
-        json_t *stored = NULL;
-        rl_error *err = rl_registry_patient_create(f->reg, p, &stored);
+        rl_submit_result stored;
+        rl_error *err = rl_registry_submit(f->reg, &clerk, p, &stored);
         if (!err)
             fail_msg("accepted: %s", bad_patients[i].json);
         assert_int_equal(rl_error_code(err), bad_patients[i].code);
         if (!strstr(rl_error_message(err), bad_patients[i].fragment))
             fail_msg("for %s: message \"%s\" lacks \"%s\"", bad_patients[i].json, rl_error_message(err),
                      bad_patients[i].fragment);
-        assert_null(stored);
+        assert_null(stored.record);
         rl_error_free(err);
         json_decref(p);
     }
@@ -172,11 +605,20 @@ static void test_repeat_cap(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_create_then_read),
-        cmocka_unit_test(test_read_errors),
-        cmocka_unit_test(test_validation_names_the_element),
+        cmocka_unit_test_setup_teardown(test_submit_upsert_and_read, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_read_errors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_validation_names_the_element, setup, teardown),
         cmocka_unit_test(test_validation_accepts_real_shapes),
         cmocka_unit_test(test_repeat_cap),
+        cmocka_unit_test_setup_teardown(test_deterministic_matching, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_trusted_identifier, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_review_link_and_not_a_match_memory, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_review_link_decision, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_link_unlink_undo, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_merge_unmerge_restores_exactly, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_audit_trail, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_check_finds_damage, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_counters_survive_reopen, setup, teardown),
     };
-    return cmocka_run_group_tests_name("registry", tests, setup, teardown);
+    return cmocka_run_group_tests_name("registry", tests, NULL, NULL);
 }

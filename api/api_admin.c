@@ -1,0 +1,216 @@
+#include "api/api_admin.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/rl_time.h"
+
+/* A required string member of a JSON body. */
+static rl_error *api_field(const json_t *body, const char *name, const char **out)
+{
+    *out = json_string_value(json_object_get(body, name));
+    if (!*out || !**out)
+        return RL_ERR(RL_EINVAL, "body needs \"%s\" (a string)", name);
+    return NULL;
+}
+
+/* Wraps a registry call that yields JSON into a 200 response. */
+#define API_RESPOND(resp, call)                        \
+    do {                                               \
+        json_t *api_out_ = NULL;                       \
+        RL_TRY(call);                                  \
+        api_response_json((resp), 200, api_out_);      \
+    } while (0)
+
+rl_error *api_admin_record(api_ctx *ctx, const api_request *req, api_response *resp)
+{
+    rl_error *err = NULL;
+    rl_actor actor = api_request_actor(req);
+    API_RESPOND(resp, rl_registry_record_show(ctx->registry, &actor, req->params[0], &api_out_));
+cleanup:
+    return err;
+}
+
+rl_error *api_admin_golden(api_ctx *ctx, const api_request *req, api_response *resp)
+{
+    rl_error *err = NULL;
+    rl_actor actor = api_request_actor(req);
+    API_RESPOND(resp, rl_registry_golden_show(ctx->registry, &actor, req->params[0], &api_out_));
+cleanup:
+    return err;
+}
+
+static rl_error *api_int_arg(const api_request *req, const char *name, int lo, int hi, int *out)
+{
+    const char *text = api_request_query(req, name);
+    if (!text)
+        return NULL;
+    char *end = NULL;
+    long v = strtol(text, &end, 10);
+    if (!*text || *end || v < lo || v > hi)
+        return RL_ERR(RL_EINVAL, "%s must be a number from %d to %d", name, lo, hi);
+    *out = (int)v;
+    return NULL;
+}
+
+rl_error *api_admin_review_list(api_ctx *ctx, const api_request *req, api_response *resp)
+{
+    rl_error *err = NULL;
+    int limit = 100;
+    RL_TRY(api_int_arg(req, "limit", 1, 10000, &limit));
+    const char *status = api_request_query(req, "status");
+    if (status && strcmp(status, "open") != 0 && strcmp(status, "all") != 0)
+        RL_FAIL(RL_EINVAL, "status must be \"open\" or \"all\"");
+    bool all = status && strcmp(status, "all") == 0;
+    API_RESPOND(resp, rl_registry_review_list(ctx->registry, all, limit, &api_out_));
+cleanup:
+    return err;
+}
+
+rl_error *api_admin_review_show(api_ctx *ctx, const api_request *req, api_response *resp)
+{
+    rl_error *err = NULL;
+    rl_actor actor = api_request_actor(req);
+    API_RESPOND(resp, rl_registry_review_show(ctx->registry, &actor, req->params[0], &api_out_));
+cleanup:
+    return err;
+}
+
+rl_error *api_admin_review_resolve(api_ctx *ctx, const api_request *req, api_response *resp)
+{
+    rl_error *err = NULL;
+    json_t *body = NULL;
+    const char *decision;
+    RL_TRY(api_request_json(ctx, req, &body));
+    RL_TRY(api_field(body, "decision", &decision));
+    rl_actor actor = api_request_actor(req);
+    API_RESPOND(resp, rl_registry_review_resolve(ctx->registry, &actor, req->params[0], decision, &api_out_));
+cleanup:
+    json_decref(body);
+    return err;
+}
+
+rl_error *api_admin_link(api_ctx *ctx, const api_request *req, api_response *resp)
+{
+    rl_error *err = NULL;
+    json_t *body = NULL;
+    const char *record, *golden;
+    RL_TRY(api_request_json(ctx, req, &body));
+    RL_TRY(api_field(body, "record", &record));
+    RL_TRY(api_field(body, "golden", &golden));
+    rl_actor actor = api_request_actor(req);
+    API_RESPOND(resp, rl_registry_link(ctx->registry, &actor, record, golden, &api_out_));
+cleanup:
+    json_decref(body);
+    return err;
+}
+
+rl_error *api_admin_unlink(api_ctx *ctx, const api_request *req, api_response *resp)
+{
+    rl_error *err = NULL;
+    json_t *body = NULL;
+    const char *record;
+    RL_TRY(api_request_json(ctx, req, &body));
+    RL_TRY(api_field(body, "record", &record));
+    rl_actor actor = api_request_actor(req);
+    API_RESPOND(resp, rl_registry_unlink(ctx->registry, &actor, record, &api_out_));
+cleanup:
+    json_decref(body);
+    return err;
+}
+
+rl_error *api_admin_merge(api_ctx *ctx, const api_request *req, api_response *resp)
+{
+    rl_error *err = NULL;
+    json_t *body = NULL;
+    const char *from, *into;
+    RL_TRY(api_request_json(ctx, req, &body));
+    RL_TRY(api_field(body, "from", &from));
+    RL_TRY(api_field(body, "into", &into));
+    rl_actor actor = api_request_actor(req);
+    API_RESPOND(resp, rl_registry_merge(ctx->registry, &actor, from, into, &api_out_));
+cleanup:
+    json_decref(body);
+    return err;
+}
+
+rl_error *api_admin_unmerge(api_ctx *ctx, const api_request *req, api_response *resp)
+{
+    rl_error *err = NULL;
+    json_t *body = NULL;
+    const char *golden;
+    RL_TRY(api_request_json(ctx, req, &body));
+    RL_TRY(api_field(body, "golden", &golden));
+    rl_actor actor = api_request_actor(req);
+    API_RESPOND(resp, rl_registry_unmerge(ctx->registry, &actor, golden, &api_out_));
+cleanup:
+    json_decref(body);
+    return err;
+}
+
+rl_error *api_admin_undo(api_ctx *ctx, const api_request *req, api_response *resp)
+{
+    rl_error *err = NULL;
+    json_t *body = NULL;
+    const char *event;
+    RL_TRY(api_request_json(ctx, req, &body));
+    RL_TRY(api_field(body, "event", &event));
+    rl_actor actor = api_request_actor(req);
+    API_RESPOND(resp, rl_registry_undo(ctx->registry, &actor, event, &api_out_));
+cleanup:
+    json_decref(body);
+    return err;
+}
+
+static rl_error *api_time_arg(const api_request *req, const char *name, int64_t *out)
+{
+    const char *text = api_request_query(req, name);
+    if (text && !rl_time_parse_instant_or_date(text, out))
+        return RL_ERR(RL_EINVAL, "%s must be a date (YYYY-MM-DD) or an instant (YYYY-MM-DDThh:mm:ssZ)", name);
+    return NULL;
+}
+
+rl_error *api_admin_audit(api_ctx *ctx, const api_request *req, api_response *resp)
+{
+    rl_error *err = NULL;
+    rl_audit_query q = {.limit = 1000};
+    RL_TRY(api_time_arg(req, "since", &q.since_ms));
+    RL_TRY(api_time_arg(req, "until", &q.until_ms));
+    RL_TRY(api_int_arg(req, "limit", 1, 100000, &q.limit));
+    q.subject = api_request_query(req, "record");
+    API_RESPOND(resp, rl_registry_audit_query(ctx->registry, &q, &api_out_));
+cleanup:
+    return err;
+}
+
+rl_error *api_admin_backup(api_ctx *ctx, const api_request *req, api_response *resp)
+{
+    rl_error *err = NULL;
+    json_t *body = NULL;
+    const char *dir;
+    RL_TRY(api_request_json(ctx, req, &body));
+    RL_TRY(api_field(body, "dir", &dir));
+    if (dir[0] != '/')
+        RL_FAIL(RL_EINVAL, "dir must be an absolute path (the server's working folder is not yours)");
+    uint64_t started = rl_time_mono_ns();
+    RL_TRY(rl_store_checkpoint(ctx->store, dir));
+    double ms = (double)(rl_time_mono_ns() - started) / 1e6;
+    rl_actor actor = api_request_actor(req);
+    json_t *detail = json_pack("{s:s}", "dir", dir);
+    err = rl_registry_audit(ctx->registry, &actor, "backup", NULL, 0, "ok", detail);
+    json_decref(detail);
+    if (err)
+        goto cleanup;
+    api_response_json(resp, 200, json_pack("{s:s, s:f}", "backup", dir, "ms", ms));
+cleanup:
+    json_decref(body);
+    return err;
+}
+
+rl_error *api_admin_check(api_ctx *ctx, const api_request *req, api_response *resp)
+{
+    rl_error *err = NULL;
+    API_RESPOND(resp, rl_registry_check(ctx->registry, &api_out_));
+cleanup:
+    return err;
+}

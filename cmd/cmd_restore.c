@@ -1,0 +1,185 @@
+/* ridgeline restore DIR: replace a stopped store with a backup, keeping the old one aside. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cmd/cmd.h"
+#include "cmd/cmd_session.h"
+
+void cmd_restore_help(void)
+{
+    printf("usage: ridgeline restore DIR [--data DIR] [--config FILE]\n"
+           "\n"
+           "Replaces the store with the backup in DIR (made by `ridgeline backup`). The\n"
+           "server must be stopped. The backup is first copied next to the store and\n"
+           "verified (it opens, its schema is known, `check` finds no problem); only then\n"
+           "is the current store renamed to DATA.before-restore-TIMESTAMP (kept, never\n"
+           "deleted) and the copy put in its place. DIR itself is not changed.\n");
+}
+
+static rl_error *restore_copy_file(const char *from, const char *to)
+{
+    rl_error *err = NULL;
+    int in = open(from, O_RDONLY), out = -1;
+    if (in < 0)
+        RL_FAIL(RL_EIO, "cannot read %s: %s", from, strerror(errno));
+    out = open(to, O_WRONLY | O_CREAT | O_EXCL, 0600);
+    if (out < 0)
+        RL_FAIL(RL_EIO, "cannot create %s: %s", to, strerror(errno));
+    char buf[1 << 16];
+    ssize_t n;
+    while ((n = read(in, buf, sizeof buf)) > 0)
+        if (write(out, buf, (size_t)n) != n)
+            RL_FAIL(RL_EIO, "cannot write %s: %s", to, strerror(errno));
+    if (n < 0 || fsync(out) != 0)
+        RL_FAIL(RL_EIO, "cannot copy %s: %s", from, strerror(errno));
+cleanup:
+    if (in >= 0)
+        close(in);
+    if (out >= 0)
+        close(out);
+    return err;
+}
+
+static rl_error *restore_copy_dir(const char *from, const char *to)
+{
+    rl_error *err = NULL;
+    DIR *d = opendir(from);
+    if (!d)
+        RL_FAIL(RL_EINVAL, "cannot open backup folder %s: %s", from, strerror(errno));
+    if (mkdir(to, 0700) != 0)
+        RL_FAIL(RL_EIO, "cannot create %s: %s", to, strerror(errno));
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0 || strcmp(e->d_name, "LOCK") == 0)
+            continue;
+        char src[4096], dst[4096];
+        snprintf(src, sizeof src, "%s/%s", from, e->d_name);
+        snprintf(dst, sizeof dst, "%s/%s", to, e->d_name);
+        struct stat st;
+        if (stat(src, &st) != 0 || !S_ISREG(st.st_mode))
+            continue;
+        RL_TRY(restore_copy_file(src, dst));
+    }
+cleanup:
+    if (d)
+        closedir(d);
+    return err;
+}
+
+/* Opens the copy as a store and runs the registry check on it. */
+static rl_error *restore_verify(const rl_config *cfg, const char *dir, json_t **report)
+{
+    rl_error *err = NULL;
+    rl_store *store = NULL;
+    rl_registry *reg = NULL;
+    rl_store_options so = {.sync = true};
+    rl_registry_options ro;
+    RL_TRY(rl_store_open(dir, &so, &store));
+    cmd_registry_options(cfg, &ro);
+    RL_TRY(rl_registry_open(store, &ro, &reg));
+    RL_TRY(rl_registry_check(reg, report));
+    if (!json_is_true(json_object_get(*report, "ok")))
+        RL_FAIL(RL_EINVAL, "the backup fails `check` (%lld problems); not restored",
+                (long long)json_integer_value(json_object_get(*report, "problem_count")));
+cleanup:
+    rl_registry_close(reg);
+    rl_store_close(store);
+    return err;
+}
+
+int cmd_restore(int argc, char **argv)
+{
+    const char *data = NULL, *config = NULL;
+    static const struct option longopts[] = {
+        {"data", required_argument, NULL, 'd'},
+        {"config", required_argument, NULL, 'c'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    optind = 1;
+    int c;
+    while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'd': data = optarg; break;
+        case 'c': config = optarg; break;
+        case 'h': cmd_restore_help(); return CMD_OK;
+        default: fprintf(stderr, "try: ridgeline restore --help\n"); return CMD_USAGE;
+        }
+    }
+    if (argc - optind != 1) {
+        cmd_restore_help();
+        return CMD_USAGE;
+    }
+    const char *backup = argv[optind];
+    rl_error *err = NULL;
+    json_t *report = NULL;
+    rl_store *current = NULL;
+    char staging[2048] = "", aside[2048] = "";
+    rl_config cfg;
+    RL_TRY(cmd_config_build(config, data, &cfg));
+    const char *target = cfg.data_dir;
+    char stamp[32];
+    time_t now = time(NULL);
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    strftime(stamp, sizeof stamp, "%Y%m%dT%H%M%SZ", &tm);
+    snprintf(staging, sizeof staging, "%s.restoring-%s", target, stamp);
+    snprintf(aside, sizeof aside, "%s.before-restore-%s", target, stamp);
+
+    struct stat st;
+    bool have_current = stat(target, &st) == 0;
+    if (have_current) {
+        /* A running server holds the lock: refuse before touching anything. */
+        rl_store_options so = {.sync = true};
+        rl_error *open_err = rl_store_open(target, &so, &current);
+        if (open_err && rl_error_code(open_err) == RL_ECONFLICT) {
+            rl_error_free(open_err);
+            RL_FAIL(RL_ECONFLICT, "the store %s is in use: stop the server before restoring", target);
+        }
+        rl_error_free(open_err); /* a damaged store is exactly what a restore replaces */
+        rl_store_close(current);
+        current = NULL;
+    }
+    RL_TRY(restore_copy_dir(backup, staging));
+    RL_TRY(restore_verify(&cfg, staging, &report));
+    if (have_current && rename(target, aside) != 0)
+        RL_FAIL(RL_EIO, "cannot move the current store aside to %s: %s", aside, strerror(errno));
+    if (rename(staging, target) != 0)
+        RL_FAIL(RL_EIO, "cannot move the restored store into place: %s", strerror(errno));
+    staging[0] = '\0';
+    json_t *out = json_pack("{s:s, s:s, s:s?, s:O}", "restored", target, "from", backup, "previous_store_kept_at",
+                            have_current ? aside : NULL, "counts", json_object_get(report, "counts"));
+    char *text = json_dumps(out, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+    printf("%s\n", text ? text : "{}");
+    free(text);
+    json_decref(out);
+cleanup:
+    json_decref(report);
+    if (err) {
+        if (staging[0]) {
+            /* Leave nothing half-made behind: the staging copy is ours alone. */
+            char cmdline[4200];
+            DIR *d = opendir(staging);
+            if (d) {
+                struct dirent *e;
+                while ((e = readdir(d)) != NULL) {
+                    snprintf(cmdline, sizeof cmdline, "%s/%s", staging, e->d_name);
+                    if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
+                        unlink(cmdline);
+                }
+                closedir(d);
+                rmdir(staging);
+            }
+        }
+        return cmd_report(err);
+    }
+    return CMD_OK;
+}

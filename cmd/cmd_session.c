@@ -1,0 +1,166 @@
+#include "cmd/cmd_session.h"
+
+#include <curl/curl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "api/api_server.h"
+#include "cmd/cmd.h"
+
+rl_error *cmd_config_build(const char *config, const char *data, rl_config *cfg)
+{
+    rl_error *err = NULL;
+    rl_config_defaults(cfg);
+    if (config)
+        RL_TRY(rl_config_load_file(cfg, config));
+    if (data)
+        RL_TRY(rl_config_set_data_dir(cfg, data));
+cleanup:
+    return err;
+}
+
+void cmd_registry_options(const rl_config *cfg, rl_registry_options *opts)
+{
+    rl_registry_options_defaults(opts);
+    opts->auto_link_threshold = cfg->registry_auto_link_threshold;
+    opts->review_threshold = cfg->registry_review_threshold;
+    opts->max_candidates_per_key = cfg->registry_max_candidates_per_key;
+    opts->survivorship = cfg->registry_survivorship == 1 ? RL_SURVIVE_MOST_COMPLETE : RL_SURVIVE_MOST_RECENT;
+    opts->ntrusted = cfg->registry_ntrusted < RL_REGISTRY_MAX_TRUSTED ? cfg->registry_ntrusted : RL_REGISTRY_MAX_TRUSTED;
+    for (int i = 0; i < opts->ntrusted; i++)
+        snprintf(opts->trusted_systems[i], sizeof opts->trusted_systems[i], "%s", cfg->registry_trusted_systems[i]);
+}
+
+rl_error *cmd_session_open(cmd_session *s, const char *config, const char *data, const char *server)
+{
+    rl_error *err = NULL;
+    memset(s, 0, sizeof *s);
+    const char *user = getenv("USER");
+    snprintf(s->actor, sizeof s->actor, "cli:%s", user && *user ? user : "unknown");
+    RL_TRY(cmd_config_build(config, data, &s->cfg));
+    if (!server) {
+        rl_store_options so = {.sync = s->cfg.store_sync == RL_SYNC_ALWAYS};
+        rl_error *open_err = rl_store_open(s->cfg.data_dir, &so, &s->store);
+        if (open_err && rl_error_code(open_err) != RL_ECONFLICT) {
+            err = open_err;
+            goto cleanup;
+        }
+        if (!open_err) {
+            rl_registry_options ro;
+            cmd_registry_options(&s->cfg, &ro);
+            RL_TRY(rl_registry_open(s->store, &ro, &s->registry));
+            goto cleanup;
+        }
+        rl_error_free(open_err);
+        /* The store is held by a running server: ask it. */
+        const char *host = s->cfg.listen_host;
+        if (strcmp(host, "0.0.0.0") == 0 || strcmp(host, "::") == 0)
+            host = "127.0.0.1";
+        snprintf(s->server, sizeof s->server, strchr(host, ':') ? "[%s]:%d" : "%s:%d", host, s->cfg.listen_port);
+    } else {
+        snprintf(s->server, sizeof s->server, "%s", server);
+    }
+    s->remote = true;
+cleanup:
+    return err;
+}
+
+void cmd_session_close(cmd_session *s)
+{
+    rl_registry_close(s->registry);
+    rl_store_close(s->store);
+    s->registry = NULL;
+    s->store = NULL;
+}
+
+typedef struct cmd_sink {
+    char *data;
+    size_t len;
+} cmd_sink;
+
+static size_t cmd_sink_write(char *ptr, size_t size, size_t nmemb, void *userdata)
+{
+    cmd_sink *sink = userdata;
+    size_t n = size * nmemb;
+    /* Answers are JSON documents; refuse anything absurdly large. */
+    if (sink->len + n > (64u << 20))
+        return 0;
+    char *grown = realloc(sink->data, sink->len + n + 1);
+    if (!grown)
+        return 0;
+    memcpy(grown + sink->len, ptr, n);
+    sink->data = grown;
+    sink->len += n;
+    sink->data[sink->len] = '\0';
+    return n;
+}
+
+static rl_error *cmd_http(cmd_session *s, const char *method, const char *path, const char *body, long *status,
+                          json_t **response)
+{
+    rl_error *err = NULL;
+    cmd_sink sink = {0};
+    struct curl_slist *headers = NULL;
+    CURL *curl = curl_easy_init();
+    if (!curl)
+        RL_FAIL(RL_ENOMEM, "cannot start an HTTP client");
+    char url[1024];
+    snprintf(url, sizeof url, "http://%s%s", s->server, path);
+    headers = curl_slist_append(headers, "Content-Type: application/json");
+    headers = curl_slist_append(headers, "Accept: application/json");
+    curl_easy_setopt(curl, CURLOPT_URL, url);
+    curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, method);
+    curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
+    curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, cmd_sink_write);
+    curl_easy_setopt(curl, CURLOPT_WRITEDATA, &sink);
+    curl_easy_setopt(curl, CURLOPT_TIMEOUT, 600L);
+    curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
+    if (body)
+        curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body);
+    CURLcode rc = curl_easy_perform(curl);
+    if (rc != CURLE_OK)
+        RL_FAIL(RL_EIO, "the store is in use by a server, and it did not answer at %s: %s", s->server,
+                curl_easy_strerror(rc));
+    curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, status);
+    *response = json_loadb(sink.data ? sink.data : "", sink.len, 0, NULL);
+    if (!*response)
+        RL_FAIL(RL_EIO, "the server at %s answered %ld without JSON", s->server, *status);
+cleanup:
+    free(sink.data);
+    curl_slist_free_all(headers);
+    if (curl)
+        curl_easy_cleanup(curl);
+    return err;
+}
+
+rl_error *cmd_session_call(cmd_session *s, const char *method, const char *path, const json_t *body,
+                           long *status, json_t **response)
+{
+    rl_error *err = NULL;
+    char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+    if (body && !text)
+        RL_FAIL(RL_ENOMEM, "out of memory");
+    if (s->remote)
+        RL_TRY(cmd_http(s, method, path, text, status, response));
+    else
+        RL_TRY(rl_api_invoke(&s->cfg, s->registry, s->store, s->actor, method, path, text, status, response));
+cleanup:
+    free(text);
+    return err;
+}
+
+int cmd_print_answer(const char *what, long status, json_t *response)
+{
+    if (status >= 200 && status < 300) {
+        char *text = json_dumps(response, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+        printf("%s\n", text ? text : "{}");
+        free(text);
+        return CMD_OK;
+    }
+    const char *diag = json_string_value(
+        json_object_get(json_array_get(json_object_get(response, "issue"), 0), "diagnostics"));
+    fprintf(stderr, "ridgeline %s: %s (HTTP %ld)\n", what, diag ? diag : "failed", status);
+    return status >= 500 ? CMD_FAILED : CMD_USAGE;
+}

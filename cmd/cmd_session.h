@@ -1,0 +1,44 @@
+/*
+ * cmd_session: how operator commands reach the registry.
+ *
+ * A stopped store is opened directly and requests run in-process through the
+ * API's own handlers (rl_api_invoke); a store held by a running server (its
+ * RocksDB lock) is reached over HTTP at the configured listen address, or
+ * --server. Either way a command sends one (method, path, body) and gets one
+ * (status, JSON) back, so both paths answer alike.
+ */
+#ifndef RL_CMD_SESSION_H
+#define RL_CMD_SESSION_H
+
+#include <jansson.h>
+#include <stdbool.h>
+
+#include "common/rl_config.h"
+#include "common/rl_error.h"
+#include "registry/registry.h"
+#include "store/store.h"
+
+typedef struct cmd_session {
+    rl_config cfg;
+    rl_store *store;
+    rl_registry *registry;
+    bool remote;
+    char server[RL_CONFIG_HOST_MAX + 16]; /* host:port when remote */
+    char actor[96];
+} cmd_session;
+
+/* Settings: defaults, then the file (config may be NULL), then --data (may be NULL). */
+rl_error *cmd_config_build(const char *config, const char *data, rl_config *cfg);
+void cmd_registry_options(const rl_config *cfg, rl_registry_options *opts);
+
+/* server: "HOST:PORT" to force the HTTP path, or NULL to decide by the store's lock. */
+rl_error *cmd_session_open(cmd_session *s, const char *config, const char *data, const char *server);
+rl_error *cmd_session_call(cmd_session *s, const char *method, const char *path, const json_t *body,
+                           long *status, json_t **response);
+void cmd_session_close(cmd_session *s);
+
+/* Prints a 2xx answer as JSON on stdout, else the OperationOutcome's text on
+ * stderr; returns the exit status (0, 2 for 4xx, 1 for 5xx). */
+int cmd_print_answer(const char *what, long status, json_t *response);
+
+#endif

@@ -1,0 +1,106 @@
+/*
+ * registry_internal: what the registry's files share; not for other layers.
+ *
+ * Key layout in the store (all text, so that `ldb` dumps stay readable):
+ *   records        record id                      -> Patient JSON
+ *   versions       record id \0 %08u version      -> earlier Patient JSON
+ *   srckey         system|value                   -> record id
+ *   ident          system|value \0 record id      -> ""
+ *   golden         golden id                      -> {id, status, members[], version, created, updated, ...}
+ *   links          record id                      -> {golden, grade, score, method, who, when, index{...}}
+ *   blocking       key \0 record id               -> ""
+ *   nomatch        lower id \0 higher id          -> {who, when, review}
+ *   review         time key                       -> item JSON
+ *   review_open    record id \0 candidate golden  -> review id
+ *   history        time key                       -> event {op, before, after, ...}
+ *   audit          time key                       -> entry JSON
+ *   audit_subject  subject id \0 time key         -> ""
+ *   meta           "count:records", "count:goldens", "count:open_reviews" -> decimal
+ * A time key is 16 hex digits of milliseconds then 8 of a sequence: sorted by time.
+ */
+#ifndef RL_REGISTRY_INTERNAL_H
+#define RL_REGISTRY_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "registry/registry.h"
+#include "registry/registry_matcher.h"
+
+enum { REG_ID_LEN = 32, REG_TIMEKEY_LEN = 24, REG_KEY_MAX = 1024 };
+
+struct rl_registry {
+    rl_store *store;
+    rl_registry_options opts;
+    const rl_matcher *matcher;
+    /* serialises read-modify-write of identity state; reads take no lock */
+    pthread_mutex_t write_lock;
+    atomic_uint_fast32_t seq;
+    /* counters, changed under write_lock and persisted in the same batch */
+    uint64_t n_records, n_goldens, n_open_reviews;
+};
+
+/* A registry change in the making: store writes collected in one batch, with
+ * the before/after state of every golden record and link it touches (the
+ * history event), and counter deltas. */
+typedef struct reg_txn {
+    rl_registry *reg;
+    rl_store_batch *batch;
+    json_t *goldens; /* id -> {"before": json|null, "after": json|null} */
+    json_t *links;
+    int64_t d_records, d_goldens, d_open_reviews;
+} reg_txn;
+
+rl_error *reg_txn_begin(rl_registry *reg, reg_txn *txn);
+/* Reads through the transaction: what it wrote, else the store. *out is a new reference or NULL. */
+rl_error *reg_txn_golden(reg_txn *txn, const char *id, json_t **out);
+rl_error *reg_txn_link(reg_txn *txn, const char *record_id, json_t **out);
+/* Writes (value NULL deletes); steals the reference to value. */
+rl_error *reg_txn_put_golden(reg_txn *txn, const char *id, json_t *value);
+rl_error *reg_txn_put_link(reg_txn *txn, const char *record_id, json_t *value);
+/* Records a history event from the collected before/after states; *event_out optional. */
+rl_error *reg_txn_event(reg_txn *txn, const rl_actor *actor, const char *op, json_t *detail,
+                        char event_id[REG_TIMEKEY_LEN + 1], json_t **event_out);
+/* Adds an audit entry to the batch. */
+rl_error *reg_txn_audit(reg_txn *txn, const rl_actor *actor, const char *action,
+                        const char *const *subjects, int nsubjects, const char *outcome, json_t *detail);
+/* Applies under the write lock (caller holds it); returns the durability ticket. */
+rl_error *reg_txn_apply(reg_txn *txn, uint64_t *ticket);
+void reg_txn_end(reg_txn *txn);
+
+/* Store helpers. */
+rl_error *reg_get_json(rl_registry *reg, rl_cf cf, const char *key, size_t key_len, json_t **out);
+void reg_put_json(rl_store_batch *batch, rl_cf cf, const char *key, size_t key_len, const json_t *value,
+                  rl_error **err);
+void reg_new_id(char out[REG_ID_LEN + 1]);
+void reg_time_key(rl_registry *reg, int64_t ms, char out[REG_TIMEKEY_LEN + 1]);
+void reg_now(char out[32]);
+const char *reg_actor_who(const rl_actor *actor);
+
+/* Golden records. */
+json_t *reg_golden_new(const char *id, const char *first_member);
+rl_error *reg_golden_add_member(json_t *golden, const char *record_id);
+/* Removes a member; returns true if it was there. Marks the golden retired when empty. */
+bool reg_golden_remove_member(json_t *golden, const char *record_id);
+bool reg_golden_active(const json_t *golden);
+json_t *reg_link_new(const char *golden_id, const char *grade, double score, const char *method,
+                     const rl_actor *actor, json_t *index);
+
+/* The grade a score earns under the options. */
+const char *reg_grade(const rl_registry *reg, double score);
+
+/* Audit write outside a transaction (reads, searches): applied, not synced. */
+rl_error *reg_audit_now(rl_registry *reg, const rl_actor *actor, const char *action,
+                        const char *const *subjects, int nsubjects, const char *outcome, json_t *detail);
+
+
+
+/* A source record as FHIR shows it: the stored Patient plus its link (refer) to the golden record. */
+json_t *reg_record_view(const json_t *record, const json_t *link);
+/* A review item for (record, candidate golden) unless one is open already; counts it in the txn. */
+rl_error *reg_queue_review(reg_txn *txn, const char *record_id, const char *own_golden,
+                           const char *candidate_golden, const char *candidate_record, double score,
+                           json_t *fields, bool *queued);
+/* key = a \0 b with a < b, for the nomatch family; returns its length. */
+size_t reg_pair_key(const char *a, const char *b, char *out, size_t size);
+#endif

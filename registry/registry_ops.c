@@ -1,0 +1,514 @@
+/* Identity operations (link, unlink, merge, unmerge, undo) and the review queue. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/rl_time.h"
+#include "registry/registry_internal.h"
+
+/* Runs the common tail of an operation: event, audit, apply, unlock, sync. */
+static rl_error *reg_finish(reg_txn *txn, const rl_actor *actor, const char *op, json_t *detail,
+                            const char *const *subjects, int nsubjects, json_t **event, bool *locked)
+{
+    rl_error *err = NULL;
+    char event_id[REG_TIMEKEY_LEN + 1];
+    uint64_t ticket = 0;
+    json_t *ev = NULL;
+    RL_TRY(reg_txn_event(txn, actor, op, detail, event_id, &ev));
+    json_t *audit_detail = json_pack("{s:s}", "event", event_id);
+    err = reg_txn_audit(txn, actor, op, subjects, nsubjects, "ok", audit_detail);
+    json_decref(audit_detail);
+    if (err)
+        goto cleanup;
+    RL_TRY(reg_txn_apply(txn, &ticket));
+    pthread_mutex_unlock(&txn->reg->write_lock);
+    *locked = false;
+    RL_TRY(rl_store_sync(txn->reg->store, ticket));
+    if (event) {
+        *event = ev;
+        ev = NULL;
+    }
+cleanup:
+    json_decref(ev);
+    return err;
+}
+
+static rl_error *reg_require_id(const char *id, const char *what)
+{
+    if (!id || !rl_registry_id_valid(id))
+        return RL_ERR(RL_EINVAL, "%s: expected an id of 1 to 64 letters, digits, '-' or '.'", what);
+    return NULL;
+}
+
+/* Loads a golden record that must exist and be active. */
+static rl_error *reg_active_golden(reg_txn *txn, const char *id, json_t **out)
+{
+    rl_error *err = NULL;
+    RL_TRY(reg_txn_golden(txn, id, out));
+    if (!*out)
+        RL_FAIL(RL_ENOTFOUND, "no golden record %s", id);
+    if (!reg_golden_active(*out))
+        RL_FAIL(RL_ECONFLICT, "golden record %s is %s, not active", id,
+                json_string_value(json_object_get(*out, "status")));
+cleanup:
+    return err;
+}
+
+/* Moves record rid from its golden record to target (which the caller has loaded and owns). */
+static rl_error *reg_move_record(reg_txn *txn, const rl_actor *actor, const char *rid, const char *target_id,
+                                 json_t *target, const char *method)
+{
+    rl_error *err = NULL;
+    json_t *link = NULL, *from = NULL;
+    RL_TRY(reg_txn_link(txn, rid, &link));
+    if (!link)
+        RL_FAIL(RL_ENOTFOUND, "no source record %s", rid);
+    const char *from_id = json_string_value(json_object_get(link, "golden"));
+    if (strcmp(from_id, target_id) == 0)
+        RL_FAIL(RL_ECONFLICT, "record %s is already linked to golden record %s", rid, target_id);
+    RL_TRY(reg_txn_golden(txn, from_id, &from));
+    if (from) {
+        reg_golden_remove_member(from, rid);
+        json_t *f = from;
+        from = NULL;
+        RL_TRY(reg_txn_put_golden(txn, from_id, f));
+    }
+    RL_TRY(reg_golden_add_member(target, rid));
+    json_t *nl = reg_link_new(target_id, "certain", 1.0, method, actor, json_object_get(link, "index"));
+    if (!nl)
+        RL_FAIL(RL_ENOMEM, "out of memory");
+    RL_TRY(reg_txn_put_link(txn, rid, nl));
+cleanup:
+    json_decref(link);
+    json_decref(from);
+    return err;
+}
+
+rl_error *rl_registry_link(rl_registry *reg, const rl_actor *actor, const char *record_id,
+                           const char *golden_id, json_t **event)
+{
+    rl_error *err = NULL;
+    reg_txn txn = {0};
+    json_t *target = NULL;
+    bool locked = false;
+    RL_TRY(reg_require_id(record_id, "record"));
+    RL_TRY(reg_require_id(golden_id, "golden"));
+    pthread_mutex_lock(&reg->write_lock);
+    locked = true;
+    RL_TRY(reg_txn_begin(reg, &txn));
+    RL_TRY(reg_active_golden(&txn, golden_id, &target));
+    RL_TRY(reg_move_record(&txn, actor, record_id, golden_id, target, "manual"));
+    json_t *t = target;
+    target = NULL;
+    RL_TRY(reg_txn_put_golden(&txn, golden_id, t));
+    const char *subjects[2] = {record_id, golden_id};
+    RL_TRY(reg_finish(&txn, actor, "link", NULL, subjects, 2, event, &locked));
+cleanup:
+    if (locked)
+        pthread_mutex_unlock(&reg->write_lock);
+    reg_txn_end(&txn);
+    json_decref(target);
+    return err;
+}
+
+rl_error *rl_registry_unlink(rl_registry *reg, const rl_actor *actor, const char *record_id, json_t **event)
+{
+    rl_error *err = NULL;
+    reg_txn txn = {0};
+    json_t *link = NULL, *from = NULL, *fresh = NULL;
+    bool locked = false;
+    RL_TRY(reg_require_id(record_id, "record"));
+    pthread_mutex_lock(&reg->write_lock);
+    locked = true;
+    RL_TRY(reg_txn_begin(reg, &txn));
+    RL_TRY(reg_txn_link(&txn, record_id, &link));
+    if (!link)
+        RL_FAIL(RL_ENOTFOUND, "no source record %s", record_id);
+    const char *from_id = json_string_value(json_object_get(link, "golden"));
+    RL_TRY(reg_txn_golden(&txn, from_id, &from));
+    if (from && json_array_size(json_object_get(from, "members")) <= 1)
+        RL_FAIL(RL_ECONFLICT, "record %s is alone in golden record %s already", record_id, from_id);
+    char new_id[REG_ID_LEN + 1];
+    reg_new_id(new_id);
+    /* The new golden record starts empty; the move adds the record. */
+    fresh = reg_golden_new(new_id, record_id);
+    if (!fresh)
+        RL_FAIL(RL_ENOMEM, "out of memory");
+    json_array_clear(json_object_get(fresh, "members"));
+    RL_TRY(reg_move_record(&txn, actor, record_id, new_id, fresh, "manual"));
+    json_t *f = fresh;
+    fresh = NULL;
+    RL_TRY(reg_txn_put_golden(&txn, new_id, f));
+    const char *subjects[3] = {record_id, from_id, new_id};
+    RL_TRY(reg_finish(&txn, actor, "unlink", NULL, subjects, 3, event, &locked));
+cleanup:
+    if (locked)
+        pthread_mutex_unlock(&reg->write_lock);
+    reg_txn_end(&txn);
+    json_decref(link);
+    json_decref(from);
+    json_decref(fresh);
+    return err;
+}
+
+rl_error *rl_registry_merge(rl_registry *reg, const rl_actor *actor, const char *from_golden,
+                            const char *into_golden, json_t **event)
+{
+    rl_error *err = NULL;
+    reg_txn txn = {0};
+    json_t *from = NULL, *into = NULL, *link = NULL;
+    bool locked = false;
+    RL_TRY(reg_require_id(from_golden, "from"));
+    RL_TRY(reg_require_id(into_golden, "into"));
+    if (strcmp(from_golden, into_golden) == 0)
+        RL_FAIL(RL_EINVAL, "cannot merge a golden record into itself");
+    pthread_mutex_lock(&reg->write_lock);
+    locked = true;
+    RL_TRY(reg_txn_begin(reg, &txn));
+    RL_TRY(reg_active_golden(&txn, from_golden, &from));
+    RL_TRY(reg_active_golden(&txn, into_golden, &into));
+    size_t i;
+    json_t *m;
+    json_array_foreach(json_object_get(from, "members"), i, m) {
+        const char *rid = json_string_value(m);
+        RL_TRY(reg_txn_link(&txn, rid, &link));
+        json_t *nl = reg_link_new(into_golden, "certain", 1.0, "manual", actor,
+                                  link ? json_object_get(link, "index") : NULL);
+        json_decref(link);
+        link = NULL;
+        if (!nl)
+            RL_FAIL(RL_ENOMEM, "out of memory");
+        RL_TRY(reg_txn_put_link(&txn, rid, nl));
+        RL_TRY(reg_golden_add_member(into, rid));
+    }
+    json_array_clear(json_object_get(from, "members"));
+    json_object_set_new(from, "status", json_string("merged"));
+    json_object_set_new(from, "merged_into", json_string(into_golden));
+    char now[32];
+    reg_now(now);
+    json_object_set_new(from, "updated", json_string(now));
+    /* The event id is known only once the event is written: note it after, in detail. */
+    json_t *f = from, *t = into;
+    from = into = NULL;
+    RL_TRY(reg_txn_put_golden(&txn, from_golden, f));
+    RL_TRY(reg_txn_put_golden(&txn, into_golden, t));
+    json_t *detail = json_pack("{s:s, s:s}", "from", from_golden, "into", into_golden);
+    const char *subjects[2] = {from_golden, into_golden};
+    err = reg_finish(&txn, actor, "merge", detail, subjects, 2, event, &locked);
+    json_decref(detail);
+cleanup:
+    if (locked)
+        pthread_mutex_unlock(&reg->write_lock);
+    reg_txn_end(&txn);
+    json_decref(from);
+    json_decref(into);
+    json_decref(link);
+    return err;
+}
+
+/* Undo, with the write lock held: checks the event's "after" is still current, restores "before". */
+static rl_error *reg_undo_locked(reg_txn *txn, const rl_actor *actor, json_t *ev, const char *event_id)
+{
+    rl_error *err = NULL;
+    json_t *current = NULL;
+    if (json_object_get(ev, "undone_by"))
+        RL_FAIL(RL_ECONFLICT, "event %s was undone already (by %s)", event_id,
+                json_string_value(json_object_get(ev, "undone_by")));
+    static const char *const kinds[2] = {"goldens", "links"};
+    for (int k = 0; k < 2; k++) {
+        const char *id;
+        json_t *after;
+        json_object_foreach(json_object_get(json_object_get(ev, "after"), kinds[k]), id, after) {
+            RL_TRY(k == 0 ? reg_txn_golden(txn, id, &current) : reg_txn_link(txn, id, &current));
+            bool same = json_is_null(after) ? current == NULL : current && json_equal(current, after);
+            json_decref(current);
+            current = NULL;
+            if (!same)
+                RL_FAIL(RL_ECONFLICT, "%s %s changed since event %s: undo the later changes first",
+                        k == 0 ? "golden record" : "link of record", id, event_id);
+        }
+    }
+    for (int k = 0; k < 2; k++) {
+        const char *id;
+        json_t *before;
+        json_object_foreach(json_object_get(json_object_get(ev, "before"), kinds[k]), id, before) {
+            json_t *value = json_is_null(before) ? NULL : json_deep_copy(before);
+            if (k == 0 && !value) {
+                /* A golden record the event created is retired, never deleted: ids are not reused. */
+                RL_TRY(reg_txn_golden(txn, id, &value));
+                if (value) {
+                    json_array_clear(json_object_get(value, "members"));
+                    json_object_set_new(value, "status", json_string("retired"));
+                }
+            }
+            RL_TRY(k == 0 ? reg_txn_put_golden(txn, id, value) : reg_txn_put_link(txn, id, value));
+        }
+    }
+cleanup:
+    json_decref(current);
+    return err;
+}
+
+static rl_error *reg_undo_event(rl_registry *reg, const rl_actor *actor, const char *event_id, const char *op,
+                                json_t **event)
+{
+    rl_error *err = NULL;
+    reg_txn txn = {0};
+    json_t *ev = NULL, *done = NULL;
+    bool locked = false;
+    pthread_mutex_lock(&reg->write_lock);
+    locked = true;
+    RL_TRY(reg_txn_begin(reg, &txn));
+    RL_TRY(reg_get_json(reg, RL_CF_HISTORY, event_id, strlen(event_id), &ev));
+    if (!ev)
+        RL_FAIL(RL_ENOTFOUND, "no history event %s", event_id);
+    RL_TRY(reg_undo_locked(&txn, actor, ev, event_id));
+    json_t *detail = json_pack("{s:s, s:s}", "undoes", event_id, "undoes_op",
+                               json_string_value(json_object_get(ev, "op")));
+    char new_id[REG_TIMEKEY_LEN + 1];
+    err = reg_txn_event(&txn, actor, op, detail, new_id, &done);
+    json_decref(detail);
+    if (err)
+        goto cleanup;
+    json_object_set_new(ev, "undone_by", json_string(new_id));
+    reg_put_json(txn.batch, RL_CF_HISTORY, event_id, strlen(event_id), ev, &err);
+    if (err)
+        goto cleanup;
+    /* Subjects: every golden record and record the undo touched. */
+    const char *subjects[64];
+    int ns = 0;
+    const char *id;
+    json_t *v;
+    json_object_foreach(txn.goldens, id, v) if (ns < 64) subjects[ns++] = id;
+    json_object_foreach(txn.links, id, v) if (ns < 64) subjects[ns++] = id;
+    json_t *audit_detail = json_pack("{s:s, s:s}", "event", new_id, "undoes", event_id);
+    err = reg_txn_audit(&txn, actor, op, subjects, ns, "ok", audit_detail);
+    json_decref(audit_detail);
+    if (err)
+        goto cleanup;
+    uint64_t ticket;
+    RL_TRY(reg_txn_apply(&txn, &ticket));
+    pthread_mutex_unlock(&reg->write_lock);
+    locked = false;
+    RL_TRY(rl_store_sync(reg->store, ticket));
+    if (event) {
+        *event = done;
+        done = NULL;
+    }
+cleanup:
+    if (locked)
+        pthread_mutex_unlock(&reg->write_lock);
+    reg_txn_end(&txn);
+    json_decref(ev);
+    json_decref(done);
+    return err;
+}
+
+rl_error *rl_registry_undo(rl_registry *reg, const rl_actor *actor, const char *event_id, json_t **event)
+{
+    rl_error *err = NULL;
+    RL_TRY(reg_require_id(event_id, "event"));
+    RL_TRY(reg_undo_event(reg, actor, event_id, "undo", event));
+cleanup:
+    return err;
+}
+
+/* The merge event that retired golden_id: the newest history event whose detail says so. */
+static rl_error *reg_find_merge_event(rl_registry *reg, const char *golden_id, char out[REG_TIMEKEY_LEN + 1])
+{
+    rl_error *err = NULL;
+    rl_store_iter *it = NULL;
+    json_t *ev = NULL;
+    out[0] = '\0';
+    /* The audit trail of the golden record lists its events, newest last. */
+    char prefix[REG_ID_LEN + 8];
+    int plen = snprintf(prefix, sizeof prefix, "%s%c", golden_id, '\0');
+    RL_TRY(rl_store_iter_prefix(reg->store, RL_CF_AUDIT_SUBJECT, prefix, (size_t)plen, &it));
+    for (; rl_store_iter_valid(it); rl_store_iter_next(it)) {
+        size_t klen;
+        const char *k = rl_store_iter_key(it, &klen);
+        RL_TRY(reg_get_json(reg, RL_CF_AUDIT, k + plen, klen - (size_t)plen, &ev));
+        const char *action = json_string_value(json_object_get(ev, "action"));
+        const char *event = json_string_value(json_object_get(json_object_get(ev, "detail"), "event"));
+        const char *first = json_string_value(json_array_get(json_object_get(ev, "subjects"), 0));
+        if (action && strcmp(action, "merge") == 0 && event && first && strcmp(first, golden_id) == 0)
+            snprintf(out, REG_TIMEKEY_LEN + 1, "%s", event);
+        json_decref(ev);
+        ev = NULL;
+    }
+    RL_TRY(rl_store_iter_status(it));
+cleanup:
+    json_decref(ev);
+    rl_store_iter_destroy(it);
+    return err;
+}
+
+rl_error *rl_registry_unmerge(rl_registry *reg, const rl_actor *actor, const char *golden_id, json_t **event)
+{
+    rl_error *err = NULL;
+    json_t *golden = NULL;
+    RL_TRY(reg_require_id(golden_id, "golden"));
+    RL_TRY(reg_get_json(reg, RL_CF_GOLDEN, golden_id, strlen(golden_id), &golden));
+    if (!golden)
+        RL_FAIL(RL_ENOTFOUND, "no golden record %s", golden_id);
+    const char *status = json_string_value(json_object_get(golden, "status"));
+    if (!status || strcmp(status, "merged") != 0)
+        RL_FAIL(RL_ECONFLICT, "golden record %s was not merged into another", golden_id);
+    char event_id[REG_TIMEKEY_LEN + 1];
+    RL_TRY(reg_find_merge_event(reg, golden_id, event_id));
+    if (!event_id[0])
+        RL_FAIL(RL_ESTORE, "golden record %s is merged but its merge event is missing", golden_id);
+    RL_TRY(reg_undo_event(reg, actor, event_id, "unmerge", event));
+cleanup:
+    json_decref(golden);
+    return err;
+}
+
+/* ---- review queue ---- */
+
+rl_error *rl_registry_review_list(rl_registry *reg, bool all, int limit, json_t **out)
+{
+    rl_error *err = NULL;
+    rl_store_iter *it = NULL;
+    json_t *items = json_array();
+    *out = NULL;
+    if (!items)
+        RL_FAIL(RL_ENOMEM, "out of memory");
+    if (limit <= 0 || limit > 10000)
+        limit = 10000;
+    RL_TRY(rl_store_iter_new(reg->store, RL_CF_REVIEW, NULL, 0, NULL, 0, &it));
+    for (; rl_store_iter_valid(it) && (int)json_array_size(items) < limit; rl_store_iter_next(it)) {
+        size_t vlen;
+        const char *v = rl_store_iter_value(it, &vlen);
+        json_t *item = json_loadb(v, vlen, 0, NULL);
+        if (!item)
+            RL_FAIL(RL_ESTORE, "review item is not JSON: the store is damaged");
+        const char *status = json_string_value(json_object_get(item, "status"));
+        if (all || (status && strcmp(status, "open") == 0))
+            json_array_append(items, item);
+        json_decref(item);
+    }
+    RL_TRY(rl_store_iter_status(it));
+    *out = json_pack("{s:o, s:I}", "items", items, "open", (json_int_t)reg->n_open_reviews);
+    items = NULL;
+cleanup:
+    rl_store_iter_destroy(it);
+    json_decref(items);
+    return err;
+}
+
+rl_error *rl_registry_review_show(rl_registry *reg, const rl_actor *actor, const char *review_id, json_t **out)
+{
+    rl_error *err = NULL;
+    json_t *item = NULL, *a = NULL, *b = NULL;
+    *out = NULL;
+    RL_TRY(reg_require_id(review_id, "review"));
+    RL_TRY(reg_get_json(reg, RL_CF_REVIEW, review_id, strlen(review_id), &item));
+    if (!item)
+        RL_FAIL(RL_ENOTFOUND, "no review item %s", review_id);
+    const char *ra = json_string_value(json_object_get(item, "record"));
+    const char *rb = json_string_value(json_object_get(item, "candidate_record"));
+    RL_TRY(reg_get_json(reg, RL_CF_RECORDS, ra, strlen(ra), &a));
+    RL_TRY(reg_get_json(reg, RL_CF_RECORDS, rb, strlen(rb), &b));
+    *out = json_pack("{s:O, s:O, s:O}", "item", item, "record", a ? a : json_null(), "candidate",
+                     b ? b : json_null());
+    if (!*out)
+        RL_FAIL(RL_ENOMEM, "out of memory");
+    const char *subjects[2] = {ra, rb};
+    RL_TRY(reg_audit_now(reg, actor, "review-read", subjects, 2, "ok", NULL));
+cleanup:
+    json_decref(item);
+    json_decref(a);
+    json_decref(b);
+    return err;
+}
+
+rl_error *rl_registry_review_resolve(rl_registry *reg, const rl_actor *actor, const char *review_id,
+                                     const char *decision, json_t **out)
+{
+    rl_error *err = NULL;
+    reg_txn txn = {0};
+    json_t *item = NULL, *target = NULL, *ev = NULL, *link = NULL;
+    bool locked = false;
+    *out = NULL;
+    RL_TRY(reg_require_id(review_id, "review"));
+    bool same = decision && strcmp(decision, "link") == 0;
+    bool different = decision && strcmp(decision, "not-a-match") == 0;
+    if (!same && !different)
+        RL_FAIL(RL_EINVAL, "decision must be \"link\" (same person) or \"not-a-match\"");
+    pthread_mutex_lock(&reg->write_lock);
+    locked = true;
+    RL_TRY(reg_txn_begin(reg, &txn));
+    RL_TRY(reg_get_json(reg, RL_CF_REVIEW, review_id, strlen(review_id), &item));
+    if (!item)
+        RL_FAIL(RL_ENOTFOUND, "no review item %s", review_id);
+    if (strcmp(json_string_value(json_object_get(item, "status")), "open") != 0)
+        RL_FAIL(RL_ECONFLICT, "review item %s is resolved already", review_id);
+    const char *rid = json_string_value(json_object_get(item, "record"));
+    const char *cand_golden = json_string_value(json_object_get(item, "candidate_golden"));
+    char now[32];
+    reg_now(now);
+    if (same) {
+        RL_TRY(reg_active_golden(&txn, cand_golden, &target));
+        RL_TRY(reg_move_record(&txn, actor, rid, cand_golden, target, "manual"));
+        json_t *t = target;
+        target = NULL;
+        RL_TRY(reg_txn_put_golden(&txn, cand_golden, t));
+    } else {
+        /* Remember the pair for every record now in the candidate's golden record. */
+        RL_TRY(reg_txn_golden(&txn, cand_golden, &target));
+        json_t *members = target ? json_object_get(target, "members") : NULL;
+        size_t i;
+        json_t *m;
+        json_t *memo = json_pack("{s:s, s:s, s:s}", "who", reg_actor_who(actor), "when", now, "review", review_id);
+        json_array_foreach(members, i, m) {
+            char pair[2 * REG_ID_LEN + 8];
+            size_t plen = reg_pair_key(rid, json_string_value(m), pair, sizeof pair);
+            reg_put_json(txn.batch, RL_CF_NOMATCH, pair, plen, memo, &err);
+        }
+        const char *cand_record = json_string_value(json_object_get(item, "candidate_record"));
+        char pair[2 * REG_ID_LEN + 8];
+        size_t plen = reg_pair_key(rid, cand_record, pair, sizeof pair);
+        reg_put_json(txn.batch, RL_CF_NOMATCH, pair, plen, memo, &err);
+        json_decref(memo);
+        if (err)
+            goto cleanup;
+    }
+    json_object_set_new(item, "status", json_string("resolved"));
+    char okey[2 * REG_ID_LEN + 8];
+    int oklen = snprintf(okey, sizeof okey, "%s%c%s", rid, '\0', cand_golden);
+    rl_store_batch_delete(txn.batch, RL_CF_REVIEW_OPEN, okey, (size_t)oklen);
+    txn.d_open_reviews--;
+    char event_id[REG_TIMEKEY_LEN + 1];
+    json_t *detail = json_pack("{s:s, s:s}", "review", review_id, "decision", decision);
+    err = reg_txn_event(&txn, actor, same ? "review-link" : "review-not-a-match", detail, event_id, &ev);
+    json_decref(detail);
+    if (err)
+        goto cleanup;
+    json_object_set_new(item, "resolution", json_pack("{s:s, s:s, s:s, s:s}", "decision", decision, "who",
+                                                      reg_actor_who(actor), "when", now, "event", event_id));
+    reg_put_json(txn.batch, RL_CF_REVIEW, review_id, strlen(review_id), item, &err);
+    if (err)
+        goto cleanup;
+    const char *subjects[3] = {rid, cand_golden, json_string_value(json_object_get(item, "golden"))};
+    json_t *audit_detail = json_pack("{s:s, s:s, s:s}", "review", review_id, "decision", decision, "event", event_id);
+    err = reg_txn_audit(&txn, actor, "review-decision", subjects, 3, "ok", audit_detail);
+    json_decref(audit_detail);
+    if (err)
+        goto cleanup;
+    uint64_t ticket;
+    RL_TRY(reg_txn_apply(&txn, &ticket));
+    pthread_mutex_unlock(&reg->write_lock);
+    locked = false;
+    RL_TRY(rl_store_sync(reg->store, ticket));
+    *out = json_pack("{s:O, s:O}", "item", item, "event", ev);
+cleanup:
+    if (locked)
+        pthread_mutex_unlock(&reg->write_lock);
+    reg_txn_end(&txn);
+    json_decref(item);
+    json_decref(target);
+    json_decref(ev);
+    json_decref(link);
+    return err;
+}

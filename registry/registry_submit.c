@@ -1,0 +1,511 @@
+/* Registration: store or update a source record, find who it is, link or queue a review. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/rl_log.h"
+#include "common/rl_time.h"
+#include "registry/registry_internal.h"
+
+enum { REG_IDENT_MAX = 900 };
+
+void rl_submit_result_clear(rl_submit_result *r)
+{
+    if (!r)
+        return;
+    json_decref(r->record);
+    memset(r, 0, sizeof *r);
+}
+
+size_t reg_pair_key(const char *a, const char *b, char *out, size_t size)
+{
+    if (strcmp(a, b) > 0) {
+        const char *t = a;
+        a = b;
+        b = t;
+    }
+    int n = snprintf(out, size, "%s%c%s", a, '\0', b);
+    return n > 0 && (size_t)n < size ? (size_t)n : 0;
+}
+
+/* "system|value" of every identifier carrying both. */
+static rl_error *reg_identifier_keys(const json_t *patient, json_t *out)
+{
+    size_t i;
+    const json_t *ident;
+    json_array_foreach(json_object_get(patient, "identifier"), i, ident) {
+        const char *system = json_string_value(json_object_get(ident, "system"));
+        const char *value = json_string_value(json_object_get(ident, "value"));
+        if (!system || !value)
+            continue;
+        if (strlen(system) + strlen(value) > REG_IDENT_MAX)
+            return RL_ERR(RL_EINVAL, "Patient.identifier[%zu]: system and value together exceed %d bytes", i,
+                          REG_IDENT_MAX);
+        if (strchr(system, '|'))
+            return RL_ERR(RL_EINVAL, "Patient.identifier[%zu].system must not contain '|'", i);
+        if (json_array_append_new(out, json_sprintf("%s|%s", system, value)) != 0)
+            return RL_ERR(RL_ENOMEM, "out of memory");
+    }
+    return NULL;
+}
+
+/* The source key: the identifier in the client's own system, else the first. */
+static const char *reg_source_key(const json_t *ident_keys, const rl_actor *actor)
+{
+    if (json_array_size(ident_keys) == 0)
+        return NULL;
+    if (actor && actor->bound_system) {
+        size_t n = strlen(actor->bound_system);
+        size_t i;
+        json_t *k;
+        json_array_foreach(ident_keys, i, k) {
+            const char *s = json_string_value(k);
+            if (strncmp(s, actor->bound_system, n) == 0 && s[n] == '|')
+                return s;
+        }
+    }
+    return json_string_value(json_array_get(ident_keys, 0));
+}
+
+static bool reg_system_trusted(const rl_registry *reg, const char *system, size_t len)
+{
+    for (int i = 0; i < reg->opts.ntrusted; i++)
+        if (strlen(reg->opts.trusted_systems[i]) == len && strncmp(reg->opts.trusted_systems[i], system, len) == 0)
+            return true;
+    return false;
+}
+
+/* +1: a trusted system where both carry the same value; -1: a trusted system
+ * where both carry values and none agree; 0: no trusted evidence. */
+static int reg_trusted_evidence(const rl_registry *reg, const json_t *a_keys, const json_t *b_keys)
+{
+    int verdict = 0;
+    size_t i, j;
+    json_t *ka, *kb;
+    json_array_foreach(a_keys, i, ka) {
+        const char *sa = json_string_value(ka);
+        const char *bar = strchr(sa, '|');
+        size_t slen = (size_t)(bar - sa);
+        if (!reg_system_trusted(reg, sa, slen))
+            continue;
+        bool same_system = false, same_value = false;
+        json_array_foreach(b_keys, j, kb) {
+            const char *sb = json_string_value(kb);
+            if (strncmp(sa, sb, slen + 1) == 0) {
+                same_system = true;
+                if (strcmp(sa, sb) == 0)
+                    same_value = true;
+            }
+        }
+        if (same_value)
+            return 1;
+        if (same_system)
+            verdict = -1;
+    }
+    return verdict;
+}
+
+/* Adds the record ids found under prefix to cands (an object used as a set). */
+static rl_error *reg_scan_candidates(rl_registry *reg, rl_cf cf, const char *prefix, const char *self,
+                                     json_t *cands, int cap)
+{
+    rl_error *err = NULL;
+    rl_store_iter *it = NULL;
+    char p[REG_KEY_MAX + 1];
+    int plen = snprintf(p, sizeof p, "%s%c", prefix, '\0');
+    if (plen <= 0 || (size_t)plen >= sizeof p)
+        goto cleanup;
+    RL_TRY(rl_store_iter_prefix(reg->store, cf, p, (size_t)plen, &it));
+    int seen = 0;
+    for (; rl_store_iter_valid(it); rl_store_iter_next(it)) {
+        if (++seen > cap) {
+            /* The key is patient data: report the size, never the key. */
+            rl_log(RL_LOG_WARN, "registry", "over-full block cut", "family=%s cap=%d",
+                   cf == RL_CF_IDENT ? "ident" : "blocking", cap);
+            break;
+        }
+        size_t klen;
+        const char *k = rl_store_iter_key(it, &klen);
+        char rid[REG_ID_LEN + 8];
+        size_t idlen = klen - (size_t)plen;
+        if (idlen >= sizeof rid)
+            continue;
+        memcpy(rid, k + plen, idlen);
+        rid[idlen] = '\0';
+        if (strcmp(rid, self) != 0)
+            json_object_set_new(cands, rid, json_true());
+    }
+    RL_TRY(rl_store_iter_status(it));
+cleanup:
+    rl_store_iter_destroy(it);
+    return err;
+}
+
+typedef struct reg_golden_score {
+    char golden[REG_ID_LEN + 8];
+    char record[REG_ID_LEN + 8];
+    double score;     /* best member */
+    double min_score; /* worst candidate member: a contradiction blocks auto-linking */
+    json_t *fields;
+    bool vetoed;
+} reg_golden_score;
+
+/* Scores every candidate and keeps the best per golden record. */
+static rl_error *reg_score_candidates(reg_txn *txn, const char *rid, const json_t *record,
+                                      const json_t *ident_keys, json_t *cands, reg_golden_score **out,
+                                      size_t *nout)
+{
+    rl_error *err = NULL;
+    rl_registry *reg = txn->reg;
+    reg_golden_score *gs = calloc(json_object_size(cands) + 1, sizeof *gs);
+    size_t n = 0;
+    json_t *cand = NULL, *link = NULL, *cand_keys = NULL, *fields = NULL, *veto = NULL;
+    if (!gs)
+        RL_FAIL(RL_ENOMEM, "out of memory");
+    const char *cid;
+    json_t *unused;
+    json_object_foreach(cands, cid, unused) {
+        RL_TRY(reg_get_json(reg, RL_CF_RECORDS, cid, strlen(cid), &cand));
+        RL_TRY(reg_txn_link(txn, cid, &link));
+        if (!cand || !link)
+            goto next; /* index entry without record: `ridgeline check` reports it */
+        const char *golden = json_string_value(json_object_get(link, "golden"));
+        double score = 0;
+        RL_TRY(reg->matcher->compare(reg->matcher, record, cand, &score, &fields));
+        cand_keys = json_array();
+        RL_TRY(reg_identifier_keys(cand, cand_keys));
+        int trusted = reg_trusted_evidence(reg, ident_keys, cand_keys);
+        if (trusted > 0) {
+            score = 1.0;
+            json_object_set_new(fields, "identifier", json_string("agree (trusted)"));
+        }
+        char pair[2 * REG_ID_LEN + 8];
+        size_t plen = reg_pair_key(rid, cid, pair, sizeof pair);
+        RL_TRY(reg_get_json(reg, RL_CF_NOMATCH, pair, plen, &veto));
+        bool vetoed = veto != NULL || trusted < 0;
+        size_t g = 0;
+        while (g < n && strcmp(gs[g].golden, golden) != 0)
+            g++;
+        if (g == n) {
+            snprintf(gs[n].golden, sizeof gs[n].golden, "%s", golden);
+            gs[n].score = -1;
+            gs[n].min_score = 2;
+            n++;
+        }
+        gs[g].vetoed = gs[g].vetoed || vetoed;
+        if (score < gs[g].min_score)
+            gs[g].min_score = score;
+        if (score > gs[g].score) {
+            gs[g].score = score;
+            snprintf(gs[g].record, sizeof gs[g].record, "%s", cid);
+            json_decref(gs[g].fields);
+            gs[g].fields = fields;
+            fields = NULL;
+        }
+    next:
+        json_decref(cand);
+        json_decref(link);
+        json_decref(cand_keys);
+        json_decref(fields);
+        json_decref(veto);
+        cand = link = cand_keys = fields = veto = NULL;
+    }
+    *out = gs;
+    *nout = n;
+    gs = NULL;
+cleanup:
+    json_decref(cand);
+    json_decref(link);
+    json_decref(cand_keys);
+    json_decref(fields);
+    json_decref(veto);
+    if (gs) {
+        for (size_t i = 0; i < n; i++)
+            json_decref(gs[i].fields);
+        free(gs);
+    }
+    return err;
+}
+
+rl_error *reg_queue_review(reg_txn *txn, const char *record_id, const char *own_golden,
+                           const char *candidate_golden, const char *candidate_record, double score,
+                           json_t *fields, bool *queued)
+{
+    rl_error *err = NULL;
+    rl_registry *reg = txn->reg;
+    char *existing = NULL;
+    json_t *item = NULL;
+    *queued = false;
+    char okey[2 * REG_ID_LEN + 8];
+    int oklen = snprintf(okey, sizeof okey, "%s%c%s", record_id, '\0', candidate_golden);
+    size_t len;
+    bool found;
+    RL_TRY(rl_store_get(reg->store, RL_CF_REVIEW_OPEN, okey, (size_t)oklen, &existing, &len, &found));
+    if (found)
+        goto cleanup;
+    char id[REG_TIMEKEY_LEN + 1];
+    reg_time_key(reg, rl_time_wall_ms(), id);
+    char now[32];
+    reg_now(now);
+    /* Whatever the score, an item a human must decide is at most "probable". */
+    const char *grade = reg_grade(reg, score);
+    if (strcmp(grade, "certain") == 0)
+        grade = "probable";
+    item = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:f, s:s, s:O}", "id", id, "status", "open",
+                     "created", now, "record", record_id, "golden", own_golden, "candidate_golden",
+                     candidate_golden, "candidate_record", candidate_record, "score", score, "grade", grade,
+                     "fields", fields ? fields : json_null());
+    if (!item)
+        RL_FAIL(RL_ENOMEM, "out of memory");
+    reg_put_json(txn->batch, RL_CF_REVIEW, id, REG_TIMEKEY_LEN, item, &err);
+    if (err)
+        goto cleanup;
+    rl_store_batch_put(txn->batch, RL_CF_REVIEW_OPEN, okey, (size_t)oklen, id, REG_TIMEKEY_LEN);
+    txn->d_open_reviews++;
+    *queued = true;
+cleanup:
+    free(existing);
+    json_decref(item);
+    return err;
+}
+
+static void reg_put_index(reg_txn *txn, const char *rid, const json_t *ident_keys, const json_t *postings,
+                          const char *source_key, bool delete)
+{
+    char key[REG_KEY_MAX + REG_ID_LEN + 2];
+    size_t i;
+    json_t *k;
+    const json_t *lists[2] = {ident_keys, postings};
+    const rl_cf cfs[2] = {RL_CF_IDENT, RL_CF_BLOCKING};
+    for (int l = 0; l < 2; l++) {
+        json_array_foreach(lists[l], i, k) {
+            int n = snprintf(key, sizeof key, "%s%c%s", json_string_value(k), '\0', rid);
+            if (n <= 0 || (size_t)n >= sizeof key)
+                continue;
+            if (delete)
+                rl_store_batch_delete(txn->batch, cfs[l], key, (size_t)n);
+            else
+                rl_store_batch_put(txn->batch, cfs[l], key, (size_t)n, "", 0);
+        }
+    }
+    if (source_key && !delete)
+        rl_store_batch_put(txn->batch, RL_CF_SRCKEY, source_key, strlen(source_key), rid, strlen(rid));
+}
+
+/* The record as stored: resourceType, id and meta first, then what the client sent. */
+static json_t *reg_build_record(const json_t *patient, const char *rid, long version)
+{
+    char now[32];
+    reg_now(now);
+    char vid[24];
+    snprintf(vid, sizeof vid, "%ld", version);
+    json_t *record = json_pack("{s:s, s:s, s:{s:s, s:s}}", "resourceType", "Patient", "id", rid, "meta",
+                               "versionId", vid, "lastUpdated", now);
+    if (!record)
+        return NULL;
+    const char *key;
+    json_t *value;
+    json_object_foreach((json_t *)patient, key, value) {
+        /* id, meta and link belong to the registry. */
+        if (strcmp(key, "id") == 0 || strcmp(key, "meta") == 0 || strcmp(key, "resourceType") == 0 ||
+            strcmp(key, "link") == 0)
+            continue;
+        json_object_set(record, key, value);
+    }
+    return record;
+}
+
+rl_error *rl_registry_submit(rl_registry *reg, const rl_actor *actor, const json_t *patient,
+                             rl_submit_result *res)
+{
+    rl_error *err = NULL;
+    json_t *ident_keys = json_array(), *postings = json_array(), *cands = json_object();
+    json_t *old = NULL, *old_link = NULL, *record = NULL, *link = NULL, *golden = NULL, *index = NULL;
+    char *existing = NULL;
+    reg_golden_score *gs = NULL;
+    size_t ngs = 0;
+    bool locked = false;
+    reg_txn txn = {0};
+    uint64_t ticket = 0;
+    memset(res, 0, sizeof *res);
+    if (!ident_keys || !postings || !cands)
+        RL_FAIL(RL_ENOMEM, "out of memory");
+
+    RL_TRY(rl_registry_patient_validate(patient));
+    RL_TRY(reg_identifier_keys(patient, ident_keys));
+    RL_TRY(reg->matcher->keys(reg->matcher, patient, postings));
+    const char *source_key = reg_source_key(ident_keys, actor);
+
+    pthread_mutex_lock(&reg->write_lock);
+    locked = true;
+    RL_TRY(reg_txn_begin(reg, &txn));
+
+    char rid[REG_ID_LEN + 8];
+    long version = 1;
+    size_t len = 0;
+    bool found = false;
+    if (source_key)
+        RL_TRY(rl_store_get(reg->store, RL_CF_SRCKEY, source_key, strlen(source_key), &existing, &len, &found));
+    if (found) {
+        snprintf(rid, sizeof rid, "%.*s", (int)len, existing);
+        RL_TRY(reg_get_json(reg, RL_CF_RECORDS, rid, strlen(rid), &old));
+        RL_TRY(reg_txn_link(&txn, rid, &old_link));
+        if (!old || !old_link)
+            RL_FAIL(RL_ESTORE, "source key points at a record without data or link: run `ridgeline check`");
+        const char *vid = json_string_value(json_object_get(json_object_get(old, "meta"), "versionId"));
+        long old_version = vid ? strtol(vid, NULL, 10) : 1;
+        version = old_version + 1;
+        char vkey[REG_ID_LEN + 16];
+        int vn = snprintf(vkey, sizeof vkey, "%s%c%08ld", rid, '\0', old_version);
+        reg_put_json(txn.batch, RL_CF_VERSIONS, vkey, (size_t)vn, old, &err);
+        if (err)
+            goto cleanup;
+        /* Drop the old index entries; the new ones are written below (later wins in a batch). */
+        json_t *old_idents = json_array();
+        RL_TRY(reg_identifier_keys(old, old_idents));
+        reg_put_index(&txn, rid, old_idents, json_object_get(json_object_get(old_link, "index"), "postings"), NULL,
+                      true);
+        json_decref(old_idents);
+    } else {
+        reg_new_id(rid);
+        txn.d_records++;
+    }
+
+    record = reg_build_record(patient, rid, version);
+    if (!record)
+        RL_FAIL(RL_ENOMEM, "out of memory");
+    reg_put_json(txn.batch, RL_CF_RECORDS, rid, strlen(rid), record, &err);
+    if (err)
+        goto cleanup;
+    reg_put_index(&txn, rid, ident_keys, postings, source_key, false);
+    index = json_pack("{s:s?, s:O}", "source_key", source_key, "postings", postings);
+
+    /* Who might this be? */
+    size_t i;
+    json_t *k;
+    json_array_foreach(postings, i, k)
+        RL_TRY(reg_scan_candidates(reg, RL_CF_BLOCKING, json_string_value(k), rid, cands,
+                                   reg->opts.max_candidates_per_key));
+    json_array_foreach(ident_keys, i, k) {
+        const char *key = json_string_value(k);
+        if (reg_system_trusted(reg, key, (size_t)(strchr(key, '|') - key)))
+            RL_TRY(reg_scan_candidates(reg, RL_CF_IDENT, key, rid, cands, reg->opts.max_candidates_per_key));
+    }
+    RL_TRY(reg_score_candidates(&txn, rid, record, ident_keys, cands, &gs, &ngs));
+
+    char golden_id[REG_ID_LEN + 8];
+    double link_score = 1.0;
+    const char *grade = "certain";
+    if (!found) {
+        reg_golden_score *best = NULL;
+        int qualified = 0;
+        for (size_t g = 0; g < ngs; g++) {
+            json_t *cg = NULL;
+            /* Every member found must agree: one that contradicts (a twin of
+             * another sex, say) sends the decision to a reviewer instead. */
+            if (gs[g].vetoed || gs[g].min_score < reg->opts.auto_link_threshold)
+                continue;
+            RL_TRY(reg_txn_golden(&txn, gs[g].golden, &cg));
+            bool active = cg && reg_golden_active(cg);
+            json_decref(cg);
+            if (active) {
+                qualified++;
+                if (!best || gs[g].score > best->score)
+                    best = &gs[g];
+            }
+        }
+        /* Two persons both certain is no certainty: a reviewer decides. */
+        if (qualified > 1)
+            best = NULL;
+        if (best) {
+            snprintf(golden_id, sizeof golden_id, "%s", best->golden);
+            RL_TRY(reg_txn_golden(&txn, golden_id, &golden));
+            RL_TRY(reg_golden_add_member(golden, rid));
+            link_score = best->score;
+            grade = reg_grade(reg, best->score);
+        } else {
+            reg_new_id(golden_id);
+            golden = reg_golden_new(golden_id, rid);
+            if (!golden)
+                RL_FAIL(RL_ENOMEM, "out of memory");
+        }
+        json_t *g = golden;
+        golden = NULL;
+        RL_TRY(reg_txn_put_golden(&txn, golden_id, g));
+        link = reg_link_new(golden_id, grade, link_score, "auto", actor, index);
+    } else {
+        /* An update keeps its link: moving a person silently is a reviewer's call. */
+        snprintf(golden_id, sizeof golden_id, "%s", json_string_value(json_object_get(old_link, "golden")));
+        link = json_deep_copy(old_link);
+        if (link)
+            json_object_set(link, "index", index);
+        grade = json_string_value(json_object_get(old_link, "grade"));
+        link_score = json_number_value(json_object_get(old_link, "score"));
+    }
+    if (!link)
+        RL_FAIL(RL_ENOMEM, "out of memory");
+    json_t *l = link;
+    link = NULL;
+    RL_TRY(reg_txn_put_link(&txn, rid, l));
+    RL_TRY(reg_txn_link(&txn, rid, &link));
+
+    for (size_t g = 0; g < ngs; g++) {
+        if (gs[g].vetoed || gs[g].score < reg->opts.review_threshold || strcmp(gs[g].golden, golden_id) == 0)
+            continue;
+        json_t *cg = NULL;
+        RL_TRY(reg_txn_golden(&txn, gs[g].golden, &cg));
+        bool active = cg && reg_golden_active(cg);
+        json_decref(cg);
+        if (!active)
+            continue;
+        bool queued = false;
+        RL_TRY(reg_queue_review(&txn, rid, golden_id, gs[g].golden, gs[g].record, gs[g].score, gs[g].fields,
+                                &queued));
+        res->reviews_queued += queued;
+    }
+
+    const char *subjects[2] = {rid, golden_id};
+    json_t *detail = json_pack("{s:s, s:f, s:i, s:i}", "grade", grade, "score", link_score, "candidates",
+                               (int)json_object_size(cands), "reviews_queued", res->reviews_queued);
+    err = reg_txn_audit(&txn, actor, found ? "update" : "create", subjects, 2, "ok", detail);
+    json_decref(detail);
+    if (err)
+        goto cleanup;
+    RL_TRY(reg_txn_apply(&txn, &ticket));
+    pthread_mutex_unlock(&reg->write_lock);
+    locked = false;
+    RL_TRY(rl_store_sync(reg->store, ticket));
+
+    res->record = reg_record_view(record, link);
+    if (!res->record)
+        RL_FAIL(RL_ENOMEM, "out of memory");
+    res->created = !found;
+    snprintf(res->record_id, sizeof res->record_id, "%s", rid);
+    snprintf(res->golden_id, sizeof res->golden_id, "%s", golden_id);
+    res->grade = found ? "certain" : grade;
+    if (found) {
+        const char *g = json_string_value(json_object_get(link, "grade"));
+        res->grade = g && strcmp(g, "probable") == 0 ? "probable" : g && strcmp(g, "possible") == 0 ? "possible" : "certain";
+    }
+    res->score = link_score;
+cleanup:
+    if (locked)
+        pthread_mutex_unlock(&reg->write_lock);
+    reg_txn_end(&txn);
+    for (size_t g = 0; g < ngs; g++)
+        json_decref(gs[g].fields);
+    free(gs);
+    free(existing);
+    json_decref(ident_keys);
+    json_decref(postings);
+    json_decref(cands);
+    json_decref(old);
+    json_decref(old_link);
+    json_decref(record);
+    json_decref(link);
+    json_decref(golden);
+    json_decref(index);
+    if (err)
+        rl_submit_result_clear(res);
+    return err;
+}

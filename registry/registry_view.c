@@ -1,0 +1,206 @@
+/* Reading: source records with their link, golden records as computed FHIR Patients. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "registry/registry_internal.h"
+
+static json_t *reg_reference_link(const char *id, const char *type)
+{
+    char ref[96];
+    snprintf(ref, sizeof ref, "Patient/%s", id);
+    return json_pack("{s:{s:s}, s:s}", "other", "reference", ref, "type", type);
+}
+
+json_t *reg_record_view(const json_t *record, const json_t *link)
+{
+    json_t *view = json_deep_copy(record);
+    const char *golden = json_string_value(json_object_get(link, "golden"));
+    if (view && golden)
+        json_object_set_new(view, "link", json_pack("[o]", reg_reference_link(golden, "refer")));
+    return view;
+}
+
+/* Elements the golden view takes whole from one member. */
+static const char *const reg_survivor_elements[] = {
+    "name", "telecom", "gender", "birthDate", "deceasedBoolean", "deceasedDateTime", "address",
+    "maritalStatus", "multipleBirthBoolean", "multipleBirthInteger", "communication", "contact",
+    "generalPractitioner", "managingOrganization",
+};
+enum { REG_NSURVIVORS = sizeof reg_survivor_elements / sizeof *reg_survivor_elements };
+
+static int reg_by_recent(const void *a, const void *b)
+{
+    const json_t *ra = *(json_t *const *)a, *rb = *(json_t *const *)b;
+    const char *ta = json_string_value(json_object_get(json_object_get(ra, "meta"), "lastUpdated"));
+    const char *tb = json_string_value(json_object_get(json_object_get(rb, "meta"), "lastUpdated"));
+    /* ISO instants in UTC sort as text; newest first, id as the tie-break for determinism. */
+    int c = strcmp(tb ? tb : "", ta ? ta : "");
+    if (c)
+        return c;
+    return strcmp(json_string_value(json_object_get(ra, "id")), json_string_value(json_object_get(rb, "id")));
+}
+
+static int reg_by_complete(const void *a, const void *b)
+{
+    const json_t *ra = *(json_t *const *)a, *rb = *(json_t *const *)b;
+    int na = (int)json_object_size(ra), nb = (int)json_object_size(rb);
+    if (na != nb)
+        return nb - na;
+    return reg_by_recent(a, b);
+}
+
+static rl_error *reg_golden_view(rl_registry *reg, const json_t *golden, json_t **out)
+{
+    rl_error *err = NULL;
+    const char *gid = json_string_value(json_object_get(golden, "id"));
+    json_t *members = json_object_get(golden, "members");
+    size_t n = json_array_size(members);
+    json_t **records = calloc(n + 1, sizeof *records);
+    json_t *view = NULL;
+    size_t have = 0;
+    if (!records)
+        RL_FAIL(RL_ENOMEM, "out of memory");
+    size_t i;
+    json_t *m;
+    json_array_foreach(members, i, m) {
+        const char *rid = json_string_value(m);
+        RL_TRY(reg_get_json(reg, RL_CF_RECORDS, rid, strlen(rid), &records[have]));
+        if (records[have])
+            have++;
+    }
+    qsort(records, have, sizeof *records,
+          reg->opts.survivorship == RL_SURVIVE_MOST_COMPLETE ? reg_by_complete : reg_by_recent);
+
+    char vid[24];
+    snprintf(vid, sizeof vid, "%lld", (long long)json_integer_value(json_object_get(golden, "version")));
+    view = json_pack("{s:s, s:s, s:{s:s, s:s, s:[{s:s, s:s}]}, s:b}", "resourceType", "Patient", "id", gid,
+                     "meta", "versionId", vid, "lastUpdated", json_string_value(json_object_get(golden, "updated")),
+                     "tag", "system", "urn:ridgeline:tag", "code", "golden-record", "active",
+                     reg_golden_active(golden));
+    if (!view)
+        RL_FAIL(RL_ENOMEM, "out of memory");
+    /* Identifiers: the union over members, each once. */
+    json_t *idents = json_array();
+    for (size_t r = 0; r < have; r++) {
+        size_t j;
+        json_t *id;
+        json_array_foreach(json_object_get(records[r], "identifier"), j, id) {
+            bool dup = false;
+            size_t k;
+            json_t *seen;
+            json_array_foreach(idents, k, seen)
+                dup = dup || json_equal(seen, id);
+            if (!dup)
+                json_array_append(idents, id);
+        }
+    }
+    if (json_array_size(idents))
+        json_object_set_new(view, "identifier", idents);
+    else
+        json_decref(idents);
+    for (int e = 0; e < REG_NSURVIVORS; e++) {
+        for (size_t r = 0; r < have; r++) {
+            json_t *v = json_object_get(records[r], reg_survivor_elements[e]);
+            if (v) {
+                json_object_set(view, reg_survivor_elements[e], v);
+                break;
+            }
+        }
+    }
+    json_t *links = json_array();
+    json_array_foreach(members, i, m)
+        json_array_append_new(links, reg_reference_link(json_string_value(m), "seealso"));
+    const char *merged_into = json_string_value(json_object_get(golden, "merged_into"));
+    if (merged_into && !reg_golden_active(golden))
+        json_array_append_new(links, reg_reference_link(merged_into, "replaced-by"));
+    json_object_set_new(view, "link", links);
+    *out = view;
+    view = NULL;
+cleanup:
+    for (size_t r = 0; r < have; r++)
+        json_decref(records[r]);
+    free(records);
+    json_decref(view);
+    return err;
+}
+
+rl_error *rl_registry_patient_read(rl_registry *reg, const rl_actor *actor, const char *id, json_t **out)
+{
+    rl_error *err = NULL;
+    json_t *record = NULL, *link = NULL, *golden = NULL;
+    *out = NULL;
+    if (!rl_registry_id_valid(id))
+        RL_FAIL(RL_EINVAL, "a Patient id is 1 to 64 letters, digits, '-' or '.'");
+    RL_TRY(reg_get_json(reg, RL_CF_RECORDS, id, strlen(id), &record));
+    if (record) {
+        RL_TRY(reg_get_json(reg, RL_CF_LINKS, id, strlen(id), &link));
+        *out = reg_record_view(record, link);
+    } else {
+        RL_TRY(reg_get_json(reg, RL_CF_GOLDEN, id, strlen(id), &golden));
+        if (!golden)
+            RL_FAIL(RL_ENOTFOUND, "no Patient with this id");
+        RL_TRY(reg_golden_view(reg, golden, out));
+    }
+    if (!*out)
+        RL_FAIL(RL_ENOMEM, "out of memory");
+    const char *subjects[1] = {id};
+    RL_TRY(reg_audit_now(reg, actor, "read", subjects, 1, "ok", NULL));
+cleanup:
+    json_decref(record);
+    json_decref(link);
+    json_decref(golden);
+    if (err) {
+        json_decref(*out);
+        *out = NULL;
+    }
+    return err;
+}
+
+rl_error *rl_registry_record_show(rl_registry *reg, const rl_actor *actor, const char *record_id, json_t **out)
+{
+    rl_error *err = NULL;
+    json_t *record = NULL, *link = NULL;
+    *out = NULL;
+    if (!rl_registry_id_valid(record_id))
+        RL_FAIL(RL_EINVAL, "a record id is 1 to 64 letters, digits, '-' or '.'");
+    RL_TRY(reg_get_json(reg, RL_CF_RECORDS, record_id, strlen(record_id), &record));
+    if (!record)
+        RL_FAIL(RL_ENOTFOUND, "no source record with this id");
+    RL_TRY(reg_get_json(reg, RL_CF_LINKS, record_id, strlen(record_id), &link));
+    *out = json_pack("{s:s, s:O, s:O}", "id", record_id, "record", record, "link", link ? link : json_null());
+    if (!*out)
+        RL_FAIL(RL_ENOMEM, "out of memory");
+    const char *subjects[1] = {record_id};
+    RL_TRY(reg_audit_now(reg, actor, "read", subjects, 1, "ok", NULL));
+cleanup:
+    json_decref(record);
+    json_decref(link);
+    if (err) {
+        json_decref(*out);
+        *out = NULL;
+    }
+    return err;
+}
+
+rl_error *rl_registry_golden_show(rl_registry *reg, const rl_actor *actor, const char *golden_id, json_t **out)
+{
+    rl_error *err = NULL;
+    json_t *golden = NULL, *view = NULL;
+    *out = NULL;
+    if (!rl_registry_id_valid(golden_id))
+        RL_FAIL(RL_EINVAL, "a golden id is 1 to 64 letters, digits, '-' or '.'");
+    RL_TRY(reg_get_json(reg, RL_CF_GOLDEN, golden_id, strlen(golden_id), &golden));
+    if (!golden)
+        RL_FAIL(RL_ENOTFOUND, "no golden record with this id");
+    RL_TRY(reg_golden_view(reg, golden, &view));
+    *out = json_pack("{s:s, s:O, s:O}", "id", golden_id, "golden", golden, "view", view);
+    if (!*out)
+        RL_FAIL(RL_ENOMEM, "out of memory");
+    const char *subjects[1] = {golden_id};
+    RL_TRY(reg_audit_now(reg, actor, "read", subjects, 1, "ok", NULL));
+cleanup:
+    json_decref(golden);
+    json_decref(view);
+    return err;
+}
