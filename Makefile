@@ -62,7 +62,7 @@ $(CONFIG_MK): scripts/deps.sh Makefile
 	   echo "TEST_LIBS := $$(pkg-config --libs $(TEST_PKGS))"; } > $@.tmp && mv $@.tmp $@
 
 # Layers, lowest first. Each folder's README says what it may include.
-LIB_DIRS := common store registry api
+LIB_DIRS := common store registry api bench
 LIB_SRCS := $(sort $(wildcard $(addsuffix /*.c,$(LIB_DIRS))))
 CMD_SRCS := $(sort $(wildcard cmd/*.c))
 UNIT_SRCS  := $(sort $(wildcard tests/unit/test_*.c))
@@ -138,8 +138,10 @@ test-fast: deps check-layers tests
 check-layers:
 	@scripts/check-layers.sh
 
-bench: $(BIN)
-	@echo "bench: no benchmarks yet; they arrive with the registry, matching and kernel work"
+# Long benchmarks, kept out of `make test`. BENCH_SIZES overrides the registry sizes.
+BENCH_SIZES ?= 100000 1000000
+bench: deps $(BIN)
+	@for n in $(BENCH_SIZES); do $(BIN) bench register --size $$n || exit 1; echo; done
 
 install: $(BIN)
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(SYSCONFDIR)/ridgeline $(DESTDIR)$(UNITDIR)

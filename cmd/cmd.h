@@ -25,6 +25,8 @@ void cmd_version_help(void);
 int cmd_admin(int argc, char **argv);
 void cmd_admin_help(const char *name);
 int cmd_restore(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
+void cmd_bench_help(void);
 void cmd_restore_help(void);
 
 /* Prints an error (message and file:line trace) to stderr and frees it. */

@@ -80,7 +80,8 @@ static rl_error *restore_verify(const rl_config *cfg, const char *dir, json_t **
     rl_error *err = NULL;
     rl_store *store = NULL;
     rl_registry *reg = NULL;
-    rl_store_options so = {.sync = true};
+    rl_store_options so;
+    cmd_store_options(cfg, &so);
     rl_registry_options ro;
     RL_TRY(rl_store_open(dir, &so, &store));
     cmd_registry_options(cfg, &ro);
@@ -138,7 +139,8 @@ int cmd_restore(int argc, char **argv)
     bool have_current = stat(target, &st) == 0;
     if (have_current) {
         /* A running server holds the lock: refuse before touching anything. */
-        rl_store_options so = {.sync = true};
+        rl_store_options so;
+        cmd_store_options(&cfg, &so);
         rl_error *open_err = rl_store_open(target, &so, &current);
         if (open_err && rl_error_code(open_err) == RL_ECONFLICT) {
             rl_error_free(open_err);

@@ -148,7 +148,8 @@ int cmd_serve(int argc, char **argv)
     rl_store *store = NULL;
     rl_registry *registry = NULL;
     rl_api *api = NULL;
-    rl_store_options store_opts = {.sync = cfg.store_sync == RL_SYNC_ALWAYS};
+    rl_store_options store_opts;
+    cmd_store_options(&cfg, &store_opts);
     status = CMD_FAILED;
     if ((err = rl_store_open(cfg.data_dir, &store_opts, &store)) != NULL)
         goto cleanup;

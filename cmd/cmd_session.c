@@ -33,6 +33,13 @@ void cmd_registry_options(const rl_config *cfg, rl_registry_options *opts)
         snprintf(opts->trusted_systems[i], sizeof opts->trusted_systems[i], "%s", cfg->registry_trusted_systems[i]);
 }
 
+void cmd_store_options(const rl_config *cfg, rl_store_options *opts)
+{
+    opts->sync = cfg->store_sync == RL_SYNC_ALWAYS;
+    opts->group_commit_us = cfg->store_group_commit_us;
+    opts->cache_bytes = (size_t)cfg->store_cache_mb << 20;
+}
+
 rl_error *cmd_session_open(cmd_session *s, const char *config, const char *data, const char *server)
 {
     rl_error *err = NULL;
@@ -41,7 +48,8 @@ rl_error *cmd_session_open(cmd_session *s, const char *config, const char *data,
     snprintf(s->actor, sizeof s->actor, "cli:%s", user && *user ? user : "unknown");
     RL_TRY(cmd_config_build(config, data, &s->cfg));
     if (!server) {
-        rl_store_options so = {.sync = s->cfg.store_sync == RL_SYNC_ALWAYS};
+        rl_store_options so;
+        cmd_store_options(&s->cfg, &so);
         rl_error *open_err = rl_store_open(s->cfg.data_dir, &so, &s->store);
         if (open_err && rl_error_code(open_err) != RL_ECONFLICT) {
             err = open_err;

@@ -30,6 +30,7 @@ typedef struct cmd_session {
 /* Settings: defaults, then the file (config may be NULL), then --data (may be NULL). */
 rl_error *cmd_config_build(const char *config, const char *data, rl_config *cfg);
 void cmd_registry_options(const rl_config *cfg, rl_registry_options *opts);
+void cmd_store_options(const rl_config *cfg, rl_store_options *opts);
 
 /* server: "HOST:PORT" to force the HTTP path, or NULL to decide by the store's lock. */
 rl_error *cmd_session_open(cmd_session *s, const char *config, const char *data, const char *server);

@@ -48,6 +48,8 @@ static const rl_opt rl_opts[] = {
     RL_OPTION("http", "connection_timeout_s", RL_OPT_INT, http_connection_timeout_s, 1, 3600),
     RL_OPTION("http", "max_connections", RL_OPT_INT, http_max_connections, 1, 65536),
     {.section = "store", .key = "sync", .kind = RL_OPT_ENUM, .offset = RL_OFF(store_sync), .names = rl_sync_names},
+    RL_OPTION("store", "group_commit_us", RL_OPT_INT, store_group_commit_us, 0, 100000),
+    RL_OPTION("store", "cache_mb", RL_OPT_INT, store_cache_mb, 8, 65536),
     RL_OPTION("registry", "auto_link_threshold", RL_OPT_DOUBLE, registry_auto_link_threshold, 0, 100),
     RL_OPTION("registry", "review_threshold", RL_OPT_DOUBLE, registry_review_threshold, 0, 100),
     RL_OPTION("registry", "max_candidates_per_key", RL_OPT_INT, registry_max_candidates_per_key, 1, 1000000),
@@ -72,6 +74,8 @@ void rl_config_defaults(rl_config *cfg)
     cfg->http_connection_timeout_s = 30;
     cfg->http_max_connections = 512;
     cfg->store_sync = RL_SYNC_ALWAYS;
+    cfg->store_group_commit_us = 1000;
+    cfg->store_cache_mb = 64;
     cfg->registry_auto_link_threshold = 0.9;
     cfg->registry_review_threshold = 0.6;
     cfg->registry_max_candidates_per_key = 1000;

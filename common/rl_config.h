@@ -49,6 +49,8 @@ typedef struct rl_config {
     int http_connection_timeout_s;
     int http_max_connections;
     rl_sync_policy store_sync;
+    int store_group_commit_us;
+    int store_cache_mb;
     double registry_auto_link_threshold;
     double registry_review_threshold;
     int registry_max_candidates_per_key;

@@ -10,7 +10,12 @@
 #include "common/rl_time.h"
 #include "registry/registry_internal.h"
 
-static const char *const reg_counter_keys[3] = {"count:records", "count:goldens", "count:open_reviews"};
+/* Counters live in memory and reach the store only at a clean close, with a
+ * mark saying they are exact. Opening removes the mark (durably) before any
+ * write, so after a crash the counters are recounted from the data instead of
+ * trusted. This keeps two writes per registration off the hot path. */
+static const char reg_counters_key[] = "counters";
+static const char reg_counters_clean_key[] = "counters_clean";
 
 void rl_registry_options_defaults(rl_registry_options *opts)
 {
@@ -21,19 +26,76 @@ void rl_registry_options_defaults(rl_registry_options *opts)
     opts->survivorship = RL_SURVIVE_MOST_RECENT;
 }
 
-static rl_error *reg_load_counter(rl_registry *reg, int which, uint64_t *value)
+static rl_error *reg_count_keys(rl_registry *reg, rl_cf cf, const char *needle, uint64_t *count)
 {
     rl_error *err = NULL;
-    char *text = NULL;
-    size_t len = 0;
-    bool found = false;
-    *value = 0;
-    RL_TRY(rl_store_get(reg->store, RL_CF_META, reg_counter_keys[which], strlen(reg_counter_keys[which]),
-                        &text, &len, &found));
-    if (found)
-        *value = strtoull(text, NULL, 10);
+    rl_store_iter *it = NULL;
+    *count = 0;
+    size_t nlen = needle ? strlen(needle) : 0;
+    RL_TRY(rl_store_iter_new(reg->store, cf, NULL, 0, NULL, 0, &it));
+    for (; rl_store_iter_valid(it); rl_store_iter_next(it)) {
+        if (needle) {
+            size_t vlen;
+            const char *v = rl_store_iter_value(it, &vlen);
+            if (!memmem(v, vlen, needle, nlen))
+                continue;
+        }
+        (*count)++;
+    }
+    RL_TRY(rl_store_iter_status(it));
 cleanup:
-    free(text);
+    rl_store_iter_destroy(it);
+    return err;
+}
+
+static rl_error *reg_load_counters(rl_registry *reg)
+{
+    rl_error *err = NULL;
+    json_t *saved = NULL;
+    char *clean = NULL;
+    size_t clean_len = 0;
+    bool clean_found = false;
+    rl_store_batch *batch = NULL;
+    RL_TRY(rl_store_get(reg->store, RL_CF_META, reg_counters_clean_key, strlen(reg_counters_clean_key), &clean,
+                        &clean_len, &clean_found));
+    RL_TRY(reg_get_json(reg, RL_CF_META, reg_counters_key, strlen(reg_counters_key), &saved));
+    if (clean_found && saved) {
+        reg->n_records = (uint64_t)json_integer_value(json_object_get(saved, "records"));
+        reg->n_goldens = (uint64_t)json_integer_value(json_object_get(saved, "goldens"));
+        reg->n_open_reviews = (uint64_t)json_integer_value(json_object_get(saved, "open_reviews"));
+        RL_TRY(rl_store_batch_new(reg->store, &batch));
+        rl_store_batch_delete(batch, RL_CF_META, reg_counters_clean_key, strlen(reg_counters_clean_key));
+        RL_TRY(rl_store_write(reg->store, batch));
+    } else {
+        /* Our own compact JSON writes the status exactly so. */
+        RL_TRY(reg_count_keys(reg, RL_CF_RECORDS, NULL, &reg->n_records));
+        RL_TRY(reg_count_keys(reg, RL_CF_GOLDEN, "\"status\":\"active\"", &reg->n_goldens));
+        RL_TRY(reg_count_keys(reg, RL_CF_REVIEW_OPEN, NULL, &reg->n_open_reviews));
+    }
+cleanup:
+    json_decref(saved);
+    free(clean);
+    rl_store_batch_destroy(batch);
+    return err;
+}
+
+static rl_error *reg_save_counters(rl_registry *reg)
+{
+    rl_error *err = NULL;
+    rl_store_batch *batch = NULL;
+    json_t *saved = json_pack("{s:I, s:I, s:I}", "records", (json_int_t)reg->n_records, "goldens",
+                              (json_int_t)reg->n_goldens, "open_reviews", (json_int_t)reg->n_open_reviews);
+    if (!saved)
+        RL_FAIL(RL_ENOMEM, "out of memory");
+    RL_TRY(rl_store_batch_new(reg->store, &batch));
+    reg_put_json(batch, RL_CF_META, reg_counters_key, strlen(reg_counters_key), saved, &err);
+    if (err)
+        goto cleanup;
+    rl_store_batch_put(batch, RL_CF_META, reg_counters_clean_key, strlen(reg_counters_clean_key), "1", 1);
+    RL_TRY(rl_store_write(reg->store, batch));
+cleanup:
+    json_decref(saved);
+    rl_store_batch_destroy(batch);
     return err;
 }
 
@@ -58,9 +120,8 @@ rl_error *rl_registry_open(rl_store *store, const rl_registry_options *opts, rl_
     reg->matcher = rl_matcher_deterministic();
     pthread_mutex_init(&reg->write_lock, NULL);
     atomic_init(&reg->seq, randombytes_random());
-    RL_TRY(reg_load_counter(reg, 0, &reg->n_records));
-    RL_TRY(reg_load_counter(reg, 1, &reg->n_goldens));
-    RL_TRY(reg_load_counter(reg, 2, &reg->n_open_reviews));
+    RL_TRY(reg_load_counters(reg));
+    reg->counters_loaded = true;
     *out = reg;
     reg = NULL;
 cleanup:
@@ -72,6 +133,11 @@ void rl_registry_close(rl_registry *reg)
 {
     if (!reg)
         return;
+    if (reg->counters_loaded) {
+        rl_error *err = reg_save_counters(reg);
+        /* Not fatal: the next open recounts. */
+        rl_error_free(err);
+    }
     pthread_mutex_destroy(&reg->write_lock);
     free(reg);
 }
@@ -243,6 +309,20 @@ cleanup:
     return err;
 }
 
+rl_error *reg_txn_adopt(rl_registry *reg, reg_txn *txn, rl_store_batch *batch)
+{
+    rl_error *err = NULL;
+    memset(txn, 0, sizeof *txn);
+    txn->reg = reg;
+    txn->batch = batch;
+    txn->goldens = json_object();
+    txn->links = json_object();
+    if (!txn->goldens || !txn->links)
+        RL_FAIL(RL_ENOMEM, "out of memory");
+cleanup:
+    return err;
+}
+
 void reg_txn_end(reg_txn *txn)
 {
     rl_store_batch_destroy(txn->batch);
@@ -279,12 +359,13 @@ static rl_error *reg_txn_put(reg_txn *txn, json_t *touched, rl_cf cf, const char
     json_t *entry = json_object_get(touched, id);
     if (!entry) {
         json_t *before = NULL;
-        RL_TRY(reg_get_json(txn->reg, cf, id, strlen(id), &before));
+        if (!txn->no_history)
+            RL_TRY(reg_get_json(txn->reg, cf, id, strlen(id), &before));
         entry = json_pack("{s:o}", "before", before ? before : json_null());
         if (!entry || json_object_set_new(touched, id, entry) != 0)
             RL_FAIL(RL_ENOMEM, "out of memory");
     }
-    if (cf == RL_CF_GOLDEN) {
+    if (cf == RL_CF_GOLDEN && !txn->no_history) {
         /* Count active golden records as they come and go. */
         json_t *prev = json_object_get(entry, "after");
         if (!prev)
@@ -426,21 +507,10 @@ rl_error *reg_txn_apply(reg_txn *txn, uint64_t *ticket)
 {
     rl_error *err = NULL;
     rl_registry *reg = txn->reg;
-    int64_t deltas[3] = {txn->d_records, txn->d_goldens, txn->d_open_reviews};
-    uint64_t *counters[3] = {&reg->n_records, &reg->n_goldens, &reg->n_open_reviews};
-    uint64_t next[3];
-    for (int i = 0; i < 3; i++) {
-        next[i] = (uint64_t)((int64_t)*counters[i] + deltas[i]);
-        if (deltas[i] == 0)
-            continue;
-        char text[24];
-        int n = snprintf(text, sizeof text, "%llu", (unsigned long long)next[i]);
-        rl_store_batch_put(txn->batch, RL_CF_META, reg_counter_keys[i], strlen(reg_counter_keys[i]), text,
-                           (size_t)n);
-    }
     RL_TRY(rl_store_apply(reg->store, txn->batch, ticket));
-    for (int i = 0; i < 3; i++)
-        *counters[i] = next[i];
+    reg->n_records = (uint64_t)((int64_t)reg->n_records + txn->d_records);
+    reg->n_goldens = (uint64_t)((int64_t)reg->n_goldens + txn->d_goldens);
+    reg->n_open_reviews = (uint64_t)((int64_t)reg->n_open_reviews + txn->d_open_reviews);
 cleanup:
     return err;
 }

@@ -15,7 +15,7 @@
  *   history        time key                       -> event {op, before, after, ...}
  *   audit          time key                       -> entry JSON
  *   audit_subject  subject id \0 time key         -> ""
- *   meta           "count:records", "count:goldens", "count:open_reviews" -> decimal
+ *   meta           "counters" -> {records, goldens, open_reviews}, "counters_clean" -> "1"
  * A time key is 16 hex digits of milliseconds then 8 of a sequence: sorted by time.
  */
 #ifndef RL_REGISTRY_INTERNAL_H
@@ -36,8 +36,9 @@ struct rl_registry {
     /* serialises read-modify-write of identity state; reads take no lock */
     pthread_mutex_t write_lock;
     atomic_uint_fast32_t seq;
-    /* counters, changed under write_lock and persisted in the same batch */
+    /* counters, changed under write_lock; saved at close (see registry.c) */
     uint64_t n_records, n_goldens, n_open_reviews;
+    bool counters_loaded;
 };
 
 /* A registry change in the making: store writes collected in one batch, with
@@ -49,9 +50,14 @@ typedef struct reg_txn {
     json_t *goldens; /* id -> {"before": json|null, "after": json|null} */
     json_t *links;
     int64_t d_records, d_goldens, d_open_reviews;
+    /* Registration writes no history event: skip reading "before" states, and
+     * count golden records itself. */
+    bool no_history;
 } reg_txn;
 
 rl_error *reg_txn_begin(rl_registry *reg, reg_txn *txn);
+/* Begins with a batch prepared earlier (the txn owns it from now on, also on error). */
+rl_error *reg_txn_adopt(rl_registry *reg, reg_txn *txn, rl_store_batch *batch);
 /* Reads through the transaction: what it wrote, else the store. *out is a new reference or NULL. */
 rl_error *reg_txn_golden(reg_txn *txn, const char *id, json_t **out);
 rl_error *reg_txn_link(reg_txn *txn, const char *record_id, json_t **out);

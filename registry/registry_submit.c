@@ -269,27 +269,43 @@ cleanup:
     return err;
 }
 
-static void reg_put_index(reg_txn *txn, const char *rid, const json_t *ident_keys, const json_t *postings,
-                          const char *source_key, bool delete)
+static bool reg_list_has(const json_t *list, const char *value)
+{
+    size_t i;
+    json_t *k;
+    json_array_foreach(list, i, k)
+        if (strcmp(json_string_value(k), value) == 0)
+            return true;
+    return false;
+}
+
+/* Writes (or, with delete, removes) a record's identifier and blocking entries.
+ * keep: lists whose entries must survive a delete (the record's new index), so
+ * that deletes and puts of one batch never race for the same key. */
+static void reg_put_index(rl_store_batch *batch, const char *rid, const json_t *ident_keys, const json_t *postings,
+                          const char *source_key, bool delete, const json_t *keep_idents, const json_t *keep_postings)
 {
     char key[REG_KEY_MAX + REG_ID_LEN + 2];
     size_t i;
     json_t *k;
     const json_t *lists[2] = {ident_keys, postings};
+    const json_t *keeps[2] = {keep_idents, keep_postings};
     const rl_cf cfs[2] = {RL_CF_IDENT, RL_CF_BLOCKING};
     for (int l = 0; l < 2; l++) {
         json_array_foreach(lists[l], i, k) {
+            if (delete && keeps[l] && reg_list_has(keeps[l], json_string_value(k)))
+                continue;
             int n = snprintf(key, sizeof key, "%s%c%s", json_string_value(k), '\0', rid);
             if (n <= 0 || (size_t)n >= sizeof key)
                 continue;
             if (delete)
-                rl_store_batch_delete(txn->batch, cfs[l], key, (size_t)n);
+                rl_store_batch_delete(batch, cfs[l], key, (size_t)n);
             else
-                rl_store_batch_put(txn->batch, cfs[l], key, (size_t)n, "", 0);
+                rl_store_batch_put(batch, cfs[l], key, (size_t)n, "", 0);
         }
     }
     if (source_key && !delete)
-        rl_store_batch_put(txn->batch, RL_CF_SRCKEY, source_key, strlen(source_key), rid, strlen(rid));
+        rl_store_batch_put(batch, RL_CF_SRCKEY, source_key, strlen(source_key), rid, strlen(rid));
 }
 
 /* The record as stored: resourceType, id and meta first, then what the client sent. */
@@ -321,6 +337,8 @@ rl_error *rl_registry_submit(rl_registry *reg, const rl_actor *actor, const json
     rl_error *err = NULL;
     json_t *ident_keys = json_array(), *postings = json_array(), *cands = json_object();
     json_t *old = NULL, *old_link = NULL, *record = NULL, *link = NULL, *golden = NULL, *index = NULL;
+    json_t *fresh = NULL;
+    rl_store_batch *prepared = NULL;
     char *existing = NULL;
     reg_golden_score *gs = NULL;
     size_t ngs = 0;
@@ -336,9 +354,21 @@ rl_error *rl_registry_submit(rl_registry *reg, const rl_actor *actor, const json
     RL_TRY(reg->matcher->keys(reg->matcher, patient, postings));
     const char *source_key = reg_source_key(ident_keys, actor);
 
+    /* Most registrations create a record: prepare it, and its batch, before
+     * taking the lock, so that the serialised part stays short. */
+    char fresh_id[REG_ID_LEN + 1];
+    reg_new_id(fresh_id);
+    fresh = reg_build_record(patient, fresh_id, 1);
+    if (!fresh)
+        RL_FAIL(RL_ENOMEM, "out of memory");
+    RL_TRY(rl_store_batch_new(reg->store, &prepared));
+    reg_put_json(prepared, RL_CF_RECORDS, fresh_id, REG_ID_LEN, fresh, &err);
+    if (err)
+        goto cleanup;
+    reg_put_index(prepared, fresh_id, ident_keys, postings, source_key, false, NULL, NULL);
+
     pthread_mutex_lock(&reg->write_lock);
     locked = true;
-    RL_TRY(reg_txn_begin(reg, &txn));
 
     char rid[REG_ID_LEN + 8];
     long version = 1;
@@ -347,6 +377,8 @@ rl_error *rl_registry_submit(rl_registry *reg, const rl_actor *actor, const json
     if (source_key)
         RL_TRY(rl_store_get(reg->store, RL_CF_SRCKEY, source_key, strlen(source_key), &existing, &len, &found));
     if (found) {
+        RL_TRY(reg_txn_begin(reg, &txn));
+        txn.no_history = true;
         snprintf(rid, sizeof rid, "%.*s", (int)len, existing);
         RL_TRY(reg_get_json(reg, RL_CF_RECORDS, rid, strlen(rid), &old));
         RL_TRY(reg_txn_link(&txn, rid, &old_link));
@@ -360,24 +392,28 @@ rl_error *rl_registry_submit(rl_registry *reg, const rl_actor *actor, const json
         reg_put_json(txn.batch, RL_CF_VERSIONS, vkey, (size_t)vn, old, &err);
         if (err)
             goto cleanup;
-        /* Drop the old index entries; the new ones are written below (later wins in a batch). */
+        /* Old index entries the new version no longer carries go; the rest are rewritten. */
         json_t *old_idents = json_array();
         RL_TRY(reg_identifier_keys(old, old_idents));
-        reg_put_index(&txn, rid, old_idents, json_object_get(json_object_get(old_link, "index"), "postings"), NULL,
-                      true);
+        reg_put_index(txn.batch, rid, old_idents, json_object_get(json_object_get(old_link, "index"), "postings"),
+                      NULL, true, ident_keys, postings);
         json_decref(old_idents);
+        record = reg_build_record(patient, rid, version);
+        if (!record)
+            RL_FAIL(RL_ENOMEM, "out of memory");
+        reg_put_json(txn.batch, RL_CF_RECORDS, rid, strlen(rid), record, &err);
+        if (err)
+            goto cleanup;
+        reg_put_index(txn.batch, rid, ident_keys, postings, source_key, false, NULL, NULL);
     } else {
-        reg_new_id(rid);
+        RL_TRY(reg_txn_adopt(reg, &txn, prepared));
+        prepared = NULL;
+        txn.no_history = true;
+        snprintf(rid, sizeof rid, "%s", fresh_id);
+        record = fresh;
+        fresh = NULL;
         txn.d_records++;
     }
-
-    record = reg_build_record(patient, rid, version);
-    if (!record)
-        RL_FAIL(RL_ENOMEM, "out of memory");
-    reg_put_json(txn.batch, RL_CF_RECORDS, rid, strlen(rid), record, &err);
-    if (err)
-        goto cleanup;
-    reg_put_index(&txn, rid, ident_keys, postings, source_key, false);
     index = json_pack("{s:s?, s:O}", "source_key", source_key, "postings", postings);
 
     /* Who might this be? */
@@ -428,6 +464,7 @@ rl_error *rl_registry_submit(rl_registry *reg, const rl_actor *actor, const json
             golden = reg_golden_new(golden_id, rid);
             if (!golden)
                 RL_FAIL(RL_ENOMEM, "out of memory");
+            txn.d_goldens++;
         }
         json_t *g = golden;
         golden = NULL;
@@ -505,6 +542,8 @@ cleanup:
     json_decref(link);
     json_decref(golden);
     json_decref(index);
+    json_decref(fresh);
+    rl_store_batch_destroy(prepared);
     if (err)
         rl_submit_result_clear(res);
     return err;

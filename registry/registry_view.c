@@ -14,7 +14,8 @@ static json_t *reg_reference_link(const char *id, const char *type)
 
 json_t *reg_record_view(const json_t *record, const json_t *link)
 {
-    json_t *view = json_deep_copy(record);
+    /* Shallow: the view shares the record's elements and only adds its link. */
+    json_t *view = json_copy((json_t *)record);
     const char *golden = json_string_value(json_object_get(link, "golden"));
     if (view && golden)
         json_object_set_new(view, "link", json_pack("[o]", reg_reference_link(golden, "refer")));

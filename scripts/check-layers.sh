@@ -15,7 +15,8 @@ declare -A allowed=(
   [device]="device biometrics kernels common"
   [registry]="registry store demographics biometrics kernels common"
   [api]="api registry device store demographics biometrics kernels common"
-  [cmd]="cmd api registry device store demographics biometrics kernels common"
+  [bench]="bench api registry device store demographics biometrics kernels common"
+  [cmd]="cmd bench api registry device store demographics biometrics kernels common"
 )
 
 bad=0

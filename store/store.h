@@ -49,7 +49,9 @@ typedef enum rl_cf {
 enum { RL_STORE_SCHEMA_VERSION = 1 };
 
 typedef struct rl_store_options {
-    bool sync; /* fsync the WAL before acknowledging a write */
+    bool sync;           /* fsync the WAL before acknowledging a write */
+    int group_commit_us; /* when writers queue up, wait this long to share one fsync */
+    size_t cache_bytes;  /* block cache; 0: 64 MiB */
 } rl_store_options;
 
 typedef struct rl_store rl_store;

@@ -1,0 +1,133 @@
+/* ridgeline bench: benchmarks that print a readable table, then one JSON line. */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "bench/bench_machine.h"
+#include "bench/bench_register.h"
+#include "cmd/cmd.h"
+#include "common/rl_config.h"
+
+void cmd_bench_help(void)
+{
+    printf("usage: ridgeline bench register [--size N] [--threads T] [--data DIR] [--no-sync]\n"
+           "                                [--dup-share F]\n"
+           "\n"
+           "register: N synthetic registrations (default 100000) submitted in-process by T\n"
+           "threads (default 64) into a fresh store (default: a temporary folder, removed\n"
+           "after) with the deterministic matcher and the product's durability (fsync\n"
+           "before acknowledging; concurrent writes share fsyncs). A share F (default 0.1)\n"
+           "re-registers an earlier person at a second clinic, which the matcher links.\n"
+           "Prints a table, then the same figures as one JSON line.\n");
+}
+
+static void bench_rmtree(const char *dir)
+{
+    char cmd[4200];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "ridgeline bench: could not remove %s\n", dir);
+}
+
+int cmd_bench(int argc, char **argv)
+{
+    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+        cmd_bench_help();
+        return argc < 2 ? CMD_USAGE : CMD_OK;
+    }
+    if (strcmp(argv[1], "register") != 0) {
+        fprintf(stderr, "ridgeline bench: unknown benchmark \"%s\" (try: ridgeline bench --help)\n", argv[1]);
+        return CMD_USAGE;
+    }
+    rl_config defaults;
+    rl_config_defaults(&defaults);
+    bench_register_options o = {.size = 100000, .threads = 64, .sync = true, .dup_share = 0.1,
+                                .group_commit_us = defaults.store_group_commit_us};
+    const char *data = NULL;
+    static const struct option longopts[] = {
+        {"size", required_argument, NULL, 's'},   {"threads", required_argument, NULL, 't'},
+        {"data", required_argument, NULL, 'd'},   {"no-sync", no_argument, NULL, 'n'},
+        {"dup-share", required_argument, NULL, 'u'}, {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    optind = 1;
+    int c;
+    char *end;
+    while ((c = getopt_long(argc - 1, argv + 1, "h", longopts, NULL)) != -1) {
+        switch (c) {
+        case 's':
+            o.size = strtol(optarg, &end, 10);
+            if (*end || o.size < 1 || o.size > 100000000) {
+                fprintf(stderr, "ridgeline bench: --size takes 1 to 100000000\n");
+                return CMD_USAGE;
+            }
+            break;
+        case 't':
+            o.threads = (int)strtol(optarg, &end, 10);
+            if (*end || o.threads < 1 || o.threads > 1024) {
+                fprintf(stderr, "ridgeline bench: --threads takes 1 to 1024\n");
+                return CMD_USAGE;
+            }
+            break;
+        case 'd': data = optarg; break;
+        case 'n': o.sync = false; break;
+        case 'u':
+            o.dup_share = strtod(optarg, &end);
+            if (*end || o.dup_share < 0 || o.dup_share > 0.9) {
+                fprintf(stderr, "ridgeline bench: --dup-share takes 0 to 0.9\n");
+                return CMD_USAGE;
+            }
+            break;
+        case 'h': cmd_bench_help(); return CMD_OK;
+        default: return CMD_USAGE;
+        }
+    }
+    char tmp[1024] = "";
+    if (!data) {
+        const char *base = getenv("TMPDIR");
+        snprintf(tmp, sizeof tmp, "%s/ridgeline-bench-XXXXXX", base && *base ? base : "/tmp");
+        if (!mkdtemp(tmp)) {
+            fprintf(stderr, "ridgeline bench: cannot make a temporary folder\n");
+            return CMD_FAILED;
+        }
+        data = tmp;
+    }
+    o.dir = data;
+    json_t *machine = bench_machine();
+    printf("bench register: %ld registrations, %d threads, sync %s, re-registrations %.0f%%, store %s\n", o.size,
+           o.threads, o.sync ? "always (fsync per group commit)" : "off", o.dup_share * 100, data);
+    printf("machine: %s, %d cores, %.1f GiB, Linux %s\n", json_string_value(json_object_get(machine, "cpu")),
+           (int)json_integer_value(json_object_get(machine, "cores")),
+           json_real_value(json_object_get(machine, "memory_gib")),
+           json_string_value(json_object_get(machine, "kernel")));
+    fflush(stdout);
+    json_t *r = NULL;
+    rl_error *err = bench_register_run(&o, &r);
+    if (tmp[0])
+        bench_rmtree(tmp);
+    if (err) {
+        json_decref(machine);
+        return cmd_report(err);
+    }
+    printf("\n  %-28s %12s\n", "measure", "value");
+    printf("  %-28s %12.0f\n", "registrations/s", json_real_value(json_object_get(r, "registrations_per_s")));
+    printf("  %-28s %12.2f\n", "elapsed s", json_real_value(json_object_get(r, "seconds")));
+    printf("  %-28s %12.0f\n", "submit latency p50 us", json_real_value(json_object_get(r, "p50_us")));
+    printf("  %-28s %12.0f\n", "submit latency p99 us", json_real_value(json_object_get(r, "p99_us")));
+    printf("  %-28s %12lld\n", "records created", (long long)json_integer_value(json_object_get(r, "created")));
+    printf("  %-28s %12lld\n", "auto-linked to a person", (long long)json_integer_value(json_object_get(r, "auto_linked")));
+    printf("  %-28s %12lld\n", "review items queued", (long long)json_integer_value(json_object_get(r, "reviews_queued")));
+    printf("  %-28s %12lld\n", "golden records", (long long)json_integer_value(json_object_get(r, "golden_records")));
+    printf("  %-28s %12lld\n", "failed", (long long)json_integer_value(json_object_get(r, "failed")));
+    printf("  %-28s %12.1f\n", "store MiB", (double)json_integer_value(json_object_get(r, "store_bytes")) / 1048576.0);
+    printf("  %-28s %12.0f\n", "store bytes per record", json_real_value(json_object_get(r, "bytes_per_record")));
+    json_object_set_new(r, "bench", json_string("register"));
+    json_object_set_new(r, "machine", machine);
+    char *line = json_dumps(r, JSON_COMPACT | JSON_REAL_PRECISION(6));
+    printf("%s\n", line ? line : "{}");
+    free(line);
+    json_decref(r);
+    return CMD_OK;
+}
