@@ -119,6 +119,7 @@ rl_error *rl_registry_open(rl_store *store, const rl_registry_options *opts, rl_
         rl_registry_options_defaults(&reg->opts);
     reg->matcher = rl_matcher_deterministic();
     pthread_mutex_init(&reg->write_lock, NULL);
+    pthread_mutex_init(&reg->queue_lock, NULL);
     atomic_init(&reg->seq, randombytes_random());
     RL_TRY(reg_load_counters(reg));
     reg->counters_loaded = true;
@@ -139,6 +140,7 @@ void rl_registry_close(rl_registry *reg)
         rl_error_free(err);
     }
     pthread_mutex_destroy(&reg->write_lock);
+    pthread_mutex_destroy(&reg->queue_lock);
     free(reg);
 }
 

@@ -29,6 +29,8 @@
 
 enum { REG_ID_LEN = 32, REG_TIMEKEY_LEN = 24, REG_KEY_MAX = 1024 };
 
+typedef struct reg_submit_req reg_submit_req;
+
 struct rl_registry {
     rl_store *store;
     rl_registry_options opts;
@@ -39,6 +41,10 @@ struct rl_registry {
     /* counters, changed under write_lock; saved at close (see registry.c) */
     uint64_t n_records, n_goldens, n_open_reviews;
     bool counters_loaded;
+    /* registrations waiting for the combiner (registry_submit.c) */
+    pthread_mutex_t queue_lock;
+    reg_submit_req *queue_head, *queue_tail;
+    bool combining;
 };
 
 /* A registry change in the making: store writes collected in one batch, with

@@ -331,62 +331,110 @@ static json_t *reg_build_record(const json_t *patient, const char *rid, long ver
     return record;
 }
 
-rl_error *rl_registry_submit(rl_registry *reg, const rl_actor *actor, const json_t *patient,
-                             rl_submit_result *res)
+/*
+ * A registration travels in three steps. prepare (any thread, no lock):
+ * validation, index keys, a fresh record and its batch. decide (one thread at
+ * a time, under the write lock): is it known, who might it be, link or queue,
+ * apply. finish (its own thread): wait until durable, build the answer.
+ *
+ * The decide step of concurrent registrations runs in one thread, the
+ * combiner: whoever finds no combiner at work takes the role and decides every
+ * queued registration in a row, so that the serial part of the work does not
+ * bounce between threads (on two cores that costs more than the work).
+ */
+struct reg_submit_req {
+    const rl_actor *actor;
+    const json_t *patient;
+    json_t *ident_keys, *postings;
+    const char *source_key;
+    char fresh_id[REG_ID_LEN + 1];
+    json_t *fresh;
+    rl_store_batch *prepared;
+    /* decided */
+    rl_error *err;
+    uint64_t ticket;
+    json_t *record, *link;
+    bool found;
+    char rid[REG_ID_LEN + 8], golden_id[REG_ID_LEN + 8];
+    const char *grade;
+    double score;
+    int reviews;
+    bool done;
+    pthread_cond_t decided; /* signalled by the combiner for this request alone */
+    struct reg_submit_req *next;
+};
+
+static void reg_req_clear(reg_submit_req *q)
+{
+    json_decref(q->ident_keys);
+    json_decref(q->postings);
+    json_decref(q->fresh);
+    json_decref(q->record);
+    json_decref(q->link);
+    rl_store_batch_destroy(q->prepared);
+    rl_error_free(q->err);
+    q->ident_keys = q->postings = q->fresh = q->record = q->link = NULL;
+    q->prepared = NULL;
+    q->err = NULL;
+}
+
+static rl_error *reg_submit_prepare(rl_registry *reg, reg_submit_req *q)
 {
     rl_error *err = NULL;
-    json_t *ident_keys = json_array(), *postings = json_array(), *cands = json_object();
-    json_t *old = NULL, *old_link = NULL, *record = NULL, *link = NULL, *golden = NULL, *index = NULL;
-    json_t *fresh = NULL;
-    rl_store_batch *prepared = NULL;
+    q->ident_keys = json_array();
+    q->postings = json_array();
+    if (!q->ident_keys || !q->postings)
+        RL_FAIL(RL_ENOMEM, "out of memory");
+    RL_TRY(rl_registry_patient_validate(q->patient));
+    RL_TRY(reg_identifier_keys(q->patient, q->ident_keys));
+    RL_TRY(reg->matcher->keys(reg->matcher, q->patient, q->postings));
+    q->source_key = reg_source_key(q->ident_keys, q->actor);
+    /* Most registrations create a record: build it and its batch now. */
+    reg_new_id(q->fresh_id);
+    q->fresh = reg_build_record(q->patient, q->fresh_id, 1);
+    if (!q->fresh)
+        RL_FAIL(RL_ENOMEM, "out of memory");
+    RL_TRY(rl_store_batch_new(reg->store, &q->prepared));
+    reg_put_json(q->prepared, RL_CF_RECORDS, q->fresh_id, REG_ID_LEN, q->fresh, &err);
+    if (err)
+        goto cleanup;
+    reg_put_index(q->prepared, q->fresh_id, q->ident_keys, q->postings, q->source_key, false, NULL, NULL);
+cleanup:
+    return err;
+}
+
+/* Caller holds the write lock. Sets q->err on failure. */
+static void reg_submit_decide(rl_registry *reg, reg_submit_req *q)
+{
+    rl_error *err = NULL;
+    json_t *cands = json_object();
+    json_t *old = NULL, *old_link = NULL, *golden = NULL, *index = NULL;
     char *existing = NULL;
     reg_golden_score *gs = NULL;
     size_t ngs = 0;
-    bool locked = false;
     reg_txn txn = {0};
-    uint64_t ticket = 0;
-    memset(res, 0, sizeof *res);
-    if (!ident_keys || !postings || !cands)
+    const rl_actor *actor = q->actor;
+    json_t *ident_keys = q->ident_keys, *postings = q->postings;
+    const char *source_key = q->source_key;
+    char *rid = q->rid, *golden_id = q->golden_id;
+    if (!cands)
         RL_FAIL(RL_ENOMEM, "out of memory");
 
-    RL_TRY(rl_registry_patient_validate(patient));
-    RL_TRY(reg_identifier_keys(patient, ident_keys));
-    RL_TRY(reg->matcher->keys(reg->matcher, patient, postings));
-    const char *source_key = reg_source_key(ident_keys, actor);
-
-    /* Most registrations create a record: prepare it, and its batch, before
-     * taking the lock, so that the serialised part stays short. */
-    char fresh_id[REG_ID_LEN + 1];
-    reg_new_id(fresh_id);
-    fresh = reg_build_record(patient, fresh_id, 1);
-    if (!fresh)
-        RL_FAIL(RL_ENOMEM, "out of memory");
-    RL_TRY(rl_store_batch_new(reg->store, &prepared));
-    reg_put_json(prepared, RL_CF_RECORDS, fresh_id, REG_ID_LEN, fresh, &err);
-    if (err)
-        goto cleanup;
-    reg_put_index(prepared, fresh_id, ident_keys, postings, source_key, false, NULL, NULL);
-
-    pthread_mutex_lock(&reg->write_lock);
-    locked = true;
-
-    char rid[REG_ID_LEN + 8];
-    long version = 1;
     size_t len = 0;
     bool found = false;
     if (source_key)
         RL_TRY(rl_store_get(reg->store, RL_CF_SRCKEY, source_key, strlen(source_key), &existing, &len, &found));
+    q->found = found;
     if (found) {
         RL_TRY(reg_txn_begin(reg, &txn));
         txn.no_history = true;
-        snprintf(rid, sizeof rid, "%.*s", (int)len, existing);
+        snprintf(rid, sizeof q->rid, "%.*s", (int)len, existing);
         RL_TRY(reg_get_json(reg, RL_CF_RECORDS, rid, strlen(rid), &old));
         RL_TRY(reg_txn_link(&txn, rid, &old_link));
         if (!old || !old_link)
             RL_FAIL(RL_ESTORE, "source key points at a record without data or link: run `ridgeline check`");
         const char *vid = json_string_value(json_object_get(json_object_get(old, "meta"), "versionId"));
         long old_version = vid ? strtol(vid, NULL, 10) : 1;
-        version = old_version + 1;
         char vkey[REG_ID_LEN + 16];
         int vn = snprintf(vkey, sizeof vkey, "%s%c%08ld", rid, '\0', old_version);
         reg_put_json(txn.batch, RL_CF_VERSIONS, vkey, (size_t)vn, old, &err);
@@ -398,20 +446,20 @@ rl_error *rl_registry_submit(rl_registry *reg, const rl_actor *actor, const json
         reg_put_index(txn.batch, rid, old_idents, json_object_get(json_object_get(old_link, "index"), "postings"),
                       NULL, true, ident_keys, postings);
         json_decref(old_idents);
-        record = reg_build_record(patient, rid, version);
-        if (!record)
+        q->record = reg_build_record(q->patient, rid, old_version + 1);
+        if (!q->record)
             RL_FAIL(RL_ENOMEM, "out of memory");
-        reg_put_json(txn.batch, RL_CF_RECORDS, rid, strlen(rid), record, &err);
+        reg_put_json(txn.batch, RL_CF_RECORDS, rid, strlen(rid), q->record, &err);
         if (err)
             goto cleanup;
         reg_put_index(txn.batch, rid, ident_keys, postings, source_key, false, NULL, NULL);
     } else {
-        RL_TRY(reg_txn_adopt(reg, &txn, prepared));
-        prepared = NULL;
+        RL_TRY(reg_txn_adopt(reg, &txn, q->prepared));
+        q->prepared = NULL;
         txn.no_history = true;
-        snprintf(rid, sizeof rid, "%s", fresh_id);
-        record = fresh;
-        fresh = NULL;
+        snprintf(rid, sizeof q->rid, "%s", q->fresh_id);
+        q->record = q->fresh;
+        q->fresh = NULL;
         txn.d_records++;
     }
     index = json_pack("{s:s?, s:O}", "source_key", source_key, "postings", postings);
@@ -427,11 +475,11 @@ rl_error *rl_registry_submit(rl_registry *reg, const rl_actor *actor, const json
         if (reg_system_trusted(reg, key, (size_t)(strchr(key, '|') - key)))
             RL_TRY(reg_scan_candidates(reg, RL_CF_IDENT, key, rid, cands, reg->opts.max_candidates_per_key));
     }
-    RL_TRY(reg_score_candidates(&txn, rid, record, ident_keys, cands, &gs, &ngs));
+    RL_TRY(reg_score_candidates(&txn, rid, q->record, ident_keys, cands, &gs, &ngs));
 
-    char golden_id[REG_ID_LEN + 8];
     double link_score = 1.0;
     const char *grade = "certain";
+    json_t *link = NULL;
     if (!found) {
         reg_golden_score *best = NULL;
         int qualified = 0;
@@ -454,7 +502,7 @@ rl_error *rl_registry_submit(rl_registry *reg, const rl_actor *actor, const json
         if (qualified > 1)
             best = NULL;
         if (best) {
-            snprintf(golden_id, sizeof golden_id, "%s", best->golden);
+            snprintf(golden_id, sizeof q->golden_id, "%s", best->golden);
             RL_TRY(reg_txn_golden(&txn, golden_id, &golden));
             RL_TRY(reg_golden_add_member(golden, rid));
             link_score = best->score;
@@ -472,19 +520,18 @@ rl_error *rl_registry_submit(rl_registry *reg, const rl_actor *actor, const json
         link = reg_link_new(golden_id, grade, link_score, "auto", actor, index);
     } else {
         /* An update keeps its link: moving a person silently is a reviewer's call. */
-        snprintf(golden_id, sizeof golden_id, "%s", json_string_value(json_object_get(old_link, "golden")));
+        snprintf(golden_id, sizeof q->golden_id, "%s", json_string_value(json_object_get(old_link, "golden")));
         link = json_deep_copy(old_link);
         if (link)
             json_object_set(link, "index", index);
-        grade = json_string_value(json_object_get(old_link, "grade"));
+        const char *g = json_string_value(json_object_get(old_link, "grade"));
+        grade = g && strcmp(g, "probable") == 0 ? "probable" : g && strcmp(g, "possible") == 0 ? "possible" : "certain";
         link_score = json_number_value(json_object_get(old_link, "score"));
     }
     if (!link)
         RL_FAIL(RL_ENOMEM, "out of memory");
-    json_t *l = link;
-    link = NULL;
-    RL_TRY(reg_txn_put_link(&txn, rid, l));
-    RL_TRY(reg_txn_link(&txn, rid, &link));
+    q->link = json_incref(link);
+    RL_TRY(reg_txn_put_link(&txn, rid, link));
 
     for (size_t g = 0; g < ngs; g++) {
         if (gs[g].vetoed || gs[g].score < reg->opts.review_threshold || strcmp(gs[g].golden, golden_id) == 0)
@@ -498,52 +545,97 @@ rl_error *rl_registry_submit(rl_registry *reg, const rl_actor *actor, const json
         bool queued = false;
         RL_TRY(reg_queue_review(&txn, rid, golden_id, gs[g].golden, gs[g].record, gs[g].score, gs[g].fields,
                                 &queued));
-        res->reviews_queued += queued;
+        q->reviews += queued;
     }
 
     const char *subjects[2] = {rid, golden_id};
     json_t *detail = json_pack("{s:s, s:f, s:i, s:i}", "grade", grade, "score", link_score, "candidates",
-                               (int)json_object_size(cands), "reviews_queued", res->reviews_queued);
+                               (int)json_object_size(cands), "reviews_queued", q->reviews);
     err = reg_txn_audit(&txn, actor, found ? "update" : "create", subjects, 2, "ok", detail);
     json_decref(detail);
     if (err)
         goto cleanup;
-    RL_TRY(reg_txn_apply(&txn, &ticket));
-    pthread_mutex_unlock(&reg->write_lock);
-    locked = false;
-    RL_TRY(rl_store_sync(reg->store, ticket));
-
-    res->record = reg_record_view(record, link);
-    if (!res->record)
-        RL_FAIL(RL_ENOMEM, "out of memory");
-    res->created = !found;
-    snprintf(res->record_id, sizeof res->record_id, "%s", rid);
-    snprintf(res->golden_id, sizeof res->golden_id, "%s", golden_id);
-    res->grade = found ? "certain" : grade;
-    if (found) {
-        const char *g = json_string_value(json_object_get(link, "grade"));
-        res->grade = g && strcmp(g, "probable") == 0 ? "probable" : g && strcmp(g, "possible") == 0 ? "possible" : "certain";
-    }
-    res->score = link_score;
+    RL_TRY(reg_txn_apply(&txn, &q->ticket));
+    q->grade = grade;
+    q->score = link_score;
 cleanup:
-    if (locked)
-        pthread_mutex_unlock(&reg->write_lock);
     reg_txn_end(&txn);
     for (size_t g = 0; g < ngs; g++)
         json_decref(gs[g].fields);
     free(gs);
     free(existing);
-    json_decref(ident_keys);
-    json_decref(postings);
     json_decref(cands);
     json_decref(old);
     json_decref(old_link);
-    json_decref(record);
-    json_decref(link);
     json_decref(golden);
     json_decref(index);
-    json_decref(fresh);
-    rl_store_batch_destroy(prepared);
+    q->err = err;
+}
+
+/* Queues q and returns once it is decided, deciding others' too when no one else is. */
+static void reg_submit_combine(rl_registry *reg, reg_submit_req *q)
+{
+    pthread_mutex_lock(&reg->queue_lock);
+    if (reg->queue_tail)
+        reg->queue_tail->next = q;
+    else
+        reg->queue_head = q;
+    reg->queue_tail = q;
+    while (!q->done) {
+        if (reg->combining) {
+            /* The combiner drains the queue before it stops, so it will get to us. */
+            pthread_cond_wait(&q->decided, &reg->queue_lock);
+            continue;
+        }
+        reg->combining = true;
+        while (reg->queue_head) {
+            reg_submit_req *list = reg->queue_head;
+            reg->queue_head = reg->queue_tail = NULL;
+            pthread_mutex_unlock(&reg->queue_lock);
+            pthread_mutex_lock(&reg->write_lock);
+            for (reg_submit_req *r = list; r; r = r->next)
+                reg_submit_decide(reg, r);
+            pthread_mutex_unlock(&reg->write_lock);
+            pthread_mutex_lock(&reg->queue_lock);
+            for (reg_submit_req *r = list, *next; r; r = next) {
+                next = r->next; /* r may be gone once done is seen */
+                r->next = NULL;
+                r->done = true;
+                pthread_cond_signal(&r->decided);
+            }
+        }
+        reg->combining = false;
+    }
+    pthread_mutex_unlock(&reg->queue_lock);
+}
+
+rl_error *rl_registry_submit(rl_registry *reg, const rl_actor *actor, const json_t *patient,
+                             rl_submit_result *res)
+{
+    rl_error *err = NULL;
+    reg_submit_req q = {.actor = actor, .patient = patient};
+    memset(res, 0, sizeof *res);
+    pthread_cond_init(&q.decided, NULL);
+    RL_TRY(reg_submit_prepare(reg, &q));
+    reg_submit_combine(reg, &q);
+    if (q.err) {
+        err = q.err;
+        q.err = NULL;
+        goto cleanup;
+    }
+    RL_TRY(rl_store_sync(reg->store, q.ticket));
+    res->record = reg_record_view(q.record, q.link);
+    if (!res->record)
+        RL_FAIL(RL_ENOMEM, "out of memory");
+    res->created = !q.found;
+    snprintf(res->record_id, sizeof res->record_id, "%s", q.rid);
+    snprintf(res->golden_id, sizeof res->golden_id, "%s", q.golden_id);
+    res->grade = q.grade;
+    res->score = q.score;
+    res->reviews_queued = q.reviews;
+cleanup:
+    pthread_cond_destroy(&q.decided);
+    reg_req_clear(&q);
     if (err)
         rl_submit_result_clear(res);
     return err;

@@ -45,6 +45,7 @@ struct rl_store {
     rocksdb_block_based_table_options_t *table_options;
     rocksdb_cache_t *block_cache;
     rocksdb_options_t *options;
+    rocksdb_options_t *append_options;
     rocksdb_writeoptions_t *write_options;
     rocksdb_readoptions_t *read_options;
     rocksdb_column_family_handle_t *cf[RL_CF_COUNT];
@@ -207,10 +208,17 @@ rl_error *rl_store_open(const char *dir, const rl_store_options *opts, rl_store 
     rocksdb_options_set_block_based_table_factory(s->options, s->table_options);
     RL_TRY(rl_store_check_families(s->options, dir));
 
+    /* Append-mostly families that are written on every registration and read
+     * only by operator queries keep their memtable as a plain vector: an
+     * append instead of a skip-list insert (sorted when a query reads it). */
+    rocksdb_options_set_allow_concurrent_memtable_write(s->options, 0);
+    s->append_options = rocksdb_options_create_copy(s->options);
+    rocksdb_options_set_memtable_vector_rep(s->append_options);
     const char *names[RL_CF_COUNT];
     for (int c = 0; c < RL_CF_COUNT; c++) {
         names[c] = rl_cf_names[c];
-        cf_options[c] = s->options;
+        bool append = c == RL_CF_AUDIT || c == RL_CF_AUDIT_SUBJECT || c == RL_CF_HISTORY || c == RL_CF_VERSIONS;
+        cf_options[c] = append ? s->append_options : s->options;
     }
     s->db = rocksdb_open_column_families(s->options, dir, RL_CF_COUNT, names,
                                          (const rocksdb_options_t *const *)cf_options, s->cf,
@@ -261,6 +269,8 @@ void rl_store_close(rl_store *s)
         rocksdb_readoptions_destroy(s->read_options);
     if (s->options)
         rocksdb_options_destroy(s->options);
+    if (s->append_options)
+        rocksdb_options_destroy(s->append_options);
     if (s->table_options)
         rocksdb_block_based_options_destroy(s->table_options);
     if (s->block_cache)
