@@ -90,76 +90,72 @@ cleanup:
     return err;
 }
 
-rl_error *api_admin_link(api_ctx *ctx, const api_request *req, api_response *resp)
+/* The identity operations take one or two ids from the JSON body and answer
+ * with the history event they wrote. */
+typedef rl_error *(*api_id_op)(rl_registry *reg, const rl_actor *actor, const char *a, const char *b,
+                               json_t **event);
+
+static rl_error *api_op_link(rl_registry *r, const rl_actor *w, const char *a, const char *b, json_t **e)
+{
+    return rl_registry_link(r, w, a, b, e);
+}
+static rl_error *api_op_unlink(rl_registry *r, const rl_actor *w, const char *a, const char *b, json_t **e)
+{
+    return rl_registry_unlink(r, w, a, e);
+}
+static rl_error *api_op_merge(rl_registry *r, const rl_actor *w, const char *a, const char *b, json_t **e)
+{
+    return rl_registry_merge(r, w, a, b, e);
+}
+static rl_error *api_op_unmerge(rl_registry *r, const rl_actor *w, const char *a, const char *b, json_t **e)
+{
+    return rl_registry_unmerge(r, w, a, e);
+}
+static rl_error *api_op_undo(rl_registry *r, const rl_actor *w, const char *a, const char *b, json_t **e)
+{
+    return rl_registry_undo(r, w, a, e);
+}
+
+static rl_error *api_admin_id_op(api_ctx *ctx, const api_request *req, api_response *resp, const char *first,
+                                 const char *second, api_id_op op)
 {
     rl_error *err = NULL;
     json_t *body = NULL;
-    const char *record, *golden;
+    const char *a = NULL, *b = NULL;
     RL_TRY(api_request_json(ctx, req, &body));
-    RL_TRY(api_field(body, "record", &record));
-    RL_TRY(api_field(body, "golden", &golden));
+    RL_TRY(api_field(body, first, &a));
+    if (second)
+        RL_TRY(api_field(body, second, &b));
     rl_actor actor = api_request_actor(req);
-    API_RESPOND(resp, rl_registry_link(ctx->registry, &actor, record, golden, &api_out_));
+    API_RESPOND(resp, op(ctx->registry, &actor, a, b, &api_out_));
 cleanup:
     json_decref(body);
     return err;
+}
+
+rl_error *api_admin_link(api_ctx *ctx, const api_request *req, api_response *resp)
+{
+    return api_admin_id_op(ctx, req, resp, "record", "golden", api_op_link);
 }
 
 rl_error *api_admin_unlink(api_ctx *ctx, const api_request *req, api_response *resp)
 {
-    rl_error *err = NULL;
-    json_t *body = NULL;
-    const char *record;
-    RL_TRY(api_request_json(ctx, req, &body));
-    RL_TRY(api_field(body, "record", &record));
-    rl_actor actor = api_request_actor(req);
-    API_RESPOND(resp, rl_registry_unlink(ctx->registry, &actor, record, &api_out_));
-cleanup:
-    json_decref(body);
-    return err;
+    return api_admin_id_op(ctx, req, resp, "record", NULL, api_op_unlink);
 }
 
 rl_error *api_admin_merge(api_ctx *ctx, const api_request *req, api_response *resp)
 {
-    rl_error *err = NULL;
-    json_t *body = NULL;
-    const char *from, *into;
-    RL_TRY(api_request_json(ctx, req, &body));
-    RL_TRY(api_field(body, "from", &from));
-    RL_TRY(api_field(body, "into", &into));
-    rl_actor actor = api_request_actor(req);
-    API_RESPOND(resp, rl_registry_merge(ctx->registry, &actor, from, into, &api_out_));
-cleanup:
-    json_decref(body);
-    return err;
+    return api_admin_id_op(ctx, req, resp, "from", "into", api_op_merge);
 }
 
 rl_error *api_admin_unmerge(api_ctx *ctx, const api_request *req, api_response *resp)
 {
-    rl_error *err = NULL;
-    json_t *body = NULL;
-    const char *golden;
-    RL_TRY(api_request_json(ctx, req, &body));
-    RL_TRY(api_field(body, "golden", &golden));
-    rl_actor actor = api_request_actor(req);
-    API_RESPOND(resp, rl_registry_unmerge(ctx->registry, &actor, golden, &api_out_));
-cleanup:
-    json_decref(body);
-    return err;
+    return api_admin_id_op(ctx, req, resp, "golden", NULL, api_op_unmerge);
 }
 
 rl_error *api_admin_undo(api_ctx *ctx, const api_request *req, api_response *resp)
 {
-    rl_error *err = NULL;
-    json_t *body = NULL;
-    const char *event;
-    RL_TRY(api_request_json(ctx, req, &body));
-    RL_TRY(api_field(body, "event", &event));
-    rl_actor actor = api_request_actor(req);
-    API_RESPOND(resp, rl_registry_undo(ctx->registry, &actor, event, &api_out_));
-cleanup:
-    json_decref(body);
-    return err;
+    return api_admin_id_op(ctx, req, resp, "event", NULL, api_op_undo);
 }
 
 static rl_error *api_time_arg(const api_request *req, const char *name, int64_t *out)

@@ -24,11 +24,20 @@ typedef struct admin_request {
 
 typedef rl_error *(*admin_build_fn)(char **args, const admin_flags *f, admin_request *r);
 
+/* Most commands are one request: method, a path with the first argument's id
+ * in it (or none), and a JSON body naming the remaining arguments. */
+typedef struct admin_plain {
+    const char *method;
+    const char *path;      /* "%s" takes args[0], which must then be an id */
+    const char *fields[2]; /* body members for the arguments not in the path */
+} admin_plain;
+
 typedef struct admin_cmd {
     const char *name, *sub;
     int nargs;
     const char *usage, *summary;
-    admin_build_fn build;
+    admin_plain plain;
+    admin_build_fn build; /* NULL: the plain request */
 } admin_cmd;
 
 static rl_error *admin_need_id(const char *id, const char *what)
@@ -38,20 +47,25 @@ static rl_error *admin_need_id(const char *id, const char *what)
     return NULL;
 }
 
-static rl_error *build_record_show(char **a, const admin_flags *f, admin_request *r)
+static rl_error *admin_build_plain(const admin_plain *p, char **a, admin_request *r)
 {
-    rl_error *err = admin_need_id(a[0], "record");
-    snprintf(r->method, sizeof r->method, "GET");
-    snprintf(r->path, sizeof r->path, "/admin/records/%s", a[0]);
-    return err;
-}
-
-static rl_error *build_golden_show(char **a, const admin_flags *f, admin_request *r)
-{
-    rl_error *err = admin_need_id(a[0], "golden record");
-    snprintf(r->method, sizeof r->method, "GET");
-    snprintf(r->path, sizeof r->path, "/admin/golden/%s", a[0]);
-    return err;
+    int next = 0;
+    snprintf(r->method, sizeof r->method, "%s", p->method);
+    if (strstr(p->path, "%s")) {
+        rl_error *err = admin_need_id(a[0], "id");
+        if (err)
+            return err;
+        snprintf(r->path, sizeof r->path, p->path, a[0]);
+        next = 1;
+    } else {
+        snprintf(r->path, sizeof r->path, "%s", p->path);
+    }
+    for (int i = 0; i < 2 && p->fields[i]; i++) {
+        if (!r->body)
+            r->body = json_object();
+        json_object_set_new(r->body, p->fields[i], json_string(a[next++]));
+    }
+    return NULL;
 }
 
 static rl_error *build_review_list(char **a, const admin_flags *f, admin_request *r)
@@ -59,63 +73,6 @@ static rl_error *build_review_list(char **a, const admin_flags *f, admin_request
     snprintf(r->method, sizeof r->method, "GET");
     snprintf(r->path, sizeof r->path, "/admin/review?status=%s&limit=%d", f->all ? "all" : "open",
              f->limit > 0 ? f->limit : 100);
-    return NULL;
-}
-
-static rl_error *build_review_show(char **a, const admin_flags *f, admin_request *r)
-{
-    rl_error *err = admin_need_id(a[0], "review item");
-    snprintf(r->method, sizeof r->method, "GET");
-    snprintf(r->path, sizeof r->path, "/admin/review/%s", a[0]);
-    return err;
-}
-
-static rl_error *build_review_resolve(char **a, const admin_flags *f, admin_request *r)
-{
-    rl_error *err = admin_need_id(a[0], "review item");
-    snprintf(r->method, sizeof r->method, "POST");
-    snprintf(r->path, sizeof r->path, "/admin/review/%s/resolve", a[0]);
-    r->body = json_pack("{s:s}", "decision", a[1]);
-    return err;
-}
-
-static rl_error *build_link(char **a, const admin_flags *f, admin_request *r)
-{
-    snprintf(r->method, sizeof r->method, "POST");
-    snprintf(r->path, sizeof r->path, "/admin/link");
-    r->body = json_pack("{s:s, s:s}", "record", a[0], "golden", a[1]);
-    return NULL;
-}
-
-static rl_error *build_unlink(char **a, const admin_flags *f, admin_request *r)
-{
-    snprintf(r->method, sizeof r->method, "POST");
-    snprintf(r->path, sizeof r->path, "/admin/unlink");
-    r->body = json_pack("{s:s}", "record", a[0]);
-    return NULL;
-}
-
-static rl_error *build_merge(char **a, const admin_flags *f, admin_request *r)
-{
-    snprintf(r->method, sizeof r->method, "POST");
-    snprintf(r->path, sizeof r->path, "/admin/merge");
-    r->body = json_pack("{s:s, s:s}", "from", a[0], "into", a[1]);
-    return NULL;
-}
-
-static rl_error *build_unmerge(char **a, const admin_flags *f, admin_request *r)
-{
-    snprintf(r->method, sizeof r->method, "POST");
-    snprintf(r->path, sizeof r->path, "/admin/unmerge");
-    r->body = json_pack("{s:s}", "golden", a[0]);
-    return NULL;
-}
-
-static rl_error *build_undo(char **a, const admin_flags *f, admin_request *r)
-{
-    snprintf(r->method, sizeof r->method, "POST");
-    snprintf(r->path, sizeof r->path, "/admin/undo");
-    r->body = json_pack("{s:s}", "event", a[0]);
     return NULL;
 }
 
@@ -150,13 +107,6 @@ static rl_error *build_audit(char **a, const admin_flags *f, admin_request *r)
     return NULL;
 }
 
-static rl_error *build_check(char **a, const admin_flags *f, admin_request *r)
-{
-    snprintf(r->method, sizeof r->method, "GET");
-    snprintf(r->path, sizeof r->path, "/admin/check");
-    return NULL;
-}
-
 static rl_error *build_backup(char **a, const admin_flags *f, admin_request *r)
 {
     /* The server resolves paths from its own folder: send an absolute one. */
@@ -177,19 +127,31 @@ static rl_error *build_backup(char **a, const admin_flags *f, admin_request *r)
 }
 
 static const admin_cmd admin_cmds[] = {
-    {"record", "show", 1, "ID", "a source record with its link and index entries", build_record_show},
-    {"golden", "show", 1, "ID", "a golden record: members, status and its computed view", build_golden_show},
-    {"review", "list", 0, "[--all] [--limit N]", "open review items, oldest first", build_review_list},
-    {"review", "show", 1, "ID", "a review item with both records and the per-field outcome", build_review_show},
-    {"review", "resolve", 2, "ID link|not-a-match", "decide a review item", build_review_resolve},
-    {"link", NULL, 2, "RECORD GOLDEN", "move a source record to a golden record", build_link},
-    {"unlink", NULL, 1, "RECORD", "move a source record to a new golden record of its own", build_unlink},
-    {"merge", NULL, 2, "FROM INTO", "merge golden record FROM into INTO", build_merge},
-    {"unmerge", NULL, 1, "GOLDEN", "undo the merge that retired GOLDEN", build_unmerge},
-    {"undo", NULL, 1, "EVENT", "undo a history event (link, unlink, merge, review decision)", build_undo},
-    {"audit", NULL, 0, "[--since T] [--until T] [--record ID] [--limit N]", "query the audit trail", build_audit},
-    {"check", NULL, 0, "", "verify the store's invariants; changes nothing", build_check},
-    {"backup", NULL, 1, "DIR", "consistent online copy of the store into DIR (must not exist)", build_backup},
+    {"record", "show", 1, "ID", "a source record with its link and index entries",
+     {"GET", "/admin/records/%s", {NULL}}, NULL},
+    {"golden", "show", 1, "ID", "a golden record: members, status and its computed view",
+     {"GET", "/admin/golden/%s", {NULL}}, NULL},
+    {"review", "list", 0, "[--all] [--limit N]", "open review items, oldest first", {NULL, NULL, {NULL}},
+     build_review_list},
+    {"review", "show", 1, "ID", "a review item with both records and the per-field outcome",
+     {"GET", "/admin/review/%s", {NULL}}, NULL},
+    {"review", "resolve", 2, "ID link|not-a-match", "decide a review item",
+     {"POST", "/admin/review/%s/resolve", {"decision"}}, NULL},
+    {"link", NULL, 2, "RECORD GOLDEN", "move a source record to a golden record",
+     {"POST", "/admin/link", {"record", "golden"}}, NULL},
+    {"unlink", NULL, 1, "RECORD", "move a source record to a new golden record of its own",
+     {"POST", "/admin/unlink", {"record"}}, NULL},
+    {"merge", NULL, 2, "FROM INTO", "merge golden record FROM into INTO", {"POST", "/admin/merge", {"from", "into"}},
+     NULL},
+    {"unmerge", NULL, 1, "GOLDEN", "undo the merge that retired GOLDEN", {"POST", "/admin/unmerge", {"golden"}},
+     NULL},
+    {"undo", NULL, 1, "EVENT", "undo a history event (link, unlink, merge, review decision)",
+     {"POST", "/admin/undo", {"event"}}, NULL},
+    {"audit", NULL, 0, "[--since T] [--until T] [--record ID] [--limit N]", "query the audit trail",
+     {NULL, NULL, {NULL}}, build_audit},
+    {"check", NULL, 0, "", "verify the store's invariants; changes nothing", {"GET", "/admin/check", {NULL}}, NULL},
+    {"backup", NULL, 1, "DIR", "consistent online copy of the store into DIR (must not exist)",
+     {NULL, NULL, {NULL}}, build_backup},
 };
 enum { ADMIN_NCMDS = sizeof admin_cmds / sizeof *admin_cmds };
 
@@ -282,7 +244,12 @@ int cmd_admin(int argc, char **argv)
     int exit_status = CMD_FAILED;
     char what[64];
     snprintf(what, sizeof what, "%s%s%s", name, cmd->sub ? " " : "", cmd->sub ? cmd->sub : "");
-    rl_error *err = cmd->build(args, &f, &req);
+    rl_error *err = NULL;
+    if (cmd->build) {
+        err = cmd->build(args, &f, &req);
+    } else {
+        err = admin_build_plain(&cmd->plain, args, &req);
+    }
     if (!err)
         err = cmd_session_open(&session, f.config, f.data, f.server);
     else

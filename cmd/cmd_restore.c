@@ -168,14 +168,14 @@ cleanup:
     if (err) {
         if (staging[0]) {
             /* Leave nothing half-made behind: the staging copy is ours alone. */
-            char cmdline[4200];
+            char path[4200];
             DIR *d = opendir(staging);
             if (d) {
                 struct dirent *e;
                 while ((e = readdir(d)) != NULL) {
-                    snprintf(cmdline, sizeof cmdline, "%s/%s", staging, e->d_name);
+                    snprintf(path, sizeof path, "%s/%s", staging, e->d_name);
                     if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
-                        unlink(cmdline);
+                        unlink(path);
                 }
                 closedir(d);
                 rmdir(staging);

@@ -203,5 +203,9 @@ rl_error *rl_registry_golden_show(rl_registry *reg, const rl_actor *actor, const
 cleanup:
     json_decref(golden);
     json_decref(view);
+    if (err) {
+        json_decref(*out);
+        *out = NULL;
+    }
     return err;
 }
