@@ -27,7 +27,7 @@ Q := $(if $(filter 1,$(V)),,@)
 
 CONFIG_MK := build/config.mk
 # Linked into the program; the other packages the product needs are checked by scripts/deps.sh.
-PKGS      := rocksdb libmicrohttpd jansson libsodium libcurl
+PKGS      := rocksdb libmicrohttpd jansson libsodium libcurl libutf8proc
 TEST_PKGS := cmocka
 
 CC      ?= cc
@@ -62,7 +62,7 @@ $(CONFIG_MK): scripts/deps.sh Makefile
 	   echo "TEST_LIBS := $$(pkg-config --libs $(TEST_PKGS))"; } > $@.tmp && mv $@.tmp $@
 
 # Layers, lowest first. Each folder's README says what it may include.
-LIB_DIRS := common store registry api bench
+LIB_DIRS := common store demographics registry ingest api bench
 LIB_SRCS := $(sort $(wildcard $(addsuffix /*.c,$(LIB_DIRS))))
 CMD_SRCS := $(sort $(wildcard cmd/*.c))
 UNIT_SRCS  := $(sort $(wildcard tests/unit/test_*.c))

@@ -33,6 +33,7 @@ static const cmd_command cmd_commands[] = {
     {"check", "verify the store's invariants without changing anything", cmd_admin, cmd_help_check},
     {"backup", "consistent copy of the store, also while the server runs", cmd_admin, cmd_help_backup},
     {"restore", "replace the (stopped) store with a backup", cmd_restore, cmd_restore_help},
+    {"eval", "matching accuracy on a labelled CSV (precision, recall, F1)", cmd_eval, cmd_eval_help},
     {"bench", "benchmarks (bench register --size N)", cmd_bench, cmd_bench_help},
     {"version", "print the version and the libraries it was built with", cmd_version, cmd_version_help},
 };

@@ -83,9 +83,13 @@ static rl_error *restore_verify(const rl_config *cfg, const char *dir, json_t **
     rl_store_options so;
     cmd_store_options(cfg, &so);
     rl_registry_options ro;
+    json_t *rules = NULL;
     RL_TRY(rl_store_open(dir, &so, &store));
-    cmd_registry_options(cfg, &ro);
-    RL_TRY(rl_registry_open(store, &ro, &reg));
+    RL_TRY(cmd_registry_options(cfg, &ro, &rules));
+    err = rl_registry_open(store, &ro, &reg);
+    json_decref(rules);
+    if (err)
+        goto cleanup;
     RL_TRY(rl_registry_check(reg, report));
     if (!json_is_true(json_object_get(*report, "ok")))
         RL_FAIL(RL_EINVAL, "the backup fails `check` (%lld problems); not restored",

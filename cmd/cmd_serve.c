@@ -154,8 +154,12 @@ int cmd_serve(int argc, char **argv)
     if ((err = rl_store_open(cfg.data_dir, &store_opts, &store)) != NULL)
         goto cleanup;
     rl_registry_options reg_opts;
-    cmd_registry_options(&cfg, &reg_opts);
-    if ((err = rl_registry_open(store, &reg_opts, &registry)) != NULL)
+    json_t *rules = NULL;
+    if ((err = cmd_registry_options(&cfg, &reg_opts, &rules)) != NULL)
+        goto cleanup;
+    err = rl_registry_open(store, &reg_opts, &registry);
+    json_decref(rules);
+    if (err)
         goto cleanup;
     if ((err = rl_api_start(&cfg, registry, store, &api)) != NULL)
         goto cleanup;

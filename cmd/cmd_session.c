@@ -21,9 +21,19 @@ cleanup:
     return err;
 }
 
-void cmd_registry_options(const rl_config *cfg, rl_registry_options *opts)
+rl_error *cmd_registry_options(const rl_config *cfg, rl_registry_options *opts, json_t **rules)
 {
+    *rules = NULL;
     rl_registry_options_defaults(opts);
+    opts->matcher = cfg->registry_matcher == 1 ? RL_MATCHER_DETERMINISTIC : RL_MATCHER_PROBABILISTIC;
+    snprintf(opts->nicknames_path, sizeof opts->nicknames_path, "%s", cfg->registry_nicknames);
+    if (cfg->registry_rules[0]) {
+        json_error_t jerr;
+        *rules = json_load_file(cfg->registry_rules, JSON_REJECT_DUPLICATES, &jerr);
+        if (!*rules)
+            return RL_ERR(RL_EINVAL, "rules file %s: line %d: %s", cfg->registry_rules, jerr.line, jerr.text);
+        opts->rules = *rules;
+    }
     opts->auto_link_threshold = cfg->registry_auto_link_threshold;
     opts->review_threshold = cfg->registry_review_threshold;
     opts->max_candidates_per_key = cfg->registry_max_candidates_per_key;
@@ -31,6 +41,7 @@ void cmd_registry_options(const rl_config *cfg, rl_registry_options *opts)
     opts->ntrusted = cfg->registry_ntrusted < RL_REGISTRY_MAX_TRUSTED ? cfg->registry_ntrusted : RL_REGISTRY_MAX_TRUSTED;
     for (int i = 0; i < opts->ntrusted; i++)
         snprintf(opts->trusted_systems[i], sizeof opts->trusted_systems[i], "%s", cfg->registry_trusted_systems[i]);
+    return NULL;
 }
 
 void cmd_store_options(const rl_config *cfg, rl_store_options *opts)
@@ -57,8 +68,10 @@ rl_error *cmd_session_open(cmd_session *s, const char *config, const char *data,
         }
         if (!open_err) {
             rl_registry_options ro;
-            cmd_registry_options(&s->cfg, &ro);
-            RL_TRY(rl_registry_open(s->store, &ro, &s->registry));
+            json_t *rules = NULL;
+            RL_TRY(cmd_registry_options(&s->cfg, &ro, &rules));
+            err = rl_registry_open(s->store, &ro, &s->registry);
+            json_decref(rules);
             goto cleanup;
         }
         rl_error_free(open_err);

@@ -29,7 +29,9 @@ typedef struct cmd_session {
 
 /* Settings: defaults, then the file (config may be NULL), then --data (may be NULL). */
 rl_error *cmd_config_build(const char *config, const char *data, rl_config *cfg);
-void cmd_registry_options(const rl_config *cfg, rl_registry_options *opts);
+/* Registry options from the settings; reads the rules file into *rules (the
+ * caller json_decref()s it once the registry is open; NULL when none). */
+rl_error *cmd_registry_options(const rl_config *cfg, rl_registry_options *opts, json_t **rules);
 void cmd_store_options(const rl_config *cfg, rl_store_options *opts);
 
 /* server: "HOST:PORT" to force the HTTP path, or NULL to decide by the store's lock. */

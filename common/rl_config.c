@@ -15,6 +15,7 @@ typedef enum rl_opt_kind {
     RL_OPT_ENUM,   /* int index into `names` */
     RL_OPT_DOUBLE, /* min/max are hundredths */
     RL_OPT_STRLIST,
+    RL_OPT_FILE, /* a path, "" for none */
 } rl_opt_kind;
 
 typedef struct rl_opt {
@@ -33,6 +34,7 @@ typedef struct rl_opt {
  * and etc/ridgeline.json document them and a test checks they agree. */
 static const char *const rl_sync_names[] = {"always", "off", NULL};
 static const char *const rl_survivorship_names[] = {"most_recent", "most_complete", NULL};
+static const char *const rl_matcher_names[] = {"probabilistic", "deterministic", NULL};
 
 #define RL_OPTION(sec, name, k, field, lo, hi) \
     {.section = (sec), .key = (name), .kind = (k), .offset = RL_OFF(field), .min = (lo), .max = (hi)}
@@ -50,6 +52,10 @@ static const rl_opt rl_opts[] = {
     {.section = "store", .key = "sync", .kind = RL_OPT_ENUM, .offset = RL_OFF(store_sync), .names = rl_sync_names},
     RL_OPTION("store", "group_commit_us", RL_OPT_INT, store_group_commit_us, 0, 100000),
     RL_OPTION("store", "cache_mb", RL_OPT_INT, store_cache_mb, 8, 65536),
+    {.section = "registry", .key = "matcher", .kind = RL_OPT_ENUM, .offset = RL_OFF(registry_matcher),
+     .names = rl_matcher_names},
+    RL_OPTION("registry", "rules", RL_OPT_FILE, registry_rules, 0, 0),
+    RL_OPTION("registry", "nicknames", RL_OPT_FILE, registry_nicknames, 0, 0),
     RL_OPTION("registry", "auto_link_threshold", RL_OPT_DOUBLE, registry_auto_link_threshold, 0, 100),
     RL_OPTION("registry", "review_threshold", RL_OPT_DOUBLE, registry_review_threshold, 0, 100),
     RL_OPTION("registry", "max_candidates_per_key", RL_OPT_INT, registry_max_candidates_per_key, 1, 1000000),
@@ -78,7 +84,7 @@ void rl_config_defaults(rl_config *cfg)
     cfg->store_cache_mb = 64;
     cfg->registry_auto_link_threshold = 0.9;
     cfg->registry_review_threshold = 0.6;
-    cfg->registry_max_candidates_per_key = 1000;
+    cfg->registry_max_candidates_per_key = 200;
     cfg->registry_survivorship = 0;
     cfg->registry_ntrusted = 0;
 }
@@ -156,6 +162,13 @@ static rl_error *rl_config_apply_opt(rl_config *cfg, const rl_opt *opt, const js
             RL_FAIL(RL_EINVAL, "%s: expected one of \"debug\", \"info\", \"warn\", \"error\"", name);
         RL_TRY(rl_log_level_parse(json_string_value(value), (rl_log_level *)(base + opt->offset)));
         break;
+    case RL_OPT_FILE: {
+        const char *path = json_string_value(value);
+        if (!path || strlen(path) >= RL_CONFIG_PATH_MAX)
+            RL_FAIL(RL_EINVAL, "%s: expected a file path (or \"\" for none)", name);
+        snprintf(base + opt->offset, RL_CONFIG_PATH_MAX, "%s", path);
+        break;
+    }
     case RL_OPT_ENUM: {
         const char *word = json_is_string(value) ? json_string_value(value) : "";
         int i = 0;
@@ -287,7 +300,8 @@ json_t *rl_config_to_json(const rl_config *cfg)
             v = json_string(hp);
             break;
         }
-        case RL_OPT_PATH: v = json_string(base + o->offset); break;
+        case RL_OPT_PATH:
+        case RL_OPT_FILE: v = json_string(base + o->offset); break;
         case RL_OPT_INT: v = json_integer(*(const int *)(base + o->offset)); break;
         case RL_OPT_BIGINT: v = json_integer(*(const long long *)(base + o->offset)); break;
         case RL_OPT_LOG_LEVEL:

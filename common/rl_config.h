@@ -51,6 +51,9 @@ typedef struct rl_config {
     rl_sync_policy store_sync;
     int store_group_commit_us;
     int store_cache_mb;
+    int registry_matcher; /* 0 probabilistic, 1 deterministic */
+    char registry_rules[RL_CONFIG_PATH_MAX];
+    char registry_nicknames[RL_CONFIG_PATH_MAX];
     double registry_auto_link_threshold;
     double registry_review_threshold;
     int registry_max_candidates_per_key;

@@ -22,7 +22,7 @@ void rl_registry_options_defaults(rl_registry_options *opts)
     memset(opts, 0, sizeof *opts);
     opts->auto_link_threshold = 0.9;
     opts->review_threshold = 0.6;
-    opts->max_candidates_per_key = 1000;
+    opts->max_candidates_per_key = 200;
     opts->survivorship = RL_SURVIVE_MOST_RECENT;
 }
 
@@ -99,6 +99,41 @@ cleanup:
     return err;
 }
 
+static const char reg_model_key[] = "model";
+
+/* The probabilistic matcher's model: the one `train` saved in the store, else
+ * the configured rules, else the built-in defaults. */
+static rl_error *reg_matcher_open(rl_registry *reg)
+{
+    rl_error *err = NULL;
+    demo_nicknames *nick = NULL;
+    demo_model *model = NULL;
+    json_t *saved = NULL;
+    if (reg->opts.matcher == RL_MATCHER_DETERMINISTIC)
+        return rl_matcher_deterministic(&reg->matcher);
+    if (reg->opts.nicknames_path[0])
+        RL_TRY(demo_nicknames_load(reg->opts.nicknames_path, &nick));
+    RL_TRY(reg_get_json(reg, RL_CF_META, reg_model_key, strlen(reg_model_key), &saved));
+    const json_t *rules = saved ? saved : reg->opts.rules;
+    if (rules)
+        err = demo_model_from_json(rules, nick, &model);
+    else
+        err = demo_model_defaults(nick, &model);
+    nick = NULL; /* the model owns it, also on failure */
+    if (err) {
+        if (saved)
+            err = rl_error_wrap(err, "the trained model saved in the store is unreadable");
+        goto cleanup;
+    }
+    RL_TRY(rl_matcher_probabilistic(model, &reg->matcher));
+    model = NULL;
+cleanup:
+    demo_nicknames_free(nick);
+    demo_model_free(model);
+    json_decref(saved);
+    return err;
+}
+
 rl_error *rl_registry_open(rl_store *store, const rl_registry_options *opts, rl_registry **out)
 {
     rl_error *err = NULL;
@@ -117,9 +152,11 @@ rl_error *rl_registry_open(rl_store *store, const rl_registry_options *opts, rl_
         reg->opts = *opts;
     else
         rl_registry_options_defaults(&reg->opts);
-    reg->matcher = rl_matcher_deterministic();
     pthread_mutex_init(&reg->write_lock, NULL);
     pthread_mutex_init(&reg->queue_lock, NULL);
+    reg->opts.rules = opts ? opts->rules : NULL; /* borrowed for the open only */
+    RL_TRY(reg_matcher_open(reg));
+    reg->opts.rules = NULL;
     atomic_init(&reg->seq, randombytes_random());
     RL_TRY(reg_load_counters(reg));
     reg->counters_loaded = true;
@@ -139,6 +176,7 @@ void rl_registry_close(rl_registry *reg)
         /* Not fatal: the next open recounts. */
         rl_error_free(err);
     }
+    rl_matcher_destroy(reg->matcher);
     pthread_mutex_destroy(&reg->write_lock);
     pthread_mutex_destroy(&reg->queue_lock);
     free(reg);

@@ -45,7 +45,15 @@ typedef enum rl_survivorship {
     RL_SURVIVE_MOST_COMPLETE,   /* each element from the member with the most elements */
 } rl_survivorship;
 
+typedef enum rl_matcher_kind {
+    RL_MATCHER_PROBABILISTIC = 0, /* Fellegi-Sunter over normalised demographics (the default) */
+    RL_MATCHER_DETERMINISTIC,     /* exact normalised name + birth date */
+} rl_matcher_kind;
+
 typedef struct rl_registry_options {
+    rl_matcher_kind matcher;
+    const json_t *rules;        /* probabilistic rules (borrowed during open); NULL: built-in */
+    char nicknames_path[1024];  /* nickname table file; "": no nickname level */
     double auto_link_threshold; /* score >= this links automatically */
     double review_threshold;    /* score >= this (and below auto) is queued for review */
     int max_candidates_per_key; /* a blocking key with more postings is cut and reported */
@@ -133,6 +141,21 @@ typedef struct rl_audit_query {
 rl_error *rl_registry_audit(rl_registry *reg, const rl_actor *actor, const char *action,
                             const char *const *subjects, int nsubjects, const char *outcome, json_t *detail);
 rl_error *rl_registry_audit_query(rl_registry *reg, const rl_audit_query *q, json_t **out);
+
+/* ---- the probabilistic model ---- */
+
+/* Re-estimates m and u (EM over candidate pairs, u from random pairs) and
+ * term frequencies from the records, saves the model in the store and puts
+ * it to use. *report: the estimates and how they were reached. */
+rl_error *rl_registry_train(rl_registry *reg, const rl_actor *actor, json_t **report);
+
+/* Replays automatic linking of every record in registration order under the
+ * current model (manual links and not-a-match memory respected). *report:
+ * counts of records, moves, retired golden records, review items. */
+rl_error *rl_registry_rematch(rl_registry *reg, const rl_actor *actor, json_t **report);
+
+/* Every record's golden id: {record id: golden id} (evaluation, export). */
+rl_error *rl_registry_assignments(rl_registry *reg, json_t **out);
 
 /* ---- maintenance ---- */
 

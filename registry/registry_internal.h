@@ -34,7 +34,7 @@ typedef struct reg_submit_req reg_submit_req;
 struct rl_registry {
     rl_store *store;
     rl_registry_options opts;
-    const rl_matcher *matcher;
+    rl_matcher *matcher; /* owned */
     /* serialises read-modify-write of identity state; reads take no lock */
     pthread_mutex_t write_lock;
     atomic_uint_fast32_t seq;
@@ -113,6 +113,14 @@ json_t *reg_record_view(const json_t *record, const json_t *link);
 rl_error *reg_queue_review(reg_txn *txn, const char *record_id, const char *own_golden,
                            const char *candidate_golden, const char *candidate_record, double score,
                            json_t *fields, bool *queued);
+/* "system|value" of every identifier of a Patient carrying both (appended to out). */
+rl_error *reg_identifier_keys(const json_t *patient, json_t *out);
+bool reg_system_trusted(const rl_registry *reg, const char *system, size_t len);
+/* +1 same value in a trusted system, -1 values that differ in one, 0 no trusted evidence. */
+int reg_trusted_evidence(const rl_registry *reg, const json_t *a_keys, const json_t *b_keys);
+/* Adds the record ids posted under prefix (blocking or ident family) to cands, a set. */
+rl_error *reg_scan_candidates(rl_registry *reg, rl_cf cf, const char *prefix, const char *self, json_t *cands,
+                              int cap);
 /* key = a \0 b with a < b, for the nomatch family; returns its length. */
 size_t reg_pair_key(const char *a, const char *b, char *out, size_t size);
 #endif

@@ -1,6 +1,8 @@
 #include "registry/registry_matcher.h"
 
+#include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 void rl_matcher_normalise(const char *in, char *out, size_t size)
@@ -16,6 +18,14 @@ void rl_matcher_normalise(const char *in, char *out, size_t size)
     out[n] = '\0';
 }
 
+void rl_matcher_destroy(rl_matcher *m)
+{
+    if (m)
+        m->destroy(m);
+}
+
+/* ---- deterministic ---- */
+
 enum { DET_FIELD_MAX = 128 };
 
 typedef struct det_view {
@@ -26,9 +36,11 @@ typedef struct det_view {
 } det_view;
 
 /* The first official (else first) name's family and first given name. */
-static void det_extract(const json_t *p, det_view *v)
+static rl_error *det_prepare(const rl_matcher *m, const json_t *p, void **prepared)
 {
-    memset(v, 0, sizeof *v);
+    det_view *v = calloc(1, sizeof *v);
+    if (!v)
+        return RL_ERR(RL_ENOMEM, "out of memory");
     const json_t *names = json_object_get(p, "name");
     const json_t *name = NULL;
     size_t i;
@@ -54,16 +66,19 @@ static void det_extract(const json_t *p, det_view *v)
     const char *gender = json_string_value(json_object_get(p, "gender"));
     if (gender && strcmp(gender, "unknown") != 0)
         snprintf(v->gender, sizeof v->gender, "%s", gender);
+    *prepared = v;
+    return NULL;
 }
 
-static rl_error *det_keys(const rl_matcher *m, const json_t *patient, json_t *keys)
+static void det_release(const rl_matcher *m, void *prepared) { free(prepared); }
+
+static rl_error *det_keys(const rl_matcher *m, const void *prepared, json_t *keys)
 {
-    det_view v;
-    det_extract(patient, &v);
-    if (!v.family[0] || !v.given[0] || !v.birth[0])
+    const det_view *v = prepared;
+    if (!v->family[0] || !v->given[0] || !v->birth[0])
         return NULL;
     char key[3 * DET_FIELD_MAX];
-    snprintf(key, sizeof key, "det:%s|%s|%s", v.family, v.given, v.birth);
+    snprintf(key, sizeof key, "det:%s|%s|%s", v->family, v->given, v->birth);
     if (json_array_append_new(keys, json_string(key)) != 0)
         return RL_ERR(RL_ENOMEM, "out of memory");
     return NULL;
@@ -76,16 +91,13 @@ static const char *det_outcome(const char *a, const char *b)
     return strcmp(a, b) == 0 ? "agree" : "disagree";
 }
 
-static rl_error *det_compare(const rl_matcher *m, const json_t *a, const json_t *b, double *score,
-                             json_t **fields)
+static rl_error *det_compare(const rl_matcher *m, const void *pa, const void *pb, double *score, json_t **fields)
 {
-    det_view va, vb;
-    det_extract(a, &va);
-    det_extract(b, &vb);
-    const char *family = det_outcome(va.family, vb.family);
-    const char *given = det_outcome(va.given, vb.given);
-    const char *birth = det_outcome(va.birth, vb.birth);
-    const char *gender = det_outcome(va.gender, vb.gender);
+    const det_view *va = pa, *vb = pb;
+    const char *family = det_outcome(va->family, vb->family);
+    const char *given = det_outcome(va->given, vb->given);
+    const char *birth = det_outcome(va->birth, vb->birth);
+    const char *gender = det_outcome(va->gender, vb->gender);
     *fields = json_pack("{s:s, s:s, s:s, s:s}", "family", family, "given", given, "birthDate", birth,
                         "gender", gender);
     if (!*fields)
@@ -102,10 +114,119 @@ static rl_error *det_compare(const rl_matcher *m, const json_t *a, const json_t 
     return NULL;
 }
 
-static const rl_matcher rl_det_matcher = {
-    .name = "deterministic",
-    .keys = det_keys,
-    .compare = det_compare,
-};
+static void det_destroy(rl_matcher *m) { free(m); }
 
-const rl_matcher *rl_matcher_deterministic(void) { return &rl_det_matcher; }
+rl_error *rl_matcher_deterministic(rl_matcher **out)
+{
+    *out = calloc(1, sizeof **out);
+    if (!*out)
+        return RL_ERR(RL_ENOMEM, "out of memory");
+    **out = (rl_matcher){.name = "deterministic", .prepare = det_prepare, .release = det_release,
+                         .keys = det_keys, .compare = det_compare, .destroy = det_destroy};
+    return NULL;
+}
+
+/* ---- probabilistic ---- */
+
+enum { FS_MAX_MODELS = 64 };
+
+typedef struct fs_matcher {
+    rl_matcher base; /* first: the vtable */
+    _Atomic(demo_model *) model;
+    int nretired;
+    demo_model *retired[FS_MAX_MODELS];
+} fs_matcher;
+
+static const demo_model *fs_model(const rl_matcher *m) { return atomic_load(&((const fs_matcher *)m)->model); }
+
+static rl_error *fs_prepare(const rl_matcher *m, const json_t *patient, void **prepared)
+{
+    rl_error *err = NULL;
+    demo_features *f = malloc(sizeof *f);
+    if (!f)
+        RL_FAIL(RL_ENOMEM, "out of memory");
+    RL_TRY(demo_features_extract(fs_model(m), patient, f));
+    *prepared = f;
+    f = NULL;
+cleanup:
+    free(f);
+    return err;
+}
+
+static void fs_release(const rl_matcher *m, void *prepared) { free(prepared); }
+
+static rl_error *fs_keys(const rl_matcher *m, const void *prepared, json_t *keys)
+{
+    return demo_model_blocking_keys(fs_model(m), prepared, keys);
+}
+
+static rl_error *fs_compare(const rl_matcher *m, const void *pa, const void *pb, double *score, json_t **fields)
+{
+    const demo_model *model = fs_model(m);
+    int levels[DEMO_F_COUNT];
+    double weights[DEMO_F_COUNT];
+    demo_compare_features(model, pa, pb, levels);
+    double total = demo_model_weight(model, pa, levels, weights);
+    double p = demo_model_probability(model, total);
+    const char *guard = demo_model_guard(model, levels);
+    if (guard && p > demo_model_guard_cap(model))
+        p = demo_model_guard_cap(model);
+    json_t *per = json_object();
+    for (int f = 0; f < DEMO_F_COUNT; f++) {
+        if (levels[f] == DEMO_LEVEL_MISSING)
+            continue;
+        json_object_set_new(per, demo_field_name((demo_field)f),
+                            json_pack("{s:s, s:f}", "level", demo_level_name((demo_field)f, levels[f]), "weight",
+                                      weights[f]));
+    }
+    *fields = json_pack("{s:o, s:f, s:f}", "fields", per, "weight", total, "probability", p);
+    if (*fields && guard)
+        json_object_set_new(*fields, "guard", json_string(guard));
+    if (!*fields)
+        return RL_ERR(RL_ENOMEM, "out of memory");
+    *score = p;
+    return NULL;
+}
+
+static void fs_destroy(rl_matcher *m)
+{
+    fs_matcher *fm = (fs_matcher *)m;
+    demo_model_free(atomic_load(&fm->model));
+    for (int i = 0; i < fm->nretired; i++)
+        demo_model_free(fm->retired[i]);
+    free(fm);
+}
+
+rl_error *rl_matcher_probabilistic(demo_model *model, rl_matcher **out)
+{
+    fs_matcher *fm = calloc(1, sizeof *fm);
+    if (!fm) {
+        demo_model_free(model);
+        return RL_ERR(RL_ENOMEM, "out of memory");
+    }
+    fm->base = (rl_matcher){.name = "probabilistic", .prepare = fs_prepare, .release = fs_release,
+                            .keys = fs_keys, .compare = fs_compare, .destroy = fs_destroy};
+    atomic_init(&fm->model, model);
+    *out = &fm->base;
+    return NULL;
+}
+
+const demo_model *rl_matcher_model(const rl_matcher *m)
+{
+    return m && m->compare == fs_compare ? fs_model(m) : NULL;
+}
+
+rl_error *rl_matcher_set_model(rl_matcher *m, demo_model *model)
+{
+    if (!m || m->compare != fs_compare) {
+        demo_model_free(model);
+        return RL_ERR(RL_EUNSUPPORTED, "this matcher has no model to train");
+    }
+    fs_matcher *fm = (fs_matcher *)m;
+    if (fm->nretired == FS_MAX_MODELS) {
+        demo_model_free(model);
+        return RL_ERR(RL_ECONFLICT, "trained %d times since start: restart before training again", FS_MAX_MODELS);
+    }
+    fm->retired[fm->nretired++] = atomic_exchange(&fm->model, model);
+    return NULL;
+}

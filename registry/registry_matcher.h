@@ -1,16 +1,22 @@
 /*
  * registry_matcher: how the registry asks "who might this be?".
  *
- * A matcher turns a Patient into blocking keys (the registry keeps them as
- * postings, updated in the same batch as the record) and compares two
- * Patients into a score in [0,1] with per-field contributions a reviewer can
- * read. The registry decides what a score means (thresholds, grades).
- * Matchers are stateless or immutable after creation: reentrant.
+ * A matcher first reduces a Patient to its own prepared form (normalised
+ * features), once per record per decision; from that it gives blocking keys
+ * (the registry keeps them as postings, updated in the same batch as the
+ * record) and compares two prepared records into a score in [0,1] with
+ * per-field contributions a reviewer can read. The registry decides what a
+ * score means (thresholds, grades).
  *
- * The deterministic matcher serves until the probabilistic demographic
- * matcher lands: it links on exact normalised family name, first given name
- * and full birth date (gender may be missing, and disagreement lowers the
- * score below auto-linking).
+ * Two matchers: the probabilistic one (Fellegi-Sunter, demographics/), the
+ * default, and the deterministic one (exact normalised family name, first
+ * given name and full birth date), kept for tests and as a fallback.
+ *
+ * Matchers are immutable once made and reentrant. The probabilistic matcher
+ * can be given a new model (training); models it replaced are kept until the
+ * matcher is destroyed, because a registration being prepared on another
+ * thread may still read one. Prepared values belong to the caller, released
+ * with release(); rl_matcher_destroy(NULL) is fine.
  */
 #ifndef RL_REGISTRY_MATCHER_H
 #define RL_REGISTRY_MATCHER_H
@@ -18,18 +24,29 @@
 #include <jansson.h>
 
 #include "common/rl_error.h"
+#include "demographics/demo_model.h"
 
 typedef struct rl_matcher rl_matcher;
 struct rl_matcher {
     const char *name;
-    /* Appends the Patient's blocking keys (strings) to keys, an array. */
-    rl_error *(*keys)(const rl_matcher *m, const json_t *patient, json_t *keys);
+    rl_error *(*prepare)(const rl_matcher *m, const json_t *patient, void **prepared);
+    void (*release)(const rl_matcher *m, void *prepared);
+    /* Appends the record's blocking keys (strings) to keys, an array. */
+    rl_error *(*keys)(const rl_matcher *m, const void *prepared, json_t *keys);
     /* Scores a against b; *fields (new reference) holds per-field outcomes. */
-    rl_error *(*compare)(const rl_matcher *m, const json_t *a, const json_t *b, double *score,
-                         json_t **fields);
+    rl_error *(*compare)(const rl_matcher *m, const void *a, const void *b, double *score, json_t **fields);
+    void (*destroy)(rl_matcher *m);
 };
 
-const rl_matcher *rl_matcher_deterministic(void);
+rl_error *rl_matcher_deterministic(rl_matcher **out);
+/* Takes ownership of model. */
+rl_error *rl_matcher_probabilistic(demo_model *model, rl_matcher **out);
+void rl_matcher_destroy(rl_matcher *m);
+
+/* The probabilistic matcher's current model (NULL for other matchers). */
+const demo_model *rl_matcher_model(const rl_matcher *m);
+/* Replaces the model (the caller serialises this against compare); takes ownership. */
+rl_error *rl_matcher_set_model(rl_matcher *m, demo_model *model);
 
 /* Normalises a name or value for exact comparison: ASCII letters lowered,
  * digits kept, everything else dropped (bytes >= 0x80 kept as they are). */

@@ -29,7 +29,7 @@ size_t reg_pair_key(const char *a, const char *b, char *out, size_t size)
 }
 
 /* "system|value" of every identifier carrying both. */
-static rl_error *reg_identifier_keys(const json_t *patient, json_t *out)
+rl_error *reg_identifier_keys(const json_t *patient, json_t *out)
 {
     size_t i;
     const json_t *ident;
@@ -67,7 +67,7 @@ static const char *reg_source_key(const json_t *ident_keys, const rl_actor *acto
     return json_string_value(json_array_get(ident_keys, 0));
 }
 
-static bool reg_system_trusted(const rl_registry *reg, const char *system, size_t len)
+bool reg_system_trusted(const rl_registry *reg, const char *system, size_t len)
 {
     for (int i = 0; i < reg->opts.ntrusted; i++)
         if (strlen(reg->opts.trusted_systems[i]) == len && strncmp(reg->opts.trusted_systems[i], system, len) == 0)
@@ -77,7 +77,7 @@ static bool reg_system_trusted(const rl_registry *reg, const char *system, size_
 
 /* +1: a trusted system where both carry the same value; -1: a trusted system
  * where both carry values and none agree; 0: no trusted evidence. */
-static int reg_trusted_evidence(const rl_registry *reg, const json_t *a_keys, const json_t *b_keys)
+int reg_trusted_evidence(const rl_registry *reg, const json_t *a_keys, const json_t *b_keys)
 {
     int verdict = 0;
     size_t i, j;
@@ -106,7 +106,7 @@ static int reg_trusted_evidence(const rl_registry *reg, const json_t *a_keys, co
 }
 
 /* Adds the record ids found under prefix to cands (an object used as a set). */
-static rl_error *reg_scan_candidates(rl_registry *reg, rl_cf cf, const char *prefix, const char *self,
+rl_error *reg_scan_candidates(rl_registry *reg, rl_cf cf, const char *prefix, const char *self,
                                      json_t *cands, int cap)
 {
     rl_error *err = NULL;
@@ -151,7 +151,7 @@ typedef struct reg_golden_score {
 } reg_golden_score;
 
 /* Scores every candidate and keeps the best per golden record. */
-static rl_error *reg_score_candidates(reg_txn *txn, const char *rid, const json_t *record,
+static rl_error *reg_score_candidates(reg_txn *txn, const char *rid, const void *probe,
                                       const json_t *ident_keys, json_t *cands, reg_golden_score **out,
                                       size_t *nout)
 {
@@ -160,6 +160,7 @@ static rl_error *reg_score_candidates(reg_txn *txn, const char *rid, const json_
     reg_golden_score *gs = calloc(json_object_size(cands) + 1, sizeof *gs);
     size_t n = 0;
     json_t *cand = NULL, *link = NULL, *cand_keys = NULL, *fields = NULL, *veto = NULL;
+    void *cand_prepared = NULL;
     if (!gs)
         RL_FAIL(RL_ENOMEM, "out of memory");
     const char *cid;
@@ -171,7 +172,8 @@ static rl_error *reg_score_candidates(reg_txn *txn, const char *rid, const json_
             goto next; /* index entry without record: `ridgeline check` reports it */
         const char *golden = json_string_value(json_object_get(link, "golden"));
         double score = 0;
-        RL_TRY(reg->matcher->compare(reg->matcher, record, cand, &score, &fields));
+        RL_TRY(reg->matcher->prepare(reg->matcher, cand, &cand_prepared));
+        RL_TRY(reg->matcher->compare(reg->matcher, probe, cand_prepared, &score, &fields));
         cand_keys = json_array();
         RL_TRY(reg_identifier_keys(cand, cand_keys));
         int trusted = reg_trusted_evidence(reg, ident_keys, cand_keys);
@@ -208,7 +210,9 @@ static rl_error *reg_score_candidates(reg_txn *txn, const char *rid, const json_
         json_decref(cand_keys);
         json_decref(fields);
         json_decref(veto);
+        reg->matcher->release(reg->matcher, cand_prepared);
         cand = link = cand_keys = fields = veto = NULL;
+        cand_prepared = NULL;
     }
     *out = gs;
     *nout = n;
@@ -219,6 +223,8 @@ cleanup:
     json_decref(cand_keys);
     json_decref(fields);
     json_decref(veto);
+    if (cand_prepared)
+        reg->matcher->release(reg->matcher, cand_prepared);
     if (gs) {
         for (size_t i = 0; i < n; i++)
             json_decref(gs[i].fields);
@@ -346,6 +352,7 @@ struct reg_submit_req {
     const rl_actor *actor;
     const json_t *patient;
     json_t *ident_keys, *postings;
+    void *probe; /* the matcher's prepared form of the patient */
     const char *source_key;
     char fresh_id[REG_ID_LEN + 1];
     json_t *fresh;
@@ -364,8 +371,11 @@ struct reg_submit_req {
     struct reg_submit_req *next;
 };
 
-static void reg_req_clear(reg_submit_req *q)
+static void reg_req_clear(rl_registry *reg, reg_submit_req *q)
 {
+    if (q->probe)
+        reg->matcher->release(reg->matcher, q->probe);
+    q->probe = NULL;
     json_decref(q->ident_keys);
     json_decref(q->postings);
     json_decref(q->fresh);
@@ -387,7 +397,8 @@ static rl_error *reg_submit_prepare(rl_registry *reg, reg_submit_req *q)
         RL_FAIL(RL_ENOMEM, "out of memory");
     RL_TRY(rl_registry_patient_validate(q->patient));
     RL_TRY(reg_identifier_keys(q->patient, q->ident_keys));
-    RL_TRY(reg->matcher->keys(reg->matcher, q->patient, q->postings));
+    RL_TRY(reg->matcher->prepare(reg->matcher, q->patient, &q->probe));
+    RL_TRY(reg->matcher->keys(reg->matcher, q->probe, q->postings));
     q->source_key = reg_source_key(q->ident_keys, q->actor);
     /* Most registrations create a record: build it and its batch now. */
     reg_new_id(q->fresh_id);
@@ -462,7 +473,10 @@ static void reg_submit_decide(rl_registry *reg, reg_submit_req *q)
         q->fresh = NULL;
         txn.d_records++;
     }
-    index = json_pack("{s:s?, s:O}", "source_key", source_key, "postings", postings);
+    /* Creation order, kept with the record: rematch replays registrations in it. */
+    json_int_t seq = found ? json_integer_value(json_object_get(json_object_get(old_link, "index"), "seq"))
+                           : (json_int_t)reg->n_records;
+    index = json_pack("{s:s?, s:O, s:I}", "source_key", source_key, "postings", postings, "seq", seq);
 
     /* Who might this be? */
     size_t i;
@@ -475,7 +489,7 @@ static void reg_submit_decide(rl_registry *reg, reg_submit_req *q)
         if (reg_system_trusted(reg, key, (size_t)(strchr(key, '|') - key)))
             RL_TRY(reg_scan_candidates(reg, RL_CF_IDENT, key, rid, cands, reg->opts.max_candidates_per_key));
     }
-    RL_TRY(reg_score_candidates(&txn, rid, q->record, ident_keys, cands, &gs, &ngs));
+    RL_TRY(reg_score_candidates(&txn, rid, q->probe, ident_keys, cands, &gs, &ngs));
 
     double link_score = 1.0;
     const char *grade = "certain";
@@ -635,7 +649,7 @@ rl_error *rl_registry_submit(rl_registry *reg, const rl_actor *actor, const json
     res->reviews_queued = q.reviews;
 cleanup:
     pthread_cond_destroy(&q.decided);
-    reg_req_clear(&q);
+    reg_req_clear(reg, &q);
     if (err)
         rl_submit_result_clear(res);
     return err;

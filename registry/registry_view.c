@@ -209,3 +209,33 @@ cleanup:
     }
     return err;
 }
+
+rl_error *rl_registry_assignments(rl_registry *reg, json_t **out)
+{
+    rl_error *err = NULL;
+    rl_store_iter *it = NULL;
+    json_t *map = json_object();
+    *out = NULL;
+    if (!map)
+        RL_FAIL(RL_ENOMEM, "out of memory");
+    RL_TRY(rl_store_iter_new(reg->store, RL_CF_LINKS, NULL, 0, NULL, 0, &it));
+    for (; rl_store_iter_valid(it); rl_store_iter_next(it)) {
+        size_t klen, vlen;
+        const char *k = rl_store_iter_key(it, &klen);
+        const char *v = rl_store_iter_value(it, &vlen);
+        json_t *link = json_loadb(v, vlen, 0, NULL);
+        if (!link)
+            RL_FAIL(RL_ESTORE, "a link is not JSON: run `ridgeline check`");
+        char rid[REG_ID_LEN + 8];
+        snprintf(rid, sizeof rid, "%.*s", (int)klen, k);
+        json_object_set(map, rid, json_object_get(link, "golden"));
+        json_decref(link);
+    }
+    RL_TRY(rl_store_iter_status(it));
+    *out = map;
+    map = NULL;
+cleanup:
+    rl_store_iter_destroy(it);
+    json_decref(map);
+    return err;
+}

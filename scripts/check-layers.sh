@@ -14,9 +14,10 @@ declare -A allowed=(
   [biometrics]="biometrics kernels common"
   [device]="device biometrics kernels common"
   [registry]="registry store demographics biometrics kernels common"
+  [ingest]="ingest registry store demographics biometrics kernels common"
   [api]="api registry device store demographics biometrics kernels common"
-  [bench]="bench api registry device store demographics biometrics kernels common"
-  [cmd]="cmd bench api registry device store demographics biometrics kernels common"
+  [bench]="bench ingest api registry device store demographics biometrics kernels common"
+  [cmd]="cmd bench ingest api registry device store demographics biometrics kernels common"
 )
 
 bad=0

@@ -42,7 +42,18 @@ static void post(fixture *f, const char *system, const char *gender, char *id_ou
 static int setup(void **state)
 {
     fixture *f = calloc(1, sizeof *f);
-    if (!rl_test_server_start(&f->srv, NULL, NULL))
+    /* These tests are about the operations, not the matching: the
+     * deterministic matcher makes "same person" and "possible match" exact. */
+    char *dir = rl_test_tmpdir("admin");
+    char config[600];
+    snprintf(config, sizeof config, "%s/matcher.json", dir);
+    FILE *cf = fopen(config, "w");
+    fputs("{\"registry\": {\"matcher\": \"deterministic\"}}", cf);
+    fclose(cf);
+    snprintf(f->srv.dir, sizeof f->srv.dir, "%s", dir);
+    free(dir);
+    const char *const extra[] = {"--config", config, NULL};
+    if (!rl_test_server_start(&f->srv, f->srv.dir, extra))
         return -1;
     char gb[40];
     post(f, "urn:clinic:a", "\"gender\":\"male\",", f->a, f->ga);
@@ -78,7 +89,8 @@ static json_t *cli(fixture *f, bool remote, int want_status, const char *fmt, ..
         snprintf(cmd, sizeof cmd, "%s %s --data %s --server 127.0.0.1:%d 2>&1", rl_test_bin(), args, f->srv.data,
                  f->srv.port);
     else
-        snprintf(cmd, sizeof cmd, "%s %s --data %s", rl_test_bin(), args, f->srv.data);
+        snprintf(cmd, sizeof cmd, "%s %s --data %s --config %s/matcher.json", rl_test_bin(), args, f->srv.data,
+                 f->srv.dir);
     char *out = NULL;
     int status = rl_test_run(cmd, &out);
     if (status != want_status)
@@ -194,7 +206,8 @@ static void test_commands_against_running_server(void **state)
     char config[700];
     snprintf(config, sizeof config, "%s/ridgeline.json", f->srv.dir);
     FILE *cf = fopen(config, "w");
-    fprintf(cf, "{\"listen\": \"127.0.0.1:%d\", \"data_dir\": \"%s\"}", f->srv.port, f->srv.data);
+    fprintf(cf, "{\"listen\": \"127.0.0.1:%d\", \"data_dir\": \"%s\", \"registry\": {\"matcher\": \"deterministic\"}}",
+            f->srv.port, f->srv.data);
     fclose(cf);
     char cmd[1600], *out = NULL;
     snprintf(cmd, sizeof cmd, "%s record show %s --config %s", rl_test_bin(), f->a, config);
@@ -242,7 +255,10 @@ static void test_online_backup_and_restore(void **state)
     struct stat st;
     assert_int_equal(stat(kept, &st), 0); /* nothing thrown away */
     json_decref(report);
-    assert_true(rl_test_server_start(&f->srv, f->srv.dir, NULL));
+    char config[700];
+    snprintf(config, sizeof config, "%s/matcher.json", f->srv.dir);
+    const char *const extra[] = {"--config", config, NULL};
+    assert_true(rl_test_server_start(&f->srv, f->srv.dir, extra));
     j = cli(f, true, 0, "record show %s", f->b);
     assert_string_equal(str(j, "link", "golden"), f->ga); /* the unlink is gone */
     json_decref(j);

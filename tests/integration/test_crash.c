@@ -43,13 +43,20 @@ static void *client(void *arg)
         int n = atomic_fetch_add(&st->serial, 1);
         /* One in five re-registers an earlier person at a second clinic. */
         int person = n % 5 == 4 ? n / 2 : n;
-        char key[64], body[512];
+        char key[64], body[512], family[16], given[16];
+        /* Letters only: phonetic blocking reads letters, and digits would put everyone in one block. */
+        unsigned h = (unsigned)person * 2654435761u;
+        for (int i = 0; i < 7; i++, h = h * 1103515245u + 12345u) {
+            family[i] = (char)('a' + (h >> 16) % 26);
+            given[i] = (char)('a' + (h >> 8) % 26);
+        }
+        family[7] = given[7] = '\0';
         snprintf(key, sizeof key, "%s|%d", n % 5 == 4 ? "urn:crash:clinic-b" : "urn:crash:clinic-a", n);
         snprintf(body, sizeof body,
                  "{\"resourceType\":\"Patient\",\"identifier\":[{\"system\":\"%.*s\",\"value\":\"%d\"}],"
-                 "\"name\":[{\"family\":\"Fam%d\",\"given\":[\"Giv%d\"]}],\"gender\":\"female\","
+                 "\"name\":[{\"family\":\"%s\",\"given\":[\"%s\"]}],\"gender\":\"female\","
                  "\"birthDate\":\"19%02d-%02d-%02d\"}",
-                 (int)(strchr(key, '|') - key), key, n, person, person, person % 100, 1 + person % 12,
+                 (int)(strchr(key, '|') - key), key, n, family, given, person % 100, 1 + person % 12,
                  1 + person % 28);
         rl_test_response r;
         if (!rl_test_http(st->port, "POST", "/fhir/Patient", hdr, body, strlen(body), &r)) {

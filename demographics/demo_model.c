@@ -1,0 +1,819 @@
+#include "demographics/demo_model.h"
+
+#include <math.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "demographics/demo_phonetic.h"
+
+/* The nickname table is shared by a model and the models trained from it. */
+typedef struct demo_shared_nicknames {
+    atomic_int refs;
+    demo_nicknames *table;
+} demo_shared_nicknames;
+
+struct demo_model {
+    demo_field_params params[DEMO_F_COUNT];
+    double prior;     /* P(same person) for a pair that blocking proposes */
+    double guard_cap; /* score ceiling when a guard rule fires */
+    int within_years;
+    demo_placeholders ph;
+    char country_code[8];
+    int nid_systems;
+    char id_systems[DEMO_MAX_ID_SYSTEMS][128];
+    int nblocking;
+    demo_blocking_rule blocking[DEMO_MAX_BLOCKING];
+    demo_shared_nicknames *nick;
+    json_t *tf; /* {"given": {value: share}, "family": {...}} or NULL */
+};
+
+static const char *const demo_field_names[DEMO_F_COUNT] = {
+    "given", "family", "birth_date", "gender", "address", "city", "postcode", "state", "phone", "identifier",
+};
+
+static const char *const demo_levels[DEMO_F_COUNT][DEMO_MAX_LEVELS] = {
+    [DEMO_F_GIVEN] = {"exact", "nickname", "close", "similar", "different"},
+    [DEMO_F_FAMILY] = {"exact", "close", "similar", "different"},
+    [DEMO_F_BIRTH] = {"exact", "day-month-swapped", "one-field-off", "same-year", "different"},
+    [DEMO_F_GENDER] = {"same", "different"},
+    [DEMO_F_ADDRESS] = {"exact", "close", "similar", "different"},
+    [DEMO_F_CITY] = {"exact", "close", "different"},
+    [DEMO_F_POSTCODE] = {"exact", "one-edit", "different"},
+    [DEMO_F_STATE] = {"exact", "different"},
+    [DEMO_F_PHONE] = {"exact", "one-edit", "different"},
+    [DEMO_F_IDENTIFIER] = {"exact", "one-edit", "different"},
+};
+
+static const char *const demo_key_names[DEMO_K_COUNT] = {
+    "family_metaphone", "given_metaphone", "family_soundex", "given_soundex", "given_initial", "birth_date",
+    "birth_year", "birth_month_day", "postcode", "phone", "identifier",
+};
+
+int demo_model_nlevels(demo_field f)
+{
+    int n = 0;
+    while (n < DEMO_MAX_LEVELS && demo_levels[f][n])
+        n++;
+    return n;
+}
+
+const char *demo_field_name(demo_field f) { return demo_field_names[f]; }
+
+const char *demo_level_name(demo_field f, int level)
+{
+    if (level == DEMO_LEVEL_MISSING)
+        return "missing";
+    return level >= 0 && level < demo_model_nlevels(f) ? demo_levels[f][level] : "?";
+}
+
+/* Priors for a registry with no data yet: m from what typing errors do to
+ * records of one person, u from how often strangers agree by chance. Training
+ * replaces them with estimates from the registry itself. */
+static void demo_default_params(demo_field_params p[DEMO_F_COUNT])
+{
+    static const struct {
+        demo_field f;
+        bool tf;
+        double high, low;
+        double m[DEMO_MAX_LEVELS], u[DEMO_MAX_LEVELS];
+    } d[] = {
+        {DEMO_F_GIVEN, true, 0.92, 0.80, {0.80, 0.04, 0.08, 0.04, 0.04}, {0.01, 0.001, 0.004, 0.02, 0.965}},
+        {DEMO_F_FAMILY, true, 0.92, 0.80, {0.85, 0.08, 0.04, 0.03}, {0.005, 0.003, 0.02, 0.972}},
+        {DEMO_F_BIRTH, false, 0, 0, {0.85, 0.02, 0.07, 0.03, 0.03}, {0.0003, 0.00002, 0.004, 0.03, 0.96568}},
+        {DEMO_F_GENDER, false, 0, 0, {0.97, 0.03}, {0.5, 0.5}},
+        {DEMO_F_ADDRESS, false, 0.90, 0.70, {0.70, 0.10, 0.10, 0.10}, {0.0005, 0.001, 0.01, 0.9885}},
+        {DEMO_F_CITY, false, 0.90, 0, {0.80, 0.10, 0.10}, {0.01, 0.01, 0.98}},
+        {DEMO_F_POSTCODE, false, 0, 0, {0.85, 0.08, 0.07}, {0.003, 0.02, 0.977}},
+        {DEMO_F_STATE, false, 0, 0, {0.90, 0.10}, {0.2, 0.8}},
+        {DEMO_F_PHONE, false, 0, 0, {0.80, 0.10, 0.10}, {0.0001, 0.0005, 0.9994}},
+        {DEMO_F_IDENTIFIER, false, 0, 0, {0.90, 0.05, 0.05}, {0.00001, 0.0001, 0.99989}},
+    };
+    for (size_t i = 0; i < sizeof d / sizeof *d; i++) {
+        demo_field_params *q = &p[d[i].f];
+        memset(q, 0, sizeof *q);
+        q->enabled = true;
+        q->tf = d[i].tf;
+        q->high = d[i].high;
+        q->low = d[i].low;
+        memcpy(q->m, d[i].m, sizeof q->m);
+        memcpy(q->u, d[i].u, sizeof q->u);
+    }
+}
+
+static void demo_default_blocking(demo_model *m)
+{
+    static const demo_blocking_rule rules[] = {
+        {2, {DEMO_K_FAMILY_METAPHONE, DEMO_K_BIRTH_YEAR}},
+        {2, {DEMO_K_GIVEN_METAPHONE, DEMO_K_BIRTH_DATE}},
+        {2, {DEMO_K_FAMILY_METAPHONE, DEMO_K_GIVEN_METAPHONE}},
+        {2, {DEMO_K_GIVEN_INITIAL, DEMO_K_BIRTH_DATE}},
+        {2, {DEMO_K_POSTCODE, DEMO_K_BIRTH_MONTH_DAY}},
+        {2, {DEMO_K_POSTCODE, DEMO_K_FAMILY_METAPHONE}},
+        {1, {DEMO_K_IDENTIFIER}},
+        {1, {DEMO_K_PHONE}},
+    };
+    m->nblocking = (int)(sizeof rules / sizeof *rules);
+    memcpy(m->blocking, rules, sizeof rules);
+}
+
+static demo_model *demo_model_alloc(demo_nicknames *nicknames)
+{
+    demo_model *m = calloc(1, sizeof *m);
+    if (!m)
+        return NULL;
+    demo_default_params(m->params);
+    m->prior = 0.01;
+    m->guard_cap = 0.85;
+    m->within_years = 1;
+    demo_placeholders_defaults(&m->ph);
+    demo_default_blocking(m);
+    if (nicknames) {
+        m->nick = calloc(1, sizeof *m->nick);
+        if (!m->nick) {
+            free(m);
+            return NULL;
+        }
+        atomic_init(&m->nick->refs, 1);
+        m->nick->table = nicknames;
+    }
+    return m;
+}
+
+rl_error *demo_model_defaults(demo_nicknames *nicknames, demo_model **out)
+{
+    *out = demo_model_alloc(nicknames);
+    if (!*out) {
+        demo_nicknames_free(nicknames);
+        return RL_ERR(RL_ENOMEM, "out of memory");
+    }
+    return NULL;
+}
+
+void demo_model_free(demo_model *m)
+{
+    if (!m)
+        return;
+    if (m->nick && atomic_fetch_sub(&m->nick->refs, 1) == 1) {
+        demo_nicknames_free(m->nick->table);
+        free(m->nick);
+    }
+    json_decref(m->tf);
+    free(m);
+}
+
+rl_error *demo_model_with_params(const demo_model *model, const demo_field_params params[DEMO_F_COUNT],
+                                 double prior, demo_model **out)
+{
+    *out = malloc(sizeof **out);
+    if (!*out)
+        return RL_ERR(RL_ENOMEM, "out of memory");
+    **out = *model;
+    memcpy((*out)->params, params, sizeof (*out)->params);
+    (*out)->prior = prior;
+    if ((*out)->nick)
+        atomic_fetch_add(&(*out)->nick->refs, 1);
+    json_incref((*out)->tf);
+    return NULL;
+}
+
+rl_error *demo_model_set_tf(demo_model *model, json_t *tf)
+{
+    if (tf && !json_is_object(tf))
+        return RL_ERR(RL_EINVAL, "term frequencies must be an object");
+    json_decref(model->tf);
+    model->tf = json_incref(tf);
+    return NULL;
+}
+
+const demo_field_params *demo_model_params(const demo_model *model) { return model->params; }
+double demo_model_prior(const demo_model *model) { return model->prior; }
+
+/* ---- rules as JSON ---- */
+
+static rl_error *demo_json_prob_list(const json_t *v, const char *name, int n, double *out)
+{
+    if (!json_is_array(v) || (int)json_array_size(v) != n)
+        return RL_ERR(RL_EINVAL, "rules: %s: expected %d numbers, one per level", name, n);
+    for (int i = 0; i < n; i++) {
+        const json_t *x = json_array_get(v, (size_t)i);
+        if (!json_is_number(x) || json_number_value(x) <= 0 || json_number_value(x) >= 1)
+            return RL_ERR(RL_EINVAL, "rules: %s[%d]: expected a probability strictly between 0 and 1", name, i);
+        out[i] = json_number_value(x);
+    }
+    return NULL;
+}
+
+static rl_error *demo_json_field(demo_model *m, demo_field f, const json_t *obj)
+{
+    rl_error *err = NULL;
+    char name[96];
+    if (!json_is_object(obj))
+        RL_FAIL(RL_EINVAL, "rules: fields.%s: expected an object", demo_field_names[f]);
+    demo_field_params *p = &m->params[f];
+    const char *key;
+    const json_t *v;
+    int n = demo_model_nlevels(f);
+    json_object_foreach((json_t *)obj, key, v) {
+        snprintf(name, sizeof name, "fields.%s.%s", demo_field_names[f], key);
+        if (strcmp(key, "enabled") == 0 || strcmp(key, "tf") == 0) {
+            if (!json_is_boolean(v))
+                RL_FAIL(RL_EINVAL, "rules: %s: expected true or false", name);
+            *(strcmp(key, "tf") == 0 ? &p->tf : &p->enabled) = json_is_true(v);
+        } else if (strcmp(key, "high") == 0 || strcmp(key, "low") == 0) {
+            if (!json_is_number(v) || json_number_value(v) < 0 || json_number_value(v) > 1)
+                RL_FAIL(RL_EINVAL, "rules: %s: expected a similarity from 0 to 1", name);
+            *(strcmp(key, "high") == 0 ? &p->high : &p->low) = json_number_value(v);
+        } else if (strcmp(key, "m") == 0) {
+            RL_TRY(demo_json_prob_list(v, name, n, p->m));
+        } else if (strcmp(key, "u") == 0) {
+            RL_TRY(demo_json_prob_list(v, name, n, p->u));
+        } else if (strcmp(key, "levels") == 0) {
+            /* Written by demo_model_to_json for readers; the levels are fixed. */
+        } else {
+            RL_FAIL(RL_EINVAL, "rules: unknown setting \"%s\"", name);
+        }
+    }
+    if (p->low > p->high)
+        RL_FAIL(RL_EINVAL, "rules: fields.%s: low must not exceed high", demo_field_names[f]);
+cleanup:
+    return err;
+}
+
+static rl_error *demo_json_blocking(demo_model *m, const json_t *v)
+{
+    if (!json_is_array(v) || json_array_size(v) == 0 || json_array_size(v) > DEMO_MAX_BLOCKING)
+        return RL_ERR(RL_EINVAL, "rules: blocking: expected 1 to %d keys, each a list of parts", DEMO_MAX_BLOCKING);
+    m->nblocking = 0;
+    size_t i;
+    const json_t *rule;
+    json_array_foreach(v, i, rule) {
+        demo_blocking_rule *r = &m->blocking[m->nblocking++];
+        r->nparts = 0;
+        if (!json_is_array(rule) || json_array_size(rule) == 0 || json_array_size(rule) > DEMO_MAX_KEY_PARTS)
+            return RL_ERR(RL_EINVAL, "rules: blocking[%zu]: expected 1 to %d parts", i, DEMO_MAX_KEY_PARTS);
+        size_t j;
+        const json_t *part;
+        json_array_foreach(rule, j, part) {
+            const char *s = json_string_value(part);
+            int k = 0;
+            while (k < DEMO_K_COUNT && (!s || strcmp(s, demo_key_names[k]) != 0))
+                k++;
+            if (k == DEMO_K_COUNT)
+                return RL_ERR(RL_EINVAL, "rules: blocking[%zu][%zu]: unknown part (see docs/matching.md)", i, j);
+            r->parts[r->nparts++] = (demo_key_part)k;
+        }
+    }
+    return NULL;
+}
+
+static rl_error *demo_json_strings(const json_t *v, const char *name, int max, int size, char *out, int *n)
+{
+    if (!json_is_array(v) || (int)json_array_size(v) > max)
+        return RL_ERR(RL_EINVAL, "rules: %s: expected a list of at most %d strings", name, max);
+    *n = 0;
+    size_t i;
+    const json_t *s;
+    json_array_foreach(v, i, s) {
+        if (!json_is_string(s) || (int)json_string_length(s) >= size || json_string_length(s) == 0)
+            return RL_ERR(RL_EINVAL, "rules: %s[%zu]: expected a non-empty string under %d bytes", name, i, size);
+        snprintf(out + (size_t)*n * (size_t)size, (size_t)size, "%s", json_string_value(s));
+        (*n)++;
+    }
+    return NULL;
+}
+
+rl_error *demo_model_from_json(const json_t *rules, demo_nicknames *nicknames, demo_model **out)
+{
+    rl_error *err = NULL;
+    *out = NULL;
+    demo_model *m = demo_model_alloc(nicknames);
+    if (!m) {
+        demo_nicknames_free(nicknames);
+        RL_FAIL(RL_ENOMEM, "out of memory");
+    }
+    if (!json_is_object(rules))
+        RL_FAIL(RL_EINVAL, "rules: the top level must be a JSON object");
+    const char *key;
+    const json_t *v;
+    json_object_foreach((json_t *)rules, key, v) {
+        if (strcmp(key, "prior") == 0 || strcmp(key, "guard_cap") == 0) {
+            if (!json_is_number(v) || json_number_value(v) <= 0 || json_number_value(v) >= 1)
+                RL_FAIL(RL_EINVAL, "rules: %s: expected a probability strictly between 0 and 1", key);
+            *(strcmp(key, "prior") == 0 ? &m->prior : &m->guard_cap) = json_number_value(v);
+        } else if (strcmp(key, "within_years") == 0) {
+            if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > 10)
+                RL_FAIL(RL_EINVAL, "rules: within_years: expected 0 to 10");
+            m->within_years = (int)json_integer_value(v);
+        } else if (strcmp(key, "country_code") == 0) {
+            const char *cc = json_string_value(v);
+            if (!cc || strlen(cc) >= sizeof m->country_code || strspn(cc, "0123456789") != strlen(cc))
+                RL_FAIL(RL_EINVAL, "rules: country_code: expected the country's calling code, digits only");
+            snprintf(m->country_code, sizeof m->country_code, "%s", cc);
+        } else if (strcmp(key, "identifier_systems") == 0) {
+            RL_TRY(demo_json_strings(v, key, DEMO_MAX_ID_SYSTEMS, 128, &m->id_systems[0][0], &m->nid_systems));
+        } else if (strcmp(key, "placeholder_names") == 0) {
+            RL_TRY(demo_json_strings(v, key, DEMO_PLACEHOLDER_MAX, 32, &m->ph.names[0][0], &m->ph.nnames));
+        } else if (strcmp(key, "placeholder_dates") == 0) {
+            RL_TRY(demo_json_strings(v, key, DEMO_PLACEHOLDER_MAX, 11, &m->ph.dates[0][0], &m->ph.ndates));
+        } else if (strcmp(key, "placeholder_identifiers") == 0) {
+            RL_TRY(demo_json_strings(v, key, DEMO_PLACEHOLDER_MAX, 32, &m->ph.identifiers[0][0],
+                                     &m->ph.nidentifiers));
+        } else if (strcmp(key, "blocking") == 0) {
+            RL_TRY(demo_json_blocking(m, v));
+        } else if (strcmp(key, "fields") == 0) {
+            if (!json_is_object(v))
+                RL_FAIL(RL_EINVAL, "rules: fields: expected an object");
+            const char *fname;
+            const json_t *fv;
+            json_object_foreach((json_t *)v, fname, fv) {
+                int f = 0;
+                while (f < DEMO_F_COUNT && strcmp(fname, demo_field_names[f]) != 0)
+                    f++;
+                if (f == DEMO_F_COUNT)
+                    RL_FAIL(RL_EINVAL, "rules: unknown field \"%s\"", fname);
+                RL_TRY(demo_json_field(m, (demo_field)f, fv));
+            }
+        } else if (strcmp(key, "term_frequencies") == 0) {
+            RL_TRY(demo_model_set_tf(m, (json_t *)v));
+        } else {
+            RL_FAIL(RL_EINVAL, "rules: unknown setting \"%s\"", key);
+        }
+    }
+    *out = m;
+    m = NULL;
+cleanup:
+    demo_model_free(m);
+    return err;
+}
+
+static json_t *demo_doubles(const double *v, int n)
+{
+    json_t *a = json_array();
+    for (int i = 0; i < n; i++)
+        json_array_append_new(a, json_real(v[i]));
+    return a;
+}
+
+json_t *demo_model_to_json(const demo_model *m)
+{
+    json_t *root = json_object();
+    json_object_set_new(root, "prior", json_real(m->prior));
+    json_object_set_new(root, "guard_cap", json_real(m->guard_cap));
+    json_object_set_new(root, "within_years", json_integer(m->within_years));
+    json_object_set_new(root, "country_code", json_string(m->country_code));
+    json_t *ids = json_array();
+    for (int i = 0; i < m->nid_systems; i++)
+        json_array_append_new(ids, json_string(m->id_systems[i]));
+    json_object_set_new(root, "identifier_systems", ids);
+    json_t *names = json_array(), *dates = json_array(), *pids = json_array();
+    for (int i = 0; i < m->ph.nnames; i++)
+        json_array_append_new(names, json_string(m->ph.names[i]));
+    for (int i = 0; i < m->ph.ndates; i++)
+        json_array_append_new(dates, json_string(m->ph.dates[i]));
+    for (int i = 0; i < m->ph.nidentifiers; i++)
+        json_array_append_new(pids, json_string(m->ph.identifiers[i]));
+    json_object_set_new(root, "placeholder_names", names);
+    json_object_set_new(root, "placeholder_dates", dates);
+    json_object_set_new(root, "placeholder_identifiers", pids);
+    json_t *fields = json_object();
+    for (int f = 0; f < DEMO_F_COUNT; f++) {
+        const demo_field_params *p = &m->params[f];
+        int n = demo_model_nlevels((demo_field)f);
+        json_t *levels = json_array();
+        for (int l = 0; l < n; l++)
+            json_array_append_new(levels, json_string(demo_levels[f][l]));
+        json_t *o = json_pack("{s:b, s:b, s:f, s:f, s:o, s:o, s:o}", "enabled", p->enabled, "tf", p->tf, "high",
+                              p->high, "low", p->low, "levels", levels, "m", demo_doubles(p->m, n), "u",
+                              demo_doubles(p->u, n));
+        json_object_set_new(fields, demo_field_names[f], o);
+    }
+    json_object_set_new(root, "fields", fields);
+    json_t *blocking = json_array();
+    for (int b = 0; b < m->nblocking; b++) {
+        json_t *parts = json_array();
+        for (int k = 0; k < m->blocking[b].nparts; k++)
+            json_array_append_new(parts, json_string(demo_key_names[m->blocking[b].parts[k]]));
+        json_array_append_new(blocking, parts);
+    }
+    json_object_set_new(root, "blocking", blocking);
+    return root;
+}
+
+/* ---- features ---- */
+
+/* The official name if there is one, else the first usual one, else the first. */
+static const json_t *demo_pick_name(const json_t *patient)
+{
+    const json_t *best = NULL;
+    int best_rank = 9;
+    size_t i;
+    const json_t *n;
+    json_array_foreach(json_object_get(patient, "name"), i, n) {
+        const char *use = json_string_value(json_object_get(n, "use"));
+        int rank = !use ? 2 : strcmp(use, "official") == 0 ? 0 : strcmp(use, "usual") == 0 ? 1 : 3;
+        if (use && (strcmp(use, "old") == 0 || strcmp(use, "maiden") == 0))
+            rank = 8;
+        if (rank < best_rank) {
+            best = n;
+            best_rank = rank;
+        }
+    }
+    return best;
+}
+
+static const json_t *demo_pick_address(const json_t *patient)
+{
+    const json_t *best = NULL;
+    size_t i;
+    const json_t *a;
+    json_array_foreach(json_object_get(patient, "address"), i, a) {
+        const char *use = json_string_value(json_object_get(a, "use"));
+        if (use && strcmp(use, "old") == 0)
+            continue;
+        if (!best || (use && strcmp(use, "home") == 0))
+            best = a;
+    }
+    return best;
+}
+
+static rl_error *demo_norm_member(const json_t *obj, const char *key, char *out, size_t size)
+{
+    const char *s = json_string_value(json_object_get(obj, key));
+    out[0] = '\0';
+    return s ? demo_text_normalize(s, out, size) : NULL;
+}
+
+rl_error *demo_features_extract(const demo_model *m, const json_t *p, demo_features *out)
+{
+    rl_error *err = NULL;
+    memset(out, 0, sizeof *out);
+    const json_t *name = demo_pick_name(p);
+    if (name) {
+        char given[DEMO_TEXT_MAX] = "";
+        size_t used = 0;
+        size_t i;
+        const json_t *g;
+        json_array_foreach(json_object_get(name, "given"), i, g) {
+            const char *s = json_string_value(g);
+            if (s && used + strlen(s) + 2 < sizeof given)
+                used += (size_t)snprintf(given + used, sizeof given - used, "%s%s", used ? " " : "", s);
+        }
+        RL_TRY(demo_name_tokens(given, &m->ph, &out->given));
+        const char *family = json_string_value(json_object_get(name, "family"));
+        if (family)
+            RL_TRY(demo_name_tokens(family, &m->ph, &out->family));
+    }
+    const char *birth = json_string_value(json_object_get(p, "birthDate"));
+    if (birth)
+        RL_TRY(demo_date_parse(birth, &m->ph, &out->birth));
+    const char *gender = json_string_value(json_object_get(p, "gender"));
+    if (gender)
+        out->gender = strcmp(gender, "male") == 0 ? 1 : strcmp(gender, "female") == 0 ? 2 : 0;
+
+    const json_t *addr = demo_pick_address(p);
+    if (addr) {
+        char line[DEMO_TEXT_MAX] = "";
+        size_t used = 0;
+        size_t i;
+        const json_t *l;
+        json_array_foreach(json_object_get(addr, "line"), i, l) {
+            const char *s = json_string_value(l);
+            if (s && used + strlen(s) + 2 < sizeof line)
+                used += (size_t)snprintf(line + used, sizeof line - used, "%s%s", used ? " " : "", s);
+        }
+        RL_TRY(demo_text_normalize(line, out->address, sizeof out->address));
+        RL_TRY(demo_norm_member(addr, "city", out->city, sizeof out->city));
+        RL_TRY(demo_norm_member(addr, "state", out->state, sizeof out->state));
+        char pc[64];
+        RL_TRY(demo_norm_member(addr, "postalCode", pc, sizeof pc));
+        /* "SW1A 1AA" and "sw1a1aa" are one postcode. */
+        size_t n = 0;
+        for (const char *c = pc; *c && n + 1 < sizeof out->postcode; c++)
+            if (*c != ' ')
+                out->postcode[n++] = *c;
+        out->postcode[n] = '\0';
+    }
+    size_t i;
+    const json_t *t;
+    json_array_foreach(json_object_get(p, "telecom"), i, t) {
+        const char *system = json_string_value(json_object_get(t, "system"));
+        const char *value = json_string_value(json_object_get(t, "value"));
+        if (!value || (system && strcmp(system, "phone") != 0 && strcmp(system, "sms") != 0) ||
+            out->nphones == DEMO_MAX_PHONES)
+            continue;
+        RL_TRY(demo_phone_normalize(value, m->country_code, out->phones[out->nphones], sizeof out->phones[0]));
+        if (out->phones[out->nphones][0])
+            out->nphones++;
+    }
+    json_array_foreach(json_object_get(p, "identifier"), i, t) {
+        const char *system = json_string_value(json_object_get(t, "system"));
+        const char *value = json_string_value(json_object_get(t, "value"));
+        if (!system || !value || out->nids == DEMO_MAX_IDS)
+            continue;
+        /* No list: every identifier but the first, which is the record's own
+         * key in its source system and says nothing about other records. */
+        bool compared = m->nid_systems == 0 && i > 0;
+        for (int s = 0; s < m->nid_systems && !compared; s++)
+            compared = strcmp(system, m->id_systems[s]) == 0;
+        if (!compared)
+            continue;
+        char norm[96];
+        RL_TRY(demo_identifier_normalize(value, &m->ph, norm, sizeof norm));
+        if (norm[0] && strlen(system) + strlen(norm) + 2 <= sizeof out->ids[0])
+            snprintf(out->ids[out->nids++], sizeof out->ids[0], "%s|%s", system, norm);
+    }
+cleanup:
+    return err;
+}
+
+/* ---- comparison ---- */
+
+static void demo_join(const demo_name *n, char *out, size_t size) { demo_name_join(n, out, size); }
+
+static int demo_given_level(const demo_model *m, const demo_features *a, const demo_features *b)
+{
+    if (!a->given.ntokens || !b->given.ntokens)
+        return DEMO_LEVEL_MISSING;
+    const demo_field_params *p = &m->params[DEMO_F_GIVEN];
+    const char *ga = a->given.tokens[0], *gb = b->given.tokens[0];
+    if (strcmp(ga, gb) == 0)
+        return 0;
+    if (m->nick && demo_nicknames_equivalent(m->nick->table, ga, gb))
+        return 1;
+    char ja[DEMO_TEXT_MAX], jb[DEMO_TEXT_MAX];
+    demo_join(&a->given, ja, sizeof ja);
+    demo_join(&b->given, jb, sizeof jb);
+    double jw = demo_jaro_winkler(ga, gb);
+    double ts = demo_token_set_similarity(ja, jb);
+    double best = jw > ts ? jw : ts;
+    if (best >= p->high)
+        return 2;
+    if (best >= p->low)
+        return 3;
+    return 4;
+}
+
+static int demo_family_level(const demo_model *m, const demo_features *a, const demo_features *b)
+{
+    if (!a->family.ntokens || !b->family.ntokens)
+        return DEMO_LEVEL_MISSING;
+    const demo_field_params *p = &m->params[DEMO_F_FAMILY];
+    char ja[DEMO_TEXT_MAX], jb[DEMO_TEXT_MAX];
+    demo_join(&a->family, ja, sizeof ja);
+    demo_join(&b->family, jb, sizeof jb);
+    if (strcmp(ja, jb) == 0)
+        return 0;
+    double jw = demo_jaro_winkler(ja, jb);
+    double ts = demo_token_set_similarity(ja, jb);
+    double best = jw > ts ? jw : ts;
+    if (best >= p->high)
+        return 1;
+    if (best >= p->low)
+        return 2;
+    return 3;
+}
+
+static int demo_text_level(const char *a, const char *b, const demo_field_params *p, int nlevels, bool tokens)
+{
+    if (!a[0] || !b[0])
+        return DEMO_LEVEL_MISSING;
+    if (strcmp(a, b) == 0)
+        return 0;
+    double s = tokens ? demo_token_set_similarity(a, b) : demo_jaro_winkler(a, b);
+    if (nlevels >= 3 && s >= p->high)
+        return 1;
+    if (nlevels >= 4 && s >= p->low)
+        return 2;
+    return nlevels - 1;
+}
+
+static int demo_code_level(const char *a, const char *b)
+{
+    if (!a[0] || !b[0])
+        return DEMO_LEVEL_MISSING;
+    if (strcmp(a, b) == 0)
+        return 0;
+    demo_id_level l = demo_compare_identifiers(a, b);
+    return l == DEMO_ID_TRANSPOSITION || l == DEMO_ID_ONE_DIGIT ? 1 : 2;
+}
+
+/* Best level over the pairs of two lists (phones, identifiers of one system). */
+static int demo_list_level(const char (*a)[32], int na, const char (*b)[32], int nb)
+{
+    int best = DEMO_LEVEL_MISSING;
+    for (int i = 0; i < na; i++)
+        for (int j = 0; j < nb; j++) {
+            int l = demo_code_level(a[i], b[j]);
+            if (l != DEMO_LEVEL_MISSING && (best == DEMO_LEVEL_MISSING || l < best))
+                best = l;
+        }
+    return best;
+}
+
+static int demo_ident_level(const demo_features *a, const demo_features *b)
+{
+    int best = DEMO_LEVEL_MISSING;
+    for (int i = 0; i < a->nids; i++)
+        for (int j = 0; j < b->nids; j++) {
+            const char *sa = a->ids[i], *sb = b->ids[j];
+            const char *ba = strchr(sa, '|'), *bb = strchr(sb, '|');
+            if (ba - sa != bb - sb || strncmp(sa, sb, (size_t)(ba - sa)) != 0)
+                continue; /* different systems say nothing about each other */
+            int l = demo_code_level(ba + 1, bb + 1);
+            if (l != DEMO_LEVEL_MISSING && (best == DEMO_LEVEL_MISSING || l < best))
+                best = l;
+        }
+    return best;
+}
+
+void demo_compare_features(const demo_model *m, const demo_features *a, const demo_features *b,
+                           int levels[DEMO_F_COUNT])
+{
+    levels[DEMO_F_GIVEN] = demo_given_level(m, a, b);
+    levels[DEMO_F_FAMILY] = demo_family_level(m, a, b);
+    /* Given and family written the other way round: the same name. */
+    if (levels[DEMO_F_GIVEN] > 1 && levels[DEMO_F_FAMILY] > 0 && a->given.ntokens && b->family.ntokens &&
+        a->family.ntokens && b->given.ntokens && strcmp(a->given.tokens[0], b->family.tokens[0]) == 0 &&
+        strcmp(a->family.tokens[0], b->given.tokens[0]) == 0) {
+        levels[DEMO_F_GIVEN] = 0;
+        levels[DEMO_F_FAMILY] = 0;
+    }
+    switch (demo_compare_dates(a->birth, b->birth, m->within_years)) {
+    case DEMO_DATE_MISSING: levels[DEMO_F_BIRTH] = DEMO_LEVEL_MISSING; break;
+    case DEMO_DATE_EXACT: levels[DEMO_F_BIRTH] = 0; break;
+    case DEMO_DATE_DAY_MONTH_SWAPPED: levels[DEMO_F_BIRTH] = 1; break;
+    case DEMO_DATE_ONE_FIELD_OFF: levels[DEMO_F_BIRTH] = 2; break;
+    case DEMO_DATE_YEAR_ONLY:
+    case DEMO_DATE_WITHIN_YEARS: levels[DEMO_F_BIRTH] = 3; break;
+    case DEMO_DATE_DIFFERENT: levels[DEMO_F_BIRTH] = 4; break;
+    }
+    levels[DEMO_F_GENDER] = !a->gender || !b->gender ? DEMO_LEVEL_MISSING : a->gender == b->gender ? 0 : 1;
+    levels[DEMO_F_ADDRESS] = demo_text_level(a->address, b->address, &m->params[DEMO_F_ADDRESS], 4, true);
+    levels[DEMO_F_CITY] = demo_text_level(a->city, b->city, &m->params[DEMO_F_CITY], 3, false);
+    levels[DEMO_F_POSTCODE] = demo_code_level(a->postcode, b->postcode);
+    levels[DEMO_F_STATE] = !a->state[0] || !b->state[0] ? DEMO_LEVEL_MISSING : strcmp(a->state, b->state) ? 1 : 0;
+    levels[DEMO_F_PHONE] = demo_list_level((const char (*)[32])a->phones, a->nphones, (const char (*)[32])b->phones,
+                                           b->nphones);
+    levels[DEMO_F_IDENTIFIER] = demo_ident_level(a, b);
+    for (int f = 0; f < DEMO_F_COUNT; f++)
+        if (!m->params[f].enabled)
+            levels[f] = DEMO_LEVEL_MISSING;
+}
+
+/* A name's share of all records, when the model has term frequencies for it. */
+static double demo_tf_share(const demo_model *m, const char *field, const demo_name *n)
+{
+    if (!m->tf || !n->ntokens)
+        return 0;
+    char joined[DEMO_TEXT_MAX];
+    demo_name_join(n, joined, sizeof joined);
+    const json_t *v = json_object_get(json_object_get(m->tf, field), strcmp(field, "given") == 0 ? n->tokens[0] : joined);
+    return json_is_number(v) ? json_number_value(v) : 0;
+}
+
+double demo_model_weight(const demo_model *m, const demo_features *a, const int levels[DEMO_F_COUNT],
+                         double weights[DEMO_F_COUNT])
+{
+    double total = 0;
+    for (int f = 0; f < DEMO_F_COUNT; f++) {
+        double w = 0;
+        int l = levels[f];
+        if (l != DEMO_LEVEL_MISSING) {
+            const demo_field_params *p = &m->params[f];
+            double u = p->u[l];
+            if (l == 0 && p->tf && (f == DEMO_F_GIVEN || f == DEMO_F_FAMILY)) {
+                double share = demo_tf_share(m, f == DEMO_F_GIVEN ? "given" : "family",
+                                             f == DEMO_F_GIVEN ? &a->given : &a->family);
+                /* A value seen once in a huge registry must not become near-certain
+                 * proof: never trust it beyond a tenth of the average. */
+                if (share > 0)
+                    u = share > u / 10 ? share : u / 10;
+            }
+            w = log2(p->m[l] / u);
+        }
+        if (weights)
+            weights[f] = w;
+        total += w;
+    }
+    return total;
+}
+
+double demo_model_probability(const demo_model *m, double weight)
+{
+    double bits = weight + log2(m->prior / (1 - m->prior));
+    if (bits > 60)
+        return 1.0;
+    if (bits < -60)
+        return 0.0;
+    return 1.0 / (1.0 + exp2(-bits));
+}
+
+const char *demo_model_guard(const demo_model *m, const int levels[DEMO_F_COUNT])
+{
+    (void)m;
+    /* An identifier or a phone number that agrees exactly is evidence of its
+     * own that family resemblance cannot produce. */
+    if (levels[DEMO_F_IDENTIFIER] == 0 || levels[DEMO_F_PHONE] == 0)
+        return NULL;
+    if (levels[DEMO_F_BIRTH] == 4)
+        return "birth dates differ";
+    if (levels[DEMO_F_GIVEN] == 4 && levels[DEMO_F_FAMILY] == 0 && levels[DEMO_F_BIRTH] == 0)
+        return "same family name and birth date, another given name (twins?)";
+    return NULL;
+}
+
+double demo_model_guard_cap(const demo_model *m) { return m->guard_cap; }
+
+/* ---- blocking ---- */
+
+static bool demo_key_part_value(const demo_features *f, demo_key_part part, int variant, char *out, size_t size)
+{
+    char secondary[DEMO_PHONETIC_MAX];
+    out[0] = '\0';
+    switch (part) {
+    case DEMO_K_FAMILY_METAPHONE:
+        if (!f->family.ntokens)
+            return false;
+        demo_double_metaphone(f->family.tokens[0], out, secondary);
+        break;
+    case DEMO_K_GIVEN_METAPHONE:
+        if (!f->given.ntokens)
+            return false;
+        demo_double_metaphone(f->given.tokens[0], out, secondary);
+        break;
+    case DEMO_K_FAMILY_SOUNDEX:
+        if (!f->family.ntokens)
+            return false;
+        demo_soundex(f->family.tokens[0], out, size);
+        break;
+    case DEMO_K_GIVEN_SOUNDEX:
+        if (!f->given.ntokens)
+            return false;
+        demo_soundex(f->given.tokens[0], out, size);
+        break;
+    case DEMO_K_GIVEN_INITIAL:
+        if (!f->given.ntokens)
+            return false;
+        snprintf(out, size, "%c", f->given.tokens[0][0]);
+        break;
+    case DEMO_K_BIRTH_DATE:
+        if (f->birth.precision < 3)
+            return false;
+        snprintf(out, size, "%04d%02d%02d", f->birth.year, f->birth.month, f->birth.day);
+        break;
+    case DEMO_K_BIRTH_YEAR:
+        if (f->birth.precision < 1)
+            return false;
+        snprintf(out, size, "%04d", f->birth.year);
+        break;
+    case DEMO_K_BIRTH_MONTH_DAY:
+        if (f->birth.precision < 3)
+            return false;
+        snprintf(out, size, "%02d%02d", f->birth.month, f->birth.day);
+        break;
+    case DEMO_K_POSTCODE:
+        snprintf(out, size, "%s", f->postcode);
+        break;
+    case DEMO_K_PHONE:
+        if (variant >= f->nphones)
+            return false;
+        snprintf(out, size, "%s", f->phones[variant]);
+        break;
+    case DEMO_K_IDENTIFIER:
+        if (variant >= f->nids)
+            return false;
+        snprintf(out, size, "%s", f->ids[variant]);
+        break;
+    case DEMO_K_COUNT:
+        return false;
+    }
+    return out[0] != '\0';
+}
+
+rl_error *demo_model_blocking_keys(const demo_model *m, const demo_features *f, json_t *keys)
+{
+    for (int b = 0; b < m->nblocking; b++) {
+        const demo_blocking_rule *r = &m->blocking[b];
+        /* Phones and identifiers repeat: one key per value. */
+        bool multi = false;
+        for (int k = 0; k < r->nparts; k++)
+            multi = multi || r->parts[k] == DEMO_K_PHONE || r->parts[k] == DEMO_K_IDENTIFIER;
+        int variants = multi ? (f->nphones > f->nids ? f->nphones : f->nids) : 1;
+        for (int v = 0; v < variants; v++) {
+            char key[512];
+            int used = snprintf(key, sizeof key, "fs%d", b);
+            bool complete = true;
+            for (int k = 0; k < r->nparts && complete; k++) {
+                char part[160];
+                complete = demo_key_part_value(f, r->parts[k], v, part, sizeof part);
+                if (complete)
+                    used += snprintf(key + used, sizeof key - (size_t)used, "|%s", part);
+            }
+            if (complete && used < (int)sizeof key && json_array_append_new(keys, json_string(key)) != 0)
+                return RL_ERR(RL_ENOMEM, "out of memory");
+        }
+    }
+    return NULL;
+}

@@ -1,0 +1,146 @@
+/*
+ * demo_model: the probabilistic (Fellegi-Sunter) demographic matcher.
+ *
+ * A Patient is reduced to features (demo_features: normalised name tokens,
+ * birth date with its precision, sex, address parts, phones, identifiers of
+ * the compared systems). Two feature sets compare field by field into
+ * agreement levels (exact, nickname, close, ..., different); each level has
+ * an m (P(level | same person)) and a u (P(level | different people)); the
+ * evidence is the sum of log2(m/u) over the fields that both sides have
+ * (a missing value counts zero), plus the prior log-odds of a match. For the
+ * exact level of names, u is the value's own frequency when it is known
+ * (term-frequency adjustment): agreeing on "Mwangi" says less than on "Zakayo".
+ *
+ * The rules (which fields, their thresholds, priors, blocking keys) come from
+ * a JSON rules file or the built-in defaults (docs/matching.md). A model is
+ * immutable once built and shared by every thread; demo_model_free(NULL) is
+ * fine. Comparing and feature extraction are pure and reentrant.
+ */
+#ifndef RL_DEMO_MODEL_H
+#define RL_DEMO_MODEL_H
+
+#include <jansson.h>
+#include <stdbool.h>
+
+#include "common/rl_error.h"
+#include "demographics/demo_compare.h"
+#include "demographics/demo_nicknames.h"
+#include "demographics/demo_normalize.h"
+
+typedef enum demo_field {
+    DEMO_F_GIVEN = 0,
+    DEMO_F_FAMILY,
+    DEMO_F_BIRTH,
+    DEMO_F_GENDER,
+    DEMO_F_ADDRESS,
+    DEMO_F_CITY,
+    DEMO_F_POSTCODE,
+    DEMO_F_STATE,
+    DEMO_F_PHONE,
+    DEMO_F_IDENTIFIER,
+    DEMO_F_COUNT,
+} demo_field;
+
+enum {
+    DEMO_MAX_LEVELS = 6,
+    DEMO_MAX_PHONES = 4,
+    DEMO_MAX_IDS = 6,
+    DEMO_MAX_ID_SYSTEMS = 8,
+    DEMO_MAX_BLOCKING = 12,
+    DEMO_MAX_KEY_PARTS = 3,
+    DEMO_LEVEL_MISSING = -1,
+};
+
+typedef struct demo_features {
+    demo_name given, family;
+    demo_date birth;
+    int gender; /* 0 missing, 1 male, 2 female, 3 other */
+    char address[DEMO_TEXT_MAX];
+    char city[DEMO_TEXT_MAX / 2];
+    char postcode[32];
+    char state[DEMO_TEXT_MAX / 4];
+    int nphones;
+    char phones[DEMO_MAX_PHONES][32];
+    int nids;
+    char ids[DEMO_MAX_IDS][128]; /* "system|normalised value" */
+} demo_features;
+
+typedef struct demo_field_params {
+    bool enabled;
+    bool tf;          /* term-frequency adjustment of the exact level */
+    double high, low; /* similarity thresholds of the close levels */
+    double m[DEMO_MAX_LEVELS], u[DEMO_MAX_LEVELS];
+} demo_field_params;
+
+/* A blocking key is the concatenation of up to 3 parts (see demo_model.c). */
+typedef enum demo_key_part {
+    DEMO_K_FAMILY_METAPHONE,
+    DEMO_K_GIVEN_METAPHONE,
+    DEMO_K_FAMILY_SOUNDEX,
+    DEMO_K_GIVEN_SOUNDEX,
+    DEMO_K_GIVEN_INITIAL,
+    DEMO_K_BIRTH_DATE,
+    DEMO_K_BIRTH_YEAR,
+    DEMO_K_BIRTH_MONTH_DAY,
+    DEMO_K_POSTCODE,
+    DEMO_K_PHONE,
+    DEMO_K_IDENTIFIER,
+    DEMO_K_COUNT,
+} demo_key_part;
+
+typedef struct demo_blocking_rule {
+    int nparts;
+    demo_key_part parts[DEMO_MAX_KEY_PARTS];
+} demo_blocking_rule;
+
+typedef struct demo_model demo_model;
+
+/* The built-in rules; nicknames may be NULL (no nickname level then). The
+ * model takes ownership of the nickname table. */
+rl_error *demo_model_defaults(demo_nicknames *nicknames, demo_model **out);
+/* Rules from a JSON document (unknown keys and bad values are errors naming
+ * the key); absent keys keep their defaults. Takes the nickname table. */
+rl_error *demo_model_from_json(const json_t *rules, demo_nicknames *nicknames, demo_model **out);
+/* The model as a rules document (what --print-rules shows, what train saves). */
+json_t *demo_model_to_json(const demo_model *model);
+void demo_model_free(demo_model *model);
+
+/* A copy with new m, u and prior (training); shares nothing mutable. */
+rl_error *demo_model_with_params(const demo_model *model, const demo_field_params params[DEMO_F_COUNT],
+                                 double prior, demo_model **out);
+/* Attaches a term-frequency table: for each of given and family, value -> share of records. */
+rl_error *demo_model_set_tf(demo_model *model, json_t *tf);
+
+const demo_field_params *demo_model_params(const demo_model *model);
+double demo_model_prior(const demo_model *model);
+int demo_model_nlevels(demo_field f);
+const char *demo_field_name(demo_field f);
+const char *demo_level_name(demo_field f, int level);
+
+/* Features of a FHIR Patient under the model's rules. Errors: RL_EINVAL only
+ * for values no normalisation can read (a birthDate that is no date). */
+rl_error *demo_features_extract(const demo_model *model, const json_t *patient, demo_features *out);
+
+/* Agreement level of each field (DEMO_LEVEL_MISSING where either side lacks it). */
+void demo_compare_features(const demo_model *model, const demo_features *a, const demo_features *b,
+                           int levels[DEMO_F_COUNT]);
+
+/* Evidence in bits for the levels (TF-adjusted with a's values), and the
+ * match probability in [0,1]. weights (optional) receives each field's bits. */
+double demo_model_weight(const demo_model *model, const demo_features *a, const int levels[DEMO_F_COUNT],
+                         double weights[DEMO_F_COUNT]);
+double demo_model_probability(const demo_model *model, double weight);
+
+/* Guard rules that no sum of weights may override: birth dates that differ
+ * outright (parent and child), or an exact family name and birth date with a
+ * given name that differs outright (twins). They do not fire when an
+ * identifier or a phone number agrees exactly. When one fires, the score is
+ * capped at guard_cap (below auto-linking by default), so a human decides.
+ * Returns the rule's name, or NULL. */
+const char *demo_model_guard(const demo_model *model, const int levels[DEMO_F_COUNT]);
+double demo_model_guard_cap(const demo_model *model);
+
+/* Blocking keys of a feature set (each a string, appended to keys). */
+rl_error *demo_model_blocking_keys(const demo_model *model, const demo_features *f, json_t *keys);
+
+#endif

@@ -1,0 +1,162 @@
+#include "demographics/demo_train.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static uint64_t demo_rng(uint64_t *s)
+{
+    *s ^= *s >> 12;
+    *s ^= *s << 25;
+    *s ^= *s >> 27;
+    return *s * 2685821657736338717ull;
+}
+
+/* Probabilities must stay inside (0,1) for the log-weights to exist. */
+static void demo_normalise_probs(double *p, int n, double floor)
+{
+    double sum = 0;
+    for (int i = 0; i < n; i++) {
+        if (p[i] < floor)
+            p[i] = floor;
+        sum += p[i];
+    }
+    for (int i = 0; i < n; i++)
+        p[i] /= sum;
+}
+
+rl_error *demo_estimate_u(const demo_model *model, const demo_features *records, size_t n, size_t samples,
+                          uint64_t seed, demo_field_params params[DEMO_F_COUNT])
+{
+    if (n < 2 || samples == 0)
+        return RL_ERR(RL_EINVAL, "estimating u needs at least 2 records and 1 sample");
+    double counts[DEMO_F_COUNT][DEMO_MAX_LEVELS] = {{0}};
+    uint64_t s = seed ? seed : 0x9E3779B97F4A7C15ull;
+    for (size_t k = 0; k < samples; k++) {
+        size_t i = (size_t)(demo_rng(&s) % n), j = (size_t)(demo_rng(&s) % (n - 1));
+        if (j >= i)
+            j++;
+        int levels[DEMO_F_COUNT];
+        demo_compare_features(model, &records[i], &records[j], levels);
+        for (int f = 0; f < DEMO_F_COUNT; f++)
+            if (levels[f] != DEMO_LEVEL_MISSING)
+                counts[f][levels[f]] += 1;
+    }
+    for (int f = 0; f < DEMO_F_COUNT; f++) {
+        int nl = demo_model_nlevels((demo_field)f);
+        double total = 0;
+        for (int l = 0; l < nl; l++)
+            total += counts[f][l];
+        if (total < 100)
+            continue; /* too little evidence: keep the prior u */
+        /* Half a pair of pseudo-count per level: a level never seen among
+         * strangers is rare, not impossible. */
+        for (int l = 0; l < nl; l++)
+            params[f].u[l] = (counts[f][l] + 0.5) / (total + 0.5 * nl);
+        demo_normalise_probs(params[f].u, nl, 1e-7);
+    }
+    return NULL;
+}
+
+rl_error *demo_em(const demo_pair_levels *pairs, size_t npairs, demo_field_params params[DEMO_F_COUNT],
+                  double prior, int max_iterations, demo_em_result *result)
+{
+    memset(result, 0, sizeof *result);
+    if (npairs == 0)
+        return RL_ERR(RL_EINVAL, "EM needs candidate pairs");
+    if (prior <= 0 || prior >= 1)
+        return RL_ERR(RL_EINVAL, "EM needs a starting prior strictly between 0 and 1");
+    double lambda = prior;
+    double prev_ll = -INFINITY;
+    for (int it = 1; it <= max_iterations; it++) {
+        double mcount[DEMO_F_COUNT][DEMO_MAX_LEVELS] = {{0}};
+        double mtotal[DEMO_F_COUNT] = {0};
+        double psum = 0, ll = 0;
+        double wm[DEMO_F_COUNT][DEMO_MAX_LEVELS], wu[DEMO_F_COUNT][DEMO_MAX_LEVELS];
+        for (int f = 0; f < DEMO_F_COUNT; f++)
+            for (int l = 0; l < DEMO_MAX_LEVELS; l++) {
+                wm[f][l] = params[f].m[l] > 0 ? log(params[f].m[l]) : -50;
+                wu[f][l] = params[f].u[l] > 0 ? log(params[f].u[l]) : -50;
+            }
+        for (size_t i = 0; i < npairs; i++) {
+            /* E-step in log space: pairs agreeing on everything overflow otherwise. */
+            double lm = log(lambda), lu = log(1 - lambda);
+            for (int f = 0; f < DEMO_F_COUNT; f++) {
+                int l = pairs[i].level[f];
+                if (l == DEMO_LEVEL_MISSING || !params[f].enabled)
+                    continue;
+                lm += wm[f][l];
+                lu += wu[f][l];
+            }
+            double mx = lm > lu ? lm : lu;
+            double p = exp(lm - mx) / (exp(lm - mx) + exp(lu - mx));
+            ll += mx + log(exp(lm - mx) + exp(lu - mx));
+            psum += p;
+            for (int f = 0; f < DEMO_F_COUNT; f++) {
+                int l = pairs[i].level[f];
+                if (l == DEMO_LEVEL_MISSING)
+                    continue;
+                mcount[f][l] += p;
+                mtotal[f] += p;
+            }
+        }
+        for (int f = 0; f < DEMO_F_COUNT; f++) {
+            int nl = demo_model_nlevels((demo_field)f);
+            if (mtotal[f] < 1)
+                continue; /* no matched pair shows this field: keep the prior m */
+            for (int l = 0; l < nl; l++)
+                params[f].m[l] = (mcount[f][l] + 0.01) / (mtotal[f] + 0.01 * nl);
+            demo_normalise_probs(params[f].m, nl, 1e-6);
+        }
+        lambda = psum / (double)npairs;
+        if (lambda < 1e-6)
+            lambda = 1e-6;
+        if (lambda > 1 - 1e-6)
+            lambda = 1 - 1e-6;
+        result->iterations = it;
+        result->log_likelihood = ll;
+        if (fabs(ll - prev_ll) < 1e-6 * fabs(ll) + 1e-9) {
+            result->converged = true;
+            break;
+        }
+        prev_ll = ll;
+    }
+    result->prior = lambda;
+    return NULL;
+}
+
+json_t *demo_term_frequencies(const demo_features *records, size_t n, int min_count)
+{
+    json_t *given = json_object(), *family = json_object();
+    size_t ngiven = 0, nfamily = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (records[i].given.ntokens) {
+            const char *g = records[i].given.tokens[0];
+            json_t *c = json_object_get(given, g);
+            json_object_set_new(given, g, json_integer(c ? json_integer_value(c) + 1 : 1));
+            ngiven++;
+        }
+        if (records[i].family.ntokens) {
+            char joined[DEMO_TEXT_MAX];
+            demo_name_join(&records[i].family, joined, sizeof joined);
+            json_t *c = json_object_get(family, joined);
+            json_object_set_new(family, joined, json_integer(c ? json_integer_value(c) + 1 : 1));
+            nfamily++;
+        }
+    }
+    json_t *tables[2] = {given, family};
+    size_t totals[2] = {ngiven, nfamily};
+    json_t *out = json_object();
+    for (int t = 0; t < 2; t++) {
+        json_t *shares = json_object();
+        const char *k;
+        json_t *v;
+        json_object_foreach(tables[t], k, v) {
+            if (json_integer_value(v) >= min_count)
+                json_object_set_new(shares, k, json_real((double)json_integer_value(v) / (double)totals[t]));
+        }
+        json_object_set_new(out, t == 0 ? "given" : "family", shares);
+        json_decref(tables[t]);
+    }
+    return out;
+}

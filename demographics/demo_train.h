@@ -1,0 +1,43 @@
+/*
+ * demo_train: estimating the model's m and u from the registry's own data,
+ * the unsupervised Fellegi-Sunter way.
+ *
+ * u (P(level | different people)) comes from pairs of records drawn at random:
+ * almost all are strangers. m (P(level | same person)) and the prior come from
+ * expectation-maximisation over the pairs that blocking proposes, with u held
+ * fixed, as Splink does; pseudo-counts keep every probability off 0 and 1.
+ * Inputs are plain arrays the caller owns; nothing is kept.
+ */
+#ifndef RL_DEMO_TRAIN_H
+#define RL_DEMO_TRAIN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "demographics/demo_model.h"
+
+typedef struct demo_pair_levels {
+    int8_t level[DEMO_F_COUNT]; /* DEMO_LEVEL_MISSING or a level */
+} demo_pair_levels;
+
+/* u for every field from `samples` random pairs of `records` (n >= 2). */
+rl_error *demo_estimate_u(const demo_model *model, const demo_features *records, size_t n, size_t samples,
+                          uint64_t seed, demo_field_params params[DEMO_F_COUNT]);
+
+typedef struct demo_em_result {
+    int iterations;
+    double prior;
+    double log_likelihood;
+    bool converged;
+} demo_em_result;
+
+/* EM for m and the prior over candidate pairs, u fixed from params; starts
+ * from params' m and the given prior, writes the estimates into params. */
+rl_error *demo_em(const demo_pair_levels *pairs, size_t npairs, demo_field_params params[DEMO_F_COUNT],
+                  double prior, int max_iterations, demo_em_result *result);
+
+/* Term frequencies: {"given": {first given token: share}, "family": {family: share}}
+ * over the records, keeping values seen at least min_count times (new reference). */
+json_t *demo_term_frequencies(const demo_features *records, size_t n, int min_count);
+
+#endif

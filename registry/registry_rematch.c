@@ -1,0 +1,432 @@
+/*
+ * rematch: replays the automatic linking of every record, in registration
+ * order, under the current model and rules. Manual links stay where a human
+ * put them; reviewers' not-a-match pairs and trusted-identifier disagreements
+ * still veto. Golden ids are kept wherever a person keeps a member, so the
+ * ids clients hold stay valid; a golden record left without members is
+ * retired, never deleted.
+ *
+ * It holds the write lock throughout (registrations wait) and writes the new
+ * assignment in one atomic batch, after rewriting blocking postings that the
+ * rules changed.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/rl_time.h"
+#include "registry/registry_internal.h"
+
+typedef struct rm_record {
+    char rid[REG_ID_LEN + 1];
+    char old_golden[REG_ID_LEN + 1];
+    char new_golden[REG_ID_LEN + 1];
+    long long seq;
+    bool manual;
+    bool done;
+    const char *grade;
+    double score;
+} rm_record;
+
+static int rm_by_seq(const void *a, const void *b)
+{
+    const rm_record *x = a, *y = b;
+    if (x->seq != y->seq)
+        return x->seq < y->seq ? -1 : 1;
+    return strcmp(x->rid, y->rid);
+}
+
+static int rm_by_rid(const void *a, const void *b) { return strcmp(((const rm_record *)a)->rid, ((const rm_record *)b)->rid); }
+
+/* All links, sorted by record id for lookups. */
+static rl_error *rm_load(rl_registry *reg, rm_record **out, size_t *n)
+{
+    rl_error *err = NULL;
+    rl_store_iter *it = NULL;
+    size_t cap = 1024, count = 0;
+    rm_record *recs = malloc(cap * sizeof *recs);
+    if (!recs)
+        RL_FAIL(RL_ENOMEM, "out of memory");
+    RL_TRY(rl_store_iter_new(reg->store, RL_CF_LINKS, NULL, 0, NULL, 0, &it));
+    for (; rl_store_iter_valid(it); rl_store_iter_next(it)) {
+        size_t klen, vlen;
+        const char *k = rl_store_iter_key(it, &klen);
+        const char *v = rl_store_iter_value(it, &vlen);
+        json_t *link = json_loadb(v, vlen, 0, NULL);
+        if (!link)
+            RL_FAIL(RL_ESTORE, "a link is not JSON: run `ridgeline check`");
+        if (count == cap) {
+            cap *= 2;
+            rm_record *grown = realloc(recs, cap * sizeof *recs);
+            if (!grown) {
+                json_decref(link);
+                RL_FAIL(RL_ENOMEM, "out of memory");
+            }
+            recs = grown;
+        }
+        rm_record *r = &recs[count++];
+        memset(r, 0, sizeof *r);
+        snprintf(r->rid, sizeof r->rid, "%.*s", (int)klen, k);
+        snprintf(r->old_golden, sizeof r->old_golden, "%s", json_string_value(json_object_get(link, "golden")));
+        const char *method = json_string_value(json_object_get(link, "method"));
+        r->manual = method && strcmp(method, "manual") == 0;
+        r->seq = (long long)json_integer_value(json_object_get(json_object_get(link, "index"), "seq"));
+        json_decref(link);
+    }
+    RL_TRY(rl_store_iter_status(it));
+    qsort(recs, count, sizeof *recs, rm_by_rid);
+    *out = recs;
+    *n = count;
+    recs = NULL;
+cleanup:
+    rl_store_iter_destroy(it);
+    free(recs);
+    return err;
+}
+
+static rm_record *rm_find(rm_record *recs, size_t n, const char *rid)
+{
+    rm_record key;
+    snprintf(key.rid, sizeof key.rid, "%s", rid);
+    return bsearch(&key, recs, n, sizeof *recs, rm_by_rid);
+}
+
+/* Rewrites a record's blocking postings when the rules now give other keys. */
+static rl_error *rm_reindex(rl_registry *reg, const char *rid, const void *prepared, rl_store_batch *batch,
+                            long *changed)
+{
+    rl_error *err = NULL;
+    json_t *link = NULL, *keys = json_array();
+    RL_TRY(reg_get_json(reg, RL_CF_LINKS, rid, strlen(rid), &link));
+    RL_TRY(reg->matcher->keys(reg->matcher, prepared, keys));
+    json_t *index = json_object_get(link, "index");
+    json_t *old = json_object_get(index, "postings");
+    if (json_equal(old, keys))
+        goto cleanup;
+    char key[REG_KEY_MAX + REG_ID_LEN + 2];
+    size_t i;
+    json_t *k;
+    json_array_foreach(old, i, k) {
+        int n = snprintf(key, sizeof key, "%s%c%s", json_string_value(k), '\0', rid);
+        if (n > 0 && (size_t)n < sizeof key)
+            rl_store_batch_delete(batch, RL_CF_BLOCKING, key, (size_t)n);
+    }
+    json_array_foreach(keys, i, k) {
+        int n = snprintf(key, sizeof key, "%s%c%s", json_string_value(k), '\0', rid);
+        if (n > 0 && (size_t)n < sizeof key)
+            rl_store_batch_put(batch, RL_CF_BLOCKING, key, (size_t)n, "", 0);
+    }
+    json_object_set(index, "postings", keys);
+    reg_put_json(batch, RL_CF_LINKS, rid, strlen(rid), link, &err);
+    (*changed)++;
+cleanup:
+    json_decref(link);
+    json_decref(keys);
+    return err;
+}
+
+typedef struct rm_best {
+    char golden[REG_ID_LEN + 1];
+    char record[REG_ID_LEN + 1];
+    double max, min;
+    bool vetoed;
+    json_t *fields;
+} rm_best;
+
+/* Decides one auto-linked record against those already placed. */
+static rl_error *rm_decide(rl_registry *reg, reg_txn *txn, rm_record *recs, size_t n, rm_record *r,
+                           const json_t *record, const void *probe, json_t *claimed, long *reviews)
+{
+    rl_error *err = NULL;
+    json_t *keys = json_array(), *cands = json_object(), *idents = json_array(), *cand = NULL, *cand_idents = NULL;
+    json_t *fields = NULL, *veto = NULL;
+    void *cprep = NULL;
+    rm_best *best = NULL;
+    size_t nbest = 0;
+    RL_TRY(reg->matcher->keys(reg->matcher, probe, keys));
+    RL_TRY(reg_identifier_keys(record, idents));
+    size_t i;
+    json_t *k;
+    json_array_foreach(keys, i, k)
+        RL_TRY(reg_scan_candidates(reg, RL_CF_BLOCKING, json_string_value(k), r->rid, cands,
+                                   reg->opts.max_candidates_per_key));
+    json_array_foreach(idents, i, k) {
+        const char *key = json_string_value(k);
+        if (reg_system_trusted(reg, key, (size_t)(strchr(key, '|') - key)))
+            RL_TRY(reg_scan_candidates(reg, RL_CF_IDENT, key, r->rid, cands, reg->opts.max_candidates_per_key));
+    }
+    best = calloc(json_object_size(cands) + 1, sizeof *best);
+    if (!best)
+        RL_FAIL(RL_ENOMEM, "out of memory");
+    const char *cid;
+    json_t *unused;
+    json_object_foreach(cands, cid, unused) {
+        rm_record *c = rm_find(recs, n, cid);
+        if (!c || !c->done)
+            continue; /* not placed yet: it will consider us when its turn comes */
+        RL_TRY(reg_get_json(reg, RL_CF_RECORDS, cid, strlen(cid), &cand));
+        if (!cand)
+            continue;
+        double score = 0;
+        RL_TRY(reg->matcher->prepare(reg->matcher, cand, &cprep));
+        RL_TRY(reg->matcher->compare(reg->matcher, probe, cprep, &score, &fields));
+        cand_idents = json_array();
+        RL_TRY(reg_identifier_keys(cand, cand_idents));
+        int trusted = reg_trusted_evidence(reg, idents, cand_idents);
+        if (trusted > 0)
+            score = 1.0;
+        char pair[2 * REG_ID_LEN + 8];
+        size_t plen = reg_pair_key(r->rid, cid, pair, sizeof pair);
+        RL_TRY(reg_get_json(reg, RL_CF_NOMATCH, pair, plen, &veto));
+        size_t g = 0;
+        while (g < nbest && strcmp(best[g].golden, c->new_golden) != 0)
+            g++;
+        if (g == nbest) {
+            snprintf(best[g].golden, sizeof best[g].golden, "%s", c->new_golden);
+            best[g].max = -1;
+            best[g].min = 2;
+            nbest++;
+        }
+        best[g].vetoed = best[g].vetoed || veto || trusted < 0;
+        if (score < best[g].min)
+            best[g].min = score;
+        if (score > best[g].max) {
+            best[g].max = score;
+            snprintf(best[g].record, sizeof best[g].record, "%s", cid);
+            json_decref(best[g].fields);
+            best[g].fields = fields;
+            fields = NULL;
+        }
+        reg->matcher->release(reg->matcher, cprep);
+        cprep = NULL;
+        json_decref(cand);
+        json_decref(cand_idents);
+        json_decref(fields);
+        json_decref(veto);
+        cand = cand_idents = fields = veto = NULL;
+    }
+    /* The same rule as registration: one person, every candidate member agreeing. */
+    rm_best *chosen = NULL;
+    int qualified = 0;
+    for (size_t g = 0; g < nbest; g++)
+        if (!best[g].vetoed && best[g].min >= reg->opts.auto_link_threshold) {
+            qualified++;
+            if (!chosen || best[g].max > chosen->max)
+                chosen = &best[g];
+        }
+    if (qualified == 1) {
+        snprintf(r->new_golden, sizeof r->new_golden, "%s", chosen->golden);
+        r->score = chosen->max;
+        r->grade = reg_grade(reg, chosen->max);
+    } else {
+        /* A person of its own: keep the golden id it had unless someone took it first. */
+        if (!json_object_get(claimed, r->old_golden))
+            snprintf(r->new_golden, sizeof r->new_golden, "%s", r->old_golden);
+        else
+            reg_new_id(r->new_golden);
+        r->score = 1.0;
+        r->grade = "certain";
+        chosen = NULL;
+    }
+    json_object_set_new(claimed, r->new_golden, json_true());
+    for (size_t g = 0; g < nbest; g++) {
+        if (best[g].vetoed || best[g].max < reg->opts.review_threshold || strcmp(best[g].golden, r->new_golden) == 0)
+            continue;
+        bool queued = false;
+        RL_TRY(reg_queue_review(txn, r->rid, r->new_golden, best[g].golden, best[g].record, best[g].max,
+                                best[g].fields, &queued));
+        *reviews += queued;
+    }
+    r->done = true;
+cleanup:
+    if (cprep)
+        reg->matcher->release(reg->matcher, cprep);
+    for (size_t g = 0; g < nbest; g++)
+        json_decref(best[g].fields);
+    free(best);
+    json_decref(keys);
+    json_decref(cands);
+    json_decref(idents);
+    json_decref(cand);
+    json_decref(cand_idents);
+    json_decref(fields);
+    json_decref(veto);
+    return err;
+}
+
+rl_error *rl_registry_rematch(rl_registry *reg, const rl_actor *actor, json_t **report)
+{
+    rl_error *err = NULL;
+    rm_record *recs = NULL, **order = NULL;
+    size_t n = 0;
+    json_t *claimed = json_object(), *members = json_object(), *record = NULL, *link = NULL, *golden = NULL;
+    void *probe = NULL;
+    rl_store_batch *reindex = NULL;
+    reg_txn txn = {0};
+    long reindexed = 0, moved = 0, reviews = 0, retired = 0;
+    uint64_t t0 = rl_time_mono_ns();
+    *report = NULL;
+    if (!claimed || !members)
+        RL_FAIL(RL_ENOMEM, "out of memory");
+    pthread_mutex_lock(&reg->write_lock);
+    RL_TRY(rm_load(reg, &recs, &n));
+    order = malloc((n + 1) * sizeof *order);
+    if (!order)
+        RL_FAIL(RL_ENOMEM, "out of memory");
+    for (size_t i = 0; i < n; i++)
+        order[i] = &recs[i];
+    /* Registration order; manual links are placed first, where people put them. */
+    rm_record *sorted = malloc((n + 1) * sizeof *sorted);
+    if (!sorted)
+        RL_FAIL(RL_ENOMEM, "out of memory");
+    memcpy(sorted, recs, n * sizeof *sorted);
+    qsort(sorted, n, sizeof *sorted, rm_by_seq);
+    for (size_t i = 0; i < n; i++)
+        order[i] = rm_find(recs, n, sorted[i].rid);
+    free(sorted);
+    for (size_t i = 0; i < n; i++)
+        if (order[i]->manual) {
+            snprintf(order[i]->new_golden, sizeof order[i]->new_golden, "%s", order[i]->old_golden);
+            order[i]->done = true;
+            order[i]->grade = "certain";
+            order[i]->score = 1.0;
+            json_object_set_new(claimed, order[i]->old_golden, json_true());
+        }
+
+    /* 1. postings under the current rules, so that candidates are found as they will be. */
+    RL_TRY(rl_store_batch_new(reg->store, &reindex));
+    for (size_t i = 0; i < n; i++) {
+        RL_TRY(reg_get_json(reg, RL_CF_RECORDS, order[i]->rid, strlen(order[i]->rid), &record));
+        if (!record)
+            continue;
+        RL_TRY(reg->matcher->prepare(reg->matcher, record, &probe));
+        RL_TRY(rm_reindex(reg, order[i]->rid, probe, reindex, &reindexed));
+        reg->matcher->release(reg->matcher, probe);
+        probe = NULL;
+        json_decref(record);
+        record = NULL;
+    }
+    RL_TRY(rl_store_write(reg->store, reindex));
+
+    /* 2. replay: each automatic record against those placed before it. */
+    RL_TRY(reg_txn_begin(reg, &txn));
+    txn.no_history = true;
+    for (size_t i = 0; i < n; i++) {
+        rm_record *r = order[i];
+        if (r->manual)
+            continue;
+        RL_TRY(reg_get_json(reg, RL_CF_RECORDS, r->rid, strlen(r->rid), &record));
+        if (!record)
+            continue;
+        RL_TRY(reg->matcher->prepare(reg->matcher, record, &probe));
+        RL_TRY(rm_decide(reg, &txn, recs, n, r, record, probe, claimed, &reviews));
+        reg->matcher->release(reg->matcher, probe);
+        probe = NULL;
+        json_decref(record);
+        record = NULL;
+    }
+
+    /* 3. write the assignment: members per golden record, then links. */
+    for (size_t i = 0; i < n; i++) {
+        rm_record *r = order[i];
+        if (!r->done)
+            continue;
+        json_t *list = json_object_get(members, r->new_golden);
+        if (!list) {
+            list = json_array();
+            json_object_set_new(members, r->new_golden, list);
+        }
+        json_array_append_new(list, json_string(r->rid));
+    }
+    char now[32];
+    reg_now(now);
+    json_t *old_goldens = json_object();
+    for (size_t i = 0; i < n; i++)
+        json_object_set_new(old_goldens, recs[i].old_golden, json_true());
+    const char *gid;
+    json_t *list;
+    json_object_foreach(members, gid, list) {
+        RL_TRY(reg_get_json(reg, RL_CF_GOLDEN, gid, strlen(gid), &golden));
+        if (!golden)
+            golden = json_pack("{s:s, s:i, s:s}", "id", gid, "version", 0, "created", now);
+        json_t *prev = json_object_get(golden, "members");
+        if (!prev || !json_equal(prev, list) || !reg_golden_active(golden)) {
+            json_object_set(golden, "members", list);
+            json_object_set_new(golden, "status", json_string("active"));
+            json_object_del(golden, "merged_into");
+            json_object_set_new(golden, "version", json_integer(json_integer_value(json_object_get(golden, "version")) + 1));
+            json_object_set_new(golden, "updated", json_string(now));
+            reg_put_json(txn.batch, RL_CF_GOLDEN, gid, strlen(gid), golden, &err);
+            if (err)
+                goto cleanup;
+        }
+        json_decref(golden);
+        golden = NULL;
+    }
+    json_object_foreach(old_goldens, gid, list) {
+        if (json_object_get(members, gid))
+            continue;
+        RL_TRY(reg_get_json(reg, RL_CF_GOLDEN, gid, strlen(gid), &golden));
+        if (golden && reg_golden_active(golden)) {
+            json_array_clear(json_object_get(golden, "members"));
+            json_object_set_new(golden, "status", json_string("retired"));
+            json_object_set_new(golden, "updated", json_string(now));
+            reg_put_json(txn.batch, RL_CF_GOLDEN, gid, strlen(gid), golden, &err);
+            retired++;
+            if (err)
+                goto cleanup;
+        }
+        json_decref(golden);
+        golden = NULL;
+    }
+    json_decref(old_goldens);
+    for (size_t i = 0; i < n; i++) {
+        rm_record *r = &recs[i];
+        if (!r->done || r->manual)
+            continue;
+        RL_TRY(reg_get_json(reg, RL_CF_LINKS, r->rid, strlen(r->rid), &link));
+        bool changed = strcmp(r->old_golden, r->new_golden) != 0;
+        moved += changed;
+        json_object_set_new(link, "golden", json_string(r->new_golden));
+        json_object_set_new(link, "grade", json_string(r->grade));
+        json_object_set_new(link, "score", json_real(r->score));
+        if (changed) {
+            json_object_set_new(link, "who", json_string(reg_actor_who(actor)));
+            json_object_set_new(link, "when", json_string(now));
+        }
+        reg_put_json(txn.batch, RL_CF_LINKS, r->rid, strlen(r->rid), link, &err);
+        json_decref(link);
+        link = NULL;
+        if (err)
+            goto cleanup;
+    }
+    txn.d_goldens = (int64_t)json_object_size(members) - (int64_t)reg->n_goldens;
+    json_t *detail = json_pack("{s:I, s:I, s:I, s:I, s:I}", "records", (json_int_t)n, "moved", (json_int_t)moved,
+                               "reindexed", (json_int_t)reindexed, "retired", (json_int_t)retired,
+                               "reviews_queued", (json_int_t)reviews);
+    err = reg_txn_audit(&txn, actor, "rematch", NULL, 0, "ok", detail);
+    if (err) {
+        json_decref(detail);
+        goto cleanup;
+    }
+    uint64_t ticket;
+    RL_TRY(reg_txn_apply(&txn, &ticket));
+    RL_TRY(rl_store_sync(reg->store, ticket));
+    json_object_set_new(detail, "golden_records", json_integer((json_int_t)json_object_size(members)));
+    json_object_set_new(detail, "seconds", json_real((double)(rl_time_mono_ns() - t0) / 1e9));
+    *report = detail;
+cleanup:
+    pthread_mutex_unlock(&reg->write_lock);
+    if (probe)
+        reg->matcher->release(reg->matcher, probe);
+    reg_txn_end(&txn);
+    rl_store_batch_destroy(reindex);
+    free(recs);
+    free(order);
+    json_decref(claimed);
+    json_decref(members);
+    json_decref(record);
+    json_decref(link);
+    json_decref(golden);
+    return err;
+}

@@ -1,0 +1,282 @@
+/* train: re-estimate the probabilistic model from the registry; rematch: replay linking under it. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/rl_log.h"
+#include "common/rl_time.h"
+#include "demographics/demo_train.h"
+#include "registry/registry_internal.h"
+
+enum {
+    REG_TRAIN_SAMPLE = 20000,       /* records whose candidate pairs feed EM */
+    REG_TRAIN_U_PAIRS = 400000,     /* random pairs for u */
+    REG_TRAIN_MAX_PAIRS = 2000000,  /* candidate pairs kept for EM */
+    REG_TRAIN_EM_ITERATIONS = 200,
+};
+
+static const char reg_model_key[] = "model";
+
+/* Features of a stored record, or *found = false. */
+static rl_error *reg_record_features(rl_registry *reg, const char *rid, demo_features *f, bool *found)
+{
+    rl_error *err = NULL;
+    json_t *record = NULL;
+    void *prepared = NULL;
+    *found = false;
+    RL_TRY(reg_get_json(reg, RL_CF_RECORDS, rid, strlen(rid), &record));
+    if (!record)
+        goto cleanup;
+    RL_TRY(reg->matcher->prepare(reg->matcher, record, &prepared));
+    memcpy(f, prepared, sizeof *f);
+    *found = true;
+cleanup:
+    if (prepared)
+        reg->matcher->release(reg->matcher, prepared);
+    json_decref(record);
+    return err;
+}
+
+typedef struct reg_train_data {
+    demo_features *sample; /* reservoir of records */
+    char (*sample_ids)[REG_ID_LEN + 1];
+    size_t nsample, seen;
+    demo_features *all_for_tf; /* one growing buffer reused: only names are needed */
+} reg_train_data;
+
+static uint64_t reg_rng(uint64_t *s)
+{
+    *s ^= *s >> 12;
+    *s ^= *s << 25;
+    *s ^= *s >> 27;
+    return *s * 2685821657736338717ull;
+}
+
+/* Reads every record once: a reservoir sample of features, and name counts for term frequencies. */
+static rl_error *reg_train_scan(rl_registry *reg, reg_train_data *d, json_t *given_counts, json_t *family_counts,
+                                size_t *ngiven, size_t *nfamily)
+{
+    rl_error *err = NULL;
+    rl_store_iter *it = NULL;
+    void *prepared = NULL;
+    uint64_t rng = 0x5EED5EEDull;
+    RL_TRY(rl_store_iter_new(reg->store, RL_CF_RECORDS, NULL, 0, NULL, 0, &it));
+    for (; rl_store_iter_valid(it); rl_store_iter_next(it)) {
+        size_t klen, vlen;
+        const char *k = rl_store_iter_key(it, &klen);
+        const char *v = rl_store_iter_value(it, &vlen);
+        json_t *record = json_loadb(v, vlen, 0, NULL);
+        if (!record)
+            RL_FAIL(RL_ESTORE, "a stored record is not JSON: run `ridgeline check`");
+        err = reg->matcher->prepare(reg->matcher, record, &prepared);
+        json_decref(record);
+        if (err)
+            goto cleanup;
+        const demo_features *f = prepared;
+        if (f->given.ntokens) {
+            json_t *c = json_object_get(given_counts, f->given.tokens[0]);
+            json_object_set_new(given_counts, f->given.tokens[0], json_integer(c ? json_integer_value(c) + 1 : 1));
+            (*ngiven)++;
+        }
+        if (f->family.ntokens) {
+            char joined[DEMO_TEXT_MAX];
+            demo_name_join(&f->family, joined, sizeof joined);
+            json_t *c = json_object_get(family_counts, joined);
+            json_object_set_new(family_counts, joined, json_integer(c ? json_integer_value(c) + 1 : 1));
+            (*nfamily)++;
+        }
+        /* Reservoir sampling keeps a uniform sample in one pass. */
+        size_t slot = d->nsample < REG_TRAIN_SAMPLE ? d->nsample : (size_t)(reg_rng(&rng) % (d->seen + 1));
+        if (slot < REG_TRAIN_SAMPLE) {
+            d->sample[slot] = *f;
+            snprintf(d->sample_ids[slot], REG_ID_LEN + 1, "%.*s", (int)klen, k);
+            if (d->nsample < REG_TRAIN_SAMPLE)
+                d->nsample++;
+        }
+        d->seen++;
+        reg->matcher->release(reg->matcher, prepared);
+        prepared = NULL;
+    }
+    RL_TRY(rl_store_iter_status(it));
+cleanup:
+    if (prepared)
+        reg->matcher->release(reg->matcher, prepared);
+    rl_store_iter_destroy(it);
+    return err;
+}
+
+static json_t *reg_shares(json_t *counts, size_t total)
+{
+    json_t *shares = json_object();
+    const char *k;
+    json_t *v;
+    json_object_foreach(counts, k, v) json_object_set_new(shares, k, json_real((double)json_integer_value(v) / (double)total));
+    return shares;
+}
+
+/* Candidate pairs of the sampled records, as blocking proposes them. */
+static rl_error *reg_train_pairs(rl_registry *reg, const demo_model *model, reg_train_data *d, demo_pair_levels **out,
+                                 size_t *npairs)
+{
+    rl_error *err = NULL;
+    json_t *seen_pairs = json_object(), *keys = NULL, *cands = NULL;
+    rl_store_iter *it = NULL;
+    size_t cap = 1 << 16, n = 0;
+    demo_pair_levels *pairs = malloc(cap * sizeof *pairs);
+    if (!pairs || !seen_pairs)
+        RL_FAIL(RL_ENOMEM, "out of memory");
+    for (size_t s = 0; s < d->nsample && n < REG_TRAIN_MAX_PAIRS; s++) {
+        keys = json_array();
+        cands = json_object();
+        RL_TRY(demo_model_blocking_keys(model, &d->sample[s], keys));
+        size_t i;
+        json_t *k;
+        json_array_foreach(keys, i, k) {
+            char prefix[REG_KEY_MAX + 2];
+            int plen = snprintf(prefix, sizeof prefix, "%s%c", json_string_value(k), '\0');
+            if (plen <= 0 || (size_t)plen >= sizeof prefix)
+                continue;
+            RL_TRY(rl_store_iter_prefix(reg->store, RL_CF_BLOCKING, prefix, (size_t)plen, &it));
+            int taken = 0;
+            for (; rl_store_iter_valid(it) && taken < reg->opts.max_candidates_per_key; rl_store_iter_next(it), taken++) {
+                size_t klen;
+                const char *key = rl_store_iter_key(it, &klen);
+                char rid[REG_ID_LEN + 8];
+                snprintf(rid, sizeof rid, "%.*s", (int)(klen - (size_t)plen), key + plen);
+                if (strcmp(rid, d->sample_ids[s]) != 0)
+                    json_object_set_new(cands, rid, json_true());
+            }
+            RL_TRY(rl_store_iter_status(it));
+            rl_store_iter_destroy(it);
+            it = NULL;
+        }
+        const char *cid;
+        json_t *unused;
+        json_object_foreach(cands, cid, unused) {
+            char pair[2 * REG_ID_LEN + 4];
+            const char *a = d->sample_ids[s];
+            snprintf(pair, sizeof pair, "%s|%s", strcmp(a, cid) < 0 ? a : cid, strcmp(a, cid) < 0 ? cid : a);
+            if (json_object_get(seen_pairs, pair))
+                continue;
+            json_object_set_new(seen_pairs, pair, json_true());
+            demo_features other;
+            bool found = false;
+            RL_TRY(reg_record_features(reg, cid, &other, &found));
+            if (!found)
+                continue;
+            int levels[DEMO_F_COUNT];
+            demo_compare_features(model, &d->sample[s], &other, levels);
+            if (n == cap) {
+                cap *= 2;
+                demo_pair_levels *grown = realloc(pairs, cap * sizeof *pairs);
+                if (!grown)
+                    RL_FAIL(RL_ENOMEM, "out of memory for %zu pairs", cap);
+                pairs = grown;
+            }
+            for (int f = 0; f < DEMO_F_COUNT; f++)
+                pairs[n].level[f] = (int8_t)levels[f];
+            n++;
+        }
+        json_decref(keys);
+        json_decref(cands);
+        keys = cands = NULL;
+    }
+    *out = pairs;
+    *npairs = n;
+    pairs = NULL;
+cleanup:
+    rl_store_iter_destroy(it);
+    json_decref(seen_pairs);
+    json_decref(keys);
+    json_decref(cands);
+    free(pairs);
+    return err;
+}
+
+rl_error *rl_registry_train(rl_registry *reg, const rl_actor *actor, json_t **report)
+{
+    rl_error *err = NULL;
+    reg_train_data d = {0};
+    demo_pair_levels *pairs = NULL;
+    demo_model *trained = NULL;
+    json_t *given_counts = json_object(), *family_counts = json_object(), *tf = NULL, *saved = NULL;
+    rl_store_batch *batch = NULL;
+    bool locked = false;
+    *report = NULL;
+    const demo_model *model = rl_matcher_model(reg->matcher);
+    if (!model)
+        RL_FAIL(RL_EUNSUPPORTED, "the %s matcher has nothing to train", reg->matcher->name);
+    uint64_t t0 = rl_time_mono_ns();
+    d.sample = malloc(REG_TRAIN_SAMPLE * sizeof *d.sample);
+    d.sample_ids = malloc(REG_TRAIN_SAMPLE * sizeof *d.sample_ids);
+    if (!d.sample || !d.sample_ids || !given_counts || !family_counts)
+        RL_FAIL(RL_ENOMEM, "out of memory");
+    size_t ngiven = 0, nfamily = 0;
+    RL_TRY(reg_train_scan(reg, &d, given_counts, family_counts, &ngiven, &nfamily));
+    if (d.nsample < 10)
+        RL_FAIL(RL_ECONFLICT, "training needs at least 10 records; the registry holds %zu", d.nsample);
+
+    demo_field_params params[DEMO_F_COUNT];
+    memcpy(params, demo_model_params(model), sizeof params);
+    RL_TRY(demo_estimate_u(model, d.sample, d.nsample, REG_TRAIN_U_PAIRS, 0x0DDBA11ull, params));
+    size_t npairs = 0;
+    RL_TRY(reg_train_pairs(reg, model, &d, &pairs, &npairs));
+    demo_em_result em = {0};
+    double prior = demo_model_prior(model);
+    if (npairs > 0)
+        RL_TRY(demo_em(pairs, npairs, params, prior, REG_TRAIN_EM_ITERATIONS, &em));
+    else
+        em.prior = prior;
+    RL_TRY(demo_model_with_params(model, params, em.prior, &trained));
+    tf = json_pack("{s:o, s:o}", "given", reg_shares(given_counts, ngiven ? ngiven : 1), "family",
+                   reg_shares(family_counts, nfamily ? nfamily : 1));
+    RL_TRY(demo_model_set_tf(trained, tf));
+
+    saved = demo_model_to_json(trained);
+    json_object_set(saved, "term_frequencies", tf);
+    RL_TRY(rl_store_batch_new(reg->store, &batch));
+    reg_put_json(batch, RL_CF_META, reg_model_key, strlen(reg_model_key), saved, &err);
+    if (err)
+        goto cleanup;
+    json_t *detail = json_pack("{s:I, s:I, s:i}", "records", (json_int_t)d.seen, "pairs", (json_int_t)npairs,
+                               "iterations", em.iterations);
+    reg_txn txn = {.reg = reg, .batch = batch};
+    err = reg_txn_audit(&txn, actor, "train", NULL, 0, "ok", detail);
+    json_decref(detail);
+    if (err)
+        goto cleanup;
+    pthread_mutex_lock(&reg->write_lock);
+    locked = true;
+    RL_TRY(rl_store_write(reg->store, batch));
+    RL_TRY(rl_matcher_set_model(reg->matcher, trained));
+    trained = NULL;
+    pthread_mutex_unlock(&reg->write_lock);
+    locked = false;
+
+    json_t *fields = json_object();
+    for (int f = 0; f < DEMO_F_COUNT; f++) {
+        json_t *levels = json_array();
+        int nl = demo_model_nlevels((demo_field)f);
+        for (int l = 0; l < nl; l++)
+            json_array_append_new(levels, json_pack("{s:s, s:f, s:f}", "level", demo_level_name((demo_field)f, l),
+                                                    "m", params[f].m[l], "u", params[f].u[l]));
+        json_object_set_new(fields, demo_field_name((demo_field)f), levels);
+    }
+    *report = json_pack("{s:I, s:I, s:I, s:i, s:b, s:f, s:f, s:o}", "records", (json_int_t)d.seen, "sampled",
+                        (json_int_t)d.nsample, "candidate_pairs", (json_int_t)npairs, "em_iterations",
+                        em.iterations, "em_converged", em.converged, "prior", em.prior, "seconds",
+                        (double)(rl_time_mono_ns() - t0) / 1e9, "fields", fields);
+cleanup:
+    if (locked)
+        pthread_mutex_unlock(&reg->write_lock);
+    free(d.sample);
+    free(d.sample_ids);
+    free(pairs);
+    demo_model_free(trained);
+    json_decref(given_counts);
+    json_decref(family_counts);
+    json_decref(tf);
+    json_decref(saved);
+    rl_store_batch_destroy(batch);
+    return err;
+}
