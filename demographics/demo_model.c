@@ -713,9 +713,10 @@ double demo_model_probability(const demo_model *m, double weight)
 const char *demo_model_guard(const demo_model *m, const int levels[DEMO_F_COUNT])
 {
     (void)m;
-    /* An identifier or a phone number that agrees exactly is evidence of its
-     * own that family resemblance cannot produce. */
-    if (levels[DEMO_F_IDENTIFIER] == 0 || levels[DEMO_F_PHONE] == 0)
+    /* An identifier that agrees (or nearly: one mistyped digit) or a phone
+     * number that agrees is evidence of its own that family resemblance
+     * cannot produce: siblings do not get near-identical identifiers. */
+    if (levels[DEMO_F_IDENTIFIER] == 0 || levels[DEMO_F_IDENTIFIER] == 1 || levels[DEMO_F_PHONE] == 0)
         return NULL;
     if (levels[DEMO_F_BIRTH] == 4)
         return "birth dates differ";
@@ -816,4 +817,23 @@ rl_error *demo_model_blocking_keys(const demo_model *m, const demo_features *f, 
         }
     }
     return NULL;
+}
+
+int demo_model_nblocking(const demo_model *m) { return m->nblocking; }
+
+void demo_model_rule_fields(const demo_model *m, int rule, bool fields[DEMO_F_COUNT])
+{
+    memset(fields, 0, DEMO_F_COUNT * sizeof *fields);
+    if (rule < 0 || rule >= m->nblocking)
+        return;
+    static const demo_field part_field[DEMO_K_COUNT] = {
+        [DEMO_K_FAMILY_METAPHONE] = DEMO_F_FAMILY, [DEMO_K_GIVEN_METAPHONE] = DEMO_F_GIVEN,
+        [DEMO_K_FAMILY_SOUNDEX] = DEMO_F_FAMILY,   [DEMO_K_GIVEN_SOUNDEX] = DEMO_F_GIVEN,
+        [DEMO_K_GIVEN_INITIAL] = DEMO_F_GIVEN,     [DEMO_K_BIRTH_DATE] = DEMO_F_BIRTH,
+        [DEMO_K_BIRTH_YEAR] = DEMO_F_BIRTH,        [DEMO_K_BIRTH_MONTH_DAY] = DEMO_F_BIRTH,
+        [DEMO_K_POSTCODE] = DEMO_F_POSTCODE,       [DEMO_K_PHONE] = DEMO_F_PHONE,
+        [DEMO_K_IDENTIFIER] = DEMO_F_IDENTIFIER,
+    };
+    for (int k = 0; k < m->blocking[rule].nparts; k++)
+        fields[part_field[m->blocking[rule].parts[k]]] = true;
 }

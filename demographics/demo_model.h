@@ -134,13 +134,17 @@ double demo_model_probability(const demo_model *model, double weight);
 /* Guard rules that no sum of weights may override: birth dates that differ
  * outright (parent and child), or an exact family name and birth date with a
  * given name that differs outright (twins). They do not fire when an
- * identifier or a phone number agrees exactly. When one fires, the score is
+ * identifier agrees (exactly or but for one character) or a phone number agrees. When one fires, the score is
  * capped at guard_cap (below auto-linking by default), so a human decides.
  * Returns the rule's name, or NULL. */
 const char *demo_model_guard(const demo_model *model, const int levels[DEMO_F_COUNT]);
 double demo_model_guard_cap(const demo_model *model);
 
-/* Blocking keys of a feature set (each a string, appended to keys). */
+/* Blocking keys of a feature set (each a string, appended to keys). Each key
+ * starts "fs<rule>|", rule being the blocking rule's index. */
 rl_error *demo_model_blocking_keys(const demo_model *model, const demo_features *f, json_t *keys);
+int demo_model_nblocking(const demo_model *model);
+/* Which fields blocking rule `rule` reads (pairs it proposes always agree on them). */
+void demo_model_rule_fields(const demo_model *model, int rule, bool fields[DEMO_F_COUNT]);
 
 #endif

@@ -58,8 +58,74 @@ rl_error *demo_estimate_u(const demo_model *model, const demo_features *records,
     return NULL;
 }
 
+/* EM over the pairs selected by rule_bit (0: all), using only the fields in use[];
+ * m is re-estimated only when update_m. */
+static rl_error *demo_em_masked(const demo_pair_levels *pairs, size_t npairs, uint32_t rule_bit, const bool use[DEMO_F_COUNT],
+                                bool update_m, demo_field_params params[DEMO_F_COUNT], double prior, int max_iterations,
+                                demo_em_result *result);
+
 rl_error *demo_em(const demo_pair_levels *pairs, size_t npairs, demo_field_params params[DEMO_F_COUNT],
                   double prior, int max_iterations, demo_em_result *result)
+{
+    bool use[DEMO_F_COUNT];
+    for (int f = 0; f < DEMO_F_COUNT; f++)
+        use[f] = params[f].enabled;
+    return demo_em_masked(pairs, npairs, 0, use, true, params, prior, max_iterations, result);
+}
+
+rl_error *demo_em_by_rule(const demo_model *model, const demo_pair_levels *pairs, size_t npairs,
+                          demo_field_params params[DEMO_F_COUNT], double prior, int max_iterations, size_t min_pairs,
+                          demo_em_result *result)
+{
+    rl_error *err = NULL;
+    double msum[DEMO_F_COUNT][DEMO_MAX_LEVELS] = {{0}};
+    int sessions[DEMO_F_COUNT] = {0};
+    int total_iterations = 0;
+    for (int b = 0; b < demo_model_nblocking(model) && b < 32; b++) {
+        uint32_t bit = 1u << b;
+        size_t n = 0;
+        for (size_t i = 0; i < npairs; i++)
+            n += (pairs[i].rules & bit) != 0;
+        if (n < min_pairs)
+            continue;
+        bool in_rule[DEMO_F_COUNT], use[DEMO_F_COUNT];
+        demo_model_rule_fields(model, b, in_rule);
+        for (int f = 0; f < DEMO_F_COUNT; f++)
+            use[f] = params[f].enabled && !in_rule[f];
+        demo_field_params session[DEMO_F_COUNT];
+        memcpy(session, params, sizeof session);
+        demo_em_result r;
+        RL_TRY(demo_em_masked(pairs, npairs, bit, use, true, session, prior, max_iterations, &r));
+        total_iterations += r.iterations;
+        for (int f = 0; f < DEMO_F_COUNT; f++) {
+            if (!use[f])
+                continue;
+            for (int l = 0; l < DEMO_MAX_LEVELS; l++)
+                msum[f][l] += session[f].m[l];
+            sessions[f]++;
+        }
+    }
+    for (int f = 0; f < DEMO_F_COUNT; f++) {
+        if (!sessions[f])
+            continue;
+        int nl = demo_model_nlevels((demo_field)f);
+        for (int l = 0; l < nl; l++)
+            params[f].m[l] = msum[f][l] / sessions[f];
+        demo_normalise_probs(params[f].m, nl, 1e-6);
+    }
+    /* The prior for decisions: over every candidate pair, m and u as estimated. */
+    bool use_all[DEMO_F_COUNT];
+    for (int f = 0; f < DEMO_F_COUNT; f++)
+        use_all[f] = params[f].enabled;
+    RL_TRY(demo_em_masked(pairs, npairs, 0, use_all, false, params, prior, max_iterations, result));
+    result->iterations += total_iterations;
+cleanup:
+    return err;
+}
+
+static rl_error *demo_em_masked(const demo_pair_levels *pairs, size_t npairs, uint32_t rule_bit, const bool use[DEMO_F_COUNT],
+                                bool update_m, demo_field_params params[DEMO_F_COUNT], double prior, int max_iterations,
+                                demo_em_result *result)
 {
     memset(result, 0, sizeof *result);
     if (npairs == 0)
@@ -78,12 +144,16 @@ rl_error *demo_em(const demo_pair_levels *pairs, size_t npairs, demo_field_param
                 wm[f][l] = params[f].m[l] > 0 ? log(params[f].m[l]) : -50;
                 wu[f][l] = params[f].u[l] > 0 ? log(params[f].u[l]) : -50;
             }
+        size_t used_pairs = 0;
         for (size_t i = 0; i < npairs; i++) {
+            if (rule_bit && !(pairs[i].rules & rule_bit))
+                continue;
+            used_pairs++;
             /* E-step in log space: pairs agreeing on everything overflow otherwise. */
             double lm = log(lambda), lu = log(1 - lambda);
             for (int f = 0; f < DEMO_F_COUNT; f++) {
                 int l = pairs[i].level[f];
-                if (l == DEMO_LEVEL_MISSING || !params[f].enabled)
+                if (l == DEMO_LEVEL_MISSING || !use[f])
                     continue;
                 lm += wm[f][l];
                 lu += wu[f][l];
@@ -100,15 +170,17 @@ rl_error *demo_em(const demo_pair_levels *pairs, size_t npairs, demo_field_param
                 mtotal[f] += p;
             }
         }
-        for (int f = 0; f < DEMO_F_COUNT; f++) {
+        if (used_pairs == 0)
+            return RL_ERR(RL_EINVAL, "EM: no pair for this session");
+        for (int f = 0; f < DEMO_F_COUNT && update_m; f++) {
             int nl = demo_model_nlevels((demo_field)f);
-            if (mtotal[f] < 1)
+            if (!use[f] || mtotal[f] < 1)
                 continue; /* no matched pair shows this field: keep the prior m */
             for (int l = 0; l < nl; l++)
                 params[f].m[l] = (mcount[f][l] + 0.01) / (mtotal[f] + 0.01 * nl);
             demo_normalise_probs(params[f].m, nl, 1e-6);
         }
-        lambda = psum / (double)npairs;
+        lambda = psum / (double)used_pairs;
         if (lambda < 1e-6)
             lambda = 1e-6;
         if (lambda > 1 - 1e-6)

@@ -18,6 +18,7 @@
 
 typedef struct demo_pair_levels {
     int8_t level[DEMO_F_COUNT]; /* DEMO_LEVEL_MISSING or a level */
+    uint32_t rules;             /* bit b: blocking rule b proposed this pair */
 } demo_pair_levels;
 
 /* u for every field from `samples` random pairs of `records` (n >= 2). */
@@ -35,6 +36,18 @@ typedef struct demo_em_result {
  * from params' m and the given prior, writes the estimates into params. */
 rl_error *demo_em(const demo_pair_levels *pairs, size_t npairs, demo_field_params params[DEMO_F_COUNT],
                   double prior, int max_iterations, demo_em_result *result);
+
+/*
+ * m the way Splink estimates it: one EM session per blocking rule over the
+ * pairs that rule proposed, leaving out the fields the rule reads (its pairs
+ * agree on them by construction, which would teach EM that agreement is all
+ * a match looks like); each field's m is the mean of the sessions that
+ * estimated it. Then the prior is fitted over all pairs with m and u fixed.
+ * Sessions with fewer than min_pairs pairs are skipped.
+ */
+rl_error *demo_em_by_rule(const demo_model *model, const demo_pair_levels *pairs, size_t npairs,
+                          demo_field_params params[DEMO_F_COUNT], double prior, int max_iterations, size_t min_pairs,
+                          demo_em_result *result);
 
 /* Term frequencies: {"given": {first given token: share}, "family": {family: share}}
  * over the records, keeping values seen at least min_count times (new reference). */

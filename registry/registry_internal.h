@@ -121,6 +121,10 @@ int reg_trusted_evidence(const rl_registry *reg, const json_t *a_keys, const jso
 /* Adds the record ids posted under prefix (blocking or ident family) to cands, a set. */
 rl_error *reg_scan_candidates(rl_registry *reg, rl_cf cf, const char *prefix, const char *self, json_t *cands,
                               int cap);
+/* A candidate member contradicts a link when it scores below the review
+ * threshold or the matcher flagged a guard (twins, parent and child): then no
+ * automatic link to its golden record, whatever the other members score. */
+bool reg_contradicts(const rl_registry *reg, double score, const json_t *fields);
 /* key = a \0 b with a < b, for the nomatch family; returns its length. */
 size_t reg_pair_key(const char *a, const char *b, char *out, size_t size);
 #endif

@@ -103,14 +103,16 @@ static rl_error *det_compare(const rl_matcher *m, const void *pa, const void *pb
     if (!*fields)
         return RL_ERR(RL_ENOMEM, "out of memory");
     bool core = strcmp(family, "agree") == 0 && strcmp(given, "agree") == 0 && strcmp(birth, "agree") == 0;
-    if (!core)
+    if (!core) {
         *score = 0.0;
-    else if (strcmp(gender, "disagree") == 0)
+    } else if (strcmp(gender, "disagree") == 0) {
         *score = 0.7; /* twins of different sex share the rest: a human decides */
-    else if (strcmp(gender, "missing") == 0)
+        json_object_set_new(*fields, "guard", json_string("same name and birth date, another sex"));
+    } else if (strcmp(gender, "missing") == 0) {
         *score = 0.9;
-    else
+    } else {
         *score = 0.95;
+    }
     return NULL;
 }
 

@@ -128,8 +128,8 @@ cleanup:
 typedef struct rm_best {
     char golden[REG_ID_LEN + 1];
     char record[REG_ID_LEN + 1];
-    double max, min;
-    bool vetoed;
+    double max;
+    bool vetoed, contradicted;
     json_t *fields;
 } rm_best;
 
@@ -184,12 +184,12 @@ static rl_error *rm_decide(rl_registry *reg, reg_txn *txn, rm_record *recs, size
         if (g == nbest) {
             snprintf(best[g].golden, sizeof best[g].golden, "%s", c->new_golden);
             best[g].max = -1;
-            best[g].min = 2;
+            best[g].contradicted = false;
             nbest++;
         }
         best[g].vetoed = best[g].vetoed || veto || trusted < 0;
-        if (score < best[g].min)
-            best[g].min = score;
+        if (reg_contradicts(reg, score, fields))
+            best[g].contradicted = true;
         if (score > best[g].max) {
             best[g].max = score;
             snprintf(best[g].record, sizeof best[g].record, "%s", cid);
@@ -209,7 +209,7 @@ static rl_error *rm_decide(rl_registry *reg, reg_txn *txn, rm_record *recs, size
     rm_best *chosen = NULL;
     int qualified = 0;
     for (size_t g = 0; g < nbest; g++)
-        if (!best[g].vetoed && best[g].min >= reg->opts.auto_link_threshold) {
+        if (!best[g].vetoed && !best[g].contradicted && best[g].max >= reg->opts.auto_link_threshold) {
             qualified++;
             if (!chosen || best[g].max > chosen->max)
                 chosen = &best[g];

@@ -17,6 +17,11 @@ void rl_submit_result_clear(rl_submit_result *r)
     memset(r, 0, sizeof *r);
 }
 
+bool reg_contradicts(const rl_registry *reg, double score, const json_t *fields)
+{
+    return score < reg->opts.review_threshold || json_object_get(fields, "guard") != NULL;
+}
+
 size_t reg_pair_key(const char *a, const char *b, char *out, size_t size)
 {
     if (strcmp(a, b) > 0) {
@@ -145,7 +150,7 @@ typedef struct reg_golden_score {
     char golden[REG_ID_LEN + 8];
     char record[REG_ID_LEN + 8];
     double score;     /* best member */
-    double min_score; /* worst candidate member: a contradiction blocks auto-linking */
+    bool contradicted; /* a candidate member contradicts: no auto-link (reg_contradicts) */
     json_t *fields;
     bool vetoed;
 } reg_golden_score;
@@ -191,12 +196,12 @@ static rl_error *reg_score_candidates(reg_txn *txn, const char *rid, const void 
         if (g == n) {
             snprintf(gs[n].golden, sizeof gs[n].golden, "%s", golden);
             gs[n].score = -1;
-            gs[n].min_score = 2;
+            gs[n].contradicted = false;
             n++;
         }
         gs[g].vetoed = gs[g].vetoed || vetoed;
-        if (score < gs[g].min_score)
-            gs[g].min_score = score;
+        if (reg_contradicts(reg, score, fields))
+            gs[g].contradicted = true;
         if (score > gs[g].score) {
             gs[g].score = score;
             snprintf(gs[g].record, sizeof gs[g].record, "%s", cid);
@@ -501,7 +506,7 @@ static void reg_submit_decide(rl_registry *reg, reg_submit_req *q)
             json_t *cg = NULL;
             /* Every member found must agree: one that contradicts (a twin of
              * another sex, say) sends the decision to a reviewer instead. */
-            if (gs[g].vetoed || gs[g].min_score < reg->opts.auto_link_threshold)
+            if (gs[g].vetoed || gs[g].contradicted || gs[g].score < reg->opts.auto_link_threshold)
                 continue;
             RL_TRY(reg_txn_golden(&txn, gs[g].golden, &cg));
             bool active = cg && reg_golden_active(cg);

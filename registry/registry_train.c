@@ -137,22 +137,27 @@ static rl_error *reg_train_pairs(rl_registry *reg, const demo_model *model, reg_
             if (plen <= 0 || (size_t)plen >= sizeof prefix)
                 continue;
             RL_TRY(rl_store_iter_prefix(reg->store, RL_CF_BLOCKING, prefix, (size_t)plen, &it));
+            /* Which rule made the key ("fs<rule>|..."), for per-rule EM. */
+            int rule = atoi(json_string_value(k) + 2);
+            uint32_t bit = rule >= 0 && rule < 32 ? 1u << rule : 0;
             int taken = 0;
             for (; rl_store_iter_valid(it) && taken < reg->opts.max_candidates_per_key; rl_store_iter_next(it), taken++) {
                 size_t klen;
                 const char *key = rl_store_iter_key(it, &klen);
                 char rid[REG_ID_LEN + 8];
                 snprintf(rid, sizeof rid, "%.*s", (int)(klen - (size_t)plen), key + plen);
-                if (strcmp(rid, d->sample_ids[s]) != 0)
-                    json_object_set_new(cands, rid, json_true());
+                if (strcmp(rid, d->sample_ids[s]) != 0) {
+                    json_t *prev = json_object_get(cands, rid);
+                    json_object_set_new(cands, rid, json_integer((prev ? json_integer_value(prev) : 0) | bit));
+                }
             }
             RL_TRY(rl_store_iter_status(it));
             rl_store_iter_destroy(it);
             it = NULL;
         }
         const char *cid;
-        json_t *unused;
-        json_object_foreach(cands, cid, unused) {
+        json_t *bits;
+        json_object_foreach(cands, cid, bits) {
             char pair[2 * REG_ID_LEN + 4];
             const char *a = d->sample_ids[s];
             snprintf(pair, sizeof pair, "%s|%s", strcmp(a, cid) < 0 ? a : cid, strcmp(a, cid) < 0 ? cid : a);
@@ -175,6 +180,7 @@ static rl_error *reg_train_pairs(rl_registry *reg, const demo_model *model, reg_
             }
             for (int f = 0; f < DEMO_F_COUNT; f++)
                 pairs[n].level[f] = (int8_t)levels[f];
+            pairs[n].rules = (uint32_t)json_integer_value(bits);
             n++;
         }
         json_decref(keys);
@@ -224,7 +230,7 @@ rl_error *rl_registry_train(rl_registry *reg, const rl_actor *actor, json_t **re
     demo_em_result em = {0};
     double prior = demo_model_prior(model);
     if (npairs > 0)
-        RL_TRY(demo_em(pairs, npairs, params, prior, REG_TRAIN_EM_ITERATIONS, &em));
+        RL_TRY(demo_em_by_rule(model, pairs, npairs, params, prior, REG_TRAIN_EM_ITERATIONS, 50, &em));
     else
         em.prior = prior;
     RL_TRY(demo_model_with_params(model, params, em.prior, &trained));
