@@ -120,7 +120,12 @@ rl_error *bench_register_run(const bench_register_options *o, json_t **result)
     rl_store_options so = {.sync = o->sync, .group_commit_us = o->group_commit_us};
     RL_TRY(rl_store_open(o->dir, &so, &store));
     rl_registry_stats st0;
-    RL_TRY(rl_registry_open(store, NULL, &reg));
+    /* The store and registry path under load, with the deterministic matcher:
+     * `bench match` measures the probabilistic one on realistic data. */
+    rl_registry_options ro;
+    rl_registry_options_defaults(&ro);
+    ro.matcher = RL_MATCHER_DETERMINISTIC;
+    RL_TRY(rl_registry_open(store, &ro, &reg));
     rl_registry_stats_get(reg, &st0);
     if (st0.records)
         RL_FAIL(RL_ECONFLICT, "bench register: %s already holds %llu records; use an empty folder", o->dir,

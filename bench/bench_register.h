@@ -1,6 +1,6 @@
 /*
  * bench_register: registrations per second into the registry (deterministic
- * matcher, real store, real durability), driven in-process by several
+ * matcher, as the registry issue specifies; real store, real durability), driven in-process by several
  * threads so that durable writes share fsyncs as they do under HTTP load.
  *
  * The population is synthetic: given and family names from fixed lists,

@@ -48,7 +48,7 @@ static const char *const demo_levels[DEMO_F_COUNT][DEMO_MAX_LEVELS] = {
 
 static const char *const demo_key_names[DEMO_K_COUNT] = {
     "family_metaphone", "given_metaphone", "family_soundex", "given_soundex", "given_initial", "birth_date",
-    "birth_year", "birth_month_day", "postcode", "phone", "identifier",
+    "birth_year", "birth_month_day", "postcode", "phone", "identifier", "identifier_head", "identifier_tail",
 };
 
 int demo_model_nlevels(demo_field f)
@@ -111,6 +111,11 @@ static void demo_default_blocking(demo_model *m)
         {2, {DEMO_K_GIVEN_INITIAL, DEMO_K_BIRTH_DATE}},
         {2, {DEMO_K_POSTCODE, DEMO_K_BIRTH_MONTH_DAY}},
         {2, {DEMO_K_POSTCODE, DEMO_K_FAMILY_METAPHONE}},
+        {2, {DEMO_K_POSTCODE, DEMO_K_GIVEN_METAPHONE}},
+        {2, {DEMO_K_IDENTIFIER_HEAD, DEMO_K_POSTCODE}},
+        {2, {DEMO_K_IDENTIFIER_TAIL, DEMO_K_POSTCODE}},
+        {2, {DEMO_K_IDENTIFIER_HEAD, DEMO_K_BIRTH_YEAR}},
+        {2, {DEMO_K_IDENTIFIER_TAIL, DEMO_K_BIRTH_YEAR}},
         {1, {DEMO_K_IDENTIFIER}},
         {1, {DEMO_K_PHONE}},
     };
@@ -787,6 +792,20 @@ static bool demo_key_part_value(const demo_features *f, demo_key_part part, int 
             return false;
         snprintf(out, size, "%s", f->ids[variant]);
         break;
+    case DEMO_K_IDENTIFIER_HEAD:
+    case DEMO_K_IDENTIFIER_TAIL: {
+        if (variant >= f->nids)
+            return false;
+        const char *bar = strchr(f->ids[variant], '|');
+        size_t sys = (size_t)(bar - f->ids[variant]), n = strlen(bar + 1), half = (n + 1) / 2;
+        if (n < 4)
+            return false; /* too short to halve usefully */
+        if (part == DEMO_K_IDENTIFIER_HEAD)
+            snprintf(out, size, "%.*s|h%.*s", (int)sys, f->ids[variant], (int)half, bar + 1);
+        else
+            snprintf(out, size, "%.*s|t%s", (int)sys, f->ids[variant], bar + 1 + half);
+        break;
+    }
     case DEMO_K_COUNT:
         return false;
     }
@@ -800,7 +819,8 @@ rl_error *demo_model_blocking_keys(const demo_model *m, const demo_features *f, 
         /* Phones and identifiers repeat: one key per value. */
         bool multi = false;
         for (int k = 0; k < r->nparts; k++)
-            multi = multi || r->parts[k] == DEMO_K_PHONE || r->parts[k] == DEMO_K_IDENTIFIER;
+            multi = multi || r->parts[k] == DEMO_K_PHONE || r->parts[k] == DEMO_K_IDENTIFIER ||
+                    r->parts[k] == DEMO_K_IDENTIFIER_HEAD || r->parts[k] == DEMO_K_IDENTIFIER_TAIL;
         int variants = multi ? (f->nphones > f->nids ? f->nphones : f->nids) : 1;
         for (int v = 0; v < variants; v++) {
             char key[512];
@@ -832,7 +852,8 @@ void demo_model_rule_fields(const demo_model *m, int rule, bool fields[DEMO_F_CO
         [DEMO_K_GIVEN_INITIAL] = DEMO_F_GIVEN,     [DEMO_K_BIRTH_DATE] = DEMO_F_BIRTH,
         [DEMO_K_BIRTH_YEAR] = DEMO_F_BIRTH,        [DEMO_K_BIRTH_MONTH_DAY] = DEMO_F_BIRTH,
         [DEMO_K_POSTCODE] = DEMO_F_POSTCODE,       [DEMO_K_PHONE] = DEMO_F_PHONE,
-        [DEMO_K_IDENTIFIER] = DEMO_F_IDENTIFIER,
+        [DEMO_K_IDENTIFIER] = DEMO_F_IDENTIFIER,  [DEMO_K_IDENTIFIER_HEAD] = DEMO_F_IDENTIFIER,
+        [DEMO_K_IDENTIFIER_TAIL] = DEMO_F_IDENTIFIER,
     };
     for (int k = 0; k < m->blocking[rule].nparts; k++)
         fields[part_field[m->blocking[rule].parts[k]]] = true;

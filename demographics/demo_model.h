@@ -46,7 +46,7 @@ enum {
     DEMO_MAX_PHONES = 4,
     DEMO_MAX_IDS = 6,
     DEMO_MAX_ID_SYSTEMS = 8,
-    DEMO_MAX_BLOCKING = 12,
+    DEMO_MAX_BLOCKING = 24,
     DEMO_MAX_KEY_PARTS = 3,
     DEMO_LEVEL_MISSING = -1,
 };
@@ -85,6 +85,8 @@ typedef enum demo_key_part {
     DEMO_K_POSTCODE,
     DEMO_K_PHONE,
     DEMO_K_IDENTIFIER,
+    DEMO_K_IDENTIFIER_HEAD, /* first half of an identifier's value: survives a slip in the second */
+    DEMO_K_IDENTIFIER_TAIL, /* second half: survives a slip in the first */
     DEMO_K_COUNT,
 } demo_key_part;
 

@@ -133,6 +133,12 @@ typedef struct rm_best {
     json_t *fields;
 } rm_best;
 
+static int rm_by_score_desc(const void *a, const void *b)
+{
+    double x = ((const rm_best *)a)->max, y = ((const rm_best *)b)->max;
+    return x < y ? 1 : x > y ? -1 : strcmp(((const rm_best *)a)->golden, ((const rm_best *)b)->golden);
+}
+
 /* Decides one auto-linked record against those already placed. */
 static rl_error *rm_decide(rl_registry *reg, reg_txn *txn, rm_record *recs, size_t n, rm_record *r,
                            const json_t *record, const void *probe, json_t *claimed, long *reviews)
@@ -214,7 +220,22 @@ static rl_error *rm_decide(rl_registry *reg, reg_txn *txn, rm_record *recs, size
             if (!chosen || best[g].max > chosen->max)
                 chosen = &best[g];
         }
-    if (qualified == 1) {
+    /* As at registration: several qualifying persons are one split person,
+     * unless a reviewer said two of them differ. */
+    bool known_apart = false;
+    for (size_t x = 0; x < nbest && qualified > 1 && !known_apart; x++)
+        for (size_t y = x + 1; y < nbest && !known_apart; y++) {
+            if (best[x].vetoed || best[x].contradicted || best[x].max < reg->opts.auto_link_threshold ||
+                best[y].vetoed || best[y].contradicted || best[y].max < reg->opts.auto_link_threshold)
+                continue;
+            char pair[2 * REG_ID_LEN + 8];
+            size_t plen = reg_pair_key(best[x].record, best[y].record, pair, sizeof pair);
+            RL_TRY(reg_get_json(reg, RL_CF_NOMATCH, pair, plen, &veto));
+            known_apart = veto != NULL;
+            json_decref(veto);
+            veto = NULL;
+        }
+    if (qualified >= 1 && !known_apart) {
         snprintf(r->new_golden, sizeof r->new_golden, "%s", chosen->golden);
         r->score = chosen->max;
         r->grade = reg_grade(reg, chosen->max);
@@ -229,9 +250,13 @@ static rl_error *rm_decide(rl_registry *reg, reg_txn *txn, rm_record *recs, size
         chosen = NULL;
     }
     json_object_set_new(claimed, r->new_golden, json_true());
-    for (size_t g = 0; g < nbest; g++) {
+    /* As at registration: a reviewer sees the best few possible matches. */
+    qsort(best, nbest, sizeof *best, rm_by_score_desc);
+    int offered = 0;
+    for (size_t g = 0; g < nbest && offered < 3; g++) {
         if (best[g].vetoed || best[g].max < reg->opts.review_threshold || strcmp(best[g].golden, r->new_golden) == 0)
             continue;
+        offered++;
         bool queued = false;
         RL_TRY(reg_queue_review(txn, r->rid, r->new_golden, best[g].golden, best[g].record, best[g].max,
                                 best[g].fields, &queued));

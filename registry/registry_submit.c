@@ -7,7 +7,7 @@
 #include "common/rl_time.h"
 #include "registry/registry_internal.h"
 
-enum { REG_IDENT_MAX = 900 };
+enum { REG_IDENT_MAX = 900, REG_MAX_REVIEWS_PER_RECORD = 3 };
 
 void rl_submit_result_clear(rl_submit_result *r)
 {
@@ -151,6 +151,7 @@ typedef struct reg_golden_score {
     char record[REG_ID_LEN + 8];
     double score;     /* best member */
     bool contradicted; /* a candidate member contradicts: no auto-link (reg_contradicts) */
+    bool qualified;    /* could be linked automatically */
     json_t *fields;
     bool vetoed;
 } reg_golden_score;
@@ -236,6 +237,33 @@ cleanup:
         free(gs);
     }
     return err;
+}
+
+/* True when a reviewer declared two of the qualified candidates different people. */
+static rl_error *reg_known_apart(rl_registry *reg, const reg_golden_score *gs, size_t n, bool *apart)
+{
+    rl_error *err = NULL;
+    json_t *veto = NULL;
+    *apart = false;
+    for (size_t i = 0; i < n && !*apart; i++)
+        for (size_t j = i + 1; j < n && !*apart && gs[i].qualified; j++) {
+            if (!gs[j].qualified)
+                continue;
+            char pair[2 * REG_ID_LEN + 8];
+            size_t plen = reg_pair_key(gs[i].record, gs[j].record, pair, sizeof pair);
+            RL_TRY(reg_get_json(reg, RL_CF_NOMATCH, pair, plen, &veto));
+            *apart = veto != NULL;
+            json_decref(veto);
+            veto = NULL;
+        }
+cleanup:
+    return err;
+}
+
+static int reg_by_score_desc(const void *a, const void *b)
+{
+    double x = ((const reg_golden_score *)a)->score, y = ((const reg_golden_score *)b)->score;
+    return x < y ? 1 : x > y ? -1 : strcmp(((const reg_golden_score *)a)->golden, ((const reg_golden_score *)b)->golden);
 }
 
 rl_error *reg_queue_review(reg_txn *txn, const char *record_id, const char *own_golden,
@@ -512,14 +540,22 @@ static void reg_submit_decide(rl_registry *reg, reg_submit_req *q)
             bool active = cg && reg_golden_active(cg);
             json_decref(cg);
             if (active) {
+                gs[g].qualified = true;
                 qualified++;
                 if (!best || gs[g].score > best->score)
                     best = &gs[g];
             }
         }
-        /* Two persons both certain is no certainty: a reviewer decides. */
-        if (qualified > 1)
-            best = NULL;
+        /* Several golden records all certain are most often one person split
+         * earlier: join the best and let a reviewer merge the others (they are
+         * queued below). Unless a reviewer said two of them differ: then it is
+         * no certainty at all, and a reviewer decides. */
+        if (qualified > 1) {
+            bool known_apart = false;
+            RL_TRY(reg_known_apart(reg, gs, ngs, &known_apart));
+            if (known_apart)
+                best = NULL;
+        }
         if (best) {
             snprintf(golden_id, sizeof q->golden_id, "%s", best->golden);
             RL_TRY(reg_txn_golden(&txn, golden_id, &golden));
@@ -552,9 +588,13 @@ static void reg_submit_decide(rl_registry *reg, reg_submit_req *q)
     q->link = json_incref(link);
     RL_TRY(reg_txn_put_link(&txn, rid, link));
 
-    for (size_t g = 0; g < ngs; g++) {
+    /* A reviewer sees the best few possible matches, not every namesake. */
+    qsort(gs, ngs, sizeof *gs, reg_by_score_desc);
+    int offered = 0;
+    for (size_t g = 0; g < ngs && offered < REG_MAX_REVIEWS_PER_RECORD; g++) {
         if (gs[g].vetoed || gs[g].score < reg->opts.review_threshold || strcmp(gs[g].golden, golden_id) == 0)
             continue;
+        offered++;
         json_t *cg = NULL;
         RL_TRY(reg_txn_golden(&txn, gs[g].golden, &cg));
         bool active = cg && reg_golden_active(cg);
