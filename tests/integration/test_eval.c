@@ -1,0 +1,86 @@
+/*
+ * Accuracy floors: `ridgeline eval` on the shared FEBRL sets with the default
+ * configuration (only the FEBRL column mapping), records loaded one by one in
+ * file order, then train + rematch. The floors sit just under what the
+ * matcher reaches (see the closing notes), so that a regression fails
+ * `make test`. Skipped, loudly, without the data sets.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "tests/harness.h"
+
+static json_t *run_eval(const char *data, const char *files, const char *extra)
+{
+    char cmd[2048], list[1024] = "";
+    char copy[256];
+    snprintf(copy, sizeof copy, "%s", files);
+    for (char *save = NULL, *f = strtok_r(copy, " ", &save); f; f = strtok_r(NULL, " ", &save)) {
+        size_t used = strlen(list);
+        snprintf(list + used, sizeof list - used, " %s/demographics/febrl/%s", data, f);
+    }
+    snprintf(cmd, sizeof cmd, "%s eval%s --mapping ingest/mappings/febrl.json --train %s", rl_test_bin(), list,
+             extra ? extra : "");
+    char *out = NULL;
+    int status = rl_test_run(cmd, &out);
+    if (status != 0)
+        fail_msg("%s: exit %d\n%s", cmd, status, out);
+    /* The JSON line is the last line that starts with '{'. */
+    char *line = out;
+    for (char *p = out; *p; p++)
+        if (*p == '\n' && p[1] == '{')
+            line = p + 1;
+    json_t *j = json_loads(line, 0, NULL);
+    if (!j)
+        fail_msg("no JSON line in:\n%s", out);
+    /* The readable table, for the log; the JSON line is long. */
+    for (char *p = out, *nl; p && *p; p = nl ? nl + 1 : NULL) {
+        nl = strchr(p, '\n');
+        if (*p != '{')
+            fprintf(stderr, "%.*s\n", nl ? (int)(nl - p) : (int)strlen(p), p);
+    }
+    free(out);
+    return j;
+}
+
+static double metric(const json_t *j, const char *phase, const char *name)
+{
+    return json_real_value(json_object_get(json_object_get(j, phase), name));
+}
+
+static void expect_floor(const char *files, const char *extra, double f1_before, double f1_after,
+                         double precision_after)
+{
+    const char *data = rl_test_data_dir("demographics/febrl/dataset1.csv");
+    if (!data)
+        skip();
+    json_t *j = run_eval(data, files, extra);
+    double before = metric(j, "before_train", "f1"), after = metric(j, "after_train", "f1"),
+           precision = metric(j, "after_train", "precision");
+    if (before < f1_before || after < f1_after || precision < precision_after)
+        fail_msg("%s %s: F1 before %.4f (floor %.4f), after %.4f (floor %.4f), precision %.4f (floor %.4f)", files,
+                 extra ? extra : "", before, f1_before, after, f1_after, precision, precision_after);
+    assert_int_equal(json_integer_value(json_object_get(j, "refused")), 0);
+    json_decref(j);
+}
+
+static void test_febrl1(void **state) { expect_floor("dataset1.csv", NULL, 0.995, 0.995, 0.999); }
+static void test_febrl2(void **state) { expect_floor("dataset2.csv", NULL, 0.992, 0.992, 0.998); }
+static void test_febrl3(void **state) { expect_floor("dataset3.csv", NULL, 0.984, 0.986, 0.998); }
+static void test_febrl4(void **state) { expect_floor("dataset4a.csv dataset4b.csv", NULL, 0.996, 0.996, 0.998); }
+static void test_febrl4_without_ssn(void **state)
+{
+    expect_floor("dataset4a.csv dataset4b.csv", "--without soc_sec_id", 0.925, 0.925, 0.995);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_febrl1), cmocka_unit_test(test_febrl2), cmocka_unit_test(test_febrl3),
+        cmocka_unit_test(test_febrl4), cmocka_unit_test(test_febrl4_without_ssn),
+    };
+    return cmocka_run_group_tests_name("eval", tests, NULL, NULL);
+}
