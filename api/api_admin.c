@@ -210,3 +210,21 @@ rl_error *api_admin_check(api_ctx *ctx, const api_request *req, api_response *re
 cleanup:
     return err;
 }
+
+rl_error *api_admin_train(api_ctx *ctx, const api_request *req, api_response *resp)
+{
+    rl_error *err = NULL;
+    rl_actor actor = api_request_actor(req);
+    API_RESPOND(resp, rl_registry_train(ctx->registry, &actor, &api_out_));
+cleanup:
+    return err;
+}
+
+rl_error *api_admin_rematch(api_ctx *ctx, const api_request *req, api_response *resp)
+{
+    rl_error *err = NULL;
+    rl_actor actor = api_request_actor(req);
+    API_RESPOND(resp, rl_registry_rematch(ctx->registry, &actor, &api_out_));
+cleanup:
+    return err;
+}

@@ -23,5 +23,7 @@ rl_error *api_admin_undo(api_ctx *ctx, const api_request *req, api_response *res
 rl_error *api_admin_audit(api_ctx *ctx, const api_request *req, api_response *resp);
 rl_error *api_admin_backup(api_ctx *ctx, const api_request *req, api_response *resp);
 rl_error *api_admin_check(api_ctx *ctx, const api_request *req, api_response *resp);
+rl_error *api_admin_train(api_ctx *ctx, const api_request *req, api_response *resp);
+rl_error *api_admin_rematch(api_ctx *ctx, const api_request *req, api_response *resp);
 
 #endif

@@ -54,6 +54,8 @@ static const api_route api_routes[] = {
     {"GET", "/admin/audit", api_admin_audit, false, false},
     {"POST", "/admin/backup", api_admin_backup, false, true},
     {"GET", "/admin/check", api_admin_check, false, false},
+    {"POST", "/admin/train", api_admin_train, false, false},
+    {"POST", "/admin/rematch", api_admin_rematch, false, false},
 };
 
 static rl_error *api_health(api_ctx *ctx, const api_request *req, api_response *resp)

@@ -28,8 +28,7 @@ int cmd_restore(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 void cmd_eval_help(void);
-int cmd_train(int argc, char **argv);
-void cmd_train_help(void);
+
 void cmd_bench_help(void);
 void cmd_restore_help(void);
 

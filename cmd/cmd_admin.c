@@ -150,6 +150,10 @@ static const admin_cmd admin_cmds[] = {
     {"audit", NULL, 0, "[--since T] [--until T] [--record ID] [--limit N]", "query the audit trail",
      {NULL, NULL, {NULL}}, build_audit},
     {"check", NULL, 0, "", "verify the store's invariants; changes nothing", {"GET", "/admin/check", {NULL}}, NULL},
+    {"train", NULL, 0, "", "re-estimate the matching model (m, u, term frequencies) from the registry",
+     {"POST", "/admin/train", {NULL}}, NULL},
+    {"rematch", NULL, 0, "", "replay automatic linking under the current model (manual links kept)",
+     {"POST", "/admin/rematch", {NULL}}, NULL},
     {"backup", NULL, 1, "DIR", "consistent online copy of the store into DIR (must not exist)",
      {NULL, NULL, {NULL}}, build_backup},
 };

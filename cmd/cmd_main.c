@@ -18,6 +18,8 @@ CMD_ADMIN_HELP(undo)
 CMD_ADMIN_HELP(audit)
 CMD_ADMIN_HELP(check)
 CMD_ADMIN_HELP(backup)
+CMD_ADMIN_HELP(train)
+CMD_ADMIN_HELP(rematch)
 
 static const cmd_command cmd_commands[] = {
     {"serve", "run the appliance: HTTP API over a RocksDB store", cmd_serve, cmd_serve_help},
@@ -33,6 +35,8 @@ static const cmd_command cmd_commands[] = {
     {"check", "verify the store's invariants without changing anything", cmd_admin, cmd_help_check},
     {"backup", "consistent copy of the store, also while the server runs", cmd_admin, cmd_help_backup},
     {"restore", "replace the (stopped) store with a backup", cmd_restore, cmd_restore_help},
+    {"train", "re-estimate the matching model from the registry's own records", cmd_admin, cmd_help_train},
+    {"rematch", "replay automatic linking under the current model", cmd_admin, cmd_help_rematch},
     {"eval", "matching accuracy on a labelled CSV (precision, recall, F1)", cmd_eval, cmd_eval_help},
     {"bench", "benchmarks (bench register --size N)", cmd_bench, cmd_bench_help},
     {"version", "print the version and the libraries it was built with", cmd_version, cmd_version_help},
