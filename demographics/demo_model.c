@@ -18,6 +18,7 @@ struct demo_model {
     demo_field_params params[DEMO_F_COUNT];
     double prior;     /* P(same person) for a pair that blocking proposes */
     double guard_cap; /* score ceiling when a guard rule fires */
+    bool guards;      /* the twins / parent-and-child guards are on */
     int within_years;
     demo_placeholders ph;
     char country_code[8];
@@ -131,6 +132,7 @@ static demo_model *demo_model_alloc(demo_nicknames *nicknames)
     demo_default_params(m->params);
     m->prior = 0.01;
     m->guard_cap = 0.85;
+    m->guards = true;
     m->within_years = 1;
     demo_placeholders_defaults(&m->ph);
     demo_default_blocking(m);
@@ -307,6 +309,10 @@ rl_error *demo_model_from_json(const json_t *rules, demo_nicknames *nicknames, d
             if (!json_is_number(v) || json_number_value(v) <= 0 || json_number_value(v) >= 1)
                 RL_FAIL(RL_EINVAL, "rules: %s: expected a probability strictly between 0 and 1", key);
             *(strcmp(key, "prior") == 0 ? &m->prior : &m->guard_cap) = json_number_value(v);
+        } else if (strcmp(key, "guards") == 0) {
+            if (!json_is_boolean(v))
+                RL_FAIL(RL_EINVAL, "rules: guards: expected true or false");
+            m->guards = json_is_true(v);
         } else if (strcmp(key, "within_years") == 0) {
             if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > 10)
                 RL_FAIL(RL_EINVAL, "rules: within_years: expected 0 to 10");
@@ -366,6 +372,7 @@ json_t *demo_model_to_json(const demo_model *m)
     json_t *root = json_object();
     json_object_set_new(root, "prior", json_real(m->prior));
     json_object_set_new(root, "guard_cap", json_real(m->guard_cap));
+    json_object_set_new(root, "guards", json_boolean(m->guards));
     json_object_set_new(root, "within_years", json_integer(m->within_years));
     json_object_set_new(root, "country_code", json_string(m->country_code));
     json_t *ids = json_array();
@@ -717,7 +724,8 @@ double demo_model_probability(const demo_model *m, double weight)
 
 const char *demo_model_guard(const demo_model *m, const int levels[DEMO_F_COUNT])
 {
-    (void)m;
+    if (!m->guards)
+        return NULL;
     /* An identifier that agrees (or nearly: one mistyped digit) or a phone
      * number that agrees is evidence of its own that family resemblance
      * cannot produce: siblings do not get near-identical identifiers. */
