@@ -27,6 +27,10 @@ void cmd_admin_help(const char *name);
 int cmd_restore(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
+int cmd_import(int argc, char **argv);
+void cmd_import_help(void);
+int cmd_export(int argc, char **argv);
+void cmd_export_help(void);
 void cmd_eval_help(void);
 
 void cmd_bench_help(void);

@@ -37,6 +37,8 @@ static const cmd_command cmd_commands[] = {
     {"restore", "replace the (stopped) store with a backup", cmd_restore, cmd_restore_help},
     {"train", "re-estimate the matching model from the registry's own records", cmd_admin, cmd_help_train},
     {"rematch", "replay automatic linking under the current model", cmd_admin, cmd_help_rematch},
+    {"import", "register a patient list (CSV with a mapping, FHIR NDJSON or Bundle)", cmd_import, cmd_import_help},
+    {"export", "every person with their source records (NDJSON or CSV)", cmd_export, cmd_export_help},
     {"eval", "matching accuracy on a labelled CSV (precision, recall, F1)", cmd_eval, cmd_eval_help},
     {"bench", "benchmarks (bench register --size N)", cmd_bench, cmd_bench_help},
     {"version", "print the version and the libraries it was built with", cmd_version, cmd_version_help},

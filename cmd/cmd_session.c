@@ -51,7 +51,23 @@ void cmd_store_options(const rl_config *cfg, rl_store_options *opts)
     opts->cache_bytes = (size_t)cfg->store_cache_mb << 20;
 }
 
+static rl_error *cmd_session_open_mode(cmd_session *s, const char *config, const char *data, const char *server,
+                                       bool bulk);
+
 rl_error *cmd_session_open(cmd_session *s, const char *config, const char *data, const char *server)
+{
+    return cmd_session_open_mode(s, config, data, server, false);
+}
+
+rl_error *cmd_session_open_bulk(cmd_session *s, const char *config, const char *data, const char *server)
+{
+    return cmd_session_open_mode(s, config, data, server, true);
+}
+
+rl_error *cmd_session_checkpoint(cmd_session *s) { return s->remote ? NULL : rl_store_flush(s->store); }
+
+static rl_error *cmd_session_open_mode(cmd_session *s, const char *config, const char *data, const char *server,
+                                       bool bulk)
 {
     rl_error *err = NULL;
     memset(s, 0, sizeof *s);
@@ -61,6 +77,8 @@ rl_error *cmd_session_open(cmd_session *s, const char *config, const char *data,
     if (!server) {
         rl_store_options so;
         cmd_store_options(&s->cfg, &so);
+        if (bulk)
+            so.sync = false;
         rl_error *open_err = rl_store_open(s->cfg.data_dir, &so, &s->store);
         if (open_err && rl_error_code(open_err) != RL_ECONFLICT) {
             err = open_err;

@@ -36,6 +36,11 @@ void cmd_store_options(const rl_config *cfg, rl_store_options *opts);
 
 /* server: "HOST:PORT" to force the HTTP path, or NULL to decide by the store's lock. */
 rl_error *cmd_session_open(cmd_session *s, const char *config, const char *data, const char *server);
+/* For bulk loads: on a local store, writes are not synced one by one; call
+ * cmd_session_checkpoint() to make everything so far durable before recording
+ * progress. Against a server every answered write is durable already. */
+rl_error *cmd_session_open_bulk(cmd_session *s, const char *config, const char *data, const char *server);
+rl_error *cmd_session_checkpoint(cmd_session *s);
 rl_error *cmd_session_call(cmd_session *s, const char *method, const char *path, const json_t *body,
                            long *status, json_t **response);
 void cmd_session_close(cmd_session *s);

@@ -154,6 +154,13 @@ rl_error *rl_registry_train(rl_registry *reg, const rl_actor *actor, json_t **re
  * counts of records, moves, retired golden records, review items. */
 rl_error *rl_registry_rematch(rl_registry *reg, const rl_actor *actor, json_t **report);
 
+/* Calls fn for every active golden record with {"golden": its FHIR view,
+ * "members": [{record, source_key, grade, score, method}]}; one audit entry
+ * ("export") for the whole run. fn's JSON is borrowed; fn may stop the run
+ * by returning an error, which is returned. */
+typedef rl_error *(*rl_export_fn)(void *ctx, const json_t *person);
+rl_error *rl_registry_export(rl_registry *reg, const rl_actor *actor, rl_export_fn fn, void *ctx, long *persons);
+
 /* Every record's golden id: {record id: golden id} (evaluation, export). */
 rl_error *rl_registry_assignments(rl_registry *reg, json_t **out);
 

@@ -239,3 +239,57 @@ cleanup:
     json_decref(map);
     return err;
 }
+
+rl_error *rl_registry_export(rl_registry *reg, const rl_actor *actor, rl_export_fn fn, void *ctx, long *persons)
+{
+    rl_error *err = NULL;
+    rl_store_iter *it = NULL;
+    json_t *golden = NULL, *view = NULL, *person = NULL, *link = NULL;
+    *persons = 0;
+    RL_TRY(rl_store_iter_new(reg->store, RL_CF_GOLDEN, NULL, 0, NULL, 0, &it));
+    for (; rl_store_iter_valid(it); rl_store_iter_next(it)) {
+        size_t vlen;
+        const char *v = rl_store_iter_value(it, &vlen);
+        golden = json_loadb(v, vlen, 0, NULL);
+        if (!golden)
+            RL_FAIL(RL_ESTORE, "a golden record is not JSON: run `ridgeline check`");
+        if (!reg_golden_active(golden)) {
+            json_decref(golden);
+            golden = NULL;
+            continue;
+        }
+        RL_TRY(reg_golden_view(reg, golden, &view));
+        json_t *members = json_array();
+        person = json_pack("{s:O, s:o}", "golden", view, "members", members);
+        size_t i;
+        json_t *m;
+        json_array_foreach(json_object_get(golden, "members"), i, m) {
+            const char *rid = json_string_value(m);
+            RL_TRY(reg_get_json(reg, RL_CF_LINKS, rid, strlen(rid), &link));
+            json_array_append_new(members, json_pack("{s:s, s:O, s:O, s:O, s:O}", "record", rid, "source_key",
+                                                     link ? json_object_get(json_object_get(link, "index"), "source_key") : json_null(),
+                                                     "grade", link ? json_object_get(link, "grade") : json_null(),
+                                                     "score", link ? json_object_get(link, "score") : json_null(),
+                                                     "method", link ? json_object_get(link, "method") : json_null()));
+            json_decref(link);
+            link = NULL;
+        }
+        RL_TRY(fn(ctx, person));
+        (*persons)++;
+        json_decref(person);
+        json_decref(view);
+        json_decref(golden);
+        person = view = golden = NULL;
+    }
+    RL_TRY(rl_store_iter_status(it));
+    json_t *detail = json_pack("{s:I}", "persons", (json_int_t)*persons);
+    err = reg_audit_now(reg, actor, "export", NULL, 0, "ok", detail);
+    json_decref(detail);
+cleanup:
+    rl_store_iter_destroy(it);
+    json_decref(golden);
+    json_decref(view);
+    json_decref(person);
+    json_decref(link);
+    return err;
+}

@@ -395,6 +395,16 @@ rl_error *rl_store_sync(rl_store *s, uint64_t ticket)
     return err;
 }
 
+rl_error *rl_store_flush(rl_store *s)
+{
+    rl_error *err = NULL;
+    char *rocks_err = NULL;
+    rocksdb_flush_wal(s->db, 1, &rocks_err);
+    RL_STORE_CHECK(rocks_err, "syncing the write-ahead log");
+cleanup:
+    return err;
+}
+
 rl_error *rl_store_write(rl_store *s, rl_store_batch *b)
 {
     rl_error *err = NULL;

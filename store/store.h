@@ -91,6 +91,10 @@ rl_error *rl_store_write(rl_store *store, rl_store_batch *batch);
 rl_error *rl_store_apply(rl_store *store, rl_store_batch *batch, uint64_t *ticket);
 rl_error *rl_store_sync(rl_store *store, uint64_t ticket);
 
+/* Makes everything written so far durable now, whatever the sync policy
+ * (bulk loads run with sync off and call this before they record progress). */
+rl_error *rl_store_flush(rl_store *store);
+
 /* Iterates the keys of a family in order, within [lower, upper) (either may be
  * NULL: unbounded). Key and value pointers stay valid until the next move. */
 typedef struct rl_store_iter rl_store_iter;

@@ -1,0 +1,133 @@
+#include "ingest/ingest_fhir.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+enum { FHIR_LINE_MAX = 8 << 20 };
+#define FHIR_BUNDLE_MAX (512LL << 20)
+
+struct ingest_fhir {
+    FILE *f;
+    bool bundle;
+    rl_json_limits limits;
+    long line;
+    char *buf;
+    size_t cap;
+    json_t *entries; /* bundle */
+    size_t next;
+};
+
+rl_error *ingest_fhir_open(const char *path, bool bundle, const rl_json_limits *limits, ingest_fhir **out)
+{
+    rl_error *err = NULL;
+    char *text = NULL;
+    json_t *doc = NULL;
+    *out = NULL;
+    ingest_fhir *r = calloc(1, sizeof *r);
+    if (!r)
+        RL_FAIL(RL_ENOMEM, "out of memory");
+    r->bundle = bundle;
+    r->limits = *limits;
+    r->f = fopen(path, "r");
+    if (!r->f)
+        RL_FAIL(RL_EINVAL, "cannot read %s", path);
+    if (bundle) {
+        struct stat st;
+        if (fstat(fileno(r->f), &st) != 0 || st.st_size > FHIR_BUNDLE_MAX)
+            RL_FAIL(RL_ETOOBIG, "%s: a Bundle file is read whole and must stay under 512 MiB; use NDJSON", path);
+        text = malloc((size_t)st.st_size + 1);
+        if (!text)
+            RL_FAIL(RL_ENOMEM, "out of memory for %s", path);
+        size_t n = fread(text, 1, (size_t)st.st_size, r->f);
+        text[n] = '\0';
+        /* A Bundle nests deeper than one Patient: allow its three extra levels. */
+        rl_json_limits bl = r->limits;
+        bl.max_depth += 3;
+        bl.max_string_bytes = r->limits.max_string_bytes;
+        RL_TRY(rl_json_parse(text, n, &bl, &doc));
+        const char *type = json_string_value(json_object_get(doc, "resourceType"));
+        if (!type || strcmp(type, "Bundle") != 0)
+            RL_FAIL(RL_EINVAL, "%s: expected a FHIR Bundle", path);
+        r->entries = json_incref(json_object_get(doc, "entry"));
+        if (!json_is_array(r->entries))
+            RL_FAIL(RL_EINVAL, "%s: the Bundle has no entry list", path);
+    }
+    *out = r;
+    r = NULL;
+cleanup:
+    free(text);
+    json_decref(doc);
+    ingest_fhir_close(r);
+    return err;
+}
+
+void ingest_fhir_close(ingest_fhir *r)
+{
+    if (!r)
+        return;
+    if (r->f)
+        fclose(r->f);
+    free(r->buf);
+    json_decref(r->entries);
+    free(r);
+}
+
+static void fhir_accept(json_t *resource, ingest_row *row)
+{
+    const char *type = json_string_value(json_object_get(resource, "resourceType"));
+    if (!type || strcmp(type, "Patient") != 0) {
+        snprintf(row->problem, sizeof row->problem, "not a Patient resource");
+        json_decref(resource);
+        return;
+    }
+    row->patient = resource;
+}
+
+rl_error *ingest_fhir_next(ingest_fhir *r, ingest_row *row, bool *done)
+{
+    memset(row, 0, sizeof *row);
+    *done = false;
+    if (r->bundle) {
+        if (r->next >= json_array_size(r->entries)) {
+            *done = true;
+            return NULL;
+        }
+        row->line = (long)++r->next;
+        json_t *resource = json_object_get(json_array_get(r->entries, r->next - 1), "resource");
+        if (!json_is_object(resource)) {
+            snprintf(row->problem, sizeof row->problem, "entry without a resource");
+            return NULL;
+        }
+        fhir_accept(json_incref(resource), row);
+        return NULL;
+    }
+    ssize_t n = getline(&r->buf, &r->cap, r->f);
+    if (n < 0) {
+        if (ferror(r->f))
+            return RL_ERR(RL_EIO, "reading line %ld failed", r->line + 1);
+        *done = true;
+        return NULL;
+    }
+    row->line = ++r->line;
+    if (n > FHIR_LINE_MAX) {
+        snprintf(row->problem, sizeof row->problem, "line longer than %d bytes", FHIR_LINE_MAX);
+        return NULL;
+    }
+    while (n > 0 && (r->buf[n - 1] == '\n' || r->buf[n - 1] == '\r'))
+        r->buf[--n] = '\0';
+    if (n == 0) {
+        snprintf(row->problem, sizeof row->problem, "empty line");
+        return NULL;
+    }
+    json_t *resource = NULL;
+    rl_error *err = rl_json_parse(r->buf, (size_t)n, &r->limits, &resource);
+    if (err) {
+        snprintf(row->problem, sizeof row->problem, "%s", rl_error_message(err));
+        rl_error_free(err);
+        return NULL;
+    }
+    fhir_accept(resource, row);
+    return NULL;
+}
