@@ -121,6 +121,36 @@ int reg_trusted_evidence(const rl_registry *reg, const json_t *a_keys, const jso
 /* Adds the record ids posted under prefix (blocking or ident family) to cands, a set. */
 rl_error *reg_scan_candidates(rl_registry *reg, rl_cf cf, const char *prefix, const char *self, json_t *cands,
                               int cap);
+/* ---- deciding who a record is (registry_decide.c) ---- */
+
+typedef struct reg_golden_score {
+    char golden[REG_ID_LEN + 8];
+    char record[REG_ID_LEN + 8]; /* its best-scoring candidate member */
+    double score;                /* that member's score */
+    bool contradicted;           /* a candidate member contradicts (reg_contradicts) */
+    bool vetoed;                 /* not-a-match memory, or a trusted identifier that disagrees */
+    bool qualified;              /* set by reg_choose_golden: could be linked automatically */
+    json_t *fields;              /* the best member's per-field outcome */
+} reg_golden_score;
+
+/* Where a candidate's golden record is; *placed false to leave it out. */
+typedef rl_error *(*reg_golden_of_fn)(void *ctx, const char *rid, char golden[REG_ID_LEN + 8], bool *placed);
+/* Whether a golden record can take members; NULL callbacks mean "yes". */
+typedef rl_error *(*reg_active_fn)(void *ctx, const char *golden, bool *active);
+
+rl_error *reg_gather_candidates(rl_registry *reg, const char *rid, const json_t *keys, const json_t *ident_keys,
+                                json_t *cands);
+rl_error *reg_score_goldens(rl_registry *reg, const char *rid, const void *probe, const json_t *ident_keys,
+                            json_t *cands, reg_golden_of_fn golden_of, void *ctx, reg_golden_score **out,
+                            size_t *n);
+void reg_golden_scores_free(reg_golden_score *gs, size_t n);
+/* *chosen: the index of the golden record to join automatically, or -1. */
+rl_error *reg_choose_golden(rl_registry *reg, reg_golden_score *gs, size_t n, reg_active_fn active, void *ctx,
+                            int *chosen);
+/* Review items for the best few possible matches other than own_golden (reorders gs). */
+rl_error *reg_offer_reviews(reg_txn *txn, const char *rid, const char *own_golden, reg_golden_score *gs, size_t n,
+                            reg_active_fn active, void *ctx, int *queued);
+
 /* A candidate member contradicts a link when it scores below the review
  * threshold or the matcher flagged a guard (twins, parent and child): then no
  * automatic link to its golden record, whatever the other members score. */

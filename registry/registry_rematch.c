@@ -19,8 +19,8 @@
 
 typedef struct rm_record {
     char rid[REG_ID_LEN + 1];
-    char old_golden[REG_ID_LEN + 1];
-    char new_golden[REG_ID_LEN + 1];
+    char old_golden[REG_ID_LEN + 8];
+    char new_golden[REG_ID_LEN + 8];
     long long seq;
     bool manual;
     bool done;
@@ -125,120 +125,41 @@ cleanup:
     return err;
 }
 
-typedef struct rm_best {
-    char golden[REG_ID_LEN + 1];
-    char record[REG_ID_LEN + 1];
-    double max;
-    bool vetoed, contradicted;
-    json_t *fields;
-} rm_best;
+typedef struct rm_ctx {
+    rm_record *recs;
+    size_t n;
+} rm_ctx;
 
-static int rm_by_score_desc(const void *a, const void *b)
+/* Rematch's view of candidates: where the replay has put them so far. */
+static rl_error *rm_golden_of(void *arg, const char *rid, char golden[REG_ID_LEN + 8], bool *placed)
 {
-    double x = ((const rm_best *)a)->max, y = ((const rm_best *)b)->max;
-    return x < y ? 1 : x > y ? -1 : strcmp(((const rm_best *)a)->golden, ((const rm_best *)b)->golden);
+    rm_ctx *c = arg;
+    rm_record *r = rm_find(c->recs, c->n, rid);
+    *placed = r && r->done;
+    if (*placed)
+        snprintf(golden, REG_ID_LEN + 8, "%s", r->new_golden);
+    return NULL;
 }
 
-/* Decides one auto-linked record against those already placed. */
+/* Decides one auto-linked record against those already placed, as registration would. */
 static rl_error *rm_decide(rl_registry *reg, reg_txn *txn, rm_record *recs, size_t n, rm_record *r,
                            const json_t *record, const void *probe, json_t *claimed, long *reviews)
 {
     rl_error *err = NULL;
-    json_t *keys = json_array(), *cands = json_object(), *idents = json_array(), *cand = NULL, *cand_idents = NULL;
-    json_t *fields = NULL, *veto = NULL;
-    void *cprep = NULL;
-    rm_best *best = NULL;
-    size_t nbest = 0;
+    json_t *keys = json_array(), *cands = json_object(), *idents = json_array();
+    reg_golden_score *gs = NULL;
+    size_t ngs = 0;
+    rm_ctx ctx = {recs, n};
     RL_TRY(reg->matcher->keys(reg->matcher, probe, keys));
     RL_TRY(reg_identifier_keys(record, idents));
-    size_t i;
-    json_t *k;
-    json_array_foreach(keys, i, k)
-        RL_TRY(reg_scan_candidates(reg, RL_CF_BLOCKING, json_string_value(k), r->rid, cands,
-                                   reg->opts.max_candidates_per_key));
-    json_array_foreach(idents, i, k) {
-        const char *key = json_string_value(k);
-        if (reg_system_trusted(reg, key, (size_t)(strchr(key, '|') - key)))
-            RL_TRY(reg_scan_candidates(reg, RL_CF_IDENT, key, r->rid, cands, reg->opts.max_candidates_per_key));
-    }
-    best = calloc(json_object_size(cands) + 1, sizeof *best);
-    if (!best)
-        RL_FAIL(RL_ENOMEM, "out of memory");
-    const char *cid;
-    json_t *unused;
-    json_object_foreach(cands, cid, unused) {
-        rm_record *c = rm_find(recs, n, cid);
-        if (!c || !c->done)
-            continue; /* not placed yet: it will consider us when its turn comes */
-        RL_TRY(reg_get_json(reg, RL_CF_RECORDS, cid, strlen(cid), &cand));
-        if (!cand)
-            continue;
-        double score = 0;
-        RL_TRY(reg->matcher->prepare(reg->matcher, cand, &cprep));
-        RL_TRY(reg->matcher->compare(reg->matcher, probe, cprep, &score, &fields));
-        cand_idents = json_array();
-        RL_TRY(reg_identifier_keys(cand, cand_idents));
-        int trusted = reg_trusted_evidence(reg, idents, cand_idents);
-        if (trusted > 0)
-            score = 1.0;
-        char pair[2 * REG_ID_LEN + 8];
-        size_t plen = reg_pair_key(r->rid, cid, pair, sizeof pair);
-        RL_TRY(reg_get_json(reg, RL_CF_NOMATCH, pair, plen, &veto));
-        size_t g = 0;
-        while (g < nbest && strcmp(best[g].golden, c->new_golden) != 0)
-            g++;
-        if (g == nbest) {
-            snprintf(best[g].golden, sizeof best[g].golden, "%s", c->new_golden);
-            best[g].max = -1;
-            best[g].contradicted = false;
-            nbest++;
-        }
-        best[g].vetoed = best[g].vetoed || veto || trusted < 0;
-        if (reg_contradicts(reg, score, fields))
-            best[g].contradicted = true;
-        if (score > best[g].max) {
-            best[g].max = score;
-            snprintf(best[g].record, sizeof best[g].record, "%s", cid);
-            json_decref(best[g].fields);
-            best[g].fields = fields;
-            fields = NULL;
-        }
-        reg->matcher->release(reg->matcher, cprep);
-        cprep = NULL;
-        json_decref(cand);
-        json_decref(cand_idents);
-        json_decref(fields);
-        json_decref(veto);
-        cand = cand_idents = fields = veto = NULL;
-    }
-    /* The same rule as registration: one person, every candidate member agreeing. */
-    rm_best *chosen = NULL;
-    int qualified = 0;
-    for (size_t g = 0; g < nbest; g++)
-        if (!best[g].vetoed && !best[g].contradicted && best[g].max >= reg->opts.auto_link_threshold) {
-            qualified++;
-            if (!chosen || best[g].max > chosen->max)
-                chosen = &best[g];
-        }
-    /* As at registration: several qualifying persons are one split person,
-     * unless a reviewer said two of them differ. */
-    bool known_apart = false;
-    for (size_t x = 0; x < nbest && qualified > 1 && !known_apart; x++)
-        for (size_t y = x + 1; y < nbest && !known_apart; y++) {
-            if (best[x].vetoed || best[x].contradicted || best[x].max < reg->opts.auto_link_threshold ||
-                best[y].vetoed || best[y].contradicted || best[y].max < reg->opts.auto_link_threshold)
-                continue;
-            char pair[2 * REG_ID_LEN + 8];
-            size_t plen = reg_pair_key(best[x].record, best[y].record, pair, sizeof pair);
-            RL_TRY(reg_get_json(reg, RL_CF_NOMATCH, pair, plen, &veto));
-            known_apart = veto != NULL;
-            json_decref(veto);
-            veto = NULL;
-        }
-    if (qualified >= 1 && !known_apart) {
-        snprintf(r->new_golden, sizeof r->new_golden, "%s", chosen->golden);
-        r->score = chosen->max;
-        r->grade = reg_grade(reg, chosen->max);
+    RL_TRY(reg_gather_candidates(reg, r->rid, keys, idents, cands));
+    RL_TRY(reg_score_goldens(reg, r->rid, probe, idents, cands, rm_golden_of, &ctx, &gs, &ngs));
+    int chosen = -1;
+    RL_TRY(reg_choose_golden(reg, gs, ngs, NULL, NULL, &chosen));
+    if (chosen >= 0) {
+        snprintf(r->new_golden, sizeof r->new_golden, "%s", gs[chosen].golden);
+        r->score = gs[chosen].score;
+        r->grade = reg_grade(reg, r->score);
     } else {
         /* A person of its own: keep the golden id it had unless someone took it first. */
         if (!json_object_get(claimed, r->old_golden))
@@ -247,35 +168,17 @@ static rl_error *rm_decide(rl_registry *reg, reg_txn *txn, rm_record *recs, size
             reg_new_id(r->new_golden);
         r->score = 1.0;
         r->grade = "certain";
-        chosen = NULL;
     }
     json_object_set_new(claimed, r->new_golden, json_true());
-    /* As at registration: a reviewer sees the best few possible matches. */
-    qsort(best, nbest, sizeof *best, rm_by_score_desc);
-    int offered = 0;
-    for (size_t g = 0; g < nbest && offered < 3; g++) {
-        if (best[g].vetoed || best[g].max < reg->opts.review_threshold || strcmp(best[g].golden, r->new_golden) == 0)
-            continue;
-        offered++;
-        bool queued = false;
-        RL_TRY(reg_queue_review(txn, r->rid, r->new_golden, best[g].golden, best[g].record, best[g].max,
-                                best[g].fields, &queued));
-        *reviews += queued;
-    }
+    int queued = 0;
+    RL_TRY(reg_offer_reviews(txn, r->rid, r->new_golden, gs, ngs, NULL, NULL, &queued));
+    *reviews += queued;
     r->done = true;
 cleanup:
-    if (cprep)
-        reg->matcher->release(reg->matcher, cprep);
-    for (size_t g = 0; g < nbest; g++)
-        json_decref(best[g].fields);
-    free(best);
+    reg_golden_scores_free(gs, ngs);
     json_decref(keys);
     json_decref(cands);
     json_decref(idents);
-    json_decref(cand);
-    json_decref(cand_idents);
-    json_decref(fields);
-    json_decref(veto);
     return err;
 }
 

@@ -7,7 +7,7 @@
 #include "common/rl_time.h"
 #include "registry/registry_internal.h"
 
-enum { REG_IDENT_MAX = 900, REG_MAX_REVIEWS_PER_RECORD = 3 };
+enum { REG_IDENT_MAX = 900 };
 
 void rl_submit_result_clear(rl_submit_result *r)
 {
@@ -17,10 +17,6 @@ void rl_submit_result_clear(rl_submit_result *r)
     memset(r, 0, sizeof *r);
 }
 
-bool reg_contradicts(const rl_registry *reg, double score, const json_t *fields)
-{
-    return score < reg->opts.review_threshold || json_object_get(fields, "guard") != NULL;
-}
 
 size_t reg_pair_key(const char *a, const char *b, char *out, size_t size)
 {
@@ -146,124 +142,30 @@ cleanup:
     return err;
 }
 
-typedef struct reg_golden_score {
-    char golden[REG_ID_LEN + 8];
-    char record[REG_ID_LEN + 8];
-    double score;     /* best member */
-    bool contradicted; /* a candidate member contradicts: no auto-link (reg_contradicts) */
-    bool qualified;    /* could be linked automatically */
-    json_t *fields;
-    bool vetoed;
-} reg_golden_score;
-
-/* Scores every candidate and keeps the best per golden record. */
-static rl_error *reg_score_candidates(reg_txn *txn, const char *rid, const void *probe,
-                                      const json_t *ident_keys, json_t *cands, reg_golden_score **out,
-                                      size_t *nout)
+/* Registration's view of candidates: their links in the store (and this transaction). */
+static rl_error *reg_submit_golden_of(void *ctx, const char *rid, char golden[REG_ID_LEN + 8], bool *placed)
 {
     rl_error *err = NULL;
-    rl_registry *reg = txn->reg;
-    reg_golden_score *gs = calloc(json_object_size(cands) + 1, sizeof *gs);
-    size_t n = 0;
-    json_t *cand = NULL, *link = NULL, *cand_keys = NULL, *fields = NULL, *veto = NULL;
-    void *cand_prepared = NULL;
-    if (!gs)
-        RL_FAIL(RL_ENOMEM, "out of memory");
-    const char *cid;
-    json_t *unused;
-    json_object_foreach(cands, cid, unused) {
-        RL_TRY(reg_get_json(reg, RL_CF_RECORDS, cid, strlen(cid), &cand));
-        RL_TRY(reg_txn_link(txn, cid, &link));
-        if (!cand || !link)
-            goto next; /* index entry without record: `ridgeline check` reports it */
-        const char *golden = json_string_value(json_object_get(link, "golden"));
-        double score = 0;
-        RL_TRY(reg->matcher->prepare(reg->matcher, cand, &cand_prepared));
-        RL_TRY(reg->matcher->compare(reg->matcher, probe, cand_prepared, &score, &fields));
-        cand_keys = json_array();
-        RL_TRY(reg_identifier_keys(cand, cand_keys));
-        int trusted = reg_trusted_evidence(reg, ident_keys, cand_keys);
-        if (trusted > 0) {
-            score = 1.0;
-            json_object_set_new(fields, "identifier", json_string("agree (trusted)"));
-        }
-        char pair[2 * REG_ID_LEN + 8];
-        size_t plen = reg_pair_key(rid, cid, pair, sizeof pair);
-        RL_TRY(reg_get_json(reg, RL_CF_NOMATCH, pair, plen, &veto));
-        bool vetoed = veto != NULL || trusted < 0;
-        size_t g = 0;
-        while (g < n && strcmp(gs[g].golden, golden) != 0)
-            g++;
-        if (g == n) {
-            snprintf(gs[n].golden, sizeof gs[n].golden, "%s", golden);
-            gs[n].score = -1;
-            gs[n].contradicted = false;
-            n++;
-        }
-        gs[g].vetoed = gs[g].vetoed || vetoed;
-        if (reg_contradicts(reg, score, fields))
-            gs[g].contradicted = true;
-        if (score > gs[g].score) {
-            gs[g].score = score;
-            snprintf(gs[g].record, sizeof gs[g].record, "%s", cid);
-            json_decref(gs[g].fields);
-            gs[g].fields = fields;
-            fields = NULL;
-        }
-    next:
-        json_decref(cand);
-        json_decref(link);
-        json_decref(cand_keys);
-        json_decref(fields);
-        json_decref(veto);
-        reg->matcher->release(reg->matcher, cand_prepared);
-        cand = link = cand_keys = fields = veto = NULL;
-        cand_prepared = NULL;
-    }
-    *out = gs;
-    *nout = n;
-    gs = NULL;
+    json_t *link = NULL;
+    RL_TRY(reg_txn_link(ctx, rid, &link));
+    const char *g = json_string_value(json_object_get(link, "golden"));
+    *placed = g != NULL;
+    if (g)
+        snprintf(golden, REG_ID_LEN + 8, "%s", g);
 cleanup:
-    json_decref(cand);
     json_decref(link);
-    json_decref(cand_keys);
-    json_decref(fields);
-    json_decref(veto);
-    if (cand_prepared)
-        reg->matcher->release(reg->matcher, cand_prepared);
-    if (gs) {
-        for (size_t i = 0; i < n; i++)
-            json_decref(gs[i].fields);
-        free(gs);
-    }
     return err;
 }
 
-/* True when a reviewer declared two of the qualified candidates different people. */
-static rl_error *reg_known_apart(rl_registry *reg, const reg_golden_score *gs, size_t n, bool *apart)
+static rl_error *reg_submit_active(void *ctx, const char *golden, bool *active)
 {
     rl_error *err = NULL;
-    json_t *veto = NULL;
-    *apart = false;
-    for (size_t i = 0; i < n && !*apart; i++)
-        for (size_t j = i + 1; j < n && !*apart && gs[i].qualified; j++) {
-            if (!gs[j].qualified)
-                continue;
-            char pair[2 * REG_ID_LEN + 8];
-            size_t plen = reg_pair_key(gs[i].record, gs[j].record, pair, sizeof pair);
-            RL_TRY(reg_get_json(reg, RL_CF_NOMATCH, pair, plen, &veto));
-            *apart = veto != NULL;
-            json_decref(veto);
-            veto = NULL;
-        }
+    json_t *g = NULL;
+    RL_TRY(reg_txn_golden(ctx, golden, &g));
+    *active = g && reg_golden_active(g);
 cleanup:
+    json_decref(g);
     return err;
-}
-
-static int reg_by_score_desc(const void *a, const void *b)
-{
-    double x = ((const reg_golden_score *)a)->score, y = ((const reg_golden_score *)b)->score;
-    return x < y ? 1 : x > y ? -1 : strcmp(((const reg_golden_score *)a)->golden, ((const reg_golden_score *)b)->golden);
 }
 
 rl_error *reg_queue_review(reg_txn *txn, const char *record_id, const char *own_golden,
@@ -512,56 +414,21 @@ static void reg_submit_decide(rl_registry *reg, reg_submit_req *q)
     index = json_pack("{s:s?, s:O, s:I}", "source_key", source_key, "postings", postings, "seq", seq);
 
     /* Who might this be? */
-    size_t i;
-    json_t *k;
-    json_array_foreach(postings, i, k)
-        RL_TRY(reg_scan_candidates(reg, RL_CF_BLOCKING, json_string_value(k), rid, cands,
-                                   reg->opts.max_candidates_per_key));
-    json_array_foreach(ident_keys, i, k) {
-        const char *key = json_string_value(k);
-        if (reg_system_trusted(reg, key, (size_t)(strchr(key, '|') - key)))
-            RL_TRY(reg_scan_candidates(reg, RL_CF_IDENT, key, rid, cands, reg->opts.max_candidates_per_key));
-    }
-    RL_TRY(reg_score_candidates(&txn, rid, q->probe, ident_keys, cands, &gs, &ngs));
+    RL_TRY(reg_gather_candidates(reg, rid, postings, ident_keys, cands));
+    RL_TRY(reg_score_goldens(reg, rid, q->probe, ident_keys, cands, reg_submit_golden_of, &txn, &gs, &ngs));
 
     double link_score = 1.0;
     const char *grade = "certain";
     json_t *link = NULL;
     if (!found) {
-        reg_golden_score *best = NULL;
-        int qualified = 0;
-        for (size_t g = 0; g < ngs; g++) {
-            json_t *cg = NULL;
-            /* Every member found must agree: one that contradicts (a twin of
-             * another sex, say) sends the decision to a reviewer instead. */
-            if (gs[g].vetoed || gs[g].contradicted || gs[g].score < reg->opts.auto_link_threshold)
-                continue;
-            RL_TRY(reg_txn_golden(&txn, gs[g].golden, &cg));
-            bool active = cg && reg_golden_active(cg);
-            json_decref(cg);
-            if (active) {
-                gs[g].qualified = true;
-                qualified++;
-                if (!best || gs[g].score > best->score)
-                    best = &gs[g];
-            }
-        }
-        /* Several golden records all certain are most often one person split
-         * earlier: join the best and let a reviewer merge the others (they are
-         * queued below). Unless a reviewer said two of them differ: then it is
-         * no certainty at all, and a reviewer decides. */
-        if (qualified > 1) {
-            bool known_apart = false;
-            RL_TRY(reg_known_apart(reg, gs, ngs, &known_apart));
-            if (known_apart)
-                best = NULL;
-        }
-        if (best) {
-            snprintf(golden_id, sizeof q->golden_id, "%s", best->golden);
+        int chosen = -1;
+        RL_TRY(reg_choose_golden(reg, gs, ngs, reg_submit_active, &txn, &chosen));
+        if (chosen >= 0) {
+            snprintf(golden_id, sizeof q->golden_id, "%s", gs[chosen].golden);
             RL_TRY(reg_txn_golden(&txn, golden_id, &golden));
             RL_TRY(reg_golden_add_member(golden, rid));
-            link_score = best->score;
-            grade = reg_grade(reg, best->score);
+            link_score = gs[chosen].score;
+            grade = reg_grade(reg, link_score);
         } else {
             reg_new_id(golden_id);
             golden = reg_golden_new(golden_id, rid);
@@ -587,25 +454,7 @@ static void reg_submit_decide(rl_registry *reg, reg_submit_req *q)
         RL_FAIL(RL_ENOMEM, "out of memory");
     q->link = json_incref(link);
     RL_TRY(reg_txn_put_link(&txn, rid, link));
-
-    /* A reviewer sees the best few possible matches, not every namesake. */
-    qsort(gs, ngs, sizeof *gs, reg_by_score_desc);
-    int offered = 0;
-    for (size_t g = 0; g < ngs && offered < REG_MAX_REVIEWS_PER_RECORD; g++) {
-        if (gs[g].vetoed || gs[g].score < reg->opts.review_threshold || strcmp(gs[g].golden, golden_id) == 0)
-            continue;
-        offered++;
-        json_t *cg = NULL;
-        RL_TRY(reg_txn_golden(&txn, gs[g].golden, &cg));
-        bool active = cg && reg_golden_active(cg);
-        json_decref(cg);
-        if (!active)
-            continue;
-        bool queued = false;
-        RL_TRY(reg_queue_review(&txn, rid, golden_id, gs[g].golden, gs[g].record, gs[g].score, gs[g].fields,
-                                &queued));
-        q->reviews += queued;
-    }
+    RL_TRY(reg_offer_reviews(&txn, rid, golden_id, gs, ngs, reg_submit_active, &txn, &q->reviews));
 
     const char *subjects[2] = {rid, golden_id};
     json_t *detail = json_pack("{s:s, s:f, s:i, s:i}", "grade", grade, "score", link_score, "candidates",
@@ -619,9 +468,7 @@ static void reg_submit_decide(rl_registry *reg, reg_submit_req *q)
     q->score = link_score;
 cleanup:
     reg_txn_end(&txn);
-    for (size_t g = 0; g < ngs; g++)
-        json_decref(gs[g].fields);
-    free(gs);
+    reg_golden_scores_free(gs, ngs);
     free(existing);
     json_decref(cands);
     json_decref(old);

@@ -1,0 +1,199 @@
+/*
+ * Who is this record? The part of the decision that registration and
+ * rematch share: candidates from blocking postings and trusted identifiers,
+ * the matcher's score per candidate grouped by golden record (with vetoes and
+ * contradictions), the choice of a golden record, and the review items.
+ * Where a candidate's golden record comes from differs (the store while
+ * registering, the replayed assignment during rematch): the caller says.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "registry/registry_internal.h"
+
+enum { REG_MAX_REVIEWS_PER_RECORD = 3 };
+
+bool reg_contradicts(const rl_registry *reg, double score, const json_t *fields)
+{
+    return score < reg->opts.review_threshold || json_object_get(fields, "guard") != NULL;
+}
+
+rl_error *reg_gather_candidates(rl_registry *reg, const char *rid, const json_t *keys, const json_t *ident_keys,
+                                json_t *cands)
+{
+    rl_error *err = NULL;
+    size_t i;
+    json_t *k;
+    json_array_foreach(keys, i, k)
+        RL_TRY(reg_scan_candidates(reg, RL_CF_BLOCKING, json_string_value(k), rid, cands,
+                                   reg->opts.max_candidates_per_key));
+    json_array_foreach(ident_keys, i, k) {
+        const char *key = json_string_value(k);
+        if (reg_system_trusted(reg, key, (size_t)(strchr(key, '|') - key)))
+            RL_TRY(reg_scan_candidates(reg, RL_CF_IDENT, key, rid, cands, reg->opts.max_candidates_per_key));
+    }
+cleanup:
+    return err;
+}
+
+void reg_golden_scores_free(reg_golden_score *gs, size_t n)
+{
+    for (size_t i = 0; gs && i < n; i++)
+        json_decref(gs[i].fields);
+    free(gs);
+}
+
+rl_error *reg_score_goldens(rl_registry *reg, const char *rid, const void *probe, const json_t *ident_keys,
+                            json_t *cands, reg_golden_of_fn golden_of, void *ctx, reg_golden_score **out,
+                            size_t *nout)
+{
+    rl_error *err = NULL;
+    reg_golden_score *gs = calloc(json_object_size(cands) + 1, sizeof *gs);
+    size_t n = 0;
+    json_t *cand = NULL, *cand_keys = NULL, *fields = NULL, *veto = NULL;
+    void *cand_prepared = NULL;
+    *out = NULL;
+    *nout = 0;
+    if (!gs)
+        RL_FAIL(RL_ENOMEM, "out of memory");
+    const char *cid;
+    json_t *unused;
+    json_object_foreach(cands, cid, unused) {
+        char golden[REG_ID_LEN + 8];
+        bool placed = false;
+        RL_TRY(golden_of(ctx, cid, golden, &placed));
+        if (!placed)
+            continue; /* no golden record yet (rematch) or an index entry without a record (check reports it) */
+        RL_TRY(reg_get_json(reg, RL_CF_RECORDS, cid, strlen(cid), &cand));
+        if (!cand)
+            continue;
+        double score = 0;
+        RL_TRY(reg->matcher->prepare(reg->matcher, cand, &cand_prepared));
+        RL_TRY(reg->matcher->compare(reg->matcher, probe, cand_prepared, &score, &fields));
+        cand_keys = json_array();
+        RL_TRY(reg_identifier_keys(cand, cand_keys));
+        int trusted = reg_trusted_evidence(reg, ident_keys, cand_keys);
+        if (trusted > 0) {
+            score = 1.0;
+            json_object_set_new(fields, "identifier", json_string("agree (trusted)"));
+        }
+        char pair[2 * REG_ID_LEN + 8];
+        size_t plen = reg_pair_key(rid, cid, pair, sizeof pair);
+        RL_TRY(reg_get_json(reg, RL_CF_NOMATCH, pair, plen, &veto));
+        size_t g = 0;
+        while (g < n && strcmp(gs[g].golden, golden) != 0)
+            g++;
+        if (g == n) {
+            snprintf(gs[n].golden, sizeof gs[n].golden, "%s", golden);
+            gs[n].score = -1;
+            n++;
+        }
+        gs[g].vetoed = gs[g].vetoed || veto != NULL || trusted < 0;
+        gs[g].contradicted = gs[g].contradicted || reg_contradicts(reg, score, fields);
+        if (score > gs[g].score) {
+            gs[g].score = score;
+            snprintf(gs[g].record, sizeof gs[g].record, "%s", cid);
+            json_decref(gs[g].fields);
+            gs[g].fields = fields;
+            fields = NULL;
+        }
+        json_decref(cand);
+        json_decref(cand_keys);
+        json_decref(fields);
+        json_decref(veto);
+        reg->matcher->release(reg->matcher, cand_prepared);
+        cand = cand_keys = fields = veto = NULL;
+        cand_prepared = NULL;
+    }
+    *out = gs;
+    *nout = n;
+    gs = NULL;
+cleanup:
+    json_decref(cand);
+    json_decref(cand_keys);
+    json_decref(fields);
+    json_decref(veto);
+    if (cand_prepared)
+        reg->matcher->release(reg->matcher, cand_prepared);
+    reg_golden_scores_free(gs, n);
+    return err;
+}
+
+static rl_error *reg_can_join(reg_active_fn active, void *ctx, const char *golden, bool *ok)
+{
+    *ok = true;
+    return active ? active(ctx, golden, ok) : NULL;
+}
+
+rl_error *reg_choose_golden(rl_registry *reg, reg_golden_score *gs, size_t n, reg_active_fn active, void *ctx,
+                            int *chosen)
+{
+    rl_error *err = NULL;
+    json_t *veto = NULL;
+    *chosen = -1;
+    int qualified = 0;
+    for (size_t g = 0; g < n; g++) {
+        /* Every candidate member must agree: one that contradicts (a twin, a
+         * parent) sends the decision to a reviewer instead. */
+        gs[g].qualified = false;
+        if (gs[g].vetoed || gs[g].contradicted || gs[g].score < reg->opts.auto_link_threshold)
+            continue;
+        bool is_active;
+        RL_TRY(reg_can_join(active, ctx, gs[g].golden, &is_active));
+        if (!is_active)
+            continue;
+        gs[g].qualified = true;
+        qualified++;
+        if (*chosen < 0 || gs[g].score > gs[*chosen].score)
+            *chosen = (int)g;
+    }
+    /* Several golden records all certain are most often one person split
+     * earlier: join the best and let a reviewer merge the others. Unless a
+     * reviewer said two of them differ: then it is no certainty at all. */
+    for (size_t i = 0; i < n && qualified > 1 && *chosen >= 0; i++)
+        for (size_t j = i + 1; j < n && *chosen >= 0; j++) {
+            if (!gs[i].qualified || !gs[j].qualified)
+                continue;
+            char pair[2 * REG_ID_LEN + 8];
+            size_t plen = reg_pair_key(gs[i].record, gs[j].record, pair, sizeof pair);
+            RL_TRY(reg_get_json(reg, RL_CF_NOMATCH, pair, plen, &veto));
+            if (veto)
+                *chosen = -1;
+            json_decref(veto);
+            veto = NULL;
+        }
+cleanup:
+    json_decref(veto);
+    return err;
+}
+
+static int reg_by_score_desc(const void *a, const void *b)
+{
+    double x = ((const reg_golden_score *)a)->score, y = ((const reg_golden_score *)b)->score;
+    return x < y ? 1 : x > y ? -1 : strcmp(((const reg_golden_score *)a)->golden, ((const reg_golden_score *)b)->golden);
+}
+
+rl_error *reg_offer_reviews(reg_txn *txn, const char *rid, const char *own_golden, reg_golden_score *gs, size_t n,
+                            reg_active_fn active, void *ctx, int *queued)
+{
+    rl_error *err = NULL;
+    rl_registry *reg = txn->reg;
+    /* A reviewer sees the best few possible matches, not every namesake. */
+    qsort(gs, n, sizeof *gs, reg_by_score_desc);
+    int offered = 0;
+    for (size_t g = 0; g < n && offered < REG_MAX_REVIEWS_PER_RECORD; g++) {
+        if (gs[g].vetoed || gs[g].score < reg->opts.review_threshold || strcmp(gs[g].golden, own_golden) == 0)
+            continue;
+        bool is_active;
+        RL_TRY(reg_can_join(active, ctx, gs[g].golden, &is_active));
+        if (!is_active)
+            continue;
+        offered++;
+        bool q = false;
+        RL_TRY(reg_queue_review(txn, rid, own_golden, gs[g].golden, gs[g].record, gs[g].score, gs[g].fields, &q));
+        *queued += q;
+    }
+cleanup:
+    return err;
+}
