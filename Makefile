@@ -140,8 +140,10 @@ check-layers:
 
 # Long benchmarks, kept out of `make test`. BENCH_SIZES overrides the registry sizes.
 BENCH_SIZES ?= 100000 1000000
+BENCH_MATCH_SIZES ?= 100000 1000000
 bench: deps $(BIN)
 	@for n in $(BENCH_SIZES); do $(BIN) bench register --size $$n || exit 1; echo; done
+	@for n in $(BENCH_MATCH_SIZES); do $(BIN) bench match --size $$n || exit 1; echo; done
 
 install: $(BIN)
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(SYSCONFDIR)/ridgeline $(DESTDIR)$(UNITDIR)

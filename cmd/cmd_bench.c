@@ -6,20 +6,26 @@
 #include <unistd.h>
 
 #include "bench/bench_machine.h"
+#include "bench/bench_match.h"
 #include "bench/bench_register.h"
 #include "cmd/cmd.h"
 #include "common/rl_config.h"
 
 void cmd_bench_help(void)
 {
-    printf("usage: ridgeline bench register [--size N] [--threads T] [--data DIR] [--no-sync]\n"
-           "                                [--dup-share F]\n"
+    printf("usage: ridgeline bench register|match [--size N] [--threads T] [--data DIR] [--no-sync]\n"
+           "                                      [--dup-share F] [--probes N]\n"
            "\n"
            "register: N synthetic registrations (default 100000) submitted in-process by T\n"
            "threads (default 64) into a fresh store (default: a temporary folder, removed\n"
            "after) with the deterministic matcher and the product's durability (fsync\n"
            "before acknowledging; concurrent writes share fsyncs). A share F (default 0.1)\n"
            "re-registers an earlier person at a second clinic, which the matcher links.\n"
+           "\n"
+           "match: the probabilistic matcher on a synthetic population sampled from the FEBRL\n"
+           "sets (RIDGELINE_TESTDATA, default ../shared/data) with corrupted re-registrations\n"
+           "(--dup-share, default 0.2; rates in bench/bench_match.h): registrations/s, $match\n"
+           "latency over --probes corrupted probes (default 2000), accuracy, rematch time.\n"
            "Prints a table, then the same figures as one JSON line.\n");
 }
 
@@ -37,7 +43,8 @@ int cmd_bench(int argc, char **argv)
         cmd_bench_help();
         return argc < 2 ? CMD_USAGE : CMD_OK;
     }
-    if (strcmp(argv[1], "register") != 0) {
+    bool match = strcmp(argv[1], "match") == 0;
+    if (!match && strcmp(argv[1], "register") != 0) {
         fprintf(stderr, "ridgeline bench: unknown benchmark \"%s\" (try: ridgeline bench --help)\n", argv[1]);
         return CMD_USAGE;
     }
@@ -46,10 +53,13 @@ int cmd_bench(int argc, char **argv)
     bench_register_options o = {.size = 100000, .threads = 64, .sync = true, .dup_share = 0.1,
                                 .group_commit_us = defaults.store_group_commit_us};
     const char *data = NULL;
+    long probes = 2000;
+    bool dup_given = false;
     static const struct option longopts[] = {
         {"size", required_argument, NULL, 's'},   {"threads", required_argument, NULL, 't'},
         {"data", required_argument, NULL, 'd'},   {"no-sync", no_argument, NULL, 'n'},
         {"dup-share", required_argument, NULL, 'u'}, {"help", no_argument, NULL, 'h'},
+        {"probes", required_argument, NULL, 'p'},
         {NULL, 0, NULL, 0},
     };
     optind = 1;
@@ -74,9 +84,17 @@ int cmd_bench(int argc, char **argv)
         case 'd': data = optarg; break;
         case 'n': o.sync = false; break;
         case 'u':
+            dup_given = true;
             o.dup_share = strtod(optarg, &end);
             if (*end || o.dup_share < 0 || o.dup_share > 0.9) {
                 fprintf(stderr, "ridgeline bench: --dup-share takes 0 to 0.9\n");
+                return CMD_USAGE;
+            }
+            break;
+        case 'p':
+            probes = strtol(optarg, &end, 10);
+            if (*end || probes < 1 || probes > 1000000) {
+                fprintf(stderr, "ridgeline bench: --probes takes 1 to 1000000\n");
                 return CMD_USAGE;
             }
             break;
@@ -96,6 +114,44 @@ int cmd_bench(int argc, char **argv)
     }
     o.dir = data;
     json_t *machine = bench_machine();
+    if (match) {
+        const char *testdata = getenv("RIDGELINE_TESTDATA");
+        bench_match_options mo = {.size = o.size, .threads = o.threads, .probes = probes,
+                                  .dup_share = dup_given ? o.dup_share : 0.2, .sync = o.sync,
+                                  .group_commit_us = o.group_commit_us, .dir = data,
+                                  .testdata = testdata && *testdata ? testdata : "../shared/data"};
+        printf("bench match: %ld registrations, %d threads, sync %s, re-registrations %.0f%%, %ld probes\n",
+               mo.size, mo.threads, mo.sync ? "always" : "off", mo.dup_share * 100, mo.probes);
+        printf("machine: %s, %d cores, %.1f GiB, Linux %s\n", json_string_value(json_object_get(machine, "cpu")),
+               (int)json_integer_value(json_object_get(machine, "cores")),
+               json_real_value(json_object_get(machine, "memory_gib")),
+               json_string_value(json_object_get(machine, "kernel")));
+        fflush(stdout);
+        json_t *r = NULL;
+        rl_error *err = bench_match_run(&mo, &r);
+        if (tmp[0])
+            bench_rmtree(tmp);
+        if (err) {
+            json_decref(machine);
+            return cmd_report(err);
+        }
+        printf("\n  %-30s %12s\n", "measure", "value");
+        printf("  %-30s %12.0f\n", "registrations/s (matching on)", json_real_value(json_object_get(r, "registrations_per_s")));
+        printf("  %-30s %12.2f\n", "$match p50 ms", json_real_value(json_object_get(r, "match_p50_ms")));
+        printf("  %-30s %12.2f\n", "$match p99 ms", json_real_value(json_object_get(r, "match_p99_ms")));
+        printf("  %-30s %12.2f\n", "rematch s", json_real_value(json_object_get(r, "rematch_s")));
+        printf("  %-30s %12.4f\n", "precision (pairwise)", json_real_value(json_object_get(r, "precision")));
+        printf("  %-30s %12.4f\n", "recall (pairwise)", json_real_value(json_object_get(r, "recall")));
+        printf("  %-30s %12lld\n", "persons (golden records)", (long long)json_integer_value(json_object_get(r, "golden_records")));
+        printf("  %-30s %12lld\n", "open review items", (long long)json_integer_value(json_object_get(r, "open_reviews")));
+        json_object_set_new(r, "bench", json_string("match"));
+        json_object_set_new(r, "machine", machine);
+        char *line = json_dumps(r, JSON_COMPACT | JSON_REAL_PRECISION(6));
+        printf("%s\n", line ? line : "{}");
+        free(line);
+        json_decref(r);
+        return CMD_OK;
+    }
     printf("bench register: %ld registrations, %d threads, sync %s, re-registrations %.0f%%, store %s\n", o.size,
            o.threads, o.sync ? "always (fsync per group commit)" : "off", o.dup_share * 100, data);
     printf("machine: %s, %d cores, %.1f GiB, Linux %s\n", json_string_value(json_object_get(machine, "cpu")),

@@ -102,6 +102,11 @@ rl_error *rl_registry_patient_read(rl_registry *reg, const rl_actor *actor, cons
 rl_error *rl_registry_record_show(rl_registry *reg, const rl_actor *actor, const char *record_id, json_t **out);
 rl_error *rl_registry_golden_show(rl_registry *reg, const rl_actor *actor, const char *golden_id, json_t **out);
 
+/* Who might this Patient be, without registering it ($match): up to `count`
+ * golden records, best first, each {"golden", "record" (its best member),
+ * "score", "grade", "fields"}. Reads only; audited as a search. */
+rl_error *rl_registry_match(rl_registry *reg, const rl_actor *actor, const json_t *patient, int count, json_t **out);
+
 /* ---- identity operations (each a history event; undoable) ---- */
 
 /* Moves a record to another golden record (manual link, grade certain). */

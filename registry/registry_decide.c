@@ -197,3 +197,65 @@ rl_error *reg_offer_reviews(reg_txn *txn, const char *rid, const char *own_golde
 cleanup:
     return err;
 }
+
+/* $match reads links straight from the store. */
+static rl_error *reg_match_golden_of(void *ctx, const char *rid, char golden[REG_ID_LEN + 8], bool *placed)
+{
+    rl_error *err = NULL;
+    json_t *link = NULL;
+    RL_TRY(reg_get_json(ctx, RL_CF_LINKS, rid, strlen(rid), &link));
+    const char *g = json_string_value(json_object_get(link, "golden"));
+    *placed = g != NULL;
+    if (g)
+        snprintf(golden, REG_ID_LEN + 8, "%s", g);
+cleanup:
+    json_decref(link);
+    return err;
+}
+
+rl_error *rl_registry_match(rl_registry *reg, const rl_actor *actor, const json_t *patient, int count, json_t **out)
+{
+    rl_error *err = NULL;
+    void *probe = NULL;
+    json_t *keys = json_array(), *idents = json_array(), *cands = json_object(), *list = json_array();
+    reg_golden_score *gs = NULL;
+    size_t ngs = 0;
+    *out = NULL;
+    if (!keys || !idents || !cands || !list)
+        RL_FAIL(RL_ENOMEM, "out of memory");
+    RL_TRY(rl_registry_patient_validate(patient));
+    RL_TRY(reg_identifier_keys(patient, idents));
+    RL_TRY(reg->matcher->prepare(reg->matcher, patient, &probe));
+    RL_TRY(reg->matcher->keys(reg->matcher, probe, keys));
+    RL_TRY(reg_gather_candidates(reg, "", keys, idents, cands));
+    RL_TRY(reg_score_goldens(reg, "", probe, idents, cands, reg_match_golden_of, reg, &gs, &ngs));
+    qsort(gs, ngs, sizeof *gs, reg_by_score_desc);
+    for (size_t g = 0; g < ngs && (int)json_array_size(list) < count; g++) {
+        if (gs[g].score < reg->opts.review_threshold && json_array_size(list) > 0)
+            break;
+        const char *grade = gs[g].vetoed ? "certainly-not" : reg_grade(reg, gs[g].score);
+        /* A contradicted "certain" is for a human to confirm. */
+        if (gs[g].contradicted && strcmp(grade, "certain") == 0)
+            grade = "probable";
+        json_array_append_new(list, json_pack("{s:s, s:s, s:f, s:s, s:O}", "golden", gs[g].golden, "record",
+                                              gs[g].record, "score", gs[g].score, "grade", grade, "fields",
+                                              gs[g].fields ? gs[g].fields : json_null()));
+    }
+    json_t *detail = json_pack("{s:i, s:i}", "candidates", (int)json_object_size(cands), "results",
+                               (int)json_array_size(list));
+    err = reg_audit_now(reg, actor, "search", NULL, 0, "ok", detail);
+    json_decref(detail);
+    if (err)
+        goto cleanup;
+    *out = list;
+    list = NULL;
+cleanup:
+    if (probe)
+        reg->matcher->release(reg->matcher, probe);
+    reg_golden_scores_free(gs, ngs);
+    json_decref(keys);
+    json_decref(idents);
+    json_decref(cands);
+    json_decref(list);
+    return err;
+}
