@@ -1,6 +1,7 @@
 #include "bench/bench_match.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -214,6 +215,9 @@ static json_t *person_patient(const person *p, const char *clinic, long serial)
 
 typedef struct match_worker {
     rl_registry *reg;
+    atomic_long *done; /* shared: registrations finished, for the progress lines */
+    long total;
+    uint64_t started;
     const pools *ps;
     long first, count;
     double dup_share;
@@ -246,6 +250,12 @@ static void *match_work(void *arg)
         snprintf(w->rid[serial], sizeof w->rid[serial], "%s", r.record_id);
         w->truth[serial] = who;
         rl_submit_result_clear(&r);
+        long d = atomic_fetch_add(w->done, 1) + 1;
+        if (w->total >= 100000 && d % (w->total / 10) == 0) {
+            /* Long runs say how they are going: a run cut short still tells its rate. */
+            double secs = (double)(rl_time_mono_ns() - w->started) / 1e9;
+            fprintf(stderr, "bench match: %ld/%ld registered, %.0f s, %.0f/s\n", d, w->total, secs, (double)d / secs);
+        }
     }
     return NULL;
 }
@@ -315,8 +325,11 @@ rl_error *bench_match_run(const bench_match_options *o, json_t **result)
     if (!rid || !truth || !w || !tids || !lat)
         RL_FAIL(RL_ENOMEM, "out of memory");
     long per = o->size / o->threads, extra = o->size % o->threads, next = 0;
+    atomic_long done;
+    atomic_init(&done, 0);
+    uint64_t started = rl_time_mono_ns();
     for (int t = 0; t < o->threads; t++) {
-        w[t] = (match_worker){.reg = reg, .ps = &ps, .first = next, .count = per + (t < extra),
+        w[t] = (match_worker){.reg = reg, .done = &done, .total = o->size, .started = started, .ps = &ps, .first = next, .count = per + (t < extra),
                               .dup_share = o->dup_share, .rng = 0xABCDEFull + (uint64_t)t * 104729, .rid = rid,
                               .truth = truth};
         next += w[t].count;
