@@ -12,7 +12,27 @@
 
 #include "registry/registry_internal.h"
 
-enum { REG_MAX_REVIEWS_PER_RECORD = 3 };
+enum {
+    REG_MAX_REVIEWS_PER_RECORD = 3,
+    /* Candidates fully scored per decision: those sharing the most blocking
+     * keys with the record. Big registries put hundreds of namesakes in the
+     * coarse keys; the one who shares a birth date or an identifier key too
+     * ranks first. */
+    REG_MAX_SCORED = 64,
+};
+
+typedef struct reg_cand {
+    const char *rid;
+    json_int_t keys;
+} reg_cand;
+
+static int reg_by_keys_desc(const void *a, const void *b)
+{
+    const reg_cand *x = a, *y = b;
+    if (x->keys != y->keys)
+        return x->keys < y->keys ? 1 : -1;
+    return strcmp(x->rid, y->rid);
+}
 
 bool reg_contradicts(const rl_registry *reg, double score, const json_t *fields)
 {
@@ -51,15 +71,26 @@ rl_error *reg_score_goldens(rl_registry *reg, const char *rid, const void *probe
     rl_error *err = NULL;
     reg_golden_score *gs = calloc(json_object_size(cands) + 1, sizeof *gs);
     size_t n = 0;
+    reg_cand *order = NULL;
     json_t *cand = NULL, *cand_keys = NULL, *fields = NULL, *veto = NULL;
     void *cand_prepared = NULL;
     *out = NULL;
     *nout = 0;
     if (!gs)
         RL_FAIL(RL_ENOMEM, "out of memory");
-    const char *cid;
-    json_t *unused;
-    json_object_foreach(cands, cid, unused) {
+    size_t ncands = json_object_size(cands), k = 0;
+    order = calloc(ncands + 1, sizeof *order);
+    if (!order)
+        RL_FAIL(RL_ENOMEM, "out of memory");
+    const char *key;
+    json_t *count;
+    json_object_foreach(cands, key, count) {
+        order[k].rid = key;
+        order[k++].keys = json_is_integer(count) ? json_integer_value(count) : 1;
+    }
+    qsort(order, ncands, sizeof *order, reg_by_keys_desc);
+    for (size_t c = 0; c < ncands && c < REG_MAX_SCORED; c++) {
+        const char *cid = order[c].rid;
         char golden[REG_ID_LEN + 8];
         bool placed = false;
         RL_TRY(golden_of(ctx, cid, golden, &placed));
@@ -110,6 +141,7 @@ rl_error *reg_score_goldens(rl_registry *reg, const char *rid, const void *probe
     *nout = n;
     gs = NULL;
 cleanup:
+    free(order);
     json_decref(cand);
     json_decref(cand_keys);
     json_decref(fields);

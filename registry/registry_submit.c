@@ -133,8 +133,11 @@ rl_error *reg_scan_candidates(rl_registry *reg, rl_cf cf, const char *prefix, co
             continue;
         memcpy(rid, k + plen, idlen);
         rid[idlen] = '\0';
-        if (strcmp(rid, self) != 0)
-            json_object_set_new(cands, rid, json_true());
+        if (strcmp(rid, self) != 0) {
+            /* Count the keys a candidate shares with the probe: the more, the likelier. */
+            json_t *shared = json_object_get(cands, rid);
+            json_object_set_new(cands, rid, json_integer(shared ? json_integer_value(shared) + 1 : 1));
+        }
     }
     RL_TRY(rl_store_iter_status(it));
 cleanup:
