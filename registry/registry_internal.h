@@ -118,9 +118,10 @@ rl_error *reg_identifier_keys(const json_t *patient, json_t *out);
 bool reg_system_trusted(const rl_registry *reg, const char *system, size_t len);
 /* +1 same value in a trusted system, -1 values that differ in one, 0 no trusted evidence. */
 int reg_trusted_evidence(const rl_registry *reg, const json_t *a_keys, const json_t *b_keys);
-/* Adds the record ids posted under prefix (blocking or ident family) to cands, a set. */
-rl_error *reg_scan_candidates(rl_registry *reg, rl_cf cf, const char *prefix, const char *self, json_t *cands,
-                              int cap);
+/* Adds the record ids posted under prefix in family cf (blocking or ident) to
+ * cands ({id: keys shared}), reading through `it`, an unbounded iterator on cf. */
+rl_error *reg_scan_candidates(rl_registry *reg, rl_store_iter *it, rl_cf cf, const char *prefix, const char *self,
+                              json_t *cands, int cap);
 /* ---- deciding who a record is (registry_decide.c) ---- */
 
 typedef struct reg_golden_score {

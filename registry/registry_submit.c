@@ -107,18 +107,21 @@ int reg_trusted_evidence(const rl_registry *reg, const json_t *a_keys, const jso
 }
 
 /* Adds the record ids found under prefix to cands (an object used as a set). */
-rl_error *reg_scan_candidates(rl_registry *reg, rl_cf cf, const char *prefix, const char *self,
-                                     json_t *cands, int cap)
+rl_error *reg_scan_candidates(rl_registry *reg, rl_store_iter *it, rl_cf cf, const char *prefix, const char *self,
+                              json_t *cands, int cap)
 {
     rl_error *err = NULL;
-    rl_store_iter *it = NULL;
     char p[REG_KEY_MAX + 1];
     int plen = snprintf(p, sizeof p, "%s%c", prefix, '\0');
     if (plen <= 0 || (size_t)plen >= sizeof p)
         goto cleanup;
-    RL_TRY(rl_store_iter_prefix(reg->store, cf, p, (size_t)plen, &it));
+    rl_store_iter_seek(it, p, (size_t)plen);
     int seen = 0;
     for (; rl_store_iter_valid(it); rl_store_iter_next(it)) {
+        size_t klen0;
+        const char *k0 = rl_store_iter_key(it, &klen0);
+        if (klen0 < (size_t)plen || memcmp(k0, p, (size_t)plen) != 0)
+            break; /* past this key's postings */
         if (++seen > cap) {
             /* The key is patient data: report the size, never the key. */
             rl_log(RL_LOG_WARN, "registry", "over-full block cut", "family=%s cap=%d",
@@ -141,7 +144,6 @@ rl_error *reg_scan_candidates(rl_registry *reg, rl_cf cf, const char *prefix, co
     }
     RL_TRY(rl_store_iter_status(it));
 cleanup:
-    rl_store_iter_destroy(it);
     return err;
 }
 

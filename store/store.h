@@ -103,6 +103,9 @@ rl_error *rl_store_iter_new(rl_store *store, rl_cf cf, const void *lower, size_t
 /* All keys starting with prefix. */
 rl_error *rl_store_iter_prefix(rl_store *store, rl_cf cf, const void *prefix, size_t prefix_len,
                                rl_store_iter **out);
+/* Repositions at the first key >= key (within the iterator's bounds). One
+ * iterator reseeked is much cheaper than a new iterator per lookup. */
+void rl_store_iter_seek(rl_store_iter *it, const void *key, size_t key_len);
 bool rl_store_iter_valid(const rl_store_iter *it);
 void rl_store_iter_next(rl_store_iter *it);
 const char *rl_store_iter_key(const rl_store_iter *it, size_t *len);
