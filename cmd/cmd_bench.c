@@ -29,6 +29,24 @@ void cmd_bench_help(void)
            "Prints a table, then the same figures as one JSON line.\n");
 }
 
+static void bench_print_machine(const json_t *machine)
+{
+    printf("machine: %s, %d cores, %.1f GiB, Linux %s\n", json_string_value(json_object_get(machine, "cpu")),
+           (int)json_integer_value(json_object_get(machine, "cores")),
+           json_real_value(json_object_get(machine, "memory_gib")),
+           json_string_value(json_object_get(machine, "kernel")));
+}
+
+/* The JSON line that ends every benchmark's output. */
+static void bench_print_json(json_t *r, const char *name, json_t *machine)
+{
+    json_object_set_new(r, "bench", json_string(name));
+    json_object_set_new(r, "machine", machine);
+    char *line = json_dumps(r, JSON_COMPACT | JSON_REAL_PRECISION(6));
+    printf("%s\n", line ? line : "{}");
+    free(line);
+}
+
 static void bench_rmtree(const char *dir)
 {
     char cmd[4200];
@@ -122,10 +140,7 @@ int cmd_bench(int argc, char **argv)
                                   .testdata = testdata && *testdata ? testdata : "../shared/data"};
         printf("bench match: %ld registrations, %d threads, sync %s, re-registrations %.0f%%, %ld probes\n",
                mo.size, mo.threads, mo.sync ? "always" : "off", mo.dup_share * 100, mo.probes);
-        printf("machine: %s, %d cores, %.1f GiB, Linux %s\n", json_string_value(json_object_get(machine, "cpu")),
-               (int)json_integer_value(json_object_get(machine, "cores")),
-               json_real_value(json_object_get(machine, "memory_gib")),
-               json_string_value(json_object_get(machine, "kernel")));
+        bench_print_machine(machine);
         fflush(stdout);
         json_t *r = NULL;
         rl_error *err = bench_match_run(&mo, &r);
@@ -144,20 +159,13 @@ int cmd_bench(int argc, char **argv)
         printf("  %-30s %12.4f\n", "recall (pairwise)", json_real_value(json_object_get(r, "recall")));
         printf("  %-30s %12lld\n", "persons (golden records)", (long long)json_integer_value(json_object_get(r, "golden_records")));
         printf("  %-30s %12lld\n", "open review items", (long long)json_integer_value(json_object_get(r, "open_reviews")));
-        json_object_set_new(r, "bench", json_string("match"));
-        json_object_set_new(r, "machine", machine);
-        char *line = json_dumps(r, JSON_COMPACT | JSON_REAL_PRECISION(6));
-        printf("%s\n", line ? line : "{}");
-        free(line);
+        bench_print_json(r, "match", machine);
         json_decref(r);
         return CMD_OK;
     }
     printf("bench register: %ld registrations, %d threads, sync %s, re-registrations %.0f%%, store %s\n", o.size,
            o.threads, o.sync ? "always (fsync per group commit)" : "off", o.dup_share * 100, data);
-    printf("machine: %s, %d cores, %.1f GiB, Linux %s\n", json_string_value(json_object_get(machine, "cpu")),
-           (int)json_integer_value(json_object_get(machine, "cores")),
-           json_real_value(json_object_get(machine, "memory_gib")),
-           json_string_value(json_object_get(machine, "kernel")));
+    bench_print_machine(machine);
     fflush(stdout);
     json_t *r = NULL;
     rl_error *err = bench_register_run(&o, &r);
@@ -179,11 +187,7 @@ int cmd_bench(int argc, char **argv)
     printf("  %-28s %12lld\n", "failed", (long long)json_integer_value(json_object_get(r, "failed")));
     printf("  %-28s %12.1f\n", "store MiB", (double)json_integer_value(json_object_get(r, "store_bytes")) / 1048576.0);
     printf("  %-28s %12.0f\n", "store bytes per record", json_real_value(json_object_get(r, "bytes_per_record")));
-    json_object_set_new(r, "bench", json_string("register"));
-    json_object_set_new(r, "machine", machine);
-    char *line = json_dumps(r, JSON_COMPACT | JSON_REAL_PRECISION(6));
-    printf("%s\n", line ? line : "{}");
-    free(line);
+    bench_print_json(r, "register", machine);
     json_decref(r);
     return CMD_OK;
 }
