@@ -2,6 +2,7 @@
 
 #include <math.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -865,4 +866,142 @@ void demo_model_rule_fields(const demo_model *m, int rule, bool fields[DEMO_F_CO
     };
     for (int k = 0; k < m->blocking[rule].nparts; k++)
         fields[part_field[m->blocking[rule].parts[k]]] = true;
+}
+
+/* ---- features as bytes ---- */
+
+enum { DEMO_FEATURES_FORMAT = 1 };
+
+/* FNV-1a over what shapes features: a change of rules invalidates stored ones. */
+static uint64_t demo_rules_fingerprint(const demo_model *m)
+{
+    uint64_t h = 1469598103934665603ull;
+#define DEMO_FP_BYTES(p, n)                                                                                            \
+    for (size_t fp_i = 0; fp_i < (size_t)(n); fp_i++)                                                                  \
+        h = (h ^ ((const unsigned char *)(p))[fp_i]) * 1099511628211ull;
+    DEMO_FP_BYTES(&m->ph, sizeof m->ph);
+    DEMO_FP_BYTES(m->country_code, sizeof m->country_code);
+    DEMO_FP_BYTES(&m->nid_systems, sizeof m->nid_systems);
+    DEMO_FP_BYTES(m->id_systems, sizeof m->id_systems);
+#undef DEMO_FP_BYTES
+    return h;
+}
+
+static rl_error *demo_put_str(rl_buf *b, const char *s)
+{
+    size_t n = strlen(s);
+    unsigned char len[2] = {(unsigned char)(n >> 8), (unsigned char)n};
+    rl_error *err = rl_buf_append(b, len, 2);
+    return err ? err : rl_buf_append(b, s, n);
+}
+
+rl_error *demo_features_encode(const demo_model *m, const demo_features *f, rl_buf *out)
+{
+    rl_error *err = NULL;
+    uint64_t fp = demo_rules_fingerprint(m);
+    unsigned char head[9];
+    head[0] = DEMO_FEATURES_FORMAT;
+    for (int i = 0; i < 8; i++)
+        head[1 + i] = (unsigned char)(fp >> (8 * i));
+    RL_TRY(rl_buf_append(out, head, sizeof head));
+    const demo_name *names[2] = {&f->given, &f->family};
+    for (int n = 0; n < 2; n++) {
+        unsigned char count = (unsigned char)names[n]->ntokens;
+        RL_TRY(rl_buf_append(out, &count, 1));
+        for (int t = 0; t < names[n]->ntokens; t++)
+            RL_TRY(demo_put_str(out, names[n]->tokens[t]));
+    }
+    unsigned char birth[6] = {(unsigned char)(f->birth.year >> 8), (unsigned char)f->birth.year,
+                              (unsigned char)f->birth.month,       (unsigned char)f->birth.day,
+                              (unsigned char)f->birth.precision,   (unsigned char)f->gender};
+    RL_TRY(rl_buf_append(out, birth, sizeof birth));
+    RL_TRY(demo_put_str(out, f->address));
+    RL_TRY(demo_put_str(out, f->city));
+    RL_TRY(demo_put_str(out, f->postcode));
+    RL_TRY(demo_put_str(out, f->state));
+    unsigned char counts[2] = {(unsigned char)f->nphones, (unsigned char)f->nids};
+    RL_TRY(rl_buf_append(out, counts, 2));
+    for (int i = 0; i < f->nphones; i++)
+        RL_TRY(demo_put_str(out, f->phones[i]));
+    for (int i = 0; i < f->nids; i++)
+        RL_TRY(demo_put_str(out, f->ids[i]));
+cleanup:
+    return err;
+}
+
+typedef struct demo_reader {
+    const unsigned char *p, *end;
+    bool bad;
+} demo_reader;
+
+static void demo_get_str(demo_reader *r, char *out, size_t size)
+{
+    out[0] = '\0';
+    if (r->bad || r->end - r->p < 2) {
+        r->bad = true;
+        return;
+    }
+    size_t n = ((size_t)r->p[0] << 8) | r->p[1];
+    r->p += 2;
+    if ((size_t)(r->end - r->p) < n || n >= size) {
+        r->bad = true;
+        return;
+    }
+    memcpy(out, r->p, n);
+    out[n] = '\0';
+    r->p += n;
+}
+
+static unsigned char demo_get_byte(demo_reader *r)
+{
+    if (r->bad || r->p >= r->end) {
+        r->bad = true;
+        return 0;
+    }
+    return *r->p++;
+}
+
+rl_error *demo_features_decode(const demo_model *m, const char *bytes, size_t len, demo_features *f)
+{
+    memset(f, 0, sizeof *f);
+    demo_reader r = {(const unsigned char *)bytes, (const unsigned char *)bytes + len, false};
+    if (demo_get_byte(&r) != DEMO_FEATURES_FORMAT)
+        return RL_ERR(RL_ECONFLICT, "stored features are of another format");
+    uint64_t fp = 0;
+    for (int i = 0; i < 8; i++)
+        fp |= (uint64_t)demo_get_byte(&r) << (8 * i);
+    if (fp != demo_rules_fingerprint(m))
+        return RL_ERR(RL_ECONFLICT, "stored features were made under other rules");
+    demo_name *names[2] = {&f->given, &f->family};
+    for (int n = 0; n < 2; n++) {
+        int count = demo_get_byte(&r);
+        if (count > DEMO_NAME_MAX_TOKENS)
+            r.bad = true;
+        for (int t = 0; t < count && !r.bad; t++)
+            demo_get_str(&r, names[n]->tokens[t], sizeof names[n]->tokens[t]);
+        names[n]->ntokens = r.bad ? 0 : count;
+    }
+    int hi = demo_get_byte(&r), lo = demo_get_byte(&r);
+    f->birth.year = hi << 8 | lo;
+    f->birth.month = demo_get_byte(&r);
+    f->birth.day = demo_get_byte(&r);
+    f->birth.precision = demo_get_byte(&r);
+    f->gender = demo_get_byte(&r);
+    demo_get_str(&r, f->address, sizeof f->address);
+    demo_get_str(&r, f->city, sizeof f->city);
+    demo_get_str(&r, f->postcode, sizeof f->postcode);
+    demo_get_str(&r, f->state, sizeof f->state);
+    f->nphones = demo_get_byte(&r);
+    f->nids = demo_get_byte(&r);
+    if (f->nphones > DEMO_MAX_PHONES || f->nids > DEMO_MAX_IDS)
+        r.bad = true;
+    for (int i = 0; i < f->nphones && !r.bad; i++)
+        demo_get_str(&r, f->phones[i], sizeof f->phones[i]);
+    for (int i = 0; i < f->nids && !r.bad; i++)
+        demo_get_str(&r, f->ids[i], sizeof f->ids[i]);
+    if (r.bad || r.p != r.end) {
+        memset(f, 0, sizeof *f);
+        return RL_ERR(RL_ESTORE, "stored features are truncated or damaged");
+    }
+    return NULL;
 }

@@ -22,6 +22,7 @@
 #include <jansson.h>
 #include <stdbool.h>
 
+#include "common/rl_buf.h"
 #include "common/rl_error.h"
 #include "demographics/demo_compare.h"
 #include "demographics/demo_nicknames.h"
@@ -122,6 +123,13 @@ const char *demo_level_name(demo_field f, int level);
 /* Features of a FHIR Patient under the model's rules. Errors: RL_EINVAL only
  * for values no normalisation can read (a birthDate that is no date). */
 rl_error *demo_features_extract(const demo_model *model, const json_t *patient, demo_features *out);
+
+/* Features as compact bytes, so that candidates need no re-parsing and
+ * re-normalising. The bytes carry a fingerprint of the rules that shaped them
+ * (placeholders, identifier systems, country code): decode refuses bytes made
+ * under other rules (RL_ECONFLICT), and the caller prepares afresh. */
+rl_error *demo_features_encode(const demo_model *model, const demo_features *f, rl_buf *out);
+rl_error *demo_features_decode(const demo_model *model, const char *bytes, size_t len, demo_features *out);
 
 /* Agreement level of each field (DEMO_LEVEL_MISSING where either side lacks it). */
 void demo_compare_features(const demo_model *model, const demo_features *a, const demo_features *b,

@@ -206,6 +206,20 @@ static rl_error *reg_check_blocking(reg_check *c, const char *k, size_t klen, co
     return reg_check_posting(c, k, klen, v, vlen, "blocking");
 }
 
+static rl_error *reg_check_features(reg_check *c, const char *k, size_t klen, const char *v, size_t vlen)
+{
+    rl_error *err = NULL;
+    char *rec = NULL;
+    size_t len;
+    bool found;
+    RL_TRY(rl_store_get(c->reg->store, RL_CF_RECORDS, k, klen, &rec, &len, &found));
+    if (!found)
+        reg_problem(c, "features of %.*s: no such record", (int)klen, k);
+cleanup:
+    free(rec);
+    return err;
+}
+
 static rl_error *reg_check_review_open(reg_check *c, const char *k, size_t klen, const char *v, size_t vlen)
 {
     rl_error *err = NULL;
@@ -234,6 +248,8 @@ rl_error *rl_registry_check(rl_registry *reg, json_t **report)
     RL_TRY(reg_visit(&c, RL_CF_IDENT, reg_check_ident, &idents));
     RL_TRY(reg_visit(&c, RL_CF_BLOCKING, reg_check_blocking, &postings));
     RL_TRY(reg_visit(&c, RL_CF_REVIEW_OPEN, reg_check_review_open, &open_reviews));
+    long features = 0;
+    RL_TRY(reg_visit(&c, RL_CF_FEATURES, reg_check_features, &features));
     if (links != records)
         reg_problem(&c, "%ld records but %ld links", records, links);
     rl_registry_stats st;

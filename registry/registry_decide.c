@@ -64,6 +64,46 @@ cleanup:
     return err;
 }
 
+/* A candidate's prepared form: from its stored features when they were made
+ * under the current rules, else (older records, changed rules) from its
+ * record. *record (optional) gets the record JSON, read only when asked. */
+static rl_error *reg_candidate_prepared(rl_registry *reg, const char *rid, void **prepared, json_t **record)
+{
+    rl_error *err = NULL;
+    char *bytes = NULL;
+    size_t len = 0;
+    bool found = false;
+    json_t *rec = NULL;
+    *prepared = NULL;
+    RL_TRY(rl_store_get(reg->store, RL_CF_FEATURES, rid, strlen(rid), &bytes, &len, &found));
+    if (found) {
+        rl_error *derr = reg->matcher->decode(reg->matcher, bytes, len, prepared);
+        if (derr) {
+            *prepared = NULL;
+            rl_error_free(derr); /* stale or damaged: prepare from the record below */
+        }
+    }
+    if (!*prepared || record) {
+        RL_TRY(reg_get_json(reg, RL_CF_RECORDS, rid, strlen(rid), &rec));
+        if (!rec) {
+            if (*prepared)
+                reg->matcher->release(reg->matcher, *prepared);
+            *prepared = NULL;
+            goto cleanup;
+        }
+        if (!*prepared)
+            RL_TRY(reg->matcher->prepare(reg->matcher, rec, prepared));
+    }
+    if (record) {
+        *record = rec;
+        rec = NULL;
+    }
+cleanup:
+    free(bytes);
+    json_decref(rec);
+    return err;
+}
+
 void reg_golden_scores_free(reg_golden_score *gs, size_t n)
 {
     for (size_t i = 0; gs && i < n; i++)
@@ -103,15 +143,17 @@ rl_error *reg_score_goldens(rl_registry *reg, const char *rid, const void *probe
         RL_TRY(golden_of(ctx, cid, golden, &placed));
         if (!placed)
             continue; /* no golden record yet (rematch) or an index entry without a record (check reports it) */
-        RL_TRY(reg_get_json(reg, RL_CF_RECORDS, cid, strlen(cid), &cand));
-        if (!cand)
+        RL_TRY(reg_candidate_prepared(reg, cid, &cand_prepared, reg->opts.ntrusted > 0 ? &cand : NULL));
+        if (!cand_prepared)
             continue;
         double score = 0;
-        RL_TRY(reg->matcher->prepare(reg->matcher, cand, &cand_prepared));
         RL_TRY(reg->matcher->compare(reg->matcher, probe, cand_prepared, &score, &fields));
-        cand_keys = json_array();
-        RL_TRY(reg_identifier_keys(cand, cand_keys));
-        int trusted = reg_trusted_evidence(reg, ident_keys, cand_keys);
+        int trusted = 0;
+        if (cand) {
+            cand_keys = json_array();
+            RL_TRY(reg_identifier_keys(cand, cand_keys));
+            trusted = reg_trusted_evidence(reg, ident_keys, cand_keys);
+        }
         if (trusted > 0) {
             score = 1.0;
             json_object_set_new(fields, "identifier", json_string("agree (trusted)"));

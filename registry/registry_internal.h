@@ -15,7 +15,8 @@
  *   history        time key                       -> event {op, before, after, ...}
  *   audit          time key                       -> entry JSON
  *   audit_subject  subject id \0 time key         -> ""
- *   meta           "counters" -> {records, goldens, open_reviews}, "counters_clean" -> "1"
+ *   features       record id                      -> the matcher's prepared form, as bytes
+ *   meta           "counters" -> {records, goldens, open_reviews}, "counters_clean" -> "1", "model" -> rules
  * A time key is 16 hex digits of milliseconds then 8 of a sequence: sorted by time.
  */
 #ifndef RL_REGISTRY_INTERNAL_H

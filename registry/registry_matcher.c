@@ -116,6 +116,26 @@ static rl_error *det_compare(const rl_matcher *m, const void *pa, const void *pb
     return NULL;
 }
 
+static rl_error *det_encode(const rl_matcher *m, const void *prepared, rl_buf *out)
+{
+    return rl_buf_append(out, prepared, sizeof(det_view));
+}
+
+static rl_error *det_decode(const rl_matcher *m, const char *bytes, size_t len, void **prepared)
+{
+    if (len != sizeof(det_view))
+        return RL_ERR(RL_ECONFLICT, "stored features are not the deterministic matcher's");
+    det_view *v = malloc(sizeof *v);
+    if (!v)
+        return RL_ERR(RL_ENOMEM, "out of memory");
+    memcpy(v, bytes, sizeof *v);
+    /* Bytes from the store are text fields: make sure each ends. */
+    v->family[sizeof v->family - 1] = v->given[sizeof v->given - 1] = '\0';
+    v->birth[sizeof v->birth - 1] = v->gender[sizeof v->gender - 1] = '\0';
+    *prepared = v;
+    return NULL;
+}
+
 static void det_destroy(rl_matcher *m) { free(m); }
 
 rl_error *rl_matcher_deterministic(rl_matcher **out)
@@ -124,7 +144,8 @@ rl_error *rl_matcher_deterministic(rl_matcher **out)
     if (!*out)
         return RL_ERR(RL_ENOMEM, "out of memory");
     **out = (rl_matcher){.name = "deterministic", .prepare = det_prepare, .release = det_release,
-                         .keys = det_keys, .compare = det_compare, .destroy = det_destroy};
+                         .keys = det_keys, .compare = det_compare, .encode = det_encode, .decode = det_decode,
+                         .destroy = det_destroy};
     return NULL;
 }
 
@@ -190,6 +211,25 @@ static rl_error *fs_compare(const rl_matcher *m, const void *pa, const void *pb,
     return NULL;
 }
 
+static rl_error *fs_encode(const rl_matcher *m, const void *prepared, rl_buf *out)
+{
+    return demo_features_encode(fs_model(m), prepared, out);
+}
+
+static rl_error *fs_decode(const rl_matcher *m, const char *bytes, size_t len, void **prepared)
+{
+    rl_error *err = NULL;
+    demo_features *f = malloc(sizeof *f);
+    if (!f)
+        RL_FAIL(RL_ENOMEM, "out of memory");
+    RL_TRY(demo_features_decode(fs_model(m), bytes, len, f));
+    *prepared = f;
+    f = NULL;
+cleanup:
+    free(f);
+    return err;
+}
+
 static void fs_destroy(rl_matcher *m)
 {
     fs_matcher *fm = (fs_matcher *)m;
@@ -207,7 +247,8 @@ rl_error *rl_matcher_probabilistic(demo_model *model, rl_matcher **out)
         return RL_ERR(RL_ENOMEM, "out of memory");
     }
     fm->base = (rl_matcher){.name = "probabilistic", .prepare = fs_prepare, .release = fs_release,
-                            .keys = fs_keys, .compare = fs_compare, .destroy = fs_destroy};
+                            .keys = fs_keys, .compare = fs_compare, .encode = fs_encode, .decode = fs_decode,
+                            .destroy = fs_destroy};
     atomic_init(&fm->model, model);
     *out = &fm->base;
     return NULL;

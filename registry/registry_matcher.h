@@ -23,6 +23,7 @@
 
 #include <jansson.h>
 
+#include "common/rl_buf.h"
 #include "common/rl_error.h"
 #include "demographics/demo_model.h"
 
@@ -35,6 +36,10 @@ struct rl_matcher {
     rl_error *(*keys)(const rl_matcher *m, const void *prepared, json_t *keys);
     /* Scores a against b; *fields (new reference) holds per-field outcomes. */
     rl_error *(*compare)(const rl_matcher *m, const void *a, const void *b, double *score, json_t **fields);
+    /* The prepared form as bytes (kept in the store beside the record), and
+     * back; decode fails (RL_ECONFLICT) for bytes this matcher's rules did not make. */
+    rl_error *(*encode)(const rl_matcher *m, const void *prepared, rl_buf *out);
+    rl_error *(*decode)(const rl_matcher *m, const char *bytes, size_t len, void **prepared);
     void (*destroy)(rl_matcher *m);
 };
 

@@ -97,8 +97,18 @@ static rl_error *rm_reindex(rl_registry *reg, const char *rid, const void *prepa
 {
     rl_error *err = NULL;
     json_t *link = NULL, *keys = json_array();
+    rl_buf bytes;
+    rl_buf_init(&bytes, 1 << 16);
+    char *stored = NULL;
+    size_t stored_len = 0;
+    bool found = false;
     RL_TRY(reg_get_json(reg, RL_CF_LINKS, rid, strlen(rid), &link));
     RL_TRY(reg->matcher->keys(reg->matcher, prepared, keys));
+    /* Stored features made under other rules are rewritten, so that candidates read them again. */
+    RL_TRY(reg->matcher->encode(reg->matcher, prepared, &bytes));
+    RL_TRY(rl_store_get(reg->store, RL_CF_FEATURES, rid, strlen(rid), &stored, &stored_len, &found));
+    if (!found || stored_len != bytes.len || memcmp(stored, bytes.data, bytes.len) != 0)
+        rl_store_batch_put(batch, RL_CF_FEATURES, rid, strlen(rid), bytes.data, bytes.len);
     json_t *index = json_object_get(link, "index");
     json_t *old = json_object_get(index, "postings");
     if (json_equal(old, keys))
@@ -122,6 +132,8 @@ static rl_error *rm_reindex(rl_registry *reg, const char *rid, const void *prepa
 cleanup:
     json_decref(link);
     json_decref(keys);
+    rl_buf_free(&bytes);
+    free(stored);
     return err;
 }
 

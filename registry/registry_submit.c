@@ -292,7 +292,8 @@ struct reg_submit_req {
     const rl_actor *actor;
     const json_t *patient;
     json_t *ident_keys, *postings;
-    void *probe; /* the matcher's prepared form of the patient */
+    void *probe;     /* the matcher's prepared form of the patient */
+    rl_buf features; /* the same, as bytes for the store */
     const char *source_key;
     char fresh_id[REG_ID_LEN + 1];
     json_t *fresh;
@@ -313,6 +314,7 @@ struct reg_submit_req {
 
 static void reg_req_clear(rl_registry *reg, reg_submit_req *q)
 {
+    rl_buf_free(&q->features);
     if (q->probe)
         reg->matcher->release(reg->matcher, q->probe);
     q->probe = NULL;
@@ -350,6 +352,8 @@ static rl_error *reg_submit_prepare(rl_registry *reg, reg_submit_req *q)
     if (err)
         goto cleanup;
     reg_put_index(q->prepared, q->fresh_id, q->ident_keys, q->postings, q->source_key, false, NULL, NULL);
+    RL_TRY(reg->matcher->encode(reg->matcher, q->probe, &q->features));
+    rl_store_batch_put(q->prepared, RL_CF_FEATURES, q->fresh_id, REG_ID_LEN, q->features.data, q->features.len);
 cleanup:
     return err;
 }
@@ -404,6 +408,7 @@ static void reg_submit_decide(rl_registry *reg, reg_submit_req *q)
         if (err)
             goto cleanup;
         reg_put_index(txn.batch, rid, ident_keys, postings, source_key, false, NULL, NULL);
+        rl_store_batch_put(txn.batch, RL_CF_FEATURES, rid, strlen(rid), q->features.data, q->features.len);
     } else {
         RL_TRY(reg_txn_adopt(reg, &txn, q->prepared));
         q->prepared = NULL;
@@ -527,6 +532,7 @@ rl_error *rl_registry_submit(rl_registry *reg, const rl_actor *actor, const json
     reg_submit_req q = {.actor = actor, .patient = patient};
     memset(res, 0, sizeof *res);
     pthread_cond_init(&q.decided, NULL);
+    rl_buf_init(&q.features, 1 << 16);
     RL_TRY(reg_submit_prepare(reg, &q));
     reg_submit_combine(reg, &q);
     if (q.err) {
