@@ -101,7 +101,8 @@ cleanup:
     return err;
 }
 
-static rl_error *reg_check_link(reg_check *c, const char *k, size_t klen, const char *v, size_t vlen)
+/* Entries keyed by record id (links, features) must have their record. */
+static rl_error *reg_check_keyed_by_record(reg_check *c, const char *k, size_t klen, const char *what)
 {
     rl_error *err = NULL;
     char *rec = NULL;
@@ -109,10 +110,15 @@ static rl_error *reg_check_link(reg_check *c, const char *k, size_t klen, const 
     bool found;
     RL_TRY(rl_store_get(c->reg->store, RL_CF_RECORDS, k, klen, &rec, &len, &found));
     if (!found)
-        reg_problem(c, "link of %.*s: no such record", (int)klen, k);
+        reg_problem(c, "%s of %.*s: no such record", what, (int)klen, k);
 cleanup:
     free(rec);
     return err;
+}
+
+static rl_error *reg_check_link(reg_check *c, const char *k, size_t klen, const char *v, size_t vlen)
+{
+    return reg_check_keyed_by_record(c, k, klen, "link");
 }
 
 static rl_error *reg_check_golden(reg_check *c, const char *k, size_t klen, const char *v, size_t vlen)
@@ -208,16 +214,7 @@ static rl_error *reg_check_blocking(reg_check *c, const char *k, size_t klen, co
 
 static rl_error *reg_check_features(reg_check *c, const char *k, size_t klen, const char *v, size_t vlen)
 {
-    rl_error *err = NULL;
-    char *rec = NULL;
-    size_t len;
-    bool found;
-    RL_TRY(rl_store_get(c->reg->store, RL_CF_RECORDS, k, klen, &rec, &len, &found));
-    if (!found)
-        reg_problem(c, "features of %.*s: no such record", (int)klen, k);
-cleanup:
-    free(rec);
-    return err;
+    return reg_check_keyed_by_record(c, k, klen, "features");
 }
 
 static rl_error *reg_check_review_open(reg_check *c, const char *k, size_t klen, const char *v, size_t vlen)
