@@ -449,6 +449,7 @@ rl_error *rl_api_invoke(const rl_config *cfg, rl_registry *registry, rl_store *s
             /* Our own failure: hand it up whole, with its trace. */
             json_decref(*response);
             *response = NULL;
+            json_decref(resp.body);
             err = herr;
             goto cleanup;
         }

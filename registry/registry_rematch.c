@@ -203,12 +203,13 @@ rl_error *rl_registry_rematch(rl_registry *reg, const rl_actor *actor, json_t **
     void *probe = NULL;
     rl_store_batch *reindex = NULL;
     reg_txn txn = {0};
+    json_t *old_goldens = NULL, *detail = NULL;
     long reindexed = 0, moved = 0, reviews = 0, retired = 0;
     uint64_t t0 = rl_time_mono_ns();
     *report = NULL;
+    pthread_mutex_lock(&reg->write_lock);
     if (!claimed || !members)
         RL_FAIL(RL_ENOMEM, "out of memory");
-    pthread_mutex_lock(&reg->write_lock);
     RL_TRY(rm_load(reg, &recs, &n));
     order = malloc((n + 1) * sizeof *order);
     if (!order)
@@ -256,8 +257,15 @@ rl_error *rl_registry_rematch(rl_registry *reg, const rl_actor *actor, json_t **
         if (r->manual)
             continue;
         RL_TRY(reg_get_json(reg, RL_CF_RECORDS, r->rid, strlen(r->rid), &record));
-        if (!record)
+        if (!record) {
+            /* A link without its record (a damaged store: `check` says so) stays where it is. */
+            snprintf(r->new_golden, sizeof r->new_golden, "%s", r->old_golden);
+            r->grade = "certain";
+            r->score = 1.0;
+            r->done = true;
+            json_object_set_new(claimed, r->old_golden, json_true());
             continue;
+        }
         RL_TRY(reg->matcher->prepare(reg->matcher, record, &probe));
         RL_TRY(rm_decide(reg, &txn, recs, n, r, record, probe, claimed, &reviews));
         reg->matcher->release(reg->matcher, probe);
@@ -280,7 +288,9 @@ rl_error *rl_registry_rematch(rl_registry *reg, const rl_actor *actor, json_t **
     }
     char now[32];
     reg_now(now);
-    json_t *old_goldens = json_object();
+    old_goldens = json_object();
+    if (!old_goldens)
+        RL_FAIL(RL_ENOMEM, "out of memory");
     for (size_t i = 0; i < n; i++)
         json_object_set_new(old_goldens, recs[i].old_golden, json_true());
     const char *gid;
@@ -319,7 +329,6 @@ rl_error *rl_registry_rematch(rl_registry *reg, const rl_actor *actor, json_t **
         json_decref(golden);
         golden = NULL;
     }
-    json_decref(old_goldens);
     for (size_t i = 0; i < n; i++) {
         rm_record *r = &recs[i];
         if (!r->done || r->manual)
@@ -341,21 +350,22 @@ rl_error *rl_registry_rematch(rl_registry *reg, const rl_actor *actor, json_t **
             goto cleanup;
     }
     txn.d_goldens = (int64_t)json_object_size(members) - (int64_t)reg->n_goldens;
-    json_t *detail = json_pack("{s:I, s:I, s:I, s:I, s:I}", "records", (json_int_t)n, "moved", (json_int_t)moved,
+    detail = json_pack("{s:I, s:I, s:I, s:I, s:I}", "records", (json_int_t)n, "moved", (json_int_t)moved,
                                "reindexed", (json_int_t)reindexed, "retired", (json_int_t)retired,
                                "reviews_queued", (json_int_t)reviews);
     err = reg_txn_audit(&txn, actor, "rematch", NULL, 0, "ok", detail);
-    if (err) {
-        json_decref(detail);
+    if (err)
         goto cleanup;
-    }
     uint64_t ticket;
     RL_TRY(reg_txn_apply(&txn, &ticket));
     RL_TRY(rl_store_sync(reg->store, ticket));
     json_object_set_new(detail, "golden_records", json_integer((json_int_t)json_object_size(members)));
     json_object_set_new(detail, "seconds", json_real((double)(rl_time_mono_ns() - t0) / 1e9));
     *report = detail;
+    detail = NULL;
 cleanup:
+    json_decref(old_goldens);
+    json_decref(detail);
     pthread_mutex_unlock(&reg->write_lock);
     if (probe)
         reg->matcher->release(reg->matcher, probe);

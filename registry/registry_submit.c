@@ -363,7 +363,7 @@ static void reg_submit_decide(rl_registry *reg, reg_submit_req *q)
 {
     rl_error *err = NULL;
     json_t *cands = json_object();
-    json_t *old = NULL, *old_link = NULL, *golden = NULL, *index = NULL;
+    json_t *old = NULL, *old_link = NULL, *golden = NULL, *index = NULL, *old_idents = NULL;
     char *existing = NULL;
     reg_golden_score *gs = NULL;
     size_t ngs = 0;
@@ -396,11 +396,12 @@ static void reg_submit_decide(rl_registry *reg, reg_submit_req *q)
         if (err)
             goto cleanup;
         /* Old index entries the new version no longer carries go; the rest are rewritten. */
-        json_t *old_idents = json_array();
+        old_idents = json_array();
+        if (!old_idents)
+            RL_FAIL(RL_ENOMEM, "out of memory");
         RL_TRY(reg_identifier_keys(old, old_idents));
         reg_put_index(txn.batch, rid, old_idents, json_object_get(json_object_get(old_link, "index"), "postings"),
                       NULL, true, ident_keys, postings);
-        json_decref(old_idents);
         q->record = reg_build_record(q->patient, rid, old_version + 1);
         if (!q->record)
             RL_FAIL(RL_ENOMEM, "out of memory");
@@ -422,6 +423,8 @@ static void reg_submit_decide(rl_registry *reg, reg_submit_req *q)
     json_int_t seq = found ? json_integer_value(json_object_get(json_object_get(old_link, "index"), "seq"))
                            : (json_int_t)reg->n_records;
     index = json_pack("{s:s?, s:O, s:I}", "source_key", source_key, "postings", postings, "seq", seq);
+    if (!index)
+        RL_FAIL(RL_ENOMEM, "out of memory");
 
     /* Who might this be? */
     RL_TRY(reg_gather_candidates(reg, rid, postings, ident_keys, cands));
@@ -485,6 +488,7 @@ cleanup:
     json_decref(old_link);
     json_decref(golden);
     json_decref(index);
+    json_decref(old_idents);
     q->err = err;
 }
 

@@ -254,8 +254,9 @@ rl_error *rl_registry_train(rl_registry *reg, const rl_actor *actor, json_t **re
     pthread_mutex_lock(&reg->write_lock);
     locked = true;
     RL_TRY(rl_store_write(reg->store, batch));
-    RL_TRY(rl_matcher_set_model(reg->matcher, trained));
-    trained = NULL;
+    demo_model *handed = trained;
+    trained = NULL; /* the matcher owns it now, even if it refuses it */
+    RL_TRY(rl_matcher_set_model(reg->matcher, handed));
     pthread_mutex_unlock(&reg->write_lock);
     locked = false;
 
