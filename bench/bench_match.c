@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/rl_rand.h"
 #include "common/rl_time.h"
 #include "registry/registry.h"
 #include "store/store.h"
@@ -89,16 +90,6 @@ static void pools_free(pools *ps)
     free(ps->state.v);
 }
 
-static uint64_t rng_next(uint64_t *s)
-{
-    *s ^= *s >> 12;
-    *s ^= *s << 25;
-    *s ^= *s >> 27;
-    return *s * 2685821657736338717ull;
-}
-
-static double rng_unit(uint64_t *s) { return (double)(rng_next(s) >> 11) / 9007199254740992.0; }
-
 typedef struct person {
     char given[VALUE_MAX], family[VALUE_MAX], street[2 * VALUE_MAX], suburb[VALUE_MAX], postcode[16], state[16];
     int year, month, day;
@@ -109,19 +100,19 @@ typedef struct person {
 static void person_make(const pools *ps, long p, person *out)
 {
     uint64_t s = (uint64_t)p * 0x9E3779B97F4A7C15ull + 7;
-    snprintf(out->given, sizeof out->given, "%s", ps->given.v[rng_next(&s) % (uint64_t)ps->given.n]);
-    snprintf(out->family, sizeof out->family, "%s", ps->family.v[rng_next(&s) % (uint64_t)ps->family.n]);
-    snprintf(out->street, sizeof out->street, "%d %s", 1 + (int)(rng_next(&s) % 200),
-             ps->street.v[rng_next(&s) % (uint64_t)ps->street.n]);
-    snprintf(out->suburb, sizeof out->suburb, "%s", ps->suburb.v[rng_next(&s) % (uint64_t)ps->suburb.n]);
-    snprintf(out->postcode, sizeof out->postcode, "%s", ps->postcode.v[rng_next(&s) % (uint64_t)ps->postcode.n]);
-    snprintf(out->state, sizeof out->state, "%s", ps->state.v[rng_next(&s) % (uint64_t)ps->state.n]);
-    out->year = 1930 + (int)(rng_next(&s) % 90);
-    out->month = 1 + (int)(rng_next(&s) % 12);
-    out->day = 1 + (int)(rng_next(&s) % 28);
-    snprintf(out->gender, sizeof out->gender, "%s", rng_next(&s) % 2 ? "female" : "male");
-    snprintf(out->ssn, sizeof out->ssn, "%07llu", (unsigned long long)(rng_next(&s) % 10000000ull));
-    snprintf(out->phone, sizeof out->phone, "07%08llu", (unsigned long long)(rng_next(&s) % 100000000ull));
+    snprintf(out->given, sizeof out->given, "%s", ps->given.v[rl_rand_next(&s) % (uint64_t)ps->given.n]);
+    snprintf(out->family, sizeof out->family, "%s", ps->family.v[rl_rand_next(&s) % (uint64_t)ps->family.n]);
+    snprintf(out->street, sizeof out->street, "%d %s", 1 + (int)(rl_rand_next(&s) % 200),
+             ps->street.v[rl_rand_next(&s) % (uint64_t)ps->street.n]);
+    snprintf(out->suburb, sizeof out->suburb, "%s", ps->suburb.v[rl_rand_next(&s) % (uint64_t)ps->suburb.n]);
+    snprintf(out->postcode, sizeof out->postcode, "%s", ps->postcode.v[rl_rand_next(&s) % (uint64_t)ps->postcode.n]);
+    snprintf(out->state, sizeof out->state, "%s", ps->state.v[rl_rand_next(&s) % (uint64_t)ps->state.n]);
+    out->year = 1930 + (int)(rl_rand_next(&s) % 90);
+    out->month = 1 + (int)(rl_rand_next(&s) % 12);
+    out->day = 1 + (int)(rl_rand_next(&s) % 28);
+    snprintf(out->gender, sizeof out->gender, "%s", rl_rand_next(&s) % 2 ? "female" : "male");
+    snprintf(out->ssn, sizeof out->ssn, "%07llu", (unsigned long long)(rl_rand_next(&s) % 10000000ull));
+    snprintf(out->phone, sizeof out->phone, "07%08llu", (unsigned long long)(rl_rand_next(&s) % 100000000ull));
 }
 
 /* One keyboard slip: substitution, deletion, insertion or adjacent swap. */
@@ -130,14 +121,14 @@ static void typo(char *s, size_t size, uint64_t *r)
     size_t n = strlen(s);
     if (n < 2)
         return;
-    size_t i = (size_t)(rng_next(r) % n);
-    switch (rng_next(r) % 4) {
-    case 0: s[i] = (char)('a' + rng_next(r) % 26); break;
+    size_t i = (size_t)(rl_rand_next(r) % n);
+    switch (rl_rand_next(r) % 4) {
+    case 0: s[i] = (char)('a' + rl_rand_next(r) % 26); break;
     case 1: memmove(s + i, s + i + 1, n - i); break;
     case 2:
         if (n + 2 <= size) {
             memmove(s + i + 1, s + i, n - i + 1);
-            s[i] = (char)('a' + rng_next(r) % 26);
+            s[i] = (char)('a' + rl_rand_next(r) % 26);
         }
         break;
     default:
@@ -152,17 +143,17 @@ static void typo(char *s, size_t size, uint64_t *r)
 /* The corruptions a second clinic's clerk makes, at the rates in bench_match.h. */
 static void person_corrupt(person *p, uint64_t *r)
 {
-    if (rng_unit(r) < 0.15)
+    if (rl_rand_unit(r) < 0.15)
         typo(p->given, sizeof p->given, r);
-    if (rng_unit(r) < 0.15)
+    if (rl_rand_unit(r) < 0.15)
         typo(p->family, sizeof p->family, r);
-    if (rng_unit(r) < 0.03) {
+    if (rl_rand_unit(r) < 0.03) {
         char t[VALUE_MAX];
         snprintf(t, sizeof t, "%s", p->given);
         snprintf(p->given, sizeof p->given, "%s", p->family);
         snprintf(p->family, sizeof p->family, "%s", t);
     }
-    double d = rng_unit(r);
+    double d = rl_rand_unit(r);
     if (d < 0.05 && p->day <= 12) {
         int t = p->day;
         p->day = p->month;
@@ -173,19 +164,19 @@ static void person_corrupt(person *p, uint64_t *r)
     } else if (d < 0.18) {
         p->year = 0; /* unknown */
     }
-    if (rng_unit(r) < 0.10)
+    if (rl_rand_unit(r) < 0.10)
         p->street[0] = '\0';
-    else if (rng_unit(r) < 0.10)
+    else if (rl_rand_unit(r) < 0.10)
         typo(p->street, sizeof p->street, r);
-    if (rng_unit(r) < 0.08 && p->postcode[0]) {
+    if (rl_rand_unit(r) < 0.08 && p->postcode[0]) {
         size_t n = strlen(p->postcode);
-        p->postcode[rng_next(r) % n] = (char)('0' + rng_next(r) % 10);
+        p->postcode[rl_rand_next(r) % n] = (char)('0' + rl_rand_next(r) % 10);
     }
-    if (rng_unit(r) < 0.30)
+    if (rl_rand_unit(r) < 0.30)
         p->ssn[0] = '\0';
-    else if (rng_unit(r) < 0.05)
-        p->ssn[rng_next(r) % 7] = (char)('0' + rng_next(r) % 10);
-    if (rng_unit(r) < 0.50)
+    else if (rl_rand_unit(r) < 0.05)
+        p->ssn[rl_rand_next(r) % 7] = (char)('0' + rl_rand_next(r) % 10);
+    if (rl_rand_unit(r) < 0.50)
         p->phone[0] = '\0';
 }
 
@@ -233,8 +224,8 @@ static void *match_work(void *arg)
     rl_actor actor = {.who = "bench", .bound_system = NULL};
     for (long i = 0; i < w->count && !w->err; i++) {
         long serial = w->first + i;
-        bool dup = serial > 100 && rng_unit(&w->rng) < w->dup_share;
-        long who = dup ? (long)(rng_next(&w->rng) % (uint64_t)(serial / 2)) : serial;
+        bool dup = serial > 100 && rl_rand_unit(&w->rng) < w->dup_share;
+        long who = dup ? (long)(rl_rand_next(&w->rng) % (uint64_t)(serial / 2)) : serial;
         person p;
         person_make(w->ps, who, &p);
         if (dup)
@@ -354,7 +345,7 @@ rl_error *bench_match_run(const bench_match_options *o, json_t **result)
     rl_actor actor = {.who = "bench", .bound_system = NULL};
     long found_first = 0;
     for (long i = 0; i < o->probes; i++) {
-        long who = (long)(rng_next(&r) % (uint64_t)(o->size / 2 + 1));
+        long who = (long)(rl_rand_next(&r) % (uint64_t)(o->size / 2 + 1));
         person p;
         person_make(&ps, who, &p);
         person_corrupt(&p, &r);

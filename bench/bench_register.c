@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/rl_rand.h"
 #include "common/rl_time.h"
 #include "registry/registry.h"
 #include "store/store.h"
@@ -39,29 +40,20 @@ typedef struct bench_worker {
     rl_error *err;
 } bench_worker;
 
-static uint64_t bench_next(uint64_t *s)
-{
-    /* xorshift64*: reproducible per worker, no shared state */
-    *s ^= *s >> 12;
-    *s ^= *s << 25;
-    *s ^= *s >> 27;
-    return *s * 2685821657736338717ull;
-}
-
 /* Person p's demographics are a pure function of p, so a re-registration of
  * person p at another clinic carries the same values. */
 static json_t *bench_patient(long person, const char *clinic, long serial)
 {
     uint64_t s = (uint64_t)person * 0x9E3779B97F4A7C15ull + 1;
-    const char *given = bench_given[bench_next(&s) % BENCH_NGIVEN];
-    const char *family = bench_family[bench_next(&s) % BENCH_NFAMILY];
-    int year = 1930 + (int)(bench_next(&s) % 90), month = 1 + (int)(bench_next(&s) % 12),
-        day = 1 + (int)(bench_next(&s) % 28);
-    const char *gender = bench_next(&s) % 2 ? "female" : "male";
+    const char *given = bench_given[rl_rand_next(&s) % BENCH_NGIVEN];
+    const char *family = bench_family[rl_rand_next(&s) % BENCH_NFAMILY];
+    int year = 1930 + (int)(rl_rand_next(&s) % 90), month = 1 + (int)(rl_rand_next(&s) % 12),
+        day = 1 + (int)(rl_rand_next(&s) % 28);
+    const char *gender = rl_rand_next(&s) % 2 ? "female" : "male";
     char birth[16], value[32], phone[24];
     snprintf(birth, sizeof birth, "%04d-%02d-%02d", year, month, day);
     snprintf(value, sizeof value, "MRN-%ld", serial);
-    snprintf(phone, sizeof phone, "+2547%08llu", (unsigned long long)(bench_next(&s) % 100000000ull));
+    snprintf(phone, sizeof phone, "+2547%08llu", (unsigned long long)(rl_rand_next(&s) % 100000000ull));
     return json_pack("{s:s, s:[{s:s, s:s}], s:[{s:s, s:[s]}], s:s, s:s, s:[{s:s, s:s}], s:[{s:[s], s:s, s:s}]}",
                      "resourceType", "Patient", "identifier", "system", clinic, "value", value, "name", "family",
                      family, "given", given, "gender", gender, "birthDate", birth, "telecom", "system", "phone",
@@ -75,8 +67,8 @@ static void *bench_work(void *arg)
     for (long i = 0; i < w->count; i++) {
         long serial = w->first + i;
         /* A re-registration takes a person registered earlier (lower serial) at clinic B. */
-        bool dup = serial > 100 && (double)(bench_next(&w->rng) % 10000) / 10000.0 < w->dup_share;
-        long person = dup ? (long)(bench_next(&w->rng) % (uint64_t)(serial / 2)) : serial;
+        bool dup = serial > 100 && (double)(rl_rand_next(&w->rng) % 10000) / 10000.0 < w->dup_share;
+        long person = dup ? (long)(rl_rand_next(&w->rng) % (uint64_t)(serial / 2)) : serial;
         json_t *p = bench_patient(person, dup ? "urn:bench:clinic-b" : "urn:bench:clinic-a", serial);
         rl_submit_result r;
         uint64_t t0 = rl_time_mono_ns();

@@ -1,16 +1,10 @@
 #include "demographics/demo_train.h"
 
+#include "common/rl_rand.h"
+
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-
-static uint64_t demo_rng(uint64_t *s)
-{
-    *s ^= *s >> 12;
-    *s ^= *s << 25;
-    *s ^= *s >> 27;
-    return *s * 2685821657736338717ull;
-}
 
 /* Probabilities must stay inside (0,1) for the log-weights to exist. */
 static void demo_normalise_probs(double *p, int n, double floor)
@@ -33,7 +27,7 @@ rl_error *demo_estimate_u(const demo_model *model, const demo_features *records,
     double counts[DEMO_F_COUNT][DEMO_MAX_LEVELS] = {{0}};
     uint64_t s = seed ? seed : 0x9E3779B97F4A7C15ull;
     for (size_t k = 0; k < samples; k++) {
-        size_t i = (size_t)(demo_rng(&s) % n), j = (size_t)(demo_rng(&s) % (n - 1));
+        size_t i = (size_t)(rl_rand_next(&s) % n), j = (size_t)(rl_rand_next(&s) % (n - 1));
         if (j >= i)
             j++;
         int levels[DEMO_F_COUNT];
@@ -63,15 +57,6 @@ rl_error *demo_estimate_u(const demo_model *model, const demo_features *records,
 static rl_error *demo_em_masked(const demo_pair_levels *pairs, size_t npairs, uint32_t rule_bit, const bool use[DEMO_F_COUNT],
                                 bool update_m, demo_field_params params[DEMO_F_COUNT], double prior, int max_iterations,
                                 demo_em_result *result);
-
-rl_error *demo_em(const demo_pair_levels *pairs, size_t npairs, demo_field_params params[DEMO_F_COUNT],
-                  double prior, int max_iterations, demo_em_result *result)
-{
-    bool use[DEMO_F_COUNT];
-    for (int f = 0; f < DEMO_F_COUNT; f++)
-        use[f] = params[f].enabled;
-    return demo_em_masked(pairs, npairs, 0, use, true, params, prior, max_iterations, result);
-}
 
 rl_error *demo_em_by_rule(const demo_model *model, const demo_pair_levels *pairs, size_t npairs,
                           demo_field_params params[DEMO_F_COUNT], double prior, int max_iterations, size_t min_pairs,
@@ -197,38 +182,3 @@ static rl_error *demo_em_masked(const demo_pair_levels *pairs, size_t npairs, ui
     return NULL;
 }
 
-json_t *demo_term_frequencies(const demo_features *records, size_t n, int min_count)
-{
-    json_t *given = json_object(), *family = json_object();
-    size_t ngiven = 0, nfamily = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (records[i].given.ntokens) {
-            const char *g = records[i].given.tokens[0];
-            json_t *c = json_object_get(given, g);
-            json_object_set_new(given, g, json_integer(c ? json_integer_value(c) + 1 : 1));
-            ngiven++;
-        }
-        if (records[i].family.ntokens) {
-            char joined[DEMO_TEXT_MAX];
-            demo_name_join(&records[i].family, joined, sizeof joined);
-            json_t *c = json_object_get(family, joined);
-            json_object_set_new(family, joined, json_integer(c ? json_integer_value(c) + 1 : 1));
-            nfamily++;
-        }
-    }
-    json_t *tables[2] = {given, family};
-    size_t totals[2] = {ngiven, nfamily};
-    json_t *out = json_object();
-    for (int t = 0; t < 2; t++) {
-        json_t *shares = json_object();
-        const char *k;
-        json_t *v;
-        json_object_foreach(tables[t], k, v) {
-            if (json_integer_value(v) >= min_count)
-                json_object_set_new(shares, k, json_real((double)json_integer_value(v) / (double)totals[t]));
-        }
-        json_object_set_new(out, t == 0 ? "given" : "family", shares);
-        json_decref(tables[t]);
-    }
-    return out;
-}

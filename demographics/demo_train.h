@@ -32,11 +32,6 @@ typedef struct demo_em_result {
     bool converged;
 } demo_em_result;
 
-/* EM for m and the prior over candidate pairs, u fixed from params; starts
- * from params' m and the given prior, writes the estimates into params. */
-rl_error *demo_em(const demo_pair_levels *pairs, size_t npairs, demo_field_params params[DEMO_F_COUNT],
-                  double prior, int max_iterations, demo_em_result *result);
-
 /*
  * m the way Splink estimates it: one EM session per blocking rule over the
  * pairs that rule proposed, leaving out the fields the rule reads (its pairs
@@ -48,9 +43,5 @@ rl_error *demo_em(const demo_pair_levels *pairs, size_t npairs, demo_field_param
 rl_error *demo_em_by_rule(const demo_model *model, const demo_pair_levels *pairs, size_t npairs,
                           demo_field_params params[DEMO_F_COUNT], double prior, int max_iterations, size_t min_pairs,
                           demo_em_result *result);
-
-/* Term frequencies: {"given": {first given token: share}, "family": {family: share}}
- * over the records, keeping values seen at least min_count times (new reference). */
-json_t *demo_term_frequencies(const demo_features *records, size_t n, int min_count);
 
 #endif

@@ -5,7 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-void rl_matcher_normalise(const char *in, char *out, size_t size)
+/* ASCII letters lowered, digits kept, other ASCII dropped, bytes >= 0x80 kept. */
+static void rl_matcher_normalise(const char *in, char *out, size_t size)
 {
     size_t n = 0;
     for (const unsigned char *p = (const unsigned char *)in; *p && n + 1 < size; p++) {

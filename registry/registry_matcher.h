@@ -53,8 +53,4 @@ const demo_model *rl_matcher_model(const rl_matcher *m);
 /* Replaces the model (the caller serialises this against compare); takes ownership. */
 rl_error *rl_matcher_set_model(rl_matcher *m, demo_model *model);
 
-/* Normalises a name or value for exact comparison: ASCII letters lowered,
- * digits kept, everything else dropped (bytes >= 0x80 kept as they are). */
-void rl_matcher_normalise(const char *in, char *out, size_t size);
-
 #endif

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "common/rl_log.h"
+#include "common/rl_rand.h"
 #include "common/rl_time.h"
 #include "demographics/demo_train.h"
 #include "registry/registry_internal.h"
@@ -41,16 +42,7 @@ typedef struct reg_train_data {
     demo_features *sample; /* reservoir of records */
     char (*sample_ids)[REG_ID_LEN + 1];
     size_t nsample, seen;
-    demo_features *all_for_tf; /* one growing buffer reused: only names are needed */
 } reg_train_data;
-
-static uint64_t reg_rng(uint64_t *s)
-{
-    *s ^= *s >> 12;
-    *s ^= *s << 25;
-    *s ^= *s >> 27;
-    return *s * 2685821657736338717ull;
-}
 
 /* Reads every record once: a reservoir sample of features, and name counts for term frequencies. */
 static rl_error *reg_train_scan(rl_registry *reg, reg_train_data *d, json_t *given_counts, json_t *family_counts,
@@ -86,7 +78,7 @@ static rl_error *reg_train_scan(rl_registry *reg, reg_train_data *d, json_t *giv
             (*nfamily)++;
         }
         /* Reservoir sampling keeps a uniform sample in one pass. */
-        size_t slot = d->nsample < REG_TRAIN_SAMPLE ? d->nsample : (size_t)(reg_rng(&rng) % (d->seen + 1));
+        size_t slot = d->nsample < REG_TRAIN_SAMPLE ? d->nsample : (size_t)(rl_rand_next(&rng) % (d->seen + 1));
         if (slot < REG_TRAIN_SAMPLE) {
             d->sample[slot] = *f;
             snprintf(d->sample_ids[slot], REG_ID_LEN + 1, "%.*s", (int)klen, k);
