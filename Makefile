@@ -27,7 +27,7 @@ Q := $(if $(filter 1,$(V)),,@)
 
 CONFIG_MK := build/config.mk
 # Linked into the program; the other packages the product needs are checked by scripts/deps.sh.
-PKGS      := rocksdb libmicrohttpd jansson libsodium libcurl libutf8proc
+PKGS      := rocksdb libmicrohttpd jansson libsodium libcurl libutf8proc libpng OpenCL
 TEST_PKGS := cmocka
 
 CC      ?= cc
@@ -62,7 +62,7 @@ $(CONFIG_MK): scripts/deps.sh Makefile
 	   echo "TEST_LIBS := $$(pkg-config --libs $(TEST_PKGS))"; } > $@.tmp && mv $@.tmp $@
 
 # Layers, lowest first. Each folder's README says what it may include.
-LIB_DIRS := common store demographics registry ingest api bench
+LIB_DIRS := common kernels store demographics biometrics registry ingest api bench
 LIB_SRCS := $(sort $(wildcard $(addsuffix /*.c,$(LIB_DIRS))))
 CMD_SRCS := $(sort $(wildcard cmd/*.c))
 UNIT_SRCS  := $(sort $(wildcard tests/unit/test_*.c))
@@ -81,7 +81,7 @@ INTEG_BINS := $(INTEG_SRCS:tests/integration/%.c=$(BUILD)/tests/%)
 # Keep objects that pattern chains would otherwise delete as intermediates.
 .SECONDARY:
 
-.PHONY: all deps run test tests test-fast check-layers install uninstall clean help bench FORCE
+.PHONY: all deps run test tests test-fast check-layers install uninstall clean help bench bench-fingerprint FORCE
 FORCE:
 
 all: $(BIN)
@@ -99,7 +99,18 @@ $(OBJ)/common/rl_version.o: CPPFLAGS += -DRL_VERSION='"$(VERSION)"' -DRL_GIT_REV
 $(OBJ)/common/rl_version.o: VERSION
 $(OBJ)/cmd/cmd_version.o: CPPFLAGS += -DRL_ROCKSDB_VERSION='"$(ROCKSDB_VERSION)"'
 
-$(LIB): $(LIB_OBJS)
+# OpenCL kernels travel inside the program as string constants.
+CL_SRCS := $(sort $(wildcard kernels/*.cl))
+GEN_CL  := $(OBJ)/gen/kern_cl_sources.c
+GEN_OBJS := $(GEN_CL:.c=.o)
+$(GEN_CL): $(CL_SRCS) scripts/embed-cl.sh
+	@mkdir -p $(@D)
+	$(Q)scripts/embed-cl.sh $@ $(CL_SRCS)
+$(GEN_OBJS): $(GEN_CL) $(CONFIG_MK)
+	@$(if $(Q),echo "  CC      $<")
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
+
+$(LIB): $(LIB_OBJS) $(GEN_OBJS)
 	@mkdir -p $(@D)
 	@rm -f $@
 	@$(if $(Q),echo "  AR      $@")
@@ -141,9 +152,22 @@ check-layers:
 # Long benchmarks, kept out of `make test`. BENCH_SIZES overrides the registry sizes.
 BENCH_SIZES ?= 100000 1000000
 BENCH_MATCH_SIZES ?= 100000 1000000
-bench: deps $(BIN)
+bench: bench-fingerprint
 	@for n in $(BENCH_SIZES); do $(BIN) bench register --size $$n || exit 1; echo; done
 	@for n in $(BENCH_MATCH_SIZES); do $(BIN) bench match --size $$n || exit 1; echo; done
+
+# Fingerprint accuracy and speed on the FVC2002 B-sets, with a DET curve per set (gnuplot).
+RIDGELINE_TESTDATA ?= ../shared/data
+FVC_DIR  := $(RIDGELINE_TESTDATA)/fingerprints/fvc2002
+FVC_SETS := DB1_B DB2_B DB3_B DB4_B
+BENCH_OUT := build/bench
+bench-fingerprint: deps $(BIN)
+	@scripts/deps.sh --bench
+	@mkdir -p $(BENCH_OUT)
+	$(BIN) fingerprint eval $(addprefix $(FVC_DIR)/,$(FVC_SETS)) --det-dir $(BENCH_OUT)
+	@for s in $(FVC_SETS); do \
+	  gnuplot -c bench/fingerprint_det.gp $(BENCH_OUT)/det_$$s.dat $(BENCH_OUT)/det_$$s.png $$s || exit 1; \
+	  echo "wrote $(BENCH_OUT)/det_$$s.png"; done
 
 install: $(BIN)
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(SYSCONFDIR)/ridgeline $(DESTDIR)$(UNITDIR)
@@ -164,7 +188,7 @@ help:
 	@echo "make run        install dependencies, build, serve ./data on 127.0.0.1:8080"
 	@echo "make test       install dependencies, build normal + ASan/UBSan, run every test"
 	@echo "make test-fast  normal build only"
-	@echo "make bench      benchmarks"
+	@echo "make bench      benchmarks (fingerprints on FVC2002 with DET curves, then registry sizes)"
 	@echo "make install    PREFIX=/usr/local DESTDIR= : program, /etc config, systemd unit"
 	@echo "make clean      remove build/"
 

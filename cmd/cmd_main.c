@@ -40,6 +40,7 @@ static const cmd_command cmd_commands[] = {
     {"import", "register a patient list (CSV with a mapping, FHIR NDJSON or Bundle)", cmd_import, cmd_import_help},
     {"export", "every person with their source records (NDJSON or CSV)", cmd_export, cmd_export_help},
     {"eval", "matching accuracy on a labelled CSV (precision, recall, F1)", cmd_eval, cmd_eval_help},
+    {"fingerprint", "fingerprint engine: extract, compare, matrix, eval", cmd_fingerprint, cmd_fingerprint_help},
     {"bench", "benchmarks (bench register --size N)", cmd_bench, cmd_bench_help},
     {"version", "print the version and the libraries it was built with", cmd_version, cmd_version_help},
 };

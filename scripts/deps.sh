@@ -2,6 +2,7 @@
 # Installs the Debian packages that building, testing and running Ridgeline need.
 # Idempotent: when everything is installed it asks dpkg once and exits (well under a second).
 # Run as root, or as a user who may sudo. Set RIDGELINE_NO_INSTALL=1 to only check.
+# --bench adds what `make bench` needs on top (gnuplot for the DET curves).
 set -euo pipefail
 
 packages=(
@@ -16,6 +17,9 @@ packages=(
   # tests: unit framework, HTTP client for the integration tests, curl for the README tour
   libcmocka-dev libcurl4-openssl-dev curl
 )
+if [ "${1:-}" = --bench ]; then
+  packages+=(gnuplot-nox)
+fi
 
 # One dpkg query for everything, then set arithmetic: fast on the common path.
 installed=" $(dpkg-query -W -f='${Package}:${db:Status-Status} ' 2>/dev/null || true) "

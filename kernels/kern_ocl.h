@@ -1,0 +1,50 @@
+/*
+ * kern_ocl: the OpenCL backend of the comparison kernels (ocl-icd loads
+ * whatever driver the box has: a GPU vendor's, or PoCL on the CPU).
+ *
+ * kern_ocl_open picks one device, compiles every embedded kernel source
+ * (the .cl files of kernels/, see kern_cl_sources.h) once, and keeps one command queue.
+ * Device choice: "gpu" (first GPU of any platform), "cpu" (first CPU device,
+ * e.g. PoCL), "any" (a GPU if there is one, else anything), or "P:D" (the
+ * platform and device indices `clinfo -l` shows). When nothing fits, or the
+ * runtime is missing, it returns RL_EUNSUPPORTED saying why, so the caller
+ * can serve from the CPU kernels and log the reason.
+ *
+ * Every OpenCL call is checked; failures are RL_EIO naming the call and the
+ * OpenCL error. Results are integer counts, identical to the CPU kernels.
+ *
+ * Threads: a kern_ocl may be shared; calls that enqueue work take its lock
+ * (kernel arguments are per-kernel state in OpenCL, not per call).
+ * Ownership: kern_ocl_close and kern_ocl_cyls_free accept NULL; a
+ * kern_ocl_cyls must be freed before its kern_ocl.
+ */
+#ifndef KERN_OCL_H
+#define KERN_OCL_H
+
+#include <stddef.h>
+
+#include "common/rl_error.h"
+#include "kernels/kern_mcc.h"
+
+typedef struct kern_ocl kern_ocl;
+
+rl_error *kern_ocl_open(const char *device, kern_ocl **out);
+void kern_ocl_close(kern_ocl *k);
+/* "device name (platform, OpenCL version, kind)", for logs and benchmark reports. */
+const char *kern_ocl_device_name(const kern_ocl *k);
+
+/* A device-resident array of MCC cylinders (a gallery), written in place so
+ * that enrolment updates it without a reload. */
+typedef struct kern_ocl_cyls kern_ocl_cyls;
+rl_error *kern_ocl_cyls_new(kern_ocl *k, size_t capacity, kern_ocl_cyls **out);
+/* Copies n cylinders to slots [first, first + n); RL_ETOOBIG past the capacity. */
+rl_error *kern_ocl_cyls_write(kern_ocl_cyls *c, size_t first, const kern_mcc_cyl *cyl, size_t n);
+size_t kern_ocl_cyls_capacity(const kern_ocl_cyls *c);
+void kern_ocl_cyls_free(kern_ocl_cyls *c);
+
+/* The MCC pair counts of probe against slots [first, first + n) of c into
+ * out[0..n) (host memory), the same numbers kern_mcc's CPU variants give. */
+rl_error *kern_ocl_mcc_counts(kern_ocl *k, const kern_mcc_cyl *probe, kern_ocl_cyls *c, size_t first, size_t n,
+                              kern_mcc_counts *out);
+
+#endif

@@ -1,0 +1,362 @@
+/* Unit tests of biometrics/bio_match: self-similarity, invariance to rotation
+ * and translation, robustness to partial overlap and jitter, impostor
+ * scores, symmetry, determinism, kernel variants giving identical scores,
+ * encode/decode round trip and rejection of every truncated or corrupted
+ * encoding, and (when the shared data is present) genuine vs impostor on
+ * real FVC2002 ISO templates. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "biometrics/bio_match.h"
+#include "biometrics/bio_template.h"
+#include "common/rl_rand.h"
+#include "tests/harness.h"
+
+#ifndef M_PI
+#define M_PI 3.14159265358979323846
+#endif
+
+static void ok(rl_error *err)
+{
+    if (err) {
+        char buf[512];
+        fprintf(stderr, "unexpected error: %s\n", rl_error_describe(err, buf, sizeof buf));
+        rl_error_free(err);
+    }
+    assert_null(err);
+}
+
+/* A plausible synthetic finger: n minutiae at least 12 px apart in a
+ * 260 x 340 area, directions locally smooth (so neighbourhoods look like
+ * ridge flow, not noise). */
+static void synth_template(bio_template *t, uint64_t seed, int n)
+{
+    memset(t, 0, sizeof *t);
+    t->width = 300;
+    t->height = 400;
+    uint64_t rng = seed;
+    double f1 = rl_rand_unit(&rng) * 0.02 + 0.005, f2 = rl_rand_unit(&rng) * 0.02 + 0.005;
+    double ph = rl_rand_unit(&rng) * 2 * M_PI;
+    int tries = 0;
+    while (t->count < n && tries++ < 100000) {
+        float x = (float)(20 + rl_rand_unit(&rng) * 260), y = (float)(30 + rl_rand_unit(&rng) * 340);
+        int close = 0;
+        for (int i = 0; i < t->count; i++) {
+            float dx = t->m[i].x - x, dy = t->m[i].y - y;
+            if (dx * dx + dy * dy < 144.0f) close = 1;
+        }
+        if (close) continue;
+        double a = sin(x * f1 + ph) + cos(y * f2) + (rl_rand_next(&rng) & 1 ? M_PI : 0.0);
+        a = fmod(a + 4 * M_PI, 2 * M_PI);
+        t->m[t->count] = (bio_minutia){x, y, (float)a, (uint8_t)(1 + (rl_rand_next(&rng) & 1)), 60};
+        t->count++;
+    }
+}
+
+/* Rotates by phi (counter-clockwise on screen) about (cx, cy), then shifts. */
+static void transform(const bio_template *in, bio_template *out, double phi, double cx, double cy, double tx,
+                      double ty)
+{
+    *out = *in;
+    double c = cos(phi), s = sin(phi);
+    for (int i = 0; i < in->count; i++) {
+        /* screen y is down: rotate in the (x, -y) frame */
+        double x = in->m[i].x - cx, y = -(in->m[i].y - cy);
+        double rx = c * x - s * y, ry = s * x + c * y;
+        out->m[i].x = (float)(cx + rx + tx);
+        out->m[i].y = (float)(cy - ry + ty);
+        double a = fmod(in->m[i].angle + phi + 4 * M_PI, 2 * M_PI);
+        out->m[i].angle = (float)(a >= 2 * M_PI ? 0.0 : a);
+    }
+}
+
+static bio_features *build(const bio_template *t)
+{
+    bio_features *f = NULL;
+    ok(bio_features_build(t, &f));
+    assert_non_null(f);
+    return f;
+}
+
+static void test_self_and_invariance(void **state)
+{
+    bio_template a, r;
+    synth_template(&a, 42, 45);
+    transform(&a, &r, 0.6, 150, 200, 25, -30);
+    bio_match_scratch *s = NULL;
+    ok(bio_match_scratch_new(&s));
+    bio_features *fa = build(&a), *fr = build(&r);
+    assert_true(bio_features_count(fa) >= BIO_MATCH_MIN_CYLINDERS);
+    double self = bio_match_score(fa, fa, s);
+    double rot = bio_match_score(fa, fr, s);
+    fprintf(stderr, "self %.4f rotated+shifted %.4f (kernel %s)\n", self, rot, bio_match_scratch_kernel(s));
+    assert_true(self > 0.95 && self <= 1.0);
+    /* Cylinders are built relative to each minutia: a rigid motion changes
+     * only float rounding, so the score stays (nearly) the same. */
+    assert_true(fabs(rot - self) < 0.02);
+    assert_int_equal(bio_features_count(fr), bio_features_count(fa));
+    bio_features_free(fa);
+    bio_features_free(fr);
+    bio_match_scratch_free(s);
+}
+
+static void test_partial_overlap_and_jitter_vs_impostor(void **state)
+{
+    bio_template a, p, other;
+    synth_template(&a, 7, 50);
+    /* Another impression: rotated, shifted, jittered by up to 3 px / 8 degrees,
+     * a third of the finger missing and a few spurious minutiae. */
+    transform(&a, &p, -0.3, 150, 200, -10, 15);
+    uint64_t rng = 99;
+    bio_template q = p;
+    q.count = 0;
+    for (int i = 0; i < p.count; i++) {
+        if (a.m[i].x > 200) continue; /* outside the second capture */
+        bio_minutia m = p.m[i];
+        m.x += (float)((rl_rand_unit(&rng) - 0.5) * 6);
+        m.y += (float)((rl_rand_unit(&rng) - 0.5) * 6);
+        m.angle = (float)fmod(m.angle + (rl_rand_unit(&rng) - 0.5) * 0.28 + 2 * M_PI, 2 * M_PI);
+        if (rl_rand_unit(&rng) < 0.1) continue; /* missed */
+        q.m[q.count++] = m;
+    }
+    for (int k = 0; k < 4; k++)
+        q.m[q.count++] = (bio_minutia){(float)(40 + 50 * k), (float)(60 + 40 * k), (float)(k * 1.3), 1, 20};
+    synth_template(&other, 12345, 50);
+
+    bio_match_scratch *s = NULL;
+    ok(bio_match_scratch_new(&s));
+    bio_features *fa = build(&a), *fq = build(&q), *fo = build(&other);
+    double gen = bio_match_score(fa, fq, s), imp = bio_match_score(fa, fo, s);
+    double imp2 = bio_match_score(fq, fo, s);
+    fprintf(stderr, "partial+jitter %.4f, impostors %.4f %.4f\n", gen, imp, imp2);
+    assert_true(gen > 0.10);
+    assert_true(imp < 0.06 && imp2 < 0.06);
+    assert_true(gen > 3 * imp && gen > 3 * imp2);
+    bio_features_free(fa);
+    bio_features_free(fq);
+    bio_features_free(fo);
+    bio_match_scratch_free(s);
+}
+
+static void test_symmetric_deterministic_and_kernels_identical(void **state)
+{
+    enum { N = 6 };
+    bio_template t[N];
+    bio_features *f[N];
+    for (int i = 0; i < N; i++) {
+        synth_template(&t[i], 1000 + (uint64_t)i / 2, 40); /* pairs of equal seeds ... */
+        if (i % 2) transform(&t[i - 1], &t[i], 0.2 * i, 150, 200, 5, 5); /* ... made different impressions */
+        f[i] = build(&t[i]);
+    }
+    bio_match_scratch *ref = NULL;
+    ok(bio_match_scratch_new_kernel(KERN_MCC_SCALAR, &ref));
+    double want[N][N];
+    for (int i = 0; i < N; i++)
+        for (int j = 0; j < N; j++) {
+            want[i][j] = bio_match_score(f[i], f[j], ref);
+            assert_true(want[i][j] >= 0.0 && want[i][j] <= 1.0);
+        }
+    for (int i = 0; i < N; i++)
+        for (int j = 0; j < N; j++) assert_true(want[i][j] == want[j][i]); /* exact symmetry */
+    for (int impl = 0; impl < KERN_MCC_IMPL_COUNT; impl++) {
+        bio_match_scratch *s = NULL;
+        rl_error *err = bio_match_scratch_new_kernel((kern_mcc_impl)impl, &s);
+        if (err) {
+            assert_int_equal(rl_error_code(err), RL_EUNSUPPORTED);
+            rl_error_free(err);
+            continue;
+        }
+        /* twice, in the reverse order: no state leaks between calls */
+        for (int rep = 0; rep < 2; rep++)
+            for (int i = N - 1; i >= 0; i--)
+                for (int j = 0; j < N; j++) {
+                    double v = bio_match_score(f[i], f[j], s);
+                    assert_memory_equal(&v, &want[i][j], sizeof v); /* bit-identical */
+                }
+        bio_match_scratch_free(s);
+    }
+    bio_match_scratch_free(ref);
+    for (int i = 0; i < N; i++) bio_features_free(f[i]);
+}
+
+static void test_too_few_minutiae_scores_zero(void **state)
+{
+    bio_template a, tiny;
+    synth_template(&a, 3, 40);
+    synth_template(&tiny, 4, 3);
+    memset(&tiny.m[2], 0, sizeof tiny.m[2]);
+    bio_template empty = {0};
+    bio_match_scratch *s = NULL;
+    ok(bio_match_scratch_new(&s));
+    bio_features *fa = build(&a), *ft = build(&tiny), *fe = build(&empty);
+    assert_true(bio_features_count(ft) < BIO_MATCH_MIN_CYLINDERS);
+    assert_int_equal(bio_features_count(fe), 0);
+    assert_true(bio_match_score(fa, ft, s) == 0.0);
+    assert_true(bio_match_score(fe, fa, s) == 0.0);
+    assert_true(bio_match_score(fe, fe, s) == 0.0);
+    /* bad input is refused, not matched */
+    bio_template bad = a;
+    bad.m[5].x = NAN;
+    bio_features *fb = NULL;
+    rl_error *err = bio_features_build(&bad, &fb);
+    assert_non_null(err);
+    assert_int_equal(rl_error_code(err), RL_EINVAL);
+    assert_null(fb);
+    rl_error_free(err);
+    bio_features_free(NULL);
+    bio_match_scratch_free(NULL);
+    bio_features_free(fa);
+    bio_features_free(ft);
+    bio_features_free(fe);
+    bio_match_scratch_free(s);
+}
+
+static void test_encode_decode(void **state)
+{
+    bio_template a, b;
+    synth_template(&a, 11, 35);
+    synth_template(&b, 12, 35);
+    bio_features *fa = build(&a), *fb = build(&b), *da = NULL;
+    rl_buf buf, again;
+    rl_buf_init(&buf, 1 << 20);
+    rl_buf_init(&again, 1 << 20);
+    ok(bio_features_encode(fa, &buf));
+    ok(bio_features_decode(buf.data, buf.len, &da));
+    ok(bio_features_encode(da, &again));
+    assert_int_equal(again.len, buf.len);
+    assert_memory_equal(again.data, buf.data, buf.len);
+    bio_match_scratch *s = NULL;
+    ok(bio_match_scratch_new(&s));
+    double x = bio_match_score(fa, fb, s), y = bio_match_score(da, fb, s);
+    assert_memory_equal(&x, &y, sizeof x);
+    x = bio_match_score(fa, fa, s);
+    y = bio_match_score(da, fa, s);
+    assert_memory_equal(&x, &y, sizeof x);
+
+    /* every strict prefix is rejected, with nothing returned */
+    for (size_t len = 0; len < buf.len; len++) {
+        bio_features *g = (bio_features *)&buf; /* poison: decode must reset it */
+        rl_error *err = bio_features_decode(buf.data, len, &g);
+        assert_non_null(err);
+        assert_null(g);
+        rl_error_free(err);
+    }
+    /* a trailing byte, a bad magic, an unknown version, a count that
+     * disagrees with the length, an angle turned into NaN/huge */
+    char *copy = malloc(buf.len + 1);
+    assert_non_null(copy);
+    struct {
+        size_t at;
+        unsigned char xor_;
+        size_t len;
+    } cases[] = {
+        {0, 0, buf.len + 1}, {0, 'x', buf.len}, {4, 0x7f, buf.len}, {6, 0x01, buf.len},
+        {8 + 8 + 3, 0, buf.len}, /* top byte of theta of cylinder 0, set to 0x7f below */
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        memcpy(copy, buf.data, buf.len);
+        copy[buf.len] = 0;
+        copy[cases[c].at] ^= (char)cases[c].xor_;
+        if (c == 4) copy[cases[c].at] = 0x7f;
+        bio_features *g = NULL;
+        rl_error *err = bio_features_decode(copy, cases[c].len, &g);
+        if (!err) fprintf(stderr, "case %zu accepted\n", c);
+        assert_non_null(err);
+        assert_null(g);
+        rl_error_free(err);
+    }
+    /* a value bit set where the cell is not valid (cylinder 0) */
+    memcpy(copy, buf.data, buf.len);
+    size_t rec = 8, words = rec + 12, valid = words + 24 * 8;
+    int done = 0;
+    for (size_t byte = 0; byte < 24 * 8 && !done; byte++) {
+        unsigned char inv = (unsigned char)~(unsigned char)copy[valid + byte];
+        if (inv) {
+            copy[words + byte] |= (char)(inv & (unsigned char)-inv);
+            done = 1;
+        }
+    }
+    assert_true(done);
+    bio_features *g = NULL;
+    rl_error *err = bio_features_decode(copy, buf.len, &g);
+    assert_non_null(err);
+    assert_int_equal(rl_error_code(err), RL_EINVAL);
+    rl_error_free(err);
+    free(copy);
+
+    /* an empty feature set round-trips too */
+    bio_template empty = {0};
+    bio_features *fe = build(&empty), *de = NULL;
+    rl_buf_reset(&buf);
+    ok(bio_features_encode(fe, &buf));
+    ok(bio_features_decode(buf.data, buf.len, &de));
+    assert_int_equal(bio_features_count(de), 0);
+
+    bio_features_free(fe);
+    bio_features_free(de);
+    bio_match_scratch_free(s);
+    rl_buf_free(&buf);
+    rl_buf_free(&again);
+    bio_features_free(fa);
+    bio_features_free(fb);
+    bio_features_free(da);
+}
+
+static bio_features *load_iso(const char *dir, const char *name)
+{
+    char path[1024];
+    snprintf(path, sizeof path, "%s/fingerprints/fvc2002/DB1_B/%s.iso", dir, name);
+    size_t len = 0;
+    char *data = rl_test_read_file(path, &len);
+    assert_non_null(data);
+    bio_template *t = malloc(sizeof *t);
+    assert_non_null(t);
+    ok(bio_template_decode(data, len, t, NULL));
+    bio_features *f = build(t);
+    free(t);
+    free(data);
+    return f;
+}
+
+static void test_real_iso_genuine_beats_impostor(void **state)
+{
+    const char *dir = rl_test_data_dir("fingerprints/fvc2002/DB1_B/101_1.iso");
+    if (!dir) return;
+    const char *names[] = {"101_1", "101_2", "101_3", "102_1", "103_1", "104_1"};
+    bio_features *f[6];
+    for (int i = 0; i < 6; i++) f[i] = load_iso(dir, names[i]);
+    bio_match_scratch *s = NULL;
+    ok(bio_match_scratch_new(&s));
+    double g12 = bio_match_score(f[0], f[1], s), g13 = bio_match_score(f[0], f[2], s);
+    double worst_imp = 0.0;
+    for (int i = 0; i < 3; i++)
+        for (int j = 3; j < 6; j++) {
+            double v = bio_match_score(f[i], f[j], s);
+            if (v > worst_imp) worst_imp = v;
+        }
+    for (int i = 3; i < 6; i++)
+        for (int j = i + 1; j < 6; j++) {
+            double v = bio_match_score(f[i], f[j], s);
+            if (v > worst_imp) worst_imp = v;
+        }
+    fprintf(stderr, "FVC2002 DB1_B: genuine %.4f %.4f, worst impostor %.4f\n", g12, g13, worst_imp);
+    assert_true(g12 > worst_imp && g13 > worst_imp);
+    assert_true(worst_imp < 0.06);
+    for (int i = 0; i < 6; i++) bio_features_free(f[i]);
+    bio_match_scratch_free(s);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_self_and_invariance),
+        cmocka_unit_test(test_partial_overlap_and_jitter_vs_impostor),
+        cmocka_unit_test(test_symmetric_deterministic_and_kernels_identical),
+        cmocka_unit_test(test_too_few_minutiae_scores_zero),
+        cmocka_unit_test(test_encode_decode),
+        cmocka_unit_test(test_real_iso_genuine_beats_impostor),
+    };
+    return cmocka_run_group_tests_name("bio_match", tests, NULL, NULL);
+}
