@@ -180,6 +180,26 @@ cleanup:
 /* One 3x3 binary morphology step on the block mask: dilate (op 1) or erode (op 0).
  * Outside the grid counts as background for erosion, so blocks at the edge of
  * the image can be eroded away. */
+/* The gradient tensor summed over the 3x3 blocks around (bx, by), as the
+ * doubled-angle components (a, b) and the energy e; segmentation and the
+ * orientation field both read it. */
+static void tensor_3x3(const bx_ctx *c, int bx, int by, float *a_out, float *b_out, float *e_out)
+{
+    float a = 0, b = 0, e = 0;
+    for (int dy = -1; dy <= 1; dy++)
+        for (int dx = -1; dx <= 1; dx++) {
+            int xx = bx + dx, yy = by + dy;
+            if (xx < 0 || yy < 0 || xx >= c->bw || yy >= c->bh) continue;
+            int j = yy * c->bw + xx;
+            a += c->bgxx[j] - c->bgyy[j];
+            b += 2.0f * c->bgxy[j];
+            e += c->bgxx[j] + c->bgyy[j];
+        }
+    *a_out = a;
+    *b_out = b;
+    *e_out = e;
+}
+
 static void morph(const uint8_t *in, uint8_t *out, int bw, int bh, int dilate)
 {
     for (int y = 0; y < bh; y++)
@@ -223,16 +243,8 @@ rl_error *bx_segment(bx_ctx *c)
     if (thr < 6.0f) thr = 6.0f;
     for (int by = 0; by < bh; by++)
         for (int bx = 0; bx < bw; bx++) {
-            float a = 0, b = 0, e = 0;
-            for (int dy = -1; dy <= 1; dy++)
-                for (int dx = -1; dx <= 1; dx++) {
-                    int xx = bx + dx, yy = by + dy;
-                    if (xx < 0 || yy < 0 || xx >= bw || yy >= bh) continue;
-                    int j = yy * bw + xx;
-                    a += c->bgxx[j] - c->bgyy[j];
-                    b += 2.0f * c->bgxy[j];
-                    e += c->bgxx[j] + c->bgyy[j];
-                }
+            float a, b, e;
+            tensor_3x3(c, bx, by, &a, &b, &e);
             float coh = e > 0 ? sqrtf(a * a + b * b) / e : 0;
             int i = by * bw + bx;
             c->bmask[i] = (uint8_t)(c->bstd[i] >= thr && coh > 0.12f);
@@ -447,16 +459,8 @@ rl_error *bx_orientation(bx_ctx *c)
      * energy is the coherence, so incoherent blocks weigh less below. */
     for (int by = 0; by < bh; by++)
         for (int bx = 0; bx < bw; bx++) {
-            float a = 0, b = 0, e = 0;
-            for (int dy = -1; dy <= 1; dy++)
-                for (int dx = -1; dx <= 1; dx++) {
-                    int xx = bx + dx, yy = by + dy;
-                    if (xx < 0 || yy < 0 || xx >= bw || yy >= bh) continue;
-                    int j = yy * bw + xx;
-                    a += c->bgxx[j] - c->bgyy[j];
-                    b += 2.0f * c->bgxy[j];
-                    e += c->bgxx[j] + c->bgyy[j];
-                }
+            float a, b, e;
+            tensor_3x3(c, bx, by, &a, &b, &e);
             int i = by * bw + bx;
             vx[i] = e > 0 ? -a / e : 0;
             vy[i] = e > 0 ? -b / e : 0;
