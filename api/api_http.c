@@ -10,6 +10,12 @@ const char *api_request_query(const api_request *req, const char *name)
     return req->query_fn ? req->query_fn(req->conn, name) : NULL;
 }
 
+void api_request_args(const api_request *req, api_arg_visit visit, void *cls)
+{
+    if (req->args_fn)
+        req->args_fn(req->conn, visit, cls);
+}
+
 rl_actor api_request_actor(const api_request *req)
 {
     rl_actor actor = {.who = req->actor ? req->actor : "api", .bound_system = NULL};
@@ -43,6 +49,7 @@ unsigned api_status_for(rl_code code)
     case RL_OK: return 200;
     case RL_EINVAL: return 400;
     case RL_EDENIED: return 403;
+    case RL_EPRECONDITION: return 412;
     case RL_ENOTFOUND: return 404;
     case RL_ECONFLICT: return 409;
     case RL_ETOOBIG: return 413;
@@ -68,6 +75,7 @@ static const char *api_issue_type(rl_code code)
     case RL_EUNSUPPORTED: return "not-supported";
     case RL_ERETRY: return "transient";
     case RL_EDENIED: return "forbidden";
+    case RL_EPRECONDITION: return "conflict";
     case RL_ENOMEM: return "transient";
     default: return "exception";
     }

@@ -37,6 +37,9 @@ typedef struct api_ctx {
 
 typedef const char *(*api_header_fn)(void *conn, const char *name);
 typedef const char *(*api_query_fn)(void *conn, const char *name);
+/* Called for each query argument in order, repeated names included; value "" when absent. */
+typedef void (*api_arg_visit)(void *cls, const char *name, const char *value);
+typedef void (*api_args_fn)(void *conn, api_arg_visit visit, void *cls);
 
 typedef struct api_request {
     const char *method;
@@ -47,6 +50,7 @@ typedef struct api_request {
     size_t body_len;
     api_header_fn header_fn;
     api_query_fn query_fn;
+    api_args_fn args_fn;
     void *conn;
     const char *actor; /* set for in-process calls (the CLI); NULL over HTTP */
 } api_request;
@@ -64,6 +68,8 @@ typedef struct api_response {
 const char *api_request_header(const api_request *req, const char *name);
 /* A query-string argument by name, or NULL. */
 const char *api_request_query(const api_request *req, const char *name);
+/* Every query-string argument, in order (FHIR repeats a parameter to AND it). */
+void api_request_args(const api_request *req, api_arg_visit visit, void *cls);
 /* Who is calling. Until bearer tokens arrive, every HTTP client is "api". */
 rl_actor api_request_actor(const api_request *req);
 /* Parses the body as a JSON object under the configured limits (new reference). */

@@ -39,8 +39,19 @@ static rl_error *api_health(api_ctx *ctx, const api_request *req, api_response *
 /* The routes of this server. Later issues add theirs here. */
 static const api_route api_routes[] = {
     {"GET", "/health", api_health, false, false},
+    {"GET", "/fhir/metadata", api_fhir_metadata, true, false},
     {"POST", "/fhir/Patient", api_fhir_patient_create, true, true},
+    {"GET", "/fhir/Patient", api_fhir_patient_search, true, false},
+    {"PUT", "/fhir/Patient", api_fhir_patient_update_where, true, true},
+    /* Literal paths before "{id}": the first route that fits is taken. */
+    {"POST", "/fhir/Patient/_search", api_fhir_patient_search_form, true, false},
+    {"POST", "/fhir/Patient/$match", api_fhir_patient_match, true, true},
+    {"GET", "/fhir/Patient/$ihe-pix", api_fhir_patient_pix, true, false},
     {"GET", "/fhir/Patient/{id}", api_fhir_patient_read, true, false},
+    {"PUT", "/fhir/Patient/{id}", api_fhir_patient_update, true, true},
+    {"DELETE", "/fhir/Patient/{id}", api_fhir_patient_delete, true, false},
+    {"GET", "/fhir/Patient/{id}/_history", api_fhir_patient_history, true, false},
+    {"GET", "/fhir/Patient/{id}/_history/{vid}", api_fhir_patient_vread, true, false},
     {"GET", "/admin/records/{id}", api_admin_record, false, false},
     {"GET", "/admin/golden/{id}", api_admin_golden, false, false},
     {"GET", "/admin/review", api_admin_review_list, false, false},
@@ -82,6 +93,24 @@ static const char *api_header_lookup(void *conn, const char *name)
 static const char *api_query_lookup(void *conn, const char *name)
 {
     return MHD_lookup_connection_value((struct MHD_Connection *)conn, MHD_GET_ARGUMENT_KIND, name);
+}
+
+typedef struct api_args_walk {
+    api_arg_visit visit;
+    void *cls;
+} api_args_walk;
+
+static enum MHD_Result api_args_step(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+{
+    api_args_walk *w = cls;
+    w->visit(w->cls, key, value ? value : "");
+    return MHD_YES;
+}
+
+static void api_args_lookup(void *conn, api_arg_visit visit, void *cls)
+{
+    api_args_walk w = {visit, cls};
+    MHD_get_connection_values((struct MHD_Connection *)conn, MHD_GET_ARGUMENT_KIND, api_args_step, &w);
 }
 
 /* True when an Accept header admits JSON (absent counts as yes). */
@@ -192,8 +221,12 @@ static enum MHD_Result api_dispatch(rl_api *api, struct MHD_Connection *conn, ap
     }
     char scratch[2048];
     const api_route *route = NULL;
-    api_request req = {
-        .method = method, .path = url, .header_fn = api_header_lookup, .query_fn = api_query_lookup, .conn = conn};
+    api_request req = {.method = method,
+                       .path = url,
+                       .header_fn = api_header_lookup,
+                       .query_fn = api_query_lookup,
+                       .args_fn = api_args_lookup,
+                       .conn = conn};
     api_match m = api_route_find(api_routes, sizeof api_routes / sizeof *api_routes, method, url,
                                  scratch, sizeof scratch, &route, req.params, &req.nparams);
     if (m == API_MATCH_NO_PATH)
@@ -205,6 +238,10 @@ static enum MHD_Result api_dispatch(rl_api *api, struct MHD_Connection *conn, ap
     if (!api_accepts_json(api_header_lookup(conn, MHD_HTTP_HEADER_ACCEPT)))
         return api_send_status(conn, rc, 406, RL_EUNSUPPORTED,
                                "this server answers application/fhir+json or application/json", fhir);
+    /* FHIR's _format asks for a representation in the URL: JSON only here. */
+    const char *format = fhir ? api_query_lookup(conn, "_format") : NULL;
+    if (format && *format && !strcasestr(format, "json"))
+        return api_send_status(conn, rc, 406, RL_EUNSUPPORTED, "this server answers JSON only (_format=json)", fhir);
     if (route->json_body && !api_is_json_type(api_header_lookup(conn, MHD_HTTP_HEADER_CONTENT_TYPE)))
         return api_send_status(conn, rc, 415, RL_EUNSUPPORTED,
                                "send the body as application/fhir+json or application/json", fhir);
@@ -397,6 +434,13 @@ static const char *api_local_query_lookup(void *conn, const char *name)
     return NULL;
 }
 
+static void api_local_args(void *conn, api_arg_visit visit, void *cls)
+{
+    api_local_query *q = conn;
+    for (int i = 0; i < q->n; i++)
+        visit(cls, q->names[i], q->values[i]);
+}
+
 rl_error *rl_api_invoke(const rl_config *cfg, rl_registry *registry, rl_store *store, const char *actor,
                         const char *method, const char *path, const char *body, long *status,
                         json_t **response)
@@ -431,7 +475,8 @@ rl_error *rl_api_invoke(const rl_config *cfg, rl_registry *registry, rl_store *s
         .store_schema_version = rl_store_schema_version(store),
         .started_ns = rl_time_mono_ns(),
     };
-    api_request req = {.method = method, .path = copy, .query_fn = api_local_query_lookup, .conn = &query,
+    api_request req = {.method = method, .path = copy, .query_fn = api_local_query_lookup,
+                       .args_fn = api_local_args, .conn = &query,
                        .actor = actor, .body = body ? body : "", .body_len = body ? strlen(body) : 0};
     char scratch[2048];
     const api_route *route = NULL;

@@ -354,6 +354,11 @@ rl_error *bench_match_run(const bench_match_options *o, json_t **result)
         err = rl_registry_match(reg, &actor, pt, 5, &list);
         lat[i] = (double)(rl_time_mono_ns() - q0) / 1e6;
         json_decref(pt);
+        if (err && rl_error_code(err) == RL_EINVAL) {
+            /* Corruption left too little to match on: $match says 400, the probe finds no one. */
+            rl_error_free(err);
+            err = NULL;
+        }
         if (err)
             goto cleanup;
         found_first += json_array_size(list) > 0;

@@ -123,6 +123,7 @@ const char *rl_code_name(rl_code code)
     case RL_EUNSUPPORTED: return "not-supported";
     case RL_ERETRY: return "retry";
     case RL_EDENIED: return "forbidden";
+    case RL_EPRECONDITION: return "precondition-failed";
     case RL_EIO: return "io";
     case RL_ENOMEM: return "out-of-memory";
     case RL_ESTORE: return "store";
@@ -141,6 +142,7 @@ bool rl_code_is_client(rl_code code)
     case RL_EUNSUPPORTED:
     case RL_ERETRY:
     case RL_EDENIED:
+    case RL_EPRECONDITION:
         return true;
     default:
         return false;

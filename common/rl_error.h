@@ -48,6 +48,9 @@ typedef enum rl_code {
     RL_ERETRY,
     /* The caller is not allowed to do this (HTTP 403). */
     RL_EDENIED,
+    /* A condition the caller set does not hold: a stale version (If-Match),
+     * criteria matching more than one resource (HTTP 412). */
+    RL_EPRECONDITION,
     /* Failures of ours or of the system below (HTTP 5xx). */
     RL_EIO,
     RL_ENOMEM,

@@ -160,6 +160,7 @@ rl_error *rl_registry_open(rl_store *store, const rl_registry_options *opts, rl_
     atomic_init(&reg->seq, randombytes_random());
     RL_TRY(reg_load_counters(reg));
     reg->counters_loaded = true;
+    RL_TRY(reg_search_index_ensure(reg));
     *out = reg;
     reg = NULL;
 cleanup:

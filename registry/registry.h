@@ -91,6 +91,25 @@ rl_error *rl_registry_submit(rl_registry *reg, const rl_actor *actor, const json
                              rl_submit_result *result);
 void rl_submit_result_clear(rl_submit_result *result);
 
+/* Updates the source record `id` (FHIR update, PUT Patient/{id}) through the
+ * same path as registration: validated, re-indexed, candidates scored and
+ * reviews offered; the record keeps its link (moving a person is a reviewer's
+ * call). The body's identifiers may change the record's source key, unless
+ * another record holds the new one. if_match: the version the client last
+ * saw, or 0 for any. Errors: RL_EINVAL (body), RL_ENOTFOUND (no record with
+ * this id), RL_EUNSUPPORTED (id is a golden record: computed, not written),
+ * RL_EPRECONDITION (if_match is not the current version), RL_ECONFLICT
+ * (another record holds the new source key). */
+rl_error *rl_registry_update(rl_registry *reg, const rl_actor *actor, const char *id, const json_t *patient,
+                             long if_match, rl_submit_result *result);
+
+/* Deactivates the source record `id` (FHIR delete): a new version with
+ * active=false, kept with its link and indexes for audit and history. A
+ * record already inactive is left as it is (result->record is the current
+ * version). Errors as rl_registry_update. */
+rl_error *rl_registry_deactivate(rl_registry *reg, const rl_actor *actor, const char *id, long if_match,
+                                 rl_submit_result *result);
+
 /* ---- reading ---- */
 
 /* A Patient by id: a source record (with link refer -> golden) or a golden
@@ -106,6 +125,123 @@ rl_error *rl_registry_golden_show(rl_registry *reg, const rl_actor *actor, const
  * golden records, best first, each {"golden", "record" (its best member),
  * "score", "grade", "fields"}. Reads only; audited as a search. */
 rl_error *rl_registry_match(rl_registry *reg, const rl_actor *actor, const json_t *patient, int count, json_t **out);
+
+/* Every version of a Patient, newest first (new reference, an array of
+ * Patients; source records carry their current link). A golden record has
+ * one: its current view (earlier states are history events). Audited as a
+ * read. Errors: RL_EINVAL bad id syntax, RL_ENOTFOUND. */
+rl_error *rl_registry_history(rl_registry *reg, const rl_actor *actor, const char *id, json_t **out);
+/* One version of a Patient (vread). Errors as rl_registry_history, and
+ * RL_ENOTFOUND for a version that does not exist. */
+rl_error *rl_registry_vread(rl_registry *reg, const rl_actor *actor, const char *id, long version, json_t **out);
+
+/* ---- search (FHIR Patient search, IHE PDQm ITI-78) ---- */
+
+enum {
+    RL_SEARCH_MAX_CLAUSES = 16,  /* parameters per search (AND) */
+    RL_SEARCH_MAX_OR = 10,       /* comma-separated values per parameter (OR) */
+    RL_SEARCH_VALUE_MAX = 255,   /* bytes of one value */
+    RL_SEARCH_MAX_ARGS = 32,     /* name=value pairs per search */
+    RL_SEARCH_CANDIDATES_MAX = 20000, /* records a clause may name before it counts as too broad */
+};
+
+/* One name=value pair of a query, as sent (decoded). Strings are borrowed. */
+typedef struct rl_search_arg {
+    const char *name;
+    const char *value;
+} rl_search_arg;
+
+typedef enum rl_search_param {
+    RL_SP_ID,
+    RL_SP_ACTIVE,
+    RL_SP_FAMILY,
+    RL_SP_GIVEN,
+    RL_SP_IDENTIFIER,
+    RL_SP_TELECOM,
+    RL_SP_BIRTHDATE,
+    RL_SP_ADDRESS,
+    RL_SP_ADDRESS_CITY,
+    RL_SP_ADDRESS_COUNTRY,
+    RL_SP_ADDRESS_POSTALCODE,
+    RL_SP_ADDRESS_STATE,
+    RL_SP_GENDER,
+    RL_SP_MOTHERS_MAIDEN_NAME,
+    RL_SP_COUNT,
+} rl_search_param;
+
+typedef enum rl_date_prefix { RL_DP_EQ, RL_DP_NE, RL_DP_GT, RL_DP_LT, RL_DP_GE, RL_DP_LE } rl_date_prefix;
+
+typedef struct rl_search_value {
+    char raw[RL_SEARCH_VALUE_MAX + 1];    /* strings: as sent; tokens: the code/value part */
+    char norm[RL_SEARCH_VALUE_MAX + 1];   /* strings: normalised (case, accents, punctuation) */
+    char system[RL_SEARCH_VALUE_MAX + 1]; /* tokens: the part before '|' */
+    bool has_system;                      /* tokens: a '|' was given */
+    rl_date_prefix prefix;                /* dates */
+    int32_t lo, hi;                       /* dates: the value's range, days since 1970-01-01, inclusive */
+    char lo_text[11], hi_text[11];        /* the same as YYYY-MM-DD */
+} rl_search_value;
+
+typedef struct rl_search_clause {
+    rl_search_param param;
+    bool exact; /* :exact (strings): case- and accent-sensitive, whole value */
+    int nvalues;
+    rl_search_value values[RL_SEARCH_MAX_OR];
+} rl_search_clause;
+
+/* A parsed search: every clause must match (AND), within one clause any value (OR). */
+typedef struct rl_search_query {
+    int nclauses;
+    rl_search_clause clauses[RL_SEARCH_MAX_CLAUSES];
+    /* per argument given to rl_search_parse: true when it was ignored (empty, or unknown under lenient) */
+    bool ignored[RL_SEARCH_MAX_ARGS];
+} rl_search_query;
+
+/* The FHIR name of a parameter ("address-city"). */
+const char *rl_search_param_name(rl_search_param param);
+
+/* Parses query arguments (paging arguments such as _count are the caller's
+ * and must not be passed). Unknown parameters and modifiers are errors
+ * (RL_EINVAL naming the parameter, never quoting a value), or ignored when
+ * lenient (Prefer: handling=lenient). Pure; q is the caller's (large: heap). */
+rl_error *rl_search_parse(const rl_search_arg *args, size_t nargs, bool lenient, rl_search_query *q);
+
+/* Whether a stored Patient (its id and JSON) satisfies every clause. Pure. */
+bool rl_search_matches(const rl_search_query *q, const char *id, const json_t *record);
+
+typedef struct rl_search_result {
+    long total;      /* records matching */
+    json_t *records; /* the page: source records with their link, in id order (new reference) */
+} rl_search_result;
+
+/* Runs a search over the source records (golden records are not searched:
+ * they are reached through each record's link). Candidates come from the
+ * search indexes, the most selective clause first; every candidate is then
+ * checked against the whole query. When no clause narrows the search below
+ * RL_SEARCH_CANDIDATES_MAX records, every record is read, on a registry that
+ * small; on a bigger one the search is refused (RL_EINVAL: too broad). The
+ * page is [offset, offset + count) in record id order. Audited as a search
+ * (parameter names and the records shown, never values). */
+rl_error *rl_registry_search(rl_registry *reg, const rl_actor *actor, const rl_search_query *q, long offset,
+                             long count, rl_search_result *result);
+void rl_search_result_clear(rl_search_result *result);
+
+/* Conditional update (PUT Patient?criteria): no match creates (as
+ * rl_registry_submit), one match updates that record (rl_registry_update;
+ * an id in the body must be that record's), more: RL_EPRECONDITION. */
+rl_error *rl_registry_update_where(rl_registry *reg, const rl_actor *actor, const rl_search_query *criteria,
+                                   const json_t *patient, long if_match, rl_submit_result *result);
+
+/* ---- cross-references (IHE PIXm ITI-83) ---- */
+
+/* The other identifiers of the person carrying source_system|source_value:
+ * *out = {"identifiers": [{"system", "value"}], "records": [record id]}, from
+ * the active source records of the golden record(s) of the records carrying
+ * it, less the source identifier itself and the records carrying it;
+ * restricted to target systems when ntargets > 0. Errors carry PIXm's texts:
+ * RL_EINVAL unknown source system, RL_EDENIED unknown target system,
+ * RL_ENOTFOUND unknown identifier. Audited as a search. */
+rl_error *rl_registry_pix(rl_registry *reg, const rl_actor *actor, const char *source_system,
+                          const char *source_value, const char *const *targets, int ntargets, json_t **out);
 
 /* ---- identity operations (each a history event; undoable) ---- */
 

@@ -60,7 +60,14 @@ static rl_error *reg_check_record(reg_check *c, const char *k, size_t klen, cons
     json_t *record = json_loadb(v, vlen, 0, NULL);
     if (!record)
         reg_problem(c, "record %s: not JSON", rid);
+    long missing = 0;
+    if (record)
+        err = reg_search_check_record(c->reg, rid, record, &missing);
     json_decref(record);
+    if (err)
+        goto cleanup;
+    if (missing)
+        reg_problem(c, "record %s: %ld of its search index entries are missing", rid, missing);
     RL_TRY(reg_get_json(c->reg, RL_CF_LINKS, rid, klen, &link));
     if (!link) {
         reg_problem(c, "record %s: has no link to a golden record", rid);
@@ -212,6 +219,27 @@ static rl_error *reg_check_blocking(reg_check *c, const char *k, size_t klen, co
     return reg_check_posting(c, k, klen, v, vlen, "blocking");
 }
 
+/* search keys are param \0 value \0 record id: the id follows the last NUL. */
+static rl_error *reg_check_search(reg_check *c, const char *k, size_t klen, const char *v, size_t vlen)
+{
+    rl_error *err = NULL;
+    char *rec = NULL;
+    const char *nul = memrchr(k, '\0', klen);
+    if (!nul || nul == k) {
+        reg_problem(c, "search index: malformed key");
+        goto cleanup;
+    }
+    size_t idlen = klen - (size_t)(nul + 1 - k);
+    size_t len;
+    bool found;
+    RL_TRY(rl_store_get(c->reg->store, RL_CF_RECORDS, nul + 1, idlen, &rec, &len, &found));
+    if (!found)
+        reg_problem(c, "search index: an entry points at record %.*s, which does not exist", (int)idlen, nul + 1);
+cleanup:
+    free(rec);
+    return err;
+}
+
 static rl_error *reg_check_features(reg_check *c, const char *k, size_t klen, const char *v, size_t vlen)
 {
     return reg_check_keyed_by_record(c, k, klen, "features");
@@ -245,8 +273,9 @@ rl_error *rl_registry_check(rl_registry *reg, json_t **report)
     RL_TRY(reg_visit(&c, RL_CF_IDENT, reg_check_ident, &idents));
     RL_TRY(reg_visit(&c, RL_CF_BLOCKING, reg_check_blocking, &postings));
     RL_TRY(reg_visit(&c, RL_CF_REVIEW_OPEN, reg_check_review_open, &open_reviews));
-    long features = 0;
+    long features = 0, search = 0;
     RL_TRY(reg_visit(&c, RL_CF_FEATURES, reg_check_features, &features));
+    RL_TRY(reg_visit(&c, RL_CF_SEARCH, reg_check_search, &search));
     if (links != records)
         reg_problem(&c, "%ld records but %ld links", records, links);
     rl_registry_stats st;
@@ -259,12 +288,12 @@ rl_error *rl_registry_check(rl_registry *reg, json_t **report)
     if ((long)st.open_reviews != open_reviews)
         reg_problem(&c, "open review counter says %llu, the index holds %ld", (unsigned long long)st.open_reviews,
                     open_reviews);
-    *report = json_pack("{s:b, s:I, s:O, s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I}}", "ok", c.nproblems == 0,
+    *report = json_pack("{s:b, s:I, s:O, s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}}", "ok", c.nproblems == 0,
                         "problem_count", (json_int_t)c.nproblems, "problems", c.problems, "counts", "records",
                         (json_int_t)records, "golden_records", (json_int_t)goldens, "active_golden_records",
                         (json_int_t)c.active_goldens, "source_keys", (json_int_t)srckeys, "identifiers",
                         (json_int_t)idents, "blocking_postings", (json_int_t)postings, "open_reviews",
-                        (json_int_t)open_reviews);
+                        (json_int_t)open_reviews, "search_entries", (json_int_t)search);
     if (!*report)
         RL_FAIL(RL_ENOMEM, "out of memory");
 cleanup:

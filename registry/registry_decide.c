@@ -308,6 +308,18 @@ rl_error *rl_registry_match(rl_registry *reg, const rl_actor *actor, const json_
     RL_TRY(reg_identifier_keys(patient, idents));
     RL_TRY(reg->matcher->prepare(reg->matcher, patient, &probe));
     RL_TRY(reg->matcher->keys(reg->matcher, probe, keys));
+    /* Candidates come from blocking keys and trusted identifiers: a Patient
+     * giving neither (a gender alone, a birth date alone) cannot be matched. */
+    bool trusted = false;
+    size_t i;
+    json_t *k;
+    json_array_foreach(idents, i, k) {
+        const char *key = json_string_value(k);
+        trusted = trusted || reg_system_trusted(reg, key, (size_t)(strchr(key, '|') - key));
+    }
+    if (json_array_size(keys) == 0 && !trusted)
+        RL_FAIL(RL_EINVAL, "too few properties to match on: give at least a name with a birth date, a name with "
+                "a given name, a phone number, or an identifier of a trusted system");
     RL_TRY(reg_gather_candidates(reg, "", keys, idents, cands));
     RL_TRY(reg_score_goldens(reg, "", probe, idents, cands, reg_match_golden_of, reg, &gs, &ngs));
     qsort(gs, ngs, sizeof *gs, reg_by_score_desc);

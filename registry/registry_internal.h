@@ -16,6 +16,7 @@
  *   audit          time key                       -> entry JSON
  *   audit_subject  subject id \0 time key         -> ""
  *   features       record id                      -> the matcher's prepared form, as bytes
+ *   search         param \0 value \0 record id     -> ""  (FHIR search indexes, registry_search.c)
  *   meta           "counters" -> {records, goldens, open_reviews}, "counters_clean" -> "1", "model" -> rules
  * A time key is 16 hex digits of milliseconds then 8 of a sequence: sorted by time.
  */
@@ -157,6 +158,35 @@ rl_error *reg_offer_reviews(reg_txn *txn, const char *rid, const char *own_golde
  * threshold or the matcher flagged a guard (twins, parent and child): then no
  * automatic link to its golden record, whatever the other members score. */
 bool reg_contradicts(const rl_registry *reg, double score, const json_t *fields);
+/* ---- search (registry_query.c, registry_search.c) ---- */
+
+enum {
+    REG_SEARCH_NORM_INPUT = 600,  /* bytes of an element normalised for search */
+    REG_SEARCH_NORM_MAX = 2048,   /* room for that, normalised */
+    REG_SEARCH_KEY_VALUE_MAX = 128, /* bytes of a value kept in an index key (longer: cut, then checked) */
+};
+
+/* An element normalised for string search (its first REG_SEARCH_NORM_INPUT bytes). */
+rl_error *reg_search_normalize(const char *in, char *out, size_t size);
+/* A FHIR date's range in days since 1970-01-01 (inclusive) and as YYYY-MM-DD; false when no date. */
+bool reg_date_range(const char *s, int32_t *lo, int32_t *hi, char lo_text[11], char hi_text[11]);
+/* A record is active unless it says active=false. */
+bool reg_record_active(const json_t *record);
+const char *reg_mmn_extension_url(void);
+/* The search index keys of a Patient ("param\0value", without record id; strings may hold NULs). */
+rl_error *reg_search_keys(const json_t *patient, json_t *keys);
+/* Puts (or deletes, skipping those in keep) the search entries of record rid. */
+void reg_put_search(rl_store_batch *batch, const char *rid, const json_t *keys, bool delete, const json_t *keep);
+/* Builds the search indexes of a store written before they existed (once). */
+rl_error *reg_search_index_ensure(rl_registry *reg);
+/* Checks the search entries a record should have are there (for `check`). *missing counts those absent. */
+rl_error *reg_search_check_record(rl_registry *reg, const char *rid, const json_t *record, long *missing);
+
+/* Updates source record rid from patient (no id check: the caller's), as
+ * rl_registry_update; action names it in the audit ("update", "deactivate"). */
+rl_error *reg_update_record(rl_registry *reg, const rl_actor *actor, const char *rid, const json_t *patient,
+                            long if_match, const char *action, rl_submit_result *result);
+
 /* key = a \0 b with a < b, for the nomatch family; returns its length. */
 size_t reg_pair_key(const char *a, const char *b, char *out, size_t size);
 #endif

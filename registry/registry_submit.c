@@ -295,6 +295,10 @@ struct reg_submit_req {
     void *probe;     /* the matcher's prepared form of the patient */
     rl_buf features; /* the same, as bytes for the store */
     const char *source_key;
+    json_t *search_keys;   /* the record's search index keys */
+    const char *target_id; /* update this record (FHIR update by id); NULL: by source key */
+    long if_match;         /* with target_id: the version the caller saw; 0: any */
+    const char *action;    /* audit action of an update */
     char fresh_id[REG_ID_LEN + 1];
     json_t *fresh;
     rl_store_batch *prepared;
@@ -320,12 +324,13 @@ static void reg_req_clear(rl_registry *reg, reg_submit_req *q)
     q->probe = NULL;
     json_decref(q->ident_keys);
     json_decref(q->postings);
+    json_decref(q->search_keys);
     json_decref(q->fresh);
     json_decref(q->record);
     json_decref(q->link);
     rl_store_batch_destroy(q->prepared);
     rl_error_free(q->err);
-    q->ident_keys = q->postings = q->fresh = q->record = q->link = NULL;
+    q->ident_keys = q->postings = q->search_keys = q->fresh = q->record = q->link = NULL;
     q->prepared = NULL;
     q->err = NULL;
 }
@@ -335,13 +340,18 @@ static rl_error *reg_submit_prepare(rl_registry *reg, reg_submit_req *q)
     rl_error *err = NULL;
     q->ident_keys = json_array();
     q->postings = json_array();
-    if (!q->ident_keys || !q->postings)
+    q->search_keys = json_array();
+    if (!q->ident_keys || !q->postings || !q->search_keys)
         RL_FAIL(RL_ENOMEM, "out of memory");
     RL_TRY(rl_registry_patient_validate(q->patient));
     RL_TRY(reg_identifier_keys(q->patient, q->ident_keys));
     RL_TRY(reg->matcher->prepare(reg->matcher, q->patient, &q->probe));
     RL_TRY(reg->matcher->keys(reg->matcher, q->probe, q->postings));
+    RL_TRY(reg_search_keys(q->patient, q->search_keys));
     q->source_key = reg_source_key(q->ident_keys, q->actor);
+    RL_TRY(reg->matcher->encode(reg->matcher, q->probe, &q->features));
+    if (q->target_id)
+        goto cleanup; /* an update by id never creates */
     /* Most registrations create a record: build it and its batch now. */
     reg_new_id(q->fresh_id);
     q->fresh = reg_build_record(q->patient, q->fresh_id, 1);
@@ -352,7 +362,7 @@ static rl_error *reg_submit_prepare(rl_registry *reg, reg_submit_req *q)
     if (err)
         goto cleanup;
     reg_put_index(q->prepared, q->fresh_id, q->ident_keys, q->postings, q->source_key, false, NULL, NULL);
-    RL_TRY(reg->matcher->encode(reg->matcher, q->probe, &q->features));
+    reg_put_search(q->prepared, q->fresh_id, q->search_keys, false, NULL);
     rl_store_batch_put(q->prepared, RL_CF_FEATURES, q->fresh_id, REG_ID_LEN, q->features.data, q->features.len);
 cleanup:
     return err;
@@ -363,7 +373,7 @@ static void reg_submit_decide(rl_registry *reg, reg_submit_req *q)
 {
     rl_error *err = NULL;
     json_t *cands = json_object();
-    json_t *old = NULL, *old_link = NULL, *golden = NULL, *index = NULL, *old_idents = NULL;
+    json_t *old = NULL, *old_link = NULL, *golden = NULL, *index = NULL, *old_idents = NULL, *old_search = NULL;
     char *existing = NULL;
     reg_golden_score *gs = NULL;
     size_t ngs = 0;
@@ -379,17 +389,41 @@ static void reg_submit_decide(rl_registry *reg, reg_submit_req *q)
     bool found = false;
     if (source_key)
         RL_TRY(rl_store_get(reg->store, RL_CF_SRCKEY, source_key, strlen(source_key), &existing, &len, &found));
+    if (q->target_id) {
+        /* By id: the record must exist, and the body's source key must not be another record's. */
+        if (found && (len != strlen(q->target_id) || memcmp(existing, q->target_id, len) != 0))
+            RL_FAIL(RL_ECONFLICT, "Patient.identifier: another record holds this source identifier (system|value)");
+        snprintf(rid, sizeof q->rid, "%s", q->target_id);
+        RL_TRY(reg_get_json(reg, RL_CF_RECORDS, rid, strlen(rid), &old));
+        if (!old) {
+            RL_TRY(reg_get_json(reg, RL_CF_GOLDEN, rid, strlen(rid), &golden));
+            if (golden)
+                RL_FAIL(RL_EUNSUPPORTED, "Patient %s is a golden record, computed from its source records: "
+                        "update those instead", rid);
+            RL_FAIL(RL_ENOTFOUND, "no Patient with this id (this server assigns ids: create with POST)");
+        }
+        found = true;
+    }
     q->found = found;
     if (found) {
         RL_TRY(reg_txn_begin(reg, &txn));
         txn.no_history = true;
-        snprintf(rid, sizeof q->rid, "%.*s", (int)len, existing);
-        RL_TRY(reg_get_json(reg, RL_CF_RECORDS, rid, strlen(rid), &old));
+        if (!q->target_id) {
+            snprintf(rid, sizeof q->rid, "%.*s", (int)len, existing);
+            RL_TRY(reg_get_json(reg, RL_CF_RECORDS, rid, strlen(rid), &old));
+        }
         RL_TRY(reg_txn_link(&txn, rid, &old_link));
         if (!old || !old_link)
             RL_FAIL(RL_ESTORE, "source key points at a record without data or link: run `ridgeline check`");
         const char *vid = json_string_value(json_object_get(json_object_get(old, "meta"), "versionId"));
         long old_version = vid ? strtol(vid, NULL, 10) : 1;
+        if (q->if_match && q->if_match != old_version)
+            RL_FAIL(RL_EPRECONDITION, "version %ld is not the current version of this Patient: read it again",
+                    q->if_match);
+        /* A new source key (an update by id may change identifiers) releases the old one. */
+        const char *old_key = json_string_value(json_object_get(json_object_get(old_link, "index"), "source_key"));
+        if (old_key && (!source_key || strcmp(old_key, source_key) != 0))
+            rl_store_batch_delete(txn.batch, RL_CF_SRCKEY, old_key, strlen(old_key));
         char vkey[REG_ID_LEN + 16];
         int vn = snprintf(vkey, sizeof vkey, "%s%c%08ld", rid, '\0', old_version);
         reg_put_json(txn.batch, RL_CF_VERSIONS, vkey, (size_t)vn, old, &err);
@@ -402,6 +436,11 @@ static void reg_submit_decide(rl_registry *reg, reg_submit_req *q)
         RL_TRY(reg_identifier_keys(old, old_idents));
         reg_put_index(txn.batch, rid, old_idents, json_object_get(json_object_get(old_link, "index"), "postings"),
                       NULL, true, ident_keys, postings);
+        old_search = json_array();
+        if (!old_search)
+            RL_FAIL(RL_ENOMEM, "out of memory");
+        RL_TRY(reg_search_keys(old, old_search));
+        reg_put_search(txn.batch, rid, old_search, true, q->search_keys);
         q->record = reg_build_record(q->patient, rid, old_version + 1);
         if (!q->record)
             RL_FAIL(RL_ENOMEM, "out of memory");
@@ -409,6 +448,7 @@ static void reg_submit_decide(rl_registry *reg, reg_submit_req *q)
         if (err)
             goto cleanup;
         reg_put_index(txn.batch, rid, ident_keys, postings, source_key, false, NULL, NULL);
+        reg_put_search(txn.batch, rid, q->search_keys, false, NULL);
         rl_store_batch_put(txn.batch, RL_CF_FEATURES, rid, strlen(rid), q->features.data, q->features.len);
     } else {
         RL_TRY(reg_txn_adopt(reg, &txn, q->prepared));
@@ -472,7 +512,8 @@ static void reg_submit_decide(rl_registry *reg, reg_submit_req *q)
     const char *subjects[2] = {rid, golden_id};
     json_t *detail = json_pack("{s:s, s:f, s:i, s:i}", "grade", grade, "score", link_score, "candidates",
                                (int)json_object_size(cands), "reviews_queued", q->reviews);
-    err = reg_txn_audit(&txn, actor, found ? "update" : "create", subjects, 2, "ok", detail);
+    err = reg_txn_audit(&txn, actor, found ? (q->action ? q->action : "update") : "create", subjects, 2, "ok",
+                        detail);
     json_decref(detail);
     if (err)
         goto cleanup;
@@ -489,6 +530,7 @@ cleanup:
     json_decref(golden);
     json_decref(index);
     json_decref(old_idents);
+    json_decref(old_search);
     q->err = err;
 }
 
@@ -529,34 +571,116 @@ static void reg_submit_combine(rl_registry *reg, reg_submit_req *q)
     pthread_mutex_unlock(&reg->queue_lock);
 }
 
+/* Runs a prepared request through the three steps; fills res. */
+static rl_error *reg_submit_run(rl_registry *reg, reg_submit_req *q, rl_submit_result *res)
+{
+    rl_error *err = NULL;
+    memset(res, 0, sizeof *res);
+    pthread_cond_init(&q->decided, NULL);
+    rl_buf_init(&q->features, 1 << 16);
+    RL_TRY(reg_submit_prepare(reg, q));
+    reg_submit_combine(reg, q);
+    if (q->err) {
+        err = q->err;
+        q->err = NULL;
+        goto cleanup;
+    }
+    RL_TRY(rl_store_sync(reg->store, q->ticket));
+    res->record = reg_record_view(q->record, q->link);
+    if (!res->record)
+        RL_FAIL(RL_ENOMEM, "out of memory");
+    res->created = !q->found;
+    snprintf(res->record_id, sizeof res->record_id, "%s", q->rid);
+    snprintf(res->golden_id, sizeof res->golden_id, "%s", q->golden_id);
+    res->grade = q->grade;
+    res->score = q->score;
+    res->reviews_queued = q->reviews;
+cleanup:
+    pthread_cond_destroy(&q->decided);
+    reg_req_clear(reg, q);
+    if (err)
+        rl_submit_result_clear(res);
+    return err;
+}
+
 rl_error *rl_registry_submit(rl_registry *reg, const rl_actor *actor, const json_t *patient,
                              rl_submit_result *res)
 {
-    rl_error *err = NULL;
     reg_submit_req q = {.actor = actor, .patient = patient};
-    memset(res, 0, sizeof *res);
-    pthread_cond_init(&q.decided, NULL);
-    rl_buf_init(&q.features, 1 << 16);
-    RL_TRY(reg_submit_prepare(reg, &q));
-    reg_submit_combine(reg, &q);
-    if (q.err) {
-        err = q.err;
-        q.err = NULL;
-        goto cleanup;
+    return reg_submit_run(reg, &q, res);
+}
+
+rl_error *reg_update_record(rl_registry *reg, const rl_actor *actor, const char *rid, const json_t *patient,
+                            long if_match, const char *action, rl_submit_result *res)
+{
+    if (!rl_registry_id_valid(rid)) {
+        memset(res, 0, sizeof *res);
+        return RL_ERR(RL_EINVAL, "a Patient id is 1 to 64 letters, digits, '-' or '.'");
     }
-    RL_TRY(rl_store_sync(reg->store, q.ticket));
-    res->record = reg_record_view(q.record, q.link);
-    if (!res->record)
-        RL_FAIL(RL_ENOMEM, "out of memory");
-    res->created = !q.found;
-    snprintf(res->record_id, sizeof res->record_id, "%s", q.rid);
-    snprintf(res->golden_id, sizeof res->golden_id, "%s", q.golden_id);
-    res->grade = q.grade;
-    res->score = q.score;
-    res->reviews_queued = q.reviews;
+    reg_submit_req q = {.actor = actor, .patient = patient, .target_id = rid, .if_match = if_match,
+                        .action = action};
+    return reg_submit_run(reg, &q, res);
+}
+
+rl_error *rl_registry_update(rl_registry *reg, const rl_actor *actor, const char *id, const json_t *patient,
+                             long if_match, rl_submit_result *res)
+{
+    memset(res, 0, sizeof *res);
+    /* FHIR update: the body names the resource it replaces. */
+    const char *body_id = json_string_value(json_object_get(patient, "id"));
+    if (!body_id || strcmp(body_id, id) != 0)
+        return RL_ERR(RL_EINVAL, "Patient.id must be present and equal the id in the URL");
+    return reg_update_record(reg, actor, id, patient, if_match, "update", res);
+}
+
+rl_error *rl_registry_deactivate(rl_registry *reg, const rl_actor *actor, const char *id, long if_match,
+                                 rl_submit_result *res)
+{
+    rl_error *err = NULL;
+    json_t *record = NULL, *golden = NULL, *link = NULL;
+    memset(res, 0, sizeof *res);
+    if (!rl_registry_id_valid(id))
+        RL_FAIL(RL_EINVAL, "a Patient id is 1 to 64 letters, digits, '-' or '.'");
+    /* Read, then write that version inactive; a write in between makes the
+     * version check fail, and we read again (a client's If-Match is not retried). */
+    for (int attempt = 0;; attempt++) {
+        RL_TRY(reg_get_json(reg, RL_CF_RECORDS, id, strlen(id), &record));
+        if (!record) {
+            RL_TRY(reg_get_json(reg, RL_CF_GOLDEN, id, strlen(id), &golden));
+            if (golden)
+                RL_FAIL(RL_EUNSUPPORTED, "Patient %s is a golden record, computed from its source records: "
+                        "delete those instead", id);
+            RL_FAIL(RL_ENOTFOUND, "no Patient with this id");
+        }
+        const char *vid = json_string_value(json_object_get(json_object_get(record, "meta"), "versionId"));
+        long version = vid ? strtol(vid, NULL, 10) : 1;
+        if (if_match && if_match != version)
+            RL_FAIL(RL_EPRECONDITION, "version %ld is not the current version of this Patient: read it again",
+                    if_match);
+        if (!reg_record_active(record)) {
+            /* Already deactivated: nothing to write. */
+            RL_TRY(reg_get_json(reg, RL_CF_LINKS, id, strlen(id), &link));
+            res->record = reg_record_view(record, link);
+            if (!res->record)
+                RL_FAIL(RL_ENOMEM, "out of memory");
+            snprintf(res->record_id, sizeof res->record_id, "%s", id);
+            const char *g = json_string_value(json_object_get(link, "golden"));
+            snprintf(res->golden_id, sizeof res->golden_id, "%s", g ? g : "");
+            goto cleanup;
+        }
+        json_object_set_new(record, "active", json_false());
+        err = reg_update_record(reg, actor, id, record, if_match ? if_match : version, "deactivate", res);
+        if (!err || if_match || rl_error_code(err) != RL_EPRECONDITION || attempt == 3)
+            goto cleanup;
+        rl_error_free(err);
+        err = NULL;
+        json_decref(record);
+        record = NULL;
+    }
 cleanup:
-    pthread_cond_destroy(&q.decided);
-    reg_req_clear(reg, &q);
+    json_decref(record);
+    json_decref(golden);
+    json_decref(link);
     if (err)
         rl_submit_result_clear(res);
     return err;

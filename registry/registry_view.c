@@ -293,3 +293,93 @@ cleanup:
     json_decref(link);
     return err;
 }
+
+/* A source record's versions, newest first: the current one, then the versions family. */
+static rl_error *reg_record_versions(rl_registry *reg, const char *id, const json_t *current, const json_t *link,
+                                     json_t *out)
+{
+    rl_error *err = NULL;
+    rl_store_iter *it = NULL;
+    json_t *older = json_array(), *version = NULL;
+    if (!older)
+        RL_FAIL(RL_ENOMEM, "out of memory");
+    json_array_append_new(out, reg_record_view(current, link));
+    char prefix[REG_ID_LEN + 8];
+    int plen = snprintf(prefix, sizeof prefix, "%s%c", id, '\0');
+    RL_TRY(rl_store_iter_prefix(reg->store, RL_CF_VERSIONS, prefix, (size_t)plen, &it));
+    for (; rl_store_iter_valid(it); rl_store_iter_next(it)) {
+        size_t vlen;
+        const char *v = rl_store_iter_value(it, &vlen);
+        version = json_loadb(v, vlen, 0, NULL);
+        if (!version)
+            RL_FAIL(RL_ESTORE, "an earlier version of a record is not JSON: run `ridgeline check`");
+        /* The link is not versioned: each version shows where the record belongs now. */
+        json_array_append_new(older, reg_record_view(version, link));
+        json_decref(version);
+        version = NULL;
+    }
+    RL_TRY(rl_store_iter_status(it));
+    /* Keys hold zero-padded version numbers: ascending; the answer is newest first. */
+    for (size_t i = json_array_size(older); i > 0; i--)
+        json_array_append(out, json_array_get(older, i - 1));
+cleanup:
+    rl_store_iter_destroy(it);
+    json_decref(older);
+    json_decref(version);
+    return err;
+}
+
+rl_error *rl_registry_history(rl_registry *reg, const rl_actor *actor, const char *id, json_t **out)
+{
+    rl_error *err = NULL;
+    json_t *record = NULL, *link = NULL, *golden = NULL, *view = NULL, *list = json_array();
+    *out = NULL;
+    if (!list)
+        RL_FAIL(RL_ENOMEM, "out of memory");
+    if (!rl_registry_id_valid(id))
+        RL_FAIL(RL_EINVAL, "a Patient id is 1 to 64 letters, digits, '-' or '.'");
+    RL_TRY(reg_get_json(reg, RL_CF_RECORDS, id, strlen(id), &record));
+    if (record) {
+        RL_TRY(reg_get_json(reg, RL_CF_LINKS, id, strlen(id), &link));
+        RL_TRY(reg_record_versions(reg, id, record, link, list));
+    } else {
+        RL_TRY(reg_get_json(reg, RL_CF_GOLDEN, id, strlen(id), &golden));
+        if (!golden)
+            RL_FAIL(RL_ENOTFOUND, "no Patient with this id");
+        RL_TRY(reg_golden_view(reg, golden, &view));
+        json_array_append(list, view);
+    }
+    const char *subjects[1] = {id};
+    RL_TRY(reg_audit_now(reg, actor, "read", subjects, 1, "ok", NULL));
+    *out = list;
+    list = NULL;
+cleanup:
+    json_decref(record);
+    json_decref(link);
+    json_decref(golden);
+    json_decref(view);
+    json_decref(list);
+    return err;
+}
+
+rl_error *rl_registry_vread(rl_registry *reg, const rl_actor *actor, const char *id, long version, json_t **out)
+{
+    rl_error *err = NULL;
+    json_t *list = NULL;
+    *out = NULL;
+    RL_TRY(rl_registry_history(reg, actor, id, &list));
+    size_t i;
+    json_t *v;
+    json_array_foreach(list, i, v) {
+        const char *vid = json_string_value(json_object_get(json_object_get(v, "meta"), "versionId"));
+        if (vid && strtol(vid, NULL, 10) == version) {
+            *out = json_incref(v);
+            goto cleanup;
+        }
+    }
+    /* Golden records keep only their current view: their earlier states are history events. */
+    RL_FAIL(RL_ENOTFOUND, "no version %ld of this Patient", version);
+cleanup:
+    json_decref(list);
+    return err;
+}

@@ -27,6 +27,7 @@ static const char *const rl_cf_names[RL_CF_COUNT] = {
     [RL_CF_AUDIT_SUBJECT] = "audit_subject",
     [RL_CF_TEMPLATES] = "templates",
     [RL_CF_FEATURES] = "features",
+    [RL_CF_SEARCH] = "search",
 };
 
 static const char rl_schema_key[] = "schema_version";

@@ -44,6 +44,7 @@ typedef enum rl_cf {
     RL_CF_AUDIT_SUBJECT,/* audit entries by record or golden id */
     RL_CF_TEMPLATES,    /* biometric templates (fingerprint engine) */
     RL_CF_FEATURES,     /* record id -> the matcher's prepared form of the record */
+    RL_CF_SEARCH,       /* search parameter values -> records (FHIR Patient search) */
     RL_CF_COUNT,
 } rl_cf;
 

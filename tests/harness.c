@@ -308,3 +308,28 @@ int rl_test_run(const char *cmdline, char **output)
         free(sink.data);
     return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
+
+int rl_test_server_setup(void **state)
+{
+    rl_test_server *srv = calloc(1, sizeof *srv);
+    if (!srv || !rl_test_server_start(srv, NULL, NULL)) {
+        free(srv);
+        return -1;
+    }
+    *state = srv;
+    return 0;
+}
+
+int rl_test_server_teardown(void **state)
+{
+    rl_test_server *srv = *state;
+    int status = srv->pid > 0 ? rl_test_server_stop(srv) : 0;
+    if (status != 0) {
+        char *log = rl_test_read_file(srv->log, NULL);
+        fprintf(stderr, "server exit status %d; log:\n%s\n", status, log ? log : "");
+        free(log);
+    }
+    rl_test_server_cleanup(srv);
+    free(srv);
+    return status == 0 ? 0 : -1;
+}

@@ -48,6 +48,12 @@ void rl_test_server_kill9(rl_test_server *srv);
 /* Stops (if running) and removes the folder. */
 void rl_test_server_cleanup(rl_test_server *srv);
 
+/* cmocka fixtures: a fresh server on an empty store per test in *state, and
+ * its stop, which fails the test when the server does not exit 0 (under
+ * ASan, a leak at exit), printing the server's log. */
+int rl_test_server_setup(void **state);
+int rl_test_server_teardown(void **state);
+
 typedef struct rl_test_response {
     long status;
     char *body;

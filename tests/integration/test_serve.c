@@ -22,35 +22,6 @@ static const char patient_body[] =
     "\"gender\":\"female\",\"birthDate\":\"1931-07-23\","
     "\"identifier\":[{\"system\":\"urn:oid:1.2.3\",\"value\":\"ZX-99817\"}]}";
 
-static int setup(void **state)
-{
-    rl_test_server *srv = calloc(1, sizeof *srv);
-    if (!srv || !rl_test_server_start(srv, NULL, NULL))
-        return -1;
-    *state = srv;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    rl_test_server *srv = *state;
-    if (srv->pid > 0) {
-        /* A clean stop must exit 0; under ASan this also fails on any leak. */
-        int status = rl_test_server_stop(srv);
-        if (status != 0) {
-            char *log = rl_test_read_file(srv->log, NULL);
-            fprintf(stderr, "server exit status %d; log:\n%s\n", status, log ? log : "");
-            free(log);
-            rl_test_server_cleanup(srv);
-            free(srv);
-            return -1;
-        }
-    }
-    rl_test_server_cleanup(srv);
-    free(srv);
-    return 0;
-}
-
 static json_t *body_json(const rl_test_response *r)
 {
     json_error_t jerr;
@@ -340,14 +311,14 @@ static void test_patient_data_never_logged(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_health, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_create_and_read_patient, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_errors_are_operation_outcomes, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_limits, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_concurrent_writers_then_restart, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_acknowledged_writes_survive_kill9, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_second_server_on_same_store_refused, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_patient_data_never_logged, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_health, rl_test_server_setup, rl_test_server_teardown),
+        cmocka_unit_test_setup_teardown(test_create_and_read_patient, rl_test_server_setup, rl_test_server_teardown),
+        cmocka_unit_test_setup_teardown(test_errors_are_operation_outcomes, rl_test_server_setup, rl_test_server_teardown),
+        cmocka_unit_test_setup_teardown(test_limits, rl_test_server_setup, rl_test_server_teardown),
+        cmocka_unit_test_setup_teardown(test_concurrent_writers_then_restart, rl_test_server_setup, rl_test_server_teardown),
+        cmocka_unit_test_setup_teardown(test_acknowledged_writes_survive_kill9, rl_test_server_setup, rl_test_server_teardown),
+        cmocka_unit_test_setup_teardown(test_second_server_on_same_store_refused, rl_test_server_setup, rl_test_server_teardown),
+        cmocka_unit_test_setup_teardown(test_patient_data_never_logged, rl_test_server_setup, rl_test_server_teardown),
     };
     return cmocka_run_group_tests_name("serve", tests, NULL, NULL);
 }

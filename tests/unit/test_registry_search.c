@@ -1,0 +1,453 @@
+/*
+ * Unit tests of Patient search: parameter parsing (prefixes, partial dates,
+ * OR and escapes, modifiers, errors, lenient), the test of one record against
+ * a query (string, token and date semantics), and the search indexes over a
+ * real store (AND/OR through the indexes, updates re-indexing, and building
+ * the indexes of a store written before they existed).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "registry/registry.h"
+#include "tests/harness.h"
+
+static rl_search_query *parse_ok(const char *name, const char *value)
+{
+    rl_search_query *q = calloc(1, sizeof *q);
+    rl_search_arg a = {name, value};
+    rl_error *err = rl_search_parse(&a, 1, false, q);
+    if (err)
+        fail_msg("%s=%s: %s", name, value, rl_error_message(err));
+    return q;
+}
+
+static void parse_fails(const char *name, const char *value)
+{
+    rl_search_query *q = calloc(1, sizeof *q);
+    rl_search_arg a = {name, value};
+    rl_error *err = rl_search_parse(&a, 1, false, q);
+    if (!err)
+        fail_msg("%s=%s parsed", name, value);
+    assert_int_equal(rl_error_code(err), RL_EINVAL);
+    /* Messages name parameters, never values. */
+    if (strlen(value) > 3 && strstr(rl_error_message(err), value))
+        fail_msg("message quotes the value: %s", rl_error_message(err));
+    rl_error_free(err);
+    free(q);
+}
+
+static void test_parse_dates(void **state)
+{
+    rl_search_query *q = parse_ok("birthdate", "ge1990-04");
+    assert_int_equal(q->nclauses, 1);
+    const rl_search_value *v = &q->clauses[0].values[0];
+    assert_int_equal(v->prefix, RL_DP_GE);
+    assert_string_equal(v->lo_text, "1990-04-01");
+    assert_string_equal(v->hi_text, "1990-04-30");
+    assert_int_equal(v->hi - v->lo, 29);
+    free(q);
+    q = parse_ok("birthdate", "2000");
+    v = &q->clauses[0].values[0];
+    assert_int_equal(v->prefix, RL_DP_EQ);
+    assert_string_equal(v->lo_text, "2000-01-01");
+    assert_string_equal(v->hi_text, "2000-12-31");
+    assert_int_equal(v->hi - v->lo, 365); /* a leap year */
+    assert_int_equal(v->lo, 10957);       /* days from 1970-01-01 */
+    free(q);
+    q = parse_ok("birthdate", "lt2024-02-29,ne1999-12-31");
+    assert_int_equal(q->clauses[0].nvalues, 2);
+    assert_int_equal(q->clauses[0].values[0].prefix, RL_DP_LT);
+    assert_int_equal(q->clauses[0].values[1].prefix, RL_DP_NE);
+    free(q);
+    parse_fails("birthdate", "2023-02-29");
+    parse_fails("birthdate", "1990-13");
+    parse_fails("birthdate", "sa1990");
+    parse_fails("birthdate", "19901");
+    parse_fails("birthdate", "1990-01-01T10:00");
+}
+
+static void test_parse_tokens_and_strings(void **state)
+{
+    rl_search_query *q = parse_ok("identifier", "urn:a|X-1,|LOOSE,urn:b|,plain");
+    const rl_search_clause *c = &q->clauses[0];
+    assert_int_equal(c->param, RL_SP_IDENTIFIER);
+    assert_int_equal(c->nvalues, 4);
+    assert_true(c->values[0].has_system);
+    assert_string_equal(c->values[0].system, "urn:a");
+    assert_string_equal(c->values[0].raw, "X-1");
+    assert_true(c->values[1].has_system);
+    assert_string_equal(c->values[1].system, "");
+    assert_string_equal(c->values[2].system, "urn:b");
+    assert_string_equal(c->values[2].raw, "");
+    assert_false(c->values[3].has_system);
+    free(q);
+    /* Escapes: \, is a comma inside a value, \| a bar inside a token. */
+    q = parse_ok("identifier", "urn:a|X\\,1,urn:a|Y\\|2");
+    assert_int_equal(q->clauses[0].nvalues, 2);
+    assert_string_equal(q->clauses[0].values[0].raw, "X,1");
+    assert_string_equal(q->clauses[0].values[1].raw, "Y|2");
+    free(q);
+    q = parse_ok("family:exact", "Okafór");
+    assert_true(q->clauses[0].exact);
+    assert_string_equal(q->clauses[0].values[0].raw, "Okafór");
+    assert_string_equal(q->clauses[0].values[0].norm, "okafor");
+    free(q);
+    q = parse_ok("address-postalcode", "401 00");
+    assert_int_equal(q->clauses[0].param, RL_SP_ADDRESS_POSTALCODE);
+    free(q);
+    parse_fails("gender", "F");
+    parse_fails("active", "yes");
+    parse_fails("family", "!!");
+    parse_fails("identifier", "|");
+    parse_fails("telecom", "phone|");
+    parse_fails("colour", "blue");
+    parse_fails("family:contains", "oka");
+    parse_fails("gender:exact", "male");
+    parse_fails("_sort", "family");
+    char many[64] = "a";
+    for (int i = 1; i < RL_SEARCH_MAX_OR + 1; i++)
+        strcat(many, ",a");
+    parse_fails("given", many);
+}
+
+static void test_parse_lenient_and_empty(void **state)
+{
+    rl_search_query *q = calloc(1, sizeof *q);
+    rl_search_arg args[] = {{"colour", "blue"}, {"family", "okafor"}, {"given", ""}, {"family:contains", "x"}};
+    assert_null(rl_search_parse(args, 4, true, q));
+    assert_int_equal(q->nclauses, 1);
+    assert_true(q->ignored[0]);
+    assert_false(q->ignored[1]);
+    assert_true(q->ignored[2]); /* empty: ignored even when strict */
+    assert_true(q->ignored[3]);
+    rl_error *err = rl_search_parse(args, 4, false, q);
+    assert_non_null(err);
+    rl_error_free(err);
+    rl_search_arg too_many[RL_SEARCH_MAX_ARGS + 1];
+    for (int i = 0; i <= RL_SEARCH_MAX_ARGS; i++)
+        too_many[i] = (rl_search_arg){"family", "a"};
+    err = rl_search_parse(too_many, RL_SEARCH_MAX_ARGS + 1, false, q);
+    assert_non_null(err);
+    rl_error_free(err);
+    free(q);
+}
+
+static json_t *patient(const char *text)
+{
+    json_error_t jerr;
+    json_t *p = json_loads(text, 0, &jerr);
+    if (!p)
+        fail_msg("test JSON: %s", jerr.text);
+    return p;
+}
+
+static bool matches(const char *name, const char *value, const json_t *record)
+{
+    rl_search_query *q = parse_ok(name, value);
+    bool m = rl_search_matches(q, "rec1", record);
+    free(q);
+    return m;
+}
+
+static void test_matching(void **state)
+{
+    json_t *p = patient(
+        "{\"resourceType\":\"Patient\",\"name\":[{\"family\":\"Van der Berg\",\"given\":[\"Anna-Marie\",\"José\"]}],"
+        "\"birthDate\":\"1985-11\",\"gender\":\"female\","
+        "\"identifier\":[{\"system\":\"urn:a\",\"value\":\"X-1\"},{\"value\":\"LOOSE\"}],"
+        "\"telecom\":[{\"system\":\"email\",\"value\":\"Anna@Example.org\"}],"
+        "\"address\":[{\"line\":[\"1 Long Street\"],\"city\":\"Cape Town\",\"country\":\"ZA\"}],"
+        "\"extension\":[{\"url\":\"http://hl7.org/fhir/StructureDefinition/patient-mothersMaidenName\",\"valueString\":\"Ngubane\"}]}");
+    /* Strings: start of the value or of a word, case and accents aside. */
+    assert_true(matches("family", "van", p));
+    assert_true(matches("family", "BERG", p));
+    assert_true(matches("family", "der b", p));
+    assert_false(matches("family", "erg", p));
+    assert_true(matches("given", "jose", p));
+    assert_true(matches("given", "marie", p));
+    assert_true(matches("given:exact", "José", p));
+    assert_false(matches("given:exact", "Jose", p));
+    assert_false(matches("given:exact", "josé", p));
+    assert_true(matches("address", "long", p));
+    assert_true(matches("address", "za", p));
+    assert_false(matches("address-city", "long", p));
+    assert_true(matches("address-city", "town", p));
+    assert_false(matches("address-state", "cape", p));
+    assert_true(matches("mothersMaidenName", "ngu", p));
+    /* Tokens. */
+    assert_true(matches("identifier", "urn:a|X-1", p));
+    assert_false(matches("identifier", "urn:b|X-1", p));
+    assert_true(matches("identifier", "X-1", p));
+    assert_false(matches("identifier", "x-1", p)); /* identifier values are case-sensitive */
+    assert_true(matches("identifier", "urn:a|", p));
+    assert_true(matches("identifier", "|LOOSE", p));
+    assert_false(matches("identifier", "|X-1", p));
+    assert_true(matches("telecom", "anna@example.org", p));
+    assert_true(matches("telecom", "email|anna@example.org", p));
+    assert_false(matches("telecom", "phone|anna@example.org", p));
+    assert_true(matches("gender", "female", p));
+    assert_true(matches("active", "true", p)); /* no element: active */
+    assert_false(matches("active", "false", p));
+    assert_true(matches("_id", "rec1", p));
+    assert_false(matches("_id", "rec2", p));
+    /* Dates: 1985-11 is a month-long range. */
+    assert_true(matches("birthdate", "1985", p));
+    assert_true(matches("birthdate", "1985-11", p));
+    assert_false(matches("birthdate", "1985-11-05", p));
+    assert_true(matches("birthdate", "ne1985-11-05", p));
+    assert_false(matches("birthdate", "ne1985", p));
+    assert_true(matches("birthdate", "gt1985-11-05", p)); /* the month goes on after the 5th */
+    assert_true(matches("birthdate", "lt1985-11-05", p)); /* ... and began before it */
+    assert_false(matches("birthdate", "gt1985-11", p));
+    assert_false(matches("birthdate", "lt1985-11", p));
+    assert_true(matches("birthdate", "ge1985-11", p));
+    assert_true(matches("birthdate", "le1985-11", p));
+    assert_false(matches("birthdate", "ge1985-12", p));
+    assert_false(matches("birthdate", "le1985-10", p));
+    assert_true(matches("birthdate", "ge1985-10", p));
+    /* OR within, AND across. */
+    assert_true(matches("family", "smith,berg", p));
+    rl_search_query *q = calloc(1, sizeof *q);
+    rl_search_arg both[] = {{"family", "berg"}, {"gender", "male"}};
+    assert_null(rl_search_parse(both, 2, false, q));
+    assert_false(rl_search_matches(q, "rec1", p));
+    free(q);
+    json_decref(p);
+    json_t *inactive = patient("{\"resourceType\":\"Patient\",\"active\":false}");
+    assert_true(matches("active", "false", inactive));
+    assert_false(matches("birthdate", "ne1990", inactive)); /* no birth date: no date matches */
+    json_decref(inactive);
+}
+
+/* ---- over a store ---- */
+
+typedef struct fixture {
+    char *dir;
+    rl_store *store;
+    rl_registry *reg;
+} fixture;
+
+static const rl_actor clerk = {.who = "test:clerk", .bound_system = NULL};
+
+static int open_registry(fixture *f)
+{
+    rl_store_options o = {.sync = false};
+    rl_registry_options opts;
+    rl_registry_options_defaults(&opts);
+    opts.matcher = RL_MATCHER_DETERMINISTIC;
+    if (rl_store_open(f->dir, &o, &f->store) || rl_registry_open(f->store, &opts, &f->reg))
+        return -1;
+    return 0;
+}
+
+static void close_registry(fixture *f)
+{
+    rl_registry_close(f->reg);
+    rl_store_close(f->store);
+    f->reg = NULL;
+    f->store = NULL;
+}
+
+static int setup(void **state)
+{
+    fixture *f = calloc(1, sizeof *f);
+    f->dir = rl_test_tmpdir("search");
+    if (!f->dir || open_registry(f))
+        return -1;
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fixture *f = *state;
+    close_registry(f);
+    rl_test_rmtree(f->dir);
+    free(f->dir);
+    free(f);
+    return 0;
+}
+
+static void add(fixture *f, const char *system, const char *value, const char *family, const char *given,
+                const char *birth, char id_out[65])
+{
+    json_t *p = json_pack("{s:s, s:[{s:s, s:s}], s:[{s:s, s:[s]}], s:s}", "resourceType", "Patient", "identifier",
+                          "system", system, "value", value, "name", "family", family, "given", given, "birthDate",
+                          birth);
+    rl_submit_result r;
+    rl_error *err = rl_registry_submit(f->reg, &clerk, p, &r);
+    if (err)
+        fail_msg("submit: %s", rl_error_message(err));
+    snprintf(id_out, 65, "%s", r.record_id);
+    rl_submit_result_clear(&r);
+    json_decref(p);
+}
+
+static long count(fixture *f, const char *n1, const char *v1, const char *n2, const char *v2)
+{
+    rl_search_query *q = calloc(1, sizeof *q);
+    rl_search_arg args[] = {{n1, v1}, {n2, v2}};
+    rl_search_result res;
+    assert_null(rl_search_parse(args, n2 ? 2 : 1, false, q));
+    rl_error *err = rl_registry_search(f->reg, &clerk, q, 0, 100, &res);
+    if (err)
+        fail_msg("search: %s", rl_error_message(err));
+    long total = res.total;
+    assert_int_equal(json_array_size(res.records), (size_t)(total < 100 ? total : 100));
+    rl_search_result_clear(&res);
+    free(q);
+    return total;
+}
+
+static void expect_check_ok(fixture *f)
+{
+    json_t *report = NULL;
+    assert_null(rl_registry_check(f->reg, &report));
+    if (!json_is_true(json_object_get(report, "ok")))
+        fail_msg("check: %s", json_dumps(report, 0));
+    json_decref(report);
+}
+
+static void test_index_search_and_update(void **state)
+{
+    fixture *f = *state;
+    char a[65], b[65], c[65];
+    add(f, "urn:s", "1", "Okafor", "Ada", "1990-04-12", a);
+    add(f, "urn:s", "2", "Okonkwo", "Ada", "1991", b);
+    add(f, "urn:t", "3", "Mensah", "Kofi", "1990-04", c);
+    assert_int_equal(count(f, "family", "oko", NULL, NULL), 1);
+    assert_int_equal(count(f, "family", "ok", NULL, NULL), 2);
+    assert_int_equal(count(f, "family", "ok", "given", "ada"), 2);
+    assert_int_equal(count(f, "family", "okafor,mensah", NULL, NULL), 2);
+    assert_int_equal(count(f, "birthdate", "1990-04", NULL, NULL), 2); /* 1990-04-12 and 1990-04 itself */
+    assert_int_equal(count(f, "birthdate", "ge1991", NULL, NULL), 1);
+    assert_int_equal(count(f, "birthdate", "ne1990-04-12", NULL, NULL), 2);
+    assert_int_equal(count(f, "identifier", "urn:s|", NULL, NULL), 2);
+    assert_int_equal(count(f, "identifier", "urn:s|2", "family", "okonkwo"), 1);
+    assert_int_equal(count(f, "identifier", "3", NULL, NULL), 1);
+    /* An update re-indexes: old values gone, new ones found. */
+    json_t *p = json_pack("{s:s, s:s, s:[{s:s, s:s}], s:[{s:s, s:[s]}], s:s, s:b}", "resourceType", "Patient", "id", a,
+                          "identifier", "system", "urn:s", "value", "1", "name", "family", "Achebe", "given", "Ada",
+                          "birthDate", "1990-04-12", "active", 0);
+    rl_submit_result r;
+    assert_null(rl_registry_update(f->reg, &clerk, a, p, 1, &r));
+    rl_submit_result_clear(&r);
+    /* The same version again is stale now. */
+    rl_error *err = rl_registry_update(f->reg, &clerk, a, p, 1, &r);
+    assert_non_null(err);
+    assert_int_equal(rl_error_code(err), RL_EPRECONDITION);
+    rl_error_free(err);
+    json_decref(p);
+    assert_int_equal(count(f, "family", "okafor", NULL, NULL), 0);
+    assert_int_equal(count(f, "family", "achebe", NULL, NULL), 1);
+    assert_int_equal(count(f, "active", "false", NULL, NULL), 1);
+    assert_int_equal(count(f, "active", "true", NULL, NULL), 2);
+    expect_check_ok(f);
+    /* Paging beyond the end: the total, no records. */
+    rl_search_query *q = calloc(1, sizeof *q);
+    rl_search_arg arg = {"given", "ada"};
+    assert_null(rl_search_parse(&arg, 1, false, q));
+    rl_search_result res;
+    assert_null(rl_registry_search(f->reg, &clerk, q, 5, 10, &res));
+    assert_int_equal(res.total, 2);
+    assert_int_equal(json_array_size(res.records), 0);
+    rl_search_result_clear(&res);
+    assert_null(rl_registry_search(f->reg, &clerk, q, 1, 10, &res));
+    assert_int_equal(json_array_size(res.records), 1);
+    rl_search_result_clear(&res);
+    free(q);
+}
+
+/* A store from before the search indexes gets them at open. */
+static void test_index_built_for_old_store(void **state)
+{
+    fixture *f = *state;
+    char a[65], b[65];
+    add(f, "urn:s", "1", "Okafor", "Ada", "1990-04-12", a);
+    add(f, "urn:s", "2", "Mensah", "Kofi", "1980", b);
+    close_registry(f);
+    /* Make it look old: no search entries, no marker. */
+    rl_store *store = NULL;
+    rl_store_options o = {.sync = false};
+    assert_null(rl_store_open(f->dir, &o, &store));
+    rl_store_batch *batch = NULL;
+    assert_null(rl_store_batch_new(store, &batch));
+    rl_store_iter *it = NULL;
+    assert_null(rl_store_iter_new(store, RL_CF_SEARCH, NULL, 0, NULL, 0, &it));
+    int n = 0;
+    for (; rl_store_iter_valid(it); rl_store_iter_next(it), n++) {
+        size_t klen;
+        const char *k = rl_store_iter_key(it, &klen);
+        rl_store_batch_delete(batch, RL_CF_SEARCH, k, klen);
+    }
+    rl_store_iter_destroy(it);
+    assert_true(n > 0);
+    rl_store_batch_delete(batch, RL_CF_META, "search_index", strlen("search_index"));
+    assert_null(rl_store_write(store, batch));
+    rl_store_batch_destroy(batch);
+    rl_store_close(store);
+
+    assert_int_equal(open_registry(f), 0);
+    assert_int_equal(count(f, "family", "okafor", NULL, NULL), 1);
+    assert_int_equal(count(f, "birthdate", "le1985", NULL, NULL), 1);
+    expect_check_ok(f);
+}
+
+static void test_deactivate_history_pix(void **state)
+{
+    fixture *f = *state;
+    char a[65], b[65];
+    add(f, "urn:s", "1", "Okafor", "Ada", "1990-04-12", a);
+    add(f, "urn:t", "9", "Okafor", "Ada", "1990-04-12", b); /* the same person (deterministic match) */
+    rl_submit_result r;
+    assert_null(rl_registry_deactivate(f->reg, &clerk, a, 0, &r));
+    assert_string_equal(json_string_value(json_object_get(json_object_get(r.record, "meta"), "versionId")), "2");
+    assert_true(json_is_false(json_object_get(r.record, "active")));
+    rl_submit_result_clear(&r);
+    /* Twice: no new version. */
+    assert_null(rl_registry_deactivate(f->reg, &clerk, a, 0, &r));
+    assert_string_equal(json_string_value(json_object_get(json_object_get(r.record, "meta"), "versionId")), "2");
+    rl_submit_result_clear(&r);
+    json_t *versions = NULL;
+    assert_null(rl_registry_history(f->reg, &clerk, a, &versions));
+    assert_int_equal(json_array_size(versions), 2);
+    json_decref(versions);
+    json_t *v1 = NULL;
+    assert_null(rl_registry_vread(f->reg, &clerk, a, 1, &v1));
+    assert_null(json_object_get(v1, "active"));
+    json_decref(v1);
+    rl_error *err = rl_registry_vread(f->reg, &clerk, a, 3, &v1);
+    assert_int_equal(rl_error_code(err), RL_ENOTFOUND);
+    rl_error_free(err);
+    /* PIX from b: a is inactive, so nothing to offer. */
+    json_t *x = NULL;
+    assert_null(rl_registry_pix(f->reg, &clerk, "urn:t", "9", NULL, 0, &x));
+    assert_int_equal(json_array_size(json_object_get(x, "identifiers")), 0);
+    json_decref(x);
+    err = rl_registry_pix(f->reg, &clerk, "urn:t", "8", NULL, 0, &x);
+    assert_int_equal(rl_error_code(err), RL_ENOTFOUND);
+    rl_error_free(err);
+    err = rl_registry_pix(f->reg, &clerk, "urn:u", "9", NULL, 0, &x);
+    assert_int_equal(rl_error_code(err), RL_EINVAL);
+    rl_error_free(err);
+    const char *targets[] = {"urn:nope"};
+    err = rl_registry_pix(f->reg, &clerk, "urn:t", "9", targets, 1, &x);
+    assert_int_equal(rl_error_code(err), RL_EDENIED);
+    rl_error_free(err);
+    expect_check_ok(f);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_parse_dates),
+        cmocka_unit_test(test_parse_tokens_and_strings),
+        cmocka_unit_test(test_parse_lenient_and_empty),
+        cmocka_unit_test(test_matching),
+        cmocka_unit_test_setup_teardown(test_index_search_and_update, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_index_built_for_old_store, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_deactivate_history_pix, setup, teardown),
+    };
+    return cmocka_run_group_tests_name("registry_search", tests, NULL, NULL);
+}
