@@ -74,8 +74,8 @@ void bio_match_scratch_free(bio_match_scratch *s); /* accepts NULL */
 /* A scratch on a given kernel variant (tests, benchmarks); RL_EUNSUPPORTED
  * when this CPU cannot run it. Every variant gives bit-identical scores. */
 rl_error *bio_match_scratch_new_kernel(kern_mcc_impl impl, bio_match_scratch **out);
-/* The kernel variant the scratch uses ("scalar", "popcnt", "avx512"): the
- * best this CPU supports unless RIDGELINE_KERNELS names another supported one. */
+/* The kernel variant the scratch uses ("scalar", "popcnt", "avx2", "avx512"):
+ * kern_mcc_pick(), the best this CPU supports under the RIDGELINE_KERNELS ceiling. */
 const char *bio_match_scratch_kernel(const bio_match_scratch *s);
 
 /* Similarity in [0,1]; 0 when either side has too few usable minutiae. */

@@ -1,6 +1,6 @@
 /*
- * kern_mcc: scalar reference, POPCNT and AVX-512 VPOPCNTDQ variants of the
- * bit-based MCC pair counts (see kern_mcc.h for the contract).
+ * kern_mcc: scalar reference, POPCNT, AVX2 and AVX-512 VPOPCNTDQ variants of
+ * the bit-based MCC pair counts (see kern_mcc.h for the contract).
  *
  * The build has no -march flag, so the instruction-set variants are compiled
  * with __attribute__((target)) and only handed out after a runtime CPU check.
@@ -61,6 +61,61 @@ __attribute__((target("popcnt"))) static void counts_popcnt(const kern_mcc_cyl *
     KERN_MCC_COUNTS_BODY(__builtin_popcountll)
 }
 
+/*
+ * AVX2 has no vector popcount. Mula's method: split every byte into its two
+ * nibbles, look each up in a 16-entry table of bit counts with VPSHUFB (one
+ * in-register lookup per byte, 32 at a time), and add the two. Byte counts
+ * are summed across the 6 ymm of a vector first (at most 6 x 8 = 48 per
+ * byte, far from overflow), then VPSADBW against zero adds each run of 8
+ * bytes into a 64-bit lane: one horizontal step per count and pair instead
+ * of one per register.
+ */
+__attribute__((target("avx2"))) static inline __m256i popcount_bytes_avx2(__m256i x, __m256i table, __m256i low4)
+{
+    __m256i lo = _mm256_and_si256(x, low4);
+    __m256i hi = _mm256_and_si256(_mm256_srli_epi16(x, 4), low4);
+    return _mm256_add_epi8(_mm256_shuffle_epi8(table, lo), _mm256_shuffle_epi8(table, hi));
+}
+
+__attribute__((target("avx2"))) static void counts_avx2(const kern_mcc_cyl *probe, const kern_mcc_cyl *gallery,
+                                                        const uint16_t *idx, size_t n, kern_mcc_counts *out)
+{
+    enum { YMM = KERN_MCC_WORDS / 4 }; /* 6 registers of 4 words per vector */
+    /* The table is repeated in both 128-bit lanes: VPSHUFB looks up within a lane. */
+    const __m256i table = _mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4, 0, 1, 1, 2, 1, 2, 2, 3,
+                                           1, 2, 2, 3, 2, 3, 3, 4);
+    const __m256i low4 = _mm256_set1_epi8(0x0f), zero = _mm256_setzero_si256();
+    __m256i pv[YMM], pm[YMM];
+    for (int k = 0; k < YMM; k++) {
+        pv[k] = _mm256_load_si256((const __m256i *)&probe->value[4 * k]);
+        pm[k] = _mm256_load_si256((const __m256i *)&probe->valid[4 * k]);
+    }
+    for (size_t t = 0; t < n; t++) {
+        const kern_mcc_cyl *g = &gallery[idx ? idx[t] : t];
+        __m256i sv = zero, sa = zero, sb = zero, sd = zero;
+        for (int k = 0; k < YMM; k++) {
+            __m256i j = _mm256_and_si256(pm[k], _mm256_load_si256((const __m256i *)&g->valid[4 * k]));
+            __m256i a = _mm256_and_si256(pv[k], j);
+            __m256i b = _mm256_and_si256(_mm256_load_si256((const __m256i *)&g->value[4 * k]), j);
+            sv = _mm256_add_epi8(sv, popcount_bytes_avx2(j, table, low4));
+            sa = _mm256_add_epi8(sa, popcount_bytes_avx2(a, table, low4));
+            sb = _mm256_add_epi8(sb, popcount_bytes_avx2(b, table, low4));
+            sd = _mm256_add_epi8(sd, popcount_bytes_avx2(_mm256_xor_si256(a, b), table, low4));
+        }
+        /* Each 64-bit lane now holds < 2^9 per count: pack the four counts
+         * 16 bits apart, as the AVX-512 variant does, and reduce once. */
+        __m256i packed = _mm256_or_si256(
+            _mm256_or_si256(_mm256_sad_epu8(sv, zero), _mm256_slli_epi64(_mm256_sad_epu8(sa, zero), 16)),
+            _mm256_or_si256(_mm256_slli_epi64(_mm256_sad_epu8(sb, zero), 32),
+                            _mm256_slli_epi64(_mm256_sad_epu8(sd, zero), 48)));
+        __m128i h = _mm_add_epi64(_mm256_castsi256_si128(packed), _mm256_extracti128_si256(packed, 1));
+        h = _mm_add_epi64(h, _mm_unpackhi_epi64(h, h));
+        uint64_t s = (uint64_t)_mm_cvtsi128_si64(h);
+        out[t] = (kern_mcc_counts){(uint16_t)(s & 0xffff), (uint16_t)((s >> 16) & 0xffff),
+                                   (uint16_t)((s >> 32) & 0xffff), (uint16_t)(s >> 48)};
+    }
+}
+
 /* 1,536 bits = 3 zmm per vector. The four counts are accumulated per 64-bit
  * lane and reduced once per pair. */
 __attribute__((target("avx512f,avx512vpopcntdq"))) static void counts_avx512(
@@ -105,68 +160,70 @@ __attribute__((target("avx512f,avx512vpopcntdq"))) static void counts_avx512(
 }
 #endif
 
-static int impl_supported(kern_mcc_impl impl)
-{
-    switch (impl) {
-    case KERN_MCC_SCALAR:
-        return 1;
+/*
+ * The dispatch table: every variant with what it needs and the kernel path it
+ * belongs to, best first. It is constant; what varies per machine (usable
+ * features, forced path) is kern_cpu's table, built once.
+ */
+typedef struct mcc_variant {
+    kern_mcc_impl impl;
+    kern_path path;  /* the lowest path ceiling that allows it */
+    unsigned needs;  /* KERN_CPU_* bits */
+    kern_mcc_counts_fn *fn;
+} mcc_variant;
+
+static const mcc_variant mcc_variants[] = {
 #if KERN_MCC_X86
-    case KERN_MCC_POPCNT:
-        __builtin_cpu_init();
-        return __builtin_cpu_supports("popcnt");
-    case KERN_MCC_AVX512:
-        __builtin_cpu_init();
-        return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vpopcntdq");
+    {KERN_MCC_AVX512, KERN_PATH_AVX512, KERN_CPU_AVX512F | KERN_CPU_AVX512VPOPCNTDQ, counts_avx512},
+    {KERN_MCC_AVX2, KERN_PATH_AVX2, KERN_CPU_AVX2, counts_avx2},
+    {KERN_MCC_POPCNT, KERN_PATH_POPCNT, KERN_CPU_POPCNT, counts_popcnt},
 #endif
-    default:
-        return 0;
-    }
+    {KERN_MCC_SCALAR, KERN_PATH_SCALAR, 0, counts_scalar},
+};
+enum { MCC_NVARIANTS = sizeof mcc_variants / sizeof mcc_variants[0] };
+
+static const mcc_variant *variant_of(kern_mcc_impl impl)
+{
+    for (int i = 0; i < MCC_NVARIANTS; i++)
+        if (mcc_variants[i].impl == impl)
+            return &mcc_variants[i];
+    return NULL;
 }
 
 kern_mcc_counts_fn *kern_mcc_get(kern_mcc_impl impl)
 {
-    if (!impl_supported(impl)) return NULL;
-    switch (impl) {
-    case KERN_MCC_SCALAR:
-        return counts_scalar;
-#if KERN_MCC_X86
-    case KERN_MCC_POPCNT:
-        return counts_popcnt;
-    case KERN_MCC_AVX512:
-        return counts_avx512;
-#endif
-    default:
+    const mcc_variant *v = variant_of(impl);
+    if (!v || (v->needs & ~kern_dispatch_get()->cpu) != 0)
         return NULL;
-    }
+    return v->fn;
 }
 
 const char *kern_mcc_impl_name(kern_mcc_impl impl)
 {
+    /* Names exist also for variants this architecture does not build. */
     switch (impl) {
-    case KERN_MCC_SCALAR:
-        return "scalar";
-    case KERN_MCC_POPCNT:
-        return "popcnt";
-    case KERN_MCC_AVX512:
-        return "avx512";
-    default:
-        return "unknown";
+    case KERN_MCC_SCALAR: return "scalar";
+    case KERN_MCC_POPCNT: return "popcnt";
+    case KERN_MCC_AVX2: return "avx2";
+    case KERN_MCC_AVX512: return "avx512";
+    default: return "unknown";
     }
+}
+
+kern_mcc_impl kern_mcc_pick_for(unsigned cpu, kern_path path)
+{
+    if (path == KERN_PATH_OPENCL || (unsigned)path >= KERN_PATH_COUNT)
+        path = kern_path_best(cpu); /* 1:1 work never goes to a device */
+    for (int i = 0; i < MCC_NVARIANTS; i++)
+        if (mcc_variants[i].path <= path && (mcc_variants[i].needs & ~cpu) == 0)
+            return mcc_variants[i].impl;
+    return KERN_MCC_SCALAR;
 }
 
 kern_mcc_impl kern_mcc_pick(void)
 {
-    /* An operator can force a path (to compare, or to work around a CPU
-     * issue); an unknown or unsupported name falls back to the best one. */
-    const char *want = getenv("RIDGELINE_KERNELS");
-    if (want && *want) {
-        for (int i = 0; i < KERN_MCC_IMPL_COUNT; i++)
-            if (strcmp(want, kern_mcc_impl_name((kern_mcc_impl)i)) == 0 && impl_supported((kern_mcc_impl)i))
-                return (kern_mcc_impl)i;
-    }
-    for (int i = KERN_MCC_IMPL_COUNT - 1; i > 0; i--)
-        if (impl_supported((kern_mcc_impl)i)) return (kern_mcc_impl)i;
-    return KERN_MCC_SCALAR;
+    const kern_dispatch *d = kern_dispatch_get();
+    return kern_mcc_pick_for(d->cpu, d->cpu_path);
 }
 
 float kern_mcc_similarity(kern_mcc_counts c, unsigned min_valid)

@@ -21,20 +21,26 @@
  * Shape: one probe against `n` gallery cylinders, either contiguous or picked
  * by an index list. 1:1 matching calls it once per probe cylinder with the
  * indices that pass the direction pre-filter; 1:N scoring calls it over whole
- * gallery blocks (the later AVX2/OpenCL variants keep the same contract).
+ * gallery blocks (kern_ocl_mcc_counts keeps the same contract on OpenCL).
  *
  * Variants: scalar (portable C, the reference), popcnt (the POPCNT
- * instruction), avx512 (AVX-512F + VPOPCNTDQ). kern_mcc_pick() chooses the
- * best the CPU supports (or what RIDGELINE_KERNELS=scalar|popcnt|avx512 asks,
- * when supported); callers keep the returned pointer (bio_match keeps it in
- * its scratch) so there is no mutable global state. All variants are
- * reentrant and never allocate.
+ * instruction), avx2 (nibble-table popcount: VPSHUFB + VPSADBW, W. Mula's
+ * method, 6 ymm per vector), avx512 (AVX-512F + VPOPCNTDQ, 3 zmm per vector).
+ * kern_mcc_get() hands out a variant only when this CPU and OS can run it
+ * (kernels/kern_cpu). kern_mcc_pick() returns the best variant allowed by the
+ * process's kernel path (kern_dispatch_get(): the best the CPU supports, or
+ * the ceiling RIDGELINE_KERNELS=scalar|popcnt|avx2|avx512 sets, decided once
+ * at first use; "opencl" leaves 1:1 work on the best CPU variant, the 1:N
+ * engine uses kern_ocl for batches). Callers keep the returned pointer (bio_match
+ * keeps it in its scratch). All variants are reentrant and never allocate.
  */
 #ifndef KERN_MCC_H
 #define KERN_MCC_H
 
 #include <stddef.h>
 #include <stdint.h>
+
+#include "kernels/kern_cpu.h"
 
 #define KERN_MCC_NS 16                                  /* spatial cells per side */
 #define KERN_MCC_ND 6                                   /* angular sections */
@@ -55,6 +61,7 @@ typedef enum kern_mcc_impl {
     KERN_MCC_SCALAR = 0,
     KERN_MCC_POPCNT = 1,
     KERN_MCC_AVX512 = 2,
+    KERN_MCC_AVX2 = 3, /* appended: the values above are kept as they were */
     KERN_MCC_IMPL_COUNT
 } kern_mcc_impl;
 
@@ -65,9 +72,12 @@ typedef void kern_mcc_counts_fn(const kern_mcc_cyl *probe, const kern_mcc_cyl *g
 
 /* The variant's function, or NULL when this CPU cannot run it. */
 kern_mcc_counts_fn *kern_mcc_get(kern_mcc_impl impl);
-/* The best supported variant, or the one RIDGELINE_KERNELS names when it is supported. */
+/* The best variant the process's kernel path allows (see above); always supported. */
 kern_mcc_impl kern_mcc_pick(void);
-/* "scalar", "popcnt", "avx512". */
+/* Pure: the best variant for CPU features `cpu` (KERN_CPU_* bits) under the
+ * CPU path ceiling `path` (KERN_PATH_OPENCL counts as the best CPU path); for tests. */
+kern_mcc_impl kern_mcc_pick_for(unsigned cpu, kern_path path);
+/* "scalar", "popcnt", "avx2", "avx512" ("unknown" otherwise). */
 const char *kern_mcc_impl_name(kern_mcc_impl impl);
 
 /*

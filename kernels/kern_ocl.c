@@ -10,6 +10,7 @@
 #include <CL/cl.h>
 
 #include "kernels/kern_cl_sources.h"
+#include "kernels/kern_cpu.h"
 
 /* The device writes ushort4 straight into the caller's kern_mcc_counts array. */
 _Static_assert(sizeof(kern_mcc_counts) == sizeof(cl_ushort4), "kern_mcc_counts must be four packed uint16");
@@ -78,7 +79,7 @@ static rl_error *ocl_pick(const char *want, cl_platform_id *platform_out, cl_dev
     int want_p = -1, want_d = -1;
     bool gpu_only = strcmp(want, "gpu") == 0, cpu_only = strcmp(want, "cpu") == 0, any = strcmp(want, "any") == 0;
     if (!gpu_only && !cpu_only && !any && (sscanf(want, "%d:%d", &want_p, &want_d) != 2 || want_p < 0 || want_d < 0))
-        RL_FAIL(RL_EINVAL, "OpenCL device '%s': expected gpu, cpu, any or PLATFORM:DEVICE (clinfo -l)", want);
+        RL_FAIL(RL_EINVAL, "OpenCL device '%.64s': expected gpu, cpu, any, none or PLATFORM:DEVICE (clinfo -l)", want);
     /* Two passes for "any": GPUs first. */
     for (int pass = 0; pass < (any ? 2 : 1); pass++) {
         for (cl_uint p = 0; p < np; p++) {
@@ -153,6 +154,8 @@ rl_error *kern_ocl_open(const char *device, kern_ocl **out)
     if (!k)
         RL_FAIL(RL_ENOMEM, "OpenCL: out of memory");
     pthread_mutex_init(&k->lock, NULL);
+    if (device && strcmp(device, "none") == 0)
+        RL_FAIL(RL_EUNSUPPORTED, "OpenCL disabled (device none)");
     cl_platform_id platform;
     RL_TRY(ocl_pick(device && *device ? device : "gpu", &platform, &k->device));
     ocl_describe(k, platform);
@@ -166,6 +169,30 @@ rl_error *kern_ocl_open(const char *device, kern_ocl **out)
     k = NULL;
 cleanup:
     kern_ocl_close(k);
+    return err;
+}
+
+const char *kern_ocl_device_setting(const char *configured)
+{
+    if (configured && *configured)
+        return configured;
+    /* Explicitly asked for OpenCL: a CPU device (PoCL) is what was meant on a
+     * box without a GPU. Otherwise only a GPU is worth leaving the CPU kernels for. */
+    return kern_dispatch_get()->opencl ? "any" : "gpu";
+}
+
+rl_error *kern_ocl_open_for_batches(const char *configured, kern_ocl **out)
+{
+    rl_error *err = NULL;
+    *out = NULL;
+    const kern_dispatch *d = kern_dispatch_get();
+    const char *device = kern_ocl_device_setting(configured);
+    if (strcmp(device, "none") == 0)
+        RL_FAIL(RL_EUNSUPPORTED, "OpenCL disabled by configuration (kernels.opencl_device none)");
+    if (d->forced && !d->opencl && !d->note[0])
+        RL_FAIL(RL_EUNSUPPORTED, "OpenCL not used: RIDGELINE_KERNELS=%s forces a CPU path", kern_path_name(d->request));
+    RL_TRY(kern_ocl_open(device, out));
+cleanup:
     return err;
 }
 

@@ -6,12 +6,22 @@
  * (the .cl files of kernels/, see kern_cl_sources.h) once, and keeps one command queue.
  * Device choice: "gpu" (first GPU of any platform), "cpu" (first CPU device,
  * e.g. PoCL), "any" (a GPU if there is one, else anything), or "P:D" (the
- * platform and device indices `clinfo -l` shows). When nothing fits, or the
- * runtime is missing, it returns RL_EUNSUPPORTED saying why, so the caller
+ * platform and device indices `clinfo -l` shows), or "none". When nothing fits,
+ * "none" was given, or the runtime is missing, it returns RL_EUNSUPPORTED saying why, so the caller
  * can serve from the CPU kernels and log the reason.
  *
  * Every OpenCL call is checked; failures are RL_EIO naming the call and the
  * OpenCL error. Results are integer counts, identical to the CPU kernels.
+ *
+ * Configuration: the device comes from the appliance's configuration key
+ * `kernels.opencl_device` (a string, default "" = automatic): "gpu", "cpu",
+ * "any", "P:D" as above, or "none" (never use OpenCL). Automatic means "gpu"
+ * (first GPU, else none: a box without a GPU serves batches from the CPU
+ * kernels), except under RIDGELINE_KERNELS=opencl, where the operator asked
+ * for OpenCL explicitly and "any" applies (PoCL on the CPU counts). Whoever
+ * owns batch (1:N) scoring calls kern_ocl_open_for_batches() once at start
+ * with that setting and logs the error it gets, if any, as the reason the
+ * CPU serves.
  *
  * Threads: a kern_ocl may be shared; calls that enqueue work take its lock
  * (kernel arguments are per-kernel state in OpenCL, not per call).
@@ -29,6 +39,18 @@
 typedef struct kern_ocl kern_ocl;
 
 rl_error *kern_ocl_open(const char *device, kern_ocl **out);
+
+/* The device string `configured` (kernels.opencl_device; NULL or "" for
+ * automatic) stands for under the process's kernel path (see above). */
+const char *kern_ocl_device_setting(const char *configured);
+
+/*
+ * The device batch work should use, opened, or RL_EUNSUPPORTED saying why the
+ * CPU kernels serve instead: OpenCL disabled ("none"), a CPU path forced by
+ * RIDGELINE_KERNELS (scalar|popcnt|avx2|avx512), no device that fits, no
+ * OpenCL runtime. RL_EINVAL for a malformed setting. *out is NULL on error.
+ */
+rl_error *kern_ocl_open_for_batches(const char *configured, kern_ocl **out);
 void kern_ocl_close(kern_ocl *k);
 /* "device name (platform, OpenCL version, kind)", for logs and benchmark reports. */
 const char *kern_ocl_device_name(const kern_ocl *k);

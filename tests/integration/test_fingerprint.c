@@ -113,15 +113,16 @@ static void test_matrix_is_square_and_symmetric(void **state)
 }
 
 /* Every kernel path (forced with RIDGELINE_KERNELS; an unsupported one falls
- * back to the best) prints the very same matrix: the paths agree bit for bit. */
+ * back to the best, and opencl leaves 1:1 matching on the CPU) prints the very
+ * same matrix: the paths agree bit for bit. */
 static void test_every_kernel_path_gives_the_same_scores(void **state)
 {
     const char *data = fvc();
     if (!data)
         skip();
-    static const char *paths[] = {"scalar", "popcnt", "avx512"};
+    static const char *paths[] = {"scalar", "popcnt", "avx2", "avx512", "opencl"};
     char *first = NULL;
-    for (int i = 0; i < 3; i++) {
+    for (int i = 0; i < 5; i++) {
         char cmd[4096];
         snprintf(cmd, sizeof cmd,
                  "RIDGELINE_KERNELS=%s %s fingerprint matrix %s/fingerprints/fvc2002/DB3_B/101_1.png "

@@ -1,14 +1,17 @@
 /*
  * Unit tests of kernels/kern_ocl: the OpenCL MCC counts equal the scalar
  * reference on the same inputs (PoCL runs them on the CPU here; set
- * RIDGELINE_OPENCL_DEVICE to try another device), device choice errors, and
- * buffer bounds. Skipped, loudly, where no OpenCL device is usable.
+ * RIDGELINE_OPENCL_DEVICE to try another device), device choice errors,
+ * the kernels.opencl_device setting and RIDGELINE_KERNELS, and buffer
+ * bounds. Device tests are skipped, loudly, where no OpenCL device is usable.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "common/rl_rand.h"
+#include "kernels/kern_cpu.h"
 #include "kernels/kern_mcc.h"
 #include "kernels/kern_ocl.h"
 #include "tests/harness.h"
@@ -129,9 +132,83 @@ static void test_device_choice_errors_are_clear(void **state)
     kern_ocl_cyls_free(NULL);
 }
 
-int main(void)
+/* kernels.opencl_device: automatic means a GPU (or, under
+ * RIDGELINE_KERNELS=opencl, any device); "none" turns OpenCL off. */
+static void test_device_setting(void **state)
 {
+    (void)state;
+    assert_string_equal(kern_ocl_device_setting(NULL), kern_dispatch_get()->opencl ? "any" : "gpu");
+    assert_string_equal(kern_ocl_device_setting(""), kern_ocl_device_setting(NULL));
+    assert_string_equal(kern_ocl_device_setting("cpu"), "cpu");
+    assert_string_equal(kern_ocl_device_setting("0:1"), "0:1");
+    kern_ocl *k = (kern_ocl *)1;
+    rl_error *err = kern_ocl_open_for_batches("none", &k);
+    assert_non_null(err);
+    assert_int_equal(rl_error_code(err), RL_EUNSUPPORTED);
+    assert_non_null(strstr(rl_error_message(err), "kernels.opencl_device"));
+    assert_null(k);
+    rl_error_free(err);
+    err = kern_ocl_open("none", &k);
+    assert_non_null(err);
+    assert_int_equal(rl_error_code(err), RL_EUNSUPPORTED);
+    rl_error_free(err);
+    err = kern_ocl_open_for_batches("tpu", &k);
+    assert_non_null(err);
+    assert_int_equal(rl_error_code(err), RL_EINVAL);
+    rl_error_free(err);
+}
+
+/* The same under the environment, in a fresh process (the path is read once). */
+static char *run_batches(const char *env, const char *setting)
+{
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "RIDGELINE_KERNELS='%s' /proc/%ld/exe --batches '%s' 2>&1", env, (long)getpid(),
+             setting);
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    char *out = calloc(1, 4096);
+    assert_non_null(out);
+    size_t n = fread(out, 1, 4095, p);
+    out[n] = '\0';
+    assert_int_equal(pclose(p), 0);
+    return out;
+}
+
+static void test_forced_paths_and_batches(void **state)
+{
+    (void)state;
+    /* A forced CPU path keeps batches off OpenCL, and says so. */
+    char *out = run_batches("avx2", "any");
+    assert_non_null(strstr(out, "cpu: "));
+    assert_non_null(strstr(out, "forces a CPU path"));
+    free(out);
+    /* RIDGELINE_KERNELS=opencl with the automatic setting takes any device:
+     * PoCL here, when installed. */
+    kern_ocl *k = open_or_skip();
+    if (!k)
+        skip();
+    kern_ocl_close(k);
+    out = run_batches("opencl", "");
+    if (!strstr(out, "opencl: "))
+        fail_msg("RIDGELINE_KERNELS=opencl did not open a device:\n%s", out);
+    free(out);
+}
+
+int main(int argc, char **argv)
+{
+    /* Child mode for test_forced_paths_and_batches: what batches would run on. */
+    if (argc == 3 && strcmp(argv[1], "--batches") == 0) {
+        kern_ocl *k = NULL;
+        rl_error *err = kern_ocl_open_for_batches(argv[2], &k);
+        char text[512];
+        printf("%s: %s\n", k ? "opencl" : "cpu", k ? kern_ocl_device_name(k) : rl_error_describe(err, text, sizeof text));
+        rl_error_free(err);
+        kern_ocl_close(k);
+        return 0;
+    }
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_device_setting),
+        cmocka_unit_test(test_forced_paths_and_batches),
         cmocka_unit_test(test_device_choice_errors_are_clear),
         cmocka_unit_test(test_bounds_are_checked),
         cmocka_unit_test(test_opencl_counts_equal_scalar),
