@@ -169,6 +169,13 @@ bench-fingerprint: deps $(BIN)
 	  gnuplot -c bench/fingerprint_det.gp $(BENCH_OUT)/det_$$s.dat $(BENCH_OUT)/det_$$s.png $$s || exit 1; \
 	  echo "wrote $(BENCH_OUT)/det_$$s.png"; done
 
+# The HTTP API under load: wrk on loopback against read, create and $match over a 100k registry
+# (bench/http/run.sh; BENCH_HTTP_SIZE, BENCH_HTTP_SECONDS, BENCH_HTTP_CONNECTIONS).
+.PHONY: bench-http
+bench-http: deps $(BIN)
+	@scripts/deps.sh --bench
+	@bench/http/run.sh $(BIN)
+
 install: $(BIN)
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(SYSCONFDIR)/ridgeline $(DESTDIR)$(UNITDIR)
 	install -m 0755 $(BIN) $(DESTDIR)$(BINDIR)/ridgeline

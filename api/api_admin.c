@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "api/api_auth.h"
 #include "common/rl_time.h"
 
 /* A required string member of a JSON body. */
@@ -63,6 +64,9 @@ rl_error *api_admin_review_list(api_ctx *ctx, const api_request *req, api_respon
         RL_FAIL(RL_EINVAL, "status must be \"open\" or \"all\"");
     bool all = status && strcmp(status, "all") == 0;
     API_RESPOND(resp, rl_registry_review_list(ctx->registry, all, limit, &api_out_));
+    /* The queue names records (who may be whom): its reading is an access. */
+    rl_actor actor = api_request_actor(req);
+    RL_TRY(rl_registry_audit(ctx->registry, &actor, "review-list", NULL, 0, "ok", NULL));
 cleanup:
     return err;
 }
@@ -175,6 +179,10 @@ rl_error *api_admin_audit(api_ctx *ctx, const api_request *req, api_response *re
     RL_TRY(api_int_arg(req, "limit", 1, 100000, &q.limit));
     q.subject = api_request_query(req, "record");
     API_RESPOND(resp, rl_registry_audit_query(ctx->registry, &q, &api_out_));
+    /* Who looked at the trail is part of the trail. */
+    rl_actor actor = api_request_actor(req);
+    const char *subjects[1] = {q.subject};
+    RL_TRY(rl_registry_audit(ctx->registry, &actor, "audit-read", subjects, q.subject ? 1 : 0, "ok", NULL));
 cleanup:
     return err;
 }
@@ -226,5 +234,77 @@ rl_error *api_admin_rematch(api_ctx *ctx, const api_request *req, api_response *
     rl_actor actor = api_request_actor(req);
     API_RESPOND(resp, rl_registry_rematch(ctx->registry, &actor, &api_out_));
 cleanup:
+    return err;
+}
+
+/* ---- API tokens ---- */
+
+/* Token changes are in the audit trail: id, role, system, name; never the secret. */
+static rl_error *api_token_audit(api_ctx *ctx, const api_request *req, const char *action, const json_t *entry)
+{
+    rl_actor actor = api_request_actor(req);
+    json_t *detail = json_pack("{s:O?, s:O?, s:O?, s:O?}", "id", json_object_get(entry, "id"), "role",
+                               json_object_get(entry, "role"), "system", json_object_get(entry, "system"), "name",
+                               json_object_get(entry, "name"));
+    rl_error *err = rl_registry_audit(ctx->registry, &actor, action, NULL, 0, "ok", detail);
+    json_decref(detail);
+    return err;
+}
+
+static const char *api_optional_string(const json_t *body, const char *name, rl_error **err)
+{
+    const json_t *v = json_object_get(body, name);
+    if (v && !json_is_string(v) && !json_is_null(v))
+        *err = RL_ERR(RL_EINVAL, "\"%s\" must be a string", name);
+    return json_string_value(v);
+}
+
+rl_error *api_admin_token_create(api_ctx *ctx, const api_request *req, api_response *resp)
+{
+    rl_error *err = NULL;
+    json_t *body = NULL, *made = NULL;
+    const char *role;
+    if (!ctx->auth)
+        RL_FAIL(RL_EINTERNAL, "tokens are not available on this path");
+    RL_TRY(api_request_json(ctx, req, &body));
+    RL_TRY(api_field(body, "role", &role));
+    const char *system = api_optional_string(body, "system", &err);
+    const char *name = err ? NULL : api_optional_string(body, "name", &err);
+    if (err)
+        goto cleanup;
+    rl_actor actor = api_request_actor(req);
+    RL_TRY(api_auth_token_create(ctx->auth, role, system, name, actor.who, &made));
+    RL_TRY(api_token_audit(ctx, req, "token-create", made));
+    api_response_json(resp, 201, made);
+    made = NULL;
+cleanup:
+    json_decref(body);
+    json_decref(made);
+    return err;
+}
+
+rl_error *api_admin_token_list(api_ctx *ctx, const api_request *req, api_response *resp)
+{
+    rl_error *err = NULL;
+    if (!ctx->auth)
+        RL_FAIL(RL_EINTERNAL, "tokens are not available on this path");
+    API_RESPOND(resp, api_auth_token_list(ctx->auth, &api_out_));
+cleanup:
+    return err;
+}
+
+rl_error *api_admin_token_revoke(api_ctx *ctx, const api_request *req, api_response *resp)
+{
+    rl_error *err = NULL;
+    json_t *entry = NULL;
+    if (!ctx->auth)
+        RL_FAIL(RL_EINTERNAL, "tokens are not available on this path");
+    rl_actor actor = api_request_actor(req);
+    RL_TRY(api_auth_token_revoke(ctx->auth, req->params[0], actor.who, &entry));
+    RL_TRY(api_token_audit(ctx, req, "token-revoke", entry));
+    api_response_json(resp, 200, entry);
+    entry = NULL;
+cleanup:
+    json_decref(entry);
     return err;
 }

@@ -5,6 +5,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "api/api_metrics.h"
 #include "common/rl_buf.h"
 #include "common/rl_json.h"
 #include "common/rl_time.h"
@@ -66,10 +67,11 @@ static void api_fhir_base(const api_ctx *ctx, const api_request *req, char *out,
     for (const char *p = host; ok && *p; p++)
         ok = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') || *p == '.' ||
              *p == '-' || *p == ':' || *p == '[' || *p == ']';
+    const char *scheme = ctx->cfg->http_tls_cert[0] ? "https" : "http";
     if (ok)
-        snprintf(out, size, "http://%s/fhir", host);
+        snprintf(out, size, "%s://%s/fhir", scheme, host);
     else
-        snprintf(out, size, "http://%s:%d/fhir", ctx->cfg->listen_host, ctx->cfg->listen_port);
+        snprintf(out, size, "%s://%s:%d/fhir", scheme, ctx->cfg->listen_host, ctx->cfg->listen_port);
 }
 
 /* If-Match: W/"3" (or "3"): *version 3; absent: 0. */
@@ -369,8 +371,11 @@ rl_error *api_fhir_patient_create(api_ctx *ctx, const api_request *req, api_resp
     rl_submit_result result = {0};
     rl_json_limits limits = api_json_limits(ctx->cfg);
     RL_TRY(rl_json_parse(req->body, req->body_len, &limits, &patient));
+    RL_TRY(api_check_patient_limits(ctx, patient));
     rl_actor actor = api_request_actor(req);
+    uint64_t started = rl_time_mono_ns();
     RL_TRY(rl_registry_submit(ctx->registry, &actor, patient, &result));
+    api_metrics_time(ctx->metrics, API_TIMER_REGISTER, rl_time_mono_ns() - started);
     api_fhir_written(result.record, resp);
     /* A known source key updates its record: 200, not a second 201. */
     api_response_json(resp, result.created ? 201 : 200, result.record);
@@ -414,8 +419,11 @@ rl_error *api_fhir_patient_update(api_ctx *ctx, const api_request *req, api_resp
     long if_match = 0;
     RL_TRY(api_fhir_if_match(req, &if_match));
     RL_TRY(api_request_json(ctx, req, &patient));
+    RL_TRY(api_check_patient_limits(ctx, patient));
     rl_actor actor = api_request_actor(req);
+    uint64_t started = rl_time_mono_ns();
     err = rl_registry_update(ctx->registry, &actor, req->params[0], patient, if_match, &result);
+    api_metrics_time(ctx->metrics, API_TIMER_REGISTER, rl_time_mono_ns() - started);
     if (err) {
         err = api_fhir_not_allowed(err, resp, false);
         goto cleanup;
@@ -445,8 +453,11 @@ rl_error *api_fhir_patient_update_where(api_ctx *ctx, const api_request *req, ap
     RL_TRY(api_fhir_if_match(req, &if_match));
     RL_TRY(rl_search_parse(a.args, (size_t)a.n, api_fhir_lenient(req), q));
     RL_TRY(api_request_json(ctx, req, &patient));
+    RL_TRY(api_check_patient_limits(ctx, patient));
     rl_actor actor = api_request_actor(req);
+    uint64_t started = rl_time_mono_ns();
     err = rl_registry_update_where(ctx->registry, &actor, q, patient, if_match, &result);
+    api_metrics_time(ctx->metrics, API_TIMER_REGISTER, rl_time_mono_ns() - started);
     if (err) {
         err = api_fhir_not_allowed(err, resp, false);
         goto cleanup;
@@ -468,7 +479,9 @@ rl_error *api_fhir_patient_delete(api_ctx *ctx, const api_request *req, api_resp
     long if_match = 0;
     RL_TRY(api_fhir_if_match(req, &if_match));
     rl_actor actor = api_request_actor(req);
+    uint64_t started = rl_time_mono_ns();
     err = rl_registry_deactivate(ctx->registry, &actor, req->params[0], if_match, &result);
+    api_metrics_time(ctx->metrics, API_TIMER_REGISTER, rl_time_mono_ns() - started);
     if (err) {
         err = api_fhir_not_allowed(err, resp, true);
         goto cleanup;
@@ -603,9 +616,12 @@ rl_error *api_fhir_patient_match(api_ctx *ctx, const api_request *req, api_respo
     }
     if (!resource)
         RL_FAIL(RL_EINVAL, "Parameters: resource (the Patient to match) is required");
+    RL_TRY(api_check_patient_limits(ctx, resource));
     rl_actor actor = api_request_actor(req);
+    uint64_t started = rl_time_mono_ns();
     /* Ambiguity needs a second candidate to be seen. */
     RL_TRY(rl_registry_match(ctx->registry, &actor, resource, only_certain && count < 2 ? 2 : (int)count, &list));
+    api_metrics_time(ctx->metrics, API_TIMER_MATCH, rl_time_mono_ns() - started);
     if (only_certain) {
         /* Only certain matches; more than one certain is no certainty: none. */
         json_t *certain = json_array();

@@ -18,7 +18,7 @@ void api_request_args(const api_request *req, api_arg_visit visit, void *cls)
 
 rl_actor api_request_actor(const api_request *req)
 {
-    rl_actor actor = {.who = req->actor ? req->actor : "api", .bound_system = NULL};
+    rl_actor actor = {.who = req->actor ? req->actor : "api", .bound_system = req->bound_system};
     return actor;
 }
 
@@ -34,6 +34,26 @@ rl_error *api_request_json(const api_ctx *ctx, const api_request *req, json_t **
     }
 cleanup:
     return err;
+}
+
+rl_error *api_check_patient_limits(const api_ctx *ctx, const json_t *patient)
+{
+    const struct {
+        const char *element, *setting;
+        int max;
+    } limits[] = {
+        {"identifier", "http.max_identifiers", ctx->cfg->http_max_identifiers},
+        {"name", "http.max_names", ctx->cfg->http_max_names},
+        {"telecom", "http.max_telecoms", ctx->cfg->http_max_telecoms},
+        {"address", "http.max_addresses", ctx->cfg->http_max_addresses},
+    };
+    for (size_t i = 0; i < sizeof limits / sizeof *limits; i++) {
+        size_t n = json_array_size(json_object_get(patient, limits[i].element));
+        if (n > (size_t)limits[i].max)
+            return RL_ERR(RL_ETOOBIG, "Patient.%s: %zu entries, more than the limit of %d (%s)", limits[i].element,
+                          n, limits[i].max, limits[i].setting);
+    }
+    return NULL;
 }
 
 void api_response_json(api_response *resp, unsigned status, json_t *body)
@@ -60,6 +80,8 @@ unsigned api_status_for(rl_code code)
     case RL_EIO:
     case RL_ESTORE:
     case RL_EINTERNAL: return 500;
+    case RL_EUNAUTHENTICATED: return 401;
+    case RL_ERATELIMITED: return 429;
     }
     return 500;
 }
@@ -77,6 +99,8 @@ static const char *api_issue_type(rl_code code)
     case RL_EDENIED: return "forbidden";
     case RL_EPRECONDITION: return "conflict";
     case RL_ENOMEM: return "transient";
+    case RL_EUNAUTHENTICATED: return "login";
+    case RL_ERATELIMITED: return "throttled";
     default: return "exception";
     }
 }

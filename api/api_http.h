@@ -25,6 +25,9 @@
 
 enum { API_MAX_PARAMS = 4 };
 
+struct api_auth;
+struct api_metrics;
+
 /* Shared, read-mostly state every handler may use. */
 typedef struct api_ctx {
     const rl_config *cfg;
@@ -33,6 +36,8 @@ typedef struct api_ctx {
     const char *store_path;
     int store_schema_version;
     uint64_t started_ns;
+    struct api_auth *auth;       /* tokens (also for in-process calls: `ridgeline token`) */
+    struct api_metrics *metrics; /* NULL for in-process calls */
 } api_ctx;
 
 typedef const char *(*api_header_fn)(void *conn, const char *name);
@@ -52,7 +57,8 @@ typedef struct api_request {
     api_query_fn query_fn;
     api_args_fn args_fn;
     void *conn;
-    const char *actor; /* set for in-process calls (the CLI); NULL over HTTP */
+    const char *actor;        /* "token:<name>" over HTTP with a token, "cli:<user>" in-process; NULL: "api" */
+    const char *bound_system; /* the token's source system, or NULL (rl_actor.bound_system) */
 } api_request;
 
 typedef struct api_response {
@@ -62,6 +68,9 @@ typedef struct api_response {
     char location[256];
     char etag[48];
     char last_modified[40];
+    char *text;                /* instead of body: a plain-text answer (malloc'd; the server frees it) */
+    char www_authenticate[96]; /* 401: the challenge */
+    char retry_after[16];      /* 429, 503: seconds */
 } api_response;
 
 /* A request header by name (case-insensitive), or NULL. */
@@ -70,7 +79,7 @@ const char *api_request_header(const api_request *req, const char *name);
 const char *api_request_query(const api_request *req, const char *name);
 /* Every query-string argument, in order (FHIR repeats a parameter to AND it). */
 void api_request_args(const api_request *req, api_arg_visit visit, void *cls);
-/* Who is calling. Until bearer tokens arrive, every HTTP client is "api". */
+/* Who is calling: the token's actor and bound system ("api" when the server runs open). */
 rl_actor api_request_actor(const api_request *req);
 /* Parses the body as a JSON object under the configured limits (new reference). */
 rl_error *api_request_json(const api_ctx *ctx, const api_request *req, json_t **out);
@@ -83,6 +92,10 @@ unsigned api_status_for(rl_code code);
 
 /* A FHIR OperationOutcome with one issue (new reference). */
 json_t *api_operation_outcome(rl_code code, const char *diagnostics);
+
+/* Refuses a Patient with more identifiers, names, telecoms or addresses than
+ * configured (RL_ETOOBIG, naming the element and the setting). */
+rl_error *api_check_patient_limits(const api_ctx *ctx, const json_t *patient);
 
 /* The JSON limits requests are parsed under, from the configuration. */
 rl_json_limits api_json_limits(const rl_config *cfg);

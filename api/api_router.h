@@ -23,7 +23,11 @@ typedef struct api_route {
     api_handler handler;
     bool fhir;      /* answers application/fhir+json */
     bool json_body; /* requires a JSON request body */
+    unsigned perm;  /* API_PERM_* (api_auth.h) a token needs; API_PERM_PUBLIC (0): none */
 } api_route;
+
+/* The server's route table (api_server.c), for documentation checks. */
+const api_route *api_routes_table(size_t *n);
 
 typedef enum api_match {
     API_MATCH_OK,

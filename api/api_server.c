@@ -9,8 +9,11 @@
 #include <strings.h>
 
 #include "api/api_admin.h"
+#include "api/api_auth.h"
 #include "api/api_fhir.h"
 #include "api/api_http.h"
+#include "api/api_metrics.h"
+#include "api/api_openapi.h"
 #include "api/api_router.h"
 #include "common/rl_buf.h"
 #include "common/rl_json.h"
@@ -22,6 +25,7 @@ struct rl_api {
     struct MHD_Daemon *daemon;
     api_ctx ctx;
     int port;
+    char *tls_cert, *tls_key; /* PEM text, kept for the daemon's lifetime */
 };
 
 /* Per-request state, from the first call of the access handler to completion. */
@@ -29,45 +33,71 @@ typedef struct api_conn {
     rl_buf body;
     uint64_t started_ns;
     const char *route; /* template, for the log */
+    int route_index;   /* in api_routes, for the metrics; -1: none */
     char method[16];
     unsigned status;
     bool body_too_big;
 } api_conn;
 
 static rl_error *api_health(api_ctx *ctx, const api_request *req, api_response *resp);
+static rl_error *api_metrics_get(api_ctx *ctx, const api_request *req, api_response *resp);
+static rl_error *api_openapi_get(api_ctx *ctx, const api_request *req, api_response *resp);
 
-/* The routes of this server. Later issues add theirs here. */
-static const api_route api_routes[] = {
-    {"GET", "/health", api_health, false, false},
-    {"GET", "/fhir/metadata", api_fhir_metadata, true, false},
-    {"POST", "/fhir/Patient", api_fhir_patient_create, true, true},
-    {"GET", "/fhir/Patient", api_fhir_patient_search, true, false},
-    {"PUT", "/fhir/Patient", api_fhir_patient_update_where, true, true},
-    /* Literal paths before "{id}": the first route that fits is taken. */
-    {"POST", "/fhir/Patient/_search", api_fhir_patient_search_form, true, false},
-    {"POST", "/fhir/Patient/$match", api_fhir_patient_match, true, true},
-    {"GET", "/fhir/Patient/$ihe-pix", api_fhir_patient_pix, true, false},
-    {"GET", "/fhir/Patient/{id}", api_fhir_patient_read, true, false},
-    {"PUT", "/fhir/Patient/{id}", api_fhir_patient_update, true, true},
-    {"DELETE", "/fhir/Patient/{id}", api_fhir_patient_delete, true, false},
-    {"GET", "/fhir/Patient/{id}/_history", api_fhir_patient_history, true, false},
-    {"GET", "/fhir/Patient/{id}/_history/{vid}", api_fhir_patient_vread, true, false},
-    {"GET", "/admin/records/{id}", api_admin_record, false, false},
-    {"GET", "/admin/golden/{id}", api_admin_golden, false, false},
-    {"GET", "/admin/review", api_admin_review_list, false, false},
-    {"GET", "/admin/review/{id}", api_admin_review_show, false, false},
-    {"POST", "/admin/review/{id}/resolve", api_admin_review_resolve, false, true},
-    {"POST", "/admin/link", api_admin_link, false, true},
-    {"POST", "/admin/unlink", api_admin_unlink, false, true},
-    {"POST", "/admin/merge", api_admin_merge, false, true},
-    {"POST", "/admin/unmerge", api_admin_unmerge, false, true},
-    {"POST", "/admin/undo", api_admin_undo, false, true},
-    {"GET", "/admin/audit", api_admin_audit, false, false},
-    {"POST", "/admin/backup", api_admin_backup, false, true},
-    {"GET", "/admin/check", api_admin_check, false, false},
-    {"POST", "/admin/train", api_admin_train, false, false},
-    {"POST", "/admin/rematch", api_admin_rematch, false, false},
+enum {
+    PUB = API_PERM_PUBLIC,
+    READ = API_PERM_READ,
+    WRITE = API_PERM_WRITE,
+    REVIEW = API_PERM_REVIEW,
+    ADMIN = API_PERM_ADMIN,
 };
+
+/* The routes of this server: method, template, handler, FHIR?, JSON body?, and
+ * the permission a token needs (api_auth.h has what each role holds). Every
+ * non-FHIR route is in the OpenAPI document too (api_openapi.c; a test checks). */
+static const api_route api_routes[] = {
+    {"GET", "/health", api_health, false, false, PUB},
+    {"GET", "/metrics", api_metrics_get, false, false, READ},
+    {"GET", "/openapi.json", api_openapi_get, false, false, PUB},
+    /* Clients read the CapabilityStatement before they authenticate (SMART, fhirclient). */
+    {"GET", "/fhir/metadata", api_fhir_metadata, true, false, PUB},
+    {"POST", "/fhir/Patient", api_fhir_patient_create, true, true, WRITE},
+    {"GET", "/fhir/Patient", api_fhir_patient_search, true, false, READ},
+    {"PUT", "/fhir/Patient", api_fhir_patient_update_where, true, true, WRITE},
+    /* Literal paths before "{id}": the first route that fits is taken. */
+    {"POST", "/fhir/Patient/_search", api_fhir_patient_search_form, true, false, READ},
+    {"POST", "/fhir/Patient/$match", api_fhir_patient_match, true, true, READ},
+    {"GET", "/fhir/Patient/$ihe-pix", api_fhir_patient_pix, true, false, READ},
+    {"GET", "/fhir/Patient/{id}", api_fhir_patient_read, true, false, READ},
+    {"PUT", "/fhir/Patient/{id}", api_fhir_patient_update, true, true, WRITE},
+    {"DELETE", "/fhir/Patient/{id}", api_fhir_patient_delete, true, false, WRITE},
+    {"GET", "/fhir/Patient/{id}/_history", api_fhir_patient_history, true, false, READ},
+    {"GET", "/fhir/Patient/{id}/_history/{vid}", api_fhir_patient_vread, true, false, READ},
+    {"GET", "/admin/records/{id}", api_admin_record, false, false, REVIEW},
+    {"GET", "/admin/golden/{id}", api_admin_golden, false, false, REVIEW},
+    {"GET", "/admin/review", api_admin_review_list, false, false, REVIEW},
+    {"GET", "/admin/review/{id}", api_admin_review_show, false, false, REVIEW},
+    {"POST", "/admin/review/{id}/resolve", api_admin_review_resolve, false, true, REVIEW},
+    {"POST", "/admin/link", api_admin_link, false, true, REVIEW},
+    {"POST", "/admin/unlink", api_admin_unlink, false, true, REVIEW},
+    {"POST", "/admin/merge", api_admin_merge, false, true, REVIEW},
+    {"POST", "/admin/unmerge", api_admin_unmerge, false, true, REVIEW},
+    {"POST", "/admin/undo", api_admin_undo, false, true, REVIEW},
+    {"GET", "/admin/audit", api_admin_audit, false, false, ADMIN},
+    {"POST", "/admin/backup", api_admin_backup, false, true, ADMIN},
+    {"GET", "/admin/check", api_admin_check, false, false, ADMIN},
+    {"POST", "/admin/train", api_admin_train, false, false, ADMIN},
+    {"POST", "/admin/rematch", api_admin_rematch, false, false, ADMIN},
+    {"GET", "/admin/tokens", api_admin_token_list, false, false, ADMIN},
+    {"POST", "/admin/tokens", api_admin_token_create, false, true, ADMIN},
+    {"DELETE", "/admin/tokens/{id}", api_admin_token_revoke, false, false, ADMIN},
+};
+enum { API_NROUTES = sizeof api_routes / sizeof *api_routes };
+
+const api_route *api_routes_table(size_t *n)
+{
+    *n = API_NROUTES;
+    return api_routes;
+}
 
 static rl_error *api_health(api_ctx *ctx, const api_request *req, api_response *resp)
 {
@@ -82,6 +112,39 @@ static rl_error *api_health(api_ctx *ctx, const api_request *req, api_response *
     if (!body)
         return RL_ERR(RL_ENOMEM, "out of memory");
     api_response_json(resp, 200, body);
+    return NULL;
+}
+
+static rl_error *api_metrics_get(api_ctx *ctx, const api_request *req, api_response *resp)
+{
+    rl_error *err = NULL;
+    rl_buf text;
+    rl_buf_init(&text, 4u << 20);
+    const char *patterns[API_NROUTES], *methods[API_NROUTES];
+    for (size_t i = 0; i < API_NROUTES; i++) {
+        patterns[i] = api_routes[i].pattern;
+        methods[i] = api_routes[i].method;
+    }
+    if (!ctx->metrics)
+        RL_FAIL(RL_EUNSUPPORTED, "metrics are kept by a running server only");
+    RL_TRY(api_metrics_render(ctx->metrics, patterns, methods, ctx->registry, ctx->store,
+                              rl_time_mono_ns() - ctx->started_ns, &text));
+    resp->status = 200;
+    resp->content_type = "text/plain; version=0.0.4; charset=utf-8";
+    resp->text = text.data; /* the response owns it now */
+    text.data = NULL;
+cleanup:
+    rl_buf_free(&text);
+    return err;
+}
+
+static rl_error *api_openapi_get(api_ctx *ctx, const api_request *req, api_response *resp)
+{
+    json_error_t jerr;
+    json_t *doc = json_loads(api_openapi_text(), 0, &jerr);
+    if (!doc)
+        return RL_ERR(RL_EINTERNAL, "the OpenAPI document is not JSON (line %d)", jerr.line);
+    api_response_json(resp, 200, doc);
     return NULL;
 }
 
@@ -146,7 +209,10 @@ static enum MHD_Result api_send(struct MHD_Connection *conn, api_conn *rc, api_r
 {
     char *text = NULL;
     rl_error *err = NULL;
-    if (resp->body && (err = rl_json_dump(resp->body, &text)) != NULL) {
+    if (resp->text) {
+        text = resp->text; /* handed to libmicrohttpd, which frees it */
+        resp->text = NULL;
+    } else if (resp->body && (err = rl_json_dump(resp->body, &text)) != NULL) {
         rl_log_error(RL_LOG_ERROR, "api", "cannot serialise response", err);
         rl_error_free(err);
         return MHD_NO;
@@ -168,6 +234,10 @@ static enum MHD_Result api_send(struct MHD_Connection *conn, api_conn *rc, api_r
         MHD_add_response_header(r, MHD_HTTP_HEADER_ETAG, resp->etag);
     if (resp->last_modified[0])
         MHD_add_response_header(r, MHD_HTTP_HEADER_LAST_MODIFIED, resp->last_modified);
+    if (resp->www_authenticate[0])
+        MHD_add_response_header(r, MHD_HTTP_HEADER_WWW_AUTHENTICATE, resp->www_authenticate);
+    if (resp->retry_after[0])
+        MHD_add_response_header(r, MHD_HTTP_HEADER_RETRY_AFTER, resp->retry_after);
     /* Responses carry patient data: no shared caches. */
     MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
     MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
@@ -209,6 +279,58 @@ static enum MHD_Result api_send_status(struct MHD_Connection *conn, api_conn *rc
     return ok;
 }
 
+/*
+ * Authenticates the request and checks that its token's role holds what the
+ * route needs, and the token's request rate. Returns true when the request
+ * was refused (*refused: what to hand libmicrohttpd): 401 with a Bearer
+ * challenge, 403 (audited: who tried what), 429 with Retry-After. Nothing of
+ * the request has been done at that point.
+ */
+static bool api_authorize(rl_api *api, struct MHD_Connection *conn, api_conn *rc, const api_route *route,
+                          bool fhir, api_principal *who, enum MHD_Result *refused)
+{
+    api_response resp = {0};
+    const char *authorization = api_header_lookup(conn, MHD_HTTP_HEADER_AUTHORIZATION);
+    rl_error *err = api_auth_authenticate(api->ctx.auth, authorization, who);
+    if (err) {
+        rl_code code = rl_error_code(err);
+        if (!rl_code_is_client(code)) {
+            *refused = api_send_error(conn, rc, err, fhir);
+            return true;
+        }
+        api_response_json(&resp, 401, api_operation_outcome(RL_EUNAUTHENTICATED, rl_error_message(err)));
+        /* RFC 6750: name the scheme; say "invalid_token" when one was sent. */
+        snprintf(resp.www_authenticate, sizeof resp.www_authenticate, "Bearer realm=\"ridgeline\"%s",
+                 authorization && *authorization ? ", error=\"invalid_token\"" : "");
+        rl_error_free(err);
+    } else if ((api_role_perms(who->role) & route->perm) != route->perm) {
+        char text[192];
+        snprintf(text, sizeof text, "this token's role (%s) may not do this: %s %s needs the %s role",
+                 api_role_name(who->role), route->method, route->pattern, api_perm_role_name(route->perm));
+        api_response_json(&resp, 403, api_operation_outcome(RL_EDENIED, text));
+        rl_actor actor = {.who = who->actor, .bound_system = NULL};
+        json_t *detail = json_pack("{s:s, s:s}", "method", route->method, "route", route->pattern);
+        rl_error *aerr = rl_registry_audit(api->ctx.registry, &actor, "denied", NULL, 0, "denied", detail);
+        json_decref(detail);
+        if (aerr) {
+            rl_log_error(RL_LOG_ERROR, "api", "cannot audit a refused request", aerr);
+            rl_error_free(aerr);
+        }
+    } else {
+        int retry_after = 0;
+        if (api_auth_rate_take(api->ctx.auth, who, &retry_after))
+            return false;
+        char text[160];
+        snprintf(text, sizeof text, "too many requests for this token (http.rate_limit_per_s %d): retry in %d s",
+                 api->ctx.cfg->http_rate_limit_per_s, retry_after);
+        api_response_json(&resp, 429, api_operation_outcome(RL_ERATELIMITED, text));
+        snprintf(resp.retry_after, sizeof resp.retry_after, "%d", retry_after);
+    }
+    *refused = api_send(conn, rc, &resp, fhir);
+    json_decref(resp.body);
+    return true;
+}
+
 static enum MHD_Result api_dispatch(rl_api *api, struct MHD_Connection *conn, api_conn *rc,
                                     const char *url, const char *method)
 {
@@ -234,7 +356,16 @@ static enum MHD_Result api_dispatch(rl_api *api, struct MHD_Connection *conn, ap
     if (m == API_MATCH_NO_METHOD)
         return api_send_status(conn, rc, 405, RL_EUNSUPPORTED, "method not allowed on this endpoint", fhir);
     rc->route = route->pattern;
+    rc->route_index = (int)(route - api_routes);
     fhir = route->fhir;
+    api_principal who;
+    if (route->perm != API_PERM_PUBLIC && api->ctx.cfg->auth_mode == 0) {
+        enum MHD_Result refused;
+        if (api_authorize(api, conn, rc, route, fhir, &who, &refused))
+            return refused;
+        req.actor = who.actor;
+        req.bound_system = who.system[0] ? who.system : NULL;
+    }
     if (!api_accepts_json(api_header_lookup(conn, MHD_HTTP_HEADER_ACCEPT)))
         return api_send_status(conn, rc, 406, RL_EUNSUPPORTED,
                                "this server answers application/fhir+json or application/json", fhir);
@@ -252,6 +383,7 @@ static enum MHD_Result api_dispatch(rl_api *api, struct MHD_Connection *conn, ap
     rl_error *err = route->handler(&api->ctx, &req, &resp);
     if (err) {
         json_decref(resp.body);
+        free(resp.text);
         return api_send_error(conn, rc, err, fhir);
     }
     enum MHD_Result ok = api_send(conn, rc, &resp, fhir);
@@ -273,6 +405,7 @@ static enum MHD_Result api_on_request(void *cls, struct MHD_Connection *conn, co
         rl_buf_init(&rc->body, (size_t)api->ctx.cfg->http_max_body_bytes);
         rc->started_ns = rl_time_mono_ns();
         rc->route = "-";
+        rc->route_index = -1;
         snprintf(rc->method, sizeof rc->method, "%s", method);
         *con_cls = rc;
         /* Refuse a declared oversized body before reading any of it. */
@@ -285,6 +418,14 @@ static enum MHD_Result api_on_request(void *cls, struct MHD_Connection *conn, co
         return MHD_YES;
     }
     if (*upload_data_size) {
+        /* A body dribbled in slowly holds a worker's connection: past the
+         * deadline the connection is dropped (a slow client, or an attack). */
+        if (rl_time_mono_ns() - rc->started_ns > (uint64_t)api->ctx.cfg->http_request_timeout_s * 1000000000ull) {
+            rl_log(RL_LOG_WARN, "api", "request too slow: connection dropped", "method=%s timeout_s=%d", rc->method,
+                   api->ctx.cfg->http_request_timeout_s);
+            rc->status = 408;
+            return MHD_NO;
+        }
         if (!rc->body_too_big) {
             rl_error *err = rl_buf_append(&rc->body, upload_data, *upload_data_size);
             if (err) {
@@ -305,7 +446,10 @@ static void api_on_completed(void *cls, struct MHD_Connection *conn, void **con_
     api_conn *rc = *con_cls;
     if (!rc)
         return;
-    double ms = (double)(rl_time_mono_ns() - rc->started_ns) / 1e6;
+    rl_api *api = cls;
+    uint64_t ns = rl_time_mono_ns() - rc->started_ns;
+    api_metrics_request(api->ctx.metrics, rc->route_index, rc->status, ns);
+    double ms = (double)ns / 1e6;
     rl_log(RL_LOG_INFO, "api", "request", "method=%s route=%s status=%u ms=%.2f%s", rc->method,
            rc->route, rc->status, ms, toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " aborted=1");
     rl_buf_free(&rc->body);
@@ -340,6 +484,50 @@ static rl_error *api_resolve(const rl_config *cfg, struct sockaddr_storage *addr
     return NULL;
 }
 
+/* 127.0.0.0/8 or ::1 (or ::ffff:127.x): reachable from this machine alone. */
+static bool api_is_loopback(const struct sockaddr_storage *addr)
+{
+    if (addr->ss_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)addr;
+        return (ntohl(in->sin_addr.s_addr) >> 24) == 127;
+    }
+    if (addr->ss_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)addr;
+        if (IN6_IS_ADDR_LOOPBACK(&in6->sin6_addr))
+            return true;
+        return IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr) && in6->sin6_addr.s6_addr[12] == 127;
+    }
+    return false;
+}
+
+/* A PEM file, whole (capped: certificates and keys are a few KiB). */
+static rl_error *api_read_pem(const char *setting, const char *path, char **out)
+{
+    rl_error *err = NULL;
+    rl_buf b;
+    rl_buf_init(&b, 1u << 20);
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        RL_FAIL(RL_EINVAL, "%s: cannot read %s", setting, path);
+    char chunk[4096];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
+        RL_TRY(rl_buf_append(&b, chunk, n));
+    if (ferror(f))
+        RL_FAIL(RL_EIO, "%s: error reading %s", setting, path);
+    if (!b.data || !strstr(b.data, "-----BEGIN "))
+        RL_FAIL(RL_EINVAL, "%s: %s is not a PEM file", setting, path);
+    *out = b.data;
+    b.data = NULL;
+cleanup:
+    if (f)
+        fclose(f);
+    rl_buf_free(&b);
+    if (err && rl_error_code(err) == RL_ETOOBIG)
+        err = rl_error_wrap(err, "%s: %s is too large for a PEM file", setting, path);
+    return err;
+}
+
 rl_error *rl_api_start(const rl_config *cfg, rl_registry *registry, rl_store *store, rl_api **out)
 {
     rl_error *err = NULL;
@@ -357,27 +545,58 @@ rl_error *rl_api_start(const rl_config *cfg, rl_registry *registry, rl_store *st
     struct sockaddr_storage addr;
     bool v6 = false;
     RL_TRY(api_resolve(cfg, &addr, &v6));
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG | MHD_USE_EPOLL;
+    if (cfg->auth_mode == 1 && !api_is_loopback(&addr))
+        RL_FAIL(RL_EINVAL, "auth.mode \"open\" (no tokens) is allowed only on a loopback address such as 127.0.0.1 "
+                "or [::1], not on %s: use auth.mode \"tokens\" (ridgeline token create) to serve other machines",
+                cfg->listen_host);
+    bool tls = cfg->http_tls_cert[0] || cfg->http_tls_key[0];
+    if (tls && (!cfg->http_tls_cert[0] || !cfg->http_tls_key[0]))
+        RL_FAIL(RL_EINVAL, "http.tls_cert and http.tls_key go together: set both (PEM files) or neither");
+    if (tls && MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES)
+        RL_FAIL(RL_EUNSUPPORTED, "http.tls_cert is set, but this libmicrohttpd was built without TLS (GnuTLS): "
+                "install a libmicrohttpd with TLS support, or terminate TLS in front of Ridgeline");
+    if (tls) {
+        RL_TRY(api_read_pem("http.tls_cert", cfg->http_tls_cert, &api->tls_cert));
+        RL_TRY(api_read_pem("http.tls_key", cfg->http_tls_key, &api->tls_key));
+    }
+    RL_TRY(api_auth_open(store, cfg, &api->ctx.auth));
+    api->ctx.metrics = api_metrics_new(API_NROUTES);
+    if (!api->ctx.metrics)
+        RL_FAIL(RL_ENOMEM, "out of memory");
+
+    /* poll(), not epoll: with libmicrohttpd's edge-triggered epoll, a body that
+     * arrives while a connection's buffer is full (large headers and query) was
+     * left unread until the connection timed out (30 s; test_fuzz saw it), and
+     * bodies in general waited longer. Level-triggered poll re-checks each round. */
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG | MHD_USE_POLL;
     if (v6)
         flags |= MHD_USE_IPv6;
+    if (tls)
+        flags |= MHD_USE_TLS;
     int threads = rl_config_http_threads(cfg);
-    api->daemon = MHD_start_daemon(
-        flags, 0, NULL, NULL, api_on_request, api,
+    struct MHD_OptionItem options[] = {
         /* First, so that MHD's messages about the options below come here too. */
-        MHD_OPTION_EXTERNAL_LOGGER, api_mhd_log, api,
-        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
-        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)threads,
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->http_connection_timeout_s,
-        MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->http_max_connections,
-        MHD_OPTION_NOTIFY_COMPLETED, api_on_completed, api,
-        MHD_OPTION_END);
+        {MHD_OPTION_EXTERNAL_LOGGER, (intptr_t)api_mhd_log, api},
+        {MHD_OPTION_SOCK_ADDR, 0, &addr},
+        {MHD_OPTION_THREAD_POOL_SIZE, threads, NULL},
+        {MHD_OPTION_CONNECTION_TIMEOUT, cfg->http_connection_timeout_s, NULL},
+        {MHD_OPTION_CONNECTION_LIMIT, cfg->http_max_connections, NULL},
+        /* The per-connection pool holds the request line and headers: larger ones get 431. */
+        {MHD_OPTION_CONNECTION_MEMORY_LIMIT, cfg->http_max_header_bytes, NULL},
+        {MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)api_on_completed, api},
+        {tls ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, 0, api->tls_cert},
+        {tls ? MHD_OPTION_HTTPS_MEM_KEY : MHD_OPTION_END, 0, api->tls_key},
+        {MHD_OPTION_END, 0, NULL},
+    };
+    api->daemon = MHD_start_daemon(flags, 0, NULL, NULL, api_on_request, api, MHD_OPTION_ARRAY, options,
+                                   MHD_OPTION_END);
     if (!api->daemon)
-        RL_FAIL(RL_EIO, "cannot listen on %s:%d (address in use, or not this machine's?)",
-                cfg->listen_host, cfg->listen_port);
+        RL_FAIL(RL_EIO, "cannot listen on %s:%d (address in use, not this machine's%s?)", cfg->listen_host,
+                cfg->listen_port, tls ? ", or a certificate and key that do not fit together" : "");
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(api->daemon, MHD_DAEMON_INFO_BIND_PORT);
     api->port = info ? info->port : cfg->listen_port;
-    rl_log(RL_LOG_INFO, "api", "listening", "host=%s port=%d threads=%d", cfg->listen_host,
-           api->port, threads);
+    rl_log(RL_LOG_INFO, "api", "listening", "host=%s port=%d threads=%d tls=%s auth=%s", cfg->listen_host,
+           api->port, threads, tls ? "on" : "off", cfg->auth_mode == 1 ? "open" : "tokens");
     *out = api;
     api = NULL;
 cleanup:
@@ -393,6 +612,10 @@ void rl_api_stop(rl_api *api)
         return;
     if (api->daemon)
         MHD_stop_daemon(api->daemon);
+    api_auth_close(api->ctx.auth);
+    api_metrics_free(api->ctx.metrics);
+    free(api->tls_cert);
+    free(api->tls_key);
     free(api);
 }
 
@@ -447,6 +670,14 @@ rl_error *rl_api_invoke(const rl_config *cfg, rl_registry *registry, rl_store *s
 {
     rl_error *err = NULL;
     char *copy = strdup(path);
+    api_ctx ctx = {
+        .cfg = cfg,
+        .registry = registry,
+        .store = store,
+        .store_path = rl_store_path(store),
+        .store_schema_version = rl_store_schema_version(store),
+        .started_ns = rl_time_mono_ns(),
+    };
     *response = NULL;
     *status = 0;
     if (!copy)
@@ -467,14 +698,9 @@ rl_error *rl_api_invoke(const rl_config *cfg, rl_registry *registry, rl_store *s
             query.values[query.n++] = eq ? eq : (char *)"";
         }
     }
-    api_ctx ctx = {
-        .cfg = cfg,
-        .registry = registry,
-        .store = store,
-        .store_path = rl_store_path(store),
-        .store_schema_version = rl_store_schema_version(store),
-        .started_ns = rl_time_mono_ns(),
-    };
+    /* Only the token commands need the key (made on first use: other commands change nothing). */
+    if (strncmp(copy, "/admin/tokens", 13) == 0)
+        RL_TRY(api_auth_open(store, cfg, &ctx.auth));
     api_request req = {.method = method, .path = copy, .query_fn = api_local_query_lookup,
                        .args_fn = api_local_args, .conn = &query,
                        .actor = actor, .body = body ? body : "", .body_len = body ? strlen(body) : 0};
@@ -495,6 +721,7 @@ rl_error *rl_api_invoke(const rl_config *cfg, rl_registry *registry, rl_store *s
             json_decref(*response);
             *response = NULL;
             json_decref(resp.body);
+            free(resp.text);
             err = herr;
             goto cleanup;
         }
@@ -504,7 +731,9 @@ rl_error *rl_api_invoke(const rl_config *cfg, rl_registry *registry, rl_store *s
         *status = resp.status;
         *response = resp.body;
     }
+    free(resp.text); /* plain-text answers (/metrics) are not kept by in-process calls */
 cleanup:
+    api_auth_close(ctx.auth);
     free(copy);
     return err;
 }

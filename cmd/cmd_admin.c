@@ -1,4 +1,5 @@
-/* Operator commands: record, golden, review, link, unlink, merge, unmerge, undo, audit, check, backup. */
+/* Operator commands: record, golden, review, link, unlink, merge, unmerge, undo, audit, check, backup,
+ * token. */
 #include <getopt.h>
 #include <limits.h>
 #include <stdio.h>
@@ -10,8 +11,9 @@
 #include "cmd/cmd_session.h"
 
 typedef struct admin_flags {
-    const char *data, *config, *server;
+    const char *data, *config, *server, *token;
     const char *since, *until, *record;
+    const char *role, *system, *name; /* token create */
     int limit;
     bool all;
 } admin_flags;
@@ -126,6 +128,26 @@ static rl_error *build_backup(char **a, const admin_flags *f, admin_request *r)
     return NULL;
 }
 
+static rl_error *build_token_create(char **a, const admin_flags *f, admin_request *r)
+{
+    if (!f->role)
+        return RL_ERR(RL_EINVAL, "token create needs --role reader|registrar|reviewer|admin");
+    snprintf(r->method, sizeof r->method, "POST");
+    snprintf(r->path, sizeof r->path, "/admin/tokens");
+    r->body = json_pack("{s:s, s:s?, s:s?}", "role", f->role, "system", f->system, "name", f->name);
+    return r->body ? NULL : RL_ERR(RL_ENOMEM, "out of memory");
+}
+
+static rl_error *build_token_revoke(char **a, const admin_flags *f, admin_request *r)
+{
+    /* Token ids are 16 hex digits: nothing to escape, but refuse anything else early. */
+    if (strlen(a[0]) != 16 || strspn(a[0], "0123456789abcdef") != 16)
+        return RL_ERR(RL_EINVAL, "a token id is 16 hexadecimal digits (see ridgeline token list)");
+    snprintf(r->method, sizeof r->method, "DELETE");
+    snprintf(r->path, sizeof r->path, "/admin/tokens/%s", a[0]);
+    return NULL;
+}
+
 static const admin_cmd admin_cmds[] = {
     {"record", "show", 1, "ID", "a source record with its link and index entries",
      {"GET", "/admin/records/%s", {NULL}}, NULL},
@@ -154,6 +176,12 @@ static const admin_cmd admin_cmds[] = {
      {"POST", "/admin/train", {NULL}}, NULL},
     {"rematch", NULL, 0, "", "replay automatic linking under the current model (manual links kept)",
      {"POST", "/admin/rematch", {NULL}}, NULL},
+    {"token", "create", 0, "--role reader|registrar|reviewer|admin [--system URI] [--name NAME]",
+     "make an API token; prints it once (only its hash is kept)", {NULL, NULL, {NULL}}, build_token_create},
+    {"token", "list", 0, "", "every API token: id, name, role, system, created, revoked (never the secret)",
+     {"GET", "/admin/tokens", {NULL}}, NULL},
+    {"token", "revoke", 1, "ID", "revoke a token (kept for the audit trail, no longer accepted)",
+     {NULL, NULL, {NULL}}, build_token_revoke},
     {"backup", NULL, 1, "DIR", "consistent online copy of the store into DIR (must not exist)",
      {NULL, NULL, {NULL}}, build_backup},
 };
@@ -172,6 +200,7 @@ static void admin_help_for(const char *name)
            "  --data DIR           store folder (default ./data, or the config file's data_dir)\n"
            "  --config FILE        settings file (data_dir, listen, registry thresholds)\n"
            "  --server HOST:PORT   talk to this running server instead of opening the store\n"
+           "  --token TOKEN        the bearer token for a running server (default: $RIDGELINE_TOKEN)\n"
            "\n"
            "On a stopped store the command opens it directly. When a running server holds\n"
            "the store, the command asks that server (its listen address from the settings).\n"
@@ -179,6 +208,12 @@ static void admin_help_for(const char *name)
            "check), 2 bad usage or a refused request.\n");
     if (strcmp(name, "audit") == 0)
         printf("\nT is a date (2026-11-29) or a UTC instant (2026-11-29T10:00:00Z).\n");
+    if (strcmp(name, "token") == 0)
+        printf("\nRoles are cumulative: reader (read, search, $match, PIXm) < registrar (+ create,\n"
+               "update, delete Patients) < reviewer (+ review queue, link, unlink, merge) < admin\n"
+               "(+ tokens, audit, backup, check, train, rematch). A token with --system writes only\n"
+               "records whose source identifier is of that system. Clients send the token as\n"
+               "\"Authorization: Bearer TOKEN\". On a running server this needs an admin token.\n");
 }
 
 void cmd_admin_help(const char *name) { admin_help_for(name); }
@@ -187,12 +222,15 @@ int cmd_admin(int argc, char **argv)
 {
     const char *name = argv[0];
     admin_flags f = {0};
-    enum { O_DATA = 1000, O_CONFIG, O_SERVER, O_SINCE, O_UNTIL, O_RECORD, O_LIMIT, O_ALL };
+    enum { O_DATA = 1000, O_CONFIG, O_SERVER, O_SINCE, O_UNTIL, O_RECORD, O_LIMIT, O_ALL, O_TOKEN, O_ROLE,
+           O_SYSTEM, O_NAME };
     static const struct option longopts[] = {
         {"data", required_argument, NULL, O_DATA},     {"config", required_argument, NULL, O_CONFIG},
         {"server", required_argument, NULL, O_SERVER}, {"since", required_argument, NULL, O_SINCE},
         {"until", required_argument, NULL, O_UNTIL},   {"record", required_argument, NULL, O_RECORD},
         {"limit", required_argument, NULL, O_LIMIT},   {"all", no_argument, NULL, O_ALL},
+        {"token", required_argument, NULL, O_TOKEN},   {"role", required_argument, NULL, O_ROLE},
+        {"system", required_argument, NULL, O_SYSTEM}, {"name", required_argument, NULL, O_NAME},
         {"help", no_argument, NULL, 'h'},              {NULL, 0, NULL, 0},
     };
     optind = 1;
@@ -216,6 +254,10 @@ int cmd_admin(int argc, char **argv)
             break;
         }
         case O_ALL: f.all = true; break;
+        case O_TOKEN: f.token = optarg; break;
+        case O_ROLE: f.role = optarg; break;
+        case O_SYSTEM: f.system = optarg; break;
+        case O_NAME: f.name = optarg; break;
         case 'h': admin_help_for(name); return CMD_OK;
         default: fprintf(stderr, "try: ridgeline %s --help\n", name); return CMD_USAGE;
         }
@@ -258,6 +300,8 @@ int cmd_admin(int argc, char **argv)
         err = cmd_session_open(&session, f.config, f.data, f.server);
     else
         memset(&session, 0, sizeof session);
+    if (!err && f.token)
+        err = cmd_session_set_token(&session, f.token);
     if (!err)
         err = cmd_session_call(&session, req.method, req.path, req.body, &status, &answer);
     if (err) {
@@ -265,6 +309,9 @@ int cmd_admin(int argc, char **argv)
         goto cleanup;
     }
     exit_status = cmd_print_answer(what, status, answer);
+    if (exit_status == CMD_OK && strcmp(what, "token create") == 0 && fflush(stdout) == 0)
+        fprintf(stderr, "ridgeline token create: keep \"token\" now: it is shown only this once "
+                        "(the store keeps a hash)\n");
     /* check: problems found is a failure for scripts, though the request worked. */
     if (exit_status == CMD_OK && strcmp(name, "check") == 0 && !json_is_true(json_object_get(answer, "ok")))
         exit_status = CMD_FAILED;

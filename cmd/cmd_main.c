@@ -20,6 +20,7 @@ CMD_ADMIN_HELP(check)
 CMD_ADMIN_HELP(backup)
 CMD_ADMIN_HELP(train)
 CMD_ADMIN_HELP(rematch)
+CMD_ADMIN_HELP(token)
 
 static const cmd_command cmd_commands[] = {
     {"serve", "run the appliance: HTTP API over a RocksDB store", cmd_serve, cmd_serve_help},
@@ -37,6 +38,8 @@ static const cmd_command cmd_commands[] = {
     {"restore", "replace the (stopped) store with a backup", cmd_restore, cmd_restore_help},
     {"train", "re-estimate the matching model from the registry's own records", cmd_admin, cmd_help_train},
     {"rematch", "replay automatic linking under the current model", cmd_admin, cmd_help_rematch},
+    {"token", "API bearer tokens: create --role R [--system URI] [--name N], list, revoke ID", cmd_admin,
+     cmd_help_token},
     {"import", "register a patient list (CSV with a mapping, FHIR NDJSON or Bundle)", cmd_import, cmd_import_help},
     {"export", "every person with their source records (NDJSON or CSV)", cmd_export, cmd_export_help},
     {"eval", "matching accuracy on a labelled CSV (precision, recall, F1)", cmd_eval, cmd_eval_help},

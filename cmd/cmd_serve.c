@@ -1,4 +1,5 @@
 /* ridgeline serve: open the store, start the HTTP API, serve until SIGINT/SIGTERM. */
+#include <fcntl.h>
 #include <getopt.h>
 #include <pthread.h>
 #include <signal.h>
@@ -7,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "api/api_auth.h"
 #include "api/api_server.h"
 #include "cmd/cmd.h"
 #include "cmd/cmd_session.h"
@@ -33,18 +35,26 @@ void cmd_serve_help(void)
            "  --log-level LEVEL    debug, info, warn or error (default info)\n"
            "  --threads N          HTTP worker threads (default 0: one per core)\n"
            "  --port-file FILE     once listening, write the bound port to FILE (for scripts, tests)\n"
+           "  --admin-token-file FILE  when the store has no API token yet, write the first admin\n"
+           "                       token to FILE (mode 0600) instead of showing it on the terminal\n"
            "  --print-config       print the effective settings as JSON and exit\n"
-           "  -h, --help           this help\n");
+           "  -h, --help           this help\n"
+           "\n"
+           "With auth.mode \"tokens\" (the default) every request but /health, /fhir/metadata and\n"
+           "/openapi.json needs \"Authorization: Bearer TOKEN\". On a store without tokens, serve\n"
+           "makes a first admin token and shows it once on the terminal (never in the log);\n"
+           "more with `ridgeline token create`. auth.mode \"open\" is allowed on loopback only.\n");
 }
 
 typedef struct serve_flags {
-    const char *listen, *data, *config, *log_level, *threads, *port_file;
+    const char *listen, *data, *config, *log_level, *threads, *port_file, *admin_token_file;
     bool print_config;
 } serve_flags;
 
 static int serve_parse_flags(int argc, char **argv, serve_flags *f)
 {
-    enum { OPT_LISTEN = 1000, OPT_DATA, OPT_CONFIG, OPT_LOG_LEVEL, OPT_THREADS, OPT_PORT_FILE, OPT_PRINT };
+    enum { OPT_LISTEN = 1000, OPT_DATA, OPT_CONFIG, OPT_LOG_LEVEL, OPT_THREADS, OPT_PORT_FILE, OPT_PRINT,
+           OPT_ADMIN_TOKEN_FILE };
     static const struct option longopts[] = {
         {"listen", required_argument, NULL, OPT_LISTEN},
         {"data", required_argument, NULL, OPT_DATA},
@@ -53,6 +63,7 @@ static int serve_parse_flags(int argc, char **argv, serve_flags *f)
         {"threads", required_argument, NULL, OPT_THREADS},
         {"port-file", required_argument, NULL, OPT_PORT_FILE},
         {"print-config", no_argument, NULL, OPT_PRINT},
+        {"admin-token-file", required_argument, NULL, OPT_ADMIN_TOKEN_FILE},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -68,6 +79,7 @@ static int serve_parse_flags(int argc, char **argv, serve_flags *f)
         case OPT_THREADS: f->threads = optarg; break;
         case OPT_PORT_FILE: f->port_file = optarg; break;
         case OPT_PRINT: f->print_config = true; break;
+        case OPT_ADMIN_TOKEN_FILE: f->admin_token_file = optarg; break;
         case 'h': cmd_serve_help(); return -1;
         default: fprintf(stderr, "try: ridgeline serve --help\n"); return CMD_USAGE;
         }
@@ -112,6 +124,73 @@ static rl_error *serve_write_port_file(const char *path, int port)
     if (fclose(f) != 0 || rename(tmp, path) != 0)
         RL_FAIL(RL_EIO, "cannot write port file %s", path);
 cleanup:
+    return err;
+}
+
+/*
+ * A store without tokens would refuse every request: make a first admin
+ * token and show it once, where only the operator sees it: the file asked
+ * for, else the terminal (stderr when it is one, else /dev/tty). Never the
+ * log, which is stderr too when it is not a terminal: without a terminal or a
+ * file no token is made, and the log says how to make one.
+ */
+static rl_error *serve_first_token(const rl_config *cfg, rl_store *store, rl_registry *registry,
+                                   const char *file)
+{
+    rl_error *err = NULL;
+    api_auth *auth = NULL;
+    json_t *made = NULL;
+    FILE *out = NULL;
+    bool close_out = false;
+    size_t active = 0;
+    RL_TRY(api_auth_open(store, cfg, &auth));
+    RL_TRY(api_auth_token_count(auth, &active));
+    if (active > 0)
+        goto cleanup;
+    if (file) {
+        int fd = open(file, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        if (fd < 0 || !(out = fdopen(fd, "w"))) {
+            if (fd >= 0)
+                close(fd);
+            RL_FAIL(RL_EIO, "--admin-token-file: cannot write %s", file);
+        }
+        close_out = true;
+    } else if (isatty(STDERR_FILENO)) {
+        out = stderr;
+    } else if ((out = fopen("/dev/tty", "w")) != NULL) {
+        close_out = true;
+    } else {
+        rl_log(RL_LOG_WARN, "serve", "no API tokens, and no terminal to show a first one on: every request "
+               "will be refused (401); stop the server and run `ridgeline token create --role admin`", NULL);
+        goto cleanup;
+    }
+    RL_TRY(api_auth_token_create(auth, "admin", NULL, "first-admin", "serve", &made));
+    rl_actor actor = {.who = "serve", .bound_system = NULL};
+    json_t *detail = json_pack("{s:O, s:s, s:s}", "id", json_object_get(made, "id"), "role", "admin", "name",
+                               "first-admin");
+    err = rl_registry_audit(registry, &actor, "token-create", NULL, 0, "ok", detail);
+    json_decref(detail);
+    if (err)
+        goto cleanup;
+    const char *token = json_string_value(json_object_get(made, "token"));
+    if (file) {
+        fprintf(out, "%s\n", token);
+    } else {
+        fprintf(out, "\nridgeline: this store had no API token; here is a first admin token, shown only this once:\n"
+                     "\n    export TOKEN=%s\n\n"
+                     "Send it as \"Authorization: Bearer $TOKEN\". Make tokens for client systems with\n"
+                     "`RIDGELINE_TOKEN=$TOKEN ridgeline token create --role registrar --system URI --name NAME`.\n\n",
+                token);
+    }
+    if (fflush(out) != 0)
+        RL_FAIL(RL_EIO, "cannot write the first admin token");
+    rl_log(RL_LOG_INFO, "serve", "first admin token made", "id=%s shown_on=%s",
+           json_string_value(json_object_get(made, "id")), file ? "file" : "terminal");
+cleanup:
+    if (out && close_out && fclose(out) != 0 && !err)
+        err = RL_ERR(RL_EIO, "cannot write the first admin token");
+    json_decref(made);
+    api_auth_close(auth);
     return err;
 }
 
@@ -160,6 +239,8 @@ int cmd_serve(int argc, char **argv)
     err = rl_registry_open(store, &reg_opts, &registry);
     json_decref(rules);
     if (err)
+        goto cleanup;
+    if (cfg.auth_mode == 0 && (err = serve_first_token(&cfg, store, registry, flags.admin_token_file)) != NULL)
         goto cleanup;
     if ((err = rl_api_start(&cfg, registry, store, &api)) != NULL)
         goto cleanup;

@@ -102,8 +102,19 @@ static rl_error *cmd_session_open_mode(cmd_session *s, const char *config, const
         snprintf(s->server, sizeof s->server, "%s", server);
     }
     s->remote = true;
+    const char *token = getenv("RIDGELINE_TOKEN");
+    if (token && *token)
+        RL_TRY(cmd_session_set_token(s, token));
 cleanup:
     return err;
+}
+
+rl_error *cmd_session_set_token(cmd_session *s, const char *token)
+{
+    if (strlen(token) >= sizeof s->token || strpbrk(token, "\r\n"))
+        return RL_ERR(RL_EINVAL, "--token / RIDGELINE_TOKEN: not a token (too long, or a line break in it)");
+    snprintf(s->token, sizeof s->token, "%s", token);
+    return NULL;
 }
 
 void cmd_session_close(cmd_session *s)
@@ -146,9 +157,17 @@ static rl_error *cmd_http(cmd_session *s, const char *method, const char *path, 
     if (!curl)
         RL_FAIL(RL_ENOMEM, "cannot start an HTTP client");
     char url[1024];
-    snprintf(url, sizeof url, "http://%s%s", s->server, path);
+    bool tls = s->cfg.http_tls_cert[0] != '\0';
+    snprintf(url, sizeof url, "%s://%s%s", tls ? "https" : "http", s->server, path);
     headers = curl_slist_append(headers, "Content-Type: application/json");
     headers = curl_slist_append(headers, "Accept: application/json");
+    char auth[200];
+    if (s->token[0]) {
+        snprintf(auth, sizeof auth, "Authorization: Bearer %s", s->token);
+        headers = curl_slist_append(headers, auth);
+    }
+    if (tls)
+        curl_easy_setopt(curl, CURLOPT_CAINFO, s->cfg.http_tls_cert);
     curl_easy_setopt(curl, CURLOPT_URL, url);
     curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, method);
     curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
@@ -163,6 +182,9 @@ static rl_error *cmd_http(cmd_session *s, const char *method, const char *path, 
         RL_FAIL(RL_EIO, "the store is in use by a server, and it did not answer at %s: %s", s->server,
                 curl_easy_strerror(rc));
     curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, status);
+    if (*status == 401 && !s->token[0])
+        RL_FAIL(RL_EUNAUTHENTICATED, "the store is in use by the server at %s, which wants a bearer token: "
+                "pass --token or set RIDGELINE_TOKEN", s->server);
     *response = json_loadb(sink.data ? sink.data : "", sink.len, 0, NULL);
     if (!*response)
         RL_FAIL(RL_EIO, "the server at %s answered %ld without JSON", s->server, *status);

@@ -5,7 +5,10 @@
  * API's own handlers (rl_api_invoke); a store held by a running server (its
  * RocksDB lock) is reached over HTTP at the configured listen address, or
  * --server. Either way a command sends one (method, path, body) and gets one
- * (status, JSON) back, so both paths answer alike.
+ * (status, JSON) back, so both paths answer alike. Over HTTP the command
+ * sends a bearer token (--token or $RIDGELINE_TOKEN), and speaks HTTPS when
+ * the settings name a certificate (http.tls_cert, which is also trusted as the
+ * server's certificate: fine for a self-signed one).
  */
 #ifndef RL_CMD_SESSION_H
 #define RL_CMD_SESSION_H
@@ -25,6 +28,7 @@ typedef struct cmd_session {
     bool remote;
     char server[RL_CONFIG_HOST_MAX + 16]; /* host:port when remote */
     char actor[96];
+    char token[160]; /* bearer token for a server: --token, else $RIDGELINE_TOKEN; "" none */
 } cmd_session;
 
 /* Settings: defaults, then the file (config may be NULL), then --data (may be NULL). */
@@ -41,6 +45,8 @@ rl_error *cmd_session_open(cmd_session *s, const char *config, const char *data,
  * progress. Against a server every answered write is durable already. */
 rl_error *cmd_session_open_bulk(cmd_session *s, const char *config, const char *data, const char *server);
 rl_error *cmd_session_checkpoint(cmd_session *s);
+/* The bearer token to send to a server (overrides $RIDGELINE_TOKEN). */
+rl_error *cmd_session_set_token(cmd_session *s, const char *token);
 rl_error *cmd_session_call(cmd_session *s, const char *method, const char *path, const json_t *body,
                            long *status, json_t **response);
 void cmd_session_close(cmd_session *s);

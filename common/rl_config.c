@@ -35,6 +35,7 @@ typedef struct rl_opt {
 static const char *const rl_sync_names[] = {"always", "off", NULL};
 static const char *const rl_survivorship_names[] = {"most_recent", "most_complete", NULL};
 static const char *const rl_matcher_names[] = {"probabilistic", "deterministic", NULL};
+static const char *const rl_auth_mode_names[] = {"tokens", "open", NULL};
 
 #define RL_OPTION(sec, name, k, field, lo, hi) \
     {.section = (sec), .key = (name), .kind = (k), .offset = RL_OFF(field), .min = (lo), .max = (hi)}
@@ -49,6 +50,17 @@ static const rl_opt rl_opts[] = {
     RL_OPTION("http", "max_string_bytes", RL_OPT_BIGINT, http_max_string_bytes, 64, 1LL << 30),
     RL_OPTION("http", "connection_timeout_s", RL_OPT_INT, http_connection_timeout_s, 1, 3600),
     RL_OPTION("http", "max_connections", RL_OPT_INT, http_max_connections, 1, 65536),
+    RL_OPTION("http", "request_timeout_s", RL_OPT_INT, http_request_timeout_s, 1, 3600),
+    RL_OPTION("http", "max_header_bytes", RL_OPT_INT, http_max_header_bytes, 4096, 1 << 20),
+    RL_OPTION("http", "max_identifiers", RL_OPT_INT, http_max_identifiers, 1, 10000),
+    RL_OPTION("http", "max_names", RL_OPT_INT, http_max_names, 1, 10000),
+    RL_OPTION("http", "max_telecoms", RL_OPT_INT, http_max_telecoms, 1, 10000),
+    RL_OPTION("http", "max_addresses", RL_OPT_INT, http_max_addresses, 1, 10000),
+    RL_OPTION("http", "rate_limit_per_s", RL_OPT_INT, http_rate_limit_per_s, 0, 10000000),
+    RL_OPTION("http", "rate_limit_burst", RL_OPT_INT, http_rate_limit_burst, 1, 10000000),
+    RL_OPTION("http", "tls_cert", RL_OPT_FILE, http_tls_cert, 0, 0),
+    RL_OPTION("http", "tls_key", RL_OPT_FILE, http_tls_key, 0, 0),
+    {.section = "auth", .key = "mode", .kind = RL_OPT_ENUM, .offset = RL_OFF(auth_mode), .names = rl_auth_mode_names},
     {.section = "store", .key = "sync", .kind = RL_OPT_ENUM, .offset = RL_OFF(store_sync), .names = rl_sync_names},
     RL_OPTION("store", "group_commit_us", RL_OPT_INT, store_group_commit_us, 0, 100000),
     RL_OPTION("store", "cache_mb", RL_OPT_INT, store_cache_mb, 8, 65536),
@@ -79,6 +91,15 @@ void rl_config_defaults(rl_config *cfg)
     cfg->http_max_string_bytes = 1LL << 20;
     cfg->http_connection_timeout_s = 30;
     cfg->http_max_connections = 512;
+    cfg->http_request_timeout_s = 60;
+    cfg->http_max_header_bytes = 32768;
+    cfg->http_max_identifiers = 32;
+    cfg->http_max_names = 16;
+    cfg->http_max_telecoms = 32;
+    cfg->http_max_addresses = 16;
+    cfg->http_rate_limit_per_s = 1000;
+    cfg->http_rate_limit_burst = 2000;
+    cfg->auth_mode = 0;
     cfg->store_sync = RL_SYNC_ALWAYS;
     cfg->store_group_commit_us = 1000;
     cfg->store_cache_mb = 64;

@@ -48,6 +48,17 @@ typedef struct rl_config {
     long long http_max_string_bytes;
     int http_connection_timeout_s;
     int http_max_connections;
+    int http_request_timeout_s;  /* a request body still arriving after this is dropped */
+    int http_max_header_bytes;   /* request line + headers (larger: 431) */
+    int http_max_identifiers;    /* per Patient (larger: 413) */
+    int http_max_names;
+    int http_max_telecoms;
+    int http_max_addresses;
+    int http_rate_limit_per_s;   /* requests per second per token (token bucket); 0: no limit */
+    int http_rate_limit_burst;   /* bucket size: requests a token may send at once */
+    char http_tls_cert[RL_CONFIG_PATH_MAX]; /* PEM; "" with tls_key "": plain HTTP */
+    char http_tls_key[RL_CONFIG_PATH_MAX];
+    int auth_mode;               /* 0 tokens (bearer tokens required), 1 open (loopback only) */
     rl_sync_policy store_sync;
     int store_group_commit_us;
     int store_cache_mb;

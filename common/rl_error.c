@@ -128,6 +128,8 @@ const char *rl_code_name(rl_code code)
     case RL_ENOMEM: return "out-of-memory";
     case RL_ESTORE: return "store";
     case RL_EINTERNAL: return "internal";
+    case RL_EUNAUTHENTICATED: return "unauthenticated";
+    case RL_ERATELIMITED: return "rate-limited";
     }
     return "unknown";
 }
@@ -143,6 +145,8 @@ bool rl_code_is_client(rl_code code)
     case RL_ERETRY:
     case RL_EDENIED:
     case RL_EPRECONDITION:
+    case RL_EUNAUTHENTICATED:
+    case RL_ERATELIMITED:
         return true;
     default:
         return false;

@@ -56,6 +56,11 @@ typedef enum rl_code {
     RL_ENOMEM,
     RL_ESTORE,
     RL_EINTERNAL,
+    /* Appended later (codes are never renumbered): */
+    /* No valid credentials came with the request (HTTP 401). */
+    RL_EUNAUTHENTICATED,
+    /* This client sent too many requests too fast: retry later (HTTP 429). */
+    RL_ERATELIMITED,
 } rl_code;
 
 typedef struct rl_error rl_error;

@@ -50,6 +50,13 @@ rl_error *reg_identifier_keys(const json_t *patient, json_t *out)
     return NULL;
 }
 
+/* True when key ("system|value") belongs to system. */
+static bool reg_key_of_system(const char *key, const char *system)
+{
+    size_t n = strlen(system);
+    return key && strncmp(key, system, n) == 0 && key[n] == '|';
+}
+
 /* The source key: the identifier in the client's own system, else the first. */
 static const char *reg_source_key(const json_t *ident_keys, const rl_actor *actor)
 {
@@ -349,6 +356,11 @@ static rl_error *reg_submit_prepare(rl_registry *reg, reg_submit_req *q)
     RL_TRY(reg->matcher->keys(reg->matcher, q->probe, q->postings));
     RL_TRY(reg_search_keys(q->patient, q->search_keys));
     q->source_key = reg_source_key(q->ident_keys, q->actor);
+    /* A client bound to a source system writes records of that system only
+     * (its source key is one of its identifiers); checked before any work. */
+    if (q->actor && q->actor->bound_system && !reg_key_of_system(q->source_key, q->actor->bound_system))
+        RL_FAIL(RL_EDENIED, "this client may only write Patients identified in its own system: "
+                "the Patient needs an identifier with the client's system");
     RL_TRY(reg->matcher->encode(reg->matcher, q->probe, &q->features));
     if (q->target_id)
         goto cleanup; /* an update by id never creates */
@@ -422,6 +434,10 @@ static void reg_submit_decide(rl_registry *reg, reg_submit_req *q)
                     q->if_match);
         /* A new source key (an update by id may change identifiers) releases the old one. */
         const char *old_key = json_string_value(json_object_get(json_object_get(old_link, "index"), "source_key"));
+        /* A bound client changes only records its own system sent (an update by
+         * id could otherwise take over another system's record). */
+        if (actor && actor->bound_system && !reg_key_of_system(old_key, actor->bound_system))
+            RL_FAIL(RL_EDENIED, "this client may only change records of its own source system");
         if (old_key && (!source_key || strcmp(old_key, source_key) != 0))
             rl_store_batch_delete(txn.batch, RL_CF_SRCKEY, old_key, strlen(old_key));
         char vkey[REG_ID_LEN + 16];

@@ -18,7 +18,7 @@ packages=(
   libcmocka-dev libcurl4-openssl-dev curl
 )
 if [ "${1:-}" = --bench ]; then
-  packages+=(gnuplot-nox)
+  packages+=(gnuplot-nox wrk)
 fi
 
 # One dpkg query for everything, then set arithmetic: fast on the common path.

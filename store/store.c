@@ -28,6 +28,7 @@ static const char *const rl_cf_names[RL_CF_COUNT] = {
     [RL_CF_TEMPLATES] = "templates",
     [RL_CF_FEATURES] = "features",
     [RL_CF_SEARCH] = "search",
+    [RL_CF_TOKENS] = "tokens",
 };
 
 static const char rl_schema_key[] = "schema_version";

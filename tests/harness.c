@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -91,6 +92,34 @@ char *rl_test_read_file(const char *path, size_t *len)
     return buf;
 }
 
+/* Admin tokens of the servers this test program started, by port. */
+enum { RL_TEST_MAX_SERVERS = 32 };
+static struct {
+    int port;
+    char token[160];
+} rl_test_tokens[RL_TEST_MAX_SERVERS];
+
+static void rl_test_remember_token(int port, const char *token)
+{
+    int slot = 0;
+    for (int i = 0; i < RL_TEST_MAX_SERVERS; i++) {
+        if (rl_test_tokens[i].port == port || rl_test_tokens[i].port == 0) {
+            slot = i;
+            break;
+        }
+    }
+    rl_test_tokens[slot].port = port;
+    snprintf(rl_test_tokens[slot].token, sizeof rl_test_tokens[slot].token, "%s", token);
+}
+
+const char *rl_test_token(int port)
+{
+    for (int i = 0; i < RL_TEST_MAX_SERVERS; i++)
+        if (rl_test_tokens[i].port == port)
+            return rl_test_tokens[i].token;
+    return "";
+}
+
 static void rl_test_sleep_ms(int ms)
 {
     struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
@@ -114,10 +143,13 @@ bool rl_test_server_start(rl_test_server *srv, const char *dir, const char *cons
     snprintf(port_file, sizeof port_file, "%s/port", srv->dir);
     unlink(port_file);
 
-    const char *argv[32] = {rl_test_bin(), "serve", "--listen", "127.0.0.1:0", "--data", srv->data,
-                            "--port-file", port_file};
-    int argc = 8;
-    for (int i = 0; extra && extra[i] && argc < 31; i++)
+    char token_file[600];
+    snprintf(token_file, sizeof token_file, "%s/admin-token", srv->dir);
+    const char *argv[34] = {rl_test_bin(), "serve", "--listen", "127.0.0.1:0", "--data", srv->data,
+                            "--port-file", port_file, "--admin-token-file", token_file};
+    /* A store that has its token already keeps it (a restart): the file is there. */
+    int argc = access(token_file, R_OK) == 0 ? 8 : 10;
+    for (int i = 0; extra && extra[i] && argc < 33; i++)
         argv[argc++] = extra[i];
     argv[argc] = NULL;
 
@@ -142,8 +174,17 @@ bool rl_test_server_start(rl_test_server *srv, const char *dir, const char *cons
         if (text) {
             srv->port = atoi(text);
             free(text);
-            if (srv->port > 0)
+            if (srv->port > 0) {
+                char *token = rl_test_read_file(token_file, NULL);
+                snprintf(srv->token, sizeof srv->token, "%s", token ? token : "");
+                free(token);
+                srv->token[strcspn(srv->token, "\r\n")] = '\0';
+                rl_test_remember_token(srv->port, srv->token);
+                /* CLI commands the test runs against this server authenticate with it. */
+                if (srv->token[0])
+                    setenv("RIDGELINE_TOKEN", srv->token, 1);
                 return true;
+            }
         }
         int status;
         if (waitpid(pid, &status, WNOHANG) == pid) {
@@ -238,6 +279,8 @@ static size_t rl_test_header_cb(char *ptr, size_t size, size_t nmemb, void *user
     rl_test_copy_header(ptr, n, "Content-Type", resp->content_type, sizeof resp->content_type);
     rl_test_copy_header(ptr, n, "Location", resp->location, sizeof resp->location);
     rl_test_copy_header(ptr, n, "ETag", resp->etag, sizeof resp->etag);
+    rl_test_copy_header(ptr, n, "WWW-Authenticate", resp->www_authenticate, sizeof resp->www_authenticate);
+    rl_test_copy_header(ptr, n, "Retry-After", resp->retry_after, sizeof resp->retry_after);
     return n;
 }
 
@@ -251,8 +294,17 @@ bool rl_test_http(int port, const char *method, const char *path, const char *co
     char url[1024];
     snprintf(url, sizeof url, "http://127.0.0.1:%d%s", port, path);
     struct curl_slist *list = NULL;
-    for (int i = 0; headers && headers[i]; i++)
+    bool own_auth = false;
+    for (int i = 0; headers && headers[i]; i++) {
+        own_auth = own_auth || strncasecmp(headers[i], "Authorization:", 14) == 0;
         list = curl_slist_append(list, headers[i]);
+    }
+    const char *token = rl_test_token(port);
+    if (!own_auth && token[0]) {
+        char auth[200];
+        snprintf(auth, sizeof auth, "Authorization: Bearer %s", token);
+        list = curl_slist_append(list, auth);
+    }
     /* Send bodies whole, without "Expect: 100-continue" round trips. */
     list = curl_slist_append(list, "Expect:");
     rl_test_sink sink = {0};

@@ -36,10 +36,14 @@ typedef struct rl_test_server {
     char dir[512];  /* the temporary folder: data/, server.log, port */
     char data[600]; /* the store folder */
     char log[600];  /* the server's stderr */
+    char token[160]; /* an admin bearer token (dir/admin-token), "" when the server runs open */
 } rl_test_server;
 
 /* Starts the server over dir/data (dir is created when NULL/empty). extra: more
- * flags, NULL-terminated. Returns false (and prints why) when it did not come up. */
+ * flags, NULL-terminated. Returns false (and prints why) when it did not come up.
+ * The first start over a store makes an admin token (serve --admin-token-file
+ * dir/admin-token); rl_test_http sends it to this port, and RIDGELINE_TOKEN
+ * carries it to CLI commands, so tests need not care about authentication. */
 bool rl_test_server_start(rl_test_server *srv, const char *dir, const char *const *extra);
 /* SIGTERM, wait; returns the exit status (or 128+signal). */
 int rl_test_server_stop(rl_test_server *srv);
@@ -61,10 +65,14 @@ typedef struct rl_test_response {
     char content_type[128];
     char location[256];
     char etag[64];
+    char www_authenticate[128];
+    char retry_after[16];
 } rl_test_response;
 
 /* One HTTP request to 127.0.0.1:port. headers: NULL-terminated "Name: value"
- * list or NULL. Returns false on transport failure. */
+ * list or NULL. The server's admin token goes along unless headers carry an
+ * Authorization of their own ("Authorization:" alone sends none). Returns
+ * false on transport failure. */
 bool rl_test_http(int port, const char *method, const char *path, const char *const *headers,
                   const char *body, size_t body_len, rl_test_response *resp);
 void rl_test_response_free(rl_test_response *resp);
@@ -72,6 +80,9 @@ void rl_test_response_free(rl_test_response *resp);
 /* Runs a command line through /bin/sh; returns its exit status; output (stdout
  * and stderr together) goes to *output when non-NULL (caller frees). */
 int rl_test_run(const char *cmdline, char **output);
+
+/* The admin token of the server started on port ("" when none). */
+const char *rl_test_token(int port);
 
 /* The program under test. */
 const char *rl_test_bin(void);

@@ -195,10 +195,11 @@ static void test_commands_against_running_server(void **state)
     exercise(f, true);
     /* Without --server, a held store is reached at the configured address; here
      * the server listens on a test port, so ask it explicitly and check the
-     * audit shows the HTTP actor. */
+     * audit shows the HTTP actor: the token the CLI sent (the harness's admin
+     * token, through RIDGELINE_TOKEN). */
     json_t *j = cli(f, true, 0, "audit --record %s", f->b);
     json_t *entries = json_object_get(j, "entries");
-    assert_string_equal(str(json_array_get(entries, json_array_size(entries) - 1), "who", NULL), "api");
+    assert_string_equal(str(json_array_get(entries, json_array_size(entries) - 1), "who", NULL), "token:first-admin");
     json_decref(j);
 
     /* No --server: the store is locked, so the command asks the server at the

@@ -9,10 +9,10 @@ static rl_error *h2(api_ctx *c, const api_request *r, api_response *p) { return 
 static rl_error *h3(api_ctx *c, const api_request *r, api_response *p) { return NULL; }
 
 static const api_route routes[] = {
-    {"GET", "/health", h1, false, false},
-    {"POST", "/fhir/Patient", h2, true, true},
-    {"GET", "/fhir/Patient/{id}", h3, true, false},
-    {"GET", "/fhir/Patient/{id}/_history/{vid}", h3, true, false},
+    {"GET", "/health", h1, false, false, 0},
+    {"POST", "/fhir/Patient", h2, true, true, 0},
+    {"GET", "/fhir/Patient/{id}", h3, true, false, 0},
+    {"GET", "/fhir/Patient/{id}/_history/{vid}", h3, true, false, 0},
 };
 
 static api_match find(const char *method, const char *path, const api_route **route,
