@@ -152,9 +152,11 @@ check-layers:
 # Long benchmarks, kept out of `make test`. BENCH_SIZES overrides the registry sizes.
 BENCH_SIZES ?= 100000 1000000
 BENCH_MATCH_SIZES ?= 100000 1000000
+BENCH_IDENTIFY_SIZES ?= 10000 100000 1000000
 bench: bench-fingerprint
 	@for n in $(BENCH_SIZES); do $(BIN) bench register --size $$n || exit 1; echo; done
 	@for n in $(BENCH_MATCH_SIZES); do $(BIN) bench match --size $$n || exit 1; echo; done
+	@for n in $(BENCH_IDENTIFY_SIZES); do RIDGELINE_TESTDATA=$(RIDGELINE_TESTDATA) $(BIN) bench identify --size $$n || exit 1; echo; done
 
 # Fingerprint accuracy and speed on the FVC2002 B-sets, with a DET curve per set (gnuplot).
 RIDGELINE_TESTDATA ?= ../shared/data
@@ -196,6 +198,7 @@ help:
 	@echo "make test       install dependencies, build normal + ASan/UBSan, run every test"
 	@echo "make test-fast  normal build only"
 	@echo "make bench      benchmarks (fingerprints on FVC2002 with DET curves, then registry sizes)"
+	@echo "make bench-http the HTTP API under wrk: reads, creates, \$$match over a 100k registry"
 	@echo "make install    PREFIX=/usr/local DESTDIR= : program, /etc config, systemd unit"
 	@echo "make clean      remove build/"
 

@@ -55,98 +55,114 @@ cleanup:
     return err;
 }
 
-rl_error *bio_eval_metrics_compute(const double *genuine, size_t n_genuine, const double *impostor,
-                                   size_t n_impostor, bio_eval_metrics *out)
+rl_error *bio_eval_det(const double *genuine, size_t n_genuine, const double *impostor, size_t n_impostor,
+                       bio_eval_det_point **points, size_t *n_points)
 {
     rl_error *err = NULL;
     double *t = NULL, *gs = NULL, *is = NULL;
+    bio_eval_det_point *p = NULL;
     size_t nt = 0;
     if (n_genuine == 0 || n_impostor == 0)
         RL_FAIL(RL_EINVAL, "eval: need genuine and impostor scores (got %zu and %zu)", n_genuine, n_impostor);
     RL_TRY(eval_thresholds(genuine, n_genuine, impostor, n_impostor, &t, &nt));
     gs = malloc(n_genuine * sizeof *gs);
     is = malloc(n_impostor * sizeof *is);
-    if (!gs || !is)
+    p = malloc(nt * sizeof *p);
+    if (!gs || !is || !p)
         RL_FAIL(RL_ENOMEM, "eval: out of memory");
     memcpy(gs, genuine, n_genuine * sizeof *gs);
     memcpy(is, impostor, n_impostor * sizeof *is);
     qsort(gs, n_genuine, sizeof *gs, eval_cmp_double);
     qsort(is, n_impostor, sizeof *is, eval_cmp_double);
-
     /* Sweep thresholds upwards: FMR falls, FNMR rises. Two cursors count the
-     * scores below the threshold in each sorted array. */
-    bio_eval_metrics m = {.fmr100 = 1, .fmr1000 = 1, .zero_fmr = 1};
+     * scores below the threshold in each sorted array: linear after sorting. */
     size_t gi = 0, ii = 0;
-    double t1_fmr = 1, t1_fnmr = 0, t2_fmr = 0, t2_fnmr = 1, t1 = t[0], t2 = t[nt - 1];
-    bool have_t2 = false;
     for (size_t k = 0; k < nt; k++) {
         while (gi < n_genuine && gs[gi] < t[k])
             gi++;
         while (ii < n_impostor && is[ii] < t[k])
             ii++;
-        double fnmr = (double)gi / (double)n_genuine;
-        double fmr = (double)(n_impostor - ii) / (double)n_impostor;
-        if (fnmr <= fmr) {
-            t1 = t[k];
-            t1_fmr = fmr;
-            t1_fnmr = fnmr;
-        }
-        if (!have_t2 && fnmr >= fmr) {
-            have_t2 = true;
-            t2 = t[k];
-            t2_fmr = fmr;
-            t2_fnmr = fnmr;
-        }
-        if (fmr <= 0.01 && fnmr < m.fmr100)
-            m.fmr100 = fnmr;
-        if (fmr <= 0.001 && fnmr < m.fmr1000)
-            m.fmr1000 = fnmr;
-        if (fmr == 0 && fnmr < m.zero_fmr)
-            m.zero_fmr = fnmr;
+        p[k] = (bio_eval_det_point){.threshold = t[k],
+                                    .fmr = (double)(n_impostor - ii) / (double)n_impostor,
+                                    .fnmr = (double)gi / (double)n_genuine};
     }
-    /* FVC2000 definition: the EER interval [EERlow, EERhigh] around the crossing. */
-    double low, high;
-    if (t1_fnmr + t1_fmr <= t2_fmr + t2_fnmr) {
-        low = t1_fnmr;
-        high = t1_fmr;
-        m.eer_threshold = t1;
-    } else {
-        low = t2_fmr;
-        high = t2_fnmr;
-        m.eer_threshold = t2;
-    }
-    m.eer = (low + high) / 2;
-    *out = m;
+    *points = p;
+    *n_points = nt;
+    p = NULL;
 cleanup:
     free(t);
     free(gs);
     free(is);
+    free(p);
     return err;
 }
 
-void bio_eval_threshold_at_fmr(const double *impostor, size_t n_impostor, double fmr, double *threshold,
-                               bool *resolved)
+rl_error *bio_eval_metrics_compute(const double *genuine, size_t n_genuine, const double *impostor,
+                                   size_t n_impostor, bio_eval_metrics *out)
 {
-    double *s = malloc((n_impostor ? n_impostor : 1) * sizeof *s);
-    if (!s || n_impostor == 0) {
-        free(s);
-        *threshold = 0;
-        *resolved = false;
-        return;
+    rl_error *err = NULL;
+    bio_eval_det_point *p = NULL;
+    size_t np = 0;
+    RL_TRY(bio_eval_det(genuine, n_genuine, impostor, n_impostor, &p, &np));
+    bio_eval_metrics m = {.fmr100 = 1, .fmr1000 = 1, .zero_fmr = 1};
+    bio_eval_det_point t1 = {p[0].threshold, 1, 0}, t2 = {p[np - 1].threshold, 0, 1};
+    bool have_t2 = false;
+    for (size_t k = 0; k < np; k++) {
+        if (p[k].fnmr <= p[k].fmr)
+            t1 = p[k];
+        if (!have_t2 && p[k].fnmr >= p[k].fmr) {
+            have_t2 = true;
+            t2 = p[k];
+        }
+        if (p[k].fmr <= 0.01 && p[k].fnmr < m.fmr100)
+            m.fmr100 = p[k].fnmr;
+        if (p[k].fmr <= 0.001 && p[k].fnmr < m.fmr1000)
+            m.fmr1000 = p[k].fnmr;
+        if (p[k].fmr == 0 && p[k].fnmr < m.zero_fmr)
+            m.zero_fmr = p[k].fnmr;
     }
+    /* FVC2000 definition: the EER interval [EERlow, EERhigh] around the crossing. */
+    double low, high;
+    if (t1.fnmr + t1.fmr <= t2.fmr + t2.fnmr) {
+        low = t1.fnmr;
+        high = t1.fmr;
+        m.eer_threshold = t1.threshold;
+    } else {
+        low = t2.fmr;
+        high = t2.fnmr;
+        m.eer_threshold = t2.threshold;
+    }
+    m.eer = (low + high) / 2;
+    *out = m;
+cleanup:
+    free(p);
+    return err;
+}
+
+rl_error *bio_eval_threshold_at_fmr(const double *impostor, size_t n_impostor, double fmr, double *threshold,
+                                    bool *resolved)
+{
+    rl_error *err = NULL;
+    double *s = NULL;
+    if (!(fmr >= 0 && fmr <= 1))
+        RL_FAIL(RL_EINVAL, "eval: target FMR must lie in [0, 1]");
+    if (n_impostor == 0)
+        RL_FAIL(RL_EINVAL, "eval: no impostor scores to set a threshold from");
+    s = malloc(n_impostor * sizeof *s);
+    if (!s)
+        RL_FAIL(RL_ENOMEM, "eval: out of memory for %zu scores", n_impostor);
     memcpy(s, impostor, n_impostor * sizeof *s);
     qsort(s, n_impostor, sizeof *s, eval_cmp_double);
     /* At most floor(fmr * n) impostors may reach the threshold. */
     size_t allowed = (size_t)floor(fmr * (double)n_impostor + 1e-9);
     *resolved = allowed > 0;
-    if (allowed >= n_impostor) {
+    if (allowed >= n_impostor)
         *threshold = s[0];
-    } else {
-        /* Just above the (allowed+1)-th highest score. */
-        double above = s[n_impostor - 1 - allowed];
-        *threshold = nextafter(above, INFINITY);
-    }
+    else /* just above the (allowed+1)-th highest score */
+        *threshold = nextafter(s[n_impostor - 1 - allowed], INFINITY);
+cleanup:
     free(s);
+    return err;
 }
 
 /* ---------------------------------------------------------------- the run */
@@ -249,14 +265,17 @@ static rl_error *eval_prepare(eval_item *it, bio_eval_source source, bio_templat
             soft = bio_template_rescale(t, (uint16_t)img.width, (uint16_t)img.height);
         rl_error_free(no_image);
     } else {
-        RL_TRY(bio_image_load(it->path, 0, 0, 0, &img));
-        double t0 = eval_now_ms();
-        soft = bio_extract(&img, t, NULL);
-        *extract_ms += eval_now_ms() - t0;
+        /* An unreadable capture counts as a failure to enrol, like a poor one. */
+        soft = bio_image_load(it->path, 0, 0, 0, &img);
+        if (!soft) {
+            double t0 = eval_now_ms();
+            soft = bio_extract(&img, t, NULL);
+            *extract_ms += eval_now_ms() - t0;
+        }
     }
     if (soft) {
         rl_code code = rl_error_code(soft);
-        if (code != RL_ERETRY && code != RL_EINVAL) {
+        if (code != RL_ERETRY && code != RL_EINVAL && code != RL_ETOOBIG) {
             err = soft;
             soft = NULL;
             goto cleanup;
@@ -304,8 +323,8 @@ rl_error *bio_eval_run(const char *dir, bio_eval_source source, bio_eval_result 
     if (!r)
         RL_FAIL(RL_ENOMEM, "eval: out of memory");
     RL_TRY(eval_list(dir, source == BIO_EVAL_ISO ? "iso" : "png", &items, &n));
-    if (n < 4)
-        RL_FAIL(RL_EINVAL, "eval: %s holds %d FFF_I.%s files; need at least 2 fingers x 2 impressions", dir, n,
+    if (n < 3)
+        RL_FAIL(RL_EINVAL, "eval: %s holds %d FFF_I.%s files; need a genuine and an impostor pair", dir, n,
                 source == BIO_EVAL_ISO ? "iso" : "png");
     {
         const char *base = eval_basename(dir);
@@ -345,7 +364,8 @@ rl_error *bio_eval_run(const char *dir, bio_eval_source source, bio_eval_result 
         for (int j = i + 1; j < n; j++)
             *(items[i].finger == items[j].finger ? &ng : &ni) += 1;
     if (ng == 0 || ni == 0)
-        RL_FAIL(RL_EINVAL, "eval: %s needs at least 2 fingers with 2 impressions each", dir);
+        RL_FAIL(RL_EINVAL, "eval: %s needs two fingers, one with two impressions (a genuine and an impostor pair)",
+                dir);
     r->genuine = malloc(ng * sizeof *r->genuine);
     r->impostor = malloc(ni * sizeof *r->impostor);
     r->genuine_quality = malloc(ng * sizeof *r->genuine_quality);

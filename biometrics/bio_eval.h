@@ -42,11 +42,20 @@ typedef struct bio_eval_metrics {
 rl_error *bio_eval_metrics_compute(const double *genuine, size_t n_genuine, const double *impostor,
                                    size_t n_impostor, bio_eval_metrics *out);
 
+/* The DET curve: one point per distinct score (and one above them all), by
+ * rising threshold; *points (n_points of them) is the caller's to free. */
+typedef struct bio_eval_det_point {
+    double threshold, fmr, fnmr;
+} bio_eval_det_point;
+rl_error *bio_eval_det(const double *genuine, size_t n_genuine, const double *impostor, size_t n_impostor,
+                       bio_eval_det_point **points, size_t *n_points);
+
 /* The lowest threshold whose FMR is at most `fmr` (scores >= threshold are a
  * match). With too few impostors to resolve that rate, *threshold is the
- * smallest value above every impostor score and *resolved is false. */
-void bio_eval_threshold_at_fmr(const double *impostor, size_t n_impostor, double fmr, double *threshold,
-                               bool *resolved);
+ * smallest value above every impostor score and *resolved is false.
+ * RL_EINVAL for fmr outside [0, 1] or no impostors. */
+rl_error *bio_eval_threshold_at_fmr(const double *impostor, size_t n_impostor, double fmr, double *threshold,
+                                    bool *resolved);
 
 /* Fraction of `scores` at or above t (FMR for impostors) or below t (FNMR for genuines). */
 double bio_eval_rate_at_or_above(const double *scores, size_t n, double t);
@@ -71,7 +80,9 @@ typedef struct bio_eval_result {
 } bio_eval_result;
 
 /* Runs the protocol on one folder. Files are FFF_I.png (or .iso); the folder
- * must hold at least 2 fingers with 2 impressions each. */
+ * must give at least one genuine and one impostor pair (so at least two
+ * fingers, one of them with two impressions). An unreadable or rejected
+ * capture is counted in `failed` and scores 0, it does not stop the run. */
 rl_error *bio_eval_run(const char *dir, bio_eval_source source, bio_eval_result **out);
 void bio_eval_result_free(bio_eval_result *r);
 

@@ -447,7 +447,9 @@ rl_error *bx_orientation(bx_ctx *c)
     rl_error *err = NULL;
     int bw = c->bw, bh = c->bh, nb = bw * bh;
     float *vx = malloc((size_t)nb * sizeof *vx), *vy = malloc((size_t)nb * sizeof *vy);
-    float *wx = malloc((size_t)nb * sizeof *wx), *wy = malloc((size_t)nb * sizeof *wy);
+    /* Zeroed: which blocks get a value depends on a float test repeated
+     * below, and contraction-enabling flags could make the two disagree. */
+    float *wx = calloc((size_t)nb, sizeof *wx), *wy = calloc((size_t)nb, sizeof *wy);
     c->bc2 = malloc((size_t)nb * sizeof(float));
     c->bs2 = malloc((size_t)nb * sizeof(float));
     c->bcoh = malloc((size_t)nb * sizeof(float));

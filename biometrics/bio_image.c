@@ -192,7 +192,8 @@ cleanup:
 }
 
 /* Takes ownership of `pixels` (a malloc'd width*height buffer, geometry already
- * checked) and produces the 500 ppi image. */
+ * checked) and produces the 500 ppi image; it frees the buffer on failure, so
+ * callers clear their pointer before the call. */
 static rl_error *finish(uint8_t *pixels, int width, int height, int ppi_x, int ppi_y, bio_image *out)
 {
     rl_error *err = NULL;
@@ -244,7 +245,8 @@ static rl_error *pgm_number(pgm_reader *r, const char *field, int64_t *out)
     while (r->p < r->end && *r->p >= '0' && *r->p <= '9') {
         /* Anything this large is refused later; stopping here avoids overflow. */
         if (v > INT_MAX)
-            return RL_ERR(RL_EINVAL, "PGM: header field %s: number too large", field);
+            return RL_ERR(RL_ETOOBIG, "PGM: header field %s: number too large (sides are at most %d px)", field,
+                          BIO_IMAGE_MAX_SIDE);
         v = v * 10 + (*r->p++ - '0');
     }
     *out = v;
@@ -285,8 +287,9 @@ static rl_error *decode_pgm(const uint8_t *data, size_t len, int ppi, bio_image 
             RL_FAIL(RL_EINVAL, "PGM: sample value above maxval %u", mv);
         pixels[i] = mv == 255 ? (uint8_t)v : (uint8_t)((v * 255 + mv / 2) / mv);
     }
-    RL_TRY(finish(pixels, (int)width, (int)height, ppi, ppi, out));
+    uint8_t *owned = pixels;
     pixels = NULL;
+    RL_TRY(finish(owned, (int)width, (int)height, ppi, ppi, out));
 cleanup:
     free(pixels);
     return err;
@@ -412,8 +415,9 @@ static rl_error *decode_png(const uint8_t *data, size_t len, int ppi, bio_image 
     }
     if (c.msg[0])
         RL_FAIL(RL_EINVAL, "PNG: corrupt or unsupported file: %s", c.msg);
-    RL_TRY(finish(c.pixels, c.width, c.height, c.ppi_x, c.ppi_y, out));
+    uint8_t *owned = c.pixels;
     c.pixels = NULL;
+    RL_TRY(finish(owned, c.width, c.height, c.ppi_x, c.ppi_y, out));
 cleanup:
     png_destroy_read_struct(png ? &png : NULL, info ? &info : NULL, NULL);
     free(c.rows);
@@ -453,7 +457,7 @@ cleanup:
     return err;
 }
 
-rl_error *bio_image_from_raw(const uint8_t *pixels, int width, int height, int ppi, bio_image *out)
+rl_error *bio_image_from_raw(const uint8_t *pixels, size_t len, int width, int height, int ppi, bio_image *out)
 {
     rl_error *err = NULL;
     uint8_t *copy = NULL;
@@ -465,12 +469,15 @@ rl_error *bio_image_from_raw(const uint8_t *pixels, int width, int height, int p
     if (!pixels)
         RL_FAIL(RL_EINVAL, "raw image: no pixels given");
     size_t n = (size_t)width * (size_t)height;
+    if (len != n)
+        RL_FAIL(RL_EINVAL, "raw image: %zu bytes, but %d x %d needs %zu", len, width, height, n);
     copy = malloc(n);
     if (!copy)
         RL_FAIL(RL_ENOMEM, "cannot allocate %zu bytes of pixels", n);
     memcpy(copy, pixels, n);
-    RL_TRY(finish(copy, width, height, ppi, ppi, out));
+    uint8_t *owned = copy;
     copy = NULL;
+    RL_TRY(finish(owned, width, height, ppi, ppi, out));
 cleanup:
     free(copy);
     return err;
@@ -536,11 +543,7 @@ rl_error *bio_image_load(const char *path, int raw_width, int raw_height, int pp
         int rppi;
         RL_TRY(resolve_ppi(ppi, &rppi));
         RL_TRY(check_geometry(raw_width, raw_height, rppi, rppi));
-        size_t need = (size_t)raw_width * (size_t)raw_height;
-        if (buf.len != need)
-            RL_FAIL(RL_EINVAL, "image file %s: %zu bytes, but %d x %d raw needs %zu", path, buf.len, raw_width,
-                    raw_height, need);
-        RL_TRY(bio_image_from_raw((const uint8_t *)buf.data, raw_width, raw_height, ppi, out));
+        RL_TRY(bio_image_from_raw((const uint8_t *)buf.data, buf.len, raw_width, raw_height, ppi, out));
     } else {
         RL_TRY(bio_image_decode(buf.data, buf.len, ppi, out));
     }

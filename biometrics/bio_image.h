@@ -48,8 +48,9 @@ typedef struct bio_image {
  * wins over it). The result is at 500 ppi. */
 rl_error *bio_image_decode(const void *data, size_t len, int ppi, bio_image *out);
 
-/* Wraps raw greyscale (copied) at the given resolution, rescaled to 500 ppi. */
-rl_error *bio_image_from_raw(const uint8_t *pixels, int width, int height, int ppi, bio_image *out);
+/* Wraps raw greyscale (copied) at the given resolution, rescaled to 500 ppi.
+ * len must be exactly width * height (RL_EINVAL otherwise). */
+rl_error *bio_image_from_raw(const uint8_t *pixels, size_t len, int width, int height, int ppi, bio_image *out);
 
 /* Reads and decodes a file: .raw needs width/height/ppi (pass 0s for other
  * formats, where ppi 0 means "as the file says, else 500"). */

@@ -22,6 +22,7 @@
 #include "biometrics/bio_match.h"
 #include "biometrics/bio_template.h"
 #include "cmd/cmd.h"
+#include "cmd/cmd_session.h"
 #include "common/rl_buf.h"
 
 enum { FP_MAX_SETS = 16, FP_MAX_MATRIX = 1024 };
@@ -32,13 +33,16 @@ void cmd_fingerprint_help(void)
            "       ridgeline fingerprint compare A B\n"
            "       ridgeline fingerprint matrix FILE...\n"
            "       ridgeline fingerprint eval DIR... [--iso] [--det-dir DIR] [--json]\n"
+           "       ridgeline fingerprint enroll RECORD POSITION IMAGE|TEMPLATE [--data DIR] [--config FILE]\n"
+           "       ridgeline fingerprint identify PROBE [--top K] [--data DIR] [--config FILE]\n"
+           "       ridgeline fingerprint list RECORD | delete RECORD POSITION [--data DIR] [--config FILE]\n"
            "\n"
            "IMAGE, A, B, FILE: an image (8-bit greyscale PNG, PGM, or raw greyscale with\n"
            "--raw WIDTHxHEIGHT) or a template (native, ISO/IEC 19794-2:2005, ANSI INCITS\n"
            "378-2004). --ppi N gives the image resolution when the file does not (default 500);\n"
            "images are rescaled to 500 ppi.\n"
            "\n"
-           "extract  prints the minutiae count and the image quality (0-100; below 30 ask for\n"
+           "extract  prints the minutiae count and the image quality (0-100; below 35 ask for\n"
            "         a recapture); -o writes the template (--format, default native); --list\n"
            "         prints the minutiae (x y angle-degrees type quality).\n"
            "compare  prints the similarity score in [0, 1]; see docs/fingerprints.md for the\n"
@@ -50,6 +54,14 @@ void cmd_fingerprint_help(void)
            "         by image quality, and the score thresholds for target false-match rates\n"
            "         over all sets together. --iso uses the FFF_I.iso records beside the images\n"
            "         instead of our extractor; --det-dir writes det_SET.dat (FMR FNMR) per set.\n"
+           "\n"
+           "enroll   stores a finger for a source record at an ISO finger position (0 unknown,\n"
+           "         1-10); a capture below quality 35 or with under 12 minutiae is refused\n"
+           "         ('poor capture', status 2): recapture.\n"
+           "identify searches every enrolled finger (two stages: prefilter, then the full\n"
+           "         matcher on a short list) and prints the best K (default 5) with their\n"
+           "         golden record and a decision whose threshold grows with the gallery size.\n"
+           "These work on a stopped store (--data, default from the configuration).\n"
            "\n"
            "exit status: 0 success, 1 failure, 2 bad usage or bad input (the message says why);\n"
            "a capture too poor to use is reported as 'poor capture' with status 2.\n");
@@ -95,7 +107,7 @@ static rl_error *fp_load(const char *path, const fp_opts *o, bio_template *t, do
         goto cleanup;
     }
     if (o->raw_width > 0)
-        RL_TRY(bio_image_from_raw((const uint8_t *)buf.data, o->raw_width, o->raw_height,
+        RL_TRY(bio_image_from_raw((const uint8_t *)buf.data, buf.len, o->raw_width, o->raw_height,
                                   o->ppi ? o->ppi : BIO_IMAGE_PPI, &img));
     else
         RL_TRY(bio_image_decode(buf.data, buf.len, o->ppi, &img));
@@ -107,7 +119,7 @@ static rl_error *fp_load(const char *path, const fp_opts *o, bio_template *t, do
         *extract_ms = (double)(b.tv_sec - a.tv_sec) * 1e3 + (double)(b.tv_nsec - a.tv_nsec) / 1e6;
 cleanup:
     if (err)
-        err = rl_error_wrap(err, "%s: ", path);
+        err = rl_error_wrap(err, "%s", path);
     rl_buf_free(&buf);
     bio_image_free(&img);
     return err;
@@ -217,53 +229,37 @@ cleanup:
 static rl_error *fp_write_det(const char *dir, const bio_eval_result *r)
 {
     rl_error *err = NULL;
+    bio_eval_det_point *p = NULL;
+    size_t np = 0;
     char path[4096];
     snprintf(path, sizeof path, "%s/det_%s.dat", dir, r->set);
+    RL_TRY(bio_eval_det(r->genuine, r->n_genuine, r->impostor, r->n_impostor, &p, &np));
     FILE *f = fopen(path, "w");
     if (!f)
         RL_FAIL(RL_EINVAL, "cannot create %s: %s", path, strerror(errno));
     fprintf(f, "# %s: FMR FNMR threshold (%zu genuine, %zu impostor comparisons)\n", r->set, r->n_genuine,
             r->n_impostor);
-    /* One point per distinct score is enough resolution for the curve. */
-    double *t = malloc((r->n_genuine + r->n_impostor) * sizeof *t);
-    if (!t) {
-        fclose(f);
-        RL_FAIL(RL_ENOMEM, "out of memory");
-    }
-    memcpy(t, r->genuine, r->n_genuine * sizeof *t);
-    memcpy(t + r->n_genuine, r->impostor, r->n_impostor * sizeof *t);
-    size_t n = r->n_genuine + r->n_impostor;
-    for (size_t i = 1; i < n; i++) /* insertion sort is fine for a few thousand */
-        for (size_t j = i; j > 0 && t[j - 1] > t[j]; j--) {
-            double x = t[j];
-            t[j] = t[j - 1];
-            t[j - 1] = x;
-        }
-    for (size_t i = 0; i < n; i++) {
-        if (i > 0 && t[i] == t[i - 1])
-            continue;
-        double fmr = bio_eval_rate_at_or_above(r->impostor, r->n_impostor, t[i]);
-        double fnmr = 1.0 - bio_eval_rate_at_or_above(r->genuine, r->n_genuine, t[i]);
-        fprintf(f, "%.6g %.6g %.6f\n", fmr, fnmr, t[i]);
-    }
-    free(t);
+    for (size_t i = 0; i < np; i++)
+        fprintf(f, "%.6g %.6g %.6f\n", p[i].fmr, p[i].fnmr, p[i].threshold);
     if (fclose(f) != 0)
         RL_FAIL(RL_EIO, "writing %s: %s", path, strerror(errno));
     printf("wrote %s\n", path);
 cleanup:
+    free(p);
     return err;
 }
 
 /* FNMR by quality band at each set's 1%-FMR threshold, summed over sets:
  * the evidence that a low quality score predicts a failed match. */
 enum { FP_QBANDS = 5 };
-static void fp_quality_table(bio_eval_result **r, int n, json_t *report)
+static rl_error *fp_quality_table(bio_eval_result **r, int n, json_t *report)
 {
+    rl_error *err = NULL;
     long pairs[FP_QBANDS] = {0}, misses[FP_QBANDS] = {0};
     for (int s = 0; s < n; s++) {
         double t;
         bool resolved;
-        bio_eval_threshold_at_fmr(r[s]->impostor, r[s]->n_impostor, 0.01, &t, &resolved);
+        RL_TRY(bio_eval_threshold_at_fmr(r[s]->impostor, r[s]->n_impostor, 0.01, &t, &resolved));
         for (size_t i = 0; i < r[s]->n_genuine; i++) {
             int q = r[s]->genuine_quality[i], band = q >= 100 ? FP_QBANDS - 1 : q / (100 / FP_QBANDS);
             if (band < 0)
@@ -284,12 +280,15 @@ static void fp_quality_table(bio_eval_result **r, int n, json_t *report)
                                               fnmr));
     }
     json_object_set_new(report, "fnmr_by_quality", rows);
+cleanup:
+    return err;
 }
 
 /* Score thresholds for target false-match rates, from every set's impostors together. */
 static rl_error *fp_fmr_table(bio_eval_result **r, int n, json_t *report)
 {
     rl_error *err = NULL;
+    json_t *rows = json_array();
     size_t total = 0, k = 0;
     for (int s = 0; s < n; s++)
         total += r[s]->n_impostor;
@@ -303,17 +302,18 @@ static rl_error *fp_fmr_table(bio_eval_result **r, int n, json_t *report)
     static const double targets[] = {0.1, 0.01, 0.001, 0.0001};
     printf("\nScore threshold for a target false-match rate (%zu impostor comparisons):\n", total);
     printf("  %-8s %9s %s\n", "FMR", "threshold", "");
-    json_t *rows = json_array();
     for (size_t i = 0; i < sizeof targets / sizeof *targets; i++) {
         double t;
         bool resolved;
-        bio_eval_threshold_at_fmr(all, total, targets[i], &t, &resolved);
+        RL_TRY(bio_eval_threshold_at_fmr(all, total, targets[i], &t, &resolved));
         printf("  %-8g %9.4f %s\n", targets[i], t, resolved ? "" : "(too few impostors: upper bound)");
         json_array_append_new(rows, json_pack("{s:f,s:f,s:b}", "fmr", targets[i], "threshold", t, "resolved",
                                               resolved));
     }
     json_object_set_new(report, "fmr_thresholds", rows);
+    rows = NULL;
 cleanup:
+    json_decref(rows);
     free(all);
     return err;
 }
@@ -362,7 +362,7 @@ static int fp_eval(int argc, char **argv, bool iso, const char *det_dir, bool js
     json_object_set_new(report, "source", json_string(iso ? "iso" : "extractor"));
     if (!json_only) {
         if (!iso)
-            fp_quality_table(r, n, report);
+            RL_TRY(fp_quality_table(r, n, report));
         RL_TRY(fp_fmr_table(r, n, report));
     }
     json_object_set_new(report, "machine", bench_machine());
@@ -385,6 +385,65 @@ cleanup:
     return err ? cmd_report(err) : CMD_OK;
 }
 
+/* enroll / identify / list / delete on a local store. */
+static int fp_store(const char *verb, int n, char **args, const fp_opts *o, const char *config, const char *data,
+                    int top)
+{
+    rl_error *err = NULL;
+    cmd_session s;
+    bio_template *t = NULL;
+    json_t *out = NULL;
+    bool opened = false;
+    bool enroll = strcmp(verb, "enroll") == 0, identify = strcmp(verb, "identify") == 0,
+         list = strcmp(verb, "list") == 0;
+    int want = enroll ? 3 : identify || list ? 1 : 2;
+    if (n != want) {
+        fprintf(stderr, "ridgeline fingerprint %s: expected %d argument%s (try --help)\n", verb, want, want == 1 ? "" : "s");
+        return CMD_USAGE;
+    }
+    long position = 0;
+    if (enroll || !(identify || list)) {
+        char *end;
+        position = strtol(args[1], &end, 10);
+        if (*end || position < 0 || position > RL_FINGER_POSITION_MAX) {
+            fprintf(stderr, "ridgeline fingerprint %s: POSITION is 0 (unknown) to 10 (ISO/IEC 19794-2)\n", verb);
+            return CMD_USAGE;
+        }
+    }
+    t = malloc(sizeof *t);
+    if (!t)
+        return cmd_report(RL_ERR(RL_ENOMEM, "out of memory"));
+    if (enroll)
+        RL_TRY(fp_load(args[2], o, t, NULL));
+    if (identify)
+        RL_TRY(fp_load(args[0], o, t, NULL));
+    RL_TRY(cmd_session_open(&s, config, data, NULL));
+    opened = true;
+    if (s.remote)
+        RL_FAIL(RL_ECONFLICT, "the store is in use by a server: stop it first (fingerprint commands work on a "
+                              "stopped store)");
+    rl_actor actor = {s.actor, NULL};
+    if (enroll)
+        RL_TRY(rl_registry_finger_enroll(s.registry, &actor, args[0], (int)position, t, &out));
+    else if (identify)
+        RL_TRY(rl_registry_finger_identify(s.registry, &actor, t, top, &out));
+    else if (list)
+        RL_TRY(rl_registry_finger_list(s.registry, &actor, args[0], &out));
+    else {
+        RL_TRY(rl_registry_finger_delete(s.registry, &actor, args[0], (int)position));
+        out = json_pack("{s:s, s:i, s:b}", "record", args[0], "position", (int)position, "deleted", 1);
+    }
+    char *text = json_dumps(out, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6));
+    printf("%s\n", text ? text : "{}");
+    free(text);
+cleanup:
+    if (opened)
+        cmd_session_close(&s);
+    json_decref(out);
+    free(t);
+    return err ? cmd_report(err) : CMD_OK;
+}
+
 int cmd_fingerprint(int argc, char **argv)
 {
     if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
@@ -395,11 +454,15 @@ int cmd_fingerprint(int argc, char **argv)
     fp_opts o = {0};
     const char *output = NULL, *format = NULL, *det_dir = NULL;
     bool list = false, iso = false, json_only = false;
+    const char *config = NULL, *data = NULL;
+    int top = 5;
     static const struct option longopts[] = {
         {"output", required_argument, NULL, 'o'}, {"format", required_argument, NULL, 'f'},
         {"raw", required_argument, NULL, 'r'},    {"ppi", required_argument, NULL, 'p'},
         {"list", no_argument, NULL, 'l'},         {"iso", no_argument, NULL, 'i'},
         {"det-dir", required_argument, NULL, 'd'}, {"json", no_argument, NULL, 'j'},
+        {"data", required_argument, NULL, 'D'},   {"config", required_argument, NULL, 'c'},
+        {"top", required_argument, NULL, 't'},
         {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0},
     };
     optind = 2;
@@ -430,6 +493,18 @@ int cmd_fingerprint(int argc, char **argv)
         case 'i': iso = true; break;
         case 'd': det_dir = optarg; break;
         case 'j': json_only = true; break;
+        case 'D': data = optarg; break;
+        case 'c': config = optarg; break;
+        case 't': {
+            char *end;
+            long v = strtol(optarg, &end, 10);
+            if (*end || v < 1 || v > 100) {
+                fprintf(stderr, "ridgeline fingerprint: --top wants 1 to 100\n");
+                return CMD_USAGE;
+            }
+            top = (int)v;
+            break;
+        }
         case 'h': cmd_fingerprint_help(); return CMD_OK;
         default: fprintf(stderr, "try: ridgeline fingerprint --help\n"); return CMD_USAGE;
         }
@@ -444,6 +519,10 @@ int cmd_fingerprint(int argc, char **argv)
         return fp_matrix(n, args, &o, false);
     if (strcmp(verb, "eval") == 0)
         return fp_eval(n, args, iso, det_dir, json_only);
-    fprintf(stderr, "ridgeline fingerprint: unknown action '%s' (extract, compare, matrix, eval)\n", verb);
+    if (strcmp(verb, "enroll") == 0 || strcmp(verb, "identify") == 0 || strcmp(verb, "list") == 0 ||
+        strcmp(verb, "delete") == 0)
+        return fp_store(verb, n, args, &o, config, data, top);
+    fprintf(stderr, "ridgeline fingerprint: unknown action '%s' (extract, compare, matrix, eval, enroll, identify, "
+                    "list, delete)\n", verb);
     return CMD_USAGE;
 }

@@ -1,6 +1,7 @@
 /* kern_ocl: OpenCL device, program and buffers. See kern_ocl.h. */
 #include "kernels/kern_ocl.h"
 
+#include <stdbool.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,8 +24,18 @@ struct kern_ocl {
     cl_command_queue queue;
     cl_program program;
     cl_kernel mcc_counts;
+    /* Every kernel of the program, by name, for kern_ocl_run (mcc_counts is among them, created apart). */
+    cl_kernel *kernels;
+    char (*kernel_names)[64];
+    cl_uint nkernels;
     pthread_mutex_t lock;
     char name[256];
+};
+
+struct kern_ocl_buf {
+    kern_ocl *owner;
+    cl_mem mem;
+    size_t bytes;
 };
 
 struct kern_ocl_cyls {
@@ -78,7 +89,9 @@ static rl_error *ocl_pick(const char *want, cl_platform_id *platform_out, cl_dev
         np = OCL_MAX_PLATFORMS;
     int want_p = -1, want_d = -1;
     bool gpu_only = strcmp(want, "gpu") == 0, cpu_only = strcmp(want, "cpu") == 0, any = strcmp(want, "any") == 0;
-    if (!gpu_only && !cpu_only && !any && (sscanf(want, "%d:%d", &want_p, &want_d) != 2 || want_p < 0 || want_d < 0))
+    int used = 0;
+    if (!gpu_only && !cpu_only && !any &&
+        (sscanf(want, "%d:%d%n", &want_p, &want_d, &used) != 2 || want[used] != '\0' || want_p < 0 || want_d < 0))
         RL_FAIL(RL_EINVAL, "OpenCL device '%.64s': expected gpu, cpu, any, none or PLATFORM:DEVICE (clinfo -l)", want);
     /* Two passes for "any": GPUs first. */
     for (int pass = 0; pass < (any ? 2 : 1); pass++) {
@@ -143,6 +156,18 @@ static rl_error *ocl_build(kern_ocl *k)
     }
     k->mcc_counts = clCreateKernel(k->program, "mcc_counts", &rc);
     OCL_CHECK(rc, "clCreateKernel(mcc_counts)");
+    cl_uint nk = 0;
+    OCL_CHECK(clCreateKernelsInProgram(k->program, 0, NULL, &nk), "clCreateKernelsInProgram(count)");
+    k->kernels = calloc(nk ? nk : 1, sizeof *k->kernels);
+    k->kernel_names = calloc(nk ? nk : 1, sizeof *k->kernel_names);
+    if (!k->kernels || !k->kernel_names)
+        RL_FAIL(RL_ENOMEM, "OpenCL: out of memory");
+    OCL_CHECK(clCreateKernelsInProgram(k->program, nk, k->kernels, NULL), "clCreateKernelsInProgram");
+    k->nkernels = nk;
+    for (cl_uint i = 0; i < nk; i++)
+        OCL_CHECK(clGetKernelInfo(k->kernels[i], CL_KERNEL_FUNCTION_NAME, sizeof k->kernel_names[i] - 1,
+                                  k->kernel_names[i], NULL),
+                  "clGetKernelInfo(name)");
 cleanup:
     return err;
 }
@@ -202,6 +227,10 @@ void kern_ocl_close(kern_ocl *k)
         return;
     if (k->mcc_counts)
         clReleaseKernel(k->mcc_counts);
+    for (cl_uint i = 0; i < k->nkernels; i++)
+        clReleaseKernel(k->kernels[i]);
+    free(k->kernels);
+    free(k->kernel_names);
     if (k->program)
         clReleaseProgram(k->program);
     if (k->queue)
@@ -225,6 +254,8 @@ rl_error *kern_ocl_cyls_new(kern_ocl *k, size_t capacity, kern_ocl_cyls **out)
     c->owner = k;
     c->capacity = capacity;
     cl_int rc;
+    if (capacity > SIZE_MAX / sizeof(kern_mcc_cyl))
+        RL_FAIL(RL_ETOOBIG, "OpenCL gallery: %zu cylinders cannot be addressed", capacity);
     c->mem = clCreateBuffer(k->context, CL_MEM_READ_ONLY, capacity * sizeof(kern_mcc_cyl), NULL, &rc);
     OCL_CHECK(rc, "clCreateBuffer(gallery)");
     *out = c;
@@ -299,5 +330,160 @@ cleanup:
         clReleaseMemObject(probe_mem);
     if (out_mem)
         clReleaseMemObject(out_mem);
+    return err;
+}
+
+/* ---- generic buffers and named kernels (for other modules) ---- */
+
+rl_error *kern_ocl_buf_new(kern_ocl *k, size_t bytes, kern_ocl_buf **out)
+{
+    rl_error *err = NULL;
+    *out = NULL;
+    kern_ocl_buf *b = calloc(1, sizeof *b);
+    if (!b)
+        RL_FAIL(RL_ENOMEM, "OpenCL: out of memory");
+    if (bytes == 0)
+        RL_FAIL(RL_EINVAL, "OpenCL buffer: size must be positive");
+    b->owner = k;
+    cl_int rc;
+    b->mem = clCreateBuffer(k->context, CL_MEM_READ_ONLY, bytes, NULL, &rc);
+    OCL_CHECK(rc, "clCreateBuffer");
+    b->bytes = bytes;
+    *out = b;
+    b = NULL;
+cleanup:
+    kern_ocl_buf_free(b);
+    return err;
+}
+
+rl_error *kern_ocl_buf_resize(kern_ocl_buf *b, size_t bytes, size_t keep)
+{
+    rl_error *err = NULL;
+    cl_mem mem = NULL;
+    bool locked = false;
+    if (bytes == 0)
+        RL_FAIL(RL_EINVAL, "OpenCL buffer: size must be positive");
+    if (keep > b->bytes)
+        keep = b->bytes;
+    if (keep > bytes)
+        keep = bytes;
+    cl_int rc;
+    mem = clCreateBuffer(b->owner->context, CL_MEM_READ_ONLY, bytes, NULL, &rc);
+    OCL_CHECK(rc, "clCreateBuffer(resize)");
+    if (keep) {
+        pthread_mutex_lock(&b->owner->lock);
+        locked = true;
+        OCL_CHECK(clEnqueueCopyBuffer(b->owner->queue, b->mem, mem, 0, 0, keep, 0, NULL, NULL), "clEnqueueCopyBuffer");
+        OCL_CHECK(clFinish(b->owner->queue), "clFinish(resize)");
+    }
+    clReleaseMemObject(b->mem);
+    b->mem = mem;
+    b->bytes = bytes;
+    mem = NULL;
+cleanup:
+    if (locked)
+        pthread_mutex_unlock(&b->owner->lock);
+    if (mem)
+        clReleaseMemObject(mem);
+    return err;
+}
+
+rl_error *kern_ocl_buf_write(kern_ocl_buf *b, size_t offset, const void *data, size_t bytes)
+{
+    rl_error *err = NULL;
+    if (offset > b->bytes || bytes > b->bytes - offset)
+        RL_FAIL(RL_ETOOBIG, "OpenCL buffer: bytes %zu..%zu past its size %zu", offset, offset + bytes, b->bytes);
+    if (bytes == 0)
+        goto cleanup;
+    pthread_mutex_lock(&b->owner->lock);
+    cl_int rc = clEnqueueWriteBuffer(b->owner->queue, b->mem, CL_TRUE, offset, bytes, data, 0, NULL, NULL);
+    pthread_mutex_unlock(&b->owner->lock);
+    OCL_CHECK(rc, "clEnqueueWriteBuffer");
+cleanup:
+    return err;
+}
+
+size_t kern_ocl_buf_size(const kern_ocl_buf *b) { return b->bytes; }
+
+void kern_ocl_buf_free(kern_ocl_buf *b)
+{
+    if (!b)
+        return;
+    if (b->mem)
+        clReleaseMemObject(b->mem);
+    free(b);
+}
+
+static cl_kernel ocl_kernel_named(kern_ocl *k, const char *name)
+{
+    for (cl_uint i = 0; i < k->nkernels; i++)
+        if (strcmp(k->kernel_names[i], name) == 0)
+            return k->kernels[i];
+    return NULL;
+}
+
+rl_error *kern_ocl_has_kernel(kern_ocl *k, const char *name)
+{
+    if (!ocl_kernel_named(k, name))
+        return RL_ERR(RL_EINTERNAL, "OpenCL: no kernel %s in the embedded program", name);
+    return NULL;
+}
+
+enum { OCL_RUN_MAX_ARGS = 16 };
+
+rl_error *kern_ocl_run(kern_ocl *k, const char *name, size_t items, const kern_ocl_arg *args, unsigned nargs)
+{
+    rl_error *err = NULL;
+    cl_mem temp[OCL_RUN_MAX_ARGS] = {NULL};
+    bool locked = false;
+    cl_kernel kern = ocl_kernel_named(k, name);
+    if (!kern)
+        RL_FAIL(RL_EINTERNAL, "OpenCL: no kernel %s in the embedded program", name);
+    if (nargs > OCL_RUN_MAX_ARGS)
+        RL_FAIL(RL_EINVAL, "OpenCL %s: %u arguments, at most %d", name, nargs, OCL_RUN_MAX_ARGS);
+    if (items == 0)
+        goto cleanup;
+    cl_int rc;
+    for (unsigned i = 0; i < nargs; i++) {
+        if (args[i].kind == KERN_OCL_ARG_IN) {
+            temp[i] = clCreateBuffer(k->context, CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR, args[i].bytes,
+                                     (void *)args[i].in, &rc);
+            OCL_CHECK(rc, "clCreateBuffer(input)");
+        } else if (args[i].kind == KERN_OCL_ARG_OUT) {
+            temp[i] = clCreateBuffer(k->context, CL_MEM_WRITE_ONLY, args[i].bytes, NULL, &rc);
+            OCL_CHECK(rc, "clCreateBuffer(output)");
+        }
+    }
+    pthread_mutex_lock(&k->lock);
+    locked = true;
+    for (unsigned i = 0; i < nargs; i++) {
+        switch (args[i].kind) {
+        case KERN_OCL_ARG_BUF:
+            OCL_CHECK(clSetKernelArg(kern, i, sizeof args[i].buf->mem, &args[i].buf->mem), "clSetKernelArg(buffer)");
+            break;
+        case KERN_OCL_ARG_IN:
+        case KERN_OCL_ARG_OUT:
+            OCL_CHECK(clSetKernelArg(kern, i, sizeof temp[i], &temp[i]), "clSetKernelArg(temporary)");
+            break;
+        case KERN_OCL_ARG_U32: {
+            cl_uint v = args[i].u32;
+            OCL_CHECK(clSetKernelArg(kern, i, sizeof v, &v), "clSetKernelArg(u32)");
+            break;
+        }
+        }
+    }
+    size_t local = 64, global = (items + local - 1) / local * local;
+    OCL_CHECK(clEnqueueNDRangeKernel(k->queue, kern, 1, NULL, &global, &local, 0, NULL, NULL),
+              "clEnqueueNDRangeKernel");
+    for (unsigned i = 0; i < nargs; i++)
+        if (args[i].kind == KERN_OCL_ARG_OUT)
+            OCL_CHECK(clEnqueueReadBuffer(k->queue, temp[i], CL_TRUE, 0, args[i].bytes, args[i].out, 0, NULL, NULL),
+                      "clEnqueueReadBuffer");
+cleanup:
+    if (locked)
+        pthread_mutex_unlock(&k->lock);
+    for (unsigned i = 0; i < OCL_RUN_MAX_ARGS; i++)
+        if (temp[i])
+            clReleaseMemObject(temp[i]);
     return err;
 }

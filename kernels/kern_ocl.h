@@ -25,13 +25,19 @@
  *
  * Threads: a kern_ocl may be shared; calls that enqueue work take its lock
  * (kernel arguments are per-kernel state in OpenCL, not per call).
- * Ownership: kern_ocl_close and kern_ocl_cyls_free accept NULL; a
- * kern_ocl_cyls must be freed before its kern_ocl.
+ * Ownership: kern_ocl_close, kern_ocl_cyls_free and kern_ocl_buf_free accept
+ * NULL; a kern_ocl_cyls or kern_ocl_buf must be freed before its kern_ocl.
+ *
+ * Other modules' kernels (kern_prefilter's pf_scores, ...) live in the same
+ * program, compiled once at open: they reach them by name through
+ * kern_ocl_run, with generic device buffers (kern_ocl_buf), so the process
+ * has one device setup, one program and one place that reports OpenCL errors.
  */
 #ifndef KERN_OCL_H
 #define KERN_OCL_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "common/rl_error.h"
 #include "kernels/kern_mcc.h"
@@ -68,5 +74,43 @@ void kern_ocl_cyls_free(kern_ocl_cyls *c);
  * out[0..n) (host memory), the same numbers kern_mcc's CPU variants give. */
 rl_error *kern_ocl_mcc_counts(kern_ocl *k, const kern_mcc_cyl *probe, kern_ocl_cyls *c, size_t first, size_t n,
                               kern_mcc_counts *out);
+
+/* A device buffer of raw bytes (for other modules' resident data). */
+typedef struct kern_ocl_buf kern_ocl_buf;
+rl_error *kern_ocl_buf_new(kern_ocl *k, size_t bytes, kern_ocl_buf **out);
+/* Grows (or shrinks) to `bytes`, keeping the first `keep` bytes (copied on the device). */
+rl_error *kern_ocl_buf_resize(kern_ocl_buf *b, size_t bytes, size_t keep);
+/* Copies host bytes to [offset, offset + bytes); RL_ETOOBIG past the size. */
+rl_error *kern_ocl_buf_write(kern_ocl_buf *b, size_t offset, const void *data, size_t bytes);
+size_t kern_ocl_buf_size(const kern_ocl_buf *b);
+void kern_ocl_buf_free(kern_ocl_buf *b);
+
+/* NULL when the program has a kernel of that name, else RL_EINTERNAL (a .cl file not embedded). */
+rl_error *kern_ocl_has_kernel(kern_ocl *k, const char *name);
+
+/* One argument of kern_ocl_run, in the kernel's parameter order. */
+typedef enum kern_ocl_arg_kind {
+    KERN_OCL_ARG_BUF, /* a resident kern_ocl_buf */
+    KERN_OCL_ARG_IN,  /* host bytes copied to a read-only buffer for this call */
+    KERN_OCL_ARG_OUT, /* a buffer for this call, read back into `out` after the kernel */
+    KERN_OCL_ARG_U32, /* a 32-bit scalar */
+} kern_ocl_arg_kind;
+
+typedef struct kern_ocl_arg {
+    kern_ocl_arg_kind kind;
+    kern_ocl_buf *buf;
+    const void *in;
+    void *out;
+    size_t bytes; /* IN and OUT */
+    uint32_t u32;
+} kern_ocl_arg;
+
+/*
+ * Runs kernel `name` of the shared program over `items` work-items (rounded
+ * up to the work-group size: the kernel bounds-checks its id) and waits for
+ * the OUT arguments. Takes the kern_ocl's lock (kernel arguments are
+ * per-kernel state in OpenCL).
+ */
+rl_error *kern_ocl_run(kern_ocl *k, const char *name, size_t items, const kern_ocl_arg *args, unsigned nargs);
 
 #endif

@@ -24,6 +24,9 @@ void rl_registry_options_defaults(rl_registry_options *opts)
     opts->review_threshold = 0.6;
     opts->max_candidates_per_key = 200;
     opts->survivorship = RL_SURVIVE_MOST_RECENT;
+    opts->finger_min_quality = 35;
+    opts->finger_min_minutiae = 12;
+    opts->finger_resident_mb = 512;
 }
 
 static rl_error *reg_count_keys(rl_registry *reg, rl_cf cf, const char *needle, uint64_t *count)
@@ -154,6 +157,7 @@ rl_error *rl_registry_open(rl_store *store, const rl_registry_options *opts, rl_
         rl_registry_options_defaults(&reg->opts);
     pthread_mutex_init(&reg->write_lock, NULL);
     pthread_mutex_init(&reg->queue_lock, NULL);
+    pthread_mutex_init(&reg->gallery_lock, NULL);
     reg->opts.rules = opts ? opts->rules : NULL; /* borrowed for the open only */
     RL_TRY(reg_matcher_open(reg));
     reg->opts.rules = NULL;
@@ -178,6 +182,8 @@ void rl_registry_close(rl_registry *reg)
         rl_error_free(err);
     }
     rl_matcher_destroy(reg->matcher);
+    reg_finger_close(reg);
+    pthread_mutex_destroy(&reg->gallery_lock);
     pthread_mutex_destroy(&reg->write_lock);
     pthread_mutex_destroy(&reg->queue_lock);
     free(reg);

@@ -33,6 +33,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "biometrics/bio_template.h"
 #include "common/rl_error.h"
 #include "store/store.h"
 
@@ -60,6 +61,10 @@ typedef struct rl_registry_options {
     rl_survivorship survivorship;
     int ntrusted;
     char trusted_systems[RL_REGISTRY_MAX_TRUSTED][RL_REGISTRY_SYSTEM_MAX];
+    /* fingerprints (registry_finger.c) */
+    int finger_min_quality;            /* enrolment refuses lower image quality (retry: recapture) */
+    int finger_min_minutiae;           /* and fewer minutiae */
+    unsigned long finger_resident_mb;  /* full features of enrolled fingers kept in memory, MiB */
 } rl_registry_options;
 
 void rl_registry_options_defaults(rl_registry_options *opts);
@@ -304,6 +309,37 @@ rl_error *rl_registry_export(rl_registry *reg, const rl_actor *actor, rl_export_
 
 /* Every record's golden id: {record id: golden id} (evaluation, export). */
 rl_error *rl_registry_assignments(rl_registry *reg, json_t **out);
+
+/* ---- fingerprints (registry_finger.c) ----
+ *
+ * A source record may have one enrolled finger per ISO/IEC 19794-2 finger
+ * position (0 unknown, 1-10). The store keeps, in the templates family, the
+ * native template and the matcher's features (one versioned value), and
+ * beside it the finger's prefilter descriptor (so that the in-memory gallery
+ * loads without rebuilding anything). Enrolment and deletion are one batch
+ * with their audit entry. The gallery (biometrics/bio_gallery) is loaded at
+ * the first fingerprint call and kept current by enrolment and deletion;
+ * identification searches it (two stages) and reads the short list's
+ * features from the store when they are not resident. Logs and errors never
+ * carry template data. */
+
+enum { RL_FINGER_POSITION_MAX = 10 };
+
+/* Enrols (or replaces) record_id's finger at `position`. Errors: RL_EINVAL
+ * (position, id), RL_ENOTFOUND (no such source record), RL_ERETRY (poor
+ * capture: quality or minutiae below the options' floors: recapture).
+ * *out (may be NULL): {"record", "position", "quality", "minutiae", "replaced"}. */
+rl_error *rl_registry_finger_enroll(rl_registry *reg, const rl_actor *actor, const char *record_id, int position,
+                                    const bio_template *t, json_t **out);
+/* Removes an enrolled finger. RL_ENOTFOUND when there is none. */
+rl_error *rl_registry_finger_delete(rl_registry *reg, const rl_actor *actor, const char *record_id, int position);
+/* The record's enrolled fingers: [{"position", "quality", "minutiae"}]. Audited as a read. */
+rl_error *rl_registry_finger_list(rl_registry *reg, const rl_actor *actor, const char *record_id, json_t **out);
+/* Who is this finger: {"candidates": [{"record", "position", "golden", "score"}], best first, at most top
+ * (1-100), "decision": "match"|"no-match", "threshold", "gallery_size", "shortlisted", "ms"}. The
+ * threshold grows with the gallery size (bio_gallery_threshold, FPIR 0.1%). Audited as a search. */
+rl_error *rl_registry_finger_identify(rl_registry *reg, const rl_actor *actor, const bio_template *probe, int top,
+                                      json_t **out);
 
 /* ---- maintenance ---- */
 

@@ -47,7 +47,13 @@ struct rl_registry {
     pthread_mutex_t queue_lock;
     reg_submit_req *queue_head, *queue_tail;
     bool combining;
+    /* enrolled fingers in memory (registry_finger.c): loaded at the first fingerprint call */
+    pthread_mutex_t gallery_lock;
+    struct bio_gallery *gallery;
 };
+
+/* Frees the registry's finger gallery (rl_registry_close). */
+void reg_finger_close(rl_registry *reg);
 
 /* A registry change in the making: store writes collected in one batch, with
  * the before/after state of every golden record and link it touches (the

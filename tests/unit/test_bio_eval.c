@@ -78,14 +78,39 @@ static void test_fmr100_and_fmr1000_on_a_ladder(void **state)
 
     double t;
     bool resolved;
-    bio_eval_threshold_at_fmr(im, NI, 0.01, &t, &resolved);
+    assert_null(bio_eval_threshold_at_fmr(im, NI, 0.01, &t, &resolved));
     assert_true(resolved);
     assert_float_equal(bio_eval_rate_at_or_above(im, NI, t), 0.01, 1e-12);
     assert_float_equal(bio_eval_rate_at_or_above(im, NI, nextafter(t, 0)), 0.0105, 1e-12);
-    bio_eval_threshold_at_fmr(im, NI, 0.0001, &t, &resolved);
+    assert_null(bio_eval_threshold_at_fmr(im, NI, 0.0001, &t, &resolved));
     assert_false(resolved);
     assert_float_equal(bio_eval_rate_at_or_above(im, NI, t), 0, 1e-12);
     free(im);
+}
+
+static void test_det_points_by_rising_threshold(void **state)
+{
+    (void)state;
+    double g[] = {0.1, 0.6, 0.7, 0.8, 0.9}, im[] = {0.2, 0.3, 0.4, 0.5, 0.65};
+    bio_eval_det_point *p = NULL;
+    size_t n = 0;
+    assert_null(bio_eval_det(g, 5, im, 5, &p, &n));
+    assert_int_equal(n, 11); /* ten distinct scores and one above them all */
+    assert_float_equal(p[0].fmr, 1, 1e-12);
+    assert_float_equal(p[0].fnmr, 0, 1e-12);
+    assert_float_equal(p[n - 1].fmr, 0, 1e-12);
+    assert_float_equal(p[n - 1].fnmr, 1, 1e-12);
+    for (size_t i = 1; i < n; i++) {
+        assert_true(p[i].threshold > p[i - 1].threshold);
+        assert_true(p[i].fmr <= p[i - 1].fmr && p[i].fnmr >= p[i - 1].fnmr);
+    }
+    free(p);
+    double t;
+    bool resolved;
+    rl_error *err = bio_eval_threshold_at_fmr(im, 5, -0.5, &t, &resolved);
+    assert_non_null(err);
+    assert_int_equal(rl_error_code(err), RL_EINVAL);
+    rl_error_free(err);
 }
 
 static void test_empty_sets_are_rejected(void **state)
@@ -119,6 +144,7 @@ int main(void)
         cmocka_unit_test(test_crossing_worked_by_hand),
         cmocka_unit_test(test_eer_interval_when_rates_never_meet),
         cmocka_unit_test(test_fmr100_and_fmr1000_on_a_ladder),
+        cmocka_unit_test(test_det_points_by_rising_threshold),
         cmocka_unit_test(test_empty_sets_are_rejected),
         cmocka_unit_test(test_missing_folder_is_a_clear_error),
     };

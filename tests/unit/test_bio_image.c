@@ -369,7 +369,9 @@ static void test_pgm(void **state)
         make_pgm(&b, bad[i], px, 150 * 120);
         rl_error *err = bio_image_decode(b.data, b.len, 0, &img);
         assert_non_null(err);
-        assert_int_equal(rl_error_code(err), RL_EINVAL);
+        /* A side beyond any int is over the size limit; the rest are malformed. */
+        bool huge = i == sizeof bad / sizeof bad[0] - 1;
+        assert_int_equal(rl_error_code(err), huge ? RL_ETOOBIG : RL_EINVAL);
         if (i == 0)
             assert_non_null(strstr(rl_error_message(err), "P2 is not supported"));
         rl_error_free(err);
@@ -384,7 +386,7 @@ static void test_raw_rescaling(void **state)
     enum { W = 400, H = 300 };
     uint8_t *px = gradient(W, H);
     bio_image img;
-    assert_ok(bio_image_from_raw(px, W, H, 1000, &img));
+    assert_ok(bio_image_from_raw(px, (size_t)(W) * (size_t)(H), W, H, 1000, &img));
     assert_int_equal(img.width, W / 2);
     assert_int_equal(img.height, H / 2);
     /* Halving averages each 2x2 block, rounding half up. */
@@ -397,7 +399,7 @@ static void test_raw_rescaling(void **state)
     bio_image_free(&img);
 
     /* 500 ppi (also the default): an exact copy. */
-    assert_ok(bio_image_from_raw(px, W, H, 0, &img));
+    assert_ok(bio_image_from_raw(px, (size_t)(W) * (size_t)(H), W, H, 0, &img));
     assert_memory_equal(img.pixels, px, W * H);
     bio_image_free(&img);
 
@@ -406,7 +408,7 @@ static void test_raw_rescaling(void **state)
     for (int y = 0; y < 60; y++)
         for (int x = 0; x < 120; x++)
             ramp[y * 120 + x] = (uint8_t)(x * 2);
-    assert_ok(bio_image_from_raw(ramp, 120, 60, 250, &img));
+    assert_ok(bio_image_from_raw(ramp, (size_t)(120) * (size_t)(60), 120, 60, 250, &img));
     assert_int_equal(img.width, 240);
     assert_int_equal(img.height, 120);
     for (int y = 0; y < 120; y++) {
@@ -419,7 +421,7 @@ static void test_raw_rescaling(void **state)
 
     /* A non-integer ratio (700 ppi) preserves a flat grey exactly. */
     memset(px, 77, W * H);
-    assert_ok(bio_image_from_raw(px, W, H, 700, &img));
+    assert_ok(bio_image_from_raw(px, (size_t)(W) * (size_t)(H), W, H, 700, &img));
     assert_int_equal(img.width, 286);
     assert_int_equal(img.height, 214);
     for (int i = 0; i < img.width * img.height; i++)
@@ -462,21 +464,23 @@ static void test_limits(void **state)
     uint8_t *px = calloc(big, 1);
     assert_non_null(px);
     bio_image img;
-    expect_limit(bio_image_from_raw(px, 99, 200, 500, &img), RL_EINVAL, "below the minimum of 100 px");
-    expect_limit(bio_image_from_raw(px, 200, 2001, 500, &img), RL_ETOOBIG, "exceeds the maximum of 2000 px");
-    expect_limit(bio_image_from_raw(px, 0, 200, 500, &img), RL_EINVAL, "must be positive");
-    expect_limit(bio_image_from_raw(px, -5, 200, 500, &img), RL_EINVAL, "must be positive");
-    expect_limit(bio_image_from_raw(px, 200, 200, 249, &img), RL_EINVAL, "250..1000 ppi");
-    expect_limit(bio_image_from_raw(px, 200, 200, 1001, &img), RL_EINVAL, "250..1000 ppi");
-    expect_limit(bio_image_from_raw(NULL, 200, 200, 500, &img), RL_EINVAL, "no pixels");
+    expect_limit(bio_image_from_raw(px, (size_t)(99) * (size_t)(200), 99, 200, 500, &img), RL_EINVAL, "below the minimum of 100 px");
+    expect_limit(bio_image_from_raw(px, (size_t)(200) * (size_t)(2001), 200, 2001, 500, &img), RL_ETOOBIG, "exceeds the maximum of 2000 px");
+    expect_limit(bio_image_from_raw(px, (size_t)(0) * (size_t)(200), 0, 200, 500, &img), RL_EINVAL, "must be positive");
+    expect_limit(bio_image_from_raw(px, (size_t)(-5) * (size_t)(200), -5, 200, 500, &img), RL_EINVAL, "must be positive");
+    expect_limit(bio_image_from_raw(px, (size_t)(200) * (size_t)(200), 200, 200, 249, &img), RL_EINVAL, "250..1000 ppi");
+    expect_limit(bio_image_from_raw(px, (size_t)(200) * (size_t)(200), 200, 200, 1001, &img), RL_EINVAL, "250..1000 ppi");
+    expect_limit(bio_image_from_raw(NULL, (size_t)(200) * (size_t)(200), 200, 200, 500, &img), RL_EINVAL, "no pixels");
+    /* A buffer that is not exactly width x height is refused, never over-read. */
+    expect_limit(bio_image_from_raw(px, 100, 200, 200, 500, &img), RL_EINVAL, "needs 40000");
     /* The limits apply after rescaling: 199 px at 1000 ppi is 100 px, 4002 px 2001 px. */
-    assert_ok(bio_image_from_raw(px, 199, 4000, 1000, &img));
+    assert_ok(bio_image_from_raw(px, (size_t)(199) * (size_t)(4000), 199, 4000, 1000, &img));
     assert_int_equal(img.width, 100);
     assert_int_equal(img.height, 2000);
     bio_image_free(&img);
-    expect_limit(bio_image_from_raw(px, 197, 400, 1000, &img), RL_EINVAL, "below the minimum");
-    expect_limit(bio_image_from_raw(px, 4002, 400, 1000, &img), RL_ETOOBIG, "exceeds the maximum");
-    expect_limit(bio_image_from_raw(px, 49, 60, 250, &img), RL_EINVAL, "below the minimum");
+    expect_limit(bio_image_from_raw(px, (size_t)(197) * (size_t)(400), 197, 400, 1000, &img), RL_EINVAL, "below the minimum");
+    expect_limit(bio_image_from_raw(px, (size_t)(4002) * (size_t)(400), 4002, 400, 1000, &img), RL_ETOOBIG, "exceeds the maximum");
+    expect_limit(bio_image_from_raw(px, (size_t)(49) * (size_t)(60), 49, 60, 250, &img), RL_EINVAL, "below the minimum");
 
     /* Encoded size is checked before anything is parsed. */
     expect_limit(bio_image_decode(px, BIO_IMAGE_MAX_BYTES + 1u, 0, &img), RL_ETOOBIG, "exceeds the limit");

@@ -2,8 +2,9 @@
  * Unit tests of kernels/kern_ocl: the OpenCL MCC counts equal the scalar
  * reference on the same inputs (PoCL runs them on the CPU here; set
  * RIDGELINE_OPENCL_DEVICE to try another device), device choice errors,
- * the kernels.opencl_device setting and RIDGELINE_KERNELS, and buffer
- * bounds. Device tests are skipped, loudly, where no OpenCL device is usable.
+ * the kernels.opencl_device setting and RIDGELINE_KERNELS, buffer
+ * bounds, and the generic buffers and named kernels other modules use
+ * (kern_ocl_buf, kern_ocl_run). Device tests are skipped, loudly, where no OpenCL device is usable.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -194,6 +195,49 @@ static void test_forced_paths_and_batches(void **state)
     free(out);
 }
 
+/* Generic buffers: resize keeps the kept bytes, writes are bounded, kernels
+ * are found by name and run with resident, input, scalar and output arguments. */
+static void test_generic_buffers_and_named_kernels(void **state)
+{
+    (void)state;
+    kern_ocl *k = open_or_skip();
+    if (!k)
+        skip();
+    enum { N = 200 };
+    kern_mcc_cyl *gallery = aligned_alloc(64, (N + 1) * sizeof *gallery);
+    kern_mcc_counts ref[N], got[N];
+    random_cylinders(gallery, N + 1, 99);
+    kern_mcc_get(KERN_MCC_SCALAR)(&gallery[N], gallery, NULL, N, ref);
+    kern_ocl_buf *b = NULL;
+    assert_null(kern_ocl_buf_new(k, 10 * sizeof *gallery, &b));
+    assert_null(kern_ocl_buf_write(b, 0, gallery, 10 * sizeof *gallery));
+    assert_null(kern_ocl_buf_resize(b, N * sizeof *gallery, 10 * sizeof *gallery));
+    assert_int_equal(kern_ocl_buf_size(b), N * sizeof *gallery);
+    assert_null(kern_ocl_buf_write(b, 10 * sizeof *gallery, gallery + 10, (N - 10) * sizeof *gallery));
+    rl_error *err = kern_ocl_buf_write(b, N * sizeof *gallery, gallery, 1);
+    assert_non_null(err);
+    assert_int_equal(rl_error_code(err), RL_ETOOBIG);
+    rl_error_free(err);
+    assert_null(kern_ocl_has_kernel(k, "mcc_counts"));
+    err = kern_ocl_has_kernel(k, "no_such_kernel");
+    assert_non_null(err);
+    rl_error_free(err);
+    const kern_ocl_arg args[] = {
+        {.kind = KERN_OCL_ARG_IN, .in = &gallery[N], .bytes = sizeof gallery[N]},
+        {.kind = KERN_OCL_ARG_BUF, .buf = b},
+        {.kind = KERN_OCL_ARG_U32, .u32 = 0},
+        {.kind = KERN_OCL_ARG_U32, .u32 = N},
+        {.kind = KERN_OCL_ARG_OUT, .out = got, .bytes = sizeof got},
+    };
+    memset(got, 0, sizeof got);
+    assert_null(kern_ocl_run(k, "mcc_counts", N, args, 5));
+    assert_memory_equal(ref, got, sizeof ref);
+    kern_ocl_buf_free(b);
+    kern_ocl_buf_free(NULL);
+    kern_ocl_close(k);
+    free(gallery);
+}
+
 int main(int argc, char **argv)
 {
     /* Child mode for test_forced_paths_and_batches: what batches would run on. */
@@ -212,6 +256,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_device_choice_errors_are_clear),
         cmocka_unit_test(test_bounds_are_checked),
         cmocka_unit_test(test_opencl_counts_equal_scalar),
+        cmocka_unit_test(test_generic_buffers_and_named_kernels),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

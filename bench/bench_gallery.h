@@ -1,0 +1,61 @@
+/*
+ * bench_gallery: synthetic background fingers for 1:N benchmarks, and the
+ * `bench identify` run that hides the FVC2002 mates among them.
+ *
+ * Synthetic fingers (bench_synth_finger) follow statistics measured on real
+ * extractions (bench_stats_from_templates): the minutiae count and the size
+ * of the minutiae's spread are drawn together from a real template (with a
+ * little jitter), positions are uniform in an ellipse of that size with the
+ * real minimum spacing, directions follow a Sherlock-Monro zero-pole
+ * orientation field (arch 5%, loop 65%, whorl 30%, singular points placed
+ * at random within the print) with either ridge sense and Gaussian noise,
+ * endings and bifurcations at the observed ratio, and the whole print
+ * rotated by up to +-20 degrees. A finger is a pure function of (stats,
+ * seed), so a gallery of any size needs no storage for its templates. The
+ * full features of the fingers the probes' short lists reach are built and
+ * encoded before the timed run (as the registry's store holds them); the
+ * timed fetch decodes them, the work the registry does per short-listed
+ * finger after its read.
+ *
+ * `bench identify` (bench_identify_run) checks that realism itself: it
+ * prints the score histogram of the real probes against synthetic fingers
+ * beside that against the other real fingers (real impostors).
+ */
+#ifndef RL_BENCH_GALLERY_H
+#define RL_BENCH_GALLERY_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "biometrics/bio_template.h"
+#include "common/rl_error.h"
+
+enum { BENCH_STATS_MAX = 512 };
+
+typedef struct bench_minutiae_stats {
+    size_t n; /* real templates sampled */
+    uint16_t count[BENCH_STATS_MAX];
+    float spread_x[BENCH_STATS_MAX], spread_y[BENCH_STATS_MAX]; /* ellipse semi-axes, px */
+    uint16_t width[BENCH_STATS_MAX], height[BENCH_STATS_MAX];
+    double bifurcation_share;
+    double min_spacing; /* px: 5th percentile of nearest-neighbour distances */
+} bench_minutiae_stats;
+
+/* Statistics of n real templates (at most BENCH_STATS_MAX are used). */
+rl_error *bench_stats_from_templates(const bio_template *t, size_t n, bench_minutiae_stats *s);
+/* One synthetic finger, a pure function of (s, seed). */
+void bench_synth_finger(const bench_minutiae_stats *s, uint64_t seed, bio_template *out);
+
+typedef struct bench_identify_options {
+    long size;              /* background fingers */
+    const char *kernels;    /* "scalar", "popcnt", "avx2", "avx512", "opencl", or NULL: the path's best */
+    const char *testdata;   /* folder holding fingerprints/fvc2002 */
+    long shortlist;         /* 0: the default */
+    long exhaustive_probes; /* -1: by size (all at <= 10k, 40 at <= 100k, none above) */
+    unsigned threads;       /* 0: the online cores */
+} bench_identify_options;
+
+rl_error *bench_identify_run(const bench_identify_options *o, json_t **result);
+
+#endif

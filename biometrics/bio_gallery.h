@@ -1,0 +1,172 @@
+/*
+ * bio_gallery: the enrolled fingers in memory, and 1:N identification over
+ * them in two stages.
+ *
+ * Stage 1, the prefilter, streams every finger. Each enrolled finger keeps
+ * KERN_PF_GCYL compact MCC cylinders (bio_prefilter_finger): those of its
+ * most central minutiae (most valid cells, then nearest the centre), at
+ * 8 x 8 cells x 4 directions (256 bits) plus 64 bits of validity, 512 bytes
+ * a finger with the directions. A probe brings up to KERN_PF_PCYL of its own
+ * (bio_prefilter_probe). The prefilter scores a finger by the matcher's own
+ * local evidence: for each probe cylinder the best integer MCC similarity
+ * among the finger's direction-compatible cylinders, summed
+ * (kernels/kern_prefilter: scalar / POPCNT / AVX2 / AVX-512 / OpenCL,
+ * identical integers). Two impressions of one finger share local
+ * structures around their common minutiae, so a mate finds several strong
+ * pairs where an impostor finds weak ones; the sum over the probe's
+ * cylinders forgives the gallery's central minutiae that the probe lacks.
+ * (An index over hashed cylinder bits, as the first version used, lost
+ * 23% of mates at a 400-finger short list; this costs more arithmetic but
+ * reads 512 bytes a finger and misses far fewer: docs/fingerprints.md.)
+ * The `shortlist` best go to stage 2.
+ *
+ * Stage 2 re-ranks the short list with the full matcher (bio_match_score).
+ * Full features take ~10-30 KB a finger, so they are kept in memory only
+ * within a byte budget; the others are fetched by the caller's callback
+ * (the registry reads them from the store, the benchmark rebuilds them).
+ * Both stages run on `threads` threads.
+ *
+ * Layout (structure of arrays, for streaming): the finger blocks in one
+ * 64-byte aligned array; beside it, per finger, the key (record id, finger
+ * position) and the optional features pointer; a hash table from key to
+ * slot. With OpenCL the blocks are also resident on the device, updated on
+ * every put and remove. Removal moves the last finger into the freed slot,
+ * so the arrays stay dense.
+ *
+ * Decision: see bio_gallery_threshold. The threshold grows with the gallery
+ * size, because among N impostors the best one beats a fixed threshold N
+ * times as often as a single impostor does.
+ *
+ * Threads: one gallery serves every thread. Identify calls take a read lock
+ * and run in parallel; put and remove take the write lock (an enrolment
+ * waits for identifications in flight, at most about a second). The fetch
+ * callback may be called from several of identify's threads at once.
+ * Ownership: the gallery owns what it is given (features passed to put);
+ * bio_gallery_free accepts NULL. The gallery is pure: no store, no logs.
+ */
+#ifndef BIO_GALLERY_H
+#define BIO_GALLERY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "biometrics/bio_match.h"
+#include "biometrics/bio_template.h"
+#include "common/rl_error.h"
+#include "kernels/kern_prefilter.h"
+
+enum {
+    BIO_GALLERY_RECORD_MAX = 64,  /* bytes of a record id */
+    BIO_GALLERY_MAX_TOP = 100,    /* candidates an identification returns at most */
+    BIO_GALLERY_MAX_THREADS = 64,
+    BIO_GALLERY_SHORTLIST_DEFAULT = 400, /* chosen from the penetration/miss table (docs/fingerprints.md) */
+    BIO_GALLERY_SHORTLIST_MAX = 1 << 20,
+};
+
+/* A finger: a source record and an ISO/IEC 19794-2 finger position (0 unknown, 1-10). */
+typedef struct bio_gallery_key {
+    char record[BIO_GALLERY_RECORD_MAX + 1];
+    uint8_t position;
+} bio_gallery_key;
+
+typedef struct bio_gallery_options {
+    size_t resident_budget; /* bytes of full features kept in memory (0: none) */
+    unsigned threads;       /* 0: the online cores, at most BIO_GALLERY_MAX_THREADS */
+    int prefilter_impl;     /* a kern_pf_impl, or -1: kern_pf_pick() */
+    /* OpenCL: either a device the caller opened and keeps open until after
+     * bio_gallery_free (`ocl`), or a device setting for kern_ocl_open_for_batches
+     * (`opencl`: "" automatic, "gpu", "cpu", "any", "P:D", "none"), opened and
+     * owned by the gallery. Neither (NULL, NULL): the CPU prefilter. */
+    kern_ocl *ocl;
+    const char *opencl;
+} bio_gallery_options;
+
+void bio_gallery_options_defaults(bio_gallery_options *o);
+
+typedef struct bio_gallery bio_gallery;
+
+/* When options ask for OpenCL and no device is usable, the gallery still
+ * opens on the CPU prefilter; bio_gallery_kernel says which runs and
+ * bio_gallery_opencl_note why OpenCL is not used ("" when it is or was not asked). */
+rl_error *bio_gallery_new(const bio_gallery_options *o, bio_gallery **out);
+void bio_gallery_free(bio_gallery *g);
+const char *bio_gallery_kernel(const bio_gallery *g);
+const char *bio_gallery_opencl_note(const bio_gallery *g);
+
+/* The prefilter block of an enrolled finger, and a probe's prefilter
+ * cylinders, from its template (pure, deterministic, no allocation). */
+void bio_prefilter_finger(const bio_template *t, kern_pf_finger *out);
+void bio_prefilter_probe(const bio_template *t, kern_pf_probe *out);
+
+/* Adds or replaces the finger `key`. features: its full features (the
+ * gallery takes them, also on error), or NULL; kept only within the budget. */
+rl_error *bio_gallery_put(bio_gallery *g, const bio_gallery_key *key, const kern_pf_finger *pf,
+                          bio_features *features);
+/* Removes a finger; *found (may be NULL) says whether it was there. */
+rl_error *bio_gallery_remove(bio_gallery *g, const bio_gallery_key *key, bool *found);
+size_t bio_gallery_size(bio_gallery *g);
+
+typedef struct bio_gallery_memory {
+    size_t fingers;
+    size_t descriptor_bytes; /* the streamed part: the prefilter blocks */
+    size_t index_bytes;      /* keys, feature pointers, hash table */
+    size_t resident_bytes;   /* full features kept (estimate) */
+    size_t resident_fingers;
+    double bytes_per_finger; /* everything above, over fingers */
+} bio_gallery_memory;
+void bio_gallery_memory_get(bio_gallery *g, bio_gallery_memory *m);
+
+/* Full features for fingers not resident: out[i] for keys[i], NULL when the
+ * finger is gone (deleted meanwhile). out[i] become the gallery's (freed after use). */
+typedef rl_error *(*bio_gallery_fetch_fn)(void *ctx, const bio_gallery_key *keys, size_t n, bio_features **out);
+
+typedef struct bio_gallery_params {
+    size_t top_k;     /* 1..BIO_GALLERY_MAX_TOP */
+    size_t shortlist; /* 0: BIO_GALLERY_SHORTLIST_DEFAULT; at least top_k; the whole gallery is exhaustive */
+    double fpir;      /* target false-positive identification rate of the decision (0: 0.001) */
+} bio_gallery_params;
+
+typedef struct bio_gallery_candidate {
+    bio_gallery_key key;
+    double score;          /* bio_match_score */
+    float prefilter_score; /* stage 1 score (an integer) */
+    uint32_t prefilter_rank; /* 0-based rank in stage 1 */
+} bio_gallery_candidate;
+
+typedef struct bio_gallery_result {
+    size_t n; /* candidates in top[] */
+    bio_gallery_candidate top[BIO_GALLERY_MAX_TOP];
+    size_t gallery_size, shortlisted, fetched;
+    double threshold; /* bio_gallery_threshold(fpir, gallery_size) */
+    bool match;       /* top[0].score >= threshold */
+    double prefilter_ms, rerank_ms, total_ms;
+} bio_gallery_result;
+
+/* Identifies a probe (its prefilter cylinders and full features). Errors:
+ * RL_EINVAL for bad params, whatever fetch returns. */
+rl_error *bio_gallery_identify(bio_gallery *g, const kern_pf_probe *probe_pf, const bio_features *probe,
+                               const bio_gallery_params *p, bio_gallery_fetch_fn fetch, void *ctx,
+                               bio_gallery_result *r);
+
+/* The prefilter rank (0-based, ties to the lower slot as identify breaks
+ * them) of finger `key` for this probe, and its score; RL_ENOTFOUND when the
+ * key is not enrolled. For measuring penetration against miss rate. */
+rl_error *bio_gallery_prefilter_rank(bio_gallery *g, const kern_pf_probe *probe_pf, const bio_gallery_key *key,
+                                     size_t *rank, float *score);
+
+/*
+ * The bio_match_score threshold for a 1:N decision over n fingers at a
+ * target false-positive identification rate fpir (the chance that a probe
+ * of someone not enrolled is matched to someone). With independent
+ * impostors, FPIR = 1 - (1 - FMR)^n ~= n * FMR, so each comparison must
+ * reach FMR = fpir / n. FMR -> threshold comes from the 1:1 table of
+ * docs/fingerprints.md (FVC2002, 11,520 impostors: 10% 0.0177, 1% 0.0245,
+ * 0.1% 0.0331, 0.01% 0.0390), log-linear between its rows and extrapolated
+ * beyond 0.01% with the slope of the last decade (0.0059 a decade), an
+ * extrapolation the benchmark checks against the best synthetic impostor
+ * score at each gallery size.
+ */
+double bio_gallery_threshold(double fpir, size_t n);
+
+#endif

@@ -1,0 +1,53 @@
+/*
+ * OpenCL version of the identification prefilter scores (kernels/kern_prefilter.h
+ * has the contract and the layouts): one work-item per gallery finger, the
+ * probe in constant memory. Integer only, so the device agrees with the
+ * scalar reference bit for bit.
+ *
+ * kern_pf_finger (512 bytes = 64 ulong): value[12][4] (words 0..47),
+ * valid[12] (48..59), then angle[12] and n as bytes (words 60..61).
+ * kern_pf_probe: value[4][32], valid[32], angle[32] (ulong lanes).
+ */
+#define PF_GCYL 12
+#define PF_PCYL 32
+#define PF_ND 4
+#define PF_DIR_TOL 64
+#define PF_FINGER_WORDS 64
+
+__kernel void pf_scores(__constant const ulong *probe, __global const ulong *gallery, const uint first,
+                        const uint n, __global ushort *out)
+{
+    const uint t = (uint)get_global_id(0);
+    if (t >= n)
+        return;
+    __global const ulong *f = gallery + (size_t)(first + t) * PF_FINGER_WORDS;
+    __global const uchar *bytes = (__global const uchar *)(f + 60);
+    uint nc = bytes[PF_GCYL];
+    if (nc > PF_GCYL)
+        nc = PF_GCYL;
+    int best[PF_PCYL];
+    for (int p = 0; p < PF_PCYL; p++)
+        best[p] = 0;
+    for (uint c = 0; c < nc; c++) {
+        const ulong g0 = f[c * PF_ND], g1 = f[c * PF_ND + 1], g2 = f[c * PF_ND + 2], g3 = f[c * PF_ND + 3];
+        const ulong gm = f[48 + c];
+        const uint ga = bytes[c];
+        for (int p = 0; p < PF_PCYL; p++) {
+            const uint pa = (uint)probe[5 * PF_PCYL + p];
+            if (((pa - ga + PF_DIR_TOL) & 255u) > 2u * PF_DIR_TOL)
+                continue;
+            const ulong v = probe[4 * PF_PCYL + p] & gm;
+            const ulong a0 = probe[p], a1 = probe[PF_PCYL + p], a2 = probe[2 * PF_PCYL + p],
+                        a3 = probe[3 * PF_PCYL + p];
+            int s = 2 * (int)(popcount(a0 & g0) + popcount(a1 & g1) + popcount(a2 & g2) + popcount(a3 & g3)) -
+                    (int)(popcount((a0 ^ g0) & v) + popcount((a1 ^ g1) & v) + popcount((a2 ^ g2) & v) +
+                          popcount((a3 ^ g3) & v));
+            if (s > best[p])
+                best[p] = s;
+        }
+    }
+    uint sum = 0;
+    for (int p = 0; p < PF_PCYL; p++)
+        sum += (uint)best[p];
+    out[t] = (ushort)sum;
+}

@@ -1,0 +1,483 @@
+/*
+ * registry_finger: enrolled fingers in the store, the in-memory gallery fed
+ * from it, and 1:N identification (registry.h has the contract).
+ *
+ * Keys in the templates family (text then a position, so `ldb` stays readable):
+ *   "F" record id \0 "NN"  -> finger value (below)
+ *   "D" record id \0 "NN"  -> "RLFD" version 2, 3 reserved bytes, then the finger's
+ *                             prefilter block (kern_pf_finger): its KERN_PF_GCYL x 4
+ *                             value words and KERN_PF_GCYL valid words (little-endian
+ *                             64-bit), KERN_PF_GCYL direction bytes, the count, zeros
+ *                             to 512 bytes. Version 1 (the hashed descriptor of the
+ *                             first prefilter) is no longer read: the gallery load
+ *                             rebuilds such a finger's block from its template.
+ * Finger value, little-endian: "RLFG", version (1), position, quality,
+ * reserved (0), template length (u32), features length (u32), the native
+ * template, the encoded bio_features. Versioned so that a later layout is
+ * refused, not misread.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/rl_log.h"
+#include "kernels/kern_cpu.h"
+
+#include "biometrics/bio_gallery.h"
+#include "biometrics/bio_match.h"
+#include "common/rl_buf.h"
+#include "registry/registry_internal.h"
+
+enum { FG_HDR = 16, FG_VERSION = 1, FD_VERSION = 2, FD_BYTES = 8 + KERN_PF_FINGER_BYTES, FG_MAX_BYTES = 1 << 22 };
+
+static size_t fg_key(char kind, const char *rid, int position, char *out, size_t size)
+{
+    int n = snprintf(out, size, "%c%s%c%02d", kind, rid, '\0', position);
+    return n > 0 && (size_t)n < size ? (size_t)n : 0;
+}
+
+static void put_le32(unsigned char *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++) p[i] = (unsigned char)(v >> (8 * i));
+}
+static uint32_t get_le32(const unsigned char *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static rl_error *fg_check(const char *rid, int position)
+{
+    if (!rid || !rl_registry_id_valid(rid))
+        return RL_ERR(RL_EINVAL, "record: expected an id of 1 to 64 letters, digits, '-' or '.'");
+    if (position < 0 || position > RL_FINGER_POSITION_MAX)
+        return RL_ERR(RL_EINVAL, "finger position: expected 0 (unknown) to 10 (ISO/IEC 19794-2)");
+    return NULL;
+}
+
+/* Splits a finger value; pointers into v. */
+static rl_error *fg_parse(const unsigned char *v, size_t len, const unsigned char **tpl, size_t *tlen,
+                          const unsigned char **feat, size_t *flen, int *quality)
+{
+    if (len < FG_HDR || memcmp(v, "RLFG", 4) != 0)
+        return RL_ERR(RL_ESTORE, "finger value: not RLFG: the store is damaged");
+    if (v[4] != FG_VERSION)
+        return RL_ERR(RL_EUNSUPPORTED, "finger value version %u: written by a newer Ridgeline", v[4]);
+    uint32_t a = get_le32(v + 8), b = get_le32(v + 12);
+    if ((uint64_t)a + b + FG_HDR != len)
+        return RL_ERR(RL_ESTORE, "finger value: lengths disagree: the store is damaged");
+    *tpl = v + FG_HDR;
+    *tlen = a;
+    *feat = v + FG_HDR + a;
+    *flen = b;
+    if (quality)
+        *quality = v[6];
+    return NULL;
+}
+
+static void put_le64(unsigned char *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++) p[i] = (unsigned char)(v >> (8 * i));
+}
+static uint64_t get_le64(const unsigned char *p)
+{
+    uint64_t x = 0;
+    for (int i = 7; i >= 0; i--) x = x << 8 | p[i];
+    return x;
+}
+
+static void fd_encode(const kern_pf_finger *d, unsigned char out[FD_BYTES])
+{
+    memset(out, 0, FD_BYTES);
+    memcpy(out, "RLFD", 4);
+    out[4] = FD_VERSION;
+    unsigned char *p = out + 8;
+    for (int c = 0; c < KERN_PF_GCYL; c++)
+        for (int k = 0; k < KERN_PF_ND; k++, p += 8) put_le64(p, d->value[c][k]);
+    for (int c = 0; c < KERN_PF_GCYL; c++, p += 8) put_le64(p, d->valid[c]);
+    memcpy(p, d->angle, KERN_PF_GCYL);
+    p[KERN_PF_GCYL] = d->n;
+}
+
+/* RL_EUNSUPPORTED for version 1 (the caller rebuilds from the template);
+ * RL_ESTORE for anything malformed, including value bits outside the valid
+ * cells, which the kernels rely on never seeing. */
+static rl_error *fd_decode(const unsigned char *v, size_t len, kern_pf_finger *d)
+{
+    if (len >= 5 && memcmp(v, "RLFD", 4) == 0 && v[4] == 1)
+        return RL_ERR(RL_EUNSUPPORTED, "finger descriptor version 1: rebuilt from the template");
+    if (len != FD_BYTES || memcmp(v, "RLFD", 4) != 0)
+        return RL_ERR(RL_ESTORE, "finger descriptor: wrong length or magic: the store is damaged");
+    if (v[4] != FD_VERSION)
+        return RL_ERR(RL_EUNSUPPORTED, "finger descriptor version %u: written by a newer Ridgeline", v[4]);
+    memset(d, 0, sizeof *d);
+    const unsigned char *p = v + 8;
+    for (int c = 0; c < KERN_PF_GCYL; c++)
+        for (int k = 0; k < KERN_PF_ND; k++, p += 8) d->value[c][k] = get_le64(p);
+    for (int c = 0; c < KERN_PF_GCYL; c++, p += 8) d->valid[c] = get_le64(p);
+    memcpy(d->angle, p, KERN_PF_GCYL);
+    d->n = p[KERN_PF_GCYL];
+    if (d->n > KERN_PF_GCYL)
+        return RL_ERR(RL_ESTORE, "finger descriptor: %u cylinders: the store is damaged", d->n);
+    for (int c = 0; c < KERN_PF_GCYL; c++)
+        for (int k = 0; k < KERN_PF_ND; k++)
+            if ((d->value[c][k] & ~d->valid[c]) || (c >= d->n && d->value[c][k]))
+                return RL_ERR(RL_ESTORE, "finger descriptor: bits outside the valid cells: the store is damaged");
+    return NULL;
+}
+
+/* Key "record\0NN" without the kind byte -> gallery key. */
+static rl_error *fg_gallery_key(const char *k, size_t klen, bio_gallery_key *gk)
+{
+    memset(gk, 0, sizeof *gk);
+    size_t rl = strnlen(k, klen);
+    if (rl == 0 || rl > BIO_GALLERY_RECORD_MAX || klen != rl + 3)
+        return RL_ERR(RL_ESTORE, "finger key: malformed: the store is damaged");
+    memcpy(gk->record, k, rl);
+    gk->position = (uint8_t)((k[rl + 1] - '0') * 10 + (k[rl + 2] - '0'));
+    return NULL;
+}
+
+/* A finger's prefilter block from the template in its "F" value (for
+ * descriptors written by an older version). */
+static rl_error *fg_rebuild_block(rl_registry *reg, const bio_gallery_key *gk, kern_pf_finger *d)
+{
+    rl_error *err = NULL;
+    char *v = NULL;
+    bio_template *t = malloc(sizeof *t);
+    if (!t)
+        RL_FAIL(RL_ENOMEM, "out of memory");
+    char key[REG_KEY_MAX];
+    size_t kl = fg_key('F', gk->record, gk->position, key, sizeof key), vlen = 0, tlen, flen;
+    bool found = false;
+    const unsigned char *tp, *fp;
+    RL_TRY(rl_store_get(reg->store, RL_CF_TEMPLATES, key, kl, &v, &vlen, &found));
+    if (!found)
+        RL_FAIL(RL_ESTORE, "finger %s/%d: descriptor without its template: the store is damaged", gk->record,
+                gk->position);
+    RL_TRY(fg_parse((const unsigned char *)v, vlen, &tp, &tlen, &fp, &flen, NULL));
+    RL_TRY(bio_template_decode(tp, tlen, t, NULL));
+    bio_prefilter_finger(t, d);
+cleanup:
+    free(v);
+    free(t);
+    return err;
+}
+
+/* The gallery, loaded from the prefilter blocks at the first call. */
+static rl_error *reg_gallery(rl_registry *reg, bio_gallery **out)
+{
+    rl_error *err = NULL;
+    rl_store_iter *it = NULL;
+    bio_gallery *g = NULL;
+    pthread_mutex_lock(&reg->gallery_lock);
+    if (reg->gallery)
+        goto cleanup;
+    bio_gallery_options o;
+    bio_gallery_options_defaults(&o);
+    o.resident_budget = (size_t)reg->opts.finger_resident_mb << 20;
+    /* Automatic device choice (kern_ocl_device_setting): a GPU when the box
+     * has one, PoCL too under RIDGELINE_KERNELS=opencl, else the CPU kernels. */
+    o.opencl = "";
+    RL_TRY(bio_gallery_new(&o, &g));
+    if (bio_gallery_opencl_note(g)[0] && kern_dispatch_get()->opencl)
+        rl_log(RL_LOG_WARN, "registry", "1:N prefilter on the CPU: OpenCL not usable", "reason=\"%s\"",
+               bio_gallery_opencl_note(g));
+    size_t rebuilt = 0;
+    RL_TRY(rl_store_iter_prefix(reg->store, RL_CF_TEMPLATES, "D", 1, &it));
+    for (; rl_store_iter_valid(it); rl_store_iter_next(it)) {
+        size_t klen, vlen;
+        const char *k = rl_store_iter_key(it, &klen);
+        const char *v = rl_store_iter_value(it, &vlen);
+        bio_gallery_key gk;
+        kern_pf_finger d;
+        RL_TRY(fg_gallery_key(k + 1, klen - 1, &gk));
+        rl_error *derr = fd_decode((const unsigned char *)v, vlen, &d);
+        if (derr && rl_error_code(derr) == RL_EUNSUPPORTED && vlen >= 5 && v[4] == 1) {
+            /* Written by the first prefilter: rebuild the block from the finger's template. */
+            rl_error_free(derr);
+            derr = NULL;
+            RL_TRY(fg_rebuild_block(reg, &gk, &d));
+            rebuilt++;
+        }
+        RL_TRY(derr);
+        RL_TRY(bio_gallery_put(g, &gk, &d, NULL));
+    }
+    RL_TRY(rl_store_iter_status(it));
+    if (rebuilt)
+        rl_log(RL_LOG_INFO, "registry", "finger prefilter blocks rebuilt from templates", "fingers=%zu", rebuilt);
+    reg->gallery = g;
+    g = NULL;
+cleanup:
+    *out = reg->gallery;
+    pthread_mutex_unlock(&reg->gallery_lock);
+    rl_store_iter_destroy(it);
+    bio_gallery_free(g);
+    return err;
+}
+
+void reg_finger_close(rl_registry *reg)
+{
+    bio_gallery_free(reg->gallery);
+    reg->gallery = NULL;
+}
+
+rl_error *rl_registry_finger_enroll(rl_registry *reg, const rl_actor *actor, const char *record_id, int position,
+                                    const bio_template *t, json_t **out)
+{
+    rl_error *err = NULL;
+    reg_txn txn = {0};
+    rl_buf tb, fb;
+    bio_features *f = NULL;
+    bio_gallery *g = NULL;
+    char *existing = NULL, *rec = NULL;
+    bool locked = false;
+    rl_buf_init(&tb, FG_MAX_BYTES);
+    rl_buf_init(&fb, FG_MAX_BYTES);
+    if (out)
+        *out = NULL;
+    RL_TRY(fg_check(record_id, position));
+    if (!t)
+        RL_FAIL(RL_EINVAL, "finger template: missing");
+    if (t->quality < reg->opts.finger_min_quality)
+        RL_FAIL(RL_ERETRY, "poor capture: quality %d is below %d: recapture the finger", t->quality,
+                reg->opts.finger_min_quality);
+    if (t->count < reg->opts.finger_min_minutiae)
+        RL_FAIL(RL_ERETRY, "poor capture: %d minutiae, fewer than %d: recapture the finger", t->count,
+                reg->opts.finger_min_minutiae);
+    /* Outside the lock: the expensive parts. */
+    RL_TRY(bio_template_encode(t, BIO_FORMAT_NATIVE, &tb));
+    RL_TRY(bio_features_build(t, &f));
+    RL_TRY(bio_features_encode(f, &fb));
+    kern_pf_finger d;
+    bio_prefilter_finger(t, &d);
+    RL_TRY(reg_gallery(reg, &g));
+
+    unsigned char *val = malloc(FG_HDR + tb.len + fb.len);
+    if (!val)
+        RL_FAIL(RL_ENOMEM, "out of memory");
+    memcpy(val, "RLFG", 4);
+    val[4] = FG_VERSION;
+    val[5] = (unsigned char)position;
+    val[6] = t->quality;
+    val[7] = 0;
+    put_le32(val + 8, (uint32_t)tb.len);
+    put_le32(val + 12, (uint32_t)fb.len);
+    memcpy(val + FG_HDR, tb.data, tb.len);
+    memcpy(val + FG_HDR + tb.len, fb.data, fb.len);
+    unsigned char dv[FD_BYTES];
+    fd_encode(&d, dv);
+    char fkey[REG_KEY_MAX], dkey[REG_KEY_MAX];
+    size_t fkl = fg_key('F', record_id, position, fkey, sizeof fkey), dkl = fg_key('D', record_id, position, dkey, sizeof dkey);
+
+    pthread_mutex_lock(&reg->write_lock);
+    locked = true;
+    size_t rlen = 0, elen = 0;
+    bool rfound = false, efound = false;
+    err = rl_store_get(reg->store, RL_CF_RECORDS, record_id, strlen(record_id), &rec, &rlen, &rfound);
+    if (!err && !rfound)
+        err = RL_ERR(RL_ENOTFOUND, "no source record %s (fingers are enrolled on source records)", record_id);
+    if (!err)
+        err = rl_store_get(reg->store, RL_CF_TEMPLATES, fkey, fkl, &existing, &elen, &efound);
+    if (!err)
+        err = reg_txn_begin(reg, &txn);
+    if (err) {
+        free(val);
+        goto cleanup;
+    }
+    rl_store_batch_put(txn.batch, RL_CF_TEMPLATES, fkey, fkl, val, FG_HDR + tb.len + fb.len);
+    rl_store_batch_put(txn.batch, RL_CF_TEMPLATES, dkey, dkl, dv, sizeof dv);
+    free(val);
+    json_t *detail = json_pack("{s:i, s:i, s:i, s:b}", "position", position, "quality", t->quality, "minutiae",
+                               t->count, "replaced", efound);
+    const char *subjects[1] = {record_id};
+    err = reg_txn_audit(&txn, actor, "finger-enroll", subjects, 1, "ok", detail);
+    json_decref(detail);
+    if (err)
+        goto cleanup;
+    uint64_t ticket = 0;
+    RL_TRY(reg_txn_apply(&txn, &ticket));
+    /* The gallery follows under the same lock, so it sees writes in their order. */
+    bio_gallery_key gk = {{0}, (uint8_t)position};
+    snprintf(gk.record, sizeof gk.record, "%s", record_id);
+    bio_features *give = f;
+    f = NULL;
+    RL_TRY(bio_gallery_put(g, &gk, &d, give));
+    pthread_mutex_unlock(&reg->write_lock);
+    locked = false;
+    RL_TRY(rl_store_sync(reg->store, ticket));
+    if (out)
+        *out = json_pack("{s:s, s:i, s:i, s:i, s:b}", "record", record_id, "position", position, "quality",
+                         t->quality, "minutiae", t->count, "replaced", efound);
+cleanup:
+    if (locked)
+        pthread_mutex_unlock(&reg->write_lock);
+    reg_txn_end(&txn);
+    rl_buf_free(&tb);
+    rl_buf_free(&fb);
+    bio_features_free(f);
+    free(existing);
+    free(rec);
+    return err;
+}
+
+rl_error *rl_registry_finger_delete(rl_registry *reg, const rl_actor *actor, const char *record_id, int position)
+{
+    rl_error *err = NULL;
+    reg_txn txn = {0};
+    bio_gallery *g = NULL;
+    char *existing = NULL;
+    bool locked = false;
+    RL_TRY(fg_check(record_id, position));
+    RL_TRY(reg_gallery(reg, &g));
+    char fkey[REG_KEY_MAX], dkey[REG_KEY_MAX];
+    size_t fkl = fg_key('F', record_id, position, fkey, sizeof fkey), dkl = fg_key('D', record_id, position, dkey, sizeof dkey);
+    pthread_mutex_lock(&reg->write_lock);
+    locked = true;
+    size_t elen = 0;
+    bool found = false;
+    RL_TRY(rl_store_get(reg->store, RL_CF_TEMPLATES, fkey, fkl, &existing, &elen, &found));
+    if (!found)
+        RL_FAIL(RL_ENOTFOUND, "record %s has no finger enrolled at position %d", record_id, position);
+    RL_TRY(reg_txn_begin(reg, &txn));
+    rl_store_batch_delete(txn.batch, RL_CF_TEMPLATES, fkey, fkl);
+    rl_store_batch_delete(txn.batch, RL_CF_TEMPLATES, dkey, dkl);
+    json_t *detail = json_pack("{s:i}", "position", position);
+    const char *subjects[1] = {record_id};
+    err = reg_txn_audit(&txn, actor, "finger-delete", subjects, 1, "ok", detail);
+    json_decref(detail);
+    if (err)
+        goto cleanup;
+    uint64_t ticket = 0;
+    RL_TRY(reg_txn_apply(&txn, &ticket));
+    bio_gallery_key gk = {{0}, (uint8_t)position};
+    snprintf(gk.record, sizeof gk.record, "%s", record_id);
+    RL_TRY(bio_gallery_remove(g, &gk, NULL));
+    pthread_mutex_unlock(&reg->write_lock);
+    locked = false;
+    RL_TRY(rl_store_sync(reg->store, ticket));
+cleanup:
+    if (locked)
+        pthread_mutex_unlock(&reg->write_lock);
+    reg_txn_end(&txn);
+    free(existing);
+    return err;
+}
+
+rl_error *rl_registry_finger_list(rl_registry *reg, const rl_actor *actor, const char *record_id, json_t **out)
+{
+    rl_error *err = NULL;
+    rl_store_iter *it = NULL;
+    bio_template *t = NULL;
+    json_t *list = json_array();
+    *out = NULL;
+    RL_TRY(fg_check(record_id, 0));
+    t = malloc(sizeof *t);
+    if (!list || !t)
+        RL_FAIL(RL_ENOMEM, "out of memory");
+    char prefix[REG_KEY_MAX];
+    int pl = snprintf(prefix, sizeof prefix, "F%s%c", record_id, '\0');
+    RL_TRY(rl_store_iter_prefix(reg->store, RL_CF_TEMPLATES, prefix, (size_t)pl, &it));
+    for (; rl_store_iter_valid(it); rl_store_iter_next(it)) {
+        size_t klen, vlen, tlen, flen;
+        const char *k = rl_store_iter_key(it, &klen);
+        const unsigned char *v = (const unsigned char *)rl_store_iter_value(it, &vlen), *tp, *fp;
+        int quality;
+        bio_gallery_key gk;
+        RL_TRY(fg_gallery_key(k + 1, klen - 1, &gk));
+        RL_TRY(fg_parse(v, vlen, &tp, &tlen, &fp, &flen, &quality));
+        RL_TRY(bio_template_decode(tp, tlen, t, NULL));
+        json_array_append_new(list, json_pack("{s:i, s:i, s:i}", "position", gk.position, "quality", quality,
+                                              "minutiae", t->count));
+    }
+    RL_TRY(rl_store_iter_status(it));
+    const char *subjects[1] = {record_id};
+    RL_TRY(reg_audit_now(reg, actor, "finger-list", subjects, 1, "ok", NULL));
+    *out = list;
+    list = NULL;
+cleanup:
+    rl_store_iter_destroy(it);
+    json_decref(list);
+    free(t);
+    return err;
+}
+
+/* The identification's fetch: the short list's features from the store. */
+static rl_error *reg_finger_fetch(void *ctx, const bio_gallery_key *keys, size_t n, bio_features **out)
+{
+    rl_error *err = NULL;
+    rl_registry *reg = ctx;
+    char *v = NULL;
+    for (size_t i = 0; i < n; i++) {
+        char key[REG_KEY_MAX];
+        size_t kl = fg_key('F', keys[i].record, keys[i].position, key, sizeof key), vlen = 0, tlen, flen;
+        bool found = false;
+        const unsigned char *tp, *fp;
+        out[i] = NULL;
+        RL_TRY(rl_store_get(reg->store, RL_CF_TEMPLATES, key, kl, &v, &vlen, &found));
+        if (found) {
+            RL_TRY(fg_parse((const unsigned char *)v, vlen, &tp, &tlen, &fp, &flen, NULL));
+            RL_TRY(bio_features_decode(fp, flen, &out[i]));
+        }
+        free(v);
+        v = NULL;
+    }
+cleanup:
+    free(v);
+    return err;
+}
+
+rl_error *rl_registry_finger_identify(rl_registry *reg, const rl_actor *actor, const bio_template *probe, int top,
+                                      json_t **out)
+{
+    rl_error *err = NULL;
+    bio_gallery *g = NULL;
+    bio_features *f = NULL;
+    bio_gallery_result *r = NULL;
+    kern_pf_probe *probe_pf = NULL;
+    json_t *cands = json_array(), *link = NULL, *result = NULL;
+    *out = NULL;
+    if (top < 1 || top > BIO_GALLERY_MAX_TOP)
+        RL_FAIL(RL_EINVAL, "top: expected 1 to %d", BIO_GALLERY_MAX_TOP);
+    if (!probe)
+        RL_FAIL(RL_EINVAL, "probe: missing");
+    r = malloc(sizeof *r);
+    if (!cands || !r)
+        RL_FAIL(RL_ENOMEM, "out of memory");
+    if (probe->count < BIO_MATCH_MIN_CYLINDERS)
+        RL_FAIL(RL_ERETRY, "poor capture: %d minutiae: recapture the finger", probe->count);
+    RL_TRY(bio_features_build(probe, &f));
+    kern_pf_probe *d = aligned_alloc(64, sizeof *d);
+    if (!d)
+        RL_FAIL(RL_ENOMEM, "out of memory");
+    bio_prefilter_probe(probe, d);
+    probe_pf = d;
+    RL_TRY(reg_gallery(reg, &g));
+    bio_gallery_params p = {.top_k = (size_t)top, .shortlist = 0, .fpir = 0.001};
+    RL_TRY(bio_gallery_identify(g, probe_pf, f, &p, reg_finger_fetch, reg, r));
+    const char *subjects[BIO_GALLERY_MAX_TOP];
+    for (size_t i = 0; i < r->n; i++) {
+        RL_TRY(reg_get_json(reg, RL_CF_LINKS, r->top[i].key.record, strlen(r->top[i].key.record), &link));
+        const char *golden = link ? json_string_value(json_object_get(link, "golden")) : NULL;
+        json_array_append_new(cands, json_pack("{s:s, s:i, s:s?, s:f}", "record", r->top[i].key.record, "position",
+                                               r->top[i].key.position, "golden", golden, "score", r->top[i].score));
+        json_decref(link);
+        link = NULL;
+        subjects[i] = r->top[i].key.record;
+    }
+    result = json_pack("{s:O, s:s, s:f, s:I, s:I, s:f}", "candidates", cands, "decision", r->match ? "match" : "no-match",
+                       "threshold", r->threshold, "gallery_size", (json_int_t)r->gallery_size, "shortlisted",
+                       (json_int_t)r->shortlisted, "ms", r->total_ms);
+    if (!result)
+        RL_FAIL(RL_ENOMEM, "out of memory");
+    RL_TRY(reg_audit_now(reg, actor, "finger-identify", subjects, (int)r->n, r->match ? "match" : "no-match", NULL));
+    *out = result;
+    result = NULL;
+cleanup:
+    json_decref(cands);
+    json_decref(link);
+    json_decref(result);
+    bio_features_free(f);
+    free(r);
+    free(probe_pf);
+    return err;
+}
