@@ -27,7 +27,7 @@ Q := $(if $(filter 1,$(V)),,@)
 
 CONFIG_MK := build/config.mk
 # Linked into the program; the other packages the product needs are checked by scripts/deps.sh.
-PKGS      := rocksdb libmicrohttpd jansson libsodium libcurl libutf8proc libpng OpenCL
+PKGS      := rocksdb libmicrohttpd jansson libsodium libcurl libutf8proc libpng OpenCL libfprint-2
 TEST_PKGS := cmocka
 
 CC      ?= cc
@@ -62,12 +62,12 @@ $(CONFIG_MK): scripts/deps.sh Makefile
 	   echo "TEST_LIBS := $$(pkg-config --libs $(TEST_PKGS))"; } > $@.tmp && mv $@.tmp $@
 
 # Layers, lowest first. Each folder's README says what it may include.
-LIB_DIRS := common kernels store demographics biometrics registry ingest api bench
+LIB_DIRS := common kernels store demographics biometrics device registry ingest api bench
 LIB_SRCS := $(sort $(wildcard $(addsuffix /*.c,$(LIB_DIRS))))
 CMD_SRCS := $(sort $(wildcard cmd/*.c))
 UNIT_SRCS  := $(sort $(wildcard tests/unit/test_*.c))
 INTEG_SRCS := $(sort $(wildcard tests/integration/test_*.c))
-HARNESS_SRCS := tests/harness.c
+HARNESS_SRCS := tests/harness.c tests/virtual_reader.c
 
 OBJ := $(BUILD)/obj
 LIB := $(BUILD)/libridgeline.a

@@ -10,6 +10,7 @@
 
 #include "api/api_admin.h"
 #include "api/api_auth.h"
+#include "api/api_device.h"
 #include "api/api_fhir.h"
 #include "api/api_http.h"
 #include "api/api_metrics.h"
@@ -90,6 +91,11 @@ static const api_route api_routes[] = {
     {"GET", "/admin/tokens", api_admin_token_list, false, false, ADMIN},
     {"POST", "/admin/tokens", api_admin_token_create, false, true, ADMIN},
     {"DELETE", "/admin/tokens/{id}", api_admin_token_revoke, false, false, ADMIN},
+    /* Fingerprint readers (api_device.c): enrolment writes, capture and identify read. */
+    {"GET", "/devices", api_device_list, false, false, READ},
+    {"POST", "/devices/{id}/capture", api_device_capture, false, false, READ},
+    {"POST", "/devices/{id}/enroll", api_device_enroll, false, true, WRITE},
+    {"POST", "/devices/{id}/identify", api_device_identify, false, false, READ},
 };
 enum { API_NROUTES = sizeof api_routes / sizeof *api_routes };
 

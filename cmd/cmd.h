@@ -34,6 +34,8 @@ void cmd_export_help(void);
 void cmd_eval_help(void);
 int cmd_fingerprint(int argc, char **argv);
 void cmd_fingerprint_help(void);
+int cmd_device(int argc, char **argv);
+void cmd_device_help(void);
 
 void cmd_bench_help(void);
 void cmd_restore_help(void);

@@ -44,6 +44,7 @@ static const cmd_command cmd_commands[] = {
     {"export", "every person with their source records (NDJSON or CSV)", cmd_export, cmd_export_help},
     {"eval", "matching accuracy on a labelled CSV (precision, recall, F1)", cmd_eval, cmd_eval_help},
     {"fingerprint", "fingerprint engine: extract, compare, matrix, eval", cmd_fingerprint, cmd_fingerprint_help},
+    {"device", "fingerprint readers (libfprint): list, capture [-o FILE.png]", cmd_device, cmd_device_help},
     {"bench", "benchmarks (bench register --size N)", cmd_bench, cmd_bench_help},
     {"version", "print the version and the libraries it was built with", cmd_version, cmd_version_help},
 };

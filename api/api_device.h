@@ -1,0 +1,34 @@
+/*
+ * api_device: fingerprint readers over HTTP (device/ + registry/).
+ *
+ *   GET  /devices                  the readers (none: an empty list)
+ *   POST /devices/{id}/capture     one capture: PNG + template + quality
+ *   POST /devices/{id}/enroll      {patient, position, impressions?}: N impressions, checked
+ *                                  against each other and 1:N for duplicates, the best stored
+ *   POST /devices/{id}/identify    one capture, then 1:N: ranked candidates
+ *
+ * A capture the person should repeat is 422 with an OperationOutcome whose
+ * issue carries details.coding [{urn:ridgeline:device-outcome, "retry"},
+ * {urn:ridgeline:device-reason, reason}] and the desk prompt as text; a
+ * reader failure (busy, unplugged, protocol, match-on-chip reader) is 503
+ * with "failure" instead (busy: Retry-After). Unknown reader: 404.
+ *
+ * The device layer (libfprint's thread) is process-wide and started by the
+ * first /devices request, not at server start, so that a server without
+ * readers never runs GLib; it then stays up (hot-plug) until the process
+ * exits (atexit: captures cancelled, readers closed, thread joined). If it
+ * cannot start, GET /devices answers an empty list with the reason.
+ * HTTP workers block in a capture for at most its timeout (timeout_s in the
+ * body, default 30, at most 120).
+ */
+#ifndef RL_API_DEVICE_H
+#define RL_API_DEVICE_H
+
+#include "api/api_http.h"
+
+rl_error *api_device_list(api_ctx *ctx, const api_request *req, api_response *resp);
+rl_error *api_device_capture(api_ctx *ctx, const api_request *req, api_response *resp);
+rl_error *api_device_enroll(api_ctx *ctx, const api_request *req, api_response *resp);
+rl_error *api_device_identify(api_ctx *ctx, const api_request *req, api_response *resp);
+
+#endif

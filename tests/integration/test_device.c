@@ -1,0 +1,509 @@
+/*
+ * Fingerprint readers end to end, without hardware: the real `ridgeline
+ * serve` runs with FP_VIRTUAL_IMAGE naming a socket, so libfprint adds its
+ * virtual_image reader, which listens there; the test feeds it images and
+ * commands (tests/virtual_reader.c) when GET /devices says the reader waits
+ * for a finger. Covered: the list (and an empty one without readers); a
+ * capture returns exactly the image sent (pixels after PNG decoding) with a
+ * template and quality; enrolling three FVC2002 impressions of a finger and
+ * identifying a fourth finds that patient first; the same finger enrolled for
+ * another person is flagged as a possible duplicate; a retry command is a 422
+ * "retry"; a reader removed mid-capture is a 503 "failure" and the server goes
+ * on serving; `ridgeline device list` and `device capture -o` likewise.
+ * Skipped, loudly, without the FVC2002 data.
+ */
+#include <pthread.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "biometrics/bio_image.h"
+#include "tests/harness.h"
+#include "tests/virtual_reader.h"
+
+#define READER "virtual_image-0"
+
+typedef struct fixture {
+    rl_test_server srv;
+    char *sockdir;
+    char sock[256];
+    int fd;
+} fixture;
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+static json_t *get_json(int port, const char *path, long want_status)
+{
+    rl_test_response r = {0};
+    assert_true(rl_test_http(port, "GET", path, NULL, NULL, 0, &r));
+    if (r.status != want_status)
+        fail_msg("GET %s: %ld %s", path, r.status, r.body);
+    json_t *j = json_loads(r.body, 0, NULL);
+    rl_test_response_free(&r);
+    assert_non_null(j);
+    return j;
+}
+
+/* The reader's entry in GET /devices, or NULL (new reference). */
+static json_t *reader_entry(int port, const char *id)
+{
+    json_t *list = get_json(port, "/devices", 200);
+    json_t *found = NULL, *d;
+    size_t i;
+    json_array_foreach(json_object_get(list, "devices"), i, d) {
+        if (strcmp(json_string_value(json_object_get(d, "id")), id) == 0)
+            found = json_incref(d);
+    }
+    json_decref(list);
+    return found;
+}
+
+/* Waits until capture number `nth` on the reader waits for a finger. */
+static bool wait_finger_needed(int port, long nth)
+{
+    for (int i = 0; i < 400; i++) {
+        json_t *d = reader_entry(port, READER);
+        bool ok = d && json_is_true(json_object_get(d, "finger_needed")) &&
+                  json_integer_value(json_object_get(d, "captures")) == nth;
+        json_decref(d);
+        if (ok)
+            return true;
+        sleep_ms(25);
+    }
+    fprintf(stderr, "test_device: reader never asked for finger %ld\n", nth);
+    return false;
+}
+
+static long captures_so_far(int port)
+{
+    json_t *d = reader_entry(port, READER);
+    long n = d ? (long)json_integer_value(json_object_get(d, "captures")) : -1;
+    json_decref(d);
+    return n;
+}
+
+static int setup(void **state)
+{
+    fixture *f = calloc(1, sizeof *f);
+    f->fd = -1;
+    f->sockdir = rl_test_tmpdir("vreader");
+    snprintf(f->sock, sizeof f->sock, "%s/reader.sock", f->sockdir);
+    setenv("FP_VIRTUAL_IMAGE", f->sock, 1);
+    /* Several workers: a capture holds one while the test polls /devices on another. */
+    const char *const extra[] = {"--threads", "4", NULL};
+    bool up = rl_test_server_start(&f->srv, NULL, extra);
+    unsetenv("FP_VIRTUAL_IMAGE");
+    if (!up)
+        return -1;
+    /* The first /devices request starts the device layer, which opens the reader: then it listens. */
+    for (int i = 0; i < 200; i++) {
+        json_t *d = reader_entry(f->srv.port, READER);
+        bool open = d && json_is_true(json_object_get(d, "open"));
+        json_decref(d);
+        if (open)
+            break;
+        sleep_ms(25);
+    }
+    f->fd = vr_connect(f->sock, 5000);
+    if (f->fd < 0)
+        return -1;
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fixture *f = *state;
+    vr_close(f->fd);
+    int status = rl_test_server_stop(&f->srv);
+    if (status != 0 || getenv("TEST_DEVICE_LOG")) {
+        char *log = rl_test_read_file(f->srv.log, NULL);
+        fprintf(stderr, "server exit %d; log:\n%s\n", status, log ? log : "");
+        free(log);
+    }
+    rl_test_server_cleanup(&f->srv);
+    rl_test_rmtree(f->sockdir);
+    free(f->sockdir);
+    free(f);
+    return status == 0 ? 0 : -1;
+}
+
+/* A POST that blocks in the server (a capture) runs on its own thread. */
+typedef struct post_call {
+    pthread_t thread;
+    int port;
+    char path[256];
+    char body[512];
+    rl_test_response resp;
+    bool ok;
+} post_call;
+
+static void *post_thread(void *arg)
+{
+    post_call *c = arg;
+    const char *const headers[] = {"Content-Type: application/json", NULL};
+    c->ok = rl_test_http(c->port, "POST", c->path, headers, c->body, strlen(c->body), &c->resp);
+    return NULL;
+}
+
+static void post_start(post_call *c, int port, const char *path, const char *body)
+{
+    memset(c, 0, sizeof *c);
+    c->port = port;
+    snprintf(c->path, sizeof c->path, "%s", path);
+    snprintf(c->body, sizeof c->body, "%s", body ? body : "");
+    assert_int_equal(pthread_create(&c->thread, NULL, post_thread, c), 0);
+    /* A libmicrohttpd pool worker serves every connection it accepted, in turn: one that accepted
+     * this request and a /devices poll together would leave the poll waiting behind the capture.
+     * Let this one be taken (its worker is then busy and accepts no more) before polling. */
+    sleep_ms(300);
+}
+
+static json_t *post_finish(post_call *c, long want_status)
+{
+    pthread_join(c->thread, NULL);
+    assert_true(c->ok);
+    if (c->resp.status != want_status)
+        fail_msg("POST %s: %ld %s", c->path, c->resp.status, c->resp.body);
+    json_t *j = json_loads(c->resp.body, 0, NULL);
+    rl_test_response_free(&c->resp);
+    assert_non_null(j);
+    return j;
+}
+
+static char *fvc(const char *data, const char *name)
+{
+    char *p = malloc(1024);
+    snprintf(p, 1024, "%s/fingerprints/fvc2002/DB1_B/%s.png", data, name);
+    return p;
+}
+
+/* Decodes a base64 member into a malloc'd buffer. */
+static unsigned char *b64(const json_t *s, size_t *len)
+{
+    const char *text = json_string_value(s);
+    assert_non_null(text);
+    size_t cap = strlen(text);
+    unsigned char *out = malloc(cap + 1);
+    assert_int_equal(sodium_base642bin(out, cap, text, strlen(text), NULL, len, NULL,
+                                       sodium_base64_VARIANT_ORIGINAL), 0);
+    return out;
+}
+
+static void test_no_readers(void **state)
+{
+    (void)state;
+    rl_test_server srv = {0};
+    unsetenv("FP_VIRTUAL_IMAGE");
+    assert_true(rl_test_server_start(&srv, NULL, NULL));
+    json_t *list = get_json(srv.port, "/devices", 200);
+    assert_int_equal(json_array_size(json_object_get(list, "devices")), 0);
+    json_decref(list);
+    rl_test_response r = {0};
+    assert_true(rl_test_http(srv.port, "POST", "/devices/nope/capture", NULL, NULL, 0, &r));
+    assert_int_equal(r.status, 404);
+    rl_test_response_free(&r);
+    assert_int_equal(rl_test_server_stop(&srv), 0);
+    rl_test_server_cleanup(&srv);
+}
+
+static void test_list_and_capture(void **state)
+{
+    fixture *f = *state;
+    const char *data = rl_test_data_dir("fingerprints/fvc2002/DB1_B/101_1.png");
+    if (!data)
+        skip();
+    json_t *d = reader_entry(f->srv.port, READER);
+    assert_non_null(d);
+    assert_string_equal(json_string_value(json_object_get(d, "driver")), "virtual_image");
+    assert_string_equal(json_string_value(json_object_get(d, "mode")), "image");
+    json_decref(d);
+
+    post_call c;
+    long n = captures_so_far(f->srv.port);
+    post_start(&c, f->srv.port, "/devices/" READER "/capture", "{\"timeout_s\": 20}");
+    assert_true(wait_finger_needed(f->srv.port, n + 1));
+    bio_image sent = {0};
+    char *path = fvc(data, "101_1");
+    assert_true(vr_send_file(f->fd, path, &sent));
+    json_t *res = post_finish(&c, 200);
+    assert_true(json_is_true(json_object_get(res, "ppi_assumed")));
+    assert_int_equal(json_integer_value(json_object_get(res, "ppi")), 500);
+    assert_true(json_integer_value(json_object_get(res, "quality")) > 0);
+    assert_true(json_integer_value(json_object_get(res, "minutiae")) >= 8);
+    size_t len;
+    unsigned char *png = b64(json_object_get(json_object_get(res, "image"), "data"), &len);
+    bio_image got = {0};
+    assert_null(bio_image_decode(png, len, 500, &got));
+    assert_int_equal(got.width, sent.width);
+    assert_int_equal(got.height, sent.height);
+    assert_memory_equal(got.pixels, sent.pixels, (size_t)sent.width * (size_t)sent.height);
+    free(png);
+    unsigned char *iso = b64(json_object_get(json_object_get(res, "template"), "data"), &len);
+    assert_true(len > 28 && memcmp(iso, "FMR\0", 4) == 0);
+    free(iso);
+    bio_image_free(&got);
+    bio_image_free(&sent);
+    free(path);
+    json_decref(res);
+}
+
+static char *make_patient(int port, const char *value, const char *family, const char *given, const char *birth)
+{
+    char body[512];
+    snprintf(body, sizeof body,
+             "{\"resourceType\":\"Patient\",\"identifier\":[{\"system\":\"urn:test:desk\",\"value\":\"%s\"}],"
+             "\"name\":[{\"family\":\"%s\",\"given\":[\"%s\"]}],\"birthDate\":\"%s\"}", value, family, given,
+             birth);
+    const char *const headers[] = {"Content-Type: application/fhir+json", NULL};
+    rl_test_response r = {0};
+    assert_true(rl_test_http(port, "POST", "/fhir/Patient", headers, body, strlen(body), &r));
+    assert_int_equal(r.status, 201);
+    json_t *j = json_loads(r.body, 0, NULL);
+    char *id = strdup(json_string_value(json_object_get(j, "id")));
+    json_decref(j);
+    rl_test_response_free(&r);
+    return id;
+}
+
+/* Enrols three impressions through the API, sending the images in turn
+ * (more than three when some are to be refused); returns the answer. */
+static json_t *enroll(fixture *f, const char *data, const char *patient, const char *const *imgs, int nimgs)
+{
+    char body[256];
+    snprintf(body, sizeof body, "{\"patient\":\"%s\",\"position\":2,\"impressions\":3,\"timeout_s\":20}", patient);
+    post_call c;
+    long n = captures_so_far(f->srv.port);
+    post_start(&c, f->srv.port, "/devices/" READER "/enroll", body);
+    for (int i = 0; i < nimgs; i++) {
+        assert_true(wait_finger_needed(f->srv.port, n + 1 + i));
+        char *path = fvc(data, imgs[i]);
+        assert_true(vr_send_file(f->fd, path, NULL));
+        free(path);
+    }
+    return post_finish(&c, 201);
+}
+
+static void test_enroll_then_identify(void **state)
+{
+    fixture *f = *state;
+    const char *data = rl_test_data_dir("fingerprints/fvc2002/DB1_B/101_1.png");
+    if (!data)
+        skip();
+    char *ada = make_patient(f->srv.port, "D-1", "Okafor", "Ada", "1980-02-03");
+    char *bea = make_patient(f->srv.port, "D-2", "Mwangi", "Beatrice", "1991-07-21");
+    char *cy = make_patient(f->srv.port, "D-3", "Otieno", "Cyrus", "1965-11-30");
+
+    const char *const a_imgs[3] = {"101_1", "101_2", "101_3"};
+    json_t *res = enroll(f, data, ada, a_imgs, 3);
+    assert_string_equal(json_string_value(json_object_get(json_object_get(res, "enrolled"), "record")), ada);
+    assert_int_equal(json_array_size(json_object_get(res, "impressions")), 3);
+    assert_int_equal(json_array_size(json_object_get(res, "possible_duplicates")), 0);
+    json_decref(res);
+
+    const char *const b_imgs[3] = {"102_1", "102_2", "102_3"};
+    res = enroll(f, data, bea, b_imgs, 3);
+    assert_int_equal(json_array_size(json_object_get(res, "possible_duplicates")), 0);
+    json_decref(res);
+
+    /* A fourth impression of Ada's finger: Ada first. */
+    post_call c;
+    long n = captures_so_far(f->srv.port);
+    post_start(&c, f->srv.port, "/devices/" READER "/identify", "{\"timeout_s\": 20}");
+    assert_true(wait_finger_needed(f->srv.port, n + 1));
+    char *path = fvc(data, "101_4");
+    assert_true(vr_send_file(f->fd, path, NULL));
+    free(path);
+    res = post_finish(&c, 200);
+    json_t *first = json_array_get(json_object_get(res, "candidates"), 0);
+    assert_non_null(first);
+    assert_string_equal(json_string_value(json_object_get(first, "record")), ada);
+    assert_string_equal(json_string_value(json_object_get(res, "decision")), "match");
+    assert_non_null(json_object_get(res, "capture"));
+    json_decref(res);
+
+    /* Ada's finger again, for another person: a possible duplicate. 101_5 (quality 27) is refused
+     * with a recapture prompt, and a fourth capture asked for. */
+    const char *const c_imgs[4] = {"101_5", "101_6", "101_7", "101_8"};
+    res = enroll(f, data, cy, c_imgs, 4);
+    json_t *first_try = json_array_get(json_object_get(res, "attempts"), 0);
+    assert_string_equal(json_string_value(json_object_get(first_try, "result")), "retry");
+    assert_string_equal(json_string_value(json_object_get(first_try, "reason")), "poor-quality");
+    assert_int_equal(json_array_size(json_object_get(res, "attempts")), 4);
+    json_t *dup = json_array_get(json_object_get(res, "possible_duplicates"), 0);
+    if (!dup) {
+        char *text = json_dumps(res, 0);
+        fail_msg("no possible duplicate in %s", text);
+    }
+    assert_string_equal(json_string_value(json_object_get(dup, "record")), ada);
+    assert_non_null(json_object_get(res, "review"));
+    json_decref(res);
+
+    /* A swapped finger among the impressions is caught: a retry, nothing stored. */
+    char body[256];
+    snprintf(body, sizeof body, "{\"patient\":\"%s\",\"position\":3,\"impressions\":3,\"timeout_s\":20}", bea);
+    n = captures_so_far(f->srv.port);
+    post_start(&c, f->srv.port, "/devices/" READER "/enroll", body);
+    const char *const mixed[3] = {"103_1", "103_2", "104_1"};
+    for (int i = 0; i < 3; i++) {
+        assert_true(wait_finger_needed(f->srv.port, n + 1 + i));
+        path = fvc(data, mixed[i]);
+        assert_true(vr_send_file(f->fd, path, NULL));
+        free(path);
+    }
+    res = post_finish(&c, 422);
+    json_t *coding = json_object_get(json_object_get(json_array_get(json_object_get(res, "issue"), 0), "details"),
+                                     "coding");
+    assert_string_equal(json_string_value(json_object_get(json_array_get(coding, 0), "code")), "retry");
+    assert_string_equal(json_string_value(json_object_get(json_array_get(coding, 1), "code")), "mismatch");
+    json_decref(res);
+
+    /* The server's log names no patient. */
+    char *log = rl_test_read_file(f->srv.log, NULL);
+    assert_non_null(log);
+    assert_null(strstr(log, "Okafor"));
+    assert_null(strstr(log, "D-1"));
+    free(log);
+    free(ada);
+    free(bea);
+    free(cy);
+}
+
+static void test_retry_command(void **state)
+{
+    fixture *f = *state;
+    const char *data = rl_test_data_dir("fingerprints/fvc2002/DB1_B/101_1.png");
+    if (!data)
+        skip();
+    post_call c;
+    long n = captures_so_far(f->srv.port);
+    post_start(&c, f->srv.port, "/devices/" READER "/capture", "{\"timeout_s\": 20}");
+    assert_true(wait_finger_needed(f->srv.port, n + 1));
+    assert_true(vr_send_command(f->fd, VR_CMD_RETRY, 2 /* FP_DEVICE_RETRY_CENTER_FINGER */));
+    json_t *res = post_finish(&c, 422);
+    json_t *issue = json_array_get(json_object_get(res, "issue"), 0);
+    json_t *coding = json_object_get(json_object_get(issue, "details"), "coding");
+    assert_string_equal(json_string_value(json_object_get(json_array_get(coding, 0), "code")), "retry");
+    assert_string_equal(json_string_value(json_object_get(json_array_get(coding, 1), "code")), "center-finger");
+    assert_non_null(strstr(json_string_value(json_object_get(issue, "diagnostics")), "centred"));
+    json_decref(res);
+
+    /* The reader still works. */
+    post_start(&c, f->srv.port, "/devices/" READER "/capture", "{\"timeout_s\": 20}");
+    assert_true(wait_finger_needed(f->srv.port, n + 2));
+    char *path = fvc(data, "101_2");
+    assert_true(vr_send_file(f->fd, path, NULL));
+    free(path);
+    json_decref(post_finish(&c, 200));
+
+    /* No finger within the timeout: a retry too. */
+    post_start(&c, f->srv.port, "/devices/" READER "/capture", "{\"timeout_s\": 1}");
+    res = post_finish(&c, 422);
+    assert_non_null(strstr(c.path, "capture"));
+    coding = json_object_get(json_object_get(json_array_get(json_object_get(res, "issue"), 0), "details"), "coding");
+    assert_string_equal(json_string_value(json_object_get(json_array_get(coding, 1), "code")), "no-finger");
+    json_decref(res);
+}
+
+static void test_removed_mid_capture(void **state)
+{
+    fixture *f = *state;
+    post_call c;
+    long n = captures_so_far(f->srv.port);
+    post_start(&c, f->srv.port, "/devices/" READER "/capture", "{\"timeout_s\": 20}");
+    assert_true(wait_finger_needed(f->srv.port, n + 1));
+    assert_true(vr_send_command(f->fd, VR_CMD_REMOVE, 0));
+    json_t *res = post_finish(&c, 503);
+    json_t *coding = json_object_get(json_object_get(json_array_get(json_object_get(res, "issue"), 0), "details"),
+                                     "coding");
+    assert_string_equal(json_string_value(json_object_get(json_array_get(coding, 0), "code")), "failure");
+    assert_string_equal(json_string_value(json_object_get(json_array_get(coding, 1), "code")), "disconnected");
+    json_decref(res);
+
+    /* The appliance goes on: health, the list without the reader, a registration, a 404 for the reader. */
+    json_decref(get_json(f->srv.port, "/health", 200));
+    bool gone = false;
+    for (int i = 0; i < 200 && !gone; i++) {
+        json_t *d = reader_entry(f->srv.port, READER);
+        gone = d == NULL;
+        json_decref(d);
+        if (!gone)
+            sleep_ms(25);
+    }
+    assert_true(gone);
+    free(make_patient(f->srv.port, "R-1", "Achieng", "Dora", "2001-01-09"));
+    rl_test_response r = {0};
+    assert_true(rl_test_http(f->srv.port, "POST", "/devices/" READER "/capture", NULL, NULL, 0, &r));
+    assert_int_equal(r.status, 404);
+    rl_test_response_free(&r);
+}
+
+static void test_cli(void **state)
+{
+    (void)state;
+    const char *data = rl_test_data_dir("fingerprints/fvc2002/DB1_B/101_1.png");
+    if (!data)
+        skip();
+    char *dir = rl_test_tmpdir("devcli");
+    char cmd[2048], sock[512], png[512];
+    snprintf(sock, sizeof sock, "%s/reader.sock", dir);
+    snprintf(png, sizeof png, "%s/capture.png", dir);
+
+    snprintf(cmd, sizeof cmd, "FP_VIRTUAL_IMAGE=%s %s device list 2>/dev/null", sock, rl_test_bin());
+    char *out = NULL;
+    assert_int_equal(rl_test_run(cmd, &out), 0);
+    assert_non_null(strstr(out, "\"virtual_image-0\""));
+    free(out);
+
+    snprintf(cmd, sizeof cmd, "FP_VIRTUAL_IMAGE=%s %s device capture -o %s --timeout 20 2>&1", sock, rl_test_bin(),
+             png);
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    /* The CLI opens the reader, then waits for a finger: an image sent before the capture
+     * activates stays in the socket until the driver reads it. */
+    int fd = vr_connect(sock, 10000);
+    assert_true(fd >= 0);
+    bio_image sent = {0};
+    char *path = fvc(data, "101_3");
+    assert_true(vr_send_file(fd, path, &sent));
+    char text[4096];
+    size_t got = fread(text, 1, sizeof text - 1, p);
+    text[got] = '\0';
+    int status = pclose(p);
+    vr_close(fd);
+    if (status != 0)
+        fail_msg("device capture: status %d: %s", status, text);
+    assert_non_null(strstr(text, "\"ppi_assumed\":true"));
+    bio_image img = {0};
+    assert_null(bio_image_load(png, 0, 0, 0, &img));
+    assert_int_equal(img.width, sent.width);
+    assert_int_equal(img.height, sent.height);
+    assert_memory_equal(img.pixels, sent.pixels, (size_t)sent.width * (size_t)sent.height);
+    bio_image_free(&img);
+    bio_image_free(&sent);
+    free(path);
+    rl_test_rmtree(dir);
+    free(dir);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_no_readers),
+        cmocka_unit_test_setup_teardown(test_list_and_capture, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_enroll_then_identify, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_retry_command, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_removed_mid_capture, setup, teardown),
+        cmocka_unit_test(test_cli),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
