@@ -22,6 +22,7 @@
 #include "biometrics/bio_image.h"
 #include "biometrics/bio_match.h"
 #include "common/rl_buf.h"
+#include "common/rl_parallel.h"
 #include "common/rl_rand.h"
 
 #ifndef M_PI
@@ -361,44 +362,17 @@ typedef struct par_job {
     long size;
 } par_job;
 
-typedef struct par_arg {
-    par_job *job;
-    unsigned t;
-} par_arg;
-
-static void *par_thread(void *a)
+/* One thread's share of a job; its error travels back through rl_parallel_run. */
+static rl_error *par_share(void *ctx, unsigned t)
 {
-    par_arg *pa = a;
-    pa->job->fn(pa->job, pa->t);
-    return NULL;
-}
-
-static rl_error *par_run(par_job *j)
-{
-    pthread_t th[BIO_GALLERY_MAX_THREADS];
-    par_arg args[BIO_GALLERY_MAX_THREADS];
-    bool started[BIO_GALLERY_MAX_THREADS] = {false};
-    for (unsigned t = 0; t < j->nthreads; t++) {
-        args[t] = (par_arg){j, t};
-        started[t] = t > 0 && pthread_create(&th[t], NULL, par_thread, &args[t]) == 0;
-    }
-    par_thread(&args[0]);
-    for (unsigned t = 1; t < j->nthreads; t++) {
-        if (started[t])
-            pthread_join(th[t], NULL);
-        else
-            par_thread(&args[t]);
-    }
-    rl_error *err = NULL;
-    for (unsigned t = 0; t < j->nthreads; t++) {
-        if (j->errs[t] && !err)
-            err = j->errs[t];
-        else
-            rl_error_free(j->errs[t]);
-        j->errs[t] = NULL;
-    }
+    par_job *j = ctx;
+    j->fn(j, t);
+    rl_error *err = j->errs[t];
+    j->errs[t] = NULL;
     return err;
 }
+
+static rl_error *par_run(par_job *j) { return rl_parallel_run(j->nthreads, par_share, j); }
 
 static void extract_part(par_job *j, unsigned t)
 {

@@ -14,6 +14,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/rl_parallel.h"
+
 #ifndef M_PI
 #define M_PI 3.14159265358979323846
 #endif
@@ -725,11 +727,6 @@ typedef struct id_job {
     int phase;
 } id_job;
 
-typedef struct id_worker {
-    id_job *job;
-    unsigned t;
-} id_worker;
-
 static void prefilter_range(id_job *j, unsigned t)
 {
     bio_gallery *g = j->g;
@@ -795,44 +792,25 @@ cleanup:
     j->errs[t] = err;
 }
 
-static void *id_thread(void *arg)
+/* One thread's share of the current phase; its error travels back through
+ * rl_parallel_run. */
+static rl_error *id_share(void *ctx, unsigned t)
 {
-    id_worker *w = arg;
-    if (w->job->phase == 1)
-        prefilter_range(w->job, w->t);
+    id_job *j = ctx;
+    if (j->phase == 1)
+        prefilter_range(j, t);
     else
-        rerank_part(w->job, w->t);
-    return NULL;
+        rerank_part(j, t);
+    rl_error *err = j->errs[t];
+    j->errs[t] = NULL;
+    return err;
 }
 
 /* Runs the job's phase on nthreads threads (the caller's being one). */
 static rl_error *run_phase(id_job *j, int phase)
 {
     j->phase = phase;
-    pthread_t th[BIO_GALLERY_MAX_THREADS];
-    id_worker w[BIO_GALLERY_MAX_THREADS];
-    bool started[BIO_GALLERY_MAX_THREADS] = {false};
-    for (unsigned t = 1; t < j->nthreads; t++) {
-        w[t] = (id_worker){j, t};
-        started[t] = pthread_create(&th[t], NULL, id_thread, &w[t]) == 0;
-    }
-    w[0] = (id_worker){j, 0};
-    id_thread(&w[0]);
-    for (unsigned t = 1; t < j->nthreads; t++) {
-        if (started[t])
-            pthread_join(th[t], NULL);
-        else
-            id_thread(&w[t]); /* no thread to be had: do its share here */
-    }
-    rl_error *err = NULL;
-    for (unsigned t = 0; t < j->nthreads; t++) {
-        if (j->errs[t] && !err)
-            err = j->errs[t];
-        else
-            rl_error_free(j->errs[t]);
-        j->errs[t] = NULL;
-    }
-    return err;
+    return rl_parallel_run(j->nthreads, id_share, j);
 }
 
 typedef struct final_cand {

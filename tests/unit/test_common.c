@@ -9,6 +9,7 @@
 #include "common/rl_error.h"
 #include "common/rl_json.h"
 #include "common/rl_log.h"
+#include "common/rl_parallel.h"
 #include "common/rl_time.h"
 #include "tests/harness.h"
 
@@ -191,9 +192,42 @@ static void test_log_lines_are_logfmt_and_filtered(void **state)
     rl_error_free(err);
 }
 
+typedef struct parallel_probe {
+    int ran[8];
+} parallel_probe;
+
+static rl_error *parallel_share(void *ctx, unsigned t)
+{
+    parallel_probe *p = ctx;
+    p->ran[t]++;
+    return t >= 1 ? RL_ERR(RL_EINVAL, "share %u failed", t) : NULL;
+}
+
+static void test_parallel_runs_every_share_once(void **state)
+{
+    (void)state;
+    parallel_probe p = {{0}};
+    rl_error *err = rl_parallel_run(5, parallel_share, &p);
+    for (int t = 0; t < 5; t++)
+        assert_int_equal(p.ran[t], 1);
+    assert_int_equal(p.ran[5], 0);
+    /* The lowest share's error comes back; the others were freed (ASan checks). */
+    assert_non_null(err);
+    assert_string_equal(rl_error_message(err), "share 1 failed");
+    rl_error_free(err);
+    err = rl_parallel_run(0, parallel_share, &p);
+    assert_non_null(err);
+    assert_int_equal(rl_error_code(err), RL_EINVAL);
+    rl_error_free(err);
+    parallel_probe one = {{0}};
+    assert_null(rl_parallel_run(1, parallel_share, &one));
+    assert_int_equal(one.ran[0], 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_parallel_runs_every_share_once),
         cmocka_unit_test(test_error_propagates_with_trace),
         cmocka_unit_test(test_error_codes_split_client_and_server),
         cmocka_unit_test(test_buf_grows_until_cap),
