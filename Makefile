@@ -102,11 +102,16 @@ $(OBJ)/cmd/cmd_version.o: CPPFLAGS += -DRL_ROCKSDB_VERSION='"$(ROCKSDB_VERSION)"
 # OpenCL kernels travel inside the program as string constants.
 CL_SRCS := $(sort $(wildcard kernels/*.cl))
 GEN_CL  := $(OBJ)/gen/kern_cl_sources.c
-GEN_OBJS := $(GEN_CL:.c=.o)
+# So does the OpenAPI document of the operator API, kept as plain JSON.
+GEN_OPENAPI := $(OBJ)/gen/api_openapi_json.c
+GEN_OBJS := $(GEN_CL:.c=.o) $(GEN_OPENAPI:.c=.o)
 $(GEN_CL): $(CL_SRCS) scripts/embed-cl.sh
 	@mkdir -p $(@D)
 	$(Q)scripts/embed-cl.sh $@ $(CL_SRCS)
-$(GEN_OBJS): $(GEN_CL) $(CONFIG_MK)
+$(GEN_OPENAPI): api/openapi.json scripts/embed-text.sh
+	@mkdir -p $(@D)
+	$(Q)scripts/embed-text.sh $@ api_openapi_json api/openapi.json
+$(OBJ)/gen/%.o: $(OBJ)/gen/%.c $(CONFIG_MK)
 	@$(if $(Q),echo "  CC      $<")
 	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
 

@@ -1,6 +1,5 @@
 #include "api/api_device.h"
 
-#include <pthread.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,43 +18,6 @@ enum {
     API_DEV_TOP_DEFAULT = 5,
     API_DEV_PNG_MAX = 8u << 20, /* a 2000 x 2000 8-bit image deflates far below this */
 };
-
-/* ---- the process-wide device layer ---- */
-
-static pthread_mutex_t api_dev_mu = PTHREAD_MUTEX_INITIALIZER;
-static dev_readers *api_dev;
-static bool api_dev_tried;
-static char api_dev_why[200]; /* why it could not start ("" when it did) */
-
-static void api_dev_atexit(void)
-{
-    pthread_mutex_lock(&api_dev_mu);
-    dev_readers *m = api_dev;
-    api_dev = NULL;
-    pthread_mutex_unlock(&api_dev_mu);
-    dev_readers_stop(m);
-}
-
-/* The device layer, started on first use; NULL (and api_dev_why) when it could not start. */
-static dev_readers *api_dev_get(void)
-{
-    pthread_mutex_lock(&api_dev_mu);
-    if (!api_dev_tried) {
-        api_dev_tried = true;
-        rl_error *err = dev_readers_start(&api_dev);
-        if (err) {
-            snprintf(api_dev_why, sizeof api_dev_why, "%s", rl_error_message(err));
-            rl_log(RL_LOG_WARN, "device", "fingerprint readers unavailable", "error=\"%s\"", api_dev_why);
-            rl_error_free(err);
-        } else {
-            /* The server stops its HTTP daemon before leaving main; then this closes the readers. */
-            atexit(api_dev_atexit);
-        }
-    }
-    dev_readers *m = api_dev;
-    pthread_mutex_unlock(&api_dev_mu);
-    return m;
-}
 
 /* ---- helpers ---- */
 
@@ -133,11 +95,18 @@ static json_t *api_dev_capture_summary(const dev_capture *c)
     return o;
 }
 
-static rl_error *api_dev_need(dev_readers **m)
+/* Why the reader layer is not there, for the answers. */
+static const char *api_dev_why(const api_ctx *ctx)
 {
-    *m = api_dev_get();
+    return ctx->devices_error && ctx->devices_error[0] ? ctx->devices_error
+                                                       : "the fingerprint reader layer runs in `ridgeline serve` only";
+}
+
+static rl_error *api_dev_need(api_ctx *ctx, dev_readers **m)
+{
+    *m = ctx->devices;
     if (!*m)
-        return RL_ERR(RL_ENOTFOUND, "no fingerprint reader: the reader layer is unavailable (%s)", api_dev_why);
+        return RL_ERR(RL_ENOTFOUND, "no fingerprint reader: the reader layer is unavailable (%s)", api_dev_why(ctx));
     return NULL;
 }
 
@@ -151,7 +120,7 @@ rl_error *api_device_list(api_ctx *ctx, const api_request *req, api_response *re
     json_t *list = json_array(), *body = NULL;
     if (!list)
         RL_FAIL(RL_ENOMEM, "out of memory");
-    dev_readers *m = api_dev_get();
+    dev_readers *m = ctx->devices;
     if (m)
         RL_TRY(dev_readers_list(m, &infos, &n));
     for (size_t i = 0; i < n; i++)
@@ -161,7 +130,7 @@ rl_error *api_device_list(api_ctx *ctx, const api_request *req, api_response *re
     if (!body)
         RL_FAIL(RL_ENOMEM, "out of memory");
     if (!m)
-        json_object_set_new(body, "error", json_string(api_dev_why));
+        json_object_set_new(body, "error", json_string(api_dev_why(ctx)));
     api_response_json(resp, 200, body);
     body = NULL;
 cleanup:
@@ -187,7 +156,7 @@ rl_error *api_device_capture(api_ctx *ctx, const api_request *req, api_response 
     const char *fmt_name = json_string_value(json_object_get(body, "format"));
     if (fmt_name)
         RL_TRY(bio_template_format_parse(fmt_name, &fmt));
-    RL_TRY(api_dev_need(&m));
+    RL_TRY(api_dev_need(ctx, &m));
     const char *reason = NULL;
     rl_error *cerr = dev_readers_capture(m, req->params[0], timeout_s * 1000, &cap, &reason);
     if (cerr) {
@@ -234,6 +203,55 @@ cleanup:
     return err;
 }
 
+/*
+ * Sends each possible duplicate (the same finger under another golden record)
+ * to the review queue, after the enrolment is stored: the finger belongs to
+ * this record whatever a reviewer decides about the person. A queueing
+ * failure does not undo the enrolment; the answer says so (enrolling again
+ * finds the duplicate again and retries), the log has the details. Returns
+ * {"queued": n, "items": [{"review", "queued", "reason"?, "candidate"}]}, or
+ * with "error" (NULL only when out of memory).
+ */
+static json_t *api_dev_queue_duplicates(api_ctx *ctx, const rl_actor *actor, const char *patient, int position,
+                                        const char *device_id, double threshold, const json_t *dups)
+{
+    json_t *items = json_array();
+    json_t *review = json_pack("{s:i, s:o}", "queued", 0, "items", items);
+    if (!review)
+        return NULL;
+    int queued = 0;
+    size_t i;
+    json_t *c;
+    json_array_foreach(dups, i, c) {
+        const char *rec = json_string_value(json_object_get(c, "record"));
+        double score = json_number_value(json_object_get(c, "score"));
+        json_t *details = json_pack("{s:i, s:O, s:f, s:s, s:s}", "position", position, "candidate_position",
+                                    json_object_get(c, "position"), "threshold", threshold, "device", device_id,
+                                    "source", "enrolment 1:N");
+        json_t *one = NULL;
+        rl_error *err = details ? rl_registry_review_add_biometric(ctx->registry, actor, patient, rec, score,
+                                                                   details, &one)
+                                : RL_ERR(RL_ENOMEM, "out of memory");
+        json_decref(details);
+        if (err) {
+            rl_log_error(RL_LOG_ERROR, "device", "enrolment: possible duplicate not queued for review", err);
+            rl_error_free(err);
+            json_object_set_new(review, "error", json_string("a possible duplicate could not be queued for "
+                                                             "review (the server log has the details); the "
+                                                             "finger is enrolled: enrol again to retry"));
+            continue;
+        }
+        queued += json_is_true(json_object_get(one, "queued"));
+        json_object_set_new(one, "candidate", json_string(rec));
+        json_array_append_new(items, one);
+    }
+    json_object_set_new(review, "queued", json_integer(queued));
+    /* Counts only: the log names no record. */
+    rl_log(RL_LOG_WARN, "device", "enrolment: possible duplicate", "candidates=%zu queued=%d",
+           json_array_size(dups), queued);
+    return review;
+}
+
 rl_error *api_device_enroll(api_ctx *ctx, const api_request *req, api_response *resp)
 {
     rl_error *err = NULL;
@@ -259,7 +277,7 @@ rl_error *api_device_enroll(api_ctx *ctx, const api_request *req, api_response *
     /* Before the person touches the reader: the record exists and is a source record. */
     char golden[96];
     RL_TRY(api_dev_golden_of(ctx->registry, &actor, patient, golden, sizeof golden));
-    RL_TRY(api_dev_need(&m));
+    RL_TRY(api_dev_need(ctx, &m));
     res = calloc(1, sizeof *res);
     if (!res)
         RL_FAIL(RL_ENOMEM, "out of memory");
@@ -307,15 +325,9 @@ rl_error *api_device_enroll(api_ctx *ctx, const api_request *req, api_response *
             json_array_append_new(row, json_real(res->score[k][j]));
         json_array_append_new(scores, row);
     }
-    if (json_array_size(dups) > 0) {
-        /* The registry has no call that queues a biometric duplicate for review (its review items come
-         * from demographic matching): the answer says so, and the audit trail has the identification. */
-        json_object_set_new(out, "review", json_pack("{s:b, s:s}", "queued", 0, "note",
-                                                     "possible duplicate: the same finger is enrolled for another "
-                                                     "person; a reviewer should compare the records (the review "
-                                                     "queue takes no biometric items yet)"));
-        rl_log(RL_LOG_WARN, "device", "enrolment: possible duplicate", "candidates=%zu", json_array_size(dups));
-    }
+    if (json_array_size(dups) > 0)
+        json_object_set_new(out, "review", api_dev_queue_duplicates(ctx, &actor, patient, position, res->device_id,
+                                                                    threshold, dups));
     api_response_json(resp, 201, out);
     out = NULL;
 cleanup:
@@ -340,7 +352,7 @@ rl_error *api_device_identify(api_ctx *ctx, const api_request *req, api_response
     RL_TRY(api_dev_body(ctx, req, &body));
     RL_TRY(api_dev_int(body, "timeout_s", 1, API_DEV_TIMEOUT_S_MAX, &timeout_s));
     RL_TRY(api_dev_int(body, "top", 1, 100, &top));
-    RL_TRY(api_dev_need(&m));
+    RL_TRY(api_dev_need(ctx, &m));
     const char *reason = NULL;
     rl_error *cerr = dev_readers_capture(m, req->params[0], timeout_s * 1000, &cap, &reason);
     if (cerr) {

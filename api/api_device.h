@@ -13,13 +13,19 @@
  * reader failure (busy, unplugged, protocol, match-on-chip reader) is 503
  * with "failure" instead (busy: Retry-After). Unknown reader: 404.
  *
- * The device layer (libfprint's thread) is process-wide and started by the
- * first /devices request, not at server start, so that a server without
- * readers never runs GLib; it then stays up (hot-plug) until the process
- * exits (atexit: captures cancelled, readers closed, thread joined). If it
- * cannot start, GET /devices answers an empty list with the reason.
- * HTTP workers block in a capture for at most its timeout (timeout_s in the
- * body, default 30, at most 120).
+ * The device layer (libfprint's thread) is the server's: rl_api_start starts
+ * it (api_ctx.devices; readers open in the background, hot-plug followed from
+ * then on) and rl_api_stop stops it (captures cancelled: 503 "unavailable",
+ * readers closed, thread joined). If it cannot start, GET /devices answers an
+ * empty list with the reason, and the other routes 404; in-process calls
+ * (rl_api_invoke) have no readers.
+ * Capture, enroll and identify wait for a finger (timeout_s in the body,
+ * default 30, at most 120) on the server's wait threads, their connection
+ * suspended: the HTTP workers go on serving everything else meanwhile.
+ * Enrolment queues each possible duplicate (the same finger under another
+ * golden record, at or above the 1:N threshold) for review after storing the
+ * finger (rl_registry_review_add_biometric): "review" in the answer has
+ * {"queued", "items": [{"review", "queued", "reason"?, "candidate"}]}.
  */
 #ifndef RL_API_DEVICE_H
 #define RL_API_DEVICE_H

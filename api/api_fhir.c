@@ -5,6 +5,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "api/api_bio.h"
 #include "api/api_metrics.h"
 #include "common/rl_buf.h"
 #include "common/rl_json.h"
@@ -346,7 +347,12 @@ rl_error *api_fhir_metadata(api_ctx *ctx, const api_request *req, api_response *
         "{\"name\":\"mothersMaidenName\",\"type\":\"string\",\"documentation\":"
         "\"extension http://hl7.org/fhir/StructureDefinition/patient-mothersMaidenName\"}],"
         "\"operation\":["
-        "{\"name\":\"match\",\"definition\":\"http://hl7.org/fhir/OperationDefinition/Patient-match\"},"
+        "{\"name\":\"match\",\"definition\":\"http://hl7.org/fhir/OperationDefinition/Patient-match\","
+        "\"documentation\":\"Also takes an optional fingerprint: parameter fingerprint (valueAttachment: contentType "
+        "image/png, or application/octet-stream with an ISO/IEC 19794-2 or ANSI INCITS 378 template; data base64) and "
+        "fingerprintPosition (valueInteger 0-10, default 0). Each person's enrolled fingers are compared 1:1 and a 1:N "
+        "search adds persons the demographics missed; the evidence is fused into search.score as log-likelihood "
+        "weights and reported in the entry.search extension urn:ridgeline:fhir:fingerprint-match (docs/matching.md)\"},"
         "{\"name\":\"ihe-pix\",\"definition\":\"https://profiles.ihe.net/ITI/PIXm/OperationDefinition/IHE.PIXm.pix\"}"
         "]}]}]}";
     json_t *cs = json_loads(capability, 0, &jerr);
@@ -582,11 +588,13 @@ rl_error *api_fhir_patient_match(api_ctx *ctx, const api_request *req, api_respo
 {
     rl_error *err = NULL;
     json_t *params = NULL, *list = NULL, *bundle = NULL, *view = NULL;
+    bio_template *probe = NULL; /* the fingerprint, when one is sent */
     RL_TRY(api_request_json(ctx, req, &params));
     const char *rt = json_string_value(json_object_get(params, "resourceType"));
     if (!rt || strcmp(rt, "Parameters") != 0)
         RL_FAIL(RL_EINVAL, "$match takes a Parameters resource");
-    const json_t *resource = NULL;
+    const json_t *resource = NULL, *fingerprint = NULL;
+    long finger_position = 0;
     bool only_certain = false;
     long count = API_MATCH_COUNT_DEFAULT;
     size_t i;
@@ -609,18 +617,49 @@ rl_error *api_fhir_patient_match(api_ctx *ctx, const api_request *req, api_respo
             if (!json_is_integer(c) || json_integer_value(c) < 1)
                 RL_FAIL(RL_EINVAL, "Parameters: count takes a positive valueInteger");
             count = json_integer_value(c) > API_MATCH_COUNT_MAX ? API_MATCH_COUNT_MAX : (long)json_integer_value(c);
+        } else if (strcmp(name, "fingerprint") == 0) {
+            fingerprint = json_object_get(p, "valueAttachment");
+            if (!json_is_object(fingerprint))
+                RL_FAIL(RL_EINVAL, "Parameters: fingerprint takes valueAttachment");
+        } else if (strcmp(name, "fingerprintPosition") == 0) {
+            const json_t *c = json_object_get(p, "valueInteger");
+            if (!json_is_integer(c) || json_integer_value(c) < 0 || json_integer_value(c) > RL_FINGER_POSITION_MAX)
+                RL_FAIL(RL_EINVAL, "Parameters: fingerprintPosition takes a valueInteger from 0 to %d",
+                        RL_FINGER_POSITION_MAX);
+            finger_position = (long)json_integer_value(c);
         } else if (!api_fhir_lenient(req)) {
-            RL_FAIL(RL_EINVAL, "Parameters: unknown parameter \"%.40s\" ($match takes resource, onlyCertainMatches, count)",
-                    name);
+            RL_FAIL(RL_EINVAL, "Parameters: unknown parameter \"%.40s\" ($match takes resource, onlyCertainMatches, "
+                    "count, fingerprint, fingerprintPosition)", name);
         }
     }
     if (!resource)
         RL_FAIL(RL_EINVAL, "Parameters: resource (the Patient to match) is required");
     RL_TRY(api_check_patient_limits(ctx, resource));
+    if (fingerprint) {
+        /* Before any search: a capture to repeat is the desk's to redo (422), nothing audited yet. */
+        probe = malloc(sizeof *probe);
+        if (!probe)
+            RL_FAIL(RL_ENOMEM, "out of memory");
+        int quality = -1, minutiae = -1;
+        rl_error *perr = api_bio_probe_from_attachment(fingerprint, probe, &quality, &minutiae);
+        if (perr) {
+            err = api_bio_answer_retry(perr, quality, minutiae, resp);
+            goto cleanup;
+        }
+    }
     rl_actor actor = api_request_actor(req);
     uint64_t started = rl_time_mono_ns();
     /* Ambiguity needs a second candidate to be seen. */
     RL_TRY(rl_registry_match(ctx->registry, &actor, resource, only_certain && count < 2 ? 2 : (int)count, &list));
+    if (probe) {
+        /* A template too sparse to compare is found out by the matcher: the same 422 as a poor image. */
+        rl_error *ferr = api_bio_match_fuse(ctx, &actor, probe, (int)finger_position,
+                                            only_certain && count < 2 ? 2 : (int)count, list);
+        if (ferr) {
+            err = api_bio_answer_retry(ferr, probe->quality, probe->count, resp);
+            goto cleanup;
+        }
+    }
     api_metrics_time(ctx->metrics, API_TIMER_MATCH, rl_time_mono_ns() - started);
     if (only_certain) {
         /* Only certain matches; more than one certain is no certainty: none. */
@@ -646,7 +685,10 @@ rl_error *api_fhir_patient_match(api_ctx *ctx, const api_request *req, api_respo
         if ((long)i >= count)
             break;
         const char *golden = json_string_value(json_object_get(m, "golden"));
-        RL_TRY(rl_registry_patient_read(ctx->registry, &actor, golden, &view));
+        /* Fingerprint fusion read the view already (one audited read per person). */
+        view = json_incref(json_object_get(m, "view"));
+        if (!view)
+            RL_TRY(rl_registry_patient_read(ctx->registry, &actor, golden, &view));
         double score = json_number_value(json_object_get(m, "score"));
         score = score < 0 ? 0 : score > 1 ? 1 : score;
         json_t *entry = json_pack("{s:o, s:O, s:{s:s, s:f, s:[{s:s, s:s}]}}", "fullUrl", api_full_url(base, view),
@@ -656,11 +698,15 @@ rl_error *api_fhir_patient_match(api_ctx *ctx, const api_request *req, api_respo
         view = NULL;
         if (!entry || json_array_append_new(entries, entry) != 0)
             RL_FAIL(RL_ENOMEM, "out of memory");
+        json_t *fp = api_bio_match_extension(json_object_get(m, "fingerprint"));
+        if (fp)
+            json_array_append_new(json_object_get(json_object_get(entry, "search"), "extension"), fp);
     }
     json_object_set_new(bundle, "total", json_integer((json_int_t)json_array_size(entries)));
     api_response_json(resp, 200, bundle);
     bundle = NULL;
 cleanup:
+    free(probe);
     json_decref(params);
     json_decref(list);
     json_decref(bundle);

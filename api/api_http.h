@@ -38,6 +38,8 @@ typedef struct api_ctx {
     uint64_t started_ns;
     struct api_auth *auth;       /* tokens (also for in-process calls: `ridgeline token`) */
     struct api_metrics *metrics; /* NULL for in-process calls */
+    struct dev_readers *devices; /* fingerprint readers (device/): NULL when not started or unavailable */
+    const char *devices_error;   /* why devices is NULL ("" or NULL: not started: in-process calls) */
 } api_ctx;
 
 typedef const char *(*api_header_fn)(void *conn, const char *name);

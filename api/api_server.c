@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <microhttpd.h>
 #include <netdb.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +11,7 @@
 
 #include "api/api_admin.h"
 #include "api/api_auth.h"
+#include "api/api_bio.h"
 #include "api/api_device.h"
 #include "api/api_fhir.h"
 #include "api/api_http.h"
@@ -21,12 +23,55 @@
 #include "common/rl_log.h"
 #include "common/rl_time.h"
 #include "common/rl_version.h"
+#include "device/dev_reader.h"
+
+enum {
+    /* Threads that run the requests waiting on a person (api_route_waits): as
+     * many captures as readers a desk plugs in at once, and then some. */
+    API_WAIT_THREADS = 8,
+    /* Waiting requests queued beyond those threads before new ones get 503. */
+    API_WAIT_QUEUE_MAX = 64,
+    /* At stop, how long answered waiting requests get to reach their clients. */
+    API_WAIT_DRAIN_MS = 3000,
+};
+
+/*
+ * A request whose handler waits on a person (a finger on a reader, up to two
+ * minutes): it runs on a wait thread while libmicrohttpd holds its connection
+ * suspended, so that the pool worker that accepted it goes on serving its
+ * other connections (a /devices poll, /health). The wait thread resumes the
+ * connection when the handler is done; libmicrohttpd then calls the access
+ * handler again, which sends the answer kept here. Everything the handler
+ * reads is copied in: the dispatcher's stack is gone by then.
+ */
+typedef struct api_job {
+    struct api_job *next;
+    struct MHD_Connection *conn;
+    const api_route *route;
+    api_request req;
+    api_principal who;           /* req.actor and req.bound_system point in here */
+    char scratch[2048];          /* the path copy req.params point into */
+    api_response resp;
+    rl_error *err;
+    bool fhir;
+} api_job;
 
 struct rl_api {
     struct MHD_Daemon *daemon;
     api_ctx ctx;
     int port;
     char *tls_cert, *tls_key; /* PEM text, kept for the daemon's lifetime */
+    char devices_error[200];  /* why ctx.devices is NULL */
+    /* waiting requests (api_job); the fields below wait_threads are under wait_mu */
+    pthread_t wait_threads[API_WAIT_THREADS];
+    int nwait_threads;
+    bool wait_sync_ready; /* wait_mu and wait_cv initialised */
+    pthread_mutex_t wait_mu;
+    pthread_cond_t wait_cv;
+    api_job *wait_head, *wait_tail;
+    int wait_pending;     /* accepted and not yet taken by a thread (some not yet listed) */
+    int wait_unanswered;  /* suspended, or resumed and not yet completed */
+    bool wait_stopping;
 };
 
 /* Per-request state, from the first call of the access handler to completion. */
@@ -38,6 +83,8 @@ typedef struct api_conn {
     char method[16];
     unsigned status;
     bool body_too_big;
+    api_job *job;    /* the answer of a waiting request, set once its thread resumed us */
+    bool waited;     /* it was a waiting request (counted in wait_unanswered until completed) */
 } api_conn;
 
 static rl_error *api_health(api_ctx *ctx, const api_request *req, api_response *resp);
@@ -54,7 +101,7 @@ enum {
 
 /* The routes of this server: method, template, handler, FHIR?, JSON body?, and
  * the permission a token needs (api_auth.h has what each role holds). Every
- * non-FHIR route is in the OpenAPI document too (api_openapi.c; a test checks). */
+ * non-FHIR route is in the OpenAPI document too (api/openapi.json; a test checks). */
 static const api_route api_routes[] = {
     {"GET", "/health", api_health, false, false, PUB},
     {"GET", "/metrics", api_metrics_get, false, false, READ},
@@ -91,6 +138,12 @@ static const api_route api_routes[] = {
     {"GET", "/admin/tokens", api_admin_token_list, false, false, ADMIN},
     {"POST", "/admin/tokens", api_admin_token_create, false, true, ADMIN},
     {"DELETE", "/admin/tokens/{id}", api_admin_token_revoke, false, false, ADMIN},
+    /* Enrolled fingers (api_bio.c): enrolment and deletion write, the rest read. Literal paths first. */
+    {"POST", "/biometrics/identify", api_bio_identify, false, false, READ},
+    {"POST", "/biometrics/verify", api_bio_verify, false, false, READ},
+    {"GET", "/biometrics/{patientId}/fingers", api_bio_list, false, false, READ},
+    {"POST", "/biometrics/{patientId}/fingers/{position}", api_bio_enroll, false, false, WRITE},
+    {"DELETE", "/biometrics/{patientId}/fingers/{position}", api_bio_delete, false, false, WRITE},
     /* Fingerprint readers (api_device.c): enrolment writes, capture and identify read. */
     {"GET", "/devices", api_device_list, false, false, READ},
     {"POST", "/devices/{id}/capture", api_device_capture, false, false, READ},
@@ -337,6 +390,175 @@ static bool api_authorize(rl_api *api, struct MHD_Connection *conn, api_conn *rc
     return true;
 }
 
+/* ---- requests that wait on a person ---- */
+
+/* The handlers that wait for a finger on a reader (seconds to minutes): they
+ * run on a wait thread, not on a libmicrohttpd worker. */
+static bool api_route_waits(const api_route *route)
+{
+    return route->handler == api_device_capture || route->handler == api_device_enroll ||
+           route->handler == api_device_identify;
+}
+
+static void api_job_free(api_job *job)
+{
+    if (!job)
+        return;
+    rl_error_free(job->err);
+    json_decref(job->resp.body);
+    free(job->resp.text);
+    free(job);
+}
+
+/* The answer to a waiting request the server no longer runs (stopping, or too many waiting). */
+static void api_job_refuse(api_response *resp, const char *text, const char *retry_after)
+{
+    api_response_json(resp, 503, api_operation_outcome(RL_EIO, text));
+    snprintf(resp->retry_after, sizeof resp->retry_after, "%s", retry_after);
+}
+
+static void *api_wait_main(void *arg)
+{
+    rl_api *api = arg;
+    pthread_mutex_lock(&api->wait_mu);
+    for (;;) {
+        while (!api->wait_head && !(api->wait_stopping && api->wait_pending == 0))
+            pthread_cond_wait(&api->wait_cv, &api->wait_mu);
+        api_job *job = api->wait_head;
+        if (!job)
+            break; /* stopping, and every accepted request was taken */
+        api->wait_head = job->next;
+        if (!api->wait_head)
+            api->wait_tail = NULL;
+        api->wait_pending--;
+        bool stopping = api->wait_stopping;
+        pthread_mutex_unlock(&api->wait_mu);
+        if (stopping)
+            api_job_refuse(&job->resp, "the server is stopping: try again when it is back", "5");
+        else
+            job->err = job->route->handler(&api->ctx, &job->req, &job->resp);
+        /* From here the connection's worker owns the job (api_on_request sends and frees it);
+         * libmicrohttpd's resume orders our writes before its handler call. */
+        MHD_resume_connection(job->conn);
+        pthread_mutex_lock(&api->wait_mu);
+    }
+    pthread_mutex_unlock(&api->wait_mu);
+    return NULL;
+}
+
+/* Suspends the connection and queues the request for a wait thread; answers
+ * 503 at once when the server is stopping or too many requests wait. */
+static enum MHD_Result api_wait_submit(rl_api *api, struct MHD_Connection *conn, api_conn *rc,
+                                       const api_route *route, const api_request *req, const api_principal *who,
+                                       const char *scratch, bool fhir)
+{
+    api_job *job = calloc(1, sizeof *job);
+    if (!job)
+        return api_send_error(conn, rc, RL_ERR(RL_ENOMEM, "out of memory"), fhir);
+    job->conn = conn;
+    job->route = route;
+    job->fhir = fhir;
+    job->req = *req;
+    job->who = *who;
+    memcpy(job->scratch, scratch, sizeof job->scratch);
+    for (int i = 0; i < req->nparams; i++)
+        job->req.params[i] = job->scratch + (req->params[i] - scratch);
+    if (req->actor == who->actor)
+        job->req.actor = job->who.actor;
+    if (req->bound_system == who->system)
+        job->req.bound_system = job->who.system;
+
+    pthread_mutex_lock(&api->wait_mu);
+    const char *refusal = api->wait_stopping         ? "the server is stopping: try again when it is back"
+                          : api->nwait_threads == 0  ? "fingerprint requests cannot be served (no wait thread)"
+                          : api->wait_pending >= API_WAIT_QUEUE_MAX
+                              ? "too many fingerprint requests are waiting: try again in a moment"
+                              : NULL;
+    if (!refusal) {
+        /* Counted before the connection is suspended, so that the threads stay until it is queued. */
+        api->wait_pending++;
+        api->wait_unanswered++;
+    }
+    pthread_mutex_unlock(&api->wait_mu);
+    if (refusal) {
+        api_response resp = {0};
+        api_job_refuse(&resp, refusal, "5");
+        api_job_free(job);
+        enum MHD_Result ok = api_send(conn, rc, &resp, fhir);
+        json_decref(resp.body);
+        return ok;
+    }
+    rc->waited = true;
+    rc->job = job; /* answered by api_on_request once resumed */
+    /* Suspended before a thread can see the job: its resume must follow this. */
+    MHD_suspend_connection(conn);
+    pthread_mutex_lock(&api->wait_mu);
+    if (api->wait_tail)
+        api->wait_tail->next = job;
+    else
+        api->wait_head = job;
+    api->wait_tail = job;
+    pthread_cond_signal(&api->wait_cv);
+    pthread_mutex_unlock(&api->wait_mu);
+    return MHD_YES;
+}
+
+/* Starts the wait threads (rl_api_start). */
+static rl_error *api_wait_start(rl_api *api)
+{
+    pthread_mutex_init(&api->wait_mu, NULL);
+    pthread_cond_init(&api->wait_cv, NULL);
+    api->wait_sync_ready = true;
+    for (int i = 0; i < API_WAIT_THREADS; i++) {
+        int rc = pthread_create(&api->wait_threads[i], NULL, api_wait_main, api);
+        if (rc != 0)
+            return RL_ERR(RL_EIO, "cannot start a request thread: %s", strerror(rc));
+        api->nwait_threads++;
+    }
+    return NULL;
+}
+
+/* Stops the waiting: queued requests are refused (503), the reader layer is
+ * cancelled so that captures in flight end now ("unavailable": 503), the
+ * threads finish what they run, resume its connections and are joined. */
+static void api_wait_stop(rl_api *api)
+{
+    if (api->wait_sync_ready) {
+        pthread_mutex_lock(&api->wait_mu);
+        api->wait_stopping = true;
+        pthread_cond_broadcast(&api->wait_cv);
+        pthread_mutex_unlock(&api->wait_mu);
+    }
+    dev_readers_cancel(api->ctx.devices);
+    for (int i = 0; i < api->nwait_threads; i++)
+        pthread_join(api->wait_threads[i], NULL);
+    if (api->wait_sync_ready) {
+        pthread_mutex_lock(&api->wait_mu); /* api_wait_submit reads it */
+        api->nwait_threads = 0;
+        pthread_mutex_unlock(&api->wait_mu);
+    }
+}
+
+/* Gives the resumed requests a moment to reach their clients before the
+ * daemon closes every connection. */
+static void api_wait_drain(rl_api *api)
+{
+    if (!api->wait_sync_ready)
+        return;
+    uint64_t deadline = rl_time_mono_ns() + (uint64_t)API_WAIT_DRAIN_MS * 1000000u;
+    pthread_mutex_lock(&api->wait_mu);
+    while (api->wait_unanswered > 0 && rl_time_mono_ns() < deadline) {
+        pthread_mutex_unlock(&api->wait_mu);
+        struct timespec ts = {0, 10 * 1000000L};
+        nanosleep(&ts, NULL);
+        pthread_mutex_lock(&api->wait_mu);
+    }
+    int left = api->wait_unanswered;
+    pthread_mutex_unlock(&api->wait_mu);
+    if (left > 0)
+        rl_log(RL_LOG_WARN, "api", "stopping with fingerprint answers not yet delivered", "requests=%d", left);
+}
+
 static enum MHD_Result api_dispatch(rl_api *api, struct MHD_Connection *conn, api_conn *rc,
                                     const char *url, const char *method)
 {
@@ -364,7 +586,7 @@ static enum MHD_Result api_dispatch(rl_api *api, struct MHD_Connection *conn, ap
     rc->route = route->pattern;
     rc->route_index = (int)(route - api_routes);
     fhir = route->fhir;
-    api_principal who;
+    api_principal who = {0};
     if (route->perm != API_PERM_PUBLIC && api->ctx.cfg->auth_mode == 0) {
         enum MHD_Result refused;
         if (api_authorize(api, conn, rc, route, fhir, &who, &refused))
@@ -384,6 +606,8 @@ static enum MHD_Result api_dispatch(rl_api *api, struct MHD_Connection *conn, ap
                                "send the body as application/fhir+json or application/json", fhir);
     req.body = rc->body.data ? rc->body.data : "";
     req.body_len = rc->body.len;
+    if (api_route_waits(route))
+        return api_wait_submit(api, conn, rc, route, &req, &who, scratch, fhir);
 
     api_response resp = {0};
     rl_error *err = route->handler(&api->ctx, &req, &resp);
@@ -404,6 +628,20 @@ static enum MHD_Result api_on_request(void *cls, struct MHD_Connection *conn, co
 {
     rl_api *api = cls;
     api_conn *rc = *con_cls;
+    if (rc && rc->job) {
+        /* A waiting request, resumed by its thread (the only way back here): send its answer. */
+        api_job *job = rc->job;
+        rc->job = NULL;
+        enum MHD_Result ok;
+        if (job->err) {
+            ok = api_send_error(conn, rc, job->err, job->fhir);
+            job->err = NULL;
+        } else {
+            ok = api_send(conn, rc, &job->resp, job->fhir);
+        }
+        api_job_free(job);
+        return ok;
+    }
     if (!rc) {
         rc = calloc(1, sizeof *rc);
         if (!rc)
@@ -458,6 +696,13 @@ static void api_on_completed(void *cls, struct MHD_Connection *conn, void **con_
     double ms = (double)ns / 1e6;
     rl_log(RL_LOG_INFO, "api", "request", "method=%s route=%s status=%u ms=%.2f%s", rc->method,
            rc->route, rc->status, ms, toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " aborted=1");
+    /* A waiting request closed before its answer was sent (the daemon stopping): its job is done. */
+    api_job_free(rc->job);
+    if (rc->waited) {
+        pthread_mutex_lock(&api->wait_mu);
+        api->wait_unanswered--;
+        pthread_mutex_unlock(&api->wait_mu);
+    }
     rl_buf_free(&rc->body);
     free(rc);
     *con_cls = NULL;
@@ -534,6 +779,44 @@ cleanup:
     return err;
 }
 
+/*
+ * Starts the fingerprint reader layer (libfprint's thread) with the server,
+ * so that readers are open before the first request and hot-plug is followed
+ * from the start. A layer that cannot start is no reason not to serve: the
+ * /devices routes say why. The log names the readers found (ids and drivers,
+ * never patient data); readers still opening show up as they open.
+ */
+static void api_devices_start(rl_api *api)
+{
+    dev_reader_info *infos = NULL;
+    size_t n = 0;
+    rl_error *err = dev_readers_start(&api->ctx.devices);
+    if (!err)
+        err = dev_readers_list(api->ctx.devices, &infos, &n);
+    if (err) {
+        snprintf(api->devices_error, sizeof api->devices_error, "%s", rl_error_message(err));
+        rl_log(RL_LOG_WARN, "device", "fingerprint readers unavailable", "error=\"%s\"", api->devices_error);
+        rl_error_free(err);
+        dev_readers_stop(api->ctx.devices);
+        api->ctx.devices = NULL;
+        api->ctx.devices_error = api->devices_error;
+        return;
+    }
+    /* One line for the operator (the layer logs each reader with its driver as it finds it). */
+    size_t images = 0;
+    char ids[512] = "";
+    size_t used = 0;
+    for (size_t i = 0; i < n; i++) {
+        images += infos[i].can_capture;
+        int w = snprintf(ids + used, sizeof ids - used, "%s%s", used ? "," : "", infos[i].id);
+        if (w > 0)
+            used = used + (size_t)w < sizeof ids ? used + (size_t)w : sizeof ids - 1;
+    }
+    rl_log(RL_LOG_INFO, "device", "fingerprint readers", "readers=%zu image_readers=%zu ids=%s", n, images,
+           n ? ids : "-");
+    free(infos);
+}
+
 rl_error *rl_api_start(const rl_config *cfg, rl_registry *registry, rl_store *store, rl_api **out)
 {
     rl_error *err = NULL;
@@ -569,12 +852,15 @@ rl_error *rl_api_start(const rl_config *cfg, rl_registry *registry, rl_store *st
     api->ctx.metrics = api_metrics_new(API_NROUTES);
     if (!api->ctx.metrics)
         RL_FAIL(RL_ENOMEM, "out of memory");
+    api_devices_start(api);
+    RL_TRY(api_wait_start(api));
 
     /* poll(), not epoll: with libmicrohttpd's edge-triggered epoll, a body that
      * arrives while a connection's buffer is full (large headers and query) was
      * left unread until the connection timed out (30 s; test_fuzz saw it), and
      * bodies in general waited longer. Level-triggered poll re-checks each round. */
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG | MHD_USE_POLL;
+    /* Suspend/resume: fingerprint requests wait on wait threads, not on the workers (api_job). */
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG | MHD_USE_POLL | MHD_ALLOW_SUSPEND_RESUME;
     if (v6)
         flags |= MHD_USE_IPv6;
     if (tls)
@@ -616,8 +902,18 @@ void rl_api_stop(rl_api *api)
 {
     if (!api)
         return;
-    if (api->daemon)
+    /* Waiting requests first: no connection may be suspended when the daemon stops
+     * (libmicrohttpd's rule), and none may use the readers once they are freed. */
+    api_wait_stop(api);
+    if (api->daemon) {
+        api_wait_drain(api);
         MHD_stop_daemon(api->daemon);
+    }
+    dev_readers_stop(api->ctx.devices);
+    if (api->wait_sync_ready) {
+        pthread_cond_destroy(&api->wait_cv);
+        pthread_mutex_destroy(&api->wait_mu);
+    }
     api_auth_close(api->ctx.auth);
     api_metrics_free(api->ctx.metrics);
     free(api->tls_cert);

@@ -7,9 +7,14 @@
  * Every request is logged as method, route template, status and duration:
  * never the query string, a path parameter's meaning or a body.
  *
+ * Requests that wait for a finger on a reader run on wait threads of their
+ * own while libmicrohttpd holds their connection suspended (the workers go
+ * on serving); rl_api_start also starts the fingerprint reader layer.
+ *
  * Ownership: rl_api_start() borrows cfg, registry and store, which must outlive the
  * server. rl_api_stop() (NULL allowed) stops accepting, lets requests in
- * flight finish, joins the workers and frees the server.
+ * flight finish (those waiting for a finger end with 503 "unavailable"),
+ * stops the reader layer, joins the workers and frees the server.
  */
 #ifndef RL_API_SERVER_H
 #define RL_API_SERVER_H

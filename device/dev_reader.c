@@ -47,6 +47,7 @@ typedef struct dev_reader {
 struct dev_readers {
     pthread_t thread;
     bool thread_started;
+    bool joined; /* dev_readers_cancel joined the thread (caller side) */
     GMainContext *gctx; /* GLib's default context: libfprint posts removals there */
     GMainLoop *loop;
     FpContext *fp;
@@ -179,15 +180,19 @@ static bool dev_req_wait(dev_req *r, long deadline_ms)
  * reference. */
 static rl_error *dev_req_run(dev_readers *m, dev_req *r, GSourceFunc fn, long deadline_ms)
 {
+    /* Posted under the lock: the thread stops accepting under it too, then
+     * runs what was posted before, so a request is never left in a context
+     * that nobody iterates any more (its caller would wait out the grace). */
     pthread_mutex_lock(&m->mu);
     bool accepting = m->accepting;
+    if (accepting)
+        dev_post(m, fn, r);
     pthread_mutex_unlock(&m->mu);
     if (!accepting) {
         r->refs--; /* never posted: the loop's reference goes now (no one else sees r) */
         r->reason = "unavailable";
         return RL_ERR(RL_EIO, "the fingerprint reader layer is not running");
     }
-    dev_post(m, fn, r);
     if (!dev_req_wait(r, deadline_ms)) {
         r->reason = "unavailable";
         return RL_ERR(RL_EIO, "the fingerprint reader thread did not answer within %ld ms", deadline_ms);
@@ -759,9 +764,9 @@ cleanup:
     return err;
 }
 
-void dev_readers_stop(dev_readers *m)
+void dev_readers_cancel(dev_readers *m)
 {
-    if (!m)
+    if (!m || m->joined)
         return;
     dev_req *r = dev_req_new(m, DEV_REQ_STOP);
     if (r) {
@@ -770,6 +775,14 @@ void dev_readers_stop(dev_readers *m)
         dev_req_unref(r);
     }
     pthread_join(m->thread, NULL);
+    m->joined = true;
+}
+
+void dev_readers_stop(dev_readers *m)
+{
+    if (!m)
+        return;
+    dev_readers_cancel(m);
     pthread_cond_destroy(&m->cv);
     pthread_mutex_destroy(&m->mu);
     free(m);

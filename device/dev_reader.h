@@ -44,7 +44,8 @@
  * Messages name the reader id and libfprint's text, never patient data.
  *
  * Ownership: dev_readers_stop() cancels captures in flight, closes every
- * reader, stops and joins the thread; it accepts NULL. dev_capture_free()
+ * reader, stops and joins the thread (dev_readers_cancel), then frees; it
+ * accepts NULL. dev_capture_free()
  * releases a capture and accepts NULL or zeroed structs.
  */
 #ifndef RL_DEV_READER_H
@@ -99,6 +100,14 @@ typedef struct dev_capture {
  * goes on in the background). RL_EIO when GLib's default main context is
  * already owned (a second dev_readers in one process). */
 rl_error *dev_readers_start(dev_readers **out);
+/* The first half of dev_readers_stop, for a server whose other threads may
+ * still be inside a dev_readers_* call: captures in flight fail
+ * ("unavailable"), readers close, the thread is joined; later calls fail at
+ * once ("unavailable"). m stays valid until dev_readers_stop. Call it from
+ * one thread; NULL allowed. */
+void dev_readers_cancel(dev_readers *m);
+/* dev_readers_cancel (when not done yet), then frees m: no other thread may
+ * be using m any more. NULL allowed. */
 void dev_readers_stop(dev_readers *m);
 
 /* A snapshot of the readers, in discovery order. *out is malloc'd (free()),

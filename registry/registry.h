@@ -274,6 +274,25 @@ rl_error *rl_registry_review_show(rl_registry *reg, const rl_actor *actor, const
 rl_error *rl_registry_review_resolve(rl_registry *reg, const rl_actor *actor, const char *review_id,
                                      const char *decision, json_t **out);
 
+/* Queues a possible duplicate found by fingerprint: record_id's finger
+ * matched candidate_record's, in another golden record, at `score` (the
+ * matcher's, 0-1; above the 1:N threshold). The item has the demographic
+ * items' shape ("record", "golden", "candidate_record", "candidate_golden",
+ * "score", grade "probable") with "kind": "biometric" and "fields":
+ * {"biometric": evidence}: details (borrowed, may be NULL; e.g. "position",
+ * "candidate_position", "threshold", "device") plus "modality", "score" and
+ * "found", so that `review show` says why. It is resolved like any item.
+ * Nothing new is queued (*out's "reason") when the two records are in one
+ * golden record now ("same-golden"), when a reviewer said they are not the
+ * same person ("not-a-match"), or when an item for the pair is open already
+ * ("open-already": the evidence is added to that item as "biometric"). One
+ * batch with its audit entry ("review-biometric"). *out (may be NULL):
+ * {"review": id or absent, "queued", "reason"?}. Errors: RL_EINVAL (ids,
+ * score, details not an object), RL_ENOTFOUND (either record). */
+rl_error *rl_registry_review_add_biometric(rl_registry *reg, const rl_actor *actor, const char *record_id,
+                                           const char *candidate_record, double score, const json_t *details,
+                                           json_t **out);
+
 /* ---- audit ---- */
 
 typedef struct rl_audit_query {
@@ -327,7 +346,8 @@ enum { RL_FINGER_POSITION_MAX = 10 };
 
 /* Enrols (or replaces) record_id's finger at `position`. Errors: RL_EINVAL
  * (position, id), RL_ENOTFOUND (no such source record), RL_ERETRY (poor
- * capture: quality or minutiae below the options' floors: recapture).
+ * capture: quality or minutiae below the options' floors: recapture; a template of quality 0, unknown,
+ * is held to the minutiae floor only).
  * *out (may be NULL): {"record", "position", "quality", "minutiae", "replaced"}. */
 rl_error *rl_registry_finger_enroll(rl_registry *reg, const rl_actor *actor, const char *record_id, int position,
                                     const bio_template *t, json_t **out);
@@ -340,6 +360,20 @@ rl_error *rl_registry_finger_list(rl_registry *reg, const rl_actor *actor, const
  * threshold grows with the gallery size (bio_gallery_threshold, FPIR 0.1%). Audited as a search. */
 rl_error *rl_registry_finger_identify(rl_registry *reg, const rl_actor *actor, const bio_template *probe, int top,
                                       json_t **out);
+
+/* 1:1: is this finger one of these source records' enrolled fingers? (the records of one person: a
+ * source record, or the members of a golden record). Compares the probe with every finger enrolled on
+ * them at `position` (-1: at any position) and takes the best:
+ * {"comparisons": [{"record", "position", "score"}] (best first), "compared", "best": {"record",
+ * "position", "score"} (absent when nothing was compared), "threshold", "decision":
+ * "match"|"no-match"|"not-enrolled"}. The threshold is the 1:1 one for FMR 0.1% (0.0331,
+ * docs/fingerprints.md) for one comparison; best-of-k comparisons use the FMR 0.1% / k threshold
+ * (bio_gallery_threshold), so that trying every enrolled finger does not multiply false accepts.
+ * Errors: RL_EINVAL (ids, position, nrecords outside 1..RL_FINGER_VERIFY_MAX_RECORDS), RL_ERETRY
+ * (probe too poor to compare). Audited as a read of the records ("finger-verify"). */
+enum { RL_FINGER_VERIFY_MAX_RECORDS = 64 };
+rl_error *rl_registry_finger_verify(rl_registry *reg, const rl_actor *actor, const char *const *records,
+                                    int nrecords, int position, const bio_template *probe, json_t **out);
 
 /* ---- maintenance ---- */
 

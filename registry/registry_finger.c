@@ -238,7 +238,9 @@ rl_error *rl_registry_finger_enroll(rl_registry *reg, const rl_actor *actor, con
     RL_TRY(fg_check(record_id, position));
     if (!t)
         RL_FAIL(RL_EINVAL, "finger template: missing");
-    if (t->quality < reg->opts.finger_min_quality)
+    /* 0 is "unknown" (ISO/ANSI records from readers that do not grade, such as FVC2002's SecuGen ones):
+     * nothing to gate on, so the minutiae floor below decides alone. */
+    if (t->quality != 0 && t->quality < reg->opts.finger_min_quality)
         RL_FAIL(RL_ERETRY, "poor capture: quality %d is below %d: recapture the finger", t->quality,
                 reg->opts.finger_min_quality);
     if (t->count < reg->opts.finger_min_minutiae)
@@ -479,5 +481,107 @@ cleanup:
     bio_features_free(f);
     free(r);
     free(probe_pf);
+    return err;
+}
+
+typedef struct fg_comparison {
+    char record[BIO_GALLERY_RECORD_MAX + 1];
+    int position;
+    double score;
+} fg_comparison;
+
+static int fg_by_score_desc(const void *a, const void *b)
+{
+    const fg_comparison *x = a, *y = b;
+    if (x->score != y->score)
+        return x->score < y->score ? 1 : -1;
+    int c = strcmp(x->record, y->record);
+    return c ? c : x->position - y->position;
+}
+
+rl_error *rl_registry_finger_verify(rl_registry *reg, const rl_actor *actor, const char *const *records,
+                                    int nrecords, int position, const bio_template *probe, json_t **out)
+{
+    rl_error *err = NULL;
+    rl_store_iter *it = NULL;
+    bio_features *pf = NULL, *ef = NULL;
+    bio_match_scratch *scratch = NULL;
+    json_t *list = NULL, *result = NULL;
+    /* At most one finger per position per record: the array is bounded by the inputs. */
+    enum { FG_CMP_MAX = RL_FINGER_VERIFY_MAX_RECORDS * (RL_FINGER_POSITION_MAX + 1) };
+    fg_comparison *cmp = NULL;
+    size_t n = 0;
+    *out = NULL;
+    if (nrecords < 1 || nrecords > RL_FINGER_VERIFY_MAX_RECORDS)
+        RL_FAIL(RL_EINVAL, "verify: expected 1 to %d records", RL_FINGER_VERIFY_MAX_RECORDS);
+    if (position < -1 || position > RL_FINGER_POSITION_MAX)
+        RL_FAIL(RL_EINVAL, "finger position: expected 0 (unknown) to 10 (ISO/IEC 19794-2), or any");
+    for (int i = 0; i < nrecords; i++)
+        RL_TRY(fg_check(records[i], 0));
+    if (!probe)
+        RL_FAIL(RL_EINVAL, "probe: missing");
+    if (probe->count < BIO_MATCH_MIN_CYLINDERS)
+        RL_FAIL(RL_ERETRY, "poor capture: %d minutiae: recapture the finger", probe->count);
+    cmp = calloc(FG_CMP_MAX, sizeof *cmp);
+    list = json_array();
+    if (!cmp || !list)
+        RL_FAIL(RL_ENOMEM, "out of memory");
+    RL_TRY(bio_features_build(probe, &pf));
+    RL_TRY(bio_match_scratch_new(&scratch));
+    for (int i = 0; i < nrecords; i++) {
+        char prefix[REG_KEY_MAX];
+        int pl = snprintf(prefix, sizeof prefix, "F%s%c", records[i], '\0');
+        RL_TRY(rl_store_iter_prefix(reg->store, RL_CF_TEMPLATES, prefix, (size_t)pl, &it));
+        for (; rl_store_iter_valid(it) && n < FG_CMP_MAX; rl_store_iter_next(it)) {
+            size_t klen, vlen, tlen, flen;
+            const char *k = rl_store_iter_key(it, &klen);
+            const unsigned char *v = (const unsigned char *)rl_store_iter_value(it, &vlen), *tp, *fp;
+            bio_gallery_key gk;
+            RL_TRY(fg_gallery_key(k + 1, klen - 1, &gk));
+            if (position >= 0 && gk.position != position)
+                continue;
+            RL_TRY(fg_parse(v, vlen, &tp, &tlen, &fp, &flen, NULL));
+            RL_TRY(bio_features_decode(fp, flen, &ef));
+            snprintf(cmp[n].record, sizeof cmp[n].record, "%s", gk.record);
+            cmp[n].position = gk.position;
+            cmp[n].score = bio_match_score(pf, ef, scratch);
+            n++;
+            bio_features_free(ef);
+            ef = NULL;
+        }
+        RL_TRY(rl_store_iter_status(it));
+        rl_store_iter_destroy(it);
+        it = NULL;
+    }
+    qsort(cmp, n, sizeof *cmp, fg_by_score_desc);
+    for (size_t i = 0; i < n; i++)
+        if (json_array_append_new(list, json_pack("{s:s, s:i, s:f}", "record", cmp[i].record, "position",
+                                                  cmp[i].position, "score", cmp[i].score)) != 0)
+            RL_FAIL(RL_ENOMEM, "out of memory");
+    /* Best of k comparisons: each must clear FMR 0.1% / k (one comparison: 0.0331). */
+    double threshold = bio_gallery_threshold(0.001, n ? n : 1);
+    const char *decision = n == 0 ? "not-enrolled" : cmp[0].score >= threshold ? "match" : "no-match";
+    result = json_pack("{s:O, s:I, s:f, s:s}", "comparisons", list, "compared", (json_int_t)n, "threshold",
+                       threshold, "decision", decision);
+    if (!result)
+        RL_FAIL(RL_ENOMEM, "out of memory");
+    if (n > 0)
+        json_object_set_new(result, "best", json_pack("{s:s, s:i, s:f}", "record", cmp[0].record, "position",
+                                                      cmp[0].position, "score", cmp[0].score));
+    json_t *detail = json_pack("{s:i, s:I}", "position", position, "compared", (json_int_t)n);
+    err = reg_audit_now(reg, actor, "finger-verify", records, nrecords, decision, detail);
+    json_decref(detail);
+    if (err)
+        goto cleanup;
+    *out = result;
+    result = NULL;
+cleanup:
+    rl_store_iter_destroy(it);
+    bio_features_free(pf);
+    bio_features_free(ef);
+    bio_match_scratch_free(scratch);
+    json_decref(list);
+    json_decref(result);
+    free(cmp);
     return err;
 }

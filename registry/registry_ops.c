@@ -423,6 +423,137 @@ cleanup:
     return err;
 }
 
+/* The open item for (record, candidate golden), by the review_open index; *id "" when none. */
+static rl_error *reg_open_review_of(rl_registry *reg, const char *record_id, const char *golden,
+                                    char id[REG_TIMEKEY_LEN + 1])
+{
+    rl_error *err = NULL;
+    char *v = NULL;
+    char okey[2 * REG_ID_LEN + 8];
+    int oklen = snprintf(okey, sizeof okey, "%s%c%s", record_id, '\0', golden);
+    size_t len = 0;
+    bool found = false;
+    id[0] = '\0';
+    RL_TRY(rl_store_get(reg->store, RL_CF_REVIEW_OPEN, okey, (size_t)oklen, &v, &len, &found));
+    if (found && len == REG_TIMEKEY_LEN) {
+        memcpy(id, v, len);
+        id[len] = '\0';
+    }
+cleanup:
+    free(v);
+    return err;
+}
+
+rl_error *rl_registry_review_add_biometric(rl_registry *reg, const rl_actor *actor, const char *record_id,
+                                           const char *candidate_record, double score, const json_t *details,
+                                           json_t **out)
+{
+    rl_error *err = NULL;
+    reg_txn txn = {0};
+    json_t *la = NULL, *lb = NULL, *evidence = NULL, *item = NULL, *memo = NULL;
+    bool locked = false;
+    const char *reason = NULL;
+    char id[REG_TIMEKEY_LEN + 1] = "";
+    if (out)
+        *out = NULL;
+    RL_TRY(reg_require_id(record_id, "record"));
+    RL_TRY(reg_require_id(candidate_record, "candidate record"));
+    if (strcmp(record_id, candidate_record) == 0)
+        RL_FAIL(RL_EINVAL, "a record is not a duplicate of itself");
+    if (!(score >= 0 && score <= 1))
+        RL_FAIL(RL_EINVAL, "score: expected a number from 0 to 1");
+    if (details && !json_is_object(details))
+        RL_FAIL(RL_EINVAL, "details: expected a JSON object");
+    char now[32];
+    reg_now(now);
+    /* What the reviewer reads: the modality, the score and the caller's evidence (positions, threshold). */
+    evidence = details ? json_deep_copy(details) : json_object();
+    if (!evidence || json_object_set_new(evidence, "modality", json_string("fingerprint")) != 0 ||
+        json_object_set_new(evidence, "score", json_real(score)) != 0 ||
+        json_object_set_new(evidence, "found", json_string(now)) != 0)
+        RL_FAIL(RL_ENOMEM, "out of memory");
+
+    pthread_mutex_lock(&reg->write_lock);
+    locked = true;
+    RL_TRY(reg_txn_begin(reg, &txn));
+    RL_TRY(reg_txn_link(&txn, record_id, &la));
+    RL_TRY(reg_txn_link(&txn, candidate_record, &lb));
+    if (!la)
+        RL_FAIL(RL_ENOTFOUND, "no source record %s", record_id);
+    if (!lb)
+        RL_FAIL(RL_ENOTFOUND, "no source record %s", candidate_record);
+    const char *ga = json_string_value(json_object_get(la, "golden"));
+    const char *gb = json_string_value(json_object_get(lb, "golden"));
+    if (!ga || !gb)
+        RL_FAIL(RL_ESTORE, "a link without its golden record: the store is damaged");
+    char pair[2 * REG_ID_LEN + 8];
+    size_t plen = reg_pair_key(record_id, candidate_record, pair, sizeof pair);
+    RL_TRY(reg_get_json(reg, RL_CF_NOMATCH, pair, plen, &memo));
+    if (strcmp(ga, gb) == 0) {
+        reason = "same-golden"; /* one person already: nothing to decide */
+    } else if (memo) {
+        reason = "not-a-match"; /* a reviewer decided these two differ; the answer says the finger disagrees */
+    } else {
+        /* An item open for the pair either way (demographic, or an earlier enrolment) gets the evidence
+         * added, not a second item: the reviewer decides the pair once. */
+        RL_TRY(reg_open_review_of(reg, record_id, gb, id));
+        if (!id[0])
+            RL_TRY(reg_open_review_of(reg, candidate_record, ga, id));
+        if (id[0]) {
+            reason = "open-already";
+            RL_TRY(reg_get_json(reg, RL_CF_REVIEW, id, strlen(id), &item));
+            if (!item)
+                RL_FAIL(RL_ESTORE, "review index names item %s, which does not exist: the store is damaged", id);
+            if (json_object_set(item, "biometric", evidence) != 0)
+                RL_FAIL(RL_ENOMEM, "out of memory");
+        } else {
+            reg_time_key(reg, rl_time_wall_ms(), id);
+            /* A human decides: at most "probable", as for demographic items. */
+            item = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:f, s:s, s:{s:O}}", "id", id, "status",
+                             "open", "kind", "biometric", "created", now, "record", record_id, "golden", ga,
+                             "candidate_golden", gb, "candidate_record", candidate_record, "score", score, "grade",
+                             "probable", "fields", "biometric", evidence);
+            if (!item)
+                RL_FAIL(RL_ENOMEM, "out of memory");
+            char okey[2 * REG_ID_LEN + 8];
+            int oklen = snprintf(okey, sizeof okey, "%s%c%s", record_id, '\0', gb);
+            rl_store_batch_put(txn.batch, RL_CF_REVIEW_OPEN, okey, (size_t)oklen, id, REG_TIMEKEY_LEN);
+            txn.d_open_reviews++;
+        }
+        reg_put_json(txn.batch, RL_CF_REVIEW, id, REG_TIMEKEY_LEN, item, &err);
+        if (err)
+            goto cleanup;
+    }
+    const char *subjects[2] = {record_id, candidate_record};
+    json_t *detail = json_pack("{s:s?, s:s, s:f}", "review", id[0] ? id : NULL, "outcome",
+                               reason ? reason : "queued", "score", score);
+    err = reg_txn_audit(&txn, actor, "review-biometric", subjects, 2, reason ? reason : "queued", detail);
+    json_decref(detail);
+    if (err)
+        goto cleanup;
+    uint64_t ticket = 0;
+    RL_TRY(reg_txn_apply(&txn, &ticket));
+    pthread_mutex_unlock(&reg->write_lock);
+    locked = false;
+    RL_TRY(rl_store_sync(reg->store, ticket));
+    if (out) {
+        *out = json_pack("{s:s?, s:b, s:s?}", "review", id[0] ? id : NULL, "queued", reason == NULL, "reason",
+                         reason);
+        if (!*out)
+            RL_FAIL(RL_ENOMEM, "out of memory");
+    }
+cleanup:
+    if (locked)
+        pthread_mutex_unlock(&reg->write_lock);
+    reg_txn_end(&txn);
+    json_decref(la);
+    json_decref(lb);
+    json_decref(evidence);
+    json_decref(item);
+    json_decref(memo);
+    return err;
+}
+
 rl_error *rl_registry_review_resolve(rl_registry *reg, const rl_actor *actor, const char *review_id,
                                      const char *decision, json_t **out)
 {

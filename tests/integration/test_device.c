@@ -13,6 +13,7 @@
  * Skipped, loudly, without the FVC2002 data.
  */
 #include <pthread.h>
+#include <signal.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -91,20 +92,20 @@ static long captures_so_far(int port)
     return n;
 }
 
-static int setup(void **state)
+/* A server with `threads` HTTP workers and the virtual reader, open and connected. */
+static int setup_threads(void **state, const char *threads)
 {
     fixture *f = calloc(1, sizeof *f);
     f->fd = -1;
     f->sockdir = rl_test_tmpdir("vreader");
     snprintf(f->sock, sizeof f->sock, "%s/reader.sock", f->sockdir);
     setenv("FP_VIRTUAL_IMAGE", f->sock, 1);
-    /* Several workers: a capture holds one while the test polls /devices on another. */
-    const char *const extra[] = {"--threads", "4", NULL};
+    const char *const extra[] = {"--threads", threads, NULL};
     bool up = rl_test_server_start(&f->srv, NULL, extra);
     unsetenv("FP_VIRTUAL_IMAGE");
     if (!up)
         return -1;
-    /* The first /devices request starts the device layer, which opens the reader: then it listens. */
+    /* The server starts the device layer, which opens the reader in the background: then it listens. */
     for (int i = 0; i < 200; i++) {
         json_t *d = reader_entry(f->srv.port, READER);
         bool open = d && json_is_true(json_object_get(d, "open"));
@@ -118,6 +119,17 @@ static int setup(void **state)
         return -1;
     *state = f;
     return 0;
+}
+
+static int setup(void **state)
+{
+    return setup_threads(state, "4");
+}
+
+/* One worker: a capture that held it would leave every other request waiting. */
+static int setup_one_worker(void **state)
+{
+    return setup_threads(state, "1");
 }
 
 static int teardown(void **state)
@@ -162,10 +174,6 @@ static void post_start(post_call *c, int port, const char *path, const char *bod
     snprintf(c->path, sizeof c->path, "%s", path);
     snprintf(c->body, sizeof c->body, "%s", body ? body : "");
     assert_int_equal(pthread_create(&c->thread, NULL, post_thread, c), 0);
-    /* A libmicrohttpd pool worker serves every connection it accepted, in turn: one that accepted
-     * this request and a /devices poll together would leave the poll waiting behind the capture.
-     * Let this one be taken (its worker is then busy and accepts no more) before polling. */
-    sleep_ms(300);
 }
 
 static json_t *post_finish(post_call *c, long want_status)
@@ -345,8 +353,40 @@ static void test_enroll_then_identify(void **state)
         fail_msg("no possible duplicate in %s", text);
     }
     assert_string_equal(json_string_value(json_object_get(dup, "record")), ada);
-    assert_non_null(json_object_get(res, "review"));
+    json_t *review = json_object_get(res, "review");
+    assert_int_equal(json_integer_value(json_object_get(review, "queued")), 1);
+    const char *review_id = json_string_value(json_object_get(json_array_get(json_object_get(review, "items"), 0),
+                                                              "review"));
+    assert_non_null(review_id);
+    char *rid = strdup(review_id);
     json_decref(res);
+
+    /* The reviewer finds it in the queue, a biometric item that says why. */
+    json_t *queue = get_json(f->srv.port, "/admin/review", 200);
+    json_t *item = NULL, *it;
+    size_t k;
+    json_array_foreach(json_object_get(queue, "items"), k, it) {
+        if (strcmp(json_string_value(json_object_get(it, "id")), rid) == 0)
+            item = it;
+    }
+    assert_non_null(item);
+    assert_string_equal(json_string_value(json_object_get(item, "kind")), "biometric");
+    assert_string_equal(json_string_value(json_object_get(item, "status")), "open");
+    assert_string_equal(json_string_value(json_object_get(item, "record")), cy);
+    assert_string_equal(json_string_value(json_object_get(item, "candidate_record")), ada);
+    json_t *bio = json_object_get(json_object_get(item, "fields"), "biometric");
+    assert_string_equal(json_string_value(json_object_get(bio, "modality")), "fingerprint");
+    assert_true(json_real_value(json_object_get(bio, "score")) >= json_real_value(json_object_get(bio, "threshold")));
+    assert_int_equal(json_integer_value(json_object_get(bio, "position")), 2);
+    assert_string_equal(json_string_value(json_object_get(bio, "device")), READER);
+    json_decref(queue);
+    char path_show[128];
+    snprintf(path_show, sizeof path_show, "/admin/review/%s", rid);
+    json_t *shown = get_json(f->srv.port, path_show, 200);
+    assert_string_equal(json_string_value(json_object_get(json_object_get(shown, "item"), "kind")), "biometric");
+    assert_non_null(json_object_get(shown, "candidate"));
+    json_decref(shown);
+    free(rid);
 
     /* A swapped finger among the impressions is caught: a retry, nothing stored. */
     char body[256];
@@ -447,6 +487,62 @@ static void test_removed_mid_capture(void **state)
     rl_test_response_free(&r);
 }
 
+/* Milliseconds a GET takes; fails the test unless it answers want_status. */
+static long timed_get(int port, const char *path, long want_status)
+{
+    struct timespec a, b;
+    clock_gettime(CLOCK_MONOTONIC, &a);
+    json_decref(get_json(port, path, want_status));
+    clock_gettime(CLOCK_MONOTONIC, &b);
+    return (b.tv_sec - a.tv_sec) * 1000L + (b.tv_nsec - a.tv_nsec) / 1000000L;
+}
+
+static void test_serves_during_capture(void **state)
+{
+    fixture *f = *state;
+    const char *data = rl_test_data_dir("fingerprints/fvc2002/DB1_B/101_1.png");
+    if (!data)
+        skip();
+    /* One HTTP worker: the capture must not hold it while it waits for a finger. */
+    post_call c;
+    long n = captures_so_far(f->srv.port);
+    post_start(&c, f->srv.port, "/devices/" READER "/capture", "{\"timeout_s\": 20}");
+    assert_true(wait_finger_needed(f->srv.port, n + 1));
+    for (int i = 0; i < 5; i++) {
+        long ms = timed_get(f->srv.port, "/health", 200);
+        if (ms > 1000)
+            fail_msg("/health took %ld ms while a capture waited", ms);
+        ms = timed_get(f->srv.port, "/devices", 200);
+        if (ms > 1000)
+            fail_msg("GET /devices took %ld ms while a capture waited", ms);
+    }
+    json_t *d = reader_entry(f->srv.port, READER);
+    assert_true(json_is_true(json_object_get(d, "busy")));
+    json_decref(d);
+    /* A second capture on the busy reader is refused at once, not queued behind the first. */
+    rl_test_response r = {0};
+    assert_true(rl_test_http(f->srv.port, "POST", "/devices/" READER "/capture", NULL, NULL, 0, &r));
+    assert_int_equal(r.status, 503);
+    assert_non_null(strstr(r.body, "busy"));
+    rl_test_response_free(&r);
+    char *path = fvc(data, "101_1");
+    assert_true(vr_send_file(f->fd, path, NULL));
+    free(path);
+    json_decref(post_finish(&c, 200));
+
+    /* Stopping while a capture waits: the capture is answered (503, "unavailable"), the server exits 0
+     * (teardown checks the exit status; under ASan, no leak). */
+    n = captures_so_far(f->srv.port);
+    post_start(&c, f->srv.port, "/devices/" READER "/capture", "{\"timeout_s\": 20}");
+    assert_true(wait_finger_needed(f->srv.port, n + 1));
+    kill(f->srv.pid, SIGTERM);
+    json_t *res = post_finish(&c, 503);
+    json_t *coding = json_object_get(json_object_get(json_array_get(json_object_get(res, "issue"), 0), "details"),
+                                     "coding");
+    assert_string_equal(json_string_value(json_object_get(json_array_get(coding, 1), "code")), "unavailable");
+    json_decref(res);
+}
+
 static void test_cli(void **state)
 {
     (void)state;
@@ -503,6 +599,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_enroll_then_identify, setup, teardown),
         cmocka_unit_test_setup_teardown(test_retry_command, setup, teardown),
         cmocka_unit_test_setup_teardown(test_removed_mid_capture, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_serves_during_capture, setup_one_worker, teardown),
         cmocka_unit_test(test_cli),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -49,7 +49,7 @@ static void test_every_route_is_documented(void **state)
         lower(routes[i].method, method, sizeof method);
         json_t *op = json_object_get(json_object_get(paths, routes[i].pattern), method);
         if (!op)
-            fail_msg("route %s %s is missing from api/api_openapi.c", routes[i].method, routes[i].pattern);
+            fail_msg("route %s %s is missing from api/openapi.json", routes[i].method, routes[i].pattern);
         const char *role = json_string_value(json_object_get(op, "x-ridgeline-role"));
         const char *want = routes[i].perm == API_PERM_PUBLIC ? "public" : api_perm_role_name(routes[i].perm);
         if (!role || strcmp(role, want) != 0)

@@ -344,6 +344,95 @@ static void test_review_link_decision(void **state)
     rl_submit_result_clear(&b);
 }
 
+/* The reason (or "queued") of a biometric review call; *id receives the item id ("" when none). */
+static const char *add_biometric(fixture *f, const char *a, const char *b, double score, char id[32])
+{
+    json_t *details = json_pack("{s:i, s:i, s:f}", "position", 2, "candidate_position", 7, "threshold", 0.05);
+    json_t *out = NULL;
+    rl_error *err = rl_registry_review_add_biometric(f->reg, &clerk, a, b, score, details, &out);
+    json_decref(details);
+    if (err)
+        fail_msg("review_add_biometric: %s", rl_error_message(err));
+    const char *rid = json_string_value(json_object_get(out, "review"));
+    snprintf(id, 32, "%s", rid ? rid : "");
+    const char *reason = json_is_true(json_object_get(out, "queued")) ? "queued"
+                         : json_string_value(json_object_get(out, "reason"));
+    static char kept[32];
+    snprintf(kept, sizeof kept, "%s", reason ? reason : "?");
+    json_decref(out);
+    return kept;
+}
+
+static void test_review_biometric(void **state)
+{
+    fixture *f = *state;
+    /* Demographically unrelated: only the finger says they may be one person. */
+    rl_submit_result a = submit(f, "urn:a", "1", "Okafor", "Ada", "female", "1980-02-03");
+    rl_submit_result c = submit(f, "urn:c", "1", "Otieno", "Cyrus", "male", "1965-11-30");
+    assert_string_not_equal(a.golden_id, c.golden_id);
+    char id[32], again[32];
+    assert_string_equal(add_biometric(f, c.record_id, a.record_id, 0.21, id), "queued");
+    assert_true(id[0]);
+    rl_registry_stats st;
+    rl_registry_stats_get(f->reg, &st);
+    assert_int_equal(st.open_reviews, 1);
+
+    /* What the reviewer sees: the demographic item's shape, kind biometric, the evidence in fields. */
+    json_t *shown = NULL;
+    assert_null(rl_registry_review_show(f->reg, &reviewer, id, &shown));
+    json_t *item = json_object_get(shown, "item");
+    assert_string_equal(json_string_value(json_object_get(item, "kind")), "biometric");
+    assert_string_equal(json_string_value(json_object_get(item, "record")), c.record_id);
+    assert_string_equal(json_string_value(json_object_get(item, "candidate_golden")), a.golden_id);
+    assert_string_equal(json_string_value(json_object_get(item, "grade")), "probable");
+    json_t *bio = json_object_get(json_object_get(item, "fields"), "biometric");
+    assert_string_equal(json_string_value(json_object_get(bio, "modality")), "fingerprint");
+    assert_int_equal(json_integer_value(json_object_get(bio, "candidate_position")), 7);
+    assert_true(json_real_value(json_object_get(bio, "score")) > 0.2);
+    assert_non_null(json_object_get(shown, "candidate"));
+    json_decref(shown);
+
+    /* The same pair again, either way round: the open item gets the evidence, no second item. */
+    assert_string_equal(add_biometric(f, a.record_id, c.record_id, 0.3, again), "open-already");
+    assert_string_equal(again, id);
+    rl_registry_stats_get(f->reg, &st);
+    assert_int_equal(st.open_reviews, 1);
+    expect_clean(f);
+
+    /* Errors: itself, an unknown record, a score out of range. */
+    rl_error *err = rl_registry_review_add_biometric(f->reg, &clerk, a.record_id, a.record_id, 0.5, NULL, NULL);
+    assert_int_equal(rl_error_code(err), RL_EINVAL);
+    rl_error_free(err);
+    err = rl_registry_review_add_biometric(f->reg, &clerk, a.record_id, "nobody", 0.5, NULL, NULL);
+    assert_int_equal(rl_error_code(err), RL_ENOTFOUND);
+    rl_error_free(err);
+    err = rl_registry_review_add_biometric(f->reg, &clerk, a.record_id, c.record_id, 1.5, NULL, NULL);
+    assert_int_equal(rl_error_code(err), RL_EINVAL);
+    rl_error_free(err);
+
+    /* "Not the same person": remembered, the finger does not queue the pair again. */
+    json_t *out = NULL;
+    assert_null(rl_registry_review_resolve(f->reg, &reviewer, id, "not-a-match", &out));
+    json_decref(out);
+    assert_string_equal(add_biometric(f, c.record_id, a.record_id, 0.21, again), "not-a-match");
+    rl_registry_stats_get(f->reg, &st);
+    assert_int_equal(st.open_reviews, 0);
+
+    /* A biometric item is resolved like any: "link" moves the record to the candidate's person,
+     * after which the pair is one person and nothing is queued. */
+    rl_submit_result d = submit(f, "urn:d", "1", "Mwangi", "Beatrice", "female", "1991-07-21");
+    assert_string_equal(add_biometric(f, d.record_id, a.record_id, 0.4, id), "queued");
+    assert_null(rl_registry_review_resolve(f->reg, &reviewer, id, "link", &out));
+    json_decref(out);
+    char g[65];
+    assert_string_equal(golden_of(f, d.record_id, g), a.golden_id);
+    assert_string_equal(add_biometric(f, d.record_id, a.record_id, 0.4, again), "same-golden");
+    expect_clean(f);
+    rl_submit_result_clear(&a);
+    rl_submit_result_clear(&c);
+    rl_submit_result_clear(&d);
+}
+
 static void test_link_unlink_undo(void **state)
 {
     fixture *f = *state;
@@ -617,6 +706,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_trusted_identifier, setup, teardown),
         cmocka_unit_test_setup_teardown(test_review_link_and_not_a_match_memory, setup, teardown),
         cmocka_unit_test_setup_teardown(test_review_link_decision, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_review_biometric, setup, teardown),
         cmocka_unit_test_setup_teardown(test_link_unlink_undo, setup, teardown),
         cmocka_unit_test_setup_teardown(test_merge_unmerge_restores_exactly, setup, teardown),
         cmocka_unit_test_setup_teardown(test_audit_trail, setup, teardown),
