@@ -158,7 +158,7 @@ check-layers:
 BENCH_SIZES ?= 100000 1000000
 BENCH_MATCH_SIZES ?= 100000 1000000
 BENCH_IDENTIFY_SIZES ?= 10000 100000 1000000
-bench: bench-fingerprint
+bench: bench-fingerprint bench-http
 	@for n in $(BENCH_SIZES); do $(BIN) bench register --size $$n || exit 1; echo; done
 	@for n in $(BENCH_MATCH_SIZES); do $(BIN) bench match --size $$n || exit 1; echo; done
 	@for n in $(BENCH_IDENTIFY_SIZES); do RIDGELINE_TESTDATA=$(RIDGELINE_TESTDATA) $(BIN) bench identify --size $$n || exit 1; echo; done
