@@ -216,9 +216,52 @@ static int pf_cand_cmp(const void *pa, const void *pb)
     return a->m < b->m ? -1 : a->m > b->m;
 }
 
-/* The compact cylinders of the `want` most central usable minutiae of t,
- * best first, into out[]; returns how many. */
-static unsigned pf_build(const bio_template *t, unsigned want, pf_cyl *out)
+/*
+ * Reorders cand[0..nc) (sorted by pf_cand_cmp) for spread: among the
+ * minutiae with at least half the best candidate's valid cells, the most
+ * central first, then each next the one farthest from all chosen so far
+ * (greedy farthest point); the rest keep their order behind. A gallery
+ * finger keeps only KERN_PF_GCYL cylinders, and a probe impression often
+ * overlaps just part of the enrolled one: central cylinders cluster where
+ * the probe may not reach, spread ones leave some inside any overlap
+ * (measured at 10k: misses at 400 from 4.6% to 2.5%, docs/fingerprints.md).
+ * Deterministic: ties keep the lower position.
+ */
+static void pf_spread(pf_cand *cand, size_t nc, const double *X, const double *Y)
+{
+    if (nc < 2)
+        return;
+    size_t ne = 1;
+    while (ne < nc && 2 * cand[ne].valid_cells >= cand[0].valid_cells)
+        ne++;
+    double dmin[BIO_MAX_MINUTIAE];
+    for (size_t i = 1; i < ne; i++) {
+        double dx = X[cand[i].m] - X[cand[0].m], dy = Y[cand[i].m] - Y[cand[0].m];
+        dmin[i] = dx * dx + dy * dy;
+    }
+    for (size_t done = 1; done < ne; done++) {
+        size_t b = done;
+        for (size_t i = done + 1; i < ne; i++)
+            if (dmin[i] > dmin[b])
+                b = i;
+        pf_cand tc = cand[done];
+        cand[done] = cand[b];
+        cand[b] = tc;
+        double td = dmin[done];
+        dmin[done] = dmin[b];
+        dmin[b] = td;
+        for (size_t i = done + 1; i < ne; i++) {
+            double dx = X[cand[i].m] - X[cand[done].m], dy = Y[cand[i].m] - Y[cand[done].m];
+            if (dx * dx + dy * dy < dmin[i])
+                dmin[i] = dx * dx + dy * dy;
+        }
+    }
+}
+
+/* The compact cylinders of the `want` most central usable minutiae of t
+ * (spread: of the spread order of pf_spread; a probe keeps the central
+ * ones, which a gallery's spread ones then meet), into out[]; returns how many. */
+static unsigned pf_build(const bio_template *t, unsigned want, bool spread, pf_cyl *out)
 {
     pf_tables T;
     pf_tables_init(&T);
@@ -265,6 +308,8 @@ static unsigned pf_build(const bio_template *t, unsigned want, pf_cyl *out)
         cand[nc++] = (pf_cand){__builtin_popcountll(v), dx * dx + dy * dy, (unsigned)m};
     }
     qsort(cand, nc, sizeof *cand, pf_cand_cmp);
+    if (spread)
+        pf_spread(cand, nc, X, Y);
     const double reach = 3.0 * PF_SIGMA_S, lim = PF_R + reach;
     const float reach2 = (float)(reach * reach), gs_scale = (float)(PF_GS_STEPS / (reach * reach));
     float nu[BIO_MAX_MINUTIAE], nv[BIO_MAX_MINUTIAE];
@@ -317,7 +362,7 @@ void bio_prefilter_finger(const bio_template *t, kern_pf_finger *out)
 {
     pf_cyl cyl[KERN_PF_GCYL];
     memset(out, 0, sizeof *out);
-    unsigned n = pf_build(t, KERN_PF_GCYL, cyl);
+    unsigned n = pf_build(t, KERN_PF_GCYL, true, cyl);
     for (unsigned c = 0; c < n; c++) {
         memcpy(out->value[c], cyl[c].value, sizeof out->value[c]);
         out->valid[c] = cyl[c].valid;
@@ -330,7 +375,7 @@ void bio_prefilter_probe(const bio_template *t, kern_pf_probe *out)
 {
     pf_cyl cyl[KERN_PF_PCYL];
     memset(out, 0, sizeof *out);
-    unsigned n = pf_build(t, KERN_PF_PCYL, cyl);
+    unsigned n = pf_build(t, KERN_PF_PCYL, false, cyl);
     for (unsigned c = 0; c < n; c++) {
         for (int k = 0; k < KERN_PF_ND; k++)
             out->value[k][c] = cyl[c].value[k];

@@ -3,13 +3,15 @@
  * them in two stages.
  *
  * Stage 1, the prefilter, streams every finger. Each enrolled finger keeps
- * KERN_PF_GCYL compact MCC cylinders (bio_prefilter_finger): those of its
- * most central minutiae (most valid cells, then nearest the centre), at
+ * KERN_PF_GCYL compact MCC cylinders (bio_prefilter_finger): of minutiae
+ * spread over the finger (the most central, then greedy farthest point
+ * among those with at least half its valid cells), at
  * 8 x 8 cells x 4 directions (256 bits) plus 64 bits of validity, 512 bytes
  * a finger with the directions. A probe brings up to KERN_PF_PCYL of its own
- * (bio_prefilter_probe). The prefilter scores a finger by the matcher's own
- * local evidence: for each probe cylinder the best integer MCC similarity
- * among the finger's direction-compatible cylinders, summed
+ * (bio_prefilter_probe), its most central ones. The prefilter scores a finger
+ * by the matcher's own local evidence: for each probe cylinder the best
+ * normalised integer MCC similarity among the finger's direction-compatible
+ * cylinders, summed
  * (kernels/kern_prefilter: scalar / POPCNT / AVX2 / AVX-512 / OpenCL,
  * identical integers). Two impressions of one finger share local
  * structures around their common minutiae, so a mate finds several strong

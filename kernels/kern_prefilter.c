@@ -21,7 +21,8 @@
 
 _Static_assert(KERN_PF_NS * KERN_PF_NS == 64, "one 64-bit word per angular section");
 _Static_assert(KERN_PF_PCYL % 8 == 0, "probe lanes come in vectors of 8");
-_Static_assert(KERN_PF_PCYL * 2 * 64 * KERN_PF_ND <= 65535, "scores fit in 16 bits");
+_Static_assert(KERN_PF_PCYL * KERN_PF_SIM_SCALE <= 65535, "scores fit in 16 bits");
+_Static_assert(KERN_PF_SIM_PRIOR > 0, "the normaliser is never zero");
 
 static inline unsigned pf_popcount64_ref(uint64_t x)
 {
@@ -36,15 +37,32 @@ static inline bool pf_compatible(uint64_t a, uint64_t b)
     return ((a - b + KERN_PF_DIR_TOL) & 255u) <= 2u * KERN_PF_DIR_TOL;
 }
 
-int kern_pf_pair_sim(const kern_pf_probe *probe, unsigned p, const kern_pf_finger *f, unsigned c)
+/* A pair's raw terms: num = 2 both - diff, den = 2 both + diff + prior (> 0). */
+static void pf_pair_terms(const kern_pf_probe *probe, unsigned p, const kern_pf_finger *f, unsigned c, int *num,
+                          int *den)
 {
     uint64_t v = probe->valid[p] & f->valid[c];
-    int s = 0;
+    int both = 0, diff = 0;
     for (int k = 0; k < KERN_PF_ND; k++) {
         uint64_t a = probe->value[k][p], b = f->value[c][k];
-        s += 2 * (int)pf_popcount64_ref(a & b) - (int)pf_popcount64_ref((a ^ b) & v);
+        both += (int)pf_popcount64_ref(a & b);
+        diff += (int)pf_popcount64_ref((a ^ b) & v);
     }
-    return s;
+    *num = 2 * both - diff;
+    *den = 2 * both + diff + KERN_PF_SIM_PRIOR;
+}
+
+/* The ratio in thousandths, clamped at 0 (a negative ratio is never a best). */
+static inline int pf_ratio(int num, int den)
+{
+    return num > 0 ? num * KERN_PF_SIM_SCALE / den : 0;
+}
+
+int kern_pf_pair_sim(const kern_pf_probe *probe, unsigned p, const kern_pf_finger *f, unsigned c)
+{
+    int num, den;
+    pf_pair_terms(probe, p, f, c, &num, &den);
+    return pf_ratio(num, den);
 }
 
 /* The reference: the contract written as plainly as possible. */
@@ -91,13 +109,16 @@ enum { PF_NV = KERN_PF_PCYL / 8 };
         memcpy(&pm[q], &probe->valid[8 * q], sizeof(pf_v8));                                            \
         memcpy(&pa[q], &probe->angle[8 * q], sizeof(pf_v8));                                            \
     }                                                                                                   \
-    const pf_v8 zero = {0};                                                                             \
+    const pf_v8 zero = {0}, one = zero + 1;                                                             \
     for (size_t t = 0; t < n; t++) {                                                                    \
         const kern_pf_finger *f = &gallery[t];                                                          \
         unsigned nc = f->n < KERN_PF_GCYL ? f->n : KERN_PF_GCYL;                                        \
-        pf_v8 best[PF_NV];                                                                              \
-        for (int q = 0; q < PF_NV; q++)                                                                 \
-            best[q] = zero;                                                                             \
+        /* each lane's best ratio so far as num / den; 0 / 1 is "none" */                              \
+        pf_v8 bnum[PF_NV], bden[PF_NV];                                                                 \
+        for (int q = 0; q < PF_NV; q++) {                                                               \
+            bnum[q] = zero;                                                                             \
+            bden[q] = one;                                                                              \
+        }                                                                                               \
         for (unsigned c = 0; c < nc; c++) {                                                             \
             pf_v8 gv[KERN_PF_ND];                                                                       \
             for (int k = 0; k < KERN_PF_ND; k++)                                                        \
@@ -105,22 +126,25 @@ enum { PF_NV = KERN_PF_PCYL / 8 };
             const pf_v8 gm = zero + (int64_t)f->valid[c], ga = zero + (int64_t)f->angle[c];             \
             for (int q = 0; q < PF_NV; q++) {                                                           \
                 const pf_v8 v = pm[q] & gm;                                                             \
-                pf_v8 s = zero;                                                                         \
+                pf_v8 b2 = zero, d = zero;                                                              \
                 for (int k = 0; k < KERN_PF_ND; k++) {                                                  \
-                    pf_v8 both = pv[k][q] & gv[k], diff = (pv[k][q] ^ gv[k]) & v;                       \
-                    s += 2 * POPCNT_V8(both) - POPCNT_V8(diff);                                         \
+                    b2 += POPCNT_V8(pv[k][q] & gv[k]);                                                  \
+                    d += POPCNT_V8((pv[k][q] ^ gv[k]) & v);                                             \
                 }                                                                                       \
+                b2 += b2;                                                                               \
+                const pf_v8 num = b2 - d, den = b2 + d + KERN_PF_SIM_PRIOR;                             \
+                /* num / den > bnum / bden, exactly: |num| <= 512, den <= 528 */                        \
                 pf_v8 compat = ((pa[q] - ga + KERN_PF_DIR_TOL) & 255) <= 2 * KERN_PF_DIR_TOL;           \
-                pf_v8 take = compat & (s > best[q]);                                                    \
-                best[q] = (s & take) | (best[q] & ~take);                                               \
+                pf_v8 take = compat & (num * bden[q] > bnum[q] * den);                                  \
+                bnum[q] = (num & take) | (bnum[q] & ~take);                                             \
+                bden[q] = (den & take) | (bden[q] & ~take);                                             \
             }                                                                                           \
         }                                                                                               \
-        pf_v8 sum = best[0];                                                                            \
-        for (int q = 1; q < PF_NV; q++)                                                                 \
-            sum += best[q];                                                                             \
-        int64_t total = 0;                                                                              \
-        for (int i = 0; i < 8; i++)                                                                     \
-            total += sum[i];                                                                            \
+        unsigned total = 0;                                                                             \
+        for (int q = 0; q < PF_NV; q++)                                                                 \
+            for (int i = 0; i < 8; i++)                                                                 \
+                if (bnum[q][i] > 0)                                                                     \
+                    total += (unsigned)(bnum[q][i] * KERN_PF_SIM_SCALE / bden[q][i]);                   \
         out[t] = (uint16_t)total;                                                                       \
     }
 

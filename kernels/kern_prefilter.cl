@@ -2,7 +2,8 @@
  * OpenCL version of the identification prefilter scores (kernels/kern_prefilter.h
  * has the contract and the layouts): one work-item per gallery finger, the
  * probe in constant memory. Integer only, so the device agrees with the
- * scalar reference bit for bit.
+ * scalar reference bit for bit. PF_SIM_SCALE and PF_SIM_PRIOR are
+ * KERN_PF_SIM_SCALE and KERN_PF_SIM_PRIOR of kern_prefilter.h.
  *
  * kern_pf_finger (512 bytes = 64 ulong): value[12][4] (words 0..47),
  * valid[12] (48..59), then angle[12] and n as bytes (words 60..61).
@@ -13,6 +14,8 @@
 #define PF_ND 4
 #define PF_DIR_TOL 64
 #define PF_FINGER_WORDS 64
+#define PF_SIM_SCALE 1000
+#define PF_SIM_PRIOR 16
 
 __kernel void pf_scores(__constant const ulong *probe, __global const ulong *gallery, const uint first,
                         const uint n, __global ushort *out)
@@ -39,9 +42,11 @@ __kernel void pf_scores(__constant const ulong *probe, __global const ulong *gal
             const ulong v = probe[4 * PF_PCYL + p] & gm;
             const ulong a0 = probe[p], a1 = probe[PF_PCYL + p], a2 = probe[2 * PF_PCYL + p],
                         a3 = probe[3 * PF_PCYL + p];
-            int s = 2 * (int)(popcount(a0 & g0) + popcount(a1 & g1) + popcount(a2 & g2) + popcount(a3 & g3)) -
-                    (int)(popcount((a0 ^ g0) & v) + popcount((a1 ^ g1) & v) + popcount((a2 ^ g2) & v) +
-                          popcount((a3 ^ g3) & v));
+            const int b2 = 2 * (int)(popcount(a0 & g0) + popcount(a1 & g1) + popcount(a2 & g2) + popcount(a3 & g3));
+            const int d = (int)(popcount((a0 ^ g0) & v) + popcount((a1 ^ g1) & v) + popcount((a2 ^ g2) & v) +
+                                popcount((a3 ^ g3) & v));
+            /* the normalised similarity in thousandths (integer division: exact) */
+            const int num = b2 - d, s = num > 0 ? num * PF_SIM_SCALE / (b2 + d + PF_SIM_PRIOR) : 0;
             if (s > best[p])
                 best[p] = s;
         }

@@ -11,16 +11,25 @@
  *
  *   for each probe cylinder p, over the finger's cylinders g whose minutia
  *   directions differ by at most a quarter turn (|a_p - a_g| <= 64 of 256):
- *     sim(p, g) = 2 |p.value & g.value| - |(p.value ^ g.value) & p.valid & g.valid|
+ *     both = |p.value & g.value|, diff = |(p.value ^ g.value) & p.valid & g.valid|
+ *     sim(p, g) = floor(KERN_PF_SIM_SCALE (2 both - diff) / (2 both + diff + KERN_PF_SIM_PRIOR))
  *   out[t] = sum over p of max(0, max over g of sim(p, g)).
  *
  * That is MCC's local similarity (agreeing "on" cells reward, disagreeing
- * jointly valid cells cost) in integers, then the "best match per probe
- * cylinder, summed" consolidation of MCC's LSS. Value bits lie only in
- * valid cells on both sides (the builder guarantees it), so the AND needs no
- * mask. Everything is an exact integer (out[t] <= KERN_PF_PCYL * 512), so
- * every variant gives the same scores and the short list chosen from them
- * (plain C, shared) is the same on every path.
+ * jointly valid cells cost) normalised, as MCC normalises it, by the on
+ * cells of both sides (2 both + diff = |p on| + |g on| over the jointly
+ * valid cells): a Dice-like ratio, so a large, busy gallery cylinder no
+ * longer wins many probe cylinders by chance agreement alone. The prior in
+ * the denominator keeps a pair with a handful of on cells from scoring as
+ * high as a well-supported one. Then MCC's "best match per probe cylinder,
+ * summed" consolidation. Value bits lie only in valid cells on both sides
+ * (the builder guarantees it), so the AND needs no mask. Everything is an
+ * exact integer (sim <= KERN_PF_SIM_SCALE, out[t] <= KERN_PF_PCYL *
+ * KERN_PF_SIM_SCALE), so every variant gives the same scores and the short
+ * list chosen from them (plain C, shared) is the same on every path. The
+ * SIMD variants pick each probe cylinder's best pair by comparing the
+ * ratios exactly (cross-multiplied) and divide once per probe cylinder per
+ * finger; floor is monotone, so that is the same integer.
  *
  * Layout: a kern_pf_finger is one 64-byte aligned block (KERN_PF_FINGER_BYTES)
  * and a gallery run is contiguous (structure of arrays at the gallery level:
@@ -56,8 +65,11 @@
 #define KERN_PF_GCYL 12     /* cylinders kept per enrolled finger */
 #define KERN_PF_PCYL 32     /* probe cylinders at most (4 x 8 SIMD lanes) */
 #define KERN_PF_DIR_TOL 64  /* direction compatibility, of 256 per turn */
+#define KERN_PF_SIM_SCALE 1000 /* a pair's similarity in thousandths */
+#define KERN_PF_SIM_PRIOR 16   /* on cells added to the normaliser (measured: 16 of 0/16/48 at 10k) */
 
-/* One enrolled finger's prefilter data (512 bytes). */
+/* One enrolled finger's prefilter data (512 bytes). Its cylinders are
+ * chosen for spread over the finger (bio_gallery), not in score order. */
 typedef struct kern_pf_finger {
     _Alignas(64) uint64_t value[KERN_PF_GCYL][KERN_PF_ND];
     uint64_t valid[KERN_PF_GCYL];
@@ -97,7 +109,7 @@ kern_pf_impl kern_pf_pick_for(unsigned cpu, kern_path path);
 const char *kern_pf_impl_name(kern_pf_impl impl);
 rl_error *kern_pf_impl_parse(const char *name, kern_pf_impl *out);
 
-/* Scalar score of one pair (probe lane p, finger f's cylinder c); the
+/* Scalar sim(p, g) of one pair (probe lane p, finger f's cylinder c), clamped at 0; the
  * reference the kernels agree with, for tests and diagnostics. */
 int kern_pf_pair_sim(const kern_pf_probe *probe, unsigned p, const kern_pf_finger *f, unsigned c);
 

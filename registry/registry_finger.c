@@ -4,13 +4,15 @@
  *
  * Keys in the templates family (text then a position, so `ldb` stays readable):
  *   "F" record id \0 "NN"  -> finger value (below)
- *   "D" record id \0 "NN"  -> "RLFD" version 2, 3 reserved bytes, then the finger's
+ *   "D" record id \0 "NN"  -> "RLFD" version 3, 3 reserved bytes, then the finger's
  *                             prefilter block (kern_pf_finger): its KERN_PF_GCYL x 4
  *                             value words and KERN_PF_GCYL valid words (little-endian
  *                             64-bit), KERN_PF_GCYL direction bytes, the count, zeros
- *                             to 512 bytes. Version 1 (the hashed descriptor of the
- *                             first prefilter) is no longer read: the gallery load
- *                             rebuilds such a finger's block from its template.
+ *                             to 512 bytes. Versions 1 (the hashed descriptor of the
+ *                             first prefilter) and 2 (the same block with central
+ *                             rather than spread cylinders) are no longer read: the
+ *                             gallery load rebuilds such a finger's block from its
+ *                             template.
  * Finger value, little-endian: "RLFG", version (1), position, quality,
  * reserved (0), template length (u32), features length (u32), the native
  * template, the encoded bio_features. Versioned so that a later layout is
@@ -28,7 +30,7 @@
 #include "common/rl_buf.h"
 #include "registry/registry_internal.h"
 
-enum { FG_HDR = 16, FG_VERSION = 1, FD_VERSION = 2, FD_BYTES = 8 + KERN_PF_FINGER_BYTES, FG_MAX_BYTES = 1 << 22 };
+enum { FG_HDR = 16, FG_VERSION = 1, FD_VERSION = 3, FD_BYTES = 8 + KERN_PF_FINGER_BYTES, FG_MAX_BYTES = 1 << 22 };
 
 static size_t fg_key(char kind, const char *rid, int position, char *out, size_t size)
 {
@@ -98,13 +100,13 @@ static void fd_encode(const kern_pf_finger *d, unsigned char out[FD_BYTES])
     p[KERN_PF_GCYL] = d->n;
 }
 
-/* RL_EUNSUPPORTED for version 1 (the caller rebuilds from the template);
+/* RL_EUNSUPPORTED for an older version (the caller rebuilds from the template);
  * RL_ESTORE for anything malformed, including value bits outside the valid
  * cells, which the kernels rely on never seeing. */
 static rl_error *fd_decode(const unsigned char *v, size_t len, kern_pf_finger *d)
 {
-    if (len >= 5 && memcmp(v, "RLFD", 4) == 0 && v[4] == 1)
-        return RL_ERR(RL_EUNSUPPORTED, "finger descriptor version 1: rebuilt from the template");
+    if (len >= 5 && memcmp(v, "RLFD", 4) == 0 && v[4] >= 1 && v[4] < FD_VERSION)
+        return RL_ERR(RL_EUNSUPPORTED, "finger descriptor version %u: rebuilt from the template", v[4]);
     if (len != FD_BYTES || memcmp(v, "RLFD", 4) != 0)
         return RL_ERR(RL_ESTORE, "finger descriptor: wrong length or magic: the store is damaged");
     if (v[4] != FD_VERSION)
@@ -192,7 +194,7 @@ static rl_error *reg_gallery(rl_registry *reg, bio_gallery **out)
         kern_pf_finger d;
         RL_TRY(fg_gallery_key(k + 1, klen - 1, &gk));
         rl_error *derr = fd_decode((const unsigned char *)v, vlen, &d);
-        if (derr && rl_error_code(derr) == RL_EUNSUPPORTED && vlen >= 5 && v[4] == 1) {
+        if (derr && rl_error_code(derr) == RL_EUNSUPPORTED && vlen >= 5 && v[4] >= 1 && v[4] < FD_VERSION) {
             /* Written by the first prefilter: rebuild the block from the finger's template. */
             rl_error_free(derr);
             derr = NULL;

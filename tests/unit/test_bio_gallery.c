@@ -30,13 +30,16 @@ static unsigned naive_score(const kern_pf_probe *p, const kern_pf_finger *f)
             unsigned d = (unsigned)((p->angle[q] - f->angle[c]) & 255u);
             if (d > 64 && d < 192)
                 continue;
-            int s = 0;
+            int both = 0, diff = 0;
             for (int k = 0; k < KERN_PF_ND; k++)
                 for (int bit = 0; bit < 64; bit++) {
                     int a = (int)(p->value[k][q] >> bit & 1), b = (int)(f->value[c][k] >> bit & 1);
                     int v = (int)(p->valid[q] >> bit & f->valid[c] >> bit & 1);
-                    s += 2 * (a & b) - ((a ^ b) & v);
+                    both += a & b;
+                    diff += (a ^ b) & v;
                 }
+            int num = 2 * both - diff, den = 2 * both + diff + KERN_PF_SIM_PRIOR;
+            int s = num > 0 ? num * KERN_PF_SIM_SCALE / den : 0;
             if (s > best)
                 best = s;
         }
