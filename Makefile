@@ -181,7 +181,7 @@ bench-fingerprint: deps $(BIN)
 .PHONY: bench-http
 bench-http: deps $(BIN)
 	@scripts/deps.sh --bench
-	@bench/http/run.sh $(BIN)
+	@RIDGELINE_TESTDATA=$(RIDGELINE_TESTDATA) bench/http/run.sh $(BIN)
 
 install: $(BIN)
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(SYSCONFDIR)/ridgeline $(DESTDIR)$(UNITDIR)

@@ -1,14 +1,10 @@
 /*
  * bench_match: the probabilistic matcher at registry scale.
  *
- * A synthetic population: names, streets, suburbs, postcodes and states drawn
- * from the original rows of the FEBRL sets, birth dates over 90 years, a
- * 7-digit national id and a phone. A share of registrations (dup_share)
- * re-registers an earlier person at a second clinic, corrupted at stated
- * rates: given and family name typos 15% each, names swapped 3%, day/month
- * swapped 5%, birth day one off 8%, birth date missing 5%, street missing 10%
- * else a typo 10%, postcode digit 8%, national id missing 30% else one digit
- * 5%, phone missing 50%. The truth is kept, so precision and recall of the
+ * The synthetic population of bench_population.h (FEBRL names and addresses,
+ * birth dates over 90 years, national id, phone): a share of registrations
+ * (dup_share) re-registers an earlier person at a second clinic, corrupted at
+ * the rates stated there. The truth is kept, so precision and recall of the
  * result are measured too.
  *
  * Measures registrations/s (threads submitting, the product's durability),

@@ -8,6 +8,7 @@
 #include "bench/bench_gallery.h"
 #include "bench/bench_machine.h"
 #include "bench/bench_match.h"
+#include "bench/bench_population.h"
 #include "bench/bench_register.h"
 #include "cmd/cmd.h"
 #include "common/rl_config.h"
@@ -16,6 +17,8 @@ void cmd_bench_help(void)
 {
     printf("usage: ridgeline bench register|match [--size N] [--threads T] [--data DIR] [--no-sync]\n"
            "                                      [--dup-share F] [--probes N]\n"
+           "       ridgeline bench population --size N --out FILE.ndjson [--dup-share F]\n"
+           "                                  [--creates FILE] [--probes FILE] [--count M]\n"
            "       ridgeline bench identify [--size N] [--kernels scalar|popcnt|avx2|avx512|opencl]\n"
            "                                [--shortlist S] [--exhaustive-probes P] [--threads T]\n"
            "\n"
@@ -29,6 +32,13 @@ void cmd_bench_help(void)
            "sets (RIDGELINE_TESTDATA, default ../shared/data) with corrupted re-registrations\n"
            "(--dup-share, default 0.2; rates in bench/bench_match.h): registrations/s, $match\n"
            "latency over --probes corrupted probes (default 2000), accuracy, rematch time.\n"
+           "\n"
+           "population: writes bench match's population as FHIR Patients, one per line, for\n"
+           "the HTTP benchmark (bench/http/): N registrations (identifier urn:bench:clinic|n,\n"
+           "a share F, default 0.1, corrupted re-registrations); with --creates, M (default\n"
+           "50000) POST Patient bodies (new people and the same share of corrupted\n"
+           "re-registrations; identifier value @SERIAL@ for the client to make unique); with\n"
+           "--probes, M $match Parameters bodies, each a corrupted view of a registered person.\n"
            "\n"
            "identify: 1:N fingerprint identification over N synthetic fingers (default 10000)\n"
            "with impression 1 of the 40 FVC2002 B-set fingers hidden among them, probed with\n"
@@ -126,6 +136,59 @@ static int bench_identify(int argc, char **argv)
     return CMD_OK;
 }
 
+/* ridgeline bench population: the synthetic population as NDJSON files, no measurement. */
+static int bench_population(int argc, char **argv)
+{
+    const char *testdata = getenv("RIDGELINE_TESTDATA");
+    bench_population_options o = {.size = 100000, .dup_share = 0.1, .count = 50000,
+                                  .testdata = testdata && *testdata ? testdata : "../shared/data"};
+    static const struct option longopts[] = {
+        {"size", required_argument, NULL, 's'},    {"out", required_argument, NULL, 'o'},
+        {"dup-share", required_argument, NULL, 'u'}, {"creates", required_argument, NULL, 'c'},
+        {"probes", required_argument, NULL, 'p'},  {"count", required_argument, NULL, 'n'},
+        {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0},
+    };
+    optind = 1;
+    int c;
+    char *end;
+    while ((c = getopt_long(argc - 1, argv + 1, "h", longopts, NULL)) != -1) {
+        switch (c) {
+        case 's':
+            o.size = strtol(optarg, &end, 10);
+            if (*end || o.size < 1 || o.size > 100000000) {
+                fprintf(stderr, "ridgeline bench population: --size takes 1 to 100000000\n");
+                return CMD_USAGE;
+            }
+            break;
+        case 'n':
+            o.count = strtol(optarg, &end, 10);
+            if (*end || o.count < 1 || o.count > 100000000) {
+                fprintf(stderr, "ridgeline bench population: --count takes 1 to 100000000\n");
+                return CMD_USAGE;
+            }
+            break;
+        case 'u':
+            o.dup_share = strtod(optarg, &end);
+            if (*end || o.dup_share < 0 || o.dup_share > 0.9) {
+                fprintf(stderr, "ridgeline bench population: --dup-share takes 0 to 0.9\n");
+                return CMD_USAGE;
+            }
+            break;
+        case 'o': o.out = optarg; break;
+        case 'c': o.creates = optarg; break;
+        case 'p': o.probes = optarg; break;
+        case 'h': cmd_bench_help(); return CMD_OK;
+        default: return CMD_USAGE;
+        }
+    }
+    if (!o.out) {
+        fprintf(stderr, "ridgeline bench population: --out FILE.ndjson is required\n");
+        return CMD_USAGE;
+    }
+    rl_error *err = bench_population_write(&o);
+    return err ? cmd_report(err) : CMD_OK;
+}
+
 int cmd_bench(int argc, char **argv)
 {
     if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
@@ -134,6 +197,8 @@ int cmd_bench(int argc, char **argv)
     }
     if (strcmp(argv[1], "identify") == 0)
         return bench_identify(argc, argv);
+    if (strcmp(argv[1], "population") == 0)
+        return bench_population(argc, argv);
     bool match = strcmp(argv[1], "match") == 0;
     if (!match && strcmp(argv[1], "register") != 0) {
         fprintf(stderr, "ridgeline bench: unknown benchmark \"%s\" (try: ridgeline bench --help)\n", argv[1]);

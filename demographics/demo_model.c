@@ -29,6 +29,11 @@ struct demo_model {
     demo_blocking_rule blocking[DEMO_MAX_BLOCKING];
     demo_shared_nicknames *nick;
     json_t *tf; /* {"given": {value: share}, "family": {...}} or NULL */
+    /* demo_rules_fingerprint (ph, country_code, id_systems), taken once those are set
+     * (demo_model_alloc, demo_model_from_json; nothing changes them later): every stored
+     * feature decoded checks it, and hashing the placeholder tables each time cost more than
+     * the decode itself. */
+    uint64_t rules_fp;
 };
 
 static const char *const demo_field_names[DEMO_F_COUNT] = {
@@ -125,6 +130,8 @@ static void demo_default_blocking(demo_model *m)
     memcpy(m->blocking, rules, sizeof rules);
 }
 
+static uint64_t demo_rules_fingerprint(const demo_model *m);
+
 static demo_model *demo_model_alloc(demo_nicknames *nicknames)
 {
     demo_model *m = calloc(1, sizeof *m);
@@ -137,6 +144,7 @@ static demo_model *demo_model_alloc(demo_nicknames *nicknames)
     m->within_years = 1;
     demo_placeholders_defaults(&m->ph);
     demo_default_blocking(m);
+    m->rules_fp = demo_rules_fingerprint(m);
     if (nicknames) {
         m->nick = calloc(1, sizeof *m->nick);
         if (!m->nick) {
@@ -353,6 +361,7 @@ rl_error *demo_model_from_json(const json_t *rules, demo_nicknames *nicknames, d
             RL_FAIL(RL_EINVAL, "rules: unknown setting \"%s\"", key);
         }
     }
+    m->rules_fp = demo_rules_fingerprint(m);
     *out = m;
     m = NULL;
 cleanup:
@@ -898,7 +907,7 @@ static rl_error *demo_put_str(rl_buf *b, const char *s)
 rl_error *demo_features_encode(const demo_model *m, const demo_features *f, rl_buf *out)
 {
     rl_error *err = NULL;
-    uint64_t fp = demo_rules_fingerprint(m);
+    uint64_t fp = m->rules_fp;
     unsigned char head[9];
     head[0] = DEMO_FEATURES_FORMAT;
     for (int i = 0; i < 8; i++)
@@ -970,7 +979,7 @@ rl_error *demo_features_decode(const demo_model *m, const char *bytes, size_t le
     uint64_t fp = 0;
     for (int i = 0; i < 8; i++)
         fp |= (uint64_t)demo_get_byte(&r) << (8 * i);
-    if (fp != demo_rules_fingerprint(m))
+    if (fp != m->rules_fp)
         return RL_ERR(RL_ECONFLICT, "stored features were made under other rules");
     demo_name *names[2] = {&f->given, &f->family};
     for (int n = 0; n < 2; n++) {

@@ -34,9 +34,9 @@ static int reg_by_keys_desc(const void *a, const void *b)
     return strcmp(x->rid, y->rid);
 }
 
-bool reg_contradicts(const rl_registry *reg, double score, const json_t *fields)
+bool reg_contradicts(const rl_registry *reg, double score, bool guarded)
 {
-    return score < reg->opts.review_threshold || json_object_get(fields, "guard") != NULL;
+    return score < reg->opts.review_threshold || guarded;
 }
 
 rl_error *reg_gather_candidates(rl_registry *reg, const char *rid, const json_t *keys, const json_t *ident_keys,
@@ -147,17 +147,19 @@ rl_error *reg_score_goldens(rl_registry *reg, const char *rid, const void *probe
         if (!cand_prepared)
             continue;
         double score = 0;
-        RL_TRY(reg->matcher->compare(reg->matcher, probe, cand_prepared, &score, &fields));
+        bool guarded = false;
+        /* Scores only: building the per-field outcomes of every candidate cost more than the
+         * comparison, and only those of a golden record's best candidate scoring at least the
+         * review threshold are read (review items; $match fills in a weaker first result). */
+        RL_TRY(reg->matcher->compare(reg->matcher, probe, cand_prepared, &score, &guarded, NULL));
         int trusted = 0;
         if (cand) {
             cand_keys = json_array();
             RL_TRY(reg_identifier_keys(cand, cand_keys));
             trusted = reg_trusted_evidence(reg, ident_keys, cand_keys);
         }
-        if (trusted > 0) {
+        if (trusted > 0)
             score = 1.0;
-            json_object_set_new(fields, "identifier", json_string("agree (trusted)"));
-        }
         char pair[2 * REG_ID_LEN + 8];
         size_t plen = reg_pair_key(rid, cid, pair, sizeof pair);
         RL_TRY(reg_get_json(reg, RL_CF_NOMATCH, pair, plen, &veto));
@@ -170,13 +172,20 @@ rl_error *reg_score_goldens(rl_registry *reg, const char *rid, const void *probe
             n++;
         }
         gs[g].vetoed = gs[g].vetoed || veto != NULL || trusted < 0;
-        gs[g].contradicted = gs[g].contradicted || reg_contradicts(reg, score, fields);
+        gs[g].contradicted = gs[g].contradicted || reg_contradicts(reg, score, guarded);
         if (score > gs[g].score) {
             gs[g].score = score;
             snprintf(gs[g].record, sizeof gs[g].record, "%s", cid);
             json_decref(gs[g].fields);
-            gs[g].fields = fields;
-            fields = NULL;
+            gs[g].fields = NULL;
+            if (score >= reg->opts.review_threshold) {
+                double again = 0;
+                RL_TRY(reg->matcher->compare(reg->matcher, probe, cand_prepared, &again, &guarded, &fields));
+                if (trusted > 0)
+                    json_object_set_new(fields, "identifier", json_string("agree (trusted)"));
+                gs[g].fields = fields;
+                fields = NULL;
+            }
         }
         json_decref(cand);
         json_decref(cand_keys);
@@ -279,6 +288,23 @@ cleanup:
     return err;
 }
 
+/* The per-field outcomes of a golden record's best candidate, for a $match result
+ * below the review threshold (reg_score_goldens keeps them only above). */
+static rl_error *reg_fill_fields(rl_registry *reg, const void *probe, reg_golden_score *gs)
+{
+    rl_error *err = NULL;
+    void *prepared = NULL;
+    double score = 0;
+    bool guarded = false;
+    RL_TRY(reg_candidate_prepared(reg, gs->record, &prepared, NULL));
+    if (prepared)
+        RL_TRY(reg->matcher->compare(reg->matcher, probe, prepared, &score, &guarded, &gs->fields));
+cleanup:
+    if (prepared)
+        reg->matcher->release(reg->matcher, prepared);
+    return err;
+}
+
 /* $match reads links straight from the store. */
 static rl_error *reg_match_golden_of(void *ctx, const char *rid, char golden[REG_ID_LEN + 8], bool *placed)
 {
@@ -330,6 +356,8 @@ rl_error *rl_registry_match(rl_registry *reg, const rl_actor *actor, const json_
         /* A contradicted "certain" is for a human to confirm. */
         if (gs[g].contradicted && strcmp(grade, "certain") == 0)
             grade = "probable";
+        if (!gs[g].fields)
+            RL_TRY(reg_fill_fields(reg, probe, &gs[g]));
         json_array_append_new(list, json_pack("{s:s, s:s, s:f, s:s, s:O}", "golden", gs[g].golden, "record",
                                               gs[g].record, "score", gs[g].score, "grade", grade, "fields",
                                               gs[g].fields ? gs[g].fields : json_null()));

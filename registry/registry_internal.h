@@ -163,7 +163,7 @@ rl_error *reg_offer_reviews(reg_txn *txn, const char *rid, const char *own_golde
 /* A candidate member contradicts a link when it scores below the review
  * threshold or the matcher flagged a guard (twins, parent and child): then no
  * automatic link to its golden record, whatever the other members score. */
-bool reg_contradicts(const rl_registry *reg, double score, const json_t *fields);
+bool reg_contradicts(const rl_registry *reg, double score, bool guarded);
 /* ---- search (registry_query.c, registry_search.c) ---- */
 
 enum {

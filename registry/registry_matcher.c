@@ -92,28 +92,34 @@ static const char *det_outcome(const char *a, const char *b)
     return strcmp(a, b) == 0 ? "agree" : "disagree";
 }
 
-static rl_error *det_compare(const rl_matcher *m, const void *pa, const void *pb, double *score, json_t **fields)
+static rl_error *det_compare(const rl_matcher *m, const void *pa, const void *pb, double *score, bool *guarded,
+                             json_t **fields)
 {
     const det_view *va = pa, *vb = pb;
     const char *family = det_outcome(va->family, vb->family);
     const char *given = det_outcome(va->given, vb->given);
     const char *birth = det_outcome(va->birth, vb->birth);
     const char *gender = det_outcome(va->gender, vb->gender);
-    *fields = json_pack("{s:s, s:s, s:s, s:s}", "family", family, "given", given, "birthDate", birth,
-                        "gender", gender);
-    if (!*fields)
-        return RL_ERR(RL_ENOMEM, "out of memory");
     bool core = strcmp(family, "agree") == 0 && strcmp(given, "agree") == 0 && strcmp(birth, "agree") == 0;
+    *guarded = false;
     if (!core) {
         *score = 0.0;
     } else if (strcmp(gender, "disagree") == 0) {
         *score = 0.7; /* twins of different sex share the rest: a human decides */
-        json_object_set_new(*fields, "guard", json_string("same name and birth date, another sex"));
+        *guarded = true;
     } else if (strcmp(gender, "missing") == 0) {
         *score = 0.9;
     } else {
         *score = 0.95;
     }
+    if (!fields)
+        return NULL;
+    *fields = json_pack("{s:s, s:s, s:s, s:s}", "family", family, "given", given, "birthDate", birth,
+                        "gender", gender);
+    if (*fields && *guarded)
+        json_object_set_new(*fields, "guard", json_string("same name and birth date, another sex"));
+    if (!*fields)
+        return RL_ERR(RL_ENOMEM, "out of memory");
     return NULL;
 }
 
@@ -184,7 +190,8 @@ static rl_error *fs_keys(const rl_matcher *m, const void *prepared, json_t *keys
     return demo_model_blocking_keys(fs_model(m), prepared, keys);
 }
 
-static rl_error *fs_compare(const rl_matcher *m, const void *pa, const void *pb, double *score, json_t **fields)
+static rl_error *fs_compare(const rl_matcher *m, const void *pa, const void *pb, double *score, bool *guarded,
+                            json_t **fields)
 {
     const demo_model *model = fs_model(m);
     int levels[DEMO_F_COUNT];
@@ -195,6 +202,10 @@ static rl_error *fs_compare(const rl_matcher *m, const void *pa, const void *pb,
     const char *guard = demo_model_guard(model, levels);
     if (guard && p > demo_model_guard_cap(model))
         p = demo_model_guard_cap(model);
+    *score = p;
+    *guarded = guard != NULL;
+    if (!fields)
+        return NULL;
     json_t *per = json_object();
     for (int f = 0; f < DEMO_F_COUNT; f++) {
         if (levels[f] == DEMO_LEVEL_MISSING)
@@ -208,7 +219,6 @@ static rl_error *fs_compare(const rl_matcher *m, const void *pa, const void *pb,
         json_object_set_new(*fields, "guard", json_string(guard));
     if (!*fields)
         return RL_ERR(RL_ENOMEM, "out of memory");
-    *score = p;
     return NULL;
 }
 

@@ -22,6 +22,7 @@
 #define RL_REGISTRY_MATCHER_H
 
 #include <jansson.h>
+#include <stdbool.h>
 
 #include "common/rl_buf.h"
 #include "common/rl_error.h"
@@ -34,8 +35,11 @@ struct rl_matcher {
     void (*release)(const rl_matcher *m, void *prepared);
     /* Appends the record's blocking keys (strings) to keys, an array. */
     rl_error *(*keys)(const rl_matcher *m, const void *prepared, json_t *keys);
-    /* Scores a against b; *fields (new reference) holds per-field outcomes. */
-    rl_error *(*compare)(const rl_matcher *m, const void *a, const void *b, double *score, json_t **fields);
+    /* Scores a against b; *guarded: a guard (twins, another sex) flagged the pair for a human.
+     * fields NULL: not wanted (a decision scores many candidates and keeps the fields of few);
+     * else *fields (new reference) holds per-field outcomes, with "guard" when guarded. */
+    rl_error *(*compare)(const rl_matcher *m, const void *a, const void *b, double *score, bool *guarded,
+                         json_t **fields);
     /* The prepared form as bytes (kept in the store beside the record), and
      * back; decode fails (RL_ECONFLICT) for bytes this matcher's rules did not make. */
     rl_error *(*encode)(const rl_matcher *m, const void *prepared, rl_buf *out);

@@ -1,16 +1,11 @@
--- POST /fhir/Patient/$match with demographics drawn like the registry's.
+-- POST /fhir/Patient/$match: Parameters bodies from the PROBES file (from `ridgeline bench population
+-- --probes`), each a corrupted view of a registered person, in random order.
 local token = os.getenv("TOKEN")
-local families = {"Okafor", "Mwangi", "Otieno", "Achieng", "Kamau", "Wanjiru", "Odhiambo", "Njoroge", "Mutua",
-                  "Kiptoo", "Smith", "Garcia", "Nguyen", "Singh", "Patel", "Hassan"}
-local givens = {"Ada", "Joseph", "Mary", "Peter", "Grace", "John", "Faith", "David", "Mercy", "James"}
+local bodies = {}
+for line in io.lines(os.getenv("PROBES")) do bodies[#bodies + 1] = line end
 init = function() math.randomseed(os.time()) end
 request = function()
-  local body = string.format(
-    '{"resourceType":"Parameters","parameter":[{"name":"resource","resource":{"resourceType":"Patient",' ..
-    '"name":[{"family":"%s","given":["%s"]}],"gender":"%s","birthDate":"%04d-%02d-%02d"}},' ..
-    '{"name":"count","valueInteger":5}]}',
-    families[math.random(#families)], givens[math.random(#givens)],
-    math.random() < 0.5 and "female" or "male", math.random(1930, 2020), math.random(1, 12), math.random(1, 28))
   return wrk.format("POST", "/fhir/Patient/$match",
-    {["Authorization"] = "Bearer " .. token, ["Content-Type"] = "application/fhir+json"}, body)
+    {["Authorization"] = "Bearer " .. token, ["Content-Type"] = "application/fhir+json"},
+    bodies[math.random(#bodies)])
 end

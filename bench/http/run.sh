@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # HTTP benchmark (make bench-http): wrk on loopback against GET /fhir/Patient/{id}, POST /fhir/Patient
 # (registration: matching and durable writes) and POST /fhir/Patient/$match over a registry of
-# BENCH_HTTP_SIZE synthetic people (default 100000, made once with `ridgeline import` and kept under
-# build/bench/). Each scenario starts from a copy of that registry. Prints requests/s and latency
+# BENCH_HTTP_SIZE synthetic people (default 100000): bench match's population (FEBRL names and addresses,
+# corrupted re-registrations; RIDGELINE_TESTDATA), written with `ridgeline bench population` together with
+# the create and $match request bodies, loaded once with `ridgeline import` and kept under build/bench/.
+# Each scenario starts from a copy of that registry. Prints requests/s and latency
 # percentiles per scenario, then one JSON line.
 #   usage: bench/http/run.sh [BIN]      (BIN default build/ridgeline)
 #   BENCH_HTTP_SIZE, BENCH_HTTP_SECONDS (15), BENCH_HTTP_CONNECTIONS (32), BENCH_HTTP_THREADS (wrk, 2)
@@ -13,14 +15,16 @@ N=${BENCH_HTTP_SIZE:-100000}
 DUR=${BENCH_HTTP_SECONDS:-15}
 CONNS=${BENCH_HTTP_CONNECTIONS:-32}
 WRK_THREADS=${BENCH_HTTP_THREADS:-2}
-OUT=build/bench/http-$N
+# "febrl": the population's kind, so that a registry made by an older generator is not reused.
+OUT=build/bench/http-febrl-$N
 command -v wrk >/dev/null || scripts/deps.sh --bench
 mkdir -p "$OUT"
 
 if [ ! -f "$OUT/loaded" ]; then
   echo "bench-http: making a registry of $N people (once; kept in $OUT/data)"
   rm -rf "$OUT/data"
-  python3 bench/http/gen.py "$N" "$OUT/patients.ndjson"
+  "$BIN" bench population --size "$N" --out "$OUT/patients.ndjson" --creates "$OUT/create.ndjson" \
+    --probes "$OUT/match.ndjson"
   start=$(date +%s)
   "$BIN" import "$OUT/patients.ndjson" --data "$OUT/data" > "$OUT/import.json"
   echo "bench-http: imported in $(( $(date +%s) - start )) s"
@@ -72,7 +76,8 @@ PY
 }
 
 start_server
-echo "bench-http: $N people, server on 127.0.0.1:$PORT, $(nproc) cores, wrk -t$WRK_THREADS -c$CONNS -d${DUR}s"
+echo "bench-http: $N people, server on 127.0.0.1:$PORT, $(nproc) cores, wrk -t$WRK_THREADS -c$CONNS -d${DUR}s," \
+  "load average $(cut -d' ' -f1-3 /proc/loadavg) before the run"
 # Record ids to read: looked up by identifier, as a client would.
 python3 - "$PORT" "$N" > "$OUT/ids.txt" <<'PY'
 import json, random, sys, urllib.request, os
@@ -86,7 +91,7 @@ for k in rng.sample(range(n), min(n, 2000)):
     for e in b.get("entry", []):
         print(e["resource"]["id"])
 PY
-export IDS="$OUT/ids.txt"
+export IDS="$OUT/ids.txt" CREATES="$OUT/create.ndjson" PROBES="$OUT/match.ndjson"
 read -r read_rps read_p50 read_p99 read_bad read_err < <(run_wrk read.lua read)
 read -r match_rps match_p50 match_p99 match_bad match_err < <(run_wrk match.lua match)
 # Service time without queueing: as many connections as wrk threads.
