@@ -223,6 +223,27 @@ void reg_finger_close(rl_registry *reg)
     reg->gallery = NULL;
 }
 
+/* Audits a finger write about record_id (taking `detail`) in the same batch,
+ * then applies the batch; *ticket is what rl_store_sync waits for. */
+static rl_error *fg_audit_apply(reg_txn *txn, const rl_actor *actor, const char *action, const char *record_id,
+                                json_t *detail, uint64_t *ticket)
+{
+    rl_error *err = NULL;
+    const char *subjects[1] = {record_id};
+    RL_TRY(reg_txn_audit(txn, actor, action, subjects, 1, "ok", detail));
+    RL_TRY(reg_txn_apply(txn, ticket));
+cleanup:
+    json_decref(detail);
+    return err;
+}
+
+static bio_gallery_key fg_key_for(const char *record_id, int position)
+{
+    bio_gallery_key gk = {{0}, (uint8_t)position};
+    snprintf(gk.record, sizeof gk.record, "%s", record_id);
+    return gk;
+}
+
 rl_error *rl_registry_finger_enroll(rl_registry *reg, const rl_actor *actor, const char *record_id, int position,
                                     const bio_template *t, json_t **out)
 {
@@ -291,18 +312,13 @@ rl_error *rl_registry_finger_enroll(rl_registry *reg, const rl_actor *actor, con
     rl_store_batch_put(txn.batch, RL_CF_TEMPLATES, fkey, fkl, val, FG_HDR + tb.len + fb.len);
     rl_store_batch_put(txn.batch, RL_CF_TEMPLATES, dkey, dkl, dv, sizeof dv);
     free(val);
-    json_t *detail = json_pack("{s:i, s:i, s:i, s:b}", "position", position, "quality", t->quality, "minutiae",
-                               t->count, "replaced", efound);
-    const char *subjects[1] = {record_id};
-    err = reg_txn_audit(&txn, actor, "finger-enroll", subjects, 1, "ok", detail);
-    json_decref(detail);
-    if (err)
-        goto cleanup;
     uint64_t ticket = 0;
-    RL_TRY(reg_txn_apply(&txn, &ticket));
+    RL_TRY(fg_audit_apply(&txn, actor, "finger-enroll", record_id,
+                          json_pack("{s:i, s:i, s:i, s:b}", "position", position, "quality", t->quality,
+                                    "minutiae", t->count, "replaced", efound),
+                          &ticket));
     /* The gallery follows under the same lock, so it sees writes in their order. */
-    bio_gallery_key gk = {{0}, (uint8_t)position};
-    snprintf(gk.record, sizeof gk.record, "%s", record_id);
+    bio_gallery_key gk = fg_key_for(record_id, position);
     bio_features *give = f;
     f = NULL;
     RL_TRY(bio_gallery_put(g, &gk, &d, give));
@@ -345,16 +361,10 @@ rl_error *rl_registry_finger_delete(rl_registry *reg, const rl_actor *actor, con
     RL_TRY(reg_txn_begin(reg, &txn));
     rl_store_batch_delete(txn.batch, RL_CF_TEMPLATES, fkey, fkl);
     rl_store_batch_delete(txn.batch, RL_CF_TEMPLATES, dkey, dkl);
-    json_t *detail = json_pack("{s:i}", "position", position);
-    const char *subjects[1] = {record_id};
-    err = reg_txn_audit(&txn, actor, "finger-delete", subjects, 1, "ok", detail);
-    json_decref(detail);
-    if (err)
-        goto cleanup;
     uint64_t ticket = 0;
-    RL_TRY(reg_txn_apply(&txn, &ticket));
-    bio_gallery_key gk = {{0}, (uint8_t)position};
-    snprintf(gk.record, sizeof gk.record, "%s", record_id);
+    RL_TRY(fg_audit_apply(&txn, actor, "finger-delete", record_id, json_pack("{s:i}", "position", position),
+                          &ticket));
+    bio_gallery_key gk = fg_key_for(record_id, position);
     RL_TRY(bio_gallery_remove(g, &gk, NULL));
     pthread_mutex_unlock(&reg->write_lock);
     locked = false;
