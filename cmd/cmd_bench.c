@@ -293,6 +293,9 @@ int cmd_bench(int argc, char **argv)
         printf("  %-30s %12.2f\n", "$match p50 ms", json_real_value(json_object_get(r, "match_p50_ms")));
         printf("  %-30s %12.2f\n", "$match p99 ms", json_real_value(json_object_get(r, "match_p99_ms")));
         printf("  %-30s %12.2f\n", "rematch s", json_real_value(json_object_get(r, "rematch_s")));
+        printf("  %-30s %12.3f\n", "CPU ms per registration", json_real_value(json_object_get(r, "registration_cpu_ms")));
+        printf("  %-30s %12.3f\n", "CPU ms per probe", json_real_value(json_object_get(r, "probe_cpu_ms")));
+        printf("  %-30s %12.2f\n", "rematch CPU s", json_real_value(json_object_get(r, "rematch_cpu_s")));
         printf("  %-30s %12.4f\n", "precision (pairwise)", json_real_value(json_object_get(r, "precision")));
         printf("  %-30s %12.4f\n", "recall (pairwise)", json_real_value(json_object_get(r, "recall")));
         printf("  %-30s %12lld\n", "persons (golden records)", (long long)json_integer_value(json_object_get(r, "golden_records")));
