@@ -46,7 +46,7 @@ rl_error *reg_gather_candidates(rl_registry *reg, const char *rid, const json_t 
     rl_store_iter *blocking = NULL, *ident = NULL;
     size_t i;
     json_t *k;
-    RL_TRY(rl_store_iter_new(reg->store, RL_CF_BLOCKING, NULL, 0, NULL, 0, &blocking));
+    RL_TRY(rl_store_iter_group(reg->store, RL_CF_BLOCKING, &blocking));
     json_array_foreach(keys, i, k)
         RL_TRY(reg_scan_candidates(reg, blocking, RL_CF_BLOCKING, json_string_value(k), rid, cands,
                                    reg->opts.max_candidates_per_key));
@@ -55,7 +55,7 @@ rl_error *reg_gather_candidates(rl_registry *reg, const char *rid, const json_t 
         if (!reg_system_trusted(reg, key, (size_t)(strchr(key, '|') - key)))
             continue;
         if (!ident)
-            RL_TRY(rl_store_iter_new(reg->store, RL_CF_IDENT, NULL, 0, NULL, 0, &ident));
+            RL_TRY(rl_store_iter_group(reg->store, RL_CF_IDENT, &ident));
         RL_TRY(reg_scan_candidates(reg, ident, RL_CF_IDENT, key, rid, cands, reg->opts.max_candidates_per_key));
     }
 cleanup:
