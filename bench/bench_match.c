@@ -139,7 +139,10 @@ rl_error *bench_match_run(const bench_match_options *o, json_t **result)
     RL_TRY(bench_pools_load(o->testdata, &ps));
     rl_store_options so = {.sync = o->sync, .group_commit_us = o->group_commit_us};
     RL_TRY(rl_store_open(o->dir, &so, &store));
-    RL_TRY(rl_registry_open(store, NULL, &reg));
+    rl_registry_options ro;
+    rl_registry_options_defaults(&ro);
+    ro.verify_decisions = o->verify;
+    RL_TRY(rl_registry_open(store, &ro, &reg));
     rid = calloc((size_t)o->size, sizeof *rid);
     truth = calloc((size_t)o->size, sizeof *truth);
     w = calloc((size_t)o->threads, sizeof *w);

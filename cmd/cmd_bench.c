@@ -16,7 +16,7 @@
 void cmd_bench_help(void)
 {
     printf("usage: ridgeline bench register|match [--size N] [--threads T] [--data DIR] [--no-sync]\n"
-           "                                      [--dup-share F] [--probes N]\n"
+           "                                      [--dup-share F] [--probes N] [--verify-decisions]\n"
            "       ridgeline bench population --size N --out FILE.ndjson [--dup-share F]\n"
            "                                  [--creates FILE] [--probes FILE] [--count M]\n"
            "       ridgeline bench identify [--size N] [--kernels scalar|popcnt|avx2|avx512|opencl]\n"
@@ -32,6 +32,8 @@ void cmd_bench_help(void)
            "sets (RIDGELINE_TESTDATA, default ../shared/data) with corrupted re-registrations\n"
            "(--dup-share, default 0.2; rates in bench/bench_match.h): registrations/s, $match\n"
            "latency over --probes corrupted probes (default 2000), accuracy, rematch time.\n"
+           "--verify-decisions checks every registration scored ahead of its turn against\n"
+           "the decision taken from scratch (slower; a difference is an error).\n"
            "\n"
            "population: writes bench match's population as FHIR Patients, one per line, for\n"
            "the HTTP benchmark (bench/http/): N registrations (identifier urn:bench:clinic|n,\n"
@@ -210,12 +212,13 @@ int cmd_bench(int argc, char **argv)
                                 .group_commit_us = defaults.store_group_commit_us};
     const char *data = NULL;
     long probes = 2000;
-    bool dup_given = false;
+    bool dup_given = false, verify = false;
     static const struct option longopts[] = {
         {"size", required_argument, NULL, 's'},   {"threads", required_argument, NULL, 't'},
         {"data", required_argument, NULL, 'd'},   {"no-sync", no_argument, NULL, 'n'},
         {"dup-share", required_argument, NULL, 'u'}, {"help", no_argument, NULL, 'h'},
         {"probes", required_argument, NULL, 'p'},
+        {"verify-decisions", no_argument, NULL, 'v'},
         {NULL, 0, NULL, 0},
     };
     optind = 1;
@@ -254,6 +257,7 @@ int cmd_bench(int argc, char **argv)
                 return CMD_USAGE;
             }
             break;
+        case 'v': verify = true; break;
         case 'h': cmd_bench_help(); return CMD_OK;
         default: return CMD_USAGE;
         }
@@ -273,7 +277,7 @@ int cmd_bench(int argc, char **argv)
     if (match) {
         const char *testdata = getenv("RIDGELINE_TESTDATA");
         bench_match_options mo = {.size = o.size, .threads = o.threads, .probes = probes,
-                                  .dup_share = dup_given ? o.dup_share : 0.2, .sync = o.sync,
+                                  .dup_share = dup_given ? o.dup_share : 0.2, .sync = o.sync, .verify = verify,
                                   .group_commit_us = o.group_commit_us, .dir = data,
                                   .testdata = testdata && *testdata ? testdata : "../shared/data"};
         printf("bench match: %ld registrations, %d threads, sync %s, re-registrations %.0f%%, %ld probes\n",

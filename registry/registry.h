@@ -58,6 +58,8 @@ typedef struct rl_registry_options {
     double auto_link_threshold; /* score >= this links automatically */
     double review_threshold;    /* score >= this (and below auto) is queued for review */
     int max_candidates_per_key; /* a blocking key with more postings is cut and reported */
+    unsigned long match_cache_mb; /* candidates' links and features kept in memory, MiB (0: none) */
+    bool verify_decisions;        /* tests: decide registrations scored ahead again from scratch, compare */
     rl_survivorship survivorship;
     int ntrusted;
     char trusted_systems[RL_REGISTRY_MAX_TRUSTED][RL_REGISTRY_SYSTEM_MAX];

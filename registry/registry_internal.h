@@ -32,6 +32,16 @@
 enum { REG_ID_LEN = 32, REG_TIMEKEY_LEN = 24, REG_KEY_MAX = 1024 };
 
 typedef struct reg_submit_req reg_submit_req;
+typedef struct reg_cache reg_cache;
+
+/* A registration that created a record, remembered for the decisions of
+ * registrations prepared before it was applied (registry_submit.c). */
+enum { REG_RECENT = 1024 };
+typedef struct reg_recent {
+    char rid[REG_ID_LEN + 8];
+    json_t *postings, *idents; /* its blocking keys and identifier keys */
+    uint64_t *key_hashes;      /* reg_key_hashes of those */
+} reg_recent;
 
 struct rl_registry {
     rl_store *store;
@@ -47,6 +57,16 @@ struct rl_registry {
     pthread_mutex_t queue_lock;
     reg_submit_req *queue_head, *queue_tail;
     bool combining;
+    /* what decisions read of candidate records, in memory (registry_cache.c) */
+    reg_cache *cache;
+    /* Advanced (under write_lock and the cache's lock) by every applied change
+     * other than a registration creating a record: scores taken outside the
+     * lock at one generation stay true while it holds (registry_submit.c). */
+    atomic_uint_fast64_t gen;
+    /* Registrations that created a record, counted (under write_lock); the last
+     * REG_RECENT of them in recent[number % REG_RECENT]. */
+    atomic_uint_fast64_t created;
+    reg_recent *recent;
     /* enrolled fingers in memory (registry_finger.c): loaded at the first fingerprint call */
     pthread_mutex_t gallery_lock;
     struct bio_gallery *gallery;
@@ -67,6 +87,9 @@ typedef struct reg_txn {
     /* Registration writes no history event: skip reading "before" states, and
      * count golden records itself. */
     bool no_history;
+    /* A registration creating a record: it changes no existing record, so it
+     * leaves reg->gen and the match cache to its caller (reg_cache_created). */
+    bool creates;
 } reg_txn;
 
 rl_error *reg_txn_begin(rl_registry *reg, reg_txn *txn);
@@ -84,7 +107,9 @@ rl_error *reg_txn_event(reg_txn *txn, const rl_actor *actor, const char *op, jso
 /* Adds an audit entry to the batch. */
 rl_error *reg_txn_audit(reg_txn *txn, const rl_actor *actor, const char *action,
                         const char *const *subjects, int nsubjects, const char *outcome, json_t *detail);
-/* Applies under the write lock (caller holds it); returns the durability ticket. */
+/* Applies under the write lock (caller holds it); returns the durability ticket.
+ * Unless txn->creates, it then drops the links it wrote from the match cache
+ * and advances reg->gen. */
 rl_error *reg_txn_apply(reg_txn *txn, uint64_t *ticket);
 void reg_txn_end(reg_txn *txn);
 
@@ -121,15 +146,20 @@ json_t *reg_record_view(const json_t *record, const json_t *link);
 rl_error *reg_queue_review(reg_txn *txn, const char *record_id, const char *own_golden,
                            const char *candidate_golden, const char *candidate_record, double score,
                            json_t *fields, bool *queued);
+/* Hashes of a record's blocking keys then its identifier keys (*out malloc'd). */
+rl_error *reg_key_hashes(const json_t *postings, const json_t *idents, uint64_t **out);
 /* "system|value" of every identifier of a Patient carrying both (appended to out). */
 rl_error *reg_identifier_keys(const json_t *patient, json_t *out);
 bool reg_system_trusted(const rl_registry *reg, const char *system, size_t len);
 /* +1 same value in a trusted system, -1 values that differ in one, 0 no trusted evidence. */
 int reg_trusted_evidence(const rl_registry *reg, const json_t *a_keys, const json_t *b_keys);
 /* Adds the record ids posted under prefix in family cf (blocking or ident) to
- * cands ({id: keys shared}), reading through `it`, an unbounded iterator on cf. */
+ * cands ({id: keys shared}), reading through `it`, a group iterator on cf
+ * (rl_store_iter_group). A prefix with more than cap postings is cut; *room
+ * (optional) is lowered to cap minus the postings read, so that a caller
+ * knows how many more postings under any of its keys would have cut one. */
 rl_error *reg_scan_candidates(rl_registry *reg, rl_store_iter *it, rl_cf cf, const char *prefix, const char *self,
-                              json_t *cands, int cap);
+                              json_t *cands, int cap, int *room);
 /* ---- deciding who a record is (registry_decide.c) ---- */
 
 typedef struct reg_golden_score {
@@ -147,11 +177,36 @@ typedef rl_error *(*reg_golden_of_fn)(void *ctx, const char *rid, char golden[RE
 /* Whether a golden record can take members; NULL callbacks mean "yes". */
 typedef rl_error *(*reg_active_fn)(void *ctx, const char *golden, bool *active);
 
+/* Candidates from blocking keys and trusted identifiers (reg_scan_candidates; room optional). */
 rl_error *reg_gather_candidates(rl_registry *reg, const char *rid, const json_t *keys, const json_t *ident_keys,
-                                json_t *cands);
+                                json_t *cands, int *room);
+
+/* One candidate compared with the probe: all a decision needs of it but its golden record. */
+typedef struct reg_cand_score {
+    char rid[REG_ID_LEN + 8];
+    bool usable;    /* its features (or record) were found; else it is left out */
+    double score;   /* 1 when a trusted identifier agrees */
+    bool guarded;
+    int trusted;    /* reg_trusted_evidence */
+    json_t *fields; /* per-field outcomes, when score >= the review threshold */
+} reg_cand_score;
+void reg_cand_scores_free(reg_cand_score *cs, size_t n);
+/* Scores, with no lock held, the candidates (from reg_gather_candidates) a
+ * decision would score; sorted by rid. A candidate's score changes only with
+ * a change that advances reg->gen, so that a decision taken later at the same
+ * generation reuses them (reg_scoring.pre) and scores only what it has not. */
+rl_error *reg_prescore(rl_registry *reg, const void *probe, const json_t *ident_keys, const json_t *cands,
+                       reg_cand_score **out, size_t *n);
+
+typedef struct reg_scoring {
+    reg_golden_of_fn golden_of; /* where a candidate's golden record is */
+    void *ctx;
+    const reg_cand_score *pre;  /* scores taken at the current generation (reg_prescore), or NULL */
+    size_t npre;
+    bool fresh;                 /* rid is new (or no record): no not-a-match memory names it */
+} reg_scoring;
 rl_error *reg_score_goldens(rl_registry *reg, const char *rid, const void *probe, const json_t *ident_keys,
-                            json_t *cands, reg_golden_of_fn golden_of, void *ctx, reg_golden_score **out,
-                            size_t *n);
+                            json_t *cands, const reg_scoring *how, reg_golden_score **out, size_t *n);
 void reg_golden_scores_free(reg_golden_score *gs, size_t n);
 /* *chosen: the index of the golden record to join automatically, or -1. */
 rl_error *reg_choose_golden(rl_registry *reg, reg_golden_score *gs, size_t n, reg_active_fn active, void *ctx,
@@ -164,6 +219,29 @@ rl_error *reg_offer_reviews(reg_txn *txn, const char *rid, const char *own_golde
  * threshold or the matcher flagged a guard (twins, parent and child): then no
  * automatic link to its golden record, whatever the other members score. */
 bool reg_contradicts(const rl_registry *reg, double score, bool guarded);
+/* ---- the match cache (registry_cache.c) ---- */
+
+/* What the cache knows of a record. features: the caller's buffer for the
+ * stored features, or NULL when only the golden record is wanted. */
+typedef struct reg_cached {
+    char golden[REG_ID_LEN + 8];
+    bool has_features;
+    rl_buf *features;
+} reg_cached;
+
+rl_error *reg_cache_new(size_t max_bytes, reg_cache **out);
+void reg_cache_free(reg_cache *c);
+/* rid's golden record and features, from memory or else from the store;
+ * *linked false when the record has no link (nothing else is then set). */
+rl_error *reg_cache_get(rl_registry *reg, const char *rid, reg_cached *out, bool *linked);
+/* A registration created rid (its batch applied, write lock held). */
+void reg_cache_created(rl_registry *reg, const char *rid, const char *golden, const void *features, size_t len);
+/* An applied change to existing records (write lock held): drops the entries of
+ * ids (an object keyed by record id; NULL: every entry) and advances reg->gen. */
+void reg_cache_changed(rl_registry *reg, const json_t *ids);
+/* A reg_golden_of_fn over the cache (ctx: the registry). */
+rl_error *reg_cache_golden_of(void *ctx, const char *rid, char golden[REG_ID_LEN + 8], bool *placed);
+
 /* ---- search (registry_query.c, registry_search.c) ---- */
 
 enum {

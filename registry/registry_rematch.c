@@ -164,8 +164,9 @@ static rl_error *rm_decide(rl_registry *reg, reg_txn *txn, rm_record *recs, size
     rm_ctx ctx = {recs, n};
     RL_TRY(reg->matcher->keys(reg->matcher, probe, keys));
     RL_TRY(reg_identifier_keys(record, idents));
-    RL_TRY(reg_gather_candidates(reg, r->rid, keys, idents, cands));
-    RL_TRY(reg_score_goldens(reg, r->rid, probe, idents, cands, rm_golden_of, &ctx, &gs, &ngs));
+    RL_TRY(reg_gather_candidates(reg, r->rid, keys, idents, cands, NULL));
+    reg_scoring how = {.golden_of = rm_golden_of, .ctx = &ctx};
+    RL_TRY(reg_score_goldens(reg, r->rid, probe, idents, cands, &how, &gs, &ngs));
     int chosen = -1;
     RL_TRY(reg_choose_golden(reg, gs, ngs, NULL, NULL, &chosen));
     if (chosen >= 0) {
@@ -248,6 +249,7 @@ rl_error *rl_registry_rematch(rl_registry *reg, const rl_actor *actor, json_t **
         record = NULL;
     }
     RL_TRY(rl_store_write(reg->store, reindex));
+    reg_cache_changed(reg, NULL); /* features rewritten */
 
     /* 2. replay: each automatic record against those placed before it. */
     RL_TRY(reg_txn_begin(reg, &txn));
@@ -358,6 +360,7 @@ rl_error *rl_registry_rematch(rl_registry *reg, const rl_actor *actor, json_t **
         goto cleanup;
     uint64_t ticket;
     RL_TRY(reg_txn_apply(&txn, &ticket));
+    reg_cache_changed(reg, NULL); /* links were written outside the transaction's record of them */
     RL_TRY(rl_store_sync(reg->store, ticket));
     json_object_set_new(detail, "golden_records", json_integer((json_int_t)json_object_size(members)));
     json_object_set_new(detail, "seconds", json_real((double)(rl_time_mono_ns() - t0) / 1e9));

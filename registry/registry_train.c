@@ -249,6 +249,8 @@ rl_error *rl_registry_train(rl_registry *reg, const rl_actor *actor, json_t **re
     demo_model *handed = trained;
     trained = NULL; /* the matcher owns it now, even if it refuses it */
     RL_TRY(rl_matcher_set_model(reg->matcher, handed));
+    /* Scores taken under the old model are stale (and features stored under it no longer decode). */
+    reg_cache_changed(reg, NULL);
     pthread_mutex_unlock(&reg->write_lock);
     locked = false;
 
