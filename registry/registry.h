@@ -59,7 +59,7 @@ typedef struct rl_registry_options {
     double review_threshold;    /* score >= this (and below auto) is queued for review */
     int max_candidates_per_key; /* a blocking key with more postings is cut and reported */
     unsigned long match_cache_mb; /* candidates' links and features kept in memory, MiB (0: none) */
-    bool verify_decisions;        /* tests: decide registrations scored ahead again from scratch, compare */
+    bool verify_decisions;        /* tests: each registration's candidates and scores taken again from the store, compared */
     rl_survivorship survivorship;
     int ntrusted;
     char trusted_systems[RL_REGISTRY_MAX_TRUSTED][RL_REGISTRY_SYSTEM_MAX];

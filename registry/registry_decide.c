@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/rl_log.h"
 #include "registry/registry_internal.h"
 
 enum {
@@ -40,16 +41,29 @@ bool reg_contradicts(const rl_registry *reg, double score, bool guarded)
 }
 
 rl_error *reg_gather_candidates(rl_registry *reg, const char *rid, const json_t *keys, const json_t *ident_keys,
-                                json_t *cands, int *room)
+                                json_t *cands, int *room, bool from_store)
 {
     rl_error *err = NULL;
     rl_store_iter *blocking = NULL, *ident = NULL;
     size_t i;
     json_t *k;
-    RL_TRY(rl_store_iter_group(reg->store, RL_CF_BLOCKING, &blocking));
-    json_array_foreach(keys, i, k)
-        RL_TRY(reg_scan_candidates(reg, blocking, RL_CF_BLOCKING, json_string_value(k), rid, cands,
-                                   reg->opts.max_candidates_per_key, room));
+    if (from_store)
+        RL_TRY(rl_store_iter_group(reg->store, RL_CF_BLOCKING, &blocking));
+    json_array_foreach(keys, i, k) {
+        if (from_store)
+            RL_TRY(reg_scan_candidates(reg, blocking, RL_CF_BLOCKING, json_string_value(k), rid, cands,
+                                       reg->opts.max_candidates_per_key, room));
+        else {
+            int left = reg->opts.max_candidates_per_key;
+            RL_TRY(reg_postings_scan(reg, json_string_value(k), rid, cands, reg->opts.max_candidates_per_key, &left));
+            /* The key is patient data: report the size, never the key. */
+            if (left < 0)
+                rl_log(RL_LOG_WARN, "registry", "over-full block cut", "family=blocking cap=%d",
+                       reg->opts.max_candidates_per_key);
+            if (room && left < *room)
+                *room = left;
+        }
+    }
     json_array_foreach(ident_keys, i, k) {
         const char *key = json_string_value(k);
         if (!reg_system_trusted(reg, key, (size_t)(strchr(key, '|') - key)))
@@ -420,7 +434,7 @@ rl_error *rl_registry_match(rl_registry *reg, const rl_actor *actor, const json_
     if (json_array_size(keys) == 0 && !trusted)
         RL_FAIL(RL_EINVAL, "too few properties to match on: give at least a name with a birth date, a name with "
                 "a given name, a phone number, or an identifier of a trusted system");
-    RL_TRY(reg_gather_candidates(reg, "", keys, idents, cands, NULL));
+    RL_TRY(reg_gather_candidates(reg, "", keys, idents, cands, NULL, false));
     /* No not-a-match memory names the probe (it is no record). */
     reg_scoring how = {.golden_of = reg_cache_golden_of, .ctx = reg, .fresh = true};
     RL_TRY(reg_score_goldens(reg, "", probe, idents, cands, &how, &gs, &ngs));

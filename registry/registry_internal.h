@@ -33,6 +33,7 @@ enum { REG_ID_LEN = 32, REG_TIMEKEY_LEN = 24, REG_KEY_MAX = 1024 };
 
 typedef struct reg_submit_req reg_submit_req;
 typedef struct reg_cache reg_cache;
+typedef struct reg_postings reg_postings;
 
 /* A registration that created a record, remembered for the decisions of
  * registrations prepared before it was applied (registry_submit.c). */
@@ -59,6 +60,8 @@ struct rl_registry {
     bool combining;
     /* what decisions read of candidate records, in memory (registry_cache.c) */
     reg_cache *cache;
+    /* the blocking postings, in memory (registry_postings.c) */
+    reg_postings *postings;
     /* Advanced (under write_lock and the cache's lock) by every applied change
      * other than a registration creating a record: scores taken outside the
      * lock at one generation stay true while it holds (registry_submit.c). */
@@ -90,6 +93,10 @@ typedef struct reg_txn {
     /* A registration creating a record: it changes no existing record, so it
      * leaves reg->gen and the match cache to its caller (reg_cache_created). */
     bool creates;
+    /* The blocking postings the batch takes off (but those also put) and puts
+     * for record postings_rid, for the postings in memory (registry_postings.c). */
+    const char *postings_rid;
+    const json_t *postings_removed, *postings_added;
 } reg_txn;
 
 rl_error *reg_txn_begin(rl_registry *reg, reg_txn *txn);
@@ -108,8 +115,9 @@ rl_error *reg_txn_event(reg_txn *txn, const rl_actor *actor, const char *op, jso
 rl_error *reg_txn_audit(reg_txn *txn, const rl_actor *actor, const char *action,
                         const char *const *subjects, int nsubjects, const char *outcome, json_t *detail);
 /* Applies under the write lock (caller holds it); returns the durability ticket.
- * Unless txn->creates, it then drops the links it wrote from the match cache
- * and advances reg->gen. */
+ * Then the postings in memory follow the batch, and unless txn->creates, the
+ * links it wrote leave the match cache and reg->gen advances (in that order:
+ * whoever sees the new generation sees the new postings). */
 rl_error *reg_txn_apply(reg_txn *txn, uint64_t *ticket);
 void reg_txn_end(reg_txn *txn);
 
@@ -177,9 +185,10 @@ typedef rl_error *(*reg_golden_of_fn)(void *ctx, const char *rid, char golden[RE
 /* Whether a golden record can take members; NULL callbacks mean "yes". */
 typedef rl_error *(*reg_active_fn)(void *ctx, const char *golden, bool *active);
 
-/* Candidates from blocking keys and trusted identifiers (reg_scan_candidates; room optional). */
+/* Candidates from blocking keys (the postings in memory; from_store: the
+ * blocking family itself) and trusted identifiers (reg_scan_candidates; room optional). */
 rl_error *reg_gather_candidates(rl_registry *reg, const char *rid, const json_t *keys, const json_t *ident_keys,
-                                json_t *cands, int *room);
+                                json_t *cands, int *room, bool from_store);
 
 /* One candidate compared with the probe: all a decision needs of it but its golden record. */
 typedef struct reg_cand_score {
@@ -241,6 +250,23 @@ void reg_cache_created(rl_registry *reg, const char *rid, const char *golden, co
 void reg_cache_changed(rl_registry *reg, const json_t *ids);
 /* A reg_golden_of_fn over the cache (ctx: the registry). */
 rl_error *reg_cache_golden_of(void *ctx, const char *rid, char golden[REG_ID_LEN + 8], bool *placed);
+
+/* ---- the blocking postings in memory (registry_postings.c) ---- */
+
+rl_error *reg_postings_new(reg_postings **out);
+void reg_postings_free(reg_postings *p);
+/* reg_scan_candidates over the blocking family, answered from memory (loaded
+ * from the family at the first call). */
+rl_error *reg_postings_scan(rl_registry *reg, const char *key, const char *self, json_t *cands, int cap,
+                            int *room);
+/* A batch applied (write lock held) took record rid's postings `removed` off
+ * the blocking family (but those also in `added`) and put `added` (either may
+ * be NULL). */
+void reg_postings_changed(rl_registry *reg, const char *rid, const json_t *removed, const json_t *added);
+/* Forgets them all (a bulk rewrite, rematch): the next lookup loads them again. */
+void reg_postings_reset(rl_registry *reg);
+/* Whether list (an array of strings) holds value. */
+bool reg_list_has(const json_t *list, const char *value);
 
 /* ---- search (registry_query.c, registry_search.c) ---- */
 

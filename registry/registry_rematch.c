@@ -164,7 +164,7 @@ static rl_error *rm_decide(rl_registry *reg, reg_txn *txn, rm_record *recs, size
     rm_ctx ctx = {recs, n};
     RL_TRY(reg->matcher->keys(reg->matcher, probe, keys));
     RL_TRY(reg_identifier_keys(record, idents));
-    RL_TRY(reg_gather_candidates(reg, r->rid, keys, idents, cands, NULL));
+    RL_TRY(reg_gather_candidates(reg, r->rid, keys, idents, cands, NULL, false));
     reg_scoring how = {.golden_of = rm_golden_of, .ctx = &ctx};
     RL_TRY(reg_score_goldens(reg, r->rid, probe, idents, cands, &how, &gs, &ngs));
     int chosen = -1;
@@ -249,7 +249,10 @@ rl_error *rl_registry_rematch(rl_registry *reg, const rl_actor *actor, json_t **
         record = NULL;
     }
     RL_TRY(rl_store_write(reg->store, reindex));
-    reg_cache_changed(reg, NULL); /* features rewritten */
+    /* Postings and features rewritten: the copies in memory go (postings first, see reg_txn_apply). */
+    if (reindexed)
+        reg_postings_reset(reg);
+    reg_cache_changed(reg, NULL);
 
     /* 2. replay: each automatic record against those placed before it. */
     RL_TRY(reg_txn_begin(reg, &txn));

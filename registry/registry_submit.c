@@ -209,7 +209,7 @@ cleanup:
     return err;
 }
 
-static bool reg_list_has(const json_t *list, const char *value)
+bool reg_list_has(const json_t *list, const char *value)
 {
     size_t i;
     json_t *k;
@@ -398,7 +398,7 @@ static rl_error *reg_submit_prepare(rl_registry *reg, reg_submit_req *q)
     if (!q->cands)
         RL_FAIL(RL_ENOMEM, "out of memory");
     q->room = reg->opts.max_candidates_per_key;
-    RL_TRY(reg_gather_candidates(reg, q->fresh_id, q->postings, q->ident_keys, q->cands, &q->room));
+    RL_TRY(reg_gather_candidates(reg, q->fresh_id, q->postings, q->ident_keys, q->cands, &q->room, false));
     RL_TRY(reg_prescore(reg, q->probe, q->ident_keys, q->cands, &q->pre, &q->npre));
 cleanup:
     return err;
@@ -475,8 +475,9 @@ static bool reg_recent_candidates(rl_registry *reg, reg_submit_req *q)
     return true;
 }
 
-/* Write lock held (tests, registry.verify_decisions): what reg_recent_candidates
- * and the scores taken ahead gave must be what gathering and scoring anew gives. */
+/* Write lock held (tests, registry.verify_decisions): the candidates and scores
+ * a decision used (the postings in memory, reg_recent_candidates, scores taken
+ * ahead) must be what gathering from the store and scoring anew gives. */
 static rl_error *reg_verify_scores(rl_registry *reg, const reg_submit_req *q, const json_t *cands,
                                    const reg_golden_score *gs, size_t n)
 {
@@ -486,7 +487,8 @@ static rl_error *reg_verify_scores(rl_registry *reg, const reg_submit_req *q, co
     size_t n2 = 0;
     if (!again)
         RL_FAIL(RL_ENOMEM, "out of memory");
-    RL_TRY(reg_gather_candidates(reg, q->rid, q->postings, q->ident_keys, again, NULL));
+    /* From the blocking family itself: the postings in memory are checked too. */
+    RL_TRY(reg_gather_candidates(reg, q->rid, q->postings, q->ident_keys, again, NULL, true));
     reg_scoring how = {.golden_of = reg_cache_golden_of, .ctx = reg};
     RL_TRY(reg_score_goldens(reg, q->rid, q->probe, q->ident_keys, again, &how, &gs2, &n2));
     if (!json_equal(again, cands))
@@ -632,13 +634,13 @@ static void reg_submit_decide(rl_registry *reg, reg_submit_req *q)
         json_decref(cands);
         cands = json_incref(q->cands);
     } else {
-        RL_TRY(reg_gather_candidates(reg, rid, postings, ident_keys, cands, NULL));
+        RL_TRY(reg_gather_candidates(reg, rid, postings, ident_keys, cands, NULL, false));
     }
     /* Candidates' links are read before this transaction writes any. */
     reg_scoring how = {.golden_of = reg_cache_golden_of, .ctx = reg, .pre = reuse ? q->pre : NULL,
                        .npre = reuse ? q->npre : 0, .fresh = !found};
     RL_TRY(reg_score_goldens(reg, rid, q->probe, ident_keys, cands, &how, &gs, &ngs));
-    if (reuse && reg->opts.verify_decisions)
+    if (reg->opts.verify_decisions)
         RL_TRY(reg_verify_scores(reg, q, cands, gs, ngs));
 
     double link_score = 1.0;
@@ -691,6 +693,9 @@ static void reg_submit_decide(rl_registry *reg, reg_submit_req *q)
     /* Every creation must be remembered once applied: nothing may fail after. */
     if (txn.creates && !q->key_hashes)
         RL_TRY(reg_key_hashes(postings, ident_keys, &q->key_hashes));
+    txn.postings_rid = rid;
+    txn.postings_removed = found ? json_object_get(json_object_get(old_link, "index"), "postings") : NULL;
+    txn.postings_added = postings;
     RL_TRY(reg_txn_apply(&txn, &q->ticket));
     if (txn.creates) {
         reg_cache_created(reg, rid, golden_id, q->features.data, q->features.len);
