@@ -90,6 +90,7 @@ struct rl_store {
     rocksdb_options_t *options;
     rocksdb_options_t *append_options;
     rocksdb_options_t *grouped_options;
+    rocksdb_options_t *grouped_append_options;
     rocksdb_block_based_table_options_t *grouped_table_options;
     rocksdb_writeoptions_t *write_options;
     rocksdb_readoptions_t *read_options;
@@ -264,11 +265,19 @@ rl_error *rl_store_open(const char *dir, const rl_store_options *opts, rl_store 
     rocksdb_options_set_memtable_whole_key_filtering(s->grouped_options, 0);
     s->grouped_table_options = rl_table_options(s->block_cache, false);
     rocksdb_options_set_block_based_table_factory(s->grouped_options, s->grouped_table_options);
+    /* The blocking postings are read from the registry's copy in memory; the
+     * family is read whole (at load, by check), never a key at a time: its 13
+     * writes a registration are appends too. */
+    s->grouped_append_options = rocksdb_options_create_copy(s->grouped_options);
+    rocksdb_options_set_memtable_vector_rep(s->grouped_append_options);
     const char *names[RL_CF_COUNT];
     for (int c = 0; c < RL_CF_COUNT; c++) {
         names[c] = rl_cf_names[c];
         bool append = c == RL_CF_AUDIT || c == RL_CF_AUDIT_SUBJECT || c == RL_CF_HISTORY || c == RL_CF_VERSIONS;
-        cf_options[c] = append ? s->append_options : rl_cf_grouped(c) ? s->grouped_options : s->options;
+        cf_options[c] = append                ? s->append_options
+                        : c == RL_CF_BLOCKING ? s->grouped_append_options
+                        : rl_cf_grouped(c)    ? s->grouped_options
+                                              : s->options;
     }
     s->db = rocksdb_open_column_families(s->options, dir, RL_CF_COUNT, names,
                                          (const rocksdb_options_t *const *)cf_options, s->cf,
@@ -323,6 +332,8 @@ void rl_store_close(rl_store *s)
         rocksdb_options_destroy(s->append_options);
     if (s->grouped_options)
         rocksdb_options_destroy(s->grouped_options);
+    if (s->grouped_append_options)
+        rocksdb_options_destroy(s->grouped_append_options);
     if (s->grouped_table_options)
         rocksdb_block_based_options_destroy(s->grouped_table_options);
     if (s->table_options)

@@ -35,7 +35,8 @@ typedef enum rl_cf {
     RL_CF_IDENT,        /* every identifier -> records carrying it */
     RL_CF_GOLDEN,       /* golden records (the persons), by golden id */
     RL_CF_LINKS,        /* record id -> its link to a golden record */
-    RL_CF_BLOCKING,     /* blocking key -> candidate records */
+    RL_CF_BLOCKING,     /* blocking key -> candidate records; written every registration, read whole
+                         * (the registry keeps its copy in memory): a key-at-a-time read sorts its memtable */
     RL_CF_NOMATCH,      /* record pairs a reviewer declared different people */
     RL_CF_REVIEW,       /* review queue items */
     RL_CF_REVIEW_OPEN,  /* open items by (record, candidate golden) */
