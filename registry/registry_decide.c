@@ -129,6 +129,11 @@ cleanup:
     return err;
 }
 
+rl_error *reg_candidate_features(rl_registry *reg, const char *rid, rl_buf *scratch, void **prepared)
+{
+    return reg_candidate_prepared(reg, rid, scratch, prepared, NULL);
+}
+
 void reg_golden_scores_free(reg_golden_score *gs, size_t n)
 {
     for (size_t i = 0; gs && i < n; i++)

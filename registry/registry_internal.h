@@ -200,6 +200,9 @@ typedef struct reg_cand_score {
     json_t *fields; /* per-field outcomes, when score >= the review threshold */
 } reg_cand_score;
 void reg_cand_scores_free(reg_cand_score *cs, size_t n);
+/* A record's prepared form, from its stored features (match cache) or else its
+ * record; *prepared NULL when it has neither. scratch holds bytes meanwhile. */
+rl_error *reg_candidate_features(rl_registry *reg, const char *rid, rl_buf *scratch, void **prepared);
 /* Scores, with no lock held, the candidates (from reg_gather_candidates) a
  * decision would score; sorted by rid. A candidate's score changes only with
  * a change that advances reg->gen, so that a decision taken later at the same

@@ -6,23 +6,44 @@
  * ids clients hold stay valid; a golden record left without members is
  * retired, never deleted.
  *
- * It holds the write lock throughout (registrations wait) and writes the new
- * assignment in one atomic batch, after rewriting blocking postings that the
- * rules changed.
+ * It holds the write lock throughout (registrations wait). Steps:
+ *  1. the links, read in key order; each record's stored features and
+ *     postings checked against the current rules (in parallel), and the
+ *     postings of those the rules changed rewritten (one batch);
+ *  2. the replay: each record decided against those placed before it, as
+ *     registration decides. Which candidates a record has and how each scores
+ *     do not depend on where the replay put them, only the grouping does:
+ *     worker threads gather and score records ahead of the replay, which
+ *     groups, chooses and queues reviews in order;
+ *  3. the new assignment written in one atomic batch: the links and golden
+ *     records that changed (golden records read in key order to compare).
  */
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "common/rl_parallel.h"
 #include "common/rl_time.h"
 #include "registry/registry_internal.h"
+
+enum {
+    /* Records gathered and scored ahead of the replay, at most. */
+    RM_WINDOW = 2048,
+    RM_GRADE_MAX = 16,
+};
 
 typedef struct rm_record {
     char rid[REG_ID_LEN + 1];
     char old_golden[REG_ID_LEN + 8];
     char new_golden[REG_ID_LEN + 8];
+    char old_grade[RM_GRADE_MAX];
+    double old_score;
+    uint64_t postings_hash; /* of its link's postings, in order */
     long long seq;
     bool manual;
+    bool reindex; /* its postings or features are not what the current rules make */
     bool done;
     const char *grade;
     double score;
@@ -30,7 +51,7 @@ typedef struct rm_record {
 
 static int rm_by_seq(const void *a, const void *b)
 {
-    const rm_record *x = a, *y = b;
+    const rm_record *x = *(const rm_record *const *)a, *y = *(const rm_record *const *)b;
     if (x->seq != y->seq)
         return x->seq < y->seq ? -1 : 1;
     return strcmp(x->rid, y->rid);
@@ -38,11 +59,27 @@ static int rm_by_seq(const void *a, const void *b)
 
 static int rm_by_rid(const void *a, const void *b) { return strcmp(((const rm_record *)a)->rid, ((const rm_record *)b)->rid); }
 
+/* Hash of a list of blocking keys, in order (FNV-1a, each key ended by a NUL). */
+static uint64_t rm_keys_hash(const json_t *keys)
+{
+    uint64_t h = 1469598103934665603ull;
+    size_t i;
+    json_t *k;
+    json_array_foreach(keys, i, k) {
+        const char *s = json_string_value(k);
+        size_t n = json_string_length(k);
+        for (size_t j = 0; j <= n; j++)
+            h = (h ^ (unsigned char)(j < n ? s[j] : 0)) * 1099511628211ull;
+    }
+    return h;
+}
+
 /* All links, sorted by record id for lookups. */
 static rl_error *rm_load(rl_registry *reg, rm_record **out, size_t *n)
 {
     rl_error *err = NULL;
     rl_store_iter *it = NULL;
+    json_t *link = NULL;
     size_t cap = 1024, count = 0;
     rm_record *recs = malloc(cap * sizeof *recs);
     if (!recs)
@@ -52,26 +89,30 @@ static rl_error *rm_load(rl_registry *reg, rm_record **out, size_t *n)
         size_t klen, vlen;
         const char *k = rl_store_iter_key(it, &klen);
         const char *v = rl_store_iter_value(it, &vlen);
-        json_t *link = json_loadb(v, vlen, 0, NULL);
+        link = json_loadb(v, vlen, 0, NULL);
         if (!link)
             RL_FAIL(RL_ESTORE, "a link is not JSON: run `ridgeline check`");
         if (count == cap) {
             cap *= 2;
             rm_record *grown = realloc(recs, cap * sizeof *recs);
-            if (!grown) {
-                json_decref(link);
+            if (!grown)
                 RL_FAIL(RL_ENOMEM, "out of memory");
-            }
             recs = grown;
         }
         rm_record *r = &recs[count++];
         memset(r, 0, sizeof *r);
         snprintf(r->rid, sizeof r->rid, "%.*s", (int)klen, k);
         snprintf(r->old_golden, sizeof r->old_golden, "%s", json_string_value(json_object_get(link, "golden")));
+        const char *grade = json_string_value(json_object_get(link, "grade"));
+        snprintf(r->old_grade, sizeof r->old_grade, "%s", grade ? grade : "");
+        r->old_score = json_number_value(json_object_get(link, "score"));
         const char *method = json_string_value(json_object_get(link, "method"));
         r->manual = method && strcmp(method, "manual") == 0;
-        r->seq = (long long)json_integer_value(json_object_get(json_object_get(link, "index"), "seq"));
+        json_t *index = json_object_get(link, "index");
+        r->seq = (long long)json_integer_value(json_object_get(index, "seq"));
+        r->postings_hash = rm_keys_hash(json_object_get(index, "postings"));
         json_decref(link);
+        link = NULL;
     }
     RL_TRY(rl_store_iter_status(it));
     qsort(recs, count, sizeof *recs, rm_by_rid);
@@ -80,6 +121,7 @@ static rl_error *rm_load(rl_registry *reg, rm_record **out, size_t *n)
     recs = NULL;
 cleanup:
     rl_store_iter_destroy(it);
+    json_decref(link);
     free(recs);
     return err;
 }
@@ -91,7 +133,63 @@ static rm_record *rm_find(rm_record *recs, size_t n, const char *rid)
     return bsearch(&key, recs, n, sizeof *recs, rm_by_rid);
 }
 
-/* Rewrites a record's blocking postings when the rules now give other keys. */
+/* ---- 1. postings and features under the current rules ---- */
+
+typedef struct rm_check {
+    rl_registry *reg;
+    rm_record *recs;
+    size_t n;
+    unsigned shares;
+} rm_check;
+
+/* Share t of the records: flags those whose stored features do not decode
+ * under the current rules or whose postings are not the keys those features
+ * give now (what rewriting them from the record would change). */
+static rl_error *rm_check_share(void *arg, unsigned t)
+{
+    rl_error *err = NULL;
+    rm_check *c = arg;
+    rl_registry *reg = c->reg;
+    json_t *keys = json_array();
+    char *bytes = NULL;
+    void *prepared = NULL;
+    if (!keys)
+        RL_FAIL(RL_ENOMEM, "out of memory");
+    for (size_t i = t; i < c->n; i += c->shares) {
+        rm_record *r = &c->recs[i];
+        size_t len = 0;
+        bool found = false;
+        RL_TRY(rl_store_get(reg->store, RL_CF_FEATURES, r->rid, strlen(r->rid), &bytes, &len, &found));
+        rl_error *derr = found ? reg->matcher->decode(reg->matcher, bytes, len, &prepared) : NULL;
+        free(bytes);
+        bytes = NULL;
+        if (!found || derr) {
+            rl_error_free(derr);
+            r->reindex = true;
+            continue;
+        }
+        json_array_clear(keys);
+        RL_TRY(reg->matcher->keys(reg->matcher, prepared, keys));
+        r->reindex = rm_keys_hash(keys) != r->postings_hash;
+        reg->matcher->release(reg->matcher, prepared);
+        prepared = NULL;
+    }
+cleanup:
+    if (prepared)
+        reg->matcher->release(reg->matcher, prepared);
+    free(bytes);
+    json_decref(keys);
+    return err;
+}
+
+/* How many threads share work that has to wait for nothing but the CPU. */
+static unsigned rm_threads(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n < 1 ? 1 : n > RL_PARALLEL_MAX - 1 ? RL_PARALLEL_MAX - 1 : (unsigned)n;
+}
+
+/* Rewrites a record's blocking postings (and features) from its record, as the current rules make them. */
 static rl_error *rm_reindex(rl_registry *reg, const char *rid, const void *prepared, rl_store_batch *batch,
                             long *changed)
 {
@@ -137,16 +235,158 @@ cleanup:
     return err;
 }
 
-typedef struct rm_ctx {
+/* The records flagged by rm_check_share, rewritten from their records in one batch. */
+static rl_error *rm_reindex_all(rl_registry *reg, rm_record *recs, size_t n, long *reindexed)
+{
+    rl_error *err = NULL;
+    rl_store_batch *batch = NULL;
+    json_t *record = NULL;
+    void *probe = NULL;
+    unsigned shares = rm_threads();
+    rm_check check = {reg, recs, n, shares};
+    RL_TRY(rl_parallel_run(shares, rm_check_share, &check));
+    RL_TRY(rl_store_batch_new(reg->store, &batch));
+    bool any = false;
+    for (size_t i = 0; i < n; i++) {
+        if (!recs[i].reindex)
+            continue;
+        any = true;
+        RL_TRY(reg_get_json(reg, RL_CF_RECORDS, recs[i].rid, strlen(recs[i].rid), &record));
+        if (!record)
+            continue;
+        RL_TRY(reg->matcher->prepare(reg->matcher, record, &probe));
+        RL_TRY(rm_reindex(reg, recs[i].rid, probe, batch, reindexed));
+        reg->matcher->release(reg->matcher, probe);
+        probe = NULL;
+        json_decref(record);
+        record = NULL;
+    }
+    if (any) {
+        RL_TRY(rl_store_write(reg->store, batch));
+        /* Postings and features rewritten: the copies in memory go (postings first, see reg_txn_apply). */
+        if (*reindexed)
+            reg_postings_reset(reg);
+        reg_cache_changed(reg, NULL);
+    }
+cleanup:
+    if (probe)
+        reg->matcher->release(reg->matcher, probe);
+    json_decref(record);
+    rl_store_batch_destroy(batch);
+    return err;
+}
+
+/* ---- 2. the replay ---- */
+
+/* A record gathered and scored ahead of the replay. */
+typedef struct rm_slot {
+    int state; /* 0 free, 1 being prepared, 2 ready */
+    bool has_record;
+    void *probe;
+    json_t *idents, *cands;
+    reg_cand_score *pre;
+    size_t npre;
+    rl_error *err;
+} rm_slot;
+
+typedef struct rm_replay {
+    rl_registry *reg;
     rm_record *recs;
     size_t n;
-} rm_ctx;
+    rm_record **order; /* registration order */
+    rm_slot *slots;    /* RM_WINDOW, record i in slots[i % RM_WINDOW] */
+    pthread_mutex_t mu;
+    pthread_cond_t changed;
+    size_t next;     /* the next record a thread takes (under mu) */
+    size_t consumed; /* records the replay has decided */
+    bool stop;
+    /* the replay's own (thread 0's) */
+    reg_txn *txn;
+    json_t *claimed;
+    long reviews;
+} rm_replay;
+
+static void rm_slot_clear(rl_registry *reg, rm_slot *s)
+{
+    if (s->probe)
+        reg->matcher->release(reg->matcher, s->probe);
+    json_decref(s->idents);
+    json_decref(s->cands);
+    reg_cand_scores_free(s->pre, s->npre);
+    rl_error_free(s->err);
+    memset(s, 0, sizeof *s);
+}
+
+/* Gathers and scores record r into s, as registration's prepare step would. */
+static rl_error *rm_prepare(rl_registry *reg, const rm_record *r, rm_slot *s)
+{
+    rl_error *err = NULL;
+    json_t *record = NULL, *keys = json_array();
+    char *raw = NULL;
+    rl_buf scratch;
+    rl_buf_init(&scratch, 1 << 20);
+    s->idents = json_array();
+    s->cands = json_object();
+    if (!keys || !s->idents || !s->cands)
+        RL_FAIL(RL_ENOMEM, "out of memory");
+    /* A link without its record (a damaged store: `check` says so) stays where it is. */
+    size_t len = 0;
+    bool found = false;
+    if (reg->opts.ntrusted > 0) {
+        RL_TRY(reg_get_json(reg, RL_CF_RECORDS, r->rid, strlen(r->rid), &record));
+        found = record != NULL;
+    } else {
+        RL_TRY(rl_store_get(reg->store, RL_CF_RECORDS, r->rid, strlen(r->rid), &raw, &len, &found));
+    }
+    if (!found)
+        goto cleanup;
+    /* Its stored features are what its record gives under the current rules (step 1). */
+    RL_TRY(reg_candidate_features(reg, r->rid, &scratch, &s->probe));
+    if (!s->probe)
+        goto cleanup;
+    s->has_record = true;
+    RL_TRY(reg->matcher->keys(reg->matcher, s->probe, keys));
+    /* Identifiers count only in trusted systems, whose evidence needs the record. */
+    if (record)
+        RL_TRY(reg_identifier_keys(record, s->idents));
+    RL_TRY(reg_gather_candidates(reg, r->rid, keys, s->idents, s->cands, NULL, false));
+    RL_TRY(reg_prescore(reg, s->probe, s->idents, s->cands, &s->pre, &s->npre));
+cleanup:
+    json_decref(record);
+    json_decref(keys);
+    free(raw);
+    rl_buf_free(&scratch);
+    return err;
+}
+
+/* Takes the next record to prepare (mu held); false when there is none or the window is full. */
+static bool rm_take(rm_replay *p, size_t *i)
+{
+    while (p->order && p->next < p->n && p->order[p->next]->manual)
+        p->next++; /* placed where people put them: nothing to prepare */
+    if (p->stop || p->next >= p->n || p->next >= p->consumed + RM_WINDOW)
+        return false;
+    *i = p->next++;
+    p->slots[*i % RM_WINDOW].state = 1;
+    return true;
+}
+
+static void rm_prepare_slot(rm_replay *p, size_t i)
+{
+    rm_slot *s = &p->slots[i % RM_WINDOW];
+    rl_error *err = rm_prepare(p->reg, p->order[i], s);
+    pthread_mutex_lock(&p->mu);
+    s->err = err;
+    s->state = 2;
+    pthread_cond_broadcast(&p->changed);
+    pthread_mutex_unlock(&p->mu);
+}
 
 /* Rematch's view of candidates: where the replay has put them so far. */
 static rl_error *rm_golden_of(void *arg, const char *rid, char golden[REG_ID_LEN + 8], bool *placed)
 {
-    rm_ctx *c = arg;
-    rm_record *r = rm_find(c->recs, c->n, rid);
+    rm_replay *p = arg;
+    rm_record *r = rm_find(p->recs, p->n, rid);
     *placed = r && r->done;
     if (*placed)
         snprintf(golden, REG_ID_LEN + 8, "%s", r->new_golden);
@@ -154,19 +394,22 @@ static rl_error *rm_golden_of(void *arg, const char *rid, char golden[REG_ID_LEN
 }
 
 /* Decides one auto-linked record against those already placed, as registration would. */
-static rl_error *rm_decide(rl_registry *reg, reg_txn *txn, rm_record *recs, size_t n, rm_record *r,
-                           const json_t *record, const void *probe, json_t *claimed, long *reviews)
+static rl_error *rm_decide(rm_replay *p, rm_record *r, rm_slot *s)
 {
     rl_error *err = NULL;
-    json_t *keys = json_array(), *cands = json_object(), *idents = json_array();
+    rl_registry *reg = p->reg;
     reg_golden_score *gs = NULL;
     size_t ngs = 0;
-    rm_ctx ctx = {recs, n};
-    RL_TRY(reg->matcher->keys(reg->matcher, probe, keys));
-    RL_TRY(reg_identifier_keys(record, idents));
-    RL_TRY(reg_gather_candidates(reg, r->rid, keys, idents, cands, NULL, false));
-    reg_scoring how = {.golden_of = rm_golden_of, .ctx = &ctx};
-    RL_TRY(reg_score_goldens(reg, r->rid, probe, idents, cands, &how, &gs, &ngs));
+    if (!s->has_record) {
+        snprintf(r->new_golden, sizeof r->new_golden, "%s", r->old_golden);
+        r->grade = "certain";
+        r->score = 1.0;
+        r->done = true;
+        json_object_set_new(p->claimed, r->old_golden, json_true());
+        goto cleanup;
+    }
+    reg_scoring how = {.golden_of = rm_golden_of, .ctx = p, .pre = s->pre, .npre = s->npre};
+    RL_TRY(reg_score_goldens(reg, r->rid, s->probe, s->idents, s->cands, &how, &gs, &ngs));
     int chosen = -1;
     RL_TRY(reg_choose_golden(reg, gs, ngs, NULL, NULL, &chosen));
     if (chosen >= 0) {
@@ -175,113 +418,249 @@ static rl_error *rm_decide(rl_registry *reg, reg_txn *txn, rm_record *recs, size
         r->grade = reg_grade(reg, r->score);
     } else {
         /* A person of its own: keep the golden id it had unless someone took it first. */
-        if (!json_object_get(claimed, r->old_golden))
+        if (!json_object_get(p->claimed, r->old_golden))
             snprintf(r->new_golden, sizeof r->new_golden, "%s", r->old_golden);
         else
             reg_new_id(r->new_golden);
         r->score = 1.0;
         r->grade = "certain";
     }
-    json_object_set_new(claimed, r->new_golden, json_true());
+    json_object_set_new(p->claimed, r->new_golden, json_true());
     int queued = 0;
-    RL_TRY(reg_offer_reviews(txn, r->rid, r->new_golden, gs, ngs, NULL, NULL, &queued));
-    *reviews += queued;
+    RL_TRY(reg_offer_reviews(p->txn, r->rid, r->new_golden, gs, ngs, NULL, NULL, &queued));
+    p->reviews += queued;
     r->done = true;
 cleanup:
     reg_golden_scores_free(gs, ngs);
-    json_decref(keys);
-    json_decref(cands);
-    json_decref(idents);
+    return err;
+}
+
+/* Thread 0 replays in order, preparing a record itself when no other thread
+ * has taken it yet; the others prepare records ahead of it. */
+static rl_error *rm_replay_share(void *arg, unsigned t)
+{
+    rl_error *err = NULL;
+    rm_replay *p = arg;
+    size_t i;
+    if (t > 0) {
+        pthread_mutex_lock(&p->mu);
+        for (;;) {
+            if (rm_take(p, &i)) {
+                pthread_mutex_unlock(&p->mu);
+                rm_prepare_slot(p, i);
+                pthread_mutex_lock(&p->mu);
+            } else if (p->stop || p->next >= p->n) {
+                break;
+            } else {
+                pthread_cond_wait(&p->changed, &p->mu); /* the window is full */
+            }
+        }
+        pthread_mutex_unlock(&p->mu);
+        return NULL;
+    }
+    for (size_t at = 0; at < p->n && !err; at++) {
+        rm_record *r = p->order[at];
+        if (r->manual)
+            continue;
+        rm_slot *s = &p->slots[at % RM_WINDOW];
+        pthread_mutex_lock(&p->mu);
+        while (s->state != 2) {
+            if (p->next == at && rm_take(p, &i)) {
+                pthread_mutex_unlock(&p->mu);
+                rm_prepare_slot(p, i);
+                pthread_mutex_lock(&p->mu);
+            } else if (s->state != 2) {
+                pthread_cond_wait(&p->changed, &p->mu);
+            }
+        }
+        pthread_mutex_unlock(&p->mu);
+        err = s->err;
+        s->err = NULL;
+        if (!err)
+            err = rm_decide(p, r, s);
+        rm_slot_clear(p->reg, s);
+        pthread_mutex_lock(&p->mu);
+        p->consumed = at + 1;
+        pthread_cond_broadcast(&p->changed);
+        pthread_mutex_unlock(&p->mu);
+    }
+    pthread_mutex_lock(&p->mu);
+    p->stop = true;
+    pthread_cond_broadcast(&p->changed);
+    pthread_mutex_unlock(&p->mu);
+    return err;
+}
+
+/* ---- 3. the new assignment ---- */
+
+/* Whether a golden record already lists exactly these members, in this order, and is active. */
+static bool rm_golden_listed(const json_t *list, const json_t *golden)
+{
+    json_t *prev = json_object_get(golden, "members");
+    return prev && json_equal(prev, list) && reg_golden_active(golden);
+}
+
+/* Golden records whose members changed (or new ones) rewritten, those left empty retired. */
+static rl_error *rm_write_goldens(rl_registry *reg, reg_txn *txn, json_t *members, json_t *old_goldens,
+                                  const char *now, long *retired)
+{
+    rl_error *err = NULL;
+    rl_store_iter *it = NULL;
+    json_t *golden = NULL, *seen = json_object();
+    if (!seen)
+        RL_FAIL(RL_ENOMEM, "out of memory");
+    /* In key order: every golden record read once, sequentially, rather than looked up. */
+    RL_TRY(rl_store_iter_new(reg->store, RL_CF_GOLDEN, NULL, 0, NULL, 0, &it));
+    for (; rl_store_iter_valid(it); rl_store_iter_next(it)) {
+        size_t klen, vlen;
+        const char *k = rl_store_iter_key(it, &klen);
+        char gid[REG_ID_LEN + 8];
+        if (klen >= sizeof gid)
+            continue;
+        memcpy(gid, k, klen);
+        gid[klen] = '\0';
+        json_t *list = json_object_get(members, gid);
+        bool retiring = !list && json_object_get(old_goldens, gid);
+        if (!list && !retiring)
+            continue;
+        const char *v = rl_store_iter_value(it, &vlen);
+        golden = json_loadb(v, vlen, 0, NULL);
+        if (!golden)
+            RL_FAIL(RL_ESTORE, "stored value is not JSON: the store is damaged");
+        if (list) {
+            json_object_set_new(seen, gid, json_true());
+            if (!rm_golden_listed(list, golden)) {
+                json_object_set(golden, "members", list);
+                json_object_set_new(golden, "status", json_string("active"));
+                json_object_del(golden, "merged_into");
+                json_object_set_new(golden, "version",
+                                    json_integer(json_integer_value(json_object_get(golden, "version")) + 1));
+                json_object_set_new(golden, "updated", json_string(now));
+                reg_put_json(txn->batch, RL_CF_GOLDEN, gid, strlen(gid), golden, &err);
+            }
+        } else if (reg_golden_active(golden)) {
+            json_array_clear(json_object_get(golden, "members"));
+            json_object_set_new(golden, "status", json_string("retired"));
+            json_object_set_new(golden, "updated", json_string(now));
+            reg_put_json(txn->batch, RL_CF_GOLDEN, gid, strlen(gid), golden, &err);
+            (*retired)++;
+        }
+        json_decref(golden);
+        golden = NULL;
+        if (err)
+            goto cleanup;
+    }
+    RL_TRY(rl_store_iter_status(it));
+    /* Golden records the replay made. */
+    const char *gid;
+    json_t *list;
+    json_object_foreach(members, gid, list) {
+        if (json_object_get(seen, gid))
+            continue;
+        golden = json_pack("{s:s, s:i, s:s, s:O, s:s, s:s}", "id", gid, "version", 1, "created", now, "members",
+                           list, "status", "active", "updated", now);
+        if (!golden)
+            RL_FAIL(RL_ENOMEM, "out of memory");
+        reg_put_json(txn->batch, RL_CF_GOLDEN, gid, strlen(gid), golden, &err);
+        json_decref(golden);
+        golden = NULL;
+        if (err)
+            goto cleanup;
+    }
+cleanup:
+    rl_store_iter_destroy(it);
+    json_decref(golden);
+    json_decref(seen);
+    return err;
+}
+
+/* The links of records the replay placed elsewhere, or graded or scored otherwise. */
+static rl_error *rm_write_links(rl_registry *reg, reg_txn *txn, rm_record *recs, size_t n, const rl_actor *actor,
+                                const char *now, long *moved)
+{
+    rl_error *err = NULL;
+    json_t *link = NULL;
+    for (size_t i = 0; i < n; i++) {
+        rm_record *r = &recs[i];
+        if (!r->done || r->manual)
+            continue;
+        bool changed = strcmp(r->old_golden, r->new_golden) != 0;
+        *moved += changed;
+        if (!changed && strcmp(r->old_grade, r->grade) == 0 && r->old_score == r->score)
+            continue; /* written again, it would read the same */
+        RL_TRY(reg_get_json(reg, RL_CF_LINKS, r->rid, strlen(r->rid), &link));
+        if (!link)
+            continue;
+        json_object_set_new(link, "golden", json_string(r->new_golden));
+        json_object_set_new(link, "grade", json_string(r->grade));
+        json_object_set_new(link, "score", json_real(r->score));
+        if (changed) {
+            json_object_set_new(link, "who", json_string(reg_actor_who(actor)));
+            json_object_set_new(link, "when", json_string(now));
+        }
+        reg_put_json(txn->batch, RL_CF_LINKS, r->rid, strlen(r->rid), link, &err);
+        json_decref(link);
+        link = NULL;
+        if (err)
+            goto cleanup;
+    }
+cleanup:
+    json_decref(link);
     return err;
 }
 
 rl_error *rl_registry_rematch(rl_registry *reg, const rl_actor *actor, json_t **report)
 {
     rl_error *err = NULL;
-    rm_record *recs = NULL, **order = NULL;
+    rm_record *recs = NULL;
+    rm_replay replay = {.reg = reg, .mu = PTHREAD_MUTEX_INITIALIZER, .changed = PTHREAD_COND_INITIALIZER};
     size_t n = 0;
-    json_t *claimed = json_object(), *members = json_object(), *record = NULL, *link = NULL, *golden = NULL;
-    void *probe = NULL;
-    rl_store_batch *reindex = NULL;
+    json_t *claimed = json_object(), *members = json_object(), *old_goldens = json_object(), *detail = NULL;
     reg_txn txn = {0};
-    json_t *old_goldens = NULL, *detail = NULL;
-    long reindexed = 0, moved = 0, reviews = 0, retired = 0;
+    long reindexed = 0, moved = 0, retired = 0;
     uint64_t t0 = rl_time_mono_ns();
+    double secs[4] = {0};
     *report = NULL;
     pthread_mutex_lock(&reg->write_lock);
-    if (!claimed || !members)
+    if (!claimed || !members || !old_goldens)
         RL_FAIL(RL_ENOMEM, "out of memory");
     RL_TRY(rm_load(reg, &recs, &n));
-    order = malloc((n + 1) * sizeof *order);
-    if (!order)
+    replay.recs = recs;
+    replay.n = n;
+    replay.order = malloc((n + 1) * sizeof *replay.order);
+    replay.slots = calloc(RM_WINDOW, sizeof *replay.slots);
+    if (!replay.order || !replay.slots)
         RL_FAIL(RL_ENOMEM, "out of memory");
-    for (size_t i = 0; i < n; i++)
-        order[i] = &recs[i];
     /* Registration order; manual links are placed first, where people put them. */
-    rm_record *sorted = malloc((n + 1) * sizeof *sorted);
-    if (!sorted)
-        RL_FAIL(RL_ENOMEM, "out of memory");
-    memcpy(sorted, recs, n * sizeof *sorted);
-    qsort(sorted, n, sizeof *sorted, rm_by_seq);
     for (size_t i = 0; i < n; i++)
-        order[i] = rm_find(recs, n, sorted[i].rid);
-    free(sorted);
+        replay.order[i] = &recs[i];
+    qsort(replay.order, n, sizeof *replay.order, rm_by_seq);
     for (size_t i = 0; i < n; i++)
-        if (order[i]->manual) {
-            snprintf(order[i]->new_golden, sizeof order[i]->new_golden, "%s", order[i]->old_golden);
-            order[i]->done = true;
-            order[i]->grade = "certain";
-            order[i]->score = 1.0;
-            json_object_set_new(claimed, order[i]->old_golden, json_true());
+        if (replay.order[i]->manual) {
+            rm_record *r = replay.order[i];
+            snprintf(r->new_golden, sizeof r->new_golden, "%s", r->old_golden);
+            r->done = true;
+            r->grade = "certain";
+            r->score = 1.0;
+            json_object_set_new(claimed, r->old_golden, json_true());
         }
+    secs[0] = (double)(rl_time_mono_ns() - t0) / 1e9;
 
     /* 1. postings under the current rules, so that candidates are found as they will be. */
-    RL_TRY(rl_store_batch_new(reg->store, &reindex));
-    for (size_t i = 0; i < n; i++) {
-        RL_TRY(reg_get_json(reg, RL_CF_RECORDS, order[i]->rid, strlen(order[i]->rid), &record));
-        if (!record)
-            continue;
-        RL_TRY(reg->matcher->prepare(reg->matcher, record, &probe));
-        RL_TRY(rm_reindex(reg, order[i]->rid, probe, reindex, &reindexed));
-        reg->matcher->release(reg->matcher, probe);
-        probe = NULL;
-        json_decref(record);
-        record = NULL;
-    }
-    RL_TRY(rl_store_write(reg->store, reindex));
-    /* Postings and features rewritten: the copies in memory go (postings first, see reg_txn_apply). */
-    if (reindexed)
-        reg_postings_reset(reg);
-    reg_cache_changed(reg, NULL);
+    RL_TRY(rm_reindex_all(reg, recs, n, &reindexed));
+    secs[1] = (double)(rl_time_mono_ns() - t0) / 1e9;
 
     /* 2. replay: each automatic record against those placed before it. */
     RL_TRY(reg_txn_begin(reg, &txn));
     txn.no_history = true;
-    for (size_t i = 0; i < n; i++) {
-        rm_record *r = order[i];
-        if (r->manual)
-            continue;
-        RL_TRY(reg_get_json(reg, RL_CF_RECORDS, r->rid, strlen(r->rid), &record));
-        if (!record) {
-            /* A link without its record (a damaged store: `check` says so) stays where it is. */
-            snprintf(r->new_golden, sizeof r->new_golden, "%s", r->old_golden);
-            r->grade = "certain";
-            r->score = 1.0;
-            r->done = true;
-            json_object_set_new(claimed, r->old_golden, json_true());
-            continue;
-        }
-        RL_TRY(reg->matcher->prepare(reg->matcher, record, &probe));
-        RL_TRY(rm_decide(reg, &txn, recs, n, r, record, probe, claimed, &reviews));
-        reg->matcher->release(reg->matcher, probe);
-        probe = NULL;
-        json_decref(record);
-        record = NULL;
-    }
+    replay.txn = &txn;
+    replay.claimed = claimed;
+    RL_TRY(rl_parallel_run(rm_threads() + 1, rm_replay_share, &replay));
+    secs[2] = (double)(rl_time_mono_ns() - t0) / 1e9;
 
     /* 3. write the assignment: members per golden record, then links. */
     for (size_t i = 0; i < n; i++) {
-        rm_record *r = order[i];
+        rm_record *r = replay.order[i];
         if (!r->done)
             continue;
         json_t *list = json_object_get(members, r->new_golden);
@@ -291,73 +670,16 @@ rl_error *rl_registry_rematch(rl_registry *reg, const rl_actor *actor, json_t **
         }
         json_array_append_new(list, json_string(r->rid));
     }
-    char now[32];
-    reg_now(now);
-    old_goldens = json_object();
-    if (!old_goldens)
-        RL_FAIL(RL_ENOMEM, "out of memory");
     for (size_t i = 0; i < n; i++)
         json_object_set_new(old_goldens, recs[i].old_golden, json_true());
-    const char *gid;
-    json_t *list;
-    json_object_foreach(members, gid, list) {
-        RL_TRY(reg_get_json(reg, RL_CF_GOLDEN, gid, strlen(gid), &golden));
-        if (!golden)
-            golden = json_pack("{s:s, s:i, s:s}", "id", gid, "version", 0, "created", now);
-        json_t *prev = json_object_get(golden, "members");
-        if (!prev || !json_equal(prev, list) || !reg_golden_active(golden)) {
-            json_object_set(golden, "members", list);
-            json_object_set_new(golden, "status", json_string("active"));
-            json_object_del(golden, "merged_into");
-            json_object_set_new(golden, "version", json_integer(json_integer_value(json_object_get(golden, "version")) + 1));
-            json_object_set_new(golden, "updated", json_string(now));
-            reg_put_json(txn.batch, RL_CF_GOLDEN, gid, strlen(gid), golden, &err);
-            if (err)
-                goto cleanup;
-        }
-        json_decref(golden);
-        golden = NULL;
-    }
-    json_object_foreach(old_goldens, gid, list) {
-        if (json_object_get(members, gid))
-            continue;
-        RL_TRY(reg_get_json(reg, RL_CF_GOLDEN, gid, strlen(gid), &golden));
-        if (golden && reg_golden_active(golden)) {
-            json_array_clear(json_object_get(golden, "members"));
-            json_object_set_new(golden, "status", json_string("retired"));
-            json_object_set_new(golden, "updated", json_string(now));
-            reg_put_json(txn.batch, RL_CF_GOLDEN, gid, strlen(gid), golden, &err);
-            retired++;
-            if (err)
-                goto cleanup;
-        }
-        json_decref(golden);
-        golden = NULL;
-    }
-    for (size_t i = 0; i < n; i++) {
-        rm_record *r = &recs[i];
-        if (!r->done || r->manual)
-            continue;
-        RL_TRY(reg_get_json(reg, RL_CF_LINKS, r->rid, strlen(r->rid), &link));
-        bool changed = strcmp(r->old_golden, r->new_golden) != 0;
-        moved += changed;
-        json_object_set_new(link, "golden", json_string(r->new_golden));
-        json_object_set_new(link, "grade", json_string(r->grade));
-        json_object_set_new(link, "score", json_real(r->score));
-        if (changed) {
-            json_object_set_new(link, "who", json_string(reg_actor_who(actor)));
-            json_object_set_new(link, "when", json_string(now));
-        }
-        reg_put_json(txn.batch, RL_CF_LINKS, r->rid, strlen(r->rid), link, &err);
-        json_decref(link);
-        link = NULL;
-        if (err)
-            goto cleanup;
-    }
+    char now[32];
+    reg_now(now);
+    RL_TRY(rm_write_goldens(reg, &txn, members, old_goldens, now, &retired));
+    RL_TRY(rm_write_links(reg, &txn, recs, n, actor, now, &moved));
     txn.d_goldens = (int64_t)json_object_size(members) - (int64_t)reg->n_goldens;
     detail = json_pack("{s:I, s:I, s:I, s:I, s:I}", "records", (json_int_t)n, "moved", (json_int_t)moved,
-                               "reindexed", (json_int_t)reindexed, "retired", (json_int_t)retired,
-                               "reviews_queued", (json_int_t)reviews);
+                       "reindexed", (json_int_t)reindexed, "retired", (json_int_t)retired, "reviews_queued",
+                       (json_int_t)replay.reviews);
     err = reg_txn_audit(&txn, actor, "rematch", NULL, 0, "ok", detail);
     if (err)
         goto cleanup;
@@ -365,24 +687,28 @@ rl_error *rl_registry_rematch(rl_registry *reg, const rl_actor *actor, json_t **
     RL_TRY(reg_txn_apply(&txn, &ticket));
     reg_cache_changed(reg, NULL); /* links were written outside the transaction's record of them */
     RL_TRY(rl_store_sync(reg->store, ticket));
+    secs[3] = (double)(rl_time_mono_ns() - t0) / 1e9;
     json_object_set_new(detail, "golden_records", json_integer((json_int_t)json_object_size(members)));
-    json_object_set_new(detail, "seconds", json_real((double)(rl_time_mono_ns() - t0) / 1e9));
+    json_object_set_new(detail, "seconds", json_real(secs[3]));
+    /* Where the time went: reading links, checking postings, replay, writing. */
+    json_object_set_new(detail, "phases_s", json_pack("{s:f, s:f, s:f, s:f}", "load", secs[0], "reindex",
+                                                      secs[1] - secs[0], "replay", secs[2] - secs[1], "write",
+                                                      secs[3] - secs[2]));
     *report = detail;
     detail = NULL;
 cleanup:
-    json_decref(old_goldens);
-    json_decref(detail);
     pthread_mutex_unlock(&reg->write_lock);
-    if (probe)
-        reg->matcher->release(reg->matcher, probe);
+    for (size_t i = 0; replay.slots && i < RM_WINDOW; i++)
+        rm_slot_clear(reg, &replay.slots[i]);
+    free(replay.slots);
+    free(replay.order);
+    pthread_mutex_destroy(&replay.mu);
+    pthread_cond_destroy(&replay.changed);
     reg_txn_end(&txn);
-    rl_store_batch_destroy(reindex);
     free(recs);
-    free(order);
     json_decref(claimed);
     json_decref(members);
-    json_decref(record);
-    json_decref(link);
-    json_decref(golden);
+    json_decref(old_goldens);
+    json_decref(detail);
     return err;
 }
