@@ -240,6 +240,25 @@ cleanup:
     return err;
 }
 
+void reg_cache_peek(rl_registry *reg, const char *const *rids, size_t n, reg_cache_hit *out, rl_buf *bytes)
+{
+    reg_cache *c = reg->cache;
+    rl_buf_reset(bytes);
+    /* One lock for a decision's candidates: its cache line is shared by the cores. */
+    pthread_rwlock_rdlock(&c->lock);
+    for (size_t i = 0; i < n; i++) {
+        const reg_cache_entry *e = *reg_cache_slot(c, rids[i], reg_cache_hash(rids[i]));
+        out[i].hit = e && rl_buf_append(bytes, e->features, e->features_len) == NULL;
+        if (!out[i].hit)
+            continue; /* read by reg_cache_get, which may keep it */
+        snprintf(out[i].golden, sizeof out[i].golden, "%s", e->golden);
+        out[i].has_features = e->has_features;
+        out[i].len = e->features_len;
+        out[i].off = bytes->len - e->features_len;
+    }
+    pthread_rwlock_unlock(&c->lock);
+}
+
 void reg_cache_created(rl_registry *reg, const char *rid, const char *golden, const void *features, size_t len)
 {
     reg_cache *c = reg->cache;

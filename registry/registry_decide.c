@@ -79,30 +79,18 @@ cleanup:
     return err;
 }
 
-/* A candidate's prepared form: from its stored features (through the match
- * cache) when they were made under the current rules, else (older records,
- * changed rules) from its record. *record (optional) gets the record JSON,
- * read only when asked. scratch holds the features' bytes meanwhile. */
-static rl_error *reg_candidate_prepared(rl_registry *reg, const char *rid, rl_buf *scratch, void **prepared,
-                                        json_t **record)
+/* A candidate's prepared form from its stored features (bytes, when found)
+ * if they were made under the current rules, else (older records, changed
+ * rules) from its record. *record (optional) gets the record JSON, read only
+ * when asked. */
+static rl_error *reg_prepare_candidate(rl_registry *reg, const char *rid, const char *bytes, size_t len, bool found,
+                                       void **prepared, json_t **record)
 {
     rl_error *err = NULL;
-    char *bytes = NULL;
-    size_t len = 0;
-    bool found = false, linked = false;
     json_t *rec = NULL;
-    reg_cached cached = {.features = scratch};
     *prepared = NULL;
-    RL_TRY(reg_cache_get(reg, rid, &cached, &linked));
-    if (linked) {
-        found = cached.has_features;
-        len = scratch->len;
-    } else {
-        /* No link (rematch places records the store has not linked yet): the store says. */
-        RL_TRY(rl_store_get(reg->store, RL_CF_FEATURES, rid, strlen(rid), &bytes, &len, &found));
-    }
     if (found) {
-        rl_error *derr = reg->matcher->decode(reg->matcher, linked ? scratch->data : bytes, len, prepared);
+        rl_error *derr = reg->matcher->decode(reg->matcher, bytes, len, prepared);
         if (derr) {
             *prepared = NULL;
             rl_error_free(derr); /* stale or damaged: prepare from the record below */
@@ -124,14 +112,41 @@ static rl_error *reg_candidate_prepared(rl_registry *reg, const char *rid, rl_bu
         rec = NULL;
     }
 cleanup:
-    free(bytes);
     json_decref(rec);
+    return err;
+}
+
+/* The same, the features read through the match cache (or, for a record
+ * without a link, from the store); golden (optional) gets its golden record,
+ * "" when it has no link. scratch holds the features' bytes meanwhile. */
+static rl_error *reg_candidate_prepared(rl_registry *reg, const char *rid, rl_buf *scratch, void **prepared,
+                                        json_t **record, char golden[REG_ID_LEN + 8])
+{
+    rl_error *err = NULL;
+    char *bytes = NULL;
+    size_t len = 0;
+    bool found = false, linked = false;
+    reg_cached cached = {.features = scratch};
+    *prepared = NULL;
+    RL_TRY(reg_cache_get(reg, rid, &cached, &linked));
+    if (golden)
+        snprintf(golden, REG_ID_LEN + 8, "%s", linked ? cached.golden : "");
+    if (linked) {
+        found = cached.has_features;
+        len = scratch->len;
+    } else {
+        /* No link (rematch places records the store has not linked yet): the store says. */
+        RL_TRY(rl_store_get(reg->store, RL_CF_FEATURES, rid, strlen(rid), &bytes, &len, &found));
+    }
+    RL_TRY(reg_prepare_candidate(reg, rid, linked ? scratch->data : bytes, len, found, prepared, record));
+cleanup:
+    free(bytes);
     return err;
 }
 
 rl_error *reg_candidate_features(rl_registry *reg, const char *rid, rl_buf *scratch, void **prepared)
 {
-    return reg_candidate_prepared(reg, rid, scratch, prepared, NULL);
+    return reg_candidate_prepared(reg, rid, scratch, prepared, NULL, NULL);
 }
 
 void reg_golden_scores_free(reg_golden_score *gs, size_t n)
@@ -173,16 +188,26 @@ cleanup:
 
 /* Compares one candidate with the probe: score (1 when a trusted identifier
  * agrees), guard, trusted evidence, and the per-field outcomes when the score
- * reaches the review threshold (only those are ever shown). */
+ * reaches the review threshold (only those are ever shown); its golden record
+ * too. known: what reg_cache_peek found of it (bytes in known_bytes), or NULL. */
 static rl_error *reg_score_candidate(rl_registry *reg, const void *probe, const json_t *ident_keys, const char *cid,
-                                     rl_buf *scratch, reg_cand_score *out)
+                                     const reg_cache_hit *known, const char *known_bytes, rl_buf *scratch,
+                                     reg_cand_score *out)
 {
     rl_error *err = NULL;
     json_t *cand = NULL, *cand_keys = NULL;
     void *prepared = NULL;
+    json_t **record = reg->opts.ntrusted > 0 ? &cand : NULL;
     memset(out, 0, sizeof *out);
     snprintf(out->rid, sizeof out->rid, "%s", cid);
-    RL_TRY(reg_candidate_prepared(reg, cid, scratch, &prepared, reg->opts.ntrusted > 0 ? &cand : NULL));
+    if (known) {
+        snprintf(out->golden, sizeof out->golden, "%s", known->golden);
+        RL_TRY(reg_prepare_candidate(reg, cid, known_bytes + known->off, known->len, known->has_features, &prepared,
+                                     record));
+    } else {
+        RL_TRY(reg_candidate_prepared(reg, cid, scratch, &prepared, record, out->golden));
+    }
+    out->placed = out->golden[0] != '\0';
     if (!prepared)
         goto cleanup; /* an index entry without a record: `check` reports it */
     out->usable = true;
@@ -223,17 +248,26 @@ rl_error *reg_prescore(rl_registry *reg, const void *probe, const json_t *ident_
     rl_error *err = NULL;
     reg_cand *order = NULL;
     reg_cand_score *cs = NULL;
+    const char **rids = NULL;
+    reg_cache_hit *known = NULL;
     size_t n = 0, ranked = 0;
-    rl_buf scratch;
+    rl_buf scratch, bytes;
     rl_buf_init(&scratch, 1 << 20);
+    rl_buf_init(&bytes, 64 << 20);
     *out = NULL;
     *nout = 0;
     RL_TRY(reg_rank_candidates(cands, &order, &ranked));
     cs = calloc(ranked + 1, sizeof *cs);
-    if (!cs)
+    rids = calloc(ranked + 1, sizeof *rids);
+    known = calloc(ranked + 1, sizeof *known);
+    if (!cs || !rids || !known)
         RL_FAIL(RL_ENOMEM, "out of memory");
+    for (size_t i = 0; i < ranked; i++)
+        rids[i] = order[i].rid;
+    reg_cache_peek(reg, rids, ranked, known, &bytes);
     for (; n < ranked; n++)
-        RL_TRY(reg_score_candidate(reg, probe, ident_keys, order[n].rid, &scratch, &cs[n]));
+        RL_TRY(reg_score_candidate(reg, probe, ident_keys, order[n].rid, known[n].hit ? &known[n] : NULL, bytes.data,
+                                   &scratch, &cs[n]));
     qsort(cs, n, sizeof *cs, reg_cand_score_by_rid);
     *out = cs;
     *nout = n;
@@ -241,7 +275,10 @@ rl_error *reg_prescore(rl_registry *reg, const void *probe, const json_t *ident_
 cleanup:
     reg_cand_scores_free(cs, n);
     free(order);
+    free(rids);
+    free(known);
     rl_buf_free(&scratch);
+    rl_buf_free(&bytes);
     return err;
 }
 
@@ -263,18 +300,24 @@ rl_error *reg_score_goldens(rl_registry *reg, const char *rid, const void *probe
     RL_TRY(reg_rank_candidates(cands, &order, &ranked));
     for (size_t c = 0; c < ranked; c++) {
         const char *cid = order[c].rid;
-        char golden[REG_ID_LEN + 8];
+        char golden_of[REG_ID_LEN + 8];
+        const char *golden = golden_of;
         bool placed = false;
-        RL_TRY(how->golden_of(how->ctx, cid, golden, &placed));
-        if (!placed)
-            continue; /* no golden record yet (rematch) or an index entry without a record (check reports it) */
         reg_cand_score key;
         snprintf(key.rid, sizeof key.rid, "%s", cid);
         const reg_cand_score *cs = how->npre ? bsearch(&key, how->pre, how->npre, sizeof *how->pre,
                                                        reg_cand_score_by_rid) : NULL;
+        if (cs && how->pre_golden) {
+            placed = cs->placed;
+            golden = cs->golden;
+        } else {
+            RL_TRY(how->golden_of(how->ctx, cid, golden_of, &placed));
+        }
+        if (!placed)
+            continue; /* no golden record yet (rematch) or an index entry without a record (check reports it) */
         if (!cs) {
             json_decref(own.fields);
-            RL_TRY(reg_score_candidate(reg, probe, ident_keys, cid, &scratch, &own));
+            RL_TRY(reg_score_candidate(reg, probe, ident_keys, cid, NULL, NULL, &scratch, &own));
             cs = &own;
         }
         if (!cs->usable)
@@ -403,7 +446,7 @@ static rl_error *reg_fill_fields(rl_registry *reg, const void *probe, reg_golden
     bool guarded = false;
     rl_buf scratch;
     rl_buf_init(&scratch, 1 << 20);
-    RL_TRY(reg_candidate_prepared(reg, gs->record, &scratch, &prepared, NULL));
+    RL_TRY(reg_candidate_prepared(reg, gs->record, &scratch, &prepared, NULL, NULL));
     if (prepared)
         RL_TRY(reg->matcher->compare(reg->matcher, probe, prepared, &score, &guarded, &gs->fields));
 cleanup:

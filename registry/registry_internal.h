@@ -193,6 +193,8 @@ rl_error *reg_gather_candidates(rl_registry *reg, const char *rid, const json_t 
 /* One candidate compared with the probe: all a decision needs of it but its golden record. */
 typedef struct reg_cand_score {
     char rid[REG_ID_LEN + 8];
+    bool placed;                 /* linked to a golden record (when scored) */
+    char golden[REG_ID_LEN + 8]; /* that one */
     bool usable;    /* its features (or record) were found; else it is left out */
     double score;   /* 1 when a trusted identifier agrees */
     bool guarded;
@@ -215,6 +217,7 @@ typedef struct reg_scoring {
     void *ctx;
     const reg_cand_score *pre;  /* scores taken at the current generation (reg_prescore), or NULL */
     size_t npre;
+    bool pre_golden;            /* their golden records too (not in rematch: it places records itself) */
     bool fresh;                 /* rid is new (or no record): no not-a-match memory names it */
 } reg_scoring;
 rl_error *reg_score_goldens(rl_registry *reg, const char *rid, const void *probe, const json_t *ident_keys,
@@ -246,6 +249,16 @@ void reg_cache_free(reg_cache *c);
 /* rid's golden record and features, from memory or else from the store;
  * *linked false when the record has no link (nothing else is then set). */
 rl_error *reg_cache_get(rl_registry *reg, const char *rid, reg_cached *out, bool *linked);
+/* What reg_cache_peek found of a record: when hit, its golden record and its
+ * features' bytes at [off, off + len) of the caller's buffer. */
+typedef struct reg_cache_hit {
+    bool hit, has_features;
+    char golden[REG_ID_LEN + 8];
+    size_t off, len;
+} reg_cache_hit;
+/* Looks n records up under one lock, reading nothing from the store (misses
+ * are for reg_cache_get). bytes is emptied, then holds the features found. */
+void reg_cache_peek(rl_registry *reg, const char *const *rids, size_t n, reg_cache_hit *out, rl_buf *bytes);
 /* A registration created rid (its batch applied, write lock held). */
 void reg_cache_created(rl_registry *reg, const char *rid, const char *golden, const void *features, size_t len);
 /* An applied change to existing records (write lock held): drops the entries of

@@ -453,14 +453,15 @@ static int reg_recent_shared(const rl_registry *reg, const reg_submit_req *q, co
     return shared;
 }
 
-/* Write lock held. The candidates of q as a gather now would find them, from
- * those gathered when q was prepared plus the records created since; false
- * when that cannot be told exactly (a change other than creations, more
- * creations than remembered, or enough to cut a key), and q must gather anew. */
+/* Write lock held, generation unchanged since q was prepared. The candidates
+ * of q as a gather now would find them, from those gathered when q was
+ * prepared plus the records created since; false when that cannot be told
+ * exactly (more creations than remembered, or enough to cut a key), and q
+ * must gather anew. */
 static bool reg_recent_candidates(rl_registry *reg, reg_submit_req *q)
 {
     uint64_t now = atomic_load(&reg->created);
-    if (!q->cands || atomic_load(&reg->gen) != q->gen || now - q->created > REG_RECENT ||
+    if (now - q->created > REG_RECENT ||
         now - q->created > (uint64_t)(q->room > 0 ? q->room : 0))
         return false;
     for (uint64_t n = q->created + 1; n <= now; n++) {
@@ -628,17 +629,19 @@ static void reg_submit_decide(rl_registry *reg, reg_submit_req *q)
         RL_FAIL(RL_ENOMEM, "out of memory");
 
     /* Who might this be? Usually known already: the candidates gathered and
-     * scored when it was prepared, and the records created since. */
-    bool reuse = !found && reg_recent_candidates(reg, q);
-    if (reuse) {
+     * scored when it was prepared, and the records created since. Their
+     * scores and golden records hold while only creations happened (the
+     * generation), whether or not the candidates must be gathered again. */
+    bool scored = !found && q->cands && atomic_load(&reg->gen) == q->gen;
+    if (scored && reg_recent_candidates(reg, q)) {
         json_decref(cands);
         cands = json_incref(q->cands);
     } else {
         RL_TRY(reg_gather_candidates(reg, rid, postings, ident_keys, cands, NULL, false));
     }
     /* Candidates' links are read before this transaction writes any. */
-    reg_scoring how = {.golden_of = reg_cache_golden_of, .ctx = reg, .pre = reuse ? q->pre : NULL,
-                       .npre = reuse ? q->npre : 0, .fresh = !found};
+    reg_scoring how = {.golden_of = reg_cache_golden_of, .ctx = reg, .pre = scored ? q->pre : NULL,
+                       .npre = scored ? q->npre : 0, .pre_golden = true, .fresh = !found};
     RL_TRY(reg_score_goldens(reg, rid, q->probe, ident_keys, cands, &how, &gs, &ngs));
     if (reg->opts.verify_decisions)
         RL_TRY(reg_verify_scores(reg, q, cands, gs, ngs));
