@@ -181,6 +181,17 @@ cleanup:
     return err;
 }
 
+rl_error *rl_registry_warm(rl_registry *reg)
+{
+    rl_error *err = NULL;
+    RL_TRY(reg_postings_load(reg));
+    pthread_mutex_lock(&reg->write_lock);
+    err = reg_cache_fill(reg);
+    pthread_mutex_unlock(&reg->write_lock);
+cleanup:
+    return err;
+}
+
 void rl_registry_close(rl_registry *reg)
 {
     if (!reg)
@@ -244,6 +255,14 @@ void reg_time_key(rl_registry *reg, int64_t ms, char out[REG_TIMEKEY_LEN + 1])
 }
 
 void reg_now(char out[32]) { rl_time_format_instant(rl_time_wall_ms(), out, 32); }
+
+uint64_t reg_hash(uint64_t h, const void *bytes, size_t n)
+{
+    const unsigned char *p = bytes;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ p[i]) * 1099511628211ull;
+    return h;
+}
 
 const char *reg_actor_who(const rl_actor *actor)
 {

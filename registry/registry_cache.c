@@ -26,6 +26,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/rl_log.h"
+#include "common/rl_time.h"
 #include "registry/registry_internal.h"
 
 enum { REG_CACHE_MIN_BUCKETS = 1 << 12 };
@@ -46,14 +48,8 @@ struct reg_cache {
     size_t nbuckets, count, bytes, max_bytes;
 };
 
-/* FNV-1a: ids are random already; this only spreads them over buckets. */
-static uint64_t reg_cache_hash(const char *s)
-{
-    uint64_t h = 1469598103934665603ull;
-    for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * 1099511628211ull;
-    return h;
-}
+/* Ids are random already; the hash only spreads them over buckets. */
+static uint64_t reg_cache_hash(const char *s) { return reg_hash(REG_HASH_START, s, strlen(s)); }
 
 rl_error *reg_cache_new(size_t max_bytes, reg_cache **out)
 {
@@ -300,4 +296,67 @@ rl_error *reg_cache_golden_of(void *ctx, const char *rid, char golden[REG_ID_LEN
         snprintf(golden, REG_ID_LEN + 8, "%s", cached.golden);
 cleanup:
     return err;
+}
+
+/* Adds the entry of one link (and its features when features is at it): write lock held. */
+static void reg_cache_fill_one(reg_cache *c, const char *rid, size_t rlen, const char *link, size_t llen,
+                               rl_store_iter *features)
+{
+    char id[REG_ID_LEN + 8];
+    if (rlen >= sizeof id)
+        return;
+    memcpy(id, rid, rlen);
+    id[rlen] = '\0';
+    json_t *j = json_loadb(link, llen, 0, NULL);
+    const char *g = json_string_value(json_object_get(j, "golden"));
+    /* The features family is read alongside, both in record id order. */
+    size_t flen = 0, fklen = 0;
+    const char *fkey = NULL;
+    while (rl_store_iter_valid(features)) {
+        fkey = rl_store_iter_key(features, &fklen);
+        int cmp = memcmp(fkey, rid, fklen < rlen ? fklen : rlen);
+        if (cmp > 0 || (cmp == 0 && fklen >= rlen))
+            break;
+        rl_store_iter_next(features);
+    }
+    bool has = rl_store_iter_valid(features) && fklen == rlen && memcmp(fkey, rid, rlen) == 0;
+    const char *bytes = has ? rl_store_iter_value(features, &flen) : NULL;
+    if (g)
+        reg_cache_insert(c, id, g, bytes, flen, has);
+    json_decref(j);
+}
+
+rl_error *reg_cache_fill(rl_registry *reg)
+{
+    rl_error *err = NULL;
+    reg_cache *c = reg->cache;
+    rl_store_iter *links = NULL, *features = NULL;
+    uint64_t t0 = rl_time_mono_ns();
+    RL_TRY(rl_store_iter_new(reg->store, RL_CF_LINKS, NULL, 0, NULL, 0, &links));
+    RL_TRY(rl_store_iter_new(reg->store, RL_CF_FEATURES, NULL, 0, NULL, 0, &features));
+    pthread_rwlock_wrlock(&c->lock);
+    for (; rl_store_iter_valid(links) && c->bytes < c->max_bytes; rl_store_iter_next(links)) {
+        size_t klen, vlen;
+        const char *k = rl_store_iter_key(links, &klen);
+        const char *v = rl_store_iter_value(links, &vlen);
+        reg_cache_fill_one(c, k, klen, v, vlen, features);
+    }
+    size_t count = c->count, bytes = c->bytes;
+    pthread_rwlock_unlock(&c->lock);
+    RL_TRY(rl_store_iter_status(links));
+    RL_TRY(rl_store_iter_status(features));
+    rl_log(RL_LOG_INFO, "registry", "match cache filled", "records=%zu mib=%zu ms=%llu", count, bytes >> 20,
+           (unsigned long long)((rl_time_mono_ns() - t0) / 1000000));
+cleanup:
+    rl_store_iter_destroy(links);
+    rl_store_iter_destroy(features);
+    return err;
+}
+
+size_t reg_cache_count(rl_registry *reg)
+{
+    pthread_rwlock_rdlock(&reg->cache->lock);
+    size_t n = reg->cache->count;
+    pthread_rwlock_unlock(&reg->cache->lock);
+    return n;
 }

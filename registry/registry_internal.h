@@ -128,6 +128,10 @@ void reg_put_json(rl_store_batch *batch, rl_cf cf, const char *key, size_t key_l
 void reg_new_id(char out[REG_ID_LEN + 1]);
 void reg_time_key(rl_registry *reg, int64_t ms, char out[REG_TIMEKEY_LEN + 1]);
 void reg_now(char out[32]);
+/* FNV-1a 64 of n bytes, continuing from h (REG_HASH_START to begin): to spread
+ * ids over buckets and to compare keys by hash before comparing them. */
+#define REG_HASH_START 1469598103934665603ull
+uint64_t reg_hash(uint64_t h, const void *bytes, size_t n);
 const char *reg_actor_who(const rl_actor *actor);
 
 /* Golden records. */
@@ -264,6 +268,11 @@ void reg_cache_created(rl_registry *reg, const char *rid, const char *golden, co
 /* An applied change to existing records (write lock held): drops the entries of
  * ids (an object keyed by record id; NULL: every entry) and advances reg->gen. */
 void reg_cache_changed(rl_registry *reg, const json_t *ids);
+/* Fills the cache from the links and features families, in key order (the
+ * registry's write lock held, so that nothing changes meanwhile). */
+rl_error *reg_cache_fill(rl_registry *reg);
+/* How many records it holds. */
+size_t reg_cache_count(rl_registry *reg);
 /* A reg_golden_of_fn over the cache (ctx: the registry). */
 rl_error *reg_cache_golden_of(void *ctx, const char *rid, char golden[REG_ID_LEN + 8], bool *placed);
 
@@ -279,6 +288,8 @@ rl_error *reg_postings_scan(rl_registry *reg, const char *key, const char *self,
  * the blocking family (but those also in `added`) and put `added` (either may
  * be NULL). */
 void reg_postings_changed(rl_registry *reg, const char *rid, const json_t *removed, const json_t *added);
+/* Loads them now if not yet loaded. */
+rl_error *reg_postings_load(rl_registry *reg);
 /* Forgets them all (a bulk rewrite, rematch): the next lookup loads them again. */
 void reg_postings_reset(rl_registry *reg);
 /* Whether list (an array of strings) holds value. */

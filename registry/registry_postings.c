@@ -72,13 +72,7 @@ struct reg_postings {
     size_t nrec_slots;
 };
 
-static uint64_t rp_hash1(const char *s, size_t n)
-{
-    uint64_t h = 1469598103934665603ull;
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ (unsigned char)s[i]) * 1099511628211ull;
-    return h;
-}
+static uint64_t rp_hash1(const char *s, size_t n) { return reg_hash(REG_HASH_START, s, n); }
 
 /* A second, independent hash (FNV-1a 32 on the bytes reversed): with the first, 96 bits. */
 static uint32_t rp_hash2(const char *s, size_t n)
@@ -490,4 +484,12 @@ void reg_postings_reset(rl_registry *reg)
     pthread_rwlock_wrlock(&reg->postings->lock);
     rp_clear(reg->postings);
     pthread_rwlock_unlock(&reg->postings->lock);
+}
+
+rl_error *reg_postings_load(rl_registry *reg)
+{
+    rl_error *err = rp_read_lock(reg, reg->postings);
+    if (!err)
+        pthread_rwlock_unlock(&reg->postings->lock);
+    return err;
 }
