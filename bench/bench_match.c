@@ -231,6 +231,7 @@ rl_error *bench_match_run(const bench_match_options *o, json_t **result)
         json_object_set_new(*result, "registration_cpu_ms", json_real(reg_cpu_s * 1e3 / (double)o->size));
         json_object_set_new(*result, "probe_cpu_ms", json_real(probe_cpu_s * 1e3 / (double)o->probes));
         json_object_set_new(*result, "rematch_cpu_s", json_real(rematch_cpu_s));
+        json_object_set(*result, "rematch_phases_s", json_object_get(rematch, "phases_s"));
         json_object_set_new(*result, "load_before", json_real(load_before));
         json_object_set_new(*result, "load_after", json_real(bench_load_average()));
     }

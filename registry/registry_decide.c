@@ -82,15 +82,19 @@ cleanup:
 /* A candidate's prepared form from its stored features (bytes, when found)
  * if they were made under the current rules, else (older records, changed
  * rules) from its record. *record (optional) gets the record JSON, read only
- * when asked. */
+ * when asked. With room (matcher->prepared_size bytes), the features are
+ * decoded there and *prepared is room, not to be released. */
 static rl_error *reg_prepare_candidate(rl_registry *reg, const char *rid, const char *bytes, size_t len, bool found,
-                                       void **prepared, json_t **record)
+                                       void *room, void **prepared, json_t **record)
 {
     rl_error *err = NULL;
     json_t *rec = NULL;
     *prepared = NULL;
     if (found) {
-        rl_error *derr = reg->matcher->decode(reg->matcher, bytes, len, prepared);
+        rl_error *derr = room ? reg->matcher->decode_into(reg->matcher, bytes, len, room)
+                              : reg->matcher->decode(reg->matcher, bytes, len, prepared);
+        if (room && !derr)
+            *prepared = room;
         if (derr) {
             *prepared = NULL;
             rl_error_free(derr); /* stale or damaged: prepare from the record below */
@@ -99,7 +103,7 @@ static rl_error *reg_prepare_candidate(rl_registry *reg, const char *rid, const 
     if (!*prepared || record) {
         RL_TRY(reg_get_json(reg, RL_CF_RECORDS, rid, strlen(rid), &rec));
         if (!rec) {
-            if (*prepared)
+            if (*prepared && *prepared != room)
                 reg->matcher->release(reg->matcher, *prepared);
             *prepared = NULL;
             goto cleanup;
@@ -138,7 +142,7 @@ static rl_error *reg_candidate_prepared(rl_registry *reg, const char *rid, rl_bu
         /* No link (rematch places records the store has not linked yet): the store says. */
         RL_TRY(rl_store_get(reg->store, RL_CF_FEATURES, rid, strlen(rid), &bytes, &len, &found));
     }
-    RL_TRY(reg_prepare_candidate(reg, rid, linked ? scratch->data : bytes, len, found, prepared, record));
+    RL_TRY(reg_prepare_candidate(reg, rid, linked ? scratch->data : bytes, len, found, NULL, prepared, record));
 cleanup:
     free(bytes);
     return err;
@@ -192,7 +196,7 @@ cleanup:
  * too. known: what reg_cache_peek found of it (bytes in known_bytes), or NULL. */
 static rl_error *reg_score_candidate(rl_registry *reg, const void *probe, const json_t *ident_keys, const char *cid,
                                      const reg_cache_hit *known, const char *known_bytes, rl_buf *scratch,
-                                     reg_cand_score *out)
+                                     void *room, reg_cand_score *out)
 {
     rl_error *err = NULL;
     json_t *cand = NULL, *cand_keys = NULL;
@@ -202,8 +206,8 @@ static rl_error *reg_score_candidate(rl_registry *reg, const void *probe, const 
     snprintf(out->rid, sizeof out->rid, "%s", cid);
     if (known) {
         snprintf(out->golden, sizeof out->golden, "%s", known->golden);
-        RL_TRY(reg_prepare_candidate(reg, cid, known_bytes + known->off, known->len, known->has_features, &prepared,
-                                     record));
+        RL_TRY(reg_prepare_candidate(reg, cid, known_bytes + known->off, known->len, known->has_features, room,
+                                     &prepared, record));
     } else {
         RL_TRY(reg_candidate_prepared(reg, cid, scratch, &prepared, record, out->golden));
     }
@@ -230,12 +234,15 @@ static rl_error *reg_score_candidate(rl_registry *reg, const void *probe, const 
             json_object_set_new(out->fields, "identifier", json_string("agree (trusted)"));
     }
 cleanup:
-    if (prepared)
+    if (prepared && prepared != room)
         reg->matcher->release(reg->matcher, prepared);
     json_decref(cand);
     json_decref(cand_keys);
     return err;
 }
+
+/* Hash of an id: compared before the id itself. */
+static uint64_t reg_id_hash(const char *s) { return reg_hash(REG_HASH_START, s, strlen(s)); }
 
 static int reg_cand_score_by_rid(const void *a, const void *b)
 {
@@ -250,6 +257,7 @@ rl_error *reg_prescore(rl_registry *reg, const void *probe, const json_t *ident_
     reg_cand_score *cs = NULL;
     const char **rids = NULL;
     reg_cache_hit *known = NULL;
+    void *room = NULL;
     size_t n = 0, ranked = 0;
     rl_buf scratch, bytes;
     rl_buf_init(&scratch, 1 << 20);
@@ -260,14 +268,15 @@ rl_error *reg_prescore(rl_registry *reg, const void *probe, const json_t *ident_
     cs = calloc(ranked + 1, sizeof *cs);
     rids = calloc(ranked + 1, sizeof *rids);
     known = calloc(ranked + 1, sizeof *known);
-    if (!cs || !rids || !known)
+    room = malloc(reg->matcher->prepared_size);
+    if (!cs || !rids || !known || !room)
         RL_FAIL(RL_ENOMEM, "out of memory");
     for (size_t i = 0; i < ranked; i++)
         rids[i] = order[i].rid;
     reg_cache_peek(reg, rids, ranked, known, &bytes);
     for (; n < ranked; n++)
         RL_TRY(reg_score_candidate(reg, probe, ident_keys, order[n].rid, known[n].hit ? &known[n] : NULL, bytes.data,
-                                   &scratch, &cs[n]));
+                                   &scratch, room, &cs[n]));
     qsort(cs, n, sizeof *cs, reg_cand_score_by_rid);
     *out = cs;
     *nout = n;
@@ -277,6 +286,7 @@ cleanup:
     free(order);
     free(rids);
     free(known);
+    free(room);
     rl_buf_free(&scratch);
     rl_buf_free(&bytes);
     return err;
@@ -286,18 +296,23 @@ rl_error *reg_score_goldens(rl_registry *reg, const char *rid, const void *probe
                             json_t *cands, const reg_scoring *how, reg_golden_score **out, size_t *nout)
 {
     rl_error *err = NULL;
-    reg_golden_score *gs = calloc(json_object_size(cands) + 1, sizeof *gs);
+    reg_golden_score *gs = NULL;
+    uint64_t *ghash = NULL; /* of gs[i].golden: compared before the ids */
     size_t n = 0, ranked = 0;
     reg_cand *order = NULL;
     reg_cand_score own = {.fields = NULL};
     json_t *veto = NULL;
+    void *room = NULL;
     rl_buf scratch;
     rl_buf_init(&scratch, 1 << 20);
     *out = NULL;
     *nout = 0;
-    if (!gs)
-        RL_FAIL(RL_ENOMEM, "out of memory");
     RL_TRY(reg_rank_candidates(cands, &order, &ranked));
+    gs = calloc(ranked + 1, sizeof *gs);
+    ghash = calloc(ranked + 1, sizeof *ghash);
+    room = malloc(reg->matcher->prepared_size);
+    if (!gs || !ghash || !room)
+        RL_FAIL(RL_ENOMEM, "out of memory");
     for (size_t c = 0; c < ranked; c++) {
         const char *cid = order[c].rid;
         char golden_of[REG_ID_LEN + 8];
@@ -317,7 +332,7 @@ rl_error *reg_score_goldens(rl_registry *reg, const char *rid, const void *probe
             continue; /* no golden record yet (rematch) or an index entry without a record (check reports it) */
         if (!cs) {
             json_decref(own.fields);
-            RL_TRY(reg_score_candidate(reg, probe, ident_keys, cid, NULL, NULL, &scratch, &own));
+            RL_TRY(reg_score_candidate(reg, probe, ident_keys, cid, NULL, NULL, &scratch, room, &own));
             cs = &own;
         }
         if (!cs->usable)
@@ -327,11 +342,13 @@ rl_error *reg_score_goldens(rl_registry *reg, const char *rid, const void *probe
             size_t plen = reg_pair_key(rid, cid, pair, sizeof pair);
             RL_TRY(reg_get_json(reg, RL_CF_NOMATCH, pair, plen, &veto));
         }
+        uint64_t h = reg_id_hash(golden);
         size_t g = 0;
-        while (g < n && strcmp(gs[g].golden, golden) != 0)
+        while (g < n && (ghash[g] != h || strcmp(gs[g].golden, golden) != 0))
             g++;
         if (g == n) {
             snprintf(gs[n].golden, sizeof gs[n].golden, "%s", golden);
+            ghash[n] = h;
             gs[n].score = -1;
             n++;
         }
@@ -351,6 +368,8 @@ rl_error *reg_score_goldens(rl_registry *reg, const char *rid, const void *probe
     gs = NULL;
 cleanup:
     free(order);
+    free(ghash);
+    free(room);
     json_decref(own.fields);
     json_decref(veto);
     rl_buf_free(&scratch);

@@ -31,6 +31,8 @@
 enum {
     /* Records gathered and scored ahead of the replay, at most. */
     RM_WINDOW = 2048,
+    /* Records a thread takes at once: one lock and one wake-up for them all. */
+    RM_CHUNK = 8,
     RM_GRADE_MAX = 16,
 };
 
@@ -43,7 +45,8 @@ typedef struct rm_record {
     uint64_t postings_hash; /* of its link's postings, in order */
     long long seq;
     bool manual;
-    bool reindex; /* its postings or features are not what the current rules make */
+    bool has_record; /* its record exists (a link without it, in a damaged store, is left as it is) */
+    bool reindex;    /* its postings or features are not what the current rules make */
     bool done;
     const char *grade;
     double score;
@@ -59,18 +62,13 @@ static int rm_by_seq(const void *a, const void *b)
 
 static int rm_by_rid(const void *a, const void *b) { return strcmp(((const rm_record *)a)->rid, ((const rm_record *)b)->rid); }
 
-/* Hash of a list of blocking keys, in order (FNV-1a, each key ended by a NUL). */
+/* Hash of a list of blocking keys, in order (each key with its NUL). */
 static uint64_t rm_keys_hash(const json_t *keys)
 {
-    uint64_t h = 1469598103934665603ull;
+    uint64_t h = REG_HASH_START;
     size_t i;
     json_t *k;
-    json_array_foreach(keys, i, k) {
-        const char *s = json_string_value(k);
-        size_t n = json_string_length(k);
-        for (size_t j = 0; j <= n; j++)
-            h = (h ^ (unsigned char)(j < n ? s[j] : 0)) * 1099511628211ull;
-    }
+    json_array_foreach(keys, i, k) h = reg_hash(h, json_string_value(k), json_string_length(k) + 1);
     return h;
 }
 
@@ -116,6 +114,23 @@ static rl_error *rm_load(rl_registry *reg, rm_record **out, size_t *n)
     }
     RL_TRY(rl_store_iter_status(it));
     qsort(recs, count, sizeof *recs, rm_by_rid);
+    /* Which have their record: the records family in key order, beside the links. */
+    rl_store_iter_destroy(it);
+    it = NULL;
+    RL_TRY(rl_store_iter_new(reg->store, RL_CF_RECORDS, NULL, 0, NULL, 0, &it));
+    for (size_t i = 0; i < count && rl_store_iter_valid(it);) {
+        size_t klen;
+        const char *k = rl_store_iter_key(it, &klen);
+        size_t rlen = strlen(recs[i].rid);
+        int cmp = memcmp(k, recs[i].rid, klen < rlen ? klen : rlen);
+        if (cmp == 0 && klen == rlen)
+            recs[i++].has_record = true;
+        else if (cmp < 0 || (cmp == 0 && klen < rlen))
+            rl_store_iter_next(it);
+        else
+            i++;
+    }
+    RL_TRY(rl_store_iter_status(it));
     *out = recs;
     *n = count;
     recs = NULL;
@@ -126,11 +141,38 @@ cleanup:
     return err;
 }
 
-static rm_record *rm_find(rm_record *recs, size_t n, const char *rid)
+/* Record id -> record: open addressing over record numbers + 1 (0: empty).
+ * Every candidate of every record is looked up; a binary search over a
+ * million ids was most of the replay's own time. */
+typedef struct rm_index {
+    uint32_t *slots;
+    size_t nslots;
+} rm_index;
+
+static rl_error *rm_index_build(rm_index *ix, const rm_record *recs, size_t n)
 {
-    rm_record key;
-    snprintf(key.rid, sizeof key.rid, "%s", rid);
-    return bsearch(&key, recs, n, sizeof *recs, rm_by_rid);
+    ix->nslots = 1024;
+    while (ix->nslots < 2 * n)
+        ix->nslots *= 2;
+    ix->slots = calloc(ix->nslots, sizeof *ix->slots);
+    if (!ix->slots || n >= UINT32_MAX)
+        return RL_ERR(RL_ENOMEM, "out of memory");
+    for (size_t r = 0; r < n; r++) {
+        size_t i = reg_hash(REG_HASH_START, recs[r].rid, strlen(recs[r].rid)) & (ix->nslots - 1);
+        while (ix->slots[i])
+            i = (i + 1) & (ix->nslots - 1);
+        ix->slots[i] = (uint32_t)r + 1;
+    }
+    return NULL;
+}
+
+static rm_record *rm_find(const rm_index *ix, rm_record *recs, const char *rid)
+{
+    for (size_t i = reg_hash(REG_HASH_START, rid, strlen(rid)) & (ix->nslots - 1); ix->slots[i];
+         i = (i + 1) & (ix->nslots - 1))
+        if (strcmp(recs[ix->slots[i] - 1].rid, rid) == 0)
+            return &recs[ix->slots[i] - 1];
+    return NULL;
 }
 
 /* ---- 1. postings and features under the current rules ---- */
@@ -142,27 +184,40 @@ typedef struct rm_check {
     unsigned shares;
 } rm_check;
 
-/* Share t of the records: flags those whose stored features do not decode
- * under the current rules or whose postings are not the keys those features
- * give now (what rewriting them from the record would change). */
+/* Share t of the records (a contiguous range, its features read in key
+ * order): flags those whose stored features do not decode under the current
+ * rules or whose postings are not the keys those features give now (what
+ * rewriting them from the record would change). */
 static rl_error *rm_check_share(void *arg, unsigned t)
 {
     rl_error *err = NULL;
     rm_check *c = arg;
     rl_registry *reg = c->reg;
     json_t *keys = json_array();
-    char *bytes = NULL;
-    void *prepared = NULL;
-    if (!keys)
+    rl_store_iter *it = NULL;
+    void *prepared = malloc(reg->matcher->prepared_size);
+    size_t from = c->n * t / c->shares, to = c->n * (t + 1) / c->shares;
+    if (!keys || !prepared)
         RL_FAIL(RL_ENOMEM, "out of memory");
-    for (size_t i = t; i < c->n; i += c->shares) {
+    if (from >= to)
+        goto cleanup;
+    RL_TRY(rl_store_iter_new(reg->store, RL_CF_FEATURES, c->recs[from].rid, strlen(c->recs[from].rid), NULL, 0,
+                             &it));
+    for (size_t i = from; i < to; i++) {
         rm_record *r = &c->recs[i];
-        size_t len = 0;
-        bool found = false;
-        RL_TRY(rl_store_get(reg->store, RL_CF_FEATURES, r->rid, strlen(r->rid), &bytes, &len, &found));
-        rl_error *derr = found ? reg->matcher->decode(reg->matcher, bytes, len, &prepared) : NULL;
-        free(bytes);
-        bytes = NULL;
+        size_t rlen = strlen(r->rid), klen = 0, len = 0;
+        const char *k = NULL;
+        /* Past the features of records without a link, to r's (or past where they would be). */
+        while (rl_store_iter_valid(it)) {
+            k = rl_store_iter_key(it, &klen);
+            int cmp = memcmp(k, r->rid, klen < rlen ? klen : rlen);
+            if (cmp > 0 || (cmp == 0 && klen >= rlen))
+                break;
+            rl_store_iter_next(it);
+        }
+        bool found = rl_store_iter_valid(it) && klen == rlen && memcmp(k, r->rid, rlen) == 0;
+        const char *bytes = found ? rl_store_iter_value(it, &len) : NULL;
+        rl_error *derr = found ? reg->matcher->decode_into(reg->matcher, bytes, len, prepared) : NULL;
         if (!found || derr) {
             rl_error_free(derr);
             r->reindex = true;
@@ -171,13 +226,11 @@ static rl_error *rm_check_share(void *arg, unsigned t)
         json_array_clear(keys);
         RL_TRY(reg->matcher->keys(reg->matcher, prepared, keys));
         r->reindex = rm_keys_hash(keys) != r->postings_hash;
-        reg->matcher->release(reg->matcher, prepared);
-        prepared = NULL;
     }
+    RL_TRY(rl_store_iter_status(it));
 cleanup:
-    if (prepared)
-        reg->matcher->release(reg->matcher, prepared);
-    free(bytes);
+    rl_store_iter_destroy(it);
+    free(prepared);
     json_decref(keys);
     return err;
 }
@@ -293,6 +346,7 @@ typedef struct rm_replay {
     rl_registry *reg;
     rm_record *recs;
     size_t n;
+    rm_index index;    /* recs by id */
     rm_record **order; /* registration order */
     rm_slot *slots;    /* RM_WINDOW, record i in slots[i % RM_WINDOW] */
     pthread_mutex_t mu;
@@ -322,7 +376,6 @@ static rl_error *rm_prepare(rl_registry *reg, const rm_record *r, rm_slot *s)
 {
     rl_error *err = NULL;
     json_t *record = NULL, *keys = json_array();
-    char *raw = NULL;
     rl_buf scratch;
     rl_buf_init(&scratch, 1 << 20);
     s->idents = json_array();
@@ -330,16 +383,10 @@ static rl_error *rm_prepare(rl_registry *reg, const rm_record *r, rm_slot *s)
     if (!keys || !s->idents || !s->cands)
         RL_FAIL(RL_ENOMEM, "out of memory");
     /* A link without its record (a damaged store: `check` says so) stays where it is. */
-    size_t len = 0;
-    bool found = false;
-    if (reg->opts.ntrusted > 0) {
-        RL_TRY(reg_get_json(reg, RL_CF_RECORDS, r->rid, strlen(r->rid), &record));
-        found = record != NULL;
-    } else {
-        RL_TRY(rl_store_get(reg->store, RL_CF_RECORDS, r->rid, strlen(r->rid), &raw, &len, &found));
-    }
-    if (!found)
+    if (!r->has_record)
         goto cleanup;
+    if (reg->opts.ntrusted > 0)
+        RL_TRY(reg_get_json(reg, RL_CF_RECORDS, r->rid, strlen(r->rid), &record));
     /* Its stored features are what its record gives under the current rules (step 1). */
     RL_TRY(reg_candidate_features(reg, r->rid, &scratch, &s->probe));
     if (!s->probe)
@@ -354,30 +401,42 @@ static rl_error *rm_prepare(rl_registry *reg, const rm_record *r, rm_slot *s)
 cleanup:
     json_decref(record);
     json_decref(keys);
-    free(raw);
     rl_buf_free(&scratch);
     return err;
 }
 
 /* Takes the next record to prepare (mu held); false when there is none or the window is full. */
-static bool rm_take(rm_replay *p, size_t *i)
+/* Takes the next records to prepare, [*from, *to) (mu held); false when
+ * there are none or the window is full. Manual ones among them are skipped. */
+static bool rm_take(rm_replay *p, size_t *from, size_t *to)
 {
-    while (p->order && p->next < p->n && p->order[p->next]->manual)
-        p->next++; /* placed where people put them: nothing to prepare */
     if (p->stop || p->next >= p->n || p->next >= p->consumed + RM_WINDOW)
         return false;
-    *i = p->next++;
-    p->slots[*i % RM_WINDOW].state = 1;
+    *from = p->next;
+    *to = *from + RM_CHUNK;
+    if (*to > p->n)
+        *to = p->n;
+    if (*to > p->consumed + RM_WINDOW)
+        *to = p->consumed + RM_WINDOW;
+    p->next = *to;
+    for (size_t i = *from; i < *to; i++)
+        if (!p->order[i]->manual)
+            p->slots[i % RM_WINDOW].state = 1;
     return true;
 }
 
-static void rm_prepare_slot(rm_replay *p, size_t i)
+/* Prepares records [from, to) (placed where people put them: nothing to prepare). */
+static void rm_prepare_slots(rm_replay *p, size_t from, size_t to)
 {
-    rm_slot *s = &p->slots[i % RM_WINDOW];
-    rl_error *err = rm_prepare(p->reg, p->order[i], s);
+    rl_error *errs[RM_CHUNK] = {0};
+    for (size_t i = from; i < to; i++)
+        if (!p->order[i]->manual)
+            errs[i - from] = rm_prepare(p->reg, p->order[i], &p->slots[i % RM_WINDOW]);
     pthread_mutex_lock(&p->mu);
-    s->err = err;
-    s->state = 2;
+    for (size_t i = from; i < to; i++) {
+        p->slots[i % RM_WINDOW].err = errs[i - from];
+        p->slots[i % RM_WINDOW].state = 2;
+    }
     pthread_cond_broadcast(&p->changed);
     pthread_mutex_unlock(&p->mu);
 }
@@ -386,7 +445,7 @@ static void rm_prepare_slot(rm_replay *p, size_t i)
 static rl_error *rm_golden_of(void *arg, const char *rid, char golden[REG_ID_LEN + 8], bool *placed)
 {
     rm_replay *p = arg;
-    rm_record *r = rm_find(p->recs, p->n, rid);
+    rm_record *r = rm_find(&p->index, p->recs, rid);
     *placed = r && r->done;
     if (*placed)
         snprintf(golden, REG_ID_LEN + 8, "%s", r->new_golden);
@@ -441,13 +500,13 @@ static rl_error *rm_replay_share(void *arg, unsigned t)
 {
     rl_error *err = NULL;
     rm_replay *p = arg;
-    size_t i;
+    size_t from, to;
     if (t > 0) {
         pthread_mutex_lock(&p->mu);
         for (;;) {
-            if (rm_take(p, &i)) {
+            if (rm_take(p, &from, &to)) {
                 pthread_mutex_unlock(&p->mu);
-                rm_prepare_slot(p, i);
+                rm_prepare_slots(p, from, to);
                 pthread_mutex_lock(&p->mu);
             } else if (p->stop || p->next >= p->n) {
                 break;
@@ -465,9 +524,9 @@ static rl_error *rm_replay_share(void *arg, unsigned t)
         rm_slot *s = &p->slots[at % RM_WINDOW];
         pthread_mutex_lock(&p->mu);
         while (s->state != 2) {
-            if (p->next == at && rm_take(p, &i)) {
+            if (p->next == at && rm_take(p, &from, &to)) {
                 pthread_mutex_unlock(&p->mu);
-                rm_prepare_slot(p, i);
+                rm_prepare_slots(p, from, to);
                 pthread_mutex_lock(&p->mu);
             } else if (s->state != 2) {
                 pthread_cond_wait(&p->changed, &p->mu);
@@ -627,6 +686,7 @@ rl_error *rl_registry_rematch(rl_registry *reg, const rl_actor *actor, json_t **
     RL_TRY(rm_load(reg, &recs, &n));
     replay.recs = recs;
     replay.n = n;
+    RL_TRY(rm_index_build(&replay.index, recs, n));
     replay.order = malloc((n + 1) * sizeof *replay.order);
     replay.slots = calloc(RM_WINDOW, sizeof *replay.slots);
     if (!replay.order || !replay.slots)
@@ -648,6 +708,11 @@ rl_error *rl_registry_rematch(rl_registry *reg, const rl_actor *actor, json_t **
 
     /* 1. postings under the current rules, so that candidates are found as they will be. */
     RL_TRY(rm_reindex_all(reg, recs, n, &reindexed));
+    /* Every record is a candidate of some: read them into the match cache in
+     * key order now (a command-line rematch starts with it empty, reindexing
+     * empties it) rather than one lookup at a time. */
+    if (reg_cache_count(reg) < n / 2)
+        RL_TRY(reg_cache_fill(reg));
     secs[1] = (double)(rl_time_mono_ns() - t0) / 1e9;
 
     /* 2. replay: each automatic record against those placed before it. */
@@ -702,6 +767,7 @@ cleanup:
         rm_slot_clear(reg, &replay.slots[i]);
     free(replay.slots);
     free(replay.order);
+    free(replay.index.slots);
     pthread_mutex_destroy(&replay.mu);
     pthread_cond_destroy(&replay.changed);
     reg_txn_end(&txn);

@@ -406,14 +406,8 @@ cleanup:
 
 /* ---- the last creations, for decisions prepared before them ---- */
 
-/* FNV-1a of a key: compared before the keys themselves. */
-static uint64_t reg_key_hash(const char *s)
-{
-    uint64_t h = 1469598103934665603ull;
-    for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * 1099511628211ull;
-    return h;
-}
+/* Hash of a key: compared before the keys themselves. */
+static uint64_t reg_key_hash(const char *s) { return reg_hash(REG_HASH_START, s, strlen(s)); }
 
 rl_error *reg_key_hashes(const json_t *postings, const json_t *idents, uint64_t **out)
 {
