@@ -249,6 +249,70 @@ cleanup:
     return err;
 }
 
+/*
+ * Undoing a review decision also takes the decision back: the item is open
+ * again (it shows who reopened it) and, for "not a match", the pairs it put in
+ * the not-a-match memory are forgotten, so the reviewer can decide afresh.
+ * The memory is found by its "review" member: the family holds human
+ * decisions only, so reading it whole under the write lock stays small.
+ * RL_ECONFLICT when a newer item for the same pair is open already.
+ */
+static rl_error *reg_undo_review(reg_txn *txn, const rl_actor *actor, const json_t *ev, const char *event_id,
+                                 const char *undo_id)
+{
+    rl_error *err = NULL;
+    json_t *item = NULL;
+    rl_store_iter *it = NULL;
+    char *open_id = NULL;
+    const char *op = json_string_value(json_object_get(ev, "op"));
+    const char *review_id = json_string_value(json_object_get(json_object_get(ev, "detail"), "review"));
+    if (!op || !review_id || (strcmp(op, "review-link") != 0 && strcmp(op, "review-not-a-match") != 0))
+        return NULL;
+    RL_TRY(reg_get_json(txn->reg, RL_CF_REVIEW, review_id, strlen(review_id), &item));
+    const char *decided_by = json_string_value(json_object_get(json_object_get(item, "resolution"), "event"));
+    if (!item || !decided_by || strcmp(decided_by, event_id) != 0)
+        goto cleanup; /* the item was decided again since, or is gone: nothing to reopen */
+    const char *rid = json_string_value(json_object_get(item, "record"));
+    const char *cand_golden = json_string_value(json_object_get(item, "candidate_golden"));
+    char okey[2 * REG_ID_LEN + 8];
+    int oklen = snprintf(okey, sizeof okey, "%s%c%s", rid, '\0', cand_golden);
+    size_t len = 0;
+    bool found = false;
+    RL_TRY(rl_store_get(txn->reg->store, RL_CF_REVIEW_OPEN, okey, (size_t)oklen, &open_id, &len, &found));
+    if (found)
+        RL_FAIL(RL_ECONFLICT, "a newer review item for this pair is open (%.*s): decide that one", (int)len, open_id);
+    if (strcmp(op, "review-not-a-match") == 0) {
+        RL_TRY(rl_store_iter_new(txn->reg->store, RL_CF_NOMATCH, NULL, 0, NULL, 0, &it));
+        for (; rl_store_iter_valid(it); rl_store_iter_next(it)) {
+            size_t klen, vlen;
+            const char *k = rl_store_iter_key(it, &klen);
+            const char *v = rl_store_iter_value(it, &vlen);
+            json_t *memo = json_loadb(v, vlen, 0, NULL);
+            const char *by = json_string_value(json_object_get(memo, "review"));
+            if (by && strcmp(by, review_id) == 0)
+                rl_store_batch_delete(txn->batch, RL_CF_NOMATCH, k, klen);
+            json_decref(memo);
+        }
+        RL_TRY(rl_store_iter_status(it));
+    }
+    char now[32];
+    reg_now(now);
+    json_object_set_new(item, "status", json_string("open"));
+    json_object_del(item, "resolution");
+    json_object_set_new(item, "reopened", json_pack("{s:s, s:s, s:s}", "who", reg_actor_who(actor), "when", now,
+                                                    "event", undo_id));
+    reg_put_json(txn->batch, RL_CF_REVIEW, review_id, strlen(review_id), item, &err);
+    if (err)
+        goto cleanup;
+    rl_store_batch_put(txn->batch, RL_CF_REVIEW_OPEN, okey, (size_t)oklen, review_id, strlen(review_id));
+    txn->d_open_reviews++;
+cleanup:
+    rl_store_iter_destroy(it);
+    free(open_id);
+    json_decref(item);
+    return err;
+}
+
 static rl_error *reg_undo_event(rl_registry *reg, const rl_actor *actor, const char *event_id, const char *op,
                                 json_t **event)
 {
@@ -270,6 +334,7 @@ static rl_error *reg_undo_event(rl_registry *reg, const rl_actor *actor, const c
     json_decref(detail);
     if (err)
         goto cleanup;
+    RL_TRY(reg_undo_review(&txn, actor, ev, event_id, new_id));
     json_object_set_new(ev, "undone_by", json_string(new_id));
     reg_put_json(txn.batch, RL_CF_HISTORY, event_id, strlen(event_id), ev, &err);
     if (err)

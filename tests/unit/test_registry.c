@@ -338,6 +338,25 @@ static void test_review_link_decision(void **state)
     assert_string_equal(golden_of(f, b.record_id, g), b.golden_id);
     json_decref(undone);
     json_decref(out);
+    /* ... and takes the decision back: the item is open again, to be decided afresh. */
+    rl_registry_stats st;
+    rl_registry_stats_get(f->reg, &st);
+    assert_int_equal(st.open_reviews, 1);
+    assert_null(rl_registry_review_show(f->reg, &reviewer, rid, &out));
+    assert_string_equal(json_string_value(json_object_get(json_object_get(out, "item"), "status")), "open");
+    assert_null(json_object_get(json_object_get(out, "item"), "resolution"));
+    assert_non_null(json_object_get(json_object_get(out, "item"), "reopened"));
+    json_decref(out);
+    /* Undone "not a match" forgets the pair: a "same person" decision may follow. */
+    assert_null(rl_registry_review_resolve(f->reg, &reviewer, rid, "not-a-match", &out));
+    event = json_string_value(json_object_get(json_object_get(out, "event"), "id"));
+    assert_null(rl_registry_undo(f->reg, &reviewer, event, NULL));
+    json_decref(out);
+    assert_null(rl_registry_review_resolve(f->reg, &reviewer, rid, "link", &out));
+    assert_string_equal(golden_of(f, b.record_id, g), a.golden_id);
+    json_decref(out);
+    rl_registry_stats_get(f->reg, &st);
+    assert_int_equal(st.open_reviews, 0);
     json_decref(list);
     expect_clean(f);
     rl_submit_result_clear(&a);
