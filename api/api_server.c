@@ -141,6 +141,7 @@ static const api_route api_routes[] = {
     /* Enrolled fingers (api_bio.c): enrolment and deletion write, the rest read. Literal paths first. */
     {"POST", "/biometrics/identify", api_bio_identify, false, false, READ},
     {"POST", "/biometrics/verify", api_bio_verify, false, false, READ},
+    {"GET", "/biometrics/compare", api_bio_compare, false, false, REVIEW},
     {"GET", "/biometrics/{patientId}/fingers", api_bio_list, false, false, READ},
     {"POST", "/biometrics/{patientId}/fingers/{position}", api_bio_enroll, false, false, WRITE},
     {"DELETE", "/biometrics/{patientId}/fingers/{position}", api_bio_delete, false, false, WRITE},

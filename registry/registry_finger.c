@@ -217,6 +217,21 @@ cleanup:
     return err;
 }
 
+rl_error *rl_registry_finger_stats(rl_registry *reg, rl_finger_stats *out)
+{
+    rl_error *err = NULL;
+    bio_gallery *g = NULL;
+    memset(out, 0, sizeof *out);
+    RL_TRY(reg_gallery(reg, &g));
+    bio_gallery_memory m;
+    bio_gallery_memory_get(g, &m);
+    out->fingers = m.fingers;
+    out->memory_bytes = m.descriptor_bytes + m.index_bytes + m.resident_bytes;
+    out->resident_fingers = m.resident_fingers;
+cleanup:
+    return err;
+}
+
 void reg_finger_close(rl_registry *reg)
 {
     bio_gallery_free(reg->gallery);
@@ -595,5 +610,87 @@ cleanup:
     json_decref(list);
     json_decref(result);
     free(cmp);
+    return err;
+}
+
+/* One record's enrolled fingers, as full features by position (NULL where none). */
+static rl_error *fg_features_by_position(rl_registry *reg, const char *record,
+                                         bio_features *out[RL_FINGER_POSITION_MAX + 1])
+{
+    rl_error *err = NULL;
+    rl_store_iter *it = NULL;
+    char prefix[REG_KEY_MAX];
+    int pl = snprintf(prefix, sizeof prefix, "F%s%c", record, '\0');
+    RL_TRY(rl_store_iter_prefix(reg->store, RL_CF_TEMPLATES, prefix, (size_t)pl, &it));
+    for (; rl_store_iter_valid(it); rl_store_iter_next(it)) {
+        size_t klen, vlen, tlen, flen;
+        const char *k = rl_store_iter_key(it, &klen);
+        const unsigned char *v = (const unsigned char *)rl_store_iter_value(it, &vlen), *tp, *fp;
+        bio_gallery_key gk;
+        RL_TRY(fg_gallery_key(k + 1, klen - 1, &gk));
+        if (gk.position > RL_FINGER_POSITION_MAX || out[gk.position])
+            continue;
+        RL_TRY(fg_parse(v, vlen, &tp, &tlen, &fp, &flen, NULL));
+        RL_TRY(bio_features_decode(fp, flen, &out[gk.position]));
+    }
+    RL_TRY(rl_store_iter_status(it));
+cleanup:
+    rl_store_iter_destroy(it);
+    return err;
+}
+
+rl_error *rl_registry_finger_compare(rl_registry *reg, const rl_actor *actor, const char *record_a,
+                                     const char *record_b, json_t **out)
+{
+    rl_error *err = NULL;
+    bio_features *fa[RL_FINGER_POSITION_MAX + 1] = {0}, *fb[RL_FINGER_POSITION_MAX + 1] = {0};
+    bio_match_scratch *scratch = NULL;
+    json_t *list = NULL, *result = NULL;
+    *out = NULL;
+    RL_TRY(fg_check(record_a, 0));
+    RL_TRY(fg_check(record_b, 0));
+    RL_TRY(fg_features_by_position(reg, record_a, fa));
+    RL_TRY(fg_features_by_position(reg, record_b, fb));
+    RL_TRY(bio_match_scratch_new(&scratch));
+    list = json_array();
+    if (!list)
+        RL_FAIL(RL_ENOMEM, "out of memory");
+    double score[RL_FINGER_POSITION_MAX + 1];
+    int n = 0;
+    for (int p = 0; p <= RL_FINGER_POSITION_MAX; p++) {
+        if (fa[p] && fb[p]) {
+            score[p] = bio_match_score(fa[p], fb[p], scratch);
+            n++;
+        }
+    }
+    /* Trying k positions must not multiply false accepts: best of k at FMR 0.1% / k. */
+    double threshold = bio_gallery_threshold(0.001, n ? (size_t)n : 1);
+    bool any = false;
+    for (int p = 0; p <= RL_FINGER_POSITION_MAX; p++) {
+        if (!fa[p] || !fb[p])
+            continue;
+        bool match = score[p] >= threshold;
+        any = any || match;
+        if (json_array_append_new(list, json_pack("{s:i, s:f, s:s}", "position", p, "score", score[p], "decision",
+                                                  match ? "match" : "no-match")) != 0)
+            RL_FAIL(RL_ENOMEM, "out of memory");
+    }
+    const char *decision = n == 0 ? "no-common-finger" : any ? "match" : "no-match";
+    result = json_pack("{s:O, s:i, s:f, s:s}", "comparisons", list, "compared", n, "threshold", threshold, "decision",
+                       decision);
+    if (!result)
+        RL_FAIL(RL_ENOMEM, "out of memory");
+    const char *subjects[2] = {record_a, record_b};
+    RL_TRY(reg_audit_now(reg, actor, "finger-compare", subjects, 2, decision, NULL));
+    *out = result;
+    result = NULL;
+cleanup:
+    for (int p = 0; p <= RL_FINGER_POSITION_MAX; p++) {
+        bio_features_free(fa[p]);
+        bio_features_free(fb[p]);
+    }
+    bio_match_scratch_free(scratch);
+    json_decref(list);
+    json_decref(result);
     return err;
 }
