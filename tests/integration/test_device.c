@@ -9,7 +9,8 @@
  * identifying a fourth finds that patient first; the same finger enrolled for
  * another person is flagged as a possible duplicate; a retry command is a 422
  * "retry"; a reader removed mid-capture is a 503 "failure" and the server goes
- * on serving; `ridgeline device list` and `device capture -o` likewise. The live status a desk polls in GET
+ * on serving (and GET /admin/errors lists the failure); `ridgeline device
+ * list` and `device capture -o` likewise. The live status a desk polls in GET
  * /devices: "last" (each capture's outcome, the enrolment's own refusals
  * included) and "session" (which impression an enrolment waits for); the
  * enrolment's and identification's answers carry their image (PNG).
@@ -581,6 +582,23 @@ static void test_removed_mid_capture(void **state)
     assert_string_equal(json_string_value(json_object_get(json_array_get(coding, 0), "code")), "failure");
     assert_string_equal(json_string_value(json_object_get(json_array_get(coding, 1), "code")), "disconnected");
     json_decref(res);
+
+    /* The failure is among the admin's recent errors: the route template, never the reader's URL. */
+    json_t *errors = get_json(f->srv.port, "/admin/errors", 200);
+    json_t *newest = json_array_get(json_object_get(errors, "errors"), 0);
+    assert_non_null(newest);
+    assert_string_equal(json_string_value(json_object_get(newest, "route")), "/devices/{id}/capture");
+    assert_string_equal(json_string_value(json_object_get(newest, "method")), "POST");
+    assert_int_equal(json_integer_value(json_object_get(newest, "status")), 503);
+    assert_non_null(strstr(json_string_value(json_object_get(newest, "message")), "disconnected"));
+    assert_non_null(json_string_value(json_object_get(newest, "at")));
+    json_decref(errors);
+    rl_test_response m = {0};
+    assert_true(rl_test_http(f->srv.port, "GET", "/metrics", NULL, NULL, 0, &m));
+    const char *total = strstr(m.body, "\nridgeline_server_errors_total ");
+    assert_non_null(total);
+    assert_true(atol(total + strlen("\nridgeline_server_errors_total ")) >= 1);
+    rl_test_response_free(&m);
 
     /* The appliance goes on: health, the list without the reader, a registration, a 404 for the reader. */
     json_decref(get_json(f->srv.port, "/health", 200));
