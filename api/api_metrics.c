@@ -145,6 +145,18 @@ rl_error *api_metrics_render(api_metrics *m, const char *const *patterns, const 
                           (unsigned long long)st.records, (unsigned long long)st.goldens,
                           (unsigned long long)st.open_reviews, (unsigned long long)bytes, (double)uptime_ns / 1e9,
                           (unsigned long long)server_errors));
+    rl_finger_stats fs;
+    RL_TRY(rl_registry_finger_stats(registry, &fs));
+    RL_TRY(rl_buf_appendf(out,
+                          "# HELP ridgeline_gallery_fingers Enrolled fingers in the in-memory 1:N gallery.\n"
+                          "# TYPE ridgeline_gallery_fingers gauge\nridgeline_gallery_fingers %llu\n"
+                          "# HELP ridgeline_gallery_memory_bytes Memory of the 1:N gallery: prefilter descriptors, "
+                          "index and resident full features.\n"
+                          "# TYPE ridgeline_gallery_memory_bytes gauge\nridgeline_gallery_memory_bytes %llu\n"
+                          "# HELP ridgeline_gallery_resident_fingers Fingers whose full features stay in memory.\n"
+                          "# TYPE ridgeline_gallery_resident_fingers gauge\nridgeline_gallery_resident_fingers %llu\n",
+                          (unsigned long long)fs.fingers, (unsigned long long)fs.memory_bytes,
+                          (unsigned long long)fs.resident_fingers));
 cleanup:
     return err;
 }
