@@ -258,7 +258,7 @@ cleanup:
  * RL_ECONFLICT when a newer item for the same pair is open already.
  */
 static rl_error *reg_undo_review(reg_txn *txn, const rl_actor *actor, const json_t *ev, const char *event_id,
-                                 const char *undo_id)
+                                 const char *undo_id, json_t **reopened)
 {
     rl_error *err = NULL;
     json_t *item = NULL;
@@ -306,6 +306,7 @@ static rl_error *reg_undo_review(reg_txn *txn, const rl_actor *actor, const json
         goto cleanup;
     rl_store_batch_put(txn->batch, RL_CF_REVIEW_OPEN, okey, (size_t)oklen, review_id, strlen(review_id));
     txn->d_open_reviews++;
+    *reopened = json_incref(item);
 cleanup:
     rl_store_iter_destroy(it);
     free(open_id);
@@ -318,7 +319,7 @@ static rl_error *reg_undo_event(rl_registry *reg, const rl_actor *actor, const c
 {
     rl_error *err = NULL;
     reg_txn txn = {0};
-    json_t *ev = NULL, *done = NULL;
+    json_t *ev = NULL, *done = NULL, *reopened = NULL;
     bool locked = false;
     pthread_mutex_lock(&reg->write_lock);
     locked = true;
@@ -334,7 +335,7 @@ static rl_error *reg_undo_event(rl_registry *reg, const rl_actor *actor, const c
     json_decref(detail);
     if (err)
         goto cleanup;
-    RL_TRY(reg_undo_review(&txn, actor, ev, event_id, new_id));
+    RL_TRY(reg_undo_review(&txn, actor, ev, event_id, new_id, &reopened));
     json_object_set_new(ev, "undone_by", json_string(new_id));
     reg_put_json(txn.batch, RL_CF_HISTORY, event_id, strlen(event_id), ev, &err);
     if (err)
@@ -346,6 +347,13 @@ static rl_error *reg_undo_event(rl_registry *reg, const rl_actor *actor, const c
     json_t *v;
     json_object_foreach(txn.goldens, id, v) if (ns < 64) subjects[ns++] = id;
     json_object_foreach(txn.links, id, v) if (ns < 64) subjects[ns++] = id;
+    /* A reopened decision concerns its pair even when no link moved (not-a-match). */
+    static const char *const pair[3] = {"record", "candidate_golden", "golden"};
+    for (int i = 0; reopened && i < 3; i++) {
+        const char *s = json_string_value(json_object_get(reopened, pair[i]));
+        if (s && ns < 64)
+            subjects[ns++] = s;
+    }
     json_t *audit_detail = json_pack("{s:s, s:s}", "event", new_id, "undoes", event_id);
     err = reg_txn_audit(&txn, actor, op, subjects, ns, "ok", audit_detail);
     json_decref(audit_detail);
@@ -366,6 +374,7 @@ cleanup:
     reg_txn_end(&txn);
     json_decref(ev);
     json_decref(done);
+    json_decref(reopened);
     return err;
 }
 
