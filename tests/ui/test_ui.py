@@ -358,6 +358,11 @@ try:
         q("#undo")
         click("#next")
         q("#review-count")
+    # The reviewer's view of the person: both records, each with how it is linked now.
+    d.get(BASE + f"/ui/#/patient/{record}")
+    wait.until(lambda _: len(d.find_elements(By.CSS_SELECTOR, "#history tbody tr")) == 2)
+    assert "manual" in q("#history").text, q("#history").text
+    assert not d.find_elements(By.CSS_SELECTOR, "#audit")  # the audit trail is for admins
     assert not console_errors(), "console errors during review"
     sign_out()
 
@@ -371,8 +376,10 @@ try:
     assert len(d.find_elements(By.CSS_SELECTOR, "#fingers tbody tr")) == 2
     assert "null" not in q("main").text
     actions = {r.get_attribute("data-action") for r in d.find_elements(By.CSS_SELECTOR, "#audit tbody tr")}
-    for needed in ("create", "read", "finger-enroll", "finger-identify", "review-decision"):
+    for needed in ("create", "read", "finger-enroll", "finger-identify", "review-decision", "undo"):
         assert needed in actions, (needed, sorted(actions))
+    history = {r.get_attribute("data-action") for r in d.find_elements(By.CSS_SELECTOR, "#history tbody tr")}
+    assert {"create", "review-decision", "undo"} <= history, sorted(history)
     shot("patient-audit")
     click('#nav a[data-nav="admin"]')
     readers_text = q("#admin-readers").text
