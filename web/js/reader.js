@@ -5,7 +5,7 @@
 
 import { api } from './api.js';
 import { h } from './dom.js';
-import { t } from './i18n.js';
+import { t, currentLang } from './i18n.js';
 
 const POLL_MS = 250;
 
@@ -40,6 +40,14 @@ export function watch(id, onStatus) {
   };
 }
 
+// The appliance's prompts are English; other languages take the catalogue's words for the reason.
+export function reasonText(outcome) {
+  const key = `reason.${outcome.reason}`;
+  const local = t(key);
+  if (currentLang() !== 'en' && local !== key) return local;
+  return outcome.prompt || (local !== key ? local : outcome.reason);
+}
+
 // What to tell the person at the reader, from its status; lastSeq: the outcome already shown before this capture.
 export function prompt(d, lastSeq) {
   const s = d.session || null;
@@ -47,7 +55,7 @@ export function prompt(d, lastSeq) {
   let lead = '';
   if (s && s.operation === 'enroll') lead = t('reader.impression', { k: s.impression, n: s.impressions }) + ' ';
   if (d.finger_needed) {
-    const retry = fresh && fresh.result !== 'ok' ? t('reader.retry', { why: fresh.prompt || t(`reason.${fresh.reason}`) }) + ' ' : '';
+    const retry = fresh && fresh.result !== 'ok' ? t('reader.retry', { why: reasonText(fresh) }) + ' ' : '';
     return { kind: retry ? 'retry' : 'waiting', text: retry + lead + t('reader.place') };
   }
   if (d.finger_present) return { kind: 'waiting', text: lead + t('reader.lift') };

@@ -7,7 +7,7 @@ import { api, ApiError } from '../api.js';
 import { h, s, clear } from '../dom.js';
 import { t, fmtNumber } from '../i18n.js';
 import { nameOf, goldenOf } from '../fhir.js';
-import { readers, readerSelect, withLiveStatus, imageOf } from '../reader.js';
+import { readers, readerSelect, withLiveStatus, imageOf, reasonText } from '../reader.js';
 
 // Fingers as seen with the palms down: left hand (6-10) on the left, thumbs towards the middle.
 const LEFT = [
@@ -102,7 +102,7 @@ export async function render(main, ctx, recordId) {
     } catch (e) {
       if (leaving) return;
       status.className = 'status-line retry';
-      status.textContent = e.status === 422 ? t('enrol.recapture', { why: e.message }) : e.message;
+      status.textContent = e.status === 422 ? t('enrol.recapture', { why: reasonText({ reason: e.reason, prompt: e.message }) }) : e.message;
       if (e.status !== 422) ctx.fail(e);
       showAttempts(e.outcome?.attempts);
       start.textContent = t('enrol.again');
