@@ -634,16 +634,41 @@ static int demo_list_level(const char (*a)[32], int na, const char (*b)[32], int
     return best;
 }
 
-static int demo_ident_level(const demo_features *a, const demo_features *b)
+/* Two "system|value" identifiers of one system: their values in *vx, *vy.
+ * Different systems say nothing about each other. */
+static bool demo_same_system(const char *x, const char *y, const char **vx, const char **vy)
+{
+    const char *bx = strchr(x, '|'), *by = strchr(y, '|');
+    if (bx - x != by - y || strncmp(x, y, (size_t)(bx - x)) != 0)
+        return false;
+    *vx = bx + 1;
+    *vy = by + 1;
+    return true;
+}
+
+/* Numbers handed out one after the other: the same length, all digits, only
+ * the last one differs, by one. Twins registered together get them. */
+static bool demo_consecutive(const char *x, const char *y)
+{
+    size_t n = strlen(x);
+    if (n == 0 || strlen(y) != n || strspn(x, "0123456789") != n || strspn(y, "0123456789") != n)
+        return false;
+    return strncmp(x, y, n - 1) == 0 && abs(x[n - 1] - y[n - 1]) == 1;
+}
+
+/* The best level over identifiers of one system; with consecutive_differ,
+ * consecutive numbers count as different rather than one edit apart. */
+static int demo_ident_level(const demo_features *a, const demo_features *b, bool consecutive_differ)
 {
     int best = DEMO_LEVEL_MISSING;
     for (int i = 0; i < a->nids; i++)
         for (int j = 0; j < b->nids; j++) {
-            const char *sa = a->ids[i], *sb = b->ids[j];
-            const char *ba = strchr(sa, '|'), *bb = strchr(sb, '|');
-            if (ba - sa != bb - sb || strncmp(sa, sb, (size_t)(ba - sa)) != 0)
-                continue; /* different systems say nothing about each other */
-            int l = demo_code_level(ba + 1, bb + 1);
+            const char *va, *vb;
+            if (!demo_same_system(a->ids[i], b->ids[j], &va, &vb))
+                continue;
+            int l = demo_code_level(va, vb);
+            if (l == 1 && consecutive_differ && demo_consecutive(va, vb))
+                l = 2;
             if (l != DEMO_LEVEL_MISSING && (best == DEMO_LEVEL_MISSING || l < best))
                 best = l;
         }
@@ -678,7 +703,7 @@ void demo_compare_features(const demo_model *m, const demo_features *a, const de
     levels[DEMO_F_STATE] = !a->state[0] || !b->state[0] ? DEMO_LEVEL_MISSING : strcmp(a->state, b->state) ? 1 : 0;
     levels[DEMO_F_PHONE] = demo_list_level((const char (*)[32])a->phones, a->nphones, (const char (*)[32])b->phones,
                                            b->nphones);
-    levels[DEMO_F_IDENTIFIER] = demo_ident_level(a, b);
+    levels[DEMO_F_IDENTIFIER] = demo_ident_level(a, b, false);
     for (int f = 0; f < DEMO_F_COUNT; f++)
         if (!m->params[f].enabled)
             levels[f] = DEMO_LEVEL_MISSING;
@@ -732,19 +757,45 @@ double demo_model_probability(const demo_model *m, double weight)
     return 1.0 / (1.0 + exp2(-bits));
 }
 
-const char *demo_model_guard(const demo_model *m, const int levels[DEMO_F_COUNT])
+unsigned demo_model_guard(const demo_model *m, const demo_features *a, const demo_features *b,
+                          const int levels[DEMO_F_COUNT], unsigned *agrees)
 {
+    *agrees = 0;
     if (!m->guards)
-        return NULL;
-    /* An identifier that agrees (or nearly: one mistyped digit) or a phone
-     * number that agrees is evidence of its own that family resemblance
-     * cannot produce: siblings do not get near-identical identifiers. */
-    if (levels[DEMO_F_IDENTIFIER] == 0 || levels[DEMO_F_IDENTIFIER] == 1 || levels[DEMO_F_PHONE] == 0)
-        return NULL;
-    if (levels[DEMO_F_BIRTH] == 4)
-        return "birth dates differ";
-    if (levels[DEMO_F_GIVEN] == 4 && levels[DEMO_F_FAMILY] == 0 && levels[DEMO_F_BIRTH] == 0)
-        return "same family name and birth date, another given name (twins?)";
+        return 0;
+    /* An identifier of one system that agrees, or but for one mistyped
+     * character, is evidence that family resemblance cannot produce: siblings
+     * do not get near-identical identifiers, unless consecutive ones. A phone
+     * number is no such evidence: a household shares one, and children are
+     * registered with a parent's. */
+    int id = demo_ident_level(a, b, true);
+    if (id == 0 || id == 1) {
+        *agrees = DEMO_GUARD_BIRTH | DEMO_GUARD_GIVEN;
+        return 0;
+    }
+    int given = levels[DEMO_F_GIVEN], family = levels[DEMO_F_FAMILY], birth = levels[DEMO_F_BIRTH];
+    if (given != DEMO_LEVEL_MISSING && given <= 2)
+        *agrees |= DEMO_GUARD_GIVEN;
+    if (birth != DEMO_LEVEL_MISSING && birth <= 2)
+        *agrees |= DEMO_GUARD_BIRTH;
+    unsigned fired = 0;
+    /* Level 4 has both years: a missing or year-less date never gets there. */
+    if (birth == 4 && abs(a->birth.year - b->birth.year) >= DEMO_GENERATION_YEARS)
+        fired |= DEMO_GUARD_BIRTH;
+    /* Twins: another given name, or another sex with a name that is not the
+     * same (Daniel and Danielle read as close). */
+    bool sibling_names = given == 4 || (levels[DEMO_F_GENDER] == 1 && given >= 2);
+    if (sibling_names && family != DEMO_LEVEL_MISSING && family <= 1 && birth != DEMO_LEVEL_MISSING && birth <= 2)
+        fired |= DEMO_GUARD_GIVEN;
+    return fired;
+}
+
+const char *demo_guard_reason(unsigned guard)
+{
+    if (guard & DEMO_GUARD_BIRTH)
+        return "birth dates a generation apart (parent and child?)";
+    if (guard & DEMO_GUARD_GIVEN)
+        return "same family name and birth date, another given name or sex (twins?)";
     return NULL;
 }
 
