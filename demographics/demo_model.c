@@ -17,7 +17,7 @@ typedef struct demo_shared_nicknames {
 
 struct demo_model {
     demo_field_params params[DEMO_F_COUNT];
-    double prior;     /* P(same person) for a pair that blocking proposes */
+    double prior;     /* P(same person) for two records, before comparing them */
     double guard_cap; /* score ceiling when a guard rule fires */
     bool guards;      /* the twins / parent-and-child guards are on */
     int within_years;

@@ -136,14 +136,15 @@ typedef struct reg_golden_score {
     char golden[REG_ID_LEN + 8];
     char record[REG_ID_LEN + 8]; /* its best-scoring candidate member */
     double score;                /* that member's score */
-    /* A candidate member contradicts: it scores under the review threshold, or trips a guard
-     * (twins, parent and child) that no other candidate member lifts. A member lifts a guard
-     * when it would link on its own (auto-link score, no guard) and agrees on the guarded
-     * fact: a record that gives a person's own given name, or birth date, is not that
-     * person's twin, or parent, however another of their records reads. */
+    /* A candidate member contradicts: its comparison is evidence against (its fields alone
+     * favour two people), or it trips a guard (twins, parent and child) that no other
+     * candidate member lifts. A member lifts a guard when it would link on its own
+     * (auto-link score, no guard) and agrees on the guarded fact: a record that gives a
+     * person's own given name, or birth date, is not that person's twin, or parent, however
+     * another of their records reads. */
     bool contradicted;
-    unsigned guards;  /* guards tripped by candidate members (rl_guard.fired) */
-    unsigned vouched; /* guarded facts agreed on by members that would link on their own (rl_guard.agrees) */
+    unsigned guards;  /* guards tripped by candidate members (rl_evidence.guards) */
+    unsigned vouched; /* guarded facts agreed on by members that would link on their own (rl_evidence.agrees) */
     bool vetoed;                 /* not-a-match memory, or a trusted identifier that disagrees */
     bool qualified;              /* set by reg_choose_golden: could be linked automatically */
     json_t *fields;              /* the best member's per-field outcome */

@@ -28,15 +28,17 @@
 #include "common/rl_error.h"
 #include "demographics/demo_model.h"
 
-/* What the guards made of a pair. fired: the rules that flag it for a human
- * (RL_GUARD_* bits: twins, parent and child, another sex); agrees: the guarded
- * facts on which the pair agrees (the same bits). The registry weighs a
- * person's records together: one record's guard is lifted by another record
- * of the same person that links on its own and agrees on that fact
- * (registry_decide.c). */
-typedef struct rl_guard {
-    unsigned fired, agrees;
-} rl_guard;
+/* What a comparison says beyond its score. guards: the rules that flag the
+ * pair for a human (RL_GUARD_* bits: twins, parent and child, another sex);
+ * agrees: the guarded facts on which the pair agrees (the same bits); against:
+ * the fields alone favour two people, whatever the prior. The registry weighs
+ * a person's records together: a record that is evidence against, or trips a
+ * guard that no other record of that person lifts (one that links on its own
+ * and agrees on the guarded fact), contradicts a link (registry_decide.c). */
+typedef struct rl_evidence {
+    unsigned guards, agrees;
+    bool against;
+} rl_evidence;
 
 enum {
     RL_GUARD_BIRTH = DEMO_GUARD_BIRTH, /* birth dates a generation apart */
@@ -51,10 +53,10 @@ struct rl_matcher {
     void (*release)(const rl_matcher *m, void *prepared);
     /* Appends the record's blocking keys (strings) to keys, an array. */
     rl_error *(*keys)(const rl_matcher *m, const void *prepared, json_t *keys);
-    /* Scores a against b (capped under auto-linking when a guard fires); *guard: what the guards
-     * made of the pair. fields NULL: not wanted (a decision scores many candidates and keeps the
-     * fields of few); else *fields (new reference) holds per-field outcomes, with "guard" when one fired. */
-    rl_error *(*compare)(const rl_matcher *m, const void *a, const void *b, double *score, rl_guard *guard,
+    /* Scores a against b (capped under auto-linking when a guard fires), with *evidence beside.
+     * fields NULL: not wanted (a decision scores many candidates and keeps the fields of few);
+     * else *fields (new reference) holds per-field outcomes, with "guard" when one fired. */
+    rl_error *(*compare)(const rl_matcher *m, const void *a, const void *b, double *score, rl_evidence *evidence,
                          json_t **fields);
     /* The prepared form as bytes (kept in the store beside the record), and
      * back; decode fails (RL_ECONFLICT) for bytes this matcher's rules did not make. */

@@ -5,6 +5,7 @@
 
 #include "common/rl_time.h"
 #include "registry/registry.h"
+#include "registry/registry_matcher.h"
 #include "tests/harness.h"
 
 typedef struct fixture {
@@ -341,6 +342,42 @@ static void test_guard_lifted_by_the_persons_own_records(void **state)
         {"Blackwell", "Amber", "female", "1958-01-09", NULL, "3321785", -1, 4, -1},
     };
     run_steps(*state, steps, sizeof steps / sizeof *steps);
+}
+
+/* What the probabilistic matcher says beside the score: a sparse record says little
+ * (a low score) without being evidence against; strangers are. */
+static void test_matcher_evidence(void **state)
+{
+    demo_model *model = NULL;
+    rl_matcher *m = NULL;
+    assert_null(demo_model_defaults(NULL, &model));
+    assert_null(rl_matcher_probabilistic(model, &m));
+    const char *texts[3] = {
+        "{\"resourceType\":\"Patient\",\"name\":[{\"family\":\"Cresp\",\"given\":[\"Flynn\"]}],"
+        "\"birthDate\":\"1976-11-17\",\"address\":[{\"line\":[\"12 Moi Avenue\"],\"city\":\"Nakuru\"}]}",
+        /* The same man's lab record: his family name and a new address, nothing else. */
+        "{\"resourceType\":\"Patient\",\"name\":[{\"family\":\"Cresp\"}],"
+        "\"address\":[{\"line\":[\"4 Kenyatta Lane\"],\"city\":\"Eldoret\"}]}",
+        "{\"resourceType\":\"Patient\",\"name\":[{\"family\":\"Odhiambo\",\"given\":[\"Achieng\"]}],"
+        "\"birthDate\":\"1990-02-03\",\"address\":[{\"line\":[\"4 Kenyatta Lane\"],\"city\":\"Eldoret\"}]}",
+    };
+    void *prepared[3];
+    for (int i = 0; i < 3; i++) {
+        json_t *p = parse(texts[i]);
+        assert_null(m->prepare(m, p, &prepared[i]));
+        json_decref(p);
+    }
+    double score;
+    rl_evidence ev;
+    assert_null(m->compare(m, prepared[0], prepared[1], &score, &ev, NULL));
+    assert_true(score < 0.6);
+    assert_false(ev.against);
+    assert_int_equal(ev.guards, 0);
+    assert_null(m->compare(m, prepared[0], prepared[2], &score, &ev, NULL));
+    assert_true(ev.against);
+    for (int i = 0; i < 3; i++)
+        m->release(m, prepared[i]);
+    rl_matcher_destroy(m);
 }
 
 static void test_trusted_identifier(void **state)
@@ -814,6 +851,7 @@ int main(void)
         cmocka_unit_test(test_repeat_cap),
         cmocka_unit_test_setup_teardown(test_deterministic_matching, setup, teardown),
         cmocka_unit_test_setup_teardown(test_trusted_identifier, setup, teardown),
+        cmocka_unit_test(test_matcher_evidence),
         cmocka_unit_test_setup_teardown(test_twins_are_not_merged, setup_probabilistic, teardown),
         cmocka_unit_test_setup_teardown(test_parent_and_child_are_not_merged, setup_probabilistic, teardown),
         cmocka_unit_test_setup_teardown(test_guard_lifted_by_the_persons_own_records, setup_probabilistic, teardown),
