@@ -56,6 +56,7 @@ static const char *const demo_levels[DEMO_F_COUNT][DEMO_MAX_LEVELS] = {
 static const char *const demo_key_names[DEMO_K_COUNT] = {
     "family_metaphone", "given_metaphone", "family_soundex", "given_soundex", "given_initial", "birth_date",
     "birth_year", "birth_month_day", "postcode", "phone", "identifier", "identifier_head", "identifier_tail",
+    "names", "city",
 };
 
 int demo_model_nlevels(demo_field f)
@@ -114,7 +115,7 @@ static void demo_default_blocking(demo_model *m)
     static const demo_blocking_rule rules[] = {
         {2, {DEMO_K_FAMILY_METAPHONE, DEMO_K_BIRTH_YEAR}},
         {2, {DEMO_K_GIVEN_METAPHONE, DEMO_K_BIRTH_DATE}},
-        {2, {DEMO_K_FAMILY_METAPHONE, DEMO_K_GIVEN_METAPHONE}},
+        {1, {DEMO_K_NAMES}},
         {2, {DEMO_K_GIVEN_INITIAL, DEMO_K_BIRTH_DATE}},
         {2, {DEMO_K_POSTCODE, DEMO_K_BIRTH_MONTH_DAY}},
         {2, {DEMO_K_POSTCODE, DEMO_K_FAMILY_METAPHONE}},
@@ -125,6 +126,7 @@ static void demo_default_blocking(demo_model *m)
         {2, {DEMO_K_IDENTIFIER_TAIL, DEMO_K_BIRTH_YEAR}},
         {1, {DEMO_K_IDENTIFIER}},
         {1, {DEMO_K_PHONE}},
+        {2, {DEMO_K_BIRTH_DATE, DEMO_K_CITY}},
     };
     m->nblocking = (int)(sizeof rules / sizeof *rules);
     memcpy(m->blocking, rules, sizeof rules);
@@ -875,6 +877,20 @@ static bool demo_key_part_value(const demo_features *f, demo_key_part part, int 
             snprintf(out, size, "%.*s|t%s", (int)sys, f->ids[variant], bar + 1 + half);
         break;
     }
+    case DEMO_K_NAMES: {
+        /* The comparator reads names written the other way round as exact: so must blocking. */
+        if (!f->given.ntokens || !f->family.ntokens)
+            return false;
+        char given[DEMO_PHONETIC_MAX], family[DEMO_PHONETIC_MAX];
+        demo_double_metaphone(f->given.tokens[0], given, secondary);
+        demo_double_metaphone(f->family.tokens[0], family, secondary);
+        bool ordered = strcmp(given, family) <= 0;
+        snprintf(out, size, "%s|%s", ordered ? given : family, ordered ? family : given);
+        break;
+    }
+    case DEMO_K_CITY:
+        snprintf(out, size, "%s", f->city);
+        break;
     case DEMO_K_COUNT:
         return false;
     }
@@ -922,10 +938,14 @@ void demo_model_rule_fields(const demo_model *m, int rule, bool fields[DEMO_F_CO
         [DEMO_K_BIRTH_YEAR] = DEMO_F_BIRTH,        [DEMO_K_BIRTH_MONTH_DAY] = DEMO_F_BIRTH,
         [DEMO_K_POSTCODE] = DEMO_F_POSTCODE,       [DEMO_K_PHONE] = DEMO_F_PHONE,
         [DEMO_K_IDENTIFIER] = DEMO_F_IDENTIFIER,  [DEMO_K_IDENTIFIER_HEAD] = DEMO_F_IDENTIFIER,
-        [DEMO_K_IDENTIFIER_TAIL] = DEMO_F_IDENTIFIER,
+        [DEMO_K_IDENTIFIER_TAIL] = DEMO_F_IDENTIFIER, [DEMO_K_NAMES] = DEMO_F_GIVEN,
+        [DEMO_K_CITY] = DEMO_F_CITY,
     };
-    for (int k = 0; k < m->blocking[rule].nparts; k++)
+    for (int k = 0; k < m->blocking[rule].nparts; k++) {
         fields[part_field[m->blocking[rule].parts[k]]] = true;
+        if (m->blocking[rule].parts[k] == DEMO_K_NAMES)
+            fields[DEMO_F_FAMILY] = true;
+    }
 }
 
 /* ---- features as bytes ---- */

@@ -88,6 +88,8 @@ typedef enum demo_key_part {
     DEMO_K_IDENTIFIER,
     DEMO_K_IDENTIFIER_HEAD, /* first half of an identifier's value: survives a slip in the second */
     DEMO_K_IDENTIFIER_TAIL, /* second half: survives a slip in the first */
+    DEMO_K_NAMES,           /* given and family metaphones in either order: survives the two swapped */
+    DEMO_K_CITY,            /* normalised city: a place that survives a slip in the postcode */
     DEMO_K_COUNT,
 } demo_key_part;
 

@@ -157,6 +157,41 @@ static void test_guards(void **state)
     demo_model_free(m);
 }
 
+/* How many blocking keys two records share under the built-in rules. */
+static int shared_keys(const demo_model *m, json_t *pa, json_t *pb)
+{
+    demo_features a, b;
+    features(m, pa, &a);
+    features(m, pb, &b);
+    json_t *ka = json_array(), *kb = json_array();
+    assert_null(demo_model_blocking_keys(m, &a, ka));
+    assert_null(demo_model_blocking_keys(m, &b, kb));
+    int shared = 0;
+    size_t i, j;
+    json_t *x, *y;
+    json_array_foreach(ka, i, x) json_array_foreach(kb, j, y) shared += json_equal(x, y);
+    json_decref(ka);
+    json_decref(kb);
+    return shared;
+}
+
+static void test_blocking_keys(void **state)
+{
+    demo_model *m = NULL;
+    assert_null(demo_model_defaults(NULL, &m));
+    /* Names written the other way round, with the postcode and date mistyped: still proposed. */
+    person_fields swapped = {"Wanjiru", "Mwangi", "2019-05-15", "female", NULL, NULL, NULL};
+    json_t *moved = person(&swapped);
+    json_object_set_new(json_array_get(json_object_get(moved, "address"), 0), "postalCode", json_string("20010"));
+    assert_int_equal(shared_keys(m, person(&wanjiru), moved), 1);
+    /* Another given name, the family name and postcode mistyped: the birth date in the same town finds it. */
+    person_fields typos = {"Mwangl", "Wanjiru", "2019-05-14", "female", NULL, NULL, NULL};
+    json_t *other = person(&typos);
+    json_object_set_new(json_array_get(json_object_get(other, "address"), 0), "postalCode", json_string("21000"));
+    assert_int_equal(shared_keys(m, person(&njeri_no_mrn), other), 1);
+    demo_model_free(m);
+}
+
 static void test_stored_features_round_trip(void **state)
 {
     demo_model *m = NULL;
@@ -224,6 +259,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_levels_weights_and_guards),
         cmocka_unit_test(test_guards),
+        cmocka_unit_test(test_blocking_keys),
         cmocka_unit_test(test_stored_features_round_trip),
         cmocka_unit_test(test_rules_validation),
     };
