@@ -556,22 +556,29 @@ cleanup:
 
 static void demo_join(const demo_name *n, char *out, size_t size) { demo_name_join(n, out, size); }
 
-static int demo_given_level(const demo_model *m, const demo_features *a, const demo_features *b)
+/* The better of Jaro-Winkler (of the first tokens, or of the whole names) and
+ * the token-set similarity of the whole names (middle names, order). */
+static double demo_name_similarity(const demo_name *a, const demo_name *b, bool first_tokens)
 {
-    if (!a->given.ntokens || !b->given.ntokens)
+    char ja[DEMO_TEXT_MAX], jb[DEMO_TEXT_MAX];
+    demo_join(a, ja, sizeof ja);
+    demo_join(b, jb, sizeof jb);
+    double jw = first_tokens ? demo_jaro_winkler(a->tokens[0], b->tokens[0]) : demo_jaro_winkler(ja, jb);
+    double ts = demo_token_set_similarity(ja, jb);
+    return jw > ts ? jw : ts;
+}
+
+/* a and b are given names, or (names written the other way round) a given and a family name. */
+static int demo_given_level(const demo_model *m, const demo_name *a, const demo_name *b)
+{
+    if (!a->ntokens || !b->ntokens)
         return DEMO_LEVEL_MISSING;
     const demo_field_params *p = &m->params[DEMO_F_GIVEN];
-    const char *ga = a->given.tokens[0], *gb = b->given.tokens[0];
-    if (strcmp(ga, gb) == 0)
+    if (strcmp(a->tokens[0], b->tokens[0]) == 0)
         return 0;
-    if (m->nick && demo_nicknames_equivalent(m->nick->table, ga, gb))
+    if (m->nick && demo_nicknames_equivalent(m->nick->table, a->tokens[0], b->tokens[0]))
         return 1;
-    char ja[DEMO_TEXT_MAX], jb[DEMO_TEXT_MAX];
-    demo_join(&a->given, ja, sizeof ja);
-    demo_join(&b->given, jb, sizeof jb);
-    double jw = demo_jaro_winkler(ga, gb);
-    double ts = demo_token_set_similarity(ja, jb);
-    double best = jw > ts ? jw : ts;
+    double best = demo_name_similarity(a, b, true);
     if (best >= p->high)
         return 2;
     if (best >= p->low)
@@ -579,19 +586,17 @@ static int demo_given_level(const demo_model *m, const demo_features *a, const d
     return 4;
 }
 
-static int demo_family_level(const demo_model *m, const demo_features *a, const demo_features *b)
+static int demo_family_level(const demo_model *m, const demo_name *a, const demo_name *b)
 {
-    if (!a->family.ntokens || !b->family.ntokens)
+    if (!a->ntokens || !b->ntokens)
         return DEMO_LEVEL_MISSING;
     const demo_field_params *p = &m->params[DEMO_F_FAMILY];
     char ja[DEMO_TEXT_MAX], jb[DEMO_TEXT_MAX];
-    demo_join(&a->family, ja, sizeof ja);
-    demo_join(&b->family, jb, sizeof jb);
+    demo_join(a, ja, sizeof ja);
+    demo_join(b, jb, sizeof jb);
     if (strcmp(ja, jb) == 0)
         return 0;
-    double jw = demo_jaro_winkler(ja, jb);
-    double ts = demo_token_set_similarity(ja, jb);
-    double best = jw > ts ? jw : ts;
+    double best = demo_name_similarity(a, b, false);
     if (best >= p->high)
         return 1;
     if (best >= p->low)
@@ -680,15 +685,14 @@ static int demo_ident_level(const demo_features *a, const demo_features *b, bool
 void demo_compare_features(const demo_model *m, const demo_features *a, const demo_features *b,
                            int levels[DEMO_F_COUNT])
 {
-    levels[DEMO_F_GIVEN] = demo_given_level(m, a, b);
-    levels[DEMO_F_FAMILY] = demo_family_level(m, a, b);
-    /* Given and family written the other way round: the same name. */
-    if (levels[DEMO_F_GIVEN] > 1 && levels[DEMO_F_FAMILY] > 0 && a->given.ntokens && b->family.ntokens &&
-        a->family.ntokens && b->given.ntokens && strcmp(a->given.tokens[0], b->family.tokens[0]) == 0 &&
-        strcmp(a->family.tokens[0], b->given.tokens[0]) == 0) {
-        levels[DEMO_F_GIVEN] = 0;
-        levels[DEMO_F_FAMILY] = 0;
-    }
+    int given = demo_given_level(m, &a->given, &b->given), family = demo_family_level(m, &a->family, &b->family);
+    /* Given and family written the other way round, maybe with a slip as well:
+     * read crosswise when both read at least close that way, and better. */
+    int given_x = demo_given_level(m, &a->given, &b->family), family_x = demo_family_level(m, &a->family, &b->given);
+    bool swapped = given_x != DEMO_LEVEL_MISSING && given_x <= 2 && family_x != DEMO_LEVEL_MISSING &&
+                   family_x <= 1 && given_x + family_x < given + family;
+    levels[DEMO_F_GIVEN] = swapped ? given_x : given;
+    levels[DEMO_F_FAMILY] = swapped ? family_x : family;
     switch (demo_compare_dates(a->birth, b->birth, m->within_years)) {
     case DEMO_DATE_MISSING: levels[DEMO_F_BIRTH] = DEMO_LEVEL_MISSING; break;
     case DEMO_DATE_EXACT: levels[DEMO_F_BIRTH] = 0; break;

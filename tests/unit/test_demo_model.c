@@ -52,6 +52,17 @@ static void test_levels_weights_and_guards(void **state)
     demo_compare_features(m, &a, &c, lv);
     assert_int_equal(lv[DEMO_F_GIVEN], 0);
     assert_int_equal(lv[DEMO_F_FAMILY], 0);
+    /* The other way round with a slip: read crosswise, at the level each side reaches. */
+    features(m, patient("Ryan", "Chloe", "1945-07-12", NULL), &c);
+    features(m, patient("Chloe", "Ryna", "1945-07-12", NULL), &d);
+    demo_compare_features(m, &c, &d, lv);
+    assert_int_equal(lv[DEMO_F_GIVEN], 0);
+    assert_int_equal(lv[DEMO_F_FAMILY], 1);
+    /* Not for names that merely share letters. */
+    features(m, patient("Ryan", "Chloe", "1945-07-12", NULL), &c);
+    features(m, patient("Chloe", "Sarah", "1945-07-12", NULL), &d);
+    demo_compare_features(m, &c, &d, lv);
+    assert_int_equal(lv[DEMO_F_GIVEN], 4);
     demo_model_free(m);
 }
 
