@@ -344,6 +344,41 @@ static void test_guard_lifted_by_the_persons_own_records(void **state)
     run_steps(*state, steps, sizeof steps / sizeof *steps);
 }
 
+/* Rematch has hindsight: a record left on its own because, when it came, only a record it
+ * could not be told from was there, joins the person once their other records are in. */
+static void test_rematch_hindsight(void **state)
+{
+    fixture *f = *state;
+    static const step steps[] = {
+        /* A clerk's slip names Flynn "Zac" on his first record. */
+        {"Cresp", "Zac", "male", "1976-11-17", NULL, "2624663", -1, -1, -1},
+        /* Flynn, his number mistyped: against "Zac" alone he looks like a twin brother. */
+        {"Cresp", "Flynn", "male", "1976-11-17", NULL, "4839140", -1, 0, -1},
+        {"Cresp", "Flynn", "male", "1976-11-17", NULL, "2624663", 0, -1, -1},
+        /* A real twin brother. */
+        {"Cresp", "Harvey", "male", "1976-11-17", NULL, "7130552", -1, 0, -1},
+    };
+    run_steps(f, steps, sizeof steps / sizeof *steps);
+    json_t *report = NULL;
+    assert_null(rl_registry_rematch(f->reg, &reviewer, &report));
+    assert_int_equal(json_integer_value(json_object_get(report, "settled")), 1);
+    json_decref(report);
+    json_t *assign = NULL;
+    assert_null(rl_registry_assignments(f->reg, &assign));
+    /* Keys are record ids; the values show the two persons: Flynn (three records) and Harvey. */
+    json_t *count = json_object();
+    const char *rid;
+    json_t *g;
+    json_object_foreach(assign, rid, g) {
+        json_t *c = json_object_get(count, json_string_value(g));
+        json_object_set_new(count, json_string_value(g), json_integer(c ? json_integer_value(c) + 1 : 1));
+    }
+    assert_int_equal(json_object_size(count), 2);
+    json_decref(count);
+    json_decref(assign);
+    expect_clean(f);
+}
+
 /* What the probabilistic matcher says beside the score: a sparse record says little
  * (a low score) without being evidence against; strangers are. */
 static void test_matcher_evidence(void **state)
@@ -855,6 +890,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_twins_are_not_merged, setup_probabilistic, teardown),
         cmocka_unit_test_setup_teardown(test_parent_and_child_are_not_merged, setup_probabilistic, teardown),
         cmocka_unit_test_setup_teardown(test_guard_lifted_by_the_persons_own_records, setup_probabilistic, teardown),
+        cmocka_unit_test_setup_teardown(test_rematch_hindsight, setup_probabilistic, teardown),
         cmocka_unit_test_setup_teardown(test_review_link_and_not_a_match_memory, setup, teardown),
         cmocka_unit_test_setup_teardown(test_review_link_decision, setup, teardown),
         cmocka_unit_test_setup_teardown(test_review_biometric, setup, teardown),
