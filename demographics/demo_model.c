@@ -785,8 +785,12 @@ unsigned demo_model_guard(const demo_model *m, const demo_features *a, const dem
     if (birth != DEMO_LEVEL_MISSING && birth <= 2)
         *agrees |= DEMO_GUARD_BIRTH;
     unsigned fired = 0;
-    /* Level 4 has both years: a missing or year-less date never gets there. */
-    if (birth == 4 && abs(a->birth.year - b->birth.year) >= DEMO_GENERATION_YEARS)
+    /* Dates that differ outright: a generation apart, a parent and child; closer,
+     * a sibling or cousin of the same name when something else says another
+     * person (an identifier of one system that differs, another sex), else more
+     * likely a wrong date, left to the weights. Level 4 has both years. */
+    bool another_person = id == 2 || levels[DEMO_F_GENDER] == 1;
+    if (birth == 4 && (abs(a->birth.year - b->birth.year) >= DEMO_GENERATION_YEARS || another_person))
         fired |= DEMO_GUARD_BIRTH;
     /* Twins: another given name, or another sex with a name that is not the
      * same (Daniel and Danielle read as close). */
@@ -799,7 +803,7 @@ unsigned demo_model_guard(const demo_model *m, const demo_features *a, const dem
 const char *demo_guard_reason(unsigned guard)
 {
     if (guard & DEMO_GUARD_BIRTH)
-        return "birth dates a generation apart (parent and child?)";
+        return "birth dates that differ outright (parent and child? a sibling of the same name?)";
     if (guard & DEMO_GUARD_GIVEN)
         return "same family name and birth date, another given name or sex (twins?)";
     return NULL;

@@ -145,9 +145,11 @@ double demo_model_probability(const demo_model *model, double weight);
 
 /* Guard rules that no sum of weights may override, each a bit:
  *  - DEMO_GUARD_BIRTH: birth dates that differ outright by a generation or more
- *    (DEMO_GENERATION_YEARS): parent and child, Jr and Sr, grandparent. A
- *    smaller outright difference is left to the weights: siblings who share a
- *    full name are rare, a mistyped or made-up date is not;
+ *    (DEMO_GENERATION_YEARS): parent and child, Jr and Sr, grandparent; or by
+ *    less, with other evidence of another person (an identifier of one system
+ *    that differs, another sex): a sibling or cousin of the same name. Without
+ *    such evidence a smaller difference is left to the weights: siblings who
+ *    share a full name are rare, a mistyped or made-up date is not;
  *  - DEMO_GUARD_GIVEN: the same family name and birth date with a given name
  *    that differs outright, or with another sex and a given name that is not
  *    the same (twins).

@@ -111,7 +111,9 @@ static const person_fields
     mary_1987 = {"Achieng", "Mary", "1987-06-02", "female", NULL, NULL, NULL},
     mary_1995 = {"Achieng", "Mary", "1995-01-17", "female", NULL, NULL, NULL},
     keaton_1994 = {"Webb", "Keaton", "1994-07-24", "male", NULL, NULL, NULL},
-    keaton_1985 = {"Webb", "Keaton", "1985-03-28", "male", NULL, NULL, NULL};
+    keaton_1985 = {"Webb", "Keaton", "1985-03-28", "male", NULL, NULL, NULL},
+    kamau_1980 = {"Kamau", "John", "1980-02-11", "male", NULL, "urn:national-id", "21453398"},
+    kamau_1986 = {"Kamau", "John", "1986-09-30", "male", NULL, "urn:national-id", "24870015"};
 
 /* In every case the weights alone reach auto-linking: where a guard fires, it is what stops it. */
 static const struct guard_case {
@@ -130,7 +132,9 @@ static const struct guard_case {
     {"father and son, one name (\"Jr\" is dropped), one phone", &john_sr, &john_jr, G_BIRTH, G_GIVEN},
     {"grandmother and the granddaughter named after her", &mary_1931, &mary_1995, G_BIRTH, G_GIVEN},
     {"mother and daughter, a generation apart to the day", &mary_1975, &mary_1987, G_BIRTH, G_GIVEN},
-    {"dates less than a generation apart: no parent, the weights decide", &keaton_1994, &keaton_1985, 0, G_GIVEN},
+    {"dates less than a generation apart, nothing else says two: the weights decide", &keaton_1994, &keaton_1985, 0,
+     G_GIVEN},
+    {"cousins of one name and home, six years apart, national ids differ", &kamau_1980, &kamau_1986, G_BIRTH, G_GIVEN},
     {"two digits of the year swapped: a slip, not another generation", &john_sr, &john_year_swapped, 0, G_BOTH},
     {"no date on one side: nothing known about generations", &john_sr, &john_no_date, 0, G_GIVEN},
 };
