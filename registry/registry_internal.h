@@ -143,8 +143,8 @@ typedef struct reg_golden_score {
      * person's own given name, or birth date, is not that person's twin, or parent, however
      * another of their records reads. */
     bool contradicted;
-    unsigned guards;  /* guards tripped by candidate members (rl_evidence.guards) */
-    unsigned vouched; /* guarded facts agreed on by members that would link on their own (rl_evidence.agrees) */
+    unsigned guards;             /* guards tripped by candidate members (rl_evidence.guards) */
+    unsigned vouched;            /* guarded facts agreed on by members that link on their own (.agrees) */
     bool vetoed;                 /* not-a-match memory, or a trusted identifier that disagrees */
     bool qualified;              /* set by reg_choose_golden: could be linked automatically */
     json_t *fields;              /* the best member's per-field outcome */

@@ -41,8 +41,8 @@ typedef struct rl_evidence {
 } rl_evidence;
 
 enum {
-    RL_GUARD_BIRTH = DEMO_GUARD_BIRTH, /* birth dates a generation apart */
-    RL_GUARD_GIVEN = DEMO_GUARD_GIVEN, /* same family name and birth date, another given name */
+    RL_GUARD_BIRTH = DEMO_GUARD_BIRTH, /* birth dates that differ outright: parent and child, same-named sibling */
+    RL_GUARD_GIVEN = DEMO_GUARD_GIVEN, /* same family name and birth date, another given name or sex: twins */
     RL_GUARD_SEX = 1 << 2,             /* deterministic matcher: same name and birth date, another sex */
 };
 

@@ -125,7 +125,7 @@ static void run_steps(fixture *f, const step *steps, size_t n)
     char (*golden)[65] = calloc(n, sizeof *golden);
     for (size_t i = 0; i < n; i++) {
         const step *s = &steps[i];
-        char key[16];
+        char key[24];
         snprintf(key, sizeof key, "%zu", i);
         json_t *p = json_pack("{s:s, s:[{s:s, s:s}], s:[{s:s, s:[s]}], s:s, s:s, s:[{s:s, s:[s], s:s, s:s}]}",
                               "resourceType", "Patient", "identifier", "system", "urn:clinic", "value", key, "name",
