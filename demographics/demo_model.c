@@ -686,13 +686,19 @@ void demo_compare_features(const demo_model *m, const demo_features *a, const de
                            int levels[DEMO_F_COUNT])
 {
     int given = demo_given_level(m, &a->given, &b->given), family = demo_family_level(m, &a->family, &b->family);
+    levels[DEMO_F_GIVEN] = given;
+    levels[DEMO_F_FAMILY] = family;
     /* Given and family written the other way round, maybe with a slip as well:
-     * read crosswise when both read at least close that way, and better. */
-    int given_x = demo_given_level(m, &a->given, &b->family), family_x = demo_family_level(m, &a->family, &b->given);
-    bool swapped = given_x != DEMO_LEVEL_MISSING && given_x <= 2 && family_x != DEMO_LEVEL_MISSING &&
-                   family_x <= 1 && given_x + family_x < given + family;
-    levels[DEMO_F_GIVEN] = swapped ? given_x : given;
-    levels[DEMO_F_FAMILY] = swapped ? family_x : family;
+     * read crosswise when both read at least close that way, and better (so not
+     * when both are exact already, nor when a side is missing). */
+    if (given != DEMO_LEVEL_MISSING && family != DEMO_LEVEL_MISSING && given + family > 0) {
+        int given_x = demo_given_level(m, &a->given, &b->family), family_x = demo_family_level(m, &a->family, &b->given);
+        if (given_x != DEMO_LEVEL_MISSING && given_x <= 2 && family_x != DEMO_LEVEL_MISSING && family_x <= 1 &&
+            given_x + family_x < given + family) {
+            levels[DEMO_F_GIVEN] = given_x;
+            levels[DEMO_F_FAMILY] = family_x;
+        }
+    }
     switch (demo_compare_dates(a->birth, b->birth, m->within_years)) {
     case DEMO_DATE_MISSING: levels[DEMO_F_BIRTH] = DEMO_LEVEL_MISSING; break;
     case DEMO_DATE_EXACT: levels[DEMO_F_BIRTH] = 0; break;

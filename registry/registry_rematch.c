@@ -29,6 +29,7 @@ typedef struct rm_record {
     bool manual;
     bool done;
     bool reviewable; /* the replay saw another person at or above the review threshold */
+    bool contested;  /* reviewable, or another record's replay saw it so and did not join its person */
     const char *grade;
     double score;
 } rm_record;
@@ -229,9 +230,14 @@ static rl_error *rm_decide(rl_registry *reg, rm_record *recs, size_t n, rm_recor
     }
     if (!hindsight)
         json_object_set_new(claimed, r->new_golden, json_true());
-    for (size_t g = 0; g < ngs; g++)
-        r->reviewable = r->reviewable || (gs[g].score >= reg->opts.review_threshold &&
-                                          strcmp(gs[g].golden, r->new_golden) != 0);
+    for (size_t g = 0; g < ngs; g++) {
+        if (gs[g].score < reg->opts.review_threshold || strcmp(gs[g].golden, r->new_golden) == 0)
+            continue;
+        r->reviewable = r->contested = true;
+        rm_record *other = rm_find(recs, n, gs[g].record);
+        if (other)
+            other->contested = true;
+    }
     r->done = true;
 cleanup:
     reg_golden_scores_free(gs, ngs);
@@ -327,7 +333,9 @@ rl_error *rl_registry_rematch(rl_registry *reg, const rl_actor *actor, json_t **
         rm_release(reg, &record, &probe);
     }
 
-    /* 3. hindsight for the records the replay left on their own. */
+    /* 3. hindsight for the records the replay left on their own. Only a contested one can
+     * qualify for a person now: a member it would link with scores at or above the
+     * review threshold from one side or the other. */
     sizes = json_object();
     if (!sizes)
         RL_FAIL(RL_ENOMEM, "out of memory");
@@ -337,7 +345,7 @@ rl_error *rl_registry_rematch(rl_registry *reg, const rl_actor *actor, json_t **
     }
     for (size_t i = 0; i < n; i++) {
         rm_record *r = order[i];
-        if (r->manual || json_integer_value(json_object_get(sizes, r->new_golden)) != 1)
+        if (r->manual || !r->contested || json_integer_value(json_object_get(sizes, r->new_golden)) != 1)
             continue;
         RL_TRY(rm_prepare(reg, r, &record, &probe));
         bool joined = false;

@@ -111,11 +111,12 @@ static void test_febrl4_without_guards(void **state)
     free(arg);
 }
 
-/* Without an identifier nothing lifts a guard: reached FEBRL3 0.9054 / 0.9100,
+/* Without an identifier nothing lifts a guard: reached FEBRL3 0.9047-0.9054 /
+ * 0.9092-0.9100 (ties between candidates fall by record ids, which are random),
  * FEBRL4 0.9431 / 0.9431, precision 1.0. */
 static void test_febrl3_without_ssn(void **state)
 {
-    expect_floor("dataset3.csv", "--without soc_sec_id", 0.904, 0.909, 0.999);
+    expect_floor("dataset3.csv", "--without soc_sec_id", 0.903, 0.908, 0.999);
 }
 
 static void test_febrl4_without_ssn(void **state)
