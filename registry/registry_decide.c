@@ -34,11 +34,6 @@ static int reg_by_keys_desc(const void *a, const void *b)
     return strcmp(x->rid, y->rid);
 }
 
-bool reg_contradicts(const rl_registry *reg, double score, bool guarded)
-{
-    return score < reg->opts.review_threshold || guarded;
-}
-
 rl_error *reg_gather_candidates(rl_registry *reg, const char *rid, const json_t *keys, const json_t *ident_keys,
                                 json_t *cands)
 {
@@ -147,11 +142,11 @@ rl_error *reg_score_goldens(rl_registry *reg, const char *rid, const void *probe
         if (!cand_prepared)
             continue;
         double score = 0;
-        bool guarded = false;
+        rl_evidence ev;
         /* Scores only: building the per-field outcomes of every candidate cost more than the
          * comparison, and only those of a golden record's best candidate scoring at least the
          * review threshold are read (review items; $match fills in a weaker first result). */
-        RL_TRY(reg->matcher->compare(reg->matcher, probe, cand_prepared, &score, &guarded, NULL));
+        RL_TRY(reg->matcher->compare(reg->matcher, probe, cand_prepared, &score, &ev, NULL));
         int trusted = 0;
         if (cand) {
             cand_keys = json_array();
@@ -172,7 +167,10 @@ rl_error *reg_score_goldens(rl_registry *reg, const char *rid, const void *probe
             n++;
         }
         gs[g].vetoed = gs[g].vetoed || veto != NULL || trusted < 0;
-        gs[g].contradicted = gs[g].contradicted || reg_contradicts(reg, score, guarded);
+        gs[g].contradicted = gs[g].contradicted || (ev.against && trusted <= 0);
+        gs[g].guards |= ev.guards;
+        if (!ev.guards && score >= reg->opts.auto_link_threshold)
+            gs[g].vouched |= ev.agrees;
         if (score > gs[g].score) {
             gs[g].score = score;
             snprintf(gs[g].record, sizeof gs[g].record, "%s", cid);
@@ -180,7 +178,7 @@ rl_error *reg_score_goldens(rl_registry *reg, const char *rid, const void *probe
             gs[g].fields = NULL;
             if (score >= reg->opts.review_threshold) {
                 double again = 0;
-                RL_TRY(reg->matcher->compare(reg->matcher, probe, cand_prepared, &again, &guarded, &fields));
+                RL_TRY(reg->matcher->compare(reg->matcher, probe, cand_prepared, &again, &ev, &fields));
                 if (trusted > 0)
                     json_object_set_new(fields, "identifier", json_string("agree (trusted)"));
                 gs[g].fields = fields;
@@ -195,6 +193,9 @@ rl_error *reg_score_goldens(rl_registry *reg, const char *rid, const void *probe
         cand = cand_keys = fields = veto = NULL;
         cand_prepared = NULL;
     }
+    /* Whether a guard is lifted needs every candidate member of the person: only now. */
+    for (size_t g = 0; g < n; g++)
+        gs[g].contradicted = gs[g].contradicted || (gs[g].guards & ~gs[g].vouched) != 0;
     *out = gs;
     *nout = n;
     gs = NULL;
@@ -295,10 +296,10 @@ static rl_error *reg_fill_fields(rl_registry *reg, const void *probe, reg_golden
     rl_error *err = NULL;
     void *prepared = NULL;
     double score = 0;
-    bool guarded = false;
+    rl_evidence ev;
     RL_TRY(reg_candidate_prepared(reg, gs->record, &prepared, NULL));
     if (prepared)
-        RL_TRY(reg->matcher->compare(reg->matcher, probe, prepared, &score, &guarded, &gs->fields));
+        RL_TRY(reg->matcher->compare(reg->matcher, probe, prepared, &score, &ev, &gs->fields));
 cleanup:
     if (prepared)
         reg->matcher->release(reg->matcher, prepared);

@@ -2,7 +2,10 @@
  * rematch: replays the automatic linking of every record, in registration
  * order, under the current model and rules. Manual links stay where a human
  * put them; reviewers' not-a-match pairs and trusted-identifier disagreements
- * still veto. Golden ids are kept wherever a person keeps a member, so the
+ * still veto. Then hindsight: a record the replay left on its own is decided
+ * once more against every record, not only those registered before it, and
+ * joins a person it qualifies for as any record would. Review items are
+ * offered last, against the assignment that results. Golden ids are kept wherever a person keeps a member, so the
  * ids clients hold stay valid; a golden record left without members is
  * retired, never deleted.
  *
@@ -22,8 +25,11 @@ typedef struct rm_record {
     char old_golden[REG_ID_LEN + 8];
     char new_golden[REG_ID_LEN + 8];
     long long seq;
+    size_t pos; /* place in the replay order */
     bool manual;
     bool done;
+    bool reviewable; /* the replay saw another person at or above the review threshold */
+    bool contested;  /* reviewable, or another record's replay saw it so and did not join its person */
     const char *grade;
     double score;
 } rm_record;
@@ -140,6 +146,7 @@ cleanup:
 typedef struct rm_ctx {
     rm_record *recs;
     size_t n;
+    size_t before; /* automatic records count when placed before this position (n: all placed) */
 } rm_ctx;
 
 /* Rematch's view of candidates: where the replay has put them so far. */
@@ -147,32 +154,72 @@ static rl_error *rm_golden_of(void *arg, const char *rid, char golden[REG_ID_LEN
 {
     rm_ctx *c = arg;
     rm_record *r = rm_find(c->recs, c->n, rid);
-    *placed = r && r->done;
+    *placed = r && r->done && (r->manual || r->pos < c->before);
     if (*placed)
         snprintf(golden, REG_ID_LEN + 8, "%s", r->new_golden);
     return NULL;
 }
 
-/* Decides one auto-linked record against those already placed, as registration would. */
-static rl_error *rm_decide(rl_registry *reg, reg_txn *txn, rm_record *recs, size_t n, rm_record *r,
-                           const json_t *record, const void *probe, json_t *claimed, long *reviews)
+/* Scores a record's candidates by person: those placed before position `before` (n: all placed). */
+static rl_error *rm_score(rl_registry *reg, rm_record *recs, size_t n, size_t before, const rm_record *r,
+                          const json_t *record, const void *probe, reg_golden_score **gs, size_t *ngs)
 {
     rl_error *err = NULL;
     json_t *keys = json_array(), *cands = json_object(), *idents = json_array();
-    reg_golden_score *gs = NULL;
-    size_t ngs = 0;
-    rm_ctx ctx = {recs, n};
+    rm_ctx ctx = {recs, n, before};
+    if (!keys || !cands || !idents)
+        RL_FAIL(RL_ENOMEM, "out of memory");
     RL_TRY(reg->matcher->keys(reg->matcher, probe, keys));
     RL_TRY(reg_identifier_keys(record, idents));
     RL_TRY(reg_gather_candidates(reg, r->rid, keys, idents, cands));
-    RL_TRY(reg_score_goldens(reg, r->rid, probe, idents, cands, rm_golden_of, &ctx, &gs, &ngs));
+    RL_TRY(reg_score_goldens(reg, r->rid, probe, idents, cands, rm_golden_of, &ctx, gs, ngs));
+cleanup:
+    json_decref(keys);
+    json_decref(cands);
+    json_decref(idents);
+    return err;
+}
+
+/* The stored record and its prepared form; *record NULL for a link without its record
+ * (a damaged store: `check` says so), which stays where it is. */
+static rl_error *rm_prepare(rl_registry *reg, const rm_record *r, json_t **record, void **probe)
+{
+    *probe = NULL;
+    rl_error *err = reg_get_json(reg, RL_CF_RECORDS, r->rid, strlen(r->rid), record);
+    if (!err && *record)
+        err = reg->matcher->prepare(reg->matcher, *record, probe);
+    return err;
+}
+
+static void rm_release(rl_registry *reg, json_t **record, void **probe)
+{
+    if (*probe)
+        reg->matcher->release(reg->matcher, *probe);
+    json_decref(*record);
+    *probe = NULL;
+    *record = NULL;
+}
+
+/* Decides one automatic record against the records placed so far, as registration would.
+ * In the replay a record no person takes becomes one of its own. With hindsight, for a record
+ * the replay left on its own (when it came, only records it could not be told from were
+ * there), every record is placed, and it moves only when a person takes it. *joined: a person
+ * took it. */
+static rl_error *rm_decide(rl_registry *reg, rm_record *recs, size_t n, rm_record *r, const json_t *record,
+                           const void *probe, bool hindsight, json_t *claimed, bool *joined)
+{
+    rl_error *err = NULL;
+    reg_golden_score *gs = NULL;
+    size_t ngs = 0;
+    RL_TRY(rm_score(reg, recs, n, n, r, record, probe, &gs, &ngs));
     int chosen = -1;
     RL_TRY(reg_choose_golden(reg, gs, ngs, NULL, NULL, &chosen));
-    if (chosen >= 0) {
+    *joined = chosen >= 0 && strcmp(gs[chosen].golden, r->new_golden) != 0;
+    if (*joined) {
         snprintf(r->new_golden, sizeof r->new_golden, "%s", gs[chosen].golden);
         r->score = gs[chosen].score;
         r->grade = reg_grade(reg, r->score);
-    } else {
+    } else if (!hindsight) {
         /* A person of its own: keep the golden id it had unless someone took it first. */
         if (!json_object_get(claimed, r->old_golden))
             snprintf(r->new_golden, sizeof r->new_golden, "%s", r->old_golden);
@@ -181,16 +228,35 @@ static rl_error *rm_decide(rl_registry *reg, reg_txn *txn, rm_record *recs, size
         r->score = 1.0;
         r->grade = "certain";
     }
-    json_object_set_new(claimed, r->new_golden, json_true());
-    int queued = 0;
-    RL_TRY(reg_offer_reviews(txn, r->rid, r->new_golden, gs, ngs, NULL, NULL, &queued));
-    *reviews += queued;
+    if (!hindsight)
+        json_object_set_new(claimed, r->new_golden, json_true());
+    for (size_t g = 0; g < ngs; g++) {
+        if (gs[g].score < reg->opts.review_threshold || strcmp(gs[g].golden, r->new_golden) == 0)
+            continue;
+        r->reviewable = r->contested = true;
+        rm_record *other = rm_find(recs, n, gs[g].record);
+        if (other)
+            other->contested = true;
+    }
     r->done = true;
 cleanup:
     reg_golden_scores_free(gs, ngs);
-    json_decref(keys);
-    json_decref(cands);
-    json_decref(idents);
+    return err;
+}
+
+/* Review items for a record, against those registered before it, as the assignment now stands. */
+static rl_error *rm_offer(rl_registry *reg, reg_txn *txn, rm_record *recs, size_t n, const rm_record *r,
+                          const json_t *record, const void *probe, long *reviews)
+{
+    rl_error *err = NULL;
+    reg_golden_score *gs = NULL;
+    size_t ngs = 0;
+    RL_TRY(rm_score(reg, recs, n, r->pos, r, record, probe, &gs, &ngs));
+    int queued = 0;
+    RL_TRY(reg_offer_reviews(txn, r->rid, r->new_golden, gs, ngs, NULL, NULL, &queued));
+    *reviews += queued;
+cleanup:
+    reg_golden_scores_free(gs, ngs);
     return err;
 }
 
@@ -203,8 +269,8 @@ rl_error *rl_registry_rematch(rl_registry *reg, const rl_actor *actor, json_t **
     void *probe = NULL;
     rl_store_batch *reindex = NULL;
     reg_txn txn = {0};
-    json_t *old_goldens = NULL, *detail = NULL;
-    long reindexed = 0, moved = 0, reviews = 0, retired = 0;
+    json_t *old_goldens = NULL, *detail = NULL, *sizes = NULL;
+    long reindexed = 0, moved = 0, reviews = 0, retired = 0, settled = 0;
     uint64_t t0 = rl_time_mono_ns();
     *report = NULL;
     pthread_mutex_lock(&reg->write_lock);
@@ -222,8 +288,10 @@ rl_error *rl_registry_rematch(rl_registry *reg, const rl_actor *actor, json_t **
         RL_FAIL(RL_ENOMEM, "out of memory");
     memcpy(sorted, recs, n * sizeof *sorted);
     qsort(sorted, n, sizeof *sorted, rm_by_seq);
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; i < n; i++) {
         order[i] = rm_find(recs, n, sorted[i].rid);
+        order[i]->pos = i;
+    }
     free(sorted);
     for (size_t i = 0; i < n; i++)
         if (order[i]->manual) {
@@ -237,15 +305,10 @@ rl_error *rl_registry_rematch(rl_registry *reg, const rl_actor *actor, json_t **
     /* 1. postings under the current rules, so that candidates are found as they will be. */
     RL_TRY(rl_store_batch_new(reg->store, &reindex));
     for (size_t i = 0; i < n; i++) {
-        RL_TRY(reg_get_json(reg, RL_CF_RECORDS, order[i]->rid, strlen(order[i]->rid), &record));
-        if (!record)
-            continue;
-        RL_TRY(reg->matcher->prepare(reg->matcher, record, &probe));
-        RL_TRY(rm_reindex(reg, order[i]->rid, probe, reindex, &reindexed));
-        reg->matcher->release(reg->matcher, probe);
-        probe = NULL;
-        json_decref(record);
-        record = NULL;
+        RL_TRY(rm_prepare(reg, order[i], &record, &probe));
+        if (record)
+            RL_TRY(rm_reindex(reg, order[i]->rid, probe, reindex, &reindexed));
+        rm_release(reg, &record, &probe);
     }
     RL_TRY(rl_store_write(reg->store, reindex));
 
@@ -256,25 +319,62 @@ rl_error *rl_registry_rematch(rl_registry *reg, const rl_actor *actor, json_t **
         rm_record *r = order[i];
         if (r->manual)
             continue;
-        RL_TRY(reg_get_json(reg, RL_CF_RECORDS, r->rid, strlen(r->rid), &record));
-        if (!record) {
-            /* A link without its record (a damaged store: `check` says so) stays where it is. */
+        RL_TRY(rm_prepare(reg, r, &record, &probe));
+        if (record) {
+            bool joined;
+            RL_TRY(rm_decide(reg, recs, n, r, record, probe, false, claimed, &joined));
+        } else {
             snprintf(r->new_golden, sizeof r->new_golden, "%s", r->old_golden);
             r->grade = "certain";
             r->score = 1.0;
             r->done = true;
             json_object_set_new(claimed, r->old_golden, json_true());
-            continue;
         }
-        RL_TRY(reg->matcher->prepare(reg->matcher, record, &probe));
-        RL_TRY(rm_decide(reg, &txn, recs, n, r, record, probe, claimed, &reviews));
-        reg->matcher->release(reg->matcher, probe);
-        probe = NULL;
-        json_decref(record);
-        record = NULL;
+        rm_release(reg, &record, &probe);
     }
 
-    /* 3. write the assignment: members per golden record, then links. */
+    /* 3. hindsight for the records the replay left on their own. Only a contested one can
+     * qualify for a person now: a member it would link with scores at or above the
+     * review threshold from one side or the other. */
+    sizes = json_object();
+    if (!sizes)
+        RL_FAIL(RL_ENOMEM, "out of memory");
+    for (size_t i = 0; i < n; i++) {
+        json_t *count = json_object_get(sizes, order[i]->new_golden);
+        json_object_set_new(sizes, order[i]->new_golden, json_integer(count ? json_integer_value(count) + 1 : 1));
+    }
+    for (size_t i = 0; i < n; i++) {
+        rm_record *r = order[i];
+        if (r->manual || !r->contested || json_integer_value(json_object_get(sizes, r->new_golden)) != 1)
+            continue;
+        RL_TRY(rm_prepare(reg, r, &record, &probe));
+        bool joined = false;
+        if (record) {
+            char own[REG_ID_LEN + 8];
+            snprintf(own, sizeof own, "%s", r->new_golden);
+            RL_TRY(rm_decide(reg, recs, n, r, record, probe, true, claimed, &joined));
+            if (joined) {
+                json_object_del(sizes, own);
+                json_t *count = json_object_get(sizes, r->new_golden);
+                json_object_set_new(sizes, r->new_golden, json_integer(json_integer_value(count) + 1));
+                settled++;
+            }
+        }
+        rm_release(reg, &record, &probe);
+    }
+
+    /* 4. review items, against the assignment as it now stands. */
+    for (size_t i = 0; i < n; i++) {
+        rm_record *r = order[i];
+        if (r->manual || !r->reviewable)
+            continue;
+        RL_TRY(rm_prepare(reg, r, &record, &probe));
+        if (record)
+            RL_TRY(rm_offer(reg, &txn, recs, n, r, record, probe, &reviews));
+        rm_release(reg, &record, &probe);
+    }
+
+    /* 5. write the assignment: members per golden record, then links. */
     for (size_t i = 0; i < n; i++) {
         rm_record *r = order[i];
         if (!r->done)
@@ -350,9 +450,9 @@ rl_error *rl_registry_rematch(rl_registry *reg, const rl_actor *actor, json_t **
             goto cleanup;
     }
     txn.d_goldens = (int64_t)json_object_size(members) - (int64_t)reg->n_goldens;
-    detail = json_pack("{s:I, s:I, s:I, s:I, s:I}", "records", (json_int_t)n, "moved", (json_int_t)moved,
-                               "reindexed", (json_int_t)reindexed, "retired", (json_int_t)retired,
-                               "reviews_queued", (json_int_t)reviews);
+    detail = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I}", "records", (json_int_t)n, "moved", (json_int_t)moved,
+                       "settled", (json_int_t)settled, "reindexed", (json_int_t)reindexed, "retired",
+                       (json_int_t)retired, "reviews_queued", (json_int_t)reviews);
     err = reg_txn_audit(&txn, actor, "rematch", NULL, 0, "ok", detail);
     if (err)
         goto cleanup;
@@ -364,6 +464,7 @@ rl_error *rl_registry_rematch(rl_registry *reg, const rl_actor *actor, json_t **
     *report = detail;
     detail = NULL;
 cleanup:
+    json_decref(sizes);
     json_decref(old_goldens);
     json_decref(detail);
     pthread_mutex_unlock(&reg->write_lock);
