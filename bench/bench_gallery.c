@@ -349,7 +349,7 @@ typedef struct par_job {
     /* descriptors */
     const bench_minutiae_stats *stats;
     long first, count;
-    kern_pf_finger *pf;
+    bio_pf_finger *pf;
     /* features preparation */
     bench_ctx *ctx;
     const bio_gallery_key *keys;
@@ -562,13 +562,22 @@ static double hist_quantile(const uint64_t *h, double q)
     return 0.0;
 }
 
+/* Enrols mate m (its impression 1); d: room for its prefilter data. */
+static rl_error *put_mate(bio_gallery *g, const bio_template *real, int m, bio_pf_finger *d)
+{
+    bio_gallery_key k;
+    mate_key(m, &k);
+    bio_prefilter_finger(&real[real_index(m / FVC_FINGERS, m % FVC_FINGERS, 0)], d);
+    return bio_gallery_put(g, &k, d, NULL);
+}
+
 rl_error *bench_identify_run(const bench_identify_options *o, json_t **result)
 {
     rl_error *err = NULL;
     bio_template *real = NULL;
     bio_features *mate_f[FVC_MATES] = {0}, *probe_f[FVC_PROBES] = {0};
     kern_pf_probe *probe_d = NULL;
-    kern_pf_finger *chunk = NULL;
+    bio_pf_finger *chunk = NULL;
     rl_buf *bufs = NULL;
     size_t nbufs = 0;
     bench_ctx ctx = {0};
@@ -576,7 +585,7 @@ rl_error *bench_identify_run(const bench_identify_options *o, json_t **result)
     bio_gallery *g = NULL;
     bench_minutiae_stats *stats = NULL;
     bio_match_scratch *sc = NULL;
-    double *lat = NULL, *pre = NULL, *rer = NULL, *best_imp = NULL;
+    double *lat = NULL, *pre = NULL, *scn = NULL, *rer = NULL, *best_imp = NULL;
     size_t *mate_rank = NULL;
     uint64_t *hist = NULL;
     json_t *r = NULL;
@@ -592,9 +601,10 @@ rl_error *bench_identify_run(const bench_identify_options *o, json_t **result)
     probe_d = aligned_alloc(64, FVC_PROBES * sizeof *probe_d);
     lat = calloc(FVC_PROBES, sizeof *lat);
     pre = calloc(FVC_PROBES, sizeof *pre);
+    scn = calloc(FVC_PROBES, sizeof *scn);
     rer = calloc(FVC_PROBES, sizeof *rer);
     mate_rank = calloc(FVC_PROBES, sizeof *mate_rank);
-    if (!real || !stats || !probe_d || !lat || !pre || !rer || !mate_rank)
+    if (!real || !stats || !probe_d || !lat || !pre || !scn || !rer || !mate_rank)
         RL_FAIL(RL_ENOMEM, "bench: out of memory");
 
     /* 1. The real fingers, with our extractor. */
@@ -633,7 +643,7 @@ rl_error *bench_identify_run(const bench_identify_options *o, json_t **result)
         RL_FAIL(RL_EUNSUPPORTED, "--kernels opencl: %s", bio_gallery_opencl_note(g));
     t0 = now_s();
     enum { CHUNK = 65536 };
-    chunk = aligned_alloc(64, CHUNK * sizeof *chunk);
+    chunk = aligned_alloc(64, (CHUNK + 1) * sizeof *chunk); /* the last one for the mates */
     if (!chunk)
         RL_FAIL(RL_ENOMEM, "bench: out of memory");
     int next_mate = 0;
@@ -648,32 +658,20 @@ rl_error *bench_identify_run(const bench_identify_options *o, json_t **result)
             synth_key(first + i, &k);
             RL_TRY(bio_gallery_put(g, &k, &chunk[i], NULL));
             /* mate m goes in after synthetic finger m * N / 40 */
-            while (next_mate < FVC_MATES && (long)next_mate * N / FVC_MATES <= first + i) {
-                kern_pf_finger d;
-                mate_key(next_mate, &k);
-                bio_prefilter_finger(&real[real_index(next_mate / FVC_FINGERS, next_mate % FVC_FINGERS, 0)], &d);
-                RL_TRY(bio_gallery_put(g, &k, &d, NULL));
-                next_mate++;
-            }
+            while (next_mate < FVC_MATES && (long)next_mate * N / FVC_MATES <= first + i)
+                RL_TRY(put_mate(g, real, next_mate++, &chunk[CHUNK]));
         }
-        if (cnt == 0)
-            while (next_mate < FVC_MATES) {
-                bio_gallery_key k;
-                kern_pf_finger d;
-                mate_key(next_mate, &k);
-                bio_prefilter_finger(&real[real_index(next_mate / FVC_FINGERS, next_mate % FVC_FINGERS, 0)], &d);
-                RL_TRY(bio_gallery_put(g, &k, &d, NULL));
-                next_mate++;
-            }
+        while (cnt == 0 && next_mate < FVC_MATES)
+            RL_TRY(put_mate(g, real, next_mate++, &chunk[CHUNK]));
     }
     double build_s = now_s() - t0;
     bio_gallery_memory mem;
     bio_gallery_memory_get(g, &mem);
     printf("gallery: %zu fingers built in %.1f s; prefilter kernel %s; memory %.1f MiB (%.0f bytes a finger, "
-           "spare capacity included; streamed %d)\n",
+           "spare capacity included; streamed %d, refinement %d)\n",
            mem.fingers, build_s, bio_gallery_kernel(g),
            (double)(mem.descriptor_bytes + mem.index_bytes + mem.resident_bytes) / 1048576.0, mem.bytes_per_finger,
-           KERN_PF_FINGER_BYTES);
+           KERN_PF_FINGER_BYTES, KERN_PF_DETAIL_BYTES);
     fflush(stdout);
 
     /* 3. The short lists' features, encoded as the store keeps them (untimed):
@@ -681,7 +679,10 @@ rl_error *bench_identify_run(const bench_identify_options *o, json_t **result)
      * asks for, then they are built and encoded on every thread. */
     ctx.stats = stats;
     ctx.real = real;
-    bio_gallery_params gp = {.top_k = 10, .shortlist = o->shortlist > 0 ? (size_t)o->shortlist : 0, .fpir = 0.001};
+    bio_gallery_params gp = {.top_k = 10,
+                             .shortlist = o->shortlist > 0 ? (size_t)o->shortlist : 0,
+                             .refine = o->refine > 0 ? (size_t)o->refine : 0,
+                             .fpir = 0.001};
     bio_gallery_result *res = malloc(sizeof *res);
     if (!res)
         RL_FAIL(RL_ENOMEM, "bench: out of memory");
@@ -739,7 +740,7 @@ rl_error *bench_identify_run(const bench_identify_options *o, json_t **result)
         err = bio_gallery_identify(g, &probe_d[w], probe_f[w], &gp, bench_fetch, &ctx, res);
     int rank1 = 0, decided = 0;
     bool rank1_of[FVC_PROBES] = {false};
-    size_t shortlisted = 0;
+    size_t shortlisted = 0, refined = 0;
     size_t fetched = 0;
     for (int p = 0; p < FVC_PROBES && !err; p++) {
         err = bio_gallery_identify(g, &probe_d[p], probe_f[p], &gp, bench_fetch, &ctx, res);
@@ -752,11 +753,13 @@ rl_error *bench_identify_run(const bench_identify_options *o, json_t **result)
         decided += rank1_of[p] && res->match;
         lat[p] = res->total_ms;
         pre[p] = res->prefilter_ms;
+        scn[p] = res->scan_ms;
+        refined = res->refined;
         rer[p] = res->rerank_ms;
         shortlisted = res->shortlisted;
         fetched += res->fetched;
         float sc_unused;
-        err = bio_gallery_prefilter_rank(g, &probe_d[p], &mk, &mate_rank[p], &sc_unused);
+        err = bio_gallery_prefilter_rank(g, &probe_d[p], &gp, &mk, &mate_rank[p], &sc_unused);
     }
     double threshold = res->threshold;
     free(res);
@@ -823,31 +826,38 @@ rl_error *bench_identify_run(const bench_identify_options *o, json_t **result)
         }
 
     /* 7. Bandwidth: a streaming read of a buffer the size of the streamed gallery. */
-    double bw = measure_bandwidth(mem.descriptor_bytes, threads);
+    double fingers = (double)mem.fingers;
+    double streamed = (double)KERN_PF_FINGER_BYTES * fingers; /* what one scan reads (not the spare capacity) */
+    double bw = measure_bandwidth((size_t)streamed, threads);
 
     qsort(lat, FVC_PROBES, sizeof *lat, cmp_ms);
     qsort(pre, FVC_PROBES, sizeof *pre, cmp_ms);
+    qsort(scn, FVC_PROBES, sizeof *scn, cmp_ms);
     qsort(rer, FVC_PROBES, sizeof *rer, cmp_ms);
     double p50 = pct(lat, FVC_PROBES, 0.5), p99 = pct(lat, FVC_PROBES, 0.99);
-    double pre50 = pct(pre, FVC_PROBES, 0.5), rer50 = pct(rer, FVC_PROBES, 0.5);
-    double fingers = (double)mem.fingers;
-    /* What one prefilter pass reads: every finger's block (not the spare capacity). */
-    double streamed = (double)KERN_PF_FINGER_BYTES * fingers;
-    double pf_gbs = streamed / (pre50 / 1e3) / 1e9;
+    double pre50 = pct(pre, FVC_PROBES, 0.5), scn50 = pct(scn, FVC_PROBES, 0.5), rer50 = pct(rer, FVC_PROBES, 0.5);
+    /* The prefilter reads every scan block, then both blocks of the refined fingers. */
+    double pf_bytes = streamed + (double)refined * (KERN_PF_FINGER_BYTES + KERN_PF_DETAIL_BYTES);
+    double pf_gbs = pf_bytes / (pre50 / 1e3) / 1e9, scan_gbs = streamed / (scn50 / 1e3) / 1e9;
 
     printf("\n  %-44s %12s\n", "measure", "value");
     printf("  %-44s %12.0f\n", "gallery fingers", fingers);
     printf("  %-44s %12zu\n", "short list (full matcher)", shortlisted);
     printf("  %-44s %12.2f\n", "identify p50 ms", p50);
     printf("  %-44s %12.2f\n", "identify p99 ms", p99);
-    printf("  %-44s %12.2f\n", "  prefilter p50 ms", pre50);
+    printf("  %-44s %12.2f\n", "  prefilter p50 ms (scan + refinement)", pre50);
+    printf("  %-44s %12.2f\n", "    scan p50 ms (every finger)", scn50);
+    printf("  %-44s %12zu\n", "    refined fingers", refined);
     printf("  %-44s %12.2f\n", "  re-rank p50 ms (features decoded)", rer50);
     printf("  %-44s %12.0f\n", "fingers searched /s /core", fingers / (p50 / 1e3) / threads);
     printf("  %-44s %12.0f\n", "prefilter comparisons /s /core", fingers / (pre50 / 1e3) / threads);
+    printf("  %-44s %12.0f\n", "scan comparisons /s /core", fingers / (scn50 / 1e3) / threads);
     printf("  %-44s %12.0f\n", "full comparisons (+decode) /s /core", (double)shortlisted / (rer50 / 1e3) / threads);
     printf("  %-44s %12.2f\n", "prefilter GB/s", pf_gbs);
+    printf("  %-44s %12.2f\n", "  scan GB/s", scan_gbs);
     printf("  %-44s %12.2f\n", "streaming read GB/s (same run)", bw);
-    printf("  %-44s %12.3f\n", "bandwidth fraction", bw > 0 ? pf_gbs / bw : 0.0);
+    printf("  %-44s %12.3f\n", "bandwidth fraction (prefilter)", bw > 0 ? pf_gbs / bw : 0.0);
+    printf("  %-44s %12.3f\n", "bandwidth fraction (scan)", bw > 0 ? scan_gbs / bw : 0.0);
     printf("  %-44s %11.2f%%\n", "rank-1 (two-stage, all 280 probes)", 100.0 * rank1 / FVC_PROBES);
     printf("  %-44s %11.2f%%\n", "rank-1 and above the 1:N threshold", 100.0 * decided / FVC_PROBES);
     printf("  %-44s %12.4f\n", "1:N threshold (FPIR 0.1%)", threshold);
@@ -875,6 +885,12 @@ rl_error *bench_identify_run(const bench_identify_options *o, json_t **result)
         json_array_append_new(pen, json_pack("{s:I, s:f, s:f}", "shortlist", (json_int_t)sl[i], "penetration",
                                              penetration, "miss", (double)miss / FVC_PROBES));
     }
+    /* Mates ranked beyond the refinement were lost by the scan itself. */
+    int cut = 0;
+    for (int p = 0; p < FVC_PROBES; p++)
+        cut += mate_rank[p] >= refined;
+    printf("  mates the scan left out of the %zu refined: %d of %d (%.2f%%)\n", refined, cut, FVC_PROBES,
+           100.0 * cut / FVC_PROBES);
 
     /* Realism: score distributions of real probes against synthetic and against real other fingers. */
     json_t *realism = json_object();
@@ -922,6 +938,11 @@ rl_error *bench_identify_run(const bench_identify_options *o, json_t **result)
     if (!r)
         RL_FAIL(RL_ENOMEM, "bench: out of memory");
     json_object_set_new(r, "threads", json_integer(threads));
+    json_object_set_new(r, "scan_p50_ms", json_real(scn50));
+    json_object_set_new(r, "refined", json_integer((json_int_t)refined));
+    json_object_set_new(r, "scan_miss", json_real((double)cut / FVC_PROBES));
+    json_object_set_new(r, "scan_comparisons_per_s_per_core", json_real(fingers / (scn50 / 1e3) / threads));
+    json_object_set_new(r, "scan_bandwidth_fraction", json_real(bw > 0 ? scan_gbs / bw : 0.0));
     json_object_set_new(r, "threshold", json_real(threshold));
     json_object_set_new(r, "rank1_above_threshold", json_real((double)decided / FVC_PROBES));
     json_object_set_new(r, "rank1_exhaustive", ep > 0 ? json_real((double)ex_rank1 / ep) : json_null());
@@ -953,6 +974,7 @@ cleanup:
     pthread_mutex_destroy(&ctx.lock);
     free(lat);
     free(pre);
+    free(scn);
     free(rer);
     free(mate_rank);
     free(best_imp);
