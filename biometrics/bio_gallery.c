@@ -848,7 +848,7 @@ static void heap_push(hit_heap *hp, pf_hit x)
     hp->h[i] = x;
 }
 
-enum { PF_BLOCK = 1024, PF_LEVELS = KERN_PF_PCYL * KERN_PF_SIM_SCALE + 1 /* scan scores 0..32000 */ };
+enum { PF_BLOCK = 1024, PF_LEVELS = KERN_PF_SCAN_PCYL * KERN_PF_SIM_SCALE + 1 /* scan scores 0..24000 */ };
 
 /*
  * One identification's shared state. The stages run as phases on nthreads

@@ -7,14 +7,14 @@
  * central, then greedy farthest point among those with at least half its
  * valid cells), at 8 x 8 cells x 4 directions (256 bits) plus 64 bits of
  * validity, with each minutia's direction and position. The first
- * KERN_PF_SCAN_CYL make a 384-byte block that every identification streams;
- * the rest (a 1,088-byte block) are read only for the few the scan ranks
+ * KERN_PF_SCAN_CYL make a 576-byte block that every identification streams;
+ * the rest (a 960-byte block) are read only for the few the scan ranks
  * best. A probe brings up to KERN_PF_PCYL cylinders of its own
  * (bio_prefilter_probe), its most central ones.
  *
  * Stage 1, the scan, scores every finger by the matcher's own local evidence:
- * for each probe cylinder the best normalised integer MCC similarity among
- * the finger's first cylinders, summed (kernels/kern_prefilter: scalar /
+ * for each of the probe's most central cylinders the best normalised integer
+ * MCC similarity among the finger's first cylinders, summed (kernels/kern_prefilter: scalar /
  * POPCNT / AVX2 / AVX-512 / OpenCL, identical integers). Two impressions of
  * one finger share local structures around their common minutiae, so a mate
  * finds several strong pairs where an impostor finds weak ones. Stage 2, the

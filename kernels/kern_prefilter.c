@@ -21,11 +21,13 @@
 #endif
 
 _Static_assert(KERN_PF_NS * KERN_PF_NS == 64, "one 64-bit word per angular section");
-_Static_assert(KERN_PF_PCYL % 8 == 0, "probe lanes come in vectors of 8");
+_Static_assert(KERN_PF_PCYL % 8 == 0 && KERN_PF_SCAN_PCYL % 8 == 0 && KERN_PF_SCAN_PCYL <= KERN_PF_PCYL,
+               "probe lanes come in vectors of 8");
 _Static_assert(KERN_PF_PCYL * KERN_PF_SIM_SCALE <= 65535, "scores fit in 16 bits");
 _Static_assert(KERN_PF_SIM_PRIOR > 0, "the normaliser is never zero");
 _Static_assert(KERN_PF_GCYL < KERN_PF_NONE, "cylinder indices fit a byte beside KERN_PF_NONE");
-_Static_assert(offsetof(kern_pf_finger, angle) == 320 && offsetof(kern_pf_finger, n) == 360,
+_Static_assert(offsetof(kern_pf_finger, valid) == 384 && offsetof(kern_pf_finger, angle) == 480 &&
+                   offsetof(kern_pf_finger, n) == 540,
                "kern_prefilter.cl reads the scan block at these offsets");
 _Static_assert(KERN_PF_DIR_TOL == 64, "the refinement's rotation table covers a quarter turn");
 
@@ -116,7 +118,7 @@ static void pf_scores_scalar(const kern_pf_probe *probe, const kern_pf_finger *g
 {
     for (size_t t = 0; t < n; t++) {
         unsigned sum = 0;
-        for (unsigned p = 0; p < KERN_PF_PCYL; p++) {
+        for (unsigned p = 0; p < KERN_PF_SCAN_PCYL; p++) {
             int sim;
             pf_best_ref(probe, p, &gallery[t], NULL, pf_scan_count(&gallery[t]), &sim);
             sum += (unsigned)sim;
@@ -208,7 +210,7 @@ typedef int64_t pf_v8 __attribute__((vector_size(64)));
 typedef int64_t pf_v4 __attribute__((vector_size(32)));
 typedef int32_t pf_v8i __attribute__((vector_size(32)));
 typedef double pf_v8d __attribute__((vector_size(64)));
-enum { PF_NV = KERN_PF_PCYL / 8 };
+enum { PF_NV = KERN_PF_PCYL / 8, PF_NV_SCAN = KERN_PF_SCAN_PCYL / 8 };
 
 /* The probe in registers (pa: its angles plus the tolerance, for one compare). */
 #define KERN_PF_PROBE_LOAD                                                                              \
@@ -231,14 +233,14 @@ enum { PF_NV = KERN_PF_PCYL / 8 };
         bcyl[q] = zero + KERN_PF_NONE;                                                                  \
     }
 
-/* One gallery cylinder (its value words, valid word, angle, index) against every lane. */
-#define KERN_PF_STEP(POPCNT_V8, MUL_V8, GT_V8, VALUE, VALID, ANGLE, CYL, TRACK)                                 \
+/* One gallery cylinder (its value words, valid word, angle, index) against the lanes of the first NV vectors. */
+#define KERN_PF_STEP(POPCNT_V8, MUL_V8, GT_V8, NV, VALUE, VALID, ANGLE, CYL, TRACK)                      \
     do {                                                                                                \
         pf_v8 gv[KERN_PF_ND];                                                                           \
         for (int k = 0; k < KERN_PF_ND; k++)                                                            \
             gv[k] = zero + (int64_t)(VALUE)[k];                                                         \
         const pf_v8 gm = zero + (int64_t)(VALID), ga = zero + (int64_t)(ANGLE);                         \
-        _Pragma("GCC unroll 4") for (int q = 0; q < PF_NV; q++) {                                       \
+        _Pragma("GCC unroll 4") for (int q = 0; q < (NV); q++) {                                        \
             const pf_v8 v = pm[q] & gm;                                                                 \
             pf_v8 b2 = zero, df = zero;                                                                 \
             _Pragma("GCC unroll 4") for (int k = 0; k < KERN_PF_ND; k++) {                              \
@@ -267,16 +269,17 @@ enum { PF_NV = KERN_PF_PCYL / 8 };
                                 __builtin_convertvector(__builtin_convertvector(bden[q], pf_v8i), pf_v8d), \
                             pf_v8i)
 
-#define KERN_PF_SCORES_BODY(POPCNT_V8, MUL_V8, GT_V8)                                                           \
+/* Stage 1: the scan cylinders against the first PF_NV_SCAN probe vectors. */
+#define KERN_PF_SCORES_BODY(POPCNT_V8, MUL_V8, GT_V8)                                                    \
     KERN_PF_PROBE_LOAD;                                                                                 \
     for (size_t t = 0; t < n; t++) {                                                                    \
         const kern_pf_finger *f = &gallery[t];                                                          \
         unsigned nc = f->n < KERN_PF_SCAN_CYL ? f->n : KERN_PF_SCAN_CYL;                                \
         KERN_PF_BEST_INIT;                                                                              \
         for (unsigned c = 0; c < nc; c++)                                                               \
-            KERN_PF_STEP(POPCNT_V8, MUL_V8, GT_V8, f->value[c], f->valid[c], f->angle[c], c, 0);               \
+            KERN_PF_STEP(POPCNT_V8, MUL_V8, GT_V8, PF_NV_SCAN, f->value[c], f->valid[c], f->angle[c], c, 0); \
         pf_v8i sum = KERN_PF_SIM_V8(0);                                                                 \
-        for (int q = 1; q < PF_NV; q++)                                                                 \
+        for (int q = 1; q < PF_NV_SCAN; q++)                                                            \
             sum += KERN_PF_SIM_V8(q);                                                                   \
         unsigned total = 0;                                                                             \
         for (int i = 0; i < 8; i++)                                                                     \
@@ -284,16 +287,17 @@ enum { PF_NV = KERN_PF_PCYL / 8 };
         out[t] = (uint16_t)total;                                                                       \
     }
 
-#define KERN_PF_BEST_BODY(POPCNT_V8, MUL_V8, GT_V8)                                                             \
+/* Stage 2: every cylinder of the finger against every probe vector. */
+#define KERN_PF_BEST_BODY(POPCNT_V8, MUL_V8, GT_V8)                                                      \
     KERN_PF_PROBE_LOAD;                                                                                 \
     unsigned nc = f->n < KERN_PF_GCYL ? f->n : KERN_PF_GCYL;                                            \
     KERN_PF_BEST_INIT;                                                                                  \
     for (unsigned c = 0; c < nc; c++) {                                                                 \
+        unsigned e = c - KERN_PF_SCAN_CYL;                                                              \
         if (c < KERN_PF_SCAN_CYL)                                                                       \
-            KERN_PF_STEP(POPCNT_V8, MUL_V8, GT_V8, f->value[c], f->valid[c], f->angle[c], c, 1);               \
+            KERN_PF_STEP(POPCNT_V8, MUL_V8, GT_V8, PF_NV, f->value[c], f->valid[c], f->angle[c], c, 1);  \
         else                                                                                            \
-            KERN_PF_STEP(POPCNT_V8, MUL_V8, GT_V8, d->value[c - KERN_PF_SCAN_CYL], d->valid[c - KERN_PF_SCAN_CYL], \
-                         d->angle[c - KERN_PF_SCAN_CYL], c, 1);                                         \
+            KERN_PF_STEP(POPCNT_V8, MUL_V8, GT_V8, PF_NV, d->value[e], d->valid[e], d->angle[e], c, 1);  \
     }                                                                                                   \
     for (int q = 0; q < PF_NV; q++) {                                                                   \
         pf_v8i s = KERN_PF_SIM_V8(q);                                                                   \
@@ -304,7 +308,7 @@ enum { PF_NV = KERN_PF_PCYL / 8 };
     }
 
 /* Both bodies stamped for one target. */
-#define KERN_PF_VARIANTS(NAME, TARGET, POPCNT_V8, MUL_V8, GT_V8)                                                \
+#define KERN_PF_VARIANTS(NAME, TARGET, POPCNT_V8, MUL_V8, GT_V8)                                         \
     __attribute__((target(TARGET))) static void pf_scores_##NAME(const kern_pf_probe *probe,            \
                                                                  const kern_pf_finger *gallery, size_t n, \
                                                                  uint16_t *out)                         \

@@ -26,9 +26,10 @@
  * every variant picks the same one, not only the same value.
  *
  * Stage 1, the scan (kern_pf_scores_fn), streams every finger's first
- * KERN_PF_SCAN_CYL cylinders (kern_pf_finger, one 384-byte block):
+ * KERN_PF_SCAN_CYL cylinders (kern_pf_finger, one 576-byte block) against the
+ * probe's first (most central) KERN_PF_SCAN_PCYL cylinders:
  *
- *     scan[t] = sum over probe cylinders p of sim(p, best pair of p among the scan cylinders).
+ *     scan[t] = sum over those probe cylinders p of sim(p, best pair of p among the scan cylinders).
  *
  * Stage 2, the refinement, looks again at the few percent the scan ranks
  * best, with all their cylinders (the scan block and kern_pf_detail):
@@ -85,10 +86,11 @@
 
 #define KERN_PF_NS 8        /* spatial cells per side */
 #define KERN_PF_ND 4        /* angular sections: one 64-bit word each */
-#define KERN_PF_SCAN_CYL 8  /* cylinders in the streamed block (stage 1) */
-#define KERN_PF_DETAIL_CYL 24 /* further cylinders for the refinement (stage 2) */
+#define KERN_PF_SCAN_CYL 12 /* cylinders in the streamed block (stage 1) */
+#define KERN_PF_DETAIL_CYL 20 /* further cylinders for the refinement (stage 2) */
 #define KERN_PF_GCYL (KERN_PF_SCAN_CYL + KERN_PF_DETAIL_CYL) /* cylinders kept per enrolled finger */
 #define KERN_PF_PCYL 32     /* probe cylinders at most (4 x 8 SIMD lanes) */
+#define KERN_PF_SCAN_PCYL 24 /* of them, those the scan uses (3 x 8 lanes; measured: docs/fingerprints.md) */
 #define KERN_PF_DIR_TOL 64  /* direction compatibility, of 256 per turn */
 #define KERN_PF_SIM_SCALE 1000 /* a pair's similarity in thousandths */
 #define KERN_PF_SIM_PRIOR 16   /* on cells added to the normaliser (measured: 16 of 0/16/48 at 10k) */
@@ -96,7 +98,7 @@
 #define KERN_PF_PLACE_PX 40    /* refinement: pairs within this translation of a seed's (px) ... */
 #define KERN_PF_PLACE_TURN 24  /* ... and this rotation (of 256 per turn) agree with it */
 
-/* One enrolled finger's streamed block (384 bytes): its first KERN_PF_SCAN_CYL
+/* One enrolled finger's streamed block (576 bytes): its first KERN_PF_SCAN_CYL
  * cylinders, chosen for spread over the finger (bio_gallery). Positions are in
  * pixels at 500 ppi, y pointing up (the matcher's frame). */
 typedef struct kern_pf_finger {
@@ -105,10 +107,10 @@ typedef struct kern_pf_finger {
     uint8_t angle[KERN_PF_SCAN_CYL]; /* minutia direction, 256 per turn */
     int16_t x[KERN_PF_SCAN_CYL], y[KERN_PF_SCAN_CYL];
     uint8_t n;                       /* cylinders used in all (this block and the detail), <= KERN_PF_GCYL */
-    uint8_t reserved[23];            /* zero */
+    uint8_t reserved[35];            /* zero */
 } kern_pf_finger;
-#define KERN_PF_FINGER_BYTES 384
-_Static_assert(sizeof(kern_pf_finger) == KERN_PF_FINGER_BYTES, "kern_pf_finger: fixed 384-byte block");
+#define KERN_PF_FINGER_BYTES 576
+_Static_assert(sizeof(kern_pf_finger) == KERN_PF_FINGER_BYTES, "kern_pf_finger: fixed 576-byte block");
 
 /* The same finger's further cylinders (KERN_PF_SCAN_CYL onwards), for the refinement. */
 typedef struct kern_pf_detail {
@@ -116,10 +118,10 @@ typedef struct kern_pf_detail {
     uint64_t valid[KERN_PF_DETAIL_CYL];
     uint8_t angle[KERN_PF_DETAIL_CYL];
     int16_t x[KERN_PF_DETAIL_CYL], y[KERN_PF_DETAIL_CYL];
-    uint8_t reserved[8]; /* zero */
+    uint8_t reserved[60]; /* zero */
 } kern_pf_detail;
-#define KERN_PF_DETAIL_BYTES 1088
-_Static_assert(sizeof(kern_pf_detail) == KERN_PF_DETAIL_BYTES, "kern_pf_detail: fixed 1088-byte block");
+#define KERN_PF_DETAIL_BYTES 960
+_Static_assert(sizeof(kern_pf_detail) == KERN_PF_DETAIL_BYTES, "kern_pf_detail: fixed 960-byte block");
 
 /* A probe, transposed: lane i is probe cylinder i; unused lanes are zero. */
 typedef struct kern_pf_probe {

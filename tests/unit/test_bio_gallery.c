@@ -68,7 +68,7 @@ static unsigned naive_score(const kern_pf_probe *p, const kern_pf_finger *f)
 {
     unsigned sum = 0;
     int nc = f->n < KERN_PF_SCAN_CYL ? f->n : KERN_PF_SCAN_CYL;
-    for (int q = 0; q < KERN_PF_PCYL; q++) {
+    for (int q = 0; q < KERN_PF_SCAN_PCYL; q++) {
         int sim;
         naive_best(p, q, f, NULL, nc, &sim);
         sum += (unsigned)sim;
