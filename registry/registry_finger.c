@@ -163,7 +163,7 @@ static rl_error *reg_gallery(rl_registry *reg, bio_gallery **out)
         RL_TRY(fg_gallery_key(k + 1, klen - 1, &gk));
         rl_error *derr = fd_decode((const unsigned char *)v, vlen, &d);
         if (derr && rl_error_code(derr) == RL_EUNSUPPORTED && vlen >= 5 && v[4] >= 1 && v[4] < FD_VERSION) {
-            /* Written by the first prefilter: rebuild the block from the finger's template. */
+            /* Written by an earlier prefilter: rebuild the data from the finger's template. */
             rl_error_free(derr);
             derr = NULL;
             RL_TRY(fg_rebuild_block(reg, &gk, &d));
