@@ -104,13 +104,23 @@ CL_SRCS := $(sort $(wildcard kernels/*.cl))
 GEN_CL  := $(OBJ)/gen/kern_cl_sources.c
 # So does the OpenAPI document of the operator API, kept as plain JSON.
 GEN_OPENAPI := $(OBJ)/gen/api_openapi_json.c
-GEN_OBJS := $(GEN_CL:.c=.o) $(GEN_OPENAPI:.c=.o)
+# And the enrolment desk's web app: every file under web/ (api/api_ui.c serves them under /ui/). The
+# folders are prerequisites too: adding, removing or renaming a file changes its folder's time, so a new
+# file older than the generated one still counts. Names with spaces are left to the script to refuse.
+WEB_DIR := web
+WEB_INPUTS := $(shell find $(WEB_DIR) 2>/dev/null | grep -v '[[:space:]]' | LC_ALL=C sort)
+GEN_WEB := $(OBJ)/gen/web_assets.c
+GEN_OBJS := $(GEN_CL:.c=.o) $(GEN_OPENAPI:.c=.o) $(GEN_WEB:.c=.o)
 $(GEN_CL): $(CL_SRCS) scripts/embed-cl.sh
 	@mkdir -p $(@D)
 	$(Q)scripts/embed-cl.sh $@ $(CL_SRCS)
 $(GEN_OPENAPI): api/openapi.json scripts/embed-text.sh
 	@mkdir -p $(@D)
 	$(Q)scripts/embed-text.sh $@ api_openapi_json api/openapi.json
+$(GEN_WEB): $(WEB_INPUTS) scripts/embed-web.sh
+	@mkdir -p $(@D)
+	$(Q)scripts/embed-web.sh $@ $(WEB_DIR)
+$(GEN_WEB:.c=.o): api/api_ui_assets.h
 $(OBJ)/gen/%.o: $(OBJ)/gen/%.c $(CONFIG_MK)
 	@$(if $(Q),echo "  CC      $<")
 	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -c $< -o $@

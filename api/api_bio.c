@@ -444,6 +444,24 @@ cleanup:
     return err;
 }
 
+/* A reviewer's look at two records' fingers: the same positions compared 1:1. */
+rl_error *api_bio_compare(api_ctx *ctx, const api_request *req, api_response *resp)
+{
+    rl_error *err = NULL;
+    json_t *out = NULL;
+    rl_actor actor = api_request_actor(req);
+    const char *a = api_request_query(req, "a");
+    const char *b = api_request_query(req, "b");
+    if (!a || !b || !rl_registry_id_valid(a) || !rl_registry_id_valid(b))
+        RL_FAIL(RL_EINVAL, "compare needs ?a= and ?b=: two source record ids");
+    RL_TRY(rl_registry_finger_compare(ctx->registry, &actor, a, b, &out));
+    api_response_json(resp, 200, out);
+    out = NULL;
+cleanup:
+    json_decref(out);
+    return err;
+}
+
 /* ---- $match ---- */
 
 rl_error *api_bio_probe_from_attachment(const json_t *attachment, bio_template *out, int *quality, int *minutiae)

@@ -29,6 +29,8 @@ rl_error *api_bio_enroll(api_ctx *ctx, const api_request *req, api_response *res
 rl_error *api_bio_delete(api_ctx *ctx, const api_request *req, api_response *resp);
 rl_error *api_bio_list(api_ctx *ctx, const api_request *req, api_response *resp);
 rl_error *api_bio_identify(api_ctx *ctx, const api_request *req, api_response *resp);
+/* GET /biometrics/compare?a=&b=: two source records' fingers at the same positions, 1:1 (reviewers). */
+rl_error *api_bio_compare(api_ctx *ctx, const api_request *req, api_response *resp);
 rl_error *api_bio_verify(api_ctx *ctx, const api_request *req, api_response *resp);
 
 /* ---- $match (api_fhir.c) ---- */

@@ -33,6 +33,39 @@ static rl_error *api_dev_base64(const void *data, size_t len, json_t **out)
     return *out ? NULL : RL_ERR(RL_ENOMEM, "out of memory");
 }
 
+/* {"contentType": "image/png", "data": base64} of an image (500 ppi), for the desk to show. */
+static rl_error *api_dev_png(const bio_image *img, json_t **out)
+{
+    rl_error *err = NULL;
+    json_t *b64 = NULL;
+    rl_buf png;
+    rl_buf_init(&png, API_DEV_PNG_MAX);
+    *out = NULL;
+    RL_TRY(bio_image_encode_png(img, &png));
+    RL_TRY(api_dev_base64(png.data, png.len, &b64));
+    *out = json_pack("{s:s, s:o}", "contentType", "image/png", "data", b64);
+    b64 = NULL; /* json_pack took it, also when it failed */
+    if (!*out)
+        RL_FAIL(RL_ENOMEM, "out of memory");
+cleanup:
+    json_decref(b64);
+    rl_buf_free(&png);
+    return err;
+}
+
+/* One capture on reader id for a request, holding the reader meanwhile so that
+ * GET /devices shows what it is for (dev_readers_hold). */
+static rl_error *api_dev_capture(dev_readers *m, const char *id, dev_operation op, int timeout_s, dev_capture *cap,
+                                 const char **reason)
+{
+    dev_hold *hold = NULL;
+    rl_error *err = dev_readers_hold(m, id, op, &hold, reason);
+    if (!err)
+        err = dev_readers_capture(m, id, timeout_s * 1000, cap, reason);
+    dev_hold_release(hold);
+    return err;
+}
+
 /* The optional JSON body of capture and identify (empty is fine). */
 static rl_error *api_dev_body(api_ctx *ctx, const api_request *req, json_t **out)
 {
@@ -143,10 +176,9 @@ cleanup:
 rl_error *api_device_capture(api_ctx *ctx, const api_request *req, api_response *resp)
 {
     rl_error *err = NULL;
-    json_t *body = NULL, *out = NULL, *b64 = NULL;
+    json_t *body = NULL, *out = NULL, *b64 = NULL, *image = NULL;
     dev_capture cap = {0};
-    rl_buf png, tmpl;
-    rl_buf_init(&png, API_DEV_PNG_MAX);
+    rl_buf tmpl;
     rl_buf_init(&tmpl, 1u << 16);
     dev_readers *m;
     int timeout_s = API_DEV_TIMEOUT_S_DEFAULT;
@@ -158,18 +190,18 @@ rl_error *api_device_capture(api_ctx *ctx, const api_request *req, api_response 
         RL_TRY(bio_template_format_parse(fmt_name, &fmt));
     RL_TRY(api_dev_need(ctx, &m));
     const char *reason = NULL;
-    rl_error *cerr = dev_readers_capture(m, req->params[0], timeout_s * 1000, &cap, &reason);
+    rl_error *cerr = api_dev_capture(m, req->params[0], DEV_OP_CAPTURE, timeout_s, &cap, &reason);
     if (cerr) {
         err = api_dev_answer_error(cerr, reason, resp);
         goto cleanup;
     }
-    RL_TRY(bio_image_encode_png(&cap.image, &png));
     RL_TRY(bio_template_encode(&cap.tmpl, fmt, &tmpl));
     out = api_dev_capture_summary(&cap);
     if (!out)
         RL_FAIL(RL_ENOMEM, "out of memory");
-    RL_TRY(api_dev_base64(png.data, png.len, &b64));
-    json_object_set_new(out, "image", json_pack("{s:s, s:o}", "contentType", "image/png", "data", b64));
+    RL_TRY(api_dev_png(&cap.image, &image));
+    json_object_set_new(out, "image", image);
+    image = NULL;
     RL_TRY(api_dev_base64(tmpl.data, tmpl.len, &b64));
     json_object_set_new(out, "template", json_pack("{s:s, s:o}", "format", bio_template_format_name(fmt), "data", b64));
     b64 = NULL;
@@ -177,8 +209,8 @@ rl_error *api_device_capture(api_ctx *ctx, const api_request *req, api_response 
     out = NULL;
 cleanup:
     dev_capture_free(&cap);
-    rl_buf_free(&png);
     rl_buf_free(&tmpl);
+    json_decref(image);
     json_decref(body);
     json_decref(out);
     return err;
@@ -255,7 +287,7 @@ static json_t *api_dev_queue_duplicates(api_ctx *ctx, const rl_actor *actor, con
 rl_error *api_device_enroll(api_ctx *ctx, const api_request *req, api_response *resp)
 {
     rl_error *err = NULL;
-    json_t *body = NULL, *log = NULL, *ident = NULL, *enrolled = NULL, *dups = NULL, *out = NULL;
+    json_t *body = NULL, *log = NULL, *ident = NULL, *enrolled = NULL, *dups = NULL, *out = NULL, *image = NULL;
     dev_enroll_result *res = NULL;
     dev_readers *m;
     rl_actor actor = api_request_actor(req);
@@ -317,6 +349,10 @@ rl_error *api_device_enroll(api_ctx *ctx, const api_request *req, api_response *
                     "possible_duplicates", dups, "ppi_assumed", res->ppi_assumed);
     if (!out || !imps || !scores)
         RL_FAIL(RL_ENOMEM, "out of memory");
+    /* The stored impression, for the desk to show what was enrolled. */
+    RL_TRY(api_dev_png(&res->img[res->best], &image));
+    json_object_set_new(out, "image", image);
+    image = NULL;
     for (int k = 0; k < res->n; k++) {
         json_array_append_new(imps, json_pack("{s:i, s:i, s:i}", "impression", k + 1, "quality",
                                               res->t[k].quality, "minutiae", res->t[k].count));
@@ -331,7 +367,9 @@ rl_error *api_device_enroll(api_ctx *ctx, const api_request *req, api_response *
     api_response_json(resp, 201, out);
     out = NULL;
 cleanup:
+    dev_enroll_result_free(res);
     free(res);
+    json_decref(image);
     json_decref(body);
     json_decref(log);
     json_decref(ident);
@@ -344,7 +382,7 @@ cleanup:
 rl_error *api_device_identify(api_ctx *ctx, const api_request *req, api_response *resp)
 {
     rl_error *err = NULL;
-    json_t *body = NULL, *ident = NULL;
+    json_t *body = NULL, *ident = NULL, *summary = NULL, *image = NULL;
     dev_capture cap = {0};
     dev_readers *m;
     int timeout_s = API_DEV_TIMEOUT_S_DEFAULT, top = API_DEV_TOP_DEFAULT;
@@ -354,20 +392,28 @@ rl_error *api_device_identify(api_ctx *ctx, const api_request *req, api_response
     RL_TRY(api_dev_int(body, "top", 1, 100, &top));
     RL_TRY(api_dev_need(ctx, &m));
     const char *reason = NULL;
-    rl_error *cerr = dev_readers_capture(m, req->params[0], timeout_s * 1000, &cap, &reason);
+    rl_error *cerr = api_dev_capture(m, req->params[0], DEV_OP_IDENTIFY, timeout_s, &cap, &reason);
     if (cerr) {
         err = api_dev_answer_error(cerr, reason, resp);
         goto cleanup;
     }
     RL_TRY(rl_registry_finger_identify(ctx->registry, &actor, &cap.tmpl, top, &ident));
-    json_t *summary = api_dev_capture_summary(&cap);
-    if (!summary || json_object_set_new(ident, "capture", summary) != 0)
+    summary = api_dev_capture_summary(&cap);
+    if (!summary)
         RL_FAIL(RL_ENOMEM, "out of memory");
+    /* The probe, for the desk to show next to the candidates. */
+    RL_TRY(api_dev_png(&cap.image, &image));
+    json_object_set_new(summary, "image", image);
+    image = NULL;
+    json_object_set_new(ident, "capture", summary);
+    summary = NULL;
     api_response_json(resp, 200, ident);
     ident = NULL;
 cleanup:
     dev_capture_free(&cap);
     json_decref(body);
     json_decref(ident);
+    json_decref(summary);
+    json_decref(image);
     return err;
 }

@@ -1,11 +1,14 @@
 /*
  * api_device: fingerprint readers over HTTP (device/ + registry/).
  *
- *   GET  /devices                  the readers (none: an empty list)
+ *   GET  /devices                  the readers (none: an empty list), each with its latest
+ *                                  capture outcome ("last") and what holds it ("session")
  *   POST /devices/{id}/capture     one capture: PNG + template + quality
  *   POST /devices/{id}/enroll      {patient, position, impressions?}: N impressions, checked
  *                                  against each other and 1:N for duplicates, the best stored
- *   POST /devices/{id}/identify    one capture, then 1:N: ranked candidates
+ *                                  (and shown: "image", a PNG)
+ *   POST /devices/{id}/identify    one capture, then 1:N: ranked candidates ("capture.image":
+ *                                  the probe, a PNG)
  *
  * A capture the person should repeat is 422 with an OperationOutcome whose
  * issue carries details.coding [{urn:ridgeline:device-outcome, "retry"},
@@ -19,7 +22,9 @@
  * readers closed, thread joined). If it cannot start, GET /devices answers an
  * empty list with the reason, and the other routes 404; in-process calls
  * (rl_api_invoke) have no readers.
- * Capture, enroll and identify wait for a finger (timeout_s in the body,
+ * Capture, enroll and identify hold their reader for the whole request
+ * (dev_readers_hold: GET /devices shows the session; a second request for it
+ * is 503 "busy" at once) and wait for a finger (timeout_s in the body,
  * default 30, at most 120) on the server's wait threads, their connection
  * suspended: the HTTP workers go on serving everything else meanwhile.
  * Enrolment queues each possible duplicate (the same finger under another

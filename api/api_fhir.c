@@ -23,6 +23,7 @@ enum {
 };
 
 static const char api_match_grade_url[] = "http://hl7.org/fhir/StructureDefinition/match-grade";
+static const char api_match_evidence_url[] = "urn:ridgeline:fhir:match-evidence";
 
 /* ---- small helpers ---- */
 
@@ -352,7 +353,8 @@ rl_error *api_fhir_metadata(api_ctx *ctx, const api_request *req, api_response *
         "image/png, or application/octet-stream with an ISO/IEC 19794-2 or ANSI INCITS 378 template; data base64) and "
         "fingerprintPosition (valueInteger 0-10, default 0). Each person's enrolled fingers are compared 1:1 and a 1:N "
         "search adds persons the demographics missed; the evidence is fused into search.score as log-likelihood "
-        "weights and reported in the entry.search extension urn:ridgeline:fhir:fingerprint-match (docs/matching.md)\"},"
+        "weights and reported in the entry.search extension urn:ridgeline:fhir:fingerprint-match. Every entry also "
+        "carries urn:ridgeline:fhir:match-evidence: each compared field's level and weight in bits (docs/matching.md)\"},"
         "{\"name\":\"ihe-pix\",\"definition\":\"https://profiles.ihe.net/ITI/PIXm/OperationDefinition/IHE.PIXm.pix\"}"
         "]}]}]}";
     json_t *cs = json_loads(capability, 0, &jerr);
@@ -584,6 +586,38 @@ cleanup:
 
 /* ---- $match ---- */
 
+/*
+ * Why a $match candidate scored as it did, for the desk and for integrators:
+ * urn:ridgeline:fhir:match-evidence with one sub-extension per compared field
+ * (named by the field; its comparison level and its weight in bits, negative
+ * when the field speaks against), then the total weight. Fields missing on
+ * either side are absent: they weigh nothing. NULL when the matcher gave no
+ * per-field detail (or out of memory: the entry is still right without it).
+ */
+static json_t *api_match_evidence(const json_t *fields)
+{
+    const json_t *per = json_object_get(fields, "fields");
+    if (!json_is_object(per))
+        return NULL;
+    json_t *parts = json_array();
+    json_t *ext = json_pack("{s:s, s:o}", "url", api_match_evidence_url, "extension", parts);
+    if (!ext)
+        return NULL;
+    const char *name;
+    const json_t *f;
+    json_object_foreach((json_t *)per, name, f) {
+        const char *level = json_string_value(json_object_get(f, "level"));
+        if (!level)
+            continue;
+        json_array_append_new(parts, json_pack("{s:s, s:[{s:s, s:s}, {s:s, s:f}]}", "url", name, "extension", "url",
+                                               "level", "valueCode", level, "url", "weight", "valueDecimal",
+                                               json_number_value(json_object_get(f, "weight"))));
+    }
+    json_array_append_new(parts, json_pack("{s:s, s:f}", "url", "weight", "valueDecimal",
+                                           json_number_value(json_object_get(fields, "weight"))));
+    return ext;
+}
+
 rl_error *api_fhir_patient_match(api_ctx *ctx, const api_request *req, api_response *resp)
 {
     rl_error *err = NULL;
@@ -698,9 +732,13 @@ rl_error *api_fhir_patient_match(api_ctx *ctx, const api_request *req, api_respo
         view = NULL;
         if (!entry || json_array_append_new(entries, entry) != 0)
             RL_FAIL(RL_ENOMEM, "out of memory");
+        json_t *search_ext = json_object_get(json_object_get(entry, "search"), "extension");
+        json_t *evidence = api_match_evidence(json_object_get(m, "fields"));
+        if (evidence)
+            json_array_append_new(search_ext, evidence);
         json_t *fp = api_bio_match_extension(json_object_get(m, "fingerprint"));
         if (fp)
-            json_array_append_new(json_object_get(json_object_get(entry, "search"), "extension"), fp);
+            json_array_append_new(search_ext, fp);
     }
     json_object_set_new(bundle, "total", json_integer((json_int_t)json_array_size(entries)));
     api_response_json(resp, 200, bundle);

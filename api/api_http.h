@@ -15,6 +15,7 @@
 #define RL_API_HTTP_H
 
 #include <jansson.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -26,7 +27,9 @@
 enum { API_MAX_PARAMS = 4 };
 
 struct api_auth;
+struct api_errors;
 struct api_metrics;
+struct api_principal;
 
 /* Shared, read-mostly state every handler may use. */
 typedef struct api_ctx {
@@ -38,6 +41,7 @@ typedef struct api_ctx {
     uint64_t started_ns;
     struct api_auth *auth;       /* tokens (also for in-process calls: `ridgeline token`) */
     struct api_metrics *metrics; /* NULL for in-process calls */
+    struct api_errors *errors;   /* recent server-side failures (GET /admin/errors); NULL for in-process calls */
     struct dev_readers *devices; /* fingerprint readers (device/): NULL when not started or unavailable */
     const char *devices_error;   /* why devices is NULL ("" or NULL: not started: in-process calls) */
 } api_ctx;
@@ -61,6 +65,8 @@ typedef struct api_request {
     void *conn;
     const char *actor;        /* "token:<name>" over HTTP with a token, "cli:<user>" in-process; NULL: "api" */
     const char *bound_system; /* the token's source system, or NULL (rl_actor.bound_system) */
+    const struct api_principal *who; /* the token's principal (api_auth.h); NULL: no token (public
+                                      * route, a server running open, in-process calls) */
 } api_request;
 
 typedef struct api_response {
@@ -73,6 +79,11 @@ typedef struct api_response {
     char *text;                /* instead of body: a plain-text answer (malloc'd; the server frees it) */
     char www_authenticate[96]; /* 401: the challenge */
     char retry_after[16];      /* 429, 503: seconds */
+    const void *bytes;         /* instead of body and text: static bytes (an embedded file), never freed */
+    size_t bytes_len;
+    bool page;                 /* a web app file (api_ui.h): Cache-Control no-cache instead of no-store, and
+                                * the page's security headers (CSP, framing, referrer) */
+    char error[200];           /* a 5xx's internal message, for GET /admin/errors; never sent */
 } api_response;
 
 /* A request header by name (case-insensitive), or NULL. */

@@ -88,7 +88,8 @@ cleanup:
 }
 
 rl_error *api_metrics_render(api_metrics *m, const char *const *patterns, const char *const *methods,
-                             rl_registry *registry, rl_store *store, uint64_t uptime_ns, rl_buf *out)
+                             rl_registry *registry, rl_store *store, uint64_t uptime_ns, uint64_t server_errors,
+                             rl_buf *out)
 {
     rl_error *err = NULL;
     char labels[384];
@@ -138,9 +139,24 @@ rl_error *api_metrics_render(api_metrics *m, const char *const *patterns, const 
                           "# HELP ridgeline_store_bytes Size of the store's files on disk.\n"
                           "# TYPE ridgeline_store_bytes gauge\nridgeline_store_bytes %llu\n"
                           "# HELP ridgeline_uptime_seconds Seconds since the server started.\n"
-                          "# TYPE ridgeline_uptime_seconds gauge\nridgeline_uptime_seconds %.3f\n",
+                          "# TYPE ridgeline_uptime_seconds gauge\nridgeline_uptime_seconds %.3f\n"
+                          "# HELP ridgeline_server_errors_total Answers of status 500 or more (GET /admin/errors has "
+                          "the latest).\n# TYPE ridgeline_server_errors_total counter\nridgeline_server_errors_total %llu\n",
                           (unsigned long long)st.records, (unsigned long long)st.goldens,
-                          (unsigned long long)st.open_reviews, (unsigned long long)bytes, (double)uptime_ns / 1e9));
+                          (unsigned long long)st.open_reviews, (unsigned long long)bytes, (double)uptime_ns / 1e9,
+                          (unsigned long long)server_errors));
+    rl_finger_stats fs;
+    RL_TRY(rl_registry_finger_stats(registry, &fs));
+    RL_TRY(rl_buf_appendf(out,
+                          "# HELP ridgeline_gallery_fingers Enrolled fingers in the in-memory 1:N gallery.\n"
+                          "# TYPE ridgeline_gallery_fingers gauge\nridgeline_gallery_fingers %llu\n"
+                          "# HELP ridgeline_gallery_memory_bytes Memory of the 1:N gallery: prefilter descriptors, "
+                          "index and resident full features.\n"
+                          "# TYPE ridgeline_gallery_memory_bytes gauge\nridgeline_gallery_memory_bytes %llu\n"
+                          "# HELP ridgeline_gallery_resident_fingers Fingers whose full features stay in memory.\n"
+                          "# TYPE ridgeline_gallery_resident_fingers gauge\nridgeline_gallery_resident_fingers %llu\n",
+                          (unsigned long long)fs.fingers, (unsigned long long)fs.memory_bytes,
+                          (unsigned long long)fs.resident_fingers));
 cleanup:
     return err;
 }

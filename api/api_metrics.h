@@ -39,8 +39,10 @@ void api_metrics_request(api_metrics *m, int route, unsigned status, uint64_t ns
 void api_metrics_time(api_metrics *m, api_timer timer, uint64_t ns);
 
 /* The Prometheus text exposition (format 0.0.4). patterns/methods: the route
- * table's, nroutes long, as given to api_metrics_new. */
+ * table's, nroutes long, as given to api_metrics_new. server_errors: the
+ * answers of 500 or more recorded for GET /admin/errors (api_errors_total). */
 rl_error *api_metrics_render(api_metrics *m, const char *const *patterns, const char *const *methods,
-                             rl_registry *registry, rl_store *store, uint64_t uptime_ns, rl_buf *out);
+                             rl_registry *registry, rl_store *store, uint64_t uptime_ns, uint64_t server_errors,
+                             rl_buf *out);
 
 #endif

@@ -6,6 +6,7 @@
 static bool api_pattern_match(const char *pattern, char *scratch, const char **params, int *nparams)
 {
     int n = 0;
+    bool rest = false; /* the last parameter took the rest */
     const char *p = pattern;
     char *s = scratch;
     while (*p && *s) {
@@ -18,6 +19,10 @@ static bool api_pattern_match(const char *pattern, char *scratch, const char **p
         char *s_end = strchr(s, '/');
         size_t s_len = s_end ? (size_t)(s_end - s) : strlen(s);
         if (p_len >= 2 && p[0] == '{' && p[p_len - 1] == '}') {
+            if (p[p_len] == '\0' && p_len == 6 && memcmp(p, "{path}", 6) == 0) {
+                rest = true; /* "/ui//x" too: the handler judges what the rest holds */
+                s_len = strlen(s);
+            }
             if (s_len == 0 || n == API_MAX_PARAMS)
                 return false;
             params[n++] = s;
@@ -30,7 +35,7 @@ static bool api_pattern_match(const char *pattern, char *scratch, const char **p
     if (*p || *s)
         return false;
     /* Terminate captured segments only once the whole pattern matched. */
-    for (int i = 0; i < n; i++) {
+    for (int i = 0; i < n - (rest ? 1 : 0); i++) {
         char *end = strchr(params[i], '/');
         if (end)
             *end = '\0';

@@ -2,7 +2,9 @@
  * api_router: maps a method and path to a route of a static table.
  *
  * Patterns are slash-separated segments; "{name}" matches one non-empty
- * segment and is captured in order. Matching is pure (no allocation, no
+ * segment and is captured in order; "{path}" as the last segment takes the
+ * rest of the path, slashes included (the web app's files under /ui/{path}),
+ * and the pattern, which labels metrics and logs, stays as written. Matching is pure (no allocation, no
  * state): captured parameters point into a copy of the path the caller
  * provides. It tells "no such path" (404) apart from "path exists, other
  * method" (405).

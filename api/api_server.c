@@ -13,11 +13,13 @@
 #include "api/api_auth.h"
 #include "api/api_bio.h"
 #include "api/api_device.h"
+#include "api/api_errors.h"
 #include "api/api_fhir.h"
 #include "api/api_http.h"
 #include "api/api_metrics.h"
 #include "api/api_openapi.h"
 #include "api/api_router.h"
+#include "api/api_ui.h"
 #include "common/rl_buf.h"
 #include "common/rl_json.h"
 #include "common/rl_log.h"
@@ -105,6 +107,7 @@ typedef struct api_conn {
     bool body_too_big;
     api_job *job;    /* the answer of a waiting request, set once its thread resumed us */
     api_pool *waited; /* it was a waiting request of that pool (counted in unanswered until completed) */
+    api_errors *errors; /* where a 5xx answer is recorded (the server's ring) */
 } api_conn;
 
 static rl_error *api_health(api_ctx *ctx, const api_request *req, api_response *resp);
@@ -123,6 +126,12 @@ enum {
  * the permission a token needs (api_auth.h has what each role holds). Every
  * non-FHIR route is in the OpenAPI document too (api/openapi.json; a test checks). */
 static const api_route api_routes[] = {
+    /* The enrolment desk's web app (api_ui.c): files embedded from web/, no token needed (no patient data in
+     * them); "{path}" takes the rest of the path (api_router.h). */
+    {"GET", "/", api_ui_root, false, false, PUB},
+    {"GET", "/ui", api_ui_index, false, false, PUB},
+    {"GET", "/ui/{path}", api_ui_file, false, false, PUB},
+    {"GET", "/whoami", api_whoami, false, false, READ},
     {"GET", "/health", api_health, false, false, PUB},
     {"GET", "/metrics", api_metrics_get, false, false, READ},
     {"GET", "/openapi.json", api_openapi_get, false, false, PUB},
@@ -151,6 +160,7 @@ static const api_route api_routes[] = {
     {"POST", "/admin/unmerge", api_admin_unmerge, false, true, REVIEW},
     {"POST", "/admin/undo", api_admin_undo, false, true, REVIEW},
     {"GET", "/admin/audit", api_admin_audit, false, false, ADMIN},
+    {"GET", "/admin/errors", api_errors_get, false, false, ADMIN},
     {"POST", "/admin/backup", api_admin_backup, false, true, ADMIN},
     {"GET", "/admin/check", api_admin_check, false, false, ADMIN},
     {"POST", "/admin/train", api_admin_train, false, false, ADMIN},
@@ -161,6 +171,7 @@ static const api_route api_routes[] = {
     /* Enrolled fingers (api_bio.c): enrolment and deletion write, the rest read. Literal paths first. */
     {"POST", "/biometrics/identify", api_bio_identify, false, false, READ},
     {"POST", "/biometrics/verify", api_bio_verify, false, false, READ},
+    {"GET", "/biometrics/compare", api_bio_compare, false, false, REVIEW},
     {"GET", "/biometrics/{patientId}/fingers", api_bio_list, false, false, READ},
     {"POST", "/biometrics/{patientId}/fingers/{position}", api_bio_enroll, false, false, WRITE},
     {"DELETE", "/biometrics/{patientId}/fingers/{position}", api_bio_delete, false, false, WRITE},
@@ -207,7 +218,7 @@ static rl_error *api_metrics_get(api_ctx *ctx, const api_request *req, api_respo
     if (!ctx->metrics)
         RL_FAIL(RL_EUNSUPPORTED, "metrics are kept by a running server only");
     RL_TRY(api_metrics_render(ctx->metrics, patterns, methods, ctx->registry, ctx->store,
-                              rl_time_mono_ns() - ctx->started_ns, &text));
+                              rl_time_mono_ns() - ctx->started_ns, api_errors_total(ctx->errors), &text));
     resp->status = 200;
     resp->content_type = "text/plain; version=0.0.4; charset=utf-8";
     resp->text = text.data; /* the response owns it now */
@@ -283,12 +294,33 @@ static bool api_is_json_type(const char *type)
     return false;
 }
 
+/* A server-side failure for GET /admin/errors: the internal message when the
+ * sender has it (api_send_error), else the answer's own diagnostics (a reader
+ * failure's say what failed, with no patient data). */
+static void api_note_failure(api_conn *rc, const api_response *resp)
+{
+    const char *text = resp->error[0] ? resp->error
+                                      : json_string_value(json_object_get(
+                                            json_array_get(json_object_get(resp->body, "issue"), 0), "diagnostics"));
+    api_errors_add(rc->errors, rc->method, rc->route, resp->status, text ? text : "(no message)");
+}
+
+/* True for the web app's routes (api_ui.c), which answer files, not JSON. */
+static bool api_route_is_ui(const api_route *route)
+{
+    return route->handler == api_ui_root || route->handler == api_ui_index || route->handler == api_ui_file;
+}
+
 static enum MHD_Result api_send(struct MHD_Connection *conn, api_conn *rc, api_response *resp,
                                 bool fhir)
 {
     char *text = NULL;
     rl_error *err = NULL;
-    if (resp->text) {
+    if (resp->status >= 500)
+        api_note_failure(rc, resp);
+    if (resp->bytes) {
+        /* Static: handed over as it is. */
+    } else if (resp->text) {
         text = resp->text; /* handed to libmicrohttpd, which frees it */
         resp->text = NULL;
     } else if (resp->body && (err = rl_json_dump(resp->body, &text)) != NULL) {
@@ -296,9 +328,10 @@ static enum MHD_Result api_send(struct MHD_Connection *conn, api_conn *rc, api_r
         rl_error_free(err);
         return MHD_NO;
     }
-    size_t len = text ? strlen(text) : 0;
+    size_t len = resp->bytes ? resp->bytes_len : text ? strlen(text) : 0;
+    void *data = resp->bytes ? (void *)resp->bytes : text ? text : (char *)"";
     struct MHD_Response *r =
-        MHD_create_response_from_buffer(len, text ? text : (char *)"", text ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
+        MHD_create_response_from_buffer(len, data, text ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
     if (!r) {
         free(text);
         return MHD_NO;
@@ -306,7 +339,8 @@ static enum MHD_Result api_send(struct MHD_Connection *conn, api_conn *rc, api_r
     const char *type = resp->content_type ? resp->content_type
                        : fhir            ? "application/fhir+json; charset=utf-8"
                                          : "application/json; charset=utf-8";
-    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, type);
+    if (resp->status != 304) /* it has no content to type */
+        MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, type);
     if (resp->location[0])
         MHD_add_response_header(r, MHD_HTTP_HEADER_LOCATION, resp->location);
     if (resp->etag[0])
@@ -317,9 +351,15 @@ static enum MHD_Result api_send(struct MHD_Connection *conn, api_conn *rc, api_r
         MHD_add_response_header(r, MHD_HTTP_HEADER_WWW_AUTHENTICATE, resp->www_authenticate);
     if (resp->retry_after[0])
         MHD_add_response_header(r, MHD_HTTP_HEADER_RETRY_AFTER, resp->retry_after);
-    /* Responses carry patient data: no shared caches. */
-    MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+    /* Responses carry patient data: no shared caches. The web app's files do not: kept, but revalidated
+     * (ETag) each time, so that a new build reaches the desk at once. */
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, resp->page ? "no-cache" : "no-store");
     MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
+    if (resp->page) {
+        MHD_add_response_header(r, "Content-Security-Policy", API_UI_CSP);
+        MHD_add_response_header(r, "Referrer-Policy", "no-referrer");
+        MHD_add_response_header(r, "X-Frame-Options", "DENY");
+    }
     rc->status = resp->status;
     enum MHD_Result ok = MHD_queue_response(conn, resp->status, r);
     MHD_destroy_response(r);
@@ -341,6 +381,7 @@ static enum MHD_Result api_send_error(struct MHD_Connection *conn, api_conn *rc,
         snprintf(text, sizeof text, "internal error (%s); the server log has the details",
                  rl_code_name(code));
         api_response_json(&resp, api_status_for(code), api_operation_outcome(code, text));
+        snprintf(resp.error, sizeof resp.error, "%s", rl_error_message(err));
     }
     rl_error_free(err);
     enum MHD_Result ok = api_send(conn, rc, &resp, fhir);
@@ -529,6 +570,8 @@ static bool api_pool_submit(rl_api *api, api_pool *pool, struct MHD_Connection *
         job->req.actor = job->who.actor;
     if (req->bound_system == who->system)
         job->req.bound_system = job->who.system;
+    if (req->who)
+        job->req.who = &job->who;
     rc->waited = pool;
     rc->job = job; /* answered by api_on_request once resumed */
     /* Suspended before a thread can see the job: its resume must follow this. */
@@ -632,8 +675,13 @@ static enum MHD_Result api_dispatch(rl_api *api, struct MHD_Connection *conn, ap
                        .query_fn = api_query_lookup,
                        .args_fn = api_args_lookup,
                        .conn = conn};
-    api_match m = api_route_find(api_routes, sizeof api_routes / sizeof *api_routes, method, url,
+    /* HEAD of the web app's files is their GET, whose body libmicrohttpd leaves out. Only there:
+     * elsewhere a GET reads patient data, audited. */
+    bool head = strcmp(method, "HEAD") == 0;
+    api_match m = api_route_find(api_routes, sizeof api_routes / sizeof *api_routes, head ? "GET" : method, url,
                                  scratch, sizeof scratch, &route, req.params, &req.nparams);
+    if (m == API_MATCH_OK && head && !api_route_is_ui(route))
+        m = API_MATCH_NO_METHOD;
     if (m == API_MATCH_NO_PATH)
         return api_send_status(conn, rc, 404, RL_ENOTFOUND, "no such endpoint", fhir);
     if (m == API_MATCH_NO_METHOD)
@@ -648,8 +696,10 @@ static enum MHD_Result api_dispatch(rl_api *api, struct MHD_Connection *conn, ap
             return refused;
         req.actor = who.actor;
         req.bound_system = who.system[0] ? who.system : NULL;
+        req.who = &who;
     }
-    if (!api_accepts_json(api_header_lookup(conn, MHD_HTTP_HEADER_ACCEPT)))
+    /* The web app's files are what they are (HTML, scripts, images), whatever a browser accepts. */
+    if (!api_route_is_ui(route) && !api_accepts_json(api_header_lookup(conn, MHD_HTTP_HEADER_ACCEPT)))
         return api_send_status(conn, rc, 406, RL_EUNSUPPORTED,
                                "this server answers application/fhir+json or application/json", fhir);
     /* FHIR's _format asks for a representation in the URL: JSON only here. */
@@ -708,6 +758,7 @@ static enum MHD_Result api_on_request(void *cls, struct MHD_Connection *conn, co
         rc->started_ns = rl_time_mono_ns();
         rc->route = "-";
         rc->route_index = -1;
+        rc->errors = api->ctx.errors;
         snprintf(rc->method, sizeof rc->method, "%s", method);
         *con_cls = rc;
         /* Refuse a declared oversized body before reading any of it. */
@@ -776,6 +827,31 @@ static void api_mhd_log(void *cls, const char *fmt, va_list ap)
         if (*p == '"' || *p == '\n')
             *p = ' ';
     rl_log(RL_LOG_WARN, "http", "libmicrohttpd", "detail=\"%s\"", text);
+}
+
+static int api_hex(char c)
+{
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+}
+
+/* libmicrohttpd's decoding of %XX in the path and query arguments, but for
+ * %00, kept as written: a NUL would cut the text short unseen
+ * ("/ui/index.html%00.png" would name index.html, "family=a%00b" search "a"). */
+static size_t api_mhd_unescape(void *cls, struct MHD_Connection *conn, char *s)
+{
+    char *out = s;
+    for (const char *in = s; *in;) {
+        int hi = in[0] == '%' ? api_hex(in[1]) : -1;
+        int lo = hi >= 0 ? api_hex(in[2]) : -1;
+        if (lo >= 0 && (hi | lo) != 0) {
+            *out++ = (char)(hi * 16 + lo);
+            in += 3;
+        } else {
+            *out++ = *in++;
+        }
+    }
+    *out = '\0';
+    return (size_t)(out - s);
 }
 
 static rl_error *api_resolve(const rl_config *cfg, struct sockaddr_storage *addr, bool *v6)
@@ -908,7 +984,8 @@ rl_error *rl_api_start(const rl_config *cfg, rl_registry *registry, rl_store *st
     }
     RL_TRY(api_auth_open(store, cfg, &api->ctx.auth));
     api->ctx.metrics = api_metrics_new(API_NROUTES);
-    if (!api->ctx.metrics)
+    api->ctx.errors = api_errors_new();
+    if (!api->ctx.metrics || !api->ctx.errors)
         RL_FAIL(RL_ENOMEM, "out of memory");
     api_devices_start(api);
     RL_TRY(api_pool_start(api, &api->waits, "fingerprint requests", API_WAIT_THREADS, API_WAIT_QUEUE_MAX, false));
@@ -935,6 +1012,7 @@ rl_error *rl_api_start(const rl_config *cfg, rl_registry *registry, rl_store *st
         /* The per-connection pool holds the request line and headers: larger ones get 431. */
         {MHD_OPTION_CONNECTION_MEMORY_LIMIT, cfg->http_max_header_bytes, NULL},
         {MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)api_on_completed, api},
+        {MHD_OPTION_UNESCAPE_CALLBACK, (intptr_t)api_mhd_unescape, NULL},
         {tls ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, 0, api->tls_cert},
         {tls ? MHD_OPTION_HTTPS_MEM_KEY : MHD_OPTION_END, 0, api->tls_key},
         {MHD_OPTION_END, 0, NULL},
@@ -982,6 +1060,7 @@ void rl_api_stop(rl_api *api)
     api_pool_destroy(&api->writes);
     api_auth_close(api->ctx.auth);
     api_metrics_free(api->ctx.metrics);
+    api_errors_free(api->ctx.errors);
     free(api->tls_cert);
     free(api->tls_key);
     free(api);
@@ -993,11 +1072,6 @@ typedef struct api_local_query {
     char *values[16];
     int n;
 } api_local_query;
-
-static int api_hex(char c)
-{
-    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
-}
 
 /* Decodes %XX and '+' in place, as libmicrohttpd does for real requests. */
 static void api_unescape(char *s)

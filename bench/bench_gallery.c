@@ -104,7 +104,8 @@ rl_error *bench_stats_from_templates(const bio_template *t, size_t n, bench_minu
     if (!s->n)
         RL_FAIL(RL_EINVAL, "synthetic stats: no usable template");
     qsort(nn, nnn, sizeof *nn, cmp_double);
-    s->min_spacing = nn[nnn / 20];
+    s->spacing_lo = nn[nnn / 200];
+    s->spacing_hi = nn[nnn / 10];
     s->bifurcation_share = all ? (double)bif / (double)all : 0.4;
 cleanup:
     free(nn);
@@ -191,7 +192,11 @@ void bench_synth_finger(const bench_minutiae_stats *s, uint64_t seed, bio_templa
         m.base = rot;
     }
     double cr = cos(rot), sr = sin(rot);
-    double sp2 = s->min_spacing * s->min_spacing;
+    /* The sense field: a direction that bends slowly across the print (by about
+     * half a radian over 150-300 px). */
+    double sense0 = 2.0 * M_PI * rl_rand_unit(&r), bend = 0.5 * gauss(&r);
+    double wave = 2.0 * M_PI / (150.0 + 150.0 * rl_rand_unit(&r)), wave_dir = 2.0 * M_PI * rl_rand_unit(&r);
+    double wave_phase = 2.0 * M_PI * rl_rand_unit(&r);
     int placed = 0;
     for (int tries = 0; placed < count && tries < count * 60; tries++) {
         /* uniform in the unit disc, stretched to the ellipse, rotated */
@@ -200,14 +205,23 @@ void bench_synth_finger(const bench_minutiae_stats *s, uint64_t seed, bio_templa
         double x = ox + ex * cr - ey * sr, y = oy + ex * sr + ey * cr;
         if (x < 0 || y < 0 || x >= out->width || y >= out->height)
             continue;
-        bool close = false;
-        for (int q = 0; q < placed && !close; q++) {
+        /* Spacing: never closer than the real 0.5th percentile of nearest-neighbour
+         * distances, and up to their 10th percentile accepted with a chance growing
+         * linearly, so that close pairs are as rare as in real extractions. */
+        double nn2 = INFINITY;
+        for (int q = 0; q < placed; q++) {
             double dx = out->m[q].x - x, dy = out->m[q].y - y;
-            close = dx * dx + dy * dy < sp2;
+            if (dx * dx + dy * dy < nn2)
+                nn2 = dx * dx + dy * dy;
         }
-        if (close)
+        double nn = sqrt(nn2), keep = rl_rand_unit(&r);
+        if (nn < s->spacing_lo ||
+            (nn < s->spacing_hi && keep * (s->spacing_hi - s->spacing_lo) > nn - s->spacing_lo))
             continue;
-        double o = orientation(&m, x, y) + (rl_rand_unit(&r) < 0.5 ? M_PI : 0.0) + 0.12 * gauss(&r);
+        /* Sense: half the minutiae point along the sense field, the others either way. */
+        double o = orientation(&m, x, y), sense = sense0 + bend * sin(wave * (x * cos(wave_dir) + y * sin(wave_dir)) + wave_phase);
+        bool flip = rl_rand_unit(&r) < 0.5 ? cos(o - sense) < 0 : rl_rand_unit(&r) < 0.5;
+        o += (flip ? M_PI : 0.0) + 0.12 * gauss(&r);
         o = fmod(o, 2.0 * M_PI);
         if (o < 0)
             o += 2.0 * M_PI;
@@ -349,7 +363,7 @@ typedef struct par_job {
     /* descriptors */
     const bench_minutiae_stats *stats;
     long first, count;
-    kern_pf_finger *pf;
+    bio_pf_finger *pf;
     /* features preparation */
     bench_ctx *ctx;
     const bio_gallery_key *keys;
@@ -562,13 +576,22 @@ static double hist_quantile(const uint64_t *h, double q)
     return 0.0;
 }
 
+/* Enrols mate m (its impression 1); d: room for its prefilter data. */
+static rl_error *put_mate(bio_gallery *g, const bio_template *real, int m, bio_pf_finger *d)
+{
+    bio_gallery_key k;
+    mate_key(m, &k);
+    bio_prefilter_finger(&real[real_index(m / FVC_FINGERS, m % FVC_FINGERS, 0)], d);
+    return bio_gallery_put(g, &k, d, NULL);
+}
+
 rl_error *bench_identify_run(const bench_identify_options *o, json_t **result)
 {
     rl_error *err = NULL;
     bio_template *real = NULL;
     bio_features *mate_f[FVC_MATES] = {0}, *probe_f[FVC_PROBES] = {0};
     kern_pf_probe *probe_d = NULL;
-    kern_pf_finger *chunk = NULL;
+    bio_pf_finger *chunk = NULL;
     rl_buf *bufs = NULL;
     size_t nbufs = 0;
     bench_ctx ctx = {0};
@@ -576,7 +599,7 @@ rl_error *bench_identify_run(const bench_identify_options *o, json_t **result)
     bio_gallery *g = NULL;
     bench_minutiae_stats *stats = NULL;
     bio_match_scratch *sc = NULL;
-    double *lat = NULL, *pre = NULL, *rer = NULL, *best_imp = NULL;
+    double *lat = NULL, *pre = NULL, *scn = NULL, *rer = NULL, *best_imp = NULL;
     size_t *mate_rank = NULL;
     uint64_t *hist = NULL;
     json_t *r = NULL;
@@ -592,9 +615,10 @@ rl_error *bench_identify_run(const bench_identify_options *o, json_t **result)
     probe_d = aligned_alloc(64, FVC_PROBES * sizeof *probe_d);
     lat = calloc(FVC_PROBES, sizeof *lat);
     pre = calloc(FVC_PROBES, sizeof *pre);
+    scn = calloc(FVC_PROBES, sizeof *scn);
     rer = calloc(FVC_PROBES, sizeof *rer);
     mate_rank = calloc(FVC_PROBES, sizeof *mate_rank);
-    if (!real || !stats || !probe_d || !lat || !pre || !rer || !mate_rank)
+    if (!real || !stats || !probe_d || !lat || !pre || !scn || !rer || !mate_rank)
         RL_FAIL(RL_ENOMEM, "bench: out of memory");
 
     /* 1. The real fingers, with our extractor. */
@@ -603,8 +627,8 @@ rl_error *bench_identify_run(const bench_identify_options *o, json_t **result)
     RL_TRY(par_run(&pj));
     RL_TRY(bench_stats_from_templates(real, FVC_IMAGES, stats));
     printf("real fingers: %d images extracted in %.1f s; synthetic model: %zu templates, bifurcations %.0f%%, "
-           "min spacing %.1f px\n",
-           FVC_IMAGES, now_s() - t0, stats->n, stats->bifurcation_share * 100, stats->min_spacing);
+           "spacing %.1f-%.1f px\n",
+           FVC_IMAGES, now_s() - t0, stats->n, stats->bifurcation_share * 100, stats->spacing_lo, stats->spacing_hi);
     fflush(stdout);
     for (int m = 0; m < FVC_MATES; m++)
         RL_TRY(bio_features_build(&real[real_index(m / FVC_FINGERS, m % FVC_FINGERS, 0)], &mate_f[m]));
@@ -633,7 +657,7 @@ rl_error *bench_identify_run(const bench_identify_options *o, json_t **result)
         RL_FAIL(RL_EUNSUPPORTED, "--kernels opencl: %s", bio_gallery_opencl_note(g));
     t0 = now_s();
     enum { CHUNK = 65536 };
-    chunk = aligned_alloc(64, CHUNK * sizeof *chunk);
+    chunk = aligned_alloc(64, (CHUNK + 1) * sizeof *chunk); /* the last one for the mates */
     if (!chunk)
         RL_FAIL(RL_ENOMEM, "bench: out of memory");
     int next_mate = 0;
@@ -648,32 +672,20 @@ rl_error *bench_identify_run(const bench_identify_options *o, json_t **result)
             synth_key(first + i, &k);
             RL_TRY(bio_gallery_put(g, &k, &chunk[i], NULL));
             /* mate m goes in after synthetic finger m * N / 40 */
-            while (next_mate < FVC_MATES && (long)next_mate * N / FVC_MATES <= first + i) {
-                kern_pf_finger d;
-                mate_key(next_mate, &k);
-                bio_prefilter_finger(&real[real_index(next_mate / FVC_FINGERS, next_mate % FVC_FINGERS, 0)], &d);
-                RL_TRY(bio_gallery_put(g, &k, &d, NULL));
-                next_mate++;
-            }
+            while (next_mate < FVC_MATES && (long)next_mate * N / FVC_MATES <= first + i)
+                RL_TRY(put_mate(g, real, next_mate++, &chunk[CHUNK]));
         }
-        if (cnt == 0)
-            while (next_mate < FVC_MATES) {
-                bio_gallery_key k;
-                kern_pf_finger d;
-                mate_key(next_mate, &k);
-                bio_prefilter_finger(&real[real_index(next_mate / FVC_FINGERS, next_mate % FVC_FINGERS, 0)], &d);
-                RL_TRY(bio_gallery_put(g, &k, &d, NULL));
-                next_mate++;
-            }
+        while (cnt == 0 && next_mate < FVC_MATES)
+            RL_TRY(put_mate(g, real, next_mate++, &chunk[CHUNK]));
     }
     double build_s = now_s() - t0;
     bio_gallery_memory mem;
     bio_gallery_memory_get(g, &mem);
     printf("gallery: %zu fingers built in %.1f s; prefilter kernel %s; memory %.1f MiB (%.0f bytes a finger, "
-           "spare capacity included; streamed %d)\n",
+           "spare capacity included; streamed %d, refinement %d)\n",
            mem.fingers, build_s, bio_gallery_kernel(g),
            (double)(mem.descriptor_bytes + mem.index_bytes + mem.resident_bytes) / 1048576.0, mem.bytes_per_finger,
-           KERN_PF_FINGER_BYTES);
+           KERN_PF_FINGER_BYTES, KERN_PF_DETAIL_BYTES);
     fflush(stdout);
 
     /* 3. The short lists' features, encoded as the store keeps them (untimed):
@@ -681,7 +693,10 @@ rl_error *bench_identify_run(const bench_identify_options *o, json_t **result)
      * asks for, then they are built and encoded on every thread. */
     ctx.stats = stats;
     ctx.real = real;
-    bio_gallery_params gp = {.top_k = 10, .shortlist = o->shortlist > 0 ? (size_t)o->shortlist : 0, .fpir = 0.001};
+    bio_gallery_params gp = {.top_k = 10,
+                             .shortlist = o->shortlist > 0 ? (size_t)o->shortlist : 0,
+                             .refine = o->refine > 0 ? (size_t)o->refine : 0,
+                             .fpir = 0.001};
     bio_gallery_result *res = malloc(sizeof *res);
     if (!res)
         RL_FAIL(RL_ENOMEM, "bench: out of memory");
@@ -739,7 +754,7 @@ rl_error *bench_identify_run(const bench_identify_options *o, json_t **result)
         err = bio_gallery_identify(g, &probe_d[w], probe_f[w], &gp, bench_fetch, &ctx, res);
     int rank1 = 0, decided = 0;
     bool rank1_of[FVC_PROBES] = {false};
-    size_t shortlisted = 0;
+    size_t shortlisted = 0, refined = 0;
     size_t fetched = 0;
     for (int p = 0; p < FVC_PROBES && !err; p++) {
         err = bio_gallery_identify(g, &probe_d[p], probe_f[p], &gp, bench_fetch, &ctx, res);
@@ -752,11 +767,13 @@ rl_error *bench_identify_run(const bench_identify_options *o, json_t **result)
         decided += rank1_of[p] && res->match;
         lat[p] = res->total_ms;
         pre[p] = res->prefilter_ms;
+        scn[p] = res->scan_ms;
+        refined = res->refined;
         rer[p] = res->rerank_ms;
         shortlisted = res->shortlisted;
         fetched += res->fetched;
         float sc_unused;
-        err = bio_gallery_prefilter_rank(g, &probe_d[p], &mk, &mate_rank[p], &sc_unused);
+        err = bio_gallery_prefilter_rank(g, &probe_d[p], &gp, &mk, &mate_rank[p], &sc_unused);
     }
     double threshold = res->threshold;
     free(res);
@@ -823,31 +840,38 @@ rl_error *bench_identify_run(const bench_identify_options *o, json_t **result)
         }
 
     /* 7. Bandwidth: a streaming read of a buffer the size of the streamed gallery. */
-    double bw = measure_bandwidth(mem.descriptor_bytes, threads);
+    double fingers = (double)mem.fingers;
+    double streamed = (double)KERN_PF_FINGER_BYTES * fingers; /* what one scan reads (not the spare capacity) */
+    double bw = measure_bandwidth((size_t)streamed, threads);
 
     qsort(lat, FVC_PROBES, sizeof *lat, cmp_ms);
     qsort(pre, FVC_PROBES, sizeof *pre, cmp_ms);
+    qsort(scn, FVC_PROBES, sizeof *scn, cmp_ms);
     qsort(rer, FVC_PROBES, sizeof *rer, cmp_ms);
     double p50 = pct(lat, FVC_PROBES, 0.5), p99 = pct(lat, FVC_PROBES, 0.99);
-    double pre50 = pct(pre, FVC_PROBES, 0.5), rer50 = pct(rer, FVC_PROBES, 0.5);
-    double fingers = (double)mem.fingers;
-    /* What one prefilter pass reads: every finger's block (not the spare capacity). */
-    double streamed = (double)KERN_PF_FINGER_BYTES * fingers;
-    double pf_gbs = streamed / (pre50 / 1e3) / 1e9;
+    double pre50 = pct(pre, FVC_PROBES, 0.5), scn50 = pct(scn, FVC_PROBES, 0.5), rer50 = pct(rer, FVC_PROBES, 0.5);
+    /* The prefilter reads every scan block, then both blocks of the refined fingers. */
+    double pf_bytes = streamed + (double)refined * (KERN_PF_FINGER_BYTES + KERN_PF_DETAIL_BYTES);
+    double pf_gbs = pf_bytes / (pre50 / 1e3) / 1e9, scan_gbs = streamed / (scn50 / 1e3) / 1e9;
 
     printf("\n  %-44s %12s\n", "measure", "value");
     printf("  %-44s %12.0f\n", "gallery fingers", fingers);
     printf("  %-44s %12zu\n", "short list (full matcher)", shortlisted);
     printf("  %-44s %12.2f\n", "identify p50 ms", p50);
     printf("  %-44s %12.2f\n", "identify p99 ms", p99);
-    printf("  %-44s %12.2f\n", "  prefilter p50 ms", pre50);
+    printf("  %-44s %12.2f\n", "  prefilter p50 ms (scan + refinement)", pre50);
+    printf("  %-44s %12.2f\n", "    scan p50 ms (every finger)", scn50);
+    printf("  %-44s %12zu\n", "    refined fingers", refined);
     printf("  %-44s %12.2f\n", "  re-rank p50 ms (features decoded)", rer50);
     printf("  %-44s %12.0f\n", "fingers searched /s /core", fingers / (p50 / 1e3) / threads);
     printf("  %-44s %12.0f\n", "prefilter comparisons /s /core", fingers / (pre50 / 1e3) / threads);
+    printf("  %-44s %12.0f\n", "scan comparisons /s /core", fingers / (scn50 / 1e3) / threads);
     printf("  %-44s %12.0f\n", "full comparisons (+decode) /s /core", (double)shortlisted / (rer50 / 1e3) / threads);
     printf("  %-44s %12.2f\n", "prefilter GB/s", pf_gbs);
+    printf("  %-44s %12.2f\n", "  scan GB/s", scan_gbs);
     printf("  %-44s %12.2f\n", "streaming read GB/s (same run)", bw);
-    printf("  %-44s %12.3f\n", "bandwidth fraction", bw > 0 ? pf_gbs / bw : 0.0);
+    printf("  %-44s %12.3f\n", "bandwidth fraction (prefilter)", bw > 0 ? pf_gbs / bw : 0.0);
+    printf("  %-44s %12.3f\n", "bandwidth fraction (scan)", bw > 0 ? scan_gbs / bw : 0.0);
     printf("  %-44s %11.2f%%\n", "rank-1 (two-stage, all 280 probes)", 100.0 * rank1 / FVC_PROBES);
     printf("  %-44s %11.2f%%\n", "rank-1 and above the 1:N threshold", 100.0 * decided / FVC_PROBES);
     printf("  %-44s %12.4f\n", "1:N threshold (FPIR 0.1%)", threshold);
@@ -875,6 +899,12 @@ rl_error *bench_identify_run(const bench_identify_options *o, json_t **result)
         json_array_append_new(pen, json_pack("{s:I, s:f, s:f}", "shortlist", (json_int_t)sl[i], "penetration",
                                              penetration, "miss", (double)miss / FVC_PROBES));
     }
+    /* Mates ranked beyond the refinement were lost by the scan itself. */
+    int cut = 0;
+    for (int p = 0; p < FVC_PROBES; p++)
+        cut += mate_rank[p] >= refined;
+    printf("  mates the scan left out of the %zu refined: %d of %d (%.2f%%)\n", refined, cut, FVC_PROBES,
+           100.0 * cut / FVC_PROBES);
 
     /* Realism: score distributions of real probes against synthetic and against real other fingers. */
     json_t *realism = json_object();
@@ -922,6 +952,11 @@ rl_error *bench_identify_run(const bench_identify_options *o, json_t **result)
     if (!r)
         RL_FAIL(RL_ENOMEM, "bench: out of memory");
     json_object_set_new(r, "threads", json_integer(threads));
+    json_object_set_new(r, "scan_p50_ms", json_real(scn50));
+    json_object_set_new(r, "refined", json_integer((json_int_t)refined));
+    json_object_set_new(r, "scan_miss", json_real((double)cut / FVC_PROBES));
+    json_object_set_new(r, "scan_comparisons_per_s_per_core", json_real(fingers / (scn50 / 1e3) / threads));
+    json_object_set_new(r, "scan_bandwidth_fraction", json_real(bw > 0 ? scan_gbs / bw : 0.0));
     json_object_set_new(r, "threshold", json_real(threshold));
     json_object_set_new(r, "rank1_above_threshold", json_real((double)decided / FVC_PROBES));
     json_object_set_new(r, "rank1_exhaustive", ep > 0 ? json_real((double)ex_rank1 / ep) : json_null());
@@ -953,6 +988,7 @@ cleanup:
     pthread_mutex_destroy(&ctx.lock);
     free(lat);
     free(pre);
+    free(scn);
     free(rer);
     free(mate_rank);
     free(best_imp);

@@ -1,8 +1,8 @@
 /*
- * bio_gallery: enrolled fingers in memory and two-stage 1:N identification
- * (bio_gallery.h has the design). This file: the prefilter cylinders, the
- * structure-of-arrays gallery with its key index, and identification on
- * worker threads.
+ * bio_gallery: enrolled fingers in memory and staged 1:N identification
+ * (bio_gallery.h has the design). This file: the prefilter cylinders and
+ * their stored form, the structure-of-arrays gallery with its key index, and
+ * identification on worker threads.
  */
 #include "biometrics/bio_gallery.h"
 
@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/rl_le.h"
 #include "common/rl_parallel.h"
 
 #ifndef M_PI
@@ -55,6 +56,7 @@ struct bio_gallery {
     bio_gallery_options opts;
     unsigned threads;
     kern_pf_scores_fn *scores;
+    kern_pf_best_fn *best;
     char kernel[300];
     char opencl_note[300];
     kern_ocl *ocl;        /* NULL: CPU prefilter */
@@ -62,7 +64,8 @@ struct bio_gallery {
     kern_pf_ocl *pf_ocl;  /* the resident copy of `pf` on ocl */
     /* structure of arrays, n used of cap */
     size_t n, cap;
-    kern_pf_finger *pf;
+    kern_pf_finger *pf;   /* the scan blocks, streamed */
+    kern_pf_detail *pfd;  /* the rest, for the refinement */
     bio_gallery_key *keys;
     bio_features **feat;
     uint32_t *feat_bytes;
@@ -199,6 +202,7 @@ static bool pf_in_grown_hull(pf_pt p, const pf_pt *h, size_t nh)
 typedef struct pf_cyl {
     uint64_t value[KERN_PF_ND], valid;
     uint8_t angle;
+    int16_t x, y; /* the minutia, px, y up */
 } pf_cyl;
 
 typedef struct pf_cand {
@@ -256,6 +260,13 @@ static void pf_spread(pf_cand *cand, size_t nc, const double *X, const double *Y
                 dmin[i] = dx * dx + dy * dy;
         }
     }
+}
+
+/* A coordinate as the kernels keep it: whole pixels (the refinement's
+ * placement tolerance is tens of pixels), clamped to int16. */
+static int16_t pf_coord(double v)
+{
+    return (int16_t)(v < -32768.0 ? -32768 : v > 32767.0 ? 32767 : lround(v));
 }
 
 /* The compact cylinders of the `want` most central usable minutiae of t
@@ -338,6 +349,8 @@ static unsigned pf_build(const bio_template *t, unsigned want, bool spread, pf_c
         memset(o, 0, sizeof *o);
         o->valid = valid[m];
         o->angle = (uint8_t)((long)lround(TH[m] * (256.0 / (2.0 * M_PI))) & 255);
+        o->x = pf_coord(X[m]);
+        o->y = pf_coord(Y[m]);
         for (int cell = 0; cell < KERN_PF_NS * KERN_PF_NS; cell++) {
             if (!(valid[m] >> cell & 1))
                 continue; /* value bits only in valid cells: the kernels rely on it */
@@ -358,17 +371,36 @@ static unsigned pf_build(const bio_template *t, unsigned want, bool spread, pf_c
     return got;
 }
 
-void bio_prefilter_finger(const bio_template *t, kern_pf_finger *out)
+/* Cylinder c of a bio_pf_finger, for the builder, encoder and decoder (one order for all). */
+typedef struct pf_slots {
+    uint64_t *value, *valid;
+    uint8_t *angle;
+    int16_t *x, *y;
+} pf_slots;
+
+static pf_slots pf_slots_of(bio_pf_finger *f, unsigned c)
+{
+    if (c < KERN_PF_SCAN_CYL)
+        return (pf_slots){f->scan.value[c], &f->scan.valid[c], &f->scan.angle[c], &f->scan.x[c], &f->scan.y[c]};
+    c -= KERN_PF_SCAN_CYL;
+    return (pf_slots){f->detail.value[c], &f->detail.valid[c], &f->detail.angle[c], &f->detail.x[c],
+                      &f->detail.y[c]};
+}
+
+void bio_prefilter_finger(const bio_template *t, bio_pf_finger *out)
 {
     pf_cyl cyl[KERN_PF_GCYL];
     memset(out, 0, sizeof *out);
     unsigned n = pf_build(t, KERN_PF_GCYL, true, cyl);
     for (unsigned c = 0; c < n; c++) {
-        memcpy(out->value[c], cyl[c].value, sizeof out->value[c]);
-        out->valid[c] = cyl[c].valid;
-        out->angle[c] = cyl[c].angle;
+        pf_slots s = pf_slots_of(out, c);
+        memcpy(s.value, cyl[c].value, sizeof cyl[c].value);
+        *s.valid = cyl[c].valid;
+        *s.angle = cyl[c].angle;
+        *s.x = cyl[c].x;
+        *s.y = cyl[c].y;
     }
-    out->n = (uint8_t)n;
+    out->scan.n = (uint8_t)n;
 }
 
 void bio_prefilter_probe(const bio_template *t, kern_pf_probe *out)
@@ -381,8 +413,63 @@ void bio_prefilter_probe(const bio_template *t, kern_pf_probe *out)
             out->value[k][c] = cyl[c].value[k];
         out->valid[c] = cyl[c].valid;
         out->angle[c] = cyl[c].angle;
+        out->x[c] = cyl[c].x;
+        out->y[c] = cyl[c].y;
     }
     out->n = n;
+}
+
+/* ---- the stored form of a finger's prefilter data ---- */
+
+
+
+enum { PF_CYL_ENCODED = KERN_PF_ND * 8 + 8 + 1 + 4 };
+_Static_assert(1 + KERN_PF_GCYL * PF_CYL_ENCODED == BIO_PF_ENCODED_BYTES, "bio_pf_finger's stored size");
+
+void bio_prefilter_encode(const bio_pf_finger *f, unsigned char out[BIO_PF_ENCODED_BYTES])
+{
+    bio_pf_finger m = *f; /* pf_slots_of, shared with decoding, hands out writable slots */
+    unsigned char *p = out;
+    *p++ = f->scan.n;
+    for (unsigned c = 0; c < KERN_PF_GCYL; c++) {
+        pf_slots s = pf_slots_of(&m, c);
+        for (int k = 0; k < KERN_PF_ND; k++, p += 8) rl_put_le64(p, s.value[k]);
+        rl_put_le64(p, *s.valid);
+        p += 8;
+        *p++ = *s.angle;
+        for (int i = 0; i < 2; i++, p += 2) {
+            uint16_t v = (uint16_t)(i ? *s.y : *s.x);
+            p[0] = (unsigned char)v;
+            p[1] = (unsigned char)(v >> 8);
+        }
+    }
+}
+
+rl_error *bio_prefilter_decode(const unsigned char *in, size_t len, bio_pf_finger *f)
+{
+    if (len != BIO_PF_ENCODED_BYTES)
+        return RL_ERR(RL_EINVAL, "finger prefilter data: %zu bytes, expected %d", len, BIO_PF_ENCODED_BYTES);
+    memset(f, 0, sizeof *f);
+    const unsigned char *p = in;
+    f->scan.n = *p++;
+    if (f->scan.n > KERN_PF_GCYL)
+        return RL_ERR(RL_EINVAL, "finger prefilter data: %u cylinders", f->scan.n);
+    for (unsigned c = 0; c < KERN_PF_GCYL; c++) {
+        pf_slots s = pf_slots_of(f, c);
+        for (int k = 0; k < KERN_PF_ND; k++, p += 8) s.value[k] = rl_get_le64(p);
+        *s.valid = rl_get_le64(p);
+        p += 8;
+        *s.angle = *p++;
+        *s.x = (int16_t)(uint16_t)(p[0] | p[1] << 8);
+        *s.y = (int16_t)(uint16_t)(p[2] | p[3] << 8);
+        p += 4;
+        bool unused = c >= f->scan.n;
+        for (int k = 0; k < KERN_PF_ND; k++)
+            /* the kernels rely on value bits only in valid cells, and on empty unused slots */
+            if ((s.value[k] & ~*s.valid) || (unused && s.value[k]))
+                return RL_ERR(RL_EINVAL, "finger prefilter data: bits outside the valid cells");
+    }
+    return NULL;
 }
 
 /* ---- the gallery ---- */
@@ -416,7 +503,8 @@ rl_error *bio_gallery_new(const bio_gallery_options *o, bio_gallery **out)
     if ((int)impl >= KERN_PF_IMPL_COUNT)
         RL_FAIL(RL_EINVAL, "gallery: unknown prefilter kernel");
     g->scores = kern_pf_get(impl);
-    if (!g->scores)
+    g->best = kern_pf_get_best(impl);
+    if (!g->scores || !g->best)
         RL_FAIL(RL_EUNSUPPORTED, "gallery: prefilter kernel %s not supported on this CPU", kern_pf_impl_name(impl));
     snprintf(g->kernel, sizeof g->kernel, "%s", kern_pf_impl_name(impl));
     if (o && (o->ocl || o->opencl)) {
@@ -459,6 +547,7 @@ void bio_gallery_free(bio_gallery *g)
     for (size_t i = 0; i < g->n; i++)
         bio_features_free(g->feat[i]);
     free(g->pf);
+    free(g->pfd);
     free(g->keys);
     free(g->feat);
     free(g->feat_bytes);
@@ -561,6 +650,7 @@ static rl_error *gallery_reserve(bio_gallery *g, size_t want)
     while (cap < want)
         cap *= 2;
     kern_pf_finger *pf = aligned_alloc(64, cap * sizeof *pf);
+    kern_pf_detail *pfd = aligned_alloc(64, cap * sizeof *pfd);
     bio_gallery_key *keys = realloc(g->keys, cap * sizeof *keys);
     if (keys)
         g->keys = keys;
@@ -570,14 +660,19 @@ static rl_error *gallery_reserve(bio_gallery *g, size_t want)
     uint32_t *fb = realloc(g->feat_bytes, cap * sizeof *fb);
     if (fb)
         g->feat_bytes = fb;
-    if (!pf || !keys || !feat || !fb) {
+    if (!pf || !pfd || !keys || !feat || !fb) {
         free(pf);
+        free(pfd);
         RL_FAIL(RL_ENOMEM, "gallery: out of memory for %zu fingers", cap);
     }
-    if (g->n)
+    if (g->n) {
         memcpy(pf, g->pf, g->n * sizeof *pf);
+        memcpy(pfd, g->pfd, g->n * sizeof *pfd);
+    }
     free(g->pf);
+    free(g->pfd);
     g->pf = pf;
+    g->pfd = pfd;
     if (g->pf_ocl)
         RL_TRY(kern_pf_ocl_reserve(g->pf_ocl, cap, g->n));
     g->cap = cap;
@@ -607,7 +702,7 @@ static void slot_drop_features(bio_gallery *g, size_t s)
     g->feat_bytes[s] = 0;
 }
 
-rl_error *bio_gallery_put(bio_gallery *g, const bio_gallery_key *key, const kern_pf_finger *pf,
+rl_error *bio_gallery_put(bio_gallery *g, const bio_gallery_key *key, const bio_pf_finger *pf,
                           bio_features *features)
 {
     rl_error *err = NULL;
@@ -631,7 +726,8 @@ rl_error *bio_gallery_put(bio_gallery *g, const bio_gallery_key *key, const kern
         g->feat[s] = NULL;
         g->feat_bytes[s] = 0;
     }
-    g->pf[s] = *pf;
+    g->pf[s] = pf->scan;
+    g->pfd[s] = pf->detail;
     if (features) {
         uint32_t fb = features_bytes(features);
         if (g->resident_bytes + fb <= g->opts.resident_budget) {
@@ -666,6 +762,7 @@ rl_error *bio_gallery_remove(bio_gallery *g, const bio_gallery_key *key, bool *f
             size_t li = index_of_slot(g, last);
             g->index.table[li] = (uint32_t)(s + 1);
             g->pf[s] = g->pf[last];
+            g->pfd[s] = g->pfd[last];
             g->keys[s] = g->keys[last];
             g->feat[s] = g->feat[last];
             g->feat_bytes[s] = g->feat_bytes[last];
@@ -685,7 +782,7 @@ void bio_gallery_memory_get(bio_gallery *g, bio_gallery_memory *m)
     pthread_rwlock_rdlock(&g->lock);
     memset(m, 0, sizeof *m);
     m->fingers = g->n;
-    m->descriptor_bytes = g->cap * sizeof(kern_pf_finger);
+    m->descriptor_bytes = g->cap * (sizeof(kern_pf_finger) + sizeof(kern_pf_detail));
     m->index_bytes = g->cap * (sizeof(bio_gallery_key) + sizeof(bio_features *) + sizeof(uint32_t)) +
                      (g->index.mask + 1) * sizeof(uint32_t);
     m->resident_bytes = g->resident_bytes;
@@ -751,17 +848,31 @@ static void heap_push(hit_heap *hp, pf_hit x)
     hp->h[i] = x;
 }
 
-enum { PF_BLOCK = 1024 };
+enum { PF_BLOCK = 1024, PF_LEVELS = KERN_PF_SCAN_PCYL * KERN_PF_SIM_SCALE + 1 /* scan scores 0..24000 */ };
 
+/*
+ * One identification's shared state. The stages run as phases on nthreads
+ * threads, each share a fixed part of the work (deterministic: the same
+ * lists whatever the thread count):
+ *   1 scan: scan[] of a slot range and a histogram of its scores;
+ *   then on the caller: the refinement set `kept` (the keep best scans, ties
+ *   to the lower slot), read off the merged histogram and one pass over scan[];
+ *   2 refine: refined[] of every kept finger;
+ *   3 re-rank: the full matcher on the short list.
+ */
 typedef struct id_job {
     bio_gallery *g;
     const kern_pf_probe *probe_pf;
     const bio_features *probe;
-    const uint16_t *all_scores; /* OpenCL: scores of the whole gallery, else NULL */
     unsigned nthreads;
-    /* stage 1 */
-    hit_heap heaps[BIO_GALLERY_MAX_THREADS];
-    /* stage 2 */
+    size_t n;
+    uint16_t *scan;     /* [n] */
+    bool scan_ready;    /* scored already (OpenCL): phase 1 only counts */
+    uint32_t *hist;     /* [nthreads][PF_LEVELS] */
+    uint32_t *kept;     /* [nkept] slots, in slot order */
+    size_t nkept;
+    uint16_t *refined;  /* [nkept] */
+    /* stage 3 */
     const pf_hit *shortlist;
     size_t nshort;
     double *scores;
@@ -772,26 +883,29 @@ typedef struct id_job {
     int phase;
 } id_job;
 
-static void prefilter_range(id_job *j, unsigned t)
+static void scan_range(id_job *j, unsigned t)
 {
     bio_gallery *g = j->g;
-    size_t n = g->n, per = (n + j->nthreads - 1) / j->nthreads;
-    size_t lo = per * t, hi = lo + per < n ? lo + per : n;
-    uint16_t scores[PF_BLOCK];
-    hit_heap *hp = &j->heaps[t];
+    size_t per = (j->n + j->nthreads - 1) / j->nthreads;
+    size_t lo = per * t, hi = lo + per < j->n ? lo + per : j->n;
+    uint32_t *hist = j->hist + (size_t)t * PF_LEVELS;
     for (size_t b = lo; b < hi; b += PF_BLOCK) {
         size_t m = hi - b < PF_BLOCK ? hi - b : PF_BLOCK;
-        const uint16_t *c = scores;
-        if (j->all_scores)
-            c = j->all_scores + b;
-        else
-            g->scores(j->probe_pf, g->pf + b, m, scores);
-        /* Most fingers fall below the current worst: one compare each. */
-        for (size_t q = 0; q < m; q++) {
-            pf_hit x = {(float)c[q], (uint32_t)(b + q)};
-            if (hp->n < hp->cap || hit_better(x, hp->h[0]))
-                heap_push(hp, x);
-        }
+        if (!j->scan_ready)
+            g->scores(j->probe_pf, g->pf + b, m, j->scan + b);
+        for (size_t q = 0; q < m; q++)
+            hist[j->scan[b + q]]++;
+    }
+}
+
+static void refine_part(id_job *j, unsigned t)
+{
+    bio_gallery *g = j->g;
+    for (size_t i = t; i < j->nkept; i += j->nthreads) {
+        uint32_t s = j->kept[i];
+        kern_pf_best best;
+        g->best(j->probe_pf, &g->pf[s], &g->pfd[s], &best);
+        j->refined[i] = (uint16_t)kern_pf_refine_score(j->probe_pf, &g->pf[s], &g->pfd[s], &best);
     }
 }
 
@@ -843,7 +957,9 @@ static rl_error *id_share(void *ctx, unsigned t)
 {
     id_job *j = ctx;
     if (j->phase == 1)
-        prefilter_range(j, t);
+        scan_range(j, t);
+    else if (j->phase == 2)
+        refine_part(j, t);
     else
         rerank_part(j, t);
     rl_error *err = j->errs[t];
@@ -852,10 +968,86 @@ static rl_error *id_share(void *ctx, unsigned t)
 }
 
 /* Runs the job's phase on nthreads threads (the caller's being one). */
-static rl_error *run_phase(id_job *j, int phase)
+static rl_error *run_phase(id_job *j, int phase, unsigned nthreads)
 {
     j->phase = phase;
-    return rl_parallel_run(j->nthreads, id_share, j);
+    j->nthreads = nthreads;
+    return rl_parallel_run(nthreads, id_share, j);
+}
+
+/* Threads worth starting for `work` items of which one thread should do at least `per`. */
+static unsigned threads_for(const bio_gallery *g, size_t work, size_t per)
+{
+    size_t want = work / per + 1;
+    return g->threads < want ? g->threads : (unsigned)want;
+}
+
+/* The refinement size for a gallery of n under params p (see bio_gallery_params). */
+static size_t refine_size(const bio_gallery_params *p, size_t n, size_t want)
+{
+    size_t keep = p->refine ? p->refine : n / BIO_GALLERY_REFINE_SHARE;
+    if (!p->refine && keep < BIO_GALLERY_REFINE_FLOOR * want)
+        keep = BIO_GALLERY_REFINE_FLOOR * want;
+    if (keep < want)
+        keep = want;
+    return keep < n ? keep : n;
+}
+
+/*
+ * Stages 1 and 2 for j (the caller holds the read lock; j->n > 0): scan[],
+ * kept[] (the `keep` best scans, ties to the lower slot) and refined[].
+ */
+static rl_error *prefilter_stages(id_job *j, size_t keep, double *scan_ms)
+{
+    rl_error *err = NULL;
+    bio_gallery *g = j->g;
+    size_t n = j->n;
+    double t0 = now_ms();
+    j->scan = malloc(n * sizeof *j->scan);
+    j->kept = malloc((keep ? keep : 1) * sizeof *j->kept);
+    j->refined = malloc((keep ? keep : 1) * sizeof *j->refined);
+    unsigned nt = threads_for(g, n, 2048);
+    j->hist = calloc((size_t)nt * PF_LEVELS, sizeof *j->hist);
+    if (!j->scan || !j->kept || !j->refined || !j->hist)
+        RL_FAIL(RL_ENOMEM, "identify: out of memory");
+    if (g->pf_ocl) {
+        RL_TRY(kern_pf_ocl_scores(g->pf_ocl, j->probe_pf, 0, n, j->scan));
+        j->scan_ready = true;
+    }
+    RL_TRY(run_phase(j, 1, nt));
+    /* The threshold: the lowest score `level` with at least `keep` fingers at or above it. */
+    for (unsigned t = 1; t < nt; t++)
+        for (size_t s = 0; s < PF_LEVELS; s++)
+            j->hist[s] += j->hist[(size_t)t * PF_LEVELS + s];
+    size_t above = 0, level = PF_LEVELS;
+    while (level > 0 && above < keep)
+        above += j->hist[--level];
+    size_t ties = keep - (above - j->hist[level]); /* fingers taken at `level` itself, lowest slots first */
+    for (size_t s = 0; s < n && j->nkept < keep; s++) {
+        bool take = j->scan[s] > level;
+        if (j->scan[s] == level && ties > 0) {
+            ties--;
+            take = true;
+        }
+        if (take)
+            j->kept[j->nkept++] = (uint32_t)s;
+    }
+    *scan_ms = now_ms() - t0;
+    RL_TRY(run_phase(j, 2, threads_for(g, j->nkept, 64)));
+cleanup:
+    return err;
+}
+
+static void id_job_free(id_job *j)
+{
+    if (!j)
+        return;
+    free(j->scan);
+    free(j->hist);
+    free(j->kept);
+    free(j->refined);
+    free(j->scores);
+    free(j);
 }
 
 typedef struct final_cand {
@@ -891,9 +1083,8 @@ rl_error *bio_gallery_identify(bio_gallery *g, const kern_pf_probe *probe_pf, co
 {
     rl_error *err = NULL;
     id_job *j = NULL;
-    pf_hit *merged = NULL;
+    pf_hit *list = NULL;
     final_cand *fc = NULL;
-    uint16_t *all = NULL;
     bool locked = false;
     double t0 = now_ms();
     memset(r, 0, sizeof *r);
@@ -919,50 +1110,36 @@ rl_error *bio_gallery_identify(bio_gallery *g, const kern_pf_probe *probe_pf, co
     if (want > n)
         want = n;
     j->g = g;
+    j->n = n;
     j->probe_pf = probe_pf;
     j->probe = probe;
     j->fetch = fetch;
     j->ctx = ctx;
-    /* Small galleries are not worth a thread each. */
-    size_t by_size = n / 2048 + 1;
-    j->nthreads = g->threads < by_size ? g->threads : (unsigned)by_size;
-    if (g->pf_ocl) {
-        all = malloc(n * sizeof *all);
-        if (!all)
-            RL_FAIL(RL_ENOMEM, "identify: out of memory");
-        RL_TRY(kern_pf_ocl_scores(g->pf_ocl, probe_pf, 0, n, all));
-        j->all_scores = all;
-    }
-    merged = malloc(want * j->nthreads * sizeof *merged);
-    if (!merged)
+    RL_TRY(prefilter_stages(j, refine_size(p, n, want), &r->scan_ms));
+    r->refined = j->nkept;
+    /* The short list: the `want` best refinement scores, ties to the lower slot. */
+    list = malloc(want * sizeof *list);
+    if (!list)
         RL_FAIL(RL_ENOMEM, "identify: out of memory");
-    for (unsigned t = 0; t < j->nthreads; t++)
-        j->heaps[t] = (hit_heap){merged + want * t, 0, want};
-    RL_TRY(run_phase(j, 1));
-    /* Merge the threads' best into one ranked short list. */
-    size_t nm = 0;
-    for (unsigned t = 0; t < j->nthreads; t++) {
-        memmove(merged + nm, j->heaps[t].h, j->heaps[t].n * sizeof *merged);
-        nm += j->heaps[t].n;
+    hit_heap hp = {list, 0, want};
+    for (size_t i = 0; i < j->nkept; i++) {
+        pf_hit x = {(float)j->refined[i], j->kept[i]};
+        if (hp.n < hp.cap || hit_better(x, hp.h[0]))
+            heap_push(&hp, x);
     }
-    qsort(merged, nm, sizeof *merged, hit_cmp);
-    size_t ns = nm < want ? nm : want;
+    qsort(list, hp.n, sizeof *list, hit_cmp);
+    size_t ns = hp.n;
     r->shortlisted = ns;
     double t1 = now_ms();
     r->prefilter_ms = t1 - t0;
 
-    j->shortlist = merged;
+    j->shortlist = list;
     j->nshort = ns;
     j->scores = calloc(ns, sizeof *j->scores);
     fc = malloc(ns * sizeof *fc);
     if (!j->scores || !fc)
         RL_FAIL(RL_ENOMEM, "identify: out of memory");
-    unsigned by_list = (unsigned)(ns / 8 + 1);
-    if (j->nthreads < g->threads)
-        j->nthreads = g->threads;
-    if (j->nthreads > by_list)
-        j->nthreads = by_list;
-    RL_TRY(run_phase(j, 2));
+    RL_TRY(run_phase(j, 3, threads_for(g, ns, 8)));
     for (unsigned t = 0; t < BIO_GALLERY_MAX_THREADS; t++)
         r->fetched += j->fetched[t];
     size_t nf = 0;
@@ -972,7 +1149,7 @@ rl_error *bio_gallery_identify(bio_gallery *g, const kern_pf_probe *probe_pf, co
     qsort(fc, nf, sizeof *fc, final_cmp);
     r->n = nf < p->top_k ? nf : p->top_k;
     for (size_t i = 0; i < r->n; i++) {
-        const pf_hit *h = &merged[fc[i].rank];
+        const pf_hit *h = &list[fc[i].rank];
         r->top[i].key = g->keys[h->slot];
         r->top[i].score = fc[i].score;
         r->top[i].prefilter_score = h->score;
@@ -983,40 +1160,62 @@ rl_error *bio_gallery_identify(bio_gallery *g, const kern_pf_probe *probe_pf, co
 cleanup:
     if (locked)
         pthread_rwlock_unlock(&g->lock);
-    if (j)
-        free(j->scores);
-    free(j);
-    free(merged);
+    id_job_free(j);
+    free(list);
     free(fc);
-    free(all);
     r->total_ms = now_ms() - t0;
     return err;
 }
 
-rl_error *bio_gallery_prefilter_rank(bio_gallery *g, const kern_pf_probe *probe_pf, const bio_gallery_key *key,
-                                     size_t *rank, float *score)
+rl_error *bio_gallery_prefilter_rank(bio_gallery *g, const kern_pf_probe *probe_pf, const bio_gallery_params *p,
+                                     const bio_gallery_key *key, size_t *rank, float *score)
 {
     rl_error *err = NULL;
+    id_job *j = calloc(1, sizeof *j);
     pthread_rwlock_rdlock(&g->lock);
+    if (!j)
+        RL_FAIL(RL_ENOMEM, "gallery: out of memory");
     bool found;
     size_t i = index_find(g, key, &found);
     if (!found)
         RL_FAIL(RL_ENOTFOUND, "gallery: no such finger");
-    size_t s = g->index.table[i] - 1;
-    uint16_t c;
-    g->scores(probe_pf, &g->pf[s], 1, &c);
-    pf_hit me = {(float)c, (uint32_t)s};
+    uint32_t me = (uint32_t)(g->index.table[i] - 1);
+    size_t want = p->shortlist ? p->shortlist : BIO_GALLERY_SHORTLIST_DEFAULT;
+    if (want < p->top_k)
+        want = p->top_k;
+    if (want > g->n)
+        want = g->n;
+    j->g = g;
+    j->n = g->n;
+    j->probe_pf = probe_pf;
+    double scan_ms;
+    RL_TRY(prefilter_stages(j, refine_size(p, g->n, want), &scan_ms));
+    /* Kept fingers rank first, by refinement score; the others after them, by scan score. */
+    size_t k = 0;
+    while (k < j->nkept && j->kept[k] != me)
+        k++;
     size_t better = 0;
-    uint16_t scores[PF_BLOCK];
-    for (size_t b = 0; b < g->n; b += PF_BLOCK) {
-        size_t m = g->n - b < PF_BLOCK ? g->n - b : PF_BLOCK;
-        g->scores(probe_pf, g->pf + b, m, scores);
-        for (size_t q = 0; q < m; q++)
-            better += hit_better((pf_hit){(float)scores[q], (uint32_t)(b + q)}, me);
+    if (k < j->nkept) {
+        pf_hit mine = {(float)j->refined[k], me};
+        for (size_t q = 0; q < j->nkept; q++)
+            better += hit_better((pf_hit){(float)j->refined[q], j->kept[q]}, mine);
+        *score = mine.score;
+    } else {
+        pf_hit mine = {(float)j->scan[me], me};
+        better = j->nkept;
+        size_t q = 0;
+        for (size_t s = 0; s < g->n; s++) {
+            if (q < j->nkept && j->kept[q] == s) {
+                q++;
+                continue;
+            }
+            better += hit_better((pf_hit){(float)j->scan[s], (uint32_t)s}, mine);
+        }
+        *score = mine.score;
     }
     *rank = better;
-    *score = me.score;
 cleanup:
     pthread_rwlock_unlock(&g->lock);
+    id_job_free(j);
     return err;
 }

@@ -1,39 +1,44 @@
 /*
  * bio_gallery: the enrolled fingers in memory, and 1:N identification over
- * them in two stages.
+ * them in three stages.
  *
- * Stage 1, the prefilter, streams every finger. Each enrolled finger keeps
- * KERN_PF_GCYL compact MCC cylinders (bio_prefilter_finger): of minutiae
- * spread over the finger (the most central, then greedy farthest point
- * among those with at least half its valid cells), at
- * 8 x 8 cells x 4 directions (256 bits) plus 64 bits of validity, 512 bytes
- * a finger with the directions. A probe brings up to KERN_PF_PCYL of its own
- * (bio_prefilter_probe), its most central ones. The prefilter scores a finger
- * by the matcher's own local evidence: for each probe cylinder the best
- * normalised integer MCC similarity among the finger's direction-compatible
- * cylinders, summed
- * (kernels/kern_prefilter: scalar / POPCNT / AVX2 / AVX-512 / OpenCL,
- * identical integers). Two impressions of one finger share local
- * structures around their common minutiae, so a mate finds several strong
- * pairs where an impostor finds weak ones; the sum over the probe's
- * cylinders forgives the gallery's central minutiae that the probe lacks.
- * (An index over hashed cylinder bits, as the first version used, lost
- * 23% of mates at a 400-finger short list; this costs more arithmetic but
- * reads 512 bytes a finger and misses far fewer: docs/fingerprints.md.)
- * The `shortlist` best go to stage 2.
+ * Each enrolled finger keeps KERN_PF_GCYL compact MCC cylinders
+ * (bio_prefilter_finger): of minutiae spread over the finger (the most
+ * central, then greedy farthest point among those with at least half its
+ * valid cells), at 8 x 8 cells x 4 directions (256 bits) plus 64 bits of
+ * validity, with each minutia's direction and position. The first
+ * KERN_PF_SCAN_CYL make a 576-byte block that every identification streams;
+ * the rest (a 960-byte block) are read only for the few the scan ranks
+ * best. A probe brings up to KERN_PF_PCYL cylinders of its own
+ * (bio_prefilter_probe), its most central ones.
  *
- * Stage 2 re-ranks the short list with the full matcher (bio_match_score).
+ * Stage 1, the scan, scores every finger by the matcher's own local evidence:
+ * for each of the probe's most central cylinders the best normalised integer
+ * MCC similarity among the finger's first cylinders, summed (kernels/kern_prefilter: scalar /
+ * POPCNT / AVX2 / AVX-512 / OpenCL, identical integers). Two impressions of
+ * one finger share local structures around their common minutiae, so a mate
+ * finds several strong pairs where an impostor finds weak ones. Stage 2, the
+ * refinement, takes the `refine` best of the scan (by default a twentieth of
+ * the gallery, at least ten times the short list), finds each probe cylinder's
+ * best pair among all of the finger's cylinders and sums only the pairs that
+ * agree on one rotation and translation of the finger: an impostor's best
+ * local pairs point every which way, a mate's agree. (An index over hashed
+ * cylinder bits, as the first version used, lost 23% of mates at a
+ * 400-finger short list; docs/fingerprints.md has the measurements.) The
+ * `shortlist` best of the refinement go to stage 3.
+ *
+ * Stage 3 re-ranks the short list with the full matcher (bio_match_score).
  * Full features take ~10-30 KB a finger, so they are kept in memory only
  * within a byte budget; the others are fetched by the caller's callback
  * (the registry reads them from the store, the benchmark rebuilds them).
- * Both stages run on `threads` threads.
+ * Every stage runs on `threads` threads.
  *
- * Layout (structure of arrays, for streaming): the finger blocks in one
- * 64-byte aligned array; beside it, per finger, the key (record id, finger
- * position) and the optional features pointer; a hash table from key to
- * slot. With OpenCL the blocks are also resident on the device, updated on
- * every put and remove. Removal moves the last finger into the freed slot,
- * so the arrays stay dense.
+ * Layout (structure of arrays, for streaming): the scan blocks in one 64-byte
+ * aligned array, the detail blocks in another; beside them, per finger, the
+ * key (record id, finger position) and the optional features pointer; a hash
+ * table from key to slot. With OpenCL the scan blocks are also resident on
+ * the device, updated on every put and remove. Removal moves the last finger
+ * into the freed slot, so the arrays stay dense.
  *
  * Decision: see bio_gallery_threshold. The threshold grows with the gallery
  * size, because among N impostors the best one beats a fixed threshold N
@@ -64,6 +69,10 @@ enum {
     BIO_GALLERY_MAX_THREADS = 64,
     BIO_GALLERY_SHORTLIST_DEFAULT = 400, /* chosen from the penetration/miss table (docs/fingerprints.md) */
     BIO_GALLERY_SHORTLIST_MAX = 1 << 20,
+    /* The refinement takes 1/20 of the gallery by default, and at least 10 times
+     * the short list (measured: docs/fingerprints.md). */
+    BIO_GALLERY_REFINE_SHARE = 20,
+    BIO_GALLERY_REFINE_FLOOR = 10,
 };
 
 /* A finger: a source record and an ISO/IEC 19794-2 finger position (0 unknown, 1-10). */
@@ -96,14 +105,28 @@ void bio_gallery_free(bio_gallery *g);
 const char *bio_gallery_kernel(const bio_gallery *g);
 const char *bio_gallery_opencl_note(const bio_gallery *g);
 
-/* The prefilter block of an enrolled finger, and a probe's prefilter
+/* An enrolled finger's prefilter data: the streamed block and the rest. */
+typedef struct bio_pf_finger {
+    kern_pf_finger scan;
+    kern_pf_detail detail;
+} bio_pf_finger;
+
+/* The prefilter data of an enrolled finger, and a probe's prefilter
  * cylinders, from its template (pure, deterministic, no allocation). */
-void bio_prefilter_finger(const bio_template *t, kern_pf_finger *out);
+void bio_prefilter_finger(const bio_template *t, bio_pf_finger *out);
 void bio_prefilter_probe(const bio_template *t, kern_pf_probe *out);
+
+/* The stored form of bio_pf_finger (little-endian, independent of struct
+ * layout): the cylinder count, then per cylinder its KERN_PF_ND value words
+ * and valid word (64-bit), direction byte and position (x, y: 16-bit). decode
+ * checks what the kernels rely on (RL_EINVAL, naming it). */
+enum { BIO_PF_ENCODED_BYTES = 1 + KERN_PF_GCYL * (KERN_PF_ND * 8 + 8 + 1 + 4) };
+void bio_prefilter_encode(const bio_pf_finger *f, unsigned char out[BIO_PF_ENCODED_BYTES]);
+rl_error *bio_prefilter_decode(const unsigned char *in, size_t len, bio_pf_finger *out);
 
 /* Adds or replaces the finger `key`. features: its full features (the
  * gallery takes them, also on error), or NULL; kept only within the budget. */
-rl_error *bio_gallery_put(bio_gallery *g, const bio_gallery_key *key, const kern_pf_finger *pf,
+rl_error *bio_gallery_put(bio_gallery *g, const bio_gallery_key *key, const bio_pf_finger *pf,
                           bio_features *features);
 /* Removes a finger; *found (may be NULL) says whether it was there. */
 rl_error *bio_gallery_remove(bio_gallery *g, const bio_gallery_key *key, bool *found);
@@ -111,7 +134,7 @@ size_t bio_gallery_size(bio_gallery *g);
 
 typedef struct bio_gallery_memory {
     size_t fingers;
-    size_t descriptor_bytes; /* the streamed part: the prefilter blocks */
+    size_t descriptor_bytes; /* the prefilter blocks: scan (streamed) and detail */
     size_t index_bytes;      /* keys, feature pointers, hash table */
     size_t resident_bytes;   /* full features kept (estimate) */
     size_t resident_fingers;
@@ -126,23 +149,25 @@ typedef rl_error *(*bio_gallery_fetch_fn)(void *ctx, const bio_gallery_key *keys
 typedef struct bio_gallery_params {
     size_t top_k;     /* 1..BIO_GALLERY_MAX_TOP */
     size_t shortlist; /* 0: BIO_GALLERY_SHORTLIST_DEFAULT; at least top_k; the whole gallery is exhaustive */
+    size_t refine;    /* fingers the refinement takes from the scan; 0: the default; raised to the short list */
     double fpir;      /* target false-positive identification rate of the decision (0: 0.001) */
 } bio_gallery_params;
 
 typedef struct bio_gallery_candidate {
     bio_gallery_key key;
     double score;          /* bio_match_score */
-    float prefilter_score; /* stage 1 score (an integer) */
-    uint32_t prefilter_rank; /* 0-based rank in stage 1 */
+    float prefilter_score; /* the refinement's score (an integer) */
+    uint32_t prefilter_rank; /* 0-based rank after the refinement */
 } bio_gallery_candidate;
 
 typedef struct bio_gallery_result {
     size_t n; /* candidates in top[] */
     bio_gallery_candidate top[BIO_GALLERY_MAX_TOP];
-    size_t gallery_size, shortlisted, fetched;
+    size_t gallery_size, refined, shortlisted, fetched;
     double threshold; /* bio_gallery_threshold(fpir, gallery_size) */
     bool match;       /* top[0].score >= threshold */
-    double prefilter_ms, rerank_ms, total_ms;
+    double prefilter_ms, rerank_ms, total_ms; /* prefilter: stages 1 and 2; rerank: stage 3 */
+    double scan_ms;                            /* stage 1 alone */
 } bio_gallery_result;
 
 /* Identifies a probe (its prefilter cylinders and full features). Errors:
@@ -151,11 +176,13 @@ rl_error *bio_gallery_identify(bio_gallery *g, const kern_pf_probe *probe_pf, co
                                const bio_gallery_params *p, bio_gallery_fetch_fn fetch, void *ctx,
                                bio_gallery_result *r);
 
-/* The prefilter rank (0-based, ties to the lower slot as identify breaks
- * them) of finger `key` for this probe, and its score; RL_ENOTFOUND when the
- * key is not enrolled. For measuring penetration against miss rate. */
-rl_error *bio_gallery_prefilter_rank(bio_gallery *g, const kern_pf_probe *probe_pf, const bio_gallery_key *key,
-                                     size_t *rank, float *score);
+/* The prefilter rank (0-based) of finger `key` for this probe under the
+ * params' refinement size, as identify orders fingers: the refined ones by
+ * their refinement score, then the others by their scan score, ties to the
+ * lower slot; and its last score. RL_ENOTFOUND when the key is not enrolled.
+ * For measuring penetration against miss rate. */
+rl_error *bio_gallery_prefilter_rank(bio_gallery *g, const kern_pf_probe *probe_pf, const bio_gallery_params *p,
+                                     const bio_gallery_key *key, size_t *rank, float *score);
 
 /*
  * The bio_match_score threshold for a 1:N decision over n fingers at a

@@ -52,6 +52,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/rl_le.h"
 #include "kernels/kern_mcc.h"
 
 #ifndef M_PI
@@ -271,24 +272,6 @@ cleanup:
 }
 
 /* The byte image that encode writes after the header, also the digest's input. */
-static void put_le32(unsigned char *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++) p[i] = (unsigned char)(v >> (8 * i));
-}
-static uint32_t get_le32(const unsigned char *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-static void put_le64(unsigned char *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++) p[i] = (unsigned char)(v >> (8 * i));
-}
-static uint64_t get_le64(const unsigned char *p)
-{
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--) v = v << 8 | p[i];
-    return v;
-}
 static uint32_t f32_bits(float v)
 {
     uint32_t u;
@@ -307,12 +290,12 @@ static float bits_f32(uint32_t u)
 
 static void record_bytes(const bio_features *f, uint32_t i, unsigned char *p)
 {
-    put_le32(p, f32_bits(f->x[i]));
-    put_le32(p + 4, f32_bits(f->y[i]));
-    put_le32(p + 8, f32_bits(f->theta[i]));
+    rl_put_le32(p, f32_bits(f->x[i]));
+    rl_put_le32(p + 4, f32_bits(f->y[i]));
+    rl_put_le32(p + 8, f32_bits(f->theta[i]));
     for (int w = 0; w < KERN_MCC_WORDS; w++) {
-        put_le64(p + 12 + 8 * w, f->cyl[i].value[w]);
-        put_le64(p + 12 + 8 * (KERN_MCC_WORDS + w), f->cyl[i].valid[w]);
+        rl_put_le64(p + 12 + 8 * w, f->cyl[i].value[w]);
+        rl_put_le64(p + 12 + 8 * (KERN_MCC_WORDS + w), f->cyl[i].valid[w]);
     }
 }
 
@@ -660,16 +643,16 @@ rl_error *bio_features_decode(const void *data, size_t len, bio_features **out)
     RL_TRY(features_alloc(f, n));
     for (uint32_t i = 0; i < n; i++) {
         const unsigned char *r = p + HDR_BYTES + (size_t)i * REC_BYTES;
-        f->x[i] = bits_f32(get_le32(r));
-        f->y[i] = bits_f32(get_le32(r + 4));
-        f->theta[i] = bits_f32(get_le32(r + 8));
+        f->x[i] = bits_f32(rl_get_le32(r));
+        f->y[i] = bits_f32(rl_get_le32(r + 4));
+        f->theta[i] = bits_f32(rl_get_le32(r + 8));
         if (!isfinite(f->x[i]) || !isfinite(f->y[i]) || fabsf(f->x[i]) > 1e6f || fabsf(f->y[i]) > 1e6f)
             RL_FAIL(RL_EINVAL, "features cylinder %u: position out of range", i);
         if (!(f->theta[i] >= 0.0f && f->theta[i] < (float)(2.0 * M_PI)))
             RL_FAIL(RL_EINVAL, "features cylinder %u: angle out of range", i);
         for (int w = 0; w < KERN_MCC_WORDS; w++) {
-            f->cyl[i].value[w] = get_le64(r + 12 + 8 * w);
-            f->cyl[i].valid[w] = get_le64(r + 12 + 8 * (KERN_MCC_WORDS + w));
+            f->cyl[i].value[w] = rl_get_le64(r + 12 + 8 * w);
+            f->cyl[i].valid[w] = rl_get_le64(r + 12 + 8 * (KERN_MCC_WORDS + w));
             if (f->cyl[i].value[w] & ~f->cyl[i].valid[w])
                 RL_FAIL(RL_EINVAL, "features cylinder %u: value bits outside the valid cells", i);
         }

@@ -178,7 +178,8 @@ static rl_error *serve_first_token(const rl_config *cfg, rl_store *store, rl_reg
     } else {
         fprintf(out, "\nridgeline: this store had no API token; here is a first admin token, shown only this once:\n"
                      "\n    export TOKEN=%s\n\n"
-                     "Send it as \"Authorization: Bearer $TOKEN\". Make tokens for client systems with\n"
+                     "Sign in to the desk (the web UI at /ui/ of this server) with it, or send it as\n"
+                     "\"Authorization: Bearer $TOKEN\". Make tokens for desks and client systems with\n"
                      "`RIDGELINE_TOKEN=$TOKEN ridgeline token create --role registrar --system URI --name NAME`.\n\n",
                 token);
     }

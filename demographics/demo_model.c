@@ -17,7 +17,7 @@ typedef struct demo_shared_nicknames {
 
 struct demo_model {
     demo_field_params params[DEMO_F_COUNT];
-    double prior;     /* P(same person) for a pair that blocking proposes */
+    double prior;     /* P(same person) for two records, before comparing them */
     double guard_cap; /* score ceiling when a guard rule fires */
     bool guards;      /* the twins / parent-and-child guards are on */
     int within_years;
@@ -56,6 +56,7 @@ static const char *const demo_levels[DEMO_F_COUNT][DEMO_MAX_LEVELS] = {
 static const char *const demo_key_names[DEMO_K_COUNT] = {
     "family_metaphone", "given_metaphone", "family_soundex", "given_soundex", "given_initial", "birth_date",
     "birth_year", "birth_month_day", "postcode", "phone", "identifier", "identifier_head", "identifier_tail",
+    "names", "city",
 };
 
 int demo_model_nlevels(demo_field f)
@@ -114,7 +115,7 @@ static void demo_default_blocking(demo_model *m)
     static const demo_blocking_rule rules[] = {
         {2, {DEMO_K_FAMILY_METAPHONE, DEMO_K_BIRTH_YEAR}},
         {2, {DEMO_K_GIVEN_METAPHONE, DEMO_K_BIRTH_DATE}},
-        {2, {DEMO_K_FAMILY_METAPHONE, DEMO_K_GIVEN_METAPHONE}},
+        {1, {DEMO_K_NAMES}},
         {2, {DEMO_K_GIVEN_INITIAL, DEMO_K_BIRTH_DATE}},
         {2, {DEMO_K_POSTCODE, DEMO_K_BIRTH_MONTH_DAY}},
         {2, {DEMO_K_POSTCODE, DEMO_K_FAMILY_METAPHONE}},
@@ -125,6 +126,7 @@ static void demo_default_blocking(demo_model *m)
         {2, {DEMO_K_IDENTIFIER_TAIL, DEMO_K_BIRTH_YEAR}},
         {1, {DEMO_K_IDENTIFIER}},
         {1, {DEMO_K_PHONE}},
+        {2, {DEMO_K_BIRTH_DATE, DEMO_K_CITY}},
     };
     m->nblocking = (int)(sizeof rules / sizeof *rules);
     memcpy(m->blocking, rules, sizeof rules);
@@ -554,22 +556,29 @@ cleanup:
 
 static void demo_join(const demo_name *n, char *out, size_t size) { demo_name_join(n, out, size); }
 
-static int demo_given_level(const demo_model *m, const demo_features *a, const demo_features *b)
+/* The better of Jaro-Winkler (of the first tokens, or of the whole names) and
+ * the token-set similarity of the whole names (middle names, order). */
+static double demo_name_similarity(const demo_name *a, const demo_name *b, bool first_tokens)
 {
-    if (!a->given.ntokens || !b->given.ntokens)
+    char ja[DEMO_TEXT_MAX], jb[DEMO_TEXT_MAX];
+    demo_join(a, ja, sizeof ja);
+    demo_join(b, jb, sizeof jb);
+    double jw = first_tokens ? demo_jaro_winkler(a->tokens[0], b->tokens[0]) : demo_jaro_winkler(ja, jb);
+    double ts = demo_token_set_similarity(ja, jb);
+    return jw > ts ? jw : ts;
+}
+
+/* a and b are given names, or (names written the other way round) a given and a family name. */
+static int demo_given_level(const demo_model *m, const demo_name *a, const demo_name *b)
+{
+    if (!a->ntokens || !b->ntokens)
         return DEMO_LEVEL_MISSING;
     const demo_field_params *p = &m->params[DEMO_F_GIVEN];
-    const char *ga = a->given.tokens[0], *gb = b->given.tokens[0];
-    if (strcmp(ga, gb) == 0)
+    if (strcmp(a->tokens[0], b->tokens[0]) == 0)
         return 0;
-    if (m->nick && demo_nicknames_equivalent(m->nick->table, ga, gb))
+    if (m->nick && demo_nicknames_equivalent(m->nick->table, a->tokens[0], b->tokens[0]))
         return 1;
-    char ja[DEMO_TEXT_MAX], jb[DEMO_TEXT_MAX];
-    demo_join(&a->given, ja, sizeof ja);
-    demo_join(&b->given, jb, sizeof jb);
-    double jw = demo_jaro_winkler(ga, gb);
-    double ts = demo_token_set_similarity(ja, jb);
-    double best = jw > ts ? jw : ts;
+    double best = demo_name_similarity(a, b, true);
     if (best >= p->high)
         return 2;
     if (best >= p->low)
@@ -577,19 +586,17 @@ static int demo_given_level(const demo_model *m, const demo_features *a, const d
     return 4;
 }
 
-static int demo_family_level(const demo_model *m, const demo_features *a, const demo_features *b)
+static int demo_family_level(const demo_model *m, const demo_name *a, const demo_name *b)
 {
-    if (!a->family.ntokens || !b->family.ntokens)
+    if (!a->ntokens || !b->ntokens)
         return DEMO_LEVEL_MISSING;
     const demo_field_params *p = &m->params[DEMO_F_FAMILY];
     char ja[DEMO_TEXT_MAX], jb[DEMO_TEXT_MAX];
-    demo_join(&a->family, ja, sizeof ja);
-    demo_join(&b->family, jb, sizeof jb);
+    demo_join(a, ja, sizeof ja);
+    demo_join(b, jb, sizeof jb);
     if (strcmp(ja, jb) == 0)
         return 0;
-    double jw = demo_jaro_winkler(ja, jb);
-    double ts = demo_token_set_similarity(ja, jb);
-    double best = jw > ts ? jw : ts;
+    double best = demo_name_similarity(a, b, false);
     if (best >= p->high)
         return 1;
     if (best >= p->low)
@@ -634,16 +641,41 @@ static int demo_list_level(const char (*a)[32], int na, const char (*b)[32], int
     return best;
 }
 
-static int demo_ident_level(const demo_features *a, const demo_features *b)
+/* Two "system|value" identifiers of one system: their values in *vx, *vy.
+ * Different systems say nothing about each other. */
+static bool demo_same_system(const char *x, const char *y, const char **vx, const char **vy)
+{
+    const char *bx = strchr(x, '|'), *by = strchr(y, '|');
+    if (bx - x != by - y || strncmp(x, y, (size_t)(bx - x)) != 0)
+        return false;
+    *vx = bx + 1;
+    *vy = by + 1;
+    return true;
+}
+
+/* Numbers handed out one after the other: the same length, all digits, only
+ * the last one differs, by one. Twins registered together get them. */
+static bool demo_consecutive(const char *x, const char *y)
+{
+    size_t n = strlen(x);
+    if (n == 0 || strlen(y) != n || strspn(x, "0123456789") != n || strspn(y, "0123456789") != n)
+        return false;
+    return strncmp(x, y, n - 1) == 0 && abs(x[n - 1] - y[n - 1]) == 1;
+}
+
+/* The best level over identifiers of one system; with consecutive_differ,
+ * consecutive numbers count as different rather than one edit apart. */
+static int demo_ident_level(const demo_features *a, const demo_features *b, bool consecutive_differ)
 {
     int best = DEMO_LEVEL_MISSING;
     for (int i = 0; i < a->nids; i++)
         for (int j = 0; j < b->nids; j++) {
-            const char *sa = a->ids[i], *sb = b->ids[j];
-            const char *ba = strchr(sa, '|'), *bb = strchr(sb, '|');
-            if (ba - sa != bb - sb || strncmp(sa, sb, (size_t)(ba - sa)) != 0)
-                continue; /* different systems say nothing about each other */
-            int l = demo_code_level(ba + 1, bb + 1);
+            const char *va, *vb;
+            if (!demo_same_system(a->ids[i], b->ids[j], &va, &vb))
+                continue;
+            int l = demo_code_level(va, vb);
+            if (l == 1 && consecutive_differ && demo_consecutive(va, vb))
+                l = 2;
             if (l != DEMO_LEVEL_MISSING && (best == DEMO_LEVEL_MISSING || l < best))
                 best = l;
         }
@@ -653,14 +685,19 @@ static int demo_ident_level(const demo_features *a, const demo_features *b)
 void demo_compare_features(const demo_model *m, const demo_features *a, const demo_features *b,
                            int levels[DEMO_F_COUNT])
 {
-    levels[DEMO_F_GIVEN] = demo_given_level(m, a, b);
-    levels[DEMO_F_FAMILY] = demo_family_level(m, a, b);
-    /* Given and family written the other way round: the same name. */
-    if (levels[DEMO_F_GIVEN] > 1 && levels[DEMO_F_FAMILY] > 0 && a->given.ntokens && b->family.ntokens &&
-        a->family.ntokens && b->given.ntokens && strcmp(a->given.tokens[0], b->family.tokens[0]) == 0 &&
-        strcmp(a->family.tokens[0], b->given.tokens[0]) == 0) {
-        levels[DEMO_F_GIVEN] = 0;
-        levels[DEMO_F_FAMILY] = 0;
+    int given = demo_given_level(m, &a->given, &b->given), family = demo_family_level(m, &a->family, &b->family);
+    levels[DEMO_F_GIVEN] = given;
+    levels[DEMO_F_FAMILY] = family;
+    /* Given and family written the other way round, maybe with a slip as well:
+     * read crosswise when both read at least close that way, and better (so not
+     * when both are exact already, nor when a side is missing). */
+    if (given != DEMO_LEVEL_MISSING && family != DEMO_LEVEL_MISSING && given + family > 0) {
+        int given_x = demo_given_level(m, &a->given, &b->family), family_x = demo_family_level(m, &a->family, &b->given);
+        if (given_x != DEMO_LEVEL_MISSING && given_x <= 2 && family_x != DEMO_LEVEL_MISSING && family_x <= 1 &&
+            given_x + family_x < given + family) {
+            levels[DEMO_F_GIVEN] = given_x;
+            levels[DEMO_F_FAMILY] = family_x;
+        }
     }
     switch (demo_compare_dates(a->birth, b->birth, m->within_years)) {
     case DEMO_DATE_MISSING: levels[DEMO_F_BIRTH] = DEMO_LEVEL_MISSING; break;
@@ -678,7 +715,7 @@ void demo_compare_features(const demo_model *m, const demo_features *a, const de
     levels[DEMO_F_STATE] = !a->state[0] || !b->state[0] ? DEMO_LEVEL_MISSING : strcmp(a->state, b->state) ? 1 : 0;
     levels[DEMO_F_PHONE] = demo_list_level((const char (*)[32])a->phones, a->nphones, (const char (*)[32])b->phones,
                                            b->nphones);
-    levels[DEMO_F_IDENTIFIER] = demo_ident_level(a, b);
+    levels[DEMO_F_IDENTIFIER] = demo_ident_level(a, b, false);
     for (int f = 0; f < DEMO_F_COUNT; f++)
         if (!m->params[f].enabled)
             levels[f] = DEMO_LEVEL_MISSING;
@@ -732,19 +769,49 @@ double demo_model_probability(const demo_model *m, double weight)
     return 1.0 / (1.0 + exp2(-bits));
 }
 
-const char *demo_model_guard(const demo_model *m, const int levels[DEMO_F_COUNT])
+unsigned demo_model_guard(const demo_model *m, const demo_features *a, const demo_features *b,
+                          const int levels[DEMO_F_COUNT], unsigned *agrees)
 {
+    *agrees = 0;
     if (!m->guards)
-        return NULL;
-    /* An identifier that agrees (or nearly: one mistyped digit) or a phone
-     * number that agrees is evidence of its own that family resemblance
-     * cannot produce: siblings do not get near-identical identifiers. */
-    if (levels[DEMO_F_IDENTIFIER] == 0 || levels[DEMO_F_IDENTIFIER] == 1 || levels[DEMO_F_PHONE] == 0)
-        return NULL;
-    if (levels[DEMO_F_BIRTH] == 4)
-        return "birth dates differ";
-    if (levels[DEMO_F_GIVEN] == 4 && levels[DEMO_F_FAMILY] == 0 && levels[DEMO_F_BIRTH] == 0)
-        return "same family name and birth date, another given name (twins?)";
+        return 0;
+    /* An identifier of one system that agrees, or but for one mistyped
+     * character, is evidence that family resemblance cannot produce: siblings
+     * do not get near-identical identifiers, unless consecutive ones. A phone
+     * number is no such evidence: a household shares one, and children are
+     * registered with a parent's. */
+    int id = demo_ident_level(a, b, true);
+    if (id == 0 || id == 1) {
+        *agrees = DEMO_GUARD_BIRTH | DEMO_GUARD_GIVEN;
+        return 0;
+    }
+    int given = levels[DEMO_F_GIVEN], family = levels[DEMO_F_FAMILY], birth = levels[DEMO_F_BIRTH];
+    if (given != DEMO_LEVEL_MISSING && given <= 2)
+        *agrees |= DEMO_GUARD_GIVEN;
+    if (birth != DEMO_LEVEL_MISSING && birth <= 2)
+        *agrees |= DEMO_GUARD_BIRTH;
+    unsigned fired = 0;
+    /* Dates that differ outright: a generation apart, a parent and child; closer,
+     * a sibling or cousin of the same name when something else says another
+     * person (an identifier of one system that differs, another sex), else more
+     * likely a wrong date, left to the weights. Level 4 has both years. */
+    bool another_person = id == 2 || levels[DEMO_F_GENDER] == 1;
+    if (birth == 4 && (abs(a->birth.year - b->birth.year) >= DEMO_GENERATION_YEARS || another_person))
+        fired |= DEMO_GUARD_BIRTH;
+    /* Twins: another given name, or another sex with a name that is not the
+     * same (Daniel and Danielle read as close). */
+    bool sibling_names = given == 4 || (levels[DEMO_F_GENDER] == 1 && given >= 2);
+    if (sibling_names && family != DEMO_LEVEL_MISSING && family <= 1 && birth != DEMO_LEVEL_MISSING && birth <= 2)
+        fired |= DEMO_GUARD_GIVEN;
+    return fired;
+}
+
+const char *demo_guard_reason(unsigned guard)
+{
+    if (guard & DEMO_GUARD_BIRTH)
+        return "birth dates that differ outright (parent and child? a sibling of the same name?)";
+    if (guard & DEMO_GUARD_GIVEN)
+        return "same family name and birth date, another given name or sex (twins?)";
     return NULL;
 }
 
@@ -824,6 +891,20 @@ static bool demo_key_part_value(const demo_features *f, demo_key_part part, int 
             snprintf(out, size, "%.*s|t%s", (int)sys, f->ids[variant], bar + 1 + half);
         break;
     }
+    case DEMO_K_NAMES: {
+        /* The comparator reads names written the other way round as exact: so must blocking. */
+        if (!f->given.ntokens || !f->family.ntokens)
+            return false;
+        char given[DEMO_PHONETIC_MAX], family[DEMO_PHONETIC_MAX];
+        demo_double_metaphone(f->given.tokens[0], given, secondary);
+        demo_double_metaphone(f->family.tokens[0], family, secondary);
+        bool ordered = strcmp(given, family) <= 0;
+        snprintf(out, size, "%s|%s", ordered ? given : family, ordered ? family : given);
+        break;
+    }
+    case DEMO_K_CITY:
+        snprintf(out, size, "%s", f->city);
+        break;
     case DEMO_K_COUNT:
         return false;
     }
@@ -871,10 +952,14 @@ void demo_model_rule_fields(const demo_model *m, int rule, bool fields[DEMO_F_CO
         [DEMO_K_BIRTH_YEAR] = DEMO_F_BIRTH,        [DEMO_K_BIRTH_MONTH_DAY] = DEMO_F_BIRTH,
         [DEMO_K_POSTCODE] = DEMO_F_POSTCODE,       [DEMO_K_PHONE] = DEMO_F_PHONE,
         [DEMO_K_IDENTIFIER] = DEMO_F_IDENTIFIER,  [DEMO_K_IDENTIFIER_HEAD] = DEMO_F_IDENTIFIER,
-        [DEMO_K_IDENTIFIER_TAIL] = DEMO_F_IDENTIFIER,
+        [DEMO_K_IDENTIFIER_TAIL] = DEMO_F_IDENTIFIER, [DEMO_K_NAMES] = DEMO_F_GIVEN,
+        [DEMO_K_CITY] = DEMO_F_CITY,
     };
-    for (int k = 0; k < m->blocking[rule].nparts; k++)
+    for (int k = 0; k < m->blocking[rule].nparts; k++) {
         fields[part_field[m->blocking[rule].parts[k]]] = true;
+        if (m->blocking[rule].parts[k] == DEMO_K_NAMES)
+            fields[DEMO_F_FAMILY] = true;
+    }
 }
 
 /* ---- features as bytes ---- */

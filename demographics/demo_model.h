@@ -88,6 +88,8 @@ typedef enum demo_key_part {
     DEMO_K_IDENTIFIER,
     DEMO_K_IDENTIFIER_HEAD, /* first half of an identifier's value: survives a slip in the second */
     DEMO_K_IDENTIFIER_TAIL, /* second half: survives a slip in the first */
+    DEMO_K_NAMES,           /* given and family metaphones in either order: survives the two swapped */
+    DEMO_K_CITY,            /* normalised city: a place that survives a slip in the postcode */
     DEMO_K_COUNT,
 } demo_key_part;
 
@@ -141,13 +143,36 @@ double demo_model_weight(const demo_model *model, const demo_features *a, const 
                          double weights[DEMO_F_COUNT]);
 double demo_model_probability(const demo_model *model, double weight);
 
-/* Guard rules that no sum of weights may override: birth dates that differ
- * outright (parent and child), or an exact family name and birth date with a
- * given name that differs outright (twins). They do not fire when an
- * identifier agrees (exactly or but for one character) or a phone number agrees. When one fires, the score is
- * capped at guard_cap (below auto-linking by default), so a human decides.
- * Returns the rule's name, or NULL. */
-const char *demo_model_guard(const demo_model *model, const int levels[DEMO_F_COUNT]);
+/* Guard rules that no sum of weights may override, each a bit:
+ *  - DEMO_GUARD_BIRTH: birth dates that differ outright by a generation or more
+ *    (DEMO_GENERATION_YEARS): parent and child, Jr and Sr, grandparent; or by
+ *    less, with other evidence of another person (an identifier of one system
+ *    that differs, another sex): a sibling or cousin of the same name. Without
+ *    such evidence a smaller difference is left to the weights: siblings who
+ *    share a full name are rare, a mistyped or made-up date is not;
+ *  - DEMO_GUARD_GIVEN: the same family name and birth date with a given name
+ *    that differs outright, or with another sex and a given name that is not
+ *    the same (twins).
+ * Neither fires when an identifier of one system agrees, exactly or but for
+ * one character, unless the two are consecutive numbers (twins registered one
+ * after the other). A phone number that agrees does not lift them: households
+ * share one. When one fires, the score is capped at guard_cap (below
+ * auto-linking by default), so that a human decides. levels are
+ * demo_compare_features(a, b). Returns the rules that fire (0: none), and in
+ * *agrees the guarded facts on which the pair agrees (the same bits): the
+ * given names (exact, nickname or close), the birth dates (exact, or but for a
+ * slip), both when an identifier lifts the guards. A record that agrees with
+ * one record of a person on the very fact that another record of theirs trips
+ * a guard on is not that person's twin or parent (registry_decide.c). */
+enum {
+    DEMO_GUARD_BIRTH = 1 << 0,
+    DEMO_GUARD_GIVEN = 1 << 1,
+    DEMO_GENERATION_YEARS = 12, /* youngest parents on record aside */
+};
+unsigned demo_model_guard(const demo_model *model, const demo_features *a, const demo_features *b,
+                          const int levels[DEMO_F_COUNT], unsigned *agrees);
+/* What a reviewer reads for the rules that fired (the first), or NULL for 0. */
+const char *demo_guard_reason(unsigned guard);
 double demo_model_guard_cap(const demo_model *model);
 
 /* Blocking keys of a feature set (each a string, appended to keys). Each key

@@ -102,6 +102,7 @@ rl_error *dev_enroll_capture(dev_readers *m, const char *device_id, const dev_en
     rl_error *err = NULL;
     const char *why = NULL;
     dev_capture cap = {0};
+    dev_hold *hold = NULL;
     json_t *lg = log ? json_array() : NULL;
     char last_prompt[200] = "";
     memset(out, 0, sizeof *out);
@@ -116,6 +117,7 @@ rl_error *dev_enroll_capture(dev_readers *m, const char *device_id, const dev_en
         RL_FAIL(RL_EINVAL, "impressions must be %d to %d", DEV_ENROLL_MIN_IMPRESSIONS, DEV_ENROLL_MAX_IMPRESSIONS);
     if (max_attempts < want)
         max_attempts = want;
+    RL_TRY(dev_readers_hold(m, device_id, DEV_OP_ENROLL, &hold, &why));
 
     while (out->n < want) {
         if (out->attempts >= max_attempts) {
@@ -124,6 +126,7 @@ rl_error *dev_enroll_capture(dev_readers *m, const char *device_id, const dev_en
                     out->attempts, last_prompt[0] ? "; last: " : "", last_prompt);
         }
         out->attempts++;
+        dev_hold_progress(hold, out->n + 1, want, out->n, out->attempts);
         const char *cap_reason = NULL;
         rl_error *cerr = dev_readers_capture(m, device_id, timeout_ms, &cap, &cap_reason);
         if (cerr && rl_error_code(cerr) == RL_ERETRY) {
@@ -148,22 +151,40 @@ rl_error *dev_enroll_capture(dev_readers *m, const char *device_id, const dev_en
             snprintf(last_prompt, sizeof last_prompt,
                      "poor capture (quality %d, under %d): place the finger again, flat and centred",
                      cap.info.quality, min_quality);
+            dev_readers_note(m, device_id, "retry", "poor-quality", last_prompt, cap.info.quality, cap.tmpl.count);
             RL_TRY(dev_log_attempt(lg, out->attempts, "retry", "poor-quality", last_prompt, &cap));
             dev_capture_free(&cap);
             continue;
         }
+        dev_readers_note(m, device_id, "ok", NULL, NULL, cap.info.quality, cap.tmpl.count);
         RL_TRY(dev_log_attempt(lg, out->attempts, "kept", NULL, NULL, &cap));
+        out->img[out->n] = cap.image; /* moved: the result owns it now */
+        cap.image = (bio_image){0};
         out->t[out->n++] = cap.tmpl;
         dev_capture_free(&cap);
     }
+    dev_hold_progress(hold, want, want, out->n, out->attempts);
     err = dev_enroll_check(out, threshold);
     if (err && rl_error_code(err) == RL_ERETRY)
         why = "mismatch";
 cleanup:
+    /* The enrolment's own refusals are the reader's latest outcome too (the captures' are there already). */
+    if (err && why && (strcmp(why, "mismatch") == 0 || strcmp(why, "too-many-attempts") == 0))
+        dev_readers_note(m, device_id && device_id[0] ? device_id : out->device_id, "retry", why,
+                         rl_error_message(err), -1, -1);
+    dev_hold_release(hold);
     dev_capture_free(&cap);
     if (reason)
         *reason = err ? (why ? why : "device-error") : NULL;
     if (log)
         *log = lg;
     return err;
+}
+
+void dev_enroll_result_free(dev_enroll_result *r)
+{
+    if (!r)
+        return;
+    for (int i = 0; i < DEV_ENROLL_MAX_IMPRESSIONS; i++)
+        bio_image_free(&r->img[i]);
 }

@@ -21,9 +21,17 @@
  * not enough usable impressions came within max_attempts, or "mismatch" when
  * the impressions do not match each other (the message names which).
  *
+ * Live status: the enrolment holds the reader (dev_readers_hold, when it is
+ * named) from its first capture to its verdict, so GET /devices shows which
+ * impression it waits for, and records each verdict as the reader's latest
+ * outcome: a kept impression "ok", a quality under the floor a
+ * "poor-quality" retry, and the final "mismatch" or "too-many-attempts".
+ *
  * Ownership: *log (may be NULL) receives a JSON array of the attempts, a new
  * reference, also on failure: [{"attempt", "result": "kept"|"retry",
  * "reason", "prompt", "quality", "minutiae"}]. No patient data in it.
+ * The result holds the kept impressions' images: release them with
+ * dev_enroll_result_free, also after a failure.
  */
 #ifndef RL_DEV_ENROLL_H
 #define RL_DEV_ENROLL_H
@@ -59,12 +67,16 @@ typedef struct dev_enroll_result {
     int attempts;         /* captures made */
     bool ppi_assumed;     /* the reader reported no resolution: 500 ppi assumed */
     bio_template t[DEV_ENROLL_MAX_IMPRESSIONS];
+    bio_image img[DEV_ENROLL_MAX_IMPRESSIONS]; /* the kept impressions at 500 ppi (owned: dev_enroll_result_free) */
     double score[DEV_ENROLL_MAX_IMPRESSIONS][DEV_ENROLL_MAX_IMPRESSIONS]; /* pairwise, symmetric */
 } dev_enroll_result;
 
-/* reason (may be NULL): a static word on failure (dev_reader.h's, or the two above). */
+/* reason (may be NULL): a static word on failure (dev_reader.h's, or the two above). *out is
+ * overwritten: pass a zeroed or released one. */
 rl_error *dev_enroll_capture(dev_readers *m, const char *device_id, const dev_enroll_options *opts,
                              dev_enroll_result *out, json_t **log, const char **reason);
+/* Releases the images r holds (not r itself); NULL allowed. */
+void dev_enroll_result_free(dev_enroll_result *r);
 
 /* The consistency check alone, on n given templates (also for tests): fills
  * out->score and out->best; RL_ERETRY "mismatch" as above. */

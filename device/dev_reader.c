@@ -28,6 +28,21 @@
 
 typedef struct dev_req dev_req;
 
+/* Live status of one reader id (dev_outcome, dev_session). Written by any
+ * thread, read by the loop thread's list: under dev_readers.mu. */
+enum { DEV_STATUS_SLOTS = 16 };
+typedef struct dev_status {
+    char id[DEV_ID_MAX]; /* "": a free slot */
+    dev_outcome last;
+    dev_session session;
+    unsigned long used; /* dev_readers.clock when last written: the least recently used slot is reused */
+} dev_status;
+
+struct dev_hold {
+    dev_readers *m;
+    char id[DEV_ID_MAX];
+};
+
 /* A reader. Loop thread only. Stays allocated while a libfprint call on it is
  * in flight (ops > 0), even after libfprint dropped it (gone). */
 typedef struct dev_reader {
@@ -63,6 +78,9 @@ struct dev_readers {
     int opening_count; /* readers opening (for dev_readers_wait_ready) */
     int open_count;    /* readers open */
     rl_error *start_err;
+    dev_status status[DEV_STATUS_SLOTS];
+    unsigned long seq;   /* outcomes recorded (dev_outcome.seq) */
+    unsigned long clock; /* status writes (dev_status.used) */
 };
 
 typedef enum dev_req_kind { DEV_REQ_LIST, DEV_REQ_CAPTURE, DEV_REQ_STOP } dev_req_kind;
@@ -411,6 +429,140 @@ static void dev_on_ctx_removed(FpContext *ctx, FpDevice *dev, gpointer data)
     dev_counts_update(m);
 }
 
+/* ---- live status (any thread, under m->mu) ---- */
+
+/* The slot of id; when create, a new one if there is room (a free slot, or
+ * the least recently used one that no operation holds). NULL otherwise. */
+static dev_status *dev_status_slot(dev_readers *m, const char *id, bool create)
+{
+    dev_status *empty = NULL, *oldest = NULL;
+    for (int i = 0; i < DEV_STATUS_SLOTS; i++) {
+        dev_status *s = &m->status[i];
+        if (!s->id[0]) {
+            empty = empty ? empty : s;
+            continue;
+        }
+        if (strcmp(s->id, id) == 0)
+            return s;
+        if (s->session.op == DEV_OP_NONE && (!oldest || s->used < oldest->used))
+            oldest = s;
+    }
+    dev_status *s = empty ? empty : oldest;
+    if (!create || !s)
+        return NULL;
+    memset(s, 0, sizeof *s);
+    snprintf(s->id, sizeof s->id, "%s", id);
+    return s;
+}
+
+/* Ids that can name a reader (the status table keys them whole). */
+static bool dev_id_usable(const char *id) { return id && id[0] && strlen(id) < DEV_ID_MAX; }
+
+/* Records an outcome; unless_enrolling: not while an enrolment holds the
+ * reader (it records its own verdict on what the reader delivered). */
+static void dev_note(dev_readers *m, const char *id, bool unless_enrolling, const char *result, const char *reason,
+                     const char *prompt, int quality, int minutiae)
+{
+    if (!m || !dev_id_usable(id))
+        return;
+    /* Static strings only: the outcome keeps the pointers. */
+    result = strcmp(result, "ok") == 0 ? "ok" : strcmp(result, "retry") == 0 ? "retry" : "failure";
+    pthread_mutex_lock(&m->mu);
+    dev_status *s = dev_status_slot(m, id, true);
+    if (s && !(unless_enrolling && s->session.op == DEV_OP_ENROLL)) {
+        dev_outcome *o = &s->last;
+        o->seq = ++m->seq;
+        o->result = result;
+        o->reason = reason;
+        snprintf(o->prompt, sizeof o->prompt, "%s", prompt ? prompt : "");
+        o->quality = quality;
+        o->minutiae = minutiae;
+        o->at_ms = rl_time_wall_ms();
+        s->used = ++m->clock;
+    }
+    pthread_mutex_unlock(&m->mu);
+}
+
+void dev_readers_note(dev_readers *m, const char *id, const char *result, const char *reason, const char *prompt,
+                      int quality, int minutiae)
+{
+    dev_note(m, id, false, result, reason, prompt, quality, minutiae);
+}
+
+const char *dev_result_of(const rl_error *err)
+{
+    return !err ? "ok" : rl_error_code(err) == RL_ERETRY ? "retry" : "failure";
+}
+
+rl_error *dev_readers_hold(dev_readers *m, const char *id, dev_operation op, dev_hold **out, const char **reason)
+{
+    *out = NULL;
+    if (reason)
+        *reason = NULL;
+    if (!m || !dev_id_usable(id))
+        return NULL;
+    dev_hold *h = calloc(1, sizeof *h);
+    if (!h) {
+        if (reason)
+            *reason = "device-error";
+        return RL_ERR(RL_ENOMEM, "out of memory");
+    }
+    h->m = m;
+    snprintf(h->id, sizeof h->id, "%s", id);
+    pthread_mutex_lock(&m->mu);
+    dev_status *s = dev_status_slot(m, id, true);
+    bool busy = s && s->session.op != DEV_OP_NONE;
+    if (s && !busy) {
+        memset(&s->session, 0, sizeof s->session);
+        s->session.op = op;
+        s->used = ++m->clock;
+    }
+    pthread_mutex_unlock(&m->mu);
+    if (busy) {
+        free(h);
+        if (reason)
+            *reason = "busy";
+        return RL_ERR(RL_EIO, "reader %s is busy with another capture: try again when it is done", id);
+    }
+    if (!s) {
+        free(h); /* every slot held: shown nowhere, and the reader's own busy check still applies */
+        return NULL;
+    }
+    *out = h;
+    return NULL;
+}
+
+void dev_hold_progress(dev_hold *h, int impression, int impressions, int kept, int attempt)
+{
+    if (!h)
+        return;
+    pthread_mutex_lock(&h->m->mu);
+    dev_status *s = dev_status_slot(h->m, h->id, false);
+    if (s && s->session.op != DEV_OP_NONE) {
+        s->session.impression = impression;
+        s->session.impressions = impressions;
+        s->session.kept = kept;
+        s->session.attempt = attempt;
+    }
+    pthread_mutex_unlock(&h->m->mu);
+}
+
+void dev_hold_release(dev_hold *h)
+{
+    if (!h)
+        return;
+    pthread_mutex_lock(&h->m->mu);
+    dev_status *s = dev_status_slot(h->m, h->id, false);
+    if (s) {
+        memset(&s->session, 0, sizeof s->session);
+        /* An id that never had an outcome (a request for an unknown reader) keeps no slot. */
+        if (s->last.seq == 0)
+            s->id[0] = '\0';
+    }
+    pthread_mutex_unlock(&h->m->mu);
+    free(h);
+}
+
 /* ---- list (loop thread) ---- */
 
 static gboolean dev_list_cb(gpointer data)
@@ -444,6 +596,13 @@ static gboolean dev_list_cb(gpointer data)
         in->scan = fp_device_get_scan_type(rd->dev) == FP_SCAN_TYPE_SWIPE ? "swipe" : "press";
         in->captures = rd->captures;
         snprintf(in->error, sizeof in->error, "%s", rd->error);
+        pthread_mutex_lock(&m->mu);
+        const dev_status *st = dev_status_slot(m, rd->id, false);
+        if (st) {
+            in->last = st->last;
+            in->session = st->session;
+        }
+        pthread_mutex_unlock(&m->mu);
     }
 done:
     dev_req_complete(r);
@@ -830,6 +989,38 @@ bool dev_readers_wait_ready(dev_readers *m, int timeout_ms)
     return ok;
 }
 
+/* A string member that may be absent: null for NULL or "" (and for text that is not UTF-8). */
+static json_t *dev_json_text(const char *s)
+{
+    json_t *v = s && s[0] ? json_string(s) : NULL;
+    return v ? v : json_null();
+}
+
+static json_t *dev_json_measure(int v) { return v >= 0 ? json_integer(v) : json_null(); }
+
+static json_t *dev_outcome_json(const dev_outcome *o)
+{
+    if (o->seq == 0)
+        return json_null();
+    char at[40];
+    rl_time_format_instant(o->at_ms, at, sizeof at);
+    return json_pack("{s:I, s:s, s:o, s:o, s:o, s:o, s:s}", "seq", (json_int_t)o->seq, "result", o->result,
+                     "reason", dev_json_text(o->reason), "prompt", dev_json_text(o->prompt), "quality",
+                     dev_json_measure(o->quality), "minutiae", dev_json_measure(o->minutiae), "at", at);
+}
+
+static json_t *dev_session_json(const dev_session *s)
+{
+    static const char *const names[] = {[DEV_OP_CAPTURE] = "capture", [DEV_OP_IDENTIFY] = "identify",
+                                        [DEV_OP_ENROLL] = "enroll"};
+    if (s->op <= DEV_OP_NONE || s->op > DEV_OP_ENROLL)
+        return json_null();
+    if (s->op != DEV_OP_ENROLL)
+        return json_pack("{s:s}", "operation", names[s->op]);
+    return json_pack("{s:s, s:i, s:i, s:i, s:i}", "operation", names[s->op], "impression", s->impression,
+                     "impressions", s->impressions, "kept", s->kept, "attempt", s->attempt);
+}
+
 json_t *dev_reader_info_json(const dev_reader_info *in)
 {
     json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:b, s:b, s:b, s:b, s:b, s:s}", "id", in->id, "driver", in->driver,
@@ -840,6 +1031,11 @@ json_t *dev_reader_info_json(const dev_reader_info *in)
         json_object_set_new(o, "captures", json_integer((json_int_t)in->captures));
     if (o && in->error[0])
         json_object_set_new(o, "error", json_string(in->error));
+    if (o && (json_object_set_new(o, "last", dev_outcome_json(&in->last)) != 0 ||
+              json_object_set_new(o, "session", dev_session_json(&in->session)) != 0)) {
+        json_decref(o);
+        return NULL;
+    }
     return o;
 }
 
@@ -849,6 +1045,21 @@ void dev_capture_free(dev_capture *c)
         return;
     bio_image_free(&c->image);
     memset(c, 0, sizeof *c);
+}
+
+/* A capture's outcome as its reader's latest, but for refusals that say
+ * nothing about this reader's capture (an unknown id; busy: another request
+ * holds it); an enrolment judges what the reader delivered itself. */
+static void dev_capture_record(dev_readers *m, const char *id, const rl_error *err, const char *why,
+                               const dev_capture *c)
+{
+    if (err && (strcmp(why, "not-found") == 0 || strcmp(why, "busy") == 0))
+        return;
+    /* Extraction refused it ("poor-quality"): what it measured tells the desk why. */
+    bool measured = !err || strcmp(why, "poor-quality") == 0;
+    int minutiae = !err ? c->tmpl.count : c->info.kept_minutiae;
+    dev_note(m, id, !err, dev_result_of(err), why, err ? rl_error_message(err) : NULL,
+             measured ? c->info.quality : -1, measured ? minutiae : -1);
 }
 
 rl_error *dev_readers_capture(dev_readers *m, const char *id, int timeout_ms, dev_capture *out, const char **reason)
@@ -924,10 +1135,12 @@ rl_error *dev_readers_capture(dev_readers *m, const char *id, int timeout_ms, de
         goto cleanup;
     }
 cleanup:
+    why = err ? (why ? why : "device-error") : NULL;
+    dev_capture_record(m, r->device_id, err, why, out);
     if (err)
         dev_capture_free(out);
     if (reason)
-        *reason = err ? (why ? why : "device-error") : NULL;
+        *reason = why;
     dev_req_unref(r);
     return err;
 }

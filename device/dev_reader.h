@@ -43,10 +43,22 @@
  *   RL_ENOTFOUND    no reader with that id ("not-found").
  * Messages name the reader id and libfprint's text, never patient data.
  *
+ * Live status, for a desk that polls GET /devices while a person is at the
+ * reader: each reader's latest capture outcome ("last": ok, retry or failure
+ * with its reason and prompt) and the operation holding it ("session"). Both
+ * are kept per reader id in a small table under the layer's mutex (any
+ * thread may write them: the loop thread never does), so they survive an
+ * unplug and a re-plug under the same id. dev_readers_capture records its
+ * own outcomes; an operation that judges captures further (enrolment: a
+ * quality floor, the impressions' agreement) holds the reader
+ * (dev_readers_hold) and records its verdicts with dev_readers_note. No
+ * patient data: outcomes hold reason words, prompts and image measures.
+ *
  * Ownership: dev_readers_stop() cancels captures in flight, closes every
  * reader, stops and joins the thread (dev_readers_cancel), then frees; it
  * accepts NULL. dev_capture_free()
- * releases a capture and accepts NULL or zeroed structs.
+ * releases a capture and accepts NULL or zeroed structs. dev_hold_release()
+ * ends a hold and accepts NULL.
  */
 #ifndef RL_DEV_READER_H
 #define RL_DEV_READER_H
@@ -54,6 +66,7 @@
 #include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "biometrics/bio_extract.h"
 #include "biometrics/bio_image.h"
@@ -66,9 +79,33 @@ enum {
     DEV_DRIVER_MAX = 48,
     DEV_TIMEOUT_DEFAULT_MS = 30000,
     DEV_TIMEOUT_MAX_MS = 300000,
+    DEV_PROMPT_MAX = 200,
 };
 
 typedef struct dev_readers dev_readers; /* opaque: the libfprint thread and its readers */
+
+/* The latest capture outcome on a reader. */
+typedef struct dev_outcome {
+    unsigned long seq;     /* 0: none yet; grows with every outcome recorded on any reader */
+    const char *result;    /* "ok", "retry" or "failure" (static) */
+    const char *reason;    /* the stable word (above); NULL on "ok" (static) */
+    char prompt[DEV_PROMPT_MAX]; /* the desk prompt (the error's message); "" on "ok" */
+    int quality, minutiae; /* what the capture measured; -1: not measured */
+    int64_t at_ms;         /* wall clock */
+} dev_outcome;
+
+/* What holds a reader now. */
+typedef enum dev_operation { DEV_OP_NONE = 0, DEV_OP_CAPTURE, DEV_OP_IDENTIFY, DEV_OP_ENROLL } dev_operation;
+
+typedef struct dev_session {
+    dev_operation op;
+    /* Enrolment only: the impression being captured (1-based), how many are wanted, kept so far,
+     * and the capture in progress (1-based, refused ones counted). */
+    int impression, impressions, kept, attempt;
+} dev_session;
+
+/* A reader held by one operation (dev_readers_hold). */
+typedef struct dev_hold dev_hold;
 
 typedef struct dev_reader_info {
     char id[DEV_ID_MAX];
@@ -83,6 +120,8 @@ typedef struct dev_reader_info {
     const char *scan;   /* "press" or "swipe" */
     unsigned long captures; /* captures started on it since it was found (a UI or test can tell them apart) */
     char error[160];    /* why the last open failed, "" when it did not */
+    dev_outcome last;   /* seq 0: no capture outcome yet */
+    dev_session session; /* op DEV_OP_NONE: not held */
 } dev_reader_info;
 
 typedef struct dev_capture {
@@ -115,7 +154,10 @@ void dev_readers_stop(dev_readers *m);
 rl_error *dev_readers_list(dev_readers *m, dev_reader_info **out, size_t *n);
 
 /* {"id", "driver", "name", "mode": "image"|"match-on-chip", "capture", "open", "busy",
- * "finger_needed", "finger_present", "scan", "captures", "error"?} (new reference; NULL when out of memory). */
+ * "finger_needed", "finger_present", "scan", "captures", "error"?, "last", "session"} (new reference; NULL
+ * when out of memory). "last": null or {"seq", "result", "reason" (null on ok), "prompt" (null on ok),
+ * "quality", "minutiae" (null when not measured), "at" (RFC 3339 UTC)}. "session": null or {"operation":
+ * "capture"|"identify"|"enroll"}, an enrolment adding "impression", "impressions", "kept", "attempt". */
 json_t *dev_reader_info_json(const dev_reader_info *in);
 
 /* Waits (at most timeout_ms) until some reader is open, or until none is still
@@ -130,5 +172,29 @@ bool dev_readers_wait_ready(dev_readers *m, int timeout_ms);
 rl_error *dev_readers_capture(dev_readers *m, const char *id, int timeout_ms, dev_capture *out,
                               const char **reason);
 void dev_capture_free(dev_capture *c);
+
+/*
+ * Holds reader `id` for one operation, from its first capture to its last (an
+ * enrolment's captures and the pauses between them): GET /devices shows it as
+ * the reader's session, and a second hold of the same id is refused at once
+ * (RL_EIO, reason "busy"). Captures themselves stay dev_readers_capture calls.
+ * While an enrolment holds a reader, the captures the reader delivered are
+ * the enrolment's to judge: dev_readers_capture records only its retries and
+ * failures there, and the enrolment its verdicts (dev_readers_note).
+ * id NULL or "" (the first reader, for the CLI) holds nothing: *out = NULL,
+ * which the functions below accept; so does a full status table.
+ */
+rl_error *dev_readers_hold(dev_readers *m, const char *id, dev_operation op, dev_hold **out, const char **reason);
+/* An enrolment's progress (its op stays). NULL h: nothing. */
+void dev_hold_progress(dev_hold *h, int impression, int impressions, int kept, int attempt);
+/* Ends the hold and frees h (NULL allowed). */
+void dev_hold_release(dev_hold *h);
+
+/* Records an outcome as reader id's latest: result "ok" (reason and prompt
+ * NULL), "retry" or "failure"; quality and minutiae -1 when not measured. */
+void dev_readers_note(dev_readers *m, const char *id, const char *result, const char *reason, const char *prompt,
+                      int quality, int minutiae);
+/* "ok" for NULL, "retry" for RL_ERETRY, "failure" for anything else (static). */
+const char *dev_result_of(const rl_error *err);
 
 #endif

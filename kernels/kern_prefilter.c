@@ -9,6 +9,7 @@
 #include "kernels/kern_prefilter.h"
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -20,9 +21,15 @@
 #endif
 
 _Static_assert(KERN_PF_NS * KERN_PF_NS == 64, "one 64-bit word per angular section");
-_Static_assert(KERN_PF_PCYL % 8 == 0, "probe lanes come in vectors of 8");
+_Static_assert(KERN_PF_PCYL % 8 == 0 && KERN_PF_SCAN_PCYL % 8 == 0 && KERN_PF_SCAN_PCYL <= KERN_PF_PCYL,
+               "probe lanes come in vectors of 8");
 _Static_assert(KERN_PF_PCYL * KERN_PF_SIM_SCALE <= 65535, "scores fit in 16 bits");
 _Static_assert(KERN_PF_SIM_PRIOR > 0, "the normaliser is never zero");
+_Static_assert(KERN_PF_GCYL < KERN_PF_NONE, "cylinder indices fit a byte beside KERN_PF_NONE");
+_Static_assert(offsetof(kern_pf_finger, valid) == 384 && offsetof(kern_pf_finger, angle) == 480 &&
+                   offsetof(kern_pf_finger, n) == 540,
+               "kern_prefilter.cl reads the scan block at these offsets");
+_Static_assert(KERN_PF_DIR_TOL == 64, "the refinement's rotation table covers a quarter turn");
 
 static inline unsigned pf_popcount64_ref(uint64_t x)
 {
@@ -37,14 +44,29 @@ static inline bool pf_compatible(uint64_t a, uint64_t b)
     return ((a - b + KERN_PF_DIR_TOL) & 255u) <= 2u * KERN_PF_DIR_TOL;
 }
 
-/* A pair's raw terms: num = 2 both - diff, den = 2 both + diff + prior (> 0). */
-static void pf_pair_terms(const kern_pf_probe *probe, unsigned p, const kern_pf_finger *f, unsigned c, int *num,
-                          int *den)
+/* Gallery cylinder c of a finger: the scan block's first, then the detail's. */
+typedef struct pf_gcyl {
+    const uint64_t *value;
+    uint64_t valid;
+    unsigned angle;
+    int x, y;
+} pf_gcyl;
+
+static pf_gcyl pf_cyl_at(const kern_pf_finger *f, const kern_pf_detail *d, unsigned c)
 {
-    uint64_t v = probe->valid[p] & f->valid[c];
+    if (c < KERN_PF_SCAN_CYL)
+        return (pf_gcyl){f->value[c], f->valid[c], f->angle[c], f->x[c], f->y[c]};
+    c -= KERN_PF_SCAN_CYL;
+    return (pf_gcyl){d->value[c], d->valid[c], d->angle[c], d->x[c], d->y[c]};
+}
+
+/* A pair's raw terms: num = 2 both - diff, den = 2 both + diff + prior (> 0). */
+static void pf_pair_terms(const kern_pf_probe *probe, unsigned p, const pf_gcyl *g, int *num, int *den)
+{
+    uint64_t v = probe->valid[p] & g->valid;
     int both = 0, diff = 0;
     for (int k = 0; k < KERN_PF_ND; k++) {
-        uint64_t a = probe->value[k][p], b = f->value[c][k];
+        uint64_t a = probe->value[k][p], b = g->value[k];
         both += (int)pf_popcount64_ref(a & b);
         diff += (int)pf_popcount64_ref((a ^ b) & v);
     }
@@ -61,111 +83,260 @@ static inline int pf_ratio(int num, int den)
 int kern_pf_pair_sim(const kern_pf_probe *probe, unsigned p, const kern_pf_finger *f, unsigned c)
 {
     int num, den;
-    pf_pair_terms(probe, p, f, c, &num, &den);
+    pf_gcyl g = pf_cyl_at(f, NULL, c < KERN_PF_SCAN_CYL ? c : 0);
+    pf_pair_terms(probe, p, &g, &num, &den);
     return pf_ratio(num, den);
 }
 
-/* The reference: the contract written as plainly as possible. */
+static unsigned pf_scan_count(const kern_pf_finger *f) { return f->n < KERN_PF_SCAN_CYL ? f->n : KERN_PF_SCAN_CYL; }
+static unsigned pf_all_count(const kern_pf_finger *f) { return f->n < KERN_PF_GCYL ? f->n : KERN_PF_GCYL; }
+
+/* Probe lane p's best pair among cylinders [0, nc) of a finger, as the
+ * contract defines it (greatest exact ratio, the first on ties); -1 for none. */
+static int pf_best_ref(const kern_pf_probe *probe, unsigned p, const kern_pf_finger *f, const kern_pf_detail *d,
+                       unsigned nc, int *sim)
+{
+    int bnum = 0, bden = 1, best = -1;
+    for (unsigned c = 0; c < nc; c++) {
+        pf_gcyl g = pf_cyl_at(f, d, c);
+        if (!pf_compatible(probe->angle[p], g.angle))
+            continue;
+        int num, den;
+        pf_pair_terms(probe, p, &g, &num, &den);
+        if (num > 0 && num * bden > bnum * den) {
+            bnum = num;
+            bden = den;
+            best = (int)c;
+        }
+    }
+    *sim = pf_ratio(bnum, bden);
+    return best;
+}
+
+/* The references: the contract written as plainly as possible. */
 static void pf_scores_scalar(const kern_pf_probe *probe, const kern_pf_finger *gallery, size_t n, uint16_t *out)
 {
     for (size_t t = 0; t < n; t++) {
-        const kern_pf_finger *f = &gallery[t];
-        unsigned nc = f->n < KERN_PF_GCYL ? f->n : KERN_PF_GCYL, sum = 0;
-        for (unsigned p = 0; p < KERN_PF_PCYL; p++) {
-            int best = 0;
-            for (unsigned c = 0; c < nc; c++) {
-                if (!pf_compatible(probe->angle[p], f->angle[c]))
-                    continue;
-                int s = kern_pf_pair_sim(probe, p, f, c);
-                if (s > best)
-                    best = s;
-            }
-            sum += (unsigned)best;
+        unsigned sum = 0;
+        for (unsigned p = 0; p < KERN_PF_SCAN_PCYL; p++) {
+            int sim;
+            pf_best_ref(probe, p, &gallery[t], NULL, pf_scan_count(&gallery[t]), &sim);
+            sum += (unsigned)sim;
         }
         out[t] = (uint16_t)sum;
     }
+}
+
+static void pf_best_scalar(const kern_pf_probe *probe, const kern_pf_finger *f, const kern_pf_detail *d,
+                           kern_pf_best *out)
+{
+    for (unsigned p = 0; p < KERN_PF_PCYL; p++) {
+        int sim, c = pf_best_ref(probe, p, f, d, pf_all_count(f), &sim);
+        out->sim[p] = (uint16_t)sim;
+        out->cyl[p] = (uint8_t)(c < 0 ? KERN_PF_NONE : c);
+    }
+}
+
+/* round(16384 cos(2 pi k / 256)), k = 0..64: rotations by up to a quarter turn in Q14. */
+static const int32_t pf_cos_q14[65] = {
+    16384, 16379, 16364, 16340, 16305, 16261, 16207, 16143, 16069, 15986, 15893, 15791, 15679, 15557, 15426, 15286,
+    15137, 14978, 14811, 14635, 14449, 14256, 14053, 13842, 13623, 13395, 13160, 12916, 12665, 12406, 12140, 11866,
+    11585, 11297, 11003, 10702, 10394, 10080, 9760,  9434,  9102,  8765,  8423,  8076,  7723,  7366,  7005,  6639,
+    6270,  5897,  5520,  5139,  4756,  4370,  3981,  3590,  3196,  2801,  2404,  2006,  1606,  1205,  804,   402,
+    0};
+
+unsigned kern_pf_refine_score(const kern_pf_probe *probe, const kern_pf_finger *f, const kern_pf_detail *d,
+                              const kern_pf_best *best)
+{
+    /* Each best pair's placement: rotation r = a_p - a_g (|r| <= a quarter
+     * turn, by compatibility) and translation probe - R(r) gallery, in Q14. */
+    int64_t tx[KERN_PF_PCYL], ty[KERN_PF_PCYL];
+    int rot[KERN_PF_PCYL], sim[KERN_PF_PCYL], seed[KERN_PF_SEEDS];
+    unsigned n = 0, nseed = 0, nc = pf_all_count(f);
+    for (unsigned p = 0; p < KERN_PF_PCYL; p++) {
+        if (!best->sim[p] || best->cyl[p] >= nc)
+            continue;
+        pf_gcyl g = pf_cyl_at(f, d, best->cyl[p]);
+        int r = (int)(int8_t)(uint8_t)(probe->angle[p] - g.angle), k = r < 0 ? -r : r;
+        int64_t c = pf_cos_q14[k], s = r < 0 ? -pf_cos_q14[64 - k] : pf_cos_q14[64 - k];
+        tx[n] = (int64_t)probe->x[p] * 16384 - (c * g.x - s * g.y);
+        ty[n] = (int64_t)probe->y[p] * 16384 - (s * g.x + c * g.y);
+        rot[n] = r;
+        sim[n++] = best->sim[p];
+    }
+    /* Seeds: the strongest pairs, kept sorted (the lower lane first on ties). */
+    for (unsigned i = 0; i < n; i++) {
+        unsigned at = nseed;
+        while (at > 0 && sim[seed[at - 1]] < sim[i])
+            at--;
+        if (at >= KERN_PF_SEEDS)
+            continue;
+        unsigned last = nseed < KERN_PF_SEEDS ? nseed++ : KERN_PF_SEEDS - 1;
+        for (unsigned m = last; m > at; m--)
+            seed[m] = seed[m - 1];
+        seed[at] = (int)i;
+    }
+    const int64_t reach = (int64_t)KERN_PF_PLACE_PX * 16384;
+    unsigned top = 0;
+    for (unsigned q = 0; q < nseed; q++) {
+        int i = seed[q];
+        unsigned sum = 0;
+        for (unsigned j = 0; j < n; j++) {
+            int64_t dx = tx[j] - tx[i], dy = ty[j] - ty[i];
+            int dr = rot[j] - rot[i];
+            if (dx * dx + dy * dy <= reach * reach && dr <= KERN_PF_PLACE_TURN && dr >= -KERN_PF_PLACE_TURN)
+                sum += (unsigned)sim[j];
+        }
+        if (sum > top)
+            top = sum;
+    }
+    return top;
 }
 
 #if KERN_PF_X86
 /*
  * One body for the SIMD variants, on GCC vector types: a pf_v8 holds 8 probe
  * cylinders (one 64-bit lane each), a gallery cylinder's words are broadcast
- * against them, and each lane keeps its own best, so the only horizontal
- * step is one sum per finger. POPCNT_V8 is what differs per target. Under
- * target("avx512f") the generic operations become zmm instructions, under
- * "avx2" pairs of ymm, under "popcnt" SSE2 pairs, from the same source.
- * The body is a macro rather than an inline function taking vectors by
- * value, because a 64-byte vector argument has no stable ABI below AVX-512.
+ * against them, and each lane keeps its own best ratio (and, for stage 2, the
+ * cylinder it came from), so the only horizontal step is one sum per finger.
+ * POPCNT_V8, MUL_V8 (lane products of values below 2^32) and GT_V8 (lane
+ * compare, all ones where greater) are what differ per target. Under target("avx512f") the generic operations become zmm
+ * instructions, under "avx2" pairs of ymm, under "popcnt" SSE2 pairs, from the
+ * same source. The bodies are macros rather than inline functions taking
+ * vectors by value, because a 64-byte vector argument has no stable ABI below
+ * AVX-512.
  */
 typedef int64_t pf_v8 __attribute__((vector_size(64)));
 typedef int64_t pf_v4 __attribute__((vector_size(32)));
-enum { PF_NV = KERN_PF_PCYL / 8 };
+typedef int32_t pf_v8i __attribute__((vector_size(32)));
+typedef double pf_v8d __attribute__((vector_size(64)));
+enum { PF_NV = KERN_PF_PCYL / 8, PF_NV_SCAN = KERN_PF_SCAN_PCYL / 8 };
 
-#define KERN_PF_SCORES_BODY(POPCNT_V8)                                                                  \
+/* The probe in registers (pa: its angles plus the tolerance, for one compare). */
+#define KERN_PF_PROBE_LOAD                                                                              \
     pf_v8 pv[KERN_PF_ND][PF_NV], pm[PF_NV], pa[PF_NV];                                                  \
     for (int q = 0; q < PF_NV; q++) {                                                                   \
         for (int k = 0; k < KERN_PF_ND; k++)                                                            \
             memcpy(&pv[k][q], &probe->value[k][8 * q], sizeof(pf_v8));                                  \
         memcpy(&pm[q], &probe->valid[8 * q], sizeof(pf_v8));                                            \
         memcpy(&pa[q], &probe->angle[8 * q], sizeof(pf_v8));                                            \
+        pa[q] += KERN_PF_DIR_TOL;                                                                       \
     }                                                                                                   \
-    const pf_v8 zero = {0}, one = zero + 1;                                                             \
+    const pf_v8 zero = {0}, one = zero + 1
+
+/* Each lane's best so far as bnum / bden (0 / 1 is "none") and, with TRACK, its cylinder in bcyl. */
+#define KERN_PF_BEST_INIT                                                                               \
+    pf_v8 bnum[PF_NV], bden[PF_NV], bcyl[PF_NV];                                                        \
+    for (int q = 0; q < PF_NV; q++) {                                                                   \
+        bnum[q] = zero;                                                                                 \
+        bden[q] = one;                                                                                  \
+        bcyl[q] = zero + KERN_PF_NONE;                                                                  \
+    }
+
+/* One gallery cylinder (its value words, valid word, angle, index) against the lanes of the first NV vectors. */
+#define KERN_PF_STEP(POPCNT_V8, MUL_V8, GT_V8, NV, VALUE, VALID, ANGLE, CYL, TRACK)                      \
+    do {                                                                                                \
+        pf_v8 gv[KERN_PF_ND];                                                                           \
+        for (int k = 0; k < KERN_PF_ND; k++)                                                            \
+            gv[k] = zero + (int64_t)(VALUE)[k];                                                         \
+        const pf_v8 gm = zero + (int64_t)(VALID), ga = zero + (int64_t)(ANGLE);                         \
+        _Pragma("GCC unroll 4") for (int q = 0; q < (NV); q++) {                                        \
+            const pf_v8 v = pm[q] & gm;                                                                 \
+            pf_v8 b2 = zero, df = zero;                                                                 \
+            _Pragma("GCC unroll 4") for (int k = 0; k < KERN_PF_ND; k++) {                              \
+                b2 += POPCNT_V8(pv[k][q] & gv[k]);                                                      \
+                df += POPCNT_V8((pv[k][q] ^ gv[k]) & v);                                                \
+            }                                                                                           \
+            b2 += b2;                                                                                   \
+            pf_v8 num = b2 - df;                                                                        \
+            const pf_v8 den = b2 + df + KERN_PF_SIM_PRIOR;                                              \
+            /* a non-positive ratio never wins; clearing it keeps the products unsigned */              \
+            num &= GT_V8(num, zero);                                                                    \
+            /* num / den > bnum / bden exactly: every term is below 2^10 */                             \
+            const pf_v8 take = ~GT_V8((pa[q] - ga) & 255, zero + 2 * KERN_PF_DIR_TOL) &                 \
+                               GT_V8(MUL_V8(num, bden[q]), MUL_V8(bnum[q], den));                       \
+            bnum[q] = (num & take) | (bnum[q] & ~take);                                                 \
+            bden[q] = (den & take) | (bden[q] & ~take);                                                 \
+            if (TRACK)                                                                                  \
+                bcyl[q] = ((zero + (int64_t)(CYL)) & take) | (bcyl[q] & ~take);                         \
+        }                                                                                               \
+    } while (0)
+
+/* floor(KERN_PF_SIM_SCALE bnum / bden) per lane, exactly (see kern_prefilter.h), as int32 lanes. */
+#define KERN_PF_SIM_V8(q)                                                                               \
+    __builtin_convertvector(__builtin_convertvector(__builtin_convertvector(bnum[q], pf_v8i), pf_v8d) *   \
+                                (double)KERN_PF_SIM_SCALE /                                             \
+                                __builtin_convertvector(__builtin_convertvector(bden[q], pf_v8i), pf_v8d), \
+                            pf_v8i)
+
+/* Stage 1: the scan cylinders against the first PF_NV_SCAN probe vectors. */
+#define KERN_PF_SCORES_BODY(POPCNT_V8, MUL_V8, GT_V8)                                                    \
+    KERN_PF_PROBE_LOAD;                                                                                 \
     for (size_t t = 0; t < n; t++) {                                                                    \
         const kern_pf_finger *f = &gallery[t];                                                          \
-        unsigned nc = f->n < KERN_PF_GCYL ? f->n : KERN_PF_GCYL;                                        \
-        /* each lane's best ratio so far as num / den; 0 / 1 is "none" */                              \
-        pf_v8 bnum[PF_NV], bden[PF_NV];                                                                 \
-        for (int q = 0; q < PF_NV; q++) {                                                               \
-            bnum[q] = zero;                                                                             \
-            bden[q] = one;                                                                              \
-        }                                                                                               \
-        for (unsigned c = 0; c < nc; c++) {                                                             \
-            pf_v8 gv[KERN_PF_ND];                                                                       \
-            for (int k = 0; k < KERN_PF_ND; k++)                                                        \
-                gv[k] = zero + (int64_t)f->value[c][k];                                                 \
-            const pf_v8 gm = zero + (int64_t)f->valid[c], ga = zero + (int64_t)f->angle[c];             \
-            for (int q = 0; q < PF_NV; q++) {                                                           \
-                const pf_v8 v = pm[q] & gm;                                                             \
-                pf_v8 b2 = zero, d = zero;                                                              \
-                for (int k = 0; k < KERN_PF_ND; k++) {                                                  \
-                    b2 += POPCNT_V8(pv[k][q] & gv[k]);                                                  \
-                    d += POPCNT_V8((pv[k][q] ^ gv[k]) & v);                                             \
-                }                                                                                       \
-                b2 += b2;                                                                               \
-                const pf_v8 num = b2 - d, den = b2 + d + KERN_PF_SIM_PRIOR;                             \
-                /* num / den > bnum / bden, exactly: |num| <= 512, den <= 528 */                        \
-                pf_v8 compat = ((pa[q] - ga + KERN_PF_DIR_TOL) & 255) <= 2 * KERN_PF_DIR_TOL;           \
-                pf_v8 take = compat & (num * bden[q] > bnum[q] * den);                                  \
-                bnum[q] = (num & take) | (bnum[q] & ~take);                                             \
-                bden[q] = (den & take) | (bden[q] & ~take);                                             \
-            }                                                                                           \
-        }                                                                                               \
+        unsigned nc = f->n < KERN_PF_SCAN_CYL ? f->n : KERN_PF_SCAN_CYL;                                \
+        KERN_PF_BEST_INIT;                                                                              \
+        for (unsigned c = 0; c < nc; c++)                                                               \
+            KERN_PF_STEP(POPCNT_V8, MUL_V8, GT_V8, PF_NV_SCAN, f->value[c], f->valid[c], f->angle[c], c, 0); \
+        pf_v8i sum = KERN_PF_SIM_V8(0);                                                                 \
+        for (int q = 1; q < PF_NV_SCAN; q++)                                                            \
+            sum += KERN_PF_SIM_V8(q);                                                                   \
         unsigned total = 0;                                                                             \
-        for (int q = 0; q < PF_NV; q++)                                                                 \
-            for (int i = 0; i < 8; i++)                                                                 \
-                if (bnum[q][i] > 0)                                                                     \
-                    total += (unsigned)(bnum[q][i] * KERN_PF_SIM_SCALE / bden[q][i]);                   \
+        for (int i = 0; i < 8; i++)                                                                     \
+            total += (unsigned)sum[i];                                                                  \
         out[t] = (uint16_t)total;                                                                       \
     }
 
-/* POPCNT: the instruction, one lane at a time. */
+/* Stage 2: every cylinder of the finger against every probe vector. */
+#define KERN_PF_BEST_BODY(POPCNT_V8, MUL_V8, GT_V8)                                                      \
+    KERN_PF_PROBE_LOAD;                                                                                 \
+    unsigned nc = f->n < KERN_PF_GCYL ? f->n : KERN_PF_GCYL;                                            \
+    KERN_PF_BEST_INIT;                                                                                  \
+    for (unsigned c = 0; c < nc; c++) {                                                                 \
+        unsigned e = c - KERN_PF_SCAN_CYL;                                                              \
+        if (c < KERN_PF_SCAN_CYL)                                                                       \
+            KERN_PF_STEP(POPCNT_V8, MUL_V8, GT_V8, PF_NV, f->value[c], f->valid[c], f->angle[c], c, 1);  \
+        else                                                                                            \
+            KERN_PF_STEP(POPCNT_V8, MUL_V8, GT_V8, PF_NV, d->value[e], d->valid[e], d->angle[e], c, 1);  \
+    }                                                                                                   \
+    for (int q = 0; q < PF_NV; q++) {                                                                   \
+        pf_v8i s = KERN_PF_SIM_V8(q);                                                                   \
+        for (int i = 0; i < 8; i++) {                                                                   \
+            out->sim[8 * q + i] = (uint16_t)s[i];                                                       \
+            out->cyl[8 * q + i] = (uint8_t)bcyl[q][i];                                                  \
+        }                                                                                               \
+    }
+
+/* Both bodies stamped for one target. */
+#define KERN_PF_VARIANTS(NAME, TARGET, POPCNT_V8, MUL_V8, GT_V8)                                         \
+    __attribute__((target(TARGET))) static void pf_scores_##NAME(const kern_pf_probe *probe,            \
+                                                                 const kern_pf_finger *gallery, size_t n, \
+                                                                 uint16_t *out)                         \
+    {                                                                                                   \
+        KERN_PF_SCORES_BODY(POPCNT_V8, MUL_V8, GT_V8)                                                          \
+    }                                                                                                   \
+    __attribute__((target(TARGET))) static void pf_best_##NAME(const kern_pf_probe *probe,              \
+                                                               const kern_pf_finger *f,                 \
+                                                               const kern_pf_detail *d, kern_pf_best *out) \
+    {                                                                                                   \
+        KERN_PF_BEST_BODY(POPCNT_V8, MUL_V8, GT_V8)                                                            \
+    }
+
+/* POPCNT: the instruction, one lane at a time; products by the generic multiply. */
 #define PF_POPCNT_LANES(x)                                                                                      \
     ((pf_v8){__builtin_popcountll((uint64_t)(x)[0]), __builtin_popcountll((uint64_t)(x)[1]),                   \
              __builtin_popcountll((uint64_t)(x)[2]), __builtin_popcountll((uint64_t)(x)[3]),                   \
              __builtin_popcountll((uint64_t)(x)[4]), __builtin_popcountll((uint64_t)(x)[5]),                   \
              __builtin_popcountll((uint64_t)(x)[6]), __builtin_popcountll((uint64_t)(x)[7])})
+#define PF_MUL_GENERIC(a, b) ((a) * (b))
+#define PF_GT_GENERIC(a, b) ((a) > (b))
 
-__attribute__((target("popcnt"))) static void pf_scores_popcnt(const kern_pf_probe *probe,
-                                                               const kern_pf_finger *gallery, size_t n,
-                                                               uint16_t *out)
-{
-    KERN_PF_SCORES_BODY(PF_POPCNT_LANES)
-}
+KERN_PF_VARIANTS(popcnt, "popcnt", PF_POPCNT_LANES, PF_MUL_GENERIC, PF_GT_GENERIC)
 
 /*
  * AVX2 has no vector popcount: W. Mula's nibble table (VPSHUFB looks up the
  * bit count of each nibble, 32 bytes at a time) then VPSADBW sums each
- * 64-bit lane's bytes. Two ymm make one pf_v8.
+ * 64-bit lane's bytes. Two ymm make one pf_v8; so do the VPMULUDQ products.
  */
 __attribute__((target("avx2"))) static inline __m256i pf_popcnt_avx2_4(__m256i x)
 {
@@ -177,25 +348,25 @@ __attribute__((target("avx2"))) static inline __m256i pf_popcnt_avx2_4(__m256i x
     return _mm256_sad_epu8(bytes, _mm256_setzero_si256());
 }
 
-#define PF_POPCNT_AVX2(x)                                                                                   \
-    __builtin_shufflevector((pf_v4)pf_popcnt_avx2_4((__m256i)__builtin_shufflevector((x), (x), 0, 1, 2, 3)), \
-                            (pf_v4)pf_popcnt_avx2_4((__m256i)__builtin_shufflevector((x), (x), 4, 5, 6, 7)), 0, 1,  \
-                            2, 3, 4, 5, 6, 7)
+#define PF_HALVES_AVX2(OP, x, y)                                                                           \
+    __builtin_shufflevector(                                                                               \
+        (pf_v4)OP((__m256i)__builtin_shufflevector((x), (x), 0, 1, 2, 3),                                  \
+                  (__m256i)__builtin_shufflevector((y), (y), 0, 1, 2, 3)),                                 \
+        (pf_v4)OP((__m256i)__builtin_shufflevector((x), (x), 4, 5, 6, 7),                                  \
+                  (__m256i)__builtin_shufflevector((y), (y), 4, 5, 6, 7)),                                 \
+        0, 1, 2, 3, 4, 5, 6, 7)
+#define PF_POPCNT_AVX2_1(a, b) pf_popcnt_avx2_4(a)
+#define PF_POPCNT_AVX2(x) PF_HALVES_AVX2(PF_POPCNT_AVX2_1, x, x)
+#define PF_MUL_AVX2(a, b) PF_HALVES_AVX2(_mm256_mul_epu32, a, b)
+/* GCC compares 64-byte vectors lane by lane in scalar code below AVX-512: VPCMPGTQ by halves. */
+#define PF_GT_AVX2(a, b) PF_HALVES_AVX2(_mm256_cmpgt_epi64, a, b)
 
-__attribute__((target("avx2"))) static void pf_scores_avx2(const kern_pf_probe *probe, const kern_pf_finger *gallery,
-                                                           size_t n, uint16_t *out)
-{
-    KERN_PF_SCORES_BODY(PF_POPCNT_AVX2)
-}
+KERN_PF_VARIANTS(avx2, "avx2", PF_POPCNT_AVX2, PF_MUL_AVX2, PF_GT_AVX2)
 
 #define PF_POPCNT_AVX512(x) ((pf_v8)_mm512_popcnt_epi64((__m512i)(x)))
+#define PF_MUL_AVX512(a, b) ((pf_v8)_mm512_mul_epu32((__m512i)(a), (__m512i)(b)))
 
-__attribute__((target("avx512f,avx512vpopcntdq"))) static void pf_scores_avx512(const kern_pf_probe *probe,
-                                                                                 const kern_pf_finger *gallery,
-                                                                                 size_t n, uint16_t *out)
-{
-    KERN_PF_SCORES_BODY(PF_POPCNT_AVX512)
-}
+KERN_PF_VARIANTS(avx512, "avx512f,avx512vpopcntdq", PF_POPCNT_AVX512, PF_MUL_AVX512, PF_GT_GENERIC)
 #endif
 
 /* Every variant with what it needs and the path it belongs to, best first
@@ -204,25 +375,40 @@ typedef struct pf_variant {
     kern_pf_impl impl;
     kern_path path;
     unsigned needs;
-    kern_pf_scores_fn *fn;
+    kern_pf_scores_fn *scores;
+    kern_pf_best_fn *best;
 } pf_variant;
 
 static const pf_variant pf_variants[] = {
 #if KERN_PF_X86
-    {KERN_PF_AVX512, KERN_PATH_AVX512, KERN_CPU_AVX512F | KERN_CPU_AVX512VPOPCNTDQ, pf_scores_avx512},
-    {KERN_PF_AVX2, KERN_PATH_AVX2, KERN_CPU_AVX2, pf_scores_avx2},
-    {KERN_PF_POPCNT, KERN_PATH_POPCNT, KERN_CPU_POPCNT, pf_scores_popcnt},
+    {KERN_PF_AVX512, KERN_PATH_AVX512, KERN_CPU_AVX512F | KERN_CPU_AVX512VPOPCNTDQ, pf_scores_avx512,
+     pf_best_avx512},
+    {KERN_PF_AVX2, KERN_PATH_AVX2, KERN_CPU_AVX2, pf_scores_avx2, pf_best_avx2},
+    {KERN_PF_POPCNT, KERN_PATH_POPCNT, KERN_CPU_POPCNT, pf_scores_popcnt, pf_best_popcnt},
 #endif
-    {KERN_PF_SCALAR, KERN_PATH_SCALAR, 0, pf_scores_scalar},
+    {KERN_PF_SCALAR, KERN_PATH_SCALAR, 0, pf_scores_scalar, pf_best_scalar},
 };
 enum { PF_NVARIANTS = sizeof pf_variants / sizeof pf_variants[0] };
 
-kern_pf_scores_fn *kern_pf_get(kern_pf_impl impl)
+/* impl's entry when this CPU can run it, else NULL. */
+static const pf_variant *pf_variant_of(kern_pf_impl impl)
 {
     for (int i = 0; i < PF_NVARIANTS; i++)
         if (pf_variants[i].impl == impl)
-            return (pf_variants[i].needs & ~kern_dispatch_get()->cpu) == 0 ? pf_variants[i].fn : NULL;
+            return (pf_variants[i].needs & ~kern_dispatch_get()->cpu) == 0 ? &pf_variants[i] : NULL;
     return NULL;
+}
+
+kern_pf_scores_fn *kern_pf_get(kern_pf_impl impl)
+{
+    const pf_variant *v = pf_variant_of(impl);
+    return v ? v->scores : NULL;
+}
+
+kern_pf_best_fn *kern_pf_get_best(kern_pf_impl impl)
+{
+    const pf_variant *v = pf_variant_of(impl);
+    return v ? v->best : NULL;
 }
 
 const char *kern_pf_impl_name(kern_pf_impl impl)

@@ -382,6 +382,23 @@ enum { RL_FINGER_VERIFY_MAX_RECORDS = 64 };
 rl_error *rl_registry_finger_verify(rl_registry *reg, const rl_actor *actor, const char *const *records,
                                     int nrecords, int position, const bio_template *probe, json_t **out);
 
+/* The same fingers of two source records side by side, for a reviewer: every position enrolled on
+ * both is compared 1:1: {"comparisons": [{"position", "score", "decision"}] (by position),
+ * "compared", "threshold", "decision": "match" (some position clears the threshold) | "no-match" |
+ * "no-common-finger"}. The threshold is the best-of-k one for FMR 0.1% (bio_gallery_threshold).
+ * Errors: RL_EINVAL (ids). Audited as a read of both records ("finger-compare"). */
+rl_error *rl_registry_finger_compare(rl_registry *reg, const rl_actor *actor, const char *record_a,
+                                     const char *record_b, json_t **out);
+
+/* The in-memory 1:N gallery, for monitoring (/metrics, the admin screen): loaded from the store at the
+ * first call if no identification loaded it yet. */
+typedef struct rl_finger_stats {
+    uint64_t fingers;          /* enrolled fingers searchable by 1:N */
+    uint64_t memory_bytes;     /* descriptors + index + resident full features */
+    uint64_t resident_fingers; /* fingers whose full features stay in memory (within the budget) */
+} rl_finger_stats;
+rl_error *rl_registry_finger_stats(rl_registry *reg, rl_finger_stats *out);
+
 /* ---- maintenance ---- */
 
 /* Verifies every invariant; changes nothing. *report: {"ok":bool, "problems":[...], counts}. */

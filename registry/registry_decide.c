@@ -35,11 +35,6 @@ static int reg_by_keys_desc(const void *a, const void *b)
     return strcmp(x->rid, y->rid);
 }
 
-bool reg_contradicts(const rl_registry *reg, double score, bool guarded)
-{
-    return score < reg->opts.review_threshold || guarded;
-}
-
 rl_error *reg_gather_candidates(rl_registry *reg, const char *rid, const json_t *keys, const json_t *ident_keys,
                                 json_t *cands, int *room, bool from_store)
 {
@@ -216,7 +211,7 @@ static rl_error *reg_score_candidate(rl_registry *reg, const void *probe, const 
         goto cleanup; /* an index entry without a record: `check` reports it */
     out->usable = true;
     /* Scores only first: building the per-field outcomes cost more than the comparison. */
-    RL_TRY(reg->matcher->compare(reg->matcher, probe, prepared, &out->score, &out->guarded, NULL));
+    RL_TRY(reg->matcher->compare(reg->matcher, probe, prepared, &out->score, &out->ev, NULL));
     if (cand) {
         cand_keys = json_array();
         if (!cand_keys)
@@ -228,8 +223,8 @@ static rl_error *reg_score_candidate(rl_registry *reg, const void *probe, const 
         out->score = 1.0;
     if (out->score >= reg->opts.review_threshold) {
         double again = 0;
-        bool guarded = false;
-        RL_TRY(reg->matcher->compare(reg->matcher, probe, prepared, &again, &guarded, &out->fields));
+        rl_evidence ev;
+        RL_TRY(reg->matcher->compare(reg->matcher, probe, prepared, &again, &ev, &out->fields));
         if (out->trusted > 0)
             json_object_set_new(out->fields, "identifier", json_string("agree (trusted)"));
     }
@@ -353,7 +348,10 @@ rl_error *reg_score_goldens(rl_registry *reg, const char *rid, const void *probe
             n++;
         }
         gs[g].vetoed = gs[g].vetoed || veto != NULL || cs->trusted < 0;
-        gs[g].contradicted = gs[g].contradicted || reg_contradicts(reg, cs->score, cs->guarded);
+        gs[g].contradicted = gs[g].contradicted || (cs->ev.against && cs->trusted <= 0);
+        gs[g].guards |= cs->ev.guards;
+        if (!cs->ev.guards && cs->score >= reg->opts.auto_link_threshold)
+            gs[g].vouched |= cs->ev.agrees;
         if (cs->score > gs[g].score) {
             gs[g].score = cs->score;
             snprintf(gs[g].record, sizeof gs[g].record, "%s", cid);
@@ -363,6 +361,9 @@ rl_error *reg_score_goldens(rl_registry *reg, const char *rid, const void *probe
         json_decref(veto);
         veto = NULL;
     }
+    /* Whether a guard is lifted needs every candidate member of the person: only now. */
+    for (size_t g = 0; g < n; g++)
+        gs[g].contradicted = gs[g].contradicted || (gs[g].guards & ~gs[g].vouched) != 0;
     *out = gs;
     *nout = n;
     gs = NULL;
@@ -462,12 +463,12 @@ static rl_error *reg_fill_fields(rl_registry *reg, const void *probe, reg_golden
     rl_error *err = NULL;
     void *prepared = NULL;
     double score = 0;
-    bool guarded = false;
+    rl_evidence ev;
     rl_buf scratch;
     rl_buf_init(&scratch, 1 << 20);
     RL_TRY(reg_candidate_prepared(reg, gs->record, &scratch, &prepared, NULL, NULL));
     if (prepared)
-        RL_TRY(reg->matcher->compare(reg->matcher, probe, prepared, &score, &guarded, &gs->fields));
+        RL_TRY(reg->matcher->compare(reg->matcher, probe, prepared, &score, &ev, &gs->fields));
 cleanup:
     if (prepared)
         reg->matcher->release(reg->matcher, prepared);

@@ -4,15 +4,13 @@
  *
  * Keys in the templates family (text then a position, so `ldb` stays readable):
  *   "F" record id \0 "NN"  -> finger value (below)
- *   "D" record id \0 "NN"  -> "RLFD" version 3, 3 reserved bytes, then the finger's
- *                             prefilter block (kern_pf_finger): its KERN_PF_GCYL x 4
- *                             value words and KERN_PF_GCYL valid words (little-endian
- *                             64-bit), KERN_PF_GCYL direction bytes, the count, zeros
- *                             to 512 bytes. Versions 1 (the hashed descriptor of the
- *                             first prefilter) and 2 (the same block with central
- *                             rather than spread cylinders) are no longer read: the
- *                             gallery load rebuilds such a finger's block from its
- *                             template.
+ *   "D" record id \0 "NN"  -> "RLFD" version 4, 3 reserved bytes, then the finger's
+ *                             prefilter data as bio_prefilter_encode writes it (its
+ *                             KERN_PF_GCYL cylinders with directions and positions).
+ *                             Versions 1 (the hashed descriptor of the first
+ *                             prefilter), 2 and 3 (12 cylinders, central then spread,
+ *                             without positions) are no longer read: the gallery
+ *                             load rebuilds such a finger's data from its template.
  * Finger value, little-endian: "RLFG", version (1), position, quality,
  * reserved (0), template length (u32), features length (u32), the native
  * template, the encoded bio_features. Versioned so that a later layout is
@@ -28,9 +26,10 @@
 #include "biometrics/bio_gallery.h"
 #include "biometrics/bio_match.h"
 #include "common/rl_buf.h"
+#include "common/rl_le.h"
 #include "registry/registry_internal.h"
 
-enum { FG_HDR = 16, FG_VERSION = 1, FD_VERSION = 3, FD_BYTES = 8 + KERN_PF_FINGER_BYTES, FG_MAX_BYTES = 1 << 22 };
+enum { FG_HDR = 16, FG_VERSION = 1, FD_VERSION = 4, FD_BYTES = 8 + BIO_PF_ENCODED_BYTES, FG_MAX_BYTES = 1 << 22 };
 
 static size_t fg_key(char kind, const char *rid, int position, char *out, size_t size)
 {
@@ -38,14 +37,6 @@ static size_t fg_key(char kind, const char *rid, int position, char *out, size_t
     return n > 0 && (size_t)n < size ? (size_t)n : 0;
 }
 
-static void put_le32(unsigned char *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++) p[i] = (unsigned char)(v >> (8 * i));
-}
-static uint32_t get_le32(const unsigned char *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
 
 static rl_error *fg_check(const char *rid, int position)
 {
@@ -64,7 +55,7 @@ static rl_error *fg_parse(const unsigned char *v, size_t len, const unsigned cha
         return RL_ERR(RL_ESTORE, "finger value: not RLFG: the store is damaged");
     if (v[4] != FG_VERSION)
         return RL_ERR(RL_EUNSUPPORTED, "finger value version %u: written by a newer Ridgeline", v[4]);
-    uint32_t a = get_le32(v + 8), b = get_le32(v + 12);
+    uint32_t a = rl_get_le32(v + 8), b = rl_get_le32(v + 12);
     if ((uint64_t)a + b + FG_HDR != len)
         return RL_ERR(RL_ESTORE, "finger value: lengths disagree: the store is damaged");
     *tpl = v + FG_HDR;
@@ -76,34 +67,18 @@ static rl_error *fg_parse(const unsigned char *v, size_t len, const unsigned cha
     return NULL;
 }
 
-static void put_le64(unsigned char *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++) p[i] = (unsigned char)(v >> (8 * i));
-}
-static uint64_t get_le64(const unsigned char *p)
-{
-    uint64_t x = 0;
-    for (int i = 7; i >= 0; i--) x = x << 8 | p[i];
-    return x;
-}
-
-static void fd_encode(const kern_pf_finger *d, unsigned char out[FD_BYTES])
+static void fd_encode(const bio_pf_finger *d, unsigned char out[FD_BYTES])
 {
     memset(out, 0, FD_BYTES);
     memcpy(out, "RLFD", 4);
     out[4] = FD_VERSION;
-    unsigned char *p = out + 8;
-    for (int c = 0; c < KERN_PF_GCYL; c++)
-        for (int k = 0; k < KERN_PF_ND; k++, p += 8) put_le64(p, d->value[c][k]);
-    for (int c = 0; c < KERN_PF_GCYL; c++, p += 8) put_le64(p, d->valid[c]);
-    memcpy(p, d->angle, KERN_PF_GCYL);
-    p[KERN_PF_GCYL] = d->n;
+    bio_prefilter_encode(d, out + 8);
 }
 
 /* RL_EUNSUPPORTED for an older version (the caller rebuilds from the template);
  * RL_ESTORE for anything malformed, including value bits outside the valid
  * cells, which the kernels rely on never seeing. */
-static rl_error *fd_decode(const unsigned char *v, size_t len, kern_pf_finger *d)
+static rl_error *fd_decode(const unsigned char *v, size_t len, bio_pf_finger *d)
 {
     if (len >= 5 && memcmp(v, "RLFD", 4) == 0 && v[4] >= 1 && v[4] < FD_VERSION)
         return RL_ERR(RL_EUNSUPPORTED, "finger descriptor version %u: rebuilt from the template", v[4]);
@@ -111,19 +86,12 @@ static rl_error *fd_decode(const unsigned char *v, size_t len, kern_pf_finger *d
         return RL_ERR(RL_ESTORE, "finger descriptor: wrong length or magic: the store is damaged");
     if (v[4] != FD_VERSION)
         return RL_ERR(RL_EUNSUPPORTED, "finger descriptor version %u: written by a newer Ridgeline", v[4]);
-    memset(d, 0, sizeof *d);
-    const unsigned char *p = v + 8;
-    for (int c = 0; c < KERN_PF_GCYL; c++)
-        for (int k = 0; k < KERN_PF_ND; k++, p += 8) d->value[c][k] = get_le64(p);
-    for (int c = 0; c < KERN_PF_GCYL; c++, p += 8) d->valid[c] = get_le64(p);
-    memcpy(d->angle, p, KERN_PF_GCYL);
-    d->n = p[KERN_PF_GCYL];
-    if (d->n > KERN_PF_GCYL)
-        return RL_ERR(RL_ESTORE, "finger descriptor: %u cylinders: the store is damaged", d->n);
-    for (int c = 0; c < KERN_PF_GCYL; c++)
-        for (int k = 0; k < KERN_PF_ND; k++)
-            if ((d->value[c][k] & ~d->valid[c]) || (c >= d->n && d->value[c][k]))
-                return RL_ERR(RL_ESTORE, "finger descriptor: bits outside the valid cells: the store is damaged");
+    rl_error *err = bio_prefilter_decode(v + 8, len - 8, d);
+    if (err) {
+        rl_error *damaged = RL_ERR(RL_ESTORE, "finger descriptor: %s: the store is damaged", rl_error_message(err));
+        rl_error_free(err);
+        return damaged;
+    }
     return NULL;
 }
 
@@ -141,7 +109,7 @@ static rl_error *fg_gallery_key(const char *k, size_t klen, bio_gallery_key *gk)
 
 /* A finger's prefilter block from the template in its "F" value (for
  * descriptors written by an older version). */
-static rl_error *fg_rebuild_block(rl_registry *reg, const bio_gallery_key *gk, kern_pf_finger *d)
+static rl_error *fg_rebuild_block(rl_registry *reg, const bio_gallery_key *gk, bio_pf_finger *d)
 {
     rl_error *err = NULL;
     char *v = NULL;
@@ -191,11 +159,11 @@ static rl_error *reg_gallery(rl_registry *reg, bio_gallery **out)
         const char *k = rl_store_iter_key(it, &klen);
         const char *v = rl_store_iter_value(it, &vlen);
         bio_gallery_key gk;
-        kern_pf_finger d;
+        bio_pf_finger d;
         RL_TRY(fg_gallery_key(k + 1, klen - 1, &gk));
         rl_error *derr = fd_decode((const unsigned char *)v, vlen, &d);
         if (derr && rl_error_code(derr) == RL_EUNSUPPORTED && vlen >= 5 && v[4] >= 1 && v[4] < FD_VERSION) {
-            /* Written by the first prefilter: rebuild the block from the finger's template. */
+            /* Written by an earlier prefilter: rebuild the data from the finger's template. */
             rl_error_free(derr);
             derr = NULL;
             RL_TRY(fg_rebuild_block(reg, &gk, &d));
@@ -214,6 +182,21 @@ cleanup:
     pthread_mutex_unlock(&reg->gallery_lock);
     rl_store_iter_destroy(it);
     bio_gallery_free(g);
+    return err;
+}
+
+rl_error *rl_registry_finger_stats(rl_registry *reg, rl_finger_stats *out)
+{
+    rl_error *err = NULL;
+    bio_gallery *g = NULL;
+    memset(out, 0, sizeof *out);
+    RL_TRY(reg_gallery(reg, &g));
+    bio_gallery_memory m;
+    bio_gallery_memory_get(g, &m);
+    out->fingers = m.fingers;
+    out->memory_bytes = m.descriptor_bytes + m.index_bytes + m.resident_bytes;
+    out->resident_fingers = m.resident_fingers;
+cleanup:
     return err;
 }
 
@@ -273,7 +256,7 @@ rl_error *rl_registry_finger_enroll(rl_registry *reg, const rl_actor *actor, con
     RL_TRY(bio_template_encode(t, BIO_FORMAT_NATIVE, &tb));
     RL_TRY(bio_features_build(t, &f));
     RL_TRY(bio_features_encode(f, &fb));
-    kern_pf_finger d;
+    bio_pf_finger d;
     bio_prefilter_finger(t, &d);
     RL_TRY(reg_gallery(reg, &g));
 
@@ -285,8 +268,8 @@ rl_error *rl_registry_finger_enroll(rl_registry *reg, const rl_actor *actor, con
     val[5] = (unsigned char)position;
     val[6] = t->quality;
     val[7] = 0;
-    put_le32(val + 8, (uint32_t)tb.len);
-    put_le32(val + 12, (uint32_t)fb.len);
+    rl_put_le32(val + 8, (uint32_t)tb.len);
+    rl_put_le32(val + 12, (uint32_t)fb.len);
     memcpy(val + FG_HDR, tb.data, tb.len);
     memcpy(val + FG_HDR + tb.len, fb.data, fb.len);
     unsigned char dv[FD_BYTES];
@@ -595,5 +578,87 @@ cleanup:
     json_decref(list);
     json_decref(result);
     free(cmp);
+    return err;
+}
+
+/* One record's enrolled fingers, as full features by position (NULL where none). */
+static rl_error *fg_features_by_position(rl_registry *reg, const char *record,
+                                         bio_features *out[RL_FINGER_POSITION_MAX + 1])
+{
+    rl_error *err = NULL;
+    rl_store_iter *it = NULL;
+    char prefix[REG_KEY_MAX];
+    int pl = snprintf(prefix, sizeof prefix, "F%s%c", record, '\0');
+    RL_TRY(rl_store_iter_prefix(reg->store, RL_CF_TEMPLATES, prefix, (size_t)pl, &it));
+    for (; rl_store_iter_valid(it); rl_store_iter_next(it)) {
+        size_t klen, vlen, tlen, flen;
+        const char *k = rl_store_iter_key(it, &klen);
+        const unsigned char *v = (const unsigned char *)rl_store_iter_value(it, &vlen), *tp, *fp;
+        bio_gallery_key gk;
+        RL_TRY(fg_gallery_key(k + 1, klen - 1, &gk));
+        if (gk.position > RL_FINGER_POSITION_MAX || out[gk.position])
+            continue;
+        RL_TRY(fg_parse(v, vlen, &tp, &tlen, &fp, &flen, NULL));
+        RL_TRY(bio_features_decode(fp, flen, &out[gk.position]));
+    }
+    RL_TRY(rl_store_iter_status(it));
+cleanup:
+    rl_store_iter_destroy(it);
+    return err;
+}
+
+rl_error *rl_registry_finger_compare(rl_registry *reg, const rl_actor *actor, const char *record_a,
+                                     const char *record_b, json_t **out)
+{
+    rl_error *err = NULL;
+    bio_features *fa[RL_FINGER_POSITION_MAX + 1] = {0}, *fb[RL_FINGER_POSITION_MAX + 1] = {0};
+    bio_match_scratch *scratch = NULL;
+    json_t *list = NULL, *result = NULL;
+    *out = NULL;
+    RL_TRY(fg_check(record_a, 0));
+    RL_TRY(fg_check(record_b, 0));
+    RL_TRY(fg_features_by_position(reg, record_a, fa));
+    RL_TRY(fg_features_by_position(reg, record_b, fb));
+    RL_TRY(bio_match_scratch_new(&scratch));
+    list = json_array();
+    if (!list)
+        RL_FAIL(RL_ENOMEM, "out of memory");
+    double score[RL_FINGER_POSITION_MAX + 1];
+    int n = 0;
+    for (int p = 0; p <= RL_FINGER_POSITION_MAX; p++) {
+        if (fa[p] && fb[p]) {
+            score[p] = bio_match_score(fa[p], fb[p], scratch);
+            n++;
+        }
+    }
+    /* Trying k positions must not multiply false accepts: best of k at FMR 0.1% / k. */
+    double threshold = bio_gallery_threshold(0.001, n ? (size_t)n : 1);
+    bool any = false;
+    for (int p = 0; p <= RL_FINGER_POSITION_MAX; p++) {
+        if (!fa[p] || !fb[p])
+            continue;
+        bool match = score[p] >= threshold;
+        any = any || match;
+        if (json_array_append_new(list, json_pack("{s:i, s:f, s:s}", "position", p, "score", score[p], "decision",
+                                                  match ? "match" : "no-match")) != 0)
+            RL_FAIL(RL_ENOMEM, "out of memory");
+    }
+    const char *decision = n == 0 ? "no-common-finger" : any ? "match" : "no-match";
+    result = json_pack("{s:O, s:i, s:f, s:s}", "comparisons", list, "compared", n, "threshold", threshold, "decision",
+                       decision);
+    if (!result)
+        RL_FAIL(RL_ENOMEM, "out of memory");
+    const char *subjects[2] = {record_a, record_b};
+    RL_TRY(reg_audit_now(reg, actor, "finger-compare", subjects, 2, decision, NULL));
+    *out = result;
+    result = NULL;
+cleanup:
+    for (int p = 0; p <= RL_FINGER_POSITION_MAX; p++) {
+        bio_features_free(fa[p]);
+        bio_features_free(fb[p]);
+    }
+    bio_match_scratch_free(scratch);
+    json_decref(list);
+    json_decref(result);
     return err;
 }

@@ -178,7 +178,15 @@ typedef struct reg_golden_score {
     char golden[REG_ID_LEN + 8];
     char record[REG_ID_LEN + 8]; /* its best-scoring candidate member */
     double score;                /* that member's score */
-    bool contradicted;           /* a candidate member contradicts (reg_contradicts) */
+    /* A candidate member contradicts: its comparison is evidence against (its fields alone
+     * favour two people), or it trips a guard (twins, parent and child) that no other
+     * candidate member lifts. A member lifts a guard when it would link on its own
+     * (auto-link score, no guard) and agrees on the guarded fact: a record that gives a
+     * person's own given name, or birth date, is not that person's twin, or parent, however
+     * another of their records reads. */
+    bool contradicted;
+    unsigned guards;             /* guards tripped by candidate members (rl_evidence.guards) */
+    unsigned vouched;            /* guarded facts agreed on by members that link on their own (.agrees) */
     bool vetoed;                 /* not-a-match memory, or a trusted identifier that disagrees */
     bool qualified;              /* set by reg_choose_golden: could be linked automatically */
     json_t *fields;              /* the best member's per-field outcome */
@@ -201,7 +209,7 @@ typedef struct reg_cand_score {
     char golden[REG_ID_LEN + 8]; /* that one */
     bool usable;    /* its features (or record) were found; else it is left out */
     double score;   /* 1 when a trusted identifier agrees */
-    bool guarded;
+    rl_evidence ev; /* what the comparison says beyond the score: guards, agreements, evidence against */
     int trusted;    /* reg_trusted_evidence */
     json_t *fields; /* per-field outcomes, when score >= the review threshold */
 } reg_cand_score;
@@ -234,10 +242,6 @@ rl_error *reg_choose_golden(rl_registry *reg, reg_golden_score *gs, size_t n, re
 rl_error *reg_offer_reviews(reg_txn *txn, const char *rid, const char *own_golden, reg_golden_score *gs, size_t n,
                             reg_active_fn active, void *ctx, int *queued);
 
-/* A candidate member contradicts a link when it scores below the review
- * threshold or the matcher flagged a guard (twins, parent and child): then no
- * automatic link to its golden record, whatever the other members score. */
-bool reg_contradicts(const rl_registry *reg, double score, bool guarded);
 /* ---- the match cache (registry_cache.c) ---- */
 
 /* What the cache knows of a record. features: the caller's buffer for the

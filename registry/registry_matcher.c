@@ -92,8 +92,8 @@ static const char *det_outcome(const char *a, const char *b)
     return strcmp(a, b) == 0 ? "agree" : "disagree";
 }
 
-static rl_error *det_compare(const rl_matcher *m, const void *pa, const void *pb, double *score, bool *guarded,
-                             json_t **fields)
+static rl_error *det_compare(const rl_matcher *m, const void *pa, const void *pb, double *score,
+                             rl_evidence *evidence, json_t **fields)
 {
     const det_view *va = pa, *vb = pb;
     const char *family = det_outcome(va->family, vb->family);
@@ -101,12 +101,12 @@ static rl_error *det_compare(const rl_matcher *m, const void *pa, const void *pb
     const char *birth = det_outcome(va->birth, vb->birth);
     const char *gender = det_outcome(va->gender, vb->gender);
     bool core = strcmp(family, "agree") == 0 && strcmp(given, "agree") == 0 && strcmp(birth, "agree") == 0;
-    *guarded = false;
+    *evidence = (rl_evidence){.agrees = strcmp(gender, "agree") == 0 ? RL_GUARD_SEX : 0, .against = !core};
     if (!core) {
         *score = 0.0;
     } else if (strcmp(gender, "disagree") == 0) {
         *score = 0.7; /* twins of different sex share the rest: a human decides */
-        *guarded = true;
+        evidence->guards = RL_GUARD_SEX;
     } else if (strcmp(gender, "missing") == 0) {
         *score = 0.9;
     } else {
@@ -116,7 +116,7 @@ static rl_error *det_compare(const rl_matcher *m, const void *pa, const void *pb
         return NULL;
     *fields = json_pack("{s:s, s:s, s:s, s:s}", "family", family, "given", given, "birthDate", birth,
                         "gender", gender);
-    if (*fields && *guarded)
+    if (*fields && evidence->guards)
         json_object_set_new(*fields, "guard", json_string("same name and birth date, another sex"));
     if (!*fields)
         return RL_ERR(RL_ENOMEM, "out of memory");
@@ -201,8 +201,8 @@ static rl_error *fs_keys(const rl_matcher *m, const void *prepared, json_t *keys
     return demo_model_blocking_keys(fs_model(m), prepared, keys);
 }
 
-static rl_error *fs_compare(const rl_matcher *m, const void *pa, const void *pb, double *score, bool *guarded,
-                            json_t **fields)
+static rl_error *fs_compare(const rl_matcher *m, const void *pa, const void *pb, double *score,
+                            rl_evidence *evidence, json_t **fields)
 {
     const demo_model *model = fs_model(m);
     int levels[DEMO_F_COUNT];
@@ -210,11 +210,11 @@ static rl_error *fs_compare(const rl_matcher *m, const void *pa, const void *pb,
     demo_compare_features(model, pa, pb, levels);
     double total = demo_model_weight(model, pa, levels, weights);
     double p = demo_model_probability(model, total);
-    const char *guard = demo_model_guard(model, levels);
-    if (guard && p > demo_model_guard_cap(model))
+    evidence->guards = demo_model_guard(model, pa, pb, levels, &evidence->agrees);
+    evidence->against = total < 0;
+    if (evidence->guards && p > demo_model_guard_cap(model))
         p = demo_model_guard_cap(model);
     *score = p;
-    *guarded = guard != NULL;
     if (!fields)
         return NULL;
     json_t *per = json_object();
@@ -226,8 +226,8 @@ static rl_error *fs_compare(const rl_matcher *m, const void *pa, const void *pb,
                                       weights[f]));
     }
     *fields = json_pack("{s:o, s:f, s:f}", "fields", per, "weight", total, "probability", p);
-    if (*fields && guard)
-        json_object_set_new(*fields, "guard", json_string(guard));
+    if (*fields && evidence->guards)
+        json_object_set_new(*fields, "guard", json_string(demo_guard_reason(evidence->guards)));
     if (!*fields)
         return RL_ERR(RL_ENOMEM, "out of memory");
     return NULL;

@@ -28,6 +28,24 @@
 #include "common/rl_error.h"
 #include "demographics/demo_model.h"
 
+/* What a comparison says beyond its score. guards: the rules that flag the
+ * pair for a human (RL_GUARD_* bits: twins, parent and child, another sex);
+ * agrees: the guarded facts on which the pair agrees (the same bits); against:
+ * the fields alone favour two people, whatever the prior. The registry weighs
+ * a person's records together: a record that is evidence against, or trips a
+ * guard that no other record of that person lifts (one that links on its own
+ * and agrees on the guarded fact), contradicts a link (registry_decide.c). */
+typedef struct rl_evidence {
+    unsigned guards, agrees;
+    bool against;
+} rl_evidence;
+
+enum {
+    RL_GUARD_BIRTH = DEMO_GUARD_BIRTH, /* birth dates that differ outright: parent and child, same-named sibling */
+    RL_GUARD_GIVEN = DEMO_GUARD_GIVEN, /* same family name and birth date, another given name or sex: twins */
+    RL_GUARD_SEX = 1 << 2,             /* deterministic matcher: same name and birth date, another sex */
+};
+
 typedef struct rl_matcher rl_matcher;
 struct rl_matcher {
     const char *name;
@@ -35,10 +53,10 @@ struct rl_matcher {
     void (*release)(const rl_matcher *m, void *prepared);
     /* Appends the record's blocking keys (strings) to keys, an array. */
     rl_error *(*keys)(const rl_matcher *m, const void *prepared, json_t *keys);
-    /* Scores a against b; *guarded: a guard (twins, another sex) flagged the pair for a human.
+    /* Scores a against b (capped under auto-linking when a guard fires), with *evidence beside.
      * fields NULL: not wanted (a decision scores many candidates and keeps the fields of few);
-     * else *fields (new reference) holds per-field outcomes, with "guard" when guarded. */
-    rl_error *(*compare)(const rl_matcher *m, const void *a, const void *b, double *score, bool *guarded,
+     * else *fields (new reference) holds per-field outcomes, with "guard" when one fired. */
+    rl_error *(*compare)(const rl_matcher *m, const void *a, const void *b, double *score, rl_evidence *evidence,
                          json_t **fields);
     /* The prepared form as bytes (kept in the store beside the record), and
      * back; decode fails (RL_ECONFLICT) for bytes this matcher's rules did not make. */

@@ -249,12 +249,77 @@ cleanup:
     return err;
 }
 
+/*
+ * Undoing a review decision also takes the decision back: the item is open
+ * again (it shows who reopened it) and, for "not a match", the pairs it put in
+ * the not-a-match memory are forgotten, so the reviewer can decide afresh.
+ * The memory is found by its "review" member: the family holds human
+ * decisions only, so reading it whole under the write lock stays small.
+ * RL_ECONFLICT when a newer item for the same pair is open already.
+ */
+static rl_error *reg_undo_review(reg_txn *txn, const rl_actor *actor, const json_t *ev, const char *event_id,
+                                 const char *undo_id, json_t **reopened)
+{
+    rl_error *err = NULL;
+    json_t *item = NULL;
+    rl_store_iter *it = NULL;
+    char *open_id = NULL;
+    const char *op = json_string_value(json_object_get(ev, "op"));
+    const char *review_id = json_string_value(json_object_get(json_object_get(ev, "detail"), "review"));
+    if (!op || !review_id || (strcmp(op, "review-link") != 0 && strcmp(op, "review-not-a-match") != 0))
+        return NULL;
+    RL_TRY(reg_get_json(txn->reg, RL_CF_REVIEW, review_id, strlen(review_id), &item));
+    const char *decided_by = json_string_value(json_object_get(json_object_get(item, "resolution"), "event"));
+    if (!item || !decided_by || strcmp(decided_by, event_id) != 0)
+        goto cleanup; /* the item was decided again since, or is gone: nothing to reopen */
+    const char *rid = json_string_value(json_object_get(item, "record"));
+    const char *cand_golden = json_string_value(json_object_get(item, "candidate_golden"));
+    char okey[2 * REG_ID_LEN + 8];
+    int oklen = snprintf(okey, sizeof okey, "%s%c%s", rid, '\0', cand_golden);
+    size_t len = 0;
+    bool found = false;
+    RL_TRY(rl_store_get(txn->reg->store, RL_CF_REVIEW_OPEN, okey, (size_t)oklen, &open_id, &len, &found));
+    if (found)
+        RL_FAIL(RL_ECONFLICT, "a newer review item for this pair is open (%.*s): decide that one", (int)len, open_id);
+    if (strcmp(op, "review-not-a-match") == 0) {
+        RL_TRY(rl_store_iter_new(txn->reg->store, RL_CF_NOMATCH, NULL, 0, NULL, 0, &it));
+        for (; rl_store_iter_valid(it); rl_store_iter_next(it)) {
+            size_t klen, vlen;
+            const char *k = rl_store_iter_key(it, &klen);
+            const char *v = rl_store_iter_value(it, &vlen);
+            json_t *memo = json_loadb(v, vlen, 0, NULL);
+            const char *by = json_string_value(json_object_get(memo, "review"));
+            if (by && strcmp(by, review_id) == 0)
+                rl_store_batch_delete(txn->batch, RL_CF_NOMATCH, k, klen);
+            json_decref(memo);
+        }
+        RL_TRY(rl_store_iter_status(it));
+    }
+    char now[32];
+    reg_now(now);
+    json_object_set_new(item, "status", json_string("open"));
+    json_object_del(item, "resolution");
+    json_object_set_new(item, "reopened", json_pack("{s:s, s:s, s:s}", "who", reg_actor_who(actor), "when", now,
+                                                    "event", undo_id));
+    reg_put_json(txn->batch, RL_CF_REVIEW, review_id, strlen(review_id), item, &err);
+    if (err)
+        goto cleanup;
+    rl_store_batch_put(txn->batch, RL_CF_REVIEW_OPEN, okey, (size_t)oklen, review_id, strlen(review_id));
+    txn->d_open_reviews++;
+    *reopened = json_incref(item);
+cleanup:
+    rl_store_iter_destroy(it);
+    free(open_id);
+    json_decref(item);
+    return err;
+}
+
 static rl_error *reg_undo_event(rl_registry *reg, const rl_actor *actor, const char *event_id, const char *op,
                                 json_t **event)
 {
     rl_error *err = NULL;
     reg_txn txn = {0};
-    json_t *ev = NULL, *done = NULL;
+    json_t *ev = NULL, *done = NULL, *reopened = NULL;
     bool locked = false;
     pthread_mutex_lock(&reg->write_lock);
     locked = true;
@@ -270,6 +335,7 @@ static rl_error *reg_undo_event(rl_registry *reg, const rl_actor *actor, const c
     json_decref(detail);
     if (err)
         goto cleanup;
+    RL_TRY(reg_undo_review(&txn, actor, ev, event_id, new_id, &reopened));
     json_object_set_new(ev, "undone_by", json_string(new_id));
     reg_put_json(txn.batch, RL_CF_HISTORY, event_id, strlen(event_id), ev, &err);
     if (err)
@@ -281,6 +347,13 @@ static rl_error *reg_undo_event(rl_registry *reg, const rl_actor *actor, const c
     json_t *v;
     json_object_foreach(txn.goldens, id, v) if (ns < 64) subjects[ns++] = id;
     json_object_foreach(txn.links, id, v) if (ns < 64) subjects[ns++] = id;
+    /* A reopened decision concerns its pair even when no link moved (not-a-match). */
+    static const char *const pair[3] = {"record", "candidate_golden", "golden"};
+    for (int i = 0; reopened && i < 3; i++) {
+        const char *s = json_string_value(json_object_get(reopened, pair[i]));
+        if (s && ns < 64)
+            subjects[ns++] = s;
+    }
     json_t *audit_detail = json_pack("{s:s, s:s}", "event", new_id, "undoes", event_id);
     err = reg_txn_audit(&txn, actor, op, subjects, ns, "ok", audit_detail);
     json_decref(audit_detail);
@@ -301,6 +374,7 @@ cleanup:
     reg_txn_end(&txn);
     json_decref(ev);
     json_decref(done);
+    json_decref(reopened);
     return err;
 }
 

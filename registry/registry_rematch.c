@@ -2,7 +2,11 @@
  * rematch: replays the automatic linking of every record, in registration
  * order, under the current model and rules. Manual links stay where a human
  * put them; reviewers' not-a-match pairs and trusted-identifier disagreements
- * still veto. Golden ids are kept wherever a person keeps a member, so the
+ * still veto. Then hindsight: a record the replay left on its own is decided
+ * once more against every record, not only those registered before it, and
+ * joins a person it qualifies for as any record would. Review items are
+ * offered last, against the assignment that results. Golden ids are kept
+ * wherever a person keeps a member, so the
  * ids clients hold stay valid; a golden record left without members is
  * retired, never deleted.
  *
@@ -14,8 +18,11 @@
  *     registration decides. Which candidates a record has and how each scores
  *     do not depend on where the replay put them, only the grouping does:
  *     worker threads gather and score records ahead of the replay, which
- *     groups, chooses and queues reviews in order;
- *  3. the new assignment written in one atomic batch: the links and golden
+ *     groups and chooses in order;
+ *  3. hindsight for the records the replay left on their own, and review
+ *     items against the assignment as it then stands (both few: records
+ *     another person scored at or above the review threshold);
+ *  4. the new assignment written in one atomic batch: the links and golden
  *     records that changed (golden records read in key order to compare).
  */
 #include <stdatomic.h>
@@ -44,7 +51,10 @@ typedef struct rm_record {
     double old_score;
     uint64_t postings_hash; /* of its link's postings, in order */
     long long seq;
+    size_t pos; /* place in the replay order */
     bool manual;
+    bool reviewable; /* the replay saw another person at or above the review threshold */
+    bool contested;  /* reviewable, or another record's replay saw it so and did not join its person */
     bool has_record; /* its record exists (a link without it, in a damaged store, is left as it is) */
     bool reindex;    /* its postings or features are not what the current rules make */
     bool done;
@@ -353,6 +363,7 @@ typedef struct rm_replay {
     pthread_cond_t changed;
     size_t next;     /* the next record a thread takes (under mu) */
     size_t consumed; /* records the replay has decided */
+    size_t before;   /* automatic records count when placed before this position (n: all placed) */
     bool stop;
     /* the replay's own (thread 0's) */
     reg_txn *txn;
@@ -446,36 +457,44 @@ static rl_error *rm_golden_of(void *arg, const char *rid, char golden[REG_ID_LEN
 {
     rm_replay *p = arg;
     rm_record *r = rm_find(&p->index, p->recs, rid);
-    *placed = r && r->done;
+    *placed = r && r->done && (r->manual || r->pos < p->before);
     if (*placed)
         snprintf(golden, REG_ID_LEN + 8, "%s", r->new_golden);
     return NULL;
 }
 
-/* Decides one auto-linked record against those already placed, as registration would. */
-static rl_error *rm_decide(rm_replay *p, rm_record *r, rm_slot *s)
+/* Decides one automatic record against the records placed so far, as registration would.
+ * In the replay a record no person takes becomes one of its own. With hindsight, for a record
+ * the replay left on its own (when it came, only records it could not be told from were
+ * there), every record is placed, and it moves only when a person takes it. *joined: a person
+ * took it. */
+static rl_error *rm_decide(rm_replay *p, rm_record *r, rm_slot *s, bool hindsight, bool *joined)
 {
     rl_error *err = NULL;
     rl_registry *reg = p->reg;
     reg_golden_score *gs = NULL;
     size_t ngs = 0;
+    *joined = false;
     if (!s->has_record) {
-        snprintf(r->new_golden, sizeof r->new_golden, "%s", r->old_golden);
-        r->grade = "certain";
-        r->score = 1.0;
-        r->done = true;
-        json_object_set_new(p->claimed, r->old_golden, json_true());
+        if (!hindsight) {
+            snprintf(r->new_golden, sizeof r->new_golden, "%s", r->old_golden);
+            r->grade = "certain";
+            r->score = 1.0;
+            r->done = true;
+            json_object_set_new(p->claimed, r->old_golden, json_true());
+        }
         goto cleanup;
     }
     reg_scoring how = {.golden_of = rm_golden_of, .ctx = p, .pre = s->pre, .npre = s->npre};
     RL_TRY(reg_score_goldens(reg, r->rid, s->probe, s->idents, s->cands, &how, &gs, &ngs));
     int chosen = -1;
     RL_TRY(reg_choose_golden(reg, gs, ngs, NULL, NULL, &chosen));
-    if (chosen >= 0) {
+    *joined = chosen >= 0 && strcmp(gs[chosen].golden, r->new_golden) != 0;
+    if (*joined) {
         snprintf(r->new_golden, sizeof r->new_golden, "%s", gs[chosen].golden);
         r->score = gs[chosen].score;
         r->grade = reg_grade(reg, r->score);
-    } else {
+    } else if (!hindsight) {
         /* A person of its own: keep the golden id it had unless someone took it first. */
         if (!json_object_get(p->claimed, r->old_golden))
             snprintf(r->new_golden, sizeof r->new_golden, "%s", r->old_golden);
@@ -484,13 +503,86 @@ static rl_error *rm_decide(rm_replay *p, rm_record *r, rm_slot *s)
         r->score = 1.0;
         r->grade = "certain";
     }
-    json_object_set_new(p->claimed, r->new_golden, json_true());
-    int queued = 0;
-    RL_TRY(reg_offer_reviews(p->txn, r->rid, r->new_golden, gs, ngs, NULL, NULL, &queued));
-    p->reviews += queued;
+    if (!hindsight)
+        json_object_set_new(p->claimed, r->new_golden, json_true());
+    for (size_t g = 0; g < ngs; g++) {
+        if (gs[g].score < reg->opts.review_threshold || strcmp(gs[g].golden, r->new_golden) == 0)
+            continue;
+        r->reviewable = r->contested = true;
+        rm_record *other = rm_find(&p->index, p->recs, gs[g].record);
+        if (other)
+            other->contested = true;
+    }
     r->done = true;
 cleanup:
     reg_golden_scores_free(gs, ngs);
+    return err;
+}
+
+/* Review items for a record, against those registered before it, as the assignment now stands. */
+static rl_error *rm_offer(rm_replay *p, const rm_record *r, rm_slot *s)
+{
+    rl_error *err = NULL;
+    reg_golden_score *gs = NULL;
+    size_t ngs = 0;
+    if (!s->has_record)
+        goto cleanup;
+    p->before = r->pos;
+    reg_scoring how = {.golden_of = rm_golden_of, .ctx = p, .pre = s->pre, .npre = s->npre};
+    RL_TRY(reg_score_goldens(p->reg, r->rid, s->probe, s->idents, s->cands, &how, &gs, &ngs));
+    int queued = 0;
+    RL_TRY(reg_offer_reviews(p->txn, r->rid, r->new_golden, gs, ngs, NULL, NULL, &queued));
+    p->reviews += queued;
+cleanup:
+    p->before = p->n;
+    reg_golden_scores_free(gs, ngs);
+    return err;
+}
+
+/* Hindsight, then review items: records few enough (those another person
+ * scored at or above the review threshold) to be prepared one at a time. */
+static rl_error *rm_settle(rm_replay *p, long *settled)
+{
+    rl_error *err = NULL;
+    rl_registry *reg = p->reg;
+    rm_slot s = {0};
+    json_t *sizes = json_object();
+    if (!sizes)
+        RL_FAIL(RL_ENOMEM, "out of memory");
+    for (size_t i = 0; i < p->n; i++) {
+        json_t *count = json_object_get(sizes, p->order[i]->new_golden);
+        json_object_set_new(sizes, p->order[i]->new_golden, json_integer(count ? json_integer_value(count) + 1 : 1));
+    }
+    /* Only a contested record left on its own can qualify for a person now: a member it
+     * would link with scored at or above the review threshold from one side or the other. */
+    for (size_t i = 0; i < p->n; i++) {
+        rm_record *r = p->order[i];
+        if (r->manual || !r->contested || json_integer_value(json_object_get(sizes, r->new_golden)) != 1)
+            continue;
+        RL_TRY(rm_prepare(reg, r, &s));
+        char own[REG_ID_LEN + 8];
+        snprintf(own, sizeof own, "%s", r->new_golden);
+        bool joined = false;
+        RL_TRY(rm_decide(p, r, &s, true, &joined));
+        if (joined) {
+            json_object_del(sizes, own);
+            json_t *count = json_object_get(sizes, r->new_golden);
+            json_object_set_new(sizes, r->new_golden, json_integer(json_integer_value(count) + 1));
+            (*settled)++;
+        }
+        rm_slot_clear(reg, &s);
+    }
+    for (size_t i = 0; i < p->n; i++) {
+        rm_record *r = p->order[i];
+        if (r->manual || !r->reviewable)
+            continue;
+        RL_TRY(rm_prepare(reg, r, &s));
+        RL_TRY(rm_offer(p, r, &s));
+        rm_slot_clear(reg, &s);
+    }
+cleanup:
+    rm_slot_clear(reg, &s);
+    json_decref(sizes);
     return err;
 }
 
@@ -535,8 +627,9 @@ static rl_error *rm_replay_share(void *arg, unsigned t)
         pthread_mutex_unlock(&p->mu);
         err = s->err;
         s->err = NULL;
+        bool joined;
         if (!err)
-            err = rm_decide(p, r, s);
+            err = rm_decide(p, r, s, false, &joined);
         rm_slot_clear(p->reg, s);
         pthread_mutex_lock(&p->mu);
         p->consumed = at + 1;
@@ -676,9 +769,9 @@ rl_error *rl_registry_rematch(rl_registry *reg, const rl_actor *actor, json_t **
     size_t n = 0;
     json_t *claimed = json_object(), *members = json_object(), *old_goldens = json_object(), *detail = NULL;
     reg_txn txn = {0};
-    long reindexed = 0, moved = 0, retired = 0;
+    long reindexed = 0, moved = 0, retired = 0, settled = 0;
     uint64_t t0 = rl_time_mono_ns();
-    double secs[4] = {0};
+    double secs[5] = {0};
     *report = NULL;
     pthread_mutex_lock(&reg->write_lock);
     if (!claimed || !members || !old_goldens)
@@ -695,6 +788,9 @@ rl_error *rl_registry_rematch(rl_registry *reg, const rl_actor *actor, json_t **
     for (size_t i = 0; i < n; i++)
         replay.order[i] = &recs[i];
     qsort(replay.order, n, sizeof *replay.order, rm_by_seq);
+    for (size_t i = 0; i < n; i++)
+        replay.order[i]->pos = i;
+    replay.before = n;
     for (size_t i = 0; i < n; i++)
         if (replay.order[i]->manual) {
             rm_record *r = replay.order[i];
@@ -723,7 +819,11 @@ rl_error *rl_registry_rematch(rl_registry *reg, const rl_actor *actor, json_t **
     RL_TRY(rl_parallel_run(rm_threads() + 1, rm_replay_share, &replay));
     secs[2] = (double)(rl_time_mono_ns() - t0) / 1e9;
 
-    /* 3. write the assignment: members per golden record, then links. */
+    /* 3. hindsight, and review items against the assignment as it now stands. */
+    RL_TRY(rm_settle(&replay, &settled));
+    secs[3] = (double)(rl_time_mono_ns() - t0) / 1e9;
+
+    /* 4. write the assignment: members per golden record, then links. */
     for (size_t i = 0; i < n; i++) {
         rm_record *r = replay.order[i];
         if (!r->done)
@@ -742,8 +842,8 @@ rl_error *rl_registry_rematch(rl_registry *reg, const rl_actor *actor, json_t **
     RL_TRY(rm_write_goldens(reg, &txn, members, old_goldens, now, &retired));
     RL_TRY(rm_write_links(reg, &txn, recs, n, actor, now, &moved));
     txn.d_goldens = (int64_t)json_object_size(members) - (int64_t)reg->n_goldens;
-    detail = json_pack("{s:I, s:I, s:I, s:I, s:I}", "records", (json_int_t)n, "moved", (json_int_t)moved,
-                       "reindexed", (json_int_t)reindexed, "retired", (json_int_t)retired, "reviews_queued",
+    detail = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I}", "records", (json_int_t)n, "moved", (json_int_t)moved,
+                       "settled", (json_int_t)settled, "reindexed", (json_int_t)reindexed, "retired", (json_int_t)retired, "reviews_queued",
                        (json_int_t)replay.reviews);
     err = reg_txn_audit(&txn, actor, "rematch", NULL, 0, "ok", detail);
     if (err)
@@ -752,13 +852,14 @@ rl_error *rl_registry_rematch(rl_registry *reg, const rl_actor *actor, json_t **
     RL_TRY(reg_txn_apply(&txn, &ticket));
     reg_cache_changed(reg, NULL); /* links were written outside the transaction's record of them */
     RL_TRY(rl_store_sync(reg->store, ticket));
-    secs[3] = (double)(rl_time_mono_ns() - t0) / 1e9;
+    secs[4] = (double)(rl_time_mono_ns() - t0) / 1e9;
     json_object_set_new(detail, "golden_records", json_integer((json_int_t)json_object_size(members)));
-    json_object_set_new(detail, "seconds", json_real(secs[3]));
-    /* Where the time went: reading links, checking postings, replay, writing. */
-    json_object_set_new(detail, "phases_s", json_pack("{s:f, s:f, s:f, s:f}", "load", secs[0], "reindex",
-                                                      secs[1] - secs[0], "replay", secs[2] - secs[1], "write",
-                                                      secs[3] - secs[2]));
+    json_object_set_new(detail, "seconds", json_real(secs[4]));
+    /* Where the time went: reading links, checking postings, replay, hindsight and reviews, writing. */
+    json_object_set_new(detail, "phases_s",
+                        json_pack("{s:f, s:f, s:f, s:f, s:f}", "load", secs[0], "reindex", secs[1] - secs[0],
+                                  "replay", secs[2] - secs[1], "settle", secs[3] - secs[2], "write",
+                                  secs[4] - secs[3]));
     *report = detail;
     detail = NULL;
 cleanup:

@@ -191,6 +191,18 @@ cleanup:
     return err;
 }
 
+/* EM fits the prior over the pairs blocking proposed, and blocking proposes
+ * them because they agree on a name, a date or a place, which the weights
+ * count again: as a prior for decisions it counted that agreement twice, and
+ * a candidate agreeing on little more than the key that found it passed for
+ * certain. The prior for a decision is that of any two records: the matches
+ * EM found, over every pair the sampled records take part in. */
+static double reg_prior_over_all_pairs(double candidate_prior, size_t npairs, size_t nsample, size_t nrecords)
+{
+    double ns = (double)nsample, all = ns * (double)(nrecords - 1) - ns * (ns - 1) / 2;
+    return all > 0 && npairs > 0 ? candidate_prior * (double)npairs / all : candidate_prior;
+}
+
 rl_error *rl_registry_train(rl_registry *reg, const rl_actor *actor, json_t **report)
 {
     rl_error *err = NULL;
@@ -225,7 +237,8 @@ rl_error *rl_registry_train(rl_registry *reg, const rl_actor *actor, json_t **re
         RL_TRY(demo_em_by_rule(model, pairs, npairs, params, prior, REG_TRAIN_EM_ITERATIONS, 50, &em));
     else
         em.prior = prior;
-    RL_TRY(demo_model_with_params(model, params, em.prior, &trained));
+    double decision_prior = reg_prior_over_all_pairs(em.prior, npairs, d.nsample, d.seen);
+    RL_TRY(demo_model_with_params(model, params, decision_prior, &trained));
     tf = json_pack("{s:o, s:o}", "given", reg_shares(given_counts, ngiven ? ngiven : 1), "family",
                    reg_shares(family_counts, nfamily ? nfamily : 1));
     RL_TRY(demo_model_set_tf(trained, tf));
@@ -263,9 +276,10 @@ rl_error *rl_registry_train(rl_registry *reg, const rl_actor *actor, json_t **re
                                                     "m", params[f].m[l], "u", params[f].u[l]));
         json_object_set_new(fields, demo_field_name((demo_field)f), levels);
     }
-    *report = json_pack("{s:I, s:I, s:I, s:i, s:b, s:f, s:f, s:o}", "records", (json_int_t)d.seen, "sampled",
+    *report = json_pack("{s:I, s:I, s:I, s:i, s:b, s:f, s:f, s:f, s:o}", "records", (json_int_t)d.seen, "sampled",
                         (json_int_t)d.nsample, "candidate_pairs", (json_int_t)npairs, "em_iterations",
-                        em.iterations, "em_converged", em.converged, "prior", em.prior, "seconds",
+                        em.iterations, "em_converged", em.converged, "candidate_prior", em.prior, "prior",
+                        decision_prior, "seconds",
                         (double)(rl_time_mono_ns() - t0) / 1e9, "fields", fields);
 cleanup:
     if (locked)

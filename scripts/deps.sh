@@ -16,6 +16,8 @@ packages=(
   ocl-icd-opencl-dev opencl-headers pocl-opencl-icd
   # tests: unit framework, HTTP client for the integration tests, curl for the README tour
   libcmocka-dev libcurl4-openssl-dev curl
+  # the desk UI's browser test (headless Chromium driven through Selenium; Python for the driver)
+  chromium chromium-driver python3-venv
 )
 if [ "${1:-}" = --bench ]; then
   packages+=(gnuplot-nox wrk)

@@ -20,6 +20,23 @@ const char *rl_test_bin(void)
     return bin && *bin ? bin : "build/ridgeline";
 }
 
+bool rl_test_pyenv(const char *modules, const char *pip_specs, char **why)
+{
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "%s/bin/python -c 'import %s'", RL_TEST_PYENV, modules);
+    if (rl_test_run(cmd, NULL) == 0)
+        return true;
+    snprintf(cmd, sizeof cmd,
+             "(test -x %s/bin/python || python3 -m venv %s) && %s/bin/pip install -q --disable-pip-version-check %s",
+             RL_TEST_PYENV, RL_TEST_PYENV, RL_TEST_PYENV, pip_specs);
+    if (rl_test_run(cmd, why) != 0)
+        return false;
+    free(*why);
+    *why = NULL;
+    snprintf(cmd, sizeof cmd, "%s/bin/python -c 'import %s'", RL_TEST_PYENV, modules);
+    return rl_test_run(cmd, why) == 0;
+}
+
 char *rl_test_tmpdir(const char *tag)
 {
     const char *base = getenv("TMPDIR");

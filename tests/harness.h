@@ -84,6 +84,11 @@ int rl_test_run(const char *cmdline, char **output);
 /* The admin token of the server started on port ("" when none). */
 const char *rl_test_token(int port);
 
+/* The Python virtual environment the client-library tests share (build/pyenv, made once). */
+#define RL_TEST_PYENV "build/pyenv"
+/* True when `import modules` works in it, else installs pip_specs (shell words) there and retries;
+ * on failure *why gets the output (caller frees). */
+bool rl_test_pyenv(const char *modules, const char *pip_specs, char **why);
 /* The program under test. */
 const char *rl_test_bin(void);
 

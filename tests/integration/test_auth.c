@@ -548,6 +548,8 @@ static void test_metrics(void **state)
         "ridgeline_golden_records 1\n",
         "ridgeline_review_queue_open 0\n",
         "# TYPE ridgeline_store_bytes gauge\n",
+        "ridgeline_gallery_fingers 0\n",
+        "# TYPE ridgeline_gallery_memory_bytes gauge\n",
     };
     for (size_t i = 0; i < sizeof want / sizeof *want; i++)
         if (!strstr(r.body, want[i]))

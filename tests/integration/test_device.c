@@ -9,7 +9,11 @@
  * identifying a fourth finds that patient first; the same finger enrolled for
  * another person is flagged as a possible duplicate; a retry command is a 422
  * "retry"; a reader removed mid-capture is a 503 "failure" and the server goes
- * on serving; `ridgeline device list` and `device capture -o` likewise.
+ * on serving (and GET /admin/errors lists the failure); `ridgeline device
+ * list` and `device capture -o` likewise. The live status a desk polls in GET
+ * /devices: "last" (each capture's outcome, the enrolment's own refusals
+ * included) and "session" (which impression an enrolment waits for); the
+ * enrolment's and identification's answers carry their image (PNG).
  * Skipped, loudly, without the FVC2002 data.
  */
 #include <pthread.h>
@@ -82,6 +86,55 @@ static bool wait_finger_needed(int port, long nth)
     }
     fprintf(stderr, "test_device: reader never asked for finger %ld\n", nth);
     return false;
+}
+
+/* The reader's "last" outcome and "session" now (new references; JSON null when none). */
+static void reader_status(int port, json_t **last, json_t **session)
+{
+    json_t *d = reader_entry(port, READER);
+    assert_non_null(d);
+    *last = json_incref(json_object_get(d, "last"));
+    *session = json_incref(json_object_get(d, "session"));
+    assert_non_null(*last);
+    assert_non_null(*session);
+    json_decref(d);
+}
+
+/* Asserts the reader's latest outcome: result, reason (NULL: none, as on "ok"); returns its seq. */
+static long expect_last(int port, const char *result, const char *reason)
+{
+    json_t *last, *session;
+    reader_status(port, &last, &session);
+    if (!json_is_object(last))
+        fail_msg("no last outcome on the reader, expected %s", result);
+    assert_string_equal(json_string_value(json_object_get(last, "result")), result);
+    if (reason) {
+        assert_string_equal(json_string_value(json_object_get(last, "reason")), reason);
+        assert_non_null(json_string_value(json_object_get(last, "prompt")));
+    } else {
+        assert_true(json_is_null(json_object_get(last, "reason")));
+        assert_true(json_is_null(json_object_get(last, "prompt")));
+    }
+    const char *at = json_string_value(json_object_get(last, "at"));
+    assert_true(at && strlen(at) == 24 && at[10] == 'T' && at[23] == 'Z');
+    long seq = (long)json_integer_value(json_object_get(last, "seq"));
+    assert_true(seq > 0);
+    json_decref(last);
+    json_decref(session);
+    return seq;
+}
+
+/* Asserts the reader's session: NULL operation: none. */
+static void expect_session(int port, const char *operation)
+{
+    json_t *last, *session;
+    reader_status(port, &last, &session);
+    if (operation)
+        assert_string_equal(json_string_value(json_object_get(session, "operation")), operation);
+    else
+        assert_true(json_is_null(session));
+    json_decref(last);
+    json_decref(session);
 }
 
 static long captures_so_far(int port)
@@ -207,6 +260,16 @@ static unsigned char *b64(const json_t *s, size_t *len)
     return out;
 }
 
+/* An answer's image: a PNG, base64. */
+static void expect_png(const json_t *image)
+{
+    assert_string_equal(json_string_value(json_object_get(image, "contentType")), "image/png");
+    size_t len;
+    unsigned char *png = b64(json_object_get(image, "data"), &len);
+    assert_true(len > 8 && memcmp(png, "\x89PNG\r\n\x1a\n", 8) == 0);
+    free(png);
+}
+
 static void test_no_readers(void **state)
 {
     (void)state;
@@ -284,21 +347,47 @@ static char *make_patient(int port, const char *value, const char *family, const
 }
 
 /* Enrols three impressions through the API, sending the images in turn
- * (more than three when some are to be refused); returns the answer. */
-static json_t *enroll(fixture *f, const char *data, const char *patient, const char *const *imgs, int nimgs)
+ * (more than three when some are to be refused); returns the answer.
+ * verdicts[i]: the reader's "last" result once image i was judged ("ok" or
+ * "retry"); meanwhile the session says which impression it waits for. */
+static json_t *enroll(fixture *f, const char *data, const char *patient, const char *const *imgs,
+                      const char *const *verdicts, int nimgs)
 {
     char body[256];
     snprintf(body, sizeof body, "{\"patient\":\"%s\",\"position\":2,\"impressions\":3,\"timeout_s\":20}", patient);
     post_call c;
     long n = captures_so_far(f->srv.port);
     post_start(&c, f->srv.port, "/devices/" READER "/enroll", body);
+    int kept = 0;
     for (int i = 0; i < nimgs; i++) {
         assert_true(wait_finger_needed(f->srv.port, n + 1 + i));
+        json_t *last, *session;
+        reader_status(f->srv.port, &last, &session);
+        assert_string_equal(json_string_value(json_object_get(session, "operation")), "enroll");
+        assert_int_equal(json_integer_value(json_object_get(session, "impressions")), 3);
+        assert_int_equal(json_integer_value(json_object_get(session, "kept")), kept);
+        assert_int_equal(json_integer_value(json_object_get(session, "impression")), kept + 1);
+        assert_int_equal(json_integer_value(json_object_get(session, "attempt")), i + 1);
+        if (i > 0) {
+            /* The verdict on the image before, the enrolment's own included. */
+            assert_string_equal(json_string_value(json_object_get(last, "result")), verdicts[i - 1]);
+            assert_true(json_is_integer(json_object_get(last, "quality")));
+            assert_true(json_is_integer(json_object_get(last, "minutiae")));
+            if (strcmp(verdicts[i - 1], "retry") == 0)
+                assert_string_equal(json_string_value(json_object_get(last, "reason")), "poor-quality");
+        }
+        json_decref(last);
+        json_decref(session);
         char *path = fvc(data, imgs[i]);
         assert_true(vr_send_file(f->fd, path, NULL));
         free(path);
+        kept += strcmp(verdicts[i], "ok") == 0;
     }
-    return post_finish(&c, 201);
+    json_t *res = post_finish(&c, 201);
+    expect_last(f->srv.port, "ok", NULL);
+    expect_session(f->srv.port, NULL);
+    expect_png(json_object_get(res, "image"));
+    return res;
 }
 
 static void test_enroll_then_identify(void **state)
@@ -312,14 +401,15 @@ static void test_enroll_then_identify(void **state)
     char *cy = make_patient(f->srv.port, "D-3", "Otieno", "Cyrus", "1965-11-30");
 
     const char *const a_imgs[3] = {"101_1", "101_2", "101_3"};
-    json_t *res = enroll(f, data, ada, a_imgs, 3);
+    const char *const all_kept[3] = {"ok", "ok", "ok"};
+    json_t *res = enroll(f, data, ada, a_imgs, all_kept, 3);
     assert_string_equal(json_string_value(json_object_get(json_object_get(res, "enrolled"), "record")), ada);
     assert_int_equal(json_array_size(json_object_get(res, "impressions")), 3);
     assert_int_equal(json_array_size(json_object_get(res, "possible_duplicates")), 0);
     json_decref(res);
 
     const char *const b_imgs[3] = {"102_1", "102_2", "102_3"};
-    res = enroll(f, data, bea, b_imgs, 3);
+    res = enroll(f, data, bea, b_imgs, all_kept, 3);
     assert_int_equal(json_array_size(json_object_get(res, "possible_duplicates")), 0);
     json_decref(res);
 
@@ -328,6 +418,7 @@ static void test_enroll_then_identify(void **state)
     long n = captures_so_far(f->srv.port);
     post_start(&c, f->srv.port, "/devices/" READER "/identify", "{\"timeout_s\": 20}");
     assert_true(wait_finger_needed(f->srv.port, n + 1));
+    expect_session(f->srv.port, "identify");
     char *path = fvc(data, "101_4");
     assert_true(vr_send_file(f->fd, path, NULL));
     free(path);
@@ -337,12 +428,15 @@ static void test_enroll_then_identify(void **state)
     assert_string_equal(json_string_value(json_object_get(first, "record")), ada);
     assert_string_equal(json_string_value(json_object_get(res, "decision")), "match");
     assert_non_null(json_object_get(res, "capture"));
+    expect_png(json_object_get(json_object_get(res, "capture"), "image"));
     json_decref(res);
+    expect_session(f->srv.port, NULL);
 
     /* Ada's finger again, for another person: a possible duplicate. 101_5 (quality 27) is refused
      * with a recapture prompt, and a fourth capture asked for. */
     const char *const c_imgs[4] = {"101_5", "101_6", "101_7", "101_8"};
-    res = enroll(f, data, cy, c_imgs, 4);
+    const char *const c_verdicts[4] = {"retry", "ok", "ok", "ok"};
+    res = enroll(f, data, cy, c_imgs, c_verdicts, 4);
     json_t *first_try = json_array_get(json_object_get(res, "attempts"), 0);
     assert_string_equal(json_string_value(json_object_get(first_try, "result")), "retry");
     assert_string_equal(json_string_value(json_object_get(first_try, "reason")), "poor-quality");
@@ -406,6 +500,9 @@ static void test_enroll_then_identify(void **state)
     assert_string_equal(json_string_value(json_object_get(json_array_get(coding, 0), "code")), "retry");
     assert_string_equal(json_string_value(json_object_get(json_array_get(coding, 1), "code")), "mismatch");
     json_decref(res);
+    /* The desk sees it too, and the reader is free. */
+    expect_last(f->srv.port, "retry", "mismatch");
+    expect_session(f->srv.port, NULL);
 
     /* The server's log names no patient. */
     char *log = rl_test_read_file(f->srv.log, NULL);
@@ -436,14 +533,30 @@ static void test_retry_command(void **state)
     assert_string_equal(json_string_value(json_object_get(json_array_get(coding, 1), "code")), "center-finger");
     assert_non_null(strstr(json_string_value(json_object_get(issue, "diagnostics")), "centred"));
     json_decref(res);
+    /* A desk polling the reader sees the same retry, and nothing measured. */
+    long seq = expect_last(f->srv.port, "retry", "center-finger");
+    json_t *last, *session;
+    reader_status(f->srv.port, &last, &session);
+    assert_non_null(strstr(json_string_value(json_object_get(last, "prompt")), "centred"));
+    assert_true(json_is_null(json_object_get(last, "quality")));
+    assert_true(json_is_null(session));
+    json_decref(last);
+    json_decref(session);
 
     /* The reader still works. */
     post_start(&c, f->srv.port, "/devices/" READER "/capture", "{\"timeout_s\": 20}");
     assert_true(wait_finger_needed(f->srv.port, n + 2));
+    expect_session(f->srv.port, "capture");
     char *path = fvc(data, "101_2");
     assert_true(vr_send_file(f->fd, path, NULL));
     free(path);
     json_decref(post_finish(&c, 200));
+    assert_true(expect_last(f->srv.port, "ok", NULL) > seq);
+    reader_status(f->srv.port, &last, &session);
+    assert_true(json_integer_value(json_object_get(last, "quality")) > 0);
+    assert_true(json_integer_value(json_object_get(last, "minutiae")) > 0);
+    json_decref(last);
+    json_decref(session);
 
     /* No finger within the timeout: a retry too. */
     post_start(&c, f->srv.port, "/devices/" READER "/capture", "{\"timeout_s\": 1}");
@@ -452,6 +565,7 @@ static void test_retry_command(void **state)
     coding = json_object_get(json_object_get(json_array_get(json_object_get(res, "issue"), 0), "details"), "coding");
     assert_string_equal(json_string_value(json_object_get(json_array_get(coding, 1), "code")), "no-finger");
     json_decref(res);
+    expect_last(f->srv.port, "retry", "no-finger");
 }
 
 static void test_removed_mid_capture(void **state)
@@ -468,6 +582,23 @@ static void test_removed_mid_capture(void **state)
     assert_string_equal(json_string_value(json_object_get(json_array_get(coding, 0), "code")), "failure");
     assert_string_equal(json_string_value(json_object_get(json_array_get(coding, 1), "code")), "disconnected");
     json_decref(res);
+
+    /* The failure is among the admin's recent errors: the route template, never the reader's URL. */
+    json_t *errors = get_json(f->srv.port, "/admin/errors", 200);
+    json_t *newest = json_array_get(json_object_get(errors, "errors"), 0);
+    assert_non_null(newest);
+    assert_string_equal(json_string_value(json_object_get(newest, "route")), "/devices/{id}/capture");
+    assert_string_equal(json_string_value(json_object_get(newest, "method")), "POST");
+    assert_int_equal(json_integer_value(json_object_get(newest, "status")), 503);
+    assert_non_null(strstr(json_string_value(json_object_get(newest, "message")), "disconnected"));
+    assert_non_null(json_string_value(json_object_get(newest, "at")));
+    json_decref(errors);
+    rl_test_response m = {0};
+    assert_true(rl_test_http(f->srv.port, "GET", "/metrics", NULL, NULL, 0, &m));
+    const char *total = strstr(m.body, "\nridgeline_server_errors_total ");
+    assert_non_null(total);
+    assert_true(atol(total + strlen("\nridgeline_server_errors_total ")) >= 1);
+    rl_test_response_free(&m);
 
     /* The appliance goes on: health, the list without the reader, a registration, a 404 for the reader. */
     json_decref(get_json(f->srv.port, "/health", 200));
@@ -519,6 +650,7 @@ static void test_serves_during_capture(void **state)
     json_t *d = reader_entry(f->srv.port, READER);
     assert_true(json_is_true(json_object_get(d, "busy")));
     json_decref(d);
+    expect_session(f->srv.port, "capture");
     /* A second capture on the busy reader is refused at once, not queued behind the first. */
     rl_test_response r = {0};
     assert_true(rl_test_http(f->srv.port, "POST", "/devices/" READER "/capture", NULL, NULL, 0, &r));

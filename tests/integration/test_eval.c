@@ -67,14 +67,18 @@ static void expect_floor(const char *files, const char *extra, double f1_before,
     json_decref(j);
 }
 
-static void test_febrl1(void **state) { expect_floor("dataset1.csv", NULL, 0.995, 0.995, 0.999); }
-static void test_febrl2(void **state) { expect_floor("dataset2.csv", NULL, 0.992, 0.992, 0.998); }
-static void test_febrl3(void **state) { expect_floor("dataset3.csv", NULL, 0.984, 0.986, 0.998); }
-static void test_febrl4(void **state) { expect_floor("dataset4a.csv dataset4b.csv", NULL, 0.996, 0.996, 0.998); }
+/* Reached (F1 before train, after, precision after): FEBRL1 0.9980 0.9980 1.0,
+ * FEBRL2 0.9974 0.9984 1.0, FEBRL3 0.9941 0.9962 1.0, FEBRL4 0.9976 0.9976 1.0. */
+static void test_febrl1(void **state) { expect_floor("dataset1.csv", NULL, 0.997, 0.997, 0.999); }
+static void test_febrl2(void **state) { expect_floor("dataset2.csv", NULL, 0.996, 0.997, 0.999); }
+static void test_febrl3(void **state) { expect_floor("dataset3.csv", NULL, 0.993, 0.995, 0.999); }
+static void test_febrl4(void **state) { expect_floor("dataset4a.csv dataset4b.csv", NULL, 0.997, 0.997, 0.999); }
 /* The guards (twins, parent and child) send some FEBRL duplicates to review:
- * FEBRL replaces given names and birth dates wholesale, which is exactly what
- * twins and parents look like. Without them the matcher reaches the published
- * unsupervised figures (Splink: FEBRL3 0.9929, FEBRL4 0.9992). */
+ * FEBRL replaces a given name or birth date and the social security number of
+ * one record wholesale, which is exactly what twins and parents look like
+ * (FEBRL4: 14 twin-shaped pairs, 8 with birth dates that differ outright).
+ * Without them the matcher passes the published unsupervised figures (Splink:
+ * FEBRL3 0.9929, FEBRL4 0.9992): reached 0.9990 / 1.0000 and 0.9998 / 0.9998. */
 static char *write_rules_config(void)
 {
     char *dir = rl_test_tmpdir("rules");
@@ -96,7 +100,7 @@ static char *write_rules_config(void)
 static void test_febrl3_without_guards(void **state)
 {
     char *arg = write_rules_config();
-    expect_floor("dataset3.csv", arg, 0.993, 0.995, 0.997);
+    expect_floor("dataset3.csv", arg, 0.998, 0.999, 0.999);
     free(arg);
 }
 
@@ -107,17 +111,30 @@ static void test_febrl4_without_guards(void **state)
     free(arg);
 }
 
+/* Without an identifier nothing lifts a guard: reached FEBRL3 0.9047-0.9054 /
+ * 0.9092-0.9100 (ties between candidates fall by record ids, which are random),
+ * FEBRL4 0.9431 / 0.9431, precision 1.0. */
+static void test_febrl3_without_ssn(void **state)
+{
+    expect_floor("dataset3.csv", "--without soc_sec_id", 0.903, 0.908, 0.999);
+}
+
 static void test_febrl4_without_ssn(void **state)
 {
-    expect_floor("dataset4a.csv dataset4b.csv", "--without soc_sec_id", 0.925, 0.925, 0.995);
+    expect_floor("dataset4a.csv dataset4b.csv", "--without soc_sec_id", 0.942, 0.942, 0.999);
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_febrl1), cmocka_unit_test(test_febrl2), cmocka_unit_test(test_febrl3),
-        cmocka_unit_test(test_febrl4), cmocka_unit_test(test_febrl4_without_ssn),
-        cmocka_unit_test(test_febrl3_without_guards), cmocka_unit_test(test_febrl4_without_guards),
+        cmocka_unit_test(test_febrl1),
+        cmocka_unit_test(test_febrl2),
+        cmocka_unit_test(test_febrl3),
+        cmocka_unit_test(test_febrl4),
+        cmocka_unit_test(test_febrl3_without_ssn),
+        cmocka_unit_test(test_febrl4_without_ssn),
+        cmocka_unit_test(test_febrl3_without_guards),
+        cmocka_unit_test(test_febrl4_without_guards),
     };
     return cmocka_run_group_tests_name("eval", tests, NULL, NULL);
 }

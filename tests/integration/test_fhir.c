@@ -783,6 +783,31 @@ static void test_match(void **state)
     json_t *b = match(port, exact, only, 200);
     assert_int_equal(json_array_size(json_object_get(b, "entry")), 1);
     json_decref(b);
+    /* Why: per-field evidence beside the grade; "Grase" is a close given name, the year alone another level. */
+    b = match(port, "{\"resourceType\":\"Patient\",\"name\":[{\"family\":\"Wanjiru\",\"given\":[\"Grase\"]}],\"birthDate\":\"1986\"}",
+              NULL, 200);
+    json_t *exts = json_object_get(json_object_get(json_array_get(json_object_get(b, "entry"), 0), "search"), "extension");
+    json_t *evidence = NULL, *x;
+    size_t k;
+    json_array_foreach(exts, k, x) {
+        if (strcmp(json_string_value(json_object_get(x, "url")), "urn:ridgeline:fhir:match-evidence") == 0)
+            evidence = x;
+    }
+    assert_non_null(evidence);
+    bool saw_family = false, saw_total = false, saw_gender = false;
+    json_array_foreach(json_object_get(evidence, "extension"), k, x) {
+        const char *field = json_string_value(json_object_get(x, "url"));
+        json_t *parts = json_object_get(x, "extension");
+        if (strcmp(field, "family") == 0) {
+            saw_family = true;
+            assert_string_equal(json_string_value(json_object_get(json_array_get(parts, 0), "valueCode")), "exact");
+            assert_true(json_number_value(json_object_get(json_array_get(parts, 1), "valueDecimal")) > 0);
+        }
+        saw_gender = saw_gender || strcmp(field, "gender") == 0; /* the probe has none: no evidence */
+        saw_total = saw_total || (strcmp(field, "weight") == 0 && json_is_number(json_object_get(x, "valueDecimal")));
+    }
+    assert_true(saw_family && saw_total && !saw_gender);
+    json_decref(b);
     /* onlyCertainMatches when the best is only probable: nothing. */
     b = match(port, "{\"resourceType\":\"Patient\",\"name\":[{\"family\":\"Wanjiru\",\"given\":[\"Grase\"]}],\"birthDate\":\"1986\"}",
               only, 200);

@@ -15,28 +15,13 @@
 
 #include "tests/harness.h"
 
-static const char venv[] = "build/pyenv";
-
-static bool fhirclient_ready(char **why)
-{
-    char cmd[1024];
-    snprintf(cmd, sizeof cmd, "%s/bin/python -c 'import fhirclient.models.patient, requests'", venv);
-    if (rl_test_run(cmd, NULL) == 0)
-        return true;
-    snprintf(cmd, sizeof cmd,
-             "(test -x %s/bin/python || python3 -m venv %s) && %s/bin/pip install -q --disable-pip-version-check "
-             "'fhirclient>=4.1,<5' requests",
-             venv, venv, venv);
-    return rl_test_run(cmd, why) == 0;
-}
-
 static void test_fhirclient(void **state)
 {
     rl_test_server *srv = *state;
     char *why = NULL;
-    if (!fhirclient_ready(&why)) {
+    if (!rl_test_pyenv("fhirclient.models.patient, requests", "'fhirclient>=4.1,<5' requests", &why)) {
         fprintf(stderr, "\n*** SKIPPED: could not install the Python fhirclient library into %s "
-                        "(python3 -m venv, pip and PyPI are needed):\n%s ***\n\n", venv, why ? why : "");
+                        "(python3 -m venv, pip and PyPI are needed):\n%s ***\n\n", RL_TEST_PYENV, why ? why : "");
         free(why);
         skip();
     }
@@ -44,7 +29,7 @@ static void test_fhirclient(void **state)
     char cmd[2048];
     snprintf(cmd, sizeof cmd,
              "RL_FHIR_BASE=http://127.0.0.1:%d/fhir/ RL_TOKEN=%s %s/bin/python tests/fhirclient/test_fhirclient.py",
-             srv->port, srv->token, venv);
+             srv->port, srv->token, RL_TEST_PYENV);
     char *out = NULL;
     int rc = rl_test_run(cmd, &out);
     fprintf(stderr, "%s", out ? out : "");

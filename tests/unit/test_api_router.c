@@ -13,6 +13,7 @@ static const api_route routes[] = {
     {"POST", "/fhir/Patient", h2, true, true, 0},
     {"GET", "/fhir/Patient/{id}", h3, true, false, 0},
     {"GET", "/fhir/Patient/{id}/_history/{vid}", h3, true, false, 0},
+    {"GET", "/ui/{path}", h1, false, false, 0},
 };
 
 static api_match find(const char *method, const char *path, const api_route **route,
@@ -63,6 +64,30 @@ static void test_404_and_405(void **state)
     assert_int_equal(find("GET", longpath, &r, params, &n, scratch), API_MATCH_NO_PATH);
 }
 
+/* "{path}" last takes the rest of the path, slashes and all; the route's handler judges it. */
+static void test_path_takes_the_rest(void **state)
+{
+    const api_route *r = NULL;
+    const char *params[API_MAX_PARAMS];
+    int n = -1;
+    char scratch[256];
+    assert_int_equal(find("GET", "/ui/index.html", &r, params, &n, scratch), API_MATCH_OK);
+    assert_ptr_equal(r, &routes[4]);
+    assert_int_equal(n, 1);
+    assert_string_equal(params[0], "index.html");
+    assert_int_equal(find("GET", "/ui/js/views/find.js", &r, params, &n, scratch), API_MATCH_OK);
+    assert_string_equal(params[0], "js/views/find.js");
+    assert_int_equal(find("GET", "/ui//x", &r, params, &n, scratch), API_MATCH_OK);
+    assert_string_equal(params[0], "/x");
+    /* Trailing slashes go as for every route; nothing after /ui/ is no file. */
+    assert_int_equal(find("GET", "/ui/js/", &r, params, &n, scratch), API_MATCH_OK);
+    assert_string_equal(params[0], "js");
+    assert_int_equal(find("GET", "/ui/", &r, params, &n, scratch), API_MATCH_NO_PATH);
+    assert_int_equal(find("POST", "/ui/a/b", &r, params, &n, scratch), API_MATCH_NO_METHOD);
+    /* Elsewhere a parameter is still one segment. */
+    assert_int_equal(find("GET", "/fhir/Patient/a/b", &r, params, &n, scratch), API_MATCH_NO_PATH);
+}
+
 static void test_status_mapping(void **state)
 {
     assert_int_equal(api_status_for(RL_EINVAL), 400);
@@ -84,6 +109,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_matches_and_captures),
         cmocka_unit_test(test_404_and_405),
+        cmocka_unit_test(test_path_takes_the_rest),
         cmocka_unit_test(test_status_mapping),
     };
     return cmocka_run_group_tests_name("api_router", tests, NULL, NULL);

@@ -21,29 +21,57 @@
 #include "tests/harness.h"
 
 /* The contract, bit by bit (independent of the kernels' word-level code). */
+typedef struct naive_cyl {
+    const uint64_t *value;
+    uint64_t valid;
+    int angle;
+} naive_cyl;
+
+static naive_cyl naive_cyl_at(const kern_pf_finger *f, const kern_pf_detail *d, int c)
+{
+    if (c < KERN_PF_SCAN_CYL)
+        return (naive_cyl){f->value[c], f->valid[c], f->angle[c]};
+    c -= KERN_PF_SCAN_CYL;
+    return (naive_cyl){d->value[c], d->valid[c], d->angle[c]};
+}
+
+/* Lane q's best pair among cylinders [0, nc): the greatest exact ratio, the first on ties; -1 for none. */
+static int naive_best(const kern_pf_probe *p, int q, const kern_pf_finger *f, const kern_pf_detail *d, int nc,
+                      int *sim)
+{
+    int bnum = 0, bden = 1, best = -1;
+    for (int c = 0; c < nc; c++) {
+        naive_cyl g = naive_cyl_at(f, d, c);
+        unsigned dd = (unsigned)((p->angle[q] - (unsigned)g.angle) & 255u);
+        if (dd > 64 && dd < 192)
+            continue;
+        int both = 0, diff = 0;
+        for (int k = 0; k < KERN_PF_ND; k++)
+            for (int bit = 0; bit < 64; bit++) {
+                int a = (int)(p->value[k][q] >> bit & 1), b = (int)(g.value[k] >> bit & 1);
+                int v = (int)(p->valid[q] >> bit & g.valid >> bit & 1);
+                both += a & b;
+                diff += (a ^ b) & v;
+            }
+        int num = 2 * both - diff, den = 2 * both + diff + KERN_PF_SIM_PRIOR;
+        if (num > 0 && (double)num / den > (double)bnum / bden) {
+            bnum = num;
+            bden = den;
+            best = c;
+        }
+    }
+    *sim = bnum * KERN_PF_SIM_SCALE / bden;
+    return best;
+}
+
 static unsigned naive_score(const kern_pf_probe *p, const kern_pf_finger *f)
 {
     unsigned sum = 0;
-    for (int q = 0; q < KERN_PF_PCYL; q++) {
-        int best = 0;
-        for (int c = 0; c < f->n; c++) {
-            unsigned d = (unsigned)((p->angle[q] - f->angle[c]) & 255u);
-            if (d > 64 && d < 192)
-                continue;
-            int both = 0, diff = 0;
-            for (int k = 0; k < KERN_PF_ND; k++)
-                for (int bit = 0; bit < 64; bit++) {
-                    int a = (int)(p->value[k][q] >> bit & 1), b = (int)(f->value[c][k] >> bit & 1);
-                    int v = (int)(p->valid[q] >> bit & f->valid[c] >> bit & 1);
-                    both += a & b;
-                    diff += (a ^ b) & v;
-                }
-            int num = 2 * both - diff, den = 2 * both + diff + KERN_PF_SIM_PRIOR;
-            int s = num > 0 ? num * KERN_PF_SIM_SCALE / den : 0;
-            if (s > best)
-                best = s;
-        }
-        sum += (unsigned)best;
+    int nc = f->n < KERN_PF_SCAN_CYL ? f->n : KERN_PF_SCAN_CYL;
+    for (int q = 0; q < KERN_PF_SCAN_PCYL; q++) {
+        int sim;
+        naive_best(p, q, f, NULL, nc, &sim);
+        sum += (unsigned)sim;
     }
     return sum;
 }
@@ -54,8 +82,35 @@ static void random_cyl(uint64_t *rng, uint64_t value[KERN_PF_ND], uint64_t *vali
     *valid = rl_rand_next(rng) | rl_rand_next(rng);
     for (int k = 0; k < KERN_PF_ND; k++) {
         uint64_t v = rl_rand_next(rng);
-        for (int d = 0; d < density; d++) v &= rl_rand_next(rng);
+        for (int dd = 0; dd < density; dd++) v &= rl_rand_next(rng);
         value[k] = v & *valid;
+    }
+}
+
+/* A random finger of n cylinders (scan block and detail). */
+static void random_finger(uint64_t *rng, bio_pf_finger *f, int n, int density)
+{
+    memset(f, 0, sizeof *f);
+    f->scan.n = (uint8_t)n;
+    for (int c = 0; c < n; c++) {
+        uint64_t v[KERN_PF_ND], valid;
+        random_cyl(rng, v, &valid, density + c % 3);
+        uint8_t a = (uint8_t)(rl_rand_next(rng) & 255);
+        int16_t x = (int16_t)(rl_rand_next(rng) % 400), y = (int16_t)-(int16_t)(rl_rand_next(rng) % 400);
+        if (c < KERN_PF_SCAN_CYL) {
+            memcpy(f->scan.value[c], v, sizeof v);
+            f->scan.valid[c] = valid;
+            f->scan.angle[c] = a;
+            f->scan.x[c] = x;
+            f->scan.y[c] = y;
+        } else {
+            int e = c - KERN_PF_SCAN_CYL;
+            memcpy(f->detail.value[e], v, sizeof v);
+            f->detail.valid[e] = valid;
+            f->detail.angle[e] = a;
+            f->detail.x[e] = x;
+            f->detail.y[e] = y;
+        }
     }
 }
 
@@ -63,11 +118,12 @@ static void test_prefilter_variants_match_reference(void **state)
 {
     (void)state;
     enum { N = 333 };
+    bio_pf_finger *all = aligned_alloc(64, N * sizeof *all);
     kern_pf_finger *g = aligned_alloc(64, N * sizeof *g);
     kern_pf_probe *p = aligned_alloc(64, sizeof *p);
+    assert_non_null(all);
     assert_non_null(g);
     assert_non_null(p);
-    memset(g, 0, N * sizeof *g);
     memset(p, 0, sizeof *p);
     uint64_t rng = 12345;
     p->n = KERN_PF_PCYL - 3; /* a few empty lanes */
@@ -76,35 +132,64 @@ static void test_prefilter_variants_match_reference(void **state)
         random_cyl(&rng, v, &p->valid[q], 1 + q % 3);
         for (int k = 0; k < KERN_PF_ND; k++) p->value[k][q] = v[k];
         p->angle[q] = rl_rand_next(&rng) & 255;
+        p->x[q] = (int16_t)(rl_rand_next(&rng) % 400);
+        p->y[q] = (int16_t)-(int16_t)(rl_rand_next(&rng) % 400);
     }
-    for (int i = 0; i < N; i++) {
-        g[i].n = (uint8_t)(i % (KERN_PF_GCYL + 1));
-        for (int c = 0; c < g[i].n; c++) {
-            random_cyl(&rng, g[i].value[c], &g[i].valid[c], 1 + (i + c) % 3);
-            g[i].angle[c] = (uint8_t)(rl_rand_next(&rng) & 255);
+    for (int i = 0; i < N; i++)
+        random_finger(&rng, &all[i], i % (KERN_PF_GCYL + 1), 1 + i % 3);
+    /* a finger that holds copies of probe cylinders (angles at the tolerance's edges), in both blocks */
+    all[5].scan.n = KERN_PF_GCYL;
+    for (int c = 0; c < KERN_PF_GCYL; c++) {
+        uint8_t a = (uint8_t)(p->angle[c] + (c % 3 == 0 ? 64 : c % 3 == 1 ? 192 : 65));
+        if (c < KERN_PF_SCAN_CYL) {
+            for (int k = 0; k < KERN_PF_ND; k++) all[5].scan.value[c][k] = p->value[k][c];
+            all[5].scan.valid[c] = p->valid[c];
+            all[5].scan.angle[c] = a;
+        } else {
+            int e = c - KERN_PF_SCAN_CYL;
+            for (int k = 0; k < KERN_PF_ND; k++) all[5].detail.value[e][k] = p->value[k][c];
+            all[5].detail.valid[e] = p->valid[c];
+            all[5].detail.angle[e] = a;
         }
     }
-    /* a finger that holds copies of probe cylinders (angles at the tolerance's edges) */
-    g[5].n = KERN_PF_GCYL;
-    for (int c = 0; c < KERN_PF_GCYL; c++) {
-        for (int k = 0; k < KERN_PF_ND; k++) g[5].value[c][k] = p->value[k][c];
-        g[5].valid[c] = p->valid[c];
-        g[5].angle[c] = (uint8_t)(p->angle[c] + (c % 3 == 0 ? 64 : c % 3 == 1 ? 192 : 65));
-    }
+    /* a finger whose cylinders repeat: ties go to the first */
+    all[6] = all[5];
+    memcpy(all[6].detail.value[0], all[6].scan.value[0], sizeof all[6].detail.value[0]);
+    all[6].detail.valid[0] = all[6].scan.valid[0];
+    all[6].detail.angle[0] = all[6].scan.angle[0];
+    for (int i = 0; i < N; i++) g[i] = all[i].scan;
     uint16_t ref[N], got[N];
-    for (int i = 0; i < N; i++) ref[i] = (uint16_t)naive_score(p, &g[i]);
+    kern_pf_best *bref = calloc(N, sizeof *bref);
+    assert_non_null(bref);
+    for (int i = 0; i < N; i++) {
+        ref[i] = (uint16_t)naive_score(p, &g[i]);
+        for (int q = 0; q < KERN_PF_PCYL; q++) {
+            int sim, c = naive_best(p, q, &all[i].scan, &all[i].detail, all[i].scan.n, &sim);
+            bref[i].sim[q] = (uint16_t)sim;
+            bref[i].cyl[q] = (uint8_t)(c < 0 ? KERN_PF_NONE : c);
+        }
+    }
     assert_true(ref[5] > 0);
+    assert_int_equal(bref[6].cyl[0], 0);
     int ran = 0;
     for (int impl = 0; impl < KERN_PF_IMPL_COUNT; impl++) {
         kern_pf_scores_fn *fn = kern_pf_get((kern_pf_impl)impl);
+        kern_pf_best_fn *bf = kern_pf_get_best((kern_pf_impl)impl);
         if (!fn) {
             fprintf(stderr, "SKIPPED: prefilter variant %s: not supported on this CPU\n",
                     kern_pf_impl_name((kern_pf_impl)impl));
             continue;
         }
+        assert_non_null(bf);
         memset(got, 0, sizeof got);
         fn(p, g, N, got);
         assert_memory_equal(ref, got, sizeof ref);
+        for (int i = 0; i < N; i++) {
+            kern_pf_best b;
+            memset(&b, 0xa5, sizeof b);
+            bf(p, &all[i].scan, &all[i].detail, &b);
+            assert_memory_equal(&bref[i], &b, sizeof b);
+        }
         ran++;
     }
     assert_true(ran >= 1);
@@ -143,8 +228,96 @@ static void test_prefilter_variants_match_reference(void **state)
         kern_pf_ocl_free(o);
         kern_ocl_close(k);
     }
+    free(bref);
+    free(all);
     free(g);
     free(p);
+}
+
+/* The refinement sums the pairs that agree on one placement: a finger that is
+ * the probe's own cylinders rotated and moved scores the sum of its pairs;
+ * scattering the same pairs' positions leaves only the best placement's. */
+static void test_refine_score_rewards_one_placement(void **state)
+{
+    (void)state;
+    kern_pf_probe *p = aligned_alloc(64, sizeof *p);
+    bio_pf_finger *f = aligned_alloc(64, sizeof *f);
+    memset(p, 0, sizeof *p);
+    memset(f, 0, sizeof *f);
+    enum { M = 12 };
+    p->n = M;
+    f->scan.n = M;
+    const double turn = 2.0 * 3.14159265358979323846 / 256.0;
+    kern_pf_best best;
+    memset(&best, 0, sizeof best);
+    memset(best.cyl, KERN_PF_NONE, sizeof best.cyl);
+    for (int i = 0; i < M; i++) {
+        /* gallery minutia i at (gx, gy), direction 10 i; the probe sees it rotated by 20 units, moved by (30, -15) */
+        double gx = 40.0 * (i % 4), gy = -50.0 * (i / 4), r = 20 * turn;
+        uint8_t ga = (uint8_t)(10 * i);
+        p->angle[i] = (uint8_t)(ga + 20);
+        p->x[i] = (int16_t)lround(gx * cos(r) - gy * sin(r) + 30);
+        p->y[i] = (int16_t)lround(gx * sin(r) + gy * cos(r) - 15);
+        if (i < KERN_PF_SCAN_CYL) {
+            f->scan.angle[i] = ga;
+            f->scan.x[i] = (int16_t)gx;
+            f->scan.y[i] = (int16_t)gy;
+        } else {
+            f->detail.angle[i - KERN_PF_SCAN_CYL] = ga;
+            f->detail.x[i - KERN_PF_SCAN_CYL] = (int16_t)gx;
+            f->detail.y[i - KERN_PF_SCAN_CYL] = (int16_t)gy;
+        }
+        best.sim[i] = (uint16_t)(100 + i);
+        best.cyl[i] = (uint8_t)i;
+    }
+    unsigned all = 0;
+    for (int i = 0; i < M; i++) all += best.sim[i];
+    assert_int_equal(kern_pf_refine_score(p, &f->scan, &f->detail, &best), all);
+    /* move half the probe's minutiae far away: only the others agree */
+    unsigned kept = 0;
+    for (int i = 0; i < M; i++) {
+        if (i % 2)
+            p->x[i] = (int16_t)(p->x[i] + 150 + 60 * i);
+        else
+            kept += best.sim[i];
+    }
+    assert_int_equal(kern_pf_refine_score(p, &f->scan, &f->detail, &best), kept);
+    /* no pairs, no score */
+    memset(best.sim, 0, sizeof best.sim);
+    assert_int_equal(kern_pf_refine_score(p, &f->scan, &f->detail, &best), 0);
+    free(p);
+    free(f);
+}
+
+/* The stored form round-trips and refuses what the kernels must never see. */
+static void test_prefilter_encode_decode(void **state)
+{
+    (void)state;
+    uint64_t rng = 99;
+    bio_pf_finger *f = aligned_alloc(64, sizeof *f), *back = aligned_alloc(64, sizeof *back);
+    unsigned char *bytes = malloc(BIO_PF_ENCODED_BYTES);
+    for (int n = 0; n <= KERN_PF_GCYL; n += 7) {
+        random_finger(&rng, f, n, 1);
+        bio_prefilter_encode(f, bytes);
+        assert_null(bio_prefilter_decode(bytes, BIO_PF_ENCODED_BYTES, back));
+        assert_memory_equal(f, back, sizeof *f);
+    }
+    rl_error *err = bio_prefilter_decode(bytes, BIO_PF_ENCODED_BYTES - 1, back);
+    assert_non_null(err);
+    rl_error_free(err);
+    bytes[0] = KERN_PF_GCYL + 1; /* too many cylinders */
+    err = bio_prefilter_decode(bytes, BIO_PF_ENCODED_BYTES, back);
+    assert_non_null(err);
+    rl_error_free(err);
+    bytes[0] = KERN_PF_GCYL;
+    bytes[1] |= 1;  /* a value bit ... */
+    bytes[33] = 0;  /* ... in a cell that is not valid */
+    err = bio_prefilter_decode(bytes, BIO_PF_ENCODED_BYTES, back);
+    assert_non_null(err);
+    rl_error_free(err);
+    free(bytes);
+    free(f);
+    free(back);
 }
 
 /* A random plausible template: n minutiae over a 300 x 400 area. */
@@ -228,7 +401,7 @@ static void test_gallery_identify_same_on_every_kernel(void **state)
             bio_gallery_free(g);
             continue;
         }
-        kern_pf_finger *d = aligned_alloc(64, sizeof *d);
+        bio_pf_finger *d = aligned_alloc(64, sizeof *d);
         for (int i = 0; i < N; i++) {
             bio_gallery_key k = {{0}, (uint8_t)(i % 11)};
             snprintf(k.record, sizeof k.record, "r%d", i);
@@ -274,7 +447,7 @@ static void test_gallery_index_put_replace_remove(void **state)
     bio_gallery_options_defaults(&o);
     bio_gallery *g = NULL;
     assert_null(bio_gallery_new(&o, &g));
-    kern_pf_finger *d = aligned_alloc(64, sizeof *d);
+    bio_pf_finger *d = aligned_alloc(64, sizeof *d);
     memset(d, 0, sizeof *d);
     kern_pf_probe *pr = aligned_alloc(64, sizeof *pr);
     memset(pr, 0, sizeof *pr);
@@ -282,7 +455,7 @@ static void test_gallery_index_put_replace_remove(void **state)
     for (int i = 0; i < N; i++) {
         bio_gallery_key k = {{0}, (uint8_t)(i % 11)};
         snprintf(k.record, sizeof k.record, "p%d", i / 3);
-        d->valid[0] = (uint64_t)i;
+        d->scan.valid[0] = (uint64_t)i;
         assert_null(bio_gallery_put(g, &k, d, NULL));
     }
     /* keys repeat: p0/0, p0/1, p0/2, p1/3 ... all distinct */
@@ -310,12 +483,13 @@ static void test_gallery_index_put_replace_remove(void **state)
         snprintf(r.record, sizeof r.record, "p%d", i / 3);
         size_t rank;
         float score;
-        assert_null(bio_gallery_prefilter_rank(g, pr, &r, &rank, &score));
+        bio_gallery_params gp = {.top_k = 1};
+        assert_null(bio_gallery_prefilter_rank(g, pr, &gp, &r, &rank, &score));
     }
     bio_gallery_memory m;
     bio_gallery_memory_get(g, &m);
     assert_int_equal(m.fingers, N / 2 - 1);
-    assert_true(m.bytes_per_finger > sizeof(kern_pf_finger));
+    assert_true(m.bytes_per_finger > sizeof(bio_pf_finger));
     free(d);
     free(pr);
     bio_gallery_free(g);
@@ -339,6 +513,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_prefilter_variants_match_reference),
+        cmocka_unit_test(test_refine_score_rewards_one_placement),
+        cmocka_unit_test(test_prefilter_encode_decode),
         cmocka_unit_test(test_gallery_identify_same_on_every_kernel),
         cmocka_unit_test(test_gallery_index_put_replace_remove),
         cmocka_unit_test(test_threshold_grows_with_gallery),

@@ -37,18 +37,173 @@ static void test_levels_weights_and_guards(void **state)
     assert_int_equal(lv[DEMO_F_IDENTIFIER], DEMO_LEVEL_MISSING); /* missing counts zero */
     double w = demo_model_weight(m, &a, lv, NULL);
     assert_true(demo_model_probability(m, w) > 0.999);
-    assert_null(demo_model_guard(m, lv));
+    unsigned agrees = 0;
+    assert_int_equal(demo_model_guard(m, &a, &b, lv, &agrees), 0);
+    assert_int_equal(agrees, DEMO_GUARD_GIVEN | DEMO_GUARD_BIRTH);
     /* Twins: same family and birth date, another given name, no identifier: guarded. */
     features(m, patient("Okafor", "Chidi", "1990-01-02", NULL), &c);
     features(m, patient("Okafor", "Ngozi", "1990-01-02", NULL), &d);
     demo_compare_features(m, &c, &d, lv);
     assert_int_equal(lv[DEMO_F_GIVEN], 4);
-    assert_non_null(demo_model_guard(m, lv));
+    assert_int_equal(demo_model_guard(m, &c, &d, lv, &agrees), DEMO_GUARD_GIVEN);
+    assert_int_equal(agrees, DEMO_GUARD_BIRTH);
     /* Names written the other way round count as exact. */
     features(m, patient("Sean", "OBrien", "1980-05-17", NULL), &c);
     demo_compare_features(m, &a, &c, lv);
     assert_int_equal(lv[DEMO_F_GIVEN], 0);
     assert_int_equal(lv[DEMO_F_FAMILY], 0);
+    /* The other way round with a slip: read crosswise, at the level each side reaches. */
+    features(m, patient("Ryan", "Chloe", "1945-07-12", NULL), &c);
+    features(m, patient("Chloe", "Ryna", "1945-07-12", NULL), &d);
+    demo_compare_features(m, &c, &d, lv);
+    assert_int_equal(lv[DEMO_F_GIVEN], 0);
+    assert_int_equal(lv[DEMO_F_FAMILY], 1);
+    /* Not for names that merely share letters. */
+    features(m, patient("Ryan", "Chloe", "1945-07-12", NULL), &c);
+    features(m, patient("Chloe", "Sarah", "1945-07-12", NULL), &d);
+    demo_compare_features(m, &c, &d, lv);
+    assert_int_equal(lv[DEMO_F_GIVEN], 4);
+    demo_model_free(m);
+}
+
+/* A Patient as a clinic would send it: family, given, birth date, gender, phone
+ * (or NULL) and a second identifier (system and value, or NULLs), at one home. */
+typedef struct person_fields {
+    const char *family, *given, *birth, *gender, *phone, *id_system, *id;
+} person_fields;
+
+static json_t *person(const person_fields *f)
+{
+    json_t *p = patient(f->family, f->given, f->birth, NULL);
+    json_object_set_new(p, "gender", json_string(f->gender));
+    json_object_set_new(p, "address", json_pack("[{s:s, s:[s], s:s, s:s}]", "use", "home", "line", "12 Moi Avenue",
+                                                "city", "Nakuru", "postalCode", "20100"));
+    if (f->phone)
+        json_object_set_new(p, "telecom", json_pack("[{s:s, s:s}]", "system", "phone", "value", f->phone));
+    if (f->id)
+        json_array_append_new(json_object_get(p, "identifier"),
+                              json_pack("{s:s, s:s}", "system", f->id_system, "value", f->id));
+    return p;
+}
+
+enum { G_BIRTH = DEMO_GUARD_BIRTH, G_GIVEN = DEMO_GUARD_GIVEN, G_BOTH = G_BIRTH | G_GIVEN };
+
+/* People who share a home (12 Moi Avenue, Nakuru): family, given, birth date, gender, phone, identifier. */
+static const person_fields
+    wanjiru = {"Mwangi", "Wanjiru", "2019-05-14", "female", "0722 123 456", "urn:hospital:mrn", "100234"},
+    njeri = {"Mwangi", "Njeri", "2019-05-14", "female", "0722123456", "urn:hospital:mrn", "100235"},
+    njeri_no_mrn = {"Mwangi", "Njeri", "2019-05-14", "female", "0722123456", NULL, NULL},
+    daniel = {"Otieno", "Daniel", "2004-09-01", "male", NULL, NULL, NULL},
+    danielle = {"Otieno", "Danielle", "2004-09-01", "female", NULL, NULL, NULL},
+    chidi = {"Okafor", "Chidi", "1990-01-02", "male", NULL, NULL, NULL},
+    emeka_typo_family = {"Okafro", "Emeka", "1990-01-02", "male", NULL, NULL, NULL},
+    emeka_typo_date = {"Okafor", "Emeka", "1990-01-20", "male", NULL, NULL, NULL},
+    flynn = {"Cresp", "Flynn", "1976-11-17", "male", NULL, "urn:ssn", "2624663"},
+    zac_digits_swapped = {"Cresp", "Zac", "1976-11-17", "male", NULL, "urn:ssn", "2624636"},
+    zac_digit_mistyped = {"Cresp", "Zac", "1976-11-17", "male", NULL, "urn:ssn", "2624693"},
+    flyn = {"Cresp", "Flyn", "1976-11-17", "male", NULL, NULL, NULL},
+    john_sr = {"Kamau", "John", "1958-03-04", "male", "0733 000 111", NULL, NULL},
+    john_jr = {"Kamau", "John Jr", "1986-11-20", "male", "0733 000 111", NULL, NULL},
+    john_year_swapped = {"Kamau", "John", "1985-03-04", "male", NULL, NULL, NULL},
+    john_no_date = {"Kamau", "John", "1900-01-01", "male", NULL, NULL, NULL}, /* a placeholder date */
+    mary_1931 = {"Achieng", "Mary", "1931-06-02", "female", NULL, NULL, NULL},
+    mary_1975 = {"Achieng", "Mary", "1975-06-02", "female", NULL, NULL, NULL},
+    mary_1987 = {"Achieng", "Mary", "1987-06-02", "female", NULL, NULL, NULL},
+    mary_1995 = {"Achieng", "Mary", "1995-01-17", "female", NULL, NULL, NULL},
+    keaton_1994 = {"Webb", "Keaton", "1994-07-24", "male", NULL, NULL, NULL},
+    keaton_1985 = {"Webb", "Keaton", "1985-03-28", "male", NULL, NULL, NULL},
+    kamau_1980 = {"Kamau", "John", "1980-02-11", "male", NULL, "urn:national-id", "21453398"},
+    kamau_1986 = {"Kamau", "John", "1986-09-30", "male", NULL, "urn:national-id", "24870015"};
+
+/* In every case the weights alone reach auto-linking: where a guard fires, it is what stops it. */
+static const struct guard_case {
+    const char *what;
+    const person_fields *a, *b;
+    unsigned fired, agrees;
+} guard_cases[] = {
+    {"twin girls, the mother's phone, consecutive ward numbers", &wanjiru, &njeri, G_GIVEN, G_BIRTH},
+    {"twin girls, the mother's phone", &wanjiru, &njeri_no_mrn, G_GIVEN, G_BIRTH},
+    {"boy and girl twins whose names read as close", &daniel, &danielle, G_GIVEN, G_BOTH},
+    {"twins, a slip in one's family name", &chidi, &emeka_typo_family, G_GIVEN, G_BIRTH},
+    {"twins, a slip in one's birth date", &chidi, &emeka_typo_date, G_GIVEN, G_BIRTH},
+    {"one man: another given name, two digits of his number swapped", &flynn, &zac_digits_swapped, 0, G_BOTH},
+    {"one man: another given name, a digit of his number mistyped", &flynn, &zac_digit_mistyped, 0, G_BOTH},
+    {"one man: a typo in his given name", &flynn, &flyn, 0, G_BOTH},
+    {"father and son, one name (\"Jr\" is dropped), one phone", &john_sr, &john_jr, G_BIRTH, G_GIVEN},
+    {"grandmother and the granddaughter named after her", &mary_1931, &mary_1995, G_BIRTH, G_GIVEN},
+    {"mother and daughter, a generation apart to the day", &mary_1975, &mary_1987, G_BIRTH, G_GIVEN},
+    {"dates less than a generation apart, nothing else says two: the weights decide", &keaton_1994, &keaton_1985, 0,
+     G_GIVEN},
+    {"cousins of one name and home, six years apart, national ids differ", &kamau_1980, &kamau_1986, G_BIRTH, G_GIVEN},
+    {"two digits of the year swapped: a slip, not another generation", &john_sr, &john_year_swapped, 0, G_BOTH},
+    {"no date on one side: nothing known about generations", &john_sr, &john_no_date, 0, G_GIVEN},
+};
+
+static void test_guards(void **state)
+{
+    demo_model *m = NULL;
+    assert_null(demo_model_defaults(NULL, &m));
+    for (size_t i = 0; i < sizeof guard_cases / sizeof *guard_cases; i++) {
+        const struct guard_case *c = &guard_cases[i];
+        demo_features a, b;
+        features(m, person(c->a), &a);
+        features(m, person(c->b), &b);
+        int lv[DEMO_F_COUNT];
+        demo_compare_features(m, &a, &b, lv);
+        unsigned agrees = 0, fired = demo_model_guard(m, &a, &b, lv, &agrees);
+        double p = demo_model_probability(m, demo_model_weight(m, &a, lv, NULL));
+        if (fired != c->fired || agrees != c->agrees || p < 0.9)
+            fail_msg("%s: guards %u (want %u), agrees %u (want %u), p %.4f", c->what, fired, c->fired, agrees,
+                     c->agrees, p);
+    }
+    /* "guards": false turns both rules off. */
+    json_t *rules = json_pack("{s:b}", "guards", 0);
+    demo_model *off = NULL;
+    assert_null(demo_model_from_json(rules, NULL, &off));
+    demo_features a, b;
+    features(off, person(&john_sr), &a);
+    features(off, person(&john_jr), &b);
+    int lv[DEMO_F_COUNT];
+    demo_compare_features(off, &a, &b, lv);
+    unsigned agrees = 0;
+    assert_int_equal(demo_model_guard(off, &a, &b, lv, &agrees), 0);
+    json_decref(rules);
+    demo_model_free(off);
+    demo_model_free(m);
+}
+
+/* How many blocking keys two records share under the built-in rules. */
+static int shared_keys(const demo_model *m, json_t *pa, json_t *pb)
+{
+    demo_features a, b;
+    features(m, pa, &a);
+    features(m, pb, &b);
+    json_t *ka = json_array(), *kb = json_array();
+    assert_null(demo_model_blocking_keys(m, &a, ka));
+    assert_null(demo_model_blocking_keys(m, &b, kb));
+    int shared = 0;
+    size_t i, j;
+    json_t *x, *y;
+    json_array_foreach(ka, i, x) json_array_foreach(kb, j, y) shared += json_equal(x, y);
+    json_decref(ka);
+    json_decref(kb);
+    return shared;
+}
+
+static void test_blocking_keys(void **state)
+{
+    demo_model *m = NULL;
+    assert_null(demo_model_defaults(NULL, &m));
+    /* Names written the other way round, with the postcode and date mistyped: still proposed. */
+    person_fields swapped = {"Wanjiru", "Mwangi", "2019-05-15", "female", NULL, NULL, NULL};
+    json_t *moved = person(&swapped);
+    json_object_set_new(json_array_get(json_object_get(moved, "address"), 0), "postalCode", json_string("20010"));
+    assert_int_equal(shared_keys(m, person(&wanjiru), moved), 1);
+    /* Another given name, the family name and postcode mistyped: the birth date in the same town finds it. */
+    person_fields typos = {"Mwangl", "Wanjiru", "2019-05-14", "female", NULL, NULL, NULL};
+    json_t *other = person(&typos);
+    json_object_set_new(json_array_get(json_object_get(other, "address"), 0), "postalCode", json_string("21000"));
+    assert_int_equal(shared_keys(m, person(&njeri_no_mrn), other), 1);
     demo_model_free(m);
 }
 
@@ -118,6 +273,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_levels_weights_and_guards),
+        cmocka_unit_test(test_guards),
+        cmocka_unit_test(test_blocking_keys),
         cmocka_unit_test(test_stored_features_round_trip),
         cmocka_unit_test(test_rules_validation),
     };

@@ -6,6 +6,7 @@
 
 #include "common/rl_time.h"
 #include "registry/registry.h"
+#include "registry/registry_matcher.h"
 #include "tests/harness.h"
 
 typedef struct fixture {
@@ -46,6 +47,18 @@ static int setup(void **state)
     f->opts.ntrusted = 1;
     /* Every decision that reuses scores taken ahead is checked against one from scratch. */
     f->opts.verify_decisions = true;
+    if (!f->dir || open_registry(f))
+        return -1;
+    *state = f;
+    return 0;
+}
+
+/* The probabilistic matcher with its built-in rules, as a new registry runs. */
+static int setup_probabilistic(void **state)
+{
+    fixture *f = calloc(1, sizeof *f);
+    f->dir = rl_test_tmpdir("registry");
+    rl_registry_options_defaults(&f->opts);
     if (!f->dir || open_registry(f))
         return -1;
     *state = f;
@@ -100,6 +113,50 @@ static json_t *check_report(fixture *f)
 }
 
 static void expect_clean(fixture *f) { json_decref(check_report(f)); }
+
+/* One registration of a scenario, as a clinic sends it (one home; phone and national
+ * number may be NULL), and where it must land: with the person of an earlier step
+ * (same), or not (apart), each a step's index or -1; reviews: the review items it
+ * queues, or -1 when not checked. */
+typedef struct step {
+    const char *family, *given, *gender, *birth, *phone, *ssn;
+    int same, apart, reviews;
+} step;
+
+static void run_steps(fixture *f, const step *steps, size_t n)
+{
+    char (*golden)[65] = calloc(n, sizeof *golden);
+    for (size_t i = 0; i < n; i++) {
+        const step *s = &steps[i];
+        char key[24];
+        snprintf(key, sizeof key, "%zu", i);
+        json_t *p = json_pack("{s:s, s:[{s:s, s:s}], s:[{s:s, s:[s]}], s:s, s:s, s:[{s:s, s:[s], s:s, s:s}]}",
+                              "resourceType", "Patient", "identifier", "system", "urn:clinic", "value", key, "name",
+                              "family", s->family, "given", s->given, "gender", s->gender, "birthDate", s->birth,
+                              "address", "use", "home", "line", "12 Moi Avenue", "city", "Nakuru", "postalCode",
+                              "20100");
+        if (s->phone)
+            json_object_set_new(p, "telecom", json_pack("[{s:s, s:s}]", "system", "phone", "value", s->phone));
+        if (s->ssn)
+            json_array_append_new(json_object_get(p, "identifier"),
+                                  json_pack("{s:s, s:s}", "system", "urn:ssn", "value", s->ssn));
+        rl_submit_result r;
+        rl_error *err = rl_registry_submit(f->reg, &clerk, p, &r);
+        if (err)
+            fail_msg("step %zu: submit failed: %s", i, rl_error_message(err));
+        json_decref(p);
+        snprintf(golden[i], sizeof golden[i], "%s", r.golden_id);
+        if (s->same >= 0 && strcmp(golden[i], golden[s->same]) != 0)
+            fail_msg("step %zu (%s %s %s) is not linked with step %d", i, s->given, s->family, s->birth, s->same);
+        if (s->apart >= 0 && strcmp(golden[i], golden[s->apart]) == 0)
+            fail_msg("step %zu (%s %s %s) is linked with step %d", i, s->given, s->family, s->birth, s->apart);
+        if (s->reviews >= 0 && r.reviews_queued != s->reviews)
+            fail_msg("step %zu queued %d review items, not %d", i, r.reviews_queued, s->reviews);
+        rl_submit_result_clear(&r);
+    }
+    free(golden);
+    expect_clean(f);
+}
 
 /* Every golden record and link, for exact before/after comparisons. */
 static json_t *snapshot(fixture *f)
@@ -236,6 +293,131 @@ static void test_deterministic_matching(void **state)
     rl_submit_result_clear(&d);
 }
 
+static void test_twins_are_not_merged(void **state)
+{
+    static const step steps[] = {
+        /* Twin girls registered by their mother, one home, her phone, numbered one after
+         * the other by the maternity ward: apart, and a human looks. */
+        {"Mwangi", "Wanjiru", "female", "2019-05-14", "0722 123 456", "100234", -1, -1, 0},
+        {"Mwangi", "Njeri", "female", "2019-05-14", "0722 123 456", "100235", -1, 0, 1},
+        /* Each comes back at another clinic without the ward's number: each to her own record. */
+        {"Mwangi", "Wanjiru", "female", "2019-05-14", "0722 123 456", NULL, 0, -1, -1},
+        {"Mwangi", "Njeri", "female", "2019-05-14", "0722 123 456", NULL, 1, -1, -1},
+        /* A twin brother whose name reads close to his sister's: another sex, another person. */
+        {"Otieno", "Danielle", "female", "2004-09-01", NULL, NULL, -1, -1, 0},
+        {"Otieno", "Daniel", "male", "2004-09-01", NULL, NULL, -1, 4, -1},
+    };
+    run_steps(*state, steps, sizeof steps / sizeof *steps);
+}
+
+static void test_parent_and_child_are_not_merged(void **state)
+{
+    static const step steps[] = {
+        {"Kamau", "John", "male", "1958-03-04", "0733 000 111", NULL, -1, -1, 0},
+        /* His son, named after him, at the same home. */
+        {"Kamau", "John Jr", "male", "1986-11-20", "0733 000 111", NULL, -1, 0, 1},
+        /* The father again, his year typed with two digits swapped: still the father. */
+        {"Kamau", "John", "male", "1985-03-04", "0733 000 111", NULL, 0, -1, -1},
+        /* The son again, without "Jr": his own record, not his father's. */
+        {"Kamau", "John", "male", "1986-11-20", "0733 000 111", NULL, 1, -1, -1},
+    };
+    run_steps(*state, steps, sizeof steps / sizeof *steps);
+}
+
+/* A guard tripped by one record of a person is lifted by another record of theirs
+ * that links on its own and agrees on the guarded fact. */
+static void test_guard_lifted_by_the_persons_own_records(void **state)
+{
+    static const step steps[] = {
+        {"Cresp", "Flynn", "male", "1976-11-17", NULL, "2624663", -1, -1, -1},
+        /* Another given name, but the national number agrees: the same man (a clerk's slip). */
+        {"Cresp", "Zac", "male", "1976-11-17", NULL, "2624663", 0, -1, -1},
+        /* Flynn again, his number mistyped beyond a slip: against "Zac" he looks like a twin
+         * brother, but the person is known as Flynn, and this record agrees with Flynn's. */
+        {"Cresp", "Flynn", "male", "1976-11-17", NULL, "4839140", 0, -1, -1},
+        /* A real twin brother agrees with none of the person's given names. */
+        {"Cresp", "Harvey", "male", "1976-11-17", NULL, "7130552", -1, 0, -1},
+        /* The same with birth dates: one of Amber's records carries a wrong year. */
+        {"Blackwell", "Amber", "female", "1986-03-25", NULL, "5701396", -1, -1, -1},
+        {"Blackwell", "Amber", "female", "1916-02-11", NULL, "5701396", 4, -1, -1},
+        {"Blackwell", "Amber", "female", "1986-03-25", NULL, "2016958", 4, -1, -1},
+        /* Her mother and namesake: a generation from every one of Amber's dates. */
+        {"Blackwell", "Amber", "female", "1958-01-09", NULL, "3321785", -1, 4, -1},
+    };
+    run_steps(*state, steps, sizeof steps / sizeof *steps);
+}
+
+/* Rematch has hindsight: a record left on its own because, when it came, only a record it
+ * could not be told from was there, joins the person once their other records are in. */
+static void test_rematch_hindsight(void **state)
+{
+    fixture *f = *state;
+    static const step steps[] = {
+        /* A clerk's slip names Flynn "Zac" on his first record. */
+        {"Cresp", "Zac", "male", "1976-11-17", NULL, "2624663", -1, -1, -1},
+        /* Flynn, his number mistyped: against "Zac" alone he looks like a twin brother. */
+        {"Cresp", "Flynn", "male", "1976-11-17", NULL, "4839140", -1, 0, -1},
+        {"Cresp", "Flynn", "male", "1976-11-17", NULL, "2624663", 0, -1, -1},
+        /* A real twin brother. */
+        {"Cresp", "Harvey", "male", "1976-11-17", NULL, "7130552", -1, 0, -1},
+    };
+    run_steps(f, steps, sizeof steps / sizeof *steps);
+    json_t *report = NULL;
+    assert_null(rl_registry_rematch(f->reg, &reviewer, &report));
+    assert_int_equal(json_integer_value(json_object_get(report, "settled")), 1);
+    json_decref(report);
+    json_t *assign = NULL;
+    assert_null(rl_registry_assignments(f->reg, &assign));
+    /* Keys are record ids; the values show the two persons: Flynn (three records) and Harvey. */
+    json_t *count = json_object();
+    const char *rid;
+    json_t *g;
+    json_object_foreach(assign, rid, g) {
+        json_t *c = json_object_get(count, json_string_value(g));
+        json_object_set_new(count, json_string_value(g), json_integer(c ? json_integer_value(c) + 1 : 1));
+    }
+    assert_int_equal(json_object_size(count), 2);
+    json_decref(count);
+    json_decref(assign);
+    expect_clean(f);
+}
+
+/* What the probabilistic matcher says beside the score: a sparse record says little
+ * (a low score) without being evidence against; strangers are. */
+static void test_matcher_evidence(void **state)
+{
+    demo_model *model = NULL;
+    rl_matcher *m = NULL;
+    assert_null(demo_model_defaults(NULL, &model));
+    assert_null(rl_matcher_probabilistic(model, &m));
+    const char *texts[3] = {
+        "{\"resourceType\":\"Patient\",\"name\":[{\"family\":\"Cresp\",\"given\":[\"Flynn\"]}],"
+        "\"birthDate\":\"1976-11-17\",\"address\":[{\"line\":[\"12 Moi Avenue\"],\"city\":\"Nakuru\"}]}",
+        /* The same man's lab record: his family name and a new address, nothing else. */
+        "{\"resourceType\":\"Patient\",\"name\":[{\"family\":\"Cresp\"}],"
+        "\"address\":[{\"line\":[\"4 Kenyatta Lane\"],\"city\":\"Eldoret\"}]}",
+        "{\"resourceType\":\"Patient\",\"name\":[{\"family\":\"Odhiambo\",\"given\":[\"Achieng\"]}],"
+        "\"birthDate\":\"1990-02-03\",\"address\":[{\"line\":[\"4 Kenyatta Lane\"],\"city\":\"Eldoret\"}]}",
+    };
+    void *prepared[3];
+    for (int i = 0; i < 3; i++) {
+        json_t *p = parse(texts[i]);
+        assert_null(m->prepare(m, p, &prepared[i]));
+        json_decref(p);
+    }
+    double score;
+    rl_evidence ev;
+    assert_null(m->compare(m, prepared[0], prepared[1], &score, &ev, NULL));
+    assert_true(score < 0.6);
+    assert_false(ev.against);
+    assert_int_equal(ev.guards, 0);
+    assert_null(m->compare(m, prepared[0], prepared[2], &score, &ev, NULL));
+    assert_true(ev.against);
+    for (int i = 0; i < 3; i++)
+        m->release(m, prepared[i]);
+    rl_matcher_destroy(m);
+}
+
 static void test_trusted_identifier(void **state)
 {
     fixture *f = *state;
@@ -341,6 +523,25 @@ static void test_review_link_decision(void **state)
     assert_string_equal(golden_of(f, b.record_id, g), b.golden_id);
     json_decref(undone);
     json_decref(out);
+    /* ... and takes the decision back: the item is open again, to be decided afresh. */
+    rl_registry_stats st;
+    rl_registry_stats_get(f->reg, &st);
+    assert_int_equal(st.open_reviews, 1);
+    assert_null(rl_registry_review_show(f->reg, &reviewer, rid, &out));
+    assert_string_equal(json_string_value(json_object_get(json_object_get(out, "item"), "status")), "open");
+    assert_null(json_object_get(json_object_get(out, "item"), "resolution"));
+    assert_non_null(json_object_get(json_object_get(out, "item"), "reopened"));
+    json_decref(out);
+    /* Undone "not a match" forgets the pair: a "same person" decision may follow. */
+    assert_null(rl_registry_review_resolve(f->reg, &reviewer, rid, "not-a-match", &out));
+    event = json_string_value(json_object_get(json_object_get(out, "event"), "id"));
+    assert_null(rl_registry_undo(f->reg, &reviewer, event, NULL));
+    json_decref(out);
+    assert_null(rl_registry_review_resolve(f->reg, &reviewer, rid, "link", &out));
+    assert_string_equal(golden_of(f, b.record_id, g), a.golden_id);
+    json_decref(out);
+    rl_registry_stats_get(f->reg, &st);
+    assert_int_equal(st.open_reviews, 0);
     json_decref(list);
     expect_clean(f);
     rl_submit_result_clear(&a);
@@ -797,6 +998,11 @@ int main(void)
         cmocka_unit_test(test_repeat_cap),
         cmocka_unit_test_setup_teardown(test_deterministic_matching, setup, teardown),
         cmocka_unit_test_setup_teardown(test_trusted_identifier, setup, teardown),
+        cmocka_unit_test(test_matcher_evidence),
+        cmocka_unit_test_setup_teardown(test_twins_are_not_merged, setup_probabilistic, teardown),
+        cmocka_unit_test_setup_teardown(test_parent_and_child_are_not_merged, setup_probabilistic, teardown),
+        cmocka_unit_test_setup_teardown(test_guard_lifted_by_the_persons_own_records, setup_probabilistic, teardown),
+        cmocka_unit_test_setup_teardown(test_rematch_hindsight, setup_probabilistic, teardown),
         cmocka_unit_test_setup_teardown(test_review_link_and_not_a_match_memory, setup, teardown),
         cmocka_unit_test_setup_teardown(test_review_link_decision, setup, teardown),
         cmocka_unit_test_setup_teardown(test_review_biometric, setup, teardown),
