@@ -6,15 +6,26 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bench/bench_machine.h"
 #include "bench/bench_population.h"
 #include "common/rl_rand.h"
 #include "common/rl_time.h"
 #include "registry/registry.h"
 #include "store/store.h"
 
+/* Progress of a long run, shared by the workers: the line for each tenth says the rate and CPU per
+ * registration over that tenth, so that slowing down with size shows. */
+typedef struct match_progress {
+    pthread_mutex_t lock;
+    long last_done;
+    uint64_t last_ns;
+    double last_cpu;
+} match_progress;
+
 typedef struct match_worker {
     rl_registry *reg;
     atomic_long *done; /* shared: registrations finished, for the progress lines */
+    match_progress *progress;
     long total;
     uint64_t started;
     const bench_pools *ps;
@@ -54,8 +65,19 @@ static void *match_work(void *arg)
         long d = atomic_fetch_add(w->done, 1) + 1;
         if (w->total >= 100000 && d % (w->total / 10) == 0) {
             /* Long runs say how they are going: a run cut short still tells its rate. */
-            double secs = (double)(rl_time_mono_ns() - w->started) / 1e9;
-            fprintf(stderr, "bench match: %ld/%ld registered, %.0f s, %.0f/s\n", d, w->total, secs, (double)d / secs);
+            match_progress *pr = w->progress;
+            pthread_mutex_lock(&pr->lock);
+            uint64_t now = rl_time_mono_ns();
+            double cpu = bench_cpu_seconds();
+            double secs = (double)(now - w->started) / 1e9, step_s = (double)(now - pr->last_ns) / 1e9;
+            long step = d - pr->last_done;
+            fprintf(stderr, "bench match: %ld/%ld registered, %.0f s, %.0f/s; last tenth %.0f/s, %.3f CPU ms each, "
+                    "load %.2f\n", d, w->total, secs, (double)d / secs, (double)step / step_s,
+                    (cpu - pr->last_cpu) * 1e3 / (double)step, bench_load_average());
+            pr->last_done = d;
+            pr->last_ns = now;
+            pr->last_cpu = cpu;
+            pthread_mutex_unlock(&pr->lock);
         }
     }
     return NULL;
@@ -117,7 +139,10 @@ rl_error *bench_match_run(const bench_match_options *o, json_t **result)
     RL_TRY(bench_pools_load(o->testdata, &ps));
     rl_store_options so = {.sync = o->sync, .group_commit_us = o->group_commit_us};
     RL_TRY(rl_store_open(o->dir, &so, &store));
-    RL_TRY(rl_registry_open(store, NULL, &reg));
+    rl_registry_options ro;
+    rl_registry_options_defaults(&ro);
+    ro.verify_decisions = o->verify;
+    RL_TRY(rl_registry_open(store, &ro, &reg));
     rid = calloc((size_t)o->size, sizeof *rid);
     truth = calloc((size_t)o->size, sizeof *truth);
     w = calloc((size_t)o->threads, sizeof *w);
@@ -129,8 +154,10 @@ rl_error *bench_match_run(const bench_match_options *o, json_t **result)
     atomic_long done;
     atomic_init(&done, 0);
     uint64_t started = rl_time_mono_ns();
+    double load_before = bench_load_average(), cpu0 = bench_cpu_seconds();
+    match_progress progress = {.lock = PTHREAD_MUTEX_INITIALIZER, .last_ns = started, .last_cpu = cpu0};
     for (int t = 0; t < o->threads; t++) {
-        w[t] = (match_worker){.reg = reg, .done = &done, .total = o->size, .started = started, .ps = ps, .first = next, .count = per + (t < extra),
+        w[t] = (match_worker){.reg = reg, .done = &done, .total = o->size, .progress = &progress, .started = started, .ps = ps, .first = next, .count = per + (t < extra),
                               .dup_share = o->dup_share, .rng = 0xABCDEFull + (uint64_t)t * 104729, .rid = rid,
                               .truth = truth};
         next += w[t].count;
@@ -141,6 +168,7 @@ rl_error *bench_match_run(const bench_match_options *o, json_t **result)
     for (int t = 0; t < o->threads; t++)
         pthread_join(tids[t], NULL);
     double reg_s = (double)(rl_time_mono_ns() - t0) / 1e9;
+    double reg_cpu_s = bench_cpu_seconds() - cpu0;
     for (int t = 0; t < o->threads; t++)
         if (w[t].err) {
             err = w[t].err;
@@ -154,6 +182,7 @@ rl_error *bench_match_run(const bench_match_options *o, json_t **result)
     uint64_t r = 0x5151ull;
     rl_actor actor = {.who = "bench", .bound_system = NULL};
     long found_first = 0;
+    double probe_cpu0 = bench_cpu_seconds();
     for (long i = 0; i < o->probes; i++) {
         long who = (long)(rl_rand_next(&r) % (uint64_t)(o->size / 2 + 1));
         bench_person p;
@@ -176,14 +205,17 @@ rl_error *bench_match_run(const bench_match_options *o, json_t **result)
         found_first += json_array_size(list) > 0;
         json_decref(list);
     }
+    double probe_cpu_s = bench_cpu_seconds() - probe_cpu0;
     qsort(lat, (size_t)o->probes, sizeof *lat, cmp_double);
 
     RL_TRY(rl_registry_assignments(reg, &assign));
     double precision = 0, recall = 0;
     match_accuracy(assign, rid, truth, o->size, &precision, &recall);
     uint64_t t1 = rl_time_mono_ns();
+    double rematch_cpu0 = bench_cpu_seconds();
     RL_TRY(rl_registry_rematch(reg, &actor, &rematch));
     double rematch_s = (double)(rl_time_mono_ns() - t1) / 1e9;
+    double rematch_cpu_s = bench_cpu_seconds() - rematch_cpu0;
     rl_registry_stats st;
     rl_registry_stats_get(reg, &st);
     *result = json_pack("{s:I, s:i, s:b, s:f, s:f, s:f, s:I, s:f, s:f, s:f, s:f, s:f, s:f, s:I, s:I}", "size",
@@ -193,6 +225,16 @@ rl_error *bench_match_run(const bench_match_options *o, json_t **result)
                         lat[(long)((double)o->probes * 0.99)], "precision", precision, "recall", recall,
                         "rematch_s", rematch_s, "probes_with_candidates", (double)found_first / (double)o->probes,
                         "golden_records", (json_int_t)st.goldens, "open_reviews", (json_int_t)st.open_reviews);
+    if (*result) {
+        /* CPU per operation (the whole process, background threads included): comparable across runs
+         * on a shared machine, where the rates are not. Load averages say how shared it was. */
+        json_object_set_new(*result, "registration_cpu_ms", json_real(reg_cpu_s * 1e3 / (double)o->size));
+        json_object_set_new(*result, "probe_cpu_ms", json_real(probe_cpu_s * 1e3 / (double)o->probes));
+        json_object_set_new(*result, "rematch_cpu_s", json_real(rematch_cpu_s));
+        json_object_set(*result, "rematch_phases_s", json_object_get(rematch, "phases_s"));
+        json_object_set_new(*result, "load_before", json_real(load_before));
+        json_object_set_new(*result, "load_after", json_real(bench_load_average()));
+    }
 cleanup:
     rl_registry_close(reg);
     rl_store_close(store);

@@ -25,6 +25,7 @@ typedef struct bench_match_options {
     long probes;
     double dup_share;
     bool sync;
+    bool verify;          /* registry.verify_decisions: each decision checked against one from scratch */
     int group_commit_us;
     const char *dir;      /* store folder (fresh) */
     const char *testdata; /* folder holding demographics/febrl */

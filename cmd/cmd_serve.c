@@ -243,6 +243,9 @@ int cmd_serve(int argc, char **argv)
         goto cleanup;
     if (cfg.auth_mode == 0 && (err = serve_first_token(&cfg, store, registry, flags.admin_token_file)) != NULL)
         goto cleanup;
+    /* Before listening: the first requests would otherwise wait for it. */
+    if ((err = rl_registry_warm(registry)) != NULL)
+        goto cleanup;
     if ((err = rl_api_start(&cfg, registry, store, &api)) != NULL)
         goto cleanup;
     if (flags.port_file && (err = serve_write_port_file(flags.port_file, rl_api_port(api))) != NULL)

@@ -37,6 +37,7 @@ rl_error *cmd_registry_options(const rl_config *cfg, rl_registry_options *opts, 
     opts->auto_link_threshold = cfg->registry_auto_link_threshold;
     opts->review_threshold = cfg->registry_review_threshold;
     opts->max_candidates_per_key = cfg->registry_max_candidates_per_key;
+    opts->match_cache_mb = (unsigned long)cfg->registry_match_cache_mb;
     opts->survivorship = cfg->registry_survivorship == 1 ? RL_SURVIVE_MOST_COMPLETE : RL_SURVIVE_MOST_RECENT;
     opts->ntrusted = cfg->registry_ntrusted < RL_REGISTRY_MAX_TRUSTED ? cfg->registry_ntrusted : RL_REGISTRY_MAX_TRUSTED;
     for (int i = 0; i < opts->ntrusted; i++)

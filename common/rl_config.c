@@ -71,6 +71,7 @@ static const rl_opt rl_opts[] = {
     RL_OPTION("registry", "auto_link_threshold", RL_OPT_DOUBLE, registry_auto_link_threshold, 0, 100),
     RL_OPTION("registry", "review_threshold", RL_OPT_DOUBLE, registry_review_threshold, 0, 100),
     RL_OPTION("registry", "max_candidates_per_key", RL_OPT_INT, registry_max_candidates_per_key, 1, 1000000),
+    RL_OPTION("registry", "match_cache_mb", RL_OPT_INT, registry_match_cache_mb, 0, 1048576),
     {.section = "registry", .key = "survivorship", .kind = RL_OPT_ENUM, .offset = RL_OFF(registry_survivorship),
      .names = rl_survivorship_names},
     {.section = "registry", .key = "trusted_systems", .kind = RL_OPT_STRLIST,
@@ -106,6 +107,7 @@ void rl_config_defaults(rl_config *cfg)
     cfg->registry_auto_link_threshold = 0.9;
     cfg->registry_review_threshold = 0.6;
     cfg->registry_max_candidates_per_key = 200;
+    cfg->registry_match_cache_mb = 1024;
     cfg->registry_survivorship = 0;
     cfg->registry_ntrusted = 0;
 }

@@ -68,6 +68,7 @@ typedef struct rl_config {
     double registry_auto_link_threshold;
     double registry_review_threshold;
     int registry_max_candidates_per_key;
+    int registry_match_cache_mb;
     int registry_survivorship; /* 0 most_recent, 1 most_complete */
     int registry_ntrusted;
     char registry_trusted_systems[RL_CONFIG_LIST_MAX][RL_CONFIG_ITEM_MAX];

@@ -23,6 +23,8 @@ void rl_registry_options_defaults(rl_registry_options *opts)
     opts->auto_link_threshold = 0.9;
     opts->review_threshold = 0.6;
     opts->max_candidates_per_key = 200;
+    /* ~250 bytes a record: a million records fit. */
+    opts->match_cache_mb = 1024;
     opts->survivorship = RL_SURVIVE_MOST_RECENT;
     opts->finger_min_quality = 35;
     opts->finger_min_minutiae = 12;
@@ -162,6 +164,13 @@ rl_error *rl_registry_open(rl_store *store, const rl_registry_options *opts, rl_
     RL_TRY(reg_matcher_open(reg));
     reg->opts.rules = NULL;
     atomic_init(&reg->seq, randombytes_random());
+    atomic_init(&reg->gen, 0);
+    atomic_init(&reg->created, 0);
+    reg->recent = calloc(REG_RECENT, sizeof *reg->recent);
+    if (!reg->recent)
+        RL_FAIL(RL_ENOMEM, "out of memory");
+    RL_TRY(reg_cache_new((size_t)reg->opts.match_cache_mb << 20, &reg->cache));
+    RL_TRY(reg_postings_new(&reg->postings));
     RL_TRY(reg_load_counters(reg));
     reg->counters_loaded = true;
     RL_TRY(reg_search_index_ensure(reg));
@@ -169,6 +178,17 @@ rl_error *rl_registry_open(rl_store *store, const rl_registry_options *opts, rl_
     reg = NULL;
 cleanup:
     rl_registry_close(reg);
+    return err;
+}
+
+rl_error *rl_registry_warm(rl_registry *reg)
+{
+    rl_error *err = NULL;
+    RL_TRY(reg_postings_load(reg));
+    pthread_mutex_lock(&reg->write_lock);
+    err = reg_cache_fill(reg);
+    pthread_mutex_unlock(&reg->write_lock);
+cleanup:
     return err;
 }
 
@@ -182,6 +202,14 @@ void rl_registry_close(rl_registry *reg)
         rl_error_free(err);
     }
     rl_matcher_destroy(reg->matcher);
+    reg_cache_free(reg->cache);
+    reg_postings_free(reg->postings);
+    for (size_t i = 0; reg->recent && i < REG_RECENT; i++) {
+        json_decref(reg->recent[i].postings);
+        json_decref(reg->recent[i].idents);
+        free(reg->recent[i].key_hashes);
+    }
+    free(reg->recent);
     reg_finger_close(reg);
     pthread_mutex_destroy(&reg->gallery_lock);
     pthread_mutex_destroy(&reg->write_lock);
@@ -227,6 +255,14 @@ void reg_time_key(rl_registry *reg, int64_t ms, char out[REG_TIMEKEY_LEN + 1])
 }
 
 void reg_now(char out[32]) { rl_time_format_instant(rl_time_wall_ms(), out, 32); }
+
+uint64_t reg_hash(uint64_t h, const void *bytes, size_t n)
+{
+    const unsigned char *p = bytes;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ p[i]) * 1099511628211ull;
+    return h;
+}
 
 const char *reg_actor_who(const rl_actor *actor)
 {
@@ -555,6 +591,10 @@ rl_error *reg_txn_apply(reg_txn *txn, uint64_t *ticket)
     rl_error *err = NULL;
     rl_registry *reg = txn->reg;
     RL_TRY(rl_store_apply(reg->store, txn->batch, ticket));
+    if (txn->postings_rid)
+        reg_postings_changed(reg, txn->postings_rid, txn->postings_removed, txn->postings_added);
+    if (!txn->creates)
+        reg_cache_changed(reg, txn->links);
     reg->n_records = (uint64_t)((int64_t)reg->n_records + txn->d_records);
     reg->n_goldens = (uint64_t)((int64_t)reg->n_goldens + txn->d_goldens);
     reg->n_open_reviews = (uint64_t)((int64_t)reg->n_open_reviews + txn->d_open_reviews);

@@ -58,6 +58,8 @@ typedef struct rl_registry_options {
     double auto_link_threshold; /* score >= this links automatically */
     double review_threshold;    /* score >= this (and below auto) is queued for review */
     int max_candidates_per_key; /* a blocking key with more postings is cut and reported */
+    unsigned long match_cache_mb; /* candidates' links and features kept in memory, MiB (0: none) */
+    bool verify_decisions;        /* tests: each registration's candidates and scores taken again from the store, compared */
     rl_survivorship survivorship;
     int ntrusted;
     char trusted_systems[RL_REGISTRY_MAX_TRUSTED][RL_REGISTRY_SYSTEM_MAX];
@@ -76,6 +78,11 @@ typedef struct rl_actor {
 } rl_actor;
 
 rl_error *rl_registry_open(rl_store *store, const rl_registry_options *opts, rl_registry **out);
+/* Reads what matching reads into memory now (blocking postings, each record's
+ * golden record and features: registry_postings.c, registry_cache.c) rather
+ * than at the first registrations and $match: a server calls it before it
+ * listens. Seconds at a million records. */
+rl_error *rl_registry_warm(rl_registry *reg);
 void rl_registry_close(rl_registry *reg);
 
 /* ---- registration ---- */

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/rl_log.h"
 #include "registry/registry_internal.h"
 
 enum {
@@ -35,23 +36,37 @@ static int reg_by_keys_desc(const void *a, const void *b)
 }
 
 rl_error *reg_gather_candidates(rl_registry *reg, const char *rid, const json_t *keys, const json_t *ident_keys,
-                                json_t *cands)
+                                json_t *cands, int *room, bool from_store)
 {
     rl_error *err = NULL;
     rl_store_iter *blocking = NULL, *ident = NULL;
     size_t i;
     json_t *k;
-    RL_TRY(rl_store_iter_new(reg->store, RL_CF_BLOCKING, NULL, 0, NULL, 0, &blocking));
-    json_array_foreach(keys, i, k)
-        RL_TRY(reg_scan_candidates(reg, blocking, RL_CF_BLOCKING, json_string_value(k), rid, cands,
-                                   reg->opts.max_candidates_per_key));
+    if (from_store)
+        RL_TRY(rl_store_iter_group(reg->store, RL_CF_BLOCKING, &blocking));
+    json_array_foreach(keys, i, k) {
+        if (from_store)
+            RL_TRY(reg_scan_candidates(reg, blocking, RL_CF_BLOCKING, json_string_value(k), rid, cands,
+                                       reg->opts.max_candidates_per_key, room));
+        else {
+            int left = reg->opts.max_candidates_per_key;
+            RL_TRY(reg_postings_scan(reg, json_string_value(k), rid, cands, reg->opts.max_candidates_per_key, &left));
+            /* The key is patient data: report the size, never the key. */
+            if (left < 0)
+                rl_log(RL_LOG_WARN, "registry", "over-full block cut", "family=blocking cap=%d",
+                       reg->opts.max_candidates_per_key);
+            if (room && left < *room)
+                *room = left;
+        }
+    }
     json_array_foreach(ident_keys, i, k) {
         const char *key = json_string_value(k);
         if (!reg_system_trusted(reg, key, (size_t)(strchr(key, '|') - key)))
             continue;
         if (!ident)
-            RL_TRY(rl_store_iter_new(reg->store, RL_CF_IDENT, NULL, 0, NULL, 0, &ident));
-        RL_TRY(reg_scan_candidates(reg, ident, RL_CF_IDENT, key, rid, cands, reg->opts.max_candidates_per_key));
+            RL_TRY(rl_store_iter_group(reg->store, RL_CF_IDENT, &ident));
+        RL_TRY(reg_scan_candidates(reg, ident, RL_CF_IDENT, key, rid, cands, reg->opts.max_candidates_per_key,
+                                   room));
     }
 cleanup:
     rl_store_iter_destroy(blocking);
@@ -59,20 +74,22 @@ cleanup:
     return err;
 }
 
-/* A candidate's prepared form: from its stored features when they were made
- * under the current rules, else (older records, changed rules) from its
- * record. *record (optional) gets the record JSON, read only when asked. */
-static rl_error *reg_candidate_prepared(rl_registry *reg, const char *rid, void **prepared, json_t **record)
+/* A candidate's prepared form from its stored features (bytes, when found)
+ * if they were made under the current rules, else (older records, changed
+ * rules) from its record. *record (optional) gets the record JSON, read only
+ * when asked. With room (matcher->prepared_size bytes), the features are
+ * decoded there and *prepared is room, not to be released. */
+static rl_error *reg_prepare_candidate(rl_registry *reg, const char *rid, const char *bytes, size_t len, bool found,
+                                       void *room, void **prepared, json_t **record)
 {
     rl_error *err = NULL;
-    char *bytes = NULL;
-    size_t len = 0;
-    bool found = false;
     json_t *rec = NULL;
     *prepared = NULL;
-    RL_TRY(rl_store_get(reg->store, RL_CF_FEATURES, rid, strlen(rid), &bytes, &len, &found));
     if (found) {
-        rl_error *derr = reg->matcher->decode(reg->matcher, bytes, len, prepared);
+        rl_error *derr = room ? reg->matcher->decode_into(reg->matcher, bytes, len, room)
+                              : reg->matcher->decode(reg->matcher, bytes, len, prepared);
+        if (room && !derr)
+            *prepared = room;
         if (derr) {
             *prepared = NULL;
             rl_error_free(derr); /* stale or damaged: prepare from the record below */
@@ -81,7 +98,7 @@ static rl_error *reg_candidate_prepared(rl_registry *reg, const char *rid, void 
     if (!*prepared || record) {
         RL_TRY(reg_get_json(reg, RL_CF_RECORDS, rid, strlen(rid), &rec));
         if (!rec) {
-            if (*prepared)
+            if (*prepared && *prepared != room)
                 reg->matcher->release(reg->matcher, *prepared);
             *prepared = NULL;
             goto cleanup;
@@ -94,9 +111,41 @@ static rl_error *reg_candidate_prepared(rl_registry *reg, const char *rid, void 
         rec = NULL;
     }
 cleanup:
-    free(bytes);
     json_decref(rec);
     return err;
+}
+
+/* The same, the features read through the match cache (or, for a record
+ * without a link, from the store); golden (optional) gets its golden record,
+ * "" when it has no link. scratch holds the features' bytes meanwhile. */
+static rl_error *reg_candidate_prepared(rl_registry *reg, const char *rid, rl_buf *scratch, void **prepared,
+                                        json_t **record, char golden[REG_ID_LEN + 8])
+{
+    rl_error *err = NULL;
+    char *bytes = NULL;
+    size_t len = 0;
+    bool found = false, linked = false;
+    reg_cached cached = {.features = scratch};
+    *prepared = NULL;
+    RL_TRY(reg_cache_get(reg, rid, &cached, &linked));
+    if (golden)
+        snprintf(golden, REG_ID_LEN + 8, "%s", linked ? cached.golden : "");
+    if (linked) {
+        found = cached.has_features;
+        len = scratch->len;
+    } else {
+        /* No link (rematch places records the store has not linked yet): the store says. */
+        RL_TRY(rl_store_get(reg->store, RL_CF_FEATURES, rid, strlen(rid), &bytes, &len, &found));
+    }
+    RL_TRY(reg_prepare_candidate(reg, rid, linked ? scratch->data : bytes, len, found, NULL, prepared, record));
+cleanup:
+    free(bytes);
+    return err;
+}
+
+rl_error *reg_candidate_features(rl_registry *reg, const char *rid, rl_buf *scratch, void **prepared)
+{
+    return reg_candidate_prepared(reg, rid, scratch, prepared, NULL, NULL);
 }
 
 void reg_golden_scores_free(reg_golden_score *gs, size_t n)
@@ -106,92 +155,211 @@ void reg_golden_scores_free(reg_golden_score *gs, size_t n)
     free(gs);
 }
 
-rl_error *reg_score_goldens(rl_registry *reg, const char *rid, const void *probe, const json_t *ident_keys,
-                            json_t *cands, reg_golden_of_fn golden_of, void *ctx, reg_golden_score **out,
-                            size_t *nout)
+void reg_cand_scores_free(reg_cand_score *cs, size_t n)
+{
+    for (size_t i = 0; cs && i < n; i++)
+        json_decref(cs[i].fields);
+    free(cs);
+}
+
+/* The candidates a decision scores, best first: those sharing the most keys
+ * with the record (ties by id), at most REG_MAX_SCORED. order[i].rid points
+ * into cands. */
+static rl_error *reg_rank_candidates(const json_t *cands, reg_cand **out, size_t *n)
 {
     rl_error *err = NULL;
-    reg_golden_score *gs = calloc(json_object_size(cands) + 1, sizeof *gs);
-    size_t n = 0;
-    reg_cand *order = NULL;
-    json_t *cand = NULL, *cand_keys = NULL, *fields = NULL, *veto = NULL;
-    void *cand_prepared = NULL;
-    *out = NULL;
-    *nout = 0;
-    if (!gs)
-        RL_FAIL(RL_ENOMEM, "out of memory");
     size_t ncands = json_object_size(cands), k = 0;
-    order = calloc(ncands + 1, sizeof *order);
+    reg_cand *order = calloc(ncands + 1, sizeof *order);
     if (!order)
         RL_FAIL(RL_ENOMEM, "out of memory");
     const char *key;
     json_t *count;
-    json_object_foreach(cands, key, count) {
+    json_object_foreach((json_t *)cands, key, count) {
         order[k].rid = key;
         order[k++].keys = json_is_integer(count) ? json_integer_value(count) : 1;
     }
     qsort(order, ncands, sizeof *order, reg_by_keys_desc);
-    for (size_t c = 0; c < ncands && c < REG_MAX_SCORED; c++) {
+    *out = order;
+    *n = ncands < REG_MAX_SCORED ? ncands : REG_MAX_SCORED;
+cleanup:
+    return err;
+}
+
+/* Compares one candidate with the probe: score (1 when a trusted identifier
+ * agrees), guard, trusted evidence, and the per-field outcomes when the score
+ * reaches the review threshold (only those are ever shown); its golden record
+ * too. known: what reg_cache_peek found of it (bytes in known_bytes), or NULL. */
+static rl_error *reg_score_candidate(rl_registry *reg, const void *probe, const json_t *ident_keys, const char *cid,
+                                     const reg_cache_hit *known, const char *known_bytes, rl_buf *scratch,
+                                     void *room, reg_cand_score *out)
+{
+    rl_error *err = NULL;
+    json_t *cand = NULL, *cand_keys = NULL;
+    void *prepared = NULL;
+    json_t **record = reg->opts.ntrusted > 0 ? &cand : NULL;
+    memset(out, 0, sizeof *out);
+    snprintf(out->rid, sizeof out->rid, "%s", cid);
+    if (known) {
+        snprintf(out->golden, sizeof out->golden, "%s", known->golden);
+        RL_TRY(reg_prepare_candidate(reg, cid, known_bytes + known->off, known->len, known->has_features, room,
+                                     &prepared, record));
+    } else {
+        RL_TRY(reg_candidate_prepared(reg, cid, scratch, &prepared, record, out->golden));
+    }
+    out->placed = out->golden[0] != '\0';
+    if (!prepared)
+        goto cleanup; /* an index entry without a record: `check` reports it */
+    out->usable = true;
+    /* Scores only first: building the per-field outcomes cost more than the comparison. */
+    RL_TRY(reg->matcher->compare(reg->matcher, probe, prepared, &out->score, &out->ev, NULL));
+    if (cand) {
+        cand_keys = json_array();
+        if (!cand_keys)
+            RL_FAIL(RL_ENOMEM, "out of memory");
+        RL_TRY(reg_identifier_keys(cand, cand_keys));
+        out->trusted = reg_trusted_evidence(reg, ident_keys, cand_keys);
+    }
+    if (out->trusted > 0)
+        out->score = 1.0;
+    if (out->score >= reg->opts.review_threshold) {
+        double again = 0;
+        rl_evidence ev;
+        RL_TRY(reg->matcher->compare(reg->matcher, probe, prepared, &again, &ev, &out->fields));
+        if (out->trusted > 0)
+            json_object_set_new(out->fields, "identifier", json_string("agree (trusted)"));
+    }
+cleanup:
+    if (prepared && prepared != room)
+        reg->matcher->release(reg->matcher, prepared);
+    json_decref(cand);
+    json_decref(cand_keys);
+    return err;
+}
+
+/* Hash of an id: compared before the id itself. */
+static uint64_t reg_id_hash(const char *s) { return reg_hash(REG_HASH_START, s, strlen(s)); }
+
+static int reg_cand_score_by_rid(const void *a, const void *b)
+{
+    return strcmp(((const reg_cand_score *)a)->rid, ((const reg_cand_score *)b)->rid);
+}
+
+rl_error *reg_prescore(rl_registry *reg, const void *probe, const json_t *ident_keys, const json_t *cands,
+                       reg_cand_score **out, size_t *nout)
+{
+    rl_error *err = NULL;
+    reg_cand *order = NULL;
+    reg_cand_score *cs = NULL;
+    const char **rids = NULL;
+    reg_cache_hit *known = NULL;
+    void *room = NULL;
+    size_t n = 0, ranked = 0;
+    rl_buf scratch, bytes;
+    rl_buf_init(&scratch, 1 << 20);
+    rl_buf_init(&bytes, 64 << 20);
+    *out = NULL;
+    *nout = 0;
+    RL_TRY(reg_rank_candidates(cands, &order, &ranked));
+    cs = calloc(ranked + 1, sizeof *cs);
+    rids = calloc(ranked + 1, sizeof *rids);
+    known = calloc(ranked + 1, sizeof *known);
+    room = malloc(reg->matcher->prepared_size);
+    if (!cs || !rids || !known || !room)
+        RL_FAIL(RL_ENOMEM, "out of memory");
+    for (size_t i = 0; i < ranked; i++)
+        rids[i] = order[i].rid;
+    reg_cache_peek(reg, rids, ranked, known, &bytes);
+    for (; n < ranked; n++)
+        RL_TRY(reg_score_candidate(reg, probe, ident_keys, order[n].rid, known[n].hit ? &known[n] : NULL, bytes.data,
+                                   &scratch, room, &cs[n]));
+    qsort(cs, n, sizeof *cs, reg_cand_score_by_rid);
+    *out = cs;
+    *nout = n;
+    cs = NULL;
+cleanup:
+    reg_cand_scores_free(cs, n);
+    free(order);
+    free(rids);
+    free(known);
+    free(room);
+    rl_buf_free(&scratch);
+    rl_buf_free(&bytes);
+    return err;
+}
+
+rl_error *reg_score_goldens(rl_registry *reg, const char *rid, const void *probe, const json_t *ident_keys,
+                            json_t *cands, const reg_scoring *how, reg_golden_score **out, size_t *nout)
+{
+    rl_error *err = NULL;
+    reg_golden_score *gs = NULL;
+    uint64_t *ghash = NULL; /* of gs[i].golden: compared before the ids */
+    size_t n = 0, ranked = 0;
+    reg_cand *order = NULL;
+    reg_cand_score own = {.fields = NULL};
+    json_t *veto = NULL;
+    void *room = NULL;
+    rl_buf scratch;
+    rl_buf_init(&scratch, 1 << 20);
+    *out = NULL;
+    *nout = 0;
+    RL_TRY(reg_rank_candidates(cands, &order, &ranked));
+    gs = calloc(ranked + 1, sizeof *gs);
+    ghash = calloc(ranked + 1, sizeof *ghash);
+    room = malloc(reg->matcher->prepared_size);
+    if (!gs || !ghash || !room)
+        RL_FAIL(RL_ENOMEM, "out of memory");
+    for (size_t c = 0; c < ranked; c++) {
         const char *cid = order[c].rid;
-        char golden[REG_ID_LEN + 8];
+        char golden_of[REG_ID_LEN + 8];
+        const char *golden = golden_of;
         bool placed = false;
-        RL_TRY(golden_of(ctx, cid, golden, &placed));
+        reg_cand_score key;
+        snprintf(key.rid, sizeof key.rid, "%s", cid);
+        const reg_cand_score *cs = how->npre ? bsearch(&key, how->pre, how->npre, sizeof *how->pre,
+                                                       reg_cand_score_by_rid) : NULL;
+        if (cs && how->pre_golden) {
+            placed = cs->placed;
+            golden = cs->golden;
+        } else {
+            RL_TRY(how->golden_of(how->ctx, cid, golden_of, &placed));
+        }
         if (!placed)
             continue; /* no golden record yet (rematch) or an index entry without a record (check reports it) */
-        RL_TRY(reg_candidate_prepared(reg, cid, &cand_prepared, reg->opts.ntrusted > 0 ? &cand : NULL));
-        if (!cand_prepared)
-            continue;
-        double score = 0;
-        rl_evidence ev;
-        /* Scores only: building the per-field outcomes of every candidate cost more than the
-         * comparison, and only those of a golden record's best candidate scoring at least the
-         * review threshold are read (review items; $match fills in a weaker first result). */
-        RL_TRY(reg->matcher->compare(reg->matcher, probe, cand_prepared, &score, &ev, NULL));
-        int trusted = 0;
-        if (cand) {
-            cand_keys = json_array();
-            RL_TRY(reg_identifier_keys(cand, cand_keys));
-            trusted = reg_trusted_evidence(reg, ident_keys, cand_keys);
+        if (!cs) {
+            json_decref(own.fields);
+            RL_TRY(reg_score_candidate(reg, probe, ident_keys, cid, NULL, NULL, &scratch, room, &own));
+            cs = &own;
         }
-        if (trusted > 0)
-            score = 1.0;
-        char pair[2 * REG_ID_LEN + 8];
-        size_t plen = reg_pair_key(rid, cid, pair, sizeof pair);
-        RL_TRY(reg_get_json(reg, RL_CF_NOMATCH, pair, plen, &veto));
+        if (!cs->usable)
+            continue;
+        if (!how->fresh) {
+            char pair[2 * REG_ID_LEN + 8];
+            size_t plen = reg_pair_key(rid, cid, pair, sizeof pair);
+            RL_TRY(reg_get_json(reg, RL_CF_NOMATCH, pair, plen, &veto));
+        }
+        uint64_t h = reg_id_hash(golden);
         size_t g = 0;
-        while (g < n && strcmp(gs[g].golden, golden) != 0)
+        while (g < n && (ghash[g] != h || strcmp(gs[g].golden, golden) != 0))
             g++;
         if (g == n) {
             snprintf(gs[n].golden, sizeof gs[n].golden, "%s", golden);
+            ghash[n] = h;
             gs[n].score = -1;
             n++;
         }
-        gs[g].vetoed = gs[g].vetoed || veto != NULL || trusted < 0;
-        gs[g].contradicted = gs[g].contradicted || (ev.against && trusted <= 0);
-        gs[g].guards |= ev.guards;
-        if (!ev.guards && score >= reg->opts.auto_link_threshold)
-            gs[g].vouched |= ev.agrees;
-        if (score > gs[g].score) {
-            gs[g].score = score;
+        gs[g].vetoed = gs[g].vetoed || veto != NULL || cs->trusted < 0;
+        gs[g].contradicted = gs[g].contradicted || (cs->ev.against && cs->trusted <= 0);
+        gs[g].guards |= cs->ev.guards;
+        if (!cs->ev.guards && cs->score >= reg->opts.auto_link_threshold)
+            gs[g].vouched |= cs->ev.agrees;
+        if (cs->score > gs[g].score) {
+            gs[g].score = cs->score;
             snprintf(gs[g].record, sizeof gs[g].record, "%s", cid);
             json_decref(gs[g].fields);
-            gs[g].fields = NULL;
-            if (score >= reg->opts.review_threshold) {
-                double again = 0;
-                RL_TRY(reg->matcher->compare(reg->matcher, probe, cand_prepared, &again, &ev, &fields));
-                if (trusted > 0)
-                    json_object_set_new(fields, "identifier", json_string("agree (trusted)"));
-                gs[g].fields = fields;
-                fields = NULL;
-            }
+            gs[g].fields = json_incref(cs->fields);
         }
-        json_decref(cand);
-        json_decref(cand_keys);
-        json_decref(fields);
         json_decref(veto);
-        reg->matcher->release(reg->matcher, cand_prepared);
-        cand = cand_keys = fields = veto = NULL;
-        cand_prepared = NULL;
+        veto = NULL;
     }
     /* Whether a guard is lifted needs every candidate member of the person: only now. */
     for (size_t g = 0; g < n; g++)
@@ -201,12 +369,11 @@ rl_error *reg_score_goldens(rl_registry *reg, const char *rid, const void *probe
     gs = NULL;
 cleanup:
     free(order);
-    json_decref(cand);
-    json_decref(cand_keys);
-    json_decref(fields);
+    free(ghash);
+    free(room);
+    json_decref(own.fields);
     json_decref(veto);
-    if (cand_prepared)
-        reg->matcher->release(reg->matcher, cand_prepared);
+    rl_buf_free(&scratch);
     reg_golden_scores_free(gs, n);
     return err;
 }
@@ -297,27 +464,15 @@ static rl_error *reg_fill_fields(rl_registry *reg, const void *probe, reg_golden
     void *prepared = NULL;
     double score = 0;
     rl_evidence ev;
-    RL_TRY(reg_candidate_prepared(reg, gs->record, &prepared, NULL));
+    rl_buf scratch;
+    rl_buf_init(&scratch, 1 << 20);
+    RL_TRY(reg_candidate_prepared(reg, gs->record, &scratch, &prepared, NULL, NULL));
     if (prepared)
         RL_TRY(reg->matcher->compare(reg->matcher, probe, prepared, &score, &ev, &gs->fields));
 cleanup:
     if (prepared)
         reg->matcher->release(reg->matcher, prepared);
-    return err;
-}
-
-/* $match reads links straight from the store. */
-static rl_error *reg_match_golden_of(void *ctx, const char *rid, char golden[REG_ID_LEN + 8], bool *placed)
-{
-    rl_error *err = NULL;
-    json_t *link = NULL;
-    RL_TRY(reg_get_json(ctx, RL_CF_LINKS, rid, strlen(rid), &link));
-    const char *g = json_string_value(json_object_get(link, "golden"));
-    *placed = g != NULL;
-    if (g)
-        snprintf(golden, REG_ID_LEN + 8, "%s", g);
-cleanup:
-    json_decref(link);
+    rl_buf_free(&scratch);
     return err;
 }
 
@@ -347,8 +502,10 @@ rl_error *rl_registry_match(rl_registry *reg, const rl_actor *actor, const json_
     if (json_array_size(keys) == 0 && !trusted)
         RL_FAIL(RL_EINVAL, "too few properties to match on: give at least a name with a birth date, a name with "
                 "a given name, a phone number, or an identifier of a trusted system");
-    RL_TRY(reg_gather_candidates(reg, "", keys, idents, cands));
-    RL_TRY(reg_score_goldens(reg, "", probe, idents, cands, reg_match_golden_of, reg, &gs, &ngs));
+    RL_TRY(reg_gather_candidates(reg, "", keys, idents, cands, NULL, false));
+    /* No not-a-match memory names the probe (it is no record). */
+    reg_scoring how = {.golden_of = reg_cache_golden_of, .ctx = reg, .fresh = true};
+    RL_TRY(reg_score_goldens(reg, "", probe, idents, cands, &how, &gs, &ngs));
     qsort(gs, ngs, sizeof *gs, reg_by_score_desc);
     for (size_t g = 0; g < ngs && (int)json_array_size(list) < count; g++) {
         if (gs[g].score < reg->opts.review_threshold && json_array_size(list) > 0)

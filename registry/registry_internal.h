@@ -32,6 +32,17 @@
 enum { REG_ID_LEN = 32, REG_TIMEKEY_LEN = 24, REG_KEY_MAX = 1024 };
 
 typedef struct reg_submit_req reg_submit_req;
+typedef struct reg_cache reg_cache;
+typedef struct reg_postings reg_postings;
+
+/* A registration that created a record, remembered for the decisions of
+ * registrations prepared before it was applied (registry_submit.c). */
+enum { REG_RECENT = 1024 };
+typedef struct reg_recent {
+    char rid[REG_ID_LEN + 8];
+    json_t *postings, *idents; /* its blocking keys and identifier keys */
+    uint64_t *key_hashes;      /* reg_key_hashes of those */
+} reg_recent;
 
 struct rl_registry {
     rl_store *store;
@@ -47,6 +58,18 @@ struct rl_registry {
     pthread_mutex_t queue_lock;
     reg_submit_req *queue_head, *queue_tail;
     bool combining;
+    /* what decisions read of candidate records, in memory (registry_cache.c) */
+    reg_cache *cache;
+    /* the blocking postings, in memory (registry_postings.c) */
+    reg_postings *postings;
+    /* Advanced (under write_lock and the cache's lock) by every applied change
+     * other than a registration creating a record: scores taken outside the
+     * lock at one generation stay true while it holds (registry_submit.c). */
+    atomic_uint_fast64_t gen;
+    /* Registrations that created a record, counted (under write_lock); the last
+     * REG_RECENT of them in recent[number % REG_RECENT]. */
+    atomic_uint_fast64_t created;
+    reg_recent *recent;
     /* enrolled fingers in memory (registry_finger.c): loaded at the first fingerprint call */
     pthread_mutex_t gallery_lock;
     struct bio_gallery *gallery;
@@ -67,6 +90,13 @@ typedef struct reg_txn {
     /* Registration writes no history event: skip reading "before" states, and
      * count golden records itself. */
     bool no_history;
+    /* A registration creating a record: it changes no existing record, so it
+     * leaves reg->gen and the match cache to its caller (reg_cache_created). */
+    bool creates;
+    /* The blocking postings the batch takes off (but those also put) and puts
+     * for record postings_rid, for the postings in memory (registry_postings.c). */
+    const char *postings_rid;
+    const json_t *postings_removed, *postings_added;
 } reg_txn;
 
 rl_error *reg_txn_begin(rl_registry *reg, reg_txn *txn);
@@ -84,7 +114,10 @@ rl_error *reg_txn_event(reg_txn *txn, const rl_actor *actor, const char *op, jso
 /* Adds an audit entry to the batch. */
 rl_error *reg_txn_audit(reg_txn *txn, const rl_actor *actor, const char *action,
                         const char *const *subjects, int nsubjects, const char *outcome, json_t *detail);
-/* Applies under the write lock (caller holds it); returns the durability ticket. */
+/* Applies under the write lock (caller holds it); returns the durability ticket.
+ * Then the postings in memory follow the batch, and unless txn->creates, the
+ * links it wrote leave the match cache and reg->gen advances (in that order:
+ * whoever sees the new generation sees the new postings). */
 rl_error *reg_txn_apply(reg_txn *txn, uint64_t *ticket);
 void reg_txn_end(reg_txn *txn);
 
@@ -95,6 +128,10 @@ void reg_put_json(rl_store_batch *batch, rl_cf cf, const char *key, size_t key_l
 void reg_new_id(char out[REG_ID_LEN + 1]);
 void reg_time_key(rl_registry *reg, int64_t ms, char out[REG_TIMEKEY_LEN + 1]);
 void reg_now(char out[32]);
+/* FNV-1a 64 of n bytes, continuing from h (REG_HASH_START to begin): to spread
+ * ids over buckets and to compare keys by hash before comparing them. */
+#define REG_HASH_START 1469598103934665603ull
+uint64_t reg_hash(uint64_t h, const void *bytes, size_t n);
 const char *reg_actor_who(const rl_actor *actor);
 
 /* Golden records. */
@@ -121,15 +158,20 @@ json_t *reg_record_view(const json_t *record, const json_t *link);
 rl_error *reg_queue_review(reg_txn *txn, const char *record_id, const char *own_golden,
                            const char *candidate_golden, const char *candidate_record, double score,
                            json_t *fields, bool *queued);
+/* Hashes of a record's blocking keys then its identifier keys (*out malloc'd). */
+rl_error *reg_key_hashes(const json_t *postings, const json_t *idents, uint64_t **out);
 /* "system|value" of every identifier of a Patient carrying both (appended to out). */
 rl_error *reg_identifier_keys(const json_t *patient, json_t *out);
 bool reg_system_trusted(const rl_registry *reg, const char *system, size_t len);
 /* +1 same value in a trusted system, -1 values that differ in one, 0 no trusted evidence. */
 int reg_trusted_evidence(const rl_registry *reg, const json_t *a_keys, const json_t *b_keys);
 /* Adds the record ids posted under prefix in family cf (blocking or ident) to
- * cands ({id: keys shared}), reading through `it`, an unbounded iterator on cf. */
+ * cands ({id: keys shared}), reading through `it`, a group iterator on cf
+ * (rl_store_iter_group). A prefix with more than cap postings is cut; *room
+ * (optional) is lowered to cap minus the postings read, so that a caller
+ * knows how many more postings under any of its keys would have cut one. */
 rl_error *reg_scan_candidates(rl_registry *reg, rl_store_iter *it, rl_cf cf, const char *prefix, const char *self,
-                              json_t *cands, int cap);
+                              json_t *cands, int cap, int *room);
 /* ---- deciding who a record is (registry_decide.c) ---- */
 
 typedef struct reg_golden_score {
@@ -155,11 +197,43 @@ typedef rl_error *(*reg_golden_of_fn)(void *ctx, const char *rid, char golden[RE
 /* Whether a golden record can take members; NULL callbacks mean "yes". */
 typedef rl_error *(*reg_active_fn)(void *ctx, const char *golden, bool *active);
 
+/* Candidates from blocking keys (the postings in memory; from_store: the
+ * blocking family itself) and trusted identifiers (reg_scan_candidates; room optional). */
 rl_error *reg_gather_candidates(rl_registry *reg, const char *rid, const json_t *keys, const json_t *ident_keys,
-                                json_t *cands);
+                                json_t *cands, int *room, bool from_store);
+
+/* One candidate compared with the probe: all a decision needs of it but its golden record. */
+typedef struct reg_cand_score {
+    char rid[REG_ID_LEN + 8];
+    bool placed;                 /* linked to a golden record (when scored) */
+    char golden[REG_ID_LEN + 8]; /* that one */
+    bool usable;    /* its features (or record) were found; else it is left out */
+    double score;   /* 1 when a trusted identifier agrees */
+    rl_evidence ev; /* what the comparison says beyond the score: guards, agreements, evidence against */
+    int trusted;    /* reg_trusted_evidence */
+    json_t *fields; /* per-field outcomes, when score >= the review threshold */
+} reg_cand_score;
+void reg_cand_scores_free(reg_cand_score *cs, size_t n);
+/* A record's prepared form, from its stored features (match cache) or else its
+ * record; *prepared NULL when it has neither. scratch holds bytes meanwhile. */
+rl_error *reg_candidate_features(rl_registry *reg, const char *rid, rl_buf *scratch, void **prepared);
+/* Scores, with no lock held, the candidates (from reg_gather_candidates) a
+ * decision would score; sorted by rid. A candidate's score changes only with
+ * a change that advances reg->gen, so that a decision taken later at the same
+ * generation reuses them (reg_scoring.pre) and scores only what it has not. */
+rl_error *reg_prescore(rl_registry *reg, const void *probe, const json_t *ident_keys, const json_t *cands,
+                       reg_cand_score **out, size_t *n);
+
+typedef struct reg_scoring {
+    reg_golden_of_fn golden_of; /* where a candidate's golden record is */
+    void *ctx;
+    const reg_cand_score *pre;  /* scores taken at the current generation (reg_prescore), or NULL */
+    size_t npre;
+    bool pre_golden;            /* their golden records too (not in rematch: it places records itself) */
+    bool fresh;                 /* rid is new (or no record): no not-a-match memory names it */
+} reg_scoring;
 rl_error *reg_score_goldens(rl_registry *reg, const char *rid, const void *probe, const json_t *ident_keys,
-                            json_t *cands, reg_golden_of_fn golden_of, void *ctx, reg_golden_score **out,
-                            size_t *n);
+                            json_t *cands, const reg_scoring *how, reg_golden_score **out, size_t *n);
 void reg_golden_scores_free(reg_golden_score *gs, size_t n);
 /* *chosen: the index of the golden record to join automatically, or -1. */
 rl_error *reg_choose_golden(rl_registry *reg, reg_golden_score *gs, size_t n, reg_active_fn active, void *ctx,
@@ -167,6 +241,63 @@ rl_error *reg_choose_golden(rl_registry *reg, reg_golden_score *gs, size_t n, re
 /* Review items for the best few possible matches other than own_golden (reorders gs). */
 rl_error *reg_offer_reviews(reg_txn *txn, const char *rid, const char *own_golden, reg_golden_score *gs, size_t n,
                             reg_active_fn active, void *ctx, int *queued);
+
+/* ---- the match cache (registry_cache.c) ---- */
+
+/* What the cache knows of a record. features: the caller's buffer for the
+ * stored features, or NULL when only the golden record is wanted. */
+typedef struct reg_cached {
+    char golden[REG_ID_LEN + 8];
+    bool has_features;
+    rl_buf *features;
+} reg_cached;
+
+rl_error *reg_cache_new(size_t max_bytes, reg_cache **out);
+void reg_cache_free(reg_cache *c);
+/* rid's golden record and features, from memory or else from the store;
+ * *linked false when the record has no link (nothing else is then set). */
+rl_error *reg_cache_get(rl_registry *reg, const char *rid, reg_cached *out, bool *linked);
+/* What reg_cache_peek found of a record: when hit, its golden record and its
+ * features' bytes at [off, off + len) of the caller's buffer. */
+typedef struct reg_cache_hit {
+    bool hit, has_features;
+    char golden[REG_ID_LEN + 8];
+    size_t off, len;
+} reg_cache_hit;
+/* Looks n records up under one lock, reading nothing from the store (misses
+ * are for reg_cache_get). bytes is emptied, then holds the features found. */
+void reg_cache_peek(rl_registry *reg, const char *const *rids, size_t n, reg_cache_hit *out, rl_buf *bytes);
+/* A registration created rid (its batch applied, write lock held). */
+void reg_cache_created(rl_registry *reg, const char *rid, const char *golden, const void *features, size_t len);
+/* An applied change to existing records (write lock held): drops the entries of
+ * ids (an object keyed by record id; NULL: every entry) and advances reg->gen. */
+void reg_cache_changed(rl_registry *reg, const json_t *ids);
+/* Fills the cache from the links and features families, in key order (the
+ * registry's write lock held, so that nothing changes meanwhile). */
+rl_error *reg_cache_fill(rl_registry *reg);
+/* How many records it holds. */
+size_t reg_cache_count(rl_registry *reg);
+/* A reg_golden_of_fn over the cache (ctx: the registry). */
+rl_error *reg_cache_golden_of(void *ctx, const char *rid, char golden[REG_ID_LEN + 8], bool *placed);
+
+/* ---- the blocking postings in memory (registry_postings.c) ---- */
+
+rl_error *reg_postings_new(reg_postings **out);
+void reg_postings_free(reg_postings *p);
+/* reg_scan_candidates over the blocking family, answered from memory (loaded
+ * from the family at the first call). */
+rl_error *reg_postings_scan(rl_registry *reg, const char *key, const char *self, json_t *cands, int cap,
+                            int *room);
+/* A batch applied (write lock held) took record rid's postings `removed` off
+ * the blocking family (but those also in `added`) and put `added` (either may
+ * be NULL). */
+void reg_postings_changed(rl_registry *reg, const char *rid, const json_t *removed, const json_t *added);
+/* Loads them now if not yet loaded. */
+rl_error *reg_postings_load(rl_registry *reg);
+/* Forgets them all (a bulk rewrite, rematch): the next lookup loads them again. */
+void reg_postings_reset(rl_registry *reg);
+/* Whether list (an array of strings) holds value. */
+bool reg_list_has(const json_t *list, const char *value);
 
 /* ---- search (registry_query.c, registry_search.c) ---- */
 

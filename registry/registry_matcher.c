@@ -128,19 +128,30 @@ static rl_error *det_encode(const rl_matcher *m, const void *prepared, rl_buf *o
     return rl_buf_append(out, prepared, sizeof(det_view));
 }
 
-static rl_error *det_decode(const rl_matcher *m, const char *bytes, size_t len, void **prepared)
+static rl_error *det_decode_into(const rl_matcher *m, const char *bytes, size_t len, void *prepared)
 {
     if (len != sizeof(det_view))
         return RL_ERR(RL_ECONFLICT, "stored features are not the deterministic matcher's");
-    det_view *v = malloc(sizeof *v);
-    if (!v)
-        return RL_ERR(RL_ENOMEM, "out of memory");
+    det_view *v = prepared;
     memcpy(v, bytes, sizeof *v);
     /* Bytes from the store are text fields: make sure each ends. */
     v->family[sizeof v->family - 1] = v->given[sizeof v->given - 1] = '\0';
     v->birth[sizeof v->birth - 1] = v->gender[sizeof v->gender - 1] = '\0';
-    *prepared = v;
     return NULL;
+}
+
+static rl_error *det_decode(const rl_matcher *m, const char *bytes, size_t len, void **prepared)
+{
+    rl_error *err = NULL;
+    det_view *v = malloc(sizeof *v);
+    if (!v)
+        RL_FAIL(RL_ENOMEM, "out of memory");
+    RL_TRY(det_decode_into(m, bytes, len, v));
+    *prepared = v;
+    v = NULL;
+cleanup:
+    free(v);
+    return err;
 }
 
 static void det_destroy(rl_matcher *m) { free(m); }
@@ -152,7 +163,7 @@ rl_error *rl_matcher_deterministic(rl_matcher **out)
         return RL_ERR(RL_ENOMEM, "out of memory");
     **out = (rl_matcher){.name = "deterministic", .prepare = det_prepare, .release = det_release,
                          .keys = det_keys, .compare = det_compare, .encode = det_encode, .decode = det_decode,
-                         .destroy = det_destroy};
+                         .decode_into = det_decode_into, .prepared_size = sizeof(det_view), .destroy = det_destroy};
     return NULL;
 }
 
@@ -241,6 +252,11 @@ cleanup:
     return err;
 }
 
+static rl_error *fs_decode_into(const rl_matcher *m, const char *bytes, size_t len, void *prepared)
+{
+    return demo_features_decode(fs_model(m), bytes, len, prepared);
+}
+
 static void fs_destroy(rl_matcher *m)
 {
     fs_matcher *fm = (fs_matcher *)m;
@@ -259,6 +275,7 @@ rl_error *rl_matcher_probabilistic(demo_model *model, rl_matcher **out)
     }
     fm->base = (rl_matcher){.name = "probabilistic", .prepare = fs_prepare, .release = fs_release,
                             .keys = fs_keys, .compare = fs_compare, .encode = fs_encode, .decode = fs_decode,
+                            .decode_into = fs_decode_into, .prepared_size = sizeof(demo_features),
                             .destroy = fs_destroy};
     atomic_init(&fm->model, model);
     *out = &fm->base;

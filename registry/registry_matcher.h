@@ -62,6 +62,10 @@ struct rl_matcher {
      * back; decode fails (RL_ECONFLICT) for bytes this matcher's rules did not make. */
     rl_error *(*encode)(const rl_matcher *m, const void *prepared, rl_buf *out);
     rl_error *(*decode)(const rl_matcher *m, const char *bytes, size_t len, void **prepared);
+    /* The same into prepared_size bytes of the caller's memory (nothing to
+     * release): a decision decodes dozens of candidates, one after another. */
+    rl_error *(*decode_into)(const rl_matcher *m, const char *bytes, size_t len, void *prepared);
+    size_t prepared_size;
     void (*destroy)(rl_matcher *m);
 };
 

@@ -5,38 +5,66 @@
  * still veto. Then hindsight: a record the replay left on its own is decided
  * once more against every record, not only those registered before it, and
  * joins a person it qualifies for as any record would. Review items are
- * offered last, against the assignment that results. Golden ids are kept wherever a person keeps a member, so the
+ * offered last, against the assignment that results. Golden ids are kept
+ * wherever a person keeps a member, so the
  * ids clients hold stay valid; a golden record left without members is
  * retired, never deleted.
  *
- * It holds the write lock throughout (registrations wait) and writes the new
- * assignment in one atomic batch, after rewriting blocking postings that the
- * rules changed.
+ * It holds the write lock throughout (registrations wait). Steps:
+ *  1. the links, read in key order; each record's stored features and
+ *     postings checked against the current rules (in parallel), and the
+ *     postings of those the rules changed rewritten (one batch);
+ *  2. the replay: each record decided against those placed before it, as
+ *     registration decides. Which candidates a record has and how each scores
+ *     do not depend on where the replay put them, only the grouping does:
+ *     worker threads gather and score records ahead of the replay, which
+ *     groups and chooses in order;
+ *  3. hindsight for the records the replay left on their own, and review
+ *     items against the assignment as it then stands (both few: records
+ *     another person scored at or above the review threshold);
+ *  4. the new assignment written in one atomic batch: the links and golden
+ *     records that changed (golden records read in key order to compare).
  */
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "common/rl_parallel.h"
 #include "common/rl_time.h"
 #include "registry/registry_internal.h"
+
+enum {
+    /* Records gathered and scored ahead of the replay, at most. */
+    RM_WINDOW = 2048,
+    /* Records a thread takes at once: one lock and one wake-up for them all. */
+    RM_CHUNK = 8,
+    RM_GRADE_MAX = 16,
+};
 
 typedef struct rm_record {
     char rid[REG_ID_LEN + 1];
     char old_golden[REG_ID_LEN + 8];
     char new_golden[REG_ID_LEN + 8];
+    char old_grade[RM_GRADE_MAX];
+    double old_score;
+    uint64_t postings_hash; /* of its link's postings, in order */
     long long seq;
     size_t pos; /* place in the replay order */
     bool manual;
-    bool done;
     bool reviewable; /* the replay saw another person at or above the review threshold */
     bool contested;  /* reviewable, or another record's replay saw it so and did not join its person */
+    bool has_record; /* its record exists (a link without it, in a damaged store, is left as it is) */
+    bool reindex;    /* its postings or features are not what the current rules make */
+    bool done;
     const char *grade;
     double score;
 } rm_record;
 
 static int rm_by_seq(const void *a, const void *b)
 {
-    const rm_record *x = a, *y = b;
+    const rm_record *x = *(const rm_record *const *)a, *y = *(const rm_record *const *)b;
     if (x->seq != y->seq)
         return x->seq < y->seq ? -1 : 1;
     return strcmp(x->rid, y->rid);
@@ -44,11 +72,22 @@ static int rm_by_seq(const void *a, const void *b)
 
 static int rm_by_rid(const void *a, const void *b) { return strcmp(((const rm_record *)a)->rid, ((const rm_record *)b)->rid); }
 
+/* Hash of a list of blocking keys, in order (each key with its NUL). */
+static uint64_t rm_keys_hash(const json_t *keys)
+{
+    uint64_t h = REG_HASH_START;
+    size_t i;
+    json_t *k;
+    json_array_foreach(keys, i, k) h = reg_hash(h, json_string_value(k), json_string_length(k) + 1);
+    return h;
+}
+
 /* All links, sorted by record id for lookups. */
 static rl_error *rm_load(rl_registry *reg, rm_record **out, size_t *n)
 {
     rl_error *err = NULL;
     rl_store_iter *it = NULL;
+    json_t *link = NULL;
     size_t cap = 1024, count = 0;
     rm_record *recs = malloc(cap * sizeof *recs);
     if (!recs)
@@ -58,46 +97,162 @@ static rl_error *rm_load(rl_registry *reg, rm_record **out, size_t *n)
         size_t klen, vlen;
         const char *k = rl_store_iter_key(it, &klen);
         const char *v = rl_store_iter_value(it, &vlen);
-        json_t *link = json_loadb(v, vlen, 0, NULL);
+        link = json_loadb(v, vlen, 0, NULL);
         if (!link)
             RL_FAIL(RL_ESTORE, "a link is not JSON: run `ridgeline check`");
         if (count == cap) {
             cap *= 2;
             rm_record *grown = realloc(recs, cap * sizeof *recs);
-            if (!grown) {
-                json_decref(link);
+            if (!grown)
                 RL_FAIL(RL_ENOMEM, "out of memory");
-            }
             recs = grown;
         }
         rm_record *r = &recs[count++];
         memset(r, 0, sizeof *r);
         snprintf(r->rid, sizeof r->rid, "%.*s", (int)klen, k);
         snprintf(r->old_golden, sizeof r->old_golden, "%s", json_string_value(json_object_get(link, "golden")));
+        const char *grade = json_string_value(json_object_get(link, "grade"));
+        snprintf(r->old_grade, sizeof r->old_grade, "%s", grade ? grade : "");
+        r->old_score = json_number_value(json_object_get(link, "score"));
         const char *method = json_string_value(json_object_get(link, "method"));
         r->manual = method && strcmp(method, "manual") == 0;
-        r->seq = (long long)json_integer_value(json_object_get(json_object_get(link, "index"), "seq"));
+        json_t *index = json_object_get(link, "index");
+        r->seq = (long long)json_integer_value(json_object_get(index, "seq"));
+        r->postings_hash = rm_keys_hash(json_object_get(index, "postings"));
         json_decref(link);
+        link = NULL;
     }
     RL_TRY(rl_store_iter_status(it));
     qsort(recs, count, sizeof *recs, rm_by_rid);
+    /* Which have their record: the records family in key order, beside the links. */
+    rl_store_iter_destroy(it);
+    it = NULL;
+    RL_TRY(rl_store_iter_new(reg->store, RL_CF_RECORDS, NULL, 0, NULL, 0, &it));
+    for (size_t i = 0; i < count && rl_store_iter_valid(it);) {
+        size_t klen;
+        const char *k = rl_store_iter_key(it, &klen);
+        size_t rlen = strlen(recs[i].rid);
+        int cmp = memcmp(k, recs[i].rid, klen < rlen ? klen : rlen);
+        if (cmp == 0 && klen == rlen)
+            recs[i++].has_record = true;
+        else if (cmp < 0 || (cmp == 0 && klen < rlen))
+            rl_store_iter_next(it);
+        else
+            i++;
+    }
+    RL_TRY(rl_store_iter_status(it));
     *out = recs;
     *n = count;
     recs = NULL;
 cleanup:
     rl_store_iter_destroy(it);
+    json_decref(link);
     free(recs);
     return err;
 }
 
-static rm_record *rm_find(rm_record *recs, size_t n, const char *rid)
+/* Record id -> record: open addressing over record numbers + 1 (0: empty).
+ * Every candidate of every record is looked up; a binary search over a
+ * million ids was most of the replay's own time. */
+typedef struct rm_index {
+    uint32_t *slots;
+    size_t nslots;
+} rm_index;
+
+static rl_error *rm_index_build(rm_index *ix, const rm_record *recs, size_t n)
 {
-    rm_record key;
-    snprintf(key.rid, sizeof key.rid, "%s", rid);
-    return bsearch(&key, recs, n, sizeof *recs, rm_by_rid);
+    ix->nslots = 1024;
+    while (ix->nslots < 2 * n)
+        ix->nslots *= 2;
+    ix->slots = calloc(ix->nslots, sizeof *ix->slots);
+    if (!ix->slots || n >= UINT32_MAX)
+        return RL_ERR(RL_ENOMEM, "out of memory");
+    for (size_t r = 0; r < n; r++) {
+        size_t i = reg_hash(REG_HASH_START, recs[r].rid, strlen(recs[r].rid)) & (ix->nslots - 1);
+        while (ix->slots[i])
+            i = (i + 1) & (ix->nslots - 1);
+        ix->slots[i] = (uint32_t)r + 1;
+    }
+    return NULL;
 }
 
-/* Rewrites a record's blocking postings when the rules now give other keys. */
+static rm_record *rm_find(const rm_index *ix, rm_record *recs, const char *rid)
+{
+    for (size_t i = reg_hash(REG_HASH_START, rid, strlen(rid)) & (ix->nslots - 1); ix->slots[i];
+         i = (i + 1) & (ix->nslots - 1))
+        if (strcmp(recs[ix->slots[i] - 1].rid, rid) == 0)
+            return &recs[ix->slots[i] - 1];
+    return NULL;
+}
+
+/* ---- 1. postings and features under the current rules ---- */
+
+typedef struct rm_check {
+    rl_registry *reg;
+    rm_record *recs;
+    size_t n;
+    unsigned shares;
+} rm_check;
+
+/* Share t of the records (a contiguous range, its features read in key
+ * order): flags those whose stored features do not decode under the current
+ * rules or whose postings are not the keys those features give now (what
+ * rewriting them from the record would change). */
+static rl_error *rm_check_share(void *arg, unsigned t)
+{
+    rl_error *err = NULL;
+    rm_check *c = arg;
+    rl_registry *reg = c->reg;
+    json_t *keys = json_array();
+    rl_store_iter *it = NULL;
+    void *prepared = malloc(reg->matcher->prepared_size);
+    size_t from = c->n * t / c->shares, to = c->n * (t + 1) / c->shares;
+    if (!keys || !prepared)
+        RL_FAIL(RL_ENOMEM, "out of memory");
+    if (from >= to)
+        goto cleanup;
+    RL_TRY(rl_store_iter_new(reg->store, RL_CF_FEATURES, c->recs[from].rid, strlen(c->recs[from].rid), NULL, 0,
+                             &it));
+    for (size_t i = from; i < to; i++) {
+        rm_record *r = &c->recs[i];
+        size_t rlen = strlen(r->rid), klen = 0, len = 0;
+        const char *k = NULL;
+        /* Past the features of records without a link, to r's (or past where they would be). */
+        while (rl_store_iter_valid(it)) {
+            k = rl_store_iter_key(it, &klen);
+            int cmp = memcmp(k, r->rid, klen < rlen ? klen : rlen);
+            if (cmp > 0 || (cmp == 0 && klen >= rlen))
+                break;
+            rl_store_iter_next(it);
+        }
+        bool found = rl_store_iter_valid(it) && klen == rlen && memcmp(k, r->rid, rlen) == 0;
+        const char *bytes = found ? rl_store_iter_value(it, &len) : NULL;
+        rl_error *derr = found ? reg->matcher->decode_into(reg->matcher, bytes, len, prepared) : NULL;
+        if (!found || derr) {
+            rl_error_free(derr);
+            r->reindex = true;
+            continue;
+        }
+        json_array_clear(keys);
+        RL_TRY(reg->matcher->keys(reg->matcher, prepared, keys));
+        r->reindex = rm_keys_hash(keys) != r->postings_hash;
+    }
+    RL_TRY(rl_store_iter_status(it));
+cleanup:
+    rl_store_iter_destroy(it);
+    free(prepared);
+    json_decref(keys);
+    return err;
+}
+
+/* How many threads share work that has to wait for nothing but the CPU. */
+static unsigned rm_threads(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n < 1 ? 1 : n > RL_PARALLEL_MAX - 1 ? RL_PARALLEL_MAX - 1 : (unsigned)n;
+}
+
+/* Rewrites a record's blocking postings (and features) from its record, as the current rules make them. */
 static rl_error *rm_reindex(rl_registry *reg, const char *rid, const void *prepared, rl_store_batch *batch,
                             long *changed)
 {
@@ -143,61 +298,169 @@ cleanup:
     return err;
 }
 
-typedef struct rm_ctx {
+/* The records flagged by rm_check_share, rewritten from their records in one batch. */
+static rl_error *rm_reindex_all(rl_registry *reg, rm_record *recs, size_t n, long *reindexed)
+{
+    rl_error *err = NULL;
+    rl_store_batch *batch = NULL;
+    json_t *record = NULL;
+    void *probe = NULL;
+    unsigned shares = rm_threads();
+    rm_check check = {reg, recs, n, shares};
+    RL_TRY(rl_parallel_run(shares, rm_check_share, &check));
+    RL_TRY(rl_store_batch_new(reg->store, &batch));
+    bool any = false;
+    for (size_t i = 0; i < n; i++) {
+        if (!recs[i].reindex)
+            continue;
+        any = true;
+        RL_TRY(reg_get_json(reg, RL_CF_RECORDS, recs[i].rid, strlen(recs[i].rid), &record));
+        if (!record)
+            continue;
+        RL_TRY(reg->matcher->prepare(reg->matcher, record, &probe));
+        RL_TRY(rm_reindex(reg, recs[i].rid, probe, batch, reindexed));
+        reg->matcher->release(reg->matcher, probe);
+        probe = NULL;
+        json_decref(record);
+        record = NULL;
+    }
+    if (any) {
+        RL_TRY(rl_store_write(reg->store, batch));
+        /* Postings and features rewritten: the copies in memory go (postings first, see reg_txn_apply). */
+        if (*reindexed)
+            reg_postings_reset(reg);
+        reg_cache_changed(reg, NULL);
+    }
+cleanup:
+    if (probe)
+        reg->matcher->release(reg->matcher, probe);
+    json_decref(record);
+    rl_store_batch_destroy(batch);
+    return err;
+}
+
+/* ---- 2. the replay ---- */
+
+/* A record gathered and scored ahead of the replay. */
+typedef struct rm_slot {
+    int state; /* 0 free, 1 being prepared, 2 ready */
+    bool has_record;
+    void *probe;
+    json_t *idents, *cands;
+    reg_cand_score *pre;
+    size_t npre;
+    rl_error *err;
+} rm_slot;
+
+typedef struct rm_replay {
+    rl_registry *reg;
     rm_record *recs;
     size_t n;
-    size_t before; /* automatic records count when placed before this position (n: all placed) */
-} rm_ctx;
+    rm_index index;    /* recs by id */
+    rm_record **order; /* registration order */
+    rm_slot *slots;    /* RM_WINDOW, record i in slots[i % RM_WINDOW] */
+    pthread_mutex_t mu;
+    pthread_cond_t changed;
+    size_t next;     /* the next record a thread takes (under mu) */
+    size_t consumed; /* records the replay has decided */
+    size_t before;   /* automatic records count when placed before this position (n: all placed) */
+    bool stop;
+    /* the replay's own (thread 0's) */
+    reg_txn *txn;
+    json_t *claimed;
+    long reviews;
+} rm_replay;
+
+static void rm_slot_clear(rl_registry *reg, rm_slot *s)
+{
+    if (s->probe)
+        reg->matcher->release(reg->matcher, s->probe);
+    json_decref(s->idents);
+    json_decref(s->cands);
+    reg_cand_scores_free(s->pre, s->npre);
+    rl_error_free(s->err);
+    memset(s, 0, sizeof *s);
+}
+
+/* Gathers and scores record r into s, as registration's prepare step would. */
+static rl_error *rm_prepare(rl_registry *reg, const rm_record *r, rm_slot *s)
+{
+    rl_error *err = NULL;
+    json_t *record = NULL, *keys = json_array();
+    rl_buf scratch;
+    rl_buf_init(&scratch, 1 << 20);
+    s->idents = json_array();
+    s->cands = json_object();
+    if (!keys || !s->idents || !s->cands)
+        RL_FAIL(RL_ENOMEM, "out of memory");
+    /* A link without its record (a damaged store: `check` says so) stays where it is. */
+    if (!r->has_record)
+        goto cleanup;
+    if (reg->opts.ntrusted > 0)
+        RL_TRY(reg_get_json(reg, RL_CF_RECORDS, r->rid, strlen(r->rid), &record));
+    /* Its stored features are what its record gives under the current rules (step 1). */
+    RL_TRY(reg_candidate_features(reg, r->rid, &scratch, &s->probe));
+    if (!s->probe)
+        goto cleanup;
+    s->has_record = true;
+    RL_TRY(reg->matcher->keys(reg->matcher, s->probe, keys));
+    /* Identifiers count only in trusted systems, whose evidence needs the record. */
+    if (record)
+        RL_TRY(reg_identifier_keys(record, s->idents));
+    RL_TRY(reg_gather_candidates(reg, r->rid, keys, s->idents, s->cands, NULL, false));
+    RL_TRY(reg_prescore(reg, s->probe, s->idents, s->cands, &s->pre, &s->npre));
+cleanup:
+    json_decref(record);
+    json_decref(keys);
+    rl_buf_free(&scratch);
+    return err;
+}
+
+/* Takes the next record to prepare (mu held); false when there is none or the window is full. */
+/* Takes the next records to prepare, [*from, *to) (mu held); false when
+ * there are none or the window is full. Manual ones among them are skipped. */
+static bool rm_take(rm_replay *p, size_t *from, size_t *to)
+{
+    if (p->stop || p->next >= p->n || p->next >= p->consumed + RM_WINDOW)
+        return false;
+    *from = p->next;
+    *to = *from + RM_CHUNK;
+    if (*to > p->n)
+        *to = p->n;
+    if (*to > p->consumed + RM_WINDOW)
+        *to = p->consumed + RM_WINDOW;
+    p->next = *to;
+    for (size_t i = *from; i < *to; i++)
+        if (!p->order[i]->manual)
+            p->slots[i % RM_WINDOW].state = 1;
+    return true;
+}
+
+/* Prepares records [from, to) (placed where people put them: nothing to prepare). */
+static void rm_prepare_slots(rm_replay *p, size_t from, size_t to)
+{
+    rl_error *errs[RM_CHUNK] = {0};
+    for (size_t i = from; i < to; i++)
+        if (!p->order[i]->manual)
+            errs[i - from] = rm_prepare(p->reg, p->order[i], &p->slots[i % RM_WINDOW]);
+    pthread_mutex_lock(&p->mu);
+    for (size_t i = from; i < to; i++) {
+        p->slots[i % RM_WINDOW].err = errs[i - from];
+        p->slots[i % RM_WINDOW].state = 2;
+    }
+    pthread_cond_broadcast(&p->changed);
+    pthread_mutex_unlock(&p->mu);
+}
 
 /* Rematch's view of candidates: where the replay has put them so far. */
 static rl_error *rm_golden_of(void *arg, const char *rid, char golden[REG_ID_LEN + 8], bool *placed)
 {
-    rm_ctx *c = arg;
-    rm_record *r = rm_find(c->recs, c->n, rid);
-    *placed = r && r->done && (r->manual || r->pos < c->before);
+    rm_replay *p = arg;
+    rm_record *r = rm_find(&p->index, p->recs, rid);
+    *placed = r && r->done && (r->manual || r->pos < p->before);
     if (*placed)
         snprintf(golden, REG_ID_LEN + 8, "%s", r->new_golden);
     return NULL;
-}
-
-/* Scores a record's candidates by person: those placed before position `before` (n: all placed). */
-static rl_error *rm_score(rl_registry *reg, rm_record *recs, size_t n, size_t before, const rm_record *r,
-                          const json_t *record, const void *probe, reg_golden_score **gs, size_t *ngs)
-{
-    rl_error *err = NULL;
-    json_t *keys = json_array(), *cands = json_object(), *idents = json_array();
-    rm_ctx ctx = {recs, n, before};
-    if (!keys || !cands || !idents)
-        RL_FAIL(RL_ENOMEM, "out of memory");
-    RL_TRY(reg->matcher->keys(reg->matcher, probe, keys));
-    RL_TRY(reg_identifier_keys(record, idents));
-    RL_TRY(reg_gather_candidates(reg, r->rid, keys, idents, cands));
-    RL_TRY(reg_score_goldens(reg, r->rid, probe, idents, cands, rm_golden_of, &ctx, gs, ngs));
-cleanup:
-    json_decref(keys);
-    json_decref(cands);
-    json_decref(idents);
-    return err;
-}
-
-/* The stored record and its prepared form; *record NULL for a link without its record
- * (a damaged store: `check` says so), which stays where it is. */
-static rl_error *rm_prepare(rl_registry *reg, const rm_record *r, json_t **record, void **probe)
-{
-    *probe = NULL;
-    rl_error *err = reg_get_json(reg, RL_CF_RECORDS, r->rid, strlen(r->rid), record);
-    if (!err && *record)
-        err = reg->matcher->prepare(reg->matcher, *record, probe);
-    return err;
-}
-
-static void rm_release(rl_registry *reg, json_t **record, void **probe)
-{
-    if (*probe)
-        reg->matcher->release(reg->matcher, *probe);
-    json_decref(*record);
-    *probe = NULL;
-    *record = NULL;
 }
 
 /* Decides one automatic record against the records placed so far, as registration would.
@@ -205,13 +468,25 @@ static void rm_release(rl_registry *reg, json_t **record, void **probe)
  * the replay left on its own (when it came, only records it could not be told from were
  * there), every record is placed, and it moves only when a person takes it. *joined: a person
  * took it. */
-static rl_error *rm_decide(rl_registry *reg, rm_record *recs, size_t n, rm_record *r, const json_t *record,
-                           const void *probe, bool hindsight, json_t *claimed, bool *joined)
+static rl_error *rm_decide(rm_replay *p, rm_record *r, rm_slot *s, bool hindsight, bool *joined)
 {
     rl_error *err = NULL;
+    rl_registry *reg = p->reg;
     reg_golden_score *gs = NULL;
     size_t ngs = 0;
-    RL_TRY(rm_score(reg, recs, n, n, r, record, probe, &gs, &ngs));
+    *joined = false;
+    if (!s->has_record) {
+        if (!hindsight) {
+            snprintf(r->new_golden, sizeof r->new_golden, "%s", r->old_golden);
+            r->grade = "certain";
+            r->score = 1.0;
+            r->done = true;
+            json_object_set_new(p->claimed, r->old_golden, json_true());
+        }
+        goto cleanup;
+    }
+    reg_scoring how = {.golden_of = rm_golden_of, .ctx = p, .pre = s->pre, .npre = s->npre};
+    RL_TRY(reg_score_goldens(reg, r->rid, s->probe, s->idents, s->cands, &how, &gs, &ngs));
     int chosen = -1;
     RL_TRY(reg_choose_golden(reg, gs, ngs, NULL, NULL, &chosen));
     *joined = chosen >= 0 && strcmp(gs[chosen].golden, r->new_golden) != 0;
@@ -221,7 +496,7 @@ static rl_error *rm_decide(rl_registry *reg, rm_record *recs, size_t n, rm_recor
         r->grade = reg_grade(reg, r->score);
     } else if (!hindsight) {
         /* A person of its own: keep the golden id it had unless someone took it first. */
-        if (!json_object_get(claimed, r->old_golden))
+        if (!json_object_get(p->claimed, r->old_golden))
             snprintf(r->new_golden, sizeof r->new_golden, "%s", r->old_golden);
         else
             reg_new_id(r->new_golden);
@@ -229,12 +504,12 @@ static rl_error *rm_decide(rl_registry *reg, rm_record *recs, size_t n, rm_recor
         r->grade = "certain";
     }
     if (!hindsight)
-        json_object_set_new(claimed, r->new_golden, json_true());
+        json_object_set_new(p->claimed, r->new_golden, json_true());
     for (size_t g = 0; g < ngs; g++) {
         if (gs[g].score < reg->opts.review_threshold || strcmp(gs[g].golden, r->new_golden) == 0)
             continue;
         r->reviewable = r->contested = true;
-        rm_record *other = rm_find(recs, n, gs[g].record);
+        rm_record *other = rm_find(&p->index, p->recs, gs[g].record);
         if (other)
             other->contested = true;
     }
@@ -245,138 +520,312 @@ cleanup:
 }
 
 /* Review items for a record, against those registered before it, as the assignment now stands. */
-static rl_error *rm_offer(rl_registry *reg, reg_txn *txn, rm_record *recs, size_t n, const rm_record *r,
-                          const json_t *record, const void *probe, long *reviews)
+static rl_error *rm_offer(rm_replay *p, const rm_record *r, rm_slot *s)
 {
     rl_error *err = NULL;
     reg_golden_score *gs = NULL;
     size_t ngs = 0;
-    RL_TRY(rm_score(reg, recs, n, r->pos, r, record, probe, &gs, &ngs));
+    if (!s->has_record)
+        goto cleanup;
+    p->before = r->pos;
+    reg_scoring how = {.golden_of = rm_golden_of, .ctx = p, .pre = s->pre, .npre = s->npre};
+    RL_TRY(reg_score_goldens(p->reg, r->rid, s->probe, s->idents, s->cands, &how, &gs, &ngs));
     int queued = 0;
-    RL_TRY(reg_offer_reviews(txn, r->rid, r->new_golden, gs, ngs, NULL, NULL, &queued));
-    *reviews += queued;
+    RL_TRY(reg_offer_reviews(p->txn, r->rid, r->new_golden, gs, ngs, NULL, NULL, &queued));
+    p->reviews += queued;
 cleanup:
+    p->before = p->n;
     reg_golden_scores_free(gs, ngs);
+    return err;
+}
+
+/* Hindsight, then review items: records few enough (those another person
+ * scored at or above the review threshold) to be prepared one at a time. */
+static rl_error *rm_settle(rm_replay *p, long *settled)
+{
+    rl_error *err = NULL;
+    rl_registry *reg = p->reg;
+    rm_slot s = {0};
+    json_t *sizes = json_object();
+    if (!sizes)
+        RL_FAIL(RL_ENOMEM, "out of memory");
+    for (size_t i = 0; i < p->n; i++) {
+        json_t *count = json_object_get(sizes, p->order[i]->new_golden);
+        json_object_set_new(sizes, p->order[i]->new_golden, json_integer(count ? json_integer_value(count) + 1 : 1));
+    }
+    /* Only a contested record left on its own can qualify for a person now: a member it
+     * would link with scored at or above the review threshold from one side or the other. */
+    for (size_t i = 0; i < p->n; i++) {
+        rm_record *r = p->order[i];
+        if (r->manual || !r->contested || json_integer_value(json_object_get(sizes, r->new_golden)) != 1)
+            continue;
+        RL_TRY(rm_prepare(reg, r, &s));
+        char own[REG_ID_LEN + 8];
+        snprintf(own, sizeof own, "%s", r->new_golden);
+        bool joined = false;
+        RL_TRY(rm_decide(p, r, &s, true, &joined));
+        if (joined) {
+            json_object_del(sizes, own);
+            json_t *count = json_object_get(sizes, r->new_golden);
+            json_object_set_new(sizes, r->new_golden, json_integer(json_integer_value(count) + 1));
+            (*settled)++;
+        }
+        rm_slot_clear(reg, &s);
+    }
+    for (size_t i = 0; i < p->n; i++) {
+        rm_record *r = p->order[i];
+        if (r->manual || !r->reviewable)
+            continue;
+        RL_TRY(rm_prepare(reg, r, &s));
+        RL_TRY(rm_offer(p, r, &s));
+        rm_slot_clear(reg, &s);
+    }
+cleanup:
+    rm_slot_clear(reg, &s);
+    json_decref(sizes);
+    return err;
+}
+
+/* Thread 0 replays in order, preparing a record itself when no other thread
+ * has taken it yet; the others prepare records ahead of it. */
+static rl_error *rm_replay_share(void *arg, unsigned t)
+{
+    rl_error *err = NULL;
+    rm_replay *p = arg;
+    size_t from, to;
+    if (t > 0) {
+        pthread_mutex_lock(&p->mu);
+        for (;;) {
+            if (rm_take(p, &from, &to)) {
+                pthread_mutex_unlock(&p->mu);
+                rm_prepare_slots(p, from, to);
+                pthread_mutex_lock(&p->mu);
+            } else if (p->stop || p->next >= p->n) {
+                break;
+            } else {
+                pthread_cond_wait(&p->changed, &p->mu); /* the window is full */
+            }
+        }
+        pthread_mutex_unlock(&p->mu);
+        return NULL;
+    }
+    for (size_t at = 0; at < p->n && !err; at++) {
+        rm_record *r = p->order[at];
+        if (r->manual)
+            continue;
+        rm_slot *s = &p->slots[at % RM_WINDOW];
+        pthread_mutex_lock(&p->mu);
+        while (s->state != 2) {
+            if (p->next == at && rm_take(p, &from, &to)) {
+                pthread_mutex_unlock(&p->mu);
+                rm_prepare_slots(p, from, to);
+                pthread_mutex_lock(&p->mu);
+            } else if (s->state != 2) {
+                pthread_cond_wait(&p->changed, &p->mu);
+            }
+        }
+        pthread_mutex_unlock(&p->mu);
+        err = s->err;
+        s->err = NULL;
+        bool joined;
+        if (!err)
+            err = rm_decide(p, r, s, false, &joined);
+        rm_slot_clear(p->reg, s);
+        pthread_mutex_lock(&p->mu);
+        p->consumed = at + 1;
+        pthread_cond_broadcast(&p->changed);
+        pthread_mutex_unlock(&p->mu);
+    }
+    pthread_mutex_lock(&p->mu);
+    p->stop = true;
+    pthread_cond_broadcast(&p->changed);
+    pthread_mutex_unlock(&p->mu);
+    return err;
+}
+
+/* ---- 3. the new assignment ---- */
+
+/* Whether a golden record already lists exactly these members, in this order, and is active. */
+static bool rm_golden_listed(const json_t *list, const json_t *golden)
+{
+    json_t *prev = json_object_get(golden, "members");
+    return prev && json_equal(prev, list) && reg_golden_active(golden);
+}
+
+/* Golden records whose members changed (or new ones) rewritten, those left empty retired. */
+static rl_error *rm_write_goldens(rl_registry *reg, reg_txn *txn, json_t *members, json_t *old_goldens,
+                                  const char *now, long *retired)
+{
+    rl_error *err = NULL;
+    rl_store_iter *it = NULL;
+    json_t *golden = NULL, *seen = json_object();
+    if (!seen)
+        RL_FAIL(RL_ENOMEM, "out of memory");
+    /* In key order: every golden record read once, sequentially, rather than looked up. */
+    RL_TRY(rl_store_iter_new(reg->store, RL_CF_GOLDEN, NULL, 0, NULL, 0, &it));
+    for (; rl_store_iter_valid(it); rl_store_iter_next(it)) {
+        size_t klen, vlen;
+        const char *k = rl_store_iter_key(it, &klen);
+        char gid[REG_ID_LEN + 8];
+        if (klen >= sizeof gid)
+            continue;
+        memcpy(gid, k, klen);
+        gid[klen] = '\0';
+        json_t *list = json_object_get(members, gid);
+        bool retiring = !list && json_object_get(old_goldens, gid);
+        if (!list && !retiring)
+            continue;
+        const char *v = rl_store_iter_value(it, &vlen);
+        golden = json_loadb(v, vlen, 0, NULL);
+        if (!golden)
+            RL_FAIL(RL_ESTORE, "stored value is not JSON: the store is damaged");
+        if (list) {
+            json_object_set_new(seen, gid, json_true());
+            if (!rm_golden_listed(list, golden)) {
+                json_object_set(golden, "members", list);
+                json_object_set_new(golden, "status", json_string("active"));
+                json_object_del(golden, "merged_into");
+                json_object_set_new(golden, "version",
+                                    json_integer(json_integer_value(json_object_get(golden, "version")) + 1));
+                json_object_set_new(golden, "updated", json_string(now));
+                reg_put_json(txn->batch, RL_CF_GOLDEN, gid, strlen(gid), golden, &err);
+            }
+        } else if (reg_golden_active(golden)) {
+            json_array_clear(json_object_get(golden, "members"));
+            json_object_set_new(golden, "status", json_string("retired"));
+            json_object_set_new(golden, "updated", json_string(now));
+            reg_put_json(txn->batch, RL_CF_GOLDEN, gid, strlen(gid), golden, &err);
+            (*retired)++;
+        }
+        json_decref(golden);
+        golden = NULL;
+        if (err)
+            goto cleanup;
+    }
+    RL_TRY(rl_store_iter_status(it));
+    /* Golden records the replay made. */
+    const char *gid;
+    json_t *list;
+    json_object_foreach(members, gid, list) {
+        if (json_object_get(seen, gid))
+            continue;
+        golden = json_pack("{s:s, s:i, s:s, s:O, s:s, s:s}", "id", gid, "version", 1, "created", now, "members",
+                           list, "status", "active", "updated", now);
+        if (!golden)
+            RL_FAIL(RL_ENOMEM, "out of memory");
+        reg_put_json(txn->batch, RL_CF_GOLDEN, gid, strlen(gid), golden, &err);
+        json_decref(golden);
+        golden = NULL;
+        if (err)
+            goto cleanup;
+    }
+cleanup:
+    rl_store_iter_destroy(it);
+    json_decref(golden);
+    json_decref(seen);
+    return err;
+}
+
+/* The links of records the replay placed elsewhere, or graded or scored otherwise. */
+static rl_error *rm_write_links(rl_registry *reg, reg_txn *txn, rm_record *recs, size_t n, const rl_actor *actor,
+                                const char *now, long *moved)
+{
+    rl_error *err = NULL;
+    json_t *link = NULL;
+    for (size_t i = 0; i < n; i++) {
+        rm_record *r = &recs[i];
+        if (!r->done || r->manual)
+            continue;
+        bool changed = strcmp(r->old_golden, r->new_golden) != 0;
+        *moved += changed;
+        if (!changed && strcmp(r->old_grade, r->grade) == 0 && r->old_score == r->score)
+            continue; /* written again, it would read the same */
+        RL_TRY(reg_get_json(reg, RL_CF_LINKS, r->rid, strlen(r->rid), &link));
+        if (!link)
+            continue;
+        json_object_set_new(link, "golden", json_string(r->new_golden));
+        json_object_set_new(link, "grade", json_string(r->grade));
+        json_object_set_new(link, "score", json_real(r->score));
+        if (changed) {
+            json_object_set_new(link, "who", json_string(reg_actor_who(actor)));
+            json_object_set_new(link, "when", json_string(now));
+        }
+        reg_put_json(txn->batch, RL_CF_LINKS, r->rid, strlen(r->rid), link, &err);
+        json_decref(link);
+        link = NULL;
+        if (err)
+            goto cleanup;
+    }
+cleanup:
+    json_decref(link);
     return err;
 }
 
 rl_error *rl_registry_rematch(rl_registry *reg, const rl_actor *actor, json_t **report)
 {
     rl_error *err = NULL;
-    rm_record *recs = NULL, **order = NULL;
+    rm_record *recs = NULL;
+    rm_replay replay = {.reg = reg, .mu = PTHREAD_MUTEX_INITIALIZER, .changed = PTHREAD_COND_INITIALIZER};
     size_t n = 0;
-    json_t *claimed = json_object(), *members = json_object(), *record = NULL, *link = NULL, *golden = NULL;
-    void *probe = NULL;
-    rl_store_batch *reindex = NULL;
+    json_t *claimed = json_object(), *members = json_object(), *old_goldens = json_object(), *detail = NULL;
     reg_txn txn = {0};
-    json_t *old_goldens = NULL, *detail = NULL, *sizes = NULL;
-    long reindexed = 0, moved = 0, reviews = 0, retired = 0, settled = 0;
+    long reindexed = 0, moved = 0, retired = 0, settled = 0;
     uint64_t t0 = rl_time_mono_ns();
+    double secs[5] = {0};
     *report = NULL;
     pthread_mutex_lock(&reg->write_lock);
-    if (!claimed || !members)
+    if (!claimed || !members || !old_goldens)
         RL_FAIL(RL_ENOMEM, "out of memory");
     RL_TRY(rm_load(reg, &recs, &n));
-    order = malloc((n + 1) * sizeof *order);
-    if (!order)
+    replay.recs = recs;
+    replay.n = n;
+    RL_TRY(rm_index_build(&replay.index, recs, n));
+    replay.order = malloc((n + 1) * sizeof *replay.order);
+    replay.slots = calloc(RM_WINDOW, sizeof *replay.slots);
+    if (!replay.order || !replay.slots)
         RL_FAIL(RL_ENOMEM, "out of memory");
-    for (size_t i = 0; i < n; i++)
-        order[i] = &recs[i];
     /* Registration order; manual links are placed first, where people put them. */
-    rm_record *sorted = malloc((n + 1) * sizeof *sorted);
-    if (!sorted)
-        RL_FAIL(RL_ENOMEM, "out of memory");
-    memcpy(sorted, recs, n * sizeof *sorted);
-    qsort(sorted, n, sizeof *sorted, rm_by_seq);
-    for (size_t i = 0; i < n; i++) {
-        order[i] = rm_find(recs, n, sorted[i].rid);
-        order[i]->pos = i;
-    }
-    free(sorted);
     for (size_t i = 0; i < n; i++)
-        if (order[i]->manual) {
-            snprintf(order[i]->new_golden, sizeof order[i]->new_golden, "%s", order[i]->old_golden);
-            order[i]->done = true;
-            order[i]->grade = "certain";
-            order[i]->score = 1.0;
-            json_object_set_new(claimed, order[i]->old_golden, json_true());
+        replay.order[i] = &recs[i];
+    qsort(replay.order, n, sizeof *replay.order, rm_by_seq);
+    for (size_t i = 0; i < n; i++)
+        replay.order[i]->pos = i;
+    replay.before = n;
+    for (size_t i = 0; i < n; i++)
+        if (replay.order[i]->manual) {
+            rm_record *r = replay.order[i];
+            snprintf(r->new_golden, sizeof r->new_golden, "%s", r->old_golden);
+            r->done = true;
+            r->grade = "certain";
+            r->score = 1.0;
+            json_object_set_new(claimed, r->old_golden, json_true());
         }
+    secs[0] = (double)(rl_time_mono_ns() - t0) / 1e9;
 
     /* 1. postings under the current rules, so that candidates are found as they will be. */
-    RL_TRY(rl_store_batch_new(reg->store, &reindex));
-    for (size_t i = 0; i < n; i++) {
-        RL_TRY(rm_prepare(reg, order[i], &record, &probe));
-        if (record)
-            RL_TRY(rm_reindex(reg, order[i]->rid, probe, reindex, &reindexed));
-        rm_release(reg, &record, &probe);
-    }
-    RL_TRY(rl_store_write(reg->store, reindex));
+    RL_TRY(rm_reindex_all(reg, recs, n, &reindexed));
+    /* Every record is a candidate of some: read them into the match cache in
+     * key order now (a command-line rematch starts with it empty, reindexing
+     * empties it) rather than one lookup at a time. */
+    if (reg_cache_count(reg) < n / 2)
+        RL_TRY(reg_cache_fill(reg));
+    secs[1] = (double)(rl_time_mono_ns() - t0) / 1e9;
 
     /* 2. replay: each automatic record against those placed before it. */
     RL_TRY(reg_txn_begin(reg, &txn));
     txn.no_history = true;
-    for (size_t i = 0; i < n; i++) {
-        rm_record *r = order[i];
-        if (r->manual)
-            continue;
-        RL_TRY(rm_prepare(reg, r, &record, &probe));
-        if (record) {
-            bool joined;
-            RL_TRY(rm_decide(reg, recs, n, r, record, probe, false, claimed, &joined));
-        } else {
-            snprintf(r->new_golden, sizeof r->new_golden, "%s", r->old_golden);
-            r->grade = "certain";
-            r->score = 1.0;
-            r->done = true;
-            json_object_set_new(claimed, r->old_golden, json_true());
-        }
-        rm_release(reg, &record, &probe);
-    }
+    replay.txn = &txn;
+    replay.claimed = claimed;
+    RL_TRY(rl_parallel_run(rm_threads() + 1, rm_replay_share, &replay));
+    secs[2] = (double)(rl_time_mono_ns() - t0) / 1e9;
 
-    /* 3. hindsight for the records the replay left on their own. Only a contested one can
-     * qualify for a person now: a member it would link with scores at or above the
-     * review threshold from one side or the other. */
-    sizes = json_object();
-    if (!sizes)
-        RL_FAIL(RL_ENOMEM, "out of memory");
-    for (size_t i = 0; i < n; i++) {
-        json_t *count = json_object_get(sizes, order[i]->new_golden);
-        json_object_set_new(sizes, order[i]->new_golden, json_integer(count ? json_integer_value(count) + 1 : 1));
-    }
-    for (size_t i = 0; i < n; i++) {
-        rm_record *r = order[i];
-        if (r->manual || !r->contested || json_integer_value(json_object_get(sizes, r->new_golden)) != 1)
-            continue;
-        RL_TRY(rm_prepare(reg, r, &record, &probe));
-        bool joined = false;
-        if (record) {
-            char own[REG_ID_LEN + 8];
-            snprintf(own, sizeof own, "%s", r->new_golden);
-            RL_TRY(rm_decide(reg, recs, n, r, record, probe, true, claimed, &joined));
-            if (joined) {
-                json_object_del(sizes, own);
-                json_t *count = json_object_get(sizes, r->new_golden);
-                json_object_set_new(sizes, r->new_golden, json_integer(json_integer_value(count) + 1));
-                settled++;
-            }
-        }
-        rm_release(reg, &record, &probe);
-    }
+    /* 3. hindsight, and review items against the assignment as it now stands. */
+    RL_TRY(rm_settle(&replay, &settled));
+    secs[3] = (double)(rl_time_mono_ns() - t0) / 1e9;
 
-    /* 4. review items, against the assignment as it now stands. */
+    /* 4. write the assignment: members per golden record, then links. */
     for (size_t i = 0; i < n; i++) {
-        rm_record *r = order[i];
-        if (r->manual || !r->reviewable)
-            continue;
-        RL_TRY(rm_prepare(reg, r, &record, &probe));
-        if (record)
-            RL_TRY(rm_offer(reg, &txn, recs, n, r, record, probe, &reviews));
-        rm_release(reg, &record, &probe);
-    }
-
-    /* 5. write the assignment: members per golden record, then links. */
-    for (size_t i = 0; i < n; i++) {
-        rm_record *r = order[i];
+        rm_record *r = replay.order[i];
         if (!r->done)
             continue;
         json_t *list = json_object_get(members, r->new_golden);
@@ -386,98 +835,47 @@ rl_error *rl_registry_rematch(rl_registry *reg, const rl_actor *actor, json_t **
         }
         json_array_append_new(list, json_string(r->rid));
     }
-    char now[32];
-    reg_now(now);
-    old_goldens = json_object();
-    if (!old_goldens)
-        RL_FAIL(RL_ENOMEM, "out of memory");
     for (size_t i = 0; i < n; i++)
         json_object_set_new(old_goldens, recs[i].old_golden, json_true());
-    const char *gid;
-    json_t *list;
-    json_object_foreach(members, gid, list) {
-        RL_TRY(reg_get_json(reg, RL_CF_GOLDEN, gid, strlen(gid), &golden));
-        if (!golden)
-            golden = json_pack("{s:s, s:i, s:s}", "id", gid, "version", 0, "created", now);
-        json_t *prev = json_object_get(golden, "members");
-        if (!prev || !json_equal(prev, list) || !reg_golden_active(golden)) {
-            json_object_set(golden, "members", list);
-            json_object_set_new(golden, "status", json_string("active"));
-            json_object_del(golden, "merged_into");
-            json_object_set_new(golden, "version", json_integer(json_integer_value(json_object_get(golden, "version")) + 1));
-            json_object_set_new(golden, "updated", json_string(now));
-            reg_put_json(txn.batch, RL_CF_GOLDEN, gid, strlen(gid), golden, &err);
-            if (err)
-                goto cleanup;
-        }
-        json_decref(golden);
-        golden = NULL;
-    }
-    json_object_foreach(old_goldens, gid, list) {
-        if (json_object_get(members, gid))
-            continue;
-        RL_TRY(reg_get_json(reg, RL_CF_GOLDEN, gid, strlen(gid), &golden));
-        if (golden && reg_golden_active(golden)) {
-            json_array_clear(json_object_get(golden, "members"));
-            json_object_set_new(golden, "status", json_string("retired"));
-            json_object_set_new(golden, "updated", json_string(now));
-            reg_put_json(txn.batch, RL_CF_GOLDEN, gid, strlen(gid), golden, &err);
-            retired++;
-            if (err)
-                goto cleanup;
-        }
-        json_decref(golden);
-        golden = NULL;
-    }
-    for (size_t i = 0; i < n; i++) {
-        rm_record *r = &recs[i];
-        if (!r->done || r->manual)
-            continue;
-        RL_TRY(reg_get_json(reg, RL_CF_LINKS, r->rid, strlen(r->rid), &link));
-        bool changed = strcmp(r->old_golden, r->new_golden) != 0;
-        moved += changed;
-        json_object_set_new(link, "golden", json_string(r->new_golden));
-        json_object_set_new(link, "grade", json_string(r->grade));
-        json_object_set_new(link, "score", json_real(r->score));
-        if (changed) {
-            json_object_set_new(link, "who", json_string(reg_actor_who(actor)));
-            json_object_set_new(link, "when", json_string(now));
-        }
-        reg_put_json(txn.batch, RL_CF_LINKS, r->rid, strlen(r->rid), link, &err);
-        json_decref(link);
-        link = NULL;
-        if (err)
-            goto cleanup;
-    }
+    char now[32];
+    reg_now(now);
+    RL_TRY(rm_write_goldens(reg, &txn, members, old_goldens, now, &retired));
+    RL_TRY(rm_write_links(reg, &txn, recs, n, actor, now, &moved));
     txn.d_goldens = (int64_t)json_object_size(members) - (int64_t)reg->n_goldens;
     detail = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I}", "records", (json_int_t)n, "moved", (json_int_t)moved,
-                       "settled", (json_int_t)settled, "reindexed", (json_int_t)reindexed, "retired",
-                       (json_int_t)retired, "reviews_queued", (json_int_t)reviews);
+                       "settled", (json_int_t)settled, "reindexed", (json_int_t)reindexed, "retired", (json_int_t)retired, "reviews_queued",
+                       (json_int_t)replay.reviews);
     err = reg_txn_audit(&txn, actor, "rematch", NULL, 0, "ok", detail);
     if (err)
         goto cleanup;
     uint64_t ticket;
     RL_TRY(reg_txn_apply(&txn, &ticket));
+    reg_cache_changed(reg, NULL); /* links were written outside the transaction's record of them */
     RL_TRY(rl_store_sync(reg->store, ticket));
+    secs[4] = (double)(rl_time_mono_ns() - t0) / 1e9;
     json_object_set_new(detail, "golden_records", json_integer((json_int_t)json_object_size(members)));
-    json_object_set_new(detail, "seconds", json_real((double)(rl_time_mono_ns() - t0) / 1e9));
+    json_object_set_new(detail, "seconds", json_real(secs[4]));
+    /* Where the time went: reading links, checking postings, replay, hindsight and reviews, writing. */
+    json_object_set_new(detail, "phases_s",
+                        json_pack("{s:f, s:f, s:f, s:f, s:f}", "load", secs[0], "reindex", secs[1] - secs[0],
+                                  "replay", secs[2] - secs[1], "settle", secs[3] - secs[2], "write",
+                                  secs[4] - secs[3]));
     *report = detail;
     detail = NULL;
 cleanup:
-    json_decref(sizes);
-    json_decref(old_goldens);
-    json_decref(detail);
     pthread_mutex_unlock(&reg->write_lock);
-    if (probe)
-        reg->matcher->release(reg->matcher, probe);
+    for (size_t i = 0; replay.slots && i < RM_WINDOW; i++)
+        rm_slot_clear(reg, &replay.slots[i]);
+    free(replay.slots);
+    free(replay.order);
+    free(replay.index.slots);
+    pthread_mutex_destroy(&replay.mu);
+    pthread_cond_destroy(&replay.changed);
     reg_txn_end(&txn);
-    rl_store_batch_destroy(reindex);
     free(recs);
-    free(order);
     json_decref(claimed);
     json_decref(members);
-    json_decref(record);
-    json_decref(link);
-    json_decref(golden);
+    json_decref(old_goldens);
+    json_decref(detail);
     return err;
 }

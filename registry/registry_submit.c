@@ -115,7 +115,7 @@ int reg_trusted_evidence(const rl_registry *reg, const json_t *a_keys, const jso
 
 /* Adds the record ids found under prefix to cands (an object used as a set). */
 rl_error *reg_scan_candidates(rl_registry *reg, rl_store_iter *it, rl_cf cf, const char *prefix, const char *self,
-                              json_t *cands, int cap)
+                              json_t *cands, int cap, int *room)
 {
     rl_error *err = NULL;
     char p[REG_KEY_MAX + 1];
@@ -150,22 +150,9 @@ rl_error *reg_scan_candidates(rl_registry *reg, rl_store_iter *it, rl_cf cf, con
         }
     }
     RL_TRY(rl_store_iter_status(it));
+    if (room && cap - seen < *room)
+        *room = cap - seen;
 cleanup:
-    return err;
-}
-
-/* Registration's view of candidates: their links in the store (and this transaction). */
-static rl_error *reg_submit_golden_of(void *ctx, const char *rid, char golden[REG_ID_LEN + 8], bool *placed)
-{
-    rl_error *err = NULL;
-    json_t *link = NULL;
-    RL_TRY(reg_txn_link(ctx, rid, &link));
-    const char *g = json_string_value(json_object_get(link, "golden"));
-    *placed = g != NULL;
-    if (g)
-        snprintf(golden, REG_ID_LEN + 8, "%s", g);
-cleanup:
-    json_decref(link);
     return err;
 }
 
@@ -222,7 +209,7 @@ cleanup:
     return err;
 }
 
-static bool reg_list_has(const json_t *list, const char *value)
+bool reg_list_has(const json_t *list, const char *value)
 {
     size_t i;
     json_t *k;
@@ -306,6 +293,15 @@ struct reg_submit_req {
     const char *target_id; /* update this record (FHIR update by id); NULL: by source key */
     long if_match;         /* with target_id: the version the caller saw; 0: any */
     const char *action;    /* audit action of an update */
+    /* Candidates gathered and scored before the decision, at generation gen
+     * after `created` creations, with `room` postings to spare under every key
+     * (reg_scan_candidates); key_hashes: of postings then identifier keys. */
+    json_t *cands;
+    reg_cand_score *pre;
+    size_t npre;
+    uint64_t gen, created;
+    int room;
+    uint64_t *key_hashes;
     char fresh_id[REG_ID_LEN + 1];
     json_t *fresh;
     rl_store_batch *prepared;
@@ -336,6 +332,13 @@ static void reg_req_clear(rl_registry *reg, reg_submit_req *q)
     json_decref(q->record);
     json_decref(q->link);
     rl_store_batch_destroy(q->prepared);
+    json_decref(q->cands);
+    q->cands = NULL;
+    reg_cand_scores_free(q->pre, q->npre);
+    q->pre = NULL;
+    q->npre = 0;
+    free(q->key_hashes);
+    q->key_hashes = NULL;
     rl_error_free(q->err);
     q->ident_keys = q->postings = q->search_keys = q->fresh = q->record = q->link = NULL;
     q->prepared = NULL;
@@ -376,8 +379,144 @@ static rl_error *reg_submit_prepare(rl_registry *reg, reg_submit_req *q)
     reg_put_index(q->prepared, q->fresh_id, q->ident_keys, q->postings, q->source_key, false, NULL, NULL);
     reg_put_search(q->prepared, q->fresh_id, q->search_keys, false, NULL);
     rl_store_batch_put(q->prepared, RL_CF_FEATURES, q->fresh_id, REG_ID_LEN, q->features.data, q->features.len);
+    /* Who might it be: scored here, beside other registrations, rather than
+     * in the one-at-a-time decision, which reuses these scores when nothing
+     * but registrations happened since (the generation holds). A known
+     * source key makes it an update: decided under the lock alone. */
+    q->gen = atomic_load(&reg->gen);
+    q->created = atomic_load(&reg->created);
+    char *existing = NULL;
+    size_t len = 0;
+    bool found = false;
+    if (q->source_key)
+        RL_TRY(rl_store_get(reg->store, RL_CF_SRCKEY, q->source_key, strlen(q->source_key), &existing, &len, &found));
+    free(existing);
+    if (found)
+        goto cleanup;
+    RL_TRY(reg_key_hashes(q->postings, q->ident_keys, &q->key_hashes));
+    q->cands = json_object();
+    if (!q->cands)
+        RL_FAIL(RL_ENOMEM, "out of memory");
+    q->room = reg->opts.max_candidates_per_key;
+    RL_TRY(reg_gather_candidates(reg, q->fresh_id, q->postings, q->ident_keys, q->cands, &q->room, false));
+    RL_TRY(reg_prescore(reg, q->probe, q->ident_keys, q->cands, &q->pre, &q->npre));
 cleanup:
     return err;
+}
+
+/* ---- the last creations, for decisions prepared before them ---- */
+
+/* Hash of a key: compared before the keys themselves. */
+static uint64_t reg_key_hash(const char *s) { return reg_hash(REG_HASH_START, s, strlen(s)); }
+
+rl_error *reg_key_hashes(const json_t *postings, const json_t *idents, uint64_t **out)
+{
+    size_t np = json_array_size(postings), ni = json_array_size(idents);
+    *out = malloc((np + ni + 1) * sizeof **out);
+    if (!*out)
+        return RL_ERR(RL_ENOMEM, "out of memory");
+    for (size_t i = 0; i < np; i++)
+        (*out)[i] = reg_key_hash(json_string_value(json_array_get(postings, i)));
+    for (size_t i = 0; i < ni; i++)
+        (*out)[np + i] = reg_key_hash(json_string_value(json_array_get(idents, i)));
+    return NULL;
+}
+
+/* How many of a probe's keys (postings, then identifier keys of trusted
+ * systems) r is posted under, each counted as often as the probe lists it:
+ * what reg_gather_candidates would have counted for r. */
+static int reg_recent_shared(const rl_registry *reg, const reg_submit_req *q, const reg_recent *r)
+{
+    const json_t *lists[2] = {q->postings, q->ident_keys}, *theirs[2] = {r->postings, r->idents};
+    size_t qoff[2] = {0, json_array_size(q->postings)}, roff[2] = {0, json_array_size(r->postings)};
+    int shared = 0;
+    for (int l = 0; l < 2; l++) {
+        size_t nq = json_array_size(lists[l]), nr = json_array_size(theirs[l]);
+        for (size_t i = 0; i < nq; i++) {
+            const char *k = json_string_value(json_array_get(lists[l], i));
+            if (l == 1 && !reg_system_trusted(reg, k, (size_t)(strchr(k, '|') - k)))
+                continue;
+            for (size_t j = 0; j < nr; j++)
+                if (q->key_hashes[qoff[l] + i] == r->key_hashes[roff[l] + j] &&
+                    strcmp(k, json_string_value(json_array_get(theirs[l], j))) == 0) {
+                    shared++;
+                    break;
+                }
+        }
+    }
+    return shared;
+}
+
+/* Write lock held, generation unchanged since q was prepared. The candidates
+ * of q as a gather now would find them, from those gathered when q was
+ * prepared plus the records created since; false when that cannot be told
+ * exactly (more creations than remembered, or enough to cut a key), and q
+ * must gather anew. */
+static bool reg_recent_candidates(rl_registry *reg, reg_submit_req *q)
+{
+    uint64_t now = atomic_load(&reg->created);
+    if (now - q->created > REG_RECENT ||
+        now - q->created > (uint64_t)(q->room > 0 ? q->room : 0))
+        return false;
+    for (uint64_t n = q->created + 1; n <= now; n++) {
+        const reg_recent *r = &reg->recent[n % REG_RECENT];
+        /* Seen in part or whole by the gather, or not at all: counted afresh. */
+        int shared = reg_recent_shared(reg, q, r);
+        if (shared > 0)
+            json_object_set_new(q->cands, r->rid, json_integer(shared));
+        else
+            json_object_del(q->cands, r->rid);
+    }
+    return true;
+}
+
+/* Write lock held (tests, registry.verify_decisions): the candidates and scores
+ * a decision used (the postings in memory, reg_recent_candidates, scores taken
+ * ahead) must be what gathering from the store and scoring anew gives. */
+static rl_error *reg_verify_scores(rl_registry *reg, const reg_submit_req *q, const json_t *cands,
+                                   const reg_golden_score *gs, size_t n)
+{
+    rl_error *err = NULL;
+    json_t *again = json_object();
+    reg_golden_score *gs2 = NULL;
+    size_t n2 = 0;
+    if (!again)
+        RL_FAIL(RL_ENOMEM, "out of memory");
+    /* From the blocking family itself: the postings in memory are checked too. */
+    RL_TRY(reg_gather_candidates(reg, q->rid, q->postings, q->ident_keys, again, NULL, true));
+    reg_scoring how = {.golden_of = reg_cache_golden_of, .ctx = reg};
+    RL_TRY(reg_score_goldens(reg, q->rid, q->probe, q->ident_keys, again, &how, &gs2, &n2));
+    if (!json_equal(again, cands))
+        RL_FAIL(RL_EINTERNAL, "verify: %zu candidates kept, %zu found anew", json_object_size(cands),
+                json_object_size(again));
+    if (n2 != n)
+        RL_FAIL(RL_EINTERNAL, "verify: %zu golden records scored ahead, %zu anew", n, n2);
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(gs[i].golden, gs2[i].golden) != 0 || strcmp(gs[i].record, gs2[i].record) != 0 ||
+            gs[i].score != gs2[i].score || gs[i].vetoed != gs2[i].vetoed ||
+            gs[i].contradicted != gs2[i].contradicted || !gs[i].fields != !gs2[i].fields ||
+            (gs[i].fields && !json_equal(gs[i].fields, gs2[i].fields)))
+            RL_FAIL(RL_EINTERNAL, "verify: golden record %zu scored otherwise ahead than anew", i);
+cleanup:
+    reg_golden_scores_free(gs2, n2);
+    json_decref(again);
+    return err;
+}
+
+/* Write lock held: q created a record; remembered for decisions prepared before it. */
+static void reg_recent_add(rl_registry *reg, reg_submit_req *q)
+{
+    uint64_t n = atomic_load(&reg->created) + 1;
+    reg_recent *r = &reg->recent[n % REG_RECENT];
+    json_decref(r->postings);
+    json_decref(r->idents);
+    free(r->key_hashes);
+    snprintf(r->rid, sizeof r->rid, "%s", q->rid);
+    r->postings = json_incref(q->postings);
+    r->idents = json_incref(q->ident_keys);
+    r->key_hashes = q->key_hashes;
+    q->key_hashes = NULL;
+    atomic_store(&reg->created, n);
 }
 
 /* Caller holds the write lock. Sets q->err on failure. */
@@ -470,6 +609,7 @@ static void reg_submit_decide(rl_registry *reg, reg_submit_req *q)
         RL_TRY(reg_txn_adopt(reg, &txn, q->prepared));
         q->prepared = NULL;
         txn.no_history = true;
+        txn.creates = true;
         snprintf(rid, sizeof q->rid, "%s", q->fresh_id);
         q->record = q->fresh;
         q->fresh = NULL;
@@ -482,9 +622,23 @@ static void reg_submit_decide(rl_registry *reg, reg_submit_req *q)
     if (!index)
         RL_FAIL(RL_ENOMEM, "out of memory");
 
-    /* Who might this be? */
-    RL_TRY(reg_gather_candidates(reg, rid, postings, ident_keys, cands));
-    RL_TRY(reg_score_goldens(reg, rid, q->probe, ident_keys, cands, reg_submit_golden_of, &txn, &gs, &ngs));
+    /* Who might this be? Usually known already: the candidates gathered and
+     * scored when it was prepared, and the records created since. Their
+     * scores and golden records hold while only creations happened (the
+     * generation), whether or not the candidates must be gathered again. */
+    bool scored = !found && q->cands && atomic_load(&reg->gen) == q->gen;
+    if (scored && reg_recent_candidates(reg, q)) {
+        json_decref(cands);
+        cands = json_incref(q->cands);
+    } else {
+        RL_TRY(reg_gather_candidates(reg, rid, postings, ident_keys, cands, NULL, false));
+    }
+    /* Candidates' links are read before this transaction writes any. */
+    reg_scoring how = {.golden_of = reg_cache_golden_of, .ctx = reg, .pre = scored ? q->pre : NULL,
+                       .npre = scored ? q->npre : 0, .pre_golden = true, .fresh = !found};
+    RL_TRY(reg_score_goldens(reg, rid, q->probe, ident_keys, cands, &how, &gs, &ngs));
+    if (reg->opts.verify_decisions)
+        RL_TRY(reg_verify_scores(reg, q, cands, gs, ngs));
 
     double link_score = 1.0;
     const char *grade = "certain";
@@ -533,7 +687,17 @@ static void reg_submit_decide(rl_registry *reg, reg_submit_req *q)
     json_decref(detail);
     if (err)
         goto cleanup;
+    /* Every creation must be remembered once applied: nothing may fail after. */
+    if (txn.creates && !q->key_hashes)
+        RL_TRY(reg_key_hashes(postings, ident_keys, &q->key_hashes));
+    txn.postings_rid = rid;
+    txn.postings_removed = found ? json_object_get(json_object_get(old_link, "index"), "postings") : NULL;
+    txn.postings_added = postings;
     RL_TRY(reg_txn_apply(&txn, &q->ticket));
+    if (txn.creates) {
+        reg_cache_created(reg, rid, golden_id, q->features.data, q->features.len);
+        reg_recent_add(reg, q);
+    }
     q->grade = grade;
     q->score = link_score;
 cleanup:

@@ -107,15 +107,16 @@ static json_t *reg_shares(json_t *counts, size_t total)
 }
 
 /* Candidate pairs of the sampled records, as blocking proposes them. */
+static int reg_train_by_id(const void *a, const void *b) { return strcmp(*(const char *const *)a, *(const char *const *)b); }
+
 static rl_error *reg_train_pairs(rl_registry *reg, const demo_model *model, reg_train_data *d, demo_pair_levels **out,
                                  size_t *npairs)
 {
     rl_error *err = NULL;
-    json_t *seen_pairs = json_object(), *keys = NULL, *cands = NULL;
-    rl_store_iter *it = NULL;
+    json_t *seen_pairs = json_object(), *keys = NULL, *cands = NULL, *posted = json_object();
     size_t cap = 1 << 16, n = 0;
     demo_pair_levels *pairs = malloc(cap * sizeof *pairs);
-    if (!pairs || !seen_pairs)
+    if (!pairs || !seen_pairs || !posted)
         RL_FAIL(RL_ENOMEM, "out of memory");
     for (size_t s = 0; s < d->nsample && n < REG_TRAIN_MAX_PAIRS; s++) {
         keys = json_array();
@@ -124,28 +125,27 @@ static rl_error *reg_train_pairs(rl_registry *reg, const demo_model *model, reg_
         size_t i;
         json_t *k;
         json_array_foreach(keys, i, k) {
-            char prefix[REG_KEY_MAX + 2];
-            int plen = snprintf(prefix, sizeof prefix, "%s%c", json_string_value(k), '\0');
-            if (plen <= 0 || (size_t)plen >= sizeof prefix)
-                continue;
-            RL_TRY(rl_store_iter_prefix(reg->store, RL_CF_BLOCKING, prefix, (size_t)plen, &it));
             /* Which rule made the key ("fs<rule>|..."), for per-rule EM. */
             int rule = atoi(json_string_value(k) + 2);
             uint32_t bit = rule >= 0 && rule < 32 ? 1u << rule : 0;
-            int taken = 0;
-            for (; rl_store_iter_valid(it) && taken < reg->opts.max_candidates_per_key; rl_store_iter_next(it), taken++) {
-                size_t klen;
-                const char *key = rl_store_iter_key(it, &klen);
-                char rid[REG_ID_LEN + 8];
-                snprintf(rid, sizeof rid, "%.*s", (int)(klen - (size_t)plen), key + plen);
-                if (strcmp(rid, d->sample_ids[s]) != 0) {
-                    json_t *prev = json_object_get(cands, rid);
-                    json_object_set_new(cands, rid, json_integer((prev ? json_integer_value(prev) : 0) | bit));
-                }
+            json_object_clear(posted);
+            RL_TRY(reg_postings_scan(reg, json_string_value(k), d->sample_ids[s], posted,
+                                     reg->opts.max_candidates_per_key, NULL));
+            /* In key order, as a scan of the family gave them: the pairs, and so EM's
+             * sums, come in the same order as before the postings were in memory. */
+            size_t np = json_object_size(posted), j = 0;
+            const char **rids = malloc((np + 1) * sizeof *rids);
+            if (!rids)
+                RL_FAIL(RL_ENOMEM, "out of memory");
+            const char *rid;
+            json_t *one;
+            json_object_foreach(posted, rid, one) rids[j++] = rid;
+            qsort(rids, np, sizeof *rids, reg_train_by_id);
+            for (j = 0; j < np; j++) {
+                json_t *prev = json_object_get(cands, rids[j]);
+                json_object_set_new(cands, rids[j], json_integer((prev ? json_integer_value(prev) : 0) | bit));
             }
-            RL_TRY(rl_store_iter_status(it));
-            rl_store_iter_destroy(it);
-            it = NULL;
+            free(rids);
         }
         const char *cid;
         json_t *bits;
@@ -183,8 +183,8 @@ static rl_error *reg_train_pairs(rl_registry *reg, const demo_model *model, reg_
     *npairs = n;
     pairs = NULL;
 cleanup:
-    rl_store_iter_destroy(it);
     json_decref(seen_pairs);
+    json_decref(posted);
     json_decref(keys);
     json_decref(cands);
     free(pairs);
@@ -262,6 +262,8 @@ rl_error *rl_registry_train(rl_registry *reg, const rl_actor *actor, json_t **re
     demo_model *handed = trained;
     trained = NULL; /* the matcher owns it now, even if it refuses it */
     RL_TRY(rl_matcher_set_model(reg->matcher, handed));
+    /* Scores taken under the old model are stale (and features stored under it no longer decode). */
+    reg_cache_changed(reg, NULL);
     pthread_mutex_unlock(&reg->write_lock);
     locked = false;
 

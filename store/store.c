@@ -33,6 +33,46 @@ static const char *const rl_cf_names[RL_CF_COUNT] = {
 
 static const char rl_schema_key[] = "schema_version";
 
+/* Families whose keys are "group \0 member" and that are read one group at a
+ * time (rl_store_iter_group): their bloom filters and memtable blooms hold the
+ * group, so that a seek for a group skips every table file without it instead
+ * of reading a block in each. */
+static bool rl_cf_grouped(int cf) { return cf == RL_CF_BLOCKING || cf == RL_CF_IDENT; }
+
+/* The group of a key: up to and including its first NUL. */
+static char *rl_group_transform(void *state, const char *key, size_t len, size_t *out_len)
+{
+    const char *nul = memchr(key, '\0', len);
+    *out_len = nul ? (size_t)(nul - key) + 1 : len;
+    return (char *)key;
+}
+
+static unsigned char rl_group_in_domain(void *state, const char *key, size_t len)
+{
+    return memchr(key, '\0', len) != NULL;
+}
+
+static unsigned char rl_group_in_range(void *state, const char *key, size_t len) { return 0; }
+
+/* The name is kept in each table file: one written under another extractor is
+ * read without its prefix filter (correct, only slower). */
+static const char *rl_group_name(void *state) { return "ridgeline.group.v1"; }
+
+static void rl_group_destroy(void *state) {}
+
+/* Table files: bloom filters (on whole keys, else only on the prefix), with
+ * index and filter blocks in the shared block cache, pinned for level 0. */
+static rocksdb_block_based_table_options_t *rl_table_options(rocksdb_cache_t *cache, bool whole_keys)
+{
+    rocksdb_block_based_table_options_t *t = rocksdb_block_based_options_create();
+    rocksdb_block_based_options_set_filter_policy(t, rocksdb_filterpolicy_create_bloom(10));
+    rocksdb_block_based_options_set_whole_key_filtering(t, whole_keys);
+    rocksdb_block_based_options_set_block_cache(t, cache);
+    rocksdb_block_based_options_set_cache_index_and_filter_blocks(t, 1);
+    rocksdb_block_based_options_set_pin_l0_filter_and_index_blocks_in_cache(t, 1);
+    return t;
+}
+
 enum { RL_STORE_PATH_MAX = 4096 };
 
 struct rl_store {
@@ -49,6 +89,9 @@ struct rl_store {
     rocksdb_cache_t *block_cache;
     rocksdb_options_t *options;
     rocksdb_options_t *append_options;
+    rocksdb_options_t *grouped_options;
+    rocksdb_options_t *grouped_append_options;
+    rocksdb_block_based_table_options_t *grouped_table_options;
     rocksdb_writeoptions_t *write_options;
     rocksdb_readoptions_t *read_options;
     rocksdb_column_family_handle_t *cf[RL_CF_COUNT];
@@ -202,12 +245,8 @@ rl_error *rl_store_open(const char *dir, const rl_store_options *opts, rl_store 
      * memtable and in table files alike. */
     rocksdb_options_set_memtable_prefix_bloom_size_ratio(s->options, 0.05);
     rocksdb_options_set_memtable_whole_key_filtering(s->options, 1);
-    s->table_options = rocksdb_block_based_options_create();
-    rocksdb_block_based_options_set_filter_policy(s->table_options, rocksdb_filterpolicy_create_bloom(10));
     s->block_cache = rocksdb_cache_create_lru(opts && opts->cache_bytes ? opts->cache_bytes : (64u << 20));
-    rocksdb_block_based_options_set_block_cache(s->table_options, s->block_cache);
-    rocksdb_block_based_options_set_cache_index_and_filter_blocks(s->table_options, 1);
-    rocksdb_block_based_options_set_pin_l0_filter_and_index_blocks_in_cache(s->table_options, 1);
+    s->table_options = rl_table_options(s->block_cache, true);
     rocksdb_options_set_block_based_table_factory(s->options, s->table_options);
     RL_TRY(rl_store_check_families(s->options, dir));
 
@@ -217,11 +256,28 @@ rl_error *rl_store_open(const char *dir, const rl_store_options *opts, rl_store 
     rocksdb_options_set_allow_concurrent_memtable_write(s->options, 0);
     s->append_options = rocksdb_options_create_copy(s->options);
     rocksdb_options_set_memtable_vector_rep(s->append_options);
+    /* Posting families are only ever read a group at a time (and scanned
+     * whole by check): filters on the group, none on whole keys. */
+    s->grouped_options = rocksdb_options_create_copy(s->options);
+    rocksdb_options_set_prefix_extractor(
+        s->grouped_options, rocksdb_slicetransform_create(NULL, rl_group_destroy, rl_group_transform,
+                                                          rl_group_in_domain, rl_group_in_range, rl_group_name));
+    rocksdb_options_set_memtable_whole_key_filtering(s->grouped_options, 0);
+    s->grouped_table_options = rl_table_options(s->block_cache, false);
+    rocksdb_options_set_block_based_table_factory(s->grouped_options, s->grouped_table_options);
+    /* The blocking postings are read from the registry's copy in memory; the
+     * family is read whole (at load, by check), never a key at a time: its 13
+     * writes a registration are appends too. */
+    s->grouped_append_options = rocksdb_options_create_copy(s->grouped_options);
+    rocksdb_options_set_memtable_vector_rep(s->grouped_append_options);
     const char *names[RL_CF_COUNT];
     for (int c = 0; c < RL_CF_COUNT; c++) {
         names[c] = rl_cf_names[c];
         bool append = c == RL_CF_AUDIT || c == RL_CF_AUDIT_SUBJECT || c == RL_CF_HISTORY || c == RL_CF_VERSIONS;
-        cf_options[c] = append ? s->append_options : s->options;
+        cf_options[c] = append                ? s->append_options
+                        : c == RL_CF_BLOCKING ? s->grouped_append_options
+                        : rl_cf_grouped(c)    ? s->grouped_options
+                                              : s->options;
     }
     s->db = rocksdb_open_column_families(s->options, dir, RL_CF_COUNT, names,
                                          (const rocksdb_options_t *const *)cf_options, s->cf,
@@ -274,6 +330,12 @@ void rl_store_close(rl_store *s)
         rocksdb_options_destroy(s->options);
     if (s->append_options)
         rocksdb_options_destroy(s->append_options);
+    if (s->grouped_options)
+        rocksdb_options_destroy(s->grouped_options);
+    if (s->grouped_append_options)
+        rocksdb_options_destroy(s->grouped_append_options);
+    if (s->grouped_table_options)
+        rocksdb_block_based_options_destroy(s->grouped_table_options);
     if (s->table_options)
         rocksdb_block_based_options_destroy(s->table_options);
     if (s->block_cache)
@@ -424,16 +486,31 @@ struct rl_store_iter {
     char *lower, *upper; /* bounds must outlive the iterator */
 };
 
+/* An iterator not yet created, with its read options: checksums verified;
+ * in key order over the whole family (bounds, not prefix filters, say where
+ * it ends), or else within the group it was sought to. */
+static rl_store_iter *rl_store_iter_alloc(bool total_order)
+{
+    rl_store_iter *it = calloc(1, sizeof *it);
+    if (!it)
+        return NULL;
+    it->ro = rocksdb_readoptions_create();
+    rocksdb_readoptions_set_verify_checksums(it->ro, 1);
+    if (total_order)
+        rocksdb_readoptions_set_total_order_seek(it->ro, 1);
+    else
+        rocksdb_readoptions_set_prefix_same_as_start(it->ro, 1);
+    return it;
+}
+
 rl_error *rl_store_iter_new(rl_store *s, rl_cf cf, const void *lower, size_t lower_len,
                             const void *upper, size_t upper_len, rl_store_iter **out)
 {
     rl_error *err = NULL;
     *out = NULL;
-    rl_store_iter *it = calloc(1, sizeof *it);
+    rl_store_iter *it = rl_store_iter_alloc(true);
     if (!it)
         RL_FAIL(RL_ENOMEM, "out of memory");
-    it->ro = rocksdb_readoptions_create();
-    rocksdb_readoptions_set_verify_checksums(it->ro, 1);
     if (lower) {
         it->lower = malloc(lower_len ? lower_len : 1);
         if (!it->lower)
@@ -477,6 +554,21 @@ rl_error *rl_store_iter_prefix(rl_store *s, rl_cf cf, const void *prefix, size_t
     RL_TRY(rl_store_iter_new(s, cf, prefix, prefix_len, n > 0 ? upper : NULL, n, out));
 cleanup:
     free(upper);
+    return err;
+}
+
+rl_error *rl_store_iter_group(rl_store *s, rl_cf cf, rl_store_iter **out)
+{
+    rl_error *err = NULL;
+    *out = NULL;
+    if (!rl_cf_grouped(cf))
+        RL_FAIL(RL_EINTERNAL, "family %s is not read by group", rl_cf_names[cf]);
+    rl_store_iter *it = rl_store_iter_alloc(false);
+    if (!it)
+        RL_FAIL(RL_ENOMEM, "out of memory");
+    it->it = rocksdb_create_iterator_cf(s->db, it->ro, s->cf[cf]);
+    *out = it;
+cleanup:
     return err;
 }
 

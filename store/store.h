@@ -35,7 +35,8 @@ typedef enum rl_cf {
     RL_CF_IDENT,        /* every identifier -> records carrying it */
     RL_CF_GOLDEN,       /* golden records (the persons), by golden id */
     RL_CF_LINKS,        /* record id -> its link to a golden record */
-    RL_CF_BLOCKING,     /* blocking key -> candidate records */
+    RL_CF_BLOCKING,     /* blocking key -> candidate records; written every registration, read whole
+                         * (the registry keeps its copy in memory): a key-at-a-time read sorts its memtable */
     RL_CF_NOMATCH,      /* record pairs a reviewer declared different people */
     RL_CF_REVIEW,       /* review queue items */
     RL_CF_REVIEW_OPEN,  /* open items by (record, candidate golden) */
@@ -106,6 +107,12 @@ rl_error *rl_store_iter_new(rl_store *store, rl_cf cf, const void *lower, size_t
 /* All keys starting with prefix. */
 rl_error *rl_store_iter_prefix(rl_store *store, rl_cf cf, const void *prefix, size_t prefix_len,
                                rl_store_iter **out);
+/* An iterator over one group at a time of a posting family (RL_CF_BLOCKING,
+ * RL_CF_IDENT, keys "group \0 member"): seek it to "group \0" and it walks
+ * that group's keys, then stops (invalid). Reseek it for the next group. Bloom
+ * filters on the group make a seek skip the table files without it, which a
+ * general iterator cannot. RL_EINTERNAL for another family. */
+rl_error *rl_store_iter_group(rl_store *store, rl_cf cf, rl_store_iter **out);
 /* Repositions at the first key >= key (within the iterator's bounds). One
  * iterator reseeked is much cheaper than a new iterator per lookup. */
 void rl_store_iter_seek(rl_store_iter *it, const void *key, size_t key_len);

@@ -7,7 +7,8 @@
 # Each scenario starts from a copy of that registry. Prints requests/s and latency
 # percentiles per scenario, then one JSON line.
 #   usage: bench/http/run.sh [BIN]      (BIN default build/ridgeline)
-#   BENCH_HTTP_SIZE, BENCH_HTTP_SECONDS (15), BENCH_HTTP_CONNECTIONS (32), BENCH_HTTP_THREADS (wrk, 2)
+#   BENCH_HTTP_SIZE, BENCH_HTTP_SECONDS (15), BENCH_HTTP_CONNECTIONS (32), BENCH_HTTP_THREADS (wrk, 2),
+#   BENCH_HTTP_SERVER_THREADS (the server's http.threads; default: its own default)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 BIN=${1:-build/ridgeline}
@@ -31,8 +32,9 @@ if [ ! -f "$OUT/loaded" ]; then
   touch "$OUT/loaded"
 fi
 
+SERVER_THREADS=${BENCH_HTTP_SERVER_THREADS:-0}
 cat > "$OUT/bench.json" <<JSON
-{"http": {"rate_limit_per_s": 0}, "log_level": "warn"}
+{"http": {"rate_limit_per_s": 0, "threads": $SERVER_THREADS}, "log_level": "warn"}
 JSON
 
 server_pid=""
@@ -76,7 +78,8 @@ PY
 }
 
 start_server
-echo "bench-http: $N people, server on 127.0.0.1:$PORT, $(nproc) cores, wrk -t$WRK_THREADS -c$CONNS -d${DUR}s," \
+echo "bench-http: $N people, server on 127.0.0.1:$PORT ($SERVER_THREADS threads, 0: default), $(nproc) cores," \
+  "wrk -t$WRK_THREADS -c$CONNS -d${DUR}s," \
   "load average $(cut -d' ' -f1-3 /proc/loadavg) before the run"
 # Record ids to read: looked up by identifier, as a client would.
 python3 - "$PORT" "$N" > "$OUT/ids.txt" <<'PY'

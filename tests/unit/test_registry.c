@@ -1,4 +1,5 @@
 /* Unit tests of registry/: Patient validation, create and read over a real store. */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,6 +45,8 @@ static int setup(void **state)
     f->opts.matcher = RL_MATCHER_DETERMINISTIC;
     snprintf(f->opts.trusted_systems[0], sizeof f->opts.trusted_systems[0], "urn:national-id");
     f->opts.ntrusted = 1;
+    /* Every decision that reuses scores taken ahead is checked against one from scratch. */
+    f->opts.verify_decisions = true;
     if (!f->dir || open_registry(f))
         return -1;
     *state = f;
@@ -733,6 +736,96 @@ static void test_merge_unmerge_restores_exactly(void **state)
     rl_submit_result_clear(&c);
 }
 
+/* Decisions read candidates' golden records through the match cache: a
+ * reviewer's link and merge must show in the very next decision and $match. */
+static void test_decisions_follow_link_changes(void **state)
+{
+    fixture *f = *state;
+    rl_submit_result a = submit(f, "urn:a", "1", "Moyo", "Tendai", "male", "1999-09-09");
+    rl_submit_result c = submit(f, "urn:c", "1", "Ncube", "Rudo", "female", "1985-03-03");
+    assert_null(rl_registry_link(f->reg, &reviewer, a.record_id, c.golden_id, NULL));
+    rl_submit_result d = submit(f, "urn:d", "1", "Moyo", "Tendai", NULL, "1999-09-09");
+    assert_string_equal(d.golden_id, c.golden_id);
+    rl_submit_result e = submit(f, "urn:e", "1", "Banda", "Chikondi", "female", "2001-01-01");
+    assert_null(rl_registry_merge(f->reg, &reviewer, c.golden_id, e.golden_id, NULL));
+    json_t *probe = parse("{\"resourceType\":\"Patient\",\"name\":[{\"family\":\"Moyo\",\"given\":[\"Tendai\"]}],"
+                          "\"birthDate\":\"1999-09-09\"}");
+    json_t *list = NULL;
+    assert_null(rl_registry_match(f->reg, &clerk, probe, 5, &list));
+    assert_int_equal(json_array_size(list), 1);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(list, 0), "golden")), e.golden_id);
+    rl_submit_result g = submit(f, "urn:g", "1", "Moyo", "Tendai", "male", "1999-09-09");
+    assert_string_equal(g.golden_id, e.golden_id);
+    expect_clean(f);
+    json_decref(list);
+    json_decref(probe);
+    rl_submit_result_clear(&a);
+    rl_submit_result_clear(&c);
+    rl_submit_result_clear(&d);
+    rl_submit_result_clear(&e);
+    rl_submit_result_clear(&g);
+}
+
+enum { SAME_PERSON_THREADS = 16, SAME_PERSON_EACH = 25 };
+
+typedef struct same_person {
+    fixture *f;
+    pthread_barrier_t *start;
+    int n;
+    rl_error *err;
+    rl_submit_result r;
+} same_person;
+
+static void *register_same_person(void *arg)
+{
+    same_person *w = arg;
+    /* All at once, so that some are prepared before others are decided. */
+    pthread_barrier_wait(w->start);
+    for (int i = 0; i < SAME_PERSON_EACH && !w->err; i++) {
+        json_t *p = json_pack("{s:s, s:[{s:s, s:o}], s:[{s:s, s:[s]}], s:s, s:s}", "resourceType", "Patient",
+                              "identifier", "system", "urn:clinic", "value", json_sprintf("%d-%d", w->n, i), "name",
+                              "family", "Phiri", "given", "Thandiwe", "gender", "female", "birthDate", "1977-07-07");
+        rl_submit_result_clear(&w->r);
+        w->err = rl_registry_submit(w->f->reg, &clerk, p, &w->r);
+        json_decref(p);
+    }
+    return NULL;
+}
+
+/* Registrations are scored before their turn to decide, against the store as
+ * it was: one of the same person registered meanwhile must still be found.
+ * Many clinics registering one person at once make one golden record. */
+static void test_concurrent_registrations_find_each_other(void **state)
+{
+    fixture *f = *state;
+    pthread_t t[SAME_PERSON_THREADS];
+    same_person w[SAME_PERSON_THREADS];
+    pthread_barrier_t start;
+    pthread_barrier_init(&start, NULL, SAME_PERSON_THREADS);
+    for (int i = 0; i < SAME_PERSON_THREADS; i++) {
+        w[i] = (same_person){.f = f, .start = &start, .n = i, .r = {.record = NULL}};
+        assert_int_equal(pthread_create(&t[i], NULL, register_same_person, &w[i]), 0);
+    }
+    /* Every thread joined before any assertion: a failing one leaves this frame. */
+    int joined = 0;
+    for (int i = 0; i < SAME_PERSON_THREADS; i++)
+        joined += pthread_join(t[i], NULL) == 0;
+    pthread_barrier_destroy(&start);
+    assert_int_equal(joined, SAME_PERSON_THREADS);
+    for (int i = 0; i < SAME_PERSON_THREADS; i++)
+        if (w[i].err)
+            fail_msg("registration failed: %s", rl_error_message(w[i].err));
+    for (int i = 1; i < SAME_PERSON_THREADS; i++)
+        assert_string_equal(w[i].r.golden_id, w[0].r.golden_id);
+    rl_registry_stats st;
+    rl_registry_stats_get(f->reg, &st);
+    assert_int_equal(st.records, SAME_PERSON_THREADS * SAME_PERSON_EACH);
+    assert_int_equal(st.goldens, 1);
+    expect_clean(f);
+    for (int i = 0; i < SAME_PERSON_THREADS; i++)
+        rl_submit_result_clear(&w[i].r);
+}
+
 static void test_audit_trail(void **state)
 {
     fixture *f = *state;
@@ -915,6 +1008,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_review_biometric, setup, teardown),
         cmocka_unit_test_setup_teardown(test_link_unlink_undo, setup, teardown),
         cmocka_unit_test_setup_teardown(test_merge_unmerge_restores_exactly, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_decisions_follow_link_changes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_concurrent_registrations_find_each_other, setup, teardown),
         cmocka_unit_test_setup_teardown(test_audit_trail, setup, teardown),
         cmocka_unit_test_setup_teardown(test_check_finds_damage, setup, teardown),
         cmocka_unit_test_setup_teardown(test_counters_survive_reopen, setup, teardown),

@@ -1,0 +1,362 @@
+/*
+ * The match cache: what a decision reads of each candidate record, kept in
+ * memory. For every record it holds the golden record the record is linked to
+ * and the record's stored matcher features (the bytes of the features family),
+ * so that scoring dozens of candidates reads no link JSON and no features from
+ * the store. At a million records a registration meets ~60 candidates: read
+ * from RocksDB, those two lookups each were most of its cost.
+ *
+ * It only ever holds what the store holds:
+ *  - a miss reads the store and keeps what it read, unless a change to
+ *    existing records (reg->gen, below) happened meanwhile: then what was read
+ *    is used once and not kept, since it may predate that change;
+ *  - a registration that creates a record adds its entry after its batch is
+ *    applied (nobody can have cached a record that did not exist);
+ *  - every other change to links or features (updates, link, unlink, merge,
+ *    undo, review decisions, rematch) drops the entries it touched, or all of
+ *    them, and advances reg->gen, after its batch is applied and under the
+ *    registry's write lock (reg_cache_changed).
+ * A record without a link is never cached (an index entry without its record
+ * is reported by `check`, not remembered).
+ *
+ * Entries are never evicted; past the byte cap (registry.match_cache_mb) misses
+ * are served from the store and not kept.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/rl_log.h"
+#include "common/rl_time.h"
+#include "registry/registry_internal.h"
+
+enum { REG_CACHE_MIN_BUCKETS = 1 << 12 };
+
+typedef struct reg_cache_entry {
+    struct reg_cache_entry *next;
+    uint64_t hash;
+    uint32_t features_len;
+    bool has_features;
+    char rid[REG_ID_LEN + 8];
+    char golden[REG_ID_LEN + 8];
+    unsigned char features[]; /* features_len bytes */
+} reg_cache_entry;
+
+struct reg_cache {
+    pthread_rwlock_t lock;
+    reg_cache_entry **buckets;
+    size_t nbuckets, count, bytes, max_bytes;
+};
+
+/* Ids are random already; the hash only spreads them over buckets. */
+static uint64_t reg_cache_hash(const char *s) { return reg_hash(REG_HASH_START, s, strlen(s)); }
+
+rl_error *reg_cache_new(size_t max_bytes, reg_cache **out)
+{
+    rl_error *err = NULL;
+    *out = NULL;
+    reg_cache *c = calloc(1, sizeof *c);
+    if (!c)
+        RL_FAIL(RL_ENOMEM, "out of memory");
+    c->nbuckets = REG_CACHE_MIN_BUCKETS;
+    c->buckets = calloc(c->nbuckets, sizeof *c->buckets);
+    if (!c->buckets) {
+        free(c);
+        RL_FAIL(RL_ENOMEM, "out of memory");
+    }
+    c->max_bytes = max_bytes;
+    pthread_rwlock_init(&c->lock, NULL);
+    *out = c;
+cleanup:
+    return err;
+}
+
+/* Caller holds the write lock. */
+static void reg_cache_drop_all(reg_cache *c)
+{
+    for (size_t b = 0; b < c->nbuckets; b++) {
+        for (reg_cache_entry *e = c->buckets[b], *next; e; e = next) {
+            next = e->next;
+            free(e);
+        }
+        c->buckets[b] = NULL;
+    }
+    c->count = c->bytes = 0;
+}
+
+void reg_cache_free(reg_cache *c)
+{
+    if (!c)
+        return;
+    reg_cache_drop_all(c);
+    free(c->buckets);
+    pthread_rwlock_destroy(&c->lock);
+    free(c);
+}
+
+static reg_cache_entry **reg_cache_slot(reg_cache *c, const char *rid, uint64_t hash)
+{
+    reg_cache_entry **p = &c->buckets[hash & (c->nbuckets - 1)];
+    while (*p && ((*p)->hash != hash || strcmp((*p)->rid, rid) != 0))
+        p = &(*p)->next;
+    return p;
+}
+
+/* Doubles the bucket array when entries outnumber buckets (write lock held; a
+ * failed allocation keeps the old array, only slower). */
+static void reg_cache_grow(reg_cache *c)
+{
+    if (c->count < c->nbuckets)
+        return;
+    size_t n = c->nbuckets * 2;
+    reg_cache_entry **b = calloc(n, sizeof *b);
+    if (!b)
+        return;
+    for (size_t i = 0; i < c->nbuckets; i++) {
+        for (reg_cache_entry *e = c->buckets[i], *next; e; e = next) {
+            next = e->next;
+            e->next = b[e->hash & (n - 1)];
+            b[e->hash & (n - 1)] = e;
+        }
+    }
+    free(c->buckets);
+    c->buckets = b;
+    c->nbuckets = n;
+}
+
+/* Write lock held: adds (or replaces) an entry; false when over the cap or out of memory. */
+static bool reg_cache_insert(reg_cache *c, const char *rid, const char *golden, const void *features,
+                             size_t features_len, bool has_features)
+{
+    if (strlen(rid) >= REG_ID_LEN + 8 || strlen(golden) >= REG_ID_LEN + 8 || features_len > UINT32_MAX)
+        return false;
+    size_t size = sizeof(reg_cache_entry) + features_len;
+    uint64_t hash = reg_cache_hash(rid);
+    reg_cache_entry **slot = reg_cache_slot(c, rid, hash);
+    if (*slot) {
+        reg_cache_entry *old = *slot;
+        *slot = old->next;
+        c->bytes -= sizeof(reg_cache_entry) + old->features_len;
+        c->count--;
+        free(old);
+    }
+    if (c->bytes + size > c->max_bytes)
+        return false;
+    reg_cache_entry *e = malloc(size);
+    if (!e)
+        return false;
+    e->hash = hash;
+    e->features_len = (uint32_t)features_len;
+    e->has_features = has_features;
+    snprintf(e->rid, sizeof e->rid, "%s", rid);
+    snprintf(e->golden, sizeof e->golden, "%s", golden);
+    if (features_len)
+        memcpy(e->features, features, features_len);
+    reg_cache_grow(c);
+    slot = &c->buckets[hash & (c->nbuckets - 1)];
+    e->next = *slot;
+    *slot = e;
+    c->count++;
+    c->bytes += size;
+    return true;
+}
+
+/* Copies what an entry holds into the caller's buffers (read lock held). */
+static rl_error *reg_cache_copy(const reg_cache_entry *e, reg_cached *out)
+{
+    snprintf(out->golden, sizeof out->golden, "%s", e->golden);
+    out->has_features = e->has_features;
+    if (out->features && e->has_features) {
+        rl_buf_reset(out->features);
+        return rl_buf_append(out->features, e->features, e->features_len);
+    }
+    return NULL;
+}
+
+/* Reads rid's link and features from the store into out; *linked false when it has no link. */
+static rl_error *reg_cache_read_store(rl_registry *reg, const char *rid, reg_cached *out, rl_buf *bytes,
+                                      bool *linked)
+{
+    rl_error *err = NULL;
+    json_t *link = NULL;
+    char *value = NULL;
+    size_t len = 0;
+    bool found = false;
+    *linked = false;
+    RL_TRY(reg_get_json(reg, RL_CF_LINKS, rid, strlen(rid), &link));
+    const char *g = json_string_value(json_object_get(link, "golden"));
+    if (!g || strlen(g) >= sizeof out->golden)
+        goto cleanup;
+    snprintf(out->golden, sizeof out->golden, "%s", g);
+    RL_TRY(rl_store_get(reg->store, RL_CF_FEATURES, rid, strlen(rid), &value, &len, &found));
+    out->has_features = found;
+    if (found)
+        RL_TRY(rl_buf_append(bytes, value, len));
+    *linked = true;
+cleanup:
+    json_decref(link);
+    free(value);
+    return err;
+}
+
+rl_error *reg_cache_get(rl_registry *reg, const char *rid, reg_cached *out, bool *linked)
+{
+    rl_error *err = NULL;
+    reg_cache *c = reg->cache;
+    rl_buf local;
+    rl_buf_init(&local, 1 << 20);
+    *linked = false;
+    out->has_features = false;
+    out->golden[0] = '\0';
+    uint64_t hash = reg_cache_hash(rid);
+    pthread_rwlock_rdlock(&c->lock);
+    reg_cache_entry *e = *reg_cache_slot(c, rid, hash);
+    if (e) {
+        err = reg_cache_copy(e, out);
+        *linked = !err;
+    }
+    /* The generation this read can vouch for: taken under the lock, so that a
+     * change applied after it is seen below. */
+    uint64_t gen = atomic_load(&reg->gen);
+    pthread_rwlock_unlock(&c->lock);
+    if (e || err)
+        goto cleanup;
+    rl_buf *bytes = out->features ? out->features : &local;
+    rl_buf_reset(bytes);
+    RL_TRY(reg_cache_read_store(reg, rid, out, bytes, linked));
+    if (!*linked)
+        goto cleanup;
+    pthread_rwlock_wrlock(&c->lock);
+    /* Kept only if no change to existing records was applied since gen was read. */
+    if (atomic_load(&reg->gen) == gen && !*reg_cache_slot(c, rid, hash))
+        reg_cache_insert(c, rid, out->golden, bytes->data, out->has_features ? bytes->len : 0, out->has_features);
+    pthread_rwlock_unlock(&c->lock);
+cleanup:
+    rl_buf_free(&local);
+    return err;
+}
+
+void reg_cache_peek(rl_registry *reg, const char *const *rids, size_t n, reg_cache_hit *out, rl_buf *bytes)
+{
+    reg_cache *c = reg->cache;
+    rl_buf_reset(bytes);
+    /* One lock for a decision's candidates: its cache line is shared by the cores. */
+    pthread_rwlock_rdlock(&c->lock);
+    for (size_t i = 0; i < n; i++) {
+        const reg_cache_entry *e = *reg_cache_slot(c, rids[i], reg_cache_hash(rids[i]));
+        out[i].hit = e && rl_buf_append(bytes, e->features, e->features_len) == NULL;
+        if (!out[i].hit)
+            continue; /* read by reg_cache_get, which may keep it */
+        snprintf(out[i].golden, sizeof out[i].golden, "%s", e->golden);
+        out[i].has_features = e->has_features;
+        out[i].len = e->features_len;
+        out[i].off = bytes->len - e->features_len;
+    }
+    pthread_rwlock_unlock(&c->lock);
+}
+
+void reg_cache_created(rl_registry *reg, const char *rid, const char *golden, const void *features, size_t len)
+{
+    reg_cache *c = reg->cache;
+    pthread_rwlock_wrlock(&c->lock);
+    reg_cache_insert(c, rid, golden, features, len, true);
+    pthread_rwlock_unlock(&c->lock);
+}
+
+void reg_cache_changed(rl_registry *reg, const json_t *ids)
+{
+    reg_cache *c = reg->cache;
+    pthread_rwlock_wrlock(&c->lock);
+    if (!ids) {
+        reg_cache_drop_all(c);
+    } else {
+        const char *id;
+        json_t *v;
+        json_object_foreach((json_t *)ids, id, v) {
+            reg_cache_entry **slot = reg_cache_slot(c, id, reg_cache_hash(id));
+            if (*slot) {
+                reg_cache_entry *old = *slot;
+                *slot = old->next;
+                c->bytes -= sizeof(reg_cache_entry) + old->features_len;
+                c->count--;
+                free(old);
+            }
+        }
+    }
+    atomic_fetch_add(&reg->gen, 1);
+    pthread_rwlock_unlock(&c->lock);
+}
+
+rl_error *reg_cache_golden_of(void *ctx, const char *rid, char golden[REG_ID_LEN + 8], bool *placed)
+{
+    rl_error *err = NULL;
+    reg_cached cached = {.features = NULL};
+    RL_TRY(reg_cache_get(ctx, rid, &cached, placed));
+    if (*placed)
+        snprintf(golden, REG_ID_LEN + 8, "%s", cached.golden);
+cleanup:
+    return err;
+}
+
+/* Adds the entry of one link (and its features when features is at it): write lock held. */
+static void reg_cache_fill_one(reg_cache *c, const char *rid, size_t rlen, const char *link, size_t llen,
+                               rl_store_iter *features)
+{
+    char id[REG_ID_LEN + 8];
+    if (rlen >= sizeof id)
+        return;
+    memcpy(id, rid, rlen);
+    id[rlen] = '\0';
+    json_t *j = json_loadb(link, llen, 0, NULL);
+    const char *g = json_string_value(json_object_get(j, "golden"));
+    /* The features family is read alongside, both in record id order. */
+    size_t flen = 0, fklen = 0;
+    const char *fkey = NULL;
+    while (rl_store_iter_valid(features)) {
+        fkey = rl_store_iter_key(features, &fklen);
+        int cmp = memcmp(fkey, rid, fklen < rlen ? fklen : rlen);
+        if (cmp > 0 || (cmp == 0 && fklen >= rlen))
+            break;
+        rl_store_iter_next(features);
+    }
+    bool has = rl_store_iter_valid(features) && fklen == rlen && memcmp(fkey, rid, rlen) == 0;
+    const char *bytes = has ? rl_store_iter_value(features, &flen) : NULL;
+    if (g)
+        reg_cache_insert(c, id, g, bytes, flen, has);
+    json_decref(j);
+}
+
+rl_error *reg_cache_fill(rl_registry *reg)
+{
+    rl_error *err = NULL;
+    reg_cache *c = reg->cache;
+    rl_store_iter *links = NULL, *features = NULL;
+    uint64_t t0 = rl_time_mono_ns();
+    RL_TRY(rl_store_iter_new(reg->store, RL_CF_LINKS, NULL, 0, NULL, 0, &links));
+    RL_TRY(rl_store_iter_new(reg->store, RL_CF_FEATURES, NULL, 0, NULL, 0, &features));
+    pthread_rwlock_wrlock(&c->lock);
+    for (; rl_store_iter_valid(links) && c->bytes < c->max_bytes; rl_store_iter_next(links)) {
+        size_t klen, vlen;
+        const char *k = rl_store_iter_key(links, &klen);
+        const char *v = rl_store_iter_value(links, &vlen);
+        reg_cache_fill_one(c, k, klen, v, vlen, features);
+    }
+    size_t count = c->count, bytes = c->bytes;
+    pthread_rwlock_unlock(&c->lock);
+    RL_TRY(rl_store_iter_status(links));
+    RL_TRY(rl_store_iter_status(features));
+    rl_log(RL_LOG_INFO, "registry", "match cache filled", "records=%zu mib=%zu ms=%llu", count, bytes >> 20,
+           (unsigned long long)((rl_time_mono_ns() - t0) / 1000000));
+cleanup:
+    rl_store_iter_destroy(links);
+    rl_store_iter_destroy(features);
+    return err;
+}
+
+size_t reg_cache_count(rl_registry *reg)
+{
+    pthread_rwlock_rdlock(&reg->cache->lock);
+    size_t n = reg->cache->count;
+    pthread_rwlock_unlock(&reg->cache->lock);
+    return n;
+}

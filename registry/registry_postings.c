@@ -1,0 +1,495 @@
+/*
+ * The blocking postings in memory: blocking key -> the records posted under
+ * it, what every decision and $match reads (13 lookups each). The blocking
+ * family stays the durable copy, written in each registration's batch as
+ * before; read from RocksDB, those lookups were a third of a registration's
+ * CPU at 200k records (table files outgrow the block cache), and more as the
+ * registry grows.
+ *
+ * Loaded by one scan of the family at the first lookup, then kept in step:
+ * every batch that puts or deletes postings (registrations, rematch's
+ * reindexing) reports them once applied, under the registry's write lock
+ * (reg_postings_changed). A load and a change race only as follows: the load
+ * holds this index's lock from before its RocksDB iterator is made until it
+ * is done, and a change applied before the iterator is seen by it; one
+ * applied after is reported after the load. Reporting is idempotent, so a
+ * change both seen and reported is counted once.
+ *
+ * A lookup answers exactly what reg_scan_candidates answers from the family:
+ * the records in key order (record id order within a key), at most cap of
+ * them counting the record itself, which is then left out.
+ *
+ * Memory: a key is a 96-bit hash (two FNV-1a variants; for two of ten million
+ * keys to share one is a chance of about 1e-15, and such keys would only share
+ * candidates, each still scored in full), in an open-addressing table; a key
+ * with one record holds it inline, others a list of record numbers. Record ids
+ * are kept once each. About 250 bytes a record.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/rl_log.h"
+#include "common/rl_time.h"
+#include "registry/registry_internal.h"
+
+enum {
+    RP_MIN_SLOTS = 1 << 16,
+    RP_EMPTY = 0,          /* slot.ref: never used */
+    RP_TOMBSTONE = 1,      /* slot.ref: emptied (lookups probe past it) */
+    RP_SINGLE = 1u << 31,  /* slot.ref: one record, its number in the low bits */
+    RP_LIST_BASE = 2,      /* slot.ref: 2 + list index */
+    RP_LOAD_BATCH = 1 << 16,
+};
+
+typedef struct rp_slot {
+    uint64_t h1;
+    uint32_t h2;
+    uint32_t ref;
+} rp_slot;
+
+typedef struct rp_list {
+    uint32_t n, cap;
+    uint32_t *recs;
+} rp_list;
+
+struct reg_postings {
+    pthread_rwlock_t lock;
+    bool loaded;
+    /* keys */
+    rp_slot *slots;
+    size_t nslots, used, live; /* used: live + tombstones */
+    /* lists of keys holding several records; free ones chained through n */
+    rp_list *lists;
+    size_t nlists, lists_cap;
+    uint32_t free_list; /* 0: none, else index + 1 */
+    /* record ids: number -> id; id -> number */
+    char *ids;          /* ids_len bytes: NUL-terminated ids back to back */
+    size_t ids_len, ids_cap;
+    uint32_t *id_at;    /* record number -> offset in ids */
+    size_t nrecs, recs_cap;
+    uint32_t *rec_slots; /* open addressing over record numbers + 1 (0 empty) */
+    size_t nrec_slots;
+};
+
+static uint64_t rp_hash1(const char *s, size_t n) { return reg_hash(REG_HASH_START, s, n); }
+
+/* A second, independent hash (FNV-1a 32 on the bytes reversed): with the first, 96 bits. */
+static uint32_t rp_hash2(const char *s, size_t n)
+{
+    uint32_t h = 2166136261u;
+    for (size_t i = n; i > 0; i--)
+        h = (h ^ (unsigned char)s[i - 1]) * 16777619u;
+    return h;
+}
+
+/* Where a hash starts probing: FNV's low bits alone cluster, so mixed first (splitmix64's finalizer). */
+static size_t rp_home(uint64_t h, size_t nslots)
+{
+    h ^= h >> 30;
+    h *= 0xbf58476d1ce4e5b9ull;
+    h ^= h >> 27;
+    h *= 0x94d049bb133111ebull;
+    h ^= h >> 31;
+    return (size_t)h & (nslots - 1);
+}
+
+rl_error *reg_postings_new(reg_postings **out)
+{
+    *out = calloc(1, sizeof **out);
+    if (!*out)
+        return RL_ERR(RL_ENOMEM, "out of memory");
+    pthread_rwlock_init(&(*out)->lock, NULL);
+    return NULL;
+}
+
+/* Drops everything (write lock held or no other thread). */
+static void rp_clear(reg_postings *p)
+{
+    for (size_t i = 0; i < p->nlists; i++)
+        free(p->lists[i].recs);
+    free(p->lists);
+    free(p->slots);
+    free(p->ids);
+    free(p->id_at);
+    free(p->rec_slots);
+    p->lists = NULL;
+    p->slots = NULL;
+    p->ids = NULL;
+    p->id_at = NULL;
+    p->rec_slots = NULL;
+    p->nlists = p->lists_cap = p->nslots = p->used = p->live = p->ids_len = p->ids_cap = 0;
+    p->nrecs = p->recs_cap = p->nrec_slots = 0;
+    p->free_list = 0;
+    p->loaded = false;
+}
+
+void reg_postings_free(reg_postings *p)
+{
+    if (!p)
+        return;
+    rp_clear(p);
+    pthread_rwlock_destroy(&p->lock);
+    free(p);
+}
+
+static const char *rp_id(const reg_postings *p, uint32_t rec) { return p->ids + p->id_at[rec]; }
+
+/* Grows *array (of *cap elements of size elem) to hold need, doubling from first; false when out of memory. */
+static bool rp_reserve(void *array, size_t *cap, size_t need, size_t elem, size_t first)
+{
+    if (need <= *cap)
+        return true;
+    size_t c = *cap ? *cap : first;
+    while (c < need)
+        c *= 2;
+    void *grown = realloc(*(void **)array, c * elem);
+    if (!grown)
+        return false;
+    *(void **)array = grown;
+    *cap = c;
+    return true;
+}
+
+/* ---- record ids ---- */
+
+static bool rp_recs_grow(reg_postings *p)
+{
+    if (p->nrecs * 2 < p->nrec_slots)
+        return true;
+    size_t n = p->nrec_slots ? p->nrec_slots * 2 : RP_MIN_SLOTS;
+    uint32_t *slots = calloc(n, sizeof *slots);
+    if (!slots)
+        return false;
+    for (size_t r = 0; r < p->nrecs; r++) {
+        const char *id = rp_id(p, (uint32_t)r);
+        size_t i = rp_home(rp_hash1(id, strlen(id)), n);
+        while (slots[i])
+            i = (i + 1) & (n - 1);
+        slots[i] = (uint32_t)r + 1;
+    }
+    free(p->rec_slots);
+    p->rec_slots = slots;
+    p->nrec_slots = n;
+    return true;
+}
+
+/* The number of record id (made when absent and make is set); false when absent or out of memory. */
+static bool rp_record(reg_postings *p, const char *id, bool make, uint32_t *out)
+{
+    size_t len = strlen(id);
+    if (p->nrec_slots) {
+        size_t i = rp_home(rp_hash1(id, len), p->nrec_slots);
+        for (; p->rec_slots[i]; i = (i + 1) & (p->nrec_slots - 1))
+            if (strcmp(rp_id(p, p->rec_slots[i] - 1), id) == 0) {
+                *out = p->rec_slots[i] - 1;
+                return true;
+            }
+    }
+    if (!make || p->nrecs >= RP_SINGLE - 1 || !rp_recs_grow(p))
+        return false;
+    if (p->ids_len + len + 1 > UINT32_MAX || !rp_reserve(&p->id_at, &p->recs_cap, p->nrecs + 1, sizeof *p->id_at, 1024) ||
+        !rp_reserve(&p->ids, &p->ids_cap, p->ids_len + len + 1, 1, 1 << 16))
+        return false;
+    memcpy(p->ids + p->ids_len, id, len + 1);
+    p->id_at[p->nrecs] = (uint32_t)p->ids_len;
+    p->ids_len += len + 1;
+    size_t i = rp_home(rp_hash1(id, len), p->nrec_slots);
+    while (p->rec_slots[i])
+        i = (i + 1) & (p->nrec_slots - 1);
+    p->rec_slots[i] = (uint32_t)p->nrecs + 1;
+    *out = (uint32_t)p->nrecs++;
+    return true;
+}
+
+/* ---- keys ---- */
+
+static rp_slot *rp_find(const reg_postings *p, uint64_t h1, uint32_t h2)
+{
+    if (!p->nslots)
+        return NULL;
+    for (size_t i = rp_home(h1, p->nslots);; i = (i + 1) & (p->nslots - 1)) {
+        rp_slot *s = &p->slots[i];
+        if (s->ref == RP_EMPTY)
+            return NULL;
+        if (s->ref != RP_TOMBSTONE && s->h1 == h1 && s->h2 == h2)
+            return s;
+    }
+}
+
+/* Room for one more key: rehashes (dropping tombstones) when 7/8 of the
+ * table is used, to at most 5/8 (keys are most of the memory: kept dense). */
+static bool rp_slots_grow(reg_postings *p)
+{
+    if ((p->used + 1) * 8 <= p->nslots * 7)
+        return true;
+    size_t n = p->nslots ? p->nslots : RP_MIN_SLOTS;
+    while ((p->live + 1) * 8 > n * 5)
+        n *= 2;
+    rp_slot *slots = calloc(n, sizeof *slots);
+    if (!slots)
+        return false;
+    for (size_t i = 0; i < p->nslots; i++) {
+        const rp_slot *s = &p->slots[i];
+        if (s->ref == RP_EMPTY || s->ref == RP_TOMBSTONE)
+            continue;
+        size_t j = rp_home(s->h1, n);
+        while (slots[j].ref != RP_EMPTY)
+            j = (j + 1) & (n - 1);
+        slots[j] = *s;
+    }
+    free(p->slots);
+    p->slots = slots;
+    p->nslots = n;
+    p->used = p->live;
+    return true;
+}
+
+static bool rp_list_new(reg_postings *p, uint32_t *out)
+{
+    if (p->free_list) {
+        *out = p->free_list - 1;
+        p->free_list = p->lists[*out].n;
+        p->lists[*out].n = 0;
+        return true;
+    }
+    if (p->nlists >= RP_SINGLE - RP_LIST_BASE || !rp_reserve(&p->lists, &p->lists_cap, p->nlists + 1, sizeof *p->lists, 1024))
+        return false;
+    p->lists[p->nlists] = (rp_list){0};
+    *out = (uint32_t)p->nlists++;
+    return true;
+}
+
+static bool rp_list_push(rp_list *l, uint32_t rec)
+{
+    size_t cap = l->cap;
+    if (!rp_reserve(&l->recs, &cap, (size_t)l->n + 1, sizeof *l->recs, 4) || cap > UINT32_MAX)
+        return false;
+    l->cap = (uint32_t)cap;
+    l->recs[l->n++] = rec;
+    return true;
+}
+
+/* Posts record rec under key (no-op when it is there); false when out of memory. */
+static bool rp_add(reg_postings *p, const char *key, size_t klen, uint32_t rec)
+{
+    uint64_t h1 = rp_hash1(key, klen);
+    uint32_t h2 = rp_hash2(key, klen);
+    rp_slot *s = rp_find(p, h1, h2);
+    if (!s) {
+        if (!rp_slots_grow(p))
+            return false;
+        size_t i = rp_home(h1, p->nslots);
+        while (p->slots[i].ref != RP_EMPTY && p->slots[i].ref != RP_TOMBSTONE)
+            i = (i + 1) & (p->nslots - 1);
+        if (p->slots[i].ref == RP_EMPTY)
+            p->used++;
+        p->live++;
+        p->slots[i] = (rp_slot){.h1 = h1, .h2 = h2, .ref = RP_SINGLE | rec};
+        return true;
+    }
+    if (s->ref & RP_SINGLE) {
+        uint32_t first = s->ref & ~RP_SINGLE, l;
+        if (first == rec || !rp_list_new(p, &l))
+            return first == rec;
+        if (!rp_list_push(&p->lists[l], first) || !rp_list_push(&p->lists[l], rec)) {
+            free(p->lists[l].recs);
+            p->lists[l] = (rp_list){.n = p->free_list};
+            p->free_list = l + 1;
+            return false;
+        }
+        s->ref = RP_LIST_BASE + l;
+        return true;
+    }
+    rp_list *l = &p->lists[s->ref - RP_LIST_BASE];
+    for (uint32_t i = 0; i < l->n; i++)
+        if (l->recs[i] == rec)
+            return true;
+    return rp_list_push(l, rec);
+}
+
+/* Removes record rec from key's postings, if there. */
+static void rp_remove(reg_postings *p, const char *key, size_t klen, uint32_t rec)
+{
+    rp_slot *s = rp_find(p, rp_hash1(key, klen), rp_hash2(key, klen));
+    if (!s)
+        return;
+    if (s->ref & RP_SINGLE) {
+        if ((s->ref & ~RP_SINGLE) == rec) {
+            s->ref = RP_TOMBSTONE;
+            p->live--;
+        }
+        return;
+    }
+    uint32_t li = s->ref - RP_LIST_BASE;
+    rp_list *l = &p->lists[li];
+    for (uint32_t i = 0; i < l->n; i++)
+        if (l->recs[i] == rec) {
+            l->recs[i] = l->recs[--l->n];
+            break;
+        }
+    if (l->n == 1) {
+        s->ref = RP_SINGLE | l->recs[0];
+        free(l->recs);
+        p->lists[li] = (rp_list){.n = p->free_list};
+        p->free_list = li + 1;
+    }
+}
+
+/* ---- loading ---- */
+
+/* Reads the blocking family into p (its write lock held, p empty). */
+static rl_error *rp_load(rl_registry *reg, reg_postings *p)
+{
+    rl_error *err = NULL;
+    rl_store_iter *it = NULL;
+    size_t n = 0;
+    uint64_t t0 = rl_time_mono_ns();
+    RL_TRY(rl_store_iter_new(reg->store, RL_CF_BLOCKING, NULL, 0, NULL, 0, &it));
+    for (; rl_store_iter_valid(it); rl_store_iter_next(it), n++) {
+        size_t klen;
+        const char *k = rl_store_iter_key(it, &klen);
+        const char *nul = memchr(k, '\0', klen);
+        char rid[REG_ID_LEN + 40];
+        size_t idlen = nul ? klen - (size_t)(nul - k) - 1 : 0;
+        if (!nul || idlen == 0 || idlen >= sizeof rid)
+            continue; /* not a posting (check reports such keys) */
+        memcpy(rid, nul + 1, idlen);
+        rid[idlen] = '\0';
+        uint32_t rec;
+        if (!rp_record(p, rid, true, &rec) || !rp_add(p, k, (size_t)(nul - k), rec))
+            RL_FAIL(RL_ENOMEM, "out of memory loading the blocking postings (%zu read)", n);
+    }
+    RL_TRY(rl_store_iter_status(it));
+    p->loaded = true;
+    rl_log(RL_LOG_INFO, "registry", "blocking postings loaded", "postings=%zu keys=%zu records=%zu ms=%llu", n,
+           p->live, p->nrecs, (unsigned long long)((rl_time_mono_ns() - t0) / 1000000));
+cleanup:
+    rl_store_iter_destroy(it);
+    if (err)
+        rp_clear(p);
+    return err;
+}
+
+/* Read lock held on return (p loaded), or an error (no lock held). */
+static rl_error *rp_read_lock(rl_registry *reg, reg_postings *p)
+{
+    rl_error *err = NULL;
+    pthread_rwlock_rdlock(&p->lock);
+    if (p->loaded)
+        return NULL;
+    pthread_rwlock_unlock(&p->lock);
+    pthread_rwlock_wrlock(&p->lock);
+    if (!p->loaded)
+        err = rp_load(reg, p);
+    pthread_rwlock_unlock(&p->lock);
+    if (err)
+        return err;
+    pthread_rwlock_rdlock(&p->lock);
+    return NULL;
+}
+
+/* ---- what the registry asks ---- */
+
+static int rp_by_id(const void *a, const void *b, void *ctx)
+{
+    const reg_postings *p = ctx;
+    return strcmp(rp_id(p, *(const uint32_t *)a), rp_id(p, *(const uint32_t *)b));
+}
+
+rl_error *reg_postings_scan(rl_registry *reg, const char *key, const char *self, json_t *cands, int cap,
+                            int *room)
+{
+    rl_error *err = NULL;
+    reg_postings *p = reg->postings;
+    uint32_t *sorted = NULL;
+    RL_TRY(rp_read_lock(reg, p));
+    size_t klen = strlen(key);
+    const rp_slot *s = rp_find(p, rp_hash1(key, klen), rp_hash2(key, klen));
+    uint32_t single = 0;
+    const uint32_t *recs = NULL;
+    size_t n = 0;
+    if (s && (s->ref & RP_SINGLE)) {
+        single = s->ref & ~RP_SINGLE;
+        recs = &single;
+        n = 1;
+    } else if (s) {
+        recs = p->lists[s->ref - RP_LIST_BASE].recs;
+        n = p->lists[s->ref - RP_LIST_BASE].n;
+    }
+    size_t seen = n;
+    if (cap >= 0 && n > (size_t)cap) {
+        /* Cut as a scan of the family would: the first cap in key (id) order. */
+        sorted = malloc(n * sizeof *sorted);
+        if (!sorted) {
+            pthread_rwlock_unlock(&p->lock);
+            RL_FAIL(RL_ENOMEM, "out of memory");
+        }
+        memcpy(sorted, recs, n * sizeof *sorted);
+        qsort_r(sorted, n, sizeof *sorted, rp_by_id, p);
+        recs = sorted;
+        n = (size_t)cap;
+        seen = (size_t)cap + 1;
+    }
+    for (size_t i = 0; i < n && !err; i++) {
+        const char *rid = rp_id(p, recs[i]);
+        if (strcmp(rid, self) == 0)
+            continue;
+        json_t *shared = json_object_get(cands, rid);
+        if (json_object_set_new(cands, rid, json_integer(shared ? json_integer_value(shared) + 1 : 1)) != 0)
+            err = RL_ERR(RL_ENOMEM, "out of memory");
+    }
+    pthread_rwlock_unlock(&p->lock);
+    if (room && cap - (int)seen < *room)
+        *room = cap - (int)seen;
+cleanup:
+    free(sorted);
+    return err;
+}
+
+void reg_postings_changed(rl_registry *reg, const char *rid, const json_t *removed, const json_t *added)
+{
+    reg_postings *p = reg->postings;
+    pthread_rwlock_wrlock(&p->lock);
+    if (!p->loaded)
+        goto done; /* the load, later, reads the family as it is by then */
+    uint32_t rec;
+    size_t i;
+    json_t *k;
+    if (rp_record(p, rid, false, &rec)) {
+        json_array_foreach(removed, i, k) {
+            if (!added || !reg_list_has(added, json_string_value(k)))
+                rp_remove(p, json_string_value(k), json_string_length(k), rec);
+        }
+    }
+    if (json_array_size(added) && !rp_record(p, rid, true, &rec))
+        goto lost;
+    json_array_foreach(added, i, k) {
+        if (!rp_add(p, json_string_value(k), json_string_length(k), rec))
+            goto lost;
+    }
+done:
+    pthread_rwlock_unlock(&p->lock);
+    return;
+lost:
+    /* Out of memory: rather than answer from a copy missing postings, drop it
+     * all; the next lookup loads it again from the family (or fails there). */
+    rl_log(RL_LOG_ERROR, "registry", "blocking postings dropped: out of memory", "records=%zu", p->nrecs);
+    rp_clear(p);
+    pthread_rwlock_unlock(&p->lock);
+}
+
+void reg_postings_reset(rl_registry *reg)
+{
+    pthread_rwlock_wrlock(&reg->postings->lock);
+    rp_clear(reg->postings);
+    pthread_rwlock_unlock(&reg->postings->lock);
+}
+
+rl_error *reg_postings_load(rl_registry *reg)
+{
+    rl_error *err = rp_read_lock(reg, reg->postings);
+    if (!err)
+        pthread_rwlock_unlock(&reg->postings->lock);
+    return err;
+}
