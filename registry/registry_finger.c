@@ -360,10 +360,59 @@ cleanup:
     return err;
 }
 
-rl_error *rl_registry_finger_list(rl_registry *reg, const rl_actor *actor, const char *record_id, json_t **out)
+/* One stored finger of a record, as fg_each_finger hands it over. */
+typedef struct fg_stored {
+    bio_gallery_key key;
+    const unsigned char *tpl, *feat; /* the template and the full features, valid during the call */
+    size_t tlen, flen;
+    int quality;
+} fg_stored;
+
+/* Calls visit for each finger enrolled for record, in position order, until
+ * it fails or sets *stop. */
+static rl_error *fg_each_finger(rl_registry *reg, const char *record,
+                                rl_error *(*visit)(void *ctx, const fg_stored *f, bool *stop), void *ctx)
 {
     rl_error *err = NULL;
     rl_store_iter *it = NULL;
+    char prefix[REG_KEY_MAX];
+    int pl = snprintf(prefix, sizeof prefix, "F%s%c", record, '\0');
+    RL_TRY(rl_store_iter_prefix(reg->store, RL_CF_TEMPLATES, prefix, (size_t)pl, &it));
+    bool stop = false;
+    for (; rl_store_iter_valid(it) && !stop; rl_store_iter_next(it)) {
+        size_t klen, vlen;
+        const char *k = rl_store_iter_key(it, &klen);
+        const unsigned char *v = (const unsigned char *)rl_store_iter_value(it, &vlen);
+        fg_stored f;
+        RL_TRY(fg_gallery_key(k + 1, klen - 1, &f.key));
+        RL_TRY(fg_parse(v, vlen, &f.tpl, &f.tlen, &f.feat, &f.flen, &f.quality));
+        RL_TRY(visit(ctx, &f, &stop));
+    }
+    RL_TRY(rl_store_iter_status(it));
+cleanup:
+    rl_store_iter_destroy(it);
+    return err;
+}
+
+typedef struct fg_list_ctx {
+    json_t *list;
+    bio_template *t;
+} fg_list_ctx;
+
+static rl_error *fg_list_one(void *arg, const fg_stored *f, bool *stop)
+{
+    fg_list_ctx *c = arg;
+    (void)stop;
+    rl_error *err = bio_template_decode(f->tpl, f->tlen, c->t, NULL);
+    if (!err && json_array_append_new(c->list, json_pack("{s:i, s:i, s:i}", "position", f->key.position, "quality",
+                                                         f->quality, "minutiae", c->t->count)) != 0)
+        err = RL_ERR(RL_ENOMEM, "out of memory");
+    return err;
+}
+
+rl_error *rl_registry_finger_list(rl_registry *reg, const rl_actor *actor, const char *record_id, json_t **out)
+{
+    rl_error *err = NULL;
     bio_template *t = NULL;
     json_t *list = json_array();
     *out = NULL;
@@ -371,28 +420,13 @@ rl_error *rl_registry_finger_list(rl_registry *reg, const rl_actor *actor, const
     t = malloc(sizeof *t);
     if (!list || !t)
         RL_FAIL(RL_ENOMEM, "out of memory");
-    char prefix[REG_KEY_MAX];
-    int pl = snprintf(prefix, sizeof prefix, "F%s%c", record_id, '\0');
-    RL_TRY(rl_store_iter_prefix(reg->store, RL_CF_TEMPLATES, prefix, (size_t)pl, &it));
-    for (; rl_store_iter_valid(it); rl_store_iter_next(it)) {
-        size_t klen, vlen, tlen, flen;
-        const char *k = rl_store_iter_key(it, &klen);
-        const unsigned char *v = (const unsigned char *)rl_store_iter_value(it, &vlen), *tp, *fp;
-        int quality;
-        bio_gallery_key gk;
-        RL_TRY(fg_gallery_key(k + 1, klen - 1, &gk));
-        RL_TRY(fg_parse(v, vlen, &tp, &tlen, &fp, &flen, &quality));
-        RL_TRY(bio_template_decode(tp, tlen, t, NULL));
-        json_array_append_new(list, json_pack("{s:i, s:i, s:i}", "position", gk.position, "quality", quality,
-                                              "minutiae", t->count));
-    }
-    RL_TRY(rl_store_iter_status(it));
+    fg_list_ctx lc = {list, t};
+    RL_TRY(fg_each_finger(reg, record_id, fg_list_one, &lc));
     const char *subjects[1] = {record_id};
     RL_TRY(reg_audit_now(reg, actor, "finger-list", subjects, 1, "ok", NULL));
     *out = list;
     list = NULL;
 cleanup:
-    rl_store_iter_destroy(it);
     json_decref(list);
     free(t);
     return err;
@@ -485,6 +519,33 @@ typedef struct fg_comparison {
     double score;
 } fg_comparison;
 
+/* verify: the probe against each enrolled finger of the records (at one position, or any). */
+typedef struct fg_verify_ctx {
+    const bio_features *probe;
+    bio_match_scratch *scratch;
+    int position; /* -1: any */
+    fg_comparison *cmp;
+    size_t n, max;
+} fg_verify_ctx;
+
+static rl_error *fg_verify_one(void *arg, const fg_stored *f, bool *stop)
+{
+    rl_error *err = NULL;
+    fg_verify_ctx *c = arg;
+    bio_features *ef = NULL;
+    if (c->position >= 0 && f->key.position != c->position)
+        goto cleanup;
+    RL_TRY(bio_features_decode(f->feat, f->flen, &ef));
+    fg_comparison *cmp = &c->cmp[c->n++];
+    snprintf(cmp->record, sizeof cmp->record, "%s", f->key.record);
+    cmp->position = f->key.position;
+    cmp->score = bio_match_score(c->probe, ef, c->scratch);
+    *stop = c->n >= c->max;
+cleanup:
+    bio_features_free(ef);
+    return err;
+}
+
 static int fg_by_score_desc(const void *a, const void *b)
 {
     const fg_comparison *x = a, *y = b;
@@ -498,8 +559,7 @@ rl_error *rl_registry_finger_verify(rl_registry *reg, const rl_actor *actor, con
                                     int nrecords, int position, const bio_template *probe, json_t **out)
 {
     rl_error *err = NULL;
-    rl_store_iter *it = NULL;
-    bio_features *pf = NULL, *ef = NULL;
+    bio_features *pf = NULL;
     bio_match_scratch *scratch = NULL;
     json_t *list = NULL, *result = NULL;
     /* At most one finger per position per record: the array is bounded by the inputs. */
@@ -523,31 +583,10 @@ rl_error *rl_registry_finger_verify(rl_registry *reg, const rl_actor *actor, con
         RL_FAIL(RL_ENOMEM, "out of memory");
     RL_TRY(bio_features_build(probe, &pf));
     RL_TRY(bio_match_scratch_new(&scratch));
-    for (int i = 0; i < nrecords; i++) {
-        char prefix[REG_KEY_MAX];
-        int pl = snprintf(prefix, sizeof prefix, "F%s%c", records[i], '\0');
-        RL_TRY(rl_store_iter_prefix(reg->store, RL_CF_TEMPLATES, prefix, (size_t)pl, &it));
-        for (; rl_store_iter_valid(it) && n < FG_CMP_MAX; rl_store_iter_next(it)) {
-            size_t klen, vlen, tlen, flen;
-            const char *k = rl_store_iter_key(it, &klen);
-            const unsigned char *v = (const unsigned char *)rl_store_iter_value(it, &vlen), *tp, *fp;
-            bio_gallery_key gk;
-            RL_TRY(fg_gallery_key(k + 1, klen - 1, &gk));
-            if (position >= 0 && gk.position != position)
-                continue;
-            RL_TRY(fg_parse(v, vlen, &tp, &tlen, &fp, &flen, NULL));
-            RL_TRY(bio_features_decode(fp, flen, &ef));
-            snprintf(cmp[n].record, sizeof cmp[n].record, "%s", gk.record);
-            cmp[n].position = gk.position;
-            cmp[n].score = bio_match_score(pf, ef, scratch);
-            n++;
-            bio_features_free(ef);
-            ef = NULL;
-        }
-        RL_TRY(rl_store_iter_status(it));
-        rl_store_iter_destroy(it);
-        it = NULL;
-    }
+    fg_verify_ctx vc = {pf, scratch, position, cmp, 0, FG_CMP_MAX};
+    for (int i = 0; i < nrecords && vc.n < vc.max; i++)
+        RL_TRY(fg_each_finger(reg, records[i], fg_verify_one, &vc));
+    n = vc.n;
     qsort(cmp, n, sizeof *cmp, fg_by_score_desc);
     for (size_t i = 0; i < n; i++)
         if (json_array_append_new(list, json_pack("{s:s, s:i, s:f}", "record", cmp[i].record, "position",
@@ -571,9 +610,7 @@ rl_error *rl_registry_finger_verify(rl_registry *reg, const rl_actor *actor, con
     *out = result;
     result = NULL;
 cleanup:
-    rl_store_iter_destroy(it);
     bio_features_free(pf);
-    bio_features_free(ef);
     bio_match_scratch_free(scratch);
     json_decref(list);
     json_decref(result);
@@ -581,30 +618,20 @@ cleanup:
     return err;
 }
 
+static rl_error *fg_by_position_one(void *arg, const fg_stored *f, bool *stop)
+{
+    bio_features **out = arg;
+    (void)stop;
+    if (f->key.position > RL_FINGER_POSITION_MAX || out[f->key.position])
+        return NULL;
+    return bio_features_decode(f->feat, f->flen, &out[f->key.position]);
+}
+
 /* One record's enrolled fingers, as full features by position (NULL where none). */
 static rl_error *fg_features_by_position(rl_registry *reg, const char *record,
                                          bio_features *out[RL_FINGER_POSITION_MAX + 1])
 {
-    rl_error *err = NULL;
-    rl_store_iter *it = NULL;
-    char prefix[REG_KEY_MAX];
-    int pl = snprintf(prefix, sizeof prefix, "F%s%c", record, '\0');
-    RL_TRY(rl_store_iter_prefix(reg->store, RL_CF_TEMPLATES, prefix, (size_t)pl, &it));
-    for (; rl_store_iter_valid(it); rl_store_iter_next(it)) {
-        size_t klen, vlen, tlen, flen;
-        const char *k = rl_store_iter_key(it, &klen);
-        const unsigned char *v = (const unsigned char *)rl_store_iter_value(it, &vlen), *tp, *fp;
-        bio_gallery_key gk;
-        RL_TRY(fg_gallery_key(k + 1, klen - 1, &gk));
-        if (gk.position > RL_FINGER_POSITION_MAX || out[gk.position])
-            continue;
-        RL_TRY(fg_parse(v, vlen, &tp, &tlen, &fp, &flen, NULL));
-        RL_TRY(bio_features_decode(fp, flen, &out[gk.position]));
-    }
-    RL_TRY(rl_store_iter_status(it));
-cleanup:
-    rl_store_iter_destroy(it);
-    return err;
+    return fg_each_finger(reg, record, fg_by_position_one, out);
 }
 
 rl_error *rl_registry_finger_compare(rl_registry *reg, const rl_actor *actor, const char *record_a,
