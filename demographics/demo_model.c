@@ -20,6 +20,7 @@ struct demo_model {
     double prior;     /* P(same person) for two records, before comparing them */
     double guard_cap; /* score ceiling when a guard rule fires */
     bool guards;      /* the twins / parent-and-child guards are on */
+    bool corroboration; /* a score on names alone is capped (demo_model_corroborated) */
     int within_years;
     demo_placeholders ph;
     char country_code[8];
@@ -143,6 +144,7 @@ static demo_model *demo_model_alloc(demo_nicknames *nicknames)
     m->prior = 0.01;
     m->guard_cap = 0.85;
     m->guards = true;
+    m->corroboration = true;
     m->within_years = 1;
     demo_placeholders_defaults(&m->ph);
     demo_default_blocking(m);
@@ -320,10 +322,10 @@ rl_error *demo_model_from_json(const json_t *rules, demo_nicknames *nicknames, d
             if (!json_is_number(v) || json_number_value(v) <= 0 || json_number_value(v) >= 1)
                 RL_FAIL(RL_EINVAL, "rules: %s: expected a probability strictly between 0 and 1", key);
             *(strcmp(key, "prior") == 0 ? &m->prior : &m->guard_cap) = json_number_value(v);
-        } else if (strcmp(key, "guards") == 0) {
+        } else if (strcmp(key, "guards") == 0 || strcmp(key, "corroboration") == 0) {
             if (!json_is_boolean(v))
-                RL_FAIL(RL_EINVAL, "rules: guards: expected true or false");
-            m->guards = json_is_true(v);
+                RL_FAIL(RL_EINVAL, "rules: %s: expected true or false", key);
+            *(strcmp(key, "guards") == 0 ? &m->guards : &m->corroboration) = json_is_true(v);
         } else if (strcmp(key, "within_years") == 0) {
             if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > 10)
                 RL_FAIL(RL_EINVAL, "rules: within_years: expected 0 to 10");
@@ -385,6 +387,7 @@ json_t *demo_model_to_json(const demo_model *m)
     json_object_set_new(root, "prior", json_real(m->prior));
     json_object_set_new(root, "guard_cap", json_real(m->guard_cap));
     json_object_set_new(root, "guards", json_boolean(m->guards));
+    json_object_set_new(root, "corroboration", json_boolean(m->corroboration));
     json_object_set_new(root, "within_years", json_integer(m->within_years));
     json_object_set_new(root, "country_code", json_string(m->country_code));
     json_t *ids = json_array();
@@ -816,6 +819,25 @@ const char *demo_guard_reason(unsigned guard)
 }
 
 double demo_model_guard_cap(const demo_model *m) { return m->guard_cap; }
+
+bool demo_model_corroborated(const demo_model *m, const int levels[DEMO_F_COUNT])
+{
+    if (!m->corroboration)
+        return true;
+    int birth = levels[DEMO_F_BIRTH], address = levels[DEMO_F_ADDRESS], postcode = levels[DEMO_F_POSTCODE],
+        phone = levels[DEMO_F_PHONE], id = levels[DEMO_F_IDENTIFIER];
+    /* Levels: birth exact, swapped or one field off (0-2, not the year alone);
+     * street address exact or close (0-1); postcode, phone exact (0);
+     * identifier exact or one edit (0-1). */
+    return (birth != DEMO_LEVEL_MISSING && birth <= 2) || (address != DEMO_LEVEL_MISSING && address <= 1) ||
+           postcode == 0 || phone == 0 || (id != DEMO_LEVEL_MISSING && id <= 1);
+}
+
+const char *demo_corroboration_reason(void)
+{
+    return "only names (and sex, city) agree: no birth date, identifier, phone, street address or postcode "
+           "tells these people apart from others of the same name";
+}
 
 /* ---- blocking ---- */
 

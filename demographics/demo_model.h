@@ -175,6 +175,18 @@ unsigned demo_model_guard(const demo_model *model, const demo_features *a, const
 const char *demo_guard_reason(unsigned guard);
 double demo_model_guard_cap(const demo_model *model);
 
+/* Whether the pair agrees on more than names: a birth date (exact or but for
+ * a slip, not the year alone), an identifier (exact or but for one
+ * character), a phone number or a postcode (exact), a street address (exact
+ * or close). Sex, city and state are shared by too many people of one name.
+ * Two records of "John Smith" with nothing else in common are as likely two
+ * people as one in any registry of size: a pair that is not corroborated
+ * has its score capped at guard_cap (a human decides), unless the rules
+ * turn this off ("corroboration": false). levels: demo_compare_features. */
+bool demo_model_corroborated(const demo_model *model, const int levels[DEMO_F_COUNT]);
+/* What a reviewer reads when a score was capped for want of corroboration. */
+const char *demo_corroboration_reason(void);
+
 /* Blocking keys of a feature set (each a string, appended to keys). Each key
  * starts "fs<rule>|", rule being the blocking rule's index. */
 rl_error *demo_model_blocking_keys(const demo_model *model, const demo_features *f, json_t *keys);

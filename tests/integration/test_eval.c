@@ -68,7 +68,7 @@ static void expect_floor(const char *files, const char *extra, double f1_before,
 }
 
 /* Reached (F1 before train, after, precision after): FEBRL1 0.9980 0.9980 1.0,
- * FEBRL2 0.9974 0.9984 1.0, FEBRL3 0.9941 0.9962 1.0, FEBRL4 0.9976 0.9976 1.0. */
+ * FEBRL2 0.9974 0.9984 1.0, FEBRL3 0.9941 0.9962 1.0, FEBRL4 0.9975 0.9975 1.0. */
 static void test_febrl1(void **state) { expect_floor("dataset1.csv", NULL, 0.997, 0.997, 0.999); }
 static void test_febrl2(void **state) { expect_floor("dataset2.csv", NULL, 0.996, 0.997, 0.999); }
 static void test_febrl3(void **state) { expect_floor("dataset3.csv", NULL, 0.993, 0.995, 0.999); }
@@ -111,17 +111,18 @@ static void test_febrl4_without_guards(void **state)
     free(arg);
 }
 
-/* Without an identifier nothing lifts a guard: reached FEBRL3 0.9047-0.9054 /
- * 0.9092-0.9100 (ties between candidates fall by record ids, which are random),
- * FEBRL4 0.9431 / 0.9431, precision 1.0. */
+/* Without an identifier nothing lifts a guard, and pairs that agree on names
+ * alone wait for a reviewer: reached FEBRL3 0.9004 / 0.9054 (ties between
+ * candidates fall by record ids, which are random: +-0.0005), FEBRL4 0.9418 /
+ * 0.9418, precision 1.0. */
 static void test_febrl3_without_ssn(void **state)
 {
-    expect_floor("dataset3.csv", "--without soc_sec_id", 0.903, 0.908, 0.999);
+    expect_floor("dataset3.csv", "--without soc_sec_id", 0.899, 0.904, 0.999);
 }
 
 static void test_febrl4_without_ssn(void **state)
 {
-    expect_floor("dataset4a.csv dataset4b.csv", "--without soc_sec_id", 0.942, 0.942, 0.999);
+    expect_floor("dataset4a.csv dataset4b.csv", "--without soc_sec_id", 0.941, 0.941, 0.999);
 }
 
 int main(void)

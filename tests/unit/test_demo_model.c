@@ -172,6 +172,42 @@ static void test_guards(void **state)
     demo_model_free(m);
 }
 
+/* What corroborates a link beyond names, level by level; "corroboration": false turns the rule off. */
+static void test_corroboration(void **state)
+{
+    demo_model *m = NULL, *off = NULL;
+    assert_null(demo_model_defaults(NULL, &m));
+    int lv[DEMO_F_COUNT];
+    for (int f = 0; f < DEMO_F_COUNT; f++)
+        lv[f] = DEMO_LEVEL_MISSING;
+    lv[DEMO_F_GIVEN] = lv[DEMO_F_FAMILY] = lv[DEMO_F_GENDER] = lv[DEMO_F_CITY] = lv[DEMO_F_STATE] = 0;
+    assert_false(demo_model_corroborated(m, lv));
+    lv[DEMO_F_BIRTH] = 3; /* the same year alone */
+    assert_false(demo_model_corroborated(m, lv));
+    lv[DEMO_F_BIRTH] = 2; /* one field off by a slip */
+    assert_true(demo_model_corroborated(m, lv));
+    lv[DEMO_F_BIRTH] = 4;
+    lv[DEMO_F_POSTCODE] = 1; /* one edit away */
+    lv[DEMO_F_ADDRESS] = 2;  /* similar */
+    lv[DEMO_F_PHONE] = 1;
+    lv[DEMO_F_IDENTIFIER] = 2;
+    assert_false(demo_model_corroborated(m, lv));
+    const struct { demo_field field; int level; } yes[] = {
+        {DEMO_F_ADDRESS, 1}, {DEMO_F_POSTCODE, 0}, {DEMO_F_PHONE, 0}, {DEMO_F_IDENTIFIER, 1}, {DEMO_F_BIRTH, 0}};
+    for (size_t i = 0; i < sizeof yes / sizeof *yes; i++) {
+        int saved = lv[yes[i].field];
+        lv[yes[i].field] = yes[i].level;
+        assert_true(demo_model_corroborated(m, lv));
+        lv[yes[i].field] = saved;
+    }
+    json_t *rules = json_pack("{s:b}", "corroboration", 0);
+    assert_null(demo_model_from_json(rules, NULL, &off));
+    assert_true(demo_model_corroborated(off, lv));
+    json_decref(rules);
+    demo_model_free(off);
+    demo_model_free(m);
+}
+
 /* How many blocking keys two records share under the built-in rules. */
 static int shared_keys(const demo_model *m, json_t *pa, json_t *pb)
 {
@@ -243,7 +279,7 @@ static void test_rules_validation(void **state)
 {
     const char *bad[] = {
         "{\"prior\": 2}", "{\"fields\": {\"given\": {\"m\": [0.5]}}}", "{\"fields\": {\"shoe_size\": {}}}",
-        "{\"blocking\": [[\"zodiac\"]]}", "{\"country_code\": \"+254\"}", "{\"guards\": \"yes\"}", "{\"colour\": 1}",
+        "{\"blocking\": [[\"zodiac\"]]}", "{\"country_code\": \"+254\"}", "{\"guards\": \"yes\"}", "{\"corroboration\": 1}", "{\"colour\": 1}",
     };
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         json_t *r = json_loads(bad[i], 0, NULL);
@@ -274,6 +310,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_levels_weights_and_guards),
         cmocka_unit_test(test_guards),
+        cmocka_unit_test(test_corroboration),
         cmocka_unit_test(test_blocking_keys),
         cmocka_unit_test(test_stored_features_round_trip),
         cmocka_unit_test(test_rules_validation),

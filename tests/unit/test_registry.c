@@ -293,6 +293,59 @@ static void test_deterministic_matching(void **state)
     rl_submit_result_clear(&d);
 }
 
+/* "John Smith" is many people: records that agree on names (and sex) alone are
+ * not linked automatically, whatever the names weigh in an untrained registry;
+ * a birth date that agrees tells them apart, and a $match on names alone is
+ * never "certain". */
+static void test_names_alone_are_not_linked(void **state)
+{
+    fixture *f = *state;
+    const char *births[] = {"1980-03-14", NULL, "1980", "1980-03-14"};
+    char golden[4][65];
+    int reviews[4];
+    for (int i = 0; i < 4; i++) {
+        char value[8];
+        snprintf(value, sizeof value, "S%d", i);
+        json_t *p = json_pack("{s:s, s:[{s:s, s:s}], s:[{s:s, s:[s]}], s:s}", "resourceType", "Patient",
+                              "identifier", "system", "urn:clinic", "value", value, "name", "family", "Smith",
+                              "given", "John", "gender", "male");
+        if (births[i])
+            json_object_set_new(p, "birthDate", json_string(births[i]));
+        rl_submit_result r;
+        rl_error *err = rl_registry_submit(f->reg, &clerk, p, &r);
+        if (err)
+            fail_msg("submit %d failed: %s", i, rl_error_message(err));
+        snprintf(golden[i], sizeof golden[i], "%s", r.golden_id);
+        reviews[i] = r.reviews_queued;
+        rl_submit_result_clear(&r);
+        json_decref(p);
+    }
+    /* No birth date, and a birth year alone: persons of their own, each for a reviewer. */
+    assert_string_not_equal(golden[1], golden[0]);
+    assert_string_not_equal(golden[2], golden[0]);
+    assert_string_not_equal(golden[2], golden[1]);
+    assert_true(reviews[1] >= 1);
+    assert_true(reviews[2] >= 1);
+    /* The same full birth date: the same man. */
+    assert_string_equal(golden[3], golden[0]);
+    json_t *probe = json_pack("{s:s, s:[{s:s, s:[s]}]}", "resourceType", "Patient", "name", "family", "Smith",
+                              "given", "John");
+    json_t *list = NULL;
+    assert_null(rl_registry_match(f->reg, &clerk, probe, 5, &list));
+    assert_true(json_array_size(list) >= 1);
+    size_t i;
+    json_t *m;
+    json_array_foreach(list, i, m) {
+        assert_string_not_equal(json_string_value(json_object_get(m, "grade")), "certain");
+        const char *why = json_string_value(json_object_get(json_object_get(m, "fields"), "guard"));
+        assert_non_null(why);
+        assert_non_null(strstr(why, "only names"));
+    }
+    json_decref(list);
+    json_decref(probe);
+    expect_clean(f);
+}
+
 static void test_twins_are_not_merged(void **state)
 {
     static const step steps[] = {
@@ -999,6 +1052,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_deterministic_matching, setup, teardown),
         cmocka_unit_test_setup_teardown(test_trusted_identifier, setup, teardown),
         cmocka_unit_test(test_matcher_evidence),
+        cmocka_unit_test_setup_teardown(test_names_alone_are_not_linked, setup_probabilistic, teardown),
         cmocka_unit_test_setup_teardown(test_twins_are_not_merged, setup_probabilistic, teardown),
         cmocka_unit_test_setup_teardown(test_parent_and_child_are_not_merged, setup_probabilistic, teardown),
         cmocka_unit_test_setup_teardown(test_guard_lifted_by_the_persons_own_records, setup_probabilistic, teardown),
