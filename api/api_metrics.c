@@ -141,10 +141,16 @@ rl_error *api_metrics_render(api_metrics *m, const char *const *patterns, const 
                           "# HELP ridgeline_uptime_seconds Seconds since the server started.\n"
                           "# TYPE ridgeline_uptime_seconds gauge\nridgeline_uptime_seconds %.3f\n"
                           "# HELP ridgeline_server_errors_total Answers of status 500 or more (GET /admin/errors has "
-                          "the latest).\n# TYPE ridgeline_server_errors_total counter\nridgeline_server_errors_total %llu\n",
+                          "the latest).\n# TYPE ridgeline_server_errors_total counter\nridgeline_server_errors_total %llu\n"
+                          "# HELP ridgeline_blocks_cut_total Candidate lists cut at the per-key cap "
+                          "(registry.max_candidates_per_key): over-full blocks.\n"
+                          "# TYPE ridgeline_blocks_cut_total counter\n"
+                          "ridgeline_blocks_cut_total{family=\"blocking\"} %llu\n"
+                          "ridgeline_blocks_cut_total{family=\"ident\"} %llu\n",
                           (unsigned long long)st.records, (unsigned long long)st.goldens,
                           (unsigned long long)st.open_reviews, (unsigned long long)bytes, (double)uptime_ns / 1e9,
-                          (unsigned long long)server_errors));
+                          (unsigned long long)server_errors, (unsigned long long)st.blocks_cut_blocking,
+                          (unsigned long long)st.blocks_cut_ident));
     rl_finger_stats fs;
     RL_TRY(rl_registry_finger_stats(registry, &fs));
     RL_TRY(rl_buf_appendf(out,

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "common/rl_json.h"
+#include "common/rl_log.h"
 #include "common/rl_time.h"
 #include "registry/registry_internal.h"
 
@@ -217,6 +218,21 @@ void rl_registry_close(rl_registry *reg)
     free(reg);
 }
 
+void reg_block_cut(rl_registry *reg, rl_cf cf)
+{
+    int family = cf == RL_CF_IDENT;
+    atomic_fetch_add(&reg->blocks_cut[family], 1);
+    uint64_t now = rl_time_mono_ns(), last = atomic_load(&reg->cut_logged_ns);
+    /* One thread a minute wins the exchange and logs; the rest only count. */
+    if ((last != 0 && now - last < 60ull * 1000000000ull) ||
+        !atomic_compare_exchange_strong(&reg->cut_logged_ns, &last, now))
+        return;
+    rl_log(RL_LOG_WARN, "registry", "over-full blocks cut",
+           "cap=%d blocking_total=%llu ident_total=%llu logged_at_most_every_s=60",
+           reg->opts.max_candidates_per_key, (unsigned long long)atomic_load(&reg->blocks_cut[0]),
+           (unsigned long long)atomic_load(&reg->blocks_cut[1]));
+}
+
 void rl_registry_stats_get(rl_registry *reg, rl_registry_stats *stats)
 {
     pthread_mutex_lock(&reg->write_lock);
@@ -224,6 +240,8 @@ void rl_registry_stats_get(rl_registry *reg, rl_registry_stats *stats)
     stats->goldens = reg->n_goldens;
     stats->open_reviews = reg->n_open_reviews;
     pthread_mutex_unlock(&reg->write_lock);
+    stats->blocks_cut_blocking = atomic_load(&reg->blocks_cut[0]);
+    stats->blocks_cut_ident = atomic_load(&reg->blocks_cut[1]);
 }
 
 bool rl_registry_id_valid(const char *id)

@@ -407,6 +407,8 @@ rl_error *rl_registry_check(rl_registry *reg, json_t **report);
 /* Counts for /health and benchmarks. */
 typedef struct rl_registry_stats {
     uint64_t records, goldens, open_reviews;
+    /* candidate lists cut at the per-key cap since start, by posting family */
+    uint64_t blocks_cut_blocking, blocks_cut_ident;
 } rl_registry_stats;
 void rl_registry_stats_get(rl_registry *reg, rl_registry_stats *stats);
 

@@ -51,10 +51,8 @@ rl_error *reg_gather_candidates(rl_registry *reg, const char *rid, const json_t 
         else {
             int left = reg->opts.max_candidates_per_key;
             RL_TRY(reg_postings_scan(reg, json_string_value(k), rid, cands, reg->opts.max_candidates_per_key, &left));
-            /* The key is patient data: report the size, never the key. */
             if (left < 0)
-                rl_log(RL_LOG_WARN, "registry", "over-full block cut", "family=blocking cap=%d",
-                       reg->opts.max_candidates_per_key);
+                reg_block_cut(reg, RL_CF_BLOCKING);
             if (room && left < *room)
                 *room = left;
         }

@@ -70,10 +70,19 @@ struct rl_registry {
      * REG_RECENT of them in recent[number % REG_RECENT]. */
     atomic_uint_fast64_t created;
     reg_recent *recent;
+    /* Candidate lists cut at max_candidates_per_key (blocking, ident), and when
+     * one was last logged: reported, at most once a minute (reg_block_cut). */
+    atomic_uint_fast64_t blocks_cut[2];
+    atomic_uint_fast64_t cut_logged_ns;
     /* enrolled fingers in memory (registry_finger.c): loaded at the first fingerprint call */
     pthread_mutex_t gallery_lock;
     struct bio_gallery *gallery;
 };
+
+/* A candidate list of family RL_CF_BLOCKING or RL_CF_IDENT was cut at its cap:
+ * counted (rl_registry_stats), and logged with the count at most once a
+ * minute; the key is patient data and is never logged. */
+void reg_block_cut(rl_registry *reg, rl_cf cf);
 
 /* Frees the registry's finger gallery (rl_registry_close). */
 void reg_finger_close(rl_registry *reg);

@@ -130,9 +130,7 @@ rl_error *reg_scan_candidates(rl_registry *reg, rl_store_iter *it, rl_cf cf, con
         if (klen0 < (size_t)plen || memcmp(k0, p, (size_t)plen) != 0)
             break; /* past this key's postings */
         if (++seen > cap) {
-            /* The key is patient data: report the size, never the key. */
-            rl_log(RL_LOG_WARN, "registry", "over-full block cut", "family=%s cap=%d",
-                   cf == RL_CF_IDENT ? "ident" : "blocking", cap);
+            reg_block_cut(reg, cf);
             break;
         }
         size_t klen;

@@ -545,6 +545,7 @@ static void test_metrics(void **state)
         "ridgeline_review_queue_open 0\n",
         "# TYPE ridgeline_store_bytes gauge\n",
         "ridgeline_gallery_fingers 0\n",
+        "ridgeline_blocks_cut_total{family=\"blocking\"} 0\n",
         "# TYPE ridgeline_gallery_memory_bytes gauge\n",
     };
     /* A request is counted when its connection completes it, which can be just

@@ -346,6 +346,30 @@ static void test_names_alone_are_not_linked(void **state)
     expect_clean(f);
 }
 
+/* An over-full block is cut at the per-key cap and counted, never allowed to grow a decision. */
+static void test_over_full_blocks_are_counted(void **state)
+{
+    fixture *f = *state;
+    close_registry(f);
+    f->opts.max_candidates_per_key = 3;
+    assert_int_equal(open_registry(f), 0);
+    const char *given[] = {"Amina", "Baraka", "Chausiku", "Dalila", "Eshe", "Faraji", "Gasira"};
+    for (int i = 0; i < 7; i++) {
+        char value[8], birth[16];
+        snprintf(value, sizeof value, "K%d", i);
+        snprintf(birth, sizeof birth, "1975-0%d-1%d", 1 + i % 9, i);
+        rl_submit_result r = submit(f, "urn:clinic", value, "Njoroge", given[i], "female", birth);
+        rl_submit_result_clear(&r);
+    }
+    rl_registry_stats st;
+    rl_registry_stats_get(f->reg, &st);
+    assert_int_equal(st.records, 7);
+    /* The later records each found more than 3 others under "Njoroge, 1975". */
+    assert_true(st.blocks_cut_blocking >= 3);
+    assert_int_equal(st.blocks_cut_ident, 0);
+    expect_clean(f);
+}
+
 static void test_twins_are_not_merged(void **state)
 {
     static const step steps[] = {
@@ -1053,6 +1077,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_trusted_identifier, setup, teardown),
         cmocka_unit_test(test_matcher_evidence),
         cmocka_unit_test_setup_teardown(test_names_alone_are_not_linked, setup_probabilistic, teardown),
+        cmocka_unit_test_setup_teardown(test_over_full_blocks_are_counted, setup_probabilistic, teardown),
         cmocka_unit_test_setup_teardown(test_twins_are_not_merged, setup_probabilistic, teardown),
         cmocka_unit_test_setup_teardown(test_parent_and_child_are_not_merged, setup_probabilistic, teardown),
         cmocka_unit_test_setup_teardown(test_guard_lifted_by_the_persons_own_records, setup_probabilistic, teardown),
