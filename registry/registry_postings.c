@@ -22,7 +22,8 @@
  * Memory: a key is a 96-bit hash (two FNV-1a variants; for two of ten million
  * keys to share one is a chance of about 1e-15, and such keys would only share
  * candidates, each still scored in full), in an open-addressing table; a key
- * with one record holds it inline, others a list of record numbers. Record ids
+ * with one record holds it inline, others a list of record numbers in record id
+ * order (a cut block is its first cap, as in the family). Record ids
  * are kept once each. About 250 bytes a record.
  */
 #include <stdio.h>
@@ -260,13 +261,41 @@ static bool rp_list_new(reg_postings *p, uint32_t *out)
     return true;
 }
 
-static bool rp_list_push(rp_list *l, uint32_t rec)
+/* Where record rec is, or would go, in l (kept in record id order): *found when there. */
+static uint32_t rp_list_find(const reg_postings *p, const rp_list *l, uint32_t rec, bool *found)
 {
+    const char *id = rp_id(p, rec);
+    uint32_t lo = 0, hi = l->n;
+    *found = false;
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        int c = l->recs[mid] == rec ? 0 : strcmp(rp_id(p, l->recs[mid]), id);
+        if (c == 0) {
+            *found = true;
+            return mid;
+        }
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+/* Inserts rec in id order (a no-op when there); false when out of memory. */
+static bool rp_list_insert(const reg_postings *p, rp_list *l, uint32_t rec)
+{
+    bool found;
+    uint32_t at = rp_list_find(p, l, rec, &found);
+    if (found)
+        return true;
     size_t cap = l->cap;
     if (!rp_reserve(&l->recs, &cap, (size_t)l->n + 1, sizeof *l->recs, 4) || cap > UINT32_MAX)
         return false;
     l->cap = (uint32_t)cap;
-    l->recs[l->n++] = rec;
+    memmove(&l->recs[at + 1], &l->recs[at], (l->n - at) * sizeof *l->recs);
+    l->recs[at] = rec;
+    l->n++;
     return true;
 }
 
@@ -292,7 +321,7 @@ static bool rp_add(reg_postings *p, const char *key, size_t klen, uint32_t rec)
         uint32_t first = s->ref & ~RP_SINGLE, l;
         if (first == rec || !rp_list_new(p, &l))
             return first == rec;
-        if (!rp_list_push(&p->lists[l], first) || !rp_list_push(&p->lists[l], rec)) {
+        if (!rp_list_insert(p, &p->lists[l], first) || !rp_list_insert(p, &p->lists[l], rec)) {
             free(p->lists[l].recs);
             p->lists[l] = (rp_list){.n = p->free_list};
             p->free_list = l + 1;
@@ -301,11 +330,7 @@ static bool rp_add(reg_postings *p, const char *key, size_t klen, uint32_t rec)
         s->ref = RP_LIST_BASE + l;
         return true;
     }
-    rp_list *l = &p->lists[s->ref - RP_LIST_BASE];
-    for (uint32_t i = 0; i < l->n; i++)
-        if (l->recs[i] == rec)
-            return true;
-    return rp_list_push(l, rec);
+    return rp_list_insert(p, &p->lists[s->ref - RP_LIST_BASE], rec);
 }
 
 /* Removes record rec from key's postings, if there. */
@@ -323,11 +348,12 @@ static void rp_remove(reg_postings *p, const char *key, size_t klen, uint32_t re
     }
     uint32_t li = s->ref - RP_LIST_BASE;
     rp_list *l = &p->lists[li];
-    for (uint32_t i = 0; i < l->n; i++)
-        if (l->recs[i] == rec) {
-            l->recs[i] = l->recs[--l->n];
-            break;
-        }
+    bool found;
+    uint32_t at = rp_list_find(p, l, rec, &found);
+    if (found) {
+        memmove(&l->recs[at], &l->recs[at + 1], (l->n - at - 1) * sizeof *l->recs);
+        l->n--;
+    }
     if (l->n == 1) {
         s->ref = RP_SINGLE | l->recs[0];
         free(l->recs);
@@ -391,18 +417,11 @@ static rl_error *rp_read_lock(rl_registry *reg, reg_postings *p)
 
 /* ---- what the registry asks ---- */
 
-static int rp_by_id(const void *a, const void *b, void *ctx)
-{
-    const reg_postings *p = ctx;
-    return strcmp(rp_id(p, *(const uint32_t *)a), rp_id(p, *(const uint32_t *)b));
-}
-
 rl_error *reg_postings_scan(rl_registry *reg, const char *key, const char *self, json_t *cands, int cap,
                             int *room)
 {
     rl_error *err = NULL;
     reg_postings *p = reg->postings;
-    uint32_t *sorted = NULL;
     RL_TRY(rp_read_lock(reg, p));
     size_t klen = strlen(key);
     const rp_slot *s = rp_find(p, rp_hash1(key, klen), rp_hash2(key, klen));
@@ -419,15 +438,7 @@ rl_error *reg_postings_scan(rl_registry *reg, const char *key, const char *self,
     }
     size_t seen = n;
     if (cap >= 0 && n > (size_t)cap) {
-        /* Cut as a scan of the family would: the first cap in key (id) order. */
-        sorted = malloc(n * sizeof *sorted);
-        if (!sorted) {
-            pthread_rwlock_unlock(&p->lock);
-            RL_FAIL(RL_ENOMEM, "out of memory");
-        }
-        memcpy(sorted, recs, n * sizeof *sorted);
-        qsort_r(sorted, n, sizeof *sorted, rp_by_id, p);
-        recs = sorted;
+        /* Cut as a scan of the family would: the first cap in key (id) order, as lists are kept. */
         n = (size_t)cap;
         seen = (size_t)cap + 1;
     }
@@ -435,15 +446,17 @@ rl_error *reg_postings_scan(rl_registry *reg, const char *key, const char *self,
         const char *rid = rp_id(p, recs[i]);
         if (strcmp(rid, self) == 0)
             continue;
+        /* Counted in place: most candidates of a record come under several keys. */
         json_t *shared = json_object_get(cands, rid);
-        if (json_object_set_new(cands, rid, json_integer(shared ? json_integer_value(shared) + 1 : 1)) != 0)
+        if (shared)
+            json_integer_set(shared, json_integer_value(shared) + 1);
+        else if (json_object_set_new(cands, rid, json_integer(1)) != 0)
             err = RL_ERR(RL_ENOMEM, "out of memory");
     }
     pthread_rwlock_unlock(&p->lock);
     if (room && cap - (int)seen < *room)
         *room = cap - (int)seen;
 cleanup:
-    free(sorted);
     return err;
 }
 

@@ -144,7 +144,10 @@ rl_error *reg_scan_candidates(rl_registry *reg, rl_store_iter *it, rl_cf cf, con
         if (strcmp(rid, self) != 0) {
             /* Count the keys a candidate shares with the probe: the more, the likelier. */
             json_t *shared = json_object_get(cands, rid);
-            json_object_set_new(cands, rid, json_integer(shared ? json_integer_value(shared) + 1 : 1));
+            if (shared)
+                json_integer_set(shared, json_integer_value(shared) + 1);
+            else
+                json_object_set_new(cands, rid, json_integer(1));
         }
     }
     RL_TRY(rl_store_iter_status(it));
