@@ -563,6 +563,10 @@ static void demo_join(const demo_name *n, char *out, size_t size) { demo_name_jo
  * the token-set similarity of the whole names (middle names, order). */
 static double demo_name_similarity(const demo_name *a, const demo_name *b, bool first_tokens)
 {
+    /* One token each (most names): the token-set similarity of two single
+     * tokens is their Jaro-Winkler, the same computation on the same code points. */
+    if (a->ntokens == 1 && b->ntokens == 1)
+        return demo_jaro_winkler(a->tokens[0], b->tokens[0]);
     char ja[DEMO_TEXT_MAX], jb[DEMO_TEXT_MAX];
     demo_join(a, ja, sizeof ja);
     demo_join(b, jb, sizeof jb);

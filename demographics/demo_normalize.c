@@ -125,10 +125,21 @@ cleanup:
 
 void demo_name_join(const demo_name *name, char *out, size_t size)
 {
+    /* Called for every candidate a decision scores: copies, not snprintf. Cut
+     * at size - 1 bytes, as snprintf would cut it. */
     size_t used = 0;
-    out[0] = '\0';
-    for (int i = 0; i < name->ntokens && used < size; i++)
-        used += (size_t)snprintf(out + used, size - used, "%s%s", i ? " " : "", name->tokens[i]);
+    if (size == 0)
+        return;
+    for (int i = 0; i < name->ntokens && used < size - 1; i++) {
+        if (i)
+            out[used++] = ' ';
+        size_t len = strlen(name->tokens[i]);
+        if (len > size - 1 - used)
+            len = size - 1 - used;
+        memcpy(out + used, name->tokens[i], len);
+        used += len;
+    }
+    out[used] = '\0';
 }
 
 static bool demo_digits(const char *s, int n)
