@@ -19,6 +19,7 @@ enum {
     API_TOKEN_NAME_MAX = 64,
     API_TOKEN_SYSTEM_MAX = 255,
     API_RATE_SLOTS = 1024, /* distinct tokens tracked at once; more: the oldest slot is reused */
+    API_TOKEN_CACHE_MAX = 4096, /* token entries kept parsed in memory; more are read from the store */
 };
 
 static const char api_token_key_name[] = "api_token_key";
@@ -37,6 +38,12 @@ struct api_auth {
     double burst;
     pthread_mutex_t rate_lock;
     api_rate_slot slots[API_RATE_SLOTS];
+    /* Token id -> its stored entry, parsed: every request reads one. Entries
+     * are changed only through api_token_put, in this process (the command
+     * line goes through the server's API while it runs), which drops them. */
+    pthread_mutex_t cache_lock;
+    json_t *cache;
+    uint64_t cache_gen; /* advanced by every change: an entry read before one is not cached */
 };
 
 /* ---- roles ---- */
@@ -101,6 +108,12 @@ rl_error *api_auth_open(rl_store *store, const rl_config *cfg, api_auth **out)
     if (!auth)
         return RL_ERR(RL_ENOMEM, "out of memory");
     pthread_mutex_init(&auth->rate_lock, NULL);
+    pthread_mutex_init(&auth->cache_lock, NULL);
+    auth->cache = json_object();
+    if (!auth->cache) {
+        api_auth_close(auth);
+        return RL_ERR(RL_ENOMEM, "out of memory");
+    }
     auth->store = store;
     auth->rate_per_s = cfg ? cfg->http_rate_limit_per_s : 0;
     auth->burst = cfg && cfg->http_rate_limit_burst > 0 ? cfg->http_rate_limit_burst : 1;
@@ -136,6 +149,8 @@ void api_auth_close(api_auth *auth)
         return;
     sodium_memzero(auth->key, sizeof auth->key);
     pthread_mutex_destroy(&auth->rate_lock);
+    pthread_mutex_destroy(&auth->cache_lock);
+    json_decref(auth->cache);
     free(auth);
 }
 
@@ -188,6 +203,28 @@ cleanup:
     return err;
 }
 
+/* The entry of token id from the cache, or read and cached; *out is shared
+ * (NULL when there is no such token): read it, never change it. */
+static rl_error *api_token_get_shared(api_auth *auth, const char *id, json_t **out)
+{
+    rl_error *err = NULL;
+    pthread_mutex_lock(&auth->cache_lock);
+    *out = json_incref(json_object_get(auth->cache, id));
+    uint64_t gen = auth->cache_gen;
+    pthread_mutex_unlock(&auth->cache_lock);
+    if (*out)
+        return NULL;
+    RL_TRY(api_token_get(auth, id, out));
+    if (*out) {
+        pthread_mutex_lock(&auth->cache_lock);
+        if (auth->cache_gen == gen && json_object_size(auth->cache) < API_TOKEN_CACHE_MAX)
+            json_object_set(auth->cache, id, *out);
+        pthread_mutex_unlock(&auth->cache_lock);
+    }
+cleanup:
+    return err;
+}
+
 static rl_error *api_token_put(api_auth *auth, const char *id, const json_t *entry)
 {
     rl_error *err = NULL;
@@ -197,7 +234,19 @@ static rl_error *api_token_put(api_auth *auth, const char *id, const json_t *ent
         RL_FAIL(RL_ENOMEM, "out of memory");
     RL_TRY(rl_store_batch_new(auth->store, &batch));
     rl_store_batch_put(batch, RL_CF_TOKENS, id, strlen(id), text, strlen(text));
-    RL_TRY(rl_store_write(auth->store, batch));
+    /* Dropped, and the generation advanced, before and after the write: a
+     * request that read the old entry meanwhile does not cache it. */
+    pthread_mutex_lock(&auth->cache_lock);
+    json_object_del(auth->cache, id);
+    auth->cache_gen++;
+    pthread_mutex_unlock(&auth->cache_lock);
+    err = rl_store_write(auth->store, batch);
+    pthread_mutex_lock(&auth->cache_lock);
+    json_object_del(auth->cache, id);
+    auth->cache_gen++;
+    pthread_mutex_unlock(&auth->cache_lock);
+    if (err)
+        goto cleanup;
 cleanup:
     rl_store_batch_destroy(batch);
     free(text);
@@ -228,7 +277,7 @@ rl_error *api_auth_authenticate(api_auth *auth, const char *authorization, api_p
     char id[API_TOKEN_ID_LEN + 1];
     memcpy(id, p + 4, API_TOKEN_ID_LEN);
     id[API_TOKEN_ID_LEN] = '\0';
-    RL_TRY(api_token_get(auth, id, &entry));
+    RL_TRY(api_token_get_shared(auth, id, &entry));
     unsigned char want[API_TOKEN_HASH_BYTES], got[API_TOKEN_HASH_BYTES];
     const char *hex = json_string_value(json_object_get(entry, "hash"));
     size_t bin_len = 0;
