@@ -304,7 +304,7 @@ static void test_names_alone_are_not_linked(void **state)
     char golden[4][65];
     int reviews[4];
     for (int i = 0; i < 4; i++) {
-        char value[8];
+        char value[16];
         snprintf(value, sizeof value, "S%d", i);
         json_t *p = json_pack("{s:s, s:[{s:s, s:s}], s:[{s:s, s:[s]}], s:s}", "resourceType", "Patient",
                               "identifier", "system", "urn:clinic", "value", value, "name", "family", "Smith",
@@ -358,7 +358,7 @@ static void test_over_full_blocks_are_counted(void **state)
     const char *given[] = {"Amina", "Baraka", "Chausiku", "Dalila", "Eshe", "Faraji", "Gasira", "Halima", "Imani",
                            "Jabari", "Kesi", "Lulu"};
     for (int i = 0; i < 12; i++) {
-        char value[8], birth[16];
+        char value[16], birth[32];
         snprintf(value, sizeof value, "K%d", i);
         snprintf(birth, sizeof birth, "1975-0%d-1%d", 1 + i % 9, i % 10);
         rl_submit_result r = submit(f, "urn:clinic", value, "Njoroge", given[i], "female", birth);
