@@ -352,7 +352,8 @@ rl_error *api_fhir_metadata(api_ctx *ctx, const api_request *req, api_response *
         "\"documentation\":\"Also takes an optional fingerprint: parameter fingerprint (valueAttachment: contentType "
         "image/png, or application/octet-stream with an ISO/IEC 19794-2 or ANSI INCITS 378 template; data base64) and "
         "fingerprintPosition (valueInteger 0-10, default 0). Each person's enrolled fingers are compared 1:1 and a 1:N "
-        "search adds persons the demographics missed; the evidence is fused into search.score as log-likelihood "
+        "search adds persons the demographics missed (with a fingerprint the Patient may give nothing else: the "
+        "finger alone is searched, 1:N); the evidence is fused into search.score as log-likelihood "
         "weights and reported in the entry.search extension urn:ridgeline:fhir:fingerprint-match. Every entry also "
         "carries urn:ridgeline:fhir:match-evidence: each compared field's level and weight in bits (docs/matching.md)\"},"
         "{\"name\":\"ihe-pix\",\"definition\":\"https://profiles.ihe.net/ITI/PIXm/OperationDefinition/IHE.PIXm.pix\"}"
@@ -684,7 +685,9 @@ rl_error *api_fhir_patient_match(api_ctx *ctx, const api_request *req, api_respo
     rl_actor actor = api_request_actor(req);
     uint64_t started = rl_time_mono_ns();
     /* Ambiguity needs a second candidate to be seen. */
-    RL_TRY(rl_registry_match(ctx->registry, &actor, resource, only_certain && count < 2 ? 2 : (int)count, &list));
+    /* With a fingerprint the Patient may give nothing else: the finger alone is searched (1:N). */
+    RL_TRY(rl_registry_match_ex(ctx->registry, &actor, resource, only_certain && count < 2 ? 2 : (int)count,
+                                probe != NULL, &list));
     if (probe) {
         /* A template too sparse to compare is found out by the matcher: the same 422 as a poor image. */
         rl_error *ferr = api_bio_match_fuse(ctx, &actor, probe, (int)finger_position,

@@ -137,6 +137,11 @@ rl_error *rl_registry_golden_show(rl_registry *reg, const rl_actor *actor, const
  * golden records, best first, each {"golden", "record" (its best member),
  * "score", "grade", "fields"}. Reads only; audited as a search. */
 rl_error *rl_registry_match(rl_registry *reg, const rl_actor *actor, const json_t *patient, int count, json_t **out);
+/* The same; with other_evidence (the caller brings its own, a fingerprint), a
+ * Patient that gives nothing to search on yields an empty list instead of
+ * RL_EINVAL. */
+rl_error *rl_registry_match_ex(rl_registry *reg, const rl_actor *actor, const json_t *patient, int count,
+                               bool other_evidence, json_t **out);
 
 /* Every version of a Patient, newest first (new reference, an array of
  * Patients; source records carry their current link). A golden record has

@@ -476,6 +476,12 @@ cleanup:
 
 rl_error *rl_registry_match(rl_registry *reg, const rl_actor *actor, const json_t *patient, int count, json_t **out)
 {
+    return rl_registry_match_ex(reg, actor, patient, count, false, out);
+}
+
+rl_error *rl_registry_match_ex(rl_registry *reg, const rl_actor *actor, const json_t *patient, int count,
+                               bool other_evidence, json_t **out)
+{
     rl_error *err = NULL;
     void *probe = NULL;
     json_t *keys = json_array(), *idents = json_array(), *cands = json_object(), *list = json_array();
@@ -497,6 +503,8 @@ rl_error *rl_registry_match(rl_registry *reg, const rl_actor *actor, const json_
         const char *key = json_string_value(k);
         trusted = trusted || reg_system_trusted(reg, key, (size_t)(strchr(key, '|') - key));
     }
+    if (json_array_size(keys) == 0 && !trusted && other_evidence)
+        goto done; /* nothing to search on here: the caller's evidence (a fingerprint) will */
     if (json_array_size(keys) == 0 && !trusted)
         RL_FAIL(RL_EINVAL, "too few properties to match on: give at least a name with a birth date, a name with "
                 "a given name, a phone number, or an identifier of a trusted system");
@@ -518,6 +526,7 @@ rl_error *rl_registry_match(rl_registry *reg, const rl_actor *actor, const json_
                                               gs[g].record, "score", gs[g].score, "grade", grade, "fields",
                                               gs[g].fields ? gs[g].fields : json_null()));
     }
+done:;
     json_t *detail = json_pack("{s:i, s:i}", "candidates", (int)json_object_size(cands), "results",
                                (int)json_array_size(list));
     err = reg_audit_now(reg, actor, "search", NULL, 0, "ok", detail);

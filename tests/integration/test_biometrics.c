@@ -565,6 +565,18 @@ static void test_match_fusion(void **state)
     }
     json_decref(b);
 
+    /* A finger and nothing else (a patient who cannot say who they are): the 1:N search alone finds
+     * Otieno, at most probable; the same Patient without the finger has nothing to match on. */
+    const char nameless[] = "{\"resourceType\":\"Patient\"}";
+    b = match(port, nameless, "image/png", other64, 2, 200);
+    o = entry_for(b, g_otieno);
+    assert_non_null(o);
+    assert_string_equal(json_string_value(fp_part(o, "method")), "identify");
+    assert_true(strcmp(grade_of(o), "probable") == 0 || strcmp(grade_of(o), "possible") == 0);
+    assert_null(entry_for(b, g_grace));
+    json_decref(b);
+    json_decref(match(port, nameless, NULL, NULL, -1, 400));
+
     /* No position given (0, unknown): the finger enrolled at 2 is not "the same finger", so a non-match
      * does not count against her; a match still counts for. */
     b = match(port, probe, "image/png", other64, -1, 200);
