@@ -59,6 +59,7 @@ typedef struct bench_identify_options {
     const char *testdata;   /* folder holding fingerprints/fvc2002 */
     long shortlist;         /* 0: the default */
     long refine;            /* fingers the prefilter's refinement takes; 0: the default */
+    long extend;            /* fingers re-ranked when the short list gives no decision; 0: the default */
     long exhaustive_probes; /* -1: by size (all at <= 10k, 40 at <= 100k, none above) */
     unsigned threads;       /* 0: the online cores */
 } bench_identify_options;

@@ -872,9 +872,9 @@ typedef struct id_job {
     uint32_t *kept;     /* [nkept] slots, in slot order */
     size_t nkept;
     uint16_t *refined;  /* [nkept] */
-    /* stage 3 */
+    /* stage 3: shortlist[lo, hi) in this round */
     const pf_hit *shortlist;
-    size_t nshort;
+    size_t lo, hi;
     double *scores;
     size_t fetched[BIO_GALLERY_MAX_THREADS];
     bio_gallery_fetch_fn fetch;
@@ -917,14 +917,14 @@ static void rerank_part(id_job *j, unsigned t)
     bio_gallery_key *keys = NULL;
     bio_features **got = NULL;
     size_t *which = NULL, nmiss = 0;
-    size_t mine = (j->nshort + j->nthreads - 1 - t) / j->nthreads;
+    size_t count = j->hi - j->lo, mine = (count + j->nthreads - 1 - t) / j->nthreads;
     RL_TRY(bio_match_scratch_new(&scratch));
     keys = malloc((mine ? mine : 1) * sizeof *keys);
     got = calloc(mine ? mine : 1, sizeof *got);
     which = malloc((mine ? mine : 1) * sizeof *which);
     if (!keys || !got || !which)
         RL_FAIL(RL_ENOMEM, "identify: out of memory");
-    for (size_t q = t; q < j->nshort; q += j->nthreads) {
+    for (size_t q = j->lo + t; q < j->hi; q += j->nthreads) {
         uint32_t s = j->shortlist[q].slot;
         if (g->feat[s]) {
             j->scores[q] = bio_match_score(j->probe, g->feat[s], scratch);
@@ -937,7 +937,7 @@ static void rerank_part(id_job *j, unsigned t)
         if (!j->fetch)
             RL_FAIL(RL_EINTERNAL, "identify: %zu fingers without features and no way to fetch them", nmiss);
         RL_TRY(j->fetch(j->ctx, keys, nmiss, got));
-        j->fetched[t] = nmiss;
+        j->fetched[t] += nmiss;
         for (size_t i = 0; i < nmiss; i++)
             j->scores[which[i]] = got[i] ? bio_match_score(j->probe, got[i], scratch) : -1.0;
     }
@@ -1038,6 +1038,16 @@ cleanup:
     return err;
 }
 
+/* Re-ranked in all when the short list gives no decision, for a short list of
+ * `want` and a refinement of `kept` (see bio_gallery_params). */
+static size_t extend_size(const bio_gallery_params *p, size_t want, size_t kept)
+{
+    size_t ext = p->extend ? p->extend : want * BIO_GALLERY_EXTEND_FACTOR;
+    if (ext < want)
+        ext = want;
+    return ext < kept ? ext : kept;
+}
+
 static void id_job_free(id_job *j)
 {
     if (!j)
@@ -1117,29 +1127,41 @@ rl_error *bio_gallery_identify(bio_gallery *g, const kern_pf_probe *probe_pf, co
     j->ctx = ctx;
     RL_TRY(prefilter_stages(j, refine_size(p, n, want), &r->scan_ms));
     r->refined = j->nkept;
-    /* The short list: the `want` best refinement scores, ties to the lower slot. */
-    list = malloc(want * sizeof *list);
+    /* The short list: the `want` best refinement scores, ties to the lower slot,
+     * and behind them the extension, re-ranked only when they give no decision. */
+    size_t ext = extend_size(p, want, j->nkept);
+    list = malloc((ext ? ext : 1) * sizeof *list);
     if (!list)
         RL_FAIL(RL_ENOMEM, "identify: out of memory");
-    hit_heap hp = {list, 0, want};
+    hit_heap hp = {list, 0, ext};
     for (size_t i = 0; i < j->nkept; i++) {
         pf_hit x = {(float)j->refined[i], j->kept[i]};
         if (hp.n < hp.cap || hit_better(x, hp.h[0]))
             heap_push(&hp, x);
     }
     qsort(list, hp.n, sizeof *list, hit_cmp);
-    size_t ns = hp.n;
-    r->shortlisted = ns;
     double t1 = now_ms();
     r->prefilter_ms = t1 - t0;
 
     j->shortlist = list;
-    j->nshort = ns;
-    j->scores = calloc(ns, sizeof *j->scores);
-    fc = malloc(ns * sizeof *fc);
+    j->scores = calloc(hp.n ? hp.n : 1, sizeof *j->scores);
+    fc = malloc((hp.n ? hp.n : 1) * sizeof *fc);
     if (!j->scores || !fc)
         RL_FAIL(RL_ENOMEM, "identify: out of memory");
-    RL_TRY(run_phase(j, 3, threads_for(g, ns, 8)));
+    j->lo = 0;
+    j->hi = hp.n < want ? hp.n : want;
+    RL_TRY(run_phase(j, 3, threads_for(g, j->hi, 8)));
+    bool decided = false;
+    for (size_t q = 0; q < j->hi && !decided; q++)
+        decided = j->scores[q] >= r->threshold;
+    if (!decided && hp.n > j->hi) {
+        j->lo = j->hi;
+        j->hi = hp.n;
+        r->extended = true;
+        RL_TRY(run_phase(j, 3, threads_for(g, j->hi - j->lo, 8)));
+    }
+    size_t ns = j->hi;
+    r->shortlisted = ns;
     for (unsigned t = 0; t < BIO_GALLERY_MAX_THREADS; t++)
         r->fetched += j->fetched[t];
     size_t nf = 0;

@@ -28,6 +28,11 @@
  * `shortlist` best of the refinement go to stage 3.
  *
  * Stage 3 re-ranks the short list with the full matcher (bio_match_score).
+ * With `extend`, when none of it reaches the decision threshold, the next
+ * fingers of the refinement's order are re-ranked too, up to `extend` in
+ * all, before "no match" is answered: a weak mate ranked just behind the
+ * short list can be found, at the cost of a longer search only for probes
+ * that have no match yet (off by default; docs/fingerprints.md measures it).
  * Full features take ~10-30 KB a finger, so they are kept in memory only
  * within a byte budget; the others are fetched by the caller's callback
  * (the registry reads them from the store, the benchmark rebuilds them).
@@ -73,6 +78,12 @@ enum {
      * the short list (measured: docs/fingerprints.md). */
     BIO_GALLERY_REFINE_SHARE = 20,
     BIO_GALLERY_REFINE_FLOOR = 10,
+    /* A short list that gives no decision (no score at the threshold) may be
+     * extended before "no match" is answered (bio_gallery_params.extend). By
+     * default it is not: at 1M fingers on 2 cores an extension to 8 times the
+     * short list found one more mate of 280 and took p99 past a second
+     * (measured: docs/fingerprints.md). */
+    BIO_GALLERY_EXTEND_FACTOR = 1,
 };
 
 /* A finger: a source record and an ISO/IEC 19794-2 finger position (0 unknown, 1-10). */
@@ -150,6 +161,9 @@ typedef struct bio_gallery_params {
     size_t top_k;     /* 1..BIO_GALLERY_MAX_TOP */
     size_t shortlist; /* 0: BIO_GALLERY_SHORTLIST_DEFAULT; at least top_k; the whole gallery is exhaustive */
     size_t refine;    /* fingers the refinement takes from the scan; 0: the default; raised to the short list */
+    size_t extend;    /* fingers re-ranked in all when the short list's best is under the threshold (the next
+                       * ones of the refinement's order); 0: BIO_GALLERY_EXTEND_FACTOR x the short list (none);
+                       * at most the refinement size; the short list itself or less: no extension */
     double fpir;      /* target false-positive identification rate of the decision (0: 0.001) */
 } bio_gallery_params;
 
@@ -163,7 +177,8 @@ typedef struct bio_gallery_candidate {
 typedef struct bio_gallery_result {
     size_t n; /* candidates in top[] */
     bio_gallery_candidate top[BIO_GALLERY_MAX_TOP];
-    size_t gallery_size, refined, shortlisted, fetched;
+    size_t gallery_size, refined, shortlisted, fetched; /* shortlisted: re-ranked, the extension included */
+    bool extended;    /* the short list gave no decision and was extended */
     double threshold; /* bio_gallery_threshold(fpir, gallery_size) */
     bool match;       /* top[0].score >= threshold */
     double prefilter_ms, rerank_ms, total_ms; /* prefilter: stages 1 and 2; rerank: stage 3 */

@@ -109,8 +109,12 @@ struct bio_features {
     float *x, *y;       /* math frame, px */
     float *theta;       /* radians [0, 2pi) */
     uint16_t *a16;      /* theta as 16-bit turn fraction */
-    float *dist;        /* n x n distances */
-    uint16_t *rel16;    /* n x n: direction of the segment t->k relative to theta_t */
+    /* Pairwise geometry, kept by built features (a probe is compared many
+     * times); decoded ones (compared once, after a store read) have NULL here
+     * and the relaxation computes the few pairs it needs with the same
+     * arithmetic (geo_dist, geo_rel): the same floats, the same scores. */
+    float *dist;        /* n x n distances, or NULL */
+    uint16_t *rel16;    /* n x n: direction of the segment t->k relative to theta_t, or NULL */
 };
 
 struct bio_match_scratch {
@@ -252,8 +256,8 @@ void bio_features_free(bio_features *f)
 
 size_t bio_features_count(const bio_features *f) { return f ? f->n : 0; }
 
-/* Allocates the arrays of f for n cylinders. */
-static rl_error *features_alloc(bio_features *f, uint32_t n)
+/* Allocates the arrays of f for n cylinders (the pairwise ones when `pairs`). */
+static rl_error *features_alloc(bio_features *f, uint32_t n, bool pairs)
 {
     rl_error *err = NULL;
     size_t nn = (size_t)(n ? n : 1);
@@ -263,9 +267,11 @@ static rl_error *features_alloc(bio_features *f, uint32_t n)
     f->y = malloc(nn * sizeof(float));
     f->theta = malloc(nn * sizeof(float));
     f->a16 = malloc(nn * sizeof(uint16_t));
-    f->dist = malloc(nn * nn * sizeof(float));
-    f->rel16 = malloc(nn * nn * sizeof(uint16_t));
-    if (!f->cyl || !f->x || !f->y || !f->theta || !f->a16 || !f->dist || !f->rel16)
+    if (pairs) {
+        f->dist = malloc(nn * nn * sizeof(float));
+        f->rel16 = malloc(nn * nn * sizeof(uint16_t));
+    }
+    if (!f->cyl || !f->x || !f->y || !f->theta || !f->a16 || (pairs && (!f->dist || !f->rel16)))
         RL_FAIL(RL_ENOMEM, "minutiae features: out of memory");
 cleanup:
     return err;
@@ -299,18 +305,43 @@ static void record_bytes(const bio_features *f, uint32_t i, unsigned char *p)
     }
 }
 
+/* The distance from minutia t to k, and the direction of the segment t->k
+ * relative to t's: from the tables when f keeps them, else computed, by the
+ * one formula that also fills the tables. */
+static inline float geo_dist_calc(const bio_features *f, uint32_t t, uint32_t k)
+{
+    double dx = (double)f->x[k] - f->x[t], dy = (double)f->y[k] - f->y[t];
+    return (float)sqrt(dx * dx + dy * dy);
+}
+
+static inline uint16_t geo_rel_calc(const bio_features *f, uint32_t t, uint32_t k)
+{
+    double dx = (double)f->x[k] - f->x[t], dy = (double)f->y[k] - f->y[t];
+    double seg = t == k ? 0.0 : atan2(dy, dx);
+    return (uint16_t)(ANG16(wrap_pi(seg - f->theta[t]) + 2.0 * M_PI));
+}
+
+static inline float geo_dist(const bio_features *f, uint32_t t, uint32_t k)
+{
+    return f->dist ? f->dist[t * f->n + k] : geo_dist_calc(f, t, k);
+}
+
+static inline uint16_t geo_rel(const bio_features *f, uint32_t t, uint32_t k)
+{
+    return f->rel16 ? f->rel16[t * f->n + k] : geo_rel_calc(f, t, k);
+}
+
 /* Fills everything derived from x, y, theta and the cylinders: the 16-bit
- * angles, the pairwise geometry used by the relaxation, the digest. */
+ * angles, the pairwise geometry used by the relaxation (when f has room for
+ * it), the digest. */
 static void features_derive(bio_features *f)
 {
     uint32_t n = f->n;
     for (uint32_t i = 0; i < n; i++) f->a16[i] = ANG16(f->theta[i]);
-    for (uint32_t t = 0; t < n; t++) {
+    for (uint32_t t = 0; f->dist && t < n; t++) {
         for (uint32_t k = 0; k < n; k++) {
-            double dx = (double)f->x[k] - f->x[t], dy = (double)f->y[k] - f->y[t];
-            f->dist[t * n + k] = (float)sqrt(dx * dx + dy * dy);
-            double seg = t == k ? 0.0 : atan2(dy, dx);
-            f->rel16[t * n + k] = (uint16_t)(ANG16(wrap_pi(seg - f->theta[t]) + 2.0 * M_PI));
+            f->dist[t * n + k] = geo_dist_calc(f, t, k);
+            f->rel16[t * n + k] = geo_rel_calc(f, t, k);
         }
     }
     uint64_t h = 14695981039346656037ull;
@@ -349,7 +380,7 @@ rl_error *bio_features_build(const bio_template *t, bio_features **out)
     pts = malloc((n + 1) * sizeof *pts);
     hull = malloc((2 * n + 2) * sizeof *hull); /* monotone chain bound */
     if (!f || !pts || !hull) RL_FAIL(RL_ENOMEM, "minutiae features: out of memory");
-    RL_TRY(features_alloc(f, (uint32_t)n)); /* room for all; n shrinks to the valid ones */
+    RL_TRY(features_alloc(f, (uint32_t)n, true)); /* room for all; n shrinks to the valid ones */
 
     /* Math frame positions and directions. */
     double X[MAX_CYL], Y[MAX_CYL], TH[MAX_CYL];
@@ -551,14 +582,14 @@ static double score_ordered(const bio_features *A, const bio_features *B, bio_ma
             unsigned ak = s->sel_a[k], bk = s->sel_b[k];
             /* Skin distortion accumulates with distance: the tolerance on the
              * distance difference grows with the distance (tuned). */
-            float dsum = A->dist[at * na + ak] + B->dist[bt * nb + bk];
-            float dd = fabsf(A->dist[at * na + ak] - B->dist[bt * nb + bk]) * ZD_SCALE /
-                       (1.0f + dsum * (float)(0.5 / REL_DREL));
+            float da = geo_dist(A, at, ak), db = geo_dist(B, bt, bk);
+            float dsum = da + db;
+            float dd = fabsf(da - db) * ZD_SCALE / (1.0f + dsum * (float)(0.5 / REL_DREL));
             float r = 0.0f;
             if (dd < ZD_STEPS) {
                 unsigned d2 = adiff16((uint16_t)(A->a16[at] - A->a16[ak]), (uint16_t)(B->a16[bt] - B->a16[bk]));
-                unsigned d3t = adiff16(A->rel16[at * na + ak], B->rel16[bt * nb + bk]);
-                unsigned d3k = adiff16(A->rel16[ak * na + at], B->rel16[bk * nb + bt]);
+                unsigned d3t = adiff16(geo_rel(A, at, ak), geo_rel(B, bt, bk));
+                unsigned d3k = adiff16(geo_rel(A, ak, at), geo_rel(B, bk, bt));
                 /* The paper's third term looks from t only; using the worse of
                  * both ends keeps rho symmetric in (t, k). */
                 unsigned d3 = d3t > d3k ? d3t : d3k;
@@ -640,7 +671,7 @@ rl_error *bio_features_decode(const void *data, size_t len, bio_features **out)
         RL_FAIL(RL_EINVAL, "features length: %zu bytes for %u cylinders", len, n);
     f = calloc(1, sizeof *f);
     if (!f) RL_FAIL(RL_ENOMEM, "features: out of memory");
-    RL_TRY(features_alloc(f, n));
+    RL_TRY(features_alloc(f, n, false)); /* compared once: no pairwise tables (see bio_features) */
     for (uint32_t i = 0; i < n; i++) {
         const unsigned char *r = p + HDR_BYTES + (size_t)i * REC_BYTES;
         f->x[i] = bits_f32(rl_get_le32(r));

@@ -20,7 +20,8 @@ void cmd_bench_help(void)
            "       ridgeline bench population --size N --out FILE.ndjson [--dup-share F]\n"
            "                                  [--creates FILE] [--probes FILE] [--count M]\n"
            "       ridgeline bench identify [--size N] [--kernels scalar|popcnt|avx2|avx512|opencl]\n"
-           "                                [--shortlist S] [--refine R] [--exhaustive-probes P] [--threads T]\n"
+           "                                [--shortlist S] [--refine R] [--extend E]\n"
+           "                                [--exhaustive-probes P] [--threads T]\n"
            "\n"
            "register: N synthetic registrations (default 100000) submitted in-process by T\n"
            "threads (default 64) into a fresh store (default: a temporary folder, removed\n"
@@ -47,7 +48,8 @@ void cmd_bench_help(void)
            "with impression 1 of the 40 FVC2002 B-set fingers hidden among them, probed with\n"
            "impressions 2-8 (280 probes): latency p50/p99, comparisons/s/core, the prefilter's\n"
            "bytes/s against a streaming read measured in the same run, rank-1 of the staged\n"
-           "search (scan, refinement of R fingers, full matcher on S) and of an exhaustive\n"
+           "search (scan, refinement of R fingers, full matcher on S, and on E in all when\n"
+           "the S give no decision) and of an exhaustive\n"
            "full-matcher search over P probes (default: all at\n"
            "N <= 10000, 40 at N <= 100000, none above), the prefilter's penetration against\n"
            "miss rate, and synthetic against real impostor score distributions.\n"
@@ -88,6 +90,7 @@ static int bench_identify(int argc, char **argv)
         {"size", required_argument, NULL, 's'},      {"kernels", required_argument, NULL, 'k'},
         {"shortlist", required_argument, NULL, 'l'}, {"exhaustive-probes", required_argument, NULL, 'e'},
         {"threads", required_argument, NULL, 't'},   {"refine", required_argument, NULL, 'r'},
+        {"extend", required_argument, NULL, 'x'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -101,6 +104,7 @@ static int bench_identify(int argc, char **argv)
         case 'l':
         case 'e':
         case 'r':
+        case 'x':
         case 't':
             v = strtol(optarg, &end, 10);
             if (*end || v < 0 || v > 100000000 || (c == 's' && v < 1) || (c == 't' && (v < 1 || v > 64))) {
@@ -112,6 +116,7 @@ static int bench_identify(int argc, char **argv)
             if (c == 'e') o.exhaustive_probes = v;
             if (c == 't') o.threads = (unsigned)v;
             if (c == 'r') o.refine = v;
+            if (c == 'x') o.extend = v;
             break;
         case 'k':
             if (strcmp(optarg, "scalar") && strcmp(optarg, "popcnt") && strcmp(optarg, "avx2") &&

@@ -381,7 +381,16 @@ static void test_gallery_identify_same_on_every_kernel(void **state)
     kern_pf_probe *pd = aligned_alloc(64, sizeof *pd);
     bio_prefilter_probe(probe, pd);
 
+    /* a stranger (enrolled nowhere): no decision, so the short list is extended */
+    bio_template *stranger = malloc(sizeof *stranger);
+    random_template(stranger, 100000, 40);
+    bio_features *sf = NULL;
+    assert_null(bio_features_build(stranger, &sf));
+    kern_pf_probe *sd = aligned_alloc(64, sizeof *sd);
+    bio_prefilter_probe(stranger, sd);
+
     bio_gallery_result *ref = calloc(1, sizeof *ref), *got = calloc(1, sizeof *got);
+    bio_gallery_result *sref = calloc(1, sizeof *sref), *sgot = calloc(1, sizeof *sgot);
     int ran = 0;
     for (int impl = -1; impl < KERN_PF_IMPL_COUNT; impl++) {
         bio_gallery_options o;
@@ -418,7 +427,27 @@ static void test_gallery_identify_same_on_every_kernel(void **state)
         assert_null(bio_gallery_identify(g, pd, pf, &p, fetch_from_fx, &f, r));
         assert_string_equal(r->top[0].key.record, "r123");
         assert_true(r->match);
+        assert_false(r->extended); /* decided by the short list: no extension */
+        assert_int_equal(r->shortlisted, 50);
+        bio_gallery_params sp = {.top_k = 5, .shortlist = 50, .extend = 200, .fpir = 0.001};
+        bio_gallery_result *sr = ran == 0 ? sref : sgot;
+        assert_null(bio_gallery_identify(g, sd, sf, &sp, fetch_from_fx, &f, sr));
+        assert_false(sr->match);
+        assert_true(sr->extended);
+        assert_int_equal(sr->shortlisted, 200);
+        sp.extend = 50; /* no longer than the short list: no extension */
+        bio_gallery_result *once = calloc(1, sizeof *once);
+        assert_null(bio_gallery_identify(g, sd, sf, &sp, fetch_from_fx, &f, once));
+        assert_false(once->extended);
+        assert_int_equal(once->shortlisted, 50);
+        free(once);
         if (ran > 0) {
+            assert_int_equal(sref->n, sgot->n);
+            for (size_t i = 0; i < sref->n; i++) {
+                assert_string_equal(sref->top[i].key.record, sgot->top[i].key.record);
+                assert_true(sref->top[i].score == sgot->top[i].score);
+                assert_int_equal(sref->top[i].prefilter_rank, sgot->top[i].prefilter_rank);
+            }
             assert_int_equal(ref->n, got->n);
             for (size_t i = 0; i < ref->n; i++) {
                 assert_string_equal(ref->top[i].key.record, got->top[i].key.record);
@@ -434,9 +463,14 @@ static void test_gallery_identify_same_on_every_kernel(void **state)
     assert_true(ran >= 2);
     free(ref);
     free(got);
+    free(sref);
+    free(sgot);
     free(pd);
+    free(sd);
     bio_features_free(pf);
+    bio_features_free(sf);
     free(probe);
+    free(stranger);
     free(f.tpl);
 }
 
