@@ -10,6 +10,8 @@ packages=(
   build-essential pkg-config
   # store, HTTP, JSON, Unicode, images, random ids and token hashing
   librocksdb-dev libmicrohttpd-dev libjansson-dev libutf8proc-dev libpng-dev libsodium-dev
+  # the program's allocator (many threads, many small JSON values)
+  libjemalloc-dev
   # fingerprint readers
   libfprint-2-dev libglib2.0-dev
   # comparison kernels on OpenCL; PoCL runs them on the CPU where there is no GPU
