@@ -245,8 +245,6 @@ static rl_error *api_token_put(api_auth *auth, const char *id, const json_t *ent
     json_object_del(auth->cache, id);
     auth->cache_gen++;
     pthread_mutex_unlock(&auth->cache_lock);
-    if (err)
-        goto cleanup;
 cleanup:
     rl_store_batch_destroy(batch);
     free(text);

@@ -35,6 +35,16 @@ static int reg_by_keys_desc(const void *a, const void *b)
     return strcmp(x->rid, y->rid);
 }
 
+rl_error *reg_cand_count(json_t *cands, const char *rid)
+{
+    json_t *shared = json_object_get(cands, rid);
+    if (shared)
+        return json_integer_set(shared, json_integer_value(shared) + 1) == 0
+                   ? NULL
+                   : RL_ERR(RL_EINTERNAL, "a candidate count is not an integer");
+    return json_object_set_new(cands, rid, json_integer(1)) == 0 ? NULL : RL_ERR(RL_ENOMEM, "out of memory");
+}
+
 rl_error *reg_gather_candidates(rl_registry *reg, const char *rid, const json_t *keys, const json_t *ident_keys,
                                 json_t *cands, int *room, bool from_store)
 {
@@ -503,11 +513,12 @@ rl_error *rl_registry_match_ex(rl_registry *reg, const rl_actor *actor, const js
         const char *key = json_string_value(k);
         trusted = trusted || reg_system_trusted(reg, key, (size_t)(strchr(key, '|') - key));
     }
-    if (json_array_size(keys) == 0 && !trusted && other_evidence)
+    if (json_array_size(keys) == 0 && !trusted) {
+        if (!other_evidence)
+            RL_FAIL(RL_EINVAL, "too few properties to match on: give at least a name with a birth date, a name "
+                    "with a given name, a phone number, or an identifier of a trusted system");
         goto done; /* nothing to search on here: the caller's evidence (a fingerprint) will */
-    if (json_array_size(keys) == 0 && !trusted)
-        RL_FAIL(RL_EINVAL, "too few properties to match on: give at least a name with a birth date, a name with "
-                "a given name, a phone number, or an identifier of a trusted system");
+    }
     RL_TRY(reg_gather_candidates(reg, "", keys, idents, cands, NULL, false));
     /* No not-a-match memory names the probe (it is no record). */
     reg_scoring how = {.golden_of = reg_cache_golden_of, .ctx = reg, .fresh = true};

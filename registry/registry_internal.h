@@ -210,6 +210,9 @@ typedef rl_error *(*reg_active_fn)(void *ctx, const char *golden, bool *active);
  * blocking family itself) and trusted identifiers (reg_scan_candidates; room optional). */
 rl_error *reg_gather_candidates(rl_registry *reg, const char *rid, const json_t *keys, const json_t *ident_keys,
                                 json_t *cands, int *room, bool from_store);
+/* One more key that candidate rid shares with the probe, counted in cands (rid -> count): the more, the
+ * likelier. Counted in place: most candidates of a record come under several keys. */
+rl_error *reg_cand_count(json_t *cands, const char *rid);
 
 /* One candidate compared with the probe: all a decision needs of it but its golden record. */
 typedef struct reg_cand_score {

@@ -446,12 +446,7 @@ rl_error *reg_postings_scan(rl_registry *reg, const char *key, const char *self,
         const char *rid = rp_id(p, recs[i]);
         if (strcmp(rid, self) == 0)
             continue;
-        /* Counted in place: most candidates of a record come under several keys. */
-        json_t *shared = json_object_get(cands, rid);
-        if (shared)
-            json_integer_set(shared, json_integer_value(shared) + 1);
-        else if (json_object_set_new(cands, rid, json_integer(1)) != 0)
-            err = RL_ERR(RL_ENOMEM, "out of memory");
+        err = reg_cand_count(cands, rid);
     }
     pthread_rwlock_unlock(&p->lock);
     if (room && cap - (int)seen < *room)

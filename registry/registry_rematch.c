@@ -416,7 +416,6 @@ cleanup:
     return err;
 }
 
-/* Takes the next record to prepare (mu held); false when there is none or the window is full. */
 /* Takes the next records to prepare, [*from, *to) (mu held); false when
  * there are none or the window is full. Manual ones among them are skipped. */
 static bool rm_take(rm_replay *p, size_t *from, size_t *to)

@@ -141,14 +141,8 @@ rl_error *reg_scan_candidates(rl_registry *reg, rl_store_iter *it, rl_cf cf, con
             continue;
         memcpy(rid, k + plen, idlen);
         rid[idlen] = '\0';
-        if (strcmp(rid, self) != 0) {
-            /* Count the keys a candidate shares with the probe: the more, the likelier. */
-            json_t *shared = json_object_get(cands, rid);
-            if (shared)
-                json_integer_set(shared, json_integer_value(shared) + 1);
-            else
-                json_object_set_new(cands, rid, json_integer(1));
-        }
+        if (strcmp(rid, self) != 0)
+            RL_TRY(reg_cand_count(cands, rid));
     }
     RL_TRY(rl_store_iter_status(it));
     if (room && cap - seen < *room)
