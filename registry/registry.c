@@ -171,7 +171,8 @@ rl_error *rl_registry_open(rl_store *store, const rl_registry_options *opts, rl_
     if (!reg->recent)
         RL_FAIL(RL_ENOMEM, "out of memory");
     RL_TRY(reg_cache_new((size_t)reg->opts.match_cache_mb << 20, &reg->cache));
-    RL_TRY(reg_postings_new(&reg->postings));
+    RL_TRY(reg_postings_new(RL_CF_BLOCKING, false, &reg->postings));
+    RL_TRY(reg_postings_new(RL_CF_SEARCH, true, &reg->search));
     RL_TRY(reg_load_counters(reg));
     reg->counters_loaded = true;
     RL_TRY(reg_search_index_ensure(reg));
@@ -185,7 +186,8 @@ cleanup:
 rl_error *rl_registry_warm(rl_registry *reg)
 {
     rl_error *err = NULL;
-    RL_TRY(reg_postings_load(reg));
+    RL_TRY(reg_postings_load(reg, reg->postings));
+    RL_TRY(reg_postings_load(reg, reg->search));
     pthread_mutex_lock(&reg->write_lock);
     err = reg_cache_fill(reg);
     pthread_mutex_unlock(&reg->write_lock);
@@ -205,6 +207,7 @@ void rl_registry_close(rl_registry *reg)
     rl_matcher_destroy(reg->matcher);
     reg_cache_free(reg->cache);
     reg_postings_free(reg->postings);
+    reg_postings_free(reg->search);
     for (size_t i = 0; reg->recent && i < REG_RECENT; i++) {
         json_decref(reg->recent[i].postings);
         json_decref(reg->recent[i].idents);
@@ -610,7 +613,9 @@ rl_error *reg_txn_apply(reg_txn *txn, uint64_t *ticket)
     rl_registry *reg = txn->reg;
     RL_TRY(rl_store_apply(reg->store, txn->batch, ticket));
     if (txn->postings_rid)
-        reg_postings_changed(reg, txn->postings_rid, txn->postings_removed, txn->postings_added);
+        reg_postings_changed(reg, reg->postings, txn->postings_rid, txn->postings_removed, txn->postings_added);
+    if (txn->search_rid)
+        reg_postings_changed(reg, reg->search, txn->search_rid, txn->search_removed, txn->search_added);
     if (!txn->creates)
         reg_cache_changed(reg, txn->links);
     reg->n_records = (uint64_t)((int64_t)reg->n_records + txn->d_records);

@@ -278,6 +278,14 @@ rl_error *rl_registry_check(rl_registry *reg, json_t **report)
     RL_TRY(reg_visit(&c, RL_CF_SEARCH, reg_check_search, &search));
     if (links != records)
         reg_problem(&c, "%ld records but %ld links", records, links);
+    /* Searches and decisions read copies in memory of two families: same size as the store's. */
+    size_t in_memory = 0;
+    RL_TRY(reg_postings_entries(reg, reg->search, &in_memory));
+    if ((long)in_memory != search)
+        reg_problem(&c, "search index: %ld entries in the store, %zu in memory", search, in_memory);
+    RL_TRY(reg_postings_entries(reg, reg->postings, &in_memory));
+    if ((long)in_memory != postings)
+        reg_problem(&c, "blocking postings: %ld in the store, %zu in memory", postings, in_memory);
     rl_registry_stats st;
     rl_registry_stats_get(reg, &st);
     if ((long)st.records != records)

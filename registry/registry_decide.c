@@ -60,7 +60,7 @@ rl_error *reg_gather_candidates(rl_registry *reg, const char *rid, const json_t 
                                        reg->opts.max_candidates_per_key, room));
         else {
             int left = reg->opts.max_candidates_per_key;
-            RL_TRY(reg_postings_scan(reg, json_string_value(k), rid, cands, reg->opts.max_candidates_per_key, &left));
+            RL_TRY(reg_postings_scan(reg, reg->postings, json_string_value(k), rid, cands, reg->opts.max_candidates_per_key, &left));
             if (left < 0)
                 reg_block_cut(reg, RL_CF_BLOCKING);
             if (room && left < *room)

@@ -60,8 +60,8 @@ struct rl_registry {
     bool combining;
     /* what decisions read of candidate records, in memory (registry_cache.c) */
     reg_cache *cache;
-    /* the blocking postings, in memory (registry_postings.c) */
-    reg_postings *postings;
+    /* the blocking postings and the search index, in memory (registry_postings.c) */
+    reg_postings *postings, *search;
     /* Advanced (under write_lock and the cache's lock) by every applied change
      * other than a registration creating a record: scores taken outside the
      * lock at one generation stay true while it holds (registry_submit.c). */
@@ -106,6 +106,9 @@ typedef struct reg_txn {
      * for record postings_rid, for the postings in memory (registry_postings.c). */
     const char *postings_rid;
     const json_t *postings_removed, *postings_added;
+    /* The same for the search index keys of record search_rid. */
+    const char *search_rid;
+    const json_t *search_removed, *search_added;
 } reg_txn;
 
 rl_error *reg_txn_begin(rl_registry *reg, reg_txn *txn);
@@ -292,22 +295,36 @@ size_t reg_cache_count(rl_registry *reg);
 /* A reg_golden_of_fn over the cache (ctx: the registry). */
 rl_error *reg_cache_golden_of(void *ctx, const char *rid, char golden[REG_ID_LEN + 8], bool *placed);
 
-/* ---- the blocking postings in memory (registry_postings.c) ---- */
+/* ---- postings in memory: blocking, search (registry_postings.c) ---- */
 
-rl_error *reg_postings_new(reg_postings **out);
+/* Postings of family (keys "key \0 record id"); ordered: kept in key order
+ * too, for reg_postings_range. Loaded from the family at the first call. */
+rl_error *reg_postings_new(rl_cf family, bool ordered, reg_postings **out);
 void reg_postings_free(reg_postings *p);
-/* reg_scan_candidates over the blocking family, answered from memory (loaded
- * from the family at the first call). */
-rl_error *reg_postings_scan(rl_registry *reg, const char *key, const char *self, json_t *cands, int cap,
-                            int *room);
+/* reg_scan_candidates over the blocking family, answered from memory. */
+rl_error *reg_postings_scan(rl_registry *reg, reg_postings *p, const char *key, const char *self, json_t *cands,
+                            int cap, int *room);
+/* Called for each record posted under a key in [lower, upper) (upper NULL:
+ * under the prefix lower), keys in no particular order; *stop ends the visit.
+ * Ordered instances only. Runs under the instance's read lock: fn must not
+ * call back into it. */
+typedef rl_error *(*reg_posting_fn)(void *ctx, const char *rid, bool *stop);
+rl_error *reg_postings_range(rl_registry *reg, reg_postings *p, const char *lower, size_t llen, const char *upper,
+                             size_t ulen, reg_posting_fn fn, void *ctx);
+/* Whether record rid is posted under key (klen bytes, may hold NULs). */
+rl_error *reg_postings_has(rl_registry *reg, reg_postings *p, const char *key, size_t klen, const char *rid,
+                           bool *has);
+/* How many (key, record) postings it holds, for `check` against the family. */
+rl_error *reg_postings_entries(rl_registry *reg, reg_postings *p, size_t *entries);
 /* A batch applied (write lock held) took record rid's postings `removed` off
- * the blocking family (but those also in `added`) and put `added` (either may
- * be NULL). */
-void reg_postings_changed(rl_registry *reg, const char *rid, const json_t *removed, const json_t *added);
+ * the family (but those also in `added`) and put `added` (either may be NULL;
+ * arrays of key strings, which may hold NULs). */
+void reg_postings_changed(rl_registry *reg, reg_postings *p, const char *rid, const json_t *removed,
+                          const json_t *added);
 /* Loads them now if not yet loaded. */
-rl_error *reg_postings_load(rl_registry *reg);
+rl_error *reg_postings_load(rl_registry *reg, reg_postings *p);
 /* Forgets them all (a bulk rewrite, rematch): the next lookup loads them again. */
-void reg_postings_reset(rl_registry *reg);
+void reg_postings_reset(reg_postings *p);
 /* Whether list (an array of strings) holds value. */
 bool reg_list_has(const json_t *list, const char *value);
 

@@ -1,30 +1,42 @@
 /*
- * The blocking postings in memory: blocking key -> the records posted under
- * it, what every decision and $match reads (13 lookups each). The blocking
- * family stays the durable copy, written in each registration's batch as
- * before; read from RocksDB, those lookups were a third of a registration's
- * CPU at 200k records (table files outgrow the block cache), and more as the
- * registry grows.
+ * Postings in memory: key -> the records posted under it, for two families
+ * whose keys end in "\0 record id" and which every registration writes:
+ *   - blocking (key \0 record id): what every decision and $match reads (13
+ *     lookups each). Read from RocksDB, those lookups were a third of a
+ *     registration's CPU at 200k records (table files outgrow the block
+ *     cache), and more as the registry grows.
+ *   - search (param \0 value \0 record id, registry_search.c): read by range
+ *     (a prefix, a span of birth dates), so the keys are kept in order too.
+ *     Held here, the family's memtable can be a plain vector (an append a
+ *     key, where a skip-list insert of its dozen keys was a fifth of a
+ *     registration's CPU); such a memtable must never be read a key at a time,
+ *     so every search and `check` reads this copy.
+ * Each family stays the durable copy, written in each record's batch as
+ * before.
  *
  * Loaded by one scan of the family at the first lookup, then kept in step:
- * every batch that puts or deletes postings (registrations, rematch's
- * reindexing) reports them once applied, under the registry's write lock
- * (reg_postings_changed). A load and a change race only as follows: the load
- * holds this index's lock from before its RocksDB iterator is made until it
- * is done, and a change applied before the iterator is seen by it; one
- * applied after is reported after the load. Reporting is idempotent, so a
- * change both seen and reported is counted once.
+ * every batch that puts or deletes postings (registrations, updates,
+ * rematch's reindexing) reports them once applied, under the registry's
+ * write lock (reg_postings_changed). A load and a change race only as
+ * follows: the load holds this index's lock from before its RocksDB iterator
+ * is made until it is done, and a change applied before the iterator is seen
+ * by it; one applied after is reported after the load. Reporting is
+ * idempotent, so a change both seen and reported is counted once.
  *
- * A lookup answers exactly what reg_scan_candidates answers from the family:
- * the records in key order (record id order within a key), at most cap of
- * them counting the record itself, which is then left out.
+ * A blocking lookup answers exactly what reg_scan_candidates answers from the
+ * family: the records in key order (record id order within a key), at most cap
+ * of them counting the record itself, which is then left out.
  *
  * Memory: a key is a 96-bit hash (two FNV-1a variants; for two of ten million
  * keys to share one is a chance of about 1e-15, and such keys would only share
  * candidates, each still scored in full), in an open-addressing table; a key
  * with one record holds it inline, others a list of record numbers in record id
  * order (a cut block is its first cap, as in the family). Record ids
- * are kept once each. About 250 bytes a record.
+ * are kept once each. About 250 bytes a record for blocking. The ordered
+ * (search) instance also keeps each key's bytes once, and their order as a
+ * sorted array plus a small sorted array of keys added since, merged into it
+ * when full; a key whose last record leaves stays, vacant (so that it is
+ * never listed twice).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -41,7 +53,13 @@ enum {
     RP_SINGLE = 1u << 31,  /* slot.ref: one record, its number in the low bits */
     RP_LIST_BASE = 2,      /* slot.ref: 2 + list index */
     RP_LOAD_BATCH = 1 << 16,
+    /* Keys added since the last merge into the sorted array: inserting into
+     * this many costs a short memmove; merging, one pass over the array. */
+    RP_DELTA_MAX = 8192,
+    RP_KEY_MAX = 0xffff,
 };
+/* slot.ref of an ordered instance's key that no record holds now. */
+#define RP_VACANT 0xffffffffu
 
 typedef struct rp_slot {
     uint64_t h1;
@@ -56,7 +74,10 @@ typedef struct rp_list {
 
 struct reg_postings {
     pthread_rwlock_t lock;
+    rl_cf family;
+    bool ordered;
     bool loaded;
+    size_t entries; /* (key, record) pairs held */
     /* keys */
     rp_slot *slots;
     size_t nslots, used, live; /* used: live + tombstones */
@@ -71,6 +92,12 @@ struct reg_postings {
     size_t nrecs, recs_cap;
     uint32_t *rec_slots; /* open addressing over record numbers + 1 (0 empty) */
     size_t nrec_slots;
+    /* ordered instances: key bytes (2-byte length, then the bytes) and their
+     * offsets in key order: base, and delta (keys added since the last merge) */
+    char *keys;
+    size_t keys_len, keys_cap;
+    uint32_t *base, *delta;
+    size_t nbase, base_cap, ndelta;
 };
 
 static uint64_t rp_hash1(const char *s, size_t n) { return reg_hash(REG_HASH_START, s, n); }
@@ -95,12 +122,14 @@ static size_t rp_home(uint64_t h, size_t nslots)
     return (size_t)h & (nslots - 1);
 }
 
-rl_error *reg_postings_new(reg_postings **out)
+rl_error *reg_postings_new(rl_cf family, bool ordered, reg_postings **out)
 {
     *out = calloc(1, sizeof **out);
     if (!*out)
         return RL_ERR(RL_ENOMEM, "out of memory");
     pthread_rwlock_init(&(*out)->lock, NULL);
+    (*out)->family = family;
+    (*out)->ordered = ordered;
     return NULL;
 }
 
@@ -114,13 +143,20 @@ static void rp_clear(reg_postings *p)
     free(p->ids);
     free(p->id_at);
     free(p->rec_slots);
+    free(p->keys);
+    free(p->base);
+    free(p->delta);
     p->lists = NULL;
     p->slots = NULL;
     p->ids = NULL;
     p->id_at = NULL;
     p->rec_slots = NULL;
+    p->keys = NULL;
+    p->base = p->delta = NULL;
     p->nlists = p->lists_cap = p->nslots = p->used = p->live = p->ids_len = p->ids_cap = 0;
     p->nrecs = p->recs_cap = p->nrec_slots = 0;
+    p->keys_len = p->keys_cap = p->nbase = p->base_cap = p->ndelta = 0;
+    p->entries = 0;
     p->free_list = 0;
     p->loaded = false;
 }
@@ -261,15 +297,20 @@ static bool rp_list_new(reg_postings *p, uint32_t *out)
     return true;
 }
 
-/* Where record rec is, or would go, in l (kept in record id order): *found when there. */
+/* Where record rec is, or would go, in l: *found when there. Lists are kept
+ * in record id order, as the family has them, where a lookup may be cut (blocking);
+ * in record number order where it never is (ordered instances: a search sorts
+ * what it reads), which puts each new record at the end. */
 static uint32_t rp_list_find(const reg_postings *p, const rp_list *l, uint32_t rec, bool *found)
 {
-    const char *id = rp_id(p, rec);
+    const char *id = p->ordered ? NULL : rp_id(p, rec);
     uint32_t lo = 0, hi = l->n;
     *found = false;
     while (lo < hi) {
         uint32_t mid = lo + (hi - lo) / 2;
-        int c = l->recs[mid] == rec ? 0 : strcmp(rp_id(p, l->recs[mid]), id);
+        int c = l->recs[mid] == rec ? 0
+                : id                ? strcmp(rp_id(p, l->recs[mid]), id)
+                                    : (l->recs[mid] > rec) - (l->recs[mid] < rec);
         if (c == 0) {
             *found = true;
             return mid;
@@ -282,11 +323,12 @@ static uint32_t rp_list_find(const reg_postings *p, const rp_list *l, uint32_t r
     return lo;
 }
 
-/* Inserts rec in id order (a no-op when there); false when out of memory. */
-static bool rp_list_insert(const reg_postings *p, rp_list *l, uint32_t rec)
+/* Inserts rec in id order (a no-op when there: *added false); false when out of memory. */
+static bool rp_list_insert(const reg_postings *p, rp_list *l, uint32_t rec, bool *added)
 {
     bool found;
     uint32_t at = rp_list_find(p, l, rec, &found);
+    *added = false;
     if (found)
         return true;
     size_t cap = l->cap;
@@ -296,6 +338,118 @@ static bool rp_list_insert(const reg_postings *p, rp_list *l, uint32_t rec)
     memmove(&l->recs[at + 1], &l->recs[at], (l->n - at) * sizeof *l->recs);
     l->recs[at] = rec;
     l->n++;
+    *added = true;
+    return true;
+}
+
+/* ---- keys in order (ordered instances) ---- */
+
+static void rp_key_at(const reg_postings *p, uint32_t at, const char **key, size_t *klen)
+{
+    const unsigned char *k = (const unsigned char *)p->keys + at;
+    *klen = (size_t)k[0] | (size_t)k[1] << 8;
+    *key = (const char *)k + 2;
+}
+
+/* The stored key at offset at against key: <0, 0, >0 as bytewise (RocksDB's) order. */
+static int rp_key_cmp(const reg_postings *p, uint32_t at, const char *key, size_t klen)
+{
+    const char *k;
+    size_t n;
+    rp_key_at(p, at, &k, &n);
+    int c = memcmp(k, key, n < klen ? n : klen);
+    return c ? c : (n > klen) - (n < klen);
+}
+
+/* The family's keys are "key \0 record id": bounds of a family scan are met
+ * by the stored key followed by its NUL, compared as above. (A bound reaching
+ * into the record id would need the id; none does.) */
+static int rp_family_cmp(const reg_postings *p, uint32_t at, const char *bound, size_t blen)
+{
+    const char *k;
+    size_t n;
+    rp_key_at(p, at, &k, &n);
+    int c = memcmp(k, bound, n < blen ? n : blen);
+    if (c || blen <= n)
+        return c ? c : (n + 1 > blen) - (n + 1 < blen); /* the key (and its NUL) is longer unless blen == n */
+    /* the bound goes on past the key: its NUL against the bound's next byte */
+    c = 0 - (int)(unsigned char)bound[n];
+    return c ? c : (n + 1 > blen) - (n + 1 < blen);
+}
+
+/* The first position in order[0, n) whose key is not below key (family: whose
+ * family keys are not below the bound key). */
+static size_t rp_lower_bound(const reg_postings *p, const uint32_t *order, size_t n, const char *key, size_t klen,
+                             bool family)
+{
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = family ? rp_family_cmp(p, order[mid], key, klen) : rp_key_cmp(p, order[mid], key, klen);
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+/* Folds delta into base: each delta key's place found by bisection, the runs between copied whole. */
+static bool rp_order_merge(reg_postings *p)
+{
+    size_t n = p->nbase + p->ndelta, cap = n + RP_DELTA_MAX;
+    uint32_t *merged = malloc(cap * sizeof *merged);
+    if (!merged)
+        return false;
+    size_t from = 0, w = 0;
+    for (size_t d = 0; d < p->ndelta; d++) {
+        const char *k;
+        size_t klen;
+        rp_key_at(p, p->delta[d], &k, &klen);
+        size_t at = from + rp_lower_bound(p, p->base + from, p->nbase - from, k, klen, false);
+        memcpy(merged + w, p->base + from, (at - from) * sizeof *merged);
+        w += at - from;
+        merged[w++] = p->delta[d];
+        from = at;
+    }
+    memcpy(merged + w, p->base + from, (p->nbase - from) * sizeof *merged);
+    free(p->base);
+    p->base = merged;
+    p->nbase = n;
+    p->base_cap = cap;
+    p->ndelta = 0;
+    return true;
+}
+
+/* Keeps a key new to this instance in order; false when out of memory. */
+static bool rp_order_add(reg_postings *p, const char *key, size_t klen)
+{
+    if (klen > RP_KEY_MAX || p->keys_len + klen + 2 > UINT32_MAX ||
+        !rp_reserve(&p->keys, &p->keys_cap, p->keys_len + klen + 2, 1, 1 << 16))
+        return false;
+    uint32_t at = (uint32_t)p->keys_len;
+    p->keys[at] = (char)(klen & 0xff);
+    p->keys[at + 1] = (char)(klen >> 8);
+    memcpy(p->keys + at + 2, key, klen);
+    p->keys_len += klen + 2;
+    /* A load meets the keys in order: they go straight to the end of base. */
+    if (p->nbase == 0 || rp_key_cmp(p, p->base[p->nbase - 1], key, klen) < 0) {
+        if (!rp_reserve(&p->base, &p->base_cap, p->nbase + 1, sizeof *p->base, 1024))
+            return false;
+        p->base[p->nbase++] = at;
+        return true;
+    }
+    if (!p->delta && !(p->delta = malloc(RP_DELTA_MAX * sizeof *p->delta)))
+        return false;
+    size_t pos = rp_lower_bound(p, p->delta, p->ndelta, key, klen, false);
+    memmove(p->delta + pos + 1, p->delta + pos, (p->ndelta - pos) * sizeof *p->delta);
+    p->delta[pos] = at;
+    if (++p->ndelta == RP_DELTA_MAX && !rp_order_merge(p)) {
+        /* Cannot stay ordered: drop the key again (the caller reports no memory). */
+        memmove(p->delta + pos, p->delta + pos + 1, (p->ndelta - pos - 1) * sizeof *p->delta);
+        p->ndelta--;
+        return false;
+    }
     return true;
 }
 
@@ -306,7 +460,7 @@ static bool rp_add(reg_postings *p, const char *key, size_t klen, uint32_t rec)
     uint32_t h2 = rp_hash2(key, klen);
     rp_slot *s = rp_find(p, h1, h2);
     if (!s) {
-        if (!rp_slots_grow(p))
+        if (!rp_slots_grow(p) || (p->ordered && !rp_order_add(p, key, klen)))
             return false;
         size_t i = rp_home(h1, p->nslots);
         while (p->slots[i].ref != RP_EMPTY && p->slots[i].ref != RP_TOMBSTONE)
@@ -315,34 +469,50 @@ static bool rp_add(reg_postings *p, const char *key, size_t klen, uint32_t rec)
             p->used++;
         p->live++;
         p->slots[i] = (rp_slot){.h1 = h1, .h2 = h2, .ref = RP_SINGLE | rec};
+        p->entries++;
         return true;
     }
+    if (s->ref == RP_VACANT) {
+        s->ref = RP_SINGLE | rec;
+        p->entries++;
+        return true;
+    }
+    bool added = false;
     if (s->ref & RP_SINGLE) {
         uint32_t first = s->ref & ~RP_SINGLE, l;
         if (first == rec || !rp_list_new(p, &l))
             return first == rec;
-        if (!rp_list_insert(p, &p->lists[l], first) || !rp_list_insert(p, &p->lists[l], rec)) {
+        if (!rp_list_insert(p, &p->lists[l], first, &added) || !rp_list_insert(p, &p->lists[l], rec, &added)) {
             free(p->lists[l].recs);
             p->lists[l] = (rp_list){.n = p->free_list};
             p->free_list = l + 1;
             return false;
         }
         s->ref = RP_LIST_BASE + l;
+        p->entries++;
         return true;
     }
-    return rp_list_insert(p, &p->lists[s->ref - RP_LIST_BASE], rec);
+    if (!rp_list_insert(p, &p->lists[s->ref - RP_LIST_BASE], rec, &added))
+        return false;
+    p->entries += added;
+    return true;
 }
 
 /* Removes record rec from key's postings, if there. */
 static void rp_remove(reg_postings *p, const char *key, size_t klen, uint32_t rec)
 {
     rp_slot *s = rp_find(p, rp_hash1(key, klen), rp_hash2(key, klen));
-    if (!s)
+    if (!s || s->ref == RP_VACANT)
         return;
     if (s->ref & RP_SINGLE) {
         if ((s->ref & ~RP_SINGLE) == rec) {
-            s->ref = RP_TOMBSTONE;
-            p->live--;
+            p->entries--;
+            if (p->ordered) {
+                s->ref = RP_VACANT; /* the key stays in order, for when a record takes it again */
+            } else {
+                s->ref = RP_TOMBSTONE;
+                p->live--;
+            }
         }
         return;
     }
@@ -353,6 +523,7 @@ static void rp_remove(reg_postings *p, const char *key, size_t klen, uint32_t re
     if (found) {
         memmove(&l->recs[at], &l->recs[at + 1], (l->n - at - 1) * sizeof *l->recs);
         l->n--;
+        p->entries--;
     }
     if (l->n == 1) {
         s->ref = RP_SINGLE | l->recs[0];
@@ -362,20 +533,40 @@ static void rp_remove(reg_postings *p, const char *key, size_t klen, uint32_t re
     }
 }
 
+/* The records under a slot: *n of them at *recs (single: its number, in *one). */
+static void rp_slot_recs(const reg_postings *p, const rp_slot *s, uint32_t *one, const uint32_t **recs, size_t *n)
+{
+    *recs = NULL;
+    *n = 0;
+    if (!s || s->ref == RP_VACANT)
+        return;
+    if (s->ref & RP_SINGLE) {
+        *one = s->ref & ~RP_SINGLE;
+        *recs = one;
+        *n = 1;
+        return;
+    }
+    *recs = p->lists[s->ref - RP_LIST_BASE].recs;
+    *n = p->lists[s->ref - RP_LIST_BASE].n;
+}
+
 /* ---- loading ---- */
 
-/* Reads the blocking family into p (its write lock held, p empty). */
+static const char *rp_what(const reg_postings *p) { return p->ordered ? "search index" : "blocking postings"; }
+
+/* Reads the family into p (its write lock held, p empty). */
 static rl_error *rp_load(rl_registry *reg, reg_postings *p)
 {
     rl_error *err = NULL;
     rl_store_iter *it = NULL;
     size_t n = 0;
     uint64_t t0 = rl_time_mono_ns();
-    RL_TRY(rl_store_iter_new(reg->store, RL_CF_BLOCKING, NULL, 0, NULL, 0, &it));
+    RL_TRY(rl_store_iter_new(reg->store, p->family, NULL, 0, NULL, 0, &it));
     for (; rl_store_iter_valid(it); rl_store_iter_next(it), n++) {
         size_t klen;
         const char *k = rl_store_iter_key(it, &klen);
-        const char *nul = memchr(k, '\0', klen);
+        /* Record ids hold no NUL: the last one ends the key (a search key holds one too). */
+        const char *nul = memrchr(k, '\0', klen);
         char rid[REG_ID_LEN + 40];
         size_t idlen = nul ? klen - (size_t)(nul - k) - 1 : 0;
         if (!nul || idlen == 0 || idlen >= sizeof rid)
@@ -384,12 +575,13 @@ static rl_error *rp_load(rl_registry *reg, reg_postings *p)
         rid[idlen] = '\0';
         uint32_t rec;
         if (!rp_record(p, rid, true, &rec) || !rp_add(p, k, (size_t)(nul - k), rec))
-            RL_FAIL(RL_ENOMEM, "out of memory loading the blocking postings (%zu read)", n);
+            RL_FAIL(RL_ENOMEM, "out of memory loading the %s (%zu read)", rp_what(p), n);
     }
     RL_TRY(rl_store_iter_status(it));
     p->loaded = true;
-    rl_log(RL_LOG_INFO, "registry", "blocking postings loaded", "postings=%zu keys=%zu records=%zu ms=%llu", n,
-           p->live, p->nrecs, (unsigned long long)((rl_time_mono_ns() - t0) / 1000000));
+    rl_log(RL_LOG_INFO, "registry", p->ordered ? "search index loaded" : "blocking postings loaded",
+           "postings=%zu keys=%zu records=%zu ms=%llu", n, p->live, p->nrecs,
+           (unsigned long long)((rl_time_mono_ns() - t0) / 1000000));
 cleanup:
     rl_store_iter_destroy(it);
     if (err)
@@ -417,25 +609,16 @@ static rl_error *rp_read_lock(rl_registry *reg, reg_postings *p)
 
 /* ---- what the registry asks ---- */
 
-rl_error *reg_postings_scan(rl_registry *reg, const char *key, const char *self, json_t *cands, int cap,
-                            int *room)
+rl_error *reg_postings_scan(rl_registry *reg, reg_postings *p, const char *key, const char *self, json_t *cands,
+                            int cap, int *room)
 {
     rl_error *err = NULL;
-    reg_postings *p = reg->postings;
     RL_TRY(rp_read_lock(reg, p));
     size_t klen = strlen(key);
-    const rp_slot *s = rp_find(p, rp_hash1(key, klen), rp_hash2(key, klen));
     uint32_t single = 0;
-    const uint32_t *recs = NULL;
-    size_t n = 0;
-    if (s && (s->ref & RP_SINGLE)) {
-        single = s->ref & ~RP_SINGLE;
-        recs = &single;
-        n = 1;
-    } else if (s) {
-        recs = p->lists[s->ref - RP_LIST_BASE].recs;
-        n = p->lists[s->ref - RP_LIST_BASE].n;
-    }
+    const uint32_t *recs;
+    size_t n;
+    rp_slot_recs(p, rp_find(p, rp_hash1(key, klen), rp_hash2(key, klen)), &single, &recs, &n);
     size_t seen = n;
     if (cap >= 0 && n > (size_t)cap) {
         /* Cut as a scan of the family would: the first cap in key (id) order, as lists are kept. */
@@ -455,9 +638,93 @@ cleanup:
     return err;
 }
 
-void reg_postings_changed(rl_registry *reg, const char *rid, const json_t *removed, const json_t *added)
+/* Visits the records under the keys of one order array within the range; false: stopped. */
+static bool rp_range_visit(const reg_postings *p, const uint32_t *order, size_t norder, const char *lower,
+                           size_t llen, const char *upper, size_t ulen, reg_posting_fn fn, void *ctx,
+                           rl_error **err)
 {
-    reg_postings *p = reg->postings;
+    for (size_t i = rp_lower_bound(p, order, norder, lower, llen, true); i < norder; i++) {
+        const char *k;
+        size_t klen;
+        rp_key_at(p, order[i], &k, &klen);
+        /* Under the prefix: the key and its NUL start with it. */
+        bool under = llen <= klen ? memcmp(k, lower, llen) == 0
+                                  : llen == klen + 1 && lower[klen] == '\0' && memcmp(k, lower, klen) == 0;
+        if (upper ? rp_family_cmp(p, order[i], upper, ulen) >= 0 : !under)
+            break;
+        uint32_t single = 0;
+        const uint32_t *recs;
+        size_t n;
+        rp_slot_recs(p, rp_find(p, rp_hash1(k, klen), rp_hash2(k, klen)), &single, &recs, &n);
+        for (size_t r = 0; r < n; r++) {
+            bool stop = false;
+            *err = fn(ctx, rp_id(p, recs[r]), &stop);
+            if (*err || stop)
+                return false;
+        }
+    }
+    return true;
+}
+
+rl_error *reg_postings_range(rl_registry *reg, reg_postings *p, const char *lower, size_t llen, const char *upper,
+                             size_t ulen, reg_posting_fn fn, void *ctx)
+{
+    rl_error *err = NULL;
+    if (!p->ordered)
+        RL_FAIL(RL_EINTERNAL, "the %s are not kept in order", rp_what(p));
+    RL_TRY(rp_read_lock(reg, p));
+    if (rp_range_visit(p, p->base, p->nbase, lower, llen, upper, ulen, fn, ctx, &err))
+        rp_range_visit(p, p->delta, p->ndelta, lower, llen, upper, ulen, fn, ctx, &err);
+    pthread_rwlock_unlock(&p->lock);
+cleanup:
+    return err;
+}
+
+rl_error *reg_postings_has(rl_registry *reg, reg_postings *p, const char *key, size_t klen, const char *rid,
+                           bool *has)
+{
+    rl_error *err = NULL;
+    *has = false;
+    RL_TRY(rp_read_lock(reg, p));
+    uint32_t rec, single = 0;
+    const uint32_t *recs;
+    size_t n;
+    if (rp_record(p, rid, false, &rec)) {
+        rp_slot_recs(p, rp_find(p, rp_hash1(key, klen), rp_hash2(key, klen)), &single, &recs, &n);
+        for (size_t i = 0; i < n && !*has; i++)
+            *has = recs[i] == rec;
+    }
+    pthread_rwlock_unlock(&p->lock);
+cleanup:
+    return err;
+}
+
+rl_error *reg_postings_entries(rl_registry *reg, reg_postings *p, size_t *entries)
+{
+    rl_error *err = NULL;
+    RL_TRY(rp_read_lock(reg, p));
+    *entries = p->entries;
+    pthread_rwlock_unlock(&p->lock);
+cleanup:
+    return err;
+}
+
+/* Whether list (an array of strings, which may hold NULs) holds key. */
+static bool rp_list_has_key(const json_t *list, const char *key, size_t klen)
+{
+    size_t i;
+    const json_t *k;
+    json_array_foreach(list, i, k) {
+        if (json_string_length(k) == klen && memcmp(json_string_value(k), key, klen) == 0)
+            return true;
+    }
+    return false;
+}
+
+void reg_postings_changed(rl_registry *reg, reg_postings *p, const char *rid, const json_t *removed,
+                          const json_t *added)
+{
+    (void)reg;
     pthread_rwlock_wrlock(&p->lock);
     if (!p->loaded)
         goto done; /* the load, later, reads the family as it is by then */
@@ -466,7 +733,7 @@ void reg_postings_changed(rl_registry *reg, const char *rid, const json_t *remov
     json_t *k;
     if (rp_record(p, rid, false, &rec)) {
         json_array_foreach(removed, i, k) {
-            if (!added || !reg_list_has(added, json_string_value(k)))
+            if (!rp_list_has_key(added, json_string_value(k), json_string_length(k)))
                 rp_remove(p, json_string_value(k), json_string_length(k), rec);
         }
     }
@@ -482,22 +749,24 @@ done:
 lost:
     /* Out of memory: rather than answer from a copy missing postings, drop it
      * all; the next lookup loads it again from the family (or fails there). */
-    rl_log(RL_LOG_ERROR, "registry", "blocking postings dropped: out of memory", "records=%zu", p->nrecs);
+    rl_log(RL_LOG_ERROR, "registry", p->ordered ? "search index dropped: out of memory"
+                                                : "blocking postings dropped: out of memory",
+           "records=%zu", p->nrecs);
     rp_clear(p);
     pthread_rwlock_unlock(&p->lock);
 }
 
-void reg_postings_reset(rl_registry *reg)
+void reg_postings_reset(reg_postings *p)
 {
-    pthread_rwlock_wrlock(&reg->postings->lock);
-    rp_clear(reg->postings);
-    pthread_rwlock_unlock(&reg->postings->lock);
+    pthread_rwlock_wrlock(&p->lock);
+    rp_clear(p);
+    pthread_rwlock_unlock(&p->lock);
 }
 
-rl_error *reg_postings_load(rl_registry *reg)
+rl_error *reg_postings_load(rl_registry *reg, reg_postings *p)
 {
-    rl_error *err = rp_read_lock(reg, reg->postings);
+    rl_error *err = rp_read_lock(reg, p);
     if (!err)
-        pthread_rwlock_unlock(&reg->postings->lock);
+        pthread_rwlock_unlock(&p->lock);
     return err;
 }

@@ -328,7 +328,7 @@ static rl_error *rm_reindex_all(rl_registry *reg, rm_record *recs, size_t n, lon
         RL_TRY(rl_store_write(reg->store, batch));
         /* Postings and features rewritten: the copies in memory go (postings first, see reg_txn_apply). */
         if (*reindexed)
-            reg_postings_reset(reg);
+            reg_postings_reset(reg->postings);
         reg_cache_changed(reg, NULL);
     }
 cleanup:

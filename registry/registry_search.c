@@ -2,7 +2,8 @@
  * Patient search over the store: the search indexes and how a query uses them.
  *
  * Index (family `search`, written in the same batch as the record it
- * describes, so it is never out of step): one key per searchable value,
+ * describes, so it is never out of step, and read from its copy in memory,
+ * registry_postings.c): one key per searchable value,
  * "param \0 value \0 record id", value cut at REG_SEARCH_KEY_VALUE_MAX bytes:
  *   fam, giv, mmn, adl (address line, district, text), acy, acn, apc, ast
  *     (city, country, postal code, state): normalised text, once from each
@@ -220,14 +221,13 @@ rl_error *reg_search_check_record(rl_registry *reg, const char *rid, const json_
     size_t i;
     json_t *k;
     json_array_foreach(keys, i, k) {
-        size_t n = reg_entry_key(k, rid, entry, sizeof entry);
-        size_t len;
         bool found;
-        if (!n)
+        if (!reg_entry_key(k, rid, entry, sizeof entry))
             continue;
-        RL_TRY(rl_store_get(reg->store, RL_CF_SEARCH, entry, n, &val, &len, &found));
-        free(val);
-        val = NULL;
+        /* The copy in memory, not the family: its memtable is a vector, which
+         * a read of one key would sort whole. `check` compares the copy's
+         * size with the family's. */
+        RL_TRY(reg_postings_has(reg, reg->search, json_string_value(k), json_string_length(k), rid, &found));
         if (!found)
             (*missing)++;
     }
@@ -390,10 +390,59 @@ static void reg_idset_intersect(reg_idset *a, const reg_idset *b)
     a->n = w;
 }
 
+typedef struct reg_scan_ctx {
+    reg_idset *set;
+    bool *over;
+} reg_scan_ctx;
+
+static rl_error *reg_scan_add(void *ctx, const char *rid, bool *stop)
+{
+    reg_scan_ctx *c = ctx;
+    if (c->set->n >= RL_SEARCH_CANDIDATES_MAX) {
+        *c->over = *stop = true;
+        return NULL;
+    }
+    return reg_idset_add(c->set, rid, strlen(rid));
+}
+
+static rl_error *reg_scan_store(rl_registry *reg, rl_cf cf, const char *lower, size_t llen, const char *upper,
+                                size_t ulen, reg_idset *set, bool *over);
+
 /* Adds the record id ending each key of cf in [lower, upper) (or under
- * prefix when upper is NULL); *over once the set passes the cap. */
+ * prefix when upper is NULL); *over once the set passes the cap. The search
+ * family is read from its copy in memory (with registry.verify_decisions,
+ * from the family too, and the two compared). */
 static rl_error *reg_scan(rl_registry *reg, rl_cf cf, const char *lower, size_t llen, const char *upper, size_t ulen,
                           reg_idset *set, bool *over)
+{
+    rl_error *err = NULL;
+    reg_idset mem = {0}, fam = {0};
+    bool mem_over = false, fam_over = false;
+    if (cf != RL_CF_SEARCH)
+        return reg_scan_store(reg, cf, lower, llen, upper, ulen, set, over);
+    if (reg->opts.verify_decisions) {
+        reg_scan_ctx alone = {&mem, &mem_over};
+        RL_TRY(reg_postings_range(reg, reg->search, lower, llen, upper, ulen, reg_scan_add, &alone));
+        RL_TRY(reg_scan_store(reg, cf, lower, llen, upper, ulen, &fam, &fam_over));
+        reg_idset_finish(&mem);
+        reg_idset_finish(&fam);
+        bool same = mem_over == fam_over && (mem_over || mem.n == fam.n);
+        for (size_t i = 0; same && !mem_over && i < mem.n; i++)
+            same = strcmp(mem.ids[i], fam.ids[i]) == 0;
+        if (!same)
+            RL_FAIL(RL_EINTERNAL, "the search index in memory answers %zu records%s, the family %zu%s", mem.n,
+                    mem_over ? " (over)" : "", fam.n, fam_over ? " (over)" : "");
+    }
+    reg_scan_ctx ctx = {set, over};
+    RL_TRY(reg_postings_range(reg, reg->search, lower, llen, upper, ulen, reg_scan_add, &ctx));
+cleanup:
+    reg_idset_free(&mem);
+    reg_idset_free(&fam);
+    return err;
+}
+
+static rl_error *reg_scan_store(rl_registry *reg, rl_cf cf, const char *lower, size_t llen, const char *upper,
+                                size_t ulen, reg_idset *set, bool *over)
 {
     rl_error *err = NULL;
     rl_store_iter *it = NULL;

@@ -688,6 +688,9 @@ static void reg_submit_decide(rl_registry *reg, reg_submit_req *q)
     txn.postings_rid = rid;
     txn.postings_removed = found ? json_object_get(json_object_get(old_link, "index"), "postings") : NULL;
     txn.postings_added = postings;
+    txn.search_rid = rid;
+    txn.search_removed = old_search;
+    txn.search_added = q->search_keys;
     RL_TRY(reg_txn_apply(&txn, &q->ticket));
     if (txn.creates) {
         reg_cache_created(reg, rid, golden_id, q->features.data, q->features.len);

@@ -129,7 +129,7 @@ static rl_error *reg_train_pairs(rl_registry *reg, const demo_model *model, reg_
             int rule = atoi(json_string_value(k) + 2);
             uint32_t bit = rule >= 0 && rule < 32 ? 1u << rule : 0;
             json_object_clear(posted);
-            RL_TRY(reg_postings_scan(reg, json_string_value(k), d->sample_ids[s], posted,
+            RL_TRY(reg_postings_scan(reg, reg->postings, json_string_value(k), d->sample_ids[s], posted,
                                      reg->opts.max_candidates_per_key, NULL));
             /* In key order, as a scan of the family gave them: the pairs, and so EM's
              * sums, come in the same order as before the postings were in memory. */

@@ -273,7 +273,9 @@ rl_error *rl_store_open(const char *dir, const rl_store_options *opts, rl_store 
     const char *names[RL_CF_COUNT];
     for (int c = 0; c < RL_CF_COUNT; c++) {
         names[c] = rl_cf_names[c];
-        bool append = c == RL_CF_AUDIT || c == RL_CF_AUDIT_SUBJECT || c == RL_CF_HISTORY || c == RL_CF_VERSIONS;
+        /* The search family too: the registry reads its copy in memory (registry_postings.c). */
+        bool append = c == RL_CF_AUDIT || c == RL_CF_AUDIT_SUBJECT || c == RL_CF_HISTORY || c == RL_CF_VERSIONS ||
+                      c == RL_CF_SEARCH;
         cf_options[c] = append                ? s->append_options
                         : c == RL_CF_BLOCKING ? s->grouped_append_options
                         : rl_cf_grouped(c)    ? s->grouped_options

@@ -45,7 +45,8 @@ typedef enum rl_cf {
     RL_CF_AUDIT_SUBJECT,/* audit entries by record or golden id */
     RL_CF_TEMPLATES,    /* biometric templates (fingerprint engine) */
     RL_CF_FEATURES,     /* record id -> the matcher's prepared form of the record */
-    RL_CF_SEARCH,       /* search parameter values -> records (FHIR Patient search) */
+    RL_CF_SEARCH,       /* search parameter values -> records (FHIR Patient search); written every
+                         * registration, read whole (the registry keeps its copy in memory) */
     RL_CF_TOKENS,       /* API bearer tokens by token id: role, system, keyed hash (api/api_auth.c) */
     RL_CF_COUNT,
 } rl_cf;

@@ -236,6 +236,8 @@ static int open_registry(fixture *f)
     rl_registry_options opts;
     rl_registry_options_defaults(&opts);
     opts.matcher = RL_MATCHER_DETERMINISTIC;
+    /* Every index read from memory is also read from the family and compared. */
+    opts.verify_decisions = true;
     if (rl_store_open(f->dir, &o, &f->store) || rl_registry_open(f->store, &opts, &f->reg))
         return -1;
     return 0;
@@ -394,6 +396,98 @@ static void test_index_built_for_old_store(void **state)
     expect_check_ok(f);
 }
 
+static json_t *numbered_patient(int i, int family_no)
+{
+    static const char *const syll[] = {"ka", "mo", "ri", "ta", "ne", "su", "lo", "bi", "de", "fu"};
+    static const char *const streets[] = {"Jacaranda", "Moi", "Kenyatta", "Ngong", "Uhuru", "Tom Mboya"};
+    char family[32], given[32], second[16], birth[16], line[64], plot[24], phone[24], postcode[8], value[16];
+    snprintf(family, sizeof family, "%s%s%s%s", syll[family_no % 10], syll[(family_no / 10) % 10],
+             syll[(family_no / 100) % 10], syll[(family_no / 1000) % 10]);
+    snprintf(given, sizeof given, "%s%s", syll[(i / 7) % 10], syll[i % 10]);
+    snprintf(birth, sizeof birth, "%04d-%02d-%02d", 1940 + i % 70, 1 + i % 12, 1 + (i / 12) % 28);
+    snprintf(second, sizeof second, "G%05d", i);
+    snprintf(line, sizeof line, "%d %s Road", 1 + i % 300, streets[i % 6]);
+    snprintf(plot, sizeof plot, "Plot P%05d", i);
+    snprintf(phone, sizeof phone, "+2547%08d", i * 7919);
+    snprintf(postcode, sizeof postcode, "%05d", i % 1000);
+    snprintf(value, sizeof value, "N%06d", i);
+    return json_pack("{s:s, s:[{s:s, s:s}], s:[{s:s, s:[s, s]}], s:s, s:[{s:[s, s], s:s, s:s}], s:[{s:s, s:s}]}",
+                     "resourceType", "Patient", "identifier", "system", "urn:n", "value", value, "name", "family",
+                     family, "given", given, second, "birthDate", birth, "address", "line", line, plot, "city",
+                     "Nairobi", "postalCode", postcode, "telecom", "system", "phone", "value", phone);
+}
+
+/* Queries of every kind of index read (prefixes, exact values, date ranges);
+ * the fixture's verify_decisions compares each read from memory with the family. */
+static void query_every_kind(fixture *f, int records)
+{
+    static const char *const queries[][2] = {
+        {"family", "ka"},          {"family", "kamo"},         {"family:exact", "kamorika"}, {"given", "mo"},
+        {"birthdate", "1950"},     {"birthdate", "ge2005-06"}, {"birthdate", "lt1941"},    {"birthdate", "le1945-03"},
+        {"address", "moi"},        {"address", "12"},          {"address-postalcode", "00"}, {"address", "tom mboya"},
+        {"telecom", "+254700000000"}, {"identifier", "N000123"}, {"address-city", "nai"}, {"given", "g0012"}, {"address", "p01"},
+    };
+    for (size_t i = 0; i < sizeof queries / sizeof *queries; i++) {
+        rl_search_query *q = calloc(1, sizeof *q);
+        rl_search_arg arg = {queries[i][0], queries[i][1]};
+        rl_search_result res;
+        assert_null(rl_search_parse(&arg, 1, false, q));
+        rl_error *err = rl_registry_search(f->reg, &clerk, q, 0, 1, &res);
+        if (err)
+            fail_msg("%s=%s: %s", queries[i][0], queries[i][1], rl_error_message(err));
+        assert_true(res.total <= records);
+        rl_search_result_clear(&res);
+        free(q);
+    }
+}
+
+/* The search index is read from its copy in memory: it must answer as the
+ * family does after creations, updates that take values away and give them to
+ * others, enough new keys to fold the recent ones into the sorted array
+ * several times, and a reopen (loaded from the family). */
+static void test_index_in_memory_follows_the_family(void **state)
+{
+    fixture *f = *state;
+    enum { N = 2000 }; /* about 10,000 keys added out of order: the delta is folded in at 8,192 */
+    char (*ids)[65] = calloc(N, sizeof *ids);
+    /* Loaded now, empty: every key below is added to the copy in memory one by one. */
+    assert_int_equal(count(f, "family", "ka", NULL, NULL), 0);
+    for (int i = 0; i < N; i++) {
+        json_t *p = numbered_patient(i, i);
+        rl_submit_result r;
+        rl_error *err = rl_registry_submit(f->reg, &clerk, p, &r);
+        if (err)
+            fail_msg("submit %d: %s", i, rl_error_message(err));
+        snprintf(ids[i], 65, "%s", r.record_id);
+        rl_submit_result_clear(&r);
+        json_decref(p);
+    }
+    assert_int_equal(count(f, "family:exact", "kamorika", NULL, NULL), 1); /* number 210 */
+    query_every_kind(f, N);
+    /* Records 0-99 take the family names of 100-199, which leave theirs for 200-299's. */
+    for (int i = 0; i < 300; i++) {
+        json_t *p = numbered_patient(i, i < 100 ? i + 100 : i < 200 ? i + 100 : i);
+        json_object_set_new(p, "id", json_string(ids[i]));
+        rl_submit_result r;
+        rl_error *err = rl_registry_update(f->reg, &clerk, ids[i], p, 0, &r);
+        if (err)
+            fail_msg("update %d: %s", i, rl_error_message(err));
+        rl_submit_result_clear(&r);
+        json_decref(p);
+    }
+    assert_int_equal(count(f, "family:exact", "kakakaka", NULL, NULL), 0); /* number 0: nobody's now */
+    assert_int_equal(count(f, "family:exact", "kakamoka", NULL, NULL), 1); /* number 100: record 0 only */
+    assert_int_equal(count(f, "family:exact", "kakarika", NULL, NULL), 2); /* number 200: records 100 and 200 */
+    query_every_kind(f, N);
+    expect_check_ok(f);
+    close_registry(f);
+    assert_int_equal(open_registry(f), 0);
+    assert_int_equal(count(f, "family:exact", "kakarika", NULL, NULL), 2);
+    query_every_kind(f, N);
+    expect_check_ok(f);
+    free(ids);
+}
+
 static void test_deactivate_history_pix(void **state)
 {
     fixture *f = *state;
@@ -447,6 +541,7 @@ int main(void)
         cmocka_unit_test(test_matching),
         cmocka_unit_test_setup_teardown(test_index_search_and_update, setup, teardown),
         cmocka_unit_test_setup_teardown(test_index_built_for_old_store, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_index_in_memory_follows_the_family, setup, teardown),
         cmocka_unit_test_setup_teardown(test_deactivate_history_pix, setup, teardown),
     };
     return cmocka_run_group_tests_name("registry_search", tests, NULL, NULL);
