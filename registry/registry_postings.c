@@ -579,9 +579,11 @@ static rl_error *rp_load(rl_registry *reg, reg_postings *p)
     }
     RL_TRY(rl_store_iter_status(it));
     p->loaded = true;
-    rl_log(RL_LOG_INFO, "registry", p->ordered ? "search index loaded" : "blocking postings loaded",
-           "postings=%zu keys=%zu records=%zu ms=%llu", n, p->live, p->nrecs,
-           (unsigned long long)((rl_time_mono_ns() - t0) / 1000000));
+    /* A load of a second or more (some 100,000 records) is worth an operator's notice. */
+    unsigned long long ms = (rl_time_mono_ns() - t0) / 1000000;
+    rl_log(ms >= 1000 ? RL_LOG_INFO : RL_LOG_DEBUG, "registry",
+           p->ordered ? "search index loaded" : "blocking postings loaded", "postings=%zu keys=%zu records=%zu ms=%llu",
+           n, p->live, p->nrecs, ms);
 cleanup:
     rl_store_iter_destroy(it);
     if (err)

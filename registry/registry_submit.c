@@ -309,6 +309,8 @@ struct reg_submit_req {
     const char *grade;
     double score;
     int reviews;
+    bool taken;   /* in a combiner's group */
+    bool durable; /* that group's fsync covered it */
     bool done;
     pthread_cond_t decided; /* signalled by the combiner for this request alone */
     struct reg_submit_req *next;
@@ -722,29 +724,46 @@ static void reg_submit_combine(rl_registry *reg, reg_submit_req *q)
         reg->queue_head = q;
     reg->queue_tail = q;
     while (!q->done) {
-        if (reg->combining) {
-            /* The combiner drains the queue before it stops, so it will get to us. */
+        if (reg->combining || q->taken) {
+            /* Another combiner has us, or will take us (it hands over to the
+             * head of the queue when done deciding). */
             pthread_cond_wait(&q->decided, &reg->queue_lock);
             continue;
         }
         reg->combining = true;
-        while (reg->queue_head) {
-            reg_submit_req *list = reg->queue_head;
-            reg->queue_head = reg->queue_tail = NULL;
-            pthread_mutex_unlock(&reg->queue_lock);
-            pthread_mutex_lock(&reg->write_lock);
-            for (reg_submit_req *r = list; r; r = r->next)
-                reg_submit_decide(reg, r);
-            pthread_mutex_unlock(&reg->write_lock);
-            pthread_mutex_lock(&reg->queue_lock);
-            for (reg_submit_req *r = list, *next; r; r = next) {
-                next = r->next; /* r may be gone once done is seen */
-                r->next = NULL;
-                r->done = true;
-                pthread_cond_signal(&r->decided);
-            }
+        reg_submit_req *list = reg->queue_head;
+        reg->queue_head = reg->queue_tail = NULL;
+        for (reg_submit_req *r = list; r; r = r->next)
+            r->taken = true;
+        pthread_mutex_unlock(&reg->queue_lock);
+        pthread_mutex_lock(&reg->write_lock);
+        uint64_t ticket = 0;
+        for (reg_submit_req *r = list; r; r = r->next) {
+            reg_submit_decide(reg, r);
+            if (!r->err && r->ticket > ticket)
+                ticket = r->ticket;
         }
+        pthread_mutex_unlock(&reg->write_lock);
+        /* The next decisions need not wait for this group's fsync: whoever
+         * heads the queue now combines them meanwhile. */
+        pthread_mutex_lock(&reg->queue_lock);
         reg->combining = false;
+        if (reg->queue_head)
+            pthread_cond_signal(&reg->queue_head->decided);
+        pthread_mutex_unlock(&reg->queue_lock);
+        /* One fsync for the group, so that each request wakes once, durable.
+         * Should it fail, each request syncs again alone and gets its error. */
+        rl_error *sync_err = ticket ? rl_store_sync(reg->store, ticket) : NULL;
+        bool synced = !sync_err;
+        rl_error_free(sync_err);
+        pthread_mutex_lock(&reg->queue_lock);
+        for (reg_submit_req *r = list, *next; r; r = next) {
+            next = r->next; /* r may be gone once done is seen */
+            r->next = NULL;
+            r->durable = synced && !r->err;
+            r->done = true;
+            pthread_cond_signal(&r->decided);
+        }
     }
     pthread_mutex_unlock(&reg->queue_lock);
 }
@@ -763,7 +782,8 @@ static rl_error *reg_submit_run(rl_registry *reg, reg_submit_req *q, rl_submit_r
         q->err = NULL;
         goto cleanup;
     }
-    RL_TRY(rl_store_sync(reg->store, q->ticket));
+    if (!q->durable)
+        RL_TRY(rl_store_sync(reg->store, q->ticket));
     res->record = reg_record_view(q->record, q->link);
     if (!res->record)
         RL_FAIL(RL_ENOMEM, "out of memory");
