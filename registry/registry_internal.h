@@ -166,6 +166,10 @@ rl_error *reg_audit_now(rl_registry *reg, const rl_actor *actor, const char *act
 
 /* A source record as FHIR shows it: the stored Patient plus its link (refer) to the golden record. */
 json_t *reg_record_view(const json_t *record, const json_t *link);
+/* The same with the golden record's id (NULL: no link). */
+json_t *reg_record_view_of(const json_t *record, const char *golden);
+/* The view of record rid as read now, its golden record from the match cache. */
+rl_error *reg_record_view_read(rl_registry *reg, const char *rid, const json_t *record, json_t **out);
 /* A review item for (record, candidate golden) unless one is open already; counts it in the txn. */
 rl_error *reg_queue_review(reg_txn *txn, const char *record_id, const char *own_golden,
                            const char *candidate_golden, const char *candidate_record, double score,

@@ -734,7 +734,7 @@ rl_error *rl_registry_search(rl_registry *reg, const rl_actor *actor, const rl_s
                              long count, rl_search_result *res)
 {
     rl_error *err = NULL;
-    json_t *ids = json_array(), *records = json_array(), *link = NULL, *params = json_array();
+    json_t *ids = json_array(), *records = json_array(), *params = json_array();
     const char **subjects = NULL;
     memset(res, 0, sizeof *res);
     if (!ids || !records || !params)
@@ -749,12 +749,10 @@ rl_error *rl_registry_search(rl_registry *reg, const rl_actor *actor, const rl_s
     json_t *rec;
     json_array_foreach(records, i, rec) {
         const char *rid = json_string_value(json_array_get(ids, i));
-        RL_TRY(reg_get_json(reg, RL_CF_LINKS, rid, strlen(rid), &link));
-        json_t *view = reg_record_view(rec, link);
-        if (!view || json_array_append_new(res->records, view) != 0)
+        json_t *view = NULL;
+        RL_TRY(reg_record_view_read(reg, rid, rec, &view));
+        if (json_array_append_new(res->records, view) != 0)
             RL_FAIL(RL_ENOMEM, "out of memory");
-        json_decref(link);
-        link = NULL;
     }
     /* The audit says who searched on what (parameter names, never values) and who was shown. */
     for (int c = 0; c < q->nclauses; c++)
@@ -774,7 +772,6 @@ cleanup:
     free(subjects);
     json_decref(ids);
     json_decref(records);
-    json_decref(link);
     json_decref(params);
     if (err)
         rl_search_result_clear(res);

@@ -188,6 +188,16 @@ static const char *golden_of(fixture *f, const char *rid, char *out)
     assert_null(rl_registry_record_show(f->reg, &clerk, rid, &shown));
     snprintf(out, 65, "%s", json_string_value(json_object_get(json_object_get(shown, "link"), "golden")));
     json_decref(shown);
+    /* A Patient read names the same golden record (it asks the match cache, not the link). */
+    json_t *read = NULL;
+    assert_null(rl_registry_patient_read(f->reg, &clerk, rid, &read));
+    char ref[96];
+    snprintf(ref, sizeof ref, "Patient/%s", out);
+    const char *named = json_string_value(
+        json_object_get(json_object_get(json_array_get(json_object_get(read, "link"), 0), "other"), "reference"));
+    assert_non_null(named);
+    assert_string_equal(named, ref);
+    json_decref(read);
     return out;
 }
 
