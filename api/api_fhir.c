@@ -624,6 +624,9 @@ rl_error *api_fhir_patient_match(api_ctx *ctx, const api_request *req, api_respo
     rl_error *err = NULL;
     json_t *params = NULL, *list = NULL, *bundle = NULL, *view = NULL;
     bio_template *probe = NULL; /* the fingerprint, when one is sent */
+    const char **unread = NULL; /* golden ids of the people shown whose views are still to read */
+    json_t **views = NULL;
+    size_t shown = 0;
     RL_TRY(api_request_json(ctx, req, &params));
     const char *rt = json_string_value(json_object_get(params, "resourceType"));
     if (!rt || strcmp(rt, "Parameters") != 0)
@@ -717,15 +720,29 @@ rl_error *api_fhir_patient_match(api_ctx *ctx, const api_request *req, api_respo
     json_t *entries = json_array();
     if (!bundle || !entries || json_object_set_new(bundle, "entry", entries) != 0)
         RL_FAIL(RL_ENOMEM, "out of memory");
+    /* The people shown, read (and audited) together; fingerprint fusion read
+     * its views already. */
+    shown = json_array_size(list) < (size_t)count ? json_array_size(list) : (size_t)count;
+    int nread = 0;
+    unread = calloc(shown + 1, sizeof *unread);
+    views = calloc(shown + 1, sizeof *views);
+    if (!unread || !views)
+        RL_FAIL(RL_ENOMEM, "out of memory");
+    for (i = 0; i < shown; i++) {
+        if (!json_object_get(json_array_get(list, i), "view"))
+            unread[nread++] = json_string_value(json_object_get(json_array_get(list, i), "golden"));
+    }
+    RL_TRY(rl_registry_patient_read_many(ctx->registry, &actor, unread, nread, views));
     json_t *m;
+    int next_read = 0;
     json_array_foreach(list, i, m) {
-        if ((long)i >= count)
+        if (i >= shown)
             break;
-        const char *golden = json_string_value(json_object_get(m, "golden"));
-        /* Fingerprint fusion read the view already (one audited read per person). */
         view = json_incref(json_object_get(m, "view"));
-        if (!view)
-            RL_TRY(rl_registry_patient_read(ctx->registry, &actor, golden, &view));
+        if (!view) {
+            view = views[next_read];
+            views[next_read++] = NULL;
+        }
         double score = json_number_value(json_object_get(m, "score"));
         score = score < 0 ? 0 : score > 1 ? 1 : score;
         json_t *entry = json_pack("{s:o, s:O, s:{s:s, s:f, s:[{s:s, s:s}]}}", "fullUrl", api_full_url(base, view),
@@ -747,6 +764,10 @@ rl_error *api_fhir_patient_match(api_ctx *ctx, const api_request *req, api_respo
     api_response_json(resp, 200, bundle);
     bundle = NULL;
 cleanup:
+    for (size_t v = 0; views && v < shown; v++)
+        json_decref(views[v]);
+    free(views);
+    free(unread);
     free(probe);
     json_decref(params);
     json_decref(list);

@@ -128,6 +128,10 @@ rl_error *rl_registry_deactivate(rl_registry *reg, const rl_actor *actor, const 
  * record's computed view (link seealso -> members; replaced-by when merged).
  * Audited as a read. Errors: RL_EINVAL bad id syntax, RL_ENOTFOUND. */
 rl_error *rl_registry_patient_read(rl_registry *reg, const rl_actor *actor, const char *id, json_t **out);
+/* The same for n ids (an answer listing several people, as $match's), audited
+ * as one read of them all: views[i] for ids[i], all or none (on error none). */
+rl_error *rl_registry_patient_read_many(rl_registry *reg, const rl_actor *actor, const char *const *ids, int n,
+                                        json_t **views);
 
 /* Operator views (JSON objects with registry bookkeeping, not FHIR). */
 rl_error *rl_registry_record_show(rl_registry *reg, const rl_actor *actor, const char *record_id, json_t **out);

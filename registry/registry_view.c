@@ -145,7 +145,8 @@ cleanup:
     return err;
 }
 
-rl_error *rl_registry_patient_read(rl_registry *reg, const rl_actor *actor, const char *id, json_t **out)
+/* A Patient's view, not audited (the callers audit what they show). */
+static rl_error *reg_patient_view(rl_registry *reg, const char *id, json_t **out)
 {
     rl_error *err = NULL;
     json_t *record = NULL, *golden = NULL;
@@ -160,17 +161,38 @@ rl_error *rl_registry_patient_read(rl_registry *reg, const rl_actor *actor, cons
         if (!golden)
             RL_FAIL(RL_ENOTFOUND, "no Patient with this id");
         RL_TRY(reg_golden_view(reg, golden, out));
+        if (!*out)
+            RL_FAIL(RL_ENOMEM, "out of memory");
     }
-    if (!*out)
-        RL_FAIL(RL_ENOMEM, "out of memory");
-    const char *subjects[1] = {id};
-    RL_TRY(reg_audit_now(reg, actor, "read", subjects, 1, "ok", NULL));
 cleanup:
     json_decref(record);
     json_decref(golden);
     if (err) {
         json_decref(*out);
         *out = NULL;
+    }
+    return err;
+}
+
+rl_error *rl_registry_patient_read(rl_registry *reg, const rl_actor *actor, const char *id, json_t **out)
+{
+    return rl_registry_patient_read_many(reg, actor, &id, 1, out);
+}
+
+rl_error *rl_registry_patient_read_many(rl_registry *reg, const rl_actor *actor, const char *const *ids, int n,
+                                        json_t **views)
+{
+    rl_error *err = NULL;
+    int done = 0;
+    for (; done < n; done++)
+        RL_TRY(reg_patient_view(reg, ids[done], &views[done]));
+    RL_TRY(reg_audit_now(reg, actor, "read", ids, n, "ok", NULL));
+cleanup:
+    if (err) {
+        for (int i = 0; i < done; i++) {
+            json_decref(views[i]);
+            views[i] = NULL;
+        }
     }
     return err;
 }
