@@ -148,8 +148,8 @@ static bool reg_cache_insert(reg_cache *c, const char *rid, const char *golden, 
     e->hash = hash;
     e->features_len = (uint32_t)features_len;
     e->has_features = has_features;
-    snprintf(e->rid, sizeof e->rid, "%s", rid);
-    snprintf(e->golden, sizeof e->golden, "%s", golden);
+    reg_id_copy(e->rid, sizeof e->rid, rid);
+    reg_id_copy(e->golden, sizeof e->golden, golden);
     if (features_len)
         memcpy(e->features, features, features_len);
     reg_cache_grow(c);
@@ -164,7 +164,7 @@ static bool reg_cache_insert(reg_cache *c, const char *rid, const char *golden, 
 /* Copies what an entry holds into the caller's buffers (read lock held). */
 static rl_error *reg_cache_copy(const reg_cache_entry *e, reg_cached *out)
 {
-    snprintf(out->golden, sizeof out->golden, "%s", e->golden);
+    reg_id_copy(out->golden, sizeof out->golden, e->golden);
     out->has_features = e->has_features;
     if (out->features && e->has_features) {
         rl_buf_reset(out->features);
@@ -187,7 +187,7 @@ static rl_error *reg_cache_read_store(rl_registry *reg, const char *rid, reg_cac
     const char *g = json_string_value(json_object_get(link, "golden"));
     if (!g || strlen(g) >= sizeof out->golden)
         goto cleanup;
-    snprintf(out->golden, sizeof out->golden, "%s", g);
+    reg_id_copy(out->golden, sizeof out->golden, g);
     RL_TRY(rl_store_get(reg->store, RL_CF_FEATURES, rid, strlen(rid), &value, &len, &found));
     out->has_features = found;
     if (found)
@@ -247,7 +247,7 @@ void reg_cache_peek(rl_registry *reg, const char *const *rids, size_t n, reg_cac
         out[i].hit = e && rl_buf_append(bytes, e->features, e->features_len) == NULL;
         if (!out[i].hit)
             continue; /* read by reg_cache_get, which may keep it */
-        snprintf(out[i].golden, sizeof out[i].golden, "%s", e->golden);
+        reg_id_copy(out[i].golden, sizeof out[i].golden, e->golden);
         out[i].has_features = e->has_features;
         out[i].len = e->features_len;
         out[i].off = bytes->len - e->features_len;
@@ -293,7 +293,7 @@ rl_error *reg_cache_golden_of(void *ctx, const char *rid, char golden[REG_ID_LEN
     reg_cached cached = {.features = NULL};
     RL_TRY(reg_cache_get(ctx, rid, &cached, placed));
     if (*placed)
-        snprintf(golden, REG_ID_LEN + 8, "%s", cached.golden);
+        reg_id_copy(golden, REG_ID_LEN + 8, cached.golden);
 cleanup:
     return err;
 }

@@ -137,7 +137,7 @@ static rl_error *reg_candidate_prepared(rl_registry *reg, const char *rid, rl_bu
     *prepared = NULL;
     RL_TRY(reg_cache_get(reg, rid, &cached, &linked));
     if (golden)
-        snprintf(golden, REG_ID_LEN + 8, "%s", linked ? cached.golden : "");
+        reg_id_copy(golden, REG_ID_LEN + 8, linked ? cached.golden : "");
     if (linked) {
         found = cached.has_features;
         len = scratch->len;
@@ -206,9 +206,9 @@ static rl_error *reg_score_candidate(rl_registry *reg, const void *probe, const 
     void *prepared = NULL;
     json_t **record = reg->opts.ntrusted > 0 ? &cand : NULL;
     memset(out, 0, sizeof *out);
-    snprintf(out->rid, sizeof out->rid, "%s", cid);
+    reg_id_copy(out->rid, sizeof out->rid, cid);
     if (known) {
-        snprintf(out->golden, sizeof out->golden, "%s", known->golden);
+        reg_id_copy(out->golden, sizeof out->golden, known->golden);
         RL_TRY(reg_prepare_candidate(reg, cid, known_bytes + known->off, known->len, known->has_features, room,
                                      &prepared, record));
     } else {
@@ -322,7 +322,7 @@ rl_error *reg_score_goldens(rl_registry *reg, const char *rid, const void *probe
         const char *golden = golden_of;
         bool placed = false;
         reg_cand_score key;
-        snprintf(key.rid, sizeof key.rid, "%s", cid);
+        reg_id_copy(key.rid, sizeof key.rid, cid);
         const reg_cand_score *cs = how->npre ? bsearch(&key, how->pre, how->npre, sizeof *how->pre,
                                                        reg_cand_score_by_rid) : NULL;
         if (cs && how->pre_golden) {
@@ -350,7 +350,7 @@ rl_error *reg_score_goldens(rl_registry *reg, const char *rid, const void *probe
         while (g < n && (ghash[g] != h || strcmp(gs[g].golden, golden) != 0))
             g++;
         if (g == n) {
-            snprintf(gs[n].golden, sizeof gs[n].golden, "%s", golden);
+            reg_id_copy(gs[n].golden, sizeof gs[n].golden, golden);
             ghash[n] = h;
             gs[n].score = -1;
             n++;
@@ -362,7 +362,7 @@ rl_error *reg_score_goldens(rl_registry *reg, const char *rid, const void *probe
             gs[g].vouched |= cs->ev.agrees;
         if (cs->score > gs[g].score) {
             gs[g].score = cs->score;
-            snprintf(gs[g].record, sizeof gs[g].record, "%s", cid);
+            reg_id_copy(gs[g].record, sizeof gs[g].record, cid);
             json_decref(gs[g].fields);
             gs[g].fields = json_incref(cs->fields);
         }

@@ -627,11 +627,13 @@ rl_error *reg_postings_scan(rl_registry *reg, reg_postings *p, const char *key, 
         n = (size_t)cap;
         seen = (size_t)cap + 1;
     }
+    /* The record itself, by number: compared with every posting. */
+    uint32_t self_rec = UINT32_MAX;
+    if (!rp_record(p, self, false, &self_rec))
+        self_rec = UINT32_MAX;
     for (size_t i = 0; i < n && !err; i++) {
-        const char *rid = rp_id(p, recs[i]);
-        if (strcmp(rid, self) == 0)
-            continue;
-        err = reg_cand_count(cands, rid);
+        if (recs[i] != self_rec)
+            err = reg_cand_count(cands, rp_id(p, recs[i]));
     }
     pthread_rwlock_unlock(&p->lock);
     if (room && cap - (int)seen < *room)

@@ -151,11 +151,13 @@ cleanup:
     return err;
 }
 
-/* Record id -> record: open addressing over record numbers + 1 (0: empty).
- * Every candidate of every record is looked up; a binary search over a
- * million ids was most of the replay's own time. */
+/* Record id -> record: open addressing over record numbers + 1 (0: empty)
+ * in the low half of a slot, the id's hash's high bits in the other, so that
+ * a probe reads a record (a cache miss) only when those agree. Every candidate
+ * of every record is looked up; a binary search over a million ids was most
+ * of the replay's own time. */
 typedef struct rm_index {
-    uint32_t *slots;
+    uint64_t *slots;
     size_t nslots;
 } rm_index;
 
@@ -168,20 +170,23 @@ static rl_error *rm_index_build(rm_index *ix, const rm_record *recs, size_t n)
     if (!ix->slots || n >= UINT32_MAX)
         return RL_ERR(RL_ENOMEM, "out of memory");
     for (size_t r = 0; r < n; r++) {
-        size_t i = reg_hash(REG_HASH_START, recs[r].rid, strlen(recs[r].rid)) & (ix->nslots - 1);
+        uint64_t h = reg_hash(REG_HASH_START, recs[r].rid, strlen(recs[r].rid));
+        size_t i = h & (ix->nslots - 1);
         while (ix->slots[i])
             i = (i + 1) & (ix->nslots - 1);
-        ix->slots[i] = (uint32_t)r + 1;
+        ix->slots[i] = (h & 0xffffffff00000000ull) | ((uint64_t)r + 1);
     }
     return NULL;
 }
 
 static rm_record *rm_find(const rm_index *ix, rm_record *recs, const char *rid)
 {
-    for (size_t i = reg_hash(REG_HASH_START, rid, strlen(rid)) & (ix->nslots - 1); ix->slots[i];
-         i = (i + 1) & (ix->nslots - 1))
-        if (strcmp(recs[ix->slots[i] - 1].rid, rid) == 0)
-            return &recs[ix->slots[i] - 1];
+    uint64_t h = reg_hash(REG_HASH_START, rid, strlen(rid)), tag = h & 0xffffffff00000000ull;
+    for (size_t i = h & (ix->nslots - 1); ix->slots[i]; i = (i + 1) & (ix->nslots - 1)) {
+        uint64_t s = ix->slots[i];
+        if ((s & 0xffffffff00000000ull) == tag && strcmp(recs[(uint32_t)s - 1].rid, rid) == 0)
+            return &recs[(uint32_t)s - 1];
+    }
     return NULL;
 }
 
@@ -458,7 +463,7 @@ static rl_error *rm_golden_of(void *arg, const char *rid, char golden[REG_ID_LEN
     rm_record *r = rm_find(&p->index, p->recs, rid);
     *placed = r && r->done && (r->manual || r->pos < p->before);
     if (*placed)
-        snprintf(golden, REG_ID_LEN + 8, "%s", r->new_golden);
+        reg_id_copy(golden, REG_ID_LEN + 8, r->new_golden);
     return NULL;
 }
 
@@ -476,7 +481,7 @@ static rl_error *rm_decide(rm_replay *p, rm_record *r, rm_slot *s, bool hindsigh
     *joined = false;
     if (!s->has_record) {
         if (!hindsight) {
-            snprintf(r->new_golden, sizeof r->new_golden, "%s", r->old_golden);
+            reg_id_copy(r->new_golden, sizeof r->new_golden, r->old_golden);
             r->grade = "certain";
             r->score = 1.0;
             r->done = true;
@@ -490,13 +495,13 @@ static rl_error *rm_decide(rm_replay *p, rm_record *r, rm_slot *s, bool hindsigh
     RL_TRY(reg_choose_golden(reg, gs, ngs, NULL, NULL, &chosen));
     *joined = chosen >= 0 && strcmp(gs[chosen].golden, r->new_golden) != 0;
     if (*joined) {
-        snprintf(r->new_golden, sizeof r->new_golden, "%s", gs[chosen].golden);
+        reg_id_copy(r->new_golden, sizeof r->new_golden, gs[chosen].golden);
         r->score = gs[chosen].score;
         r->grade = reg_grade(reg, r->score);
     } else if (!hindsight) {
         /* A person of its own: keep the golden id it had unless someone took it first. */
         if (!json_object_get(p->claimed, r->old_golden))
-            snprintf(r->new_golden, sizeof r->new_golden, "%s", r->old_golden);
+            reg_id_copy(r->new_golden, sizeof r->new_golden, r->old_golden);
         else
             reg_new_id(r->new_golden);
         r->score = 1.0;
@@ -560,7 +565,7 @@ static rl_error *rm_settle(rm_replay *p, long *settled)
             continue;
         RL_TRY(rm_prepare(reg, r, &s));
         char own[REG_ID_LEN + 8];
-        snprintf(own, sizeof own, "%s", r->new_golden);
+        reg_id_copy(own, sizeof own, r->new_golden);
         bool joined = false;
         RL_TRY(rm_decide(p, r, &s, true, &joined));
         if (joined) {
