@@ -613,9 +613,9 @@ rl_error *reg_txn_apply(reg_txn *txn, uint64_t *ticket)
     rl_registry *reg = txn->reg;
     RL_TRY(rl_store_apply(reg->store, txn->batch, ticket));
     if (txn->postings_rid)
-        reg_postings_changed(reg, reg->postings, txn->postings_rid, txn->postings_removed, txn->postings_added);
+        reg_postings_changed(reg->postings, txn->postings_rid, txn->postings_removed, txn->postings_added);
     if (txn->search_rid)
-        reg_postings_changed(reg, reg->search, txn->search_rid, txn->search_removed, txn->search_added);
+        reg_postings_changed(reg->search, txn->search_rid, txn->search_removed, txn->search_added);
     if (!txn->creates)
         reg_cache_changed(reg, txn->links);
     reg->n_records = (uint64_t)((int64_t)reg->n_records + txn->d_records);

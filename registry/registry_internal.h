@@ -333,14 +333,13 @@ rl_error *reg_postings_entries(rl_registry *reg, reg_postings *p, size_t *entrie
 /* A batch applied (write lock held) took record rid's postings `removed` off
  * the family (but those also in `added`) and put `added` (either may be NULL;
  * arrays of key strings, which may hold NULs). */
-void reg_postings_changed(rl_registry *reg, reg_postings *p, const char *rid, const json_t *removed,
-                          const json_t *added);
+void reg_postings_changed(reg_postings *p, const char *rid, const json_t *removed, const json_t *added);
 /* Loads them now if not yet loaded. */
 rl_error *reg_postings_load(rl_registry *reg, reg_postings *p);
 /* Forgets them all (a bulk rewrite, rematch): the next lookup loads them again. */
 void reg_postings_reset(reg_postings *p);
-/* Whether list (an array of strings) holds value. */
-bool reg_list_has(const json_t *list, const char *value);
+/* Whether list (an array of strings, which may hold NULs; NULL: empty) holds key (len bytes). */
+bool reg_list_has(const json_t *list, const char *key, size_t len);
 
 /* ---- search (registry_query.c, registry_search.c) ---- */
 

@@ -628,9 +628,8 @@ rl_error *reg_postings_scan(rl_registry *reg, reg_postings *p, const char *key, 
         seen = (size_t)cap + 1;
     }
     /* The record itself, by number: compared with every posting. */
-    uint32_t self_rec = UINT32_MAX;
-    if (!rp_record(p, self, false, &self_rec))
-        self_rec = UINT32_MAX;
+    uint32_t self_rec = UINT32_MAX; /* left so when the record has no postings */
+    rp_record(p, self, false, &self_rec);
     for (size_t i = 0; i < n && !err; i++) {
         if (recs[i] != self_rec)
             err = reg_cand_count(cands, rp_id(p, recs[i]));
@@ -713,22 +712,8 @@ cleanup:
     return err;
 }
 
-/* Whether list (an array of strings, which may hold NULs) holds key. */
-static bool rp_list_has_key(const json_t *list, const char *key, size_t klen)
+void reg_postings_changed(reg_postings *p, const char *rid, const json_t *removed, const json_t *added)
 {
-    size_t i;
-    const json_t *k;
-    json_array_foreach(list, i, k) {
-        if (json_string_length(k) == klen && memcmp(json_string_value(k), key, klen) == 0)
-            return true;
-    }
-    return false;
-}
-
-void reg_postings_changed(rl_registry *reg, reg_postings *p, const char *rid, const json_t *removed,
-                          const json_t *added)
-{
-    (void)reg;
     pthread_rwlock_wrlock(&p->lock);
     if (!p->loaded)
         goto done; /* the load, later, reads the family as it is by then */
@@ -737,7 +722,7 @@ void reg_postings_changed(rl_registry *reg, reg_postings *p, const char *rid, co
     json_t *k;
     if (rp_record(p, rid, false, &rec)) {
         json_array_foreach(removed, i, k) {
-            if (!rp_list_has_key(added, json_string_value(k), json_string_length(k)))
+            if (!reg_list_has(added, json_string_value(k), json_string_length(k)))
                 rp_remove(p, json_string_value(k), json_string_length(k), rec);
         }
     }

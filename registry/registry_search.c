@@ -60,12 +60,8 @@ static rl_error *reg_key_add(json_t *keys, const char *param, const char *value,
     key[plen] = '\0';
     memcpy(key + plen + 1, value, vlen);
     size_t len = plen + 1 + vlen;
-    size_t i;
-    json_t *k;
-    json_array_foreach(keys, i, k) {
-        if (json_string_length(k) == len && memcmp(json_string_value(k), key, len) == 0)
-            return NULL;
-    }
+    if (reg_list_has(keys, key, len))
+        return NULL;
     if (json_array_append_new(keys, json_stringn(key, len)) != 0)
         return RL_ERR(RL_ENOMEM, "out of memory");
     return NULL;
@@ -166,18 +162,6 @@ cleanup:
     return err;
 }
 
-static bool reg_keys_have(const json_t *keys, const json_t *key)
-{
-    size_t i;
-    json_t *k;
-    json_array_foreach(keys, i, k) {
-        if (json_string_length(k) == json_string_length(key) &&
-            memcmp(json_string_value(k), json_string_value(key), json_string_length(k)) == 0)
-            return true;
-    }
-    return false;
-}
-
 /* "param\0value" + "\0" + rid into out; returns its length (0: does not fit). */
 static size_t reg_entry_key(const json_t *key, const char *rid, char *out, size_t size)
 {
@@ -196,7 +180,7 @@ void reg_put_search(rl_store_batch *batch, const char *rid, const json_t *keys, 
     size_t i;
     json_t *k;
     json_array_foreach(keys, i, k) {
-        if (delete && keep && reg_keys_have(keep, k))
+        if (delete && reg_list_has(keep, json_string_value(k), json_string_length(k)))
             continue;
         size_t n = reg_entry_key(k, rid, entry, sizeof entry);
         if (!n)
@@ -212,7 +196,6 @@ rl_error *reg_search_check_record(rl_registry *reg, const char *rid, const json_
 {
     rl_error *err = NULL;
     json_t *keys = json_array();
-    char *val = NULL;
     *missing = 0;
     if (!keys)
         RL_FAIL(RL_ENOMEM, "out of memory");
@@ -232,7 +215,6 @@ rl_error *reg_search_check_record(rl_registry *reg, const char *rid, const json_
             (*missing)++;
     }
 cleanup:
-    free(val);
     json_decref(keys);
     return err;
 }
@@ -405,42 +387,8 @@ static rl_error *reg_scan_add(void *ctx, const char *rid, bool *stop)
     return reg_idset_add(c->set, rid, strlen(rid));
 }
 
-static rl_error *reg_scan_store(rl_registry *reg, rl_cf cf, const char *lower, size_t llen, const char *upper,
-                                size_t ulen, reg_idset *set, bool *over);
-
 /* Adds the record id ending each key of cf in [lower, upper) (or under
- * prefix when upper is NULL); *over once the set passes the cap. The search
- * family is read from its copy in memory (with registry.verify_decisions,
- * from the family too, and the two compared). */
-static rl_error *reg_scan(rl_registry *reg, rl_cf cf, const char *lower, size_t llen, const char *upper, size_t ulen,
-                          reg_idset *set, bool *over)
-{
-    rl_error *err = NULL;
-    reg_idset mem = {0}, fam = {0};
-    bool mem_over = false, fam_over = false;
-    if (cf != RL_CF_SEARCH)
-        return reg_scan_store(reg, cf, lower, llen, upper, ulen, set, over);
-    if (reg->opts.verify_decisions) {
-        reg_scan_ctx alone = {&mem, &mem_over};
-        RL_TRY(reg_postings_range(reg, reg->search, lower, llen, upper, ulen, reg_scan_add, &alone));
-        RL_TRY(reg_scan_store(reg, cf, lower, llen, upper, ulen, &fam, &fam_over));
-        reg_idset_finish(&mem);
-        reg_idset_finish(&fam);
-        bool same = mem_over == fam_over && (mem_over || mem.n == fam.n);
-        for (size_t i = 0; same && !mem_over && i < mem.n; i++)
-            same = strcmp(mem.ids[i], fam.ids[i]) == 0;
-        if (!same)
-            RL_FAIL(RL_EINTERNAL, "the search index in memory answers %zu records%s, the family %zu%s", mem.n,
-                    mem_over ? " (over)" : "", fam.n, fam_over ? " (over)" : "");
-    }
-    reg_scan_ctx ctx = {set, over};
-    RL_TRY(reg_postings_range(reg, reg->search, lower, llen, upper, ulen, reg_scan_add, &ctx));
-cleanup:
-    reg_idset_free(&mem);
-    reg_idset_free(&fam);
-    return err;
-}
-
+ * prefix when upper is NULL), read from the store; *over once the set passes the cap. */
 static rl_error *reg_scan_store(rl_registry *reg, rl_cf cf, const char *lower, size_t llen, const char *upper,
                                 size_t ulen, reg_idset *set, bool *over)
 {
@@ -465,6 +413,46 @@ static rl_error *reg_scan_store(rl_registry *reg, rl_cf cf, const char *lower, s
     RL_TRY(rl_store_iter_status(it));
 cleanup:
     rl_store_iter_destroy(it);
+    return err;
+}
+
+/* registry.verify_decisions: a scan of the search index in memory must find
+ * what the same scan of the family finds. */
+static rl_error *reg_scan_verify(rl_registry *reg, const char *lower, size_t llen, const char *upper, size_t ulen)
+{
+    rl_error *err = NULL;
+    reg_idset mem = {0}, fam = {0};
+    bool mem_over = false, fam_over = false;
+    reg_scan_ctx ctx = {&mem, &mem_over};
+    RL_TRY(reg_postings_range(reg, reg->search, lower, llen, upper, ulen, reg_scan_add, &ctx));
+    RL_TRY(reg_scan_store(reg, RL_CF_SEARCH, lower, llen, upper, ulen, &fam, &fam_over));
+    reg_idset_finish(&mem);
+    reg_idset_finish(&fam);
+    bool same = mem_over == fam_over && (mem_over || mem.n == fam.n);
+    for (size_t i = 0; same && !mem_over && i < mem.n; i++)
+        same = strcmp(mem.ids[i], fam.ids[i]) == 0;
+    if (!same)
+        RL_FAIL(RL_EINTERNAL, "the search index in memory answers %zu records%s, the family %zu%s", mem.n,
+                mem_over ? " (over)" : "", fam.n, fam_over ? " (over)" : "");
+cleanup:
+    reg_idset_free(&mem);
+    reg_idset_free(&fam);
+    return err;
+}
+
+/* As reg_scan_store, but the search family is read from its copy in memory
+ * (registry_postings.c). */
+static rl_error *reg_scan(rl_registry *reg, rl_cf cf, const char *lower, size_t llen, const char *upper, size_t ulen,
+                          reg_idset *set, bool *over)
+{
+    rl_error *err = NULL;
+    if (cf != RL_CF_SEARCH)
+        return reg_scan_store(reg, cf, lower, llen, upper, ulen, set, over);
+    if (reg->opts.verify_decisions)
+        RL_TRY(reg_scan_verify(reg, lower, llen, upper, ulen));
+    reg_scan_ctx ctx = {set, over};
+    RL_TRY(reg_postings_range(reg, reg->search, lower, llen, upper, ulen, reg_scan_add, &ctx));
+cleanup:
     return err;
 }
 
