@@ -264,9 +264,14 @@ bool rl_registry_id_valid(const char *id)
 
 void reg_new_id(char out[REG_ID_LEN + 1])
 {
-    unsigned char raw[REG_ID_LEN / 2];
+    enum { TIME_HEX = 12 };
+    unsigned char raw[(REG_ID_LEN - TIME_HEX) / 2];
+    uint64_t ms = (uint64_t)rl_time_wall_ms() & ((1ull << 4 * TIME_HEX) - 1);
+    static const char hex[] = "0123456789abcdef";
+    for (int i = TIME_HEX - 1; i >= 0; i--, ms >>= 4)
+        out[i] = hex[ms & 15];
     randombytes_buf(raw, sizeof raw);
-    sodium_bin2hex(out, REG_ID_LEN + 1, raw, sizeof raw);
+    sodium_bin2hex(out + TIME_HEX, REG_ID_LEN - TIME_HEX + 1, raw, sizeof raw);
 }
 
 void reg_time_key(rl_registry *reg, int64_t ms, char out[REG_TIMEKEY_LEN + 1])

@@ -22,31 +22,8 @@ enum {
     REG_MAX_SCORED = 64,
 };
 
-typedef struct reg_cand {
-    const char *rid;
-    json_int_t keys;
-} reg_cand;
-
-static int reg_by_keys_desc(const void *a, const void *b)
-{
-    const reg_cand *x = a, *y = b;
-    if (x->keys != y->keys)
-        return x->keys < y->keys ? 1 : -1;
-    return strcmp(x->rid, y->rid);
-}
-
-rl_error *reg_cand_count(json_t *cands, const char *rid)
-{
-    json_t *shared = json_object_get(cands, rid);
-    if (shared)
-        return json_integer_set(shared, json_integer_value(shared) + 1) == 0
-                   ? NULL
-                   : RL_ERR(RL_EINTERNAL, "a candidate count is not an integer");
-    return json_object_set_new(cands, rid, json_integer(1)) == 0 ? NULL : RL_ERR(RL_ENOMEM, "out of memory");
-}
-
 rl_error *reg_gather_candidates(rl_registry *reg, const char *rid, const json_t *keys, const json_t *ident_keys,
-                                json_t *cands, int *room, bool from_store)
+                                reg_cands *cands, int *room, bool from_store)
 {
     rl_error *err = NULL;
     rl_store_iter *blocking = NULL, *ident = NULL;
@@ -173,24 +150,9 @@ void reg_cand_scores_free(reg_cand_score *cs, size_t n)
 /* The candidates a decision scores, best first: those sharing the most keys
  * with the record (ties by id), at most REG_MAX_SCORED. order[i].rid points
  * into cands. */
-static rl_error *reg_rank_candidates(const json_t *cands, reg_cand **out, size_t *n)
+static rl_error *reg_rank_candidates(const reg_cands *cands, reg_cand **out, size_t *n)
 {
-    rl_error *err = NULL;
-    size_t ncands = json_object_size(cands), k = 0;
-    reg_cand *order = calloc(ncands + 1, sizeof *order);
-    if (!order)
-        RL_FAIL(RL_ENOMEM, "out of memory");
-    const char *key;
-    json_t *count;
-    json_object_foreach((json_t *)cands, key, count) {
-        order[k].rid = key;
-        order[k++].keys = json_is_integer(count) ? json_integer_value(count) : 1;
-    }
-    qsort(order, ncands, sizeof *order, reg_by_keys_desc);
-    *out = order;
-    *n = ncands < REG_MAX_SCORED ? ncands : REG_MAX_SCORED;
-cleanup:
-    return err;
+    return reg_cands_best(cands, REG_MAX_SCORED, out, n);
 }
 
 /* Compares one candidate with the probe: score (1 when a trusted identifier
@@ -252,7 +214,7 @@ static int reg_cand_score_by_rid(const void *a, const void *b)
     return strcmp(((const reg_cand_score *)a)->rid, ((const reg_cand_score *)b)->rid);
 }
 
-rl_error *reg_prescore(rl_registry *reg, const void *probe, const json_t *ident_keys, const json_t *cands,
+rl_error *reg_prescore(rl_registry *reg, const void *probe, const json_t *ident_keys, const reg_cands *cands,
                        reg_cand_score **out, size_t *nout)
 {
     rl_error *err = NULL;
@@ -296,7 +258,7 @@ cleanup:
 }
 
 rl_error *reg_score_goldens(rl_registry *reg, const char *rid, const void *probe, const json_t *ident_keys,
-                            json_t *cands, const reg_scoring *how, reg_golden_score **out, size_t *nout)
+                            const reg_cands *cands, const reg_scoring *how, reg_golden_score **out, size_t *nout)
 {
     rl_error *err = NULL;
     reg_golden_score *gs = NULL;
@@ -494,12 +456,14 @@ rl_error *rl_registry_match_ex(rl_registry *reg, const rl_actor *actor, const js
 {
     rl_error *err = NULL;
     void *probe = NULL;
-    json_t *keys = json_array(), *idents = json_array(), *cands = json_object(), *list = json_array();
+    json_t *keys = json_array(), *idents = json_array(), *list = json_array();
+    reg_cands *cands = NULL;
     reg_golden_score *gs = NULL;
     size_t ngs = 0;
     *out = NULL;
-    if (!keys || !idents || !cands || !list)
+    if (!keys || !idents || !list)
         RL_FAIL(RL_ENOMEM, "out of memory");
+    RL_TRY(reg_cands_new(&cands));
     RL_TRY(rl_registry_patient_validate(patient));
     RL_TRY(reg_identifier_keys(patient, idents));
     RL_TRY(reg->matcher->prepare(reg->matcher, patient, &probe));
@@ -538,7 +502,7 @@ rl_error *rl_registry_match_ex(rl_registry *reg, const rl_actor *actor, const js
                                               gs[g].fields ? gs[g].fields : json_null()));
     }
 done:;
-    json_t *detail = json_pack("{s:i, s:i}", "candidates", (int)json_object_size(cands), "results",
+    json_t *detail = json_pack("{s:i, s:i}", "candidates", (int)reg_cands_size(cands), "results",
                                (int)json_array_size(list));
     err = reg_audit_now(reg, actor, "search", NULL, 0, "ok", detail);
     json_decref(detail);
@@ -552,7 +516,7 @@ cleanup:
     reg_golden_scores_free(gs, ngs);
     json_decref(keys);
     json_decref(idents);
-    json_decref(cands);
+    reg_cands_free(cands);
     json_decref(list);
     return err;
 }

@@ -35,6 +35,7 @@ enum { REG_ID_LEN = 32, REG_TIMEKEY_LEN = 24, REG_KEY_MAX = 1024 };
 typedef struct reg_submit_req reg_submit_req;
 typedef struct reg_cache reg_cache;
 typedef struct reg_postings reg_postings;
+typedef struct reg_cands reg_cands;
 
 /* A registration that created a record, remembered for the decisions of
  * registrations prepared before it was applied (registry_submit.c). */
@@ -138,6 +139,12 @@ void reg_txn_end(reg_txn *txn);
 rl_error *reg_get_json(rl_registry *reg, rl_cf cf, const char *key, size_t key_len, json_t **out);
 void reg_put_json(rl_store_batch *batch, rl_cf cf, const char *key, size_t key_len, const json_t *value,
                   rl_error **err);
+/* A new record or golden record id: 12 hex digits of the creation time in
+ * milliseconds, then 20 of random (80 bits), as a UUIDv7 lays them out. Ids
+ * made in turn sort in turn, so that the families keyed by id (records,
+ * features, links, golden) take a registration's keys near the end of their
+ * memtables and table files rather than anywhere: cheaper inserts, flushes and
+ * compactions. Nothing depends on that order for correctness. */
 void reg_new_id(char out[REG_ID_LEN + 1]);
 void reg_time_key(rl_registry *reg, int64_t ms, char out[REG_TIMEKEY_LEN + 1]);
 void reg_now(char out[32]);
@@ -197,7 +204,7 @@ int reg_trusted_evidence(const rl_registry *reg, const json_t *a_keys, const jso
  * (optional) is lowered to cap minus the postings read, so that a caller
  * knows how many more postings under any of its keys would have cut one. */
 rl_error *reg_scan_candidates(rl_registry *reg, rl_store_iter *it, rl_cf cf, const char *prefix, const char *self,
-                              json_t *cands, int cap, int *room);
+                              reg_cands *cands, int cap, int *room);
 /* ---- deciding who a record is (registry_decide.c) ---- */
 
 typedef struct reg_golden_score {
@@ -226,10 +233,31 @@ typedef rl_error *(*reg_active_fn)(void *ctx, const char *golden, bool *active);
 /* Candidates from blocking keys (the postings in memory; from_store: the
  * blocking family itself) and trusted identifiers (reg_scan_candidates; room optional). */
 rl_error *reg_gather_candidates(rl_registry *reg, const char *rid, const json_t *keys, const json_t *ident_keys,
-                                json_t *cands, int *room, bool from_store);
-/* One more key that candidate rid shares with the probe, counted in cands (rid -> count): the more, the
- * likelier. Counted in place: most candidates of a record come under several keys. */
-rl_error *reg_cand_count(json_t *cands, const char *rid);
+                                reg_cands *cands, int *room, bool from_store);
+
+/* ---- a decision's candidates (registry_cands.c) ---- */
+
+/* Record id -> how many of the record's keys it shares with the probe (> 0;
+ * the more, the likelier). Owned by its creator; ids are copied in. */
+rl_error *reg_cands_new(reg_cands **out);
+void reg_cands_free(reg_cands *c);
+/* One more key that candidate rid shares: counted in place, as most
+ * candidates of a record come under several keys. */
+rl_error *reg_cand_count(reg_cands *c, const char *rid);
+/* Sets rid's count (0 removes it). */
+rl_error *reg_cands_set(reg_cands *c, const char *rid, int shared);
+size_t reg_cands_size(const reg_cands *c);
+/* rid's count, 0 when absent. */
+int reg_cands_shared(const reg_cands *c, const char *rid);
+/* The same ids with the same counts. */
+bool reg_cands_equal(const reg_cands *a, const reg_cands *b);
+typedef struct reg_cand {
+    const char *rid; /* points into the reg_cands, valid until it changes */
+    int shared;
+} reg_cand;
+/* The `most` candidates sharing the most keys, ties by id: *n of them at the
+ * start of *out (malloc'd), best first. */
+rl_error *reg_cands_best(const reg_cands *c, size_t most, reg_cand **out, size_t *n);
 
 /* One candidate compared with the probe: all a decision needs of it but its golden record. */
 typedef struct reg_cand_score {
@@ -250,7 +278,7 @@ rl_error *reg_candidate_features(rl_registry *reg, const char *rid, rl_buf *scra
  * decision would score; sorted by rid. A candidate's score changes only with
  * a change that advances reg->gen, so that a decision taken later at the same
  * generation reuses them (reg_scoring.pre) and scores only what it has not. */
-rl_error *reg_prescore(rl_registry *reg, const void *probe, const json_t *ident_keys, const json_t *cands,
+rl_error *reg_prescore(rl_registry *reg, const void *probe, const json_t *ident_keys, const reg_cands *cands,
                        reg_cand_score **out, size_t *n);
 
 typedef struct reg_scoring {
@@ -262,7 +290,7 @@ typedef struct reg_scoring {
     bool fresh;                 /* rid is new (or no record): no not-a-match memory names it */
 } reg_scoring;
 rl_error *reg_score_goldens(rl_registry *reg, const char *rid, const void *probe, const json_t *ident_keys,
-                            json_t *cands, const reg_scoring *how, reg_golden_score **out, size_t *n);
+                            const reg_cands *cands, const reg_scoring *how, reg_golden_score **out, size_t *n);
 void reg_golden_scores_free(reg_golden_score *gs, size_t n);
 /* *chosen: the index of the golden record to join automatically, or -1. */
 rl_error *reg_choose_golden(rl_registry *reg, reg_golden_score *gs, size_t n, reg_active_fn active, void *ctx,
@@ -316,7 +344,7 @@ rl_error *reg_cache_golden_of(void *ctx, const char *rid, char golden[REG_ID_LEN
 rl_error *reg_postings_new(rl_cf family, bool ordered, reg_postings **out);
 void reg_postings_free(reg_postings *p);
 /* reg_scan_candidates over the blocking family, answered from memory. */
-rl_error *reg_postings_scan(rl_registry *reg, reg_postings *p, const char *key, const char *self, json_t *cands,
+rl_error *reg_postings_scan(rl_registry *reg, reg_postings *p, const char *key, const char *self, reg_cands *cands,
                             int cap, int *room);
 /* Called for each record posted under a key in [lower, upper) (upper NULL:
  * under the prefix lower), keys in no particular order; *stop ends the visit.

@@ -611,7 +611,7 @@ static rl_error *rp_read_lock(rl_registry *reg, reg_postings *p)
 
 /* ---- what the registry asks ---- */
 
-rl_error *reg_postings_scan(rl_registry *reg, reg_postings *p, const char *key, const char *self, json_t *cands,
+rl_error *reg_postings_scan(rl_registry *reg, reg_postings *p, const char *key, const char *self, reg_cands *cands,
                             int cap, int *room)
 {
     rl_error *err = NULL;
@@ -630,7 +630,14 @@ rl_error *reg_postings_scan(rl_registry *reg, reg_postings *p, const char *key, 
     /* The record itself, by number: compared with every posting. */
     uint32_t self_rec = UINT32_MAX; /* left so when the record has no postings */
     rp_record(p, self, false, &self_rec);
+    /* At a million records each posting's id is a cache miss (its offset, then
+     * its bytes): fetched ahead, so that the misses overlap. */
+    enum { OFFSET_AHEAD = 16, ID_AHEAD = 8 };
     for (size_t i = 0; i < n && !err; i++) {
+        if (i + OFFSET_AHEAD < n)
+            __builtin_prefetch(&p->id_at[recs[i + OFFSET_AHEAD]]);
+        if (i + ID_AHEAD < n)
+            __builtin_prefetch(rp_id(p, recs[i + ID_AHEAD]));
         if (recs[i] != self_rec)
             err = reg_cand_count(cands, rp_id(p, recs[i]));
     }

@@ -351,7 +351,8 @@ typedef struct rm_slot {
     int state; /* 0 free, 1 being prepared, 2 ready */
     bool has_record;
     void *probe;
-    json_t *idents, *cands;
+    json_t *idents;
+    reg_cands *cands;
     reg_cand_score *pre;
     size_t npre;
     rl_error *err;
@@ -381,7 +382,7 @@ static void rm_slot_clear(rl_registry *reg, rm_slot *s)
     if (s->probe)
         reg->matcher->release(reg->matcher, s->probe);
     json_decref(s->idents);
-    json_decref(s->cands);
+    reg_cands_free(s->cands);
     reg_cand_scores_free(s->pre, s->npre);
     rl_error_free(s->err);
     memset(s, 0, sizeof *s);
@@ -395,9 +396,9 @@ static rl_error *rm_prepare(rl_registry *reg, const rm_record *r, rm_slot *s)
     rl_buf scratch;
     rl_buf_init(&scratch, 1 << 20);
     s->idents = json_array();
-    s->cands = json_object();
-    if (!keys || !s->idents || !s->cands)
+    if (!keys || !s->idents)
         RL_FAIL(RL_ENOMEM, "out of memory");
+    RL_TRY(reg_cands_new(&s->cands));
     /* A link without its record (a damaged store: `check` says so) stays where it is. */
     if (!r->has_record)
         goto cleanup;

@@ -113,9 +113,9 @@ int reg_trusted_evidence(const rl_registry *reg, const json_t *a_keys, const jso
     return verdict;
 }
 
-/* Adds the record ids found under prefix to cands (an object used as a set). */
+/* Counts the record ids found under prefix in cands. */
 rl_error *reg_scan_candidates(rl_registry *reg, rl_store_iter *it, rl_cf cf, const char *prefix, const char *self,
-                              json_t *cands, int cap, int *room)
+                              reg_cands *cands, int cap, int *room)
 {
     rl_error *err = NULL;
     char p[REG_KEY_MAX + 1];
@@ -291,7 +291,7 @@ struct reg_submit_req {
     /* Candidates gathered and scored before the decision, at generation gen
      * after `created` creations, with `room` postings to spare under every key
      * (reg_scan_candidates); key_hashes: of postings then identifier keys. */
-    json_t *cands;
+    reg_cands *cands;
     reg_cand_score *pre;
     size_t npre;
     uint64_t gen, created;
@@ -329,7 +329,7 @@ static void reg_req_clear(rl_registry *reg, reg_submit_req *q)
     json_decref(q->record);
     json_decref(q->link);
     rl_store_batch_destroy(q->prepared);
-    json_decref(q->cands);
+    reg_cands_free(q->cands);
     q->cands = NULL;
     reg_cand_scores_free(q->pre, q->npre);
     q->pre = NULL;
@@ -391,9 +391,7 @@ static rl_error *reg_submit_prepare(rl_registry *reg, reg_submit_req *q)
     if (found)
         goto cleanup;
     RL_TRY(reg_key_hashes(q->postings, q->ident_keys, &q->key_hashes));
-    q->cands = json_object();
-    if (!q->cands)
-        RL_FAIL(RL_ENOMEM, "out of memory");
+    RL_TRY(reg_cands_new(&q->cands));
     q->room = reg->opts.max_candidates_per_key;
     RL_TRY(reg_gather_candidates(reg, q->fresh_id, q->postings, q->ident_keys, q->cands, &q->room, false));
     RL_TRY(reg_prescore(reg, q->probe, q->ident_keys, q->cands, &q->pre, &q->npre));
@@ -458,11 +456,11 @@ static bool reg_recent_candidates(rl_registry *reg, reg_submit_req *q)
     for (uint64_t n = q->created + 1; n <= now; n++) {
         const reg_recent *r = &reg->recent[n % REG_RECENT];
         /* Seen in part or whole by the gather, or not at all: counted afresh. */
-        int shared = reg_recent_shared(reg, q, r);
-        if (shared > 0)
-            json_object_set_new(q->cands, r->rid, json_integer(shared));
-        else
-            json_object_del(q->cands, r->rid);
+        rl_error *err = reg_cands_set(q->cands, r->rid, reg_recent_shared(reg, q, r));
+        if (err) {
+            rl_error_free(err); /* out of memory: gathered anew, which reports it */
+            return false;
+        }
     }
     return true;
 }
@@ -470,22 +468,21 @@ static bool reg_recent_candidates(rl_registry *reg, reg_submit_req *q)
 /* Write lock held (tests, registry.verify_decisions): the candidates and scores
  * a decision used (the postings in memory, reg_recent_candidates, scores taken
  * ahead) must be what gathering from the store and scoring anew gives. */
-static rl_error *reg_verify_scores(rl_registry *reg, const reg_submit_req *q, const json_t *cands,
+static rl_error *reg_verify_scores(rl_registry *reg, const reg_submit_req *q, const reg_cands *cands,
                                    const reg_golden_score *gs, size_t n)
 {
     rl_error *err = NULL;
-    json_t *again = json_object();
+    reg_cands *again = NULL;
     reg_golden_score *gs2 = NULL;
     size_t n2 = 0;
-    if (!again)
-        RL_FAIL(RL_ENOMEM, "out of memory");
+    RL_TRY(reg_cands_new(&again));
     /* From the blocking family itself: the postings in memory are checked too. */
     RL_TRY(reg_gather_candidates(reg, q->rid, q->postings, q->ident_keys, again, NULL, true));
     reg_scoring how = {.golden_of = reg_cache_golden_of, .ctx = reg};
     RL_TRY(reg_score_goldens(reg, q->rid, q->probe, q->ident_keys, again, &how, &gs2, &n2));
-    if (!json_equal(again, cands))
-        RL_FAIL(RL_EINTERNAL, "verify: %zu candidates kept, %zu found anew", json_object_size(cands),
-                json_object_size(again));
+    if (!reg_cands_equal(again, cands))
+        RL_FAIL(RL_EINTERNAL, "verify: %zu candidates kept, %zu found anew", reg_cands_size(cands),
+                reg_cands_size(again));
     if (n2 != n)
         RL_FAIL(RL_EINTERNAL, "verify: %zu golden records scored ahead, %zu anew", n, n2);
     for (size_t i = 0; i < n; i++)
@@ -496,7 +493,7 @@ static rl_error *reg_verify_scores(rl_registry *reg, const reg_submit_req *q, co
             RL_FAIL(RL_EINTERNAL, "verify: golden record %zu scored otherwise ahead than anew", i);
 cleanup:
     reg_golden_scores_free(gs2, n2);
-    json_decref(again);
+    reg_cands_free(again);
     return err;
 }
 
@@ -520,7 +517,8 @@ static void reg_recent_add(rl_registry *reg, reg_submit_req *q)
 static void reg_submit_decide(rl_registry *reg, reg_submit_req *q)
 {
     rl_error *err = NULL;
-    json_t *cands = json_object();
+    reg_cands *gathered = NULL;
+    const reg_cands *cands = NULL;
     json_t *old = NULL, *old_link = NULL, *golden = NULL, *index = NULL, *old_idents = NULL, *old_search = NULL;
     char *existing = NULL;
     reg_golden_score *gs = NULL;
@@ -530,8 +528,6 @@ static void reg_submit_decide(rl_registry *reg, reg_submit_req *q)
     json_t *ident_keys = q->ident_keys, *postings = q->postings;
     const char *source_key = q->source_key;
     char *rid = q->rid, *golden_id = q->golden_id;
-    if (!cands)
-        RL_FAIL(RL_ENOMEM, "out of memory");
 
     size_t len = 0;
     bool found = false;
@@ -625,10 +621,11 @@ static void reg_submit_decide(rl_registry *reg, reg_submit_req *q)
      * generation), whether or not the candidates must be gathered again. */
     bool scored = !found && q->cands && atomic_load(&reg->gen) == q->gen;
     if (scored && reg_recent_candidates(reg, q)) {
-        json_decref(cands);
-        cands = json_incref(q->cands);
+        cands = q->cands;
     } else {
-        RL_TRY(reg_gather_candidates(reg, rid, postings, ident_keys, cands, NULL, false));
+        RL_TRY(reg_cands_new(&gathered));
+        RL_TRY(reg_gather_candidates(reg, rid, postings, ident_keys, gathered, NULL, false));
+        cands = gathered;
     }
     /* Candidates' links are read before this transaction writes any. */
     reg_scoring how = {.golden_of = reg_cache_golden_of, .ctx = reg, .pre = scored ? q->pre : NULL,
@@ -678,7 +675,7 @@ static void reg_submit_decide(rl_registry *reg, reg_submit_req *q)
 
     const char *subjects[2] = {rid, golden_id};
     json_t *detail = json_pack("{s:s, s:f, s:i, s:i}", "grade", grade, "score", link_score, "candidates",
-                               (int)json_object_size(cands), "reviews_queued", q->reviews);
+                               (int)reg_cands_size(cands), "reviews_queued", q->reviews);
     err = reg_txn_audit(&txn, actor, found ? (q->action ? q->action : "update") : "create", subjects, 2, "ok",
                         detail);
     json_decref(detail);
@@ -704,7 +701,7 @@ cleanup:
     reg_txn_end(&txn);
     reg_golden_scores_free(gs, ngs);
     free(existing);
-    json_decref(cands);
+    reg_cands_free(gathered);
     json_decref(old);
     json_decref(old_link);
     json_decref(golden);

@@ -107,16 +107,17 @@ static json_t *reg_shares(json_t *counts, size_t total)
 }
 
 /* Candidate pairs of the sampled records, as blocking proposes them. */
-static int reg_train_by_id(const void *a, const void *b) { return strcmp(*(const char *const *)a, *(const char *const *)b); }
 
 static rl_error *reg_train_pairs(rl_registry *reg, const demo_model *model, reg_train_data *d, demo_pair_levels **out,
                                  size_t *npairs)
 {
     rl_error *err = NULL;
-    json_t *seen_pairs = json_object(), *keys = NULL, *cands = NULL, *posted = json_object();
+    json_t *seen_pairs = json_object(), *keys = NULL, *cands = NULL;
+    reg_cands *posted = NULL;
+    reg_cand *rids = NULL;
     size_t cap = 1 << 16, n = 0;
     demo_pair_levels *pairs = malloc(cap * sizeof *pairs);
-    if (!pairs || !seen_pairs || !posted)
+    if (!pairs || !seen_pairs)
         RL_FAIL(RL_ENOMEM, "out of memory");
     for (size_t s = 0; s < d->nsample && n < REG_TRAIN_MAX_PAIRS; s++) {
         keys = json_array();
@@ -128,24 +129,22 @@ static rl_error *reg_train_pairs(rl_registry *reg, const demo_model *model, reg_
             /* Which rule made the key ("fs<rule>|..."), for per-rule EM. */
             int rule = atoi(json_string_value(k) + 2);
             uint32_t bit = rule >= 0 && rule < 32 ? 1u << rule : 0;
-            json_object_clear(posted);
+            reg_cands_free(posted);
+            posted = NULL;
+            RL_TRY(reg_cands_new(&posted));
             RL_TRY(reg_postings_scan(reg, reg->postings, json_string_value(k), d->sample_ids[s], posted,
                                      reg->opts.max_candidates_per_key, NULL));
-            /* In key order, as a scan of the family gave them: the pairs, and so EM's
-             * sums, come in the same order as before the postings were in memory. */
-            size_t np = json_object_size(posted), j = 0;
-            const char **rids = malloc((np + 1) * sizeof *rids);
-            if (!rids)
-                RL_FAIL(RL_ENOMEM, "out of memory");
-            const char *rid;
-            json_t *one;
-            json_object_foreach(posted, rid, one) rids[j++] = rid;
-            qsort(rids, np, sizeof *rids, reg_train_by_id);
-            for (j = 0; j < np; j++) {
-                json_t *prev = json_object_get(cands, rids[j]);
-                json_object_set_new(cands, rids[j], json_integer((prev ? json_integer_value(prev) : 0) | bit));
-            }
+            /* In key order, as a scan of the family gave them (each id once under a key: ranked
+             * by id alone): the pairs, and so EM's sums, come in the same order as before the
+             * postings were in memory. */
+            size_t np = 0;
             free(rids);
+            rids = NULL;
+            RL_TRY(reg_cands_best(posted, reg_cands_size(posted), &rids, &np));
+            for (size_t j = 0; j < np; j++) {
+                json_t *prev = json_object_get(cands, rids[j].rid);
+                json_object_set_new(cands, rids[j].rid, json_integer((prev ? json_integer_value(prev) : 0) | bit));
+            }
         }
         const char *cid;
         json_t *bits;
@@ -184,7 +183,8 @@ static rl_error *reg_train_pairs(rl_registry *reg, const demo_model *model, reg_
     pairs = NULL;
 cleanup:
     json_decref(seen_pairs);
-    json_decref(posted);
+    reg_cands_free(posted);
+    free(rids);
     json_decref(keys);
     json_decref(cands);
     free(pairs);
