@@ -3,6 +3,7 @@
 
 #include <pthread.h>
 #include <stdbool.h>
+#include <unistd.h>
 
 typedef struct share {
     rl_parallel_fn fn;
@@ -44,4 +45,10 @@ rl_error *rl_parallel_run(unsigned n, rl_parallel_fn fn, void *ctx)
             rl_error_free(s[t].err);
     }
     return err;
+}
+
+unsigned rl_parallel_cores(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n < 1 ? 1 : n > RL_PARALLEL_MAX ? RL_PARALLEL_MAX : (unsigned)n;
 }

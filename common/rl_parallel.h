@@ -21,4 +21,7 @@ typedef rl_error *(*rl_parallel_fn)(void *ctx, unsigned t);
 
 rl_error *rl_parallel_run(unsigned n, rl_parallel_fn fn, void *ctx);
 
+/* The cores online, in [1, RL_PARALLEL_MAX]: a share each. */
+unsigned rl_parallel_cores(void);
+
 #endif

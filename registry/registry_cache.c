@@ -27,6 +27,7 @@
 #include <string.h>
 
 #include "common/rl_log.h"
+#include "common/rl_parallel.h"
 #include "common/rl_time.h"
 #include "registry/registry_internal.h"
 
@@ -314,32 +315,71 @@ cleanup:
     return err;
 }
 
-/* Adds the entry of one link (and its features when features is at it): write lock held. */
-static void reg_cache_fill_one(reg_cache *c, const char *rid, size_t rlen, const char *link, size_t llen,
-                               rl_store_iter *features)
+/* Links read in batches: each link's golden record parsed by every core (the
+ * JSON parse is most of a fill), then the entries added in key order. */
+enum { REG_FILL_BATCH = 1024, REG_FILL_LINK_MAX = 8192 };
+typedef struct reg_fill_batch {
+    rl_buf bytes;                 /* links, then features, of the batch */
+    size_t link_off[REG_FILL_BATCH], link_len[REG_FILL_BATCH];
+    size_t feat_off[REG_FILL_BATCH], feat_len[REG_FILL_BATCH];
+    bool has_features[REG_FILL_BATCH];
+    char rid[REG_FILL_BATCH][REG_ID_LEN + 8];
+    char golden[REG_FILL_BATCH][REG_ID_LEN + 8]; /* "" when the link names none */
+    size_t n;
+    unsigned shares;
+} reg_fill_batch;
+
+static rl_error *reg_fill_parse_share(void *ctx, unsigned t)
 {
-    char id[REG_ID_LEN + 8];
-    if (rlen >= sizeof id)
-        return;
-    memcpy(id, rid, rlen);
-    id[rlen] = '\0';
-    json_t *j = json_loadb(link, llen, 0, NULL);
-    const char *g = json_string_value(json_object_get(j, "golden"));
-    /* The features family is read alongside, both in record id order. */
-    size_t flen = 0, fklen = 0;
-    const char *fkey = NULL;
-    while (rl_store_iter_valid(features)) {
-        fkey = rl_store_iter_key(features, &fklen);
-        int cmp = memcmp(fkey, rid, fklen < rlen ? fklen : rlen);
-        if (cmp > 0 || (cmp == 0 && fklen >= rlen))
-            break;
-        rl_store_iter_next(features);
+    reg_fill_batch *b = ctx;
+    for (size_t i = t; i < b->n; i += b->shares) {
+        json_t *j = json_loadb(b->bytes.data + b->link_off[i], b->link_len[i], 0, NULL);
+        const char *g = json_string_value(json_object_get(j, "golden"));
+        b->golden[i][0] = '\0';
+        if (g && strlen(g) < sizeof b->golden[i])
+            memcpy(b->golden[i], g, strlen(g) + 1);
+        json_decref(j);
     }
-    bool has = rl_store_iter_valid(features) && fklen == rlen && memcmp(fkey, rid, rlen) == 0;
-    const char *bytes = has ? rl_store_iter_value(features, &flen) : NULL;
-    if (g)
-        reg_cache_insert(c, id, g, bytes, flen, has);
-    json_decref(j);
+    return NULL;
+}
+
+/* Reads the next batch of links, each with its features when the features
+ * family has them (both families in record id order). */
+static rl_error *reg_fill_read(reg_fill_batch *b, rl_store_iter *links, rl_store_iter *features)
+{
+    rl_error *err = NULL;
+    rl_buf_reset(&b->bytes);
+    b->n = 0;
+    for (; rl_store_iter_valid(links) && b->n < REG_FILL_BATCH; rl_store_iter_next(links)) {
+        size_t rlen, vlen, flen = 0, fklen = 0;
+        const char *rid = rl_store_iter_key(links, &rlen);
+        const char *v = rl_store_iter_value(links, &vlen);
+        if (rlen >= sizeof b->rid[0])
+            continue; /* not a record id (check reports it) */
+        size_t i = b->n;
+        memcpy(b->rid[i], rid, rlen);
+        b->rid[i][rlen] = '\0';
+        const char *fkey = NULL;
+        while (rl_store_iter_valid(features)) {
+            fkey = rl_store_iter_key(features, &fklen);
+            int cmp = memcmp(fkey, rid, fklen < rlen ? fklen : rlen);
+            if (cmp > 0 || (cmp == 0 && fklen >= rlen))
+                break;
+            rl_store_iter_next(features);
+        }
+        b->has_features[i] = rl_store_iter_valid(features) && fklen == rlen && memcmp(fkey, rid, rlen) == 0;
+        const char *bytes = b->has_features[i] ? rl_store_iter_value(features, &flen) : NULL;
+        b->link_off[i] = b->bytes.len;
+        b->link_len[i] = vlen;
+        RL_TRY(rl_buf_append(&b->bytes, v, vlen));
+        b->feat_off[i] = b->bytes.len;
+        b->feat_len[i] = flen;
+        if (flen)
+            RL_TRY(rl_buf_append(&b->bytes, bytes, flen));
+        b->n++;
+    }
+cleanup:
+    return err;
 }
 
 rl_error *reg_cache_fill(rl_registry *reg)
@@ -348,22 +388,36 @@ rl_error *reg_cache_fill(rl_registry *reg)
     reg_cache *c = reg->cache;
     rl_store_iter *links = NULL, *features = NULL;
     uint64_t t0 = rl_time_mono_ns();
+    reg_fill_batch *b = calloc(1, sizeof *b);
+    if (!b)
+        RL_FAIL(RL_ENOMEM, "out of memory");
+    /* A link or features record beyond the cap is not what the registry writes. */
+    rl_buf_init(&b->bytes, (size_t)REG_FILL_BATCH * 2 * REG_FILL_LINK_MAX);
+    b->shares = rl_parallel_cores();
     RL_TRY(rl_store_iter_new(reg->store, RL_CF_LINKS, NULL, 0, NULL, 0, &links));
     RL_TRY(rl_store_iter_new(reg->store, RL_CF_FEATURES, NULL, 0, NULL, 0, &features));
     pthread_rwlock_wrlock(&c->lock);
-    for (; rl_store_iter_valid(links) && c->bytes < c->max_bytes; rl_store_iter_next(links)) {
-        size_t klen, vlen;
-        const char *k = rl_store_iter_key(links, &klen);
-        const char *v = rl_store_iter_value(links, &vlen);
-        reg_cache_fill_one(c, k, klen, v, vlen, features);
+    while (rl_store_iter_valid(links) && c->bytes < c->max_bytes && !err) {
+        err = reg_fill_read(b, links, features);
+        if (!err)
+            err = rl_parallel_run(b->shares, reg_fill_parse_share, b);
+        for (size_t i = 0; !err && i < b->n && c->bytes < c->max_bytes; i++)
+            if (b->golden[i][0])
+                reg_cache_insert(c, b->rid[i], b->golden[i], b->bytes.data + b->feat_off[i], b->feat_len[i],
+                                 b->has_features[i]);
     }
     size_t count = c->count, bytes = c->bytes;
     pthread_rwlock_unlock(&c->lock);
+    if (err)
+        goto cleanup;
     RL_TRY(rl_store_iter_status(links));
     RL_TRY(rl_store_iter_status(features));
     rl_log(RL_LOG_INFO, "registry", "match cache filled", "records=%zu mib=%zu ms=%llu", count, bytes >> 20,
            (unsigned long long)((rl_time_mono_ns() - t0) / 1000000));
 cleanup:
+    if (b)
+        rl_buf_free(&b->bytes);
+    free(b);
     rl_store_iter_destroy(links);
     rl_store_iter_destroy(features);
     return err;

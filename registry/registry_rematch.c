@@ -29,7 +29,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "common/rl_parallel.h"
 #include "common/rl_time.h"
@@ -82,45 +81,96 @@ static uint64_t rm_keys_hash(const json_t *keys)
     return h;
 }
 
+/* A share a core, one left for the replay's deciding thread (rm_replay_share). */
+static unsigned rm_threads(void)
+{
+    unsigned n = rl_parallel_cores();
+    return n > RL_PARALLEL_MAX - 1 ? RL_PARALLEL_MAX - 1 : n;
+}
+
+/* What a record's link says, into r (its rid set already). */
+static rl_error *rm_parse_link(rm_record *r, const char *v, size_t vlen)
+{
+    rl_error *err = NULL;
+    json_t *link = json_loadb(v, vlen, 0, NULL);
+    if (!link)
+        RL_FAIL(RL_ESTORE, "a link is not JSON: run `ridgeline check`");
+    snprintf(r->old_golden, sizeof r->old_golden, "%s", json_string_value(json_object_get(link, "golden")));
+    const char *grade = json_string_value(json_object_get(link, "grade"));
+    snprintf(r->old_grade, sizeof r->old_grade, "%s", grade ? grade : "");
+    r->old_score = json_number_value(json_object_get(link, "score"));
+    const char *method = json_string_value(json_object_get(link, "method"));
+    r->manual = method && strcmp(method, "manual") == 0;
+    json_t *index = json_object_get(link, "index");
+    r->seq = (long long)json_integer_value(json_object_get(index, "seq"));
+    r->postings_hash = rm_keys_hash(json_object_get(index, "postings"));
+cleanup:
+    json_decref(link);
+    return err;
+}
+
+/* Links read in batches, parsed by every core: parsing is most of the load. */
+enum { RM_LOAD_BATCH = 8192 };
+typedef struct rm_load_batch {
+    rm_record *recs; /* the batch's first record */
+    const rl_buf *values;
+    const size_t *off, *len;
+    size_t n;
+    unsigned shares;
+} rm_load_batch;
+
+static rl_error *rm_parse_share(void *ctx, unsigned t)
+{
+    rl_error *err = NULL;
+    const rm_load_batch *b = ctx;
+    for (size_t i = t; i < b->n; i += b->shares)
+        RL_TRY(rm_parse_link(&b->recs[i], b->values->data + b->off[i], b->len[i]));
+cleanup:
+    return err;
+}
+
 /* All links, sorted by record id for lookups. */
 static rl_error *rm_load(rl_registry *reg, rm_record **out, size_t *n)
 {
     rl_error *err = NULL;
     rl_store_iter *it = NULL;
-    json_t *link = NULL;
     size_t cap = 1024, count = 0;
     rm_record *recs = malloc(cap * sizeof *recs);
-    if (!recs)
+    size_t *off = malloc(RM_LOAD_BATCH * sizeof *off), *len = malloc(RM_LOAD_BATCH * sizeof *len);
+    rl_buf values;
+    /* A link is a few hundred bytes; one of 8 KiB or more is not what the registry writes. */
+    rl_buf_init(&values, (size_t)RM_LOAD_BATCH * 8192);
+    if (!recs || !off || !len)
         RL_FAIL(RL_ENOMEM, "out of memory");
     RL_TRY(rl_store_iter_new(reg->store, RL_CF_LINKS, NULL, 0, NULL, 0, &it));
-    for (; rl_store_iter_valid(it); rl_store_iter_next(it)) {
-        size_t klen, vlen;
-        const char *k = rl_store_iter_key(it, &klen);
-        const char *v = rl_store_iter_value(it, &vlen);
-        link = json_loadb(v, vlen, 0, NULL);
-        if (!link)
-            RL_FAIL(RL_ESTORE, "a link is not JSON: run `ridgeline check`");
-        if (count == cap) {
-            cap *= 2;
-            rm_record *grown = realloc(recs, cap * sizeof *recs);
-            if (!grown)
-                RL_FAIL(RL_ENOMEM, "out of memory");
-            recs = grown;
+    while (rl_store_iter_valid(it)) {
+        rm_load_batch b = {.values = &values, .off = off, .len = len, .shares = rm_threads()};
+        size_t first = count;
+        rl_buf_reset(&values);
+        for (; rl_store_iter_valid(it) && b.n < RM_LOAD_BATCH; rl_store_iter_next(it), b.n++) {
+            size_t klen, vlen;
+            const char *k = rl_store_iter_key(it, &klen);
+            const char *v = rl_store_iter_value(it, &vlen);
+            if (count == cap) {
+                cap *= 2;
+                rm_record *grown = realloc(recs, cap * sizeof *recs);
+                if (!grown)
+                    RL_FAIL(RL_ENOMEM, "out of memory");
+                recs = grown;
+            }
+            rm_record *r = &recs[count++];
+            memset(r, 0, sizeof *r);
+            snprintf(r->rid, sizeof r->rid, "%.*s", (int)klen, k);
+            off[b.n] = values.len;
+            len[b.n] = vlen;
+            err = rl_buf_append(&values, v, vlen);
+            if (err) {
+                err = rl_error_wrap(err, "reading links: run `ridgeline check`");
+                goto cleanup;
+            }
         }
-        rm_record *r = &recs[count++];
-        memset(r, 0, sizeof *r);
-        snprintf(r->rid, sizeof r->rid, "%.*s", (int)klen, k);
-        snprintf(r->old_golden, sizeof r->old_golden, "%s", json_string_value(json_object_get(link, "golden")));
-        const char *grade = json_string_value(json_object_get(link, "grade"));
-        snprintf(r->old_grade, sizeof r->old_grade, "%s", grade ? grade : "");
-        r->old_score = json_number_value(json_object_get(link, "score"));
-        const char *method = json_string_value(json_object_get(link, "method"));
-        r->manual = method && strcmp(method, "manual") == 0;
-        json_t *index = json_object_get(link, "index");
-        r->seq = (long long)json_integer_value(json_object_get(index, "seq"));
-        r->postings_hash = rm_keys_hash(json_object_get(index, "postings"));
-        json_decref(link);
-        link = NULL;
+        b.recs = recs + first;
+        RL_TRY(rl_parallel_run(b.shares, rm_parse_share, &b));
     }
     RL_TRY(rl_store_iter_status(it));
     qsort(recs, count, sizeof *recs, rm_by_rid);
@@ -146,7 +196,9 @@ static rl_error *rm_load(rl_registry *reg, rm_record **out, size_t *n)
     recs = NULL;
 cleanup:
     rl_store_iter_destroy(it);
-    json_decref(link);
+    free(off);
+    free(len);
+    rl_buf_free(&values);
     free(recs);
     return err;
 }
@@ -251,11 +303,6 @@ cleanup:
 }
 
 /* How many threads share work that has to wait for nothing but the CPU. */
-static unsigned rm_threads(void)
-{
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
-    return n < 1 ? 1 : n > RL_PARALLEL_MAX - 1 ? RL_PARALLEL_MAX - 1 : (unsigned)n;
-}
 
 /* Rewrites a record's blocking postings (and features) from its record, as the current rules make them. */
 static rl_error *rm_reindex(rl_registry *reg, const char *rid, const void *prepared, rl_store_batch *batch,

@@ -1004,6 +1004,42 @@ static void test_counters_survive_reopen(void **state)
     rl_submit_result_clear(&b);
 }
 
+/* A server fills the match cache from the links at start (rl_registry_warm),
+ * in batches: every record's entry must name the golden record its link does,
+ * across batches and after links changed. */
+static void test_warm_fills_cache_from_links(void **state)
+{
+    fixture *f = *state;
+    enum { PEOPLE = 1300 }; /* over one batch of the fill */
+    static const char *const family[] = {"Banda", "Phiri", "Mwale", "Tembo", "Zulu", "Dlamini", "Okafor"};
+    char (*rid)[65] = calloc(PEOPLE, sizeof *rid);
+    assert_non_null(rid);
+    for (int i = 0; i < PEOPLE; i++) {
+        char value[16], given[24], birth[16];
+        snprintf(value, sizeof value, "%d", i);
+        snprintf(given, sizeof given, "Given%c%c%c", 'a' + i % 26, 'a' + i / 26 % 26, 'a' + i / 676 % 26);
+        snprintf(birth, sizeof birth, "19%02d-%02d-%02d", 40 + i % 60, 1 + i % 12, 1 + i % 28);
+        rl_submit_result r = submit(f, "urn:warm", value, family[i % 7], given, i % 2 ? "male" : "female", birth);
+        snprintf(rid[i], sizeof rid[i], "%s", r.record_id);
+        rl_submit_result_clear(&r);
+    }
+    /* Some links moved by a reviewer: the fill reads links as they now are. */
+    char target[65];
+    golden_of(f, rid[0], target);
+    for (int i = 1000; i < 1003; i++)
+        assert_null(rl_registry_link(f->reg, &reviewer, rid[i], target, NULL));
+    close_registry(f);
+    assert_int_equal(open_registry(f), 0);
+    assert_null(rl_registry_warm(f->reg));
+    char g[65];
+    for (int i = 0; i < PEOPLE; i++)
+        golden_of(f, rid[i], g);
+    for (int i = 1000; i < 1003; i++)
+        assert_string_equal(golden_of(f, rid[i], g), target);
+    expect_clean(f);
+    free(rid);
+}
+
 static const struct {
     const char *json;
     rl_code code;
@@ -1105,6 +1141,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_audit_trail, setup, teardown),
         cmocka_unit_test_setup_teardown(test_check_finds_damage, setup, teardown),
         cmocka_unit_test_setup_teardown(test_counters_survive_reopen, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_warm_fills_cache_from_links, setup, teardown),
     };
     return cmocka_run_group_tests_name("registry", tests, NULL, NULL);
 }
