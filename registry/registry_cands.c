@@ -11,10 +11,10 @@
 #include "registry/registry_internal.h"
 
 enum {
-    /* More candidates than any set of keys can bring under the per-key cap
-     * (reg->opts.max_candidates_per_key, at most 1,000,000 over a few dozen
-     * keys is beyond it, but a record cannot have that many namesakes and
-     * still be matched in time): a bound on memory, 48 MiB. */
+    /* A bound on memory (48 MiB). Under the default per-key cap (200) a
+     * record's keys bring a few thousand candidates at most; only a cap
+     * raised near its limit could reach this, and that is an error
+     * (RL_ETOOBIG), not an allocation. */
     REG_CANDS_MAX = 1 << 20,
     REG_CANDS_FIRST = 64,
 };
