@@ -274,6 +274,18 @@ void reg_new_id(char out[REG_ID_LEN + 1])
     sodium_bin2hex(out + TIME_HEX, REG_ID_LEN - TIME_HEX + 1, raw, sizeof raw);
 }
 
+bool reg_iter_reach(rl_store_iter *it, const char *key, size_t len)
+{
+    for (; rl_store_iter_valid(it); rl_store_iter_next(it)) {
+        size_t klen;
+        const char *k = rl_store_iter_key(it, &klen);
+        int cmp = memcmp(k, key, klen < len ? klen : len);
+        if (cmp > 0 || (cmp == 0 && klen >= len))
+            return cmp == 0 && klen == len;
+    }
+    return false;
+}
+
 void reg_time_key(rl_registry *reg, int64_t ms, char out[REG_TIMEKEY_LEN + 1])
 {
     uint32_t seq = (uint32_t)atomic_fetch_add(&reg->seq, 1);

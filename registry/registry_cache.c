@@ -351,7 +351,7 @@ static rl_error *reg_fill_read(reg_fill_batch *b, rl_store_iter *links, rl_store
     rl_buf_reset(&b->bytes);
     b->n = 0;
     for (; rl_store_iter_valid(links) && b->n < REG_FILL_BATCH; rl_store_iter_next(links)) {
-        size_t rlen, vlen, flen = 0, fklen = 0;
+        size_t rlen, vlen, flen = 0;
         const char *rid = rl_store_iter_key(links, &rlen);
         const char *v = rl_store_iter_value(links, &vlen);
         if (rlen >= sizeof b->rid[0])
@@ -359,15 +359,7 @@ static rl_error *reg_fill_read(reg_fill_batch *b, rl_store_iter *links, rl_store
         size_t i = b->n;
         memcpy(b->rid[i], rid, rlen);
         b->rid[i][rlen] = '\0';
-        const char *fkey = NULL;
-        while (rl_store_iter_valid(features)) {
-            fkey = rl_store_iter_key(features, &fklen);
-            int cmp = memcmp(fkey, rid, fklen < rlen ? fklen : rlen);
-            if (cmp > 0 || (cmp == 0 && fklen >= rlen))
-                break;
-            rl_store_iter_next(features);
-        }
-        b->has_features[i] = rl_store_iter_valid(features) && fklen == rlen && memcmp(fkey, rid, rlen) == 0;
+        b->has_features[i] = reg_iter_reach(features, rid, rlen);
         const char *bytes = b->has_features[i] ? rl_store_iter_value(features, &flen) : NULL;
         b->link_off[i] = b->bytes.len;
         b->link_len[i] = vlen;

@@ -137,6 +137,10 @@ void reg_txn_end(reg_txn *txn);
 
 /* Store helpers. */
 rl_error *reg_get_json(rl_registry *reg, rl_cf cf, const char *key, size_t key_len, json_t **out);
+/* Steps `it` forward past the keys below key (len bytes) and says whether it
+ * stands on key: for reading a family beside another in key order (callers
+ * ask for keys in ascending order; `it` is left where the next one starts). */
+bool reg_iter_reach(rl_store_iter *it, const char *key, size_t len);
 void reg_put_json(rl_store_batch *batch, rl_cf cf, const char *key, size_t key_len, const json_t *value,
                   rl_error **err);
 /* A new record or golden record id: 12 hex digits of the creation time in

@@ -81,7 +81,9 @@ static uint64_t rm_keys_hash(const json_t *keys)
     return h;
 }
 
-/* A share a core, one left for the replay's deciding thread (rm_replay_share). */
+/* How many threads share work that waits for nothing but the CPU: one a
+ * core, and one fewer than the most, for the replay's deciding thread
+ * (rm_replay_share). */
 static unsigned rm_threads(void)
 {
     unsigned n = rl_parallel_cores();
@@ -178,18 +180,8 @@ static rl_error *rm_load(rl_registry *reg, rm_record **out, size_t *n)
     rl_store_iter_destroy(it);
     it = NULL;
     RL_TRY(rl_store_iter_new(reg->store, RL_CF_RECORDS, NULL, 0, NULL, 0, &it));
-    for (size_t i = 0; i < count && rl_store_iter_valid(it);) {
-        size_t klen;
-        const char *k = rl_store_iter_key(it, &klen);
-        size_t rlen = strlen(recs[i].rid);
-        int cmp = memcmp(k, recs[i].rid, klen < rlen ? klen : rlen);
-        if (cmp == 0 && klen == rlen)
-            recs[i++].has_record = true;
-        else if (cmp < 0 || (cmp == 0 && klen < rlen))
-            rl_store_iter_next(it);
-        else
-            i++;
-    }
+    for (size_t i = 0; i < count; i++)
+        recs[i].has_record = reg_iter_reach(it, recs[i].rid, strlen(recs[i].rid));
     RL_TRY(rl_store_iter_status(it));
     *out = recs;
     *n = count;
@@ -272,17 +264,9 @@ static rl_error *rm_check_share(void *arg, unsigned t)
                              &it));
     for (size_t i = from; i < to; i++) {
         rm_record *r = &c->recs[i];
-        size_t rlen = strlen(r->rid), klen = 0, len = 0;
-        const char *k = NULL;
+        size_t len = 0;
         /* Past the features of records without a link, to r's (or past where they would be). */
-        while (rl_store_iter_valid(it)) {
-            k = rl_store_iter_key(it, &klen);
-            int cmp = memcmp(k, r->rid, klen < rlen ? klen : rlen);
-            if (cmp > 0 || (cmp == 0 && klen >= rlen))
-                break;
-            rl_store_iter_next(it);
-        }
-        bool found = rl_store_iter_valid(it) && klen == rlen && memcmp(k, r->rid, rlen) == 0;
+        bool found = reg_iter_reach(it, r->rid, strlen(r->rid));
         const char *bytes = found ? rl_store_iter_value(it, &len) : NULL;
         rl_error *derr = found ? reg->matcher->decode_into(reg->matcher, bytes, len, prepared) : NULL;
         if (!found || derr) {
@@ -301,8 +285,6 @@ cleanup:
     json_decref(keys);
     return err;
 }
-
-/* How many threads share work that has to wait for nothing but the CPU. */
 
 /* Rewrites a record's blocking postings (and features) from its record, as the current rules make them. */
 static rl_error *rm_reindex(rl_registry *reg, const char *rid, const void *prepared, rl_store_batch *batch,

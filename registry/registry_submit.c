@@ -228,7 +228,7 @@ static void reg_put_index(rl_store_batch *batch, const char *rid, const json_t *
     const rl_cf cfs[2] = {RL_CF_IDENT, RL_CF_BLOCKING};
     for (int l = 0; l < 2; l++) {
         json_array_foreach(lists[l], i, k) {
-            if (delete && keeps[l] && reg_list_has(keeps[l], json_string_value(k), json_string_length(k)))
+            if (delete && reg_list_has(keeps[l], json_string_value(k), json_string_length(k)))
                 continue;
             int n = snprintf(key, sizeof key, "%s%c%s", json_string_value(k), '\0', rid);
             if (n <= 0 || (size_t)n >= sizeof key)

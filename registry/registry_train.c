@@ -107,7 +107,6 @@ static json_t *reg_shares(json_t *counts, size_t total)
 }
 
 /* Candidate pairs of the sampled records, as blocking proposes them. */
-
 static rl_error *reg_train_pairs(rl_registry *reg, const demo_model *model, reg_train_data *d, demo_pair_levels **out,
                                  size_t *npairs)
 {
