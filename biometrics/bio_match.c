@@ -293,6 +293,7 @@ static float bits_f32(uint32_t u)
 
 #define REC_BYTES (12 + 2 * KERN_MCC_WORDS * 8) /* x, y, theta, value, valid */
 #define HDR_BYTES 8                             /* "RLMC", version, reserved, count (2) */
+#define DIGEST_BYTES 8                          /* version 2: the digest, after the records */
 
 static void record_bytes(const bio_features *f, uint32_t i, unsigned char *p)
 {
@@ -331,10 +332,16 @@ static inline uint16_t geo_rel(const bio_features *f, uint32_t t, uint32_t k)
     return f->rel16 ? f->rel16[t * f->n + k] : geo_rel_calc(f, t, k);
 }
 
+/* The digest of the encoded records (the bytes record_bytes writes, n of them back to back). */
+static uint64_t records_digest(const unsigned char *records, size_t n)
+{
+    return fnv1a(14695981039346656037ull, records, n * REC_BYTES);
+}
+
 /* Fills everything derived from x, y, theta and the cylinders: the 16-bit
- * angles, the pairwise geometry used by the relaxation (when f has room for
- * it), the digest. */
-static void features_derive(bio_features *f)
+ * angles and the pairwise geometry used by the relaxation (when f has room
+ * for it); the digest too when with_digest (a decode may have it already). */
+static void features_derive(bio_features *f, bool with_digest)
 {
     uint32_t n = f->n;
     for (uint32_t i = 0; i < n; i++) f->a16[i] = ANG16(f->theta[i]);
@@ -344,6 +351,8 @@ static void features_derive(bio_features *f)
             f->rel16[t * n + k] = geo_rel_calc(f, t, k);
         }
     }
+    if (!with_digest)
+        return;
     uint64_t h = 14695981039346656037ull;
     unsigned char rec[REC_BYTES];
     for (uint32_t i = 0; i < n; i++) {
@@ -449,7 +458,7 @@ rl_error *bio_features_build(const bio_template *t, bio_features **out)
     f->n = out_n;
     /* The pairwise matrices were sized for all minutiae; derive reindexes them
      * for the valid ones (n x n with the new n fits in the old block). */
-    features_derive(f);
+    features_derive(f, true);
     *out = f;
     f = NULL;
 cleanup:
@@ -651,6 +660,9 @@ rl_error *bio_features_encode(const bio_features *f, rl_buf *out)
         record_bytes(f, i, rec);
         RL_TRY(rl_buf_append(out, rec, sizeof rec));
     }
+    unsigned char digest[DIGEST_BYTES];
+    rl_put_le64(digest, f->digest);
+    RL_TRY(rl_buf_append(out, digest, sizeof digest));
 cleanup:
     return err;
 }
@@ -663,12 +675,14 @@ rl_error *bio_features_decode(const void *data, size_t len, bio_features **out)
     *out = NULL;
     if (!data || len < HDR_BYTES) RL_FAIL(RL_EINVAL, "features: shorter than the %d-byte header", HDR_BYTES);
     if (memcmp(p, "RLMC", 4) != 0) RL_FAIL(RL_EINVAL, "features magic: not RLMC");
-    if (p[4] != BIO_FEATURES_VERSION) RL_FAIL(RL_EUNSUPPORTED, "features version: %u not supported", p[4]);
+    if (p[4] != 1 && p[4] != BIO_FEATURES_VERSION)
+        RL_FAIL(RL_EUNSUPPORTED, "features version: %u not supported", p[4]);
     if (p[5] != 0) RL_FAIL(RL_EINVAL, "features reserved byte: not zero");
     uint32_t n = (uint32_t)p[6] | (uint32_t)p[7] << 8;
     if (n > MAX_CYL) RL_FAIL(RL_EINVAL, "features count: over %d", MAX_CYL);
-    if (len != HDR_BYTES + (size_t)n * REC_BYTES)
-        RL_FAIL(RL_EINVAL, "features length: %zu bytes for %u cylinders", len, n);
+    bool has_digest = p[4] >= 2;
+    if (len != HDR_BYTES + (size_t)n * REC_BYTES + (has_digest ? DIGEST_BYTES : 0))
+        RL_FAIL(RL_EINVAL, "features length: %zu bytes for %u cylinders (version %u)", len, n, p[4]);
     f = calloc(1, sizeof *f);
     if (!f) RL_FAIL(RL_ENOMEM, "features: out of memory");
     RL_TRY(features_alloc(f, n, false)); /* compared once: no pairwise tables (see bio_features) */
@@ -688,7 +702,11 @@ rl_error *bio_features_decode(const void *data, size_t len, bio_features **out)
                 RL_FAIL(RL_EINVAL, "features cylinder %u: value bits outside the valid cells", i);
         }
     }
-    features_derive(f);
+    features_derive(f, false);
+    /* Version 1: the digest of the records as they lie here (the bytes
+     * record_bytes would write again), without rebuilding them. */
+    f->digest = has_digest ? rl_get_le64(p + HDR_BYTES + (size_t)n * REC_BYTES)
+                           : records_digest(p + HDR_BYTES, n);
     *out = f;
     f = NULL;
 cleanup:
