@@ -11,7 +11,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <unistd.h>
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -626,8 +625,7 @@ rl_error *bench_identify_run(const bench_identify_options *o, json_t **result)
     json_t *r = NULL;
     *result = NULL;
     long N = o->size;
-    long cores = sysconf(_SC_NPROCESSORS_ONLN);
-    unsigned threads = o->threads ? o->threads : (unsigned)(cores > 0 ? cores : 1);
+    unsigned threads = o->threads ? o->threads : rl_parallel_cores();
     if (threads > BIO_GALLERY_MAX_THREADS)
         threads = BIO_GALLERY_MAX_THREADS;
 

@@ -12,7 +12,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "common/rl_le.h"
 #include "common/rl_parallel.h"
@@ -495,8 +494,7 @@ rl_error *bio_gallery_new(const bio_gallery_options *o, bio_gallery **out)
     g->opts.opencl = NULL; /* borrowed during new only */
     g->opts.ocl = NULL;
     pthread_rwlock_init(&g->lock, NULL);
-    long cores = sysconf(_SC_NPROCESSORS_ONLN);
-    g->threads = g->opts.threads ? g->opts.threads : (unsigned)(cores > 0 ? cores : 1);
+    g->threads = g->opts.threads ? g->opts.threads : rl_parallel_cores();
     if (g->threads > BIO_GALLERY_MAX_THREADS)
         g->threads = BIO_GALLERY_MAX_THREADS;
     kern_pf_impl impl = g->opts.prefilter_impl < 0 ? kern_pf_pick() : (kern_pf_impl)g->opts.prefilter_impl;

@@ -338,10 +338,21 @@ static uint64_t records_digest(const unsigned char *records, size_t n)
     return fnv1a(14695981039346656037ull, records, n * REC_BYTES);
 }
 
-/* Fills everything derived from x, y, theta and the cylinders: the 16-bit
- * angles and the pairwise geometry used by the relaxation (when f has room
- * for it); the digest too when with_digest (a decode may have it already). */
-static void features_derive(bio_features *f, bool with_digest)
+/* The same digest from the features themselves (built ones: no encoding at hand). */
+static uint64_t features_digest(const bio_features *f)
+{
+    uint64_t h = 14695981039346656037ull;
+    unsigned char rec[REC_BYTES];
+    for (uint32_t i = 0; i < f->n; i++) {
+        record_bytes(f, i, rec);
+        h = fnv1a(h, rec, sizeof rec);
+    }
+    return h;
+}
+
+/* Fills what is derived from x and theta: the 16-bit angles, and the pairwise
+ * geometry used by the relaxation when f has room for it. */
+static void features_derive(bio_features *f)
 {
     uint32_t n = f->n;
     for (uint32_t i = 0; i < n; i++) f->a16[i] = ANG16(f->theta[i]);
@@ -351,15 +362,6 @@ static void features_derive(bio_features *f, bool with_digest)
             f->rel16[t * n + k] = geo_rel_calc(f, t, k);
         }
     }
-    if (!with_digest)
-        return;
-    uint64_t h = 14695981039346656037ull;
-    unsigned char rec[REC_BYTES];
-    for (uint32_t i = 0; i < n; i++) {
-        record_bytes(f, i, rec);
-        h = fnv1a(h, rec, sizeof rec);
-    }
-    f->digest = h;
 }
 
 /* Integral of the directional Gaussian over the angular section centred on
@@ -458,7 +460,8 @@ rl_error *bio_features_build(const bio_template *t, bio_features **out)
     f->n = out_n;
     /* The pairwise matrices were sized for all minutiae; derive reindexes them
      * for the valid ones (n x n with the new n fits in the old block). */
-    features_derive(f, true);
+    features_derive(f);
+    f->digest = features_digest(f);
     *out = f;
     f = NULL;
 cleanup:
@@ -702,7 +705,7 @@ rl_error *bio_features_decode(const void *data, size_t len, bio_features **out)
                 RL_FAIL(RL_EINVAL, "features cylinder %u: value bits outside the valid cells", i);
         }
     }
-    features_derive(f, false);
+    features_derive(f);
     /* Version 1: the digest of the records as they lie here (the bytes
      * record_bytes would write again), without rebuilding them. */
     f->digest = has_digest ? rl_get_le64(p + HDR_BYTES + (size_t)n * REC_BYTES)

@@ -264,14 +264,13 @@ bool rl_registry_id_valid(const char *id)
 
 void reg_new_id(char out[REG_ID_LEN + 1])
 {
-    enum { TIME_HEX = 12 };
-    unsigned char raw[(REG_ID_LEN - TIME_HEX) / 2];
-    uint64_t ms = (uint64_t)rl_time_wall_ms() & ((1ull << 4 * TIME_HEX) - 1);
-    static const char hex[] = "0123456789abcdef";
-    for (int i = TIME_HEX - 1; i >= 0; i--, ms >>= 4)
-        out[i] = hex[ms & 15];
-    randombytes_buf(raw, sizeof raw);
-    sodium_bin2hex(out + TIME_HEX, REG_ID_LEN - TIME_HEX + 1, raw, sizeof raw);
+    enum { TIME_BYTES = 6 };
+    unsigned char raw[REG_ID_LEN / 2];
+    uint64_t ms = (uint64_t)rl_time_wall_ms();
+    for (int i = TIME_BYTES - 1; i >= 0; i--, ms >>= 8)
+        raw[i] = (unsigned char)ms; /* big-endian, so that the hex sorts as the time */
+    randombytes_buf(raw + TIME_BYTES, sizeof raw - TIME_BYTES);
+    sodium_bin2hex(out, REG_ID_LEN + 1, raw, sizeof raw);
 }
 
 bool reg_iter_reach(rl_store_iter *it, const char *key, size_t len)

@@ -68,6 +68,12 @@ cleanup:
     return err;
 }
 
+void reg_cands_clear(reg_cands *c)
+{
+    c->n = c->live = 0;
+    memset(c->slot, 0, c->nslots * sizeof *c->slot);
+}
+
 void reg_cands_free(reg_cands *c)
 {
     if (!c)

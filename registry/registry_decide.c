@@ -147,14 +147,6 @@ void reg_cand_scores_free(reg_cand_score *cs, size_t n)
     free(cs);
 }
 
-/* The candidates a decision scores, best first: those sharing the most keys
- * with the record (ties by id), at most REG_MAX_SCORED. order[i].rid points
- * into cands. */
-static rl_error *reg_rank_candidates(const reg_cands *cands, reg_cand **out, size_t *n)
-{
-    return reg_cands_best(cands, REG_MAX_SCORED, out, n);
-}
-
 /* Compares one candidate with the probe: score (1 when a trusted identifier
  * agrees), guard, trusted evidence, and the per-field outcomes when the score
  * reaches the review threshold (only those are ever shown); its golden record
@@ -229,7 +221,7 @@ rl_error *reg_prescore(rl_registry *reg, const void *probe, const json_t *ident_
     rl_buf_init(&bytes, 64 << 20);
     *out = NULL;
     *nout = 0;
-    RL_TRY(reg_rank_candidates(cands, &order, &ranked));
+    RL_TRY(reg_cands_best(cands, REG_MAX_SCORED, &order, &ranked));
     cs = calloc(ranked + 1, sizeof *cs);
     rids = calloc(ranked + 1, sizeof *rids);
     known = calloc(ranked + 1, sizeof *known);
@@ -272,7 +264,7 @@ rl_error *reg_score_goldens(rl_registry *reg, const char *rid, const void *probe
     rl_buf_init(&scratch, 1 << 20);
     *out = NULL;
     *nout = 0;
-    RL_TRY(reg_rank_candidates(cands, &order, &ranked));
+    RL_TRY(reg_cands_best(cands, REG_MAX_SCORED, &order, &ranked));
     gs = calloc(ranked + 1, sizeof *gs);
     ghash = calloc(ranked + 1, sizeof *ghash);
     room = malloc(reg->matcher->prepared_size);

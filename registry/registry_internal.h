@@ -245,6 +245,8 @@ rl_error *reg_gather_candidates(rl_registry *reg, const char *rid, const json_t 
  * the more, the likelier). Owned by its creator; ids are copied in. */
 rl_error *reg_cands_new(reg_cands **out);
 void reg_cands_free(reg_cands *c);
+/* Empties c, keeping its memory for the next count. */
+void reg_cands_clear(reg_cands *c);
 /* One more key that candidate rid shares: counted in place, as most
  * candidates of a record come under several keys. */
 rl_error *reg_cand_count(reg_cands *c, const char *rid);

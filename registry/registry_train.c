@@ -118,6 +118,7 @@ static rl_error *reg_train_pairs(rl_registry *reg, const demo_model *model, reg_
     demo_pair_levels *pairs = malloc(cap * sizeof *pairs);
     if (!pairs || !seen_pairs)
         RL_FAIL(RL_ENOMEM, "out of memory");
+    RL_TRY(reg_cands_new(&posted));
     for (size_t s = 0; s < d->nsample && n < REG_TRAIN_MAX_PAIRS; s++) {
         keys = json_array();
         cands = json_object();
@@ -128,9 +129,7 @@ static rl_error *reg_train_pairs(rl_registry *reg, const demo_model *model, reg_
             /* Which rule made the key ("fs<rule>|..."), for per-rule EM. */
             int rule = atoi(json_string_value(k) + 2);
             uint32_t bit = rule >= 0 && rule < 32 ? 1u << rule : 0;
-            reg_cands_free(posted);
-            posted = NULL;
-            RL_TRY(reg_cands_new(&posted));
+            reg_cands_clear(posted);
             RL_TRY(reg_postings_scan(reg, reg->postings, json_string_value(k), d->sample_ids[s], posted,
                                      reg->opts.max_candidates_per_key, NULL));
             /* In key order, as a scan of the family gave them (each id once under a key: ranked
