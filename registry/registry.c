@@ -175,7 +175,7 @@ rl_error *rl_registry_open(rl_store *store, const rl_registry_options *opts, rl_
     RL_TRY(reg_postings_new(RL_CF_SEARCH, true, &reg->search));
     RL_TRY(reg_load_counters(reg));
     reg->counters_loaded = true;
-    RL_TRY(reg_search_index_ensure(reg));
+    RL_TRY(reg_indexes_ensure(reg));
     *out = reg;
     reg = NULL;
 cleanup:

@@ -13,6 +13,7 @@ typedef struct reg_check {
     json_t *problems;
     long nproblems;
     long active_goldens;
+    long blocking_postings, search_postings; /* keys in those families' entries */
 } reg_check;
 
 static void reg_problem(reg_check *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -187,7 +188,7 @@ cleanup:
     return err;
 }
 
-/* ident and blocking keys end in \0 + record id. */
+/* ident keys end in \0 + record id. */
 static rl_error *reg_check_posting(reg_check *c, const char *k, size_t klen, const char *v, size_t vlen,
                                    const char *family)
 {
@@ -214,30 +215,61 @@ static rl_error *reg_check_ident(reg_check *c, const char *k, size_t klen, const
     return reg_check_posting(c, k, klen, v, vlen, "identifier");
 }
 
-static rl_error *reg_check_blocking(reg_check *c, const char *k, size_t klen, const char *v, size_t vlen)
-{
-    return reg_check_posting(c, k, klen, v, vlen, "blocking");
-}
-
-/* search keys are param \0 value \0 record id: the id follows the last NUL. */
-static rl_error *reg_check_search(reg_check *c, const char *k, size_t klen, const char *v, size_t vlen)
+/* An entry of the blocking or search family: record id -> its keys, packed
+ * (registry_postings.c). Its keys, as strings, go to *keys when asked. */
+static rl_error *reg_check_packed(reg_check *c, const char *k, size_t klen, const char *v, size_t vlen,
+                                  const char *what, long *postings, json_t **keys)
 {
     rl_error *err = NULL;
-    char *rec = NULL;
-    const char *nul = memrchr(k, '\0', klen);
-    if (!nul || nul == k) {
-        reg_problem(c, "search index: malformed key");
-        goto cleanup;
+    if (memchr(k, '\0', klen)) {
+        reg_problem(c, "%s: an entry of another layout (a key holding a NUL)", what);
+        return NULL;
     }
-    size_t idlen = klen - (size_t)(nul + 1 - k);
+    reg_packed it = reg_packed_start(v, vlen);
+    const char *key;
     size_t len;
-    bool found;
-    RL_TRY(rl_store_get(c->reg->store, RL_CF_RECORDS, nul + 1, idlen, &rec, &len, &found));
-    if (!found)
-        reg_problem(c, "search index: an entry points at record %.*s, which does not exist", (int)idlen, nul + 1);
+    while (reg_packed_next(&it, &key, &len)) {
+        (*postings)++;
+        if (keys && (*keys || (*keys = json_array())) && json_array_append_new(*keys, json_stringn(key, len)) != 0)
+            RL_FAIL(RL_ENOMEM, "out of memory");
+    }
+    if (it.bad)
+        reg_problem(c, "%s entry of %.*s: malformed", what, (int)klen, k);
+    RL_TRY(reg_check_keyed_by_record(c, k, klen, what));
 cleanup:
-    free(rec);
     return err;
+}
+
+/* The keys of a record's blocking entry are those its link says it is indexed under. */
+static rl_error *reg_check_blocking(reg_check *c, const char *k, size_t klen, const char *v, size_t vlen)
+{
+    rl_error *err = NULL;
+    json_t *keys = NULL, *link = NULL;
+    RL_TRY(reg_check_packed(c, k, klen, v, vlen, "blocking postings", &c->blocking_postings, &keys));
+    RL_TRY(reg_get_json(c->reg, RL_CF_LINKS, k, klen, &link));
+    const json_t *indexed = json_object_get(json_object_get(link, "index"), "postings");
+    if (!link)
+        goto cleanup; /* reported with the records */
+    size_t i;
+    json_t *key;
+    bool same = true;
+    json_array_foreach(keys, i, key) {
+        same = same && reg_list_has(indexed, json_string_value(key), json_string_length(key));
+    }
+    json_array_foreach(indexed, i, key) {
+        same = same && reg_list_has(keys, json_string_value(key), json_string_length(key));
+    }
+    if (!same)
+        reg_problem(c, "blocking postings of %.*s: not the keys its link is indexed under", (int)klen, k);
+cleanup:
+    json_decref(keys);
+    json_decref(link);
+    return err;
+}
+
+static rl_error *reg_check_search(reg_check *c, const char *k, size_t klen, const char *v, size_t vlen)
+{
+    return reg_check_packed(c, k, klen, v, vlen, "search index", &c->search_postings, NULL);
 }
 
 static rl_error *reg_check_features(reg_check *c, const char *k, size_t klen, const char *v, size_t vlen)
@@ -265,13 +297,13 @@ rl_error *rl_registry_check(rl_registry *reg, json_t **report)
     *report = NULL;
     if (!c.problems)
         RL_FAIL(RL_ENOMEM, "out of memory");
-    long records = 0, links = 0, goldens = 0, srckeys = 0, idents = 0, postings = 0, open_reviews = 0;
+    long records = 0, links = 0, goldens = 0, srckeys = 0, idents = 0, blocking = 0, open_reviews = 0;
     RL_TRY(reg_visit(&c, RL_CF_RECORDS, reg_check_record, &records));
     RL_TRY(reg_visit(&c, RL_CF_LINKS, reg_check_link, &links));
     RL_TRY(reg_visit(&c, RL_CF_GOLDEN, reg_check_golden, &goldens));
     RL_TRY(reg_visit(&c, RL_CF_SRCKEY, reg_check_srckey, &srckeys));
     RL_TRY(reg_visit(&c, RL_CF_IDENT, reg_check_ident, &idents));
-    RL_TRY(reg_visit(&c, RL_CF_BLOCKING, reg_check_blocking, &postings));
+    RL_TRY(reg_visit(&c, RL_CF_BLOCKING, reg_check_blocking, &blocking));
     RL_TRY(reg_visit(&c, RL_CF_REVIEW_OPEN, reg_check_review_open, &open_reviews));
     long features = 0, search = 0;
     RL_TRY(reg_visit(&c, RL_CF_FEATURES, reg_check_features, &features));
@@ -281,11 +313,11 @@ rl_error *rl_registry_check(rl_registry *reg, json_t **report)
     /* Searches and decisions read copies in memory of two families: same size as the store's. */
     size_t in_memory = 0;
     RL_TRY(reg_postings_entries(reg, reg->search, &in_memory));
-    if ((long)in_memory != search)
-        reg_problem(&c, "search index: %ld entries in the store, %zu in memory", search, in_memory);
+    if ((long)in_memory != c.search_postings)
+        reg_problem(&c, "search index: %ld entries in the store, %zu in memory", c.search_postings, in_memory);
     RL_TRY(reg_postings_entries(reg, reg->postings, &in_memory));
-    if ((long)in_memory != postings)
-        reg_problem(&c, "blocking postings: %ld in the store, %zu in memory", postings, in_memory);
+    if ((long)in_memory != c.blocking_postings)
+        reg_problem(&c, "blocking postings: %ld in the store, %zu in memory", c.blocking_postings, in_memory);
     rl_registry_stats st;
     rl_registry_stats_get(reg, &st);
     if ((long)st.records != records)
@@ -300,8 +332,8 @@ rl_error *rl_registry_check(rl_registry *reg, json_t **report)
                         "problem_count", (json_int_t)c.nproblems, "problems", c.problems, "counts", "records",
                         (json_int_t)records, "golden_records", (json_int_t)goldens, "active_golden_records",
                         (json_int_t)c.active_goldens, "source_keys", (json_int_t)srckeys, "identifiers",
-                        (json_int_t)idents, "blocking_postings", (json_int_t)postings, "open_reviews",
-                        (json_int_t)open_reviews, "search_entries", (json_int_t)search);
+                        (json_int_t)idents, "blocking_postings", (json_int_t)c.blocking_postings, "open_reviews",
+                        (json_int_t)open_reviews, "search_entries", (json_int_t)c.search_postings);
     if (!*report)
         RL_FAIL(RL_ENOMEM, "out of memory");
 cleanup:

@@ -26,23 +26,22 @@ rl_error *reg_gather_candidates(rl_registry *reg, const char *rid, const json_t 
                                 reg_cands *cands, int *room, bool from_store)
 {
     rl_error *err = NULL;
-    rl_store_iter *blocking = NULL, *ident = NULL;
+    rl_store_iter *ident = NULL;
+    reg_postings *snapshot = NULL;
     size_t i;
     json_t *k;
+    /* From the store: the family loaded afresh, against the copy kept in step. */
     if (from_store)
-        RL_TRY(rl_store_iter_group(reg->store, RL_CF_BLOCKING, &blocking));
+        RL_TRY(reg_postings_snapshot(reg, RL_CF_BLOCKING, false, &snapshot));
+    reg_postings *postings = snapshot ? snapshot : reg->postings;
     json_array_foreach(keys, i, k) {
-        if (from_store)
-            RL_TRY(reg_scan_candidates(reg, blocking, RL_CF_BLOCKING, json_string_value(k), rid, cands,
-                                       reg->opts.max_candidates_per_key, room));
-        else {
-            int left = reg->opts.max_candidates_per_key;
-            RL_TRY(reg_postings_scan(reg, reg->postings, json_string_value(k), rid, cands, reg->opts.max_candidates_per_key, &left));
-            if (left < 0)
-                reg_block_cut(reg, RL_CF_BLOCKING);
-            if (room && left < *room)
-                *room = left;
-        }
+        int left = reg->opts.max_candidates_per_key;
+        RL_TRY(reg_postings_scan(reg, postings, json_string_value(k), rid, cands, reg->opts.max_candidates_per_key,
+                                 &left));
+        if (left < 0 && !from_store)
+            reg_block_cut(reg, RL_CF_BLOCKING);
+        if (room && left < *room)
+            *room = left;
     }
     json_array_foreach(ident_keys, i, k) {
         const char *key = json_string_value(k);
@@ -54,7 +53,7 @@ rl_error *reg_gather_candidates(rl_registry *reg, const char *rid, const json_t 
                                    room));
     }
 cleanup:
-    rl_store_iter_destroy(blocking);
+    reg_postings_free(snapshot);
     rl_store_iter_destroy(ident);
     return err;
 }

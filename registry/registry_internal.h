@@ -8,7 +8,7 @@
  *   ident          system|value \0 record id      -> ""
  *   golden         golden id                      -> {id, status, members[], version, created, updated, ...}
  *   links          record id                      -> {golden, grade, score, method, who, when, index{...}}
- *   blocking       key \0 record id               -> ""
+ *   blocking       record id                      -> its blocking keys, packed (registry_postings.c)
  *   nomatch        lower id \0 higher id          -> {who, when, review}
  *   review         time key                       -> item JSON
  *   review_open    record id \0 candidate golden  -> review id
@@ -16,7 +16,8 @@
  *   audit          time key                       -> entry JSON
  *   audit_subject  subject id \0 time key         -> ""
  *   features       record id                      -> the matcher's prepared form, as bytes
- *   search         param \0 value \0 record id     -> ""  (FHIR search indexes, registry_search.c)
+ *   search         record id                      -> its search keys "param \0 value", packed (FHIR search
+ *                                                    indexes, registry_search.c; the same packing)
  *   meta           "counters" -> {records, goldens, open_reviews}, "counters_clean" -> "1", "model" -> rules
  * A time key is 16 hex digits of milliseconds then 8 of a sequence: sorted by time.
  */
@@ -202,7 +203,7 @@ rl_error *reg_identifier_keys(const json_t *patient, json_t *out);
 bool reg_system_trusted(const rl_registry *reg, const char *system, size_t len);
 /* +1 same value in a trusted system, -1 values that differ in one, 0 no trusted evidence. */
 int reg_trusted_evidence(const rl_registry *reg, const json_t *a_keys, const json_t *b_keys);
-/* Adds the record ids posted under prefix in family cf (blocking or ident) to
+/* Adds the record ids posted under prefix in family cf (ident) to
  * cands ({id: keys shared}), reading through `it`, a group iterator on cf
  * (rl_store_iter_group). A prefix with more than cap postings is cut; *room
  * (optional) is lowered to cap minus the postings read, so that a caller
@@ -235,7 +236,7 @@ typedef rl_error *(*reg_golden_of_fn)(void *ctx, const char *rid, char golden[RE
 typedef rl_error *(*reg_active_fn)(void *ctx, const char *golden, bool *active);
 
 /* Candidates from blocking keys (the postings in memory; from_store: the
- * blocking family itself) and trusted identifiers (reg_scan_candidates; room optional). */
+ * blocking family, loaded afresh) and trusted identifiers (reg_scan_candidates; room optional). */
 rl_error *reg_gather_candidates(rl_registry *reg, const char *rid, const json_t *keys, const json_t *ident_keys,
                                 reg_cands *cands, int *room, bool from_store);
 
@@ -345,8 +346,9 @@ rl_error *reg_cache_golden_of(void *ctx, const char *rid, char golden[REG_ID_LEN
 
 /* ---- postings in memory: blocking, search (registry_postings.c) ---- */
 
-/* Postings of family (keys "key \0 record id"); ordered: kept in key order
- * too, for reg_postings_range. Loaded from the family at the first call. */
+/* Postings of family (entries record id -> its keys, packed); ordered: kept
+ * in key order too, for reg_postings_range. Loaded from the family at the
+ * first call. */
 rl_error *reg_postings_new(rl_cf family, bool ordered, reg_postings **out);
 void reg_postings_free(reg_postings *p);
 /* reg_scan_candidates over the blocking family, answered from memory. */
@@ -370,6 +372,20 @@ rl_error *reg_postings_entries(rl_registry *reg, reg_postings *p, size_t *entrie
 void reg_postings_changed(reg_postings *p, const char *rid, const json_t *removed, const json_t *added);
 /* Loads them now if not yet loaded. */
 rl_error *reg_postings_load(rl_registry *reg, reg_postings *p);
+/* A new instance, loaded from family as it is now (registry.verify_decisions
+ * compares what the family says with the copy kept in step). */
+rl_error *reg_postings_snapshot(rl_registry *reg, rl_cf family, bool ordered, reg_postings **out);
+/* Puts record rid's entry in family (blocking or search): its keys (an array
+ * of strings, which may hold NULs), packed; an empty array puts an empty entry. */
+rl_error *reg_postings_put(rl_store_batch *batch, rl_cf family, const char *rid, const json_t *keys);
+/* Walks the keys of one entry of those families. */
+typedef struct reg_packed {
+    const char *at, *end;
+    bool bad; /* set when the entry ended inside a key */
+} reg_packed;
+reg_packed reg_packed_start(const char *value, size_t len);
+/* The next key (klen bytes at *key, inside value); false at the end or when malformed. */
+bool reg_packed_next(reg_packed *it, const char **key, size_t *klen);
 /* Forgets them all (a bulk rewrite, rematch): the next lookup loads them again. */
 void reg_postings_reset(reg_postings *p);
 /* Whether list (an array of strings, which may hold NULs; NULL: empty) holds key (len bytes). */
@@ -392,10 +408,9 @@ bool reg_record_active(const json_t *record);
 const char *reg_mmn_extension_url(void);
 /* The search index keys of a Patient ("param\0value", without record id; strings may hold NULs). */
 rl_error *reg_search_keys(const json_t *patient, json_t *keys);
-/* Puts (or deletes, skipping those in keep) the search entries of record rid. */
-void reg_put_search(rl_store_batch *batch, const char *rid, const json_t *keys, bool delete, const json_t *keep);
-/* Builds the search indexes of a store written before they existed (once). */
-rl_error *reg_search_index_ensure(rl_registry *reg);
+/* Builds the blocking and search families of a store written before them or
+ * in an older layout (at open, once). */
+rl_error *reg_indexes_ensure(rl_registry *reg);
 /* Checks the search entries a record should have are there (for `check`). *missing counts those absent. */
 rl_error *reg_search_check_record(rl_registry *reg, const char *rid, const json_t *record, long *missing);
 

@@ -1,37 +1,41 @@
 /*
  * Postings in memory: key -> the records posted under it, for two families
- * whose keys end in "\0 record id" and which every registration writes:
- *   - blocking (key \0 record id): what every decision and $match reads (13
- *     lookups each). Read from RocksDB, those lookups were a third of a
- *     registration's CPU at 200k records (table files outgrow the block
- *     cache), and more as the registry grows.
- *   - search (param \0 value \0 record id, registry_search.c): read by range
- *     (a prefix, a span of birth dates), so the keys are kept in order too.
- *     Held here, the family's memtable can be a plain vector (an append a
- *     key, where a skip-list insert of its dozen keys was a fifth of a
- *     registration's CPU); such a memtable must never be read a key at a time,
- *     so every search and `check` reads this copy.
- * Each family stays the durable copy, written in each record's batch as
- * before.
+ * that every registration writes and that are never read a key at a time:
+ *   - blocking: what every decision and $match reads (13 lookups each). Read
+ *     from RocksDB, those lookups were a third of a registration's CPU at
+ *     200k records (table files outgrow the block cache), and more as the
+ *     registry grows.
+ *   - search ("param \0 value" keys, registry_search.c): read by range (a
+ *     prefix, a span of birth dates), so the keys are kept in order too.
+ *
+ * The durable copy of each is one entry a record, record id -> its keys
+ * packed (each a 2-byte little-endian length, then its bytes; a record's keys
+ * are distinct), written in the record's batch (reg_postings_put); the lists
+ * of records under a key exist only here. A registration thus writes two keys
+ * to these families rather than one a posting (some 26), which was a fifth of
+ * the RocksDB work of a registration at a million records: memtable appends
+ * inside the one-at-a-time decision step, then sorting and flushing them.
+ * Their memtables are plain vectors (an append a key); such a memtable must
+ * never be read a key at a time: nothing does, every read is a scan.
  *
  * Loaded by one scan of the family at the first lookup, then kept in step:
- * every batch that puts or deletes postings (registrations, updates,
- * rematch's reindexing) reports them once applied, under the registry's
- * write lock (reg_postings_changed). A load and a change race only as
- * follows: the load holds this index's lock from before its RocksDB iterator
- * is made until it is done, and a change applied before the iterator is seen
- * by it; one applied after is reported after the load. Reporting is
- * idempotent, so a change both seen and reported is counted once.
+ * every batch that puts postings (registrations, updates, rematch's
+ * reindexing) reports them once applied, under the registry's write lock
+ * (reg_postings_changed). A load and a change race only as follows: the load
+ * holds this index's lock from before its RocksDB iterator is made until it
+ * is done, and a change applied before the iterator is seen by it; one
+ * applied after is reported after the load. Reporting is idempotent, so a
+ * change both seen and reported is counted once.
  *
- * A blocking lookup answers exactly what reg_scan_candidates answers from the
- * family: the records in key order (record id order within a key), at most cap
- * of them counting the record itself, which is then left out.
+ * A blocking lookup answers what a scan of every record's keys would: the
+ * records under the key in record id order, at most cap of them counting the
+ * record itself, which is then left out.
  *
  * Memory: a key is a 96-bit hash (two FNV-1a variants; for two of ten million
  * keys to share one is a chance of about 1e-15, and such keys would only share
  * candidates, each still scored in full), in an open-addressing table; a key
  * with one record holds it inline, others a list of record numbers in record id
- * order (a cut block is its first cap, as in the family). Record ids
+ * order (a cut block is its first cap). Record ids
  * are kept once each. About 250 bytes a record for blocking. The ordered
  * (search) instance also keeps each key's bytes once, and their order as a
  * sorted array plus a small sorted array of keys added since, merged into it
@@ -562,20 +566,26 @@ static rl_error *rp_load(rl_registry *reg, reg_postings *p)
     size_t n = 0;
     uint64_t t0 = rl_time_mono_ns();
     RL_TRY(rl_store_iter_new(reg->store, p->family, NULL, 0, NULL, 0, &it));
-    for (; rl_store_iter_valid(it); rl_store_iter_next(it), n++) {
-        size_t klen;
+    for (; rl_store_iter_valid(it); rl_store_iter_next(it)) {
+        size_t klen, vlen;
         const char *k = rl_store_iter_key(it, &klen);
-        /* Record ids hold no NUL: the last one ends the key (a search key holds one too). */
-        const char *nul = memrchr(k, '\0', klen);
+        const char *v = rl_store_iter_value(it, &vlen);
         char rid[REG_ID_LEN + 40];
-        size_t idlen = nul ? klen - (size_t)(nul - k) - 1 : 0;
-        if (!nul || idlen == 0 || idlen >= sizeof rid)
-            continue; /* not a posting (check reports such keys) */
-        memcpy(rid, nul + 1, idlen);
-        rid[idlen] = '\0';
+        if (klen == 0 || klen >= sizeof rid || memchr(k, '\0', klen))
+            continue; /* not a record's entry (check reports such keys) */
+        memcpy(rid, k, klen);
+        rid[klen] = '\0';
+        reg_packed keys = reg_packed_start(v, vlen);
+        const char *key;
+        size_t len;
         uint32_t rec;
-        if (!rp_record(p, rid, true, &rec) || !rp_add(p, k, (size_t)(nul - k), rec))
-            RL_FAIL(RL_ENOMEM, "out of memory loading the %s (%zu read)", rp_what(p), n);
+        bool made = false;
+        while (reg_packed_next(&keys, &key, &len)) {
+            if ((!made && !rp_record(p, rid, true, &rec)) || !rp_add(p, key, len, rec))
+                RL_FAIL(RL_ENOMEM, "out of memory loading the %s (%zu read)", rp_what(p), n);
+            made = true;
+            n++;
+        }
     }
     RL_TRY(rl_store_iter_status(it));
     p->loaded = true;
@@ -764,5 +774,75 @@ rl_error *reg_postings_load(rl_registry *reg, reg_postings *p)
     rl_error *err = rp_read_lock(reg, p);
     if (!err)
         pthread_rwlock_unlock(&p->lock);
+    return err;
+}
+
+rl_error *reg_postings_snapshot(rl_registry *reg, rl_cf family, bool ordered, reg_postings **out)
+{
+    rl_error *err = NULL;
+    reg_postings *p = NULL;
+    *out = NULL;
+    RL_TRY(reg_postings_new(family, ordered, &p));
+    RL_TRY(rp_load(reg, p));
+    *out = p;
+    p = NULL;
+cleanup:
+    reg_postings_free(p);
+    return err;
+}
+
+/* ---- the durable form ---- */
+
+reg_packed reg_packed_start(const char *value, size_t len)
+{
+    return (reg_packed){.at = value, .end = value + len};
+}
+
+bool reg_packed_next(reg_packed *it, const char **key, size_t *klen)
+{
+    if (it->at == it->end)
+        return false;
+    if (it->end - it->at < 2) {
+        it->bad = true;
+        return false;
+    }
+    size_t n = (size_t)(unsigned char)it->at[0] | (size_t)(unsigned char)it->at[1] << 8;
+    if ((size_t)(it->end - it->at - 2) < n) {
+        it->bad = true;
+        return false;
+    }
+    *key = it->at + 2;
+    *klen = n;
+    it->at += 2 + n;
+    return true;
+}
+
+rl_error *reg_postings_put(rl_store_batch *batch, rl_cf family, const char *rid, const json_t *keys)
+{
+    rl_error *err = NULL;
+    rl_buf packed;
+    /* A Patient is at most a few hundred keys of at most REG_KEY_MAX bytes. */
+    rl_buf_init(&packed, 1 << 20);
+    size_t i;
+    json_t *k;
+    json_array_foreach(keys, i, k) {
+        const char *key = json_string_value(k);
+        size_t len = json_string_length(k);
+        if (!key || len == 0 || len > RP_KEY_MAX)
+            continue;
+        bool seen = false;
+        for (size_t j = 0; j < i && !seen; j++) {
+            const json_t *e = json_array_get(keys, j);
+            seen = json_string_length(e) == len && memcmp(json_string_value(e), key, len) == 0;
+        }
+        if (seen)
+            continue;
+        unsigned char n[2] = {(unsigned char)(len & 0xff), (unsigned char)(len >> 8)};
+        RL_TRY(rl_buf_append(&packed, n, 2));
+        RL_TRY(rl_buf_append(&packed, key, len));
+    }
+    rl_store_batch_put(batch, family, rid, strlen(rid), packed.len ? packed.data : "", packed.len);
+cleanup:
+    rl_buf_free(&packed);
     return err;
 }

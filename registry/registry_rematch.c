@@ -308,19 +308,7 @@ static rl_error *rm_reindex(rl_registry *reg, const char *rid, const void *prepa
     json_t *old = json_object_get(index, "postings");
     if (json_equal(old, keys))
         goto cleanup;
-    char key[REG_KEY_MAX + REG_ID_LEN + 2];
-    size_t i;
-    json_t *k;
-    json_array_foreach(old, i, k) {
-        int n = snprintf(key, sizeof key, "%s%c%s", json_string_value(k), '\0', rid);
-        if (n > 0 && (size_t)n < sizeof key)
-            rl_store_batch_delete(batch, RL_CF_BLOCKING, key, (size_t)n);
-    }
-    json_array_foreach(keys, i, k) {
-        int n = snprintf(key, sizeof key, "%s%c%s", json_string_value(k), '\0', rid);
-        if (n > 0 && (size_t)n < sizeof key)
-            rl_store_batch_put(batch, RL_CF_BLOCKING, key, (size_t)n, "", 0);
-    }
+    RL_TRY(reg_postings_put(batch, RL_CF_BLOCKING, rid, keys));
     json_object_set(index, "postings", keys);
     reg_put_json(batch, RL_CF_LINKS, rid, strlen(rid), link, &err);
     (*changed)++;

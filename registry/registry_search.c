@@ -42,9 +42,11 @@ enum {
     REG_REBUILD_BATCH = 512,
 };
 
-static const char reg_search_index_key[] = "search_index";
-/* Bump when the keys a record gets change: stores are re-indexed at open. */
-static const char reg_search_index_version[] = "1";
+static const char reg_indexes_key[] = "search_index";
+/* Bump when the keys a record gets, or their layout, change: stores are
+ * re-indexed at open. 2: the blocking and search families hold one entry a
+ * record (registry_postings.c). */
+static const char reg_indexes_layout[] = "2";
 
 /* ---- index keys of a record ---- */
 
@@ -162,36 +164,6 @@ cleanup:
     return err;
 }
 
-/* "param\0value" + "\0" + rid into out; returns its length (0: does not fit). */
-static size_t reg_entry_key(const json_t *key, const char *rid, char *out, size_t size)
-{
-    size_t klen = json_string_length(key), rlen = strlen(rid);
-    if (klen + 1 + rlen > size)
-        return 0;
-    memcpy(out, json_string_value(key), klen);
-    out[klen] = '\0';
-    memcpy(out + klen + 1, rid, rlen);
-    return klen + 1 + rlen;
-}
-
-void reg_put_search(rl_store_batch *batch, const char *rid, const json_t *keys, bool delete, const json_t *keep)
-{
-    char entry[64 + REG_SEARCH_KEY_VALUE_MAX + REG_ID_LEN];
-    size_t i;
-    json_t *k;
-    json_array_foreach(keys, i, k) {
-        if (delete && reg_list_has(keep, json_string_value(k), json_string_length(k)))
-            continue;
-        size_t n = reg_entry_key(k, rid, entry, sizeof entry);
-        if (!n)
-            continue;
-        if (delete)
-            rl_store_batch_delete(batch, RL_CF_SEARCH, entry, n);
-        else
-            rl_store_batch_put(batch, RL_CF_SEARCH, entry, n, "", 0);
-    }
-}
-
 rl_error *reg_search_check_record(rl_registry *reg, const char *rid, const json_t *record, long *missing)
 {
     rl_error *err = NULL;
@@ -200,13 +172,10 @@ rl_error *reg_search_check_record(rl_registry *reg, const char *rid, const json_
     if (!keys)
         RL_FAIL(RL_ENOMEM, "out of memory");
     RL_TRY(reg_search_keys(record, keys));
-    char entry[64 + REG_SEARCH_KEY_VALUE_MAX + REG_ID_LEN];
     size_t i;
     json_t *k;
     json_array_foreach(keys, i, k) {
         bool found;
-        if (!reg_entry_key(k, rid, entry, sizeof entry))
-            continue;
         /* The copy in memory, not the family: its memtable is a vector, which
          * a read of one key would sort whole. `check` compares the copy's
          * size with the family's. */
@@ -219,32 +188,81 @@ cleanup:
     return err;
 }
 
-/* Deletes every search entry, then indexes every record; marks the store done. */
-static rl_error *reg_search_rebuild(rl_registry *reg)
+/* Writes batch (unsynced: the marker, synced last, says the rebuild is done) and starts another. */
+static rl_error *reg_rebuild_write(rl_registry *reg, rl_store_batch **batch)
+{
+    rl_error *err = NULL;
+    uint64_t ticket;
+    RL_TRY(rl_store_apply(reg->store, *batch, &ticket));
+    rl_store_batch_destroy(*batch);
+    *batch = NULL;
+    RL_TRY(rl_store_batch_new(reg->store, batch));
+cleanup:
+    return err;
+}
+
+/* Deletes every entry of family. */
+static rl_error *reg_rebuild_clear(rl_registry *reg, rl_cf family, rl_store_batch **batch)
 {
     rl_error *err = NULL;
     rl_store_iter *it = NULL;
-    rl_store_batch *batch = NULL;
-    json_t *keys = NULL, *record = NULL;
-    long records = 0;
     int pending = 0;
-    RL_TRY(rl_store_batch_new(reg->store, &batch));
-    RL_TRY(rl_store_iter_new(reg->store, RL_CF_SEARCH, NULL, 0, NULL, 0, &it));
+    RL_TRY(rl_store_iter_new(reg->store, family, NULL, 0, NULL, 0, &it));
     for (; rl_store_iter_valid(it); rl_store_iter_next(it)) {
         size_t klen;
         const char *k = rl_store_iter_key(it, &klen);
-        rl_store_batch_delete(batch, RL_CF_SEARCH, k, klen);
+        rl_store_batch_delete(*batch, family, k, klen);
         if (++pending == REG_REBUILD_BATCH) {
-            RL_TRY(rl_store_write(reg->store, batch));
-            rl_store_batch_destroy(batch);
-            batch = NULL;
-            RL_TRY(rl_store_batch_new(reg->store, &batch));
+            RL_TRY(reg_rebuild_write(reg, batch));
             pending = 0;
         }
     }
     RL_TRY(rl_store_iter_status(it));
+    RL_TRY(reg_rebuild_write(reg, batch));
+cleanup:
     rl_store_iter_destroy(it);
-    it = NULL;
+    return err;
+}
+
+/* A record's blocking keys: those its link was indexed under, else (a link
+ * without them) the matcher's keys of the record. */
+static rl_error *reg_rebuild_blocking(rl_registry *reg, const char *rid, const json_t *record, json_t **keys)
+{
+    rl_error *err = NULL;
+    json_t *link = NULL;
+    void *probe = NULL;
+    *keys = NULL;
+    RL_TRY(reg_get_json(reg, RL_CF_LINKS, rid, strlen(rid), &link));
+    json_t *indexed = json_object_get(json_object_get(link, "index"), "postings");
+    if (json_is_array(indexed)) {
+        *keys = json_incref(indexed);
+        goto cleanup;
+    }
+    *keys = json_array();
+    if (!*keys)
+        RL_FAIL(RL_ENOMEM, "out of memory");
+    RL_TRY(reg->matcher->prepare(reg->matcher, record, &probe));
+    RL_TRY(reg->matcher->keys(reg->matcher, probe, *keys));
+cleanup:
+    if (probe)
+        reg->matcher->release(reg->matcher, probe);
+    json_decref(link);
+    return err;
+}
+
+/* Rewrites the blocking and search families, one entry a record, from the
+ * records and their links; marks the store done. */
+static rl_error *reg_indexes_rebuild(rl_registry *reg)
+{
+    rl_error *err = NULL;
+    rl_store_iter *it = NULL;
+    rl_store_batch *batch = NULL;
+    json_t *keys = NULL, *blocking = NULL, *record = NULL;
+    long records = 0;
+    int pending = 0;
+    RL_TRY(rl_store_batch_new(reg->store, &batch));
+    RL_TRY(reg_rebuild_clear(reg, RL_CF_SEARCH, &batch));
+    RL_TRY(reg_rebuild_clear(reg, RL_CF_BLOCKING, &batch));
     RL_TRY(rl_store_iter_new(reg->store, RL_CF_RECORDS, NULL, 0, NULL, 0, &it));
     for (; rl_store_iter_valid(it); rl_store_iter_next(it)) {
         size_t klen, vlen;
@@ -261,47 +279,51 @@ static rl_error *reg_search_rebuild(rl_registry *reg)
         if (!keys)
             RL_FAIL(RL_ENOMEM, "out of memory");
         RL_TRY(reg_search_keys(record, keys));
-        reg_put_search(batch, rid, keys, false, NULL);
+        RL_TRY(reg_postings_put(batch, RL_CF_SEARCH, rid, keys));
+        RL_TRY(reg_rebuild_blocking(reg, rid, record, &blocking));
+        RL_TRY(reg_postings_put(batch, RL_CF_BLOCKING, rid, blocking));
         json_decref(keys);
+        json_decref(blocking);
         json_decref(record);
-        keys = record = NULL;
+        keys = blocking = record = NULL;
         records++;
         if (++pending >= REG_REBUILD_BATCH / 8) {
-            RL_TRY(rl_store_write(reg->store, batch));
-            rl_store_batch_destroy(batch);
-            batch = NULL;
-            RL_TRY(rl_store_batch_new(reg->store, &batch));
+            RL_TRY(reg_rebuild_write(reg, &batch));
             pending = 0;
         }
     }
     RL_TRY(rl_store_iter_status(it));
-    rl_store_batch_put(batch, RL_CF_META, reg_search_index_key, strlen(reg_search_index_key),
-                       reg_search_index_version, strlen(reg_search_index_version));
+    RL_TRY(reg_rebuild_write(reg, &batch));
+    RL_TRY(rl_store_flush(reg->store));
+    rl_store_batch_put(batch, RL_CF_META, reg_indexes_key, strlen(reg_indexes_key), reg_indexes_layout,
+                       strlen(reg_indexes_layout));
     RL_TRY(rl_store_write(reg->store, batch));
     RL_TRY(rl_store_flush(reg->store));
     if (records > 0)
-        rl_log(RL_LOG_INFO, "registry", "search indexes built", "records=%ld", records);
+        rl_log(RL_LOG_INFO, "registry", "search and blocking indexes rebuilt", "records=%ld layout=%s", records,
+               reg_indexes_layout);
 cleanup:
     rl_store_iter_destroy(it);
     rl_store_batch_destroy(batch);
     json_decref(keys);
+    json_decref(blocking);
     json_decref(record);
     return err;
 }
 
-rl_error *reg_search_index_ensure(rl_registry *reg)
+rl_error *reg_indexes_ensure(rl_registry *reg)
 {
     rl_error *err = NULL;
     char *value = NULL;
     size_t len = 0;
     bool found = false;
-    RL_TRY(rl_store_get(reg->store, RL_CF_META, reg_search_index_key, strlen(reg_search_index_key), &value, &len,
-                        &found));
-    if (found && strcmp(value, reg_search_index_version) == 0)
+    RL_TRY(rl_store_get(reg->store, RL_CF_META, reg_indexes_key, strlen(reg_indexes_key), &value, &len, &found));
+    if (found && strcmp(value, reg_indexes_layout) == 0)
         goto cleanup;
-    /* A store from before the search indexes (or of an older layout): build
-     * them once. The marker is written last, so an interrupted build reruns. */
-    RL_TRY(reg_search_rebuild(reg));
+    /* A store from before the search indexes, or of an older layout (layout 1:
+     * an entry a posting, "key \0 record id"): rebuilt once. The marker is
+     * written last, so an interrupted rebuild runs again. */
+    RL_TRY(reg_indexes_rebuild(reg));
 cleanup:
     free(value);
     return err;
@@ -417,15 +439,17 @@ cleanup:
 }
 
 /* registry.verify_decisions: a scan of the search index in memory must find
- * what the same scan of the family finds. */
+ * what the same scan finds in the family loaded afresh. */
 static rl_error *reg_scan_verify(rl_registry *reg, const char *lower, size_t llen, const char *upper, size_t ulen)
 {
     rl_error *err = NULL;
     reg_idset mem = {0}, fam = {0};
     bool mem_over = false, fam_over = false;
-    reg_scan_ctx ctx = {&mem, &mem_over};
+    reg_postings *snapshot = NULL;
+    reg_scan_ctx ctx = {&mem, &mem_over}, fam_ctx = {&fam, &fam_over};
     RL_TRY(reg_postings_range(reg, reg->search, lower, llen, upper, ulen, reg_scan_add, &ctx));
-    RL_TRY(reg_scan_store(reg, RL_CF_SEARCH, lower, llen, upper, ulen, &fam, &fam_over));
+    RL_TRY(reg_postings_snapshot(reg, RL_CF_SEARCH, true, &snapshot));
+    RL_TRY(reg_postings_range(reg, snapshot, lower, llen, upper, ulen, reg_scan_add, &fam_ctx));
     reg_idset_finish(&mem);
     reg_idset_finish(&fam);
     bool same = mem_over == fam_over && (mem_over || mem.n == fam.n);
@@ -435,6 +459,7 @@ static rl_error *reg_scan_verify(rl_registry *reg, const char *lower, size_t lle
         RL_FAIL(RL_EINTERNAL, "the search index in memory answers %zu records%s, the family %zu%s", mem.n,
                 mem_over ? " (over)" : "", fam.n, fam_over ? " (over)" : "");
 cleanup:
+    reg_postings_free(snapshot);
     reg_idset_free(&mem);
     reg_idset_free(&fam);
     return err;

@@ -217,30 +217,32 @@ bool reg_list_has(const json_t *list, const char *key, size_t len)
 /* Writes (or, with delete, removes) a record's identifier and blocking entries.
  * keep: lists whose entries must survive a delete (the record's new index), so
  * that deletes and puts of one batch never race for the same key. */
-static void reg_put_index(rl_store_batch *batch, const char *rid, const json_t *ident_keys, const json_t *postings,
-                          const char *source_key, bool delete, const json_t *keep_idents, const json_t *keep_postings)
+/* Puts record rid's identifier entries, blocking entry and source key; with
+ * delete, takes its identifier entries off instead, but those in keep_idents
+ * (its blocking entry is put whole, over the old one). */
+static rl_error *reg_put_index(rl_store_batch *batch, const char *rid, const json_t *ident_keys,
+                               const json_t *postings, const char *source_key, bool delete,
+                               const json_t *keep_idents)
 {
     char key[REG_KEY_MAX + REG_ID_LEN + 2];
     size_t i;
     json_t *k;
-    const json_t *lists[2] = {ident_keys, postings};
-    const json_t *keeps[2] = {keep_idents, keep_postings};
-    const rl_cf cfs[2] = {RL_CF_IDENT, RL_CF_BLOCKING};
-    for (int l = 0; l < 2; l++) {
-        json_array_foreach(lists[l], i, k) {
-            if (delete && reg_list_has(keeps[l], json_string_value(k), json_string_length(k)))
-                continue;
-            int n = snprintf(key, sizeof key, "%s%c%s", json_string_value(k), '\0', rid);
-            if (n <= 0 || (size_t)n >= sizeof key)
-                continue;
-            if (delete)
-                rl_store_batch_delete(batch, cfs[l], key, (size_t)n);
-            else
-                rl_store_batch_put(batch, cfs[l], key, (size_t)n, "", 0);
-        }
+    json_array_foreach(ident_keys, i, k) {
+        if (delete && reg_list_has(keep_idents, json_string_value(k), json_string_length(k)))
+            continue;
+        int n = snprintf(key, sizeof key, "%s%c%s", json_string_value(k), '\0', rid);
+        if (n <= 0 || (size_t)n >= sizeof key)
+            continue;
+        if (delete)
+            rl_store_batch_delete(batch, RL_CF_IDENT, key, (size_t)n);
+        else
+            rl_store_batch_put(batch, RL_CF_IDENT, key, (size_t)n, "", 0);
     }
-    if (source_key && !delete)
+    if (delete)
+        return NULL;
+    if (source_key)
         rl_store_batch_put(batch, RL_CF_SRCKEY, source_key, strlen(source_key), rid, strlen(rid));
+    return reg_postings_put(batch, RL_CF_BLOCKING, rid, postings);
 }
 
 /* The record as stored: resourceType, id and meta first, then what the client sent. */
@@ -373,8 +375,8 @@ static rl_error *reg_submit_prepare(rl_registry *reg, reg_submit_req *q)
     reg_put_json(q->prepared, RL_CF_RECORDS, q->fresh_id, REG_ID_LEN, q->fresh, &err);
     if (err)
         goto cleanup;
-    reg_put_index(q->prepared, q->fresh_id, q->ident_keys, q->postings, q->source_key, false, NULL, NULL);
-    reg_put_search(q->prepared, q->fresh_id, q->search_keys, false, NULL);
+    RL_TRY(reg_put_index(q->prepared, q->fresh_id, q->ident_keys, q->postings, q->source_key, false, NULL));
+    RL_TRY(reg_postings_put(q->prepared, RL_CF_SEARCH, q->fresh_id, q->search_keys));
     rl_store_batch_put(q->prepared, RL_CF_FEATURES, q->fresh_id, REG_ID_LEN, q->features.data, q->features.len);
     /* Who might it be: scored here, beside other registrations, rather than
      * in the one-at-a-time decision, which reuses these scores when nothing
@@ -582,21 +584,20 @@ static void reg_submit_decide(rl_registry *reg, reg_submit_req *q)
         if (!old_idents)
             RL_FAIL(RL_ENOMEM, "out of memory");
         RL_TRY(reg_identifier_keys(old, old_idents));
-        reg_put_index(txn.batch, rid, old_idents, json_object_get(json_object_get(old_link, "index"), "postings"),
-                      NULL, true, ident_keys, postings);
+        RL_TRY(reg_put_index(txn.batch, rid, old_idents, NULL, NULL, true, ident_keys));
+        /* The old search keys, for the copy in memory (the entry is put whole below). */
         old_search = json_array();
         if (!old_search)
             RL_FAIL(RL_ENOMEM, "out of memory");
         RL_TRY(reg_search_keys(old, old_search));
-        reg_put_search(txn.batch, rid, old_search, true, q->search_keys);
         q->record = reg_build_record(q->patient, rid, old_version + 1);
         if (!q->record)
             RL_FAIL(RL_ENOMEM, "out of memory");
         reg_put_json(txn.batch, RL_CF_RECORDS, rid, strlen(rid), q->record, &err);
         if (err)
             goto cleanup;
-        reg_put_index(txn.batch, rid, ident_keys, postings, source_key, false, NULL, NULL);
-        reg_put_search(txn.batch, rid, q->search_keys, false, NULL);
+        RL_TRY(reg_put_index(txn.batch, rid, ident_keys, postings, source_key, false, NULL));
+        RL_TRY(reg_postings_put(txn.batch, RL_CF_SEARCH, rid, q->search_keys));
         rl_store_batch_put(txn.batch, RL_CF_FEATURES, rid, strlen(rid), q->features.data, q->features.len);
     } else {
         RL_TRY(reg_txn_adopt(reg, &txn, q->prepared));

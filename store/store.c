@@ -37,7 +37,7 @@ static const char rl_schema_key[] = "schema_version";
  * time (rl_store_iter_group): their bloom filters and memtable blooms hold the
  * group, so that a seek for a group skips every table file without it instead
  * of reading a block in each. */
-static bool rl_cf_grouped(int cf) { return cf == RL_CF_BLOCKING || cf == RL_CF_IDENT; }
+static bool rl_cf_grouped(int cf) { return cf == RL_CF_IDENT; }
 
 /* The group of a key: up to and including its first NUL. */
 static char *rl_group_transform(void *state, const char *key, size_t len, size_t *out_len)
@@ -100,7 +100,6 @@ struct rl_store {
     rocksdb_options_t *options;
     rocksdb_options_t *append_options;
     rocksdb_options_t *grouped_options;
-    rocksdb_options_t *grouped_append_options;
     rocksdb_block_based_table_options_t *grouped_table_options;
     rocksdb_writeoptions_t *write_options;
     rocksdb_readoptions_t *read_options;
@@ -269,7 +268,7 @@ rl_error *rl_store_open(const char *dir, const rl_store_options *opts, rl_store 
     /* Only operator queries read such a memtable a key at a time (an audit
      * entry, a history event), for keys that are there, where a bloom answers
      * "maybe" anyway: without it each key is a plain append. Measured on bench
-     * match at 200k (here and for the blocking family below), the RocksDB write
+     * match at 200k (here and for the blocking family), the RocksDB write
      * of a registration, done in the registry's one-at-a-time step: 52-57 ->
      * 44-49 us of CPU. */
     rocksdb_options_set_memtable_prefix_bloom_size_ratio(s->append_options, 0);
@@ -282,22 +281,16 @@ rl_error *rl_store_open(const char *dir, const rl_store_options *opts, rl_store 
     rocksdb_options_set_memtable_whole_key_filtering(s->grouped_options, 0);
     s->grouped_table_options = rl_table_options(s->block_cache, false);
     rocksdb_options_set_block_based_table_factory(s->grouped_options, s->grouped_table_options);
-    /* The blocking postings are read from the registry's copy in memory; the
-     * family is read whole (at load, by check), never a key at a time: its 13
-     * writes a registration are appends too. */
-    s->grouped_append_options = rocksdb_options_create_copy(s->grouped_options);
-    rocksdb_options_set_memtable_vector_rep(s->grouped_append_options);
-    rocksdb_options_set_memtable_prefix_bloom_size_ratio(s->grouped_append_options, 0);
     const char *names[RL_CF_COUNT];
     for (int c = 0; c < RL_CF_COUNT; c++) {
         names[c] = rl_cf_names[c];
-        /* The search family too: the registry reads its copy in memory (registry_postings.c). */
+        /* The blocking and search families too: read whole, the registry
+         * keeps its copy in memory (registry_postings.c). */
         bool append = c == RL_CF_AUDIT || c == RL_CF_AUDIT_SUBJECT || c == RL_CF_HISTORY || c == RL_CF_VERSIONS ||
-                      c == RL_CF_SEARCH;
-        cf_options[c] = append                ? s->append_options
-                        : c == RL_CF_BLOCKING ? s->grouped_append_options
-                        : rl_cf_grouped(c)    ? s->grouped_options
-                                              : s->options;
+                      c == RL_CF_BLOCKING || c == RL_CF_SEARCH;
+        cf_options[c] = append             ? s->append_options
+                        : rl_cf_grouped(c) ? s->grouped_options
+                                           : s->options;
     }
     s->db = rocksdb_open_column_families(s->options, dir, RL_CF_COUNT, names,
                                          (const rocksdb_options_t *const *)cf_options, s->cf,
@@ -352,8 +345,6 @@ void rl_store_close(rl_store *s)
         rocksdb_options_destroy(s->append_options);
     if (s->grouped_options)
         rocksdb_options_destroy(s->grouped_options);
-    if (s->grouped_append_options)
-        rocksdb_options_destroy(s->grouped_append_options);
     if (s->grouped_table_options)
         rocksdb_block_based_options_destroy(s->grouped_table_options);
     if (s->table_options)

@@ -35,8 +35,8 @@ typedef enum rl_cf {
     RL_CF_IDENT,        /* every identifier -> records carrying it */
     RL_CF_GOLDEN,       /* golden records (the persons), by golden id */
     RL_CF_LINKS,        /* record id -> its link to a golden record */
-    RL_CF_BLOCKING,     /* blocking key -> candidate records; written every registration, read whole
-                         * (the registry keeps its copy in memory): a key-at-a-time read sorts its memtable */
+    RL_CF_BLOCKING,     /* record id -> its blocking keys; written every registration, read whole (the
+                         * registry keeps the postings in memory): a key-at-a-time read sorts its memtable */
     RL_CF_NOMATCH,      /* record pairs a reviewer declared different people */
     RL_CF_REVIEW,       /* review queue items */
     RL_CF_REVIEW_OPEN,  /* open items by (record, candidate golden) */
@@ -45,8 +45,8 @@ typedef enum rl_cf {
     RL_CF_AUDIT_SUBJECT,/* audit entries by record or golden id */
     RL_CF_TEMPLATES,    /* biometric templates (fingerprint engine) */
     RL_CF_FEATURES,     /* record id -> the matcher's prepared form of the record */
-    RL_CF_SEARCH,       /* search parameter values -> records (FHIR Patient search); written every
-                         * registration, read whole (the registry keeps its copy in memory) */
+    RL_CF_SEARCH,       /* record id -> its search parameter values (FHIR Patient search); written every
+                         * registration, read whole (the registry keeps the index in memory) */
     RL_CF_TOKENS,       /* API bearer tokens by token id: role, system, keyed hash (api/api_auth.c) */
     RL_CF_COUNT,
 } rl_cf;
@@ -108,8 +108,8 @@ rl_error *rl_store_iter_new(rl_store *store, rl_cf cf, const void *lower, size_t
 /* All keys starting with prefix. */
 rl_error *rl_store_iter_prefix(rl_store *store, rl_cf cf, const void *prefix, size_t prefix_len,
                                rl_store_iter **out);
-/* An iterator over one group at a time of a posting family (RL_CF_BLOCKING,
- * RL_CF_IDENT, keys "group \0 member"): seek it to "group \0" and it walks
+/* An iterator over one group at a time of a posting family (RL_CF_IDENT,
+ * keys "group \0 member"): seek it to "group \0" and it walks
  * that group's keys, then stops (invalid). Reseek it for the next group. Bloom
  * filters on the group make a seek skip the table files without it, which a
  * general iterator cannot. RL_EINTERNAL for another family. */

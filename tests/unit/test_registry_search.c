@@ -361,38 +361,71 @@ static void test_index_search_and_update(void **state)
     free(q);
 }
 
-/* A store from before the search indexes gets them at open. */
-static void test_index_built_for_old_store(void **state)
+/* Makes f's store look older: layout 1 (an entry a posting, "key \0 record
+ * id", marker "1"), or else from before the search indexes (no search
+ * entries, no marker). */
+static void make_old(fixture *f, bool layout1)
 {
-    fixture *f = *state;
-    char a[65], b[65];
-    add(f, "urn:s", "1", "Okafor", "Ada", "1990-04-12", a);
-    add(f, "urn:s", "2", "Mensah", "Kofi", "1980", b);
     close_registry(f);
-    /* Make it look old: no search entries, no marker. */
     rl_store *store = NULL;
     rl_store_options o = {.sync = false};
     assert_null(rl_store_open(f->dir, &o, &store));
     rl_store_batch *batch = NULL;
     assert_null(rl_store_batch_new(store, &batch));
-    rl_store_iter *it = NULL;
-    assert_null(rl_store_iter_new(store, RL_CF_SEARCH, NULL, 0, NULL, 0, &it));
-    int n = 0;
-    for (; rl_store_iter_valid(it); rl_store_iter_next(it), n++) {
-        size_t klen;
-        const char *k = rl_store_iter_key(it, &klen);
-        rl_store_batch_delete(batch, RL_CF_SEARCH, k, klen);
+    const rl_cf families[2] = {RL_CF_SEARCH, RL_CF_BLOCKING};
+    for (int fam = 0; fam < (layout1 ? 2 : 1); fam++) {
+        rl_store_iter *it = NULL;
+        assert_null(rl_store_iter_new(store, families[fam], NULL, 0, NULL, 0, &it));
+        int n = 0;
+        for (; rl_store_iter_valid(it); rl_store_iter_next(it), n++) {
+            size_t klen, vlen;
+            const char *k = rl_store_iter_key(it, &klen);
+            const char *v = rl_store_iter_value(it, &vlen);
+            rl_store_batch_delete(batch, families[fam], k, klen);
+            /* Layout 1: each packed key (2-byte length, bytes) as "key \0 record id". */
+            for (size_t at = 0; layout1 && at + 2 <= vlen;) {
+                size_t len = (size_t)(unsigned char)v[at] | (size_t)(unsigned char)v[at + 1] << 8;
+                char old[512];
+                assert_true(at + 2 + len <= vlen && len + 1 + klen <= sizeof old);
+                memcpy(old, v + at + 2, len);
+                old[len] = '\0';
+                memcpy(old + len + 1, k, klen);
+                rl_store_batch_put(batch, families[fam], old, len + 1 + klen, "", 0);
+                at += 2 + len;
+            }
+        }
+        rl_store_iter_destroy(it);
+        assert_true(n > 0);
     }
-    rl_store_iter_destroy(it);
-    assert_true(n > 0);
-    rl_store_batch_delete(batch, RL_CF_META, "search_index", strlen("search_index"));
+    if (layout1)
+        rl_store_batch_put(batch, RL_CF_META, "search_index", strlen("search_index"), "1", 1);
+    else
+        rl_store_batch_delete(batch, RL_CF_META, "search_index", strlen("search_index"));
     assert_null(rl_store_write(store, batch));
     rl_store_batch_destroy(batch);
     rl_store_close(store);
-
     assert_int_equal(open_registry(f), 0);
-    assert_int_equal(count(f, "family", "okafor", NULL, NULL), 1);
-    assert_int_equal(count(f, "birthdate", "le1985", NULL, NULL), 1);
+}
+
+/* A store from before the search indexes gets them at open; one of the
+ * layout before (an entry a posting) gets both families rewritten. The
+ * fixture's verify_decisions compares every decision's candidates, and every
+ * index read, with the rewritten families. */
+static void test_index_built_for_old_store(void **state)
+{
+    fixture *f = *state;
+    char a[65], b[65], c[65];
+    add(f, "urn:s", "1", "Okafor", "Ada", "1990-04-12", a);
+    add(f, "urn:s", "2", "Mensah", "Kofi", "1980", b);
+    for (int layout1 = 0; layout1 < 2; layout1++) {
+        make_old(f, layout1);
+        assert_int_equal(count(f, "family", "okafor", NULL, NULL), 1);
+        assert_int_equal(count(f, "birthdate", "le1985", NULL, NULL), 1);
+        expect_check_ok(f);
+    }
+    /* Registrations decide against the rewritten blocking entries. */
+    add(f, "urn:t", "3", "Okafor", "Ada", "1990-04-12", c);
+    assert_int_equal(count(f, "family", "okafor", NULL, NULL), 2);
     expect_check_ok(f);
 }
 
