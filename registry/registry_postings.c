@@ -81,6 +81,7 @@ struct reg_postings {
     rl_cf family;
     bool ordered;
     bool loaded;
+    bool loading; /* ordered: keys go to the end of base, sorted once the load is done */
     size_t entries; /* (key, record) pairs held */
     /* keys */
     rp_slot *slots;
@@ -436,8 +437,8 @@ static bool rp_order_add(reg_postings *p, const char *key, size_t klen)
     p->keys[at + 1] = (char)(klen >> 8);
     memcpy(p->keys + at + 2, key, klen);
     p->keys_len += klen + 2;
-    /* A load meets the keys in order: they go straight to the end of base. */
-    if (p->nbase == 0 || rp_key_cmp(p, p->base[p->nbase - 1], key, klen) < 0) {
+    /* A load meets the keys in record order, hence in no order: base is sorted after. */
+    if (p->loading || p->nbase == 0 || rp_key_cmp(p, p->base[p->nbase - 1], key, klen) < 0) {
         if (!rp_reserve(&p->base, &p->base_cap, p->nbase + 1, sizeof *p->base, 1024))
             return false;
         p->base[p->nbase++] = at;
@@ -455,6 +456,15 @@ static bool rp_order_add(reg_postings *p, const char *key, size_t klen)
         return false;
     }
     return true;
+}
+
+static int rp_order_cmp(const void *a, const void *b, void *ctx)
+{
+    const reg_postings *p = ctx;
+    const char *k;
+    size_t klen;
+    rp_key_at(p, *(const uint32_t *)b, &k, &klen);
+    return rp_key_cmp(p, *(const uint32_t *)a, k, klen);
 }
 
 /* Posts record rec under key (no-op when it is there); false when out of memory. */
@@ -566,6 +576,7 @@ static rl_error *rp_load(rl_registry *reg, reg_postings *p)
     size_t n = 0;
     uint64_t t0 = rl_time_mono_ns();
     RL_TRY(rl_store_iter_new(reg->store, p->family, NULL, 0, NULL, 0, &it));
+    p->loading = p->ordered;
     for (; rl_store_iter_valid(it); rl_store_iter_next(it)) {
         size_t klen, vlen;
         const char *k = rl_store_iter_key(it, &klen);
@@ -588,6 +599,9 @@ static rl_error *rp_load(rl_registry *reg, reg_postings *p)
         }
     }
     RL_TRY(rl_store_iter_status(it));
+    if (p->loading && p->nbase > 1)
+        qsort_r(p->base, p->nbase, sizeof *p->base, rp_order_cmp, p);
+    p->loading = false;
     p->loaded = true;
     /* A load of a second or more (some 100,000 records) is worth an operator's notice. */
     unsigned long long ms = (rl_time_mono_ns() - t0) / 1000000;
@@ -596,6 +610,7 @@ static rl_error *rp_load(rl_registry *reg, reg_postings *p)
            n, p->live, p->nrecs, ms);
 cleanup:
     rl_store_iter_destroy(it);
+    p->loading = false;
     if (err)
         rp_clear(p);
     return err;
