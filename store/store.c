@@ -1,5 +1,7 @@
 #include "store/store.h"
 
+#include "common/rl_log.h"
+
 #include <dirent.h>
 #include <errno.h>
 #include <pthread.h>
@@ -197,26 +199,30 @@ static rl_error *rl_store_check_schema(rl_store *s)
     bool found = false;
     rl_store_batch *batch = NULL;
     RL_TRY(rl_store_get(s, RL_CF_META, rl_schema_key, sizeof rl_schema_key - 1, &value, &len, &found));
-    if (!found) {
-        char text[16];
-        int n = snprintf(text, sizeof text, "%d", RL_STORE_SCHEMA_VERSION);
-        RL_TRY(rl_store_batch_new(s, &batch));
-        rl_store_batch_put(batch, RL_CF_META, rl_schema_key, sizeof rl_schema_key - 1, text, (size_t)n);
-        RL_TRY(rl_store_write(s, batch));
-        s->schema_version = RL_STORE_SCHEMA_VERSION;
-    } else {
+    long v = 0;
+    if (found) {
         char *end = NULL;
-        long v = strtol(value, &end, 10);
+        v = strtol(value, &end, 10);
         if (end == value || *end != '\0' || v <= 0)
             RL_FAIL(RL_ESTORE, "store %s: unreadable schema version", s->path);
         if (v > RL_STORE_SCHEMA_VERSION)
             RL_FAIL(RL_EUNSUPPORTED,
                     "store %s has schema version %ld, newer than this Ridgeline's %d: upgrade Ridgeline",
                     s->path, v, RL_STORE_SCHEMA_VERSION);
-        /* Older schemas are migrated here, one version step per batch, once
-         * there is an older schema to migrate from (version 1 is the first). */
-        s->schema_version = (int)v;
     }
+    if (v < RL_STORE_SCHEMA_VERSION) {
+        /* New, or older. 1 -> 2 changes nothing the store knows: the registry
+         * rewrites its families at open under a marker of its own, which an
+         * interruption leaves unset; the number keeps earlier versions out. */
+        char text[16];
+        int n = snprintf(text, sizeof text, "%d", RL_STORE_SCHEMA_VERSION);
+        RL_TRY(rl_store_batch_new(s, &batch));
+        rl_store_batch_put(batch, RL_CF_META, rl_schema_key, sizeof rl_schema_key - 1, text, (size_t)n);
+        RL_TRY(rl_store_write(s, batch));
+        if (v > 0)
+            rl_log(RL_LOG_INFO, "store", "schema upgraded", "from=%ld to=%d", v, RL_STORE_SCHEMA_VERSION);
+    }
+    s->schema_version = RL_STORE_SCHEMA_VERSION;
 cleanup:
     free(value);
     rl_store_batch_destroy(batch);

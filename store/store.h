@@ -51,7 +51,10 @@ typedef enum rl_cf {
     RL_CF_COUNT,
 } rl_cf;
 
-enum { RL_STORE_SCHEMA_VERSION = 1 };
+/* 2: the blocking and search families hold an entry a record (the registry
+ * rewrites a version 1 store's at open, registry_search.c); earlier Ridgelines,
+ * which would read them as empty, refuse such a store. */
+enum { RL_STORE_SCHEMA_VERSION = 2 };
 
 typedef struct rl_store_options {
     bool sync;           /* fsync the WAL before acknowledging a write */

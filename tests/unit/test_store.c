@@ -139,6 +139,34 @@ static void test_newer_schema_is_refused(void **state)
     free(dir);
 }
 
+/* An older schema is brought up to this one at open (and stays so). */
+static void test_older_schema_is_upgraded(void **state)
+{
+    char *dir = sub(*state, "older");
+    rl_store *s = NULL;
+    assert_null(rl_store_open(dir, &sync_on, &s));
+    rl_store_batch *b = NULL;
+    assert_null(rl_store_batch_new(s, &b));
+    rl_store_batch_put(b, RL_CF_META, "schema_version", 14, "1", 1);
+    assert_null(rl_store_write(s, b));
+    rl_store_batch_destroy(b);
+    rl_store_close(s);
+    for (int open = 0; open < 2; open++) {
+        s = NULL;
+        assert_null(rl_store_open(dir, &sync_on, &s));
+        assert_int_equal(rl_store_schema_version(s), RL_STORE_SCHEMA_VERSION);
+        char *value = NULL;
+        size_t len = 0;
+        bool found = false;
+        assert_null(rl_store_get(s, RL_CF_META, "schema_version", 14, &value, &len, &found));
+        assert_true(found);
+        assert_int_equal(strtol(value, NULL, 10), RL_STORE_SCHEMA_VERSION);
+        free(value);
+        rl_store_close(s);
+    }
+    free(dir);
+}
+
 static void test_unknown_column_family_is_refused(void **state)
 {
     char *dir = sub(*state, "future");
@@ -275,6 +303,7 @@ int main(void)
         cmocka_unit_test(test_batch_is_atomic_and_ordered),
         cmocka_unit_test(test_second_open_conflicts),
         cmocka_unit_test(test_newer_schema_is_refused),
+        cmocka_unit_test(test_older_schema_is_upgraded),
         cmocka_unit_test(test_unknown_column_family_is_refused),
         cmocka_unit_test(test_unusable_path),
         cmocka_unit_test(test_group_iterator),
