@@ -8,6 +8,7 @@
 
 #include "common/rl_json.h"
 #include "common/rl_log.h"
+#include "common/rl_parallel.h"
 #include "common/rl_time.h"
 #include "registry/registry_internal.h"
 
@@ -183,11 +184,19 @@ cleanup:
     return err;
 }
 
+/* Share t of the warm-up's first part: one of the two postings in memory. */
+static rl_error *reg_warm_postings(void *ctx, unsigned t)
+{
+    rl_registry *reg = ctx;
+    return reg_postings_load(reg, t == 0 ? reg->postings : reg->search);
+}
+
 rl_error *rl_registry_warm(rl_registry *reg)
 {
     rl_error *err = NULL;
-    RL_TRY(reg_postings_load(reg, reg->postings));
-    RL_TRY(reg_postings_load(reg, reg->search));
+    /* Apart, each is a scan of its family and a single thread's inserts: side
+     * by side (at a million records 9 and 6 s one after the other). */
+    RL_TRY(rl_parallel_run(2, reg_warm_postings, reg));
     pthread_mutex_lock(&reg->write_lock);
     err = reg_cache_fill(reg);
     pthread_mutex_unlock(&reg->write_lock);
