@@ -987,6 +987,39 @@ static void test_check_finds_damage(void **state)
     rl_submit_result_clear(&a);
 }
 
+/* The blocking and search families (an entry a record, keys packed) against
+ * the links and the postings in memory. */
+static void test_check_finds_index_damage(void **state)
+{
+    fixture *f = *state;
+    rl_submit_result a = submit(f, "urn:a", "1", "Sow", "Awa", "female", "1980-08-08");
+    expect_clean(f);
+    rl_store_batch *b = NULL;
+    assert_null(rl_store_batch_new(f->store, &b));
+    /* Another key than the link's (2-byte length, bytes). */
+    rl_store_batch_put(b, RL_CF_BLOCKING, a.record_id, strlen(a.record_id), "\x05\x00" "fs0|x", 7);
+    /* A key longer than the entry. */
+    rl_store_batch_put(b, RL_CF_SEARCH, a.record_id, strlen(a.record_id), "\x09\x00" "fam", 5);
+    /* An entry of the layout before: key \0 record id. */
+    char old[128];
+    int n = snprintf(old, sizeof old, "fs0|x%c%s", '\0', a.record_id);
+    rl_store_batch_put(b, RL_CF_BLOCKING, old, (size_t)n, "", 0);
+    assert_null(rl_store_write(f->store, b));
+    rl_store_batch_destroy(b);
+    json_t *report = NULL;
+    assert_null(rl_registry_check(f->reg, &report));
+    assert_false(json_is_true(json_object_get(report, "ok")));
+    char *text = json_dumps(report, 0);
+    assert_non_null(strstr(text, "not the keys its link is indexed under"));
+    assert_non_null(strstr(text, "search index entry of"));
+    assert_non_null(strstr(text, "malformed"));
+    assert_non_null(strstr(text, "another layout"));
+    assert_non_null(strstr(text, "in the store"));
+    free(text);
+    json_decref(report);
+    rl_submit_result_clear(&a);
+}
+
 static void test_counters_survive_reopen(void **state)
 {
     fixture *f = *state;
@@ -1140,6 +1173,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_concurrent_registrations_find_each_other, setup, teardown),
         cmocka_unit_test_setup_teardown(test_audit_trail, setup, teardown),
         cmocka_unit_test_setup_teardown(test_check_finds_damage, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_check_finds_index_damage, setup, teardown),
         cmocka_unit_test_setup_teardown(test_counters_survive_reopen, setup, teardown),
         cmocka_unit_test_setup_teardown(test_warm_fills_cache_from_links, setup, teardown),
     };
