@@ -118,18 +118,24 @@ static void test_second_open_conflicts(void **state)
     free(dir);
 }
 
-static void test_newer_schema_is_refused(void **state)
+/* A store in dir whose meta says schema version `version`. */
+static void store_with_schema(const char *dir, const char *version)
 {
-    char *dir = sub(*state, "newer");
     rl_store *s = NULL;
     assert_null(rl_store_open(dir, &sync_on, &s));
     rl_store_batch *b = NULL;
     assert_null(rl_store_batch_new(s, &b));
-    rl_store_batch_put(b, RL_CF_META, "schema_version", 14, "99", 2);
+    rl_store_batch_put(b, RL_CF_META, "schema_version", 14, version, strlen(version));
     assert_null(rl_store_write(s, b));
     rl_store_batch_destroy(b);
     rl_store_close(s);
-    s = NULL;
+}
+
+static void test_newer_schema_is_refused(void **state)
+{
+    char *dir = sub(*state, "newer");
+    store_with_schema(dir, "99");
+    rl_store *s = NULL;
     rl_error *err = rl_store_open(dir, &sync_on, &s);
     assert_non_null(err);
     assert_int_equal(rl_error_code(err), RL_EUNSUPPORTED);
@@ -143,16 +149,9 @@ static void test_newer_schema_is_refused(void **state)
 static void test_older_schema_is_upgraded(void **state)
 {
     char *dir = sub(*state, "older");
-    rl_store *s = NULL;
-    assert_null(rl_store_open(dir, &sync_on, &s));
-    rl_store_batch *b = NULL;
-    assert_null(rl_store_batch_new(s, &b));
-    rl_store_batch_put(b, RL_CF_META, "schema_version", 14, "1", 1);
-    assert_null(rl_store_write(s, b));
-    rl_store_batch_destroy(b);
-    rl_store_close(s);
+    store_with_schema(dir, "1");
     for (int open = 0; open < 2; open++) {
-        s = NULL;
+        rl_store *s = NULL;
         assert_null(rl_store_open(dir, &sync_on, &s));
         assert_int_equal(rl_store_schema_version(s), RL_STORE_SCHEMA_VERSION);
         char *value = NULL;
