@@ -225,8 +225,11 @@ cleanup:
 }
 
 /* A record's blocking keys: those its link was indexed under, else (a link
- * without them) the matcher's keys of the record. */
-static rl_error *reg_rebuild_blocking(rl_registry *reg, const char *rid, const json_t *record, json_t **keys)
+ * without them, a damaged store) the matcher's keys of the record, else none
+ * (*unkeyed counts those; `check` reports each): one such record does not
+ * keep the store from opening. */
+static rl_error *reg_rebuild_blocking(rl_registry *reg, const char *rid, const json_t *record, json_t **keys,
+                                      long *unkeyed)
 {
     rl_error *err = NULL;
     json_t *link = NULL;
@@ -241,8 +244,18 @@ static rl_error *reg_rebuild_blocking(rl_registry *reg, const char *rid, const j
     *keys = json_array();
     if (!*keys)
         RL_FAIL(RL_ENOMEM, "out of memory");
-    RL_TRY(reg->matcher->prepare(reg->matcher, record, &probe));
-    RL_TRY(reg->matcher->keys(reg->matcher, probe, *keys));
+    rl_error *bad = reg->matcher->prepare(reg->matcher, record, &probe);
+    if (!bad)
+        bad = reg->matcher->keys(reg->matcher, probe, *keys);
+    if (bad) {
+        if (rl_error_code(bad) == RL_ENOMEM) {
+            err = bad;
+            goto cleanup;
+        }
+        rl_error_free(bad);
+        json_array_clear(*keys);
+        (*unkeyed)++;
+    }
 cleanup:
     if (probe)
         reg->matcher->release(reg->matcher, probe);
@@ -258,7 +271,7 @@ static rl_error *reg_indexes_rebuild(rl_registry *reg)
     rl_store_iter *it = NULL;
     rl_store_batch *batch = NULL;
     json_t *keys = NULL, *blocking = NULL, *record = NULL;
-    long records = 0;
+    long records = 0, unkeyed = 0;
     int pending = 0;
     RL_TRY(rl_store_batch_new(reg->store, &batch));
     RL_TRY(reg_rebuild_clear(reg, RL_CF_SEARCH, &batch));
@@ -280,7 +293,7 @@ static rl_error *reg_indexes_rebuild(rl_registry *reg)
             RL_FAIL(RL_ENOMEM, "out of memory");
         RL_TRY(reg_search_keys(record, keys));
         RL_TRY(reg_postings_put(batch, RL_CF_SEARCH, rid, keys));
-        RL_TRY(reg_rebuild_blocking(reg, rid, record, &blocking));
+        RL_TRY(reg_rebuild_blocking(reg, rid, record, &blocking, &unkeyed));
         RL_TRY(reg_postings_put(batch, RL_CF_BLOCKING, rid, blocking));
         json_decref(keys);
         json_decref(blocking);
@@ -302,6 +315,9 @@ static rl_error *reg_indexes_rebuild(rl_registry *reg)
     if (records > 0)
         rl_log(RL_LOG_INFO, "registry", "search and blocking indexes rebuilt", "records=%ld layout=%s", records,
                reg_indexes_layout);
+    if (unkeyed > 0)
+        rl_log(RL_LOG_WARN, "registry", "records left without blocking keys (their links name none and the "
+               "matcher could not prepare them): run `ridgeline check`", "records=%ld", unkeyed);
 cleanup:
     rl_store_iter_destroy(it);
     rl_store_batch_destroy(batch);

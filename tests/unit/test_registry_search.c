@@ -427,6 +427,36 @@ static void test_index_built_for_old_store(void **state)
     add(f, "urn:t", "3", "Okafor", "Ada", "1990-04-12", c);
     assert_int_equal(count(f, "family", "okafor", NULL, NULL), 2);
     expect_check_ok(f);
+
+    /* A link that names no blocking keys (a damaged store): the rewrite takes
+     * the record's keys from the matcher rather than leave it unfindable. */
+    close_registry(f);
+    rl_store *store = NULL;
+    rl_store_options o = {.sync = false};
+    assert_null(rl_store_open(f->dir, &o, &store));
+    char *value = NULL;
+    size_t len = 0;
+    bool found = false;
+    assert_null(rl_store_get(store, RL_CF_LINKS, a, strlen(a), &value, &len, &found));
+    assert_true(found);
+    json_t *link = json_loadb(value, len, 0, NULL);
+    free(value);
+    assert_int_equal(json_object_del(json_object_get(link, "index"), "postings"), 0);
+    char *text = json_dumps(link, JSON_COMPACT);
+    json_decref(link);
+    rl_store_batch *batch = NULL;
+    assert_null(rl_store_batch_new(store, &batch));
+    rl_store_batch_put(batch, RL_CF_LINKS, a, strlen(a), text, strlen(text));
+    rl_store_batch_put(batch, RL_CF_META, "search_index", strlen("search_index"), "1", 1);
+    free(text);
+    assert_null(rl_store_write(store, batch));
+    rl_store_batch_destroy(batch);
+    rl_store_close(store);
+    assert_int_equal(open_registry(f), 0);
+    assert_null(rl_store_get(f->store, RL_CF_BLOCKING, a, strlen(a), &value, &len, &found));
+    assert_true(found);
+    assert_true(len > 2);
+    free(value);
 }
 
 static json_t *numbered_patient(int i, int family_no)
