@@ -216,9 +216,9 @@ static rl_error *reg_check_ident(reg_check *c, const char *k, size_t klen, const
 }
 
 /* An entry of the blocking or search family: record id -> its keys, packed
- * (registry_postings.c). Its keys, as strings, go to *keys when asked. */
+ * (registry_postings.c). Its keys, as strings, are appended to keys (optional). */
 static rl_error *reg_check_packed(reg_check *c, const char *k, size_t klen, const char *v, size_t vlen,
-                                  const char *what, long *postings, json_t **keys)
+                                  const char *what, long *postings, json_t *keys)
 {
     rl_error *err = NULL;
     if (memchr(k, '\0', klen)) {
@@ -230,7 +230,7 @@ static rl_error *reg_check_packed(reg_check *c, const char *k, size_t klen, cons
     size_t len;
     while (reg_packed_next(&it, &key, &len)) {
         (*postings)++;
-        if (keys && (*keys || (*keys = json_array())) && json_array_append_new(*keys, json_stringn(key, len)) != 0)
+        if (keys && json_array_append_new(keys, json_stringn(key, len)) != 0)
             RL_FAIL(RL_ENOMEM, "out of memory");
     }
     if (it.bad)
@@ -244,12 +244,14 @@ cleanup:
 static rl_error *reg_check_blocking(reg_check *c, const char *k, size_t klen, const char *v, size_t vlen)
 {
     rl_error *err = NULL;
-    json_t *keys = NULL, *link = NULL;
-    RL_TRY(reg_check_packed(c, k, klen, v, vlen, "blocking postings", &c->blocking_postings, &keys));
+    json_t *keys = json_array(), *link = NULL;
+    if (!keys)
+        RL_FAIL(RL_ENOMEM, "out of memory");
+    RL_TRY(reg_check_packed(c, k, klen, v, vlen, "blocking postings", &c->blocking_postings, keys));
     RL_TRY(reg_get_json(c->reg, RL_CF_LINKS, k, klen, &link));
-    const json_t *indexed = json_object_get(json_object_get(link, "index"), "postings");
     if (!link)
         goto cleanup; /* reported with the records */
+    const json_t *indexed = json_object_get(json_object_get(link, "index"), "postings");
     size_t i;
     json_t *key;
     bool same = true;

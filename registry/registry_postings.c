@@ -584,19 +584,19 @@ static rl_error *rp_load(rl_registry *reg, reg_postings *p)
         char rid[REG_ID_LEN + 40];
         if (klen == 0 || klen >= sizeof rid || memchr(k, '\0', klen))
             continue; /* not a record's entry (check reports such keys) */
+        if (vlen == 0)
+            continue; /* a record without keys */
         memcpy(rid, k, klen);
         rid[klen] = '\0';
+        uint32_t rec;
+        if (!rp_record(p, rid, true, &rec))
+            RL_FAIL(RL_ENOMEM, "out of memory loading the %s (%zu read)", rp_what(p), n);
         reg_packed keys = reg_packed_start(v, vlen);
         const char *key;
         size_t len;
-        uint32_t rec;
-        bool made = false;
-        while (reg_packed_next(&keys, &key, &len)) {
-            if ((!made && !rp_record(p, rid, true, &rec)) || !rp_add(p, key, len, rec))
+        for (; reg_packed_next(&keys, &key, &len); n++)
+            if (!rp_add(p, key, len, rec))
                 RL_FAIL(RL_ENOMEM, "out of memory loading the %s (%zu read)", rp_what(p), n);
-            made = true;
-            n++;
-        }
     }
     RL_TRY(rl_store_iter_status(it));
     if (p->loading && p->nbase > 1)
