@@ -145,6 +145,10 @@ static double jaro_cp(const uint32_t *a, int la, const uint32_t *b, int lb)
 
 static double jw_cp(const uint32_t *a, int la, const uint32_t *b, int lb)
 {
+    /* Equal strings are common among address tokens; jaro would find every
+     * match by scanning its window and give exactly 1, and so would the boost. */
+    if (la == lb && la > 0 && la <= MAXCP && memcmp(a, b, (size_t)la * sizeof *a) == 0)
+        return 1.0;
     double j = jaro_cp(a, la, b, lb);
     if (!(j > 0.7))
         return j;
@@ -157,6 +161,69 @@ static double jw_cp(const uint32_t *a, int la, const uint32_t *b, int lb)
     return j + (double)l * 0.1 * (1.0 - j);
 }
 
+/*
+ * What an upper bound of jw_cp needs of one string, found in one pass: the set
+ * of its code points' classes (letters and digits each their own, the rest
+ * folded into 28; two code points of one class only loosen the bound), its
+ * length and its repeats (length minus the classes it has).
+ */
+typedef struct cp_sig {
+    uint64_t classes;
+    int len, repeats;
+} cp_sig;
+
+static unsigned cp_class(uint32_t c)
+{
+    if (c >= 'a' && c <= 'z')
+        return c - 'a';
+    if (c >= '0' && c <= '9')
+        return 26 + (c - '0');
+    return 36 + c % 28;
+}
+
+static cp_sig sig_of(const uint32_t *s, int n)
+{
+    cp_sig g = {0, n, 0};
+    for (int i = 0; i < n; i++)
+        g.classes |= UINT64_C(1) << cp_class(s[i]);
+    g.repeats = n - __builtin_popcountll(g.classes);
+    return g;
+}
+
+/*
+ * An upper bound of jw_cp(a, b) from the signatures and the first code points.
+ * Every match pairs a code point of a with an equal one of b, so m is at most
+ * the positions of a whose class b has: one a shared class, plus a's repeats;
+ * likewise for b. The window and the transpositions are left out (t = 0) and
+ * the prefix boost applied whatever the jaro. Each step only grows with m and
+ * with jaro, so the bound is never below the exact value.
+ */
+static double jw_bound_cp(const cp_sig *ga, const uint32_t *a, const cp_sig *gb, const uint32_t *b)
+{
+    int la = ga->len, lb = gb->len;
+    if (la <= 0 || lb <= 0 || la > MAXCP || lb > MAXCP)
+        return 0.0;
+    int shared = __builtin_popcountll(ga->classes & gb->classes);
+    if (shared == 0)
+        return 0.0;
+    int m = shared + (ga->repeats < gb->repeats ? ga->repeats : gb->repeats);
+    if (m > la)
+        m = la;
+    if (m > lb)
+        m = lb;
+    double jaro = ((double)m / la + (double)m / lb + 1.0) / 3.0;
+    int lim = la < lb ? la : lb, l = 0;
+    if (lim > 4)
+        lim = 4;
+    while (l < lim && a[l] == b[l])
+        l++;
+    return jaro + (double)l * 0.1 * (1.0 - jaro);
+}
+
+/* Floating-point rounding could, in principle, order the bound a few ulps
+ * under the exact value; a bound must clear the floor by this much to decide. */
+#define BOUND_MARGIN 1e-9
+
 double demo_jaro(const char *a, const char *b)
 {
     uint32_t ca[MAXCP], cb[MAXCP];
@@ -168,6 +235,17 @@ double demo_jaro_winkler(const char *a, const char *b)
 {
     uint32_t ca[MAXCP], cb[MAXCP];
     int la = decode(a, ca), lb = decode(b, cb);
+    return jw_cp(ca, la, cb, lb);
+}
+
+double demo_jaro_winkler_floor(const char *a, const char *b, double floor)
+{
+    uint32_t ca[MAXCP], cb[MAXCP];
+    int la = decode(a, ca), lb = decode(b, cb);
+    cp_sig ga = sig_of(ca, la), gb = sig_of(cb, lb);
+    double bound = jw_bound_cp(&ga, ca, &gb, cb);
+    if (bound + BOUND_MARGIN < floor)
+        return bound;
     return jw_cp(ca, la, cb, lb);
 }
 
@@ -245,7 +323,7 @@ static int popcount(unsigned x)
     return c;
 }
 
-double demo_token_set_similarity(const char *a, const char *b)
+static double token_set_similarity(const char *a, const char *b, double floor)
 {
     uint32_t ca[MAXCP], cb[MAXCP];
     int la = decode(a, ca), lb = decode(b, cb);
@@ -265,6 +343,29 @@ double demo_token_set_similarity(const char *a, const char *b)
         int t = na;
         na = nb;
         nb = t;
+    }
+    /* Every short token is paired with one long token at best, so the sum of
+     * each row's best bound, over nb, bounds the answer (summed in the order
+     * the exact rows are, so rounding keeps it above). */
+    if (floor > 0.0) {
+        cp_sig ga[MAXTOK], gb[MAXTOK];
+        for (int i = 0; i < na; i++)
+            ga[i] = sig_of(sa + xa[i].start, xa[i].len);
+        for (int j = 0; j < nb; j++)
+            gb[j] = sig_of(sb + xb[j].start, xb[j].len);
+        double bound = 0.0;
+        for (int i = 0; i < na; i++) {
+            double row = 0.0;
+            for (int j = 0; j < nb; j++) {
+                double u = jw_bound_cp(&ga[i], sa + xa[i].start, &gb[j], sb + xb[j].start);
+                if (u > row)
+                    row = u;
+            }
+            bound += row;
+        }
+        bound /= nb;
+        if (bound + BOUND_MARGIN < floor)
+            return bound;
     }
     double w[MAXTOK][MAXTOK];
     for (int i = 0; i < na; i++)
@@ -299,6 +400,13 @@ double demo_token_set_similarity(const char *a, const char *b)
         }
     }
     return best / nb;
+}
+
+double demo_token_set_similarity(const char *a, const char *b) { return token_set_similarity(a, b, 0.0); }
+
+double demo_token_set_similarity_floor(const char *a, const char *b, double floor)
+{
+    return token_set_similarity(a, b, floor);
 }
 
 /* Effective precision of a date, 0 when missing or out of range. */

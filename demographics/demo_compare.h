@@ -58,6 +58,14 @@ double demo_jaro(const char *a, const char *b);
 double demo_jaro_winkler(const char *a, const char *b);
 
 /*
+ * For callers that only ask whether the similarity reaches a threshold:
+ * exactly demo_jaro_winkler(a, b) whenever that is >= floor; otherwise some
+ * value below floor (an upper bound from the code points the two share,
+ * computed in one pass, without the O(|a| window) matching).
+ */
+double demo_jaro_winkler_floor(const char *a, const char *b, double floor);
+
+/*
  * Optimal string alignment distance (restricted Damerau-Levenshtein): the
  * fewest insertions, deletions, substitutions and transpositions of two
  * adjacent code points, with no substring edited twice. So "ca" -> "abc" is
@@ -80,6 +88,10 @@ int demo_osa_distance(const char *a, const char *b);
  * for them separately. Either side without tokens gives 0.
  */
 double demo_token_set_similarity(const char *a, const char *b);
+
+/* demo_token_set_similarity(a, b) whenever that is >= floor; otherwise some
+ * value below floor (a bound: each row's best token bound, as above). */
+double demo_token_set_similarity_floor(const char *a, const char *b, double floor);
 
 /*
  * Dates of birth. precision: 0 missing, 1 year, 2 year-month, 3 full date;

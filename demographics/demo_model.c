@@ -560,18 +560,21 @@ cleanup:
 static void demo_join(const demo_name *n, char *out, size_t size) { demo_name_join(n, out, size); }
 
 /* The better of Jaro-Winkler (of the first tokens, or of the whole names) and
- * the token-set similarity of the whole names (middle names, order). */
-static double demo_name_similarity(const demo_name *a, const demo_name *b, bool first_tokens)
+ * the token-set similarity of the whole names (middle names, order); exact
+ * when it reaches floor, the lowest threshold the caller tests, else some
+ * value below it (most candidates' names are nothing alike: a bound decides). */
+static double demo_name_similarity(const demo_name *a, const demo_name *b, bool first_tokens, double floor)
 {
     /* One token each (most names): the token-set similarity of two single
      * tokens is their Jaro-Winkler, the same computation on the same code points. */
     if (a->ntokens == 1 && b->ntokens == 1)
-        return demo_jaro_winkler(a->tokens[0], b->tokens[0]);
+        return demo_jaro_winkler_floor(a->tokens[0], b->tokens[0], floor);
     char ja[DEMO_TEXT_MAX], jb[DEMO_TEXT_MAX];
     demo_join(a, ja, sizeof ja);
     demo_join(b, jb, sizeof jb);
-    double jw = first_tokens ? demo_jaro_winkler(a->tokens[0], b->tokens[0]) : demo_jaro_winkler(ja, jb);
-    double ts = demo_token_set_similarity(ja, jb);
+    double jw = first_tokens ? demo_jaro_winkler_floor(a->tokens[0], b->tokens[0], floor)
+                             : demo_jaro_winkler_floor(ja, jb, floor);
+    double ts = demo_token_set_similarity_floor(ja, jb, floor);
     return jw > ts ? jw : ts;
 }
 
@@ -585,7 +588,7 @@ static int demo_given_level(const demo_model *m, const demo_name *a, const demo_
         return 0;
     if (m->nick && demo_nicknames_equivalent(m->nick->table, a->tokens[0], b->tokens[0]))
         return 1;
-    double best = demo_name_similarity(a, b, true);
+    double best = demo_name_similarity(a, b, true, p->low);
     if (best >= p->high)
         return 2;
     if (best >= p->low)
@@ -603,7 +606,7 @@ static int demo_family_level(const demo_model *m, const demo_name *a, const demo
     demo_join(b, jb, sizeof jb);
     if (strcmp(ja, jb) == 0)
         return 0;
-    double best = demo_name_similarity(a, b, false);
+    double best = demo_name_similarity(a, b, false, p->low);
     if (best >= p->high)
         return 1;
     if (best >= p->low)
@@ -617,7 +620,10 @@ static int demo_text_level(const char *a, const char *b, const demo_field_params
         return DEMO_LEVEL_MISSING;
     if (strcmp(a, b) == 0)
         return 0;
-    double s = tokens ? demo_token_set_similarity(a, b) : demo_jaro_winkler(a, b);
+    if (nlevels < 3)
+        return nlevels - 1;
+    double floor = nlevels >= 4 ? p->low : p->high; /* low <= high: the rules check it */
+    double s = tokens ? demo_token_set_similarity_floor(a, b, floor) : demo_jaro_winkler_floor(a, b, floor);
     if (nlevels >= 3 && s >= p->high)
         return 1;
     if (nlevels >= 4 && s >= p->low)

@@ -577,6 +577,46 @@ static void test_token_set_matches_brute_force(void **state)
     }
 }
 
+/* The floor variants answer exactly at or above the floor and below it otherwise. */
+static void check_floor(const char *a, const char *b, int *decided_by_bound)
+{
+    static const double floors[] = {0.5, 0.7, 0.8, 0.85, 0.88, 0.9, 0.92, 0.95, 1.0};
+    double jw = demo_jaro_winkler(a, b), ts = demo_token_set_similarity(a, b);
+    for (size_t f = 0; f < sizeof floors / sizeof floors[0]; f++) {
+        double fl = floors[f];
+        double gj = demo_jaro_winkler_floor(a, b, fl), gt = demo_token_set_similarity_floor(a, b, fl);
+        if (jw >= fl ? gj != jw : !(gj < fl))
+            fail_msg("jw floor %.2f \"%s\" / \"%s\": %.17g, exact %.17g", fl, a, b, gj, jw);
+        if (ts >= fl ? gt != ts : !(gt < fl))
+            fail_msg("token set floor %.2f \"%s\" / \"%s\": %.17g, exact %.17g", fl, a, b, gt, ts);
+        *decided_by_bound += (gj != jw) + (gt != ts);
+    }
+}
+
+static void test_floor_variants_agree_with_exact(void **state)
+{
+    static const char *names[] = {"michael", "michaela", "micheal", "sarah", "sara", "jessica", "jesdicai",
+                                  "jessie", "boothroyd", "boothroid", "smith", "smyth", "schmidt",
+                                  "o'rourke street", "orourke street", "wynn street", "wyn st",
+                                  "maria luisa", "luisa maria", "jos\xC3\xA9", "jose", "zo\xC3\xAB", "zoe",
+                                  "aaaa", "aaab", "baaa", "nicholas", "nicolas", "niklas", "andrew", "andrea"};
+    int n = (int)(sizeof names / sizeof names[0]), decided = 0;
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < n; j++)
+            check_floor(names[i], names[j], &decided);
+    rng_state = 0x94D049BB133111EBULL;
+    char a[81], b[81];
+    int npieces = (int)(sizeof pieces / sizeof pieces[0]);
+    for (int it = 0; it < 5000; it++) {
+        int np = it % 2 ? 3 : npieces;
+        rand_string(a, 20, np);
+        rand_string(b, 20, np);
+        check_floor(a, b, &decided);
+    }
+    /* the bound does decide pairs, or the floor variants would be the plain ones */
+    assert_true(decided > 1000);
+}
+
 static void test_date_properties(void **state)
 {
     rng_state = 0x2545F4914F6CDD1DULL;
@@ -615,6 +655,7 @@ int main(void)
         cmocka_unit_test(test_length_cap_is_documented_behaviour),
         cmocka_unit_test(test_string_metric_properties),
         cmocka_unit_test(test_token_set_matches_brute_force),
+        cmocka_unit_test(test_floor_variants_agree_with_exact),
         cmocka_unit_test(test_date_properties),
     };
     return cmocka_run_group_tests_name("demo_compare", tests, NULL, NULL);
