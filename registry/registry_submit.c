@@ -419,27 +419,80 @@ rl_error *reg_key_hashes(const json_t *postings, const json_t *idents, uint64_t 
     return NULL;
 }
 
-/* How many of a probe's keys (postings, then identifier keys of trusted
- * systems) r is posted under, each counted as often as the probe lists it:
- * what reg_gather_candidates would have counted for r. */
-static int reg_recent_shared(const rl_registry *reg, const reg_submit_req *q, const reg_recent *r)
+/* One of a probe's keys that a recent record may share: postings (list 0),
+ * then identifier keys of trusted systems (list 1), ordered by hash so that
+ * each key of a recent record is looked up rather than compared with all. */
+typedef struct reg_keyref {
+    uint64_t hash;
+    unsigned list, index;
+} reg_keyref;
+
+enum { REG_KEYREFS_MAX = 256 }; /* more keys than that: gathered anew */
+
+static int reg_keyref_cmp(const void *a, const void *b)
+{
+    const reg_keyref *x = a, *y = b;
+    if (x->hash != y->hash)
+        return x->hash < y->hash ? -1 : 1;
+    return (x->list > y->list) - (x->list < y->list);
+}
+
+/* q's keys that count, sorted; false when there are more than REG_KEYREFS_MAX. */
+static bool reg_probe_keyrefs(const rl_registry *reg, const reg_submit_req *q, reg_keyref *out, size_t *n)
+{
+    const json_t *lists[2] = {q->postings, q->ident_keys};
+    size_t off = 0, k = 0;
+    for (unsigned l = 0; l < 2; l++) {
+        size_t nq = json_array_size(lists[l]);
+        for (size_t i = 0; i < nq; i++) {
+            const char *key = json_string_value(json_array_get(lists[l], i));
+            if (l == 1 && !reg_system_trusted(reg, key, (size_t)(strchr(key, '|') - key)))
+                continue;
+            if (k == REG_KEYREFS_MAX)
+                return false;
+            out[k++] = (reg_keyref){q->key_hashes[off + i], l, (unsigned)i};
+        }
+        off += nq;
+    }
+    qsort(out, k, sizeof *out, reg_keyref_cmp);
+    *n = k;
+    return true;
+}
+
+/* How many of a probe's keys (refs, from reg_probe_keyrefs) r is posted under,
+ * each counted as often as the probe lists it: what reg_gather_candidates
+ * would have counted for r. */
+static int reg_recent_shared(const reg_submit_req *q, const reg_keyref *refs, size_t nrefs, const reg_recent *r)
 {
     const json_t *lists[2] = {q->postings, q->ident_keys}, *theirs[2] = {r->postings, r->idents};
-    size_t qoff[2] = {0, json_array_size(q->postings)}, roff[2] = {0, json_array_size(r->postings)};
+    bool hit[REG_KEYREFS_MAX] = {false};
     int shared = 0;
-    for (int l = 0; l < 2; l++) {
-        size_t nq = json_array_size(lists[l]), nr = json_array_size(theirs[l]);
-        for (size_t i = 0; i < nq; i++) {
-            const char *k = json_string_value(json_array_get(lists[l], i));
-            if (l == 1 && !reg_system_trusted(reg, k, (size_t)(strchr(k, '|') - k)))
-                continue;
-            for (size_t j = 0; j < nr; j++)
-                if (q->key_hashes[qoff[l] + i] == r->key_hashes[roff[l] + j] &&
-                    strcmp(k, json_string_value(json_array_get(theirs[l], j))) == 0) {
+    size_t roff = 0;
+    for (unsigned l = 0; l < 2; l++) {
+        size_t nr = json_array_size(theirs[l]);
+        for (size_t j = 0; j < nr; j++) {
+            uint64_t h = r->key_hashes[roff + j];
+            size_t lo = 0, hi = nrefs;
+            while (lo < hi) {
+                size_t mid = lo + (hi - lo) / 2;
+                if (refs[mid].hash < h || (refs[mid].hash == h && refs[mid].list < l))
+                    lo = mid + 1;
+                else
+                    hi = mid;
+            }
+            const char *theirs_key = NULL;
+            for (size_t k = lo; k < nrefs && refs[k].hash == h && refs[k].list == l; k++) {
+                if (hit[k])
+                    continue;
+                if (!theirs_key)
+                    theirs_key = json_string_value(json_array_get(theirs[l], j));
+                if (strcmp(json_string_value(json_array_get(lists[l], refs[k].index)), theirs_key) == 0) {
+                    hit[k] = true;
                     shared++;
-                    break;
                 }
+            }
         }
+        roff += nr;
     }
     return shared;
 }
@@ -455,10 +508,16 @@ static bool reg_recent_candidates(rl_registry *reg, reg_submit_req *q)
     if (now - q->created > REG_RECENT ||
         now - q->created > (uint64_t)(q->room > 0 ? q->room : 0))
         return false;
+    if (now == q->created)
+        return true;
+    reg_keyref refs[REG_KEYREFS_MAX];
+    size_t nrefs;
+    if (!reg_probe_keyrefs(reg, q, refs, &nrefs))
+        return false;
     for (uint64_t n = q->created + 1; n <= now; n++) {
         const reg_recent *r = &reg->recent[n % REG_RECENT];
         /* Seen in part or whole by the gather, or not at all: counted afresh. */
-        rl_error *err = reg_cands_set(q->cands, r->rid, reg_recent_shared(reg, q, r));
+        rl_error *err = reg_cands_set(q->cands, r->rid, reg_recent_shared(q, refs, nrefs, r));
         if (err) {
             rl_error_free(err); /* out of memory: gathered anew, which reports it */
             return false;
