@@ -26,6 +26,7 @@ typedef struct bench_match_options {
     double dup_share;
     bool sync;
     bool verify;          /* registry.verify_decisions: each decision checked against one from scratch */
+    bool no_rematch;      /* stop after the probes: for comparing registration rates run after run */
     int group_commit_us;
     const char *dir;      /* store folder (fresh) */
     const char *testdata; /* folder holding demographics/febrl */

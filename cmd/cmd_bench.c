@@ -17,6 +17,7 @@ void cmd_bench_help(void)
 {
     printf("usage: ridgeline bench register|match [--size N] [--threads T] [--data DIR] [--no-sync]\n"
            "                                      [--dup-share F] [--probes N] [--verify-decisions]\n"
+           "                                      [--no-rematch]\n"
            "       ridgeline bench population --size N --out FILE.ndjson [--dup-share F]\n"
            "                                  [--creates FILE] [--probes FILE] [--count M]\n"
            "       ridgeline bench identify [--size N] [--kernels scalar|popcnt|avx2|avx512|opencl]\n"
@@ -35,7 +36,8 @@ void cmd_bench_help(void)
            "latency over --probes corrupted probes (default 2000), accuracy, rematch time.\n"
            "--verify-decisions checks every registration's candidates and scores (taken\n"
            "from memory, ahead of its turn) against the store from scratch (slower; a\n"
-           "difference is an error).\n"
+           "difference is an error). --no-rematch stops before the rematch (registration\n"
+           "rates of two builds run in turn: bench/ab_match.sh).\n"
            "\n"
            "population: writes bench match's population as FHIR Patients, one per line, for\n"
            "the HTTP benchmark (bench/http/): N registrations (identifier urn:bench:clinic|n,\n"
@@ -222,13 +224,14 @@ int cmd_bench(int argc, char **argv)
                                 .group_commit_us = defaults.store_group_commit_us};
     const char *data = NULL;
     long probes = 2000;
-    bool dup_given = false, verify = false;
+    bool dup_given = false, verify = false, no_rematch = false;
     static const struct option longopts[] = {
         {"size", required_argument, NULL, 's'},   {"threads", required_argument, NULL, 't'},
         {"data", required_argument, NULL, 'd'},   {"no-sync", no_argument, NULL, 'n'},
         {"dup-share", required_argument, NULL, 'u'}, {"help", no_argument, NULL, 'h'},
         {"probes", required_argument, NULL, 'p'},
         {"verify-decisions", no_argument, NULL, 'v'},
+        {"no-rematch", no_argument, NULL, 'r'},
         {NULL, 0, NULL, 0},
     };
     optind = 1;
@@ -268,6 +271,7 @@ int cmd_bench(int argc, char **argv)
             }
             break;
         case 'v': verify = true; break;
+        case 'r': no_rematch = true; break;
         case 'h': cmd_bench_help(); return CMD_OK;
         default: return CMD_USAGE;
         }
@@ -287,7 +291,7 @@ int cmd_bench(int argc, char **argv)
     if (match) {
         const char *testdata = getenv("RIDGELINE_TESTDATA");
         bench_match_options mo = {.size = o.size, .threads = o.threads, .probes = probes,
-                                  .dup_share = dup_given ? o.dup_share : 0.2, .sync = o.sync, .verify = verify,
+                                  .dup_share = dup_given ? o.dup_share : 0.2, .sync = o.sync, .verify = verify, .no_rematch = no_rematch,
                                   .group_commit_us = o.group_commit_us, .dir = data,
                                   .testdata = testdata && *testdata ? testdata : "../shared/data"};
         printf("bench match: %ld registrations, %d threads, sync %s, re-registrations %.0f%%, %ld probes\n",
@@ -306,10 +310,14 @@ int cmd_bench(int argc, char **argv)
         printf("  %-30s %12.0f\n", "registrations/s (matching on)", json_real_value(json_object_get(r, "registrations_per_s")));
         printf("  %-30s %12.2f\n", "$match p50 ms", json_real_value(json_object_get(r, "match_p50_ms")));
         printf("  %-30s %12.2f\n", "$match p99 ms", json_real_value(json_object_get(r, "match_p99_ms")));
-        printf("  %-30s %12.2f\n", "rematch s", json_real_value(json_object_get(r, "rematch_s")));
+        if (no_rematch)
+            printf("  %-30s %12s\n", "rematch s", "not run");
+        else
+            printf("  %-30s %12.2f\n", "rematch s", json_real_value(json_object_get(r, "rematch_s")));
         printf("  %-30s %12.3f\n", "CPU ms per registration", json_real_value(json_object_get(r, "registration_cpu_ms")));
         printf("  %-30s %12.3f\n", "CPU ms per probe", json_real_value(json_object_get(r, "probe_cpu_ms")));
-        printf("  %-30s %12.2f\n", "rematch CPU s", json_real_value(json_object_get(r, "rematch_cpu_s")));
+        if (!no_rematch)
+            printf("  %-30s %12.2f\n", "rematch CPU s", json_real_value(json_object_get(r, "rematch_cpu_s")));
         printf("  %-30s %12.4f\n", "precision (pairwise)", json_real_value(json_object_get(r, "precision")));
         printf("  %-30s %12.4f\n", "recall (pairwise)", json_real_value(json_object_get(r, "recall")));
         printf("  %-30s %12lld\n", "persons (golden records)", (long long)json_integer_value(json_object_get(r, "golden_records")));

@@ -113,6 +113,36 @@ static void test_serve_reports_unusable_store(void **state)
     free(dir);
 }
 
+/* The benchmark an operator runs to size a box: its table, its JSON line, and
+ * --no-rematch (two builds' registration rates in turn: bench/ab_match.sh). */
+static void test_bench_match_small(void **state)
+{
+    const char *data = rl_test_data_dir("demographics/febrl/dataset1.csv");
+    if (!data)
+        skip();
+    char *dir = rl_test_tmpdir("bench");
+    char args[1024];
+    snprintf(args, sizeof args, "bench match --size 600 --probes 50 --threads 8 --data %s/full", dir);
+    setenv("RIDGELINE_TESTDATA", data, 1);
+    const char *const full[] = {"bench match: 600 registrations", "registrations/s (matching on)", "rematch CPU s",
+                                "precision (pairwise)", "\"rematch_s\":", "\"rematch_cpu_s\":", "\"bench\":\"match\"",
+                                NULL};
+    expect_output(args, 0, full);
+    snprintf(args, sizeof args, "bench match --size 600 --probes 50 --threads 8 --no-rematch --data %s/quick", dir);
+    const char *const quick[] = {"bench match: 600 registrations", "not run", "\"rematch_s\":null", "\"registration_cpu_ms\":",
+                                 NULL};
+    expect_output(args, 0, quick);
+    int status;
+    char *out = run(args, &status);
+    if (strstr(out, "rematch CPU s") || strstr(out, "\"rematch_cpu_s\""))
+        fail_msg("bench match --no-rematch reports a rematch:\n%s", out);
+    free(out);
+    const char *const bad[] = {"--size takes 1 to 100000000", NULL};
+    expect_output("bench match --size 0", 2, bad);
+    rl_test_rmtree(dir);
+    free(dir);
+}
+
 static void test_make_install_layout(void **state)
 {
     char *dest = rl_test_tmpdir("install");
@@ -149,6 +179,7 @@ int main(void)
         cmocka_unit_test(test_version),
         cmocka_unit_test(test_config_layers_and_errors),
         cmocka_unit_test(test_serve_reports_unusable_store),
+        cmocka_unit_test(test_bench_match_small),
         cmocka_unit_test(test_make_install_layout),
     };
     return cmocka_run_group_tests_name("cli", tests, NULL, NULL);
