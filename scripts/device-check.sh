@@ -41,6 +41,8 @@ if [ -z "$icd" ]; then
 fi
 mkdir -p "$root/vendors"
 echo "$icd" >"$root/vendors/nvidia.icd"
+# The driver's library loads its siblings (libcuda, the JIT compiler) by name.
+case $icd in /*) export LD_LIBRARY_PATH="$LD_LIBRARY_PATH:$(dirname "$icd")" ;; esac
 export OCL_ICD_VENDORS="$root/vendors"
 say "OpenCL ICD: $icd"
 
