@@ -291,8 +291,8 @@ int cmd_bench(int argc, char **argv)
     if (match) {
         const char *testdata = getenv("RIDGELINE_TESTDATA");
         bench_match_options mo = {.size = o.size, .threads = o.threads, .probes = probes,
-                                  .dup_share = dup_given ? o.dup_share : 0.2, .sync = o.sync, .verify = verify, .no_rematch = no_rematch,
-                                  .group_commit_us = o.group_commit_us, .dir = data,
+                                  .dup_share = dup_given ? o.dup_share : 0.2, .sync = o.sync, .verify = verify,
+                                  .no_rematch = no_rematch, .group_commit_us = o.group_commit_us, .dir = data,
                                   .testdata = testdata && *testdata ? testdata : "../shared/data"};
         printf("bench match: %ld registrations, %d threads, sync %s, re-registrations %.0f%%, %ld probes\n",
                mo.size, mo.threads, mo.sync ? "always" : "off", mo.dup_share * 100, mo.probes);

@@ -624,7 +624,7 @@ static int demo_text_level(const char *a, const char *b, const demo_field_params
         return nlevels - 1;
     double floor = nlevels >= 4 ? p->low : p->high; /* low <= high: the rules check it */
     double s = tokens ? demo_token_set_similarity_floor(a, b, floor) : demo_jaro_winkler_floor(a, b, floor);
-    if (nlevels >= 3 && s >= p->high)
+    if (s >= p->high)
         return 1;
     if (nlevels >= 4 && s >= p->low)
         return 2;

@@ -601,7 +601,6 @@ static rl_error *rp_load(rl_registry *reg, reg_postings *p)
     RL_TRY(rl_store_iter_status(it));
     if (p->loading && p->nbase > 1)
         qsort_r(p->base, p->nbase, sizeof *p->base, rp_order_cmp, p);
-    p->loading = false;
     p->loaded = true;
     /* A load of a second or more (some 100,000 records) is worth an operator's notice. */
     unsigned long long ms = (rl_time_mono_ns() - t0) / 1000000;
