@@ -60,7 +60,12 @@ typedef struct bench_identify_options {
     long shortlist;         /* 0: the default */
     long refine;            /* fingers the prefilter's refinement takes; 0: the default */
     long extend;            /* fingers re-ranked when the short list gives no decision; 0: the default */
-    long exhaustive_probes; /* -1: by size (all at <= 10k, 40 at <= 100k, none above) */
+    /* The exhaustive search: over P probes spread evenly; or (exhaustive_missed)
+     * over just those the staged search gets wrong, where how many it gets
+     * right bounds the staged search's loss against it from above, at a
+     * fraction of the work. -1: by size (all at <= 10k, the missed above). */
+    long exhaustive_probes;
+    bool exhaustive_missed;
     unsigned threads;       /* 0: the online cores */
 } bench_identify_options;
 

@@ -1,4 +1,5 @@
 /* Integration: the `ridgeline` command line, as an operator meets it. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -143,6 +144,66 @@ static void test_bench_match_small(void **state)
     free(dir);
 }
 
+/* The JSON line bench identify ends with (NULL when there is none). */
+static json_t *bench_json(const char *out)
+{
+    const char *last = NULL;
+    for (const char *line = out; line && *line;) {
+        if (*line == '{')
+            last = line;
+        line = strchr(line, '\n');
+        if (line)
+            line++;
+    }
+    return last ? json_loads(last, 0, NULL) : NULL;
+}
+
+/* bench identify over a small gallery: the exhaustive search over every
+ * probe, then over just those the staged search gets wrong, whose bound must
+ * hold against the first. */
+static void test_bench_identify_small(void **state)
+{
+    const char *data = rl_test_data_dir("fingerprints/fvc2002/DB1_B/101_1.png");
+    if (!data)
+        skip();
+    setenv("RIDGELINE_TESTDATA", data, 1);
+    int status;
+    char *all = run("bench identify --size 400 --shortlist 10 --exhaustive-probes 280", &status);
+    if (status != 0)
+        fail_msg("bench identify: exit %d:\n%s", status, all);
+    char *missed = run("bench identify --size 400 --shortlist 10 --exhaustive-probes missed", &status);
+    if (status != 0)
+        fail_msg("bench identify --exhaustive-probes missed: exit %d:\n%s", status, missed);
+    if (!strstr(missed, "staged misses the exhaustive search gets right") ||
+        !strstr(missed, "rank-1 gap to exhaustive, points, at most"))
+        fail_msg("bench identify --exhaustive-probes missed: no bound in the table:\n%s", missed);
+    json_t *a = bench_json(all), *m = bench_json(missed);
+    if (!a || !m)
+        fail_msg("bench identify: no JSON line:\n%s\n%s", all, missed);
+    double rank1 = json_number_value(json_object_get(a, "rank1"));
+    double exhaustive = json_number_value(json_object_get(a, "rank1_exhaustive"));
+    double at_most = json_number_value(json_object_get(m, "rank1_exhaustive_at_most"));
+    double gap = json_number_value(json_object_get(m, "rank1_gap_at_most"));
+    /* The staged search is deterministic: the same rank-1 both times. */
+    assert_true(fabs(json_number_value(json_object_get(m, "rank1")) - rank1) < 1e-5); /* six digits printed */
+    assert_string_equal(json_string_value(json_object_get(m, "exhaustive_subset")), "missed");
+    assert_true(json_is_null(json_object_get(m, "rank1_exhaustive")));
+    assert_true(fabs(at_most - (rank1 + gap)) < 1e-5);
+    if (exhaustive > at_most + 1e-5)
+        fail_msg("exhaustive rank-1 %.4f above its bound %.4f", exhaustive, at_most);
+    /* Exactly the staged misses were searched (a short list of 10 misses some). */
+    json_int_t searched = json_integer_value(json_object_get(m, "exhaustive_probes"));
+    assert_true(searched > 0);
+    assert_int_equal(searched, lround(280 * (1 - rank1)));
+    assert_true(at_most <= 1 + 1e-5);
+    json_decref(a);
+    json_decref(m);
+    free(all);
+    free(missed);
+    const char *const bad[] = {"bad number for an option", NULL};
+    expect_output("bench identify --exhaustive-probes some", 2, bad);
+}
+
 static void test_make_install_layout(void **state)
 {
     char *dest = rl_test_tmpdir("install");
@@ -180,6 +241,7 @@ int main(void)
         cmocka_unit_test(test_config_layers_and_errors),
         cmocka_unit_test(test_serve_reports_unusable_store),
         cmocka_unit_test(test_bench_match_small),
+        cmocka_unit_test(test_bench_identify_small),
         cmocka_unit_test(test_make_install_layout),
     };
     return cmocka_run_group_tests_name("cli", tests, NULL, NULL);
