@@ -42,6 +42,11 @@ rl_error *cmd_registry_options(const rl_config *cfg, rl_registry_options *opts, 
     opts->ntrusted = cfg->registry_ntrusted < RL_REGISTRY_MAX_TRUSTED ? cfg->registry_ntrusted : RL_REGISTRY_MAX_TRUSTED;
     for (int i = 0; i < opts->ntrusted; i++)
         snprintf(opts->trusted_systems[i], sizeof opts->trusted_systems[i], "%s", cfg->registry_trusted_systems[i]);
+    opts->finger_min_quality = cfg->fingerprint_min_quality;
+    opts->finger_min_minutiae = cfg->fingerprint_min_minutiae;
+    opts->finger_resident_mb = (unsigned long)cfg->fingerprint_resident_mb;
+    opts->finger_shortlist = (size_t)cfg->fingerprint_shortlist;
+    opts->finger_extend = (size_t)cfg->fingerprint_extend;
     return NULL;
 }
 

@@ -77,6 +77,11 @@ static const rl_opt rl_opts[] = {
     {.section = "registry", .key = "trusted_systems", .kind = RL_OPT_STRLIST,
      .offset = RL_OFF(registry_trusted_systems), .max = RL_CONFIG_LIST_MAX,
      .count_offset = RL_OFF(registry_ntrusted)},
+    RL_OPTION("fingerprint", "min_quality", RL_OPT_INT, fingerprint_min_quality, 0, 100),
+    RL_OPTION("fingerprint", "min_minutiae", RL_OPT_INT, fingerprint_min_minutiae, 4, 255),
+    RL_OPTION("fingerprint", "resident_mb", RL_OPT_INT, fingerprint_resident_mb, 0, 1048576),
+    RL_OPTION("fingerprint", "shortlist", RL_OPT_INT, fingerprint_shortlist, 1, 1 << 20),
+    RL_OPTION("fingerprint", "extend", RL_OPT_INT, fingerprint_extend, 0, 1 << 20),
 };
 
 void rl_config_defaults(rl_config *cfg)
@@ -110,6 +115,13 @@ void rl_config_defaults(rl_config *cfg)
     cfg->registry_match_cache_mb = 1024;
     cfg->registry_survivorship = 0;
     cfg->registry_ntrusted = 0;
+    /* The registry's and the gallery's own defaults (registry.c, bio_gallery.h),
+     * repeated here so that the shipped file shows them. */
+    cfg->fingerprint_min_quality = 35;
+    cfg->fingerprint_min_minutiae = 12;
+    cfg->fingerprint_resident_mb = 512;
+    cfg->fingerprint_shortlist = 400;
+    cfg->fingerprint_extend = 0;
 }
 
 rl_error *rl_config_set_listen(rl_config *cfg, const char *hostport)

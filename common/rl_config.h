@@ -72,6 +72,11 @@ typedef struct rl_config {
     int registry_survivorship; /* 0 most_recent, 1 most_complete */
     int registry_ntrusted;
     char registry_trusted_systems[RL_CONFIG_LIST_MAX][RL_CONFIG_ITEM_MAX];
+    int fingerprint_min_quality;  /* enrolment asks for a recapture below this image quality (0-100) */
+    int fingerprint_min_minutiae; /* ... and below this many minutiae */
+    int fingerprint_resident_mb;  /* full features of enrolled fingers kept in memory */
+    int fingerprint_shortlist;    /* 1:N: fingers the full matcher re-ranks */
+    int fingerprint_extend;       /* 1:N: re-ranked in all when the short list decides nothing (0: none) */
 } rl_config;
 
 void rl_config_defaults(rl_config *cfg);

@@ -483,7 +483,8 @@ rl_error *rl_registry_finger_identify(rl_registry *reg, const rl_actor *actor, c
     bio_prefilter_probe(probe, d);
     probe_pf = d;
     RL_TRY(reg_gallery(reg, &g));
-    bio_gallery_params p = {.top_k = (size_t)top, .shortlist = 0, .fpir = 0.001};
+    bio_gallery_params p = {.top_k = (size_t)top, .shortlist = reg->opts.finger_shortlist,
+                            .extend = reg->opts.finger_extend, .fpir = 0.001};
     RL_TRY(bio_gallery_identify(g, probe_pf, f, &p, reg_finger_fetch, reg, r));
     const char *subjects[BIO_GALLERY_MAX_TOP];
     for (size_t i = 0; i < r->n; i++) {

@@ -114,6 +114,21 @@ static void test_enroll_identify_cli(void **state)
     out = NULL;
     rl_test_run(cmd, &out);
     assert_non_null(strstr(out, ids[0]));
+    assert_non_null(strstr(out, "\"shortlisted\": 10")); /* the default 400, cut to the gallery */
+    free(out);
+    /* The configuration's short list reaches the search. */
+    char conf[1100];
+    snprintf(conf, sizeof conf, "%s/ridgeline.json", tmp);
+    FILE *cf = fopen(conf, "w");
+    assert_non_null(cf);
+    fputs("{\"fingerprint\": {\"shortlist\": 3}}\n", cf);
+    fclose(cf);
+    snprintf(cmd, sizeof cmd, "%s fingerprint identify %s/fingerprints/fvc2002/DB1_B/101_2.png --top 2 --data %s --config %s",
+             rl_test_bin(), data, dir, conf);
+    out = NULL;
+    assert_int_equal(rl_test_run(cmd, &out), 0);
+    if (!strstr(out, "\"shortlisted\": 3") || !strstr(out, ids[0]))
+        fail_msg("fingerprint.shortlist 3 not applied, or the mate lost:\n%s", out);
     free(out);
 
     /* in-process: persisted across reopen, list, delete, audit */

@@ -55,6 +55,11 @@ static void test_overlay(void **state)
     assert_int_equal(cfg.store_sync, RL_SYNC_OFF);
     assert_int_equal(cfg.log_level, RL_LOG_DEBUG);
     assert_int_equal(cfg.http_max_json_depth, 32); /* untouched keys keep their value */
+    assert_null(apply_text(&cfg, "{\"fingerprint\":{\"shortlist\":1600,\"extend\":6400,\"min_quality\":0}}"));
+    assert_int_equal(cfg.fingerprint_shortlist, 1600);
+    assert_int_equal(cfg.fingerprint_extend, 6400);
+    assert_int_equal(cfg.fingerprint_min_quality, 0);
+    assert_int_equal(cfg.fingerprint_resident_mb, 512);
 }
 
 static void test_rejects_bad_settings(void **state)
@@ -70,6 +75,9 @@ static void test_rejects_bad_settings(void **state)
     expect_error("{\"listen\":\"127.0.0.1:70000\"}", RL_EINVAL, "port must be");
     expect_error("{\"listen\":\"::1:80\"}", RL_EINVAL, "brackets");
     expect_error("{\"data_dir\":\"\"}", RL_EINVAL, "data_dir");
+    expect_error("{\"fingerprint\":{\"shortlist\":0}}", RL_EINVAL, "fingerprint.shortlist: must be between 1 and");
+    expect_error("{\"fingerprint\":{\"min_minutiae\":2}}", RL_EINVAL, "fingerprint.min_minutiae: must be between");
+    expect_error("{\"fingerprint\":{\"extend\":-1}}", RL_EINVAL, "fingerprint.extend: must be between");
     /* the first key is fine, the second is not: nothing applied */
     expect_error("{\"log_level\":\"debug\",\"bogus\":1}", RL_EINVAL, "bogus");
     expect_error("[]", RL_EINVAL, "top level");
