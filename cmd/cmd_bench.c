@@ -104,8 +104,9 @@ static int bench_identify(int argc, char **argv)
     while ((c = getopt_long(argc - 1, argv + 1, "h", longopts, NULL)) != -1) {
         switch (c) {
         case 'e':
-            if (strcmp(optarg, "missed") == 0) {
-                o.exhaustive_missed = true;
+            o.exhaustive_missed = strcmp(optarg, "missed") == 0; /* the last one given wins */
+            if (o.exhaustive_missed) {
+                o.exhaustive_probes = -1;
                 break;
             }
             /* fall through */

@@ -110,6 +110,7 @@ rl_error *dev_enroll_capture(dev_readers *m, const char *device_id, const dev_en
     int max_attempts = opts && opts->max_attempts ? opts->max_attempts : 2 * want + 2;
     int timeout_ms = opts ? opts->timeout_ms : 0;
     int min_quality = opts && opts->min_quality ? opts->min_quality : DEV_ENROLL_MIN_QUALITY;
+    int min_minutiae = opts ? opts->min_minutiae : 0;
     double threshold = opts && opts->threshold > 0 ? opts->threshold : DEV_ENROLL_MATCH_THRESHOLD;
     if (log && !lg)
         RL_FAIL(RL_ENOMEM, "out of memory");
@@ -147,10 +148,15 @@ rl_error *dev_enroll_capture(dev_readers *m, const char *device_id, const dev_en
         if (!device_id || !device_id[0])
             device_id = out->device_id;
         out->ppi_assumed = out->ppi_assumed || cap.ppi_assumed;
-        if (cap.info.quality < min_quality) {
-            snprintf(last_prompt, sizeof last_prompt,
-                     "poor capture (quality %d, under %d): place the finger again, flat and centred",
-                     cap.info.quality, min_quality);
+        if (cap.info.quality < min_quality || cap.tmpl.count < min_minutiae) {
+            if (cap.info.quality < min_quality)
+                snprintf(last_prompt, sizeof last_prompt,
+                         "poor capture (quality %d, under %d): place the finger again, flat and centred",
+                         cap.info.quality, min_quality);
+            else
+                snprintf(last_prompt, sizeof last_prompt,
+                         "poor capture (%d minutiae, under %d): place the finger again, flat and centred",
+                         (int)cap.tmpl.count, min_minutiae);
             dev_readers_note(m, device_id, "retry", "poor-quality", last_prompt, cap.info.quality, cap.tmpl.count);
             RL_TRY(dev_log_attempt(lg, out->attempts, "retry", "poor-quality", last_prompt, &cap));
             dev_capture_free(&cap);

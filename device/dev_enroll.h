@@ -56,7 +56,8 @@ typedef struct dev_enroll_options {
     int impressions;  /* 1..DEV_ENROLL_MAX_IMPRESSIONS; 0: default */
     int max_attempts; /* 0: 2 * impressions + 2 */
     int timeout_ms;   /* per capture; 0: DEV_TIMEOUT_DEFAULT_MS */
-    int min_quality;  /* 0: DEV_ENROLL_MIN_QUALITY */
+    int min_quality;  /* 0: DEV_ENROLL_MIN_QUALITY; negative: no gate */
+    int min_minutiae; /* a capture with fewer is retried; 0: no gate here */
     double threshold; /* 0: DEV_ENROLL_MATCH_THRESHOLD */
 } dev_enroll_options;
 

@@ -189,6 +189,10 @@ static void test_bench_identify_small(void **state)
     assert_string_equal(json_string_value(json_object_get(m, "exhaustive_subset")), "missed");
     assert_true(json_is_null(json_object_get(m, "rank1_exhaustive")));
     assert_true(fabs(at_most - (rank1 + gap)) < 1e-5);
+    /* The gap the missed run finds is what the search over every probe finds among the staged misses. */
+    json_int_t right_of_misses = json_integer_value(json_object_get(a, "exhaustive_right_of_staged_misses"));
+    assert_int_equal(lround(gap * 280), right_of_misses);
+    assert_int_equal(json_integer_value(json_object_get(m, "exhaustive_right_of_staged_misses")), right_of_misses);
     if (exhaustive > at_most + 1e-5)
         fail_msg("exhaustive rank-1 %.4f above its bound %.4f", exhaustive, at_most);
     /* Exactly the staged misses were searched (a short list of 10 misses some). */

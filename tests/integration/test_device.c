@@ -13,7 +13,8 @@
  * list` and `device capture -o` likewise. The live status a desk polls in GET
  * /devices: "last" (each capture's outcome, the enrolment's own refusals
  * included) and "session" (which impression an enrolment waits for); the
- * enrolment's and identification's answers carry their image (PNG).
+ * enrolment's and identification's answers carry their image (PNG). The
+ * configuration's enrolment gates (fingerprint.min_minutiae) reach the reader.
  * Skipped, loudly, without the FVC2002 data.
  */
 #include <pthread.h>
@@ -146,14 +147,21 @@ static long captures_so_far(int port)
 }
 
 /* A server with `threads` HTTP workers and the virtual reader, open and connected. */
-static int setup_threads(void **state, const char *threads)
+static int setup_threads(void **state, const char *threads, const char *config_json)
 {
     fixture *f = calloc(1, sizeof *f);
     f->fd = -1;
     f->sockdir = rl_test_tmpdir("vreader");
     snprintf(f->sock, sizeof f->sock, "%s/reader.sock", f->sockdir);
+    char config[300];
+    snprintf(config, sizeof config, "%s/ridgeline.json", f->sockdir);
+    FILE *cf = fopen(config, "w");
+    if (!cf)
+        return -1;
+    fputs(config_json, cf);
+    fclose(cf);
     setenv("FP_VIRTUAL_IMAGE", f->sock, 1);
-    const char *const extra[] = {"--threads", threads, NULL};
+    const char *const extra[] = {"--threads", threads, "--config", config, NULL};
     bool up = rl_test_server_start(&f->srv, NULL, extra);
     unsetenv("FP_VIRTUAL_IMAGE");
     if (!up)
@@ -176,13 +184,19 @@ static int setup_threads(void **state, const char *threads)
 
 static int setup(void **state)
 {
-    return setup_threads(state, "4");
+    return setup_threads(state, "4", "{}");
+}
+
+/* Enrolment's gates from the configuration: more minutiae than any capture has. */
+static int setup_strict(void **state)
+{
+    return setup_threads(state, "4", "{\"fingerprint\": {\"min_minutiae\": 200}}");
 }
 
 /* One worker: a capture that held it would leave every other request waiting. */
 static int setup_one_worker(void **state)
 {
-    return setup_threads(state, "1");
+    return setup_threads(state, "1", "{}");
 }
 
 static int teardown(void **state)
@@ -515,6 +529,36 @@ static void test_enroll_then_identify(void **state)
     free(cy);
 }
 
+/* fingerprint.min_minutiae reaches the reader's enrolment: each capture is
+ * retaken at once, and after the attempts allowed the answer says why. */
+static void test_enroll_gate_from_config(void **state)
+{
+    fixture *f = *state;
+    const char *data = rl_test_data_dir("fingerprints/fvc2002/DB1_B/101_1.png");
+    if (!data)
+        skip();
+    char *ada = make_patient(f->srv.port, "G-1", "Okafor", "Ada", "1980-02-03");
+    char body[256];
+    snprintf(body, sizeof body, "{\"patient\":\"%s\",\"position\":2,\"impressions\":1,\"timeout_s\":20}", ada);
+    post_call c;
+    long n = captures_so_far(f->srv.port);
+    post_start(&c, f->srv.port, "/devices/" READER "/enroll", body);
+    static const char *const imgs[4] = {"101_1", "101_2", "101_3", "101_4"}; /* 2 x 1 + 2 attempts */
+    for (int i = 0; i < 4; i++) {
+        assert_true(wait_finger_needed(f->srv.port, n + 1 + i));
+        char *path = fvc(data, imgs[i]);
+        assert_true(vr_send_file(f->fd, path, NULL));
+        free(path);
+    }
+    json_t *res = post_finish(&c, 422);
+    char *text = json_dumps(res, 0);
+    if (!strstr(text, "minutiae, under 200"))
+        fail_msg("enrolment did not apply fingerprint.min_minutiae: %s", text);
+    free(text);
+    json_decref(res);
+    free(ada);
+}
+
 static void test_retry_command(void **state)
 {
     fixture *f = *state;
@@ -730,6 +774,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_list_and_capture, setup, teardown),
         cmocka_unit_test_setup_teardown(test_enroll_then_identify, setup, teardown),
         cmocka_unit_test_setup_teardown(test_retry_command, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_enroll_gate_from_config, setup_strict, teardown),
         cmocka_unit_test_setup_teardown(test_removed_mid_capture, setup, teardown),
         cmocka_unit_test_setup_teardown(test_serves_during_capture, setup_one_worker, teardown),
         cmocka_unit_test(test_cli),

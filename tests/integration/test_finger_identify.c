@@ -26,6 +26,23 @@ static void open_reg(const char *dir, rl_store **s, rl_registry **r)
     assert_null(rl_registry_open(*s, NULL, r));
 }
 
+/* `fingerprint identify` of one FVC2002 image (SET/NAME) under the configuration
+ * `json`, written to conf; the output (the caller frees it) of a run that must succeed. */
+static char *identify_with(const char *conf, const char *json, const char *data, const char *image, const char *dir)
+{
+    FILE *cf = fopen(conf, "w");
+    assert_non_null(cf);
+    fputs(json, cf);
+    fclose(cf);
+    char cmd[4096], *out = NULL;
+    snprintf(cmd, sizeof cmd, "%s fingerprint identify %s/fingerprints/fvc2002/%s.png --top 2 --data %s --config %s",
+             rl_test_bin(), data, image, dir, conf);
+    int rc = rl_test_run(cmd, &out);
+    if (rc != 0)
+        fail_msg("%s: exit %d\n%s", cmd, rc, out);
+    return out;
+}
+
 static void test_enroll_identify_cli(void **state)
 {
     (void)state;
@@ -119,16 +136,23 @@ static void test_enroll_identify_cli(void **state)
     /* The configuration's short list reaches the search. */
     char conf[1100];
     snprintf(conf, sizeof conf, "%s/ridgeline.json", tmp);
-    FILE *cf = fopen(conf, "w");
-    assert_non_null(cf);
-    fputs("{\"fingerprint\": {\"shortlist\": 3}}\n", cf);
-    fclose(cf);
-    snprintf(cmd, sizeof cmd, "%s fingerprint identify %s/fingerprints/fvc2002/DB1_B/101_2.png --top 2 --data %s --config %s",
-             rl_test_bin(), data, dir, conf);
-    out = NULL;
-    assert_int_equal(rl_test_run(cmd, &out), 0);
+    out = identify_with(conf, "{\"fingerprint\": {\"shortlist\": 3}}", data, "DB1_B/101_2", dir);
     if (!strstr(out, "\"shortlisted\": 3") || !strstr(out, ids[0]))
         fail_msg("fingerprint.shortlist 3 not applied, or the mate lost:\n%s", out);
+    free(out);
+    /* With an extension: someone not enrolled (a DB2 finger) has no match among the first 3, so 10 are re-ranked. */
+    out = identify_with(conf, "{\"fingerprint\": {\"shortlist\": 3, \"extend\": 10, \"min_minutiae\": 200}}", data,
+                        "DB2_B/101_1", dir);
+    if (!strstr(out, "\"decision\": \"no-match\"") || !strstr(out, "\"shortlisted\": 10"))
+        fail_msg("fingerprint.extend 10 not applied:\n%s", out);
+    free(out);
+    /* The enrolment gate: no capture has 200 minutiae, so enrolment asks for another. */
+    snprintf(cmd, sizeof cmd, "%s fingerprint enroll %s 3 %s/fingerprints/fvc2002/DB1_B/101_3.png --data %s --config %s",
+             rl_test_bin(), ids[0], data, dir, conf);
+    out = NULL;
+    int rc = rl_test_run(cmd, &out);
+    if (rc == 0 || !strstr(out, "200"))
+        fail_msg("fingerprint.min_minutiae 200 not applied (exit %d):\n%s", rc, out);
     free(out);
 
     /* in-process: persisted across reopen, list, delete, audit */
