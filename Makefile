@@ -177,6 +177,7 @@ bench: bench-fingerprint bench-http
 	@for n in $(BENCH_SIZES); do $(BIN) bench register --size $$n || exit 1; echo; done
 	@for n in $(BENCH_MATCH_SIZES); do $(BIN) bench match --size $$n || exit 1; echo; done
 	@for n in $(BENCH_IDENTIFY_SIZES); do RIDGELINE_TESTDATA=$(RIDGELINE_TESTDATA) $(BIN) bench identify --size $$n || exit 1; echo; done
+	@RIDGELINE_TESTDATA=$(RIDGELINE_TESTDATA) bench/identify_paths.sh $(BIN) "$(BENCH_IDENTIFY_SIZES)"
 
 # Fingerprint accuracy and speed on the FVC2002 B-sets, with a DET curve per set (gnuplot).
 RIDGELINE_TESTDATA ?= ../shared/data

@@ -206,6 +206,36 @@ static void test_bench_identify_small(void **state)
     free(missed);
     const char *const bad[] = {"bad number for an option", NULL};
     expect_output("bench identify --exhaustive-probes some", 2, bad);
+
+    /* Latency per kernel path (make bench): each path's own process, the same scores. */
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "bench/identify_paths.sh %s 300 'scalar avx2 opencl'", rl_test_bin());
+    char *out = NULL;
+    if (rl_test_run(cmd, &out) != 0)
+        fail_msg("%s failed:\n%s", cmd, out);
+    json_t *paths = bench_json(out), *run;
+    if (!paths || json_array_size(json_object_get(paths, "runs")) != 3)
+        fail_msg("identify_paths: no JSON line with three runs:\n%s", out);
+    json_t *scalar = json_array_get(json_object_get(paths, "runs"), 0);
+    assert_null(json_object_get(scalar, "not_run")); /* the reference runs anywhere */
+    double scalar_rank1 = json_number_value(json_object_get(scalar, "rank1"));
+    size_t i;
+    json_array_foreach(json_object_get(paths, "runs"), i, run) {
+        if (json_is_true(json_object_get(run, "not_run")))
+            continue;
+        assert_true(json_number_value(json_object_get(run, "p99_ms")) > 0);
+        /* every path gives the same scores, so the same rank-1 */
+        assert_true(fabs(json_number_value(json_object_get(run, "rank1")) - scalar_rank1) < 1e-9);
+    }
+    json_decref(paths);
+    free(out);
+    const char *const bad_path[] = {"unknown path \"sse9\"", NULL};
+    snprintf(cmd, sizeof cmd, "bench/identify_paths.sh %s 300 sse9 2>&1", rl_test_bin());
+    out = NULL;
+    status = rl_test_run(cmd, &out);
+    if (status != 2 || !strstr(out, bad_path[0]))
+        fail_msg("identify_paths with an unknown path: exit %d:\n%s", status, out);
+    free(out);
 }
 
 static void test_make_install_layout(void **state)
