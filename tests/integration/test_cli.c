@@ -207,26 +207,21 @@ static void test_bench_identify_small(void **state)
     const char *const bad[] = {"bad number for an option", NULL};
     expect_output("bench identify --exhaustive-probes some", 2, bad);
 
-    /* Latency per kernel path (make bench): each path's own process, the same scores. */
+    /* Latency per kernel path (make bench), here the reference path alone: that
+     * every path gives the same scores is the kernel tests' business. */
     char cmd[1024];
-    snprintf(cmd, sizeof cmd, "bench/identify_paths.sh %s 300 'scalar avx2 opencl'", rl_test_bin());
+    snprintf(cmd, sizeof cmd, "bench/identify_paths.sh %s 300 scalar", rl_test_bin());
     char *out = NULL;
     if (rl_test_run(cmd, &out) != 0)
         fail_msg("%s failed:\n%s", cmd, out);
-    json_t *paths = bench_json(out), *run;
-    if (!paths || json_array_size(json_object_get(paths, "runs")) != 3)
-        fail_msg("identify_paths: no JSON line with three runs:\n%s", out);
+    json_t *paths = bench_json(out);
     json_t *scalar = json_array_get(json_object_get(paths, "runs"), 0);
-    assert_null(json_object_get(scalar, "not_run")); /* the reference runs anywhere */
-    double scalar_rank1 = json_number_value(json_object_get(scalar, "rank1"));
-    size_t i;
-    json_array_foreach(json_object_get(paths, "runs"), i, run) {
-        if (json_is_true(json_object_get(run, "not_run")))
-            continue;
-        assert_true(json_number_value(json_object_get(run, "p99_ms")) > 0);
-        /* every path gives the same scores, so the same rank-1 */
-        assert_true(fabs(json_number_value(json_object_get(run, "rank1")) - scalar_rank1) < 1e-9);
-    }
+    if (!scalar || json_array_size(json_object_get(paths, "runs")) != 1 || json_object_get(scalar, "not_run") ||
+        !strstr(out, "  machine: "))
+        fail_msg("identify_paths: no JSON line with the scalar run, or no table:\n%s", out);
+    assert_string_equal(json_string_value(json_object_get(scalar, "kernel")), "scalar");
+    assert_true(json_number_value(json_object_get(scalar, "p99_ms")) > 0);
+    assert_true(json_number_value(json_object_get(scalar, "rank1")) > 0.5);
     json_decref(paths);
     free(out);
     const char *const bad_path[] = {"unknown path \"sse9\"", NULL};
