@@ -209,8 +209,9 @@ static void test_bench_identify_small(void **state)
 
     /* Latency per kernel path (make bench), here the reference path alone: that
      * every path gives the same scores is the kernel tests' business. */
-    char cmd[1024];
-    snprintf(cmd, sizeof cmd, "bench/identify_paths.sh %s 300 scalar", rl_test_bin());
+    char cmd[2048];
+    char *logs = rl_test_tmpdir("paths"); /* the script keeps its logs under TMPDIR */
+    snprintf(cmd, sizeof cmd, "TMPDIR=%s bench/identify_paths.sh %s 300 scalar", logs, rl_test_bin());
     char *out = NULL;
     if (rl_test_run(cmd, &out) != 0)
         fail_msg("%s failed:\n%s", cmd, out);
@@ -231,6 +232,8 @@ static void test_bench_identify_small(void **state)
     if (status != 2 || !strstr(out, bad_path[0]))
         fail_msg("identify_paths with an unknown path: exit %d:\n%s", status, out);
     free(out);
+    rl_test_rmtree(logs);
+    free(logs);
 }
 
 static void test_make_install_layout(void **state)
