@@ -299,6 +299,10 @@ rl_error *rl_config_apply_json(rl_config *cfg, const json_t *root)
             RL_FAIL(RL_EINVAL, "config: unknown setting \"%s\"", key);
         RL_TRY(rl_config_apply_opt(&next, opt, value, key));
     }
+    /* An extension no longer than the short list would silently do nothing. */
+    if (next.fingerprint_extend != 0 && next.fingerprint_extend <= next.fingerprint_shortlist)
+        RL_FAIL(RL_EINVAL, "config: fingerprint.extend (%d) must be 0 (none) or more than fingerprint.shortlist (%d)",
+                next.fingerprint_extend, next.fingerprint_shortlist);
     *cfg = next;
 cleanup:
     return err;

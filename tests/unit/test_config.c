@@ -78,6 +78,8 @@ static void test_rejects_bad_settings(void **state)
     expect_error("{\"fingerprint\":{\"shortlist\":0}}", RL_EINVAL, "fingerprint.shortlist: must be between 1 and");
     expect_error("{\"fingerprint\":{\"min_minutiae\":2}}", RL_EINVAL, "fingerprint.min_minutiae: must be between");
     expect_error("{\"fingerprint\":{\"extend\":-1}}", RL_EINVAL, "fingerprint.extend: must be between");
+    expect_error("{\"fingerprint\":{\"extend\":400}}", RL_EINVAL,
+                 "fingerprint.extend (400) must be 0 (none) or more than fingerprint.shortlist (400)");
     /* the first key is fine, the second is not: nothing applied */
     expect_error("{\"log_level\":\"debug\",\"bogus\":1}", RL_EINVAL, "bogus");
     expect_error("[]", RL_EINVAL, "top level");
