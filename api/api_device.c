@@ -302,7 +302,7 @@ rl_error *api_device_enroll(api_ctx *ctx, const api_request *req, api_response *
     int position = (int)json_integer_value(pos);
     /* The registry's enrolment gates, applied to each capture so that a poor one is retaken at once. */
     dev_enroll_options opts = {.impressions = DEV_ENROLL_DEFAULT_IMPRESSIONS,
-                               .min_quality = ctx->cfg->fingerprint_min_quality ? ctx->cfg->fingerprint_min_quality : -1,
+                               .min_quality = ctx->cfg->fingerprint_min_quality,
                                .min_minutiae = ctx->cfg->fingerprint_min_minutiae};
     int timeout_s = API_DEV_TIMEOUT_S_DEFAULT;
     RL_TRY(api_dev_int(body, "impressions", DEV_ENROLL_MIN_IMPRESSIONS, DEV_ENROLL_MAX_IMPRESSIONS,

@@ -883,9 +883,11 @@ rl_error *bench_identify_run(const bench_identify_options *o, json_t **result)
         /* Right in the exhaustive search, wrong in the staged one: the staged
          * search can lose no more than these (a probe it gets right, the
          * exhaustive search may still get wrong: an impostor it never saw). */
-        printf("  %-44s %7d of %2ld\n", "staged misses the exhaustive search gets right", ex_rank1, ep);
-        printf("  %-44s %11.2f%%\n", "rank-1 exhaustive, at most", 100.0 * (rank1 + ex_rank1) / FVC_PROBES);
-        printf("  %-44s %12.2f\n", "rank-1 gap to exhaustive, points, at most", 100.0 * ex_rank1 / FVC_PROBES);
+        printf("  %-44s %7d of %2ld\n", "staged misses the exhaustive search gets right", ex_right_of_misses, ep);
+        printf("  %-44s %11.2f%%\n", "rank-1 exhaustive, at most",
+               100.0 * (rank1 + ex_right_of_misses) / FVC_PROBES);
+        printf("  %-44s %12.2f\n", "rank-1 gap to exhaustive, points, at most",
+               100.0 * ex_right_of_misses / FVC_PROBES);
         printf("  %-44s %12.1f\n", "  exhaustive seconds", ex_s);
     } else if (ep > 0) {
         printf("  %-44s %11.2f%%\n", "rank-1 exhaustive (subset)", 100.0 * ex_rank1 / ep);
@@ -984,11 +986,11 @@ rl_error *bench_identify_run(const bench_identify_options *o, json_t **result)
     json_object_set_new(r, "exhaustive_probes", json_integer(ep));
     json_object_set_new(r, "exhaustive_subset", json_string(missed ? "missed" : ep == FVC_PROBES ? "all" : ep > 0 ? "spread" : "none"));
     json_object_set_new(r, "rank1_exhaustive_at_most",
-                        missed ? json_real((double)(rank1 + ex_rank1) / FVC_PROBES) : json_null());
+                        missed ? json_real((double)(rank1 + ex_right_of_misses) / FVC_PROBES) : json_null());
     /* Of the probes searched both ways, those only the exhaustive search gets right. */
     json_object_set_new(r, "exhaustive_right_of_staged_misses", ep > 0 ? json_integer(ex_right_of_misses) : json_null());
     json_object_set_new(r, "rank1_gap_at_most",
-                        missed ? json_real((double)ex_rank1 / FVC_PROBES) : json_null());
+                        missed ? json_real((double)ex_right_of_misses / FVC_PROBES) : json_null());
     json_object_set_new(r, "penetration", pen);
     json_object_set_new(r, "realism", realism);
     json_object_set_new(r, "bytes_per_finger", json_real(mem.bytes_per_finger));

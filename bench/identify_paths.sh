@@ -32,13 +32,13 @@ logs=$(mktemp -d "${TMPDIR:-/tmp}/ridgeline-paths-XXXXXX")
 echo "identify_paths: sizes $sizes; paths $paths; logs in $logs"
 rows=$logs/rows.txt
 : >"$rows"
+field() { echo "$line" | sed -n "s/.*\"$1\":\([0-9.e+-]*\).*/\1/p"; } # from the run's JSON line
 json="["
 for n in $sizes; do
     for p in $paths; do
         log=$logs/$p-$n.txt
         if RIDGELINE_KERNELS=$p "$bin" bench identify --size "$n" --kernels "$p" --exhaustive-probes 0 >"$log" 2>&1; then
             line=$(grep '^{"size"' "$log")
-            field() { echo "$line" | sed -n "s/.*\"$1\":\([0-9.e+-]*\).*/\1/p"; }
             p50=$(field p50_ms) p99=$(field p99_ms) scan=$(field scan_p50_ms) rank1=$(field rank1)
             kernel=$(echo "$line" | sed -n 's/.*"kernels":"\([^"]*\)".*/\1/p')
             printf '%s %s %s %s %s %s\n' "$n" "$p" "$p50" "$p99" "$scan" "$rank1" >>"$rows"

@@ -323,7 +323,7 @@ static int popcount(unsigned x)
     return c;
 }
 
-static double token_set_similarity(const char *a, const char *b, double floor)
+double demo_token_set_similarity_floor(const char *a, const char *b, double floor)
 {
     uint32_t ca[MAXCP], cb[MAXCP];
     int la = decode(a, ca), lb = decode(b, cb);
@@ -402,12 +402,7 @@ static double token_set_similarity(const char *a, const char *b, double floor)
     return best / nb;
 }
 
-double demo_token_set_similarity(const char *a, const char *b) { return token_set_similarity(a, b, 0.0); }
-
-double demo_token_set_similarity_floor(const char *a, const char *b, double floor)
-{
-    return token_set_similarity(a, b, floor);
-}
+double demo_token_set_similarity(const char *a, const char *b) { return demo_token_set_similarity_floor(a, b, 0.0); }
 
 /* Effective precision of a date, 0 when missing or out of range. */
 static int date_precision(const demo_date *d)

@@ -109,8 +109,7 @@ rl_error *dev_enroll_capture(dev_readers *m, const char *device_id, const dev_en
     int want = opts && opts->impressions ? opts->impressions : DEV_ENROLL_DEFAULT_IMPRESSIONS;
     int max_attempts = opts && opts->max_attempts ? opts->max_attempts : 2 * want + 2;
     int timeout_ms = opts ? opts->timeout_ms : 0;
-    int min_quality = opts && opts->min_quality ? opts->min_quality : DEV_ENROLL_MIN_QUALITY;
-    int min_minutiae = opts ? opts->min_minutiae : 0;
+    int min_quality = opts ? opts->min_quality : 0, min_minutiae = opts ? opts->min_minutiae : 0;
     double threshold = opts && opts->threshold > 0 ? opts->threshold : DEV_ENROLL_MATCH_THRESHOLD;
     if (log && !lg)
         RL_FAIL(RL_ENOMEM, "out of memory");
@@ -148,8 +147,9 @@ rl_error *dev_enroll_capture(dev_readers *m, const char *device_id, const dev_en
         if (!device_id || !device_id[0])
             device_id = out->device_id;
         out->ppi_assumed = out->ppi_assumed || cap.ppi_assumed;
-        if (cap.info.quality < min_quality || cap.tmpl.count < min_minutiae) {
-            if (cap.info.quality < min_quality)
+        bool poor_quality = cap.info.quality < min_quality;
+        if (poor_quality || cap.tmpl.count < min_minutiae) {
+            if (poor_quality)
                 snprintf(last_prompt, sizeof last_prompt,
                          "poor capture (quality %d, under %d): place the finger again, flat and centred",
                          cap.info.quality, min_quality);

@@ -46,8 +46,6 @@ enum {
     DEV_ENROLL_DEFAULT_IMPRESSIONS = 3,
     DEV_ENROLL_MIN_IMPRESSIONS = 1,
     DEV_ENROLL_MAX_IMPRESSIONS = 10,
-    /* Below this image quality most genuine matches fail (docs/fingerprints.md). */
-    DEV_ENROLL_MIN_QUALITY = 35,
 };
 /* Score at or above which two impressions are the same finger: FMR 0.1% (docs/fingerprints.md). */
 #define DEV_ENROLL_MATCH_THRESHOLD 0.0331
@@ -56,8 +54,11 @@ typedef struct dev_enroll_options {
     int impressions;  /* 1..DEV_ENROLL_MAX_IMPRESSIONS; 0: default */
     int max_attempts; /* 0: 2 * impressions + 2 */
     int timeout_ms;   /* per capture; 0: DEV_TIMEOUT_DEFAULT_MS */
-    int min_quality;  /* 0: DEV_ENROLL_MIN_QUALITY; negative: no gate */
-    int min_minutiae; /* a capture with fewer is retried; 0: no gate here */
+    /* A capture under either floor is retried; 0: no floor. The caller passes
+     * the registry's own (fingerprint.min_quality, min_minutiae), which its
+     * enrolment applies again to the template kept. */
+    int min_quality;
+    int min_minutiae;
     double threshold; /* 0: DEV_ENROLL_MATCH_THRESHOLD */
 } dev_enroll_options;
 
