@@ -1037,13 +1037,28 @@ cleanup:
 }
 
 /* Re-ranked in all when the short list gives no decision, for a short list of
- * `want` and a refinement of `kept` (see bio_gallery_params). */
-static size_t extend_size(const bio_gallery_params *p, size_t want, size_t kept)
+ * `want`, a refinement of `kept` and a gallery of n (see bio_gallery_params). */
+static size_t extend_size(const bio_gallery_params *p, size_t want, size_t kept, size_t n)
 {
-    size_t ext = p->extend ? p->extend : want * BIO_GALLERY_EXTEND_FACTOR;
+    size_t ext = p->extend ? p->extend : (size_t)((double)n * BIO_GALLERY_EXTEND_PER_MILLION / 1e6);
     if (ext < want)
         ext = want;
     return ext < kept ? ext : kept;
+}
+
+/* The short list's length for a gallery of n (identify's `want`). */
+static size_t shortlist_size(const bio_gallery_params *p, size_t n)
+{
+    size_t want = p->shortlist ? p->shortlist : BIO_GALLERY_SHORTLIST_DEFAULT;
+    if (want < p->top_k)
+        want = p->top_k;
+    return want < n ? want : n;
+}
+
+size_t bio_gallery_extension(const bio_gallery_params *p, size_t gallery_size)
+{
+    size_t want = shortlist_size(p, gallery_size);
+    return extend_size(p, want, refine_size(p, gallery_size, want), gallery_size);
 }
 
 static void id_job_free(id_job *j)
@@ -1112,11 +1127,7 @@ rl_error *bio_gallery_identify(bio_gallery *g, const kern_pf_probe *probe_pf, co
     r->threshold = bio_gallery_threshold(p->fpir, n);
     if (n == 0)
         goto cleanup;
-    size_t want = p->shortlist ? p->shortlist : BIO_GALLERY_SHORTLIST_DEFAULT;
-    if (want < p->top_k)
-        want = p->top_k;
-    if (want > n)
-        want = n;
+    size_t want = shortlist_size(p, n);
     j->g = g;
     j->n = n;
     j->probe_pf = probe_pf;
@@ -1127,7 +1138,7 @@ rl_error *bio_gallery_identify(bio_gallery *g, const kern_pf_probe *probe_pf, co
     r->refined = j->nkept;
     /* The short list: the `want` best refinement scores, ties to the lower slot,
      * and behind them the extension, re-ranked only when they give no decision. */
-    size_t ext = extend_size(p, want, j->nkept);
+    size_t ext = extend_size(p, want, j->nkept, n);
     list = malloc((ext ? ext : 1) * sizeof *list);
     if (!list)
         RL_FAIL(RL_ENOMEM, "identify: out of memory");

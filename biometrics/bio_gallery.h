@@ -32,7 +32,8 @@
  * fingers of the refinement's order are re-ranked too, up to `extend` in
  * all, before "no match" is answered: a weak mate ranked just behind the
  * short list can be found, at the cost of a longer search only for probes
- * that have no match yet (off by default; docs/fingerprints.md measures it).
+ * that have no match yet. By default the extension grows with the gallery
+ * (BIO_GALLERY_EXTEND_PER_MILLION; docs/fingerprints.md measures it).
  * Full features take ~10-30 KB a finger, so they are kept in memory only
  * within a byte budget; the others are fetched by the caller's callback
  * (the registry reads them from the store, the benchmark rebuilds them).
@@ -78,12 +79,16 @@ enum {
      * the short list (measured: docs/fingerprints.md). */
     BIO_GALLERY_REFINE_SHARE = 20,
     BIO_GALLERY_REFINE_FLOOR = 10,
-    /* A short list that gives no decision (no score at the threshold) may be
-     * extended before "no match" is answered (bio_gallery_params.extend). By
-     * default it is not: at 1M fingers on 2 cores an extension to 8 times the
-     * short list found one more mate of 280 and took p99 past a second
-     * (measured: docs/fingerprints.md). */
-    BIO_GALLERY_EXTEND_FACTOR = 1,
+    /* A short list that gives no decision (no score at the threshold) is
+     * extended before "no match" is answered (bio_gallery_params.extend), by
+     * default to this many fingers per million enrolled: the prefilter's misses
+     * grow with the gallery, and at 1M on 2 cores an extension to 6,400 brings
+     * rank-1 within 0.36 point of the exhaustive search for p99 well under a
+     * second (measured: docs/fingerprints.md). Under 62,500 fingers (with the
+     * default short list) that is no extension at all. */
+    BIO_GALLERY_EXTEND_PER_MILLION = 6400,
+    /* bio_gallery_params.extend: any value up to the short list means none. */
+    BIO_GALLERY_EXTEND_NONE = 1,
 };
 
 /* A finger: a source record and an ISO/IEC 19794-2 finger position (0 unknown, 1-10). */
@@ -162,8 +167,9 @@ typedef struct bio_gallery_params {
     size_t shortlist; /* 0: BIO_GALLERY_SHORTLIST_DEFAULT; at least top_k; the whole gallery is exhaustive */
     size_t refine;    /* fingers the refinement takes from the scan; 0: the default; raised to the short list */
     size_t extend;    /* fingers re-ranked in all when the short list's best is under the threshold (the next
-                       * ones of the refinement's order); 0: BIO_GALLERY_EXTEND_FACTOR x the short list (none);
-                       * at most the refinement size; the short list itself or less: no extension */
+                       * ones of the refinement's order); 0: automatic, BIO_GALLERY_EXTEND_PER_MILLION of
+                       * the gallery; at most the refinement size; the short list itself or less
+                       * (BIO_GALLERY_EXTEND_NONE): no extension */
     double fpir;      /* target false-positive identification rate of the decision (0: 0.001) */
 } bio_gallery_params;
 
@@ -184,6 +190,11 @@ typedef struct bio_gallery_result {
     double prefilter_ms, rerank_ms, total_ms; /* prefilter: stages 1 and 2; rerank: stage 3 */
     double scan_ms;                            /* stage 1 alone */
 } bio_gallery_result;
+
+/* Fingers an identification over `gallery_size` fingers re-ranks in all when
+ * its short list gives no decision (the short list's length when it is not
+ * extended), as bio_gallery_identify computes it from p. */
+size_t bio_gallery_extension(const bio_gallery_params *p, size_t gallery_size);
 
 /* Identifies a probe (its prefilter cylinders and full features). Errors:
  * RL_EINVAL for bad params, whatever fetch returns. */

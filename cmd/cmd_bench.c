@@ -21,7 +21,7 @@ void cmd_bench_help(void)
            "       ridgeline bench population --size N --out FILE.ndjson [--dup-share F]\n"
            "                                  [--creates FILE] [--probes FILE] [--count M]\n"
            "       ridgeline bench identify [--size N] [--kernels scalar|popcnt|avx2|avx512|opencl]\n"
-           "                                [--shortlist S] [--refine R] [--extend E]\n"
+           "                                [--shortlist S] [--refine R] [--extend E|auto|none]\n"
            "                                [--exhaustive-probes P|missed] [--threads T]\n"
            "\n"
            "register: N synthetic registrations (default 100000) submitted in-process by T\n"
@@ -51,7 +51,8 @@ void cmd_bench_help(void)
            "impressions 2-8 (280 probes): latency p50/p99, comparisons/s/core, the prefilter's\n"
            "bytes/s against a streaming read measured in the same run, rank-1 of the staged\n"
            "search (scan, refinement of R fingers, full matcher on S, and on E in all when\n"
-           "the S give no decision) and of an exhaustive full-matcher search over P\n"
+           "the S give no decision; default auto, as the server: 6,400 per million fingers)\n"
+           "and of an exhaustive full-matcher search over P\n"
            "probes spread evenly, or over \"missed\", those the staged search gets wrong,\n"
            "which bounds its loss against the exhaustive search from above (default: all\n"
            "at N <= 10000, missed above), the prefilter's penetration against\n"
@@ -103,17 +104,25 @@ static int bench_identify(int argc, char **argv)
     long v;
     while ((c = getopt_long(argc - 1, argv + 1, "h", longopts, NULL)) != -1) {
         switch (c) {
+        case 'x':
         case 'e':
-            o.exhaustive_missed = strcmp(optarg, "missed") == 0; /* the last one given wins */
-            if (o.exhaustive_missed) {
-                o.exhaustive_probes = -1;
+            /* The words first (the last of an option given wins): --extend
+             * auto|none, --exhaustive-probes missed; else a number. */
+            if (c == 'x' && (strcmp(optarg, "auto") == 0 || strcmp(optarg, "none") == 0)) {
+                o.extend = optarg[0] == 'a' ? 0 : -1;
                 break;
+            }
+            if (c == 'e') {
+                o.exhaustive_missed = strcmp(optarg, "missed") == 0;
+                if (o.exhaustive_missed) {
+                    o.exhaustive_probes = -1;
+                    break;
+                }
             }
             /* fall through */
         case 's':
         case 'l':
         case 'r':
-        case 'x':
         case 't':
             v = strtol(optarg, &end, 10);
             if (*end || v < 0 || v > 100000000 || (c == 's' && v < 1) || (c == 't' && (v < 1 || v > 64))) {

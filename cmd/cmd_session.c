@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "api/api_server.h"
+#include "biometrics/bio_gallery.h"
 #include "cmd/cmd.h"
 
 rl_error *cmd_config_build(const char *config, const char *data, rl_config *cfg)
@@ -46,7 +47,10 @@ rl_error *cmd_registry_options(const rl_config *cfg, rl_registry_options *opts, 
     opts->finger_min_minutiae = cfg->fingerprint_min_minutiae;
     opts->finger_resident_mb = (unsigned long)cfg->fingerprint_resident_mb;
     opts->finger_shortlist = (size_t)cfg->fingerprint_shortlist;
-    opts->finger_extend = (size_t)cfg->fingerprint_extend;
+    /* The configuration says -1 for automatic and 0 for none; the gallery, 0 and BIO_GALLERY_EXTEND_NONE. */
+    opts->finger_extend = cfg->fingerprint_extend < 0    ? 0
+                          : cfg->fingerprint_extend == 0 ? BIO_GALLERY_EXTEND_NONE
+                                                         : (size_t)cfg->fingerprint_extend;
     return NULL;
 }
 

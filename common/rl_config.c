@@ -81,7 +81,7 @@ static const rl_opt rl_opts[] = {
     RL_OPTION("fingerprint", "min_minutiae", RL_OPT_INT, fingerprint_min_minutiae, 4, 255),
     RL_OPTION("fingerprint", "resident_mb", RL_OPT_INT, fingerprint_resident_mb, 0, 1048576),
     RL_OPTION("fingerprint", "shortlist", RL_OPT_INT, fingerprint_shortlist, 1, 1 << 20),
-    RL_OPTION("fingerprint", "extend", RL_OPT_INT, fingerprint_extend, 0, 1 << 20),
+    RL_OPTION("fingerprint", "extend", RL_OPT_INT, fingerprint_extend, -1, 1 << 20),
 };
 
 void rl_config_defaults(rl_config *cfg)
@@ -121,7 +121,7 @@ void rl_config_defaults(rl_config *cfg)
     cfg->fingerprint_min_minutiae = 12;
     cfg->fingerprint_resident_mb = 512;
     cfg->fingerprint_shortlist = 400;
-    cfg->fingerprint_extend = 0;
+    cfg->fingerprint_extend = -1;
 }
 
 rl_error *rl_config_set_listen(rl_config *cfg, const char *hostport)
@@ -300,8 +300,9 @@ rl_error *rl_config_apply_json(rl_config *cfg, const json_t *root)
         RL_TRY(rl_config_apply_opt(&next, opt, value, key));
     }
     /* An extension no longer than the short list would silently do nothing. */
-    if (next.fingerprint_extend != 0 && next.fingerprint_extend <= next.fingerprint_shortlist)
-        RL_FAIL(RL_EINVAL, "config: fingerprint.extend (%d) must be 0 (none) or more than fingerprint.shortlist (%d)",
+    if (next.fingerprint_extend > 0 && next.fingerprint_extend <= next.fingerprint_shortlist)
+        RL_FAIL(RL_EINVAL,
+                "config: fingerprint.extend (%d) must be -1 (automatic), 0 (none) or more than fingerprint.shortlist (%d)",
                 next.fingerprint_extend, next.fingerprint_shortlist);
     *cfg = next;
 cleanup:

@@ -76,7 +76,8 @@ typedef struct rl_config {
     int fingerprint_min_minutiae; /* ... and below this many minutiae */
     int fingerprint_resident_mb;  /* full features of enrolled fingers kept in memory */
     int fingerprint_shortlist;    /* 1:N: fingers the full matcher re-ranks */
-    int fingerprint_extend;       /* 1:N: re-ranked in all when the short list decides nothing (0: none) */
+    int fingerprint_extend;       /* 1:N: re-ranked in all when the short list decides nothing
+                                   * (-1: automatic, growing with the gallery; 0: none) */
 } rl_config;
 
 void rl_config_defaults(rl_config *cfg);

@@ -68,7 +68,8 @@ typedef struct rl_registry_options {
     int finger_min_minutiae;           /* and fewer minutiae */
     unsigned long finger_resident_mb;  /* full features of enrolled fingers kept in memory, MiB */
     size_t finger_shortlist;           /* 1:N re-rank (bio_gallery_params.shortlist; 0: the gallery's default) */
-    size_t finger_extend;              /* 1:N extension without a decision (bio_gallery_params.extend; 0: none) */
+    size_t finger_extend;              /* 1:N extension without a decision (bio_gallery_params.extend:
+                                        * 0 automatic, BIO_GALLERY_EXTEND_NONE none) */
 } rl_registry_options;
 
 void rl_registry_options_defaults(rl_registry_options *opts);

@@ -171,7 +171,7 @@ static void test_bench_identify_small(void **state)
     char *all = run("bench identify --size 400 --shortlist 10 --exhaustive-probes 280", &status);
     if (status != 0)
         fail_msg("bench identify: exit %d:\n%s", status, all);
-    char *missed = run("bench identify --size 400 --shortlist 10 --exhaustive-probes missed", &status);
+    char *missed = run("bench identify --size 400 --shortlist 10 --extend none --exhaustive-probes missed", &status);
     if (status != 0)
         fail_msg("bench identify --exhaustive-probes missed: exit %d:\n%s", status, missed);
     if (!strstr(missed, "staged misses the exhaustive search gets right") ||
@@ -184,6 +184,9 @@ static void test_bench_identify_small(void **state)
     double exhaustive = json_number_value(json_object_get(a, "rank1_exhaustive"));
     double at_most = json_number_value(json_object_get(m, "rank1_exhaustive_at_most"));
     double gap = json_number_value(json_object_get(m, "rank1_gap_at_most"));
+    /* The automatic extension is none at this size, as --extend none says. */
+    assert_int_equal(json_integer_value(json_object_get(a, "extend")), 10);
+    assert_int_equal(json_integer_value(json_object_get(m, "extend")), 10);
     /* The staged search is deterministic: the same rank-1 both times. */
     assert_true(fabs(json_number_value(json_object_get(m, "rank1")) - rank1) < 1e-5); /* six digits printed */
     assert_string_equal(json_string_value(json_object_get(m, "exhaustive_subset")), "missed");
@@ -206,6 +209,7 @@ static void test_bench_identify_small(void **state)
     free(missed);
     const char *const bad[] = {"bad number for an option", NULL};
     expect_output("bench identify --exhaustive-probes some", 2, bad);
+    expect_output("bench identify --extend sometimes", 2, bad);
 
     /* Latency per kernel path (make bench), here the reference path alone: that
      * every path gives the same scores is the kernel tests' business. */

@@ -435,6 +435,12 @@ static void test_gallery_identify_same_on_every_kernel(void **state)
         assert_false(sr->match);
         assert_true(sr->extended);
         assert_int_equal(sr->shortlisted, 200);
+        sp.extend = 0; /* automatic: none at this size (bio_gallery_extension) */
+        bio_gallery_result *auto_r = calloc(1, sizeof *auto_r);
+        assert_null(bio_gallery_identify(g, sd, sf, &sp, fetch_from_fx, &f, auto_r));
+        assert_false(auto_r->extended);
+        assert_int_equal(auto_r->shortlisted, 50);
+        free(auto_r);
         sp.extend = 50; /* no longer than the short list: no extension */
         bio_gallery_result *once = calloc(1, sizeof *once);
         assert_null(bio_gallery_identify(g, sd, sf, &sp, fetch_from_fx, &f, once));
@@ -530,6 +536,27 @@ static void test_gallery_index_put_replace_remove(void **state)
     bio_gallery_free(NULL);
 }
 
+/* The automatic extension grows with the gallery; an explicit one is taken
+ * as given, within the refinement; "none" is the short list. */
+static void test_extension_grows_with_gallery(void **state)
+{
+    bio_gallery_params p = {.top_k = 10};
+    assert_int_equal(bio_gallery_extension(&p, 10000), 400); /* 64 automatic: under the short list */
+    assert_int_equal(bio_gallery_extension(&p, 62500), 400);
+    assert_int_equal(bio_gallery_extension(&p, 100000), 640);
+    assert_int_equal(bio_gallery_extension(&p, 1000000), 6400);
+    assert_int_equal(bio_gallery_extension(&p, 2000000), 12800);
+    assert_int_equal(bio_gallery_extension(&p, 150), 150); /* a gallery smaller than the short list */
+    p.extend = BIO_GALLERY_EXTEND_NONE;
+    assert_int_equal(bio_gallery_extension(&p, 1000000), 400);
+    p.extend = 20000;
+    assert_int_equal(bio_gallery_extension(&p, 1000000), 20000);
+    assert_int_equal(bio_gallery_extension(&p, 100000), 5000); /* within the refinement, 1/20 */
+    p.extend = 0;
+    p.shortlist = 1000;
+    assert_int_equal(bio_gallery_extension(&p, 100000), 1000); /* 640 automatic: under the short list */
+}
+
 static void test_threshold_grows_with_gallery(void **state)
 {
     (void)state;
@@ -551,6 +578,7 @@ int main(void)
         cmocka_unit_test(test_prefilter_encode_decode),
         cmocka_unit_test(test_gallery_identify_same_on_every_kernel),
         cmocka_unit_test(test_gallery_index_put_replace_remove),
+        cmocka_unit_test(test_extension_grows_with_gallery),
         cmocka_unit_test(test_threshold_grows_with_gallery),
     };
     return cmocka_run_group_tests_name("bio_gallery", tests, NULL, NULL);

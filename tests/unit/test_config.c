@@ -60,6 +60,10 @@ static void test_overlay(void **state)
     assert_int_equal(cfg.fingerprint_extend, 6400);
     assert_int_equal(cfg.fingerprint_min_quality, 0);
     assert_int_equal(cfg.fingerprint_resident_mb, 512);
+    assert_null(apply_text(&cfg, "{\"fingerprint\":{\"extend\":0}}"));
+    assert_int_equal(cfg.fingerprint_extend, 0); /* none */
+    rl_config_defaults(&cfg);
+    assert_int_equal(cfg.fingerprint_extend, -1); /* automatic */
 }
 
 static void test_rejects_bad_settings(void **state)
@@ -77,9 +81,9 @@ static void test_rejects_bad_settings(void **state)
     expect_error("{\"data_dir\":\"\"}", RL_EINVAL, "data_dir");
     expect_error("{\"fingerprint\":{\"shortlist\":0}}", RL_EINVAL, "fingerprint.shortlist: must be between 1 and");
     expect_error("{\"fingerprint\":{\"min_minutiae\":2}}", RL_EINVAL, "fingerprint.min_minutiae: must be between");
-    expect_error("{\"fingerprint\":{\"extend\":-1}}", RL_EINVAL, "fingerprint.extend: must be between");
+    expect_error("{\"fingerprint\":{\"extend\":-2}}", RL_EINVAL, "fingerprint.extend: must be between");
     expect_error("{\"fingerprint\":{\"extend\":400}}", RL_EINVAL,
-                 "fingerprint.extend (400) must be 0 (none) or more than fingerprint.shortlist (400)");
+                 "fingerprint.extend (400) must be -1 (automatic), 0 (none) or more than fingerprint.shortlist (400)");
     /* the first key is fine, the second is not: nothing applied */
     expect_error("{\"log_level\":\"debug\",\"bogus\":1}", RL_EINVAL, "bogus");
     expect_error("[]", RL_EINVAL, "top level");
