@@ -51,7 +51,8 @@ void cmd_bench_help(void)
            "impressions 2-8 (280 probes): latency p50/p99, comparisons/s/core, the prefilter's\n"
            "bytes/s against a streaming read measured in the same run, rank-1 of the staged\n"
            "search (scan, refinement of R fingers, full matcher on S, and on E in all when\n"
-           "the S give no decision; default auto, as the server: 6,400 per million fingers)\n"
+           "the S give no decision; default auto, as the server: 6,400 per million fingers;\n"
+           "0 or none: no extension)\n"
            "and of an exhaustive full-matcher search over P\n"
            "probes spread evenly, or over \"missed\", those the staged search gets wrong,\n"
            "which bounds its loss against the exhaustive search from above (default: all\n"
@@ -134,7 +135,7 @@ static int bench_identify(int argc, char **argv)
             if (c == 'e') o.exhaustive_probes = v;
             if (c == 't') o.threads = (unsigned)v;
             if (c == 'r') o.refine = v;
-            if (c == 'x') o.extend = v;
+            if (c == 'x') o.extend = v == 0 ? -1 : v; /* 0 is none, as in the configuration */
             break;
         case 'k':
             if (strcmp(optarg, "scalar") && strcmp(optarg, "popcnt") && strcmp(optarg, "avx2") &&
