@@ -716,7 +716,7 @@ rl_error *bench_identify_run(const bench_identify_options *o, json_t **result)
     bio_gallery_params gp = {.top_k = 10,
                              .shortlist = o->shortlist > 0 ? (size_t)o->shortlist : 0,
                              .refine = o->refine > 0 ? (size_t)o->refine : 0,
-                             .extend = o->extend < 0 ? BIO_GALLERY_EXTEND_NONE : (size_t)o->extend,
+                             .extend = bio_gallery_extend_setting(o->extend),
                              .fpir = 0.001};
     bio_gallery_result *res = malloc(sizeof *res);
     if (!res)

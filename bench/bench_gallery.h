@@ -59,8 +59,8 @@ typedef struct bench_identify_options {
     const char *testdata;   /* folder holding fingerprints/fvc2002 */
     long shortlist;         /* 0: the default */
     long refine;            /* fingers the prefilter's refinement takes; 0: the default */
-    long extend;            /* fingers re-ranked when the short list gives no decision; 0: automatic
-                             * (the gallery's default, growing with its size); -1: none */
+    long extend;            /* fingers re-ranked when the short list gives no decision, as
+                             * fingerprint.extend: -1 automatic, 0 none (bio_gallery_extend_setting) */
     /* The exhaustive search: over P probes spread evenly; or (exhaustive_missed)
      * over just those the staged search gets wrong, where how many it gets
      * right bounds the staged search's loss against it from above, at a

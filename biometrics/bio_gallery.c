@@ -1055,6 +1055,11 @@ static size_t shortlist_size(const bio_gallery_params *p, size_t n)
     return want < n ? want : n;
 }
 
+size_t bio_gallery_extend_setting(long setting)
+{
+    return setting < 0 ? 0 : setting == 0 ? BIO_GALLERY_EXTEND_NONE : (size_t)setting;
+}
+
 size_t bio_gallery_extension(const bio_gallery_params *p, size_t gallery_size)
 {
     size_t want = shortlist_size(p, gallery_size);

@@ -84,8 +84,8 @@ enum {
      * default to this many fingers per million enrolled: the prefilter's misses
      * grow with the gallery, and at 1M on 2 cores an extension to 6,400 brings
      * rank-1 within 0.36 point of the exhaustive search for p99 well under a
-     * second (measured: docs/fingerprints.md). Under 62,500 fingers (with the
-     * default short list) that is no extension at all. */
+     * second (measured: docs/fingerprints.md). Up to about 62,600 fingers (with
+     * the default short list) that is no extension at all. */
     BIO_GALLERY_EXTEND_PER_MILLION = 6400,
     /* bio_gallery_params.extend: any value up to the short list means none. */
     BIO_GALLERY_EXTEND_NONE = 1,
@@ -190,6 +190,11 @@ typedef struct bio_gallery_result {
     double prefilter_ms, rerank_ms, total_ms; /* prefilter: stages 1 and 2; rerank: stage 3 */
     double scan_ms;                            /* stage 1 alone */
 } bio_gallery_result;
+
+/* bio_gallery_params.extend for a setting as people write it (the
+ * configuration's fingerprint.extend, bench identify --extend): -1 automatic,
+ * 0 none, N that many in all. */
+size_t bio_gallery_extend_setting(long setting);
 
 /* Fingers an identification over `gallery_size` fingers re-ranks in all when
  * its short list gives no decision (the short list's length when it is not

@@ -90,7 +90,7 @@ static void bench_rmtree(const char *dir)
 /* ridgeline bench identify: options, the run, the table's head and the JSON line. */
 static int bench_identify(int argc, char **argv)
 {
-    bench_identify_options o = {.size = 10000, .exhaustive_probes = -1};
+    bench_identify_options o = {.size = 10000, .extend = -1, .exhaustive_probes = -1};
     static const struct option longopts[] = {
         {"size", required_argument, NULL, 's'},      {"kernels", required_argument, NULL, 'k'},
         {"shortlist", required_argument, NULL, 'l'}, {"exhaustive-probes", required_argument, NULL, 'e'},
@@ -110,7 +110,7 @@ static int bench_identify(int argc, char **argv)
             /* The words first (the last of an option given wins): --extend
              * auto|none, --exhaustive-probes missed; else a number. */
             if (c == 'x' && (strcmp(optarg, "auto") == 0 || strcmp(optarg, "none") == 0)) {
-                o.extend = optarg[0] == 'a' ? 0 : -1;
+                o.extend = optarg[0] == 'a' ? -1 : 0;
                 break;
             }
             if (c == 'e') {
@@ -135,7 +135,7 @@ static int bench_identify(int argc, char **argv)
             if (c == 'e') o.exhaustive_probes = v;
             if (c == 't') o.threads = (unsigned)v;
             if (c == 'r') o.refine = v;
-            if (c == 'x') o.extend = v == 0 ? -1 : v; /* 0 is none, as in the configuration */
+            if (c == 'x') o.extend = v;
             break;
         case 'k':
             if (strcmp(optarg, "scalar") && strcmp(optarg, "popcnt") && strcmp(optarg, "avx2") &&

@@ -47,10 +47,7 @@ rl_error *cmd_registry_options(const rl_config *cfg, rl_registry_options *opts, 
     opts->finger_min_minutiae = cfg->fingerprint_min_minutiae;
     opts->finger_resident_mb = (unsigned long)cfg->fingerprint_resident_mb;
     opts->finger_shortlist = (size_t)cfg->fingerprint_shortlist;
-    /* The configuration says -1 for automatic and 0 for none; the gallery, 0 and BIO_GALLERY_EXTEND_NONE. */
-    opts->finger_extend = cfg->fingerprint_extend < 0    ? 0
-                          : cfg->fingerprint_extend == 0 ? BIO_GALLERY_EXTEND_NONE
-                                                         : (size_t)cfg->fingerprint_extend;
+    opts->finger_extend = bio_gallery_extend_setting(cfg->fingerprint_extend);
     return NULL;
 }
 

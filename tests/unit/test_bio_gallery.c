@@ -552,6 +552,14 @@ static void test_extension_grows_with_gallery(void **state)
     p.extend = 20000;
     assert_int_equal(bio_gallery_extension(&p, 1000000), 20000);
     assert_int_equal(bio_gallery_extension(&p, 100000), 5000); /* within the refinement, 1/20 */
+    /* As people write it: -1 automatic, 0 none, N as given. */
+    assert_int_equal(bio_gallery_extend_setting(-1), 0);
+    assert_int_equal(bio_gallery_extend_setting(0), BIO_GALLERY_EXTEND_NONE);
+    assert_int_equal(bio_gallery_extend_setting(6400), 6400);
+    p.extend = bio_gallery_extend_setting(0);
+    assert_int_equal(bio_gallery_extension(&p, 1000000), 400);
+    p.extend = bio_gallery_extend_setting(-1);
+    assert_int_equal(bio_gallery_extension(&p, 1000000), 6400);
     p.extend = 0;
     p.shortlist = 1000;
     assert_int_equal(bio_gallery_extension(&p, 100000), 1000); /* 640 automatic: under the short list */
