@@ -863,7 +863,8 @@ rl_error *bench_identify_run(const bench_identify_options *o, json_t **result)
     printf("  %-44s %12.2f\n", "    scan p50 ms (every finger)", scn50);
     printf("  %-44s %12zu\n", "    refined fingers", refined);
     printf("  %-44s %12.2f\n", "  re-rank p50 ms (features decoded)", rer50);
-    printf("  %-44s %12zu\n", "extension: re-ranked in all without a decision", bio_gallery_extension(&gp, (size_t)N + FVC_MATES));
+    size_t extension = bio_gallery_extension(&gp, (size_t)N + FVC_MATES);
+    printf("  %-44s %12zu\n", "extension: re-ranked in all without a decision", extension);
     printf("  %-44s %12zu\n", "extended short lists (no decision at first)", extended);
     printf("  %-44s %12.1f\n", "  fingers re-ranked per probe, mean", (double)reranked / FVC_PROBES);
     printf("  %-44s %12.2f\n", "  extended: identify p50 ms", ext50);
@@ -970,7 +971,7 @@ rl_error *bench_identify_run(const bench_identify_options *o, json_t **result)
     if (!r)
         RL_FAIL(RL_ENOMEM, "bench: out of memory");
     json_object_set_new(r, "threads", json_integer(threads));
-    json_object_set_new(r, "extend", json_integer((json_int_t)bio_gallery_extension(&gp, (size_t)N + FVC_MATES)));
+    json_object_set_new(r, "extend", json_integer((json_int_t)extension));
     json_object_set_new(r, "extended", json_integer((json_int_t)extended));
     json_object_set_new(r, "reranked_per_probe", json_real((double)reranked / FVC_PROBES));
     json_object_set_new(r, "extended_p50_ms", json_real(ext50));

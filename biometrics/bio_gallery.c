@@ -1036,16 +1036,6 @@ cleanup:
     return err;
 }
 
-/* Re-ranked in all when the short list gives no decision, for a short list of
- * `want`, a refinement of `kept` and a gallery of n (see bio_gallery_params). */
-static size_t extend_size(const bio_gallery_params *p, size_t want, size_t kept, size_t n)
-{
-    size_t ext = p->extend ? p->extend : (size_t)((double)n * BIO_GALLERY_EXTEND_PER_MILLION / 1e6);
-    if (ext < want)
-        ext = want;
-    return ext < kept ? ext : kept;
-}
-
 /* The short list's length for a gallery of n (identify's `want`). */
 static size_t shortlist_size(const bio_gallery_params *p, size_t n)
 {
@@ -1062,8 +1052,11 @@ size_t bio_gallery_extend_setting(long setting)
 
 size_t bio_gallery_extension(const bio_gallery_params *p, size_t gallery_size)
 {
-    size_t want = shortlist_size(p, gallery_size);
-    return extend_size(p, want, refine_size(p, gallery_size, want), gallery_size);
+    size_t want = shortlist_size(p, gallery_size), kept = refine_size(p, gallery_size, want);
+    size_t ext = p->extend ? p->extend : (size_t)((double)gallery_size * BIO_GALLERY_EXTEND_PER_MILLION / 1e6);
+    if (ext < want)
+        ext = want;
+    return ext < kept ? ext : kept;
 }
 
 static void id_job_free(id_job *j)
@@ -1143,7 +1136,7 @@ rl_error *bio_gallery_identify(bio_gallery *g, const kern_pf_probe *probe_pf, co
     r->refined = j->nkept;
     /* The short list: the `want` best refinement scores, ties to the lower slot,
      * and behind them the extension, re-ranked only when they give no decision. */
-    size_t ext = extend_size(p, want, j->nkept, n);
+    size_t ext = bio_gallery_extension(p, n); /* j->nkept is the refinement's size */
     list = malloc((ext ? ext : 1) * sizeof *list);
     if (!list)
         RL_FAIL(RL_ENOMEM, "identify: out of memory");
@@ -1216,11 +1209,7 @@ rl_error *bio_gallery_prefilter_rank(bio_gallery *g, const kern_pf_probe *probe_
     if (!found)
         RL_FAIL(RL_ENOTFOUND, "gallery: no such finger");
     uint32_t me = (uint32_t)(g->index.table[i] - 1);
-    size_t want = p->shortlist ? p->shortlist : BIO_GALLERY_SHORTLIST_DEFAULT;
-    if (want < p->top_k)
-        want = p->top_k;
-    if (want > g->n)
-        want = g->n;
+    size_t want = shortlist_size(p, g->n);
     j->g = g;
     j->n = g->n;
     j->probe_pf = probe_pf;
