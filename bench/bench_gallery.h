@@ -19,9 +19,9 @@
  * rotated by up to +-20 degrees. A finger is a pure function of (stats,
  * seed), so a gallery of any size needs no storage for its templates. The
  * full features of the fingers the probes' short lists reach are built and
- * encoded before the timed run (as the registry's store holds them); the
- * timed fetch decodes them, the work the registry does per short-listed
- * finger after its read.
+ * encoded before the timed run (as the registry's store holds them) and,
+ * by default, written to a RocksDB store; the timed fetch reads them back
+ * from it and decodes them, as the registry does per short-listed finger.
  *
  * `bench identify` (bench_identify_run) checks that realism itself: it
  * prints the score histogram of the real probes against synthetic fingers
@@ -68,6 +68,11 @@ typedef struct bench_identify_options {
     long exhaustive_probes;
     bool exhaustive_missed;
     unsigned threads;       /* 0: the online cores */
+    /* Where the timed run reads the short lists' features from: a RocksDB
+     * store in this (new, empty) folder, written before the timed run and
+     * read a finger at a time as the registry reads them (rl_store_read_once,
+     * the templates family's options); NULL: decoded from memory. */
+    const char *store_dir;
 } bench_identify_options;
 
 rl_error *bench_identify_run(const bench_identify_options *o, json_t **result);

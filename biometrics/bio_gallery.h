@@ -34,9 +34,10 @@
  * short list can be found, at the cost of a longer search only for probes
  * that have no match yet. By default the extension grows with the gallery
  * (BIO_GALLERY_EXTEND_PER_MILLION; docs/fingerprints.md measures it).
- * Full features take ~10-30 KB a finger, so they are kept in memory only
- * within a byte budget; the others are fetched by the caller's callback
- * (the registry reads them from the store, the benchmark rebuilds them).
+ * Full features take ~9 KB a finger as stored (236 bytes a cylinder, more
+ * once decoded), so they are kept in memory only within a byte budget; the
+ * others are fetched by the caller's callback (the registry reads them from
+ * the store, the benchmark from a store of its own or from memory).
  * Every stage runs on `threads` threads.
  *
  * Layout (structure of arrays, for streaming): the scan blocks in one 64-byte

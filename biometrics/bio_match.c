@@ -304,9 +304,16 @@ static float bits_f32(uint32_t u)
     return v;
 }
 
-#define REC_BYTES (12 + 2 * KERN_MCC_WORDS * 8) /* x, y, theta, value, valid */
+#define REC_BYTES (12 + 2 * KERN_MCC_WORDS * 8) /* versions 1-2: x, y, theta, value, valid */
 #define HDR_BYTES 8                             /* "RLMC", version, reserved, count (2) */
-#define DIGEST_BYTES 8                          /* version 2: the digest, after the records */
+#define DIGEST_BYTES 8                          /* versions 2-3: the digest, after the records */
+/* Validity is a property of the spatial cell, the same in every angular
+ * section (bio_features_build sets a cell's bit in all of them): version 3
+ * stores one section's words, which is 40% of a record, and decode repeats them. */
+#define SECTION_WORDS (KERN_MCC_NS * KERN_MCC_NS / 64)
+#define REC3_BYTES (12 + (KERN_MCC_WORDS + SECTION_WORDS) * 8) /* version 3: x, y, theta, value, spatial validity */
+_Static_assert(KERN_MCC_NS * KERN_MCC_NS % 64 == 0 && KERN_MCC_WORDS == SECTION_WORDS * KERN_MCC_ND,
+               "an angular section is whole words");
 
 static void record_bytes(const bio_features *f, uint32_t i, unsigned char *p)
 {
@@ -682,18 +689,30 @@ double bio_match_score(const bio_features *a, const bio_features *b, bio_match_s
 
 /* ---- encoding ---- */
 
+/* Whether every cylinder's validity is the same in each angular section,
+ * as built; only features decoded from a damaged or foreign version 1-2
+ * record can differ, and those are written back as version 2, unchanged. */
+static bool validity_by_cell(const bio_features *f)
+{
+    for (uint32_t i = 0; i < f->n; i++)
+        for (int w = SECTION_WORDS; w < KERN_MCC_WORDS; w++)
+            if (f->cyl[i].valid[w] != f->cyl[i].valid[w % SECTION_WORDS]) return false;
+    return true;
+}
+
 rl_error *bio_features_encode(const bio_features *f, rl_buf *out)
 {
     rl_error *err = NULL;
-    unsigned char hdr[HDR_BYTES] = {'R', 'L', 'M', 'C', BIO_FEATURES_VERSION, 0, 0, 0};
-    unsigned char rec[REC_BYTES];
     if (!f) RL_FAIL(RL_EINVAL, "features: missing");
+    bool compact = validity_by_cell(f);
+    unsigned char hdr[HDR_BYTES] = {'R', 'L', 'M', 'C', compact ? BIO_FEATURES_VERSION : 2, 0, 0, 0};
+    unsigned char rec[REC_BYTES];
     hdr[6] = (unsigned char)(f->n & 0xff);
     hdr[7] = (unsigned char)(f->n >> 8);
     RL_TRY(rl_buf_append(out, hdr, sizeof hdr));
     for (uint32_t i = 0; i < f->n; i++) {
-        record_bytes(f, i, rec);
-        RL_TRY(rl_buf_append(out, rec, sizeof rec));
+        record_bytes(f, i, rec); /* version 3: the same bytes, but one section of validity */
+        RL_TRY(rl_buf_append(out, rec, compact ? REC3_BYTES : REC_BYTES));
     }
     unsigned char digest[DIGEST_BYTES];
     rl_put_le64(digest, f->digest);
@@ -710,19 +729,21 @@ rl_error *bio_features_decode(const void *data, size_t len, bio_features **out)
     *out = NULL;
     if (!data || len < HDR_BYTES) RL_FAIL(RL_EINVAL, "features: shorter than the %d-byte header", HDR_BYTES);
     if (memcmp(p, "RLMC", 4) != 0) RL_FAIL(RL_EINVAL, "features magic: not RLMC");
-    if (p[4] != 1 && p[4] != BIO_FEATURES_VERSION)
-        RL_FAIL(RL_EUNSUPPORTED, "features version: %u not supported", p[4]);
+    unsigned version = p[4];
+    if (version < 1 || version > BIO_FEATURES_VERSION)
+        RL_FAIL(RL_EUNSUPPORTED, "features version: %u not supported", version);
     if (p[5] != 0) RL_FAIL(RL_EINVAL, "features reserved byte: not zero");
     uint32_t n = (uint32_t)p[6] | (uint32_t)p[7] << 8;
     if (n > MAX_CYL) RL_FAIL(RL_EINVAL, "features count: over %d", MAX_CYL);
-    bool has_digest = p[4] >= 2;
-    if (len != HDR_BYTES + (size_t)n * REC_BYTES + (has_digest ? DIGEST_BYTES : 0))
-        RL_FAIL(RL_EINVAL, "features length: %zu bytes for %u cylinders (version %u)", len, n, p[4]);
+    bool has_digest = version >= 2;
+    size_t rec_bytes = version >= 3 ? REC3_BYTES : REC_BYTES;
+    if (len != HDR_BYTES + (size_t)n * rec_bytes + (has_digest ? DIGEST_BYTES : 0))
+        RL_FAIL(RL_EINVAL, "features length: %zu bytes for %u cylinders (version %u)", len, n, version);
     f = calloc(1, sizeof *f);
     if (!f) RL_FAIL(RL_ENOMEM, "features: out of memory");
     RL_TRY(features_alloc(f, n, false)); /* compared once: no pairwise tables (see bio_features) */
     for (uint32_t i = 0; i < n; i++) {
-        const unsigned char *r = p + HDR_BYTES + (size_t)i * REC_BYTES;
+        const unsigned char *r = p + HDR_BYTES + (size_t)i * rec_bytes;
         f->x[i] = bits_f32(rl_get_le32(r));
         f->y[i] = bits_f32(rl_get_le32(r + 4));
         f->theta[i] = bits_f32(rl_get_le32(r + 8));
@@ -730,9 +751,10 @@ rl_error *bio_features_decode(const void *data, size_t len, bio_features **out)
             RL_FAIL(RL_EINVAL, "features cylinder %u: position out of range", i);
         if (!(f->theta[i] >= 0.0f && f->theta[i] < (float)(2.0 * M_PI)))
             RL_FAIL(RL_EINVAL, "features cylinder %u: angle out of range", i);
+        const unsigned char *valid = r + 12 + 8 * KERN_MCC_WORDS;
         for (int w = 0; w < KERN_MCC_WORDS; w++) {
             f->cyl[i].value[w] = rl_get_le64(r + 12 + 8 * w);
-            f->cyl[i].valid[w] = rl_get_le64(r + 12 + 8 * (KERN_MCC_WORDS + w));
+            f->cyl[i].valid[w] = rl_get_le64(valid + 8 * (version >= 3 ? w % SECTION_WORDS : w));
             if (f->cyl[i].value[w] & ~f->cyl[i].valid[w])
                 RL_FAIL(RL_EINVAL, "features cylinder %u: value bits outside the valid cells", i);
         }
@@ -740,7 +762,7 @@ rl_error *bio_features_decode(const void *data, size_t len, bio_features **out)
     features_derive(f);
     /* Version 1: the digest of the records as they lie here (the bytes
      * record_bytes would write again), without rebuilding them. */
-    f->digest = has_digest ? rl_get_le64(p + HDR_BYTES + (size_t)n * REC_BYTES)
+    f->digest = has_digest ? rl_get_le64(p + HDR_BYTES + (size_t)n * rec_bytes)
                            : records_digest(p + HDR_BYTES, n);
     *out = f;
     f = NULL;

@@ -55,8 +55,11 @@
 #define BIO_MATCH_MIN_CYLINDERS 4
 
 /* Current version of the bio_features_encode format. Version 2 carries the
- * features' digest after the records (version 1 did not; it still decodes). */
-#define BIO_FEATURES_VERSION 2
+ * features' digest after the records (version 1 did not); version 3 keeps a
+ * cylinder's validity once per spatial cell instead of once per cell and
+ * angular section (the same bits six times), 236 bytes a cylinder instead of
+ * 396. Versions 1 and 2 still decode. */
+#define BIO_FEATURES_VERSION 3
 
 typedef struct bio_features bio_features; /* opaque: a template prepared for matching */
 
@@ -83,12 +86,15 @@ const char *bio_match_scratch_kernel(const bio_match_scratch *s);
 double bio_match_score(const bio_features *a, const bio_features *b, bio_match_scratch *s);
 
 /* Serialised features for the store/1:N gallery: "RLMC", a version byte,
- * then the cylinders and their minutiae, little-endian, then (version 2) the
- * digest that orders a pair, as computed when the features were built. Decode
- * checks the version, every length and every field but the digest, and never
- * reads past len. The digest is taken as stored: recomputing it was two
- * thirds of a decode, the cost that bounds a 1:N re-rank; a wrong one orders
- * that finger's pairs otherwise, still the same way every time. */
+ * then the cylinders and their minutiae, little-endian, then (version 2 on)
+ * the digest that orders a pair, as computed when the features were built.
+ * Encode writes version 3 (features whose validity differs between angular
+ * sections, which only a damaged version 1-2 record can give, are written as
+ * version 2, so that nothing is lost). Decode checks the version, every length
+ * and every field but the digest, and never reads past len. The digest is
+ * taken as stored: recomputing it was two thirds of a decode, the cost that
+ * bounds a 1:N re-rank; a wrong one orders that finger's pairs otherwise,
+ * still the same way every time. */
 rl_error *bio_features_encode(const bio_features *f, rl_buf *out);
 rl_error *bio_features_decode(const void *data, size_t len, bio_features **out);
 

@@ -23,6 +23,7 @@ void cmd_bench_help(void)
            "       ridgeline bench identify [--size N] [--kernels scalar|popcnt|avx2|avx512|opencl]\n"
            "                                [--shortlist S] [--refine R] [--extend E|auto|none]\n"
            "                                [--exhaustive-probes P|missed] [--threads T]\n"
+           "                                [--features store|memory]\n"
            "\n"
            "register: N synthetic registrations (default 100000) submitted in-process by T\n"
            "threads (default 64) into a fresh store (default: a temporary folder, removed\n"
@@ -52,7 +53,9 @@ void cmd_bench_help(void)
            "bytes/s against a streaming read measured in the same run, rank-1 of the staged\n"
            "search (scan, refinement of R fingers, full matcher on S, and on E in all when\n"
            "the S give no decision; default auto, as the server: 6,400 per million fingers;\n"
-           "0 or none: no extension)\n"
+           "0 or none: no extension; the short lists' features read back from a RocksDB\n"
+           "store in a temporary folder, as the server reads them, or with --features\n"
+           "memory decoded from memory)\n"
            "and of an exhaustive full-matcher search over P\n"
            "probes spread evenly, or over \"missed\", those the staged search gets wrong,\n"
            "which bounds its loss against the exhaustive search from above (default: all\n"
@@ -79,6 +82,18 @@ static void bench_print_json(json_t *r, const char *name, json_t *machine)
     free(line);
 }
 
+/* A new folder under $TMPDIR (or /tmp) for a benchmark's store, its path in
+ * out; false, said on stderr, when none can be made. bench_rmtree removes it. */
+static bool bench_tmpdir(char *out, size_t size)
+{
+    const char *base = getenv("TMPDIR");
+    snprintf(out, size, "%s/ridgeline-bench-XXXXXX", base && *base ? base : "/tmp");
+    if (mkdtemp(out))
+        return true;
+    fprintf(stderr, "ridgeline bench: cannot make a temporary folder\n");
+    return false;
+}
+
 static void bench_rmtree(const char *dir)
 {
     char cmd[4200];
@@ -91,11 +106,12 @@ static void bench_rmtree(const char *dir)
 static int bench_identify(int argc, char **argv)
 {
     bench_identify_options o = {.size = 10000, .extend = -1, .exhaustive_probes = -1};
+    bool in_memory = false;
     static const struct option longopts[] = {
         {"size", required_argument, NULL, 's'},      {"kernels", required_argument, NULL, 'k'},
         {"shortlist", required_argument, NULL, 'l'}, {"exhaustive-probes", required_argument, NULL, 'e'},
         {"threads", required_argument, NULL, 't'},   {"refine", required_argument, NULL, 'r'},
-        {"extend", required_argument, NULL, 'x'},
+        {"extend", required_argument, NULL, 'x'},   {"features", required_argument, NULL, 'f'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -145,12 +161,25 @@ static int bench_identify(int argc, char **argv)
             }
             o.kernels = optarg;
             break;
+        case 'f':
+            if (strcmp(optarg, "store") && strcmp(optarg, "memory")) {
+                fprintf(stderr, "ridgeline bench identify: --features takes store or memory\n");
+                return CMD_USAGE;
+            }
+            in_memory = optarg[0] == 'm';
+            break;
         case 'h': cmd_bench_help(); return CMD_OK;
         default: return CMD_USAGE;
         }
     }
     const char *testdata = getenv("RIDGELINE_TESTDATA");
     o.testdata = testdata && *testdata ? testdata : "../shared/data";
+    char tmp[1024] = "";
+    if (!in_memory) {
+        if (!bench_tmpdir(tmp, sizeof tmp))
+            return CMD_FAILED;
+        o.store_dir = tmp;
+    }
     json_t *machine = bench_machine();
     printf("bench identify: %ld synthetic fingers + 40 FVC2002 mates, 280 probes, kernels %s\n", o.size,
            o.kernels ? o.kernels : "best");
@@ -158,6 +187,8 @@ static int bench_identify(int argc, char **argv)
     fflush(stdout);
     json_t *r = NULL;
     rl_error *err = bench_identify_run(&o, &r);
+    if (tmp[0])
+        bench_rmtree(tmp);
     if (err) {
         json_decref(machine);
         return cmd_report(err);
@@ -295,12 +326,8 @@ int cmd_bench(int argc, char **argv)
     }
     char tmp[1024] = "";
     if (!data) {
-        const char *base = getenv("TMPDIR");
-        snprintf(tmp, sizeof tmp, "%s/ridgeline-bench-XXXXXX", base && *base ? base : "/tmp");
-        if (!mkdtemp(tmp)) {
-            fprintf(stderr, "ridgeline bench: cannot make a temporary folder\n");
+        if (!bench_tmpdir(tmp, sizeof tmp))
             return CMD_FAILED;
-        }
         data = tmp;
     }
     o.dir = data;

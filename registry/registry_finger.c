@@ -433,27 +433,31 @@ cleanup:
 }
 
 /* The identification's fetch: the short list's features from the store. */
+/* One finger's features, decoded in place from the store's bytes (*out stays NULL on error). */
+static rl_error *fg_decode_view(void *ctx, const void *value, size_t len)
+{
+    bio_features **out = ctx;
+    const unsigned char *tp, *fp;
+    size_t tlen, flen;
+    rl_error *err = fg_parse(value, len, &tp, &tlen, &fp, &flen, NULL);
+    return err ? err : bio_features_decode(fp, flen, out);
+}
+
+/* The re-rank's features that are not resident: each read once, in place,
+ * without filling the block cache (thousands a search would push out the
+ * indexes every other read needs). A finger removed meanwhile stays NULL. */
 static rl_error *reg_finger_fetch(void *ctx, const bio_gallery_key *keys, size_t n, bio_features **out)
 {
     rl_error *err = NULL;
     rl_registry *reg = ctx;
-    char *v = NULL;
     for (size_t i = 0; i < n; i++) {
         char key[REG_KEY_MAX];
-        size_t kl = fg_key('F', keys[i].record, keys[i].position, key, sizeof key), vlen = 0, tlen, flen;
+        size_t kl = fg_key('F', keys[i].record, keys[i].position, key, sizeof key);
         bool found = false;
-        const unsigned char *tp, *fp;
         out[i] = NULL;
-        RL_TRY(rl_store_get(reg->store, RL_CF_TEMPLATES, key, kl, &v, &vlen, &found));
-        if (found) {
-            RL_TRY(fg_parse((const unsigned char *)v, vlen, &tp, &tlen, &fp, &flen, NULL));
-            RL_TRY(bio_features_decode(fp, flen, &out[i]));
-        }
-        free(v);
-        v = NULL;
+        RL_TRY(rl_store_read_once(reg->store, RL_CF_TEMPLATES, key, kl, fg_decode_view, &out[i], &found));
     }
 cleanup:
-    free(v);
     return err;
 }
 

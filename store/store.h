@@ -78,6 +78,16 @@ int rl_store_schema_version(const rl_store *store);
 rl_error *rl_store_get(rl_store *store, rl_cf cf, const void *key, size_t key_len, char **value,
                        size_t *value_len, bool *found);
 
+/* Reads a value the caller looks at once and does not keep (a finger's
+ * features for a 1:N re-rank, thousands a search): fn sees the bytes in
+ * place (borrowed, valid only during the call; no copy is made) and its error
+ * is returned. The read does not fill the block cache, where a stream of
+ * such values would push out the indexes and filters every other read needs.
+ * *found says whether the key exists (fn is called only then). */
+typedef rl_error *(*rl_store_view_fn)(void *ctx, const void *value, size_t len);
+rl_error *rl_store_read_once(rl_store *store, rl_cf cf, const void *key, size_t key_len, rl_store_view_fn fn,
+                             void *ctx, bool *found);
+
 /* A batch collects puts and deletes to apply atomically; it refers to the
  * store's column families, so it must not outlive the store. */
 rl_error *rl_store_batch_new(rl_store *store, rl_store_batch **out);

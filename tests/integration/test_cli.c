@@ -1,4 +1,5 @@
 /* Integration: the `ridgeline` command line, as an operator meets it. */
+#include <dirent.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -168,10 +169,31 @@ static void test_bench_identify_small(void **state)
         skip();
     setenv("RIDGELINE_TESTDATA", data, 1);
     int status;
+    /* By default the features are read back from a store in a temporary
+     * folder, removed afterwards. */
+    char *tmp = rl_test_tmpdir("bench-store");
+    const char *saved_tmp = getenv("TMPDIR");
+    char *old_tmp = saved_tmp ? strdup(saved_tmp) : NULL;
+    setenv("TMPDIR", tmp, 1);
     char *all = run("bench identify --size 400 --shortlist 10 --exhaustive-probes 280", &status);
+    if (old_tmp)
+        setenv("TMPDIR", old_tmp, 1);
+    else
+        unsetenv("TMPDIR");
+    free(old_tmp);
     if (status != 0)
         fail_msg("bench identify: exit %d:\n%s", status, all);
-    char *missed = run("bench identify --size 400 --shortlist 10 --extend none --exhaustive-probes missed", &status);
+    DIR *left = opendir(tmp);
+    assert_non_null(left);
+    for (struct dirent *e; (e = readdir(left)) != NULL;)
+        if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
+            fail_msg("bench identify left %s in its temporary folder", e->d_name);
+    closedir(left);
+    rl_test_rmtree(tmp);
+    free(tmp);
+    char *missed = run("bench identify --size 400 --shortlist 10 --extend none --exhaustive-probes missed "
+                       "--features memory",
+                       &status);
     if (status != 0)
         fail_msg("bench identify --exhaustive-probes missed: exit %d:\n%s", status, missed);
     if (!strstr(missed, "staged misses the exhaustive search gets right") ||
@@ -187,6 +209,11 @@ static void test_bench_identify_small(void **state)
     /* The automatic extension is none at this size, as --extend none says. */
     assert_int_equal(json_integer_value(json_object_get(a, "extend")), 10);
     assert_int_equal(json_integer_value(json_object_get(m, "extend")), 10);
+    /* The features read back from the store or decoded from memory: the same search. */
+    assert_string_equal(json_string_value(json_object_get(a, "features")), "store");
+    assert_true(json_integer_value(json_object_get(a, "store_bytes")) > 0);
+    assert_string_equal(json_string_value(json_object_get(m, "features")), "memory");
+    assert_int_equal(json_integer_value(json_object_get(m, "store_bytes")), 0);
     /* The staged search is deterministic: the same rank-1 both times. */
     assert_true(fabs(json_number_value(json_object_get(m, "rank1")) - rank1) < 1e-5); /* six digits printed */
     assert_string_equal(json_string_value(json_object_get(m, "exhaustive_subset")), "missed");
@@ -210,6 +237,8 @@ static void test_bench_identify_small(void **state)
     const char *const bad[] = {"bad number for an option", NULL};
     expect_output("bench identify --exhaustive-probes some", 2, bad);
     expect_output("bench identify --extend sometimes", 2, bad);
+    const char *const bad_features[] = {"--features takes store or memory", NULL};
+    expect_output("bench identify --features disk", 2, bad_features);
     /* At 1,840 fingers the benchmark's default, the automatic extension (11),
      * is longer than a short list of 10 (what 0 and "none" mean is
      * test_bio_gallery's business: bio_gallery_extend_setting). */

@@ -235,16 +235,75 @@ static void test_encode_decode(void **state)
     y = bio_match_score(da, fa, s);
     assert_memory_equal(&x, &y, sizeof x);
 
+    /* Version 3: validity once per spatial cell (one angular section's words). */
+    enum { REC2 = 12 + 2 * 24 * 8, REC3 = 12 + (24 + 4) * 8 };
+    size_t n = bio_features_count(fa);
+    assert_int_equal(((unsigned char *)buf.data)[4], 3);
+    assert_int_equal(buf.len, 8 + n * REC3 + 8);
+
+    /* The same features in version 2 (validity in all six sections, written
+     * out here as that version laid it out) decode to the same scores and
+     * are written back as version 3, byte for byte. */
+    size_t len2 = 8 + n * REC2 + 8;
+    unsigned char *v2 = malloc(len2);
+    assert_non_null(v2);
+    memcpy(v2, buf.data, 8);
+    v2[4] = 2;
+    for (size_t i = 0; i < n; i++) {
+        const unsigned char *r3 = (const unsigned char *)buf.data + 8 + i * REC3;
+        unsigned char *r2 = v2 + 8 + i * REC2;
+        memcpy(r2, r3, 12 + 24 * 8);
+        for (int sec = 0; sec < 6; sec++) memcpy(r2 + 12 + 24 * 8 + sec * 32, r3 + 12 + 24 * 8, 32);
+    }
+    memcpy(v2 + 8 + n * REC2, (const unsigned char *)buf.data + buf.len - 8, 8);
+    {
+        bio_features *d2 = NULL;
+        ok(bio_features_decode(v2, len2, &d2));
+        x = bio_match_score(fa, fb, s);
+        y = bio_match_score(d2, fb, s);
+        assert_memory_equal(&x, &y, sizeof x);
+        rl_buf_reset(&again);
+        ok(bio_features_encode(d2, &again));
+        assert_int_equal(again.len, buf.len);
+        assert_memory_equal(again.data, buf.data, buf.len);
+        bio_features_free(d2);
+    }
+    /* A version 2 record whose validity differs between sections (no build
+     * makes one) is written back as version 2, unchanged: nothing is lost. */
+    {
+        unsigned char *odd = malloc(len2);
+        assert_non_null(odd);
+        memcpy(odd, v2, len2);
+        size_t at = 8 + 12 + 24 * 8 + 32; /* cylinder 0, section 1's validity */
+        int flipped = 0;
+        for (size_t byte = 0; byte < 32 && !flipped; byte++) {
+            unsigned char value = odd[8 + 12 + 32 + byte]; /* section 1's value bits */
+            unsigned char clear = (unsigned char)(odd[at + byte] & ~value);
+            if (clear) {
+                odd[at + byte] ^= (unsigned char)(clear & -clear);
+                flipped = 1;
+            }
+        }
+        assert_true(flipped);
+        bio_features *dodd = NULL;
+        ok(bio_features_decode(odd, len2, &dodd));
+        rl_buf_reset(&again);
+        ok(bio_features_encode(dodd, &again));
+        assert_int_equal(again.len, len2);
+        assert_memory_equal(again.data, odd, len2);
+        bio_features_free(dodd);
+        free(odd);
+    }
+
     /* Version 1 (no digest after the records) still decodes, its digest
      * computed from the records: the same features, encoded again as now. */
     {
-        assert_true(buf.len > 8 + 8);
-        unsigned char *v1 = malloc(buf.len - 8);
+        unsigned char *v1 = malloc(len2 - 8);
         assert_non_null(v1);
-        memcpy(v1, buf.data, buf.len - 8);
+        memcpy(v1, v2, len2 - 8);
         v1[4] = 1;
         bio_features *d1 = NULL;
-        ok(bio_features_decode(v1, buf.len - 8, &d1));
+        ok(bio_features_decode(v1, len2 - 8, &d1));
         rl_buf_reset(&again);
         ok(bio_features_encode(d1, &again));
         assert_int_equal(again.len, buf.len);
@@ -252,16 +311,27 @@ static void test_encode_decode(void **state)
         x = bio_match_score(fa, fb, s);
         y = bio_match_score(d1, fb, s);
         assert_memory_equal(&x, &y, sizeof x);
-        /* with version 2's length but version 1's byte, or the reverse: refused */
-        v1[4] = 2;
+        /* one version's layout under another's byte: refused */
         bio_features *bad = NULL;
-        rl_error *e = bio_features_decode(v1, buf.len - 8, &bad);
+        unsigned char saved = v1[4];
+        for (unsigned char version = 2; version <= 3; version++) {
+            v1[4] = version;
+            rl_error *e = bio_features_decode(v1, len2 - 8, &bad);
+            assert_non_null(e);
+            assert_null(bad);
+            rl_error_free(e);
+        }
+        v1[4] = saved;
+        v2[4] = 3;
+        rl_error *e = bio_features_decode(v2, len2, &bad);
         assert_non_null(e);
         assert_null(bad);
         rl_error_free(e);
+        v2[4] = 2;
         bio_features_free(d1);
         free(v1);
     }
+    free(v2);
     /* The stored digest is what decides a pair's order: a digest that says
      * "after" where the records' own says "before" gives the other order's
      * score, the same from both sides. */
@@ -310,11 +380,12 @@ static void test_encode_decode(void **state)
         assert_null(g);
         rl_error_free(err);
     }
-    /* a value bit set where the cell is not valid (cylinder 0) */
+    /* a value bit set where the cell is not valid (cylinder 0, the first
+     * section, whose words version 3 keeps the validity in) */
     memcpy(copy, buf.data, buf.len);
     size_t rec = 8, words = rec + 12, valid = words + 24 * 8;
     int done = 0;
-    for (size_t byte = 0; byte < 24 * 8 && !done; byte++) {
+    for (size_t byte = 0; byte < 4 * 8 && !done; byte++) {
         unsigned char inv = (unsigned char)~(unsigned char)copy[valid + byte];
         if (inv) {
             copy[words + byte] |= (char)(inv & (unsigned char)-inv);

@@ -122,8 +122,9 @@ static int check_all_variants(const kern_mcc_cyl *probe, const kern_mcc_cyl *g, 
 
 /* Cylinders of real templates: FVC2002 ISO minutiae, through bio_match's
  * own cylinder builder, read back from its documented little-endian
- * encoding ("RLMC", version, reserved, count (2), then per minutia x, y,
- * theta as float32 and the value and valid words). */
+ * encoding ("RLMC", version 3, reserved, count (2), then per minutia x, y,
+ * theta as float32, the 24 value words and the 4 words of spatial validity,
+ * the same in each of the 6 angular sections). */
 static size_t real_cylinders(const char *data, kern_mcc_cyl *out, size_t cap)
 {
     static const char *const files[] = {"DB1_B/101_1", "DB1_B/101_2", "DB2_B/102_1", "DB3_B/103_4", "DB4_B/105_3"};
@@ -145,17 +146,20 @@ static size_t real_cylinders(const char *data, kern_mcc_cyl *out, size_t cap)
         const unsigned char *p = (const unsigned char *)enc.data;
         assert_true(enc.len >= 8 && memcmp(p, "RLMC", 4) == 0);
         size_t count = (size_t)p[6] | (size_t)p[7] << 8;
-        size_t rec = 12 + 2 * KERN_MCC_WORDS * 8;
+        enum { SECTION_WORDS = KERN_MCC_WORDS / KERN_MCC_ND };
+        size_t rec = 12 + (KERN_MCC_WORDS + SECTION_WORDS) * 8;
+        assert_int_equal(p[4], 3);
         assert_true(enc.len >= 8 + count * rec);
         for (size_t i = 0; i < count && n < cap; i++, n++) {
             const unsigned char *r = p + 8 + i * rec + 12;
-            for (int w = 0; w < 2 * KERN_MCC_WORDS; w++) {
+            for (int w = 0; w < KERN_MCC_WORDS + SECTION_WORDS; w++) {
                 uint64_t v = 0;
                 for (int b = 7; b >= 0; b--) v = v << 8 | r[8 * w + b];
                 if (w < KERN_MCC_WORDS)
                     out[n].value[w] = v;
                 else
-                    out[n].valid[w - KERN_MCC_WORDS] = v;
+                    for (int sec = 0; sec < KERN_MCC_ND; sec++)
+                        out[n].valid[sec * SECTION_WORDS + w - KERN_MCC_WORDS] = v;
             }
         }
         rl_buf_free(&enc);

@@ -78,6 +78,69 @@ static void test_create_put_get_reopen(void **state)
     free(dir);
 }
 
+/* rl_store_read_once's callback: keeps a copy of what it saw, or fails when asked to. */
+typedef struct seen {
+    char bytes[64];
+    size_t len;
+    int calls;
+    bool fail;
+} seen;
+
+static rl_error *look(void *ctx, const void *value, size_t len)
+{
+    seen *w = ctx;
+    w->calls++;
+    if (w->fail)
+        return RL_ERR(RL_EINVAL, "the callback's own error");
+    assert_true(len <= sizeof w->bytes);
+    memcpy(w->bytes, value, len);
+    w->len = len;
+    return NULL;
+}
+
+/* A value read once, in place: the same bytes as a get, from the memtable and
+ * from a table file (written without compression in the templates family),
+ * nothing for a missing key, and the callback's error handed back. */
+static void test_read_once(void **state)
+{
+    char *dir = sub(*state, "once");
+    rl_store *s = NULL;
+    assert_null(rl_store_open(dir, &sync_on, &s));
+    const char value[] = "RLFG\001\000\000\000finger bytes";
+    for (int round = 0; round < 2; round++) {
+        rl_store_batch *b = NULL;
+        assert_null(rl_store_batch_new(s, &b));
+        rl_store_batch_put(b, RL_CF_TEMPLATES, "F1", 2, value, sizeof value);
+        assert_null(rl_store_write(s, b));
+        rl_store_batch_destroy(b);
+        if (round == 1) { /* reopened: the value now lies in a table file */
+            rl_store_close(s);
+            s = NULL;
+            assert_null(rl_store_open(dir, &sync_on, &s));
+        }
+        seen w = {0};
+        bool found = false;
+        assert_null(rl_store_read_once(s, RL_CF_TEMPLATES, "F1", 2, look, &w, &found));
+        assert_true(found);
+        assert_int_equal(w.calls, 1);
+        assert_int_equal(w.len, sizeof value);
+        assert_memory_equal(w.bytes, value, sizeof value);
+        w = (seen){0};
+        found = true;
+        assert_null(rl_store_read_once(s, RL_CF_TEMPLATES, "F2", 2, look, &w, &found));
+        assert_false(found);
+        assert_int_equal(w.calls, 0);
+        w = (seen){.fail = true};
+        rl_error *err = rl_store_read_once(s, RL_CF_TEMPLATES, "F1", 2, look, &w, &found);
+        assert_non_null(err);
+        assert_int_equal(rl_error_code(err), RL_EINVAL);
+        assert_true(found);
+        rl_error_free(err);
+    }
+    rl_store_close(s);
+    free(dir);
+}
+
 static void test_batch_is_atomic_and_ordered(void **state)
 {
     char *dir = sub(*state, "batch");
@@ -300,6 +363,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_create_put_get_reopen),
         cmocka_unit_test(test_batch_is_atomic_and_ordered),
+        cmocka_unit_test(test_read_once),
         cmocka_unit_test(test_second_open_conflicts),
         cmocka_unit_test(test_newer_schema_is_refused),
         cmocka_unit_test(test_older_schema_is_upgraded),
