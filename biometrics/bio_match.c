@@ -290,7 +290,8 @@ cleanup:
     return err;
 }
 
-/* The byte image that encode writes after the header, also the digest's input. */
+/* A record's bytes as versions 1-2 lay it out (version 3 writes their first
+ * REC3_BYTES), also the digest's input whatever the version. */
 static uint32_t f32_bits(float v)
 {
     uint32_t u;
@@ -312,6 +313,7 @@ static float bits_f32(uint32_t u)
  * stores one section's words, which is 40% of a record, and decode repeats them. */
 #define SECTION_WORDS (KERN_MCC_NS * KERN_MCC_NS / 64)
 #define REC3_BYTES (12 + (KERN_MCC_WORDS + SECTION_WORDS) * 8) /* version 3: x, y, theta, value, spatial validity */
+#define FULL_VALIDITY_VERSION 2 /* the last version with validity in every section */
 _Static_assert(KERN_MCC_NS * KERN_MCC_NS % 64 == 0 && KERN_MCC_WORDS == SECTION_WORDS * KERN_MCC_ND,
                "an angular section is whole words");
 
@@ -705,7 +707,8 @@ rl_error *bio_features_encode(const bio_features *f, rl_buf *out)
     rl_error *err = NULL;
     if (!f) RL_FAIL(RL_EINVAL, "features: missing");
     bool compact = validity_by_cell(f);
-    unsigned char hdr[HDR_BYTES] = {'R', 'L', 'M', 'C', compact ? BIO_FEATURES_VERSION : 2, 0, 0, 0};
+    unsigned char hdr[HDR_BYTES] = {'R', 'L', 'M', 'C', compact ? BIO_FEATURES_VERSION : FULL_VALIDITY_VERSION, 0,
+                                    0, 0};
     unsigned char rec[REC_BYTES];
     hdr[6] = (unsigned char)(f->n & 0xff);
     hdr[7] = (unsigned char)(f->n >> 8);

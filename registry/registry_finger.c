@@ -432,7 +432,6 @@ cleanup:
     return err;
 }
 
-/* The identification's fetch: the short list's features from the store. */
 /* One finger's features, decoded in place from the store's bytes (*out stays NULL on error). */
 static rl_error *fg_decode_view(void *ctx, const void *value, size_t len)
 {

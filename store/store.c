@@ -104,6 +104,7 @@ struct rl_store {
     rocksdb_options_t *grouped_options;
     rocksdb_options_t *biometric_options;
     rocksdb_block_based_table_options_t *grouped_table_options;
+    rocksdb_block_based_table_options_t *biometric_table_options;
     rocksdb_writeoptions_t *write_options;
     rocksdb_readoptions_t *read_options;
     rocksdb_readoptions_t *read_once_options; /* rl_store_read_once: no block cache fill */
@@ -213,9 +214,10 @@ static rl_error *rl_store_check_schema(rl_store *s)
                     s->path, v, RL_STORE_SCHEMA_VERSION);
     }
     if (v < RL_STORE_SCHEMA_VERSION) {
-        /* New, or older. 1 -> 2 changes nothing the store knows: the registry
-         * rewrites its families at open under a marker of its own, which an
-         * interruption leaves unset; the number keeps earlier versions out. */
+        /* New, or older. 1 -> 2 and 2 -> 3 change nothing the store knows:
+         * the registry rewrites its families at open under a marker of its
+         * own, which an interruption leaves unset, and version 3 features are
+         * written only from now on; the number keeps earlier versions out. */
         char text[16];
         int n = snprintf(text, sizeof text, "%d", RL_STORE_SCHEMA_VERSION);
         RL_TRY(rl_store_batch_new(s, &batch));
@@ -289,12 +291,21 @@ rl_error *rl_store_open(const char *dir, const rl_store_options *opts, rl_store 
     rocksdb_options_set_memtable_whole_key_filtering(s->grouped_options, 0);
     s->grouped_table_options = rl_table_options(s->block_cache, false);
     rocksdb_options_set_block_based_table_factory(s->grouped_options, s->grouped_table_options);
-    /* Fingerprint templates and features, read back thousands a 1:N search:
-     * LZ4, whose decompression is the cheapest (Snappy's was 28% of the CPU
-     * of reading 6,400 fingers; LZ4 adds about a third to a read without
-     * compression, which would take 1.8 times the disk and page cache). */
+    /* Fingerprint templates and features, read back thousands a 1:N search
+     * (rl_store_read_once, which leaves the block cache alone): LZ4, whose
+     * decompression is the cheapest (Snappy's was 28% of the CPU of reading
+     * 6,400 fingers; LZ4 adds about a third to a read without compression,
+     * which would take 1.8 times the disk and page cache); and the index and
+     * filter of each table file held with it in memory (some 40 MB at a
+     * million fingers), not in the block cache, where such reads would have
+     * to read them back every time. */
+    s->biometric_table_options = rocksdb_block_based_options_create();
+    rocksdb_block_based_options_set_filter_policy(s->biometric_table_options, rocksdb_filterpolicy_create_bloom(10));
+    rocksdb_block_based_options_set_block_cache(s->biometric_table_options, s->block_cache);
+    rocksdb_block_based_options_set_cache_index_and_filter_blocks(s->biometric_table_options, 0);
     s->biometric_options = rocksdb_options_create_copy(s->options);
     rocksdb_options_set_compression(s->biometric_options, rocksdb_lz4_compression);
+    rocksdb_options_set_block_based_table_factory(s->biometric_options, s->biometric_table_options);
     const char *names[RL_CF_COUNT];
     for (int c = 0; c < RL_CF_COUNT; c++) {
         names[c] = rl_cf_names[c];
@@ -369,6 +380,8 @@ void rl_store_close(rl_store *s)
         rocksdb_options_destroy(s->biometric_options);
     if (s->grouped_table_options)
         rocksdb_block_based_options_destroy(s->grouped_table_options);
+    if (s->biometric_table_options)
+        rocksdb_block_based_options_destroy(s->biometric_table_options);
     if (s->table_options)
         rocksdb_block_based_options_destroy(s->table_options);
     if (s->block_cache)

@@ -53,8 +53,11 @@ typedef enum rl_cf {
 
 /* 2: the blocking and search families hold an entry a record (the registry
  * rewrites a version 1 store's at open, registry_search.c); earlier Ridgelines,
- * which would read them as empty, refuse such a store. */
-enum { RL_STORE_SCHEMA_VERSION = 2 };
+ * which would read them as empty, refuse such a store.
+ * 3: fingerprints enrolled from now on carry matcher features in version 3
+ * (bio_features_encode), which earlier Ridgelines cannot decode: they refuse
+ * the store at open rather than fail on those fingers at every 1:N search. */
+enum { RL_STORE_SCHEMA_VERSION = 3 };
 
 typedef struct rl_store_options {
     bool sync;           /* fsync the WAL before acknowledging a write */
@@ -82,7 +85,9 @@ rl_error *rl_store_get(rl_store *store, rl_cf cf, const void *key, size_t key_le
  * features for a 1:N re-rank, thousands a search): fn sees the bytes in
  * place (borrowed, valid only during the call; no copy is made) and its error
  * is returned. The read does not fill the block cache, where a stream of
- * such values would push out the indexes and filters every other read needs.
+ * such values would push out the index and filter partitions every other
+ * read needs; the templates family keeps its own index and filters in memory
+ * with its table files, so that such reads find them without the cache.
  * *found says whether the key exists (fn is called only then). */
 typedef rl_error *(*rl_store_view_fn)(void *ctx, const void *value, size_t len);
 rl_error *rl_store_read_once(rl_store *store, rl_cf cf, const void *key, size_t key_len, rl_store_view_fn fn,

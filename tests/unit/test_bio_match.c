@@ -398,6 +398,24 @@ static void test_encode_decode(void **state)
     assert_non_null(err);
     assert_int_equal(rl_error_code(err), RL_EINVAL);
     rl_error_free(err);
+    /* the same in a later section (the fourth), whose validity version 3
+     * takes from the first section's words: still refused */
+    memcpy(copy, buf.data, buf.len);
+    done = 0;
+    for (size_t byte = 0; byte < 4 * 8 && !done; byte++) {
+        unsigned char inv = (unsigned char)~(unsigned char)copy[valid + byte];
+        if (inv) {
+            copy[words + 3 * 32 + byte] |= (char)(inv & (unsigned char)-inv);
+            done = 1;
+        }
+    }
+    assert_true(done);
+    g = NULL;
+    err = bio_features_decode(copy, buf.len, &g);
+    assert_non_null(err);
+    assert_int_equal(rl_error_code(err), RL_EINVAL);
+    assert_null(g);
+    rl_error_free(err);
     free(copy);
 
     /* an empty feature set round-trips too */

@@ -78,9 +78,39 @@ static void test_create_put_get_reopen(void **state)
     free(dir);
 }
 
+/* A store opened with the plain RocksDB C API, every family with options o:
+ * what another version of Ridgeline would have written, as tests simulate it. */
+typedef struct raw_db {
+    rocksdb_t *db;
+    char **names;
+    size_t n;
+    rocksdb_column_family_handle_t *cf[64];
+} raw_db;
+
+static void raw_open(const char *dir, rocksdb_options_t *o, raw_db *r)
+{
+    char *rerr = NULL;
+    r->names = rocksdb_list_column_families(o, dir, &r->n, &rerr);
+    assert_null(rerr);
+    assert_true(r->n <= 64);
+    const rocksdb_options_t *opts[64];
+    for (size_t i = 0; i < r->n; i++)
+        opts[i] = o;
+    r->db = rocksdb_open_column_families(o, dir, (int)r->n, (const char *const *)r->names, opts, r->cf, &rerr);
+    assert_null(rerr);
+}
+
+static void raw_close(raw_db *r)
+{
+    for (size_t i = 0; i < r->n; i++)
+        rocksdb_column_family_handle_destroy(r->cf[i]);
+    rocksdb_close(r->db);
+    rocksdb_list_column_families_destroy(r->names, r->n);
+}
+
 /* rl_store_read_once's callback: keeps a copy of what it saw, or fails when asked to. */
 typedef struct seen {
-    char bytes[64];
+    char bytes[16384];
     size_t len;
     int calls;
     bool fail;
@@ -98,46 +128,114 @@ static rl_error *look(void *ctx, const void *value, size_t len)
     return NULL;
 }
 
-/* A value read once, in place: the same bytes as a get, from the memtable and
- * from a table file (written without compression in the templates family),
- * nothing for a missing key, and the callback's error handed back. */
+/* A value that compresses (so that a table file holds it compressed), as
+ * feature records do: runs of a few byte values. */
+static void finger_like(char *out, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        out[i] = (char)((i / 24) % 7 == 0 ? 0xff : (i * 2654435761u) >> 29);
+}
+
+/* Reads "F1" once and checks it is want (n bytes), "F2" is missing, and a
+ * callback's error comes back. */
+static void check_read_once(rl_store *s, const char *want, size_t n)
+{
+    seen *w = calloc(1, sizeof *w);
+    assert_non_null(w);
+    bool found = false;
+    assert_null(rl_store_read_once(s, RL_CF_TEMPLATES, "F1", 2, look, w, &found));
+    assert_true(found);
+    assert_int_equal(w->calls, 1);
+    assert_int_equal(w->len, n);
+    assert_memory_equal(w->bytes, want, n);
+    memset(w, 0, sizeof *w);
+    found = true;
+    assert_null(rl_store_read_once(s, RL_CF_TEMPLATES, "F2", 2, look, w, &found));
+    assert_false(found);
+    assert_int_equal(w->calls, 0);
+    memset(w, 0, sizeof *w);
+    w->fail = true;
+    rl_error *err = rl_store_read_once(s, RL_CF_TEMPLATES, "F1", 2, look, w, &found);
+    assert_non_null(err);
+    assert_int_equal(rl_error_code(err), RL_EINVAL);
+    assert_true(found);
+    rl_error_free(err);
+    free(w);
+}
+
+/* A value read once, in place: the same bytes as were written, from the
+ * memtable and from a table file (the templates family's, LZ4-compressed). */
 static void test_read_once(void **state)
 {
     char *dir = sub(*state, "once");
+    enum { N = 9000 };
+    char *value = malloc(N);
+    assert_non_null(value);
+    finger_like(value, N);
     rl_store *s = NULL;
     assert_null(rl_store_open(dir, &sync_on, &s));
-    const char value[] = "RLFG\001\000\000\000finger bytes";
-    for (int round = 0; round < 2; round++) {
-        rl_store_batch *b = NULL;
-        assert_null(rl_store_batch_new(s, &b));
-        rl_store_batch_put(b, RL_CF_TEMPLATES, "F1", 2, value, sizeof value);
-        assert_null(rl_store_write(s, b));
-        rl_store_batch_destroy(b);
-        if (round == 1) { /* reopened: the value now lies in a table file */
-            rl_store_close(s);
-            s = NULL;
-            assert_null(rl_store_open(dir, &sync_on, &s));
-        }
-        seen w = {0};
-        bool found = false;
-        assert_null(rl_store_read_once(s, RL_CF_TEMPLATES, "F1", 2, look, &w, &found));
-        assert_true(found);
-        assert_int_equal(w.calls, 1);
-        assert_int_equal(w.len, sizeof value);
-        assert_memory_equal(w.bytes, value, sizeof value);
-        w = (seen){0};
-        found = true;
-        assert_null(rl_store_read_once(s, RL_CF_TEMPLATES, "F2", 2, look, &w, &found));
-        assert_false(found);
-        assert_int_equal(w.calls, 0);
-        w = (seen){.fail = true};
-        rl_error *err = rl_store_read_once(s, RL_CF_TEMPLATES, "F1", 2, look, &w, &found);
-        assert_non_null(err);
-        assert_int_equal(rl_error_code(err), RL_EINVAL);
-        assert_true(found);
-        rl_error_free(err);
-    }
+    rl_store_batch *b = NULL;
+    assert_null(rl_store_batch_new(s, &b));
+    rl_store_batch_put(b, RL_CF_TEMPLATES, "F1", 2, value, N);
+    assert_null(rl_store_write(s, b));
+    rl_store_batch_destroy(b);
+    check_read_once(s, value, N); /* the memtable */
+    rl_store_close(s);            /* flushed: a table file */
+    s = NULL;
+    assert_null(rl_store_open(dir, &sync_on, &s));
+    check_read_once(s, value, N);
     rl_store_close(s);
+    free(value);
+    free(dir);
+}
+
+/* A templates family written before (RocksDB's default compression, Snappy,
+ * and the shared table options) still reads, by rl_store_get and read once. */
+static void test_templates_written_before(void **state)
+{
+    char *dir = sub(*state, "snappy");
+    rl_store *s = NULL;
+    assert_null(rl_store_open(dir, &sync_on, &s));
+    rl_store_close(s);
+    s = NULL;
+    enum { N = 9000 };
+    char *value = malloc(N);
+    assert_non_null(value);
+    finger_like(value, N);
+    char *rerr = NULL;
+    rocksdb_options_t *o = rocksdb_options_create();
+    rocksdb_options_set_compression(o, rocksdb_snappy_compression);
+    raw_db r;
+    raw_open(dir, o, &r);
+    size_t templates = r.n;
+    for (size_t i = 0; i < r.n; i++)
+        if (strcmp(r.names[i], "templates") == 0)
+            templates = i;
+    assert_true(templates < r.n);
+    rocksdb_writeoptions_t *wo = rocksdb_writeoptions_create();
+    rocksdb_put_cf(r.db, wo, r.cf[templates], "F1", 2, value, N, &rerr);
+    assert_null(rerr);
+    rocksdb_flushoptions_t *fo = rocksdb_flushoptions_create();
+    rocksdb_flushoptions_set_wait(fo, 1);
+    rocksdb_flush_cf(r.db, fo, r.cf[templates], &rerr);
+    assert_null(rerr);
+    rocksdb_flushoptions_destroy(fo);
+    rocksdb_writeoptions_destroy(wo);
+    raw_close(&r);
+    rocksdb_options_destroy(o);
+
+    assert_null(rl_store_open(dir, &sync_on, &s));
+    check_read_once(s, value, N);
+    char *got = NULL;
+    size_t len = 0;
+    bool found = false;
+    assert_null(rl_store_get(s, RL_CF_TEMPLATES, "F1", 2, &got, &len, &found));
+    assert_true(found);
+    assert_int_equal(len, N);
+    assert_memory_equal(got, value, N);
+    free(got);
+    rl_store_close(s);
+    free(value);
     free(dir);
 }
 
@@ -239,24 +337,12 @@ static void test_unknown_column_family_is_refused(void **state)
     /* Simulate a newer Ridgeline that added a column family. */
     char *rerr = NULL;
     rocksdb_options_t *o = rocksdb_options_create();
-    size_t n = 0;
-    char **names = rocksdb_list_column_families(o, dir, &n, &rerr);
-    assert_null(rerr);
-    const rocksdb_options_t *opts[64];
-    rocksdb_column_family_handle_t *handles[64];
-    assert_true(n <= 64);
-    for (size_t i = 0; i < n; i++)
-        opts[i] = o;
-    rocksdb_t *db = rocksdb_open_column_families(o, dir, (int)n, (const char *const *)names, opts,
-                                                 handles, &rerr);
-    assert_null(rerr);
-    rocksdb_column_family_handle_t *extra = rocksdb_create_column_family(db, o, "fingerprints_v9", &rerr);
+    raw_db r;
+    raw_open(dir, o, &r);
+    rocksdb_column_family_handle_t *extra = rocksdb_create_column_family(r.db, o, "fingerprints_v9", &rerr);
     assert_null(rerr);
     rocksdb_column_family_handle_destroy(extra);
-    for (size_t i = 0; i < n; i++)
-        rocksdb_column_family_handle_destroy(handles[i]);
-    rocksdb_close(db);
-    rocksdb_list_column_families_destroy(names, n);
+    raw_close(&r);
     rocksdb_options_destroy(o);
 
     rl_error *err = rl_store_open(dir, &sync_on, &s);
@@ -364,6 +450,7 @@ int main(void)
         cmocka_unit_test(test_create_put_get_reopen),
         cmocka_unit_test(test_batch_is_atomic_and_ordered),
         cmocka_unit_test(test_read_once),
+        cmocka_unit_test(test_templates_written_before),
         cmocka_unit_test(test_second_open_conflicts),
         cmocka_unit_test(test_newer_schema_is_refused),
         cmocka_unit_test(test_older_schema_is_upgraded),
