@@ -14,6 +14,7 @@ typedef struct reg_check {
     long nproblems;
     long active_goldens;
     long blocking_postings, search_postings; /* keys in those families' entries */
+    long fingers;                            /* enrolled fingers in the templates family */
 } reg_check;
 
 static void reg_problem(reg_check *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -292,6 +293,21 @@ cleanup:
     return err;
 }
 
+/* The templates family: every finger and descriptor whole and paired, each
+ * finger's source record there; c->fingers counts the fingers. */
+static rl_error *reg_check_finger(reg_check *c, const char *k, size_t klen, const char *v, size_t vlen)
+{
+    char problem[256];
+    bool finger = false;
+    rl_error *err = reg_finger_check_entry(c->reg, k, klen, v, vlen, problem, sizeof problem, &finger);
+    if (err)
+        return err;
+    if (problem[0])
+        reg_problem(c, "%s", problem);
+    c->fingers += finger;
+    return NULL;
+}
+
 rl_error *rl_registry_check(rl_registry *reg, json_t **report)
 {
     rl_error *err = NULL;
@@ -310,6 +326,8 @@ rl_error *rl_registry_check(rl_registry *reg, json_t **report)
     long features = 0, search = 0;
     RL_TRY(reg_visit(&c, RL_CF_FEATURES, reg_check_features, &features));
     RL_TRY(reg_visit(&c, RL_CF_SEARCH, reg_check_search, &search));
+    long finger_entries = 0;
+    RL_TRY(reg_visit(&c, RL_CF_TEMPLATES, reg_check_finger, &finger_entries));
     if (links != records)
         reg_problem(&c, "%ld records but %ld links", records, links);
     /* Searches and decisions read copies in memory of two families: same size as the store's. */
@@ -330,12 +348,13 @@ rl_error *rl_registry_check(rl_registry *reg, json_t **report)
     if ((long)st.open_reviews != open_reviews)
         reg_problem(&c, "open review counter says %llu, the index holds %ld", (unsigned long long)st.open_reviews,
                     open_reviews);
-    *report = json_pack("{s:b, s:I, s:O, s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}}", "ok", c.nproblems == 0,
+    *report = json_pack("{s:b, s:I, s:O, s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}}", "ok", c.nproblems == 0,
                         "problem_count", (json_int_t)c.nproblems, "problems", c.problems, "counts", "records",
                         (json_int_t)records, "golden_records", (json_int_t)goldens, "active_golden_records",
                         (json_int_t)c.active_goldens, "source_keys", (json_int_t)srckeys, "identifiers",
                         (json_int_t)idents, "blocking_postings", (json_int_t)c.blocking_postings, "open_reviews",
-                        (json_int_t)open_reviews, "search_entries", (json_int_t)c.search_postings);
+                        (json_int_t)open_reviews, "search_entries", (json_int_t)c.search_postings, "fingers",
+                        (json_int_t)c.fingers);
     if (!*report)
         RL_FAIL(RL_ENOMEM, "out of memory");
 cleanup:

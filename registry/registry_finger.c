@@ -432,6 +432,81 @@ cleanup:
     return err;
 }
 
+/* Whether the store holds key kind+gk (the other half of a finger's pair). */
+static rl_error *fg_exists(rl_registry *reg, char kind, const bio_gallery_key *gk, bool *found)
+{
+    char key[REG_KEY_MAX], *v = NULL;
+    size_t kl = fg_key(kind, gk->record, gk->position, key, sizeof key), vlen = 0;
+    rl_error *err = rl_store_get(reg->store, RL_CF_TEMPLATES, key, kl, &v, &vlen, found);
+    free(v);
+    return err;
+}
+
+/* What is wrong with one stored finger ("F" value): "" when nothing. */
+static rl_error *fg_check_finger(rl_registry *reg, const bio_gallery_key *gk, const unsigned char *v, size_t vlen,
+                                 char *problem, size_t size)
+{
+    rl_error *err = NULL, *bad = NULL;
+    bio_template *t = malloc(sizeof *t);
+    bio_features *f = NULL;
+    char *rec = NULL;
+    const unsigned char *tp, *fp;
+    size_t tlen, flen, rlen = 0;
+    bool found = false;
+    if (!t)
+        RL_FAIL(RL_ENOMEM, "out of memory");
+    if ((bad = fg_parse(v, vlen, &tp, &tlen, &fp, &flen, NULL)) || (bad = bio_template_decode(tp, tlen, t, NULL)) ||
+        (bad = bio_features_decode(fp, flen, &f))) {
+        snprintf(problem, size, "finger %s/%d: %s", gk->record, gk->position, rl_error_message(bad));
+        goto cleanup;
+    }
+    RL_TRY(rl_store_get(reg->store, RL_CF_RECORDS, gk->record, strlen(gk->record), &rec, &rlen, &found));
+    if (!found) {
+        snprintf(problem, size, "finger %s/%d: its source record does not exist", gk->record, gk->position);
+        goto cleanup;
+    }
+    RL_TRY(fg_exists(reg, 'D', gk, &found));
+    if (!found)
+        snprintf(problem, size, "finger %s/%d: no prefilter descriptor (1:N cannot search it)", gk->record,
+                 gk->position);
+cleanup:
+    rl_error_free(bad);
+    bio_features_free(f);
+    free(rec);
+    free(t);
+    return err;
+}
+
+rl_error *reg_finger_check_entry(rl_registry *reg, const char *k, size_t klen, const char *v, size_t vlen,
+                                 char *problem, size_t size, bool *finger)
+{
+    rl_error *err = NULL, *bad = NULL;
+    bio_gallery_key gk;
+    bool found = false;
+    problem[0] = '\0';
+    *finger = klen > 0 && k[0] == 'F';
+    if (klen == 0 || (k[0] != 'F' && k[0] != 'D') || (bad = fg_gallery_key(k + 1, klen - 1, &gk))) {
+        snprintf(problem, size, "fingerprint entry: malformed key");
+        goto cleanup;
+    }
+    if (*finger) {
+        RL_TRY(fg_check_finger(reg, &gk, (const unsigned char *)v, vlen, problem, size));
+        goto cleanup;
+    }
+    bio_pf_finger d;
+    bad = fd_decode((const unsigned char *)v, vlen, &d);
+    if (bad && rl_error_code(bad) != RL_EUNSUPPORTED) { /* an older version is rebuilt at load */
+        snprintf(problem, size, "finger %s/%d: %s", gk.record, gk.position, rl_error_message(bad));
+        goto cleanup;
+    }
+    RL_TRY(fg_exists(reg, 'F', &gk, &found));
+    if (!found)
+        snprintf(problem, size, "finger %s/%d: a prefilter descriptor without its finger", gk.record, gk.position);
+cleanup:
+    rl_error_free(bad);
+    return err;
+}
+
 /* One finger's features, decoded in place from the store's bytes (*out stays NULL on error). */
 static rl_error *fg_decode_view(void *ctx, const void *value, size_t len)
 {

@@ -391,6 +391,17 @@ void reg_postings_reset(reg_postings *p);
 /* Whether list (an array of strings, which may hold NULs; NULL: empty) holds key (len bytes). */
 bool reg_list_has(const json_t *list, const char *key, size_t len);
 
+/* ---- fingerprints: the store check (registry_finger.c) ---- */
+
+/* One entry of the templates family, for rl_registry_check: a finger ("F":
+ * its template and features decode, its source record exists, its prefilter
+ * descriptor is there) or a descriptor ("D": it decodes, its finger is
+ * there). problem receives what is wrong ("" when nothing is), naming the
+ * record id and finger position, never template data; *finger says whether
+ * the entry is a finger. Errors are the store's. */
+rl_error *reg_finger_check_entry(rl_registry *reg, const char *k, size_t klen, const char *v, size_t vlen,
+                                 char *problem, size_t size, bool *finger);
+
 /* ---- search (registry_query.c, registry_search.c) ---- */
 
 enum {

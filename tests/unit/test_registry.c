@@ -6,6 +6,7 @@
 
 #include "common/rl_time.h"
 #include "registry/registry.h"
+#include "store/store.h"
 #include "registry/registry_matcher.h"
 #include "tests/harness.h"
 
@@ -1027,6 +1028,68 @@ static void test_check_finds_index_damage(void **state)
     rl_submit_result_clear(&a);
 }
 
+/* The templates family: an enrolled finger checks clean and is counted; a
+ * descriptor without its finger, a finger whose source record does not
+ * exist and a finger whose features do not decode are each reported. */
+static void test_check_finds_finger_damage(void **state)
+{
+    fixture *f = *state;
+    rl_submit_result a = submit(f, "urn:a", "1", "Sow", "Awa", "female", "1980-08-08");
+    bio_template *t = calloc(1, sizeof *t);
+    assert_non_null(t);
+    t->width = t->height = 400;
+    t->quality = 80;
+    t->count = 40;
+    for (int i = 0; i < 40; i++) { /* a spread of minutiae, as a capture gives */
+        t->m[i].x = (float)(60 + (i * 37) % 280);
+        t->m[i].y = (float)(60 + (i * 53) % 280);
+        t->m[i].angle = (float)(i * 0.7);
+    }
+    assert_null(rl_registry_finger_enroll(f->reg, &reviewer, a.record_id, 2, t, NULL));
+    free(t);
+    json_t *report = check_report(f);
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(report, "counts"), "fingers")), 1);
+    json_decref(report);
+
+    /* The enrolled finger's value, copied under other keys (key: kind, record id, NUL, position). */
+    char key[128], *value = NULL;
+    size_t vlen = 0;
+    bool found = false;
+    int kl = snprintf(key, sizeof key, "F%s%c02", a.record_id, '\0');
+    assert_null(rl_store_get(f->store, RL_CF_TEMPLATES, key, (size_t)kl, &value, &vlen, &found));
+    assert_true(found);
+    rl_store_batch *b = NULL;
+    assert_null(rl_store_batch_new(f->store, &b));
+    /* no such record */
+    kl = snprintf(key, sizeof key, "F%s%c03", "nosuchrecord", '\0');
+    rl_store_batch_put(b, RL_CF_TEMPLATES, key, (size_t)kl, value, vlen);
+    /* features of an unknown version (the "RLMC" version byte, after the 16-byte
+     * header and the template) */
+    uint32_t tlen = (uint32_t)(unsigned char)value[8] | (uint32_t)(unsigned char)value[9] << 8 |
+                    (uint32_t)(unsigned char)value[10] << 16 | (uint32_t)(unsigned char)value[11] << 24;
+    assert_true(16 + tlen + 5 <= vlen);
+    assert_memory_equal(value + 16 + tlen, "RLMC", 4);
+    value[16 + tlen + 4] = 99;
+    kl = snprintf(key, sizeof key, "F%s%c04", a.record_id, '\0');
+    rl_store_batch_put(b, RL_CF_TEMPLATES, key, (size_t)kl, value, vlen);
+    /* a descriptor without its finger */
+    char *desc = NULL;
+    size_t dlen = 0;
+    kl = snprintf(key, sizeof key, "D%s%c02", a.record_id, '\0');
+    assert_null(rl_store_get(f->store, RL_CF_TEMPLATES, key, (size_t)kl, &desc, &dlen, &found));
+    assert_true(found);
+    kl = snprintf(key, sizeof key, "D%s%c05", a.record_id, '\0');
+    rl_store_batch_put(b, RL_CF_TEMPLATES, key, (size_t)kl, desc, dlen);
+    char *text = damage_report(f, b, 3);
+    assert_non_null(strstr(text, "finger nosuchrecord/3: its source record does not exist"));
+    assert_non_null(strstr(text, "/4: features version: 99 not supported"));
+    assert_non_null(strstr(text, "/5: a prefilter descriptor without its finger"));
+    free(text);
+    free(desc);
+    free(value);
+    rl_submit_result_clear(&a);
+}
+
 static void test_counters_survive_reopen(void **state)
 {
     fixture *f = *state;
@@ -1181,6 +1244,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_audit_trail, setup, teardown),
         cmocka_unit_test_setup_teardown(test_check_finds_damage, setup, teardown),
         cmocka_unit_test_setup_teardown(test_check_finds_index_damage, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_check_finds_finger_damage, setup, teardown),
         cmocka_unit_test_setup_teardown(test_counters_survive_reopen, setup, teardown),
         cmocka_unit_test_setup_teardown(test_warm_fills_cache_from_links, setup, teardown),
     };
