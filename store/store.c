@@ -294,8 +294,8 @@ rl_error *rl_store_open(const char *dir, const rl_store_options *opts, rl_store 
     /* Fingerprint templates and features, read back thousands a 1:N search
      * (rl_store_read_once, which leaves the block cache alone): LZ4, whose
      * decompression is the cheapest (Snappy's was 28% of the CPU of reading
-     * 6,400 fingers; LZ4 adds about a third to a read without compression,
-     * which would take 1.8 times the disk and page cache); and the index and
+     * 6,400 fingers; LZ4 adds some 10 ms to that, where no compression would
+     * take 2.5 times the disk and page cache); and the index and
      * filter of each table file held with it in memory (some 40 MB at a
      * million fingers), not in the block cache, where such reads would have
      * to read them back every time. */
