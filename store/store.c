@@ -298,7 +298,8 @@ rl_error *rl_store_open(const char *dir, const rl_store_options *opts, rl_store 
      * take 2.5 times the disk and page cache); and the index and
      * filter of each table file held with it in memory (some 40 MB at a
      * million fingers), not in the block cache, where such reads would have
-     * to read them back every time. */
+     * to read them back every time. (Debian's librocksdb links LZ4; a library
+     * built without it refuses to open the store and says why.) */
     s->biometric_table_options = rocksdb_block_based_options_create();
     rocksdb_block_based_options_set_filter_policy(s->biometric_table_options, rocksdb_filterpolicy_create_bloom(10));
     rocksdb_block_based_options_set_block_cache(s->biometric_table_options, s->block_cache);
