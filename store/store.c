@@ -63,14 +63,20 @@ static const char *rl_group_name(void *state) { return "ridgeline.group.v1"; }
 static void rl_group_destroy(void *state) {}
 
 /* Table files: bloom filters (on whole keys, else only on the prefix), with
- * index and filter blocks in the shared block cache, pinned for level 0. */
-static rocksdb_block_based_table_options_t *rl_table_options(rocksdb_cache_t *cache, bool whole_keys)
+ * index and filter blocks in the shared block cache, pinned for level 0; or,
+ * without index_in_cache, held in memory with each open table file (for a
+ * family read without filling the cache, which would otherwise read them
+ * back at every lookup). */
+static rocksdb_block_based_table_options_t *rl_table_options(rocksdb_cache_t *cache, bool whole_keys,
+                                                             bool index_in_cache)
 {
     rocksdb_block_based_table_options_t *t = rocksdb_block_based_options_create();
     rocksdb_block_based_options_set_filter_policy(t, rocksdb_filterpolicy_create_bloom(10));
     rocksdb_block_based_options_set_whole_key_filtering(t, whole_keys);
     rocksdb_block_based_options_set_block_cache(t, cache);
-    rocksdb_block_based_options_set_cache_index_and_filter_blocks(t, 1);
+    rocksdb_block_based_options_set_cache_index_and_filter_blocks(t, index_in_cache);
+    if (!index_in_cache)
+        return t;
     rocksdb_block_based_options_set_pin_l0_filter_and_index_blocks_in_cache(t, 1);
     /* Index and filter in partitions of a few KiB, under a small top level
      * kept in the cache: at a million records a table file's whole index is
@@ -265,7 +271,7 @@ rl_error *rl_store_open(const char *dir, const rl_store_options *opts, rl_store 
     rocksdb_options_set_memtable_prefix_bloom_size_ratio(s->options, 0.05);
     rocksdb_options_set_memtable_whole_key_filtering(s->options, 1);
     s->block_cache = rocksdb_cache_create_lru(opts && opts->cache_bytes ? opts->cache_bytes : (64u << 20));
-    s->table_options = rl_table_options(s->block_cache, true);
+    s->table_options = rl_table_options(s->block_cache, true, true);
     rocksdb_options_set_block_based_table_factory(s->options, s->table_options);
     RL_TRY(rl_store_check_families(s->options, dir));
 
@@ -289,7 +295,7 @@ rl_error *rl_store_open(const char *dir, const rl_store_options *opts, rl_store 
         s->grouped_options, rocksdb_slicetransform_create(NULL, rl_group_destroy, rl_group_transform,
                                                           rl_group_in_domain, rl_group_in_range, rl_group_name));
     rocksdb_options_set_memtable_whole_key_filtering(s->grouped_options, 0);
-    s->grouped_table_options = rl_table_options(s->block_cache, false);
+    s->grouped_table_options = rl_table_options(s->block_cache, false, true);
     rocksdb_options_set_block_based_table_factory(s->grouped_options, s->grouped_table_options);
     /* Fingerprint templates and features, read back thousands a 1:N search
      * (rl_store_read_once, which leaves the block cache alone): LZ4, whose
@@ -300,10 +306,7 @@ rl_error *rl_store_open(const char *dir, const rl_store_options *opts, rl_store 
      * million fingers), not in the block cache, where such reads would have
      * to read them back every time. (Debian's librocksdb links LZ4; a library
      * built without it refuses to open the store and says why.) */
-    s->biometric_table_options = rocksdb_block_based_options_create();
-    rocksdb_block_based_options_set_filter_policy(s->biometric_table_options, rocksdb_filterpolicy_create_bloom(10));
-    rocksdb_block_based_options_set_block_cache(s->biometric_table_options, s->block_cache);
-    rocksdb_block_based_options_set_cache_index_and_filter_blocks(s->biometric_table_options, 0);
+    s->biometric_table_options = rl_table_options(s->block_cache, true, false);
     s->biometric_options = rocksdb_options_create_copy(s->options);
     rocksdb_options_set_compression(s->biometric_options, rocksdb_lz4_compression);
     rocksdb_options_set_block_based_table_factory(s->biometric_options, s->biometric_table_options);
