@@ -129,7 +129,7 @@ struct bio_match_scratch {
     kern_mcc_impl impl;
     kern_mcc_counts_fn *counts;
     unsigned min_valid; /* min_ME in cells: a fraction of a full cylinder's in-circle cells */
-    float zd[ZD_STEPS + 1];
+    float zd[ZD_STEPS + 2]; /* the last one 0: beyond the table */
     float za1[ZA_STEPS]; /* relative-direction tolerance (d2) */
     float za2[ZA_STEPS]; /* segment-direction tolerance (d3) */
     uint16_t idx[MAX_CYL];
@@ -142,12 +142,15 @@ struct bio_match_scratch {
     /* relaxation state for the selected pairs */
     uint8_t sel_a[MAX_CYL], sel_b[MAX_CYL];
     float lam0[MAX_CYL], lam[MAX_CYL], lam_next[MAX_CYL];
+    /* rho's rows, only their entries at or above the floor (most are under
+     * it), in ascending k: row t's rho_n[t] values at rho[t * nr], their k at
+     * rho_k[t * nr]. Leaving out terms of 0 leaves a sum of non-negative terms
+     * as it was, so the rounds give what the full rows would give. */
     float rho[MAX_CYL * MAX_CYL];
-    /* rho's rows compacted to their nonzero entries (the floor above made
-     * most of them zero), in ascending k: adding a +0 term leaves a sum of
-     * non-negative terms as it was, so the rounds give what the full rows give. */
     uint8_t rho_k[MAX_CYL * MAX_CYL];
     uint16_t rho_n[MAX_CYL];
+    float r12[MAX_CYL];   /* row t's distance and relative-direction terms, by k */
+    uint8_t cand[MAX_CYL]; /* row t's k whose r12 reaches the floor */
     uint8_t used_a[MAX_CYL], used_b[MAX_CYL];
 };
 
@@ -344,6 +347,61 @@ static inline uint16_t geo_rel_calc(const bio_features *f, uint32_t t, uint32_t 
     return (uint16_t)(ANG16(wrap_pi(seg - f->theta[t]) + 2.0 * M_PI));
 }
 
+/*
+ * atan2 within SEG_ATAN_ERROR radians at a fraction of glibc's cost: an odd
+ * polynomial for atan on [0, 1] (degree 19, fitted here by iteratively
+ * reweighted least squares; its largest error over 2,000,001 evenly spaced
+ * points is 9e-10) after folding the octant.
+ */
+#define SEG_ATAN_ERROR 1e-9
+static inline double seg_atan2(double dy, double dx)
+{
+    static const double c[10] = {0.99999998056189776,  -0.33333180382127564, 0.19996436867488995,
+                                 -0.14247222928474754, 0.10878010458385749,  -0.082137619962495939,
+                                 0.055028093085123915, -0.028490759584660338, 0.0095673282137545557,
+                                 -0.0015092999628076671};
+    double ax = fabs(dx), ay = fabs(dy);
+    bool steep = ay > ax;
+    double z = steep ? ax / ay : ay / ax, z2 = z * z, p = c[9];
+    for (int i = 8; i >= 0; i--) p = p * z2 + c[i];
+    double a = z * p;
+    if (steep) a = M_PI / 2 - a;
+    if (dx < 0) a = M_PI - a;
+    return dy < 0 ? -a : a;
+}
+
+/* geo_rel_calc's value from a segment direction known within SEG_ATAN_ERROR
+ * (plus a rounding or a whole turn), when that error cannot move it across a
+ * rounding boundary of the 16-bit angle; false (nothing written) otherwise. */
+static inline bool rel16_from_approx(double seg, float theta, uint16_t *out)
+{
+    double u = (wrap_pi(seg - theta) + 2.0 * M_PI) * (65536.0 / (2.0 * M_PI));
+    if (fabs(u - floor(u) - 0.5) <= 1e5 * SEG_ATAN_ERROR)
+        return false;
+    *out = (uint16_t)(int64_t)lround(u);
+    return true;
+}
+
+/* geo_rel(f, t, k) and geo_rel(f, k, t), t != k, with one fast atan2 for the
+ * segment both ways: only a value within the approximation's error of a
+ * rounding boundary (about 1 in 5,000) pays for the exact atan2, so the
+ * results are always geo_rel_calc's. */
+static inline void geo_rel_both(const bio_features *f, uint32_t t, uint32_t k, uint16_t *tk, uint16_t *kt)
+{
+    if (f->rel16) {
+        *tk = f->rel16[t * f->n + k];
+        *kt = f->rel16[k * f->n + t];
+        return;
+    }
+    double dx = (double)f->x[k] - f->x[t], dy = (double)f->y[k] - f->y[t];
+    bool on_axis = dx == 0.0 || dy == 0.0; /* atan2's signed zeros: left to atan2 itself */
+    double seg = on_axis ? 0.0 : seg_atan2(dy, dx);
+    if (on_axis || !rel16_from_approx(seg, f->theta[t], tk))
+        *tk = geo_rel_calc(f, t, k);
+    if (on_axis || !rel16_from_approx(seg + M_PI, f->theta[k], kt))
+        *kt = geo_rel_calc(f, k, t);
+}
+
 static inline float geo_dist(const bio_features *f, uint32_t t, uint32_t k)
 {
     return f->dist ? f->dist[t * f->n + k] : geo_dist_calc(f, t, k);
@@ -508,6 +566,7 @@ static rl_error *scratch_new_impl(kern_mcc_impl impl, bio_match_scratch **out)
     s->counts = fn;
     s->min_valid = (unsigned)(MCC_MIN_ME * in_circle_cells() * MCC_ND);
     for (int i = 0; i <= ZD_STEPS; i++) s->zd[i] = (float)sigmoid(i / (double)ZD_SCALE, REL_MU1, REL_TAU1);
+    s->zd[ZD_STEPS + 1] = 0.0f;
     for (unsigned i = 0; i < ZA_STEPS; i++) {
         double a = (double)(i << ZA_SHIFT) * (2.0 * M_PI / 65536.0);
         s->za1[i] = (float)sigmoid(a, REL_MU2, REL_TAU2);
@@ -537,16 +596,26 @@ const char *bio_match_scratch_kernel(const bio_match_scratch *s) { return kern_m
 
 /* ---- scoring ---- */
 
-/* Sorts keys[0..n) ascending (LSD radix, 8 bits a pass); tmp has room for n. */
-static void radix_sort32(uint32_t *keys, uint32_t *tmp, size_t n)
+/*
+ * Sorts the candidate keys[0..n) ascending; tmp has room for n. The keys come
+ * in ascending pair order, so their low 16 bits (the inverted pair code)
+ * strictly descend: two radix passes over the high 16 bits, the first one
+ * reading backwards, leave equal similarities in ascending low bits, which is
+ * the order a sort of all 32 bits gives, in half the passes.
+ */
+static void sort_candidate_keys(uint32_t *keys, uint32_t *tmp, size_t n)
 {
-    for (int shift = 0; shift < 32; shift += 8) {
-        size_t count[257] = {0};
-        for (size_t i = 0; i < n; i++) count[((keys[i] >> shift) & 0xff) + 1]++;
-        for (int b = 0; b < 256; b++) count[b + 1] += count[b];
-        for (size_t i = 0; i < n; i++) tmp[count[(keys[i] >> shift) & 0xff]++] = keys[i];
-        memcpy(keys, tmp, n * sizeof *keys);
+    size_t lo[257] = {0}, hi[257] = {0};
+    for (size_t i = 0; i < n; i++) {
+        lo[((keys[i] >> 16) & 0xff) + 1]++;
+        hi[(keys[i] >> 24) + 1]++;
     }
+    for (int b = 0; b < 256; b++) {
+        lo[b + 1] += lo[b];
+        hi[b + 1] += hi[b];
+    }
+    for (size_t i = n; i-- > 0;) tmp[lo[(keys[i] >> 16) & 0xff]++] = keys[i];
+    for (size_t i = 0; i < n; i++) keys[hi[tmp[i] >> 24]++] = tmp[i];
 }
 
 static int features_cmp(const bio_features *a, const bio_features *b)
@@ -570,20 +639,22 @@ static double score_ordered(const bio_features *A, const bio_features *B, bio_ma
     size_t nc = 0;
     for (uint32_t i = 0; i < na; i++) {
         size_t m = 0;
-        for (uint32_t j = 0; j < nb; j++)
-            if (adiff16(A->a16[i], B->a16[j]) <= QUARTER_TURN) s->idx[m++] = (uint16_t)j;
+        /* Without branches: which pairs pass is anyone's guess. */
+        for (uint32_t j = 0; j < nb; j++) {
+            s->idx[m] = (uint16_t)j;
+            m += adiff16(A->a16[i], B->a16[j]) <= QUARTER_TURN;
+        }
         if (!m) continue;
         s->counts(&A->cyl[i], B->cyl, s->idx, m, s->cnt);
         for (size_t q = 0; q < m; q++) {
             float v = kern_mcc_similarity(s->cnt[q], min_valid);
-            if (v > 0.0f) {
-                /* Order key: similarity (16-bit) then the pair code
-                 * inverted, so that a descending sort is a total order with
-                 * ties going to lower indices. */
-                uint32_t pair = i << 8 | s->idx[q];
-                s->sim[pair] = v;
-                s->key[nc++] = (uint32_t)(v * 65535.0f) << 16 | (0xffffu - pair);
-            }
+            /* Order key: similarity (16-bit) then the pair code inverted, so
+             * that a descending sort is a total order with ties going to
+             * lower indices; kept when v > 0. */
+            uint32_t pair = i << 8 | s->idx[q];
+            s->sim[pair] = v;
+            s->key[nc] = (uint32_t)(v * 65535.0f) << 16 | (0xffffu - pair);
+            nc += v > 0.0f;
         }
     }
     if (!nc) return 0.0;
@@ -591,7 +662,7 @@ static double score_ordered(const bio_features *A, const bio_features *B, bio_ma
     /* 2. The n_R best pairs, each minutia used once (greedy assignment). */
     uint32_t nmin = na < nb ? na : nb;
     size_t nr_max = nmin < REL_NR_MAX ? nmin : REL_NR_MAX;
-    radix_sort32(s->key, s->key_tmp, nc);
+    sort_candidate_keys(s->key, s->key_tmp, nc);
     memset(s->used_a, 0, na);
     memset(s->used_b, 0, nb);
     size_t nr = 0;
@@ -608,10 +679,17 @@ static double score_ordered(const bio_features *A, const bio_features *B, bio_ma
     size_t np = (size_t)(MCC_MIN_NP + lround(sigmoid(nmin, MCC_MU_P, MCC_TAU_P) * (MCC_MAX_NP - MCC_MIN_NP)));
     if (nr < 2) return (double)s->lam0[0] / (double)np;
 
-    /* 3. Relaxation: pair compatibilities, then a few rounds of reinforcement. */
+    /* 3. Relaxation: pair compatibilities, then a few rounds of reinforcement.
+     * Only the compatibilities at or above the floor are kept, each row's in
+     * ascending k: row t gets its k < t entries while rows k are done (in
+     * ascending k), then its own k > t. The rounds sum exactly these terms. */
+    memset(s->rho_n, 0, nr * sizeof *s->rho_n);
     for (size_t t = 0; t < nr; t++) {
         unsigned at = s->sel_a[t], bt = s->sel_b[t];
-        s->rho[t * nr + t] = 0.0f;
+        /* The distance and relative-direction terms of every pair (t, k),
+         * without branches (which of them pass is anyone's guess), and
+         * the pairs they leave above the floor. */
+        size_t ncand = 0;
         for (size_t k = t + 1; k < nr; k++) {
             unsigned ak = s->sel_a[k], bk = s->sel_b[k];
             /* Skin distortion accumulates with distance: the tolerance on the
@@ -619,36 +697,31 @@ static double score_ordered(const bio_features *A, const bio_features *B, bio_ma
             float da = geo_dist(A, at, ak), db = geo_dist(B, bt, bk);
             float dsum = da + db;
             float dd = fabsf(da - db) * ZD_SCALE / (1.0f + dsum * (float)(0.5 / REL_DREL));
-            float r = 0.0f;
-            if (dd < ZD_STEPS) {
-                unsigned d2 = adiff16((uint16_t)(A->a16[at] - A->a16[ak]), (uint16_t)(B->a16[bt] - B->a16[bk]));
-                float r12 = s->zd[(unsigned)dd] * s->za1[d2 >> ZA_SHIFT];
-                /* The segment directions (two atan2 on decoded features)
-                 * only for a pair the first two terms leave compatible. */
-                if (r12 >= REL_RHO_FLOOR) {
-                    unsigned d3t = adiff16(geo_rel(A, at, ak), geo_rel(B, bt, bk));
-                    unsigned d3k = adiff16(geo_rel(A, ak, at), geo_rel(B, bk, bt));
-                    /* The paper's third term looks from t only; using the worse of
-                     * both ends keeps rho symmetric in (t, k). */
-                    unsigned d3 = d3t > d3k ? d3t : d3k;
-                    r = r12 * s->za2[d3 >> ZA_SHIFT];
-                    if (r < REL_RHO_FLOOR) r = 0.0f;
-                }
-            }
-            s->rho[t * nr + k] = s->rho[k * nr + t] = r;
+            unsigned di = dd < ZD_STEPS ? (unsigned)dd : ZD_STEPS + 1; /* zd[ZD_STEPS + 1] is 0 */
+            unsigned d2 = adiff16((uint16_t)(A->a16[at] - A->a16[ak]), (uint16_t)(B->a16[bt] - B->a16[bk]));
+            float r12 = s->zd[di] * s->za1[d2 >> ZA_SHIFT];
+            s->r12[k] = r12;
+            s->cand[ncand] = (uint8_t)k;
+            ncand += r12 >= REL_RHO_FLOOR;
         }
-    }
-    for (size_t t = 0; t < nr; t++) {
-        float *row = &s->rho[t * nr];
-        uint8_t *row_k = &s->rho_k[t * nr];
-        size_t m = 0;
-        for (size_t k = 0; k < nr; k++) {
-            if (row[k] != 0.0f) {
-                row[m] = row[k];
-                row_k[m++] = (uint8_t)k;
-            }
+        /* The segment directions (two atan2 on decoded features) only for
+         * those. */
+        for (size_t q = 0; q < ncand; q++) {
+            unsigned k = s->cand[q], ak = s->sel_a[k], bk = s->sel_b[k];
+            uint16_t a_tk, a_kt, b_tk, b_kt;
+            geo_rel_both(A, at, ak, &a_tk, &a_kt);
+            geo_rel_both(B, bt, bk, &b_tk, &b_kt);
+            unsigned d3t = adiff16(a_tk, b_tk), d3k = adiff16(a_kt, b_kt);
+            /* The paper's third term looks from t only; using the worse of
+             * both ends keeps rho symmetric in (t, k). */
+            unsigned d3 = d3t > d3k ? d3t : d3k;
+            float r = s->r12[k] * s->za2[d3 >> ZA_SHIFT];
+            if (r < REL_RHO_FLOOR) continue;
+            s->rho[t * nr + s->rho_n[t]] = r;
+            s->rho_k[t * nr + s->rho_n[t]++] = (uint8_t)k;
+            s->rho[k * nr + s->rho_n[k]] = r;
+            s->rho_k[k * nr + s->rho_n[k]++] = (uint8_t)t;
         }
-        s->rho_n[t] = (uint16_t)m;
     }
     for (int round = 0; round < REL_ROUNDS; round++) {
         for (size_t t = 0; t < nr; t++) {
