@@ -82,8 +82,9 @@ typedef struct rl_actor {
 
 rl_error *rl_registry_open(rl_store *store, const rl_registry_options *opts, rl_registry **out);
 /* Reads what matching reads into memory now (blocking postings, each record's
- * golden record and features: registry_postings.c, registry_cache.c) rather
- * than at the first registrations and $match: a server calls it before it
+ * golden record and features: registry_postings.c, registry_cache.c; the 1:N
+ * fingerprint gallery: registry_finger.c) rather than in the first
+ * registrations, $match and fingerprint searches: a server calls it before it
  * listens. Seconds at a million records. */
 rl_error *rl_registry_warm(rl_registry *reg);
 void rl_registry_close(rl_registry *reg);

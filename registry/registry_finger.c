@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "common/rl_log.h"
+#include "common/rl_time.h"
 #include "kernels/kern_cpu.h"
 
 #include "biometrics/bio_gallery.h"
@@ -196,6 +197,22 @@ rl_error *rl_registry_finger_stats(rl_registry *reg, rl_finger_stats *out)
     out->fingers = m.fingers;
     out->memory_bytes = m.descriptor_bytes + m.index_bytes + m.resident_bytes;
     out->resident_fingers = m.resident_fingers;
+cleanup:
+    return err;
+}
+
+rl_error *reg_finger_warm(rl_registry *reg)
+{
+    rl_error *err = NULL;
+    bio_gallery *g = NULL;
+    uint64_t t0 = rl_time_mono_ns();
+    RL_TRY(reg_gallery(reg, &g));
+    bio_gallery_memory m;
+    bio_gallery_memory_get(g, &m);
+    if (!m.fingers)
+        goto cleanup;
+    rl_log(RL_LOG_INFO, "registry", "fingerprint gallery loaded", "fingers=%zu ms=%.0f", m.fingers,
+           (double)(rl_time_mono_ns() - t0) / 1e6);
 cleanup:
     return err;
 }

@@ -7,6 +7,7 @@
 #include "common/rl_time.h"
 #include "registry/registry.h"
 #include "store/store.h"
+#include "registry/registry_internal.h"
 #include "registry/registry_matcher.h"
 #include "tests/harness.h"
 
@@ -1031,20 +1032,27 @@ static void test_check_finds_index_damage(void **state)
 /* The templates family: an enrolled finger checks clean and is counted; a
  * descriptor without its finger, a finger whose source record does not
  * exist and a finger whose features do not decode are each reported. */
-static void test_check_finds_finger_damage(void **state)
+/* A finger with a spread of minutiae, as a capture gives (calloc'd: the caller frees it). */
+static bio_template *spread_finger(void)
 {
-    fixture *f = *state;
-    rl_submit_result a = submit(f, "urn:a", "1", "Sow", "Awa", "female", "1980-08-08");
     bio_template *t = calloc(1, sizeof *t);
     assert_non_null(t);
     t->width = t->height = 400;
     t->quality = 80;
     t->count = 40;
-    for (int i = 0; i < 40; i++) { /* a spread of minutiae, as a capture gives */
+    for (int i = 0; i < 40; i++) {
         t->m[i].x = (float)(60 + (i * 37) % 280);
         t->m[i].y = (float)(60 + (i * 53) % 280);
         t->m[i].angle = (float)(i * 0.7);
     }
+    return t;
+}
+
+static void test_check_finds_finger_damage(void **state)
+{
+    fixture *f = *state;
+    rl_submit_result a = submit(f, "urn:a", "1", "Sow", "Awa", "female", "1980-08-08");
+    bio_template *t = spread_finger();
     assert_null(rl_registry_finger_enroll(f->reg, &reviewer, a.record_id, 2, t, NULL));
     free(t);
     json_t *report = check_report(f);
@@ -1141,6 +1149,31 @@ static void test_warm_fills_cache_from_links(void **state)
         assert_string_equal(golden_of(f, rid[i], g), target);
     expect_clean(f);
     free(rid);
+}
+
+/* A server's warm-up loads the fingerprint gallery before it listens, so
+ * that the first search does not pay for it. */
+static void test_warm_loads_gallery(void **state)
+{
+    fixture *f = *state;
+    rl_submit_result a = submit(f, "urn:a", "1", "Sow", "Awa", "female", "1980-08-08");
+    bio_template *t = spread_finger();
+    assert_null(rl_registry_finger_enroll(f->reg, &reviewer, a.record_id, 2, t, NULL));
+    close_registry(f);
+    assert_int_equal(open_registry(f), 0);
+    assert_null(f->reg->gallery);
+    assert_null(rl_registry_warm(f->reg));
+    assert_non_null(f->reg->gallery);
+    rl_finger_stats st;
+    assert_null(rl_registry_finger_stats(f->reg, &st));
+    assert_int_equal(st.fingers, 1);
+    json_t *out = NULL;
+    assert_null(rl_registry_finger_identify(f->reg, &reviewer, t, 3, &out));
+    json_t *first = json_array_get(json_object_get(out, "candidates"), 0);
+    assert_string_equal(json_string_value(json_object_get(first, "record")), a.record_id);
+    json_decref(out);
+    free(t);
+    rl_submit_result_clear(&a);
 }
 
 static const struct {
@@ -1247,6 +1280,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_check_finds_finger_damage, setup, teardown),
         cmocka_unit_test_setup_teardown(test_counters_survive_reopen, setup, teardown),
         cmocka_unit_test_setup_teardown(test_warm_fills_cache_from_links, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_warm_loads_gallery, setup, teardown),
     };
     return cmocka_run_group_tests_name("registry", tests, NULL, NULL);
 }
