@@ -52,6 +52,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "biometrics/bio_angle.h"
 #include "common/rl_le.h"
 #include "kernels/kern_mcc.h"
 
@@ -120,7 +121,7 @@ struct bio_features {
     /* Pairwise geometry, kept by built features (a probe is compared many
      * times); decoded ones (compared once, after a store read) have NULL here
      * and the relaxation computes the few pairs it needs with the same
-     * arithmetic (geo_dist, geo_rel): the same floats, the same scores. */
+     * arithmetic (geo_dist, geo_rel_both): the same floats, the same scores. */
     float *dist;        /* n x n distances, or NULL */
     uint16_t *rel16;    /* n x n: direction of the segment t->k relative to theta_t, or NULL */
 };
@@ -157,14 +158,6 @@ struct bio_match_scratch {
 /* ---- small helpers ---- */
 
 static double sigmoid(double v, double mu, double tau) { return 1.0 / (1.0 + exp(-tau * (v - mu))); }
-
-/* Angle difference wrapped to [-pi, pi). */
-static double wrap_pi(double a)
-{
-    while (a < -M_PI) a += 2.0 * M_PI;
-    while (a >= M_PI) a -= 2.0 * M_PI;
-    return a;
-}
 
 /* |a - b| on the circle, as a 16-bit fraction in [0, HALF_TURN]. */
 static inline unsigned adiff16(uint16_t a, uint16_t b)
@@ -343,49 +336,11 @@ static inline float geo_dist_calc(const bio_features *f, uint32_t t, uint32_t k)
 static inline uint16_t geo_rel_calc(const bio_features *f, uint32_t t, uint32_t k)
 {
     double dx = (double)f->x[k] - f->x[t], dy = (double)f->y[k] - f->y[t];
-    double seg = t == k ? 0.0 : atan2(dy, dx);
-    return (uint16_t)(ANG16(wrap_pi(seg - f->theta[t]) + 2.0 * M_PI));
+    return bio_rel16_of_seg(t == k ? 0.0 : atan2(dy, dx), f->theta[t]);
 }
 
-/*
- * atan2 within SEG_ATAN_ERROR radians at a fraction of glibc's cost: an odd
- * polynomial for atan on [0, 1] (degree 19, fitted here by iteratively
- * reweighted least squares; its largest error over 2,000,001 evenly spaced
- * points is 9e-10) after folding the octant.
- */
-#define SEG_ATAN_ERROR 1e-9
-static inline double seg_atan2(double dy, double dx)
-{
-    static const double c[10] = {0.99999998056189776,  -0.33333180382127564, 0.19996436867488995,
-                                 -0.14247222928474754, 0.10878010458385749,  -0.082137619962495939,
-                                 0.055028093085123915, -0.028490759584660338, 0.0095673282137545557,
-                                 -0.0015092999628076671};
-    double ax = fabs(dx), ay = fabs(dy);
-    bool steep = ay > ax;
-    double z = steep ? ax / ay : ay / ax, z2 = z * z, p = c[9];
-    for (int i = 8; i >= 0; i--) p = p * z2 + c[i];
-    double a = z * p;
-    if (steep) a = M_PI / 2 - a;
-    if (dx < 0) a = M_PI - a;
-    return dy < 0 ? -a : a;
-}
-
-/* geo_rel_calc's value from a segment direction known within SEG_ATAN_ERROR
- * (plus a rounding or a whole turn), when that error cannot move it across a
- * rounding boundary of the 16-bit angle; false (nothing written) otherwise. */
-static inline bool rel16_from_approx(double seg, float theta, uint16_t *out)
-{
-    double u = (wrap_pi(seg - theta) + 2.0 * M_PI) * (65536.0 / (2.0 * M_PI));
-    if (fabs(u - floor(u) - 0.5) <= 1e5 * SEG_ATAN_ERROR)
-        return false;
-    *out = (uint16_t)(int64_t)lround(u);
-    return true;
-}
-
-/* geo_rel(f, t, k) and geo_rel(f, k, t), t != k, with one fast atan2 for the
- * segment both ways: only a value within the approximation's error of a
- * rounding boundary (about 1 in 5,000) pays for the exact atan2, so the
- * results are always geo_rel_calc's. */
+/* geo_rel(f, t, k) and geo_rel(f, k, t), t != k: a decoded finger's from one
+ * fast atan2 for the segment both ways (bio_angle.h: the same values). */
 static inline void geo_rel_both(const bio_features *f, uint32_t t, uint32_t k, uint16_t *tk, uint16_t *kt)
 {
     if (f->rel16) {
@@ -393,23 +348,12 @@ static inline void geo_rel_both(const bio_features *f, uint32_t t, uint32_t k, u
         *kt = f->rel16[k * f->n + t];
         return;
     }
-    double dx = (double)f->x[k] - f->x[t], dy = (double)f->y[k] - f->y[t];
-    bool on_axis = dx == 0.0 || dy == 0.0; /* atan2's signed zeros: left to atan2 itself */
-    double seg = on_axis ? 0.0 : seg_atan2(dy, dx);
-    if (on_axis || !rel16_from_approx(seg, f->theta[t], tk))
-        *tk = geo_rel_calc(f, t, k);
-    if (on_axis || !rel16_from_approx(seg + M_PI, f->theta[k], kt))
-        *kt = geo_rel_calc(f, k, t);
+    bio_rel16_both((double)f->x[k] - f->x[t], (double)f->y[k] - f->y[t], f->theta[t], f->theta[k], tk, kt);
 }
 
 static inline float geo_dist(const bio_features *f, uint32_t t, uint32_t k)
 {
     return f->dist ? f->dist[t * f->n + k] : geo_dist_calc(f, t, k);
-}
-
-static inline uint16_t geo_rel(const bio_features *f, uint32_t t, uint32_t k)
-{
-    return f->rel16 ? f->rel16[t * f->n + k] : geo_rel_calc(f, t, k);
 }
 
 /* The digest of the encoded records (the bytes record_bytes writes, n of them back to back). */
@@ -498,9 +442,9 @@ rl_error *bio_features_build(const bio_template *t, bio_features **out)
             if (k == m) continue;
             double dx = X[k] - X[m], dy = Y[k] - Y[m];
             if (dx * dx + dy * dy > lim * lim) continue;
-            double rel = wrap_pi(TH[k] - TH[m]);
+            double rel = bio_wrap_pi(TH[k] - TH[m]);
             for (int s = 0; s < MCC_ND; s++)
-                cd[nnb][s] = dir_contribution(wrap_pi(-M_PI + (s + 0.5) * MCC_DD - rel));
+                cd[nnb][s] = dir_contribution(bio_wrap_pi(-M_PI + (s + 0.5) * MCC_DD - rel));
             nb_idx[nnb++] = (unsigned)k;
         }
         if (nnb < MCC_MIN_M) continue;

@@ -204,16 +204,31 @@ cleanup:
 rl_error *reg_finger_warm(rl_registry *reg)
 {
     rl_error *err = NULL;
+    rl_store_iter *it = NULL;
     bio_gallery *g = NULL;
     uint64_t t0 = rl_time_mono_ns();
-    RL_TRY(reg_gallery(reg, &g));
+    /* No fingers enrolled: nothing to load, and no OpenCL device opened for nothing. */
+    RL_TRY(rl_store_iter_prefix(reg->store, RL_CF_TEMPLATES, "D", 1, &it));
+    bool any = rl_store_iter_valid(it);
+    RL_TRY(rl_store_iter_status(it));
+    if (!any)
+        goto cleanup;
+    rl_error *load = reg_gallery(reg, &g);
+    if (load) {
+        /* A damaged finger must not keep the registry from serving: the
+         * searches report it (as before this warm-up), `ridgeline check`
+         * names it. Only the code here: the message names a record. */
+        rl_log(RL_LOG_WARN, "registry", "fingerprint gallery not loaded: searches will retry; run ridgeline check",
+               "code=%s", rl_code_name(rl_error_code(load)));
+        rl_error_free(load);
+        goto cleanup;
+    }
     bio_gallery_memory m;
     bio_gallery_memory_get(g, &m);
-    if (!m.fingers)
-        goto cleanup;
     rl_log(RL_LOG_INFO, "registry", "fingerprint gallery loaded", "fingers=%zu ms=%.0f", m.fingers,
            (double)(rl_time_mono_ns() - t0) / 1e6);
 cleanup:
+    rl_store_iter_destroy(it);
     return err;
 }
 

@@ -90,7 +90,10 @@ void reg_block_cut(rl_registry *reg, rl_cf cf);
 /* Frees the registry's finger gallery (rl_registry_close). */
 void reg_finger_close(rl_registry *reg);
 /* rl_registry_warm's fingerprint part: loads the 1:N gallery now rather than
- * in the first search (a second at 100,000 fingers); logs the count and time. */
+ * in the first search (a second at 100,000 fingers) and logs the count and
+ * time; nothing without enrolled fingers. A gallery that fails to load (a
+ * damaged finger) is logged and left to the searches, which report it: the
+ * registry still serves. */
 rl_error *reg_finger_warm(rl_registry *reg);
 
 /* A registry change in the making: store writes collected in one batch, with

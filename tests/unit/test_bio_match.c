@@ -2,13 +2,15 @@
  * and translation, robustness to partial overlap and jitter, impostor
  * scores, symmetry, determinism, kernel variants giving identical scores,
  * encode/decode round trip and rejection of every truncated or corrupted
- * encoding, and (when the shared data is present) genuine vs impostor on
- * real FVC2002 ISO templates. */
+ * encoding, the fast segment angles against the exact ones, decoded features
+ * scoring as built ones with a few scores pinned to the bit, and (when the
+ * shared data is present) genuine vs impostor on real FVC2002 ISO templates. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "biometrics/bio_angle.h"
 #include "biometrics/bio_match.h"
 #include "biometrics/bio_template.h"
 #include "common/rl_rand.h"
@@ -452,6 +454,57 @@ static bio_features *load_iso(const char *dir, const char *name)
     return f;
 }
 
+/* bio_rel16_both (one fast atan2, the exact one near a rounding boundary)
+ * gives exactly what the reference gives: on random segments and on segments
+ * aimed at rounding boundaries of the 16-bit angle, where a fast atan2
+ * without its fallback would round the other way. */
+static void test_angle_fast_equals_exact(void **state)
+{
+    enum { RANDOM = 200000, AIMED = 40000 };
+    uint64_t rng = 77;
+    long near = 0;
+    for (int i = 0; i < RANDOM + AIMED; i++) {
+        float xt = (float)(rl_rand_unit(&rng) * 500), yt = (float)(rl_rand_unit(&rng) * 500);
+        float th_t = (float)(rl_rand_unit(&rng) * 2 * M_PI), th_k = (float)(rl_rand_unit(&rng) * 2 * M_PI);
+        float xk = (float)(rl_rand_unit(&rng) * 500), yk = (float)(rl_rand_unit(&rng) * 500);
+        if (i >= RANDOM) {
+            /* A direction half a unit past a whole one, relative to th_t, at 5-300 px;
+             * then of the floats around that end the one nearest the boundary. */
+            double unit = floor(rl_rand_unit(&rng) * 65536.0) + 0.5, r = 5 + rl_rand_unit(&rng) * 295;
+            double seg = bio_wrap_pi(unit / BIO_ANGLE_UNITS + th_t);
+            float bx = (float)(xt + r * cos(seg)), by = (float)(yt + r * sin(seg));
+            double best = 1.0;
+            for (int a = -2; a <= 2; a++) {
+                for (int b = -2; b <= 2; b++) {
+                    float cx = bx, cy = by;
+                    for (int m = 0; m < abs(a); m++) cx = nextafterf(cx, a < 0 ? -INFINITY : INFINITY);
+                    for (int m = 0; m < abs(b); m++) cy = nextafterf(cy, b < 0 ? -INFINITY : INFINITY);
+                    double u = (bio_wrap_pi(atan2((double)cy - yt, (double)cx - xt) - th_t) + 2 * M_PI) *
+                               BIO_ANGLE_UNITS;
+                    double off = fabs(u - floor(u) - 0.5);
+                    if (off < best) {
+                        best = off;
+                        xk = cx;
+                        yk = cy;
+                    }
+                }
+            }
+            near += best < 1e-5;
+        }
+        double dx = (double)xk - xt, dy = (double)yk - yt;
+        uint16_t tk = 0, kt = 0;
+        bio_rel16_both(dx, dy, th_t, th_k, &tk, &kt);
+        uint16_t want_tk = bio_rel16_of_seg(atan2(dy, dx), th_t), want_kt = bio_rel16_of_seg(atan2(-dy, -dx), th_k);
+        if (tk != want_tk || kt != want_kt)
+            fail_msg("segment (%a, %a), theta %a / %a: %u %u, want %u %u", dx, dy, (double)th_t, (double)th_k, tk,
+                     kt, want_tk, want_kt);
+    }
+    /* The aimed cases did reach the boundaries: within the fast atan2's
+     * error (1e-5 of a unit), where only the fallback rounds right. */
+    fprintf(stderr, "angles: %d segments, %ld within 1e-5 of a unit of a rounding boundary\n", RANDOM + AIMED, near);
+    assert_true(near > AIMED / 20);
+}
+
 /* The relaxation computes a decoded finger's segment directions on the fly
  * (a fast atan2, the exact one near a rounding boundary), where built features
  * read them from tables filled with the exact atan2: both must give the same
@@ -496,6 +549,22 @@ static void test_decoded_scores_as_built(void **state)
     }
     /* The genuine pairs did go through the relaxation's compatible pairs. */
     assert_true(genuine_high >= BASE);
+    /* Scores pinned to the bit (as every build since the matcher's speed-up
+     * gives them, and the one before it): a change to the matcher's
+     * arithmetic, meant or not, shows here first. Two genuine pairs, two
+     * impostor pairs. */
+    static const struct {
+        int a, b;
+        double score;
+    } pinned[] = {{0, BASE, 0x1.6c0eadp-1},
+                  {3, BASE + 3, 0x1.6ac52p-1},
+                  {0, 1, 0x1.831e77ccccccdp-7},
+                  {5, 9, 0x1.f823626666666p-7}};
+    for (size_t q = 0; q < sizeof pinned / sizeof pinned[0]; q++) {
+        double got = bio_match_score(built[pinned[q].a], built[pinned[q].b], s);
+        if (got != pinned[q].score)
+            fail_msg("pair %d-%d scores %a, pinned %a", pinned[q].a, pinned[q].b, got, pinned[q].score);
+    }
     for (int i = 0; i < N; i++) {
         bio_features_free(built[i]);
         bio_features_free(dec[i]);
@@ -541,6 +610,7 @@ int main(void)
         cmocka_unit_test(test_symmetric_deterministic_and_kernels_identical),
         cmocka_unit_test(test_too_few_minutiae_scores_zero),
         cmocka_unit_test(test_encode_decode),
+        cmocka_unit_test(test_angle_fast_equals_exact),
         cmocka_unit_test(test_decoded_scores_as_built),
         cmocka_unit_test(test_real_iso_genuine_beats_impostor),
     };

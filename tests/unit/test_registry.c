@@ -1029,9 +1029,6 @@ static void test_check_finds_index_damage(void **state)
     rl_submit_result_clear(&a);
 }
 
-/* The templates family: an enrolled finger checks clean and is counted; a
- * descriptor without its finger, a finger whose source record does not
- * exist and a finger whose features do not decode are each reported. */
 /* A finger with a spread of minutiae, as a capture gives (calloc'd: the caller frees it). */
 static bio_template *spread_finger(void)
 {
@@ -1048,6 +1045,9 @@ static bio_template *spread_finger(void)
     return t;
 }
 
+/* The templates family: an enrolled finger checks clean and is counted; a
+ * descriptor without its finger, a finger whose source record does not
+ * exist and a finger whose features do not decode are each reported. */
 static void test_check_finds_finger_damage(void **state)
 {
     fixture *f = *state;
@@ -1152,10 +1152,14 @@ static void test_warm_fills_cache_from_links(void **state)
 }
 
 /* A server's warm-up loads the fingerprint gallery before it listens, so
- * that the first search does not pay for it. */
+ * that the first search does not pay for it; none without fingers; a damaged
+ * finger leaves it to the searches (which report the damage) and the warm-up
+ * succeeds, so the registry still serves. */
 static void test_warm_loads_gallery(void **state)
 {
     fixture *f = *state;
+    assert_null(rl_registry_warm(f->reg));
+    assert_null(f->reg->gallery);
     rl_submit_result a = submit(f, "urn:a", "1", "Sow", "Awa", "female", "1980-08-08");
     bio_template *t = spread_finger();
     assert_null(rl_registry_finger_enroll(f->reg, &reviewer, a.record_id, 2, t, NULL));
@@ -1172,6 +1176,24 @@ static void test_warm_loads_gallery(void **state)
     json_t *first = json_array_get(json_object_get(out, "candidates"), 0);
     assert_string_equal(json_string_value(json_object_get(first, "record")), a.record_id);
     json_decref(out);
+    out = NULL;
+
+    /* A descriptor that does not decode (key: kind, record id, NUL, position). */
+    char key[128];
+    int kl = snprintf(key, sizeof key, "D%s%c03", a.record_id, '\0');
+    rl_store_batch *b = NULL;
+    assert_null(rl_store_batch_new(f->store, &b));
+    rl_store_batch_put(b, RL_CF_TEMPLATES, key, (size_t)kl, "garbage", 7);
+    assert_null(rl_store_write(f->store, b));
+    rl_store_batch_destroy(b);
+    close_registry(f);
+    assert_int_equal(open_registry(f), 0);
+    assert_null(rl_registry_warm(f->reg));
+    assert_null(f->reg->gallery);
+    rl_error *err = rl_registry_finger_identify(f->reg, &reviewer, t, 3, &out);
+    assert_non_null(err);
+    assert_null(out);
+    rl_error_free(err);
     free(t);
     rl_submit_result_clear(&a);
 }
