@@ -132,12 +132,15 @@ static rl_error *look(void *ctx, const void *value, size_t len)
     return NULL;
 }
 
-/* A value that compresses (so that a table file holds it compressed), as
- * feature records do: runs of a few byte values. */
-static void finger_like(char *out, size_t n)
+/* n bytes (malloc'd, the caller frees them) that compress, so that a table
+ * file holds them compressed, as feature records do: runs of a few byte values. */
+static char *finger_like(size_t n)
 {
+    char *out = malloc(n);
+    assert_non_null(out);
     for (size_t i = 0; i < n; i++)
         out[i] = (char)((i / 24) % 7 == 0 ? 0xff : (i * 2654435761u) >> 29);
+    return out;
 }
 
 /* Reads "F1" once and checks it is want (n bytes), "F2" is missing, and a
@@ -173,9 +176,7 @@ static void test_read_once(void **state)
 {
     char *dir = sub(*state, "once");
     enum { N = 9000 };
-    char *value = malloc(N);
-    assert_non_null(value);
-    finger_like(value, N);
+    char *value = finger_like(N);
     rl_store *s = NULL;
     assert_null(rl_store_open(dir, &sync_on, &s));
     rl_store_batch *b = NULL;
@@ -200,9 +201,7 @@ static void test_templates_written_before(void **state)
     char *dir = sub(*state, "snappy");
     rl_store *s = NULL;
     enum { N = 9000 };
-    char *value = malloc(N);
-    assert_non_null(value);
-    finger_like(value, N);
+    char *value = finger_like(N);
     char *rerr = NULL;
     rocksdb_options_t *o = rocksdb_options_create();
     rocksdb_options_set_compression(o, rocksdb_snappy_compression);
