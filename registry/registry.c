@@ -161,6 +161,10 @@ rl_error *rl_registry_open(rl_store *store, const rl_registry_options *opts, rl_
         rl_registry_options_defaults(&reg->opts);
     pthread_mutex_init(&reg->write_lock, NULL);
     pthread_mutex_init(&reg->queue_lock, NULL);
+    pthread_mutex_init(&reg->prepare_lock, NULL);
+    pthread_cond_init(&reg->prepare_free, NULL);
+    unsigned cores = rl_parallel_cores();
+    reg->prepare_slots = reg->opts.prepare_slots > 0 ? (unsigned)reg->opts.prepare_slots : cores > 1 ? cores - 1 : 1;
     pthread_mutex_init(&reg->gallery_lock, NULL);
     reg->opts.rules = opts ? opts->rules : NULL; /* borrowed for the open only */
     RL_TRY(reg_matcher_open(reg));
@@ -168,6 +172,8 @@ rl_error *rl_registry_open(rl_store *store, const rl_registry_options *opts, rl_
     atomic_init(&reg->seq, randombytes_random());
     atomic_init(&reg->gen, 0);
     atomic_init(&reg->created, 0);
+    atomic_init(&reg->gathered, 0);
+    atomic_init(&reg->undecided, 0);
     reg->recent = calloc(REG_RECENT, sizeof *reg->recent);
     if (!reg->recent)
         RL_FAIL(RL_ENOMEM, "out of memory");
@@ -229,6 +235,8 @@ void rl_registry_close(rl_registry *reg)
     pthread_mutex_destroy(&reg->gallery_lock);
     pthread_mutex_destroy(&reg->write_lock);
     pthread_mutex_destroy(&reg->queue_lock);
+    pthread_mutex_destroy(&reg->prepare_lock);
+    pthread_cond_destroy(&reg->prepare_free);
     free(reg);
 }
 
@@ -639,10 +647,12 @@ rl_error *reg_txn_apply(reg_txn *txn, uint64_t *ticket)
     rl_error *err = NULL;
     rl_registry *reg = txn->reg;
     RL_TRY(rl_store_apply(reg->store, txn->batch, ticket));
+    void (*report)(reg_postings *, const char *, const json_t *, const json_t *) =
+        txn->defer_postings ? reg_postings_defer : reg_postings_changed;
     if (txn->postings_rid)
-        reg_postings_changed(reg->postings, txn->postings_rid, txn->postings_removed, txn->postings_added);
+        report(reg->postings, txn->postings_rid, txn->postings_removed, txn->postings_added);
     if (txn->search_rid)
-        reg_postings_changed(reg->search, txn->search_rid, txn->search_removed, txn->search_added);
+        report(reg->search, txn->search_rid, txn->search_removed, txn->search_added);
     if (!txn->creates)
         reg_cache_changed(reg, txn->links);
     reg->n_records = (uint64_t)((int64_t)reg->n_records + txn->d_records);

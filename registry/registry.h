@@ -60,6 +60,8 @@ typedef struct rl_registry_options {
     int max_candidates_per_key; /* a blocking key with more postings is cut and reported */
     unsigned long match_cache_mb; /* candidates' links and features kept in memory, MiB (0: none) */
     bool verify_decisions;        /* tests: each registration's candidates and scores taken again from the store, compared */
+    int prepare_slots;            /* registrations prepared at once while the decision step has work
+                                   * enough (0: the cores less one, at least one; registry_submit.c) */
     rl_survivorship survivorship;
     int ntrusted;
     char trusted_systems[RL_REGISTRY_MAX_TRUSTED][RL_REGISTRY_SYSTEM_MAX];

@@ -61,6 +61,13 @@ struct rl_registry {
     pthread_mutex_t queue_lock;
     reg_submit_req *queue_head, *queue_tail;
     bool combining;
+    /* Registrations in their parallel part (prepare): at most prepare_slots
+     * while the one-at-a-time step has work enough, so that it keeps a core
+     * (registry_submit.c, reg_prepare_enter). */
+    pthread_mutex_t prepare_lock;
+    pthread_cond_t prepare_free;
+    unsigned prepare_slots, preparing;
+    atomic_uint undecided; /* prepared registrations queued for the step or in its group */
     /* what decisions read of candidate records, in memory (registry_cache.c) */
     reg_cache *cache;
     /* the blocking postings and the search index, in memory (registry_postings.c) */
@@ -72,6 +79,11 @@ struct rl_registry {
     /* Registrations that created a record, counted (under write_lock); the last
      * REG_RECENT of them in recent[number % REG_RECENT]. */
     atomic_uint_fast64_t created;
+    /* The first `gathered` of those are in the blocking postings in memory
+     * (the rest wait for their group's reg_postings_settle): a registration
+     * gathers from the postings what they hold and takes the others from
+     * recent[]. */
+    atomic_uint_fast64_t gathered;
     reg_recent *recent;
     /* Candidate lists cut at max_candidates_per_key (blocking, ident), and when
      * one was last logged: reported, at most once a minute (reg_block_cut). */
@@ -118,6 +130,9 @@ typedef struct reg_txn {
     /* The same for the search index keys of record search_rid. */
     const char *search_rid;
     const json_t *search_removed, *search_added;
+    /* Both kept for reg_postings_settle rather than applied with the batch
+     * (a registration: its group settles them before the write lock goes). */
+    bool defer_postings;
 } reg_txn;
 
 rl_error *reg_txn_begin(rl_registry *reg, reg_txn *txn);
@@ -376,6 +391,13 @@ rl_error *reg_postings_entries(rl_registry *reg, reg_postings *p, size_t *entrie
  * the family (but those also in `added`) and put `added` (either may be NULL;
  * arrays of key strings, which may hold NULs). */
 void reg_postings_changed(reg_postings *p, const char *rid, const json_t *removed, const json_t *added);
+/* The same, kept until reg_postings_settle (both with the registry's write
+ * lock held): a group of registrations takes this index's lock once, not once
+ * each, so that lookups beside it rarely make the one-at-a-time step wait or
+ * wake them. Until settled, lookups answer as before those changes; what
+ * reads the index under the write lock settles it first. */
+void reg_postings_defer(reg_postings *p, const char *rid, const json_t *removed, const json_t *added);
+void reg_postings_settle(reg_postings *p);
 /* Loads them now if not yet loaded. */
 rl_error *reg_postings_load(rl_registry *reg, reg_postings *p);
 /* A new instance, loaded from family as it is now (registry.verify_decisions

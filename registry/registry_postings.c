@@ -71,6 +71,11 @@ typedef struct rp_slot {
     uint32_t ref;
 } rp_slot;
 
+typedef struct rp_change {
+    char rid[REG_ID_LEN + 8];
+    json_t *removed, *added; /* references held */
+} rp_change;
+
 typedef struct rp_list {
     uint32_t n, cap;
     uint32_t *recs;
@@ -103,6 +108,10 @@ struct reg_postings {
     size_t keys_len, keys_cap;
     uint32_t *base, *delta;
     size_t nbase, base_cap, ndelta;
+    /* Changes of a group of registrations not applied yet (reg_postings_defer);
+     * touched only under the registry's write lock, never under this lock. */
+    rp_change *pending;
+    size_t npending, pending_cap;
 };
 
 static uint64_t rp_hash1(const char *s, size_t n) { return reg_hash(REG_HASH_START, s, n); }
@@ -166,10 +175,21 @@ static void rp_clear(reg_postings *p)
     p->loaded = false;
 }
 
+static void rp_pending_clear(reg_postings *p)
+{
+    for (size_t i = 0; i < p->npending; i++) {
+        json_decref(p->pending[i].removed);
+        json_decref(p->pending[i].added);
+    }
+    p->npending = 0;
+}
+
 void reg_postings_free(reg_postings *p)
 {
     if (!p)
         return;
+    rp_pending_clear(p);
+    free(p->pending);
     rp_clear(p);
     pthread_rwlock_destroy(&p->lock);
     free(p);
@@ -743,11 +763,9 @@ cleanup:
     return err;
 }
 
-void reg_postings_changed(reg_postings *p, const char *rid, const json_t *removed, const json_t *added)
+/* One record's change (write lock held, p loaded); false when out of memory. */
+static bool rp_change_apply(reg_postings *p, const char *rid, const json_t *removed, const json_t *added)
 {
-    pthread_rwlock_wrlock(&p->lock);
-    if (!p->loaded)
-        goto done; /* the load, later, reads the family as it is by then */
     uint32_t rec;
     size_t i;
     json_t *k;
@@ -758,22 +776,58 @@ void reg_postings_changed(reg_postings *p, const char *rid, const json_t *remove
         }
     }
     if (json_array_size(added) && !rp_record(p, rid, true, &rec))
-        goto lost;
+        return false;
     json_array_foreach(added, i, k) {
         if (!rp_add(p, json_string_value(k), json_string_length(k), rec))
-            goto lost;
+            return false;
     }
-done:
-    pthread_rwlock_unlock(&p->lock);
-    return;
-lost:
-    /* Out of memory: rather than answer from a copy missing postings, drop it
-     * all; the next lookup loads it again from the family (or fails there). */
+    return true;
+}
+
+/* Out of memory: rather than answer from a copy missing postings, drop it
+ * all; the next lookup loads it again from the family (or fails there). */
+static void rp_lost(reg_postings *p)
+{
     rl_log(RL_LOG_ERROR, "registry", p->ordered ? "search index dropped: out of memory"
                                                 : "blocking postings dropped: out of memory",
            "records=%zu", p->nrecs);
     rp_clear(p);
+}
+
+void reg_postings_changed(reg_postings *p, const char *rid, const json_t *removed, const json_t *added)
+{
+    pthread_rwlock_wrlock(&p->lock);
+    /* Not loaded: the load, later, reads the family as it is by then. */
+    if (p->loaded && !rp_change_apply(p, rid, removed, added))
+        rp_lost(p);
     pthread_rwlock_unlock(&p->lock);
+}
+
+void reg_postings_defer(reg_postings *p, const char *rid, const json_t *removed, const json_t *added)
+{
+    if (strlen(rid) >= sizeof p->pending->rid ||
+        !rp_reserve(&p->pending, &p->pending_cap, p->npending + 1, sizeof *p->pending, 64)) {
+        reg_postings_changed(p, rid, removed, added); /* out of memory: at once, as before */
+        return;
+    }
+    rp_change *c = &p->pending[p->npending++];
+    snprintf(c->rid, sizeof c->rid, "%s", rid);
+    c->removed = json_incref((json_t *)removed);
+    c->added = json_incref((json_t *)added);
+}
+
+void reg_postings_settle(reg_postings *p)
+{
+    if (!p->npending)
+        return;
+    pthread_rwlock_wrlock(&p->lock);
+    bool lost = false;
+    for (size_t i = 0; i < p->npending && p->loaded && !lost; i++)
+        lost = !rp_change_apply(p, p->pending[i].rid, p->pending[i].removed, p->pending[i].added);
+    if (lost)
+        rp_lost(p);
+    pthread_rwlock_unlock(&p->lock);
+    rp_pending_clear(p);
 }
 
 void reg_postings_reset(reg_postings *p)

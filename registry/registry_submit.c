@@ -7,7 +7,12 @@
 #include "common/rl_time.h"
 #include "registry/registry_internal.h"
 
-enum { REG_IDENT_MAX = 900 };
+enum {
+    REG_IDENT_MAX = 900,
+    /* Registrations prepared and not yet decided that keep the one-at-a-time
+     * step busy: with fewer, more threads may prepare than prepare_slots. */
+    REG_STEP_AHEAD = 4,
+};
 
 void rl_submit_result_clear(rl_submit_result *r)
 {
@@ -383,7 +388,7 @@ static rl_error *reg_submit_prepare(rl_registry *reg, reg_submit_req *q)
      * but registrations happened since (the generation holds). A known
      * source key makes it an update: decided under the lock alone. */
     q->gen = atomic_load(&reg->gen);
-    q->created = atomic_load(&reg->created);
+    q->created = atomic_load(&reg->gathered);
     char *existing = NULL;
     size_t len = 0;
     bool found = false;
@@ -524,6 +529,15 @@ static bool reg_recent_candidates(rl_registry *reg, reg_submit_req *q)
         }
     }
     return true;
+}
+
+/* Write lock held: the postings changes of the decisions so far applied to
+ * the copies in memory, which then hold every creation. */
+static void reg_submit_settle(rl_registry *reg)
+{
+    reg_postings_settle(reg->postings);
+    reg_postings_settle(reg->search);
+    atomic_store(&reg->gathered, atomic_load(&reg->created));
 }
 
 /* Write lock held (tests, registry.verify_decisions): the candidates and scores
@@ -683,6 +697,7 @@ static void reg_submit_decide(rl_registry *reg, reg_submit_req *q)
     if (scored && reg_recent_candidates(reg, q)) {
         cands = q->cands;
     } else {
+        reg_submit_settle(reg); /* this group's creations too */
         RL_TRY(reg_cands_new(&gathered));
         RL_TRY(reg_gather_candidates(reg, rid, postings, ident_keys, gathered, NULL, false));
         cands = gathered;
@@ -750,6 +765,7 @@ static void reg_submit_decide(rl_registry *reg, reg_submit_req *q)
     txn.search_rid = rid;
     txn.search_removed = old_search;
     txn.search_added = q->search_keys;
+    txn.defer_postings = true;
     RL_TRY(reg_txn_apply(&txn, &q->ticket));
     if (txn.creates) {
         reg_cache_created(reg, rid, golden_id, q->features.data, q->features.len);
@@ -780,6 +796,7 @@ static void reg_submit_combine(rl_registry *reg, reg_submit_req *q)
     else
         reg->queue_head = q;
     reg->queue_tail = q;
+    atomic_fetch_add(&reg->undecided, 1);
     while (!q->done) {
         if (reg->combining || q->taken) {
             /* Another combiner has us, or will take us (it hands over to the
@@ -797,9 +814,18 @@ static void reg_submit_combine(rl_registry *reg, reg_submit_req *q)
         uint64_t ticket = 0;
         for (reg_submit_req *r = list; r; r = r->next) {
             reg_submit_decide(reg, r);
+            if (atomic_fetch_sub(&reg->undecided, 1) <= REG_STEP_AHEAD) {
+                /* Running short of work: one more thread may prepare. */
+                pthread_mutex_lock(&reg->prepare_lock);
+                pthread_cond_signal(&reg->prepare_free);
+                pthread_mutex_unlock(&reg->prepare_lock);
+            }
             if (!r->err && r->ticket > ticket)
                 ticket = r->ticket;
         }
+        /* Before any request of the group is answered: a client finds the
+         * record it was told of. */
+        reg_submit_settle(reg);
         pthread_mutex_unlock(&reg->write_lock);
         /* The next decisions need not wait for this group's fsync: whoever
          * heads the queue now combines them meanwhile. */
@@ -825,6 +851,35 @@ static void reg_submit_combine(rl_registry *reg, reg_submit_req *q)
     pthread_mutex_unlock(&reg->queue_lock);
 }
 
+/*
+ * Admission to the parallel part. The one-at-a-time step bounds registration
+ * (in bench match at 300k it was busy 95% of the time) and is a thread like
+ * any other: with more threads preparing than the cores left to them, the
+ * scheduler shares the step's core with them (it ran on the CPU two thirds of
+ * its time). So while the step has work enough (REG_STEP_AHEAD registrations
+ * undecided), only prepare_slots (the cores less one) prepare; when it runs
+ * short, as at a million records where preparing costs twice the step, more
+ * may. (A fixed cores-less-one was 10-20% faster at 300k and 13-21% slower at
+ * 1M: preparation became the bound.) Every thread decided or done preparing
+ * lets one waiting thread look again.
+ */
+static void reg_prepare_enter(rl_registry *reg)
+{
+    pthread_mutex_lock(&reg->prepare_lock);
+    while (reg->preparing >= reg->prepare_slots && atomic_load(&reg->undecided) >= REG_STEP_AHEAD)
+        pthread_cond_wait(&reg->prepare_free, &reg->prepare_lock);
+    reg->preparing++;
+    pthread_mutex_unlock(&reg->prepare_lock);
+}
+
+static void reg_prepare_leave(rl_registry *reg)
+{
+    pthread_mutex_lock(&reg->prepare_lock);
+    reg->preparing--;
+    pthread_cond_signal(&reg->prepare_free);
+    pthread_mutex_unlock(&reg->prepare_lock);
+}
+
 /* Runs a prepared request through the three steps; fills res. */
 static rl_error *reg_submit_run(rl_registry *reg, reg_submit_req *q, rl_submit_result *res)
 {
@@ -832,7 +887,11 @@ static rl_error *reg_submit_run(rl_registry *reg, reg_submit_req *q, rl_submit_r
     memset(res, 0, sizeof *res);
     pthread_cond_init(&q->decided, NULL);
     rl_buf_init(&q->features, 1 << 16);
-    RL_TRY(reg_submit_prepare(reg, q));
+    reg_prepare_enter(reg);
+    err = reg_submit_prepare(reg, q);
+    reg_prepare_leave(reg);
+    if (err)
+        goto cleanup;
     reg_submit_combine(reg, q);
     if (q->err) {
         err = q->err;
