@@ -130,8 +130,9 @@ typedef struct reg_txn {
     /* The same for the search index keys of record search_rid. */
     const char *search_rid;
     const json_t *search_removed, *search_added;
-    /* Both kept for reg_postings_settle rather than applied with the batch
-     * (a registration: its group settles them before the write lock goes). */
+    /* Both kept for reg_postings_settle rather than applied with the batch (a
+     * registration creating a record: its group settles them before the write
+     * lock goes; it moves no generation, so the lag is what reg->gathered says). */
     bool defer_postings;
 } reg_txn;
 

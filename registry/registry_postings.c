@@ -21,7 +21,8 @@
  * Loaded by one scan of the family at the first lookup, then kept in step:
  * every batch that puts postings (registrations, updates, rematch's
  * reindexing) reports them once applied, under the registry's write lock
- * (reg_postings_changed). A load and a change race only as follows: the load
+ * (reg_postings_changed), or, for the new records of a group of
+ * registrations, once the group is decided (reg_postings_defer, _settle). A load and a change race only as follows: the load
  * holds this index's lock from before its RocksDB iterator is made until it
  * is done, and a change applied before the iterator is seen by it; one
  * applied after is reported after the load. Reporting is idempotent, so a
@@ -807,7 +808,9 @@ void reg_postings_defer(reg_postings *p, const char *rid, const json_t *removed,
 {
     if (strlen(rid) >= sizeof p->pending->rid ||
         !rp_reserve(&p->pending, &p->pending_cap, p->npending + 1, sizeof *p->pending, 64)) {
-        reg_postings_changed(p, rid, removed, added); /* out of memory: at once, as before */
+        /* Out of memory: at once, as before, after those pending (in order). */
+        reg_postings_settle(p);
+        reg_postings_changed(p, rid, removed, added);
         return;
     }
     rp_change *c = &p->pending[p->npending++];
