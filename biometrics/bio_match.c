@@ -98,7 +98,7 @@
 
 /* Angles are also kept as 16-bit fractions of a turn, so that angle
  * differences wrap for free and the relaxation can use lookup tables. */
-#define ANG16(a) ((uint16_t)(int64_t)lround((a) * (65536.0 / (2.0 * M_PI))))
+#define ANG16(a) ((uint16_t)(int64_t)lround((a) * BIO_ANGLE_UNITS))
 #define HALF_TURN 32768u
 #define QUARTER_TURN 16384u
 

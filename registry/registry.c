@@ -648,7 +648,7 @@ rl_error *reg_txn_apply(reg_txn *txn, uint64_t *ticket)
     rl_registry *reg = txn->reg;
     RL_TRY(rl_store_apply(reg->store, txn->batch, ticket));
     void (*report)(reg_postings *, const char *, const json_t *, const json_t *) =
-        txn->defer_postings ? reg_postings_defer : reg_postings_changed;
+        txn->creates ? reg_postings_defer : reg_postings_changed;
     if (txn->postings_rid)
         report(reg->postings, txn->postings_rid, txn->postings_removed, txn->postings_added);
     if (txn->search_rid)

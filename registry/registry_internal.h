@@ -121,7 +121,10 @@ typedef struct reg_txn {
      * count golden records itself. */
     bool no_history;
     /* A registration creating a record: it changes no existing record, so it
-     * leaves reg->gen and the match cache to its caller (reg_cache_created). */
+     * leaves reg->gen and the match cache to its caller (reg_cache_created),
+     * and its postings to its group's reg_postings_settle (the lag is what
+     * reg->gathered says; a change that moves the generation goes in at once,
+     * so that a registration prepared at the new one finds it). */
     bool creates;
     /* The blocking postings the batch takes off (but those also put) and puts
      * for record postings_rid, for the postings in memory (registry_postings.c). */
@@ -130,10 +133,6 @@ typedef struct reg_txn {
     /* The same for the search index keys of record search_rid. */
     const char *search_rid;
     const json_t *search_removed, *search_added;
-    /* Both kept for reg_postings_settle rather than applied with the batch (a
-     * registration creating a record: its group settles them before the write
-     * lock goes; it moves no generation, so the lag is what reg->gathered says). */
-    bool defer_postings;
 } reg_txn;
 
 rl_error *reg_txn_begin(rl_registry *reg, reg_txn *txn);

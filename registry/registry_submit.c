@@ -765,11 +765,9 @@ static void reg_submit_decide(rl_registry *reg, reg_submit_req *q)
     txn.search_rid = rid;
     txn.search_removed = old_search;
     txn.search_added = q->search_keys;
-    /* A creation's postings wait for the group's settle; an update's go in at
-     * once, since its generation (reg_cache_changed) moves now: a registration
-     * prepared at that generation must find the record under its new keys.
-     * (An update has just settled the group's creations: it gathered anew.) */
-    txn.defer_postings = !found;
+    /* A creation's postings wait for the group's settle (reg_txn_apply); an
+     * update's go in at once, after the group's creations, which it settled
+     * when it gathered anew. */
     RL_TRY(reg_txn_apply(&txn, &q->ticket));
     if (txn.creates) {
         reg_cache_created(reg, rid, golden_id, q->features.data, q->features.len);
