@@ -485,6 +485,12 @@ rl_error *api_bio_probe_from_attachment(const json_t *attachment, bio_template *
     char type[96];
     api_bio_media_type(ctype, type, sizeof type);
     /* No width/height here: raw greyscale would need them; images and templates say their own size. */
+    /* The request's own Content-Type was fine (JSON): a 415 would tell the
+     * client to change the wrong thing. */
+    if (strcmp(type, "image/png") != 0 && strcmp(type, "image/x-portable-graymap") != 0 &&
+        strcmp(type, "application/octet-stream") != 0)
+        RL_FAIL(RL_EINVAL, "fingerprint: valueAttachment.contentType must be image/png, image/x-portable-graymap "
+                "or application/octet-stream (an ISO/IEC 19794-2 or ANSI INCITS 378 template)");
     if (strcmp(type, "application/octet-stream") == 0 && !api_bio_is_template(bin, len))
         RL_FAIL(RL_EINVAL, "fingerprint: application/octet-stream must hold an ISO/ANSI template (\"FMR\\0\"); send "
                 "images as image/png");

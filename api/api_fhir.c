@@ -18,7 +18,6 @@ enum {
     API_SEARCH_OFFSET_MAX = 1000000,
     API_MATCH_COUNT_DEFAULT = 10,
     API_MATCH_COUNT_MAX = 100,
-    API_URL_MAX = 8192,
     API_ARGS_MAX = RL_SEARCH_MAX_ARGS + 8,
 };
 
@@ -73,7 +72,8 @@ static void api_fhir_base(const api_ctx *ctx, const api_request *req, char *out,
     if (ok)
         snprintf(out, size, "%s://%s/fhir", scheme, host);
     else
-        snprintf(out, size, "%s://%s:%d/fhir", scheme, ctx->cfg->listen_host, ctx->cfg->listen_port);
+        snprintf(out, size, "%s://%s:%d/fhir", scheme, ctx->cfg->listen_host,
+                 ctx->port ? ctx->port : ctx->cfg->listen_port);
 }
 
 /* If-Match: W/"3" (or "3"): *version 3; absent: 0. */
@@ -155,14 +155,17 @@ static int api_hexval(char c)
     return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
 }
 
-/* application/x-www-form-urlencoded decoding, in place. */
+/* application/x-www-form-urlencoded decoding, in place; %00 is kept as
+ * written, as in the URL (api_server.c): a NUL would cut the value short
+ * unseen, and "family=a%00b" would search "a". */
 static void api_form_unescape(char *s)
 {
     char *out = s;
     for (; *s; s++) {
         if (*s == '+') {
             *out++ = ' ';
-        } else if (*s == '%' && api_hexval(s[1]) >= 0 && api_hexval(s[2]) >= 0) {
+        } else if (*s == '%' && api_hexval(s[1]) >= 0 && api_hexval(s[2]) >= 0 &&
+                   (api_hexval(s[1]) | api_hexval(s[2])) != 0) {
             *out++ = (char)(api_hexval(s[1]) * 16 + api_hexval(s[2]));
             s += 2;
         } else {
@@ -174,6 +177,10 @@ static void api_form_unescape(char *s)
 
 static rl_error *api_args_from_form(const api_request *req, api_args *a)
 {
+    /* The body is split as text: a NUL in it would end the parameters there,
+     * unseen (those after it, unknown ones too, never checked). */
+    if (req->body_len && memchr(req->body, '\0', req->body_len))
+        return RL_ERR(RL_EINVAL, "POST _search: the form body holds a NUL byte (encode it as %%00)");
     a->form = malloc(req->body_len + 1);
     if (!a->form)
         return RL_ERR(RL_ENOMEM, "out of memory");
@@ -214,7 +221,12 @@ static rl_error *api_search_link(const char *base, const api_args *a, const rl_s
 {
     rl_error *err = NULL;
     rl_buf b;
-    rl_buf_init(&b, API_URL_MAX);
+    /* Room for the arguments the request brought, each byte percent-encoded
+     * at worst: a search the request's own limits let in always gets its link. */
+    size_t cap = strlen(base) + 64;
+    for (int i = 0; i < a->n; i++)
+        cap += 3 * (strlen(a->args[i].name) + strlen(a->args[i].value)) + 2;
+    rl_buf_init(&b, cap);
     RL_TRY(rl_buf_appendf(&b, "%s/Patient?", base));
     for (int i = 0; i < a->n; i++) {
         if (q->ignored[i])
@@ -570,8 +582,7 @@ rl_error *api_fhir_patient_search_form(api_ctx *ctx, const api_request *req, api
     rl_error *err = NULL;
     api_args a = {0};
     const char *type = api_request_header(req, "Content-Type");
-    if (req->body_len > 0 &&
-        (!type || strncasecmp(type, "application/x-www-form-urlencoded", strlen("application/x-www-form-urlencoded")) != 0)) {
+    if (req->body_len > 0 && !api_media_type_is(type, "application/x-www-form-urlencoded")) {
         api_fhir_outcome(resp, 415, "error", "not-supported",
                          "POST _search takes its parameters as application/x-www-form-urlencoded");
         goto cleanup;
@@ -637,10 +648,20 @@ rl_error *api_fhir_patient_match(api_ctx *ctx, const api_request *req, api_respo
     long count = API_MATCH_COUNT_DEFAULT;
     size_t i;
     const json_t *p;
+    static const char *const once[] = {"resource", "onlyCertainMatches", "count", "fingerprint",
+                                       "fingerprintPosition"};
+    bool seen[sizeof once / sizeof *once] = {0};
     json_array_foreach(json_object_get(params, "parameter"), i, p) {
         const char *name = json_string_value(json_object_get(p, "name"));
         if (!name)
             RL_FAIL(RL_EINVAL, "Parameters.parameter[%zu].name is required", i);
+        /* Each at most once: two Patients (or two counts) leave no one answer. */
+        for (size_t k = 0; k < sizeof once / sizeof *once; k++)
+            if (strcmp(name, once[k]) == 0) {
+                if (seen[k])
+                    RL_FAIL(RL_EINVAL, "Parameters: %s given more than once", once[k]);
+                seen[k] = true;
+            }
         if (strcmp(name, "resource") == 0) {
             resource = json_object_get(p, "resource");
             if (!json_is_object(resource))

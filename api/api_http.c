@@ -1,8 +1,21 @@
 #include "api/api_http.h"
 
+#include <string.h>
+#include <strings.h>
+
 const char *api_request_header(const api_request *req, const char *name)
 {
     return req->header_fn ? req->header_fn(req->conn, name) : NULL;
+}
+
+bool api_media_type_is(const char *type, const char *want)
+{
+    if (!type)
+        return false;
+    while (*type == ' ')
+        type++;
+    size_t n = strlen(want);
+    return strncasecmp(type, want, n) == 0 && (type[n] == '\0' || type[n] == ';' || type[n] == ' ');
 }
 
 const char *api_request_query(const api_request *req, const char *name)

@@ -44,6 +44,7 @@ typedef struct api_ctx {
     struct api_errors *errors;   /* recent server-side failures (GET /admin/errors); NULL for in-process calls */
     struct dev_readers *devices; /* fingerprint readers (device/): NULL when not started or unavailable */
     const char *devices_error;   /* why devices is NULL ("" or NULL: not started: in-process calls) */
+    int port;                    /* the port bound (listen_port 0 picks one); 0 for in-process calls */
 } api_ctx;
 
 typedef const char *(*api_header_fn)(void *conn, const char *name);
@@ -79,6 +80,7 @@ typedef struct api_response {
     char *text;                /* instead of body: a plain-text answer (malloc'd; the server frees it) */
     char www_authenticate[96]; /* 401: the challenge */
     char retry_after[16];      /* 429, 503: seconds */
+    char allow[64];            /* 405: the methods the path takes */
     const void *bytes;         /* instead of body and text: static bytes (an embedded file), never freed */
     size_t bytes_len;
     bool page;                 /* a web app file (api_ui.h): Cache-Control no-cache instead of no-store, and
@@ -88,6 +90,9 @@ typedef struct api_response {
 
 /* A request header by name (case-insensitive), or NULL. */
 const char *api_request_header(const api_request *req, const char *name);
+/* True when a Content-Type's media type (case-insensitive, parameters after
+ * ';' allowed) is exactly `want`: "application/jsonx" is not "application/json". */
+bool api_media_type_is(const char *type, const char *want);
 /* A query-string argument by name, or NULL. */
 const char *api_request_query(const api_request *req, const char *name);
 /* Every query-string argument, in order (FHIR repeats a parameter to AND it). */

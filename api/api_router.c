@@ -54,19 +54,55 @@ api_match api_route_find(const api_route *routes, size_t nroutes, const char *me
         len--;
     if (len + 1 > scratch_size)
         return API_MATCH_NO_PATH;
-    bool path_seen = false;
-    for (size_t i = 0; i < nroutes; i++) {
-        memcpy(scratch, path, len);
-        scratch[len] = '\0';
-        int n = 0;
-        if (!api_pattern_match(routes[i].pattern, scratch, params, &n))
-            continue;
-        path_seen = true;
-        if (strcmp(routes[i].method, method) == 0) {
-            *route = &routes[i];
-            *nparams = n;
-            return API_MATCH_OK;
+    /* A path that a literal pattern names belongs to it alone: DELETE
+     * /fhir/Patient/$match is a method that endpoint lacks (405), not a
+     * delete of the Patient "$match". So literal patterns first, then the
+     * patterns with parameters, for paths no literal one names. */
+    for (int literal = 1; literal >= 0; literal--) {
+        bool path_seen = false;
+        for (size_t i = 0; i < nroutes; i++) {
+            if ((strchr(routes[i].pattern, '{') == NULL) != literal)
+                continue;
+            memcpy(scratch, path, len);
+            scratch[len] = '\0';
+            int n = 0;
+            if (!api_pattern_match(routes[i].pattern, scratch, params, &n))
+                continue;
+            path_seen = true;
+            if (strcmp(routes[i].method, method) == 0) {
+                *route = &routes[i];
+                *nparams = n;
+                return API_MATCH_OK;
+            }
         }
+        if (path_seen)
+            return API_MATCH_NO_METHOD;
     }
-    return path_seen ? API_MATCH_NO_METHOD : API_MATCH_NO_PATH;
+    return API_MATCH_NO_PATH;
+}
+
+void api_route_allow(const api_route *routes, size_t nroutes, const char *path, char *scratch, size_t scratch_size,
+                     bool (*head_ok)(const api_route *route), char *out, size_t out_size)
+{
+    static const char *const methods[] = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"};
+    size_t used = 0;
+    if (!out_size)
+        return;
+    out[0] = '\0';
+    for (size_t m = 0; m < sizeof methods / sizeof *methods; m++) {
+        const api_route *route = NULL;
+        const char *params[API_MAX_PARAMS];
+        int nparams = 0;
+        bool is_head = strcmp(methods[m], "HEAD") == 0;
+        if (api_route_find(routes, nroutes, is_head ? "GET" : methods[m], path, scratch, scratch_size, &route,
+                           params, &nparams) != API_MATCH_OK ||
+            (is_head && !(head_ok && head_ok(route))))
+            continue;
+        int w = snprintf(out + used, out_size - used, "%s%s", used ? ", " : "", methods[m]);
+        if (w < 0 || (size_t)w >= out_size - used) {
+            out[used] = '\0'; /* whole methods only */
+            break;
+        }
+        used += (size_t)w;
+    }
 }

@@ -7,7 +7,8 @@
  * and the pattern, which labels metrics and logs, stays as written. Matching is pure (no allocation, no
  * state): captured parameters point into a copy of the path the caller
  * provides. It tells "no such path" (404) apart from "path exists, other
- * method" (405).
+ * method" (405). A path a literal pattern names (/fhir/Patient/$match) is
+ * that route's alone: patterns with parameters are tried only for the others.
  */
 #ifndef RL_API_ROUTER_H
 #define RL_API_ROUTER_H
@@ -44,5 +45,10 @@ typedef enum api_match {
 api_match api_route_find(const api_route *routes, size_t nroutes, const char *method,
                          const char *path, char *scratch, size_t scratch_size,
                          const api_route **route, const char **params, int *nparams);
+
+/* The methods path allows, for a 405's Allow header ("GET, POST"; "" when the
+ * path is unknown), HEAD where head_ok says so of its GET route; truncated to out_size. */
+void api_route_allow(const api_route *routes, size_t nroutes, const char *path, char *scratch, size_t scratch_size,
+                     bool (*head_ok)(const api_route *route), char *out, size_t out_size);
 
 #endif

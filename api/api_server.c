@@ -281,17 +281,7 @@ static bool api_accepts_json(const char *accept)
 /* True for application/fhir+json and application/json, parameters allowed. */
 static bool api_is_json_type(const char *type)
 {
-    if (!type)
-        return false;
-    while (*type == ' ')
-        type++;
-    static const char *const ok[] = {"application/fhir+json", "application/json"};
-    for (size_t i = 0; i < sizeof ok / sizeof *ok; i++) {
-        size_t n = strlen(ok[i]);
-        if (strncasecmp(type, ok[i], n) == 0 && (type[n] == '\0' || type[n] == ';' || type[n] == ' '))
-            return true;
-    }
-    return false;
+    return api_media_type_is(type, "application/fhir+json") || api_media_type_is(type, "application/json");
 }
 
 /* A server-side failure for GET /admin/errors: the internal message when the
@@ -351,6 +341,8 @@ static enum MHD_Result api_send(struct MHD_Connection *conn, api_conn *rc, api_r
         MHD_add_response_header(r, MHD_HTTP_HEADER_WWW_AUTHENTICATE, resp->www_authenticate);
     if (resp->retry_after[0])
         MHD_add_response_header(r, MHD_HTTP_HEADER_RETRY_AFTER, resp->retry_after);
+    if (resp->allow[0])
+        MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, resp->allow);
     /* Responses carry patient data: no shared caches. The web app's files do not: kept, but revalidated
      * (ETag) each time, so that a new build reaches the desk at once. */
     MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, resp->page ? "no-cache" : "no-store");
@@ -684,8 +676,16 @@ static enum MHD_Result api_dispatch(rl_api *api, struct MHD_Connection *conn, ap
         m = API_MATCH_NO_METHOD;
     if (m == API_MATCH_NO_PATH)
         return api_send_status(conn, rc, 404, RL_ENOTFOUND, "no such endpoint", fhir);
-    if (m == API_MATCH_NO_METHOD)
-        return api_send_status(conn, rc, 405, RL_EUNSUPPORTED, "method not allowed on this endpoint", fhir);
+    if (m == API_MATCH_NO_METHOD) {
+        /* RFC 9110: a 405 says which methods the resource takes. */
+        api_response resp = {0};
+        api_route_allow(api_routes, sizeof api_routes / sizeof *api_routes, url, scratch, sizeof scratch,
+                        api_route_is_ui, resp.allow, sizeof resp.allow);
+        api_response_json(&resp, 405, api_operation_outcome(RL_EUNSUPPORTED, "method not allowed on this endpoint"));
+        enum MHD_Result ok = api_send(conn, rc, &resp, fhir);
+        json_decref(resp.body);
+        return ok;
+    }
     rc->route = route->pattern;
     rc->route_index = (int)(route - api_routes);
     fhir = route->fhir;
@@ -1024,6 +1024,7 @@ rl_error *rl_api_start(const rl_config *cfg, rl_registry *registry, rl_store *st
                 cfg->listen_port, tls ? ", or a certificate and key that do not fit together" : "");
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(api->daemon, MHD_DAEMON_INFO_BIND_PORT);
     api->port = info ? info->port : cfg->listen_port;
+    api->ctx.port = api->port; /* links name the port clients reach, not a configured 0 */
     rl_log(RL_LOG_INFO, "api", "listening", "host=%s port=%d threads=%d tls=%s auth=%s", cfg->listen_host,
            api->port, threads, tls ? "on" : "off", cfg->auth_mode == 1 ? "open" : "tokens");
     *out = api;

@@ -213,7 +213,8 @@ rl_error *rl_registry_train(rl_registry *reg, const rl_actor *actor, json_t **re
     *report = NULL;
     const demo_model *model = rl_matcher_model(reg->matcher);
     if (!model)
-        RL_FAIL(RL_EUNSUPPORTED, "the %s matcher has nothing to train", reg->matcher->name);
+        RL_FAIL(RL_ECONFLICT, "the %s matcher has nothing to train (registry.matcher chooses it)",
+                reg->matcher->name);
     uint64_t t0 = rl_time_mono_ns();
     d.sample = malloc(REG_TRAIN_SAMPLE * sizeof *d.sample);
     d.sample_ids = malloc(REG_TRAIN_SAMPLE * sizeof *d.sample_ids);

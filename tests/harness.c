@@ -298,6 +298,7 @@ static size_t rl_test_header_cb(char *ptr, size_t size, size_t nmemb, void *user
     rl_test_copy_header(ptr, n, "ETag", resp->etag, sizeof resp->etag);
     rl_test_copy_header(ptr, n, "WWW-Authenticate", resp->www_authenticate, sizeof resp->www_authenticate);
     rl_test_copy_header(ptr, n, "Retry-After", resp->retry_after, sizeof resp->retry_after);
+    rl_test_copy_header(ptr, n, "Allow", resp->allow, sizeof resp->allow);
     return n;
 }
 
@@ -308,8 +309,11 @@ bool rl_test_http(int port, const char *method, const char *path, const char *co
     CURL *curl = curl_easy_init();
     if (!curl)
         return false;
-    char url[1024];
-    snprintf(url, sizeof url, "http://127.0.0.1:%d%s", port, path);
+    char *url = NULL; /* as long as the path: a cut URL would test another request */
+    if (asprintf(&url, "http://127.0.0.1:%d%s", port, path) < 0) {
+        curl_easy_cleanup(curl);
+        return false;
+    }
     struct curl_slist *list = NULL;
     bool own_auth = false;
     for (int i = 0; headers && headers[i]; i++) {
@@ -347,6 +351,7 @@ bool rl_test_http(int port, const char *method, const char *path, const char *co
     resp->body_len = sink.len;
     curl_slist_free_all(list);
     curl_easy_cleanup(curl);
+    free(url);
     return rc == CURLE_OK;
 }
 

@@ -67,6 +67,7 @@ typedef struct rl_test_response {
     char etag[64];
     char www_authenticate[128];
     char retry_after[16];
+    char allow[64];
 } rl_test_response;
 
 /* One HTTP request to 127.0.0.1:port. headers: NULL-terminated "Name: value"

@@ -622,6 +622,98 @@ static void test_search_errors(void **state)
     free_people(ids);
 }
 
+static json_t *match(int port, const char *resource, const char *extra, long status);
+
+/* Edges a review found: a form body's NUL, a long valid query's links, 405's Allow, the bound port in links,
+ * $match's repeated parameters and an attachment's media type. */
+static void test_request_edges(void **state)
+{
+    rl_test_server *srv = *state;
+    int port = srv->port;
+    char *ids[NPEOPLE];
+    make_people(port, ids);
+    const char *const form[] = {"Content-Type: application/x-www-form-urlencoded", NULL};
+    /* %00 stays as written in a form body, as in the URL: no broader search for "okafor". */
+    json_t *b = call(port, "POST", "/fhir/Patient/_search", form, "family=okafor%00zzz", 200, NULL);
+    assert_int_equal(json_integer_value(json_object_get(b, "total")), 0);
+    json_decref(b);
+    b = search(port, "family=okafor%00zzz");
+    assert_int_equal(json_integer_value(json_object_get(b, "total")), 0);
+    json_decref(b);
+    /* A raw NUL would end the parameters unseen (the unknown one after it too). */
+    static const char raw[] = "family=oka\0for&colour=blue";
+    rl_test_response r;
+    assert_true(rl_test_http(port, "POST", "/fhir/Patient/_search", form, raw, sizeof raw - 1, &r));
+    assert_int_equal(r.status, 400);
+    rl_test_response_free(&r);
+    /* Only this media type, parameters allowed. */
+    expect_outcome(port, "POST", "/fhir/Patient/_search",
+                   (const char *const[]){"Content-Type: application/x-www-form-urlencodedXYZ", NULL},
+                   "family=okafor", 415, "not-supported", NULL);
+    b = call(port, "POST", "/fhir/Patient/_search",
+             (const char *const[]){"Content-Type: application/x-www-form-urlencoded; charset=utf-8", NULL},
+             "family=okafor", 200, NULL);
+    json_decref(b);
+
+    /* A query the request limits let in gets its links, however much percent-encoding they take
+     * (12 family values of 120 e-acutes: an 8.7 KB URL, links of more than 8 KiB). */
+    char query[12000];
+    size_t used = (size_t)snprintf(query, sizeof query, "/fhir/Patient?");
+    for (int k = 0; k < 12; k++) {
+        used += (size_t)snprintf(query + used, sizeof query - used, "%sfamily=", k ? "&" : "");
+        for (int c = 0; c < 120; c++)
+            used += (size_t)snprintf(query + used, sizeof query - used, "%%C3%%A9");
+    }
+    b = call(port, "GET", query, NULL, NULL, 200, NULL);
+    assert_int_equal(json_integer_value(json_object_get(b, "total")), 0);
+    const char *self = json_string_value(json_object_get(json_array_get(json_object_get(b, "link"), 0), "url"));
+    if (strlen(self) <= 8192)
+        fail_msg("self link of %zu bytes: %.200s", strlen(self), self);
+    json_decref(b);
+
+    /* Links name the port the server bound (it listens on port 0 here) when Host says nothing usable. */
+    b = call(port, "GET", "/fhir/Patient?family=mensah", (const char *const[]){"Host: not a host/x?", NULL}, NULL,
+             200, NULL);
+    char want[64];
+    snprintf(want, sizeof want, "http://127.0.0.1:%d/fhir/Patient?", port);
+    self = json_string_value(json_object_get(json_array_get(json_object_get(b, "link"), 0), "url"));
+    if (strncmp(self, want, strlen(want)) != 0)
+        fail_msg("self link %s, expected it to start with %s", self, want);
+    json_decref(b);
+
+    /* 405 names the methods; a literal path is not a Patient id. */
+    assert_true(rl_test_http(port, "DELETE", "/fhir/Patient/$match", NULL, NULL, 0, &r));
+    assert_int_equal(r.status, 405);
+    assert_string_equal(r.allow, "POST");
+    rl_test_response_free(&r);
+    assert_true(rl_test_http(port, "POST", "/health", NULL, NULL, 0, &r));
+    assert_int_equal(r.status, 405);
+    assert_string_equal(r.allow, "GET");
+    rl_test_response_free(&r);
+    char path[128];
+    snprintf(path, sizeof path, "/fhir/Patient/%s", ids[0]);
+    assert_true(rl_test_http(port, "POST", path, NULL, NULL, 0, &r));
+    assert_int_equal(r.status, 405);
+    assert_string_equal(r.allow, "GET, PUT, DELETE");
+    rl_test_response_free(&r);
+
+    /* $match: one Patient to match, not the last of several; an attachment's type is a bad parameter (400),
+     * not a bad request body (415). */
+    static const char probe[] = "{\"resourceType\":\"Patient\",\"name\":[{\"family\":\"Mensah\"}]}";
+    char extra[256];
+    snprintf(extra, sizeof extra, ",{\"name\":\"resource\",\"resource\":%s}", probe);
+    json_t *oo = match(port, probe, extra, 400);
+    assert_non_null(strstr(json_string_value(json_object_get(json_array_get(json_object_get(oo, "issue"), 0),
+                                                             "diagnostics")),
+                           "more than once"));
+    json_decref(oo);
+    oo = match(port, probe,
+               ",{\"name\":\"fingerprint\",\"valueAttachment\":{\"contentType\":\"image/jpeg\",\"data\":\"AAAA\"}}",
+               400);
+    json_decref(oo);
+    free_people(ids);
+}
+
 static void test_search_paging(void **state)
 {
     rl_test_server *srv = *state;
@@ -1006,6 +1098,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_delete_history_vread, rl_test_server_setup, rl_test_server_teardown),
         cmocka_unit_test_setup_teardown(test_search_parameters, rl_test_server_setup, rl_test_server_teardown),
         cmocka_unit_test_setup_teardown(test_search_errors, rl_test_server_setup, rl_test_server_teardown),
+        cmocka_unit_test_setup_teardown(test_request_edges, rl_test_server_setup, rl_test_server_teardown),
         cmocka_unit_test_setup_teardown(test_search_paging, rl_test_server_setup, rl_test_server_teardown),
         cmocka_unit_test_setup_teardown(test_match, rl_test_server_setup, rl_test_server_teardown),
         cmocka_unit_test_setup_teardown(test_pix, rl_test_server_setup, rl_test_server_teardown),

@@ -12,6 +12,8 @@ static const api_route routes[] = {
     {"GET", "/health", h1, false, false, 0},
     {"POST", "/fhir/Patient", h2, true, true, 0},
     {"GET", "/fhir/Patient/{id}", h3, true, false, 0},
+    {"DELETE", "/fhir/Patient/{id}", h3, true, false, 0},
+    {"POST", "/fhir/Patient/$match", h2, true, true, 0},
     {"GET", "/fhir/Patient/{id}/_history/{vid}", h3, true, false, 0},
     {"GET", "/ui/{path}", h1, false, false, 0},
 };
@@ -38,7 +40,7 @@ static void test_matches_and_captures(void **state)
     assert_int_equal(n, 1);
     assert_string_equal(params[0], "abc-1.2");
     assert_int_equal(find("GET", "/fhir/Patient/p9/_history/3", &r, params, &n, scratch), API_MATCH_OK);
-    assert_ptr_equal(r, &routes[3]);
+    assert_ptr_equal(r, &routes[5]);
     assert_int_equal(n, 2);
     assert_string_equal(params[0], "p9");
     assert_string_equal(params[1], "3");
@@ -57,6 +59,13 @@ static void test_404_and_405(void **state)
     assert_int_equal(find("GET", "", &r, params, &n, scratch), API_MATCH_NO_PATH);
     assert_int_equal(find("DELETE", "/health", &r, params, &n, scratch), API_MATCH_NO_METHOD);
     assert_int_equal(find("PUT", "/fhir/Patient", &r, params, &n, scratch), API_MATCH_NO_METHOD);
+    /* A path a literal pattern names is that route's alone: not the Patient "$match". */
+    assert_int_equal(find("POST", "/fhir/Patient/$match", &r, params, &n, scratch), API_MATCH_OK);
+    assert_ptr_equal(r, &routes[4]);
+    assert_int_equal(find("DELETE", "/fhir/Patient/$match", &r, params, &n, scratch), API_MATCH_NO_METHOD);
+    assert_int_equal(find("GET", "/fhir/Patient/$match", &r, params, &n, scratch), API_MATCH_NO_METHOD);
+    assert_int_equal(find("DELETE", "/fhir/Patient/$matches", &r, params, &n, scratch), API_MATCH_OK);
+    assert_ptr_equal(r, &routes[3]);
     char longpath[400];
     memset(longpath, 'a', sizeof longpath - 1);
     longpath[0] = '/';
@@ -65,6 +74,26 @@ static void test_404_and_405(void **state)
 }
 
 /* "{path}" last takes the rest of the path, slashes and all; the route's handler judges it. */
+static bool ui_only(const api_route *route) { return strncmp(route->pattern, "/ui/", 4) == 0; }
+
+static void test_allow_lists_the_methods(void **state)
+{
+    char scratch[256], allow[64];
+    const size_t nr = sizeof routes / sizeof *routes;
+    api_route_allow(routes, nr, "/fhir/Patient/p9", scratch, sizeof scratch, ui_only, allow, sizeof allow);
+    assert_string_equal(allow, "GET, DELETE");
+    api_route_allow(routes, nr, "/fhir/Patient/$match", scratch, sizeof scratch, ui_only, allow, sizeof allow);
+    assert_string_equal(allow, "POST");
+    api_route_allow(routes, nr, "/ui/app.js", scratch, sizeof scratch, ui_only, allow, sizeof allow);
+    assert_string_equal(allow, "GET, HEAD");
+    api_route_allow(routes, nr, "/nothing", scratch, sizeof scratch, ui_only, allow, sizeof allow);
+    assert_string_equal(allow, "");
+    /* Cut short, never overrun. */
+    char tiny[6];
+    api_route_allow(routes, nr, "/fhir/Patient/p9", scratch, sizeof scratch, ui_only, tiny, sizeof tiny);
+    assert_string_equal(tiny, "GET");
+}
+
 static void test_path_takes_the_rest(void **state)
 {
     const api_route *r = NULL;
@@ -72,7 +101,7 @@ static void test_path_takes_the_rest(void **state)
     int n = -1;
     char scratch[256];
     assert_int_equal(find("GET", "/ui/index.html", &r, params, &n, scratch), API_MATCH_OK);
-    assert_ptr_equal(r, &routes[4]);
+    assert_ptr_equal(r, &routes[6]);
     assert_int_equal(n, 1);
     assert_string_equal(params[0], "index.html");
     assert_int_equal(find("GET", "/ui/js/views/find.js", &r, params, &n, scratch), API_MATCH_OK);
@@ -109,6 +138,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_matches_and_captures),
         cmocka_unit_test(test_404_and_405),
+        cmocka_unit_test(test_allow_lists_the_methods),
         cmocka_unit_test(test_path_takes_the_rest),
         cmocka_unit_test(test_status_mapping),
     };
