@@ -84,6 +84,55 @@ cleanup:
     return err;
 }
 
+/*
+ * A human's "these are one person" covers the whole person they looked at,
+ * not only the record they moved: every member of the golden record becomes
+ * a manual link, so that rematch keeps them together. (Pinning the moved
+ * record alone let rematch replay its partners, which the guards had held
+ * apart, into a person of their own: the decision undone.) The links
+ * rewritten are the event's, so undo restores them.
+ */
+static rl_error *reg_pin_members(reg_txn *txn, const rl_actor *actor, const json_t *golden, const char *golden_id)
+{
+    rl_error *err = NULL;
+    json_t *link = NULL;
+    size_t i;
+    json_t *m;
+    json_array_foreach(json_object_get(golden, "members"), i, m) {
+        const char *rid = json_string_value(m);
+        RL_TRY(reg_txn_link(txn, rid, &link));
+        const char *how = json_string_value(json_object_get(link, "method"));
+        if (link && !(how && strcmp(how, "manual") == 0)) {
+            json_t *nl = reg_link_new(golden_id, "certain", 1.0, "manual", actor, json_object_get(link, "index"));
+            if (!nl)
+                RL_FAIL(RL_ENOMEM, "out of memory");
+            RL_TRY(reg_txn_put_link(txn, rid, nl));
+        }
+        json_decref(link);
+        link = NULL;
+    }
+cleanup:
+    json_decref(link);
+    return err;
+}
+
+/* Puts the not-a-match memory of a pair, unless the pair has one already: the
+ * first decision keeps its provenance, and undoing a later one (which finds
+ * its entries by its own tag) leaves the earlier decision standing. */
+static rl_error *reg_remember_different(reg_txn *txn, const char *a, const char *b, const json_t *memo)
+{
+    rl_error *err = NULL;
+    json_t *old = NULL;
+    char pair[2 * REG_ID_LEN + 8];
+    size_t plen = reg_pair_key(a, b, pair, sizeof pair);
+    RL_TRY(reg_get_json(txn->reg, RL_CF_NOMATCH, pair, plen, &old));
+    if (!old)
+        reg_put_json(txn->batch, RL_CF_NOMATCH, pair, plen, memo, &err);
+cleanup:
+    json_decref(old);
+    return err;
+}
+
 rl_error *rl_registry_link(rl_registry *reg, const rl_actor *actor, const char *record_id,
                            const char *golden_id, json_t **event)
 {
@@ -98,6 +147,7 @@ rl_error *rl_registry_link(rl_registry *reg, const rl_actor *actor, const char *
     RL_TRY(reg_txn_begin(reg, &txn));
     RL_TRY(reg_active_golden(&txn, golden_id, &target));
     RL_TRY(reg_move_record(&txn, actor, record_id, golden_id, target, "manual"));
+    RL_TRY(reg_pin_members(&txn, actor, target, golden_id));
     json_t *t = target;
     target = NULL;
     RL_TRY(reg_txn_put_golden(&txn, golden_id, t));
@@ -115,7 +165,7 @@ rl_error *rl_registry_unlink(rl_registry *reg, const rl_actor *actor, const char
 {
     rl_error *err = NULL;
     reg_txn txn = {0};
-    json_t *link = NULL, *from = NULL, *fresh = NULL;
+    json_t *link = NULL, *from = NULL, *fresh = NULL, *memo = NULL, *detail = NULL;
     bool locked = false;
     RL_TRY(reg_require_id(record_id, "record"));
     pthread_mutex_lock(&reg->write_lock);
@@ -136,11 +186,25 @@ rl_error *rl_registry_unlink(rl_registry *reg, const rl_actor *actor, const char
         RL_FAIL(RL_ENOMEM, "out of memory");
     json_array_clear(json_object_get(fresh, "members"));
     RL_TRY(reg_move_record(&txn, actor, record_id, new_id, fresh, "manual"));
+    /* "Not this person": remembered against each record left in it, so that
+     * neither rematch nor a later registration puts them together again
+     * (tagged with the new golden id, which undo uses to forget them). */
+    char now[32];
+    reg_now(now);
+    memo = json_pack("{s:s, s:s, s:s}", "who", reg_actor_who(actor), "when", now, "unlink", new_id);
+    if (!memo)
+        RL_FAIL(RL_ENOMEM, "out of memory");
+    size_t i;
+    json_t *m;
+    json_array_foreach(json_object_get(from, "members"), i, m)
+        if (strcmp(json_string_value(m), record_id) != 0)
+            RL_TRY(reg_remember_different(&txn, record_id, json_string_value(m), memo));
     json_t *f = fresh;
     fresh = NULL;
     RL_TRY(reg_txn_put_golden(&txn, new_id, f));
     const char *subjects[3] = {record_id, from_id, new_id};
-    RL_TRY(reg_finish(&txn, actor, "unlink", NULL, subjects, 3, event, &locked));
+    detail = json_pack("{s:s, s:s}", "from", from_id, "golden", new_id);
+    RL_TRY(reg_finish(&txn, actor, "unlink", detail, subjects, 3, event, &locked));
 cleanup:
     if (locked)
         pthread_mutex_unlock(&reg->write_lock);
@@ -148,6 +212,8 @@ cleanup:
     json_decref(link);
     json_decref(from);
     json_decref(fresh);
+    json_decref(memo);
+    json_decref(detail);
     return err;
 }
 
@@ -167,6 +233,7 @@ rl_error *rl_registry_merge(rl_registry *reg, const rl_actor *actor, const char 
     RL_TRY(reg_txn_begin(reg, &txn));
     RL_TRY(reg_active_golden(&txn, from_golden, &from));
     RL_TRY(reg_active_golden(&txn, into_golden, &into));
+    RL_TRY(reg_pin_members(&txn, actor, into, into_golden));
     size_t i;
     json_t *m;
     json_array_foreach(json_object_get(from, "members"), i, m) {
@@ -249,6 +316,30 @@ cleanup:
     return err;
 }
 
+/* Deletes the not-a-match pairs one decision put (memo[member] == tag). The
+ * family holds human decisions only, so reading it whole under the write
+ * lock stays small. */
+static rl_error *reg_forget_tagged(reg_txn *txn, const char *member, const char *tag)
+{
+    rl_error *err = NULL;
+    rl_store_iter *it = NULL;
+    RL_TRY(rl_store_iter_new(txn->reg->store, RL_CF_NOMATCH, NULL, 0, NULL, 0, &it));
+    for (; rl_store_iter_valid(it); rl_store_iter_next(it)) {
+        size_t klen, vlen;
+        const char *k = rl_store_iter_key(it, &klen);
+        const char *v = rl_store_iter_value(it, &vlen);
+        json_t *memo = json_loadb(v, vlen, 0, NULL);
+        const char *by = json_string_value(json_object_get(memo, member));
+        if (by && strcmp(by, tag) == 0)
+            rl_store_batch_delete(txn->batch, RL_CF_NOMATCH, k, klen);
+        json_decref(memo);
+    }
+    RL_TRY(rl_store_iter_status(it));
+cleanup:
+    rl_store_iter_destroy(it);
+    return err;
+}
+
 /*
  * Undoing a review decision also takes the decision back: the item is open
  * again (it shows who reopened it) and, for "not a match", the pairs it put in
@@ -262,7 +353,6 @@ static rl_error *reg_undo_review(reg_txn *txn, const rl_actor *actor, const json
 {
     rl_error *err = NULL;
     json_t *item = NULL;
-    rl_store_iter *it = NULL;
     char *open_id = NULL;
     const char *op = json_string_value(json_object_get(ev, "op"));
     const char *review_id = json_string_value(json_object_get(json_object_get(ev, "detail"), "review"));
@@ -281,20 +371,8 @@ static rl_error *reg_undo_review(reg_txn *txn, const rl_actor *actor, const json
     RL_TRY(rl_store_get(txn->reg->store, RL_CF_REVIEW_OPEN, okey, (size_t)oklen, &open_id, &len, &found));
     if (found)
         RL_FAIL(RL_ECONFLICT, "a newer review item for this pair is open (%.*s): decide that one", (int)len, open_id);
-    if (strcmp(op, "review-not-a-match") == 0) {
-        RL_TRY(rl_store_iter_new(txn->reg->store, RL_CF_NOMATCH, NULL, 0, NULL, 0, &it));
-        for (; rl_store_iter_valid(it); rl_store_iter_next(it)) {
-            size_t klen, vlen;
-            const char *k = rl_store_iter_key(it, &klen);
-            const char *v = rl_store_iter_value(it, &vlen);
-            json_t *memo = json_loadb(v, vlen, 0, NULL);
-            const char *by = json_string_value(json_object_get(memo, "review"));
-            if (by && strcmp(by, review_id) == 0)
-                rl_store_batch_delete(txn->batch, RL_CF_NOMATCH, k, klen);
-            json_decref(memo);
-        }
-        RL_TRY(rl_store_iter_status(it));
-    }
+    if (strcmp(op, "review-not-a-match") == 0)
+        RL_TRY(reg_forget_tagged(txn, "review", review_id));
     char now[32];
     reg_now(now);
     json_object_set_new(item, "status", json_string("open"));
@@ -308,10 +386,20 @@ static rl_error *reg_undo_review(reg_txn *txn, const rl_actor *actor, const json
     txn->d_open_reviews++;
     *reopened = json_incref(item);
 cleanup:
-    rl_store_iter_destroy(it);
     free(open_id);
     json_decref(item);
     return err;
+}
+
+/* Undoing an unlink forgets the not-a-match pairs it remembered (tagged with
+ * the golden record it made), as undoing a "not a match" decision does. */
+static rl_error *reg_undo_unlink_memory(reg_txn *txn, const json_t *ev)
+{
+    const char *op = json_string_value(json_object_get(ev, "op"));
+    const char *tag = json_string_value(json_object_get(json_object_get(ev, "detail"), "golden"));
+    if (!op || strcmp(op, "unlink") != 0 || !tag)
+        return NULL; /* unlinks before this memory was kept have no tag, and nothing to forget */
+    return reg_forget_tagged(txn, "unlink", tag);
 }
 
 static rl_error *reg_undo_event(rl_registry *reg, const rl_actor *actor, const char *event_id, const char *op,
@@ -336,6 +424,7 @@ static rl_error *reg_undo_event(rl_registry *reg, const rl_actor *actor, const c
     if (err)
         goto cleanup;
     RL_TRY(reg_undo_review(&txn, actor, ev, event_id, new_id, &reopened));
+    RL_TRY(reg_undo_unlink_memory(&txn, ev));
     json_object_set_new(ev, "undone_by", json_string(new_id));
     reg_put_json(txn.batch, RL_CF_HISTORY, event_id, strlen(event_id), ev, &err);
     if (err)
@@ -656,6 +745,7 @@ rl_error *rl_registry_review_resolve(rl_registry *reg, const rl_actor *actor, co
     if (same) {
         RL_TRY(reg_active_golden(&txn, cand_golden, &target));
         RL_TRY(reg_move_record(&txn, actor, rid, cand_golden, target, "manual"));
+        RL_TRY(reg_pin_members(&txn, actor, target, cand_golden));
         json_t *t = target;
         target = NULL;
         RL_TRY(reg_txn_put_golden(&txn, cand_golden, t));
@@ -666,15 +756,15 @@ rl_error *rl_registry_review_resolve(rl_registry *reg, const rl_actor *actor, co
         size_t i;
         json_t *m;
         json_t *memo = json_pack("{s:s, s:s, s:s}", "who", reg_actor_who(actor), "when", now, "review", review_id);
+        if (!memo)
+            RL_FAIL(RL_ENOMEM, "out of memory");
         json_array_foreach(members, i, m) {
-            char pair[2 * REG_ID_LEN + 8];
-            size_t plen = reg_pair_key(rid, json_string_value(m), pair, sizeof pair);
-            reg_put_json(txn.batch, RL_CF_NOMATCH, pair, plen, memo, &err);
+            if (!err)
+                err = reg_remember_different(&txn, rid, json_string_value(m), memo);
         }
         const char *cand_record = json_string_value(json_object_get(item, "candidate_record"));
-        char pair[2 * REG_ID_LEN + 8];
-        size_t plen = reg_pair_key(rid, cand_record, pair, sizeof pair);
-        reg_put_json(txn.batch, RL_CF_NOMATCH, pair, plen, memo, &err);
+        if (!err && cand_record)
+            err = reg_remember_different(&txn, rid, cand_record, memo);
         json_decref(memo);
         if (err)
             goto cleanup;

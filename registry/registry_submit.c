@@ -156,15 +156,41 @@ cleanup:
     return err;
 }
 
+/* What a decision's activity checks read: the golden record looked at last,
+ * kept parsed so that joining the one chosen reads it once rather than twice
+ * (a store read and a parse inside the one-at-a-time step). Only valid until
+ * the transaction writes a golden record: taken or dropped before that. */
+typedef struct reg_active_peek {
+    reg_txn *txn;
+    char id[REG_ID_LEN + 1];
+    json_t *golden; /* owned; as reg_txn_golden gave it */
+} reg_active_peek;
+
 static rl_error *reg_submit_active(void *ctx, const char *golden, bool *active)
 {
+    reg_active_peek *peek = ctx;
     rl_error *err = NULL;
     json_t *g = NULL;
-    RL_TRY(reg_txn_golden(ctx, golden, &g));
+    RL_TRY(reg_txn_golden(peek->txn, golden, &g));
     *active = g && reg_golden_active(g);
+    json_decref(peek->golden);
+    peek->golden = g;
+    g = NULL;
+    snprintf(peek->id, sizeof peek->id, "%s", golden);
 cleanup:
     json_decref(g);
     return err;
+}
+
+/* The golden record `id` as reg_txn_golden gives it, from the peek when it holds that one. */
+static rl_error *reg_peek_golden(reg_active_peek *peek, const char *id, json_t **out)
+{
+    if (peek->golden && strcmp(peek->id, id) == 0) {
+        *out = peek->golden;
+        peek->golden = NULL;
+        return NULL;
+    }
+    return reg_txn_golden(peek->txn, id, out);
 }
 
 rl_error *reg_queue_review(reg_txn *txn, const char *record_id, const char *own_golden,
@@ -183,6 +209,18 @@ rl_error *reg_queue_review(reg_txn *txn, const char *record_id, const char *own_
     RL_TRY(rl_store_get(reg->store, RL_CF_REVIEW_OPEN, okey, (size_t)oklen, &existing, &len, &found));
     if (found)
         goto cleanup;
+    /* The same question asked the other way (the candidate against this
+     * record's person, open since the candidate came or was updated): one
+     * item a pair, so that one decision answers it and one undo takes it back. */
+    if (candidate_record && own_golden) {
+        char rkey[2 * REG_ID_LEN + 8];
+        int rklen = snprintf(rkey, sizeof rkey, "%s%c%s", candidate_record, '\0', own_golden);
+        free(existing);
+        existing = NULL;
+        RL_TRY(rl_store_get(reg->store, RL_CF_REVIEW_OPEN, rkey, (size_t)rklen, &existing, &len, &found));
+        if (found)
+            goto cleanup;
+    }
     char id[REG_TIMEKEY_LEN + 1];
     reg_time_key(reg, rl_time_wall_ms(), id);
     char now[32];
@@ -599,6 +637,7 @@ static void reg_submit_decide(rl_registry *reg, reg_submit_req *q)
     reg_golden_score *gs = NULL;
     size_t ngs = 0;
     reg_txn txn = {0};
+    reg_active_peek peek = {.txn = &txn};
     const rl_actor *actor = q->actor;
     json_t *ident_keys = q->ident_keys, *postings = q->postings;
     const char *source_key = q->source_key;
@@ -714,10 +753,10 @@ static void reg_submit_decide(rl_registry *reg, reg_submit_req *q)
     json_t *link = NULL;
     if (!found) {
         int chosen = -1;
-        RL_TRY(reg_choose_golden(reg, gs, ngs, reg_submit_active, &txn, &chosen));
+        RL_TRY(reg_choose_golden(reg, gs, ngs, reg_submit_active, &peek, &chosen));
         if (chosen >= 0) {
             snprintf(golden_id, sizeof q->golden_id, "%s", gs[chosen].golden);
-            RL_TRY(reg_txn_golden(&txn, golden_id, &golden));
+            RL_TRY(reg_peek_golden(&peek, golden_id, &golden));
             RL_TRY(reg_golden_add_member(golden, rid));
             link_score = gs[chosen].score;
             grade = reg_grade(reg, link_score);
@@ -746,7 +785,10 @@ static void reg_submit_decide(rl_registry *reg, reg_submit_req *q)
         RL_FAIL(RL_ENOMEM, "out of memory");
     q->link = json_incref(link);
     RL_TRY(reg_txn_put_link(&txn, rid, link));
-    RL_TRY(reg_offer_reviews(&txn, rid, golden_id, gs, ngs, reg_submit_active, &txn, &q->reviews));
+    /* The transaction holds a golden record now: the peek may be stale. */
+    json_decref(peek.golden);
+    peek.golden = NULL;
+    RL_TRY(reg_offer_reviews(&txn, rid, golden_id, gs, ngs, reg_submit_active, &peek, &q->reviews));
 
     const char *subjects[2] = {rid, golden_id};
     json_t *detail = json_pack("{s:s, s:f, s:i, s:i}", "grade", grade, "score", link_score, "candidates",
@@ -776,6 +818,7 @@ static void reg_submit_decide(rl_registry *reg, reg_submit_req *q)
     q->grade = grade;
     q->score = link_score;
 cleanup:
+    json_decref(peek.golden);
     reg_txn_end(&txn);
     reg_golden_scores_free(gs, ngs);
     free(existing);

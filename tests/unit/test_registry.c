@@ -779,6 +779,99 @@ static void test_link_unlink_undo(void **state)
     rl_submit_result_clear(&c);
 }
 
+static json_t *rematch(fixture *f)
+{
+    json_t *report = NULL;
+    rl_error *err = rl_registry_rematch(f->reg, &reviewer, &report);
+    if (err)
+        fail_msg("rematch: %s", rl_error_message(err));
+    return report;
+}
+
+/* The first open review item's id (the list must hold one). */
+static void first_review(fixture *f, char id[32])
+{
+    json_t *list = NULL;
+    assert_null(rl_registry_review_list(f->reg, false, 10, &list));
+    json_t *item = json_array_get(json_object_get(list, "items"), 0);
+    assert_non_null(item);
+    snprintf(id, 32, "%s", json_string_value(json_object_get(item, "id")));
+    json_decref(list);
+}
+
+/* Rematch respects what people decided: a reviewer's "same person" keeps the pair the guards
+ * held apart together, a merge keeps both persons' records together, an unlink keeps the record
+ * away from the person it was taken from; and one pair gets one review item, whichever side
+ * changes. */
+static void test_rematch_keeps_human_decisions(void **state)
+{
+    fixture *f = *state;
+    char g1[65], g2[65], item[32];
+    /* A father and a son of one name: held apart by the guard, then decided "same person". */
+    rl_submit_result w1 = submit(f, "urn:w", "1", "Wekesa", "John", "male", "1960-07-15");
+    rl_submit_result w2 = submit(f, "urn:w", "2", "Wekesa", "John", "male", "1988-07-15");
+    assert_string_not_equal(w2.golden_id, w1.golden_id);
+    assert_int_equal(w2.reviews_queued, 1);
+    first_review(f, item);
+    json_t *out = NULL;
+    assert_null(rl_registry_review_resolve(f->reg, &reviewer, item, "link", &out));
+    json_decref(out);
+    /* Twins, merged by a person. */
+    rl_submit_result s1 = submit(f, "urn:s", "1", "Njoroge", "Peter", "male", "1990-02-02");
+    rl_submit_result s2 = submit(f, "urn:s", "2", "Njoroge", "Petronila", "female", "1990-02-02");
+    assert_string_not_equal(s2.golden_id, s1.golden_id);
+    assert_null(rl_registry_merge(f->reg, &reviewer, s2.golden_id, s1.golden_id, NULL));
+    /* Two records the matcher linked, unlinked by a person. */
+    rl_submit_result m1 = submit(f, "urn:m", "1", "Achieng", "Mary", "female", "1975-05-05");
+    rl_submit_result m2 = submit(f, "urn:m", "2", "Achieng", "Mary", "female", "1975-05-05");
+    assert_string_equal(m2.golden_id, m1.golden_id);
+    json_t *unlinked = NULL;
+    assert_null(rl_registry_unlink(f->reg, &reviewer, m2.record_id, &unlinked));
+    char m2_alone[65];
+    golden_of(f, m2.record_id, m2_alone);
+
+    for (int round = 0; round < 2; round++) {
+        json_t *report = rematch(f);
+        assert_int_equal(json_integer_value(json_object_get(report, "moved")), 0);
+        json_decref(report);
+        assert_string_equal(golden_of(f, w1.record_id, g1), golden_of(f, w2.record_id, g2));
+        assert_string_equal(g1, w1.golden_id); /* the id clients hold still names the father */
+        assert_string_equal(golden_of(f, s1.record_id, g1), s1.golden_id);
+        assert_string_equal(golden_of(f, s2.record_id, g2), s1.golden_id);
+        assert_string_equal(golden_of(f, m1.record_id, g1), m1.golden_id);
+        assert_string_equal(golden_of(f, m2.record_id, g2), m2_alone);
+        expect_clean(f);
+    }
+    /* Mary's records were told apart by a person: a third record like both is no certainty. */
+    rl_submit_result m3 = submit(f, "urn:m", "3", "Achieng", "Mary", "female", "1975-05-05");
+    assert_string_not_equal(m3.golden_id, m1.golden_id);
+    assert_string_not_equal(m3.golden_id, m2_alone);
+    /* Undoing the unlink forgets what it remembered: rematch may put Mary's records together again. */
+    assert_null(rl_registry_undo(f->reg, &reviewer, json_string_value(json_object_get(unlinked, "id")), NULL));
+    json_decref(rematch(f));
+    assert_string_equal(golden_of(f, m1.record_id, g1), golden_of(f, m2.record_id, g2));
+    expect_clean(f);
+
+    /* Twin girls: one item for the pair, not a second one when the first twin is updated. */
+    rl_submit_result t1 = submit(f, "urn:t", "1", "Wanjiru", "Grace", "female", "2010-10-10");
+    rl_submit_result t2 = submit(f, "urn:t", "2", "Wanjiru", "Faith", "female", "2010-10-10");
+    assert_int_equal(t2.reviews_queued, 1);
+    rl_registry_stats st;
+    rl_registry_stats_get(f->reg, &st);
+    uint64_t open = st.open_reviews;
+    rl_submit_result t1b = submit(f, "urn:t", "1", "Wanjiru", "Grace", "female", "2010-10-10");
+    assert_false(t1b.created);
+    assert_int_equal(t1b.reviews_queued, 0);
+    rl_registry_stats_get(f->reg, &st);
+    assert_int_equal(st.open_reviews, open);
+    expect_clean(f);
+
+    json_decref(unlinked);
+    rl_submit_result *all[] = {&w1, &w2, &s1, &s2, &m1, &m2, &m3, &t1, &t2, &t1b};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++)
+        rl_submit_result_clear(all[i]);
+}
+
 static void test_merge_unmerge_restores_exactly(void **state)
 {
     fixture *f = *state;
@@ -1342,6 +1435,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_review_link_decision, setup, teardown),
         cmocka_unit_test_setup_teardown(test_review_biometric, setup, teardown),
         cmocka_unit_test_setup_teardown(test_link_unlink_undo, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rematch_keeps_human_decisions, setup_probabilistic, teardown),
         cmocka_unit_test_setup_teardown(test_merge_unmerge_restores_exactly, setup, teardown),
         cmocka_unit_test_setup_teardown(test_decisions_follow_link_changes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_registrations_find_each_other, setup, teardown),
