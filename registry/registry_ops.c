@@ -254,6 +254,7 @@ rl_error *rl_registry_merge(rl_registry *reg, const rl_actor *actor, const char 
     char now[32];
     reg_now(now);
     json_object_set_new(from, "updated", json_string(now));
+    json_object_set_new(from, "version", json_integer(json_integer_value(json_object_get(from, "version")) + 1));
     /* The event id is known only once the event is written: note it after, in detail. */
     json_t *f = from, *t = into;
     from = into = NULL;
@@ -415,6 +416,13 @@ static rl_error *reg_undo_event(rl_registry *reg, const rl_actor *actor, const c
     RL_TRY(reg_get_json(reg, RL_CF_HISTORY, event_id, strlen(event_id), &ev));
     if (!ev)
         RL_FAIL(RL_ENOTFOUND, "no history event %s", event_id);
+    /* An undo's own before and after say nothing of the review decision or the
+     * memory it took back, so undoing it would restore the links alone: half a
+     * decision. Deciding again says what is meant. */
+    const char *ev_op = json_string_value(json_object_get(ev, "op"));
+    if (ev_op && (strcmp(ev_op, "undo") == 0 || strcmp(ev_op, "unmerge") == 0))
+        RL_FAIL(RL_ECONFLICT, "event %s is an %s, which cannot be undone: link, merge or decide the review item "
+                "again instead", event_id, ev_op);
     RL_TRY(reg_undo_locked(&txn, actor, ev, event_id));
     json_t *detail = json_pack("{s:s, s:s}", "undoes", event_id, "undoes_op",
                                json_string_value(json_object_get(ev, "op")));
@@ -717,6 +725,30 @@ cleanup:
     return err;
 }
 
+/* The active golden record id that `golden` names now: itself, or where
+ * merges took its members (a chain, bounded: a loop is a damaged store). */
+static rl_error *reg_current_person(reg_txn *txn, const char *golden, char out[REG_ID_LEN + 8])
+{
+    rl_error *err = NULL;
+    json_t *g = NULL;
+    snprintf(out, REG_ID_LEN + 8, "%s", golden);
+    for (int hops = 0;; hops++) {
+        RL_TRY(reg_txn_golden(txn, out, &g));
+        const char *into = json_string_value(json_object_get(g, "merged_into"));
+        const char *status = json_string_value(json_object_get(g, "status"));
+        if (!into || !status || strcmp(status, "merged") != 0)
+            break;
+        if (hops == 64)
+            RL_FAIL(RL_ESTORE, "golden record %s: merges lead in a loop: run `ridgeline check`", golden);
+        snprintf(out, REG_ID_LEN + 8, "%s", into);
+        json_decref(g);
+        g = NULL;
+    }
+cleanup:
+    json_decref(g);
+    return err;
+}
+
 rl_error *rl_registry_review_resolve(rl_registry *reg, const rl_actor *actor, const char *review_id,
                                      const char *decision, json_t **out)
 {
@@ -742,16 +774,28 @@ rl_error *rl_registry_review_resolve(rl_registry *reg, const rl_actor *actor, co
     const char *cand_golden = json_string_value(json_object_get(item, "candidate_golden"));
     char now[32];
     reg_now(now);
-    if (same) {
-        RL_TRY(reg_active_golden(&txn, cand_golden, &target));
-        RL_TRY(reg_move_record(&txn, actor, rid, cand_golden, target, "manual"));
-        RL_TRY(reg_pin_members(&txn, actor, target, cand_golden));
+    /* The person asked about may have been merged into another since the item
+     * was queued, and the record linked there by hand: the question is about
+     * the person as they are now. */
+    char person[REG_ID_LEN + 8];
+    RL_TRY(reg_current_person(&txn, cand_golden, person));
+    RL_TRY(reg_txn_link(&txn, rid, &link));
+    if (!link)
+        RL_FAIL(RL_ENOTFOUND, "no source record %s", rid);
+    bool together = strcmp(json_string_value(json_object_get(link, "golden")), person) == 0;
+    if (different && together)
+        RL_FAIL(RL_ECONFLICT, "record %s is in golden record %s already (linked since the item was queued): "
+                "unlink it first, or resolve \"link\"", rid, person);
+    if (same && !together) {
+        RL_TRY(reg_active_golden(&txn, person, &target));
+        RL_TRY(reg_move_record(&txn, actor, rid, person, target, "manual"));
+        RL_TRY(reg_pin_members(&txn, actor, target, person));
         json_t *t = target;
         target = NULL;
-        RL_TRY(reg_txn_put_golden(&txn, cand_golden, t));
-    } else {
+        RL_TRY(reg_txn_put_golden(&txn, person, t));
+    } else if (different) {
         /* Remember the pair for every record now in the candidate's golden record. */
-        RL_TRY(reg_txn_golden(&txn, cand_golden, &target));
+        RL_TRY(reg_txn_golden(&txn, person, &target));
         json_t *members = target ? json_object_get(target, "members") : NULL;
         size_t i;
         json_t *m;

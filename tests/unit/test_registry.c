@@ -872,6 +872,72 @@ static void test_rematch_keeps_human_decisions(void **state)
         rl_submit_result_clear(all[i]);
 }
 
+/* The open review item for record rid (the list must hold it). */
+static void review_of(fixture *f, const char *rid, char id[32])
+{
+    json_t *list = NULL;
+    assert_null(rl_registry_review_list(f->reg, false, 50, &list));
+    size_t i;
+    json_t *item;
+    id[0] = '\0';
+    json_array_foreach(json_object_get(list, "items"), i, item)
+        if (strcmp(json_string_value(json_object_get(item, "record")), rid) == 0)
+            snprintf(id, 32, "%s", json_string_value(json_object_get(item, "id")));
+    json_decref(list);
+    if (!id[0])
+        fail_msg("no open review item for record %s", rid);
+}
+
+/* An item is about the person as they are when it is decided: linked by hand meanwhile, "same
+ * person" closes it and "not a match" is refused; merged meanwhile, "same person" joins the
+ * person the merge made. An undo cannot itself be undone (it would restore half a decision). */
+static void test_review_items_follow_people(void **state)
+{
+    fixture *f = *state;
+    char item[32], g[65];
+    json_t *out = NULL;
+    rl_registry_stats st;
+    rl_submit_result a = submit(f, "urn:a", "1", "Phiri", "Joseph", "male", "1970-05-05");
+    rl_submit_result b = submit(f, "urn:a", "2", "Phiri", "Joseph", "female", "1970-05-05");
+    review_of(f, b.record_id, item);
+    assert_null(rl_registry_link(f->reg, &reviewer, b.record_id, a.golden_id, NULL));
+    rl_error *err = rl_registry_review_resolve(f->reg, &reviewer, item, "not-a-match", &out);
+    assert_int_equal(rl_error_code(err), RL_ECONFLICT);
+    rl_error_free(err);
+    assert_null(rl_registry_review_resolve(f->reg, &reviewer, item, "link", &out));
+    assert_string_equal(json_string_value(json_object_get(json_object_get(out, "item"), "status")), "resolved");
+    json_decref(out);
+    assert_string_equal(golden_of(f, b.record_id, g), a.golden_id);
+
+    rl_submit_result c = submit(f, "urn:c", "1", "Tembo", "Ruth", "female", "1981-08-08");
+    rl_submit_result d = submit(f, "urn:c", "2", "Tembo", "Ruth", "male", "1981-08-08");
+    rl_submit_result e = submit(f, "urn:c", "3", "Tembo", "Rose", "female", "1950-01-01");
+    review_of(f, d.record_id, item);
+    assert_null(rl_registry_merge(f->reg, &reviewer, c.golden_id, e.golden_id, NULL));
+    json_t *merged = NULL;
+    assert_null(rl_registry_golden_show(f->reg, &clerk, c.golden_id, &merged));
+    assert_string_equal(json_string_value(json_object_get(json_object_get(merged, "golden"), "status")), "merged");
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(merged, "golden"), "version")), 2);
+    json_decref(merged);
+    assert_null(rl_registry_review_resolve(f->reg, &reviewer, item, "link", &out));
+    assert_string_equal(golden_of(f, d.record_id, g), e.golden_id);
+    char decided[40];
+    snprintf(decided, sizeof decided, "%s", json_string_value(json_object_get(json_object_get(out, "event"), "id")));
+    json_decref(out);
+    json_t *undone = NULL;
+    assert_null(rl_registry_undo(f->reg, &reviewer, decided, &undone));
+    err = rl_registry_undo(f->reg, &reviewer, json_string_value(json_object_get(undone, "id")), NULL);
+    assert_int_equal(rl_error_code(err), RL_ECONFLICT);
+    rl_error_free(err);
+    json_decref(undone);
+    rl_registry_stats_get(f->reg, &st);
+    assert_int_equal(st.open_reviews, 1); /* d's item, open again */
+    expect_clean(f);
+    rl_submit_result *all[] = {&a, &b, &c, &d, &e};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++)
+        rl_submit_result_clear(all[i]);
+}
+
 static void test_merge_unmerge_restores_exactly(void **state)
 {
     fixture *f = *state;
@@ -1436,6 +1502,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_review_biometric, setup, teardown),
         cmocka_unit_test_setup_teardown(test_link_unlink_undo, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rematch_keeps_human_decisions, setup_probabilistic, teardown),
+        cmocka_unit_test_setup_teardown(test_review_items_follow_people, setup, teardown),
         cmocka_unit_test_setup_teardown(test_merge_unmerge_restores_exactly, setup, teardown),
         cmocka_unit_test_setup_teardown(test_decisions_follow_link_changes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_registrations_find_each_other, setup, teardown),
