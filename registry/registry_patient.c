@@ -123,6 +123,161 @@ static const rl_list_rule rl_list_rules[] = {
     {"address", rl_address_strings, rl_address_lists},
 };
 
+/* FHIR dateTime: a date as above, or a full date with a time and a zone
+ * (YYYY-MM-DDThh:mm:ss[.fff](Z|+hh:mm|-hh:mm)). */
+static bool rl_is_fhir_datetime(const char *s)
+{
+    size_t n = strlen(s);
+    if (n <= 10)
+        return rl_is_fhir_date(s);
+    char date[11];
+    memcpy(date, s, 10);
+    date[10] = '\0';
+    if (!rl_is_fhir_date(date) || n < 20 || s[10] != 'T' || !rl_is_digits(s + 11, 2) || s[13] != ':' ||
+        !rl_is_digits(s + 14, 2) || s[16] != ':' || !rl_is_digits(s + 17, 2))
+        return false;
+    int hh = (s[11] - '0') * 10 + (s[12] - '0'), mm = (s[14] - '0') * 10 + (s[15] - '0');
+    int ss = (s[17] - '0') * 10 + (s[18] - '0');
+    if (hh > 23 || mm > 59 || ss > 60) /* 60: a leap second */
+        return false;
+    const char *z = s + 19;
+    if (*z == '.') {
+        z++;
+        size_t f = 0;
+        while (z[f] >= '0' && z[f] <= '9')
+            f++;
+        if (f == 0 || f > 9)
+            return false;
+        z += f;
+    }
+    if (strcmp(z, "Z") == 0)
+        return true;
+    return (z[0] == '+' || z[0] == '-') && strlen(z) == 6 && rl_is_digits(z + 1, 2) && z[3] == ':' &&
+           rl_is_digits(z + 4, 2) && (z[1] - '0') * 10 + (z[2] - '0') <= 14 && (z[4] - '0') * 10 + (z[5] - '0') <= 59;
+}
+
+/* Extensions: each an object with a url, at most one value[x] of a known
+ * primitive type checked for its JSON type, and nested extensions the same
+ * (the request's JSON depth limit bounds the recursion). */
+static rl_error *rl_check_extensions(const json_t *list, const char *path)
+{
+    rl_error *err = NULL;
+    if (!json_is_array(list))
+        RL_FAIL(RL_EINVAL, "Patient.%s must be an array", path);
+    if (json_array_size(list) > RL_PATIENT_MAX_REPEATS)
+        RL_FAIL(RL_ETOOBIG, "Patient.%s has more than %d entries", path, RL_PATIENT_MAX_REPEATS);
+    size_t i;
+    const json_t *ext;
+    json_array_foreach(list, i, ext) {
+        char at[128];
+        snprintf(at, sizeof at, "%s[%zu]", path, i);
+        if (!json_is_object(ext))
+            RL_FAIL(RL_EINVAL, "Patient.%s must be an object", at);
+        const json_t *url = json_object_get(ext, "url");
+        if (!json_is_string(url) || json_string_length(url) == 0)
+            RL_FAIL(RL_EINVAL, "Patient.%s.url is required (a string)", at);
+        int values = 0;
+        const char *key;
+        const json_t *v;
+        json_object_foreach((json_t *)ext, key, v) {
+            if (strncmp(key, "value", 5) != 0)
+                continue;
+            values++;
+            const char *type = key + 5;
+            bool ok = true;
+            if (!strcmp(type, "String") || !strcmp(type, "Code") || !strcmp(type, "Uri") || !strcmp(type, "Url") ||
+                !strcmp(type, "Id") || !strcmp(type, "Markdown") || !strcmp(type, "Canonical") ||
+                !strcmp(type, "Oid"))
+                ok = json_is_string(v) && json_string_length(v) > 0;
+            else if (!strcmp(type, "Date"))
+                ok = json_is_string(v) && rl_is_fhir_date(json_string_value(v));
+            else if (!strcmp(type, "DateTime"))
+                ok = json_is_string(v) && rl_is_fhir_datetime(json_string_value(v));
+            else if (!strcmp(type, "Boolean"))
+                ok = json_is_boolean(v);
+            else if (!strcmp(type, "Integer") || !strcmp(type, "PositiveInt") || !strcmp(type, "UnsignedInt"))
+                ok = json_is_integer(v);
+            else if (!strcmp(type, "Decimal"))
+                ok = json_is_number(v);
+            else
+                ok = json_is_object(v); /* a complex type (Coding, CodeableConcept, Address...) */
+            if (!ok)
+                RL_FAIL(RL_EINVAL, "Patient.%s.%.40s has the wrong type", at, key);
+        }
+        const json_t *nested = json_object_get(ext, "extension");
+        if (values > 1)
+            RL_FAIL(RL_EINVAL, "Patient.%s has more than one value[x]", at);
+        if (values == 1 && nested)
+            RL_FAIL(RL_EINVAL, "Patient.%s has both a value[x] and extensions", at);
+        if (nested) {
+            char sub[160];
+            snprintf(sub, sizeof sub, "%s.extension", at);
+            RL_TRY(rl_check_extensions(nested, sub));
+        }
+    }
+cleanup:
+    return err;
+}
+
+/* The other elements' shapes, from the R4 Patient definition: what the
+ * registry stores and serves back must be a Patient other systems can read. */
+static rl_error *rl_check_other_elements(const json_t *p)
+{
+    rl_error *err = NULL;
+    static const char *const strings[] = {"id", "implicitRules", "language"};
+    static const char *const objects[] = {"meta", "text", "maritalStatus", "managingOrganization"};
+    static const char *const lists[] = {"contained", "photo", "contact", "communication", "generalPractitioner",
+                                        "link"};
+    for (size_t i = 0; i < sizeof strings / sizeof *strings; i++) {
+        const json_t *v = json_object_get(p, strings[i]);
+        if (v)
+            RL_TRY(rl_expect_string(v, strings[i]));
+    }
+    for (size_t i = 0; i < sizeof objects / sizeof *objects; i++) {
+        const json_t *v = json_object_get(p, objects[i]);
+        if (v && !json_is_object(v))
+            RL_FAIL(RL_EINVAL, "Patient.%s must be an object", objects[i]);
+    }
+    for (size_t i = 0; i < sizeof lists / sizeof *lists; i++) {
+        const json_t *v = json_object_get(p, lists[i]);
+        if (!v)
+            continue;
+        if (!json_is_array(v))
+            RL_FAIL(RL_EINVAL, "Patient.%s must be an array", lists[i]);
+        if (json_array_size(v) > RL_PATIENT_MAX_REPEATS)
+            RL_FAIL(RL_ETOOBIG, "Patient.%s has more than %d entries", lists[i], RL_PATIENT_MAX_REPEATS);
+        size_t k;
+        const json_t *item;
+        json_array_foreach(v, k, item) if (!json_is_object(item))
+            RL_FAIL(RL_EINVAL, "Patient.%s[%zu] must be an object", lists[i], k);
+    }
+    static const char *const ext_lists[] = {"extension", "modifierExtension"};
+    for (size_t i = 0; i < 2; i++) {
+        const json_t *v = json_object_get(p, ext_lists[i]);
+        if (v)
+            RL_TRY(rl_check_extensions(v, ext_lists[i]));
+    }
+    /* Choice elements: one of each pair, of its type. */
+    const json_t *dead_b = json_object_get(p, "deceasedBoolean"), *dead_t = json_object_get(p, "deceasedDateTime");
+    if (dead_b && dead_t)
+        RL_FAIL(RL_EINVAL, "Patient: deceasedBoolean and deceasedDateTime together (deceased[x] is one of them)");
+    if (dead_b && !json_is_boolean(dead_b))
+        RL_FAIL(RL_EINVAL, "Patient.deceasedBoolean must be true or false");
+    if (dead_t && (!json_is_string(dead_t) || !rl_is_fhir_datetime(json_string_value(dead_t))))
+        RL_FAIL(RL_EINVAL, "Patient.deceasedDateTime must be a dateTime (YYYY-MM-DD or YYYY-MM-DDThh:mm:ss+zz:zz)");
+    const json_t *twin_b = json_object_get(p, "multipleBirthBoolean"),
+                 *twin_i = json_object_get(p, "multipleBirthInteger");
+    if (twin_b && twin_i)
+        RL_FAIL(RL_EINVAL, "Patient: multipleBirthBoolean and multipleBirthInteger together (multipleBirth[x] is "
+                "one of them)");
+    if (twin_b && !json_is_boolean(twin_b))
+        RL_FAIL(RL_EINVAL, "Patient.multipleBirthBoolean must be true or false");
+    if (twin_i && (!json_is_integer(twin_i) || json_integer_value(twin_i) < 0))
+        RL_FAIL(RL_EINVAL, "Patient.multipleBirthInteger must be a whole number (the birth order)");
+cleanup:
+    return err;
+}
+
 rl_error *rl_registry_patient_validate(const json_t *p)
 {
     rl_error *err = NULL;
@@ -174,6 +329,7 @@ rl_error *rl_registry_patient_validate(const json_t *p)
     const json_t *birth = json_object_get(p, "birthDate");
     if (birth && (!json_is_string(birth) || !rl_is_fhir_date(json_string_value(birth))))
         RL_FAIL(RL_EINVAL, "Patient.birthDate must be a date: YYYY, YYYY-MM or YYYY-MM-DD");
+    RL_TRY(rl_check_other_elements(p));
 cleanup:
     return err;
 }

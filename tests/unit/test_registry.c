@@ -1428,6 +1428,29 @@ static const struct {
     {"{\"resourceType\":\"Patient\",\"identifier\":[{\"system\":\"s\",\"value\":5}]}", RL_EINVAL, "identifier[0].value"},
     {"{\"resourceType\":\"Patient\",\"address\":[{\"line\":[1]}]}", RL_EINVAL, "address[0].line[0]"},
     {"{\"resourceType\":\"Patient\",\"telecom\":[{\"value\":null}]}", RL_EINVAL, "telecom[0].value"},
+    /* The other elements' shapes (a review found them stored as sent). */
+    {"{\"resourceType\":\"Patient\",\"deceasedBoolean\":\"yes\"}", RL_EINVAL, "deceasedBoolean"},
+    {"{\"resourceType\":\"Patient\",\"deceasedDateTime\":\"not-a-date\"}", RL_EINVAL, "deceasedDateTime"},
+    {"{\"resourceType\":\"Patient\",\"deceasedDateTime\":\"2020-01-01T25:00:00Z\"}", RL_EINVAL, "deceasedDateTime"},
+    {"{\"resourceType\":\"Patient\",\"deceasedBoolean\":true,\"deceasedDateTime\":\"2020\"}", RL_EINVAL, "together"},
+    {"{\"resourceType\":\"Patient\",\"multipleBirthInteger\":\"x\"}", RL_EINVAL, "multipleBirthInteger"},
+    {"{\"resourceType\":\"Patient\",\"multipleBirthBoolean\":true,\"multipleBirthInteger\":2}", RL_EINVAL, "together"},
+    {"{\"resourceType\":\"Patient\",\"contact\":\"x\"}", RL_EINVAL, "Patient.contact must be an array"},
+    {"{\"resourceType\":\"Patient\",\"photo\":5}", RL_EINVAL, "Patient.photo must be an array"},
+    {"{\"resourceType\":\"Patient\",\"communication\":[5]}", RL_EINVAL, "Patient.communication[0] must be an object"},
+    {"{\"resourceType\":\"Patient\",\"maritalStatus\":\"M\"}", RL_EINVAL, "Patient.maritalStatus must be an object"},
+    {"{\"resourceType\":\"Patient\",\"language\":7}", RL_EINVAL, "Patient.language must be a string"},
+    {"{\"resourceType\":\"Patient\",\"extension\":\"x\"}", RL_EINVAL, "Patient.extension must be an array"},
+    {"{\"resourceType\":\"Patient\",\"extension\":[5]}", RL_EINVAL, "Patient.extension[0] must be an object"},
+    {"{\"resourceType\":\"Patient\",\"extension\":[{\"valueString\":\"x\"}]}", RL_EINVAL, "extension[0].url"},
+    {"{\"resourceType\":\"Patient\",\"extension\":[{\"url\":\"u\",\"valueString\":5}]}", RL_EINVAL,
+     "extension[0].valueString has the wrong type"},
+    {"{\"resourceType\":\"Patient\",\"extension\":[{\"url\":\"u\",\"valueString\":{\"a\":1}}]}", RL_EINVAL,
+     "valueString has the wrong type"},
+    {"{\"resourceType\":\"Patient\",\"extension\":[{\"url\":\"u\",\"valueString\":\"a\",\"valueCode\":\"b\"}]}",
+     RL_EINVAL, "more than one value"},
+    {"{\"resourceType\":\"Patient\",\"modifierExtension\":[{\"url\":\"u\",\"extension\":[{\"url\":\"v\",\"valueBoolean\":1}]}]}",
+     RL_EINVAL, "modifierExtension[0].extension[0].valueBoolean"},
 };
 
 static void test_validation_names_the_element(void **state)
@@ -1458,6 +1481,13 @@ static void test_validation_accepts_real_shapes(void **state)
         "{\"resourceType\":\"Patient\",\"birthDate\":\"2000-02-29\",\"active\":true,\"gender\":\"unknown\"}",
         "{\"resourceType\":\"Patient\",\"address\":[{\"line\":[\"12 Rue X\"],\"city\":\"Dakar\",\"country\":\"SN\"}],"
         "\"telecom\":[{\"system\":\"phone\",\"value\":\"+221 77 000 00 00\"}],\"multipleBirthInteger\":2}",
+        "{\"resourceType\":\"Patient\",\"deceasedDateTime\":\"2021-03-04T05:06:07.123+03:00\",\"language\":\"sw\","
+        "\"maritalStatus\":{\"text\":\"married\"},\"contact\":[{\"name\":{\"family\":\"Otieno\"}}],"
+        "\"communication\":[{\"language\":{\"text\":\"Swahili\"}}],\"generalPractitioner\":[{\"reference\":\"x\"}],"
+        "\"extension\":[{\"url\":\"http://hl7.org/fhir/StructureDefinition/patient-mothersMaidenName\","
+        "\"valueString\":\"Adeyemi\"},{\"url\":\"http://hl7.org/fhir/StructureDefinition/patient-birthPlace\","
+        "\"valueAddress\":{\"city\":\"Kisumu\"}},{\"url\":\"u\",\"extension\":[{\"url\":\"v\",\"valueInteger\":3}]}]}",
+        "{\"resourceType\":\"Patient\",\"deceasedDateTime\":\"2021-03-04T05:06:07Z\"}",
     };
     for (size_t i = 0; i < sizeof good / sizeof *good; i++) {
         json_t *p = parse(good[i]);
