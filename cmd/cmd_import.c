@@ -4,14 +4,20 @@
  * stopped store or over HTTP to a running server). CSV with a mapping file,
  * FHIR NDJSON, or a FHIR Bundle. A bad row is reported (row, reason) and the
  * rest go on; progress is recorded every few hundred rows, after the rows
- * before it are durable, so an interrupted import resumes where it stopped.
- * Rows sent twice are harmless: a known source key updates its record.
+ * before it are durable, so an interrupted import resumes where it stopped
+ * (into the same target, under the same format and mapping only). Rows sent
+ * twice are harmless because a known source key updates its record; that is
+ * why a Patient without an identifier is a rejected row, not a new record.
  */
+#include <errno.h>
 #include <getopt.h>
+#include <limits.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cmd/cmd.h"
@@ -20,53 +26,168 @@
 #include "ingest/ingest_csv.h"
 #include "ingest/ingest_fhir.h"
 
-enum { IMPORT_CHECKPOINT_ROWS = 500 };
+enum {
+    IMPORT_CHECKPOINT_ROWS = 500,
+    IMPORT_WAIT_MAX_S = 60,      /* one wait, whatever Retry-After asks */
+    IMPORT_ROW_WAIT_MAX_S = 600, /* all the waits of one row: past that the server is not coming back soon */
+    IMPORT_WAIT_NOTE_S = 10,     /* a wait is mentioned again at most this often */
+};
 
 void cmd_import_help(void)
 {
     printf("usage: ridgeline import FILE [--format csv|ndjson|bundle] [--mapping MAP.json]\n"
-           "                        [--rejects OUT.ndjson] [--restart] [--data DIR] [--config FILE]\n"
-           "                        [--server HOST:PORT]\n"
+           "                        [--rejects OUT.ndjson] [--state STATE] [--restart] [--data DIR]\n"
+           "                        [--config FILE] [--server HOST:PORT]\n"
            "\n"
            "Registers every row of FILE through the registration path the API uses (matching\n"
            "included). --format defaults from the name: .ndjson, .json (a Bundle), else CSV,\n"
            "which needs --mapping (see ingest/mappings). Rows that cannot be registered go to\n"
            "OUT.ndjson (default FILE.rejects.ndjson) with their row number and reason; the rest\n"
-           "go on. Progress is kept in FILE.import-state: run the same command again after an\n"
-           "interruption and it resumes (--restart starts over; rows sent twice only update).\n"
+           "go on. A Patient needs an identifier (system and value) of the system that sends\n"
+           "it: without one a second sending could not be recognised, so such a row is rejected.\n"
+           "Progress is kept in STATE (default FILE.import-state): run the same command again\n"
+           "after an interruption and it resumes, if it imports the same file, with the same\n"
+           "format and mapping, into the same store or server; otherwise it says why and starts\n"
+           "over (--restart starts over anyway; rows sent twice only update). From a read-only\n"
+           "folder, name both --state and --rejects elsewhere. Over HTTP, a server that asks to\n"
+           "wait (429, 503) is waited for as its Retry-After says; a refused token (401, 403),\n"
+           "a server failure (5xx) or no answer stops the import, progress kept.\n"
            "A progress line on stderr shows the rate and the time left. Exit status: 0 when\n"
-           "the whole file was processed (rejected rows included), 1 on a failure, 2 on bad usage.\n");
+           "the whole file was processed (rejected rows included), 1 on a failure, 2 on bad\n"
+           "usage or a token the server refuses.\n");
 }
 
+/* What a run resumes: the state is used only when everything but done and
+ * rejects_bytes is the same, since rows counted as done in another store, or
+ * read under another mapping or format, are not done in this one. */
 typedef struct import_state {
-    long long size, mtime;
-    long done;
+    char file[PATH_MAX];   /* FILE's real path */
+    long long size, mtime; /* FILE's, when the progress was recorded */
+    char target[PATH_MAX + 16]; /* "store:" and the store folder's real path, or "server:" and HOST:PORT */
+    char format[8];
+    char mapping[crypto_hash_sha256_BYTES * 2 + 1]; /* SHA-256 of the mapping file, hex; "" without one */
+    long done;                  /* rows read, every one of them durable in the target */
+    long long rejects_bytes;    /* the rejects file's length when done was recorded */
+    char rejects[PATH_MAX];     /* that rejects file */
 } import_state;
+
+static void import_copy(char *out, size_t size, const json_t *j, const char *key)
+{
+    const char *v = json_string_value(json_object_get(j, key));
+    snprintf(out, size, "%s", v ? v : "");
+}
 
 static bool import_state_load(const char *path, import_state *st)
 {
     json_t *j = json_load_file(path, 0, NULL);
     if (!j)
         return false;
+    memset(st, 0, sizeof *st);
+    import_copy(st->file, sizeof st->file, j, "file");
     st->size = json_integer_value(json_object_get(j, "size"));
     st->mtime = json_integer_value(json_object_get(j, "mtime"));
+    import_copy(st->target, sizeof st->target, j, "target");
+    import_copy(st->format, sizeof st->format, j, "format");
+    import_copy(st->mapping, sizeof st->mapping, j, "mapping_sha256");
     st->done = (long)json_integer_value(json_object_get(j, "done_rows"));
+    st->rejects_bytes = json_integer_value(json_object_get(j, "rejects_bytes"));
+    import_copy(st->rejects, sizeof st->rejects, j, "rejects");
     json_decref(j);
     return true;
 }
 
+/* Whether saved can be resumed by the run described by cur; when not, why in why. */
+static bool import_state_matches(const import_state *saved, const import_state *cur, char *why, size_t size)
+{
+    if (!saved->target[0] || !saved->file[0] || !saved->format[0])
+        snprintf(why, size, "it does not say what it was for (an earlier ridgeline wrote it)");
+    else if (strcmp(saved->file, cur->file) != 0)
+        snprintf(why, size, "it was for another input file, %s", saved->file);
+    else if (saved->size != cur->size || saved->mtime != cur->mtime)
+        snprintf(why, size, "the input file changed since");
+    else if (strcmp(saved->target, cur->target) != 0)
+        snprintf(why, size, "it was for %s, not %s", saved->target, cur->target);
+    else if (strcmp(saved->format, cur->format) != 0)
+        snprintf(why, size, "it was for --format %s, not %s", saved->format, cur->format);
+    else if (strcmp(saved->mapping, cur->mapping) != 0)
+        snprintf(why, size, "the mapping is not the one it was read with");
+    else if (saved->done < 0 || saved->rejects_bytes < 0)
+        snprintf(why, size, "it is damaged");
+    else
+        return true;
+    return false;
+}
+
+/* Writes beside path and renames, so that a kill leaves the old state or the new, never half of one. */
 static rl_error *import_state_save(const char *path, const import_state *st)
 {
-    char tmp[4300];
+    rl_error *err = NULL;
+    char tmp[PATH_MAX + 8];
+    json_t *j = NULL;
+    if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp)
+        RL_FAIL(RL_EINVAL, "path too long: %s", path);
+    j = json_pack("{s:i, s:s, s:I, s:I, s:s, s:s, s:s, s:I, s:I, s:s}", "version", 2, "file", st->file, "size",
+                  (json_int_t)st->size, "mtime", (json_int_t)st->mtime, "target", st->target, "format", st->format,
+                  "mapping_sha256", st->mapping, "done_rows", (json_int_t)st->done, "rejects_bytes",
+                  (json_int_t)st->rejects_bytes, "rejects", st->rejects);
+    if (!j)
+        RL_FAIL(RL_ENOMEM, "out of memory");
+    errno = 0;
+    if (json_dump_file(j, tmp, JSON_COMPACT) != 0) {
+        int e = errno;
+        unlink(tmp);
+        RL_FAIL(RL_EIO, "cannot record progress in %s: %s (--state PATH puts it elsewhere)", tmp,
+                e ? strerror(e) : "write failed");
+    }
+    if (rename(tmp, path) != 0) {
+        int e = errno;
+        unlink(tmp);
+        RL_FAIL(RL_EIO, "cannot record progress in %s: %s (--state PATH puts it elsewhere)", path, strerror(e));
+    }
+cleanup:
+    json_decref(j);
+    return err;
+}
+
+/* Fails when the state cannot be written where it goes, before a store is opened (or made) for nothing. */
+static rl_error *import_state_writable(const char *path)
+{
+    char tmp[PATH_MAX + 8];
     if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp)
         return RL_ERR(RL_EINVAL, "path too long: %s", path);
-    json_t *j = json_pack("{s:I, s:I, s:I}", "size", (json_int_t)st->size, "mtime", (json_int_t)st->mtime,
-                          "done_rows", (json_int_t)st->done);
-    int rc = json_dump_file(j, tmp, JSON_COMPACT);
-    json_decref(j);
-    if (rc != 0 || rename(tmp, path) != 0)
-        return RL_ERR(RL_EIO, "cannot record progress in %s", path);
+    FILE *f = fopen(tmp, "w");
+    if (!f)
+        return RL_ERR(RL_EIO, "cannot record progress in %s: %s (--state PATH puts it elsewhere)", tmp,
+                      strerror(errno));
+    fclose(f);
+    unlink(tmp);
     return NULL;
+}
+
+/* SHA-256 of a file's bytes, as hex in out (65 bytes). */
+static rl_error *import_file_digest(const char *path, char *out, size_t size)
+{
+    rl_error *err = NULL;
+    unsigned char digest[crypto_hash_sha256_BYTES];
+    unsigned char buf[65536];
+    crypto_hash_sha256_state h;
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        RL_FAIL(RL_EINVAL, "cannot read %s", path);
+    crypto_hash_sha256_init(&h);
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, f)) > 0)
+        crypto_hash_sha256_update(&h, buf, n);
+    if (ferror(f))
+        RL_FAIL(RL_EIO, "reading %s failed", path);
+    crypto_hash_sha256_final(&h, digest);
+    if (size < sizeof digest * 2 + 1)
+        RL_FAIL(RL_EINTERNAL, "digest buffer too small");
+    sodium_bin2hex(out, size, digest, sizeof digest);
+cleanup:
+    if (f)
+        fclose(f);
+    return err;
 }
 
 static long import_count_lines(const char *path)
@@ -84,26 +205,109 @@ static long import_count_lines(const char *path)
     return n + (last != '\n');
 }
 
+/* total < 0: unknown (a Bundle is not counted before it is read): no time left then. */
 static void import_progress(long done, long total, double secs)
 {
     if (!isatty(STDERR_FILENO))
         return; /* a log wants the summary, not a redrawn line */
     double rate = secs > 0 ? (double)done / secs : 0;
+    if (total < 0) {
+        fprintf(stderr, "\rimport: %ld rows  %.0f rows/s   ", done, rate);
+        return;
+    }
     double left = rate > 0 && total > done ? (double)(total - done) / rate : 0;
     fprintf(stderr, "\rimport: %ld/%ld rows  %.0f rows/s  %.0f s left   ", done, total, rate, left);
 }
 
+/* What an answer to a row's POST means for the import. */
+typedef enum import_verdict {
+    IMPORT_STORED,   /* 200, 201 */
+    IMPORT_REJECTED, /* the row itself is wrong: 400, 409, 412, 413, 422; the next row may do */
+    IMPORT_WAIT,     /* the server asks to send it again later: 429, 503 (over HTTP) */
+    IMPORT_STOP,     /* no row can go in as things are: 401, 403 (the token), 404, 405, 415 (not this
+                      * registry's API), other 5xx (the server), anything else unexpected */
+} import_verdict;
+
+static import_verdict import_judge(long status, bool remote)
+{
+    switch (status) {
+    case 200:
+    case 201: return IMPORT_STORED;
+    case 400:
+    case 409:
+    case 412:
+    case 413:
+    case 422: return IMPORT_REJECTED;
+    case 429:
+    case 503: return remote ? IMPORT_WAIT : IMPORT_STOP; /* in-process, nobody will have more room later */
+    default: return IMPORT_STOP;
+    }
+}
+
+static const char *import_diagnostics(const json_t *answer)
+{
+    return json_string_value(
+        json_object_get(json_array_get(json_object_get(answer, "issue"), 0), "diagnostics"));
+}
+
+/* True when the Patient carries an identifier the registry keys a re-send on (system and value). */
+static bool import_has_source_key(const json_t *patient)
+{
+    size_t i;
+    const json_t *ident;
+    json_array_foreach(json_object_get(patient, "identifier"), i, ident) {
+        const char *system = json_string_value(json_object_get(ident, "system"));
+        const char *value = json_string_value(json_object_get(ident, "value"));
+        if (system && *system && value && *value)
+            return true;
+    }
+    return false;
+}
+
+static rl_error *import_reject(FILE *rejects, long line, long status, const char *reason)
+{
+    json_t *r = status ? json_pack("{s:I, s:I, s:s}", "row", (json_int_t)line, "status", (json_int_t)status,
+                                   "reason", reason)
+                       : json_pack("{s:I, s:s}", "row", (json_int_t)line, "reason", reason);
+    if (!r)
+        return RL_ERR(RL_ENOMEM, "out of memory");
+    int rc = json_dumpf(r, rejects, JSON_COMPACT);
+    json_decref(r);
+    if (rc != 0 || fputc('\n', rejects) == EOF)
+        return RL_ERR(RL_EIO, "cannot write the rejects file");
+    return NULL;
+}
+
+static void import_sleep_s(int secs)
+{
+    struct timespec ts = {secs, 0};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    }
+}
+
+/* Where the rows go, as the state names it: the real path of a store folder
+ * (however --data or the settings spell it), or the server named. */
+static void import_target(const cmd_session *session, const char *server, char *out, size_t size)
+{
+    if (server) {
+        snprintf(out, size, "server:%s", server);
+        return;
+    }
+    char real[PATH_MAX];
+    snprintf(out, size, "store:%s", realpath(session->cfg.data_dir, real) ? real : session->cfg.data_dir);
+}
+
 int cmd_import(int argc, char **argv)
 {
-    const char *format = NULL, *mapping_path = NULL, *rejects_path = NULL, *data = NULL, *config = NULL,
-               *server = NULL;
+    const char *format = NULL, *mapping_path = NULL, *rejects_path = NULL, *state_arg = NULL, *data = NULL,
+               *config = NULL, *server = NULL;
     bool restart = false;
     static const struct option longopts[] = {
         {"format", required_argument, NULL, 'f'}, {"mapping", required_argument, NULL, 'm'},
-        {"rejects", required_argument, NULL, 'r'}, {"restart", no_argument, NULL, 'R'},
-        {"data", required_argument, NULL, 'd'},    {"config", required_argument, NULL, 'c'},
-        {"server", required_argument, NULL, 's'},  {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
+        {"rejects", required_argument, NULL, 'r'}, {"state", required_argument, NULL, 'S'},
+        {"restart", no_argument, NULL, 'R'},      {"data", required_argument, NULL, 'd'},
+        {"config", required_argument, NULL, 'c'}, {"server", required_argument, NULL, 's'},
+        {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0},
     };
     optind = 1;
     int c;
@@ -112,6 +316,7 @@ int cmd_import(int argc, char **argv)
         case 'f': format = optarg; break;
         case 'm': mapping_path = optarg; break;
         case 'r': rejects_path = optarg; break;
+        case 'S': state_arg = optarg; break;
         case 'R': restart = true; break;
         case 'd': data = optarg; break;
         case 'c': config = optarg; break;
@@ -146,48 +351,77 @@ int cmd_import(int argc, char **argv)
     ingest_csv *csv = NULL;
     ingest_fhir *fhir = NULL;
     FILE *rejects = NULL;
+    long rows = 0, skip = 0;
     cmd_session session;
     memset(&session, 0, sizeof session);
-    char state_path[4200], default_rejects[4200];
-    snprintf(state_path, sizeof state_path, "%s.import-state", path);
-    snprintf(default_rejects, sizeof default_rejects, "%s.rejects.ndjson", path);
+    char state_path[PATH_MAX], default_rejects[PATH_MAX];
+    int state_len = state_arg ? snprintf(state_path, sizeof state_path, "%s", state_arg)
+                              : snprintf(state_path, sizeof state_path, "%s.import-state", path);
+    if (state_len >= (int)sizeof state_path ||
+        snprintf(default_rejects, sizeof default_rejects, "%s.rejects.ndjson", path) >= (int)sizeof default_rejects)
+        RL_FAIL(RL_EINVAL, "path too long: %s", state_arg ? state_arg : path);
     if (!rejects_path)
         rejects_path = default_rejects;
 
+    /* The state and what it is for; both on the stack (two copies of a few paths). */
+    import_state state, saved;
+    memset(&state, 0, sizeof state);
     struct stat st;
-    if (stat(path, &st) != 0)
+    if (stat(path, &st) != 0 || !realpath(path, state.file))
         RL_FAIL(RL_EINVAL, "cannot read %s", path);
-    import_state state = {.size = (long long)st.st_size, .mtime = (long long)st.st_mtime, .done = 0};
-    import_state saved;
-    long skip = 0;
-    if (!restart && import_state_load(state_path, &saved)) {
-        if (saved.size == state.size && saved.mtime == state.mtime)
-            skip = saved.done;
-        else
-            fprintf(stderr, "import: %s changed since the last run: starting over\n", path);
-    }
+    state.size = (long long)st.st_size;
+    state.mtime = (long long)st.st_mtime;
+    snprintf(state.format, sizeof state.format, "%s", format);
+    snprintf(state.rejects, sizeof state.rejects, "%s", rejects_path);
+    RL_TRY(import_state_writable(state_path));
     if (csv_format) {
         json_error_t jerr;
         mapping = json_load_file(mapping_path, JSON_REJECT_DUPLICATES, &jerr);
         if (!mapping)
             RL_FAIL(RL_EINVAL, "mapping %s: line %d: %s", mapping_path, jerr.line, jerr.text);
+        RL_TRY(import_file_digest(mapping_path, state.mapping, sizeof state.mapping));
         RL_TRY(ingest_csv_open(path, mapping, &csv));
     }
     RL_TRY(cmd_session_open_bulk(&session, config, data, server));
+    import_target(&session, server, state.target, sizeof state.target);
     if (!csv_format) {
         rl_json_limits limits = {.max_depth = session.cfg.http_max_json_depth,
                                  .max_string_bytes = (size_t)session.cfg.http_max_string_bytes};
         RL_TRY(ingest_fhir_open(path, strcmp(format, "bundle") == 0, &limits, &fhir));
     }
-    long total = strcmp(format, "bundle") == 0 ? 0 : import_count_lines(path) - (csv_format ? 1 : 0);
-    if (skip)
+
+    if (!restart && import_state_load(state_path, &saved)) {
+        char why[2 * PATH_MAX + 64];
+        if (!import_state_matches(&saved, &state, why, sizeof why)) {
+            fprintf(stderr, "import: the progress in %s is not used: %s; it is replaced, starting from row 1\n",
+                    state_path, why);
+        } else {
+            skip = saved.done;
+            state.rejects_bytes = saved.rejects_bytes;
+        }
+    }
+    /* Recorded now, before any row: a state that cannot be written fails here, not 500 rows in. */
+    state.done = skip;
+    RL_TRY(import_state_save(state_path, &state));
+
+    long total = strcmp(format, "bundle") == 0 ? -1 : import_count_lines(path) - (csv_format ? 1 : 0);
+    if (skip && total >= 0)
         fprintf(stderr, "import: resuming after row %ld (of %ld)\n", skip, total);
+    else if (skip)
+        fprintf(stderr, "import: resuming after row %ld\n", skip);
+    if (skip && strcmp(saved.rejects, rejects_path) == 0) {
+        /* Rejects written after the checkpoint belong to rows this run sends again: cut them off. */
+        struct stat rs;
+        if (stat(rejects_path, &rs) == 0 && rs.st_size > state.rejects_bytes &&
+            truncate(rejects_path, (off_t)state.rejects_bytes) != 0)
+            RL_FAIL(RL_EIO, "cannot cut %s back to its checkpoint: %s", rejects_path, strerror(errno));
+    }
     rejects = fopen(rejects_path, skip ? "a" : "w");
     if (!rejects)
-        RL_FAIL(RL_EIO, "cannot write %s", rejects_path);
+        RL_FAIL(RL_EIO, "cannot write %s: %s (--rejects PATH puts it elsewhere)", rejects_path, strerror(errno));
 
-    long rows = 0, created = 0, updated = 0, rejected = 0, since_checkpoint = 0;
-    uint64_t t0 = rl_time_mono_ns();
+    long created = 0, updated = 0, rejected = 0, since_checkpoint = 0, waits = 0;
+    uint64_t t0 = rl_time_mono_ns(), last_note = 0;
     for (;;) {
         ingest_row row;
         bool done = false;
@@ -202,68 +436,103 @@ int cmd_import(int argc, char **argv)
             ingest_row_clear(&row);
             continue;
         }
+        if (row.patient && !import_has_source_key(row.patient)) {
+            /* The registry recognises a re-sent row by its source identifier: without one, every
+             * resume or second import would register the same person again. */
+            json_decref(row.patient);
+            row.patient = NULL;
+            snprintf(row.problem, sizeof row.problem,
+                     "no identifier with a system and a value: a second sending could not be recognised "
+                     "(give each Patient its sending system's identifier)");
+        }
         if (!row.patient) {
             rejected++;
-            json_t *r = json_pack("{s:I, s:s}", "row", (json_int_t)row.line, "reason", row.problem);
-            json_dumpf(r, rejects, JSON_COMPACT);
-            fputc('\n', rejects);
-            json_decref(r);
+            err = import_reject(rejects, row.line, 0, row.problem);
         } else {
-            long status = 0;
-            json_t *answer = NULL;
-            rl_error *serr = cmd_session_call(&session, "POST", "/fhir/Patient", row.patient, &status, &answer);
-            if (serr) {
-                ingest_row_clear(&row);
-                err = serr;
-                goto cleanup;
-            }
-            if (status == 201 || status == 200) {
-                created += status == 201;
-                updated += status == 200;
-            } else if (status >= 400 && status < 500) {
-                rejected++;
-                const char *diag = json_string_value(
-                    json_object_get(json_array_get(json_object_get(answer, "issue"), 0), "diagnostics"));
-                json_t *r = json_pack("{s:I, s:I, s:s}", "row", (json_int_t)row.line, "status", (json_int_t)status,
-                                      "reason", diag ? diag : "refused");
-                json_dumpf(r, rejects, JSON_COMPACT);
-                fputc('\n', rejects);
-                json_decref(r);
-            } else {
+            int waited_s = 0;
+            for (;;) {
+                long status = 0;
+                json_t *answer = NULL;
+                err = cmd_session_call(&session, "POST", "/fhir/Patient", row.patient, &status, &answer);
+                if (err)
+                    break;
+                import_verdict verdict = import_judge(status, session.remote);
+                const char *diag = import_diagnostics(answer);
+                if (verdict == IMPORT_STORED) {
+                    created += status == 201;
+                    updated += status == 200;
+                } else if (verdict == IMPORT_REJECTED) {
+                    rejected++;
+                    err = import_reject(rejects, row.line, status, diag ? diag : "refused");
+                } else if (verdict == IMPORT_WAIT && waited_s < IMPORT_ROW_WAIT_MAX_S) {
+                    int wait = session.retry_after_s > 0 ? session.retry_after_s : 1;
+                    if (wait > IMPORT_WAIT_MAX_S)
+                        wait = IMPORT_WAIT_MAX_S;
+                    waits++;
+                    uint64_t now = rl_time_mono_ns();
+                    if (waits == 1 || now - last_note >= (uint64_t)IMPORT_WAIT_NOTE_S * 1000000000u) {
+                        if (isatty(STDERR_FILENO))
+                            fputc('\n', stderr); /* after the progress line */
+                        fprintf(stderr, "import: the server asks to wait (HTTP %ld): row %ld goes again in %d s "
+                                        "(waits so far: %ld)\n", status, row.line, wait, waits);
+                        last_note = now;
+                    }
+                    json_decref(answer);
+                    import_sleep_s(wait);
+                    waited_s += wait;
+                    continue;
+                } else if (verdict == IMPORT_WAIT) {
+                    err = RL_ERR(RL_EIO, "row %ld: the server still asks to wait (HTTP %ld) after %d s: %s",
+                                 row.line, status, waited_s, diag ? diag : "no reason given");
+                } else {
+                    rl_code code = status == 401   ? RL_EUNAUTHENTICATED
+                                   : status == 403 ? RL_EDENIED
+                                   : status < 500  ? RL_EINVAL
+                                                   : RL_EIO;
+                    err = RL_ERR(code, "row %ld: the registry refused the import (HTTP %ld): %s", row.line, status,
+                                 diag ? diag : "no reason given");
+                }
                 json_decref(answer);
-                ingest_row_clear(&row);
-                RL_FAIL(RL_EIO, "row %ld: the registry failed (HTTP %ld); progress is saved, run again to resume",
-                        row.line, status);
+                break;
             }
-            json_decref(answer);
         }
         ingest_row_clear(&row);
+        if (err)
+            goto cleanup;
         if (++since_checkpoint >= IMPORT_CHECKPOINT_ROWS) {
-            /* Progress may only move past rows that are on disk. */
+            /* Progress may only move past rows that are on disk, and past the rejects they wrote. */
             RL_TRY(cmd_session_checkpoint(&session));
-            fflush(rejects);
+            if (fflush(rejects) != 0 || fsync(fileno(rejects)) != 0)
+                RL_FAIL(RL_EIO, "cannot write %s: %s", rejects_path, strerror(errno));
+            long pos = ftell(rejects);
+            if (pos < 0)
+                RL_FAIL(RL_EIO, "cannot tell the length of %s: %s", rejects_path, strerror(errno));
             state.done = rows;
+            state.rejects_bytes = pos;
             RL_TRY(import_state_save(state_path, &state));
             since_checkpoint = 0;
-            import_progress(rows - skip, total - skip, (double)(rl_time_mono_ns() - t0) / 1e9);
+            import_progress(rows - skip, total < 0 ? -1 : total - skip, (double)(rl_time_mono_ns() - t0) / 1e9);
         }
     }
     RL_TRY(cmd_session_checkpoint(&session));
+    if (fflush(rejects) != 0)
+        RL_FAIL(RL_EIO, "cannot write %s: %s", rejects_path, strerror(errno));
     double secs = (double)(rl_time_mono_ns() - t0) / 1e9;
     import_progress(rows - skip, rows - skip, secs);
     if (isatty(STDERR_FILENO))
         fputc('\n', stderr);
     unlink(state_path);
     long processed = rows - skip;
-    printf("import: %ld rows processed (%ld skipped as done before): %ld created, %ld updated, %ld rejected%s%s, "
-           "%.1f s, %.0f rows/s\n",
-           processed, skip, created, updated, rejected, rejected ? " (see " : "", rejected ? rejects_path : "", secs,
-           secs > 0 ? (double)processed / secs : 0);
+    char see[PATH_MAX + 16] = "";
     if (rejected)
-        printf(")\n");
-    json_t *summary = json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:f}", "import", path, "rows", (json_int_t)processed,
-                                "skipped", (json_int_t)skip, "created", (json_int_t)created, "updated",
-                                (json_int_t)updated, "rejected", (json_int_t)rejected, "seconds", secs);
+        snprintf(see, sizeof see, " (see %s)", rejects_path);
+    printf("import: %ld rows processed (%ld skipped as done before): %ld created, %ld updated, %ld rejected%s, "
+           "%.1f s, %.0f rows/s\n",
+           processed, skip, created, updated, rejected, see, secs, secs > 0 ? (double)processed / secs : 0);
+    json_t *summary = json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:f}", "import", path, "rows",
+                                (json_int_t)processed, "skipped", (json_int_t)skip, "created", (json_int_t)created,
+                                "updated", (json_int_t)updated, "rejected", (json_int_t)rejected, "waits",
+                                (json_int_t)waits, "seconds", secs);
     char *line = json_dumps(summary, JSON_COMPACT | JSON_REAL_PRECISION(6));
     printf("%s\n", line ? line : "{}");
     free(line);
@@ -279,7 +548,13 @@ cleanup:
     ingest_fhir_close(fhir);
     cmd_session_close(&session);
     json_decref(mapping);
-    if (err)
-        return cmd_report(err);
-    return CMD_OK;
+    if (!err)
+        return CMD_OK;
+    if (isatty(STDERR_FILENO))
+        fputc('\n', stderr); /* after the progress line */
+    int status = cmd_report(err);
+    if (rows > skip)
+        fprintf(stderr, "import: stopped at row %ld; progress up to the last checkpoint is kept in %s: run the same "
+                        "command again to resume\n", rows, state_path);
+    return status;
 }

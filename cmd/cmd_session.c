@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "api/api_server.h"
@@ -107,6 +108,7 @@ static rl_error *cmd_session_open_mode(cmd_session *s, const char *config, const
         snprintf(s->server, sizeof s->server, strchr(host, ':') ? "[%s]:%d" : "%s:%d", host, s->cfg.listen_port);
     } else {
         snprintf(s->server, sizeof s->server, "%s", server);
+        s->server_named = true;
     }
     s->remote = true;
     const char *token = getenv("RIDGELINE_TOKEN");
@@ -154,12 +156,34 @@ static size_t cmd_sink_write(char *ptr, size_t size, size_t nmemb, void *userdat
     return n;
 }
 
+/* Keeps Retry-After (delta-seconds; an HTTP-date is left as 0: the caller picks its own wait). */
+static size_t cmd_header_seen(char *ptr, size_t size, size_t nmemb, void *userdata)
+{
+    cmd_session *s = userdata;
+    size_t n = size * nmemb;
+    static const char name[] = "retry-after:";
+    if (n > sizeof name - 1 && strncasecmp(ptr, name, sizeof name - 1) == 0) {
+        char value[16];
+        size_t len = n - (sizeof name - 1);
+        snprintf(value, sizeof value, "%.*s", (int)(len < sizeof value - 1 ? len : sizeof value - 1),
+                 ptr + sizeof name - 1);
+        char *end = NULL;
+        long secs = strtol(value, &end, 10);
+        while (end && (*end == ' ' || *end == '\r' || *end == '\n'))
+            end++;
+        if (end && end != value && *end == '\0' && secs > 0)
+            s->retry_after_s = secs > 86400 ? 86400 : (int)secs;
+    }
+    return n;
+}
+
 static rl_error *cmd_http(cmd_session *s, const char *method, const char *path, const char *body, long *status,
                           json_t **response)
 {
     rl_error *err = NULL;
     cmd_sink sink = {0};
     struct curl_slist *headers = NULL;
+    s->retry_after_s = 0;
     CURL *curl = curl_easy_init();
     if (!curl)
         RL_FAIL(RL_ENOMEM, "cannot start an HTTP client");
@@ -180,11 +204,15 @@ static rl_error *cmd_http(cmd_session *s, const char *method, const char *path, 
     curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
     curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, cmd_sink_write);
     curl_easy_setopt(curl, CURLOPT_WRITEDATA, &sink);
+    curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, cmd_header_seen);
+    curl_easy_setopt(curl, CURLOPT_HEADERDATA, s);
     curl_easy_setopt(curl, CURLOPT_TIMEOUT, 600L);
     curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
     if (body)
         curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body);
     CURLcode rc = curl_easy_perform(curl);
+    if (rc != CURLE_OK && s->server_named)
+        RL_FAIL(RL_EIO, "the server at %s did not answer: %s", s->server, curl_easy_strerror(rc));
     if (rc != CURLE_OK)
         RL_FAIL(RL_EIO, "the store is in use by a server, and it did not answer at %s: %s", s->server,
                 curl_easy_strerror(rc));
@@ -193,6 +221,9 @@ static rl_error *cmd_http(cmd_session *s, const char *method, const char *path, 
         RL_FAIL(RL_EUNAUTHENTICATED, "the store is in use by the server at %s, which wants a bearer token: "
                 "pass --token or set RIDGELINE_TOKEN", s->server);
     *response = json_loadb(sink.data ? sink.data : "", sink.len, 0, NULL);
+    /* "Wait and send again" is in the status and Retry-After; a proxy's page in the body changes nothing. */
+    if (!*response && (*status == 429 || *status == 503))
+        *response = json_object();
     if (!*response)
         RL_FAIL(RL_EIO, "the server at %s answered %ld without JSON", s->server, *status);
 cleanup:

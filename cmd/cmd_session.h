@@ -27,8 +27,10 @@ typedef struct cmd_session {
     rl_registry *registry;
     bool remote;
     char server[RL_CONFIG_HOST_MAX + 16]; /* host:port when remote */
+    bool server_named;                    /* by --server, rather than because a server holds the store */
     char actor[96];
     char token[160]; /* bearer token for a server: --token, else $RIDGELINE_TOKEN; "" none */
+    int retry_after_s; /* the last answer's Retry-After in seconds; 0 when it had none (or not in seconds) */
 } cmd_session;
 
 /* Settings: defaults, then the file (config may be NULL), then --data (may be NULL). */

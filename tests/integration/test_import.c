@@ -1,8 +1,11 @@
-/* Integration: ridgeline import (CSV, NDJSON, Bundle; rejects; resume) and export. */
+/* Integration: ridgeline import (CSV, NDJSON, Bundle; rejects; resume; over HTTP: waits and
+ * refusals; where its progress is kept) and export. */
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <jansson.h>
 
@@ -36,6 +39,86 @@ static void write_file(const char *path, const char *text)
     fclose(f);
 }
 
+/* Lines in a file; 0 when it is missing. */
+static long count_lines(const char *path)
+{
+    char *text = rl_test_read_file(path, NULL);
+    long n = 0;
+    for (const char *p = text; p && *p; p++)
+        n += *p == '\n';
+    free(text);
+    return n;
+}
+
+/* NDJSON: `bad` lines that are not JSON (rejected without asking the registry), one Patient
+ * (identifier urn:t|id), then `after` more bad lines. */
+static void write_mixed(const char *path, int bad, const char *id, int after)
+{
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    for (int i = 0; i < bad; i++)
+        fputs("not json\n", f);
+    fprintf(f, "{\"resourceType\":\"Patient\",\"identifier\":[{\"system\":\"urn:t\",\"value\":\"%s\"}],"
+               "\"gender\":\"female\"}\n", id);
+    for (int i = 0; i < after; i++)
+        fputs("not json\n", f);
+    fclose(f);
+}
+
+/* n Patients with identifiers urn:t|1..n. */
+static void write_patients(const char *path, int n)
+{
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    for (int i = 1; i <= n; i++)
+        fprintf(f, "{\"resourceType\":\"Patient\",\"identifier\":[{\"system\":\"urn:t\",\"value\":\"%d\"}],"
+                   "\"gender\":\"%s\"}\n", i, i % 2 ? "female" : "male");
+    fclose(f);
+}
+
+/* A token of role, made by `ridgeline token create` with the server's admin token (caller frees). */
+static char *make_token(int port, const char *role)
+{
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "%s token create --role %s --name import-%s --server 127.0.0.1:%d", rl_test_bin(), role,
+             role, port);
+    json_t *j = run_ok(cmd);
+    const char *token = json_string_value(json_object_get(j, "token"));
+    assert_non_null(token);
+    char *copy = strdup(token);
+    json_decref(j);
+    return copy;
+}
+
+/* A fresh folder with the paths the local tests use: rows.ndjson and a store beside it. */
+typedef struct import_dir {
+    char *dir;
+    char nd[1024], store[1024], rejects[1100];
+} import_dir;
+
+static int import_dir_setup(void **state)
+{
+    import_dir *d = calloc(1, sizeof *d);
+    if (!d || !(d->dir = rl_test_tmpdir("import"))) {
+        free(d);
+        return -1;
+    }
+    snprintf(d->nd, sizeof d->nd, "%s/rows.ndjson", d->dir);
+    snprintf(d->store, sizeof d->store, "%s/store", d->dir);
+    snprintf(d->rejects, sizeof d->rejects, "%s.rejects.ndjson", d->nd);
+    *state = d;
+    return 0;
+}
+
+static int import_dir_teardown(void **state)
+{
+    import_dir *d = *state;
+    rl_test_rmtree(d->dir);
+    free(d->dir);
+    free(d);
+    return 0;
+}
+
 static void test_csv_import_resume_and_export(void **state)
 {
     const char *data = rl_test_data_dir("demographics/febrl/dataset1.csv");
@@ -50,16 +133,46 @@ static void test_csv_import_resume_and_export(void **state)
     snprintf(cmd, sizeof cmd, "cp %s %s", src, csv);
     assert_int_equal(rl_test_run(cmd, NULL), 0);
 
-    /* An earlier run stopped after 600 rows: the next run skips them. */
+    /* An earlier run stopped after 600 rows: the next run skips them. The state names what it
+     * resumes: the file, the store's real path, the format and the mapping's digest. */
+    assert_int_equal(mkdir(store, 0700), 0);
+    char real_csv[PATH_MAX], real_store[PATH_MAX], digest[65] = "";
+    assert_non_null(realpath(csv, real_csv));
+    assert_non_null(realpath(store, real_store));
+    char *sum = NULL;
+    assert_int_equal(rl_test_run("sha256sum ingest/mappings/febrl.json", &sum), 0);
+    snprintf(digest, sizeof digest, "%.64s", sum);
+    free(sum);
     struct stat st;
     assert_int_equal(stat(csv, &st), 0);
-    char state_path[1100], state_text[256];
+    char state_path[1100], state_text[3 * PATH_MAX + 512];
     snprintf(state_path, sizeof state_path, "%s.import-state", csv);
-    snprintf(state_text, sizeof state_text, "{\"size\": %lld, \"mtime\": %lld, \"done_rows\": 600}",
-             (long long)st.st_size, (long long)st.st_mtime);
+    snprintf(state_text, sizeof state_text,
+             "{\"version\": 2, \"file\": \"%s\", \"size\": %lld, \"mtime\": %lld, \"target\": \"store:%s\", "
+             "\"format\": \"csv\", \"mapping_sha256\": \"%s\", \"done_rows\": 600, \"rejects_bytes\": 0, "
+             "\"rejects\": \"%s.rejects.ndjson\"}",
+             real_csv, (long long)st.st_size, (long long)st.st_mtime, real_store, digest, csv);
+    write_file(state_path, state_text);
+
+    /* The same progress under another mapping is not used (its rows were read otherwise), and
+     * the state is replaced, saying so. */
+    char mapping2[1100];
+    snprintf(mapping2, sizeof mapping2, "%s/febrl-copy.json", dir);
+    snprintf(cmd, sizeof cmd, "cp ingest/mappings/febrl.json %s && echo ' ' >> %s", mapping2, mapping2);
+    assert_int_equal(rl_test_run(cmd, NULL), 0);
+    snprintf(cmd, sizeof cmd, "%s import %s --mapping %s --data %s/other", rl_test_bin(), csv, mapping2, dir);
+    char *said = NULL;
+    assert_int_equal(rl_test_run(cmd, &said), 0);
+    assert_non_null(strstr(said, "is not used"));
+    json_t *j = last_json_line(said);
+    free(said);
+    assert_int_equal(json_integer_value(json_object_get(j, "skipped")), 0);
+    assert_int_equal(json_integer_value(json_object_get(j, "created")), 1000);
+    json_decref(j);
+
     write_file(state_path, state_text);
     snprintf(cmd, sizeof cmd, "%s import %s --mapping ingest/mappings/febrl.json --data %s", rl_test_bin(), csv, store);
-    json_t *j = run_ok(cmd);
+    j = run_ok(cmd);
     assert_int_equal(json_integer_value(json_object_get(j, "skipped")), 600);
     assert_int_equal(json_integer_value(json_object_get(j, "created")), 400);
     json_decref(j);
@@ -147,11 +260,195 @@ static void test_fhir_import_with_rejects(void **state)
     free(dir);
 }
 
+/* A server that asks to slow down (429 with Retry-After) is waited for: every row goes in, none is rejected. */
+static void test_http_rate_limit_waits(void **state)
+{
+    rl_test_server srv = {0};
+    char *dir = rl_test_tmpdir("import");
+    snprintf(srv.dir, sizeof srv.dir, "%s", dir);
+    free(dir);
+    char config[700], nd[700], cmd[4096];
+    snprintf(config, sizeof config, "%s/config.json", srv.dir);
+    write_file(config, "{\"http\":{\"rate_limit_per_s\":20,\"rate_limit_burst\":20}}");
+    const char *const extra[] = {"--config", config, NULL};
+    assert_true(rl_test_server_start(&srv, srv.dir, extra));
+    snprintf(nd, sizeof nd, "%s/rows.ndjson", srv.dir);
+    write_patients(nd, 45); /* 20 at once, then two waits of a second */
+    snprintf(cmd, sizeof cmd, "%s import %s --server 127.0.0.1:%d", rl_test_bin(), nd, srv.port);
+    char *out = NULL;
+    int status = rl_test_run(cmd, &out);
+    if (status != 0)
+        fail_msg("exit %d\n%s", status, out);
+    assert_non_null(strstr(out, "asks to wait (HTTP 429)"));
+    json_t *j = last_json_line(out);
+    free(out);
+    assert_int_equal(json_integer_value(json_object_get(j, "created")), 45);
+    assert_int_equal(json_integer_value(json_object_get(j, "rejected")), 0);
+    assert_true(json_integer_value(json_object_get(j, "waits")) >= 1);
+    json_decref(j);
+    assert_int_equal(rl_test_server_stop(&srv), 0);
+    rl_test_server_cleanup(&srv);
+}
+
+/* A token the server refuses (401, then a reader's 403) stops the import at once, non-zero, with
+ * its progress kept; the next run resumes at the checkpoint and cuts the rejects file back to
+ * it, so that every bad row is reported once. */
+static void test_http_refusal_stops_and_resumes(void **state)
+{
+    rl_test_server srv = {0};
+    assert_true(rl_test_server_start(&srv, NULL, NULL));
+    char nd[700], rejects[800], state_path[800], cmd[4096];
+    snprintf(nd, sizeof nd, "%s/rows.ndjson", srv.dir);
+    snprintf(rejects, sizeof rejects, "%s.rejects.ndjson", nd);
+    snprintf(state_path, sizeof state_path, "%s.import-state", nd);
+    write_mixed(nd, 600, "1", 49); /* a checkpoint after row 500; row 601 is the first sent */
+
+    snprintf(cmd, sizeof cmd, "RIDGELINE_TOKEN=rl1_unknown %s import %s --server 127.0.0.1:%d", rl_test_bin(), nd,
+             srv.port);
+    char *out = NULL;
+    assert_int_equal(rl_test_run(cmd, &out), 2);
+    assert_non_null(strstr(out, "row 601"));
+    assert_non_null(strstr(out, "HTTP 401"));
+    assert_non_null(strstr(out, "resume"));
+    free(out);
+    struct stat st;
+    assert_int_equal(stat(state_path, &st), 0);
+    assert_int_equal(count_lines(rejects), 600); /* 500 up to the checkpoint, 100 after it */
+
+    char *reader = make_token(srv.port, "reader");
+    snprintf(cmd, sizeof cmd, "RIDGELINE_TOKEN=%s %s import %s --server 127.0.0.1:%d", reader, rl_test_bin(), nd,
+             srv.port);
+    free(reader);
+    assert_int_equal(rl_test_run(cmd, &out), 2);
+    assert_non_null(strstr(out, "resuming after row 500"));
+    assert_non_null(strstr(out, "HTTP 403"));
+    free(out);
+    assert_int_equal(stat(state_path, &st), 0);
+    assert_int_equal(count_lines(rejects), 600); /* cut back to 500, then the same 100 again */
+
+    snprintf(cmd, sizeof cmd, "%s import %s --server 127.0.0.1:%d", rl_test_bin(), nd, srv.port);
+    json_t *j = run_ok(cmd);
+    assert_int_equal(json_integer_value(json_object_get(j, "skipped")), 500);
+    assert_int_equal(json_integer_value(json_object_get(j, "created")), 1);
+    assert_int_equal(json_integer_value(json_object_get(j, "rejected")), 149);
+    json_decref(j);
+    assert_int_equal(count_lines(rejects), 649); /* each bad row once */
+    assert_int_not_equal(stat(state_path, &st), 0);
+    assert_int_equal(rl_test_server_stop(&srv), 0);
+    rl_test_server_cleanup(&srv);
+}
+
+/* Progress made into one registry is not progress in another: the same file into store B after
+ * an import into A stopped starts from row 1, and says why. */
+static void test_state_is_for_one_target(void **state)
+{
+    rl_test_server srv = {0};
+    assert_true(rl_test_server_start(&srv, NULL, NULL));
+    char nd[700], cmd[4096];
+    snprintf(nd, sizeof nd, "%s/rows.ndjson", srv.dir);
+    write_mixed(nd, 600, "1", 0);
+    char *reader = make_token(srv.port, "reader");
+    snprintf(cmd, sizeof cmd, "RIDGELINE_TOKEN=%s %s import %s --server 127.0.0.1:%d", reader, rl_test_bin(), nd,
+             srv.port);
+    free(reader);
+    char *out = NULL;
+    assert_int_equal(rl_test_run(cmd, &out), 2); /* stopped at row 601, progress kept at row 500 */
+    free(out);
+    assert_int_equal(rl_test_server_stop(&srv), 0);
+
+    snprintf(cmd, sizeof cmd, "%s import %s --data %s/store-b", rl_test_bin(), nd, srv.dir);
+    assert_int_equal(rl_test_run(cmd, &out), 0);
+    assert_non_null(strstr(out, "is not used"));
+    assert_non_null(strstr(out, "store-b"));
+    json_t *j = last_json_line(out);
+    free(out);
+    assert_int_equal(json_integer_value(json_object_get(j, "skipped")), 0);
+    assert_int_equal(json_integer_value(json_object_get(j, "created")), 1);
+    assert_int_equal(json_integer_value(json_object_get(j, "rejected")), 600);
+    json_decref(j);
+    rl_test_server_cleanup(&srv);
+}
+
+/* A file in a folder the import cannot write to: it fails before anything is imported, naming the
+ * state's path; --state (and --rejects) put them elsewhere. */
+static void test_state_elsewhere(void **state)
+{
+    import_dir *d = *state;
+    char ro[1100], nd[1200], blocker[1300], cmd[4096];
+    snprintf(ro, sizeof ro, "%s/ro", d->dir);
+    snprintf(nd, sizeof nd, "%s/rows.ndjson", ro);
+    assert_int_equal(mkdir(ro, 0700), 0);
+    write_patients(nd, 600);
+    /* root writes into a read-only folder anyway: a folder where the state's temporary file would
+     * go is what it cannot write over. */
+    snprintf(blocker, sizeof blocker, "%s.import-state.tmp", nd);
+    assert_int_equal(mkdir(blocker, 0700), 0);
+    assert_int_equal(chmod(ro, 0500), 0);
+
+    snprintf(cmd, sizeof cmd, "%s import %s --data %s", rl_test_bin(), nd, d->store);
+    char *out = NULL;
+    int status = rl_test_run(cmd, &out);
+    assert_int_equal(chmod(ro, 0700), 0); /* before any assertion, so that the folder can be removed */
+    assert_int_equal(status, 1);
+    assert_non_null(strstr(out, "rows.ndjson.import-state"));
+    assert_non_null(strstr(out, "--state"));
+    free(out);
+    struct stat st;
+    assert_int_not_equal(stat(d->store, &st), 0); /* not even a store made */
+
+    snprintf(cmd, sizeof cmd, "%s import %s --data %s --state %s/progress --rejects %s/rejects.ndjson", rl_test_bin(),
+             nd, d->store, d->dir, d->dir);
+    json_t *j = run_ok(cmd);
+    assert_int_equal(json_integer_value(json_object_get(j, "created")), 600);
+    assert_int_equal(json_integer_value(json_object_get(j, "updated")), 0);
+    json_decref(j);
+    char progress[1100];
+    snprintf(progress, sizeof progress, "%s/progress", d->dir);
+    assert_int_not_equal(stat(progress, &st), 0); /* done */
+}
+
+/* A Patient without an identifier (system and value) is rejected: a second sending could not be
+ * recognised, so importing the file twice would register them twice. */
+static void test_patient_without_identifier_rejected(void **state)
+{
+    import_dir *d = *state;
+    write_file(d->nd, "{\"resourceType\":\"Patient\",\"identifier\":[{\"system\":\"urn:a\",\"value\":\"1\"}],\"gender\":\"male\"}\n"
+                      "{\"resourceType\":\"Patient\",\"gender\":\"female\"}\n"
+                      "{\"resourceType\":\"Patient\",\"identifier\":[{\"value\":\"7\"}],\"gender\":\"female\"}\n");
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd, "%s import %s --data %s", rl_test_bin(), d->nd, d->store);
+    for (int run = 0; run < 2; run++) {
+        char *out = NULL;
+        int status = rl_test_run(cmd, &out);
+        if (status != 0)
+            fail_msg("exit %d\n%s", status, out);
+        json_t *j = last_json_line(out);
+        assert_int_equal(json_integer_value(json_object_get(j, "created")), run == 0 ? 1 : 0);
+        assert_int_equal(json_integer_value(json_object_get(j, "updated")), run == 0 ? 0 : 1);
+        assert_int_equal(json_integer_value(json_object_get(j, "rejected")), 2);
+        json_decref(j);
+        assert_non_null(strstr(out, "rejects.ndjson), ")); /* the summary's parenthesis closes in place */
+        assert_null(strstr(out, "\n)"));
+        free(out);
+        char *text = rl_test_read_file(d->rejects, NULL);
+        assert_non_null(text);
+        assert_non_null(strstr(text, "{\"row\":2,\"reason\":\"no identifier"));
+        assert_non_null(strstr(text, "{\"row\":3,\"reason\":\"no identifier"));
+        free(text);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_csv_import_resume_and_export),
         cmocka_unit_test(test_fhir_import_with_rejects),
+        cmocka_unit_test(test_http_rate_limit_waits),
+        cmocka_unit_test(test_http_refusal_stops_and_resumes),
+        cmocka_unit_test(test_state_is_for_one_target),
+        cmocka_unit_test_setup_teardown(test_state_elsewhere, import_dir_setup, import_dir_teardown),
+        cmocka_unit_test_setup_teardown(test_patient_without_identifier_rejected, import_dir_setup,
+                                        import_dir_teardown),
     };
     return cmocka_run_group_tests_name("import", tests, NULL, NULL);
 }
