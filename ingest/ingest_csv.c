@@ -4,20 +4,44 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { CSV_LINE_MAX = 65536, CSV_MAX_COLS = 256, CSV_MAX_IDS = 8, CSV_MAX_LINES = 4, CSV_MAX_PARTS = 4 };
+#include "ingest/ingest_line.h"
+
+/* CSV_RECORD_MAX: the bytes of one record (a line, or the lines of a quoted field that goes over lines),
+ * line ends not counted; what it was when records were single lines read into 64 KiB. */
+enum {
+    CSV_RECORD_MAX = 65534,
+    CSV_MAX_COLS = 256,
+    CSV_MAX_IDS = 8,
+    CSV_MAX_LINES = 4,
+    CSV_MAX_PARTS = 4,
+    CSV_SEP_MAX = 7,
+    /* every element of the mapping that names a column, at most */
+    CSV_MAX_MAPPED = 10 + CSV_MAX_LINES * CSV_MAX_PARTS + CSV_MAX_IDS,
+};
 
 typedef struct csv_identifier {
     int col;
     char system[256];
 } csv_identifier;
 
+/* Why a record cannot be split into fields. */
+typedef enum csv_bad {
+    CSV_GOOD,
+    CSV_TOO_LONG,
+    CSV_NUL,
+    CSV_OPEN_QUOTE,  /* a quoted field still open at the end of the file */
+    CSV_AFTER_QUOTE, /* text between a closing quote and the separator */
+    CSV_TOO_MANY,    /* more than CSV_MAX_COLS fields */
+} csv_bad;
+
 struct ingest_csv {
     FILE *f;
-    char sep[8];
+    char sep[CSV_SEP_MAX + 1];
+    size_t seplen;
     char source_system[256];
-    long line;
+    long record; /* records read, the header included */
     int ncols;
-    char *names[CSV_MAX_COLS];
+    char *names[CSV_MAX_COLS]; /* owned */
     int col_id, col_given, col_family, col_birth, col_gender, col_phone, col_city, col_postcode, col_state;
     int nlines;
     int line_cols[CSV_MAX_LINES][CSV_MAX_PARTS];
@@ -26,7 +50,12 @@ struct ingest_csv {
     csv_identifier ids[CSV_MAX_IDS];
     int col_truth;
     bool febrl_truth;
-    char buf[CSV_LINE_MAX];
+    bool leave_out_bad_dates;
+    int nmapped;
+    int mapped[CSV_MAX_MAPPED]; /* the columns the mapping reads: their values must be UTF-8 */
+    char raw[CSV_RECORD_MAX + 1];  /* the record as read, quotes and separators in */
+    size_t rawlen;
+    char text[CSV_RECORD_MAX + 2]; /* its fields, unquoted, each NUL-terminated: fields point here */
     char *fields[CSV_MAX_COLS];
 };
 
@@ -35,48 +64,145 @@ static void csv_trim(char **s)
     while (**s == ' ' || **s == '\t')
         (*s)++;
     char *end = *s + strlen(*s);
-    while (end > *s && (end[-1] == ' ' || end[-1] == '\t' || end[-1] == '\r' || end[-1] == '\n'))
+    while (end > *s && (end[-1] == ' ' || end[-1] == '\t'))
         *--end = '\0';
 }
 
-/* Splits buf in place; quotes ("a, b", with "" for a quote) are honoured
- * for one-character separators. */
-static int csv_split(char *buf, const char *sep, char **fields, int max)
+static bool csv_at_sep(const ingest_csv *c, const char *p, const char *end)
 {
-    int n = 0;
-    size_t seplen = strlen(sep);
-    char *p = buf;
-    while (n < max) {
-        if (seplen == 1 && *p == '"') {
-            char *out = ++p, *start = p;
-            while (*p && !(*p == '"' && p[1] != '"')) {
-                if (*p == '"')
-                    p++;
-                *out++ = *p++;
-            }
-            if (*p == '"')
-                p++;
-            *out = '\0';
-            fields[n++] = start;
-            char *next = strstr(p, sep);
-            if (!next)
-                break;
-            p = next + seplen;
-            continue;
-        }
-        fields[n++] = p;
-        char *next = strstr(p, sep);
-        if (!next)
-            break;
-        *next = '\0';
-        p = next + seplen;
-    }
-    for (int i = 0; i < n; i++)
-        csv_trim(&fields[i]);
-    return n;
+    return (size_t)(end - p) >= c->seplen && memcmp(p, c->sep, c->seplen) == 0;
 }
 
-static rl_error *csv_column(const ingest_csv *c, const json_t *v, const char *what, int *col)
+/* Where a split stopped in an open quoted field: the field's start in raw and in text, and its index. */
+typedef struct csv_pos {
+    size_t raw, text;
+    int n;
+} csv_pos;
+
+/* Splits c->raw into c->fields, whatever the separator's length. A field may be quoted ("a, b", with ""
+ * for a quote; blanks around the quotes are allowed); a quote inside an unquoted field is kept as it is.
+ * Lengths, not NULs, bound the scan: a record with a NUL is refused after it is split, and it must be
+ * split to know where it ends. It starts at *at and, when a quoted field is still open at the end, leaves
+ * *at at that field: the lines that follow it resume there, so that a record over many lines is split
+ * once, not once a line. */
+static csv_bad csv_split(ingest_csv *c, csv_pos *at, int *nfields, int *bad_col)
+{
+    const char *p = c->raw + at->raw, *end = c->raw + c->rawlen;
+    char *out = c->text + at->text;
+    int n = at->n;
+    for (;;) {
+        if (n == CSV_MAX_COLS)
+            return CSV_TOO_MANY;
+        const char *q = p;
+        while (q < end && (*q == ' ' || *q == '\t') && !csv_at_sep(c, q, end))
+            q++;
+        char *start = out;
+        if (q < end && *q == '"') {
+            for (q++;; q++) {
+                if (q == end) {
+                    *at = (csv_pos){.raw = (size_t)(p - c->raw), .text = (size_t)(start - c->text), .n = n};
+                    return CSV_OPEN_QUOTE;
+                }
+                if (*q == '"') {
+                    if (q + 1 == end || q[1] != '"')
+                        break;
+                    q++;
+                }
+                *out++ = *q;
+            }
+            q++;
+            while (q < end && (*q == ' ' || *q == '\t') && !csv_at_sep(c, q, end))
+                q++;
+            if (q < end && !csv_at_sep(c, q, end)) {
+                *bad_col = n;
+                return CSV_AFTER_QUOTE;
+            }
+            p = q;
+        } else {
+            while (p < end && !csv_at_sep(c, p, end))
+                *out++ = *p++;
+        }
+        *out++ = '\0';
+        c->fields[n] = start;
+        csv_trim(&c->fields[n]);
+        n++;
+        if (p == end)
+            break;
+        p += c->seplen;
+    }
+    *nfields = n;
+    return CSV_GOOD;
+}
+
+/* Reads the next record into c->raw and splits it: one line, or more while a quoted field is open
+ * (RFC 4180). *eof when the file had nothing left; else *bad says whether it split. A record that
+ * passes CSV_RECORD_MAX ends where the line that passed it ends. */
+static rl_error *csv_read_record(ingest_csv *c, bool *eof, csv_bad *bad, int *nfields, int *bad_col, int *lines)
+{
+    rl_error *err = NULL;
+    csv_pos at = {0};
+    c->rawlen = 0;
+    *lines = 0;
+    *eof = false;
+    for (;;) {
+        size_t len;
+        bool too_long, end;
+        RL_TRY(ingest_read_line(c->f, c->raw + c->rawlen, sizeof c->raw - c->rawlen, &len, &too_long, &end));
+        if (end) {
+            *eof = *lines == 0;
+            *bad = CSV_OPEN_QUOTE;
+            goto cleanup;
+        }
+        if (c->record == 0 && *lines == 0)
+            ingest_strip_bom(c->raw, &len);
+        ++*lines;
+        c->rawlen += len;
+        if (too_long) {
+            *bad = CSV_TOO_LONG;
+            goto cleanup;
+        }
+        if (c->rawlen && c->raw[c->rawlen - 1] == '\r')
+            c->raw[--c->rawlen] = '\0';
+        *bad = csv_split(c, &at, nfields, bad_col);
+        if (*bad != CSV_OPEN_QUOTE)
+            break;
+        if (c->rawlen >= CSV_RECORD_MAX) {
+            *bad = CSV_TOO_LONG;
+            goto cleanup;
+        }
+        c->raw[c->rawlen++] = '\n';
+    }
+    if (memchr(c->raw, '\0', c->rawlen))
+        *bad = CSV_NUL;
+cleanup:
+    if (err)
+        err = rl_error_wrap(err, "row %ld", c->record + 1);
+    return err;
+}
+
+/* Why a record did not split, for a rejected row or a refused header. */
+static void csv_describe(csv_bad bad, int bad_col, int lines, char *out, size_t size)
+{
+    switch (bad) {
+    case CSV_GOOD: snprintf(out, size, "no problem"); break;
+    case CSV_TOO_LONG:
+        if (lines > 1)
+            snprintf(out, size, "record longer than %d bytes (a quoted field that goes on over %d lines or more)",
+                     CSV_RECORD_MAX, lines);
+        else
+            snprintf(out, size, "line longer than %d bytes", CSV_RECORD_MAX);
+        break;
+    case CSV_NUL: snprintf(out, size, "NUL byte in the line: is this a text file?"); break;
+    case CSV_OPEN_QUOTE: snprintf(out, size, "a quoted field is not closed before the end of the file"); break;
+    case CSV_AFTER_QUOTE:
+        snprintf(out, size, "column %d: text after the closing quote (a quote inside a quoted field is written \"\")",
+                 bad_col + 1);
+        break;
+    case CSV_TOO_MANY: snprintf(out, size, "more than %d columns", CSV_MAX_COLS); break;
+    }
+}
+
+static rl_error *csv_column(ingest_csv *c, const json_t *v, const char *what, int *col)
 {
     *col = -1;
     if (!v || json_is_null(v))
@@ -87,9 +213,26 @@ static rl_error *csv_column(const ingest_csv *c, const json_t *v, const char *wh
     for (int i = 0; i < c->ncols; i++)
         if (strcmp(c->names[i], name) == 0) {
             *col = i;
+            /* The mapping's shape caps the elements that name columns, so this cannot overflow. */
+            if (c->nmapped < CSV_MAX_MAPPED)
+                c->mapped[c->nmapped++] = i;
             return NULL;
         }
     return RL_ERR(RL_EINVAL, "mapping: %s: the file has no column \"%.64s\"", what, name);
+}
+
+/* Read before the header, which it splits. Absent: ",". */
+static rl_error *csv_read_separator(ingest_csv *c, const json_t *mapping)
+{
+    const json_t *v = json_object_get(mapping, "separator");
+    const char *sep = v ? json_string_value(v) : ",";
+    if (!sep || !*sep || strlen(sep) > CSV_SEP_MAX)
+        return RL_ERR(RL_EINVAL, "mapping: separator: expected a string of 1 to %d characters", CSV_SEP_MAX);
+    if (strpbrk(sep, "\"\r\n"))
+        return RL_ERR(RL_EINVAL, "mapping: separator: cannot hold a quote or a line break");
+    snprintf(c->sep, sizeof c->sep, "%s", sep);
+    c->seplen = strlen(sep);
+    return NULL;
 }
 
 static rl_error *csv_read_mapping(ingest_csv *c, const json_t *mapping)
@@ -100,7 +243,8 @@ static rl_error *csv_read_mapping(ingest_csv *c, const json_t *mapping)
     const char *key;
     const json_t *v;
     json_object_foreach((json_t *)mapping, key, v) {
-        if (strcmp(key, "separator") && strcmp(key, "source_system") && strcmp(key, "columns") && strcmp(key, "truth"))
+        if (strcmp(key, "separator") && strcmp(key, "source_system") && strcmp(key, "columns") &&
+            strcmp(key, "truth") && strcmp(key, "invalid_birth_date"))
             RL_FAIL(RL_EINVAL, "mapping: unknown key \"%s\"", key);
     }
     const json_t *cols = json_object_get(mapping, "columns");
@@ -126,6 +270,11 @@ static rl_error *csv_read_mapping(ingest_csv *c, const json_t *mapping)
     RL_TRY(csv_column(c, json_object_get(cols, "city"), "columns.city", &c->col_city));
     RL_TRY(csv_column(c, json_object_get(cols, "postcode"), "columns.postcode", &c->col_postcode));
     RL_TRY(csv_column(c, json_object_get(cols, "state"), "columns.state", &c->col_state));
+    const char *bad_dates = NULL;
+    const json_t *bd = json_object_get(mapping, "invalid_birth_date");
+    if (bd && (!(bad_dates = json_string_value(bd)) || (strcmp(bad_dates, "reject") && strcmp(bad_dates, "leave_out"))))
+        RL_FAIL(RL_EINVAL, "mapping: invalid_birth_date: expected \"reject\" (the default) or \"leave_out\"");
+    c->leave_out_bad_dates = bad_dates && strcmp(bad_dates, "leave_out") == 0;
     const json_t *lines = json_object_get(cols, "address_lines");
     if (lines) {
         if (!json_is_array(lines) || json_array_size(lines) > CSV_MAX_LINES)
@@ -182,18 +331,23 @@ rl_error *ingest_csv_open(const char *path, const json_t *mapping, ingest_csv **
     ingest_csv *c = calloc(1, sizeof *c);
     if (!c)
         RL_FAIL(RL_ENOMEM, "out of memory");
-    const char *sep = json_string_value(json_object_get(mapping, "separator"));
-    snprintf(c->sep, sizeof c->sep, "%s", sep && *sep ? sep : ",");
-    c->f = fopen(path, "r");
-    if (!c->f)
-        RL_FAIL(RL_EINVAL, "cannot read %s", path);
-    if (!fgets(c->buf, sizeof c->buf, c->f))
-        RL_FAIL(RL_EINVAL, "%s is empty: expected a header line", path);
-    c->line = 1;
-    char *fields[CSV_MAX_COLS];
-    c->ncols = csv_split(c->buf, c->sep, fields, CSV_MAX_COLS);
+    RL_TRY(csv_read_separator(c, mapping));
+    RL_TRY(ingest_open_file(path, &c->f));
+    bool eof;
+    csv_bad bad;
+    int lines, bad_col = 0;
+    RL_TRY(csv_read_record(c, &eof, &bad, &c->ncols, &bad_col, &lines));
+    if (eof)
+        RL_FAIL(RL_EINVAL, "the file is empty: expected a header line");
+    c->record = 1;
+    /* A header that does not split cannot be read past: its tail would pass for data rows. */
+    if (bad != CSV_GOOD) {
+        char why[160];
+        csv_describe(bad, bad_col, lines, why, sizeof why);
+        RL_FAIL(bad == CSV_TOO_LONG ? RL_ETOOBIG : RL_EINVAL, "header: %s", why);
+    }
     for (int i = 0; i < c->ncols; i++) {
-        c->names[i] = strdup(fields[i]);
+        c->names[i] = strdup(c->fields[i]);
         if (!c->names[i])
             RL_FAIL(RL_ENOMEM, "out of memory");
     }
@@ -213,7 +367,7 @@ void ingest_csv_close(ingest_csv *c)
         return;
     if (c->f)
         fclose(c->f);
-    for (int i = 0; i < c->ncols; i++)
+    for (int i = 0; i < CSV_MAX_COLS; i++)
         free(c->names[i]);
     free(c);
 }
@@ -234,115 +388,150 @@ static const char *csv_value(const ingest_csv *c, int col, int n, const char *co
     return c->fields[col];
 }
 
-/* YYYYMMDD or YYYY-MM-DD (or YYYY, YYYY-MM) to a FHIR date; false when it is no calendar date. */
-static bool csv_date(const char *in, char *out, size_t size)
+/* Well-formed UTF-8 as jansson checks it (no overlong forms, no surrogates, nothing past U+10FFFF). */
+static bool csv_utf8(const char *s)
 {
-    int y = 0, m = 0, d = 0;
-    size_t n = strlen(in);
-    if (n == 8 && strspn(in, "0123456789") == 8)
-        sscanf(in, "%4d%2d%2d", &y, &m, &d);
-    else if (n == 10 && in[4] == '-' && in[7] == '-' && sscanf(in, "%4d-%2d-%2d", &y, &m, &d) == 3)
-        ;
-    else if (n == 7 && in[4] == '-' && sscanf(in, "%4d-%2d", &y, &m) == 2) {
-        if (m < 1 || m > 12)
+    const unsigned char *p = (const unsigned char *)s;
+    while (*p) {
+        if (*p < 0x80) {
+            p++;
+            continue;
+        }
+        int more;
+        unsigned cp, min;
+        if ((*p & 0xE0) == 0xC0)
+            more = 1, cp = *p & 0x1Fu, min = 0x80;
+        else if ((*p & 0xF0) == 0xE0)
+            more = 2, cp = *p & 0x0Fu, min = 0x800;
+        else if ((*p & 0xF8) == 0xF0)
+            more = 3, cp = *p & 0x07u, min = 0x10000;
+        else
             return false;
-        snprintf(out, size, "%04d-%02d", y, m);
-        return true;
-    } else if (n == 4 && strspn(in, "0123456789") == 4) {
-        snprintf(out, size, "%s", in);
-        return true;
-    } else
-        return false;
-    static const int dim[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-    bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-    if (y < 1 || y > 9999 || m < 1 || m > 12 || d < 1 || d > dim[m - 1] + (m == 2 && leap))
-        return false;
-    snprintf(out, size, "%04d-%02d-%02d", y, m, d);
+        for (p++; more > 0; more--, p++) {
+            if ((*p & 0xC0) != 0x80) /* the terminating NUL stops here too */
+                return false;
+            cp = cp << 6 | (*p & 0x3Fu);
+        }
+        if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
+            return false;
+    }
     return true;
 }
 
-rl_error *ingest_csv_next(ingest_csv *c, const char *const *skip, ingest_row *row, bool *done)
+/* The first mapped column whose value is not UTF-8, or -1. Skipped columns are not read, so not checked;
+ * the id and truth columns are always read. */
+static int csv_bad_utf8(const ingest_csv *c, int n, const char *const *skip)
+{
+    for (int i = 0; i < c->nmapped; i++) {
+        int col = c->mapped[i];
+        const char *v = csv_value(c, col, n, col == c->col_id || col == c->col_truth ? NULL : skip);
+        if (v && !csv_utf8(v))
+            return col;
+    }
+    return -1;
+}
+
+static bool csv_digits(const char *s, size_t n)
+{
+    return strspn(s, "0123456789") >= n;
+}
+
+static int csv_num(const char *s, size_t n)
+{
+    int v = 0;
+    for (size_t i = 0; i < n; i++)
+        v = v * 10 + (s[i] - '0');
+    return v;
+}
+
+/* YYYY-MM-DD, YYYYMMDD (FEBRL's), YYYY-MM or YYYY to a FHIR date; false when it is none of them or no
+ * calendar date. FHIR has no year 0000. Day-first and month-first forms are ambiguous: refused. */
+static bool csv_date(const char *in, char *out, size_t size)
+{
+    size_t n = strlen(in);
+    int y, m = 0, d = 0;
+    if (n == 8 && csv_digits(in, 8)) {
+        m = csv_num(in + 4, 2);
+        d = csv_num(in + 6, 2);
+    } else if (n == 10 && csv_digits(in, 4) && in[4] == '-' && csv_digits(in + 5, 2) && in[7] == '-' &&
+               csv_digits(in + 8, 2)) {
+        m = csv_num(in + 5, 2);
+        d = csv_num(in + 8, 2);
+    } else if (n == 7 && csv_digits(in, 4) && in[4] == '-' && csv_digits(in + 5, 2)) {
+        m = csv_num(in + 5, 2);
+    } else if (n != 4 || !csv_digits(in, 4)) {
+        return false;
+    }
+    y = csv_num(in, 4);
+    static const int dim[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    if (y < 1 || (n > 4 && (m < 1 || m > 12)) || (n >= 8 && (d < 1 || d > dim[m - 1] + (m == 2 && leap))))
+        return false;
+    if (n == 4)
+        snprintf(out, size, "%04d", y);
+    else if (n == 7)
+        snprintf(out, size, "%04d-%02d", y, m);
+    else
+        snprintf(out, size, "%04d-%02d-%02d", y, m, d);
+    return true;
+}
+
+/* Takes v (a new reference or NULL). Values are checked UTF-8 before they get here, so a constructor's NULL
+ * is memory running out, never bad input. */
+static rl_error *csv_set(json_t *obj, const char *key, json_t *v)
+{
+    if (json_object_set_new(obj, key, v) != 0)
+        return RL_ERR(RL_ENOMEM, "out of memory building a Patient");
+    return NULL;
+}
+
+static rl_error *csv_append(json_t *array, json_t *v)
+{
+    if (json_array_append_new(array, v) != 0)
+        return RL_ERR(RL_ENOMEM, "out of memory building a Patient");
+    return NULL;
+}
+
+/* The Patient of a split row whose values are UTF-8 and whose birth date, if any, is in date. */
+static rl_error *csv_patient(const ingest_csv *c, int n, const char *const *skip, const char *date, json_t **out)
 {
     rl_error *err = NULL;
-    memset(row, 0, sizeof *row);
-    *done = false;
-    if (!fgets(c->buf, sizeof c->buf, c->f)) {
-        if (ferror(c->f))
-            return RL_ERR(RL_EIO, "reading line %ld failed", c->line + 1);
-        *done = true;
-        return NULL;
-    }
-    row->line = ++c->line;
-    size_t len = strlen(c->buf);
-    if (len == sizeof c->buf - 1 && c->buf[len - 1] != '\n') {
-        /* Skip the rest of an over-long line: one bad row, not a lost file. */
-        int ch;
-        while ((ch = fgetc(c->f)) != EOF && ch != '\n') {
-        }
-        snprintf(row->problem, sizeof row->problem, "line longer than %d bytes", CSV_LINE_MAX - 2);
-        return NULL;
-    }
-    int n = csv_split(c->buf, c->sep, c->fields, CSV_MAX_COLS);
-    if (n == 1 && !c->fields[0][0]) {
-        snprintf(row->problem, sizeof row->problem, "empty line");
-        return NULL;
-    }
-    if (n != c->ncols) {
-        snprintf(row->problem, sizeof row->problem, "%d columns where the header has %d", n, c->ncols);
-        return NULL;
-    }
-    const char *id = csv_value(c, c->col_id, n, NULL);
-    if (!id) {
-        snprintf(row->problem, sizeof row->problem, "no value in the id column");
-        return NULL;
-    }
-    const char *truth = csv_value(c, c->col_truth, n, NULL);
-    if (truth) {
-        if (c->febrl_truth && strncmp(truth, "rec-", 4) == 0) {
-            const char *start = truth + 4, *end = strchr(start, '-');
-            snprintf(row->truth, sizeof row->truth, "%.*s", (int)(end ? end - start : (long)strlen(start)), start);
-        } else {
-            snprintf(row->truth, sizeof row->truth, "%s", truth);
-        }
-    }
-    json_t *p = json_pack("{s:s, s:[{s:s, s:s}]}", "resourceType", "Patient", "identifier", "system",
-                          c->source_system, "value", id);
+    json_t *p = NULL, *name = NULL, *addr = NULL, *lines = NULL;
+    *out = NULL;
+    p = json_pack("{s:s, s:[{s:s, s:s}]}", "resourceType", "Patient", "identifier", "system", c->source_system,
+                  "value", csv_value(c, c->col_id, n, NULL));
     if (!p)
-        RL_FAIL(RL_ENOMEM, "out of memory");
+        RL_FAIL(RL_ENOMEM, "out of memory building a Patient");
     for (int i = 0; i < c->nids; i++) {
         const char *v = csv_value(c, c->ids[i].col, n, skip);
         if (v)
-            json_array_append_new(json_object_get(p, "identifier"),
-                                  json_pack("{s:s, s:s}", "system", c->ids[i].system, "value", v));
+            RL_TRY(csv_append(json_object_get(p, "identifier"),
+                              json_pack("{s:s, s:s}", "system", c->ids[i].system, "value", v)));
     }
     const char *given = csv_value(c, c->col_given, n, skip), *family = csv_value(c, c->col_family, n, skip);
     if (given || family) {
-        json_t *name = json_object();
+        if (!(name = json_object()))
+            RL_FAIL(RL_ENOMEM, "out of memory building a Patient");
         if (family)
-            json_object_set_new(name, "family", json_string(family));
+            RL_TRY(csv_set(name, "family", json_string(family)));
         if (given)
-            json_object_set_new(name, "given", json_pack("[s]", given));
-        json_object_set_new(p, "name", json_pack("[o]", name));
+            RL_TRY(csv_set(name, "given", json_pack("[s]", given)));
+        RL_TRY(csv_set(p, "name", json_pack("[O]", name)));
     }
-    const char *birth = csv_value(c, c->col_birth, n, skip);
-    if (birth) {
-        char date[48];
-        if (csv_date(birth, date, sizeof date))
-            json_object_set_new(p, "birthDate", json_string(date));
-        else
-            snprintf(row->problem, sizeof row->problem, "birth date is no calendar date: left out");
-    }
+    if (date)
+        RL_TRY(csv_set(p, "birthDate", json_string(date)));
     const char *gender = csv_value(c, c->col_gender, n, skip);
     if (gender) {
         char g = (char)(gender[0] | 0x20);
         const char *code = g == 'm' ? "male" : g == 'f' ? "female" : NULL;
         if (code)
-            json_object_set_new(p, "gender", json_string(code));
+            RL_TRY(csv_set(p, "gender", json_string(code)));
     }
     const char *phone = csv_value(c, c->col_phone, n, skip);
     if (phone)
-        json_object_set_new(p, "telecom", json_pack("[{s:s, s:s}]", "system", "phone", "value", phone));
-    json_t *addr = json_object(), *lines = json_array();
+        RL_TRY(csv_set(p, "telecom", json_pack("[{s:s, s:s}]", "system", "phone", "value", phone)));
+    if (!(addr = json_object()) || !(lines = json_array()))
+        RL_FAIL(RL_ENOMEM, "out of memory building a Patient");
     for (int l = 0; l < c->nlines; l++) {
         char text[1024] = "";
         size_t used = 0;
@@ -352,25 +541,89 @@ rl_error *ingest_csv_next(ingest_csv *c, const char *const *skip, ingest_row *ro
                 used += (size_t)snprintf(text + used, sizeof text - used, "%s%s", used ? " " : "", v);
         }
         if (used)
-            json_array_append_new(lines, json_string(text));
+            RL_TRY(csv_append(lines, json_string(text)));
     }
     if (json_array_size(lines))
-        json_object_set_new(addr, "line", lines);
-    else
-        json_decref(lines);
+        RL_TRY(csv_set(addr, "line", json_incref(lines)));
     const char *city = csv_value(c, c->col_city, n, skip), *pc = csv_value(c, c->col_postcode, n, skip),
                *state = csv_value(c, c->col_state, n, skip);
     if (city)
-        json_object_set_new(addr, "city", json_string(city));
+        RL_TRY(csv_set(addr, "city", json_string(city)));
     if (pc)
-        json_object_set_new(addr, "postalCode", json_string(pc));
+        RL_TRY(csv_set(addr, "postalCode", json_string(pc)));
     if (state)
-        json_object_set_new(addr, "state", json_string(state));
+        RL_TRY(csv_set(addr, "state", json_string(state)));
     if (json_object_size(addr))
-        json_object_set_new(p, "address", json_pack("[o]", addr));
-    else
-        json_decref(addr);
-    row->patient = p;
+        RL_TRY(csv_set(p, "address", json_pack("[O]", addr)));
+    *out = p;
+    p = NULL;
+cleanup:
+    json_decref(p);
+    json_decref(name);
+    json_decref(addr);
+    json_decref(lines);
+    return err;
+}
+
+rl_error *ingest_csv_next(ingest_csv *c, const char *const *skip, ingest_row *row, bool *done)
+{
+    rl_error *err = NULL;
+    memset(row, 0, sizeof *row);
+    *done = false;
+    bool eof;
+    csv_bad bad;
+    int n = 0, bad_col = 0, lines;
+    RL_TRY(csv_read_record(c, &eof, &bad, &n, &bad_col, &lines));
+    if (eof) {
+        *done = true;
+        goto cleanup;
+    }
+    row->line = ++c->record;
+    if (bad != CSV_GOOD) {
+        csv_describe(bad, bad_col, lines, row->problem, sizeof row->problem);
+        goto cleanup;
+    }
+    if (n == 1 && !c->fields[0][0]) {
+        snprintf(row->problem, sizeof row->problem, "empty line");
+        goto cleanup;
+    }
+    if (n != c->ncols) {
+        snprintf(row->problem, sizeof row->problem, "%d columns where the header has %d", n, c->ncols);
+        goto cleanup;
+    }
+    if (!csv_value(c, c->col_id, n, NULL)) {
+        snprintf(row->problem, sizeof row->problem, "no value in the id column");
+        goto cleanup;
+    }
+    int col = csv_bad_utf8(c, n, skip);
+    if (col >= 0) {
+        snprintf(row->problem, sizeof row->problem,
+                 "column \"%.64s\" is not valid UTF-8: convert the file to UTF-8 (e.g. iconv -f LATIN1 -t UTF-8)",
+                 c->names[col]);
+        goto cleanup;
+    }
+    char date[48];
+    const char *birth = csv_value(c, c->col_birth, n, skip), *use_date = NULL;
+    if (birth && csv_date(birth, date, sizeof date))
+        use_date = date;
+    else if (birth && !c->leave_out_bad_dates) {
+        snprintf(row->problem, sizeof row->problem,
+                 "column \"%.64s\" is not a date: expected YYYY-MM-DD, YYYYMMDD, YYYY-MM or YYYY (empty when unknown)",
+                 c->names[c->col_birth]);
+        goto cleanup;
+    } else if (birth)
+        snprintf(row->problem, sizeof row->problem, "column \"%.64s\" is not a date: left out",
+                 c->names[c->col_birth]);
+    const char *truth = csv_value(c, c->col_truth, n, NULL);
+    if (truth) {
+        if (c->febrl_truth && strncmp(truth, "rec-", 4) == 0) {
+            const char *start = truth + 4, *end = strchr(start, '-');
+            snprintf(row->truth, sizeof row->truth, "%.*s", (int)(end ? end - start : (long)strlen(start)), start);
+        } else {
+            snprintf(row->truth, sizeof row->truth, "%s", truth);
+        }
+    }
+    RL_TRY(csv_patient(c, n, skip, use_date, &row->patient));
 cleanup:
     return err;
 }

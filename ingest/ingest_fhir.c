@@ -5,6 +5,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "ingest/ingest_line.h"
+
 enum { FHIR_LINE_MAX = 8 << 20 };
 #define FHIR_BUNDLE_MAX (512LL << 20)
 
@@ -13,8 +15,7 @@ struct ingest_fhir {
     bool bundle;
     rl_json_limits limits;
     long line;
-    char *buf;
-    size_t cap;
+    char *buf; /* FHIR_LINE_MAX + 1 bytes (NDJSON), owned: a line is never held past the cap */
     json_t *entries; /* bundle */
     size_t next;
 };
@@ -30,18 +31,19 @@ rl_error *ingest_fhir_open(const char *path, bool bundle, const rl_json_limits *
         RL_FAIL(RL_ENOMEM, "out of memory");
     r->bundle = bundle;
     r->limits = *limits;
-    r->f = fopen(path, "r");
-    if (!r->f)
-        RL_FAIL(RL_EINVAL, "cannot read %s", path);
+    RL_TRY(ingest_open_file(path, &r->f));
     if (bundle) {
         struct stat st;
         if (fstat(fileno(r->f), &st) != 0 || st.st_size > FHIR_BUNDLE_MAX)
-            RL_FAIL(RL_ETOOBIG, "%s: a Bundle file is read whole and must stay under 512 MiB; use NDJSON", path);
+            RL_FAIL(RL_ETOOBIG, "a Bundle file is read whole and must stay under 512 MiB; use NDJSON");
         text = malloc((size_t)st.st_size + 1);
         if (!text)
-            RL_FAIL(RL_ENOMEM, "out of memory for %s", path);
+            RL_FAIL(RL_ENOMEM, "out of memory");
         size_t n = fread(text, 1, (size_t)st.st_size, r->f);
+        if (ferror(r->f))
+            RL_FAIL(RL_EIO, "read failed");
         text[n] = '\0';
+        ingest_strip_bom(text, &n);
         /* A Bundle nests deeper than one Patient: allow its three extra levels. */
         rl_json_limits bl = r->limits;
         bl.max_depth += 3;
@@ -49,14 +51,20 @@ rl_error *ingest_fhir_open(const char *path, bool bundle, const rl_json_limits *
         RL_TRY(rl_json_parse(text, n, &bl, &doc));
         const char *type = json_string_value(json_object_get(doc, "resourceType"));
         if (!type || strcmp(type, "Bundle") != 0)
-            RL_FAIL(RL_EINVAL, "%s: expected a FHIR Bundle", path);
+            RL_FAIL(RL_EINVAL, "expected a FHIR Bundle");
         r->entries = json_incref(json_object_get(doc, "entry"));
         if (!json_is_array(r->entries))
-            RL_FAIL(RL_EINVAL, "%s: the Bundle has no entry list", path);
+            RL_FAIL(RL_EINVAL, "the Bundle has no entry list");
+    } else {
+        r->buf = malloc(FHIR_LINE_MAX + 1);
+        if (!r->buf)
+            RL_FAIL(RL_ENOMEM, "out of memory");
     }
     *out = r;
     r = NULL;
 cleanup:
+    if (err)
+        err = rl_error_wrap(err, "%s", path);
     free(text);
     json_decref(doc);
     ingest_fhir_close(r);
@@ -103,26 +111,30 @@ rl_error *ingest_fhir_next(ingest_fhir *r, ingest_row *row, bool *done)
         fhir_accept(json_incref(resource), row);
         return NULL;
     }
-    ssize_t n = getline(&r->buf, &r->cap, r->f);
-    if (n < 0) {
-        if (ferror(r->f))
-            return RL_ERR(RL_EIO, "reading line %ld failed", r->line + 1);
+    size_t n;
+    bool too_long, eof;
+    rl_error *err = ingest_read_line(r->f, r->buf, FHIR_LINE_MAX + 1, &n, &too_long, &eof);
+    if (err)
+        return rl_error_wrap(err, "line %ld", r->line + 1);
+    if (eof) {
         *done = true;
         return NULL;
     }
     row->line = ++r->line;
-    if (n > FHIR_LINE_MAX) {
+    if (too_long) {
         snprintf(row->problem, sizeof row->problem, "line longer than %d bytes", FHIR_LINE_MAX);
         return NULL;
     }
-    while (n > 0 && (r->buf[n - 1] == '\n' || r->buf[n - 1] == '\r'))
+    if (r->line == 1)
+        ingest_strip_bom(r->buf, &n);
+    while (n > 0 && r->buf[n - 1] == '\r')
         r->buf[--n] = '\0';
     if (n == 0) {
         snprintf(row->problem, sizeof row->problem, "empty line");
         return NULL;
     }
     json_t *resource = NULL;
-    rl_error *err = rl_json_parse(r->buf, (size_t)n, &r->limits, &resource);
+    err = rl_json_parse(r->buf, n, &r->limits, &resource);
     if (err) {
         snprintf(row->problem, sizeof row->problem, "%s", rl_error_message(err));
         rl_error_free(err);
