@@ -296,7 +296,11 @@ int cmd_admin(int argc, char **argv)
     } else {
         err = admin_build_plain(&cmd->plain, args, &req);
     }
-    if (!err)
+    /* Only a token may start a store (the first admin token of a new one);
+     * every other command reads or changes records that must already be there. */
+    if (!err && strcmp(what, "token create") == 0)
+        err = cmd_session_open_creating(&session, f.config, f.data, f.server);
+    else if (!err)
         err = cmd_session_open(&session, f.config, f.data, f.server);
     else
         memset(&session, 0, sizeof session);

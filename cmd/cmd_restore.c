@@ -145,6 +145,7 @@ int cmd_restore(int argc, char **argv)
         /* A running server holds the lock: refuse before touching anything. */
         rl_store_options so;
         cmd_store_options(&cfg, &so);
+        so.must_exist = true; /* only looking for a server's lock: make nothing in the folder */
         rl_error *open_err = rl_store_open(target, &so, &current);
         if (open_err && rl_error_code(open_err) == RL_ECONFLICT) {
             rl_error_free(open_err);

@@ -57,25 +57,33 @@ void cmd_store_options(const rl_config *cfg, rl_store_options *opts)
     opts->sync = cfg->store_sync == RL_SYNC_ALWAYS;
     opts->group_commit_us = cfg->store_group_commit_us;
     opts->cache_bytes = (size_t)cfg->store_cache_mb << 20;
+    opts->must_exist = false;
 }
 
+typedef enum cmd_open_mode { CMD_OPEN_EXISTING, CMD_OPEN_CREATING, CMD_OPEN_BULK } cmd_open_mode;
+
 static rl_error *cmd_session_open_mode(cmd_session *s, const char *config, const char *data, const char *server,
-                                       bool bulk);
+                                       cmd_open_mode mode);
 
 rl_error *cmd_session_open(cmd_session *s, const char *config, const char *data, const char *server)
 {
-    return cmd_session_open_mode(s, config, data, server, false);
+    return cmd_session_open_mode(s, config, data, server, CMD_OPEN_EXISTING);
+}
+
+rl_error *cmd_session_open_creating(cmd_session *s, const char *config, const char *data, const char *server)
+{
+    return cmd_session_open_mode(s, config, data, server, CMD_OPEN_CREATING);
 }
 
 rl_error *cmd_session_open_bulk(cmd_session *s, const char *config, const char *data, const char *server)
 {
-    return cmd_session_open_mode(s, config, data, server, true);
+    return cmd_session_open_mode(s, config, data, server, CMD_OPEN_BULK);
 }
 
 rl_error *cmd_session_checkpoint(cmd_session *s) { return s->remote ? NULL : rl_store_flush(s->store); }
 
 static rl_error *cmd_session_open_mode(cmd_session *s, const char *config, const char *data, const char *server,
-                                       bool bulk)
+                                       cmd_open_mode mode)
 {
     rl_error *err = NULL;
     memset(s, 0, sizeof *s);
@@ -85,9 +93,15 @@ static rl_error *cmd_session_open_mode(cmd_session *s, const char *config, const
     if (!server) {
         rl_store_options so;
         cmd_store_options(&s->cfg, &so);
-        if (bulk)
+        if (mode == CMD_OPEN_BULK)
             so.sync = false;
+        so.must_exist = mode == CMD_OPEN_EXISTING;
         rl_error *open_err = rl_store_open(s->cfg.data_dir, &so, &s->store);
+        if (open_err && rl_error_code(open_err) == RL_ENOTFOUND) {
+            rl_error_free(open_err);
+            RL_FAIL(RL_ENOTFOUND, "no store in %s: name an existing store's folder with --data (or data_dir in the "
+                                  "settings); nothing was made there", s->cfg.data_dir);
+        }
         if (open_err && rl_error_code(open_err) != RL_ECONFLICT) {
             err = open_err;
             goto cleanup;

@@ -40,11 +40,17 @@ rl_error *cmd_config_build(const char *config, const char *data, rl_config *cfg)
 rl_error *cmd_registry_options(const rl_config *cfg, rl_registry_options *opts, json_t **rules);
 void cmd_store_options(const rl_config *cfg, rl_store_options *opts);
 
-/* server: "HOST:PORT" to force the HTTP path, or NULL to decide by the store's lock. */
+/* server: "HOST:PORT" to force the HTTP path, or NULL to decide by the store's
+ * lock. The store must exist: a folder holding none is RL_ENOTFOUND and is left
+ * as it was (an export or check of a mistyped --data would otherwise report an
+ * empty registry it had just made). */
 rl_error *cmd_session_open(cmd_session *s, const char *config, const char *data, const char *server);
-/* For bulk loads: on a local store, writes are not synced one by one; call
- * cmd_session_checkpoint() to make everything so far durable before recording
- * progress. Against a server every answered write is durable already. */
+/* The same, but makes the store when the folder holds none (a first token on a new store). */
+rl_error *cmd_session_open_creating(cmd_session *s, const char *config, const char *data, const char *server);
+/* For bulk loads (makes the store when there is none): on a local store,
+ * writes are not synced one by one; call cmd_session_checkpoint() to make
+ * everything so far durable before recording progress. Against a server every
+ * answered write is durable already. */
 rl_error *cmd_session_open_bulk(cmd_session *s, const char *config, const char *data, const char *server);
 rl_error *cmd_session_checkpoint(cmd_session *s);
 /* The bearer token to send to a server (overrides $RIDGELINE_TOKEN). */

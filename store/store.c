@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 static const char *const rl_cf_names[RL_CF_COUNT] = {
     [RL_CF_META] = "default", /* RocksDB's own default family doubles as meta */
@@ -255,10 +256,20 @@ rl_error *rl_store_open(const char *dir, const rl_store_options *opts, rl_store 
     pthread_cond_init(&s->synced, NULL);
     s->sync = opts && opts->sync;
     s->group_commit_us = opts ? opts->group_commit_us : 0;
-    RL_TRY(rl_store_mkdirs(dir));
+    bool must_exist = opts && opts->must_exist;
+    if (must_exist) {
+        /* Every RocksDB database has CURRENT; looking first keeps a mistyped
+         * folder from gaining RocksDB's LOCK and log files. */
+        char current[4200];
+        snprintf(current, sizeof current, "%s/CURRENT", dir);
+        if (access(current, F_OK) != 0)
+            RL_FAIL(RL_ENOTFOUND, "the folder holds no Ridgeline store (none was made)");
+    } else {
+        RL_TRY(rl_store_mkdirs(dir));
+    }
 
     s->options = rocksdb_options_create();
-    rocksdb_options_set_create_if_missing(s->options, 1);
+    rocksdb_options_set_create_if_missing(s->options, !must_exist);
     rocksdb_options_set_create_missing_column_families(s->options, 1);
     rocksdb_options_set_paranoid_checks(s->options, 1);
     rocksdb_options_increase_parallelism(s->options, 2);

@@ -63,14 +63,17 @@ typedef struct rl_store_options {
     bool sync;           /* fsync the WAL before acknowledging a write */
     int group_commit_us; /* when writers queue up, wait this long to share one fsync */
     size_t cache_bytes;  /* block cache; 0: 64 MiB */
+    bool must_exist;     /* refuse a folder that holds no store (RL_ENOTFOUND) rather than make one there */
 } rl_store_options;
 
 typedef struct rl_store rl_store;
 typedef struct rl_store_batch rl_store_batch;
 
-/* Opens (creating if needed, mode 0700) the store in folder dir. Errors:
- * RL_ECONFLICT when another process holds it, RL_EUNSUPPORTED for a newer
- * schema, RL_ESTORE for damage, RL_EIO for the file system. */
+/* Opens (creating if needed, mode 0700, unless opts->must_exist) the store in
+ * folder dir. Errors: RL_ENOTFOUND for no store there under must_exist (the
+ * file system is left as it was), RL_ECONFLICT when another process holds it,
+ * RL_EUNSUPPORTED for a newer schema, RL_ESTORE for damage, RL_EIO for the
+ * file system. */
 rl_error *rl_store_open(const char *dir, const rl_store_options *opts, rl_store **out);
 void rl_store_close(rl_store *store);
 const char *rl_store_path(const rl_store *store);
