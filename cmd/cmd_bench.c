@@ -12,6 +12,7 @@
 #include "bench/bench_register.h"
 #include "cmd/cmd.h"
 #include "common/rl_config.h"
+#include "common/rl_fs.h"
 
 void cmd_bench_help(void)
 {
@@ -96,10 +97,9 @@ static bool bench_tmpdir(char *out, size_t size)
 
 static void bench_rmtree(const char *dir)
 {
-    char cmd[4200];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "ridgeline bench: could not remove %s\n", dir);
+    rl_error *err = rl_fs_remove_tree(dir);
+    if (err)
+        cmd_report(err);
 }
 
 /* ridgeline bench identify: options, the run, the table's head and the JSON line. */
