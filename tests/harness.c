@@ -64,6 +64,15 @@ void rl_test_rmtree(const char *path)
         nftw(path, rl_test_unlink_cb, 16, FTW_DEPTH | FTW_PHYS);
 }
 
+json_t *rl_test_json_line(const char *output)
+{
+    const char *line = NULL;
+    for (const char *p = output; *p; p++)
+        if ((p == output || p[-1] == '\n') && *p == '{')
+            line = p;
+    return line ? json_loads(line, JSON_DISABLE_EOF_CHECK, NULL) : NULL;
+}
+
 const char *rl_test_data_dir(const char *what)
 {
     const char *dir = getenv("RIDGELINE_TESTDATA");

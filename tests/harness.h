@@ -19,6 +19,7 @@
 #include <sys/types.h>
 
 #include <cmocka.h>
+#include <jansson.h>
 
 /* A new empty folder under $TMPDIR (or /tmp); the caller removes it with rl_test_rmtree. */
 char *rl_test_tmpdir(const char *tag);
@@ -81,6 +82,10 @@ void rl_test_response_free(rl_test_response *resp);
 /* Runs a command line through /bin/sh; returns its exit status; output (stdout
  * and stderr together) goes to *output when non-NULL (caller frees). */
 int rl_test_run(const char *cmdline, char **output);
+
+/* The last line of a command's output that starts with '{', parsed (the JSON
+ * line eval and import end with); NULL when there is none. Caller decrefs. */
+json_t *rl_test_json_line(const char *output);
 
 /* The admin token of the server started on port ("" when none). */
 const char *rl_test_token(int port);

@@ -11,22 +11,13 @@
 
 #include "tests/harness.h"
 
-static json_t *last_json_line(const char *out)
-{
-    const char *line = NULL;
-    for (const char *p = out; *p; p++)
-        if ((p == out || p[-1] == '\n') && *p == '{')
-            line = p;
-    return line ? json_loads(line, JSON_DISABLE_EOF_CHECK, NULL) : NULL;
-}
-
 static json_t *run_ok(const char *cmdline)
 {
     char *out = NULL;
     int status = rl_test_run(cmdline, &out);
     if (status != 0)
         fail_msg("%s: exit %d\n%s", cmdline, status, out);
-    json_t *j = last_json_line(out);
+    json_t *j = rl_test_json_line(out);
     free(out);
     return j;
 }
