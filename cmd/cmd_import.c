@@ -420,7 +420,7 @@ int cmd_import(int argc, char **argv)
     if (!rejects)
         RL_FAIL(RL_EIO, "cannot write %s: %s (--rejects PATH puts it elsewhere)", rejects_path, strerror(errno));
 
-    long created = 0, updated = 0, rejected = 0, since_checkpoint = 0, waits = 0;
+    long created = 0, updated = 0, rejected = 0, since_checkpoint = 0, waits = 0, left_out = 0;
     uint64_t t0 = rl_time_mono_ns(), last_note = 0;
     for (;;) {
         ingest_row row;
@@ -445,6 +445,8 @@ int cmd_import(int argc, char **argv)
                      "no identifier with a system and a value: a second sending could not be recognised "
                      "(give each Patient its sending system's identifier)");
         }
+        if (row.patient && row.problem[0])
+            left_out++; /* a value the mapping says to leave out ("invalid_birth_date": "leave_out") */
         if (!row.patient) {
             rejected++;
             err = import_reject(rejects, row.line, 0, row.problem);
@@ -526,13 +528,16 @@ int cmd_import(int argc, char **argv)
     char see[PATH_MAX + 16] = "";
     if (rejected)
         snprintf(see, sizeof see, " (see %s)", rejects_path);
-    printf("import: %ld rows processed (%ld skipped as done before): %ld created, %ld updated, %ld rejected%s, "
+    char dropped[64] = "";
+    if (left_out)
+        snprintf(dropped, sizeof dropped, " (%ld with a value left out)", left_out);
+    printf("import: %ld rows processed (%ld skipped as done before): %ld created, %ld updated%s, %ld rejected%s, "
            "%.1f s, %.0f rows/s\n",
-           processed, skip, created, updated, rejected, see, secs, secs > 0 ? (double)processed / secs : 0);
-    json_t *summary = json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:f}", "import", path, "rows",
+           processed, skip, created, updated, dropped, rejected, see, secs, secs > 0 ? (double)processed / secs : 0);
+    json_t *summary = json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:f}", "import", path, "rows",
                                 (json_int_t)processed, "skipped", (json_int_t)skip, "created", (json_int_t)created,
-                                "updated", (json_int_t)updated, "rejected", (json_int_t)rejected, "waits",
-                                (json_int_t)waits, "seconds", secs);
+                                "updated", (json_int_t)updated, "rejected", (json_int_t)rejected, "left_out",
+                                (json_int_t)left_out, "waits", (json_int_t)waits, "seconds", secs);
     char *line = json_dumps(summary, JSON_COMPACT | JSON_REAL_PRECISION(6));
     printf("%s\n", line ? line : "{}");
     free(line);

@@ -155,7 +155,7 @@ static void test_csv_import_resume_and_export(void **state)
     char *said = NULL;
     assert_int_equal(rl_test_run(cmd, &said), 0);
     assert_non_null(strstr(said, "is not used"));
-    json_t *j = last_json_line(said);
+    json_t *j = rl_test_json_line(said);
     free(said);
     assert_int_equal(json_integer_value(json_object_get(j, "skipped")), 0);
     assert_int_equal(json_integer_value(json_object_get(j, "created")), 1000);
@@ -271,7 +271,7 @@ static void test_http_rate_limit_waits(void **state)
     if (status != 0)
         fail_msg("exit %d\n%s", status, out);
     assert_non_null(strstr(out, "asks to wait (HTTP 429)"));
-    json_t *j = last_json_line(out);
+    json_t *j = rl_test_json_line(out);
     free(out);
     assert_int_equal(json_integer_value(json_object_get(j, "created")), 45);
     assert_int_equal(json_integer_value(json_object_get(j, "rejected")), 0);
@@ -351,7 +351,7 @@ static void test_state_is_for_one_target(void **state)
     assert_int_equal(rl_test_run(cmd, &out), 0);
     assert_non_null(strstr(out, "is not used"));
     assert_non_null(strstr(out, "store-b"));
-    json_t *j = last_json_line(out);
+    json_t *j = rl_test_json_line(out);
     free(out);
     assert_int_equal(json_integer_value(json_object_get(j, "skipped")), 0);
     assert_int_equal(json_integer_value(json_object_get(j, "created")), 1);
@@ -413,7 +413,7 @@ static void test_patient_without_identifier_rejected(void **state)
         int status = rl_test_run(cmd, &out);
         if (status != 0)
             fail_msg("exit %d\n%s", status, out);
-        json_t *j = last_json_line(out);
+        json_t *j = rl_test_json_line(out);
         assert_int_equal(json_integer_value(json_object_get(j, "created")), run == 0 ? 1 : 0);
         assert_int_equal(json_integer_value(json_object_get(j, "updated")), run == 0 ? 0 : 1);
         assert_int_equal(json_integer_value(json_object_get(j, "rejected")), 2);
@@ -429,6 +429,27 @@ static void test_patient_without_identifier_rejected(void **state)
     }
 }
 
+/* A value the mapping says to leave out (FEBRL's "invalid_birth_date": "leave_out") is counted, not
+ * dropped unsaid. */
+static void test_left_out_values_are_counted(void **state)
+{
+    import_dir *d = *state;
+    char csv[1100];
+    snprintf(csv, sizeof csv, "%s/lo.csv", d->dir);
+    write_file(csv, "rec_id, given_name, surname, street_number, address_1, address_2, suburb, postcode, state, "
+                    "date_of_birth, soc_sec_id\n"
+                    "rec-1-org, ann, lee, 1, a st, , x, 2000, nsw, 19901340, 1234567\n"
+                    "rec-2-org, bob, lee, 1, a st, , x, 2000, nsw, 19900101, 7654321\n");
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd, "%s import %s --mapping ingest/mappings/febrl.json --data %s", rl_test_bin(), csv,
+             d->store);
+    json_t *j = run_ok(cmd);
+    assert_int_equal(json_integer_value(json_object_get(j, "created")), 2);
+    assert_int_equal(json_integer_value(json_object_get(j, "left_out")), 1);
+    assert_int_equal(json_integer_value(json_object_get(j, "rejected")), 0);
+    json_decref(j);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -440,6 +461,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_state_elsewhere, import_dir_setup, import_dir_teardown),
         cmocka_unit_test_setup_teardown(test_patient_without_identifier_rejected, import_dir_setup,
                                         import_dir_teardown),
+        cmocka_unit_test_setup_teardown(test_left_out_values_are_counted, import_dir_setup, import_dir_teardown),
     };
     return cmocka_run_group_tests_name("import", tests, NULL, NULL);
 }
