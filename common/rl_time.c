@@ -41,6 +41,16 @@ void rl_time_format_http(int64_t wall_ms, char *out, size_t size)
              months[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
 }
 
+/* timegm quietly carries a day that does not exist into the next month
+ * (2024-02-30 is March 1st): the fields must survive it unchanged. */
+static bool rl_time_real(const struct tm *tm, time_t *out)
+{
+    struct tm norm = *tm;
+    *out = timegm(&norm);
+    return norm.tm_year == tm->tm_year && norm.tm_mon == tm->tm_mon && norm.tm_mday == tm->tm_mday &&
+           norm.tm_hour == tm->tm_hour && norm.tm_min == tm->tm_min && norm.tm_sec == tm->tm_sec;
+}
+
 bool rl_time_parse_instant(const char *text, int64_t *wall_ms)
 {
     struct tm tm = {0};
@@ -60,7 +70,10 @@ bool rl_time_parse_instant(const char *text, int64_t *wall_ms)
     }
     if (strcmp(rest, "Z") != 0 && strcmp(rest, "+00:00") != 0)
         return false;
-    *wall_ms = (int64_t)timegm(&tm) * 1000 + ms;
+    time_t secs;
+    if (!rl_time_real(&tm, &secs))
+        return false;
+    *wall_ms = (int64_t)secs * 1000 + ms;
     return true;
 }
 
@@ -72,6 +85,9 @@ bool rl_time_parse_instant_or_date(const char *text, int64_t *wall_ms)
     const char *rest = strptime(text, "%Y-%m-%d", &tm);
     if (!rest || *rest != '\0' || strlen(text) != 10)
         return false;
-    *wall_ms = (int64_t)timegm(&tm) * 1000;
+    time_t secs;
+    if (!rl_time_real(&tm, &secs))
+        return false;
+    *wall_ms = (int64_t)secs * 1000;
     return true;
 }

@@ -275,20 +275,75 @@ cleanup:
 }
 
 /* Undo, with the write lock held: checks the event's "after" is still current, restores "before". */
+/*
+ * The members a golden record gained since an event by registrations alone
+ * (records that joined it automatically, whose links the event did not
+ * write), when that is all that changed; else NULL. Such growth does not
+ * stand in the way of undoing a reviewer's decision: the records that joined
+ * stay with the person they joined.
+ */
+static json_t *reg_grown_since(const json_t *current, const json_t *after, const json_t *event_links)
+{
+    json_t *extra = json_array();
+    const char *key;
+    json_t *v;
+    if (!extra)
+        return NULL;
+    json_object_foreach((json_t *)current, key, v) {
+        if (!strcmp(key, "members") || !strcmp(key, "version") || !strcmp(key, "updated"))
+            continue;
+        if (!json_equal(v, json_object_get(after, key)))
+            goto changed;
+    }
+    json_object_foreach((json_t *)after, key, v) if (!json_object_get(current, key)) goto changed;
+    const json_t *was = json_object_get(after, "members"), *now = json_object_get(current, "members");
+    size_t i;
+    json_array_foreach(was, i, v) if (!reg_list_has(now, json_string_value(v), json_string_length(v))) goto changed;
+    json_array_foreach(now, i, v) {
+        if (reg_list_has(was, json_string_value(v), json_string_length(v)))
+            continue;
+        if (json_object_get(event_links, json_string_value(v)) || json_array_append(extra, v) != 0)
+            goto changed;
+    }
+    if (json_array_size(extra) > 0)
+        return extra;
+changed:
+    json_decref(extra);
+    return NULL;
+}
+
 static rl_error *reg_undo_locked(reg_txn *txn, const rl_actor *actor, json_t *ev, const char *event_id)
 {
     rl_error *err = NULL;
-    json_t *current = NULL;
+    json_t *current = NULL, *grown = json_object();
+    if (!grown)
+        RL_FAIL(RL_ENOMEM, "out of memory");
     if (json_object_get(ev, "undone_by"))
         RL_FAIL(RL_ECONFLICT, "event %s was undone already (by %s)", event_id,
                 json_string_value(json_object_get(ev, "undone_by")));
     static const char *const kinds[2] = {"goldens", "links"};
+    const json_t *event_links = json_object_get(json_object_get(ev, "after"), "links");
     for (int k = 0; k < 2; k++) {
         const char *id;
         json_t *after;
         json_object_foreach(json_object_get(json_object_get(ev, "after"), kinds[k]), id, after) {
             RL_TRY(k == 0 ? reg_txn_golden(txn, id, &current) : reg_txn_link(txn, id, &current));
             bool same = json_is_null(after) ? current == NULL : current && json_equal(current, after);
+            json_t *extra = !same && k == 0 && current && !json_is_null(after)
+                                ? reg_grown_since(current, after, event_links)
+                                : NULL;
+            /* A golden record the event made is retired by the undo: not one that others joined since. */
+            const json_t *before = json_object_get(json_object_get(json_object_get(ev, "before"), "goldens"), id);
+            if (extra && (!before || json_is_null(before))) {
+                json_decref(extra);
+                extra = NULL;
+            }
+            if (extra) {
+                json_t *entry = json_pack("{s:o, s:O}", "extra", extra, "version", json_object_get(current, "version"));
+                if (!entry || json_object_set_new(grown, id, entry) != 0)
+                    RL_FAIL(RL_ENOMEM, "out of memory");
+                same = true;
+            }
             json_decref(current);
             current = NULL;
             if (!same)
@@ -301,6 +356,16 @@ static rl_error *reg_undo_locked(reg_txn *txn, const rl_actor *actor, json_t *ev
         json_t *before;
         json_object_foreach(json_object_get(json_object_get(ev, "before"), kinds[k]), id, before) {
             json_t *value = json_is_null(before) ? NULL : json_deep_copy(before);
+            const json_t *g = k == 0 ? json_object_get(grown, id) : NULL;
+            if (g && value) {
+                /* The state before, with those who joined since; a new version, not an old one again. */
+                json_array_extend(json_object_get(value, "members"), json_object_get(g, "extra"));
+                char now[32];
+                reg_now(now);
+                json_object_set_new(value, "updated", json_string(now));
+                json_object_set_new(value, "version",
+                                    json_integer(json_integer_value(json_object_get(g, "version")) + 1));
+            }
             if (k == 0 && !value) {
                 /* A golden record the event created is retired, never deleted: ids are not reused. */
                 RL_TRY(reg_txn_golden(txn, id, &value));
@@ -314,6 +379,7 @@ static rl_error *reg_undo_locked(reg_txn *txn, const rl_actor *actor, json_t *ev
     }
 cleanup:
     json_decref(current);
+    json_decref(grown);
     return err;
 }
 

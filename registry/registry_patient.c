@@ -41,6 +41,8 @@ static bool rl_is_fhir_date(const char *s)
     if (!(n == 4 || n == 7 || n == 10) || !rl_is_digits(s, 4))
         return false;
     int year = (s[0] - '0') * 1000 + (s[1] - '0') * 100 + (s[2] - '0') * 10 + (s[3] - '0');
+    if (year == 0)
+        return false; /* FHIR's date pattern has no year 0000 */
     if (n == 4)
         return true;
     if (s[4] != '-' || !rl_is_digits(s + 5, 2))

@@ -110,6 +110,8 @@ bool reg_date_range(const char *s, int32_t *lo, int32_t *hi, char lo_text[11], c
     if (!(n == 4 || n == 7 || n == 10) || !reg_digits(s, 4))
         return false;
     int y = (s[0] - '0') * 1000 + (s[1] - '0') * 100 + (s[2] - '0') * 10 + (s[3] - '0');
+    if (y == 0)
+        return false; /* FHIR's date has no year 0000, and no Patient holds one */
     int m0 = 1, m1 = 12, d0 = 1, d1 = 31;
     if (n >= 7) {
         if (s[4] != '-' || !reg_digits(s + 5, 2))

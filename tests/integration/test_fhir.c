@@ -592,7 +592,7 @@ static void test_search_errors(void **state)
         "colour=blue",           "family:contains=oka", "identifier:of-type=x", "birthdate=1990-13",
         "birthdate=sa1990",      "birthdate=yesterday", "gender=f",             "active=maybe",
         "family=%21%21",         "_count=-1",           "_count=lots",          "_offset=-5",
-        "identifier=%7C",        "_sort=family",        "telecom=",
+        "identifier=%7C",        "_sort=family",        "telecom=",             "birthdate=0000",
     };
     for (size_t k = 0; k < sizeof bad / sizeof *bad; k++) {
         char path[256];

@@ -157,6 +157,11 @@ static void test_time_formats(void **state)
     assert_int_equal(ms, 1795952670000LL);
     assert_false(rl_time_parse_instant("2026-11-29", &ms));
     assert_false(rl_time_parse_instant("2026-11-29T11:44:30.Z", &ms));
+    /* Days that do not exist are refused, not carried into the next month. */
+    assert_false(rl_time_parse_instant("2024-02-30T00:00:00Z", &ms));
+    assert_false(rl_time_parse_instant_or_date("2024-02-30", &ms));
+    assert_false(rl_time_parse_instant_or_date("2023-02-29", &ms));
+    assert_true(rl_time_parse_instant_or_date("2024-02-29", &ms));
     rl_time_format_http(1795952670123LL, text, sizeof text);
     assert_string_equal(text, "Sun, 29 Nov 2026 11:44:30 GMT");
     uint64_t a = rl_time_mono_ns(), b = rl_time_mono_ns();

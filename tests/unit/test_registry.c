@@ -938,6 +938,50 @@ static void test_review_items_follow_people(void **state)
         rl_submit_result_clear(all[i]);
 }
 
+/* A reviewer's decision can be undone after registrations joined the person meanwhile (they were an
+ * exact-equality conflict, so the decision could never be undone): the records that joined stay. */
+static void test_undo_after_registrations_joined(void **state)
+{
+    fixture *f = *state;
+    char item[32], g[65];
+    json_t *out = NULL;
+    rl_submit_result a = submit(f, "urn:u", "1", "Mbeki", "Sipho", "male", "1966-06-16");
+    rl_submit_result b = submit(f, "urn:u", "2", "Mbeki", "Sipho", "female", "1966-06-16");
+    review_of(f, b.record_id, item);
+    assert_null(rl_registry_review_resolve(f->reg, &reviewer, item, "link", &out));
+    char decided[40];
+    snprintf(decided, sizeof decided, "%s", json_string_value(json_object_get(json_object_get(out, "event"), "id")));
+    json_decref(out);
+    rl_submit_result c = submit(f, "urn:u", "3", "Mbeki", "Sipho", "male", "1966-06-16");
+    assert_string_equal(c.golden_id, a.golden_id);
+    json_t *shown = NULL;
+    assert_null(rl_registry_golden_show(f->reg, &clerk, a.golden_id, &shown));
+    json_int_t version = json_integer_value(json_object_get(json_object_get(shown, "golden"), "version"));
+    json_decref(shown);
+    assert_null(rl_registry_undo(f->reg, &reviewer, decided, NULL));
+    assert_string_equal(golden_of(f, b.record_id, g), b.golden_id);
+    assert_string_equal(golden_of(f, c.record_id, g), a.golden_id);
+    assert_string_equal(golden_of(f, a.record_id, g), a.golden_id);
+    assert_null(rl_registry_golden_show(f->reg, &clerk, a.golden_id, &shown));
+    const json_t *golden = json_object_get(shown, "golden");
+    assert_int_equal(json_array_size(json_object_get(golden, "members")), 2);
+    assert_true(json_integer_value(json_object_get(golden, "version")) > version);
+    json_decref(shown);
+    expect_clean(f);
+    /* A link's own change since is still a conflict: the decision is not undone over a person's work. */
+    assert_null(rl_registry_review_resolve(f->reg, &reviewer, item, "link", &out));
+    snprintf(decided, sizeof decided, "%s", json_string_value(json_object_get(json_object_get(out, "event"), "id")));
+    json_decref(out);
+    assert_null(rl_registry_unlink(f->reg, &reviewer, c.record_id, NULL));
+    rl_error *err = rl_registry_undo(f->reg, &reviewer, decided, NULL);
+    assert_int_equal(rl_error_code(err), RL_ECONFLICT);
+    rl_error_free(err);
+    expect_clean(f);
+    rl_submit_result *all[] = {&a, &b, &c};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++)
+        rl_submit_result_clear(all[i]);
+}
+
 static void test_merge_unmerge_restores_exactly(void **state)
 {
     fixture *f = *state;
@@ -1423,6 +1467,7 @@ static const struct {
     {"{\"resourceType\":\"Patient\",\"gender\":\"M\"}", RL_EINVAL, "Patient.gender"},
     {"{\"resourceType\":\"Patient\",\"birthDate\":\"1990-02-30\"}", RL_EINVAL, "Patient.birthDate"},
     {"{\"resourceType\":\"Patient\",\"birthDate\":\"1990-2-3\"}", RL_EINVAL, "Patient.birthDate"},
+    {"{\"resourceType\":\"Patient\",\"birthDate\":\"0000-01-01\"}", RL_EINVAL, "Patient.birthDate"},
     {"{\"resourceType\":\"Patient\",\"birthDate\":19900203}", RL_EINVAL, "Patient.birthDate"},
     {"{\"resourceType\":\"Patient\",\"active\":\"yes\"}", RL_EINVAL, "Patient.active"},
     {"{\"resourceType\":\"Patient\",\"identifier\":[{\"system\":\"s\",\"value\":5}]}", RL_EINVAL, "identifier[0].value"},
@@ -1533,6 +1578,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_link_unlink_undo, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rematch_keeps_human_decisions, setup_probabilistic, teardown),
         cmocka_unit_test_setup_teardown(test_review_items_follow_people, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_undo_after_registrations_joined, setup, teardown),
         cmocka_unit_test_setup_teardown(test_merge_unmerge_restores_exactly, setup, teardown),
         cmocka_unit_test_setup_teardown(test_decisions_follow_link_changes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_registrations_find_each_other, setup, teardown),
