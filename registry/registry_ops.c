@@ -116,20 +116,90 @@ cleanup:
     return err;
 }
 
-/* Puts the not-a-match memory of a pair, unless the pair has one already: the
- * first decision keeps its provenance, and undoing a later one (which finds
- * its entries by its own tag) leaves the earlier decision standing. */
-static rl_error *reg_remember_different(reg_txn *txn, const char *a, const char *b, const json_t *memo)
+/*
+ * Not-a-match memory holds every decision that said so of a pair: the first
+ * at the top level ({"review": id} or {"unlink": id}, who, when), the others
+ * in "also". Undoing one decision takes its own tag away and leaves the
+ * pair remembered while another decision stands.
+ */
+static const char *reg_memo_kind(const json_t *memo)
+{
+    return json_object_get(memo, "review") ? "review" : "unlink";
+}
+
+static bool reg_memo_tagged(const json_t *memo, const char *kind, const char *tag)
+{
+    const char *v = json_string_value(json_object_get(memo, kind));
+    if (v && strcmp(v, tag) == 0)
+        return true;
+    size_t i;
+    json_t *e;
+    json_array_foreach(json_object_get(memo, "also"), i, e) {
+        v = json_string_value(json_object_get(e, kind));
+        if (v && strcmp(v, tag) == 0)
+            return true;
+    }
+    return false;
+}
+
+/* True when a decision other than (kind, tag) holds the memory. */
+static bool reg_memo_held_by_others(const json_t *memo, const char *kind, const char *tag)
+{
+    const char *v = json_string_value(json_object_get(memo, kind));
+    bool top_is_it = v && strcmp(v, tag) == 0 && !strcmp(reg_memo_kind(memo), kind);
+    return !top_is_it || json_array_size(json_object_get(memo, "also")) > 0;
+}
+
+/* Remembers a pair as two people for the decision `memo` describes (added to a memory there already). */
+static rl_error *reg_remember_different(reg_txn *txn, const char *a, const char *b, json_t *memo)
 {
     rl_error *err = NULL;
     json_t *old = NULL;
     char pair[2 * REG_ID_LEN + 8];
     size_t plen = reg_pair_key(a, b, pair, sizeof pair);
+    const char *kind = reg_memo_kind(memo);
     RL_TRY(reg_get_json(txn->reg, RL_CF_NOMATCH, pair, plen, &old));
-    if (!old)
+    if (!old) {
         reg_put_json(txn->batch, RL_CF_NOMATCH, pair, plen, memo, &err);
+    } else if (!reg_memo_tagged(old, kind, json_string_value(json_object_get(memo, kind)))) {
+        json_t *also = json_object_get(old, "also");
+        if (!also && json_object_set_new(old, "also", also = json_array()) != 0)
+            RL_FAIL(RL_ENOMEM, "out of memory");
+        if (json_array_append(also, memo) != 0)
+            RL_FAIL(RL_ENOMEM, "out of memory");
+        reg_put_json(txn->batch, RL_CF_NOMATCH, pair, plen, old, &err);
+    }
 cleanup:
     json_decref(old);
+    return err;
+}
+
+/* RL_ECONFLICT when a reviewer's not-a-match memory pairs rid with a member of
+ * golden (other than rid): putting them together is undoing that decision,
+ * which undo does, saying so. A memory held only by the decision (kind, tag)
+ * being undone does not count (both NULL: every memory counts). */
+static rl_error *reg_require_no_veto(reg_txn *txn, const char *rid, const json_t *golden, const char *kind,
+                                     const char *tag)
+{
+    rl_error *err = NULL;
+    json_t *memo = NULL;
+    size_t i;
+    json_t *m;
+    json_array_foreach(json_object_get(golden, "members"), i, m) {
+        const char *other = json_string_value(m);
+        if (!other || strcmp(other, rid) == 0)
+            continue;
+        char pair[2 * REG_ID_LEN + 8];
+        size_t plen = reg_pair_key(rid, other, pair, sizeof pair);
+        RL_TRY(reg_get_json(txn->reg, RL_CF_NOMATCH, pair, plen, &memo));
+        if (memo && (!kind || reg_memo_held_by_others(memo, kind, tag)))
+            RL_FAIL(RL_ECONFLICT, "records %s and %s were decided different people (not a match, by %s): undo that "
+                    "decision first", rid, other, json_string_value(json_object_get(memo, "who")));
+        json_decref(memo);
+        memo = NULL;
+    }
+cleanup:
+    json_decref(memo);
     return err;
 }
 
@@ -146,6 +216,7 @@ rl_error *rl_registry_link(rl_registry *reg, const rl_actor *actor, const char *
     locked = true;
     RL_TRY(reg_txn_begin(reg, &txn));
     RL_TRY(reg_active_golden(&txn, golden_id, &target));
+    RL_TRY(reg_require_no_veto(&txn, record_id, target, NULL, NULL));
     RL_TRY(reg_move_record(&txn, actor, record_id, golden_id, target, "manual"));
     RL_TRY(reg_pin_members(&txn, actor, target, golden_id));
     json_t *t = target;
@@ -233,9 +304,12 @@ rl_error *rl_registry_merge(rl_registry *reg, const rl_actor *actor, const char 
     RL_TRY(reg_txn_begin(reg, &txn));
     RL_TRY(reg_active_golden(&txn, from_golden, &from));
     RL_TRY(reg_active_golden(&txn, into_golden, &into));
-    RL_TRY(reg_pin_members(&txn, actor, into, into_golden));
     size_t i;
     json_t *m;
+    json_array_foreach(json_object_get(from, "members"), i, m) {
+        RL_TRY(reg_require_no_veto(&txn, json_string_value(m), into, NULL, NULL));
+    }
+    RL_TRY(reg_pin_members(&txn, actor, into, into_golden));
     json_array_foreach(json_object_get(from, "members"), i, m) {
         const char *rid = json_string_value(m);
         RL_TRY(reg_txn_link(&txn, rid, &link));
@@ -275,6 +349,20 @@ cleanup:
 }
 
 /* Undo, with the write lock held: checks the event's "after" is still current, restores "before". */
+/* Two links say the same about their record but perhaps for its index (its
+ * keys, rewritten by every update of the record, which keeps no event): an
+ * update since an event does not stand in the way of undoing it. */
+static bool reg_link_same_decision(const json_t *a, const json_t *b)
+{
+    const char *key;
+    json_t *v;
+    json_object_foreach((json_t *)a, key, v) if (strcmp(key, "index") != 0 && !json_equal(v, json_object_get(b, key)))
+        return false;
+    json_object_foreach((json_t *)b, key, v) if (strcmp(key, "index") != 0 && !json_object_get(a, key))
+        return false;
+    return true;
+}
+
 /*
  * The members a golden record gained since an event by registrations alone
  * (records that joined it automatically, whose links the event did not
@@ -328,7 +416,9 @@ static rl_error *reg_undo_locked(reg_txn *txn, const rl_actor *actor, json_t *ev
         json_t *after;
         json_object_foreach(json_object_get(json_object_get(ev, "after"), kinds[k]), id, after) {
             RL_TRY(k == 0 ? reg_txn_golden(txn, id, &current) : reg_txn_link(txn, id, &current));
-            bool same = json_is_null(after) ? current == NULL : current && json_equal(current, after);
+            bool same = json_is_null(after) ? current == NULL
+                        : k == 1               ? current && reg_link_same_decision(current, after)
+                                               : current && json_equal(current, after);
             json_t *extra = !same && k == 0 && current && !json_is_null(after)
                                 ? reg_grown_since(current, after, event_links)
                                 : NULL;
@@ -366,6 +456,15 @@ static rl_error *reg_undo_locked(reg_txn *txn, const rl_actor *actor, json_t *ev
                 json_object_set_new(value, "version",
                                     json_integer(json_integer_value(json_object_get(g, "version")) + 1));
             }
+            if (k == 1 && value) {
+                /* The record's own index as it is now: an update since may have changed its keys. */
+                json_t *now_link = NULL;
+                RL_TRY(reg_txn_link(txn, id, &now_link));
+                const json_t *index = json_object_get(now_link, "index");
+                if (index)
+                    json_object_set(value, "index", (json_t *)index);
+                json_decref(now_link);
+            }
             if (k == 0 && !value) {
                 /* A golden record the event created is retired, never deleted: ids are not reused. */
                 RL_TRY(reg_txn_golden(txn, id, &value));
@@ -396,10 +495,38 @@ static rl_error *reg_forget_tagged(reg_txn *txn, const char *member, const char 
         const char *k = rl_store_iter_key(it, &klen);
         const char *v = rl_store_iter_value(it, &vlen);
         json_t *memo = json_loadb(v, vlen, 0, NULL);
+        json_t *also = json_object_get(memo, "also");
         const char *by = json_string_value(json_object_get(memo, member));
-        if (by && strcmp(by, tag) == 0)
-            rl_store_batch_delete(txn->batch, RL_CF_NOMATCH, k, klen);
+        if (by && strcmp(by, tag) == 0 && !strcmp(reg_memo_kind(memo), member)) {
+            if (json_array_size(also) == 0) {
+                rl_store_batch_delete(txn->batch, RL_CF_NOMATCH, k, klen);
+            } else {
+                /* The next decision holding the pair comes up to the top. */
+                json_t *next = json_deep_copy(json_array_get(also, 0));
+                json_t *rest = json_deep_copy(also);
+                if (!next || !rest || json_array_remove(rest, 0) != 0 ||
+                    (json_array_size(rest) > 0 && json_object_set(next, "also", rest) != 0))
+                    err = RL_ERR(RL_ENOMEM, "out of memory");
+                else
+                    reg_put_json(txn->batch, RL_CF_NOMATCH, k, klen, next, &err);
+                json_decref(next);
+                json_decref(rest);
+            }
+        } else {
+            for (size_t i = 0; i < json_array_size(also); i++) {
+                const char *a = json_string_value(json_object_get(json_array_get(also, i), member));
+                if (a && strcmp(a, tag) == 0) {
+                    json_array_remove(also, i);
+                    if (json_array_size(also) == 0)
+                        json_object_del(memo, "also");
+                    reg_put_json(txn->batch, RL_CF_NOMATCH, k, klen, memo, &err);
+                    break;
+                }
+            }
+        }
         json_decref(memo);
+        if (err)
+            goto cleanup;
     }
     RL_TRY(rl_store_iter_status(it));
 cleanup:
@@ -462,11 +589,25 @@ cleanup:
  * the golden record it made), as undoing a "not a match" decision does. */
 static rl_error *reg_undo_unlink_memory(reg_txn *txn, const json_t *ev)
 {
+    rl_error *err = NULL;
+    json_t *from = NULL;
     const char *op = json_string_value(json_object_get(ev, "op"));
-    const char *tag = json_string_value(json_object_get(json_object_get(ev, "detail"), "golden"));
-    if (!op || strcmp(op, "unlink") != 0 || !tag)
+    const json_t *detail = json_object_get(ev, "detail");
+    const char *tag = json_string_value(json_object_get(detail, "golden"));
+    const char *from_id = json_string_value(json_object_get(detail, "from"));
+    if (!op || strcmp(op, "unlink") != 0 || !tag || !from_id)
         return NULL; /* unlinks before this memory was kept have no tag, and nothing to forget */
-    return reg_forget_tagged(txn, "unlink", tag);
+    /* The record goes back among those it was told apart from: not over
+     * another decision, made since, that they are different people. */
+    const char *rid;
+    json_t *l;
+    RL_TRY(reg_txn_golden(txn, from_id, &from));
+    json_object_foreach(json_object_get(json_object_get(ev, "after"), "links"), rid, l)
+        RL_TRY(reg_require_no_veto(txn, rid, from, "unlink", tag));
+    RL_TRY(reg_forget_tagged(txn, "unlink", tag));
+cleanup:
+    json_decref(from);
+    return err;
 }
 
 static rl_error *reg_undo_event(rl_registry *reg, const rl_actor *actor, const char *event_id, const char *op,
@@ -852,8 +993,14 @@ rl_error *rl_registry_review_resolve(rl_registry *reg, const rl_actor *actor, co
     if (different && together)
         RL_FAIL(RL_ECONFLICT, "record %s is in golden record %s already (linked since the item was queued): "
                 "unlink it first, or resolve \"link\"", rid, person);
-    if (same && !together) {
+    if (same && together) {
+        /* Together already (by hand, a merge or a rematch): the decision still pins the person. */
+        RL_TRY(reg_txn_golden(&txn, person, &target));
+        if (target)
+            RL_TRY(reg_pin_members(&txn, actor, target, person));
+    } else if (same) {
         RL_TRY(reg_active_golden(&txn, person, &target));
+        RL_TRY(reg_require_no_veto(&txn, rid, target, NULL, NULL));
         RL_TRY(reg_move_record(&txn, actor, rid, person, target, "manual"));
         RL_TRY(reg_pin_members(&txn, actor, target, person));
         json_t *t = target;

@@ -982,6 +982,106 @@ static void test_undo_after_registrations_joined(void **state)
         rl_submit_result_clear(all[i]);
 }
 
+static bool remembered_different(fixture *f, const char *a, const char *b)
+{
+    char pair[2 * REG_ID_LEN + 8];
+    size_t plen = reg_pair_key(a, b, pair, sizeof pair);
+    char *v = NULL;
+    size_t len = 0;
+    bool found = false;
+    assert_null(rl_store_get(f->store, RL_CF_NOMATCH, pair, plen, &v, &len, &found));
+    free(v);
+    return found;
+}
+
+static void expect_conflict_at(rl_error *err, int line)
+{
+    if (rl_error_code(err) != RL_ECONFLICT)
+        fail_msg("line %d: expected a conflict, got %s", line, err ? rl_error_message(err) : "success");
+    rl_error_free(err);
+}
+#define expect_conflict(err) expect_conflict_at((err), __LINE__)
+
+/* Decisions and their memory stay consistent through later updates, hand links and undos (a review's
+ * scenarios): an update of a pinned record does not block undo or unmerge; a pair decided different
+ * cannot be linked by hand over that decision; an unlink is not undone over a later "not a match",
+ * whose memory outlives the unlink's; an unlink whose new person others joined is not undone. */
+static void test_decisions_and_memory_stay_consistent(void **state)
+{
+    fixture *f = *state;
+    char item[32], g[65], decided[40];
+    json_t *out = NULL;
+    /* An update of a record the decision pinned (not the one it moved), then undo. */
+    rl_submit_result a = submit(f, "urn:p", "1", "Phiri", "Joseph", "male", "1970-05-05");
+    rl_submit_result b = submit(f, "urn:p", "2", "Phiri", "Joseph", "female", "1970-05-05");
+    review_of(f, b.record_id, item);
+    assert_null(rl_registry_review_resolve(f->reg, &reviewer, item, "link", &out));
+    snprintf(decided, sizeof decided, "%s", json_string_value(json_object_get(json_object_get(out, "event"), "id")));
+    json_decref(out);
+    rl_submit_result a2 = submit(f, "urn:p", "1", "Phiri", "Joe", "male", "1970-05-05");
+    assert_false(a2.created);
+    assert_null(rl_registry_undo(f->reg, &reviewer, decided, NULL));
+    assert_string_equal(golden_of(f, b.record_id, g), b.golden_id);
+    expect_clean(f);
+    /* The same for unmerge after the surviving person's record is updated. */
+    rl_submit_result s1 = submit(f, "urn:v", "1", "Njoroge", "Peter", "male", "1990-02-02");
+    rl_submit_result s2 = submit(f, "urn:v", "2", "Njoroge", "Petronila", "female", "1990-02-02");
+    assert_null(rl_registry_merge(f->reg, &reviewer, s2.golden_id, s1.golden_id, NULL));
+    rl_submit_result s1b = submit(f, "urn:v", "1", "Njoroge", "Pete", "male", "1990-02-02");
+    assert_null(rl_registry_unmerge(f->reg, &reviewer, s2.golden_id, NULL));
+    assert_string_equal(golden_of(f, s2.record_id, g), s2.golden_id);
+    expect_clean(f);
+
+    /* Decided different: a hand link over it is refused (undo the decision instead). */
+    rl_submit_result c = submit(f, "urn:q", "1", "Tembo", "Moses", "male", "1972-02-02");
+    rl_submit_result d = submit(f, "urn:q", "2", "Tembo", "Moses", "female", "1972-02-02");
+    review_of(f, d.record_id, item);
+    assert_null(rl_registry_review_resolve(f->reg, &reviewer, item, "not-a-match", &out));
+    json_decref(out);
+    assert_true(remembered_different(f, c.record_id, d.record_id));
+    expect_conflict(rl_registry_link(f->reg, &reviewer, d.record_id, c.golden_id, NULL));
+    expect_conflict(rl_registry_merge(f->reg, &reviewer, d.golden_id, c.golden_id, NULL));
+
+    /* An unlink, then a "not a match" on an item queued before it: undoing the unlink would put
+     * together what the later decision keeps apart; undoing that decision first, it may. */
+    rl_submit_result e = submit(f, "urn:r", "1", "Banda", "Ruth", "female", "1980-08-08");
+    rl_submit_result h = submit(f, "urn:r", "2", "Banda", "Ruth", "male", "1980-08-08");
+    review_of(f, h.record_id, item);
+    assert_null(rl_registry_link(f->reg, &reviewer, h.record_id, e.golden_id, NULL));
+    json_t *unlinked = NULL;
+    assert_null(rl_registry_unlink(f->reg, &reviewer, h.record_id, &unlinked));
+    assert_null(rl_registry_review_resolve(f->reg, &reviewer, item, "not-a-match", &out));
+    snprintf(decided, sizeof decided, "%s", json_string_value(json_object_get(json_object_get(out, "event"), "id")));
+    json_decref(out);
+    const char *unlink_event = json_string_value(json_object_get(unlinked, "id"));
+    expect_conflict(rl_registry_undo(f->reg, &reviewer, unlink_event, NULL));
+    assert_true(remembered_different(f, e.record_id, h.record_id));
+    assert_null(rl_registry_undo(f->reg, &reviewer, decided, NULL));
+    assert_true(remembered_different(f, e.record_id, h.record_id)); /* the unlink's memory stands */
+    assert_null(rl_registry_undo(f->reg, &reviewer, unlink_event, NULL));
+    assert_false(remembered_different(f, e.record_id, h.record_id));
+    assert_string_equal(golden_of(f, h.record_id, g), e.golden_id);
+    expect_clean(f);
+
+    /* An unlink whose new person others joined since is not undone (they would lose their person). */
+    rl_submit_result k1 = submit(f, "urn:s", "1", "Mwale", "Grace", "male", "1985-05-05");
+    rl_submit_result k2 = submit(f, "urn:s", "2", "Mwale", "Grace", "female", "1985-05-05");
+    assert_null(rl_registry_link(f->reg, &reviewer, k2.record_id, k1.golden_id, NULL));
+    json_t *split = NULL;
+    assert_null(rl_registry_unlink(f->reg, &reviewer, k2.record_id, &split));
+    char made[65];
+    golden_of(f, k2.record_id, made);
+    rl_submit_result k3 = submit(f, "urn:s", "3", "Mwale", "Grace", "female", "1985-05-05");
+    assert_string_equal(k3.golden_id, made);
+    expect_conflict(rl_registry_undo(f->reg, &reviewer, json_string_value(json_object_get(split, "id")), NULL));
+    json_decref(split);
+    json_decref(unlinked);
+    expect_clean(f);
+    rl_submit_result *all[] = {&a, &b, &a2, &s1, &s2, &s1b, &c, &d, &e, &h, &k1, &k2, &k3};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++)
+        rl_submit_result_clear(all[i]);
+}
+
 static void test_merge_unmerge_restores_exactly(void **state)
 {
     fixture *f = *state;
@@ -1579,6 +1679,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_rematch_keeps_human_decisions, setup_probabilistic, teardown),
         cmocka_unit_test_setup_teardown(test_review_items_follow_people, setup, teardown),
         cmocka_unit_test_setup_teardown(test_undo_after_registrations_joined, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_decisions_and_memory_stay_consistent, setup, teardown),
         cmocka_unit_test_setup_teardown(test_merge_unmerge_restores_exactly, setup, teardown),
         cmocka_unit_test_setup_teardown(test_decisions_follow_link_changes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_registrations_find_each_other, setup, teardown),
