@@ -133,6 +133,8 @@ static void exercise(fixture *f, bool remote)
     json_decref(j);
     j = cli(f, remote, 0, "review resolve %s not-a-match", review);
     assert_string_equal(str(j, "item", "status"), "resolved");
+    char decided[40];
+    snprintf(decided, sizeof decided, "%s", str(j, "event", "id"));
     json_decref(j);
     j = cli(f, remote, 0, "review list");
     assert_int_equal(json_array_size(json_object_get(j, "items")), 0);
@@ -147,6 +149,12 @@ static void exercise(fixture *f, bool remote)
     json_decref(j);
     j = cli(f, remote, 0, "record show %s", f->b);
     assert_string_equal(str(j, "link", "golden"), f->ga);
+    json_decref(j);
+    /* c was decided another person than a's: not merged over that decision (409), but after its undo. */
+    j = cli(f, remote, 2, "merge %s %s", f->gc, f->ga);
+    assert_non_null(strstr(str(j, "output", NULL), "different people"));
+    json_decref(j);
+    j = cli(f, remote, 0, "undo %s", decided);
     json_decref(j);
     j = cli(f, remote, 0, "merge %s %s", f->gc, f->ga);
     json_decref(j);
