@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "ingest/ingest_line.h"
 
@@ -314,6 +315,13 @@ static rl_error *csv_read_mapping(ingest_csv *c, const json_t *mapping)
     const json_t *truth = json_object_get(mapping, "truth");
     c->col_truth = -1;
     if (truth) {
+        /* A truth that names nothing would be no truth at all, unsaid (eval would score nothing). */
+        const char *tk;
+        const json_t *tv;
+        if (!json_is_object(truth) || !json_object_get(truth, "column"))
+            RL_FAIL(RL_EINVAL, "mapping: truth: expected {\"column\": NAME, \"convention\": \"febrl\" or \"id\"}");
+        json_object_foreach((json_t *)truth, tk, tv) if (strcmp(tk, "column") && strcmp(tk, "convention"))
+            RL_FAIL(RL_EINVAL, "mapping: truth: unknown key \"%.40s\" (column, convention)", tk);
         RL_TRY(csv_column(c, json_object_get(truth, "column"), "truth.column", &c->col_truth));
         const char *conv = json_string_value(json_object_get(truth, "convention"));
         if (conv && strcmp(conv, "febrl") != 0 && strcmp(conv, "id") != 0)
@@ -493,6 +501,17 @@ static rl_error *csv_append(json_t *array, json_t *v)
 }
 
 /* The Patient of a split row whose values are UTF-8 and whose birth date, if any, is in date. */
+/* FHIR's administrative gender from a column: the codes or their first letters, any case; NULL for
+ * anything else. */
+static const char *csv_gender(const char *v)
+{
+    static const char *const codes[] = {"male", "female", "other", "unknown"};
+    for (size_t i = 0; i < sizeof codes / sizeof *codes; i++)
+        if (strcasecmp(v, codes[i]) == 0 || (v[0] && !v[1] && (v[0] | 0x20) == codes[i][0]))
+            return codes[i];
+    return NULL;
+}
+
 static rl_error *csv_patient(const ingest_csv *c, int n, const char *const *skip, const char *date, json_t **out)
 {
     rl_error *err = NULL;
@@ -521,12 +540,9 @@ static rl_error *csv_patient(const ingest_csv *c, int n, const char *const *skip
     if (date)
         RL_TRY(csv_set(p, "birthDate", json_string(date)));
     const char *gender = csv_value(c, c->col_gender, n, skip);
-    if (gender) {
-        char g = (char)(gender[0] | 0x20);
-        const char *code = g == 'm' ? "male" : g == 'f' ? "female" : NULL;
-        if (code)
-            RL_TRY(csv_set(p, "gender", json_string(code)));
-    }
+    const char *code = gender ? csv_gender(gender) : NULL;
+    if (code)
+        RL_TRY(csv_set(p, "gender", json_string(code)));
     const char *phone = csv_value(c, c->col_phone, n, skip);
     if (phone)
         RL_TRY(csv_set(p, "telecom", json_pack("[{s:s, s:s}]", "system", "phone", "value", phone)));
@@ -624,6 +640,12 @@ rl_error *ingest_csv_next(ingest_csv *c, const char *const *skip, ingest_row *ro
         }
     }
     RL_TRY(csv_patient(c, n, skip, use_date, &row->patient));
+    /* A gender the column spells otherwise is left out, and said (a note, as a left-out date is). */
+    const char *gender = csv_value(c, c->col_gender, n, skip);
+    if (gender && !csv_gender(gender) && !row->problem[0])
+        snprintf(row->problem, sizeof row->problem,
+                 "column \"%.64s\" is not male, female, other or unknown (or m, f, o, u): left out",
+                 c->names[c->col_gender]);
 cleanup:
     return err;
 }

@@ -172,6 +172,36 @@ static void test_csv_invalid_utf8_is_a_rejected_row(void **state)
     free(path);
 }
 
+/* Gender: FHIR's codes or their first letters, any case; anything else is left out, and said. */
+static void test_csv_gender_codes(void **state)
+{
+    static const char text[] = "id,given,sex\n"
+                               "r1,Ann,F\n"
+                               "r2,Bob,male\n"
+                               "r3,Cy,Unknown\n"
+                               "r4,Di,o\n"
+                               "r5,Ed,X\n"
+                               "r6,Flo,\n";
+    char *path = write_file(*state, "sex.csv", text, sizeof text - 1);
+    rows r;
+    read_csv(path, "{\"source_system\": \"urn:t\", \"columns\": {\"id\": \"id\", \"given\": \"given\", \"gender\": \"sex\"}}",
+             &r);
+    assert_int_equal(r.n, 6);
+    static const char *const want[] = {"female", "male", "unknown", "other", NULL, NULL};
+    for (int i = 0; i < 6; i++) {
+        assert_non_null(r.patient[i]);
+        const char *g = json_string_value(json_object_get(r.patient[i], "gender"));
+        if (want[i])
+            assert_string_equal(g, want[i]);
+        else
+            assert_null(g);
+    }
+    assert_non_null(strstr(r.problem[4], "column \"sex\" is not male, female, other or unknown"));
+    assert_string_equal(r.problem[5], ""); /* empty is unknown, nothing to say */
+    rows_free(&r);
+    free(path);
+}
+
 static void test_csv_birth_dates_are_calendar_dates(void **state)
 {
     static const char text[] = "id,given,family,dob\n"
@@ -358,6 +388,14 @@ static void test_csv_header_and_mapping_errors(void **state)
                       "separator: expected a string of 1 to 7 characters");
     expect_open_error(path, "{\"separator\": \"\", \"source_system\": \"urn:t\", \"columns\": {\"id\": \"id\"}}",
                       "separator");
+    /* A truth that names no column is refused, not taken for no truth. */
+    expect_open_error(path, "{\"source_system\": \"urn:t\", \"columns\": {\"id\": \"id\"}, \"truth\": \"id\"}",
+                      "truth: expected");
+    expect_open_error(path, "{\"source_system\": \"urn:t\", \"columns\": {\"id\": \"id\"}, \"truth\": {\"colum\": \"id\"}}",
+                      "truth: expected");
+    expect_open_error(path,
+                      "{\"source_system\": \"urn:t\", \"columns\": {\"id\": \"id\"}, \"truth\": {\"column\": \"id\", \"x\": 1}}",
+                      "truth: unknown key");
     free(path);
 
     /* More columns than a reader keeps: refused, not cut. */
@@ -505,6 +543,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_csv_invalid_utf8_is_a_rejected_row, setup, teardown),
         cmocka_unit_test_setup_teardown(test_csv_birth_dates_are_calendar_dates, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_csv_gender_codes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_csv_quotes_with_a_long_separator, setup, teardown),
         cmocka_unit_test_setup_teardown(test_csv_quoted_field_over_lines, setup, teardown),
         cmocka_unit_test_setup_teardown(test_csv_record_limit_counts_every_byte, setup, teardown),
