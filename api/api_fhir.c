@@ -303,7 +303,9 @@ static rl_error *api_search_answer(api_ctx *ctx, const api_request *req, const a
         url = NULL;
     }
     if (offset > 0 && count > 0) {
-        RL_TRY(api_search_link(base, a, q, count, offset > count ? offset - count : 0, &url));
+        /* From past the end, the page before is the last one that has anything. */
+        long from = offset > (long)result.total ? (long)result.total : offset;
+        RL_TRY(api_search_link(base, a, q, count, from > count ? from - count : 0, &url));
         RL_TRY(api_add_link(links, "previous", url));
         url = NULL;
     }

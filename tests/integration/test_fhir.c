@@ -681,6 +681,20 @@ static void test_request_edges(void **state)
         fail_msg("self link %s, expected it to start with %s", self, want);
     json_decref(b);
 
+    /* Past the end, "previous" is the last page that has anything (2 Mensahs, pages of 1). */
+    b = call(port, "GET", "/fhir/Patient?family=mensah&_count=1&_offset=999999", NULL, NULL, 200, NULL);
+    const json_t *link;
+    size_t li;
+    bool previous = false;
+    json_array_foreach(json_object_get(b, "link"), li, link) {
+        if (strcmp(json_string_value(json_object_get(link, "relation")), "previous") == 0) {
+            assert_non_null(strstr(json_string_value(json_object_get(link, "url")), "_count=1&_offset=1"));
+            previous = true;
+        }
+    }
+    assert_true(previous);
+    json_decref(b);
+
     /* 405 names the methods; a literal path is not a Patient id. */
     assert_true(rl_test_http(port, "DELETE", "/fhir/Patient/$match", NULL, NULL, 0, &r));
     assert_int_equal(r.status, 405);
