@@ -695,6 +695,15 @@ static void test_request_edges(void **state)
     assert_true(previous);
     json_decref(b);
 
+    /* A version number past any there is is not found under the number asked. */
+    char vpath[160];
+    snprintf(vpath, sizeof vpath, "/fhir/Patient/%s/_history/99999999999999999999", ids[0]);
+    json_t *nf = call(port, "GET", vpath, NULL, NULL, 404, NULL);
+    assert_non_null(strstr(json_string_value(json_object_get(json_array_get(json_object_get(nf, "issue"), 0),
+                                                             "diagnostics")),
+                           "99999999999999999999"));
+    json_decref(nf);
+
     /* 405 names the methods; a literal path is not a Patient id. */
     assert_true(rl_test_http(port, "DELETE", "/fhir/Patient/$match", NULL, NULL, 0, &r));
     assert_int_equal(r.status, 405);
