@@ -193,34 +193,62 @@ static rl_error *reg_peek_golden(reg_active_peek *peek, const char *id, json_t *
     return reg_txn_golden(peek->txn, id, out);
 }
 
+/* Records of a person looked at for an open item (a person of more is rare;
+ * the check then stops there). */
+enum { REG_REVIEW_PEOPLE_MAX = 64 };
+
+/* *found: an item is open for one of the records of golden `people` (and
+ * `also`, which may not be listed yet) against the person `against`. */
+static rl_error *reg_open_between(reg_txn *txn, const char *people, const char *also, const char *against,
+                                  bool *found)
+{
+    rl_error *err = NULL;
+    json_t *person = NULL;
+    char *existing = NULL;
+    *found = false;
+    if (people)
+        RL_TRY(reg_txn_golden(txn, people, &person));
+    const json_t *members = json_object_get(person, "members");
+    size_t nm = json_array_size(members);
+    if (nm > REG_REVIEW_PEOPLE_MAX)
+        nm = REG_REVIEW_PEOPLE_MAX;
+    for (long i = -1; i < (long)nm && !*found; i++) { /* `also` first (-1), then the person's records */
+        const char *rid = i < 0 ? also : json_string_value(json_array_get(members, (size_t)i));
+        if (!rid)
+            continue;
+        char key[2 * REG_ID_LEN + 8];
+        int klen = snprintf(key, sizeof key, "%s%c%s", rid, '\0', against);
+        size_t len;
+        free(existing);
+        existing = NULL;
+        RL_TRY(rl_store_get(txn->reg->store, RL_CF_REVIEW_OPEN, key, (size_t)klen, &existing, &len, found));
+    }
+cleanup:
+    free(existing);
+    json_decref(person);
+    return err;
+}
+
 rl_error *reg_queue_review(reg_txn *txn, const char *record_id, const char *own_golden,
                            const char *candidate_golden, const char *candidate_record, double score,
                            json_t *fields, bool *queued)
 {
     rl_error *err = NULL;
     rl_registry *reg = txn->reg;
-    char *existing = NULL;
     json_t *item = NULL;
     *queued = false;
     char okey[2 * REG_ID_LEN + 8];
     int oklen = snprintf(okey, sizeof okey, "%s%c%s", record_id, '\0', candidate_golden);
-    size_t len;
+    /* One item a pair of people, whichever of their records it names and
+     * whichever way round (an update, or another record of the person,
+     * would otherwise ask the same question again): one decision answers it
+     * and one undo takes it back. */
     bool found;
-    RL_TRY(rl_store_get(reg->store, RL_CF_REVIEW_OPEN, okey, (size_t)oklen, &existing, &len, &found));
+    RL_TRY(reg_open_between(txn, own_golden, record_id, candidate_golden, &found));
+    if (!found && own_golden)
+        RL_TRY(reg_open_between(txn, candidate_golden, candidate_record, own_golden, &found));
     if (found)
         goto cleanup;
-    /* The same question asked the other way (the candidate against this
-     * record's person, open since the candidate came or was updated): one
-     * item a pair, so that one decision answers it and one undo takes it back. */
-    if (candidate_record && own_golden) {
-        char rkey[2 * REG_ID_LEN + 8];
-        int rklen = snprintf(rkey, sizeof rkey, "%s%c%s", candidate_record, '\0', own_golden);
-        free(existing);
-        existing = NULL;
-        RL_TRY(rl_store_get(reg->store, RL_CF_REVIEW_OPEN, rkey, (size_t)rklen, &existing, &len, &found));
-        if (found)
-            goto cleanup;
-    }
     char id[REG_TIMEKEY_LEN + 1];
     reg_time_key(reg, rl_time_wall_ms(), id);
     char now[32];
@@ -242,7 +270,6 @@ rl_error *reg_queue_review(reg_txn *txn, const char *record_id, const char *own_
     txn->d_open_reviews++;
     *queued = true;
 cleanup:
-    free(existing);
     json_decref(item);
     return err;
 }

@@ -1082,6 +1082,30 @@ static void test_decisions_and_memory_stay_consistent(void **state)
         rl_submit_result_clear(all[i]);
 }
 
+/* One review item a pair of people, whichever of their records comes or changes. */
+static void test_one_item_a_pair_of_people(void **state)
+{
+    fixture *f = *state;
+    rl_registry_stats st;
+    rl_submit_result a = submit(f, "urn:o", "1", "Phiri", "Joseph", "male", "1970-05-05");
+    rl_submit_result t1 = submit(f, "urn:o", "2", "Phiri", "Joseph", "female", "1970-05-05");
+    assert_int_equal(t1.reviews_queued, 1);
+    /* Another record of t1's person, as like a as t1 is: the question is asked already. */
+    rl_submit_result t2 = submit(f, "urn:o", "3", "Phiri", "Joseph", "female", "1970-05-05");
+    assert_string_equal(t2.golden_id, t1.golden_id);
+    assert_int_equal(t2.reviews_queued, 0);
+    /* a updated: the same question the other way round. */
+    rl_submit_result a2 = submit(f, "urn:o", "1", "Phiri", "Joseph", "male", "1970-05-05");
+    assert_false(a2.created);
+    assert_int_equal(a2.reviews_queued, 0);
+    rl_registry_stats_get(f->reg, &st);
+    assert_int_equal(st.open_reviews, 1);
+    expect_clean(f);
+    rl_submit_result *all[] = {&a, &t1, &t2, &a2};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++)
+        rl_submit_result_clear(all[i]);
+}
+
 static void test_merge_unmerge_restores_exactly(void **state)
 {
     fixture *f = *state;
@@ -1680,6 +1704,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_review_items_follow_people, setup, teardown),
         cmocka_unit_test_setup_teardown(test_undo_after_registrations_joined, setup, teardown),
         cmocka_unit_test_setup_teardown(test_decisions_and_memory_stay_consistent, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_one_item_a_pair_of_people, setup, teardown),
         cmocka_unit_test_setup_teardown(test_merge_unmerge_restores_exactly, setup, teardown),
         cmocka_unit_test_setup_teardown(test_decisions_follow_link_changes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_registrations_find_each_other, setup, teardown),
