@@ -16,6 +16,7 @@
 #include "bench/bench_machine.h"
 #include "cmd/cmd.h"
 #include "cmd/cmd_session.h"
+#include "common/rl_json.h"
 #include "common/rl_fs.h"
 #include "common/rl_time.h"
 #include "ingest/ingest_csv.h"
@@ -198,7 +199,7 @@ cleanup:
     return err;
 }
 
-/* SIGINT or SIGTERM while eval runs: the loading loop sees it and the normal
+/* SIGINT, SIGTERM or SIGHUP while eval runs: the loading loop sees it and the normal
  * cleanup removes the temporary store (a copy of the patient data). */
 static volatile sig_atomic_t eval_signal;
 
@@ -261,10 +262,11 @@ int cmd_eval(int argc, char **argv)
     ingest_csv *csv = NULL;
     char tmp[1024] = "";
     int status = CMD_FAILED;
-    struct sigaction before_int, before_term;
+    struct sigaction before_int, before_term, before_hup;
     eval_signal = 0;
     eval_catch(SIGINT, &before_int);
     eval_catch(SIGTERM, &before_term);
+    eval_catch(SIGHUP, &before_hup); /* a dropped ssh session: the copy of the data must go too */
 
     json_error_t jerr;
     mapping = json_load_file(mapping_path, JSON_REJECT_DUPLICATES, &jerr);
@@ -302,6 +304,7 @@ int cmd_eval(int argc, char **argv)
             rows++;
             if (!row.patient) {
                 refused++;
+                rl_json_text_repair(row.problem); /* a reason cut mid-character is still shown */
                 json_array_append_new(rejected, json_pack("{s:s, s:I, s:s}", "file", argv[fi], "line",
                                                           (json_int_t)row.line, "reason", row.problem));
                 ingest_row_clear(&row);
@@ -356,6 +359,8 @@ int cmd_eval(int argc, char **argv)
         t1 = rl_time_mono_ns();
         RL_TRY(rl_registry_rematch(reg, &actor, &rematch_report));
         rematch_s = (double)(rl_time_mono_ns() - t1) / 1e9;
+        if (eval_signal)
+            goto cleanup; /* no report of a run asked to stop */
         RL_TRY(rl_registry_assignments(reg, &assign));
         eval_score(truth, assign, &after);
     }
@@ -416,8 +421,10 @@ cleanup:
     json_decref(rejected);
     sigaction(SIGINT, &before_int, NULL);
     sigaction(SIGTERM, &before_term, NULL);
+    sigaction(SIGHUP, &before_hup, NULL);
     if (eval_signal) {
         rl_error_free(err);
+        fflush(stdout); /* what was printed before the signal, before the signal ends the process */
         fprintf(stderr, "ridgeline eval: interrupted; the temporary store is removed\n");
         /* End as the signal would have, so that a shell or timeout(1) sees it. */
         signal(eval_signal, SIG_DFL);

@@ -10,6 +10,7 @@
  * why a Patient without an identifier is a rejected row, not a new record.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
 #include <sodium.h>
@@ -22,6 +23,7 @@
 
 #include "cmd/cmd.h"
 #include "cmd/cmd_session.h"
+#include "common/rl_json.h"
 #include "common/rl_time.h"
 #include "ingest/ingest_csv.h"
 #include "ingest/ingest_fhir.h"
@@ -77,11 +79,15 @@ static void import_copy(char *out, size_t size, const json_t *j, const char *key
     snprintf(out, size, "%s", v ? v : "");
 }
 
-static bool import_state_load(const char *path, import_state *st)
+/* False when there is no state to use; *unreadable when a file is there but cannot be read as one. */
+static bool import_state_load(const char *path, import_state *st, bool *unreadable)
 {
+    *unreadable = false;
     json_t *j = json_load_file(path, 0, NULL);
-    if (!j)
+    if (!j) {
+        *unreadable = access(path, F_OK) == 0;
         return false;
+    }
     memset(st, 0, sizeof *st);
     import_copy(st->file, sizeof st->file, j, "file");
     st->size = json_integer_value(json_object_get(j, "size"));
@@ -133,16 +139,36 @@ static rl_error *import_state_save(const char *path, const import_state *st)
     if (!j)
         RL_FAIL(RL_ENOMEM, "out of memory");
     errno = 0;
-    if (json_dump_file(j, tmp, JSON_COMPACT) != 0) {
-        int e = errno;
+    /* Synced before the rename and the folder after it: a power cut leaves
+     * the old state or the new, not an empty file that restarts from row 1. */
+    FILE *f = fopen(tmp, "w");
+    bool written = f && json_dumpf(j, f, JSON_COMPACT) == 0 && fflush(f) == 0 && fsync(fileno(f)) == 0;
+    int e = errno;
+    if (f && fclose(f) != 0 && written) {
+        written = false;
+        e = errno;
+    }
+    if (!written) {
         unlink(tmp);
         RL_FAIL(RL_EIO, "cannot record progress in %s: %s (--state PATH puts it elsewhere)", tmp,
                 e ? strerror(e) : "write failed");
     }
     if (rename(tmp, path) != 0) {
-        int e = errno;
+        e = errno;
         unlink(tmp);
         RL_FAIL(RL_EIO, "cannot record progress in %s: %s (--state PATH puts it elsewhere)", path, strerror(e));
+    }
+    char folder[PATH_MAX];
+    snprintf(folder, sizeof folder, "%s", path);
+    char *slash = strrchr(folder, '/');
+    if (slash)
+        *(slash == folder ? slash + 1 : slash) = '\0';
+    else
+        snprintf(folder, sizeof folder, ".");
+    int fd = open(folder, O_RDONLY | O_DIRECTORY);
+    if (fd >= 0) {
+        fsync(fd); /* best effort: some file systems refuse a folder's fsync, and the rename is done */
+        close(fd);
     }
 cleanup:
     json_decref(j);
@@ -264,8 +290,13 @@ static bool import_has_source_key(const json_t *patient)
     return false;
 }
 
-static rl_error *import_reject(FILE *rejects, long line, long status, const char *reason)
+static rl_error *import_reject(FILE *rejects, long line, long status, const char *why)
 {
+    /* A reason cut with %.Ns may end in half a character: repaired, not
+     * taken for an allocation failure that would stop every resume here. */
+    char reason[512];
+    snprintf(reason, sizeof reason, "%s", why ? why : "");
+    rl_json_text_repair(reason);
     json_t *r = status ? json_pack("{s:I, s:I, s:s}", "row", (json_int_t)line, "status", (json_int_t)status,
                                    "reason", reason)
                        : json_pack("{s:I, s:s}", "row", (json_int_t)line, "reason", reason);
@@ -351,7 +382,7 @@ int cmd_import(int argc, char **argv)
     ingest_csv *csv = NULL;
     ingest_fhir *fhir = NULL;
     FILE *rejects = NULL;
-    long rows = 0, skip = 0;
+    long rows = 0, skip = 0, last_line = 0; /* last_line: as rejects and messages number rows */
     cmd_session session;
     memset(&session, 0, sizeof session);
     char state_path[PATH_MAX], default_rejects[PATH_MAX];
@@ -381,24 +412,32 @@ int cmd_import(int argc, char **argv)
             RL_FAIL(RL_EINVAL, "mapping %s: line %d: %s", mapping_path, jerr.line, jerr.text);
         RL_TRY(import_file_digest(mapping_path, state.mapping, sizeof state.mapping));
         RL_TRY(ingest_csv_open(path, mapping, &csv));
+    } else {
+        /* The file is read (a Bundle whole) before a store is opened, so that
+         * a file that is no import makes no store either. */
+        rl_config cfg;
+        RL_TRY(cmd_config_build(config, data, &cfg));
+        rl_json_limits limits = {.max_depth = cfg.http_max_json_depth,
+                                 .max_string_bytes = (size_t)cfg.http_max_string_bytes};
+        RL_TRY(ingest_fhir_open(path, strcmp(format, "bundle") == 0, &limits, &fhir));
     }
     RL_TRY(cmd_session_open_bulk(&session, config, data, server));
     import_target(&session, server, state.target, sizeof state.target);
-    if (!csv_format) {
-        rl_json_limits limits = {.max_depth = session.cfg.http_max_json_depth,
-                                 .max_string_bytes = (size_t)session.cfg.http_max_string_bytes};
-        RL_TRY(ingest_fhir_open(path, strcmp(format, "bundle") == 0, &limits, &fhir));
-    }
 
-    if (!restart && import_state_load(state_path, &saved)) {
+    bool unreadable = false;
+    if (!restart && import_state_load(state_path, &saved, &unreadable)) {
         char why[2 * PATH_MAX + 64];
         if (!import_state_matches(&saved, &state, why, sizeof why)) {
             fprintf(stderr, "import: the progress in %s is not used: %s; it is replaced, starting from row 1\n",
                     state_path, why);
         } else {
             skip = saved.done;
-            state.rejects_bytes = saved.rejects_bytes;
+            /* The length at the checkpoint is the rejects file's it named, not another's. */
+            state.rejects_bytes = strcmp(saved.rejects, state.rejects) == 0 ? saved.rejects_bytes : 0;
         }
+    } else if (unreadable) {
+        fprintf(stderr, "import: the progress in %s cannot be read (damaged); it is replaced, starting from row 1\n",
+                state_path);
     }
     /* Recorded now, before any row: a state that cannot be written fails here, not 500 rows in. */
     state.done = skip;
@@ -432,6 +471,7 @@ int cmd_import(int argc, char **argv)
         if (done)
             break;
         rows++;
+        last_line = row.line;
         if (rows <= skip) {
             ingest_row_clear(&row);
             continue;
@@ -445,8 +485,6 @@ int cmd_import(int argc, char **argv)
                      "no identifier with a system and a value: a second sending could not be recognised "
                      "(give each Patient its sending system's identifier)");
         }
-        if (row.patient && row.problem[0])
-            left_out++; /* a value the mapping says to leave out ("invalid_birth_date": "leave_out") */
         if (!row.patient) {
             rejected++;
             err = import_reject(rejects, row.line, 0, row.problem);
@@ -463,6 +501,8 @@ int cmd_import(int argc, char **argv)
                 if (verdict == IMPORT_STORED) {
                     created += status == 201;
                     updated += status == 200;
+                    /* Stored with a value the mapping says to leave out ("invalid_birth_date": "leave_out"). */
+                    left_out += row.problem[0] != '\0';
                 } else if (verdict == IMPORT_REJECTED) {
                     rejected++;
                     err = import_reject(rejects, row.line, status, diag ? diag : "refused");
@@ -560,6 +600,6 @@ cleanup:
     int status = cmd_report(err);
     if (rows > skip)
         fprintf(stderr, "import: stopped at row %ld; progress up to the last checkpoint is kept in %s: run the same "
-                        "command again to resume\n", rows, state_path);
+                        "command again to resume\n", last_line, state_path);
     return status;
 }

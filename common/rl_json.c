@@ -1,5 +1,6 @@
 #include "common/rl_json.h"
 
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -68,4 +69,44 @@ rl_error *rl_json_dump(const json_t *value, char **out)
     if (!*out)
         return RL_ERR(RL_ENOMEM, "cannot serialise JSON");
     return NULL;
+}
+
+/* Length of the valid UTF-8 sequence at s (RFC 3629: no overlong forms, no
+ * surrogates, nothing past U+10FFFF), or 0 when there is none. */
+static size_t rl_utf8_sequence(const unsigned char *s)
+{
+    unsigned c = s[0];
+    if (c < 0x80)
+        return 1;
+    size_t n = c >= 0xc2 && c <= 0xdf ? 2 : c >= 0xe0 && c <= 0xef ? 3 : c >= 0xf0 && c <= 0xf4 ? 4 : 0;
+    if (!n)
+        return 0;
+    for (size_t i = 1; i < n; i++)
+        if ((s[i] & 0xc0) != 0x80)
+            return 0; /* a NUL ends it too: a sequence cut short */
+    if ((c == 0xe0 && s[1] < 0xa0) || (c == 0xed && s[1] > 0x9f) || (c == 0xf0 && s[1] < 0x90) ||
+        (c == 0xf4 && s[1] > 0x8f))
+        return 0;
+    return n;
+}
+
+void rl_json_text_repair(char *text)
+{
+    unsigned char *s = (unsigned char *)text;
+    while (*s) {
+        size_t n = rl_utf8_sequence(s);
+        if (n) {
+            s += n;
+            continue;
+        }
+        /* Cut short at the end: drop it; otherwise mark the byte. */
+        bool tail = true;
+        for (const unsigned char *t = s + 1; *t && tail; t++)
+            tail = (*t & 0xc0) == 0x80;
+        if (tail && *s >= 0xc2) {
+            *s = '\0';
+            return;
+        }
+        *s++ = '?';
+    }
 }

@@ -29,4 +29,9 @@ rl_error *rl_json_parse(const char *text, size_t len, const rl_json_limits *limi
 /* Compact, key order preserved. */
 rl_error *rl_json_dump(const json_t *value, char **out);
 
+/* Makes text valid UTF-8 in place, as jansson requires of strings: a byte
+ * that starts no valid sequence becomes '?', a sequence cut short at the end
+ * is dropped. For messages built with %.Ns, which may cut a character. */
+void rl_json_text_repair(char *text);
+
 #endif

@@ -135,6 +135,31 @@ static csv_bad csv_split(ingest_csv *c, csv_pos *at, int *nfields, int *bad_col)
     return CSV_GOOD;
 }
 
+/* A record cut at the limit inside a quoted field goes on until that field
+ * closes: the lines up to there are read and dropped (counted in *lines), so
+ * that text inside the field is never taken for rows of its own. The quote
+ * state is the parity of '"' so far ("" inside a field counts twice); the
+ * file's end closes it. */
+static rl_error *csv_skip_open_field(ingest_csv *c, size_t dropped_quotes, int *lines)
+{
+    rl_error *err = NULL;
+    size_t quotes = dropped_quotes;
+    for (size_t i = 0; i < c->rawlen; i++)
+        quotes += c->raw[i] == '"';
+    while (quotes % 2 == 1) {
+        char scratch[1];
+        size_t len, q = 0;
+        bool too_long, end;
+        RL_TRY(ingest_read_line(c->f, scratch, sizeof scratch, &len, &too_long, &end, &q));
+        if (end)
+            break;
+        ++*lines;
+        quotes += q;
+    }
+cleanup:
+    return err;
+}
+
 /* Reads the next record into c->raw and splits it: one line, or more while a quoted field is open
  * (RFC 4180). *eof when the file had nothing left; else *bad says whether it split. A record that
  * passes CSV_RECORD_MAX ends where the line that passed it ends. */
@@ -145,10 +170,12 @@ static rl_error *csv_read_record(ingest_csv *c, bool *eof, csv_bad *bad, int *nf
     c->rawlen = 0;
     *lines = 0;
     *eof = false;
+    size_t dropped = 0;
     for (;;) {
         size_t len;
         bool too_long, end;
-        RL_TRY(ingest_read_line(c->f, c->raw + c->rawlen, sizeof c->raw - c->rawlen, &len, &too_long, &end));
+        RL_TRY(ingest_read_line(c->f, c->raw + c->rawlen, sizeof c->raw - c->rawlen, &len, &too_long, &end,
+                                &dropped));
         if (end) {
             *eof = *lines == 0;
             *bad = CSV_OPEN_QUOTE;
@@ -160,6 +187,7 @@ static rl_error *csv_read_record(ingest_csv *c, bool *eof, csv_bad *bad, int *nf
         c->rawlen += len;
         if (too_long) {
             *bad = CSV_TOO_LONG;
+            RL_TRY(csv_skip_open_field(c, dropped, lines));
             goto cleanup;
         }
         if (c->rawlen && c->raw[c->rawlen - 1] == '\r')
@@ -169,6 +197,7 @@ static rl_error *csv_read_record(ingest_csv *c, bool *eof, csv_bad *bad, int *nf
             break;
         if (c->rawlen >= CSV_RECORD_MAX) {
             *bad = CSV_TOO_LONG;
+            RL_TRY(csv_skip_open_field(c, 0, lines));
             goto cleanup;
         }
         c->raw[c->rawlen++] = '\n';
@@ -318,7 +347,7 @@ static rl_error *csv_read_mapping(ingest_csv *c, const json_t *mapping)
         /* A truth that names nothing would be no truth at all, unsaid (eval would score nothing). */
         const char *tk;
         const json_t *tv;
-        if (!json_is_object(truth) || !json_object_get(truth, "column"))
+        if (!json_is_object(truth) || !json_is_string(json_object_get(truth, "column")))
             RL_FAIL(RL_EINVAL, "mapping: truth: expected {\"column\": NAME, \"convention\": \"febrl\" or \"id\"}");
         json_object_foreach((json_t *)truth, tk, tv) if (strcmp(tk, "column") && strcmp(tk, "convention"))
             RL_FAIL(RL_EINVAL, "mapping: truth: unknown key \"%.40s\" (column, convention)", tk);

@@ -25,9 +25,10 @@ cleanup:
     return err;
 }
 
-rl_error *ingest_read_line(FILE *f, char *dst, size_t room, size_t *len, bool *too_long, bool *eof)
+rl_error *ingest_read_line(FILE *f, char *dst, size_t room, size_t *len, bool *too_long, bool *eof,
+                           size_t *dropped_quotes)
 {
-    size_t n = 0;
+    size_t n = 0, quotes = 0;
     bool any = false;
     *too_long = false;
     *eof = false;
@@ -38,13 +39,17 @@ rl_error *ingest_read_line(FILE *f, char *dst, size_t room, size_t *len, bool *t
         any = true;
         if (ch == '\n')
             break;
-        if (n + 1 < room)
+        if (n + 1 < room) {
             dst[n++] = (char)ch;
-        else
+        } else {
             *too_long = true;
+            quotes += ch == '"';
+        }
     }
     dst[n] = '\0';
     *len = n;
+    if (dropped_quotes)
+        *dropped_quotes = quotes;
     if (ch == EOF && ferror(f))
         return RL_ERR(RL_EIO, "read failed: %s", strerror(errno));
     *eof = !any;

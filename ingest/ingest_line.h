@@ -22,8 +22,11 @@ rl_error *ingest_open_file(const char *path, FILE **out);
  * the '\n', NUL-terminated, NUL bytes of the line kept and counted. A line
  * longer than room - 1 keeps its first room - 1 bytes; the rest is read to
  * its '\n' and dropped, never held, and *too_long is set. *eof when nothing
- * was left to read. A read error is an error, never an end of file. */
-rl_error *ingest_read_line(FILE *f, char *dst, size_t room, size_t *len, bool *too_long, bool *eof);
+ * was left to read. A read error is an error, never an end of file.
+ * dropped_quotes (may be NULL): how many '"' the dropped rest held, for a CSV
+ * reader that must know whether a quoted field closed in it. */
+rl_error *ingest_read_line(FILE *f, char *dst, size_t room, size_t *len, bool *too_long, bool *eof,
+                           size_t *dropped_quotes);
 
 /* Drops a leading UTF-8 byte order mark from the first line of a file. */
 void ingest_strip_bom(char *line, size_t *len);

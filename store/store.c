@@ -97,6 +97,7 @@ enum { RL_STORE_PATH_MAX = 4096 };
 struct rl_store {
     rocksdb_t *db;
     bool sync;
+    bool must_exist; /* opened to read an existing store: nothing is made */
     /* group commit: one thread at a time syncs the WAL for everyone waiting */
     pthread_mutex_t sync_lock;
     pthread_cond_t synced;
@@ -174,7 +175,7 @@ cleanup:
 
 /* Refuses stores holding column families this version does not know: they
  * were made by a newer Ridgeline, and opening them would hide its data. */
-static rl_error *rl_store_check_families(rocksdb_options_t *options, const char *dir)
+static rl_error *rl_store_check_families(rocksdb_options_t *options, const char *dir, bool must_exist)
 {
     rl_error *err = NULL;
     char *rocks_err = NULL;
@@ -183,8 +184,18 @@ static rl_error *rl_store_check_families(rocksdb_options_t *options, const char 
     if (rocks_err) {
         /* A brand new folder has no database yet; that is fine. */
         rocksdb_free(rocks_err);
+        if (must_exist)
+            RL_FAIL(RL_ENOTFOUND, "the folder holds no Ridgeline store (none was made)");
         goto cleanup;
     }
+    /* Another program's RocksDB database is not a store to add families to:
+     * every Ridgeline store has its records family. */
+    bool ours = false;
+    for (size_t i = 0; i < n; i++)
+        ours = ours || strcmp(names[i], rl_cf_names[RL_CF_RECORDS]) == 0;
+    if (must_exist && !ours)
+        RL_FAIL(RL_ENOTFOUND, "the folder holds a RocksDB database that is not a Ridgeline store (nothing was "
+                "written to it)");
     for (size_t i = 0; i < n; i++) {
         bool known = false;
         for (int c = 0; c < RL_CF_COUNT; c++)
@@ -220,6 +231,9 @@ static rl_error *rl_store_check_schema(rl_store *s)
                     "store %s has schema version %ld, newer than this Ridgeline's %d: upgrade Ridgeline",
                     s->path, v, RL_STORE_SCHEMA_VERSION);
     }
+    if (!found && s->must_exist)
+        RL_FAIL(RL_ENOTFOUND, "store %s has no schema version: its making was interrupted, or it is not a "
+                "Ridgeline store", s->path);
     if (v < RL_STORE_SCHEMA_VERSION) {
         /* New, or older. 1 -> 2 and 2 -> 3 change nothing the store knows:
          * the registry rewrites its families at open under a marker of its
@@ -257,6 +271,7 @@ rl_error *rl_store_open(const char *dir, const rl_store_options *opts, rl_store 
     s->sync = opts && opts->sync;
     s->group_commit_us = opts ? opts->group_commit_us : 0;
     bool must_exist = opts && opts->must_exist;
+    s->must_exist = must_exist;
     if (must_exist) {
         /* Every RocksDB database has CURRENT; looking first keeps a mistyped
          * folder from gaining RocksDB's LOCK and log files. */
@@ -284,7 +299,7 @@ rl_error *rl_store_open(const char *dir, const rl_store_options *opts, rl_store 
     s->block_cache = rocksdb_cache_create_lru(opts && opts->cache_bytes ? opts->cache_bytes : (64u << 20));
     s->table_options = rl_table_options(s->block_cache, true, true);
     rocksdb_options_set_block_based_table_factory(s->options, s->table_options);
-    RL_TRY(rl_store_check_families(s->options, dir));
+    RL_TRY(rl_store_check_families(s->options, dir, must_exist));
 
     /* Append-mostly families that are written on every registration and read
      * only by operator queries keep their memtable as a plain vector: an

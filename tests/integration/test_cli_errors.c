@@ -229,6 +229,7 @@ static void interrupt_eval(const char *dir, int sig)
         /* A test runner may have started us with SIGINT ignored, which eval would keep. */
         signal(SIGINT, SIG_DFL);
         signal(SIGTERM, SIG_DFL);
+        signal(SIGHUP, SIG_DFL);
         setenv("TMPDIR", tmp, 1);
         if (!freopen("/dev/null", "w", stdout) || !freopen("/dev/null", "w", stderr))
             _exit(126);
@@ -262,6 +263,7 @@ static void interrupt_eval(const char *dir, int sig)
 
 static void test_eval_sigint_removes_store(void **state) { interrupt_eval(*state, SIGINT); }
 static void test_eval_sigterm_removes_store(void **state) { interrupt_eval(*state, SIGTERM); }
+static void test_eval_sighup_removes_store(void **state) { interrupt_eval(*state, SIGHUP); }
 
 /* Commands that read a store refuse a folder holding none, and make nothing there. */
 static void test_read_commands_need_a_store(void **state)
@@ -318,6 +320,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_eval_removes_store_with_quote_in_tmpdir, setup, teardown),
         cmocka_unit_test_setup_teardown(test_eval_sigint_removes_store, setup, teardown),
         cmocka_unit_test_setup_teardown(test_eval_sigterm_removes_store, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_eval_sighup_removes_store, setup, teardown),
         cmocka_unit_test_setup_teardown(test_read_commands_need_a_store, setup, teardown),
     };
     return cmocka_run_group_tests_name("cli errors", tests, NULL, NULL);

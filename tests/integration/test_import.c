@@ -450,6 +450,41 @@ static void test_left_out_values_are_counted(void **state)
     json_decref(j);
 }
 
+/* A damaged state is said to be replaced, not silently taken for none. */
+static void test_damaged_state_is_said(void **state)
+{
+    import_dir *d = *state;
+    write_file(d->nd, "{\"resourceType\":\"Patient\",\"identifier\":[{\"system\":\"urn:a\",\"value\":\"1\"}]}\n");
+    char st[1200];
+    snprintf(st, sizeof st, "%s.import-state", d->nd);
+    write_file(st, "{\"version\": 2, \"file\": ");
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd, "%s import %s --data %s", rl_test_bin(), d->nd, d->store);
+    char *out = NULL;
+    int status = rl_test_run(cmd, &out);
+    if (status != 0 || !strstr(out, "cannot be read (damaged); it is replaced"))
+        fail_msg("exit %d\n%s", status, out);
+    free(out);
+}
+
+/* A file that is no import makes no store: it is read before the store is opened. */
+static void test_bad_bundle_makes_no_store(void **state)
+{
+    import_dir *d = *state;
+    char bundle[1200];
+    snprintf(bundle, sizeof bundle, "%s/empty.json", d->dir);
+    write_file(bundle, "\xef\xbb\xbf");
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd, "%s import %s --format bundle --data %s", rl_test_bin(), bundle, d->store);
+    char *out = NULL;
+    int status = rl_test_run(cmd, &out);
+    if (status != 2)
+        fail_msg("exit %d, expected 2\n%s", status, out);
+    free(out);
+    struct stat st;
+    assert_int_not_equal(stat(d->store, &st), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -462,6 +497,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_patient_without_identifier_rejected, import_dir_setup,
                                         import_dir_teardown),
         cmocka_unit_test_setup_teardown(test_left_out_values_are_counted, import_dir_setup, import_dir_teardown),
+        cmocka_unit_test_setup_teardown(test_damaged_state_is_said, import_dir_setup, import_dir_teardown),
+        cmocka_unit_test_setup_teardown(test_bad_bundle_makes_no_store, import_dir_setup, import_dir_teardown),
     };
     return cmocka_run_group_tests_name("import", tests, NULL, NULL);
 }

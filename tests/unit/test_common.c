@@ -168,6 +168,23 @@ static void test_time_formats(void **state)
     assert_true(b >= a);
 }
 
+/* Text cut mid-character (a message built with %.Ns) becomes valid UTF-8 for jansson. */
+static void test_text_repair(void **state)
+{
+    char cut[] = "column \"aa\xc3";                 /* an e-acute cut after its first byte */
+    rl_json_text_repair(cut);
+    assert_string_equal(cut, "column \"aa");
+    char bad[] = "x\xffy\xc3\xa9z\xed\xa0\x80w";      /* a stray byte, a whole e-acute, a surrogate */
+    rl_json_text_repair(bad);
+    assert_string_equal(bad, "x?y\xc3\xa9z???w");
+    json_t *j = json_string(bad);
+    assert_non_null(j);
+    json_decref(j);
+    char fine[] = "Zo\xc3\xab \xf0\x9f\x98\x80";
+    rl_json_text_repair(fine);
+    assert_string_equal(fine, "Zo\xc3\xab \xf0\x9f\x98\x80");
+}
+
 static void test_log_lines_are_logfmt_and_filtered(void **state)
 {
     int fds[2];
@@ -240,6 +257,7 @@ int main(void)
         cmocka_unit_test(test_json_limits),
         cmocka_unit_test(test_json_error_never_quotes_input),
         cmocka_unit_test(test_time_formats),
+        cmocka_unit_test(test_text_repair),
         cmocka_unit_test(test_log_lines_are_logfmt_and_filtered),
     };
     return cmocka_run_group_tests_name("common", tests, NULL, NULL);

@@ -323,6 +323,33 @@ static void test_csv_quoted_field_over_lines(void **state)
     free(big);
 }
 
+/* A quoted field cut at the record limit goes on to its closing quote: text inside it is never taken
+ * for rows (a review registered "Mallory Phantom" from inside such a field and lost the next real row). */
+static void test_csv_over_long_quoted_field_is_one_row(void **state)
+{
+    size_t cap = 200000;
+    char *text = malloc(cap);
+    assert_non_null(text);
+    size_t n = (size_t)snprintf(text, cap, "id,given,family,dob\nr1,\"");
+    for (int l = 0; l < 70; l++) {
+        memset(text + n, 'y', 1000);
+        n += 1000;
+        text[n++] = '\n';
+    }
+    n += (size_t)snprintf(text + n, cap - n, "r99,Mallory,Phantom,1970-01-01\n\",B,,\nr2,Ann,Lee,\n");
+    char *path = write_file(*state, "longquote.csv", text, n);
+    rows r;
+    read_csv(path, PLAIN, &r);
+    assert_int_equal(r.n, 2);
+    expect_rejected(&r, 0, 2, "record longer than");
+    assert_non_null(r.patient[1]);
+    assert_string_equal(given_of(r.patient[1]), "Ann");
+    assert_int_equal(r.line[1], 3);
+    rows_free(&r);
+    free(path);
+    free(text);
+}
+
 static void test_csv_record_limit_counts_every_byte(void **state)
 {
     /* A NUL, then padding to the old 64 KiB buffer, then a whole row on the same line: fgets and strlen
@@ -392,6 +419,8 @@ static void test_csv_header_and_mapping_errors(void **state)
     expect_open_error(path, "{\"source_system\": \"urn:t\", \"columns\": {\"id\": \"id\"}, \"truth\": \"id\"}",
                       "truth: expected");
     expect_open_error(path, "{\"source_system\": \"urn:t\", \"columns\": {\"id\": \"id\"}, \"truth\": {\"colum\": \"id\"}}",
+                      "truth: expected");
+    expect_open_error(path, "{\"source_system\": \"urn:t\", \"columns\": {\"id\": \"id\"}, \"truth\": {\"column\": null}}",
                       "truth: expected");
     expect_open_error(path,
                       "{\"source_system\": \"urn:t\", \"columns\": {\"id\": \"id\"}, \"truth\": {\"column\": \"id\", \"x\": 1}}",
@@ -544,6 +573,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_csv_invalid_utf8_is_a_rejected_row, setup, teardown),
         cmocka_unit_test_setup_teardown(test_csv_birth_dates_are_calendar_dates, setup, teardown),
         cmocka_unit_test_setup_teardown(test_csv_gender_codes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_csv_over_long_quoted_field_is_one_row, setup, teardown),
         cmocka_unit_test_setup_teardown(test_csv_quotes_with_a_long_separator, setup, teardown),
         cmocka_unit_test_setup_teardown(test_csv_quoted_field_over_lines, setup, teardown),
         cmocka_unit_test_setup_teardown(test_csv_record_limit_counts_every_byte, setup, teardown),

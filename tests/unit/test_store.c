@@ -441,6 +441,46 @@ static void test_unusable_path(void **state)
     free(file);
 }
 
+/* Opened to read (must_exist), a folder without a store, or with another program's RocksDB
+ * database, is refused and left as it was; a store is opened as usual. */
+static void test_must_exist_makes_nothing(void **state)
+{
+    static const rl_store_options read_only = {.must_exist = true};
+    rl_store *s = NULL;
+    char *empty = sub(*state, "nothing-here");
+    rl_error *err = rl_store_open(empty, &read_only, &s);
+    assert_int_equal(rl_error_code(err), RL_ENOTFOUND);
+    rl_error_free(err);
+    struct stat st;
+    assert_int_not_equal(stat(empty, &st), 0); /* not even the folder */
+
+    char *foreign = sub(*state, "foreign");
+    char *rerr = NULL;
+    rocksdb_options_t *o = rocksdb_options_create();
+    rocksdb_options_set_create_if_missing(o, 1);
+    rocksdb_t *db = rocksdb_open(o, foreign, &rerr);
+    assert_null(rerr);
+    rocksdb_close(db);
+    err = rl_store_open(foreign, &read_only, &s);
+    assert_int_equal(rl_error_code(err), RL_ENOTFOUND);
+    rl_error_free(err);
+    size_t n = 0;
+    char **names = rocksdb_list_column_families(o, foreign, &n, &rerr);
+    assert_null(rerr);
+    assert_int_equal(n, 1); /* no families added */
+    rocksdb_list_column_families_destroy(names, n);
+    rocksdb_options_destroy(o);
+
+    char *ours = sub(*state, "ours");
+    assert_null(rl_store_open(ours, &sync_on, &s));
+    rl_store_close(s);
+    assert_null(rl_store_open(ours, &read_only, &s));
+    rl_store_close(s);
+    free(empty);
+    free(foreign);
+    free(ours);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -454,6 +494,7 @@ int main(void)
         cmocka_unit_test(test_unknown_column_family_is_refused),
         cmocka_unit_test(test_unusable_path),
         cmocka_unit_test(test_group_iterator),
+        cmocka_unit_test(test_must_exist_makes_nothing),
     };
     return cmocka_run_group_tests_name("store", tests, setup, teardown);
 }
