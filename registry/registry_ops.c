@@ -348,7 +348,6 @@ cleanup:
     return err;
 }
 
-/* Undo, with the write lock held: checks the event's "after" is still current, restores "before". */
 /* Two links say the same about their record but perhaps for its index (its
  * keys, rewritten by every update of the record, which keeps no event): an
  * update since an event does not stand in the way of undoing it. */
@@ -400,6 +399,8 @@ changed:
     return NULL;
 }
 
+/* Undo, with the write lock held: checks the event's "after" is still current (but for the growth and
+ * the link indexes above), restores "before". */
 static rl_error *reg_undo_locked(reg_txn *txn, const rl_actor *actor, json_t *ev, const char *event_id)
 {
     rl_error *err = NULL;
