@@ -15,6 +15,7 @@ enum {
     CSV_MAX_IDS = 8,
     CSV_MAX_LINES = 4,
     CSV_MAX_PARTS = 4,
+    CSV_LINE_TEXT = 1024, /* an address line's parts joined, with its NUL */
     CSV_SEP_MAX = 7,
     /* every element of the mapping that names a column, at most */
     CSV_MAX_MAPPED = 10 + CSV_MAX_LINES * CSV_MAX_PARTS + CSV_MAX_IDS,
@@ -541,6 +542,22 @@ static const char *csv_gender(const char *v)
     return NULL;
 }
 
+/* True when an address line's parts, joined, do not fit (csv_patient then leaves out those that do not). */
+static bool csv_address_too_long(const ingest_csv *c, int n, const char *const *skip)
+{
+    for (int l = 0; l < c->nlines; l++) {
+        size_t used = 0;
+        for (int k = 0; k < c->line_nparts[l]; k++) {
+            const char *v = csv_value(c, c->line_cols[l][k], n, skip);
+            if (v)
+                used += (used ? 1 : 0) + strlen(v);
+        }
+        if (used + 1 > CSV_LINE_TEXT)
+            return true;
+    }
+    return false;
+}
+
 static rl_error *csv_patient(const ingest_csv *c, int n, const char *const *skip, const char *date, json_t **out)
 {
     rl_error *err = NULL;
@@ -578,11 +595,11 @@ static rl_error *csv_patient(const ingest_csv *c, int n, const char *const *skip
     if (!(addr = json_object()) || !(lines = json_array()))
         RL_FAIL(RL_ENOMEM, "out of memory building a Patient");
     for (int l = 0; l < c->nlines; l++) {
-        char text[1024] = "";
+        char text[CSV_LINE_TEXT] = "";
         size_t used = 0;
         for (int k = 0; k < c->line_nparts[l]; k++) {
             const char *v = csv_value(c, c->line_cols[l][k], n, skip);
-            if (v && used + strlen(v) + 2 < sizeof text)
+            if (v && used + (used ? 1 : 0) + strlen(v) < sizeof text)
                 used += (size_t)snprintf(text + used, sizeof text - used, "%s%s", used ? " " : "", v);
         }
         if (used)
@@ -675,6 +692,9 @@ rl_error *ingest_csv_next(ingest_csv *c, const char *const *skip, ingest_row *ro
         snprintf(row->problem, sizeof row->problem,
                  "column \"%.64s\" is not male, female, other or unknown (or m, f, o, u): left out",
                  c->names[c->col_gender]);
+    if (csv_address_too_long(c, n, skip) && !row->problem[0])
+        snprintf(row->problem, sizeof row->problem, "an address line longer than %d bytes: parts of it left out",
+                 CSV_LINE_TEXT - 1);
 cleanup:
     return err;
 }

@@ -323,6 +323,31 @@ static void test_csv_quoted_field_over_lines(void **state)
     free(big);
 }
 
+/* An address line too long to keep whole loses parts, and says so. */
+static void test_csv_long_address_line_is_said(void **state)
+{
+    char *text = malloc(4000);
+    assert_non_null(text);
+    int n = snprintf(text, 4000, "id,street,place\nr1,12 Main St,Kisumu\nr2,");
+    memset(text + n, 's', 900);
+    n += 900;
+    n += snprintf(text + n, (size_t)(4000 - n), ",");
+    memset(text + n, 'p', 200);
+    n += 200;
+    text[n++] = '\n';
+    char *path = write_file(*state, "addr.csv", text, (size_t)n);
+    rows r;
+    read_csv(path, "{\"source_system\": \"urn:t\", \"columns\": {\"id\": \"id\", \"address_lines\": [[\"street\", \"place\"]]}}",
+             &r);
+    assert_int_equal(r.n, 2);
+    assert_string_equal(r.problem[0], "");
+    assert_non_null(r.patient[1]);
+    assert_non_null(strstr(r.problem[1], "an address line longer than 1023 bytes"));
+    rows_free(&r);
+    free(path);
+    free(text);
+}
+
 /* A quoted field cut at the record limit goes on to its closing quote: text inside it is never taken
  * for rows (a review registered "Mallory Phantom" from inside such a field and lost the next real row). */
 static void test_csv_over_long_quoted_field_is_one_row(void **state)
@@ -574,6 +599,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_csv_birth_dates_are_calendar_dates, setup, teardown),
         cmocka_unit_test_setup_teardown(test_csv_gender_codes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_csv_over_long_quoted_field_is_one_row, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_csv_long_address_line_is_said, setup, teardown),
         cmocka_unit_test_setup_teardown(test_csv_quotes_with_a_long_separator, setup, teardown),
         cmocka_unit_test_setup_teardown(test_csv_quoted_field_over_lines, setup, teardown),
         cmocka_unit_test_setup_teardown(test_csv_record_limit_counts_every_byte, setup, teardown),
