@@ -586,29 +586,46 @@ cleanup:
     return err;
 }
 
+/* An undo puts records back where they were: not beside a record that a
+ * decision made since says is another person (the not-a-match memory). The
+ * memory an unlink being undone put itself does not count. Run after
+ * reg_undo_locked, on the state it restored (members who joined since
+ * included). */
+static rl_error *reg_undo_require_no_veto(reg_txn *txn, const json_t *ev)
+{
+    rl_error *err = NULL;
+    json_t *link = NULL, *golden = NULL;
+    const char *op = json_string_value(json_object_get(ev, "op"));
+    const char *tag = json_string_value(json_object_get(json_object_get(ev, "detail"), "golden"));
+    bool unlink = op && strcmp(op, "unlink") == 0 && tag;
+    const char *rid;
+    json_t *before;
+    json_object_foreach(json_object_get(json_object_get(ev, "before"), "links"), rid, before) {
+        RL_TRY(reg_txn_link(txn, rid, &link));
+        const char *gid = json_string_value(json_object_get(link, "golden"));
+        if (gid)
+            RL_TRY(reg_txn_golden(txn, gid, &golden));
+        if (golden)
+            RL_TRY(reg_require_no_veto(txn, rid, golden, unlink ? "unlink" : NULL, unlink ? tag : NULL));
+        json_decref(link);
+        json_decref(golden);
+        link = golden = NULL;
+    }
+cleanup:
+    json_decref(link);
+    json_decref(golden);
+    return err;
+}
+
 /* Undoing an unlink forgets the not-a-match pairs it remembered (tagged with
  * the golden record it made), as undoing a "not a match" decision does. */
 static rl_error *reg_undo_unlink_memory(reg_txn *txn, const json_t *ev)
 {
-    rl_error *err = NULL;
-    json_t *from = NULL;
     const char *op = json_string_value(json_object_get(ev, "op"));
-    const json_t *detail = json_object_get(ev, "detail");
-    const char *tag = json_string_value(json_object_get(detail, "golden"));
-    const char *from_id = json_string_value(json_object_get(detail, "from"));
-    if (!op || strcmp(op, "unlink") != 0 || !tag || !from_id)
+    const char *tag = json_string_value(json_object_get(json_object_get(ev, "detail"), "golden"));
+    if (!op || strcmp(op, "unlink") != 0 || !tag)
         return NULL; /* unlinks before this memory was kept have no tag, and nothing to forget */
-    /* The record goes back among those it was told apart from: not over
-     * another decision, made since, that they are different people. */
-    const char *rid;
-    json_t *l;
-    RL_TRY(reg_txn_golden(txn, from_id, &from));
-    json_object_foreach(json_object_get(json_object_get(ev, "after"), "links"), rid, l)
-        RL_TRY(reg_require_no_veto(txn, rid, from, "unlink", tag));
-    RL_TRY(reg_forget_tagged(txn, "unlink", tag));
-cleanup:
-    json_decref(from);
-    return err;
+    return reg_forget_tagged(txn, "unlink", tag);
 }
 
 static rl_error *reg_undo_event(rl_registry *reg, const rl_actor *actor, const char *event_id, const char *op,
@@ -632,6 +649,7 @@ static rl_error *reg_undo_event(rl_registry *reg, const rl_actor *actor, const c
         RL_FAIL(RL_ECONFLICT, "event %s is an %s, which cannot be undone: link, merge or decide the review item "
                 "again instead", event_id, ev_op);
     RL_TRY(reg_undo_locked(&txn, actor, ev, event_id));
+    RL_TRY(reg_undo_require_no_veto(&txn, ev));
     json_t *detail = json_pack("{s:s, s:s}", "undoes", event_id, "undoes_op",
                                json_string_value(json_object_get(ev, "op")));
     char new_id[REG_TIMEKEY_LEN + 1];
@@ -994,6 +1012,18 @@ rl_error *rl_registry_review_resolve(rl_registry *reg, const rl_actor *actor, co
     if (different && together)
         RL_FAIL(RL_ECONFLICT, "record %s is in golden record %s already (linked since the item was queued): "
                 "unlink it first, or resolve \"link\"", rid, person);
+    const char *cand_record = json_string_value(json_object_get(item, "candidate_record"));
+    if (different && cand_record) {
+        /* The candidate record itself may have been linked beside this one since. */
+        json_t *cand_link = NULL;
+        RL_TRY(reg_txn_link(&txn, cand_record, &cand_link));
+        bool beside = cand_link && strcmp(json_string_value(json_object_get(cand_link, "golden")),
+                                          json_string_value(json_object_get(link, "golden"))) == 0;
+        json_decref(cand_link);
+        if (beside)
+            RL_FAIL(RL_ECONFLICT, "records %s and %s are in one golden record now (linked since the item was "
+                    "queued): unlink one first, or resolve \"link\"", rid, cand_record);
+    }
     if (same && together) {
         /* Together already (by hand, a merge or a rematch): the decision still pins the person. */
         RL_TRY(reg_txn_golden(&txn, person, &target));
@@ -1020,7 +1050,6 @@ rl_error *rl_registry_review_resolve(rl_registry *reg, const rl_actor *actor, co
             if (!err)
                 err = reg_remember_different(&txn, rid, json_string_value(m), memo);
         }
-        const char *cand_record = json_string_value(json_object_get(item, "candidate_record"));
         if (!err && cand_record)
             err = reg_remember_different(&txn, rid, cand_record, memo);
         json_decref(memo);

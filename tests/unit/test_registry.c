@@ -1082,6 +1082,40 @@ static void test_decisions_and_memory_stay_consistent(void **state)
         rl_submit_result_clear(all[i]);
 }
 
+/* An undo does not put a record back beside one a decision made since keeps apart (a third review:
+ * undo of a hand link did), and "not a match" is refused for records linked side by side meanwhile. */
+static void test_undo_and_not_a_match_respect_each_other(void **state)
+{
+    fixture *f = *state;
+    char item[32], g1[65], g2[65];
+    json_t *out = NULL, *linked = NULL;
+    rl_submit_result m = submit(f, "urn:r", "1", "Banda", "Ruth", "female", "1980-08-08");
+    rl_submit_result r = submit(f, "urn:r", "2", "Banda", "Ruth", "male", "1980-08-08");
+    rl_submit_result z = submit(f, "urn:z", "1", "Otieno", "Paul", "male", "1960-01-01");
+    review_of(f, r.record_id, item);
+    assert_null(rl_registry_link(f->reg, &reviewer, r.record_id, m.golden_id, NULL));
+    assert_null(rl_registry_link(f->reg, &reviewer, r.record_id, z.golden_id, &linked));
+    assert_null(rl_registry_review_resolve(f->reg, &reviewer, item, "not-a-match", &out));
+    json_decref(out);
+    assert_true(remembered_different(f, r.record_id, m.record_id));
+    expect_conflict(rl_registry_undo(f->reg, &reviewer, json_string_value(json_object_get(linked, "id")), NULL));
+    json_decref(linked);
+    assert_string_equal(golden_of(f, r.record_id, g1), z.golden_id);
+    expect_clean(f);
+
+    rl_submit_result c = submit(f, "urn:q", "1", "Tembo", "Moses", "male", "1972-02-02");
+    rl_submit_result d = submit(f, "urn:q", "2", "Tembo", "Moses", "female", "1972-02-02");
+    review_of(f, d.record_id, item);
+    assert_null(rl_registry_link(f->reg, &reviewer, c.record_id, d.golden_id, NULL));
+    expect_conflict(rl_registry_review_resolve(f->reg, &reviewer, item, "not-a-match", &out));
+    assert_false(remembered_different(f, c.record_id, d.record_id));
+    assert_string_equal(golden_of(f, c.record_id, g1), golden_of(f, d.record_id, g2));
+    expect_clean(f);
+    rl_submit_result *all[] = {&m, &r, &z, &c, &d};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++)
+        rl_submit_result_clear(all[i]);
+}
+
 /* One review item a pair of people, whichever of their records comes or changes. */
 static void test_one_item_a_pair_of_people(void **state)
 {
@@ -1705,6 +1739,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_undo_after_registrations_joined, setup, teardown),
         cmocka_unit_test_setup_teardown(test_decisions_and_memory_stay_consistent, setup, teardown),
         cmocka_unit_test_setup_teardown(test_one_item_a_pair_of_people, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_undo_and_not_a_match_respect_each_other, setup, teardown),
         cmocka_unit_test_setup_teardown(test_merge_unmerge_restores_exactly, setup, teardown),
         cmocka_unit_test_setup_teardown(test_decisions_follow_link_changes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_registrations_find_each_other, setup, teardown),
