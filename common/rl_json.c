@@ -110,3 +110,15 @@ void rl_json_text_repair(char *text)
         *s++ = '?';
     }
 }
+
+bool rl_json_text_valid(const char *text)
+{
+    const unsigned char *s = (const unsigned char *)text;
+    while (*s) {
+        size_t n = rl_utf8_sequence(s);
+        if (!n)
+            return false;
+        s += n;
+    }
+    return true;
+}

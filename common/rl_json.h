@@ -13,6 +13,7 @@
 #define RL_JSON_H
 
 #include <jansson.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "common/rl_error.h"
@@ -33,5 +34,8 @@ rl_error *rl_json_dump(const json_t *value, char **out);
  * that starts no valid sequence becomes '?', a sequence cut short at the end
  * is dropped. For messages built with %.Ns, which may cut a character. */
 void rl_json_text_repair(char *text);
+/* True when text is well-formed UTF-8 as jansson checks it (no overlong
+ * forms, no surrogates, nothing past U+10FFFF). */
+bool rl_json_text_valid(const char *text);
 
 #endif

@@ -5,6 +5,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "common/rl_json.h"
 #include "ingest/ingest_line.h"
 
 /* CSV_RECORD_MAX: the bytes of one record (a line, or the lines of a quoted field that goes over lines),
@@ -426,36 +427,6 @@ static const char *csv_value(const ingest_csv *c, int col, int n, const char *co
     return c->fields[col];
 }
 
-/* Well-formed UTF-8 as jansson checks it (no overlong forms, no surrogates, nothing past U+10FFFF). */
-static bool csv_utf8(const char *s)
-{
-    const unsigned char *p = (const unsigned char *)s;
-    while (*p) {
-        if (*p < 0x80) {
-            p++;
-            continue;
-        }
-        int more;
-        unsigned cp, min;
-        if ((*p & 0xE0) == 0xC0)
-            more = 1, cp = *p & 0x1Fu, min = 0x80;
-        else if ((*p & 0xF0) == 0xE0)
-            more = 2, cp = *p & 0x0Fu, min = 0x800;
-        else if ((*p & 0xF8) == 0xF0)
-            more = 3, cp = *p & 0x07u, min = 0x10000;
-        else
-            return false;
-        for (p++; more > 0; more--, p++) {
-            if ((*p & 0xC0) != 0x80) /* the terminating NUL stops here too */
-                return false;
-            cp = cp << 6 | (*p & 0x3Fu);
-        }
-        if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
-            return false;
-    }
-    return true;
-}
-
 /* The first mapped column whose value is not UTF-8, or -1. Skipped columns are not read, so not checked;
  * the id and truth columns are always read. */
 static int csv_bad_utf8(const ingest_csv *c, int n, const char *const *skip)
@@ -463,7 +434,7 @@ static int csv_bad_utf8(const ingest_csv *c, int n, const char *const *skip)
     for (int i = 0; i < c->nmapped; i++) {
         int col = c->mapped[i];
         const char *v = csv_value(c, col, n, col == c->col_id || col == c->col_truth ? NULL : skip);
-        if (v && !csv_utf8(v))
+        if (v && !rl_json_text_valid(v))
             return col;
     }
     return -1;
@@ -542,23 +513,10 @@ static const char *csv_gender(const char *v)
     return NULL;
 }
 
-/* True when an address line's parts, joined, do not fit (csv_patient then leaves out those that do not). */
-static bool csv_address_too_long(const ingest_csv *c, int n, const char *const *skip)
-{
-    for (int l = 0; l < c->nlines; l++) {
-        size_t used = 0;
-        for (int k = 0; k < c->line_nparts[l]; k++) {
-            const char *v = csv_value(c, c->line_cols[l][k], n, skip);
-            if (v)
-                used += (used ? 1 : 0) + strlen(v);
-        }
-        if (used + 1 > CSV_LINE_TEXT)
-            return true;
-    }
-    return false;
-}
-
-static rl_error *csv_patient(const ingest_csv *c, int n, const char *const *skip, const char *date, json_t **out)
+/* Builds the row's Patient; *note (a note for the row, or untouched) says what
+ * it had to leave out: a gender it cannot read, address parts that do not fit. */
+static rl_error *csv_patient(const ingest_csv *c, int n, const char *const *skip, const char *date, json_t **out,
+                             char *note, size_t note_size)
 {
     rl_error *err = NULL;
     json_t *p = NULL, *name = NULL, *addr = NULL, *lines = NULL;
@@ -589,6 +547,9 @@ static rl_error *csv_patient(const ingest_csv *c, int n, const char *const *skip
     const char *code = gender ? csv_gender(gender) : NULL;
     if (code)
         RL_TRY(csv_set(p, "gender", json_string(code)));
+    else if (gender && !note[0])
+        snprintf(note, note_size, "column \"%.64s\" is not male, female, other or unknown (or m, f, o, u): left out",
+                 c->names[c->col_gender]);
     const char *phone = csv_value(c, c->col_phone, n, skip);
     if (phone)
         RL_TRY(csv_set(p, "telecom", json_pack("[{s:s, s:s}]", "system", "phone", "value", phone)));
@@ -601,6 +562,9 @@ static rl_error *csv_patient(const ingest_csv *c, int n, const char *const *skip
             const char *v = csv_value(c, c->line_cols[l][k], n, skip);
             if (v && used + (used ? 1 : 0) + strlen(v) < sizeof text)
                 used += (size_t)snprintf(text + used, sizeof text - used, "%s%s", used ? " " : "", v);
+            else if (v && !note[0])
+                snprintf(note, note_size, "an address line longer than %d bytes: parts of it left out",
+                         CSV_LINE_TEXT - 1);
         }
         if (used)
             RL_TRY(csv_append(lines, json_string(text)));
@@ -685,16 +649,8 @@ rl_error *ingest_csv_next(ingest_csv *c, const char *const *skip, ingest_row *ro
             snprintf(row->truth, sizeof row->truth, "%s", truth);
         }
     }
-    RL_TRY(csv_patient(c, n, skip, use_date, &row->patient));
-    /* A gender the column spells otherwise is left out, and said (a note, as a left-out date is). */
-    const char *gender = csv_value(c, c->col_gender, n, skip);
-    if (gender && !csv_gender(gender) && !row->problem[0])
-        snprintf(row->problem, sizeof row->problem,
-                 "column \"%.64s\" is not male, female, other or unknown (or m, f, o, u): left out",
-                 c->names[c->col_gender]);
-    if (csv_address_too_long(c, n, skip) && !row->problem[0])
-        snprintf(row->problem, sizeof row->problem, "an address line longer than %d bytes: parts of it left out",
-                 CSV_LINE_TEXT - 1);
+    /* What is left out is said in a note, as a left-out date is. */
+    RL_TRY(csv_patient(c, n, skip, use_date, &row->patient, row->problem, sizeof row->problem));
 cleanup:
     return err;
 }

@@ -70,6 +70,16 @@ static rl_error *rl_expect_string(const json_t *v, const char *path)
     return NULL;
 }
 
+/* A repeating element: an array (of what `of` says, for the message) of at most RL_PATIENT_MAX_REPEATS. */
+static rl_error *rl_expect_list(const json_t *v, const char *path, const char *of)
+{
+    if (!json_is_array(v))
+        return RL_ERR(RL_EINVAL, "Patient.%s must be an array%s", path, of);
+    if (json_array_size(v) > RL_PATIENT_MAX_REPEATS)
+        return RL_ERR(RL_ETOOBIG, "Patient.%s has more than %d entries", path, RL_PATIENT_MAX_REPEATS);
+    return NULL;
+}
+
 /* Checks that obj's members named in `strings` are strings and in `lists`
  * are arrays of strings. */
 static rl_error *rl_check_members(const json_t *obj, const char *path, const char *const *strings,
@@ -88,10 +98,7 @@ static rl_error *rl_check_members(const json_t *obj, const char *path, const cha
         snprintf(sub, sizeof sub, "%s.%s", path, *lists);
         if (!v)
             continue;
-        if (!json_is_array(v))
-            RL_FAIL(RL_EINVAL, "Patient.%s must be an array of strings", sub);
-        if (json_array_size(v) > RL_PATIENT_MAX_REPEATS)
-            RL_FAIL(RL_ETOOBIG, "Patient.%s has more than %d entries", sub, RL_PATIENT_MAX_REPEATS);
+        RL_TRY(rl_expect_list(v, sub, " of strings"));
         size_t i;
         const json_t *item;
         json_array_foreach(v, i, item) {
@@ -164,10 +171,7 @@ static bool rl_is_fhir_datetime(const char *s)
 static rl_error *rl_check_extensions(const json_t *list, const char *path)
 {
     rl_error *err = NULL;
-    if (!json_is_array(list))
-        RL_FAIL(RL_EINVAL, "Patient.%s must be an array", path);
-    if (json_array_size(list) > RL_PATIENT_MAX_REPEATS)
-        RL_FAIL(RL_ETOOBIG, "Patient.%s has more than %d entries", path, RL_PATIENT_MAX_REPEATS);
+    RL_TRY(rl_expect_list(list, path, ""));
     size_t i;
     const json_t *ext;
     json_array_foreach(list, i, ext) {
@@ -244,10 +248,7 @@ static rl_error *rl_check_other_elements(const json_t *p)
         const json_t *v = json_object_get(p, lists[i]);
         if (!v)
             continue;
-        if (!json_is_array(v))
-            RL_FAIL(RL_EINVAL, "Patient.%s must be an array", lists[i]);
-        if (json_array_size(v) > RL_PATIENT_MAX_REPEATS)
-            RL_FAIL(RL_ETOOBIG, "Patient.%s has more than %d entries", lists[i], RL_PATIENT_MAX_REPEATS);
+        RL_TRY(rl_expect_list(v, lists[i], ""));
         size_t k;
         const json_t *item;
         json_array_foreach(v, k, item) if (!json_is_object(item))
@@ -301,11 +302,7 @@ rl_error *rl_registry_patient_validate(const json_t *p)
         const json_t *list = json_object_get(p, rule->element);
         if (!list)
             continue;
-        if (!json_is_array(list))
-            RL_FAIL(RL_EINVAL, "Patient.%s must be an array", rule->element);
-        if (json_array_size(list) > RL_PATIENT_MAX_REPEATS)
-            RL_FAIL(RL_ETOOBIG, "Patient.%s has more than %d entries", rule->element,
-                    RL_PATIENT_MAX_REPEATS);
+        RL_TRY(rl_expect_list(list, rule->element, ""));
         size_t i;
         const json_t *item;
         json_array_foreach(list, i, item) {
