@@ -851,20 +851,71 @@ const char *demo_corroboration_reason(void)
 
 /* ---- blocking ---- */
 
-static bool demo_key_part_value(const demo_features *f, demo_key_part part, int variant, char *out, size_t size)
+/* Text built up to a cap the way snprintf writes it (cut to size - 1 bytes,
+ * len counting what would have been written), without a format string to
+ * parse: keys are built some 15 times for every registration, and snprintf
+ * was a tenth of the time spent on them. */
+typedef struct demo_text {
+    char *out;
+    size_t size, len;
+} demo_text;
+
+static void demo_text_put(demo_text *t, const char *s, size_t n)
+{
+    if (t->len < t->size - 1) {
+        size_t room = t->size - 1 - t->len;
+        memcpy(t->out + t->len, s, n < room ? n : room);
+    }
+    t->len += n;
+    t->out[t->len < t->size ? t->len : t->size - 1] = '\0';
+}
+
+static void demo_text_puts(demo_text *t, const char *s)
+{
+    demo_text_put(t, s, strlen(s));
+}
+
+/* value in [0, 10^width): zero-padded as %0*d writes it. */
+static void demo_text_number(demo_text *t, int value, int width)
+{
+    char digits[4];
+    for (int i = width - 1; i >= 0; i--, value /= 10)
+        digits[i] = (char)('0' + value % 10);
+    demo_text_put(t, digits, (size_t)width);
+}
+
+/* The metaphone codes that several keys read, made once a record. */
+typedef struct demo_key_codes {
+    char family[DEMO_PHONETIC_MAX], given[DEMO_PHONETIC_MAX];
+    bool family_done, given_done;
+} demo_key_codes;
+
+static const char *demo_key_metaphone(const demo_features *f, demo_key_codes *codes, bool family)
 {
     char secondary[DEMO_PHONETIC_MAX];
+    bool *done = family ? &codes->family_done : &codes->given_done;
+    char *code = family ? codes->family : codes->given;
+    if (!*done)
+        demo_double_metaphone(family ? f->family.tokens[0] : f->given.tokens[0], code, secondary);
+    *done = true;
+    return code;
+}
+
+static bool demo_key_part_value(const demo_features *f, demo_key_codes *codes, demo_key_part part, int variant,
+                                char *out, size_t size)
+{
+    demo_text t = {out, size, 0};
     out[0] = '\0';
     switch (part) {
     case DEMO_K_FAMILY_METAPHONE:
         if (!f->family.ntokens)
             return false;
-        demo_double_metaphone(f->family.tokens[0], out, secondary);
+        demo_text_puts(&t, demo_key_metaphone(f, codes, true));
         break;
     case DEMO_K_GIVEN_METAPHONE:
         if (!f->given.ntokens)
             return false;
-        demo_double_metaphone(f->given.tokens[0], out, secondary);
+        demo_text_puts(&t, demo_key_metaphone(f, codes, false));
         break;
     case DEMO_K_FAMILY_SOUNDEX:
         if (!f->family.ntokens)
@@ -879,35 +930,38 @@ static bool demo_key_part_value(const demo_features *f, demo_key_part part, int 
     case DEMO_K_GIVEN_INITIAL:
         if (!f->given.ntokens)
             return false;
-        snprintf(out, size, "%c", f->given.tokens[0][0]);
+        demo_text_put(&t, f->given.tokens[0], 1);
         break;
     case DEMO_K_BIRTH_DATE:
         if (f->birth.precision < 3)
             return false;
-        snprintf(out, size, "%04d%02d%02d", f->birth.year, f->birth.month, f->birth.day);
+        demo_text_number(&t, f->birth.year, 4); /* four digits: demo_date_parse takes no other */
+        demo_text_number(&t, f->birth.month, 2);
+        demo_text_number(&t, f->birth.day, 2);
         break;
     case DEMO_K_BIRTH_YEAR:
         if (f->birth.precision < 1)
             return false;
-        snprintf(out, size, "%04d", f->birth.year);
+        demo_text_number(&t, f->birth.year, 4);
         break;
     case DEMO_K_BIRTH_MONTH_DAY:
         if (f->birth.precision < 3)
             return false;
-        snprintf(out, size, "%02d%02d", f->birth.month, f->birth.day);
+        demo_text_number(&t, f->birth.month, 2);
+        demo_text_number(&t, f->birth.day, 2);
         break;
     case DEMO_K_POSTCODE:
-        snprintf(out, size, "%s", f->postcode);
+        demo_text_puts(&t, f->postcode);
         break;
     case DEMO_K_PHONE:
         if (variant >= f->nphones)
             return false;
-        snprintf(out, size, "%s", f->phones[variant]);
+        demo_text_puts(&t, f->phones[variant]);
         break;
     case DEMO_K_IDENTIFIER:
         if (variant >= f->nids)
             return false;
-        snprintf(out, size, "%s", f->ids[variant]);
+        demo_text_puts(&t, f->ids[variant]);
         break;
     case DEMO_K_IDENTIFIER_HEAD:
     case DEMO_K_IDENTIFIER_TAIL: {
@@ -917,25 +971,29 @@ static bool demo_key_part_value(const demo_features *f, demo_key_part part, int 
         size_t sys = (size_t)(bar - f->ids[variant]), n = strlen(bar + 1), half = (n + 1) / 2;
         if (n < 4)
             return false; /* too short to halve usefully */
-        if (part == DEMO_K_IDENTIFIER_HEAD)
-            snprintf(out, size, "%.*s|h%.*s", (int)sys, f->ids[variant], (int)half, bar + 1);
-        else
-            snprintf(out, size, "%.*s|t%s", (int)sys, f->ids[variant], bar + 1 + half);
+        demo_text_put(&t, f->ids[variant], sys);
+        if (part == DEMO_K_IDENTIFIER_HEAD) {
+            demo_text_put(&t, "|h", 2);
+            demo_text_put(&t, bar + 1, half);
+        } else {
+            demo_text_put(&t, "|t", 2);
+            demo_text_puts(&t, bar + 1 + half);
+        }
         break;
     }
     case DEMO_K_NAMES: {
         /* The comparator reads names written the other way round as exact: so must blocking. */
         if (!f->given.ntokens || !f->family.ntokens)
             return false;
-        char given[DEMO_PHONETIC_MAX], family[DEMO_PHONETIC_MAX];
-        demo_double_metaphone(f->given.tokens[0], given, secondary);
-        demo_double_metaphone(f->family.tokens[0], family, secondary);
+        const char *given = demo_key_metaphone(f, codes, false), *family = demo_key_metaphone(f, codes, true);
         bool ordered = strcmp(given, family) <= 0;
-        snprintf(out, size, "%s|%s", ordered ? given : family, ordered ? family : given);
+        demo_text_puts(&t, ordered ? given : family);
+        demo_text_put(&t, "|", 1);
+        demo_text_puts(&t, ordered ? family : given);
         break;
     }
     case DEMO_K_CITY:
-        snprintf(out, size, "%s", f->city);
+        demo_text_puts(&t, f->city);
         break;
     case DEMO_K_COUNT:
         return false;
@@ -943,8 +1001,11 @@ static bool demo_key_part_value(const demo_features *f, demo_key_part part, int 
     return out[0] != '\0';
 }
 
+_Static_assert(DEMO_MAX_BLOCKING <= 100, "a blocking rule's number is written in at most two digits");
+
 rl_error *demo_model_blocking_keys(const demo_model *m, const demo_features *f, json_t *keys)
 {
+    demo_key_codes codes = {.family_done = false, .given_done = false};
     for (int b = 0; b < m->nblocking; b++) {
         const demo_blocking_rule *r = &m->blocking[b];
         /* Phones and identifiers repeat: one key per value. */
@@ -955,15 +1016,22 @@ rl_error *demo_model_blocking_keys(const demo_model *m, const demo_features *f, 
         int variants = multi ? (f->nphones > f->nids ? f->nphones : f->nids) : 1;
         for (int v = 0; v < variants; v++) {
             char key[512];
-            int used = snprintf(key, sizeof key, "fs%d", b);
+            demo_text t = {key, sizeof key, 0};
+            char rule[8];
+            demo_text rule_text = {rule, sizeof rule, 0};
+            demo_text_number(&rule_text, b, b < 10 ? 1 : 2);
+            demo_text_put(&t, "fs", 2);
+            demo_text_puts(&t, rule);
             bool complete = true;
             for (int k = 0; k < r->nparts && complete; k++) {
                 char part[160];
-                complete = demo_key_part_value(f, r->parts[k], v, part, sizeof part);
-                if (complete)
-                    used += snprintf(key + used, sizeof key - (size_t)used, "|%s", part);
+                complete = demo_key_part_value(f, &codes, r->parts[k], v, part, sizeof part);
+                if (complete) {
+                    demo_text_put(&t, "|", 1);
+                    demo_text_puts(&t, part);
+                }
             }
-            if (complete && used < (int)sizeof key && json_array_append_new(keys, json_string(key)) != 0)
+            if (complete && t.len < sizeof key && json_array_append_new(keys, json_string(key)) != 0)
                 return RL_ERR(RL_ENOMEM, "out of memory");
         }
     }

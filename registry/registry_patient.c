@@ -80,30 +80,41 @@ static rl_error *rl_expect_list(const json_t *v, const char *path, const char *o
     return NULL;
 }
 
+static bool rl_is_fhir_string(const json_t *v)
+{
+    return json_is_string(v) && json_string_length(v) > 0;
+}
+
 /* Checks that obj's members named in `strings` are strings and in `lists`
- * are arrays of strings. */
-static rl_error *rl_check_members(const json_t *obj, const char *path, const char *const *strings,
-                                  const char *const *lists)
+ * are arrays of strings. Every registration passes through here: a member's
+ * path is put into words only for the message of one that fails. */
+static rl_error *rl_check_members(const json_t *obj, const char *element, size_t index,
+                                  const char *const *strings, const char *const *lists)
 {
     rl_error *err = NULL;
     char sub[128];
     for (; strings && *strings; strings++) {
         const json_t *v = json_object_get(obj, *strings);
-        snprintf(sub, sizeof sub, "%s.%s", path, *strings);
-        if (v)
+        if (v && !rl_is_fhir_string(v)) {
+            snprintf(sub, sizeof sub, "%s[%zu].%s", element, index, *strings);
             RL_TRY(rl_expect_string(v, sub));
+        }
     }
     for (; lists && *lists; lists++) {
         const json_t *v = json_object_get(obj, *lists);
-        snprintf(sub, sizeof sub, "%s.%s", path, *lists);
         if (!v)
             continue;
-        RL_TRY(rl_expect_list(v, sub, " of strings"));
+        if (!json_is_array(v) || json_array_size(v) > RL_PATIENT_MAX_REPEATS) {
+            snprintf(sub, sizeof sub, "%s[%zu].%s", element, index, *lists);
+            RL_TRY(rl_expect_list(v, sub, " of strings"));
+        }
         size_t i;
         const json_t *item;
         json_array_foreach(v, i, item) {
+            if (rl_is_fhir_string(item))
+                continue;
             char at[160];
-            snprintf(at, sizeof at, "%s[%zu]", sub, i);
+            snprintf(at, sizeof at, "%s[%zu].%s[%zu]", element, index, *lists, i);
             RL_TRY(rl_expect_string(item, at));
         }
     }
@@ -306,11 +317,9 @@ rl_error *rl_registry_patient_validate(const json_t *p)
         size_t i;
         const json_t *item;
         json_array_foreach(list, i, item) {
-            char path[64];
-            snprintf(path, sizeof path, "%s[%zu]", rule->element, i);
             if (!json_is_object(item))
-                RL_FAIL(RL_EINVAL, "Patient.%s must be an object", path);
-            RL_TRY(rl_check_members(item, path, rule->strings, rule->lists));
+                RL_FAIL(RL_EINVAL, "Patient.%s[%zu] must be an object", rule->element, i);
+            RL_TRY(rl_check_members(item, rule->element, i, rule->strings, rule->lists));
         }
     }
 

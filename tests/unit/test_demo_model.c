@@ -243,6 +243,42 @@ static void test_blocking_keys(void **state)
     demo_model_free(m);
 }
 
+/* The keys' text itself: stores keep postings under it, so a new version must
+ * write what the last one wrote (every part, values that repeat). */
+static void test_blocking_key_text(void **state)
+{
+    json_t *rules = json_loads("{\"blocking\": [[\"family_metaphone\", \"birth_year\"], [\"given_metaphone\", "
+                               "\"birth_date\"], [\"family_soundex\"], [\"given_soundex\"], [\"given_initial\", "
+                               "\"birth_month_day\"], [\"postcode\", \"phone\"], [\"identifier\"], "
+                               "[\"identifier_head\", \"city\"], [\"identifier_tail\"], [\"names\"], [\"city\"], "
+                               "[\"postcode\"], [\"phone\", \"identifier\"], [\"given_initial\"], [\"birth_year\"]]}",
+                               0, NULL);
+    demo_model *m = NULL;
+    assert_null(demo_model_from_json(rules, NULL, &m));
+    json_t *p = patient("Mwangi", "Wanjiru", "2019-05-04", "SN-99812");
+    json_object_set_new(p, "telecom", json_pack("[{s:s, s:s}, {s:s, s:s}]", "system", "phone", "value",
+                                                "0722 000 111", "system", "phone", "value", "+254 733 123456"));
+    json_object_set_new(p, "address", json_pack("[{s:s, s:s}]", "city", "Nakuru", "postalCode", "20100"));
+    demo_features f;
+    features(m, p, &f);
+    json_t *keys = json_array();
+    assert_null(demo_model_blocking_keys(m, &f, keys));
+    const char *want[] = {
+        "fs0|MNJ|2019", "fs1|ANJR|20190504", "fs2|M520", "fs3|W526", "fs4|w|0504", "fs5|20100|722000111",
+        "fs5|20100|+254733123456", "fs6|urn:ssn|SN99812", "fs7|urn:ssn|hSN99|nakuru", "fs8|urn:ssn|t812",
+        "fs9|ANJR|MNJ", "fs10|nakuru", "fs11|20100", "fs12|722000111|urn:ssn|SN99812", "fs13|w", "fs14|2019",
+    };
+    size_t n = sizeof want / sizeof *want;
+    for (size_t i = 0; i < n || i < json_array_size(keys); i++) {
+        const char *got = json_string_value(json_array_get(keys, i));
+        if (!got || i >= n || strcmp(got, want[i]) != 0)
+            fail_msg("key %zu: %s, expected %s", i, got ? got : "(none)", i < n ? want[i] : "(none)");
+    }
+    json_decref(keys);
+    json_decref(rules);
+    demo_model_free(m);
+}
+
 static void test_stored_features_round_trip(void **state)
 {
     demo_model *m = NULL;
@@ -312,6 +348,7 @@ int main(void)
         cmocka_unit_test(test_guards),
         cmocka_unit_test(test_corroboration),
         cmocka_unit_test(test_blocking_keys),
+        cmocka_unit_test(test_blocking_key_text),
         cmocka_unit_test(test_stored_features_round_trip),
         cmocka_unit_test(test_rules_validation),
     };
