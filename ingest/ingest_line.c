@@ -41,10 +41,20 @@ rl_error *ingest_read_line(FILE *f, char *dst, size_t room, size_t *len, bool *t
             break;
         if (n + 1 < room) {
             dst[n++] = (char)ch;
-        } else {
-            *too_long = true;
-            quotes += ch == '"';
+            continue;
         }
+        if (ch == '\r' && !*too_long) {
+            /* A CRLF (or a last '\r') just past a full line ends it: the
+             * line holds as much as the same line with LF. */
+            int next = getc_unlocked(f);
+            if (next == '\n' || next == EOF) {
+                ch = next;
+                break;
+            }
+            ungetc(next, f);
+        }
+        *too_long = true;
+        quotes += ch == '"';
     }
     dst[n] = '\0';
     *len = n;

@@ -20,7 +20,7 @@ rl_error *ingest_open_file(const char *path, FILE **out);
 
 /* Reads one line of f into dst (room bytes, room >= 1): *len bytes without
  * the '\n', NUL-terminated, NUL bytes of the line kept and counted. A line
- * longer than room - 1 keeps its first room - 1 bytes; the rest is read to
+ * longer than room - 1 (a '\r' that ends it not counted) keeps its first room - 1 bytes; the rest is read to
  * its '\n' and dropped, never held, and *too_long is set. *eof when nothing
  * was left to read. A read error is an error, never an end of file.
  * dropped_quotes (may be NULL): how many '"' the dropped rest held, for a CSV

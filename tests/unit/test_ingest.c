@@ -414,6 +414,40 @@ static void test_csv_record_limit_counts_every_byte(void **state)
     assert_non_null(r.patient[0]);
     rows_free(&r);
     free(path);
+    /* The same with CRLF endings: the '\r' ends the line, it is not a byte of the record. */
+    text[n - 1] = '\r';
+    text[n++] = '\n';
+    path = write_file(*state, "limit-crlf.csv", text, n);
+    read_csv(path, PLAIN, &r);
+    assert_int_equal(r.n, 1);
+    assert_non_null(r.patient[0]);
+    rows_free(&r);
+    free(path);
+    /* ... and at the end of a file without a last line break. */
+    path = write_file(*state, "limit-cr.csv", text, n - 1);
+    read_csv(path, PLAIN, &r);
+    assert_int_equal(r.n, 1);
+    assert_non_null(r.patient[0]);
+    rows_free(&r);
+    free(path);
+    /* One byte more, or a '\r' inside the line at the limit, is too long. */
+    text[n - 2] = 'b';
+    text[n - 1] = '\r';
+    text[n++] = '\n';
+    path = write_file(*state, "over-crlf.csv", text, n);
+    read_csv(path, PLAIN, &r);
+    assert_int_equal(r.n, 1);
+    expect_rejected(&r, 0, 2, "line longer than 65534 bytes");
+    rows_free(&r);
+    free(path);
+    text[n - 3] = '\r';
+    text[n - 2] = 'b';
+    path = write_file(*state, "inner-cr.csv", text, n);
+    read_csv(path, PLAIN, &r);
+    assert_int_equal(r.n, 1);
+    expect_rejected(&r, 0, 2, "line longer than 65534 bytes");
+    rows_free(&r);
+    free(path);
 
     /* A header over the limit is fatal: its tail would pass for data rows. */
     memset(text, 'h', 65600);
