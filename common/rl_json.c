@@ -63,12 +63,20 @@ cleanup:
     return err;
 }
 
+enum { RL_JSON_DUMP_FLAGS = JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_ENCODE_ANY };
+
 rl_error *rl_json_dump(const json_t *value, char **out)
 {
-    *out = json_dumps(value, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_ENCODE_ANY);
+    *out = json_dumps(value, RL_JSON_DUMP_FLAGS);
     if (!*out)
         return RL_ERR(RL_ENOMEM, "cannot serialise JSON");
     return NULL;
+}
+
+size_t rl_json_dump_into(const json_t *value, char *buf, size_t size)
+{
+    size_t len = json_dumpb(value, buf, size, RL_JSON_DUMP_FLAGS);
+    return len <= size ? len : 0;
 }
 
 /* Length of the valid UTF-8 sequence at s (RFC 3629: no overlong forms, no

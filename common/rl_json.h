@@ -30,6 +30,12 @@ rl_error *rl_json_parse(const char *text, size_t len, const rl_json_limits *limi
 /* Compact, key order preserved. */
 rl_error *rl_json_dump(const json_t *value, char **out);
 
+/* The same text written into buf (size bytes, no NUL added): its length, or 0
+ * when it does not fit (the caller then takes rl_json_dump). For the many
+ * small values written on the registration path: no heap buffer grown and
+ * measured again. */
+size_t rl_json_dump_into(const json_t *value, char *buf, size_t size);
+
 /* Makes text valid UTF-8 in place, as jansson requires of strings: a byte
  * that starts no valid sequence becomes '?', a sequence cut short at the end
  * is dropped. For messages built with %.Ns, which may cut a character. */

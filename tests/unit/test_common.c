@@ -132,6 +132,23 @@ static void test_json_limits(void **state)
     assert_int_equal(parse_code("{} {}"), RL_EINVAL);
 }
 
+/* Into a caller's buffer: the text rl_json_dump gives, or 0 when it does not fit. */
+static void test_json_dump_into(void **state)
+{
+    json_t *v = json_pack("{s:s, s:f, s:[i, b], s:s}", "z", "first", "score", 0.85, "list", 3, 1, "name", "Ad\u00e8le");
+    assert_non_null(v);
+    char *text = NULL;
+    assert_null(rl_json_dump(v, &text));
+    size_t len = strlen(text);
+    char buf[256];
+    assert_int_equal(rl_json_dump_into(v, buf, sizeof buf), len);
+    assert_memory_equal(buf, text, len);
+    assert_int_equal(rl_json_dump_into(v, buf, len), len); /* exactly its length: no room for a NUL needed */
+    assert_int_equal(rl_json_dump_into(v, buf, len - 1), 0);
+    free(text);
+    json_decref(v);
+}
+
 static void test_json_error_never_quotes_input(void **state)
 {
     const char *text = "{\"name\": Okonkwo}";
@@ -255,6 +272,7 @@ int main(void)
         cmocka_unit_test(test_buf_grows_until_cap),
         cmocka_unit_test(test_buf_steal_empty_gives_empty_string),
         cmocka_unit_test(test_json_limits),
+        cmocka_unit_test(test_json_dump_into),
         cmocka_unit_test(test_json_error_never_quotes_input),
         cmocka_unit_test(test_time_formats),
         cmocka_unit_test(test_text_repair),
