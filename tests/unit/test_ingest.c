@@ -375,6 +375,21 @@ static void test_csv_over_long_quoted_field_is_one_row(void **state)
     free(text);
 }
 
+/* A file of one data row (text[0..n), header included): registered, or rejected for `rejected`. */
+static void expect_one_row(const char *dir, const char *name, const char *text, size_t n, const char *rejected)
+{
+    char *path = write_file(dir, name, text, n);
+    rows r;
+    read_csv(path, PLAIN, &r);
+    assert_int_equal(r.n, 1);
+    if (rejected)
+        expect_rejected(&r, 0, 2, rejected);
+    else
+        assert_non_null(r.patient[0]);
+    rows_free(&r);
+    free(path);
+}
+
 static void test_csv_record_limit_counts_every_byte(void **state)
 {
     /* A NUL, then padding to the old 64 KiB buffer, then a whole row on the same line: fgets and strlen
@@ -408,46 +423,21 @@ static void test_csv_record_limit_counts_every_byte(void **state)
     memset(text + n, 'b', 65534 - (n - start) - 1);
     n = start + 65534 - 1;
     n += (size_t)sprintf(text + n, ",\n");
-    path = write_file(*state, "limit.csv", text, n);
-    read_csv(path, PLAIN, &r);
-    assert_int_equal(r.n, 1);
-    assert_non_null(r.patient[0]);
-    rows_free(&r);
-    free(path);
+    expect_one_row(*state, "limit.csv", text, n, NULL);
     /* The same with CRLF endings: the '\r' ends the line, it is not a byte of the record. */
     text[n - 1] = '\r';
     text[n++] = '\n';
-    path = write_file(*state, "limit-crlf.csv", text, n);
-    read_csv(path, PLAIN, &r);
-    assert_int_equal(r.n, 1);
-    assert_non_null(r.patient[0]);
-    rows_free(&r);
-    free(path);
+    expect_one_row(*state, "limit-crlf.csv", text, n, NULL);
     /* ... and at the end of a file without a last line break. */
-    path = write_file(*state, "limit-cr.csv", text, n - 1);
-    read_csv(path, PLAIN, &r);
-    assert_int_equal(r.n, 1);
-    assert_non_null(r.patient[0]);
-    rows_free(&r);
-    free(path);
+    expect_one_row(*state, "limit-cr.csv", text, n - 1, NULL);
     /* One byte more, or a '\r' inside the line at the limit, is too long. */
     text[n - 2] = 'b';
     text[n - 1] = '\r';
     text[n++] = '\n';
-    path = write_file(*state, "over-crlf.csv", text, n);
-    read_csv(path, PLAIN, &r);
-    assert_int_equal(r.n, 1);
-    expect_rejected(&r, 0, 2, "line longer than 65534 bytes");
-    rows_free(&r);
-    free(path);
+    expect_one_row(*state, "over-crlf.csv", text, n, "line longer than 65534 bytes");
     text[n - 3] = '\r';
     text[n - 2] = 'b';
-    path = write_file(*state, "inner-cr.csv", text, n);
-    read_csv(path, PLAIN, &r);
-    assert_int_equal(r.n, 1);
-    expect_rejected(&r, 0, 2, "line longer than 65534 bytes");
-    rows_free(&r);
-    free(path);
+    expect_one_row(*state, "inner-cr.csv", text, n, "line longer than 65534 bytes");
 
     /* A header over the limit is fatal: its tail would pass for data rows. */
     memset(text, 'h', 65600);
