@@ -75,8 +75,13 @@ static int decode(const char *s, uint32_t *out)
 {
     const unsigned char *p = (const unsigned char *)(s ? s : "");
     int n = 0;
-    while (*p && n < MAXCP)
-        out[n++] = utf8_next(&p);
+    while (*p && n < MAXCP) {
+        /* Most names and addresses are ASCII once normalised: those bytes are their code points. */
+        if (*p < 0x80u)
+            out[n++] = *p++;
+        else
+            out[n++] = utf8_next(&p);
+    }
     return n;
 }
 
