@@ -213,6 +213,10 @@ json_t *reg_record_view(const json_t *record, const json_t *link);
 json_t *reg_record_view_of(const json_t *record, const char *golden);
 /* The view of record rid as read now, its golden record from the match cache. */
 rl_error *reg_record_view_read(rl_registry *reg, const char *rid, const json_t *record, json_t **out);
+/* Records of a person looked at for its open review items (a person of more is
+ * rare; the look stops there). */
+enum { REG_REVIEW_PEOPLE_MAX = 64 };
+
 /* A review item for (record, candidate golden) unless one is open already; counts it in the txn. */
 rl_error *reg_queue_review(reg_txn *txn, const char *record_id, const char *own_golden,
                            const char *candidate_golden, const char *candidate_record, double score,

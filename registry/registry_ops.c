@@ -6,6 +6,68 @@
 #include "common/rl_time.h"
 #include "registry/registry_internal.h"
 
+/* The open review items between the people of golden record `golden` (its
+ * first REG_REVIEW_PEOPLE_MAX records) and golden record `other`, by the
+ * review_open index: their ids appended to ids. */
+static rl_error *reg_open_items_against(reg_txn *txn, const json_t *golden, const char *other, json_t *ids)
+{
+    rl_error *err = NULL;
+    char *id = NULL;
+    const json_t *members = json_object_get(golden, "members");
+    size_t nm = json_array_size(members);
+    for (size_t i = 0; i < nm && i < REG_REVIEW_PEOPLE_MAX; i++) {
+        char key[2 * REG_ID_LEN + 8];
+        int klen = snprintf(key, sizeof key, "%s%c%s", json_string_value(json_array_get(members, i)), '\0', other);
+        size_t len = 0;
+        bool found = false;
+        free(id);
+        id = NULL;
+        RL_TRY(rl_store_get(txn->reg->store, RL_CF_REVIEW_OPEN, key, (size_t)klen, &id, &len, &found));
+        if (found && json_array_append_new(ids, json_stringn(id, len)) != 0)
+            RL_FAIL(RL_ENOMEM, "out of memory");
+    }
+cleanup:
+    free(id);
+    return err;
+}
+
+/* Review items that a merge answered ("same person": their two people are one
+ * now), resolved by its event. An undo of the merge opens them again
+ * (reg_undo_closed_reviews). */
+static rl_error *reg_close_answered(reg_txn *txn, const rl_actor *actor, const json_t *ids, const char *event_id)
+{
+    rl_error *err = NULL;
+    json_t *item = NULL;
+    char now[32];
+    reg_now(now);
+    size_t i;
+    const json_t *v;
+    json_array_foreach(ids, i, v) {
+        const char *review_id = json_string_value(v);
+        json_decref(item);
+        item = NULL;
+        RL_TRY(reg_get_json(txn->reg, RL_CF_REVIEW, review_id, strlen(review_id), &item));
+        const char *status = json_string_value(json_object_get(item, "status"));
+        if (!status || strcmp(status, "open") != 0)
+            continue;
+        json_object_set_new(item, "status", json_string("resolved"));
+        json_object_set_new(item, "resolution", json_pack("{s:s, s:s, s:s, s:s, s:s}", "decision", "link", "by",
+                                                          "merge", "who", reg_actor_who(actor), "when", now,
+                                                          "event", event_id));
+        reg_put_json(txn->batch, RL_CF_REVIEW, review_id, strlen(review_id), item, &err);
+        if (err)
+            goto cleanup;
+        char okey[2 * REG_ID_LEN + 8];
+        int oklen = snprintf(okey, sizeof okey, "%s%c%s", json_string_value(json_object_get(item, "record")), '\0',
+                             json_string_value(json_object_get(item, "candidate_golden")));
+        rl_store_batch_delete(txn->batch, RL_CF_REVIEW_OPEN, okey, (size_t)oklen);
+        txn->d_open_reviews--;
+    }
+cleanup:
+    json_decref(item);
+    return err;
+}
+
 /* Runs the common tail of an operation: event, audit, apply, unlock, sync. */
 static rl_error *reg_finish(reg_txn *txn, const rl_actor *actor, const char *op, json_t *detail,
                             const char *const *subjects, int nsubjects, json_t **event, bool *locked)
@@ -15,6 +77,7 @@ static rl_error *reg_finish(reg_txn *txn, const rl_actor *actor, const char *op,
     uint64_t ticket = 0;
     json_t *ev = NULL;
     RL_TRY(reg_txn_event(txn, actor, op, detail, event_id, &ev));
+    RL_TRY(reg_close_answered(txn, actor, json_object_get(detail, "closed_reviews"), event_id));
     json_t *audit_detail = json_pack("{s:s}", "event", event_id);
     err = reg_txn_audit(txn, actor, op, subjects, nsubjects, "ok", audit_detail);
     json_decref(audit_detail);
@@ -293,7 +356,7 @@ rl_error *rl_registry_merge(rl_registry *reg, const rl_actor *actor, const char 
 {
     rl_error *err = NULL;
     reg_txn txn = {0};
-    json_t *from = NULL, *into = NULL, *link = NULL;
+    json_t *from = NULL, *into = NULL, *link = NULL, *closed = NULL;
     bool locked = false;
     RL_TRY(reg_require_id(from_golden, "from"));
     RL_TRY(reg_require_id(into_golden, "into"));
@@ -310,6 +373,12 @@ rl_error *rl_registry_merge(rl_registry *reg, const rl_actor *actor, const char 
         RL_TRY(reg_require_no_veto(&txn, json_string_value(m), into, NULL, NULL));
     }
     RL_TRY(reg_pin_members(&txn, actor, into, into_golden));
+    /* Items asking whether these two are one person are answered by the merge. */
+    closed = json_array();
+    if (!closed)
+        RL_FAIL(RL_ENOMEM, "out of memory");
+    RL_TRY(reg_open_items_against(&txn, from, into_golden, closed));
+    RL_TRY(reg_open_items_against(&txn, into, from_golden, closed));
     json_array_foreach(json_object_get(from, "members"), i, m) {
         const char *rid = json_string_value(m);
         RL_TRY(reg_txn_link(&txn, rid, &link));
@@ -335,6 +404,8 @@ rl_error *rl_registry_merge(rl_registry *reg, const rl_actor *actor, const char 
     RL_TRY(reg_txn_put_golden(&txn, from_golden, f));
     RL_TRY(reg_txn_put_golden(&txn, into_golden, t));
     json_t *detail = json_pack("{s:s, s:s}", "from", from_golden, "into", into_golden);
+    if (detail && json_array_size(closed) > 0)
+        json_object_set(detail, "closed_reviews", closed);
     const char *subjects[2] = {from_golden, into_golden};
     err = reg_finish(&txn, actor, "merge", detail, subjects, 2, event, &locked);
     json_decref(detail);
@@ -345,6 +416,7 @@ cleanup:
     json_decref(from);
     json_decref(into);
     json_decref(link);
+    json_decref(closed);
     return err;
 }
 
@@ -535,6 +607,56 @@ cleanup:
     return err;
 }
 
+/* Opens a resolved item (review_id, its stored JSON) again, showing who
+ * reopened it and by which event; with nothing changed, newer names the item
+ * open for its pair meanwhile ("" when none). */
+static rl_error *reg_reopen_item(reg_txn *txn, const rl_actor *actor, json_t *item, const char *review_id,
+                                 const char *undo_id, char newer[REG_TIMEKEY_LEN + 1])
+{
+    rl_error *err = NULL;
+    char *open_id = NULL;
+    bool found = false;
+    newer[0] = '\0';
+    char okey[2 * REG_ID_LEN + 8];
+    int oklen = snprintf(okey, sizeof okey, "%s%c%s", json_string_value(json_object_get(item, "record")), '\0',
+                         json_string_value(json_object_get(item, "candidate_golden")));
+    size_t len = 0;
+    RL_TRY(rl_store_get(txn->reg->store, RL_CF_REVIEW_OPEN, okey, (size_t)oklen, &open_id, &len, &found));
+    if (found) {
+        snprintf(newer, REG_TIMEKEY_LEN + 1, "%.*s", (int)len, open_id);
+        goto cleanup;
+    }
+    char now[32];
+    reg_now(now);
+    json_object_set_new(item, "status", json_string("open"));
+    json_object_del(item, "resolution");
+    json_object_set_new(item, "reopened", json_pack("{s:s, s:s, s:s}", "who", reg_actor_who(actor), "when", now,
+                                                    "event", undo_id));
+    reg_put_json(txn->batch, RL_CF_REVIEW, review_id, strlen(review_id), item, &err);
+    if (err)
+        goto cleanup;
+    rl_store_batch_put(txn->batch, RL_CF_REVIEW_OPEN, okey, (size_t)oklen, review_id, strlen(review_id));
+    txn->d_open_reviews++;
+cleanup:
+    free(open_id);
+    return err;
+}
+
+/* The review item review_id if the event event_id resolved it (and nothing since), else NULL. */
+static rl_error *reg_item_resolved_by(reg_txn *txn, const char *review_id, const char *event_id, json_t **out)
+{
+    rl_error *err = NULL;
+    *out = NULL;
+    RL_TRY(reg_get_json(txn->reg, RL_CF_REVIEW, review_id, strlen(review_id), out));
+    const char *decided_by = json_string_value(json_object_get(json_object_get(*out, "resolution"), "event"));
+    if (!decided_by || strcmp(decided_by, event_id) != 0) {
+        json_decref(*out);
+        *out = NULL;
+    }
+cleanup:
+    return err;
+}
+
 /*
  * Undoing a review decision also takes the decision back: the item is open
  * again (it shows who reopened it) and, for "not a match", the pairs it put in
@@ -548,40 +670,45 @@ static rl_error *reg_undo_review(reg_txn *txn, const rl_actor *actor, const json
 {
     rl_error *err = NULL;
     json_t *item = NULL;
-    char *open_id = NULL;
     const char *op = json_string_value(json_object_get(ev, "op"));
     const char *review_id = json_string_value(json_object_get(json_object_get(ev, "detail"), "review"));
     if (!op || !review_id || (strcmp(op, "review-link") != 0 && strcmp(op, "review-not-a-match") != 0))
         return NULL;
-    RL_TRY(reg_get_json(txn->reg, RL_CF_REVIEW, review_id, strlen(review_id), &item));
-    const char *decided_by = json_string_value(json_object_get(json_object_get(item, "resolution"), "event"));
-    if (!item || !decided_by || strcmp(decided_by, event_id) != 0)
+    RL_TRY(reg_item_resolved_by(txn, review_id, event_id, &item));
+    if (!item)
         goto cleanup; /* the item was decided again since, or is gone: nothing to reopen */
-    const char *rid = json_string_value(json_object_get(item, "record"));
-    const char *cand_golden = json_string_value(json_object_get(item, "candidate_golden"));
-    char okey[2 * REG_ID_LEN + 8];
-    int oklen = snprintf(okey, sizeof okey, "%s%c%s", rid, '\0', cand_golden);
-    size_t len = 0;
-    bool found = false;
-    RL_TRY(rl_store_get(txn->reg->store, RL_CF_REVIEW_OPEN, okey, (size_t)oklen, &open_id, &len, &found));
-    if (found)
-        RL_FAIL(RL_ECONFLICT, "a newer review item for this pair is open (%.*s): decide that one", (int)len, open_id);
+    char newer[REG_TIMEKEY_LEN + 1];
+    RL_TRY(reg_reopen_item(txn, actor, item, review_id, undo_id, newer));
+    if (newer[0])
+        RL_FAIL(RL_ECONFLICT, "a newer review item for this pair is open (%s): decide that one", newer);
     if (strcmp(op, "review-not-a-match") == 0)
         RL_TRY(reg_forget_tagged(txn, "review", review_id));
-    char now[32];
-    reg_now(now);
-    json_object_set_new(item, "status", json_string("open"));
-    json_object_del(item, "resolution");
-    json_object_set_new(item, "reopened", json_pack("{s:s, s:s, s:s}", "who", reg_actor_who(actor), "when", now,
-                                                    "event", undo_id));
-    reg_put_json(txn->batch, RL_CF_REVIEW, review_id, strlen(review_id), item, &err);
-    if (err)
-        goto cleanup;
-    rl_store_batch_put(txn->batch, RL_CF_REVIEW_OPEN, okey, (size_t)oklen, review_id, strlen(review_id));
-    txn->d_open_reviews++;
     *reopened = json_incref(item);
 cleanup:
-    free(open_id);
+    json_decref(item);
+    return err;
+}
+
+/* Undoing a merge opens again the review items it answered, unless a newer
+ * item asks about the same pair meanwhile. */
+static rl_error *reg_undo_closed_reviews(reg_txn *txn, const rl_actor *actor, const json_t *ev,
+                                        const char *event_id, const char *undo_id)
+{
+    rl_error *err = NULL;
+    json_t *item = NULL;
+    size_t i;
+    const json_t *v;
+    json_array_foreach(json_object_get(json_object_get(ev, "detail"), "closed_reviews"), i, v) {
+        const char *review_id = json_string_value(v);
+        json_decref(item);
+        item = NULL;
+        if (review_id)
+            RL_TRY(reg_item_resolved_by(txn, review_id, event_id, &item));
+        char newer[REG_TIMEKEY_LEN + 1];
+        if (item)
+            RL_TRY(reg_reopen_item(txn, actor, item, review_id, undo_id, newer)); /* a newer one asks already */
+    }
+cleanup:
     json_decref(item);
     return err;
 }
@@ -658,6 +785,7 @@ static rl_error *reg_undo_event(rl_registry *reg, const rl_actor *actor, const c
     if (err)
         goto cleanup;
     RL_TRY(reg_undo_review(&txn, actor, ev, event_id, new_id, &reopened));
+    RL_TRY(reg_undo_closed_reviews(&txn, actor, ev, event_id, new_id));
     RL_TRY(reg_undo_unlink_memory(&txn, ev));
     json_object_set_new(ev, "undone_by", json_string(new_id));
     reg_put_json(txn.batch, RL_CF_HISTORY, event_id, strlen(event_id), ev, &err);

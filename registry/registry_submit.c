@@ -193,10 +193,6 @@ static rl_error *reg_peek_golden(reg_active_peek *peek, const char *id, json_t *
     return reg_txn_golden(peek->txn, id, out);
 }
 
-/* Records of a person looked at for an open item (a person of more is rare;
- * the check then stops there). */
-enum { REG_REVIEW_PEOPLE_MAX = 64 };
-
 /* *found: an item is open for one of the records of golden `people` (and
  * `also`, which may not be listed yet) against the person `against`. */
 static rl_error *reg_open_between(reg_txn *txn, const char *people, const char *also, const char *against,

@@ -938,6 +938,74 @@ static void test_review_items_follow_people(void **state)
         rl_submit_result_clear(all[i]);
 }
 
+/* The review item's status and, when resolved, who or what resolved it. */
+static void expect_item(fixture *f, const char *id, const char *status, const char *by_event)
+{
+    json_t *list = NULL;
+    assert_null(rl_registry_review_list(f->reg, true, 50, &list));
+    size_t i;
+    json_t *item, *found = NULL;
+    json_array_foreach(json_object_get(list, "items"), i, item) if (strcmp(json_string_value(json_object_get(item, "id")), id) == 0)
+        found = item;
+    assert_non_null(found);
+    assert_string_equal(json_string_value(json_object_get(found, "status")), status);
+    json_t *resolution = json_object_get(found, "resolution");
+    if (by_event) {
+        assert_string_equal(json_string_value(json_object_get(resolution, "by")), "merge");
+        assert_string_equal(json_string_value(json_object_get(resolution, "decision")), "link");
+        assert_string_equal(json_string_value(json_object_get(resolution, "event")), by_event);
+    } else {
+        assert_null(resolution);
+    }
+    json_decref(list);
+}
+
+/* A merge answers the items asking whether its two people are one ("same person"), whichever way
+ * round they ask; undoing the merge (unmerge or undo) asks them again. Items about a third person stay. */
+static void test_merge_answers_review_items(void **state)
+{
+    fixture *f = *state;
+    char item[32], other[32];
+    rl_registry_stats st;
+    rl_submit_result c = submit(f, "urn:c", "1", "Tembo", "Ruth", "female", "1981-08-08");
+    rl_submit_result d = submit(f, "urn:c", "2", "Tembo", "Ruth", "male", "1981-08-08");
+    rl_submit_result x = submit(f, "urn:x", "1", "Banda", "Grace", "female", "1975-03-03");
+    rl_submit_result y = submit(f, "urn:x", "2", "Banda", "Grace", "male", "1975-03-03");
+    review_of(f, d.record_id, item);
+    review_of(f, y.record_id, other);
+    rl_registry_stats_get(f->reg, &st);
+    assert_int_equal(st.open_reviews, 2);
+
+    for (int round = 0; round < 2; round++) {
+        /* The item is d's against c's person; merge them either way round. */
+        json_t *ev = NULL;
+        const char *from = round ? c.golden_id : d.golden_id, *into = round ? d.golden_id : c.golden_id;
+        assert_null(rl_registry_merge(f->reg, &reviewer, from, into, &ev));
+        const char *event_id = json_string_value(json_object_get(ev, "id"));
+        expect_item(f, item, "resolved", event_id);
+        expect_item(f, other, "open", NULL);
+        rl_registry_stats_get(f->reg, &st);
+        assert_int_equal(st.open_reviews, 1);
+        expect_clean(f);
+        if (round == 0)
+            assert_null(rl_registry_unmerge(f->reg, &reviewer, from, NULL));
+        else
+            assert_null(rl_registry_undo(f->reg, &reviewer, event_id, NULL));
+        json_decref(ev);
+        expect_item(f, item, "open", NULL);
+        rl_registry_stats_get(f->reg, &st);
+        assert_int_equal(st.open_reviews, 2);
+        expect_clean(f);
+    }
+    /* Open again, it is decided as any other. */
+    json_t *out = NULL;
+    assert_null(rl_registry_review_resolve(f->reg, &reviewer, item, "not-a-match", &out));
+    json_decref(out);
+    rl_submit_result *all[] = {&c, &d, &x, &y};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++)
+        rl_submit_result_clear(all[i]);
+}
+
 /* A reviewer's decision can be undone after registrations joined the person meanwhile (they were an
  * exact-equality conflict, so the decision could never be undone): the records that joined stay. */
 static void test_undo_after_registrations_joined(void **state)
@@ -1739,6 +1807,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_undo_after_registrations_joined, setup, teardown),
         cmocka_unit_test_setup_teardown(test_decisions_and_memory_stay_consistent, setup, teardown),
         cmocka_unit_test_setup_teardown(test_one_item_a_pair_of_people, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_merge_answers_review_items, setup, teardown),
         cmocka_unit_test_setup_teardown(test_undo_and_not_a_match_respect_each_other, setup, teardown),
         cmocka_unit_test_setup_teardown(test_merge_unmerge_restores_exactly, setup, teardown),
         cmocka_unit_test_setup_teardown(test_decisions_follow_link_changes, setup, teardown),
