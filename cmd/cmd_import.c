@@ -65,6 +65,7 @@ void cmd_import_help(void)
 typedef struct import_state {
     char file[PATH_MAX];   /* FILE's real path */
     long long size, mtime; /* FILE's, when the progress was recorded */
+    long long mtime_nsec;  /* and the nanoseconds of its mtime (-1: a state written before they were kept) */
     char target[PATH_MAX + 16]; /* "store:" and the store folder's real path, or "server:" and HOST:PORT */
     char format[8];
     char mapping[crypto_hash_sha256_BYTES * 2 + 1]; /* SHA-256 of the mapping file, hex; "" without one */
@@ -92,6 +93,8 @@ static bool import_state_load(const char *path, import_state *st, bool *unreadab
     import_copy(st->file, sizeof st->file, j, "file");
     st->size = json_integer_value(json_object_get(j, "size"));
     st->mtime = json_integer_value(json_object_get(j, "mtime"));
+    const json_t *nsec = json_object_get(j, "mtime_nsec");
+    st->mtime_nsec = json_is_integer(nsec) ? json_integer_value(nsec) : -1;
     import_copy(st->target, sizeof st->target, j, "target");
     import_copy(st->format, sizeof st->format, j, "format");
     import_copy(st->mapping, sizeof st->mapping, j, "mapping_sha256");
@@ -109,7 +112,8 @@ static bool import_state_matches(const import_state *saved, const import_state *
         snprintf(why, size, "it does not say what it was for (an earlier ridgeline wrote it)");
     else if (strcmp(saved->file, cur->file) != 0)
         snprintf(why, size, "it was for another input file, %s", saved->file);
-    else if (saved->size != cur->size || saved->mtime != cur->mtime)
+    else if (saved->size != cur->size || saved->mtime != cur->mtime ||
+             (saved->mtime_nsec >= 0 && saved->mtime_nsec != cur->mtime_nsec))
         snprintf(why, size, "the input file changed since");
     else if (strcmp(saved->target, cur->target) != 0)
         snprintf(why, size, "it was for %s, not %s", saved->target, cur->target);
@@ -132,8 +136,9 @@ static rl_error *import_state_save(const char *path, const import_state *st)
     json_t *j = NULL;
     if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp)
         RL_FAIL(RL_EINVAL, "path too long: %s", path);
-    j = json_pack("{s:i, s:s, s:I, s:I, s:s, s:s, s:s, s:I, s:I, s:s}", "version", 2, "file", st->file, "size",
-                  (json_int_t)st->size, "mtime", (json_int_t)st->mtime, "target", st->target, "format", st->format,
+    j = json_pack("{s:i, s:s, s:I, s:I, s:I, s:s, s:s, s:s, s:I, s:I, s:s}", "version", 3, "file", st->file, "size",
+                  (json_int_t)st->size, "mtime", (json_int_t)st->mtime, "mtime_nsec", (json_int_t)st->mtime_nsec,
+                  "target", st->target, "format", st->format,
                   "mapping_sha256", st->mapping, "done_rows", (json_int_t)st->done, "rejects_bytes",
                   (json_int_t)st->rejects_bytes, "rejects", st->rejects);
     if (!j)
@@ -401,7 +406,9 @@ int cmd_import(int argc, char **argv)
     if (stat(path, &st) != 0 || !realpath(path, state.file))
         RL_FAIL(RL_EINVAL, "cannot read %s", path);
     state.size = (long long)st.st_size;
-    state.mtime = (long long)st.st_mtime;
+    /* To the nanosecond: a file rewritten to the same length within a second is another file. */
+    state.mtime = (long long)st.st_mtim.tv_sec;
+    state.mtime_nsec = (long long)st.st_mtim.tv_nsec;
     snprintf(state.format, sizeof state.format, "%s", format);
     snprintf(state.rejects, sizeof state.rejects, "%s", rejects_path);
     RL_TRY(import_state_writable(state_path));

@@ -1,5 +1,6 @@
 /* Integration: ridgeline import (CSV, NDJSON, Bundle; rejects; resume; over HTTP: waits and
  * refusals; where its progress is kept) and export. */
+#include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -467,6 +468,60 @@ static void test_damaged_state_is_said(void **state)
     free(out);
 }
 
+/* Progress kept for d->nd as it is now: its first `done` rows imported into d->store. */
+static void write_progress(const import_dir *d, long done)
+{
+    char real_file[PATH_MAX], real_store[PATH_MAX], state_path[1100], text[3 * PATH_MAX + 512];
+    struct stat st;
+    assert_int_equal(stat(d->nd, &st), 0);
+    assert_non_null(realpath(d->nd, real_file));
+    mkdir(d->store, 0700);
+    assert_non_null(realpath(d->store, real_store));
+    snprintf(state_path, sizeof state_path, "%s.import-state", d->nd);
+    snprintf(text, sizeof text,
+             "{\"version\": 3, \"file\": \"%s\", \"size\": %lld, \"mtime\": %lld, \"mtime_nsec\": %ld, "
+             "\"target\": \"store:%s\", \"format\": \"ndjson\", \"mapping_sha256\": \"\", \"done_rows\": %ld, "
+             "\"rejects_bytes\": 0, \"rejects\": \"%s\"}",
+             real_file, (long long)st.st_size, (long long)st.st_mtim.tv_sec, (long)st.st_mtim.tv_nsec, real_store,
+             done, d->rejects);
+    write_file(state_path, text);
+}
+
+/* A file rewritten to the same length within the same second is not the file the progress was
+ * kept for: it is read again from the start, not resumed (its changed rows would be skipped as done). */
+static void test_file_changed_within_a_second(void **state)
+{
+    import_dir *d = *state;
+    write_patients(d->nd, 5);
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd, "%s import %s --data %s", rl_test_bin(), d->nd, d->store);
+    /* The file as the progress knows it: resumed. */
+    write_progress(d, 3);
+    json_t *j = run_ok(cmd);
+    assert_int_equal(json_integer_value(json_object_get(j, "skipped")), 3);
+    assert_int_equal(json_integer_value(json_object_get(j, "created")), 2);
+    json_decref(j);
+    /* Patient 1 becomes patient 7: the same length, the same second, another nanosecond. */
+    write_progress(d, 3);
+    struct stat before;
+    assert_int_equal(stat(d->nd, &before), 0);
+    char *text = rl_test_read_file(d->nd, NULL);
+    char *one = strstr(text, "\"value\":\"1\"");
+    assert_non_null(one);
+    one[9] = '7';
+    write_file(d->nd, text);
+    free(text);
+    struct timespec times[2] = {before.st_atim, before.st_mtim};
+    times[1].tv_nsec = (times[1].tv_nsec + 1) % 1000000000L;
+    assert_int_equal(utimensat(AT_FDCWD, d->nd, times, 0), 0);
+    j = run_ok(cmd);
+    assert_int_equal(json_integer_value(json_object_get(j, "skipped")), 0);
+    /* 7, 2 and 3 are new to the store (the progress only said 1-3 were done), 4 and 5 update. */
+    assert_int_equal(json_integer_value(json_object_get(j, "created")), 3);
+    assert_int_equal(json_integer_value(json_object_get(j, "updated")), 2);
+    json_decref(j);
+}
+
 /* A file that is no import makes no store: it is read before the store is opened. */
 static void test_bad_bundle_makes_no_store(void **state)
 {
@@ -498,6 +553,7 @@ int main(void)
                                         import_dir_teardown),
         cmocka_unit_test_setup_teardown(test_left_out_values_are_counted, import_dir_setup, import_dir_teardown),
         cmocka_unit_test_setup_teardown(test_damaged_state_is_said, import_dir_setup, import_dir_teardown),
+        cmocka_unit_test_setup_teardown(test_file_changed_within_a_second, import_dir_setup, import_dir_teardown),
         cmocka_unit_test_setup_teardown(test_bad_bundle_makes_no_store, import_dir_setup, import_dir_teardown),
     };
     return cmocka_run_group_tests_name("import", tests, NULL, NULL);
