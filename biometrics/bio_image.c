@@ -345,6 +345,15 @@ static void png_decode_inner(png_structp png, png_infop info, png_ctx *c)
     /* libpng's own size cap would answer "Invalid IHDR data"; ours runs before
      * any row is allocated and names the limit. */
     png_set_user_limits(png, PNG_UINT_31_MAX, PNG_UINT_31_MAX);
+    /* libpng keeps every text, ICC and palette chunk it reads until the info
+     * struct goes: a thousand zTXt chunks of 1 KiB, each inflating to the
+     * 1 MiB cap, held 1 GiB for a 1 MB upload. Only pHYs (the scale) and the
+     * chunks that set how colour becomes grey are read; the rest is skipped
+     * unread. */
+    static const png_byte read_chunks[] = {'p', 'H', 'Y', 's', '\0', 'g', 'A', 'M', 'A', '\0',
+                                           'c', 'H', 'R', 'M', '\0', 's', 'R', 'G', 'B', '\0'};
+    png_set_keep_unknown_chunks(png, PNG_HANDLE_CHUNK_NEVER, NULL, -1);
+    png_set_keep_unknown_chunks(png, PNG_HANDLE_CHUNK_AS_DEFAULT, read_chunks, (int)(sizeof read_chunks / 5));
     png_read_info(png, info);
 
     png_uint_32 w = 0, h = 0;

@@ -15,7 +15,9 @@
  * RL_ETOOBIG with a message naming the limit; corrupt or truncated files are
  * RL_EINVAL, never a crash. Sizes are checked from the header before any pixel
  * memory is allocated. A PNG pHYs resolution outside the range (72 or 96 dpi
- * written by an image editor, say) is refused rather than guessed at.
+ * written by an image editor, say) is refused rather than guessed at. Of a
+ * PNG's ancillary chunks only pHYs, gAMA, cHRM and sRGB are read; text, ICC
+ * profiles and the rest are skipped unread, so metadata cannot hold memory.
  *
  * Ownership: a bio_image owns `pixels` (row-major, width*height bytes, no
  * padding, 0 = black ridge ink, 255 = white). bio_image_free releases it and

@@ -2,6 +2,8 @@
  * ppi, limits, and corrupt input (truncation, byte flips) that must fail
  * cleanly. The FVC2002 images come from the shared test data. */
 #include <png.h>
+#include <setjmp.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -230,6 +232,98 @@ static void test_png_phys_sets_resolution(void **state)
     rl_error_free(err);
     rl_buf_free(&png);
     free(px);
+}
+
+static void append_or_fail(png_structp png, png_bytep p, size_t n)
+{
+    if (rl_buf_append(png_get_io_ptr(png), p, n))
+        png_error(png, "test buffer full");
+}
+
+static void flush_nothing(png_structp png) {}
+
+/* A PNG of img with one zTXt chunk whose text is `size` bytes of 'a'. */
+static void encode_with_ztxt(const bio_image *img, size_t size, rl_buf *out)
+{
+    rl_buf_init(out, 64u << 20);
+    char *text = malloc(size + 1);
+    assert_non_null(text);
+    memset(text, 'a', size);
+    text[size] = '\0';
+    png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, NULL, NULL, NULL);
+    png_infop info = png_create_info_struct(png);
+    assert_non_null(info);
+    assert_int_equal(setjmp(png_jmpbuf(png)), 0);
+    png_set_write_fn(png, out, append_or_fail, flush_nothing);
+    png_set_IHDR(png, info, (png_uint_32)img->width, (png_uint_32)img->height, 8, PNG_COLOR_TYPE_GRAY,
+                 PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
+    png_text t = {.compression = PNG_TEXT_COMPRESSION_zTXt, .key = (png_charp) "Comment", .text = text,
+                  .text_length = size};
+    png_set_text(png, info, &t, 1);
+    png_write_info(png, info);
+    for (int y = 0; y < img->height; y++)
+        png_write_row(png, img->pixels + (size_t)y * (size_t)img->width);
+    png_write_end(png, NULL);
+    png_destroy_write_struct(&png, &info);
+    free(text);
+}
+
+/* The process's peak resident set in KiB (VmHWM), or -1. */
+static long peak_rss_kib(void)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    long kib = -1;
+    char line[256];
+    while (f && fgets(line, sizeof line, f))
+        if (sscanf(line, "VmHWM: %ld kB", &kib) == 1)
+            break;
+    if (f)
+        fclose(f);
+    return kib;
+}
+
+/* Lowers VmHWM to the current resident set (Linux 4.0 on). */
+static bool reset_peak_rss(void)
+{
+    FILE *f = fopen("/proc/self/clear_refs", "w");
+    if (!f)
+        return false;
+    bool ok = fputs("5", f) >= 0;
+    return fclose(f) == 0 && ok;
+}
+
+static void test_png_metadata_chunks_do_not_hold_memory(void **state)
+{
+    /* 200 copies of a zTXt chunk of ~1 KiB that inflates to ~1 MB: 200 MB
+     * held by libpng while decoding a 200 KB upload, before the fix. */
+    uint8_t *g = gradient(150, 120);
+    bio_image img = {150, 120, g}, back;
+    rl_buf one, many;
+    encode_with_ztxt(&img, 1000000, &one);
+    const uint8_t *d = (const uint8_t *)one.data;
+    size_t z = find_chunk(d, one.len, "zTXt");
+    assert_true(z > 0);
+    size_t zlen = 12 + be32(d + z);
+    rl_buf_init(&many, 64u << 20);
+    assert_ok(rl_buf_append(&many, d, z));
+    for (int i = 0; i < 200; i++)
+        assert_ok(rl_buf_append(&many, d + z, zlen));
+    assert_ok(rl_buf_append(&many, d + z + zlen, one.len - z - zlen));
+    assert_true(many.len < 400000);
+
+    if (!reset_peak_rss())
+        skip();
+    long before = peak_rss_kib();
+    assert_ok(bio_image_decode(many.data, many.len, 0, &back));
+    long grown = peak_rss_kib() - before;
+    if (grown > 32 * 1024)
+        fail_msg("decoding a %zu-byte PNG raised the peak resident set by %ld KiB", many.len, grown);
+    assert_int_equal(back.width, 150);
+    assert_memory_equal(back.pixels, g, 150 * 120);
+    bio_image_free(&back);
+    rl_buf_free(&one);
+    rl_buf_free(&many);
+    free(g);
 }
 
 /* Colour types a desk may send, written with libpng's simplified API. */
@@ -649,6 +743,7 @@ int main(void)
         cmocka_unit_test(test_decodes_fvc2002_images),
         cmocka_unit_test(test_png_round_trip_and_file),
         cmocka_unit_test(test_png_phys_sets_resolution),
+        cmocka_unit_test(test_png_metadata_chunks_do_not_hold_memory),
         cmocka_unit_test(test_png_colour_types_become_grey),
         cmocka_unit_test(test_pgm),
         cmocka_unit_test(test_raw_rescaling),
