@@ -25,6 +25,11 @@
  * so a small compressed chunk cannot make us allocate much. */
 #define PNG_CHUNK_MAX (1u << 20)
 
+/* IDAT bytes libpng may still read once every row is decoded: the end of the
+ * deflate stream is a few bytes, and libpng reads 8 KiB at a time. */
+#define PNG_IDAT_TAIL_MAX (64u << 10)
+#define PNG_CHUNK_IDAT 0x49444154u
+
 static const uint8_t png_signature[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
 
 /* ---- limits and rescaling ---------------------------------------------- */
@@ -308,6 +313,9 @@ typedef struct png_ctx {
     uint8_t *pixels;
     png_bytep *rows;
     int width, height, ppi_x, ppi_y;
+    bool reading_rows; /* inside png_read_image */
+    bool interlaced;
+    size_t idat_tail; /* IDAT bytes read once every row was decoded */
     rl_buf *out; /* writer only */
 } png_ctx;
 
@@ -326,6 +334,18 @@ static void png_read_mem(png_structp png, png_bytep dst, size_t n)
     png_ctx *c = png_get_io_ptr(png);
     if (n > c->len - c->pos)
         png_error(png, "file truncated");
+    /* After the last row libpng inflates whatever deflate data follows it, up
+     * to ~1,000 bytes for each byte read: 3 MB of compressed zeros there cost
+     * 4 s. The last row is done when the row counter reaches the height (past
+     * the seventh pass when interlaced). */
+    bool rows_done = c->reading_rows && (c->interlaced ? png_get_current_pass_number(png) >= 7
+                                                       : png_get_current_row_number(png) >= (png_uint_32)c->height);
+    if (rows_done && (png_get_io_state(png) & PNG_IO_MASK_LOC) == PNG_IO_CHUNK_DATA &&
+        png_get_io_chunk_type(png) == PNG_CHUNK_IDAT) {
+        c->idat_tail += n;
+        if (c->idat_tail > PNG_IDAT_TAIL_MAX)
+            png_error(png, "image data continues past the last row");
+    }
     memcpy(dst, c->data + c->pos, n);
     c->pos += n;
 }
@@ -357,8 +377,9 @@ static void png_decode_inner(png_structp png, png_infop info, png_ctx *c)
     png_read_info(png, info);
 
     png_uint_32 w = 0, h = 0;
-    int depth = 0, color = 0;
-    png_get_IHDR(png, info, &w, &h, &depth, &color, NULL, NULL, NULL);
+    int depth = 0, color = 0, interlace = 0;
+    png_get_IHDR(png, info, &w, &h, &depth, &color, &interlace, NULL, NULL);
+    c->interlaced = interlace != PNG_INTERLACE_NONE;
     c->ppi_x = c->ppi_y = c->ppi_default;
     png_uint_32 rx = 0, ry = 0;
     int unit = 0;
@@ -400,6 +421,7 @@ static void png_decode_inner(png_structp png, png_infop info, png_ctx *c)
     }
     for (png_uint_32 y = 0; y < h; y++)
         c->rows[y] = c->pixels + (size_t)y * w;
+    c->reading_rows = true;
     png_read_image(png, c->rows);
     png_read_end(png, NULL);
     c->msg[0] = '\0';

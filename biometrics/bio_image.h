@@ -17,7 +17,9 @@
  * memory is allocated. A PNG pHYs resolution outside the range (72 or 96 dpi
  * written by an image editor, say) is refused rather than guessed at. Of a
  * PNG's ancillary chunks only pHYs, gAMA, cHRM and sRGB are read; text, ICC
- * profiles and the rest are skipped unread, so metadata cannot hold memory.
+ * profiles and the rest are skipped unread, so metadata cannot hold memory;
+ * more than 64 KiB of image data after the last row is RL_EINVAL (libpng
+ * would inflate it all, ~1,000 bytes of work for each byte sent).
  *
  * Ownership: a bio_image owns `pixels` (row-major, width*height bytes, no
  * padding, 0 = black ridge ink, 255 = white). bio_image_free releases it and

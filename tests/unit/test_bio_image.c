@@ -37,6 +37,15 @@ static void assert_ok(rl_error *err)
     }
 }
 
+static void expect_limit(rl_error *err, rl_code code, const char *needle)
+{
+    assert_non_null(err);
+    if (rl_error_code(err) != code || !strstr(rl_error_message(err), needle))
+        fail_msg("expected %s with \"%s\", got %s: %s", rl_code_name(code), needle, rl_code_name(rl_error_code(err)),
+                 rl_error_message(err));
+    rl_error_free(err);
+}
+
 static uint8_t *gradient(int w, int h)
 {
     uint8_t *p = malloc((size_t)w * (size_t)h);
@@ -242,29 +251,35 @@ static void append_or_fail(png_structp png, png_bytep p, size_t n)
 
 static void flush_nothing(png_structp png) {}
 
-/* A PNG of img with one zTXt chunk whose text is `size` bytes of 'a'. */
-static void encode_with_ztxt(const bio_image *img, size_t size, rl_buf *out)
+/* A PNG of img written by libpng itself, interlaced or not, with one zTXt
+ * chunk whose text is `size` bytes of 'a' when size > 0. */
+static void encode_with(const bio_image *img, int interlace, size_t size, rl_buf *out)
 {
     rl_buf_init(out, 64u << 20);
     char *text = malloc(size + 1);
     assert_non_null(text);
     memset(text, 'a', size);
     text[size] = '\0';
+    png_bytep *rows = malloc((size_t)img->height * sizeof *rows);
+    assert_non_null(rows);
+    for (int y = 0; y < img->height; y++)
+        rows[y] = img->pixels + (size_t)y * (size_t)img->width;
     png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, NULL, NULL, NULL);
     png_infop info = png_create_info_struct(png);
     assert_non_null(info);
     assert_int_equal(setjmp(png_jmpbuf(png)), 0);
     png_set_write_fn(png, out, append_or_fail, flush_nothing);
-    png_set_IHDR(png, info, (png_uint_32)img->width, (png_uint_32)img->height, 8, PNG_COLOR_TYPE_GRAY,
-                 PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
+    png_set_IHDR(png, info, (png_uint_32)img->width, (png_uint_32)img->height, 8, PNG_COLOR_TYPE_GRAY, interlace,
+                 PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
     png_text t = {.compression = PNG_TEXT_COMPRESSION_zTXt, .key = (png_charp) "Comment", .text = text,
                   .text_length = size};
-    png_set_text(png, info, &t, 1);
+    if (size)
+        png_set_text(png, info, &t, 1);
     png_write_info(png, info);
-    for (int y = 0; y < img->height; y++)
-        png_write_row(png, img->pixels + (size_t)y * (size_t)img->width);
+    png_write_image(png, rows);
     png_write_end(png, NULL);
     png_destroy_write_struct(&png, &info);
+    free(rows);
     free(text);
 }
 
@@ -299,7 +314,7 @@ static void test_png_metadata_chunks_do_not_hold_memory(void **state)
     uint8_t *g = gradient(150, 120);
     bio_image img = {150, 120, g}, back;
     rl_buf one, many;
-    encode_with_ztxt(&img, 1000000, &one);
+    encode_with(&img, PNG_INTERLACE_NONE, 1000000, &one);
     const uint8_t *d = (const uint8_t *)one.data;
     size_t z = find_chunk(d, one.len, "zTXt");
     assert_true(z > 0);
@@ -324,6 +339,40 @@ static void test_png_metadata_chunks_do_not_hold_memory(void **state)
     rl_buf_free(&one);
     rl_buf_free(&many);
     free(g);
+}
+
+static void test_png_data_past_the_last_row_is_refused(void **state)
+{
+    /* 820 rows of noise (deflate cannot shrink them) whose IHDR then says
+     * 120: libpng inflated the 100 KB left over after the last row, and would
+     * have inflated ~1,000 times that from compressed zeros (3 MB cost 4 s). */
+    uint64_t seed = 0x1DA7u;
+    bio_image tall = {150, 820, malloc(150 * 820)}, back;
+    assert_non_null(tall.pixels);
+    for (size_t i = 0; i < 150 * 820; i++)
+        tall.pixels[i] = (uint8_t)rl_rand_next(&seed);
+    int interlaces[] = {PNG_INTERLACE_NONE, PNG_INTERLACE_ADAM7};
+    for (int k = 0; k < 2; k++) {
+        rl_buf png;
+        encode_with(&tall, interlaces[k], 0, &png);
+        /* The whole image decodes: interlaced or not, the last row is found. */
+        assert_ok(bio_image_decode(png.data, png.len, 0, &back));
+        assert_int_equal(back.height, 820);
+        assert_memory_equal(back.pixels, tall.pixels, 150 * 820);
+        bio_image_free(&back);
+        if (interlaces[k] != PNG_INTERLACE_NONE) {
+            /* A shorter IHDR moves every Adam7 pass: that file is corrupt before its end. */
+            rl_buf_free(&png);
+            continue;
+        }
+        uint8_t *d = (uint8_t *)png.data;
+        size_t ihdr = find_chunk(d, png.len, "IHDR");
+        put32(d + ihdr + 12, 120);
+        fix_crc(d, png.len, ihdr);
+        expect_limit(bio_image_decode(png.data, png.len, 0, &back), RL_EINVAL, "past the last row");
+        rl_buf_free(&png);
+    }
+    free(tall.pixels);
 }
 
 /* Colour types a desk may send, written with libpng's simplified API. */
@@ -543,15 +592,6 @@ static void test_raw_rescaling(void **state)
     free(px);
 }
 
-static void expect_limit(rl_error *err, rl_code code, const char *needle)
-{
-    assert_non_null(err);
-    if (rl_error_code(err) != code || !strstr(rl_error_message(err), needle))
-        fail_msg("expected %s with \"%s\", got %s: %s", rl_code_name(code), needle, rl_code_name(rl_error_code(err)),
-                 rl_error_message(err));
-    rl_error_free(err);
-}
-
 static void test_limits(void **state)
 {
     size_t big = 4100u * 4100u;
@@ -744,6 +784,7 @@ int main(void)
         cmocka_unit_test(test_png_round_trip_and_file),
         cmocka_unit_test(test_png_phys_sets_resolution),
         cmocka_unit_test(test_png_metadata_chunks_do_not_hold_memory),
+        cmocka_unit_test(test_png_data_past_the_last_row_is_refused),
         cmocka_unit_test(test_png_colour_types_become_grey),
         cmocka_unit_test(test_pgm),
         cmocka_unit_test(test_raw_rescaling),
