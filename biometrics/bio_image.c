@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "common/rl_buf.h"
+#include "common/rl_fs.h"
 
 /* A source side may be this large before rescaling: the largest side that
  * still fits BIO_IMAGE_MAX_SIDE once a BIO_IMAGE_MAX_PPI image is halved. */
@@ -652,24 +653,12 @@ rl_error *bio_image_write_png(const bio_image *img, const char *path)
 {
     rl_error *err = NULL;
     rl_buf buf = {0};
-    FILE *f = NULL;
     if (!path || !*path)
         RL_FAIL(RL_EINVAL, "image: no path given");
     rl_buf_init(&buf, SIZE_MAX / 2);
     RL_TRY(bio_image_encode_png(img, &buf));
-    f = fopen(path, "wb");
-    if (!f)
-        RL_FAIL(RL_EIO, "image file %s: %s", path, strerror(errno));
-    bool ok = fwrite(buf.data, 1, buf.len, f) == buf.len;
-    ok = (fclose(f) == 0) && ok;
-    f = NULL;
-    if (!ok) {
-        unlink(path);
-        RL_FAIL(RL_EIO, "image file %s: write failed", path);
-    }
+    RL_TRY(rl_fs_write_file(path, buf.data, buf.len));
 cleanup:
-    if (f)
-        fclose(f);
     rl_buf_free(&buf);
     return err;
 }

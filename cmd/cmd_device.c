@@ -16,6 +16,7 @@
 
 #include "biometrics/bio_image.h"
 #include "biometrics/bio_template.h"
+#include "common/rl_fs.h"
 #include "cmd/cmd.h"
 #include "common/rl_buf.h"
 #include "device/dev_reader.h"
@@ -70,16 +71,6 @@ cleanup:
     return err ? cmd_report(err) : CMD_OK;
 }
 
-static rl_error *cmd_device_write(const char *path, const rl_buf *b)
-{
-    FILE *f = fopen(path, "wb");
-    if (!f)
-        return RL_ERR(RL_EINVAL, "cannot write %s", path);
-    bool ok = fwrite(b->data, 1, b->len, f) == b->len;
-    ok = fclose(f) == 0 && ok;
-    return ok ? NULL : RL_ERR(RL_EIO, "writing %s failed", path);
-}
-
 static int cmd_device_capture(int argc, char **argv)
 {
     rl_error *err = NULL;
@@ -132,7 +123,7 @@ static int cmd_device_capture(int argc, char **argv)
         RL_TRY(bio_image_write_png(&cap.image, out));
     if (tpath) {
         RL_TRY(bio_template_encode(&cap.tmpl, fmt, &tmpl));
-        RL_TRY(cmd_device_write(tpath, &tmpl));
+        RL_TRY(rl_fs_write_file(tpath, tmpl.data, tmpl.len));
     }
     json_t *o = json_pack("{s:s, s:i, s:i, s:i, s:i, s:i, s:b}", "device", cap.device_id, "quality",
                           cap.info.quality, "minutiae", cap.tmpl.count, "width", cap.image.width, "height",

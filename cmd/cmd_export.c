@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/rl_fs.h"
 #include "cmd/cmd.h"
 #include "cmd/cmd_session.h"
 
@@ -106,13 +107,16 @@ int cmd_export(int argc, char **argv)
     rl_error *err = NULL;
     cmd_session session;
     export_ctx x = {.out = stdout, .csv = strcmp(format, "csv") == 0};
+    rl_fs_output *output = NULL; /* -o: the file appears whole, or not at all */
     long persons = 0;
     RL_TRY(cmd_session_open(&session, config, data, NULL));
     if (session.remote)
         RL_FAIL(RL_ECONFLICT, "the store is in use by a running server: `ridgeline backup DIR`, then export "
                               "from the copy with --data DIR");
-    if (out_path && !(x.out = fopen(out_path, "w")))
-        RL_FAIL(RL_EIO, "cannot write %s", out_path);
+    if (out_path) {
+        RL_TRY(rl_fs_output_open(out_path, &output));
+        x.out = rl_fs_output_file(output);
+    }
     if (x.csv)
         fprintf(x.out, "golden_id,record_id,source_key,grade,score,method,family,given,birth_date,gender\n");
     const char *user = getenv("USER");
@@ -120,12 +124,17 @@ int cmd_export(int argc, char **argv)
     snprintf(who, sizeof who, "cli:%s", user && *user ? user : "unknown");
     rl_actor actor = {.who = who, .bound_system = NULL};
     RL_TRY(rl_registry_export(session.registry, &actor, export_one, &x, &persons));
-    if (fflush(x.out) != 0)
+    if (output) {
+        err = rl_fs_output_commit(output);
+        output = NULL;
+        if (err)
+            goto cleanup;
+    } else if (fflush(stdout) != 0 || ferror(stdout)) {
         RL_FAIL(RL_EIO, "cannot write the export");
+    }
     fprintf(stderr, "export: %ld persons\n", persons);
 cleanup:
-    if (x.out && x.out != stdout)
-        fclose(x.out);
+    rl_fs_output_abort(output);
     cmd_session_close(&session);
     if (err)
         return cmd_report(err);

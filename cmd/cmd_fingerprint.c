@@ -21,6 +21,7 @@
 #include "biometrics/bio_image.h"
 #include "biometrics/bio_match.h"
 #include "biometrics/bio_template.h"
+#include "common/rl_fs.h"
 #include "cmd/cmd.h"
 #include "cmd/cmd_session.h"
 #include "common/rl_buf.h"
@@ -125,20 +126,6 @@ cleanup:
     return err;
 }
 
-static rl_error *fp_write_file(const char *path, const rl_buf *buf)
-{
-    rl_error *err = NULL;
-    FILE *f = fopen(path, "wb");
-    if (!f)
-        RL_FAIL(RL_EINVAL, "cannot create %s: %s", path, strerror(errno));
-    if (fwrite(buf->data, 1, buf->len, f) != buf->len || fflush(f) != 0)
-        RL_FAIL(RL_EIO, "writing %s: %s", path, strerror(errno));
-cleanup:
-    if (f && fclose(f) != 0 && !err)
-        err = RL_ERR(RL_EIO, "closing %s: %s", path, strerror(errno));
-    return err;
-}
-
 static int fp_extract(int argc, char **argv, const fp_opts *o, const char *output, const char *format_name,
                       bool list)
 {
@@ -165,7 +152,7 @@ static int fp_extract(int argc, char **argv, const fp_opts *o, const char *outpu
                    t->m[i].quality);
     if (output) {
         RL_TRY(bio_template_encode(t, format, &out));
-        RL_TRY(fp_write_file(output, &out));
+        RL_TRY(rl_fs_write_file(output, out.data, out.len));
         printf("wrote %s (%s, %zu bytes)\n", output, bio_template_format_name(format), out.len);
     }
 cleanup:

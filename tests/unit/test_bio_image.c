@@ -188,7 +188,7 @@ static void test_png_round_trip_and_file(void **state)
     assert_ok(bio_image_load(path, 0, 0, 0, &back));
     assert_memory_equal(back.pixels, px, 150 * 120);
     bio_image_free(&back);
-    assert_code(bio_image_write_png(&img, "/nonexistent-dir/x.png"), RL_EIO);
+    assert_code(bio_image_write_png(&img, "/nonexistent-dir/x.png"), RL_EINVAL); /* a path that cannot be made */
     bio_image empty = {0};
     assert_code(bio_image_write_png(&empty, path), RL_EINVAL);
     rl_test_rmtree(tmp);

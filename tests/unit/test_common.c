@@ -1,12 +1,15 @@
 /* Unit tests of common/: errors, capped buffers, JSON limits, time formats, logging. */
+#include <dirent.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "common/rl_buf.h"
 #include "common/rl_error.h"
+#include "common/rl_fs.h"
 #include "common/rl_json.h"
 #include "common/rl_log.h"
 #include "common/rl_parallel.h"
@@ -149,6 +152,67 @@ static void test_json_dump_into(void **state)
     json_decref(v);
 }
 
+/* Entries in a folder besides . and .. */
+static int entries_in(const char *dir)
+{
+    DIR *d = opendir(dir);
+    assert_non_null(d);
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL)
+        n += strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0;
+    closedir(d);
+    return n;
+}
+
+/* A command's output file is there whole or not at all, for its owner only; what was there before
+ * stays when the writing is given up; no temporary file is left either way. */
+static void test_fs_output_whole_or_not_at_all(void **state)
+{
+    char *dir = rl_test_tmpdir("fs");
+    char path[1024];
+    snprintf(path, sizeof path, "%s/export.csv", dir);
+    assert_null(rl_fs_write_file(path, "old\n", 4));
+    struct stat st;
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0600);
+
+    rl_fs_output *o = NULL;
+    assert_null(rl_fs_output_open(path, &o));
+    fputs("half of a new", rl_fs_output_file(o));
+    fflush(rl_fs_output_file(o));
+    assert_int_equal(entries_in(dir), 2); /* the temporary file beside it */
+    rl_fs_output_abort(o);
+    char *text = rl_test_read_file(path, NULL);
+    assert_string_equal(text, "old\n");
+    free(text);
+    assert_int_equal(entries_in(dir), 1);
+
+    assert_null(rl_fs_output_open(path, &o));
+    fputs("new\n", rl_fs_output_file(o));
+    assert_null(rl_fs_output_commit(o));
+    text = rl_test_read_file(path, NULL);
+    assert_string_equal(text, "new\n");
+    free(text);
+    assert_int_equal(entries_in(dir), 1);
+
+    /* Not a regular file: written in place (a device, a pipe), never replaced. */
+    assert_null(rl_fs_write_file("/dev/null", "x", 1));
+    struct stat null_st;
+    assert_int_equal(stat("/dev/null", &null_st), 0);
+    assert_true(S_ISCHR(null_st.st_mode));
+    rl_error *err = rl_fs_write_file(dir, "x", 1);
+    assert_int_equal(rl_error_code(err), RL_EINVAL);
+    rl_error_free(err);
+    snprintf(path, sizeof path, "%s/no-such-folder/x", dir);
+    err = rl_fs_write_file(path, "x", 1);
+    assert_int_equal(rl_error_code(err), RL_EINVAL);
+    rl_error_free(err);
+    rl_fs_output_abort(NULL);
+    rl_test_rmtree(dir);
+    free(dir);
+}
+
 static void test_json_error_never_quotes_input(void **state)
 {
     const char *text = "{\"name\": Okonkwo}";
@@ -273,6 +337,7 @@ int main(void)
         cmocka_unit_test(test_buf_steal_empty_gives_empty_string),
         cmocka_unit_test(test_json_limits),
         cmocka_unit_test(test_json_dump_into),
+        cmocka_unit_test(test_fs_output_whole_or_not_at_all),
         cmocka_unit_test(test_json_error_never_quotes_input),
         cmocka_unit_test(test_time_formats),
         cmocka_unit_test(test_text_repair),
