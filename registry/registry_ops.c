@@ -32,9 +32,12 @@ cleanup:
 }
 
 /* Review items that a merge answered ("same person": their two people are one
- * now), resolved by its event. An undo of the merge opens them again
- * (reg_undo_closed_reviews). */
-static rl_error *reg_close_answered(reg_txn *txn, const rl_actor *actor, const json_t *ids, const char *event_id)
+ * now), resolved by its event (`by`: the operation). An undo of the merge
+ * opens them again (reg_undo_closed_reviews). A hand link leaves its items to
+ * the reviewer: one may still be decided either way ("same person" pins,
+ * "not a match" after an unlink), see test_registry. */
+static rl_error *reg_close_answered(reg_txn *txn, const rl_actor *actor, const json_t *ids, const char *by,
+                                    const char *event_id)
 {
     rl_error *err = NULL;
     json_t *item = NULL;
@@ -51,9 +54,9 @@ static rl_error *reg_close_answered(reg_txn *txn, const rl_actor *actor, const j
         if (!status || strcmp(status, "open") != 0)
             continue;
         json_object_set_new(item, "status", json_string("resolved"));
-        json_object_set_new(item, "resolution", json_pack("{s:s, s:s, s:s, s:s, s:s}", "decision", "link", "by",
-                                                          "merge", "who", reg_actor_who(actor), "when", now,
-                                                          "event", event_id));
+        json_object_set_new(item, "resolution", json_pack("{s:s, s:s, s:s, s:s, s:s}", "decision", "link", "by", by,
+                                                          "who", reg_actor_who(actor), "when", now, "event",
+                                                          event_id));
         reg_put_json(txn->batch, RL_CF_REVIEW, review_id, strlen(review_id), item, &err);
         if (err)
             goto cleanup;
@@ -77,7 +80,7 @@ static rl_error *reg_finish(reg_txn *txn, const rl_actor *actor, const char *op,
     uint64_t ticket = 0;
     json_t *ev = NULL;
     RL_TRY(reg_txn_event(txn, actor, op, detail, event_id, &ev));
-    RL_TRY(reg_close_answered(txn, actor, json_object_get(detail, "closed_reviews"), event_id));
+    RL_TRY(reg_close_answered(txn, actor, json_object_get(detail, "closed_reviews"), op, event_id));
     json_t *audit_detail = json_pack("{s:s}", "event", event_id);
     err = reg_txn_audit(txn, actor, op, subjects, nsubjects, "ok", audit_detail);
     json_decref(audit_detail);
