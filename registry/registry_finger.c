@@ -316,6 +316,9 @@ rl_error *rl_registry_finger_enroll(rl_registry *reg, const rl_actor *actor, con
     err = rl_store_get(reg->store, RL_CF_RECORDS, record_id, strlen(record_id), &rec, &rlen, &rfound);
     if (!err && !rfound)
         err = RL_ERR(RL_ENOTFOUND, "no source record %s (fingers are enrolled on source records)", record_id);
+    /* A client bound to a source system enrols on its own records only, as it writes them. */
+    if (!err)
+        err = reg_bound_may_change(reg, actor, record_id);
     if (!err)
         err = rl_store_get(reg->store, RL_CF_TEMPLATES, fkey, fkl, &existing, &elen, &efound);
     if (!err)
@@ -368,6 +371,7 @@ rl_error *rl_registry_finger_delete(rl_registry *reg, const rl_actor *actor, con
     size_t fkl = fg_key('F', record_id, position, fkey, sizeof fkey), dkl = fg_key('D', record_id, position, dkey, sizeof dkey);
     pthread_mutex_lock(&reg->write_lock);
     locked = true;
+    RL_TRY(reg_bound_may_change(reg, actor, record_id));
     size_t elen = 0;
     bool found = false;
     RL_TRY(rl_store_get(reg->store, RL_CF_TEMPLATES, fkey, fkl, &existing, &elen, &found));

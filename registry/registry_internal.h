@@ -188,6 +188,11 @@ static inline void reg_id_copy(char *dst, size_t size, const char *id)
     dst[n] = '\0';
 }
 const char *reg_actor_who(const rl_actor *actor);
+/* RL_EDENIED unless actor may change record_id: an unbound client may change
+ * any record, a client bound to a source system only the records that system
+ * sent (their source key is of it); a record with no link is RL_ENOTFOUND.
+ * Call it under the write lock, so that the answer holds for the write. */
+rl_error *reg_bound_may_change(rl_registry *reg, const rl_actor *actor, const char *record_id);
 
 /* Golden records. */
 json_t *reg_golden_new(const char *id, const char *first_member);

@@ -62,6 +62,23 @@ static bool reg_key_of_system(const char *key, const char *system)
     return key && strncmp(key, system, n) == 0 && key[n] == '|';
 }
 
+rl_error *reg_bound_may_change(rl_registry *reg, const rl_actor *actor, const char *record_id)
+{
+    rl_error *err = NULL;
+    json_t *link = NULL;
+    if (!actor || !actor->bound_system)
+        return NULL;
+    RL_TRY(reg_get_json(reg, RL_CF_LINKS, record_id, strlen(record_id), &link));
+    if (!link)
+        RL_FAIL(RL_ENOTFOUND, "no source record %s", record_id);
+    const char *key = json_string_value(json_object_get(json_object_get(link, "index"), "source_key"));
+    if (!reg_key_of_system(key, actor->bound_system))
+        RL_FAIL(RL_EDENIED, "this client may only change records of its own source system");
+cleanup:
+    json_decref(link);
+    return err;
+}
+
 /* The source key: the identifier in the client's own system, else the first. */
 static const char *reg_source_key(const json_t *ident_keys, const rl_actor *actor)
 {

@@ -5,7 +5,8 @@
  * identified 1:N (the right patient first) and verified 1:1 (true for the
  * patient's own finger, false for another's); the quality gate's 422
  * "recapture" (101_5 has quality 27; a blank image has no finger); 400, 404,
- * 413, 415; roles (a reader may identify, not enrol); and $match with a
+ * 413, 415; roles (a reader may identify, not enrol; a registrar bound to a
+ * source system enrols and deletes on its system's records only); and $match with a
  * fingerprint: the patient's own finger lifts the score to certain, another
  * person's finger at the enrolled position lowers it, and the 1:N search adds
  * the person the demographics missed. Skipped, loudly, without the data.
@@ -405,6 +406,36 @@ static void test_errors_and_roles(void **state)
     json_decref(call(port, reader, "GET", path, NULL, NULL, 0, 200));
     json_decref(call(port, "", "POST", "/biometrics/identify", "image/png", good.data, good.len, 401));
     free(reader);
+
+    /* A registrar bound to another system may not enrol or delete fingers of this record (urn:test:bio's):
+     * 403, nothing stored or removed. On its own system's record it may. */
+    const char bound_body[] = "{\"role\":\"registrar\",\"system\":\"urn:test:other\",\"name\":\"bio-other\"}";
+    j = call(port, rl_test_token(port), "POST", "/admin/tokens", "application/json", bound_body, strlen(bound_body),
+             201);
+    char *other = strdup(json_string_value(json_object_get(j, "token")));
+    json_decref(j);
+    snprintf(path, sizeof path, "/biometrics/%s/fingers/2", id);
+    json_decref(post_finger(port, path, "image/png", good, 201)); /* by the admin */
+    j = call(port, other, "POST", path, "image/png", good.data, good.len, 403);
+    assert_non_null(strstr(diagnostics(j), "own source system"));
+    json_decref(j);
+    snprintf(path, sizeof path, "/biometrics/%s/fingers/3", id);
+    json_decref(call(port, other, "POST", path, "image/png", good.data, good.len, 403));
+    snprintf(path, sizeof path, "/biometrics/%s/fingers/2", id);
+    json_decref(call(port, other, "DELETE", path, NULL, NULL, 0, 403));
+    snprintf(path, sizeof path, "/biometrics/%s/fingers", id);
+    j = call(port, NULL, "GET", path, NULL, NULL, 0, 200);
+    assert_int_equal(json_array_size(json_object_get(j, "fingers")), 1);
+    assert_int_equal(json_integer_value(json_object_get(json_array_get(json_object_get(j, "fingers"), 0), "position")), 2);
+    json_decref(j);
+    const char own[] = "{\"resourceType\":\"Patient\",\"identifier\":[{\"system\":\"urn:test:other\",\"value\":\"O-1\"}],"
+                       "\"name\":[{\"family\":\"Owino\",\"given\":[\"Bound\"]}],\"birthDate\":\"1981-01-01\"}";
+    j = call(port, other, "POST", "/fhir/Patient", "application/fhir+json", own, strlen(own), 201);
+    snprintf(path, sizeof path, "/biometrics/%s/fingers/2", json_string_value(json_object_get(j, "id")));
+    json_decref(j);
+    json_decref(call(port, other, "POST", path, "image/png", good.data, good.len, 201));
+    json_decref(call(port, other, "DELETE", path, NULL, NULL, 0, 200));
+    free(other);
 
     free(rawbig.data);
     free(huge.data);
