@@ -255,6 +255,7 @@ rl_error *api_auth_authenticate(api_auth *auth, const char *authorization, api_p
 {
     rl_error *err = NULL;
     json_t *entry = NULL;
+    char id[API_TOKEN_ID_LEN + 1] = "";
     memset(out, 0, sizeof *out);
     if (!authorization || !*authorization)
         RL_FAIL(RL_EUNAUTHENTICATED, "this endpoint needs a bearer token (Authorization: Bearer ...)");
@@ -272,7 +273,6 @@ rl_error *api_auth_authenticate(api_auth *auth, const char *authorization, api_p
     if (n != API_TOKEN_LEN || strncmp(p, "rl1_", 4) != 0 || !api_is_hex(p + 4, API_TOKEN_ID_LEN) ||
         p[4 + API_TOKEN_ID_LEN] != '_' || !api_is_b64url(p + 5 + API_TOKEN_ID_LEN, API_TOKEN_SECRET_LEN))
         RL_FAIL(RL_EUNAUTHENTICATED, "the bearer token is malformed");
-    char id[API_TOKEN_ID_LEN + 1];
     memcpy(id, p + 4, API_TOKEN_ID_LEN);
     id[API_TOKEN_ID_LEN] = '\0';
     RL_TRY(api_token_get_shared(auth, id, &entry));
@@ -298,8 +298,10 @@ rl_error *api_auth_authenticate(api_auth *auth, const char *authorization, api_p
     snprintf(out->system, sizeof out->system, "%s", system ? system : "");
 cleanup:
     json_decref(entry);
-    if (err)
+    if (err) {
         memset(out, 0, sizeof *out);
+        snprintf(out->id, sizeof out->id, "%s", id);
+    }
     return err;
 }
 

@@ -75,7 +75,8 @@ void api_auth_close(api_auth *auth);
 /*
  * Checks an Authorization header value ("Bearer rl1_..."; NULL when absent).
  * RL_EUNAUTHENTICATED when it is missing, malformed, unknown or revoked (the
- * message never quotes it).
+ * message never quotes it); out->id then holds the id the token claims when it
+ * has the shape of one (for the audit trail; the id is no secret), else "".
  */
 rl_error *api_auth_authenticate(api_auth *auth, const char *authorization, api_principal *out);
 

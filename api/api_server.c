@@ -108,6 +108,12 @@ typedef struct api_conn {
     api_job *job;    /* the answer of a waiting request, set once its thread resumed us */
     api_pool *waited; /* it was a waiting request of that pool (counted in unanswered until completed) */
     api_errors *errors; /* where a 5xx answer is recorded (the server's ring) */
+    /* A route that needs a token: its 4xx answers are audited before they are sent (api_audit_refusal). */
+    rl_registry *registry;
+    bool audited;
+    char actor[96];    /* who asked ("" : no valid token) */
+    char token_id[17]; /* the token's id (an invalid one: the id it claims, if any) */
+    char subject[72];  /* the record or golden id the path names, or "" */
 } api_conn;
 
 static rl_error *api_health(api_ctx *ctx, const api_request *req, api_response *resp);
@@ -301,6 +307,50 @@ static bool api_route_is_ui(const api_route *route)
     return route->handler == api_ui_root || route->handler == api_ui_index || route->handler == api_ui_file;
 }
 
+/* The record or golden id the path of a request names (its first parameter on
+ * the routes about one Patient), for the audit trail's subjects; "" for the others. */
+static void api_route_subject(const api_route *route, const api_request *req, char *out, size_t cap)
+{
+    static const char *const prefixes[] = {"/fhir/Patient/{id}", "/admin/records/{id}", "/admin/golden/{id}",
+                                           "/biometrics/{patientId}/"};
+    out[0] = '\0';
+    for (size_t i = 0; i < sizeof prefixes / sizeof *prefixes; i++)
+        if (strncmp(route->pattern, prefixes[i], strlen(prefixes[i])) == 0 && req->nparams > 0 &&
+            rl_registry_id_valid(req->params[0]))
+            snprintf(out, cap, "%s", req->params[0]);
+}
+
+/*
+ * A request to a route that needs a token, answered 4xx (but 429: a throttle
+ * leaves no entry, or a flood would write one each), goes to the audit trail:
+ * who asked (or the id an invalid token claimed), the method, route template
+ * and status, and the id its path names. Never a query or body: they hold
+ * patient data. 401 and 403 are "denied", others (404, 409, 412, 422...)
+ * "refused"; answers that succeed are audited by the registry as it acts.
+ * Written before the answer is sent, so that a client that got it finds it.
+ */
+static void api_audit_refusal(const api_conn *rc, unsigned status)
+{
+    if (!rc->audited || status < 400 || status >= 500 || status == 429)
+        return;
+    bool denied = status == 401 || status == 403;
+    rl_actor actor = {.who = rc->actor[0] ? rc->actor : "unauthenticated", .bound_system = NULL};
+    json_t *detail = json_pack("{s:s, s:s, s:i}", "method", rc->method, "route", rc->route, "status", (int)status);
+    if (detail && rc->token_id[0])
+        json_object_set_new(detail, "token", json_string(rc->token_id));
+    const char *subjects[1] = {rc->subject};
+    rl_error *err = detail ? rl_registry_audit(rc->registry, &actor, denied ? "denied" : "refused", subjects,
+                                               rc->subject[0] ? 1 : 0,
+                                               status == 401 ? "unauthenticated" : denied ? "denied" : "refused",
+                                               detail)
+                           : RL_ERR(RL_ENOMEM, "out of memory");
+    json_decref(detail);
+    if (err) {
+        rl_log_error(RL_LOG_ERROR, "api", "cannot audit a refused request", err);
+        rl_error_free(err);
+    }
+}
+
 static enum MHD_Result api_send(struct MHD_Connection *conn, api_conn *rc, api_response *resp,
                                 bool fhir)
 {
@@ -353,6 +403,7 @@ static enum MHD_Result api_send(struct MHD_Connection *conn, api_conn *rc, api_r
         MHD_add_response_header(r, "X-Frame-Options", "DENY");
     }
     rc->status = resp->status;
+    api_audit_refusal(rc, resp->status);
     enum MHD_Result ok = MHD_queue_response(conn, resp->status, r);
     MHD_destroy_response(r);
     return ok;
@@ -395,8 +446,9 @@ static enum MHD_Result api_send_status(struct MHD_Connection *conn, api_conn *rc
  * Authenticates the request and checks that its token's role holds what the
  * route needs, and the token's request rate. Returns true when the request
  * was refused (*refused: what to hand libmicrohttpd): 401 with a Bearer
- * challenge, 403 (audited: who tried what), 429 with Retry-After. Nothing of
- * the request has been done at that point.
+ * challenge, 403, 429 with Retry-After (401 and 403 are audited when the
+ * request completes: api_audit_refusal). Nothing of the request has been done
+ * at that point.
  */
 static bool api_authorize(rl_api *api, struct MHD_Connection *conn, api_conn *rc, const api_route *route,
                           bool fhir, api_principal *who, enum MHD_Result *refused)
@@ -404,6 +456,8 @@ static bool api_authorize(rl_api *api, struct MHD_Connection *conn, api_conn *rc
     api_response resp = {0};
     const char *authorization = api_header_lookup(conn, MHD_HTTP_HEADER_AUTHORIZATION);
     rl_error *err = api_auth_authenticate(api->ctx.auth, authorization, who);
+    snprintf(rc->actor, sizeof rc->actor, "%s", who->actor);       /* "" when refused */
+    snprintf(rc->token_id, sizeof rc->token_id, "%s", who->id);    /* claimed, when refused */
     if (err) {
         rl_code code = rl_error_code(err);
         if (!rl_code_is_client(code)) {
@@ -420,14 +474,6 @@ static bool api_authorize(rl_api *api, struct MHD_Connection *conn, api_conn *rc
         snprintf(text, sizeof text, "this token's role (%s) may not do this: %s %s needs the %s role",
                  api_role_name(who->role), route->method, route->pattern, api_perm_role_name(route->perm));
         api_response_json(&resp, 403, api_operation_outcome(RL_EDENIED, text));
-        rl_actor actor = {.who = who->actor, .bound_system = NULL};
-        json_t *detail = json_pack("{s:s, s:s}", "method", route->method, "route", route->pattern);
-        rl_error *aerr = rl_registry_audit(api->ctx.registry, &actor, "denied", NULL, 0, "denied", detail);
-        json_decref(detail);
-        if (aerr) {
-            rl_log_error(RL_LOG_ERROR, "api", "cannot audit a refused request", aerr);
-            rl_error_free(aerr);
-        }
     } else {
         int retry_after = 0;
         if (api_auth_rate_take(api->ctx.auth, who, &retry_after))
@@ -690,6 +736,11 @@ static enum MHD_Result api_dispatch(rl_api *api, struct MHD_Connection *conn, ap
     rc->route_index = (int)(route - api_routes);
     fhir = route->fhir;
     api_principal who = {0};
+    if (route->perm != API_PERM_PUBLIC) {
+        rc->audited = true;
+        snprintf(rc->actor, sizeof rc->actor, "%s", api->ctx.cfg->auth_mode == 0 ? "" : "api");
+        api_route_subject(route, &req, rc->subject, sizeof rc->subject);
+    }
     if (route->perm != API_PERM_PUBLIC && api->ctx.cfg->auth_mode == 0) {
         enum MHD_Result refused;
         if (api_authorize(api, conn, rc, route, fhir, &who, &refused))
@@ -759,6 +810,7 @@ static enum MHD_Result api_on_request(void *cls, struct MHD_Connection *conn, co
         rc->route = "-";
         rc->route_index = -1;
         rc->errors = api->ctx.errors;
+        rc->registry = api->ctx.registry;
         snprintf(rc->method, sizeof rc->method, "%s", method);
         *con_cls = rc;
         /* Refuse a declared oversized body before reading any of it. */

@@ -2,9 +2,10 @@
  * Integration: security and limits of the HTTP API against the real
  * `ridgeline serve`: bearer tokens (401 with a challenge, 403 per role, nothing
  * done when refused), binding of a token to its source system, revocation,
- * the audit trail's actor, the per-token rate limit (429), auth.mode "open"
- * (loopback only), the CLI's token commands, Patient element limits, header
- * and body limits, slow bodies, /metrics, /openapi.json and TLS.
+ * the audit trail's actor and its entries for refused requests (401, 403,
+ * 404), the per-token rate limit (429), auth.mode "open" (loopback only), the
+ * CLI's token commands, Patient element limits, header and body limits, slow
+ * bodies, /metrics, /openapi.json and TLS.
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -77,6 +78,33 @@ static const char patient_b[] =
     "{\"resourceType\":\"Patient\",\"name\":[{\"family\":\"Mwangi\",\"given\":[\"Joseph\"]}],\"gender\":\"male\","
     "\"birthDate\":\"1971-02-03\",\"identifier\":[{\"system\":\"urn:clinic:b\",\"value\":\"B-1\"}]}";
 
+/* token with its secret's last character changed: the right id, a wrong secret. */
+static void forge(const char *token, char *out, size_t cap)
+{
+    snprintf(out, cap, "%s", token);
+    out[strlen(out) - 1] = out[strlen(out) - 1] == 'A' ? 'B' : 'A';
+}
+
+/* An update of record id by id (the Patient's elements after its id: fields) and its delete, as token,
+ * each answered want. */
+static void update_and_delete(int port, const char *token, const char *id, const char *fields, long want)
+{
+    char path[128], body[1024];
+    snprintf(path, sizeof path, "/fhir/Patient/%s", id);
+    snprintf(body, sizeof body, "{\"resourceType\":\"Patient\",\"id\":\"%s\",%s}", id, fields);
+    json_decref(call_as(port, token, "PUT", path, body, want, NULL));
+    json_decref(call_as(port, token, "DELETE", path, NULL, want, NULL));
+}
+
+/* A token bound to urn:clinic:a on record id of another system: an update by id (even with an identifier
+ * of urn:clinic:a) and a delete, each 403. */
+static void try_take_over(int port, const char *token, const char *id)
+{
+    update_and_delete(port, token, id,
+                      "\"name\":[{\"family\":\"Mwangi\"}],\"identifier\":[{\"system\":\"urn:clinic:a\",\"value\":\"A-99\"}]",
+                      403);
+}
+
 static void test_unauthenticated(void **state)
 {
     rl_test_server *srv = *state;
@@ -101,8 +129,7 @@ static void test_unauthenticated(void **state)
     }
     /* The right id with a changed secret is refused too. */
     char forged[200];
-    snprintf(forged, sizeof forged, "%s", srv->token);
-    forged[strlen(forged) - 1] = forged[strlen(forged) - 1] == 'A' ? 'B' : 'A';
+    forge(srv->token, forged, sizeof forged);
     json_decref(call_as(port, forged, "GET", "/fhir/Patient?family=x", NULL, 401, NULL));
     const char *const basic[] = {"Authorization: Basic dXNlcjpwYXNz", NULL};
     assert_true(rl_test_http(port, "GET", "/fhir/Patient?family=x", basic, NULL, 0, &r));
@@ -215,26 +242,18 @@ static void test_system_binding(void **state)
     json_decref(oo);
     assert_int_equal(records_count(port), before);
     /* Updating or deleting urn:clinic:b's record by id, even with an identifier of its own: 403. */
-    char path[128], body[1024];
+    try_take_over(port, clinic_a, id_b);
+    char path[128];
     snprintf(path, sizeof path, "/fhir/Patient/%s", id_b);
-    snprintf(body, sizeof body,
-             "{\"resourceType\":\"Patient\",\"id\":\"%s\",\"name\":[{\"family\":\"Mwangi\"}],"
-             "\"identifier\":[{\"system\":\"urn:clinic:a\",\"value\":\"A-99\"}]}",
-             id_b);
-    json_decref(call_as(port, clinic_a, "PUT", path, body, 403, NULL));
-    json_decref(call_as(port, clinic_a, "DELETE", path, NULL, 403, NULL));
     json_t *rec = call_as(port, clinic_a, "GET", path, NULL, 200, NULL); /* reading is fine */
     assert_string_equal(json_string_value(json_object_get(rec, "birthDate")), "1971-02-03");
     assert_true(json_object_get(rec, "active") == NULL || json_is_true(json_object_get(rec, "active")));
     json_decref(rec);
     /* Its own record: update and delete work. */
-    snprintf(path, sizeof path, "/fhir/Patient/%s", id_a);
-    snprintf(body, sizeof body,
-             "{\"resourceType\":\"Patient\",\"id\":\"%s\",\"name\":[{\"family\":\"Okafor\",\"given\":[\"Ada\"]}],"
-             "\"birthDate\":\"1990-04-12\",\"identifier\":[{\"system\":\"urn:clinic:a\",\"value\":\"A-1\"}]}",
-             id_a);
-    json_decref(call_as(port, clinic_a, "PUT", path, body, 200, NULL));
-    json_decref(call_as(port, clinic_a, "DELETE", path, NULL, 200, NULL));
+    update_and_delete(port, clinic_a, id_a,
+                      "\"name\":[{\"family\":\"Okafor\",\"given\":[\"Ada\"]}],\"birthDate\":\"1990-04-12\","
+                      "\"identifier\":[{\"system\":\"urn:clinic:a\",\"value\":\"A-1\"}]",
+                      200);
     /* The trail names the token, not "api". */
     char apath[160];
     snprintf(apath, sizeof apath, "/admin/audit?record=%s", id_a);
@@ -289,6 +308,85 @@ static void test_reads_are_audited(void **state)
     json_decref(audit);
     free(id);
     free(reader);
+}
+
+/* The entries of the audit trail about record id (admin token); caller decrefs. */
+static json_t *audit_of(int port, const char *id)
+{
+    char path[160];
+    snprintf(path, sizeof path, "/admin/audit?record=%s", id);
+    json_t *audit = call_as(port, rl_test_token(port), "GET", path, NULL, 200, NULL);
+    json_t *entries = json_incref(json_object_get(audit, "entries"));
+    json_decref(audit);
+    return entries;
+}
+
+/* The entry of entries with this who, action and status; NULL when none. */
+static json_t *entry_of(json_t *entries, const char *who, const char *action, int status)
+{
+    size_t i;
+    json_t *e;
+    json_array_foreach(entries, i, e) {
+        if (strcmp(json_string_value(json_object_get(e, "who")), who) == 0 &&
+            strcmp(json_string_value(json_object_get(e, "action")), action) == 0 &&
+            json_integer_value(json_object_get(json_object_get(e, "detail"), "status")) == status)
+            return e;
+    }
+    return NULL;
+}
+
+/* Refusals are in the trail with who tried, what (method, route, status) and the record: the registry's
+ * own 403 (a bound token on another system's record), a 404 read, a 401 (with the id the token claimed). */
+static void test_refusals_are_audited(void **state)
+{
+    rl_test_server *srv = *state;
+    int port = srv->port;
+    char *clinic_a = make_token(port, "registrar", "urn:clinic:a", "clinic-a");
+    char *reader = make_token(port, "reader", NULL, "viewer");
+    char *id_b = create_as(port, srv->token, patient_b);
+    try_take_over(port, clinic_a, id_b);
+    char path[128];
+    snprintf(path, sizeof path, "/fhir/Patient/%s", id_b);
+    json_decref(call_as(port, NULL, "GET", path, NULL, 401, NULL));
+    char forged[200];
+    forge(srv->token, forged, sizeof forged);
+    json_decref(call_as(port, forged, "GET", path, NULL, 401, NULL));
+    json_t *entries = audit_of(port, id_b);
+    json_t *e = entry_of(entries, "token:clinic-a", "denied", 403);
+    assert_non_null(e);
+    assert_string_equal(json_string_value(json_object_get(e, "outcome")), "denied");
+    assert_string_equal(json_string_value(json_object_get(json_object_get(e, "detail"), "route")), "/fhir/Patient/{id}");
+    assert_string_equal(json_string_value(json_object_get(json_object_get(e, "detail"), "method")), "PUT");
+    e = entry_of(entries, "unauthenticated", "denied", 401);
+    assert_non_null(e);
+    assert_string_equal(json_string_value(json_object_get(e, "outcome")), "unauthenticated");
+    bool claimed = false; /* the forged token's id, the admin's: who it pretended to be */
+    size_t i;
+    json_array_foreach(entries, i, e) {
+        const char *t = json_string_value(json_object_get(json_object_get(e, "detail"), "token"));
+        claimed |= t && strncmp(srv->token + 4, t, 16) == 0 && strlen(t) == 16;
+    }
+    assert_true(claimed);
+    json_decref(entries);
+    /* A read of a record that is not there. */
+    json_decref(call_as(port, reader, "GET", "/fhir/Patient/0123456789abcdef", NULL, 404, NULL));
+    entries = audit_of(port, "0123456789abcdef");
+    e = entry_of(entries, "token:viewer", "refused", 404);
+    assert_non_null(e);
+    assert_string_equal(json_string_value(json_object_get(json_object_get(e, "detail"), "method")), "GET");
+    json_decref(entries);
+    /* A refused search leaves its route, never its values. */
+    json_decref(call_as(port, NULL, "GET", "/fhir/Patient?family=Wanjiku&birthdate=1966-06-06", NULL, 401, NULL));
+    json_t *audit = call_as(port, srv->token, "GET", "/admin/audit?limit=1000", NULL, 200, NULL);
+    char *text = json_dumps(audit, 0);
+    assert_null(strstr(text, "Wanjiku"));
+    assert_null(strstr(text, "1966"));
+    assert_non_null(entry_of(json_object_get(audit, "entries"), "unauthenticated", "denied", 401));
+    free(text);
+    json_decref(audit);
+    free(id_b);
+    free(reader);
+    free(clinic_a);
 }
 
 static void test_revoke(void **state)
@@ -649,6 +747,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_roles, rl_test_server_setup, rl_test_server_teardown),
         cmocka_unit_test_setup_teardown(test_system_binding, rl_test_server_setup, rl_test_server_teardown),
         cmocka_unit_test_setup_teardown(test_reads_are_audited, rl_test_server_setup, rl_test_server_teardown),
+        cmocka_unit_test_setup_teardown(test_refusals_are_audited, rl_test_server_setup, rl_test_server_teardown),
         cmocka_unit_test_setup_teardown(test_revoke, rl_test_server_setup, rl_test_server_teardown),
         cmocka_unit_test(test_rate_limit),
         cmocka_unit_test(test_open_mode),
