@@ -251,6 +251,20 @@ cleanup:
     return err;
 }
 
+rl_error *api_auth_recheck(api_auth *auth, const api_principal *who)
+{
+    rl_error *err = NULL;
+    json_t *entry = NULL;
+    if (!auth || !who || !who->id[0])
+        return NULL;
+    RL_TRY(api_token_get_shared(auth, who->id, &entry));
+    if (!entry || json_string_value(json_object_get(entry, "revoked")))
+        RL_FAIL(RL_EUNAUTHENTICATED, "the bearer token was revoked while this request waited: nothing was done");
+cleanup:
+    json_decref(entry);
+    return err;
+}
+
 rl_error *api_auth_authenticate(api_auth *auth, const char *authorization, api_principal *out)
 {
     rl_error *err = NULL;

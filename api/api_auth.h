@@ -80,6 +80,12 @@ void api_auth_close(api_auth *auth);
  */
 rl_error *api_auth_authenticate(api_auth *auth, const char *authorization, api_principal *out);
 
+/* RL_EUNAUTHENTICATED when who's token was revoked (or is gone) since its
+ * request was let in. For requests that wait long before they act (a capture
+ * at a reader, up to minutes): checked again once the wait is over, so that a
+ * revocation stops them too. NULL who (no token: auth.mode "open") passes. */
+rl_error *api_auth_recheck(api_auth *auth, const api_principal *who);
+
 /* Takes one request from the principal's bucket: true when allowed, else
  * false and *retry_after_s (>= 1) says when one will be available. */
 bool api_auth_rate_take(api_auth *auth, const api_principal *who, int *retry_after_s);

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "api/api_auth.h"
 #include "biometrics/bio_image.h"
 #include "biometrics/bio_template.h"
 #include "common/rl_buf.h"
@@ -195,6 +196,7 @@ rl_error *api_device_capture(api_ctx *ctx, const api_request *req, api_response 
         err = api_dev_answer_error(cerr, reason, resp);
         goto cleanup;
     }
+    RL_TRY(api_auth_recheck(ctx->auth, req->who)); /* the image is biometric data */
     RL_TRY(bio_template_encode(&cap.tmpl, fmt, &tmpl));
     out = api_dev_capture_summary(&cap);
     if (!out)
@@ -326,6 +328,7 @@ rl_error *api_device_enroll(api_ctx *ctx, const api_request *req, api_response *
         }
         goto cleanup;
     }
+    RL_TRY(api_auth_recheck(ctx->auth, req->who));
     const bio_template *best = &res->t[res->best];
 
     /* 1:N before storing: the same finger under another person is a possible duplicate. */
@@ -400,6 +403,7 @@ rl_error *api_device_identify(api_ctx *ctx, const api_request *req, api_response
         err = api_dev_answer_error(cerr, reason, resp);
         goto cleanup;
     }
+    RL_TRY(api_auth_recheck(ctx->auth, req->who));
     RL_TRY(rl_registry_finger_identify(ctx->registry, &actor, &cap.tmpl, top, &ident));
     summary = api_dev_capture_summary(&cap);
     if (!summary)

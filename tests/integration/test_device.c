@@ -222,6 +222,7 @@ typedef struct post_call {
     int port;
     char path[256];
     char body[512];
+    char auth[256]; /* "Authorization: Bearer ..." of another token, or "" for the admin's */
     rl_test_response resp;
     bool ok;
 } post_call;
@@ -229,18 +230,25 @@ typedef struct post_call {
 static void *post_thread(void *arg)
 {
     post_call *c = arg;
-    const char *const headers[] = {"Content-Type: application/json", NULL};
+    const char *const headers[] = {"Content-Type: application/json", c->auth[0] ? c->auth : NULL, NULL};
     c->ok = rl_test_http(c->port, "POST", c->path, headers, c->body, strlen(c->body), &c->resp);
     return NULL;
 }
 
-static void post_start(post_call *c, int port, const char *path, const char *body)
+/* auth: an "Authorization: ..." header, or NULL for the admin's token. */
+static void post_start_as(post_call *c, int port, const char *path, const char *body, const char *auth)
 {
     memset(c, 0, sizeof *c);
+    snprintf(c->auth, sizeof c->auth, "%s", auth ? auth : "");
     c->port = port;
     snprintf(c->path, sizeof c->path, "%s", path);
     snprintf(c->body, sizeof c->body, "%s", body ? body : "");
     assert_int_equal(pthread_create(&c->thread, NULL, post_thread, c), 0);
+}
+
+static void post_start(post_call *c, int port, const char *path, const char *body)
+{
+    post_start_as(c, port, path, body, NULL);
 }
 
 static json_t *post_finish(post_call *c, long want_status)
@@ -662,6 +670,50 @@ static void test_removed_mid_capture(void **state)
     rl_test_response_free(&r);
 }
 
+/* A token revoked while its request waits at the reader: once the capture is over nothing is done
+ * with it (no finger enrolled), 401. */
+static void test_revoked_while_waiting(void **state)
+{
+    fixture *f = *state;
+    const char *data = rl_test_data_dir("fingerprints/fvc2002/DB1_B/101_1.png");
+    if (!data)
+        skip();
+    char *patient = make_patient(f->srv.port, "V-1", "Wekesa", "Ann", "1990-03-03");
+    const char *const admin[] = {"Content-Type: application/json", NULL};
+    const char *made_body = "{\"role\":\"registrar\",\"name\":\"desk-9\"}";
+    rl_test_response r = {0};
+    assert_true(rl_test_http(f->srv.port, "POST", "/admin/tokens", admin, made_body, strlen(made_body), &r));
+    assert_int_equal(r.status, 201);
+    json_t *made = json_loads(r.body, 0, NULL);
+    rl_test_response_free(&r);
+    char auth[200], revoke[96], body[256];
+    snprintf(auth, sizeof auth, "Authorization: Bearer %s", json_string_value(json_object_get(made, "token")));
+    snprintf(revoke, sizeof revoke, "/admin/tokens/%s", json_string_value(json_object_get(made, "id")));
+    json_decref(made);
+
+    snprintf(body, sizeof body, "{\"patient\":\"%s\",\"position\":2,\"impressions\":1,\"timeout_s\":20}", patient);
+    post_call c;
+    long n = captures_so_far(f->srv.port);
+    post_start_as(&c, f->srv.port, "/devices/" READER "/enroll", body, auth);
+    assert_true(wait_finger_needed(f->srv.port, n + 1));
+    assert_true(rl_test_http(f->srv.port, "DELETE", revoke, NULL, NULL, 0, &r));
+    assert_int_equal(r.status, 200);
+    rl_test_response_free(&r);
+    char *path = fvc(data, "101_1");
+    assert_true(vr_send_file(f->fd, path, NULL));
+    free(path);
+    json_t *res = post_finish(&c, 401);
+    const char *why = json_string_value(json_object_get(json_array_get(json_object_get(res, "issue"), 0), "diagnostics"));
+    assert_non_null(strstr(why, "revoked"));
+    json_decref(res);
+    char fingers[160];
+    snprintf(fingers, sizeof fingers, "/biometrics/%s/fingers", patient);
+    json_t *list = get_json(f->srv.port, fingers, 200);
+    assert_int_equal(json_array_size(json_object_get(list, "fingers")), 0);
+    json_decref(list);
+    free(patient);
+}
+
 /* Milliseconds a GET takes; fails the test unless it answers want_status. */
 static long timed_get(int port, const char *path, long want_status)
 {
@@ -776,6 +828,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_retry_command, setup, teardown),
         cmocka_unit_test_setup_teardown(test_enroll_gate_from_config, setup_strict, teardown),
         cmocka_unit_test_setup_teardown(test_removed_mid_capture, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_revoked_while_waiting, setup, teardown),
         cmocka_unit_test_setup_teardown(test_serves_during_capture, setup_one_worker, teardown),
         cmocka_unit_test(test_cli),
     };
