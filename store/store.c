@@ -130,7 +130,10 @@ struct rl_store_batch {
 static rl_error *rl_store_error(char *rocks_err, const char *file, int line, const char *doing)
 {
     rl_code code = RL_ESTORE;
-    if (strstr(rocks_err, "lock") || strstr(rocks_err, "LOCK"))
+    /* RocksDB's own words for a held LOCK file (another process; this one).
+     * Not any "lock": a damaged table file says "block checksum mismatch",
+     * and damage taken for a running server was refused as such by restore. */
+    if (strstr(rocks_err, "While lock file") || strstr(rocks_err, "lock hold by current process"))
         code = RL_ECONFLICT;
     else if (strncmp(rocks_err, "IO error", 8) == 0)
         code = RL_EIO;

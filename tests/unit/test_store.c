@@ -1,4 +1,5 @@
 /* Unit tests of store/: open, atomic batches, persistence, schema and lock checks. */
+#include <dirent.h>
 #include <rocksdb/c.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -279,6 +280,44 @@ static void test_second_open_conflicts(void **state)
     free(dir);
 }
 
+/* Damage is not a lock: RocksDB's "block checksum mismatch" once read as one
+ * ("b-lock"), so a damaged store was reported as in use by another ridgeline,
+ * check asked a server that was not there, and restore refused to replace it. */
+static void test_damage_is_not_a_conflict(void **state)
+{
+    char *dir = sub(*state, "damaged");
+    rl_store *s = NULL;
+    assert_null(rl_store_open(dir, &sync_on, &s));
+    put(s, "k1", "v1");
+    rl_store_close(s); /* flushed: every family's data is in table files */
+    DIR *d = opendir(dir);
+    assert_non_null(d);
+    struct dirent *e;
+    int damaged = 0;
+    while ((e = readdir(d)) != NULL) {
+        size_t len = strlen(e->d_name);
+        if (len < 4 || strcmp(e->d_name + len - 4, ".sst") != 0)
+            continue;
+        char *file = sub(dir, e->d_name);
+        FILE *f = fopen(file, "r+");
+        assert_non_null(f);
+        assert_int_equal(fseek(f, 20, SEEK_SET), 0); /* inside the first data block */
+        assert_int_equal(fwrite("XXXX", 1, 4, f), 4);
+        fclose(f);
+        free(file);
+        damaged++;
+    }
+    closedir(d);
+    assert_true(damaged > 0);
+    rl_error *err = rl_store_open(dir, &sync_on, &s);
+    assert_non_null(err);
+    assert_null(s);
+    assert_int_equal(rl_error_code(err), RL_ESTORE);
+    assert_null(strstr(rl_error_message(err), "another ridgeline"));
+    rl_error_free(err);
+    free(dir);
+}
+
 /* A store in dir whose meta says schema version `version`. */
 static void store_with_schema(const char *dir, const char *version)
 {
@@ -489,6 +528,7 @@ int main(void)
         cmocka_unit_test(test_read_once),
         cmocka_unit_test(test_templates_written_before),
         cmocka_unit_test(test_second_open_conflicts),
+        cmocka_unit_test(test_damage_is_not_a_conflict),
         cmocka_unit_test(test_newer_schema_is_refused),
         cmocka_unit_test(test_older_schema_is_upgraded),
         cmocka_unit_test(test_unknown_column_family_is_refused),
