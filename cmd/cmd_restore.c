@@ -74,17 +74,28 @@ cleanup:
     return err;
 }
 
-/* Opens the copy as a store and runs the registry check on it. */
-static rl_error *restore_verify(const rl_config *cfg, const char *dir, json_t **report)
+/* Opens the copy (of backup) as a store and runs the registry check on it. */
+static rl_error *restore_verify(const rl_config *cfg, const char *backup, const char *dir, json_t **report)
 {
     rl_error *err = NULL;
     rl_store *store = NULL;
     rl_registry *reg = NULL;
     rl_store_options so;
     cmd_store_options(cfg, &so);
+    /* An open that may create would make an empty store of an empty folder,
+     * of another program's database or of a backup without its CURRENT, and
+     * that empty store passes check: it replaced the registry. */
+    so.must_exist = true;
     rl_registry_options ro;
     json_t *rules = NULL;
-    RL_TRY(rl_store_open(dir, &so, &store));
+    err = rl_store_open(dir, &so, &store);
+    if (err && rl_error_code(err) == RL_ENOTFOUND) {
+        rl_error_free(err);
+        RL_FAIL(RL_EINVAL, "%s is not a Ridgeline backup (no store in it, or one missing its CURRENT file or its "
+                "schema version); not restored", backup);
+    }
+    if (err)
+        goto cleanup;
     RL_TRY(cmd_registry_options(cfg, &ro, &rules));
     err = rl_registry_open(store, &ro, &reg);
     json_decref(rules);
@@ -156,7 +167,7 @@ int cmd_restore(int argc, char **argv)
         current = NULL;
     }
     RL_TRY(restore_copy_dir(backup, staging));
-    RL_TRY(restore_verify(&cfg, staging, &report));
+    RL_TRY(restore_verify(&cfg, backup, staging, &report));
     if (have_current && rename(target, aside) != 0)
         RL_FAIL(RL_EIO, "cannot move the current store aside to %s: %s", aside, strerror(errno));
     if (rename(staging, target) != 0)

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <rocksdb/c.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -415,4 +416,15 @@ int rl_test_server_teardown(void **state)
     rl_test_server_cleanup(srv);
     free(srv);
     return status == 0 ? 0 : -1;
+}
+
+void rl_test_foreign_rocksdb(const char *dir)
+{
+    char *rerr = NULL;
+    rocksdb_options_t *o = rocksdb_options_create();
+    rocksdb_options_set_create_if_missing(o, 1);
+    rocksdb_t *db = rocksdb_open(o, dir, &rerr);
+    assert_null(rerr);
+    rocksdb_close(db);
+    rocksdb_options_destroy(o);
 }

@@ -24,6 +24,8 @@
 /* A new empty folder under $TMPDIR (or /tmp); the caller removes it with rl_test_rmtree. */
 char *rl_test_tmpdir(const char *tag);
 void rl_test_rmtree(const char *path);
+/* Makes dir another program's RocksDB database (its default family only): no Ridgeline store. */
+void rl_test_foreign_rocksdb(const char *dir);
 
 /* The shared data folder, or NULL (after a loud SKIPPED line on stderr) when absent. */
 const char *rl_test_data_dir(const char *what);

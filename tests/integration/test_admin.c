@@ -4,6 +4,7 @@
  * store (in-process) and against a running server (over HTTP /admin/), and
  * online backup while the server serves.
  */
+#include <glob.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -282,6 +283,61 @@ static void test_online_backup_and_restore(void **state)
     free(out);
 }
 
+/* Runs `ridgeline restore FROM` on the stopped fixture store; returns its exit status, output in *out. */
+static int restore_from(fixture *f, const char *from, char **out)
+{
+    char cmd[1600];
+    snprintf(cmd, sizeof cmd, "%s restore '%s' --data %s 2>&1", rl_test_bin(), from, f->srv.data);
+    return rl_test_run(cmd, out);
+}
+
+/* The store is the fixture's, untouched: nothing moved aside, record a still there. */
+static void expect_store_kept(fixture *f, const char *after)
+{
+    char pattern[700];
+    snprintf(pattern, sizeof pattern, "%s.before-restore-*", f->srv.data);
+    glob_t g;
+    if (glob(pattern, 0, NULL, &g) == 0)
+        fail_msg("after %s, the store was replaced: %s", after, g.gl_pathv[0]);
+    globfree(&g);
+    json_t *j = cli(f, false, 0, "record show %s", f->a);
+    assert_string_equal(str(j, "link", "golden"), f->ga);
+    json_decref(j);
+}
+
+/* An empty folder, another program's RocksDB database and a backup missing its
+ * CURRENT file are no backups: restore made an empty store of each, which
+ * passed check and replaced the registry (the store moved aside, "records": 0). */
+static void test_restore_refuses_what_is_not_a_backup(void **state)
+{
+    fixture *f = *state;
+    char backup[700], empty[700], foreign[700], partial[700], cmd[2400], *out = NULL;
+    snprintf(backup, sizeof backup, "%s/backup-1", f->srv.dir);
+    json_decref(cli(f, true, 0, "backup %s", backup));
+    assert_int_equal(rl_test_server_stop(&f->srv), 0);
+
+    snprintf(empty, sizeof empty, "%s/empty", f->srv.dir);
+    assert_int_equal(mkdir(empty, 0700), 0);
+    snprintf(foreign, sizeof foreign, "%s/foreign", f->srv.dir);
+    rl_test_foreign_rocksdb(foreign);
+    snprintf(partial, sizeof partial, "%s/partial", f->srv.dir);
+    snprintf(cmd, sizeof cmd, "cp -r '%s' '%s' && rm '%s/CURRENT'", backup, partial, partial);
+    assert_int_equal(rl_test_run(cmd, &out), 0);
+    free(out);
+
+    const char *const refused[] = {empty, foreign, partial};
+    for (int i = 0; i < 3; i++) {
+        int status = restore_from(f, refused[i], &out);
+        if (status != 2 || !strstr(out, "not a Ridgeline backup"))
+            fail_msg("restore %s: exit %d\n%s", refused[i], status, out);
+        free(out);
+        expect_store_kept(f, refused[i]);
+    }
+    /* The real backup still restores. */
+    assert_int_equal(restore_from(f, backup, &out), 0);
+    free(out);
+}
+
 static void test_admin_http_errors(void **state)
 {
     fixture *f = *state;
@@ -316,6 +372,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_commands_against_running_server, setup, teardown),
         cmocka_unit_test_setup_teardown(test_commands_on_stopped_store, setup, teardown),
         cmocka_unit_test_setup_teardown(test_online_backup_and_restore, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_restore_refuses_what_is_not_a_backup, setup, teardown),
         cmocka_unit_test_setup_teardown(test_admin_http_errors, setup, teardown),
     };
     return cmocka_run_group_tests_name("admin", tests, NULL, NULL);

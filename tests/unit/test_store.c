@@ -494,15 +494,12 @@ static void test_must_exist_makes_nothing(void **state)
     assert_int_not_equal(stat(empty, &st), 0); /* not even the folder */
 
     char *foreign = sub(*state, "foreign");
-    char *rerr = NULL;
-    rocksdb_options_t *o = rocksdb_options_create();
-    rocksdb_options_set_create_if_missing(o, 1);
-    rocksdb_t *db = rocksdb_open(o, foreign, &rerr);
-    assert_null(rerr);
-    rocksdb_close(db);
+    rl_test_foreign_rocksdb(foreign);
     err = rl_store_open(foreign, &read_only, &s);
     assert_int_equal(rl_error_code(err), RL_ENOTFOUND);
     rl_error_free(err);
+    char *rerr = NULL;
+    rocksdb_options_t *o = rocksdb_options_create();
     size_t n = 0;
     char **names = rocksdb_list_column_families(o, foreign, &n, &rerr);
     assert_null(rerr);
