@@ -4,6 +4,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <rocksdb/c.h>
 #include <stdio.h>
@@ -713,22 +714,100 @@ void rl_store_iter_destroy(rl_store_iter *it)
     free(it);
 }
 
+/* Makes every file in dir, and dir, its owner's only (a checkpoint's hard
+ * links share their inode with the store's own files, which go 0600 too). */
+static rl_error *rl_store_owner_only(const char *dir)
+{
+    rl_error *err = NULL;
+    DIR *d = opendir(dir);
+    if (!d)
+        RL_FAIL(RL_EIO, "cannot list %s: %s", dir, strerror(errno));
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+            continue;
+        if (fchmodat(dirfd(d), e->d_name, 0600, 0) != 0)
+            RL_FAIL(RL_EIO, "cannot make %s/%s private: %s", dir, e->d_name, strerror(errno));
+    }
+    if (chmod(dir, 0700) != 0 || fsync(dirfd(d)) != 0)
+        RL_FAIL(RL_EIO, "cannot make %s private: %s", dir, strerror(errno));
+cleanup:
+    if (d)
+        closedir(d);
+    return err;
+}
+
+/* Syncs the folder that holds path, so that a rename into it is on disk. */
+static rl_error *rl_store_sync_parent(const char *path)
+{
+    rl_error *err = NULL;
+    char parent[RL_STORE_PATH_MAX];
+    snprintf(parent, sizeof parent, "%s", path);
+    char *slash = strrchr(parent, '/');
+    if (!slash)
+        snprintf(parent, sizeof parent, ".");
+    else if (slash == parent)
+        parent[1] = '\0';
+    else
+        *slash = '\0';
+    int fd = open(parent, O_RDONLY | O_DIRECTORY);
+    if (fd < 0 || fsync(fd) != 0)
+        RL_FAIL(RL_EIO, "cannot sync folder %s: %s", parent, strerror(errno));
+cleanup:
+    if (fd >= 0)
+        close(fd);
+    return err;
+}
+
 rl_error *rl_store_checkpoint(rl_store *s, const char *dir)
 {
     rl_error *err = NULL;
     char *rocks_err = NULL;
     rocksdb_checkpoint_t *cp = NULL;
+    char partial[RL_STORE_PATH_MAX], inner[RL_STORE_PATH_MAX + 8] = "";
+    partial[0] = '\0';
     struct stat st;
     if (stat(dir, &st) == 0)
         RL_FAIL(RL_ECONFLICT, "backup folder %s already exists; name a new one", dir);
+    /* RocksDB makes the folder 0755 and the files it copies 0644: patient
+     * data readable by every user. The copy is made inside a folder of ours
+     * (mkdtemp: 0700), made private, then renamed into place: DIR appears
+     * whole and private, or not at all (an interruption leaves DIR.partial-*). */
+    if (snprintf(partial, sizeof partial, "%s.partial-XXXXXX", dir) >= (int)sizeof partial)
+        RL_FAIL(RL_EINVAL, "backup folder name too long");
+    if (!mkdtemp(partial)) {
+        partial[0] = '\0';
+        RL_FAIL(RL_EIO, "cannot create a folder beside %s: %s", dir, strerror(errno));
+    }
+    snprintf(inner, sizeof inner, "%s/store", partial);
     cp = rocksdb_checkpoint_object_create(s->db, &rocks_err);
     RL_STORE_CHECK(rocks_err, "starting checkpoint");
     /* log_size_for_flush 0: flush memtables so the copy needs no WAL replay. */
-    rocksdb_checkpoint_create(cp, dir, 0, &rocks_err);
+    rocksdb_checkpoint_create(cp, inner, 0, &rocks_err);
     RL_STORE_CHECK(rocks_err, "writing checkpoint");
+    RL_TRY(rl_store_owner_only(inner));
+    if (stat(dir, &st) == 0)
+        RL_FAIL(RL_ECONFLICT, "backup folder %s appeared meanwhile; name a new one", dir);
+    if (rename(inner, dir) != 0)
+        RL_FAIL(RL_EIO, "cannot move the backup into %s: %s", dir, strerror(errno));
+    inner[0] = '\0';
+    RL_TRY(rl_store_sync_parent(dir));
 cleanup:
     if (cp)
         rocksdb_checkpoint_object_destroy(cp);
+    if (inner[0]) {
+        /* A failed copy is removed: only the files of a checkpoint, no folders. */
+        DIR *d = opendir(inner);
+        struct dirent *e;
+        while (d && (e = readdir(d)) != NULL)
+            if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0)
+                unlinkat(dirfd(d), e->d_name, 0);
+        if (d)
+            closedir(d);
+        rmdir(inner);
+    }
+    if (partial[0])
+        rmdir(partial);
     return err;
 }
 

@@ -147,7 +147,8 @@ rl_error *rl_store_iter_status(const rl_store_iter *it);
 void rl_store_iter_destroy(rl_store_iter *it);
 
 /* A consistent copy of the live store into dir (which must not exist), taken
- * while the store keeps serving: RocksDB checkpoint, hard links where possible. */
+ * while the store keeps serving: RocksDB checkpoint, hard links where possible.
+ * dir appears whole or not at all, owner-only (0700, files 0600). */
 rl_error *rl_store_checkpoint(rl_store *store, const char *dir);
 
 /* Total size on disk of the store's files, in bytes. */

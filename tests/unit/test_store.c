@@ -318,6 +318,50 @@ static void test_damage_is_not_a_conflict(void **state)
     free(dir);
 }
 
+/* A backup holds patient data: RocksDB's checkpoint made its folder 0755 and
+ * copied files 0644, readable by every user of the machine. */
+static void test_checkpoint_is_owner_only(void **state)
+{
+    char *dir = sub(*state, "live"), *copy = sub(*state, "copy");
+    rl_store *s = NULL;
+    assert_null(rl_store_open(dir, &sync_on, &s));
+    put(s, "k1", "v1");
+    assert_null(rl_store_checkpoint(s, copy));
+    rl_error *err = rl_store_checkpoint(s, copy);
+    assert_int_equal(rl_error_code(err), RL_ECONFLICT); /* never into an existing folder */
+    rl_error_free(err);
+    rl_store_close(s);
+    struct stat st;
+    assert_int_equal(stat(copy, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0700);
+    DIR *d = opendir(copy);
+    assert_non_null(d);
+    struct dirent *e;
+    int files = 0;
+    while ((e = readdir(d)) != NULL) {
+        if (e->d_name[0] == '.')
+            continue;
+        char *file = sub(copy, e->d_name);
+        assert_int_equal(stat(file, &st), 0);
+        if (st.st_mode & 077)
+            fail_msg("%s is mode %o", file, st.st_mode & 0777);
+        free(file);
+        files++;
+    }
+    closedir(d);
+    assert_true(files > 0);
+    /* Nothing left beside it, and the copy opens with its data. */
+    d = opendir(*state);
+    while ((e = readdir(d)) != NULL)
+        assert_null(strstr(e->d_name, ".partial-"));
+    closedir(d);
+    assert_null(rl_store_open(copy, &sync_on, &s));
+    check_value(s, "k1", "v1");
+    rl_store_close(s);
+    free(dir);
+    free(copy);
+}
+
 /* A store in dir whose meta says schema version `version`. */
 static void store_with_schema(const char *dir, const char *version)
 {
@@ -526,6 +570,7 @@ int main(void)
         cmocka_unit_test(test_templates_written_before),
         cmocka_unit_test(test_second_open_conflicts),
         cmocka_unit_test(test_damage_is_not_a_conflict),
+        cmocka_unit_test(test_checkpoint_is_owner_only),
         cmocka_unit_test(test_newer_schema_is_refused),
         cmocka_unit_test(test_older_schema_is_upgraded),
         cmocka_unit_test(test_unknown_column_family_is_refused),
