@@ -4,6 +4,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <rocksdb/c.h>
@@ -737,25 +738,50 @@ cleanup:
     return err;
 }
 
+/* The folder that holds path, into out (of cap bytes). */
+static void rl_store_parent(const char *path, char *out, size_t cap)
+{
+    snprintf(out, cap, "%s", path);
+    char *slash = strrchr(out, '/');
+    if (!slash)
+        snprintf(out, cap, ".");
+    else if (slash == out)
+        out[1] = '\0';
+    else
+        *slash = '\0';
+}
+
 /* Syncs the folder that holds path, so that a rename into it is on disk. */
 static rl_error *rl_store_sync_parent(const char *path)
 {
     rl_error *err = NULL;
     char parent[RL_STORE_PATH_MAX];
-    snprintf(parent, sizeof parent, "%s", path);
-    char *slash = strrchr(parent, '/');
-    if (!slash)
-        snprintf(parent, sizeof parent, ".");
-    else if (slash == parent)
-        parent[1] = '\0';
-    else
-        *slash = '\0';
+    rl_store_parent(path, parent, sizeof parent);
     int fd = open(parent, O_RDONLY | O_DIRECTORY);
     if (fd < 0 || fsync(fd) != 0)
         RL_FAIL(RL_EIO, "cannot sync folder %s: %s", parent, strerror(errno));
 cleanup:
     if (fd >= 0)
         close(fd);
+    return err;
+}
+
+/* Refuses a backup folder inside the store's: RocksDB leaves it there, and
+ * it would go wherever the store goes (aside at a restore, away with it when
+ * the disk or the folder is lost), so it would be no backup. */
+static rl_error *rl_store_outside(rl_store *s, const char *dir)
+{
+    rl_error *err = NULL;
+    char parent[RL_STORE_PATH_MAX], real_parent[PATH_MAX], real_store[PATH_MAX];
+    rl_store_parent(dir, parent, sizeof parent);
+    if (!realpath(parent, real_parent))
+        RL_FAIL(RL_EINVAL, "backup folder %s: cannot use %s: %s", dir, parent, strerror(errno));
+    if (!realpath(s->path, real_store))
+        RL_FAIL(RL_EIO, "cannot resolve the store folder %s: %s", s->path, strerror(errno));
+    size_t n = strlen(real_store);
+    if (strncmp(real_parent, real_store, n) == 0 && (real_parent[n] == '\0' || real_parent[n] == '/'))
+        RL_FAIL(RL_EINVAL, "backup folder %s is inside the store folder %s: name one outside it", dir, s->path);
+cleanup:
     return err;
 }
 
@@ -773,6 +799,7 @@ rl_error *rl_store_checkpoint(rl_store *s, const char *dir)
      * data readable by every user. The copy is made inside a folder of ours
      * (mkdtemp: 0700), made private, then renamed into place: DIR appears
      * whole and private, or not at all (an interruption leaves DIR.partial-*). */
+    RL_TRY(rl_store_outside(s, dir));
     if (snprintf(partial, sizeof partial, "%s.partial-XXXXXX", dir) >= (int)sizeof partial)
         RL_FAIL(RL_EINVAL, "backup folder name too long");
     if (!mkdtemp(partial)) {

@@ -319,7 +319,8 @@ static void test_damage_is_not_a_conflict(void **state)
 }
 
 /* A backup holds patient data: RocksDB's checkpoint made its folder 0755 and
- * copied files 0644, readable by every user of the machine. */
+ * copied files 0644, readable by every user of the machine. A backup inside
+ * the store folder was made there, to go wherever the store goes. */
 static void test_checkpoint_is_owner_only(void **state)
 {
     char *dir = sub(*state, "live"), *copy = sub(*state, "copy");
@@ -330,8 +331,16 @@ static void test_checkpoint_is_owner_only(void **state)
     rl_error *err = rl_store_checkpoint(s, copy);
     assert_int_equal(rl_error_code(err), RL_ECONFLICT); /* never into an existing folder */
     rl_error_free(err);
-    rl_store_close(s);
+    /* Nor inside the store's own folder, where it would be no backup. */
+    char *inside = sub(dir, "backup");
+    err = rl_store_checkpoint(s, inside);
+    assert_int_equal(rl_error_code(err), RL_EINVAL);
+    assert_non_null(strstr(rl_error_message(err), "inside the store folder"));
+    rl_error_free(err);
     struct stat st;
+    assert_int_not_equal(stat(inside, &st), 0);
+    free(inside);
+    rl_store_close(s);
     assert_int_equal(stat(copy, &st), 0);
     assert_int_equal(st.st_mode & 0777, 0700);
     DIR *d = opendir(copy);
