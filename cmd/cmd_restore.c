@@ -74,6 +74,33 @@ cleanup:
     return err;
 }
 
+/* Refuses a store whose LOCK a running server holds, by asking for that lock
+ * as RocksDB does (fcntl) rather than by opening the store: an open writes a
+ * new manifest, log and options into the store being replaced (on a full disk
+ * RocksDB aborted the process), where the store kept aside should be left as
+ * it was. */
+static rl_error *restore_not_in_use(const char *target)
+{
+    rl_error *err = NULL;
+    char lock[4200];
+    snprintf(lock, sizeof lock, "%s/LOCK", target);
+    int fd = open(lock, O_RDWR);
+    if (fd < 0 && errno == ENOENT)
+        goto cleanup; /* never opened by RocksDB: nothing holds it */
+    if (fd < 0)
+        RL_FAIL(RL_EIO, "cannot open %s: %s", lock, strerror(errno));
+    struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
+    if (fcntl(fd, F_SETLK, &fl) != 0) {
+        if (errno == EAGAIN || errno == EACCES)
+            RL_FAIL(RL_ECONFLICT, "the store %s is in use: stop the server before restoring", target);
+        RL_FAIL(RL_EIO, "cannot lock %s: %s", lock, strerror(errno));
+    }
+cleanup:
+    if (fd >= 0)
+        close(fd); /* releases the lock */
+    return err;
+}
+
 /* Opens the copy (of backup) as a store and runs the registry check on it. */
 static rl_error *restore_verify(const rl_config *cfg, const char *backup, const char *dir, json_t **report)
 {
@@ -137,7 +164,6 @@ int cmd_restore(int argc, char **argv)
     const char *backup = argv[optind];
     rl_error *err = NULL;
     json_t *report = NULL;
-    rl_store *current = NULL;
     char staging[2048] = "", aside[2048] = "";
     rl_config cfg;
     RL_TRY(cmd_config_build(config, data, &cfg));
@@ -152,20 +178,8 @@ int cmd_restore(int argc, char **argv)
 
     struct stat st;
     bool have_current = stat(target, &st) == 0;
-    if (have_current) {
-        /* A running server holds the lock: refuse before touching anything. */
-        rl_store_options so;
-        cmd_store_options(&cfg, &so);
-        so.must_exist = true; /* only looking for a server's lock: make nothing in the folder */
-        rl_error *open_err = rl_store_open(target, &so, &current);
-        if (open_err && rl_error_code(open_err) == RL_ECONFLICT) {
-            rl_error_free(open_err);
-            RL_FAIL(RL_ECONFLICT, "the store %s is in use: stop the server before restoring", target);
-        }
-        rl_error_free(open_err); /* a damaged store is exactly what a restore replaces */
-        rl_store_close(current);
-        current = NULL;
-    }
+    if (have_current)
+        RL_TRY(restore_not_in_use(target));
     RL_TRY(restore_copy_dir(backup, staging));
     RL_TRY(restore_verify(&cfg, backup, staging, &report));
     if (have_current && rename(target, aside) != 0)

@@ -238,6 +238,15 @@ static void test_commands_on_stopped_store(void **state)
     json_decref(j);
 }
 
+/* The names and sizes of the files in dir, sorted (malloc'd). */
+static char *list_files(const char *dir)
+{
+    char cmd[900], *out = NULL;
+    snprintf(cmd, sizeof cmd, "cd '%s' && ls -l --time-style=+ | awk '{print $5, $NF}'", dir);
+    assert_int_equal(rl_test_run(cmd, &out), 0);
+    return out;
+}
+
 static void test_online_backup_and_restore(void **state)
 {
     fixture *f = *state;
@@ -257,6 +266,7 @@ static void test_online_backup_and_restore(void **state)
     assert_non_null(strstr(out, "stop the server"));
     free(out);
     assert_int_equal(rl_test_server_stop(&f->srv), 0);
+    char *before = list_files(f->srv.data);
     assert_int_equal(rl_test_run(cmd, &out), 0);
     json_t *report = json_loads(out, 0, NULL);
     free(out);
@@ -264,6 +274,12 @@ static void test_online_backup_and_restore(void **state)
     const char *kept = str(report, "previous_store_kept_at", NULL);
     struct stat st;
     assert_int_equal(stat(kept, &st), 0); /* nothing thrown away */
+    /* ... and nothing written to it: the in-use probe opened the store, which
+     * wrote a new manifest, options and log into it. */
+    char *after = list_files(kept);
+    assert_string_equal(after, before);
+    free(after);
+    free(before);
     json_decref(report);
     char config[700];
     snprintf(config, sizeof config, "%s/matcher.json", f->srv.dir);
