@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "cmd/cmd.h"
+#include "common/rl_fs.h"
 #include "cmd/cmd_session.h"
 
 void cmd_restore_help(void)
@@ -74,30 +75,66 @@ cleanup:
     return err;
 }
 
-/* Refuses a store whose LOCK a running server holds, by asking for that lock
- * as RocksDB does (fcntl) rather than by opening the store: an open writes a
- * new manifest, log and options into the store being replaced (on a full disk
+/* Takes the lock a running server holds on target (its LOCK file), as
+ * RocksDB does (fcntl), rather than by opening the store: an open writes a new
+ * manifest, log and options into the store being replaced (on a full disk
  * RocksDB aborted the process), where the store kept aside should be left as
- * it was. */
-static rl_error *restore_not_in_use(const char *target)
+ * it was. *fd holds the lock until the caller closes it: a server started
+ * while the restore copies and checks is refused the store, as this restore
+ * would be refused a running one. -1 when there is no LOCK (never opened). */
+static rl_error *restore_lock(const char *target, int *fd)
 {
     rl_error *err = NULL;
     char lock[4200];
     snprintf(lock, sizeof lock, "%s/LOCK", target);
-    int fd = open(lock, O_RDWR);
-    if (fd < 0 && errno == ENOENT)
+    *fd = open(lock, O_RDWR);
+    if (*fd < 0 && errno == ENOENT)
         goto cleanup; /* never opened by RocksDB: nothing holds it */
-    if (fd < 0)
+    if (*fd < 0)
         RL_FAIL(RL_EIO, "cannot open %s: %s", lock, strerror(errno));
     struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
-    if (fcntl(fd, F_SETLK, &fl) != 0) {
+    if (fcntl(*fd, F_SETLK, &fl) != 0) {
         if (errno == EAGAIN || errno == EACCES)
             RL_FAIL(RL_ECONFLICT, "the store %s is in use: stop the server before restoring", target);
         RL_FAIL(RL_EIO, "cannot lock %s: %s", lock, strerror(errno));
     }
 cleanup:
-    if (fd >= 0)
-        close(fd); /* releases the lock */
+    if (err && *fd >= 0) {
+        close(*fd);
+        *fd = -1;
+    }
+    return err;
+}
+
+/* Puts the checked copy (staging) in target's place and the store it
+ * replaces at aside. One exchange where the file system offers it, so that no
+ * moment is without a store at target (a kill between two renames left none,
+ * and the next `serve` would have made an empty one); two renames where it
+ * does not. The folder holding them is synced: the swap survives a power cut. */
+static rl_error *restore_swap(const char *staging, const char *target, const char *aside, bool have_current)
+{
+    rl_error *err = NULL;
+    if (have_current) {
+        if (renameat2(AT_FDCWD, staging, AT_FDCWD, target, RENAME_EXCHANGE) == 0) {
+            if (rename(staging, aside) != 0)
+                RL_FAIL(RL_EIO, "restored; the replaced store is at %s (it could not be renamed %s: %s)", staging,
+                        aside, strerror(errno));
+        } else if (errno == EINVAL || errno == ENOSYS || errno == ENOTSUP) {
+            if (rename(target, aside) != 0)
+                RL_FAIL(RL_EIO, "cannot move the current store aside to %s: %s", aside, strerror(errno));
+            if (rename(staging, target) != 0)
+                RL_FAIL(RL_EIO, "cannot move the restored store into place (the current one is at %s): %s", aside,
+                        strerror(errno));
+        } else {
+            RL_FAIL(RL_EIO, "cannot put the restored store in place: %s", strerror(errno));
+        }
+    } else if (rename(staging, target) != 0) {
+        RL_FAIL(RL_EIO, "cannot move the restored store into place: %s", strerror(errno));
+    }
+    err = rl_fs_sync_parent(target);
+    if (err)
+        err = rl_error_wrap(err, "restored, but not yet durable");
+cleanup:
     return err;
 }
 
@@ -164,6 +201,7 @@ int cmd_restore(int argc, char **argv)
     const char *backup = argv[optind];
     rl_error *err = NULL;
     json_t *report = NULL;
+    int lock_fd = -1;
     char staging[2048] = "", aside[2048] = "";
     rl_config cfg;
     RL_TRY(cmd_config_build(config, data, &cfg));
@@ -179,14 +217,13 @@ int cmd_restore(int argc, char **argv)
     struct stat st;
     bool have_current = stat(target, &st) == 0;
     if (have_current)
-        RL_TRY(restore_not_in_use(target));
+        RL_TRY(restore_lock(target, &lock_fd));
     RL_TRY(restore_copy_dir(backup, staging));
     RL_TRY(restore_verify(&cfg, backup, staging, &report));
-    if (have_current && rename(target, aside) != 0)
-        RL_FAIL(RL_EIO, "cannot move the current store aside to %s: %s", aside, strerror(errno));
-    if (rename(staging, target) != 0)
-        RL_FAIL(RL_EIO, "cannot move the restored store into place: %s", strerror(errno));
-    staging[0] = '\0';
+    char swapped[2048];
+    snprintf(swapped, sizeof swapped, "%s", staging);
+    staging[0] = '\0'; /* from here on it may hold the replaced store: never removed */
+    RL_TRY(restore_swap(swapped, target, aside, have_current));
     json_t *out = json_pack("{s:s, s:s, s:s?, s:O}", "restored", target, "from", backup, "previous_store_kept_at",
                             have_current ? aside : NULL, "counts", json_object_get(report, "counts"));
     char *text = json_dumps(out, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
@@ -195,6 +232,8 @@ int cmd_restore(int argc, char **argv)
     json_decref(out);
 cleanup:
     json_decref(report);
+    if (lock_fd >= 0)
+        close(lock_fd);
     if (err) {
         if (staging[0]) {
             /* Leave nothing half-made behind: the staging copy is ours alone. */

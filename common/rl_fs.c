@@ -126,3 +126,22 @@ cleanup:
     rl_fs_output_abort(o);
     return err;
 }
+
+rl_error *rl_fs_sync_parent(const char *path)
+{
+    rl_error *err = NULL;
+    char *parent = strdup(path);
+    int fd = -1;
+    if (!parent)
+        RL_FAIL(RL_ENOMEM, "out of memory");
+    char *slash = strrchr(parent, '/');
+    const char *dir = !slash ? "." : slash == parent ? "/" : (*slash = '\0', parent);
+    fd = open(dir, O_RDONLY | O_DIRECTORY);
+    if (fd < 0 || fsync(fd) != 0)
+        RL_FAIL(RL_EIO, "cannot sync folder %s: %s", dir, strerror(errno));
+cleanup:
+    if (fd >= 0)
+        close(fd);
+    free(parent);
+    return err;
+}

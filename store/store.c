@@ -1,5 +1,6 @@
 #include "store/store.h"
 
+#include "common/rl_fs.h"
 #include "common/rl_log.h"
 
 #include <dirent.h>
@@ -751,21 +752,6 @@ static void rl_store_parent(const char *path, char *out, size_t cap)
         *slash = '\0';
 }
 
-/* Syncs the folder that holds path, so that a rename into it is on disk. */
-static rl_error *rl_store_sync_parent(const char *path)
-{
-    rl_error *err = NULL;
-    char parent[RL_STORE_PATH_MAX];
-    rl_store_parent(path, parent, sizeof parent);
-    int fd = open(parent, O_RDONLY | O_DIRECTORY);
-    if (fd < 0 || fsync(fd) != 0)
-        RL_FAIL(RL_EIO, "cannot sync folder %s: %s", parent, strerror(errno));
-cleanup:
-    if (fd >= 0)
-        close(fd);
-    return err;
-}
-
 /* Refuses a backup folder inside the store's: RocksDB leaves it there, and
  * it would go wherever the store goes (aside at a restore, away with it when
  * the disk or the folder is lost), so it would be no backup. */
@@ -818,7 +804,7 @@ rl_error *rl_store_checkpoint(rl_store *s, const char *dir)
     if (rename(inner, dir) != 0)
         RL_FAIL(RL_EIO, "cannot move the backup into %s: %s", dir, strerror(errno));
     inner[0] = '\0';
-    RL_TRY(rl_store_sync_parent(dir));
+    RL_TRY(rl_fs_sync_parent(dir));
 cleanup:
     if (cp)
         rocksdb_checkpoint_object_destroy(cp);
