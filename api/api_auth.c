@@ -20,6 +20,12 @@ enum {
     API_TOKEN_SYSTEM_MAX = 255,
     API_RATE_SLOTS = 1024, /* distinct tokens tracked at once; more: the oldest slot is reused */
     API_TOKEN_CACHE_MAX = 4096, /* token entries kept parsed in memory; more are read from the store */
+    /* Requests without a valid token share one bucket: each 401 is an audit
+     * entry, and with no token there is no per-token limit to stop a flood
+     * of them filling the disk. A desk that lost its token meets it only
+     * after a hundred quick tries. */
+    API_REFUSED_RATE_PER_S = 10,
+    API_REFUSED_BURST = 100,
 };
 
 static const char api_token_key_name[] = "api_token_key";
@@ -38,6 +44,7 @@ struct api_auth {
     double burst;
     pthread_mutex_t rate_lock;
     api_rate_slot slots[API_RATE_SLOTS];
+    api_rate_slot refused; /* requests without a valid token (id "" until the first) */
     /* Token id -> its stored entry, parsed: every request reads one. Entries
      * are changed only through api_token_put, in this process (the command
      * line goes through the server's API while it runs), which drops them. */
@@ -319,6 +326,23 @@ cleanup:
     return err;
 }
 
+/* Refills slot for the time since it was last used and takes one request:
+ * true when allowed, else false with *retry_after_s (>= 1). rate_lock held. */
+static bool api_bucket_take(api_rate_slot *slot, double rate_per_s, double burst, uint64_t now, int *retry_after_s)
+{
+    slot->tokens += (double)(now - slot->last_ns) / 1e9 * rate_per_s;
+    if (slot->tokens > burst)
+        slot->tokens = burst;
+    slot->last_ns = now;
+    if (slot->tokens >= 1.0) {
+        slot->tokens -= 1.0;
+        return true;
+    }
+    double wait = (1.0 - slot->tokens) / rate_per_s;
+    *retry_after_s = wait < 1.0 ? 1 : (int)(wait + 0.999);
+    return false;
+}
+
 bool api_auth_rate_take(api_auth *auth, const api_principal *who, int *retry_after_s)
 {
     *retry_after_s = 0;
@@ -329,7 +353,6 @@ bool api_auth_rate_take(api_auth *auth, const api_principal *who, int *retry_aft
     for (const char *c = who->id; *c; c++)
         h = (h ^ (unsigned char)*c) * 16777619u;
     uint64_t now = rl_time_mono_ns();
-    bool allowed;
     pthread_mutex_lock(&auth->rate_lock);
     api_rate_slot *slot = NULL;
     for (int i = 0; i < 8 && !slot; i++) {
@@ -347,17 +370,22 @@ bool api_auth_rate_take(api_auth *auth, const api_principal *who, int *retry_aft
         slot->tokens = auth->burst;
         slot->last_ns = now;
     }
-    slot->tokens += (double)(now - slot->last_ns) / 1e9 * auth->rate_per_s;
-    if (slot->tokens > auth->burst)
-        slot->tokens = auth->burst;
-    slot->last_ns = now;
-    allowed = slot->tokens >= 1.0;
-    if (allowed) {
-        slot->tokens -= 1.0;
-    } else {
-        double wait = (1.0 - slot->tokens) / auth->rate_per_s;
-        *retry_after_s = wait < 1.0 ? 1 : (int)(wait + 0.999);
+    bool allowed = api_bucket_take(slot, auth->rate_per_s, auth->burst, now, retry_after_s);
+    pthread_mutex_unlock(&auth->rate_lock);
+    return allowed;
+}
+
+bool api_auth_rate_take_refused(api_auth *auth, int *retry_after_s)
+{
+    *retry_after_s = 0;
+    uint64_t now = rl_time_mono_ns();
+    pthread_mutex_lock(&auth->rate_lock);
+    if (auth->refused.id[0] == '\0') {
+        snprintf(auth->refused.id, sizeof auth->refused.id, "-");
+        auth->refused.tokens = API_REFUSED_BURST;
+        auth->refused.last_ns = now;
     }
+    bool allowed = api_bucket_take(&auth->refused, API_REFUSED_RATE_PER_S, API_REFUSED_BURST, now, retry_after_s);
     pthread_mutex_unlock(&auth->rate_lock);
     return allowed;
 }

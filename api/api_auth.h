@@ -90,6 +90,11 @@ rl_error *api_auth_recheck(api_auth *auth, const api_principal *who);
  * false and *retry_after_s (>= 1) says when one will be available. */
 bool api_auth_rate_take(api_auth *auth, const api_principal *who, int *retry_after_s);
 
+/* The same for a request without a valid token, from the one bucket all of
+ * them share (10 a second, bursts of 100), whatever http.rate_limit_per_s
+ * says: each is audited, so a flood must not write without end. */
+bool api_auth_rate_take_refused(api_auth *auth, int *retry_after_s);
+
 /*
  * Makes a token. role: a role name; system: the bound source system or
  * NULL/"" for none; name: [A-Za-z0-9._-]{1,64}, unique, or NULL/"" (the id

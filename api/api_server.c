@@ -464,10 +464,18 @@ static bool api_authorize(rl_api *api, struct MHD_Connection *conn, api_conn *rc
             *refused = api_send_error(conn, rc, err, fhir);
             return true;
         }
-        api_response_json(&resp, 401, api_operation_outcome(RL_EUNAUTHENTICATED, rl_error_message(err)));
-        /* RFC 6750: name the scheme; say "invalid_token" when one was sent. */
-        snprintf(resp.www_authenticate, sizeof resp.www_authenticate, "Bearer realm=\"ridgeline\"%s",
-                 authorization && *authorization ? ", error=\"invalid_token\"" : "");
+        int retry_after = 0;
+        if (api_auth_rate_take_refused(api->ctx.auth, &retry_after)) {
+            api_response_json(&resp, 401, api_operation_outcome(RL_EUNAUTHENTICATED, rl_error_message(err)));
+            /* RFC 6750: name the scheme; say "invalid_token" when one was sent. */
+            snprintf(resp.www_authenticate, sizeof resp.www_authenticate, "Bearer realm=\"ridgeline\"%s",
+                     authorization && *authorization ? ", error=\"invalid_token\"" : "");
+        } else {
+            char text[160];
+            snprintf(text, sizeof text, "too many requests without a valid token: retry in %d s", retry_after);
+            api_response_json(&resp, 429, api_operation_outcome(RL_ERATELIMITED, text));
+            snprintf(resp.retry_after, sizeof resp.retry_after, "%d", retry_after);
+        }
         rl_error_free(err);
     } else if ((api_role_perms(who->role) & route->perm) != route->perm) {
         char text[192];

@@ -20,6 +20,7 @@
 #include <curl/curl.h>
 #include <jansson.h>
 
+#include "common/rl_time.h"
 #include "tests/harness.h"
 
 
@@ -333,6 +334,33 @@ static json_t *entry_of(json_t *entries, const char *who, const char *action, in
             return e;
     }
     return NULL;
+}
+
+/* Requests without a valid token share one bucket (each 401 is audited): a flood of them gets 429
+ * after a burst of 100, with Retry-After, and writes no more entries; a valid token is not held back. */
+static void test_refused_requests_are_throttled(void **state)
+{
+    rl_test_server *srv = *state;
+    int port = srv->port;
+    uint64_t t0 = rl_time_mono_ns();
+    int unauthorized = 0, throttled = 0;
+    for (int i = 0; i < 160; i++) {
+        rl_test_response r;
+        const char *headers[] = {"Authorization:", NULL};
+        if (!rl_test_http(port, "GET", "/fhir/Patient?family=x", headers, NULL, 0, &r))
+            fail_msg("no answer");
+        if (r.status == 401)
+            unauthorized++;
+        else if (r.status == 429 && atoi(r.retry_after) > 0)
+            throttled++;
+        else
+            fail_msg("status %ld", r.status);
+        rl_test_response_free(&r);
+    }
+    double seconds = (double)(rl_time_mono_ns() - t0) / 1e9;
+    if (throttled == 0 || unauthorized > 100 + (int)(seconds * 10) + 1)
+        fail_msg("%d answered 401 and %d 429 in %.2f s", unauthorized, throttled, seconds);
+    json_decref(call_as(port, srv->token, "GET", "/fhir/Patient?family=x", NULL, 200, NULL));
 }
 
 /* Refusals are in the trail with who tried, what (method, route, status) and the record: the registry's
@@ -747,6 +775,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_roles, rl_test_server_setup, rl_test_server_teardown),
         cmocka_unit_test_setup_teardown(test_system_binding, rl_test_server_setup, rl_test_server_teardown),
         cmocka_unit_test_setup_teardown(test_reads_are_audited, rl_test_server_setup, rl_test_server_teardown),
+        cmocka_unit_test_setup_teardown(test_refused_requests_are_throttled, rl_test_server_setup, rl_test_server_teardown),
         cmocka_unit_test_setup_teardown(test_refusals_are_audited, rl_test_server_setup, rl_test_server_teardown),
         cmocka_unit_test_setup_teardown(test_revoke, rl_test_server_setup, rl_test_server_teardown),
         cmocka_unit_test(test_rate_limit),
