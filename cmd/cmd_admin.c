@@ -171,7 +171,7 @@ static const admin_cmd admin_cmds[] = {
      {"POST", "/admin/undo", {"event"}}, NULL},
     {"audit", NULL, 0, "[--since T] [--until T] [--record ID] [--limit N]", "query the audit trail",
      {NULL, NULL, {NULL}}, build_audit},
-    {"check", NULL, 0, "", "verify the store's invariants; changes nothing", {"GET", "/admin/check", {NULL}}, NULL},
+    {"check", NULL, 0, "", "verify the store's invariants; repairs nothing (a store of an earlier version is brought up to date first, as by every command)", {"GET", "/admin/check", {NULL}}, NULL},
     {"train", NULL, 0, "", "re-estimate the matching model (m, u, term frequencies) from the registry",
      {"POST", "/admin/train", {NULL}}, NULL},
     {"rematch", NULL, 0, "", "replay automatic linking under the current model (manual links kept)",

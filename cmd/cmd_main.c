@@ -33,7 +33,7 @@ static const cmd_command cmd_commands[] = {
     {"unmerge", "undo a merge", cmd_admin, cmd_help_unmerge},
     {"undo", "undo a history event", cmd_admin, cmd_help_undo},
     {"audit", "query the audit trail (--since, --until, --record)", cmd_admin, cmd_help_audit},
-    {"check", "verify the store's invariants without changing anything", cmd_admin, cmd_help_check},
+    {"check", "verify the store's invariants; repairs nothing", cmd_admin, cmd_help_check},
     {"backup", "consistent copy of the store, also while the server runs", cmd_admin, cmd_help_backup},
     {"restore", "replace the (stopped) store with a backup", cmd_restore, cmd_restore_help},
     {"train", "re-estimate the matching model from the registry's own records", cmd_admin, cmd_help_train},
