@@ -49,14 +49,13 @@ cleanup:
     return err;
 }
 
+/* The regular files of from, but its LOCK, copied into the folder to (made by the caller). */
 static rl_error *restore_copy_dir(const char *from, const char *to)
 {
     rl_error *err = NULL;
     DIR *d = opendir(from);
     if (!d)
         RL_FAIL(RL_EINVAL, "cannot open backup folder %s: %s", from, strerror(errno));
-    if (mkdir(to, 0700) != 0)
-        RL_FAIL(RL_EIO, "cannot create %s: %s", to, strerror(errno));
     struct dirent *e;
     while ((e = readdir(d)) != NULL) {
         if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0 || strcmp(e->d_name, "LOCK") == 0)
@@ -202,6 +201,7 @@ int cmd_restore(int argc, char **argv)
     rl_error *err = NULL;
     json_t *report = NULL;
     int lock_fd = -1;
+    bool made_staging = false; /* staging is a folder this restore made: removed on failure */
     char staging[2048] = "", aside[2048] = "";
     rl_config cfg;
     RL_TRY(cmd_config_build(config, data, &cfg));
@@ -211,19 +211,21 @@ int cmd_restore(int argc, char **argv)
     struct tm tm;
     gmtime_r(&now, &tm);
     strftime(stamp, sizeof stamp, "%Y%m%dT%H%M%SZ", &tm);
-    snprintf(staging, sizeof staging, "%s.restoring-%s", target, stamp);
-    snprintf(aside, sizeof aside, "%s.before-restore-%s", target, stamp);
+    if (snprintf(staging, sizeof staging, "%s.restoring-%s", target, stamp) >= (int)sizeof staging ||
+        snprintf(aside, sizeof aside, "%s.before-restore-%s", target, stamp) >= (int)sizeof aside)
+        RL_FAIL(RL_EINVAL, "the store folder's path is too long");
 
     struct stat st;
     bool have_current = stat(target, &st) == 0;
     if (have_current)
         RL_TRY(restore_lock(target, &lock_fd));
+    if (mkdir(staging, 0700) != 0)
+        RL_FAIL(RL_EIO, "cannot create %s: %s", staging, strerror(errno));
+    made_staging = true;
     RL_TRY(restore_copy_dir(backup, staging));
     RL_TRY(restore_verify(&cfg, backup, staging, &report));
-    char swapped[2048];
-    snprintf(swapped, sizeof swapped, "%s", staging);
-    staging[0] = '\0'; /* from here on it may hold the replaced store: never removed */
-    RL_TRY(restore_swap(swapped, target, aside, have_current));
+    made_staging = false; /* from here on it may hold the replaced store: never removed */
+    RL_TRY(restore_swap(staging, target, aside, have_current));
     json_t *out = json_pack("{s:s, s:s, s:s?, s:O}", "restored", target, "from", backup, "previous_store_kept_at",
                             have_current ? aside : NULL, "counts", json_object_get(report, "counts"));
     char *text = json_dumps(out, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
@@ -235,21 +237,9 @@ cleanup:
     if (lock_fd >= 0)
         close(lock_fd);
     if (err) {
-        if (staging[0]) {
-            /* Leave nothing half-made behind: the staging copy is ours alone. */
-            char path[4200];
-            DIR *d = opendir(staging);
-            if (d) {
-                struct dirent *e;
-                while ((e = readdir(d)) != NULL) {
-                    snprintf(path, sizeof path, "%s/%s", staging, e->d_name);
-                    if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
-                        unlink(path);
-                }
-                closedir(d);
-                rmdir(staging);
-            }
-        }
+        /* Leave nothing half-made behind: the staging copy is ours alone. */
+        if (made_staging)
+            rl_error_free(rl_fs_remove_tree(staging));
         return cmd_report(err);
     }
     return CMD_OK;

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -127,21 +128,28 @@ cleanup:
     return err;
 }
 
+void rl_fs_parent(const char *path, char *out, size_t cap)
+{
+    snprintf(out, cap, "%s", path);
+    char *slash = strrchr(out, '/');
+    if (!slash)
+        snprintf(out, cap, ".");
+    else if (slash == out)
+        out[1] = '\0';
+    else
+        *slash = '\0';
+}
+
 rl_error *rl_fs_sync_parent(const char *path)
 {
     rl_error *err = NULL;
-    char *parent = strdup(path);
-    int fd = -1;
-    if (!parent)
-        RL_FAIL(RL_ENOMEM, "out of memory");
-    char *slash = strrchr(parent, '/');
-    const char *dir = !slash ? "." : slash == parent ? "/" : (*slash = '\0', parent);
-    fd = open(dir, O_RDONLY | O_DIRECTORY);
+    char parent[PATH_MAX];
+    rl_fs_parent(path, parent, sizeof parent);
+    int fd = open(parent, O_RDONLY | O_DIRECTORY);
     if (fd < 0 || fsync(fd) != 0)
-        RL_FAIL(RL_EIO, "cannot sync folder %s: %s", dir, strerror(errno));
+        RL_FAIL(RL_EIO, "cannot sync folder %s: %s", parent, strerror(errno));
 cleanup:
     if (fd >= 0)
         close(fd);
-    free(parent);
     return err;
 }

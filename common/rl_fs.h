@@ -32,6 +32,10 @@ rl_error *rl_fs_output_commit(rl_fs_output *o);
 /* Removes the temporary file; frees o. NULL is a no-op. */
 void rl_fs_output_abort(rl_fs_output *o);
 
+/* The folder that holds path ("." for a bare name, "/" for one at the root),
+ * into out (cap bytes, cut to fit). */
+void rl_fs_parent(const char *path, char *out, size_t cap);
+
 /* Syncs the folder that holds path, so that a rename into it (or out of it)
  * survives a power cut. RL_EIO names the folder. */
 rl_error *rl_fs_sync_parent(const char *path);

@@ -222,6 +222,13 @@ rl_error *reg_record_view_read(rl_registry *reg, const char *rid, const json_t *
  * rare; the look stops there). */
 enum { REG_REVIEW_PEOPLE_MAX = 64 };
 
+/* The review_open index key of (record, candidate golden), "record \0 golden", into out; its length. */
+size_t reg_review_open_key(const char *record_id, const char *golden, char out[2 * REG_ID_LEN + 8]);
+
+/* The open review item for (record, candidate golden), by that index; id "" when none. */
+rl_error *reg_open_review_of(rl_registry *reg, const char *record_id, const char *golden,
+                             char id[REG_TIMEKEY_LEN + 1]);
+
 /* A review item for (record, candidate golden) unless one is open already; counts it in the txn. */
 rl_error *reg_queue_review(reg_txn *txn, const char *record_id, const char *own_golden,
                            const char *candidate_golden, const char *candidate_record, double score,

@@ -12,22 +12,15 @@
 static rl_error *reg_open_items_against(reg_txn *txn, const json_t *golden, const char *other, json_t *ids)
 {
     rl_error *err = NULL;
-    char *id = NULL;
     const json_t *members = json_object_get(golden, "members");
     size_t nm = json_array_size(members);
     for (size_t i = 0; i < nm && i < REG_REVIEW_PEOPLE_MAX; i++) {
-        char key[2 * REG_ID_LEN + 8];
-        int klen = snprintf(key, sizeof key, "%s%c%s", json_string_value(json_array_get(members, i)), '\0', other);
-        size_t len = 0;
-        bool found = false;
-        free(id);
-        id = NULL;
-        RL_TRY(rl_store_get(txn->reg->store, RL_CF_REVIEW_OPEN, key, (size_t)klen, &id, &len, &found));
-        if (found && json_array_append_new(ids, json_stringn(id, len)) != 0)
+        char id[REG_TIMEKEY_LEN + 1];
+        RL_TRY(reg_open_review_of(txn->reg, json_string_value(json_array_get(members, i)), other, id));
+        if (id[0] && json_array_append_new(ids, json_string(id)) != 0)
             RL_FAIL(RL_ENOMEM, "out of memory");
     }
 cleanup:
-    free(id);
     return err;
 }
 
@@ -61,9 +54,9 @@ static rl_error *reg_close_answered(reg_txn *txn, const rl_actor *actor, const j
         if (err)
             goto cleanup;
         char okey[2 * REG_ID_LEN + 8];
-        int oklen = snprintf(okey, sizeof okey, "%s%c%s", json_string_value(json_object_get(item, "record")), '\0',
-                             json_string_value(json_object_get(item, "candidate_golden")));
-        rl_store_batch_delete(txn->batch, RL_CF_REVIEW_OPEN, okey, (size_t)oklen);
+        size_t oklen = reg_review_open_key(json_string_value(json_object_get(item, "record")),
+                                           json_string_value(json_object_get(item, "candidate_golden")), okey);
+        rl_store_batch_delete(txn->batch, RL_CF_REVIEW_OPEN, okey, oklen);
         txn->d_open_reviews--;
     }
 cleanup:
@@ -617,18 +610,13 @@ static rl_error *reg_reopen_item(reg_txn *txn, const rl_actor *actor, json_t *it
                                  const char *undo_id, char newer[REG_TIMEKEY_LEN + 1])
 {
     rl_error *err = NULL;
-    char *open_id = NULL;
-    bool found = false;
-    newer[0] = '\0';
-    char okey[2 * REG_ID_LEN + 8];
-    int oklen = snprintf(okey, sizeof okey, "%s%c%s", json_string_value(json_object_get(item, "record")), '\0',
-                         json_string_value(json_object_get(item, "candidate_golden")));
-    size_t len = 0;
-    RL_TRY(rl_store_get(txn->reg->store, RL_CF_REVIEW_OPEN, okey, (size_t)oklen, &open_id, &len, &found));
-    if (found) {
-        snprintf(newer, REG_TIMEKEY_LEN + 1, "%.*s", (int)len, open_id);
+    const char *record = json_string_value(json_object_get(item, "record"));
+    const char *golden = json_string_value(json_object_get(item, "candidate_golden"));
+    RL_TRY(reg_open_review_of(txn->reg, record, golden, newer));
+    if (newer[0])
         goto cleanup;
-    }
+    char okey[2 * REG_ID_LEN + 8];
+    size_t oklen = reg_review_open_key(record, golden, okey);
     char now[32];
     reg_now(now);
     json_object_set_new(item, "status", json_string("open"));
@@ -638,10 +626,9 @@ static rl_error *reg_reopen_item(reg_txn *txn, const rl_actor *actor, json_t *it
     reg_put_json(txn->batch, RL_CF_REVIEW, review_id, strlen(review_id), item, &err);
     if (err)
         goto cleanup;
-    rl_store_batch_put(txn->batch, RL_CF_REVIEW_OPEN, okey, (size_t)oklen, review_id, strlen(review_id));
+    rl_store_batch_put(txn->batch, RL_CF_REVIEW_OPEN, okey, oklen, review_id, strlen(review_id));
     txn->d_open_reviews++;
 cleanup:
-    free(open_id);
     return err;
 }
 
@@ -951,18 +938,23 @@ cleanup:
     return err;
 }
 
-/* The open item for (record, candidate golden), by the review_open index; *id "" when none. */
-static rl_error *reg_open_review_of(rl_registry *reg, const char *record_id, const char *golden,
-                                    char id[REG_TIMEKEY_LEN + 1])
+size_t reg_review_open_key(const char *record_id, const char *golden, char out[2 * REG_ID_LEN + 8])
+{
+    int n = snprintf(out, 2 * REG_ID_LEN + 8, "%s%c%s", record_id, '\0', golden);
+    return n > 0 && n < 2 * REG_ID_LEN + 8 ? (size_t)n : 0;
+}
+
+rl_error *reg_open_review_of(rl_registry *reg, const char *record_id, const char *golden,
+                             char id[REG_TIMEKEY_LEN + 1])
 {
     rl_error *err = NULL;
     char *v = NULL;
     char okey[2 * REG_ID_LEN + 8];
-    int oklen = snprintf(okey, sizeof okey, "%s%c%s", record_id, '\0', golden);
+    size_t oklen = reg_review_open_key(record_id, golden, okey);
     size_t len = 0;
     bool found = false;
     id[0] = '\0';
-    RL_TRY(rl_store_get(reg->store, RL_CF_REVIEW_OPEN, okey, (size_t)oklen, &v, &len, &found));
+    RL_TRY(rl_store_get(reg->store, RL_CF_REVIEW_OPEN, okey, oklen, &v, &len, &found));
     if (found && len == REG_TIMEKEY_LEN) {
         memcpy(id, v, len);
         id[len] = '\0';
@@ -1044,8 +1036,8 @@ rl_error *rl_registry_review_add_biometric(rl_registry *reg, const rl_actor *act
             if (!item)
                 RL_FAIL(RL_ENOMEM, "out of memory");
             char okey[2 * REG_ID_LEN + 8];
-            int oklen = snprintf(okey, sizeof okey, "%s%c%s", record_id, '\0', gb);
-            rl_store_batch_put(txn.batch, RL_CF_REVIEW_OPEN, okey, (size_t)oklen, id, REG_TIMEKEY_LEN);
+            size_t oklen = reg_review_open_key(record_id, gb, okey);
+            rl_store_batch_put(txn.batch, RL_CF_REVIEW_OPEN, okey, oklen, id, REG_TIMEKEY_LEN);
             txn.d_open_reviews++;
         }
         reg_put_json(txn.batch, RL_CF_REVIEW, id, REG_TIMEKEY_LEN, item, &err);
@@ -1189,8 +1181,8 @@ rl_error *rl_registry_review_resolve(rl_registry *reg, const rl_actor *actor, co
     }
     json_object_set_new(item, "status", json_string("resolved"));
     char okey[2 * REG_ID_LEN + 8];
-    int oklen = snprintf(okey, sizeof okey, "%s%c%s", rid, '\0', cand_golden);
-    rl_store_batch_delete(txn.batch, RL_CF_REVIEW_OPEN, okey, (size_t)oklen);
+    size_t oklen = reg_review_open_key(rid, cand_golden, okey);
+    rl_store_batch_delete(txn.batch, RL_CF_REVIEW_OPEN, okey, oklen);
     txn.d_open_reviews--;
     char event_id[REG_TIMEKEY_LEN + 1];
     json_t *detail = json_pack("{s:s, s:s}", "review", review_id, "decision", decision);

@@ -217,7 +217,6 @@ static rl_error *reg_open_between(reg_txn *txn, const char *people, const char *
 {
     rl_error *err = NULL;
     json_t *person = NULL;
-    char *existing = NULL;
     *found = false;
     if (people)
         RL_TRY(reg_txn_golden(txn, people, &person));
@@ -229,15 +228,11 @@ static rl_error *reg_open_between(reg_txn *txn, const char *people, const char *
         const char *rid = i < 0 ? also : json_string_value(json_array_get(members, (size_t)i));
         if (!rid)
             continue;
-        char key[2 * REG_ID_LEN + 8];
-        int klen = snprintf(key, sizeof key, "%s%c%s", rid, '\0', against);
-        size_t len;
-        free(existing);
-        existing = NULL;
-        RL_TRY(rl_store_get(txn->reg->store, RL_CF_REVIEW_OPEN, key, (size_t)klen, &existing, &len, found));
+        char id[REG_TIMEKEY_LEN + 1];
+        RL_TRY(reg_open_review_of(txn->reg, rid, against, id));
+        *found = id[0] != '\0';
     }
 cleanup:
-    free(existing);
     json_decref(person);
     return err;
 }
@@ -251,7 +246,7 @@ rl_error *reg_queue_review(reg_txn *txn, const char *record_id, const char *own_
     json_t *item = NULL;
     *queued = false;
     char okey[2 * REG_ID_LEN + 8];
-    int oklen = snprintf(okey, sizeof okey, "%s%c%s", record_id, '\0', candidate_golden);
+    size_t oklen = reg_review_open_key(record_id, candidate_golden, okey);
     /* One item a pair of people, whichever of their records it names and
      * whichever way round (an update, or another record of the person,
      * would otherwise ask the same question again): one decision answers it
@@ -279,7 +274,7 @@ rl_error *reg_queue_review(reg_txn *txn, const char *record_id, const char *own_
     reg_put_json(txn->batch, RL_CF_REVIEW, id, REG_TIMEKEY_LEN, item, &err);
     if (err)
         goto cleanup;
-    rl_store_batch_put(txn->batch, RL_CF_REVIEW_OPEN, okey, (size_t)oklen, id, REG_TIMEKEY_LEN);
+    rl_store_batch_put(txn->batch, RL_CF_REVIEW_OPEN, okey, oklen, id, REG_TIMEKEY_LEN);
     txn->d_open_reviews++;
     *queued = true;
 cleanup:

@@ -739,19 +739,6 @@ cleanup:
     return err;
 }
 
-/* The folder that holds path, into out (of cap bytes). */
-static void rl_store_parent(const char *path, char *out, size_t cap)
-{
-    snprintf(out, cap, "%s", path);
-    char *slash = strrchr(out, '/');
-    if (!slash)
-        snprintf(out, cap, ".");
-    else if (slash == out)
-        out[1] = '\0';
-    else
-        *slash = '\0';
-}
-
 /* Refuses a backup folder inside the store's: RocksDB leaves it there, and
  * it would go wherever the store goes (aside at a restore, away with it when
  * the disk or the folder is lost), so it would be no backup. */
@@ -759,7 +746,7 @@ static rl_error *rl_store_outside(rl_store *s, const char *dir)
 {
     rl_error *err = NULL;
     char parent[RL_STORE_PATH_MAX], real_parent[PATH_MAX], real_store[PATH_MAX];
-    rl_store_parent(dir, parent, sizeof parent);
+    rl_fs_parent(dir, parent, sizeof parent);
     if (!realpath(parent, real_parent))
         RL_FAIL(RL_EINVAL, "backup folder %s: cannot use %s: %s", dir, parent, strerror(errno));
     if (!realpath(s->path, real_store))
@@ -776,8 +763,8 @@ rl_error *rl_store_checkpoint(rl_store *s, const char *dir)
     rl_error *err = NULL;
     char *rocks_err = NULL;
     rocksdb_checkpoint_t *cp = NULL;
-    char partial[RL_STORE_PATH_MAX], inner[RL_STORE_PATH_MAX + 8] = "";
-    partial[0] = '\0';
+    char partial[RL_STORE_PATH_MAX], inner[RL_STORE_PATH_MAX + 8];
+    bool made = false; /* partial is a folder of ours: removed, whatever it holds, at the end */
     struct stat st;
     if (stat(dir, &st) == 0)
         RL_FAIL(RL_ECONFLICT, "backup folder %s already exists; name a new one", dir);
@@ -788,10 +775,9 @@ rl_error *rl_store_checkpoint(rl_store *s, const char *dir)
     RL_TRY(rl_store_outside(s, dir));
     if (snprintf(partial, sizeof partial, "%s.partial-XXXXXX", dir) >= (int)sizeof partial)
         RL_FAIL(RL_EINVAL, "backup folder name too long");
-    if (!mkdtemp(partial)) {
-        partial[0] = '\0';
+    if (!mkdtemp(partial))
         RL_FAIL(RL_EIO, "cannot create a folder beside %s: %s", dir, strerror(errno));
-    }
+    made = true;
     snprintf(inner, sizeof inner, "%s/store", partial);
     cp = rocksdb_checkpoint_object_create(s->db, &rocks_err);
     RL_STORE_CHECK(rocks_err, "starting checkpoint");
@@ -803,24 +789,13 @@ rl_error *rl_store_checkpoint(rl_store *s, const char *dir)
         RL_FAIL(RL_ECONFLICT, "backup folder %s appeared meanwhile; name a new one", dir);
     if (rename(inner, dir) != 0)
         RL_FAIL(RL_EIO, "cannot move the backup into %s: %s", dir, strerror(errno));
-    inner[0] = '\0';
     RL_TRY(rl_fs_sync_parent(dir));
 cleanup:
     if (cp)
         rocksdb_checkpoint_object_destroy(cp);
-    if (inner[0]) {
-        /* A failed copy is removed: only the files of a checkpoint, no folders. */
-        DIR *d = opendir(inner);
-        struct dirent *e;
-        while (d && (e = readdir(d)) != NULL)
-            if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0)
-                unlinkat(dirfd(d), e->d_name, 0);
-        if (d)
-            closedir(d);
-        rmdir(inner);
-    }
-    if (partial[0])
-        rmdir(partial);
+    /* Empty once the copy moved into place; else a failed copy, removed. */
+    if (made)
+        rl_error_free(rl_fs_remove_tree(partial));
     return err;
 }
 
