@@ -292,6 +292,96 @@ void reg_new_id(char out[REG_ID_LEN + 1])
     sodium_bin2hex(out, REG_ID_LEN + 1, raw, sizeof raw);
 }
 
+/* The 128 bits of an id of 32 lower-case hex digits (reg_new_id); false for any other string. */
+static bool reg_id_bits(const char *rid, uint64_t *hi, uint64_t *lo)
+{
+    uint64_t v[2] = {0, 0};
+    for (int i = 0; i < REG_ID_LEN; i++) {
+        unsigned c = (unsigned char)rid[i], d;
+        if (c - '0' < 10)
+            d = c - '0';
+        else if (c - 'a' < 6)
+            d = c - 'a' + 10;
+        else
+            return false; /* NUL too (a shorter id), and upper case: two spellings, one value */
+        v[i / 16] = v[i / 16] << 4 | d;
+    }
+    if (rid[REG_ID_LEN] != '\0')
+        return false;
+    *hi = v[0];
+    *lo = v[1];
+    return true;
+}
+
+/* The slot key of rid and where its run starts; false when the index is by
+ * bits and rid has none (it is in no slot). */
+static bool reg_rid_index_key(const reg_rid_index *ix, const char *rid, uint64_t *hi, uint64_t *lo, size_t *start)
+{
+    uint64_t h;
+    if (ix->textual) {
+        h = reg_hash(REG_HASH_START, rid, strlen(rid));
+        *hi = h >> 32;
+        *lo = 0;
+    } else {
+        if (!reg_id_bits(rid, hi, lo))
+            return false;
+        /* The low half is random bits; a multiply mixes in the rest. */
+        h = (*lo ^ *hi) * 0x9e3779b97f4a7c15ull;
+        h ^= h >> 29;
+    }
+    *start = h & (ix->nslots - 1);
+    return true;
+}
+
+rl_error *reg_rid_index_build(reg_rid_index *ix, const char *first_rid, size_t n, size_t stride)
+{
+    memset(ix, 0, sizeof *ix);
+    ix->first_rid = first_rid;
+    ix->stride = stride;
+    ix->nslots = 1024;
+    while (ix->nslots < 2 * n)
+        ix->nslots *= 2;
+    ix->slots = n < UINT32_MAX ? calloc(ix->nslots, sizeof *ix->slots) : NULL;
+    if (!ix->slots)
+        return RL_ERR(RL_ENOMEM, "out of memory");
+    for (size_t r = 0; r < n && !ix->textual; r++) {
+        uint64_t hi, lo;
+        ix->textual = !reg_id_bits(first_rid + r * stride, &hi, &lo);
+    }
+    for (size_t r = 0; r < n; r++) {
+        uint64_t hi, lo;
+        size_t i;
+        reg_rid_index_key(ix, first_rid + r * stride, &hi, &lo, &i);
+        while (ix->slots[i].item)
+            i = (i + 1) & (ix->nslots - 1);
+        ix->slots[i] = (reg_rid_index_slot){.hi = hi, .lo = lo, .item = (uint32_t)r + 1};
+    }
+    return NULL;
+}
+
+size_t reg_rid_index_find(const reg_rid_index *ix, const char *rid)
+{
+    uint64_t hi, lo;
+    size_t i;
+    if (!ix->slots || !reg_rid_index_key(ix, rid, &hi, &lo, &i))
+        return SIZE_MAX;
+    for (; ix->slots[i].item; i = (i + 1) & (ix->nslots - 1)) {
+        const reg_rid_index_slot *s = &ix->slots[i];
+        if (s->hi == hi && s->lo == lo &&
+            (!ix->textual || strcmp(ix->first_rid + (size_t)(s->item - 1) * ix->stride, rid) == 0))
+            return s->item - 1;
+    }
+    return SIZE_MAX;
+}
+
+void reg_rid_index_free(reg_rid_index *ix)
+{
+    if (!ix)
+        return;
+    free(ix->slots);
+    memset(ix, 0, sizeof *ix);
+}
+
 bool reg_iter_reach(rl_store_iter *it, const char *key, size_t len)
 {
     for (; rl_store_iter_valid(it); rl_store_iter_next(it)) {

@@ -304,8 +304,9 @@ void reg_cache_changed(rl_registry *reg, const json_t *ids)
     pthread_rwlock_unlock(&c->lock);
 }
 
-rl_error *reg_cache_golden_of(void *ctx, const char *rid, char golden[REG_ID_LEN + 8], bool *placed)
+rl_error *reg_cache_golden_of(void *ctx, const char *rid, void *tag, char golden[REG_ID_LEN + 8], bool *placed)
 {
+    (void)tag;
     rl_error *err = NULL;
     reg_cached cached = {.features = NULL};
     RL_TRY(reg_cache_get(ctx, rid, &cached, placed));

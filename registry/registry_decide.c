@@ -230,9 +230,11 @@ rl_error *reg_prescore(rl_registry *reg, const void *probe, const json_t *ident_
     for (size_t i = 0; i < ranked; i++)
         rids[i] = order[i].rid;
     reg_cache_peek(reg, rids, ranked, known, &bytes);
-    for (; n < ranked; n++)
+    for (; n < ranked; n++) {
         RL_TRY(reg_score_candidate(reg, probe, ident_keys, order[n].rid, known[n].hit ? &known[n] : NULL, bytes.data,
                                    &scratch, room, &cs[n]));
+        cs[n].rank = (uint32_t)n;
+    }
     qsort(cs, n, sizeof *cs, reg_cand_score_by_rid);
     *out = cs;
     *nout = n;
@@ -256,6 +258,7 @@ rl_error *reg_score_goldens(rl_registry *reg, const char *rid, const void *probe
     uint64_t *ghash = NULL; /* of gs[i].golden: compared before the ids */
     size_t n = 0, ranked = 0;
     reg_cand *order = NULL;
+    const reg_cand_score **by_rank = NULL; /* pre in the order reg_cands_best gives (pre_is_best) */
     reg_cand_score own = {.fields = NULL};
     json_t *veto = NULL;
     void *room = NULL;
@@ -263,26 +266,45 @@ rl_error *reg_score_goldens(rl_registry *reg, const char *rid, const void *probe
     rl_buf_init(&scratch, 1 << 20);
     *out = NULL;
     *nout = 0;
-    RL_TRY(reg_cands_best(cands, REG_MAX_SCORED, &order, &ranked));
+    if (how->pre_is_best) {
+        /* The prepared scores know their order: neither the sort nor a search per candidate again. */
+        ranked = how->npre;
+        by_rank = calloc(ranked + 1, sizeof *by_rank);
+        if (!by_rank)
+            RL_FAIL(RL_ENOMEM, "out of memory");
+        for (size_t i = 0; i < ranked; i++) {
+            if (how->pre[i].rank >= ranked || by_rank[how->pre[i].rank])
+                RL_FAIL(RL_EINTERNAL, "prepared scores out of order");
+            by_rank[how->pre[i].rank] = &how->pre[i];
+        }
+    } else {
+        RL_TRY(reg_cands_best(cands, REG_MAX_SCORED, &order, &ranked));
+    }
     gs = calloc(ranked + 1, sizeof *gs);
     ghash = calloc(ranked + 1, sizeof *ghash);
     room = malloc(reg->matcher->prepared_size);
     if (!gs || !ghash || !room)
         RL_FAIL(RL_ENOMEM, "out of memory");
     for (size_t c = 0; c < ranked; c++) {
-        const char *cid = order[c].rid;
+        const reg_cand_score *cs;
+        const char *cid;
+        if (by_rank) {
+            cs = by_rank[c];
+            cid = cs->rid;
+        } else {
+            cid = order[c].rid;
+            reg_cand_score key;
+            reg_id_copy(key.rid, sizeof key.rid, cid);
+            cs = how->npre ? bsearch(&key, how->pre, how->npre, sizeof *how->pre, reg_cand_score_by_rid) : NULL;
+        }
         char golden_of[REG_ID_LEN + 8];
         const char *golden = golden_of;
         bool placed = false;
-        reg_cand_score key;
-        reg_id_copy(key.rid, sizeof key.rid, cid);
-        const reg_cand_score *cs = how->npre ? bsearch(&key, how->pre, how->npre, sizeof *how->pre,
-                                                       reg_cand_score_by_rid) : NULL;
         if (cs && how->pre_golden) {
             placed = cs->placed;
             golden = cs->golden;
         } else {
-            RL_TRY(how->golden_of(how->ctx, cid, golden_of, &placed));
+            RL_TRY(how->golden_of(how->ctx, cid, cs ? cs->tag : NULL, golden_of, &placed));
         }
         if (!placed)
             continue; /* no golden record yet (rematch) or an index entry without a record (check reports it) */
@@ -296,7 +318,8 @@ rl_error *reg_score_goldens(rl_registry *reg, const char *rid, const void *probe
         if (!how->fresh) {
             char pair[2 * REG_ID_LEN + 8];
             size_t plen = reg_pair_key(rid, cid, pair, sizeof pair);
-            RL_TRY(reg_get_json(reg, RL_CF_NOMATCH, pair, plen, &veto));
+            if (!how->nomatch || reg_pairset_may_hold(how->nomatch, pair, plen))
+                RL_TRY(reg_get_json(reg, RL_CF_NOMATCH, pair, plen, &veto));
         }
         uint64_t h = reg_id_hash(golden);
         size_t g = 0;
@@ -330,6 +353,7 @@ rl_error *reg_score_goldens(rl_registry *reg, const char *rid, const void *probe
     gs = NULL;
 cleanup:
     free(order);
+    free(by_rank);
     free(ghash);
     free(room);
     json_decref(own.fields);

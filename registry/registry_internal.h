@@ -178,6 +178,31 @@ void reg_now(char out[32]);
  * ids over buckets and to compare keys by hash before comparing them. */
 #define REG_HASH_START 1469598103934665603ull
 uint64_t reg_hash(uint64_t h, const void *bytes, size_t n);
+
+/* Record id -> item number over an array the caller owns (item i's id at
+ * first_rid + i * stride, NUL-terminated; the array must not move or change
+ * while the index is used), by open addressing. Rematch looks up every
+ * candidate of every record, and at a million records each look at the array
+ * is a cache and TLB miss: so a slot holds the id itself, as its 128 bits
+ * (the registry's ids are 32 lower-case hex digits), and a lookup reads one
+ * run of slots and no item. Should any id not have that form (a store from
+ * elsewhere), slots hold a hash's high bits instead and a match is confirmed
+ * on the item's id. */
+typedef struct reg_rid_index_slot {
+    uint64_t hi, lo; /* the id's bits, or (textual) the hash's high half in hi */
+    uint32_t item;   /* item number + 1; 0: empty */
+} reg_rid_index_slot;
+typedef struct reg_rid_index {
+    reg_rid_index_slot *slots;
+    size_t nslots;
+    bool textual;
+    const char *first_rid;
+    size_t stride;
+} reg_rid_index;
+rl_error *reg_rid_index_build(reg_rid_index *ix, const char *first_rid, size_t n, size_t stride);
+/* The item with id rid, or SIZE_MAX. */
+size_t reg_rid_index_find(const reg_rid_index *ix, const char *rid);
+void reg_rid_index_free(reg_rid_index *ix); /* accepts NULL; the index is empty after */
 /* Copies id into dst (size bytes), cut to fit and NUL-terminated, as
  * snprintf "%s" would, without its format parsing: ids are copied several
  * times a candidate (a twentieth of rematch's replay, `perf`). */
@@ -267,8 +292,10 @@ typedef struct reg_golden_score {
     json_t *fields;              /* the best member's per-field outcome */
 } reg_golden_score;
 
-/* Where a candidate's golden record is; *placed false to leave it out. */
-typedef rl_error *(*reg_golden_of_fn)(void *ctx, const char *rid, char golden[REG_ID_LEN + 8], bool *placed);
+/* Where a candidate's golden record is; *placed false to leave it out. tag:
+ * what the caller put in the candidate's reg_cand_score (NULL when none). */
+typedef rl_error *(*reg_golden_of_fn)(void *ctx, const char *rid, void *tag, char golden[REG_ID_LEN + 8],
+                                      bool *placed);
 /* Whether a golden record can take members; NULL callbacks mean "yes". */
 typedef rl_error *(*reg_active_fn)(void *ctx, const char *golden, bool *active);
 
@@ -313,6 +340,8 @@ typedef struct reg_cand_score {
     rl_evidence ev; /* what the comparison says beyond the score: guards, agreements, evidence against */
     int trusted;    /* reg_trusted_evidence */
     json_t *fields; /* per-field outcomes, when score >= the review threshold */
+    uint32_t rank;  /* its place in reg_cands_best's order when scored */
+    void *tag;      /* the caller's, handed to reg_scoring.golden_of (reg_prescore: NULL) */
 } reg_cand_score;
 void reg_cand_scores_free(reg_cand_score *cs, size_t n);
 /* A record's prepared form, from its stored features (match cache) or else its
@@ -325,6 +354,20 @@ rl_error *reg_candidate_features(rl_registry *reg, const char *rid, rl_buf *scra
 rl_error *reg_prescore(rl_registry *reg, const void *probe, const json_t *ident_keys, const reg_cands *cands,
                        reg_cand_score **out, size_t *n);
 
+/* The not-a-match family's keys as a sorted set of hashes, read once by a
+ * caller that holds the write lock for its whole work (rematch), so that the
+ * family cannot change meanwhile: a pair whose hash is absent has no
+ * reviewer's memory and needs no store read; one present (rarely, and
+ * possibly by a hash collision) is read from the store, which decides.
+ * Owned by the caller; reg_pairset_free accepts an empty set. */
+typedef struct reg_pairset {
+    uint64_t *hashes;
+    size_t n;
+} reg_pairset;
+rl_error *reg_pairset_load(rl_registry *reg, reg_pairset *out);
+bool reg_pairset_may_hold(const reg_pairset *set, const char *pair, size_t len);
+void reg_pairset_free(reg_pairset *set);
+
 typedef struct reg_scoring {
     reg_golden_of_fn golden_of; /* where a candidate's golden record is */
     void *ctx;
@@ -332,6 +375,8 @@ typedef struct reg_scoring {
     size_t npre;
     bool pre_golden;            /* their golden records too (not in rematch: it places records itself) */
     bool fresh;                 /* rid is new (or no record): no not-a-match memory names it */
+    const reg_pairset *nomatch; /* the not-a-match family's keys, when the caller read them (else NULL) */
+    bool pre_is_best;           /* pre is reg_prescore's of these very cands: their order is taken from it */
 } reg_scoring;
 rl_error *reg_score_goldens(rl_registry *reg, const char *rid, const void *probe, const json_t *ident_keys,
                             const reg_cands *cands, const reg_scoring *how, reg_golden_score **out, size_t *n);
@@ -379,7 +424,7 @@ rl_error *reg_cache_fill(rl_registry *reg);
 /* How many records it holds. */
 size_t reg_cache_count(rl_registry *reg);
 /* A reg_golden_of_fn over the cache (ctx: the registry). */
-rl_error *reg_cache_golden_of(void *ctx, const char *rid, char golden[REG_ID_LEN + 8], bool *placed);
+rl_error *reg_cache_golden_of(void *ctx, const char *rid, void *tag, char golden[REG_ID_LEN + 8], bool *placed);
 
 /* ---- postings in memory: blocking, search (registry_postings.c) ---- */
 
@@ -474,6 +519,6 @@ rl_error *reg_search_check_record(rl_registry *reg, const char *rid, const json_
 rl_error *reg_update_record(rl_registry *reg, const rl_actor *actor, const char *rid, const json_t *patient,
                             long if_match, const char *action, rl_submit_result *result);
 
-/* key = a \0 b with a < b, for the nomatch family; returns its length. */
+/* key = a \0 b with a < b, for the nomatch family; returns its length (0 when it does not fit). */
 size_t reg_pair_key(const char *a, const char *b, char *out, size_t size);
 #endif

@@ -43,20 +43,22 @@ enum {
 };
 
 typedef struct rm_record {
+    /* What the replay reads of every candidate (rm_golden_of) first, within
+     * 64 bytes, so that two prefetches bring it (rm_decide). */
+    char new_golden[REG_ID_LEN + 8];
+    size_t pos; /* place in the replay order */
+    bool done;
+    bool manual;
     char rid[REG_ID_LEN + 1];
     char old_golden[REG_ID_LEN + 8];
-    char new_golden[REG_ID_LEN + 8];
     char old_grade[RM_GRADE_MAX];
     double old_score;
     uint64_t postings_hash; /* of its link's postings, in order */
     long long seq;
-    size_t pos; /* place in the replay order */
-    bool manual;
     bool reviewable; /* the replay saw another person at or above the review threshold */
     bool contested;  /* reviewable, or another record's replay saw it so and did not join its person */
     bool has_record; /* its record exists (a link without it, in a damaged store, is left as it is) */
     bool reindex;    /* its postings or features are not what the current rules make */
-    bool done;
     const char *grade;
     double score;
 } rm_record;
@@ -195,43 +197,10 @@ cleanup:
     return err;
 }
 
-/* Record id -> record: open addressing over record numbers + 1 (0: empty)
- * in the low half of a slot, the id's hash's high bits in the other, so that
- * a probe reads a record (a cache miss) only when those agree. Every candidate
- * of every record is looked up; a binary search over a million ids was most
- * of the replay's own time. */
-typedef struct rm_index {
-    uint64_t *slots;
-    size_t nslots;
-} rm_index;
-
-static rl_error *rm_index_build(rm_index *ix, const rm_record *recs, size_t n)
+static rm_record *rm_find(const reg_rid_index *ix, rm_record *recs, const char *rid)
 {
-    ix->nslots = 1024;
-    while (ix->nslots < 2 * n)
-        ix->nslots *= 2;
-    ix->slots = calloc(ix->nslots, sizeof *ix->slots);
-    if (!ix->slots || n >= UINT32_MAX)
-        return RL_ERR(RL_ENOMEM, "out of memory");
-    for (size_t r = 0; r < n; r++) {
-        uint64_t h = reg_hash(REG_HASH_START, recs[r].rid, strlen(recs[r].rid));
-        size_t i = h & (ix->nslots - 1);
-        while (ix->slots[i])
-            i = (i + 1) & (ix->nslots - 1);
-        ix->slots[i] = (h & 0xffffffff00000000ull) | ((uint64_t)r + 1);
-    }
-    return NULL;
-}
-
-static rm_record *rm_find(const rm_index *ix, rm_record *recs, const char *rid)
-{
-    uint64_t h = reg_hash(REG_HASH_START, rid, strlen(rid)), tag = h & 0xffffffff00000000ull;
-    for (size_t i = h & (ix->nslots - 1); ix->slots[i]; i = (i + 1) & (ix->nslots - 1)) {
-        uint64_t s = ix->slots[i];
-        if ((s & 0xffffffff00000000ull) == tag && strcmp(recs[(uint32_t)s - 1].rid, rid) == 0)
-            return &recs[(uint32_t)s - 1];
-    }
-    return NULL;
+    size_t i = reg_rid_index_find(ix, rid);
+    return i == SIZE_MAX ? NULL : &recs[i];
 }
 
 /* ---- 1. postings and features under the current rules ---- */
@@ -379,8 +348,9 @@ typedef struct rm_replay {
     rl_registry *reg;
     rm_record *recs;
     size_t n;
-    rm_index index;    /* recs by id */
+    reg_rid_index index; /* recs by id */
     rm_record **order; /* registration order */
+    reg_pairset nomatch; /* read once: the write lock is held throughout */
     rm_slot *slots;    /* RM_WINDOW, record i in slots[i % RM_WINDOW] */
     pthread_mutex_t mu;
     pthread_cond_t changed;
@@ -405,10 +375,13 @@ static void rm_slot_clear(rl_registry *reg, rm_slot *s)
     memset(s, 0, sizeof *s);
 }
 
-/* Gathers and scores record r into s, as registration's prepare step would. */
-static rl_error *rm_prepare(rl_registry *reg, const rm_record *r, rm_slot *s)
+/* Gathers and scores record r into s, as registration's prepare step would,
+ * and finds its candidates' records, so that the replay (one thread, which the
+ * others wait for) does not look each up. */
+static rl_error *rm_prepare(rm_replay *p, const rm_record *r, rm_slot *s)
 {
     rl_error *err = NULL;
+    rl_registry *reg = p->reg;
     json_t *record = NULL, *keys = json_array();
     rl_buf scratch;
     rl_buf_init(&scratch, 1 << 20);
@@ -432,6 +405,8 @@ static rl_error *rm_prepare(rl_registry *reg, const rm_record *r, rm_slot *s)
         RL_TRY(reg_identifier_keys(record, s->idents));
     RL_TRY(reg_gather_candidates(reg, r->rid, keys, s->idents, s->cands, NULL, false));
     RL_TRY(reg_prescore(reg, s->probe, s->idents, s->cands, &s->pre, &s->npre));
+    for (size_t i = 0; i < s->npre; i++)
+        s->pre[i].tag = rm_find(&p->index, p->recs, s->pre[i].rid);
 cleanup:
     json_decref(record);
     json_decref(keys);
@@ -464,7 +439,7 @@ static void rm_prepare_slots(rm_replay *p, size_t from, size_t to)
     rl_error *errs[RM_CHUNK] = {0};
     for (size_t i = from; i < to; i++)
         if (!p->order[i]->manual)
-            errs[i - from] = rm_prepare(p->reg, p->order[i], &p->slots[i % RM_WINDOW]);
+            errs[i - from] = rm_prepare(p, p->order[i], &p->slots[i % RM_WINDOW]);
     pthread_mutex_lock(&p->mu);
     for (size_t i = from; i < to; i++) {
         p->slots[i % RM_WINDOW].err = errs[i - from];
@@ -474,11 +449,13 @@ static void rm_prepare_slots(rm_replay *p, size_t from, size_t to)
     pthread_mutex_unlock(&p->mu);
 }
 
-/* Rematch's view of candidates: where the replay has put them so far. */
-static rl_error *rm_golden_of(void *arg, const char *rid, char golden[REG_ID_LEN + 8], bool *placed)
+/* Rematch's view of candidates: where the replay has put them so far (tag: the
+ * candidate's record, found when it was prepared; every candidate has it, as
+ * the replay scores only the prepared ones, but the lookup stays for any other). */
+static rl_error *rm_golden_of(void *arg, const char *rid, void *tag, char golden[REG_ID_LEN + 8], bool *placed)
 {
     rm_replay *p = arg;
-    rm_record *r = rm_find(&p->index, p->recs, rid);
+    rm_record *r = tag ? tag : rm_find(&p->index, p->recs, rid);
     *placed = r && r->done && (r->manual || r->pos < p->before);
     if (*placed)
         reg_id_copy(golden, REG_ID_LEN + 8, r->new_golden);
@@ -507,7 +484,14 @@ static rl_error *rm_decide(rm_replay *p, rm_record *r, rm_slot *s, bool hindsigh
         }
         goto cleanup;
     }
-    reg_scoring how = {.golden_of = rm_golden_of, .ctx = p, .pre = s->pre, .npre = s->npre};
+    /* Every candidate's record is read below: ask for them all at once. */
+    for (size_t i = 0; i < s->npre; i++)
+        if (s->pre[i].tag) {
+            __builtin_prefetch(s->pre[i].tag);
+            __builtin_prefetch((const char *)s->pre[i].tag + 63);
+        }
+    reg_scoring how = {.golden_of = rm_golden_of, .ctx = p, .pre = s->pre, .npre = s->npre, .nomatch = &p->nomatch,
+                       .pre_is_best = true};
     RL_TRY(reg_score_goldens(reg, r->rid, s->probe, s->idents, s->cands, &how, &gs, &ngs));
     int chosen = -1;
     RL_TRY(reg_choose_golden(reg, gs, ngs, NULL, NULL, &chosen));
@@ -550,7 +534,8 @@ static rl_error *rm_offer(rm_replay *p, const rm_record *r, rm_slot *s)
     if (!s->has_record)
         goto cleanup;
     p->before = r->pos;
-    reg_scoring how = {.golden_of = rm_golden_of, .ctx = p, .pre = s->pre, .npre = s->npre};
+    reg_scoring how = {.golden_of = rm_golden_of, .ctx = p, .pre = s->pre, .npre = s->npre, .nomatch = &p->nomatch,
+                       .pre_is_best = true};
     RL_TRY(reg_score_goldens(p->reg, r->rid, s->probe, s->idents, s->cands, &how, &gs, &ngs));
     int queued = 0;
     RL_TRY(reg_offer_reviews(p->txn, r->rid, r->new_golden, gs, ngs, NULL, NULL, &queued));
@@ -581,7 +566,7 @@ static rl_error *rm_settle(rm_replay *p, long *settled)
         rm_record *r = p->order[i];
         if (r->manual || !r->contested || json_integer_value(json_object_get(sizes, r->new_golden)) != 1)
             continue;
-        RL_TRY(rm_prepare(reg, r, &s));
+        RL_TRY(rm_prepare(p, r, &s));
         char own[REG_ID_LEN + 8];
         reg_id_copy(own, sizeof own, r->new_golden);
         bool joined = false;
@@ -598,7 +583,7 @@ static rl_error *rm_settle(rm_replay *p, long *settled)
         rm_record *r = p->order[i];
         if (r->manual || !r->reviewable)
             continue;
-        RL_TRY(rm_prepare(reg, r, &s));
+        RL_TRY(rm_prepare(p, r, &s));
         RL_TRY(rm_offer(p, r, &s));
         rm_slot_clear(reg, &s);
     }
@@ -801,7 +786,8 @@ rl_error *rl_registry_rematch(rl_registry *reg, const rl_actor *actor, json_t **
     RL_TRY(rm_load(reg, &recs, &n));
     replay.recs = recs;
     replay.n = n;
-    RL_TRY(rm_index_build(&replay.index, recs, n));
+    RL_TRY(reg_rid_index_build(&replay.index, recs ? recs[0].rid : NULL, n, sizeof *recs));
+    RL_TRY(reg_pairset_load(reg, &replay.nomatch));
     replay.order = malloc((n + 1) * sizeof *replay.order);
     replay.slots = calloc(RM_WINDOW, sizeof *replay.slots);
     if (!replay.order || !replay.slots)
@@ -890,7 +876,8 @@ cleanup:
         rm_slot_clear(reg, &replay.slots[i]);
     free(replay.slots);
     free(replay.order);
-    free(replay.index.slots);
+    reg_rid_index_free(&replay.index);
+    reg_pairset_free(&replay.nomatch);
     pthread_mutex_destroy(&replay.mu);
     pthread_cond_destroy(&replay.changed);
     reg_txn_end(&txn);

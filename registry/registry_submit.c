@@ -30,8 +30,67 @@ size_t reg_pair_key(const char *a, const char *b, char *out, size_t size)
         a = b;
         b = t;
     }
-    int n = snprintf(out, size, "%s%c%s", a, '\0', b);
-    return n > 0 && (size_t)n < size ? (size_t)n : 0;
+    /* Without snprintf: rematch makes one a candidate. */
+    size_t la = strlen(a), lb = strlen(b);
+    if (la + 1 + lb >= size)
+        return 0;
+    memcpy(out, a, la + 1);
+    memcpy(out + la + 1, b, lb + 1);
+    return la + 1 + lb;
+}
+
+static int reg_u64_cmp(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+rl_error *reg_pairset_load(rl_registry *reg, reg_pairset *out)
+{
+    rl_error *err = NULL;
+    rl_store_iter *it = NULL;
+    size_t cap = 0;
+    out->hashes = NULL;
+    out->n = 0;
+    RL_TRY(rl_store_iter_new(reg->store, RL_CF_NOMATCH, NULL, 0, NULL, 0, &it));
+    for (; rl_store_iter_valid(it); rl_store_iter_next(it)) {
+        size_t klen;
+        const char *k = rl_store_iter_key(it, &klen);
+        if (out->n == cap) {
+            size_t grown = cap ? 2 * cap : 64;
+            uint64_t *h = realloc(out->hashes, grown * sizeof *h);
+            if (!h)
+                RL_FAIL(RL_ENOMEM, "out of memory");
+            out->hashes = h;
+            cap = grown;
+        }
+        out->hashes[out->n++] = reg_hash(REG_HASH_START, k, klen);
+    }
+    RL_TRY(rl_store_iter_status(it));
+    if (out->n > 1)
+        qsort(out->hashes, out->n, sizeof *out->hashes, reg_u64_cmp);
+cleanup:
+    rl_store_iter_destroy(it);
+    if (err)
+        reg_pairset_free(out);
+    return err;
+}
+
+bool reg_pairset_may_hold(const reg_pairset *set, const char *pair, size_t len)
+{
+    if (set->n == 0)
+        return false;
+    uint64_t h = reg_hash(REG_HASH_START, pair, len);
+    return bsearch(&h, set->hashes, set->n, sizeof h, reg_u64_cmp) != NULL;
+}
+
+void reg_pairset_free(reg_pairset *set)
+{
+    if (!set)
+        return;
+    free(set->hashes);
+    set->hashes = NULL;
+    set->n = 0;
 }
 
 /* "system|value" of every identifier carrying both. */

@@ -33,7 +33,7 @@ rl_error *reg_record_view_read(rl_registry *reg, const char *rid, const json_t *
     bool placed = false;
     /* The match cache knows every record's golden record (reading the link on
      * a miss): the link itself, hundreds of bytes of evidence, is not parsed. */
-    RL_TRY(reg_cache_golden_of(reg, rid, golden, &placed));
+    RL_TRY(reg_cache_golden_of(reg, rid, NULL, golden, &placed));
     *out = reg_record_view_of(record, placed ? golden : NULL);
     if (!*out)
         RL_FAIL(RL_ENOMEM, "out of memory");

@@ -1769,6 +1769,59 @@ static void test_validation_accepts_real_shapes(void **state)
     }
 }
 
+/* The id index rematch looks candidates up in: every id at its item, nothing else; ids of the
+ * registry's form by their bits (upper case is another id, not the same one spelt otherwise),
+ * and any set holding another form by hash and comparison. */
+static void test_rid_index(void **state)
+{
+    (void)state;
+    enum { N = 5000, STRIDE = 48 };
+    char *ids = calloc(N + 1, STRIDE);
+    assert_non_null(ids);
+    for (size_t i = 0; i < N; i++)
+        reg_new_id(ids + i * STRIDE);
+    reg_rid_index ix;
+    for (int textual = 0; textual < 2; textual++) {
+        if (textual)
+            snprintf(ids + 17 * STRIDE, STRIDE, "legacy-17");
+        assert_null(reg_rid_index_build(&ix, ids, N, STRIDE));
+        assert_int_equal(ix.textual, textual);
+        for (size_t i = 0; i < N; i++)
+            assert_int_equal(reg_rid_index_find(&ix, ids + i * STRIDE), i);
+        char other[STRIDE];
+        for (int k = 0; k < 200; k++) {
+            reg_new_id(other);
+            assert_int_equal(reg_rid_index_find(&ix, other), SIZE_MAX);
+        }
+        snprintf(other, sizeof other, "%s", ids + 5 * STRIDE);
+        for (char *c = other; *c; c++)
+            if (*c >= 'a' && *c <= 'f')
+                *c = (char)(*c - 'a' + 'A');
+        if (strcmp(other, ids + 5 * STRIDE) != 0)
+            assert_int_equal(reg_rid_index_find(&ix, other), SIZE_MAX);
+        snprintf(other, sizeof other, "%s0", ids + 9 * STRIDE); /* one digit longer */
+        assert_int_equal(reg_rid_index_find(&ix, other), SIZE_MAX);
+        other[REG_ID_LEN - 1] = '\0'; /* one shorter */
+        assert_int_equal(reg_rid_index_find(&ix, other), SIZE_MAX);
+        assert_int_equal(reg_rid_index_find(&ix, "legacy-18"), SIZE_MAX);
+        assert_int_equal(reg_rid_index_find(&ix, ""), SIZE_MAX);
+        reg_rid_index_free(&ix);
+        assert_int_equal(reg_rid_index_find(&ix, ids), SIZE_MAX); /* freed: empty */
+    }
+    assert_null(reg_rid_index_build(&ix, NULL, 0, STRIDE));
+    assert_int_equal(reg_rid_index_find(&ix, ids), SIZE_MAX);
+    reg_rid_index_free(&ix);
+    reg_rid_index_free(NULL);
+    /* The not-a-match key: a \0 b, the smaller first; 0 when it does not fit. */
+    char pair[2 * REG_ID_LEN + 8];
+    size_t plen = reg_pair_key("b2", "a1", pair, sizeof pair);
+    assert_int_equal(plen, 5);
+    assert_memory_equal(pair, "a1\0b2", 6);
+    assert_int_equal(reg_pair_key(ids, ids + STRIDE, pair, 2 * REG_ID_LEN + 1), 0);
+    assert_int_equal(reg_pair_key(ids, ids + STRIDE, pair, 2 * REG_ID_LEN + 2), 2 * REG_ID_LEN + 1);
+    free(ids);
+}
+
 static void test_repeat_cap(void **state)
 {
     json_t *p = parse("{\"resourceType\":\"Patient\",\"identifier\":[]}");
@@ -1789,6 +1842,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_validation_names_the_element, setup, teardown),
         cmocka_unit_test(test_validation_accepts_real_shapes),
         cmocka_unit_test(test_repeat_cap),
+        cmocka_unit_test(test_rid_index),
         cmocka_unit_test_setup_teardown(test_deterministic_matching, setup, teardown),
         cmocka_unit_test_setup_teardown(test_trusted_identifier, setup, teardown),
         cmocka_unit_test(test_matcher_evidence),
