@@ -292,19 +292,22 @@ void reg_new_id(char out[REG_ID_LEN + 1])
     sodium_bin2hex(out, REG_ID_LEN + 1, raw, sizeof raw);
 }
 
+/* A lower-case hex digit's value + 1; 0 for every other byte (NUL and upper case included:
+ * an id spelt in upper case is another id). */
+static const uint8_t reg_hex_digit[256] = {
+    ['0'] = 1, ['1'] = 2, ['2'] = 3, ['3'] = 4, ['4'] = 5, ['5'] = 6, ['6'] = 7, ['7'] = 8,
+    ['8'] = 9, ['9'] = 10, ['a'] = 11, ['b'] = 12, ['c'] = 13, ['d'] = 14, ['e'] = 15, ['f'] = 16,
+};
+
 /* The 128 bits of an id of 32 lower-case hex digits (reg_new_id); false for any other string. */
 static bool reg_id_bits(const char *rid, uint64_t *hi, uint64_t *lo)
 {
     uint64_t v[2] = {0, 0};
     for (int i = 0; i < REG_ID_LEN; i++) {
-        unsigned c = (unsigned char)rid[i], d;
-        if (c - '0' < 10)
-            d = c - '0';
-        else if (c - 'a' < 6)
-            d = c - 'a' + 10;
-        else
-            return false; /* NUL too (a shorter id), and upper case: two spellings, one value */
-        v[i / 16] = v[i / 16] << 4 | d;
+        unsigned d = reg_hex_digit[(unsigned char)rid[i]];
+        if (!d)
+            return false; /* a NUL too: a shorter id (read no further) */
+        v[i / 16] = v[i / 16] << 4 | (d - 1);
     }
     if (rid[REG_ID_LEN] != '\0')
         return false;
