@@ -17,6 +17,12 @@ typedef struct demo_shared_nicknames {
 
 struct demo_model {
     demo_field_params params[DEMO_F_COUNT];
+    /* log2(m / u) of every level, made from params wherever they are set
+     * (demo_model_alloc, demo_model_from_json, demo_model_with_params):
+     * every comparison of every candidate weighs each field, and log2 there
+     * was 2% of a rematch. The term-frequency-adjusted exact levels are
+     * weighed at the time. */
+    double level_weight[DEMO_F_COUNT][DEMO_MAX_LEVELS];
     double prior;     /* P(same person) for two records, before comparing them */
     double guard_cap; /* score ceiling when a guard rule fires */
     bool guards;      /* the twins / parent-and-child guards are on */
@@ -135,12 +141,20 @@ static void demo_default_blocking(demo_model *m)
 
 static uint64_t demo_rules_fingerprint(const demo_model *m);
 
+static void demo_model_weigh_levels(demo_model *m)
+{
+    for (int f = 0; f < DEMO_F_COUNT; f++)
+        for (int l = 0; l < DEMO_MAX_LEVELS; l++)
+            m->level_weight[f][l] = l < demo_model_nlevels((demo_field)f) ? log2(m->params[f].m[l] / m->params[f].u[l]) : 0;
+}
+
 static demo_model *demo_model_alloc(demo_nicknames *nicknames)
 {
     demo_model *m = calloc(1, sizeof *m);
     if (!m)
         return NULL;
     demo_default_params(m->params);
+    demo_model_weigh_levels(m);
     m->prior = 0.01;
     m->guard_cap = 0.85;
     m->guards = true;
@@ -191,6 +205,7 @@ rl_error *demo_model_with_params(const demo_model *model, const demo_field_param
         return RL_ERR(RL_ENOMEM, "out of memory");
     **out = *model;
     memcpy((*out)->params, params, sizeof (*out)->params);
+    demo_model_weigh_levels(*out);
     (*out)->prior = prior;
     if ((*out)->nick)
         atomic_fetch_add(&(*out)->nick->refs, 1);
@@ -366,6 +381,7 @@ rl_error *demo_model_from_json(const json_t *rules, demo_nicknames *nicknames, d
         }
     }
     m->rules_fp = demo_rules_fingerprint(m);
+    demo_model_weigh_levels(m);
     *out = m;
     m = NULL;
 cleanup:
@@ -754,16 +770,15 @@ double demo_model_weight(const demo_model *m, const demo_features *a, const int 
         int l = levels[f];
         if (l != DEMO_LEVEL_MISSING) {
             const demo_field_params *p = &m->params[f];
-            double u = p->u[l];
+            w = m->level_weight[f][l];
             if (l == 0 && p->tf && (f == DEMO_F_GIVEN || f == DEMO_F_FAMILY)) {
                 double share = demo_tf_share(m, f == DEMO_F_GIVEN ? "given" : "family",
                                              f == DEMO_F_GIVEN ? &a->given : &a->family);
                 /* A value seen once in a huge registry must not become near-certain
                  * proof: never trust it beyond a tenth of the average. */
                 if (share > 0)
-                    u = share > u / 10 ? share : u / 10;
+                    w = log2(p->m[l] / (share > p->u[l] / 10 ? share : p->u[l] / 10));
             }
-            w = log2(p->m[l] / u);
         }
         if (weights)
             weights[f] = w;

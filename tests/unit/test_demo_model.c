@@ -1,4 +1,5 @@
 /* Unit tests of demographics/demo_model: features, levels, weights, guards, rules, stored features. */
+#include <math.h>
 #include <string.h>
 
 #include "demographics/demo_model.h"
@@ -341,10 +342,62 @@ static void test_rules_validation(void **state)
     demo_model_free(again);
 }
 
+/* A field's weight is log2(m / u) of its level under the model's own parameters, whichever way
+ * they were set: defaults, rules, or a trained copy (the weights are made once per model). */
+static void expect_weights(const demo_model *m)
+{
+    const demo_field_params *params = demo_model_params(m);
+    demo_features a;
+    memset(&a, 0, sizeof a);
+    for (int f = 0; f < DEMO_F_COUNT; f++)
+        for (int l = 0; l < demo_model_nlevels((demo_field)f); l++) {
+            if (l == 0 && params[f].tf)
+                continue; /* weighed by the value's frequency */
+            int lv[DEMO_F_COUNT];
+            for (int g = 0; g < DEMO_F_COUNT; g++)
+                lv[g] = DEMO_LEVEL_MISSING;
+            lv[f] = l;
+            double w[DEMO_F_COUNT];
+            double total = demo_model_weight(m, &a, lv, w);
+            assert_true(total == log2(params[f].m[l] / params[f].u[l]));
+            assert_true(w[f] == total);
+        }
+}
+
+static void test_weights_follow_params(void **state)
+{
+    (void)state;
+    demo_model *m = NULL, *trained = NULL, *ruled = NULL;
+    assert_null(demo_model_defaults(NULL, &m));
+    expect_weights(m);
+    demo_field_params params[DEMO_F_COUNT];
+    memcpy(params, demo_model_params(m), sizeof params);
+    for (int f = 0; f < DEMO_F_COUNT; f++)
+        for (int l = 0; l < demo_model_nlevels((demo_field)f); l++) {
+            params[f].m[l] = 0.9 / (l + 1);
+            params[f].u[l] = 0.001 * (l + 1) * (f + 1);
+        }
+    assert_null(demo_model_with_params(m, params, 0.001, &trained));
+    expect_weights(trained);
+    assert_true(demo_model_params(trained)[DEMO_F_FAMILY].u[1] == params[DEMO_F_FAMILY].u[1]);
+    json_t *rules = json_pack("{s:{s:{s:[f,f,f,f], s:[f,f,f,f]}}}", "fields", "family", "m", 0.7, 0.2, 0.05, 0.05,
+                              "u", 0.01, 0.02, 0.07, 0.9);
+    rl_error *err = demo_model_from_json(rules, NULL, &ruled);
+    if (err)
+        fail_msg("%s", rl_error_message(err));
+    json_decref(rules);
+    assert_true(demo_model_params(ruled)[DEMO_F_FAMILY].u[2] == 0.07);
+    expect_weights(ruled);
+    demo_model_free(m);
+    demo_model_free(trained);
+    demo_model_free(ruled);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_levels_weights_and_guards),
+        cmocka_unit_test(test_weights_follow_params),
         cmocka_unit_test(test_guards),
         cmocka_unit_test(test_corroboration),
         cmocka_unit_test(test_blocking_keys),
