@@ -204,7 +204,7 @@ rl_error *rl_registry_warm(rl_registry *reg)
      * by side (at a million records 9 and 6 s one after the other). */
     RL_TRY(rl_parallel_run(2, reg_warm_postings, reg));
     pthread_mutex_lock(&reg->write_lock);
-    rl_error *fill = reg_cache_fill(reg);
+    rl_error *fill = reg_cache_fill(reg, NULL);
     pthread_mutex_unlock(&reg->write_lock);
     RL_TRY(fill);
     RL_TRY(reg_finger_warm(reg));

@@ -344,42 +344,61 @@ static rl_error *reg_fill_parse_share(void *ctx, unsigned t)
     return NULL;
 }
 
-/* Reads the next batch of links, each with its features when the features
- * family has them (both families in record id order). */
-static rl_error *reg_fill_read(reg_fill_batch *b, rl_store_iter *links, rl_store_iter *features)
+/* Reads the next batch of records, each with its features when the
+ * features family has them (in record id order): from the links family (each
+ * link's golden record parsed after), or from what the caller knows of them
+ * (known: item *next onwards; no link read). */
+static rl_error *reg_fill_read(reg_fill_batch *b, rl_store_iter *links, const reg_fill_known *known, size_t *next,
+                               rl_store_iter *features)
 {
     rl_error *err = NULL;
     rl_buf_reset(&b->bytes);
     b->n = 0;
-    for (; rl_store_iter_valid(links) && b->n < REG_FILL_BATCH; rl_store_iter_next(links)) {
-        size_t rlen, vlen, flen = 0;
-        const char *rid = rl_store_iter_key(links, &rlen);
-        const char *v = rl_store_iter_value(links, &vlen);
-        if (rlen >= sizeof b->rid[0])
-            continue; /* not a record id (check reports it) */
-        size_t i = b->n;
-        memcpy(b->rid[i], rid, rlen);
-        b->rid[i][rlen] = '\0';
-        b->has_features[i] = reg_iter_reach(features, rid, rlen);
-        const char *bytes = b->has_features[i] ? rl_store_iter_value(features, &flen) : NULL;
-        b->link_off[i] = b->bytes.len;
-        b->link_len[i] = vlen;
-        RL_TRY(rl_buf_append(&b->bytes, v, vlen));
-        b->feat_off[i] = b->bytes.len;
-        b->feat_len[i] = flen;
-        if (flen)
-            RL_TRY(rl_buf_append(&b->bytes, bytes, flen));
-        b->n++;
+    while (b->n < REG_FILL_BATCH && (known ? *next < known->n : rl_store_iter_valid(links))) {
+        size_t rlen, vlen = 0, glen = 0, flen = 0;
+        const char *rid, *v = NULL, *golden = NULL;
+        if (known) {
+            rid = known->first_rid + *next * known->stride;
+            rlen = strlen(rid);
+            golden = known->first_golden + *next * known->stride;
+            glen = strlen(golden);
+        } else {
+            rid = rl_store_iter_key(links, &rlen);
+            v = rl_store_iter_value(links, &vlen);
+        }
+        /* Not a record id (check reports it), or not a golden record's. */
+        if (rlen < sizeof b->rid[0] && glen < sizeof b->golden[0]) {
+            size_t i = b->n++;
+            memcpy(b->rid[i], rid, rlen);
+            b->rid[i][rlen] = '\0';
+            if (golden)
+                memcpy(b->golden[i], golden, glen + 1);
+            b->has_features[i] = reg_iter_reach(features, rid, rlen);
+            const char *bytes = b->has_features[i] ? rl_store_iter_value(features, &flen) : NULL;
+            b->link_off[i] = b->bytes.len;
+            b->link_len[i] = vlen;
+            if (vlen)
+                RL_TRY(rl_buf_append(&b->bytes, v, vlen));
+            b->feat_off[i] = b->bytes.len;
+            b->feat_len[i] = flen;
+            if (flen)
+                RL_TRY(rl_buf_append(&b->bytes, bytes, flen));
+        }
+        if (known)
+            (*next)++;
+        else
+            rl_store_iter_next(links);
     }
 cleanup:
     return err;
 }
 
-rl_error *reg_cache_fill(rl_registry *reg)
+rl_error *reg_cache_fill(rl_registry *reg, const reg_fill_known *known)
 {
     rl_error *err = NULL;
     reg_cache *c = reg->cache;
     rl_store_iter *links = NULL, *features = NULL;
+    size_t next = 0;
     uint64_t t0 = rl_time_mono_ns();
     reg_fill_batch *b = calloc(1, sizeof *b);
     if (!b)
@@ -387,12 +406,13 @@ rl_error *reg_cache_fill(rl_registry *reg)
     /* A link or features record beyond the cap is not what the registry writes. */
     rl_buf_init(&b->bytes, (size_t)REG_FILL_BATCH * 2 * REG_FILL_LINK_MAX);
     b->shares = rl_parallel_cores();
-    RL_TRY(rl_store_iter_new(reg->store, RL_CF_LINKS, NULL, 0, NULL, 0, &links));
+    if (!known)
+        RL_TRY(rl_store_iter_new(reg->store, RL_CF_LINKS, NULL, 0, NULL, 0, &links));
     RL_TRY(rl_store_iter_new(reg->store, RL_CF_FEATURES, NULL, 0, NULL, 0, &features));
     pthread_rwlock_wrlock(&c->lock);
-    while (rl_store_iter_valid(links) && c->bytes < c->max_bytes && !err) {
-        err = reg_fill_read(b, links, features);
-        if (!err)
+    while ((known ? next < known->n : rl_store_iter_valid(links)) && c->bytes < c->max_bytes && !err) {
+        err = reg_fill_read(b, links, known, &next, features);
+        if (!err && !known)
             err = rl_parallel_run(b->shares, reg_fill_parse_share, b);
         for (size_t i = 0; !err && i < b->n && c->bytes < c->max_bytes; i++)
             if (b->golden[i][0])
@@ -403,7 +423,8 @@ rl_error *reg_cache_fill(rl_registry *reg)
     pthread_rwlock_unlock(&c->lock);
     if (err)
         goto cleanup;
-    RL_TRY(rl_store_iter_status(links));
+    if (links)
+        RL_TRY(rl_store_iter_status(links));
     RL_TRY(rl_store_iter_status(features));
     rl_log(RL_LOG_INFO, "registry", "match cache filled", "records=%zu mib=%zu ms=%llu", count, bytes >> 20,
            (unsigned long long)((rl_time_mono_ns() - t0) / 1000000));

@@ -418,9 +418,17 @@ void reg_cache_created(rl_registry *reg, const char *rid, const char *golden, co
 /* An applied change to existing records (write lock held): drops the entries of
  * ids (an object keyed by record id; NULL: every entry) and advances reg->gen. */
 void reg_cache_changed(rl_registry *reg, const json_t *ids);
-/* Fills the cache from the links and features families, in key order (the
- * registry's write lock held, so that nothing changes meanwhile). */
-rl_error *reg_cache_fill(rl_registry *reg);
+/* Records whose golden records the caller has read already (rematch reads
+ * every link): item i's id at first_rid + i * stride and its golden record's
+ * at first_golden + i * stride, in id order. */
+typedef struct reg_fill_known {
+    const char *first_rid, *first_golden;
+    size_t n, stride;
+} reg_fill_known;
+/* Fills the cache from the links (or known: from what the caller read of
+ * them) and the features family, in key order (the registry's write lock
+ * held, so that nothing changes meanwhile). */
+rl_error *reg_cache_fill(rl_registry *reg, const reg_fill_known *known);
 /* How many records it holds. */
 size_t reg_cache_count(rl_registry *reg);
 /* A reg_golden_of_fn over the cache (ctx: the registry). */

@@ -815,8 +815,12 @@ rl_error *rl_registry_rematch(rl_registry *reg, const rl_actor *actor, json_t **
     /* Every record is a candidate of some: read them into the match cache in
      * key order now (a command-line rematch starts with it empty, reindexing
      * empties it) rather than one lookup at a time. */
-    if (reg_cache_count(reg) < n / 2)
-        RL_TRY(reg_cache_fill(reg));
+    if (reg_cache_count(reg) < n / 2) {
+        /* The links were read and parsed above: their golden records come from there. */
+        reg_fill_known known = {.first_rid = recs ? recs[0].rid : NULL,
+                                .first_golden = recs ? recs[0].old_golden : NULL, .n = n, .stride = sizeof *recs};
+        RL_TRY(reg_cache_fill(reg, &known));
+    }
     secs[1] = (double)(rl_time_mono_ns() - t0) / 1e9;
 
     /* 2. replay: each automatic record against those placed before it. */

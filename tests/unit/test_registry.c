@@ -799,6 +799,69 @@ static void first_review(fixture *f, char id[32])
     json_decref(list);
 }
 
+/* The match cache filled from golden records the caller read already (rematch) holds what a
+ * fill from the links family holds: the same records, golden records and features. */
+typedef struct known_record {
+    char rid[REG_ID_LEN + 8];
+    char golden[REG_ID_LEN + 8];
+} known_record;
+
+static int known_by_rid(const void *a, const void *b)
+{
+    return strcmp(((const known_record *)a)->rid, ((const known_record *)b)->rid);
+}
+
+static void snapshot_cache(fixture *f, const known_record *k, size_t n, reg_cache_hit *hits, rl_buf *bytes)
+{
+    const char *rids[64];
+    for (size_t i = 0; i < n; i++)
+        rids[i] = k[i].rid;
+    reg_cache_peek(f->reg, rids, n, hits, bytes);
+}
+
+static void test_cache_fill_from_known_links(void **state)
+{
+    fixture *f = *state;
+    enum { N = 40 };
+    known_record k[N];
+    static const char *const families[] = {"Otieno", "Kamau", "Mwangi", "Njeri"};
+    for (int i = 0; i < N; i++) {
+        char value[16];
+        snprintf(value, sizeof value, "%d", i);
+        /* Some alike, so that golden records hold several. */
+        rl_submit_result r = submit(f, "urn:fill", value, families[i % 4], i % 3 ? "Amina" : "Baraka", "female",
+                                    i % 5 ? "1984-03-09" : "1991-11-30");
+        reg_id_copy(k[i].rid, sizeof k[i].rid, r.record_id);
+        reg_id_copy(k[i].golden, sizeof k[i].golden, r.golden_id);
+        rl_submit_result_clear(&r);
+    }
+    qsort(k, N, sizeof k[0], known_by_rid);
+    reg_cache_hit from_links[N], from_known[N];
+    rl_buf a, b;
+    rl_buf_init(&a, 1 << 20);
+    rl_buf_init(&b, 1 << 20);
+    reg_cache_changed(f->reg, NULL);
+    assert_int_equal(reg_cache_count(f->reg), 0);
+    assert_null(reg_cache_fill(f->reg, NULL));
+    assert_int_equal(reg_cache_count(f->reg), N);
+    snapshot_cache(f, k, N, from_links, &a);
+    reg_cache_changed(f->reg, NULL);
+    assert_int_equal(reg_cache_count(f->reg), 0);
+    reg_fill_known known = {.first_rid = k[0].rid, .first_golden = k[0].golden, .n = N, .stride = sizeof k[0]};
+    assert_null(reg_cache_fill(f->reg, &known));
+    assert_int_equal(reg_cache_count(f->reg), N);
+    snapshot_cache(f, k, N, from_known, &b);
+    for (int i = 0; i < N; i++) {
+        assert_true(from_links[i].hit && from_known[i].hit);
+        assert_string_equal(from_known[i].golden, from_links[i].golden);
+        assert_int_equal(from_known[i].has_features, from_links[i].has_features);
+        assert_int_equal(from_known[i].len, from_links[i].len);
+        assert_memory_equal(b.data + from_known[i].off, a.data + from_links[i].off, from_links[i].len);
+    }
+    rl_buf_free(&a);
+    rl_buf_free(&b);
+}
+
 /* Rematch respects what people decided: a reviewer's "same person" keeps the pair the guards
  * held apart together, a merge keeps both persons' records together, an unlink keeps the record
  * away from the person it was taken from; and one pair gets one review item, whichever side
@@ -1852,6 +1915,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_parent_and_child_are_not_merged, setup_probabilistic, teardown),
         cmocka_unit_test_setup_teardown(test_guard_lifted_by_the_persons_own_records, setup_probabilistic, teardown),
         cmocka_unit_test_setup_teardown(test_rematch_hindsight, setup_probabilistic, teardown),
+        cmocka_unit_test_setup_teardown(test_cache_fill_from_known_links, setup_probabilistic, teardown),
         cmocka_unit_test_setup_teardown(test_review_link_and_not_a_match_memory, setup, teardown),
         cmocka_unit_test_setup_teardown(test_review_link_decision, setup, teardown),
         cmocka_unit_test_setup_teardown(test_review_biometric, setup, teardown),
