@@ -679,6 +679,8 @@ void rl_store_iter_seek(rl_store_iter *it, const void *key, size_t key_len)
     rocksdb_iter_seek(it->it, key, key_len);
 }
 
+void rl_store_iter_seek_last(rl_store_iter *it) { rocksdb_iter_seek_to_last(it->it); }
+
 bool rl_store_iter_valid(const rl_store_iter *it) { return rocksdb_iter_valid(it->it) != 0; }
 
 void rl_store_iter_next(rl_store_iter *it) { rocksdb_iter_next(it->it); }

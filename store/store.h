@@ -138,6 +138,8 @@ rl_error *rl_store_iter_group(rl_store *store, rl_cf cf, rl_store_iter **out);
 /* Repositions at the first key >= key (within the iterator's bounds). One
  * iterator reseeked is much cheaper than a new iterator per lookup. */
 void rl_store_iter_seek(rl_store_iter *it, const void *key, size_t key_len);
+/* Repositions at the last key (within the iterator's bounds). */
+void rl_store_iter_seek_last(rl_store_iter *it);
 bool rl_store_iter_valid(const rl_store_iter *it);
 void rl_store_iter_next(rl_store_iter *it);
 const char *rl_store_iter_key(const rl_store_iter *it, size_t *len);

@@ -860,6 +860,11 @@ static void test_cache_fill_from_known_links(void **state)
     }
     rl_buf_free(&a);
     rl_buf_free(&b);
+    /* Rematch reads the links in ranges of ids, a thread each: every one is read, once. */
+    json_t *report = rematch(f);
+    assert_int_equal(json_integer_value(json_object_get(report, "records")), N);
+    assert_int_equal(json_integer_value(json_object_get(report, "moved")), 0);
+    json_decref(report);
 }
 
 /* Rematch respects what people decided: a reviewer's "same person" keeps the pair the guards
@@ -895,6 +900,7 @@ static void test_rematch_keeps_human_decisions(void **state)
 
     for (int round = 0; round < 2; round++) {
         json_t *report = rematch(f);
+        assert_int_equal(json_integer_value(json_object_get(report, "records")), 6); /* every link read */
         assert_int_equal(json_integer_value(json_object_get(report, "moved")), 0);
         json_decref(report);
         assert_string_equal(golden_of(f, w1.record_id, g1), golden_of(f, w2.record_id, g2));
