@@ -206,7 +206,7 @@ static int reg_cand_score_by_rid(const void *a, const void *b)
 }
 
 rl_error *reg_prescore(rl_registry *reg, const void *probe, const json_t *ident_keys, const reg_cands *cands,
-                       reg_cand_score **out, size_t *nout)
+                       reg_cand_filter_fn filter, void *filter_ctx, reg_cand_score **out, size_t *nout)
 {
     rl_error *err = NULL;
     reg_cand *order = NULL;
@@ -214,7 +214,7 @@ rl_error *reg_prescore(rl_registry *reg, const void *probe, const json_t *ident_
     const char **rids = NULL;
     reg_cache_hit *known = NULL;
     void *room = NULL;
-    size_t n = 0, ranked = 0;
+    size_t n = 0, ranked = 0, wanted = 0;
     rl_buf scratch, bytes;
     rl_buf_init(&scratch, 1 << 20);
     rl_buf_init(&bytes, 64 << 20);
@@ -227,13 +227,27 @@ rl_error *reg_prescore(rl_registry *reg, const void *probe, const json_t *ident_
     room = malloc(reg->matcher->prepared_size);
     if (!cs || !rids || !known || !room)
         RL_FAIL(RL_ENOMEM, "out of memory");
-    for (size_t i = 0; i < ranked; i++)
-        rids[i] = order[i].rid;
-    reg_cache_peek(reg, rids, ranked, known, &bytes);
-    for (; n < ranked; n++) {
-        RL_TRY(reg_score_candidate(reg, probe, ident_keys, order[n].rid, known[n].hit ? &known[n] : NULL, bytes.data,
+    /* The wanted ones first, in order, looked up in the cache at once. */
+    for (size_t i = 0; i < ranked; i++) {
+        void *tag = NULL;
+        bool want = !filter || filter(filter_ctx, order[i].rid, &tag);
+        cs[i].tag = tag;
+        cs[i].rank = (uint32_t)i;
+        cs[i].usable = false;
+        reg_id_copy(cs[i].rid, sizeof cs[i].rid, order[i].rid);
+        if (want)
+            rids[wanted++] = order[i].rid;
+    }
+    reg_cache_peek(reg, rids, wanted, known, &bytes);
+    for (size_t w = 0; n < ranked; n++) {
+        if (w == wanted || rids[w] != order[n].rid)
+            continue; /* not wanted: listed, unscored */
+        void *tag = cs[n].tag;
+        RL_TRY(reg_score_candidate(reg, probe, ident_keys, order[n].rid, known[w].hit ? &known[w] : NULL, bytes.data,
                                    &scratch, room, &cs[n]));
         cs[n].rank = (uint32_t)n;
+        cs[n].tag = tag;
+        w++;
     }
     qsort(cs, n, sizeof *cs, reg_cand_score_by_rid);
     *out = cs;

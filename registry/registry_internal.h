@@ -341,18 +341,24 @@ typedef struct reg_cand_score {
     int trusted;    /* reg_trusted_evidence */
     json_t *fields; /* per-field outcomes, when score >= the review threshold */
     uint32_t rank;  /* its place in reg_cands_best's order when scored */
-    void *tag;      /* the caller's, handed to reg_scoring.golden_of (reg_prescore: NULL) */
+    void *tag;      /* the caller's (reg_cand_filter_fn), handed to reg_scoring.golden_of */
 } reg_cand_score;
 void reg_cand_scores_free(reg_cand_score *cs, size_t n);
 /* A record's prepared form, from its stored features (match cache) or else its
  * record; *prepared NULL when it has neither. scratch holds bytes meanwhile. */
 rl_error *reg_candidate_features(rl_registry *reg, const char *rid, rl_buf *scratch, void **prepared);
+/* Whether a caller wants candidate rid scored, and its tag for it (*tag
+ * starts NULL). One it does not want is listed unscored and unusable, as one
+ * whose features are gone: rematch's replay leaves out those that will not
+ * be placed yet when the record is decided. */
+typedef bool (*reg_cand_filter_fn)(void *ctx, const char *rid, void **tag);
 /* Scores, with no lock held, the candidates (from reg_gather_candidates) a
- * decision would score; sorted by rid. A candidate's score changes only with
- * a change that advances reg->gen, so that a decision taken later at the same
- * generation reuses them (reg_scoring.pre) and scores only what it has not. */
+ * decision would score (those filter wants, when not NULL); sorted by rid. A
+ * candidate's score changes only with a change that advances reg->gen, so
+ * that a decision taken later at the same generation reuses them
+ * (reg_scoring.pre) and scores only what it has not. */
 rl_error *reg_prescore(rl_registry *reg, const void *probe, const json_t *ident_keys, const reg_cands *cands,
-                       reg_cand_score **out, size_t *n);
+                       reg_cand_filter_fn filter, void *filter_ctx, reg_cand_score **out, size_t *n);
 
 /* The not-a-match family's keys as a sorted set of hashes, read once by a
  * caller that holds the write lock for its whole work (rematch), so that the

@@ -460,10 +460,29 @@ static void rm_slot_clear(rl_registry *reg, rm_slot *s)
     memset(s, 0, sizeof *s);
 }
 
-/* Gathers and scores record r into s, as registration's prepare step would,
- * and finds its candidates' records, so that the replay (one thread, which the
- * others wait for) does not look each up. */
-static rl_error *rm_prepare(rm_replay *p, const rm_record *r, rm_slot *s)
+/* What a preparation keeps of its candidates: each one's record, found here
+ * (by the thread preparing) so that the replay (one thread, which the others
+ * wait for) does not look each up; and, in the replay, only those that can
+ * be placed when r is decided (placed before it, or by hand): one the replay
+ * decides after r is not yet anyone's then (rm_golden_of), so its score
+ * would go unused (about half of all candidates). */
+typedef struct rm_cand_filter {
+    rm_replay *p;
+    const rm_record *r;
+    bool replay;
+} rm_cand_filter;
+
+static bool rm_cand_wanted(void *ctx, const char *rid, void **tag)
+{
+    const rm_cand_filter *f = ctx;
+    rm_record *c = rm_find(&f->p->index, f->p->recs, rid);
+    *tag = c;
+    return !f->replay || (c && (c->manual || c->pos < f->r->pos));
+}
+
+/* Gathers and scores record r into s, as registration's prepare step would
+ * (replay: for its place in the replay, else with every record placed). */
+static rl_error *rm_prepare(rm_replay *p, const rm_record *r, rm_slot *s, bool replay)
 {
     rl_error *err = NULL;
     rl_registry *reg = p->reg;
@@ -489,9 +508,8 @@ static rl_error *rm_prepare(rm_replay *p, const rm_record *r, rm_slot *s)
     if (record)
         RL_TRY(reg_identifier_keys(record, s->idents));
     RL_TRY(reg_gather_candidates(reg, r->rid, keys, s->idents, s->cands, NULL, false));
-    RL_TRY(reg_prescore(reg, s->probe, s->idents, s->cands, &s->pre, &s->npre));
-    for (size_t i = 0; i < s->npre; i++)
-        s->pre[i].tag = rm_find(&p->index, p->recs, s->pre[i].rid);
+    rm_cand_filter filter = {.p = p, .r = r, .replay = replay};
+    RL_TRY(reg_prescore(reg, s->probe, s->idents, s->cands, rm_cand_wanted, &filter, &s->pre, &s->npre));
 cleanup:
     json_decref(record);
     json_decref(keys);
@@ -524,7 +542,7 @@ static void rm_prepare_slots(rm_replay *p, size_t from, size_t to)
     rl_error *errs[RM_CHUNK] = {0};
     for (size_t i = from; i < to; i++)
         if (!p->order[i]->manual)
-            errs[i - from] = rm_prepare(p, p->order[i], &p->slots[i % RM_WINDOW]);
+            errs[i - from] = rm_prepare(p, p->order[i], &p->slots[i % RM_WINDOW], true);
     pthread_mutex_lock(&p->mu);
     for (size_t i = from; i < to; i++) {
         p->slots[i % RM_WINDOW].err = errs[i - from];
@@ -651,7 +669,7 @@ static rl_error *rm_settle(rm_replay *p, long *settled)
         rm_record *r = p->order[i];
         if (r->manual || !r->contested || json_integer_value(json_object_get(sizes, r->new_golden)) != 1)
             continue;
-        RL_TRY(rm_prepare(p, r, &s));
+        RL_TRY(rm_prepare(p, r, &s, false));
         char own[REG_ID_LEN + 8];
         reg_id_copy(own, sizeof own, r->new_golden);
         bool joined = false;
@@ -668,7 +686,7 @@ static rl_error *rm_settle(rm_replay *p, long *settled)
         rm_record *r = p->order[i];
         if (r->manual || !r->reviewable)
             continue;
-        RL_TRY(rm_prepare(p, r, &s));
+        RL_TRY(rm_prepare(p, r, &s, false));
         RL_TRY(rm_offer(p, r, &s));
         rm_slot_clear(reg, &s);
     }

@@ -533,7 +533,7 @@ static rl_error *reg_submit_prepare(rl_registry *reg, reg_submit_req *q)
     RL_TRY(reg_cands_new(&q->cands));
     q->room = reg->opts.max_candidates_per_key;
     RL_TRY(reg_gather_candidates(reg, q->fresh_id, q->postings, q->ident_keys, q->cands, &q->room, false));
-    RL_TRY(reg_prescore(reg, q->probe, q->ident_keys, q->cands, &q->pre, &q->npre));
+    RL_TRY(reg_prescore(reg, q->probe, q->ident_keys, q->cands, NULL, NULL, &q->pre, &q->npre));
 cleanup:
     return err;
 }
