@@ -99,7 +99,12 @@ static rl_error *rm_parse_link(rm_record *r, const char *v, size_t vlen)
     json_t *link = json_loadb(v, vlen, 0, NULL);
     if (!link)
         RL_FAIL(RL_ESTORE, "a link is not JSON: run `ridgeline check`");
-    snprintf(r->old_golden, sizeof r->old_golden, "%s", json_string_value(json_object_get(link, "golden")));
+    /* Its golden record's id goes into the match cache and the new links: a
+     * link naming none (or no id) is damage, not a person called "(null)". */
+    const char *golden = json_string_value(json_object_get(link, "golden"));
+    if (!golden || !golden[0] || strlen(golden) >= sizeof r->old_golden)
+        RL_FAIL(RL_ESTORE, "a link names no golden record: run `ridgeline check`");
+    memcpy(r->old_golden, golden, strlen(golden) + 1);
     const char *grade = json_string_value(json_object_get(link, "grade"));
     snprintf(r->old_grade, sizeof r->old_grade, "%s", grade ? grade : "");
     r->old_score = json_number_value(json_object_get(link, "score"));
@@ -148,6 +153,8 @@ static rl_error *rm_load_range(rl_registry *reg, rm_range *g)
         size_t klen, vlen;
         const char *k = rl_store_iter_key(links, &klen);
         const char *v = rl_store_iter_value(links, &vlen);
+        if (klen == 0 || klen >= sizeof g->recs[0].rid || memchr(k, '\0', klen))
+            RL_FAIL(RL_ESTORE, "a link is keyed by no record id: run `ridgeline check`");
         if (g->n == g->cap) {
             size_t cap = g->cap ? 2 * g->cap : 1024;
             rm_record *grown = realloc(g->recs, cap * sizeof *grown);
@@ -158,7 +165,8 @@ static rl_error *rm_load_range(rl_registry *reg, rm_range *g)
         }
         rm_record *r = &g->recs[g->n++];
         memset(r, 0, sizeof *r);
-        snprintf(r->rid, sizeof r->rid, "%.*s", (int)klen, k);
+        memcpy(r->rid, k, klen);
+        r->rid[klen] = '\0';
         RL_TRY(rm_parse_link(r, v, vlen));
         /* Which have their record: the records family in key order, beside the links. */
         r->has_record = reg_iter_reach(records, r->rid, strlen(r->rid));

@@ -1535,6 +1535,56 @@ static char *damage_report(fixture *f, rl_store_batch *b, long problems)
     return text;
 }
 
+/* Rematch refuses a store whose links are damaged, naming `check`, rather than making a person
+ * of a link's missing golden record ("(null)", as a printf of nothing gave) or cutting a key
+ * that is no record id; what check reports of the damage stays its business. */
+static void test_rematch_refuses_damaged_links(void **state)
+{
+    fixture *f = *state;
+    static const struct {
+        const char *key, *link;
+    } damage[] = {
+        {NULL, "{\"grade\":\"certain\",\"method\":\"auto\"}"},
+        {NULL, "{\"golden\":\"\",\"grade\":\"certain\"}"},
+        {NULL, "{\"golden\":\"0123456789abcdef0123456789abcdef0123456789\",\"grade\":\"certain\"}"},
+        {"0123456789abcdef0123456789abcdef-and-more", "{\"golden\":\"0123456789abcdef0123456789abcdef\"}"},
+    };
+    for (size_t d = 0; d < sizeof damage / sizeof damage[0]; d++) {
+        rl_submit_result a;
+        char value[16];
+        snprintf(value, sizeof value, "%zu", d);
+        a = submit(f, "urn:damaged", value, "Sow", "Awa", "female", "1980-08-08");
+        rl_store_batch *b = NULL;
+        assert_null(rl_store_batch_new(f->store, &b));
+        const char *key = damage[d].key ? damage[d].key : a.record_id;
+        char *old = NULL;
+        size_t old_len = 0;
+        bool found = false;
+        assert_null(rl_store_get(f->store, RL_CF_LINKS, a.record_id, strlen(a.record_id), &old, &old_len, &found));
+        assert_true(found);
+        rl_store_batch_put(b, RL_CF_LINKS, key, strlen(key), damage[d].link, strlen(damage[d].link));
+        assert_null(rl_store_write(f->store, b));
+        rl_store_batch_destroy(b);
+        json_t *report = NULL;
+        rl_error *err = rl_registry_rematch(f->reg, &reviewer, &report);
+        assert_non_null(err);
+        assert_int_equal(rl_error_code(err), RL_ESTORE);
+        assert_non_null(strstr(rl_error_message(err), "ridgeline check"));
+        assert_null(report);
+        rl_error_free(err);
+        /* Repaired, rematch runs again. */
+        assert_null(rl_store_batch_new(f->store, &b));
+        if (damage[d].key)
+            rl_store_batch_delete(b, RL_CF_LINKS, key, strlen(key));
+        rl_store_batch_put(b, RL_CF_LINKS, a.record_id, strlen(a.record_id), old, old_len);
+        assert_null(rl_store_write(f->store, b));
+        rl_store_batch_destroy(b);
+        free(old);
+        json_decref(rematch(f));
+        rl_submit_result_clear(&a);
+    }
+}
+
 static void test_check_finds_damage(void **state)
 {
     fixture *f = *state;
@@ -1939,6 +1989,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_postings_deferred_until_settled, setup, teardown),
         cmocka_unit_test_setup_teardown(test_audit_trail, setup, teardown),
         cmocka_unit_test_setup_teardown(test_check_finds_damage, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rematch_refuses_damaged_links, setup_probabilistic, teardown),
         cmocka_unit_test_setup_teardown(test_check_finds_index_damage, setup, teardown),
         cmocka_unit_test_setup_teardown(test_check_finds_finger_damage, setup, teardown),
         cmocka_unit_test_setup_teardown(test_counters_survive_reopen, setup, teardown),
