@@ -230,18 +230,18 @@ rl_error *reg_prescore(rl_registry *reg, const void *probe, const json_t *ident_
     /* The wanted ones first, in order, looked up in the cache at once. */
     for (size_t i = 0; i < ranked; i++) {
         void *tag = NULL;
-        bool want = !filter || filter(filter_ctx, order[i].rid, &tag);
-        cs[i].tag = tag;
-        cs[i].rank = (uint32_t)i;
-        cs[i].usable = false;
-        reg_id_copy(cs[i].rid, sizeof cs[i].rid, order[i].rid);
-        if (want)
+        if (!filter || filter(filter_ctx, order[i].rid, &tag))
             rids[wanted++] = order[i].rid;
+        cs[i].tag = tag;
     }
     reg_cache_peek(reg, rids, wanted, known, &bytes);
     for (size_t w = 0; n < ranked; n++) {
-        if (w == wanted || rids[w] != order[n].rid)
-            continue; /* not wanted: listed, unscored */
+        if (w == wanted || rids[w] != order[n].rid) {
+            /* Not wanted: listed, unscored (usable false, as calloc left it). */
+            reg_id_copy(cs[n].rid, sizeof cs[n].rid, order[n].rid);
+            cs[n].rank = (uint32_t)n;
+            continue;
+        }
         void *tag = cs[n].tag;
         RL_TRY(reg_score_candidate(reg, probe, ident_keys, order[n].rid, known[w].hit ? &known[w] : NULL, bytes.data,
                                    &scratch, room, &cs[n]));

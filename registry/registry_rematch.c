@@ -560,13 +560,14 @@ static void rm_prepare_slots(rm_replay *p, size_t from, size_t to)
     pthread_mutex_unlock(&p->mu);
 }
 
-/* Rematch's view of candidates: where the replay has put them so far (tag: the
- * candidate's record, found when it was prepared; every candidate has it, as
- * the replay scores only the prepared ones, but the lookup stays for any other). */
+/* Rematch's view of candidates: where the replay has put them so far. tag: the
+ * candidate's record, found when it was prepared (rm_cand_wanted; NULL: it has
+ * no link), as rematch scores only prepared candidates (pre_is_best). */
 static rl_error *rm_golden_of(void *arg, const char *rid, void *tag, char golden[REG_ID_LEN + 8], bool *placed)
 {
+    (void)rid;
     rm_replay *p = arg;
-    rm_record *r = tag ? tag : rm_find(&p->index, p->recs, rid);
+    const rm_record *r = tag;
     *placed = r && r->done && (r->manual || r->pos < p->before);
     if (*placed)
         reg_id_copy(golden, REG_ID_LEN + 8, r->new_golden);

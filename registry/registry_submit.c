@@ -45,32 +45,34 @@ static int reg_u64_cmp(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
+/* Pairs reviewers told apart, at most: far more than people decide. */
+enum { REG_PAIRSET_MAX = 64 << 20 };
+
 rl_error *reg_pairset_load(rl_registry *reg, reg_pairset *out)
 {
     rl_error *err = NULL;
     rl_store_iter *it = NULL;
-    size_t cap = 0;
+    rl_buf hashes;
+    rl_buf_init(&hashes, (size_t)REG_PAIRSET_MAX * sizeof(uint64_t));
     out->hashes = NULL;
     out->n = 0;
     RL_TRY(rl_store_iter_new(reg->store, RL_CF_NOMATCH, NULL, 0, NULL, 0, &it));
     for (; rl_store_iter_valid(it); rl_store_iter_next(it)) {
         size_t klen;
         const char *k = rl_store_iter_key(it, &klen);
-        if (out->n == cap) {
-            size_t grown = cap ? 2 * cap : 64;
-            uint64_t *h = realloc(out->hashes, grown * sizeof *h);
-            if (!h)
-                RL_FAIL(RL_ENOMEM, "out of memory");
-            out->hashes = h;
-            cap = grown;
-        }
-        out->hashes[out->n++] = reg_hash(REG_HASH_START, k, klen);
+        uint64_t h = reg_hash(REG_HASH_START, k, klen);
+        RL_TRY(rl_buf_append(&hashes, &h, sizeof h));
     }
     RL_TRY(rl_store_iter_status(it));
+    out->n = hashes.len / sizeof(uint64_t);
+    out->hashes = (uint64_t *)(void *)rl_buf_steal(&hashes); /* malloc'd: aligned for any type */
+    if (!out->hashes)
+        RL_FAIL(RL_ENOMEM, "out of memory");
     if (out->n > 1)
         qsort(out->hashes, out->n, sizeof *out->hashes, reg_u64_cmp);
 cleanup:
     rl_store_iter_destroy(it);
+    rl_buf_free(&hashes);
     if (err)
         reg_pairset_free(out);
     return err;
