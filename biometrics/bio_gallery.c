@@ -737,7 +737,7 @@ rl_error *bio_gallery_put(bio_gallery *g, const bio_gallery_key *key, const bio_
         }
     }
     if (g->pf_ocl)
-        RL_TRY(kern_pf_ocl_write(g->pf_ocl, s, &g->pf[s], 1));
+        RL_TRY(kern_pf_ocl_write(g->pf_ocl, s, &g->pf[s], &g->pfd[s], 1));
 cleanup:
     if (locked)
         pthread_rwlock_unlock(&g->lock);
@@ -765,7 +765,7 @@ rl_error *bio_gallery_remove(bio_gallery *g, const bio_gallery_key *key, bool *f
             g->feat[s] = g->feat[last];
             g->feat_bytes[s] = g->feat_bytes[last];
             if (g->pf_ocl)
-                err = kern_pf_ocl_write(g->pf_ocl, s, &g->pf[s], 1);
+                err = kern_pf_ocl_write(g->pf_ocl, s, &g->pf[s], &g->pfd[s], 1);
         }
         g->n--;
     }
@@ -1031,7 +1031,10 @@ static rl_error *prefilter_stages(id_job *j, size_t keep, double *scan_ms)
             j->kept[j->nkept++] = (uint32_t)s;
     }
     *scan_ms = now_ms() - t0;
-    RL_TRY(run_phase(j, 2, threads_for(g, j->nkept, 64)));
+    if (g->pf_ocl)
+        RL_TRY(kern_pf_ocl_refine(g->pf_ocl, j->probe_pf, j->kept, j->nkept, j->refined));
+    else
+        RL_TRY(run_phase(j, 2, threads_for(g, j->nkept, 64)));
 cleanup:
     return err;
 }

@@ -43,8 +43,9 @@
  * Layout (structure of arrays, for streaming): the scan blocks in one 64-byte
  * aligned array, the detail blocks in another; beside them, per finger, the
  * key (record id, finger position) and the optional features pointer; a hash
- * table from key to slot. With OpenCL the scan blocks are also resident on
- * the device, updated on every put and remove. Removal moves the last finger
+ * table from key to slot. With OpenCL the scan and detail blocks are also
+ * resident on the device, updated on every put and remove, and both prefilter
+ * stages run there (the re-rank stays on the CPU). Removal moves the last finger
  * into the freed slot, so the arrays stay dense.
  *
  * Decision: see bio_gallery_threshold. The threshold grows with the gallery

@@ -29,6 +29,14 @@ _Static_assert(KERN_PF_GCYL < KERN_PF_NONE, "cylinder indices fit a byte beside 
 _Static_assert(offsetof(kern_pf_finger, valid) == 384 && offsetof(kern_pf_finger, angle) == 480 &&
                    offsetof(kern_pf_finger, n) == 540,
                "kern_prefilter.cl reads the scan block at these offsets");
+_Static_assert(offsetof(kern_pf_finger, x) == 492 && offsetof(kern_pf_finger, y) == 516 &&
+                   offsetof(kern_pf_detail, valid) == 640 && offsetof(kern_pf_detail, angle) == 800 &&
+                   offsetof(kern_pf_detail, x) == 820 && offsetof(kern_pf_detail, y) == 860 &&
+                   offsetof(kern_pf_probe, valid) == 1024 && offsetof(kern_pf_probe, angle) == 1280 &&
+                   offsetof(kern_pf_probe, x) == 1540 && offsetof(kern_pf_probe, y) == 1604,
+               "kern_prefilter.cl's pf_refine reads the blocks and the probe at these offsets");
+_Static_assert(KERN_PF_GCYL == 32 && KERN_PF_SEEDS == 8 && KERN_PF_PLACE_PX == 40 && KERN_PF_PLACE_TURN == 24,
+               "kern_prefilter.cl repeats these constants");
 _Static_assert(KERN_PF_DIR_TOL == 64, "the refinement's rotation table covers a quarter turn");
 
 static inline unsigned pf_popcount64_ref(uint64_t x)
@@ -453,6 +461,7 @@ kern_pf_impl kern_pf_pick(void)
 struct kern_pf_ocl {
     kern_ocl *k;        /* borrowed */
     kern_ocl_buf *fingers;
+    kern_ocl_buf *details;
     size_t capacity;    /* fingers */
 };
 
@@ -465,6 +474,7 @@ rl_error *kern_pf_ocl_new(kern_ocl *k, kern_pf_ocl **out)
         RL_FAIL(RL_ENOMEM, "OpenCL prefilter: out of memory");
     g->k = k;
     RL_TRY(kern_ocl_has_kernel(k, "pf_scores"));
+    RL_TRY(kern_ocl_has_kernel(k, "pf_refine"));
     *out = g;
     g = NULL;
 cleanup:
@@ -477,7 +487,16 @@ void kern_pf_ocl_free(kern_pf_ocl *g)
     if (!g)
         return;
     kern_ocl_buf_free(g->fingers);
+    kern_ocl_buf_free(g->details);
     free(g);
+}
+
+/* Makes *buf hold `capacity` blocks of `bytes`, keeping the first `keep`. */
+static rl_error *pf_ocl_grow(kern_ocl *k, kern_ocl_buf **buf, size_t bytes, size_t capacity, size_t keep)
+{
+    if (!*buf)
+        return kern_ocl_buf_new(k, capacity * bytes, buf);
+    return kern_ocl_buf_resize(*buf, capacity * bytes, keep * bytes);
 }
 
 rl_error *kern_pf_ocl_reserve(kern_pf_ocl *g, size_t capacity, size_t keep)
@@ -487,25 +506,27 @@ rl_error *kern_pf_ocl_reserve(kern_pf_ocl *g, size_t capacity, size_t keep)
         goto cleanup;
     if (keep > g->capacity)
         keep = g->capacity;
-    if (capacity > SIZE_MAX / KERN_PF_FINGER_BYTES || capacity > UINT32_MAX)
+    if (capacity > SIZE_MAX / KERN_PF_DETAIL_BYTES || capacity > UINT32_MAX)
         RL_FAIL(RL_ETOOBIG, "OpenCL prefilter: %zu fingers cannot be addressed", capacity);
-    if (!g->fingers)
-        RL_TRY(kern_ocl_buf_new(g->k, capacity * KERN_PF_FINGER_BYTES, &g->fingers));
-    else
-        RL_TRY(kern_ocl_buf_resize(g->fingers, capacity * KERN_PF_FINGER_BYTES, keep * KERN_PF_FINGER_BYTES));
+    RL_TRY(pf_ocl_grow(g->k, &g->fingers, KERN_PF_FINGER_BYTES, capacity, keep));
+    /* Both arrays or neither: the capacity moves only once both have it. */
+    RL_TRY(pf_ocl_grow(g->k, &g->details, KERN_PF_DETAIL_BYTES, capacity, keep));
     g->capacity = capacity;
 cleanup:
     return err;
 }
 
-rl_error *kern_pf_ocl_write(kern_pf_ocl *g, size_t first, const kern_pf_finger *f, size_t n)
+rl_error *kern_pf_ocl_write(kern_pf_ocl *g, size_t first, const kern_pf_finger *f, const kern_pf_detail *d, size_t n)
 {
+    rl_error *err = NULL;
     if (first > g->capacity || n > g->capacity - first)
-        return RL_ERR(RL_ETOOBIG, "OpenCL prefilter: slots %zu..%zu past its capacity %zu", first, first + n,
-                      g->capacity);
+        RL_FAIL(RL_ETOOBIG, "OpenCL prefilter: slots %zu..%zu past its capacity %zu", first, first + n, g->capacity);
     if (n == 0)
-        return NULL;
-    return kern_ocl_buf_write(g->fingers, first * KERN_PF_FINGER_BYTES, f, n * KERN_PF_FINGER_BYTES);
+        goto cleanup;
+    RL_TRY(kern_ocl_buf_write(g->fingers, first * KERN_PF_FINGER_BYTES, f, n * KERN_PF_FINGER_BYTES));
+    RL_TRY(kern_ocl_buf_write(g->details, first * KERN_PF_DETAIL_BYTES, d, n * KERN_PF_DETAIL_BYTES));
+cleanup:
+    return err;
 }
 
 rl_error *kern_pf_ocl_scores(kern_pf_ocl *g, const kern_pf_probe *probe, size_t first, size_t n, uint16_t *out)
@@ -523,4 +544,26 @@ rl_error *kern_pf_ocl_scores(kern_pf_ocl *g, const kern_pf_probe *probe, size_t 
         {.kind = KERN_OCL_ARG_OUT, .out = out, .bytes = n * sizeof *out},
     };
     return kern_ocl_run(g->k, "pf_scores", n, args, sizeof args / sizeof args[0]);
+}
+
+rl_error *kern_pf_ocl_refine(kern_pf_ocl *g, const kern_pf_probe *probe, const uint32_t *slots, size_t n,
+                             uint16_t *out)
+{
+    if (n == 0)
+        return NULL;
+    if (n > UINT32_MAX)
+        return RL_ERR(RL_ETOOBIG, "OpenCL prefilter: %zu fingers to refine at once", n);
+    /* A slot past the capacity would read outside the device's buffers. */
+    for (size_t i = 0; i < n; i++)
+        if (slots[i] >= g->capacity)
+            return RL_ERR(RL_EINVAL, "OpenCL prefilter: slot %u past the gallery's %zu", slots[i], g->capacity);
+    const kern_ocl_arg args[] = {
+        {.kind = KERN_OCL_ARG_IN, .in = probe, .bytes = sizeof *probe},
+        {.kind = KERN_OCL_ARG_BUF, .buf = g->fingers},
+        {.kind = KERN_OCL_ARG_BUF, .buf = g->details},
+        {.kind = KERN_OCL_ARG_IN, .in = slots, .bytes = n * sizeof *slots},
+        {.kind = KERN_OCL_ARG_U32, .u32 = (uint32_t)n},
+        {.kind = KERN_OCL_ARG_OUT, .out = out, .bytes = n * sizeof *out},
+    };
+    return kern_ocl_run(g->k, "pf_refine", n, args, sizeof args / sizeof args[0]);
 }

@@ -68,11 +68,11 @@
  * popcount) and avx512 (VPOPCNTDQ), the last three stamped from one body
  * written with vector types and compiled with target attributes; chosen like
  * kern_mcc from the process's kernel path (kern_dispatch_get(): the best the
- * CPU supports under the RIDGELINE_KERNELS ceiling, decided once). An OpenCL
- * variant of the scan (kern_pf_ocl_*) runs on the process's shared OpenCL
- * device (kernels/kern_ocl) over a device-resident copy of the scan blocks,
- * updated in place on enrolment; the refinement of a few percent stays on
- * the CPU. No CPU variant allocates or keeps state.
+ * CPU supports under the RIDGELINE_KERNELS ceiling, decided once). OpenCL
+ * variants of both stages (kern_pf_ocl_*) run on the process's shared OpenCL
+ * device (kernels/kern_ocl) over device-resident copies of the scan and
+ * detail blocks, updated in place on enrolment. No CPU variant allocates or
+ * keeps state.
  */
 #ifndef KERN_PREFILTER_H
 #define KERN_PREFILTER_H
@@ -173,19 +173,25 @@ rl_error *kern_pf_impl_parse(const char *name, kern_pf_impl *out);
 int kern_pf_pair_sim(const kern_pf_probe *probe, unsigned p, const kern_pf_finger *f, unsigned c);
 
 /*
- * OpenCL variant of stage 1: a device-resident copy of the gallery's scan blocks on
- * a kern_ocl the caller opened (and closes after this), scored by the
- * pf_scores kernel of kern_prefilter.cl from the shared program. Calls that
- * enqueue work take the kern_ocl's lock, so it may be shared between threads.
+ * OpenCL variants of both stages: a device-resident copy of the gallery's scan
+ * and detail blocks on a kern_ocl the caller opened (and closes after this),
+ * scored by the pf_scores and pf_refine kernels of kern_prefilter.cl from the
+ * shared program, which give the CPU variants' integers. Calls that enqueue
+ * work take the kern_ocl's lock, so it may be shared between threads.
  */
 typedef struct kern_pf_ocl kern_pf_ocl;
 rl_error *kern_pf_ocl_new(kern_ocl *k, kern_pf_ocl **out);
 void kern_pf_ocl_free(kern_pf_ocl *g); /* accepts NULL */
 /* Makes room for at least `capacity` fingers, keeping slots [0, keep). */
 rl_error *kern_pf_ocl_reserve(kern_pf_ocl *g, size_t capacity, size_t keep);
-/* Copies n fingers to slots [first, first + n); RL_ETOOBIG past the capacity. */
-rl_error *kern_pf_ocl_write(kern_pf_ocl *g, size_t first, const kern_pf_finger *f, size_t n);
-/* The scores of probe against slots [first, first + n) into out[0..n) (host memory). */
+/* Copies n fingers (scan blocks f, detail blocks d) to slots [first, first + n); RL_ETOOBIG past the capacity. */
+rl_error *kern_pf_ocl_write(kern_pf_ocl *g, size_t first, const kern_pf_finger *f, const kern_pf_detail *d,
+                            size_t n);
+/* Stage 1: the scores of probe against slots [first, first + n) into out[0..n) (host memory). */
 rl_error *kern_pf_ocl_scores(kern_pf_ocl *g, const kern_pf_probe *probe, size_t first, size_t n, uint16_t *out);
+/* Stage 2: out[i] = the refinement score (kern_pf_refine_score of the best pairs) of slot slots[i], i < n;
+ * RL_EINVAL for a slot past the capacity. */
+rl_error *kern_pf_ocl_refine(kern_pf_ocl *g, const kern_pf_probe *probe, const uint32_t *slots, size_t n,
+                             uint16_t *out);
 
 #endif

@@ -157,6 +157,67 @@ static void test_prefilter_variants_match_reference(void **state)
     memcpy(all[6].detail.value[0], all[6].scan.value[0], sizeof all[6].detail.value[0]);
     all[6].detail.valid[0] = all[6].scan.valid[0];
     all[6].detail.angle[0] = all[6].scan.angle[0];
+    /* the probe itself, in place: every pair agrees on one placement, so the refinement sums them all */
+    memset(&all[7], 0, sizeof all[7]);
+    all[7].scan.n = (uint8_t)p->n;
+    for (unsigned c = 0; c < p->n; c++) {
+        uint64_t *value = c < KERN_PF_SCAN_CYL ? all[7].scan.value[c] : all[7].detail.value[c - KERN_PF_SCAN_CYL];
+        for (int k = 0; k < KERN_PF_ND; k++) value[k] = p->value[k][c];
+        if (c < KERN_PF_SCAN_CYL) {
+            all[7].scan.valid[c] = p->valid[c];
+            all[7].scan.angle[c] = (uint8_t)p->angle[c];
+            all[7].scan.x[c] = p->x[c];
+            all[7].scan.y[c] = p->y[c];
+        } else {
+            unsigned e = c - KERN_PF_SCAN_CYL;
+            all[7].detail.valid[e] = p->valid[c];
+            all[7].detail.angle[e] = (uint8_t)p->angle[c];
+            all[7].detail.x[e] = p->x[c];
+            all[7].detail.y[e] = p->y[c];
+        }
+    }
+    /* the same with probe cylinder 0 once more, last and far away: the first of equal pairs is the
+     * one in place, and the refinement counts it */
+    all[9] = all[7];
+    all[9].scan.n = (uint8_t)(p->n + 1);
+    {
+        unsigned e = p->n - KERN_PF_SCAN_CYL;
+        memcpy(all[9].detail.value[e], all[9].scan.value[0], sizeof all[9].detail.value[e]);
+        all[9].detail.valid[e] = all[9].scan.valid[0];
+        all[9].detail.angle[e] = all[9].scan.angle[0];
+        all[9].detail.x[e] = (int16_t)(all[9].scan.x[0] + 300);
+        all[9].detail.y[e] = (int16_t)(all[9].scan.y[0] - 300);
+    }
+    /* noisy copies of the probe (bits flipped, directions and positions moved, some cylinders
+     * elsewhere, in another order), so that the refinement meets placements that half agree */
+    for (int i = 8; i < N; i += 3) {
+        memset(&all[i], 0, sizeof all[i]);
+        unsigned n = p->n - (unsigned)i % 5;
+        all[i].scan.n = (uint8_t)n;
+        for (unsigned c = 0; c < n; c++) {
+            unsigned q = (c * 5 + (unsigned)i) % p->n; /* the probe cylinder copied into slot c */
+            uint64_t *value =
+                c < KERN_PF_SCAN_CYL ? all[i].scan.value[c] : all[i].detail.value[c - KERN_PF_SCAN_CYL];
+            for (int k = 0; k < KERN_PF_ND; k++)
+                value[k] = p->value[k][q] ^ (rl_rand_next(&rng) & rl_rand_next(&rng) & rl_rand_next(&rng) & p->valid[q]);
+            uint8_t a = (uint8_t)(p->angle[q] + rl_rand_next(&rng) % 41 - 20);
+            bool elsewhere = rl_rand_next(&rng) % 3 == 0;
+            int16_t x = (int16_t)(elsewhere ? (int)(rl_rand_next(&rng) % 400) : p->x[q] + (int)(rl_rand_next(&rng) % 61) - 30);
+            int16_t y = (int16_t)(elsewhere ? -(int)(rl_rand_next(&rng) % 400) : p->y[q] + (int)(rl_rand_next(&rng) % 61) - 30);
+            if (c < KERN_PF_SCAN_CYL) {
+                all[i].scan.valid[c] = p->valid[q];
+                all[i].scan.angle[c] = a;
+                all[i].scan.x[c] = x;
+                all[i].scan.y[c] = y;
+            } else {
+                unsigned e = c - KERN_PF_SCAN_CYL;
+                all[i].detail.valid[e] = p->valid[q];
+                all[i].detail.angle[e] = a;
+                all[i].detail.x[e] = x;
+                all[i].detail.y[e] = y;
+            }
+        }
+    }
     for (int i = 0; i < N; i++) g[i] = all[i].scan;
     uint16_t ref[N], got[N];
     kern_pf_best *bref = calloc(N, sizeof *bref);
@@ -210,20 +271,49 @@ static void test_prefilter_variants_match_reference(void **state)
         kern_pf_ocl *o = NULL;
         assert_null(kern_pf_ocl_new(k, &o));
         assert_null(kern_pf_ocl_reserve(o, N, 0));
-        assert_null(kern_pf_ocl_write(o, 0, g, N));
+        for (int i = 0; i < N; i++)
+            assert_null(kern_pf_ocl_write(o, (size_t)i, &all[i].scan, &all[i].detail, 1));
         memset(got, 0, sizeof got);
         assert_null(kern_pf_ocl_scores(o, p, 0, N, got));
         assert_memory_equal(ref, got, sizeof ref);
+        /* stage 2 over every finger, in an order of its own (slots need not be sorted) */
+        uint32_t slots[N];
+        uint16_t rref[N], rgot[N];
+        for (int i = 0; i < N; i++) {
+            slots[i] = (uint32_t)((i * 7 + 3) % N);
+            rref[i] = (uint16_t)kern_pf_refine_score(p, &all[slots[i]].scan, &all[slots[i]].detail, &bref[slots[i]]);
+        }
+        memset(rgot, 0, sizeof rgot);
+        assert_null(kern_pf_ocl_refine(o, p, slots, N, rgot));
+        assert_memory_equal(rref, rgot, sizeof rref);
+        int refined = 0;
+        for (int i = 0; i < N; i++)
+            refined += rref[i] > 0;
+        assert_true(refined > N / 4); /* the noisy copies */
+        uint32_t self[2] = {7, 9};
+        assert_null(kern_pf_ocl_refine(o, p, self, 2, rgot));
+        assert_true(rgot[0] > 20 * KERN_PF_SIM_SCALE / 2); /* the probe's own pairs, summed */
+        assert_int_equal(rgot[1], rgot[0]);                 /* the copy far away is not the best pair */
         /* grow keeping the contents, then an incremental write */
         assert_null(kern_pf_ocl_reserve(o, 2 * N, N));
         assert_null(kern_pf_ocl_scores(o, p, 5, 10, got));
         assert_memory_equal(ref + 5, got, 10 * sizeof *got);
-        assert_null(kern_pf_ocl_write(o, N, &g[5], 1));
+        assert_null(kern_pf_ocl_write(o, N, &all[5].scan, &all[5].detail, 1));
         assert_null(kern_pf_ocl_scores(o, p, N, 1, got));
         assert_int_equal(got[0], ref[5]);
-        rl_error *past = kern_pf_ocl_write(o, 2 * N, g, 1); /* past the capacity */
+        uint32_t moved[2] = {N, 5};
+        assert_null(kern_pf_ocl_refine(o, p, moved, 2, rgot));
+        uint16_t r5 = (uint16_t)kern_pf_refine_score(p, &all[5].scan, &all[5].detail, &bref[5]);
+        assert_int_equal(rgot[0], r5);
+        assert_int_equal(rgot[1], r5);
+        rl_error *past = kern_pf_ocl_write(o, 2 * N, &all[0].scan, &all[0].detail, 1); /* past the capacity */
         assert_non_null(past);
         assert_int_equal(rl_error_code(past), RL_ETOOBIG);
+        rl_error_free(past);
+        uint32_t beyond = 2 * N;
+        past = kern_pf_ocl_refine(o, p, &beyond, 1, rgot);
+        assert_non_null(past);
+        assert_int_equal(rl_error_code(past), RL_EINVAL);
         rl_error_free(past);
         kern_pf_ocl_free(o);
         kern_ocl_close(k);
