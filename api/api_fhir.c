@@ -714,14 +714,14 @@ rl_error *api_fhir_patient_match(api_ctx *ctx, const api_request *req, api_respo
     }
     rl_actor actor = api_request_actor(req);
     uint64_t started = rl_time_mono_ns();
-    /* Ambiguity needs a second candidate to be seen. */
+    /* Ambiguity is judged over every certain person, whatever `count` shows: a
+     * certain person beyond it would make the one shown no certainty. */
+    int considered = only_certain ? INT_MAX : (int)count;
     /* With a fingerprint the Patient may give nothing else: the finger alone is searched (1:N). */
-    RL_TRY(rl_registry_match_ex(ctx->registry, &actor, resource, only_certain && count < 2 ? 2 : (int)count,
-                                probe != NULL, &list));
+    RL_TRY(rl_registry_match_ex(ctx->registry, &actor, resource, considered, probe != NULL, &list));
     if (probe) {
         /* A template too sparse to compare is found out by the matcher: the same 422 as a poor image. */
-        rl_error *ferr = api_bio_match_fuse(ctx, &actor, probe, (int)finger_position,
-                                            only_certain && count < 2 ? 2 : (int)count, list);
+        rl_error *ferr = api_bio_match_fuse(ctx, &actor, probe, (int)finger_position, considered, list);
         if (ferr) {
             err = api_bio_answer_retry(ferr, probe->quality, probe->count, resp);
             goto cleanup;

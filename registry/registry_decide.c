@@ -517,18 +517,26 @@ rl_error *rl_registry_match_ex(rl_registry *reg, const rl_actor *actor, const js
     reg_scoring how = {.golden_of = reg_cache_golden_of, .ctx = reg, .fresh = true};
     RL_TRY(reg_score_goldens(reg, "", probe, idents, cands, &how, &gs, &ngs));
     qsort(gs, ngs, sizeof *gs, reg_by_score_desc);
-    for (size_t g = 0; g < ngs && (int)json_array_size(list) < count; g++) {
-        if (gs[g].score < reg->opts.review_threshold && json_array_size(list) > 0)
-            break;
-        const char *grade = gs[g].vetoed ? "certainly-not" : reg_grade(reg, gs[g].score);
-        /* A contradicted "certain" is for a human to confirm. */
-        if (gs[g].contradicted && strcmp(grade, "certain") == 0)
-            grade = "probable";
-        if (!gs[g].fields)
-            RL_TRY(reg_fill_fields(reg, probe, &gs[g]));
-        json_array_append_new(list, json_pack("{s:s, s:s, s:f, s:s, s:O}", "golden", gs[g].golden, "record",
-                                              gs[g].record, "score", gs[g].score, "grade", grade, "fields",
-                                              gs[g].fields ? gs[g].fields : json_null()));
+    /* Most likely first: the persons no veto rules out, by score, then the vetoed (a trusted identifier
+     * differs), whose demographics may agree perfectly: they are certainly not the probe, so their score
+     * is 0 and they come last, shown because a desk should see that such a person exists. In each part,
+     * under the review threshold only the first person when none was shown before it. */
+    for (int vetoed = 0; vetoed < 2; vetoed++) {
+        for (size_t g = 0; g < ngs && (int)json_array_size(list) < count; g++) {
+            if (gs[g].vetoed != (vetoed == 1))
+                continue;
+            if (gs[g].score < reg->opts.review_threshold && json_array_size(list) > 0)
+                break;
+            const char *grade = vetoed ? "certainly-not" : reg_grade(reg, gs[g].score);
+            /* A contradicted "certain" is for a human to confirm. */
+            if (gs[g].contradicted && strcmp(grade, "certain") == 0)
+                grade = "probable";
+            if (!gs[g].fields)
+                RL_TRY(reg_fill_fields(reg, probe, &gs[g]));
+            json_array_append_new(list, json_pack("{s:s, s:s, s:f, s:s, s:O}", "golden", gs[g].golden, "record",
+                                                  gs[g].record, "score", vetoed ? 0.0 : gs[g].score, "grade", grade,
+                                                  "fields", gs[g].fields ? gs[g].fields : json_null()));
+        }
     }
 done:;
     json_t *detail = json_pack("{s:i, s:i}", "candidates", (int)reg_cands_size(cands), "results",

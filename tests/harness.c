@@ -228,6 +228,24 @@ bool rl_test_server_start(rl_test_server *srv, const char *dir, const char *cons
     return false;
 }
 
+bool rl_test_server_start_config(rl_test_server *srv, const char *tag, const char *config_json)
+{
+    char *dir = rl_test_tmpdir(tag);
+    if (!dir)
+        return false;
+    snprintf(srv->config, sizeof srv->config, "%s/config.json", dir);
+    FILE *f = fopen(srv->config, "w");
+    bool ok = f && fputs(config_json, f) >= 0;
+    if (f && fclose(f) != 0)
+        ok = false;
+    const char *const extra[] = {"--config", srv->config, NULL};
+    ok = ok && rl_test_server_start(srv, dir, extra);
+    if (!ok)
+        fprintf(stderr, "rl_test_server_start_config: no server over %s\n", dir);
+    free(dir);
+    return ok;
+}
+
 static int rl_test_wait(pid_t pid)
 {
     int status = 0;

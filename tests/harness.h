@@ -40,6 +40,7 @@ typedef struct rl_test_server {
     char data[600]; /* the store folder */
     char log[600];  /* the server's stderr */
     char token[160]; /* an admin bearer token (dir/admin-token), "" when the server runs open */
+    char config[620]; /* dir/config.json when started by rl_test_server_start_config, else "" */
 } rl_test_server;
 
 /* Starts the server over dir/data (dir is created when NULL/empty). extra: more
@@ -48,6 +49,9 @@ typedef struct rl_test_server {
  * dir/admin-token); rl_test_http sends it to this port, and RIDGELINE_TOKEN
  * carries it to CLI commands, so tests need not care about authentication. */
 bool rl_test_server_start(rl_test_server *srv, const char *dir, const char *const *extra);
+/* Starts the server over a new temporary folder (named after tag) with config_json written to
+ * srv->config; restarts pass {"--config", srv->config, NULL} as extra. */
+bool rl_test_server_start_config(rl_test_server *srv, const char *tag, const char *config_json);
 /* SIGTERM, wait; returns the exit status (or 128+signal). */
 int rl_test_server_stop(rl_test_server *srv);
 /* SIGKILL, wait: a crash. */

@@ -626,18 +626,9 @@ static void test_kill9_every_kind_of_write(void **state)
     st.units = calloc(MIX_MAX_UNITS, sizeof *st.units);
     pthread_mutex_init(&st.lock, NULL);
     /* The deterministic matcher makes "another person" and "possible match" exact. */
-    char *dir = rl_test_tmpdir("crash-mix");
-    assert_non_null(dir);
-    char config[600];
-    snprintf(config, sizeof config, "%s/matcher.json", dir);
-    FILE *cf = fopen(config, "w");
-    assert_non_null(cf);
-    fputs("{\"registry\": {\"matcher\": \"deterministic\"}}", cf);
-    fclose(cf);
-    const char *const extra[] = {"--config", config, NULL};
     rl_test_server srv = {0};
-    assert_true(rl_test_server_start(&srv, dir, extra));
-    free(dir);
+    assert_true(rl_test_server_start_config(&srv, "crash-mix", "{\"registry\": {\"matcher\": \"deterministic\"}}"));
+    const char *const extra[] = {"--config", srv.config, NULL};
     /* Kill once this many writes in all have been acknowledged: the units'
      * stories are twelve writes long, so each kill lands at some other step. */
     const int kill_at[MIX_KILL_POINTS] = {100, 250, 450, 700, 1000, 1350};

@@ -6,6 +6,7 @@
  * $match (grades, onlyCertainMatches, errors) and PIXm $ihe-pix (success
  * and the profile's three errors). Each test starts its own server.
  */
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -984,6 +985,89 @@ static void test_match(void **state)
     free(twin);
 }
 
+/* Vetoed persons (a trusted identifier differs) come last with score 0, whatever their demographics;
+ * onlyCertainMatches judges ambiguity over every certain person, whatever `count` shows. */
+static void test_match_vetoes_and_ambiguity(void **state)
+{
+    (void)state;
+    rl_test_server srv = {0};
+    assert_true(rl_test_server_start_config(&srv, "fhir-veto", "{\"registry\": {\"trusted_systems\": [\"urn:nat\"]}}"));
+    int port = srv.port;
+    const char demo[] = "\"name\":[{\"family\":\"Okafor\",\"given\":[\"Ada\"]}],\"gender\":\"female\","
+                        "\"birthDate\":\"1990-04-12\"";
+    char body[1024], *ids[4], *goldens[4];
+    static const char *const idents[4] = {
+        "{\"system\":\"urn:a\",\"value\":\"A1\"},{\"system\":\"urn:nat\",\"value\":\"N1\"}",
+        "{\"system\":\"urn:b\",\"value\":\"B1\"},{\"system\":\"urn:nat\",\"value\":\"N2\"}",
+        "{\"system\":\"urn:x\",\"value\":\"X1\"}",
+        "{\"system\":\"urn:y\",\"value\":\"Y1\"}",
+    };
+    for (int i = 0; i < 4; i++) {
+        snprintf(body, sizeof body, "{\"resourceType\":\"Patient\",\"identifier\":[%s],%s}", idents[i], demo);
+        ids[i] = create(port, body);
+        goldens[i] = golden_of(port, ids[i]);
+        for (int j = 0; j < i; j++) {
+            if (strcmp(goldens[i], goldens[j]) != 0)
+                continue;
+            /* joined someone: an operator makes it a person of its own, as a review could */
+            char unlink[128];
+            snprintf(unlink, sizeof unlink, "{\"record\":\"%s\"}", ids[i]);
+            json_decref(call(port, "POST", "/admin/unlink", (const char *const[]){"Content-Type: application/json", NULL},
+                             unlink, 200, NULL));
+            free(goldens[i]);
+            goldens[i] = golden_of(port, ids[i]);
+            break;
+        }
+    }
+    for (int i = 0; i < 4; i++)
+        for (int j = 0; j < i; j++)
+            assert_string_not_equal(goldens[i], goldens[j]);
+    /* The probe carries a national id that is neither A's nor B's. */
+    char probe[1024];
+    snprintf(probe, sizeof probe,
+             "{\"resourceType\":\"Patient\",\"identifier\":[{\"system\":\"urn:nat\",\"value\":\"N9\"}],%s}", demo);
+    json_t *b = match(port, probe, NULL, 200);
+    json_t *entries = json_object_get(b, "entry");
+    assert_int_equal(json_array_size(entries), 4);
+    double last = 2;
+    for (size_t i = 0; i < 4; i++) {
+        json_t *e = json_array_get(entries, i);
+        const char *id = json_string_value(json_object_get(json_object_get(e, "resource"), "id"));
+        double score = json_number_value(json_object_get(json_object_get(e, "search"), "score"));
+        bool vetoed = strcmp(id, goldens[0]) == 0 || strcmp(id, goldens[1]) == 0;
+        if (vetoed != (i >= 2))
+            fail_msg("entry %zu (%s): the vetoed persons must come after the others", i, grade_of(e));
+        assert_string_equal(grade_of(e), vetoed ? "certainly-not" : "certain");
+        if (vetoed)
+            assert_true(score == 0);
+        assert_true(score <= last);
+        last = score;
+    }
+    json_decref(b);
+    /* The best person when one is asked for is a possible one, not a vetoed one. */
+    b = match(port, probe, ",{\"name\":\"count\",\"valueInteger\":1}", 200);
+    assert_string_equal(grade_of(json_array_get(json_object_get(b, "entry"), 0)), "certain");
+    json_decref(b);
+    /* Two certain persons (X and Y): no certainty, whatever count says. */
+    for (int count = 1; count <= 4; count++) {
+        char extra_params[160];
+        snprintf(extra_params, sizeof extra_params,
+                 ",{\"name\":\"onlyCertainMatches\",\"valueBoolean\":true},{\"name\":\"count\",\"valueInteger\":%d}",
+                 count);
+        b = match(port, probe, extra_params, 200);
+        if (json_integer_value(json_object_get(b, "total")) != 0)
+            fail_msg("onlyCertainMatches with count %d: %lld entries for an ambiguous probe", count,
+                     (long long)json_integer_value(json_object_get(b, "total")));
+        json_decref(b);
+    }
+    for (int i = 0; i < 4; i++) {
+        free(ids[i]);
+        free(goldens[i]);
+    }
+    assert_int_equal(rl_test_server_stop(&srv), 0);
+    rl_test_server_cleanup(&srv);
+}
+
 /* ---- $ihe-pix ---- */
 
 static void test_pix(void **state)
@@ -1124,6 +1208,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_request_edges, rl_test_server_setup, rl_test_server_teardown),
         cmocka_unit_test_setup_teardown(test_search_paging, rl_test_server_setup, rl_test_server_teardown),
         cmocka_unit_test_setup_teardown(test_match, rl_test_server_setup, rl_test_server_teardown),
+        cmocka_unit_test(test_match_vetoes_and_ambiguity),
         cmocka_unit_test_setup_teardown(test_pix, rl_test_server_setup, rl_test_server_teardown),
         cmocka_unit_test_setup_teardown(test_search_after_restart, rl_test_server_setup, rl_test_server_teardown),
     };
