@@ -587,6 +587,21 @@ rl_error *reg_txn_golden(reg_txn *txn, const char *id, json_t **out)
     return reg_txn_read(txn, txn->goldens, RL_CF_GOLDEN, id, out);
 }
 
+rl_error *reg_txn_touch_golden(reg_txn *txn, const char *id)
+{
+    rl_error *err = NULL;
+    json_t *golden = NULL;
+    RL_TRY(reg_txn_golden(txn, id, &golden));
+    if (!golden)
+        RL_FAIL(RL_ESTORE, "a link names golden record %.64s, which is not there: run `ridgeline check`", id);
+    reg_golden_touch(golden);
+    err = reg_txn_put_golden(txn, id, golden);
+    golden = NULL; /* reg_txn_put_golden took it */
+cleanup:
+    json_decref(golden);
+    return err;
+}
+
 rl_error *reg_txn_link(reg_txn *txn, const char *record_id, json_t **out)
 {
     return reg_txn_read(txn, txn->links, RL_CF_LINKS, record_id, out);

@@ -144,6 +144,9 @@ rl_error *reg_txn_link(reg_txn *txn, const char *record_id, json_t **out);
 /* Writes (value NULL deletes); steals the reference to value. */
 rl_error *reg_txn_put_golden(reg_txn *txn, const char *id, json_t *value);
 rl_error *reg_txn_put_link(reg_txn *txn, const char *record_id, json_t *value);
+/* A new version of golden record id (version + 1, updated now): its view changes
+ * with a member's update, not only with its membership. */
+rl_error *reg_txn_touch_golden(reg_txn *txn, const char *id);
 /* Records a history event from the collected before/after states; *event_out optional. */
 rl_error *reg_txn_event(reg_txn *txn, const rl_actor *actor, const char *op, json_t *detail,
                         char event_id[REG_TIMEKEY_LEN + 1], json_t **event_out);

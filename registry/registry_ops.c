@@ -433,9 +433,10 @@ static bool reg_link_same_decision(const json_t *a, const json_t *b)
 /*
  * The members a golden record gained since an event by registrations alone
  * (records that joined it automatically, whose links the event did not
- * write), when that is all that changed; else NULL. Such growth does not
- * stand in the way of undoing a reviewer's decision: the records that joined
- * stay with the person they joined.
+ * write), when that and new versions (members' updates) are all that
+ * changed: the list, empty when none joined; else NULL. Neither stands in the
+ * way of undoing a reviewer's decision: the records that joined stay with the
+ * person they joined, and the restored golden record takes a newer version.
  */
 static json_t *reg_grown_since(const json_t *current, const json_t *after, const json_t *event_links)
 {
@@ -460,8 +461,7 @@ static json_t *reg_grown_since(const json_t *current, const json_t *after, const
         if (json_object_get(event_links, json_string_value(v)) || json_array_append(extra, v) != 0)
             goto changed;
     }
-    if (json_array_size(extra) > 0)
-        return extra;
+    return extra; /* maybe empty: only a new version (a member's update since) */
 changed:
     json_decref(extra);
     return NULL;
@@ -491,9 +491,11 @@ static rl_error *reg_undo_locked(reg_txn *txn, const rl_actor *actor, json_t *ev
             json_t *extra = !same && k == 0 && current && !json_is_null(after)
                                 ? reg_grown_since(current, after, event_links)
                                 : NULL;
-            /* A golden record the event made is retired by the undo: not one that others joined since. */
+            /* A golden record the event made is retired by the undo: not one that others joined since,
+             * but one whose only change is a new version (a member's update since) is. */
             const json_t *before = json_object_get(json_object_get(json_object_get(ev, "before"), "goldens"), id);
             if (extra && (!before || json_is_null(before))) {
+                same = json_array_size(extra) == 0;
                 json_decref(extra);
                 extra = NULL;
             }

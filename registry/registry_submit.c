@@ -870,6 +870,8 @@ static void reg_submit_decide(rl_registry *reg, reg_submit_req *q)
     } else {
         /* An update keeps its link: moving a person silently is a reviewer's call. */
         snprintf(golden_id, sizeof q->golden_id, "%s", json_string_value(json_object_get(old_link, "golden")));
+        /* The person's view shows this record: it has a new version too (ETags of golden reads). */
+        RL_TRY(reg_txn_touch_golden(&txn, golden_id));
         link = json_deep_copy(old_link);
         if (link)
             json_object_set(link, "index", index);

@@ -1068,6 +1068,63 @@ static void test_match_vetoes_and_ambiguity(void **state)
     rl_test_server_cleanup(&srv);
 }
 
+/* A golden record is a view of its members: its version (ETag, versionId) and lastUpdated move whenever
+ * what it shows may change, a member's update or deactivation included, so that a cached view is never
+ * taken for the current one. */
+static void test_golden_version_follows_members(void **state)
+{
+    rl_test_server *srv = *state;
+    int port = srv->port;
+    const char body[] = "{\"resourceType\":\"Patient\",\"identifier\":[{\"system\":\"urn:g\",\"value\":\"G1\"}],"
+                        "\"name\":[{\"family\":\"Mwangi\",\"given\":[\"Peter\"]}],\"gender\":\"male\","
+                        "\"birthDate\":\"1970-07-07\",\"telecom\":[{\"system\":\"phone\",\"value\":\"+254700000001\"}]}";
+    char *id = create(port, body);
+    char *golden = golden_of(port, id);
+    char path[160];
+    snprintf(path, sizeof path, "/fhir/Patient/%s", golden);
+    rl_test_response r;
+    json_t *view = call(port, "GET", path, NULL, NULL, 200, &r);
+    char etag1[64];
+    snprintf(etag1, sizeof etag1, "%s", r.etag);
+    const char *vid1 = json_string_value(json_object_get(json_object_get(view, "meta"), "versionId"));
+    assert_non_null(vid1);
+    long v1 = strtol(vid1, NULL, 10);
+    json_decref(view);
+    rl_test_response_free(&r);
+
+    /* The member's phone changes: the view shows the new one under a new version. */
+    char update[1024], rpath[160];
+    snprintf(update, sizeof update,
+             "{\"resourceType\":\"Patient\",\"id\":\"%s\",\"identifier\":[{\"system\":\"urn:g\",\"value\":\"G1\"}],"
+             "\"name\":[{\"family\":\"Mwangi\",\"given\":[\"Peter\"]}],\"gender\":\"male\","
+             "\"birthDate\":\"1970-07-07\",\"telecom\":[{\"system\":\"phone\",\"value\":\"+254711111111\"}]}",
+             id);
+    snprintf(rpath, sizeof rpath, "/fhir/Patient/%s", id);
+    json_decref(call(port, "PUT", rpath, fhir_json, update, 200, NULL));
+    view = call(port, "GET", path, NULL, NULL, 200, &r);
+    const char *phone = json_string_value(json_object_get(json_array_get(json_object_get(view, "telecom"), 0), "value"));
+    assert_string_equal(phone, "+254711111111");
+    long v2 = strtol(json_string_value(json_object_get(json_object_get(view, "meta"), "versionId")), NULL, 10);
+    if (v2 <= v1 || strcmp(r.etag, etag1) == 0)
+        fail_msg("golden view changed by a member's update but kept version %ld (ETag %s)", v2, r.etag);
+    char vpath[200];
+    snprintf(vpath, sizeof vpath, "%s/_history/%ld", path, v2);
+    json_decref(call(port, "GET", vpath, NULL, NULL, 200, NULL));
+    snprintf(vpath, sizeof vpath, "%s/_history/%ld", path, v1);
+    json_decref(call(port, "GET", vpath, NULL, NULL, 404, NULL)); /* the earlier view is not kept */
+    json_decref(view);
+    rl_test_response_free(&r);
+
+    /* Deactivating the member changes the view too. */
+    json_decref(call(port, "DELETE", rpath, NULL, NULL, 200, NULL));
+    view = call(port, "GET", path, NULL, NULL, 200, NULL);
+    long v3 = strtol(json_string_value(json_object_get(json_object_get(view, "meta"), "versionId")), NULL, 10);
+    assert_true(v3 > v2);
+    json_decref(view);
+    free(id);
+    free(golden);
+}
+
 /* ---- $ihe-pix ---- */
 
 static void test_pix(void **state)
@@ -1209,6 +1266,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_search_paging, rl_test_server_setup, rl_test_server_teardown),
         cmocka_unit_test_setup_teardown(test_match, rl_test_server_setup, rl_test_server_teardown),
         cmocka_unit_test(test_match_vetoes_and_ambiguity),
+        cmocka_unit_test_setup_teardown(test_golden_version_follows_members, rl_test_server_setup,
+                                        rl_test_server_teardown),
         cmocka_unit_test_setup_teardown(test_pix, rl_test_server_setup, rl_test_server_teardown),
         cmocka_unit_test_setup_teardown(test_search_after_restart, rl_test_server_setup, rl_test_server_teardown),
     };

@@ -432,7 +432,7 @@ static void test_fuzz(void **state)
     snprintf(ids[3], sizeof ids[3], "%s", fuzz_ids[0]);
 
     char auth_good[256];
-    snprintf(auth_good, sizeof auth_good, "Authorization: Bearer %s", srv.token);
+    snprintf(auth_good, sizeof auth_good, "Authorization: Bearer %.200s", srv.token);
     CURL *curl = curl_easy_init();
     fuzz_stats st = {0};
     time_t started = time(NULL);

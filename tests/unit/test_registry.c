@@ -1155,10 +1155,24 @@ static void test_decisions_and_memory_stay_consistent(void **state)
     assert_null(rl_registry_review_resolve(f->reg, &reviewer, item, "link", &out));
     snprintf(decided, sizeof decided, "%s", json_string_value(json_object_get(json_object_get(out, "event"), "id")));
     json_decref(out);
+    json_t *shown = NULL;
+    assert_null(rl_registry_golden_show(f->reg, &clerk, a.golden_id, &shown));
+    json_int_t linked_version = json_integer_value(json_object_get(json_object_get(shown, "golden"), "version"));
+    json_decref(shown);
     rl_submit_result a2 = submit(f, "urn:p", "1", "Phiri", "Joe", "male", "1970-05-05");
     assert_false(a2.created);
+    /* The update shows in the person's view: a new version of the golden record. */
+    assert_null(rl_registry_golden_show(f->reg, &clerk, a.golden_id, &shown));
+    json_int_t updated_version = json_integer_value(json_object_get(json_object_get(shown, "golden"), "version"));
+    json_decref(shown);
+    assert_true(updated_version > linked_version);
     assert_null(rl_registry_undo(f->reg, &reviewer, decided, NULL));
     assert_string_equal(golden_of(f, b.record_id, g), b.golden_id);
+    /* Undone, the person is as before the decision, under a newer version still (never an old one again). */
+    assert_null(rl_registry_golden_show(f->reg, &clerk, a.golden_id, &shown));
+    assert_true(json_integer_value(json_object_get(json_object_get(shown, "golden"), "version")) > updated_version);
+    assert_int_equal(json_array_size(json_object_get(json_object_get(shown, "golden"), "members")), 1);
+    json_decref(shown);
     expect_clean(f);
     /* The same for unmerge after the surviving person's record is updated. */
     rl_submit_result s1 = submit(f, "urn:v", "1", "Njoroge", "Peter", "male", "1990-02-02");
