@@ -1214,7 +1214,12 @@ rl_error *rl_api_invoke(const rl_config *cfg, rl_registry *registry, rl_store *s
     if (m != API_MATCH_OK)
         RL_FAIL(RL_EINTERNAL, "no route for %s %s", method, copy);
     api_response resp = {0};
-    rl_error *herr = route->handler(&ctx, &req, &resp);
+    /* The same limit as over HTTP, so that a command (import into a stopped store) takes what a server
+     * would take, no more. */
+    rl_error *herr = req.body_len > (size_t)cfg->http_max_body_bytes
+                         ? RL_ERR(RL_ETOOBIG, "request body larger than the limit of %lld bytes",
+                                  cfg->http_max_body_bytes)
+                         : route->handler(&ctx, &req, &resp);
     if (herr) {
         rl_code code = rl_error_code(herr);
         *status = api_status_for(code);

@@ -430,6 +430,37 @@ static void test_patient_without_identifier_rejected(void **state)
     }
 }
 
+/* A row larger than a server takes (http.max_body_bytes, 4 MiB) is refused into a stopped store too:
+ * import's two paths take the same rows. */
+static void test_row_over_the_body_limit_rejected(void **state)
+{
+    import_dir *d = *state;
+    FILE *f = fopen(d->nd, "w");
+    assert_non_null(f);
+    fputs("{\"resourceType\":\"Patient\",\"identifier\":[{\"system\":\"urn:a\",\"value\":\"1\"}]}\n", f);
+    /* six photos of 900 KB: each string under the JSON string limit, the row over the body limit */
+    fputs("{\"resourceType\":\"Patient\",\"identifier\":[{\"system\":\"urn:a\",\"value\":\"2\"}],\"photo\":[", f);
+    for (int p = 0; p < 6; p++) {
+        fputs(p ? ",{\"contentType\":\"image/png\",\"data\":\"" : "{\"contentType\":\"image/png\",\"data\":\"", f);
+        for (int i = 0; i < 900 * 1024 / 4; i++)
+            fputs("QUJD", f);
+        fputs("\"}", f);
+    }
+    fputs("]}\n", f);
+    fclose(f);
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd, "%s import %s --data %s", rl_test_bin(), d->nd, d->store);
+    json_t *j = run_ok(cmd);
+    assert_int_equal(json_integer_value(json_object_get(j, "created")), 1);
+    assert_int_equal(json_integer_value(json_object_get(j, "rejected")), 1);
+    json_decref(j);
+    char *text = rl_test_read_file(d->rejects, NULL);
+    assert_non_null(text);
+    if (!strstr(text, "{\"row\":2,") || !strstr(text, "larger than the limit"))
+        fail_msg("rejects: %.300s", text);
+    free(text);
+}
+
 /* A value the mapping says to leave out (FEBRL's "invalid_birth_date": "leave_out") is counted, not
  * dropped unsaid. */
 static void test_left_out_values_are_counted(void **state)
@@ -552,6 +583,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_patient_without_identifier_rejected, import_dir_setup,
                                         import_dir_teardown),
         cmocka_unit_test_setup_teardown(test_left_out_values_are_counted, import_dir_setup, import_dir_teardown),
+        cmocka_unit_test_setup_teardown(test_row_over_the_body_limit_rejected, import_dir_setup,
+                                        import_dir_teardown),
         cmocka_unit_test_setup_teardown(test_damaged_state_is_said, import_dir_setup, import_dir_teardown),
         cmocka_unit_test_setup_teardown(test_file_changed_within_a_second, import_dir_setup, import_dir_teardown),
         cmocka_unit_test_setup_teardown(test_bad_bundle_makes_no_store, import_dir_setup, import_dir_teardown),
