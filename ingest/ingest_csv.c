@@ -137,26 +137,94 @@ static csv_bad csv_split(ingest_csv *c, csv_pos *at, int *nfields, int *bad_col)
     return CSV_GOOD;
 }
 
-/* A record cut at the limit inside a quoted field goes on until that field
- * closes: the lines up to there are read and dropped (counted in *lines), so
- * that text inside the field is never taken for rows of its own. The quote
- * state is the parity of '"' so far ("" inside a field counts twice); the
- * file's end closes it. */
-static rl_error *csv_skip_open_field(ingest_csv *c, size_t dropped_quotes, int *lines)
+/* Where csv_split stands after a byte, for the text of a record that is not kept. */
+typedef enum csv_mode {
+    CSV_AT_FIELD, /* blanks before a field */
+    CSV_UNQUOTED, /* in an unquoted field */
+    CSV_QUOTED,   /* in a quoted field */
+    CSV_QUOTE,    /* a quote in a quoted field: its end, or the first of "" */
+    CSV_CLOSED,   /* blanks after a closing quote */
+} csv_mode;
+
+/* csv_split's rules a byte at a time, past the record limit, where the text is dropped: only where the
+ * record ends is wanted there, and it must be where the splitter would end it (a quote inside an unquoted
+ * field opens nothing; a quoted field takes its lines with it), or rows are swallowed or made up. */
+typedef struct csv_follow {
+    const ingest_csv *c;
+    csv_mode mode;
+    size_t held;          /* the bytes seen that may begin a separator: c->sep[0..held) */
+    const char *unseen;   /* the kept bytes of the line being read: followed before its first dropped byte */
+    size_t nunseen;
+} csv_follow;
+
+/* A byte that begins no separator. False when it ended a quoted field and is to be seen again after it. */
+static bool csv_follow_step(csv_follow *f, char ch)
+{
+    bool blank = ch == ' ' || ch == '\t';
+    switch (f->mode) {
+    case CSV_AT_FIELD: f->mode = ch == '"' ? CSV_QUOTED : blank ? CSV_AT_FIELD : CSV_UNQUOTED; break;
+    case CSV_UNQUOTED: break;
+    case CSV_QUOTED: f->mode = ch == '"' ? CSV_QUOTE : CSV_QUOTED; break;
+    case CSV_QUOTE:
+        f->mode = ch == '"' ? CSV_QUOTED : CSV_CLOSED;
+        return ch == '"';
+    case CSV_CLOSED: f->mode = blank ? CSV_CLOSED : CSV_UNQUOTED; break; /* text after it: read as unquoted */
+    }
+    return true;
+}
+
+static void csv_follow_byte(csv_follow *f, char ch)
+{
+    const ingest_csv *c = f->c;
+    /* Inside quotes no separator counts; the byte after a closing quote is seen again outside them. */
+    while (f->mode == CSV_QUOTED || f->mode == CSV_QUOTE)
+        if (csv_follow_step(f, ch))
+            return;
+    if (ch == c->sep[f->held]) {
+        if (++f->held == c->seplen) {
+            f->held = 0;
+            f->mode = CSV_AT_FIELD;
+        }
+        return;
+    }
+    size_t held = f->held;
+    f->held = 0;
+    if (!held) {
+        csv_follow_step(f, ch);
+        return;
+    }
+    /* No separator begins at the first byte held (csv_at_sep, from the left): it is field text, and one
+     * may begin at the next. A separator holds no quote, so this leaves no field open. */
+    csv_follow_step(f, c->sep[0]);
+    for (size_t i = 1; i < held; i++)
+        csv_follow_byte(f, c->sep[i]);
+    csv_follow_byte(f, ch);
+}
+
+/* ingest_read_line's hook: the line's kept bytes were read before the first it dropped. */
+static void csv_follow_dropped(void *ctx, char ch)
+{
+    csv_follow *f = ctx;
+    for (; f->nunseen; f->nunseen--)
+        csv_follow_byte(f, *f->unseen++);
+    csv_follow_byte(f, ch);
+}
+
+/* Reads and drops the lines of a record that is not kept, up to its end: f has followed it to the end of
+ * the line last read. Counted in *lines; the file's end ends it. */
+static rl_error *csv_skip_record(ingest_csv *c, csv_follow *f, int *lines)
 {
     rl_error *err = NULL;
-    size_t quotes = dropped_quotes;
-    for (size_t i = 0; i < c->rawlen; i++)
-        quotes += c->raw[i] == '"';
-    while (quotes % 2 == 1) {
+    /* A line that ends outside a quoted field ends the record; a separator does not go over lines. */
+    while (f->mode == CSV_QUOTED) {
+        f->nunseen = 0;
         char scratch[1];
-        size_t len, q = 0;
+        size_t len;
         bool too_long, end;
-        RL_TRY(ingest_read_line(c->f, scratch, sizeof scratch, &len, &too_long, &end, &q));
+        RL_TRY(ingest_read_line(c->f, scratch, sizeof scratch, &len, &too_long, &end, csv_follow_dropped, f));
         if (end)
             break;
         ++*lines;
-        quotes += q;
     }
 cleanup:
     return err;
@@ -164,7 +232,7 @@ cleanup:
 
 /* Reads the next record into c->raw and splits it: one line, or more while a quoted field is open
  * (RFC 4180). *eof when the file had nothing left; else *bad says whether it split. A record that
- * passes CSV_RECORD_MAX ends where the line that passed it ends. */
+ * passes CSV_RECORD_MAX is read on, not kept, to where the splitter's rules end it (csv_follow). */
 static rl_error *csv_read_record(ingest_csv *c, bool *eof, csv_bad *bad, int *nfields, int *bad_col, int *lines)
 {
     rl_error *err = NULL;
@@ -172,12 +240,15 @@ static rl_error *csv_read_record(ingest_csv *c, bool *eof, csv_bad *bad, int *nf
     c->rawlen = 0;
     *lines = 0;
     *eof = false;
-    size_t dropped = 0;
     for (;;) {
         size_t len;
         bool too_long, end;
+        /* Followed only once it passes the limit: from a field's start, or inside the quoted field that the
+         * line before left open. */
+        csv_follow follow = {.c = c, .mode = *lines ? CSV_QUOTED : CSV_AT_FIELD, .unseen = c->raw + c->rawlen,
+                             .nunseen = sizeof c->raw - c->rawlen - 1};
         RL_TRY(ingest_read_line(c->f, c->raw + c->rawlen, sizeof c->raw - c->rawlen, &len, &too_long, &end,
-                                &dropped));
+                                csv_follow_dropped, &follow));
         if (end) {
             *eof = *lines == 0;
             *bad = CSV_OPEN_QUOTE;
@@ -189,7 +260,7 @@ static rl_error *csv_read_record(ingest_csv *c, bool *eof, csv_bad *bad, int *nf
         c->rawlen += len;
         if (too_long) {
             *bad = CSV_TOO_LONG;
-            RL_TRY(csv_skip_open_field(c, dropped, lines));
+            RL_TRY(csv_skip_record(c, &follow, lines));
             goto cleanup;
         }
         if (c->rawlen && c->raw[c->rawlen - 1] == '\r')
@@ -199,7 +270,8 @@ static rl_error *csv_read_record(ingest_csv *c, bool *eof, csv_bad *bad, int *nf
             break;
         if (c->rawlen >= CSV_RECORD_MAX) {
             *bad = CSV_TOO_LONG;
-            RL_TRY(csv_skip_open_field(c, 0, lines));
+            follow = (csv_follow){.c = c, .mode = CSV_QUOTED};
+            RL_TRY(csv_skip_record(c, &follow, lines));
             goto cleanup;
         }
         c->raw[c->rawlen++] = '\n';

@@ -113,7 +113,7 @@ rl_error *ingest_fhir_next(ingest_fhir *r, ingest_row *row, bool *done)
     }
     size_t n;
     bool too_long, eof;
-    rl_error *err = ingest_read_line(r->f, r->buf, FHIR_LINE_MAX + 1, &n, &too_long, &eof, NULL);
+    rl_error *err = ingest_read_line(r->f, r->buf, FHIR_LINE_MAX + 1, &n, &too_long, &eof, NULL, NULL);
     if (err)
         return rl_error_wrap(err, "line %ld", r->line + 1);
     if (eof) {

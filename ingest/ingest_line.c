@@ -26,9 +26,9 @@ cleanup:
 }
 
 rl_error *ingest_read_line(FILE *f, char *dst, size_t room, size_t *len, bool *too_long, bool *eof,
-                           size_t *dropped_quotes)
+                           ingest_drop_fn *dropped, void *ctx)
 {
-    size_t n = 0, quotes = 0;
+    size_t n = 0;
     bool any = false;
     *too_long = false;
     *eof = false;
@@ -54,12 +54,11 @@ rl_error *ingest_read_line(FILE *f, char *dst, size_t room, size_t *len, bool *t
             ungetc(next, f);
         }
         *too_long = true;
-        quotes += ch == '"';
+        if (dropped)
+            dropped(ctx, (char)ch);
     }
     dst[n] = '\0';
     *len = n;
-    if (dropped_quotes)
-        *dropped_quotes = quotes;
     if (ch == EOF && ferror(f))
         return RL_ERR(RL_EIO, "read failed: %s", strerror(errno));
     *eof = !any;

@@ -23,10 +23,11 @@ rl_error *ingest_open_file(const char *path, FILE **out);
  * longer than room - 1 (a '\r' that ends it not counted) keeps its first room - 1 bytes; the rest is read to
  * its '\n' and dropped, never held, and *too_long is set. *eof when nothing
  * was left to read. A read error is an error, never an end of file.
- * dropped_quotes (may be NULL): how many '"' the dropped rest held, for a CSV
- * reader that must know whether a quoted field closed in it. */
+ * dropped (may be NULL) is given each dropped byte in turn, with ctx: a CSV
+ * reader must know where a record ends in text it does not keep. */
+typedef void ingest_drop_fn(void *ctx, char ch);
 rl_error *ingest_read_line(FILE *f, char *dst, size_t room, size_t *len, bool *too_long, bool *eof,
-                           size_t *dropped_quotes);
+                           ingest_drop_fn *dropped, void *ctx);
 
 /* Drops a leading UTF-8 byte order mark from the first line of a file. */
 void ingest_strip_bom(char *line, size_t *len);

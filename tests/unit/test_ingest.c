@@ -140,6 +140,11 @@ static const char *given_of(const json_t *p)
     return json_string_value(json_array_get(json_object_get(json_array_get(json_object_get(p, "name"), 0), "given"), 0));
 }
 
+static const char *id_of(const json_t *p)
+{
+    return json_string_value(json_object_get(json_array_get(json_object_get(p, "identifier"), 0), "value"));
+}
+
 static const char *family_of(const json_t *p)
 {
     return json_string_value(json_object_get(json_array_get(json_object_get(p, "name"), 0), "family"));
@@ -373,6 +378,76 @@ static void test_csv_over_long_quoted_field_is_one_row(void **state)
     rows_free(&r);
     free(path);
     free(text);
+}
+
+/* text[0..n) with `long_field` (70,000 'y') put where "@" stands: a record over the limit. */
+static char *with_long_field(const char *text, size_t *n)
+{
+    const char *at = strchr(text, '@');
+    assert_non_null(at);
+    size_t head = (size_t)(at - text), tail = strlen(at + 1), fill = 70000;
+    char *out = malloc(head + fill + tail + 1);
+    assert_non_null(out);
+    memcpy(out, text, head);
+    memset(out + head, 'y', fill);
+    memcpy(out + head + fill, at + 1, tail + 1);
+    *n = head + fill + tail;
+    return out;
+}
+
+/* A record over the limit ends where the splitter's rules end it: a quote inside an unquoted field is kept as
+ * written, in the part that is kept or in the part dropped, so the rows after it are read (counting quotes
+ * took such a quote for an open field and swallowed every row up to the next quote); a quoted field that
+ * opens in the dropped part still takes its lines with it. */
+static void test_csv_over_long_line_ends_by_the_quoting_rules(void **state)
+{
+    static const char *const cases[] = {
+        "id,given,family,dob\nr1,A,B,\nr4,G,O\"neil,@\nr5,A,B,\nr6,A,B,\nr7,A,B,\n",
+        "id,given,family,dob\nr1,A,B,\nr4,G,@O\"neil,\nr5,A,B,\nr6,A,B,\nr7,A,B,\n",
+        "id,given,family,dob\nr1,A,B,\nr4,@,\"x\nr9,Mallory,Phantom,\nz\"\nr5,A,B,\nr6,A,B,\nr7,A,B,\n",
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
+        size_t n;
+        char *text = with_long_field(cases[k], &n);
+        char *path = write_file(*state, "stray.csv", text, n);
+        rows r;
+        read_csv(path, PLAIN, &r);
+        if (r.n != 5)
+            fail_msg("case %zu: %d rows, expected 5", k, r.n);
+        assert_non_null(r.patient[0]);
+        expect_rejected(&r, 1, 3, "longer than 65534 bytes");
+        for (int i = 2; i < 5; i++) {
+            assert_non_null(r.patient[i]);
+            assert_int_equal(r.line[i], i + 2);
+            char id[16];
+            snprintf(id, sizeof id, "r%d", i + 3);
+            assert_string_equal(id_of(r.patient[i]), id);
+        }
+        rows_free(&r);
+        free(path);
+        free(text);
+    }
+    /* With a separator of two bytes: `,"` is no separator and a quote, so the field is unquoted and the line
+     * ends the record; `, "` opens a quoted field, which takes the next line with it. */
+    static const char *const febrl[] = {
+        "id, given, family, street\nr4, @,\"x\nr9, mallory, phantom, \nr5, ann, lee, 5\n",
+        "id, given, family, street\nr4, @,, \"x\nr9, mallory, phantom, \nz\"\nr5, ann, lee, 5\n",
+    };
+    for (int k = 0; k < 2; k++) {
+        size_t n;
+        char *text = with_long_field(febrl[k], &n);
+        char *path = write_file(*state, "stray2.csv", text, n);
+        rows r;
+        read_csv(path, FEBRLISH, &r);
+        assert_int_equal(r.n, k == 0 ? 3 : 2);
+        expect_rejected(&r, 0, 2, "longer than 65534 bytes");
+        if (k == 0)
+            assert_string_equal(given_of(r.patient[1]), "mallory");
+        assert_string_equal(given_of(r.patient[r.n - 1]), "ann");
+        rows_free(&r);
+        free(path);
+        free(text);
+    }
 }
 
 /* A file of one data row (text[0..n), header included): registered, or rejected for `rejected`. */
@@ -623,6 +698,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_csv_birth_dates_are_calendar_dates, setup, teardown),
         cmocka_unit_test_setup_teardown(test_csv_gender_codes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_csv_over_long_quoted_field_is_one_row, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_csv_over_long_line_ends_by_the_quoting_rules, setup, teardown),
         cmocka_unit_test_setup_teardown(test_csv_long_address_line_is_said, setup, teardown),
         cmocka_unit_test_setup_teardown(test_csv_quotes_with_a_long_separator, setup, teardown),
         cmocka_unit_test_setup_teardown(test_csv_quoted_field_over_lines, setup, teardown),
