@@ -76,7 +76,8 @@ static bool csv_at_sep(const ingest_csv *c, const char *p, const char *end)
     return (size_t)(end - p) >= c->seplen && memcmp(p, c->sep, c->seplen) == 0;
 }
 
-/* Where a split stopped in an open quoted field: the field's start in raw and in text, and its index. */
+/* Where a split stopped, in an open quoted field or at a field it could not split: the field's start in
+ * raw and in text, and its index. */
 typedef struct csv_pos {
     size_t raw, text;
     int n;
@@ -87,13 +88,15 @@ typedef struct csv_pos {
  * Lengths, not NULs, bound the scan: a record with a NUL is refused after it is split, and it must be
  * split to know where it ends. It starts at *at and, when a quoted field is still open at the end, leaves
  * *at at that field: the lines that follow it resume there, so that a record over many lines is split
- * once, not once a line. */
+ * once, not once a line. On a field it cannot split it leaves *at there too, for the caller to find
+ * where the record ends. */
 static csv_bad csv_split(ingest_csv *c, csv_pos *at, int *nfields, int *bad_col)
 {
     const char *p = c->raw + at->raw, *end = c->raw + c->rawlen;
     char *out = c->text + at->text;
     int n = at->n;
     for (;;) {
+        *at = (csv_pos){.raw = (size_t)(p - c->raw), .text = (size_t)(out - c->text), .n = n};
         if (n == CSV_MAX_COLS)
             return CSV_TOO_MANY;
         const char *q = p;
@@ -102,10 +105,8 @@ static csv_bad csv_split(ingest_csv *c, csv_pos *at, int *nfields, int *bad_col)
         char *start = out;
         if (q < end && *q == '"') {
             for (q++;; q++) {
-                if (q == end) {
-                    *at = (csv_pos){.raw = (size_t)(p - c->raw), .text = (size_t)(start - c->text), .n = n};
+                if (q == end)
                     return CSV_OPEN_QUOTE;
-                }
                 if (*q == '"') {
                     if (q + 1 == end || q[1] != '"')
                         break;
@@ -137,7 +138,7 @@ static csv_bad csv_split(ingest_csv *c, csv_pos *at, int *nfields, int *bad_col)
     return CSV_GOOD;
 }
 
-/* Where csv_split stands after a byte, for the text of a record that is not kept. */
+/* Where csv_split stands after a byte, for the text of a record that is not split. */
 typedef enum csv_mode {
     CSV_AT_FIELD, /* blanks before a field */
     CSV_UNQUOTED, /* in an unquoted field */
@@ -146,9 +147,10 @@ typedef enum csv_mode {
     CSV_CLOSED,   /* blanks after a closing quote */
 } csv_mode;
 
-/* csv_split's rules a byte at a time, past the record limit, where the text is dropped: only where the
- * record ends is wanted there, and it must be where the splitter would end it (a quote inside an unquoted
- * field opens nothing; a quoted field takes its lines with it), or rows are swallowed or made up. */
+/* csv_split's rules a byte at a time, for a record that is not split: past the record limit, where the
+ * text is dropped, or after a field that does not split. Only where the record ends is wanted there, and
+ * it must be where the splitter would end it (a quote inside an unquoted field opens nothing; a quoted
+ * field takes its lines with it), or rows are swallowed or made up. */
 typedef struct csv_follow {
     const ingest_csv *c;
     csv_mode mode;
@@ -266,6 +268,14 @@ static rl_error *csv_read_record(ingest_csv *c, bool *eof, csv_bad *bad, int *nf
         if (c->rawlen && c->raw[c->rawlen - 1] == '\r')
             c->raw[--c->rawlen] = '\0';
         *bad = csv_split(c, &at, nfields, bad_col);
+        if (*bad == CSV_AFTER_QUOTE || *bad == CSV_TOO_MANY) {
+            /* The row is rejected whole: the rest of it, from the field that failed, is only followed to
+             * its end, or a quoted field further on would leave its lines to be read as rows. */
+            follow = (csv_follow){.c = c, .mode = CSV_AT_FIELD};
+            for (size_t i = at.raw; i < c->rawlen; i++)
+                csv_follow_byte(&follow, c->raw[i]);
+            RL_TRY(csv_skip_record(c, &follow, lines));
+        }
         if (*bad != CSV_OPEN_QUOTE)
             break;
         if (c->rawlen >= CSV_RECORD_MAX) {

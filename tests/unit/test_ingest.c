@@ -106,6 +106,14 @@ static void read_csv(const char *path, const char *map_text, rows *r)
     json_decref(m);
 }
 
+/* read_csv of text[0..n), written to a file in dir. */
+static void read_text(const char *dir, const char *text, size_t n, const char *map_text, rows *r)
+{
+    char *path = write_file(dir, "rows.csv", text, n);
+    read_csv(path, map_text, r);
+    free(path);
+}
+
 /* The error of opening path with the mapping (NULL when it opened). */
 static rl_error *open_error(const char *path, const char *map_text)
 {
@@ -450,6 +458,41 @@ static void test_csv_over_long_line_ends_by_the_quoting_rules(void **state)
     }
 }
 
+/* After a row that does not split (text after a closing quote, more than 256 columns), its record still ends
+ * where its quotes end: text inside a later quoted field of it is never read as rows of its own (a review
+ * registered urn:w|9 from inside one). The text after a closing quote is read as unquoted, up to the
+ * separator. */
+static void test_csv_bad_row_ends_where_its_quotes_end(void **state)
+{
+    static const char after_quote[] = "id,given,family,dob\n"
+                                       "r1,\"ann\"x,\"see\nr9,Injected,Row,\nend\",\n"
+                                       "r3,Carl,Ok,\n"
+                                       "r4,\"ann\"x\"y,lee,\n"
+                                       "r5,Dee,Ok,\n";
+    rows r;
+    read_text(*state, after_quote, sizeof after_quote - 1, PLAIN, &r);
+    assert_int_equal(r.n, 4);
+    expect_rejected(&r, 0, 2, "column 2: text after the closing quote");
+    assert_int_equal(r.line[1], 3);
+    assert_string_equal(given_of(r.patient[1]), "Carl");
+    expect_rejected(&r, 2, 4, "column 2: text after the closing quote");
+    assert_string_equal(given_of(r.patient[3]), "Dee");
+    rows_free(&r);
+
+    /* The same with a quoted field over lines after column 256 (of 281). */
+    char wide[8192];
+    size_t n = (size_t)snprintf(wide, sizeof wide, "id,given,family,dob\nr1");
+    for (int i = 1; i < 280; i++)
+        n += (size_t)snprintf(wide + n, sizeof wide - n, ",c%d", i);
+    n += (size_t)snprintf(wide + n, sizeof wide - n, ",\"x\nr9,Injected,Row,\ny\",z\nr3,Carl,Ok,\n");
+    read_text(*state, wide, n, PLAIN, &r);
+    assert_int_equal(r.n, 2);
+    expect_rejected(&r, 0, 2, "more than 256 columns");
+    assert_int_equal(r.line[1], 3);
+    assert_string_equal(given_of(r.patient[1]), "Carl");
+    rows_free(&r);
+}
+
 /* A file of one data row (text[0..n), header included): registered, or rejected for `rejected`. */
 static void expect_one_row(const char *dir, const char *name, const char *text, size_t n, const char *rejected)
 {
@@ -699,6 +742,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_csv_gender_codes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_csv_over_long_quoted_field_is_one_row, setup, teardown),
         cmocka_unit_test_setup_teardown(test_csv_over_long_line_ends_by_the_quoting_rules, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_csv_bad_row_ends_where_its_quotes_end, setup, teardown),
         cmocka_unit_test_setup_teardown(test_csv_long_address_line_is_said, setup, teardown),
         cmocka_unit_test_setup_teardown(test_csv_quotes_with_a_long_separator, setup, teardown),
         cmocka_unit_test_setup_teardown(test_csv_quoted_field_over_lines, setup, teardown),
