@@ -349,6 +349,9 @@ static rl_error *csv_read_separator(ingest_csv *c, const json_t *mapping)
     return NULL;
 }
 
+/* The registry keys a record on "system|value", so it refuses such a system: every row would be rejected. */
+#define CSV_NO_BAR "cannot hold '|' (the registry refuses an identifier system with one)"
+
 static rl_error *csv_read_mapping(ingest_csv *c, const json_t *mapping)
 {
     rl_error *err = NULL;
@@ -416,6 +419,8 @@ static rl_error *csv_read_mapping(ingest_csv *c, const json_t *mapping)
             const char *system = json_string_value(json_object_get(id, "system"));
             if (!system || !*system || strlen(system) >= sizeof c->ids[0].system)
                 RL_FAIL(RL_EINVAL, "mapping: columns.identifiers[%zu].system: expected a URI", i);
+            if (strchr(system, '|'))
+                RL_FAIL(RL_EINVAL, "mapping: columns.identifiers[%zu].system: %s", i, CSV_NO_BAR);
             RL_TRY(csv_column(c, json_object_get(id, "column"), "columns.identifiers[].column", &c->ids[c->nids].col));
             snprintf(c->ids[c->nids].system, sizeof c->ids[0].system, "%s", system);
             c->nids++;
@@ -424,6 +429,8 @@ static rl_error *csv_read_mapping(ingest_csv *c, const json_t *mapping)
     const char *source = json_string_value(json_object_get(mapping, "source_system"));
     if (!source || !*source || strlen(source) >= sizeof c->source_system)
         RL_FAIL(RL_EINVAL, "mapping: source_system: expected the URI of the rows' own identifier system");
+    if (strchr(source, '|'))
+        RL_FAIL(RL_EINVAL, "mapping: source_system: %s", CSV_NO_BAR);
     snprintf(c->source_system, sizeof c->source_system, "%s", source);
     const json_t *truth = json_object_get(mapping, "truth");
     c->col_truth = -1;

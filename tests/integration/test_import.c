@@ -571,6 +571,31 @@ static void test_bad_bundle_makes_no_store(void **state)
     assert_int_not_equal(stat(d->store, &st), 0);
 }
 
+/* A mapping whose system holds a '|' (the registry's separator of system and value) is a mapping error:
+ * every row would be refused, so nothing is made and the exit status says so. */
+static void test_mapping_system_with_bar_makes_nothing(void **state)
+{
+    import_dir *d = *state;
+    char csv[1100], map[1100], cmd[4096];
+    snprintf(csv, sizeof csv, "%s/bar.csv", d->dir);
+    snprintf(map, sizeof map, "%s/bar.json", d->dir);
+    write_file(csv, "id,given\n1,ann\n");
+    write_file(map, "{\"source_system\": \"urn:w|x\", \"columns\": {\"id\": \"id\", \"given\": \"given\"}}");
+    snprintf(cmd, sizeof cmd, "%s import %s --mapping %s --data %s", rl_test_bin(), csv, map, d->store);
+    char *out = NULL;
+    int status = rl_test_run(cmd, &out);
+    if (status != 2 || !strstr(out, "source_system: cannot hold '|'"))
+        fail_msg("exit %d, expected 2\n%s", status, out);
+    free(out);
+    struct stat st;
+    assert_int_not_equal(stat(d->store, &st), 0);
+    char made[1200];
+    snprintf(made, sizeof made, "%s.import-state", csv);
+    assert_int_not_equal(stat(made, &st), 0);
+    snprintf(made, sizeof made, "%s.rejects.ndjson", csv);
+    assert_int_not_equal(stat(made, &st), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -588,6 +613,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_damaged_state_is_said, import_dir_setup, import_dir_teardown),
         cmocka_unit_test_setup_teardown(test_file_changed_within_a_second, import_dir_setup, import_dir_teardown),
         cmocka_unit_test_setup_teardown(test_bad_bundle_makes_no_store, import_dir_setup, import_dir_teardown),
+        cmocka_unit_test_setup_teardown(test_mapping_system_with_bar_makes_nothing, import_dir_setup,
+                                        import_dir_teardown),
     };
     return cmocka_run_group_tests_name("import", tests, NULL, NULL);
 }

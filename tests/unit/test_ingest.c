@@ -592,6 +592,13 @@ static void test_csv_header_and_mapping_errors(void **state)
     expect_open_error(path,
                       "{\"source_system\": \"urn:t\", \"columns\": {\"id\": \"id\"}, \"truth\": {\"column\": \"id\", \"x\": 1}}",
                       "truth: unknown key");
+    /* The registry keys a record on system|value: a system with a '|' could never be registered. */
+    expect_open_error(path, "{\"source_system\": \"urn:a|b\", \"columns\": {\"id\": \"id\"}}",
+                      "source_system: cannot hold '|'");
+    expect_open_error(path,
+                      "{\"source_system\": \"urn:t\", \"columns\": {\"id\": \"id\", \"identifiers\": "
+                      "[{\"column\": \"given\", \"system\": \"urn:x|y\"}]}}",
+                      "columns.identifiers[0].system: cannot hold '|'");
     free(path);
 
     /* More columns than a reader keeps: refused, not cut. */
