@@ -9,7 +9,8 @@
 #include "ingest/ingest_line.h"
 
 /* CSV_RECORD_MAX: the bytes of one record (a line, or the lines of a quoted field that goes over lines),
- * line ends not counted; what it was when records were single lines read into 64 KiB. */
+ * the line end that closes it not counted; a line break inside a quoted field is a byte of its value ('\n')
+ * and counts as one. What it was when records were single lines read into 64 KiB. */
 enum {
     CSV_RECORD_MAX = 65534,
     CSV_MAX_COLS = 256,

@@ -566,6 +566,31 @@ static void test_csv_record_limit_counts_every_byte(void **state)
     free(text);
 }
 
+/* A line break inside a quoted field is a byte of its value ("a\nb"), so it counts toward the record limit as
+ * one byte, LF or CRLF; the line end that closes the record does not. At the limit it is a row, one byte
+ * over it is not, as on one line. */
+static void test_csv_quoted_line_break_counts_one_byte(void **state)
+{
+    size_t cap = 70000;
+    char *text = malloc(cap);
+    assert_non_null(text);
+    for (int crlf = 0; crlf < 2; crlf++) {
+        for (int over = 0; over < 2; over++) {
+            /* r1,"<a>\n<b>",B, is 9 bytes and the a's and b's */
+            size_t n = (size_t)snprintf(text, cap, "id,given,family,dob%s\nr1,\"", crlf ? "\r" : "");
+            memset(text + n, 'a', 40000);
+            n += 40000;
+            n += (size_t)snprintf(text + n, cap - n, "%s\n", crlf ? "\r" : "");
+            size_t b = 65534 - 9 - 40000 + (size_t)over;
+            memset(text + n, 'b', b);
+            n += b;
+            n += (size_t)snprintf(text + n, cap - n, "\",B,%s\n", crlf ? "\r" : "");
+            expect_one_row(*state, "break.csv", text, n, over ? "record longer than 65534 bytes" : NULL);
+        }
+    }
+    free(text);
+}
+
 static void test_csv_header_and_mapping_errors(void **state)
 {
     /* A byte order mark (Excel's "CSV UTF-8") is not part of the first column's name. */
@@ -754,6 +779,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_csv_quotes_with_a_long_separator, setup, teardown),
         cmocka_unit_test_setup_teardown(test_csv_quoted_field_over_lines, setup, teardown),
         cmocka_unit_test_setup_teardown(test_csv_record_limit_counts_every_byte, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_csv_quoted_line_break_counts_one_byte, setup, teardown),
         cmocka_unit_test_setup_teardown(test_csv_header_and_mapping_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ndjson_long_line_is_skipped_and_rejected, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ndjson_reads_in_bounded_memory, setup, teardown),
