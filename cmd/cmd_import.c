@@ -420,8 +420,8 @@ int cmd_import(int argc, char **argv)
         RL_TRY(import_file_digest(mapping_path, state.mapping, sizeof state.mapping));
         RL_TRY(ingest_csv_open(path, mapping, &csv));
     } else {
-        /* The file is read (a Bundle whole) before a store is opened, so that
-         * a file that is no import makes no store either. */
+        /* The file is read (a Bundle whole, NDJSON's first resource) before a
+         * store is opened, so that a file that is no import makes no store either. */
         rl_config cfg;
         RL_TRY(cmd_config_build(config, data, &cfg));
         rl_json_limits limits = {.max_depth = cfg.http_max_json_depth,

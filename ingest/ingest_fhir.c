@@ -1,5 +1,6 @@
 #include "ingest/ingest_fhir.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +20,48 @@ struct ingest_fhir {
     json_t *entries; /* bundle */
     size_t next;
 };
+
+/* An NDJSON line without what is not JSON: a byte order mark on the first, '\r' at its end. */
+static void fhir_trim_line(char *buf, size_t *n, long line)
+{
+    if (line == 1)
+        ingest_strip_bom(buf, n);
+    while (*n > 0 && buf[*n - 1] == '\r')
+        buf[--*n] = '\0';
+}
+
+/* A file that is no NDJSON (a CSV given as --format ndjson) would otherwise make a store and reject every
+ * line: its first line that is not empty must be a JSON object. A line over the cap or a value over the
+ * limits is left to be rejected as a row, and an empty file has no rows. Then read from the start again; a
+ * file that cannot be (a pipe) is not checked. */
+static rl_error *fhir_check_ndjson(ingest_fhir *r)
+{
+    rl_error *err = NULL;
+    json_t *first = NULL;
+    if (fseek(r->f, 0, SEEK_CUR) != 0)
+        return NULL;
+    for (long line = 1;; line++) {
+        size_t n;
+        bool too_long, eof;
+        RL_TRY(ingest_read_line(r->f, r->buf, FHIR_LINE_MAX + 1, &n, &too_long, &eof, NULL, NULL));
+        if (eof || too_long)
+            break;
+        fhir_trim_line(r->buf, &n, line);
+        if (n == 0)
+            continue;
+        rl_error *parse = rl_json_parse(r->buf, n, &r->limits, &first);
+        bool over_limits = parse && rl_error_code(parse) == RL_ETOOBIG;
+        rl_error_free(parse);
+        if (!over_limits && !json_is_object(first))
+            RL_FAIL(RL_EINVAL, "line %ld is not a JSON object: expected NDJSON, one FHIR resource a line", line);
+        break;
+    }
+    if (fseek(r->f, 0, SEEK_SET) != 0)
+        RL_FAIL(RL_EIO, "cannot read it again from the start: %s", strerror(errno));
+cleanup:
+    json_decref(first);
+    return err;
+}
 
 rl_error *ingest_fhir_open(const char *path, bool bundle, const rl_json_limits *limits, ingest_fhir **out)
 {
@@ -59,6 +102,7 @@ rl_error *ingest_fhir_open(const char *path, bool bundle, const rl_json_limits *
         r->buf = malloc(FHIR_LINE_MAX + 1);
         if (!r->buf)
             RL_FAIL(RL_ENOMEM, "out of memory");
+        RL_TRY(fhir_check_ndjson(r));
     }
     *out = r;
     r = NULL;
@@ -125,10 +169,7 @@ rl_error *ingest_fhir_next(ingest_fhir *r, ingest_row *row, bool *done)
         snprintf(row->problem, sizeof row->problem, "line longer than %d bytes", FHIR_LINE_MAX);
         return NULL;
     }
-    if (r->line == 1)
-        ingest_strip_bom(r->buf, &n);
-    while (n > 0 && r->buf[n - 1] == '\r')
-        r->buf[--n] = '\0';
+    fhir_trim_line(r->buf, &n, r->line);
     if (n == 0) {
         snprintf(row->problem, sizeof row->problem, "empty line");
         return NULL;

@@ -42,18 +42,19 @@ static long count_lines(const char *path)
     return n;
 }
 
-/* NDJSON: `bad` lines that are not JSON (rejected without asking the registry), one Patient
- * (identifier urn:t|id), then `after` more bad lines. */
+/* NDJSON: `bad` lines that are no Patient (rejected without asking the registry), one Patient
+ * (identifier urn:t|id), then `after` more bad lines. They are JSON objects: a file whose first line is
+ * not one is no NDJSON, refused whole. */
 static void write_mixed(const char *path, int bad, const char *id, int after)
 {
     FILE *f = fopen(path, "w");
     assert_non_null(f);
     for (int i = 0; i < bad; i++)
-        fputs("not json\n", f);
+        fputs("{\"resourceType\":\"Observation\"}\n", f);
     fprintf(f, "{\"resourceType\":\"Patient\",\"identifier\":[{\"system\":\"urn:t\",\"value\":\"%s\"}],"
                "\"gender\":\"female\"}\n", id);
     for (int i = 0; i < after; i++)
-        fputs("not json\n", f);
+        fputs("{\"resourceType\":\"Observation\"}\n", f);
     fclose(f);
 }
 
@@ -553,6 +554,24 @@ static void test_file_changed_within_a_second(void **state)
     json_decref(j);
 }
 
+/* cmd, an import of file into d->store, is refused with exit 2 and words (NULL: any) before anything is
+ * made: no store, no progress, no rejects beside file. */
+static void expect_nothing_made(const import_dir *d, const char *cmd, const char *file, const char *words)
+{
+    char *out = NULL;
+    int status = rl_test_run(cmd, &out);
+    if (status != 2 || (words && !strstr(out, words)))
+        fail_msg("exit %d, expected 2 and \"%s\"\n%s", status, words ? words : "", out);
+    free(out);
+    struct stat st;
+    assert_int_not_equal(stat(d->store, &st), 0);
+    char made[1200];
+    snprintf(made, sizeof made, "%s.import-state", file);
+    assert_int_not_equal(stat(made, &st), 0);
+    snprintf(made, sizeof made, "%s.rejects.ndjson", file);
+    assert_int_not_equal(stat(made, &st), 0);
+}
+
 /* A file that is no import makes no store: it is read before the store is opened. */
 static void test_bad_bundle_makes_no_store(void **state)
 {
@@ -562,13 +581,27 @@ static void test_bad_bundle_makes_no_store(void **state)
     write_file(bundle, "\xef\xbb\xbf");
     char cmd[4096];
     snprintf(cmd, sizeof cmd, "%s import %s --format bundle --data %s", rl_test_bin(), bundle, d->store);
-    char *out = NULL;
-    int status = rl_test_run(cmd, &out);
-    if (status != 2)
-        fail_msg("exit %d, expected 2\n%s", status, out);
-    free(out);
-    struct stat st;
-    assert_int_not_equal(stat(d->store, &st), 0);
+    expect_nothing_made(d, cmd, bundle, NULL);
+}
+
+/* NDJSON is checked too before a store is made: a CSV given as --format ndjson is no import (its first line
+ * that is not empty is no JSON object), so it exits 2 with nothing made. Empty lines before the first
+ * resource are rows of their own, as ever. */
+static void test_bad_ndjson_makes_no_store(void **state)
+{
+    import_dir *d = *state;
+    char csv[1100], cmd[4096];
+    snprintf(csv, sizeof csv, "%s/people.csv", d->dir);
+    write_file(csv, "\nid,given\n1,ann\n");
+    snprintf(cmd, sizeof cmd, "%s import %s --format ndjson --data %s", rl_test_bin(), csv, d->store);
+    expect_nothing_made(d, cmd, csv, "line 2 is not a JSON object");
+
+    write_file(d->nd, "\r\n\n{\"resourceType\":\"Patient\",\"identifier\":[{\"system\":\"urn:a\",\"value\":\"1\"}]}\n");
+    snprintf(cmd, sizeof cmd, "%s import %s --data %s", rl_test_bin(), d->nd, d->store);
+    json_t *j = run_ok(cmd);
+    assert_int_equal(json_integer_value(json_object_get(j, "created")), 1);
+    assert_int_equal(json_integer_value(json_object_get(j, "rejected")), 2);
+    json_decref(j);
 }
 
 /* A mapping whose system holds a '|' (the registry's separator of system and value) is a mapping error:
@@ -582,18 +615,7 @@ static void test_mapping_system_with_bar_makes_nothing(void **state)
     write_file(csv, "id,given\n1,ann\n");
     write_file(map, "{\"source_system\": \"urn:w|x\", \"columns\": {\"id\": \"id\", \"given\": \"given\"}}");
     snprintf(cmd, sizeof cmd, "%s import %s --mapping %s --data %s", rl_test_bin(), csv, map, d->store);
-    char *out = NULL;
-    int status = rl_test_run(cmd, &out);
-    if (status != 2 || !strstr(out, "source_system: cannot hold '|'"))
-        fail_msg("exit %d, expected 2\n%s", status, out);
-    free(out);
-    struct stat st;
-    assert_int_not_equal(stat(d->store, &st), 0);
-    char made[1200];
-    snprintf(made, sizeof made, "%s.import-state", csv);
-    assert_int_not_equal(stat(made, &st), 0);
-    snprintf(made, sizeof made, "%s.rejects.ndjson", csv);
-    assert_int_not_equal(stat(made, &st), 0);
+    expect_nothing_made(d, cmd, csv, "source_system: cannot hold '|'");
 }
 
 int main(void)
@@ -613,6 +635,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_damaged_state_is_said, import_dir_setup, import_dir_teardown),
         cmocka_unit_test_setup_teardown(test_file_changed_within_a_second, import_dir_setup, import_dir_teardown),
         cmocka_unit_test_setup_teardown(test_bad_bundle_makes_no_store, import_dir_setup, import_dir_teardown),
+        cmocka_unit_test_setup_teardown(test_bad_ndjson_makes_no_store, import_dir_setup, import_dir_teardown),
         cmocka_unit_test_setup_teardown(test_mapping_system_with_bar_makes_nothing, import_dir_setup,
                                         import_dir_teardown),
     };

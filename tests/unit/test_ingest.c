@@ -749,6 +749,14 @@ static void test_fhir_files_named_in_errors(void **state)
     assert_non_null(strstr(rl_error_message(err), "empty.json"));
     rl_error_free(err);
     free(path);
+    /* NDJSON whose first line that is not empty is no JSON object: not NDJSON, refused at open. */
+    path = write_file(*state, "rows.csv", "\nid,given\n1,ann\n", 16);
+    err = ingest_fhir_open(path, false, &limits, &reader);
+    assert_non_null(err);
+    if (!strstr(rl_error_message(err), "rows.csv") || !strstr(rl_error_message(err), "line 2 is not a JSON object"))
+        fail_msg("%s", rl_error_message(err));
+    rl_error_free(err);
+    free(path);
     path = write_file(*state, "cut.json", "{\"resourceType\": \"Bundle\", \"entry\": [", 37);
     err = ingest_fhir_open(path, true, &limits, &reader);
     assert_non_null(err);
