@@ -195,6 +195,30 @@ static rl_error *import_state_writable(const char *path)
     return NULL;
 }
 
+/* Opens the rejects file to add to, making it when it is not there (*made), before a store is opened (or
+ * made) for nothing. Not cut yet: whether this run resumes, and keeps its first part, is known later. */
+static rl_error *import_rejects_open(const char *path, FILE **out, bool *made)
+{
+    rl_error *err = NULL;
+    *out = NULL;
+    *made = false;
+    int fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC);
+    if (fd < 0 && errno == ENOENT) {
+        fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC | O_CREAT | O_EXCL, 0666);
+        *made = fd >= 0;
+    }
+    if (fd < 0)
+        RL_FAIL(RL_EINVAL, "cannot write %s: %s (--rejects PATH puts it elsewhere)", path, strerror(errno));
+    if (!(*out = fdopen(fd, "a"))) {
+        close(fd);
+        RL_FAIL(RL_ENOMEM, "out of memory");
+    }
+cleanup:
+    if (err && *made)
+        unlink(path);
+    return err;
+}
+
 /* SHA-256 of a file's bytes, as hex in out (65 bytes). */
 static rl_error *import_file_digest(const char *path, char *out, size_t size)
 {
@@ -387,6 +411,7 @@ int cmd_import(int argc, char **argv)
     ingest_csv *csv = NULL;
     ingest_fhir *fhir = NULL;
     FILE *rejects = NULL;
+    bool rejects_ours = false; /* made or taken by this run: removed when it ends empty */
     long rows = 0, skip = 0, last_line = 0; /* last_line: as rejects and messages number rows */
     cmd_session session;
     memset(&session, 0, sizeof session);
@@ -428,6 +453,7 @@ int cmd_import(int argc, char **argv)
                                  .max_string_bytes = (size_t)cfg.http_max_string_bytes};
         RL_TRY(ingest_fhir_open(path, strcmp(format, "bundle") == 0, &limits, &fhir));
     }
+    RL_TRY(import_rejects_open(rejects_path, &rejects, &rejects_ours));
     RL_TRY(cmd_session_open_bulk(&session, config, data, server));
     import_target(&session, server, state.target, sizeof state.target);
 
@@ -455,16 +481,18 @@ int cmd_import(int argc, char **argv)
         fprintf(stderr, "import: resuming after row %ld (of %ld)\n", skip, total);
     else if (skip)
         fprintf(stderr, "import: resuming after row %ld\n", skip);
-    if (skip && strcmp(saved.rejects, rejects_path) == 0) {
-        /* Rejects written after the checkpoint belong to rows this run sends again: cut them off. */
-        struct stat rs;
-        if (stat(rejects_path, &rs) == 0 && rs.st_size > state.rejects_bytes &&
-            truncate(rejects_path, (off_t)state.rejects_bytes) != 0)
-            RL_FAIL(RL_EIO, "cannot cut %s back to its checkpoint: %s", rejects_path, strerror(errno));
+    /* A run from row 1 replaces the rejects; a resume cuts off those written after the checkpoint, which
+     * belong to rows it sends again. */
+    if (!skip || strcmp(saved.rejects, rejects_path) == 0) {
+        struct stat now;
+        if (fstat(fileno(rejects), &now) != 0 ||
+            (now.st_size > state.rejects_bytes && ftruncate(fileno(rejects), (off_t)state.rejects_bytes) != 0))
+            RL_FAIL(RL_EIO, "cannot cut %s to %lld bytes: %s", rejects_path, state.rejects_bytes, strerror(errno));
     }
-    rejects = fopen(rejects_path, skip ? "a" : "w");
-    if (!rejects)
-        RL_FAIL(RL_EIO, "cannot write %s: %s (--rejects PATH puts it elsewhere)", rejects_path, strerror(errno));
+    rejects_ours = true;
+    /* Where the checkpoints' ftell starts: the end as cut, not the end the stream was opened at. */
+    if (fseek(rejects, 0, SEEK_END) != 0)
+        RL_FAIL(RL_EIO, "cannot write %s: %s", rejects_path, strerror(errno));
 
     long created = 0, updated = 0, rejected = 0, since_checkpoint = 0, waits = 0, left_out = 0;
     uint64_t t0 = rl_time_mono_ns(), last_note = 0;
@@ -593,7 +621,7 @@ cleanup:
     if (rejects) {
         fclose(rejects);
         struct stat rs;
-        if (stat(rejects_path, &rs) == 0 && rs.st_size == 0)
+        if (rejects_ours && stat(rejects_path, &rs) == 0 && rs.st_size == 0)
             unlink(rejects_path);
     }
     ingest_csv_close(csv);

@@ -604,6 +604,21 @@ static void test_bad_ndjson_makes_no_store(void **state)
     json_decref(j);
 }
 
+/* A rejects file that cannot be written is found before the store is opened, as the state's is: exit 2,
+ * nothing made (it failed after making the store and writing a state that named it). */
+static void test_unwritable_rejects_makes_nothing(void **state)
+{
+    import_dir *d = *state;
+    write_patients(d->nd, 3);
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd, "%s import %s --data %s --rejects %s/no-such-folder/x.rej", rl_test_bin(), d->nd,
+             d->store, d->dir);
+    expect_nothing_made(d, cmd, d->nd, "cannot write");
+    /* A folder is no rejects file either. */
+    snprintf(cmd, sizeof cmd, "%s import %s --data %s --rejects %s", rl_test_bin(), d->nd, d->store, d->dir);
+    expect_nothing_made(d, cmd, d->nd, "--rejects PATH");
+}
+
 /* A mapping whose system holds a '|' (the registry's separator of system and value) is a mapping error:
  * every row would be refused, so nothing is made and the exit status says so. */
 static void test_mapping_system_with_bar_makes_nothing(void **state)
@@ -636,6 +651,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_file_changed_within_a_second, import_dir_setup, import_dir_teardown),
         cmocka_unit_test_setup_teardown(test_bad_bundle_makes_no_store, import_dir_setup, import_dir_teardown),
         cmocka_unit_test_setup_teardown(test_bad_ndjson_makes_no_store, import_dir_setup, import_dir_teardown),
+        cmocka_unit_test_setup_teardown(test_unwritable_rejects_makes_nothing, import_dir_setup, import_dir_teardown),
         cmocka_unit_test_setup_teardown(test_mapping_system_with_bar_makes_nothing, import_dir_setup,
                                         import_dir_teardown),
     };
