@@ -50,10 +50,11 @@ void cmd_import_help(void)
            "Progress is kept in STATE (default FILE.import-state): run the same command again\n"
            "after an interruption and it resumes, if it imports the same file, with the same\n"
            "format and mapping, into the same store or server; otherwise it says why and starts\n"
-           "over (--restart starts over anyway; rows sent twice only update). From a read-only\n"
-           "folder, name both --state and --rejects elsewhere. Over HTTP, a server that asks to\n"
-           "wait (429, 503) is waited for as its Retry-After says; a refused token (401, 403),\n"
-           "a server failure (5xx) or no answer stops the import, progress kept.\n"
+           "over (--restart starts over anyway; rows sent twice only update). A resume goes on\n"
+           "in the rejects file it wrote to (from any folder) and refuses another. From a\n"
+           "read-only folder, name both --state and --rejects elsewhere. Over HTTP, a server\n"
+           "that asks to wait (429, 503) is waited for as its Retry-After says; a refused token\n"
+           "(401, 403), a server failure (5xx) or no answer stops the import, progress kept.\n"
            "A progress line on stderr shows the rate and the time left. Exit status: 0 when\n"
            "the whole file was processed (rejected rows included), 1 on a failure, 2 on bad\n"
            "usage or a token the server refuses.\n");
@@ -71,7 +72,9 @@ typedef struct import_state {
     char mapping[crypto_hash_sha256_BYTES * 2 + 1]; /* SHA-256 of the mapping file, hex; "" without one */
     long done;                  /* rows read, every one of them durable in the target */
     long long rejects_bytes;    /* the rejects file's length when done was recorded */
-    char rejects[PATH_MAX];     /* that rejects file */
+    char rejects[PATH_MAX];     /* that rejects file: its real path (as typed in a state before version 4) */
+    bool rejects_known;         /* and what it is, device and inode (not in a state before version 4) */
+    long long rejects_dev, rejects_ino;
 } import_state;
 
 static void import_copy(char *out, size_t size, const json_t *j, const char *key)
@@ -101,6 +104,10 @@ static bool import_state_load(const char *path, import_state *st, bool *unreadab
     st->done = (long)json_integer_value(json_object_get(j, "done_rows"));
     st->rejects_bytes = json_integer_value(json_object_get(j, "rejects_bytes"));
     import_copy(st->rejects, sizeof st->rejects, j, "rejects");
+    const json_t *ino = json_object_get(j, "rejects_ino");
+    st->rejects_known = json_is_integer(ino);
+    st->rejects_ino = json_integer_value(ino);
+    st->rejects_dev = json_integer_value(json_object_get(j, "rejects_dev"));
     json_decref(j);
     return true;
 }
@@ -136,11 +143,12 @@ static rl_error *import_state_save(const char *path, const import_state *st)
     json_t *j = NULL;
     if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp)
         RL_FAIL(RL_EINVAL, "path too long: %s", path);
-    j = json_pack("{s:i, s:s, s:I, s:I, s:I, s:s, s:s, s:s, s:I, s:I, s:s}", "version", 3, "file", st->file, "size",
-                  (json_int_t)st->size, "mtime", (json_int_t)st->mtime, "mtime_nsec", (json_int_t)st->mtime_nsec,
-                  "target", st->target, "format", st->format,
-                  "mapping_sha256", st->mapping, "done_rows", (json_int_t)st->done, "rejects_bytes",
-                  (json_int_t)st->rejects_bytes, "rejects", st->rejects);
+    j = json_pack("{s:i, s:s, s:I, s:I, s:I, s:s, s:s, s:s, s:I, s:I, s:s, s:I, s:I}", "version", 4, "file", st->file,
+                  "size", (json_int_t)st->size, "mtime", (json_int_t)st->mtime, "mtime_nsec",
+                  (json_int_t)st->mtime_nsec, "target", st->target, "format", st->format, "mapping_sha256",
+                  st->mapping, "done_rows", (json_int_t)st->done, "rejects_bytes", (json_int_t)st->rejects_bytes,
+                  "rejects", st->rejects, "rejects_dev", (json_int_t)st->rejects_dev, "rejects_ino",
+                  (json_int_t)st->rejects_ino);
     if (!j)
         RL_FAIL(RL_ENOMEM, "out of memory");
     errno = 0;
@@ -217,6 +225,33 @@ cleanup:
     if (err && *made)
         unlink(path);
     return err;
+}
+
+/* What a resume keeps of the rejects file this run opened (cur's): it cuts that file back to the checkpoint
+ * (*keep bytes), so it must be the file the saved state wrote. That is known by device and inode, however
+ * and from wherever it is named: a path as typed named another file from another folder. When that file is
+ * gone and this run made one (made), there is nothing to cut. Anything else is refused, never cut. */
+static rl_error *import_rejects_resumable(const import_state *saved, const import_state *cur, bool made,
+                                          const char *state_path, long long *keep)
+{
+    if (!saved->rejects_known && saved->rejects[0] != '/')
+        return RL_ERR(RL_EINVAL,
+                      "the progress in %s names its rejects file only as %s, relative to a folder it does not "
+                      "name, so it cannot be told from another: start over with --restart (rows sent again only "
+                      "update)", state_path, saved->rejects);
+    struct stat was;
+    bool there = saved->rejects[0] == '/' && stat(saved->rejects, &was) == 0;
+    bool same = saved->rejects_known
+                    ? saved->rejects_dev == cur->rejects_dev && saved->rejects_ino == cur->rejects_ino
+                    : there && (long long)was.st_dev == cur->rejects_dev && (long long)was.st_ino == cur->rejects_ino;
+    bool gone = made && (!there || strcmp(saved->rejects, cur->rejects) == 0);
+    if (!same && !gone)
+        return RL_ERR(RL_EINVAL,
+                      "the progress in %s wrote its rejected rows to %s, and %s is another file: name that one "
+                      "with --rejects to resume, or start over with --restart (rows sent again only update)",
+                      state_path, saved->rejects, cur->rejects);
+    *keep = same ? saved->rejects_bytes : 0;
+    return NULL;
 }
 
 /* SHA-256 of a file's bytes, as hex in out (65 bytes). */
@@ -435,7 +470,6 @@ int cmd_import(int argc, char **argv)
     state.mtime = (long long)st.st_mtim.tv_sec;
     state.mtime_nsec = (long long)st.st_mtim.tv_nsec;
     snprintf(state.format, sizeof state.format, "%s", format);
-    snprintf(state.rejects, sizeof state.rejects, "%s", rejects_path);
     RL_TRY(import_state_writable(state_path));
     if (csv_format) {
         json_error_t jerr;
@@ -454,6 +488,14 @@ int cmd_import(int argc, char **argv)
         RL_TRY(ingest_fhir_open(path, strcmp(format, "bundle") == 0, &limits, &fhir));
     }
     RL_TRY(import_rejects_open(rejects_path, &rejects, &rejects_ours));
+    struct stat opened;
+    if (fstat(fileno(rejects), &opened) != 0)
+        RL_FAIL(RL_EIO, "cannot write %s: %s", rejects_path, strerror(errno));
+    state.rejects_known = true;
+    state.rejects_dev = (long long)opened.st_dev;
+    state.rejects_ino = (long long)opened.st_ino;
+    if (!realpath(rejects_path, state.rejects))
+        snprintf(state.rejects, sizeof state.rejects, "%s", rejects_path);
     RL_TRY(cmd_session_open_bulk(&session, config, data, server));
     import_target(&session, server, state.target, sizeof state.target);
 
@@ -464,9 +506,8 @@ int cmd_import(int argc, char **argv)
             fprintf(stderr, "import: the progress in %s is not used: %s; it is replaced, starting from row 1\n",
                     state_path, why);
         } else {
+            RL_TRY(import_rejects_resumable(&saved, &state, rejects_ours, state_path, &state.rejects_bytes));
             skip = saved.done;
-            /* The length at the checkpoint is the rejects file's it named, not another's. */
-            state.rejects_bytes = strcmp(saved.rejects, state.rejects) == 0 ? saved.rejects_bytes : 0;
         }
     } else if (unreadable) {
         fprintf(stderr, "import: the progress in %s cannot be read (damaged); it is replaced, starting from row 1\n",
@@ -482,13 +523,10 @@ int cmd_import(int argc, char **argv)
     else if (skip)
         fprintf(stderr, "import: resuming after row %ld\n", skip);
     /* A run from row 1 replaces the rejects; a resume cuts off those written after the checkpoint, which
-     * belong to rows it sends again. */
-    if (!skip || strcmp(saved.rejects, rejects_path) == 0) {
-        struct stat now;
-        if (fstat(fileno(rejects), &now) != 0 ||
-            (now.st_size > state.rejects_bytes && ftruncate(fileno(rejects), (off_t)state.rejects_bytes) != 0))
-            RL_FAIL(RL_EIO, "cannot cut %s to %lld bytes: %s", rejects_path, state.rejects_bytes, strerror(errno));
-    }
+     * belong to rows it sends again, and a line a kill left half written. */
+    if (fstat(fileno(rejects), &opened) != 0 ||
+        (opened.st_size > state.rejects_bytes && ftruncate(fileno(rejects), (off_t)state.rejects_bytes) != 0))
+        RL_FAIL(RL_EIO, "cannot cut %s to %lld bytes: %s", rejects_path, state.rejects_bytes, strerror(errno));
     rejects_ours = true;
     /* Where the checkpoints' ftell starts: the end as cut, not the end the stream was opened at. */
     if (fseek(rejects, 0, SEEK_END) != 0)

@@ -331,6 +331,100 @@ static void test_http_refusal_stops_and_resumes(void **state)
     rl_test_server_cleanup(&srv);
 }
 
+/* Checks that every line of a rejects file is whole JSON and names its row once; returns how many lines. */
+static long count_whole_rejects(const char *path)
+{
+    enum { MAX_ROW = 1000 };
+    char *text = rl_test_read_file(path, NULL);
+    assert_non_null(text);
+    bool seen[MAX_ROW + 1] = {false};
+    long n = 0;
+    for (char *line = text, *nl; *line; line = nl + 1, n++) {
+        if (!(nl = strchr(line, '\n')))
+            fail_msg("%s: the last line is half written: %.40s", path, line);
+        *nl = '\0';
+        json_t *j = json_loads(line, 0, NULL);
+        long row = (long)json_integer_value(json_object_get(j, "row"));
+        json_decref(j);
+        if (!j || row < 1 || row > MAX_ROW)
+            fail_msg("%s: line %ld is no reject: %.60s", path, n + 1, line);
+        if (seen[row])
+            fail_msg("%s: row %ld is reported twice", path, row);
+        seen[row] = true;
+    }
+    free(text);
+    return n;
+}
+
+/* A resume knows the rejects file its progress wrote by what it is, not by its path as typed. Run again
+ * from another folder with the input's whole path, it cuts that file back to the checkpoint: no row is
+ * reported twice and no line that a kill left half written stays before the new ones. A file of the same
+ * relative name in another folder is another file: refused, never cut. */
+static void test_resume_finds_its_rejects_file(void **state)
+{
+    rl_test_server srv = {0};
+    assert_true(rl_test_server_start(&srv, NULL, NULL));
+    char bin[PATH_MAX], nd[700], rejects[800], other[700], cmd[3 * PATH_MAX];
+    assert_non_null(realpath(rl_test_bin(), bin));
+    snprintf(nd, sizeof nd, "%s/rows.ndjson", srv.dir);
+    snprintf(rejects, sizeof rejects, "%s.rejects.ndjson", nd);
+    snprintf(other, sizeof other, "%s/elsewhere", srv.dir);
+    assert_int_equal(mkdir(other, 0700), 0);
+    write_mixed(nd, 600, "1", 49); /* progress kept after row 500; a reader's token stops it at row 601 */
+    char *reader = make_token(srv.port, "reader");
+
+    snprintf(cmd, sizeof cmd, "cd %s && RIDGELINE_TOKEN=%s %s import rows.ndjson --server 127.0.0.1:%d", srv.dir,
+             reader, bin, srv.port);
+    assert_int_equal(rl_test_run(cmd, NULL), 2);
+    assert_int_equal(count_lines(rejects), 600);
+    FILE *f = fopen(rejects, "a"); /* what a kill in the middle of a write leaves */
+    assert_non_null(f);
+    fputs("{\"row\":6", f);
+    fclose(f);
+    snprintf(cmd, sizeof cmd, "cd %s && %s import %s --server 127.0.0.1:%d", other, bin, nd, srv.port);
+    json_t *j = run_ok(cmd);
+    assert_int_equal(json_integer_value(json_object_get(j, "skipped")), 500);
+    assert_int_equal(json_integer_value(json_object_get(j, "rejected")), 149);
+    json_decref(j);
+    assert_int_equal(count_whole_rejects(rejects), 649);
+
+    /* --rejects out.rej, stopped; then the same command from a folder whose out.rej is another file. */
+    snprintf(cmd, sizeof cmd, "cd %s && RIDGELINE_TOKEN=%s %s import %s --rejects out.rej --server 127.0.0.1:%d",
+             srv.dir, reader, bin, nd, srv.port);
+    assert_int_equal(rl_test_run(cmd, NULL), 2);
+    char unrelated[800], *before = malloc(60000);
+    assert_non_null(before);
+    for (int i = 0; i < 4000; i++)
+        memcpy(before + i * 15, "not a reject 0\n", 15);
+    before[60000 - 1] = '\0';
+    snprintf(unrelated, sizeof unrelated, "%s/out.rej", other);
+    write_file(unrelated, before);
+    snprintf(cmd, sizeof cmd, "cd %s && %s import %s --rejects out.rej --server 127.0.0.1:%d", other, bin, nd,
+             srv.port);
+    char *out = NULL;
+    int status = rl_test_run(cmd, &out);
+    if (status != 2 || !strstr(out, "is another file"))
+        fail_msg("exit %d, expected 2\n%s", status, out);
+    free(out);
+    char *after = rl_test_read_file(unrelated, NULL);
+    assert_non_null(after);
+    assert_string_equal(after, before);
+    free(after);
+    free(before);
+    /* From the folder it was written in, it resumes. */
+    snprintf(cmd, sizeof cmd, "cd %s && %s import %s --rejects out.rej --server 127.0.0.1:%d", srv.dir, bin, nd,
+             srv.port);
+    j = run_ok(cmd);
+    assert_int_equal(json_integer_value(json_object_get(j, "skipped")), 500);
+    json_decref(j);
+    char written[800];
+    snprintf(written, sizeof written, "%s/out.rej", srv.dir);
+    assert_int_equal(count_whole_rejects(written), 649);
+    free(reader);
+    assert_int_equal(rl_test_server_stop(&srv), 0);
+    rl_test_server_cleanup(&srv);
+}
+
 /* Progress made into one registry is not progress in another: the same file into store B after
  * an import into A stopped starts from row 1, and says why. */
 static void test_state_is_for_one_target(void **state)
@@ -641,6 +735,7 @@ int main(void)
         cmocka_unit_test(test_http_rate_limit_waits),
         cmocka_unit_test(test_http_refusal_stops_and_resumes),
         cmocka_unit_test(test_state_is_for_one_target),
+        cmocka_unit_test(test_resume_finds_its_rejects_file),
         cmocka_unit_test_setup_teardown(test_state_elsewhere, import_dir_setup, import_dir_teardown),
         cmocka_unit_test_setup_teardown(test_patient_without_identifier_rejected, import_dir_setup,
                                         import_dir_teardown),
