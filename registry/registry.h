@@ -253,8 +253,10 @@ rl_error *rl_registry_search(rl_registry *reg, const rl_actor *actor, const rl_s
 void rl_search_result_clear(rl_search_result *result);
 
 /* Conditional update (PUT Patient?criteria): no match creates (as
- * rl_registry_submit), one match updates that record (rl_registry_update;
- * an id in the body must be that record's), more: RL_EPRECONDITION. */
+ * rl_registry_submit, but a source identifier another record holds is
+ * RL_ECONFLICT, and an if_match RL_EPRECONDITION: no version to match), one
+ * match updates that record (rl_registry_update; an id in the body must be
+ * that record's), more: RL_EPRECONDITION. */
 rl_error *rl_registry_update_where(rl_registry *reg, const rl_actor *actor, const rl_search_query *criteria,
                                    const json_t *patient, long if_match, rl_submit_result *result);
 

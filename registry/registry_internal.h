@@ -536,6 +536,10 @@ rl_error *reg_search_check_record(rl_registry *reg, const char *rid, const json_
 rl_error *reg_update_record(rl_registry *reg, const rl_actor *actor, const char *rid, const json_t *patient,
                             long if_match, const char *action, rl_submit_result *result);
 
+/* Registers patient as a new record, as rl_registry_submit, but a source key
+ * another record holds is RL_ECONFLICT rather than an update of that record. */
+rl_error *reg_create_record(rl_registry *reg, const rl_actor *actor, const json_t *patient, rl_submit_result *result);
+
 /* key = a \0 b with a < b, for the nomatch family; returns its length (0 when it does not fit). */
 size_t reg_pair_key(const char *a, const char *b, char *out, size_t size);
 #endif

@@ -822,8 +822,14 @@ rl_error *rl_registry_update_where(rl_registry *reg, const rl_actor *actor, cons
     if (total > 1)
         RL_FAIL(RL_EPRECONDITION, "the criteria match %ld records: make them select one", total);
     if (total == 0) {
-        /* FHIR: no match creates, whatever id the body carries. */
-        RL_TRY(rl_registry_submit(reg, actor, patient, result));
+        /* FHIR: no match creates, whatever id the body carries. An If-Match
+         * names a version of the selected record, and there is none: false,
+         * as HTTP reads it (RFC 9110, 13.1.1). A record that holds the body's
+         * source identifier was not selected: it is not the creation's to
+         * update (reg_create_record refuses it). */
+        if (if_match)
+            RL_FAIL(RL_EPRECONDITION, "If-Match: the criteria select no record, so there is no version to match");
+        RL_TRY(reg_create_record(reg, actor, patient, result));
         goto cleanup;
     }
     const char *rid = json_string_value(json_array_get(ids, 0));

@@ -428,6 +428,7 @@ struct reg_submit_req {
     json_t *search_keys;   /* the record's search index keys */
     const char *target_id; /* update this record (FHIR update by id); NULL: by source key */
     long if_match;         /* with target_id: the version the caller saw; 0: any */
+    bool create_only;      /* a known source key is a conflict, not an update (conditional update, no match) */
     const char *action;    /* audit action of an update */
     /* Candidates gathered and scored before the decision, at generation gen
      * after `created` creations, with `room` postings to spare under every key
@@ -758,6 +759,11 @@ static void reg_submit_decide(rl_registry *reg, reg_submit_req *q)
         }
         found = true;
     }
+    /* Decided here, under the lock, not when prepared: the key may have been
+     * taken since. */
+    if (found && q->create_only && !q->target_id)
+        RL_FAIL(RL_ECONFLICT, "Patient.identifier: another record holds this source identifier (system|value), "
+                "and the criteria did not select it: update that record (by id, or with criteria that select it)");
     q->found = found;
     if (found) {
         RL_TRY(reg_txn_begin(reg, &txn));
@@ -1064,6 +1070,12 @@ rl_error *rl_registry_submit(rl_registry *reg, const rl_actor *actor, const json
                              rl_submit_result *res)
 {
     reg_submit_req q = {.actor = actor, .patient = patient};
+    return reg_submit_run(reg, &q, res);
+}
+
+rl_error *reg_create_record(rl_registry *reg, const rl_actor *actor, const json_t *patient, rl_submit_result *res)
+{
+    reg_submit_req q = {.actor = actor, .patient = patient, .create_only = true};
     return reg_submit_run(reg, &q, res);
 }
 

@@ -301,6 +301,44 @@ static void test_conditional_update(void **state)
     free(id);
 }
 
+/* A conditional update whose criteria select nothing creates; it never
+ * reaches a record they did not select, even one that holds the body's
+ * source identifier (409), and an If-Match has no version to name (412). */
+static void test_conditional_update_no_match(void **state)
+{
+    rl_test_server *srv = *state;
+    int port = srv->port;
+    char *id = create(port, "{\"resourceType\":\"Patient\",\"identifier\":[{\"system\":\"urn:a\",\"value\":\"A3\"}],"
+                            "\"name\":[{\"family\":\"Smith\",\"given\":[\"John\"]}],\"gender\":\"male\","
+                            "\"birthDate\":\"1985-06\"}");
+    const char clobber[] = "{\"resourceType\":\"Patient\",\"identifier\":[{\"system\":\"urn:a\",\"value\":\"A3\"}],"
+                           "\"name\":[{\"family\":\"Clobbered\",\"given\":[\"Zed\"]}]}";
+    const char *nobody = "/fhir/Patient?family=Nobodyxyz";
+    const char *const if_match_1[] = {"Content-Type: application/fhir+json", "If-Match: W/\"1\"", NULL};
+    expect_outcome(port, "PUT", nobody, if_match_1, clobber, 412, "conflict", NULL);
+    expect_outcome(port, "PUT", nobody, fhir_json, clobber, 409, "conflict", NULL);
+    /* A3 is as it was registered. */
+    char path[160];
+    snprintf(path, sizeof path, "/fhir/Patient/%s", id);
+    json_t *p = call(port, "GET", path, NULL, NULL, 200, NULL);
+    assert_string_equal(json_string_value(json_object_get(json_object_get(p, "meta"), "versionId")), "1");
+    assert_string_equal(json_string_value(json_object_get(json_array_get(json_object_get(p, "name"), 0), "family")),
+                        "Smith");
+    assert_string_equal(json_string_value(json_object_get(p, "gender")), "male");
+    assert_string_equal(json_string_value(json_object_get(p, "birthDate")), "1985-06");
+    json_decref(p);
+    /* An If-Match on what would be a creation: 412, nothing created. */
+    const char fresh[] = "{\"resourceType\":\"Patient\",\"identifier\":[{\"system\":\"urn:a\",\"value\":\"A4\"}],"
+                         "\"name\":[{\"family\":\"Nobodyxyz\",\"given\":[\"Zed\"]}]}";
+    expect_outcome(port, "PUT", nobody, if_match_1, fresh, 412, "conflict", NULL);
+    assert_int_equal(search_total(port, "identifier=urn:a%7CA4"), 0);
+    /* Without it: created (201); the same request again selects that record (200). */
+    json_decref(call(port, "PUT", nobody, fhir_json, fresh, 201, NULL));
+    json_decref(call(port, "PUT", nobody, fhir_json, fresh, 200, NULL));
+    assert_int_equal(search_total(port, "identifier=urn:a%7CA4"), 1);
+    free(id);
+}
+
 /* ---- delete, history, vread ---- */
 
 static void test_delete_history_vread(void **state)
@@ -1259,6 +1297,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_metadata, rl_test_server_setup, rl_test_server_teardown),
         cmocka_unit_test_setup_teardown(test_update, rl_test_server_setup, rl_test_server_teardown),
         cmocka_unit_test_setup_teardown(test_conditional_update, rl_test_server_setup, rl_test_server_teardown),
+        cmocka_unit_test_setup_teardown(test_conditional_update_no_match, rl_test_server_setup,
+                                        rl_test_server_teardown),
         cmocka_unit_test_setup_teardown(test_delete_history_vread, rl_test_server_setup, rl_test_server_teardown),
         cmocka_unit_test_setup_teardown(test_search_parameters, rl_test_server_setup, rl_test_server_teardown),
         cmocka_unit_test_setup_teardown(test_search_errors, rl_test_server_setup, rl_test_server_teardown),
