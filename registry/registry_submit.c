@@ -745,9 +745,9 @@ static void reg_submit_decide(rl_registry *reg, reg_submit_req *q)
     if (source_key)
         RL_TRY(rl_store_get(reg->store, RL_CF_SRCKEY, source_key, strlen(source_key), &existing, &len, &found));
     if (q->target_id) {
-        /* By id: the record must exist, and the body's source key must not be another record's. */
-        if (found && (len != strlen(q->target_id) || memcmp(existing, q->target_id, len) != 0))
-            RL_FAIL(RL_ECONFLICT, "Patient.identifier: another record holds this source identifier (system|value)");
+        /* By id: the record must exist (a golden or unknown id is refused as
+         * such, whatever the body), and the body's source key must not be
+         * another record's. */
         snprintf(rid, sizeof q->rid, "%s", q->target_id);
         RL_TRY(reg_get_json(reg, RL_CF_RECORDS, rid, strlen(rid), &old));
         if (!old) {
@@ -757,6 +757,8 @@ static void reg_submit_decide(rl_registry *reg, reg_submit_req *q)
                         "update those instead", rid);
             RL_FAIL(RL_ENOTFOUND, "no Patient with this id (this server assigns ids: create with POST)");
         }
+        if (found && (len != strlen(q->target_id) || memcmp(existing, q->target_id, len) != 0))
+            RL_FAIL(RL_ECONFLICT, "Patient.identifier: another record holds this source identifier (system|value)");
         found = true;
     }
     /* Decided here, under the lock, not when prepared: the key may have been

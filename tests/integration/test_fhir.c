@@ -232,6 +232,16 @@ static void test_update(void **state)
              "\"name\":[{\"family\":\"Okafor\",\"given\":[\"Ada\"]}]}",
              id);
     expect_outcome(port, "PUT", path, fhir_json, body, 409, "conflict", NULL);
+    /* A write to a golden record or to an unknown id is 405 whatever the body
+     * carries: the id is refused before the identifier is looked at. */
+    snprintf(gbody, sizeof gbody,
+             "{\"resourceType\":\"Patient\",\"id\":\"%s\",\"identifier\":[{\"system\":\"urn:clinic:b\",\"value\":\"B-9\"}]}",
+             golden);
+    expect_outcome(port, "PUT", gpath, fhir_json, gbody, 405, "not-supported", NULL);
+    expect_outcome(port, "PUT", "/fhir/Patient/0000000000000000000000000000beef", fhir_json,
+                   "{\"resourceType\":\"Patient\",\"id\":\"0000000000000000000000000000beef\",\"identifier\":"
+                   "[{\"system\":\"urn:clinic:b\",\"value\":\"B-9\"}]}",
+                   405, "not-supported", NULL);
 
     /* A new source identifier moves the record's key: the old one is free again. */
     snprintf(body, sizeof body,
