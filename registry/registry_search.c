@@ -7,8 +7,11 @@
  * "param \0 value \0 record id", value cut at REG_SEARCH_KEY_VALUE_MAX bytes:
  *   fam, giv, mmn, adl (address line, district, text), acy, acn, apc, ast
  *     (city, country, postal code, state): normalised text, once from each
- *     word on, so that "starts with" on the value or on any of its words is a
- *     prefix scan (`address` reads the five address indexes);
+ *     of its words on (all of them), so that "starts with" on the value or on
+ *     any of its words is a prefix scan (`address` reads the five address
+ *     indexes). A record's text keys are bounded (REG_SEARCH_TEXT_KEYS_MAX):
+ *     one with more words leaves the rest out and gets the key "cut \0 words",
+ *     which every string clause reads too (found by its test, not its keys);
  *   bd: the first day of the birth date's range (YYYY-MM-DD), for range scans;
  *   act: inactive records only ("false"); tel (lower case); idv (identifier
  *     values whatever their system).
@@ -38,17 +41,42 @@ enum {
     REG_SET_ID = REG_ID_LEN + 8,
     /* Once a query is down to this many candidates, reading them beats reading more indexes. */
     REG_SEARCH_ENOUGH = 256,
-    REG_SEARCH_MAX_WORDS = 8,
     REG_REBUILD_BATCH = 512,
+    /* Bytes of a record's text keys (the words of its string elements):
+     * twice what 16 addresses take with two 12-word lines and a 25-word text
+     * each (57 KB; a real record takes a few hundred bytes). Past it the rest
+     * of the record's words go unindexed and it is listed under the cut key.
+     * Unbounded, a record at the validation limits (64 names of 64 given
+     * names, 64 addresses of 64 lines, each read to 600 bytes) could carry two
+     * million keys, 70,000 when 8 words an element were indexed: memory, and
+     * de-duplications that compare each key with the others (at registration,
+     * and on update under the write lock). */
+    REG_SEARCH_TEXT_KEYS_MAX = 128 * 1024,
 };
 
 static const char reg_indexes_key[] = "search_index";
 /* Bump when the keys a record gets, or their layout, change: stores are
  * re-indexed at open. 2: the blocking and search families hold one entry a
- * record (registry_postings.c). */
-static const char reg_indexes_layout[] = "2";
+ * record (registry_postings.c). 3: every word of a string element gets its
+ * key, within the record's room for text keys, and the cut key past it (2
+ * stopped at an element's 8th word, and a search for a later word missed the
+ * record unless another clause named it). */
+static const char reg_indexes_layout[] = "3";
+
+/* The key of records some of whose words are not indexed
+ * (REG_SEARCH_TEXT_KEYS_MAX): every string clause takes them as candidates,
+ * so that the test of each record, not the index, decides whether they
+ * match. None in practice. */
+static const char reg_cut_param[] = "cut", reg_cut_value[] = "words";
 
 /* ---- index keys of a record ---- */
+
+/* A record's keys in the making; text_left: bytes of text keys still allowed. */
+typedef struct reg_keys {
+    json_t *keys;
+    size_t text_left;
+    bool cut; /* words left out for want of room */
+} reg_keys;
 
 static rl_error *reg_key_add(json_t *keys, const char *param, const char *value, size_t vlen)
 {
@@ -69,18 +97,28 @@ static rl_error *reg_key_add(json_t *keys, const char *param, const char *value,
     return NULL;
 }
 
-/* The normalised field, from each of its first words on. */
-static rl_error *reg_key_words(json_t *keys, const char *param, const json_t *field)
+/* The normalised field, from each of its words on: every word of the part
+ * that the query's test reads too (reg_search_normalize's cut), so that the
+ * index names every record the test would pass (or, past the record's room
+ * for text keys, lists the record under the cut key). */
+static rl_error *reg_key_words(reg_keys *rk, const char *param, const json_t *field)
 {
     rl_error *err = NULL;
     const char *text = json_string_value(field);
-    if (!text)
+    if (!text || rk->cut)
         return NULL;
     char norm[REG_SEARCH_NORM_MAX];
     RL_TRY(reg_search_normalize(text, norm, sizeof norm));
     const char *w = norm;
-    for (int words = 0; w && *w && words < REG_SEARCH_MAX_WORDS; words++) {
-        RL_TRY(reg_key_add(keys, param, w, strlen(w)));
+    while (w && *w && !rk->cut) {
+        size_t len = strlen(w) < REG_SEARCH_KEY_VALUE_MAX ? strlen(w) : REG_SEARCH_KEY_VALUE_MAX;
+        len += strlen(param) + 1;
+        if (len > rk->text_left) {
+            rk->cut = true;
+            break;
+        }
+        rk->text_left -= len;
+        RL_TRY(reg_key_add(rk->keys, param, w, strlen(w)));
         w = strchr(w, ' ');
         if (w)
             w++;
@@ -94,17 +132,17 @@ cleanup:
     return err;
 }
 
-static rl_error *reg_key_words_any(json_t *keys, const char *param, const json_t *field)
+static rl_error *reg_key_words_any(reg_keys *rk, const char *param, const json_t *field)
 {
     rl_error *err = NULL;
     if (json_is_array(field)) {
         size_t i;
         const json_t *item;
         json_array_foreach(field, i, item) {
-            RL_TRY(reg_key_words(keys, param, item));
+            RL_TRY(reg_key_words(rk, param, item));
         }
     } else {
-        RL_TRY(reg_key_words(keys, param, field));
+        RL_TRY(reg_key_words(rk, param, field));
     }
 cleanup:
     return err;
@@ -115,26 +153,29 @@ rl_error *reg_search_keys(const json_t *p, json_t *keys)
     rl_error *err = NULL;
     size_t i;
     const json_t *item;
+    reg_keys rk = {.keys = keys, .text_left = REG_SEARCH_TEXT_KEYS_MAX};
     json_array_foreach(json_object_get(p, "name"), i, item) {
-        RL_TRY(reg_key_words_any(keys, "fam", json_object_get(item, "family")));
-        RL_TRY(reg_key_words_any(keys, "giv", json_object_get(item, "given")));
+        RL_TRY(reg_key_words_any(&rk, "fam", json_object_get(item, "family")));
+        RL_TRY(reg_key_words_any(&rk, "giv", json_object_get(item, "given")));
     }
     json_array_foreach(json_object_get(p, "address"), i, item) {
         /* One index per part; `address` (any part) reads them all rather than
          * every part being written twice. */
-        RL_TRY(reg_key_words_any(keys, "adl", json_object_get(item, "line")));
-        RL_TRY(reg_key_words_any(keys, "adl", json_object_get(item, "district")));
-        RL_TRY(reg_key_words_any(keys, "adl", json_object_get(item, "text")));
-        RL_TRY(reg_key_words_any(keys, "acy", json_object_get(item, "city")));
-        RL_TRY(reg_key_words_any(keys, "acn", json_object_get(item, "country")));
-        RL_TRY(reg_key_words_any(keys, "apc", json_object_get(item, "postalCode")));
-        RL_TRY(reg_key_words_any(keys, "ast", json_object_get(item, "state")));
+        RL_TRY(reg_key_words_any(&rk, "adl", json_object_get(item, "line")));
+        RL_TRY(reg_key_words_any(&rk, "adl", json_object_get(item, "district")));
+        RL_TRY(reg_key_words_any(&rk, "adl", json_object_get(item, "text")));
+        RL_TRY(reg_key_words_any(&rk, "acy", json_object_get(item, "city")));
+        RL_TRY(reg_key_words_any(&rk, "acn", json_object_get(item, "country")));
+        RL_TRY(reg_key_words_any(&rk, "apc", json_object_get(item, "postalCode")));
+        RL_TRY(reg_key_words_any(&rk, "ast", json_object_get(item, "state")));
     }
     json_array_foreach(json_object_get(p, "extension"), i, item) {
         const char *url = json_string_value(json_object_get(item, "url"));
         if (url && strcmp(url, reg_mmn_extension_url()) == 0)
-            RL_TRY(reg_key_words(keys, "mmn", json_object_get(item, "valueString")));
+            RL_TRY(reg_key_words(&rk, "mmn", json_object_get(item, "valueString")));
     }
+    if (rk.cut)
+        RL_TRY(reg_key_add(keys, reg_cut_param, reg_cut_value, strlen(reg_cut_value)));
     const char *birth = json_string_value(json_object_get(p, "birthDate"));
     int32_t lo, hi;
     char lo_text[11];
@@ -337,8 +378,9 @@ rl_error *reg_indexes_ensure(rl_registry *reg)
     if (found && strcmp(value, reg_indexes_layout) == 0)
         goto cleanup;
     /* A store from before the search indexes, or of an older layout (layout 1:
-     * an entry a posting, "key \0 record id"): rebuilt once. The marker is
-     * written last, so an interrupted rebuild runs again. */
+     * an entry a posting, "key \0 record id"; 2: no keys for words past an
+     * element's 8th): rebuilt once. The marker is written last, so an
+     * interrupted rebuild runs again. */
     RL_TRY(reg_indexes_rebuild(reg));
 cleanup:
     free(value);
@@ -631,6 +673,11 @@ static rl_error *reg_clause_candidates(rl_registry *reg, const rl_search_clause 
         }
         if (n)
             RL_TRY(reg_scan(reg, cf, prefix, n, NULL, 0, set, over));
+    }
+    if (!*over && (reg_string_index(c->param) || c->param == RL_SP_ADDRESS)) {
+        /* Records with words left unindexed: the test of each decides. */
+        size_t n = reg_value_prefix(reg_cut_param, reg_cut_value, true, prefix, sizeof prefix);
+        RL_TRY(reg_scan(reg, RL_CF_SEARCH, prefix, n, NULL, 0, set, over));
     }
     reg_idset_finish(set);
 cleanup:

@@ -361,15 +361,32 @@ static void test_index_search_and_update(void **state)
     free(q);
 }
 
-/* Makes f's store look older: layout 1 (an entry a posting, "key \0 record
- * id", marker "1"), or else from before the search indexes (no search
- * entries, no marker). */
-static void make_old(fixture *f, bool layout1)
+/* f's store opened bare, its registry closed (to make it look older). */
+static rl_store *raw_store(fixture *f)
 {
     close_registry(f);
     rl_store *store = NULL;
     rl_store_options o = {.sync = false};
     assert_null(rl_store_open(f->dir, &o, &store));
+    return store;
+}
+
+/* The value of key in cf, which must be there (caller frees). */
+static char *raw_get(rl_store *store, rl_cf cf, const char *key, size_t *len)
+{
+    char *value = NULL;
+    bool found = false;
+    assert_null(rl_store_get(store, cf, key, strlen(key), &value, len, &found));
+    assert_true(found);
+    return value;
+}
+
+/* Makes f's store look older: layout 1 (an entry a posting, "key \0 record
+ * id", marker "1"), or else from before the search indexes (no search
+ * entries, no marker). */
+static void make_old(fixture *f, bool layout1)
+{
+    rl_store *store = raw_store(f);
     rl_store_batch *batch = NULL;
     assert_null(rl_store_batch_new(store, &batch));
     const rl_cf families[2] = {RL_CF_SEARCH, RL_CF_BLOCKING};
@@ -430,15 +447,9 @@ static void test_index_built_for_old_store(void **state)
 
     /* A link that names no blocking keys (a damaged store): the rewrite takes
      * the record's keys from the matcher rather than leave it unfindable. */
-    close_registry(f);
-    rl_store *store = NULL;
-    rl_store_options o = {.sync = false};
-    assert_null(rl_store_open(f->dir, &o, &store));
-    char *value = NULL;
+    rl_store *store = raw_store(f);
     size_t len = 0;
-    bool found = false;
-    assert_null(rl_store_get(store, RL_CF_LINKS, a, strlen(a), &value, &len, &found));
-    assert_true(found);
+    char *value = raw_get(store, RL_CF_LINKS, a, &len);
     json_t *link = json_loadb(value, len, 0, NULL);
     free(value);
     assert_int_equal(json_object_del(json_object_get(link, "index"), "postings"), 0);
@@ -453,10 +464,104 @@ static void test_index_built_for_old_store(void **state)
     rl_store_batch_destroy(batch);
     rl_store_close(store);
     assert_int_equal(open_registry(f), 0);
-    assert_null(rl_store_get(f->store, RL_CF_BLOCKING, a, strlen(a), &value, &len, &found));
-    assert_true(found);
+    value = raw_get(f->store, RL_CF_BLOCKING, a, &len);
     assert_true(len > 2);
     free(value);
+}
+
+/* Every word of a string element is searchable, however many come before
+ * it; a store indexed by the build that kept only the first 8 words of an
+ * element (layout 2) is re-indexed at open and finds the later ones too. */
+static void test_every_word_indexed(void **state)
+{
+    fixture *f = *state;
+    static const char line[] = "Plot 12 Block 4 off Oginga Odinga Street near the Kisumu bus park";
+    json_t *p = json_pack("{s:s, s:[{s:s, s:s}], s:[{s:s}], s:[{s:[s]}]}", "resourceType", "Patient", "identifier",
+                          "system", "urn:s", "value", "1", "name", "family", "Okafor", "address", "line", line);
+    rl_submit_result r;
+    assert_null(rl_registry_submit(f->reg, &clerk, p, &r));
+    char id[65];
+    snprintf(id, sizeof id, "%s", r.record_id);
+    rl_submit_result_clear(&r);
+    json_decref(p);
+    static const char *const words[] = {"plot", "street", "near", "the kisumu", "park", "bus park"};
+    for (size_t i = 0; i < sizeof words / sizeof *words; i++)
+        if (count(f, "address", words[i], NULL, NULL) != 1)
+            fail_msg("address=%s: not found", words[i]);
+    assert_int_equal(count(f, "address", "park", "family", "okafor"), 1);
+    expect_check_ok(f);
+
+    /* As the 8-word build left it: the record's address keys from the 9th
+     * word on ("near the kisumu bus park" and what follows) taken out, and
+     * its layout marker. */
+    rl_store *store = raw_store(f);
+    size_t len = 0;
+    char *value = raw_get(store, RL_CF_SEARCH, id, &len);
+    char *kept = malloc(len + 1);
+    size_t klen = 0, dropped = 0;
+    for (size_t at = 0; at + 2 <= len;) {
+        size_t n = (size_t)(unsigned char)value[at] | (size_t)(unsigned char)value[at + 1] << 8;
+        const char *key = value + at + 2;
+        bool late = n > 4 && memcmp(key, "adl", 4) == 0 && n - 4 < strlen("street near the kisumu bus park");
+        if (late) {
+            dropped++;
+        } else {
+            memcpy(kept + klen, value + at, 2 + n);
+            klen += 2 + n;
+        }
+        at += 2 + n;
+    }
+    assert_int_equal(dropped, 5);
+    rl_store_batch *batch = NULL;
+    assert_null(rl_store_batch_new(store, &batch));
+    rl_store_batch_put(batch, RL_CF_SEARCH, id, strlen(id), kept, klen);
+    rl_store_batch_put(batch, RL_CF_META, "search_index", strlen("search_index"), "2", 1);
+    assert_null(rl_store_write(store, batch));
+    rl_store_batch_destroy(batch);
+    rl_store_close(store);
+    free(value);
+    free(kept);
+    assert_int_equal(open_registry(f), 0);
+    for (size_t i = 0; i < sizeof words / sizeof *words; i++)
+        if (count(f, "address", words[i], NULL, NULL) != 1)
+            fail_msg("address=%s: not found after reopening an 8-word store", words[i]);
+    expect_check_ok(f);
+}
+
+/* A record with more words than its text keys have room for (64 address
+ * lines of 30 words) is still found by any of them: it is a candidate of
+ * every string clause, and its test decides. */
+static void test_words_past_the_key_room(void **state)
+{
+    fixture *f = *state;
+    json_t *lines = json_array();
+    for (int l = 0; l < 64; l++) {
+        char line[400];
+        size_t n = 0;
+        for (int w = 0; w < 30; w++)
+            n += (size_t)snprintf(line + n, sizeof line - n, "%sw%02dx%02d", w ? " " : "", l, w);
+        json_array_append_new(lines, json_string(line));
+    }
+    json_t *p = json_pack("{s:s, s:[{s:s, s:s}], s:[{s:s}], s:[{s:o}]}", "resourceType", "Patient", "identifier",
+                          "system", "urn:s", "value", "1", "name", "family", "Okafor", "address", "line", lines);
+    rl_submit_result r;
+    assert_null(rl_registry_submit(f->reg, &clerk, p, &r));
+    rl_submit_result_clear(&r);
+    json_decref(p);
+    char other[65];
+    add(f, "urn:s", "2", "Mensah", "Kofi", "1980", other);
+    assert_int_equal(count(f, "address", "w00x00", NULL, NULL), 1);
+    assert_int_equal(count(f, "address", "w63x29", NULL, NULL), 1);
+    assert_int_equal(count(f, "address", "w63x29", "family", "okafor"), 1);
+    assert_int_equal(count(f, "address", "w63x29", "family", "mensah"), 0);
+    assert_int_equal(count(f, "address", "w64", NULL, NULL), 0);
+    assert_int_equal(count(f, "family", "mensah", NULL, NULL), 1);
+    assert_int_equal(count(f, "given", "kofi", NULL, NULL), 1);
+    expect_check_ok(f);
+    close_registry(f);
+    assert_int_equal(open_registry(f), 0);
+    assert_int_equal(count(f, "address", "w63x29", NULL, NULL), 1);
+    expect_check_ok(f);
 }
 
 static json_t *numbered_patient(int i, int family_no)
@@ -604,6 +709,8 @@ int main(void)
         cmocka_unit_test(test_matching),
         cmocka_unit_test_setup_teardown(test_index_search_and_update, setup, teardown),
         cmocka_unit_test_setup_teardown(test_index_built_for_old_store, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_every_word_indexed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_words_past_the_key_room, setup, teardown),
         cmocka_unit_test_setup_teardown(test_index_in_memory_follows_the_family, setup, teardown),
         cmocka_unit_test_setup_teardown(test_deactivate_history_pix, setup, teardown),
     };
