@@ -77,7 +77,10 @@ static void api_fhir_base(const api_ctx *ctx, const api_request *req, char *out,
                  ctx->port ? ctx->port : ctx->cfg->listen_port);
 }
 
-/* If-Match: W/"3" (or "3"): *version 3; absent: 0. */
+/* If-Match: W/"3" (or "3"): *version 3; absent: 0. The whole value is the
+ * ETag: anything around it, or a tag that is not one of our version numbers
+ * (1, 2, ... as written in the ETags we send), is refused rather than read as
+ * the number it starts with. */
 static rl_error *api_fhir_if_match(const api_request *req, long *version)
 {
     *version = 0;
@@ -88,13 +91,10 @@ static rl_error *api_fhir_if_match(const api_request *req, long *version)
         h++;
     if (strncmp(h, "W/", 2) == 0)
         h += 2;
-    if (*h == '"')
-        h++;
-    char *end = NULL;
-    long v = strtol(h, &end, 10);
-    if (end == h || v <= 0 || (*end && *end != '"'))
+    size_t digits = *h == '"' ? strspn(h + 1, "0123456789") : 0;
+    if (digits == 0 || digits > 18 || h[1] == '0' || strcmp(h + 1 + digits, "\"") != 0)
         return RL_ERR(RL_EINVAL, "If-Match: expected an ETag such as W/\"3\"");
-    *version = v;
+    *version = strtol(h + 1, NULL, 10);
     return NULL;
 }
 

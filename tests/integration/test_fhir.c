@@ -199,6 +199,22 @@ static void test_update(void **state)
     expect_outcome(port, "PUT", path, if_match_1, body, 412, "conflict", NULL);
     const char *const bad_if_match[] = {"Content-Type: application/fhir+json", "If-Match: nonsense", NULL};
     expect_outcome(port, "PUT", path, bad_if_match, body, 400, "invalid", NULL);
+    /* The whole header is the ETag: W/"n" or "n", nothing before or after (the
+     * current version, 2, is named in each). */
+    static const char *const malformed[] = {"\"2\"garbage", "W/\"2\" x", "W/\"2", "2", "W/2", "\"2\"\"",
+                                            "W/\"2\",W/\"3\"", "W/\"+2\"", "W/\" 2\"", "W/\"\""};
+    for (size_t k = 0; k < sizeof malformed / sizeof *malformed; k++) {
+        char header[64];
+        snprintf(header, sizeof header, "If-Match: %s", malformed[k]);
+        const char *const h[] = {"Content-Type: application/fhir+json", header, NULL};
+        rl_test_response bad;
+        assert_true(rl_test_http(port, "PUT", path, h, body, strlen(body), &bad));
+        if (bad.status != 400)
+            fail_msg("%s: status %ld, expected 400 (%s)", header, bad.status, bad.body);
+        rl_test_response_free(&bad);
+    }
+    const char *const quoted_2[] = {"Content-Type: application/fhir+json", "If-Match: \"2\"", NULL};
+    json_decref(call(port, "PUT", path, quoted_2, body, 200, NULL));
     /* Without If-Match: any version. */
     json_decref(call(port, "PUT", path, fhir_json, body, 200, NULL));
 
