@@ -1,6 +1,6 @@
 #include "api/api_fhir.h"
 
-#include <limits.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -564,10 +564,16 @@ rl_error *api_fhir_patient_vread(api_ctx *ctx, const api_request *req, api_respo
     rl_error *err = NULL;
     json_t *record = NULL;
     long version = 0;
-    RL_TRY(api_fhir_parse_long("version id", req->params[1], 1, LONG_MAX, &version));
-    /* A version past what the registry counts is simply not there (not a clamped number in the message). */
-    if (version == LONG_MAX || version > (1L << 40))
-        RL_FAIL(RL_ENOTFOUND, "no version %.24s of Patient %.64s", req->params[1], req->params[0]);
+    const char *vid = req->params[1];
+    if (!*vid || vid[strspn(vid, "0123456789")])
+        RL_FAIL(RL_EINVAL, "version id: expected a whole number");
+    /* A number no version has (0, or past what the registry counts) is simply
+     * not there, as one just past the last is (and the message names it as
+     * asked, not clamped). */
+    errno = 0;
+    version = strtol(vid, NULL, 10);
+    if (version == 0 || errno == ERANGE || version > (1L << 40))
+        RL_FAIL(RL_ENOTFOUND, "no version %.24s of Patient %.64s", vid, req->params[0]);
     rl_actor actor = api_request_actor(req);
     RL_TRY(rl_registry_vread(ctx->registry, &actor, req->params[0], version, &record));
     api_fhir_version_headers(record, resp);

@@ -445,7 +445,12 @@ static void test_delete_history_vread(void **state)
     }
     snprintf(vpath, sizeof vpath, "%s/3", hpath);
     expect_outcome(port, "GET", vpath, NULL, NULL, 404, "not-found", NULL);
+    /* 0 is a number no version has: not found, as 3 is. */
+    snprintf(vpath, sizeof vpath, "%s/0", hpath);
+    expect_outcome(port, "GET", vpath, NULL, NULL, 404, "not-found", NULL);
     snprintf(vpath, sizeof vpath, "%s/abc", hpath);
+    expect_outcome(port, "GET", vpath, NULL, NULL, 400, "invalid", NULL);
+    snprintf(vpath, sizeof vpath, "%s/-1", hpath);
     expect_outcome(port, "GET", vpath, NULL, NULL, 400, "invalid", NULL);
     expect_outcome(port, "GET", "/fhir/Patient/0000000000000000000000000000dead/_history", NULL, NULL, 404, "not-found",
                    NULL);
