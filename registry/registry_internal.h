@@ -520,6 +520,9 @@ enum {
 rl_error *reg_search_normalize(const char *in, char *out, size_t size);
 /* A FHIR date's range in days since 1970-01-01 (inclusive) and as YYYY-MM-DD; false when no date. */
 bool reg_date_range(const char *s, int32_t *lo, int32_t *hi, char lo_text[11], char hi_text[11]);
+/* FHIR dateTime: a date (YYYY, YYYY-MM, YYYY-MM-DD, a real day), or a full
+ * date with a time and a zone (YYYY-MM-DDThh:mm:ss[.fff](Z|+hh:mm|-hh:mm)). */
+bool reg_is_fhir_datetime(const char *s);
 /* A record is active unless it says active=false. */
 bool reg_record_active(const json_t *record);
 const char *reg_mmn_extension_url(void);

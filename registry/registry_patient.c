@@ -2,7 +2,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "registry/registry.h"
+#include "registry/registry_internal.h"
 
 enum { RL_PATIENT_MAX_REPEATS = 64 };
 
@@ -143,9 +143,7 @@ static const rl_list_rule rl_list_rules[] = {
     {"address", rl_address_strings, rl_address_lists},
 };
 
-/* FHIR dateTime: a date as above, or a full date with a time and a zone
- * (YYYY-MM-DDThh:mm:ss[.fff](Z|+hh:mm|-hh:mm)). */
-static bool rl_is_fhir_datetime(const char *s)
+bool reg_is_fhir_datetime(const char *s)
 {
     size_t n = strlen(s);
     if (n <= 10)
@@ -209,7 +207,7 @@ static rl_error *rl_check_extensions(const json_t *list, const char *path)
             else if (!strcmp(type, "Date"))
                 ok = json_is_string(v) && rl_is_fhir_date(json_string_value(v));
             else if (!strcmp(type, "DateTime"))
-                ok = json_is_string(v) && rl_is_fhir_datetime(json_string_value(v));
+                ok = json_is_string(v) && reg_is_fhir_datetime(json_string_value(v));
             else if (!strcmp(type, "Boolean"))
                 ok = json_is_boolean(v);
             else if (!strcmp(type, "Integer") || !strcmp(type, "PositiveInt") || !strcmp(type, "UnsignedInt"))
@@ -277,7 +275,7 @@ static rl_error *rl_check_other_elements(const json_t *p)
         RL_FAIL(RL_EINVAL, "Patient: deceasedBoolean and deceasedDateTime together (deceased[x] is one of them)");
     if (dead_b && !json_is_boolean(dead_b))
         RL_FAIL(RL_EINVAL, "Patient.deceasedBoolean must be true or false");
-    if (dead_t && (!json_is_string(dead_t) || !rl_is_fhir_datetime(json_string_value(dead_t))))
+    if (dead_t && (!json_is_string(dead_t) || !reg_is_fhir_datetime(json_string_value(dead_t))))
         RL_FAIL(RL_EINVAL, "Patient.deceasedDateTime must be a dateTime (YYYY-MM-DD or YYYY-MM-DDThh:mm:ss+zz:zz)");
     const json_t *twin_b = json_object_get(p, "multipleBirthBoolean"),
                  *twin_i = json_object_get(p, "multipleBirthInteger");

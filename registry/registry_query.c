@@ -11,7 +11,8 @@
  *    wants the element equal to the value as sent;
  *  - token parameters (identifier, telecom, gender, active): [system|]code,
  *    "system|" any code of that system, "|code" a code without system;
- *  - birthdate: eq ne gt lt ge le over ranges (YYYY and YYYY-MM are ranges);
+ *  - birthdate: eq ne gt lt ge le over ranges (YYYY and YYYY-MM are ranges;
+ *    a dateTime is the day it names);
  *  - a comma separates alternatives (OR), a repeated parameter adds a clause (AND).
  */
 #include <stdio.h>
@@ -264,8 +265,17 @@ static rl_error *reg_parse_value(const char *name, rl_search_param param, reg_sp
             date = in + 2;
         }
         snprintf(v->raw, sizeof v->raw, "%s", date);
+        /* A dateTime is the day it names, as written: a birth date is a day
+         * without a zone, and a second of it (FHIR's range for the value)
+         * could never contain the day, so eq would find no one. */
+        char day[11];
+        if (strlen(date) > 10 && reg_is_fhir_datetime(date)) {
+            snprintf(day, sizeof day, "%.10s", date);
+            date = day;
+        }
         if (!reg_date_range(date, &v->lo, &v->hi, v->lo_text, v->hi_text))
-            RL_FAIL(RL_EINVAL, "%s: expected [prefix]YYYY, YYYY-MM or YYYY-MM-DD", name);
+            RL_FAIL(RL_EINVAL, "%s: expected [prefix]YYYY, YYYY-MM or YYYY-MM-DD, or a dateTime "
+                    "YYYY-MM-DDThh:mm:ss[.fff] with Z or +hh:mm", name);
         break;
     }
     }

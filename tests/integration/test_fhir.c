@@ -583,6 +583,9 @@ static void test_search_parameters(void **state)
     FOUND("birthdate=ge1990-04-12&birthdate=le1990-04-30", 0, 1);
     FOUND("birthdate=ne1990", 2, 3);
     FOUND("birthdate=1985,2001", 2, 3);
+    /* A dateTime is the day it names. */
+    FOUND("birthdate=1990-04-12T00:00:00Z", 0);
+    FOUND("birthdate=le1990-04-12T08:30:00%2B03:00", 0, 1, 2);
 
     /* address and its parts. */
     FOUND("address=kisumu", 0);

@@ -65,6 +65,30 @@ static void test_parse_dates(void **state)
     parse_fails("birthdate", "sa1990");
     parse_fails("birthdate", "19901");
     parse_fails("birthdate", "1990-01-01T10:00");
+    /* A dateTime (seconds and a zone, as FHIR writes one) is the day it names, as written. */
+    static const char *const datetimes[][3] = {
+        {"1990-04-12T00:00:00Z", "1990-04-12", "eq"},
+        {"ge1990-04-12T23:59:59+03:00", "1990-04-12", "ge"},
+        {"lt2024-02-29T10:00:00.125-05:00", "2024-02-29", "lt"},
+        {"1990-04-12T23:59:60-14:00", "1990-04-12", "eq"},
+    };
+    for (size_t i = 0; i < sizeof datetimes / sizeof *datetimes; i++) {
+        q = parse_ok("birthdate", datetimes[i][0]);
+        v = &q->clauses[0].values[0];
+        assert_string_equal(v->lo_text, datetimes[i][1]);
+        assert_string_equal(v->hi_text, datetimes[i][1]);
+        assert_int_equal(v->prefix, strcmp(datetimes[i][2], "eq") == 0   ? RL_DP_EQ
+                                    : strcmp(datetimes[i][2], "ge") == 0 ? RL_DP_GE
+                                                                         : RL_DP_LT);
+        free(q);
+    }
+    parse_fails("birthdate", "1990-04-12T00:00:00");       /* a time needs its zone */
+    parse_fails("birthdate", "1990-04-12T24:00:00Z");
+    parse_fails("birthdate", "1990-04-12T10:00:00+15:00");
+    parse_fails("birthdate", "1990-04-12T10:00:00Zjunk");
+    parse_fails("birthdate", "1990-04-12T10:00:00.Z");
+    parse_fails("birthdate", "1990-04T10:00:00Z");         /* a time on a month */
+    parse_fails("birthdate", "1990-02-30T10:00:00Z");
 }
 
 static void test_parse_tokens_and_strings(void **state)
