@@ -1,6 +1,7 @@
 #include "api/api_fhir.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
