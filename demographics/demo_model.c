@@ -864,6 +864,24 @@ const char *demo_corroboration_reason(void)
            "tells these people apart from others of the same name";
 }
 
+bool demo_model_named(const demo_model *m, const int levels[DEMO_F_COUNT])
+{
+    if (!m->corroboration)
+        return true;
+    int given = levels[DEMO_F_GIVEN], family = levels[DEMO_F_FAMILY], birth = levels[DEMO_F_BIRTH],
+        id = levels[DEMO_F_IDENTIFIER];
+    /* The guards' levels: given exact, nickname or close (0-2); family exact or close (0-1); birth exact,
+     * swapped or one field off (0-2); identifier exact or one edit (0-1). */
+    return (given != DEMO_LEVEL_MISSING && given <= 2) || (family != DEMO_LEVEL_MISSING && family <= 1) ||
+           (birth != DEMO_LEVEL_MISSING && birth <= 2) || (id != DEMO_LEVEL_MISSING && id <= 1);
+}
+
+const char *demo_contact_alone_reason(void)
+{
+    return "only contact details (phone, address, postcode) agree: no name, birth date or identifier says "
+           "this is the same person rather than someone of the same household";
+}
+
 /* ---- blocking ---- */
 
 /* Text built up to a cap the way snprintf writes it (cut to size - 1 bytes,

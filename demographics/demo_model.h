@@ -186,6 +186,17 @@ double demo_model_guard_cap(const demo_model *model);
 bool demo_model_corroborated(const demo_model *model, const int levels[DEMO_F_COUNT]);
 /* What a reviewer reads when a score was capped for want of corroboration. */
 const char *demo_corroboration_reason(void);
+/* The other half of the same rule: whether the pair agrees on something that
+ * names a person, a given name (exact, nickname or close), a family name
+ * (exact or close), a birth date (exact or but for a slip) or an identifier
+ * (exact or but for one character). A phone number, an address or a postcode
+ * alone is shared by a household, neighbours and reused numbers: a pair that
+ * agrees on nothing else has its score capped at guard_cap too (a $match on a
+ * phone number alone is never `certain`, a record without names never links
+ * itself), under the same "corroboration" switch. */
+bool demo_model_named(const demo_model *model, const int levels[DEMO_F_COUNT]);
+/* What a reviewer reads when a score was capped because only contact details agree. */
+const char *demo_contact_alone_reason(void);
 
 /* Blocking keys of a feature set (each a string, appended to keys). Each key
  * starts "fs<rule>|", rule being the blocking rule's index. */

@@ -212,8 +212,8 @@ static rl_error *fs_compare(const rl_matcher *m, const void *pa, const void *pb,
     double p = demo_model_probability(model, total);
     evidence->guards = demo_model_guard(model, pa, pb, levels, &evidence->agrees);
     evidence->against = total < 0;
-    bool names_alone = !demo_model_corroborated(model, levels);
-    if ((evidence->guards || names_alone) && p > demo_model_guard_cap(model))
+    bool names_alone = !demo_model_corroborated(model, levels), contact_alone = !demo_model_named(model, levels);
+    if ((evidence->guards || names_alone || contact_alone) && p > demo_model_guard_cap(model))
         p = demo_model_guard_cap(model);
     *score = p;
     if (!fields)
@@ -231,6 +231,8 @@ static rl_error *fs_compare(const rl_matcher *m, const void *pa, const void *pb,
         json_object_set_new(*fields, "guard", json_string(demo_guard_reason(evidence->guards)));
     else if (*fields && names_alone && total > 0)
         json_object_set_new(*fields, "guard", json_string(demo_corroboration_reason()));
+    else if (*fields && contact_alone && total > 0)
+        json_object_set_new(*fields, "guard", json_string(demo_contact_alone_reason()));
     if (!*fields)
         return RL_ERR(RL_ENOMEM, "out of memory");
     return NULL;

@@ -1006,6 +1006,13 @@ static void test_match(void **state)
               only, 200);
     assert_int_equal(json_integer_value(json_object_get(b, "total")), 0);
     json_decref(b);
+    /* A phone number alone is a household's: found, never certain (the contact-alone rule). */
+    b = match(port, "{\"resourceType\":\"Patient\",\"telecom\":[{\"system\":\"phone\",\"value\":\"0722000111\"}]}",
+              NULL, 200);
+    assert_string_equal(json_string_value(json_object_get(json_object_get(json_array_get(json_object_get(b, "entry"), 0),
+                                                                           "resource"), "id")), golden);
+    assert_string_equal(grade_of(json_array_get(json_object_get(b, "entry"), 0)), "probable");
+    json_decref(b);
     /* No one like that: an empty searchset. */
     b = match(port, "{\"resourceType\":\"Patient\",\"name\":[{\"family\":\"Zyxwv\",\"given\":[\"Qqq\"]}],\"birthDate\":\"1900-02-02\"}",
               NULL, 200);

@@ -201,9 +201,30 @@ static void test_corroboration(void **state)
         assert_true(demo_model_corroborated(m, lv));
         lv[yes[i].field] = saved;
     }
+    /* The other half: contact details alone (a household's phone, address, postcode) name no one. */
+    int contact[DEMO_F_COUNT];
+    for (int f = 0; f < DEMO_F_COUNT; f++)
+        contact[f] = DEMO_LEVEL_MISSING;
+    contact[DEMO_F_PHONE] = contact[DEMO_F_ADDRESS] = contact[DEMO_F_POSTCODE] = contact[DEMO_F_CITY] = 0;
+    contact[DEMO_F_GENDER] = 0;
+    contact[DEMO_F_GIVEN] = 3; /* a given name that is not close */
+    contact[DEMO_F_FAMILY] = 2;
+    contact[DEMO_F_BIRTH] = 3; /* the same year alone */
+    contact[DEMO_F_IDENTIFIER] = 2;
+    assert_true(demo_model_corroborated(m, contact));
+    assert_false(demo_model_named(m, contact));
+    const struct { demo_field field; int level; } names[] = {
+        {DEMO_F_GIVEN, 2}, {DEMO_F_FAMILY, 1}, {DEMO_F_BIRTH, 2}, {DEMO_F_IDENTIFIER, 1}};
+    for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
+        int saved = contact[names[i].field];
+        contact[names[i].field] = names[i].level;
+        assert_true(demo_model_named(m, contact));
+        contact[names[i].field] = saved;
+    }
     json_t *rules = json_pack("{s:b}", "corroboration", 0);
     assert_null(demo_model_from_json(rules, NULL, &off));
     assert_true(demo_model_corroborated(off, lv));
+    assert_true(demo_model_named(off, contact));
     json_decref(rules);
     demo_model_free(off);
     demo_model_free(m);
