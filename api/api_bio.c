@@ -578,7 +578,9 @@ static rl_error *api_bio_fuse_person(api_ctx *ctx, const rl_actor *actor, const 
         k_all++;
         if (s > best_all)
             best_all = s, at_all = c;
-        if (json_integer_value(json_object_get(c, "position")) == position) {
+        /* Position 0 is "unknown" (ISO): a probe or an enrolment of unknown position is not known to be
+         * the same finger as anything, so it only ever counts for. */
+        if (position > 0 && json_integer_value(json_object_get(c, "position")) == position) {
             k_same++;
             if (s > best_same)
                 best_same = s, at_same = c;

@@ -619,6 +619,18 @@ static void test_match_fusion(void **state)
     e = entry_for(b, g_grace);
     assert_string_equal(grade_of(e), "certain");
     json_decref(b);
+    /* A finger enrolled at position 0 (unknown too) is not "the same finger" as a probe of unknown
+     * position either: a stranger's finger leaves her score alone. */
+    body f105 = fvc_file(data, "105_1", "png");
+    snprintf(path, sizeof path, "/biometrics/%s/fingers/0", grace);
+    json_decref(post_finger(port, path, "image/png", f105, 201));
+    b = match(port, probe, "image/png", stranger64, -1, 200);
+    e = entry_for(b, g_grace);
+    assert_non_null(e);
+    if (!(score_of(e) > demo - 1e-9 && score_of(e) < demo + 1e-9))
+        fail_msg("a probe of unknown position against a finger of unknown position: %f, not %f", score_of(e), demo);
+    json_decref(b);
+    free(f105.data);
 
     /* The probe as an ISO template; errors: a poor capture, not base64, not a template, bad position. */
     body iso = fvc_file(data, "101_2", "iso");
