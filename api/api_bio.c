@@ -213,41 +213,58 @@ typedef struct api_bio_person {
 } api_bio_person;
 
 /* The records of a Patient id from its FHIR view: a source record (link refer -> golden) or a golden
- * record (link seealso -> members). *view (may be NULL) keeps the view. Audited as a read. */
+ * record (link seealso -> members); a golden record merged away is its person's, followed through its
+ * replaced-by link (who->golden names the surviving one). *view (may be NULL) keeps the view. Audited as
+ * a read. */
 static rl_error *api_bio_person_of(rl_registry *reg, const rl_actor *actor, const char *id, api_bio_person *who,
                                    json_t **view_out)
 {
     rl_error *err = NULL;
     json_t *view = NULL;
+    char current[96], replaced_by[96];
     memset(who, 0, sizeof *who);
-    RL_TRY(rl_registry_patient_read(reg, actor, id, &view));
-    size_t i;
-    json_t *link;
-    json_array_foreach(json_object_get(view, "link"), i, link) {
-        const char *type = json_string_value(json_object_get(link, "type"));
-        const char *ref = json_string_value(json_object_get(json_object_get(link, "other"), "reference"));
-        if (!type || !ref || strncmp(ref, "Patient/", 8) != 0)
-            continue;
-        if (strcmp(type, "refer") == 0) {
-            snprintf(who->golden, sizeof who->golden, "%s", ref + 8);
-            snprintf(who->records[0], sizeof who->records[0], "%s", id);
-            who->nrecords = 1;
-            break;
-        }
-        if (strcmp(type, "seealso") == 0) {
-            who->is_golden = true;
-            snprintf(who->golden, sizeof who->golden, "%s", id);
-            if (who->nrecords == RL_FINGER_VERIFY_MAX_RECORDS) {
-                who->truncated = true;
+    snprintf(current, sizeof current, "%s", id);
+    for (int hops = 0;; hops++) {
+        json_decref(view);
+        view = NULL;
+        replaced_by[0] = '\0';
+        RL_TRY(rl_registry_patient_read(reg, actor, current, &view));
+        size_t i;
+        json_t *link;
+        json_array_foreach(json_object_get(view, "link"), i, link) {
+            const char *type = json_string_value(json_object_get(link, "type"));
+            const char *ref = json_string_value(json_object_get(json_object_get(link, "other"), "reference"));
+            if (!type || !ref || strncmp(ref, "Patient/", 8) != 0)
                 continue;
+            if (strcmp(type, "refer") == 0) {
+                snprintf(who->golden, sizeof who->golden, "%s", ref + 8);
+                snprintf(who->records[0], sizeof who->records[0], "%s", current);
+                who->nrecords = 1;
+                break;
             }
-            snprintf(who->records[who->nrecords++], sizeof who->records[0], "%s", ref + 8);
+            if (strcmp(type, "seealso") == 0) {
+                who->is_golden = true;
+                snprintf(who->golden, sizeof who->golden, "%s", current);
+                if (who->nrecords == RL_FINGER_VERIFY_MAX_RECORDS) {
+                    who->truncated = true;
+                    continue;
+                }
+                snprintf(who->records[who->nrecords++], sizeof who->records[0], "%s", ref + 8);
+            }
+            if (strcmp(type, "replaced-by") == 0)
+                snprintf(replaced_by, sizeof replaced_by, "%s", ref + 8);
         }
+        if (who->golden[0] || !replaced_by[0])
+            break;
+        /* Merged away: no members left here; the person lives on in the golden record it went into. */
+        if (hops == 16)
+            RL_FAIL(RL_ESTORE, "golden record %.64s: more than 16 merges in a row, run `ridgeline check`", id);
+        snprintf(current, sizeof current, "%s", replaced_by);
     }
     if (!who->golden[0]) {
-        /* A golden record merged away has no members left: its person lives on elsewhere. */
+        /* A golden record with no members and nowhere to go (retired): nobody's fingers. */
         who->is_golden = true;
-        snprintf(who->golden, sizeof who->golden, "%s", id);
+        snprintf(who->golden, sizeof who->golden, "%s", current);
     }
     if (view_out) {
         *view_out = view;

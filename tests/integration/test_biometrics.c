@@ -667,6 +667,44 @@ static void test_match_fusion(void **state)
     free(otieno);
 }
 
+/* A golden record merged away is its person's: its fingers and a verify against it are the surviving
+ * golden record's (they answered "no fingers" and 404). */
+static void test_merged_away_golden_is_its_person(void **state)
+{
+    rl_test_server *srv = *state;
+    int port = srv->port;
+    const char *data = rl_test_data_dir(fvc_what);
+    if (!data)
+        skip();
+    char *keep = create_patient(port, "G-1", "Achieng", "Mary", "1975-05-05");
+    char *gone = create_patient(port, "G-2", "Barasa", "John", "1962-02-02");
+    char *g_keep = golden_of(port, keep), *g_gone = golden_of(port, gone);
+    char path[512];
+    body f = fvc_file(data, "102_1", "png");
+    snprintf(path, sizeof path, "/biometrics/%s/fingers/%d", gone, POSITION);
+    json_decref(post_finger(port, path, "image/png", f, 201));
+    free(f.data);
+    char merge[256];
+    snprintf(merge, sizeof merge, "{\"from\":\"%s\",\"into\":\"%s\"}", g_gone, g_keep);
+    json_decref(call(port, NULL, "POST", "/admin/merge", "application/json", merge, strlen(merge), 200));
+    snprintf(path, sizeof path, "/biometrics/%s/fingers", g_gone);
+    json_t *j = call(port, NULL, "GET", path, NULL, NULL, 0, 200);
+    assert_string_equal(json_string_value(json_object_get(j, "golden")), g_keep);
+    assert_int_equal(json_array_size(json_object_get(j, "fingers")), 1);
+    json_decref(j);
+    body probe = fvc_file(data, "102_2", "png");
+    snprintf(path, sizeof path, "/biometrics/verify?patient=%s", g_gone);
+    j = call(port, NULL, "POST", path, "image/png", probe.data, probe.len, 200);
+    assert_string_equal(json_string_value(json_object_get(j, "decision")), "match");
+    assert_string_equal(json_string_value(json_object_get(j, "golden")), g_keep);
+    json_decref(j);
+    free(probe.data);
+    free(keep);
+    free(gone);
+    free(g_keep);
+    free(g_gone);
+}
+
 /* A reviewer compares two records' fingers: same finger -> match, another finger -> no-match,
  * nothing in common -> no-common-finger; a registrar may not (reviewers decide identities). */
 static void test_compare(void **state)
@@ -739,6 +777,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_errors_and_roles, rl_test_server_setup, rl_test_server_teardown),
         cmocka_unit_test_setup_teardown(test_match_fusion, rl_test_server_setup, rl_test_server_teardown),
         cmocka_unit_test_setup_teardown(test_compare, rl_test_server_setup, rl_test_server_teardown),
+        cmocka_unit_test_setup_teardown(test_merged_away_golden_is_its_person, rl_test_server_setup,
+                                        rl_test_server_teardown),
     };
     return cmocka_run_group_tests_name("biometrics", tests, NULL, NULL);
 }
