@@ -68,16 +68,31 @@ static void api_bio_media_type(const char *type, char *out, size_t size)
     out[n] = '\0';
 }
 
+/* A number as a person writes it: digits only, no sign, no spaces, no leading zero (but "0"), at most 9
+ * digits; false otherwise. strtol alone took "+2", " 2" and "07". */
+static bool api_bio_decimal(const char *text, long *out)
+{
+    size_t n = text ? strlen(text) : 0;
+    if (n == 0 || n > 9 || (text[0] == '0' && n > 1))
+        return false;
+    long v = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (text[i] < '0' || text[i] > '9')
+            return false;
+        v = v * 10 + (text[i] - '0');
+    }
+    *out = v;
+    return true;
+}
+
 /* An optional decimal query argument in [lo, hi]; *out keeps its default when absent. */
 static rl_error *api_bio_query_int(const api_request *req, const char *name, long lo, long hi, long *out)
 {
     const char *text = api_request_query(req, name);
     if (!text)
         return NULL;
-    char *end = NULL;
-    errno = 0;
-    long v = strtol(text, &end, 10);
-    if (!*text || *end || errno || v < lo || v > hi)
+    long v;
+    if (!api_bio_decimal(text, &v) || v < lo || v > hi)
         return RL_ERR(RL_EINVAL, "query argument %s: expected an integer from %ld to %ld", name, lo, hi);
     *out = v;
     return NULL;
@@ -86,9 +101,8 @@ static rl_error *api_bio_query_int(const api_request *req, const char *name, lon
 /* A finger position from the path: "0".."10" exactly. */
 static rl_error *api_bio_position(const char *text, int *out)
 {
-    char *end = NULL;
-    long v = text && *text >= '0' && *text <= '9' ? strtol(text, &end, 10) : -1;
-    if (v < 0 || v > RL_FINGER_POSITION_MAX || !end || *end || strlen(text) > 2)
+    long v;
+    if (!api_bio_decimal(text, &v) || v > RL_FINGER_POSITION_MAX)
         return RL_ERR(RL_EINVAL, "finger position: expected 0 (unknown) to %d (ISO/IEC 19794-2)",
                       RL_FINGER_POSITION_MAX);
     *out = (int)v;

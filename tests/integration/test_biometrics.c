@@ -353,6 +353,14 @@ static void test_errors_and_roles(void **state)
     json_decref(post_finger(port, path, "image/png", good, 400));
     snprintf(path, sizeof path, "/biometrics/%s/fingers/x", id);
     json_decref(post_finger(port, path, "image/png", good, 400));
+    /* Numbers as a person writes them: "07", "00" and "+2" are no positions. */
+    static const char *const odd[] = {"07", "00", "%2B2", "%202"};
+    for (size_t k = 0; k < sizeof odd / sizeof *odd; k++) {
+        snprintf(path, sizeof path, "/biometrics/%s/fingers/%s", id, odd[k]);
+        json_decref(post_finger(port, path, "image/png", good, 400));
+        snprintf(path, sizeof path, "/biometrics/verify?patient=%s&position=%s", id, odd[k]);
+        json_decref(post_finger(port, path, "image/png", good, 400));
+    }
     snprintf(path, sizeof path, "/biometrics/%s/fingers/2", id);
     j = post_finger(port, path, "application/octet-stream", good, 400);
     assert_non_null(strstr(diagnostics(j), "width"));
