@@ -103,6 +103,7 @@ struct dev_req {
     uint8_t *pixels;
     int width, height;
     double ppmm;
+    bool swipe; /* a swipe sensor: the image's height is the swipe's length */
     char device_id[DEV_ID_MAX];
     /* capture in flight (loop thread) */
     FpDevice *dev;
@@ -703,6 +704,7 @@ static void dev_captured_cb(GObject *src, GAsyncResult *res, gpointer data)
             r->width = w;
             r->height = h;
             r->ppmm = fp_image_get_ppmm(img);
+            r->swipe = fp_device_get_scan_type(dev) == FP_SCAN_TYPE_SWIPE;
         }
         g_object_unref(img);
     } else {
@@ -1110,6 +1112,16 @@ rl_error *dev_readers_capture(dev_readers *m, const char *id, int timeout_ms, de
     }
     err = bio_image_from_raw(r->pixels, (size_t)r->width * (size_t)r->height, r->width, r->height, out->ppi,
                              &out->image);
+    long long scaled_w = (long long)r->width * BIO_IMAGE_PPI / out->ppi,
+              scaled_h = (long long)r->height * BIO_IMAGE_PPI / out->ppi;
+    if (err && r->swipe && scaled_w >= BIO_IMAGE_MIN_SIDE && scaled_h < BIO_IMAGE_MIN_SIDE) {
+        /* A swipe's image is as long as the swipe: a short one is the person's to do again, not a fault of
+         * the reader (its width, fixed by the sensor, is what could make a reader unusable). */
+        rl_error_free(err);
+        err = RL_ERR(RL_ERETRY, "the finger was swiped too short: swipe it again, the whole length of the finger");
+        why = "too-short";
+        goto cleanup;
+    }
     if (err) {
         /* A size or resolution the engine does not take: this reader is not usable for matching. */
         why = "not-supported";

@@ -610,6 +610,21 @@ static void test_retry_command(void **state)
     json_decref(last);
     json_decref(session);
 
+    /* A swipe too short for the engine (the virtual reader is a swipe sensor: 90 rows): the person's to
+     * do again (422 too-short), not a reader that cannot be used (it was a 503). */
+    post_start(&c, f->srv.port, "/devices/" READER "/capture", "{\"timeout_s\": 20}");
+    assert_true(wait_finger_needed(f->srv.port, n + 3));
+    bio_image full = {0};
+    char *p101 = fvc(data, "101_1");
+    assert_null(bio_image_load(p101, 0, 0, 0, &full));
+    free(p101);
+    assert_true(vr_send_image(f->fd, full.pixels + (size_t)140 * (size_t)full.width, full.width, 90));
+    bio_image_free(&full);
+    res = post_finish(&c, 422);
+    coding = json_object_get(json_object_get(json_array_get(json_object_get(res, "issue"), 0), "details"), "coding");
+    assert_string_equal(json_string_value(json_object_get(json_array_get(coding, 1), "code")), "too-short");
+    json_decref(res);
+
     /* No finger within the timeout: a retry too. */
     post_start(&c, f->srv.port, "/devices/" READER "/capture", "{\"timeout_s\": 1}");
     res = post_finish(&c, 422);
