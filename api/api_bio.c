@@ -315,6 +315,7 @@ rl_error *api_bio_enroll(api_ctx *ctx, const api_request *req, api_response *res
     RL_TRY(api_bio_person_of(ctx->registry, &actor, record, &who, NULL));
     if (who.is_golden)
         RL_FAIL(RL_EINVAL, "fingers are enrolled on source records; %s is a golden record", record);
+    RL_TRY(rl_registry_finger_may_enroll(ctx->registry, &actor, record));
     rl_error *perr = api_bio_probe_body(req, &p);
     if (!perr)
         perr = rl_registry_finger_enroll(ctx->registry, &actor, record, position, p.t, &out);

@@ -311,9 +311,11 @@ rl_error *api_device_enroll(api_ctx *ctx, const api_request *req, api_response *
                        &opts.impressions));
     RL_TRY(api_dev_int(body, "timeout_s", 1, API_DEV_TIMEOUT_S_MAX, &timeout_s));
     opts.timeout_ms = timeout_s * 1000;
-    /* Before the person touches the reader: the record exists and is a source record. */
+    /* Before the person touches the reader: the record exists, is a source record and is this client's
+     * to change (a system-bound token answered 403 only after every impression). */
     char golden[96];
     RL_TRY(api_dev_golden_of(ctx->registry, &actor, patient, golden, sizeof golden));
+    RL_TRY(rl_registry_finger_may_enroll(ctx->registry, &actor, patient));
     RL_TRY(api_dev_need(ctx, &m));
     res = calloc(1, sizeof *res);
     if (!res)

@@ -376,6 +376,10 @@ enum { RL_FINGER_POSITION_MAX = 10 };
 rl_error *rl_registry_finger_enroll(rl_registry *reg, const rl_actor *actor, const char *record_id, int position,
                                     const bio_template *t, json_t **out);
 /* Removes an enrolled finger. RL_ENOTFOUND when there is none. */
+/* Whether actor may enrol a finger on record_id now (RL_ENOTFOUND: no such source record; RL_EDENIED: a
+ * client bound to another source system): asked before a person gives a finger, so that a refusal comes
+ * before the capture. rl_registry_finger_enroll checks the same again when it stores. */
+rl_error *rl_registry_finger_may_enroll(rl_registry *reg, const rl_actor *actor, const char *record_id);
 rl_error *rl_registry_finger_delete(rl_registry *reg, const rl_actor *actor, const char *record_id, int position);
 /* The record's enrolled fingers: [{"position", "quality", "minutiae"}]. Audited as a read. */
 rl_error *rl_registry_finger_list(rl_registry *reg, const rl_actor *actor, const char *record_id, json_t **out);

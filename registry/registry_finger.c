@@ -259,6 +259,21 @@ static bio_gallery_key fg_key_for(const char *record_id, int position)
     return gk;
 }
 
+rl_error *rl_registry_finger_may_enroll(rl_registry *reg, const rl_actor *actor, const char *record_id)
+{
+    rl_error *err = NULL;
+    char *rec = NULL;
+    size_t len = 0;
+    bool found = false;
+    RL_TRY(rl_store_get(reg->store, RL_CF_RECORDS, record_id, strlen(record_id), &rec, &len, &found));
+    if (!found)
+        RL_FAIL(RL_ENOTFOUND, "no source record %s (fingers are enrolled on source records)", record_id);
+    RL_TRY(reg_bound_may_change(reg, actor, record_id));
+cleanup:
+    free(rec);
+    return err;
+}
+
 rl_error *rl_registry_finger_enroll(rl_registry *reg, const rl_actor *actor, const char *record_id, int position,
                                     const bio_template *t, json_t **out)
 {

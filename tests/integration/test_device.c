@@ -726,6 +726,21 @@ static void test_revoked_while_waiting(void **state)
     json_t *list = get_json(f->srv.port, fingers, 200);
     assert_int_equal(json_array_size(json_object_get(list, "fingers")), 0);
     json_decref(list);
+
+    /* A token bound to another source system is refused before the person gives a finger: 403 at once,
+     * the reader never asked (it answered 403 only after every impression). */
+    const char *bound_body = "{\"role\":\"registrar\",\"system\":\"urn:test:other\",\"name\":\"desk-10\"}";
+    assert_true(rl_test_http(f->srv.port, "POST", "/admin/tokens", admin, bound_body, strlen(bound_body), &r));
+    assert_int_equal(r.status, 201);
+    made = json_loads(r.body, 0, NULL);
+    rl_test_response_free(&r);
+    snprintf(auth, sizeof auth, "Authorization: Bearer %s", json_string_value(json_object_get(made, "token")));
+    json_decref(made);
+    snprintf(body, sizeof body, "{\"patient\":\"%s\",\"position\":2,\"impressions\":2,\"timeout_s\":5}", patient);
+    n = captures_so_far(f->srv.port);
+    post_start_as(&c, f->srv.port, "/devices/" READER "/enroll", body, auth);
+    json_decref(post_finish(&c, 403));
+    assert_int_equal(captures_so_far(f->srv.port), n);
     free(patient);
 }
 
