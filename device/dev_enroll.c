@@ -132,8 +132,16 @@ rl_error *dev_enroll_capture(dev_readers *m, const char *device_id, const dev_en
         if (cerr && rl_error_code(cerr) == RL_ERETRY) {
             snprintf(last_prompt, sizeof last_prompt, "%s", rl_error_message(cerr));
             rl_error *lerr = dev_log_attempt(lg, out->attempts, "retry", cap_reason, rl_error_message(cerr), NULL);
+            bool nobody = cap_reason && strcmp(cap_reason, "no-finger") == 0;
             rl_error_free(cerr);
             RL_TRY(lerr);
+            if (nobody) {
+                /* No finger for a whole timeout: nobody is at the reader. Waiting out every attempt left
+                 * held the reader (and a thread) for up to (2N + 2) timeouts, 44 minutes at the limits. */
+                why = "no-finger";
+                RL_FAIL(RL_ERETRY, "no finger on the reader: the enrolment stopped after %d of %d impressions; "
+                        "start it again when the person is at the reader", out->n, want);
+            }
             continue;
         }
         if (cerr) {

@@ -633,6 +633,19 @@ static void test_retry_command(void **state)
     assert_string_equal(json_string_value(json_object_get(json_array_get(coding, 1), "code")), "no-finger");
     json_decref(res);
     expect_last(f->srv.port, "retry", "no-finger");
+
+    /* An enrolment nobody comes to stops at the first empty timeout (it waited out every attempt:
+     * (2N + 2) timeouts, the reader held all along). */
+    char *patient = make_patient(f->srv.port, "R-9", "Nyambura", "Ruth", "1984-04-04");
+    char body[256];
+    snprintf(body, sizeof body, "{\"patient\":\"%s\",\"position\":1,\"impressions\":2,\"timeout_s\":1}", patient);
+    post_start(&c, f->srv.port, "/devices/" READER "/enroll", body);
+    res = post_finish(&c, 422);
+    coding = json_object_get(json_object_get(json_array_get(json_object_get(res, "issue"), 0), "details"), "coding");
+    assert_string_equal(json_string_value(json_object_get(json_array_get(coding, 1), "code")), "no-finger");
+    assert_int_equal(json_array_size(json_object_get(res, "attempts")), 1);
+    json_decref(res);
+    free(patient);
 }
 
 static void test_removed_mid_capture(void **state)
