@@ -19,19 +19,72 @@ static void demo_normalise_probs(double *p, int n, double floor)
         p[i] /= sum;
 }
 
-rl_error *demo_estimate_u(const demo_model *model, const demo_features *records, size_t n, size_t samples,
-                          uint64_t seed, demo_field_params params[DEMO_F_COUNT])
+static const char demo_not_compared[] = "the rules do not compare this field";
+
+static int demo_cmp_u64(const void *a, const void *b)
 {
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Pair (i, j), i < j, as one number. */
+static uint64_t demo_pair_key(size_t i, size_t j, size_t n)
+{
+    return i < j ? (uint64_t)i * n + j : (uint64_t)j * n + i;
+}
+
+/* The distinct pairs to compare for u: every pair when there are at most
+ * `samples`, else `samples` draws with repeats dropped. Drawn pairs used to be
+ * counted as drawn: 400,000 draws of ten records' 45 pairs passed for 400,000
+ * pairs of evidence. */
+static rl_error *demo_u_pairs(size_t n, size_t samples, uint64_t seed, uint64_t **out, size_t *npairs)
+{
+    rl_error *err = NULL;
+    double all = (double)n * (double)(n - 1) / 2;
+    size_t cap = all <= (double)samples ? (size_t)all : samples, k = 0;
+    uint64_t *keys = malloc((cap ? cap : 1) * sizeof *keys);
+    if (!keys)
+        RL_FAIL(RL_ENOMEM, "out of memory for %zu pairs", cap);
+    if (all <= (double)samples) {
+        for (size_t i = 0; i < n; i++)
+            for (size_t j = i + 1; j < n; j++)
+                keys[k++] = demo_pair_key(i, j, n);
+    } else {
+        uint64_t s = seed ? seed : 0x9E3779B97F4A7C15ull;
+        for (; k < samples; k++) {
+            size_t i = (size_t)(rl_rand_next(&s) % n), j = (size_t)(rl_rand_next(&s) % (n - 1));
+            if (j >= i)
+                j++;
+            keys[k] = demo_pair_key(i, j, n);
+        }
+        qsort(keys, k, sizeof *keys, demo_cmp_u64);
+        size_t w = 0;
+        for (size_t r = 0; r < k; r++)
+            if (w == 0 || keys[r] != keys[w - 1])
+                keys[w++] = keys[r];
+        k = w;
+    }
+    *out = keys;
+    *npairs = k;
+    keys = NULL;
+cleanup:
+    free(keys);
+    return err;
+}
+
+rl_error *demo_estimate_u(const demo_model *model, const demo_features *records, size_t n, size_t samples,
+                          uint64_t seed, demo_field_params params[DEMO_F_COUNT], demo_train_notes *notes)
+{
+    rl_error *err = NULL;
+    uint64_t *keys = NULL;
+    size_t npairs = 0;
     if (n < 2 || samples == 0)
         return RL_ERR(RL_EINVAL, "estimating u needs at least 2 records and 1 sample");
     double counts[DEMO_F_COUNT][DEMO_MAX_LEVELS] = {{0}};
-    uint64_t s = seed ? seed : 0x9E3779B97F4A7C15ull;
-    for (size_t k = 0; k < samples; k++) {
-        size_t i = (size_t)(rl_rand_next(&s) % n), j = (size_t)(rl_rand_next(&s) % (n - 1));
-        if (j >= i)
-            j++;
+    RL_TRY(demo_u_pairs(n, samples, seed, &keys, &npairs));
+    for (size_t k = 0; k < npairs; k++) {
         int levels[DEMO_F_COUNT];
-        demo_compare_features(model, &records[i], &records[j], levels);
+        demo_compare_features(model, &records[keys[k] / n], &records[keys[k] % n], levels);
         for (int f = 0; f < DEMO_F_COUNT; f++)
             if (levels[f] != DEMO_LEVEL_MISSING)
                 counts[f][levels[f]] += 1;
@@ -41,15 +94,88 @@ rl_error *demo_estimate_u(const demo_model *model, const demo_features *records,
         double total = 0;
         for (int l = 0; l < nl; l++)
             total += counts[f][l];
-        if (total < 100)
-            continue; /* too little evidence: keep the prior u */
-        /* Half a pair of pseudo-count per level: a level never seen among
-         * strangers is rare, not impossible. */
+        notes->u[f].pairs = total;
+        notes->u[f].kept = NULL;
+        if (!params[f].enabled) {
+            notes->u[f].kept = demo_not_compared;
+            continue;
+        }
+        if (total < DEMO_TRAIN_MIN_PAIRS) {
+            notes->u[f].kept =
+                total ? "too few distinct pairs of records show this field" : "no pair of records shows this field";
+            continue;
+        }
+        /* The prior counts as DEMO_TRAIN_MIN_PAIRS pairs, and half a pair more per
+         * level: a level never seen among strangers is rare, not impossible. */
         for (int l = 0; l < nl; l++)
-            params[f].u[l] = (counts[f][l] + 0.5) / (total + 0.5 * nl);
+            params[f].u[l] = (counts[f][l] + 0.5 + DEMO_TRAIN_MIN_PAIRS * params[f].u[l]) /
+                             (total + 0.5 * nl + DEMO_TRAIN_MIN_PAIRS);
         demo_normalise_probs(params[f].u, nl, 1e-7);
     }
-    return NULL;
+cleanup:
+    free(keys);
+    return err;
+}
+
+void demo_train_order(demo_field_params params[DEMO_F_COUNT], const demo_field_params priors[DEMO_F_COUNT],
+                      demo_train_notes *notes)
+{
+    for (int f = 0; f < DEMO_F_COUNT; f++) {
+        notes->order[f] = NULL;
+        if (notes->u[f].kept && notes->m[f].kept)
+            continue; /* the priors, as configured */
+        demo_field_params *p = &params[f];
+        int last = demo_model_nlevels((demo_field)f) - 1;
+        bool pooled[DEMO_MAX_LEVELS] = {false};
+        pooled[last] = true;
+        double sm = p->m[last], su = p->u[last];
+        int npooled = 0;
+        for (bool grew = true; grew;) {
+            grew = false;
+            for (int l = 0; l < last; l++)
+                if (!pooled[l] && p->m[l] / p->u[l] < sm / su) {
+                    pooled[l] = grew = true;
+                    sm += p->m[l];
+                    su += p->u[l];
+                    npooled++;
+                }
+        }
+        double ratio = sm / su, top = pooled[0] ? ratio : p->m[0] / p->u[0];
+        if (ratio > 1 || top < 1) {
+            static const char why[] = "the estimates made disagreement count for a match, or exact agreement "
+                                      "against one: the field keeps its priors";
+            memcpy(p->m, priors[f].m, sizeof p->m);
+            memcpy(p->u, priors[f].u, sizeof p->u);
+            notes->order[f] = why;
+            if (!notes->u[f].kept)
+                notes->u[f].kept = why;
+            if (!notes->m[f].kept)
+                notes->m[f].kept = why;
+            continue;
+        }
+        if (!npooled)
+            continue;
+        for (int l = 0; l <= last; l++)
+            if (pooled[l])
+                p->m[l] = p->u[l] * ratio;
+        notes->order[f] = "levels that weighed less than disagreement were pooled with it";
+    }
+}
+
+double demo_train_prior(double candidate_prior, size_t npairs, double all_pairs, double prior, demo_train_note *note)
+{
+    note->pairs = all_pairs;
+    note->kept = NULL;
+    if (all_pairs < DEMO_TRAIN_MIN_PAIRS) {
+        note->kept = "too few distinct pairs of records";
+        return prior;
+    }
+    if (npairs == 0) {
+        note->kept = "blocking proposed no candidate pairs";
+        return prior;
+    }
+    /* As for u: the prior counts as DEMO_TRAIN_MIN_PAIRS pairs. */
+    return (candidate_prior * (double)npairs + DEMO_TRAIN_MIN_PAIRS * prior) / (all_pairs + DEMO_TRAIN_MIN_PAIRS);
 }
 
 /* EM over the pairs selected by rule_bit (0: all), using only the fields in use[];
@@ -59,14 +185,17 @@ static rl_error *demo_em_masked(const demo_pair_levels *pairs, size_t npairs, ui
                                 demo_em_result *result);
 
 rl_error *demo_em_by_rule(const demo_model *model, const demo_pair_levels *pairs, size_t npairs,
-                          demo_field_params params[DEMO_F_COUNT], double prior, int max_iterations, size_t min_pairs,
-                          demo_em_result *result)
+                          demo_field_params params[DEMO_F_COUNT], const demo_field_params priors[DEMO_F_COUNT],
+                          double prior, int max_iterations, size_t min_pairs, demo_em_result *result,
+                          demo_train_notes *notes)
 {
     rl_error *err = NULL;
     double msum[DEMO_F_COUNT][DEMO_MAX_LEVELS] = {{0}};
     int sessions[DEMO_F_COUNT] = {0};
     int total_iterations = 0;
-    for (int b = 0; b < demo_model_nblocking(model) && b < 32; b++) {
+    memset(result, 0, sizeof *result);
+    result->prior = prior;
+    for (int b = 0; npairs && b < demo_model_nblocking(model) && b < 32; b++) {
         uint32_t bit = 1u << b;
         size_t n = 0;
         for (size_t i = 0; i < npairs; i++)
@@ -102,7 +231,36 @@ rl_error *demo_em_by_rule(const demo_model *model, const demo_pair_levels *pairs
     bool use_all[DEMO_F_COUNT];
     for (int f = 0; f < DEMO_F_COUNT; f++)
         use_all[f] = params[f].enabled;
-    RL_TRY(demo_em_masked(pairs, npairs, 0, use_all, false, params, prior, max_iterations, result));
+    if (npairs)
+        RL_TRY(demo_em_masked(pairs, npairs, 0, use_all, false, params, prior, max_iterations, result));
+    /* m is what matches look like: it rests on the matched pairs EM found, not on all candidates. */
+    bool changed = false;
+    for (int f = 0; f < DEMO_F_COUNT; f++) {
+        notes->m[f].pairs = result->matched[f];
+        notes->m[f].kept = NULL;
+        if (!params[f].enabled)
+            notes->m[f].kept = demo_not_compared;
+        else if (!sessions[f])
+            notes->m[f].kept = "no blocking rule proposed enough candidate pairs that show this field";
+        else if (result->matched[f] < DEMO_TRAIN_MIN_MATCHES)
+            notes->m[f].kept = "too few matched pairs show this field";
+        else
+            continue;
+        changed |= memcmp(params[f].m, priors[f].m, sizeof params[f].m) != 0;
+        memcpy(params[f].m, priors[f].m, sizeof params[f].m);
+    }
+    demo_field_params before[DEMO_F_COUNT];
+    memcpy(before, params, sizeof before);
+    demo_train_order(params, priors, notes);
+    changed |= memcmp(before, params, sizeof before) != 0;
+    /* Fitted again when m or u changed since, so that the prior goes with the weights in use. */
+    if (npairs && changed) {
+        demo_em_result again;
+        RL_TRY(demo_em_masked(pairs, npairs, 0, use_all, false, params, prior, max_iterations, &again));
+        total_iterations += result->iterations;
+        memcpy(again.matched, result->matched, sizeof again.matched);
+        *result = again;
+    }
     result->iterations += total_iterations;
 cleanup:
     return err;
@@ -165,6 +323,7 @@ static rl_error *demo_em_masked(const demo_pair_levels *pairs, size_t npairs, ui
                 params[f].m[l] = (mcount[f][l] + 0.01) / (mtotal[f] + 0.01 * nl);
             demo_normalise_probs(params[f].m, nl, 1e-6);
         }
+        memcpy(result->matched, mtotal, sizeof result->matched);
         lambda = psum / (double)used_pairs;
         if (lambda < 1e-6)
             lambda = 1e-6;

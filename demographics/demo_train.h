@@ -7,6 +7,15 @@
  * expectation-maximisation over the pairs that blocking proposes, with u held
  * fixed, as Splink does; pseudo-counts keep every probability off 0 and 1.
  * Inputs are plain arrays the caller owns; nothing is kept.
+ *
+ * An estimate is only as good as the pairs behind it, and a small registry has
+ * few: ten records make 45 pairs, however often they are drawn. Evidence is
+ * counted in distinct pairs, and an estimate that rests on too few keeps the
+ * prior (the configured or built-in value it would replace): u and the prior
+ * need DEMO_TRAIN_MIN_PAIRS pairs of records, m DEMO_TRAIN_MIN_MATCHES
+ * matched pairs. Above that u and the prior are blended with the prior, which
+ * counts as DEMO_TRAIN_MIN_PAIRS pairs. Last, no estimate may turn a field
+ * over: agreement never weighs less than disagreement (docs/matching.md).
  */
 #ifndef RL_DEMO_TRAIN_H
 #define RL_DEMO_TRAIN_H
@@ -21,15 +30,41 @@ typedef struct demo_pair_levels {
     uint32_t rules;             /* bit b: blocking rule b proposed this pair */
 } demo_pair_levels;
 
-/* u for every field from `samples` random pairs of `records` (n >= 2). */
+enum {
+    /* Pairs of records behind u or the prior: 46 records make 1,035. Fewer cannot
+     * tell a level that strangers show 1 time in 1,000 (an exact birth date,
+     * an exact family name) from one they never show. */
+    DEMO_TRAIN_MIN_PAIRS = 1000,
+    /* Matched pairs behind m: a level that 1 duplicate in 30 shows (a typo in a
+     * name) is seen a few times in 100, and never in fewer. */
+    DEMO_TRAIN_MIN_MATCHES = 100,
+};
+
+/* What training made of one estimate, for the report. */
+typedef struct demo_train_note {
+    double pairs;     /* the distinct pairs it rests on (m: the matched candidate pairs EM expects) */
+    const char *kept; /* NULL: estimated; else why the prior was kept (static text) */
+} demo_train_note;
+
+typedef struct demo_train_notes {
+    demo_train_note u[DEMO_F_COUNT], m[DEMO_F_COUNT], prior;
+    const char *order[DEMO_F_COUNT]; /* NULL, or what keeping the levels in order took */
+} demo_train_notes;
+
+/* u for every field from the distinct pairs of `records` (n >= 2): all of them
+ * when there are at most `samples`, else `samples` random draws, a pair drawn
+ * twice counted once. params[f].u is the prior on entry; it is kept (with the
+ * reason in notes->u[f]) for a field that fewer than DEMO_TRAIN_MIN_PAIRS
+ * pairs show, and blended with the estimate otherwise. */
 rl_error *demo_estimate_u(const demo_model *model, const demo_features *records, size_t n, size_t samples,
-                          uint64_t seed, demo_field_params params[DEMO_F_COUNT]);
+                          uint64_t seed, demo_field_params params[DEMO_F_COUNT], demo_train_notes *notes);
 
 typedef struct demo_em_result {
     int iterations;
     double prior;
     double log_likelihood;
     bool converged;
+    double matched[DEMO_F_COUNT]; /* matched pairs expected among those showing each field */
 } demo_em_result;
 
 /*
@@ -37,11 +72,33 @@ typedef struct demo_em_result {
  * pairs that rule proposed, leaving out the fields the rule reads (its pairs
  * agree on them by construction, which would teach EM that agreement is all
  * a match looks like); each field's m is the mean of the sessions that
- * estimated it. Then the prior is fitted over all pairs with m and u fixed.
- * Sessions with fewer than min_pairs pairs are skipped.
+ * estimated it. Sessions with fewer than min_pairs pairs are skipped, and a
+ * field whose matched pairs number fewer than DEMO_TRAIN_MIN_MATCHES keeps
+ * priors[f].m. Then the levels are kept in order (demo_train_order), and the
+ * prior is fitted over all pairs with m and u fixed (result->prior; the
+ * starting prior when there are no pairs). params: u as estimated, m the
+ * starting point; priors: what a field falls back to.
  */
 rl_error *demo_em_by_rule(const demo_model *model, const demo_pair_levels *pairs, size_t npairs,
-                          demo_field_params params[DEMO_F_COUNT], double prior, int max_iterations, size_t min_pairs,
-                          demo_em_result *result);
+                          demo_field_params params[DEMO_F_COUNT], const demo_field_params priors[DEMO_F_COUNT],
+                          double prior, int max_iterations, size_t min_pairs, demo_em_result *result,
+                          demo_train_notes *notes);
+
+/*
+ * Agreement must never weigh less than disagreement. A level whose m/u falls
+ * below the disagreement level's (the last) is pooled with it: both get the
+ * pooled ratio, each keeping its u (isotonic regression; m's total is kept).
+ * A field whose disagreement still counts for a match, or whose exact
+ * agreement counts against one, keeps its priors whole. Only fields with an
+ * estimate in them (per notes) are looked at; notes->order says what was done.
+ */
+void demo_train_order(demo_field_params params[DEMO_F_COUNT], const demo_field_params priors[DEMO_F_COUNT],
+                      demo_train_notes *notes);
+
+/* The prior for decisions: the matches EM found among the candidate pairs
+ * (candidate_prior * npairs) over all the pairs the sample takes part in,
+ * blended with `prior`; `prior` itself when those are fewer than
+ * DEMO_TRAIN_MIN_PAIRS or there are no candidate pairs (note says why). */
+double demo_train_prior(double candidate_prior, size_t npairs, double all_pairs, double prior, demo_train_note *note);
 
 #endif

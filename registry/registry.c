@@ -167,6 +167,8 @@ rl_error *rl_registry_open(rl_store *store, const rl_registry_options *opts, rl_
     reg->prepare_slots = reg->opts.prepare_slots > 0 ? (unsigned)reg->opts.prepare_slots : cores > 1 ? cores - 1 : 1;
     pthread_mutex_init(&reg->gallery_lock, NULL);
     reg->opts.rules = opts ? opts->rules : NULL; /* borrowed for the open only */
+    if (reg->opts.rules && !(reg->rules = json_deep_copy(reg->opts.rules)))
+        RL_FAIL(RL_ENOMEM, "out of memory");
     RL_TRY(reg_matcher_open(reg));
     reg->opts.rules = NULL;
     atomic_init(&reg->seq, randombytes_random());
@@ -222,6 +224,7 @@ void rl_registry_close(rl_registry *reg)
         rl_error_free(err);
     }
     rl_matcher_destroy(reg->matcher);
+    json_decref(reg->rules);
     reg_cache_free(reg->cache);
     reg_postings_free(reg->postings);
     reg_postings_free(reg->search);

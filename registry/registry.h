@@ -335,7 +335,11 @@ rl_error *rl_registry_audit_query(rl_registry *reg, const rl_audit_query *q, jso
 
 /* Re-estimates m and u (EM over candidate pairs, u from random pairs) and
  * term frequencies from the records, saves the model in the store and puts
- * it to use. *report: the estimates and how they were reached. */
+ * it to use. An estimate that rests on too few distinct pairs keeps its prior
+ * (the configured rules', else the built-in one: demo_train.h). *report: the
+ * estimates, how they were reached, and (`estimates`) which were kept and why.
+ * RL_ECONFLICT when nothing can be learned (too few records) and no model was
+ * trained before; with one, the priors replace it. */
 rl_error *rl_registry_train(rl_registry *reg, const rl_actor *actor, json_t **report);
 
 /* Replays automatic linking of every record in registration order under the

@@ -51,6 +51,7 @@ struct rl_registry {
     rl_store *store;
     rl_registry_options opts;
     rl_matcher *matcher; /* owned */
+    json_t *rules;       /* a copy of the configured rules (NULL: built-in): training's priors */
     /* serialises read-modify-write of identity state; reads take no lock */
     pthread_mutex_t write_lock;
     atomic_uint_fast32_t seq;

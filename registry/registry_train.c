@@ -194,11 +194,61 @@ cleanup:
  * count again: as a prior for decisions it counted that agreement twice, and
  * a candidate agreeing on little more than the key that found it passed for
  * certain. The prior for a decision is that of any two records: the matches
- * EM found, over every pair the sampled records take part in. */
-static double reg_prior_over_all_pairs(double candidate_prior, size_t npairs, size_t nsample, size_t nrecords)
+ * EM found, over every pair the sampled records take part in, counted here. */
+static double reg_pairs_of_sample(size_t nsample, size_t nrecords)
 {
-    double ns = (double)nsample, all = ns * (double)(nrecords - 1) - ns * (ns - 1) / 2;
-    return all > 0 && npairs > 0 ? candidate_prior * (double)npairs / all : candidate_prior;
+    double ns = (double)nsample;
+    return ns * (double)(nrecords - 1) - ns * (ns - 1) / 2;
+}
+
+/* What training falls back to and blends with: the configured rules' m, u
+ * and prior, or the built-in ones; never a model trained before, so that
+ * training again does not wear the priors away, nor keep a bad estimate. The
+ * rest of each field's settings stay the current model's. */
+static rl_error *reg_train_priors(rl_registry *reg, const demo_model *model, demo_field_params priors[DEMO_F_COUNT],
+                                  double *prior)
+{
+    rl_error *err = NULL;
+    demo_model *base = NULL;
+    err = reg->rules ? demo_model_from_json(reg->rules, NULL, &base) : demo_model_defaults(NULL, &base);
+    if (err) {
+        err = rl_error_wrap(err, "the configured rules (registry.rules), training's priors");
+        goto cleanup;
+    }
+    memcpy(priors, demo_model_params(model), DEMO_F_COUNT * sizeof *priors);
+    for (int f = 0; f < DEMO_F_COUNT; f++) {
+        memcpy(priors[f].m, demo_model_params(base)[f].m, sizeof priors[f].m);
+        memcpy(priors[f].u, demo_model_params(base)[f].u, sizeof priors[f].u);
+    }
+    *prior = demo_model_prior(base);
+cleanup:
+    demo_model_free(base);
+    return err;
+}
+
+static json_t *reg_note_json(const demo_train_note *n)
+{
+    json_t *o = json_pack("{s:f, s:b}", "pairs", n->pairs, "estimated", !n->kept);
+    if (n->kept)
+        json_object_set_new(o, "kept", json_string(n->kept));
+    return o;
+}
+
+/* What was estimated and what kept its prior, field by field, and why. */
+static json_t *reg_estimates_json(const demo_train_notes *notes, const bool tf[DEMO_F_COUNT])
+{
+    json_t *o = json_object();
+    for (int f = 0; f < DEMO_F_COUNT; f++) {
+        json_t *e = json_pack("{s:o, s:o}", "u", reg_note_json(&notes->u[f]), "m", reg_note_json(&notes->m[f]));
+        if (notes->order[f])
+            json_object_set_new(e, "order", json_string(notes->order[f]));
+        if (f == DEMO_F_GIVEN || f == DEMO_F_FAMILY)
+            json_object_set_new(e, "term_frequencies",
+                                json_string(tf[f] ? "estimated" : "not used: u of this field was not estimated"));
+        json_object_set_new(o, demo_field_name((demo_field)f), e);
+    }
+    json_object_set_new(o, "prior", reg_note_json(&notes->prior));
+    return o;
 }
 
 rl_error *rl_registry_train(rl_registry *reg, const rl_actor *actor, json_t **report)
@@ -222,24 +272,62 @@ rl_error *rl_registry_train(rl_registry *reg, const rl_actor *actor, json_t **re
         RL_FAIL(RL_ENOMEM, "out of memory");
     size_t ngiven = 0, nfamily = 0;
     RL_TRY(reg_train_scan(reg, &d, given_counts, family_counts, &ngiven, &nfamily));
-    if (d.nsample < 10)
-        RL_FAIL(RL_ECONFLICT, "training needs at least 10 records; the registry holds %zu", d.nsample);
+    /* A model trained before is replaced even when nothing can be learned now, by
+     * the priors: one trained from too few records (before the minimums) can
+     * make a different name count for a match, and nothing else would undo it. */
+    RL_TRY(reg_get_json(reg, RL_CF_META, reg_model_key, strlen(reg_model_key), &saved));
+    bool trained_before = saved != NULL;
+    json_decref(saved);
+    saved = NULL;
+    /* Below this nothing can be estimated (u and the prior need that many pairs). */
+    double sample_pairs = reg_pairs_of_sample(d.nsample, d.nsample);
+    bool learn = sample_pairs >= DEMO_TRAIN_MIN_PAIRS;
+    if (!learn && !trained_before)
+        RL_FAIL(RL_ECONFLICT,
+                "too few records to learn from: training needs %d distinct pairs of records, and the "
+                "registry's %zu records make %.0f; the model is unchanged",
+                DEMO_TRAIN_MIN_PAIRS, d.seen, sample_pairs);
 
-    demo_field_params params[DEMO_F_COUNT];
-    memcpy(params, demo_model_params(model), sizeof params);
-    RL_TRY(demo_estimate_u(model, d.sample, d.nsample, REG_TRAIN_U_PAIRS, 0x0DDBA11ull, params));
+    demo_field_params params[DEMO_F_COUNT], priors[DEMO_F_COUNT];
+    double prior = 0;
+    RL_TRY(reg_train_priors(reg, model, priors, &prior));
+    memcpy(params, priors, sizeof params);
+    demo_train_notes notes = {0};
     size_t npairs = 0;
-    RL_TRY(reg_train_pairs(reg, model, &d, &pairs, &npairs));
-    demo_em_result em = {0};
-    double prior = demo_model_prior(model);
-    if (npairs > 0)
-        RL_TRY(demo_em_by_rule(model, pairs, npairs, params, prior, REG_TRAIN_EM_ITERATIONS, 50, &em));
-    else
-        em.prior = prior;
-    double decision_prior = reg_prior_over_all_pairs(em.prior, npairs, d.nsample, d.seen);
+    demo_em_result em = {.prior = prior};
+    double decision_prior = prior;
+    if (learn) {
+        RL_TRY(demo_estimate_u(model, d.sample, d.nsample, REG_TRAIN_U_PAIRS, 0x0DDBA11ull, params, &notes));
+        RL_TRY(reg_train_pairs(reg, model, &d, &pairs, &npairs));
+        RL_TRY(demo_em_by_rule(model, pairs, npairs, params, priors, prior, REG_TRAIN_EM_ITERATIONS, 50, &em,
+                               &notes));
+        decision_prior = demo_train_prior(em.prior, npairs, reg_pairs_of_sample(d.nsample, d.seen), prior,
+                                          &notes.prior);
+    } else {
+        static const char few[] = "too few distinct pairs of records";
+        for (int f = 0; f < DEMO_F_COUNT; f++) {
+            notes.u[f] = (demo_train_note){sample_pairs, few};
+            notes.m[f] = (demo_train_note){0, few};
+        }
+        notes.prior = (demo_train_note){sample_pairs, few};
+    }
+    int estimated = !notes.prior.kept;
+    for (int f = 0; f < DEMO_F_COUNT; f++)
+        estimated += !notes.u[f].kept + !notes.m[f].kept;
+    /* Saving the priors over no trained model would only pin them (a saved model outranks the rules). */
+    if (!estimated && !trained_before)
+        RL_FAIL(RL_ECONFLICT, "too few records to learn from: no estimate rests on enough pairs of records; "
+                              "the model is unchanged");
     RL_TRY(demo_model_with_params(model, params, decision_prior, &trained));
-    tf = json_pack("{s:o, s:o}", "given", reg_shares(given_counts, ngiven ? ngiven : 1), "family",
-                   reg_shares(family_counts, nfamily ? nfamily : 1));
+    /* A name's share of the records is its exact level's u: used when u could be estimated. */
+    bool tf_used[DEMO_F_COUNT] = {false};
+    tf_used[DEMO_F_GIVEN] = !notes.u[DEMO_F_GIVEN].kept;
+    tf_used[DEMO_F_FAMILY] = !notes.u[DEMO_F_FAMILY].kept;
+    tf = json_object();
+    if (tf_used[DEMO_F_GIVEN])
+        json_object_set_new(tf, "given", reg_shares(given_counts, ngiven ? ngiven : 1));
+    if (tf_used[DEMO_F_FAMILY])
+        json_object_set_new(tf, "family", reg_shares(family_counts, nfamily ? nfamily : 1));
     RL_TRY(demo_model_set_tf(trained, tf));
 
     saved = demo_model_to_json(trained);
@@ -248,8 +336,8 @@ rl_error *rl_registry_train(rl_registry *reg, const rl_actor *actor, json_t **re
     reg_put_json(batch, RL_CF_META, reg_model_key, strlen(reg_model_key), saved, &err);
     if (err)
         goto cleanup;
-    json_t *detail = json_pack("{s:I, s:I, s:i}", "records", (json_int_t)d.seen, "pairs", (json_int_t)npairs,
-                               "iterations", em.iterations);
+    json_t *detail = json_pack("{s:I, s:I, s:i, s:i}", "records", (json_int_t)d.seen, "pairs", (json_int_t)npairs,
+                               "iterations", em.iterations, "estimated", estimated);
     reg_txn txn = {.reg = reg, .batch = batch};
     err = reg_txn_audit(&txn, actor, "train", NULL, 0, "ok", detail);
     json_decref(detail);
@@ -280,6 +368,10 @@ rl_error *rl_registry_train(rl_registry *reg, const rl_actor *actor, json_t **re
                         em.iterations, "em_converged", em.converged, "candidate_prior", em.prior, "prior",
                         decision_prior, "seconds",
                         (double)(rl_time_mono_ns() - t0) / 1e9, "fields", fields);
+    json_object_set_new(*report, "estimates", reg_estimates_json(&notes, tf_used));
+    if (!estimated)
+        json_object_set_new(*report, "note", json_string("too few records to learn from: the priors replace the "
+                                                         "model trained before"));
 cleanup:
     if (locked)
         pthread_mutex_unlock(&reg->write_lock);

@@ -1,8 +1,11 @@
 /* Unit tests of demographics/demo_model: features, levels, weights, guards, rules, stored features. */
 #include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "demographics/demo_model.h"
+#include "demographics/demo_train.h"
 #include "tests/harness.h"
 
 static json_t *patient(const char *family, const char *given, const char *birth, const char *ssn)
@@ -414,6 +417,109 @@ static void test_weights_follow_params(void **state)
     demo_model_free(ruled);
 }
 
+/* n records of men named Sam, each with his own family name and birth date. */
+static demo_features *sams(const demo_model *m, int n)
+{
+    demo_features *r = calloc((size_t)n, sizeof *r);
+    for (int i = 0; i < n; i++) {
+        char family[16], birth[32];
+        snprintf(family, sizeof family, "Fam%c%c", 'a' + i % 26, 'a' + i / 26);
+        snprintf(birth, sizeof birth, "%d-%02d-%02d", 1930 + i, 1 + i % 12, 1 + i % 28);
+        json_t *p = patient(family, "Sam", birth, NULL);
+        json_object_set_new(p, "gender", json_string("male"));
+        features(m, p, &r[i]);
+    }
+    return r;
+}
+
+/* Evidence for u is counted in distinct pairs: ten records make 45, however
+ * many times they are drawn, too few to replace a prior; sixty make 1,770,
+ * and a level never seen among them (a given name that differs) is blended
+ * with its prior, not made almost impossible. */
+static void test_train_u_counts_distinct_pairs(void **state)
+{
+    (void)state;
+    demo_model *m = NULL;
+    assert_null(demo_model_defaults(NULL, &m));
+    const demo_field_params *priors = demo_model_params(m);
+    demo_features *r = sams(m, 60);
+    demo_field_params params[DEMO_F_COUNT];
+    demo_train_notes notes;
+    memcpy(params, priors, sizeof params);
+    assert_null(demo_estimate_u(m, r, 10, 400000, 1, params, &notes));
+    assert_true(notes.u[DEMO_F_GIVEN].pairs == 45);
+    assert_non_null(notes.u[DEMO_F_GIVEN].kept);
+    assert_non_null(notes.u[DEMO_F_GENDER].kept);
+    assert_non_null(notes.u[DEMO_F_PHONE].kept); /* nobody has one */
+    assert_memory_equal(params, priors, sizeof params);
+    /* Fewer draws than pairs: the pairs drawn twice count once. */
+    assert_null(demo_estimate_u(m, r, 60, 1000, 1, params, &notes));
+    assert_true(notes.u[DEMO_F_GIVEN].pairs < 1000);
+    assert_non_null(notes.u[DEMO_F_GIVEN].kept);
+    assert_null(demo_estimate_u(m, r, 60, 400000, 1, params, &notes));
+    assert_true(notes.u[DEMO_F_GIVEN].pairs == 1770);
+    assert_null(notes.u[DEMO_F_GIVEN].kept);
+    assert_null(notes.u[DEMO_F_GENDER].kept);
+    int last = demo_model_nlevels(DEMO_F_GIVEN) - 1;
+    /* Every pair agrees on the given name, yet a different one still counts against a match. */
+    assert_true(params[DEMO_F_GIVEN].u[0] > priors[DEMO_F_GIVEN].u[0]);
+    assert_true(params[DEMO_F_GIVEN].m[last] / params[DEMO_F_GIVEN].u[last] < 0.5);
+    assert_true(params[DEMO_F_GENDER].m[1] / params[DEMO_F_GENDER].u[1] < 0.5);
+    free(r);
+    demo_model_free(m);
+}
+
+/* No estimate may turn a field over: a level weighing less than disagreement is
+ * pooled with it (m's total kept), and a field whose disagreement would count
+ * for a match keeps its priors. */
+static void test_train_keeps_levels_in_order(void **state)
+{
+    (void)state;
+    demo_model *m = NULL;
+    assert_null(demo_model_defaults(NULL, &m));
+    const demo_field_params *priors = demo_model_params(m);
+    demo_field_params params[DEMO_F_COUNT];
+    memcpy(params, priors, sizeof params);
+    demo_train_notes notes;
+    memset(&notes, 0, sizeof notes);
+    /* A given name that differs, never seen between strangers: +15 bits for a match. */
+    params[DEMO_F_GIVEN].u[4] = 1.25e-6;
+    params[DEMO_F_GIVEN].u[0] = 0.99;
+    /* The same year of birth weighing less than another year (FEBRL1 does, by 0.6 bits). */
+    demo_field_params *b = &params[DEMO_F_BIRTH];
+    b->m[3] = 0.001;
+    b->m[4] = 0.059;
+    double msum = b->m[3] + b->m[4];
+    demo_train_order(params, priors, &notes);
+    assert_memory_equal(params[DEMO_F_GIVEN].m, priors[DEMO_F_GIVEN].m, sizeof priors[DEMO_F_GIVEN].m);
+    assert_memory_equal(params[DEMO_F_GIVEN].u, priors[DEMO_F_GIVEN].u, sizeof priors[DEMO_F_GIVEN].u);
+    assert_non_null(notes.order[DEMO_F_GIVEN]);
+    assert_non_null(notes.u[DEMO_F_GIVEN].kept);
+    assert_non_null(notes.order[DEMO_F_BIRTH]);
+    assert_true(fabs(b->m[3] / b->u[3] - b->m[4] / b->u[4]) < 1e-12);
+    assert_true(fabs(b->m[3] + b->m[4] - msum) < 1e-12);
+    assert_true(b->m[4] / b->u[4] < 1);
+    assert_memory_equal(b->m, priors[DEMO_F_BIRTH].m, 3 * sizeof b->m[0]); /* the others as they were */
+    assert_null(notes.order[DEMO_F_FAMILY]);
+    demo_model_free(m);
+}
+
+/* The prior rests on all pairs of records: with too few it is kept; with
+ * enough it is the matches found over them, blended with the prior. */
+static void test_train_prior_needs_pairs(void **state)
+{
+    (void)state;
+    demo_train_note note;
+    /* Twelve records of one man: 66 pairs, all matches. */
+    assert_true(demo_train_prior(0.999999, 66, 66, 0.01, &note) == 0.01);
+    assert_non_null(note.kept);
+    assert_true(demo_train_prior(0.5, 0, 1e6, 0.01, &note) == 0.01);
+    assert_non_null(note.kept);
+    double p = demo_train_prior(0.5, 10000, 5e7, 0.01, &note);
+    assert_null(note.kept);
+    assert_true(fabs(p - (5000 + DEMO_TRAIN_MIN_PAIRS * 0.01) / (5e7 + DEMO_TRAIN_MIN_PAIRS)) < 1e-15);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -425,6 +531,9 @@ int main(void)
         cmocka_unit_test(test_blocking_key_text),
         cmocka_unit_test(test_stored_features_round_trip),
         cmocka_unit_test(test_rules_validation),
+        cmocka_unit_test(test_train_u_counts_distinct_pairs),
+        cmocka_unit_test(test_train_keeps_levels_in_order),
+        cmocka_unit_test(test_train_prior_needs_pairs),
     };
     return cmocka_run_group_tests_name("demo_model", tests, NULL, NULL);
 }

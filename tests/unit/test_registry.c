@@ -439,6 +439,22 @@ static void test_guard_lifted_by_the_persons_own_records(void **state)
     run_steps(*state, steps, sizeof steps / sizeof *steps);
 }
 
+/* How many persons (golden records) the registry's records make. */
+static int count_persons(fixture *f)
+{
+    json_t *assign = NULL;
+    assert_null(rl_registry_assignments(f->reg, &assign));
+    /* Keys are record ids, values their golden records. */
+    json_t *goldens = json_object();
+    const char *rid;
+    json_t *g;
+    json_object_foreach(assign, rid, g) json_object_set_new(goldens, json_string_value(g), json_true());
+    int n = (int)json_object_size(goldens);
+    json_decref(goldens);
+    json_decref(assign);
+    return n;
+}
+
 /* Rematch has hindsight: a record left on its own because, when it came, only a record it
  * could not be told from was there, joins the person once their other records are in. */
 static void test_rematch_hindsight(void **state)
@@ -458,19 +474,226 @@ static void test_rematch_hindsight(void **state)
     assert_null(rl_registry_rematch(f->reg, &reviewer, &report));
     assert_int_equal(json_integer_value(json_object_get(report, "settled")), 1);
     json_decref(report);
-    json_t *assign = NULL;
-    assert_null(rl_registry_assignments(f->reg, &assign));
-    /* Keys are record ids; the values show the two persons: Flynn (three records) and Harvey. */
-    json_t *count = json_object();
-    const char *rid;
-    json_t *g;
-    json_object_foreach(assign, rid, g) {
-        json_t *c = json_object_get(count, json_string_value(g));
-        json_object_set_new(count, json_string_value(g), json_integer(c ? json_integer_value(c) + 1 : 1));
+    /* Flynn (three records) and Harvey. */
+    assert_int_equal(count_persons(f), 2);
+    expect_clean(f);
+}
+
+/* The weight, in bits, of one field's level alone under the registry's current model. */
+static double level_weight(fixture *f, demo_field field, int level)
+{
+    int levels[DEMO_F_COUNT];
+    for (int i = 0; i < DEMO_F_COUNT; i++)
+        levels[i] = DEMO_LEVEL_MISSING;
+    levels[field] = level;
+    static const demo_features none; /* only the exact level of a name reads its value */
+    return demo_model_weight(rl_matcher_model(f->reg->matcher), &none, levels, NULL);
+}
+
+/* Training must never turn a disagreement into evidence for a match. */
+static void expect_disagreement_counts_against(fixture *f)
+{
+    assert_true(level_weight(f, DEMO_F_GIVEN, demo_model_nlevels(DEMO_F_GIVEN) - 1) < 0);
+    assert_true(level_weight(f, DEMO_F_FAMILY, demo_model_nlevels(DEMO_F_FAMILY) - 1) < 0);
+    assert_true(level_weight(f, DEMO_F_BIRTH, demo_model_nlevels(DEMO_F_BIRTH) - 1) < 0);
+    assert_true(level_weight(f, DEMO_F_GENDER, 1) < 0);
+    assert_true(level_weight(f, DEMO_F_BIRTH, 0) > 0);
+}
+
+/* "Alfa Tom", a woman born the day Alpha Sam was: not Alpha Sam, neither for $match nor on registration. */
+static void expect_alfa_tom_is_not_alpha_sam(fixture *f, const char *alpha_golden)
+{
+    json_t *probe = json_pack("{s:s, s:[{s:s, s:[s]}], s:s, s:s}", "resourceType", "Patient", "name", "family",
+                              "Alfa", "given", "Tom", "gender", "female", "birthDate", "1970-02-11");
+    json_t *list = NULL;
+    assert_null(rl_registry_match(f->reg, &clerk, probe, 5, &list));
+    size_t i;
+    json_t *m;
+    json_array_foreach(list, i, m) assert_string_not_equal(json_string_value(json_object_get(m, "grade")), "certain");
+    json_decref(list);
+    json_decref(probe);
+    rl_submit_result r = submit(f, "urn:a", "T1", "Alfa", "Tom", "female", "1970-02-11");
+    assert_string_not_equal(r.golden_id, alpha_golden);
+    rl_submit_result_clear(&r);
+}
+
+/* n records of one man, Odhiambo Peter (urn:e 1 to n), as clinics send him again and again. */
+static void submit_one_man(fixture *f, int n)
+{
+    for (int i = 1; i <= n; i++) {
+        char value[16];
+        snprintf(value, sizeof value, "%d", i);
+        rl_submit_result r = submit(f, "urn:e", value, "Odhiambo", "Peter", "male", "1975-06-06");
+        rl_submit_result_clear(&r);
     }
-    assert_int_equal(json_object_size(count), 2);
-    json_decref(count);
-    json_decref(assign);
+}
+
+/* Trains; RL_OK, or the code of the refusal, which must say why. */
+static rl_code train_outcome(fixture *f)
+{
+    json_t *report = NULL;
+    rl_error *err = rl_registry_train(f->reg, &reviewer, &report);
+    rl_code code = err ? rl_error_code(err) : RL_OK;
+    if (err)
+        assert_non_null(strstr(rl_error_message(err), "too few records"));
+    rl_error_free(err);
+    json_decref(report);
+    return code;
+}
+
+/* Ten people, all named Sam, all men: their 45 pairs cannot teach the model how
+ * strangers differ. Training counted 400,000 draws of those 45 pairs as evidence,
+ * and a given name or a sex never seen to differ between them came out almost
+ * impossible between strangers (u = 1.25e-6): a different given name counted
+ * +15 bits for a match, another sex +14.6, and "Alfa Tom", a woman, was Alpha Sam
+ * for certain. Too few pairs to learn from: refused (409), the priors kept. */
+static void test_train_keeps_the_priors_of_a_small_registry(void **state)
+{
+    fixture *f = *state;
+    static const char *const family[] = {"Alpha", "Bravo", "Charlie", "Delta", "Echo",
+                                         "Foxtrot", "Golf", "Hotel", "India", "Juliet"};
+    char alpha[65] = "";
+    for (int i = 0; i < 10; i++) {
+        char value[16], birth[32];
+        snprintf(value, sizeof value, "A%d", i);
+        snprintf(birth, sizeof birth, "1970-%02d-11", 2 + i);
+        rl_submit_result r = submit(f, "urn:a", value, family[i], "Sam", "male", birth);
+        if (i == 0)
+            snprintf(alpha, sizeof alpha, "%s", r.golden_id);
+        rl_submit_result_clear(&r);
+    }
+    assert_int_equal(count_persons(f), 10);
+    rl_code code = train_outcome(f);
+    expect_disagreement_counts_against(f);
+    expect_alfa_tom_is_not_alpha_sam(f, alpha);
+    assert_int_equal(code, RL_ECONFLICT);
+    expect_clean(f);
+}
+
+/* Twelve records of one man: every pair agrees on everything, so training read
+ * agreement as what strangers do (u = 1.0) and the prior as 1e-6, and rematch
+ * split him into twelve. */
+static void test_train_keeps_one_person_one(void **state)
+{
+    fixture *f = *state;
+    submit_one_man(f, 12);
+    assert_int_equal(count_persons(f), 1);
+    rl_code code = train_outcome(f);
+    expect_disagreement_counts_against(f);
+    json_t *report = NULL;
+    assert_null(rl_registry_rematch(f->reg, &reviewer, &report));
+    assert_int_equal(json_integer_value(json_object_get(report, "moved")), 0);
+    json_decref(report);
+    assert_int_equal(count_persons(f), 1);
+    assert_int_equal(code, RL_ECONFLICT);
+    expect_clean(f);
+}
+
+/* A model trained from twelve records before training needed enough pairs (a
+ * different given name +15 bits, agreement on a birth date against a match,
+ * the prior 1e-6) is replaced by the priors: training has nothing to learn
+ * from here, and says so, but does not leave that model in use. */
+static void test_train_replaces_a_model_trained_from_too_few(void **state)
+{
+    fixture *f = *state;
+    submit_one_man(f, 12);
+    demo_model *defaults = NULL, *bad = NULL;
+    assert_null(demo_model_defaults(NULL, &defaults));
+    demo_field_params params[DEMO_F_COUNT];
+    memcpy(params, demo_model_params(defaults), sizeof params);
+    static const double given_u[] = {0.9999, 1.25e-6, 1.25e-6, 1.25e-6, 1.25e-6};
+    static const double birth_u[] = {0.9999, 1.25e-6, 1.25e-6, 1.25e-6, 1.25e-6};
+    memcpy(params[DEMO_F_GIVEN].u, given_u, sizeof given_u);
+    memcpy(params[DEMO_F_BIRTH].u, birth_u, sizeof birth_u);
+    assert_null(demo_model_with_params(defaults, params, 1e-6, &bad));
+    json_t *saved = demo_model_to_json(bad);
+    char *text = json_dumps(saved, JSON_COMPACT);
+    rl_store_batch *batch = NULL;
+    assert_null(rl_store_batch_new(f->store, &batch));
+    rl_store_batch_put(batch, RL_CF_META, "model", 5, text, strlen(text));
+    assert_null(rl_store_write(f->store, batch));
+    rl_store_batch_destroy(batch);
+    free(text);
+    json_decref(saved);
+    demo_model_free(bad);
+    demo_model_free(defaults);
+    close_registry(f);
+    assert_int_equal(open_registry(f), 0);
+    assert_true(level_weight(f, DEMO_F_GIVEN, demo_model_nlevels(DEMO_F_GIVEN) - 1) > 0);
+    json_t *report = NULL;
+    rl_error *err = rl_registry_train(f->reg, &reviewer, &report);
+    if (err)
+        fail_msg("train: %s", rl_error_message(err));
+    const char *note = json_string_value(json_object_get(report, "note"));
+    assert_non_null(note);
+    assert_non_null(strstr(note, "priors replace"));
+    assert_true(json_is_false(json_object_get(json_object_get(json_object_get(json_object_get(report, "estimates"),
+                                                                              "given"), "u"), "estimated")));
+    json_decref(report);
+    expect_disagreement_counts_against(f);
+    assert_null(rl_registry_rematch(f->reg, &reviewer, &report));
+    json_decref(report);
+    assert_int_equal(count_persons(f), 1);
+    /* The priors stay in use after a restart. */
+    close_registry(f);
+    assert_int_equal(open_registry(f), 0);
+    expect_disagreement_counts_against(f);
+    expect_clean(f);
+}
+
+/* A registry just large enough to learn from, with both traps in it: 48 men
+ * all named Sam, and twelve records of one man. What has enough pairs behind it
+ * is estimated, the rest keeps its prior, and the report says which and why;
+ * neither trap turns the model over. */
+static void test_train_reports_what_it_estimated(void **state)
+{
+    fixture *f = *state;
+    char alpha[65] = "";
+    /* Family names that do not sound alike and birth dates all different: no two Sams are candidates. */
+    static const char *const family[] = {
+        "Alpha",   "Kamau",  "Otieno",   "Wanjiru", "Mwangi",  "Njoroge", "Kiprop",   "Chebet",
+        "Achieng", "Barasa", "Wekesa",   "Mutua",   "Nyambura", "Karanja", "Gitau",   "Ruto",
+        "Langat",  "Korir",  "Omondi",   "Ouma",    "Juma",    "Hassan",  "Mohamed",  "Ali",
+        "Nyaga",   "Muriuki", "Kilonzo", "Musyoka", "Tanui",   "Rotich",  "Kiplagat", "Bett",
+        "Sang",    "Cheruiyot", "Okello", "Were",   "Simiyu",  "Wafula",  "Nekesa",   "Makokha",
+        "Odera",   "Opiyo",  "Awino",    "Zawadi",  "Furaha",  "Ibrahim", "Yusuf",    "Lelei"};
+    for (int i = 0; i < 48; i++) {
+        char value[16], birth[32];
+        snprintf(value, sizeof value, "S%d", i);
+        snprintf(birth, sizeof birth, "%d-%02d-%02d", 1930 + i, 1 + i % 12, 1 + i % 28);
+        if (i == 0)
+            snprintf(birth, sizeof birth, "1970-02-11");
+        rl_submit_result r = submit(f, "urn:a", value, family[i], "Sam", "male", birth);
+        if (i == 0)
+            snprintf(alpha, sizeof alpha, "%s", r.golden_id);
+        rl_submit_result_clear(&r);
+    }
+    submit_one_man(f, 12);
+    int before = count_persons(f);
+    assert_int_equal(before, 49); /* the twelve records of one man are one person */
+    json_t *report = NULL;
+    rl_error *err = rl_registry_train(f->reg, &reviewer, &report);
+    if (err)
+        fail_msg("train: %s", rl_error_message(err));
+    const json_t *est = json_object_get(report, "estimates");
+    /* 60 records make 1,770 pairs: enough for u of the fields they all have, and for the prior. */
+    const json_t *given_u = json_object_get(json_object_get(est, "given"), "u");
+    assert_true(json_is_true(json_object_get(given_u, "estimated")));
+    assert_int_equal((int)json_number_value(json_object_get(given_u, "pairs")), 1770);
+    assert_true(json_is_true(json_object_get(json_object_get(est, "prior"), "estimated")));
+    /* Only the twelve records of one man are candidates for one another: 66 pairs, too few matches for m. */
+    const json_t *given_m = json_object_get(json_object_get(est, "given"), "m");
+    assert_true(json_is_false(json_object_get(given_m, "estimated")));
+    assert_non_null(json_string_value(json_object_get(given_m, "kept")));
+    /* No record has a phone: nothing to estimate, said so. */
+    assert_true(json_is_false(json_object_get(json_object_get(json_object_get(est, "phone"), "u"), "estimated")));
+    json_decref(report);
+    expect_disagreement_counts_against(f);
+    assert_null(rl_registry_rematch(f->reg, &reviewer, &report));
+    assert_int_equal(json_integer_value(json_object_get(report, "moved")), 0);
+    json_decref(report);
+    assert_int_equal(count_persons(f), before);
+    expect_alfa_tom_is_not_alpha_sam(f, alpha);
     expect_clean(f);
 }
 
@@ -1985,6 +2208,11 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_parent_and_child_are_not_merged, setup_probabilistic, teardown),
         cmocka_unit_test_setup_teardown(test_guard_lifted_by_the_persons_own_records, setup_probabilistic, teardown),
         cmocka_unit_test_setup_teardown(test_rematch_hindsight, setup_probabilistic, teardown),
+        cmocka_unit_test_setup_teardown(test_train_keeps_the_priors_of_a_small_registry, setup_probabilistic, teardown),
+        cmocka_unit_test_setup_teardown(test_train_keeps_one_person_one, setup_probabilistic, teardown),
+        cmocka_unit_test_setup_teardown(test_train_replaces_a_model_trained_from_too_few, setup_probabilistic,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_train_reports_what_it_estimated, setup_probabilistic, teardown),
         cmocka_unit_test_setup_teardown(test_cache_fill_from_known_links, setup_probabilistic, teardown),
         cmocka_unit_test_setup_teardown(test_review_link_and_not_a_match_memory, setup, teardown),
         cmocka_unit_test_setup_teardown(test_review_link_decision, setup, teardown),
