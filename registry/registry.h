@@ -294,7 +294,9 @@ rl_error *rl_registry_review_list(rl_registry *reg, bool all, int limit, json_t 
 /* One item, with both records side by side and the per-field scores. */
 rl_error *rl_registry_review_show(rl_registry *reg, const rl_actor *actor, const char *review_id, json_t **out);
 /* decision: "link" (same person: the record joins the candidate's golden
- * record) or "not-a-match" (remembered for every pair of records involved). */
+ * record) or "not-a-match" (remembered for every pair of records involved).
+ * The candidate is the person as they are now: where merges took its golden
+ * record, or, that one retired, the candidate record's golden record. */
 rl_error *rl_registry_review_resolve(rl_registry *reg, const rl_actor *actor, const char *review_id,
                                      const char *decision, json_t **out);
 

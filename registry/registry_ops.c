@@ -1076,13 +1076,18 @@ cleanup:
     return err;
 }
 
-/* The active golden record id that `golden` names now: itself, or where
- * merges took its members (a chain, bounded: a loop is a damaged store). */
-static rl_error *reg_current_person(reg_txn *txn, const char *golden, char out[REG_ID_LEN + 8])
+/* The active golden record that review item `item` asks about now: its
+ * candidate golden record, or where merges took its members (a chain,
+ * bounded: a loop is a damaged store). Should that one be retired (its
+ * records linked elsewhere by hand, or an unlink's new person undone), the
+ * person asked about is where the candidate record is now: its golden record. */
+static rl_error *reg_current_person(reg_txn *txn, const json_t *item, char out[REG_ID_LEN + 8])
 {
     rl_error *err = NULL;
-    json_t *g = NULL;
-    snprintf(out, REG_ID_LEN + 8, "%s", golden);
+    json_t *g = NULL, *link = NULL;
+    const char *golden = json_string_value(json_object_get(item, "candidate_golden"));
+    const char *cand_record = json_string_value(json_object_get(item, "candidate_record"));
+    snprintf(out, REG_ID_LEN + 8, "%s", golden ? golden : "");
     for (int hops = 0;; hops++) {
         RL_TRY(reg_txn_golden(txn, out, &g));
         const char *into = json_string_value(json_object_get(g, "merged_into"));
@@ -1095,8 +1100,15 @@ static rl_error *reg_current_person(reg_txn *txn, const char *golden, char out[R
         json_decref(g);
         g = NULL;
     }
+    if (g && !reg_golden_active(g) && cand_record) {
+        RL_TRY(reg_txn_link(txn, cand_record, &link));
+        const char *now = json_string_value(json_object_get(link, "golden"));
+        if (now)
+            snprintf(out, REG_ID_LEN + 8, "%s", now);
+    }
 cleanup:
     json_decref(g);
+    json_decref(link);
     return err;
 }
 
@@ -1126,10 +1138,10 @@ rl_error *rl_registry_review_resolve(rl_registry *reg, const rl_actor *actor, co
     char now[32];
     reg_now(now);
     /* The person asked about may have been merged into another since the item
-     * was queued, and the record linked there by hand: the question is about
-     * the person as they are now. */
+     * was queued (or its golden record retired), and the record linked there by
+     * hand: the question is about the person as they are now. */
     char person[REG_ID_LEN + 8];
-    RL_TRY(reg_current_person(&txn, cand_golden, person));
+    RL_TRY(reg_current_person(&txn, item, person));
     RL_TRY(reg_txn_link(&txn, rid, &link));
     if (!link)
         RL_FAIL(RL_ENOTFOUND, "no source record %s", rid);

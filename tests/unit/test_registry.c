@@ -1164,20 +1164,35 @@ static void test_rematch_keeps_human_decisions(void **state)
         rl_submit_result_clear(all[i]);
 }
 
-/* The open review item for record rid (the list must hold it). */
-static void review_of(fixture *f, const char *rid, char id[32])
+/* The open review item of record rid against candidate golden record cand (NULL: any; the list
+ * must hold it). */
+static void review_against(fixture *f, const char *rid, const char *cand, char id[32])
 {
     json_t *list = NULL;
     assert_null(rl_registry_review_list(f->reg, false, 50, &list));
     size_t i;
     json_t *item;
     id[0] = '\0';
-    json_array_foreach(json_object_get(list, "items"), i, item)
-        if (strcmp(json_string_value(json_object_get(item, "record")), rid) == 0)
+    json_array_foreach(json_object_get(list, "items"), i, item) {
+        const char *asks = json_string_value(json_object_get(item, "candidate_golden"));
+        if (strcmp(json_string_value(json_object_get(item, "record")), rid) == 0 && (!cand || !strcmp(asks, cand)))
             snprintf(id, 32, "%s", json_string_value(json_object_get(item, "id")));
+    }
     json_decref(list);
     if (!id[0])
         fail_msg("no open review item for record %s", rid);
+}
+
+/* The open review item for record rid (the list must hold it). */
+static void review_of(fixture *f, const char *rid, char id[32]) { review_against(f, rid, NULL, id); }
+
+/* Resolves review item `item` with `decision`, which must succeed; the decision's event id into event. */
+static void decide(fixture *f, const char *item, const char *decision, char event[40])
+{
+    json_t *out = NULL;
+    assert_null(rl_registry_review_resolve(f->reg, &reviewer, item, decision, &out));
+    snprintf(event, 40, "%s", json_string_value(json_object_get(json_object_get(out, "event"), "id")));
+    json_decref(out);
 }
 
 /* An item is about the person as they are when it is decided: linked by hand meanwhile, "same
@@ -1486,6 +1501,59 @@ static void test_undo_and_not_a_match_respect_each_other(void **state)
     assert_string_equal(golden_of(f, c.record_id, g1), golden_of(f, d.record_id, g2));
     expect_clean(f);
     rl_submit_result *all[] = {&m, &r, &z, &c, &d};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++)
+        rl_submit_result_clear(all[i]);
+}
+
+/* An item whose candidate golden record was retired since (its records linked elsewhere by hand, or an
+ * unlink's person undone) is decided about the candidate record's person as they are then: both
+ * decisions work, where "same person" was refused for good (the retired golden record is not active). */
+static void test_review_items_follow_retired_people(void **state)
+{
+    fixture *f = *state;
+    char item[32], first[32], g[65], made[65], decided[40];
+    rl_submit_result p1 = submit(f, "urn:p", "1", "Kamau", "Wanjiru", "female", "1970-01-01");
+    rl_submit_result p2 = submit(f, "urn:p", "2", "Kamau", "Wanjiru", "male", "1970-01-01");
+    rl_submit_result q1 = submit(f, "urn:q", "1", "Otieno", "Brian", "male", "1960-01-01");
+    review_against(f, p2.record_id, p1.golden_id, item);
+    assert_null(rl_registry_link(f->reg, &reviewer, p1.record_id, q1.golden_id, NULL));
+    decide(f, item, "link", decided);
+    assert_string_equal(golden_of(f, p2.record_id, g), q1.golden_id);
+    expect_clean(f);
+    /* Undone, the item is open again and "not a match" remembers the pair for the person now. */
+    assert_null(rl_registry_undo(f->reg, &reviewer, decided, NULL));
+    decide(f, item, "not-a-match", decided);
+    assert_true(remembered_different(f, p2.record_id, p1.record_id));
+    assert_true(remembered_different(f, p2.record_id, q1.record_id));
+    assert_string_equal(golden_of(f, p2.record_id, g), p2.golden_id);
+    expect_clean(f);
+
+    /* An unlink's new person, retired by undoing the unlink. */
+    rl_submit_result r1 = submit(f, "urn:r", "1", "Achieng", "Mercy", "female", "1988-08-08");
+    rl_submit_result r2 = submit(f, "urn:r", "2", "Achieng", "Mercy", "female", "1988-08-08");
+    assert_string_equal(r2.golden_id, r1.golden_id);
+    json_t *split = NULL;
+    assert_null(rl_registry_unlink(f->reg, &reviewer, r2.record_id, &split));
+    golden_of(f, r2.record_id, made);
+    rl_submit_result r3 = submit(f, "urn:r", "3", "Achieng", "Mercy", "male", "1988-08-08");
+    assert_int_equal(r3.reviews_queued, 2);
+    review_against(f, r3.record_id, made, item);
+    review_against(f, r3.record_id, r1.golden_id, first);
+    assert_null(rl_registry_undo(f->reg, &reviewer, json_string_value(json_object_get(split, "id")), NULL));
+    json_decref(split);
+    decide(f, item, "link", decided);
+    assert_string_equal(golden_of(f, r3.record_id, g), r1.golden_id);
+    assert_null(rl_registry_undo(f->reg, &reviewer, decided, NULL));
+    decide(f, item, "not-a-match", decided);
+    assert_true(remembered_different(f, r3.record_id, r1.record_id));
+    assert_true(remembered_different(f, r3.record_id, r2.record_id));
+    /* The item against the person itself asks the same, and may be decided the same way. */
+    decide(f, first, "not-a-match", decided);
+    rl_registry_stats st;
+    rl_registry_stats_get(f->reg, &st);
+    assert_int_equal(st.open_reviews, 0);
+    expect_clean(f);
+    rl_submit_result *all[] = {&p1, &p2, &q1, &r1, &r2, &r3};
     for (size_t i = 0; i < sizeof all / sizeof *all; i++)
         rl_submit_result_clear(all[i]);
 }
@@ -2225,6 +2293,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_one_item_a_pair_of_people, setup, teardown),
         cmocka_unit_test_setup_teardown(test_merge_answers_review_items, setup, teardown),
         cmocka_unit_test_setup_teardown(test_undo_and_not_a_match_respect_each_other, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_review_items_follow_retired_people, setup, teardown),
         cmocka_unit_test_setup_teardown(test_merge_unmerge_restores_exactly, setup, teardown),
         cmocka_unit_test_setup_teardown(test_decisions_follow_link_changes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_registrations_find_each_other, setup, teardown),
