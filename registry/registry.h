@@ -282,7 +282,10 @@ rl_error *rl_registry_unlink(rl_registry *reg, const rl_actor *actor, const char
 /* All members of `from` join `into`; `from` is kept as merged (replaced-by). */
 rl_error *rl_registry_merge(rl_registry *reg, const rl_actor *actor, const char *from_golden,
                             const char *into_golden, json_t **event);
-/* Undoes the merge that retired golden_id, restoring the exact prior state. */
+/* Undoes the merge that retired golden_id, restoring the exact prior state
+ * (records that joined the surviving record since, or that another unmerge or
+ * undo took out of it, stay where they are: merges into one golden record are
+ * unmerged in any order). */
 rl_error *rl_registry_unmerge(rl_registry *reg, const rl_actor *actor, const char *golden_id, json_t **event);
 /* Undoes any event, if what it changed is still as it left it (else RL_ECONFLICT). */
 rl_error *rl_registry_undo(rl_registry *reg, const rl_actor *actor, const char *event_id, json_t **event);

@@ -431,14 +431,80 @@ static bool reg_link_same_decision(const json_t *a, const json_t *b)
 }
 
 /*
+ * The members of golden record `id` as event `event_id` left it (`after`)
+ * that an undo or unmerge since took out of it, and whose links are still as
+ * that one left them (into `left`, an array): the two merges into one golden
+ * record, the first unmerged, say. They are where an earlier state put them,
+ * by a change that is itself not undone; undoing the event leaves them there.
+ * Reads the history after the event only when a member is missing now.
+ */
+static rl_error *reg_left_by_undo(reg_txn *txn, const char *id, const char *event_id, const json_t *after,
+                                  const json_t *current, json_t *left)
+{
+    rl_error *err = NULL;
+    rl_store_iter *it = NULL;
+    json_t *ev = NULL, *missing = json_array(), *link = NULL;
+    const json_t *now = json_object_get(current, "members");
+    size_t i;
+    json_t *m;
+    if (!missing)
+        RL_FAIL(RL_ENOMEM, "out of memory");
+    json_array_foreach(json_object_get(after, "members"), i, m) {
+        if (!reg_list_has(now, json_string_value(m), json_string_length(m)) && json_array_append(missing, m) != 0)
+            RL_FAIL(RL_ENOMEM, "out of memory");
+    }
+    if (json_array_size(missing) == 0)
+        goto cleanup;
+    /* History keys are time keys: the events after this one, in order. */
+    RL_TRY(rl_store_iter_new(txn->reg->store, RL_CF_HISTORY, event_id, strlen(event_id), NULL, 0, &it));
+    for (; rl_store_iter_valid(it); rl_store_iter_next(it)) {
+        size_t vlen;
+        const char *v = rl_store_iter_value(it, &vlen);
+        json_decref(ev);
+        ev = json_loadb(v, vlen, 0, NULL);
+        if (!ev)
+            RL_FAIL(RL_ESTORE, "history event is not JSON: the store is damaged");
+        const char *op = json_string_value(json_object_get(ev, "op"));
+        if (!op || (strcmp(op, "undo") != 0 && strcmp(op, "unmerge") != 0))
+            continue;
+        const json_t *was = json_object_get(json_object_get(json_object_get(ev, "before"), "goldens"), id);
+        const json_t *then = json_object_get(json_object_get(json_object_get(ev, "after"), "goldens"), id);
+        const json_t *links = json_object_get(json_object_get(ev, "after"), "links");
+        json_array_foreach(json_object_get(was, "members"), i, m) {
+            const char *rid = json_string_value(m);
+            const json_t *moved = json_object_get(links, rid);
+            if (!rid || !moved || !reg_list_has(missing, rid, json_string_length(m)) ||
+                reg_list_has(json_object_get(then, "members"), rid, json_string_length(m)) ||
+                reg_list_has(left, rid, json_string_length(m)))
+                continue;
+            RL_TRY(reg_txn_link(txn, rid, &link));
+            bool still = link && reg_link_same_decision(link, moved);
+            json_decref(link);
+            link = NULL;
+            if (still && json_array_append(left, m) != 0)
+                RL_FAIL(RL_ENOMEM, "out of memory");
+        }
+    }
+    RL_TRY(rl_store_iter_status(it));
+cleanup:
+    rl_store_iter_destroy(it);
+    json_decref(ev);
+    json_decref(missing);
+    json_decref(link);
+    return err;
+}
+
+/*
  * The members a golden record gained since an event by registrations alone
  * (records that joined it automatically, whose links the event did not
- * write), when that and new versions (members' updates) are all that
- * changed: the list, empty when none joined; else NULL. Neither stands in the
- * way of undoing a reviewer's decision: the records that joined stay with the
- * person they joined, and the restored golden record takes a newer version.
+ * write), when that, new versions (members' updates) and members that `left`
+ * (reg_left_by_undo) are all that changed: the list, empty when none joined;
+ * else NULL. Neither stands in the way of undoing a reviewer's decision: the
+ * records that joined stay with the person they joined, those that left stay
+ * where they went, and the restored golden record takes a newer version.
  */
-static json_t *reg_grown_since(const json_t *current, const json_t *after, const json_t *event_links)
+static json_t *reg_grown_since(const json_t *current, const json_t *after, const json_t *event_links,
+                               const json_t *left)
 {
     json_t *extra = json_array();
     const char *key;
@@ -454,7 +520,12 @@ static json_t *reg_grown_since(const json_t *current, const json_t *after, const
     json_object_foreach((json_t *)after, key, v) if (!json_object_get(current, key)) goto changed;
     const json_t *was = json_object_get(after, "members"), *now = json_object_get(current, "members");
     size_t i;
-    json_array_foreach(was, i, v) if (!reg_list_has(now, json_string_value(v), json_string_length(v))) goto changed;
+    json_array_foreach(was, i, v) {
+        if (!reg_list_has(now, json_string_value(v), json_string_length(v)) &&
+            (json_object_get(event_links, json_string_value(v)) ||
+             !reg_list_has(left, json_string_value(v), json_string_length(v))))
+            goto changed;
+    }
     json_array_foreach(now, i, v) {
         if (reg_list_has(was, json_string_value(v), json_string_length(v)))
             continue;
@@ -472,7 +543,7 @@ changed:
 static rl_error *reg_undo_locked(reg_txn *txn, const rl_actor *actor, json_t *ev, const char *event_id)
 {
     rl_error *err = NULL;
-    json_t *current = NULL, *grown = json_object();
+    json_t *current = NULL, *grown = json_object(), *left = NULL;
     if (!grown)
         RL_FAIL(RL_ENOMEM, "out of memory");
     if (json_object_get(ev, "undone_by"))
@@ -488,9 +559,14 @@ static rl_error *reg_undo_locked(reg_txn *txn, const rl_actor *actor, json_t *ev
             bool same = json_is_null(after) ? current == NULL
                         : k == 1               ? current && reg_link_same_decision(current, after)
                                                : current && json_equal(current, after);
-            json_t *extra = !same && k == 0 && current && !json_is_null(after)
-                                ? reg_grown_since(current, after, event_links)
-                                : NULL;
+            json_t *extra = NULL;
+            if (!same && k == 0 && current && !json_is_null(after)) {
+                json_decref(left); /* a golden record's own: its entry in grown keeps it */
+                if (!(left = json_array()))
+                    RL_FAIL(RL_ENOMEM, "out of memory");
+                RL_TRY(reg_left_by_undo(txn, id, event_id, after, current, left));
+                extra = reg_grown_since(current, after, event_links, left);
+            }
             /* A golden record the event made is retired by the undo: not one that others joined since,
              * but one whose only change is a new version (a member's update since) is. */
             const json_t *before = json_object_get(json_object_get(json_object_get(ev, "before"), "goldens"), id);
@@ -500,7 +576,8 @@ static rl_error *reg_undo_locked(reg_txn *txn, const rl_actor *actor, json_t *ev
                 extra = NULL;
             }
             if (extra) {
-                json_t *entry = json_pack("{s:o, s:O}", "extra", extra, "version", json_object_get(current, "version"));
+                json_t *entry = json_pack("{s:o, s:O, s:O}", "extra", extra, "left", left, "version",
+                                          json_object_get(current, "version"));
                 if (!entry || json_object_set_new(grown, id, entry) != 0)
                     RL_FAIL(RL_ENOMEM, "out of memory");
                 same = true;
@@ -519,8 +596,19 @@ static rl_error *reg_undo_locked(reg_txn *txn, const rl_actor *actor, json_t *ev
             json_t *value = json_is_null(before) ? NULL : json_deep_copy(before);
             const json_t *g = k == 0 ? json_object_get(grown, id) : NULL;
             if (g && value) {
-                /* The state before, with those who joined since; a new version, not an old one again. */
-                json_array_extend(json_object_get(value, "members"), json_object_get(g, "extra"));
+                /* The state before, with those who joined since and without those an undo took out
+                 * since; a new version, not an old one again. */
+                json_t *members = json_object_get(value, "members");
+                size_t i;
+                json_t *m;
+                json_array_foreach(json_object_get(g, "left"), i, m) {
+                    for (size_t j = json_array_size(members); j-- > 0;)
+                        if (json_equal(json_array_get(members, j), m))
+                            json_array_remove(members, j);
+                }
+                json_array_extend(members, json_object_get(g, "extra"));
+                if (json_array_size(members) == 0) /* every member elsewhere now: no person left here */
+                    json_object_set_new(value, "status", json_string("retired"));
                 char now[32];
                 reg_now(now);
                 json_object_set_new(value, "updated", json_string(now));
@@ -550,6 +638,7 @@ static rl_error *reg_undo_locked(reg_txn *txn, const rl_actor *actor, json_t *ev
 cleanup:
     json_decref(current);
     json_decref(grown);
+    json_decref(left);
     return err;
 }
 

@@ -1582,6 +1582,75 @@ static void test_one_item_a_pair_of_people(void **state)
         rl_submit_result_clear(all[i]);
 }
 
+/* snapshot() with every golden record's version and updated time set aside: what an undo restores
+ * exactly (the view it restores is a new version). */
+static json_t *snapshot_unversioned(fixture *f)
+{
+    json_t *snap = snapshot(f);
+    const char *id;
+    json_t *g;
+    json_object_foreach(json_object_get(snap, "golden"), id, g) {
+        json_object_del(g, "version");
+        json_object_del(g, "updated");
+    }
+    return snap;
+}
+
+/* Merges into one golden record are unmerged in any order, each restoring its own members; so is one
+ * after an earlier hand link into that record was undone. A member taken out by a change that can be
+ * undone (a hand link) still stands in the way: undo that first. */
+static void test_merges_into_one_unmerged_in_any_order(void **state)
+{
+    fixture *f = *state;
+    char g[65];
+    rl_submit_result a = submit(f, "urn:m", "1", "Wafula", "Anne", "female", "1971-01-01");
+    rl_submit_result b = submit(f, "urn:m", "2", "Chebet", "Betty", "female", "1972-02-02");
+    rl_submit_result c = submit(f, "urn:m", "3", "Mutua", "Carol", "female", "1973-03-03");
+    rl_submit_result z = submit(f, "urn:m", "4", "Kiprop", "Zawadi", "female", "1974-04-04");
+    json_t *before = snapshot_unversioned(f);
+    assert_null(rl_registry_merge(f->reg, &reviewer, a.golden_id, b.golden_id, NULL));
+    assert_null(rl_registry_merge(f->reg, &reviewer, c.golden_id, b.golden_id, NULL));
+    assert_null(rl_registry_unmerge(f->reg, &reviewer, a.golden_id, NULL));
+    assert_null(rl_registry_unmerge(f->reg, &reviewer, c.golden_id, NULL));
+    json_t *after = snapshot_unversioned(f);
+    assert_true(json_equal(before, after));
+    json_decref(after);
+    assert_string_equal(golden_of(f, c.record_id, g), c.golden_id);
+    expect_clean(f);
+
+    /* An earlier hand link into the record, undone after the merge. */
+    json_t *linked = NULL;
+    assert_null(rl_registry_link(f->reg, &reviewer, a.record_id, b.golden_id, &linked));
+    assert_null(rl_registry_merge(f->reg, &reviewer, c.golden_id, b.golden_id, NULL));
+    assert_null(rl_registry_undo(f->reg, &reviewer, json_string_value(json_object_get(linked, "id")), NULL));
+    json_decref(linked);
+    assert_null(rl_registry_unmerge(f->reg, &reviewer, c.golden_id, NULL));
+    assert_string_equal(golden_of(f, a.record_id, g), a.golden_id);
+    assert_string_equal(golden_of(f, c.record_id, g), c.golden_id);
+    after = snapshot_unversioned(f);
+    assert_true(json_equal(before, after));
+    json_decref(after);
+    expect_clean(f);
+
+    /* A member linked away by hand since: that change is undone first. */
+    assert_null(rl_registry_merge(f->reg, &reviewer, a.golden_id, b.golden_id, NULL));
+    assert_null(rl_registry_merge(f->reg, &reviewer, c.golden_id, b.golden_id, NULL));
+    assert_null(rl_registry_link(f->reg, &reviewer, a.record_id, z.golden_id, &linked));
+    expect_conflict(rl_registry_unmerge(f->reg, &reviewer, c.golden_id, NULL));
+    assert_null(rl_registry_undo(f->reg, &reviewer, json_string_value(json_object_get(linked, "id")), NULL));
+    json_decref(linked);
+    assert_null(rl_registry_unmerge(f->reg, &reviewer, c.golden_id, NULL));
+    assert_null(rl_registry_unmerge(f->reg, &reviewer, a.golden_id, NULL));
+    after = snapshot_unversioned(f);
+    assert_true(json_equal(before, after));
+    json_decref(after);
+    expect_clean(f);
+    json_decref(before);
+    rl_submit_result *all[] = {&a, &b, &c, &z};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++)
+        rl_submit_result_clear(all[i]);
+}
+
 static void test_merge_unmerge_restores_exactly(void **state)
 {
     fixture *f = *state;
@@ -2295,6 +2364,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_undo_and_not_a_match_respect_each_other, setup, teardown),
         cmocka_unit_test_setup_teardown(test_review_items_follow_retired_people, setup, teardown),
         cmocka_unit_test_setup_teardown(test_merge_unmerge_restores_exactly, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_merges_into_one_unmerged_in_any_order, setup, teardown),
         cmocka_unit_test_setup_teardown(test_decisions_follow_link_changes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_registrations_find_each_other, setup, teardown),
         cmocka_unit_test_setup_teardown(test_postings_deferred_until_settled, setup, teardown),
