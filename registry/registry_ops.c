@@ -6,21 +6,78 @@
 #include "common/rl_time.h"
 #include "registry/registry_internal.h"
 
-/* The open review items between the people of golden record `golden` (its
- * first REG_REVIEW_PEOPLE_MAX records) and golden record `other`, by the
- * review_open index: their ids appended to ids. */
+/* The active golden record that review item `item` asks about now: its
+ * candidate golden record, or where merges took its members (a chain,
+ * bounded: a loop is a damaged store). Should that one be retired (its
+ * records linked elsewhere by hand, or an unlink's new person undone), the
+ * person asked about is where the candidate record is now: its golden record. */
+static rl_error *reg_current_person(reg_txn *txn, const json_t *item, char out[REG_ID_LEN + 8])
+{
+    rl_error *err = NULL;
+    json_t *g = NULL, *link = NULL;
+    const char *golden = json_string_value(json_object_get(item, "candidate_golden"));
+    const char *cand_record = json_string_value(json_object_get(item, "candidate_record"));
+    snprintf(out, REG_ID_LEN + 8, "%s", golden ? golden : "");
+    for (int hops = 0;; hops++) {
+        RL_TRY(reg_txn_golden(txn, out, &g));
+        const char *into = json_string_value(json_object_get(g, "merged_into"));
+        const char *status = json_string_value(json_object_get(g, "status"));
+        if (!into || !status || strcmp(status, "merged") != 0)
+            break;
+        if (hops == 64)
+            RL_FAIL(RL_ESTORE, "golden record %s: merges lead in a loop: run `ridgeline check`", golden);
+        snprintf(out, REG_ID_LEN + 8, "%s", into);
+        json_decref(g);
+        g = NULL;
+    }
+    if (g && !reg_golden_active(g) && cand_record) {
+        RL_TRY(reg_txn_link(txn, cand_record, &link));
+        const char *now = json_string_value(json_object_get(link, "golden"));
+        if (now)
+            snprintf(out, REG_ID_LEN + 8, "%s", now);
+    }
+cleanup:
+    json_decref(g);
+    json_decref(link);
+    return err;
+}
+
+/* The open review items of the people of golden record `golden` (its first
+ * REG_REVIEW_PEOPLE_MAX records) that ask about golden record `other` as it
+ * is now (reg_current_person: the item may name a golden record merged into
+ * it, or retired since), by the review_open index: their ids appended to ids. */
 static rl_error *reg_open_items_against(reg_txn *txn, const json_t *golden, const char *other, json_t *ids)
 {
     rl_error *err = NULL;
+    rl_store_iter *it = NULL;
+    json_t *item = NULL;
     const json_t *members = json_object_get(golden, "members");
     size_t nm = json_array_size(members);
     for (size_t i = 0; i < nm && i < REG_REVIEW_PEOPLE_MAX; i++) {
-        char id[REG_TIMEKEY_LEN + 1];
-        RL_TRY(reg_open_review_of(txn->reg, json_string_value(json_array_get(members, i)), other, id));
-        if (id[0] && json_array_append_new(ids, json_string(id)) != 0)
-            RL_FAIL(RL_ENOMEM, "out of memory");
+        char prefix[REG_ID_LEN + 8];
+        int plen = snprintf(prefix, sizeof prefix, "%s%c", json_string_value(json_array_get(members, i)), '\0');
+        if (plen <= 0 || plen >= (int)sizeof prefix)
+            continue; /* not an id: no item names it */
+        RL_TRY(rl_store_iter_prefix(txn->reg->store, RL_CF_REVIEW_OPEN, prefix, (size_t)plen, &it));
+        for (; rl_store_iter_valid(it); rl_store_iter_next(it)) {
+            size_t vlen;
+            const char *v = rl_store_iter_value(it, &vlen);
+            RL_TRY(reg_get_json(txn->reg, RL_CF_REVIEW, v, vlen, &item));
+            char person[REG_ID_LEN + 8];
+            if (item)
+                RL_TRY(reg_current_person(txn, item, person));
+            if (item && strcmp(person, other) == 0 && json_array_append_new(ids, json_stringn(v, vlen)) != 0)
+                RL_FAIL(RL_ENOMEM, "out of memory");
+            json_decref(item);
+            item = NULL;
+        }
+        RL_TRY(rl_store_iter_status(it));
+        rl_store_iter_destroy(it);
+        it = NULL;
     }
 cleanup:
+    rl_store_iter_destroy(it);
+    json_decref(item);
     return err;
 }
 
@@ -1162,42 +1219,6 @@ cleanup:
     json_decref(evidence);
     json_decref(item);
     json_decref(memo);
-    return err;
-}
-
-/* The active golden record that review item `item` asks about now: its
- * candidate golden record, or where merges took its members (a chain,
- * bounded: a loop is a damaged store). Should that one be retired (its
- * records linked elsewhere by hand, or an unlink's new person undone), the
- * person asked about is where the candidate record is now: its golden record. */
-static rl_error *reg_current_person(reg_txn *txn, const json_t *item, char out[REG_ID_LEN + 8])
-{
-    rl_error *err = NULL;
-    json_t *g = NULL, *link = NULL;
-    const char *golden = json_string_value(json_object_get(item, "candidate_golden"));
-    const char *cand_record = json_string_value(json_object_get(item, "candidate_record"));
-    snprintf(out, REG_ID_LEN + 8, "%s", golden ? golden : "");
-    for (int hops = 0;; hops++) {
-        RL_TRY(reg_txn_golden(txn, out, &g));
-        const char *into = json_string_value(json_object_get(g, "merged_into"));
-        const char *status = json_string_value(json_object_get(g, "status"));
-        if (!into || !status || strcmp(status, "merged") != 0)
-            break;
-        if (hops == 64)
-            RL_FAIL(RL_ESTORE, "golden record %s: merges lead in a loop: run `ridgeline check`", golden);
-        snprintf(out, REG_ID_LEN + 8, "%s", into);
-        json_decref(g);
-        g = NULL;
-    }
-    if (g && !reg_golden_active(g) && cand_record) {
-        RL_TRY(reg_txn_link(txn, cand_record, &link));
-        const char *now = json_string_value(json_object_get(link, "golden"));
-        if (now)
-            snprintf(out, REG_ID_LEN + 8, "%s", now);
-    }
-cleanup:
-    json_decref(g);
-    json_decref(link);
     return err;
 }
 

@@ -1313,6 +1313,49 @@ static void test_merge_answers_review_items(void **state)
         rl_submit_result_clear(all[i]);
 }
 
+/* A merge answers the items asking about its two people as they are: an item naming a golden record
+ * merged into one of them earlier, or one retired since (its records linked into one of them by hand),
+ * is closed too, and opened again by the unmerge. */
+static void test_merge_answers_items_about_merged_people(void **state)
+{
+    fixture *f = *state;
+    char item[32];
+    rl_registry_stats st;
+    json_t *ev = NULL;
+    rl_submit_result x = submit(f, "urn:w", "1", "Wanjiku", "Mary", "female", "1966-06-06");
+    rl_submit_result r = submit(f, "urn:w", "2", "Wanjiku", "Mary", "male", "1966-06-06");
+    rl_submit_result b = submit(f, "urn:w", "3", "Baraka", "Paul", "male", "1950-05-05");
+    review_against(f, r.record_id, x.golden_id, item);
+    assert_null(rl_registry_merge(f->reg, &reviewer, x.golden_id, b.golden_id, NULL));
+    assert_null(rl_registry_merge(f->reg, &reviewer, r.golden_id, b.golden_id, &ev));
+    expect_item(f, item, "resolved", json_string_value(json_object_get(ev, "id")));
+    rl_registry_stats_get(f->reg, &st);
+    assert_int_equal(st.open_reviews, 0);
+    expect_clean(f);
+    assert_null(rl_registry_unmerge(f->reg, &reviewer, r.golden_id, NULL));
+    json_decref(ev);
+    expect_item(f, item, "open", NULL);
+    expect_clean(f);
+
+    /* The other way round (the candidate's person merged into the record's), and a retired candidate. */
+    rl_submit_result p1 = submit(f, "urn:k", "1", "Kamau", "Wanjiru", "female", "1970-01-01");
+    rl_submit_result p2 = submit(f, "urn:k", "2", "Kamau", "Wanjiru", "male", "1970-01-01");
+    rl_submit_result q1 = submit(f, "urn:k", "3", "Otieno", "Brian", "male", "1960-01-01");
+    char other[32];
+    review_against(f, p2.record_id, p1.golden_id, other);
+    assert_null(rl_registry_link(f->reg, &reviewer, p1.record_id, q1.golden_id, NULL));
+    assert_null(rl_registry_merge(f->reg, &reviewer, q1.golden_id, p2.golden_id, &ev));
+    expect_item(f, other, "resolved", json_string_value(json_object_get(ev, "id")));
+    json_decref(ev);
+    expect_item(f, item, "open", NULL);
+    rl_registry_stats_get(f->reg, &st);
+    assert_int_equal(st.open_reviews, 1);
+    expect_clean(f);
+    rl_submit_result *all[] = {&x, &r, &b, &p1, &p2, &q1};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++)
+        rl_submit_result_clear(all[i]);
+}
+
 /* A reviewer's decision can be undone after registrations joined the person meanwhile (they were an
  * exact-equality conflict, so the decision could never be undone): the records that joined stay. */
 static void test_undo_after_registrations_joined(void **state)
@@ -2361,6 +2404,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_decisions_and_memory_stay_consistent, setup, teardown),
         cmocka_unit_test_setup_teardown(test_one_item_a_pair_of_people, setup, teardown),
         cmocka_unit_test_setup_teardown(test_merge_answers_review_items, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_merge_answers_items_about_merged_people, setup, teardown),
         cmocka_unit_test_setup_teardown(test_undo_and_not_a_match_respect_each_other, setup, teardown),
         cmocka_unit_test_setup_teardown(test_review_items_follow_retired_people, setup, teardown),
         cmocka_unit_test_setup_teardown(test_merge_unmerge_restores_exactly, setup, teardown),
