@@ -287,7 +287,9 @@ rl_error *rl_registry_merge(rl_registry *reg, const rl_actor *actor, const char 
  * undo took out of it, stay where they are: merges into one golden record are
  * unmerged in any order). */
 rl_error *rl_registry_unmerge(rl_registry *reg, const rl_actor *actor, const char *golden_id, json_t **event);
-/* Undoes any event, if what it changed is still as it left it (else RL_ECONFLICT). */
+/* Undoes any event, if what it changed is still as it left it (else RL_ECONFLICT).
+ * Each golden record it restores is a new version (version, updated), never an
+ * old one again. */
 rl_error *rl_registry_undo(rl_registry *reg, const rl_actor *actor, const char *event_id, json_t **event);
 
 /* ---- review queue ---- */

@@ -595,12 +595,13 @@ changed:
     return NULL;
 }
 
-/* Undo, with the write lock held: checks the event's "after" is still current (but for the growth and
- * the link indexes above), restores "before". */
+/* Undo, with the write lock held: checks the event's "after" is still current (but for the growth, the
+ * members undos took out, new versions and the link indexes, above), restores "before": each golden
+ * record as a new version of the one there now. */
 static rl_error *reg_undo_locked(reg_txn *txn, const rl_actor *actor, json_t *ev, const char *event_id)
 {
     rl_error *err = NULL;
-    json_t *current = NULL, *grown = json_object(), *left = NULL;
+    json_t *current = NULL, *grown = json_object(), *left = NULL, *now_golden = NULL;
     if (!grown)
         RL_FAIL(RL_ENOMEM, "out of memory");
     if (json_object_get(ev, "undone_by"))
@@ -633,8 +634,7 @@ static rl_error *reg_undo_locked(reg_txn *txn, const rl_actor *actor, json_t *ev
                 extra = NULL;
             }
             if (extra) {
-                json_t *entry = json_pack("{s:o, s:O, s:O}", "extra", extra, "left", left, "version",
-                                          json_object_get(current, "version"));
+                json_t *entry = json_pack("{s:o, s:O}", "extra", extra, "left", left);
                 if (!entry || json_object_set_new(grown, id, entry) != 0)
                     RL_FAIL(RL_ENOMEM, "out of memory");
                 same = true;
@@ -650,11 +650,13 @@ static rl_error *reg_undo_locked(reg_txn *txn, const rl_actor *actor, json_t *ev
         const char *id;
         json_t *before;
         json_object_foreach(json_object_get(json_object_get(ev, "before"), kinds[k]), id, before) {
+            if (k == 0)
+                RL_TRY(reg_txn_golden(txn, id, &now_golden));
             json_t *value = json_is_null(before) ? NULL : json_deep_copy(before);
             const json_t *g = k == 0 ? json_object_get(grown, id) : NULL;
             if (g && value) {
                 /* The state before, with those who joined since and without those an undo took out
-                 * since; a new version, not an old one again. */
+                 * since. */
                 json_t *members = json_object_get(value, "members");
                 size_t i;
                 json_t *m;
@@ -666,11 +668,6 @@ static rl_error *reg_undo_locked(reg_txn *txn, const rl_actor *actor, json_t *ev
                 json_array_extend(members, json_object_get(g, "extra"));
                 if (json_array_size(members) == 0) /* every member elsewhere now: no person left here */
                     json_object_set_new(value, "status", json_string("retired"));
-                char now[32];
-                reg_now(now);
-                json_object_set_new(value, "updated", json_string(now));
-                json_object_set_new(value, "version",
-                                    json_integer(json_integer_value(json_object_get(g, "version")) + 1));
             }
             if (k == 1 && value) {
                 /* The record's own index as it is now: an update since may have changed its keys. */
@@ -681,14 +678,25 @@ static rl_error *reg_undo_locked(reg_txn *txn, const rl_actor *actor, json_t *ev
                     json_object_set(value, "index", (json_t *)index);
                 json_decref(now_link);
             }
-            if (k == 0 && !value) {
+            if (k == 0 && !value && now_golden) {
                 /* A golden record the event created is retired, never deleted: ids are not reused. */
-                RL_TRY(reg_txn_golden(txn, id, &value));
+                value = json_deep_copy(now_golden);
                 if (value) {
                     json_array_clear(json_object_get(value, "members"));
                     json_object_set_new(value, "status", json_string("retired"));
                 }
             }
+            if (k == 0 && value && now_golden) {
+                /* The view changes: a new version of the one there now, never an old one again, which
+                 * a later change would reuse (a client's ETag would name two views). */
+                char now[32];
+                reg_now(now);
+                json_object_set_new(value, "updated", json_string(now));
+                json_object_set_new(value, "version",
+                                    json_integer(json_integer_value(json_object_get(now_golden, "version")) + 1));
+            }
+            json_decref(now_golden);
+            now_golden = NULL;
             RL_TRY(k == 0 ? reg_txn_put_golden(txn, id, value) : reg_txn_put_link(txn, id, value));
         }
     }
@@ -696,6 +704,7 @@ cleanup:
     json_decref(current);
     json_decref(grown);
     json_decref(left);
+    json_decref(now_golden);
     return err;
 }
 

@@ -184,6 +184,33 @@ static json_t *snapshot(fixture *f)
     return snap;
 }
 
+/* snapshot() with every golden record's version and updated time set aside: what an undo restores
+ * exactly (the view it restores is a new version). */
+static json_t *snapshot_unversioned(fixture *f)
+{
+    json_t *snap = snapshot(f);
+    const char *id;
+    json_t *g;
+    json_object_foreach(json_object_get(snap, "golden"), id, g) {
+        json_object_del(g, "version");
+        json_object_del(g, "updated");
+    }
+    return snap;
+}
+
+/* Golden record id's version; its updated time into updated (32 bytes) when not NULL. */
+static json_int_t golden_version(fixture *f, const char *id, char *updated)
+{
+    json_t *shown = NULL;
+    assert_null(rl_registry_golden_show(f->reg, &clerk, id, &shown));
+    const json_t *golden = json_object_get(shown, "golden");
+    json_int_t version = json_integer_value(json_object_get(golden, "version"));
+    if (updated)
+        snprintf(updated, 32, "%s", json_string_value(json_object_get(golden, "updated")));
+    json_decref(shown);
+    return version;
+}
+
 static const char *golden_of(fixture *f, const char *rid, char *out)
 {
     json_t *shown = NULL;
@@ -959,7 +986,8 @@ static void test_link_unlink_undo(void **state)
     rl_submit_result b = submit(f, "urn:b", "1", "Moyo", "Tendai", NULL, "1999-09-09");
     rl_submit_result c = submit(f, "urn:c", "1", "Ncube", "Rudo", "female", "1985-03-03");
     assert_string_equal(b.golden_id, a.golden_id);
-    json_t *before = snapshot(f);
+    json_t *before = snapshot_unversioned(f);
+    json_int_t a_version = golden_version(f, a.golden_id, NULL), c_version = golden_version(f, c.golden_id, NULL);
 
     json_t *ev = NULL;
     assert_null(rl_registry_unlink(f->reg, &clerk, b.record_id, &ev));
@@ -980,10 +1008,15 @@ static void test_link_unlink_undo(void **state)
     err = rl_registry_undo(f->reg, &clerk, json_string_value(json_object_get(ev, "id")), NULL);
     assert_int_equal(rl_error_code(err), RL_ECONFLICT);
     rl_error_free(err);
-    /* Undo in reverse order restores the exact prior state (the unlink's new golden record stays retired). */
+    /* Undo in reverse order restores the exact prior state (the unlink's new golden record stays retired),
+     * each golden record under a newer version. */
+    json_int_t fresh_version = golden_version(f, fresh, NULL);
     assert_null(rl_registry_undo(f->reg, &clerk, json_string_value(json_object_get(ev2, "id")), NULL));
     assert_null(rl_registry_undo(f->reg, &clerk, json_string_value(json_object_get(ev, "id")), NULL));
-    json_t *after = snapshot(f);
+    assert_true(golden_version(f, a.golden_id, NULL) > a_version + 1); /* unlink, undo */
+    assert_true(golden_version(f, c.golden_id, NULL) > c_version + 1); /* link, undo */
+    assert_true(golden_version(f, fresh, NULL) > fresh_version);
+    json_t *after = snapshot_unversioned(f);
     json_t *created = json_object_get(json_object_get(after, "golden"), fresh);
     assert_non_null(created);
     assert_string_equal(json_string_value(json_object_get(created, "status")), "retired");
@@ -1625,20 +1658,6 @@ static void test_one_item_a_pair_of_people(void **state)
         rl_submit_result_clear(all[i]);
 }
 
-/* snapshot() with every golden record's version and updated time set aside: what an undo restores
- * exactly (the view it restores is a new version). */
-static json_t *snapshot_unversioned(fixture *f)
-{
-    json_t *snap = snapshot(f);
-    const char *id;
-    json_t *g;
-    json_object_foreach(json_object_get(snap, "golden"), id, g) {
-        json_object_del(g, "version");
-        json_object_del(g, "updated");
-    }
-    return snap;
-}
-
 /* Merges into one golden record are unmerged in any order, each restoring its own members; so is one
  * after an earlier hand link into that record was undone. A member taken out by a change that can be
  * undone (a hand link) still stands in the way: undo that first. */
@@ -1694,6 +1713,43 @@ static void test_merges_into_one_unmerged_in_any_order(void **state)
         rl_submit_result_clear(all[i]);
 }
 
+/* An undo moves each golden record it restores to a new version and updated time, never back to an
+ * old one: a later change would otherwise show another view under a versionId (ETag) a client holds. */
+static void test_undo_moves_versions_forward(void **state)
+{
+    fixture *f = *state;
+    char linked_at[32], undone_at[32];
+    rl_submit_result p1 = submit(f, "urn:e", "1", "Kamau", "Wanjiru", "female", "1970-01-01");
+    rl_submit_result q1 = submit(f, "urn:e", "2", "Otieno", "Brian", "male", "1960-01-01");
+    json_t *linked = NULL;
+    assert_null(rl_registry_link(f->reg, &reviewer, p1.record_id, q1.golden_id, &linked));
+    json_int_t q_linked = golden_version(f, q1.golden_id, linked_at);
+    json_int_t p_retired = golden_version(f, p1.golden_id, NULL);
+    assert_null(rl_registry_undo(f->reg, &reviewer, json_string_value(json_object_get(linked, "id")), NULL));
+    json_decref(linked);
+    json_int_t q_undone = golden_version(f, q1.golden_id, undone_at);
+    assert_true(q_undone > q_linked);
+    assert_true(strcmp(undone_at, linked_at) >= 0);
+    assert_true(golden_version(f, p1.golden_id, NULL) > p_retired);
+    /* A registration joining the person takes a version no view had. */
+    rl_submit_result q2 = submit(f, "urn:e", "3", "Otieno", "Brian", "male", "1960-01-01");
+    assert_string_equal(q2.golden_id, q1.golden_id);
+    assert_true(golden_version(f, q1.golden_id, NULL) > q_undone);
+    /* The golden record an unlink made, retired by its undo, is a new version too. */
+    json_t *split = NULL;
+    assert_null(rl_registry_unlink(f->reg, &reviewer, q2.record_id, &split));
+    char made[65];
+    golden_of(f, q2.record_id, made);
+    json_int_t made_version = golden_version(f, made, NULL);
+    assert_null(rl_registry_undo(f->reg, &reviewer, json_string_value(json_object_get(split, "id")), NULL));
+    json_decref(split);
+    assert_true(golden_version(f, made, NULL) > made_version);
+    expect_clean(f);
+    rl_submit_result *all[] = {&p1, &q1, &q2};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++)
+        rl_submit_result_clear(all[i]);
+}
+
 static void test_merge_unmerge_restores_exactly(void **state)
 {
     fixture *f = *state;
@@ -1702,7 +1758,7 @@ static void test_merge_unmerge_restores_exactly(void **state)
     rl_submit_result c = submit(f, "urn:c", "1", "Kamau", "Wanjeri", "female", "1960-06-06");
     assert_string_equal(b.golden_id, a.golden_id);
     assert_string_not_equal(c.golden_id, a.golden_id);
-    json_t *before = snapshot(f);
+    json_t *before = snapshot_unversioned(f);
     rl_registry_stats st0;
     rl_registry_stats_get(f->reg, &st0);
 
@@ -1725,8 +1781,13 @@ static void test_merge_unmerge_restores_exactly(void **state)
     assert_int_equal(rl_error_code(err), RL_ECONFLICT); /* merged already */
     rl_error_free(err);
 
+    /* Exactly as before but for the versions: each golden record's view is a new one, never an old one
+     * again (a client's ETag names one view). */
+    json_int_t merged_a = golden_version(f, a.golden_id, NULL), merged_c = golden_version(f, c.golden_id, NULL);
     assert_null(rl_registry_unmerge(f->reg, &reviewer, c.golden_id, NULL));
-    json_t *after = snapshot(f);
+    assert_true(golden_version(f, a.golden_id, NULL) > merged_a);
+    assert_true(golden_version(f, c.golden_id, NULL) > merged_c);
+    json_t *after = snapshot_unversioned(f);
     assert_true(json_equal(before, after));
     rl_registry_stats st1;
     rl_registry_stats_get(f->reg, &st1);
@@ -2408,6 +2469,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_undo_and_not_a_match_respect_each_other, setup, teardown),
         cmocka_unit_test_setup_teardown(test_review_items_follow_retired_people, setup, teardown),
         cmocka_unit_test_setup_teardown(test_merge_unmerge_restores_exactly, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_undo_moves_versions_forward, setup, teardown),
         cmocka_unit_test_setup_teardown(test_merges_into_one_unmerged_in_any_order, setup, teardown),
         cmocka_unit_test_setup_teardown(test_decisions_follow_link_changes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_registrations_find_each_other, setup, teardown),
