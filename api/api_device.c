@@ -54,15 +54,23 @@ cleanup:
     return err;
 }
 
+/* dev_watch's question for a request: has its client gone? */
+static bool api_dev_client_gone(void *ctx)
+{
+    return api_request_client_gone(ctx);
+}
+
 /* One capture on reader id for a request, holding the reader meanwhile so that
- * GET /devices shows what it is for (dev_readers_hold). */
-static rl_error *api_dev_capture(dev_readers *m, const char *id, dev_operation op, int timeout_s, dev_capture *cap,
-                                 const char **reason)
+ * GET /devices shows what it is for (dev_readers_hold); a client that goes away ends it. */
+static rl_error *api_dev_capture(dev_readers *m, const api_request *req, dev_operation op, int timeout_s,
+                                 dev_capture *cap, const char **reason)
 {
     dev_hold *hold = NULL;
+    const char *id = req->params[0];
+    dev_watch watch = {api_dev_client_gone, (void *)req};
     rl_error *err = dev_readers_hold(m, id, op, &hold, reason);
     if (!err)
-        err = dev_readers_capture(m, id, timeout_s * 1000, cap, reason);
+        err = dev_readers_capture_watched(m, id, timeout_s * 1000, &watch, cap, reason);
     dev_hold_release(hold);
     return err;
 }
@@ -191,7 +199,7 @@ rl_error *api_device_capture(api_ctx *ctx, const api_request *req, api_response 
         RL_TRY(bio_template_format_parse(fmt_name, &fmt));
     RL_TRY(api_dev_need(ctx, &m));
     const char *reason = NULL;
-    rl_error *cerr = api_dev_capture(m, req->params[0], DEV_OP_CAPTURE, timeout_s, &cap, &reason);
+    rl_error *cerr = api_dev_capture(m, req, DEV_OP_CAPTURE, timeout_s, &cap, &reason);
     if (cerr) {
         err = api_dev_answer_error(cerr, reason, resp);
         goto cleanup;
@@ -311,6 +319,8 @@ rl_error *api_device_enroll(api_ctx *ctx, const api_request *req, api_response *
                        &opts.impressions));
     RL_TRY(api_dev_int(body, "timeout_s", 1, API_DEV_TIMEOUT_S_MAX, &timeout_s));
     opts.timeout_ms = timeout_s * 1000;
+    dev_watch watch = {api_dev_client_gone, (void *)req};
+    opts.watch = &watch;
     /* Before the person touches the reader: the record exists, is a source record and is this client's
      * to change (a system-bound token answered 403 only after every impression). */
     char golden[96];
@@ -349,6 +359,9 @@ rl_error *api_device_enroll(api_ctx *ctx, const api_request *req, api_response *
             continue;
         json_array_append(dups, c);
     }
+    /* Nobody to tell: a desk that gave up (closed the connection) has not enrolled the finger. */
+    if (api_request_client_gone(req))
+        RL_FAIL(RL_ERETRY, "the enrolment was not stored: its client went away");
     RL_TRY(rl_registry_finger_enroll(ctx->registry, &actor, patient, position, best, &enrolled));
 
     json_t *imps = json_array(), *scores = json_array();
@@ -400,7 +413,7 @@ rl_error *api_device_identify(api_ctx *ctx, const api_request *req, api_response
     RL_TRY(api_dev_int(body, "top", 1, 100, &top));
     RL_TRY(api_dev_need(ctx, &m));
     const char *reason = NULL;
-    rl_error *cerr = api_dev_capture(m, req->params[0], DEV_OP_IDENTIFY, timeout_s, &cap, &reason);
+    rl_error *cerr = api_dev_capture(m, req, DEV_OP_IDENTIFY, timeout_s, &cap, &reason);
     if (cerr) {
         err = api_dev_answer_error(cerr, reason, resp);
         goto cleanup;

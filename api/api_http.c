@@ -1,5 +1,6 @@
 #include "api/api_http.h"
 
+#include <poll.h>
 #include <string.h>
 #include <strings.h>
 
@@ -132,4 +133,13 @@ rl_json_limits api_json_limits(const rl_config *cfg)
         .max_string_bytes = (size_t)cfg->http_max_string_bytes,
     };
     return limits;
+}
+
+bool api_request_client_gone(const api_request *req)
+{
+    if (!req || !req->has_client_fd)
+        return false;
+    struct pollfd p = {.fd = req->client_fd, .events = POLLRDHUP};
+    /* Only the peer's shutdown counts: a body already read leaves nothing else to arrive. */
+    return poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL));
 }

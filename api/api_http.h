@@ -68,7 +68,14 @@ typedef struct api_request {
     const char *bound_system; /* the token's source system, or NULL (rl_actor.bound_system) */
     const struct api_principal *who; /* the token's principal (api_auth.h); NULL: no token (public
                                       * route, a server running open, in-process calls) */
+    bool has_client_fd; /* over HTTP: client_fd is the connection's socket */
+    int client_fd;
 } api_request;
+
+/* Whether the client has gone (closed its side of the connection): a request that waits for a person at
+ * a reader asks, so that nobody's capture holds the reader or stores a finger. False when unknown
+ * (in-process calls). */
+bool api_request_client_gone(const api_request *req);
 
 typedef struct api_response {
     unsigned status;

@@ -721,6 +721,11 @@ static enum MHD_Result api_dispatch(rl_api *api, struct MHD_Connection *conn, ap
                        .query_fn = api_query_lookup,
                        .args_fn = api_args_lookup,
                        .conn = conn};
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    if (ci) {
+        req.has_client_fd = true;
+        req.client_fd = ci->connect_fd;
+    }
     /* HEAD of the web app's files is their GET, whose body libmicrohttpd leaves out. Only there:
      * elsewhere a GET reads patient data, audited. */
     bool head = strcmp(method, "HEAD") == 0;

@@ -128,13 +128,20 @@ rl_error *dev_enroll_capture(dev_readers *m, const char *device_id, const dev_en
         out->attempts++;
         dev_hold_progress(hold, out->n + 1, want, out->n, out->attempts);
         const char *cap_reason = NULL;
-        rl_error *cerr = dev_readers_capture(m, device_id, timeout_ms, &cap, &cap_reason);
+        rl_error *cerr =
+            dev_readers_capture_watched(m, device_id, timeout_ms, opts ? opts->watch : NULL, &cap, &cap_reason);
         if (cerr && rl_error_code(cerr) == RL_ERETRY) {
             snprintf(last_prompt, sizeof last_prompt, "%s", rl_error_message(cerr));
             rl_error *lerr = dev_log_attempt(lg, out->attempts, "retry", cap_reason, rl_error_message(cerr), NULL);
             bool nobody = cap_reason && strcmp(cap_reason, "no-finger") == 0;
+            bool abandoned = cap_reason && strcmp(cap_reason, "abandoned") == 0;
             rl_error_free(cerr);
             RL_TRY(lerr);
+            if (abandoned) {
+                why = "abandoned";
+                RL_FAIL(RL_ERETRY, "the enrolment stopped after %d of %d impressions: its client went away", out->n,
+                        want);
+            }
             if (nobody) {
                 /* No finger for a whole timeout: nobody is at the reader. Waiting out every attempt left
                  * held the reader (and a thread) for up to (2N + 2) timeouts, 44 minutes at the limits. */

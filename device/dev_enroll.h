@@ -60,6 +60,7 @@ typedef struct dev_enroll_options {
     int min_quality;
     int min_minutiae;
     double threshold; /* 0: DEV_ENROLL_MATCH_THRESHOLD */
+    const dev_watch *watch; /* whoever waits for the enrolment (NULL: nobody to watch); gone, it stops */
 } dev_enroll_options;
 
 typedef struct dev_enroll_result {

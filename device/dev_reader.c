@@ -110,6 +110,7 @@ struct dev_req {
     GCancellable *cancel;
     GSource *timer;
     bool timed_out;
+    bool abandoned; /* its caller went away (dev_watch): cancelled for that */
 };
 
 /* Only one dev_readers may own GLib's default context in a process. */
@@ -195,9 +196,31 @@ static bool dev_req_wait(dev_req *r, long deadline_ms)
     return done;
 }
 
+/* Loop thread: the caller of a capture went away; cancel it as its timer would. */
+static gboolean dev_abandon_cb(gpointer data)
+{
+    dev_req *r = data;
+    if (!r->done && r->cancel && !g_cancellable_is_cancelled(r->cancel)) {
+        r->abandoned = true;
+        g_cancellable_cancel(r->cancel);
+    }
+    dev_req_unref(r); /* the reference dev_req_run_watched took for this */
+    return G_SOURCE_REMOVE;
+}
+
+static rl_error *dev_req_run_watched(dev_readers *m, dev_req *r, GSourceFunc fn, long deadline_ms,
+                                     const dev_watch *watch);
+
 /* Caller: posts r and waits for it. On return the caller still holds its
  * reference. */
 static rl_error *dev_req_run(dev_readers *m, dev_req *r, GSourceFunc fn, long deadline_ms)
+{
+    return dev_req_run_watched(m, r, fn, deadline_ms, NULL);
+}
+
+/* dev_req_run, asking watch (may be NULL) every DEV_WATCH_MS whether its caller is still there. */
+static rl_error *dev_req_run_watched(dev_readers *m, dev_req *r, GSourceFunc fn, long deadline_ms,
+                                     const dev_watch *watch)
 {
     /* Posted under the lock: the thread stops accepting under it too, then
      * runs what was posted before, so a request is never left in a context
@@ -212,11 +235,26 @@ static rl_error *dev_req_run(dev_readers *m, dev_req *r, GSourceFunc fn, long de
         r->reason = "unavailable";
         return RL_ERR(RL_EIO, "the fingerprint reader layer is not running");
     }
-    if (!dev_req_wait(r, deadline_ms)) {
-        r->reason = "unavailable";
-        return RL_ERR(RL_EIO, "the fingerprint reader thread did not answer within %ld ms", deadline_ms);
+    bool asked = false;
+    for (long waited = 0;;) {
+        long slice = watch && !asked && deadline_ms - waited > DEV_WATCH_MS ? DEV_WATCH_MS : deadline_ms - waited;
+        if (dev_req_wait(r, slice))
+            return NULL;
+        waited += slice;
+        if (waited >= deadline_ms)
+            break;
+        if (watch && !asked && watch->gone(watch->ctx)) {
+            asked = true;
+            pthread_mutex_lock(&m->mu);
+            if (m->accepting) {
+                r->refs++; /* dev_abandon_cb's */
+                dev_post(m, dev_abandon_cb, r);
+            }
+            pthread_mutex_unlock(&m->mu);
+        }
     }
-    return NULL;
+    r->reason = "unavailable";
+    return RL_ERR(RL_EIO, "the fingerprint reader thread did not answer within %ld ms", deadline_ms);
 }
 
 /* ---- readers (loop thread) ---- */
@@ -632,6 +670,10 @@ static rl_error *dev_map_error(const GError *e, const dev_req *r, const char **r
         }
     }
     if (g_error_matches(e, G_IO_ERROR, G_IO_ERROR_CANCELLED)) {
+        if (r->abandoned) {
+            *reason = "abandoned";
+            return RL_ERR(RL_ERETRY, "the capture on reader %s was stopped: its client went away", r->device_id);
+        }
         if (r->timed_out) {
             *reason = "no-finger";
             return RL_ERR(RL_ERETRY, "no finger on reader %s within %d s: place the finger and try again",
@@ -1066,6 +1108,12 @@ static void dev_capture_record(dev_readers *m, const char *id, const rl_error *e
 
 rl_error *dev_readers_capture(dev_readers *m, const char *id, int timeout_ms, dev_capture *out, const char **reason)
 {
+    return dev_readers_capture_watched(m, id, timeout_ms, NULL, out, reason);
+}
+
+rl_error *dev_readers_capture_watched(dev_readers *m, const char *id, int timeout_ms, const dev_watch *watch,
+                                      dev_capture *out, const char **reason)
+{
     rl_error *err = NULL;
     const char *why = NULL;
     memset(out, 0, sizeof *out);
@@ -1088,7 +1136,7 @@ rl_error *dev_readers_capture(dev_readers *m, const char *id, int timeout_ms, de
     }
     snprintf(r->id, sizeof r->id, "%s", id ? id : "");
     r->timeout_ms = timeout_ms;
-    err = dev_req_run(m, r, dev_capture_cb, (long)timeout_ms + DEV_GRACE_MS);
+    err = dev_req_run_watched(m, r, dev_capture_cb, (long)timeout_ms + DEV_GRACE_MS, watch);
     if (err) {
         why = r->reason ? r->reason : "unavailable";
         goto cleanup;

@@ -171,6 +171,17 @@ bool dev_readers_wait_ready(dev_readers *m, int timeout_ms);
  * zeroed on failure. */
 rl_error *dev_readers_capture(dev_readers *m, const char *id, int timeout_ms, dev_capture *out,
                               const char **reason);
+/* Whoever a capture is for, asked every DEV_WATCH_MS while it waits: gone(ctx) true (an HTTP client that
+ * closed its connection) ends the capture at once, RL_ERETRY with reason "abandoned", and frees the
+ * reader (a capture nobody waits for held it until its timeout). */
+typedef struct dev_watch {
+    bool (*gone)(void *ctx);
+    void *ctx;
+} dev_watch;
+enum { DEV_WATCH_MS = 200 };
+/* dev_readers_capture for someone who may go away (watch may be NULL). */
+rl_error *dev_readers_capture_watched(dev_readers *m, const char *id, int timeout_ms, const dev_watch *watch,
+                                      dev_capture *out, const char **reason);
 void dev_capture_free(dev_capture *c);
 
 /*

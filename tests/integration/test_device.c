@@ -17,12 +17,15 @@
  * configuration's enrolment gates (fingerprint.min_minutiae) reach the reader.
  * Skipped, loudly, without the FVC2002 data.
  */
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -757,6 +760,92 @@ static void test_revoked_while_waiting(void **state)
     free(patient);
 }
 
+/* A client that sends a POST and will hang up: the connected socket (-1 on failure). */
+static int raw_post(int port, const char *path, const char *body)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    char req[2048];
+    int n = snprintf(req, sizeof req,
+                     "POST %s HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer %s\r\n"
+                     "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n%s",
+                     path, rl_test_token(port), strlen(body), body);
+    if (n <= 0 || (size_t)n >= sizeof req || write(fd, req, (size_t)n) != n) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* Waits (up to ms) until the reader is no longer busy; true when it is free. */
+static bool wait_reader_free(int port, int ms)
+{
+    for (int waited = 0; waited <= ms; waited += 50) {
+        json_t *d = reader_entry(port, READER);
+        bool busy = json_is_true(json_object_get(d, "busy"));
+        json_decref(d);
+        if (!busy)
+            return true;
+        sleep_ms(50);
+    }
+    return false;
+}
+
+/* A desk that gives up (closes its connection) while the reader waits: the capture ends at once, the
+ * reader is free for the next person, and an abandoned enrolment stores nothing (the reader stayed busy
+ * until the timeout, and the enrolment stored the finger nobody was told of). */
+static void test_client_gone_frees_the_reader(void **state)
+{
+    fixture *f = *state;
+    const char *data = rl_test_data_dir("fingerprints/fvc2002/DB1_B/101_1.png");
+    if (!data)
+        skip();
+    long n = captures_so_far(f->srv.port);
+    int fd = raw_post(f->srv.port, "/devices/" READER "/capture", "{\"timeout_s\": 30}");
+    assert_true(fd >= 0);
+    assert_true(wait_finger_needed(f->srv.port, n + 1));
+    close(fd);
+    if (!wait_reader_free(f->srv.port, 3000))
+        fail_msg("the reader stayed busy after its client went away");
+    expect_last(f->srv.port, "retry", "abandoned");
+
+    char *patient = make_patient(f->srv.port, "W-1", "Chebet", "Faith", "1992-09-09");
+    char body[256];
+    snprintf(body, sizeof body, "{\"patient\":\"%s\",\"position\":3,\"impressions\":2,\"timeout_s\":30}", patient);
+    n = captures_so_far(f->srv.port);
+    fd = raw_post(f->srv.port, "/devices/" READER "/enroll", body);
+    assert_true(fd >= 0);
+    assert_true(wait_finger_needed(f->srv.port, n + 1));
+    char *path = fvc(data, "101_1");
+    assert_true(vr_send_file(f->fd, path, NULL)); /* the first impression is kept */
+    free(path);
+    assert_true(wait_finger_needed(f->srv.port, n + 2));
+    close(fd);
+    if (!wait_reader_free(f->srv.port, 3000))
+        fail_msg("the reader stayed busy after the enrolment's client went away");
+    char fingers[160];
+    snprintf(fingers, sizeof fingers, "/biometrics/%s/fingers", patient);
+    json_t *list = get_json(f->srv.port, fingers, 200);
+    assert_int_equal(json_array_size(json_object_get(list, "fingers")), 0);
+    json_decref(list);
+    /* The reader serves the next person. */
+    post_call c;
+    n = captures_so_far(f->srv.port);
+    post_start(&c, f->srv.port, "/devices/" READER "/capture", "{\"timeout_s\": 20}");
+    assert_true(wait_finger_needed(f->srv.port, n + 1));
+    path = fvc(data, "101_2");
+    assert_true(vr_send_file(f->fd, path, NULL));
+    free(path);
+    json_decref(post_finish(&c, 200));
+    free(patient);
+}
+
 /* Milliseconds a GET takes; fails the test unless it answers want_status. */
 static long timed_get(int port, const char *path, long want_status)
 {
@@ -872,6 +961,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_enroll_gate_from_config, setup_strict, teardown),
         cmocka_unit_test_setup_teardown(test_removed_mid_capture, setup, teardown),
         cmocka_unit_test_setup_teardown(test_revoked_while_waiting, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_client_gone_frees_the_reader, setup, teardown),
         cmocka_unit_test_setup_teardown(test_serves_during_capture, setup_one_worker, teardown),
         cmocka_unit_test(test_cli),
     };
