@@ -1,6 +1,5 @@
 #include "api/api_bio.h"
 
-#include <errno.h>
 #include <math.h>
 #include <sodium.h>
 #include <stdio.h>

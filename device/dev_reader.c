@@ -208,17 +208,8 @@ static gboolean dev_abandon_cb(gpointer data)
     return G_SOURCE_REMOVE;
 }
 
-static rl_error *dev_req_run_watched(dev_readers *m, dev_req *r, GSourceFunc fn, long deadline_ms,
-                                     const dev_watch *watch);
-
-/* Caller: posts r and waits for it. On return the caller still holds its
- * reference. */
-static rl_error *dev_req_run(dev_readers *m, dev_req *r, GSourceFunc fn, long deadline_ms)
-{
-    return dev_req_run_watched(m, r, fn, deadline_ms, NULL);
-}
-
-/* dev_req_run, asking watch (may be NULL) every DEV_WATCH_MS whether its caller is still there. */
+/* Caller: posts r and waits for it, asking watch (may be NULL) every DEV_WATCH_MS whether its caller
+ * is still there. On return the caller still holds its reference. */
 static rl_error *dev_req_run_watched(dev_readers *m, dev_req *r, GSourceFunc fn, long deadline_ms,
                                      const dev_watch *watch)
 {
@@ -255,6 +246,11 @@ static rl_error *dev_req_run_watched(dev_readers *m, dev_req *r, GSourceFunc fn,
     }
     r->reason = "unavailable";
     return RL_ERR(RL_EIO, "the fingerprint reader thread did not answer within %ld ms", deadline_ms);
+}
+
+static rl_error *dev_req_run(dev_readers *m, dev_req *r, GSourceFunc fn, long deadline_ms)
+{
+    return dev_req_run_watched(m, r, fn, deadline_ms, NULL);
 }
 
 /* ---- readers (loop thread) ---- */

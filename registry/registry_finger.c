@@ -282,7 +282,7 @@ rl_error *rl_registry_finger_enroll(rl_registry *reg, const rl_actor *actor, con
     rl_buf tb, fb;
     bio_features *f = NULL;
     bio_gallery *g = NULL;
-    char *existing = NULL, *rec = NULL;
+    char *existing = NULL;
     bool locked = false;
     rl_buf_init(&tb, FG_MAX_BYTES);
     rl_buf_init(&fb, FG_MAX_BYTES);
@@ -326,14 +326,10 @@ rl_error *rl_registry_finger_enroll(rl_registry *reg, const rl_actor *actor, con
 
     pthread_mutex_lock(&reg->write_lock);
     locked = true;
-    size_t rlen = 0, elen = 0;
-    bool rfound = false, efound = false;
-    err = rl_store_get(reg->store, RL_CF_RECORDS, record_id, strlen(record_id), &rec, &rlen, &rfound);
-    if (!err && !rfound)
-        err = RL_ERR(RL_ENOTFOUND, "no source record %s (fingers are enrolled on source records)", record_id);
-    /* A client bound to a source system enrols on its own records only, as it writes them. */
-    if (!err)
-        err = reg_bound_may_change(reg, actor, record_id);
+    size_t elen = 0;
+    bool efound = false;
+    /* Asked again under the lock: the record may have gone since the caller asked. */
+    err = rl_registry_finger_may_enroll(reg, actor, record_id);
     if (!err)
         err = rl_store_get(reg->store, RL_CF_TEMPLATES, fkey, fkl, &existing, &elen, &efound);
     if (!err)
@@ -369,7 +365,6 @@ cleanup:
     rl_buf_free(&fb);
     bio_features_free(f);
     free(existing);
-    free(rec);
     return err;
 }
 

@@ -463,20 +463,10 @@ static const char *write_config(const char *dir, const char *json)
     return path;
 }
 
-static bool start_with_config(rl_test_server *srv, const char *json)
-{
-    char *dir = rl_test_tmpdir("authcfg");
-    assert_non_null(dir);
-    snprintf(srv->dir, sizeof srv->dir, "%s", dir);
-    free(dir);
-    const char *extra[] = {"--config", write_config(srv->dir, json), NULL};
-    return rl_test_server_start(srv, srv->dir, extra);
-}
-
 static void test_rate_limit(void **state)
 {
     rl_test_server srv = {0};
-    assert_true(start_with_config(&srv, "{\"http\":{\"rate_limit_per_s\":1,\"rate_limit_burst\":3}}"));
+    assert_true(rl_test_server_start_config(&srv, "authcfg", "{\"http\":{\"rate_limit_per_s\":1,\"rate_limit_burst\":3}}"));
     int port = srv.port;
     int ok = 0, limited = 0;
     for (int i = 0; i < 8; i++) {
@@ -503,7 +493,7 @@ static void test_rate_limit(void **state)
 static void test_open_mode(void **state)
 {
     rl_test_server srv = {0};
-    assert_true(start_with_config(&srv, "{\"auth\":{\"mode\":\"open\"}}"));
+    assert_true(rl_test_server_start_config(&srv, "authcfg", "{\"auth\":{\"mode\":\"open\"}}"));
     assert_string_equal(srv.token, "");
     char *id = create_as(srv.port, NULL, patient_a);
     free(id);
@@ -618,7 +608,7 @@ static void test_patient_limits(void **state)
 static void test_slow_body(void **state)
 {
     rl_test_server srv = {0};
-    assert_true(start_with_config(&srv, "{\"http\":{\"request_timeout_s\":1}}"));
+    assert_true(rl_test_server_start_config(&srv, "authcfg", "{\"http\":{\"request_timeout_s\":1}}"));
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)srv.port)};
     inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr);
