@@ -421,6 +421,92 @@ double demo_token_set_similarity_floor(const char *a, const char *b, double floo
 
 double demo_token_set_similarity(const char *a, const char *b) { return demo_token_set_similarity_floor(a, b, 0.0); }
 
+/* Space-separated runs, as tokenize() counts them (the last slot takes the rest). */
+static int demo_count_tokens(const char *s)
+{
+    int n = 0;
+    for (const char *p = s; *p;) {
+        while (*p == ' ')
+            p++;
+        if (!*p)
+            break;
+        if (++n == MAXTOK)
+            break;
+        while (*p && *p != ' ')
+            p++;
+    }
+    return n;
+}
+
+/* The first token made of digits only (a house number), as a span; len 0 when none. */
+static const char *demo_house_number(const char *s, size_t *len)
+{
+    for (const char *p = s; *p;) {
+        while (*p == ' ')
+            p++;
+        const char *start = p;
+        bool digits = true;
+        while (*p && *p != ' ') {
+            if (*p < '0' || *p > '9')
+                digits = false;
+            p++;
+        }
+        if (digits && p > start) {
+            *len = (size_t)(p - start);
+            return start;
+        }
+    }
+    *len = 0;
+    return s;
+}
+
+/* The same characters once spaces are taken out ("disney court" / "disneycourt"). */
+static bool demo_same_without_spaces(const char *a, const char *b)
+{
+    for (;;) {
+        while (*a == ' ')
+            a++;
+        while (*b == ' ')
+            b++;
+        if (*a != *b)
+            return false;
+        if (!*a)
+            return true;
+        a++;
+        b++;
+    }
+}
+
+double demo_address_similarity_floor(const char *a, const char *b, double floor)
+{
+    double sim = demo_token_set_similarity_floor(a, b, floor);
+    if (sim >= 1.0)
+        return sim;
+    /* Two house numbers that differ are two homes, however alike the rest: a
+     * neighbour's address stays what the token comparison makes of it. */
+    size_t la, lb;
+    const char *ha = demo_house_number(a, &la), *hb = demo_house_number(b, &lb);
+    if (la && lb && (la != lb || memcmp(ha, hb, la) != 0))
+        return sim;
+    if (demo_same_without_spaces(a, b))
+        return 1.0;
+    /* One written in full, the other without a line (a locality, a building)
+     * or without its number: the shorter's tokens against their best partners,
+     * averaged over the shorter. Two tokens at least, so that a bare street
+     * name does not pass for a whole address. */
+    int na = demo_count_tokens(a), nb = demo_count_tokens(b);
+    int shorter = na < nb ? na : nb, longer = na < nb ? nb : na;
+    if (shorter >= 2 && shorter < longer) {
+        double scale = (double)longer / shorter;
+        double contained = demo_token_set_similarity_floor(a, b, floor / scale) * scale;
+        if (contained > 1.0)
+            contained = 1.0;
+        if (contained > sim)
+            sim = contained;
+    }
+    return sim;
+}
+
 /* Effective precision of a date, 0 when missing or out of range. */
 static int date_precision(const demo_date *d)
 {

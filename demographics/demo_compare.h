@@ -93,6 +93,16 @@ double demo_token_set_similarity(const char *a, const char *b);
  * value below floor (a bound: each row's best token bound, as above). */
 double demo_token_set_similarity_floor(const char *a, const char *b, double floor);
 
+/* Street addresses: demo_token_set_similarity, made to forgive what one home
+ * written twice shows, unless the two carry different house numbers (the
+ * first all-digit token of each), which are two homes: the same characters
+ * once spaces are taken out ("disney court" / "disneycourt") score 1, and
+ * when one has fewer tokens (a locality or building line, or the number,
+ * left out) and at least two, the token similarity averaged over the shorter
+ * list counts if higher ("14 laker crescent" within "14 laker crescent
+ * sapri": 1). With a floor, as demo_token_set_similarity_floor. */
+double demo_address_similarity_floor(const char *a, const char *b, double floor);
+
 /*
  * Dates of birth. precision: 0 missing, 1 year, 2 year-month, 3 full date;
  * fields finer than the precision are ignored. A date whose fields are out of

@@ -26,6 +26,8 @@ struct demo_model {
     double prior;     /* P(same person) for two records, before comparing them */
     double guard_cap; /* score ceiling when a guard rule fires */
     bool guards;      /* the twins / parent-and-child guards are on */
+    bool learn_guards; /* train may lift them where the registry shows no households */
+    bool guards_lifted_at_home; /* learnt: no guard between records of one family name and street address */
     bool corroboration; /* a score on names alone is capped (demo_model_corroborated) */
     int within_years;
     demo_placeholders ph;
@@ -158,6 +160,7 @@ static demo_model *demo_model_alloc(demo_nicknames *nicknames)
     m->prior = 0.01;
     m->guard_cap = 0.85;
     m->guards = true;
+    m->learn_guards = true;
     m->corroboration = true;
     m->within_years = 1;
     demo_placeholders_defaults(&m->ph);
@@ -337,10 +340,15 @@ rl_error *demo_model_from_json(const json_t *rules, demo_nicknames *nicknames, d
             if (!json_is_number(v) || json_number_value(v) <= 0 || json_number_value(v) >= 1)
                 RL_FAIL(RL_EINVAL, "rules: %s: expected a probability strictly between 0 and 1", key);
             *(strcmp(key, "prior") == 0 ? &m->prior : &m->guard_cap) = json_number_value(v);
-        } else if (strcmp(key, "guards") == 0 || strcmp(key, "corroboration") == 0) {
+        } else if (strcmp(key, "guards") == 0 || strcmp(key, "corroboration") == 0 ||
+                   strcmp(key, "learn_guards") == 0 || strcmp(key, "guards_lifted_at_home") == 0) {
             if (!json_is_boolean(v))
                 RL_FAIL(RL_EINVAL, "rules: %s: expected true or false", key);
-            *(strcmp(key, "guards") == 0 ? &m->guards : &m->corroboration) = json_is_true(v);
+            bool *flag = strcmp(key, "guards") == 0         ? &m->guards
+                         : strcmp(key, "corroboration") == 0 ? &m->corroboration
+                         : strcmp(key, "learn_guards") == 0  ? &m->learn_guards
+                                                             : &m->guards_lifted_at_home;
+            *flag = json_is_true(v);
         } else if (strcmp(key, "within_years") == 0) {
             if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > 10)
                 RL_FAIL(RL_EINVAL, "rules: within_years: expected 0 to 10");
@@ -403,6 +411,8 @@ json_t *demo_model_to_json(const demo_model *m)
     json_object_set_new(root, "prior", json_real(m->prior));
     json_object_set_new(root, "guard_cap", json_real(m->guard_cap));
     json_object_set_new(root, "guards", json_boolean(m->guards));
+    json_object_set_new(root, "learn_guards", json_boolean(m->learn_guards));
+    json_object_set_new(root, "guards_lifted_at_home", json_boolean(m->guards_lifted_at_home));
     json_object_set_new(root, "corroboration", json_boolean(m->corroboration));
     json_object_set_new(root, "within_years", json_integer(m->within_years));
     json_object_set_new(root, "country_code", json_string(m->country_code));
@@ -647,6 +657,17 @@ static int demo_text_level(const char *a, const char *b, const demo_field_params
     return nlevels - 1;
 }
 
+/* demo_text_level for street addresses (4 levels): demo_address_similarity_floor. */
+static int demo_address_level(const char *a, const char *b, const demo_field_params *p)
+{
+    if (!a[0] || !b[0])
+        return DEMO_LEVEL_MISSING;
+    if (strcmp(a, b) == 0)
+        return 0;
+    double s = demo_address_similarity_floor(a, b, p->low);
+    return s >= p->high ? 1 : s >= p->low ? 2 : 3;
+}
+
 static int demo_code_level(const char *a, const char *b)
 {
     if (!a[0] || !b[0])
@@ -738,7 +759,7 @@ void demo_compare_features(const demo_model *m, const demo_features *a, const de
     case DEMO_DATE_DIFFERENT: levels[DEMO_F_BIRTH] = 4; break;
     }
     levels[DEMO_F_GENDER] = !a->gender || !b->gender ? DEMO_LEVEL_MISSING : a->gender == b->gender ? 0 : 1;
-    levels[DEMO_F_ADDRESS] = demo_text_level(a->address, b->address, &m->params[DEMO_F_ADDRESS], 4, true);
+    levels[DEMO_F_ADDRESS] = demo_address_level(a->address, b->address, &m->params[DEMO_F_ADDRESS]);
     levels[DEMO_F_CITY] = demo_text_level(a->city, b->city, &m->params[DEMO_F_CITY], 3, false);
     levels[DEMO_F_POSTCODE] = demo_code_level(a->postcode, b->postcode);
     levels[DEMO_F_STATE] = !a->state[0] || !b->state[0] ? DEMO_LEVEL_MISSING : strcmp(a->state, b->state) ? 1 : 0;
@@ -797,6 +818,35 @@ double demo_model_probability(const demo_model *m, double weight)
     return 1.0 / (1.0 + exp2(-bits));
 }
 
+/* What the pair looks like, whatever lifts or switches the guards: the rules
+ * that would fire on names and dates (and sex, and an identifier of one system
+ * that differs). id: demo_ident_level(a, b, true). */
+static unsigned demo_guard_shape(const demo_features *a, const demo_features *b, const int levels[DEMO_F_COUNT],
+                                 int id)
+{
+    int given = levels[DEMO_F_GIVEN], family = levels[DEMO_F_FAMILY], birth = levels[DEMO_F_BIRTH];
+    unsigned shape = 0;
+    /* Dates that differ outright: a generation apart, a parent and child; closer,
+     * a sibling or cousin of the same name when something else says another
+     * person (an identifier of one system that differs, another sex), else more
+     * likely a wrong date, left to the weights. Level 4 has both years. */
+    bool another_person = id == 2 || levels[DEMO_F_GENDER] == 1;
+    if (birth == 4 && (abs(a->birth.year - b->birth.year) >= DEMO_GENERATION_YEARS || another_person))
+        shape |= DEMO_GUARD_BIRTH;
+    /* Twins: another given name, or another sex with a name that is not the
+     * same (Daniel and Danielle read as close). */
+    bool sibling_names = given == 4 || (levels[DEMO_F_GENDER] == 1 && given >= 2);
+    if (sibling_names && family != DEMO_LEVEL_MISSING && family <= 1 && birth != DEMO_LEVEL_MISSING && birth <= 2)
+        shape |= DEMO_GUARD_GIVEN;
+    return shape;
+}
+
+bool demo_model_same_home(const int levels[DEMO_F_COUNT])
+{
+    int family = levels[DEMO_F_FAMILY], address = levels[DEMO_F_ADDRESS];
+    return family != DEMO_LEVEL_MISSING && family <= 1 && address != DEMO_LEVEL_MISSING && address <= 1;
+}
+
 unsigned demo_model_guard(const demo_model *m, const demo_features *a, const demo_features *b,
                           const int levels[DEMO_F_COUNT], unsigned *agrees)
 {
@@ -813,26 +863,28 @@ unsigned demo_model_guard(const demo_model *m, const demo_features *a, const dem
         *agrees = DEMO_GUARD_BIRTH | DEMO_GUARD_GIVEN;
         return 0;
     }
-    int given = levels[DEMO_F_GIVEN], family = levels[DEMO_F_FAMILY], birth = levels[DEMO_F_BIRTH];
+    int given = levels[DEMO_F_GIVEN], birth = levels[DEMO_F_BIRTH];
     if (given != DEMO_LEVEL_MISSING && given <= 2)
         *agrees |= DEMO_GUARD_GIVEN;
     if (birth != DEMO_LEVEL_MISSING && birth <= 2)
         *agrees |= DEMO_GUARD_BIRTH;
-    unsigned fired = 0;
-    /* Dates that differ outright: a generation apart, a parent and child; closer,
-     * a sibling or cousin of the same name when something else says another
-     * person (an identifier of one system that differs, another sex), else more
-     * likely a wrong date, left to the weights. Level 4 has both years. */
-    bool another_person = id == 2 || levels[DEMO_F_GENDER] == 1;
-    if (birth == 4 && (abs(a->birth.year - b->birth.year) >= DEMO_GENERATION_YEARS || another_person))
-        fired |= DEMO_GUARD_BIRTH;
-    /* Twins: another given name, or another sex with a name that is not the
-     * same (Daniel and Danielle read as close). */
-    bool sibling_names = given == 4 || (levels[DEMO_F_GENDER] == 1 && given >= 2);
-    if (sibling_names && family != DEMO_LEVEL_MISSING && family <= 1 && birth != DEMO_LEVEL_MISSING && birth <= 2)
-        fired |= DEMO_GUARD_GIVEN;
-    return fired;
+    /* Where training found that records sharing a family name and a home are
+     * one person far more often than a family (demo_household_evidence), a
+     * twin or a namesake of another generation at that home is not what such
+     * a pair most likely is: the weights decide. Elsewhere the guards hold. */
+    if (m->guards_lifted_at_home && demo_model_same_home(levels))
+        return 0;
+    return demo_guard_shape(a, b, levels, id);
 }
+
+unsigned demo_model_guard_shape(const demo_features *a, const demo_features *b, const int levels[DEMO_F_COUNT])
+{
+    return demo_guard_shape(a, b, levels, demo_ident_level(a, b, true));
+}
+
+bool demo_model_learns_guards(const demo_model *m) { return m->guards && m->learn_guards; }
+bool demo_model_guards_lifted_at_home(const demo_model *m) { return m->guards_lifted_at_home; }
+void demo_model_lift_guards_at_home(demo_model *m, bool lift) { m->guards_lifted_at_home = lift; }
 
 const char *demo_guard_reason(unsigned guard)
 {

@@ -174,6 +174,26 @@ unsigned demo_model_guard(const demo_model *model, const demo_features *a, const
 /* What a reviewer reads for the rules that fired (the first), or NULL for 0. */
 const char *demo_guard_reason(unsigned guard);
 double demo_model_guard_cap(const demo_model *model);
+/* The rules a pair's names and dates (and sex, and an identifier of one system
+ * that differs) would trip, whatever lifts or switches the guards: what train
+ * counts to learn whether the registry holds families (demo_train.h). */
+unsigned demo_model_guard_shape(const demo_features *a, const demo_features *b, const int levels[DEMO_F_COUNT]);
+/* A family name (exact or close) and a home: street addresses exact or close
+ * (a typo or two). "Similar" addresses are not one home: on FEBRL4 they pair
+ * hundreds of different people of one family name (a street, a suburb). */
+bool demo_model_same_home(const int levels[DEMO_F_COUNT]);
+/* Guards lifted at home: learnt by train ("guards_lifted_at_home" in the
+ * model), never assumed. When set, neither guard fires for a pair that shares
+ * a family name and a home (demo_model_same_home): training
+ * found that in this registry such pairs are the same person far more often
+ * than a family, so a "twin" or a namesake of another generation at one home
+ * is a mistyped or replaced value. Pairs that do not share a home keep the
+ * guards. demo_model_learns_guards: the guards are on and the rules let train
+ * decide ("learn_guards", default true). The setter is for a model not yet
+ * shared (train, before it hands the model over). */
+bool demo_model_learns_guards(const demo_model *model);
+bool demo_model_guards_lifted_at_home(const demo_model *model);
+void demo_model_lift_guards_at_home(demo_model *model, bool lift);
 
 /* Whether the pair agrees on more than names: a birth date (exact or but for
  * a slip, not the year alone), an identifier (exact or but for one

@@ -341,3 +341,78 @@ static rl_error *demo_em_masked(const demo_pair_levels *pairs, size_t npairs, ui
     return NULL;
 }
 
+
+/* ---- households ---- */
+
+typedef struct demo_home {
+    char family[DEMO_TEXT_MAX];
+    size_t record;
+} demo_home;
+
+static int demo_home_cmp(const void *pa, const void *pb)
+{
+    const demo_home *a = pa, *b = pb;
+    int c = strcmp(a->family, b->family);
+    /* Records in their given order within a family name: the counts do not depend on qsort's. */
+    return c ? c : (a->record > b->record) - (a->record < b->record);
+}
+
+/* The pairs of one family name's records that share a home (demo_model_same_home). */
+static void demo_home_pairs(const demo_model *model, const demo_features *records, const demo_home *home, size_t n,
+                            demo_household_evidence *ev)
+{
+    for (size_t i = 0; i < n; i++)
+        for (size_t j = i + 1; j < n; j++) {
+            const demo_features *a = &records[home[i].record], *b = &records[home[j].record];
+            int levels[DEMO_F_COUNT];
+            demo_compare_features(model, a, b, levels);
+            int given = levels[DEMO_F_GIVEN], birth = levels[DEMO_F_BIRTH];
+            if (!demo_model_same_home(levels) || given == DEMO_LEVEL_MISSING || birth == DEMO_LEVEL_MISSING)
+                continue;
+            ev->home_pairs++;
+            /* Both levels "different": another name and another birthday, two people. */
+            if (given == 4 && birth == 4) {
+                ev->household_pairs++;
+                continue;
+            }
+            unsigned shape = demo_model_guard_shape(a, b, levels);
+            if (shape & DEMO_GUARD_GIVEN)
+                ev->twin_shaped++;
+            else if (shape & DEMO_GUARD_BIRTH)
+                ev->generation_shaped++;
+        }
+}
+
+rl_error *demo_household_evidence_of(const demo_model *model, const demo_features *records, size_t n,
+                                     demo_household_evidence *out)
+{
+    *out = (demo_household_evidence){0};
+    demo_home *homes = malloc((n ? n : 1) * sizeof *homes);
+    if (!homes)
+        return RL_ERR(RL_ENOMEM, "out of memory for %zu records", n);
+    size_t nh = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!records[i].family.ntokens || !records[i].address[0])
+            continue;
+        demo_name_join(&records[i].family, homes[nh].family, sizeof homes[nh].family);
+        homes[nh].record = i;
+        nh++;
+    }
+    out->records = nh;
+    qsort(homes, nh, sizeof *homes, demo_home_cmp);
+    for (size_t start = 0; start < nh;) {
+        size_t end = start + 1;
+        while (end < nh && strcmp(homes[end].family, homes[start].family) == 0)
+            end++;
+        size_t size = end - start;
+        if (size > DEMO_HOME_MAX_RECORDS)
+            out->crowded_names++;
+        else if (size >= 2)
+            demo_home_pairs(model, records, homes + start, size, out);
+        start = end;
+    }
+    size_t shaped = out->twin_shaped + out->generation_shaped;
+    out->lift = shaped >= DEMO_HOME_MIN_SHAPED && shaped >= (size_t)DEMO_HOME_LIFT_RATIO * out->household_pairs;
+    free(homes);
+    return NULL;
+}

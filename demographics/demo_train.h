@@ -101,4 +101,44 @@ void demo_train_order(demo_field_params params[DEMO_F_COUNT], const demo_field_p
  * DEMO_TRAIN_MIN_PAIRS or there are no candidate pairs (note says why). */
 double demo_train_prior(double candidate_prior, size_t npairs, double all_pairs, double prior, demo_train_note *note);
 
+/*
+ * Whether the registry holds families, which is what the guards (twins,
+ * parent and child: demo_model_guard) protect. Records of one family name
+ * (exact after normalisation; a name on more than DEMO_HOME_MAX_RECORDS
+ * records is left out, for time) are paired, and each pair that shares a
+ * home (demo_model_same_home) and shows given names and birth dates is one of:
+ *  - a household pair: given names and birth dates both differ outright
+ *    (siblings, a parent and child, spouses): two people beyond doubt;
+ *  - guard-shaped: a pair a guard would hold (demo_model_guard_shape), twins
+ *    or a namesake of another generation, or one person with a given name or
+ *    a birth date replaced;
+ *  - anything else (the same person, mostly).
+ * In a population of families household pairs far outnumber twins and
+ * namesakes (twins are some 1-3% of births, a child named after a parent of
+ * the same sex a few in a hundred): guard-shaped pairs there are a small
+ * fraction of household pairs. Where they outnumber household pairs
+ * DEMO_HOME_LIFT_RATIO to 1, and are at least DEMO_HOME_MIN_SHAPED, the
+ * registry's guard-shaped pairs at one home are mostly one person with a
+ * value replaced, and `lift` says so (train then sets the model's
+ * guards_lifted_at_home). records: n feature sets (train's sample).
+ */
+enum {
+    DEMO_HOME_MAX_RECORDS = 256,
+    DEMO_HOME_MIN_SHAPED = 20,
+    DEMO_HOME_LIFT_RATIO = 4,
+};
+
+typedef struct demo_household_evidence {
+    size_t records;           /* with a family name and a street address */
+    size_t crowded_names;     /* family names on more than DEMO_HOME_MAX_RECORDS of them: left out */
+    size_t home_pairs;        /* pairs of one family name that share a home, with given names and birth dates */
+    size_t household_pairs;   /* of them, given names and birth dates differ outright */
+    size_t twin_shaped;       /* the twins guard's shape */
+    size_t generation_shaped; /* the parent guard's shape, and not a household pair */
+    bool lift;
+} demo_household_evidence;
+
+rl_error *demo_household_evidence_of(const demo_model *model, const demo_features *records, size_t n,
+                                     demo_household_evidence *out);
+
 #endif

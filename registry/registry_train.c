@@ -251,6 +251,27 @@ static json_t *reg_estimates_json(const demo_train_notes *notes, const bool tf[D
     return o;
 }
 
+/* What training made of the registry's homes, and so of the guards there. */
+static json_t *reg_households_json(const demo_household_evidence *h, bool learnt, bool lifted)
+{
+    if (!learnt)
+        return json_pack("{s:b, s:s}", "guards_lifted_at_home", lifted, "decision",
+                         "not learnt: the guards are off, or the rules say \"learn_guards\": false");
+    json_t *o = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:b}", "records_with_home", (json_int_t)h->records,
+                          "crowded_family_names", (json_int_t)h->crowded_names, "pairs_sharing_a_home",
+                          (json_int_t)h->home_pairs, "household_pairs", (json_int_t)h->household_pairs,
+                          "twin_shaped_pairs", (json_int_t)h->twin_shaped, "generation_shaped_pairs",
+                          (json_int_t)h->generation_shaped, "guards_lifted_at_home", lifted);
+    const char *why;
+    if (lifted)
+        why = "records that share a family name and a home are one person far more often than a family "
+              "here: the guards no longer hold such pairs (docs/matching.md, Guards)";
+    else
+        why = "the guards hold: households are present, or too few guard-shaped pairs to say otherwise";
+    json_object_set_new(o, "decision", json_string(why));
+    return o;
+}
+
 rl_error *rl_registry_train(rl_registry *reg, const rl_actor *actor, json_t **report)
 {
     rl_error *err = NULL;
@@ -319,6 +340,15 @@ rl_error *rl_registry_train(rl_registry *reg, const rl_actor *actor, json_t **re
         RL_FAIL(RL_ECONFLICT, "too few records to learn from: no estimate rests on enough pairs of records; "
                               "the model is unchanged");
     RL_TRY(demo_model_with_params(model, params, decision_prior, &trained));
+    /* Whether the guards hold at a shared home is learnt like m and u, from the
+     * same sample, and falls back to the guards (not lifted) with too little. */
+    demo_household_evidence homes = {0};
+    bool learns_guards = demo_model_learns_guards(model);
+    if (learns_guards) {
+        if (learn)
+            RL_TRY(demo_household_evidence_of(model, d.sample, d.nsample, &homes));
+        demo_model_lift_guards_at_home(trained, homes.lift);
+    }
     /* A name's share of the records is its exact level's u: used when u could be estimated. */
     bool tf_used[DEMO_F_COUNT] = {false};
     tf_used[DEMO_F_GIVEN] = !notes.u[DEMO_F_GIVEN].kept;
@@ -346,6 +376,7 @@ rl_error *rl_registry_train(rl_registry *reg, const rl_actor *actor, json_t **re
     pthread_mutex_lock(&reg->write_lock);
     locked = true;
     RL_TRY(rl_store_write(reg->store, batch));
+    bool trained_lift = demo_model_guards_lifted_at_home(trained);
     demo_model *handed = trained;
     trained = NULL; /* the matcher owns it now, even if it refuses it */
     RL_TRY(rl_matcher_set_model(reg->matcher, handed));
@@ -369,6 +400,7 @@ rl_error *rl_registry_train(rl_registry *reg, const rl_actor *actor, json_t **re
                         decision_prior, "seconds",
                         (double)(rl_time_mono_ns() - t0) / 1e9, "fields", fields);
     json_object_set_new(*report, "estimates", reg_estimates_json(&notes, tf_used));
+    json_object_set_new(*report, "households", reg_households_json(&homes, learns_guards, trained_lift));
     if (!estimated)
         json_object_set_new(*report, "note", json_string("too few records to learn from: the priors replace the "
                                                          "model trained before"));

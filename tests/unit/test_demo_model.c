@@ -176,6 +176,71 @@ static void test_guards(void **state)
     demo_model_free(m);
 }
 
+/* A model whose training found no families ("guards_lifted_at_home") lets the
+ * weights decide pairs that share a family name and a home, and only those:
+ * the same twins at another address are still held. The setting round-trips
+ * through the rules document, and "learn_guards" says whether train may set it. */
+static void test_guards_lifted_at_home(void **state)
+{
+    (void)state;
+    demo_model *m = NULL;
+    json_t *rules = json_pack("{s:b}", "guards_lifted_at_home", 1);
+    assert_null(demo_model_from_json(rules, NULL, &m));
+    json_decref(rules);
+    assert_true(demo_model_guards_lifted_at_home(m));
+    assert_true(demo_model_learns_guards(m));
+    demo_features a, b;
+    int lv[DEMO_F_COUNT];
+    unsigned agrees = 0;
+    /* Twins at one home (12 Moi Avenue): the weights decide. */
+    features(m, person(&wanjiru), &a);
+    features(m, person(&njeri_no_mrn), &b);
+    demo_compare_features(m, &a, &b, lv);
+    assert_true(demo_model_same_home(lv));
+    assert_int_equal(demo_model_guard(m, &a, &b, lv, &agrees), 0);
+    assert_int_equal(demo_model_guard_shape(&a, &b, lv), G_GIVEN);
+    /* Father and son at one home likewise. */
+    features(m, person(&john_sr), &a);
+    features(m, person(&john_jr), &b);
+    demo_compare_features(m, &a, &b, lv);
+    assert_int_equal(demo_model_guard(m, &a, &b, lv, &agrees), 0);
+    /* The twins, one of them registered at another home: held. */
+    json_t *elsewhere = person(&njeri_no_mrn);
+    json_object_set_new(elsewhere, "address", json_pack("[{s:[s], s:s}]", "line", "7 Kenyatta Lane", "city", "Eldoret"));
+    features(m, person(&wanjiru), &a);
+    features(m, elsewhere, &b); /* takes it */
+    demo_compare_features(m, &a, &b, lv);
+    assert_false(demo_model_same_home(lv));
+    assert_int_equal(demo_model_guard(m, &a, &b, lv, &agrees), G_GIVEN);
+    /* Round trip. */
+    json_t *doc = demo_model_to_json(m);
+    assert_true(json_is_true(json_object_get(doc, "guards_lifted_at_home")));
+    assert_true(json_is_true(json_object_get(doc, "learn_guards")));
+    demo_model *again = NULL;
+    assert_null(demo_model_from_json(doc, NULL, &again));
+    assert_true(demo_model_guards_lifted_at_home(again));
+    json_decref(doc);
+    demo_model_free(again);
+    /* The defaults hold the guards everywhere; "learn_guards": false, or the guards off, keeps train out. */
+    demo_model *d = NULL;
+    assert_null(demo_model_defaults(NULL, &d));
+    assert_false(demo_model_guards_lifted_at_home(d));
+    features(d, person(&wanjiru), &a);
+    features(d, person(&njeri_no_mrn), &b);
+    demo_compare_features(d, &a, &b, lv);
+    assert_int_equal(demo_model_guard(d, &a, &b, lv, &agrees), G_GIVEN);
+    demo_model_free(d);
+    const char *fixed[] = {"{\"learn_guards\": false}", "{\"guards\": false}"};
+    for (int i = 0; i < 2; i++) {
+        json_t *r = json_loads(fixed[i], 0, NULL);
+        assert_null(demo_model_from_json(r, NULL, &d));
+        assert_false(demo_model_learns_guards(d));
+        demo_model_free(d);
+        json_decref(r);
+    }
+    demo_model_free(m);
+}
+
 /* What corroborates a link beyond names, level by level; "corroboration": false turns the rule off. */
 static void test_corroboration(void **state)
 {
@@ -340,7 +405,7 @@ static void test_rules_validation(void **state)
 {
     const char *bad[] = {
         "{\"prior\": 2}", "{\"fields\": {\"given\": {\"m\": [0.5]}}}", "{\"fields\": {\"shoe_size\": {}}}",
-        "{\"blocking\": [[\"zodiac\"]]}", "{\"country_code\": \"+254\"}", "{\"guards\": \"yes\"}", "{\"corroboration\": 1}", "{\"colour\": 1}",
+        "{\"blocking\": [[\"zodiac\"]]}", "{\"country_code\": \"+254\"}", "{\"guards\": \"yes\"}", "{\"learn_guards\": 1}", "{\"guards_lifted_at_home\": \"no\"}", "{\"corroboration\": 1}", "{\"colour\": 1}",
     };
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         json_t *r = json_loads(bad[i], 0, NULL);
@@ -526,6 +591,7 @@ int main(void)
         cmocka_unit_test(test_levels_weights_and_guards),
         cmocka_unit_test(test_weights_follow_params),
         cmocka_unit_test(test_guards),
+        cmocka_unit_test(test_guards_lifted_at_home),
         cmocka_unit_test(test_corroboration),
         cmocka_unit_test(test_blocking_keys),
         cmocka_unit_test(test_blocking_key_text),
