@@ -114,7 +114,8 @@ static void test_matrix_is_square_and_symmetric(void **state)
 
 /* Every kernel path (forced with RIDGELINE_KERNELS; an unsupported one falls
  * back to the best, and opencl leaves 1:1 matching on the CPU) prints the very
- * same matrix: the paths agree bit for bit. */
+ * same matrix: the paths agree bit for bit. Standard output only: a fallback
+ * says so in a log line on standard error (a CPU without AVX-512). */
 static void test_every_kernel_path_gives_the_same_scores(void **state)
 {
     const char *data = fvc();
@@ -125,9 +126,9 @@ static void test_every_kernel_path_gives_the_same_scores(void **state)
     for (int i = 0; i < 5; i++) {
         char cmd[4096];
         snprintf(cmd, sizeof cmd,
-                 "RIDGELINE_KERNELS=%s %s fingerprint matrix %s/fingerprints/fvc2002/DB3_B/101_1.png "
+                 "(RIDGELINE_KERNELS=%s %s fingerprint matrix %s/fingerprints/fvc2002/DB3_B/101_1.png "
                  "%s/fingerprints/fvc2002/DB3_B/101_2.png %s/fingerprints/fvc2002/DB3_B/102_1.png "
-                 "%s/fingerprints/fvc2002/DB3_B/103_4.png",
+                 "%s/fingerprints/fvc2002/DB3_B/103_4.png 2>/dev/null)",
                  paths[i], rl_test_bin(), data, data, data, data);
         char *out = run_ok(cmd);
         if (!first)
