@@ -384,6 +384,12 @@ rl_error *rl_registry_train(rl_registry *reg, const rl_actor *actor, json_t **re
     reg_cache_changed(reg, NULL);
     pthread_mutex_unlock(&reg->write_lock);
     locked = false;
+    /* An operator should know when twins at one home are no longer held for a
+     * reviewer (counts only: no patient data). */
+    if (trained_lift)
+        rl_log(RL_LOG_WARN, "registry", "train lifted the twins and parent guards at shared homes: no families found",
+               "household_pairs=%zu twin_shaped=%zu generation_shaped=%zu", homes.household_pairs,
+               homes.twin_shaped, homes.generation_shaped);
 
     json_t *fields = json_object();
     for (int f = 0; f < DEMO_F_COUNT; f++) {
