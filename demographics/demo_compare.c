@@ -421,43 +421,37 @@ double demo_token_set_similarity_floor(const char *a, const char *b, double floo
 
 double demo_token_set_similarity(const char *a, const char *b) { return demo_token_set_similarity_floor(a, b, 0.0); }
 
-/* Space-separated runs, as tokenize() counts them (the last slot takes the rest). */
-static int demo_count_tokens(const char *s)
+/* What an address comparison reads first: its tokens, counted as tokenize()
+ * counts them (the last slot takes the rest), and its house number, the first
+ * token made of digits only (len 0 when none). One pass. */
+typedef struct demo_address_shape {
+    int ntokens;
+    const char *number;
+    size_t number_len;
+} demo_address_shape;
+
+static demo_address_shape demo_address_shape_of(const char *s)
 {
-    int n = 0;
+    demo_address_shape shape = {0, s, 0};
     for (const char *p = s; *p;) {
         while (*p == ' ')
             p++;
         if (!*p)
             break;
-        if (++n == MAXTOK)
-            break;
-        while (*p && *p != ' ')
-            p++;
-    }
-    return n;
-}
-
-/* The first token made of digits only (a house number), as a span; len 0 when none. */
-static const char *demo_house_number(const char *s, size_t *len)
-{
-    for (const char *p = s; *p;) {
-        while (*p == ' ')
-            p++;
         const char *start = p;
         bool digits = true;
         while (*p && *p != ' ') {
-            if (*p < '0' || *p > '9')
-                digits = false;
+            digits = digits && *p >= '0' && *p <= '9';
             p++;
         }
-        if (digits && p > start) {
-            *len = (size_t)(p - start);
-            return start;
+        if (shape.ntokens < MAXTOK)
+            shape.ntokens++;
+        if (digits && !shape.number_len) {
+            shape.number = start;
+            shape.number_len = (size_t)(p - start);
         }
     }
-    *len = 0;
-    return s;
+    return shape;
 }
 
 /* The same characters once spaces are taken out ("disney court" / "disneycourt"). */
@@ -477,34 +471,36 @@ static bool demo_same_without_spaces(const char *a, const char *b)
     }
 }
 
-double demo_address_similarity_floor(const char *a, const char *b, double floor)
+double demo_address_similarity_floor(const char *a, const char *b, double floor, double close)
 {
-    double sim = demo_token_set_similarity_floor(a, b, floor);
-    if (sim >= 1.0)
-        return sim;
+    demo_address_shape sa = demo_address_shape_of(a), sb = demo_address_shape_of(b);
+    if (sa.ntokens == 0 || sb.ntokens == 0)
+        return 0.0;
     /* Two house numbers that differ are two homes, however alike the rest: a
      * neighbour's address stays what the token comparison makes of it. */
-    size_t la, lb;
-    const char *ha = demo_house_number(a, &la), *hb = demo_house_number(b, &lb);
-    if (la && lb && (la != lb || memcmp(ha, hb, la) != 0))
-        return sim;
-    if (demo_same_without_spaces(a, b))
+    bool two_homes = sa.number_len && sb.number_len &&
+                     (sa.number_len != sb.number_len || memcmp(sa.number, sb.number, sa.number_len) != 0);
+    if (!two_homes && demo_same_without_spaces(a, b))
         return 1.0;
+    double plain = demo_token_set_similarity_floor(a, b, floor);
+    int shorter = sa.ntokens < sb.ntokens ? sa.ntokens : sb.ntokens;
+    int longer = sa.ntokens < sb.ntokens ? sb.ntokens : sa.ntokens;
+    if (two_homes || shorter < 2 || shorter == longer)
+        return plain;
     /* One written in full, the other without a line (a locality, a building)
      * or without its number: the shorter's tokens against their best partners,
-     * averaged over the shorter. Two tokens at least, so that a bare street
-     * name does not pass for a whole address. */
-    int na = demo_count_tokens(a), nb = demo_count_tokens(b);
-    int shorter = na < nb ? na : nb, longer = na < nb ? nb : na;
-    if (shorter >= 2 && shorter < longer) {
-        double scale = (double)longer / shorter;
-        double contained = demo_token_set_similarity_floor(a, b, floor / scale) * scale;
-        if (contained > 1.0)
-            contained = 1.0;
-        if (contained > sim)
-            sim = contained;
-    }
-    return sim;
+     * averaged over the shorter (the same assignment, scale times the plain
+     * average), when that reads as close. Below floor `plain` is a bound from
+     * above: when even it cannot reach close that way, nothing can. */
+    double scale = (double)longer / shorter;
+    if (plain * scale < close)
+        return plain;
+    if (plain < floor)
+        plain = demo_token_set_similarity_floor(a, b, close / scale);
+    double contained = plain * scale;
+    if (contained >= close)
+        return contained > 1.0 ? 1.0 : contained;
+    return plain;
 }
 
 /* Effective precision of a date, 0 when missing or out of range. */

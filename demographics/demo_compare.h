@@ -99,9 +99,10 @@ double demo_token_set_similarity_floor(const char *a, const char *b, double floo
  * once spaces are taken out ("disney court" / "disneycourt") score 1, and
  * when one has fewer tokens (a locality or building line, or the number,
  * left out) and at least two, the token similarity averaged over the shorter
- * list counts if higher ("14 laker crescent" within "14 laker crescent
- * sapri": 1). With a floor, as demo_token_set_similarity_floor. */
-double demo_address_similarity_floor(const char *a, const char *b, double floor);
+ * list counts when it reaches `close` (the level's threshold: "14 laker
+ * crescent" within "14 laker crescent sapri" is 1). Exact at or above floor,
+ * as demo_token_set_similarity_floor; below it some value below floor. */
+double demo_address_similarity_floor(const char *a, const char *b, double floor, double close);
 
 /*
  * Dates of birth. precision: 0 missing, 1 year, 2 year-month, 3 full date;

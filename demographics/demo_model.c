@@ -664,7 +664,7 @@ static int demo_address_level(const char *a, const char *b, const demo_field_par
         return DEMO_LEVEL_MISSING;
     if (strcmp(a, b) == 0)
         return 0;
-    double s = demo_address_similarity_floor(a, b, p->low);
+    double s = demo_address_similarity_floor(a, b, p->low, p->high);
     return s >= p->high ? 1 : s >= p->low ? 2 : 3;
 }
 
