@@ -262,6 +262,11 @@ rl_error *reg_open_review_of(rl_registry *reg, const char *record_id, const char
 rl_error *reg_queue_review(reg_txn *txn, const char *record_id, const char *own_golden,
                            const char *candidate_golden, const char *candidate_record, double score,
                            json_t *fields, bool *queued);
+/* Resolves the open review items `ids` (strings) as "same person", `by` the
+ * operation that answered them (merge, rematch), under event_id (NULL: none,
+ * so no undo reopens them); items no longer open are left alone. */
+rl_error *reg_close_answered(reg_txn *txn, const rl_actor *actor, const json_t *ids, const char *by,
+                             const char *event_id);
 /* Hashes of a record's blocking keys then its identifier keys (*out malloc'd). */
 rl_error *reg_key_hashes(const json_t *postings, const json_t *idents, uint64_t **out);
 /* "system|value" of every identifier of a Patient carrying both (appended to out). */

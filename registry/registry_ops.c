@@ -85,9 +85,10 @@ cleanup:
  * now), resolved by its event (`by`: the operation). An undo of the merge
  * opens them again (reg_undo_closed_reviews). A hand link leaves its items to
  * the reviewer: one may still be decided either way ("same person" pins,
- * "not a match" after an unlink), see test_registry. */
-static rl_error *reg_close_answered(reg_txn *txn, const rl_actor *actor, const json_t *ids, const char *by,
-                                    const char *event_id)
+ * "not a match" after an unlink), see test_registry. Rematch closes those its
+ * replay answered, without an event. */
+rl_error *reg_close_answered(reg_txn *txn, const rl_actor *actor, const json_t *ids, const char *by,
+                             const char *event_id)
 {
     rl_error *err = NULL;
     json_t *item = NULL;
@@ -104,9 +105,11 @@ static rl_error *reg_close_answered(reg_txn *txn, const rl_actor *actor, const j
         if (!status || strcmp(status, "open") != 0)
             continue;
         json_object_set_new(item, "status", json_string("resolved"));
-        json_object_set_new(item, "resolution", json_pack("{s:s, s:s, s:s, s:s, s:s}", "decision", "link", "by", by,
-                                                          "who", reg_actor_who(actor), "when", now, "event",
-                                                          event_id));
+        json_t *resolution = json_pack("{s:s, s:s, s:s, s:s}", "decision", "link", "by", by, "who",
+                                       reg_actor_who(actor), "when", now);
+        if (resolution && event_id)
+            json_object_set_new(resolution, "event", json_string(event_id));
+        json_object_set_new(item, "resolution", resolution);
         reg_put_json(txn->batch, RL_CF_REVIEW, review_id, strlen(review_id), item, &err);
         if (err)
             goto cleanup;

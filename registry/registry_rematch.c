@@ -296,6 +296,35 @@ static rm_record *rm_find(const reg_rid_index *ix, rm_record *recs, const char *
     return i == SIZE_MAX ? NULL : &recs[i];
 }
 
+/* Open review items whose two records the assignment now puts in one person:
+ * the question they ask is answered (ids appended). Only items in the store
+ * count: those the replay offered are about two people by construction. */
+static rl_error *rm_answered_items(rl_registry *reg, const reg_rid_index *ix, rm_record *recs, json_t *ids)
+{
+    rl_error *err = NULL;
+    rl_store_iter *it = NULL;
+    json_t *item = NULL;
+    RL_TRY(rl_store_iter_new(reg->store, RL_CF_REVIEW_OPEN, NULL, 0, NULL, 0, &it));
+    for (; rl_store_iter_valid(it); rl_store_iter_next(it)) {
+        size_t vlen;
+        const char *v = rl_store_iter_value(it, &vlen);
+        json_decref(item);
+        item = NULL;
+        RL_TRY(reg_get_json(reg, RL_CF_REVIEW, v, vlen, &item));
+        const char *ra = json_string_value(json_object_get(item, "record"));
+        const char *rb = json_string_value(json_object_get(item, "candidate_record"));
+        const rm_record *a = ra ? rm_find(ix, recs, ra) : NULL, *b = rb ? rm_find(ix, recs, rb) : NULL;
+        if (a && b && a->done && b->done && strcmp(a->new_golden, b->new_golden) == 0 &&
+            json_array_append_new(ids, json_stringn(v, vlen)) != 0)
+            RL_FAIL(RL_ENOMEM, "out of memory");
+    }
+    RL_TRY(rl_store_iter_status(it));
+cleanup:
+    json_decref(item);
+    rl_store_iter_destroy(it);
+    return err;
+}
+
 /* ---- 1. postings and features under the current rules ---- */
 
 typedef struct rm_check {
@@ -886,7 +915,8 @@ rl_error *rl_registry_rematch(rl_registry *reg, const rl_actor *actor, json_t **
     rm_record *recs = NULL;
     rm_replay replay = {.reg = reg, .mu = PTHREAD_MUTEX_INITIALIZER, .changed = PTHREAD_COND_INITIALIZER};
     size_t n = 0;
-    json_t *claimed = json_object(), *members = json_object(), *old_goldens = json_object(), *detail = NULL;
+    json_t *claimed = json_object(), *members = json_object(), *old_goldens = json_object(), *detail = NULL,
+           *answered = NULL;
     reg_txn txn = {0};
     long reindexed = 0, moved = 0, retired = 0, settled = 0;
     uint64_t t0 = rl_time_mono_ns();
@@ -966,9 +996,16 @@ rl_error *rl_registry_rematch(rl_registry *reg, const rl_actor *actor, json_t **
     RL_TRY(rm_write_goldens(reg, &txn, members, old_goldens, now, &retired));
     RL_TRY(rm_write_links(reg, &txn, recs, n, actor, now, &moved));
     txn.d_goldens = (int64_t)json_object_size(members) - (int64_t)reg->n_goldens;
-    detail = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I}", "records", (json_int_t)n, "moved", (json_int_t)moved,
+    /* A pair a reviewer was asked about and the replay now links, as
+     * registration would have without asking, waits for nobody. */
+    answered = json_array();
+    if (!answered)
+        RL_FAIL(RL_ENOMEM, "out of memory");
+    RL_TRY(rm_answered_items(reg, &replay.index, recs, answered));
+    RL_TRY(reg_close_answered(&txn, actor, answered, "rematch", NULL));
+    detail = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "records", (json_int_t)n, "moved", (json_int_t)moved,
                        "settled", (json_int_t)settled, "reindexed", (json_int_t)reindexed, "retired", (json_int_t)retired, "reviews_queued",
-                       (json_int_t)replay.reviews);
+                       (json_int_t)replay.reviews, "reviews_answered", (json_int_t)json_array_size(answered));
     err = reg_txn_audit(&txn, actor, "rematch", NULL, 0, "ok", detail);
     if (err)
         goto cleanup;
@@ -1001,6 +1038,7 @@ cleanup:
     json_decref(claimed);
     json_decref(members);
     json_decref(old_goldens);
+    json_decref(answered);
     json_decref(detail);
     return err;
 }

@@ -706,6 +706,16 @@ static void family_name(int i, char *out, size_t size)
     out[0] = (char)(out[0] - 'a' + 'A');
 }
 
+static long open_reviews(fixture *f)
+{
+    json_t *list = NULL;
+    assert_null(rl_registry_review_list(f->reg, false, 1000, &list));
+    long n = (long)json_array_size(json_object_get(list, "items"));
+    assert_int_equal(json_integer_value(json_object_get(list, "open")), n);
+    json_decref(list);
+    return n;
+}
+
 static json_t *households_of(json_t *report)
 {
     json_t *h = json_object_get(report, "households");
@@ -801,14 +811,25 @@ static void test_train_lifts_the_guards_where_homes_are_one_person(void **state)
         rl_submit_result_clear(&r);
     }
     assert_int_equal(count_persons(f), 60 + 30); /* the replaced names wait for a reviewer */
+    assert_int_equal(open_reviews(f), 30);
     json_t *report = train(f);
     json_t *h = households_of(report);
     assert_int_equal(json_integer_value(json_object_get(h, "household_pairs")), 0);
     assert_int_equal(json_integer_value(json_object_get(h, "twin_shaped_pairs")), 30);
     assert_true(json_is_true(json_object_get(h, "guards_lifted_at_home")));
     json_decref(report);
-    json_decref(rematch(f));
+    report = rematch(f);
     assert_int_equal(count_persons(f), 60);
+    /* The questions rematch answered wait for nobody, and say who answered them. */
+    assert_int_equal(json_integer_value(json_object_get(report, "reviews_answered")), 30);
+    json_decref(report);
+    assert_int_equal(open_reviews(f), 0);
+    json_t *all = NULL;
+    assert_null(rl_registry_review_list(f->reg, true, 100, &all));
+    json_t *item = json_array_get(json_object_get(all, "items"), 0);
+    assert_string_equal(json_string_value(json_object_get(item, "status")), "resolved");
+    assert_string_equal(json_string_value(json_object_get(json_object_get(item, "resolution"), "by")), "rematch");
+    json_decref(all);
     /* The lifted model is the one a restart reads: a third record of person 40
      * under yet another given name joins them at once. */
     close_registry(f);
