@@ -471,36 +471,66 @@ static bool demo_same_without_spaces(const char *a, const char *b)
     }
 }
 
-double demo_address_similarity_floor(const char *a, const char *b, double floor, double close)
+enum { DEMO_ADDRESS_MAX_WORDS = 32 };
+
+/* Space-separated words of s (at most DEMO_ADDRESS_MAX_WORDS; the rest are not looked at). */
+static int demo_words(const char *s, const char *start[DEMO_ADDRESS_MAX_WORDS], size_t len[DEMO_ADDRESS_MAX_WORDS])
+{
+    int n = 0;
+    for (const char *p = s; *p && n < DEMO_ADDRESS_MAX_WORDS;) {
+        while (*p == ' ')
+            p++;
+        if (!*p)
+            break;
+        start[n] = p;
+        while (*p && *p != ' ')
+            p++;
+        len[n] = (size_t)(p - start[n]);
+        n++;
+    }
+    return n;
+}
+
+/* Every word of `part` is a word of `whole`, each used once, and `whole` has more. */
+static bool demo_words_within(const char *part, const char *whole)
+{
+    const char *ps[DEMO_ADDRESS_MAX_WORDS], *ws[DEMO_ADDRESS_MAX_WORDS];
+    size_t pl[DEMO_ADDRESS_MAX_WORDS], wl[DEMO_ADDRESS_MAX_WORDS];
+    int np = demo_words(part, ps, pl), nw = demo_words(whole, ws, wl);
+    if (np >= nw)
+        return false;
+    bool used[DEMO_ADDRESS_MAX_WORDS] = {false};
+    for (int i = 0; i < np; i++) {
+        int j = 0;
+        while (j < nw && (used[j] || wl[j] != pl[i] || memcmp(ws[j], ps[i], pl[i]) != 0))
+            j++;
+        if (j == nw)
+            return false;
+        used[j] = true;
+    }
+    return true;
+}
+
+double demo_address_similarity_floor(const char *a, const char *b, double floor)
 {
     demo_address_shape sa = demo_address_shape_of(a), sb = demo_address_shape_of(b);
     if (sa.ntokens == 0 || sb.ntokens == 0)
         return 0.0;
-    /* Two house numbers that differ are two homes, however alike the rest: a
-     * neighbour's address stays what the token comparison makes of it. */
-    bool two_homes = sa.number_len && sb.number_len &&
-                     (sa.number_len != sb.number_len || memcmp(sa.number, sb.number, sa.number_len) != 0);
-    if (!two_homes && demo_same_without_spaces(a, b))
+    /* Only one home written twice is forgiven: the same house number on both
+     * sides, or none on either. Two numbers that differ are two homes however
+     * alike the rest, and a street without a number is not any one house on it:
+     * those stay what the token comparison makes of them. Forgiven: the same
+     * characters once spaces are out (a word split or joined), and every word
+     * of one, two at least, among the other's (a locality or building line
+     * left out). Not retyped words: "11 clancy street" is not within "11
+     * carina street ocean pines", however close the letters. */
+    bool one_number = sa.number_len == sb.number_len && memcmp(sa.number, sb.number, sa.number_len) == 0;
+    if (one_number && demo_same_without_spaces(a, b))
         return 1.0;
-    double plain = demo_token_set_similarity_floor(a, b, floor);
-    int shorter = sa.ntokens < sb.ntokens ? sa.ntokens : sb.ntokens;
-    int longer = sa.ntokens < sb.ntokens ? sb.ntokens : sa.ntokens;
-    if (two_homes || shorter < 2 || shorter == longer)
-        return plain;
-    /* One written in full, the other without a line (a locality, a building)
-     * or without its number: the shorter's tokens against their best partners,
-     * averaged over the shorter (the same assignment, scale times the plain
-     * average), when that reads as close. Below floor `plain` is a bound from
-     * above: when even it cannot reach close that way, nothing can. */
-    double scale = (double)longer / shorter;
-    if (plain * scale < close)
-        return plain;
-    if (plain < floor)
-        plain = demo_token_set_similarity_floor(a, b, close / scale);
-    double contained = plain * scale;
-    if (contained >= close)
-        return contained > 1.0 ? 1.0 : contained;
-    return plain;
+    if (one_number && (sa.ntokens >= 2 && sb.ntokens >= 2) &&
+        (sa.ntokens < sb.ntokens ? demo_words_within(a, b) : demo_words_within(b, a)))
+        return 1.0;
+    return demo_token_set_similarity_floor(a, b, floor);
 }
 
 /* Effective precision of a date, 0 when missing or out of range. */

@@ -94,15 +94,17 @@ double demo_token_set_similarity(const char *a, const char *b);
 double demo_token_set_similarity_floor(const char *a, const char *b, double floor);
 
 /* Street addresses: demo_token_set_similarity, made to forgive what one home
- * written twice shows, unless the two carry different house numbers (the
- * first all-digit token of each), which are two homes: the same characters
- * once spaces are taken out ("disney court" / "disneycourt") score 1, and
- * when one has fewer tokens (a locality or building line, or the number,
- * left out) and at least two, the token similarity averaged over the shorter
- * list counts when it reaches `close` (the level's threshold: "14 laker
- * crescent" within "14 laker crescent sapri" is 1). Exact at or above floor,
- * as demo_token_set_similarity_floor; below it some value below floor. */
-double demo_address_similarity_floor(const char *a, const char *b, double floor, double close);
+ * written twice shows when both carry the same house number (the first
+ * all-digit token of each) or neither has one: the same characters once
+ * spaces are taken out ("disney court" / "disneycourt"), or every word of one
+ * (two at least) among the other's words (a locality or building line left
+ * out: "14 laker crescent" within "14 laker crescent sapri"), score 1. Words
+ * retyped are not forgiven that way ("11 clancy street" is not within "11
+ * carina street ocean pines"), two numbers that differ are two homes, and a
+ * street without a number is not any one house on it ("moi avenue" / "12 moi
+ * avenue"): those get the plain token comparison. Exact at or above floor, as
+ * demo_token_set_similarity_floor; below it some value below floor. */
+double demo_address_similarity_floor(const char *a, const char *b, double floor);
 
 /*
  * Dates of birth. precision: 0 missing, 1 year, 2 year-month, 3 full date;

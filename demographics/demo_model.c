@@ -26,7 +26,7 @@ struct demo_model {
     double prior;     /* P(same person) for two records, before comparing them */
     double guard_cap; /* score ceiling when a guard rule fires */
     bool guards;      /* the twins / parent-and-child guards are on */
-    bool learn_guards; /* train may lift them where the registry shows no households */
+    bool learn_guards; /* train may lift them where the registry shows no households (opt-in) */
     bool guards_lifted_at_home; /* learnt: no guard between records of one family name and street address */
     bool corroboration; /* a score on names alone is capped (demo_model_corroborated) */
     int within_years;
@@ -160,7 +160,7 @@ static demo_model *demo_model_alloc(demo_nicknames *nicknames)
     m->prior = 0.01;
     m->guard_cap = 0.85;
     m->guards = true;
-    m->learn_guards = true;
+    m->learn_guards = false;
     m->corroboration = true;
     m->within_years = 1;
     demo_placeholders_defaults(&m->ph);
@@ -411,8 +411,12 @@ json_t *demo_model_to_json(const demo_model *m)
     json_object_set_new(root, "prior", json_real(m->prior));
     json_object_set_new(root, "guard_cap", json_real(m->guard_cap));
     json_object_set_new(root, "guards", json_boolean(m->guards));
-    json_object_set_new(root, "learn_guards", json_boolean(m->learn_guards));
-    json_object_set_new(root, "guards_lifted_at_home", json_boolean(m->guards_lifted_at_home));
+    /* Written only where they differ from the defaults: a model saved with
+     * neither still opens in a build from before they existed. */
+    if (m->learn_guards)
+        json_object_set_new(root, "learn_guards", json_true());
+    if (m->guards_lifted_at_home)
+        json_object_set_new(root, "guards_lifted_at_home", json_true());
     json_object_set_new(root, "corroboration", json_boolean(m->corroboration));
     json_object_set_new(root, "within_years", json_integer(m->within_years));
     json_object_set_new(root, "country_code", json_string(m->country_code));
@@ -664,7 +668,7 @@ static int demo_address_level(const char *a, const char *b, const demo_field_par
         return DEMO_LEVEL_MISSING;
     if (strcmp(a, b) == 0)
         return 0;
-    double s = demo_address_similarity_floor(a, b, p->low, p->high);
+    double s = demo_address_similarity_floor(a, b, p->low);
     return s >= p->high ? 1 : s >= p->low ? 2 : 3;
 }
 
@@ -877,14 +881,23 @@ unsigned demo_model_guard(const demo_model *m, const demo_features *a, const dem
     return demo_guard_shape(a, b, levels, id);
 }
 
-unsigned demo_model_guard_shape(const demo_features *a, const demo_features *b, const int levels[DEMO_F_COUNT])
+unsigned demo_model_guard_shape(const demo_features *a, const demo_features *b, const int levels[DEMO_F_COUNT],
+                                bool *settled)
 {
-    return demo_guard_shape(a, b, levels, demo_ident_level(a, b, true));
+    int id = demo_ident_level(a, b, true);
+    *settled = id == 0 || id == 1;
+    return demo_guard_shape(a, b, levels, id);
 }
 
 bool demo_model_learns_guards(const demo_model *m) { return m->guards && m->learn_guards; }
 bool demo_model_guards_lifted_at_home(const demo_model *m) { return m->guards_lifted_at_home; }
 void demo_model_lift_guards_at_home(demo_model *m, bool lift) { m->guards_lifted_at_home = lift; }
+
+void demo_model_guard_learning_from(demo_model *m, const demo_model *rules)
+{
+    m->learn_guards = rules->learn_guards;
+    m->guards_lifted_at_home = rules->guards_lifted_at_home;
+}
 
 const char *demo_guard_reason(unsigned guard)
 {

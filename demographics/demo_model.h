@@ -176,8 +176,12 @@ const char *demo_guard_reason(unsigned guard);
 double demo_model_guard_cap(const demo_model *model);
 /* The rules a pair's names and dates (and sex, and an identifier of one system
  * that differs) would trip, whatever lifts or switches the guards: what train
- * counts to learn whether the registry holds families (demo_train.h). */
-unsigned demo_model_guard_shape(const demo_features *a, const demo_features *b, const int levels[DEMO_F_COUNT]);
+ * counts to learn whether the registry holds families (demo_train.h).
+ * *settled: an identifier of one system agrees (exactly or but for one
+ * character, not consecutive numbers), which lifts the guards for the pair in
+ * any case. */
+unsigned demo_model_guard_shape(const demo_features *a, const demo_features *b, const int levels[DEMO_F_COUNT],
+                                bool *settled);
 /* A family name (exact or close) and a home: street addresses exact or close
  * (a typo or two). "Similar" addresses are not one home: on FEBRL4 they pair
  * hundreds of different people of one family name (a street, a suburb). */
@@ -189,11 +193,16 @@ bool demo_model_same_home(const int levels[DEMO_F_COUNT]);
  * than a family, so a "twin" or a namesake of another generation at one home
  * is a mistyped or replaced value. Pairs that do not share a home keep the
  * guards. demo_model_learns_guards: the guards are on and the rules let train
- * decide ("learn_guards", default true). The setter is for a model not yet
- * shared (train, before it hands the model over). */
+ * decide ("learn_guards", default false: a registry that opts in trusts the
+ * statistic with its twins). The setter is for a model not yet shared (train,
+ * before it hands the model over). */
 bool demo_model_learns_guards(const demo_model *model);
 bool demo_model_guards_lifted_at_home(const demo_model *model);
 void demo_model_lift_guards_at_home(demo_model *model, bool lift);
+/* The configured rules' say over the guards at home ("learn_guards" and
+ * "guards_lifted_at_home") onto a model not yet shared: where the rules keep
+ * train out of it, a model saved by an earlier train must not keep a lift. */
+void demo_model_guard_learning_from(demo_model *model, const demo_model *rules);
 
 /* Whether the pair agrees on more than names: a birth date (exact or but for
  * a slip, not the year alone), an identifier (exact or but for one

@@ -357,10 +357,45 @@ static int demo_home_cmp(const void *pa, const void *pb)
     return c ? c : (a->record > b->record) - (a->record < b->record);
 }
 
+static int demo_address_cmp(const void *pa, const void *pb)
+{
+    const demo_features *const *a = pa, *const *b = pb;
+    int c = strcmp((*a)->address, (*b)->address);
+    return c ? c : (*a > *b) - (*a < *b);
+}
+
+/* Marks the records whose address more than DEMO_HOME_MAX_AT_ADDRESS records
+ * give (a hospital, a care home, "no fixed abode"): no one's home. */
+static rl_error *demo_crowded_addresses(const demo_features *records, size_t n, bool *crowded, size_t *count)
+{
+    const demo_features **by = malloc((n ? n : 1) * sizeof *by);
+    if (!by)
+        return RL_ERR(RL_ENOMEM, "out of memory for %zu records", n);
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++)
+        if (records[i].address[0])
+            by[m++] = &records[i];
+    qsort(by, m, sizeof *by, demo_address_cmp);
+    for (size_t start = 0; start < m;) {
+        size_t end = start + 1;
+        while (end < m && strcmp(by[end]->address, by[start]->address) == 0)
+            end++;
+        if (end - start > DEMO_HOME_MAX_AT_ADDRESS) {
+            (*count)++;
+            for (size_t k = start; k < end; k++)
+                crowded[by[k] - records] = true;
+        }
+        start = end;
+    }
+    free(by);
+    return NULL;
+}
+
 /* The pairs of one family name's records that share a home (demo_model_same_home). */
 static void demo_home_pairs(const demo_model *model, const demo_features *records, const demo_home *home, size_t n,
                             demo_household_evidence *ev)
 {
+    bool household = false, shaped = false;
     for (size_t i = 0; i < n; i++)
         for (size_t j = i + 1; j < n; j++) {
             const demo_features *a = &records[home[i].record], *b = &records[home[j].record];
@@ -369,30 +404,43 @@ static void demo_home_pairs(const demo_model *model, const demo_features *record
             int given = levels[DEMO_F_GIVEN], birth = levels[DEMO_F_BIRTH];
             if (!demo_model_same_home(levels) || given == DEMO_LEVEL_MISSING || birth == DEMO_LEVEL_MISSING)
                 continue;
+            /* An identifier that agrees says one person whatever the guards
+             * would say, and the guards never hold such a pair: it tells
+             * nothing about the pairs they do hold. */
+            bool settled = false;
+            unsigned shape = demo_model_guard_shape(a, b, levels, &settled);
+            if (settled)
+                continue;
             ev->home_pairs++;
             /* Both levels "different": another name and another birthday, two people. */
             if (given == 4 && birth == 4) {
                 ev->household_pairs++;
-                continue;
-            }
-            unsigned shape = demo_model_guard_shape(a, b, levels);
-            if (shape & DEMO_GUARD_GIVEN)
+                household = true;
+            } else if (shape & DEMO_GUARD_GIVEN) {
                 ev->twin_shaped++;
-            else if (shape & DEMO_GUARD_BIRTH)
+                shaped = true;
+            } else if (shape & DEMO_GUARD_BIRTH) {
                 ev->generation_shaped++;
+                shaped = true;
+            }
         }
+    ev->household_names += household;
+    ev->shaped_names += shaped;
 }
 
 rl_error *demo_household_evidence_of(const demo_model *model, const demo_features *records, size_t n,
                                      demo_household_evidence *out)
 {
+    rl_error *err = NULL;
     *out = (demo_household_evidence){0};
     demo_home *homes = malloc((n ? n : 1) * sizeof *homes);
-    if (!homes)
-        return RL_ERR(RL_ENOMEM, "out of memory for %zu records", n);
+    bool *crowded = calloc(n ? n : 1, sizeof *crowded);
+    if (!homes || !crowded)
+        RL_FAIL(RL_ENOMEM, "out of memory for %zu records", n);
+    RL_TRY(demo_crowded_addresses(records, n, crowded, &out->crowded_addresses));
     size_t nh = 0;
     for (size_t i = 0; i < n; i++) {
-        if (!records[i].family.ntokens || !records[i].address[0])
+        if (!records[i].family.ntokens || !records[i].address[0] || crowded[i])
             continue;
         demo_name_join(&records[i].family, homes[nh].family, sizeof homes[nh].family);
         homes[nh].record = i;
@@ -411,8 +459,10 @@ rl_error *demo_household_evidence_of(const demo_model *model, const demo_feature
             demo_home_pairs(model, records, homes + start, size, out);
         start = end;
     }
-    size_t shaped = out->twin_shaped + out->generation_shaped;
-    out->lift = shaped >= DEMO_HOME_MIN_SHAPED && shaped >= (size_t)DEMO_HOME_LIFT_RATIO * out->household_pairs;
+    out->lift = out->shaped_names >= DEMO_HOME_MIN_SHAPED &&
+                out->shaped_names >= (size_t)DEMO_HOME_LIFT_RATIO * out->household_names;
+cleanup:
     free(homes);
-    return NULL;
+    free(crowded);
+    return err;
 }

@@ -105,18 +105,23 @@ double demo_train_prior(double candidate_prior, size_t npairs, double all_pairs,
  * Whether the registry holds families, which is what the guards (twins,
  * parent and child: demo_model_guard) protect. Records of one family name
  * (exact after normalisation; a name on more than DEMO_HOME_MAX_RECORDS
- * records is left out, for time) are paired, and each pair that shares a
- * home (demo_model_same_home) and shows given names and birth dates is one of:
+ * records is left out, for time; an address more than
+ * DEMO_HOME_MAX_AT_ADDRESS records give is no one's home, and left out) are
+ * paired, and each pair that shares a home (demo_model_same_home), shows
+ * given names and birth dates, and is not settled by an identifier that
+ * agrees (the guards never hold those) is one of:
  *  - a household pair: given names and birth dates both differ outright
  *    (siblings, a parent and child, spouses): two people beyond doubt;
  *  - guard-shaped: a pair a guard would hold (demo_model_guard_shape), twins
  *    or a namesake of another generation, or one person with a given name or
  *    a birth date replaced;
  *  - anything else (the same person, mostly).
- * In a population of families household pairs far outnumber twins and
- * namesakes (twins are some 1-3% of births, a child named after a parent of
- * the same sex a few in a hundred): guard-shaped pairs there are a small
- * fraction of household pairs. Where they outnumber household pairs
+ * The decision counts family names, not pairs, so that one person entered
+ * many times cannot outweigh many families: a family name with a household
+ * pair, against one with a guard-shaped pair. In a population of families the
+ * first far outnumber the second (twins are some 1-3% of births, a child
+ * named after a parent of the same sex a few in a hundred). Where family
+ * names with guard-shaped pairs outnumber those with household pairs
  * DEMO_HOME_LIFT_RATIO to 1, and are at least DEMO_HOME_MIN_SHAPED, the
  * registry's guard-shaped pairs at one home are mostly one person with a
  * value replaced, and `lift` says so (train then sets the model's
@@ -124,17 +129,22 @@ double demo_train_prior(double candidate_prior, size_t npairs, double all_pairs,
  */
 enum {
     DEMO_HOME_MAX_RECORDS = 256,
+    DEMO_HOME_MAX_AT_ADDRESS = 16,
     DEMO_HOME_MIN_SHAPED = 20,
     DEMO_HOME_LIFT_RATIO = 4,
 };
 
 typedef struct demo_household_evidence {
-    size_t records;           /* with a family name and a street address */
+    size_t records;           /* with a family name and a street address that is someone's home */
     size_t crowded_names;     /* family names on more than DEMO_HOME_MAX_RECORDS of them: left out */
-    size_t home_pairs;        /* pairs of one family name that share a home, with given names and birth dates */
+    size_t crowded_addresses; /* addresses on more than DEMO_HOME_MAX_AT_ADDRESS records: left out */
+    size_t home_pairs;        /* pairs of one family name that share a home, with given names and birth
+                                 dates, not settled by an identifier */
     size_t household_pairs;   /* of them, given names and birth dates differ outright */
     size_t twin_shaped;       /* the twins guard's shape */
     size_t generation_shaped; /* the parent guard's shape, and not a household pair */
+    size_t household_names;   /* family names with a household pair */
+    size_t shaped_names;      /* family names with a twin- or generation-shaped pair */
     bool lift;
 } demo_household_evidence;
 

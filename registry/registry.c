@@ -114,7 +114,7 @@ static rl_error *reg_matcher_open(rl_registry *reg)
 {
     rl_error *err = NULL;
     demo_nicknames *nick = NULL;
-    demo_model *model = NULL;
+    demo_model *model = NULL, *configured = NULL;
     json_t *saved = NULL;
     if (reg->opts.matcher == RL_MATCHER_DETERMINISTIC)
         return rl_matcher_deterministic(&reg->matcher);
@@ -132,11 +132,23 @@ static rl_error *reg_matcher_open(rl_registry *reg)
             err = rl_error_wrap(err, "the trained model saved in the store is unreadable");
         goto cleanup;
     }
+    /* Rules that keep train out of the guards at home (no "learn_guards": true,
+     * the default) outrank a lift an earlier train saved: that is how an
+     * operator puts the guards back. */
+    if (saved) {
+        if (reg->opts.rules)
+            RL_TRY(demo_model_from_json(reg->opts.rules, NULL, &configured));
+        else
+            RL_TRY(demo_model_defaults(NULL, &configured));
+        if (!demo_model_learns_guards(configured))
+            demo_model_guard_learning_from(model, configured);
+    }
     RL_TRY(rl_matcher_probabilistic(model, &reg->matcher));
     model = NULL;
 cleanup:
     demo_nicknames_free(nick);
     demo_model_free(model);
+    demo_model_free(configured);
     json_decref(saved);
     return err;
 }

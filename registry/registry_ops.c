@@ -107,7 +107,9 @@ rl_error *reg_close_answered(reg_txn *txn, const rl_actor *actor, const json_t *
         json_object_set_new(item, "status", json_string("resolved"));
         json_t *resolution = json_pack("{s:s, s:s, s:s, s:s}", "decision", "link", "by", by, "who",
                                        reg_actor_who(actor), "when", now);
-        if (resolution && event_id)
+        if (!resolution)
+            RL_FAIL(RL_ENOMEM, "out of memory");
+        if (event_id)
             json_object_set_new(resolution, "event", json_string(event_id));
         json_object_set_new(item, "resolution", resolution);
         reg_put_json(txn->batch, RL_CF_REVIEW, review_id, strlen(review_id), item, &err);

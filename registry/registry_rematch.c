@@ -296,9 +296,12 @@ static rm_record *rm_find(const reg_rid_index *ix, rm_record *recs, const char *
     return i == SIZE_MAX ? NULL : &recs[i];
 }
 
-/* Open review items whose two records the assignment now puts in one person:
- * the question they ask is answered (ids appended). Only items in the store
- * count: those the replay offered are about two people by construction. */
+/* Open review items whose two records the replay put in one person, where
+ * they were two before it, not both placed by hand: the question they ask is
+ * answered (ids appended). An item about a pair already together (a hand link
+ * leaves its item to the reviewer, who may still say "not a match") is left
+ * alone, and so are those the replay offered, about two people by
+ * construction (not in the store yet). */
 static rl_error *rm_answered_items(rl_registry *reg, const reg_rid_index *ix, rm_record *recs, json_t *ids)
 {
     rl_error *err = NULL;
@@ -314,8 +317,9 @@ static rl_error *rm_answered_items(rl_registry *reg, const reg_rid_index *ix, rm
         const char *ra = json_string_value(json_object_get(item, "record"));
         const char *rb = json_string_value(json_object_get(item, "candidate_record"));
         const rm_record *a = ra ? rm_find(ix, recs, ra) : NULL, *b = rb ? rm_find(ix, recs, rb) : NULL;
-        if (a && b && a->done && b->done && strcmp(a->new_golden, b->new_golden) == 0 &&
-            json_array_append_new(ids, json_stringn(v, vlen)) != 0)
+        bool joined = a && b && a->done && b->done && !(a->manual && b->manual) &&
+                      strcmp(a->old_golden, b->old_golden) != 0 && strcmp(a->new_golden, b->new_golden) == 0;
+        if (joined && json_array_append_new(ids, json_stringn(v, vlen)) != 0)
             RL_FAIL(RL_ENOMEM, "out of memory");
     }
     RL_TRY(rl_store_iter_status(it));

@@ -204,9 +204,11 @@ static double reg_pairs_of_sample(size_t nsample, size_t nrecords)
 /* What training falls back to and blends with: the configured rules' m, u
  * and prior, or the built-in ones; never a model trained before, so that
  * training again does not wear the priors away, nor keep a bad estimate. The
- * rest of each field's settings stay the current model's. */
+ * rest of each field's settings stay the current model's. *rules_model: the
+ * configured rules (or the defaults) as a model, the caller's: whether train
+ * may learn the guards at home is theirs to say, not a saved model's. */
 static rl_error *reg_train_priors(rl_registry *reg, const demo_model *model, demo_field_params priors[DEMO_F_COUNT],
-                                  double *prior)
+                                  double *prior, demo_model **rules_model)
 {
     rl_error *err = NULL;
     demo_model *base = NULL;
@@ -221,6 +223,8 @@ static rl_error *reg_train_priors(rl_registry *reg, const demo_model *model, dem
         memcpy(priors[f].u, demo_model_params(base)[f].u, sizeof priors[f].u);
     }
     *prior = demo_model_prior(base);
+    *rules_model = base;
+    base = NULL;
 cleanup:
     demo_model_free(base);
     return err;
@@ -252,16 +256,22 @@ static json_t *reg_estimates_json(const demo_train_notes *notes, const bool tf[D
 }
 
 /* What training made of the registry's homes, and so of the guards there. */
-static json_t *reg_households_json(const demo_household_evidence *h, bool learnt, bool lifted)
+static json_t *reg_households_json(const demo_household_evidence *h, bool learnt, bool enough, bool lifted)
 {
     if (!learnt)
         return json_pack("{s:b, s:s}", "guards_lifted_at_home", lifted, "decision",
-                         "not learnt: the guards are off, or the rules say \"learn_guards\": false");
-    json_t *o = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:b}", "records_with_home", (json_int_t)h->records,
-                          "crowded_family_names", (json_int_t)h->crowded_names, "pairs_sharing_a_home",
+                         "not learnt: the rules do not say \"learn_guards\": true (the default), or the guards are off");
+    if (!enough)
+        return json_pack("{s:b, s:s}", "guards_lifted_at_home", lifted, "decision",
+                         "too few records to learn from: the guards hold");
+    json_t *o = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:b}", "records_with_home",
+                          (json_int_t)h->records, "crowded_family_names", (json_int_t)h->crowded_names,
+                          "crowded_addresses", (json_int_t)h->crowded_addresses, "pairs_sharing_a_home",
                           (json_int_t)h->home_pairs, "household_pairs", (json_int_t)h->household_pairs,
                           "twin_shaped_pairs", (json_int_t)h->twin_shaped, "generation_shaped_pairs",
-                          (json_int_t)h->generation_shaped, "guards_lifted_at_home", lifted);
+                          (json_int_t)h->generation_shaped, "family_names_with_household_pairs",
+                          (json_int_t)h->household_names, "family_names_with_guard_shaped_pairs",
+                          (json_int_t)h->shaped_names, "guards_lifted_at_home", lifted);
     const char *why;
     if (lifted)
         why = "records that share a family name and a home are one person far more often than a family "
@@ -277,7 +287,7 @@ rl_error *rl_registry_train(rl_registry *reg, const rl_actor *actor, json_t **re
     rl_error *err = NULL;
     reg_train_data d = {0};
     demo_pair_levels *pairs = NULL;
-    demo_model *trained = NULL;
+    demo_model *trained = NULL, *rules_model = NULL;
     json_t *given_counts = json_object(), *family_counts = json_object(), *tf = NULL, *saved = NULL;
     rl_store_batch *batch = NULL;
     bool locked = false;
@@ -311,7 +321,7 @@ rl_error *rl_registry_train(rl_registry *reg, const rl_actor *actor, json_t **re
 
     demo_field_params params[DEMO_F_COUNT], priors[DEMO_F_COUNT];
     double prior = 0;
-    RL_TRY(reg_train_priors(reg, model, priors, &prior));
+    RL_TRY(reg_train_priors(reg, model, priors, &prior, &rules_model));
     memcpy(params, priors, sizeof params);
     demo_train_notes notes = {0};
     size_t npairs = 0;
@@ -343,12 +353,13 @@ rl_error *rl_registry_train(rl_registry *reg, const rl_actor *actor, json_t **re
     /* Whether the guards hold at a shared home is learnt like m and u, from the
      * same sample, and falls back to the guards (not lifted) with too little. */
     demo_household_evidence homes = {0};
-    bool learns_guards = demo_model_learns_guards(model);
-    if (learns_guards) {
-        if (learn)
-            RL_TRY(demo_household_evidence_of(model, d.sample, d.nsample, &homes));
+    bool learns_guards = demo_model_learns_guards(rules_model);
+    if (learns_guards && learn)
+        RL_TRY(demo_household_evidence_of(model, d.sample, d.nsample, &homes));
+    if (learns_guards)
         demo_model_lift_guards_at_home(trained, homes.lift);
-    }
+    else
+        demo_model_guard_learning_from(trained, rules_model);
     /* A name's share of the records is its exact level's u: used when u could be estimated. */
     bool tf_used[DEMO_F_COUNT] = {false};
     tf_used[DEMO_F_GIVEN] = !notes.u[DEMO_F_GIVEN].kept;
@@ -386,7 +397,7 @@ rl_error *rl_registry_train(rl_registry *reg, const rl_actor *actor, json_t **re
     locked = false;
     /* An operator should know when twins at one home are no longer held for a
      * reviewer (counts only: no patient data). */
-    if (trained_lift)
+    if (learns_guards && homes.lift)
         rl_log(RL_LOG_WARN, "registry", "train lifted the twins and parent guards at shared homes: no families found",
                "household_pairs=%zu twin_shaped=%zu generation_shaped=%zu", homes.household_pairs,
                homes.twin_shaped, homes.generation_shaped);
@@ -406,7 +417,7 @@ rl_error *rl_registry_train(rl_registry *reg, const rl_actor *actor, json_t **re
                         decision_prior, "seconds",
                         (double)(rl_time_mono_ns() - t0) / 1e9, "fields", fields);
     json_object_set_new(*report, "estimates", reg_estimates_json(&notes, tf_used));
-    json_object_set_new(*report, "households", reg_households_json(&homes, learns_guards, trained_lift));
+    json_object_set_new(*report, "households", reg_households_json(&homes, learns_guards, learn, trained_lift));
     if (!estimated)
         json_object_set_new(*report, "note", json_string("too few records to learn from: the priors replace the "
                                                          "model trained before"));
@@ -417,6 +428,7 @@ cleanup:
     free(d.sample_ids);
     free(pairs);
     demo_model_free(trained);
+    demo_model_free(rules_model);
     json_decref(given_counts);
     json_decref(family_counts);
     json_decref(tf);

@@ -67,31 +67,28 @@ static void expect_floor(const char *files, const char *extra, double f1_before,
     json_decref(j);
 }
 
-/* Reached (F1 before train, after, precision after): FEBRL1 0.9980 0.9990 1.0,
- * FEBRL2 0.9974 0.9990 1.0, FEBRL3 0.9945 0.9982 1.0, FEBRL4 0.9976 0.9992 1.0.
- * After train the guards no longer hold pairs at one home: FEBRL has no
- * families (train's "households" report; test_registry holds the other side,
- * a registry of families keeping them). FEBRL4's floor after train is the
- * issue's aim, 0.999. */
-static void test_febrl1(void **state) { expect_floor("dataset1.csv", NULL, 0.997, 0.9985, 0.999); }
-static void test_febrl2(void **state) { expect_floor("dataset2.csv", NULL, 0.996, 0.9985, 0.999); }
-static void test_febrl3(void **state) { expect_floor("dataset3.csv", NULL, 0.993, 0.997, 0.999); }
-static void test_febrl4(void **state) { expect_floor("dataset4a.csv dataset4b.csv", NULL, 0.997, 0.999, 0.999); }
+/* Reached (F1 before train, after, precision after): FEBRL1 0.9980 0.9980 1.0,
+ * FEBRL2 0.9974 0.9984 1.0, FEBRL3 0.9941 0.9962 1.0, FEBRL4 0.9976 0.9976 1.0. */
+static void test_febrl1(void **state) { expect_floor("dataset1.csv", NULL, 0.997, 0.997, 0.999); }
+static void test_febrl2(void **state) { expect_floor("dataset2.csv", NULL, 0.996, 0.997, 0.999); }
+static void test_febrl3(void **state) { expect_floor("dataset3.csv", NULL, 0.993, 0.995, 0.999); }
+static void test_febrl4(void **state) { expect_floor("dataset4a.csv dataset4b.csv", NULL, 0.997, 0.997, 0.999); }
 
-/* The guards (twins, parent and child) send some FEBRL duplicates to review
- * until train finds that FEBRL has no families: FEBRL replaces a given name or
- * birth date and the social security number of one record wholesale, which is
- * exactly what twins and parents look like (FEBRL4: 14 twin-shaped pairs, 8
- * with birth dates that differ outright). With the guards off altogether, from
- * the first record: FEBRL3 0.9997 / 1.0000, FEBRL4 0.9998 / 0.9998. */
-static char *write_rules_config(void)
+/* The guards (twins, parent and child) send some FEBRL duplicates to review:
+ * FEBRL replaces a given name or birth date and the social security number of
+ * one record wholesale, which is exactly what twins and parents look like
+ * (FEBRL4: 14 twin-shaped pairs, 8 with birth dates that differ outright).
+ * Without them the matcher passes the published unsupervised figures (Splink:
+ * FEBRL3 0.9929, FEBRL4 0.9992): reached FEBRL3 0.9997 / 1.0000, FEBRL4
+ * 0.9998 / 0.9998. */
+static char *write_rules_config(const char *rules_json)
 {
     char *dir = rl_test_tmpdir("rules");
     char rules[600], config[600];
     snprintf(rules, sizeof rules, "%s/rules.json", dir);
     snprintf(config, sizeof config, "%s/config.json", dir);
     FILE *f = fopen(rules, "w");
-    fputs("{\"guards\": false}", f);
+    fputs(rules_json, f);
     fclose(f);
     f = fopen(config, "w");
     fprintf(f, "{\"registry\": {\"rules\": \"%s\"}}", rules);
@@ -104,31 +101,44 @@ static char *write_rules_config(void)
 
 static void test_febrl3_without_guards(void **state)
 {
-    char *arg = write_rules_config();
+    char *arg = write_rules_config("{\"guards\": false}");
     expect_floor("dataset3.csv", arg, 0.998, 0.999, 0.999);
     free(arg);
 }
 
 static void test_febrl4_without_guards(void **state)
 {
-    char *arg = write_rules_config();
+    char *arg = write_rules_config("{\"guards\": false}");
     expect_floor("dataset4a.csv dataset4b.csv", arg, 0.999, 0.999, 0.999);
     free(arg);
 }
 
-/* Without an identifier nothing lifts a guard at registration, and pairs that
- * agree on names alone wait for a reviewer; train lifts the guards at one home:
- * reached FEBRL3 0.9055 / 0.9621 (ties between candidates fall by record ids,
- * which are random: +-0.0005 before train), FEBRL4 0.9429 / 0.9866,
- * precision 1.0. */
+/* Without an identifier nothing lifts a guard, and pairs that agree on names
+ * alone wait for a reviewer: reached FEBRL3 0.9039 / 0.9068 (ties between
+ * candidates fall by record ids, which are random: +-0.0005), FEBRL4 0.9425 /
+ * 0.9425, precision 1.0. */
 static void test_febrl3_without_ssn(void **state)
 {
-    expect_floor("dataset3.csv", "--without soc_sec_id", 0.903, 0.958, 0.999);
+    expect_floor("dataset3.csv", "--without soc_sec_id", 0.899, 0.904, 0.999);
 }
 
 static void test_febrl4_without_ssn(void **state)
 {
-    expect_floor("dataset4a.csv dataset4b.csv", "--without soc_sec_id", 0.942, 0.984, 0.999);
+    expect_floor("dataset4a.csv dataset4b.csv", "--without soc_sec_id", 0.941, 0.941, 0.999);
+}
+
+/* "learn_guards": true lets train find that FEBRL holds no families (no
+ * household pair at any shared home, 200 family names with twin- or
+ * parent-shaped pairs) and lift the guards there: FEBRL4 without soc_sec_id
+ * 0.9425 -> 0.9806 after train, precision 1.0 (docs/matching.md, "What
+ * training learns of households"). */
+static void test_febrl4_without_ssn_learning_guards(void **state)
+{
+    char *arg = write_rules_config("{\"learn_guards\": true}");
+    char extra[700];
+    snprintf(extra, sizeof extra, "%s --without soc_sec_id", arg);
+    expect_floor("dataset4a.csv dataset4b.csv", extra, 0.941, 0.978, 0.999);
+    free(arg);
 }
 
 int main(void)
@@ -140,6 +150,7 @@ int main(void)
         cmocka_unit_test(test_febrl4),
         cmocka_unit_test(test_febrl3_without_ssn),
         cmocka_unit_test(test_febrl4_without_ssn),
+        cmocka_unit_test(test_febrl4_without_ssn_learning_guards),
         cmocka_unit_test(test_febrl3_without_guards),
         cmocka_unit_test(test_febrl4_without_guards),
     };

@@ -184,7 +184,7 @@ static void test_guards_lifted_at_home(void **state)
 {
     (void)state;
     demo_model *m = NULL;
-    json_t *rules = json_pack("{s:b}", "guards_lifted_at_home", 1);
+    json_t *rules = json_pack("{s:b, s:b}", "guards_lifted_at_home", 1, "learn_guards", 1);
     assert_null(demo_model_from_json(rules, NULL, &m));
     json_decref(rules);
     assert_true(demo_model_guards_lifted_at_home(m));
@@ -198,7 +198,23 @@ static void test_guards_lifted_at_home(void **state)
     demo_compare_features(m, &a, &b, lv);
     assert_true(demo_model_same_home(lv));
     assert_int_equal(demo_model_guard(m, &a, &b, lv, &agrees), 0);
-    assert_int_equal(demo_model_guard_shape(&a, &b, lv), G_GIVEN);
+    bool settled = true;
+    assert_int_equal(demo_model_guard_shape(&a, &b, lv, &settled), G_GIVEN);
+    assert_false(settled);
+    /* Consecutive ward numbers settle nothing (twins numbered one after the other); one number mistyped does. */
+    features(m, person(&wanjiru), &a);
+    features(m, person(&njeri), &b);
+    demo_compare_features(m, &a, &b, lv);
+    assert_int_equal(demo_model_guard_shape(&a, &b, lv, &settled), G_GIVEN);
+    assert_false(settled);
+    features(m, person(&flynn), &a);
+    features(m, person(&zac_digit_mistyped), &b);
+    demo_compare_features(m, &a, &b, lv);
+    assert_int_equal(demo_model_guard_shape(&a, &b, lv, &settled), G_GIVEN);
+    assert_true(settled);
+    features(m, person(&wanjiru), &a);
+    features(m, person(&njeri_no_mrn), &b);
+    demo_compare_features(m, &a, &b, lv);
     /* Father and son at one home likewise. */
     features(m, person(&john_sr), &a);
     features(m, person(&john_jr), &b);
@@ -225,12 +241,18 @@ static void test_guards_lifted_at_home(void **state)
     demo_model *d = NULL;
     assert_null(demo_model_defaults(NULL, &d));
     assert_false(demo_model_guards_lifted_at_home(d));
+    assert_false(demo_model_learns_guards(d)); /* opt-in */
+    /* Defaults are not written: a model saved with neither opens in builds from before them. */
+    json_t *plain = demo_model_to_json(d);
+    assert_null(json_object_get(plain, "learn_guards"));
+    assert_null(json_object_get(plain, "guards_lifted_at_home"));
+    json_decref(plain);
     features(d, person(&wanjiru), &a);
     features(d, person(&njeri_no_mrn), &b);
     demo_compare_features(d, &a, &b, lv);
     assert_int_equal(demo_model_guard(d, &a, &b, lv, &agrees), G_GIVEN);
     demo_model_free(d);
-    const char *fixed[] = {"{\"learn_guards\": false}", "{\"guards\": false}"};
+    const char *fixed[] = {"{\"learn_guards\": false}", "{\"guards\": false, \"learn_guards\": true}"};
     for (int i = 0; i < 2; i++) {
         json_t *r = json_loads(fixed[i], 0, NULL);
         assert_null(demo_model_from_json(r, NULL, &d));

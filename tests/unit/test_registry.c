@@ -716,6 +716,17 @@ static long open_reviews(fixture *f)
     return n;
 }
 
+/* Reopens the registry with rules that let train learn the guards at home, or
+ * not (the default); the rules are the caller's to release, after the test. */
+static json_t *learn_guards(fixture *f, bool learn)
+{
+    json_t *rules = json_pack("{s:b}", "learn_guards", learn);
+    close_registry(f);
+    f->opts.rules = rules;
+    assert_int_equal(open_registry(f), 0);
+    return rules;
+}
+
 static json_t *households_of(json_t *report)
 {
     json_t *h = json_object_get(report, "households");
@@ -733,6 +744,7 @@ static json_t *households_of(json_t *report)
 static void test_train_keeps_the_guards_where_families_live(void **state)
 {
     fixture *f = *state;
+    json_t *learning = learn_guards(f, true);
     static const char *const men[] = {"Peter", "John", "James", "Joseph", "David", "Samuel"};
     static const char *const women[] = {"Mary", "Grace", "Faith", "Esther", "Ruth", "Agnes"};
     static const char *const boys[] = {"Brian", "Kevin", "Dennis", "Collins", "Victor", "Felix"};
@@ -785,6 +797,7 @@ static void test_train_keeps_the_guards_where_families_live(void **state)
     json_decref(assign);
     assert_int_equal(count_persons(f), 60 * 4 + 2 * ntwins);
     expect_clean(f);
+    json_decref(learning);
 }
 
 /* Sixty people, each registered twice at one home, and thirty of them the
@@ -795,6 +808,7 @@ static void test_train_keeps_the_guards_where_families_live(void **state)
 static void test_train_lifts_the_guards_where_homes_are_one_person(void **state)
 {
     fixture *f = *state;
+    json_t *learning = learn_guards(f, true);
     static const char *const given[] = {"Peter", "Mary", "John", "Grace", "James", "Faith"};
     static const char *const other[] = {"Brian", "Wanjiku", "Kevin", "Joy", "Dennis", "Purity"};
     for (int i = 0; i < 60; i++) {
@@ -842,8 +856,92 @@ static void test_train_lifts_the_guards_where_homes_are_one_person(void **state)
     assert_false(first.created); /* the same source record, sent again */
     assert_string_equal(r.golden_id, first.golden_id);
     assert_string_equal(r.grade, "certain");
+    /* A search says which guard the lift set aside, and why. */
+    json_t *probe = json_pack("{s:s, s:[{s:s, s:[s]}], s:s, s:s, s:[{s:[s], s:s}]}", "resourceType", "Patient",
+                              "name", "family", family, "given", "Yohana", "gender", "male", "birthDate", birth,
+                              "address", "line", "41 Oginga Road", "city", "Kisumu");
+    json_t *list = NULL;
+    assert_null(rl_registry_match(f->reg, &clerk, probe, 5, &list));
+    json_t *lifted = json_object_get(json_object_get(json_array_get(list, 0), "fields"), "guard_lifted");
+    assert_non_null(lifted);
+    assert_non_null(strstr(json_string_value(json_object_get(lifted, "guard")), "twins"));
+    json_decref(list);
+    json_decref(probe);
     rl_submit_result_clear(&first);
     rl_submit_result_clear(&r);
+    /* Rules that no longer let train learn (the default) put the guards back
+     * over the saved lift: a fourth name for person 41 waits for a reviewer. */
+    json_t *default_rules = learn_guards(f, false);
+    family_name(41, family, sizeof family);
+    snprintf(birth, sizeof birth, "%d-%02d-%02d", 1940 + 41, 1 + 41 % 12, 1 + (41 * 3) % 28);
+    first = submit_at_home(f, "P41-a", family, given[41 % 6], "female", birth, "42 Oginga Road");
+    r = submit_at_home(f, "P41-c", family, "Zawadi", "female", birth, "42 Oginga Road");
+    assert_string_not_equal(r.golden_id, first.golden_id);
+    assert_int_equal(r.reviews_queued, 1);
+    rl_submit_result_clear(&first);
+    rl_submit_result_clear(&r);
+    expect_clean(f);
+    json_decref(default_rules);
+    json_decref(learning);
+}
+
+/* Rematch answers only the questions its own replay settles. Twins held for a
+ * reviewer and then linked by hand are together before rematch: the item stays
+ * open (a hand link leaves it to the reviewer, who may still say "not a
+ * match"), and an undo of the link still finds it open. */
+static void test_rematch_leaves_items_a_hand_link_answered(void **state)
+{
+    fixture *f = *state;
+    rl_submit_result a = submit_at_home(f, "T1", "Odhiambo", "Akinyi", "female", "2015-03-04", "7 Kisumu Road");
+    rl_submit_result b = submit_at_home(f, "T2", "Odhiambo", "Adhiambo", "female", "2015-03-04", "7 Kisumu Road");
+    assert_string_not_equal(a.golden_id, b.golden_id);
+    assert_int_equal(b.reviews_queued, 1);
+    json_t *ev = NULL;
+    assert_null(rl_registry_link(f->reg, &reviewer, b.record_id, a.golden_id, &ev));
+    const char *event_id = json_string_value(json_object_get(ev, "id"));
+    assert_non_null(event_id);
+    char link_event[64];
+    snprintf(link_event, sizeof link_event, "%s", event_id);
+    json_decref(ev);
+    json_t *report = rematch(f);
+    assert_int_equal(json_integer_value(json_object_get(report, "reviews_answered")), 0);
+    json_decref(report);
+    assert_int_equal(open_reviews(f), 1);
+    json_t *undone = NULL;
+    assert_null(rl_registry_undo(f->reg, &reviewer, link_event, &undone));
+    json_decref(undone);
+    assert_int_equal(open_reviews(f), 1);
+    assert_int_equal(count_persons(f), 2);
+    rl_submit_result_clear(&a);
+    rl_submit_result_clear(&b);
+    expect_clean(f);
+}
+
+/* By default train learns nothing of households: the same registry keeps its
+ * guards, and its replaced names wait for a reviewer. */
+static void test_train_leaves_the_guards_by_default(void **state)
+{
+    fixture *f = *state;
+    for (int i = 0; i < 60; i++) {
+        char family[32], line[64], value[32], birth[32];
+        family_name(i, family, sizeof family);
+        snprintf(line, sizeof line, "%d Oginga Road", i + 1);
+        snprintf(birth, sizeof birth, "%d-%02d-%02d", 1940 + i, 1 + i % 12, 1 + (i * 3) % 28);
+        snprintf(value, sizeof value, "P%d-a", i);
+        rl_submit_result r = submit_at_home(f, value, family, "Peter", "male", birth, line);
+        rl_submit_result_clear(&r);
+        snprintf(value, sizeof value, "P%d-b", i);
+        r = submit_at_home(f, value, family, i < 30 ? "Brian" : "Peter", "male", birth, line);
+        rl_submit_result_clear(&r);
+    }
+    json_t *report = train(f);
+    json_t *h = households_of(report);
+    assert_true(json_is_false(json_object_get(h, "guards_lifted_at_home")));
+    assert_null(json_object_get(h, "twin_shaped_pairs"));
+    json_decref(report);
+    json_decref(rematch(f));
+    assert_int_equal(count_persons(f), 90);
+    assert_true(open_reviews(f) >= 30);
     expect_clean(f);
 }
 
@@ -2625,6 +2723,8 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_train_keeps_the_guards_where_families_live, setup_probabilistic, teardown),
         cmocka_unit_test_setup_teardown(test_train_lifts_the_guards_where_homes_are_one_person, setup_probabilistic, teardown),
+        cmocka_unit_test_setup_teardown(test_train_leaves_the_guards_by_default, setup_probabilistic, teardown),
+        cmocka_unit_test_setup_teardown(test_rematch_leaves_items_a_hand_link_answered, setup_probabilistic, teardown),
         cmocka_unit_test_setup_teardown(test_train_reports_what_it_estimated, setup_probabilistic, teardown),
         cmocka_unit_test_setup_teardown(test_cache_fill_from_known_links, setup_probabilistic, teardown),
         cmocka_unit_test_setup_teardown(test_review_link_and_not_a_match_memory, setup, teardown),
