@@ -421,37 +421,50 @@ double demo_token_set_similarity_floor(const char *a, const char *b, double floo
 
 double demo_token_set_similarity(const char *a, const char *b) { return demo_token_set_similarity_floor(a, b, 0.0); }
 
-/* What an address comparison reads first: its tokens, counted as tokenize()
- * counts them (the last slot takes the rest), and its house number, the first
- * token made of digits only (len 0 when none). One pass. */
+/* What an address comparison reads first: its words (up to
+ * DEMO_ADDRESS_MAX_WORDS), how many of them are not the house number, and the
+ * house number: the first word that starts with a digit ("12", "12a"; len 0
+ * when none). One pass. */
+enum { DEMO_ADDRESS_MAX_WORDS = 32 };
+
 typedef struct demo_address_shape {
-    int ntokens;
+    int nwords, nnamed; /* words; words other than the house number */
     const char *number;
     size_t number_len;
 } demo_address_shape;
 
 static demo_address_shape demo_address_shape_of(const char *s)
 {
-    demo_address_shape shape = {0, s, 0};
-    for (const char *p = s; *p;) {
+    demo_address_shape shape = {0, 0, s, 0};
+    for (const char *p = s; *p && shape.nwords < DEMO_ADDRESS_MAX_WORDS;) {
         while (*p == ' ')
             p++;
         if (!*p)
             break;
         const char *start = p;
-        bool digits = true;
-        while (*p && *p != ' ') {
-            digits = digits && *p >= '0' && *p <= '9';
+        while (*p && *p != ' ')
             p++;
-        }
-        if (shape.ntokens < MAXTOK)
-            shape.ntokens++;
-        if (digits && !shape.number_len) {
+        shape.nwords++;
+        if (!shape.number_len && *start >= '0' && *start <= '9') {
             shape.number = start;
             shape.number_len = (size_t)(p - start);
+        } else {
+            shape.nnamed++;
         }
     }
     return shape;
+}
+
+static bool demo_numbers_differ(const demo_address_shape *a, const demo_address_shape *b)
+{
+    return a->number_len && b->number_len &&
+           (a->number_len != b->number_len || memcmp(a->number, b->number, a->number_len) != 0);
+}
+
+bool demo_address_numbers_differ(const char *a, const char *b)
+{
+    demo_address_shape sa = demo_address_shape_of(a), sb = demo_address_shape_of(b);
+    return demo_numbers_differ(&sa, &sb);
 }
 
 /* The same characters once spaces are taken out ("disney court" / "disneycourt"). */
@@ -470,8 +483,6 @@ static bool demo_same_without_spaces(const char *a, const char *b)
         b++;
     }
 }
-
-enum { DEMO_ADDRESS_MAX_WORDS = 32 };
 
 /* Space-separated words of s (at most DEMO_ADDRESS_MAX_WORDS; the rest are not looked at). */
 static int demo_words(const char *s, const char *start[DEMO_ADDRESS_MAX_WORDS], size_t len[DEMO_ADDRESS_MAX_WORDS])
@@ -514,21 +525,21 @@ static bool demo_words_within(const char *part, const char *whole)
 double demo_address_similarity_floor(const char *a, const char *b, double floor)
 {
     demo_address_shape sa = demo_address_shape_of(a), sb = demo_address_shape_of(b);
-    if (sa.ntokens == 0 || sb.ntokens == 0)
+    if (sa.nwords == 0 || sb.nwords == 0)
         return 0.0;
     /* Only one home written twice is forgiven: the same house number on both
      * sides, or none on either. Two numbers that differ are two homes however
      * alike the rest, and a street without a number is not any one house on it:
      * those stay what the token comparison makes of them. Forgiven: the same
      * characters once spaces are out (a word split or joined), and every word
-     * of one, two at least, among the other's (a locality or building line
-     * left out). Not retyped words: "11 clancy street" is not within "11
+     * of one among the other's (a locality or building line left out), the
+     * shorter keeping two words besides the number (a number and a town are
+     * not a street). Not retyped words: "11 clancy street" is not within "11
      * carina street ocean pines", however close the letters. */
     bool one_number = sa.number_len == sb.number_len && memcmp(sa.number, sb.number, sa.number_len) == 0;
     if (one_number && demo_same_without_spaces(a, b))
         return 1.0;
-    if (one_number && (sa.ntokens >= 2 && sb.ntokens >= 2) &&
-        (sa.ntokens < sb.ntokens ? demo_words_within(a, b) : demo_words_within(b, a)))
+    if (one_number && sa.nnamed >= 2 && sb.nnamed >= 2 && (demo_words_within(a, b) || demo_words_within(b, a)))
         return 1.0;
     return demo_token_set_similarity_floor(a, b, floor);
 }

@@ -31,6 +31,8 @@
 #ifndef RL_DEMO_COMPARE_H
 #define RL_DEMO_COMPARE_H
 
+#include <stdbool.h>
+
 /* Code points of each string taken into account by the string metrics. */
 #define DEMO_COMPARE_MAX_CODEPOINTS 256
 /* Tokens per string seen by demo_token_set_similarity(); the last one holds
@@ -94,17 +96,22 @@ double demo_token_set_similarity(const char *a, const char *b);
 double demo_token_set_similarity_floor(const char *a, const char *b, double floor);
 
 /* Street addresses: demo_token_set_similarity, made to forgive what one home
- * written twice shows when both carry the same house number (the first
- * all-digit token of each) or neither has one: the same characters once
+ * written twice shows when both carry the same house number (the first word
+ * that starts with a digit) or neither has one: the same characters once
  * spaces are taken out ("disney court" / "disneycourt"), or every word of one
- * (two at least) among the other's words (a locality or building line left
- * out: "14 laker crescent" within "14 laker crescent sapri"), score 1. Words
+ * among the other's words, two besides the number on each side (a locality
+ * or building line left out: "14 laker crescent" within "14 laker crescent
+ * sapri"), score 1. Words
  * retyped are not forgiven that way ("11 clancy street" is not within "11
  * carina street ocean pines"), two numbers that differ are two homes, and a
  * street without a number is not any one house on it ("moi avenue" / "12 moi
  * avenue"): those get the plain token comparison. Exact at or above floor, as
  * demo_token_set_similarity_floor; below it some value below floor. */
 double demo_address_similarity_floor(const char *a, const char *b, double floor);
+/* Both addresses carry a house number (the first word that starts with a
+ * digit: "12", "12a") and the two differ: two homes, whatever the words say.
+ * The address level is then "similar" at best (demo_model). */
+bool demo_address_numbers_differ(const char *a, const char *b);
 
 /*
  * Dates of birth. precision: 0 missing, 1 year, 2 year-month, 3 full date;

@@ -197,6 +197,7 @@ bool demo_model_same_home(const int levels[DEMO_F_COUNT]);
  * statistic with its twins). The setter is for a model not yet shared (train,
  * before it hands the model over). */
 bool demo_model_learns_guards(const demo_model *model);
+bool demo_model_guards_on(const demo_model *model); /* "guards": true */
 bool demo_model_guards_lifted_at_home(const demo_model *model);
 void demo_model_lift_guards_at_home(demo_model *model, bool lift);
 /* The configured rules' say over the guards at home ("learn_guards" and

@@ -404,18 +404,20 @@ static void demo_home_pairs(const demo_model *model, const demo_features *record
             int given = levels[DEMO_F_GIVEN], birth = levels[DEMO_F_BIRTH];
             if (!demo_model_same_home(levels) || given == DEMO_LEVEL_MISSING || birth == DEMO_LEVEL_MISSING)
                 continue;
-            /* An identifier that agrees says one person whatever the guards
-             * would say, and the guards never hold such a pair: it tells
-             * nothing about the pairs they do hold. */
             bool settled = false;
             unsigned shape = demo_model_guard_shape(a, b, levels, &settled);
-            if (settled)
-                continue;
             ev->home_pairs++;
-            /* Both levels "different": another name and another birthday, two people. */
+            /* Both levels "different": another name and another birthday, two
+             * people, even when they share an identifier (a family's insurance
+             * number). */
             if (given == 4 && birth == 4) {
                 ev->household_pairs++;
                 household = true;
+            } else if (settled) {
+                /* An identifier that agrees says one person whatever the guards
+                 * would say, and the guards never hold such a pair: it tells
+                 * nothing about the pairs they do hold. */
+                continue;
             } else if (shape & DEMO_GUARD_GIVEN) {
                 ev->twin_shaped++;
                 shaped = true;

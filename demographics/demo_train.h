@@ -107,14 +107,15 @@ double demo_train_prior(double candidate_prior, size_t npairs, double all_pairs,
  * (exact after normalisation; a name on more than DEMO_HOME_MAX_RECORDS
  * records is left out, for time; an address more than
  * DEMO_HOME_MAX_AT_ADDRESS records give is no one's home, and left out) are
- * paired, and each pair that shares a home (demo_model_same_home), shows
- * given names and birth dates, and is not settled by an identifier that
- * agrees (the guards never hold those) is one of:
+ * paired, and each pair that shares a home (demo_model_same_home) and shows
+ * given names and birth dates is one of:
  *  - a household pair: given names and birth dates both differ outright
- *    (siblings, a parent and child, spouses): two people beyond doubt;
- *  - guard-shaped: a pair a guard would hold (demo_model_guard_shape), twins
- *    or a namesake of another generation, or one person with a given name or
- *    a birth date replaced;
+ *    (siblings, a parent and child, spouses): two people beyond doubt, even
+ *    with an identifier in common (a family's insurance number);
+ *  - guard-shaped: a pair a guard would hold (demo_model_guard_shape) and no
+ *    identifier settles (the guards never hold those), twins or a namesake of
+ *    another generation, or one person with a given name or a birth date
+ *    replaced;
  *  - anything else (the same person, mostly).
  * The decision counts family names, not pairs, so that one person entered
  * many times cannot outweigh many families: a family name with a household
@@ -139,7 +140,7 @@ typedef struct demo_household_evidence {
     size_t crowded_names;     /* family names on more than DEMO_HOME_MAX_RECORDS of them: left out */
     size_t crowded_addresses; /* addresses on more than DEMO_HOME_MAX_AT_ADDRESS records: left out */
     size_t home_pairs;        /* pairs of one family name that share a home, with given names and birth
-                                 dates, not settled by an identifier */
+                                 dates */
     size_t household_pairs;   /* of them, given names and birth dates differ outright */
     size_t twin_shaped;       /* the twins guard's shape */
     size_t generation_shaped; /* the parent guard's shape, and not a household pair */

@@ -136,9 +136,13 @@ static rl_error *reg_matcher_open(rl_registry *reg)
      * the default) outrank a lift an earlier train saved: that is how an
      * operator puts the guards back. */
     if (saved) {
-        if (reg->opts.rules)
-            RL_TRY(demo_model_from_json(reg->opts.rules, NULL, &configured));
-        else
+        if (reg->opts.rules) {
+            err = demo_model_from_json(reg->opts.rules, NULL, &configured);
+            if (err) {
+                err = rl_error_wrap(err, "the configured rules (registry.rules)");
+                goto cleanup;
+            }
+        } else
             RL_TRY(demo_model_defaults(NULL, &configured));
         if (!demo_model_learns_guards(configured))
             demo_model_guard_learning_from(model, configured);

@@ -297,7 +297,8 @@ static rm_record *rm_find(const reg_rid_index *ix, rm_record *recs, const char *
 }
 
 /* Open review items whose two records the replay put in one person, where
- * they were two before it, not both placed by hand: the question they ask is
+ * they were two before it, neither placed by hand (an undo of a hand link
+ * could take one away again): the question they ask is
  * answered (ids appended). An item about a pair already together (a hand link
  * leaves its item to the reviewer, who may still say "not a match") is left
  * alone, and so are those the replay offered, about two people by
@@ -317,7 +318,7 @@ static rl_error *rm_answered_items(rl_registry *reg, const reg_rid_index *ix, rm
         const char *ra = json_string_value(json_object_get(item, "record"));
         const char *rb = json_string_value(json_object_get(item, "candidate_record"));
         const rm_record *a = ra ? rm_find(ix, recs, ra) : NULL, *b = rb ? rm_find(ix, recs, rb) : NULL;
-        bool joined = a && b && a->done && b->done && !(a->manual && b->manual) &&
+        bool joined = a && b && a->done && b->done && !a->manual && !b->manual &&
                       strcmp(a->old_golden, b->old_golden) != 0 && strcmp(a->new_golden, b->new_golden) == 0;
         if (joined && json_array_append_new(ids, json_stringn(v, vlen)) != 0)
             RL_FAIL(RL_ENOMEM, "out of memory");

@@ -260,7 +260,7 @@ static json_t *reg_households_json(const demo_household_evidence *h, bool learnt
 {
     if (!learnt)
         return json_pack("{s:b, s:s}", "guards_lifted_at_home", lifted, "decision",
-                         "not learnt: the rules do not say \"learn_guards\": true (the default), or the guards are off");
+                         "not learnt: the rules do not say \"learn_guards\": true (it is off by default), or the guards are off");
     if (!enough)
         return json_pack("{s:b, s:s}", "guards_lifted_at_home", lifted, "decision",
                          "too few records to learn from: the guards hold");

@@ -127,17 +127,17 @@ static void test_febrl4_without_ssn(void **state)
     expect_floor("dataset4a.csv dataset4b.csv", "--without soc_sec_id", 0.941, 0.941, 0.999);
 }
 
-/* "learn_guards": true lets train find that FEBRL holds no families (no
- * household pair at any shared home, 200 family names with twin- or
- * parent-shaped pairs) and lift the guards there: FEBRL4 without soc_sec_id
- * 0.9425 -> 0.9806 after train, precision 1.0 (docs/matching.md, "What
- * training learns of households"). */
+/* "learn_guards": true lets train find that FEBRL holds no families (8 family
+ * names with a household pair at a shared home against 196 with a twin- or
+ * parent-shaped pair) and lift the guards there: FEBRL4 without soc_sec_id
+ * 0.9424 -> 0.9796 after train, precision 1.0 (docs/matching.md, "What
+ * training can learn of households"). */
 static void test_febrl4_without_ssn_learning_guards(void **state)
 {
     char *arg = write_rules_config("{\"learn_guards\": true}");
     char extra[700];
     snprintf(extra, sizeof extra, "%s --without soc_sec_id", arg);
-    expect_floor("dataset4a.csv dataset4b.csv", extra, 0.941, 0.978, 0.999);
+    expect_floor("dataset4a.csv dataset4b.csv", extra, 0.941, 0.977, 0.999);
     free(arg);
 }
 

@@ -254,12 +254,23 @@ static void test_address_similarity(void **state)
         {"moi avenue", "12 moi avenue nakuru west"},
         {"oginga road", "41 oginga road"},
         {"12 3rd ave", "123rd ave"},
+        /* A number with a letter is a number; a number and a town are not a street. */
+        {"12a moi avenue", "moi avenue"},
+        {"moi avenue", "12b moi avenue nakuru"},
+        {"12 nakuru", "12 kenyatta road nakuru"},
     };
     for (size_t i = 0; i < sizeof neighbours / sizeof *neighbours; i++) {
         const char *a = neighbours[i][0], *b = neighbours[i][1];
         near(address(a, b), demo_token_set_similarity(a, b), 1e-15, a, b, "address");
         assert_true(address(a, b) < 0.9);
     }
+    assert_true(address("care of john kamau flat 3 block c 12 moi avenue nakuru", "flat 3 block c 12 moi avenue nakuru") ==
+                1.0);
+    /* Which numbers differ (the address level is "similar" at best then). */
+    assert_true(demo_address_numbers_differ("12 oginga road", "13 oginga road"));
+    assert_true(demo_address_numbers_differ("12a oginga road", "12b oginga road"));
+    assert_false(demo_address_numbers_differ("12 oginga road", "oginga road"));
+    assert_false(demo_address_numbers_differ("12 oginga road", "12 oginga rd"));
     /* A bare street name is not a whole address: one word on the shorter side. */
     assert_true(address("12 moi avenue", "avenue") < 0.5);
     /* Either side without words: 0. */
@@ -271,6 +282,8 @@ static void test_address_similarity(void **state)
         {"41 disney court siesta park", "41 disneycourt siesta park"}, {"12 moi avenue", "12 moi avenue nakuru west"},
         {"3 legge street lashbrooke", "45 legge street lashbrooke"}, {"9 tunney crescent argyle", "9 tunney cres"},
         {"11 carina street ocean pines", "11 clancy street"}, {"moi avenue", "12 moi avenue nakuru west"},
+        /* More than 8 words: the longer read whole either way round. */
+        {"flat 3 block c 12 moi avenue nakuru", "care of john kamau flat 3 block c 12 moi avenue nakuru"},
     };
     for (size_t i = 0; i < sizeof pairs / sizeof *pairs; i++) {
         double exact = address(pairs[i][0], pairs[i][1]);
