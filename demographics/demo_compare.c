@@ -421,22 +421,26 @@ double demo_token_set_similarity_floor(const char *a, const char *b, double floo
 
 double demo_token_set_similarity(const char *a, const char *b) { return demo_token_set_similarity_floor(a, b, 0.0); }
 
-/* What an address comparison reads first: its words (up to
- * DEMO_ADDRESS_MAX_WORDS), how many of them are not the house number, and the
- * house number: the first word that starts with a digit ("12", "12a"; len 0
- * when none). One pass. */
+/* What an address comparison reads first, in one pass: its words (up to
+ * DEMO_ADDRESS_MAX_WORDS; the rest are not looked at), how many of them are
+ * not the house number, and the house number: the first word that starts
+ * with a digit ("12", "12a"; len 0 when none). */
 enum { DEMO_ADDRESS_MAX_WORDS = 32 };
 
 typedef struct demo_address_shape {
     int nwords, nnamed; /* words; words other than the house number */
+    const char *word[DEMO_ADDRESS_MAX_WORDS];
+    size_t len[DEMO_ADDRESS_MAX_WORDS];
     const char *number;
     size_t number_len;
 } demo_address_shape;
 
-static demo_address_shape demo_address_shape_of(const char *s)
+static void demo_address_shape_of(const char *s, demo_address_shape *shape)
 {
-    demo_address_shape shape = {0, 0, s, 0};
-    for (const char *p = s; *p && shape.nwords < DEMO_ADDRESS_MAX_WORDS;) {
+    shape->nwords = shape->nnamed = 0;
+    shape->number = s;
+    shape->number_len = 0;
+    for (const char *p = s; *p && shape->nwords < DEMO_ADDRESS_MAX_WORDS;) {
         while (*p == ' ')
             p++;
         if (!*p)
@@ -444,15 +448,16 @@ static demo_address_shape demo_address_shape_of(const char *s)
         const char *start = p;
         while (*p && *p != ' ')
             p++;
-        shape.nwords++;
-        if (!shape.number_len && *start >= '0' && *start <= '9') {
-            shape.number = start;
-            shape.number_len = (size_t)(p - start);
+        shape->word[shape->nwords] = start;
+        shape->len[shape->nwords] = (size_t)(p - start);
+        shape->nwords++;
+        if (!shape->number_len && *start >= '0' && *start <= '9') {
+            shape->number = start;
+            shape->number_len = (size_t)(p - start);
         } else {
-            shape.nnamed++;
+            shape->nnamed++;
         }
     }
-    return shape;
 }
 
 static bool demo_numbers_differ(const demo_address_shape *a, const demo_address_shape *b)
@@ -463,7 +468,9 @@ static bool demo_numbers_differ(const demo_address_shape *a, const demo_address_
 
 bool demo_address_numbers_differ(const char *a, const char *b)
 {
-    demo_address_shape sa = demo_address_shape_of(a), sb = demo_address_shape_of(b);
+    demo_address_shape sa, sb;
+    demo_address_shape_of(a, &sa);
+    demo_address_shape_of(b, &sb);
     return demo_numbers_differ(&sa, &sb);
 }
 
@@ -484,38 +491,18 @@ static bool demo_same_without_spaces(const char *a, const char *b)
     }
 }
 
-/* Space-separated words of s (at most DEMO_ADDRESS_MAX_WORDS; the rest are not looked at). */
-static int demo_words(const char *s, const char *start[DEMO_ADDRESS_MAX_WORDS], size_t len[DEMO_ADDRESS_MAX_WORDS])
-{
-    int n = 0;
-    for (const char *p = s; *p && n < DEMO_ADDRESS_MAX_WORDS;) {
-        while (*p == ' ')
-            p++;
-        if (!*p)
-            break;
-        start[n] = p;
-        while (*p && *p != ' ')
-            p++;
-        len[n] = (size_t)(p - start[n]);
-        n++;
-    }
-    return n;
-}
-
 /* Every word of `part` is a word of `whole`, each used once, and `whole` has more. */
-static bool demo_words_within(const char *part, const char *whole)
+static bool demo_words_within(const demo_address_shape *part, const demo_address_shape *whole)
 {
-    const char *ps[DEMO_ADDRESS_MAX_WORDS], *ws[DEMO_ADDRESS_MAX_WORDS];
-    size_t pl[DEMO_ADDRESS_MAX_WORDS], wl[DEMO_ADDRESS_MAX_WORDS];
-    int np = demo_words(part, ps, pl), nw = demo_words(whole, ws, wl);
-    if (np >= nw)
+    if (part->nwords >= whole->nwords)
         return false;
     bool used[DEMO_ADDRESS_MAX_WORDS] = {false};
-    for (int i = 0; i < np; i++) {
+    for (int i = 0; i < part->nwords; i++) {
         int j = 0;
-        while (j < nw && (used[j] || wl[j] != pl[i] || memcmp(ws[j], ps[i], pl[i]) != 0))
+        while (j < whole->nwords && (used[j] || whole->len[j] != part->len[i] ||
+                                     memcmp(whole->word[j], part->word[i], part->len[i]) != 0))
             j++;
-        if (j == nw)
+        if (j == whole->nwords)
             return false;
         used[j] = true;
     }
@@ -524,7 +511,9 @@ static bool demo_words_within(const char *part, const char *whole)
 
 double demo_address_similarity_floor(const char *a, const char *b, double floor)
 {
-    demo_address_shape sa = demo_address_shape_of(a), sb = demo_address_shape_of(b);
+    demo_address_shape sa, sb;
+    demo_address_shape_of(a, &sa);
+    demo_address_shape_of(b, &sb);
     if (sa.nwords == 0 || sb.nwords == 0)
         return 0.0;
     /* Only one home written twice is forgiven: the same house number on both
@@ -539,7 +528,7 @@ double demo_address_similarity_floor(const char *a, const char *b, double floor)
     bool one_number = sa.number_len == sb.number_len && memcmp(sa.number, sb.number, sa.number_len) == 0;
     if (one_number && demo_same_without_spaces(a, b))
         return 1.0;
-    if (one_number && sa.nnamed >= 2 && sb.nnamed >= 2 && (demo_words_within(a, b) || demo_words_within(b, a)))
+    if (one_number && sa.nnamed >= 2 && sb.nnamed >= 2 && (demo_words_within(&sa, &sb) || demo_words_within(&sb, &sa)))
         return 1.0;
     return demo_token_set_similarity_floor(a, b, floor);
 }

@@ -108,6 +108,12 @@ cleanup:
 
 static const char reg_model_key[] = "model";
 
+rl_error *reg_rules_model(const rl_registry *reg, demo_model **out)
+{
+    rl_error *err = reg->rules ? demo_model_from_json(reg->rules, NULL, out) : demo_model_defaults(NULL, out);
+    return err ? rl_error_wrap(err, "the configured rules (registry.rules)") : NULL;
+}
+
 /* The probabilistic matcher's model: the one `train` saved in the store, else
  * the configured rules, else the built-in defaults. */
 static rl_error *reg_matcher_open(rl_registry *reg)
@@ -136,14 +142,7 @@ static rl_error *reg_matcher_open(rl_registry *reg)
      * the default) outrank a lift an earlier train saved: that is how an
      * operator puts the guards back. */
     if (saved) {
-        if (reg->opts.rules) {
-            err = demo_model_from_json(reg->opts.rules, NULL, &configured);
-            if (err) {
-                err = rl_error_wrap(err, "the configured rules (registry.rules)");
-                goto cleanup;
-            }
-        } else
-            RL_TRY(demo_model_defaults(NULL, &configured));
+        RL_TRY(reg_rules_model(reg, &configured));
         if (!demo_model_learns_guards(configured))
             demo_model_guard_learning_from(model, configured);
     }

@@ -161,6 +161,12 @@ rl_error *reg_txn_audit(reg_txn *txn, const rl_actor *actor, const char *action,
 rl_error *reg_txn_apply(reg_txn *txn, uint64_t *ticket);
 void reg_txn_end(reg_txn *txn);
 
+/* The configured rules (registry.rules) as a model, else the built-in one
+ * (*out the caller's): what train falls back to, and what says whether train
+ * may learn the guards at home, whatever model a store has saved. Errors name
+ * the rules. */
+rl_error *reg_rules_model(const rl_registry *reg, demo_model **out);
+
 /* Store helpers. */
 rl_error *reg_get_json(rl_registry *reg, rl_cf cf, const char *key, size_t key_len, json_t **out);
 /* Steps `it` forward past the keys below key (len bytes) and says whether it

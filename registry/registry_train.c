@@ -212,9 +212,9 @@ static rl_error *reg_train_priors(rl_registry *reg, const demo_model *model, dem
 {
     rl_error *err = NULL;
     demo_model *base = NULL;
-    err = reg->rules ? demo_model_from_json(reg->rules, NULL, &base) : demo_model_defaults(NULL, &base);
+    err = reg_rules_model(reg, &base);
     if (err) {
-        err = rl_error_wrap(err, "the configured rules (registry.rules), training's priors");
+        err = rl_error_wrap(err, "training's priors");
         goto cleanup;
     }
     memcpy(priors, demo_model_params(model), DEMO_F_COUNT * sizeof *priors);
