@@ -64,12 +64,15 @@
  * and a gallery cylinder is broadcast: no horizontal reduction per pair, one
  * per finger.
  *
- * Variants: scalar (plain loops, the reference), popcnt, avx2 (nibble-table
- * popcount) and avx512 (VPOPCNTDQ), the last three stamped from one body
- * written with vector types and compiled with target attributes; chosen like
- * kern_mcc from the process's kernel path (kern_dispatch_get(): the best the
- * CPU supports under the RIDGELINE_KERNELS ceiling, decided once). OpenCL
- * variants of both stages (kern_pf_ocl_*) run on the process's shared OpenCL
+ * Variants: scalar (plain loops, the reference); avx512 (VPOPCNTDQ), lanes
+ * in parallel as just described, on vector types; popcnt and avx2
+ * (nibble-table popcount), stamped from one pair-at-a-time body that counts
+ * only the pairs whose directions are compatible (without a vector popcount,
+ * counting all 8 lanes costs more than skipping saves: kern_prefilter.c);
+ * each compiled with target attributes and chosen like kern_mcc from the
+ * process's kernel path (kern_dispatch_get(): the best the CPU supports under
+ * the RIDGELINE_KERNELS ceiling, decided once). OpenCL variants of both
+ * stages (kern_pf_ocl_*) run on the process's shared OpenCL
  * device (kernels/kern_ocl) over device-resident copies of the scan and
  * detail blocks, updated in place on enrolment. No CPU variant allocates or
  * keeps state.
@@ -123,7 +126,7 @@ typedef struct kern_pf_detail {
 #define KERN_PF_DETAIL_BYTES 960
 _Static_assert(sizeof(kern_pf_detail) == KERN_PF_DETAIL_BYTES, "kern_pf_detail: fixed 960-byte block");
 
-/* A probe, transposed: lane i is probe cylinder i; unused lanes are zero. */
+/* A probe, transposed: lane i is probe cylinder i; lanes at or past n are zero (a kernel may skip them). */
 typedef struct kern_pf_probe {
     _Alignas(64) uint64_t value[KERN_PF_ND][KERN_PF_PCYL];
     uint64_t valid[KERN_PF_PCYL];
