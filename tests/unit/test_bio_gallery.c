@@ -254,6 +254,37 @@ static void test_prefilter_variants_match_reference(void **state)
         ran++;
     }
     assert_true(ran >= 1);
+    /* a probe of a few cylinders: kernels that stop at its n, in both stages, agree with the reference */
+    kern_pf_probe *few = aligned_alloc(64, sizeof *few);
+    assert_non_null(few);
+    memset(few, 0, sizeof *few);
+    few->n = 5;
+    for (unsigned q = 0; q < few->n; q++) {
+        for (int k = 0; k < KERN_PF_ND; k++) few->value[k][q] = p->value[k][q];
+        few->valid[q] = p->valid[q];
+        few->angle[q] = p->angle[q];
+        few->x[q] = p->x[q];
+        few->y[q] = p->y[q];
+    }
+    for (int impl = 0; impl < KERN_PF_IMPL_COUNT; impl++) {
+        kern_pf_scores_fn *fn = kern_pf_get((kern_pf_impl)impl);
+        kern_pf_best_fn *bf = kern_pf_get_best((kern_pf_impl)impl);
+        if (!fn)
+            continue;
+        fn(few, g, N, got);
+        for (int i = 0; i < N; i++) {
+            assert_int_equal(got[i], naive_score(few, &g[i]));
+            kern_pf_best b;
+            bf(few, &all[i].scan, &all[i].detail, &b);
+            for (int q = 0; q < KERN_PF_PCYL; q++) {
+                int sim, c = naive_best(few, q, &all[i].scan, &all[i].detail, all[i].scan.n, &sim);
+                assert_int_equal(b.sim[q], sim);
+                assert_int_equal(b.cyl[q], c < 0 ? KERN_PF_NONE : c);
+            }
+        }
+    }
+    assert_true(naive_score(few, &g[5]) > 0);
+    free(few);
     /* the pick follows the path ceiling */
     assert_int_equal(kern_pf_pick_for(0, KERN_PATH_AVX512), KERN_PF_SCALAR);
     assert_int_equal(kern_pf_pick_for(KERN_CPU_POPCNT | KERN_CPU_AVX2, KERN_PATH_AVX512), KERN_PF_AVX2);
