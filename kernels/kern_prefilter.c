@@ -1,8 +1,8 @@
 /*
  * kern_prefilter: the identification prefilter's scores (kern_prefilter.h
- * has the contract): a plain-loop scalar reference, POPCNT, AVX2 and AVX-512
- * VPOPCNTDQ variants stamped from one vector body, and the OpenCL one on the
- * shared kern_ocl device. The instruction-set variants are compiled with
+ * has the contract): a plain-loop scalar reference; AVX-512 VPOPCNTDQ, 8
+ * probe lanes a register; POPCNT and AVX2 stamped from one pair-at-a-time
+ * body; and the OpenCL one on the shared kern_ocl device. The instruction-set variants are compiled with
  * __attribute__((target)) (the build has no -march) and handed out only
  * after kern_cpu's runtime check. All compute exact integers.
  */
@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#if defined(__x86_64__) || defined(__i386__)
+#if defined(__x86_64__) /* the variants use SSE2 without a target attribute, and 64-bit moves */
 #define KERN_PF_X86 1
 #include <immintrin.h>
 #else

@@ -45,13 +45,13 @@
  *
  * Everything is an exact integer (sim <= KERN_PF_SIM_SCALE, scores <=
  * KERN_PF_PCYL * KERN_PF_SIM_SCALE), so every variant gives the same scores,
- * the same pairs and so the same short list. The SIMD variants compare
- * ratios exactly (cross-multiplied, vpmuludq on 32-bit halves: both sides
- * are below 2^10) and divide once per lane per finger in double precision,
- * which is exact here: the quotient of two integers below 2^20 is either an
- * integer, which correctly rounded division returns exactly, or at least
- * 1/den away from one, far more than its rounding error, so truncation gives
- * the floor.
+ * the same pairs and so the same short list. Ratios are compared exactly
+ * (cross-multiplied: both sides are below 2^10; the AVX-512 variant by
+ * vpmuludq on 32-bit halves) and divided once per lane per finger, in
+ * integers or (AVX-512) in double precision, which is exact here: the
+ * quotient of two integers below 2^20 is either an integer, which correctly
+ * rounded division returns exactly, or at least 1/den away from one, far
+ * more than its rounding error, so truncation gives the floor.
  *
  * Layout: a kern_pf_finger is one 64-byte aligned block and a gallery run is
  * contiguous (structure of arrays at the gallery level: the blocks stream
@@ -60,19 +60,20 @@
  * Unused cylinder slots are all zero and `n` says how many are used in all;
  * a kernel may skip the unused ones or score them (they contribute 0 either
  * way and are never a best pair). The probe is kept transposed (one 64-bit
- * lane per probe cylinder) so that a SIMD register holds 8 probe cylinders
- * and a gallery cylinder is broadcast: no horizontal reduction per pair, one
- * per finger.
+ * lane per probe cylinder) so that an AVX-512 register holds 8 probe
+ * cylinders and a gallery cylinder is broadcast: no horizontal reduction per
+ * pair, one per finger (the pair-at-a-time variants transpose it back once
+ * per call).
  *
  * Variants: scalar (plain loops, the reference); avx512 (VPOPCNTDQ), lanes
- * in parallel as just described, on vector types; popcnt and avx2
- * (nibble-table popcount), stamped from one pair-at-a-time body that counts
- * only the pairs whose directions are compatible (without a vector popcount,
- * counting all 8 lanes costs more than skipping saves: kern_prefilter.c);
- * each compiled with target attributes and chosen like kern_mcc from the
- * process's kernel path (kern_dispatch_get(): the best the CPU supports under
- * the RIDGELINE_KERNELS ceiling, decided once). OpenCL variants of both
- * stages (kern_pf_ocl_*) run on the process's shared OpenCL
+ * in parallel as just described, on vector types; popcnt (the instruction)
+ * and avx2 (nibble-table popcount), stamped from one pair-at-a-time body
+ * that counts only the pairs whose directions are compatible (without a
+ * vector popcount, counting all 8 lanes costs more than skipping saves:
+ * kern_prefilter.c); each compiled with target attributes and chosen like
+ * kern_mcc from the process's kernel path (kern_dispatch_get(): the best the
+ * CPU supports under the RIDGELINE_KERNELS ceiling, decided once). OpenCL
+ * variants of both stages (kern_pf_ocl_*) run on the process's shared OpenCL
  * device (kernels/kern_ocl) over device-resident copies of the scan and
  * detail blocks, updated in place on enrolment. No CPU variant allocates or
  * keeps state.
