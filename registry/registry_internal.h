@@ -134,6 +134,10 @@ typedef struct reg_txn {
     /* The same for the search index keys of record search_rid. */
     const char *search_rid;
     const json_t *search_removed, *search_added;
+    /* Open review items the transaction closes (id -> true), or NULL: one of
+     * them does not keep a new question back (rematch answers items and asks
+     * its own in one go). */
+    const json_t *closing;
 } reg_txn;
 
 rl_error *reg_txn_begin(rl_registry *reg, reg_txn *txn);

@@ -301,8 +301,8 @@ static rm_record *rm_find(const reg_rid_index *ix, rm_record *recs, const char *
  * could take one away again): the question they ask is
  * answered (ids appended). An item about a pair already together (a hand link
  * leaves its item to the reviewer, who may still say "not a match") is left
- * alone, and so are those the replay offered, about two people by
- * construction (not in the store yet). */
+ * alone. Read before the rematch offers its own items, which are about two
+ * people by construction. */
 static rl_error *rm_answered_items(rl_registry *reg, const reg_rid_index *ix, rm_record *recs, json_t *ids)
 {
     rl_error *err = NULL;
@@ -692,15 +692,16 @@ cleanup:
     return err;
 }
 
-/* Hindsight, then review items: records few enough (those another person
+/* Hindsight, then the open items the assignment answers (ids appended to
+ * `answered`), then review items: records few enough (those another person
  * scored at or above the review threshold) to be prepared one at a time. */
-static rl_error *rm_settle(rm_replay *p, long *settled)
+static rl_error *rm_settle(rm_replay *p, long *settled, json_t *answered)
 {
     rl_error *err = NULL;
     rl_registry *reg = p->reg;
     rm_slot s = {0};
-    json_t *sizes = json_object();
-    if (!sizes)
+    json_t *sizes = json_object(), *closing = json_object();
+    if (!sizes || !closing)
         RL_FAIL(RL_ENOMEM, "out of memory");
     for (size_t i = 0; i < p->n; i++) {
         json_t *count = json_object_get(sizes, p->order[i]->new_golden);
@@ -725,6 +726,14 @@ static rl_error *rm_settle(rm_replay *p, long *settled)
         }
         rm_slot_clear(reg, &s);
     }
+    /* An item answered now closes with the assignment: the question of a
+     * record it would otherwise keep back (its person against one of the two
+     * it asked about, as they stand now) is a new one, and is asked. */
+    RL_TRY(rm_answered_items(reg, &p->index, p->recs, answered));
+    for (size_t i = 0; i < json_array_size(answered); i++)
+        if (json_object_set_new(closing, json_string_value(json_array_get(answered, i)), json_true()) != 0)
+            RL_FAIL(RL_ENOMEM, "out of memory");
+    p->txn->closing = closing;
     for (size_t i = 0; i < p->n; i++) {
         rm_record *r = p->order[i];
         if (r->manual || !r->reviewable)
@@ -734,8 +743,10 @@ static rl_error *rm_settle(rm_replay *p, long *settled)
         rm_slot_clear(reg, &s);
     }
 cleanup:
+    p->txn->closing = NULL;
     rm_slot_clear(reg, &s);
     json_decref(sizes);
+    json_decref(closing);
     return err;
 }
 
@@ -921,14 +932,14 @@ rl_error *rl_registry_rematch(rl_registry *reg, const rl_actor *actor, json_t **
     rm_replay replay = {.reg = reg, .mu = PTHREAD_MUTEX_INITIALIZER, .changed = PTHREAD_COND_INITIALIZER};
     size_t n = 0;
     json_t *claimed = json_object(), *members = json_object(), *old_goldens = json_object(), *detail = NULL,
-           *answered = NULL;
+           *answered = json_array();
     reg_txn txn = {0};
     long reindexed = 0, moved = 0, retired = 0, settled = 0;
     uint64_t t0 = rl_time_mono_ns();
     double secs[5] = {0};
     *report = NULL;
     pthread_mutex_lock(&reg->write_lock);
-    if (!claimed || !members || !old_goldens)
+    if (!claimed || !members || !old_goldens || !answered)
         RL_FAIL(RL_ENOMEM, "out of memory");
     RL_TRY(rm_load(reg, &recs, &n));
     replay.recs = recs;
@@ -978,8 +989,8 @@ rl_error *rl_registry_rematch(rl_registry *reg, const rl_actor *actor, json_t **
     RL_TRY(rl_parallel_run(rm_threads() + 1, rm_replay_share, &replay));
     secs[2] = (double)(rl_time_mono_ns() - t0) / 1e9;
 
-    /* 3. hindsight, and review items against the assignment as it now stands. */
-    RL_TRY(rm_settle(&replay, &settled));
+    /* 3. hindsight, the items it answers, and review items against the assignment as it now stands. */
+    RL_TRY(rm_settle(&replay, &settled, answered));
     secs[3] = (double)(rl_time_mono_ns() - t0) / 1e9;
 
     /* 4. write the assignment: members per golden record, then links. */
@@ -1003,10 +1014,6 @@ rl_error *rl_registry_rematch(rl_registry *reg, const rl_actor *actor, json_t **
     txn.d_goldens = (int64_t)json_object_size(members) - (int64_t)reg->n_goldens;
     /* A pair a reviewer was asked about and the replay now links, as
      * registration would have without asking, waits for nobody. */
-    answered = json_array();
-    if (!answered)
-        RL_FAIL(RL_ENOMEM, "out of memory");
-    RL_TRY(rm_answered_items(reg, &replay.index, recs, answered));
     RL_TRY(reg_close_answered(&txn, actor, answered, "rematch", NULL));
     detail = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "records", (json_int_t)n, "moved", (json_int_t)moved,
                        "settled", (json_int_t)settled, "reindexed", (json_int_t)reindexed, "retired", (json_int_t)retired, "reviews_queued",

@@ -291,7 +291,7 @@ static rl_error *reg_open_between(reg_txn *txn, const char *people, const char *
             continue;
         char id[REG_TIMEKEY_LEN + 1];
         RL_TRY(reg_open_review_of(txn->reg, rid, against, id));
-        *found = id[0] != '\0';
+        *found = id[0] != '\0' && !(txn->closing && json_object_get(txn->closing, id));
     }
 cleanup:
     json_decref(person);

@@ -1926,6 +1926,44 @@ static void test_one_item_a_pair_of_people(void **state)
         rl_submit_result_clear(all[i]);
 }
 
+/* An open item the same transaction closes does not keep a question back:
+ * rematch closes the items its assignment answers and asks its own in one
+ * batch, and a record of one of the two people asked about must still be
+ * asked about the other as they now stand. Without the closing set, the
+ * question stays one item a pair of people. */
+static void test_closing_item_does_not_keep_a_question_back(void **state)
+{
+    fixture *f = *state;
+    rl_submit_result a = submit(f, "urn:o", "1", "Phiri", "Joseph", "male", "1970-05-05");
+    rl_submit_result t = submit(f, "urn:o", "2", "Phiri", "Joseph", "female", "1970-05-05");
+    assert_int_equal(t.reviews_queued, 1);
+    char id[REG_TIMEKEY_LEN + 1];
+    assert_null(reg_open_review_of(f->reg, t.record_id, a.golden_id, id));
+    assert_true(id[0] != '\0');
+    reg_txn txn = {0};
+    pthread_mutex_lock(&f->reg->write_lock);
+    assert_null(reg_txn_begin(f->reg, &txn));
+    bool queued = true;
+    /* asked already, whichever way round */
+    assert_null(reg_queue_review(&txn, t.record_id, t.golden_id, a.golden_id, a.record_id, 0.8, NULL, &queued));
+    assert_false(queued);
+    assert_null(reg_queue_review(&txn, a.record_id, a.golden_id, t.golden_id, t.record_id, 0.8, NULL, &queued));
+    assert_false(queued);
+    json_t *closing = json_pack("{s:b}", id, 1);
+    assert_non_null(closing);
+    txn.closing = closing;
+    assert_null(reg_queue_review(&txn, a.record_id, a.golden_id, t.golden_id, t.record_id, 0.8, NULL, &queued));
+    assert_true(queued);
+    txn.closing = NULL;
+    json_decref(closing);
+    reg_txn_end(&txn); /* not applied: nothing written */
+    pthread_mutex_unlock(&f->reg->write_lock);
+    assert_int_equal(open_reviews(f), 1);
+    expect_clean(f);
+    rl_submit_result_clear(&a);
+    rl_submit_result_clear(&t);
+}
+
 /* Merges into one golden record are unmerged in any order, each restoring its own members; so is one
  * after an earlier hand link into that record was undone. A member taken out by a change that can be
  * undone (a hand link) still stands in the way: undo that first. */
@@ -2736,6 +2774,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_undo_after_registrations_joined, setup, teardown),
         cmocka_unit_test_setup_teardown(test_decisions_and_memory_stay_consistent, setup, teardown),
         cmocka_unit_test_setup_teardown(test_one_item_a_pair_of_people, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_closing_item_does_not_keep_a_question_back, setup, teardown),
         cmocka_unit_test_setup_teardown(test_merge_answers_review_items, setup, teardown),
         cmocka_unit_test_setup_teardown(test_merge_answers_items_about_merged_people, setup, teardown),
         cmocka_unit_test_setup_teardown(test_undo_and_not_a_match_respect_each_other, setup, teardown),
