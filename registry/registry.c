@@ -585,6 +585,7 @@ void reg_txn_end(reg_txn *txn)
     rl_store_batch_destroy(txn->batch);
     json_decref(txn->goldens);
     json_decref(txn->links);
+    json_decref(txn->asked);
     memset(txn, 0, sizeof *txn);
 }
 

@@ -138,6 +138,10 @@ typedef struct reg_txn {
      * them does not keep a new question back (rematch answers items and asks
      * its own in one go). */
     const json_t *closing;
+    /* Pairs of people asked about by the items this transaction queued
+     * ("a|b", in order; owned): the store does not show them yet, and one
+     * rematch queues many. */
+    json_t *asked;
 } reg_txn;
 
 rl_error *reg_txn_begin(rl_registry *reg, reg_txn *txn);
