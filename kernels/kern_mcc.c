@@ -16,6 +16,8 @@
 #if defined(__x86_64__) || defined(__i386__)
 #define KERN_MCC_X86 1
 #include <immintrin.h>
+
+#include "kernels/kern_popcount.h"
 #else
 #define KERN_MCC_X86 0
 #endif
@@ -62,29 +64,16 @@ __attribute__((target("popcnt"))) static void counts_popcnt(const kern_mcc_cyl *
 }
 
 /*
- * AVX2 has no vector popcount. Mula's method: split every byte into its two
- * nibbles, look each up in a 16-entry table of bit counts with VPSHUFB (one
- * in-register lookup per byte, 32 at a time), and add the two. Byte counts
- * are summed across the 6 ymm of a vector first (at most 6 x 8 = 48 per
- * byte, far from overflow), then VPSADBW against zero adds each run of 8
- * bytes into a 64-bit lane: one horizontal step per count and pair instead
- * of one per register.
+ * AVX2: byte counts by the nibble table (kern_popcount.h), summed across the
+ * 6 ymm of a vector first (at most 6 x 8 = 48 per byte, far from overflow),
+ * then VPSADBW against zero adds each run of 8 bytes into a 64-bit lane: one
+ * horizontal step per count and pair instead of one per register.
  */
-__attribute__((target("avx2"))) static inline __m256i popcount_bytes_avx2(__m256i x, __m256i table, __m256i low4)
-{
-    __m256i lo = _mm256_and_si256(x, low4);
-    __m256i hi = _mm256_and_si256(_mm256_srli_epi16(x, 4), low4);
-    return _mm256_add_epi8(_mm256_shuffle_epi8(table, lo), _mm256_shuffle_epi8(table, hi));
-}
-
 __attribute__((target("avx2"))) static void counts_avx2(const kern_mcc_cyl *probe, const kern_mcc_cyl *gallery,
                                                         const uint16_t *idx, size_t n, kern_mcc_counts *out)
 {
     enum { YMM = KERN_MCC_WORDS / 4 }; /* 6 registers of 4 words per vector */
-    /* The table is repeated in both 128-bit lanes: VPSHUFB looks up within a lane. */
-    const __m256i table = _mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4, 0, 1, 1, 2, 1, 2, 2, 3,
-                                           1, 2, 2, 3, 2, 3, 3, 4);
-    const __m256i low4 = _mm256_set1_epi8(0x0f), zero = _mm256_setzero_si256();
+    const __m256i zero = _mm256_setzero_si256();
     __m256i pv[YMM], pm[YMM];
     for (int k = 0; k < YMM; k++) {
         pv[k] = _mm256_load_si256((const __m256i *)&probe->value[4 * k]);
@@ -97,10 +86,10 @@ __attribute__((target("avx2"))) static void counts_avx2(const kern_mcc_cyl *prob
             __m256i j = _mm256_and_si256(pm[k], _mm256_load_si256((const __m256i *)&g->valid[4 * k]));
             __m256i a = _mm256_and_si256(pv[k], j);
             __m256i b = _mm256_and_si256(_mm256_load_si256((const __m256i *)&g->value[4 * k]), j);
-            sv = _mm256_add_epi8(sv, popcount_bytes_avx2(j, table, low4));
-            sa = _mm256_add_epi8(sa, popcount_bytes_avx2(a, table, low4));
-            sb = _mm256_add_epi8(sb, popcount_bytes_avx2(b, table, low4));
-            sd = _mm256_add_epi8(sd, popcount_bytes_avx2(_mm256_xor_si256(a, b), table, low4));
+            sv = _mm256_add_epi8(sv, kern_popcount_bytes_avx2(j));
+            sa = _mm256_add_epi8(sa, kern_popcount_bytes_avx2(a));
+            sb = _mm256_add_epi8(sb, kern_popcount_bytes_avx2(b));
+            sd = _mm256_add_epi8(sd, kern_popcount_bytes_avx2(_mm256_xor_si256(a, b)));
         }
         /* Each 64-bit lane now holds < 2^9 per count: pack the four counts
          * 16 bits apart, as the AVX-512 variant does, and reduce once. */

@@ -16,6 +16,8 @@
 #if defined(__x86_64__) /* the variants use SSE2 without a target attribute, and 64-bit moves */
 #define KERN_PF_X86 1
 #include <immintrin.h>
+
+#include "kernels/kern_popcount.h"
 #else
 #define KERN_PF_X86 0
 #endif
@@ -438,7 +440,7 @@ static inline uint32_t pf_compatible_lanes(const __m128i pb[2], unsigned angle)
     }                                                                                                   \
     uint32_t mask[KERN_PF_GCYL];                                                                        \
     for (unsigned c = 0; c < nc; c++)                                                                   \
-        mask[c] = pf_compatible_lanes(pb, c < KERN_PF_SCAN_CYL ? f->angle[c] : d->angle[c - KERN_PF_SCAN_CYL]) & lanes; \
+        mask[c] = pf_compatible_lanes(pb, pf_cyl_at(f, d, c).angle) & lanes;                            \
     for (unsigned c = 0; c < nc; c++) {                                                                 \
         unsigned e = c - KERN_PF_SCAN_CYL;                                                              \
         if (c < KERN_PF_SCAN_CYL)                                                                       \
@@ -484,32 +486,25 @@ KERN_PF_PAIRS_VARIANTS(popcnt, "popcnt", pf_pair_popcnt)
 
 /*
  * AVX2: a pair's four words are one ymm, so "both" and "diff" are two ymm
- * counted with W. Mula's nibble table (VPSHUFB looks up each nibble's bit
- * count), summed per 64-bit lane by VPSADBW and then across the lanes, the
- * two sums side by side in one register. The vector unit does the counting
- * while the integer unit keeps the bests.
+ * counted by the nibble table (kern_popcount.h), summed per 64-bit lane by
+ * VPSADBW and then across the lanes, the two sums side by side in one
+ * register. The vector unit does the counting while the integer unit keeps
+ * the bests.
  */
 __attribute__((target("avx2"))) static inline void pf_pair_avx2(const uint64_t *a, const uint64_t *g,
                                                                  const uint64_t *a_valid, const uint64_t *g_valid,
                                                                  int *both, int *diff)
 {
-    const __m256i table = _mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4, 0, 1, 1, 2, 1, 2, 2, 3,
-                                           1, 2, 2, 3, 2, 3, 3, 4);
-    const __m256i low4 = _mm256_set1_epi8(0x0f), zero = _mm256_setzero_si256();
+    const __m256i zero = _mm256_setzero_si256();
     const __m256i pa = _mm256_load_si256((const __m256i *)a), ga = _mm256_loadu_si256((const __m256i *)g);
     const __m256i on = _mm256_and_si256(pa, ga);
     /* the valid words come replicated, as vectors: no move from the integer unit a pair */
     const __m256i valid = _mm256_and_si256(_mm256_load_si256((const __m256i *)a_valid),
                                            _mm256_load_si256((const __m256i *)g_valid));
     const __m256i off = _mm256_and_si256(_mm256_xor_si256(pa, ga), valid);
-    const __m256i on_bytes = _mm256_add_epi8(_mm256_shuffle_epi8(table, _mm256_and_si256(on, low4)),
-                                             _mm256_shuffle_epi8(table, _mm256_and_si256(_mm256_srli_epi16(on, 4), low4)));
-    const __m256i off_bytes =
-        _mm256_add_epi8(_mm256_shuffle_epi8(table, _mm256_and_si256(off, low4)),
-                        _mm256_shuffle_epi8(table, _mm256_and_si256(_mm256_srli_epi16(off, 4), low4)));
     /* lane sums: "both" in the low 32 bits of each 64-bit lane, "diff" in the high */
-    const __m256i sums =
-        _mm256_or_si256(_mm256_sad_epu8(on_bytes, zero), _mm256_slli_epi64(_mm256_sad_epu8(off_bytes, zero), 32));
+    const __m256i sums = _mm256_or_si256(_mm256_sad_epu8(kern_popcount_bytes_avx2(on), zero),
+                                         _mm256_slli_epi64(_mm256_sad_epu8(kern_popcount_bytes_avx2(off), zero), 32));
     __m128i s = _mm_add_epi64(_mm256_castsi256_si128(sums), _mm256_extracti128_si256(sums, 1));
     s = _mm_add_epi64(s, _mm_unpackhi_epi64(s, s));
     const uint64_t both_diff = (uint64_t)_mm_cvtsi128_si64(s);

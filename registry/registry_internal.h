@@ -139,8 +139,8 @@ typedef struct reg_txn {
      * its own in one go). */
     const json_t *closing;
     /* Pairs of people asked about by the items this transaction queued
-     * ("a|b", in order; owned): the store does not show them yet, and one
-     * rematch queues many. */
+     * (golden ids as reg_pair_key joins them; owned): the store does not
+     * show them yet, and one rematch queues many. */
     json_t *asked;
 } reg_txn;
 

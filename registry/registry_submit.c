@@ -313,14 +313,10 @@ rl_error *reg_queue_review(reg_txn *txn, const char *record_id, const char *own_
      * would otherwise ask the same question again): one decision answers it
      * and one undo takes it back. */
     bool found;
-    char people[2 * REG_ID_LEN + 8] = "";
-    if (own_golden) {
-        bool ordered = strcmp(own_golden, candidate_golden) < 0;
-        snprintf(people, sizeof people, "%s|%s", ordered ? own_golden : candidate_golden,
-                 ordered ? candidate_golden : own_golden);
-        if (txn->asked && json_object_get(txn->asked, people))
-            goto cleanup; /* asked by an item this transaction queued */
-    }
+    char people[2 * REG_ID_LEN + 8];
+    size_t plen = own_golden ? reg_pair_key(own_golden, candidate_golden, people, sizeof people) : 0;
+    if (plen && txn->asked && json_object_getn(txn->asked, people, plen))
+        goto cleanup; /* asked by an item this transaction queued */
     RL_TRY(reg_open_between(txn, own_golden, record_id, candidate_golden, &found));
     if (!found && own_golden)
         RL_TRY(reg_open_between(txn, candidate_golden, candidate_record, own_golden, &found));
@@ -346,10 +342,10 @@ rl_error *reg_queue_review(reg_txn *txn, const char *record_id, const char *own_
     rl_store_batch_put(txn->batch, RL_CF_REVIEW_OPEN, okey, oklen, id, REG_TIMEKEY_LEN);
     txn->d_open_reviews++;
     *queued = true;
-    if (people[0]) {
+    if (plen) {
         if (!txn->asked && !(txn->asked = json_object()))
             RL_FAIL(RL_ENOMEM, "out of memory");
-        if (json_object_set_new(txn->asked, people, json_true()) != 0)
+        if (json_object_setn_new(txn->asked, people, plen, json_true()) != 0)
             RL_FAIL(RL_ENOMEM, "out of memory");
     }
 cleanup:
