@@ -134,14 +134,19 @@ typedef struct reg_txn {
     /* The same for the search index keys of record search_rid. */
     const char *search_rid;
     const json_t *search_removed, *search_added;
-    /* Open review items the transaction closes (id -> true), or NULL: one of
-     * them does not keep a new question back (rematch answers items and asks
-     * its own in one go). */
-    const json_t *closing;
     /* Pairs of people asked about by the items this transaction queued
      * (golden ids as reg_pair_key joins them; owned): the store does not
      * show them yet, and one rematch queues many. */
     json_t *asked;
+    /* `asked` holds every open question too, as the transaction's people
+     * stand (rematch, which moves records between people and names new
+     * ones): the store's open items, keyed by the people as they were, are
+     * not consulted, but for the one index key (record, golden) a new item
+     * takes, which an open item outside `closing` may hold. */
+    bool asked_complete;
+    /* Open review items the transaction closes (id -> true), or NULL; their
+     * index keys are deleted before new items put theirs. */
+    const json_t *closing;
 } reg_txn;
 
 rl_error *reg_txn_begin(rl_registry *reg, reg_txn *txn);

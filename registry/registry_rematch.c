@@ -296,14 +296,18 @@ static rm_record *rm_find(const reg_rid_index *ix, rm_record *recs, const char *
     return i == SIZE_MAX ? NULL : &recs[i];
 }
 
-/* Open review items whose two records the replay put in one person, where
- * they were two before it, neither placed by hand (an undo of a hand link
- * could take one away again): the question they ask is
- * answered (ids appended). An item about a pair already together (a hand link
- * leaves its item to the reviewer, who may still say "not a match") is left
- * alone. Read before the rematch offers its own items, which are about two
- * people by construction. */
-static rl_error *rm_answered_items(rl_registry *reg, const reg_rid_index *ix, rm_record *recs, json_t *ids)
+/* The open review items as the replay's assignment stands. An item whose two
+ * records the replay put in one person, where they were two before it,
+ * neither placed by hand (an undo of a hand link could take one away again),
+ * is answered (its id appended to `answered`). An item about two people still
+ * asks about them as they now are: their pair (reg_pair_key of the two new
+ * golden ids) goes into `asked`, so that the rematch's own items do not ask
+ * it again. The store cannot say this: its index keys items by the golden
+ * record asked about when they were queued, and its members are those before
+ * the rematch. An item about a pair already together (a hand link leaves its
+ * item to the reviewer, who may still say "not a match") is left alone. */
+static rl_error *rm_open_items(rl_registry *reg, const reg_rid_index *ix, rm_record *recs, json_t *answered,
+                               json_t *asked)
 {
     rl_error *err = NULL;
     rl_store_iter *it = NULL;
@@ -318,10 +322,17 @@ static rl_error *rm_answered_items(rl_registry *reg, const reg_rid_index *ix, rm
         const char *ra = json_string_value(json_object_get(item, "record"));
         const char *rb = json_string_value(json_object_get(item, "candidate_record"));
         const rm_record *a = ra ? rm_find(ix, recs, ra) : NULL, *b = rb ? rm_find(ix, recs, rb) : NULL;
-        bool joined = a && b && a->done && b->done && !a->manual && !b->manual &&
-                      strcmp(a->old_golden, b->old_golden) != 0 && strcmp(a->new_golden, b->new_golden) == 0;
-        if (joined && json_array_append_new(ids, json_stringn(v, vlen)) != 0)
-            RL_FAIL(RL_ENOMEM, "out of memory");
+        if (!a || !b || !a->done || !b->done)
+            continue;
+        if (strcmp(a->new_golden, b->new_golden) != 0) {
+            char pair[2 * REG_ID_LEN + 24];
+            size_t plen = reg_pair_key(a->new_golden, b->new_golden, pair, sizeof pair);
+            if (plen && json_object_setn_new(asked, pair, plen, json_true()) != 0)
+                RL_FAIL(RL_ENOMEM, "out of memory");
+        } else if (!a->manual && !b->manual && strcmp(a->old_golden, b->old_golden) != 0) {
+            if (json_array_append_new(answered, json_stringn(v, vlen)) != 0)
+                RL_FAIL(RL_ENOMEM, "out of memory");
+        }
     }
     RL_TRY(rl_store_iter_status(it));
 cleanup:
@@ -692,16 +703,17 @@ cleanup:
     return err;
 }
 
-/* Hindsight, then the open items the assignment answers (ids appended to
- * `answered`), then review items: records few enough (those another person
+/* Hindsight; then the open items: those the assignment answers closed (ids
+ * appended to `answered`), the questions of the others noted as the people
+ * now stand; then review items: records few enough (those another person
  * scored at or above the review threshold) to be prepared one at a time. */
-static rl_error *rm_settle(rm_replay *p, long *settled, json_t *answered)
+static rl_error *rm_settle(rm_replay *p, const rl_actor *actor, long *settled, json_t *answered)
 {
     rl_error *err = NULL;
     rl_registry *reg = p->reg;
     rm_slot s = {0};
-    json_t *sizes = json_object(), *closing = json_object();
-    if (!sizes || !closing)
+    json_t *sizes = json_object(), *asked = json_object(), *closing = json_object();
+    if (!sizes || !asked || !closing)
         RL_FAIL(RL_ENOMEM, "out of memory");
     for (size_t i = 0; i < p->n; i++) {
         json_t *count = json_object_get(sizes, p->order[i]->new_golden);
@@ -726,13 +738,19 @@ static rl_error *rm_settle(rm_replay *p, long *settled, json_t *answered)
         }
         rm_slot_clear(reg, &s);
     }
-    /* An item answered now closes with the assignment: the question of a
-     * record it would otherwise keep back (its person against one of the two
-     * it asked about, as they stand now) is a new one, and is asked. */
-    RL_TRY(rm_answered_items(reg, &p->index, p->recs, answered));
+    /* The questions open items ask of the people as they now stand; an item
+     * answered now closes with the assignment and asks nothing, so the
+     * question of a record it would otherwise have kept back is asked. */
+    RL_TRY(rm_open_items(reg, &p->index, p->recs, answered, asked));
+    /* Closed first in the batch: a new item may take an answered one's index key. */
+    RL_TRY(reg_close_answered(p->txn, actor, answered, "rematch", NULL));
     for (size_t i = 0; i < json_array_size(answered); i++)
         if (json_object_set_new(closing, json_string_value(json_array_get(answered, i)), json_true()) != 0)
             RL_FAIL(RL_ENOMEM, "out of memory");
+    json_decref(p->txn->asked);
+    p->txn->asked = asked; /* the transaction's now */
+    asked = NULL;
+    p->txn->asked_complete = true;
     p->txn->closing = closing;
     for (size_t i = 0; i < p->n; i++) {
         rm_record *r = p->order[i];
@@ -743,9 +761,11 @@ static rl_error *rm_settle(rm_replay *p, long *settled, json_t *answered)
         rm_slot_clear(reg, &s);
     }
 cleanup:
+    p->txn->asked_complete = false;
     p->txn->closing = NULL;
     rm_slot_clear(reg, &s);
     json_decref(sizes);
+    json_decref(asked);
     json_decref(closing);
     return err;
 }
@@ -990,7 +1010,7 @@ rl_error *rl_registry_rematch(rl_registry *reg, const rl_actor *actor, json_t **
     secs[2] = (double)(rl_time_mono_ns() - t0) / 1e9;
 
     /* 3. hindsight, the items it answers, and review items against the assignment as it now stands. */
-    RL_TRY(rm_settle(&replay, &settled, answered));
+    RL_TRY(rm_settle(&replay, actor, &settled, answered));
     secs[3] = (double)(rl_time_mono_ns() - t0) / 1e9;
 
     /* 4. write the assignment: members per golden record, then links. */
@@ -1012,9 +1032,6 @@ rl_error *rl_registry_rematch(rl_registry *reg, const rl_actor *actor, json_t **
     RL_TRY(rm_write_goldens(reg, &txn, members, old_goldens, now, &retired));
     RL_TRY(rm_write_links(reg, &txn, recs, n, actor, now, &moved));
     txn.d_goldens = (int64_t)json_object_size(members) - (int64_t)reg->n_goldens;
-    /* A pair a reviewer was asked about and the replay now links, as
-     * registration would have without asking, waits for nobody. */
-    RL_TRY(reg_close_answered(&txn, actor, answered, "rematch", NULL));
     detail = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "records", (json_int_t)n, "moved", (json_int_t)moved,
                        "settled", (json_int_t)settled, "reindexed", (json_int_t)reindexed, "retired", (json_int_t)retired, "reviews_queued",
                        (json_int_t)replay.reviews, "reviews_answered", (json_int_t)json_array_size(answered));

@@ -291,7 +291,7 @@ static rl_error *reg_open_between(reg_txn *txn, const char *people, const char *
             continue;
         char id[REG_TIMEKEY_LEN + 1];
         RL_TRY(reg_open_review_of(txn->reg, rid, against, id));
-        *found = id[0] != '\0' && !(txn->closing && json_object_get(txn->closing, id));
+        *found = id[0] != '\0';
     }
 cleanup:
     json_decref(person);
@@ -317,11 +317,19 @@ rl_error *reg_queue_review(reg_txn *txn, const char *record_id, const char *own_
     size_t plen = own_golden ? reg_pair_key(own_golden, candidate_golden, people, sizeof people) : 0;
     if (plen && txn->asked && json_object_getn(txn->asked, people, plen))
         goto cleanup; /* asked by an item this transaction queued */
-    RL_TRY(reg_open_between(txn, own_golden, record_id, candidate_golden, &found));
-    if (!found && own_golden)
-        RL_TRY(reg_open_between(txn, candidate_golden, candidate_record, own_golden, &found));
-    if (found)
-        goto cleanup;
+    if (txn->asked_complete) {
+        /* The open items index one item a key: one that stays open keeps it. */
+        char held[REG_TIMEKEY_LEN + 1];
+        RL_TRY(reg_open_review_of(reg, record_id, candidate_golden, held));
+        if (held[0] != '\0' && !(txn->closing && json_object_get(txn->closing, held)))
+            goto cleanup;
+    } else {
+        RL_TRY(reg_open_between(txn, own_golden, record_id, candidate_golden, &found));
+        if (!found && own_golden)
+            RL_TRY(reg_open_between(txn, candidate_golden, candidate_record, own_golden, &found));
+        if (found)
+            goto cleanup;
+    }
     char id[REG_TIMEKEY_LEN + 1];
     reg_time_key(reg, rl_time_wall_ms(), id);
     char now[32];

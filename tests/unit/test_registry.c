@@ -1926,12 +1926,11 @@ static void test_one_item_a_pair_of_people(void **state)
         rl_submit_result_clear(all[i]);
 }
 
-/* An open item the same transaction closes does not keep a question back:
- * rematch closes the items its assignment answers and asks its own in one
- * batch, and a record of one of the two people asked about must still be
- * asked about the other as they now stand. Without the closing set, the
- * question stays one item a pair of people. */
-static void test_closing_item_does_not_keep_a_question_back(void **state)
+/* A transaction that knows every open question (rematch: reg_txn.asked_complete)
+ * asks what its `asked` set does not hold, whatever the store's items say of
+ * the people as they were; only the one index key a new item takes must be
+ * free, or held by an item the same transaction closes (`closing`). */
+static void test_complete_asked_set_decides_what_is_asked(void **state)
 {
     fixture *f = *state;
     rl_submit_result a = submit(f, "urn:o", "1", "Phiri", "Joseph", "male", "1970-05-05");
@@ -1943,19 +1942,31 @@ static void test_closing_item_does_not_keep_a_question_back(void **state)
     reg_txn txn = {0};
     pthread_mutex_lock(&f->reg->write_lock);
     assert_null(reg_txn_begin(f->reg, &txn));
-    bool queued = true;
-    /* asked already, whichever way round */
-    assert_null(reg_queue_review(&txn, t.record_id, t.golden_id, a.golden_id, a.record_id, 0.8, NULL, &queued));
-    assert_false(queued);
+    bool queued = false;
+    /* Through the store (registration): asked already, whichever way round. */
     assert_null(reg_queue_review(&txn, a.record_id, a.golden_id, t.golden_id, t.record_id, 0.8, NULL, &queued));
     assert_false(queued);
+    txn.asked = json_object();
+    assert_non_null(txn.asked);
+    txn.asked_complete = true;
+    /* The key the item holds stays its own... */
+    assert_null(reg_queue_review(&txn, t.record_id, t.golden_id, a.golden_id, a.record_id, 0.8, NULL, &queued));
+    assert_false(queued);
+    /* ...unless the transaction closes it. */
     json_t *closing = json_pack("{s:b}", id, 1);
     assert_non_null(closing);
     txn.closing = closing;
-    assert_null(reg_queue_review(&txn, a.record_id, a.golden_id, t.golden_id, t.record_id, 0.8, NULL, &queued));
+    assert_null(reg_queue_review(&txn, t.record_id, t.golden_id, a.golden_id, a.record_id, 0.8, NULL, &queued));
     assert_true(queued);
+    /* Now asked in this transaction: not again, the other way round either. */
+    assert_null(reg_queue_review(&txn, a.record_id, a.golden_id, t.golden_id, t.record_id, 0.8, NULL, &queued));
+    assert_false(queued);
     txn.closing = NULL;
     json_decref(closing);
+    /* A pair the set does not hold is asked, though the store has an item between their records. */
+    json_object_clear(txn.asked);
+    assert_null(reg_queue_review(&txn, a.record_id, a.golden_id, t.golden_id, t.record_id, 0.8, NULL, &queued));
+    assert_true(queued);
     reg_txn_end(&txn); /* not applied: nothing written */
     pthread_mutex_unlock(&f->reg->write_lock);
     assert_int_equal(open_reviews(f), 1);
@@ -1996,6 +2007,51 @@ static void test_rematch_asks_each_pair_of_people_once(void **state)
     rl_submit_result_clear(&r1);
     rl_submit_result_clear(&r2);
     rl_submit_result_clear(&r3);
+}
+
+/* Rematch reads the open items as its assignment stands, not through the
+ * people as stored. K (female) and Q (male) are no question at first (review
+ * threshold 0.75); H (sex unknown) qualifies for both, joins one and is a
+ * question against the other. A stricter rematch (auto-link 0.92, review 0.6)
+ * leaves all three apart: H's item now asks about H's own person, and K
+ * against Q is a question that no item asks. Read through the stored members
+ * of the person H left, H's item kept it back. */
+static void test_rematch_reads_open_items_as_people_now_stand(void **state)
+{
+    fixture *f = *state;
+    char gk[128], gq[128], gh[128];
+    close_registry(f);
+    f->opts.review_threshold = 0.75;
+    assert_int_equal(open_registry(f), 0);
+    rl_submit_result k = submit(f, "urn:o", "1", "Phiri", "Joseph", "female", "1970-05-05");
+    rl_submit_result q = submit(f, "urn:o", "2", "Phiri", "Joseph", "male", "1970-05-05");
+    assert_int_equal(q.reviews_queued, 0);
+    rl_submit_result h = submit(f, "urn:o", "3", "Phiri", "Joseph", NULL, "1970-05-05");
+    assert_int_equal(h.reviews_queued, 1);
+    assert_true(strcmp(h.golden_id, k.golden_id) == 0 || strcmp(h.golden_id, q.golden_id) == 0);
+    close_registry(f);
+    f->opts.auto_link_threshold = 0.92;
+    f->opts.review_threshold = 0.6;
+    assert_int_equal(open_registry(f), 0);
+    json_t *report = rematch(f);
+    assert_int_equal(json_integer_value(json_object_get(report, "reviews_answered")), 0);
+    assert_int_equal(json_integer_value(json_object_get(report, "reviews_queued")), 2);
+    json_decref(report);
+    golden_of(f, k.record_id, gk);
+    golden_of(f, q.record_id, gq);
+    golden_of(f, h.record_id, gh);
+    assert_string_not_equal(gk, gq);
+    assert_string_not_equal(gh, gk);
+    assert_string_not_equal(gh, gq);
+    /* One item a pair of people: H's, H against the person it left, Q against K. */
+    assert_int_equal(open_reviews(f), 3);
+    char id[REG_TIMEKEY_LEN + 1];
+    assert_null(reg_open_review_of(f->reg, q.record_id, gk, id));
+    assert_true(id[0] != '\0');
+    expect_clean(f);
+    rl_submit_result_clear(&k);
+    rl_submit_result_clear(&q);
+    rl_submit_result_clear(&h);
 }
 
 /* Merges into one golden record are unmerged in any order, each restoring its own members; so is one
@@ -2808,8 +2864,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_undo_after_registrations_joined, setup, teardown),
         cmocka_unit_test_setup_teardown(test_decisions_and_memory_stay_consistent, setup, teardown),
         cmocka_unit_test_setup_teardown(test_one_item_a_pair_of_people, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_closing_item_does_not_keep_a_question_back, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_complete_asked_set_decides_what_is_asked, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rematch_asks_each_pair_of_people_once, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rematch_reads_open_items_as_people_now_stand, setup, teardown),
         cmocka_unit_test_setup_teardown(test_merge_answers_review_items, setup, teardown),
         cmocka_unit_test_setup_teardown(test_merge_answers_items_about_merged_people, setup, teardown),
         cmocka_unit_test_setup_teardown(test_undo_and_not_a_match_respect_each_other, setup, teardown),
