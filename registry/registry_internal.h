@@ -139,14 +139,15 @@ typedef struct reg_txn {
      * show them yet, and one rematch queues many. */
     json_t *asked;
     /* `asked` holds every open question too, as the transaction's people
-     * stand (rematch, which moves records between people and names new
-     * ones): the store's open items, keyed by the people as they were, are
-     * not consulted, but for the one index key (record, golden) a new item
-     * takes, which an open item outside `closing` may hold. */
+     * stand (rematch, which moves records between people, names new ones
+     * and moves the open items with them): the store's items, keyed by the
+     * people as they were, are not consulted, but for the one index key
+     * (record, golden) a new item takes, which an open item may hold unless
+     * it is in `released`. */
     bool asked_complete;
-    /* Open review items the transaction closes (id -> true), or NULL; their
-     * index keys are deleted before new items put theirs. */
-    const json_t *closing;
+    /* Open review items whose index key the transaction deletes before new
+     * items put theirs (id -> true), or NULL: those it closes or moves. */
+    const json_t *released;
 } reg_txn;
 
 rl_error *reg_txn_begin(rl_registry *reg, reg_txn *txn);
@@ -286,6 +287,11 @@ rl_error *reg_queue_review(reg_txn *txn, const char *record_id, const char *own_
  * so no undo reopens them); items no longer open are left alone. */
 rl_error *reg_close_answered(reg_txn *txn, const rl_actor *actor, const json_t *ids, const char *by,
                              const char *event_id);
+/* The same with another decision ("duplicate": rematch found another open
+ * item asking the same pair of people) and, when not NULL, `of`: the item
+ * that still asks it. */
+rl_error *reg_close_reviews(reg_txn *txn, const rl_actor *actor, const json_t *ids, const char *decision,
+                            const char *by, const char *event_id, const char *of);
 /* Hashes of a record's blocking keys then its identifier keys (*out malloc'd). */
 rl_error *reg_key_hashes(const json_t *postings, const json_t *idents, uint64_t **out);
 /* "system|value" of every identifier of a Patient carrying both (appended to out). */
@@ -568,6 +574,8 @@ rl_error *reg_update_record(rl_registry *reg, const rl_actor *actor, const char 
  * another record holds is RL_ECONFLICT rather than an update of that record. */
 rl_error *reg_create_record(rl_registry *reg, const rl_actor *actor, const json_t *patient, rl_submit_result *result);
 
-/* key = a \0 b with a < b, for the nomatch family; returns its length (0 when it does not fit). */
+/* key = a \0 b with a < b, for the nomatch family; returns its length (0 when it does not fit:
+ * REG_PAIR_KEY_MAX holds two ids as long as a link may name). */
 size_t reg_pair_key(const char *a, const char *b, char *out, size_t size);
+enum { REG_PAIR_KEY_MAX = 2 * (REG_ID_LEN + 8) };
 #endif

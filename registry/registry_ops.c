@@ -90,6 +90,12 @@ cleanup:
 rl_error *reg_close_answered(reg_txn *txn, const rl_actor *actor, const json_t *ids, const char *by,
                              const char *event_id)
 {
+    return reg_close_reviews(txn, actor, ids, "link", by, event_id, NULL);
+}
+
+rl_error *reg_close_reviews(reg_txn *txn, const rl_actor *actor, const json_t *ids, const char *decision,
+                            const char *by, const char *event_id, const char *of)
+{
     rl_error *err = NULL;
     json_t *item = NULL;
     char now[32];
@@ -105,12 +111,14 @@ rl_error *reg_close_answered(reg_txn *txn, const rl_actor *actor, const json_t *
         if (!status || strcmp(status, "open") != 0)
             continue;
         json_object_set_new(item, "status", json_string("resolved"));
-        json_t *resolution = json_pack("{s:s, s:s, s:s, s:s}", "decision", "link", "by", by, "who",
+        json_t *resolution = json_pack("{s:s, s:s, s:s, s:s}", "decision", decision, "by", by, "who",
                                        reg_actor_who(actor), "when", now);
         if (!resolution)
             RL_FAIL(RL_ENOMEM, "out of memory");
         if (event_id)
             json_object_set_new(resolution, "event", json_string(event_id));
+        if (of)
+            json_object_set_new(resolution, "of", json_string(of));
         json_object_set_new(item, "resolution", resolution);
         reg_put_json(txn->batch, RL_CF_REVIEW, review_id, strlen(review_id), item, &err);
         if (err)

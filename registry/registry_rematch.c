@@ -296,51 +296,6 @@ static rm_record *rm_find(const reg_rid_index *ix, rm_record *recs, const char *
     return i == SIZE_MAX ? NULL : &recs[i];
 }
 
-/* The open review items as the replay's assignment stands. An item whose two
- * records the replay put in one person, where they were two before it,
- * neither placed by hand (an undo of a hand link could take one away again),
- * is answered (its id appended to `answered`). An item about two people still
- * asks about them as they now are: their pair (reg_pair_key of the two new
- * golden ids) goes into `asked`, so that the rematch's own items do not ask
- * it again. The store cannot say this: its index keys items by the golden
- * record asked about when they were queued, and its members are those before
- * the rematch. An item about a pair already together (a hand link leaves its
- * item to the reviewer, who may still say "not a match") is left alone. */
-static rl_error *rm_open_items(rl_registry *reg, const reg_rid_index *ix, rm_record *recs, json_t *answered,
-                               json_t *asked)
-{
-    rl_error *err = NULL;
-    rl_store_iter *it = NULL;
-    json_t *item = NULL;
-    RL_TRY(rl_store_iter_new(reg->store, RL_CF_REVIEW_OPEN, NULL, 0, NULL, 0, &it));
-    for (; rl_store_iter_valid(it); rl_store_iter_next(it)) {
-        size_t vlen;
-        const char *v = rl_store_iter_value(it, &vlen);
-        json_decref(item);
-        item = NULL;
-        RL_TRY(reg_get_json(reg, RL_CF_REVIEW, v, vlen, &item));
-        const char *ra = json_string_value(json_object_get(item, "record"));
-        const char *rb = json_string_value(json_object_get(item, "candidate_record"));
-        const rm_record *a = ra ? rm_find(ix, recs, ra) : NULL, *b = rb ? rm_find(ix, recs, rb) : NULL;
-        if (!a || !b || !a->done || !b->done)
-            continue;
-        if (strcmp(a->new_golden, b->new_golden) != 0) {
-            char pair[2 * REG_ID_LEN + 24];
-            size_t plen = reg_pair_key(a->new_golden, b->new_golden, pair, sizeof pair);
-            if (plen && json_object_setn_new(asked, pair, plen, json_true()) != 0)
-                RL_FAIL(RL_ENOMEM, "out of memory");
-        } else if (!a->manual && !b->manual && strcmp(a->old_golden, b->old_golden) != 0) {
-            if (json_array_append_new(answered, json_stringn(v, vlen)) != 0)
-                RL_FAIL(RL_ENOMEM, "out of memory");
-        }
-    }
-    RL_TRY(rl_store_iter_status(it));
-cleanup:
-    json_decref(item);
-    rl_store_iter_destroy(it);
-    return err;
-}
-
 /* ---- 1. postings and features under the current rules ---- */
 
 typedef struct rm_check {
@@ -500,6 +455,7 @@ typedef struct rm_replay {
     reg_txn *txn;
     json_t *claimed;
     long reviews;
+    long moved_items, duplicate_items; /* open items moved to their people, closed as duplicates */
 } rm_replay;
 
 static void rm_slot_clear(rl_registry *reg, rm_slot *s)
@@ -703,17 +659,174 @@ cleanup:
     return err;
 }
 
-/* Hindsight; then the open items: those the assignment answers closed (ids
- * appended to `answered`), the questions of the others noted as the people
- * now stand; then review items: records few enough (those another person
+/* One open review item as the replay's assignment stands. */
+typedef struct rm_open {
+    char id[REG_TIMEKEY_LEN + 1];
+    const rm_record *a, *b;           /* its record and candidate record */
+    char okey[2 * REG_ID_LEN + 8];    /* its index key (record \0 golden asked about) */
+    size_t oklen;
+    bool exact;                       /* its golden ids and key are the assignment's already */
+} rm_open;
+
+/* The item's pair of people as they now stand (a and b in two persons). */
+static size_t rm_open_pair(const rm_open *o, char out[REG_PAIR_KEY_MAX])
+{
+    return reg_pair_key(o->a->new_golden, o->b->new_golden, out, REG_PAIR_KEY_MAX);
+}
+
+/*
+ * The open review items against the replay's assignment, before the rematch
+ * offers its own. An item asks whether its record is the person of its
+ * candidate record (the evidence it shows is that pair's):
+ * - their records now in one person, where they were two before it and
+ *   neither placed by hand (an undo of a hand link could take one away
+ *   again): answered, closed "link" (a pair together by hand is left to the
+ *   reviewer, who may still say "not a match");
+ * - in two persons: it asks about those two now. It is moved to their
+ *   golden ids (its `golden`, `candidate_golden` and index key), since the
+ *   ids it named may have gone, or now name other records (the first
+ *   record of a person keeps its id), and its pair goes into `asked`, so
+ *   that the rematch asks nothing twice. Of several items that now ask one
+ *   pair, one stays (one that needs no move, else the first in the index)
+ *   and the others close "duplicate", naming it.
+ * All index deletes come before the puts in the batch; every item whose key
+ * goes is in `released`. Items whose records have no link (a damaged store)
+ * are left as they are.
+ */
+static rl_error *rm_settle_items(rm_replay *p, const rl_actor *actor, json_t *answered, json_t *asked,
+                                 json_t *released)
+{
+    rl_error *err = NULL;
+    rl_registry *reg = p->reg;
+    rl_store_iter *it = NULL;
+    json_t *item = NULL, *keeper = json_object(), *one = json_array();
+    rm_open *open = NULL;
+    size_t n = 0, cap = 0;
+    if (!keeper || !one)
+        RL_FAIL(RL_ENOMEM, "out of memory");
+    RL_TRY(rl_store_iter_new(reg->store, RL_CF_REVIEW_OPEN, NULL, 0, NULL, 0, &it));
+    for (; rl_store_iter_valid(it); rl_store_iter_next(it)) {
+        size_t vlen, klen;
+        const char *v = rl_store_iter_value(it, &vlen);
+        const char *k = rl_store_iter_key(it, &klen);
+        if (vlen != REG_TIMEKEY_LEN || klen >= 2 * REG_ID_LEN + 8)
+            continue; /* not an item id or key: `ridgeline check` reports it */
+        json_decref(item);
+        item = NULL;
+        RL_TRY(reg_get_json(reg, RL_CF_REVIEW, v, vlen, &item));
+        const char *ra = json_string_value(json_object_get(item, "record"));
+        const char *rb = json_string_value(json_object_get(item, "candidate_record"));
+        const char *g = json_string_value(json_object_get(item, "golden"));
+        const char *cg = json_string_value(json_object_get(item, "candidate_golden"));
+        const rm_record *a = ra ? rm_find(&p->index, p->recs, ra) : NULL;
+        const rm_record *b = rb ? rm_find(&p->index, p->recs, rb) : NULL;
+        if (!a || !b || !a->done || !b->done)
+            continue;
+        if (strcmp(a->new_golden, b->new_golden) == 0) {
+            if (!a->manual && !b->manual && strcmp(a->old_golden, b->old_golden) != 0) {
+                if (json_array_append_new(answered, json_stringn(v, vlen)) != 0 ||
+                    json_object_setn_new(released, v, vlen, json_true()) != 0)
+                    RL_FAIL(RL_ENOMEM, "out of memory");
+            }
+            continue;
+        }
+        if (n == cap) {
+            size_t grown = cap ? 2 * cap : 64;
+            rm_open *more = realloc(open, grown * sizeof *open);
+            if (!more)
+                RL_FAIL(RL_ENOMEM, "out of memory");
+            open = more;
+            cap = grown;
+        }
+        rm_open *o = &open[n++];
+        memcpy(o->id, v, vlen);
+        o->id[vlen] = '\0';
+        o->a = a;
+        o->b = b;
+        memcpy(o->okey, k, klen);
+        o->oklen = klen;
+        char want[2 * REG_ID_LEN + 8];
+        size_t wlen = reg_review_open_key(a->rid, b->new_golden, want);
+        o->exact = g && cg && strcmp(g, a->new_golden) == 0 && strcmp(cg, b->new_golden) == 0 && wlen == klen &&
+                   memcmp(want, k, klen) == 0;
+    }
+    RL_TRY(rl_store_iter_status(it));
+    RL_TRY(reg_close_answered(p->txn, actor, answered, "rematch", NULL));
+    /* The item each pair keeps: one already exact, else the first. */
+    for (size_t i = 0; i < n; i++) {
+        char pair[REG_PAIR_KEY_MAX];
+        size_t plen = rm_open_pair(&open[i], pair);
+        json_t *k = json_object_getn(keeper, pair, plen);
+        if (!k || (!open[json_integer_value(k)].exact && open[i].exact))
+            if (json_object_setn_new(keeper, pair, plen, json_integer((json_int_t)i)) != 0)
+                RL_FAIL(RL_ENOMEM, "out of memory");
+        if (json_object_setn_new(asked, pair, plen, json_true()) != 0)
+            RL_FAIL(RL_ENOMEM, "out of memory");
+    }
+    /* Deletes first: the duplicates close, the moved items leave their keys. */
+    for (size_t i = 0; i < n; i++) {
+        char pair[REG_PAIR_KEY_MAX];
+        size_t plen = rm_open_pair(&open[i], pair);
+        size_t kept = (size_t)json_integer_value(json_object_getn(keeper, pair, plen));
+        if (kept != i) {
+            json_array_clear(one);
+            if (json_array_append_new(one, json_string(open[i].id)) != 0)
+                RL_FAIL(RL_ENOMEM, "out of memory");
+            RL_TRY(reg_close_reviews(p->txn, actor, one, "duplicate", "rematch", NULL, open[kept].id));
+            p->duplicate_items++;
+        } else if (!open[i].exact) {
+            rl_store_batch_delete(p->txn->batch, RL_CF_REVIEW_OPEN, open[i].okey, open[i].oklen);
+        } else {
+            continue;
+        }
+        if (json_object_set_new(released, open[i].id, json_true()) != 0)
+            RL_FAIL(RL_ENOMEM, "out of memory");
+    }
+    /* Then the moved items under their people as they now stand. */
+    for (size_t i = 0; i < n; i++) {
+        rm_open *o = &open[i];
+        char pair[REG_PAIR_KEY_MAX];
+        size_t plen = rm_open_pair(o, pair);
+        if (o->exact || (size_t)json_integer_value(json_object_getn(keeper, pair, plen)) != i)
+            continue;
+        json_decref(item);
+        item = NULL;
+        RL_TRY(reg_get_json(reg, RL_CF_REVIEW, o->id, REG_TIMEKEY_LEN, &item));
+        if (!item)
+            RL_FAIL(RL_ESTORE, "review item %s went during the rematch", o->id);
+        if (json_object_set_new(item, "golden", json_string(o->a->new_golden)) != 0 ||
+            json_object_set_new(item, "candidate_golden", json_string(o->b->new_golden)) != 0)
+            RL_FAIL(RL_ENOMEM, "out of memory");
+        reg_put_json(p->txn->batch, RL_CF_REVIEW, o->id, REG_TIMEKEY_LEN, item, &err);
+        if (err)
+            goto cleanup;
+        char okey[2 * REG_ID_LEN + 8];
+        size_t oklen = reg_review_open_key(o->a->rid, o->b->new_golden, okey);
+        if (!oklen)
+            RL_FAIL(RL_EINTERNAL, "review item %s: index key too long", o->id);
+        rl_store_batch_put(p->txn->batch, RL_CF_REVIEW_OPEN, okey, oklen, o->id, REG_TIMEKEY_LEN);
+        p->moved_items++;
+    }
+cleanup:
+    rl_store_iter_destroy(it);
+    json_decref(item);
+    json_decref(keeper);
+    json_decref(one);
+    free(open);
+    return err;
+}
+
+/* Hindsight; then the open items (rm_settle_items: those the assignment
+ * answers closed, ids appended to `answered`; the others moved to their
+ * people as they now stand); then review items: records few enough (those another person
  * scored at or above the review threshold) to be prepared one at a time. */
 static rl_error *rm_settle(rm_replay *p, const rl_actor *actor, long *settled, json_t *answered)
 {
     rl_error *err = NULL;
     rl_registry *reg = p->reg;
     rm_slot s = {0};
-    json_t *sizes = json_object(), *asked = json_object(), *closing = json_object();
-    if (!sizes || !asked || !closing)
+    json_t *sizes = json_object(), *asked = json_object(), *released = json_object();
+    if (!sizes || !asked || !released)
         RL_FAIL(RL_ENOMEM, "out of memory");
     for (size_t i = 0; i < p->n; i++) {
         json_t *count = json_object_get(sizes, p->order[i]->new_golden);
@@ -738,20 +851,15 @@ static rl_error *rm_settle(rm_replay *p, const rl_actor *actor, long *settled, j
         }
         rm_slot_clear(reg, &s);
     }
-    /* The questions open items ask of the people as they now stand; an item
-     * answered now closes with the assignment and asks nothing, so the
-     * question of a record it would otherwise have kept back is asked. */
-    RL_TRY(rm_open_items(reg, &p->index, p->recs, answered, asked));
-    /* Closed first in the batch: a new item may take an answered one's index key. */
-    RL_TRY(reg_close_answered(p->txn, actor, answered, "rematch", NULL));
-    for (size_t i = 0; i < json_array_size(answered); i++)
-        if (json_object_set_new(closing, json_string_value(json_array_get(answered, i)), json_true()) != 0)
-            RL_FAIL(RL_ENOMEM, "out of memory");
+    /* The open items as the people now stand: answered ones close, the
+     * others move with their people; then the rematch asks only what none
+     * of them asks. */
+    RL_TRY(rm_settle_items(p, actor, answered, asked, released));
     json_decref(p->txn->asked);
     p->txn->asked = asked; /* the transaction's now */
     asked = NULL;
     p->txn->asked_complete = true;
-    p->txn->closing = closing;
+    p->txn->released = released;
     for (size_t i = 0; i < p->n; i++) {
         rm_record *r = p->order[i];
         if (r->manual || !r->reviewable)
@@ -762,11 +870,11 @@ static rl_error *rm_settle(rm_replay *p, const rl_actor *actor, long *settled, j
     }
 cleanup:
     p->txn->asked_complete = false;
-    p->txn->closing = NULL;
+    p->txn->released = NULL;
     rm_slot_clear(reg, &s);
     json_decref(sizes);
     json_decref(asked);
-    json_decref(closing);
+    json_decref(released);
     return err;
 }
 
@@ -1032,9 +1140,11 @@ rl_error *rl_registry_rematch(rl_registry *reg, const rl_actor *actor, json_t **
     RL_TRY(rm_write_goldens(reg, &txn, members, old_goldens, now, &retired));
     RL_TRY(rm_write_links(reg, &txn, recs, n, actor, now, &moved));
     txn.d_goldens = (int64_t)json_object_size(members) - (int64_t)reg->n_goldens;
-    detail = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "records", (json_int_t)n, "moved", (json_int_t)moved,
-                       "settled", (json_int_t)settled, "reindexed", (json_int_t)reindexed, "retired", (json_int_t)retired, "reviews_queued",
-                       (json_int_t)replay.reviews, "reviews_answered", (json_int_t)json_array_size(answered));
+    detail = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "records", (json_int_t)n, "moved",
+                       (json_int_t)moved, "settled", (json_int_t)settled, "reindexed", (json_int_t)reindexed, "retired",
+                       (json_int_t)retired, "reviews_queued", (json_int_t)replay.reviews, "reviews_answered",
+                       (json_int_t)json_array_size(answered), "reviews_moved", (json_int_t)replay.moved_items,
+                       "reviews_duplicate", (json_int_t)replay.duplicate_items);
     err = reg_txn_audit(&txn, actor, "rematch", NULL, 0, "ok", detail);
     if (err)
         goto cleanup;

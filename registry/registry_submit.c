@@ -313,7 +313,7 @@ rl_error *reg_queue_review(reg_txn *txn, const char *record_id, const char *own_
      * would otherwise ask the same question again): one decision answers it
      * and one undo takes it back. */
     bool found;
-    char people[2 * REG_ID_LEN + 8];
+    char people[REG_PAIR_KEY_MAX];
     size_t plen = own_golden ? reg_pair_key(own_golden, candidate_golden, people, sizeof people) : 0;
     if (plen && txn->asked && json_object_getn(txn->asked, people, plen))
         goto cleanup; /* asked by an item this transaction queued */
@@ -321,7 +321,7 @@ rl_error *reg_queue_review(reg_txn *txn, const char *record_id, const char *own_
         /* The open items index one item a key: one that stays open keeps it. */
         char held[REG_TIMEKEY_LEN + 1];
         RL_TRY(reg_open_review_of(reg, record_id, candidate_golden, held));
-        if (held[0] != '\0' && !(txn->closing && json_object_get(txn->closing, held)))
+        if (held[0] != '\0' && !(txn->released && json_object_get(txn->released, held)))
             goto cleanup;
     } else {
         RL_TRY(reg_open_between(txn, own_golden, record_id, candidate_golden, &found));

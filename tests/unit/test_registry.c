@@ -716,6 +716,15 @@ static long open_reviews(fixture *f)
     return n;
 }
 
+/* The stored review item `id` (a new reference; the test fails when there is none). */
+static json_t *review_item(fixture *f, const char *id)
+{
+    json_t *item = NULL;
+    assert_null(reg_get_json(f->reg, RL_CF_REVIEW, id, strlen(id), &item));
+    assert_non_null(item);
+    return item;
+}
+
 /* Reopens the registry with rules that let train learn the guards at home, or
  * not (the default); the rules are the caller's to release, after the test. */
 static json_t *learn_guards(fixture *f, bool learn)
@@ -1929,7 +1938,7 @@ static void test_one_item_a_pair_of_people(void **state)
 /* A transaction that knows every open question (rematch: reg_txn.asked_complete)
  * asks what its `asked` set does not hold, whatever the store's items say of
  * the people as they were; only the one index key a new item takes must be
- * free, or held by an item the same transaction closes (`closing`). */
+ * free, or held by an item whose key the same transaction deletes (`released`). */
 static void test_complete_asked_set_decides_what_is_asked(void **state)
 {
     fixture *f = *state;
@@ -1952,17 +1961,17 @@ static void test_complete_asked_set_decides_what_is_asked(void **state)
     /* The key the item holds stays its own... */
     assert_null(reg_queue_review(&txn, t.record_id, t.golden_id, a.golden_id, a.record_id, 0.8, NULL, &queued));
     assert_false(queued);
-    /* ...unless the transaction closes it. */
-    json_t *closing = json_pack("{s:b}", id, 1);
-    assert_non_null(closing);
-    txn.closing = closing;
+    /* ...unless the transaction closes or moves it. */
+    json_t *released = json_pack("{s:b}", id, 1);
+    assert_non_null(released);
+    txn.released = released;
     assert_null(reg_queue_review(&txn, t.record_id, t.golden_id, a.golden_id, a.record_id, 0.8, NULL, &queued));
     assert_true(queued);
     /* Now asked in this transaction: not again, the other way round either. */
     assert_null(reg_queue_review(&txn, a.record_id, a.golden_id, t.golden_id, t.record_id, 0.8, NULL, &queued));
     assert_false(queued);
-    txn.closing = NULL;
-    json_decref(closing);
+    txn.released = NULL;
+    json_decref(released);
     /* A pair the set does not hold is asked, though the store has an item between their records. */
     json_object_clear(txn.asked);
     assert_null(reg_queue_review(&txn, a.record_id, a.golden_id, t.golden_id, t.record_id, 0.8, NULL, &queued));
@@ -2043,15 +2052,120 @@ static void test_rematch_reads_open_items_as_people_now_stand(void **state)
     assert_string_not_equal(gk, gq);
     assert_string_not_equal(gh, gk);
     assert_string_not_equal(gh, gq);
-    /* One item a pair of people: H's, H against the person it left, Q against K. */
+    /* One item a pair of people: H's own, moved to H's person; H against the person it left; Q against K. */
     assert_int_equal(open_reviews(f), 3);
+    const char *other = strcmp(h.golden_id, k.golden_id) == 0 ? gq : gk, *left = other == gq ? gk : gq;
     char id[REG_TIMEKEY_LEN + 1];
     assert_null(reg_open_review_of(f->reg, q.record_id, gk, id));
     assert_true(id[0] != '\0');
+    assert_null(reg_open_review_of(f->reg, h.record_id, left, id));
+    assert_true(id[0] != '\0');
+    assert_null(reg_open_review_of(f->reg, h.record_id, other, id));
+    assert_true(id[0] != '\0');
+    json_t *item = review_item(f, id);
+    assert_string_equal(json_string_value(json_object_get(item, "golden")), gh);
+    json_decref(item);
     expect_clean(f);
     rl_submit_result_clear(&k);
     rl_submit_result_clear(&q);
     rl_submit_result_clear(&h);
+}
+
+/* An open item asks whether its record is its candidate record's person, and
+ * moves with that record. Y and X (both male) are one person G; R (female) is a
+ * question against G, on X's or Y's evidence. A stricter rematch (auto-link
+ * 0.96) takes X out of G (Y, first, keeps the id): R's item now names the
+ * person of its candidate record, and R is asked about the other. */
+static void test_rematch_moves_open_items_with_their_records(void **state)
+{
+    fixture *f = *state;
+    char gy[128], gx[128], gr[128];
+    rl_submit_result y = submit(f, "urn:o", "1", "Phiri", "Joseph", "male", "1970-05-05");
+    rl_submit_result x = submit(f, "urn:o", "2", "Phiri", "Joseph", "male", "1970-05-05");
+    assert_string_equal(x.golden_id, y.golden_id);
+    rl_submit_result r = submit(f, "urn:o", "3", "Phiri", "Joseph", "female", "1970-05-05");
+    assert_int_equal(r.reviews_queued, 1);
+    char id[REG_TIMEKEY_LEN + 1];
+    assert_null(reg_open_review_of(f->reg, r.record_id, y.golden_id, id));
+    assert_true(id[0] != '\0');
+    json_t *item = review_item(f, id);
+    char cand[128];
+    snprintf(cand, sizeof cand, "%s", json_string_value(json_object_get(item, "candidate_record")));
+    json_decref(item);
+    close_registry(f);
+    f->opts.auto_link_threshold = 0.96;
+    assert_int_equal(open_registry(f), 0);
+    json_t *report = rematch(f);
+    json_decref(report);
+    golden_of(f, y.record_id, gy);
+    golden_of(f, x.record_id, gx);
+    golden_of(f, r.record_id, gr);
+    assert_string_equal(gy, y.golden_id);
+    assert_string_not_equal(gx, gy);
+    /* The item names its candidate record's person, under that key. */
+    char cand_golden[128];
+    golden_of(f, cand, cand_golden);
+    item = review_item(f, id);
+    assert_string_equal(json_string_value(json_object_get(item, "status")), "open");
+    assert_string_equal(json_string_value(json_object_get(item, "candidate_golden")), cand_golden);
+    assert_string_equal(json_string_value(json_object_get(item, "golden")), gr);
+    json_decref(item);
+    char held[REG_TIMEKEY_LEN + 1];
+    assert_null(reg_open_review_of(f->reg, r.record_id, cand_golden, held));
+    assert_string_equal(held, id);
+    /* R against the other person, and X against Y: one item each pair. */
+    assert_null(reg_open_review_of(f->reg, r.record_id, strcmp(cand_golden, gy) == 0 ? gx : gy, held));
+    assert_true(held[0] != '\0');
+    assert_int_equal(open_reviews(f), 3);
+    expect_clean(f);
+    rl_submit_result_clear(&y);
+    rl_submit_result_clear(&x);
+    rl_submit_result_clear(&r);
+}
+
+/* Two open items that a rematch makes ask the same pair of people: one stays.
+ * R1 and R2 (female, auto-link 0.96) are each a question against Y (male) and
+ * R2 one against R1. At 0.92 rematch joins R2 to R1 (that item answered):
+ * R2's item against Y closes "duplicate" of R1's. */
+static void test_rematch_closes_items_that_ask_one_pair_twice(void **state)
+{
+    fixture *f = *state;
+    close_registry(f);
+    f->opts.auto_link_threshold = 0.96;
+    assert_int_equal(open_registry(f), 0);
+    rl_submit_result y = submit(f, "urn:o", "1", "Phiri", "Joseph", "male", "1970-05-05");
+    rl_submit_result r1 = submit(f, "urn:o", "2", "Phiri", "Joseph", "female", "1970-05-05");
+    rl_submit_result r2 = submit(f, "urn:o", "3", "Phiri", "Joseph", "female", "1970-05-05");
+    assert_int_equal(r1.reviews_queued, 1);
+    assert_int_equal(r2.reviews_queued, 2);
+    char keep[REG_TIMEKEY_LEN + 1], dup[REG_TIMEKEY_LEN + 1];
+    assert_null(reg_open_review_of(f->reg, r1.record_id, y.golden_id, keep));
+    assert_null(reg_open_review_of(f->reg, r2.record_id, y.golden_id, dup));
+    assert_true(keep[0] != '\0' && dup[0] != '\0');
+    close_registry(f);
+    f->opts.auto_link_threshold = 0.92;
+    assert_int_equal(open_registry(f), 0);
+    json_t *report = rematch(f);
+    assert_int_equal(json_integer_value(json_object_get(report, "reviews_answered")), 1);
+    assert_int_equal(json_integer_value(json_object_get(report, "reviews_duplicate")), 1);
+    assert_int_equal(json_integer_value(json_object_get(report, "reviews_queued")), 0);
+    json_decref(report);
+    char g1[128], g2[128];
+    assert_string_equal(golden_of(f, r1.record_id, g1), golden_of(f, r2.record_id, g2));
+    assert_int_equal(open_reviews(f), 1);
+    json_t *item = review_item(f, dup);
+    assert_string_equal(json_string_value(json_object_get(item, "status")), "resolved");
+    json_t *res = json_object_get(item, "resolution");
+    assert_string_equal(json_string_value(json_object_get(res, "decision")), "duplicate");
+    assert_string_equal(json_string_value(json_object_get(res, "of")), keep);
+    json_decref(item);
+    item = review_item(f, keep);
+    assert_string_equal(json_string_value(json_object_get(item, "status")), "open");
+    json_decref(item);
+    expect_clean(f);
+    rl_submit_result_clear(&y);
+    rl_submit_result_clear(&r1);
+    rl_submit_result_clear(&r2);
 }
 
 /* Merges into one golden record are unmerged in any order, each restoring its own members; so is one
@@ -2867,6 +2981,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_complete_asked_set_decides_what_is_asked, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rematch_asks_each_pair_of_people_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rematch_reads_open_items_as_people_now_stand, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rematch_moves_open_items_with_their_records, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rematch_closes_items_that_ask_one_pair_twice, setup, teardown),
         cmocka_unit_test_setup_teardown(test_merge_answers_review_items, setup, teardown),
         cmocka_unit_test_setup_teardown(test_merge_answers_items_about_merged_people, setup, teardown),
         cmocka_unit_test_setup_teardown(test_undo_and_not_a_match_respect_each_other, setup, teardown),
