@@ -666,24 +666,21 @@ cleanup:
  * first record into a later person: the person it left got a fresh id, and
  * the next rematch did the same again, so that a registry whose people did
  * not change saw some of their ids change at every rematch (measured: 39
- * records of 10 persons at every rematch of a 100k bench store). Now each
- * person takes the id most of its records had (ties: the earliest record's),
- * unless a person with more of its records on it took it first; a person
- * placed by hand keeps its id; a person whose records' ids are all taken gets
- * the one the replay gave it, or a fresh one. A registry whose people are
- * unchanged keeps every id.
+ * records of 10 persons at every rematch of a 100k bench store).
+ *
+ * Now a person placed by hand keeps its id, and so does one holding a link
+ * without its record (left as it is). The others take old ids greedily, the
+ * largest claim first: each (person, id its records had) pair, by the number
+ * of the person's records on that id (ties: the earlier record), goes to the
+ * person if neither is taken yet. A person left without one keeps the id the
+ * replay gave it when free, else gets a fresh one. A registry whose people
+ * are unchanged keeps every id; a split leaves the id with the larger part.
  */
-typedef struct rm_vote {
+typedef struct rm_claim {
     const char *id;
-    size_t count, first; /* records of the person on it; the earliest one's place in the order */
-} rm_vote;
-
-typedef struct rm_person {
-    size_t from, len;  /* its records: members[from, from + len) */
-    rm_vote *votes;    /* its records' ids, best first */
-    size_t nvotes;
-    bool manual;
-} rm_person;
+    size_t person;       /* index into the persons */
+    size_t count, first; /* the person's records on the id; the earliest one's place in the order */
+} rm_claim;
 
 static int rm_by_golden_then_pos(const void *x, const void *y)
 {
@@ -692,86 +689,83 @@ static int rm_by_golden_then_pos(const void *x, const void *y)
     return c ? c : (a->pos < b->pos ? -1 : a->pos > b->pos);
 }
 
-static int rm_vote_better(const void *x, const void *y)
+static int rm_claim_stronger(const void *x, const void *y)
 {
-    const rm_vote *a = x, *b = y;
+    const rm_claim *a = x, *b = y;
     if (a->count != b->count)
         return a->count > b->count ? -1 : 1;
     return a->first < b->first ? -1 : a->first > b->first;
 }
 
-static int rm_person_first(const void *x, const void *y)
-{
-    const rm_person *a = x, *b = y;
-    if (a->manual != b->manual)
-        return a->manual ? -1 : 1;
-    return rm_vote_better(&a->votes[0], &b->votes[0]);
-}
-
 static rl_error *rm_settle_ids(rm_replay *p)
 {
     rl_error *err = NULL;
-    rm_record **members = malloc((p->n ? p->n : 1) * sizeof *members);
-    rm_person *people = malloc((p->n ? p->n : 1) * sizeof *people);
-    rm_vote *votes = malloc((p->n ? p->n : 1) * sizeof *votes);
+    size_t cap = p->n ? p->n : 1;
+    rm_record **recs = malloc(cap * sizeof *recs);
+    size_t *from = malloc((cap + 1) * sizeof *from); /* person k: recs[from[k], from[k + 1]) */
+    rm_claim *claims = malloc(cap * sizeof *claims);
+    bool *named = calloc(cap, sizeof *named);
     json_t *taken = json_object();
-    size_t m = 0, np = 0, nv = 0;
-    if (!members || !people || !votes || !taken)
+    size_t m = 0, np = 0, nc = 0;
+    if (!recs || !from || !claims || !named || !taken)
         RL_FAIL(RL_ENOMEM, "out of memory");
-    for (size_t i = 0; i < p->n; i++) {
+    for (size_t i = 0; i < p->n; i++)
         if (p->recs[i].done)
-            members[m++] = &p->recs[i];
-        else if (json_object_set_new(taken, p->recs[i].old_golden, json_true()) != 0)
-            RL_FAIL(RL_ENOMEM, "out of memory"); /* a link left as it is keeps its person's id */
-    }
-    qsort(members, m, sizeof *members, rm_by_golden_then_pos);
+            recs[m++] = &p->recs[i];
+    qsort(recs, m, sizeof *recs, rm_by_golden_then_pos);
+    /* The persons, the pinned ones' ids taken, the others' claims gathered. */
     for (size_t i = 0; i < m;) {
-        size_t j = i;
-        rm_person *q = &people[np++];
-        *q = (rm_person){.from = i, .votes = &votes[nv]};
-        for (; j < m && strcmp(members[j]->new_golden, members[i]->new_golden) == 0; j++) {
-            q->manual |= members[j]->manual;
-            size_t v = 0;
-            while (v < q->nvotes && strcmp(q->votes[v].id, members[j]->old_golden) != 0)
-                v++;
-            if (v == q->nvotes)
-                q->votes[q->nvotes++] = (rm_vote){.id = members[j]->old_golden, .first = members[j]->pos};
-            q->votes[v].count++;
-            if (members[j]->pos < q->votes[v].first)
-                q->votes[v].first = members[j]->pos;
+        size_t j = i, first_claim = nc;
+        bool pinned = false;
+        for (; j < m && strcmp(recs[j]->new_golden, recs[i]->new_golden) == 0; j++) {
+            pinned |= recs[j]->manual || !recs[j]->has_record;
+            size_t c = first_claim;
+            while (c < nc && strcmp(claims[c].id, recs[j]->old_golden) != 0)
+                c++;
+            if (c == nc)
+                claims[nc++] = (rm_claim){.id = recs[j]->old_golden, .person = np, .first = recs[j]->pos};
+            claims[c].count++; /* records come in order: `first` is the first one's */
         }
-        q->len = j - i;
-        nv += q->nvotes;
-        qsort(q->votes, q->nvotes, sizeof *q->votes, rm_vote_better);
+        if (pinned) {
+            nc = first_claim;
+            named[np] = true;
+            if (json_object_set_new(taken, recs[i]->new_golden, json_true()) != 0)
+                RL_FAIL(RL_ENOMEM, "out of memory");
+        }
+        from[np++] = i;
         i = j;
     }
-    qsort(people, np, sizeof *people, rm_person_first);
+    from[np] = m;
+    qsort(claims, nc, sizeof *claims, rm_claim_stronger);
+    for (size_t c = 0; c < nc; c++) {
+        rm_claim *cl = &claims[c];
+        if (named[cl->person] || json_object_get(taken, cl->id))
+            continue;
+        if (json_object_set_new(taken, cl->id, json_true()) != 0)
+            RL_FAIL(RL_ENOMEM, "out of memory");
+        named[cl->person] = true;
+        for (size_t j = from[cl->person]; j < from[cl->person + 1]; j++)
+            if (strcmp(recs[j]->new_golden, cl->id) != 0)
+                reg_id_copy(recs[j]->new_golden, sizeof recs[j]->new_golden, cl->id);
+    }
+    /* Those left: the replay's id when free, else a fresh one. */
     for (size_t k = 0; k < np; k++) {
-        rm_person *q = &people[k];
+        if (named[k])
+            continue;
         char id[REG_ID_LEN + 8];
-        const char *own = members[q->from]->new_golden;
-        if (q->manual) {
-            snprintf(id, sizeof id, "%s", own); /* where the hand link put it */
-        } else {
-            size_t v = 0;
-            while (v < q->nvotes && json_object_get(taken, q->votes[v].id))
-                v++;
-            if (v < q->nvotes)
-                snprintf(id, sizeof id, "%s", q->votes[v].id);
-            else if (!json_object_get(taken, own))
-                snprintf(id, sizeof id, "%s", own);
-            else
-                reg_new_id(id);
-        }
+        reg_id_copy(id, sizeof id, recs[from[k]]->new_golden);
+        if (json_object_get(taken, id))
+            reg_new_id(id);
         if (json_object_set_new(taken, id, json_true()) != 0)
             RL_FAIL(RL_ENOMEM, "out of memory");
-        for (size_t j = 0; j < q->len; j++)
-            reg_id_copy(members[q->from + j]->new_golden, sizeof members[q->from + j]->new_golden, id);
+        for (size_t j = from[k]; j < from[k + 1]; j++)
+            reg_id_copy(recs[j]->new_golden, sizeof recs[j]->new_golden, id);
     }
 cleanup:
-    free(members);
-    free(people);
-    free(votes);
+    free(recs);
+    free(from);
+    free(claims);
+    free(named);
     json_decref(taken);
     return err;
 }
@@ -783,6 +777,7 @@ typedef struct rm_open {
     char okey[2 * REG_ID_LEN + 8];    /* its index key (record \0 golden asked about) */
     size_t oklen;
     bool exact;                       /* its golden ids and key are the assignment's already */
+    bool stuck;                       /* its new key is held by an item left as it is: not moved */
 } rm_open;
 
 /* The item's pair of people as they now stand (a and b in two persons). */
@@ -801,11 +796,11 @@ static size_t rm_open_pair(const rm_open *o, char out[REG_PAIR_KEY_MAX])
  *   reviewer, who may still say "not a match");
  * - in two persons: it asks about those two now. It is moved to their
  *   golden ids (its `golden`, `candidate_golden` and index key), since the
- *   ids it named may have gone, or now name other records (the first
- *   record of a person keeps its id), and its pair goes into `asked`, so
- *   that the rematch asks nothing twice. Of several items that now ask one
- *   pair, one stays (one that needs no move, else the first in the index)
- *   and the others close "duplicate", naming it.
+ *   ids it named may have gone, or now name other records, and its pair
+ *   goes into `asked`, so that the rematch asks nothing twice. Of several
+ *   items that now ask one pair, one stays (one that needs no move, else
+ *   the first in the index) and the others close "duplicate", naming it.
+ *   One whose new key an item left as it is holds is not moved.
  * All index deletes come before the puts in the batch; every item whose key
  * goes is in `released`. Items whose records have no link (a damaged store)
  * are left as they are.
@@ -816,10 +811,10 @@ static rl_error *rm_settle_items(rm_replay *p, const rl_actor *actor, json_t *an
     rl_error *err = NULL;
     rl_registry *reg = p->reg;
     rl_store_iter *it = NULL;
-    json_t *item = NULL, *keeper = json_object(), *one = json_array();
+    json_t *item = NULL, *keeper = json_object(), *one = json_array(), *mine = json_object();
     rm_open *open = NULL;
     size_t n = 0, cap = 0;
-    if (!keeper || !one)
+    if (!keeper || !one || !mine)
         RL_FAIL(RL_ENOMEM, "out of memory");
     RL_TRY(rl_store_iter_new(reg->store, RL_CF_REVIEW_OPEN, NULL, 0, NULL, 0, &it));
     for (; rl_store_iter_valid(it); rl_store_iter_next(it)) {
@@ -831,6 +826,9 @@ static rl_error *rm_settle_items(rm_replay *p, const rl_actor *actor, json_t *an
         json_decref(item);
         item = NULL;
         RL_TRY(reg_get_json(reg, RL_CF_REVIEW, v, vlen, &item));
+        const char *status = json_string_value(json_object_get(item, "status"));
+        if (!status || strcmp(status, "open") != 0)
+            continue; /* an index entry without its open item: `ridgeline check` reports it */
         const char *ra = json_string_value(json_object_get(item, "record"));
         const char *rb = json_string_value(json_object_get(item, "candidate_record"));
         const char *g = json_string_value(json_object_get(item, "golden"));
@@ -842,11 +840,14 @@ static rl_error *rm_settle_items(rm_replay *p, const rl_actor *actor, json_t *an
         if (strcmp(a->new_golden, b->new_golden) == 0) {
             if (!a->manual && !b->manual && strcmp(a->old_golden, b->old_golden) != 0) {
                 if (json_array_append_new(answered, json_stringn(v, vlen)) != 0 ||
-                    json_object_setn_new(released, v, vlen, json_true()) != 0)
+                    json_object_setn_new(released, v, vlen, json_true()) != 0 ||
+                    json_object_setn_new(mine, v, vlen, json_true()) != 0)
                     RL_FAIL(RL_ENOMEM, "out of memory");
             }
             continue;
         }
+        if (json_object_setn_new(mine, v, vlen, json_true()) != 0)
+            RL_FAIL(RL_ENOMEM, "out of memory");
         if (n == cap) {
             size_t grown = cap ? 2 * cap : 64;
             rm_open *more = realloc(open, grown * sizeof *open);
@@ -866,6 +867,7 @@ static rl_error *rm_settle_items(rm_replay *p, const rl_actor *actor, json_t *an
         size_t wlen = reg_review_open_key(a->rid, b->new_golden, want);
         o->exact = g && cg && strcmp(g, a->new_golden) == 0 && strcmp(cg, b->new_golden) == 0 && wlen == klen &&
                    memcmp(want, k, klen) == 0;
+        o->stuck = false;
     }
     RL_TRY(rl_store_iter_status(it));
     RL_TRY(reg_close_answered(p->txn, actor, answered, "rematch", NULL));
@@ -880,6 +882,17 @@ static rl_error *rm_settle_items(rm_replay *p, const rl_actor *actor, json_t *an
         if (json_object_setn_new(asked, pair, plen, json_true()) != 0)
             RL_FAIL(RL_ENOMEM, "out of memory");
     }
+    /* A new key held by an item this pass leaves as it is (a pair together
+     * by hand, a record without its link) stays that item's: the item that
+     * would move there stays where it is, as it was. */
+    for (size_t i = 0; i < n; i++) {
+        char pair[REG_PAIR_KEY_MAX], held[REG_TIMEKEY_LEN + 1];
+        size_t plen = rm_open_pair(&open[i], pair);
+        if (open[i].exact || (size_t)json_integer_value(json_object_getn(keeper, pair, plen)) != i)
+            continue;
+        RL_TRY(reg_open_review_of(reg, open[i].a->rid, open[i].b->new_golden, held));
+        open[i].stuck = held[0] != '\0' && !json_object_get(mine, held);
+    }
     /* Deletes first: the duplicates close, the moved items leave their keys. */
     for (size_t i = 0; i < n; i++) {
         char pair[REG_PAIR_KEY_MAX];
@@ -891,7 +904,7 @@ static rl_error *rm_settle_items(rm_replay *p, const rl_actor *actor, json_t *an
                 RL_FAIL(RL_ENOMEM, "out of memory");
             RL_TRY(reg_close_reviews(p->txn, actor, one, "duplicate", "rematch", NULL, open[kept].id));
             p->duplicate_items++;
-        } else if (!open[i].exact) {
+        } else if (!open[i].exact && !open[i].stuck) {
             rl_store_batch_delete(p->txn->batch, RL_CF_REVIEW_OPEN, open[i].okey, open[i].oklen);
         } else {
             continue;
@@ -904,12 +917,12 @@ static rl_error *rm_settle_items(rm_replay *p, const rl_actor *actor, json_t *an
         rm_open *o = &open[i];
         char pair[REG_PAIR_KEY_MAX];
         size_t plen = rm_open_pair(o, pair);
-        if (o->exact || (size_t)json_integer_value(json_object_getn(keeper, pair, plen)) != i)
+        if (o->exact || o->stuck || (size_t)json_integer_value(json_object_getn(keeper, pair, plen)) != i)
             continue;
         json_decref(item);
         item = NULL;
         RL_TRY(reg_get_json(reg, RL_CF_REVIEW, o->id, REG_TIMEKEY_LEN, &item));
-        if (!item)
+        if (!item) /* read under the write lock a moment ago */
             RL_FAIL(RL_ESTORE, "review item %s went during the rematch", o->id);
         if (json_object_set_new(item, "golden", json_string(o->a->new_golden)) != 0 ||
             json_object_set_new(item, "candidate_golden", json_string(o->b->new_golden)) != 0)
@@ -929,6 +942,7 @@ cleanup:
     json_decref(item);
     json_decref(keeper);
     json_decref(one);
+    json_decref(mine);
     free(open);
     return err;
 }

@@ -2107,49 +2107,53 @@ static void test_rematch_reads_open_items_as_people_now_stand(void **state)
 }
 
 /* An open item asks whether its record is its candidate record's person, and
- * moves with that record. Y and X (both male) are one person G; R (female) is a
- * question against G, on X's or Y's evidence. A stricter rematch (auto-link
- * 0.96) takes X out of G (Y, first, keeps the id): R's item now names the
- * person of its candidate record, and R is asked about the other. */
+ * moves with that record. Y (male) is person G; X (sex unknown) joins it at
+ * 0.9; R (female) comes at auto-link 0.92 and is a question against G on X's
+ * evidence (0.9 against Y's 0.7). Rematch at 0.92 takes X out of G (Y keeps
+ * the id): R's item now names X's person, under that key, and R is asked
+ * about Y's, X about Y. */
 static void test_rematch_moves_open_items_with_their_records(void **state)
 {
     fixture *f = *state;
     char gy[128], gx[128], gr[128];
     rl_submit_result y = submit(f, "urn:o", "1", "Phiri", "Joseph", "male", "1970-05-05");
-    rl_submit_result x = submit(f, "urn:o", "2", "Phiri", "Joseph", "male", "1970-05-05");
+    rl_submit_result x = submit(f, "urn:o", "2", "Phiri", "Joseph", NULL, "1970-05-05");
     assert_string_equal(x.golden_id, y.golden_id);
+    close_registry(f);
+    f->opts.auto_link_threshold = 0.92;
+    assert_int_equal(open_registry(f), 0);
     rl_submit_result r = submit(f, "urn:o", "3", "Phiri", "Joseph", "female", "1970-05-05");
     assert_int_equal(r.reviews_queued, 1);
     char id[REG_TIMEKEY_LEN + 1];
     assert_null(reg_open_review_of(f->reg, r.record_id, y.golden_id, id));
     assert_true(id[0] != '\0');
     json_t *item = review_item(f, id);
-    char cand[128];
-    snprintf(cand, sizeof cand, "%s", json_string_value(json_object_get(item, "candidate_record")));
+    assert_string_equal(json_string_value(json_object_get(item, "candidate_record")), x.record_id);
     json_decref(item);
-    close_registry(f);
-    f->opts.auto_link_threshold = 0.96;
-    assert_int_equal(open_registry(f), 0);
     json_t *report = rematch(f);
+    assert_int_equal(json_integer_value(json_object_get(report, "reviews_moved")), 1);
+    assert_int_equal(json_integer_value(json_object_get(report, "reviews_queued")), 2);
     json_decref(report);
     golden_of(f, y.record_id, gy);
     golden_of(f, x.record_id, gx);
     golden_of(f, r.record_id, gr);
     assert_string_equal(gy, y.golden_id);
     assert_string_not_equal(gx, gy);
-    /* The item names its candidate record's person, under that key. */
-    char cand_golden[128];
-    golden_of(f, cand, cand_golden);
+    assert_string_not_equal(gr, gx);
+    assert_string_not_equal(gr, gy);
+    /* The item names its candidate record's person now, under that key. */
     item = review_item(f, id);
     assert_string_equal(json_string_value(json_object_get(item, "status")), "open");
-    assert_string_equal(json_string_value(json_object_get(item, "candidate_golden")), cand_golden);
+    assert_string_equal(json_string_value(json_object_get(item, "candidate_golden")), gx);
     assert_string_equal(json_string_value(json_object_get(item, "golden")), gr);
     json_decref(item);
     char held[REG_TIMEKEY_LEN + 1];
-    assert_null(reg_open_review_of(f->reg, r.record_id, cand_golden, held));
+    assert_null(reg_open_review_of(f->reg, r.record_id, gx, held));
     assert_string_equal(held, id);
-    /* R against the other person, and X against Y: one item each pair. */
-    assert_null(reg_open_review_of(f->reg, r.record_id, strcmp(cand_golden, gy) == 0 ? gx : gy, held));
+    /* R against Y's person (the key the item left), and X against Y: one item a pair. */
+    assert_null(reg_open_review_of(f->reg, r.record_id, gy, held));
+    assert_true(held[0] != '\0' && strcmp(held, id) != 0);
+    assert_null(reg_open_review_of(f->reg, x.record_id, gy, held));
     assert_true(held[0] != '\0');
     assert_int_equal(open_reviews(f), 3);
     expect_clean(f);
