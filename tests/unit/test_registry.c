@@ -2162,6 +2162,58 @@ static void test_rematch_moves_open_items_with_their_records(void **state)
     rl_submit_result_clear(&r);
 }
 
+/* An item left as it is keeps its index key: one that would move onto it
+ * stays where it was. c (male) and b (sex unknown) are one person G at 0.9.
+ * At 0.96, d (male) is a question against G (on c), and a (female) one
+ * against G on b (0.9) and one against d's person (0.7). A reviewer puts b
+ * with a by hand: a's item about b stays open, for "not a match". Rematch at
+ * 0.92 joins d to c, and the person keeps G (c came first): a's item about d
+ * now asks about a's person and G, whose key (a, G) a's item about b holds. */
+static void test_rematch_moves_no_item_onto_a_kept_key(void **state)
+{
+    fixture *f = *state;
+    char gc[128], gd[128], ga[128];
+    rl_submit_result c = submit(f, "urn:o", "1", "Phiri", "Joseph", "male", "1970-05-05");
+    rl_submit_result b = submit(f, "urn:o", "2", "Phiri", "Joseph", NULL, "1970-05-05");
+    assert_string_equal(b.golden_id, c.golden_id);
+    close_registry(f);
+    f->opts.auto_link_threshold = 0.96;
+    assert_int_equal(open_registry(f), 0);
+    rl_submit_result d = submit(f, "urn:o", "3", "Phiri", "Joseph", "male", "1970-05-05");
+    rl_submit_result a = submit(f, "urn:o", "4", "Phiri", "Joseph", "female", "1970-05-05");
+    assert_int_equal(d.reviews_queued, 1);
+    assert_int_equal(a.reviews_queued, 2);
+    char about_b[REG_TIMEKEY_LEN + 1], about_d[REG_TIMEKEY_LEN + 1];
+    assert_null(reg_open_review_of(f->reg, a.record_id, c.golden_id, about_b));
+    assert_null(reg_open_review_of(f->reg, a.record_id, d.golden_id, about_d));
+    assert_true(about_b[0] != '\0' && about_d[0] != '\0');
+    json_t *item = review_item(f, about_b);
+    assert_string_equal(json_string_value(json_object_get(item, "candidate_record")), b.record_id);
+    json_decref(item);
+    json_t *linked = NULL;
+    assert_null(rl_registry_link(f->reg, &reviewer, b.record_id, a.golden_id, &linked));
+    json_decref(linked);
+    close_registry(f);
+    f->opts.auto_link_threshold = 0.92;
+    assert_int_equal(open_registry(f), 0);
+    json_t *report = rematch(f);
+    assert_int_equal(json_integer_value(json_object_get(report, "reviews_moved")), 0);
+    json_decref(report);
+    assert_string_equal(golden_of(f, d.record_id, gd), golden_of(f, c.record_id, gc));
+    assert_string_equal(gc, c.golden_id);
+    golden_of(f, a.record_id, ga);
+    /* Both of a's items open and indexed where they were. */
+    char held[REG_TIMEKEY_LEN + 1];
+    assert_null(reg_open_review_of(f->reg, a.record_id, gc, held));
+    assert_string_equal(held, about_b);
+    assert_null(reg_open_review_of(f->reg, a.record_id, d.golden_id, held));
+    assert_string_equal(held, about_d);
+    expect_clean(f);
+    rl_submit_result *all[] = {&a, &b, &c, &d};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++)
+        rl_submit_result_clear(all[i]);
+}
+
 /* Two open items that a rematch makes ask the same pair of people: one stays.
  * R1 and R2 (female, auto-link 0.96) are each a question against Y (male) and
  * R2 one against R1. At 0.92 rematch joins R2 to R1 (that item answered):
@@ -3022,6 +3074,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_rematch_asks_each_pair_of_people_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rematch_reads_open_items_as_people_now_stand, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rematch_moves_open_items_with_their_records, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rematch_moves_no_item_onto_a_kept_key, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rematch_closes_items_that_ask_one_pair_twice, setup, teardown),
         cmocka_unit_test_setup_teardown(test_merge_answers_review_items, setup, teardown),
         cmocka_unit_test_setup_teardown(test_merge_answers_items_about_merged_people, setup, teardown),
