@@ -751,6 +751,15 @@ static long open_reviews(fixture *f)
     return n;
 }
 
+/* Closes the registry and opens it again on the same store under other thresholds. */
+static void reopen_at(fixture *f, double auto_link, double review)
+{
+    close_registry(f);
+    f->opts.auto_link_threshold = auto_link;
+    f->opts.review_threshold = review;
+    assert_int_equal(open_registry(f), 0);
+}
+
 /* The stored review item `id` (a new reference; the test fails when there is none). */
 static json_t *review_item(fixture *f, const char *id)
 {
@@ -2032,15 +2041,11 @@ static void test_rematch_asks_each_pair_of_people_once(void **state)
     rl_submit_result r2 = submit(f, "urn:o", "2", "Phiri", "Joseph", "male", "1970-05-05");
     rl_submit_result r3 = submit(f, "urn:o", "3", "Phiri", "Joseph", NULL, "1970-05-05");
     assert_string_equal(r3.golden_id, r2.golden_id);
-    close_registry(f);
-    f->opts.auto_link_threshold = 0.96;
-    assert_int_equal(open_registry(f), 0);
+    reopen_at(f, 0.96, f->opts.review_threshold);
     rl_submit_result r1 = submit(f, "urn:o", "1", "Phiri", "Joseph", "male", "1970-05-05");
     assert_string_not_equal(r1.golden_id, r2.golden_id);
     assert_int_equal(r1.reviews_queued, 1);
-    close_registry(f);
-    f->opts.auto_link_threshold = 0.92;
-    assert_int_equal(open_registry(f), 0);
+    reopen_at(f, 0.92, f->opts.review_threshold);
     json_t *report = rematch(f);
     assert_int_equal(json_integer_value(json_object_get(report, "reviews_answered")), 1);
     json_decref(report);
@@ -2064,19 +2069,14 @@ static void test_rematch_reads_open_items_as_people_now_stand(void **state)
 {
     fixture *f = *state;
     char gk[128], gq[128], gh[128];
-    close_registry(f);
-    f->opts.review_threshold = 0.75;
-    assert_int_equal(open_registry(f), 0);
+    reopen_at(f, f->opts.auto_link_threshold, 0.75);
     rl_submit_result k = submit(f, "urn:o", "1", "Phiri", "Joseph", "female", "1970-05-05");
     rl_submit_result q = submit(f, "urn:o", "2", "Phiri", "Joseph", "male", "1970-05-05");
     assert_int_equal(q.reviews_queued, 0);
     rl_submit_result h = submit(f, "urn:o", "3", "Phiri", "Joseph", NULL, "1970-05-05");
     assert_int_equal(h.reviews_queued, 1);
     assert_true(strcmp(h.golden_id, k.golden_id) == 0 || strcmp(h.golden_id, q.golden_id) == 0);
-    close_registry(f);
-    f->opts.auto_link_threshold = 0.92;
-    f->opts.review_threshold = 0.6;
-    assert_int_equal(open_registry(f), 0);
+    reopen_at(f, 0.92, 0.6);
     json_t *report = rematch(f);
     assert_int_equal(json_integer_value(json_object_get(report, "reviews_answered")), 0);
     assert_int_equal(json_integer_value(json_object_get(report, "reviews_queued")), 2);
@@ -2119,9 +2119,7 @@ static void test_rematch_moves_open_items_with_their_records(void **state)
     rl_submit_result y = submit(f, "urn:o", "1", "Phiri", "Joseph", "male", "1970-05-05");
     rl_submit_result x = submit(f, "urn:o", "2", "Phiri", "Joseph", NULL, "1970-05-05");
     assert_string_equal(x.golden_id, y.golden_id);
-    close_registry(f);
-    f->opts.auto_link_threshold = 0.92;
-    assert_int_equal(open_registry(f), 0);
+    reopen_at(f, 0.92, f->opts.review_threshold);
     rl_submit_result r = submit(f, "urn:o", "3", "Phiri", "Joseph", "female", "1970-05-05");
     assert_int_equal(r.reviews_queued, 1);
     char id[REG_TIMEKEY_LEN + 1];
@@ -2176,9 +2174,7 @@ static void test_rematch_moves_no_item_onto_a_kept_key(void **state)
     rl_submit_result c = submit(f, "urn:o", "1", "Phiri", "Joseph", "male", "1970-05-05");
     rl_submit_result b = submit(f, "urn:o", "2", "Phiri", "Joseph", NULL, "1970-05-05");
     assert_string_equal(b.golden_id, c.golden_id);
-    close_registry(f);
-    f->opts.auto_link_threshold = 0.96;
-    assert_int_equal(open_registry(f), 0);
+    reopen_at(f, 0.96, f->opts.review_threshold);
     rl_submit_result d = submit(f, "urn:o", "3", "Phiri", "Joseph", "male", "1970-05-05");
     rl_submit_result a = submit(f, "urn:o", "4", "Phiri", "Joseph", "female", "1970-05-05");
     assert_int_equal(d.reviews_queued, 1);
@@ -2193,9 +2189,7 @@ static void test_rematch_moves_no_item_onto_a_kept_key(void **state)
     json_t *linked = NULL;
     assert_null(rl_registry_link(f->reg, &reviewer, b.record_id, a.golden_id, &linked));
     json_decref(linked);
-    close_registry(f);
-    f->opts.auto_link_threshold = 0.92;
-    assert_int_equal(open_registry(f), 0);
+    reopen_at(f, 0.92, f->opts.review_threshold);
     json_t *report = rematch(f);
     assert_int_equal(json_integer_value(json_object_get(report, "reviews_moved")), 0);
     json_decref(report);
@@ -2221,9 +2215,7 @@ static void test_rematch_moves_no_item_onto_a_kept_key(void **state)
 static void test_rematch_closes_items_that_ask_one_pair_twice(void **state)
 {
     fixture *f = *state;
-    close_registry(f);
-    f->opts.auto_link_threshold = 0.96;
-    assert_int_equal(open_registry(f), 0);
+    reopen_at(f, 0.96, f->opts.review_threshold);
     rl_submit_result y = submit(f, "urn:o", "1", "Phiri", "Joseph", "male", "1970-05-05");
     rl_submit_result r1 = submit(f, "urn:o", "2", "Phiri", "Joseph", "female", "1970-05-05");
     rl_submit_result r2 = submit(f, "urn:o", "3", "Phiri", "Joseph", "female", "1970-05-05");
@@ -2233,9 +2225,7 @@ static void test_rematch_closes_items_that_ask_one_pair_twice(void **state)
     assert_null(reg_open_review_of(f->reg, r1.record_id, y.golden_id, keep));
     assert_null(reg_open_review_of(f->reg, r2.record_id, y.golden_id, dup));
     assert_true(keep[0] != '\0' && dup[0] != '\0');
-    close_registry(f);
-    f->opts.auto_link_threshold = 0.92;
-    assert_int_equal(open_registry(f), 0);
+    reopen_at(f, 0.92, f->opts.review_threshold);
     json_t *report = rematch(f);
     assert_int_equal(json_integer_value(json_object_get(report, "reviews_answered")), 1);
     assert_int_equal(json_integer_value(json_object_get(report, "reviews_duplicate")), 1);
