@@ -777,13 +777,24 @@ typedef struct rm_open {
     char okey[2 * REG_ID_LEN + 8];    /* its index key (record \0 golden asked about) */
     size_t oklen;
     bool exact;                       /* its golden ids and key are the assignment's already */
-    bool stuck;                       /* its new key is held by an item left as it is: not moved */
+    bool stuck;                       /* its new key is held by an item that keeps it: not moved */
+    long holder;                      /* who holds its new key now: an index into the items, or RM_HELD_* */
 } rm_open;
+
+enum { RM_HELD_FREE = -1, RM_HELD_KEPT = -2 }; /* free or to be freed; held by an item left as it is */
 
 /* The item's pair of people as they now stand (a and b in two persons). */
 static size_t rm_open_pair(const rm_open *o, char out[REG_PAIR_KEY_MAX])
 {
     return reg_pair_key(o->a->new_golden, o->b->new_golden, out, REG_PAIR_KEY_MAX);
+}
+
+/* Whether item i is the one its pair keeps. */
+static bool rm_open_kept(const rm_open *o, const json_t *keeper, size_t i)
+{
+    char pair[REG_PAIR_KEY_MAX];
+    size_t plen = rm_open_pair(o, pair);
+    return (size_t)json_integer_value(json_object_getn(keeper, pair, plen)) == i;
 }
 
 /*
@@ -812,9 +823,10 @@ static rl_error *rm_settle_items(rm_replay *p, const rl_actor *actor, json_t *an
     rl_registry *reg = p->reg;
     rl_store_iter *it = NULL;
     json_t *item = NULL, *keeper = json_object(), *one = json_array(), *mine = json_object();
+    json_t *index_of = json_object(); /* item id -> its place in open[] */
     rm_open *open = NULL;
     size_t n = 0, cap = 0;
-    if (!keeper || !one || !mine)
+    if (!keeper || !one || !mine || !index_of)
         RL_FAIL(RL_ENOMEM, "out of memory");
     RL_TRY(rl_store_iter_new(reg->store, RL_CF_REVIEW_OPEN, NULL, 0, NULL, 0, &it));
     for (; rl_store_iter_valid(it); rl_store_iter_next(it)) {
@@ -846,7 +858,8 @@ static rl_error *rm_settle_items(rm_replay *p, const rl_actor *actor, json_t *an
             }
             continue;
         }
-        if (json_object_setn_new(mine, v, vlen, json_true()) != 0)
+        if (json_object_setn_new(mine, v, vlen, json_true()) != 0 ||
+            json_object_setn_new(index_of, v, vlen, json_integer((json_int_t)n)) != 0)
             RL_FAIL(RL_ENOMEM, "out of memory");
         if (n == cap) {
             size_t grown = cap ? 2 * cap : 64;
@@ -884,14 +897,30 @@ static rl_error *rm_settle_items(rm_replay *p, const rl_actor *actor, json_t *an
     }
     /* A new key held by an item this pass leaves as it is (a pair together
      * by hand, a record without its link) stays that item's: the item that
-     * would move there stays where it is, as it was. */
+     * would move there stays where it is, as it was; and then its own key
+     * is kept too, so the pass repeats until nothing more stays. */
     for (size_t i = 0; i < n; i++) {
-        char pair[REG_PAIR_KEY_MAX], held[REG_TIMEKEY_LEN + 1];
-        size_t plen = rm_open_pair(&open[i], pair);
-        if (open[i].exact || (size_t)json_integer_value(json_object_getn(keeper, pair, plen)) != i)
+        char held[REG_TIMEKEY_LEN + 1];
+        open[i].holder = RM_HELD_FREE;
+        if (open[i].exact || !rm_open_kept(&open[i], keeper, i))
             continue;
         RL_TRY(reg_open_review_of(reg, open[i].a->rid, open[i].b->new_golden, held));
-        open[i].stuck = held[0] != '\0' && !json_object_get(mine, held);
+        if (held[0] == '\0')
+            continue;
+        json_t *at = json_object_get(index_of, held);
+        open[i].holder = at ? (long)json_integer_value(at) : json_object_get(mine, held) ? RM_HELD_FREE : RM_HELD_KEPT;
+    }
+    for (bool more = true; more;) {
+        more = false;
+        for (size_t i = 0; i < n; i++) {
+            long h = open[i].holder;
+            if (open[i].stuck || h == RM_HELD_FREE)
+                continue;
+            if (h == RM_HELD_KEPT || open[h].stuck || (open[h].exact && rm_open_kept(&open[h], keeper, (size_t)h))) {
+                open[i].stuck = true;
+                more = true;
+            }
+        }
     }
     /* Deletes first: the duplicates close, the moved items leave their keys. */
     for (size_t i = 0; i < n; i++) {
@@ -943,6 +972,7 @@ cleanup:
     json_decref(keeper);
     json_decref(one);
     json_decref(mine);
+    json_decref(index_of);
     free(open);
     return err;
 }
