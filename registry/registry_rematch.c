@@ -682,10 +682,14 @@ typedef struct rm_claim {
     size_t count, first; /* the person's records on the id; the earliest one's place in the order */
 } rm_claim;
 
-static int rm_by_golden_then_pos(const void *x, const void *y)
+/* By person, then by the id each record had (so that a claim's records are
+ * consecutive, whatever the person's size), then in replay order. */
+static int rm_by_person_claim_pos(const void *x, const void *y)
 {
     const rm_record *a = *(const rm_record *const *)x, *b = *(const rm_record *const *)y;
     int c = strcmp(a->new_golden, b->new_golden);
+    if (!c)
+        c = strcmp(a->old_golden, b->old_golden);
     return c ? c : (a->pos < b->pos ? -1 : a->pos > b->pos);
 }
 
@@ -712,19 +716,16 @@ static rl_error *rm_settle_ids(rm_replay *p)
     for (size_t i = 0; i < p->n; i++)
         if (p->recs[i].done)
             recs[m++] = &p->recs[i];
-    qsort(recs, m, sizeof *recs, rm_by_golden_then_pos);
+    qsort(recs, m, sizeof *recs, rm_by_person_claim_pos);
     /* The persons, the pinned ones' ids taken, the others' claims gathered. */
     for (size_t i = 0; i < m;) {
         size_t j = i, first_claim = nc;
         bool pinned = false;
         for (; j < m && strcmp(recs[j]->new_golden, recs[i]->new_golden) == 0; j++) {
             pinned |= recs[j]->manual || !recs[j]->has_record;
-            size_t c = first_claim;
-            while (c < nc && strcmp(claims[c].id, recs[j]->old_golden) != 0)
-                c++;
-            if (c == nc)
+            if (j == i || strcmp(recs[j]->old_golden, recs[j - 1]->old_golden) != 0) /* a claim's first record */
                 claims[nc++] = (rm_claim){.id = recs[j]->old_golden, .person = np, .first = recs[j]->pos};
-            claims[c].count++; /* records come in order: `first` is the first one's */
+            claims[nc - 1].count++;
         }
         if (pinned) {
             nc = first_claim;

@@ -2208,6 +2208,32 @@ static void test_rematch_moves_no_item_onto_a_kept_key(void **state)
         rl_submit_result_clear(all[i]);
 }
 
+/* A person split by a rematch leaves its id with the larger part, whichever
+ * record came first. Z (sex unknown) opens person G; Y and X (male) join it.
+ * At 0.92 Z stands alone and Y and X stay together: they keep G, Z gets a
+ * new id (the replay, which opens persons in order, had given G to Z). */
+static void test_rematch_split_leaves_the_id_with_the_larger_part(void **state)
+{
+    fixture *f = *state;
+    char gz[128], gy[128], gx[128];
+    rl_submit_result z = submit(f, "urn:o", "1", "Phiri", "Joseph", NULL, "1970-05-05");
+    rl_submit_result y = submit(f, "urn:o", "2", "Phiri", "Joseph", "male", "1970-05-05");
+    rl_submit_result x = submit(f, "urn:o", "3", "Phiri", "Joseph", "male", "1970-05-05");
+    assert_string_equal(y.golden_id, z.golden_id);
+    assert_string_equal(x.golden_id, z.golden_id);
+    reopen_at(f, 0.92, f->opts.review_threshold);
+    json_t *report = rematch(f);
+    assert_int_equal(json_integer_value(json_object_get(report, "moved")), 1);
+    json_decref(report);
+    assert_string_equal(golden_of(f, y.record_id, gy), z.golden_id);
+    assert_string_equal(golden_of(f, x.record_id, gx), z.golden_id);
+    assert_string_not_equal(golden_of(f, z.record_id, gz), z.golden_id);
+    expect_clean(f);
+    rl_submit_result *all[] = {&z, &y, &x};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++)
+        rl_submit_result_clear(all[i]);
+}
+
 /* Two open items that a rematch makes ask the same pair of people: one stays.
  * R1 and R2 (female, auto-link 0.96) are each a question against Y (male) and
  * R2 one against R1. At 0.92 rematch joins R2 to R1 (that item answered):
@@ -3065,6 +3091,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_rematch_reads_open_items_as_people_now_stand, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rematch_moves_open_items_with_their_records, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rematch_moves_no_item_onto_a_kept_key, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rematch_split_leaves_the_id_with_the_larger_part, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rematch_closes_items_that_ask_one_pair_twice, setup, teardown),
         cmocka_unit_test_setup_teardown(test_merge_answers_review_items, setup, teardown),
         cmocka_unit_test_setup_teardown(test_merge_answers_items_about_merged_people, setup, teardown),
