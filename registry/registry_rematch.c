@@ -779,6 +779,7 @@ typedef struct rm_open {
     size_t oklen;
     bool exact;                       /* its golden ids and key are the assignment's already */
     bool stuck;                       /* its new key is held by an item that keeps it: not moved */
+    size_t kept_by;                   /* the item its pair keeps (itself, or it closes as a duplicate) */
     long holder;                      /* who holds its new key now: an index into the items, or RM_HELD_* */
 } rm_open;
 
@@ -788,14 +789,6 @@ enum { RM_HELD_FREE = -1, RM_HELD_KEPT = -2 }; /* free or to be freed; held by a
 static size_t rm_open_pair(const rm_open *o, char out[REG_PAIR_KEY_MAX])
 {
     return reg_pair_key(o->a->new_golden, o->b->new_golden, out, REG_PAIR_KEY_MAX);
-}
-
-/* Whether item i is the one its pair keeps. */
-static bool rm_open_kept(const rm_open *o, const json_t *keeper, size_t i)
-{
-    char pair[REG_PAIR_KEY_MAX];
-    size_t plen = rm_open_pair(o, pair);
-    return (size_t)json_integer_value(json_object_getn(keeper, pair, plen)) == i;
 }
 
 /*
@@ -823,11 +816,11 @@ static rl_error *rm_settle_items(rm_replay *p, const rl_actor *actor, json_t *an
     rl_error *err = NULL;
     rl_registry *reg = p->reg;
     rl_store_iter *it = NULL;
-    json_t *item = NULL, *keeper = json_object(), *one = json_array(), *mine = json_object();
+    json_t *item = NULL, *keeper = json_object(), *one = json_array();
     json_t *index_of = json_object(); /* item id -> its place in open[] */
     rm_open *open = NULL;
     size_t n = 0, cap = 0;
-    if (!keeper || !one || !mine || !index_of)
+    if (!keeper || !one || !index_of)
         RL_FAIL(RL_ENOMEM, "out of memory");
     RL_TRY(rl_store_iter_new(reg->store, RL_CF_REVIEW_OPEN, NULL, 0, NULL, 0, &it));
     for (; rl_store_iter_valid(it); rl_store_iter_next(it)) {
@@ -853,14 +846,12 @@ static rl_error *rm_settle_items(rm_replay *p, const rl_actor *actor, json_t *an
         if (strcmp(a->new_golden, b->new_golden) == 0) {
             if (!a->manual && !b->manual && strcmp(a->old_golden, b->old_golden) != 0) {
                 if (json_array_append_new(answered, json_stringn(v, vlen)) != 0 ||
-                    json_object_setn_new(released, v, vlen, json_true()) != 0 ||
-                    json_object_setn_new(mine, v, vlen, json_true()) != 0)
+                    json_object_setn_new(released, v, vlen, json_true()) != 0)
                     RL_FAIL(RL_ENOMEM, "out of memory");
             }
             continue;
         }
-        if (json_object_setn_new(mine, v, vlen, json_true()) != 0 ||
-            json_object_setn_new(index_of, v, vlen, json_integer((json_int_t)n)) != 0)
+        if (json_object_setn_new(index_of, v, vlen, json_integer((json_int_t)n)) != 0)
             RL_FAIL(RL_ENOMEM, "out of memory");
         if (n == cap) {
             size_t grown = cap ? 2 * cap : 64;
@@ -896,6 +887,11 @@ static rl_error *rm_settle_items(rm_replay *p, const rl_actor *actor, json_t *an
         if (json_object_setn_new(asked, pair, plen, json_true()) != 0)
             RL_FAIL(RL_ENOMEM, "out of memory");
     }
+    for (size_t i = 0; i < n; i++) {
+        char pair[REG_PAIR_KEY_MAX];
+        size_t plen = rm_open_pair(&open[i], pair);
+        open[i].kept_by = (size_t)json_integer_value(json_object_getn(keeper, pair, plen));
+    }
     /* A new key held by an item this pass leaves as it is (a pair together
      * by hand, a record without its link) stays that item's: the item that
      * would move there stays where it is, as it was; and then its own key
@@ -903,13 +899,14 @@ static rl_error *rm_settle_items(rm_replay *p, const rl_actor *actor, json_t *an
     for (size_t i = 0; i < n; i++) {
         char held[REG_TIMEKEY_LEN + 1];
         open[i].holder = RM_HELD_FREE;
-        if (open[i].exact || !rm_open_kept(&open[i], keeper, i))
+        if (open[i].exact || open[i].kept_by != i)
             continue;
         RL_TRY(reg_open_review_of(reg, open[i].a->rid, open[i].b->new_golden, held));
         if (held[0] == '\0')
             continue;
         json_t *at = json_object_get(index_of, held);
-        open[i].holder = at ? (long)json_integer_value(at) : json_object_get(mine, held) ? RM_HELD_FREE : RM_HELD_KEPT;
+        /* not one of these: an answered item (its key goes) or one left as it is */
+        open[i].holder = at ? (long)json_integer_value(at) : json_object_get(released, held) ? RM_HELD_FREE : RM_HELD_KEPT;
     }
     for (bool more = true; more;) {
         more = false;
@@ -917,7 +914,7 @@ static rl_error *rm_settle_items(rm_replay *p, const rl_actor *actor, json_t *an
             long h = open[i].holder;
             if (open[i].stuck || h == RM_HELD_FREE)
                 continue;
-            if (h == RM_HELD_KEPT || open[h].stuck || (open[h].exact && rm_open_kept(&open[h], keeper, (size_t)h))) {
+            if (h == RM_HELD_KEPT || open[h].stuck || (open[h].exact && open[h].kept_by == (size_t)h)) {
                 open[i].stuck = true;
                 more = true;
             }
@@ -925,9 +922,7 @@ static rl_error *rm_settle_items(rm_replay *p, const rl_actor *actor, json_t *an
     }
     /* Deletes first: the duplicates close, the moved items leave their keys. */
     for (size_t i = 0; i < n; i++) {
-        char pair[REG_PAIR_KEY_MAX];
-        size_t plen = rm_open_pair(&open[i], pair);
-        size_t kept = (size_t)json_integer_value(json_object_getn(keeper, pair, plen));
+        size_t kept = open[i].kept_by;
         if (kept != i) {
             json_array_clear(one);
             if (json_array_append_new(one, json_string(open[i].id)) != 0)
@@ -945,9 +940,7 @@ static rl_error *rm_settle_items(rm_replay *p, const rl_actor *actor, json_t *an
     /* Then the moved items under their people as they now stand. */
     for (size_t i = 0; i < n; i++) {
         rm_open *o = &open[i];
-        char pair[REG_PAIR_KEY_MAX];
-        size_t plen = rm_open_pair(o, pair);
-        if (o->exact || o->stuck || (size_t)json_integer_value(json_object_getn(keeper, pair, plen)) != i)
+        if (o->exact || o->stuck || o->kept_by != i)
             continue;
         json_decref(item);
         item = NULL;
@@ -972,7 +965,6 @@ cleanup:
     json_decref(item);
     json_decref(keeper);
     json_decref(one);
-    json_decref(mine);
     json_decref(index_of);
     free(open);
     return err;
