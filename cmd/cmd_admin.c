@@ -172,7 +172,7 @@ static const admin_cmd admin_cmds[] = {
     {"audit", NULL, 0, "[--since T] [--until T] [--record ID] [--limit N]", "query the audit trail",
      {NULL, NULL, {NULL}}, build_audit},
     {"check", NULL, 0, "", "verify the store's invariants; repairs nothing (a store of an earlier version is brought up to date first, as by every command)", {"GET", "/admin/check", {NULL}}, NULL},
-    {"train", NULL, 0, "", "re-estimate the matching model from the registry (m, u, term frequencies; with \"learn_guards\", the guards at shared homes)",
+    {"train", NULL, 0, "", "re-estimate the matching model from the registry (m, u, term frequencies; whether identifiers show the twins and parent guards' pairs on a shared street to be replaced values; with \"learn_guards\", households at shared homes)",
      {"POST", "/admin/train", {NULL}}, NULL},
     {"rematch", NULL, 0, "", "replay automatic linking under the current model (manual links kept; review items it settles are answered)",
      {"POST", "/admin/rematch", {NULL}}, NULL},

@@ -27,7 +27,9 @@ struct demo_model {
     double guard_cap; /* score ceiling when a guard rule fires */
     bool guards;      /* the twins / parent-and-child guards are on */
     bool learn_guards; /* train may lift them where the registry shows no households (opt-in) */
+    bool learn_guards_from_identifiers; /* train may lift them where identifiers show replaced values */
     bool guards_lifted_at_home; /* learnt: no guard between records of one family name and street address */
+    bool guards_lifted_on_street; /* learnt: nor where the street agrees and the house number may not */
     bool corroboration; /* a score on names alone is capped (demo_model_corroborated) */
     int within_years;
     demo_placeholders ph;
@@ -161,6 +163,7 @@ static demo_model *demo_model_alloc(demo_nicknames *nicknames)
     m->guard_cap = 0.85;
     m->guards = true;
     m->learn_guards = false;
+    m->learn_guards_from_identifiers = true;
     m->corroboration = true;
     m->within_years = 1;
     demo_placeholders_defaults(&m->ph);
@@ -341,13 +344,16 @@ rl_error *demo_model_from_json(const json_t *rules, demo_nicknames *nicknames, d
                 RL_FAIL(RL_EINVAL, "rules: %s: expected a probability strictly between 0 and 1", key);
             *(strcmp(key, "prior") == 0 ? &m->prior : &m->guard_cap) = json_number_value(v);
         } else if (strcmp(key, "guards") == 0 || strcmp(key, "corroboration") == 0 ||
-                   strcmp(key, "learn_guards") == 0 || strcmp(key, "guards_lifted_at_home") == 0) {
+                   strcmp(key, "learn_guards") == 0 || strcmp(key, "learn_guards_from_identifiers") == 0 ||
+                   strcmp(key, "guards_lifted_at_home") == 0 || strcmp(key, "guards_lifted_on_street") == 0) {
             if (!json_is_boolean(v))
                 RL_FAIL(RL_EINVAL, "rules: %s: expected true or false", key);
-            bool *flag = strcmp(key, "guards") == 0         ? &m->guards
-                         : strcmp(key, "corroboration") == 0 ? &m->corroboration
-                         : strcmp(key, "learn_guards") == 0  ? &m->learn_guards
-                                                             : &m->guards_lifted_at_home;
+            bool *flag = strcmp(key, "guards") == 0                         ? &m->guards
+                         : strcmp(key, "corroboration") == 0                 ? &m->corroboration
+                         : strcmp(key, "learn_guards") == 0                  ? &m->learn_guards
+                         : strcmp(key, "learn_guards_from_identifiers") == 0 ? &m->learn_guards_from_identifiers
+                         : strcmp(key, "guards_lifted_at_home") == 0         ? &m->guards_lifted_at_home
+                                                                             : &m->guards_lifted_on_street;
             *flag = json_is_true(v);
         } else if (strcmp(key, "within_years") == 0) {
             if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > 10)
@@ -415,8 +421,12 @@ json_t *demo_model_to_json(const demo_model *m)
      * neither still opens in a build from before they existed. */
     if (m->learn_guards)
         json_object_set_new(root, "learn_guards", json_true());
+    if (!m->learn_guards_from_identifiers)
+        json_object_set_new(root, "learn_guards_from_identifiers", json_false());
     if (m->guards_lifted_at_home)
         json_object_set_new(root, "guards_lifted_at_home", json_true());
+    if (m->guards_lifted_on_street)
+        json_object_set_new(root, "guards_lifted_on_street", json_true());
     json_object_set_new(root, "corroboration", json_boolean(m->corroboration));
     json_object_set_new(root, "within_years", json_integer(m->within_years));
     json_object_set_new(root, "country_code", json_string(m->country_code));
@@ -850,11 +860,18 @@ static unsigned demo_guard_shape(const demo_features *a, const demo_features *b,
     return shape;
 }
 
+bool demo_model_same_street(const int levels[DEMO_F_COUNT])
+{
+    int family = levels[DEMO_F_FAMILY], address = levels[DEMO_F_ADDRESS];
+    return family != DEMO_LEVEL_MISSING && family <= 1 && address != DEMO_LEVEL_MISSING && address <= 2;
+}
+
 bool demo_model_same_home(const int levels[DEMO_F_COUNT])
 {
     int family = levels[DEMO_F_FAMILY], address = levels[DEMO_F_ADDRESS];
     return family != DEMO_LEVEL_MISSING && family <= 1 && address != DEMO_LEVEL_MISSING && address <= 1;
 }
+
 
 unsigned demo_model_guard(const demo_model *m, const demo_features *a, const demo_features *b,
                           const int levels[DEMO_F_COUNT], unsigned *agrees)
@@ -878,10 +895,11 @@ unsigned demo_model_guard(const demo_model *m, const demo_features *a, const dem
     if (birth != DEMO_LEVEL_MISSING && birth <= 2)
         *agrees |= DEMO_GUARD_BIRTH;
     /* Where training found that records sharing a family name and a home are
-     * one person far more often than a family (demo_household_evidence), a
-     * twin or a namesake of another generation at that home is not what such
-     * a pair most likely is: the weights decide. Elsewhere the guards hold. */
-    if (m->guards_lifted_at_home && demo_model_same_home(levels))
+     * one person far more often than a family (demo_household_evidence), or
+     * that one person's replaced values explain the guard-shaped pairs on a
+     * street, a twin or a namesake of another generation there is not what
+     * such a pair most likely is: the weights decide. Elsewhere the guards hold. */
+    if (demo_model_guards_lifted_for(m, levels))
         return 0;
     return demo_guard_shape(a, b, levels, id);
 }
@@ -894,15 +912,47 @@ unsigned demo_model_guard_shape(const demo_features *a, const demo_features *b, 
     return demo_guard_shape(a, b, levels, id);
 }
 
-bool demo_model_learns_guards(const demo_model *m) { return m->guards && m->learn_guards; }
+bool demo_model_learns_guards(const demo_model *m)
+{
+    return m->guards && (m->learn_guards || m->learn_guards_from_identifiers);
+}
+bool demo_model_learns_guards_from_households(const demo_model *m) { return m->guards && m->learn_guards; }
+bool demo_model_learns_guards_from_identifiers(const demo_model *m)
+{
+    return m->guards && m->learn_guards_from_identifiers;
+}
+int demo_model_identifier_level(const demo_features *a, const demo_features *b) { return demo_ident_level(a, b, true); }
 bool demo_model_guards_on(const demo_model *m) { return m->guards; }
 bool demo_model_guards_lifted_at_home(const demo_model *m) { return m->guards_lifted_at_home; }
-void demo_model_lift_guards_at_home(demo_model *m, bool lift) { m->guards_lifted_at_home = lift; }
+bool demo_model_guards_lifted_on_street(const demo_model *m) { return m->guards_lifted_on_street; }
+void demo_model_lift_guards(demo_model *m, bool at_home, bool on_street)
+{
+    m->guards_lifted_at_home = at_home || on_street;
+    m->guards_lifted_on_street = on_street;
+}
+
+bool demo_model_guards_lifted_for(const demo_model *m, const int levels[DEMO_F_COUNT])
+{
+    return (m->guards_lifted_at_home && demo_model_same_home(levels)) ||
+           (m->guards_lifted_on_street && demo_model_same_street(levels));
+}
 
 void demo_model_guard_learning_from(demo_model *m, const demo_model *rules)
 {
     m->learn_guards = rules->learn_guards;
-    m->guards_lifted_at_home = rules->guards_lifted_at_home;
+    m->learn_guards_from_identifiers = rules->learn_guards_from_identifiers;
+    if (!demo_model_learns_guards(rules)) {
+        m->guards_lifted_at_home = rules->guards_lifted_at_home;
+        m->guards_lifted_on_street = rules->guards_lifted_on_street;
+        return;
+    }
+    /* A lift stays only while the rules still let train learn it the way it
+     * was learnt: on the street from identifiers, at home alone from
+     * households. */
+    if (m->guards_lifted_on_street && !demo_model_learns_guards_from_identifiers(rules))
+        m->guards_lifted_on_street = m->guards_lifted_at_home = false;
+    else if (m->guards_lifted_at_home && !m->guards_lifted_on_street && !demo_model_learns_guards_from_households(rules))
+        m->guards_lifted_at_home = false;
 }
 
 const char *demo_guard_reason(unsigned guard)

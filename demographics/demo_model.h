@@ -186,6 +186,9 @@ unsigned demo_model_guard_shape(const demo_features *a, const demo_features *b, 
  * (a typo or two). "Similar" addresses are not one home: on FEBRL4 they pair
  * hundreds of different people of one family name (a street, a suburb). */
 bool demo_model_same_home(const int levels[DEMO_F_COUNT]);
+/* A family name (exact or close) and a street: addresses exact, close or
+ * similar (the same street with another house number, a slip or two). */
+bool demo_model_same_street(const int levels[DEMO_F_COUNT]);
 /* Guards lifted at home: learnt by train ("guards_lifted_at_home" in the
  * model), never assumed. When set, neither guard fires for a pair that shares
  * a family name and a home (demo_model_same_home): training
@@ -197,12 +200,33 @@ bool demo_model_same_home(const int levels[DEMO_F_COUNT]);
  * statistic with its twins). The setter is for a model not yet shared (train,
  * before it hands the model over). */
 bool demo_model_learns_guards(const demo_model *model);
+/* The two ways train may learn it, each with the guards on: from households
+ * ("learn_guards", opt-in: demo_household_evidence's family names) and from
+ * identifiers ("learn_guards_from_identifiers", default true: pairs that an
+ * identifier settles show how often one person's given name or birth date is
+ * replaced, and so how many guard-shaped pairs replacements explain). */
+bool demo_model_learns_guards_from_households(const demo_model *model);
+bool demo_model_learns_guards_from_identifiers(const demo_model *model);
+/* The identifier level the guards read: 0 exact, 1 but for one character
+ * (not consecutive numbers), 2 different, DEMO_LEVEL_MISSING where the two
+ * share no identifier system. */
+int demo_model_identifier_level(const demo_features *a, const demo_features *b);
 bool demo_model_guards_on(const demo_model *model); /* "guards": true */
 bool demo_model_guards_lifted_at_home(const demo_model *model);
-void demo_model_lift_guards_at_home(demo_model *model, bool lift);
-/* The configured rules' say over the guards at home ("learn_guards" and
- * "guards_lifted_at_home") onto a model not yet shared: where the rules keep
- * train out of it, a model saved by an earlier train must not keep a lift. */
+/* Lifted on the street too ("guards_lifted_on_street"): learnt from
+ * identifiers (demo_replacement_evidence), which measure the pairs on a street
+ * (demo_model_same_street), house numbers that differ included. Implies
+ * lifted at home. */
+bool demo_model_guards_lifted_on_street(const demo_model *model);
+void demo_model_lift_guards(demo_model *model, bool at_home, bool on_street);
+/* Whether a lift covers the pair: at home, or on the street. */
+bool demo_model_guards_lifted_for(const demo_model *model, const int levels[DEMO_F_COUNT]);
+/* The configured rules' say over the guards at home ("learn_guards",
+ * "learn_guards_from_identifiers", "guards_lifted_at_home" and
+ * "guards_lifted_on_street") onto a model not yet shared: where the rules keep
+ * train out of it, the rules' own lift replaces a saved one; where they no
+ * longer allow the way a saved lift was learnt (on the street: identifiers; at
+ * home alone: households), it is dropped. */
 void demo_model_guard_learning_from(demo_model *model, const demo_model *rules);
 
 /* Whether the pair agrees on more than names: a birth date (exact or but for

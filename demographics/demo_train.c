@@ -391,6 +391,58 @@ static rl_error *demo_crowded_addresses(const demo_features *records, size_t n, 
     return NULL;
 }
 
+/* One home pair's part in demo_replacement_evidence (given names and birth
+ * dates both present). */
+static void demo_count_replacements(const demo_features *a, const demo_features *b, const int levels[DEMO_F_COUNT],
+                                    unsigned shape, demo_replacement_evidence *r)
+{
+    int id = demo_model_identifier_level(a, b);
+    if (id == DEMO_LEVEL_MISSING)
+        return;
+    int given = levels[DEMO_F_GIVEN], birth = levels[DEMO_F_BIRTH];
+    bool dated = birth <= 2, named = given != 4;
+    r->dated += dated;
+    r->named += named;
+    if (id <= 1) {
+        if (dated) {
+            r->settled_dated++;
+            r->settled_renamed += (shape & DEMO_GUARD_GIVEN) != 0;
+        }
+        if (named) {
+            r->settled_named++;
+            r->settled_redated += birth == 4;
+        }
+    }
+    if (given <= 2 && dated) {
+        r->alike++;
+        r->alike_renumbered += id == 2;
+    }
+    if (id == 2) {
+        /* With an identifier that differs, any outright difference of dates is the parent guard's shape. */
+        r->twin_observed += (shape & DEMO_GUARD_GIVEN) != 0;
+        r->generation_observed += named && (shape & DEMO_GUARD_BIRTH) != 0;
+    }
+}
+
+static bool demo_within_chance(size_t observed, double expected)
+{
+    return (double)observed <= expected + 2 * sqrt(expected) + 2;
+}
+
+static void demo_replacements_decide(demo_replacement_evidence *r)
+{
+    double f_id = r->alike ? (double)r->alike_renumbered / (double)r->alike : 0;
+    double f_given = r->settled_dated ? (double)r->settled_renamed / (double)r->settled_dated : 0;
+    double f_birth = r->settled_named ? (double)r->settled_redated / (double)r->settled_named : 0;
+    r->twin_expected = (double)r->dated * f_given * f_id;
+    r->generation_expected = (double)r->named * f_birth * f_id;
+    r->enough = r->settled_dated >= DEMO_REPLACED_MIN_PAIRS && r->settled_named >= DEMO_REPLACED_MIN_PAIRS &&
+                r->alike >= DEMO_REPLACED_MIN_PAIRS &&
+                r->twin_expected + r->generation_expected >= DEMO_REPLACED_MIN_EXPECTED;
+    r->explained = r->enough && demo_within_chance(r->twin_observed, r->twin_expected) &&
+                   demo_within_chance(r->generation_observed, r->generation_expected);
+}
+
 /* The pairs of one family name's records that share a home (demo_model_same_home). */
 static void demo_home_pairs(const demo_model *model, const demo_features *records, const demo_home *home, size_t n,
                             demo_household_evidence *ev)
@@ -402,10 +454,13 @@ static void demo_home_pairs(const demo_model *model, const demo_features *record
             int levels[DEMO_F_COUNT];
             demo_compare_features(model, a, b, levels);
             int given = levels[DEMO_F_GIVEN], birth = levels[DEMO_F_BIRTH];
-            if (!demo_model_same_home(levels) || given == DEMO_LEVEL_MISSING || birth == DEMO_LEVEL_MISSING)
+            if (!demo_model_same_street(levels) || given == DEMO_LEVEL_MISSING || birth == DEMO_LEVEL_MISSING)
                 continue;
             bool settled = false;
             unsigned shape = demo_model_guard_shape(a, b, levels, &settled);
+            demo_count_replacements(a, b, levels, shape, &ev->replaced);
+            if (!demo_model_same_home(levels))
+                continue;
             ev->home_pairs++;
             /* Both levels "different": another name and another birthday, two
              * people, even when they share an identifier (a family's insurance
@@ -461,6 +516,7 @@ rl_error *demo_household_evidence_of(const demo_model *model, const demo_feature
             demo_home_pairs(model, records, homes + start, size, out);
         start = end;
     }
+    demo_replacements_decide(&out->replaced);
     out->lift = out->shaped_names >= DEMO_HOME_MIN_SHAPED &&
                 out->shaped_names >= (size_t)DEMO_HOME_LIFT_RATIO * out->household_names;
 cleanup:

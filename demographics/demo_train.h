@@ -135,6 +135,45 @@ enum {
     DEMO_HOME_LIFT_RATIO = 4,
 };
 
+/*
+ * The same home pairs read a second way, where identifiers are recorded
+ * (demo_model_identifier_level: the pair shares a system). A pair that an
+ * identifier settles is one person whatever else it shows, twins never
+ * share a number: such pairs measure how often one person's given name is
+ * replaced by another (f_given, a twin's names, among those whose birth
+ * dates agree) or birth date (f_birth, differing outright, among those whose
+ * given names do not differ outright). Pairs whose given name and birth date
+ * agree are one person too (or a namesake born the same day): they measure
+ * how often one person's identifier is replaced (f_identifier). With
+ * replacements independent of one another, as Fellegi-Sunter assumes, one
+ * person shows the twins guard's shape with a replaced identifier in a
+ * share f_given * f_identifier of the pairs whose birth dates agree, and the
+ * parent guard's in f_birth * f_identifier of those whose given names do not
+ * differ outright: the expected counts. Twins and namesakes of another
+ * generation come on top of them. Where the observed counts stay within
+ * chance of what replacements explain (observed <= expected + 2 sqrt(expected)
+ * + 2, each guard), on enough pairs (DEMO_REPLACED_MIN_PAIRS settled and
+ * agreeing pairs; DEMO_REPLACED_MIN_EXPECTED shaped pairs expected, below
+ * which the guards cost little), `explained` is set: the guard-shaped pairs
+ * at a home are one person with values replaced, and train may lift the
+ * guards there. A registry of twins shows them in excess and keeps them.
+ */
+enum {
+    DEMO_REPLACED_MIN_PAIRS = 100,
+    DEMO_REPLACED_MIN_EXPECTED = 4,
+};
+
+typedef struct demo_replacement_evidence {
+    size_t settled_dated, settled_renamed;   /* settled, birth dates agree; of them a twin's names */
+    size_t settled_named, settled_redated;   /* settled, given names not different; of them dates differ */
+    size_t alike, alike_renumbered;          /* given name and birth date agree; of them identifiers differ */
+    size_t dated, named;                     /* identifiers compared, and birth dates agree / names not different */
+    size_t twin_observed, generation_observed; /* guard-shaped, identifiers differ outright */
+    double twin_expected, generation_expected;
+    bool enough;
+    bool explained;
+} demo_replacement_evidence;
+
 typedef struct demo_household_evidence {
     size_t records;           /* with a family name and a street address that is someone's home */
     size_t crowded_names;     /* family names on more than DEMO_HOME_MAX_RECORDS of them: left out */
@@ -146,7 +185,8 @@ typedef struct demo_household_evidence {
     size_t generation_shaped; /* the parent guard's shape, and not a household pair */
     size_t household_names;   /* family names with a household pair */
     size_t shaped_names;      /* family names with a twin- or generation-shaped pair */
-    bool lift;
+    bool lift;                /* the household test: no families */
+    demo_replacement_evidence replaced;
 } demo_household_evidence;
 
 rl_error *demo_household_evidence_of(const demo_model *model, const demo_features *records, size_t n,

@@ -138,13 +138,13 @@ static rl_error *reg_matcher_open(rl_registry *reg)
             err = rl_error_wrap(err, "the trained model saved in the store is unreadable");
         goto cleanup;
     }
-    /* Rules that keep train out of the guards at home (no "learn_guards": true,
-     * the default) outrank a lift an earlier train saved: that is how an
-     * operator puts the guards back. */
+    /* Rules that keep train out of the guards (neither "learn_guards": true
+     * nor the default "learn_guards_from_identifiers") outrank a lift an
+     * earlier train saved, and rules that no longer allow the way a lift was
+     * learnt drop it: that is how an operator puts the guards back. */
     if (saved) {
         RL_TRY(reg_rules_model(reg, &configured));
-        if (!demo_model_learns_guards(configured))
-            demo_model_guard_learning_from(model, configured);
+        demo_model_guard_learning_from(model, configured);
     }
     RL_TRY(rl_matcher_probabilistic(model, &reg->matcher));
     model = NULL;

@@ -68,19 +68,23 @@ static void expect_floor(const char *files, const char *extra, double f1_before,
 }
 
 /* Reached (F1 before train, after, precision after): FEBRL1 0.9980 0.9980 1.0,
- * FEBRL2 0.9974 0.9984 1.0, FEBRL3 0.9941 0.9962 1.0, FEBRL4 0.9976 0.9976 1.0. */
+ * FEBRL2 0.9974 0.9992 1.0, FEBRL3 0.9941 0.9990 1.0, FEBRL4 0.9976 0.9994 1.0.
+ * After train the gain is mostly the guards lifted on shared streets: the
+ * social security numbers show that FEBRL's twin- and generation-shaped pairs
+ * are as many as its replaced values explain (FEBRL4: 8 and 6 observed, 10.4
+ * and 4.8 expected). FEBRL1 expects too few such pairs (1.1) to lift them. */
 static void test_febrl1(void **state) { expect_floor("dataset1.csv", NULL, 0.997, 0.997, 0.999); }
-static void test_febrl2(void **state) { expect_floor("dataset2.csv", NULL, 0.996, 0.997, 0.999); }
-static void test_febrl3(void **state) { expect_floor("dataset3.csv", NULL, 0.993, 0.995, 0.999); }
-static void test_febrl4(void **state) { expect_floor("dataset4a.csv dataset4b.csv", NULL, 0.997, 0.997, 0.999); }
+static void test_febrl2(void **state) { expect_floor("dataset2.csv", NULL, 0.996, 0.999, 0.999); }
+static void test_febrl3(void **state) { expect_floor("dataset3.csv", NULL, 0.993, 0.9985, 0.999); }
+static void test_febrl4(void **state) { expect_floor("dataset4a.csv dataset4b.csv", NULL, 0.997, 0.999, 0.999); }
 
-/* The guards (twins, parent and child) send some FEBRL duplicates to review:
- * FEBRL replaces a given name or birth date and the social security number of
- * one record wholesale, which is exactly what twins and parents look like
- * (FEBRL4: 14 twin-shaped pairs, 8 with birth dates that differ outright).
- * Without them the matcher passes the published unsupervised figures (Splink:
- * FEBRL3 0.9929, FEBRL4 0.9992): reached FEBRL3 0.9997 / 1.0000, FEBRL4
- * 0.9998 / 0.9998. */
+/* As registered, the guards (twins, parent and child) send some FEBRL
+ * duplicates to review: FEBRL replaces a given name or birth date and the
+ * social security number of one record wholesale, which is exactly what twins
+ * and parents look like within a pair (FEBRL4: 14 twin-shaped pairs, 8 with
+ * birth dates that differ outright). Without them: reached FEBRL3 0.9997 /
+ * 1.0000, FEBRL4 0.9998 / 0.9998 (Splink, published: FEBRL3 0.9929, FEBRL4
+ * 0.9992). */
 static char *write_rules_config(const char *rules_json)
 {
     char *dir = rl_test_tmpdir("rules");

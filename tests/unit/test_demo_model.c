@@ -225,6 +225,33 @@ static void test_guards_lifted_at_home(void **state)
     demo_compare_features(m, &a, &b, lv);
     assert_false(demo_model_same_home(lv));
     assert_int_equal(demo_model_guard(m, &a, &b, lv, &agrees), G_GIVEN);
+    /* The twins, one of them at another house on the same street: held, unless lifted on the street. */
+    json_t *next_door = person(&njeri_no_mrn);
+    json_object_set_new(next_door, "address", json_pack("[{s:[s], s:s}]", "line", "14 Moi Avenue", "city", "Nakuru"));
+    features(m, person(&wanjiru), &a);
+    features(m, next_door, &b);
+    demo_compare_features(m, &a, &b, lv);
+    assert_false(demo_model_same_home(lv));
+    assert_true(demo_model_same_street(lv));
+    assert_int_equal(demo_model_guard(m, &a, &b, lv, &agrees), G_GIVEN);
+    json_t *street_rules = json_pack("{s:b}", "guards_lifted_on_street", 1);
+    demo_model *street = NULL;
+    assert_null(demo_model_from_json(street_rules, NULL, &street));
+    json_decref(street_rules);
+    assert_int_equal(demo_model_guard(street, &a, &b, lv, &agrees), 0);
+    assert_true(demo_model_guards_lifted_for(street, lv));
+    json_t *street_doc = demo_model_to_json(street);
+    assert_true(json_is_true(json_object_get(street_doc, "guards_lifted_on_street")));
+    json_decref(street_doc);
+    /* Elsewhere in town it holds still. */
+    json_t *across_town = person(&njeri_no_mrn);
+    json_object_set_new(across_town, "address", json_pack("[{s:[s], s:s}]", "line", "7 Kenyatta Lane", "city", "Eldoret"));
+    features(street, person(&wanjiru), &a);
+    features(street, across_town, &b);
+    demo_compare_features(street, &a, &b, lv);
+    assert_false(demo_model_same_street(lv));
+    assert_int_equal(demo_model_guard(street, &a, &b, lv, &agrees), G_GIVEN);
+    demo_model_free(street);
     /* Round trip. */
     json_t *doc = demo_model_to_json(m);
     assert_true(json_is_true(json_object_get(doc, "guards_lifted_at_home")));
@@ -238,19 +265,25 @@ static void test_guards_lifted_at_home(void **state)
     demo_model *d = NULL;
     assert_null(demo_model_defaults(NULL, &d));
     assert_false(demo_model_guards_lifted_at_home(d));
-    assert_false(demo_model_learns_guards(d)); /* opt-in */
+    assert_false(demo_model_guards_lifted_on_street(d));
+    assert_false(demo_model_learns_guards_from_households(d)); /* opt-in */
+    assert_true(demo_model_learns_guards_from_identifiers(d));  /* the default */
     /* Defaults are not written: a model saved with neither opens in builds from before them. */
     json_t *plain = demo_model_to_json(d);
     assert_null(json_object_get(plain, "learn_guards"));
+    assert_null(json_object_get(plain, "learn_guards_from_identifiers"));
     assert_null(json_object_get(plain, "guards_lifted_at_home"));
+    assert_null(json_object_get(plain, "guards_lifted_on_street"));
     json_decref(plain);
     features(d, person(&wanjiru), &a);
     features(d, person(&njeri_no_mrn), &b);
     demo_compare_features(d, &a, &b, lv);
     assert_int_equal(demo_model_guard(d, &a, &b, lv, &agrees), G_GIVEN);
     demo_model_free(d);
-    const char *fixed[] = {"{\"learn_guards\": false}", "{\"guards\": false, \"learn_guards\": true}"};
-    for (int i = 0; i < 2; i++) {
+    const char *fixed[] = {"{\"learn_guards_from_identifiers\": false}",
+                           "{\"learn_guards\": false, \"learn_guards_from_identifiers\": false}",
+                           "{\"guards\": false, \"learn_guards\": true}"};
+    for (int i = 0; i < 3; i++) {
         json_t *r = json_loads(fixed[i], 0, NULL);
         assert_null(demo_model_from_json(r, NULL, &d));
         assert_false(demo_model_learns_guards(d));
@@ -335,6 +368,113 @@ static void test_household_evidence(void **state)
     assert_int_equal(ev.crowded_addresses, 1);
     assert_int_equal(ev.shaped_names, 10);
     assert_int_equal(ev.records, before - 0);
+    free(r);
+    demo_model_free(m);
+}
+
+/* A family name of letters only (normalisation keeps no digits in names). */
+static void letters_name(const char *prefix, int i, char *out, size_t size)
+{
+    snprintf(out, size, "%s%c%c%c", prefix, 'a' + i / 676 % 26, 'a' + i / 26 % 26, 'a' + i % 26);
+}
+
+/* One person entered twice on their street: the second record's given name,
+ * birth date and national id as given (NULL: the first's). */
+static void entered_twice(const demo_model *m, int i, const char *given2, const char *birth2, const char *id2,
+                          demo_features *r, size_t *n)
+{
+    char family[32], line[32], id[32];
+    letters_name("Kamau", i, family, sizeof family);
+    snprintf(line, sizeof line, "%d Ngong Road", i + 1);
+    snprintf(id, sizeof id, "%d", 20000000 + i * 37);
+    at_home(m, family, "Joseph", "male", "1980-07-08", line, id, &r[(*n)++]);
+    at_home(m, family, given2 ? given2 : "Joseph", "male", birth2 ? birth2 : "1980-07-08", line, id2 ? id2 : id,
+            &r[(*n)++]);
+}
+
+/* What identifiers say of the guard-shaped pairs on a street: settled pairs
+ * measure how often a given name or a birth date is replaced, pairs that agree
+ * on both how often a number is; the guard-shaped pairs with another number
+ * are compared with what those rates explain. A registry whose errors replace
+ * values is told apart from one with twins in it. */
+static void test_replacement_evidence(void **state)
+{
+    (void)state;
+    demo_model *m = NULL;
+    assert_null(demo_model_defaults(NULL, &m));
+    enum { N = 700 };
+    demo_features *r = calloc(N, sizeof *r);
+    size_t n = 0;
+    int who = 0;
+    for (int i = 0; i < 200; i++) /* the same twice */
+        entered_twice(m, who++, NULL, NULL, NULL, r, &n);
+    for (int i = 0; i < 40; i++) /* another given name, the number settles it */
+        entered_twice(m, who++, "Samuel", NULL, NULL, r, &n);
+    for (int i = 0; i < 40; i++) /* another number */
+        entered_twice(m, who++, NULL, NULL, "99999999", r, &n);
+    for (int i = 0; i < 20; i++) /* another birth date, the number settles it */
+        entered_twice(m, who++, NULL, "1950-02-03", NULL, r, &n);
+    for (int i = 0; i < 8; i++) /* another given name and another number: twin-shaped */
+        entered_twice(m, who++, "Samuel", NULL, "88888888", r, &n);
+    for (int i = 0; i < 2; i++) /* another birth date and another number: generation-shaped */
+        entered_twice(m, who++, NULL, "1950-02-03", "77777777", r, &n);
+    demo_household_evidence ev;
+    assert_null(demo_household_evidence_of(m, r, n, &ev));
+    const demo_replacement_evidence *e = &ev.replaced;
+    assert_int_equal(e->settled_dated, 240);
+    assert_int_equal(e->settled_renamed, 40);
+    assert_int_equal(e->settled_named, 220);
+    assert_int_equal(e->settled_redated, 20);
+    assert_int_equal(e->alike, 240);
+    assert_int_equal(e->alike_renumbered, 40);
+    assert_int_equal(e->dated, 288);
+    assert_int_equal(e->twin_observed, 8);
+    assert_int_equal(e->generation_observed, 2);
+    /* 288 * 40/240 * 40/240 = 8 twin-shaped pairs expected; (200+40+20+2) * 20/220 * 40/240. */
+    assert_true(fabs(e->twin_expected - 8.0) < 1e-9);
+    assert_true(fabs(e->generation_expected - 262.0 * 20 / 220 * 40 / 240) < 1e-9);
+    assert_true(e->enough);
+    assert_true(e->explained);
+    /* Add 12 pairs of twins, each at their home, each with their own number:
+     * 20 twin-shaped pairs against some 8.4 expected is more than chance. */
+    for (int i = 0; i < 12; i++) {
+        char family[32], line[32], id1[32], id2[32];
+        letters_name("Twin", i, family, sizeof family);
+        snprintf(line, sizeof line, "%d Moi Avenue", i + 1);
+        snprintf(id1, sizeof id1, "%d", 30000000 + i * 101);
+        snprintf(id2, sizeof id2, "%d", 51234567 + i * 103);
+        at_home(m, family, "Akinyi", "female", "2012-04-05", line, id1, &r[n++]);
+        at_home(m, family, "Atieno", "female", "2012-04-05", line, id2, &r[n++]);
+    }
+    assert_null(demo_household_evidence_of(m, r, n, &ev));
+    assert_int_equal(e->twin_observed, 20);
+    assert_true(e->enough);
+    assert_false(e->explained);
+    /* Without identifiers nothing is measured and nothing lifted. */
+    demo_features *bare = calloc(N, sizeof *bare);
+    size_t nb = 0;
+    for (int i = 0; i < 300; i++) {
+        char family[32], line[32];
+        letters_name("Otieno", i, family, sizeof family);
+        snprintf(line, sizeof line, "%d Ngong Road", i + 1);
+        at_home(m, family, "Joseph", "male", "1980-07-08", line, NULL, &bare[nb++]);
+        at_home(m, family, i % 10 ? "Joseph" : "Samuel", "male", "1980-07-08", line, NULL, &bare[nb++]);
+    }
+    assert_null(demo_household_evidence_of(m, bare, nb, &ev));
+    assert_int_equal(e->dated, 0);
+    assert_false(e->enough);
+    assert_false(e->explained);
+    /* Too few replacements to matter: 200 clean pairs and one of each kind expect under one shaped pair. */
+    nb = 0;
+    for (int i = 0; i < 200; i++)
+        entered_twice(m, i, NULL, NULL, NULL, bare, &nb);
+    entered_twice(m, 200, "Samuel", NULL, NULL, bare, &nb);
+    entered_twice(m, 201, NULL, NULL, "99999999", bare, &nb);
+    entered_twice(m, 202, NULL, "1950-02-03", NULL, bare, &nb);
+    assert_null(demo_household_evidence_of(m, bare, nb, &ev));
+    assert_false(e->enough);
+    assert_false(e->explained);
+    free(bare);
     free(r);
     demo_model_free(m);
 }
@@ -690,6 +830,7 @@ int main(void)
         cmocka_unit_test(test_weights_follow_params),
         cmocka_unit_test(test_guards),
         cmocka_unit_test(test_guards_lifted_at_home),
+        cmocka_unit_test(test_replacement_evidence),
         cmocka_unit_test(test_household_evidence),
         cmocka_unit_test(test_corroboration),
         cmocka_unit_test(test_blocking_keys),
