@@ -28,8 +28,9 @@ struct demo_model {
     bool guards;      /* the twins / parent-and-child guards are on */
     bool learn_guards; /* train may lift them where the registry shows no households (opt-in) */
     bool learn_guards_from_identifiers; /* train may lift them where identifiers show replaced values */
-    bool guards_lifted_at_home; /* learnt: no guard between records of one family name and street address */
-    bool guards_lifted_on_street; /* learnt: nor where the street agrees and the house number may not */
+    bool guards_lifted_at_home; /* learnt from households (or set): no guard at one family name and home */
+    unsigned guards_lifted_on_street; /* DEMO_GUARD_* learnt from identifiers (or set): those guards do not hold
+                                         on one family name and street between records with identifiers */
     bool corroboration; /* a score on names alone is capped (demo_model_corroborated) */
     int within_years;
     demo_placeholders ph;
@@ -345,16 +346,30 @@ rl_error *demo_model_from_json(const json_t *rules, demo_nicknames *nicknames, d
             *(strcmp(key, "prior") == 0 ? &m->prior : &m->guard_cap) = json_number_value(v);
         } else if (strcmp(key, "guards") == 0 || strcmp(key, "corroboration") == 0 ||
                    strcmp(key, "learn_guards") == 0 || strcmp(key, "learn_guards_from_identifiers") == 0 ||
-                   strcmp(key, "guards_lifted_at_home") == 0 || strcmp(key, "guards_lifted_on_street") == 0) {
+                   strcmp(key, "guards_lifted_at_home") == 0) {
             if (!json_is_boolean(v))
                 RL_FAIL(RL_EINVAL, "rules: %s: expected true or false", key);
             bool *flag = strcmp(key, "guards") == 0                         ? &m->guards
                          : strcmp(key, "corroboration") == 0                 ? &m->corroboration
                          : strcmp(key, "learn_guards") == 0                  ? &m->learn_guards
                          : strcmp(key, "learn_guards_from_identifiers") == 0 ? &m->learn_guards_from_identifiers
-                         : strcmp(key, "guards_lifted_at_home") == 0         ? &m->guards_lifted_at_home
-                                                                             : &m->guards_lifted_on_street;
+                                                                             : &m->guards_lifted_at_home;
             *flag = json_is_true(v);
+        } else if (strcmp(key, "guards_lifted_on_street") == 0) {
+            size_t i;
+            const json_t *g;
+            if (!json_is_array(v))
+                RL_FAIL(RL_EINVAL, "rules: guards_lifted_on_street: expected a list of \"twins\" and \"parent\"");
+            m->guards_lifted_on_street = 0;
+            json_array_foreach(v, i, g) {
+                const char *name = json_string_value(g);
+                if (name && strcmp(name, "twins") == 0)
+                    m->guards_lifted_on_street |= DEMO_GUARD_GIVEN;
+                else if (name && strcmp(name, "parent") == 0)
+                    m->guards_lifted_on_street |= DEMO_GUARD_BIRTH;
+                else
+                    RL_FAIL(RL_EINVAL, "rules: guards_lifted_on_street: expected \"twins\" or \"parent\"");
+            }
         } else if (strcmp(key, "within_years") == 0) {
             if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > 10)
                 RL_FAIL(RL_EINVAL, "rules: within_years: expected 0 to 10");
@@ -425,8 +440,14 @@ json_t *demo_model_to_json(const demo_model *m)
         json_object_set_new(root, "learn_guards_from_identifiers", json_false());
     if (m->guards_lifted_at_home)
         json_object_set_new(root, "guards_lifted_at_home", json_true());
-    if (m->guards_lifted_on_street)
-        json_object_set_new(root, "guards_lifted_on_street", json_true());
+    if (m->guards_lifted_on_street) {
+        json_t *lifted = json_array();
+        if (m->guards_lifted_on_street & DEMO_GUARD_GIVEN)
+            json_array_append_new(lifted, json_string("twins"));
+        if (m->guards_lifted_on_street & DEMO_GUARD_BIRTH)
+            json_array_append_new(lifted, json_string("parent"));
+        json_object_set_new(root, "guards_lifted_on_street", lifted);
+    }
     json_object_set_new(root, "corroboration", json_boolean(m->corroboration));
     json_object_set_new(root, "within_years", json_integer(m->within_years));
     json_object_set_new(root, "country_code", json_string(m->country_code));
@@ -896,12 +917,11 @@ unsigned demo_model_guard(const demo_model *m, const demo_features *a, const dem
         *agrees |= DEMO_GUARD_BIRTH;
     /* Where training found that records sharing a family name and a home are
      * one person far more often than a family (demo_household_evidence), or
-     * that one person's replaced values explain the guard-shaped pairs on a
-     * street, a twin or a namesake of another generation there is not what
-     * such a pair most likely is: the weights decide. Elsewhere the guards hold. */
-    if (demo_model_guards_lifted_for(m, levels))
-        return 0;
-    return demo_guard_shape(a, b, levels, id);
+     * that one person's replaced values explain a guard's pairs on a street
+     * between records with identifiers (demo_replacement_evidence), a twin or
+     * a namesake of another generation there is not what such a pair most
+     * likely is: the weights decide. Elsewhere the guards hold. */
+    return demo_guard_shape(a, b, levels, id) & ~demo_model_guards_lifted_for(m, levels);
 }
 
 unsigned demo_model_guard_shape(const demo_features *a, const demo_features *b, const int levels[DEMO_F_COUNT],
@@ -924,35 +944,35 @@ bool demo_model_learns_guards_from_identifiers(const demo_model *m)
 int demo_model_identifier_level(const demo_features *a, const demo_features *b) { return demo_ident_level(a, b, true); }
 bool demo_model_guards_on(const demo_model *m) { return m->guards; }
 bool demo_model_guards_lifted_at_home(const demo_model *m) { return m->guards_lifted_at_home; }
-bool demo_model_guards_lifted_on_street(const demo_model *m) { return m->guards_lifted_on_street; }
-void demo_model_lift_guards(demo_model *m, bool at_home, bool on_street)
+unsigned demo_model_guards_lifted_on_street(const demo_model *m) { return m->guards_lifted_on_street; }
+void demo_model_lift_guards(demo_model *m, bool at_home, unsigned on_street)
 {
-    m->guards_lifted_at_home = at_home || on_street;
-    m->guards_lifted_on_street = on_street;
+    m->guards_lifted_at_home = at_home;
+    m->guards_lifted_on_street = on_street & (DEMO_GUARD_GIVEN | DEMO_GUARD_BIRTH);
 }
 
-bool demo_model_guards_lifted_for(const demo_model *m, const int levels[DEMO_F_COUNT])
+unsigned demo_model_guards_lifted_for(const demo_model *m, const int levels[DEMO_F_COUNT])
 {
-    return (m->guards_lifted_at_home && demo_model_same_home(levels)) ||
-           (m->guards_lifted_on_street && demo_model_same_street(levels));
+    if (m->guards_lifted_at_home && demo_model_same_home(levels))
+        return DEMO_GUARD_GIVEN | DEMO_GUARD_BIRTH;
+    /* Only where the statistic looked: pairs whose records both carry an identifier of one system. */
+    if (m->guards_lifted_on_street && levels[DEMO_F_IDENTIFIER] != DEMO_LEVEL_MISSING &&
+        demo_model_same_street(levels))
+        return m->guards_lifted_on_street;
+    return 0;
 }
 
 void demo_model_guard_learning_from(demo_model *m, const demo_model *rules)
 {
     m->learn_guards = rules->learn_guards;
     m->learn_guards_from_identifiers = rules->learn_guards_from_identifiers;
-    if (!demo_model_learns_guards(rules)) {
-        m->guards_lifted_at_home = rules->guards_lifted_at_home;
-        m->guards_lifted_on_street = rules->guards_lifted_on_street;
-        return;
-    }
-    /* A lift stays only while the rules still let train learn it the way it
-     * was learnt: on the street from identifiers, at home alone from
-     * households. */
-    if (m->guards_lifted_on_street && !demo_model_learns_guards_from_identifiers(rules))
-        m->guards_lifted_on_street = m->guards_lifted_at_home = false;
-    else if (m->guards_lifted_at_home && !m->guards_lifted_on_street && !demo_model_learns_guards_from_households(rules))
-        m->guards_lifted_at_home = false;
+    /* What the rules set stands; what was learnt stays only while the rules
+     * still let train learn it that way (at home: households; on the street:
+     * identifiers). */
+    m->guards_lifted_at_home = rules->guards_lifted_at_home ||
+                               (m->guards_lifted_at_home && demo_model_learns_guards_from_households(rules));
+    m->guards_lifted_on_street = rules->guards_lifted_on_street |
+                                 (demo_model_learns_guards_from_identifiers(rules) ? m->guards_lifted_on_street : 0);
 }
 
 const char *demo_guard_reason(unsigned guard)

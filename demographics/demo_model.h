@@ -189,16 +189,16 @@ bool demo_model_same_home(const int levels[DEMO_F_COUNT]);
 /* A family name (exact or close) and a street: addresses exact, close or
  * similar (the same street with another house number, a slip or two). */
 bool demo_model_same_street(const int levels[DEMO_F_COUNT]);
-/* Guards lifted at home: learnt by train ("guards_lifted_at_home" in the
- * model), never assumed. When set, neither guard fires for a pair that shares
- * a family name and a home (demo_model_same_home): training
- * found that in this registry such pairs are the same person far more often
- * than a family, so a "twin" or a namesake of another generation at one home
- * is a mistyped or replaced value. Pairs that do not share a home keep the
- * guards. demo_model_learns_guards: the guards are on and the rules let train
- * decide ("learn_guards", default false: a registry that opts in trusts the
- * statistic with its twins). The setter is for a model not yet shared (train,
- * before it hands the model over). */
+/* Guards lifted at home: learnt by train from households ("guards_lifted_at_home"
+ * in the model), or set in the rules, never assumed. When set, neither guard
+ * fires for a pair that shares a family name and a home
+ * (demo_model_same_home): training found that in this registry such pairs
+ * are the same person far more often than a family, so a "twin" or a namesake
+ * of another generation at one home is a mistyped or replaced value. Pairs
+ * that do not share a home keep the guards. demo_model_learns_guards: the
+ * guards are on and the rules let train decide one way or the other. The
+ * setter is for a model not yet shared (train, before it hands the model
+ * over). */
 bool demo_model_learns_guards(const demo_model *model);
 /* The two ways train may learn it, each with the guards on: from households
  * ("learn_guards", opt-in: demo_household_evidence's family names) and from
@@ -213,20 +213,24 @@ bool demo_model_learns_guards_from_identifiers(const demo_model *model);
 int demo_model_identifier_level(const demo_features *a, const demo_features *b);
 bool demo_model_guards_on(const demo_model *model); /* "guards": true */
 bool demo_model_guards_lifted_at_home(const demo_model *model);
-/* Lifted on the street too ("guards_lifted_on_street"): learnt from
- * identifiers (demo_replacement_evidence), which measure the pairs on a street
- * (demo_model_same_street), house numbers that differ included. Implies
- * lifted at home. */
-bool demo_model_guards_lifted_on_street(const demo_model *model);
-void demo_model_lift_guards(demo_model *model, bool at_home, bool on_street);
-/* Whether a lift covers the pair: at home, or on the street. */
-bool demo_model_guards_lifted_for(const demo_model *model, const int levels[DEMO_F_COUNT]);
-/* The configured rules' say over the guards at home ("learn_guards",
- * "learn_guards_from_identifiers", "guards_lifted_at_home" and
- * "guards_lifted_on_street") onto a model not yet shared: where the rules keep
- * train out of it, the rules' own lift replaces a saved one; where they no
- * longer allow the way a saved lift was learnt (on the street: identifiers; at
- * home alone: households), it is dropped. */
+/* Guards lifted on the street ("guards_lifted_on_street": ["twins",
+ * "parent"]), a mask of DEMO_GUARD_*: learnt from identifiers
+ * (demo_replacement_evidence), each guard on its own, for the pairs that
+ * statistic measures: one family name on one street (demo_model_same_street,
+ * house numbers that differ included) whose records both carry an identifier
+ * of one system. Pairs without identifiers keep those guards. */
+unsigned demo_model_guards_lifted_on_street(const demo_model *model);
+void demo_model_lift_guards(demo_model *model, bool at_home, unsigned on_street);
+/* The guards (DEMO_GUARD_*) a lift sets aside for the pair: both at home
+ * (households), those lifted on the street where the street and identifiers
+ * apply. levels: demo_compare_features. */
+unsigned demo_model_guards_lifted_for(const demo_model *model, const int levels[DEMO_F_COUNT]);
+/* The configured rules' say over the guards' lifts onto a model not yet
+ * shared (a saved model at start-up, train's new one): the learning switches
+ * ("learn_guards", "learn_guards_from_identifiers") come from the rules; a
+ * lift the rules set ("guards_lifted_at_home", "guards_lifted_on_street")
+ * stands; a learnt lift stays only while the rules still allow the way it was
+ * learnt (at home: households; on the street: identifiers). */
 void demo_model_guard_learning_from(demo_model *model, const demo_model *rules);
 
 /* Whether the pair agrees on more than names: a birth date (exact or but for

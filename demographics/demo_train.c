@@ -436,11 +436,19 @@ static void demo_replacements_decide(demo_replacement_evidence *r)
     double f_birth = r->settled_named ? (double)r->settled_redated / (double)r->settled_named : 0;
     r->twin_expected = (double)r->dated * f_given * f_id;
     r->generation_expected = (double)r->named * f_birth * f_id;
-    r->enough = r->settled_dated >= DEMO_REPLACED_MIN_PAIRS && r->settled_named >= DEMO_REPLACED_MIN_PAIRS &&
-                r->alike >= DEMO_REPLACED_MIN_PAIRS &&
-                r->twin_expected + r->generation_expected >= DEMO_REPLACED_MIN_EXPECTED;
-    r->explained = r->enough && demo_within_chance(r->twin_observed, r->twin_expected) &&
-                   demo_within_chance(r->generation_observed, r->generation_expected);
+    r->enough = r->explained = 0;
+    if (r->alike < DEMO_REPLACED_MIN_PAIRS)
+        return;
+    if (r->settled_dated >= DEMO_REPLACED_MIN_PAIRS && r->twin_expected >= DEMO_REPLACED_MIN_EXPECTED) {
+        r->enough |= DEMO_GUARD_GIVEN;
+        if (demo_within_chance(r->twin_observed, r->twin_expected))
+            r->explained |= DEMO_GUARD_GIVEN;
+    }
+    if (r->settled_named >= DEMO_REPLACED_MIN_PAIRS && r->generation_expected >= DEMO_REPLACED_MIN_EXPECTED) {
+        r->enough |= DEMO_GUARD_BIRTH;
+        if (demo_within_chance(r->generation_observed, r->generation_expected))
+            r->explained |= DEMO_GUARD_BIRTH;
+    }
 }
 
 /* The pairs of one family name's records that share a home (demo_model_same_home). */

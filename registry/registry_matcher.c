@@ -234,21 +234,24 @@ static rl_error *fs_compare(const rl_matcher *m, const void *pa, const void *pb,
     else if (*fields && contact_alone && total > 0)
         json_object_set_new(*fields, "guard", json_string(demo_contact_alone_reason()));
     /* A reviewer or integrator should see that a guard would have held this pair but for what train
-     * learnt of the registry's households. */
-    if (*fields && !evidence->guards && demo_model_guards_on(model) && demo_model_guards_lifted_for(model, levels)) {
+     * learnt of the registry (or the rules set). */
+    unsigned lifted = *fields && !evidence->guards && demo_model_guards_on(model)
+                          ? demo_model_guards_lifted_for(model, levels)
+                          : 0;
+    if (lifted) {
         bool settled = false;
-        unsigned shape = demo_model_guard_shape(pa, pb, levels, &settled);
+        unsigned shape = demo_model_guard_shape(pa, pb, levels, &settled) & lifted;
+        bool at_home = demo_model_guards_lifted_at_home(model) && demo_model_same_home(levels);
         if (shape && !settled)
             json_object_set_new(*fields, "guard_lifted",
                                 json_pack("{s:s, s:s}", "guard", demo_guard_reason(shape), "why",
-                                          demo_model_guards_lifted_on_street(model)
-                                              ? "the model lifts the guards on a shared street "
-                                                "(guards_lifted_on_street: set by train where identifiers "
-                                                "showed such pairs to be one person with values replaced, or "
-                                                "by the rules)"
-                                              : "the model lifts the guards at shared homes "
-                                                "(guards_lifted_at_home: set by train where it found no "
-                                                "families, or by the rules)"));
+                                          at_home ? "the model lifts the guards at shared homes "
+                                                    "(guards_lifted_at_home: set by train where it found no "
+                                                    "families, or by the rules)"
+                                                  : "the model lifts this guard on a shared street between "
+                                                    "records with identifiers (guards_lifted_on_street: set "
+                                                    "by train where identifiers showed such pairs to be one "
+                                                    "person with values replaced, or by the rules)"));
     }
     if (!*fields)
         return RL_ERR(RL_ENOMEM, "out of memory");

@@ -255,38 +255,48 @@ static json_t *reg_estimates_json(const demo_train_notes *notes, const bool tf[D
     return o;
 }
 
-/* What the identifiers say of the guard-shaped pairs at home (demo_replacement_evidence). */
+/* The guards a mask names, as the rules file writes them. */
+static json_t *reg_guard_names(unsigned guards)
+{
+    json_t *a = json_array();
+    if (guards & DEMO_GUARD_GIVEN)
+        json_array_append_new(a, json_string("twins"));
+    if (guards & DEMO_GUARD_BIRTH)
+        json_array_append_new(a, json_string("parent"));
+    return a;
+}
+
+/* What the identifiers say of the guard-shaped pairs on a street (demo_replacement_evidence). */
 static json_t *reg_replaced_json(const demo_replacement_evidence *r, bool used)
 {
-    json_t *o = json_pack("{s:b, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:f, s:I, s:f, s:b, s:b}", "used",
-                          used, "settled_pairs_dates_agree", (json_int_t)r->settled_dated,
-                          "of_them_given_name_replaced", (json_int_t)r->settled_renamed,
-                          "settled_pairs_names_agree", (json_int_t)r->settled_named,
-                          "of_them_birth_date_replaced", (json_int_t)r->settled_redated,
-                          "pairs_name_and_date_agree", (json_int_t)r->alike,
-                          "of_them_identifier_replaced", (json_int_t)r->alike_renumbered,
-                          "pairs_dates_agree", (json_int_t)r->dated, "twin_shaped_observed",
-                          (json_int_t)r->twin_observed, "twin_shaped_expected", r->twin_expected,
-                          "generation_shaped_observed", (json_int_t)r->generation_observed,
-                          "generation_shaped_expected", r->generation_expected, "enough_evidence", r->enough,
-                          "explained_by_replaced_values", r->explained);
-    return o;
+    return json_pack("{s:b, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:f, s:I, s:f, s:o, s:o}", "used", used,
+                     "settled_pairs_dates_agree", (json_int_t)r->settled_dated, "of_them_given_name_replaced",
+                     (json_int_t)r->settled_renamed, "settled_pairs_names_not_different",
+                     (json_int_t)r->settled_named, "of_them_birth_date_replaced", (json_int_t)r->settled_redated,
+                     "pairs_name_and_date_agree", (json_int_t)r->alike, "of_them_identifier_replaced",
+                     (json_int_t)r->alike_renumbered, "pairs_dates_agree", (json_int_t)r->dated,
+                     "pairs_names_not_different", (json_int_t)r->named, "twin_shaped_observed",
+                     (json_int_t)r->twin_observed, "twin_shaped_expected", r->twin_expected,
+                     "generation_shaped_observed", (json_int_t)r->generation_observed, "generation_shaped_expected",
+                     r->generation_expected, "enough_evidence", reg_guard_names(r->enough),
+                     "explained_by_replaced_values", reg_guard_names(r->explained));
 }
 
 /* What training made of the registry's homes, and so of the guards there. */
 static json_t *reg_households_json(const demo_household_evidence *h, const demo_model *rules, bool enough,
-                                   bool lifted, bool on_street)
+                                   bool lifted, unsigned on_street)
 {
     bool by_homes = demo_model_learns_guards_from_households(rules),
          by_ids = demo_model_learns_guards_from_identifiers(rules);
     if (!by_homes && !by_ids)
-        return json_pack("{s:b, s:b, s:s}", "guards_lifted_at_home", lifted, "guards_lifted_on_street", on_street,
-                         "decision", "not learnt: the rules say \"learn_guards_from_identifiers\": false and do not say "
+        return json_pack("{s:b, s:o, s:s}", "guards_lifted_at_home", lifted, "guards_lifted_on_street",
+                         reg_guard_names(on_street), "decision",
+                         "not learnt: the rules say \"learn_guards_from_identifiers\": false and do not say "
                          "\"learn_guards\": true, or the guards are off");
     if (!enough)
-        return json_pack("{s:b, s:b, s:s}", "guards_lifted_at_home", lifted, "guards_lifted_on_street", on_street,
-                         "decision", "too few records to learn from: the guards hold");
-    json_t *o = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:b, s:b, s:b}", "records_with_home",
+        return json_pack("{s:b, s:o, s:s}", "guards_lifted_at_home", lifted, "guards_lifted_on_street",
+                         reg_guard_names(on_street), "decision", "too few records to learn from: the guards hold");
+    json_t *o = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:b, s:b, s:o}", "records_with_home",
                           (json_int_t)h->records, "crowded_family_names", (json_int_t)h->crowded_names,
                           "crowded_addresses", (json_int_t)h->crowded_addresses, "pairs_sharing_a_home",
                           (json_int_t)h->home_pairs, "household_pairs", (json_int_t)h->household_pairs,
@@ -294,16 +304,19 @@ static json_t *reg_households_json(const demo_household_evidence *h, const demo_
                           (json_int_t)h->generation_shaped, "family_names_with_household_pairs",
                           (json_int_t)h->household_names, "family_names_with_guard_shaped_pairs",
                           (json_int_t)h->shaped_names, "no_families", by_homes && h->lift, "guards_lifted_at_home",
-                          lifted, "guards_lifted_on_street", on_street);
+                          lifted, "guards_lifted_on_street", reg_guard_names(on_street));
     json_object_set_new(o, "replaced_values", reg_replaced_json(&h->replaced, by_ids));
     const char *why;
-    if (lifted && by_homes && h->lift)
+    if (lifted && on_street)
+        why = "the guards no longer hold at shared homes, and those named in guards_lifted_on_street no longer "
+              "hold between records with identifiers on a shared street (docs/matching.md, Guards)";
+    else if (lifted)
         why = "records that share a family name and a home are one person far more often than a family "
-              "here: the guards no longer hold such pairs (docs/matching.md, Guards)";
+              "here, or the rules say so: the guards no longer hold such pairs (docs/matching.md, Guards)";
     else if (on_street)
-        why = "identifiers show that the twin- and generation-shaped pairs of one family name on one street are "
-              "as many as one person's replaced given names and birth dates explain: the guards no longer hold "
-              "such pairs (docs/matching.md, Guards)";
+        why = "identifiers show that the pairs of one family name on one street that the guards named in "
+              "guards_lifted_on_street would hold are as many as one person's replaced values explain: those "
+              "guards no longer hold such pairs where both records carry an identifier (docs/matching.md, Guards)";
     else
         why = "the guards hold: more guard-shaped pairs than replaced values explain (twins, namesakes), "
               "households present, or too little evidence to say otherwise";
@@ -386,12 +399,12 @@ rl_error *rl_registry_train(rl_registry *reg, const rl_actor *actor, json_t **re
     if (learns_guards && learn)
         RL_TRY(demo_household_evidence_of(model, d.sample, d.nsample, &homes));
     bool lift_home = learn && demo_model_learns_guards_from_households(rules_model) && homes.lift;
-    bool lift_street = learn && demo_model_learns_guards_from_identifiers(rules_model) && homes.replaced.explained;
+    unsigned lift_street =
+        learn && demo_model_learns_guards_from_identifiers(rules_model) ? homes.replaced.explained : 0;
     bool lift = lift_home || lift_street;
-    if (learns_guards)
-        demo_model_lift_guards(trained, lift_home, lift_street);
-    else
-        demo_model_guard_learning_from(trained, rules_model);
+    /* Learnt afresh, then what the rules set added (and nothing the rules do not let train learn). */
+    demo_model_lift_guards(trained, lift_home, lift_street);
+    demo_model_guard_learning_from(trained, rules_model);
     /* A name's share of the records is its exact level's u: used when u could be estimated. */
     bool tf_used[DEMO_F_COUNT] = {false};
     tf_used[DEMO_F_GIVEN] = !notes.u[DEMO_F_GIVEN].kept;
@@ -419,8 +432,8 @@ rl_error *rl_registry_train(rl_registry *reg, const rl_actor *actor, json_t **re
     pthread_mutex_lock(&reg->write_lock);
     locked = true;
     RL_TRY(rl_store_write(reg->store, batch));
-    bool trained_lift = demo_model_guards_lifted_at_home(trained),
-         trained_lift_street = demo_model_guards_lifted_on_street(trained);
+    bool trained_lift = demo_model_guards_lifted_at_home(trained);
+    unsigned trained_lift_street = demo_model_guards_lifted_on_street(trained);
     demo_model *handed = trained;
     trained = NULL; /* the matcher owns it now, even if it refuses it */
     RL_TRY(rl_matcher_set_model(reg->matcher, handed));
@@ -434,8 +447,9 @@ rl_error *rl_registry_train(rl_registry *reg, const rl_actor *actor, json_t **re
         rl_log(RL_LOG_WARN, "registry",
                "train lifted the twins and parent guards at shared homes (no families found) or on shared streets "
                "(identifiers show the guard-shaped pairs there are replaced values)",
-               "household_pairs=%zu twin_shaped=%zu generation_shaped=%zu twin_expected=%.1f "
-               "generation_expected=%.1f",
+               "at_home=%d on_street_twins=%d on_street_parent=%d household_pairs=%zu twin_shaped=%zu "
+               "generation_shaped=%zu twin_expected=%.1f generation_expected=%.1f",
+               lift_home, (lift_street & DEMO_GUARD_GIVEN) != 0, (lift_street & DEMO_GUARD_BIRTH) != 0,
                homes.household_pairs, homes.twin_shaped, homes.generation_shaped, homes.replaced.twin_expected,
                homes.replaced.generation_expected);
 
@@ -454,7 +468,8 @@ rl_error *rl_registry_train(rl_registry *reg, const rl_actor *actor, json_t **re
                         decision_prior, "seconds",
                         (double)(rl_time_mono_ns() - t0) / 1e9, "fields", fields);
     json_object_set_new(*report, "estimates", reg_estimates_json(&notes, tf_used));
-    json_object_set_new(*report, "households", reg_households_json(&homes, rules_model, learn, trained_lift, trained_lift_street));
+    json_object_set_new(*report, "households",
+                        reg_households_json(&homes, rules_model, learn, trained_lift, trained_lift_street));
     if (!estimated)
         json_object_set_new(*report, "note", json_string("too few records to learn from: the priors replace the "
                                                          "model trained before"));

@@ -92,6 +92,14 @@ static json_t *person(const person_fields *f)
 
 enum { G_BIRTH = DEMO_GUARD_BIRTH, G_GIVEN = DEMO_GUARD_GIVEN, G_BOTH = G_BIRTH | G_GIVEN };
 
+/* The person at another house (a street line) in Nakuru. */
+static json_t *at_house(const person_fields *f, const char *line)
+{
+    json_t *p = person(f);
+    json_object_set_new(p, "address", json_pack("[{s:[s], s:s}]", "line", line, "city", "Nakuru"));
+    return p;
+}
+
 /* People who share a home (12 Moi Avenue, Nakuru): family, given, birth date, gender, phone, identifier. */
 static const person_fields
     wanjiru = {"Mwangi", "Wanjiru", "2019-05-14", "female", "0722 123 456", "urn:hospital:mrn", "100234"},
@@ -225,33 +233,67 @@ static void test_guards_lifted_at_home(void **state)
     demo_compare_features(m, &a, &b, lv);
     assert_false(demo_model_same_home(lv));
     assert_int_equal(demo_model_guard(m, &a, &b, lv, &agrees), G_GIVEN);
-    /* The twins, one of them at another house on the same street: held, unless lifted on the street. */
-    json_t *next_door = person(&njeri_no_mrn);
-    json_object_set_new(next_door, "address", json_pack("[{s:[s], s:s}]", "line", "14 Moi Avenue", "city", "Nakuru"));
+    /* The twins, one of them at another house on the same street, both with
+     * ward numbers: held, unless the twins guard is lifted on the street. */
     features(m, person(&wanjiru), &a);
-    features(m, next_door, &b);
+    features(m, at_house(&njeri, "14 Moi Avenue"), &b);
     demo_compare_features(m, &a, &b, lv);
     assert_false(demo_model_same_home(lv));
     assert_true(demo_model_same_street(lv));
     assert_int_equal(demo_model_guard(m, &a, &b, lv, &agrees), G_GIVEN);
-    json_t *street_rules = json_pack("{s:b}", "guards_lifted_on_street", 1);
+    json_t *street_rules = json_pack("{s:[s]}", "guards_lifted_on_street", "twins");
     demo_model *street = NULL;
     assert_null(demo_model_from_json(street_rules, NULL, &street));
     json_decref(street_rules);
+    assert_int_equal(demo_model_guards_lifted_on_street(street), G_GIVEN);
     assert_int_equal(demo_model_guard(street, &a, &b, lv, &agrees), 0);
-    assert_true(demo_model_guards_lifted_for(street, lv));
+    assert_int_equal(demo_model_guards_lifted_for(street, lv), G_GIVEN);
     json_t *street_doc = demo_model_to_json(street);
-    assert_true(json_is_true(json_object_get(street_doc, "guards_lifted_on_street")));
+    json_t *names = json_object_get(street_doc, "guards_lifted_on_street");
+    assert_int_equal(json_array_size(names), 1);
+    assert_string_equal(json_string_value(json_array_get(names, 0)), "twins");
     json_decref(street_doc);
-    /* Elsewhere in town it holds still. */
-    json_t *across_town = person(&njeri_no_mrn);
-    json_object_set_new(across_town, "address", json_pack("[{s:[s], s:s}]", "line", "7 Kenyatta Lane", "city", "Eldoret"));
+    /* The same twins without a ward number on one: nothing measured them, held. */
     features(street, person(&wanjiru), &a);
+    features(street, at_house(&njeri_no_mrn, "14 Moi Avenue"), &b);
+    demo_compare_features(street, &a, &b, lv);
+    assert_true(demo_model_same_street(lv));
+    assert_int_equal(demo_model_guard(street, &a, &b, lv, &agrees), G_GIVEN);
+    /* Another generation on the street, both with national ids: the parent guard is not lifted by "twins". */
+    demo_features older, younger;
+    features(street, person(&kamau_1980), &older);
+    features(street, at_house(&kamau_1986, "14 Moi Avenue"), &younger);
+    int lv2[DEMO_F_COUNT];
+    demo_compare_features(street, &older, &younger, lv2);
+    assert_true(demo_model_same_street(lv2));
+    assert_int_equal(demo_model_guard(street, &older, &younger, lv2, &agrees), G_BIRTH);
+    demo_model *both = NULL;
+    json_t *both_rules = json_pack("{s:[s, s]}", "guards_lifted_on_street", "parent", "twins");
+    assert_null(demo_model_from_json(both_rules, NULL, &both));
+    json_decref(both_rules);
+    assert_int_equal(demo_model_guard(both, &older, &younger, lv2, &agrees), 0);
+    demo_model_free(both);
+    /* Elsewhere in town the twins guard holds still. */
+    features(street, person(&wanjiru), &a);
+    json_t *across_town = person(&njeri);
+    json_object_set_new(across_town, "address", json_pack("[{s:[s], s:s}]", "line", "7 Kenyatta Lane", "city", "Eldoret"));
     features(street, across_town, &b);
     demo_compare_features(street, &a, &b, lv);
     assert_false(demo_model_same_street(lv));
     assert_int_equal(demo_model_guard(street, &a, &b, lv, &agrees), G_GIVEN);
     demo_model_free(street);
+    /* Only a list of guard names. */
+    const char *bad[] = {"{\"guards_lifted_on_street\": true}", "{\"guards_lifted_on_street\": [\"cousins\"]}"};
+    for (int i = 0; i < 2; i++) {
+        json_t *r = json_loads(bad[i], 0, NULL);
+        demo_model *x = NULL;
+        rl_error *err = demo_model_from_json(r, NULL, &x);
+        assert_non_null(err);
+        assert_non_null(strstr(rl_error_message(err), "guards_lifted_on_street"));
+        rl_error_free(err);
+        assert_null(x);
+        json_decref(r);
+    }
     /* Round trip. */
     json_t *doc = demo_model_to_json(m);
     assert_true(json_is_true(json_object_get(doc, "guards_lifted_at_home")));
@@ -433,8 +475,8 @@ static void test_replacement_evidence(void **state)
     /* 288 * 40/240 * 40/240 = 8 twin-shaped pairs expected; (200+40+20+2) * 20/220 * 40/240. */
     assert_true(fabs(e->twin_expected - 8.0) < 1e-9);
     assert_true(fabs(e->generation_expected - 262.0 * 20 / 220 * 40 / 240) < 1e-9);
-    assert_true(e->enough);
-    assert_true(e->explained);
+    assert_int_equal(e->enough, G_BOTH);
+    assert_int_equal(e->explained, G_BOTH);
     /* Add 12 pairs of twins, each at their home, each with their own number:
      * 20 twin-shaped pairs against some 8.4 expected is more than chance. */
     for (int i = 0; i < 12; i++) {
@@ -448,8 +490,8 @@ static void test_replacement_evidence(void **state)
     }
     assert_null(demo_household_evidence_of(m, r, n, &ev));
     assert_int_equal(e->twin_observed, 20);
-    assert_true(e->enough);
-    assert_false(e->explained);
+    assert_int_equal(e->enough, G_BOTH);
+    assert_int_equal(e->explained, G_BIRTH); /* the parent guard's 2 pairs are still explained */
     /* Without identifiers nothing is measured and nothing lifted. */
     demo_features *bare = calloc(N, sizeof *bare);
     size_t nb = 0;
@@ -462,8 +504,8 @@ static void test_replacement_evidence(void **state)
     }
     assert_null(demo_household_evidence_of(m, bare, nb, &ev));
     assert_int_equal(e->dated, 0);
-    assert_false(e->enough);
-    assert_false(e->explained);
+    assert_int_equal(e->enough, 0);
+    assert_int_equal(e->explained, 0);
     /* Too few replacements to matter: 200 clean pairs and one of each kind expect under one shaped pair. */
     nb = 0;
     for (int i = 0; i < 200; i++)
@@ -472,8 +514,30 @@ static void test_replacement_evidence(void **state)
     entered_twice(m, 201, NULL, NULL, "99999999", bare, &nb);
     entered_twice(m, 202, NULL, "1950-02-03", NULL, bare, &nb);
     assert_null(demo_household_evidence_of(m, bare, nb, &ev));
-    assert_false(e->enough);
-    assert_false(e->explained);
+    assert_int_equal(e->enough, 0);
+    assert_int_equal(e->explained, 0);
+    /* Birth dates replaced often, given names never: the parent guard's pairs
+     * are explained, and two pairs of twins, with none expected, keep the
+     * twins guard (the allowance alone would pass two). */
+    nb = 0;
+    who = 0;
+    for (int i = 0; i < 200; i++)
+        entered_twice(m, who++, NULL, NULL, NULL, bare, &nb);
+    for (int i = 0; i < 40; i++)
+        entered_twice(m, who++, NULL, "1950-02-03", NULL, bare, &nb);
+    for (int i = 0; i < 40; i++)
+        entered_twice(m, who++, NULL, NULL, "99999999", bare, &nb);
+    for (int i = 0; i < 6; i++)
+        entered_twice(m, who++, NULL, "1950-02-03", "77777777", bare, &nb);
+    for (int i = 0; i < 2; i++)
+        entered_twice(m, who++, "Samuel", NULL, "88888888", bare, &nb);
+    assert_null(demo_household_evidence_of(m, bare, nb, &ev));
+    assert_int_equal(e->twin_observed, 2);
+    assert_true(e->twin_expected == 0);
+    assert_int_equal(e->generation_observed, 6);
+    assert_true(e->generation_expected >= DEMO_REPLACED_MIN_EXPECTED);
+    assert_int_equal(e->enough, G_BIRTH);
+    assert_int_equal(e->explained, G_BIRTH);
     free(bare);
     free(r);
     demo_model_free(m);
