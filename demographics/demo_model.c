@@ -358,9 +358,10 @@ rl_error *demo_model_from_json(const json_t *rules, demo_nicknames *nicknames, d
         } else if (strcmp(key, "guards_lifted_on_street") == 0) {
             size_t i;
             const json_t *g;
-            if (!json_is_array(v))
+            /* true / false: how the first build that had the key wrote it (both guards, none). */
+            if (!json_is_array(v) && !json_is_boolean(v))
                 RL_FAIL(RL_EINVAL, "rules: guards_lifted_on_street: expected a list of \"twins\" and \"parent\"");
-            m->guards_lifted_on_street = 0;
+            m->guards_lifted_on_street = json_is_true(v) ? DEMO_GUARD_GIVEN | DEMO_GUARD_BIRTH : 0;
             json_array_foreach(v, i, g) {
                 const char *name = json_string_value(g);
                 if (name && strcmp(name, "twins") == 0)
@@ -921,7 +922,7 @@ unsigned demo_model_guard(const demo_model *m, const demo_features *a, const dem
      * between records with identifiers (demo_replacement_evidence), a twin or
      * a namesake of another generation there is not what such a pair most
      * likely is: the weights decide. Elsewhere the guards hold. */
-    return demo_guard_shape(a, b, levels, id) & ~demo_model_guards_lifted_for(m, levels);
+    return demo_guard_shape(a, b, levels, id) & ~demo_model_guards_lifted_for(m, a, b, levels);
 }
 
 unsigned demo_model_guard_shape(const demo_features *a, const demo_features *b, const int levels[DEMO_F_COUNT],
@@ -951,13 +952,16 @@ void demo_model_lift_guards(demo_model *m, bool at_home, unsigned on_street)
     m->guards_lifted_on_street = on_street & (DEMO_GUARD_GIVEN | DEMO_GUARD_BIRTH);
 }
 
-unsigned demo_model_guards_lifted_for(const demo_model *m, const int levels[DEMO_F_COUNT])
+unsigned demo_model_guards_lifted_for(const demo_model *m, const demo_features *a, const demo_features *b,
+                                      const int levels[DEMO_F_COUNT])
 {
     if (m->guards_lifted_at_home && demo_model_same_home(levels))
         return DEMO_GUARD_GIVEN | DEMO_GUARD_BIRTH;
-    /* Only where the statistic looked: pairs whose records both carry an identifier of one system. */
-    if (m->guards_lifted_on_street && levels[DEMO_F_IDENTIFIER] != DEMO_LEVEL_MISSING &&
-        demo_model_same_street(levels))
+    /* Only where the statistic looked: pairs whose records both carry an
+     * identifier of one system (read as train read it, whether or not the
+     * identifier field is weighed). */
+    if (m->guards_lifted_on_street && demo_model_same_street(levels) &&
+        demo_ident_level(a, b, true) != DEMO_LEVEL_MISSING)
         return m->guards_lifted_on_street;
     return 0;
 }

@@ -221,10 +221,11 @@ bool demo_model_guards_lifted_at_home(const demo_model *model);
  * of one system. Pairs without identifiers keep those guards. */
 unsigned demo_model_guards_lifted_on_street(const demo_model *model);
 void demo_model_lift_guards(demo_model *model, bool at_home, unsigned on_street);
-/* The guards (DEMO_GUARD_*) a lift sets aside for the pair: both at home
- * (households), those lifted on the street where the street and identifiers
- * apply. levels: demo_compare_features. */
-unsigned demo_model_guards_lifted_for(const demo_model *model, const int levels[DEMO_F_COUNT]);
+/* The guards (DEMO_GUARD_*) a lift sets aside for the pair a, b: both at
+ * home (households), those lifted on the street where the street and
+ * identifiers apply. levels: demo_compare_features of a and b. */
+unsigned demo_model_guards_lifted_for(const demo_model *model, const demo_features *a, const demo_features *b,
+                                      const int levels[DEMO_F_COUNT]);
 /* The configured rules' say over the guards' lifts onto a model not yet
  * shared (a saved model at start-up, train's new one): the learning switches
  * ("learn_guards", "learn_guards_from_identifiers") come from the rules; a

@@ -347,6 +347,7 @@ static rl_error *demo_em_masked(const demo_pair_levels *pairs, size_t npairs, ui
 typedef struct demo_home {
     char family[DEMO_TEXT_MAX];
     size_t record;
+    bool crowded; /* its address is no one's home: read for replacements only */
 } demo_home;
 
 static int demo_home_cmp(const void *pa, const void *pb)
@@ -467,7 +468,9 @@ static void demo_home_pairs(const demo_model *model, const demo_features *record
             bool settled = false;
             unsigned shape = demo_model_guard_shape(a, b, levels, &settled);
             demo_count_replacements(a, b, levels, shape, &ev->replaced);
-            if (!demo_model_same_home(levels))
+            /* An institution's address is a street for the replacements (the
+             * street lift covers it), no one's home for the households. */
+            if (!demo_model_same_home(levels) || home[i].crowded || home[j].crowded)
                 continue;
             ev->home_pairs++;
             /* Both levels "different": another name and another birthday, two
@@ -505,13 +508,14 @@ rl_error *demo_household_evidence_of(const demo_model *model, const demo_feature
     RL_TRY(demo_crowded_addresses(records, n, crowded, &out->crowded_addresses));
     size_t nh = 0;
     for (size_t i = 0; i < n; i++) {
-        if (!records[i].family.ntokens || !records[i].address[0] || crowded[i])
+        if (!records[i].family.ntokens || !records[i].address[0])
             continue;
         demo_name_join(&records[i].family, homes[nh].family, sizeof homes[nh].family);
         homes[nh].record = i;
+        homes[nh].crowded = crowded[i];
+        out->records += !crowded[i];
         nh++;
     }
-    out->records = nh;
     qsort(homes, nh, sizeof *homes, demo_home_cmp);
     for (size_t start = 0; start < nh;) {
         size_t end = start + 1;

@@ -236,7 +236,7 @@ static rl_error *fs_compare(const rl_matcher *m, const void *pa, const void *pb,
     /* A reviewer or integrator should see that a guard would have held this pair but for what train
      * learnt of the registry (or the rules set). */
     unsigned lifted = *fields && !evidence->guards && demo_model_guards_on(model)
-                          ? demo_model_guards_lifted_for(model, levels)
+                          ? demo_model_guards_lifted_for(model, pa, pb, levels)
                           : 0;
     if (lifted) {
         bool settled = false;

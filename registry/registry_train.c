@@ -282,20 +282,30 @@ static json_t *reg_replaced_json(const demo_replacement_evidence *r, bool used)
                      "explained_by_replaced_values", reg_guard_names(r->explained));
 }
 
-/* What training made of the registry's homes, and so of the guards there. */
+/* What training made of the registry's homes, and so of the guards there.
+ * lifted, on_street: the model's lifts (learnt, and what the rules set). */
 static json_t *reg_households_json(const demo_household_evidence *h, const demo_model *rules, bool enough,
                                    bool lifted, unsigned on_street)
 {
     bool by_homes = demo_model_learns_guards_from_households(rules),
          by_ids = demo_model_learns_guards_from_identifiers(rules);
+    bool set = demo_model_guards_lifted_at_home(rules) || demo_model_guards_lifted_on_street(rules);
+    const char *why;
     if (!by_homes && !by_ids)
+        why = set ? "not learnt (the rules say \"learn_guards_from_identifiers\": false and do not say "
+                    "\"learn_guards\": true, or the guards are off): only the lifts the rules set apply"
+                  : "not learnt: the rules say \"learn_guards_from_identifiers\": false and do not say "
+                    "\"learn_guards\": true, or the guards are off";
+    else if (!enough)
+        why = set ? "too few records to learn from: only the lifts the rules set apply"
+                  : "too few records to learn from: the guards hold";
+    else
+        why = NULL;
+    if (why)
         return json_pack("{s:b, s:o, s:s}", "guards_lifted_at_home", lifted, "guards_lifted_on_street",
-                         reg_guard_names(on_street), "decision",
-                         "not learnt: the rules say \"learn_guards_from_identifiers\": false and do not say "
-                         "\"learn_guards\": true, or the guards are off");
-    if (!enough)
-        return json_pack("{s:b, s:o, s:s}", "guards_lifted_at_home", lifted, "guards_lifted_on_street",
-                         reg_guard_names(on_street), "decision", "too few records to learn from: the guards hold");
+                         reg_guard_names(on_street), "decision", why);
+    bool homes_lift = by_homes && h->lift;
+    unsigned street_lift = by_ids ? h->replaced.explained : 0;
     json_t *o = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:b, s:b, s:o}", "records_with_home",
                           (json_int_t)h->records, "crowded_family_names", (json_int_t)h->crowded_names,
                           "crowded_addresses", (json_int_t)h->crowded_addresses, "pairs_sharing_a_home",
@@ -303,24 +313,30 @@ static json_t *reg_households_json(const demo_household_evidence *h, const demo_
                           "twin_shaped_pairs", (json_int_t)h->twin_shaped, "generation_shaped_pairs",
                           (json_int_t)h->generation_shaped, "family_names_with_household_pairs",
                           (json_int_t)h->household_names, "family_names_with_guard_shaped_pairs",
-                          (json_int_t)h->shaped_names, "no_families", by_homes && h->lift, "guards_lifted_at_home",
-                          lifted, "guards_lifted_on_street", reg_guard_names(on_street));
+                          (json_int_t)h->shaped_names, "no_families", homes_lift, "guards_lifted_at_home", lifted,
+                          "guards_lifted_on_street", reg_guard_names(on_street));
     json_object_set_new(o, "replaced_values", reg_replaced_json(&h->replaced, by_ids));
-    const char *why;
-    if (lifted && on_street)
-        why = "the guards no longer hold at shared homes, and those named in guards_lifted_on_street no longer "
-              "hold between records with identifiers on a shared street (docs/matching.md, Guards)";
-    else if (lifted)
+    if (homes_lift && street_lift)
+        why = "no families at shared homes, and identifiers explain the guard-shaped pairs on shared streets: "
+              "the guards no longer hold at homes, and those in guards_lifted_on_street no longer hold between "
+              "records with identifiers on a street (docs/matching.md, Guards)";
+    else if (homes_lift)
         why = "records that share a family name and a home are one person far more often than a family "
-              "here, or the rules say so: the guards no longer hold such pairs (docs/matching.md, Guards)";
-    else if (on_street)
-        why = "identifiers show that the pairs of one family name on one street that the guards named in "
-              "guards_lifted_on_street would hold are as many as one person's replaced values explain: those "
-              "guards no longer hold such pairs where both records carry an identifier (docs/matching.md, Guards)";
+              "here: the guards no longer hold such pairs (docs/matching.md, Guards)";
+    else if (street_lift)
+        why = "identifiers show that the pairs of one family name on one street that the guards in "
+              "replaced_values.explained_by_replaced_values would hold are as many as one person's replaced "
+              "values explain: those guards no longer hold such pairs where both records carry an identifier "
+              "(docs/matching.md, Guards)";
     else
-        why = "the guards hold: more guard-shaped pairs than replaced values explain (twins, namesakes), "
-              "households present, or too little evidence to say otherwise";
-    json_object_set_new(o, "decision", json_string(why));
+        why = "nothing learnt lifts the guards: more guard-shaped pairs than replaced values explain (twins, "
+              "namesakes), households present, or too little evidence to say otherwise";
+    json_t *decision = json_string(why);
+    if (set) {
+        json_decref(decision);
+        decision = json_sprintf("%s; the rules set lifts of their own, which apply as well", why);
+    }
+    json_object_set_new(o, "decision", decision);
     return o;
 }
 

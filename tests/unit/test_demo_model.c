@@ -247,7 +247,7 @@ static void test_guards_lifted_at_home(void **state)
     json_decref(street_rules);
     assert_int_equal(demo_model_guards_lifted_on_street(street), G_GIVEN);
     assert_int_equal(demo_model_guard(street, &a, &b, lv, &agrees), 0);
-    assert_int_equal(demo_model_guards_lifted_for(street, lv), G_GIVEN);
+    assert_int_equal(demo_model_guards_lifted_for(street, &a, &b, lv), G_GIVEN);
     json_t *street_doc = demo_model_to_json(street);
     json_t *names = json_object_get(street_doc, "guards_lifted_on_street");
     assert_int_equal(json_array_size(names), 1);
@@ -283,7 +283,7 @@ static void test_guards_lifted_at_home(void **state)
     assert_int_equal(demo_model_guard(street, &a, &b, lv, &agrees), G_GIVEN);
     demo_model_free(street);
     /* Only a list of guard names. */
-    const char *bad[] = {"{\"guards_lifted_on_street\": true}", "{\"guards_lifted_on_street\": [\"cousins\"]}"};
+    const char *bad[] = {"{\"guards_lifted_on_street\": \"twins\"}", "{\"guards_lifted_on_street\": [\"cousins\"]}"};
     for (int i = 0; i < 2; i++) {
         json_t *r = json_loads(bad[i], 0, NULL);
         demo_model *x = NULL;
