@@ -63,6 +63,43 @@ cleanup:
     return err;
 }
 
+static rl_error *rl_json_check_at(const json_t *value, const rl_json_limits *limits, int depth)
+{
+    if (json_is_string(value)) {
+        if (json_string_length(value) > limits->max_string_bytes)
+            return RL_ERR(RL_ETOOBIG, "JSON string longer than %zu bytes", limits->max_string_bytes);
+        return NULL;
+    }
+    if (!json_is_object(value) && !json_is_array(value))
+        return NULL;
+    if (depth + 1 > limits->max_depth)
+        return RL_ERR(RL_ETOOBIG, "JSON nested deeper than %d levels", limits->max_depth);
+    rl_error *err = NULL;
+    if (json_is_object(value)) {
+        const char *key;
+        const json_t *member;
+        json_object_foreach((json_t *)value, key, member) {
+            if (strlen(key) > limits->max_string_bytes)
+                return RL_ERR(RL_ETOOBIG, "JSON string longer than %zu bytes", limits->max_string_bytes);
+            if ((err = rl_json_check_at(member, limits, depth + 1)))
+                return err;
+        }
+        return NULL;
+    }
+    size_t i;
+    const json_t *item;
+    json_array_foreach(value, i, item) {
+        if ((err = rl_json_check_at(item, limits, depth + 1)))
+            return err;
+    }
+    return NULL;
+}
+
+rl_error *rl_json_check(const json_t *value, const rl_json_limits *limits)
+{
+    return rl_json_check_at(value, limits, 0);
+}
+
 enum { RL_JSON_DUMP_FLAGS = JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_ENCODE_ANY };
 
 rl_error *rl_json_dump(const json_t *value, char **out)

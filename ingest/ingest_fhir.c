@@ -10,6 +10,8 @@
 
 enum { FHIR_LINE_MAX = 8 << 20 };
 #define FHIR_BUNDLE_MAX (512LL << 20)
+/* Below jansson's own parser limit (2,048), far above any resource's. */
+enum { FHIR_BUNDLE_MAX_DEPTH = 1024 };
 
 struct ingest_fhir {
     FILE *f;
@@ -87,10 +89,11 @@ rl_error *ingest_fhir_open(const char *path, bool bundle, const rl_json_limits *
             RL_FAIL(RL_EIO, "read failed");
         text[n] = '\0';
         ingest_strip_bom(text, &n);
-        /* A Bundle nests deeper than one Patient: allow its three extra levels. */
+        /* The file is held to a looser depth, each entry's resource then to
+         * the resource limits (ingest_fhir_next): one entry nested too deep
+         * is a rejected row, not a refused file. */
         rl_json_limits bl = r->limits;
-        bl.max_depth += 3;
-        bl.max_string_bytes = r->limits.max_string_bytes;
+        bl.max_depth = FHIR_BUNDLE_MAX_DEPTH;
         RL_TRY(rl_json_parse(text, n, &bl, &doc));
         const char *type = json_string_value(json_object_get(doc, "resourceType"));
         if (!type || strcmp(type, "Bundle") != 0)
@@ -150,6 +153,12 @@ rl_error *ingest_fhir_next(ingest_fhir *r, ingest_row *row, bool *done)
         json_t *resource = json_object_get(json_array_get(r->entries, r->next - 1), "resource");
         if (!json_is_object(resource)) {
             snprintf(row->problem, sizeof row->problem, "entry without a resource");
+            return NULL;
+        }
+        rl_error *over = rl_json_check(resource, &r->limits);
+        if (over) {
+            snprintf(row->problem, sizeof row->problem, "%s", rl_error_message(over));
+            rl_error_free(over);
             return NULL;
         }
         fhir_accept(json_incref(resource), row);

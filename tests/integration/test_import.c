@@ -228,9 +228,22 @@ static void test_fhir_import_with_rejects(void **state)
     assert_non_null(strstr(text, "not a Patient"));
     free(text);
 
-    write_file(bundle, "{\"resourceType\":\"Bundle\",\"type\":\"collection\",\"entry\":["
-                       "{\"resource\":{\"resourceType\":\"Patient\",\"identifier\":[{\"system\":\"urn:b\",\"value\":\"9\"}]}},"
-                       "{\"resource\":{\"resourceType\":\"Patient\",\"identifier\":[{\"system\":\"urn:a\",\"value\":\"1\"}]}}]}");
+    /* The second entry nests deeper than a resource may (the server's 32
+     * levels): that row is rejected, the file is not. */
+    char deep[200] = "", deep_end[200] = "";
+    for (int k = 0; k < 40; k++) {
+        strcat(deep, "[");
+        strcat(deep_end, "]");
+    }
+    char body[2048];
+    snprintf(body, sizeof body,
+             "{\"resourceType\":\"Bundle\",\"type\":\"collection\",\"entry\":["
+             "{\"resource\":{\"resourceType\":\"Patient\",\"identifier\":[{\"system\":\"urn:b\",\"value\":\"9\"}]}},"
+             "{\"resource\":{\"resourceType\":\"Patient\",\"identifier\":[{\"system\":\"urn:b\",\"value\":\"8\"}],"
+             "\"extension\":%s1%s}},"
+             "{\"resource\":{\"resourceType\":\"Patient\",\"identifier\":[{\"system\":\"urn:a\",\"value\":\"1\"}]}}]}",
+             deep, deep_end);
+    write_file(bundle, body);
     /* Against a running server this time: the same path over HTTP. */
     rl_test_server srv = {0};
     snprintf(srv.dir, sizeof srv.dir, "%s", dir);
@@ -239,8 +252,15 @@ static void test_fhir_import_with_rejects(void **state)
     j = run_ok(cmd);
     assert_int_equal(json_integer_value(json_object_get(j, "created")), 1);
     assert_int_equal(json_integer_value(json_object_get(j, "updated")), 1);
+    assert_int_equal(json_integer_value(json_object_get(j, "rejected")), 1);
     json_decref(j);
     assert_int_equal(rl_test_server_stop(&srv), 0);
+    snprintf(rejects, sizeof rejects, "%s.rejects.ndjson", bundle);
+    text = rl_test_read_file(rejects, NULL);
+    assert_non_null(text);
+    assert_non_null(strstr(text, "\"row\":2"));
+    assert_non_null(strstr(text, "nested deeper"));
+    free(text);
 
     snprintf(cmd, sizeof cmd, "%s import %s --format xml --data %s", rl_test_bin(), nd, store);
     char *out = NULL;

@@ -120,6 +120,30 @@ static rl_code parse_code(const char *text)
     return code;
 }
 
+/* The check of a parsed value agrees with the parse's own limits. */
+static rl_code check_code(const char *text)
+{
+    static const rl_json_limits loose = {.max_depth = 64, .max_string_bytes = 1024};
+    json_t *v = NULL;
+    rl_error *err = rl_json_parse(text, strlen(text), &loose, &v);
+    assert_null(err);
+    err = rl_json_check(v, &limits);
+    rl_code code = rl_error_code(err);
+    rl_error_free(err);
+    json_decref(v);
+    return code;
+}
+
+static void test_json_check(void **state)
+{
+    (void)state;
+    const char *cases[] = {"{\"a\":[1,{\"b\":[2]}]}", "{\"a\":[1,{\"b\":[[2]]}]}", "[[[[[[[[[[1]]]]]]]]]]",
+                           "{\"k\":\"0123456789abcdef\"}", "{\"k\":\"0123456789abcdefg\"}",
+                           "{\"0123456789abcdefg\":1}", "[1,[2,[3,[\"0123456789abcdefg\"]]]]", "[]"};
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
+        assert_int_equal(check_code(cases[i]), parse_code(cases[i]));
+}
+
 static void test_json_limits(void **state)
 {
     assert_int_equal(parse_code("{\"a\":[1,{\"b\":[2]}]}"), RL_OK);     /* depth 4 */
@@ -336,6 +360,7 @@ int main(void)
         cmocka_unit_test(test_buf_grows_until_cap),
         cmocka_unit_test(test_buf_steal_empty_gives_empty_string),
         cmocka_unit_test(test_json_limits),
+        cmocka_unit_test(test_json_check),
         cmocka_unit_test(test_json_dump_into),
         cmocka_unit_test(test_fs_output_whole_or_not_at_all),
         cmocka_unit_test(test_json_error_never_quotes_input),
