@@ -175,6 +175,8 @@ rl_error *rl_registry_open(rl_store *store, const rl_registry_options *opts, rl_
     else
         rl_registry_options_defaults(&reg->opts);
     pthread_mutex_init(&reg->write_lock, NULL);
+    for (int i = 0; i < REG_CONDITIONAL_STRIPES; i++)
+        pthread_mutex_init(&reg->conditional_locks[i], NULL);
     pthread_mutex_init(&reg->queue_lock, NULL);
     pthread_mutex_init(&reg->prepare_lock, NULL);
     pthread_cond_init(&reg->prepare_free, NULL);
@@ -252,6 +254,8 @@ void rl_registry_close(rl_registry *reg)
     reg_finger_close(reg);
     pthread_mutex_destroy(&reg->gallery_lock);
     pthread_mutex_destroy(&reg->write_lock);
+    for (int i = 0; i < REG_CONDITIONAL_STRIPES; i++)
+        pthread_mutex_destroy(&reg->conditional_locks[i]);
     pthread_mutex_destroy(&reg->queue_lock);
     pthread_mutex_destroy(&reg->prepare_lock);
     pthread_cond_destroy(&reg->prepare_free);

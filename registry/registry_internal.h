@@ -31,7 +31,7 @@
 #include "registry/registry.h"
 #include "registry/registry_matcher.h"
 
-enum { REG_ID_LEN = 32, REG_TIMEKEY_LEN = 24, REG_KEY_MAX = 1024 };
+enum { REG_ID_LEN = 32, REG_TIMEKEY_LEN = 24, REG_KEY_MAX = 1024, REG_CONDITIONAL_STRIPES = 64 };
 
 typedef struct reg_submit_req reg_submit_req;
 typedef struct reg_cache reg_cache;
@@ -54,6 +54,9 @@ struct rl_registry {
     json_t *rules;       /* a copy of the configured rules (NULL: built-in): training's priors */
     /* serialises read-modify-write of identity state; reads take no lock */
     pthread_mutex_t write_lock;
+    /* Conditional updates with the same criteria, one at a time from search
+     * to write (rl_registry_update_where): striped by the criteria's hash. */
+    pthread_mutex_t conditional_locks[REG_CONDITIONAL_STRIPES];
     atomic_uint_fast32_t seq;
     /* counters, changed under write_lock; saved at close (see registry.c) */
     uint64_t n_records, n_goldens, n_open_reviews;

@@ -854,17 +854,45 @@ cleanup:
     return err;
 }
 
+/* Which conditional lock the criteria take: what they say, not how they were
+ * written apart from that (the parsed clauses, in order). */
+static unsigned reg_conditional_stripe(const rl_search_query *q)
+{
+    uint64_t h = REG_HASH_START;
+    for (int c = 0; c < q->nclauses; c++) {
+        const rl_search_clause *cl = &q->clauses[c];
+        int head[3] = {(int)cl->param, cl->exact, cl->nvalues};
+        h = reg_hash(h, head, sizeof head);
+        for (int v = 0; v < cl->nvalues; v++) {
+            const rl_search_value *val = &cl->values[v];
+            h = reg_hash(h, val->norm, strlen(val->norm) + 1);
+            h = reg_hash(h, val->raw, strlen(val->raw) + 1);
+            h = reg_hash(h, val->system, strlen(val->system) + 1);
+            int tail[4] = {val->has_system, (int)val->prefix, val->lo, val->hi};
+            h = reg_hash(h, tail, sizeof tail);
+        }
+    }
+    return (unsigned)(h % REG_CONDITIONAL_STRIPES);
+}
+
 rl_error *rl_registry_update_where(rl_registry *reg, const rl_actor *actor, const rl_search_query *criteria,
                                    const json_t *patient, long if_match, rl_submit_result *result)
 {
     rl_error *err = NULL;
     json_t *ids = json_array();
     long total = 0;
+    pthread_mutex_t *lock = NULL;
     memset(result, 0, sizeof *result);
     if (!ids)
         RL_FAIL(RL_ENOMEM, "out of memory");
     if (criteria->nclauses == 0)
         RL_FAIL(RL_EINVAL, "a conditional update needs search criteria (PUT /fhir/Patient?identifier=system|value)");
+    /* From the search to the write, as one step for the same criteria: two
+     * sent at once (an interface retrying) would otherwise both find nothing
+     * and both create, the second refused for the identifier the first just
+     * took. Other criteria go on in parallel. */
+    lock = &reg->conditional_locks[reg_conditional_stripe(criteria)];
+    pthread_mutex_lock(lock);
     RL_TRY(reg_search_run(reg, criteria, 0, 2, &total, ids, NULL));
     if (total > 1)
         RL_FAIL(RL_EPRECONDITION, "the criteria match %ld records: make them select one", total);
@@ -885,6 +913,8 @@ rl_error *rl_registry_update_where(rl_registry *reg, const rl_actor *actor, cons
         RL_FAIL(RL_EINVAL, "Patient.id must be the id of the record the criteria select (or absent)");
     RL_TRY(reg_update_record(reg, actor, rid, patient, if_match, "update", result));
 cleanup:
+    if (lock)
+        pthread_mutex_unlock(lock);
     json_decref(ids);
     return err;
 }

@@ -2717,6 +2717,88 @@ static void test_concurrent_registrations_find_each_other(void **state)
         rl_submit_result_clear(&w[i].r);
 }
 
+enum { COND_THREADS = 4, COND_ROUNDS = 40 };
+
+typedef struct conditional_put {
+    fixture *f;
+    pthread_barrier_t *round;
+    int created, updated, failed;
+    char first_failure[256];
+} conditional_put;
+
+/* Every round, all threads PUT /fhir/Patient?identifier=urn:emr|R with that
+ * identifier in the body, at once. */
+static void *put_conditionally(void *arg)
+{
+    conditional_put *w = arg;
+    rl_search_query *q = calloc(1, sizeof *q);
+    for (int round = 0; round < COND_ROUNDS; round++) {
+        char value[32], criteria[64];
+        snprintf(value, sizeof value, "R%d", round);
+        snprintf(criteria, sizeof criteria, "urn:emr|%s", value);
+        const rl_search_arg by_id = {"identifier", criteria};
+        rl_error *err = rl_search_parse(&by_id, 1, false, q);
+        json_t *p = json_pack("{s:s, s:[{s:s, s:s}], s:[{s:s, s:[s]}], s:s}", "resourceType", "Patient",
+                              "identifier", "system", "urn:emr", "value", value, "name", "family", "Mwale", "given",
+                              "Chikondi", "birthDate", "1988-08-08");
+        pthread_barrier_wait(w->round);
+        rl_submit_result r = {0};
+        if (!err)
+            err = rl_registry_update_where(w->f->reg, &clerk, q, p, 0, &r);
+        if (err) {
+            if (!w->failed++)
+                snprintf(w->first_failure, sizeof w->first_failure, "%s", rl_error_message(err));
+            rl_error_free(err);
+        } else if (r.created) {
+            w->created++;
+        } else {
+            w->updated++;
+        }
+        rl_submit_result_clear(&r);
+        json_decref(p);
+    }
+    free(q);
+    return NULL;
+}
+
+/* Conditional updates of one identifier sent at once (an EMR retrying, two
+ * interfaces) behave as if one after the other: the first creates, the rest
+ * update it; none is refused because another created the record between
+ * its search and its write. */
+static void test_concurrent_conditional_updates_serialise(void **state)
+{
+    fixture *f = *state;
+    pthread_t t[COND_THREADS];
+    conditional_put w[COND_THREADS];
+    pthread_barrier_t round;
+    pthread_barrier_init(&round, NULL, COND_THREADS);
+    for (int i = 0; i < COND_THREADS; i++) {
+        w[i] = (conditional_put){.f = f, .round = &round};
+        assert_int_equal(pthread_create(&t[i], NULL, put_conditionally, &w[i]), 0);
+    }
+    int joined = 0;
+    for (int i = 0; i < COND_THREADS; i++)
+        joined += pthread_join(t[i], NULL) == 0;
+    pthread_barrier_destroy(&round);
+    assert_int_equal(joined, COND_THREADS);
+    int created = 0, updated = 0, failed = 0;
+    for (int i = 0; i < COND_THREADS; i++) {
+        created += w[i].created;
+        updated += w[i].updated;
+        failed += w[i].failed;
+        if (w[i].failed)
+            fprintf(stderr, "a conditional update failed (%d in this thread): %s\n", w[i].failed,
+                    w[i].first_failure);
+    }
+    assert_int_equal(failed, 0);
+    assert_int_equal(created, COND_ROUNDS);
+    assert_int_equal(updated, COND_ROUNDS * (COND_THREADS - 1));
+    rl_registry_stats st;
+    rl_registry_stats_get(f->reg, &st);
+    assert_int_equal(st.records, COND_ROUNDS);
+    expect_clean(f);
+}
+
 /* Records under a blocking key in the postings in memory, as a lookup answers. */
 static size_t posted_under(fixture *f, const char *key, char *first, size_t size)
 {
@@ -3278,6 +3360,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_train_lifts_the_guards_where_identifiers_explain_them,
                                         setup_probabilistic, teardown),
         cmocka_unit_test_setup_teardown(test_train_keeps_a_lift_the_rules_set, setup_probabilistic, teardown),
+        cmocka_unit_test_setup_teardown(test_concurrent_conditional_updates_serialise, setup_probabilistic, teardown),
         cmocka_unit_test_setup_teardown(test_train_keeps_the_guards_where_twins_exceed_what_identifiers_explain,
                                         setup_probabilistic, teardown),
         cmocka_unit_test_setup_teardown(test_rematch_leaves_items_a_hand_link_answered, setup_probabilistic, teardown),
