@@ -346,6 +346,7 @@ static rl_error *demo_em_masked(const demo_pair_levels *pairs, size_t npairs, ui
 
 typedef struct demo_home {
     char family[DEMO_TEXT_MAX];
+    const char *city; /* the record's */
     size_t record;
     bool crowded; /* its address is no one's home: read for replacements only */
 } demo_home;
@@ -354,7 +355,9 @@ static int demo_home_cmp(const void *pa, const void *pb)
 {
     const demo_home *a = pa, *b = pb;
     int c = strcmp(a->family, b->family);
-    /* Records in their given order within a family name: the counts do not depend on qsort's. */
+    if (!c)
+        c = strcmp(a->city, b->city);
+    /* Records in their given order within a family name and city: the counts do not depend on qsort's. */
     return c ? c : (a->record > b->record) - (a->record < b->record);
 }
 
@@ -454,7 +457,7 @@ static void demo_replacements_decide(demo_replacement_evidence *r)
 
 /* The pairs of one family name's records that share a home (demo_model_same_home). */
 static void demo_home_pairs(const demo_model *model, const demo_features *records, const demo_home *home, size_t n,
-                            demo_household_evidence *ev)
+                            demo_household_evidence *ev, bool *household_seen, bool *shaped_seen)
 {
     bool household = false, shaped = false;
     for (size_t i = 0; i < n; i++)
@@ -492,8 +495,8 @@ static void demo_home_pairs(const demo_model *model, const demo_features *record
                 shaped = true;
             }
         }
-    ev->household_names += household;
-    ev->shaped_names += shaped;
+    *household_seen |= household;
+    *shaped_seen |= shaped;
 }
 
 rl_error *demo_household_evidence_of(const demo_model *model, const demo_features *records, size_t n,
@@ -511,6 +514,7 @@ rl_error *demo_household_evidence_of(const demo_model *model, const demo_feature
         if (!records[i].family.ntokens || !records[i].address[0])
             continue;
         demo_name_join(&records[i].family, homes[nh].family, sizeof homes[nh].family);
+        homes[nh].city = records[i].city;
         homes[nh].record = i;
         homes[nh].crowded = crowded[i];
         out->records += !crowded[i];
@@ -522,10 +526,27 @@ rl_error *demo_household_evidence_of(const demo_model *model, const demo_feature
         while (end < nh && strcmp(homes[end].family, homes[start].family) == 0)
             end++;
         size_t size = end - start;
-        if (size > DEMO_HOME_MAX_RECORDS)
-            out->crowded_names++;
-        else if (size >= 2)
-            demo_home_pairs(model, records, homes + start, size, out);
+        bool household = false, shaped = false, crowded_name = false;
+        if (size <= DEMO_HOME_MAX_RECORDS) {
+            if (size >= 2)
+                demo_home_pairs(model, records, homes + start, size, out, &household, &shaped);
+        } else {
+            /* A common family name (Nguyen, Otieno), city by city: a home or a
+             * street is in one. A city that alone holds too many is left out. */
+            for (size_t from = start; from < end;) {
+                size_t to = from + 1;
+                while (to < end && strcmp(homes[to].city, homes[from].city) == 0)
+                    to++;
+                if (to - from > DEMO_HOME_MAX_RECORDS)
+                    crowded_name = true;
+                else if (to - from >= 2)
+                    demo_home_pairs(model, records, homes + from, to - from, out, &household, &shaped);
+                from = to;
+            }
+        }
+        out->crowded_names += crowded_name;
+        out->household_names += household;
+        out->shaped_names += shaped;
         start = end;
     }
     demo_replacements_decide(&out->replaced);

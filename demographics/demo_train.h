@@ -105,7 +105,8 @@ double demo_train_prior(double candidate_prior, size_t npairs, double all_pairs,
  * Whether the registry holds families, which is what the guards (twins,
  * parent and child: demo_model_guard) protect. Records of one family name
  * (exact after normalisation; a name on more than DEMO_HOME_MAX_RECORDS
- * records is left out, for time; an address more than
+ * records is paired city by city, for time, and a city that alone holds
+ * more of it is left out; an address more than
  * DEMO_HOME_MAX_AT_ADDRESS records give is no one's home, and left out) are
  * paired, and each pair that shares a home (demo_model_same_home) and shows
  * given names and birth dates is one of:
@@ -181,7 +182,8 @@ typedef struct demo_replacement_evidence {
 
 typedef struct demo_household_evidence {
     size_t records;           /* with a family name and a street address that is someone's home */
-    size_t crowded_names;     /* family names on more than DEMO_HOME_MAX_RECORDS of them: left out */
+    size_t crowded_names;     /* family names with a city on more than DEMO_HOME_MAX_RECORDS of them: that
+                                 city left out */
     size_t crowded_addresses; /* addresses on more than DEMO_HOME_MAX_AT_ADDRESS records: left out */
     size_t home_pairs;        /* pairs of one family name that share a home, with given names and birth
                                  dates */

@@ -492,6 +492,31 @@ static void test_replacement_evidence(void **state)
     assert_int_equal(e->twin_observed, 20);
     assert_int_equal(e->enough, G_BOTH);
     assert_int_equal(e->explained, G_BIRTH); /* the parent guard's 2 pairs are still explained */
+    /* A family name too common to pair whole (300 records) is paired city by
+     * city: the twins of one of its families, in Kisumu, are still seen. */
+    demo_features *common = calloc(N, sizeof *common);
+    size_t nc = 0;
+    for (int i = 0; i < 300; i++) {
+        char line[32], id[32];
+        snprintf(line, sizeof line, "%d Ngong Road", i + 1);
+        snprintf(id, sizeof id, "%d%d", 1000 + i, 9000 - i);
+        char birth[16]; /* any two differ in two fields at least: none is twin-shaped */
+        snprintf(birth, sizeof birth, "%d-%02d-%02d", 1930 + i % 70, 1 + i % 12, 1 + (i / 12) % 28);
+        json_t *p = patient("Otieno", i % 2 ? "Brian" : "Mercy", birth, NULL);
+        json_object_set_new(p, "gender", json_string(i % 2 ? "male" : "female"));
+        json_object_set_new(p, "address", json_pack("[{s:[s], s:s}]", "line", line, "city",
+                                                    i % 3 == 0 ? "Kisumu" : i % 3 == 1 ? "Nakuru" : "Eldoret"));
+        json_array_append_new(json_object_get(p, "identifier"),
+                              json_pack("{s:s, s:s}", "system", "urn:national-id", "value", id));
+        features(m, p, &common[nc++]);
+    }
+    at_home(m, "Otieno", "Akinyi", "female", "2012-04-05", "900 Ngong Road", "55512345", &common[nc++]);
+    at_home(m, "Otieno", "Atieno", "female", "2012-04-05", "900 Ngong Road", "77798765", &common[nc++]);
+    assert_null(demo_household_evidence_of(m, common, nc, &ev));
+    assert_int_equal(ev.crowded_names, 0);
+    assert_int_equal(ev.twin_shaped, 1);
+    assert_int_equal(e->twin_observed, 1);
+    free(common);
     /* Without identifiers nothing is measured and nothing lifted. */
     demo_features *bare = calloc(N, sizeof *bare);
     size_t nb = 0;
