@@ -27,9 +27,11 @@ typedef struct rl_json_limits {
  * syntax (with line and column), RL_ETOOBIG for a limit. */
 rl_error *rl_json_parse(const char *text, size_t len, const rl_json_limits *limits, json_t **out);
 
-/* Whether an already parsed value keeps within limits, as rl_json_parse
- * would have checked its text (the same RL_ETOOBIG messages, without byte
- * offsets). For a document parsed under looser limits whose parts are then
+/* Whether an already parsed value keeps within limits: its depth as
+ * rl_json_parse counts it, its strings and keys by their decoded length
+ * (rl_json_parse measures the text, escapes included, so this is the looser
+ * of the two on strings). RL_ETOOBIG with the same messages, without byte
+ * offsets. For a document parsed under looser limits whose parts are then
  * held to the tighter ones, one by one (a Bundle's entries). value must have
  * come from rl_json_parse or be otherwise bounded in depth. */
 rl_error *rl_json_check(const json_t *value, const rl_json_limits *limits);

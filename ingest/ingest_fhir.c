@@ -89,11 +89,14 @@ rl_error *ingest_fhir_open(const char *path, bool bundle, const rl_json_limits *
             RL_FAIL(RL_EIO, "read failed");
         text[n] = '\0';
         ingest_strip_bom(text, &n);
-        /* The file is held to a looser depth, each entry's resource then to
-         * the resource limits (ingest_fhir_next): one entry nested too deep
-         * is a rejected row, not a refused file. */
+        /* The file is held to looser limits (depth, string length), each
+         * entry's resource then to the resource limits (ingest_fhir_next): one
+         * entry nested too deep or with too long a value is a rejected row,
+         * not a refused file. */
         rl_json_limits bl = r->limits;
         bl.max_depth = FHIR_BUNDLE_MAX_DEPTH;
+        if (bl.max_string_bytes < FHIR_LINE_MAX)
+            bl.max_string_bytes = FHIR_LINE_MAX; /* as long as a whole NDJSON line may be */
         RL_TRY(rl_json_parse(text, n, &bl, &doc));
         const char *type = json_string_value(json_object_get(doc, "resourceType"));
         if (!type || strcmp(type, "Bundle") != 0)

@@ -865,8 +865,9 @@ static unsigned reg_conditional_stripe(const rl_search_query *q)
         h = reg_hash(h, head, sizeof head);
         for (int v = 0; v < cl->nvalues; v++) {
             const rl_search_value *val = &cl->values[v];
-            h = reg_hash(h, val->norm, strlen(val->norm) + 1);
-            h = reg_hash(h, val->raw, strlen(val->raw) + 1);
+            /* a string's normal form where it has one: Smith and SMITH search alike */
+            const char *text = val->norm[0] ? val->norm : val->raw;
+            h = reg_hash(h, text, strlen(text) + 1);
             h = reg_hash(h, val->system, strlen(val->system) + 1);
             int tail[4] = {val->has_system, (int)val->prefix, val->lo, val->hi};
             h = reg_hash(h, tail, sizeof tail);

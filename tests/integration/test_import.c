@@ -228,22 +228,32 @@ static void test_fhir_import_with_rejects(void **state)
     assert_non_null(strstr(text, "not a Patient"));
     free(text);
 
-    /* The second entry nests deeper than a resource may (the server's 32
-     * levels): that row is rejected, the file is not. */
+    /* The second entry nests deeper than a resource may (32 levels), the
+     * third carries a value longer than a resource's strings may be (1 MiB):
+     * those rows are rejected, by the import itself (no HTTP status), and the
+     * file is not. */
     char deep[200] = "", deep_end[200] = "";
     for (int k = 0; k < 40; k++) {
         strcat(deep, "[");
         strcat(deep_end, "]");
     }
-    char body[2048];
-    snprintf(body, sizeof body,
-             "{\"resourceType\":\"Bundle\",\"type\":\"collection\",\"entry\":["
-             "{\"resource\":{\"resourceType\":\"Patient\",\"identifier\":[{\"system\":\"urn:b\",\"value\":\"9\"}]}},"
-             "{\"resource\":{\"resourceType\":\"Patient\",\"identifier\":[{\"system\":\"urn:b\",\"value\":\"8\"}],"
-             "\"extension\":%s1%s}},"
-             "{\"resource\":{\"resourceType\":\"Patient\",\"identifier\":[{\"system\":\"urn:a\",\"value\":\"1\"}]}}]}",
-             deep, deep_end);
+    size_t long_len = (2u << 20) + 1;
+    char *long_value = malloc(long_len);
+    memset(long_value, 'a', long_len - 1);
+    long_value[long_len - 1] = '\0';
+    char *body = NULL;
+    assert_true(asprintf(&body,
+                         "{\"resourceType\":\"Bundle\",\"type\":\"collection\",\"entry\":["
+                         "{\"resource\":{\"resourceType\":\"Patient\",\"identifier\":[{\"system\":\"urn:b\",\"value\":\"9\"}]}},"
+                         "{\"resource\":{\"resourceType\":\"Patient\",\"identifier\":[{\"system\":\"urn:b\",\"value\":\"8\"}],"
+                         "\"extension\":%s1%s}},"
+                         "{\"resource\":{\"resourceType\":\"Patient\",\"identifier\":[{\"system\":\"urn:b\",\"value\":\"7\"}],"
+                         "\"name\":[{\"family\":\"%s\"}]}},"
+                         "{\"resource\":{\"resourceType\":\"Patient\",\"identifier\":[{\"system\":\"urn:a\",\"value\":\"1\"}]}}]}",
+                         deep, deep_end, long_value) > 0);
+    free(long_value);
     write_file(bundle, body);
+    free(body);
     /* Against a running server this time: the same path over HTTP. */
     rl_test_server srv = {0};
     snprintf(srv.dir, sizeof srv.dir, "%s", dir);
@@ -252,14 +262,15 @@ static void test_fhir_import_with_rejects(void **state)
     j = run_ok(cmd);
     assert_int_equal(json_integer_value(json_object_get(j, "created")), 1);
     assert_int_equal(json_integer_value(json_object_get(j, "updated")), 1);
-    assert_int_equal(json_integer_value(json_object_get(j, "rejected")), 1);
+    assert_int_equal(json_integer_value(json_object_get(j, "rejected")), 2);
     json_decref(j);
     assert_int_equal(rl_test_server_stop(&srv), 0);
     snprintf(rejects, sizeof rejects, "%s.rejects.ndjson", bundle);
     text = rl_test_read_file(rejects, NULL);
     assert_non_null(text);
-    assert_non_null(strstr(text, "\"row\":2"));
-    assert_non_null(strstr(text, "nested deeper"));
+    assert_non_null(strstr(text, "{\"row\":2,\"reason\":\"JSON nested deeper"));
+    assert_non_null(strstr(text, "{\"row\":3,\"reason\":\"JSON string longer"));
+    assert_null(strstr(text, "\"status\""));
     free(text);
 
     snprintf(cmd, sizeof cmd, "%s import %s --format xml --data %s", rl_test_bin(), nd, store);
