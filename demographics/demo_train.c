@@ -72,8 +72,9 @@ cleanup:
     return err;
 }
 
-rl_error *demo_estimate_u(const demo_model *model, const demo_features *records, size_t n, size_t samples,
-                          uint64_t seed, demo_field_params params[DEMO_F_COUNT], demo_train_notes *notes)
+rl_error *demo_estimate_u(const demo_model *model, const demo_features *records, const uint64_t *person, size_t n,
+                          size_t samples, uint64_t seed, demo_field_params params[DEMO_F_COUNT],
+                          demo_train_notes *notes)
 {
     rl_error *err = NULL;
     uint64_t *keys = NULL;
@@ -83,8 +84,11 @@ rl_error *demo_estimate_u(const demo_model *model, const demo_features *records,
     double counts[DEMO_F_COUNT][DEMO_MAX_LEVELS] = {{0}};
     RL_TRY(demo_u_pairs(n, samples, seed, &keys, &npairs));
     for (size_t k = 0; k < npairs; k++) {
+        size_t a = (size_t)(keys[k] / n), b = (size_t)(keys[k] % n);
+        if (person && person[a] && person[a] == person[b])
+            continue;
         int levels[DEMO_F_COUNT];
-        demo_compare_features(model, &records[keys[k] / n], &records[keys[k] % n], levels);
+        demo_compare_features(model, &records[a], &records[b], levels);
         for (int f = 0; f < DEMO_F_COUNT; f++)
             if (levels[f] != DEMO_LEVEL_MISSING)
                 counts[f][levels[f]] += 1;

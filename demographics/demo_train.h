@@ -53,11 +53,17 @@ typedef struct demo_train_notes {
 
 /* u for every field from the distinct pairs of `records` (n >= 2): all of them
  * when there are at most `samples`, else `samples` random draws, a pair drawn
- * twice counted once. params[f].u is the prior on entry; it is kept (with the
- * reason in notes->u[f]) for a field that fewer than DEMO_TRAIN_MIN_PAIRS
+ * twice counted once. person (NULL: none known) names each record's person
+ * as a nonzero value (0: unknown); a pair of one person is left out, since u
+ * is agreement among different people: in a registry that is mostly one
+ * person's records (a test patient registered over and over before go-live)
+ * random pairs would otherwise be mostly that person, and u would say
+ * agreement is common. params[f].u is the prior on entry; it is kept (with
+ * the reason in notes->u[f]) for a field that fewer than DEMO_TRAIN_MIN_PAIRS
  * pairs show, and blended with the estimate otherwise. */
-rl_error *demo_estimate_u(const demo_model *model, const demo_features *records, size_t n, size_t samples,
-                          uint64_t seed, demo_field_params params[DEMO_F_COUNT], demo_train_notes *notes);
+rl_error *demo_estimate_u(const demo_model *model, const demo_features *records, const uint64_t *person, size_t n,
+                          size_t samples, uint64_t seed, demo_field_params params[DEMO_F_COUNT],
+                          demo_train_notes *notes);
 
 typedef struct demo_em_result {
     int iterations;

@@ -41,18 +41,55 @@ cleanup:
 typedef struct reg_train_data {
     demo_features *sample; /* reservoir of records */
     char (*sample_ids)[REG_ID_LEN + 1];
+    uint64_t *sample_person; /* the hash of each sampled record's golden id; 0: not linked */
     size_t nsample, seen;
 } reg_train_data;
+
+static int reg_key_cmp(const char *a, size_t alen, const char *b, size_t blen)
+{
+    int c = memcmp(a, b, alen < blen ? alen : blen);
+    return c ? c : (alen > blen) - (alen < blen);
+}
+
+/* The person of record k (klen bytes), from the links family read alongside
+ * the records in the same key order: a hash of its golden id, 0 when it has
+ * no link. links is advanced past k. */
+static rl_error *reg_train_person(rl_store_iter *links, const char *k, size_t klen, uint64_t *person)
+{
+    *person = 0;
+    size_t llen;
+    while (rl_store_iter_valid(links) && reg_key_cmp(rl_store_iter_key(links, &llen), llen, k, klen) < 0)
+        rl_store_iter_next(links);
+    if (!rl_store_iter_valid(links))
+        return rl_store_iter_status(links);
+    const char *lk = rl_store_iter_key(links, &llen);
+    if (reg_key_cmp(lk, llen, k, klen) != 0)
+        return NULL;
+    size_t vlen;
+    const char *v = rl_store_iter_value(links, &vlen);
+    json_t *link = json_loadb(v, vlen, 0, NULL);
+    if (!link)
+        return RL_ERR(RL_ESTORE, "a stored link is not JSON: run `ridgeline check`");
+    const char *golden = json_string_value(json_object_get(link, "golden"));
+    if (golden) {
+        *person = reg_hash(REG_HASH_START, golden, strlen(golden));
+        if (!*person)
+            *person = 1;
+    }
+    json_decref(link);
+    return NULL;
+}
 
 /* Reads every record once: a reservoir sample of features, and name counts for term frequencies. */
 static rl_error *reg_train_scan(rl_registry *reg, reg_train_data *d, json_t *given_counts, json_t *family_counts,
                                 size_t *ngiven, size_t *nfamily)
 {
     rl_error *err = NULL;
-    rl_store_iter *it = NULL;
+    rl_store_iter *it = NULL, *links = NULL;
     void *prepared = NULL;
     uint64_t rng = 0x5EED5EEDull;
     RL_TRY(rl_store_iter_new(reg->store, RL_CF_RECORDS, NULL, 0, NULL, 0, &it));
+    RL_TRY(rl_store_iter_new(reg->store, RL_CF_LINKS, NULL, 0, NULL, 0, &links));
     for (; rl_store_iter_valid(it); rl_store_iter_next(it)) {
         size_t klen, vlen;
         const char *k = rl_store_iter_key(it, &klen);
@@ -82,6 +119,7 @@ static rl_error *reg_train_scan(rl_registry *reg, reg_train_data *d, json_t *giv
         if (slot < REG_TRAIN_SAMPLE) {
             d->sample[slot] = *f;
             snprintf(d->sample_ids[slot], REG_ID_LEN + 1, "%.*s", (int)klen, k);
+            RL_TRY(reg_train_person(links, k, klen, &d->sample_person[slot]));
             if (d->nsample < REG_TRAIN_SAMPLE)
                 d->nsample++;
         }
@@ -94,6 +132,7 @@ cleanup:
     if (prepared)
         reg->matcher->release(reg->matcher, prepared);
     rl_store_iter_destroy(it);
+    rl_store_iter_destroy(links);
     return err;
 }
 
@@ -357,7 +396,8 @@ rl_error *rl_registry_train(rl_registry *reg, const rl_actor *actor, json_t **re
     uint64_t t0 = rl_time_mono_ns();
     d.sample = malloc(REG_TRAIN_SAMPLE * sizeof *d.sample);
     d.sample_ids = malloc(REG_TRAIN_SAMPLE * sizeof *d.sample_ids);
-    if (!d.sample || !d.sample_ids || !given_counts || !family_counts)
+    d.sample_person = malloc(REG_TRAIN_SAMPLE * sizeof *d.sample_person);
+    if (!d.sample || !d.sample_ids || !d.sample_person || !given_counts || !family_counts)
         RL_FAIL(RL_ENOMEM, "out of memory");
     size_t ngiven = 0, nfamily = 0;
     RL_TRY(reg_train_scan(reg, &d, given_counts, family_counts, &ngiven, &nfamily));
@@ -386,7 +426,8 @@ rl_error *rl_registry_train(rl_registry *reg, const rl_actor *actor, json_t **re
     demo_em_result em = {.prior = prior};
     double decision_prior = prior;
     if (learn) {
-        RL_TRY(demo_estimate_u(model, d.sample, d.nsample, REG_TRAIN_U_PAIRS, 0x0DDBA11ull, params, &notes));
+        RL_TRY(demo_estimate_u(model, d.sample, d.sample_person, d.nsample, REG_TRAIN_U_PAIRS, 0x0DDBA11ull, params,
+                               &notes));
         RL_TRY(reg_train_pairs(reg, model, &d, &pairs, &npairs));
         RL_TRY(demo_em_by_rule(model, pairs, npairs, params, priors, prior, REG_TRAIN_EM_ITERATIONS, 50, &em,
                                &notes));
@@ -494,6 +535,7 @@ cleanup:
         pthread_mutex_unlock(&reg->write_lock);
     free(d.sample);
     free(d.sample_ids);
+    free(d.sample_person);
     free(pairs);
     demo_model_free(trained);
     demo_model_free(rules_model);

@@ -838,17 +838,17 @@ static void test_train_u_counts_distinct_pairs(void **state)
     demo_field_params params[DEMO_F_COUNT];
     demo_train_notes notes;
     memcpy(params, priors, sizeof params);
-    assert_null(demo_estimate_u(m, r, 10, 400000, 1, params, &notes));
+    assert_null(demo_estimate_u(m, r, NULL, 10, 400000, 1, params, &notes));
     assert_true(notes.u[DEMO_F_GIVEN].pairs == 45);
     assert_non_null(notes.u[DEMO_F_GIVEN].kept);
     assert_non_null(notes.u[DEMO_F_GENDER].kept);
     assert_non_null(notes.u[DEMO_F_PHONE].kept); /* nobody has one */
     assert_memory_equal(params, priors, sizeof params);
     /* Fewer draws than pairs: the pairs drawn twice count once. */
-    assert_null(demo_estimate_u(m, r, 60, 1000, 1, params, &notes));
+    assert_null(demo_estimate_u(m, r, NULL, 60, 1000, 1, params, &notes));
     assert_true(notes.u[DEMO_F_GIVEN].pairs < 1000);
     assert_non_null(notes.u[DEMO_F_GIVEN].kept);
-    assert_null(demo_estimate_u(m, r, 60, 400000, 1, params, &notes));
+    assert_null(demo_estimate_u(m, r, NULL, 60, 400000, 1, params, &notes));
     assert_true(notes.u[DEMO_F_GIVEN].pairs == 1770);
     assert_null(notes.u[DEMO_F_GIVEN].kept);
     assert_null(notes.u[DEMO_F_GENDER].kept);
