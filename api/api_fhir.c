@@ -371,7 +371,8 @@ rl_error *api_fhir_metadata(api_ctx *ctx, const api_request *req, api_response *
         "search adds persons the demographics missed (with a fingerprint the Patient may give nothing else: the "
         "finger alone is searched, 1:N); the evidence is fused into search.score as log-likelihood "
         "weights and reported in the entry.search extension urn:ridgeline:fhir:fingerprint-match. Every entry also "
-        "carries urn:ridgeline:fhir:match-evidence: each compared field's level and weight in bits (docs/matching.md)\"},"
+        "carries urn:ridgeline:fhir:match-evidence: each compared field's level and weight in bits, the total, and "
+        "the rule that capped the score (guard) or the guard a learnt lift set aside (guard-lifted), as text (docs/matching.md)\"},"
         "{\"name\":\"ihe-pix\",\"definition\":\"https://profiles.ihe.net/ITI/PIXm/OperationDefinition/IHE.PIXm.pix\"}"
         "]}]}]}";
     json_t *cs = json_loads(capability, 0, &jerr);
@@ -640,6 +641,19 @@ static json_t *api_match_evidence(const json_t *fields)
     }
     json_array_append_new(parts, json_pack("{s:s, s:f}", "url", "weight", "valueDecimal",
                                            json_number_value(json_object_get(fields, "weight"))));
+    /* A rule that capped the score (a guard: twins, parent and child; names or
+     * contact details alone), and a guard a learnt lift set aside. */
+    const char *guard = json_string_value(json_object_get(fields, "guard"));
+    if (guard)
+        json_array_append_new(parts, json_pack("{s:s, s:s}", "url", "guard", "valueString", guard));
+    const json_t *lifted = json_object_get(fields, "guard_lifted");
+    const char *lifted_guard = json_string_value(json_object_get(lifted, "guard")),
+               *lifted_why = json_string_value(json_object_get(lifted, "why"));
+    if (lifted_guard && lifted_why) {
+        json_t *text = json_sprintf("%s; %s", lifted_guard, lifted_why);
+        if (text)
+            json_array_append_new(parts, json_pack("{s:s, s:o}", "url", "guard-lifted", "valueString", text));
+    }
     return ext;
 }
 

@@ -1001,6 +1001,30 @@ static void test_match(void **state)
     }
     assert_true(saw_family && saw_total && !saw_gender);
     json_decref(b);
+    /* Her twin sister asked about: another given name, the same family name,
+     * birth date and sex. The twins guard holds the score back for a human,
+     * and the evidence says so. */
+    b = match(port,
+              "{\"resourceType\":\"Patient\",\"name\":[{\"family\":\"Wanjiru\",\"given\":[\"Mercy\"]}],"
+              "\"gender\":\"female\",\"birthDate\":\"1985-03-14\"}",
+              NULL, 200);
+    json_t *sister = json_array_get(json_object_get(b, "entry"), 0);
+    assert_non_null(sister);
+    assert_string_not_equal(grade_of(sister), "certain");
+    const char *guard = NULL;
+    json_array_foreach(json_object_get(json_object_get(sister, "search"), "extension"), k, x) {
+        if (strcmp(json_string_value(json_object_get(x, "url")), "urn:ridgeline:fhir:match-evidence") != 0)
+            continue;
+        json_t *part;
+        size_t q;
+        json_array_foreach(json_object_get(x, "extension"), q, part) {
+            if (strcmp(json_string_value(json_object_get(part, "url")), "guard") == 0)
+                guard = json_string_value(json_object_get(part, "valueString"));
+        }
+    }
+    assert_non_null(guard);
+    assert_non_null(strstr(guard, "twins"));
+    json_decref(b);
     /* onlyCertainMatches when the best is only probable: nothing. */
     b = match(port, "{\"resourceType\":\"Patient\",\"name\":[{\"family\":\"Wanjiru\",\"given\":[\"Grase\"]}],\"birthDate\":\"1986\"}",
               only, 200);

@@ -93,6 +93,13 @@ export function entryEvidence(entry) {
     }));
 }
 
+// The rule that capped the score and a guard a learnt lift set aside, as the server words them.
+export function entryGuard(entry) {
+  const e = ext(entry.search?.extension, EVIDENCE_URL);
+  const parts = e?.extension || [];
+  return { held: ext(parts, 'guard')?.valueString, lifted: ext(parts, 'guard-lifted')?.valueString };
+}
+
 export function entryFingerprint(entry) {
   const e = ext(entry.search?.extension, FINGERPRINT_URL);
   if (!e) return null;
@@ -101,8 +108,9 @@ export function entryFingerprint(entry) {
   return out;
 }
 
-// "why": one chip per field, green when it counts for the match, red against.
-export function whyLine(fields, fingerprint) {
+// "why": one chip per field, green when it counts for the match, red against;
+// then what held the score back for a human, or a guard set aside.
+export function whyLine(fields, fingerprint, guard) {
   const chips = fields.map((f) =>
     h(
       'span',
@@ -118,6 +126,8 @@ export function whyLine(fields, fingerprint) {
         `${t('field.fingerprint')}: ${fmtNumber(fingerprint.score, 3)}`,
       ),
     );
+  if (guard?.held) chips.push(h('span', { class: 'warning' }, t('why.guard', { why: guard.held })));
+  if (guard?.lifted) chips.push(h('span', { class: 'neutral' }, t('why.guard_lifted', { why: guard.lifted })));
   return h('div', { class: 'why' }, chips);
 }
 

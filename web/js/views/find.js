@@ -6,7 +6,7 @@ import { api } from '../api.js';
 import { h, clear, formValues } from '../dom.js';
 import { t, fmtNumber } from '../i18n.js';
 import {
-  patientFromForm, nameOf, summaryCells, gradeBadge, entryGrade, entryEvidence, entryFingerprint, whyLine,
+  patientFromForm, nameOf, summaryCells, gradeBadge, entryGrade, entryEvidence, entryGuard, entryFingerprint, whyLine,
   validBirthDate,
 } from '../fhir.js';
 import { readers, readerSelect, withLiveStatus, imageOf } from '../reader.js';
@@ -50,7 +50,7 @@ async function byDemographics(ctx, v, out) {
     const p = e.resource;
     const [name, ...rest] = summaryCells(p);
     const tr = openRow(ctx, p.id, [name, ...rest]);
-    tr.firstChild.append(whyLine(entryEvidence(e), entryFingerprint(e)));
+    tr.firstChild.append(whyLine(entryEvidence(e), entryFingerprint(e), entryGuard(e)));
     tr.prepend(h('td', {}, gradeBadge(entryGrade(e)), h('div', { class: 'small muted' }, fmtNumber(e.search.score, 2))));
     return tr;
   });

@@ -7,7 +7,7 @@ import { api } from '../api.js';
 import { h, clear, formValues } from '../dom.js';
 import { t, fmtDate, fmtNumber } from '../i18n.js';
 import {
-  patientFromForm, nameOf, summaryCells, gradeBadge, entryGrade, entryEvidence, whyLine, goldenOf,
+  patientFromForm, nameOf, summaryCells, gradeBadge, entryGrade, entryEvidence, entryGuard, whyLine, goldenOf,
   validBirthDate,
 } from '../fhir.js';
 
@@ -176,7 +176,7 @@ export async function render(main, ctx) {
         const [name, ...rest] = summaryCells(p);
         return h('tr', { 'data-candidate': p.id },
           h('td', {}, gradeBadge(entryGrade(e)), h('div', { class: 'small muted' }, fmtNumber(e.search.score, 2))),
-          h('td', {}, h('a', { href: `#/patient/${p.id}`, target: '_blank', rel: 'noopener' }, name), whyLine(entryEvidence(e))),
+          h('td', {}, h('a', { href: `#/patient/${p.id}`, target: '_blank', rel: 'noopener' }, name), whyLine(entryEvidence(e), null, entryGuard(e))),
           rest.map((c) => h('td', {}, c)),
           h('td', {}, h('button', { type: 'button', class: 'same', onclick: () => save(p.id) }, t('register.same'))));
       });
