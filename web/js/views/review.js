@@ -123,7 +123,10 @@ async function item(main, ctx, id) {
   main.append(
     h('h1', {}, t('review.item')),
     h('p', {}, gradeBadge(it.grade), ' ', t('review.score', { p: fmtNumber(it.score, 3), w: fmtNumber(it.fields?.weight ?? 0, 1) }),
-      it.fields?.guard ? h('span', { class: 'warning', style: null }, ` ${t('review.guard', { why: it.fields.guard })}`) : null),
+      it.fields?.guard ? h('span', { class: 'warning', style: null }, ` ${t('review.guard', { why: it.fields.guard })}`) : null,
+      it.fields?.guard_lifted
+        ? h('span', { class: 'muted' }, ` ${t('why.guard_lifted', { why: `${it.fields.guard_lifted.guard}; ${it.fields.guard_lifted.why}` })}`)
+        : null),
     h('section', { class: 'panel' }, grid),
     open ? buttons : h('p', { id: 'review-status' }, t('review.resolved', { decision: it.resolution?.decision || it.status, who: it.resolution?.who || '', when: fmtDateTime(it.resolution?.when) })),
     decided,
