@@ -441,14 +441,8 @@ json_t *demo_model_to_json(const demo_model *m)
         json_object_set_new(root, "learn_guards_from_identifiers", json_false());
     if (m->guards_lifted_at_home)
         json_object_set_new(root, "guards_lifted_at_home", json_true());
-    if (m->guards_lifted_on_street) {
-        json_t *lifted = json_array();
-        if (m->guards_lifted_on_street & DEMO_GUARD_GIVEN)
-            json_array_append_new(lifted, json_string("twins"));
-        if (m->guards_lifted_on_street & DEMO_GUARD_BIRTH)
-            json_array_append_new(lifted, json_string("parent"));
-        json_object_set_new(root, "guards_lifted_on_street", lifted);
-    }
+    if (m->guards_lifted_on_street)
+        json_object_set_new(root, "guards_lifted_on_street", demo_guard_names(m->guards_lifted_on_street));
     json_object_set_new(root, "corroboration", json_boolean(m->corroboration));
     json_object_set_new(root, "within_years", json_integer(m->within_years));
     json_object_set_new(root, "country_code", json_string(m->country_code));
@@ -894,7 +888,6 @@ bool demo_model_same_home(const int levels[DEMO_F_COUNT])
     return family != DEMO_LEVEL_MISSING && family <= 1 && address != DEMO_LEVEL_MISSING && address <= 1;
 }
 
-
 unsigned demo_model_guard(const demo_model *m, const demo_features *a, const demo_features *b,
                           const int levels[DEMO_F_COUNT], unsigned *agrees)
 {
@@ -942,7 +935,10 @@ bool demo_model_learns_guards_from_identifiers(const demo_model *m)
 {
     return m->guards && m->learn_guards_from_identifiers;
 }
-int demo_model_identifier_level(const demo_features *a, const demo_features *b) { return demo_ident_level(a, b, true); }
+int demo_model_identifier_level(const demo_features *a, const demo_features *b)
+{
+    return demo_ident_level(a, b, true);
+}
 bool demo_model_guards_on(const demo_model *m) { return m->guards; }
 bool demo_model_guards_lifted_at_home(const demo_model *m) { return m->guards_lifted_at_home; }
 unsigned demo_model_guards_lifted_on_street(const demo_model *m) { return m->guards_lifted_on_street; }
@@ -977,6 +973,16 @@ void demo_model_guard_learning_from(demo_model *m, const demo_model *rules)
                                (m->guards_lifted_at_home && demo_model_learns_guards_from_households(rules));
     m->guards_lifted_on_street = rules->guards_lifted_on_street |
                                  (demo_model_learns_guards_from_identifiers(rules) ? m->guards_lifted_on_street : 0);
+}
+
+json_t *demo_guard_names(unsigned guards)
+{
+    json_t *names = json_array();
+    if (guards & DEMO_GUARD_GIVEN)
+        json_array_append_new(names, json_string("twins"));
+    if (guards & DEMO_GUARD_BIRTH)
+        json_array_append_new(names, json_string("parent"));
+    return names;
 }
 
 const char *demo_guard_reason(unsigned guard)

@@ -173,6 +173,9 @@ unsigned demo_model_guard(const demo_model *model, const demo_features *a, const
                           const int levels[DEMO_F_COUNT], unsigned *agrees);
 /* What a reviewer reads for the rules that fired (the first), or NULL for 0. */
 const char *demo_guard_reason(unsigned guard);
+/* The guards a DEMO_GUARD_* mask names, as the rules file writes them
+ * ("twins", "parent"): a new JSON array, the caller's. */
+json_t *demo_guard_names(unsigned guards);
 double demo_model_guard_cap(const demo_model *model);
 /* The rules a pair's names and dates (and sex, and an identifier of one system
  * that differs) would trip, whatever lifts or switches the guards: what train

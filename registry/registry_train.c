@@ -294,17 +294,6 @@ static json_t *reg_estimates_json(const demo_train_notes *notes, const bool tf[D
     return o;
 }
 
-/* The guards a mask names, as the rules file writes them. */
-static json_t *reg_guard_names(unsigned guards)
-{
-    json_t *a = json_array();
-    if (guards & DEMO_GUARD_GIVEN)
-        json_array_append_new(a, json_string("twins"));
-    if (guards & DEMO_GUARD_BIRTH)
-        json_array_append_new(a, json_string("parent"));
-    return a;
-}
-
 /* What the identifiers say of the guard-shaped pairs on a street (demo_replacement_evidence). */
 static json_t *reg_replaced_json(const demo_replacement_evidence *r, bool used)
 {
@@ -317,8 +306,8 @@ static json_t *reg_replaced_json(const demo_replacement_evidence *r, bool used)
                      "pairs_names_not_different", (json_int_t)r->named, "twin_shaped_observed",
                      (json_int_t)r->twin_observed, "twin_shaped_expected", r->twin_expected,
                      "generation_shaped_observed", (json_int_t)r->generation_observed, "generation_shaped_expected",
-                     r->generation_expected, "enough_evidence", reg_guard_names(r->enough),
-                     "explained_by_replaced_values", reg_guard_names(r->explained));
+                     r->generation_expected, "enough_evidence", demo_guard_names(r->enough),
+                     "explained_by_replaced_values", demo_guard_names(r->explained));
 }
 
 /* What training made of the registry's homes, and so of the guards there.
@@ -342,7 +331,7 @@ static json_t *reg_households_json(const demo_household_evidence *h, const demo_
         why = NULL;
     if (why)
         return json_pack("{s:b, s:o, s:s}", "guards_lifted_at_home", lifted, "guards_lifted_on_street",
-                         reg_guard_names(on_street), "decision", why);
+                         demo_guard_names(on_street), "decision", why);
     bool homes_lift = by_homes && h->lift;
     unsigned street_lift = by_ids ? h->replaced.explained : 0;
     json_t *o = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:b, s:b, s:o}", "records_with_home",
@@ -353,7 +342,7 @@ static json_t *reg_households_json(const demo_household_evidence *h, const demo_
                           (json_int_t)h->generation_shaped, "family_names_with_household_pairs",
                           (json_int_t)h->household_names, "family_names_with_guard_shaped_pairs",
                           (json_int_t)h->shaped_names, "no_families", homes_lift, "guards_lifted_at_home", lifted,
-                          "guards_lifted_on_street", reg_guard_names(on_street));
+                          "guards_lifted_on_street", demo_guard_names(on_street));
     json_object_set_new(o, "replaced_values", reg_replaced_json(&h->replaced, by_ids));
     if (homes_lift && street_lift)
         why = "no families at shared homes, and identifiers explain the guard-shaped pairs on shared streets: "
@@ -370,12 +359,9 @@ static json_t *reg_households_json(const demo_household_evidence *h, const demo_
     else
         why = "nothing learnt lifts the guards: more guard-shaped pairs than replaced values explain (twins, "
               "namesakes), households present, or too little evidence to say otherwise";
-    json_t *decision = json_string(why);
-    if (set) {
-        json_decref(decision);
-        decision = json_sprintf("%s; the rules set lifts of their own, which apply as well", why);
-    }
-    json_object_set_new(o, "decision", decision);
+    json_object_set_new(o, "decision",
+                        set ? json_sprintf("%s; the rules set lifts of their own, which apply as well", why)
+                            : json_string(why));
     return o;
 }
 
