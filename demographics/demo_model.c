@@ -888,6 +888,19 @@ bool demo_model_same_home(const int levels[DEMO_F_COUNT])
     return family != DEMO_LEVEL_MISSING && family <= 1 && address != DEMO_LEVEL_MISSING && address <= 1;
 }
 
+/* demo_model_guards_lifted_for with the pair's identifier level (demo_ident_level) already read. */
+static unsigned demo_lifted_for(const demo_model *m, const int levels[DEMO_F_COUNT], int id)
+{
+    if (m->guards_lifted_at_home && demo_model_same_home(levels))
+        return DEMO_GUARD_GIVEN | DEMO_GUARD_BIRTH;
+    /* Only where the statistic looked: pairs whose records both carry an
+     * identifier of one system (read as train read it, whether or not the
+     * identifier field is weighed). */
+    if (m->guards_lifted_on_street && id != DEMO_LEVEL_MISSING && demo_model_same_street(levels))
+        return m->guards_lifted_on_street;
+    return 0;
+}
+
 unsigned demo_model_guard(const demo_model *m, const demo_features *a, const demo_features *b,
                           const int levels[DEMO_F_COUNT], unsigned *agrees)
 {
@@ -915,7 +928,7 @@ unsigned demo_model_guard(const demo_model *m, const demo_features *a, const dem
      * between records with identifiers (demo_replacement_evidence), a twin or
      * a namesake of another generation there is not what such a pair most
      * likely is: the weights decide. Elsewhere the guards hold. */
-    return demo_guard_shape(a, b, levels, id) & ~demo_model_guards_lifted_for(m, a, b, levels);
+    return demo_guard_shape(a, b, levels, id) & ~demo_lifted_for(m, levels, id);
 }
 
 unsigned demo_model_guard_shape(const demo_features *a, const demo_features *b, const int levels[DEMO_F_COUNT],
@@ -951,15 +964,7 @@ void demo_model_lift_guards(demo_model *m, bool at_home, unsigned on_street)
 unsigned demo_model_guards_lifted_for(const demo_model *m, const demo_features *a, const demo_features *b,
                                       const int levels[DEMO_F_COUNT])
 {
-    if (m->guards_lifted_at_home && demo_model_same_home(levels))
-        return DEMO_GUARD_GIVEN | DEMO_GUARD_BIRTH;
-    /* Only where the statistic looked: pairs whose records both carry an
-     * identifier of one system (read as train read it, whether or not the
-     * identifier field is weighed). */
-    if (m->guards_lifted_on_street && demo_model_same_street(levels) &&
-        demo_ident_level(a, b, true) != DEMO_LEVEL_MISSING)
-        return m->guards_lifted_on_street;
-    return 0;
+    return demo_lifted_for(m, levels, m->guards_lifted_on_street ? demo_ident_level(a, b, true) : DEMO_LEVEL_MISSING);
 }
 
 void demo_model_guard_learning_from(demo_model *m, const demo_model *rules)
