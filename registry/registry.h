@@ -256,7 +256,9 @@ void rl_search_result_clear(rl_search_result *result);
  * rl_registry_submit, but a source identifier another record holds is
  * RL_ECONFLICT, and an if_match RL_EPRECONDITION: no version to match), one
  * match updates that record (rl_registry_update; an id in the body must be
- * that record's), more: RL_EPRECONDITION. */
+ * that record's), more: RL_EPRECONDITION. Calls that could meet on one
+ * record (the same criteria, or an identifier value shared by their criteria
+ * and bodies) run one at a time from the search to the write. */
 rl_error *rl_registry_update_where(rl_registry *reg, const rl_actor *actor, const rl_search_query *criteria,
                                    const json_t *patient, long if_match, rl_submit_result *result);
 

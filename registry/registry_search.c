@@ -876,24 +876,64 @@ static unsigned reg_conditional_stripe(const rl_search_query *q)
     return (unsigned)(h % REG_CONDITIONAL_STRIPES);
 }
 
+/* The conditional lock of an identifier value, whatever its system: criteria
+ * written without a system select by the value alone. */
+static unsigned reg_identifier_stripe(const char *value)
+{
+    static const char tag[] = "identifier";
+    uint64_t h = reg_hash(REG_HASH_START, tag, sizeof tag);
+    return (unsigned)(reg_hash(h, value, strlen(value) + 1) % REG_CONDITIONAL_STRIPES);
+}
+
+/* The conditional locks a conditional update takes, as a set (taken[s]):
+ * its criteria's, and those of every identifier value it names, in the
+ * criteria and in the body. Two updates that could meet on one record share
+ * one: the same criteria; criteria that select the record the other creates
+ * or updates (by one of its body's identifiers); or bodies that hold one
+ * identifier, which the second creation would be refused. */
+static void reg_conditional_stripes(const rl_search_query *criteria, const json_t *patient,
+                                    bool taken[REG_CONDITIONAL_STRIPES])
+{
+    memset(taken, 0, REG_CONDITIONAL_STRIPES * sizeof *taken);
+    taken[reg_conditional_stripe(criteria)] = true;
+    for (int c = 0; c < criteria->nclauses; c++) {
+        const rl_search_clause *cl = &criteria->clauses[c];
+        for (int v = 0; cl->param == RL_SP_IDENTIFIER && v < cl->nvalues; v++)
+            if (cl->values[v].raw[0])
+                taken[reg_identifier_stripe(cl->values[v].raw)] = true;
+    }
+    size_t i;
+    const json_t *ident;
+    json_array_foreach(json_object_get(patient, "identifier"), i, ident) {
+        const char *value = json_string_value(json_object_get(ident, "value"));
+        if (value && value[0])
+            taken[reg_identifier_stripe(value)] = true;
+    }
+}
+
 rl_error *rl_registry_update_where(rl_registry *reg, const rl_actor *actor, const rl_search_query *criteria,
                                    const json_t *patient, long if_match, rl_submit_result *result)
 {
     rl_error *err = NULL;
     json_t *ids = json_array();
     long total = 0;
-    pthread_mutex_t *lock = NULL;
+    bool taken[REG_CONDITIONAL_STRIPES], locked = false;
     memset(result, 0, sizeof *result);
     if (!ids)
         RL_FAIL(RL_ENOMEM, "out of memory");
     if (criteria->nclauses == 0)
         RL_FAIL(RL_EINVAL, "a conditional update needs search criteria (PUT /fhir/Patient?identifier=system|value)");
-    /* From the search to the write, as one step for the same criteria: two
-     * sent at once (an interface retrying) would otherwise both find nothing
-     * and both create, the second refused for the identifier the first just
-     * took. Other criteria go on in parallel. */
-    lock = &reg->conditional_locks[reg_conditional_stripe(criteria)];
-    pthread_mutex_lock(lock);
+    /* From the search to the write, as one step for updates that could meet
+     * on one record: two sent at once (an interface retrying, two interfaces
+     * keyed on different identifiers of one patient) would otherwise both find
+     * nothing and both create, the second refused for an identifier the first
+     * just took. Others go on in parallel. The locks are taken in index order,
+     * so two updates never wait on each other's. */
+    reg_conditional_stripes(criteria, patient, taken);
+    for (int s = 0; s < REG_CONDITIONAL_STRIPES; s++)
+        if (taken[s])
+            pthread_mutex_lock(&reg->conditional_locks[s]);
+    locked = true;
     RL_TRY(reg_search_run(reg, criteria, 0, 2, &total, ids, NULL));
     if (total > 1)
         RL_FAIL(RL_EPRECONDITION, "the criteria match %ld records: make them select one", total);
@@ -914,8 +954,9 @@ rl_error *rl_registry_update_where(rl_registry *reg, const rl_actor *actor, cons
         RL_FAIL(RL_EINVAL, "Patient.id must be the id of the record the criteria select (or absent)");
     RL_TRY(reg_update_record(reg, actor, rid, patient, if_match, "update", result));
 cleanup:
-    if (lock)
-        pthread_mutex_unlock(lock);
+    for (int s = REG_CONDITIONAL_STRIPES - 1; locked && s >= 0; s--)
+        if (taken[s])
+            pthread_mutex_unlock(&reg->conditional_locks[s]);
     json_decref(ids);
     return err;
 }

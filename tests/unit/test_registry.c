@@ -2759,25 +2759,32 @@ enum { COND_THREADS = 4, COND_ROUNDS = 40 };
 typedef struct conditional_put {
     fixture *f;
     pthread_barrier_t *round;
+    bool by_lab;     /* criteria on the lab's identifier rather than the EMR's */
+    bool both;       /* the body carries both identifiers */
     int created, updated, failed;
     char first_failure[256];
 } conditional_put;
 
-/* Every round, all threads PUT /fhir/Patient?identifier=urn:emr|R with that
- * identifier in the body, at once. */
+/* Every round, all threads PUT /fhir/Patient?identifier=urn:emr|R (or, with
+ * by_lab, urn:lab|L) at once, with that identifier in the body (with both,
+ * the EMR's and the lab's). */
 static void *put_conditionally(void *arg)
 {
     conditional_put *w = arg;
     rl_search_query *q = calloc(1, sizeof *q);
     for (int round = 0; round < COND_ROUNDS; round++) {
-        char value[32], criteria[64];
+        char value[32], lab[32], criteria[64];
         snprintf(value, sizeof value, "R%d", round);
-        snprintf(criteria, sizeof criteria, "urn:emr|%s", value);
+        snprintf(lab, sizeof lab, "L%d", round);
+        snprintf(criteria, sizeof criteria, w->by_lab ? "urn:lab|%s" : "urn:emr|%s", w->by_lab ? lab : value);
         const rl_search_arg by_id = {"identifier", criteria};
         rl_error *err = rl_search_parse(&by_id, 1, false, q);
         json_t *p = json_pack("{s:s, s:[{s:s, s:s}], s:[{s:s, s:[s]}], s:s}", "resourceType", "Patient",
                               "identifier", "system", "urn:emr", "value", value, "name", "family", "Mwale", "given",
                               "Chikondi", "birthDate", "1988-08-08");
+        if (w->both)
+            json_array_append_new(json_object_get(p, "identifier"), json_pack("{s:s, s:s}", "system", "urn:lab",
+                                                                              "value", lab));
         pthread_barrier_wait(w->round);
         rl_submit_result r = {0};
         if (!err)
@@ -2802,15 +2809,14 @@ static void *put_conditionally(void *arg)
  * interfaces) behave as if one after the other: the first creates, the rest
  * update it; none is refused because another created the record between
  * its search and its write. */
-static void test_concurrent_conditional_updates_serialise(void **state)
+static void run_concurrent_conditional_updates(fixture *f, bool two_keys)
 {
-    fixture *f = *state;
     pthread_t t[COND_THREADS];
     conditional_put w[COND_THREADS];
     pthread_barrier_t round;
     pthread_barrier_init(&round, NULL, COND_THREADS);
     for (int i = 0; i < COND_THREADS; i++) {
-        w[i] = (conditional_put){.f = f, .round = &round};
+        w[i] = (conditional_put){.f = f, .round = &round, .by_lab = two_keys && i % 2, .both = two_keys};
         assert_int_equal(pthread_create(&t[i], NULL, put_conditionally, &w[i]), 0);
     }
     int joined = 0;
@@ -2834,6 +2840,21 @@ static void test_concurrent_conditional_updates_serialise(void **state)
     rl_registry_stats_get(f->reg, &st);
     assert_int_equal(st.records, COND_ROUNDS);
     expect_clean(f);
+}
+
+static void test_concurrent_conditional_updates_serialise(void **state)
+{
+    run_concurrent_conditional_updates(*state, false);
+}
+
+/* Two interfaces keyed on different identifiers of one patient (an EMR's and a
+ * lab's, both in each body) sent at once also behave as one after the other:
+ * whichever comes second finds the first's record by its own identifier and
+ * updates it, rather than creating a second record, which is refused for the
+ * identifier the first took. */
+static void test_concurrent_conditional_updates_on_two_identifiers_serialise(void **state)
+{
+    run_concurrent_conditional_updates(*state, true);
 }
 
 /* Records under a blocking key in the postings in memory, as a lookup answers. */
@@ -3399,6 +3420,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_train_keeps_a_lift_the_rules_set, setup_probabilistic, teardown),
         cmocka_unit_test_setup_teardown(test_train_u_leaves_out_pairs_of_one_person, setup_probabilistic, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_conditional_updates_serialise, setup_probabilistic, teardown),
+        cmocka_unit_test_setup_teardown(test_concurrent_conditional_updates_on_two_identifiers_serialise, setup_probabilistic, teardown),
         cmocka_unit_test_setup_teardown(test_train_keeps_the_guards_where_twins_exceed_what_identifiers_explain,
                                         setup_probabilistic, teardown),
         cmocka_unit_test_setup_teardown(test_rematch_leaves_items_a_hand_link_answered, setup_probabilistic, teardown),
