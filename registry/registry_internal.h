@@ -31,7 +31,7 @@
 #include "registry/registry.h"
 #include "registry/registry_matcher.h"
 
-enum { REG_ID_LEN = 32, REG_TIMEKEY_LEN = 24, REG_KEY_MAX = 1024, REG_CONDITIONAL_STRIPES = 64 };
+enum { REG_ID_LEN = 32, REG_TIMEKEY_LEN = 24, REG_KEY_MAX = 1024, REG_CONDITIONAL_STRIPES = 1024 };
 
 typedef struct reg_submit_req reg_submit_req;
 typedef struct reg_cache reg_cache;
@@ -54,8 +54,10 @@ struct rl_registry {
     json_t *rules;       /* a copy of the configured rules (NULL: built-in): training's priors */
     /* serialises read-modify-write of identity state; reads take no lock */
     pthread_mutex_t write_lock;
-    /* Conditional updates with the same criteria, one at a time from search
-     * to write (rl_registry_update_where): striped by the criteria's hash. */
+    /* Conditional updates that could meet on one record, one at a time from
+     * search to write (rl_registry_update_where): striped by the criteria's
+     * hash and by each identifier value they name; many stripes, because an
+     * update holds several through its durable write. */
     pthread_mutex_t conditional_locks[REG_CONDITIONAL_STRIPES];
     atomic_uint_fast32_t seq;
     /* counters, changed under write_lock; saved at close (see registry.c) */

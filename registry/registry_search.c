@@ -854,6 +854,18 @@ cleanup:
     return err;
 }
 
+/* A stripe for a hash: FNV's low bits depend on the low bits of each byte
+ * alone, so mixed first (splitmix64's finalizer). */
+static unsigned reg_stripe_of(uint64_t h)
+{
+    h ^= h >> 30;
+    h *= 0xbf58476d1ce4e5b9ull;
+    h ^= h >> 27;
+    h *= 0x94d049bb133111ebull;
+    h ^= h >> 31;
+    return (unsigned)(h % REG_CONDITIONAL_STRIPES);
+}
+
 /* Which conditional lock the criteria take: what they say, not how they were
  * written apart from that (the parsed clauses, in order). */
 static unsigned reg_conditional_stripe(const rl_search_query *q)
@@ -873,7 +885,7 @@ static unsigned reg_conditional_stripe(const rl_search_query *q)
             h = reg_hash(h, tail, sizeof tail);
         }
     }
-    return (unsigned)(h % REG_CONDITIONAL_STRIPES);
+    return reg_stripe_of(h);
 }
 
 /* The conditional lock of an identifier value, whatever its system: criteria
@@ -882,15 +894,18 @@ static unsigned reg_identifier_stripe(const char *value)
 {
     static const char tag[] = "identifier";
     uint64_t h = reg_hash(REG_HASH_START, tag, sizeof tag);
-    return (unsigned)(reg_hash(h, value, strlen(value) + 1) % REG_CONDITIONAL_STRIPES);
+    return reg_stripe_of(reg_hash(h, value, strlen(value) + 1));
 }
 
 /* The conditional locks a conditional update takes, as a set (taken[s]):
  * its criteria's, and those of every identifier value it names, in the
- * criteria and in the body. Two updates that could meet on one record share
- * one: the same criteria; criteria that select the record the other creates
- * or updates (by one of its body's identifiers); or bodies that hold one
- * identifier, which the second creation would be refused. */
+ * criteria and in the body. Two updates share one when they have the same
+ * criteria, when one's identifier criteria could select the record the
+ * other creates or updates (by one of its body's identifier values), or
+ * when their bodies hold one identifier value (the second creation would be
+ * refused). Identifier criteria without a value (a system alone) could
+ * select any record of that system: they take every lock. Criteria on other
+ * parameters meet only the same criteria, or bodies that share a value. */
 static void reg_conditional_stripes(const rl_search_query *criteria, const json_t *patient,
                                     bool taken[REG_CONDITIONAL_STRIPES])
 {
@@ -898,9 +913,13 @@ static void reg_conditional_stripes(const rl_search_query *criteria, const json_
     taken[reg_conditional_stripe(criteria)] = true;
     for (int c = 0; c < criteria->nclauses; c++) {
         const rl_search_clause *cl = &criteria->clauses[c];
-        for (int v = 0; cl->param == RL_SP_IDENTIFIER && v < cl->nvalues; v++)
-            if (cl->values[v].raw[0])
-                taken[reg_identifier_stripe(cl->values[v].raw)] = true;
+        for (int v = 0; cl->param == RL_SP_IDENTIFIER && v < cl->nvalues; v++) {
+            if (!cl->values[v].raw[0]) {
+                memset(taken, 1, REG_CONDITIONAL_STRIPES * sizeof *taken);
+                return;
+            }
+            taken[reg_identifier_stripe(cl->values[v].raw)] = true;
+        }
     }
     size_t i;
     const json_t *ident;
@@ -917,7 +936,7 @@ rl_error *rl_registry_update_where(rl_registry *reg, const rl_actor *actor, cons
     rl_error *err = NULL;
     json_t *ids = json_array();
     long total = 0;
-    bool taken[REG_CONDITIONAL_STRIPES], locked = false;
+    bool taken[REG_CONDITIONAL_STRIPES] = {0}, locked = false;
     memset(result, 0, sizeof *result);
     if (!ids)
         RL_FAIL(RL_ENOMEM, "out of memory");

@@ -2766,8 +2766,8 @@ typedef struct conditional_put {
 } conditional_put;
 
 /* Every round, all threads PUT /fhir/Patient?identifier=urn:emr|R (or, with
- * by_lab, urn:lab|L) at once, with that identifier in the body (with both,
- * the EMR's and the lab's). */
+ * by_lab, urn:lab|L) at once, with the EMR's identifier in the body (with
+ * both, the lab's too; by_lab is used only with both). */
 static void *put_conditionally(void *arg)
 {
     conditional_put *w = arg;
@@ -2778,7 +2778,8 @@ static void *put_conditionally(void *arg)
         snprintf(lab, sizeof lab, "L%d", round);
         snprintf(criteria, sizeof criteria, w->by_lab ? "urn:lab|%s" : "urn:emr|%s", w->by_lab ? lab : value);
         const rl_search_arg by_id = {"identifier", criteria};
-        rl_error *err = rl_search_parse(&by_id, 1, false, q);
+        /* without memory, every round fails, and the thread still meets the others at the barrier */
+        rl_error *err = q ? rl_search_parse(&by_id, 1, false, q) : RL_ERR(RL_ENOMEM, "out of memory");
         json_t *p = json_pack("{s:s, s:[{s:s, s:s}], s:[{s:s, s:[s]}], s:s}", "resourceType", "Patient",
                               "identifier", "system", "urn:emr", "value", value, "name", "family", "Mwale", "given",
                               "Chikondi", "birthDate", "1988-08-08");
@@ -2805,10 +2806,11 @@ static void *put_conditionally(void *arg)
     return NULL;
 }
 
-/* Conditional updates of one identifier sent at once (an EMR retrying, two
- * interfaces) behave as if one after the other: the first creates, the rest
- * update it; none is refused because another created the record between
- * its search and its write. */
+/* Conditional updates sent at once (an EMR retrying; with two_keys, two
+ * interfaces keyed on the EMR's and the lab's identifier of one patient)
+ * behave as if one after the other: the first creates, the rest update it;
+ * none is refused because another created the record between its search and
+ * its write. */
 static void run_concurrent_conditional_updates(fixture *f, bool two_keys)
 {
     pthread_t t[COND_THREADS];
