@@ -13,6 +13,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/rl_hash.h"
 #include "common/rl_le.h"
 #include "common/rl_parallel.h"
 
@@ -74,16 +75,6 @@ struct bio_gallery {
 
 /* ---- small helpers ---- */
 
-static uint64_t mix64(uint64_t x)
-{
-    x ^= x >> 33;
-    x *= 0xff51afd7ed558ccdull;
-    x ^= x >> 33;
-    x *= 0xc4ceb9fe1a85ec53ull;
-    x ^= x >> 33;
-    return x;
-}
-
 static double now_ms(void)
 {
     struct timespec t;
@@ -98,7 +89,7 @@ static uint64_t key_hash(const bio_gallery_key *k)
         h ^= (unsigned char)*p;
         h *= 1099511628211ull;
     }
-    return mix64(h ^ k->position);
+    return rl_hash_mix(h ^ k->position);
 }
 
 static bool key_eq(const bio_gallery_key *a, const bio_gallery_key *b)

@@ -47,6 +47,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/rl_hash.h"
 #include "common/rl_log.h"
 #include "common/rl_time.h"
 #include "registry/registry_internal.h"
@@ -126,16 +127,8 @@ static uint32_t rp_hash2(const char *s, size_t n)
     return h;
 }
 
-/* Where a hash starts probing: FNV's low bits alone cluster, so mixed first (splitmix64's finalizer). */
-static size_t rp_home(uint64_t h, size_t nslots)
-{
-    h ^= h >> 30;
-    h *= 0xbf58476d1ce4e5b9ull;
-    h ^= h >> 27;
-    h *= 0x94d049bb133111ebull;
-    h ^= h >> 31;
-    return (size_t)h & (nslots - 1);
-}
+/* Where a hash starts probing: FNV's low bits alone cluster, so mixed first. */
+static size_t rp_home(uint64_t h, size_t nslots) { return (size_t)rl_hash_mix(h) & (nslots - 1); }
 
 rl_error *reg_postings_new(rl_cf family, bool ordered, reg_postings **out)
 {

@@ -34,6 +34,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/rl_hash.h"
 #include "common/rl_log.h"
 #include "registry/registry_internal.h"
 
@@ -855,16 +856,8 @@ cleanup:
 }
 
 /* A stripe for a hash: FNV's low bits depend on the low bits of each byte
- * alone, so mixed first (splitmix64's finalizer). */
-static unsigned reg_stripe_of(uint64_t h)
-{
-    h ^= h >> 30;
-    h *= 0xbf58476d1ce4e5b9ull;
-    h ^= h >> 27;
-    h *= 0x94d049bb133111ebull;
-    h ^= h >> 31;
-    return (unsigned)(h % REG_CONDITIONAL_STRIPES);
-}
+ * alone, so mixed first. */
+static unsigned reg_stripe_of(uint64_t h) { return (unsigned)(rl_hash_mix(h) % REG_CONDITIONAL_STRIPES); }
 
 /* Which conditional lock the criteria take: what they say, not how they were
  * written apart from that (the parsed clauses, in order). */
