@@ -477,7 +477,9 @@ rl_error *api_fhir_patient_update_where(api_ctx *ctx, const api_request *req, ap
     if (a.overflow)
         RL_FAIL(RL_EINVAL, "more than %d search parameters", RL_SEARCH_MAX_ARGS);
     RL_TRY(api_fhir_if_match(req, &if_match));
-    RL_TRY(rl_search_parse(a.args, (size_t)a.n, api_fhir_lenient(req), q));
+    /* Strict whatever Prefer says: a criterion left out would widen what the
+     * update selects, and it could overwrite another patient's record. */
+    RL_TRY(rl_search_parse(a.args, (size_t)a.n, false, q));
     RL_TRY(api_request_json(ctx, req, &patient));
     RL_TRY(api_check_patient_limits(ctx, patient));
     rl_actor actor = api_request_actor(req);

@@ -324,6 +324,19 @@ static void test_conditional_update(void **state)
     /* Criteria are required and must be known. */
     expect_outcome(port, "PUT", "/fhir/Patient", fhir_json, body, 400, "invalid", NULL);
     expect_outcome(port, "PUT", "/fhir/Patient?colour=blue", fhir_json, body, 400, "invalid", NULL);
+    /* ... also under Prefer: handling=lenient, which a search honours: dropping
+     * a criterion would widen what the update selects. Here the family alone
+     * selects Ngozi's record, which the lab's identifier does not. */
+    const char *const lenient[] = {"Content-Type: application/fhir+json", "Prefer: handling=lenient", NULL};
+    expect_outcome(port, "PUT", "/fhir/Patient?family=abara&identifier:foo=urn:lab%7CL-9", lenient, body, 400,
+                   "invalid", NULL);
+    expect_outcome(port, "PUT", "/fhir/Patient?family=abara&colour=blue", lenient, body, 400, "invalid", NULL);
+    /* ... and the record is as the last accepted update left it. */
+    char read_path[128];
+    snprintf(read_path, sizeof read_path, "/fhir/Patient/%s", id);
+    p = call(port, "GET", read_path, NULL, NULL, 200, NULL);
+    assert_string_equal(json_string_value(json_object_get(json_object_get(p, "meta"), "versionId")), "2");
+    json_decref(p);
     free(id);
 }
 
