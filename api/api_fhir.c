@@ -477,9 +477,16 @@ rl_error *api_fhir_patient_update_where(api_ctx *ctx, const api_request *req, ap
     if (a.overflow)
         RL_FAIL(RL_EINVAL, "more than %d search parameters", RL_SEARCH_MAX_ARGS);
     RL_TRY(api_fhir_if_match(req, &if_match));
-    /* Strict whatever Prefer says: a criterion left out would widen what the
-     * update selects, and it could overwrite another patient's record. */
+    /* Strict whatever Prefer says, and no criterion without a value (which a
+     * search ignores): a criterion left out would widen what the update
+     * selects, and it could overwrite another patient's record (an interface
+     * sending a blank MRN beside a family name). */
     RL_TRY(rl_search_parse(a.args, (size_t)a.n, false, q));
+    for (int i = 0; i < a.n; i++)
+        if (q->ignored[i])
+            RL_FAIL(RL_EINVAL, "conditional update: search parameter %.60s has no value; every criterion must "
+                               "have one, since one left out would widen what the update selects",
+                    a.args[i].name);
     RL_TRY(api_request_json(ctx, req, &patient));
     RL_TRY(api_check_patient_limits(ctx, patient));
     rl_actor actor = api_request_actor(req);

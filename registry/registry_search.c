@@ -893,12 +893,13 @@ static unsigned reg_identifier_stripe(const char *value)
 /* The conditional locks a conditional update takes, as a set (taken[s]):
  * its criteria's, and those of every identifier value it names, in the
  * criteria and in the body. Two updates share one when they have the same
- * criteria, when one's identifier criteria could select the record the
- * other creates or updates (by one of its body's identifier values), or
- * when their bodies hold one identifier value (the second creation would be
- * refused). Identifier criteria without a value (a system alone) could
- * select any record of that system: they take every lock. Criteria on other
- * parameters meet only the same criteria, or bodies that share a value. */
+ * criteria, when one's identifier criteria name a value in the other's body
+ * (they could select the record it creates or updates), or when their
+ * bodies hold one identifier value (the second creation would be refused).
+ * Identifier criteria without a value (a system alone) could select any
+ * record of that system: they take every lock. Criteria on other parameters
+ * alone (name, birth date) are not looked into: such updates meet others only
+ * by the rules above. */
 static void reg_conditional_stripes(const rl_search_query *criteria, const json_t *patient,
                                     bool taken[REG_CONDITIONAL_STRIPES])
 {
@@ -908,7 +909,8 @@ static void reg_conditional_stripes(const rl_search_query *criteria, const json_
         const rl_search_clause *cl = &criteria->clauses[c];
         for (int v = 0; cl->param == RL_SP_IDENTIFIER && v < cl->nvalues; v++) {
             if (!cl->values[v].raw[0]) {
-                memset(taken, 1, REG_CONDITIONAL_STRIPES * sizeof *taken);
+                for (int s = 0; s < REG_CONDITIONAL_STRIPES; s++)
+                    taken[s] = true;
                 return;
             }
             taken[reg_identifier_stripe(cl->values[v].raw)] = true;
@@ -940,7 +942,7 @@ rl_error *rl_registry_update_where(rl_registry *reg, const rl_actor *actor, cons
      * keyed on different identifiers of one patient) would otherwise both find
      * nothing and both create, the second refused for an identifier the first
      * just took. Others go on in parallel. The locks are taken in index order,
-     * so two updates never wait on each other's. */
+     * so that no two updates wait for each other in a cycle. */
     reg_conditional_stripes(criteria, patient, taken);
     for (int s = 0; s < REG_CONDITIONAL_STRIPES; s++)
         if (taken[s])

@@ -2765,6 +2765,30 @@ typedef struct conditional_put {
     char first_failure[256];
 } conditional_put;
 
+/* One conditional update of p (taken) under identifier criteria, sent when
+ * every thread of the round is ready, counted in w. Without memory for the
+ * query it fails, and the thread still meets the others at the barrier. */
+static void put_at_barrier(conditional_put *w, rl_search_query *q, const char *criteria, json_t *p)
+{
+    const rl_search_arg by_id = {"identifier", criteria};
+    rl_error *err = q ? rl_search_parse(&by_id, 1, false, q) : RL_ERR(RL_ENOMEM, "out of memory");
+    pthread_barrier_wait(w->round);
+    rl_submit_result r = {0};
+    if (!err)
+        err = rl_registry_update_where(w->f->reg, &clerk, q, p, 0, &r);
+    if (err) {
+        if (!w->failed++)
+            snprintf(w->first_failure, sizeof w->first_failure, "%s", rl_error_message(err));
+        rl_error_free(err);
+    } else if (r.created) {
+        w->created++;
+    } else {
+        w->updated++;
+    }
+    rl_submit_result_clear(&r);
+    json_decref(p);
+}
+
 /* Every round, all threads PUT /fhir/Patient?identifier=urn:emr|R (or, with
  * by_lab, urn:lab|L) at once, with the EMR's identifier in the body (with
  * both, the lab's too; by_lab is used only with both). */
@@ -2777,30 +2801,13 @@ static void *put_conditionally(void *arg)
         snprintf(value, sizeof value, "R%d", round);
         snprintf(lab, sizeof lab, "L%d", round);
         snprintf(criteria, sizeof criteria, w->by_lab ? "urn:lab|%s" : "urn:emr|%s", w->by_lab ? lab : value);
-        const rl_search_arg by_id = {"identifier", criteria};
-        /* without memory, every round fails, and the thread still meets the others at the barrier */
-        rl_error *err = q ? rl_search_parse(&by_id, 1, false, q) : RL_ERR(RL_ENOMEM, "out of memory");
         json_t *p = json_pack("{s:s, s:[{s:s, s:s}], s:[{s:s, s:[s]}], s:s}", "resourceType", "Patient",
                               "identifier", "system", "urn:emr", "value", value, "name", "family", "Mwale", "given",
                               "Chikondi", "birthDate", "1988-08-08");
         if (w->both)
             json_array_append_new(json_object_get(p, "identifier"), json_pack("{s:s, s:s}", "system", "urn:lab",
                                                                               "value", lab));
-        pthread_barrier_wait(w->round);
-        rl_submit_result r = {0};
-        if (!err)
-            err = rl_registry_update_where(w->f->reg, &clerk, q, p, 0, &r);
-        if (err) {
-            if (!w->failed++)
-                snprintf(w->first_failure, sizeof w->first_failure, "%s", rl_error_message(err));
-            rl_error_free(err);
-        } else if (r.created) {
-            w->created++;
-        } else {
-            w->updated++;
-        }
-        rl_submit_result_clear(&r);
-        json_decref(p);
+        put_at_barrier(w, q, criteria, p);
     }
     free(q);
     return NULL;
@@ -2857,6 +2864,56 @@ static void test_concurrent_conditional_updates_serialise(void **state)
 static void test_concurrent_conditional_updates_on_two_identifiers_serialise(void **state)
 {
     run_concurrent_conditional_updates(*state, true);
+}
+
+/* Every round N, at once: one thread PUTs ?identifier=urn:emr-N| (the EMR's
+ * system, no value) with the lab's identifier urn:lab-N|L in the body, the
+ * other (by_lab) ?identifier=urn:lab-N| with the EMR's urn:emr-N|R. One
+ * after the other, the first creates and the second's criteria select that
+ * record (a third could not take part: its criteria would look for the
+ * system the second just replaced). */
+static void *put_by_system(void *arg)
+{
+    conditional_put *w = arg;
+    rl_search_query *q = calloc(1, sizeof *q);
+    for (int round = 0; round < COND_ROUNDS; round++) {
+        char criteria[64], system[32];
+        snprintf(criteria, sizeof criteria, "urn:%s-%d|", w->by_lab ? "lab" : "emr", round);
+        snprintf(system, sizeof system, "urn:%s-%d", w->by_lab ? "emr" : "lab", round);
+        put_at_barrier(w, q, criteria,
+                       json_pack("{s:s, s:[{s:s, s:s}], s:[{s:s, s:[s]}], s:s}", "resourceType", "Patient",
+                                 "identifier", "system", system, "value", w->by_lab ? "R" : "L", "name", "family",
+                                 "Banda", "given", "Thoko", "birthDate", "1990-01-01"));
+    }
+    free(q);
+    return NULL;
+}
+
+/* Criteria naming an identifier system without a value could select any
+ * record of that system, whatever values other updates name: such updates
+ * run one at a time with every other conditional update, so the two of each
+ * round leave one record, not two. */
+static void test_conditional_updates_by_system_alone_serialise(void **state)
+{
+    fixture *f = *state;
+    pthread_t t[2];
+    conditional_put w[2];
+    pthread_barrier_t round;
+    pthread_barrier_init(&round, NULL, 2);
+    for (int i = 0; i < 2; i++) {
+        w[i] = (conditional_put){.f = f, .round = &round, .by_lab = i == 1};
+        assert_int_equal(pthread_create(&t[i], NULL, put_by_system, &w[i]), 0);
+    }
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(pthread_join(t[i], NULL), 0);
+    pthread_barrier_destroy(&round);
+    for (int i = 0; i < 2; i++)
+        if (w[i].failed)
+            fail_msg("a conditional update failed (%d in this thread): %s", w[i].failed, w[i].first_failure);
+    rl_registry_stats st;
+    rl_registry_stats_get(f->reg, &st);
+    assert_int_equal(st.records, COND_ROUNDS);
+    expect_clean(f);
 }
 
 /* Records under a blocking key in the postings in memory, as a lookup answers. */
@@ -3423,6 +3480,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_train_u_leaves_out_pairs_of_one_person, setup_probabilistic, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_conditional_updates_serialise, setup_probabilistic, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_conditional_updates_on_two_identifiers_serialise, setup_probabilistic, teardown),
+        cmocka_unit_test_setup_teardown(test_conditional_updates_by_system_alone_serialise, setup_probabilistic, teardown),
         cmocka_unit_test_setup_teardown(test_train_keeps_the_guards_where_twins_exceed_what_identifiers_explain,
                                         setup_probabilistic, teardown),
         cmocka_unit_test_setup_teardown(test_rematch_leaves_items_a_hand_link_answered, setup_probabilistic, teardown),
