@@ -487,6 +487,13 @@ rl_error *api_fhir_patient_update_where(api_ctx *ctx, const api_request *req, ap
             RL_FAIL(RL_EINVAL, "conditional update: search parameter %.60s has no value; every criterion must "
                                "have one, since one left out would widen what the update selects",
                     a.args[i].name);
+    /* identifier=system| (an interface's "{system}|{mrn}" with the MRN blank)
+     * searches for any identifier of that system: as wide as no criterion. */
+    for (int c = 0; c < q->nclauses; c++)
+        for (int v = 0; q->clauses[c].param == RL_SP_IDENTIFIER && v < q->clauses[c].nvalues; v++)
+            if (!q->clauses[c].values[v].raw[0])
+                RL_FAIL(RL_EINVAL, "conditional update: identifier criteria need a value (system|value), not a "
+                                   "system alone, which would select any record of that system");
     RL_TRY(api_request_json(ctx, req, &patient));
     RL_TRY(api_check_patient_limits(ctx, patient));
     rl_actor actor = api_request_actor(req);

@@ -331,8 +331,11 @@ static void test_conditional_update(void **state)
     expect_outcome(port, "PUT", "/fhir/Patient?family=abara&identifier:foo=urn:lab%7CL-9", lenient, body, 400,
                    "invalid", NULL);
     expect_outcome(port, "PUT", "/fhir/Patient?family=abara&colour=blue", lenient, body, 400, "invalid", NULL);
-    /* A criterion without a value, which a search ignores, would widen it too (a blank MRN). */
+    /* A criterion without a value, which a search ignores, would widen it too (a blank MRN), and so
+     * would a system without a value (any identifier of that system). */
     expect_outcome(port, "PUT", "/fhir/Patient?family=abara&identifier=", fhir_json, body, 400, "invalid", NULL);
+    expect_outcome(port, "PUT", "/fhir/Patient?family=abara&identifier=urn:clinic:c%7C", fhir_json, body, 400,
+                   "invalid", NULL);
     /* ... and the record is as the last accepted update left it. */
     char read_path[128];
     snprintf(read_path, sizeof read_path, "/fhir/Patient/%s", id);
