@@ -385,7 +385,8 @@ rl_error *api_device_enroll(api_ctx *ctx, const api_request *req, api_response *
     if (json_array_size(dups) > 0)
         json_object_set_new(out, "review", api_dev_queue_duplicates(ctx, &actor, patient, position, res->device_id,
                                                                     threshold, dups));
-    api_response_json(resp, 201, out);
+    /* As POST /biometrics answers: a better capture of the finger enrolled there replaced it. */
+    api_response_json(resp, json_is_true(json_object_get(enrolled, "replaced")) ? 200 : 201, out);
     out = NULL;
 cleanup:
     dev_enroll_result_free(res);

@@ -274,13 +274,47 @@ cleanup:
     return err;
 }
 
+/*
+ * A capture may replace the finger enrolled at its position only when it is
+ * that finger: a better capture of it matches it 1:1 (at the threshold of
+ * FMR 0.1%). Anything else there (another finger, or another person at the
+ * reader) would silently take over the record's finger: the person enrolled
+ * would no longer verify, and the newcomer would be identified as them. A
+ * wrong enrolled finger is deleted first, on purpose, and the deletion is
+ * audited. A stored finger that no longer decodes has nothing to protect.
+ * *scratch_features: the decoded enrolled features, kept for the caller to
+ * free (NULL when none decoded).
+ */
+static rl_error *fg_may_replace(const char *existing, size_t elen, const bio_features *capture,
+                                bio_match_scratch *scratch, int position, bio_features **scratch_features)
+{
+    const unsigned char *tp, *fp;
+    size_t tlen, flen;
+    rl_error *bad = fg_parse((const unsigned char *)existing, elen, &tp, &tlen, &fp, &flen, NULL);
+    if (!bad)
+        bad = bio_features_decode(fp, flen, scratch_features);
+    if (bad) {
+        rl_error_free(bad);
+        return NULL;
+    }
+    double score = bio_match_score(capture, *scratch_features, scratch), threshold = bio_gallery_threshold(0.001, 1);
+    if (score >= threshold)
+        return NULL;
+    return RL_ERR(RL_ECONFLICT,
+                  "finger %d of this record is enrolled, and this capture does not match it (score %.4f, "
+                  "threshold %.4f): if the enrolled finger is wrong, delete it first (DELETE "
+                  "/biometrics/{record}/fingers/%d), then enrol this one; else capture the enrolled finger",
+                  position, score, threshold, position);
+}
+
 rl_error *rl_registry_finger_enroll(rl_registry *reg, const rl_actor *actor, const char *record_id, int position,
                                     const bio_template *t, json_t **out)
 {
     rl_error *err = NULL;
     reg_txn txn = {0};
     rl_buf tb, fb;
-    bio_features *f = NULL;
+    bio_features *f = NULL, *enrolled = NULL;
+    bio_match_scratch *scratch = NULL;
     bio_gallery *g = NULL;
     char *existing = NULL;
     bool locked = false;
@@ -306,6 +340,7 @@ rl_error *rl_registry_finger_enroll(rl_registry *reg, const rl_actor *actor, con
     bio_pf_finger d;
     bio_prefilter_finger(t, &d);
     RL_TRY(reg_gallery(reg, &g));
+    RL_TRY(bio_match_scratch_new(&scratch));
 
     unsigned char *val = malloc(FG_HDR + tb.len + fb.len);
     if (!val)
@@ -332,6 +367,8 @@ rl_error *rl_registry_finger_enroll(rl_registry *reg, const rl_actor *actor, con
     err = rl_registry_finger_may_enroll(reg, actor, record_id);
     if (!err)
         err = rl_store_get(reg->store, RL_CF_TEMPLATES, fkey, fkl, &existing, &elen, &efound);
+    if (!err && efound)
+        err = fg_may_replace(existing, elen, f, scratch, position, &enrolled);
     if (!err)
         err = reg_txn_begin(reg, &txn);
     if (err) {
@@ -364,6 +401,8 @@ cleanup:
     rl_buf_free(&tb);
     rl_buf_free(&fb);
     bio_features_free(f);
+    bio_features_free(enrolled);
+    bio_match_scratch_free(scratch);
     free(existing);
     return err;
 }

@@ -174,6 +174,19 @@ static void test_enroll_identify_verify(void **state)
     json_t *j = post_finger(port, path, "image/png; charset=binary", b1, 200);
     assert_true(json_is_true(json_object_get(j, "replaced")));
     json_decref(j);
+    /* So does another capture of it; but another finger (someone else at the reader) does not take the
+     * enrolled one's place: 409, and the record keeps its finger. */
+    body b2 = fvc_file(data, "101_2", "png");
+    j = post_finger(port, path, "image/png", b2, 200);
+    assert_true(json_is_true(json_object_get(j, "replaced")));
+    json_decref(j);
+    free(b2.data);
+    body someone = fvc_file(data, "102_1", "png");
+    j = post_finger(port, path, "image/png", someone, 409);
+    json_decref(j);
+    free(someone.data);
+    j = post_finger(port, path, "image/png", b1, 200); /* the first capture back, for what follows */
+    json_decref(j);
 
     /* The list, by record and by golden record. */
     snprintf(path, sizeof path, "/biometrics/%s/fingers", ids[0]);
