@@ -276,10 +276,12 @@ static json_t *api_dev_queue_duplicates(api_ctx *ctx, const rl_actor *actor, con
                                 : RL_ERR(RL_ENOMEM, "out of memory");
         json_decref(details);
         if (err) {
-            rl_log_error(RL_LOG_ERROR, "device", "enrolment: possible duplicate not queued for review", err);
+            /* The code only: the message may name the records (a record id is the patient's key). */
+            rl_log(RL_LOG_ERROR, "device", "enrolment: possible duplicate not queued for review", "code=%s",
+                   rl_code_name(rl_error_code(err)));
             rl_error_free(err);
             json_object_set_new(review, "error", json_string("a possible duplicate could not be queued for "
-                                                             "review (the server log has the details); the "
+                                                             "review (the server log has its error code); the "
                                                              "finger is enrolled: enrol again to retry"));
             continue;
         }

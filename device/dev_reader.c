@@ -1149,7 +1149,11 @@ rl_error *dev_readers_capture_watched(dev_readers *m, const char *id, int timeou
     out->capture_ms = (long)((rl_time_mono_ns() - r->started_ns) / 1000000u);
     /* libfprint gives pixels per millimetre, 0 when the driver does not know. */
     if (r->ppmm > 0) {
-        out->ppi = (int)lround(r->ppmm * 25.4);
+        /* Clamped before the cast: a driver's odd figure must not overflow it, nor round to 0 (which the
+         * image code reads as "unknown", and the swipe check below would divide by); out of range, the
+         * image code refuses it as a resolution the engine does not take. */
+        double ppi = r->ppmm * 25.4;
+        out->ppi = ppi < 1.0 ? 1 : ppi > 100000.0 ? 100000 : (int)lround(ppi);
     } else {
         out->ppi = BIO_IMAGE_PPI;
         out->ppi_assumed = true;
