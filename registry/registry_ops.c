@@ -6,11 +6,13 @@
 #include "common/rl_time.h"
 #include "registry/registry_internal.h"
 
-/* The active golden record that review item `item` asks about now: its
- * candidate golden record, or where merges took its members (a chain,
- * bounded: a loop is a damaged store). Should that one be retired (its
- * records linked elsewhere by hand, or an unlink's new person undone), the
- * person asked about is where the candidate record is now: its golden record. */
+/* The active golden record that review item `item` asks about now: where
+ * its candidate record is now, when it names one (the reviewer compares the
+ * record with that candidate record, which a hand link or an unlink may have
+ * moved out of the person it was in when the item was queued: deciding about
+ * that person would link the record to people the reviewer never saw); else
+ * its candidate golden record, or where merges took its members (a chain,
+ * bounded: a loop is a damaged store). */
 static rl_error *reg_current_person(reg_txn *txn, const json_t *item, char out[REG_ID_LEN + 8])
 {
     rl_error *err = NULL;
@@ -30,7 +32,7 @@ static rl_error *reg_current_person(reg_txn *txn, const json_t *item, char out[R
         json_decref(g);
         g = NULL;
     }
-    if (g && !reg_golden_active(g) && cand_record) {
+    if (cand_record) {
         RL_TRY(reg_txn_link(txn, cand_record, &link));
         const char *now = json_string_value(json_object_get(link, "golden"));
         if (now)

@@ -1458,6 +1458,43 @@ static void test_review_link_decision(void **state)
     rl_submit_result_clear(&b);
 }
 
+/* A decision is about the record and the candidate record the reviewer
+ * compared, wherever that candidate is now. c and b are one person G; a
+ * (female) is a question against G, shown beside b. A reviewer then unlinks
+ * b (G keeps c). "Same person" links a to b, not to c, whom nobody compared
+ * with a. */
+static void test_review_decision_follows_the_candidate_record(void **state)
+{
+    fixture *f = *state;
+    rl_submit_result c = submit(f, "urn:o", "1", "Phiri", "Joseph", "male", "1970-05-05");
+    rl_submit_result b = submit(f, "urn:o", "2", "Phiri", "Joseph", NULL, "1970-05-05");
+    assert_string_equal(b.golden_id, c.golden_id);
+    reopen_at(f, 0.96, f->opts.review_threshold);
+    rl_submit_result a = submit(f, "urn:o", "3", "Phiri", "Joseph", "female", "1970-05-05");
+    assert_int_equal(a.reviews_queued, 1);
+    char about[REG_TIMEKEY_LEN + 1];
+    assert_null(reg_open_review_of(f->reg, a.record_id, c.golden_id, about));
+    assert_true(about[0] != '\0');
+    json_t *item = review_item(f, about);
+    assert_string_equal(json_string_value(json_object_get(item, "candidate_record")), b.record_id);
+    json_decref(item);
+    json_t *ev = NULL;
+    assert_null(rl_registry_unlink(f->reg, &reviewer, b.record_id, &ev));
+    json_decref(ev);
+    char ga[128], gb[128], gc[128];
+    assert_string_equal(golden_of(f, c.record_id, gc), c.golden_id);
+    assert_string_not_equal(golden_of(f, b.record_id, gb), gc);
+    json_t *out = NULL;
+    assert_null(rl_registry_review_resolve(f->reg, &reviewer, about, "link", &out));
+    json_decref(out);
+    assert_string_equal(golden_of(f, a.record_id, ga), golden_of(f, b.record_id, gb));
+    assert_string_not_equal(ga, golden_of(f, c.record_id, gc));
+    expect_clean(f);
+    rl_submit_result *all[] = {&a, &b, &c};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++)
+        rl_submit_result_clear(all[i]);
+}
+
 /* The reason (or "queued") of a biometric review call; *id receives the item id ("" when none). */
 static const char *add_biometric(fixture *f, const char *a, const char *b, double score, char id[32])
 {
@@ -3488,6 +3525,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_cache_fill_from_known_links, setup_probabilistic, teardown),
         cmocka_unit_test_setup_teardown(test_review_link_and_not_a_match_memory, setup, teardown),
         cmocka_unit_test_setup_teardown(test_review_link_decision, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_review_decision_follows_the_candidate_record, setup, teardown),
         cmocka_unit_test_setup_teardown(test_review_biometric, setup, teardown),
         cmocka_unit_test_setup_teardown(test_link_unlink_undo, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rematch_keeps_human_decisions, setup_probabilistic, teardown),
