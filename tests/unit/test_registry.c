@@ -1458,6 +1458,26 @@ static void test_review_link_decision(void **state)
     rl_submit_result_clear(&b);
 }
 
+/* Joseph Phiri born 1970-05-05, male (*first) and of unknown sex (*second):
+ * one person; then, at auto-link `auto_link`, a female Joseph Phiri (*asked),
+ * a question against that person shown beside *second: the item's id. */
+static void one_person_and_a_question(fixture *f, double auto_link, rl_submit_result *first,
+                                      rl_submit_result *second, rl_submit_result *asked,
+                                      char item_id[REG_TIMEKEY_LEN + 1])
+{
+    *first = submit(f, "urn:o", "1", "Phiri", "Joseph", "male", "1970-05-05");
+    *second = submit(f, "urn:o", "2", "Phiri", "Joseph", NULL, "1970-05-05");
+    assert_string_equal(second->golden_id, first->golden_id);
+    reopen_at(f, auto_link, f->opts.review_threshold);
+    *asked = submit(f, "urn:o", "3", "Phiri", "Joseph", "female", "1970-05-05");
+    assert_int_equal(asked->reviews_queued, 1);
+    assert_null(reg_open_review_of(f->reg, asked->record_id, first->golden_id, item_id));
+    assert_true(item_id[0] != '\0');
+    json_t *item = review_item(f, item_id);
+    assert_string_equal(json_string_value(json_object_get(item, "candidate_record")), second->record_id);
+    json_decref(item);
+}
+
 /* A decision is about the record and the candidate record the reviewer
  * compared, wherever that candidate is now. c and b are one person G; a
  * (female) is a question against G, shown beside b. A reviewer then unlinks
@@ -1466,18 +1486,9 @@ static void test_review_link_decision(void **state)
 static void test_review_decision_follows_the_candidate_record(void **state)
 {
     fixture *f = *state;
-    rl_submit_result c = submit(f, "urn:o", "1", "Phiri", "Joseph", "male", "1970-05-05");
-    rl_submit_result b = submit(f, "urn:o", "2", "Phiri", "Joseph", NULL, "1970-05-05");
-    assert_string_equal(b.golden_id, c.golden_id);
-    reopen_at(f, 0.96, f->opts.review_threshold);
-    rl_submit_result a = submit(f, "urn:o", "3", "Phiri", "Joseph", "female", "1970-05-05");
-    assert_int_equal(a.reviews_queued, 1);
+    rl_submit_result c, b, a;
     char about[REG_TIMEKEY_LEN + 1];
-    assert_null(reg_open_review_of(f->reg, a.record_id, c.golden_id, about));
-    assert_true(about[0] != '\0');
-    json_t *item = review_item(f, about);
-    assert_string_equal(json_string_value(json_object_get(item, "candidate_record")), b.record_id);
-    json_decref(item);
+    one_person_and_a_question(f, 0.96, &c, &b, &a, about);
     json_t *ev = NULL;
     assert_null(rl_registry_unlink(f->reg, &reviewer, b.record_id, &ev));
     json_decref(ev);
@@ -2391,18 +2402,9 @@ static void test_rematch_moves_open_items_with_their_records(void **state)
 {
     fixture *f = *state;
     char gy[128], gx[128], gr[128];
-    rl_submit_result y = submit(f, "urn:o", "1", "Phiri", "Joseph", "male", "1970-05-05");
-    rl_submit_result x = submit(f, "urn:o", "2", "Phiri", "Joseph", NULL, "1970-05-05");
-    assert_string_equal(x.golden_id, y.golden_id);
-    reopen_at(f, 0.92, f->opts.review_threshold);
-    rl_submit_result r = submit(f, "urn:o", "3", "Phiri", "Joseph", "female", "1970-05-05");
-    assert_int_equal(r.reviews_queued, 1);
+    rl_submit_result y, x, r;
     char id[REG_TIMEKEY_LEN + 1];
-    assert_null(reg_open_review_of(f->reg, r.record_id, y.golden_id, id));
-    assert_true(id[0] != '\0');
-    json_t *item = review_item(f, id);
-    assert_string_equal(json_string_value(json_object_get(item, "candidate_record")), x.record_id);
-    json_decref(item);
+    one_person_and_a_question(f, 0.92, &y, &x, &r, id);
     json_t *report = rematch(f);
     assert_int_equal(json_integer_value(json_object_get(report, "reviews_moved")), 1);
     assert_int_equal(json_integer_value(json_object_get(report, "reviews_queued")), 2);
@@ -2415,7 +2417,7 @@ static void test_rematch_moves_open_items_with_their_records(void **state)
     assert_string_not_equal(gr, gx);
     assert_string_not_equal(gr, gy);
     /* The item names its candidate record's person now, under that key. */
-    item = review_item(f, id);
+    json_t *item = review_item(f, id);
     assert_string_equal(json_string_value(json_object_get(item, "status")), "open");
     assert_string_equal(json_string_value(json_object_get(item, "candidate_golden")), gx);
     assert_string_equal(json_string_value(json_object_get(item, "golden")), gr);
