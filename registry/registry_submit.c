@@ -1147,7 +1147,12 @@ rl_error *rl_registry_deactivate(rl_registry *reg, const rl_actor *actor, const 
             RL_FAIL(RL_EPRECONDITION, "version %ld is not the current version of this Patient: read it again",
                     if_match);
         if (!reg_record_active(record)) {
-            /* Already deactivated: nothing to write. */
+            /* Already deactivated: nothing to write, but the same refusal as a
+             * write for a client bound to another system; and the answer rests
+             * on a deactivation another request applied, maybe not yet synced
+             * (a retried DELETE): made durable before it is acknowledged. */
+            RL_TRY(reg_bound_may_change(reg, actor, id));
+            RL_TRY(rl_store_sync(reg->store, rl_store_ticket_now(reg->store)));
             RL_TRY(reg_get_json(reg, RL_CF_LINKS, id, strlen(id), &link));
             res->record = reg_record_view(record, link);
             if (!res->record)

@@ -524,6 +524,8 @@ cleanup:
     return err;
 }
 
+uint64_t rl_store_ticket_now(rl_store *s) { return rocksdb_get_latest_sequence_number(s->db); }
+
 rl_error *rl_store_sync(rl_store *s, uint64_t ticket)
 {
     rl_error *err = NULL;

@@ -116,6 +116,9 @@ rl_error *rl_store_write(rl_store *store, rl_store_batch *batch);
  */
 rl_error *rl_store_apply(rl_store *store, rl_store_batch *batch, uint64_t *ticket);
 rl_error *rl_store_sync(rl_store *store, uint64_t ticket);
+/* A ticket covering every write applied so far (by any thread): for an answer
+ * that rests on state another request wrote and may not have synced yet. */
+uint64_t rl_store_ticket_now(rl_store *store);
 
 /* Makes everything written so far durable now, whatever the sync policy
  * (bulk loads run with sync off and call this before they record progress). */
