@@ -383,8 +383,9 @@ enum { RL_FINGER_POSITION_MAX = 10 };
 
 /* Enrols (or replaces) record_id's finger at `position`. Errors: RL_EINVAL
  * (position, id), RL_ENOTFOUND (no such source record), RL_ERETRY (poor
- * capture: quality or minutiae below the options' floors: recapture; a template of quality 0, unknown,
- * is held to the minutiae floor only), RL_ECONFLICT (a finger is enrolled there and the capture does not
+ * capture: quality or minutiae below the options' floors, or fewer than BIO_MATCH_MIN_CYLINDERS minutiae
+ * with neighbourhoods to compare: recapture; a template of quality 0, unknown, is held to the minutiae
+ * floors only), RL_ECONFLICT (a finger is enrolled there and the capture does not
  * match it 1:1: only a capture of the same finger replaces it; a wrong one is deleted first).
  * *out (may be NULL): {"record", "position", "quality", "minutiae", "replaced"}. */
 rl_error *rl_registry_finger_enroll(rl_registry *reg, const rl_actor *actor, const char *record_id, int position,

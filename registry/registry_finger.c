@@ -336,6 +336,11 @@ rl_error *rl_registry_finger_enroll(rl_registry *reg, const rl_actor *actor, con
     /* Outside the lock: the expensive parts. */
     RL_TRY(bio_template_encode(t, BIO_FORMAT_NATIVE, &tb));
     RL_TRY(bio_features_build(t, &f));
+    /* Minutiae too spread out to have neighbourhoods: such a finger never
+     * matches anything, and would count against its own person in $match. */
+    if (bio_features_count(f) < BIO_MATCH_MIN_CYLINDERS)
+        RL_FAIL(RL_ERETRY, "poor capture: %zu usable minutiae, fewer than %d: recapture the finger",
+                bio_features_count(f), BIO_MATCH_MIN_CYLINDERS);
     RL_TRY(bio_features_encode(f, &fb));
     bio_pf_finger d;
     bio_prefilter_finger(t, &d);

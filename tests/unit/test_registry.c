@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "biometrics/bio_match.h"
 #include "common/rl_time.h"
 #include "registry/registry.h"
 #include "store/store.h"
@@ -3176,6 +3177,38 @@ static bio_template *spread_finger(void)
     return t;
 }
 
+/* Twelve minutiae, enough for the count floor, too far apart for any to have
+ * neighbours: no usable cylinder, so the finger would never match anything
+ * (and would count against its person in $match): a recapture, not stored. */
+static void test_enrol_refuses_a_finger_without_neighbourhoods(void **state)
+{
+    fixture *f = *state;
+    rl_submit_result a = submit(f, "urn:a", "1", "Sow", "Awa", "female", "1980-08-08");
+    bio_template *t = calloc(1, sizeof *t);
+    assert_non_null(t);
+    t->width = t->height = 1200;
+    t->quality = 80;
+    t->count = 12;
+    for (int i = 0; i < 12; i++) {
+        t->m[i].x = (float)(100 + (i % 4) * 300);
+        t->m[i].y = (float)(100 + (i / 4) * 300);
+        t->m[i].angle = (float)(i * 0.5);
+    }
+    bio_features *feat = NULL;
+    assert_null(bio_features_build(t, &feat));
+    assert_true(bio_features_count(feat) < BIO_MATCH_MIN_CYLINDERS);
+    bio_features_free(feat);
+    rl_error *err = rl_registry_finger_enroll(f->reg, &reviewer, a.record_id, 2, t, NULL);
+    assert_non_null(err);
+    assert_int_equal(rl_error_code(err), RL_ERETRY);
+    rl_error_free(err);
+    json_t *report = check_report(f);
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(report, "counts"), "fingers")), 0);
+    json_decref(report);
+    free(t);
+    rl_submit_result_clear(&a);
+}
+
 /* The templates family: an enrolled finger checks clean and is counted; a
  * descriptor without its finger, a finger whose source record does not
  * exist and a finger whose features do not decode are each reported. */
@@ -3557,6 +3590,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_rematch_refuses_damaged_links, setup_probabilistic, teardown),
         cmocka_unit_test_setup_teardown(test_check_finds_index_damage, setup, teardown),
         cmocka_unit_test_setup_teardown(test_check_finds_finger_damage, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_enrol_refuses_a_finger_without_neighbourhoods, setup, teardown),
         cmocka_unit_test_setup_teardown(test_counters_survive_reopen, setup, teardown),
         cmocka_unit_test_setup_teardown(test_warm_fills_cache_from_links, setup, teardown),
         cmocka_unit_test_setup_teardown(test_warm_loads_gallery, setup, teardown),
