@@ -3161,21 +3161,25 @@ static void test_check_finds_index_damage(void **state)
     rl_submit_result_clear(&a);
 }
 
-/* A finger with a spread of minutiae, as a capture gives (calloc'd: the caller frees it). */
-static bio_template *spread_finger(void)
+/* n minutiae at (x0 + (i * dx) % span, y0 + (i * dy) % span) in a side x
+ * side image, quality 80 (calloc'd: the caller frees it). */
+static bio_template *finger_of(int n, int side, int x0, int y0, int dx, int dy, int span)
 {
     bio_template *t = calloc(1, sizeof *t);
     assert_non_null(t);
-    t->width = t->height = 400;
+    t->width = t->height = (uint16_t)side;
     t->quality = 80;
-    t->count = 40;
-    for (int i = 0; i < 40; i++) {
-        t->m[i].x = (float)(60 + (i * 37) % 280);
-        t->m[i].y = (float)(60 + (i * 53) % 280);
+    t->count = (uint16_t)n;
+    for (int i = 0; i < n; i++) {
+        t->m[i].x = (float)(x0 + (i * dx) % span);
+        t->m[i].y = (float)(y0 + (i * dy) % span);
         t->m[i].angle = (float)(i * 0.7);
     }
     return t;
 }
+
+/* A finger with a spread of minutiae, as a capture gives. */
+static bio_template *spread_finger(void) { return finger_of(40, 400, 60, 60, 37, 53, 280); }
 
 /* Twelve minutiae, enough for the count floor, too far apart for any to have
  * neighbours: no usable cylinder, so the finger would never match anything
@@ -3184,16 +3188,8 @@ static void test_enrol_refuses_a_finger_without_neighbourhoods(void **state)
 {
     fixture *f = *state;
     rl_submit_result a = submit(f, "urn:a", "1", "Sow", "Awa", "female", "1980-08-08");
-    bio_template *t = calloc(1, sizeof *t);
-    assert_non_null(t);
-    t->width = t->height = 1200;
-    t->quality = 80;
-    t->count = 12;
-    for (int i = 0; i < 12; i++) {
-        t->m[i].x = (float)(100 + (i % 4) * 300);
-        t->m[i].y = (float)(100 + (i / 4) * 300);
-        t->m[i].angle = (float)(i * 0.5);
-    }
+    /* x and y step 300 and 700 px, wrapping at 1,300: twelve distinct points, at least 220 px apart */
+    bio_template *t = finger_of(12, 1400, 50, 50, 300, 700, 1300);
     bio_features *feat = NULL;
     assert_null(bio_features_build(t, &feat));
     assert_true(bio_features_count(feat) < BIO_MATCH_MIN_CYLINDERS);
