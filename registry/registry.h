@@ -270,7 +270,9 @@ rl_error *rl_registry_update_where(rl_registry *reg, const rl_actor *actor, cons
  * it, less the source identifier itself and the records carrying it;
  * restricted to target systems when ntargets > 0. Errors carry PIXm's texts:
  * RL_EINVAL unknown source system, RL_EDENIED unknown target system,
- * RL_ENOTFOUND unknown identifier. Audited as a search. */
+ * RL_ENOTFOUND unknown identifier; and RL_ECONFLICT when records of more
+ * than one person carry it (their cross-references would mix). Audited as a
+ * search. */
 rl_error *rl_registry_pix(rl_registry *reg, const rl_actor *actor, const char *source_system,
                           const char *source_value, const char *const *targets, int ntargets, json_t **out);
 

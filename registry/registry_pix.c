@@ -135,6 +135,12 @@ rl_error *rl_registry_pix(rl_registry *reg, const rl_actor *actor, const char *s
         json_decref(link);
         link = NULL;
     }
+    /* Records of several people hold it (a placeholder, a mistyped national
+     * id): their identifiers would read as one patient's cross-references. */
+    if (json_array_size(goldens) > 1)
+        RL_FAIL(RL_ECONFLICT, "sourceIdentifier is held by records of %zu different people: their "
+                "cross-references would be mixed; correct the identifier on the wrong records first",
+                json_array_size(goldens));
     json_t *gid;
     json_array_foreach(goldens, i, gid) {
         RL_TRY(reg_get_json(reg, RL_CF_GOLDEN, json_string_value(gid), strlen(json_string_value(gid)), &golden));

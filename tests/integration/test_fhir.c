@@ -1341,6 +1341,24 @@ static void test_pix(void **state)
     p = call(port, "GET", "/fhir/Patient/$ihe-pix?sourceIdentifier=urn:clinic:x%7CX-1", NULL, NULL, 200, NULL);
     assert_int_equal(json_array_size(json_object_get(p, "parameter")), 0);
     json_decref(p);
+    /* An identifier two people hold (a placeholder, a mistyped national id): their cross-references
+     * would read as one patient's, so PIX answers 409 rather than mixing them. */
+    char *d = create(port, "{\"resourceType\":\"Patient\",\"identifier\":[{\"system\":\"urn:clinic:w\",\"value\":\"W-1\"},"
+                           "{\"system\":\"urn:national\",\"value\":\"NAT-7\"}],\"name\":[{\"family\":\"Otieno\","
+                           "\"given\":[\"Paul\"]}],\"gender\":\"male\",\"birthDate\":\"1955-11-30\"}");
+    char *e = create(port, "{\"resourceType\":\"Patient\",\"identifier\":[{\"system\":\"urn:clinic:v\",\"value\":\"V-1\"},"
+                           "{\"system\":\"urn:national\",\"value\":\"NAT-7\"}],\"name\":[{\"family\":\"Wanjiru\","
+                           "\"given\":[\"Mary\"]}],\"gender\":\"female\",\"birthDate\":\"1992-03-14\"}");
+    char *gd = golden_of(port, d), *ge = golden_of(port, e);
+    assert_string_not_equal(gd, ge);
+    expect_outcome(port, "GET", "/fhir/Patient/$ihe-pix?sourceIdentifier=urn:national%7CNAT-7", NULL, NULL, 409,
+                   "conflict", NULL);
+    p = call(port, "GET", "/fhir/Patient/$ihe-pix?sourceIdentifier=urn:clinic:w%7CW-1", NULL, NULL, 200, NULL);
+    json_decref(p);
+    free(d);
+    free(e);
+    free(gd);
+    free(ge);
     free(a);
     free(b);
     free(c);
