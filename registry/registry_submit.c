@@ -140,6 +140,29 @@ cleanup:
     return err;
 }
 
+/* *kept: the source key record rid is stored under, when the identifier keys
+ * of its new version (ident_keys) still carry it, as their own string (it
+ * lives as long as ident_keys); else NULL. */
+static rl_error *reg_kept_source_key(rl_registry *reg, const char *rid, const json_t *ident_keys, const char **kept)
+{
+    rl_error *err = NULL;
+    json_t *link = NULL;
+    *kept = NULL;
+    RL_TRY(reg_get_json(reg, RL_CF_LINKS, rid, strlen(rid), &link));
+    const char *old_key = json_string_value(json_object_get(json_object_get(link, "index"), "source_key"));
+    size_t i;
+    json_t *k;
+    json_array_foreach(ident_keys, i, k) {
+        if (old_key && strcmp(json_string_value(k), old_key) == 0) {
+            *kept = json_string_value(k);
+            break;
+        }
+    }
+cleanup:
+    json_decref(link);
+    return err;
+}
+
 /* The source key: the identifier in the client's own system, else the first. */
 static const char *reg_source_key(const json_t *ident_keys, const rl_actor *actor)
 {
@@ -774,6 +797,20 @@ static void reg_submit_decide(rl_registry *reg, reg_submit_req *q)
                 RL_FAIL(RL_EUNSUPPORTED, "Patient %s is a golden record, computed from its source records: "
                         "update those instead", rid);
             RL_FAIL(RL_ENOTFOUND, "no Patient with this id (this server assigns ids: create with POST)");
+        }
+        /* The record keeps its source key while the body still carries that
+         * identifier: recomputed from whoever sends the update (a bound
+         * client's own system, else the first identifier), an administrator's
+         * edit or deactivation would move a clinic's record off the key the
+         * clinic registers it by, and its next registration would make a
+         * duplicate. */
+        const char *kept = NULL;
+        RL_TRY(reg_kept_source_key(reg, rid, ident_keys, &kept));
+        if (kept && (!source_key || strcmp(kept, source_key) != 0)) {
+            source_key = q->source_key = kept;
+            free(existing);
+            existing = NULL;
+            RL_TRY(rl_store_get(reg->store, RL_CF_SRCKEY, source_key, strlen(source_key), &existing, &len, &found));
         }
         if (found && (len != strlen(q->target_id) || memcmp(existing, q->target_id, len) != 0))
             RL_FAIL(RL_ECONFLICT, "Patient.identifier: another record holds this source identifier (system|value)");

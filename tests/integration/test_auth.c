@@ -260,6 +260,26 @@ static void test_system_binding(void **state)
                       "\"name\":[{\"family\":\"Okafor\",\"given\":[\"Ada\"]}],\"birthDate\":\"1990-04-12\","
                       "\"identifier\":[{\"system\":\"urn:clinic:a\",\"value\":\"A-1\"}]",
                       200);
+    /* A record a bound clinic sent with a national id first: its key is the clinic's identifier, and
+     * stays so through an administrator's edit (unbound: it would have been recomputed from the first
+     * identifier). The clinic still updates it by id, and registers it again as the same record. */
+    static const char with_national[] =
+        "{\"resourceType\":\"Patient\",\"name\":[{\"family\":\"Chege\",\"given\":[\"Wanjiku\"]}],"
+        "\"gender\":\"female\",\"birthDate\":\"1984-07-09\",\"identifier\":[{\"system\":\"urn:national\","
+        "\"value\":\"N-77\"},{\"system\":\"urn:clinic:a\",\"value\":\"A-7\"}]}";
+    char *id_n = create_as(port, clinic_a, with_national);
+    const char *fields = "\"name\":[{\"family\":\"Chege\",\"given\":[\"Wanjiku\",\"Grace\"]}],\"gender\":"
+                         "\"female\",\"birthDate\":\"1984-07-09\",\"identifier\":[{\"system\":\"urn:national\","
+                         "\"value\":\"N-77\"},{\"system\":\"urn:clinic:a\",\"value\":\"A-7\"}]";
+    char npath[128], nbody[1024];
+    snprintf(npath, sizeof npath, "/fhir/Patient/%s", id_n);
+    snprintf(nbody, sizeof nbody, "{\"resourceType\":\"Patient\",\"id\":\"%s\",%s}", id_n, fields);
+    json_decref(call_as(port, srv->token, "PUT", npath, nbody, 200, NULL));
+    json_decref(call_as(port, clinic_a, "PUT", npath, nbody, 200, NULL));
+    json_t *again = call_as(port, clinic_a, "POST", "/fhir/Patient", with_national, 200, NULL);
+    assert_string_equal(json_string_value(json_object_get(again, "id")), id_n);
+    json_decref(again);
+    free(id_n);
     /* The trail names the token, not "api". */
     char apath[160];
     snprintf(apath, sizeof apath, "/admin/audit?record=%s", id_a);
