@@ -153,7 +153,13 @@ static rl_error *reg_gallery(rl_registry *reg, bio_gallery **out)
     if (bio_gallery_opencl_note(g)[0] && kern_dispatch_get()->opencl)
         rl_log(RL_LOG_WARN, "registry", "1:N prefilter on the CPU: OpenCL not usable", "reason=\"%s\"",
                bio_gallery_opencl_note(g));
-    size_t rebuilt = 0;
+    /* A block that does not load is rebuilt from its finger's template (an
+     * earlier prefilter's version, or damage); a finger whose data cannot be
+     * read at all is left out of the searches, counted in the log (by number:
+     * the log names no record) and named by `ridgeline check`, so that one
+     * damaged finger does not stop every identification, enrolment and
+     * deletion of the registry. */
+    size_t rebuilt = 0, repaired = 0, left_out = 0;
     RL_TRY(rl_store_iter_prefix(reg->store, RL_CF_TEMPLATES, "D", 1, &it));
     for (; rl_store_iter_valid(it); rl_store_iter_next(it)) {
         size_t klen, vlen;
@@ -161,14 +167,23 @@ static rl_error *reg_gallery(rl_registry *reg, bio_gallery **out)
         const char *v = rl_store_iter_value(it, &vlen);
         bio_gallery_key gk;
         bio_pf_finger d;
-        RL_TRY(fg_gallery_key(k + 1, klen - 1, &gk));
-        rl_error *derr = fd_decode((const unsigned char *)v, vlen, &d);
-        if (derr && rl_error_code(derr) == RL_EUNSUPPORTED && vlen >= 5 && v[4] >= 1 && v[4] < FD_VERSION) {
-            /* Written by an earlier prefilter: rebuild the data from the finger's template. */
+        rl_error *derr = fg_gallery_key(k + 1, klen - 1, &gk);
+        bool keyed = derr == NULL;
+        if (!derr)
+            derr = fd_decode((const unsigned char *)v, vlen, &d);
+        if (derr && rl_error_code(derr) != RL_ENOMEM) {
+            bool earlier = rl_error_code(derr) == RL_EUNSUPPORTED && vlen >= 5 && v[4] >= 1 && v[4] < FD_VERSION;
             rl_error_free(derr);
-            derr = NULL;
-            RL_TRY(fg_rebuild_block(reg, &gk, &d));
-            rebuilt++;
+            derr = keyed ? fg_rebuild_block(reg, &gk, &d) : NULL;
+            if (keyed && !derr) {
+                rebuilt += earlier;
+                repaired += !earlier;
+            } else if (!derr || rl_error_code(derr) != RL_ENOMEM) {
+                rl_error_free(derr);
+                derr = NULL;
+                left_out++;
+                continue;
+            }
         }
         RL_TRY(derr);
         RL_TRY(bio_gallery_put(g, &gk, &d, NULL));
@@ -176,6 +191,12 @@ static rl_error *reg_gallery(rl_registry *reg, bio_gallery **out)
     RL_TRY(rl_store_iter_status(it));
     if (rebuilt)
         rl_log(RL_LOG_INFO, "registry", "finger prefilter blocks rebuilt from templates", "fingers=%zu", rebuilt);
+    if (repaired)
+        rl_log(RL_LOG_WARN, "registry", "damaged finger prefilter blocks rebuilt from their templates",
+               "fingers=%zu hint=\"ridgeline check names them\"", repaired);
+    if (left_out)
+        rl_log(RL_LOG_ERROR, "registry", "fingers left out of 1:N search: their data does not load",
+               "fingers=%zu hint=\"ridgeline check names them\"", left_out);
     reg->gallery = g;
     g = NULL;
 cleanup:
