@@ -112,8 +112,10 @@ void rl_submit_result_clear(rl_submit_result *result);
 /* Updates the source record `id` (FHIR update, PUT Patient/{id}) through the
  * same path as registration: validated, re-indexed, candidates scored and
  * reviews offered; the record keeps its link (moving a person is a reviewer's
- * call). The body's identifiers may change the record's source key, unless
- * another record holds the new one. if_match: the version the client last
+ * call). The record keeps its source key while the body still carries that
+ * identifier; a body without it takes a new one (a bound client's own
+ * system, else the first identifier), unless another record holds that.
+ * if_match: the version the client last
  * saw, or 0 for any. Errors: RL_EINVAL (body), RL_ENOTFOUND (no record with
  * this id), RL_EUNSUPPORTED (id is a golden record: computed, not written),
  * RL_EPRECONDITION (if_match is not the current version), RL_ECONFLICT
@@ -256,7 +258,9 @@ void rl_search_result_clear(rl_search_result *result);
  * rl_registry_submit, but a source identifier another record holds is
  * RL_ECONFLICT, and an if_match RL_EPRECONDITION: no version to match), one
  * match updates that record (rl_registry_update; an id in the body must be
- * that record's), more: RL_EPRECONDITION. Calls that could meet on one
+ * that record's), more: RL_EPRECONDITION. (The FHIR layer also refuses
+ * criteria that would select widely: unknown or empty ones, and identifier
+ * criteria naming a system alone.) Calls that could meet on one
  * record (the same criteria, or an identifier value shared by their criteria
  * and bodies) run one at a time from the search to the write. */
 rl_error *rl_registry_update_where(rl_registry *reg, const rl_actor *actor, const rl_search_query *criteria,
@@ -304,8 +308,10 @@ rl_error *rl_registry_review_list(rl_registry *reg, bool all, int limit, json_t 
 rl_error *rl_registry_review_show(rl_registry *reg, const rl_actor *actor, const char *review_id, json_t **out);
 /* decision: "link" (same person: the record joins the candidate's golden
  * record) or "not-a-match" (remembered for every pair of records involved).
- * The candidate is the person as they are now: where merges took its golden
- * record, or, that one retired, the candidate record's golden record. */
+ * The candidate is the person the candidate record the reviewer was shown is
+ * in now (an unlink or a hand link may have moved it since the item was
+ * queued); for an item without a candidate record, where merges took its
+ * golden record. */
 rl_error *rl_registry_review_resolve(rl_registry *reg, const rl_actor *actor, const char *review_id,
                                      const char *decision, json_t **out);
 

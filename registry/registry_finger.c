@@ -48,6 +48,14 @@ static rl_error *fg_check(const char *rid, int position)
     return NULL;
 }
 
+/* Whether err says stored finger data is damaged (bad bytes), rather than
+ * unreadable by this version or a failure to read it (memory, I/O). */
+static bool fg_damaged(const rl_error *err)
+{
+    rl_code c = rl_error_code(err);
+    return c == RL_ESTORE || c == RL_EINVAL;
+}
+
 /* Splits a finger value; pointers into v. */
 static rl_error *fg_parse(const unsigned char *v, size_t len, const unsigned char **tpl, size_t *tlen,
                           const unsigned char **feat, size_t *flen, int *quality)
@@ -171,14 +179,14 @@ static rl_error *reg_gallery(rl_registry *reg, bio_gallery **out)
         bool keyed = derr == NULL;
         if (!derr)
             derr = fd_decode((const unsigned char *)v, vlen, &d);
-        if (derr && rl_error_code(derr) != RL_ENOMEM) {
-            bool earlier = rl_error_code(derr) == RL_EUNSUPPORTED && vlen >= 5 && v[4] >= 1 && v[4] < FD_VERSION;
+        bool earlier = derr && rl_error_code(derr) == RL_EUNSUPPORTED && vlen >= 5 && v[4] >= 1 && v[4] < FD_VERSION;
+        if (derr && (earlier || fg_damaged(derr))) {
             rl_error_free(derr);
             derr = keyed ? fg_rebuild_block(reg, &gk, &d) : NULL;
             if (keyed && !derr) {
                 rebuilt += earlier;
                 repaired += !earlier;
-            } else if (!derr || rl_error_code(derr) != RL_ENOMEM) {
+            } else if (!derr || fg_damaged(derr)) {
                 rl_error_free(derr);
                 derr = NULL;
                 left_out++;
@@ -236,9 +244,11 @@ rl_error *reg_finger_warm(rl_registry *reg)
         goto cleanup;
     rl_error *load = reg_gallery(reg, &g);
     if (load) {
-        /* A damaged finger must not keep the registry from serving: the
-         * searches report it (as before this warm-up), `ridgeline check`
-         * names it. Only the code here: the message names a record. */
+        /* A gallery that does not load (a failure to read the store, data
+         * written by a newer version; a damaged finger is left out, not a
+         * failure) must not keep the registry from serving: the searches
+         * retry and report it, `ridgeline check` names what is wrong. Only
+         * the code here: the message may name a record. */
         rl_log(RL_LOG_WARN, "registry", "fingerprint gallery not loaded: searches will retry; run ridgeline check",
                "code=%s", rl_code_name(rl_error_code(load)));
         rl_error_free(load);
@@ -314,6 +324,11 @@ static rl_error *fg_may_replace(const char *existing, size_t elen, const bio_fea
     rl_error *bad = fg_parse((const unsigned char *)existing, elen, &tp, &tlen, &fp, &flen, NULL);
     if (!bad)
         bad = bio_features_decode(fp, flen, scratch_features);
+    /* Only damage leaves nothing to protect; a finger this version cannot
+     * read (written by a newer one) or a failure (memory) is no licence to
+     * overwrite it. */
+    if (bad && !fg_damaged(bad))
+        return bad;
     if (bad) {
         rl_error_free(bad);
         return NULL;

@@ -46,8 +46,9 @@ cleanup:
 
 /* The open review items of the people of golden record `golden` (its first
  * REG_REVIEW_PEOPLE_MAX records) that ask about golden record `other` as it
- * is now (reg_current_person: the item may name a golden record merged into
- * it, or retired since), by the review_open index: their ids appended to ids. */
+ * is now (reg_current_person: where the item's candidate record is now, or
+ * a golden record merged into it), by the review_open index: their ids
+ * appended to ids. */
 static rl_error *reg_open_items_against(reg_txn *txn, const json_t *golden, const char *other, json_t *ids)
 {
     rl_error *err = NULL;
@@ -1271,9 +1272,9 @@ rl_error *rl_registry_review_resolve(rl_registry *reg, const rl_actor *actor, co
     const char *cand_golden = json_string_value(json_object_get(item, "candidate_golden"));
     char now[32];
     reg_now(now);
-    /* The person asked about may have been merged into another since the item
-     * was queued (or its golden record retired), and the record linked there by
-     * hand: the question is about the person as they are now. */
+    /* The candidate record may have moved since the item was queued (a merge,
+     * a hand link, an unlink), and the record linked there by hand: the
+     * question is about the candidate record's person as it is now. */
     char person[REG_ID_LEN + 8];
     RL_TRY(reg_current_person(&txn, item, person));
     RL_TRY(reg_txn_link(&txn, rid, &link));

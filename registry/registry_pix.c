@@ -126,14 +126,27 @@ rl_error *rl_registry_pix(rl_registry *reg, const rl_actor *actor, const char *s
         RL_FAIL(RL_ENOTFOUND, "sourceIdentifier Patient Identifier not found");
     size_t i;
     json_t *h;
-    json_array_foreach(holders, i, h) {
-        const char *rid = json_string_value(h);
-        RL_TRY(reg_get_json(reg, RL_CF_LINKS, rid, strlen(rid), &link));
-        const char *g = json_string_value(json_object_get(link, "golden"));
-        if (g && !reg_in(goldens, g))
-            json_array_append_new(goldens, json_string(g));
-        json_decref(link);
-        link = NULL;
+    /* The people of the active holders (a deactivated registration, such as
+     * one made under a mistyped id, no longer speaks for the identifier); of
+     * every holder when none is active (the answer then offers nothing). */
+    for (int pass = 0; pass < 2 && json_array_size(goldens) == 0; pass++) {
+        json_array_foreach(holders, i, h) {
+            const char *rid = json_string_value(h);
+            if (pass == 0) {
+                RL_TRY(reg_get_json(reg, RL_CF_RECORDS, rid, strlen(rid), &golden));
+                bool active = golden && reg_record_active(golden);
+                json_decref(golden);
+                golden = NULL;
+                if (!active)
+                    continue;
+            }
+            RL_TRY(reg_get_json(reg, RL_CF_LINKS, rid, strlen(rid), &link));
+            const char *g = json_string_value(json_object_get(link, "golden"));
+            if (g && !reg_in(goldens, g))
+                json_array_append_new(goldens, json_string(g));
+            json_decref(link);
+            link = NULL;
+        }
     }
     /* Records of several people hold it (a placeholder, a mistyped national
      * id): their identifiers would read as one patient's cross-references. */

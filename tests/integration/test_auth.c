@@ -250,11 +250,11 @@ static void test_system_binding(void **state)
     assert_string_equal(json_string_value(json_object_get(rec, "birthDate")), "1971-02-03");
     assert_true(json_object_get(rec, "active") == NULL || json_is_true(json_object_get(rec, "active")));
     json_decref(rec);
-    /* Nor once urn:clinic:b deactivated it: a delete with nothing left to write is refused as one that
-     * writes, not answered "deactivated" for another system's record. */
+    /* Nor once an administrator deactivated it: a delete with nothing left to write is refused as one
+     * that writes, not answered "deactivated" for another system's record. */
     json_decref(call_as(port, srv->token, "DELETE", path, NULL, 200, NULL));
     json_decref(call_as(port, clinic_a, "DELETE", path, NULL, 403, NULL));
-    json_decref(call_as(port, srv->token, "DELETE", path, NULL, 200, NULL)); /* its own system's, again: 200 */
+    json_decref(call_as(port, srv->token, "DELETE", path, NULL, 200, NULL)); /* unbound, again: 200 */
     /* Its own record: update and delete work. */
     update_and_delete(port, clinic_a, id_a,
                       "\"name\":[{\"family\":\"Okafor\",\"given\":[\"Ada\"]}],\"birthDate\":\"1990-04-12\","
