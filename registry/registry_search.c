@@ -929,11 +929,11 @@ rl_error *rl_registry_update_where(rl_registry *reg, const rl_actor *actor, cons
                                    const json_t *patient, long if_match, rl_submit_result *result)
 {
     rl_error *err = NULL;
-    json_t *ids = json_array();
+    json_t *ids = json_array(), *seen = json_array();
     long total = 0;
     bool taken[REG_CONDITIONAL_STRIPES] = {0}, locked = false;
     memset(result, 0, sizeof *result);
-    if (!ids)
+    if (!ids || !seen)
         RL_FAIL(RL_ENOMEM, "out of memory");
     if (criteria->nclauses == 0)
         RL_FAIL(RL_EINVAL, "a conditional update needs search criteria (PUT /fhir/Patient?identifier=system|value)");
@@ -948,29 +948,51 @@ rl_error *rl_registry_update_where(rl_registry *reg, const rl_actor *actor, cons
         if (taken[s])
             pthread_mutex_lock(&reg->conditional_locks[s]);
     locked = true;
-    RL_TRY(reg_search_run(reg, criteria, 0, 2, &total, ids, NULL));
-    if (total > 1)
-        RL_FAIL(RL_EPRECONDITION, "the criteria match %ld records: make them select one", total);
-    if (total == 0) {
-        /* FHIR: no match creates, whatever id the body carries. An If-Match
-         * names a version of the selected record, and there is none: false,
-         * as HTTP reads it (RFC 9110, 13.1.1). A record that holds the body's
-         * source identifier was not selected: it is not the creation's to
-         * update (reg_create_record refuses it). */
-        if (if_match)
-            RL_FAIL(RL_EPRECONDITION, "If-Match: the criteria select no record, so there is no version to match");
-        RL_TRY(reg_create_record(reg, actor, patient, result));
-        goto cleanup;
+    /* The write checks the version the search saw: the conditional locks do
+     * not hold back a plain PUT by id or a registration, which may change the
+     * selected record between the search and the write (an identifier moved
+     * off it, say); then the criteria are searched again, as if sent after it.
+     * A client's own If-Match stays what it is: a mismatch is its 412. */
+    for (int attempt = 0;; attempt++) {
+        json_array_clear(ids);
+        json_array_clear(seen);
+        RL_TRY(reg_search_run(reg, criteria, 0, 2, &total, ids, seen));
+        if (total > 1)
+            RL_FAIL(RL_EPRECONDITION, "the criteria match %ld records: make them select one", total);
+        if (total == 0) {
+            /* FHIR: no match creates, whatever id the body carries. An If-Match
+             * names a version of the selected record, and there is none: false,
+             * as HTTP reads it (RFC 9110, 13.1.1). A record that holds the body's
+             * source identifier was not selected: it is not the creation's to
+             * update (reg_create_record refuses it). */
+            if (if_match)
+                RL_FAIL(RL_EPRECONDITION, "If-Match: the criteria select no record, so there is no version to "
+                                          "match");
+            RL_TRY(reg_create_record(reg, actor, patient, result));
+            goto cleanup;
+        }
+        const char *rid = json_string_value(json_array_get(ids, 0));
+        const char *body_id = json_string_value(json_object_get(patient, "id"));
+        if (body_id && strcmp(body_id, rid) != 0)
+            RL_FAIL(RL_EINVAL, "Patient.id must be the id of the record the criteria select (or absent)");
+        long version = if_match;
+        if (!version) {
+            const char *vid =
+                json_string_value(json_object_get(json_object_get(json_array_get(seen, 0), "meta"), "versionId"));
+            version = vid ? strtol(vid, NULL, 10) : 1;
+        }
+        err = reg_update_record(reg, actor, rid, patient, version, "update", result);
+        if (!err || if_match || rl_error_code(err) != RL_EPRECONDITION || attempt == 3)
+            goto cleanup;
+        rl_error_free(err);
+        err = NULL;
+        rl_submit_result_clear(result);
     }
-    const char *rid = json_string_value(json_array_get(ids, 0));
-    const char *body_id = json_string_value(json_object_get(patient, "id"));
-    if (body_id && strcmp(body_id, rid) != 0)
-        RL_FAIL(RL_EINVAL, "Patient.id must be the id of the record the criteria select (or absent)");
-    RL_TRY(reg_update_record(reg, actor, rid, patient, if_match, "update", result));
 cleanup:
     for (int s = REG_CONDITIONAL_STRIPES - 1; locked && s >= 0; s--)
         if (taken[s])
             pthread_mutex_unlock(&reg->conditional_locks[s]);
     json_decref(ids);
+    json_decref(seen);
     return err;
 }
