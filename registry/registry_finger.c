@@ -142,6 +142,42 @@ cleanup:
     return err;
 }
 
+/* How a stored prefilter block came into the gallery. */
+typedef enum fg_block_how { FG_BLOCK_READ, FG_BLOCK_REBUILT, FG_BLOCK_REPAIRED, FG_BLOCK_LEFT_OUT, FG_BLOCK_HOWS } fg_block_how;
+
+/* One stored block (its key k after the kind byte, its value v) as the
+ * gallery's key and data: read; rebuilt from its finger's template when an
+ * earlier prefilter wrote it, or repaired so when it is damaged; left out
+ * when its finger cannot be read at all. Anything but damage is an error. */
+static rl_error *fg_load_block(rl_registry *reg, const char *k, size_t klen, const char *v, size_t vlen,
+                               bio_gallery_key *gk, bio_pf_finger *d, fg_block_how *how)
+{
+    rl_error *bad = NULL;
+    *how = FG_BLOCK_LEFT_OUT;
+    bad = fg_gallery_key(k, klen, gk);
+    if (bad) /* no finger to rebuild it from */
+        goto damaged;
+    bad = fd_decode((const unsigned char *)v, vlen, d);
+    if (!bad) {
+        *how = FG_BLOCK_READ;
+        return NULL;
+    }
+    bool earlier = rl_error_code(bad) == RL_EUNSUPPORTED && vlen >= 5 && v[4] >= 1 && v[4] < FD_VERSION;
+    if (!earlier && !fg_damaged(bad))
+        return bad;
+    rl_error_free(bad);
+    bad = fg_rebuild_block(reg, gk, d);
+    if (!bad) {
+        *how = earlier ? FG_BLOCK_REBUILT : FG_BLOCK_REPAIRED;
+        return NULL;
+    }
+damaged:
+    if (!fg_damaged(bad))
+        return bad;
+    rl_error_free(bad);
+    return NULL;
+}
+
 /* The gallery, loaded from the prefilter blocks at the first call. */
 static rl_error *reg_gallery(rl_registry *reg, bio_gallery **out)
 {
@@ -167,7 +203,7 @@ static rl_error *reg_gallery(rl_registry *reg, bio_gallery **out)
      * the log names no record) and named by `ridgeline check`, so that one
      * damaged finger does not stop every identification, enrolment and
      * deletion of the registry. */
-    size_t rebuilt = 0, repaired = 0, left_out = 0;
+    size_t count[FG_BLOCK_HOWS] = {0};
     RL_TRY(rl_store_iter_prefix(reg->store, RL_CF_TEMPLATES, "D", 1, &it));
     for (; rl_store_iter_valid(it); rl_store_iter_next(it)) {
         size_t klen, vlen;
@@ -175,36 +211,22 @@ static rl_error *reg_gallery(rl_registry *reg, bio_gallery **out)
         const char *v = rl_store_iter_value(it, &vlen);
         bio_gallery_key gk;
         bio_pf_finger d;
-        rl_error *derr = fg_gallery_key(k + 1, klen - 1, &gk);
-        bool keyed = derr == NULL;
-        if (!derr)
-            derr = fd_decode((const unsigned char *)v, vlen, &d);
-        bool earlier = derr && rl_error_code(derr) == RL_EUNSUPPORTED && vlen >= 5 && v[4] >= 1 && v[4] < FD_VERSION;
-        if (derr && (earlier || fg_damaged(derr))) {
-            rl_error_free(derr);
-            derr = keyed ? fg_rebuild_block(reg, &gk, &d) : NULL;
-            if (keyed && !derr) {
-                rebuilt += earlier;
-                repaired += !earlier;
-            } else if (!derr || fg_damaged(derr)) {
-                rl_error_free(derr);
-                derr = NULL;
-                left_out++;
-                continue;
-            }
-        }
-        RL_TRY(derr);
-        RL_TRY(bio_gallery_put(g, &gk, &d, NULL));
+        fg_block_how how;
+        RL_TRY(fg_load_block(reg, k + 1, klen - 1, v, vlen, &gk, &d, &how));
+        count[how]++;
+        if (how != FG_BLOCK_LEFT_OUT)
+            RL_TRY(bio_gallery_put(g, &gk, &d, NULL));
     }
     RL_TRY(rl_store_iter_status(it));
-    if (rebuilt)
-        rl_log(RL_LOG_INFO, "registry", "finger prefilter blocks rebuilt from templates", "fingers=%zu", rebuilt);
-    if (repaired)
+    if (count[FG_BLOCK_REBUILT])
+        rl_log(RL_LOG_INFO, "registry", "finger prefilter blocks rebuilt from templates", "fingers=%zu",
+               count[FG_BLOCK_REBUILT]);
+    if (count[FG_BLOCK_REPAIRED])
         rl_log(RL_LOG_WARN, "registry", "damaged finger prefilter blocks rebuilt from their templates",
-               "fingers=%zu hint=\"ridgeline check names them\"", repaired);
-    if (left_out)
+               "fingers=%zu hint=\"ridgeline check names them\"", count[FG_BLOCK_REPAIRED]);
+    if (count[FG_BLOCK_LEFT_OUT])
         rl_log(RL_LOG_ERROR, "registry", "fingers left out of 1:N search: their data does not load",
-               "fingers=%zu hint=\"ridgeline check names them\"", left_out);
+               "fingers=%zu hint=\"ridgeline check names them\"", count[FG_BLOCK_LEFT_OUT]);
     reg->gallery = g;
     g = NULL;
 cleanup:
@@ -313,34 +335,38 @@ cleanup:
  * would no longer verify, and the newcomer would be identified as them. A
  * wrong enrolled finger is deleted first, on purpose, and the deletion is
  * audited. A stored finger that no longer decodes has nothing to protect.
- * *scratch_features: the decoded enrolled features, kept for the caller to
- * free (NULL when none decoded).
  */
-static rl_error *fg_may_replace(const char *existing, size_t elen, const bio_features *capture,
-                                bio_match_scratch *scratch, int position, bio_features **scratch_features)
+static rl_error *fg_may_replace(const char *existing, size_t elen, const bio_features *capture, int position)
 {
+    rl_error *err = NULL;
+    bio_features *enrolled = NULL;
+    bio_match_scratch *scratch = NULL;
     const unsigned char *tp, *fp;
     size_t tlen, flen;
-    rl_error *bad = fg_parse((const unsigned char *)existing, elen, &tp, &tlen, &fp, &flen, NULL);
-    if (!bad)
-        bad = bio_features_decode(fp, flen, scratch_features);
+    err = fg_parse((const unsigned char *)existing, elen, &tp, &tlen, &fp, &flen, NULL);
+    if (!err)
+        err = bio_features_decode(fp, flen, &enrolled);
     /* Only damage leaves nothing to protect; a finger this version cannot
      * read (written by a newer one) or a failure (memory) is no licence to
      * overwrite it. */
-    if (bad && !fg_damaged(bad))
-        return bad;
-    if (bad) {
-        rl_error_free(bad);
-        return NULL;
+    if (err && fg_damaged(err)) {
+        rl_error_free(err);
+        err = NULL;
+        goto cleanup;
     }
-    double score = bio_match_score(capture, *scratch_features, scratch), threshold = bio_gallery_threshold(0.001, 1);
-    if (score >= threshold)
-        return NULL;
-    return RL_ERR(RL_ECONFLICT,
-                  "finger %d of this record is enrolled, and this capture does not match it (score %.4f, "
-                  "threshold %.4f): if the enrolled finger is wrong, delete it first (DELETE "
-                  "/biometrics/{record}/fingers/%d), then enrol this one; else capture the enrolled finger",
-                  position, score, threshold, position);
+    RL_TRY(err);
+    RL_TRY(bio_match_scratch_new(&scratch));
+    double score = bio_match_score(capture, enrolled, scratch), threshold = bio_gallery_threshold(0.001, 1);
+    if (score < threshold)
+        RL_FAIL(RL_ECONFLICT,
+                "finger %d of this record is enrolled, and this capture does not match it (score %.4f, "
+                "threshold %.4f): if the enrolled finger is wrong, delete it first (DELETE "
+                "/biometrics/{record}/fingers/%d), then enrol this one; else capture the enrolled finger",
+                position, score, threshold, position);
+cleanup:
+    bio_features_free(enrolled);
+    bio_match_scratch_free(scratch);
+    return err;
 }
 
 rl_error *rl_registry_finger_enroll(rl_registry *reg, const rl_actor *actor, const char *record_id, int position,
@@ -349,8 +375,7 @@ rl_error *rl_registry_finger_enroll(rl_registry *reg, const rl_actor *actor, con
     rl_error *err = NULL;
     reg_txn txn = {0};
     rl_buf tb, fb;
-    bio_features *f = NULL, *enrolled = NULL;
-    bio_match_scratch *scratch = NULL;
+    bio_features *f = NULL;
     bio_gallery *g = NULL;
     char *existing = NULL;
     bool locked = false;
@@ -381,7 +406,6 @@ rl_error *rl_registry_finger_enroll(rl_registry *reg, const rl_actor *actor, con
     bio_pf_finger d;
     bio_prefilter_finger(t, &d);
     RL_TRY(reg_gallery(reg, &g));
-    RL_TRY(bio_match_scratch_new(&scratch));
 
     unsigned char *val = malloc(FG_HDR + tb.len + fb.len);
     if (!val)
@@ -409,7 +433,7 @@ rl_error *rl_registry_finger_enroll(rl_registry *reg, const rl_actor *actor, con
     if (!err)
         err = rl_store_get(reg->store, RL_CF_TEMPLATES, fkey, fkl, &existing, &elen, &efound);
     if (!err && efound)
-        err = fg_may_replace(existing, elen, f, scratch, position, &enrolled);
+        err = fg_may_replace(existing, elen, f, position);
     if (!err)
         err = reg_txn_begin(reg, &txn);
     if (err) {
@@ -442,8 +466,6 @@ cleanup:
     rl_buf_free(&tb);
     rl_buf_free(&fb);
     bio_features_free(f);
-    bio_features_free(enrolled);
-    bio_match_scratch_free(scratch);
     free(existing);
     return err;
 }

@@ -93,9 +93,9 @@ rl_error *rl_registry_pix(rl_registry *reg, const rl_actor *actor, const char *s
     rl_error *err = NULL;
     rl_store_iter *it = NULL;
     json_t *holders = json_array(), *goldens = json_array(), *idents = json_array(), *records = json_array();
-    json_t *link = NULL, *golden = NULL;
+    json_t *inactive_goldens = json_array(), *link = NULL, *golden = NULL, *held = NULL;
     *out = NULL;
-    if (!holders || !goldens || !idents || !records)
+    if (!holders || !goldens || !idents || !records || !inactive_goldens)
         RL_FAIL(RL_ENOMEM, "out of memory");
     /* The messages are the ones IHE PIXm prescribes. */
     bool known = false;
@@ -129,25 +129,20 @@ rl_error *rl_registry_pix(rl_registry *reg, const rl_actor *actor, const char *s
     /* The people of the active holders (a deactivated registration, such as
      * one made under a mistyped id, no longer speaks for the identifier); of
      * every holder when none is active (the answer then offers nothing). */
-    for (int pass = 0; pass < 2 && json_array_size(goldens) == 0; pass++) {
-        json_array_foreach(holders, i, h) {
-            const char *rid = json_string_value(h);
-            if (pass == 0) {
-                RL_TRY(reg_get_json(reg, RL_CF_RECORDS, rid, strlen(rid), &golden));
-                bool active = golden && reg_record_active(golden);
-                json_decref(golden);
-                golden = NULL;
-                if (!active)
-                    continue;
-            }
-            RL_TRY(reg_get_json(reg, RL_CF_LINKS, rid, strlen(rid), &link));
-            const char *g = json_string_value(json_object_get(link, "golden"));
-            if (g && !reg_in(goldens, g))
-                json_array_append_new(goldens, json_string(g));
-            json_decref(link);
-            link = NULL;
-        }
+    json_array_foreach(holders, i, h) {
+        const char *rid = json_string_value(h);
+        RL_TRY(reg_get_json(reg, RL_CF_RECORDS, rid, strlen(rid), &held));
+        RL_TRY(reg_get_json(reg, RL_CF_LINKS, rid, strlen(rid), &link));
+        const char *g = json_string_value(json_object_get(link, "golden"));
+        json_t *into = held && reg_record_active(held) ? goldens : inactive_goldens;
+        if (g && !reg_in(into, g))
+            json_array_append_new(into, json_string(g));
+        json_decref(held);
+        json_decref(link);
+        held = link = NULL;
     }
+    if (json_array_size(goldens) == 0)
+        json_array_extend(goldens, inactive_goldens);
     /* Records of several people hold it (a placeholder, a mistyped national
      * id): their identifiers would read as one patient's cross-references. */
     if (json_array_size(goldens) > 1)
@@ -196,6 +191,8 @@ cleanup:
     json_decref(records);
     json_decref(link);
     json_decref(golden);
+    json_decref(held);
+    json_decref(inactive_goldens);
     if (err) {
         json_decref(*out);
         *out = NULL;

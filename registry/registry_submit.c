@@ -781,6 +781,18 @@ static void reg_submit_decide(rl_registry *reg, reg_submit_req *q)
     const char *source_key = q->source_key;
     char *rid = q->rid, *golden_id = q->golden_id;
 
+    if (q->target_id) {
+        /* The record keeps its source key while the body still carries that
+         * identifier: recomputed from whoever sends the update (a bound
+         * client's own system, else the first identifier), an administrator's
+         * edit or deactivation would move a clinic's record off the key the
+         * clinic registers it by, and its next registration would make a
+         * duplicate. */
+        const char *kept = NULL;
+        RL_TRY(reg_kept_source_key(reg, q->target_id, ident_keys, &kept));
+        if (kept)
+            source_key = q->source_key = kept;
+    }
     size_t len = 0;
     bool found = false;
     if (source_key)
@@ -797,20 +809,6 @@ static void reg_submit_decide(rl_registry *reg, reg_submit_req *q)
                 RL_FAIL(RL_EUNSUPPORTED, "Patient %s is a golden record, computed from its source records: "
                         "update those instead", rid);
             RL_FAIL(RL_ENOTFOUND, "no Patient with this id (this server assigns ids: create with POST)");
-        }
-        /* The record keeps its source key while the body still carries that
-         * identifier: recomputed from whoever sends the update (a bound
-         * client's own system, else the first identifier), an administrator's
-         * edit or deactivation would move a clinic's record off the key the
-         * clinic registers it by, and its next registration would make a
-         * duplicate. */
-        const char *kept = NULL;
-        RL_TRY(reg_kept_source_key(reg, rid, ident_keys, &kept));
-        if (kept && (!source_key || strcmp(kept, source_key) != 0)) {
-            source_key = q->source_key = kept;
-            free(existing);
-            existing = NULL;
-            RL_TRY(rl_store_get(reg->store, RL_CF_SRCKEY, source_key, strlen(source_key), &existing, &len, &found));
         }
         if (found && (len != strlen(q->target_id) || memcmp(existing, q->target_id, len) != 0))
             RL_FAIL(RL_ECONFLICT, "Patient.identifier: another record holds this source identifier (system|value)");
