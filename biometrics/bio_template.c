@@ -9,8 +9,9 @@
  * ISO and ANSI records share the minutia layout and differ in the header: ISO
  * has a 4-byte length; ANSI a 2-byte length (or 0 then 4 bytes) followed by a
  * 4-byte CBEFF product id. Fields we use are range-checked; fields we ignore
- * (finger position, impression type, equipment ids) are only length-checked,
- * so that vendor quirks there do not block an import.
+ * (impression type, equipment ids) are only length-checked, so that vendor
+ * quirks there do not block an import; the finger position is read apart
+ * (bio_template_declared_position), and a code outside 1-10 means unknown.
  */
 #include "biometrics/bio_template.h"
 
@@ -378,7 +379,30 @@ cleanup:
     return err;
 }
 
+/* The first view header's offset in an ISO/ANSI record (as decode_fmr tells them apart), 0 for none. */
+static size_t fmr_view_offset(const uint8_t *d, size_t len)
+{
+    if (len < ISO_HEADER || memcmp(d, std_magic, 8) != 0)
+        return 0;
+    if (get_be32(d + 8) == len)
+        return ISO_HEADER;
+    if (len >= ANSI_HEADER && get_be16(d + 8) == len)
+        return ANSI_HEADER;
+    if (len >= ANSI_LONG_HEADER && get_be16(d + 8) == 0 && get_be32(d + 10) == len)
+        return ANSI_LONG_HEADER;
+    return 0;
+}
+
 /* ---- public ------------------------------------------------------------- */
+
+unsigned bio_template_declared_position(const void *data, size_t len)
+{
+    size_t at = data ? fmr_view_offset(data, len) : 0;
+    if (!at || at >= len)
+        return 0;
+    unsigned position = ((const uint8_t *)data)[at];
+    return position <= 10 ? position : 0;
+}
 
 rl_error *bio_template_encode(const bio_template *t, bio_template_format format, rl_buf *out)
 {

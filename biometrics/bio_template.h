@@ -75,6 +75,13 @@ rl_error *bio_template_encode(const bio_template *t, bio_template_format format,
 rl_error *bio_template_decode(const void *data, size_t len, bio_template *out,
                               bio_template_format *format_out);
 
+/* The finger position (ISO/IEC 19794-2 codes 1-10) an ISO or ANSI record
+ * declares for the view bio_template_decode reads (the first); 0 when the
+ * record says unknown, gives a multi-finger or vendor code (11 and up), or is
+ * not an ISO/ANSI record (native templates carry no position). Meant for bytes
+ * that decoded. */
+unsigned bio_template_declared_position(const void *data, size_t len);
+
 /* Snaps every value to the native grid (x, y to 1/8 px within
  * [0, BIO_TEMPLATE_MAX_COORD], angle wrapped into [0, 2*pi) and rounded to
  * 2*pi/65536), so that a quantised template equals its native round trip

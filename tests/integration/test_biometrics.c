@@ -278,6 +278,22 @@ static void test_enroll_identify_verify(void **state)
     j = post_finger(port, path, "application/octet-stream", iso2, 200);
     assert_true(json_is_true(json_object_get(j, "verified")));
     json_decref(j);
+    /* A template that declares its finger: the path may not contradict it (400, nothing stored), and an
+     * unknown position in the path (0) takes the template's. */
+    ((unsigned char *)iso2.data)[24] = 3; /* the first view header's finger position */
+    snprintf(path, sizeof path, "/biometrics/%s/fingers/5", extra);
+    j = post_finger(port, path, "application/octet-stream", iso2, 400);
+    assert_non_null(strstr(
+        json_string_value(json_object_get(json_array_get(json_object_get(j, "issue"), 0), "diagnostics")),
+        "declares finger 3"));
+    json_decref(j);
+    ((unsigned char *)iso2.data)[24] = 6;
+    snprintf(path, sizeof path, "/biometrics/%s/fingers/0", extra);
+    j = post_finger(port, path, "application/octet-stream", iso2, 201);
+    assert_int_equal(json_integer_value(json_object_get(j, "position")), 6);
+    json_decref(j);
+    snprintf(path, sizeof path, "/biometrics/%s/fingers/6", extra);
+    json_decref(call(port, NULL, "DELETE", path, NULL, NULL, 0, 200));
     snprintf(path, sizeof path, "/biometrics/%s/fingers", extra);
     j = call(port, NULL, "GET", path, NULL, NULL, 0, 200);
     assert_int_equal(json_array_size(json_object_get(j, "fingers")), 2);

@@ -182,6 +182,39 @@ static void test_encoded_layouts(void **state)
     rl_buf_free(&b);
 }
 
+/* The finger position a record declares: its first view's, 1-10; anything else is unknown. */
+static void test_declared_position(void **state)
+{
+    (void)state;
+    bio_template t = {.width = 300, .height = 400, .quality = 50, .count = 1};
+    t.m[0] = (bio_minutia){100.0f, 120.0f, 1.0f, BIO_MINUTIA_ENDING, 50};
+    static const struct {
+        bio_template_format format;
+        size_t view; /* the first view header's offset */
+    } cases[] = {{BIO_FORMAT_ISO, 24}, {BIO_FORMAT_ANSI, 26}};
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        rl_buf b;
+        encode(&t, cases[c].format, &b);
+        uint8_t *d = (uint8_t *)b.data;
+        assert_int_equal(bio_template_declared_position(d, b.len), 0); /* we write "unknown" */
+        static const unsigned codes[][2] = {{1, 1}, {7, 7}, {10, 10}, {11, 0}, {13, 0}, {255, 0}};
+        for (size_t k = 0; k < sizeof codes / sizeof codes[0]; k++) {
+            d[cases[c].view] = (uint8_t)codes[k][0];
+            bio_template back;
+            assert_ok(bio_template_decode(d, b.len, &back, NULL)); /* any code decodes */
+            assert_int_equal(bio_template_declared_position(d, b.len), codes[k][1]);
+        }
+        assert_int_equal(bio_template_declared_position(d, b.len - 1), 0); /* lengths disagree: not a record */
+        rl_buf_free(&b);
+    }
+    rl_buf b;
+    encode(&t, BIO_FORMAT_NATIVE, &b);
+    assert_int_equal(bio_template_declared_position(b.data, b.len), 0);
+    rl_buf_free(&b);
+    assert_int_equal(bio_template_declared_position(NULL, 0), 0);
+    assert_int_equal(bio_template_declared_position("FMR", 3), 0);
+}
+
 static uint8_t *read_record(const char *dir, const char *set, int finger, int impression, size_t *len)
 {
     char path[1024];
@@ -546,6 +579,7 @@ int main(void)
         cmocka_unit_test(test_native_round_trip_is_exact_after_quantise),
         cmocka_unit_test(test_iso_and_ansi_round_trips),
         cmocka_unit_test(test_encoded_layouts),
+        cmocka_unit_test(test_declared_position),
         cmocka_unit_test(test_decodes_all_secugen_records),
         cmocka_unit_test(test_secugen_frame_rescales_to_image),
         cmocka_unit_test(test_truncated_records_fail),
