@@ -140,6 +140,9 @@ $(BIN): $(CMD_OBJS) $(LIB)
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(LDFLAGS) -o $@ $(CMD_OBJS) $(LIB) $(PKG_LIBS) $(if $(filter 1,$(SAN)),,$(ALLOC_LIBS))
 
+# The gallery's test injects OpenCL faults between the gallery and the device.
+$(BUILD)/tests/test_bio_gallery: LDFLAGS += -Wl,--wrap=kern_pf_ocl_write -Wl,--wrap=kern_pf_ocl_scores
+
 $(BUILD)/tests/%: $(OBJ)/tests/unit/%.o $(HARNESS_OBJS) $(LIB)
 	@mkdir -p $(@D)
 	@$(if $(Q),echo "  LD      $@")

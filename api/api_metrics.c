@@ -163,6 +163,16 @@ rl_error *api_metrics_render(api_metrics *m, const char *const *patterns, const 
                           "# TYPE ridgeline_gallery_resident_fingers gauge\nridgeline_gallery_resident_fingers %llu\n",
                           (unsigned long long)fs.fingers, (unsigned long long)fs.memory_bytes,
                           (unsigned long long)fs.resident_fingers));
+    if (fs.opencl)
+        RL_TRY(rl_buf_appendf(out,
+                              "# HELP ridgeline_gallery_opencl_current 1 while the 1:N prefilter runs on the OpenCL "
+                              "device; 0 while its copy of the gallery is not current and the CPU serves.\n"
+                              "# TYPE ridgeline_gallery_opencl_current gauge\nridgeline_gallery_opencl_current %d\n"
+                              "# HELP ridgeline_gallery_opencl_failures_total Device writes and searches that failed "
+                              "(the log has the reason).\n"
+                              "# TYPE ridgeline_gallery_opencl_failures_total counter\n"
+                              "ridgeline_gallery_opencl_failures_total %llu\n",
+                              fs.opencl_current ? 1 : 0, (unsigned long long)fs.opencl_failures));
 cleanup:
     return err;
 }

@@ -746,6 +746,7 @@ rl_error *bench_identify_run(const bench_identify_options *o, json_t **result)
     RL_TRY(bio_gallery_new(&go, &g));
     if (opencl && bio_gallery_opencl_note(g)[0])
         RL_FAIL(RL_EUNSUPPORTED, "--kernels opencl: %s", bio_gallery_opencl_note(g));
+    bio_gallery_device_hold(g); /* the device copy in one transfer, after the build */
     t0 = now_s();
     enum { CHUNK = 65536 };
     chunk = aligned_alloc(64, (CHUNK + 1) * sizeof *chunk); /* the last one for the mates */
@@ -769,6 +770,7 @@ rl_error *bench_identify_run(const bench_identify_options *o, json_t **result)
         while (cnt == 0 && next_mate < FVC_MATES)
             RL_TRY(put_mate(g, real, next_mate++, &chunk[CHUNK]));
     }
+    RL_TRY(bio_gallery_device_sync(g));
     double build_s = now_s() - t0;
     bio_gallery_memory mem;
     bio_gallery_memory_get(g, &mem);
@@ -1041,6 +1043,13 @@ rl_error *bench_identify_run(const bench_identify_options *o, json_t **result)
         json_object_set_new(realism, "real_comparisons", json_integer((json_int_t)tr));
         json_object_set_new(realism, "probes", json_integer(ep));
     }
+
+    /* A search the device failed was finished on the CPU: the figures would not be the device's. */
+    bio_gallery_device dev;
+    bio_gallery_device_get(g, &dev);
+    if (dev.failures)
+        RL_FAIL(RL_EIO, "--kernels opencl: the device failed %llu times during the run (%s): the figures would "
+                "mix the CPU's in", (unsigned long long)dev.failures, dev.note);
 
     r = json_pack("{s:I, s:I, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:s}", "size", (json_int_t)N,
                   "shortlist", (json_int_t)shortlisted, "p50_ms", p50, "p99_ms", p99, "prefilter_p50_ms", pre50,

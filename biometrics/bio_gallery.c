@@ -8,6 +8,7 @@
 
 #include <math.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,11 +58,19 @@ struct bio_gallery {
     unsigned threads;
     kern_pf_scores_fn *scores;
     kern_pf_best_fn *best;
-    char kernel[300];
+    char kernel[300];     /* what serves with the device copy current */
+    char cpu_kernel[300]; /* what serves without it (bio_gallery_kernel) */
     char opencl_note[300];
     kern_ocl *ocl;        /* NULL: CPU prefilter */
     bool ocl_owned;       /* opened here (options.opencl), closed by bio_gallery_free */
     kern_pf_ocl *pf_ocl;  /* the resident copy of `pf` on ocl */
+    /* The copy's state (dev_state: a DEV_*): changed to current only under the
+     * write lock; a search may mark it out of date under the read lock. */
+    _Atomic int dev_state;
+    _Atomic uint64_t dev_failures;
+    double dev_tried_ms;          /* the last rewrite tried by put/remove (write lock) */
+    pthread_mutex_t dev_note_lock; /* dev_note: written by failing searches too */
+    char dev_note[300];
     /* structure of arrays, n used of cap */
     size_t n, cap;
     kern_pf_finger *pf;   /* the scan blocks, streamed */
@@ -72,6 +81,8 @@ struct bio_gallery {
     size_t resident_bytes, resident_fingers;
     slot_key_hash index;
 };
+
+enum { DEV_NONE, DEV_CURRENT, DEV_HELD, DEV_STALE };
 
 /* ---- small helpers ---- */
 
@@ -469,6 +480,7 @@ void bio_gallery_options_defaults(bio_gallery_options *o)
     memset(o, 0, sizeof *o);
     o->resident_budget = (size_t)512 << 20;
     o->prefilter_impl = -1;
+    o->device_retry_ms = 60000;
 }
 
 rl_error *bio_gallery_new(const bio_gallery_options *o, bio_gallery **out)
@@ -493,6 +505,9 @@ rl_error *bio_gallery_new(const bio_gallery_options *o, bio_gallery **out)
     pthread_rwlockattr_setkind_np(&lock_attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
     pthread_rwlock_init(&g->lock, &lock_attr);
     pthread_rwlockattr_destroy(&lock_attr);
+    pthread_mutex_init(&g->dev_note_lock, NULL);
+    atomic_init(&g->dev_state, DEV_NONE);
+    atomic_init(&g->dev_failures, 0);
     g->threads = g->opts.threads ? g->opts.threads : rl_parallel_cores();
     if (g->threads > BIO_GALLERY_MAX_THREADS)
         g->threads = BIO_GALLERY_MAX_THREADS;
@@ -504,6 +519,7 @@ rl_error *bio_gallery_new(const bio_gallery_options *o, bio_gallery **out)
     if (!g->scores || !g->best)
         RL_FAIL(RL_EUNSUPPORTED, "gallery: prefilter kernel %s not supported on this CPU", kern_pf_impl_name(impl));
     snprintf(g->kernel, sizeof g->kernel, "%s", kern_pf_impl_name(impl));
+    snprintf(g->cpu_kernel, sizeof g->cpu_kernel, "%s", g->kernel);
     if (o && (o->ocl || o->opencl)) {
         rl_error *oerr = NULL;
         if (o->ocl) {
@@ -524,6 +540,9 @@ rl_error *bio_gallery_new(const bio_gallery_options *o, bio_gallery **out)
             g->ocl_owned = false;
         } else {
             snprintf(g->kernel, sizeof g->kernel, "opencl: %s", kern_ocl_device_name(g->ocl));
+            snprintf(g->cpu_kernel, sizeof g->cpu_kernel, "%s (the OpenCL copy is not current)",
+                     kern_pf_impl_name(impl));
+            atomic_store(&g->dev_state, DEV_CURRENT);
         }
     }
     g->index.mask = 1023;
@@ -553,10 +572,99 @@ void bio_gallery_free(bio_gallery *g)
     if (g->ocl_owned)
         kern_ocl_close(g->ocl);
     pthread_rwlock_destroy(&g->lock);
+    pthread_mutex_destroy(&g->dev_note_lock);
     free(g);
 }
 
-const char *bio_gallery_kernel(const bio_gallery *g) { return g->kernel; }
+const char *bio_gallery_kernel(const bio_gallery *g)
+{
+    int state = atomic_load(&((bio_gallery *)g)->dev_state);
+    return state == DEV_NONE || state == DEV_CURRENT ? g->kernel : g->cpu_kernel;
+}
+
+/* ---- the device copy ---- */
+
+/* A device write or search failed: the copy is out of date (consumes e). */
+static void dev_failed(bio_gallery *g, rl_error *e)
+{
+    atomic_store(&g->dev_state, DEV_STALE);
+    atomic_fetch_add(&g->dev_failures, 1);
+    pthread_mutex_lock(&g->dev_note_lock);
+    snprintf(g->dev_note, sizeof g->dev_note, "%s", rl_error_message(e));
+    pthread_mutex_unlock(&g->dev_note_lock);
+    rl_error_free(e);
+}
+
+/* The whole copy from the host arrays (the write lock held). */
+static rl_error *dev_rewrite(bio_gallery *g)
+{
+    rl_error *err = NULL;
+    if (g->cap)
+        RL_TRY(kern_pf_ocl_reserve(g->pf_ocl, g->cap, 0));
+    RL_TRY(kern_pf_ocl_write(g->pf_ocl, 0, g->pf, g->pfd, g->n));
+    atomic_store(&g->dev_state, DEV_CURRENT);
+cleanup:
+    return err;
+}
+
+/* After put or remove changed slot s (s >= n: none the searches read; the
+ * write lock held): the copy follows it, or, out of date, is rewritten whole
+ * when the retry interval has passed. */
+static void dev_follow(bio_gallery *g, size_t s)
+{
+    int state = atomic_load(&g->dev_state);
+    if (state == DEV_CURRENT) {
+        if (s >= g->n)
+            return;
+        rl_error *e = kern_pf_ocl_write(g->pf_ocl, s, &g->pf[s], &g->pfd[s], 1);
+        if (e)
+            dev_failed(g, e);
+    } else if (state == DEV_STALE && now_ms() - g->dev_tried_ms >= (double)g->opts.device_retry_ms) {
+        g->dev_tried_ms = now_ms();
+        rl_error *e = dev_rewrite(g);
+        if (e)
+            dev_failed(g, e);
+    }
+}
+
+void bio_gallery_device_get(bio_gallery *g, bio_gallery_device *out)
+{
+    memset(out, 0, sizeof *out);
+    out->opencl = g->pf_ocl != NULL;
+    out->current = atomic_load(&g->dev_state) == DEV_CURRENT;
+    out->failures = atomic_load(&g->dev_failures);
+    pthread_mutex_lock(&g->dev_note_lock);
+    snprintf(out->note, sizeof out->note, "%s", g->dev_note);
+    pthread_mutex_unlock(&g->dev_note_lock);
+}
+
+void bio_gallery_device_hold(bio_gallery *g)
+{
+    pthread_rwlock_wrlock(&g->lock);
+    if (g->pf_ocl)
+        atomic_store(&g->dev_state, DEV_HELD);
+    pthread_rwlock_unlock(&g->lock);
+}
+
+rl_error *bio_gallery_device_sync(bio_gallery *g)
+{
+    rl_error *err = NULL;
+    pthread_rwlock_wrlock(&g->lock);
+    if (g->pf_ocl && atomic_load(&g->dev_state) != DEV_CURRENT) {
+        g->dev_tried_ms = now_ms();
+        err = dev_rewrite(g);
+        if (err) {
+            /* the caller gets the error; the state and the count keep a copy of it */
+            atomic_store(&g->dev_state, DEV_STALE);
+            atomic_fetch_add(&g->dev_failures, 1);
+            pthread_mutex_lock(&g->dev_note_lock);
+            snprintf(g->dev_note, sizeof g->dev_note, "%s", rl_error_message(err));
+            pthread_mutex_unlock(&g->dev_note_lock);
+        }
+    }
+    pthread_rwlock_unlock(&g->lock);
+    return err;
+}
 const char *bio_gallery_opencl_note(const bio_gallery *g) { return g->opencl_note; }
 
 size_t bio_gallery_size(bio_gallery *g)
@@ -670,8 +778,11 @@ static rl_error *gallery_reserve(bio_gallery *g, size_t want)
     free(g->pfd);
     g->pf = pf;
     g->pfd = pfd;
-    if (g->pf_ocl)
-        RL_TRY(kern_pf_ocl_reserve(g->pf_ocl, cap, g->n));
+    if (g->pf_ocl && atomic_load(&g->dev_state) == DEV_CURRENT) {
+        rl_error *e = kern_pf_ocl_reserve(g->pf_ocl, cap, g->n);
+        if (e)
+            dev_failed(g, e); /* the host arrays grew: the CPU serves */
+    }
     g->cap = cap;
     while ((g->index.mask + 1) < 2 * cap)
         RL_TRY(index_grow(g));
@@ -736,7 +847,7 @@ rl_error *bio_gallery_put(bio_gallery *g, const bio_gallery_key *key, const bio_
         }
     }
     if (g->pf_ocl)
-        RL_TRY(kern_pf_ocl_write(g->pf_ocl, s, &g->pf[s], &g->pfd[s], 1));
+        dev_follow(g, s);
 cleanup:
     if (locked)
         pthread_rwlock_unlock(&g->lock);
@@ -746,7 +857,6 @@ cleanup:
 
 rl_error *bio_gallery_remove(bio_gallery *g, const bio_gallery_key *key, bool *found_out)
 {
-    rl_error *err = NULL;
     bool found = false;
     pthread_rwlock_wrlock(&g->lock);
     size_t i = index_find(g, key, &found);
@@ -763,15 +873,15 @@ rl_error *bio_gallery_remove(bio_gallery *g, const bio_gallery_key *key, bool *f
             g->keys[s] = g->keys[last];
             g->feat[s] = g->feat[last];
             g->feat_bytes[s] = g->feat_bytes[last];
-            if (g->pf_ocl)
-                err = kern_pf_ocl_write(g->pf_ocl, s, &g->pf[s], &g->pfd[s], 1);
         }
         g->n--;
+        if (g->pf_ocl)
+            dev_follow(g, s);
     }
     pthread_rwlock_unlock(&g->lock);
     if (found_out)
         *found_out = found;
-    return err;
+    return NULL;
 }
 
 void bio_gallery_memory_get(bio_gallery *g, bio_gallery_memory *m)
@@ -1029,9 +1139,16 @@ static rl_error *prefilter_stages(id_job *j, size_t keep, double *scan_ms)
     j->hist = calloc((size_t)nt * PF_LEVELS, sizeof *j->hist);
     if (!j->scan || !j->kept || !j->refined || !j->hist)
         RL_FAIL(RL_ENOMEM, "identify: out of memory");
-    if (g->pf_ocl) {
-        RL_TRY(kern_pf_ocl_scores(g->pf_ocl, j->probe_pf, 0, n, j->scan));
-        j->scan_ready = true;
+    /* The device copy serves only while current; a search that fails there
+     * marks it out of date and is finished on the CPU. */
+    bool on_device = g->pf_ocl && atomic_load(&g->dev_state) == DEV_CURRENT;
+    if (on_device) {
+        rl_error *e = kern_pf_ocl_scores(g->pf_ocl, j->probe_pf, 0, n, j->scan);
+        if (e) {
+            dev_failed(g, e);
+            on_device = false;
+        }
+        j->scan_ready = on_device;
     }
     RL_TRY(run_phase(j, 1, nt));
     /* The threshold: the lowest score `level` with at least `keep` fingers at or above it. */
@@ -1052,9 +1169,14 @@ static rl_error *prefilter_stages(id_job *j, size_t keep, double *scan_ms)
             j->kept[j->nkept++] = (uint32_t)s;
     }
     *scan_ms = now_ms() - t0;
-    if (g->pf_ocl)
-        RL_TRY(kern_pf_ocl_refine(g->pf_ocl, j->probe_pf, j->kept, j->nkept, j->refined));
-    else
+    if (on_device) {
+        rl_error *e = kern_pf_ocl_refine(g->pf_ocl, j->probe_pf, j->kept, j->nkept, j->refined);
+        if (e) {
+            dev_failed(g, e);
+            on_device = false;
+        }
+    }
+    if (!on_device)
         RL_TRY(run_phase(j, 2, threads_for(g, j->nkept, 64)));
 cleanup:
     return err;

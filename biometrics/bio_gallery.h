@@ -48,6 +48,15 @@
  * stages run there (the re-rank stays on the CPU). Removal moves the last finger
  * into the freed slot, so the arrays stay dense.
  *
+ * The device copy is a cache of the host arrays, which are the truth: when a
+ * write to the device fails (or a search there does), the copy is marked out
+ * of date and the CPU prefilter serves every search, so that no search ever
+ * scores a slot against another finger's blocks. Put and remove still succeed
+ * (the finger is in the host arrays); the copy is rewritten whole by
+ * bio_gallery_device_sync, which put and remove also try at most once every
+ * device_retry_ms. A bulk load holds the copy (bio_gallery_device_hold) and
+ * writes it in one transfer at the end instead of a transfer per finger.
+ *
  * Decision: see bio_gallery_threshold. The threshold grows with the gallery
  * size, because among N impostors the best one beats a fixed threshold N
  * times as often as a single impostor does.
@@ -109,6 +118,7 @@ typedef struct bio_gallery_options {
      * owned by the gallery. Neither (NULL, NULL): the CPU prefilter. */
     kern_ocl *ocl;
     const char *opencl;
+    unsigned device_retry_ms; /* an out-of-date device copy: rewrite tried at most this often by put/remove */
 } bio_gallery_options;
 
 void bio_gallery_options_defaults(bio_gallery_options *o);
@@ -122,6 +132,21 @@ rl_error *bio_gallery_new(const bio_gallery_options *o, bio_gallery **out);
 void bio_gallery_free(bio_gallery *g);
 const char *bio_gallery_kernel(const bio_gallery *g);
 const char *bio_gallery_opencl_note(const bio_gallery *g);
+
+/* The OpenCL copy's state (all false / 0 without OpenCL). */
+typedef struct bio_gallery_device {
+    bool opencl;       /* the gallery has a device copy */
+    bool current;      /* it is up to date: searches run there */
+    uint64_t failures; /* device writes and searches that failed since the gallery opened */
+    char note[300];    /* the latest failure's message ("" none; device errors only, no finger data) */
+} bio_gallery_device;
+void bio_gallery_device_get(bio_gallery *g, bio_gallery_device *out);
+/* Stops writing the device copy (searches use the CPU) until bio_gallery_device_sync. */
+void bio_gallery_device_hold(bio_gallery *g);
+/* Rewrites the whole device copy from the host arrays when it is held or out
+ * of date; on failure it stays out of date (the CPU serves) and the error says
+ * why. Nothing to do without OpenCL. */
+rl_error *bio_gallery_device_sync(bio_gallery *g);
 
 /* An enrolled finger's prefilter data: the streamed block and the rest. */
 typedef struct bio_pf_finger {

@@ -440,6 +440,9 @@ typedef struct rl_finger_stats {
     uint64_t fingers;          /* enrolled fingers searchable by 1:N */
     uint64_t memory_bytes;     /* descriptors + index + resident full features */
     uint64_t resident_fingers; /* fingers whose full features stay in memory (within the budget) */
+    bool opencl;               /* the prefilter has a copy of the gallery on an OpenCL device */
+    bool opencl_current;       /* ... and it is current (else the CPU serves until it is rewritten) */
+    uint64_t opencl_failures;  /* device writes and searches that failed since the gallery loaded */
 } rl_finger_stats;
 rl_error *rl_registry_finger_stats(rl_registry *reg, rl_finger_stats *out);
 

@@ -178,6 +178,23 @@ damaged:
     return NULL;
 }
 
+/* Logs the device copy's failures not logged yet (a GPU that lost a write
+ * or a search: the CPU serves until the copy is rewritten). Device messages
+ * only: no finger or record reaches the log. */
+static void reg_gallery_device_log(rl_registry *reg, bio_gallery *g)
+{
+    bio_gallery_device d;
+    bio_gallery_device_get(g, &d);
+    pthread_mutex_lock(&reg->gallery_lock);
+    if (d.failures > reg->gallery_device_logged) {
+        rl_log(RL_LOG_WARN, "registry", "1:N prefilter on the CPU: the OpenCL copy of the gallery is not current",
+               "failures=%llu current=%s reason=\"%s\"", (unsigned long long)d.failures,
+               d.current ? "true" : "false", d.note);
+        reg->gallery_device_logged = d.failures;
+    }
+    pthread_mutex_unlock(&reg->gallery_lock);
+}
+
 /* The gallery, loaded from the prefilter blocks at the first call. */
 static rl_error *reg_gallery(rl_registry *reg, bio_gallery **out)
 {
@@ -197,6 +214,8 @@ static rl_error *reg_gallery(rl_registry *reg, bio_gallery **out)
     if (bio_gallery_opencl_note(g)[0] && kern_dispatch_get()->opencl)
         rl_log(RL_LOG_WARN, "registry", "1:N prefilter on the CPU: OpenCL not usable", "reason=\"%s\"",
                bio_gallery_opencl_note(g));
+    /* The device copy in one transfer at the end, not one per finger. */
+    bio_gallery_device_hold(g);
     /* A block that does not load is rebuilt from its finger's template (an
      * earlier prefilter's version, or damage); a finger whose data cannot be
      * read at all is left out of the searches, counted in the log (by number:
@@ -218,6 +237,15 @@ static rl_error *reg_gallery(rl_registry *reg, bio_gallery **out)
             RL_TRY(bio_gallery_put(g, &gk, &d, NULL));
     }
     RL_TRY(rl_store_iter_status(it));
+    rl_error *dev_err = bio_gallery_device_sync(g);
+    if (dev_err) {
+        rl_log(RL_LOG_WARN, "registry", "1:N prefilter on the CPU: the gallery did not load onto the OpenCL device",
+               "reason=\"%s\"", rl_error_message(dev_err));
+        rl_error_free(dev_err);
+        bio_gallery_device d;
+        bio_gallery_device_get(g, &d);
+        reg->gallery_device_logged = d.failures; /* gallery_lock held: logged just now */
+    }
     if (count[FG_BLOCK_REBUILT])
         rl_log(RL_LOG_INFO, "registry", "finger prefilter blocks rebuilt from templates", "fingers=%zu",
                count[FG_BLOCK_REBUILT]);
@@ -248,6 +276,11 @@ rl_error *rl_registry_finger_stats(rl_registry *reg, rl_finger_stats *out)
     out->fingers = m.fingers;
     out->memory_bytes = m.descriptor_bytes + m.index_bytes + m.resident_bytes;
     out->resident_fingers = m.resident_fingers;
+    bio_gallery_device d;
+    bio_gallery_device_get(g, &d);
+    out->opencl = d.opencl;
+    out->opencl_current = d.current;
+    out->opencl_failures = d.failures;
 cleanup:
     return err;
 }
@@ -454,6 +487,7 @@ rl_error *rl_registry_finger_enroll(rl_registry *reg, const rl_actor *actor, con
     f = NULL;
     RL_TRY(bio_gallery_put(g, &gk, &d, give));
     pthread_mutex_unlock(&reg->write_lock);
+    reg_gallery_device_log(reg, g);
     locked = false;
     RL_TRY(rl_store_sync(reg->store, ticket));
     if (out)
@@ -498,6 +532,7 @@ rl_error *rl_registry_finger_delete(rl_registry *reg, const rl_actor *actor, con
     bio_gallery_key gk = fg_key_for(record_id, position);
     RL_TRY(bio_gallery_remove(g, &gk, NULL));
     pthread_mutex_unlock(&reg->write_lock);
+    reg_gallery_device_log(reg, g);
     locked = false;
     RL_TRY(rl_store_sync(reg->store, ticket));
 cleanup:
@@ -665,31 +700,72 @@ cleanup:
 }
 
 /* One finger's features, decoded in place from the store's bytes (*out stays NULL on error). */
+/* A stored finger's full features for the re-rank; damage leaves them NULL
+ * (the finger is left out of that search) and is counted, anything else fails. */
+typedef struct fg_fetch_one {
+    bio_features **out;
+    bool damaged;
+} fg_fetch_one;
+
 static rl_error *fg_decode_view(void *ctx, const void *value, size_t len)
 {
-    bio_features **out = ctx;
+    fg_fetch_one *one = ctx;
     const unsigned char *tp, *fp;
     size_t tlen, flen;
     rl_error *err = fg_parse(value, len, &tp, &tlen, &fp, &flen, NULL);
-    return err ? err : bio_features_decode(fp, flen, out);
+    if (!err)
+        err = bio_features_decode(fp, flen, one->out);
+    if (err && fg_damaged(err)) {
+        rl_error_free(err);
+        *one->out = NULL;
+        one->damaged = true;
+        err = NULL;
+    }
+    return err;
 }
+
+/* The fetch's context: the registry and this search's unreadable fingers (several threads fetch at once). */
+typedef struct fg_fetch_ctx {
+    rl_registry *reg;
+    atomic_size_t unreadable;
+} fg_fetch_ctx;
 
 /* The re-rank's features that are not resident: each read once, in place,
  * without filling the block cache (thousands a search would push out the
- * indexes every other read needs). A finger removed meanwhile stays NULL. */
+ * indexes every other read needs). A finger removed meanwhile stays NULL, and
+ * so does one whose features are damaged: one damaged finger must not fail
+ * every search that short-lists it (`ridgeline check` names it). */
 static rl_error *reg_finger_fetch(void *ctx, const bio_gallery_key *keys, size_t n, bio_features **out)
 {
     rl_error *err = NULL;
-    rl_registry *reg = ctx;
+    fg_fetch_ctx *fc = ctx;
     for (size_t i = 0; i < n; i++) {
         char key[REG_KEY_MAX];
         size_t kl = fg_key('F', keys[i].record, keys[i].position, key, sizeof key);
         bool found = false;
         out[i] = NULL;
-        RL_TRY(rl_store_read_once(reg->store, RL_CF_TEMPLATES, key, kl, fg_decode_view, &out[i], &found));
+        fg_fetch_one one = {&out[i], false};
+        RL_TRY(rl_store_read_once(fc->reg->store, RL_CF_TEMPLATES, key, kl, fg_decode_view, &one, &found));
+        if (one.damaged)
+            atomic_fetch_add(&fc->unreadable, 1);
     }
 cleanup:
     return err;
+}
+
+/* Counts a search's unreadable fingers and logs the total at most once a
+ * minute (by number: the log names no record). */
+static void fg_unreadable_note(rl_registry *reg, size_t n)
+{
+    if (!n)
+        return;
+    uint64_t total = atomic_fetch_add(&reg->fingers_unreadable, n) + n;
+    uint64_t now = rl_time_mono_ns(), last = atomic_load(&reg->unreadable_logged_ns);
+    if ((last != 0 && now - last < 60ull * 1000000000ull) ||
+        !atomic_compare_exchange_strong(&reg->unreadable_logged_ns, &last, now))
+        return;
+    rl_log(RL_LOG_ERROR, "registry", "short-listed fingers left out of 1:N searches: their features do not load",
+           "total=%llu logged_at_most_every_s=60 hint=\"ridgeline check names them\"", (unsigned long long)total);
 }
 
 rl_error *rl_registry_finger_identify(rl_registry *reg, const rl_actor *actor, const bio_template *probe, int top,
@@ -720,7 +796,11 @@ rl_error *rl_registry_finger_identify(rl_registry *reg, const rl_actor *actor, c
     RL_TRY(reg_gallery(reg, &g));
     bio_gallery_params p = {.top_k = (size_t)top, .shortlist = reg->opts.finger_shortlist,
                             .extend = reg->opts.finger_extend, .fpir = 0.001};
-    RL_TRY(bio_gallery_identify(g, probe_pf, f, &p, reg_finger_fetch, reg, r));
+    fg_fetch_ctx fc = {.reg = reg};
+    atomic_init(&fc.unreadable, 0);
+    RL_TRY(bio_gallery_identify(g, probe_pf, f, &p, reg_finger_fetch, &fc, r));
+    reg_gallery_device_log(reg, g);
+    fg_unreadable_note(reg, atomic_load(&fc.unreadable));
     const char *subjects[BIO_GALLERY_MAX_TOP];
     for (size_t i = 0; i < r->n; i++) {
         RL_TRY(reg_get_json(reg, RL_CF_LINKS, r->top[i].key.record, strlen(r->top[i].key.record), &link));

@@ -98,6 +98,11 @@ struct rl_registry {
     /* enrolled fingers in memory (registry_finger.c): loaded at the first fingerprint call */
     pthread_mutex_t gallery_lock;
     struct bio_gallery *gallery;
+    uint64_t gallery_device_logged; /* device copy failures already logged (gallery_lock) */
+    /* Short-listed fingers whose stored features did not load (damage), left
+     * out of their searches: counted, logged at most once a minute. */
+    atomic_uint_fast64_t fingers_unreadable;
+    atomic_uint_fast64_t unreadable_logged_ns;
 };
 
 /* A candidate list of family RL_CF_BLOCKING or RL_CF_IDENT was cut at its cap:

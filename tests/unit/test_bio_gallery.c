@@ -699,6 +699,186 @@ static void test_threshold_grows_with_gallery(void **state)
     }
 }
 
+/* Device faults on demand: this binary links with -Wl,--wrap for these two
+ * (Makefile), so the gallery's calls come here first. */
+static int device_writes_to_fail, device_scores_to_fail;
+static unsigned device_scores_run;
+rl_error *__real_kern_pf_ocl_write(kern_pf_ocl *g, size_t first, const kern_pf_finger *f, const kern_pf_detail *d,
+                                   size_t n);
+rl_error *__wrap_kern_pf_ocl_write(kern_pf_ocl *g, size_t first, const kern_pf_finger *f, const kern_pf_detail *d,
+                                   size_t n);
+rl_error *__real_kern_pf_ocl_scores(kern_pf_ocl *g, const kern_pf_probe *probe, size_t first, size_t n,
+                                    uint16_t *out);
+rl_error *__wrap_kern_pf_ocl_scores(kern_pf_ocl *g, const kern_pf_probe *probe, size_t first, size_t n,
+                                    uint16_t *out);
+
+rl_error *__wrap_kern_pf_ocl_write(kern_pf_ocl *g, size_t first, const kern_pf_finger *f, const kern_pf_detail *d,
+                                   size_t n)
+{
+    if (device_writes_to_fail > 0) {
+        device_writes_to_fail--;
+        return RL_ERR(RL_EIO, "test: the device lost a write");
+    }
+    return __real_kern_pf_ocl_write(g, first, f, d, n);
+}
+
+rl_error *__wrap_kern_pf_ocl_scores(kern_pf_ocl *g, const kern_pf_probe *probe, size_t first, size_t n,
+                                    uint16_t *out)
+{
+    if (device_scores_to_fail > 0) {
+        device_scores_to_fail--;
+        return RL_ERR(RL_EIO, "test: the device lost a search");
+    }
+    device_scores_run++;
+    return __real_kern_pf_ocl_scores(g, probe, first, n, out);
+}
+
+typedef struct device_case {
+    fx f;
+    bio_gallery *cpu, *dev; /* the same fingers: the CPU one is the reference */
+    kern_pf_probe *probe_pf;
+    bio_features *probe;
+    bio_pf_finger *d;
+} device_case;
+
+static void device_case_put(device_case *c, int i)
+{
+    bio_gallery_key k = {{0}, 1};
+    snprintf(k.record, sizeof k.record, "r%d", i);
+    bio_prefilter_finger(&c->f.tpl[i], c->d);
+    assert_null(bio_gallery_put(c->cpu, &k, c->d, NULL));
+    assert_null(bio_gallery_put(c->dev, &k, c->d, NULL)); /* a lost device write is not the caller's failure */
+}
+
+static void device_case_remove(device_case *c, int i)
+{
+    bio_gallery_key k = {{0}, 1};
+    snprintf(k.record, sizeof k.record, "r%d", i);
+    bool found = false;
+    assert_null(bio_gallery_remove(c->cpu, &k, &found));
+    assert_true(found);
+    assert_null(bio_gallery_remove(c->dev, &k, &found));
+    assert_true(found);
+}
+
+/* Both galleries give the same answer; on_device: the OpenCL one searched there. */
+static void device_case_same_answer(device_case *c, bool on_device)
+{
+    bio_gallery_params p = {.top_k = 5, .shortlist = 20, .fpir = 0.001};
+    bio_gallery_result *want = calloc(1, sizeof *want), *got = calloc(1, sizeof *got);
+    assert_null(bio_gallery_identify(c->cpu, c->probe_pf, c->probe, &p, fetch_from_fx, &c->f, want));
+    unsigned before = device_scores_run;
+    assert_null(bio_gallery_identify(c->dev, c->probe_pf, c->probe, &p, fetch_from_fx, &c->f, got));
+    assert_int_equal(device_scores_run - before, on_device ? 1 : 0);
+    assert_string_equal(want->top[0].key.record, "r123");
+    assert_int_equal(want->n, got->n);
+    for (size_t i = 0; i < want->n; i++) {
+        assert_string_equal(want->top[i].key.record, got->top[i].key.record);
+        assert_true(want->top[i].score == got->top[i].score);
+        assert_int_equal(want->top[i].prefilter_rank, got->top[i].prefilter_rank);
+    }
+    free(want);
+    free(got);
+}
+
+static void assert_device(bio_gallery *g, bool current, uint64_t failures)
+{
+    bio_gallery_device d;
+    bio_gallery_device_get(g, &d);
+    assert_true(d.opencl);
+    assert_int_equal(d.current, current);
+    assert_int_equal(d.failures, failures);
+    assert_int_equal(strncmp(bio_gallery_kernel(g), "opencl", 6) == 0, current);
+    if (failures)
+        assert_non_null(strstr(d.note, "test: the device lost"));
+}
+
+/* The device copy is a cache: a lost write or search never lets a search score
+ * one finger's slot with another's blocks; the CPU serves until it is current. */
+static void test_gallery_device_copy_never_serves_stale_blocks(void **state)
+{
+    (void)state;
+    enum { N = 300 };
+    device_case c = {.f = {calloc(N, sizeof(bio_template)), N}};
+    assert_non_null(c.f.tpl);
+    for (int i = 0; i < N; i++) random_template(&c.f.tpl[i], (uint64_t)i + 7, 25 + i % 30);
+    bio_template *probe = malloc(sizeof *probe);
+    *probe = c.f.tpl[123];
+    for (int i = 0; i < probe->count; i++)
+        probe->m[i].x += 3;
+    bio_template_quantise(probe);
+    assert_null(bio_features_build(probe, &c.probe));
+    c.probe_pf = aligned_alloc(64, sizeof *c.probe_pf);
+    bio_prefilter_probe(probe, c.probe_pf);
+    c.d = aligned_alloc(64, sizeof *c.d);
+
+    bio_gallery_options o;
+    bio_gallery_options_defaults(&o);
+    o.threads = 2;
+    o.resident_budget = 0;
+    assert_null(bio_gallery_new(&o, &c.cpu));
+    o.opencl = "any";
+    o.device_retry_ms = 0; /* a put or remove after a failure rewrites the copy at once */
+    assert_null(bio_gallery_new(&o, &c.dev));
+    if (bio_gallery_opencl_note(c.dev)[0]) {
+        fprintf(stderr, "SKIPPED: OpenCL gallery: %s\n", bio_gallery_opencl_note(c.dev));
+        goto done;
+    }
+    device_writes_to_fail = device_scores_to_fail = 0;
+    for (int i = 0; i < 123; i++)
+        device_case_put(&c, i);
+    assert_device(c.dev, true, 0);
+    /* the mate's write is lost: the CPU serves, with the mate */
+    device_writes_to_fail = 1;
+    device_case_put(&c, 123);
+    assert_device(c.dev, false, 1);
+    device_case_same_answer(&c, false);
+    /* the next put rewrites the copy (no retry interval here) */
+    for (int i = 124; i < N; i++)
+        device_case_put(&c, i);
+    assert_device(c.dev, true, 1);
+    device_case_same_answer(&c, true);
+    /* a removal moves the last finger into the hole; that write is lost */
+    device_writes_to_fail = 1;
+    device_case_remove(&c, 5);
+    assert_device(c.dev, false, 2);
+    device_case_same_answer(&c, false);
+    assert_null(bio_gallery_device_sync(c.dev));
+    assert_device(c.dev, true, 2);
+    device_case_same_answer(&c, true);
+    /* a search the device fails is finished on the CPU, and the copy is no longer trusted */
+    device_scores_to_fail = 1;
+    device_case_same_answer(&c, false);
+    assert_device(c.dev, false, 3);
+    /* a rewrite that fails leaves it out of date, and says why */
+    device_writes_to_fail = 1;
+    rl_error *err = bio_gallery_device_sync(c.dev);
+    assert_non_null(err);
+    rl_error_free(err);
+    assert_device(c.dev, false, 4);
+    device_case_same_answer(&c, false);
+    /* held for a bulk load: no device write until the sync, which writes it all at once */
+    assert_null(bio_gallery_device_sync(c.dev));
+    bio_gallery_device_hold(c.dev);
+    device_writes_to_fail = 1000;
+    device_case_remove(&c, 7);
+    device_case_put(&c, 7);
+    assert_int_equal(device_writes_to_fail, 1000);
+    device_case_same_answer(&c, false);
+    device_writes_to_fail = 0;
+    assert_null(bio_gallery_device_sync(c.dev));
+    assert_device(c.dev, true, 4);
+    device_case_same_answer(&c, true);
+done:
+    bio_gallery_free(c.cpu);
+    bio_gallery_free(c.dev);
+    bio_features_free(c.probe);
+    free(c.probe_pf);
+    free(c.d);
+    free(probe);
+    free(c.f.tpl);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -707,6 +887,7 @@ int main(void)
         cmocka_unit_test(test_prefilter_encode_decode),
         cmocka_unit_test(test_gallery_identify_same_on_every_kernel),
         cmocka_unit_test(test_gallery_index_put_replace_remove),
+        cmocka_unit_test(test_gallery_device_copy_never_serves_stale_blocks),
         cmocka_unit_test(test_extension_grows_with_gallery),
         cmocka_unit_test(test_threshold_grows_with_gallery),
     };

@@ -3289,6 +3289,50 @@ static void test_gallery_loads_around_damaged_fingers(void **state)
     rl_submit_result_clear(&a);
 }
 
+/* Overwrites a finger's stored value of one kind ('F' template and features,
+ * 'D' prefilter block) under its key: kind, record id, NUL, two-digit position. */
+static void overwrite_finger_value(fixture *f, char kind, const char *record, int position, const char *value)
+{
+    char key[128];
+    int kl = snprintf(key, sizeof key, "%c%s%c%02d", kind, record, '\0', position);
+    rl_store_batch *b = NULL;
+    assert_null(rl_store_batch_new(f->store, &b));
+    rl_store_batch_put(b, RL_CF_TEMPLATES, key, (size_t)kl, value, strlen(value));
+    assert_null(rl_store_write(f->store, b));
+    rl_store_batch_destroy(b);
+}
+
+/* A finger whose stored features are damaged (its prefilter block intact, so
+ * searches short-list it) is left out of the re-rank: the search answers with
+ * the other fingers instead of failing every time it meets that one. */
+static void test_identify_leaves_out_damaged_features(void **state)
+{
+    fixture *f = *state;
+    rl_submit_result a = submit(f, "urn:a", "1", "Sow", "Awa", "female", "1980-08-08");
+    rl_submit_result b = submit(f, "urn:b", "2", "Phiri", "Ruth", "female", "1971-03-14");
+    bio_template *t = spread_finger();
+    assert_null(rl_registry_finger_enroll(f->reg, &reviewer, a.record_id, 2, t, NULL));
+    assert_null(rl_registry_finger_enroll(f->reg, &reviewer, b.record_id, 3, t, NULL));
+    /* a's template value overwritten; reopened, so no features stay resident */
+    overwrite_finger_value(f, 'F', a.record_id, 2, "RLFTgarbage");
+    close_registry(f);
+    assert_int_equal(open_registry(f), 0);
+    rl_finger_stats st;
+    assert_null(rl_registry_finger_stats(f->reg, &st));
+    assert_int_equal(st.fingers, 2);
+    json_t *out = NULL;
+    assert_null(rl_registry_finger_identify(f->reg, &reviewer, t, 3, &out));
+    json_t *cands = json_object_get(out, "candidates");
+    assert_int_equal(json_array_size(cands), 1);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(cands, 0), "record")), b.record_id);
+    assert_string_equal(json_string_value(json_object_get(out, "decision")), "match");
+    json_decref(out);
+    assert_int_equal(atomic_load(&f->reg->fingers_unreadable), 1);
+    free(t);
+    rl_submit_result_clear(&a);
+    rl_submit_result_clear(&b);
+}
+
 static void test_counters_survive_reopen(void **state)
 {
     fixture *f = *state;
@@ -3369,14 +3413,8 @@ static void test_warm_loads_gallery(void **state)
     json_decref(out);
     out = NULL;
 
-    /* A descriptor that does not decode (key: kind, record id, NUL, position). */
-    char key[128];
-    int kl = snprintf(key, sizeof key, "D%s%c03", a.record_id, '\0');
-    rl_store_batch *b = NULL;
-    assert_null(rl_store_batch_new(f->store, &b));
-    rl_store_batch_put(b, RL_CF_TEMPLATES, key, (size_t)kl, "garbage", 7);
-    assert_null(rl_store_write(f->store, b));
-    rl_store_batch_destroy(b);
+    /* A descriptor that does not decode. */
+    overwrite_finger_value(f, 'D', a.record_id, 3, "garbage");
     close_registry(f);
     assert_int_equal(open_registry(f), 0);
     assert_null(rl_registry_warm(f->reg));
@@ -3622,6 +3660,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_enrol_refuses_a_finger_without_neighbourhoods, setup, teardown),
         cmocka_unit_test_setup_teardown(test_counters_survive_reopen, setup, teardown),
         cmocka_unit_test_setup_teardown(test_gallery_loads_around_damaged_fingers, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_identify_leaves_out_damaged_features, setup, teardown),
         cmocka_unit_test_setup_teardown(test_warm_fills_cache_from_links, setup, teardown),
         cmocka_unit_test_setup_teardown(test_warm_loads_gallery, setup, teardown),
     };
