@@ -141,7 +141,8 @@ $(BIN): $(CMD_OBJS) $(LIB)
 	$(Q)$(CC) $(LDFLAGS) -o $@ $(CMD_OBJS) $(LIB) $(PKG_LIBS) $(if $(filter 1,$(SAN)),,$(ALLOC_LIBS))
 
 # The gallery's test injects OpenCL faults between the gallery and the device.
-$(BUILD)/tests/test_bio_gallery: LDFLAGS += -Wl,--wrap=kern_pf_ocl_write -Wl,--wrap=kern_pf_ocl_scores
+$(BUILD)/tests/test_bio_gallery: LDFLAGS += -Wl,--wrap=kern_pf_ocl_write -Wl,--wrap=kern_pf_ocl_scores \
+                                     -Wl,--wrap=kern_pf_ocl_reserve
 
 $(BUILD)/tests/%: $(OBJ)/tests/unit/%.o $(HARNESS_OBJS) $(LIB)
 	@mkdir -p $(@D)

@@ -68,7 +68,7 @@ struct bio_gallery {
      * write lock; a search may mark it out of date under the read lock. */
     _Atomic int dev_state;
     _Atomic uint64_t dev_failures;
-    double dev_tried_ms;          /* the last rewrite tried by put/remove (write lock) */
+    _Atomic double dev_tried_ms;  /* the latest failure or rewrite tried: retries wait device_retry_ms from it */
     pthread_mutex_t dev_note_lock; /* dev_note: written by failing searches too */
     char dev_note[300];
     /* structure of arrays, n used of cap */
@@ -508,6 +508,7 @@ rl_error *bio_gallery_new(const bio_gallery_options *o, bio_gallery **out)
     pthread_mutex_init(&g->dev_note_lock, NULL);
     atomic_init(&g->dev_state, DEV_NONE);
     atomic_init(&g->dev_failures, 0);
+    atomic_init(&g->dev_tried_ms, 0.0);
     g->threads = g->opts.threads ? g->opts.threads : rl_parallel_cores();
     if (g->threads > BIO_GALLERY_MAX_THREADS)
         g->threads = BIO_GALLERY_MAX_THREADS;
@@ -587,6 +588,7 @@ const char *bio_gallery_kernel(const bio_gallery *g)
 /* A device write or search failed: the copy is out of date (consumes e). */
 static void dev_failed(bio_gallery *g, rl_error *e)
 {
+    atomic_store(&g->dev_tried_ms, now_ms());
     atomic_store(&g->dev_state, DEV_STALE);
     atomic_fetch_add(&g->dev_failures, 1);
     pthread_mutex_lock(&g->dev_note_lock);
@@ -607,24 +609,46 @@ cleanup:
     return err;
 }
 
+/* An out-of-date copy whose retry interval has passed (the write lock held): rewritten whole. */
+static bool dev_retry_due(bio_gallery *g)
+{
+    return atomic_load(&g->dev_state) == DEV_STALE &&
+           now_ms() - atomic_load(&g->dev_tried_ms) >= (double)g->opts.device_retry_ms;
+}
+
+static void dev_retry_locked(bio_gallery *g)
+{
+    if (!dev_retry_due(g))
+        return;
+    atomic_store(&g->dev_tried_ms, now_ms());
+    rl_error *e = dev_rewrite(g);
+    if (e)
+        dev_failed(g, e);
+}
+
 /* After put or remove changed slot s (s >= n: none the searches read; the
  * write lock held): the copy follows it, or, out of date, is rewritten whole
  * when the retry interval has passed. */
 static void dev_follow(bio_gallery *g, size_t s)
 {
-    int state = atomic_load(&g->dev_state);
-    if (state == DEV_CURRENT) {
+    if (atomic_load(&g->dev_state) == DEV_CURRENT) {
         if (s >= g->n)
             return;
         rl_error *e = kern_pf_ocl_write(g->pf_ocl, s, &g->pf[s], &g->pfd[s], 1);
         if (e)
             dev_failed(g, e);
-    } else if (state == DEV_STALE && now_ms() - g->dev_tried_ms >= (double)g->opts.device_retry_ms) {
-        g->dev_tried_ms = now_ms();
-        rl_error *e = dev_rewrite(g);
-        if (e)
-            dev_failed(g, e);
+    } else {
+        dev_retry_locked(g);
     }
+}
+
+void bio_gallery_device_retry(bio_gallery *g)
+{
+    if (!g->pf_ocl || !dev_retry_due(g)) /* the common case: no lock taken */
+        return;
+    pthread_rwlock_wrlock(&g->lock);
+    dev_retry_locked(g);
+    pthread_rwlock_unlock(&g->lock);
 }
 
 void bio_gallery_device_get(bio_gallery *g, bio_gallery_device *out)
@@ -651,7 +675,7 @@ rl_error *bio_gallery_device_sync(bio_gallery *g)
     rl_error *err = NULL;
     pthread_rwlock_wrlock(&g->lock);
     if (g->pf_ocl && atomic_load(&g->dev_state) != DEV_CURRENT) {
-        g->dev_tried_ms = now_ms();
+        atomic_store(&g->dev_tried_ms, now_ms());
         err = dev_rewrite(g);
         if (err) {
             /* the caller gets the error; the state and the count keep a copy of it */
@@ -808,6 +832,15 @@ static void slot_drop_features(bio_gallery *g, size_t s)
     }
     g->feat[s] = NULL;
     g->feat_bytes[s] = 0;
+}
+
+rl_error *bio_gallery_reserve(bio_gallery *g, size_t more)
+{
+    pthread_rwlock_wrlock(&g->lock);
+    rl_error *err = more > SIZE_MAX - g->n ? RL_ERR(RL_ETOOBIG, "gallery: too many fingers")
+                                           : gallery_reserve(g, g->n + more);
+    pthread_rwlock_unlock(&g->lock);
+    return err;
 }
 
 rl_error *bio_gallery_put(bio_gallery *g, const bio_gallery_key *key, const bio_pf_finger *pf,

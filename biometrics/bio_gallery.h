@@ -53,8 +53,8 @@
  * of date and the CPU prefilter serves every search, so that no search ever
  * scores a slot against another finger's blocks. Put and remove still succeed
  * (the finger is in the host arrays); the copy is rewritten whole by
- * bio_gallery_device_sync, which put and remove also try at most once every
- * device_retry_ms. A bulk load holds the copy (bio_gallery_device_hold) and
+ * bio_gallery_device_sync, or by put, remove and bio_gallery_device_retry
+ * once device_retry_ms has passed since the latest failure or attempt. A bulk load holds the copy (bio_gallery_device_hold) and
  * writes it in one transfer at the end instead of a transfer per finger.
  *
  * Decision: see bio_gallery_threshold. The threshold grows with the gallery
@@ -147,6 +147,11 @@ void bio_gallery_device_hold(bio_gallery *g);
  * of date; on failure it stays out of date (the CPU serves) and the error says
  * why. Nothing to do without OpenCL. */
 rl_error *bio_gallery_device_sync(bio_gallery *g);
+/* Rewrites an out-of-date copy when device_retry_ms has passed since its
+ * latest failure or attempt (failures are counted, not returned); nothing
+ * otherwise, without taking a lock. For read-mostly sites, where no
+ * enrolment may come to retry it: the registry calls it after each search. */
+void bio_gallery_device_retry(bio_gallery *g);
 
 /* An enrolled finger's prefilter data: the streamed block and the rest. */
 typedef struct bio_pf_finger {
@@ -167,6 +172,10 @@ enum { BIO_PF_ENCODED_BYTES = 1 + KERN_PF_GCYL * (KERN_PF_ND * 8 + 8 + 1 + 4) };
 void bio_prefilter_encode(const bio_pf_finger *f, unsigned char out[BIO_PF_ENCODED_BYTES]);
 rl_error *bio_prefilter_decode(const unsigned char *in, size_t len, bio_pf_finger *out);
 
+/* Makes room for `more` fingers beyond those enrolled, so that the puts that
+ * follow (one writer) cannot fail for memory: a caller that stores a finger
+ * elsewhere first reserves, then stores, then puts. */
+rl_error *bio_gallery_reserve(bio_gallery *g, size_t more);
 /* Adds or replaces the finger `key`. features: its full features (the
  * gallery takes them, also on error), or NULL; kept only within the budget. */
 rl_error *bio_gallery_put(bio_gallery *g, const bio_gallery_key *key, const bio_pf_finger *pf,

@@ -467,6 +467,10 @@ rl_error *rl_registry_finger_enroll(rl_registry *reg, const rl_actor *actor, con
         err = rl_store_get(reg->store, RL_CF_TEMPLATES, fkey, fkl, &existing, &elen, &efound);
     if (!err && efound)
         err = fg_may_replace(existing, elen, f, position);
+    /* Room in the gallery before the store write: the put after it cannot then
+     * fail (a finger stored but missing from 1:N until a restart). */
+    if (!err)
+        err = bio_gallery_reserve(g, 1);
     if (!err)
         err = reg_txn_begin(reg, &txn);
     if (err) {
@@ -799,6 +803,8 @@ rl_error *rl_registry_finger_identify(rl_registry *reg, const rl_actor *actor, c
     fg_fetch_ctx fc = {.reg = reg};
     atomic_init(&fc.unreadable, 0);
     RL_TRY(bio_gallery_identify(g, probe_pf, f, &p, reg_finger_fetch, &fc, r));
+    /* A read-mostly site may see no enrolment for hours: searches retry the device copy too. */
+    bio_gallery_device_retry(g);
     reg_gallery_device_log(reg, g);
     fg_unreadable_note(reg, atomic_load(&fc.unreadable));
     const char *subjects[BIO_GALLERY_MAX_TOP];

@@ -701,8 +701,10 @@ static void test_threshold_grows_with_gallery(void **state)
 
 /* Device faults on demand: this binary links with -Wl,--wrap for these two
  * (Makefile), so the gallery's calls come here first. */
-static int device_writes_to_fail, device_scores_to_fail;
+static int device_writes_to_fail, device_scores_to_fail, device_reserves_to_fail;
 static unsigned device_scores_run;
+rl_error *__real_kern_pf_ocl_reserve(kern_pf_ocl *g, size_t capacity, size_t keep);
+rl_error *__wrap_kern_pf_ocl_reserve(kern_pf_ocl *g, size_t capacity, size_t keep);
 rl_error *__real_kern_pf_ocl_write(kern_pf_ocl *g, size_t first, const kern_pf_finger *f, const kern_pf_detail *d,
                                    size_t n);
 rl_error *__wrap_kern_pf_ocl_write(kern_pf_ocl *g, size_t first, const kern_pf_finger *f, const kern_pf_detail *d,
@@ -720,6 +722,15 @@ rl_error *__wrap_kern_pf_ocl_write(kern_pf_ocl *g, size_t first, const kern_pf_f
         return RL_ERR(RL_EIO, "test: the device lost a write");
     }
     return __real_kern_pf_ocl_write(g, first, f, d, n);
+}
+
+rl_error *__wrap_kern_pf_ocl_reserve(kern_pf_ocl *g, size_t capacity, size_t keep)
+{
+    if (device_reserves_to_fail > 0) {
+        device_reserves_to_fail--;
+        return RL_ERR(RL_EIO, "test: the device lost an allocation");
+    }
+    return __real_kern_pf_ocl_reserve(g, capacity, keep);
 }
 
 rl_error *__wrap_kern_pf_ocl_scores(kern_pf_ocl *g, const kern_pf_probe *probe, size_t first, size_t n,
@@ -793,12 +804,20 @@ static void assert_device(bio_gallery *g, bool current, uint64_t failures)
         assert_non_null(strstr(d.note, "test: the device lost"));
 }
 
+static void put_device_only(device_case *c, bio_gallery *g, int i)
+{
+    bio_gallery_key k = {{0}, 1};
+    snprintf(k.record, sizeof k.record, "r%d", i);
+    bio_prefilter_finger(&c->f.tpl[i], c->d);
+    assert_null(bio_gallery_put(g, &k, c->d, NULL));
+}
+
 /* The device copy is a cache: a lost write or search never lets a search score
  * one finger's slot with another's blocks; the CPU serves until it is current. */
 static void test_gallery_device_copy_never_serves_stale_blocks(void **state)
 {
     (void)state;
-    enum { N = 300 };
+    enum { N = 1100 }; /* past the first 1,024 slots: the arrays grow while the copy is held */
     device_case c = {.f = {calloc(N, sizeof(bio_template)), N}};
     assert_non_null(c.f.tpl);
     for (int i = 0; i < N; i++) random_template(&c.f.tpl[i], (uint64_t)i + 7, 25 + i % 30);
@@ -834,7 +853,7 @@ static void test_gallery_device_copy_never_serves_stale_blocks(void **state)
     assert_device(c.dev, false, 1);
     device_case_same_answer(&c, false);
     /* the next put rewrites the copy (no retry interval here) */
-    for (int i = 124; i < N; i++)
+    for (int i = 124; i < 300; i++)
         device_case_put(&c, i);
     assert_device(c.dev, true, 1);
     device_case_same_answer(&c, true);
@@ -846,29 +865,62 @@ static void test_gallery_device_copy_never_serves_stale_blocks(void **state)
     assert_null(bio_gallery_device_sync(c.dev));
     assert_device(c.dev, true, 2);
     device_case_same_answer(&c, true);
-    /* a search the device fails is finished on the CPU, and the copy is no longer trusted */
+    /* a search the device fails is finished on the CPU, and the copy is no longer trusted until a retry */
     device_scores_to_fail = 1;
     device_case_same_answer(&c, false);
     assert_device(c.dev, false, 3);
-    /* a rewrite that fails leaves it out of date, and says why */
+    bio_gallery_device_retry(c.dev);
+    assert_device(c.dev, true, 3);
+    device_case_same_answer(&c, true);
+    device_scores_to_fail = 1;
+    device_case_same_answer(&c, false);
+    assert_device(c.dev, false, 4);
+    /* a rewrite that fails (its allocation or its write) leaves it out of date, and says why */
     device_writes_to_fail = 1;
     rl_error *err = bio_gallery_device_sync(c.dev);
     assert_non_null(err);
     rl_error_free(err);
-    assert_device(c.dev, false, 4);
+    assert_device(c.dev, false, 5);
+    device_case_same_answer(&c, false);
+    device_reserves_to_fail = 1;
+    err = bio_gallery_device_sync(c.dev);
+    assert_non_null(err);
+    rl_error_free(err);
+    assert_device(c.dev, false, 6);
     device_case_same_answer(&c, false);
     /* held for a bulk load: no device write until the sync, which writes it all at once */
     assert_null(bio_gallery_device_sync(c.dev));
     bio_gallery_device_hold(c.dev);
-    device_writes_to_fail = 1000;
+    device_writes_to_fail = device_reserves_to_fail = 1000;
     device_case_remove(&c, 7);
     device_case_put(&c, 7);
+    for (int i = 300; i < N; i++)
+        device_case_put(&c, i);
+    device_case_remove(&c, N - 1); /* the last slot: nothing moves */
     assert_int_equal(device_writes_to_fail, 1000);
+    assert_int_equal(device_reserves_to_fail, 1000);
     device_case_same_answer(&c, false);
-    device_writes_to_fail = 0;
-    assert_null(bio_gallery_device_sync(c.dev));
-    assert_device(c.dev, true, 4);
+    device_writes_to_fail = device_reserves_to_fail = 0;
+    assert_null(bio_gallery_device_sync(c.dev)); /* grows the device's arrays past 1,024 too */
+    assert_device(c.dev, true, 6);
     device_case_same_answer(&c, true);
+    device_case_remove(&c, N - 2);
+    device_case_same_answer(&c, true);
+
+    /* the retry interval: after a failure neither a put nor a search rewrites the copy before it */
+    o.device_retry_ms = 3600000;
+    bio_gallery *slow = NULL;
+    assert_null(bio_gallery_new(&o, &slow));
+    for (int i = 0; i < 10; i++)
+        put_device_only(&c, slow, i);
+    device_writes_to_fail = 1;
+    put_device_only(&c, slow, 10);
+    put_device_only(&c, slow, 11);
+    bio_gallery_device_retry(slow);
+    assert_device(slow, false, 1);
+    assert_null(bio_gallery_device_sync(slow));
+    assert_device(slow, true, 1);
+    bio_gallery_free(slow);
 done:
     bio_gallery_free(c.cpu);
     bio_gallery_free(c.dev);
