@@ -320,14 +320,9 @@ rl_error *api_bio_enroll(api_ctx *ctx, const api_request *req, api_response *res
      * (0: the template's is taken) but may not contradict it, or a thumb
      * would be stored as an index finger and 1:1 checks at the desk would
      * compare the wrong fingers. */
-    unsigned declared = perr ? 0 : bio_template_declared_position(req->body, req->body_len);
-    if (declared && position == 0)
-        position = (int)declared;
-    else if (declared && (unsigned)position != declared)
-        RL_FAIL(RL_EINVAL,
-                "finger position: the template declares finger %u, the path says %d: enrol it at "
-                "/biometrics/%s/fingers/%u, or correct the template",
-                declared, position, record, declared);
+    if (!perr)
+        RL_TRY(bio_template_enrol_position(bio_template_declared_position(req->body, req->body_len), position,
+                                           &position));
     if (!perr)
         perr = rl_registry_finger_enroll(ctx->registry, &actor, record, position, p.t, &out);
     if (perr) {

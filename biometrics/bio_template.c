@@ -395,6 +395,17 @@ static size_t fmr_view_offset(const uint8_t *d, size_t len)
 
 /* ---- public ------------------------------------------------------------- */
 
+rl_error *bio_template_enrol_position(unsigned declared, int requested, int *position)
+{
+    if (declared && requested && (unsigned)requested != declared)
+        return RL_ERR(RL_EINVAL,
+                      "finger position: the template declares finger %u, the request says %d: enrol it at "
+                      "position %u (or 0), or correct the template",
+                      declared, requested, declared);
+    *position = requested ? requested : (int)declared;
+    return NULL;
+}
+
 unsigned bio_template_declared_position(const void *data, size_t len)
 {
     size_t at = data ? fmr_view_offset(data, len) : 0;

@@ -82,6 +82,13 @@ rl_error *bio_template_decode(const void *data, size_t len, bio_template *out,
  * that decoded. */
 unsigned bio_template_declared_position(const void *data, size_t len);
 
+/* The position to enrol a template at, given the one it declares (0 none) and
+ * the one the request names (0 unknown): the request's, or the template's
+ * when the request leaves it unknown; RL_EINVAL when they name different
+ * fingers (a thumb stored as an index finger would make every later 1:1 check
+ * compare the wrong fingers). */
+rl_error *bio_template_enrol_position(unsigned declared, int requested, int *position);
+
 /* Snaps every value to the native grid (x, y to 1/8 px within
  * [0, BIO_TEMPLATE_MAX_COORD], angle wrapped into [0, 2*pi) and rounded to
  * 2*pi/65536), so that a quantised template equals its native round trip

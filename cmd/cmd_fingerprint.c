@@ -96,15 +96,20 @@ cleanup:
 }
 
 /* A file to a template: decoded when it is one, extracted when it is an image. */
-static rl_error *fp_load(const char *path, const fp_opts *o, bio_template *t, double *extract_ms)
+static rl_error *fp_load_declared(const char *path, const fp_opts *o, bio_template *t, double *extract_ms,
+                                  unsigned *declared)
 {
     rl_error *err = NULL;
     rl_buf buf;
     bio_image img = {0};
     rl_buf_init(&buf, BIO_IMAGE_MAX_BYTES);
+    if (declared)
+        *declared = 0;
     RL_TRY(fp_read_file(path, &buf));
     if (fp_is_template((const uint8_t *)buf.data, buf.len)) {
         RL_TRY(bio_template_decode(buf.data, buf.len, t, NULL));
+        if (declared)
+            *declared = bio_template_declared_position(buf.data, buf.len);
         goto cleanup;
     }
     if (o->raw_width > 0)
@@ -124,6 +129,12 @@ cleanup:
     rl_buf_free(&buf);
     bio_image_free(&img);
     return err;
+}
+
+/* A file to a template, as fp_load_declared without the declared position. */
+static rl_error *fp_load(const char *path, const fp_opts *o, bio_template *t, double *extract_ms)
+{
+    return fp_load_declared(path, o, t, extract_ms, NULL);
 }
 
 static int fp_extract(int argc, char **argv, const fp_opts *o, const char *output, const char *format_name,
@@ -400,8 +411,13 @@ static int fp_store(const char *verb, int n, char **args, const fp_opts *o, cons
     t = malloc(sizeof *t);
     if (!t)
         return cmd_report(RL_ERR(RL_ENOMEM, "out of memory"));
-    if (enroll)
-        RL_TRY(fp_load(args[2], o, t, NULL));
+    if (enroll) {
+        unsigned declared = 0;
+        int at = 0;
+        RL_TRY(fp_load_declared(args[2], o, t, NULL, &declared));
+        RL_TRY(bio_template_enrol_position(declared, (int)position, &at));
+        position = at;
+    }
     if (identify)
         RL_TRY(fp_load(args[0], o, t, NULL));
     RL_TRY(cmd_session_open(&s, config, data, NULL));

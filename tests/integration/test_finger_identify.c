@@ -154,6 +154,38 @@ static void test_enroll_identify_cli(void **state)
     if (rc == 0 || !strstr(out, "200"))
         fail_msg("fingerprint.min_minutiae 200 not applied (exit %d):\n%s", rc, out);
     free(out);
+    /* A template that declares finger 3 (its first view's position byte): not enrolled at 5; at 0 it goes to 3. */
+    char iso_in[1100], iso_out[1100];
+    snprintf(iso_in, sizeof iso_in, "%s/fingerprints/fvc2002/DB1_B/105_3.iso", data);
+    snprintf(iso_out, sizeof iso_out, "%s/finger3.iso", tmp);
+    size_t iso_len = 0;
+    char *iso = rl_test_read_file(iso_in, &iso_len);
+    assert_non_null(iso);
+    assert_true(iso_len > 24 && memcmp(iso, "FMR", 4) == 0);
+    iso[24] = 3;
+    FILE *isof = fopen(iso_out, "wb");
+    assert_non_null(isof);
+    assert_int_equal(fwrite(iso, 1, iso_len, isof), iso_len);
+    fclose(isof);
+    free(iso);
+    snprintf(cmd, sizeof cmd, "%s fingerprint enroll %s 5 %s --data %s", rl_test_bin(), ids[4], iso_out, dir);
+    out = NULL;
+    rc = rl_test_run(cmd, &out);
+    if (rc == 0 || !strstr(out, "declares finger 3"))
+        fail_msg("a template declaring finger 3 was enrolled at 5 (exit %d):\n%s", rc, out);
+    free(out);
+    snprintf(cmd, sizeof cmd, "%s fingerprint enroll %s 0 %s --data %s", rl_test_bin(), ids[4], iso_out, dir);
+    out = NULL;
+    rc = rl_test_run(cmd, &out);
+    if (rc != 0 || !strstr(out, "\"position\": 3"))
+        fail_msg("a template declaring finger 3, enrolled at 0 (exit %d):\n%s", rc, out);
+    free(out);
+    snprintf(cmd, sizeof cmd, "%s fingerprint delete %s 3 --data %s", rl_test_bin(), ids[4], dir);
+    out = NULL;
+    rc = rl_test_run(cmd, &out);
+    if (rc != 0)
+        fail_msg("%s: exit %d\n%s", cmd, rc, out);
+    free(out);
 
     /* in-process: persisted across reopen, list, delete, audit */
     open_reg(dir, &s, &reg);
