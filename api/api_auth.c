@@ -51,6 +51,8 @@ struct api_auth {
     pthread_mutex_t cache_lock;
     json_t *cache;
     uint64_t cache_gen; /* advanced by every change: an entry read before one is not cached */
+    /* Creations one at a time: a name's uniqueness check and the write that takes it. */
+    pthread_mutex_t create_lock;
 };
 
 /* ---- roles ---- */
@@ -116,6 +118,7 @@ rl_error *api_auth_open(rl_store *store, const rl_config *cfg, api_auth **out)
         return RL_ERR(RL_ENOMEM, "out of memory");
     pthread_mutex_init(&auth->rate_lock, NULL);
     pthread_mutex_init(&auth->cache_lock, NULL);
+    pthread_mutex_init(&auth->create_lock, NULL);
     auth->cache = json_object();
     if (!auth->cache) {
         api_auth_close(auth);
@@ -157,6 +160,7 @@ void api_auth_close(api_auth *auth)
     sodium_memzero(auth->key, sizeof auth->key);
     pthread_mutex_destroy(&auth->rate_lock);
     pthread_mutex_destroy(&auth->cache_lock);
+    pthread_mutex_destroy(&auth->create_lock);
     json_decref(auth->cache);
     free(auth);
 }
@@ -454,6 +458,7 @@ rl_error *api_auth_token_create(api_auth *auth, const char *role, const char *sy
     rl_error *err = NULL;
     json_t *entry = NULL;
     char token[API_TOKEN_LEN + 1];
+    bool locked = false;
     *out = NULL;
     api_role r;
     if (!api_role_parse(role, &r))
@@ -461,11 +466,13 @@ rl_error *api_auth_token_create(api_auth *auth, const char *role, const char *sy
     if (system && *system && !api_system_valid(system))
         RL_FAIL(RL_EINVAL, "system must be a URI of 1 to %d printable characters without spaces or '|'",
                 API_TOKEN_SYSTEM_MAX);
-    if (name && *name) {
-        if (!api_name_valid(name))
-            RL_FAIL(RL_EINVAL, "name must be 1 to %d letters, digits, '.', '_' or '-'", API_TOKEN_NAME_MAX);
+    if (name && *name && !api_name_valid(name))
+        RL_FAIL(RL_EINVAL, "name must be 1 to %d letters, digits, '.', '_' or '-'", API_TOKEN_NAME_MAX);
+    /* Two creations with one name at once must not both pass the check before either writes. */
+    pthread_mutex_lock(&auth->create_lock);
+    locked = true;
+    if (name && *name)
         RL_TRY(api_token_each(auth, api_token_name_taken, (void *)name));
-    }
     unsigned char id_raw[API_TOKEN_ID_BYTES], secret_raw[API_TOKEN_SECRET_BYTES];
     char id[API_TOKEN_ID_LEN + 1], secret[API_TOKEN_SECRET_LEN + 1];
     json_t *existing = NULL;
@@ -501,6 +508,8 @@ rl_error *api_auth_token_create(api_auth *auth, const char *role, const char *sy
     *out = entry;
     entry = NULL;
 cleanup:
+    if (locked)
+        pthread_mutex_unlock(&auth->create_lock);
     sodium_memzero(token, sizeof token);
     json_decref(entry);
     return err;

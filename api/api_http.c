@@ -1,8 +1,11 @@
 #include "api/api_http.h"
 
 #include <poll.h>
+#include <stdio.h>
 #include <string.h>
 #include <strings.h>
+
+#include "common/rl_json.h"
 
 const char *api_request_header(const api_request *req, const char *name)
 {
@@ -121,9 +124,15 @@ static const char *api_issue_type(rl_code code)
 
 json_t *api_operation_outcome(rl_code code, const char *diagnostics)
 {
+    /* Messages may quote what the client sent (a parameter name, cut at a byte
+     * count): invalid UTF-8 there made json_pack fail and the error go out
+     * with an empty body. Repaired, every error has its OperationOutcome. */
+    char text[2048];
+    snprintf(text, sizeof text, "%s", diagnostics ? diagnostics : "");
+    rl_json_text_repair(text);
     return json_pack("{s:s, s:[{s:s, s:s, s:s}]}", "resourceType", "OperationOutcome", "issue",
                      "severity", rl_code_is_client(code) ? "error" : "fatal", "code",
-                     api_issue_type(code), "diagnostics", diagnostics);
+                     api_issue_type(code), "diagnostics", text);
 }
 
 rl_json_limits api_json_limits(const rl_config *cfg)

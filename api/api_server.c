@@ -105,6 +105,7 @@ typedef struct api_conn {
     char method[16];
     unsigned status;
     bool body_too_big;
+    bool body_no_memory; /* the body could not be held: 503, not the client's 413 */
     api_job *job;    /* the answer of a waiting request, set once its thread resumed us */
     api_pool *waited; /* it was a waiting request of that pool (counted in unanswered until completed) */
     api_errors *errors; /* where a 5xx answer is recorded (the server's ring) */
@@ -114,6 +115,10 @@ typedef struct api_conn {
     char actor[96];    /* who asked ("" : no valid token) */
     char token_id[17]; /* the token's id (an invalid one: the id it claims, if any) */
     char subject[72];  /* the record or golden id the path names, or "" */
+    /* Authorised when the headers came, before any of the body was read (api_precheck). */
+    bool authorized;
+    api_principal who;
+    bool discard_body; /* to be refused: its body is read and dropped, not kept */
 } api_conn;
 
 static rl_error *api_health(api_ctx *ctx, const api_request *req, api_response *resp);
@@ -418,6 +423,9 @@ static enum MHD_Result api_send_error(struct MHD_Connection *conn, api_conn *rc,
     api_response resp = {0};
     if (rl_code_is_client(code)) {
         api_response_json(&resp, api_status_for(code), api_operation_outcome(code, rl_error_message(err)));
+        if (code == RL_EUNAUTHENTICATED) /* RFC 6750: a 401 names the scheme (a token revoked meanwhile) */
+            snprintf(resp.www_authenticate, sizeof resp.www_authenticate,
+                     "Bearer realm=\"ridgeline\", error=\"invalid_token\"");
     } else {
         rl_log_error(RL_LOG_ERROR, "api", "request failed", err);
         char text[128];
@@ -551,8 +559,12 @@ static void *api_pool_main(void *arg)
         pthread_mutex_unlock(&pool->mu);
         if (stopping)
             api_job_refuse(&job->resp, "the server is stopping: try again when it is back", "5");
-        else
-            job->err = job->route->handler(&api->ctx, &job->req, &job->resp);
+        else {
+            /* A token revoked while its request waited in the queue: not run (401). */
+            job->err = job->req.who ? api_auth_recheck(api->ctx.auth, job->req.who) : NULL;
+            if (!job->err)
+                job->err = job->route->handler(&api->ctx, &job->req, &job->resp);
+        }
         /* From here the connection's worker owns the job (api_on_request sends and frees it);
          * libmicrohttpd's resume orders our writes before its handler call. */
         MHD_resume_connection(job->conn);
@@ -707,6 +719,8 @@ static enum MHD_Result api_dispatch(rl_api *api, struct MHD_Connection *conn, ap
                                     const char *url, const char *method)
 {
     bool fhir = strncmp(url, "/fhir", 5) == 0;
+    if (rc->body_no_memory)
+        return api_send_status(conn, rc, 503, RL_ENOMEM, "out of memory for the request body: try again", fhir);
     if (rc->body_too_big) {
         char text[96];
         snprintf(text, sizeof text, "request body larger than the limit of %lld bytes",
@@ -749,15 +763,28 @@ static enum MHD_Result api_dispatch(rl_api *api, struct MHD_Connection *conn, ap
     rc->route_index = (int)(route - api_routes);
     fhir = route->fhir;
     api_principal who = {0};
-    if (route->perm != API_PERM_PUBLIC) {
+    if (route->perm != API_PERM_PUBLIC && !rc->authorized) {
         rc->audited = true;
         snprintf(rc->actor, sizeof rc->actor, "%s", api->ctx.cfg->auth_mode == 0 ? "" : "api");
         api_route_subject(route, &req, rc->subject, sizeof rc->subject);
     }
     if (route->perm != API_PERM_PUBLIC && api->ctx.cfg->auth_mode == 0) {
-        enum MHD_Result refused;
-        if (api_authorize(api, conn, rc, route, fhir, &who, &refused))
-            return refused;
+        if (rc->authorized) {
+            /* Authorised before the body came; a token revoked while it came is refused now. */
+            who = rc->who;
+            rl_error *revoked = api_auth_recheck(api->ctx.auth, &who);
+            if (revoked)
+                return api_send_error(conn, rc, revoked, fhir);
+        } else {
+            enum MHD_Result refused;
+            if (api_authorize(api, conn, rc, route, fhir, &who, &refused))
+                return refused;
+            if (rc->discard_body) /* refused when it came, valid now (a token made meanwhile): its body is gone */
+                return api_send_status(conn, rc, 503, RL_ERETRY,
+                                       "the request's body was not kept (its token was not valid when it came): "
+                                       "send it again",
+                                       fhir);
+        }
         req.actor = who.actor;
         req.bound_system = who.system[0] ? who.system : NULL;
         req.who = &who;
@@ -793,6 +820,66 @@ static enum MHD_Result api_dispatch(rl_api *api, struct MHD_Connection *conn, ap
     return ok;
 }
 
+/* The request announces a body (a length over 0, or chunks) and does not wait
+ * to be invited to send it (Expect: 100-continue): it comes whatever we answer. */
+static bool api_body_comes_anyway(struct MHD_Connection *conn)
+{
+    const char *length = api_header_lookup(conn, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    const char *chunked = api_header_lookup(conn, MHD_HTTP_HEADER_TRANSFER_ENCODING);
+    const char *expect = api_header_lookup(conn, MHD_HTTP_HEADER_EXPECT);
+    bool body = (length && strtoull(length, NULL, 10) > 0) || (chunked && strcasestr(chunked, "chunked"));
+    return body && !(expect && strcasestr(expect, "100-continue"));
+}
+
+/*
+ * When the headers are complete, before any of the body is read. A request
+ * that will be refused (no such route or method: 404, 405; no token that may
+ * make it: 401, 403, 429) keeps none of its body: answered now when it sent
+ * none yet or waits for the invitation (Expect: 100-continue), else read and
+ * dropped and answered when it ends (answering mid-upload makes the peer's
+ * close lose the answer). An authorised one keeps its principal for
+ * api_dispatch. So a client without a valid token cannot make the server hold
+ * bodies of up to http.max_body_bytes on every connection it opens. True:
+ * answered (*sent).
+ */
+static bool api_precheck(rl_api *api, struct MHD_Connection *conn, api_conn *rc, const char *url,
+                         const char *method, enum MHD_Result *sent)
+{
+    char scratch[2048];
+    const api_route *route = NULL;
+    api_request req = {.method = method, .path = url, .header_fn = api_header_lookup, .query_fn = api_query_lookup,
+                       .args_fn = api_args_lookup, .conn = conn};
+    bool head = strcmp(method, "HEAD") == 0, later = api_body_comes_anyway(conn);
+    api_match m = api_route_find(api_routes, sizeof api_routes / sizeof *api_routes, head ? "GET" : method, url,
+                                 scratch, sizeof scratch, &route, req.params, &req.nparams);
+    if (m != API_MATCH_OK || (head && !api_route_is_ui(route))) {
+        rc->discard_body = later;
+        if (later)
+            return false; /* api_dispatch answers its 404 or 405 when the body has been dropped */
+        *sent = api_dispatch(api, conn, rc, url, method);
+        return true;
+    }
+    if (route->perm == API_PERM_PUBLIC || api->ctx.cfg->auth_mode != 0)
+        return false;
+    if (later) {
+        /* Asked without charging the token's rate or auditing: api_dispatch does both, once. */
+        api_principal who = {0};
+        rl_error *err = api_auth_authenticate(api->ctx.auth, api_header_lookup(conn, MHD_HTTP_HEADER_AUTHORIZATION),
+                                              &who);
+        rc->discard_body = err || (api_role_perms(who.role) & route->perm) != route->perm;
+        rl_error_free(err);
+        return false;
+    }
+    rc->audited = true;
+    rc->route = route->pattern;
+    rc->route_index = (int)(route - api_routes);
+    api_route_subject(route, &req, rc->subject, sizeof rc->subject);
+    if (api_authorize(api, conn, rc, route, route->fhir, &rc->who, sent))
+        return true;
+    rc->authorized = true;
+    return false;
+}
+
 static enum MHD_Result api_on_request(void *cls, struct MHD_Connection *conn, const char *url,
                                       const char *method, const char *version,
                                       const char *upload_data, size_t *upload_data_size,
@@ -826,6 +913,9 @@ static enum MHD_Result api_on_request(void *cls, struct MHD_Connection *conn, co
         rc->registry = api->ctx.registry;
         snprintf(rc->method, sizeof rc->method, "%s", method);
         *con_cls = rc;
+        enum MHD_Result sent;
+        if (api_precheck(api, conn, rc, url, method, &sent))
+            return sent;
         /* Refuse a declared oversized body before reading any of it. */
         const char *declared = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
                                                            MHD_HTTP_HEADER_CONTENT_LENGTH);
@@ -844,10 +934,11 @@ static enum MHD_Result api_on_request(void *cls, struct MHD_Connection *conn, co
             rc->status = 408;
             return MHD_NO;
         }
-        if (!rc->body_too_big) {
+        if (!rc->body_too_big && !rc->discard_body) {
             rl_error *err = rl_buf_append(&rc->body, upload_data, *upload_data_size);
             if (err) {
                 rc->body_too_big = true;
+                rc->body_no_memory = rl_error_code(err) == RL_ENOMEM;
                 rl_buf_free(&rc->body); /* the rest is read and dropped */
                 rl_error_free(err);
             }
@@ -1074,6 +1165,8 @@ rl_error *rl_api_start(const rl_config *cfg, rl_registry *registry, rl_store *st
         {MHD_OPTION_THREAD_POOL_SIZE, threads, NULL},
         {MHD_OPTION_CONNECTION_TIMEOUT, cfg->http_connection_timeout_s, NULL},
         {MHD_OPTION_CONNECTION_LIMIT, cfg->http_max_connections, NULL},
+        /* One host (a stuck integration, a slow sender) may not hold every connection the desks need. */
+        {MHD_OPTION_PER_IP_CONNECTION_LIMIT, cfg->http_max_connections_per_ip, NULL},
         /* The per-connection pool holds the request line and headers: larger ones get 431. */
         {MHD_OPTION_CONNECTION_MEMORY_LIMIT, cfg->http_max_header_bytes, NULL},
         {MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)api_on_completed, api},

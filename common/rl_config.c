@@ -50,6 +50,7 @@ static const rl_opt rl_opts[] = {
     RL_OPTION("http", "max_string_bytes", RL_OPT_BIGINT, http_max_string_bytes, 64, 1LL << 30),
     RL_OPTION("http", "connection_timeout_s", RL_OPT_INT, http_connection_timeout_s, 1, 3600),
     RL_OPTION("http", "max_connections", RL_OPT_INT, http_max_connections, 1, 65536),
+    RL_OPTION("http", "max_connections_per_ip", RL_OPT_INT, http_max_connections_per_ip, 0, 65536),
     RL_OPTION("http", "request_timeout_s", RL_OPT_INT, http_request_timeout_s, 1, 3600),
     RL_OPTION("http", "max_header_bytes", RL_OPT_INT, http_max_header_bytes, 4096, 1 << 20),
     RL_OPTION("http", "max_identifiers", RL_OPT_INT, http_max_identifiers, 1, 10000),
@@ -97,6 +98,7 @@ void rl_config_defaults(rl_config *cfg)
     cfg->http_max_string_bytes = 1LL << 20;
     cfg->http_connection_timeout_s = 30;
     cfg->http_max_connections = 512;
+    cfg->http_max_connections_per_ip = 128;
     cfg->http_request_timeout_s = 60;
     cfg->http_max_header_bytes = 32768;
     cfg->http_max_identifiers = 32;

@@ -48,6 +48,7 @@ typedef struct rl_config {
     long long http_max_string_bytes;
     int http_connection_timeout_s;
     int http_max_connections;
+    int http_max_connections_per_ip; /* 0: no limit (behind a proxy every client has its address) */
     int http_request_timeout_s;  /* a request body still arriving after this is dropped */
     int http_max_header_bytes;   /* request line + headers (larger: 431) */
     int http_max_identifiers;    /* per Patient (larger: 413) */

@@ -9,6 +9,7 @@
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -629,6 +630,138 @@ static void test_patient_limits(void **state)
     assert_int_equal(records_count(port), 0);
 }
 
+typedef struct name_race {
+    int port;
+    const char *token, *body;
+    long status;
+} name_race;
+
+static void *name_race_create(void *arg)
+{
+    name_race *r = arg;
+    char auth[256];
+    snprintf(auth, sizeof auth, "Authorization: Bearer %s", r->token);
+    const char *headers[] = {"Content-Type: application/json", auth, NULL};
+    rl_test_response resp;
+    r->status = rl_test_http(r->port, "POST", "/admin/tokens", headers, r->body, strlen(r->body), &resp) ? resp.status
+                                                                                                         : -1;
+    if (r->status > 0)
+        rl_test_response_free(&resp);
+    return NULL;
+}
+
+/* Names are unique even when two creations of one name arrive together: one 201, one 409. */
+static void test_token_names_unique_under_concurrency(void **state)
+{
+    rl_test_server *srv = *state;
+    for (int round = 0; round < 20; round++) {
+        char body[128];
+        snprintf(body, sizeof body, "{\"role\":\"reader\",\"name\":\"desk-%d\"}", round);
+        name_race a = {srv->port, srv->token, body, 0}, b = a;
+        pthread_t ta, tb;
+        assert_int_equal(pthread_create(&ta, NULL, name_race_create, &a), 0);
+        assert_int_equal(pthread_create(&tb, NULL, name_race_create, &b), 0);
+        pthread_join(ta, NULL);
+        pthread_join(tb, NULL);
+        if (!((a.status == 201 && b.status == 409) || (a.status == 409 && b.status == 201)))
+            fail_msg("round %d: %ld and %ld, expected one 201 and one 409", round, a.status, b.status);
+    }
+}
+
+/* Sends request headers announcing a body of `length` (Expect: 100-continue)
+ * and returns the first line the server answers with, before any body byte. */
+static void first_answer_line(int port, const char *token, long length, char *line, size_t size)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr);
+    assert_int_equal(connect(fd, (struct sockaddr *)&addr, sizeof addr), 0);
+    char head[512], auth[160] = "";
+    if (token)
+        snprintf(auth, sizeof auth, "Authorization: Bearer %s\r\n", token);
+    int n = snprintf(head, sizeof head,
+                     "POST /fhir/Patient HTTP/1.1\r\nHost: x\r\nContent-Type: application/fhir+json\r\n%s"
+                     "Content-Length: %ld\r\nExpect: 100-continue\r\n\r\n",
+                     auth, length);
+    assert_int_equal(write(fd, head, (size_t)n), n);
+    struct timeval tv = {5, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    ssize_t got = read(fd, line, size - 1);
+    line[got > 0 ? got : 0] = '\0';
+    char *eol = strstr(line, "\r\n");
+    if (eol)
+        *eol = '\0';
+    close(fd);
+}
+
+/* A request without a valid token is refused when its headers arrive: the
+ * server neither invites (100 Continue) nor buffers the body it announces. */
+static void test_body_waits_for_the_token(void **state)
+{
+    rl_test_server *srv = *state;
+    char line[256];
+    first_answer_line(srv->port, NULL, 1000000, line, sizeof line);
+    assert_string_equal(line, "HTTP/1.1 401 Unauthorized");
+    first_answer_line(srv->port, "rl_notavalidtoken", 1000000, line, sizeof line);
+    assert_string_equal(line, "HTTP/1.1 401 Unauthorized");
+    /* the same with a valid token: the body is asked for */
+    first_answer_line(srv->port, srv->token, 1000000, line, sizeof line);
+    assert_string_equal(line, "HTTP/1.1 100 Continue");
+    /* a client that sends its body without waiting gets its refusal once the body is in (read and dropped),
+     * not a connection reset mid-upload */
+    char *big = malloc(1000001);
+    assert_non_null(big);
+    memset(big, ' ', 1000000);
+    big[1000000] = '\0';
+    json_t *oo = call_as(srv->port, NULL, "POST", "/fhir/Patient", big, 401, NULL);
+    assert_string_equal(json_string_value(json_object_get(oo, "resourceType")), "OperationOutcome");
+    json_decref(oo);
+    json_decref(call_as(srv->port, srv->token, "POST", "/fhir/Patient/x/nothing-here", big, 404, NULL));
+    free(big);
+    assert_int_equal(records_count(srv->port), 0);
+}
+
+static int open_loopback(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr);
+    assert_int_equal(connect(fd, (struct sockaddr *)&addr, sizeof addr), 0);
+    return fd;
+}
+
+/* http.max_connections_per_ip: one host holding its share of idle
+ * connections gets no more (closed at once), and others still get answers. */
+static void test_connections_per_address(void **state)
+{
+    (void)state;
+    rl_test_server srv = {0};
+    assert_true(rl_test_server_start_config(&srv, "authcfg", "{\"http\":{\"max_connections_per_ip\":3}}"));
+    int held[3];
+    for (int i = 0; i < 3; i++) {
+        held[i] = open_loopback(srv.port);
+        assert_int_equal(write(held[i], "GET /health HTTP/1.1\r\n", 22), 22); /* and never the rest */
+    }
+    struct timespec pause = {0, 200000000L};
+    nanosleep(&pause, NULL);
+    int extra = open_loopback(srv.port);
+    struct timeval tv = {5, 0};
+    setsockopt(extra, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    static const char get[] = "GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    ssize_t w = write(extra, get, sizeof get - 1);
+    (void)w; /* the server may have closed it already */
+    char buf[256];
+    assert_true(read(extra, buf, sizeof buf) <= 0);
+    close(extra);
+    close(held[0]);
+    nanosleep(&pause, NULL);
+    json_decref(call_as(srv.port, NULL, "GET", "/health", NULL, 200, NULL)); /* a place came free */
+    close(held[1]);
+    close(held[2]);
+    assert_int_equal(rl_test_server_stop(&srv), 0);
+    rl_test_server_cleanup(&srv);
+}
+
 /* A body that dribbles in past http.request_timeout_s: the connection is dropped. */
 static void test_slow_body(void **state)
 {
@@ -798,6 +931,10 @@ int main(void)
         cmocka_unit_test(test_cli_tokens),
         cmocka_unit_test_setup_teardown(test_patient_limits, rl_test_server_setup, rl_test_server_teardown),
         cmocka_unit_test(test_slow_body),
+        cmocka_unit_test(test_connections_per_address),
+        cmocka_unit_test_setup_teardown(test_body_waits_for_the_token, rl_test_server_setup, rl_test_server_teardown),
+        cmocka_unit_test_setup_teardown(test_token_names_unique_under_concurrency, rl_test_server_setup,
+                                        rl_test_server_teardown),
         cmocka_unit_test_setup_teardown(test_metrics, rl_test_server_setup, rl_test_server_teardown),
         cmocka_unit_test(test_tls),
     };

@@ -715,6 +715,12 @@ static void test_search_errors(void **state)
     assert_int_equal(json_array_size(json_object_get(b, "entry")), 0);
     json_decref(b);
     expect_outcome(port, "GET", "/fhir/Patient?_format=application/fhir%2Bxml", NULL, NULL, 406, "not-supported", NULL);
+    /* Errors that quote bytes the client sent which are not UTF-8 (a parameter name or modifier, or a
+     * name cut inside a character) still answer with an OperationOutcome, the bytes marked. */
+    static const char *const not_utf8[] = {"/fhir/Patient?%FF=1", "/fhir/Patient?family:%FF=x",
+                                           "/fhir/Patient?aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa%C3%A9=1"};
+    for (size_t k = 0; k < sizeof not_utf8 / sizeof *not_utf8; k++)
+        expect_outcome(port, "GET", not_utf8[k], NULL, NULL, 400, "invalid", NULL);
     free_people(ids);
 }
 
