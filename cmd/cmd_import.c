@@ -38,8 +38,8 @@ enum {
 void cmd_import_help(void)
 {
     printf("usage: ridgeline import FILE [--format csv|ndjson|bundle] [--mapping MAP.json]\n"
-           "                        [--rejects OUT.ndjson] [--state STATE] [--restart] [--data DIR]\n"
-           "                        [--config FILE] [--server HOST:PORT]\n"
+           "                        [--source-system URI] [--rejects OUT.ndjson] [--state STATE]\n"
+           "                        [--restart] [--data DIR] [--config FILE] [--server HOST:PORT]\n"
            "\n"
            "Registers every row of FILE through the registration path the API uses (matching\n"
            "included). --format defaults from the name: .ndjson, .json (a Bundle), else CSV,\n"
@@ -47,6 +47,9 @@ void cmd_import_help(void)
            "OUT.ndjson (default FILE.rejects.ndjson) with their row number and reason; the rest\n"
            "go on. A Patient needs an identifier (system and value) of the system that sends\n"
            "it: without one a second sending could not be recognised, so such a row is rejected.\n"
+           "NDJSON and Bundle rows are recognised by their identifier of --source-system URI\n"
+           "(over HTTP, by default, the token's bound system), put first for the registry;\n"
+           "a row without one is rejected. Without either, by their first identifier.\n"
            "Progress is kept in STATE (default FILE.import-state): run the same command again\n"
            "after an interruption and it resumes, if it imports the same file, with the same\n"
            "format and mapping, into the same store or server; otherwise it says why and starts\n"
@@ -75,6 +78,8 @@ typedef struct import_state {
     char rejects[PATH_MAX];     /* that rejects file: its real path (as typed in a state before version 4) */
     bool rejects_known;         /* and what it is, device and inode (not in a state before version 4) */
     long long rejects_dev, rejects_ino;
+    char last_stored[80];       /* the id of the last record stored before done was recorded ("" none) */
+    char source_system[256];    /* rows keyed on their identifier of this system ("" the first one) */
 } import_state;
 
 static void import_copy(char *out, size_t size, const json_t *j, const char *key)
@@ -108,6 +113,8 @@ static bool import_state_load(const char *path, import_state *st, bool *unreadab
     st->rejects_known = json_is_integer(ino);
     st->rejects_ino = json_integer_value(ino);
     st->rejects_dev = json_integer_value(json_object_get(j, "rejects_dev"));
+    import_copy(st->last_stored, sizeof st->last_stored, j, "last_stored");
+    import_copy(st->source_system, sizeof st->source_system, j, "source_system");
     json_decref(j);
     return true;
 }
@@ -128,6 +135,10 @@ static bool import_state_matches(const import_state *saved, const import_state *
         snprintf(why, size, "it was for --format %s, not %s", saved->format, cur->format);
     else if (strcmp(saved->mapping, cur->mapping) != 0)
         snprintf(why, size, "the mapping is not the one it was read with");
+    else if (strcmp(saved->source_system, cur->source_system) != 0)
+        snprintf(why, size, "its rows were recognised by the identifier of %s, not %s",
+                 saved->source_system[0] ? saved->source_system : "their first identifier",
+                 cur->source_system[0] ? cur->source_system : "the first one");
     else if (saved->done < 0 || saved->rejects_bytes < 0)
         snprintf(why, size, "it is damaged");
     else
@@ -143,12 +154,12 @@ static rl_error *import_state_save(const char *path, const import_state *st)
     json_t *j = NULL;
     if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp)
         RL_FAIL(RL_EINVAL, "path too long: %s", path);
-    j = json_pack("{s:i, s:s, s:I, s:I, s:I, s:s, s:s, s:s, s:I, s:I, s:s, s:I, s:I}", "version", 4, "file", st->file,
-                  "size", (json_int_t)st->size, "mtime", (json_int_t)st->mtime, "mtime_nsec",
+    j = json_pack("{s:i, s:s, s:I, s:I, s:I, s:s, s:s, s:s, s:I, s:I, s:s, s:I, s:I, s:s, s:s}", "version", 4, "file",
+                  st->file, "size", (json_int_t)st->size, "mtime", (json_int_t)st->mtime, "mtime_nsec",
                   (json_int_t)st->mtime_nsec, "target", st->target, "format", st->format, "mapping_sha256",
                   st->mapping, "done_rows", (json_int_t)st->done, "rejects_bytes", (json_int_t)st->rejects_bytes,
                   "rejects", st->rejects, "rejects_dev", (json_int_t)st->rejects_dev, "rejects_ino",
-                  (json_int_t)st->rejects_ino);
+                  (json_int_t)st->rejects_ino, "last_stored", st->last_stored, "source_system", st->source_system);
     if (!j)
         RL_FAIL(RL_ENOMEM, "out of memory");
     errno = 0;
@@ -189,6 +200,26 @@ cleanup:
 }
 
 /* Fails when the state cannot be written where it goes, before a store is opened (or made) for nothing. */
+/* The rejects and state files are written, cut and removed: each must be a
+ * regular file (or not be there yet) and neither the input nor the mapping
+ * (`--rejects data.ndjson` cut the input to nothing, and `--state /dev/null`
+ * renamed a file over the device). */
+static rl_error *import_path_safe(const char *what, const char *path, const struct stat *input,
+                                  const struct stat *mapping)
+{
+    struct stat st;
+    if (stat(path, &st) != 0)
+        return errno == ENOENT ? NULL : RL_ERR(RL_EINVAL, "%s %s: %s", what, path, strerror(errno));
+    if (!S_ISREG(st.st_mode))
+        return RL_ERR(RL_EINVAL, "%s %s: not a regular file, and it would be written, cut and removed (%s PATH "
+                      "puts it elsewhere)", what, path, what);
+    if ((st.st_dev == input->st_dev && st.st_ino == input->st_ino) ||
+        (mapping && st.st_dev == mapping->st_dev && st.st_ino == mapping->st_ino))
+        return RL_ERR(RL_EINVAL, "%s %s is the %s itself (%s PATH puts it elsewhere)", what, path,
+                      st.st_ino == input->st_ino && st.st_dev == input->st_dev ? "input" : "mapping", what);
+    return NULL;
+}
+
 static rl_error *import_state_writable(const char *path)
 {
     char tmp[PATH_MAX + 8];
@@ -340,6 +371,48 @@ static const char *import_diagnostics(const json_t *answer)
         json_object_get(json_array_get(json_object_get(answer, "issue"), 0), "diagnostics"));
 }
 
+/* With a source system: its identifier moved first, where the registry keys a
+ * re-sent row on it (an export listing a national number first would have
+ * keyed every patient sharing a placeholder number on one record); false when
+ * the Patient has none. */
+static bool import_key_first(json_t *patient, const char *system)
+{
+    json_t *idents = json_object_get(patient, "identifier");
+    size_t i;
+    json_t *ident;
+    json_array_foreach(idents, i, ident) {
+        const char *s = json_string_value(json_object_get(ident, "system"));
+        const char *v = json_string_value(json_object_get(ident, "value"));
+        if (!s || strcmp(s, system) != 0 || !v || !*v)
+            continue;
+        if (i > 0) {
+            json_incref(ident);
+            json_array_remove(idents, i);
+            json_array_insert_new(idents, 0, ident);
+        }
+        return true;
+    }
+    return false;
+}
+
+/* The system a server token is bound to ("" none, or not over HTTP). */
+static rl_error *import_token_system(cmd_session *session, char *out, size_t size)
+{
+    rl_error *err = NULL;
+    json_t *answer = NULL;
+    long status = 0;
+    out[0] = '\0';
+    if (!session->remote)
+        return NULL;
+    RL_TRY(cmd_session_call(session, "GET", "/whoami", NULL, &status, &answer));
+    const char *system = json_string_value(json_object_get(answer, "system"));
+    if (status == 200 && system)
+        snprintf(out, size, "%s", system);
+cleanup:
+    json_decref(answer);
+    return err;
+}
+
 /* True when the Patient carries an identifier the registry keys a re-send on (system and value). */
 static bool import_has_source_key(const json_t *patient)
 {
@@ -380,6 +453,22 @@ static void import_sleep_s(int secs)
     }
 }
 
+/* Whether the target holds record id (answered, even as gone or merged): a
+ * 404 means it never did. Other answers (a server down) are left for the
+ * rows to meet. */
+static bool import_target_holds(cmd_session *session, const char *id)
+{
+    char path[160];
+    snprintf(path, sizeof path, "/fhir/Patient/%s", id);
+    long status = 0;
+    json_t *answer = NULL;
+    rl_error *err = cmd_session_call(session, "GET", path, NULL, &status, &answer);
+    bool unanswered = err != NULL;
+    json_decref(answer);
+    rl_error_free(err);
+    return unanswered || status != 404;
+}
+
 /* Where the rows go, as the state names it: the real path of a store folder
  * (however --data or the settings spell it), or the server named. */
 static void import_target(const cmd_session *session, const char *server, char *out, size_t size)
@@ -395,13 +484,14 @@ static void import_target(const cmd_session *session, const char *server, char *
 int cmd_import(int argc, char **argv)
 {
     const char *format = NULL, *mapping_path = NULL, *rejects_path = NULL, *state_arg = NULL, *data = NULL,
-               *config = NULL, *server = NULL;
+               *config = NULL, *server = NULL, *source_system = NULL;
     bool restart = false;
     static const struct option longopts[] = {
         {"format", required_argument, NULL, 'f'}, {"mapping", required_argument, NULL, 'm'},
         {"rejects", required_argument, NULL, 'r'}, {"state", required_argument, NULL, 'S'},
         {"restart", no_argument, NULL, 'R'},      {"data", required_argument, NULL, 'd'},
         {"config", required_argument, NULL, 'c'}, {"server", required_argument, NULL, 's'},
+        {"source-system", required_argument, NULL, 'k'},
         {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0},
     };
     optind = 1;
@@ -416,6 +506,7 @@ int cmd_import(int argc, char **argv)
         case 'd': data = optarg; break;
         case 'c': config = optarg; break;
         case 's': server = optarg; break;
+        case 'k': source_system = optarg; break;
         case 'h': cmd_import_help(); return CMD_OK;
         default: fprintf(stderr, "try: ridgeline import --help\n"); return CMD_USAGE;
         }
@@ -438,6 +529,11 @@ int cmd_import(int argc, char **argv)
     }
     if (csv_format && !mapping_path) {
         fprintf(stderr, "ridgeline import: a CSV needs --mapping (see ingest/mappings)\n");
+        return CMD_USAGE;
+    }
+    if (source_system && (csv_format || !*source_system || strlen(source_system) >= 256 || strchr(source_system, '|'))) {
+        fprintf(stderr, "ridgeline import: --source-system is a system URI without '|', for NDJSON and Bundle rows "
+                        "(a CSV's rows are keyed on its mapping's source_system)\n");
         return CMD_USAGE;
     }
 
@@ -470,6 +566,17 @@ int cmd_import(int argc, char **argv)
     state.mtime = (long long)st.st_mtim.tv_sec;
     state.mtime_nsec = (long long)st.st_mtim.tv_nsec;
     snprintf(state.format, sizeof state.format, "%s", format);
+    struct stat mapping_st;
+    if (mapping_path && stat(mapping_path, &mapping_st) != 0)
+        RL_FAIL(RL_EINVAL, "cannot read the mapping %s: %s", mapping_path, strerror(errno));
+    RL_TRY(import_path_safe("--rejects", rejects_path, &st, mapping_path ? &mapping_st : NULL));
+    RL_TRY(import_path_safe("--state", state_path, &st, mapping_path ? &mapping_st : NULL));
+    {
+        struct stat rs, ss;
+        if (stat(rejects_path, &rs) == 0 && stat(state_path, &ss) == 0 && rs.st_dev == ss.st_dev &&
+            rs.st_ino == ss.st_ino)
+            RL_FAIL(RL_EINVAL, "--rejects and --state name one file: name two");
+    }
     RL_TRY(import_state_writable(state_path));
     if (csv_format) {
         json_error_t jerr;
@@ -498,6 +605,13 @@ int cmd_import(int argc, char **argv)
         snprintf(state.rejects, sizeof state.rejects, "%s", rejects_path);
     RL_TRY(cmd_session_open_bulk(&session, config, data, server));
     import_target(&session, server, state.target, sizeof state.target);
+    if (source_system)
+        snprintf(state.source_system, sizeof state.source_system, "%s", source_system);
+    else if (!csv_format)
+        RL_TRY(import_token_system(&session, state.source_system, sizeof state.source_system));
+    if (!csv_format && !state.source_system[0])
+        fprintf(stderr, "import: rows are recognised by their first identifier (--source-system URI names the "
+                        "sending system's)\n");
 
     bool unreadable = false;
     if (!restart && import_state_load(state_path, &saved, &unreadable)) {
@@ -505,9 +619,16 @@ int cmd_import(int argc, char **argv)
         if (!import_state_matches(&saved, &state, why, sizeof why)) {
             fprintf(stderr, "import: the progress in %s is not used: %s; it is replaced, starting from row 1\n",
                     state_path, why);
+        } else if (saved.done > 0 && saved.last_stored[0] && !import_target_holds(&session, saved.last_stored)) {
+            /* The same path, another store (made anew, or a backup restored into it): the rows the
+             * progress counts are not there, and skipping them would leave them out without a word. */
+            fprintf(stderr, "import: the progress in %s is not used: the target does not hold the last record it "
+                            "says was stored (a new or restored store?); starting from row 1\n",
+                    state_path);
         } else {
             RL_TRY(import_rejects_resumable(&saved, &state, rejects_ours, state_path, &state.rejects_bytes));
             skip = saved.done;
+            snprintf(state.last_stored, sizeof state.last_stored, "%s", saved.last_stored);
         }
     } else if (unreadable) {
         fprintf(stderr, "import: the progress in %s cannot be read (damaged); it is replaced, starting from row 1\n",
@@ -533,6 +654,7 @@ int cmd_import(int argc, char **argv)
         RL_FAIL(RL_EIO, "cannot write %s: %s", rejects_path, strerror(errno));
 
     long created = 0, updated = 0, rejected = 0, since_checkpoint = 0, waits = 0, left_out = 0;
+    char stored_id[sizeof state.last_stored] = ""; /* the last record stored: recorded at each checkpoint */
     uint64_t t0 = rl_time_mono_ns(), last_note = 0;
     for (;;) {
         ingest_row row;
@@ -548,6 +670,13 @@ int cmd_import(int argc, char **argv)
         if (rows <= skip) {
             ingest_row_clear(&row);
             continue;
+        }
+        if (row.patient && state.source_system[0] && !csv && !import_key_first(row.patient, state.source_system)) {
+            json_decref(row.patient);
+            row.patient = NULL;
+            snprintf(row.problem, sizeof row.problem,
+                     "no identifier of the sending system %.160s: a second sending could not be recognised",
+                     state.source_system);
         }
         if (row.patient && !import_has_source_key(row.patient)) {
             /* The registry recognises a re-sent row by its source identifier: without one, every
@@ -574,6 +703,9 @@ int cmd_import(int argc, char **argv)
                 if (verdict == IMPORT_STORED) {
                     created += status == 201;
                     updated += status == 200;
+                    const char *id = json_string_value(json_object_get(answer, "id"));
+                    if (id && strlen(id) < sizeof stored_id)
+                        snprintf(stored_id, sizeof stored_id, "%s", id);
                     /* Stored with a value the mapping says to leave out ("invalid_birth_date": "leave_out"). */
                     left_out += row.problem[0] != '\0';
                 } else if (verdict == IMPORT_REJECTED) {
@@ -624,6 +756,8 @@ int cmd_import(int argc, char **argv)
                 RL_FAIL(RL_EIO, "cannot tell the length of %s: %s", rejects_path, strerror(errno));
             state.done = rows;
             state.rejects_bytes = pos;
+            if (stored_id[0])
+                snprintf(state.last_stored, sizeof state.last_stored, "%s", stored_id);
             RL_TRY(import_state_save(state_path, &state));
             since_checkpoint = 0;
             import_progress(rows - skip, total < 0 ? -1 : total - skip, (double)(rl_time_mono_ns() - t0) / 1e9);

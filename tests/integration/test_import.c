@@ -2,6 +2,7 @@
  * refusals; where its progress is kept) and export. */
 #include <fcntl.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -359,6 +360,103 @@ static void test_http_refusal_stops_and_resumes(void **state)
     assert_int_equal(count_lines(rejects), 649); /* each bad row once */
     assert_int_not_equal(stat(state_path, &st), 0);
     assert_int_equal(rl_test_server_stop(&srv), 0);
+    rl_test_server_cleanup(&srv);
+}
+
+/* A registrar token bound to urn:t (caller frees). */
+static char *make_bound_token(int port)
+{
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "%s token create --role registrar --system urn:t --name import-bound --server 127.0.0.1:%d",
+             rl_test_bin(), port);
+    json_t *j = run_ok(cmd);
+    char *copy = strdup(json_string_value(json_object_get(j, "token")));
+    json_decref(j);
+    return copy;
+}
+
+/* A resume into the same target but another store (the folder made anew, or
+ * a backup restored into it) does not skip the rows its progress counts:
+ * they are not there, and it starts from row 1. The first run is killed
+ * (kill -9) once its progress has recorded a stored row. */
+static void test_resume_into_another_store_starts_over(void **state)
+{
+    import_dir *d = *state;
+    enum { ROWS = 30000 };
+    write_patients(d->nd, ROWS);
+    char cmd[4096], pidfile[1100], progress[1100];
+    snprintf(pidfile, sizeof pidfile, "%s/import.pid", d->dir);
+    snprintf(progress, sizeof progress, "%s.import-state", d->nd);
+    snprintf(cmd, sizeof cmd, "%s import %s --data %s >/dev/null 2>&1 & echo $! > %s", rl_test_bin(), d->nd, d->store,
+             pidfile);
+    assert_int_equal(system(cmd), 0);
+    long pid = 0;
+    bool recorded = false;
+    for (int i = 0; i < 3000 && !recorded; i++) { /* up to a minute */
+        usleep(20 * 1000);
+        char *text = pid ? NULL : rl_test_read_file(pidfile, NULL);
+        if (text) {
+            pid = atol(text);
+            free(text);
+        }
+        json_t *j = json_load_file(progress, 0, NULL);
+        const char *last = json_string_value(json_object_get(j, "last_stored"));
+        recorded = json_integer_value(json_object_get(j, "done_rows")) >= 500 && last && *last;
+        json_decref(j);
+    }
+    assert_true(pid > 0);
+    kill((pid_t)pid, SIGKILL);
+    if (!recorded)
+        fail_msg("the import recorded no progress with a stored row before it ended");
+    usleep(100 * 1000);
+    rl_test_rmtree(d->store); /* another store where the first one was */
+    snprintf(cmd, sizeof cmd, "%s import %s --data %s", rl_test_bin(), d->nd, d->store);
+    char *out = NULL;
+    assert_int_equal(rl_test_run(cmd, &out), 0);
+    if (!strstr(out, "does not hold") || strstr(out, "resuming"))
+        fail_msg("the progress made in another store was used:\n%s", out);
+    json_t *j = rl_test_json_line(out);
+    free(out);
+    assert_int_equal(json_integer_value(json_object_get(j, "skipped")), 0);
+    assert_int_equal(json_integer_value(json_object_get(j, "created")), ROWS);
+    json_decref(j);
+}
+
+/* NDJSON rows are recognised by the sending system's identifier, moved first:
+ * two people whose export lists a shared placeholder number first are two
+ * records, not one updated. Over HTTP a bound token names the system, and a
+ * row without its identifier is rejected (it used to stop the import: 403). */
+static void test_rows_keyed_on_the_sending_system(void **state)
+{
+    rl_test_server srv = {0};
+    assert_true(rl_test_server_start(&srv, NULL, NULL));
+    char nd[700], cmd[4096];
+    snprintf(nd, sizeof nd, "%s/rows.ndjson", srv.dir);
+    FILE *f = fopen(nd, "w");
+    assert_non_null(f);
+    for (int i = 1; i <= 2; i++)
+        fprintf(f, "{\"resourceType\":\"Patient\",\"identifier\":[{\"system\":\"urn:ssn\",\"value\":\"000-00-0000\"},"
+                   "{\"system\":\"urn:t\",\"value\":\"mrn-%d\"}],\"gender\":\"female\"}\n", i);
+    fputs("{\"resourceType\":\"Patient\",\"identifier\":[{\"system\":\"urn:other\",\"value\":\"x\"}]}\n", f);
+    fclose(f);
+    char *bound = make_bound_token(srv.port);
+    snprintf(cmd, sizeof cmd, "RIDGELINE_TOKEN=%s %s import %s --server 127.0.0.1:%d", bound, rl_test_bin(), nd,
+             srv.port);
+    free(bound);
+    json_t *j = run_ok(cmd);
+    assert_int_equal(json_integer_value(json_object_get(j, "created")), 2);
+    assert_int_equal(json_integer_value(json_object_get(j, "updated")), 0);
+    assert_int_equal(json_integer_value(json_object_get(j, "rejected")), 1);
+    json_decref(j);
+    assert_int_equal(rl_test_server_stop(&srv), 0);
+    /* In-process, --source-system says the same. */
+    char store[700];
+    snprintf(store, sizeof store, "%s/local", srv.dir);
+    snprintf(cmd, sizeof cmd, "%s import %s --data %s --source-system urn:t --restart", rl_test_bin(), nd, store);
+    j = run_ok(cmd);
+    assert_int_equal(json_integer_value(json_object_get(j, "created")), 2);
+    assert_int_equal(json_integer_value(json_object_get(j, "rejected")), 1);
+    json_decref(j);
     rl_test_server_cleanup(&srv);
 }
 
@@ -742,6 +840,25 @@ static void test_unwritable_rejects_makes_nothing(void **state)
     /* A folder is no rejects file either. */
     snprintf(cmd, sizeof cmd, "%s import %s --data %s --rejects %s", rl_test_bin(), d->nd, d->store, d->dir);
     expect_nothing_made(d, cmd, d->nd, "--rejects PATH");
+    /* Files that are written, cut and removed may be neither the input nor a device: refused, the input
+     * whole (it was cut to nothing, then removed when nothing was rejected). */
+    char *before = rl_test_read_file(d->nd, NULL);
+    snprintf(cmd, sizeof cmd, "%s import %s --data %s --rejects %s", rl_test_bin(), d->nd, d->store, d->nd);
+    expect_nothing_made(d, cmd, d->nd, "is the input itself");
+    snprintf(cmd, sizeof cmd, "%s import %s --data %s --state %s", rl_test_bin(), d->nd, d->store, d->nd);
+    expect_nothing_made(d, cmd, d->nd, "is the input itself");
+    snprintf(cmd, sizeof cmd, "%s import %s --data %s --state /dev/null", rl_test_bin(), d->nd, d->store);
+    expect_nothing_made(d, cmd, d->nd, "not a regular file");
+    snprintf(cmd, sizeof cmd, "%s import %s --data %s --rejects /dev/null", rl_test_bin(), d->nd, d->store);
+    expect_nothing_made(d, cmd, d->nd, "not a regular file");
+    char *after = rl_test_read_file(d->nd, NULL);
+    assert_non_null(after);
+    assert_string_equal(before, after);
+    free(before);
+    free(after);
+    struct stat st;
+    assert_int_equal(stat("/dev/null", &st), 0);
+    assert_true(S_ISCHR(st.st_mode));
 }
 
 /* A mapping whose system holds a '|' (the registry's separator of system and value) is a mapping error:
@@ -765,6 +882,8 @@ int main(void)
         cmocka_unit_test(test_fhir_import_with_rejects),
         cmocka_unit_test(test_http_rate_limit_waits),
         cmocka_unit_test(test_http_refusal_stops_and_resumes),
+        cmocka_unit_test_setup_teardown(test_resume_into_another_store_starts_over, import_dir_setup, import_dir_teardown),
+        cmocka_unit_test(test_rows_keyed_on_the_sending_system),
         cmocka_unit_test(test_state_is_for_one_target),
         cmocka_unit_test(test_resume_finds_its_rejects_file),
         cmocka_unit_test_setup_teardown(test_state_elsewhere, import_dir_setup, import_dir_teardown),
