@@ -279,7 +279,7 @@ rl_error *api_admin_token_create(api_ctx *ctx, const api_request *req, api_respo
         /* A token nobody was told of and the trail does not show: withdrawn (its secret was never sent). */
         json_t *gone = NULL;
         rl_error *rerr = api_auth_token_revoke(ctx->auth, json_string_value(json_object_get(made, "id")),
-                                               "ridgeline: its creation could not be audited", &gone);
+                                               API_TOKEN_WITHDRAWN_BY, &gone);
         json_decref(gone);
         if (rerr) {
             rl_log_error(RL_LOG_ERROR, "api", "an unaudited token could not be withdrawn", rerr);

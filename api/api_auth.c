@@ -446,7 +446,8 @@ static rl_error *api_token_name_taken(void *cls, json_t *entry)
 {
     const char *name = cls;
     const char *other = json_string_value(json_object_get(entry, "name"));
-    if (other && strcmp(other, name) == 0)
+    const char *revoked_by = json_string_value(json_object_get(entry, "revoked_by"));
+    if (other && strcmp(other, name) == 0 && !(revoked_by && strcmp(revoked_by, API_TOKEN_WITHDRAWN_BY) == 0))
         return RL_ERR(RL_ECONFLICT, "a token named %s exists already (names must be unique: they name the actor "
                       "in the audit trail)", name);
     return NULL;

@@ -821,14 +821,17 @@ static enum MHD_Result api_dispatch(rl_api *api, struct MHD_Connection *conn, ap
 }
 
 /* The request announces a body (a length over 0, or chunks) and does not wait
- * to be invited to send it (Expect: 100-continue): it comes whatever we answer. */
-static bool api_body_comes_anyway(struct MHD_Connection *conn)
+ * to be invited to send it: it comes whatever we answer. Waiting is what
+ * libmicrohttpd takes it for: HTTP/1.1 and exactly "Expect: 100-continue". */
+static bool api_body_comes_anyway(struct MHD_Connection *conn, const char *version)
 {
     const char *length = api_header_lookup(conn, MHD_HTTP_HEADER_CONTENT_LENGTH);
     const char *chunked = api_header_lookup(conn, MHD_HTTP_HEADER_TRANSFER_ENCODING);
     const char *expect = api_header_lookup(conn, MHD_HTTP_HEADER_EXPECT);
     bool body = (length && strtoull(length, NULL, 10) > 0) || (chunked && strcasestr(chunked, "chunked"));
-    return body && !(expect && strcasestr(expect, "100-continue"));
+    bool waits = expect && strcasecmp(expect, "100-continue") == 0 && version &&
+                 strcmp(version, MHD_HTTP_VERSION_1_1) == 0;
+    return body && !waits;
 }
 
 /*
@@ -843,13 +846,13 @@ static bool api_body_comes_anyway(struct MHD_Connection *conn)
  * answered (*sent).
  */
 static bool api_precheck(rl_api *api, struct MHD_Connection *conn, api_conn *rc, const char *url,
-                         const char *method, enum MHD_Result *sent)
+                         const char *method, const char *version, enum MHD_Result *sent)
 {
     char scratch[2048];
     const api_route *route = NULL;
     api_request req = {.method = method, .path = url, .header_fn = api_header_lookup, .query_fn = api_query_lookup,
                        .args_fn = api_args_lookup, .conn = conn};
-    bool head = strcmp(method, "HEAD") == 0, later = api_body_comes_anyway(conn);
+    bool head = strcmp(method, "HEAD") == 0, later = api_body_comes_anyway(conn, version);
     api_match m = api_route_find(api_routes, sizeof api_routes / sizeof *api_routes, head ? "GET" : method, url,
                                  scratch, sizeof scratch, &route, req.params, &req.nparams);
     if (m != API_MATCH_OK || (head && !api_route_is_ui(route))) {
@@ -859,7 +862,15 @@ static bool api_precheck(rl_api *api, struct MHD_Connection *conn, api_conn *rc,
         *sent = api_dispatch(api, conn, rc, url, method);
         return true;
     }
-    if (route->perm == API_PERM_PUBLIC || api->ctx.cfg->auth_mode != 0)
+    if (route->perm == API_PERM_PUBLIC) {
+        /* GETs of what needs no body: none is kept or asked for, whoever sends one. */
+        rc->discard_body = true;
+        if (later)
+            return false;
+        *sent = api_dispatch(api, conn, rc, url, method);
+        return true;
+    }
+    if (api->ctx.cfg->auth_mode != 0)
         return false;
     if (later) {
         /* Asked without charging the token's rate or auditing: api_dispatch does both, once. */
@@ -913,16 +924,17 @@ static enum MHD_Result api_on_request(void *cls, struct MHD_Connection *conn, co
         rc->registry = api->ctx.registry;
         snprintf(rc->method, sizeof rc->method, "%s", method);
         *con_cls = rc;
-        enum MHD_Result sent;
-        if (api_precheck(api, conn, rc, url, method, &sent))
-            return sent;
-        /* Refuse a declared oversized body before reading any of it. */
+        /* Refuse a declared oversized body before reading any of it (nor asking who sent it: the same
+         * answer with or without Expect, and nothing kept either way). */
         const char *declared = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
                                                            MHD_HTTP_HEADER_CONTENT_LENGTH);
         if (declared && strtoull(declared, NULL, 10) > (unsigned long long)api->ctx.cfg->http_max_body_bytes) {
             rc->body_too_big = true;
             return api_dispatch(api, conn, rc, url, method);
         }
+        enum MHD_Result sent;
+        if (api_precheck(api, conn, rc, url, method, version, &sent))
+            return sent;
         return MHD_YES;
     }
     if (*upload_data_size) {

@@ -34,7 +34,7 @@ fi
 
 SERVER_THREADS=${BENCH_HTTP_SERVER_THREADS:-0}
 cat > "$OUT/bench.json" <<JSON
-{"http": {"rate_limit_per_s": 0, "threads": $SERVER_THREADS}, "log_level": "warn"}
+{"http": {"rate_limit_per_s": 0, "threads": $SERVER_THREADS, "max_connections_per_ip": 0}, "log_level": "warn"}
 JSON
 
 server_pid=""

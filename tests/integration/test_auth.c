@@ -670,7 +670,8 @@ static void test_token_names_unique_under_concurrency(void **state)
 
 /* Sends request headers announcing a body of `length` (Expect: 100-continue)
  * and returns the first line the server answers with, before any body byte. */
-static void first_answer_line(int port, const char *token, long length, char *line, size_t size)
+static void first_answer_line_to(int port, const char *method, const char *path, const char *token, long length,
+                                 char *line, size_t size)
 {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
@@ -680,9 +681,9 @@ static void first_answer_line(int port, const char *token, long length, char *li
     if (token)
         snprintf(auth, sizeof auth, "Authorization: Bearer %s\r\n", token);
     int n = snprintf(head, sizeof head,
-                     "POST /fhir/Patient HTTP/1.1\r\nHost: x\r\nContent-Type: application/fhir+json\r\n%s"
+                     "%s %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/fhir+json\r\n%s"
                      "Content-Length: %ld\r\nExpect: 100-continue\r\n\r\n",
-                     auth, length);
+                     method, path, auth, length);
     assert_int_equal(write(fd, head, (size_t)n), n);
     struct timeval tv = {5, 0};
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
@@ -692,6 +693,11 @@ static void first_answer_line(int port, const char *token, long length, char *li
     if (eol)
         *eol = '\0';
     close(fd);
+}
+
+static void first_answer_line(int port, const char *token, long length, char *line, size_t size)
+{
+    first_answer_line_to(port, "POST", "/fhir/Patient", token, length, line, size);
 }
 
 /* A request without a valid token is refused when its headers arrive: the
@@ -707,6 +713,9 @@ static void test_body_waits_for_the_token(void **state)
     /* the same with a valid token: the body is asked for */
     first_answer_line(srv->port, srv->token, 1000000, line, sizeof line);
     assert_string_equal(line, "HTTP/1.1 100 Continue");
+    /* a public GET never asks for a body: answered at once */
+    first_answer_line_to(srv->port, "GET", "/health", NULL, 1000000, line, sizeof line);
+    assert_string_equal(line, "HTTP/1.1 200 OK");
     /* a client that sends its body without waiting gets its refusal once the body is in (read and dropped),
      * not a connection reset mid-upload */
     char *big = malloc(1000001);
