@@ -79,6 +79,7 @@ typedef struct import_state {
     bool rejects_known;         /* and what it is, device and inode (not in a state before version 4) */
     long long rejects_dev, rejects_ino;
     char last_stored[80];       /* the id of the last record stored before done was recorded ("" none) */
+    long long last_version;     /* and its version then (meta.versionId; 0 unknown) */
     char source_system[256];    /* rows keyed on their identifier of this system ("" the first one) */
 } import_state;
 
@@ -114,6 +115,7 @@ static bool import_state_load(const char *path, import_state *st, bool *unreadab
     st->rejects_ino = json_integer_value(ino);
     st->rejects_dev = json_integer_value(json_object_get(j, "rejects_dev"));
     import_copy(st->last_stored, sizeof st->last_stored, j, "last_stored");
+    st->last_version = json_integer_value(json_object_get(j, "last_version"));
     import_copy(st->source_system, sizeof st->source_system, j, "source_system");
     json_decref(j);
     return true;
@@ -154,12 +156,14 @@ static rl_error *import_state_save(const char *path, const import_state *st)
     json_t *j = NULL;
     if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp)
         RL_FAIL(RL_EINVAL, "path too long: %s", path);
-    j = json_pack("{s:i, s:s, s:I, s:I, s:I, s:s, s:s, s:s, s:I, s:I, s:s, s:I, s:I, s:s, s:s}", "version", 4, "file",
+    j = json_pack("{s:i, s:s, s:I, s:I, s:I, s:s, s:s, s:s, s:I, s:I, s:s, s:I, s:I, s:s, s:I, s:s}", "version", 4,
+                  "file",
                   st->file, "size", (json_int_t)st->size, "mtime", (json_int_t)st->mtime, "mtime_nsec",
                   (json_int_t)st->mtime_nsec, "target", st->target, "format", st->format, "mapping_sha256",
                   st->mapping, "done_rows", (json_int_t)st->done, "rejects_bytes", (json_int_t)st->rejects_bytes,
                   "rejects", st->rejects, "rejects_dev", (json_int_t)st->rejects_dev, "rejects_ino",
-                  (json_int_t)st->rejects_ino, "last_stored", st->last_stored, "source_system", st->source_system);
+                  (json_int_t)st->rejects_ino, "last_stored", st->last_stored, "last_version",
+                  (json_int_t)st->last_version, "source_system", st->source_system);
     if (!j)
         RL_FAIL(RL_ENOMEM, "out of memory");
     errno = 0;
@@ -205,12 +209,12 @@ cleanup:
  * (`--rejects data.ndjson` cut the input to nothing, and `--state /dev/null`
  * renamed a file over the device). */
 static rl_error *import_path_safe(const char *what, const char *path, const struct stat *input,
-                                  const struct stat *mapping)
+                                  const struct stat *mapping, bool regular)
 {
     struct stat st;
     if (stat(path, &st) != 0)
         return errno == ENOENT ? NULL : RL_ERR(RL_EINVAL, "%s %s: %s", what, path, strerror(errno));
-    if (!S_ISREG(st.st_mode))
+    if (regular && !S_ISREG(st.st_mode))
         return RL_ERR(RL_EINVAL, "%s %s: not a regular file, and it would be written, cut and removed (%s PATH "
                       "puts it elsewhere)", what, path, what);
     if ((st.st_dev == input->st_dev && st.st_ino == input->st_ino) ||
@@ -218,6 +222,24 @@ static rl_error *import_path_safe(const char *what, const char *path, const stru
         return RL_ERR(RL_EINVAL, "%s %s is the %s itself (%s PATH puts it elsewhere)", what, path,
                       st.st_ino == input->st_ino && st.st_dev == input->st_dev ? "input" : "mapping", what);
     return NULL;
+}
+
+/* A path as the file system resolves it, whether the file is there or not:
+ * its folder's real path and its name (so two spellings of one file compare equal). */
+static void import_canonical(const char *path, char *out, size_t size)
+{
+    char folder[PATH_MAX], real[PATH_MAX];
+    snprintf(folder, sizeof folder, "%s", path);
+    char *slash = strrchr(folder, '/');
+    const char *name = slash ? slash + 1 : path;
+    if (slash)
+        *(slash == folder ? slash + 1 : slash) = '\0';
+    else
+        snprintf(folder, sizeof folder, ".");
+    if (realpath(folder, real))
+        snprintf(out, size, "%s/%s", strcmp(real, "/") == 0 ? "" : real, name);
+    else
+        snprintf(out, size, "%s", path);
 }
 
 static rl_error *import_state_writable(const char *path)
@@ -405,8 +427,15 @@ static rl_error *import_token_system(cmd_session *session, char *out, size_t siz
     if (!session->remote)
         return NULL;
     RL_TRY(cmd_session_call(session, "GET", "/whoami", NULL, &status, &answer));
+    /* A token the server does not know stores nothing: its first row stops the import, as it says. */
+    if (status == 401)
+        goto cleanup;
+    if (status != 200)
+        RL_FAIL(status < 500 ? RL_EINVAL : RL_EIO,
+                "GET /whoami: HTTP %ld: which system this token writes for is not known, and rows would be keyed "
+                "on another: try again", status);
     const char *system = json_string_value(json_object_get(answer, "system"));
-    if (status == 200 && system)
+    if (system)
         snprintf(out, size, "%s", system);
 cleanup:
     json_decref(answer);
@@ -453,10 +482,11 @@ static void import_sleep_s(int secs)
     }
 }
 
-/* Whether the target holds record id (answered, even as gone or merged): a
- * 404 means it never did. Other answers (a server down) are left for the
- * rows to meet. */
-static bool import_target_holds(cmd_session *session, const char *id)
+/* Whether the target holds record id at least at version (answered, even as
+ * deactivated or merged): a 404 means it never did, an older version that it
+ * is a copy from before (a backup restored). Other answers (a server down)
+ * are left for the rows to meet. */
+static bool import_target_holds(cmd_session *session, const char *id, long long version)
 {
     char path[160];
     snprintf(path, sizeof path, "/fhir/Patient/%s", id);
@@ -464,9 +494,12 @@ static bool import_target_holds(cmd_session *session, const char *id)
     json_t *answer = NULL;
     rl_error *err = cmd_session_call(session, "GET", path, NULL, &status, &answer);
     bool unanswered = err != NULL;
+    const char *v = status == 200 ? json_string_value(json_object_get(json_object_get(answer, "meta"), "versionId"))
+                                  : NULL;
+    bool older = v && version > 0 && atoll(v) < version;
     json_decref(answer);
     rl_error_free(err);
-    return unanswered || status != 404;
+    return unanswered || (status != 404 && !older);
 }
 
 /* Where the rows go, as the state names it: the real path of a store folder
@@ -569,12 +602,21 @@ int cmd_import(int argc, char **argv)
     struct stat mapping_st;
     if (mapping_path && stat(mapping_path, &mapping_st) != 0)
         RL_FAIL(RL_EINVAL, "cannot read the mapping %s: %s", mapping_path, strerror(errno));
-    RL_TRY(import_path_safe("--rejects", rejects_path, &st, mapping_path ? &mapping_st : NULL));
-    RL_TRY(import_path_safe("--state", state_path, &st, mapping_path ? &mapping_st : NULL));
     {
+        /* The state is written beside itself (STATE.tmp) and renamed: that file is checked too. */
+        char state_tmp[PATH_MAX + 8], c_rejects[2 * PATH_MAX], c_state[2 * PATH_MAX], c_tmp[2 * PATH_MAX];
+        snprintf(state_tmp, sizeof state_tmp, "%s.tmp", state_path);
+        RL_TRY(import_path_safe("--rejects", rejects_path, &st, mapping_path ? &mapping_st : NULL, true));
+        RL_TRY(import_path_safe("--state", state_path, &st, mapping_path ? &mapping_st : NULL, true));
+        /* (what else is in its way, import_state_writable says) */
+        RL_TRY(import_path_safe("--state", state_tmp, &st, mapping_path ? &mapping_st : NULL, false));
+        import_canonical(rejects_path, c_rejects, sizeof c_rejects);
+        import_canonical(state_path, c_state, sizeof c_state);
+        import_canonical(state_tmp, c_tmp, sizeof c_tmp);
         struct stat rs, ss;
-        if (stat(rejects_path, &rs) == 0 && stat(state_path, &ss) == 0 && rs.st_dev == ss.st_dev &&
-            rs.st_ino == ss.st_ino)
+        if (strcmp(c_rejects, c_state) == 0 || strcmp(c_rejects, c_tmp) == 0 ||
+            (stat(rejects_path, &rs) == 0 && stat(state_path, &ss) == 0 && rs.st_dev == ss.st_dev &&
+             rs.st_ino == ss.st_ino))
             RL_FAIL(RL_EINVAL, "--rejects and --state name one file: name two");
     }
     RL_TRY(import_state_writable(state_path));
@@ -605,10 +647,15 @@ int cmd_import(int argc, char **argv)
         snprintf(state.rejects, sizeof state.rejects, "%s", rejects_path);
     RL_TRY(cmd_session_open_bulk(&session, config, data, server));
     import_target(&session, server, state.target, sizeof state.target);
-    if (source_system)
-        snprintf(state.source_system, sizeof state.source_system, "%s", source_system);
-    else if (!csv_format)
-        RL_TRY(import_token_system(&session, state.source_system, sizeof state.source_system));
+    if (!csv_format) {
+        /* A bound token's rows are keyed on its system whatever is asked: the two must agree. */
+        char bound[256];
+        RL_TRY(import_token_system(&session, bound, sizeof bound));
+        if (source_system && bound[0] && strcmp(source_system, bound) != 0)
+            RL_FAIL(RL_EINVAL, "--source-system %s: this token writes for %s, and the registry keys its rows on "
+                    "that system's identifier", source_system, bound);
+        snprintf(state.source_system, sizeof state.source_system, "%s", source_system ? source_system : bound);
+    }
     if (!csv_format && !state.source_system[0])
         fprintf(stderr, "import: rows are recognised by their first identifier (--source-system URI names the "
                         "sending system's)\n");
@@ -616,10 +663,25 @@ int cmd_import(int argc, char **argv)
     bool unreadable = false;
     if (!restart && import_state_load(state_path, &saved, &unreadable)) {
         char why[2 * PATH_MAX + 64];
+        import_state *keyed_alike = malloc(sizeof *keyed_alike);
+        if (!keyed_alike)
+            RL_FAIL(RL_ENOMEM, "out of memory");
+        *keyed_alike = state;
+        snprintf(keyed_alike->source_system, sizeof keyed_alike->source_system, "%s", saved.source_system);
+        bool rekeyed = saved.last_stored[0] && strcmp(saved.source_system, state.source_system) != 0 &&
+                       import_state_matches(&saved, keyed_alike, why, sizeof why);
+        free(keyed_alike);
+        if (rekeyed)
+            /* Rows it stored keyed one way would be created again as new records keyed the other. */
+            RL_FAIL(RL_EINVAL, "the progress in %s recognised rows by %s, this run by %s: run with the same "
+                    "--source-system (and token) to resume, or --restart to send every row again knowingly",
+                    state_path, saved.source_system[0] ? saved.source_system : "their first identifier",
+                    state.source_system[0] ? state.source_system : "their first identifier");
         if (!import_state_matches(&saved, &state, why, sizeof why)) {
             fprintf(stderr, "import: the progress in %s is not used: %s; it is replaced, starting from row 1\n",
                     state_path, why);
-        } else if (saved.done > 0 && saved.last_stored[0] && !import_target_holds(&session, saved.last_stored)) {
+        } else if (saved.done > 0 && saved.last_stored[0] &&
+                   !import_target_holds(&session, saved.last_stored, saved.last_version)) {
             /* The same path, another store (made anew, or a backup restored into it): the rows the
              * progress counts are not there, and skipping them would leave them out without a word. */
             fprintf(stderr, "import: the progress in %s is not used: the target does not hold the last record it "
@@ -629,6 +691,7 @@ int cmd_import(int argc, char **argv)
             RL_TRY(import_rejects_resumable(&saved, &state, rejects_ours, state_path, &state.rejects_bytes));
             skip = saved.done;
             snprintf(state.last_stored, sizeof state.last_stored, "%s", saved.last_stored);
+            state.last_version = saved.last_version;
         }
     } else if (unreadable) {
         fprintf(stderr, "import: the progress in %s cannot be read (damaged); it is replaced, starting from row 1\n",
@@ -655,6 +718,7 @@ int cmd_import(int argc, char **argv)
 
     long created = 0, updated = 0, rejected = 0, since_checkpoint = 0, waits = 0, left_out = 0;
     char stored_id[sizeof state.last_stored] = ""; /* the last record stored: recorded at each checkpoint */
+    long long stored_version = 0;
     uint64_t t0 = rl_time_mono_ns(), last_note = 0;
     for (;;) {
         ingest_row row;
@@ -704,8 +768,12 @@ int cmd_import(int argc, char **argv)
                     created += status == 201;
                     updated += status == 200;
                     const char *id = json_string_value(json_object_get(answer, "id"));
-                    if (id && strlen(id) < sizeof stored_id)
+                    if (id && strlen(id) < sizeof stored_id) {
                         snprintf(stored_id, sizeof stored_id, "%s", id);
+                        const char *v = json_string_value(
+                            json_object_get(json_object_get(answer, "meta"), "versionId"));
+                        stored_version = v ? atoll(v) : 0;
+                    }
                     /* Stored with a value the mapping says to leave out ("invalid_birth_date": "leave_out"). */
                     left_out += row.problem[0] != '\0';
                 } else if (verdict == IMPORT_REJECTED) {
@@ -756,8 +824,10 @@ int cmd_import(int argc, char **argv)
                 RL_FAIL(RL_EIO, "cannot tell the length of %s: %s", rejects_path, strerror(errno));
             state.done = rows;
             state.rejects_bytes = pos;
-            if (stored_id[0])
+            if (stored_id[0]) {
                 snprintf(state.last_stored, sizeof state.last_stored, "%s", stored_id);
+                state.last_version = stored_version;
+            }
             RL_TRY(import_state_save(state_path, &state));
             since_checkpoint = 0;
             import_progress(rows - skip, total < 0 ? -1 : total - skip, (double)(rl_time_mono_ns() - t0) / 1e9);

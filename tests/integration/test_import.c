@@ -409,9 +409,15 @@ static void test_resume_into_another_store_starts_over(void **state)
     if (!recorded)
         fail_msg("the import recorded no progress with a stored row before it ended");
     usleep(100 * 1000);
+    /* rows stored keyed on their first identifier are not resumed keyed on another */
+    snprintf(cmd, sizeof cmd, "%s import %s --data %s --source-system urn:t", rl_test_bin(), d->nd, d->store);
+    char *out = NULL;
+    assert_int_equal(rl_test_run(cmd, &out), 2);
+    if (!strstr(out, "recognised rows by their first identifier, this run by urn:t"))
+        fail_msg("a resume keyed another way was not refused:\n%s", out);
+    free(out);
     rl_test_rmtree(d->store); /* another store where the first one was */
     snprintf(cmd, sizeof cmd, "%s import %s --data %s", rl_test_bin(), d->nd, d->store);
-    char *out = NULL;
     assert_int_equal(rl_test_run(cmd, &out), 0);
     if (!strstr(out, "does not hold") || strstr(out, "resuming"))
         fail_msg("the progress made in another store was used:\n%s", out);
@@ -440,6 +446,14 @@ static void test_rows_keyed_on_the_sending_system(void **state)
     fputs("{\"resourceType\":\"Patient\",\"identifier\":[{\"system\":\"urn:other\",\"value\":\"x\"}]}\n", f);
     fclose(f);
     char *bound = make_bound_token(srv.port);
+    /* a token bound to urn:t keys rows on urn:t: asking for another system is refused before any row */
+    snprintf(cmd, sizeof cmd, "RIDGELINE_TOKEN=%s %s import %s --server 127.0.0.1:%d --source-system urn:ssn", bound,
+             rl_test_bin(), nd, srv.port);
+    char *out = NULL;
+    assert_int_equal(rl_test_run(cmd, &out), 2);
+    if (!strstr(out, "this token writes for urn:t"))
+        fail_msg("--source-system against a bound token:\n%s", out);
+    free(out);
     snprintf(cmd, sizeof cmd, "RIDGELINE_TOKEN=%s %s import %s --server 127.0.0.1:%d", bound, rl_test_bin(), nd,
              srv.port);
     free(bound);
@@ -851,6 +865,9 @@ static void test_unwritable_rejects_makes_nothing(void **state)
     expect_nothing_made(d, cmd, d->nd, "not a regular file");
     snprintf(cmd, sizeof cmd, "%s import %s --data %s --rejects /dev/null", rl_test_bin(), d->nd, d->store);
     expect_nothing_made(d, cmd, d->nd, "not a regular file");
+    snprintf(cmd, sizeof cmd, "%s import %s --data %s --rejects %s/one --state %s/./one", rl_test_bin(), d->nd,
+             d->store, d->dir, d->dir);
+    expect_nothing_made(d, cmd, d->nd, "name one file");
     char *after = rl_test_read_file(d->nd, NULL);
     assert_non_null(after);
     assert_string_equal(before, after);
