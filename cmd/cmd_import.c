@@ -834,7 +834,8 @@ int cmd_import(int argc, char **argv)
         }
     }
     RL_TRY(cmd_session_checkpoint(&session));
-    if (fflush(rejects) != 0)
+    /* On disk before the progress goes: a crash then must not lose the list of rejected rows. */
+    if (fflush(rejects) != 0 || fsync(fileno(rejects)) != 0)
         RL_FAIL(RL_EIO, "cannot write %s: %s", rejects_path, strerror(errno));
     double secs = (double)(rl_time_mono_ns() - t0) / 1e9;
     import_progress(rows - skip, rows - skip, secs);
