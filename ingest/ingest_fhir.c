@@ -9,7 +9,10 @@
 #include "ingest/ingest_line.h"
 
 enum { FHIR_LINE_MAX = 8 << 20 };
-#define FHIR_BUNDLE_MAX (512LL << 20)
+/* A Bundle is parsed whole: measured, a 23 MB one of 60,000 Patients took
+ * 250 MB more than the same rows as NDJSON (about 11 times its size), so the
+ * cap keeps that near 1.4 GB; larger exports go as NDJSON, a line at a time. */
+#define FHIR_BUNDLE_MAX (128LL << 20)
 /* Below jansson's own parser limit (2,048), far above any resource's. */
 enum { FHIR_BUNDLE_MAX_DEPTH = 1024 };
 
@@ -80,7 +83,8 @@ rl_error *ingest_fhir_open(const char *path, bool bundle, const rl_json_limits *
     if (bundle) {
         struct stat st;
         if (fstat(fileno(r->f), &st) != 0 || st.st_size > FHIR_BUNDLE_MAX)
-            RL_FAIL(RL_ETOOBIG, "a Bundle file is read whole and must stay under 512 MiB; use NDJSON");
+            RL_FAIL(RL_ETOOBIG, "a Bundle file is read whole (in memory, about 11 times its size) and must stay "
+                                "under 128 MiB; send larger exports as NDJSON (one resource a line)");
         text = malloc((size_t)st.st_size + 1);
         if (!text)
             RL_FAIL(RL_ENOMEM, "out of memory");

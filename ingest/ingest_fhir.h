@@ -4,8 +4,8 @@
  *
  * Every line or entry is parsed under the JSON limits given; one that is not
  * a Patient, or not JSON, comes back refused with the reason and its line or
- * entry number, and the rest go on. A Bundle is read whole (at most 512 MiB);
- * NDJSON lines are capped at 8 MiB, and a longer one is rejected without
+ * entry number, and the rest go on. A Bundle is read whole (at most 128 MiB;
+ * parsed, about 11 times that); NDJSON lines are capped at 8 MiB, and a longer one is rejected without
  * ever being held. A read error is an error, never an end of file. A reader
  * owns its file; close(NULL) is fine. Not thread-safe: one reader per thread.
  */

@@ -819,6 +819,14 @@ static void test_bad_bundle_makes_no_store(void **state)
     char cmd[4096];
     snprintf(cmd, sizeof cmd, "%s import %s --format bundle --data %s", rl_test_bin(), bundle, d->store);
     expect_nothing_made(d, cmd, bundle, NULL);
+    /* Over the cap (a file with a hole: nothing written): refused before it is read, NDJSON suggested. */
+    snprintf(bundle, sizeof bundle, "%s/huge.json", d->dir);
+    int fd = open(bundle, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    assert_true(fd >= 0);
+    assert_int_equal(ftruncate(fd, (off_t)129 << 20), 0);
+    close(fd);
+    snprintf(cmd, sizeof cmd, "%s import %s --format bundle --data %s", rl_test_bin(), bundle, d->store);
+    expect_nothing_made(d, cmd, bundle, "under 128 MiB");
 }
 
 /* NDJSON is checked too before a store is made: a CSV given as --format ndjson is no import (its first line
