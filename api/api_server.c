@@ -203,6 +203,21 @@ const api_route *api_routes_table(size_t *n)
 static rl_error *api_health(api_ctx *ctx, const api_request *req, api_response *resp)
 {
     json_int_t uptime = (json_int_t)((rl_time_mono_ns() - ctx->started_ns) / 1000000000ull);
+    /* Anyone may ask whether the server is up; how big the registry is and where
+     * its store lies are for a token's holder (no rate charged, no audit: a probe). */
+    if (ctx->cfg->auth_mode == 0 && ctx->auth) {
+        api_principal who;
+        rl_error *no = api_auth_authenticate(ctx->auth, api_request_header(req, "Authorization"), &who);
+        if (no) {
+            rl_error_free(no);
+            json_t *brief = json_pack("{s:s, s:s, s:s, s:I}", "status", "ok", "version", rl_version(), "revision",
+                                      rl_git_rev(), "uptime_s", uptime);
+            if (!brief)
+                return RL_ERR(RL_ENOMEM, "out of memory");
+            api_response_json(resp, 200, brief);
+            return NULL;
+        }
+    }
     rl_registry_stats st;
     rl_registry_stats_get(ctx->registry, &st);
     json_t *body = json_pack("{s:s, s:s, s:s, s:I, s:{s:s, s:i}, s:{s:I, s:I, s:I}}", "status", "ok",

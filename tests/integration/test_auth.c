@@ -67,7 +67,7 @@ static char *make_token(int port, const char *role, const char *system, const ch
 
 static long records_count(int port)
 {
-    json_t *h = call_as(port, NULL, "GET", "/health", NULL, 200, NULL);
+    json_t *h = call_as(port, rl_test_token(port), "GET", "/health", NULL, 200, NULL);
     long n = (long)json_integer_value(json_object_get(json_object_get(h, "registry"), "records"));
     json_decref(h);
     return n;

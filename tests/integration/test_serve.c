@@ -68,7 +68,10 @@ static void test_health(void **state)
 {
     rl_test_server *srv = *state;
     rl_test_response r;
-    assert_true(rl_test_http(srv->port, "GET", "/health", NULL, NULL, 0, &r));
+    char auth[256];
+    snprintf(auth, sizeof auth, "Authorization: Bearer %s", srv->token);
+    const char *with_token[] = {auth, NULL};
+    assert_true(rl_test_http(srv->port, "GET", "/health", with_token, NULL, 0, &r));
     assert_int_equal(r.status, 200);
     assert_non_null(strstr(r.content_type, "application/json"));
     json_t *h = body_json(&r);
@@ -76,6 +79,16 @@ static void test_health(void **state)
     assert_non_null(json_string_value(json_object_get(h, "version")));
     assert_true(json_is_integer(json_object_get(h, "uptime_s")));
     assert_string_equal(json_string_value(json_object_get(json_object_get(h, "store"), "path")), srv->data);
+    json_decref(h);
+    rl_test_response_free(&r);
+    /* without a token: up or not, and which version; not the store's path nor the registry's size */
+    const char *no_token[] = {"Authorization:", NULL};
+    assert_true(rl_test_http(srv->port, "GET", "/health", no_token, NULL, 0, &r));
+    assert_int_equal(r.status, 200);
+    h = body_json(&r);
+    assert_string_equal(json_string_value(json_object_get(h, "status")), "ok");
+    assert_null(json_object_get(h, "store"));
+    assert_null(json_object_get(h, "registry"));
     json_decref(h);
     rl_test_response_free(&r);
 }
