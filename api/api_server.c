@@ -220,9 +220,10 @@ static rl_error *api_health(api_ctx *ctx, const api_request *req, api_response *
     }
     rl_registry_stats st;
     rl_registry_stats_get(ctx->registry, &st);
-    json_t *body = json_pack("{s:s, s:s, s:s, s:I, s:{s:s, s:i}, s:{s:I, s:I, s:I}}", "status", "ok",
+    json_t *body = json_pack("{s:s, s:s, s:s, s:I, s:{s:s, s:i, s:s}, s:{s:I, s:I, s:I}}", "status", "ok",
                              "version", rl_version(), "revision", rl_git_rev(), "uptime_s", uptime, "store",
-                             "path", ctx->store_path, "schema_version", ctx->store_schema_version,
+                             "path", ctx->store_path, "schema_version", ctx->store_schema_version, "sync",
+                             ctx->cfg->store_sync == RL_SYNC_OFF ? "off" : "always",
                              "registry", "records", (json_int_t)st.records, "golden_records",
                              (json_int_t)st.goldens, "open_reviews", (json_int_t)st.open_reviews);
     if (!body)

@@ -474,6 +474,25 @@ static void test_rows_keyed_on_the_sending_system(void **state)
     rl_test_server_cleanup(&srv);
 }
 
+/* Over HTTP into a server that does not sync each write, the import says what a power cut may cost. */
+static void test_unsynced_server_is_said(void **state)
+{
+    (void)state;
+    rl_test_server srv = {0};
+    assert_true(rl_test_server_start_config(&srv, "import", "{\"store\": {\"sync\": \"off\"}}"));
+    char nd[700], cmd[4096];
+    snprintf(nd, sizeof nd, "%s/rows.ndjson", srv.dir);
+    write_patients(nd, 3);
+    snprintf(cmd, sizeof cmd, "%s import %s --server 127.0.0.1:%d", rl_test_bin(), nd, srv.port);
+    char *out = NULL;
+    assert_int_equal(rl_test_run(cmd, &out), 0);
+    if (!strstr(out, "does not sync each write"))
+        fail_msg("no word of the unsynced server:\n%s", out);
+    free(out);
+    assert_int_equal(rl_test_server_stop(&srv), 0);
+    rl_test_server_cleanup(&srv);
+}
+
 /* Checks that every line of a rejects file is whole JSON and names its row once; returns how many lines. */
 static long count_whole_rejects(const char *path)
 {
@@ -909,6 +928,7 @@ int main(void)
         cmocka_unit_test(test_http_refusal_stops_and_resumes),
         cmocka_unit_test_setup_teardown(test_resume_into_another_store_starts_over, import_dir_setup, import_dir_teardown),
         cmocka_unit_test(test_rows_keyed_on_the_sending_system),
+        cmocka_unit_test(test_unsynced_server_is_said),
         cmocka_unit_test(test_state_is_for_one_target),
         cmocka_unit_test(test_resume_finds_its_rejects_file),
         cmocka_unit_test_setup_teardown(test_state_elsewhere, import_dir_setup, import_dir_teardown),
