@@ -450,6 +450,11 @@ rl_error *api_bio_verify(api_ctx *ctx, const api_request *req, api_response *res
     RL_TRY(api_bio_query_int(req, "position", 0, RL_FINGER_POSITION_MAX, &position));
     RL_TRY(api_bio_person_of(ctx->registry, &actor, patient, who, NULL));
     rl_error *perr = api_bio_probe_body(req, &p);
+    /* A template that says it is another finger than the one asked for would only make a false non-match. */
+    unsigned declared = perr ? 0 : bio_template_declared_position(req->body, req->body_len);
+    if (declared && position > 0 && (long)declared != position)
+        RL_FAIL(RL_EINVAL, "finger position: the template declares finger %u, the request asks for %ld", declared,
+                position);
     if (!perr && who->nrecords > 0) {
         const char *records[RL_FINGER_VERIFY_MAX_RECORDS];
         for (int i = 0; i < who->nrecords; i++)

@@ -294,6 +294,9 @@ static void test_enroll_identify_verify(void **state)
     json_decref(j);
     snprintf(path, sizeof path, "/biometrics/%s/fingers/6", extra);
     json_decref(call(port, NULL, "DELETE", path, NULL, NULL, 0, 200));
+    /* verify: a template of finger 6 is not compared as finger 3 */
+    snprintf(path, sizeof path, "/biometrics/verify?patient=%s&position=3", extra);
+    json_decref(post_finger(port, path, "application/octet-stream", iso2, 400));
     snprintf(path, sizeof path, "/biometrics/%s/fingers", extra);
     j = call(port, NULL, "GET", path, NULL, NULL, 0, 200);
     assert_int_equal(json_array_size(json_object_get(j, "fingers")), 2);
