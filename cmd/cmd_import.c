@@ -229,9 +229,13 @@ static rl_error *import_path_safe(const char *what, const char *path, const stru
 static void import_canonical(const char *path, char *out, size_t size)
 {
     char folder[PATH_MAX], real[PATH_MAX];
+    if (strlen(path) >= sizeof folder) {
+        snprintf(out, size, "%s", path);
+        return;
+    }
     snprintf(folder, sizeof folder, "%s", path);
     char *slash = strrchr(folder, '/');
-    const char *name = slash ? slash + 1 : path;
+    const char *name = slash ? path + (slash - folder) + 1 : path; /* from path: cutting folder may empty it */
     if (slash)
         *(slash == folder ? slash + 1 : slash) = '\0';
     else
@@ -417,6 +421,13 @@ static bool import_key_first(json_t *patient, const char *system)
     return false;
 }
 
+static void import_sleep_s(int secs)
+{
+    struct timespec ts = {secs, 0};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    }
+}
+
 /* A server that does not sync each write (store.sync off, for bulk loads)
  * answers rows that a power cut may still lose, while the progress counts
  * them as done: said before the first row. */
@@ -445,9 +456,20 @@ static rl_error *import_token_system(cmd_session *session, char *out, size_t siz
     out[0] = '\0';
     if (!session->remote)
         return NULL;
-    RL_TRY(cmd_session_call(session, "GET", "/whoami", NULL, &status, &answer));
-    /* A token the server does not know stores nothing: its first row stops the import, as it says. */
-    if (status == 401)
+    /* A server that asks to wait is waited for a little, as rows are. */
+    for (int tries = 0;; tries++) {
+        RL_TRY(cmd_session_call(session, "GET", "/whoami", NULL, &status, &answer));
+        if ((status != 429 && status != 503) || tries >= 3)
+            break;
+        json_decref(answer);
+        answer = NULL;
+        import_sleep_s(session->retry_after_s > 0 && session->retry_after_s <= IMPORT_WAIT_MAX_S
+                           ? session->retry_after_s
+                           : 1);
+    }
+    /* A token the server does not know stores nothing: its first row stops the import, as it says. A
+     * server without /whoami (older than it) binds no token to a system either. */
+    if (status == 401 || status == 404)
         goto cleanup;
     if (status != 200)
         RL_FAIL(status < 500 ? RL_EINVAL : RL_EIO,
@@ -492,13 +514,6 @@ static rl_error *import_reject(FILE *rejects, long line, long status, const char
     if (rc != 0 || fputc('\n', rejects) == EOF)
         return RL_ERR(RL_EIO, "cannot write the rejects file");
     return NULL;
-}
-
-static void import_sleep_s(int secs)
-{
-    struct timespec ts = {secs, 0};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-    }
 }
 
 /* Whether the target holds record id at least at version (answered, even as
