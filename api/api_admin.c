@@ -275,18 +275,9 @@ rl_error *api_admin_token_create(api_ctx *ctx, const api_request *req, api_respo
     rl_actor actor = api_request_actor(req);
     RL_TRY(api_auth_token_create(ctx->auth, role, system, name, actor.who, &made));
     rl_error *unaudited = api_token_audit(ctx, req, "token-create", made);
-    if (unaudited) {
-        /* A token nobody was told of and the trail does not show: withdrawn (its secret was never sent). */
-        json_t *gone = NULL;
-        rl_error *rerr = api_auth_token_revoke(ctx->auth, json_string_value(json_object_get(made, "id")),
-                                               API_TOKEN_WITHDRAWN_BY, &gone);
-        json_decref(gone);
-        if (rerr) {
-            rl_log_error(RL_LOG_ERROR, "api", "an unaudited token could not be withdrawn", rerr);
-            rl_error_free(rerr);
-        }
-        RL_TRY(unaudited);
-    }
+    if (unaudited) /* its secret was never sent */
+        api_auth_token_withdraw(ctx->auth, made, "api");
+    RL_TRY(unaudited);
     api_response_json(resp, 201, made);
     made = NULL;
 cleanup:

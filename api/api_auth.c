@@ -7,6 +7,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "common/rl_log.h"
 #include "common/rl_time.h"
 
 enum {
@@ -442,6 +443,9 @@ cleanup:
     return err;
 }
 
+/* revoked_by of a withdrawn token (api_auth_token_withdraw). */
+#define API_TOKEN_WITHDRAWN_BY "ridgeline: its creation could not be audited"
+
 static rl_error *api_token_name_taken(void *cls, json_t *entry)
 {
     const char *name = cls;
@@ -565,6 +569,18 @@ rl_error *api_auth_token_revoke(api_auth *auth, const char *id, const char *revo
 cleanup:
     json_decref(entry);
     return err;
+}
+
+void api_auth_token_withdraw(api_auth *auth, const json_t *made, const char *comp)
+{
+    json_t *gone = NULL;
+    rl_error *err = api_auth_token_revoke(auth, json_string_value(json_object_get(made, "id")),
+                                          API_TOKEN_WITHDRAWN_BY, &gone);
+    json_decref(gone);
+    if (err) {
+        rl_log_error(RL_LOG_ERROR, comp, "an unaudited token could not be withdrawn", err);
+        rl_error_free(err);
+    }
 }
 
 static rl_error *api_token_count_active(void *cls, json_t *entry)

@@ -108,9 +108,11 @@ rl_error *api_auth_token_create(api_auth *auth, const char *role, const char *sy
 rl_error *api_auth_token_list(api_auth *auth, json_t **out);
 /* Revokes a token by id (kept, marked "revoked"); *out is its entry. RL_ENOTFOUND when unknown. */
 rl_error *api_auth_token_revoke(api_auth *auth, const char *id, const char *revoked_by, json_t **out);
-/* revoked_by of a token withdrawn because its creation could not be audited:
- * it never acted and the trail never names it, so its name is free again. */
-#define API_TOKEN_WITHDRAWN_BY "ridgeline: its creation could not be audited"
+/* Withdraws a token just made (made: api_auth_token_create's answer) whose
+ * creation could not be audited: nobody was told of it and the trail never
+ * names it, so it is revoked and its name is free again. A failure to revoke
+ * is logged (by component comp), not returned: the caller reports the audit's. */
+void api_auth_token_withdraw(api_auth *auth, const json_t *made, const char *comp);
 /* Tokens that still authenticate. */
 rl_error *api_auth_token_count(api_auth *auth, size_t *active);
 

@@ -203,31 +203,33 @@ const api_route *api_routes_table(size_t *n)
 static rl_error *api_health(api_ctx *ctx, const api_request *req, api_response *resp)
 {
     json_int_t uptime = (json_int_t)((rl_time_mono_ns() - ctx->started_ns) / 1000000000ull);
+    json_t *body = json_pack("{s:s, s:s, s:s, s:I}", "status", "ok", "version", rl_version(), "revision",
+                             rl_git_rev(), "uptime_s", uptime);
+    if (!body)
+        return RL_ERR(RL_ENOMEM, "out of memory");
     /* Anyone may ask whether the server is up; how big the registry is and where
      * its store lies are for a token's holder (no rate charged, no audit: a probe). */
+    bool holder = true;
     if (ctx->cfg->auth_mode == 0 && ctx->auth) {
         api_principal who;
         rl_error *no = api_auth_authenticate(ctx->auth, api_request_header(req, "Authorization"), &who);
-        if (no) {
-            rl_error_free(no);
-            json_t *brief = json_pack("{s:s, s:s, s:s, s:I}", "status", "ok", "version", rl_version(), "revision",
-                                      rl_git_rev(), "uptime_s", uptime);
-            if (!brief)
-                return RL_ERR(RL_ENOMEM, "out of memory");
-            api_response_json(resp, 200, brief);
-            return NULL;
+        holder = no == NULL;
+        rl_error_free(no);
+    }
+    if (holder) {
+        rl_registry_stats st;
+        rl_registry_stats_get(ctx->registry, &st);
+        if (json_object_set_new(body, "store",
+                                json_pack("{s:s, s:i, s:s}", "path", ctx->store_path, "schema_version",
+                                          ctx->store_schema_version, "sync",
+                                          ctx->cfg->store_sync == RL_SYNC_OFF ? "off" : "always")) != 0 ||
+            json_object_set_new(body, "registry",
+                                json_pack("{s:I, s:I, s:I}", "records", (json_int_t)st.records, "golden_records",
+                                          (json_int_t)st.goldens, "open_reviews", (json_int_t)st.open_reviews)) != 0) {
+            json_decref(body);
+            return RL_ERR(RL_ENOMEM, "out of memory");
         }
     }
-    rl_registry_stats st;
-    rl_registry_stats_get(ctx->registry, &st);
-    json_t *body = json_pack("{s:s, s:s, s:s, s:I, s:{s:s, s:i, s:s}, s:{s:I, s:I, s:I}}", "status", "ok",
-                             "version", rl_version(), "revision", rl_git_rev(), "uptime_s", uptime, "store",
-                             "path", ctx->store_path, "schema_version", ctx->store_schema_version, "sync",
-                             ctx->cfg->store_sync == RL_SYNC_OFF ? "off" : "always",
-                             "registry", "records", (json_int_t)st.records, "golden_records",
-                             (json_int_t)st.goldens, "open_reviews", (json_int_t)st.open_reviews);
-    if (!body)
-        return RL_ERR(RL_ENOMEM, "out of memory");
     api_response_json(resp, 200, body);
     return NULL;
 }
@@ -731,6 +733,18 @@ static void api_pool_destroy(api_pool *pool)
     pthread_mutex_destroy(&pool->mu);
 }
 
+/* The route for req->method and url, its parameters into req (pointing into
+ * scratch). HEAD of the web app's files is their GET, whose body
+ * libmicrohttpd leaves out. Only there: elsewhere a GET reads patient data,
+ * audited, so HEAD is a method the route does not take. */
+static api_match api_find(const char *url, char *scratch, size_t size, const api_route **route, api_request *req)
+{
+    bool head = strcmp(req->method, "HEAD") == 0;
+    api_match m = api_route_find(api_routes, sizeof api_routes / sizeof *api_routes, head ? "GET" : req->method, url,
+                                 scratch, size, route, req->params, &req->nparams);
+    return m == API_MATCH_OK && head && !api_route_is_ui(*route) ? API_MATCH_NO_METHOD : m;
+}
+
 static enum MHD_Result api_dispatch(rl_api *api, struct MHD_Connection *conn, api_conn *rc,
                                     const char *url, const char *method)
 {
@@ -756,13 +770,7 @@ static enum MHD_Result api_dispatch(rl_api *api, struct MHD_Connection *conn, ap
         req.has_client_fd = true;
         req.client_fd = ci->connect_fd;
     }
-    /* HEAD of the web app's files is their GET, whose body libmicrohttpd leaves out. Only there:
-     * elsewhere a GET reads patient data, audited. */
-    bool head = strcmp(method, "HEAD") == 0;
-    api_match m = api_route_find(api_routes, sizeof api_routes / sizeof *api_routes, head ? "GET" : method, url,
-                                 scratch, sizeof scratch, &route, req.params, &req.nparams);
-    if (m == API_MATCH_OK && head && !api_route_is_ui(route))
-        m = API_MATCH_NO_METHOD;
+    api_match m = api_find(url, scratch, sizeof scratch, &route, &req);
     if (m == API_MATCH_NO_PATH)
         return api_send_status(conn, rc, 404, RL_ENOTFOUND, "no such endpoint", fhir);
     if (m == API_MATCH_NO_METHOD) {
@@ -868,10 +876,8 @@ static bool api_precheck(rl_api *api, struct MHD_Connection *conn, api_conn *rc,
     const api_route *route = NULL;
     api_request req = {.method = method, .path = url, .header_fn = api_header_lookup, .query_fn = api_query_lookup,
                        .args_fn = api_args_lookup, .conn = conn};
-    bool head = strcmp(method, "HEAD") == 0, later = api_body_comes_anyway(conn, version);
-    api_match m = api_route_find(api_routes, sizeof api_routes / sizeof *api_routes, head ? "GET" : method, url,
-                                 scratch, sizeof scratch, &route, req.params, &req.nparams);
-    if (m != API_MATCH_OK || (head && !api_route_is_ui(route))) {
+    bool later = api_body_comes_anyway(conn, version);
+    if (api_find(url, scratch, sizeof scratch, &route, &req) != API_MATCH_OK) {
         rc->discard_body = later;
         if (later)
             return false; /* api_dispatch answers its 404 or 405 when the body has been dropped */

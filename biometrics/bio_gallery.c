@@ -68,7 +68,7 @@ struct bio_gallery {
      * write lock; a search may mark it out of date under the read lock. */
     _Atomic int dev_state;
     _Atomic uint64_t dev_failures;
-    _Atomic double dev_tried_ms;  /* the latest failure or rewrite tried: retries wait device_retry_ms from it */
+    _Atomic double dev_tried_ms;  /* the latest failure: retries wait device_retry_ms from it */
     pthread_mutex_t dev_note_lock; /* dev_note: written by failing searches too */
     char dev_note[300];
     /* structure of arrays, n used of cap */
@@ -585,8 +585,9 @@ const char *bio_gallery_kernel(const bio_gallery *g)
 
 /* ---- the device copy ---- */
 
-/* A device write or search failed: the copy is out of date (consumes e). */
-static void dev_failed(bio_gallery *g, rl_error *e)
+/* A device write or search failed (e): the copy is out of date, and retries
+ * wait device_retry_ms from now. */
+static void dev_note_failure(bio_gallery *g, const rl_error *e)
 {
     atomic_store(&g->dev_tried_ms, now_ms());
     atomic_store(&g->dev_state, DEV_STALE);
@@ -594,6 +595,12 @@ static void dev_failed(bio_gallery *g, rl_error *e)
     pthread_mutex_lock(&g->dev_note_lock);
     snprintf(g->dev_note, sizeof g->dev_note, "%s", rl_error_message(e));
     pthread_mutex_unlock(&g->dev_note_lock);
+}
+
+/* The same, consuming e. */
+static void dev_failed(bio_gallery *g, rl_error *e)
+{
+    dev_note_failure(g, e);
     rl_error_free(e);
 }
 
@@ -620,7 +627,6 @@ static void dev_retry_locked(bio_gallery *g)
 {
     if (!dev_retry_due(g))
         return;
-    atomic_store(&g->dev_tried_ms, now_ms());
     rl_error *e = dev_rewrite(g);
     if (e)
         dev_failed(g, e);
@@ -675,16 +681,9 @@ rl_error *bio_gallery_device_sync(bio_gallery *g)
     rl_error *err = NULL;
     pthread_rwlock_wrlock(&g->lock);
     if (g->pf_ocl && atomic_load(&g->dev_state) != DEV_CURRENT) {
-        atomic_store(&g->dev_tried_ms, now_ms());
         err = dev_rewrite(g);
-        if (err) {
-            /* the caller gets the error; the state and the count keep a copy of it */
-            atomic_store(&g->dev_state, DEV_STALE);
-            atomic_fetch_add(&g->dev_failures, 1);
-            pthread_mutex_lock(&g->dev_note_lock);
-            snprintf(g->dev_note, sizeof g->dev_note, "%s", rl_error_message(err));
-            pthread_mutex_unlock(&g->dev_note_lock);
-        }
+        if (err)
+            dev_note_failure(g, err); /* the caller gets the error too */
     }
     pthread_rwlock_unlock(&g->lock);
     return err;

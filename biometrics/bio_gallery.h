@@ -54,8 +54,9 @@
  * scores a slot against another finger's blocks. Put and remove still succeed
  * (the finger is in the host arrays); the copy is rewritten whole by
  * bio_gallery_device_sync, or by put, remove and bio_gallery_device_retry
- * once device_retry_ms has passed since the latest failure or attempt. A bulk load holds the copy (bio_gallery_device_hold) and
- * writes it in one transfer at the end instead of a transfer per finger.
+ * once device_retry_ms has passed since the latest failure (a failed rewrite
+ * is one). A bulk load holds the copy (bio_gallery_device_hold) and writes it
+ * in one transfer at the end instead of a transfer per finger.
  *
  * Decision: see bio_gallery_threshold. The threshold grows with the gallery
  * size, because among N impostors the best one beats a fixed threshold N
@@ -148,7 +149,7 @@ void bio_gallery_device_hold(bio_gallery *g);
  * why. Nothing to do without OpenCL. */
 rl_error *bio_gallery_device_sync(bio_gallery *g);
 /* Rewrites an out-of-date copy when device_retry_ms has passed since its
- * latest failure or attempt (failures are counted, not returned); nothing
+ * latest failure (failures are counted, not returned); nothing
  * otherwise, without taking a lock. For read-mostly sites, where no
  * enrolment may come to retry it: the registry calls it after each search. */
 void bio_gallery_device_retry(bio_gallery *g);

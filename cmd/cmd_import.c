@@ -121,7 +121,8 @@ static bool import_state_load(const char *path, import_state *st, bool *unreadab
     return true;
 }
 
-/* Whether saved can be resumed by the run described by cur; when not, why in why. */
+/* Whether saved can be resumed by the run described by cur, the rows' keying
+ * (source_system) apart; when not, why in why. */
 static bool import_state_matches(const import_state *saved, const import_state *cur, char *why, size_t size)
 {
     if (!saved->target[0] || !saved->file[0] || !saved->format[0])
@@ -137,10 +138,6 @@ static bool import_state_matches(const import_state *saved, const import_state *
         snprintf(why, size, "it was for --format %s, not %s", saved->format, cur->format);
     else if (strcmp(saved->mapping, cur->mapping) != 0)
         snprintf(why, size, "the mapping is not the one it was read with");
-    else if (strcmp(saved->source_system, cur->source_system) != 0)
-        snprintf(why, size, "its rows were recognised by the identifier of %s, not %s",
-                 saved->source_system[0] ? saved->source_system : "their first identifier",
-                 cur->source_system[0] ? cur->source_system : "the first one");
     else if (saved->done < 0 || saved->rejects_bytes < 0)
         snprintf(why, size, "it is damaged");
     else
@@ -157,8 +154,7 @@ static rl_error *import_state_save(const char *path, const import_state *st)
     if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp)
         RL_FAIL(RL_EINVAL, "path too long: %s", path);
     j = json_pack("{s:i, s:s, s:I, s:I, s:I, s:s, s:s, s:s, s:I, s:I, s:s, s:I, s:I, s:s, s:I, s:s}", "version", 4,
-                  "file",
-                  st->file, "size", (json_int_t)st->size, "mtime", (json_int_t)st->mtime, "mtime_nsec",
+                  "file", st->file, "size", (json_int_t)st->size, "mtime", (json_int_t)st->mtime, "mtime_nsec",
                   (json_int_t)st->mtime_nsec, "target", st->target, "format", st->format, "mapping_sha256",
                   st->mapping, "done_rows", (json_int_t)st->done, "rejects_bytes", (json_int_t)st->rejects_bytes,
                   "rejects", st->rejects, "rejects_dev", (json_int_t)st->rejects_dev, "rejects_ino",
@@ -203,7 +199,6 @@ cleanup:
     return err;
 }
 
-/* Fails when the state cannot be written where it goes, before a store is opened (or made) for nothing. */
 /* The rejects and state files are written, cut and removed: each must be a
  * regular file (or not be there yet) and neither the input nor the mapping
  * (`--rejects data.ndjson` cut the input to nothing, and `--state /dev/null`
@@ -246,6 +241,7 @@ static void import_canonical(const char *path, char *out, size_t size)
         snprintf(out, size, "%s", path);
 }
 
+/* Fails when the state cannot be written where it goes, before a store is opened (or made) for nothing. */
 static rl_error *import_state_writable(const char *path)
 {
     char tmp[PATH_MAX + 8];
@@ -698,21 +694,19 @@ int cmd_import(int argc, char **argv)
     bool unreadable = false;
     if (!restart && import_state_load(state_path, &saved, &unreadable)) {
         char why[2 * PATH_MAX + 64];
-        import_state *keyed_alike = malloc(sizeof *keyed_alike);
-        if (!keyed_alike)
-            RL_FAIL(RL_ENOMEM, "out of memory");
-        *keyed_alike = state;
-        snprintf(keyed_alike->source_system, sizeof keyed_alike->source_system, "%s", saved.source_system);
-        bool rekeyed = saved.last_stored[0] && strcmp(saved.source_system, state.source_system) != 0 &&
-                       import_state_matches(&saved, keyed_alike, why, sizeof why);
-        free(keyed_alike);
-        if (rekeyed)
+        bool same = import_state_matches(&saved, &state, why, sizeof why);
+        if (same && strcmp(saved.source_system, state.source_system) != 0) {
+            const char *was = saved.source_system[0] ? saved.source_system : "their first identifier";
+            const char *now = state.source_system[0] ? state.source_system : "their first identifier";
             /* Rows it stored keyed one way would be created again as new records keyed the other. */
-            RL_FAIL(RL_EINVAL, "the progress in %s recognised rows by %s, this run by %s: run with the same "
-                    "--source-system (and token) to resume, or --restart to send every row again knowingly",
-                    state_path, saved.source_system[0] ? saved.source_system : "their first identifier",
-                    state.source_system[0] ? state.source_system : "their first identifier");
-        if (!import_state_matches(&saved, &state, why, sizeof why)) {
+            if (saved.last_stored[0])
+                RL_FAIL(RL_EINVAL, "the progress in %s recognised rows by %s, this run by %s: run with the same "
+                        "--source-system (and token) to resume, or --restart to send every row again knowingly",
+                        state_path, was, now);
+            snprintf(why, sizeof why, "its rows were recognised by %s, not %s", was, now);
+            same = false;
+        }
+        if (!same) {
             fprintf(stderr, "import: the progress in %s is not used: %s; it is replaced, starting from row 1\n",
                     state_path, why);
         } else if (saved.done > 0 && saved.last_stored[0] &&

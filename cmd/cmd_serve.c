@@ -171,15 +171,8 @@ static rl_error *serve_first_token(const rl_config *cfg, rl_store *store, rl_reg
     err = rl_registry_audit(registry, &actor, "token-create", NULL, 0, "ok", detail);
     json_decref(detail);
     if (err) {
-        /* Never shown and not in the trail: withdrawn, so that the next start makes a first token again. */
-        json_t *gone = NULL;
-        rl_error *rerr = api_auth_token_revoke(auth, json_string_value(json_object_get(made, "id")),
-                                               API_TOKEN_WITHDRAWN_BY, &gone);
-        json_decref(gone);
-        if (rerr) {
-            rl_log_error(RL_LOG_ERROR, "serve", "an unaudited first admin token could not be withdrawn", rerr);
-            rl_error_free(rerr);
-        }
+        /* Never shown: withdrawn, so that the next start makes a first token again. */
+        api_auth_token_withdraw(auth, made, "serve");
         goto cleanup;
     }
     const char *token = json_string_value(json_object_get(made, "token"));

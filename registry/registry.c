@@ -262,14 +262,18 @@ void rl_registry_close(rl_registry *reg)
     free(reg);
 }
 
+bool reg_log_due(atomic_uint_fast64_t *logged_ns)
+{
+    uint64_t now = rl_time_mono_ns(), last = atomic_load(logged_ns);
+    /* One thread a minute wins the exchange and logs; the rest only count. */
+    return (last == 0 || now - last >= 60ull * 1000000000ull) && atomic_compare_exchange_strong(logged_ns, &last, now);
+}
+
 void reg_block_cut(rl_registry *reg, rl_cf cf)
 {
     int family = cf == RL_CF_IDENT;
     atomic_fetch_add(&reg->blocks_cut[family], 1);
-    uint64_t now = rl_time_mono_ns(), last = atomic_load(&reg->cut_logged_ns);
-    /* One thread a minute wins the exchange and logs; the rest only count. */
-    if ((last != 0 && now - last < 60ull * 1000000000ull) ||
-        !atomic_compare_exchange_strong(&reg->cut_logged_ns, &last, now))
+    if (!reg_log_due(&reg->cut_logged_ns))
         return;
     rl_log(RL_LOG_WARN, "registry", "over-full blocks cut",
            "cap=%d blocking_total=%llu ident_total=%llu logged_at_most_every_s=60",

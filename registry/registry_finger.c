@@ -703,7 +703,6 @@ cleanup:
     return err;
 }
 
-/* One finger's features, decoded in place from the store's bytes (*out stays NULL on error). */
 /* A stored finger's full features for the re-rank; damage leaves them NULL
  * (the finger is left out of that search) and is counted, anything else fails. */
 typedef struct fg_fetch_one {
@@ -764,9 +763,7 @@ static void fg_unreadable_note(rl_registry *reg, size_t n)
     if (!n)
         return;
     uint64_t total = atomic_fetch_add(&reg->fingers_unreadable, n) + n;
-    uint64_t now = rl_time_mono_ns(), last = atomic_load(&reg->unreadable_logged_ns);
-    if ((last != 0 && now - last < 60ull * 1000000000ull) ||
-        !atomic_compare_exchange_strong(&reg->unreadable_logged_ns, &last, now))
+    if (!reg_log_due(&reg->unreadable_logged_ns))
         return;
     rl_log(RL_LOG_ERROR, "registry", "short-listed fingers left out of 1:N searches: their features do not load",
            "total=%llu logged_at_most_every_s=60 hint=\"ridgeline check names them\"", (unsigned long long)total);

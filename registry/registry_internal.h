@@ -109,6 +109,8 @@ struct rl_registry {
  * counted (rl_registry_stats), and logged with the count at most once a
  * minute; the key is patient data and is never logged. */
 void reg_block_cut(rl_registry *reg, rl_cf cf);
+/* True for at most one caller a minute per *logged_ns (it records when): the one to log a count. */
+bool reg_log_due(atomic_uint_fast64_t *logged_ns);
 
 /* Frees the registry's finger gallery (rl_registry_close). */
 void reg_finger_close(rl_registry *reg);
